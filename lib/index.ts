@@ -1,0 +1,26 @@
+/**
+ * pace-peft: fine-tune pretrained vision transformers with parameter-efficient adapters and the PACE
+ * consistency regulariser, with every tensor operation in libtorch.
+ */
+export { DTypeSchema, type DType, type TypedArray } from './dtype';
+export { Tensor, tensor, type NestedNumbers, type TensorData, type TensorOptions } from './tensor';
+export {
+  loadTensors,
+  saveTensors,
+  readTensorHeader,
+  disposeTensors,
+  type TensorFile,
+  type TensorHeader,
+  type TensorHeaderEntry,
+  type TensorMetadata,
+  type TensorRecord,
+  type SaveTensorsOptions,
+} from './safetensors';
+export {
+  doctor,
+  measureGemm,
+  formatDoctorReport,
+  type DoctorReport,
+  type GemmMeasurement,
+  type GemmOptions,
+} from './doctor';

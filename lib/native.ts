@@ -1,0 +1,102 @@
+import path from 'node:path';
+
+import type { DType } from './dtype';
+
+/** The native handle behind a {@link Tensor}; not part of the public API. */
+export interface NativeTensorHandle {
+  readonly shape: number[];
+  readonly dtype: DType;
+  readonly device: string;
+  readonly numel: number;
+  readonly byteLength: number;
+  readonly disposed: boolean;
+  copyData(dtype: DType): ArrayBuffer;
+  viewData(): ArrayBuffer | undefined;
+  to(device: string): NativeTensorHandle;
+  cast(dtype: DType): NativeTensorHandle;
+  clone(): NativeTensorHandle;
+  dispose(): void;
+}
+
+export interface NativeSafetensorsEntry {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  dataOffsets: [number, number];
+}
+
+export interface NativeDoctorReport {
+  torchVersion: string;
+  cuda: { built: boolean; deviceCount: number };
+  blas: { kind: string; library: string; detail: string; threading: string };
+  threads: { intraOp: number; interOp: number; hardware: number };
+  parallelInfo: string;
+  buildConfig: string;
+  warnings: string[];
+}
+
+export interface NativeGemmMeasurement {
+  size: number;
+  iterations: number;
+  seconds: number;
+  gflops: number;
+  device: string;
+}
+
+export interface NativeAddon {
+  createTensor(
+    data: ArrayBuffer,
+    byteOffset: number,
+    byteLength: number,
+    dtype: DType,
+    shape: number[],
+  ): NativeTensorHandle;
+  loadSafetensors(
+    path: string,
+  ): Promise<{ names: string[]; tensors: NativeTensorHandle[]; metadata: Record<string, string> | null }>;
+  readSafetensorsHeader(path: string): Promise<{
+    entries: NativeSafetensorsEntry[];
+    metadata: Record<string, string> | null;
+    dataStart: number;
+    fileSize: number;
+  }>;
+  saveSafetensors(
+    path: string,
+    names: string[],
+    tensors: NativeTensorHandle[],
+    metadata: Record<string, string> | null,
+  ): Promise<void>;
+  doctor(): NativeDoctorReport;
+  measureGemm(size: number, seconds: number, device: string): Promise<NativeGemmMeasurement>;
+}
+
+/** The package root: `lib/` (sources) and `dist/` (compiled) both sit one level below it. */
+export const packageRoot = path.resolve(__dirname, '..');
+
+let addon: NativeAddon | undefined;
+let addonPath: string | undefined;
+
+/** Loads the native addon once (a prebuild from `prebuilds/`, else `build/Release/`). */
+export function nativeAddon(): NativeAddon {
+  if (addon) return addon;
+  // node-gyp-build ships no types; its only export is this loader function.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const load = require('node-gyp-build') as { (dir: string): unknown; resolve(dir: string): string };
+  try {
+    addonPath = load.resolve(packageRoot);
+    addon = load(packageRoot) as NativeAddon;
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    const hint = /libtorch|libc10|libtorch_cpu/.test(reason)
+      ? 'libtorch is not installed where the addon was built against it: `apt-get install libtorch-dev libopenblas0-openmp` (Debian/Ubuntu) or set LD_LIBRARY_PATH to your libtorch/lib'
+      : 'build it with `npm run build:native` (needs cmake, a C++17 compiler and libtorch; `npm test` and `npm run demo` set all of this up on Debian)';
+    throw new Error(`pace-peft: cannot load the native addon (${reason}). ${hint}.`, { cause: error });
+  }
+  return addon;
+}
+
+/** Where the loaded addon came from (for `doctor()`). */
+export function nativeAddonPath(): string {
+  nativeAddon();
+  return addonPath ?? '';
+}

@@ -1,0 +1,314 @@
+import { z } from 'zod';
+
+import { DTypeSchema, dtypeOfArray, itemSize, storageArrayOf, type DType, type TypedArray } from './dtype';
+import { nativeAddon, type NativeTensorHandle } from './native';
+import { parseOptions } from './options';
+
+/** Nested arrays of numbers, as `tensor([[1, 2], [3, 4]])` takes them. */
+export type NestedNumbers = number | readonly NestedNumbers[];
+
+/** What {@link tensor} accepts as data. */
+export type TensorData = TypedArray | ArrayBuffer | readonly NestedNumbers[];
+
+const TensorOptionsSchema = z
+  .object({
+    /** Element type. Defaults to the typed array's own type, or float32 for plain numbers. */
+    dtype: DTypeSchema.optional(),
+    /** Device to place the tensor on after creation (`'cpu'`, `'cuda'`, `'cuda:1'`). Defaults to `'cpu'`. */
+    device: z.string().min(1).optional(),
+  })
+  .strict();
+
+/** Options of {@link tensor}. */
+export type TensorOptions = z.input<typeof TensorOptionsSchema>;
+
+const handles = new WeakMap<Tensor, NativeTensorHandle>();
+
+/**
+ * An n-dimensional array held by libtorch (on the CPU or a GPU). JavaScript holds only a handle:
+ * call {@link Tensor.dispose} (or declare it with `using`) to free the memory at once; otherwise the
+ * garbage collector frees it, and it knows how much native memory each tensor holds.
+ */
+export class Tensor implements Disposable {
+  /** @internal Tensors are made by {@link tensor}, {@link loadTensors} and the model APIs. */
+  constructor(handle: NativeTensorHandle) {
+    handles.set(this, handle);
+  }
+
+  /** Dimensions, outermost first. */
+  get shape(): number[] {
+    return handleOf(this).shape;
+  }
+
+  /** Element type. */
+  get dtype(): DType {
+    return handleOf(this).dtype;
+  }
+
+  /** Device the data lives on: `'cpu'`, `'cuda:0'`, ... */
+  get device(): string {
+    return handleOf(this).device;
+  }
+
+  /** Number of elements. */
+  get size(): number {
+    return handleOf(this).numel;
+  }
+
+  /** Bytes of the elements (not of any larger storage this tensor views). */
+  get byteLength(): number {
+    return handleOf(this).byteLength;
+  }
+
+  /** True once {@link Tensor.dispose} has run; every other member then throws. */
+  get disposed(): boolean {
+    return handleOf(this).disposed;
+  }
+
+  /** A copy of the elements in their own storage type (raw bits for float16/bfloat16/float8). */
+  data(): TypedArray {
+    return this.copyAs(this.dtype);
+  }
+
+  /**
+   * The elements without a copy where libtorch allows it safely (a contiguous CPU tensor, a runtime that
+   * permits external buffers); otherwise a copy. Writes to a shared view change the tensor; the view
+   * keeps the memory alive even after `dispose()`.
+   */
+  view(): TypedArray {
+    const buffer = handleOf(this).viewData();
+    if (buffer === undefined) return this.data();
+    const StorageArray = storageArrayOf[this.dtype];
+    return new StorageArray(buffer, 0, buffer.byteLength / StorageArray.BYTES_PER_ELEMENT);
+  }
+
+  /** The values converted to float32. */
+  toFloat32Array(): Float32Array {
+    return this.copyAs('float32') as Float32Array;
+  }
+
+  /** The values converted to float64. */
+  toFloat64Array(): Float64Array {
+    return this.copyAs('float64') as Float64Array;
+  }
+
+  /** The values converted to int32 (truncating floats toward zero, as a libtorch cast does). */
+  toInt32Array(): Int32Array {
+    return this.copyAs('int32') as Int32Array;
+  }
+
+  /** The values converted to int64. */
+  toBigInt64Array(): BigInt64Array {
+    return this.copyAs('int64') as BigInt64Array;
+  }
+
+  /** The values converted to uint8 (bool becomes 0/1). */
+  toUint8Array(): Uint8Array {
+    return this.copyAs('uint8') as Uint8Array;
+  }
+
+  /** The values as nested JavaScript arrays of numbers (int64 as numbers: exact up to 2^53). */
+  toArray(): NestedNumbers[] | number {
+    const flat = Array.from(this.toFloat64Array());
+    const shape = this.shape;
+    if (shape.length === 0) return flat[0];
+    const build = (dim: number, offset: number, stride: number): NestedNumbers[] => {
+      const inner = stride / shape[dim];
+      return Array.from({ length: shape[dim] }, (_, i) =>
+        dim === shape.length - 1 ? flat[offset + i] : build(dim + 1, offset + i * inner, inner),
+      );
+    };
+    return build(0, 0, flat.length);
+  }
+
+  /** This tensor on another device (`'cpu'`, `'cuda'`, `'cuda:1'`); the same data when already there. */
+  to(device: string): Tensor {
+    return new Tensor(handleOf(this).to(device));
+  }
+
+  /** A copy with another element type. */
+  cast(dtype: DType): Tensor {
+    return new Tensor(handleOf(this).cast(parseOptions(DTypeSchema, dtype, 'dtype')));
+  }
+
+  /** A copy in its own memory. */
+  clone(): Tensor {
+    return new Tensor(handleOf(this).clone());
+  }
+
+  /** Frees the native memory now. Safe to call twice. */
+  dispose(): void {
+    handleOf(this).dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  toString(): string {
+    const handle = handleOf(this);
+    if (handle.disposed) return 'Tensor(disposed)';
+    return `Tensor(${handle.dtype}[${handle.shape.join(',')}], ${handle.device})`;
+  }
+
+  private copyAs(dtype: DType): TypedArray {
+    const buffer = handleOf(this).copyData(dtype);
+    const StorageArray = storageArrayOf[dtype];
+    return new StorageArray(buffer, 0, buffer.byteLength / StorageArray.BYTES_PER_ELEMENT);
+  }
+}
+
+/** @internal The native handle of a tensor, for the other modules of this package. */
+export function handleOf(tensor: Tensor): NativeTensorHandle {
+  const handle = tensor instanceof Tensor ? handles.get(tensor) : undefined;
+  if (!handle) throw new TypeError(`expected a Tensor, got ${describe(tensor)}`);
+  return handle;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'object') return value.constructor?.name ?? 'an object';
+  return typeof value;
+}
+
+function checkShape(shape: unknown): number[] {
+  if (!Array.isArray(shape)) throw new TypeError(`shape must be an array of dimensions, got ${describe(shape)}`);
+  shape.forEach((dim: unknown, i) => {
+    if (typeof dim !== 'number' || !Number.isSafeInteger(dim) || dim < 0) {
+      throw new RangeError(`shape[${i}] must be a non-negative integer, got ${String(dim)}`);
+    }
+  });
+  return shape as number[];
+}
+
+function product(shape: readonly number[]): number {
+  return shape.reduce((total, dim) => total * dim, 1);
+}
+
+function flatten(data: readonly NestedNumbers[]): { values: number[]; shape: number[] } {
+  const shape: number[] = [];
+  for (let level: NestedNumbers = data; Array.isArray(level); level = (level as NestedNumbers[])[0]) {
+    shape.push((level as NestedNumbers[]).length);
+    if ((level as NestedNumbers[]).length === 0) break;
+  }
+  const values: number[] = [];
+  const walk = (node: NestedNumbers, depth: number, where: string): void => {
+    if (depth === shape.length) {
+      if (typeof node !== 'number') throw new TypeError(`data${where} must be a number, got ${describe(node)}`);
+      values.push(node);
+      return;
+    }
+    if (!Array.isArray(node) || node.length !== shape[depth]) {
+      throw new RangeError(`data${where} must be an array of length ${shape[depth]} (the data is ragged)`);
+    }
+    node.forEach((child: NestedNumbers, i: number) => walk(child, depth + 1, `${where}[${i}]`));
+  };
+  walk(data, 0, '');
+  return { values, shape };
+}
+
+/** Dtypes whose values JavaScript numbers cannot be written as directly (they are stored as raw bits). */
+function storedAsBits(dtype: DType): boolean {
+  return dtype === 'float16' || dtype === 'bfloat16' || dtype.startsWith('float8');
+}
+
+function fromNumbers(values: number[], dtype: DType): TypedArray {
+  if (dtype === 'int64' || dtype === 'uint64') {
+    values.forEach((v, i) => {
+      if (!Number.isInteger(v)) throw new RangeError(`data[${i}] = ${v} is not an integer (dtype ${dtype})`);
+    });
+    return dtype === 'int64' ? BigInt64Array.from(values, BigInt) : BigUint64Array.from(values, BigInt);
+  }
+  if (dtype === 'bool') return Uint8Array.from(values, (v) => Number(v !== 0));
+  const StorageArray = storageArrayOf[dtype] as unknown as { from(values: number[]): TypedArray };
+  return StorageArray.from(values);
+}
+
+/**
+ * Creates a CPU tensor from data (copied into libtorch-owned memory, so the array may be reused at once).
+ *
+ * - A typed array keeps its own dtype (`Float32Array` → float32, `BigInt64Array` → int64, `Uint8Array` → uint8 ...);
+ *   `options.dtype` converts the values (`tensor(floats, shape, { dtype: 'bfloat16' })`).
+ * - A `Uint16Array` (with `dtype: 'float16' | 'bfloat16' | 'uint16'`), and an `ArrayBuffer` or a `Uint8Array`/`Buffer`
+ *   with any other `dtype`, are taken as the raw little-endian bits of that dtype.
+ * - Nested arrays of numbers give the shape themselves and default to float32.
+ *
+ * `shape` defaults to `[length]` for flat data; its product must equal the number of elements.
+ */
+export function tensor(data: TensorData, shape?: readonly number[], options: TensorOptions = {}): Tensor {
+  const { dtype: requested, device } = parseOptions(TensorOptionsSchema, options, 'options');
+  const givenShape = shape === undefined ? undefined : checkShape(shape);
+
+  if (Array.isArray(data)) {
+    const flat = flatten(data);
+    const target = requested ?? 'float32';
+    const written = storedAsBits(target) ? 'float32' : target;
+    const created = createFrom(fromNumbers(flat.values, written), written, givenShape ?? flat.shape, false);
+    return written === target ? onDevice(created, device) : withDtype(created, target, device);
+  }
+
+  let array: TypedArray;
+  if (data instanceof ArrayBuffer) {
+    array = new Uint8Array(data);
+  } else if (ArrayBuffer.isView(data) && !(data instanceof DataView)) {
+    array = data as TypedArray;
+  } else {
+    throw new TypeError(`data must be a typed array, an ArrayBuffer or an array of numbers, got ${describe(data)}`);
+  }
+
+  const own = dtypeOfArray(array);
+  if (array instanceof Uint16Array) {
+    if (requested === undefined || itemSize(requested) !== 2) {
+      throw new TypeError("a Uint16Array needs options.dtype 'float16', 'bfloat16' or 'uint16' (its raw bits)");
+    }
+    return onDevice(createFrom(array, requested, givenShape, true), device);
+  }
+  if (own === 'uint8' && requested !== undefined && requested !== 'uint8') {
+    return onDevice(createFrom(array, requested, givenShape, true), device);
+  }
+  const created = createFrom(array, own ?? 'uint8', givenShape, false);
+  return requested === undefined || requested === own
+    ? onDevice(created, device)
+    : withDtype(created, requested, device);
+}
+
+function createFrom(array: TypedArray, dtype: DType, shape: number[] | undefined, rawBits: boolean): Tensor {
+  const elements = rawBits ? array.byteLength / itemSize(dtype) : array.length;
+  if (!Number.isInteger(elements)) {
+    throw new RangeError(
+      `data has ${array.byteLength} bytes, not a whole number of ${dtype} elements (${itemSize(dtype)} bytes each)`,
+    );
+  }
+  const resultShape = shape ?? [elements];
+  const needed = product(resultShape);
+  if (elements !== needed) {
+    throw new RangeError(`data has ${elements} elements but shape [${resultShape.join(',')}] needs ${needed}`);
+  }
+  // A SharedArrayBuffer could change under the copy: take a private snapshot first.
+  const source = array.buffer instanceof ArrayBuffer ? array : array.slice();
+  const handle = nativeAddon().createTensor(
+    source.buffer as ArrayBuffer,
+    source.byteOffset,
+    source.byteLength,
+    dtype,
+    resultShape,
+  );
+  return new Tensor(handle);
+}
+
+function withDtype(source: Tensor, dtype: DType, device: string | undefined): Tensor {
+  try {
+    return onDevice(source.cast(dtype), device);
+  } finally {
+    source.dispose();
+  }
+}
+
+function onDevice(result: Tensor, device: string | undefined): Tensor {
+  if (device === undefined || device === 'cpu') return result;
+  try {
+    return result.to(device);
+  } finally {
+    result.dispose();
+  }
+}

@@ -1,0 +1,14 @@
+#pragma once
+#include <napi.h>
+
+namespace pace::addon {
+
+// Per-environment state (one per main thread or worker_thread that loads the addon): nothing is shared
+// between JavaScript environments.
+struct AddonData {
+  Napi::FunctionReference tensorConstructor;
+
+  static AddonData& of(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
+};
+
+}  // namespace pace::addon

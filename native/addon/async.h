@@ -1,0 +1,63 @@
+#pragma once
+#include <napi.h>
+
+#include <functional>
+#include <optional>
+#include <utility>
+
+#include "errors.h"
+
+namespace pace::addon {
+
+// Runs `compute` on a libuv worker thread and settles a Promise on the JS thread with `toJs(result)`.
+// compute must not touch JavaScript values; toJs runs on the JS thread.
+template <typename Result>
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  using Compute = std::function<Result()>;
+  using ToJs = std::function<Napi::Value(Napi::Env, Result&)>;
+
+  PromiseWorker(Napi::Env env, const char* name, Compute compute, ToJs toJs)
+      : Napi::AsyncWorker(env, name),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        compute_(std::move(compute)),
+        toJs_(std::move(toJs)) {}
+
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      result_.emplace(compute_());
+    } catch (const std::exception& error) {
+      SetError(describe(error));
+    }
+  }
+  void OnOK() override {
+    try {
+      deferred_.Resolve(toJs_(Env(), *result_));
+    } catch (const Napi::Error& error) {
+      deferred_.Reject(error.Value());
+    } catch (const std::exception& error) {
+      deferred_.Reject(Napi::Error::New(Env(), describe(error)).Value());
+    }
+  }
+  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Compute compute_;
+  ToJs toJs_;
+  std::optional<Result> result_;
+};
+
+template <typename Compute, typename ToJs>
+Napi::Promise runAsync(Napi::Env env, const char* name, Compute compute, ToJs toJs) {
+  using Result = decltype(compute());
+  auto* worker = new PromiseWorker<Result>(env, name, std::move(compute), std::move(toJs));
+  Napi::Promise promise = worker->promise();
+  worker->Queue();  // the worker deletes itself once the promise is settled
+  return promise;
+}
+
+}  // namespace pace::addon

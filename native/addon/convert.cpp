@@ -1,0 +1,71 @@
+#include "convert.h"
+
+#include <cmath>
+
+#include "tensor/dtype.h"
+
+namespace pace::addon {
+
+std::vector<int64_t> shapeFromJs(const Napi::Value& value, const std::string& what) {
+  const Napi::Env env = value.Env();
+  if (!value.IsArray()) throw Napi::TypeError::New(env, what + " must be an array of dimensions");
+  const auto array = value.As<Napi::Array>();
+  std::vector<int64_t> shape;
+  shape.reserve(array.Length());
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    const Napi::Value dim = array.Get(i);
+    const double number = dim.IsNumber() ? dim.As<Napi::Number>().DoubleValue() : -1;
+    if (!dim.IsNumber() || !(number >= 0) || std::floor(number) != number || number > 9007199254740991.0) {
+      throw Napi::RangeError::New(
+          env, what + "[" + std::to_string(i) + "] must be a non-negative integer, got " + dim.ToString().Utf8Value());
+    }
+    shape.push_back(static_cast<int64_t>(number));
+  }
+  return shape;
+}
+
+Napi::Array shapeToJs(Napi::Env env, at::IntArrayRef shape) {
+  Napi::Array array = Napi::Array::New(env, shape.size());
+  for (size_t i = 0; i < shape.size(); ++i) array.Set(static_cast<uint32_t>(i), static_cast<double>(shape[i]));
+  return array;
+}
+
+std::string stringFromJs(const Napi::Value& value, const std::string& what) {
+  if (!value.IsString()) throw Napi::TypeError::New(value.Env(), what + " must be a string");
+  return value.As<Napi::String>().Utf8Value();
+}
+
+at::ScalarType dtypeFromJs(const Napi::Value& value, const std::string& what) {
+  const std::string name = stringFromJs(value, what);
+  const auto dtype = dtypeFromName(name);
+  if (!dtype) {
+    std::string known;
+    for (const auto& info : supportedDtypes()) known += std::string(known.empty() ? "" : ", ") + info.name;
+    throw Napi::TypeError::New(value.Env(), what + " \"" + name + "\" is not a dtype (expected one of " + known + ")");
+  }
+  return *dtype;
+}
+
+TensorMetadata metadataFromJs(const Napi::Value& value) {
+  const Napi::Env env = value.Env();
+  if (!value.IsObject()) throw Napi::TypeError::New(env, "metadata must be an object of strings");
+  const auto object = value.As<Napi::Object>();
+  const Napi::Array keys = object.GetPropertyNames();
+  TensorMetadata metadata;
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    const std::string key = keys.Get(i).ToString().Utf8Value();
+    const Napi::Value item = object.Get(key);
+    if (!item.IsString()) throw Napi::TypeError::New(env, "metadata." + key + " must be a string");
+    metadata.emplace_back(key, item.As<Napi::String>().Utf8Value());
+  }
+  return metadata;
+}
+
+Napi::Value metadataToJs(Napi::Env env, const std::optional<TensorMetadata>& metadata) {
+  if (!metadata) return env.Null();
+  Napi::Object object = Napi::Object::New(env);
+  for (const auto& [key, value] : *metadata) object.Set(key, value);
+  return object;
+}
+
+}  // namespace pace::addon

@@ -1,0 +1,21 @@
+#pragma once
+#include <napi.h>
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/safetensors.h"
+
+namespace pace::addon {
+
+std::vector<int64_t> shapeFromJs(const Napi::Value& value, const std::string& what);
+Napi::Array shapeToJs(Napi::Env env, at::IntArrayRef shape);
+at::ScalarType dtypeFromJs(const Napi::Value& value, const std::string& what);
+std::string stringFromJs(const Napi::Value& value, const std::string& what);
+TensorMetadata metadataFromJs(const Napi::Value& value);
+Napi::Value metadataToJs(Napi::Env env, const std::optional<TensorMetadata>& metadata);
+
+}  // namespace pace::addon

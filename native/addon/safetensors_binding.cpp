@@ -1,0 +1,98 @@
+#include "async.h"
+#include "bindings.h"
+#include "convert.h"
+#include "io/safetensors.h"
+#include "tensor/dtype.h"
+#include "tensor_handle.h"
+
+namespace pace::addon {
+
+namespace {
+
+// loadSafetensors(path) -> Promise<{ names, tensors, metadata }>, tensors in file order.
+Napi::Value loadSafetensorsJs(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    const std::string path = stringFromJs(info[0], "path");
+    return runAsync(
+        info.Env(), "pace.loadSafetensors", [path] { return loadSafetensors(path); },
+        [](Napi::Env env, SafetensorsContents& contents) -> Napi::Value {
+          Napi::Array names = Napi::Array::New(env, contents.tensors.size());
+          Napi::Array tensors = Napi::Array::New(env, contents.tensors.size());
+          for (uint32_t i = 0; i < contents.tensors.size(); ++i) {
+            names.Set(i, contents.tensors[i].name);
+            tensors.Set(i, TensorHandle::wrap(env, std::move(contents.tensors[i].tensor)));
+          }
+          Napi::Object result = Napi::Object::New(env);
+          result.Set("names", names);
+          result.Set("tensors", tensors);
+          result.Set("metadata", metadataToJs(env, contents.metadata));
+          return result;
+        });
+  });
+}
+
+// readSafetensorsHeader(path) -> Promise<{ entries, metadata, dataStart, fileSize }>; reads no tensor data.
+Napi::Value readSafetensorsHeaderJs(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    const std::string path = stringFromJs(info[0], "path");
+    return runAsync(
+        info.Env(), "pace.readSafetensorsHeader", [path] { return readSafetensorsHeader(path); },
+        [](Napi::Env env, SafetensorsHeader& header) -> Napi::Value {
+          Napi::Array entries = Napi::Array::New(env, header.entries.size());
+          for (uint32_t i = 0; i < header.entries.size(); ++i) {
+            const auto& entry = header.entries[i];
+            Napi::Object item = Napi::Object::New(env);
+            item.Set("name", entry.name);
+            item.Set("dtype", dtypeName(entry.dtype));
+            item.Set("shape", shapeToJs(env, entry.shape));
+            item.Set("dataOffsets",
+                     shapeToJs(env, {static_cast<int64_t>(entry.begin), static_cast<int64_t>(entry.end)}));
+            entries.Set(i, item);
+          }
+          Napi::Object result = Napi::Object::New(env);
+          result.Set("entries", entries);
+          result.Set("metadata", metadataToJs(env, header.metadata));
+          result.Set("dataStart", static_cast<double>(header.dataStart));
+          result.Set("fileSize", static_cast<double>(header.fileSize));
+          return result;
+        });
+  });
+}
+
+// saveSafetensors(path, names, tensors, metadata | null) -> Promise<void>.
+Napi::Value saveSafetensorsJs(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const std::string path = stringFromJs(info[0], "path");
+    if (!info[1].IsArray() || !info[2].IsArray()) throw Napi::TypeError::New(env, "names and tensors must be arrays");
+    const auto names = info[1].As<Napi::Array>();
+    const auto handles = info[2].As<Napi::Array>();
+    if (names.Length() != handles.Length()) throw Napi::TypeError::New(env, "names and tensors differ in length");
+    std::vector<NamedTensor> tensors;
+    tensors.reserve(names.Length());
+    for (uint32_t i = 0; i < names.Length(); ++i) {
+      const std::string name = stringFromJs(names.Get(i), "tensor name");
+      // Each worker holds its own reference: disposing a handle while the write runs is safe.
+      tensors.push_back({name, TensorHandle::unwrap(handles.Get(i), "tensors['" + name + "']")});
+    }
+    std::optional<TensorMetadata> metadata;
+    if (!info[3].IsNull() && !info[3].IsUndefined()) metadata = metadataFromJs(info[3]);
+    return runAsync(
+        env, "pace.saveSafetensors",
+        [path, tensors = std::move(tensors), metadata = std::move(metadata)] {
+          saveSafetensors(path, tensors, metadata);
+          return true;
+        },
+        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+  });
+}
+
+}  // namespace
+
+void registerSafetensorsBindings(Napi::Env env, Napi::Object exports) {
+  exports.Set("loadSafetensors", Napi::Function::New(env, loadSafetensorsJs, "loadSafetensors"));
+  exports.Set("readSafetensorsHeader", Napi::Function::New(env, readSafetensorsHeaderJs, "readSafetensorsHeader"));
+  exports.Set("saveSafetensors", Napi::Function::New(env, saveSafetensorsJs, "saveSafetensors"));
+}
+
+}  // namespace pace::addon

@@ -1,0 +1,68 @@
+#include "async.h"
+#include "bindings.h"
+#include "convert.h"
+#include "system/doctor.h"
+
+namespace pace::addon {
+
+namespace {
+
+Napi::Value doctorJs(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const DoctorReport report = collectDoctorReport();
+    Napi::Object blas = Napi::Object::New(env);
+    blas.Set("kind", report.blas.kind);
+    blas.Set("library", report.blas.library);
+    blas.Set("detail", report.blas.detail);
+    blas.Set("threading", report.blas.threading);
+    Napi::Object threads = Napi::Object::New(env);
+    threads.Set("intraOp", report.intraOpThreads);
+    threads.Set("interOp", report.interOpThreads);
+    threads.Set("hardware", report.hardwareThreads);
+    Napi::Object cuda = Napi::Object::New(env);
+    cuda.Set("built", report.cudaBuilt);
+    cuda.Set("deviceCount", report.cudaDeviceCount);
+    Napi::Array warnings = Napi::Array::New(env, report.warnings.size());
+    for (uint32_t i = 0; i < report.warnings.size(); ++i) warnings.Set(i, report.warnings[i]);
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("torchVersion", report.torchVersion);
+    result.Set("cuda", cuda);
+    result.Set("blas", blas);
+    result.Set("threads", threads);
+    result.Set("parallelInfo", report.parallelInfo);
+    result.Set("buildConfig", report.buildConfig);
+    result.Set("warnings", warnings);
+    return result;
+  });
+}
+
+// measureGemm(size, seconds, device) -> Promise<{ size, iterations, seconds, gflops, device }>, off the JS thread.
+Napi::Value measureGemmJs(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const int size = info[0].ToNumber().Int32Value();
+    const double seconds = info[1].ToNumber().DoubleValue();
+    const std::string device = stringFromJs(info[2], "device");
+    return runAsync(
+        env, "pace.measureGemm", [=] { return measureGemm(size, seconds, device); },
+        [](Napi::Env env, GemmMeasurement& m) -> Napi::Value {
+          Napi::Object result = Napi::Object::New(env);
+          result.Set("size", m.size);
+          result.Set("iterations", m.iterations);
+          result.Set("seconds", m.seconds);
+          result.Set("gflops", m.gflops);
+          result.Set("device", m.device);
+          return result;
+        });
+  });
+}
+
+}  // namespace
+
+void registerSystemBindings(Napi::Env env, Napi::Object exports) {
+  exports.Set("doctor", Napi::Function::New(env, doctorJs, "doctor"));
+  exports.Set("measureGemm", Napi::Function::New(env, measureGemmJs, "measureGemm"));
+}
+
+}  // namespace pace::addon

@@ -1,0 +1,183 @@
+#include "tensor_handle.h"
+
+#include <cstring>
+
+#include "addon_data.h"
+#include "convert.h"
+#include "errors.h"
+#include "tensor/dtype.h"
+
+namespace pace::addon {
+
+namespace {
+
+int64_t memoryOf(const at::Tensor& tensor) {
+  return tensor.has_storage() ? static_cast<int64_t>(tensor.storage().nbytes()) : 0;
+}
+
+}  // namespace
+
+Napi::Function TensorHandle::define(Napi::Env env) {
+  return DefineClass(env, "NativeTensor",
+                     {
+                         InstanceAccessor<&TensorHandle::shape>("shape"),
+                         InstanceAccessor<&TensorHandle::dtype>("dtype"),
+                         InstanceAccessor<&TensorHandle::device>("device"),
+                         InstanceAccessor<&TensorHandle::numel>("numel"),
+                         InstanceAccessor<&TensorHandle::byteLength>("byteLength"),
+                         InstanceAccessor<&TensorHandle::disposed>("disposed"),
+                         InstanceMethod<&TensorHandle::copyData>("copyData"),
+                         InstanceMethod<&TensorHandle::viewData>("viewData"),
+                         InstanceMethod<&TensorHandle::to>("to"),
+                         InstanceMethod<&TensorHandle::cast>("cast"),
+                         InstanceMethod<&TensorHandle::clone>("clone"),
+                         InstanceMethod<&TensorHandle::dispose>("dispose"),
+                     });
+}
+
+Napi::Object TensorHandle::wrap(Napi::Env env, at::Tensor tensor) {
+  // The constructor copies the tensor out of this External before New() returns.
+  return AddonData::of(env).tensorConstructor.New({Napi::External<at::Tensor>::New(env, &tensor)});
+}
+
+const at::Tensor& TensorHandle::unwrap(const Napi::Value& value, const std::string& what) {
+  const Napi::Env env = value.Env();
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(AddonData::of(env).tensorConstructor.Value())) {
+    throw Napi::TypeError::New(env, what + " is not a Tensor");
+  }
+  return Unwrap(value.As<Napi::Object>())->live(env);
+}
+
+TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info), env_(info.Env()) {
+  if (info.Length() != 1 || !info[0].IsExternal()) {
+    throw Napi::TypeError::New(info.Env(), "NativeTensor cannot be constructed directly; use tensor()");
+  }
+  tensor_ = *info[0].As<Napi::External<at::Tensor>>().Data();
+  reportedBytes_ = memoryOf(*tensor_);
+  Napi::MemoryManagement::AdjustExternalMemory(info.Env(), reportedBytes_);
+}
+
+TensorHandle::~TensorHandle() {
+  if (tensor_ && env_) Napi::MemoryManagement::AdjustExternalMemory(env_, -reportedBytes_);
+}
+
+void TensorHandle::release(Napi::Env env) {
+  if (!tensor_) return;
+  tensor_.reset();
+  Napi::MemoryManagement::AdjustExternalMemory(env, -reportedBytes_);
+  reportedBytes_ = 0;
+}
+
+const at::Tensor& TensorHandle::live(Napi::Env env) const {
+  if (!tensor_) throw Napi::Error::New(env, "Tensor was disposed; it cannot be used any more");
+  return *tensor_;
+}
+
+Napi::Value TensorHandle::shape(const Napi::CallbackInfo& info) {
+  return shapeToJs(info.Env(), live(info.Env()).sizes());
+}
+
+Napi::Value TensorHandle::dtype(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&] { return Napi::String::New(info.Env(), dtypeName(live(info.Env()).scalar_type())); });
+}
+
+Napi::Value TensorHandle::device(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), live(info.Env()).device().str());
+}
+
+Napi::Value TensorHandle::numel(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(live(info.Env()).numel()));
+}
+
+Napi::Value TensorHandle::byteLength(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(live(info.Env()).nbytes()));
+}
+
+Napi::Value TensorHandle::disposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), !tensor_.has_value());
+}
+
+// copyData(dtype): the elements converted to `dtype`, in row-major order, as a new ArrayBuffer.
+Napi::Value TensorHandle::copyData(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    const at::ScalarType target = dtypeFromJs(info[0], "dtype");
+    const at::Tensor host = live(info.Env()).to(at::kCPU, target).contiguous();
+    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(info.Env(), host.nbytes());
+    if (host.nbytes() > 0) std::memcpy(buffer.Data(), host.data_ptr(), host.nbytes());
+    return buffer;
+  });
+}
+
+// viewData(): an ArrayBuffer over the tensor's own memory (no copy), kept alive by the buffer itself.
+// Only for contiguous CPU tensors; returns undefined where that is impossible or where the runtime
+// forbids external buffers (Electron's V8 sandbox), so the caller falls back to copyData.
+Napi::Value TensorHandle::viewData(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    const at::Tensor& tensor = live(info.Env());
+    if (!tensor.device().is_cpu() || !tensor.is_contiguous() || tensor.nbytes() == 0) return info.Env().Undefined();
+    auto* keepAlive = new at::Tensor(tensor);
+    napi_value result = nullptr;
+    const napi_status status = napi_create_external_arraybuffer(
+        info.Env(), keepAlive->data_ptr(), keepAlive->nbytes(),
+        [](napi_env, void*, void* hint) { delete static_cast<at::Tensor*>(hint); }, keepAlive, &result);
+    if (status != napi_ok) {
+      delete keepAlive;
+      return info.Env().Undefined();
+    }
+    return Napi::Value(info.Env(), result);
+  });
+}
+
+Napi::Value TensorHandle::to(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    const std::string device = stringFromJs(info[0], "device");
+    return wrap(info.Env(), live(info.Env()).to(at::Device(device)));
+  });
+}
+
+Napi::Value TensorHandle::cast(const Napi::CallbackInfo& info) {
+  return guard(info.Env(),
+               [&]() -> Napi::Value { return wrap(info.Env(), live(info.Env()).to(dtypeFromJs(info[0], "dtype"))); });
+}
+
+Napi::Value TensorHandle::clone(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value { return wrap(info.Env(), live(info.Env()).clone()); });
+}
+
+Napi::Value TensorHandle::dispose(const Napi::CallbackInfo& info) {
+  release(info.Env());
+  return info.Env().Undefined();
+}
+
+Napi::Value createTensor(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    if (!info[0].IsArrayBuffer()) throw Napi::TypeError::New(env, "data must be an ArrayBuffer");
+    auto buffer = info[0].As<Napi::ArrayBuffer>();
+    const double offset = info[1].ToNumber().DoubleValue();
+    const double length = info[2].ToNumber().DoubleValue();
+    if (!(offset >= 0) || !(length >= 0) || offset + length > static_cast<double>(buffer.ByteLength())) {
+      throw Napi::RangeError::New(env, "byte range lies outside the ArrayBuffer");
+    }
+    const at::ScalarType dtype = dtypeFromJs(info[3], "dtype");
+    const std::vector<int64_t> shape = shapeFromJs(info[4], "shape");
+    uint64_t numel = 1;
+    bool overflow = false;
+    for (int64_t dim : shape) overflow = overflow || __builtin_mul_overflow(numel, static_cast<uint64_t>(dim), &numel);
+    const uint64_t itemSize = c10::elementSize(dtype);
+    if (overflow || numel * itemSize != static_cast<uint64_t>(length)) {
+      throw Napi::RangeError::New(env, "data holds " + std::to_string(static_cast<uint64_t>(length) / itemSize) + " " +
+                                           dtypeName(dtype) + " elements but shape " + shapeToString(shape) +
+                                           " needs " +
+                                           (overflow ? std::string("more than 2^64") : std::to_string(numel)));
+    }
+    at::Tensor tensor = at::empty(shape, at::TensorOptions().dtype(dtype));
+    if (length > 0) {
+      std::memcpy(tensor.data_ptr(), static_cast<const char*>(buffer.Data()) + static_cast<size_t>(offset),
+                  static_cast<size_t>(length));
+    }
+    return TensorHandle::wrap(env, std::move(tensor));
+  });
+}
+
+}  // namespace pace::addon

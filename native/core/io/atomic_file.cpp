@@ -1,0 +1,71 @@
+#include "io/atomic_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include "errors.h"
+
+namespace pace {
+
+namespace {
+
+std::string systemError(const std::string& what, const std::string& path) {
+  return what + " '" + path + "': " + std::strerror(errno);
+}
+
+std::string directoryOf(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+}  // namespace
+
+AtomicFileWriter::AtomicFileWriter(std::string targetPath) : targetPath_(std::move(targetPath)) {
+  static std::atomic<unsigned> counter{0};
+  tempPath_ = targetPath_ + ".tmp-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
+  fd_ = ::open(tempPath_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw Error(systemError("cannot create", tempPath_));
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_) ::unlink(tempPath_.c_str());
+}
+
+void AtomicFileWriter::write(const void* data, size_t size) {
+  const char* bytes = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t written = ::write(fd_, bytes, size);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      throw Error(systemError("cannot write", tempPath_));
+    }
+    bytes += written;
+    size -= static_cast<size_t>(written);
+  }
+}
+
+void AtomicFileWriter::commit() {
+  if (::fsync(fd_) != 0) throw Error(systemError("cannot fsync", tempPath_));
+  if (::close(fd_) != 0) {
+    fd_ = -1;
+    throw Error(systemError("cannot close", tempPath_));
+  }
+  fd_ = -1;
+  if (::rename(tempPath_.c_str(), targetPath_.c_str()) != 0)
+    throw Error(systemError("cannot rename onto", targetPath_));
+  committed_ = true;
+  const int dirFd = ::open(directoryOf(targetPath_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dirFd >= 0) {
+    ::fsync(dirFd);
+    ::close(dirFd);
+  }
+}
+
+}  // namespace pace

@@ -1,0 +1,296 @@
+#include "io/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "errors.h"
+#include "io/atomic_file.h"
+#include "tensor/dtype.h"
+
+namespace pace {
+
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+// The same bound as the reference implementation: no real header comes near it, and it keeps a
+// hostile length field from making us allocate gigabytes.
+constexpr uint64_t kMaxHeaderBytes = 100ull * 1000 * 1000;
+
+class FileError {
+ public:
+  explicit FileError(std::string path) : path_(std::move(path)) {}
+  [[noreturn]] void fail(const std::string& problem) const {
+    throw Error("safetensors file '" + path_ + "': " + problem);
+  }
+  [[noreturn]] void failErrno(const std::string& what) const { fail(what + ": " + std::strerror(errno)); }
+
+ private:
+  std::string path_;
+};
+
+class ReadOnlyFile {
+ public:
+  ReadOnlyFile(const std::string& path, const FileError& err) : err_(err) {
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) err_.failErrno("cannot open");
+    struct stat info {};
+    if (::fstat(fd_, &info) != 0) err_.failErrno("cannot stat");
+    if (!S_ISREG(info.st_mode)) err_.fail("is not a regular file");
+    size_ = static_cast<uint64_t>(info.st_size);
+  }
+  ~ReadOnlyFile() { ::close(fd_); }
+  ReadOnlyFile(const ReadOnlyFile&) = delete;
+  ReadOnlyFile& operator=(const ReadOnlyFile&) = delete;
+
+  uint64_t size() const { return size_; }
+
+  void readExactly(uint64_t offset, void* out, uint64_t count) const {
+    char* dst = static_cast<char*>(out);
+    while (count > 0) {
+      const size_t chunk = static_cast<size_t>(std::min<uint64_t>(count, 1u << 30));
+      const ssize_t got = ::pread(fd_, dst, chunk, static_cast<off_t>(offset));
+      if (got < 0) {
+        if (errno == EINTR) continue;
+        err_.failErrno("read failed");
+      }
+      if (got == 0) err_.fail("file ended early (was it truncated while being read?)");
+      dst += got;
+      offset += static_cast<uint64_t>(got);
+      count -= static_cast<uint64_t>(got);
+    }
+  }
+
+ private:
+  const FileError& err_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+};
+
+uint64_t readLittleEndian64(const unsigned char* bytes) {
+  uint64_t value = 0;
+  for (int i = 7; i >= 0; --i) value = (value << 8) | bytes[i];
+  return value;
+}
+
+uint64_t nonNegativeInteger(const Json& value, const FileError& err, const std::string& what) {
+  if (value.is_number_unsigned()) return value.get<uint64_t>();
+  if (value.is_number_integer() && value.get<int64_t>() >= 0) return static_cast<uint64_t>(value.get<int64_t>());
+  err.fail(what + " must be a non-negative integer, got " + value.dump());
+}
+
+SafetensorsEntry parseEntry(const std::string& name, const Json& info, uint64_t dataSize, const FileError& err) {
+  const std::string where = "tensor '" + name + "'";
+  if (!info.is_object()) err.fail(where + ": expected an object with dtype, shape and data_offsets");
+  const auto dtypeIt = info.find("dtype");
+  const auto shapeIt = info.find("shape");
+  const auto offsetsIt = info.find("data_offsets");
+  if (dtypeIt == info.end() || !dtypeIt->is_string()) err.fail(where + ": missing or non-string \"dtype\"");
+  if (shapeIt == info.end() || !shapeIt->is_array()) err.fail(where + ": missing or non-array \"shape\"");
+  if (offsetsIt == info.end() || !offsetsIt->is_array() || offsetsIt->size() != 2)
+    err.fail(where + ": \"data_offsets\" must be an array [begin, end]");
+
+  SafetensorsEntry entry;
+  entry.name = name;
+  const std::string code = dtypeIt->get<std::string>();
+  const auto dtype = dtypeFromSafetensorsCode(code);
+  if (!dtype) {
+    if (isKnownButUnsupportedSafetensorsCode(code))
+      err.fail(where + ": dtype " + code + " needs a newer libtorch than " + TORCH_VERSION);
+    err.fail(where + ": unknown dtype \"" + code + "\"");
+  }
+  entry.dtype = *dtype;
+
+  uint64_t numel = 1;
+  bool overflow = false;
+  for (size_t i = 0; i < shapeIt->size(); ++i) {
+    const uint64_t dim = nonNegativeInteger((*shapeIt)[i], err, where + ": shape[" + std::to_string(i) + "]");
+    if (dim > static_cast<uint64_t>(INT64_MAX)) err.fail(where + ": shape[" + std::to_string(i) + "] is too large");
+    entry.shape.push_back(static_cast<int64_t>(dim));
+    overflow = overflow || __builtin_mul_overflow(numel, dim, &numel);
+  }
+  entry.begin = nonNegativeInteger((*offsetsIt)[0], err, where + ": data_offsets[0]");
+  entry.end = nonNegativeInteger((*offsetsIt)[1], err, where + ": data_offsets[1]");
+  if (entry.end < entry.begin)
+    err.fail(where + ": data_offsets [" + std::to_string(entry.begin) + "," + std::to_string(entry.end) +
+             "] end before they begin");
+  if (entry.end > dataSize)
+    err.fail(where + ": data_offsets [" + std::to_string(entry.begin) + "," + std::to_string(entry.end) +
+             "] run past the end of the data section (" + std::to_string(dataSize) + " bytes)");
+
+  uint64_t expectedBytes = 0;
+  overflow =
+      overflow || __builtin_mul_overflow(numel, static_cast<uint64_t>(c10::elementSize(entry.dtype)), &expectedBytes);
+  if (overflow || expectedBytes != entry.end - entry.begin)
+    err.fail(where + ": shape " + shapeToString(entry.shape) + " of " + code + " needs " +
+             (overflow ? std::string("more than 2^64") : std::to_string(expectedBytes)) +
+             " bytes but data_offsets span " + std::to_string(entry.end - entry.begin));
+  return entry;
+}
+
+TensorMetadata parseMetadata(const Json& value, const FileError& err) {
+  if (!value.is_object()) err.fail("\"__metadata__\" must be an object of strings");
+  TensorMetadata metadata;
+  for (const auto& item : value.items()) {
+    if (!item.value().is_string())
+      err.fail("\"__metadata__\".\"" + item.key() + "\" must be a string, got " + item.value().dump());
+    metadata.emplace_back(item.key(), item.value().get<std::string>());
+  }
+  return metadata;
+}
+
+// Every byte of the data section belongs to exactly one tensor, as the format requires.
+void checkCoverage(std::vector<SafetensorsEntry> entries, uint64_t dataSize, const FileError& err) {
+  std::sort(entries.begin(), entries.end(), [](const SafetensorsEntry& a, const SafetensorsEntry& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  uint64_t cursor = 0;
+  const SafetensorsEntry* previous = nullptr;
+  for (const auto& entry : entries) {
+    if (entry.begin < cursor)
+      err.fail("tensors '" + previous->name + "' and '" + entry.name + "' have overlapping data_offsets");
+    if (entry.begin > cursor)
+      err.fail("bytes " + std::to_string(cursor) + ".." + std::to_string(entry.begin) +
+               " of the data section belong to no tensor (gap before '" + entry.name + "')");
+    cursor = entry.end;
+    previous = &entry;
+  }
+  if (cursor != dataSize)
+    err.fail("the data section has " + std::to_string(dataSize - cursor) + " trailing bytes that belong to no tensor");
+}
+
+// A file whose first 8 bytes are no valid header length may be a checkpoint in another format: say which.
+// Pickles are never opened.
+void rejectOtherFormats(const unsigned char* start, const FileError& err) {
+  if (start[0] == 'P' && start[1] == 'K' && start[2] == 3 && start[3] == 4)
+    err.fail(
+        "is a ZIP archive (a torch.save checkpoint or a NumPy .npz), not safetensors. pace-peft never "
+        "unpickles; convert a PyTorch checkpoint with `python3 -c \"import torch, safetensors.torch as s; "
+        "s.save_file(torch.load('model.pth', map_location='cpu', weights_only=True), 'model.safetensors')\"`");
+  if (start[0] == 0x80 && start[1] >= 2 && start[1] <= 5)
+    err.fail(
+        "is a Python pickle (a legacy torch.save checkpoint), not safetensors. pace-peft never unpickles; "
+        "convert it to safetensors with Python first");
+}
+
+SafetensorsHeader parseHeader(const ReadOnlyFile& file, const FileError& err) {
+  SafetensorsHeader header;
+  header.fileSize = file.size();
+  if (file.size() < 8)
+    err.fail("file is " + std::to_string(file.size()) +
+             " bytes; a safetensors file starts with an 8-byte header length");
+  unsigned char lengthBytes[8];
+  file.readExactly(0, lengthBytes, 8);
+  const uint64_t headerLength = readLittleEndian64(lengthBytes);
+  if (headerLength > file.size() - 8) rejectOtherFormats(lengthBytes, err);
+  if (headerLength > file.size() - 8)
+    err.fail("header length " + std::to_string(headerLength) + " runs past the end of the file (" +
+             std::to_string(file.size()) + " bytes); the file is truncated or not safetensors");
+  if (headerLength > kMaxHeaderBytes)
+    err.fail("header length " + std::to_string(headerLength) + " exceeds the limit of " +
+             std::to_string(kMaxHeaderBytes) + " bytes");
+  std::string text(static_cast<size_t>(headerLength), '\0');
+  file.readExactly(8, text.data(), headerLength);
+
+  Json json;
+  try {
+    json = Json::parse(text);
+  } catch (const Json::exception& e) {
+    err.fail(std::string("header is not valid JSON (") + e.what() + ")");
+  }
+  if (!json.is_object()) err.fail("header must be a JSON object");
+
+  header.dataStart = 8 + headerLength;
+  const uint64_t dataSize = file.size() - header.dataStart;
+  for (const auto& item : json.items()) {
+    if (item.key() == "__metadata__") {
+      header.metadata = parseMetadata(item.value(), err);
+    } else {
+      header.entries.push_back(parseEntry(item.key(), item.value(), dataSize, err));
+    }
+  }
+  checkCoverage(header.entries, dataSize, err);
+  return header;
+}
+
+}  // namespace
+
+SafetensorsHeader readSafetensorsHeader(const std::string& path) {
+  const FileError err(path);
+  const ReadOnlyFile file(path, err);
+  return parseHeader(file, err);
+}
+
+SafetensorsContents loadSafetensors(const std::string& path) {
+  const FileError err(path);
+  const ReadOnlyFile file(path, err);
+  SafetensorsHeader header = parseHeader(file, err);
+  SafetensorsContents contents;
+  contents.metadata = std::move(header.metadata);
+  contents.tensors.reserve(header.entries.size());
+  for (const auto& entry : header.entries) {
+    at::Tensor tensor = at::empty(entry.shape, at::TensorOptions().dtype(entry.dtype));
+    if (entry.end > entry.begin)
+      file.readExactly(header.dataStart + entry.begin, tensor.data_ptr(), entry.end - entry.begin);
+    contents.tensors.push_back({entry.name, std::move(tensor)});
+  }
+  return contents;
+}
+
+void saveSafetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
+                     const std::optional<TensorMetadata>& metadata) {
+  const FileError err(path);
+  std::vector<NamedTensor> ordered;
+  ordered.reserve(tensors.size());
+  for (const auto& named : tensors) {
+    if (named.name == "__metadata__") err.fail("\"__metadata__\" is reserved and cannot name a tensor");
+    if (!named.tensor.defined()) err.fail("tensor '" + named.name + "' is undefined");
+    // Validates the dtype before any byte is written.
+    safetensorsCode(named.tensor.scalar_type());
+    ordered.push_back({named.name, named.tensor.to(at::kCPU).contiguous()});
+  }
+  std::sort(ordered.begin(), ordered.end(), [](const NamedTensor& a, const NamedTensor& b) { return a.name < b.name; });
+  for (size_t i = 1; i < ordered.size(); ++i) {
+    if (ordered[i].name == ordered[i - 1].name) err.fail("tensor name '" + ordered[i].name + "' appears twice");
+  }
+
+  Json header = Json::object();
+  if (metadata) {
+    Json meta = Json::object();
+    for (const auto& [key, value] : *metadata) meta[key] = value;
+    header["__metadata__"] = std::move(meta);
+  }
+  uint64_t offset = 0;
+  for (const auto& named : ordered) {
+    const uint64_t bytes = named.tensor.nbytes();
+    Json info = Json::object();
+    info["dtype"] = safetensorsCode(named.tensor.scalar_type());
+    info["shape"] = named.tensor.sizes().vec();
+    info["data_offsets"] = {offset, offset + bytes};
+    header[named.name] = std::move(info);
+    offset += bytes;
+  }
+  std::string text;
+  try {
+    text = header.dump();
+  } catch (const Json::exception& e) {
+    err.fail(std::string("cannot encode the header (") + e.what() + ")");
+  }
+  text.append((8 - text.size() % 8) % 8, ' ');
+
+  unsigned char lengthBytes[8];
+  for (int i = 0; i < 8; ++i) lengthBytes[i] = static_cast<unsigned char>((text.size() >> (8 * i)) & 0xff);
+  AtomicFileWriter writer(path);
+  writer.write(lengthBytes, 8);
+  writer.write(text.data(), text.size());
+  for (const auto& named : ordered) writer.write(named.tensor.data_ptr(), named.tensor.nbytes());
+  writer.commit();
+}
+
+}  // namespace pace

@@ -1,0 +1,10 @@
+// Precompiled header for the core: libtorch's ATen is the expensive part of every translation unit.
+#pragma once
+#include <ATen/ATen.h>
+#include <torch/version.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>

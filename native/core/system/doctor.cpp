@@ -1,0 +1,148 @@
+#include "system/doctor.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <torch/version.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "errors.h"
+
+namespace pace {
+
+namespace {
+
+std::vector<std::string> loadedLibraries() {
+  std::vector<std::string> paths;
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    const auto slash = line.find('/');
+    if (slash == std::string::npos) continue;
+    std::string path = line.substr(slash);
+    if (std::find(paths.begin(), paths.end(), path) == paths.end()) paths.push_back(path);
+  }
+  return paths;
+}
+
+bool contains(const std::string& text, const char* needle) { return text.find(needle) != std::string::npos; }
+
+std::string resolvedPath(const std::string& path) {
+  char buffer[PATH_MAX];
+  return realpath(path.c_str(), buffer) ? std::string(buffer) : path;
+}
+
+// What the BLAS in this process is: libtorch links libblas.so.3, which Debian's alternatives point at
+// OpenBLAS (fast) or at the reference BLAS (30-90x slower). OpenBLAS and MKL announce themselves by symbol.
+BlasInfo detectBlas(const std::string& buildConfig) {
+  BlasInfo info;
+  info.kind = "unknown";
+  for (const auto& path : loadedLibraries()) {
+    const std::string base = path.substr(path.find_last_of('/') + 1);
+    if (!contains(base, "blas") && !contains(base, "mkl_rt") && !contains(base, "libmkl")) continue;
+    if (contains(base, "cublas") || contains(base, "hipblas")) continue;
+    if (info.library.empty() || contains(base, "openblas")) info.library = resolvedPath(path);
+    void* handle = dlopen(path.c_str(), RTLD_LAZY | RTLD_NOLOAD);
+    if (!handle) continue;
+    using ConfigFn = char* (*)();
+    using ParallelFn = int (*)();
+    if (auto config = reinterpret_cast<ConfigFn>(dlsym(handle, "openblas_get_config"))) {
+      info.kind = "openblas";
+      info.library = resolvedPath(path);
+      info.detail = config();
+      if (auto parallel = reinterpret_cast<ParallelFn>(dlsym(handle, "openblas_get_parallel"))) {
+        const int mode = parallel();
+        info.threading = mode == 0 ? "sequential" : mode == 1 ? "pthreads" : "openmp";
+      }
+    } else if (dlsym(handle, "mkl_get_version_string") && info.kind != "openblas") {
+      info.kind = "mkl";
+      info.library = resolvedPath(path);
+    }
+    dlclose(handle);
+  }
+  if (info.kind == "unknown" && !info.library.empty()) {
+    if (contains(info.library, "blis")) {
+      info.kind = "blis";
+    } else if (contains(info.library, "atlas")) {
+      info.kind = "atlas";
+    } else if (contains(info.library, "/blas/libblas") || contains(info.library, "refblas")) {
+      info.kind = "reference";  // Debian's netlib BLAS lives in .../blas/libblas.so.3
+    }
+  }
+  if (info.kind == "unknown" && contains(buildConfig, "BLAS_INFO=mkl")) {
+    info.kind = "mkl";
+    info.detail = "linked into libtorch";
+  }
+  return info;
+}
+
+int countCudaDevices() {
+  if (!at::hasCUDA()) return 0;
+  try {
+    return static_cast<int>(at::detail::getCUDAHooks().getNumGPUs());
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+}  // namespace
+
+DoctorReport collectDoctorReport() {
+  DoctorReport report;
+  report.torchVersion = TORCH_VERSION;
+  report.cudaBuilt = at::hasCUDA();
+  report.cudaDeviceCount = countCudaDevices();
+  report.buildConfig = at::show_config();
+  report.blas = detectBlas(report.buildConfig);
+  report.intraOpThreads = at::get_num_threads();
+  report.interOpThreads = at::get_num_interop_threads();
+  report.hardwareThreads = static_cast<int>(std::thread::hardware_concurrency());
+  report.parallelInfo = at::get_parallel_info();
+  if (report.blas.kind == "reference") {
+    report.warnings.push_back(
+        "BLAS is the slow reference implementation (" + report.blas.library +
+        "): every GEMM runs 30-90x slower. Install OpenBLAS: `apt-get install libopenblas0-openmp`.");
+  } else if (report.blas.kind == "unknown") {
+    report.warnings.push_back("could not tell which BLAS libtorch uses; run `pace doctor --gemm` to measure it");
+  }
+  if (report.cudaBuilt && report.cudaDeviceCount == 0) {
+    report.warnings.push_back("libtorch has CUDA but no GPU is visible (check CUDA_VISIBLE_DEVICES and the driver)");
+  }
+  return report;
+}
+
+GemmMeasurement measureGemm(int size, double minSeconds, const std::string& device) {
+  if (size < 1 || size > 16384)
+    throw Error("measureGemm: size must be between 1 and 16384, got " + std::to_string(size));
+  if (!(minSeconds >= 0 && minSeconds <= 600))
+    throw Error("measureGemm: seconds must be between 0 and 600, got " + std::to_string(minSeconds));
+  const at::Device target(device);
+  const auto options = at::TensorOptions().dtype(at::kFloat).device(target);
+  const at::Tensor a = at::randn({size, size}, options);
+  const at::Tensor b = at::randn({size, size}, options);
+  at::Tensor c = at::matmul(a, b);  // warm-up: first call pays for thread pools and BLAS initialisation
+  c.sum().item<float>();
+
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  GemmMeasurement result;
+  result.size = size;
+  result.device = target.str();
+  double elapsed = 0;
+  do {
+    at::matmul_out(c, a, b);
+    ++result.iterations;
+    if (target.is_cuda()) c.sum().item<float>();  // waits for the device so the clock measures real work
+    elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  } while (elapsed < minSeconds);
+  result.seconds = elapsed;
+  result.gflops = 2.0 * size * static_cast<double>(size) * size * result.iterations / elapsed / 1e9;
+  return result;
+}
+
+}  // namespace pace

@@ -1,0 +1,41 @@
+#pragma once
+#include <string>
+#include <vector>
+
+namespace pace {
+
+struct BlasInfo {
+  std::string kind;       // "openblas", "mkl", "blis", "atlas", "reference" (netlib, slow) or "unknown"
+  std::string library;    // resolved path of the BLAS shared library in this process, when one is loaded
+  std::string detail;     // e.g. OpenBLAS's own configuration string
+  std::string threading;  // "openmp", "pthreads", "sequential" or ""
+};
+
+struct DoctorReport {
+  std::string torchVersion;
+  bool cudaBuilt = false;  // this libtorch can run CUDA (its CUDA library is loaded)
+  int cudaDeviceCount = 0;
+  BlasInfo blas;
+  int intraOpThreads = 0;
+  int interOpThreads = 0;
+  int hardwareThreads = 0;
+  std::string parallelInfo;
+  std::string buildConfig;
+  std::vector<std::string> warnings;
+};
+
+DoctorReport collectDoctorReport();
+
+struct GemmMeasurement {
+  int size = 0;
+  int iterations = 0;
+  double seconds = 0;
+  double gflops = 0;
+  std::string device;
+};
+
+// Multiplies two size×size float32 matrices repeatedly for at least `minSeconds`: the number that tells
+// a fast BLAS from the reference one, and a long computation to prove work runs off the JS thread.
+GemmMeasurement measureGemm(int size, double minSeconds, const std::string& device);
+
+}  // namespace pace

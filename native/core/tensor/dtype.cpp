@@ -1,0 +1,79 @@
+#include "tensor/dtype.h"
+
+#include <torch/version.h>
+
+#include <sstream>
+
+#include "errors.h"
+
+namespace pace {
+
+#define PACE_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+const std::vector<DtypeInfo>& supportedDtypes() {
+  static const std::vector<DtypeInfo> table = {
+    {at::kFloat, "float32", "F32"},
+    {at::kDouble, "float64", "F64"},
+    {at::kHalf, "float16", "F16"},
+    {at::kBFloat16, "bfloat16", "BF16"},
+    {at::kLong, "int64", "I64"},
+    {at::kInt, "int32", "I32"},
+    {at::kShort, "int16", "I16"},
+    {at::kChar, "int8", "I8"},
+    {at::kByte, "uint8", "U8"},
+    {at::kBool, "bool", "BOOL"},
+#if PACE_TORCH_AT_LEAST(2, 1)
+    {at::kFloat8_e4m3fn, "float8_e4m3fn", "F8_E4M3"},
+    {at::kFloat8_e5m2, "float8_e5m2", "F8_E5M2"},
+#endif
+#if PACE_TORCH_AT_LEAST(2, 3)
+    {at::kUInt16, "uint16", "U16"},
+    {at::kUInt32, "uint32", "U32"},
+    {at::kUInt64, "uint64", "U64"},
+#endif
+  };
+  return table;
+}
+
+std::optional<at::ScalarType> dtypeFromName(const std::string& name) {
+  for (const auto& info : supportedDtypes()) {
+    if (name == info.name) return info.scalarType;
+  }
+  return std::nullopt;
+}
+
+std::optional<at::ScalarType> dtypeFromSafetensorsCode(const std::string& code) {
+  for (const auto& info : supportedDtypes()) {
+    if (code == info.safetensorsCode) return info.scalarType;
+  }
+  return std::nullopt;
+}
+
+bool isKnownButUnsupportedSafetensorsCode(const std::string& code) {
+  static const char* const all[] = {"F8_E4M3", "F8_E5M2", "U16", "U32", "U64"};
+  for (const char* known : all) {
+    if (code == known) return !dtypeFromSafetensorsCode(code).has_value();
+  }
+  return false;
+}
+
+static const DtypeInfo& infoFor(at::ScalarType type) {
+  for (const auto& info : supportedDtypes()) {
+    if (info.scalarType == type) return info;
+  }
+  throw Error(std::string("dtype ") + c10::toString(type) + " is not supported by pace-peft");
+}
+
+std::string dtypeName(at::ScalarType type) { return infoFor(type).name; }
+std::string safetensorsCode(at::ScalarType type) { return infoFor(type).safetensorsCode; }
+
+std::string shapeToString(const std::vector<int64_t>& shape) {
+  std::ostringstream out;
+  out << '[';
+  for (size_t i = 0; i < shape.size(); ++i) out << (i ? "," : "") << shape[i];
+  out << ']';
+  return out.str();
+}
+
+}  // namespace pace

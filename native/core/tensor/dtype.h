@@ -1,0 +1,27 @@
+#pragma once
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pace {
+
+// One table maps every dtype we support between its libtorch type, the name used in TypeScript
+// ("float32", "bfloat16", ...) and its safetensors code ("F32", "BF16", ...).
+struct DtypeInfo {
+  at::ScalarType scalarType;
+  const char* name;
+  const char* safetensorsCode;
+};
+
+const std::vector<DtypeInfo>& supportedDtypes();
+std::optional<at::ScalarType> dtypeFromName(const std::string& name);
+std::optional<at::ScalarType> dtypeFromSafetensorsCode(const std::string& code);
+std::string dtypeName(at::ScalarType type);
+std::string safetensorsCode(at::ScalarType type);
+// Safetensors codes this build cannot represent (they need a newer libtorch); used for clearer errors.
+bool isKnownButUnsupportedSafetensorsCode(const std::string& code);
+std::string shapeToString(const std::vector<int64_t>& shape);
+
+}  // namespace pace
