@@ -68,16 +68,28 @@ export function itemSize(dtype: DType): number {
   return storageArrayOf[dtype].BYTES_PER_ELEMENT;
 }
 
-/** The dtype a typed array's values naturally have (Uint16Array needs an explicit dtype). */
+const dtypeOfTag: Partial<Record<string, DType>> = {
+  Float32Array: 'float32',
+  Float64Array: 'float64',
+  Int32Array: 'int32',
+  Int16Array: 'int16',
+  Int8Array: 'int8',
+  Uint8Array: 'uint8',
+  Uint8ClampedArray: 'uint8',
+  BigInt64Array: 'int64',
+  BigUint64Array: 'uint64',
+  Uint32Array: 'uint32',
+};
+
+/**
+ * The dtype a typed array's values naturally have (a Uint16Array has none: it needs an explicit dtype).
+ * Looks at the array's tag, not its constructor, so arrays from other realms (vm contexts) work too.
+ */
 export function dtypeOfArray(data: TypedArray): DType | undefined {
-  if (data instanceof Float32Array) return 'float32';
-  if (data instanceof Float64Array) return 'float64';
-  if (data instanceof Int32Array) return 'int32';
-  if (data instanceof Int16Array) return 'int16';
-  if (data instanceof Int8Array) return 'int8';
-  if (data instanceof Uint8Array || data instanceof Uint8ClampedArray) return 'uint8';
-  if (data instanceof BigInt64Array) return 'int64';
-  if (data instanceof BigUint64Array) return 'uint64';
-  if (data instanceof Uint32Array) return 'uint32';
-  return undefined;
+  return dtypeOfTag[arrayTag(data)];
+}
+
+/** `'Float32Array'`, `'Uint16Array'`, ... for any typed array, from any realm. */
+export function arrayTag(data: TypedArray): string {
+  return Object.prototype.toString.call(data).slice(8, -1);
 }

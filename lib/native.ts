@@ -68,6 +68,8 @@ export interface NativeAddon {
   ): Promise<void>;
   doctor(): NativeDoctorReport;
   measureGemm(size: number, seconds: number, device: string): Promise<NativeGemmMeasurement>;
+  /** V8's count of external memory in this environment, tensors' native memory included. */
+  externalMemory(): number;
 }
 
 /** The package root: `lib/` (sources) and `dist/` (compiled) both sit one level below it. */

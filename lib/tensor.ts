@@ -1,6 +1,8 @@
+import { types } from 'node:util';
+
 import { z } from 'zod';
 
-import { DTypeSchema, dtypeOfArray, itemSize, storageArrayOf, type DType, type TypedArray } from './dtype';
+import { arrayTag, DTypeSchema, dtypeOfArray, itemSize, storageArrayOf, type DType, type TypedArray } from './dtype';
 import { nativeAddon, type NativeTensorHandle } from './native';
 import { parseOptions } from './options';
 
@@ -248,16 +250,16 @@ export function tensor(data: TensorData, shape?: readonly number[], options: Ten
   }
 
   let array: TypedArray;
-  if (data instanceof ArrayBuffer) {
+  if (types.isArrayBuffer(data)) {
     array = new Uint8Array(data);
-  } else if (ArrayBuffer.isView(data) && !(data instanceof DataView)) {
+  } else if (types.isTypedArray(data)) {
     array = data as TypedArray;
   } else {
     throw new TypeError(`data must be a typed array, an ArrayBuffer or an array of numbers, got ${describe(data)}`);
   }
 
   const own = dtypeOfArray(array);
-  if (array instanceof Uint16Array) {
+  if (arrayTag(array) === 'Uint16Array') {
     if (requested === undefined || itemSize(requested) !== 2) {
       throw new TypeError("a Uint16Array needs options.dtype 'float16', 'bfloat16' or 'uint16' (its raw bits)");
     }
@@ -285,7 +287,7 @@ function createFrom(array: TypedArray, dtype: DType, shape: number[] | undefined
     throw new RangeError(`data has ${elements} elements but shape [${resultShape.join(',')}] needs ${needed}`);
   }
   // A SharedArrayBuffer could change under the copy: take a private snapshot first.
-  const source = array.buffer instanceof ArrayBuffer ? array : array.slice();
+  const source = types.isArrayBuffer(array.buffer) ? array : array.slice();
   const handle = nativeAddon().createTensor(
     source.buffer as ArrayBuffer,
     source.byteOffset,

@@ -11,7 +11,9 @@ triplet=$(gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)
 debian_torch="/usr/lib/${triplet}/cmake/Torch/TorchConfig.cmake"
 
 # libtorch comes from LIBTORCH, python3's torch, or Debian (the design's search order).
-packages=(cmake g++ ccache ninja-build nlohmann-json3-dev clang-format)
+# libblas3 (the slow reference BLAS) is only there so the doctor test can show it is detected; OpenBLAS
+# keeps its higher priority for libblas.so.3.
+packages=(cmake g++ ccache ninja-build nlohmann-json3-dev clang-format libblas3)
 if [ -n "${LIBTORCH:-}" ]; then
   log "using libtorch from LIBTORCH=${LIBTORCH}"
 elif python3 -c 'import torch' >/dev/null 2>&1; then

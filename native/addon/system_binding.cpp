@@ -58,10 +58,17 @@ Napi::Value measureGemmJs(const Napi::CallbackInfo& info) {
   });
 }
 
+// externalMemory() -> the bytes of native memory this environment has reported to V8 (tensors held by handles).
+Napi::Value externalMemoryJs(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(),
+                           static_cast<double>(Napi::MemoryManagement::AdjustExternalMemory(info.Env(), 0)));
+}
+
 }  // namespace
 
 void registerSystemBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("doctor", Napi::Function::New(env, doctorJs, "doctor"));
+  exports.Set("externalMemory", Napi::Function::New(env, externalMemoryJs, "externalMemory"));
   exports.Set("measureGemm", Napi::Function::New(env, measureGemmJs, "measureGemm"));
 }
 

@@ -6,6 +6,7 @@
 #include "convert.h"
 #include "errors.h"
 #include "tensor/dtype.h"
+#include "tensor/host_memory.h"
 
 namespace pace::addon {
 
@@ -171,7 +172,7 @@ Napi::Value createTensor(const Napi::CallbackInfo& info) {
                                            " needs " +
                                            (overflow ? std::string("more than 2^64") : std::to_string(numel)));
     }
-    at::Tensor tensor = at::empty(shape, at::TensorOptions().dtype(dtype));
+    at::Tensor tensor = emptyHostTensor(shape, dtype);
     if (length > 0) {
       std::memcpy(tensor.data_ptr(), static_cast<const char*>(buffer.Data()) + static_cast<size_t>(offset),
                   static_cast<size_t>(length));

@@ -13,6 +13,7 @@
 #include "errors.h"
 #include "io/safetensors.h"
 #include "tensor/dtype.h"
+#include "tensor/host_memory.h"
 
 namespace {
 
@@ -129,6 +130,15 @@ void failedWriteLeavesNoFile() {
   check(access(path.c_str(), F_OK) != 0, "a failed save left a file behind");
 }
 
+void hostTensorsAreAlignedAndWritable() {
+  for (int64_t n : {0, 1, 3, 16384, 100003}) {
+    at::Tensor t = pace::emptyHostTensor({n}, at::kFloat);
+    check(reinterpret_cast<uintptr_t>(t.data_ptr()) % 64 == 0, "host tensor memory is not 64-byte aligned");
+    t.fill_(2.0);
+    check(t.sum().item<double>() == 2.0 * static_cast<double>(n), "host tensor does not hold what was written");
+  }
+}
+
 void dtypeTableIsConsistent() {
   for (const auto& info : pace::supportedDtypes()) {
     check(pace::dtypeFromName(info.name) == info.scalarType, std::string("name lookup of ") + info.name);
@@ -145,6 +155,7 @@ int main() {
       {"malformed files are rejected with the file and the problem named", rejectsMalformedFiles},
       {"a failed write leaves no file", failedWriteLeavesNoFile},
       {"the dtype table is consistent", dtypeTableIsConsistent},
+      {"host tensors are 64-byte aligned and writable", hostTensorsAreAlignedAndWritable},
   };
   int passed = 0;
   int failed = 0;

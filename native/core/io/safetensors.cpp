@@ -12,6 +12,7 @@
 #include "errors.h"
 #include "io/atomic_file.h"
 #include "tensor/dtype.h"
+#include "tensor/host_memory.h"
 
 namespace pace {
 
@@ -235,7 +236,7 @@ SafetensorsContents loadSafetensors(const std::string& path) {
   contents.metadata = std::move(header.metadata);
   contents.tensors.reserve(header.entries.size());
   for (const auto& entry : header.entries) {
-    at::Tensor tensor = at::empty(entry.shape, at::TensorOptions().dtype(entry.dtype));
+    at::Tensor tensor = emptyHostTensor(entry.shape, entry.dtype);
     if (entry.end > entry.begin)
       file.readExactly(header.dataStart + entry.begin, tensor.data_ptr(), entry.end - entry.begin);
     contents.tensors.push_back({entry.name, std::move(tensor)});

@@ -37,46 +37,65 @@ std::string resolvedPath(const std::string& path) {
   return realpath(path.c_str(), buffer) ? std::string(buffer) : path;
 }
 
-// What the BLAS in this process is: libtorch links libblas.so.3, which Debian's alternatives point at
-// OpenBLAS (fast) or at the reference BLAS (30-90x slower). OpenBLAS and MKL announce themselves by symbol.
+std::string loadedLibraryMatching(const char* needle) {
+  for (const auto& path : loadedLibraries()) {
+    const std::string base = path.substr(path.find_last_of('/') + 1);
+    if (contains(base, needle)) return path;
+  }
+  return "";
+}
+
+// The library that provides `sgemm_` to libtorch, as the dynamic linker resolves it: that is the BLAS
+// every float32 GEMM runs on. (Debian's libtorch links libblas.so.3, which the alternatives system points
+// at OpenBLAS, BLIS or the reference BLAS; PyTorch's own builds carry MKL inside libtorch_cpu.)
+std::string sgemmProvider() {
+  std::string torch = loadedLibraryMatching("libtorch_cpu.so");
+  if (torch.empty()) torch = loadedLibraryMatching("libtorch.so");
+  if (torch.empty()) return "";
+  void* handle = dlopen(torch.c_str(), RTLD_LAZY | RTLD_NOLOAD);
+  if (!handle) return "";
+  std::string provider;
+  Dl_info info{};
+  if (void* symbol = dlsym(handle, "sgemm_"); symbol && dladdr(symbol, &info) && info.dli_fname) {
+    provider = resolvedPath(info.dli_fname);
+  }
+  dlclose(handle);
+  return provider;
+}
+
 BlasInfo detectBlas(const std::string& buildConfig) {
   BlasInfo info;
   info.kind = "unknown";
-  for (const auto& path : loadedLibraries()) {
-    const std::string base = path.substr(path.find_last_of('/') + 1);
-    if (!contains(base, "blas") && !contains(base, "mkl_rt") && !contains(base, "libmkl")) continue;
-    if (contains(base, "cublas") || contains(base, "hipblas")) continue;
-    if (info.library.empty() || contains(base, "openblas")) info.library = resolvedPath(path);
-    void* handle = dlopen(path.c_str(), RTLD_LAZY | RTLD_NOLOAD);
-    if (!handle) continue;
+  info.library = sgemmProvider();
+  if (info.library.empty()) {
+    if (contains(buildConfig, "BLAS_INFO=mkl")) info.kind = "mkl";
+    return info;
+  }
+  if (void* handle = dlopen(info.library.c_str(), RTLD_LAZY | RTLD_NOLOAD)) {
     using ConfigFn = char* (*)();
     using ParallelFn = int (*)();
     if (auto config = reinterpret_cast<ConfigFn>(dlsym(handle, "openblas_get_config"))) {
       info.kind = "openblas";
-      info.library = resolvedPath(path);
       info.detail = config();
       if (auto parallel = reinterpret_cast<ParallelFn>(dlsym(handle, "openblas_get_parallel"))) {
         const int mode = parallel();
         info.threading = mode == 0 ? "sequential" : mode == 1 ? "pthreads" : "openmp";
       }
-    } else if (dlsym(handle, "mkl_get_version_string") && info.kind != "openblas") {
+    } else if (dlsym(handle, "mkl_get_version_string") || dlsym(handle, "MKL_Get_Version_String")) {
       info.kind = "mkl";
-      info.library = resolvedPath(path);
     }
     dlclose(handle);
   }
-  if (info.kind == "unknown" && !info.library.empty()) {
+  if (info.kind == "unknown") {
     if (contains(info.library, "blis")) {
       info.kind = "blis";
     } else if (contains(info.library, "atlas")) {
       info.kind = "atlas";
     } else if (contains(info.library, "/blas/libblas") || contains(info.library, "refblas")) {
       info.kind = "reference";  // Debian's netlib BLAS lives in .../blas/libblas.so.3
+    } else if (contains(info.library, "libtorch") && contains(buildConfig, "BLAS_INFO=mkl")) {
+      info.kind = "mkl";
     }
-  }
-  if (info.kind == "unknown" && contains(buildConfig, "BLAS_INFO=mkl")) {
-    info.kind = "mkl";
-    info.detail = "linked into libtorch";
   }
   return info;
 }
@@ -106,7 +125,8 @@ DoctorReport collectDoctorReport() {
   if (report.blas.kind == "reference") {
     report.warnings.push_back(
         "BLAS is the slow reference implementation (" + report.blas.library +
-        "): every GEMM runs 30-90x slower. Install OpenBLAS: `apt-get install libopenblas0-openmp`.");
+        "): every GEMM runs 30-90x slower. Install OpenBLAS (`apt-get install libopenblas0-openmp`) and make "
+        "libblas.so.3 point at it (`update-alternatives --config libblas.so.3-$(gcc -dumpmachine)`).");
   } else if (report.blas.kind == "unknown") {
     report.warnings.push_back("could not tell which BLAS libtorch uses; run `pace doctor --gemm` to measure it");
   }

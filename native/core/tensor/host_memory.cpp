@@ -1,0 +1,23 @@
+#include "tensor/host_memory.h"
+
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+
+namespace pace {
+
+namespace {
+constexpr uintptr_t kAlignment = 64;  // what libtorch's allocator guarantees, for vectorised kernels
+}
+
+at::Tensor emptyHostTensor(const std::vector<int64_t>& shape, at::ScalarType dtype) {
+  size_t bytes = c10::elementSize(dtype);
+  for (int64_t dim : shape) bytes *= static_cast<size_t>(dim);
+  void* raw = std::malloc(bytes + kAlignment);
+  if (!raw) throw std::bad_alloc();
+  void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(raw) + kAlignment - 1) & ~(kAlignment - 1));
+  return at::from_blob(
+      aligned, shape, [raw](void*) { std::free(raw); }, at::TensorOptions().dtype(dtype));
+}
+
+}  // namespace pace

@@ -1,0 +1,69 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { doctor, formatDoctorReport, type DoctorReport } from '../lib';
+import { repoRoot } from './support/paths';
+
+const cli = path.join(repoRoot, 'dist', 'cli.js');
+
+function runCli(args: string[], env: NodeJS.ProcessEnv = {}) {
+  return spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+}
+
+test('doctor() reports the libtorch version, CUDA, the BLAS and threads', () => {
+  const report = doctor();
+  expect(report.torchVersion).toMatch(/^\d+\.\d+\.\d+/);
+  expect(report.version).toBe(JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')).version);
+  expect(typeof report.cuda.built).toBe('boolean');
+  expect(report.cuda.deviceCount).toBeGreaterThanOrEqual(0);
+  expect(report.threads.intraOp).toBeGreaterThanOrEqual(1);
+  expect(report.threads.hardware).toBeGreaterThanOrEqual(1);
+  expect(report.parallelInfo).toContain('at::get_num_threads');
+  expect(report.addon).toMatch(/pace_peft\.node$/);
+  // The bootstrap installs OpenBLAS: the fast BLAS must be the one in use.
+  expect(['openblas', 'mkl', 'blis']).toContain(report.blas.kind);
+  expect(report.warnings.filter((w) => w.includes('reference'))).toEqual([]);
+});
+
+test('formatDoctorReport prints one line per fact and every warning', () => {
+  const report: DoctorReport = { ...doctor(), warnings: ['something to fix'] };
+  const text = formatDoctorReport(report, { size: 64, iterations: 3, seconds: 1, gflops: 12.5, device: 'cpu' });
+  expect(text).toContain(`libtorch   ${report.torchVersion}`);
+  expect(text).toContain('gemm       12.5 GFLOP/s (64×64 float32 on cpu');
+  expect(text).toContain('warning    something to fix');
+});
+
+test('`pace doctor --json` prints the report as JSON', () => {
+  const run = runCli(['doctor', '--json']);
+  expect(run.status).toBe(0);
+  const parsed = JSON.parse(run.stdout) as DoctorReport;
+  expect(parsed.torchVersion).toBe(doctor().torchVersion);
+});
+
+test('`pace` without a known command prints usage and exits 2', () => {
+  const run = runCli(['frobnicate']);
+  expect(run.status).toBe(2);
+  expect(run.stderr).toContain("unknown command 'frobnicate'");
+  expect(run.stderr).toContain('Usage: pace <command>');
+});
+
+// Debian's reference BLAS (libblas3) is installed beside OpenBLAS by the bootstrap; putting it first on the
+// library path makes libtorch's GEMMs run on it. The doctor must notice, and the speed must confirm it.
+const referenceBlasDir = '/usr/lib/x86_64-linux-gnu/blas';
+const withReferenceBlas = fs.existsSync(path.join(referenceBlasDir, 'libblas.so.3')) ? test : test.skip;
+withReferenceBlas('`pace doctor` warns about the slow reference BLAS, and measurement agrees', () => {
+  const slow = runCli(['doctor', '--json', '--gemm'], { LD_LIBRARY_PATH: referenceBlasDir });
+  expect(slow.status).toBe(1);
+  const slowReport = JSON.parse(slow.stdout) as DoctorReport & { gemm: { gflops: number } };
+  expect(slowReport.blas.kind).toBe('reference');
+  expect(slowReport.warnings.join('\n')).toMatch(/slow reference implementation .* 30-90x slower/);
+
+  const fast = runCli(['doctor', '--json', '--gemm']);
+  expect(fast.status).toBe(0);
+  const fastReport = JSON.parse(fast.stdout) as DoctorReport & { gemm: { gflops: number } };
+  console.log(
+    `GEMM 1024: ${fastReport.blas.kind} ${fastReport.gemm.gflops.toFixed(1)} GFLOP/s, reference ${slowReport.gemm.gflops.toFixed(1)} GFLOP/s`,
+  );
+  expect(fastReport.gemm.gflops).toBeGreaterThan(4 * slowReport.gemm.gflops);
+});

@@ -1,0 +1,41 @@
+import { loadTensors, measureGemm } from '../lib';
+
+// Native work runs on a worker thread: while a multi-second computation runs, a 10 ms timer keeps firing.
+test('the event loop keeps ticking while a multi-second native computation runs', async () => {
+  const gaps: number[] = [];
+  let last = performance.now();
+  const timer = setInterval(() => {
+    const now = performance.now();
+    gaps.push(now - last);
+    last = now;
+  }, 10);
+  const started = performance.now();
+  const result = await measureGemm({ size: 256, seconds: 2.5 });
+  const elapsed = performance.now() - started;
+  clearInterval(timer);
+
+  expect(result.seconds).toBeGreaterThanOrEqual(2.5);
+  expect(elapsed).toBeGreaterThanOrEqual(2500);
+  expect(result.iterations).toBeGreaterThan(10);
+  expect(result.gflops).toBeGreaterThan(0);
+  // A blocked loop would fire once after 2.5 s. Allow for a busy 2-core machine, but not for blocking.
+  expect(gaps.length).toBeGreaterThan(elapsed / 10 / 3);
+  expect(Math.max(...gaps.slice(1))).toBeLessThan(250);
+});
+
+test('native calls return promises before their work is done', async () => {
+  let settled = false;
+  const pending = measureGemm({ size: 64, seconds: 0.3 }).then((r) => {
+    settled = true;
+    return r;
+  });
+  expect(settled).toBe(false);
+  await pending;
+  expect(settled).toBe(true);
+  await expect(loadTensors('/nonexistent/file.safetensors')).rejects.toThrow('cannot open');
+});
+
+test('measureGemm validates its options before any native work', async () => {
+  await expect(measureGemm({ size: 0 })).rejects.toThrow(/^options\.size: /);
+  await expect(measureGemm({ seconds: -1 })).rejects.toThrow(/^options\.seconds: /);
+});

@@ -1,0 +1,346 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { disposeTensors, loadTensors, readTensorHeader, saveTensors, tensor, type TensorFile } from '../lib';
+import { fixtureSafetensorsFiles, fixturesDir, makeTempDir } from './support/paths';
+import { craftSafetensors, readReferenceSafetensors } from './support/reference-safetensors';
+
+const temp = makeTempDir('safetensors');
+afterAll(() => temp.cleanup());
+
+const fixtures = fixtureSafetensorsFiles();
+
+async function withLoaded<T>(file: string, body: (loaded: TensorFile) => Promise<T> | T): Promise<T> {
+  const loaded = await loadTensors(file);
+  try {
+    return await body(loaded);
+  } finally {
+    disposeTensors(loaded.tensors);
+  }
+}
+
+describe('reading the shared fixtures', () => {
+  test('there are fixtures to read', () => {
+    expect(fixtures.length).toBeGreaterThanOrEqual(18);
+  });
+
+  test.each(fixtures)('%s: every tensor matches an independent reader bit for bit', async (name) => {
+    const file = path.join(fixturesDir, name);
+    const reference = readReferenceSafetensors(file);
+    await withLoaded(file, (loaded) => {
+      expect(Object.keys(loaded.tensors)).toEqual(reference.names);
+      expect(loaded.metadata).toEqual(reference.metadata ?? null);
+      for (const [tensorName, expected] of reference.tensors) {
+        const actual = loaded.tensors[tensorName];
+        expect({ name: tensorName, shape: actual.shape }).toEqual({ name: tensorName, shape: expected.shape });
+        expect(actual.dtype).toBe(expected.dtype === 'F32' ? 'float32' : 'int64');
+        expect(Buffer.from(actual.data().buffer).equals(expected.bytes)).toBe(true);
+      }
+    });
+  });
+
+  test.each(fixtures)('%s: round-trips byte for byte through the writer', async (name) => {
+    const file = path.join(fixturesDir, name);
+    const copy = path.join(temp.dir, `copy-${name}`);
+    await withLoaded(file, (loaded) =>
+      saveTensors(copy, loaded.tensors, loaded.metadata ? { metadata: loaded.metadata } : {}),
+    );
+    expect(fs.readFileSync(copy).equals(fs.readFileSync(file))).toBe(true);
+  });
+
+  test('readTensorHeader describes a file without loading it', async () => {
+    const header = await readTensorHeader(path.join(fixturesDir, 'vit_tiny_test.io.safetensors'));
+    expect(header.entries.map((e) => [e.name, e.dtype, e.shape])).toEqual([
+      ['features', 'float32', [3, 17, 48]],
+      ['input', 'float32', [3, 3, 32, 32]],
+      ['logits', 'float32', [3, 10]],
+    ]);
+    expect(header.entries[2].dataOffsets).toEqual([46656, 46776]);
+    expect(header.metadata).toBeNull();
+    expect(header.dataStart).toBe(8 + 216);
+    expect(header.fileSize).toBe(47000);
+  });
+
+  test('the int64 target of a PACE fixture loads with its values', async () => {
+    await withLoaded(path.join(fixturesDir, 'pace_vit_loramul_vptadd.io.safetensors'), (loaded) => {
+      const target = loaded.tensors.target;
+      expect(target.dtype).toBe('int64');
+      expect(target.shape).toEqual([4]);
+      for (const label of target.toBigInt64Array()) expect(label >= 0n && label < 10n).toBe(true);
+    });
+  });
+});
+
+describe('writing', () => {
+  test('metadata is written first, read back in order, and every dtype round-trips', async () => {
+    const file = path.join(temp.dir, 'metadata.safetensors');
+    const metadata = { format: 'pt', 'ünïcode key': 'value ✓', config: '{"rank":4,"type":"loramul_vptadd"}' };
+    using w = tensor([
+      [1, 2],
+      [3, 4],
+    ]);
+    using ids = tensor([5, -6], undefined, { dtype: 'int64' });
+    using half = tensor([0.5, -1], undefined, { dtype: 'float16' });
+    using brain = tensor([0.25], undefined, { dtype: 'bfloat16' });
+    using bytes = tensor(new Uint8Array([0, 255]));
+    using flags = tensor([1, 0], undefined, { dtype: 'bool' });
+    using wide = tensor(new Float64Array([Math.PI]));
+    await saveTensors(file, { w, ids, half, brain, bytes, flags, wide }, { metadata });
+
+    const raw = fs.readFileSync(file);
+    const headerLength = Number(raw.readBigUInt64LE(0));
+    expect((8 + headerLength) % 8).toBe(0);
+    expect(raw.subarray(8, 8 + 16).toString()).toBe('{"__metadata__":');
+
+    const header = await readTensorHeader(file);
+    expect(header.metadata).toEqual(metadata);
+    expect(Object.keys(header.metadata ?? {})).toEqual(Object.keys(metadata));
+    expect(header.entries.map((e) => e.name)).toEqual(['brain', 'bytes', 'flags', 'half', 'ids', 'w', 'wide']);
+
+    await withLoaded(file, (loaded) => {
+      expect(loaded.metadata).toEqual(metadata);
+      expect(loaded.tensors.w.toArray()).toEqual([
+        [1, 2],
+        [3, 4],
+      ]);
+      expect(loaded.tensors.ids.toBigInt64Array()).toEqual(new BigInt64Array([5n, -6n]));
+      expect(Array.from(loaded.tensors.half.toFloat32Array())).toEqual([0.5, -1]);
+      expect(loaded.tensors.brain.dtype).toBe('bfloat16');
+      expect(Array.from(loaded.tensors.bytes.data() as Uint8Array)).toEqual([0, 255]);
+      expect(loaded.tensors.flags.dtype).toBe('bool');
+      expect(loaded.tensors.wide.toFloat64Array()[0]).toBe(Math.PI);
+    });
+  });
+
+  test('a Map works as well as a record, and the output does not depend on insertion order', async () => {
+    using a = tensor([1]);
+    using b = tensor([2]);
+    const first = path.join(temp.dir, 'order1.safetensors');
+    const second = path.join(temp.dir, 'order2.safetensors');
+    await saveTensors(first, { b, a });
+    await saveTensors(
+      second,
+      new Map([
+        ['a', a],
+        ['b', b],
+      ]),
+    );
+    expect(fs.readFileSync(first).equals(fs.readFileSync(second))).toBe(true);
+  });
+
+  test('overwriting is atomic and leaves no temporary files', async () => {
+    const dir = path.join(temp.dir, 'atomic');
+    fs.mkdirSync(dir);
+    const file = path.join(dir, 'weights.safetensors');
+    using first = tensor([1, 2, 3]);
+    using second = tensor([4, 5]);
+    await saveTensors(file, { x: first });
+    await saveTensors(file, { x: second });
+    expect(fs.readdirSync(dir)).toEqual(['weights.safetensors']);
+    await withLoaded(file, (loaded) => expect(Array.from(loaded.tensors.x.toFloat32Array())).toEqual([4, 5]));
+  });
+
+  test('a failed save leaves the existing file as it was', async () => {
+    const dir = path.join(temp.dir, 'failed');
+    fs.mkdirSync(dir);
+    const file = path.join(dir, 'weights.safetensors');
+    using x = tensor([1, 2, 3]);
+    await saveTensors(file, { x });
+    const before = fs.readFileSync(file);
+    await expect(saveTensors(file, { __metadata__: x })).rejects.toThrow('"__metadata__" is reserved');
+    await expect(saveTensors(file, { x }, { metadata: { rank: 4 as never } })).rejects.toThrow(
+      /^options\.metadata\.rank: /,
+    );
+    const disposed = tensor([1]);
+    disposed.dispose();
+    await expect(saveTensors(file, { x, disposed })).rejects.toThrow("tensors['disposed'] was disposed");
+    await expect(saveTensors(file, { x, y: 'nope' as never })).rejects.toThrow("tensors['y'] is not a Tensor");
+    expect(fs.readFileSync(file).equals(before)).toBe(true);
+    expect(fs.readdirSync(dir)).toEqual(['weights.safetensors']);
+  });
+
+  test('a path in a missing directory is an error naming the path', async () => {
+    using x = tensor([1]);
+    const file = path.join(temp.dir, 'no-such-dir', 'x.safetensors');
+    await expect(saveTensors(file, { x })).rejects.toThrow(`cannot create '${file}.tmp-`);
+  });
+
+  test('disposing a tensor while it is being saved is safe', async () => {
+    const file = path.join(temp.dir, 'dispose-during-save.safetensors');
+    const x = tensor(new Float32Array(4 * 1024 * 1024).fill(3));
+    const saving = saveTensors(file, { x });
+    x.dispose();
+    await saving;
+    await withLoaded(file, (loaded) => expect(loaded.tensors.x.toFloat32Array()[123]).toBe(3));
+  });
+});
+
+describe('bad files get an error naming the file and the problem', () => {
+  const good = { x: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } };
+  const eightBytes = Buffer.alloc(8, 1);
+
+  async function expectRejected(name: string, bytes: Buffer, problem: string | RegExp): Promise<void> {
+    const file = path.join(temp.dir, `${name}.safetensors`);
+    fs.writeFileSync(file, bytes);
+    const load = loadTensors(file);
+    await expect(load).rejects.toThrow(`safetensors file '${file}'`);
+    await expect(load).rejects.toThrow(problem);
+    await expect(readTensorHeader(file)).rejects.toThrow(problem);
+  }
+
+  test('a file shorter than the length field', () =>
+    expectRejected(
+      'tiny',
+      Buffer.from([1, 2, 3]),
+      'is 3 bytes; a safetensors file starts with an 8-byte header length',
+    ));
+
+  test('a header length past the end of the file (also a header claiming a terabyte)', async () => {
+    await expectRejected(
+      'past-end',
+      craftSafetensors(good, eightBytes, 4096),
+      'header length 4096 runs past the end of the file',
+    );
+    await expectRejected(
+      'terabyte',
+      craftSafetensors(good, eightBytes, 2 ** 40),
+      'header length 1099511627776 runs past',
+    );
+  });
+
+  test.each([
+    ['in the length field', 5, 'a safetensors file starts with an 8-byte header length'],
+    ['in the header', 40, 'runs past the end of the file'],
+    ['in the data', -3, 'run past the end of the data section'],
+  ])('a fixture truncated %s', async (_where, cut, problem) => {
+    const full = fs.readFileSync(path.join(fixturesDir, 'vit_tiny_test.io.safetensors'));
+    await expectRejected(`truncated-${cut}`, full.subarray(0, cut < 0 ? full.length + cut : cut), problem);
+  });
+
+  test('malformed JSON, and JSON that is not an object', async () => {
+    await expectRejected('bad-json', craftSafetensors('{"x":{"dtype":"F32",', eightBytes), 'header is not valid JSON');
+    await expectRejected('array-json', craftSafetensors('[1,2]', Buffer.alloc(0)), 'header must be a JSON object');
+  });
+
+  test('overlapping, out-of-range, reversed and gapped data_offsets', async () => {
+    await expectRejected(
+      'overlap',
+      craftSafetensors(
+        {
+          x: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+          y: { dtype: 'F32', shape: [2], data_offsets: [4, 12] },
+        },
+        Buffer.alloc(12),
+      ),
+      "tensors 'x' and 'y' have overlapping data_offsets",
+    );
+    await expectRejected(
+      'out-of-range',
+      craftSafetensors({ x: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, eightBytes),
+      "tensor 'x': data_offsets [0,16] run past the end of the data section (8 bytes)",
+    );
+    await expectRejected(
+      'reversed',
+      craftSafetensors({ x: { dtype: 'F32', shape: [2], data_offsets: [8, 0] } }, eightBytes),
+      'end before they begin',
+    );
+    await expectRejected(
+      'gap',
+      craftSafetensors({ x: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, eightBytes),
+      "bytes 0..4 of the data section belong to no tensor (gap before 'x')",
+    );
+    await expectRejected('trailing', craftSafetensors(good, Buffer.alloc(12)), '4 trailing bytes');
+  });
+
+  test('an unknown dtype', () =>
+    expectRejected(
+      'unknown-dtype',
+      craftSafetensors({ x: { dtype: 'F33', shape: [2], data_offsets: [0, 8] } }, eightBytes),
+      'tensor \'x\': unknown dtype "F33"',
+    ));
+
+  test('a shape whose byte count disagrees with data_offsets', async () => {
+    await expectRejected(
+      'shape-mismatch',
+      craftSafetensors({ x: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, eightBytes),
+      "tensor 'x': shape [3] of F32 needs 12 bytes but data_offsets span 8",
+    );
+    await expectRejected(
+      'shape-overflow',
+      craftSafetensors({ x: { dtype: 'F64', shape: [2 ** 32, 2 ** 32], data_offsets: [0, 8] } }, eightBytes),
+      'needs more than 2^64 bytes',
+    );
+  });
+
+  test('negative or fractional dimensions, and missing fields', async () => {
+    await expectRejected(
+      'negative-dim',
+      craftSafetensors({ x: { dtype: 'F32', shape: [-2], data_offsets: [0, 8] } }, eightBytes),
+      "tensor 'x': shape[0] must be a non-negative integer, got -2",
+    );
+    await expectRejected(
+      'fractional-dim',
+      craftSafetensors({ x: { dtype: 'F32', shape: [2.5], data_offsets: [0, 8] } }, eightBytes),
+      'shape[0] must be a non-negative integer, got 2.5',
+    );
+    await expectRejected(
+      'no-offsets',
+      craftSafetensors({ x: { dtype: 'F32', shape: [2] } }, eightBytes),
+      '"data_offsets" must be',
+    );
+  });
+
+  test('non-string metadata values', () =>
+    expectRejected(
+      'metadata',
+      craftSafetensors({ __metadata__: { rank: 4 } }),
+      '"__metadata__"."rank" must be a string, got 4',
+    ));
+
+  test('pickled PyTorch checkpoints and zip archives are recognised and never opened', async () => {
+    await expectRejected(
+      'checkpoint',
+      Buffer.from('PK\x03\x04 torch.save zip archive ...', 'latin1'),
+      /ZIP archive .*never unpickles/,
+    );
+    await expectRejected(
+      'legacy',
+      Buffer.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20]),
+      /Python pickle/,
+    );
+  });
+
+  test('a missing file, a directory and an empty path', async () => {
+    const missing = path.join(temp.dir, 'missing.safetensors');
+    await expect(loadTensors(missing)).rejects.toThrow(
+      `safetensors file '${missing}': cannot open: No such file or directory`,
+    );
+    await expect(loadTensors(temp.dir)).rejects.toThrow('is not a regular file');
+    await expect(loadTensors('')).rejects.toThrow('path: must be a non-empty path');
+  });
+
+  test('random corruption of a header never crashes: each file loads or is rejected with a named error', async () => {
+    const original = fs.readFileSync(path.join(fixturesDir, 'vit_tiny_test.io.safetensors'));
+    let seed = 12345;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const file = path.join(temp.dir, 'fuzzed.safetensors');
+    let rejected = 0;
+    for (let round = 0; round < 300; round++) {
+      const bytes = Buffer.from(original);
+      const flips = 1 + Math.floor(random() * 4);
+      for (let i = 0; i < flips; i++) bytes[Math.floor(random() * 230)] = Math.floor(random() * 256);
+      fs.writeFileSync(file, bytes);
+      try {
+        const loaded = await loadTensors(file);
+        disposeTensors(loaded.tensors);
+      } catch (error) {
+        expect((error as Error).message).toContain(`safetensors file '${file}'`);
+        rejected++;
+      }
+    }
+    expect(rejected).toBeGreaterThan(100);
+  });
+});

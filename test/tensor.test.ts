@@ -1,0 +1,225 @@
+import { Tensor, tensor } from '../lib';
+import { nativeAddon } from '../lib/native';
+
+describe('tensor(): creation from typed arrays', () => {
+  test('a Float32Array with a shape becomes a float32 CPU tensor with the same values', () => {
+    const values = new Float32Array([1.5, -2, 3.25, 4, 5, 6]);
+    using t = tensor(values, [2, 3]);
+    expect(t).toBeInstanceOf(Tensor);
+    expect(t.shape).toEqual([2, 3]);
+    expect(t.dtype).toBe('float32');
+    expect(t.device).toBe('cpu');
+    expect(t.size).toBe(6);
+    expect(t.byteLength).toBe(24);
+    expect(t.toFloat32Array()).toEqual(values);
+    expect(t.toString()).toBe('Tensor(float32[2,3], cpu)');
+  });
+
+  test.each([
+    ['float64', new Float64Array([1.25, -1e300, 3])],
+    ['int32', new Int32Array([1, -2147483648, 2147483647])],
+    ['int16', new Int16Array([1, -32768, 32767])],
+    ['int8', new Int8Array([1, -128, 127])],
+    ['uint8', new Uint8Array([0, 128, 255])],
+    ['int64', new BigInt64Array([1n, -(2n ** 62n), 2n ** 53n + 1n])],
+  ])('%s data keeps its dtype and exact values', (dtype, values) => {
+    using t = tensor(values);
+    expect(t.dtype).toBe(dtype);
+    expect(t.shape).toEqual([3]);
+    expect(t.data()).toEqual(values);
+  });
+
+  test('int64 values beyond 2^53 survive exactly', () => {
+    using t = tensor(new BigInt64Array([2n ** 62n + 7n]));
+    expect(t.toBigInt64Array()[0]).toBe(2n ** 62n + 7n);
+  });
+
+  test('float16 and bfloat16 from raw bits decode to the IEEE values', () => {
+    using half = tensor(new Uint16Array([0x3c00, 0xc000, 0x7bff, 0x0001]), [4], { dtype: 'float16' });
+    expect(half.dtype).toBe('float16');
+    expect(Array.from(half.toFloat32Array())).toEqual([1, -2, 65504, 2 ** -24]);
+    using brain = tensor(new Uint16Array([0x3f80, 0x4049]), [2], { dtype: 'bfloat16' });
+    expect(Array.from(brain.toFloat32Array())).toEqual([1, 3.140625]);
+  });
+
+  test('a dtype option converts values with round-to-nearest (float32 -> float16)', () => {
+    using t = tensor(new Float32Array([1.5, 2.25, 0.001]), [3], { dtype: 'float16' });
+    expect(t.dtype).toBe('float16');
+    // 0.001 = 2^-10 * 1.024, mantissa 24.576 rounds to 25: bits 0x1400 + 25.
+    expect(Array.from(t.data() as Uint16Array)).toEqual([0x3e00, 0x4080, 0x1419]);
+    expect(t.toFloat32Array()[2]).toBeCloseTo(2 ** -10 * (1 + 25 / 1024), 9);
+  });
+
+  test('bytes with a dtype are taken as raw little-endian elements (Buffer, ArrayBuffer)', () => {
+    const floats = new Float32Array([0.5, -7]);
+    using fromBuffer = tensor(Buffer.from(floats.buffer), [2], { dtype: 'float32' });
+    expect(Array.from(fromBuffer.toFloat32Array())).toEqual([0.5, -7]);
+    using fromArrayBuffer = tensor(floats.buffer, [1, 2], { dtype: 'float32' });
+    expect(fromArrayBuffer.shape).toEqual([1, 2]);
+    expect(Array.from(fromArrayBuffer.toFloat32Array())).toEqual([0.5, -7]);
+  });
+
+  test('a typed array view at an offset copies only its own elements', () => {
+    const backing = new Float32Array([9, 9, 1, 2, 3, 9]);
+    using t = tensor(backing.subarray(2, 5));
+    expect(Array.from(t.toFloat32Array())).toEqual([1, 2, 3]);
+  });
+
+  test('the data is copied: changing the array afterwards does not change the tensor', () => {
+    const values = new Float32Array([1, 2, 3]);
+    using t = tensor(values);
+    values[0] = 100;
+    expect(t.toFloat32Array()[0]).toBe(1);
+  });
+
+  test('scalars and empty tensors', () => {
+    using scalar = tensor(new Float32Array([4.5]), []);
+    expect(scalar.shape).toEqual([]);
+    expect(scalar.toArray()).toBe(4.5);
+    using empty = tensor(new Float32Array(0), [0, 3]);
+    expect(empty.shape).toEqual([0, 3]);
+    expect(empty.size).toBe(0);
+    expect(empty.toFloat32Array()).toHaveLength(0);
+  });
+});
+
+describe('tensor(): creation from nested arrays', () => {
+  test('nested arrays give the shape and default to float32', () => {
+    using t = tensor([
+      [1, 2, 3],
+      [4, 5, 6],
+    ]);
+    expect(t.shape).toEqual([2, 3]);
+    expect(t.dtype).toBe('float32');
+    expect(t.toArray()).toEqual([
+      [1, 2, 3],
+      [4, 5, 6],
+    ]);
+  });
+
+  test('a dtype option picks the element type, including half precision', () => {
+    using ids = tensor([3, 1, 2], undefined, { dtype: 'int64' });
+    expect(ids.toBigInt64Array()).toEqual(new BigInt64Array([3n, 1n, 2n]));
+    using flags = tensor([0, 2, -1], undefined, { dtype: 'bool' });
+    expect(Array.from(flags.toUint8Array())).toEqual([0, 1, 1]);
+    using half = tensor([0.5, 65504], undefined, { dtype: 'bfloat16' });
+    expect(half.dtype).toBe('bfloat16');
+    expect(half.toFloat32Array()[0]).toBe(0.5);
+  });
+
+  test('an explicit shape reshapes flat numbers', () => {
+    using t = tensor([1, 2, 3, 4], [2, 2]);
+    expect(t.toArray()).toEqual([
+      [1, 2],
+      [3, 4],
+    ]);
+  });
+});
+
+describe('tensor(): bad input gets a clear error', () => {
+  test('data length that disagrees with the shape', () => {
+    expect(() => tensor(new Float32Array(5), [2, 3])).toThrow('data has 5 elements but shape [2,3] needs 6');
+    expect(() => tensor(Buffer.alloc(10), [3], { dtype: 'float32' })).toThrow(
+      'data has 10 bytes, not a whole number of float32 elements (4 bytes each)',
+    );
+  });
+
+  test('negative, fractional and non-numeric dimensions', () => {
+    expect(() => tensor(new Float32Array(6), [2, -3])).toThrow('shape[1] must be a non-negative integer, got -3');
+    expect(() => tensor(new Float32Array(6), [1.5, 4])).toThrow('shape[0] must be a non-negative integer, got 1.5');
+    expect(() => tensor(new Float32Array(6), ['6' as unknown as number])).toThrow(
+      'shape[0] must be a non-negative integer',
+    );
+  });
+
+  test('ragged nested arrays and non-numbers', () => {
+    expect(() => tensor([[1, 2], [3]])).toThrow('data[1] must be an array of length 2 (the data is ragged)');
+    expect(() => tensor([[1, 'x' as unknown as number]])).toThrow('data[0][1] must be a number');
+    expect(() => tensor([1.5], undefined, { dtype: 'int64' })).toThrow('data[0] = 1.5 is not an integer');
+  });
+
+  test('invalid options name the option', () => {
+    expect(() => tensor(new Float32Array(1), [1], { dtype: 'float33' as never })).toThrow(/^options\.dtype: /);
+    expect(() => tensor(new Float32Array(1), [1], { devcie: 'cpu' } as never)).toThrow(/options: .*devcie/);
+  });
+
+  test('a Uint16Array without a 16-bit dtype, and data of the wrong kind', () => {
+    expect(() => tensor(new Uint16Array(2))).toThrow("a Uint16Array needs options.dtype 'float16', 'bfloat16'");
+    expect(() => tensor('1,2,3' as never)).toThrow('data must be a typed array, an ArrayBuffer or an array of numbers');
+  });
+
+  test('an unknown device is refused without crashing', () => {
+    expect(() => tensor(new Float32Array(1), [1], { device: 'tpu' })).toThrow(/tpu/);
+  });
+
+  test('a CUDA tensor on a libtorch or machine without CUDA is an error, not a crash', () => {
+    using t = tensor(new Float32Array([1]));
+    let moved: Tensor | undefined;
+    try {
+      moved = t.to('cuda');
+    } catch (error) {
+      expect((error as Error).message).toMatch(/CUDA/i);
+    }
+    if (moved) {
+      expect(moved.device).toMatch(/^cuda/);
+      moved.dispose();
+    }
+  });
+});
+
+describe('Tensor lifetime', () => {
+  test('use after dispose() is a clear error; dispose() twice is harmless', () => {
+    const t = tensor(new Float32Array([1, 2]));
+    t.dispose();
+    expect(t.disposed).toBe(true);
+    expect(() => t.shape).toThrow('Tensor was disposed');
+    expect(() => t.toFloat32Array()).toThrow('Tensor was disposed');
+    expect(() => t.to('cpu')).toThrow('Tensor was disposed');
+    expect(() => t.dispose()).not.toThrow();
+    expect(t.toString()).toBe('Tensor(disposed)');
+  });
+
+  test('`using` disposes at the end of the block', () => {
+    let escaped: Tensor;
+    {
+      using t = tensor(new Float32Array([1]));
+      escaped = t;
+      expect(escaped.disposed).toBe(false);
+    }
+    expect(escaped.disposed).toBe(true);
+  });
+
+  test('view() shares memory with the tensor and outlives dispose()', () => {
+    const t = tensor(new Float32Array([1, 2, 3]));
+    const view = t.view() as Float32Array;
+    view[1] = 42;
+    expect(t.toFloat32Array()[1]).toBe(42);
+    t.dispose();
+    expect(Array.from(view)).toEqual([1, 42, 3]);
+  });
+
+  test('cast, clone and to(cpu) produce independent handles', () => {
+    using t = tensor(new Float32Array([1.9, -1.9, 2.5]));
+    using ints = t.cast('int32');
+    expect(Array.from(ints.data() as Int32Array)).toEqual([1, -1, 2]);
+    const copy = t.clone();
+    const same = t.to('cpu');
+    copy.dispose();
+    expect(same.toFloat32Array()).toEqual(t.toFloat32Array());
+    same.dispose();
+    expect(t.disposed).toBe(false);
+  });
+
+  test('native memory is reported to V8 and released by dispose()', () => {
+    const values = new Float32Array(16 * 1024 * 1024);
+    const v8External = () => nativeAddon().externalMemory();
+    const before = v8External();
+    const big = tensor(values);
+    const during = v8External();
+    const MiB = 1024 * 1024;
+    // Other ArrayBuffers may come and go meanwhile: allow 1 MiB either way.
+    expect(Math.abs(during - before - 64 * MiB)).toBeLessThan(MiB);
+    big.dispose();
+    expect(Math.abs(during - v8External() - 64 * MiB)).toBeLessThan(MiB);
+  });
+});
