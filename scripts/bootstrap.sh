@@ -63,7 +63,7 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 fi
 
 log "building the native addon (incremental)"
-node scripts/build-native.js --quiet
+node scripts/build-native.js
 
 log "compiling TypeScript to dist/"
 npx tsc -p tsconfig.build.json

@@ -5,26 +5,22 @@
 // build/, because node-gyp deletes build/ when it rebuilds.
 'use strict';
 const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-
-const fs = require('node:fs');
 
 const root = path.resolve(__dirname, '..');
 const buildDir = path.join(root, 'build-native');
 // A configure that failed leaves a cache without a build file; cmake-js would then try to build it.
 const configured = ['build.ninja', 'Makefile'].some((file) => fs.existsSync(path.join(buildDir, file)));
 if (!configured) fs.rmSync(buildDir, { recursive: true, force: true });
+
 const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
 const parallel = String(Math.max(1, Math.min(os.availableParallelism?.() ?? os.cpus().length, 16)));
 const args = [cmakeJs, 'build', '--directory', root, '--out', buildDir, '--parallel', parallel];
 if (process.env.PACE_BUILD_DEBUG === '1') args.push('--debug');
-const quiet = process.argv.includes('--quiet');
-if (quiet) args.push('--log-level', 'warn');
 
-const result = spawnSync(process.execPath, args, {
-  cwd: root,
-  stdio: quiet ? ['ignore', 'ignore', 'inherit'] : 'inherit',
-});
+// Output is never silenced: cmake-js's quieter log levels also swallow the compiler's errors.
+const result = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
 if (result.error) throw result.error;
 process.exit(result.status ?? 1);

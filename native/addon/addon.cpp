@@ -18,6 +18,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   registerTensorBindings(env, exports);
   registerSafetensorsBindings(env, exports);
   registerSystemBindings(env, exports);
+  registerModelBindings(env, exports);
   return exports;
 }
 

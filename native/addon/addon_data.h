@@ -7,6 +7,7 @@ namespace pace::addon {
 // between JavaScript environments.
 struct AddonData {
   Napi::FunctionReference tensorConstructor;
+  Napi::FunctionReference modelConstructor;
 
   static AddonData& of(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
 };

@@ -7,5 +7,6 @@ namespace pace::addon {
 void registerTensorBindings(Napi::Env env, Napi::Object exports);
 void registerSafetensorsBindings(Napi::Env env, Napi::Object exports);
 void registerSystemBindings(Napi::Env env, Napi::Object exports);
+void registerModelBindings(Napi::Env env, Napi::Object exports);
 
 }  // namespace pace::addon

@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include <ATen/ATen.h>
+#include <torch/nn/module.h>
 
 #include <functional>
 #include <optional>

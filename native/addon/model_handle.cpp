@@ -1,0 +1,237 @@
+#include "model_handle.h"
+
+#include "addon_data.h"
+#include "async.h"
+#include "bindings.h"
+#include "convert.h"
+#include "models/swin.h"
+#include "models/vit.h"
+#include "models/weights.h"
+#include "tensor/dtype.h"
+#include "tensor_handle.h"
+
+namespace pace::addon {
+
+namespace {
+
+int64_t integerField(const Napi::Object& spec, const char* name) {
+  const Napi::Value value = spec.Get(name);
+  if (!value.IsNumber()) throw Napi::TypeError::New(spec.Env(), std::string("spec.") + name + " must be a number");
+  return value.As<Napi::Number>().Int64Value();
+}
+
+double numberField(const Napi::Object& spec, const char* name) {
+  const Napi::Value value = spec.Get(name);
+  if (!value.IsNumber()) throw Napi::TypeError::New(spec.Env(), std::string("spec.") + name + " must be a number");
+  return value.As<Napi::Number>().DoubleValue();
+}
+
+std::vector<int64_t> integerList(const Napi::Object& spec, const char* name) {
+  return shapeFromJs(spec.Get(name), std::string("spec.") + name);
+}
+
+std::shared_ptr<models::Backbone> buildBackbone(const Napi::Object& spec) {
+  const std::string family = stringFromJs(spec.Get("family"), "spec.family");
+  if (family == "vit") {
+    models::VitConfig config;
+    config.imgSize = integerField(spec, "imgSize");
+    config.patchSize = integerField(spec, "patchSize");
+    config.embedDim = integerField(spec, "embedDim");
+    config.depth = integerField(spec, "depth");
+    config.numHeads = integerField(spec, "numHeads");
+    config.mlpRatio = numberField(spec, "mlpRatio");
+    config.numClasses = integerField(spec, "numClasses");
+    config.dropPathRate = numberField(spec, "dropPathRate");
+    return std::make_shared<models::VisionTransformer>(config);
+  }
+  if (family == "swin") {
+    models::SwinConfig config;
+    config.imgSize = integerField(spec, "imgSize");
+    config.patchSize = integerField(spec, "patchSize");
+    config.windowSize = integerField(spec, "windowSize");
+    config.embedDim = integerField(spec, "embedDim");
+    config.depths = integerList(spec, "depths");
+    config.numHeads = integerList(spec, "numHeads");
+    config.mlpRatio = numberField(spec, "mlpRatio");
+    config.numClasses = integerField(spec, "numClasses");
+    config.dropPathRate = numberField(spec, "dropPathRate");
+    return std::make_shared<models::SwinTransformer>(config);
+  }
+  throw Napi::TypeError::New(spec.Env(), "spec.family must be 'vit' or 'swin', got '" + family + "'");
+}
+
+Napi::Array namesToJs(Napi::Env env, const std::vector<std::string>& names) {
+  Napi::Array array = Napi::Array::New(env, names.size());
+  for (uint32_t i = 0; i < names.size(); ++i) array.Set(i, names[i]);
+  return array;
+}
+
+// createModel(spec) -> ModelHandle, built on the JS thread (construction is quick; weights load async).
+Napi::Value createModelJs(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "spec must be an object");
+    auto* backbone = new std::shared_ptr<models::Backbone>(buildBackbone(info[0].As<Napi::Object>()));
+    Napi::Object handle;
+    try {
+      handle = AddonData::of(env).modelConstructor.New(
+          {Napi::External<std::shared_ptr<models::Backbone>>::New(env, backbone)});
+    } catch (...) {
+      delete backbone;
+      throw;
+    }
+    delete backbone;
+    return handle;
+  });
+}
+
+}  // namespace
+
+Napi::Function ModelHandle::define(Napi::Env env) {
+  return DefineClass(env, "NativeModel",
+                     {
+                         InstanceMethod<&ModelHandle::loadWeights>("loadWeights"),
+                         InstanceMethod<&ModelHandle::saveWeights>("saveWeights"),
+                         InstanceMethod<&ModelHandle::forward>("forward"),
+                         InstanceMethod<&ModelHandle::forwardFeatures>("forwardFeatures"),
+                         InstanceMethod<&ModelHandle::setTraining>("setTraining"),
+                         InstanceAccessor<&ModelHandle::training>("training"),
+                         InstanceMethod<&ModelHandle::parameters>("parameters"),
+                         InstanceMethod<&ModelHandle::to>("to"),
+                         InstanceAccessor<&ModelHandle::device>("device"),
+                         InstanceMethod<&ModelHandle::dispose>("dispose"),
+                     });
+}
+
+ModelHandle::ModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelHandle>(info) {
+  if (info.Length() != 1 || !info[0].IsExternal()) {
+    throw Napi::TypeError::New(info.Env(), "NativeModel cannot be constructed directly; use createModel()");
+  }
+  state_ = std::make_shared<ModelState>();
+  state_->model = *info[0].As<Napi::External<std::shared_ptr<models::Backbone>>>().Data();
+}
+
+std::shared_ptr<ModelState> ModelHandle::live(Napi::Env env) const {
+  if (!state_) throw Napi::Error::New(env, "Model was disposed; it cannot be used any more");
+  return state_;
+}
+
+Napi::Value ModelHandle::loadWeights(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    const std::string path = stringFromJs(info[0], "path");
+    const bool strict = info[1].ToBoolean().Value();
+    return runAsync(
+        info.Env(), "pace.loadWeights",
+        [state = live(info.Env()), path, strict] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          return models::loadWeights(*state->model, path, strict);
+        },
+        [](Napi::Env env, models::LoadReport& report) -> Napi::Value {
+          Napi::Object result = Napi::Object::New(env);
+          result.Set("loaded", namesToJs(env, report.loaded));
+          result.Set("missing", namesToJs(env, report.missing));
+          result.Set("unexpected", namesToJs(env, report.unexpected));
+          result.Set("resized", namesToJs(env, report.resized));
+          result.Set("reinitialized", namesToJs(env, report.reinitialized));
+          result.Set("ignored", namesToJs(env, report.ignored));
+          return result;
+        });
+  });
+}
+
+Napi::Value ModelHandle::saveWeights(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    const std::string path = stringFromJs(info[0], "path");
+    std::optional<TensorMetadata> metadata;
+    if (info[1].IsObject()) metadata = metadataFromJs(info[1]);
+    return runAsync(
+        info.Env(), "pace.saveWeights",
+        [state = live(info.Env()), path, metadata] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          saveSafetensors(path, models::stateDict(*state->model), metadata);
+          return true;
+        },
+        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+  });
+}
+
+Napi::Value ModelHandle::runForward(const Napi::CallbackInfo& info, bool featuresOnly) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    const at::Tensor images = TensorHandle::unwrap(info[0], "images");
+    return runAsync(
+        info.Env(), featuresOnly ? "pace.forwardFeatures" : "pace.forward",
+        [state = live(info.Env()), images, featuresOnly] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          torch::NoGradGuard noGrad;
+          auto& model = *state->model;
+          const auto device = model.parameters().front().device();
+          const at::Tensor input = images.device() == device ? images : images.to(device);
+          model.checkImages(input);
+          return featuresOnly ? model.forwardFeatures(input) : model.forward(input);
+        },
+        [](Napi::Env env, at::Tensor& output) -> Napi::Value { return TensorHandle::wrap(env, std::move(output)); });
+  });
+}
+
+Napi::Value ModelHandle::forward(const Napi::CallbackInfo& info) { return runForward(info, false); }
+Napi::Value ModelHandle::forwardFeatures(const Napi::CallbackInfo& info) { return runForward(info, true); }
+
+Napi::Value ModelHandle::setTraining(const Napi::CallbackInfo& info) {
+  auto state = live(info.Env());
+  std::lock_guard<std::mutex> lock(state->mutex);
+  state->model->train(info[0].ToBoolean().Value());
+  return info.Env().Undefined();
+}
+
+Napi::Value ModelHandle::training(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), live(info.Env())->model->is_training());
+}
+
+// parameters() -> [{ name, shape, dtype }] in registration order (timm's order).
+Napi::Value ModelHandle::parameters(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto state = live(env);
+    std::lock_guard<std::mutex> lock(state->mutex);
+    const auto named = state->model->named_parameters();
+    Napi::Array result = Napi::Array::New(env, named.size());
+    uint32_t i = 0;
+    for (const auto& item : named) {
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("name", item.key());
+      entry.Set("shape", shapeToJs(env, item.value().sizes()));
+      entry.Set("dtype", dtypeName(item.value().scalar_type()));
+      result.Set(i++, entry);
+    }
+    return result;
+  });
+}
+
+Napi::Value ModelHandle::to(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    const std::string device = stringFromJs(info[0], "device");
+    auto state = live(info.Env());
+    std::lock_guard<std::mutex> lock(state->mutex);
+    state->model->to(at::Device(device));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value ModelHandle::device(const Napi::CallbackInfo& info) {
+  auto state = live(info.Env());
+  return Napi::String::New(info.Env(), state->model->parameters().front().device().str());
+}
+
+Napi::Value ModelHandle::dispose(const Napi::CallbackInfo& info) {
+  state_.reset();  // work in flight keeps its own reference and finishes
+  return info.Env().Undefined();
+}
+
+void registerModelBindings(Napi::Env env, Napi::Object exports) {
+  Napi::Function constructor = ModelHandle::define(env);
+  AddonData::of(env).modelConstructor = Napi::Persistent(constructor);
+  exports.Set("NativeModel", constructor);
+  exports.Set("createModel", Napi::Function::New(env, createModelJs, "createModel"));
+}
+
+}  // namespace pace::addon

@@ -1,0 +1,41 @@
+#pragma once
+#include <napi.h>
+
+#include <memory>
+#include <mutex>
+
+#include "models/backbone.h"
+
+namespace pace::addon {
+
+// A backbone shared between its JS handle and any native work in flight; the mutex serialises that work
+// (libtorch modules are not safe to mutate and run at once).
+struct ModelState {
+  std::shared_ptr<models::Backbone> model;
+  std::mutex mutex;
+};
+
+class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
+ public:
+  static Napi::Function define(Napi::Env env);
+  explicit ModelHandle(const Napi::CallbackInfo& info);
+
+ private:
+  std::shared_ptr<ModelState> live(Napi::Env env) const;
+
+  Napi::Value loadWeights(const Napi::CallbackInfo& info);
+  Napi::Value saveWeights(const Napi::CallbackInfo& info);
+  Napi::Value forward(const Napi::CallbackInfo& info);
+  Napi::Value forwardFeatures(const Napi::CallbackInfo& info);
+  Napi::Value setTraining(const Napi::CallbackInfo& info);
+  Napi::Value training(const Napi::CallbackInfo& info);
+  Napi::Value parameters(const Napi::CallbackInfo& info);
+  Napi::Value to(const Napi::CallbackInfo& info);
+  Napi::Value device(const Napi::CallbackInfo& info);
+  Napi::Value dispose(const Napi::CallbackInfo& info);
+  Napi::Value runForward(const Napi::CallbackInfo& info, bool featuresOnly);
+
+  std::shared_ptr<ModelState> state_;
+};
+
+}  // namespace pace::addon

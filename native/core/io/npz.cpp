@@ -1,0 +1,230 @@
+#include "io/npz.h"
+
+#include <zlib.h>
+
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <regex>
+
+#include "errors.h"
+#include "tensor/dtype.h"
+#include "tensor/host_memory.h"
+
+namespace pace {
+
+namespace {
+
+constexpr uint32_t kEndOfCentralDirectory = 0x06054b50;
+constexpr uint32_t kZip64EndLocator = 0x07064b50;
+constexpr uint32_t kZip64EndOfCentralDirectory = 0x06064b50;
+constexpr uint32_t kCentralHeader = 0x02014b50;
+constexpr uint32_t kLocalHeader = 0x04034b50;
+
+class Bytes {
+ public:
+  Bytes(const std::string& data, std::string context) : data_(data), context_(std::move(context)) {}
+
+  [[noreturn]] void fail(const std::string& problem) const { throw Error(context_ + ": " + problem); }
+
+  void need(uint64_t offset, uint64_t count) const {
+    if (offset > data_.size() || count > data_.size() - offset) fail("truncated or corrupt (read past the end)");
+  }
+  uint16_t u16(uint64_t offset) const {
+    need(offset, 2);
+    return static_cast<uint16_t>(byte(offset) | byte(offset + 1) << 8);
+  }
+  uint32_t u32(uint64_t offset) const {
+    need(offset, 4);
+    return static_cast<uint32_t>(u16(offset)) | static_cast<uint32_t>(u16(offset + 2)) << 16;
+  }
+  uint64_t u64(uint64_t offset) const {
+    return static_cast<uint64_t>(u32(offset)) | static_cast<uint64_t>(u32(offset + 4)) << 32;
+  }
+  std::string text(uint64_t offset, uint64_t count) const {
+    need(offset, count);
+    return data_.substr(offset, count);
+  }
+  const char* at(uint64_t offset, uint64_t count) const {
+    need(offset, count);
+    return data_.data() + offset;
+  }
+  uint64_t size() const { return data_.size(); }
+
+ private:
+  unsigned byte(uint64_t offset) const { return static_cast<unsigned char>(data_[offset]); }
+  const std::string& data_;
+  std::string context_;
+};
+
+struct ZipEntry {
+  std::string name;
+  uint16_t method = 0;
+  uint64_t compressedSize = 0;
+  uint64_t uncompressedSize = 0;
+  uint64_t localHeaderOffset = 0;
+};
+
+// Sizes and offsets that do not fit 32 bits live in the zip64 "extended information" extra field.
+void applyZip64Extra(const Bytes& bytes, uint64_t extra, uint16_t extraLength, ZipEntry& entry) {
+  uint64_t cursor = extra;
+  while (cursor + 4 <= extra + extraLength) {
+    const uint16_t id = bytes.u16(cursor), size = bytes.u16(cursor + 2);
+    uint64_t field = cursor + 4;
+    if (id == 0x0001) {
+      if (entry.uncompressedSize == 0xffffffff) entry.uncompressedSize = bytes.u64(field), field += 8;
+      if (entry.compressedSize == 0xffffffff) entry.compressedSize = bytes.u64(field), field += 8;
+      if (entry.localHeaderOffset == 0xffffffff) entry.localHeaderOffset = bytes.u64(field);
+      return;
+    }
+    cursor += 4 + size;
+  }
+}
+
+std::vector<ZipEntry> readCentralDirectory(const Bytes& bytes) {
+  if (bytes.size() < 22) bytes.fail("is not a zip archive (too short)");
+  uint64_t end = bytes.size() - 22;
+  const uint64_t searchLimit = bytes.size() > 22 + 65535 ? bytes.size() - 22 - 65535 : 0;
+  while (bytes.u32(end) != kEndOfCentralDirectory) {
+    if (end == searchLimit) bytes.fail("is not a zip archive (no end-of-central-directory record)");
+    --end;
+  }
+  uint64_t count = bytes.u16(end + 10);
+  uint64_t directoryOffset = bytes.u32(end + 16);
+  if (end >= 20 && bytes.u32(end - 20) == kZip64EndLocator) {
+    const uint64_t zip64End = bytes.u64(end - 20 + 8);
+    if (bytes.u32(zip64End) != kZip64EndOfCentralDirectory) bytes.fail("corrupt zip64 end record");
+    count = bytes.u64(zip64End + 32);
+    directoryOffset = bytes.u64(zip64End + 48);
+  }
+  std::vector<ZipEntry> entries;
+  uint64_t cursor = directoryOffset;
+  for (uint64_t i = 0; i < count; ++i) {
+    if (bytes.u32(cursor) != kCentralHeader) bytes.fail("corrupt central directory");
+    ZipEntry entry;
+    entry.method = bytes.u16(cursor + 10);
+    entry.compressedSize = bytes.u32(cursor + 20);
+    entry.uncompressedSize = bytes.u32(cursor + 24);
+    const uint16_t nameLength = bytes.u16(cursor + 28), extraLength = bytes.u16(cursor + 30),
+                   commentLength = bytes.u16(cursor + 32);
+    entry.localHeaderOffset = bytes.u32(cursor + 42);
+    entry.name = bytes.text(cursor + 46, nameLength);
+    applyZip64Extra(bytes, cursor + 46 + nameLength, extraLength, entry);
+    entries.push_back(entry);
+    cursor += 46 + nameLength + extraLength + commentLength;
+  }
+  return entries;
+}
+
+std::string extract(const Bytes& bytes, const ZipEntry& entry, const std::string& where) {
+  const uint64_t local = entry.localHeaderOffset;
+  if (bytes.u32(local) != kLocalHeader) throw Error(where + ": corrupt local header");
+  const uint64_t dataStart = local + 30 + bytes.u16(local + 26) + bytes.u16(local + 28);
+  const char* compressed = bytes.at(dataStart, entry.compressedSize);
+  if (entry.method == 0) {
+    if (entry.compressedSize != entry.uncompressedSize) throw Error(where + ": stored entry with inconsistent sizes");
+    return std::string(compressed, entry.compressedSize);
+  }
+  if (entry.method != 8) throw Error(where + ": unsupported zip compression method " + std::to_string(entry.method));
+  // A deflated entry may not claim more than deflate's best ratio (about 1032:1) allows.
+  if (entry.uncompressedSize / 1032 > entry.compressedSize + 1) throw Error(where + ": implausible uncompressed size");
+  std::string out(entry.uncompressedSize, '\0');
+  z_stream stream{};
+  if (inflateInit2(&stream, -MAX_WBITS) != Z_OK) throw Error(where + ": cannot start inflating");
+  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed));
+  stream.avail_in = static_cast<uInt>(entry.compressedSize);
+  stream.next_out = reinterpret_cast<Bytef*>(out.data());
+  stream.avail_out = static_cast<uInt>(entry.uncompressedSize);
+  const int status = inflate(&stream, Z_FINISH);
+  const uint64_t produced = stream.total_out;
+  inflateEnd(&stream);
+  if (status != Z_STREAM_END || produced != entry.uncompressedSize) throw Error(where + ": corrupt deflate data");
+  return out;
+}
+
+struct NpyDtype {
+  const char* descr;
+  at::ScalarType type;
+};
+
+at::Tensor parseNpy(const std::string& npy, const std::string& where) {
+  const Bytes bytes(npy, where);
+  if (npy.size() < 10 || npy.compare(0, 6, "\x93NUMPY") != 0) bytes.fail("is not a .npy array (bad magic)");
+  const unsigned major = static_cast<unsigned char>(npy[6]);
+  uint64_t headerLength = 0, headerStart = 0;
+  if (major == 1) {
+    headerLength = bytes.u16(8), headerStart = 10;
+  } else if (major == 2 || major == 3) {
+    headerLength = bytes.u32(8), headerStart = 12;
+  } else {
+    bytes.fail(".npy format version " + std::to_string(major) + " is not supported");
+  }
+  const std::string header = bytes.text(headerStart, headerLength);
+
+  static const std::regex descrPattern(R"('descr'\s*:\s*'([^']*)')");
+  static const std::regex orderPattern(R"('fortran_order'\s*:\s*(True|False))");
+  static const std::regex shapePattern(R"('shape'\s*:\s*\(([^)]*)\))");
+  std::smatch descr, order, shapeText;
+  if (!std::regex_search(header, descr, descrPattern) || !std::regex_search(header, order, orderPattern) ||
+      !std::regex_search(header, shapeText, shapePattern))
+    bytes.fail("malformed .npy header: " + header);
+
+  static const NpyDtype dtypes[] = {{"<f4", at::kFloat}, {"<f8", at::kDouble}, {"<f2", at::kHalf},
+                                    {"<i8", at::kLong},  {"<i4", at::kInt},    {"<i2", at::kShort},
+                                    {"|i1", at::kChar},  {"|u1", at::kByte},   {"|b1", at::kBool}};
+  const std::string code = descr[1];
+  std::optional<at::ScalarType> type;
+  for (const auto& candidate : dtypes) {
+    if (code == candidate.descr) type = candidate.type;
+  }
+  if (!type) {
+    if (code.find('O') != std::string::npos) bytes.fail("holds Python objects (a pickle); refused");
+    bytes.fail("unsupported dtype '" + code + "'");
+  }
+
+  std::vector<int64_t> shape;
+  uint64_t numel = 1;
+  static const std::regex dimPattern(R"(\d+)");
+  const std::string dims = shapeText[1];
+  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), dimPattern); it != std::sregex_iterator(); ++it) {
+    const uint64_t dim = std::stoull(it->str());
+    if (dim > (1ull << 40) || __builtin_mul_overflow(numel, dim, &numel)) bytes.fail("absurd shape (" + dims + ")");
+    shape.push_back(static_cast<int64_t>(dim));
+  }
+  const uint64_t dataStart = headerStart + headerLength;
+  const uint64_t expected = numel * c10::elementSize(*type);
+  if (npy.size() - std::min<uint64_t>(npy.size(), dataStart) != expected)
+    bytes.fail("shape (" + dims + ") of " + code + " needs " + std::to_string(expected) + " bytes, the entry has " +
+               std::to_string(npy.size() - std::min<uint64_t>(npy.size(), dataStart)));
+
+  const bool fortran = order[1] == "True";
+  std::vector<int64_t> stored(shape);
+  if (fortran) std::reverse(stored.begin(), stored.end());
+  at::Tensor tensor = emptyHostTensor(stored, *type);
+  if (expected > 0) std::memcpy(tensor.data_ptr(), npy.data() + dataStart, expected);
+  if (fortran && tensor.dim() > 1) {
+    std::vector<int64_t> reverse(tensor.dim());
+    for (int64_t i = 0; i < tensor.dim(); ++i) reverse[i] = tensor.dim() - 1 - i;
+    tensor = tensor.permute(reverse).contiguous();
+  }
+  return tensor;
+}
+
+}  // namespace
+
+std::vector<NamedTensor> loadNpz(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw Error("npz file '" + path + "': cannot open: " + std::strerror(errno));
+  const std::string data((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  const Bytes bytes(data, "npz file '" + path + "'");
+  std::vector<NamedTensor> arrays;
+  for (const auto& entry : readCentralDirectory(bytes)) {
+    const std::string where = "npz file '" + path + "': entry '" + entry.name + "'";
+    std::string name = entry.name;
+    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0) name.resize(name.size() - 4);
+    arrays.push_back({name, parseNpy(extract(bytes, entry, where), where)});
+  }
+  return arrays;
+}
+
+}  // namespace pace

@@ -1,0 +1,109 @@
+#include "models/vit.h"
+
+#include <cmath>
+
+#include "errors.h"
+
+namespace pace::models {
+
+namespace {
+constexpr double kLayerNormEps = 1e-6;
+}
+
+void VitConfig::validate() const {
+  const auto positive = [](int64_t value, const char* name) {
+    if (value < 1) throw Error(std::string("vit config: ") + name + " must be >= 1, got " + std::to_string(value));
+  };
+  positive(imgSize, "imgSize");
+  positive(patchSize, "patchSize");
+  positive(embedDim, "embedDim");
+  positive(depth, "depth");
+  positive(numHeads, "numHeads");
+  if (imgSize % patchSize != 0)
+    throw Error("vit config: imgSize " + std::to_string(imgSize) + " is not a multiple of patchSize " +
+                std::to_string(patchSize));
+  if (embedDim % numHeads != 0)
+    throw Error("vit config: embedDim " + std::to_string(embedDim) + " is not a multiple of numHeads " +
+                std::to_string(numHeads));
+  if (!(mlpRatio > 0)) throw Error("vit config: mlpRatio must be > 0");
+  if (numClasses < 0) throw Error("vit config: numClasses must be >= 0");
+  if (!(dropPathRate >= 0 && dropPathRate < 1)) throw Error("vit config: dropPathRate must be in [0, 1)");
+}
+
+VitAttentionImpl::VitAttentionImpl(int64_t dim, int64_t numHeads_) : numHeads(numHeads_) {
+  qkv = register_module("qkv", Linear(dim, 3 * dim));
+  proj = register_module("proj", Linear(dim, dim));
+}
+
+torch::Tensor VitAttentionImpl::forward(const torch::Tensor& x) {
+  const int64_t batch = x.size(0), tokens = x.size(1), dim = x.size(2), headDim = dim / numHeads;
+  // Output channel c of qkv is (which = c / dim, head = (c % dim) / headDim, d = c % headDim).
+  const torch::Tensor parts = qkv(x).reshape({batch, tokens, 3, numHeads, headDim}).permute({2, 0, 3, 1, 4});
+  const torch::Tensor q = parts[0] * (1.0 / std::sqrt(static_cast<double>(headDim)));
+  const torch::Tensor attention = torch::softmax(torch::matmul(q, parts[1].transpose(-2, -1)), -1);
+  const torch::Tensor out = torch::matmul(attention, parts[2]).transpose(1, 2).reshape({batch, tokens, dim});
+  return proj(out);
+}
+
+VitBlockImpl::VitBlockImpl(int64_t dim, int64_t numHeads, double mlpRatio, double dropPathRate_)
+    : dropPathRate(dropPathRate_) {
+  norm1 = register_module("norm1", layerNorm(dim, kLayerNormEps));
+  attn = register_module("attn", VitAttention(dim, numHeads));
+  norm2 = register_module("norm2", layerNorm(dim, kLayerNormEps));
+  mlp = register_module("mlp", Mlp(dim, static_cast<int64_t>(dim * mlpRatio)));
+}
+
+torch::Tensor VitBlockImpl::forward(const torch::Tensor& input) {
+  torch::Tensor x = input + dropPath(attn(norm1(input)), dropPathRate, is_training());
+  return x + dropPath(mlp(norm2(x)), dropPathRate, is_training());
+}
+
+VitPatchEmbedImpl::VitPatchEmbedImpl(int64_t patchSize, int64_t embedDim) {
+  proj = register_module("proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, embedDim, patchSize).stride(patchSize)));
+}
+
+torch::Tensor VitPatchEmbedImpl::forward(const torch::Tensor& images) {
+  return proj(images).flatten(2).transpose(1, 2);
+}
+
+VisionTransformer::VisionTransformer(const VitConfig& config_) : config((config_.validate(), config_)) {
+  const int64_t grid = config.imgSize / config.patchSize;
+  patch_embed = register_module("patch_embed", VitPatchEmbed(config.patchSize, config.embedDim));
+  cls_token = register_parameter("cls_token", torch::zeros({1, 1, config.embedDim}));
+  pos_embed = register_parameter("pos_embed", torch::zeros({1, grid * grid + 1, config.embedDim}));
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  const std::vector<double> rates = linearDropPathRates(config.dropPathRate, config.depth);
+  for (int64_t i = 0; i < config.depth; ++i) {
+    blocks->push_back(VitBlock(config.embedDim, config.numHeads, config.mlpRatio, rates[i]));
+  }
+  norm = register_module("norm", layerNorm(config.embedDim, kLayerNormEps));
+  if (config.numClasses > 0) head = register_module("head", Linear(config.embedDim, config.numClasses));
+
+  torch::NoGradGuard noGrad;
+  truncatedNormal(pos_embed, 0.02);
+  cls_token.normal_(0.0, 1e-6);
+}
+
+torch::Tensor VisionTransformer::forwardFeatures(const torch::Tensor& images) {
+  checkImages(images);
+  torch::Tensor x = patch_embed(images);
+  x = torch::cat({cls_token.expand({x.size(0), -1, -1}), x}, 1) + pos_embed;
+  for (const auto& block : *blocks) x = block->as<VitBlock>()->forward(x);
+  return norm(x);
+}
+
+torch::Tensor VisionTransformer::forwardHead(const torch::Tensor& features) {
+  const torch::Tensor pooled = features.select(1, 0);
+  return head ? head(pooled) : pooled;
+}
+
+std::vector<std::string> VisionTransformer::headParameterNames() const {
+  if (!head) return {};
+  return {"head.weight", "head.bias"};
+}
+
+void VisionTransformer::resetHead() {
+  if (head) head->resetParameters();
+}
+
+}  // namespace pace::models

@@ -1,0 +1,267 @@
+#include "models/weights.h"
+
+#include <ATen/ops/_upsample_bicubic2d_aa.h>
+#include <ATen/ops/upsample_bilinear2d.h>
+
+#include <cmath>
+#include <map>
+#include <regex>
+#include <set>
+
+#include "errors.h"
+#include "io/npz.h"
+#include "tensor/dtype.h"
+
+namespace pace::models {
+
+namespace {
+
+bool endsWith(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+bool startsWith(const std::string& text, const std::string& prefix) { return text.rfind(prefix, 0) == 0; }
+
+std::string lowerExtension(const std::string& path) {
+  const auto dot = path.find_last_of('.');
+  const auto slash = path.find_last_of('/');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return "";
+  std::string ext = path.substr(dot + 1);
+  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return ext;
+}
+
+std::string joinNames(const std::vector<std::string>& names, size_t limit = 8) {
+  std::string text;
+  for (size_t i = 0; i < names.size() && i < limit; ++i) text += (i ? ", " : "") + names[i];
+  if (names.size() > limit) text += ", ... (" + std::to_string(names.size()) + " in all)";
+  return text;
+}
+
+// timm's checkpoint filters for safetensors state dicts: a DataParallel `module.` prefix, the dropped
+// `pre_logits`, Swin's recomputed buffers, and the pre-0.9 Swin layout (PatchMerging at the end of the
+// previous stage, `head.*` instead of `head.fc.*`).
+std::vector<NamedTensor> filterStateDict(std::vector<NamedTensor> tensors, const std::string& family,
+                                         std::vector<std::string>& ignored) {
+  std::vector<NamedTensor> kept;
+  bool oldSwinLayout = family == "swin";
+  for (auto& named : tensors) {
+    if (startsWith(named.name, "module.")) named.name.erase(0, 7);
+    if (named.name == "head.fc.weight") oldSwinLayout = false;
+  }
+  static const std::regex downsample(R"(^layers\.(\d+)\.downsample\.)");
+  for (auto& named : tensors) {
+    const std::string& name = named.name;
+    if (startsWith(name, "pre_logits.") ||
+        (family == "swin" && (endsWith(name, "relative_position_index") || endsWith(name, "attn_mask")))) {
+      ignored.push_back(name);
+      continue;
+    }
+    if (oldSwinLayout) {
+      std::smatch match;
+      if (std::regex_search(name, match, downsample)) {
+        named.name = "layers." + std::to_string(std::stoi(match[1]) + 1) + ".downsample." + match.suffix().str();
+      } else if (startsWith(name, "head.")) {
+        named.name = "head.fc." + name.substr(5);
+      }
+    }
+    kept.push_back(std::move(named));
+  }
+  return kept;
+}
+
+// 2-D kernels [in, out] -> [out, in]; the attention kernels reshape first (see timm-layouts.md §4).
+torch::Tensor flaxDenseToLinear(const torch::Tensor& kernel) { return kernel.t().contiguous(); }
+
+}  // namespace
+
+std::vector<NamedTensor> googleVitToTimm(const std::vector<NamedTensor>& arrays, int64_t depth,
+                                         std::vector<std::string>& ignored) {
+  std::map<std::string, torch::Tensor> byName;
+  for (const auto& named : arrays) byName[named.name] = named.tensor;
+
+  std::string prefix;
+  bool bigVision = false;
+  if (byName.count("opt/target/embedding/kernel")) {
+    prefix = "opt/target/";
+  } else if (byName.count("params/embedding/kernel")) {
+    prefix = "params/";
+    bigVision = true;
+  }
+  std::set<std::string> used;
+  const auto take = [&](const std::string& key) -> torch::Tensor {
+    const auto it = byName.find(prefix + key);
+    if (it == byName.end()) return {};
+    used.insert(it->first);
+    return it->second;
+  };
+
+  std::vector<NamedTensor> out;
+  const auto put = [&](const std::string& name, const torch::Tensor& value) {
+    if (value.defined()) out.push_back({name, value});
+  };
+  put("cls_token", take("cls"));
+  if (auto kernel = take("embedding/kernel"); kernel.defined())
+    put("patch_embed.proj.weight", kernel.permute({3, 2, 0, 1}).contiguous());
+  put("patch_embed.proj.bias", take("embedding/bias"));
+  put("pos_embed", take(bigVision ? "pos_embedding" : "Transformer/posembed_input/pos_embedding"));
+  put("norm.weight", take("Transformer/encoder_norm/scale"));
+  put("norm.bias", take("Transformer/encoder_norm/bias"));
+  if (auto kernel = take("head/kernel"); kernel.defined()) put("head.weight", flaxDenseToLinear(kernel));
+  put("head.bias", take("head/bias"));
+
+  const std::string attention = bigVision ? "MultiHeadDotProductAttention_0" : "MultiHeadDotProductAttention_1";
+  const std::string secondNorm = bigVision ? "LayerNorm_1" : "LayerNorm_2";
+  const std::string mlp = bigVision ? "MlpBlock_0" : "MlpBlock_3";
+  for (int64_t i = 0; i < depth; ++i) {
+    const std::string block = "Transformer/encoderblock_" + std::to_string(i) + "/";
+    const std::string to = "blocks." + std::to_string(i) + ".";
+    put(to + "norm1.weight", take(block + "LayerNorm_0/scale"));
+    put(to + "norm1.bias", take(block + "LayerNorm_0/bias"));
+    put(to + "norm2.weight", take(block + secondNorm + "/scale"));
+    put(to + "norm2.bias", take(block + secondNorm + "/bias"));
+    std::vector<torch::Tensor> kernels, biases;
+    for (const char* part : {"query", "key", "value"}) {
+      const torch::Tensor kernel = take(block + attention + "/" + part + "/kernel");  // [in, heads, hd]
+      const torch::Tensor bias = take(block + attention + "/" + part + "/bias");      // [heads, hd]
+      if (kernel.defined()) kernels.push_back(kernel.flatten(1).t());
+      if (bias.defined()) biases.push_back(bias.flatten());
+    }
+    if (kernels.size() == 3) put(to + "attn.qkv.weight", torch::cat(kernels, 0).contiguous());
+    if (biases.size() == 3) put(to + "attn.qkv.bias", torch::cat(biases, 0));
+    if (auto kernel = take(block + attention + "/out/kernel"); kernel.defined())  // [heads, hd, out]
+      put(to + "attn.proj.weight", kernel.flatten(0, 1).t().contiguous());
+    put(to + "attn.proj.bias", take(block + attention + "/out/bias"));
+    if (auto kernel = take(block + mlp + "/Dense_0/kernel"); kernel.defined())
+      put(to + "mlp.fc1.weight", flaxDenseToLinear(kernel));
+    put(to + "mlp.fc1.bias", take(block + mlp + "/Dense_0/bias"));
+    if (auto kernel = take(block + mlp + "/Dense_1/kernel"); kernel.defined())
+      put(to + "mlp.fc2.weight", flaxDenseToLinear(kernel));
+    put(to + "mlp.fc2.bias", take(block + mlp + "/Dense_1/bias"));
+  }
+  for (const auto& named : arrays) {
+    if (used.count(named.name)) continue;
+    if (named.name.find("pre_logits/") != std::string::npos) {
+      ignored.push_back(named.name);
+    } else {
+      out.push_back({named.name, named.tensor});  // reported as unexpected by the caller
+    }
+  }
+  return out;
+}
+
+torch::Tensor resamplePositionEmbedding(const torch::Tensor& posEmbed, int64_t newGrid, int64_t prefixTokens,
+                                        bool bicubicAntialias) {
+  const int64_t tokens = posEmbed.size(1) - prefixTokens, dim = posEmbed.size(2);
+  const int64_t oldGrid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(tokens))));
+  if (oldGrid * oldGrid != tokens)
+    throw Error("pos_embed: " + std::to_string(tokens) + " grid tokens are not a square grid");
+  const torch::Tensor prefix = posEmbed.slice(1, 0, prefixTokens);
+  const torch::Tensor grid =
+      posEmbed.slice(1, prefixTokens).reshape({1, oldGrid, oldGrid, dim}).permute({0, 3, 1, 2}).to(torch::kFloat);
+  const torch::Tensor resized =
+      bicubicAntialias ? at::_upsample_bicubic2d_aa(grid, {newGrid, newGrid}, false, c10::nullopt, c10::nullopt)
+                       : at::upsample_bilinear2d(grid, {newGrid, newGrid}, false, c10::nullopt, c10::nullopt);
+  return torch::cat({prefix, resized.permute({0, 2, 3, 1}).reshape({1, newGrid * newGrid, dim}).to(posEmbed.dtype())},
+                    1);
+}
+
+std::vector<NamedTensor> stateDict(Backbone& model) {
+  std::vector<NamedTensor> tensors;
+  for (const auto& item : model.named_parameters()) tensors.push_back({item.key(), item.value()});
+  return tensors;
+}
+
+LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
+  const std::string ext = lowerExtension(path);
+  if (ext == "pth" || ext == "pt" || ext == "bin" || ext == "ckpt" || ext == "pkl") {
+    throw Error("checkpoint '" + path + "' is a PyTorch pickle (." + ext +
+                "); pace-peft never unpickles. Convert it once to safetensors: python3 -c \"import torch, "
+                "safetensors.torch as s; s.save_file(torch.load('" +
+                path + "', map_location='cpu', weights_only=True), 'model.safetensors')\"");
+  }
+  LoadReport report;
+  const bool fromNpz = ext == "npz";
+  std::vector<NamedTensor> source;
+  if (fromNpz) {
+    if (model.family() != "vit")
+      throw Error("checkpoint '" + path + "': .npz files hold Google ViT weights; this is a " + model.family() +
+                  " model");
+    int64_t blocks = 0;
+    for (const auto& item : model.named_parameters()) {
+      if (startsWith(item.key(), "blocks.") && endsWith(item.key(), ".norm1.weight")) ++blocks;
+    }
+    source = googleVitToTimm(loadNpz(path), blocks, report.ignored);
+  } else {
+    source = filterStateDict(loadSafetensors(path).tensors, model.family(), report.ignored);
+  }
+
+  const auto parameters = model.named_parameters();
+  const std::vector<std::string> headNames = model.headParameterNames();
+  const std::set<std::string> head(headNames.begin(), headNames.end());
+  std::map<std::string, torch::Tensor> pending;
+  std::vector<std::string> mismatches;
+  std::set<std::string> seen;
+  bool resetHead = false;
+  for (auto& named : source) {
+    seen.insert(named.name);
+    const torch::Tensor* target = parameters.find(named.name);
+    if (!target) {
+      report.unexpected.push_back(named.name);
+      continue;
+    }
+    torch::Tensor value = named.tensor;
+    if (!at::isFloatingType(value.scalar_type())) {
+      mismatches.push_back(named.name + ": expected a float tensor, the checkpoint has " +
+                           dtypeName(value.scalar_type()));
+      continue;
+    }
+    if (value.sizes() != target->sizes()) {
+      if (named.name == "pos_embed" && value.dim() == 3 && value.size(0) == 1 && value.size(2) == target->size(2)) {
+        const int64_t newGrid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(target->size(1) - 1))));
+        value = resamplePositionEmbedding(value, newGrid, 1, /*bicubicAntialias=*/!fromNpz);
+        report.resized.push_back(named.name);
+      } else if (head.count(named.name)) {
+        resetHead = true;
+        continue;
+      } else {
+        mismatches.push_back(named.name + ": the model has " + shapeToString(target->sizes().vec()) +
+                             ", the checkpoint " + shapeToString(value.sizes().vec()));
+        continue;
+      }
+    }
+    pending[named.name] = value;
+  }
+  for (const auto& item : parameters) {
+    if (seen.count(item.key())) continue;
+    if (head.count(item.key())) {
+      resetHead = true;
+    } else {
+      report.missing.push_back(item.key());
+    }
+  }
+  if (resetHead) {
+    for (const auto& name : headNames) pending.erase(name);
+    report.reinitialized = headNames;
+  }
+  if (!mismatches.empty()) {
+    throw Error("checkpoint '" + path + "' does not fit this " + model.family() +
+                " model: " + joinNames(mismatches, 6));
+  }
+  if (strict && (!report.missing.empty() || !report.unexpected.empty())) {
+    std::string problem = "checkpoint '" + path + "' does not match this " + model.family() + " model:";
+    if (!report.missing.empty()) problem += " missing " + joinNames(report.missing) + ";";
+    if (!report.unexpected.empty()) problem += " unexpected " + joinNames(report.unexpected) + ";";
+    throw Error(problem + " (load with strict: false to accept a partial match)");
+  }
+
+  torch::NoGradGuard noGrad;
+  for (const auto& [name, value] : pending) {
+    parameters[name].copy_(value);
+    report.loaded.push_back(name);
+  }
+  if (resetHead) model.resetHead();
+  return report;
+}
+
+}  // namespace pace::models
