@@ -24,3 +24,15 @@ export {
   type GemmMeasurement,
   type GemmOptions,
 } from './doctor';
+export { Model, createModel, type CreateModelOptions, type LoadReport, type ParameterInfo } from './models/model';
+export {
+  listModels,
+  resolveModelName,
+  preprocessingFor,
+  ModelSpecSchema,
+  type ModelSpec,
+  type ModelSpecInput,
+  type VitSpec,
+  type SwinSpec,
+  type Preprocessing,
+} from './models/specs';

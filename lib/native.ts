@@ -43,7 +43,21 @@ export interface NativeGemmMeasurement {
   device: string;
 }
 
+export interface NativeModelHandle {
+  loadWeights(path: string, strict: boolean): Promise<import('./models/model').LoadReport>;
+  saveWeights(path: string, metadata: Record<string, string> | null): Promise<void>;
+  forward(images: NativeTensorHandle): Promise<NativeTensorHandle>;
+  forwardFeatures(images: NativeTensorHandle): Promise<NativeTensorHandle>;
+  setTraining(mode: boolean): void;
+  readonly training: boolean;
+  parameters(): { name: string; shape: number[]; dtype: string }[];
+  to(device: string): void;
+  readonly device: string;
+  dispose(): void;
+}
+
 export interface NativeAddon {
+  createModel(spec: import('./models/specs').ModelSpec): NativeModelHandle;
   createTensor(
     data: ArrayBuffer,
     byteOffset: number,

@@ -109,6 +109,13 @@ ModelHandle::ModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Mode
   }
   state_ = std::make_shared<ModelState>();
   state_->model = *info[0].As<Napi::External<std::shared_ptr<models::Backbone>>>().Data();
+  env_ = info.Env();
+  for (const auto& parameter : state_->model->parameters()) reportedBytes_ += static_cast<int64_t>(parameter.nbytes());
+  Napi::MemoryManagement::AdjustExternalMemory(info.Env(), reportedBytes_);
+}
+
+ModelHandle::~ModelHandle() {
+  if (state_ && env_) Napi::MemoryManagement::AdjustExternalMemory(env_, -reportedBytes_);
 }
 
 std::shared_ptr<ModelState> ModelHandle::live(Napi::Env env) const {
@@ -223,6 +230,7 @@ Napi::Value ModelHandle::device(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ModelHandle::dispose(const Napi::CallbackInfo& info) {
+  if (state_) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -reportedBytes_);
   state_.reset();  // work in flight keeps its own reference and finishes
   return info.Env().Undefined();
 }

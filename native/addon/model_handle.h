@@ -19,6 +19,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
  public:
   static Napi::Function define(Napi::Env env);
   explicit ModelHandle(const Napi::CallbackInfo& info);
+  ~ModelHandle() override;
 
  private:
   std::shared_ptr<ModelState> live(Napi::Env env) const;
@@ -36,6 +37,8 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value runForward(const Napi::CallbackInfo& info, bool featuresOnly);
 
   std::shared_ptr<ModelState> state_;
+  int64_t reportedBytes_ = 0;  // parameter memory reported to V8
+  napi_env env_ = nullptr;
 };
 
 }  // namespace pace::addon

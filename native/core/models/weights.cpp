@@ -191,7 +191,13 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
     for (const auto& item : model.named_parameters()) {
       if (startsWith(item.key(), "blocks.") && endsWith(item.key(), ".norm1.weight")) ++blocks;
     }
-    source = googleVitToTimm(loadNpz(path), blocks, report.ignored);
+    std::vector<NamedTensor> arrays = loadNpz(path);
+    try {
+      source = googleVitToTimm(arrays, blocks, report.ignored);
+    } catch (const c10::Error& error) {  // arrays of unexpected shapes cannot be rearranged
+      throw Error("checkpoint '" + path + "': the .npz arrays do not have Google ViT layouts (" +
+                  error.what_without_backtrace() + ")");
+    }
   } else {
     source = filterStateDict(loadSafetensors(path).tensors, model.family(), report.ignored);
   }
@@ -244,15 +250,14 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
     for (const auto& name : headNames) pending.erase(name);
     report.reinitialized = headNames;
   }
-  if (!mismatches.empty()) {
-    throw Error("checkpoint '" + path + "' does not fit this " + model.family() +
-                " model: " + joinNames(mismatches, 6));
-  }
-  if (strict && (!report.missing.empty() || !report.unexpected.empty())) {
+  const bool incomplete = strict && (!report.missing.empty() || !report.unexpected.empty());
+  if (!mismatches.empty() || incomplete) {
     std::string problem = "checkpoint '" + path + "' does not match this " + model.family() + " model:";
-    if (!report.missing.empty()) problem += " missing " + joinNames(report.missing) + ";";
-    if (!report.unexpected.empty()) problem += " unexpected " + joinNames(report.unexpected) + ";";
-    throw Error(problem + " (load with strict: false to accept a partial match)");
+    if (incomplete && !report.missing.empty()) problem += " missing " + joinNames(report.missing) + ";";
+    if (incomplete && !report.unexpected.empty()) problem += " unexpected " + joinNames(report.unexpected) + ";";
+    if (!mismatches.empty()) problem += " shapes differ: " + joinNames(mismatches, 6) + ";";
+    if (incomplete) problem += " (load with strict: false to accept a partial match)";
+    throw Error(problem);
   }
 
   torch::NoGradGuard noGrad;

@@ -1,0 +1,196 @@
+import { z } from 'zod';
+
+import { nativeAddon, type NativeModelHandle } from '../native';
+import { parseOptions } from '../options';
+import { handleOf, Tensor } from '../tensor';
+import {
+  ModelSpecSchema,
+  preprocessingFor,
+  resolveModelName,
+  type ModelSpec,
+  type ModelSpecInput,
+  type Preprocessing,
+} from './specs';
+
+/** What {@link Model.loadWeights} did, tensor by tensor. */
+export interface LoadReport {
+  /** Model parameters set from the checkpoint. */
+  loaded: string[];
+  /** Model parameters the checkpoint lacks (only with `strict: false`; kept as initialised). */
+  missing: string[];
+  /** Checkpoint tensors the model has no place for (only with `strict: false`). */
+  unexpected: string[];
+  /** Loaded after resampling (position embeddings at another image size). */
+  resized: string[];
+  /** Head parameters re-initialised because the checkpoint's class count differs (or it has no head). */
+  reinitialized: string[];
+  /** Checkpoint tensors dropped on purpose, as timm does (`pre_logits`, Swin's recomputed buffers). */
+  ignored: string[];
+}
+
+/** One parameter's name (timm's), shape and dtype. */
+export interface ParameterInfo {
+  name: string;
+  shape: number[];
+  dtype: string;
+}
+
+const LoadOptionsSchema = z
+  .object({
+    /** Missing or unexpected tensors are an error (default). The head is always allowed to differ. */
+    strict: z.boolean().default(true),
+  })
+  .strict();
+
+const CreateOptionsSchema = z
+  .object({
+    numClasses: z.number().int().min(0).optional(),
+    imgSize: z.number().int().min(1).optional(),
+    /** A checkpoint to load: timm safetensors or Google's ViT `.npz`. */
+    pretrained: z.string().min(1).optional(),
+    dropPathRate: z.number().min(0).lt(1).optional(),
+    device: z.string().min(1).default('cpu'),
+    /** Passed to loadWeights for `pretrained`. */
+    strict: z.boolean().default(true),
+  })
+  .strict();
+
+/** Options of {@link createModel}. */
+export type CreateModelOptions = z.input<typeof CreateOptionsSchema>;
+
+const PathSchema = z.string().min(1, 'must be a non-empty path');
+
+/**
+ * A ViT or Swin backbone held by libtorch, with timm's parameter names. Forward passes run off the JavaScript
+ * thread. Created by {@link createModel}; starts in evaluation mode.
+ */
+export class Model implements Disposable {
+  #handle: NativeModelHandle;
+  /** The resolved configuration. */
+  readonly spec: ModelSpec;
+  /** The timm name it was created from, or the family for a custom spec. */
+  readonly name: string;
+  /** Mean, std, interpolation and crop the pretrained weights expect. */
+  readonly preprocessing: Preprocessing;
+  /** The report of the `pretrained` load, when there was one. */
+  loadReport?: LoadReport;
+
+  /** @internal */
+  constructor(handle: NativeModelHandle, spec: ModelSpec, name: string) {
+    this.#handle = handle;
+    this.spec = spec;
+    this.name = name;
+    this.preprocessing = preprocessingFor(spec);
+  }
+
+  /**
+   * Loads a checkpoint: timm safetensors (old Swin layouts and buffers accepted) or Google's ViT `.npz`.
+   * Position embeddings are resampled when the image size differs; a head of another class count is
+   * re-initialised. Shape mismatches, and with `strict` missing or extra tensors, are errors that leave the
+   * model unchanged. PyTorch pickles (`.pt`, `.pth`) are refused.
+   */
+  async loadWeights(path: string, options: z.input<typeof LoadOptionsSchema> = {}): Promise<LoadReport> {
+    const { strict } = parseOptions(LoadOptionsSchema, options, 'options');
+    return this.#handle.loadWeights(parseOptions(PathSchema, path, 'path'), strict);
+  }
+
+  /** Writes every parameter as a timm-loadable safetensors file (atomically). */
+  async saveWeights(path: string, options: { metadata?: Record<string, string> } = {}): Promise<void> {
+    const metadata = parseOptions(z.record(z.string(), z.string()).optional(), options.metadata, 'options.metadata');
+    await this.#handle.saveWeights(parseOptions(PathSchema, path, 'path'), metadata ?? null);
+  }
+
+  /** Logits `[batch, numClasses]` (or pooled features without a head) for images `[batch, 3, S, S]`. */
+  async forward(images: Tensor): Promise<Tensor> {
+    return new Tensor(await this.#handle.forward(handleOf(images)));
+  }
+
+  /** The final norm's output: ViT `[batch, tokens, dim]`, Swin `[batch, H, W, channels]`. */
+  async forwardFeatures(images: Tensor): Promise<Tensor> {
+    return new Tensor(await this.#handle.forwardFeatures(handleOf(images)));
+  }
+
+  /** Training mode (stochastic depth active) or, with `false`, evaluation mode. */
+  train(mode = true): this {
+    this.#handle.setTraining(mode);
+    return this;
+  }
+
+  /** Evaluation mode. */
+  eval(): this {
+    return this.train(false);
+  }
+
+  get training(): boolean {
+    return this.#handle.training;
+  }
+
+  /** Every parameter's name, shape and dtype, in timm's state-dict order. */
+  parameters(): ParameterInfo[] {
+    return this.#handle.parameters();
+  }
+
+  /** The number of scalar parameters. */
+  numParameters(): number {
+    return this.parameters().reduce((total, p) => total + p.shape.reduce((n, d) => n * d, 1), 0);
+  }
+
+  /** Moves the parameters to a device (`'cpu'`, `'cuda'`, `'cuda:1'`). */
+  to(device: string): this {
+    this.#handle.to(device);
+    return this;
+  }
+
+  get device(): string {
+    return this.#handle.device;
+  }
+
+  /** Frees the parameters (after any forward still running). */
+  dispose(): void {
+    this.#handle.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/**
+ * Creates a backbone from a timm name (`'vit_base_patch16_224'`, `'swin_base_patch4_window7_224'`, tags
+ * such as `.augreg2_in21k_ft_in1k` accepted) or a spec, optionally loading `pretrained` weights.
+ */
+export async function createModel(
+  nameOrSpec: string | ModelSpecInput,
+  options: CreateModelOptions = {},
+): Promise<Model> {
+  const { numClasses, imgSize, pretrained, dropPathRate, device, strict } = parseOptions(
+    CreateOptionsSchema,
+    options,
+    'options',
+  );
+  let base: ModelSpecInput;
+  let name: string;
+  if (typeof nameOrSpec === 'string') {
+    const resolved = resolveModelName(nameOrSpec);
+    if (!resolved) throw new Error(`unknown model '${nameOrSpec}'; listModels() names the known ones`);
+    base = resolved;
+    name = nameOrSpec;
+  } else {
+    base = nameOrSpec;
+    name = nameOrSpec.family;
+  }
+  const overrides = Object.fromEntries(
+    Object.entries({ numClasses, imgSize, dropPathRate }).filter(([, value]) => value !== undefined),
+  );
+  const spec = parseOptions(ModelSpecSchema, { ...base, ...overrides }, 'spec');
+  const model = new Model(nativeAddon().createModel(spec), spec, name);
+  try {
+    if (device !== 'cpu') model.to(device);
+    model.eval();
+    if (pretrained) model.loadReport = await model.loadWeights(pretrained, { strict });
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
+  return model;
+}

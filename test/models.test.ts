@@ -1,0 +1,309 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+import {
+  createModel,
+  disposeTensors,
+  listModels,
+  loadTensors,
+  tensor,
+  type Model,
+  type ModelSpecInput,
+  type TensorFile,
+} from '../lib';
+import { relativeError } from './support/compare';
+import { fixturesDir, makeTempDir } from './support/paths';
+
+const fixture = (name: string) => path.join(fixturesDir, name);
+const index = JSON.parse(fs.readFileSync(fixture('index.json'), 'utf8'));
+const temp = makeTempDir('models');
+afterAll(() => temp.cleanup());
+
+const vitTiny: ModelSpecInput = {
+  family: 'vit',
+  imgSize: index.vit_tiny_test.config.img_size,
+  patchSize: index.vit_tiny_test.config.patch_size,
+  embedDim: index.vit_tiny_test.config.embed_dim,
+  depth: index.vit_tiny_test.config.depth,
+  numHeads: index.vit_tiny_test.config.num_heads,
+  numClasses: index.vit_tiny_test.config.num_classes,
+};
+const swinTiny: ModelSpecInput = {
+  family: 'swin',
+  imgSize: index.swin_tiny_test.config.img_size,
+  patchSize: index.swin_tiny_test.config.patch_size,
+  windowSize: index.swin_tiny_test.config.window_size,
+  embedDim: index.swin_tiny_test.config.embed_dim,
+  depths: index.swin_tiny_test.config.depths,
+  numHeads: index.swin_tiny_test.config.num_heads,
+  numClasses: index.swin_tiny_test.config.num_classes,
+};
+
+let vitIo: TensorFile;
+let vitResizedIo: TensorFile;
+let swinIo: TensorFile;
+beforeAll(async () => {
+  vitIo = await loadTensors(fixture('vit_tiny_test.io.safetensors'));
+  vitResizedIo = await loadTensors(fixture('vit_tiny_test.resized.io.safetensors'));
+  swinIo = await loadTensors(fixture('swin_tiny_test.io.safetensors'));
+});
+afterAll(() => [vitIo, vitResizedIo, swinIo].forEach((io) => disposeTensors(io.tensors)));
+
+async function expectParity(model: Model, io: TensorFile, logitsKey = 'logits'): Promise<void> {
+  using logits = await model.forward(io.tensors.input);
+  expect(relativeError(logits, io.tensors[logitsKey])).toBeLessThan(1e-4);
+  if (io.tensors.features) {
+    using features = await model.forwardFeatures(io.tensors.input);
+    expect(relativeError(features, io.tensors.features)).toBeLessThan(1e-4);
+  }
+}
+
+describe('parity with timm (fixtures, float32 CPU, 1e-4 relative)', () => {
+  test.each(['vit_tiny_test.safetensors', 'vit_tiny_test.npz'])('ViT from %s: logits and features', async (file) => {
+    using model = await createModel(vitTiny, { pretrained: fixture(file) });
+    expect(model.loadReport?.loaded).toHaveLength(model.parameters().length);
+    expect(model.loadReport?.resized).toEqual([]);
+    await expectParity(model, vitIo);
+  });
+
+  test.each([
+    ['vit_tiny_test.safetensors', 'logits_from_safetensors'],
+    ['vit_tiny_test.npz', 'logits_from_npz'],
+  ])('ViT at 1.5x the size from %s: position embedding resampled as timm does', async (file, key) => {
+    const imgSize = index.vit_tiny_test.resized_img_size;
+    using model = await createModel({ ...vitTiny, imgSize }, { pretrained: fixture(file) });
+    expect(model.loadReport?.resized).toEqual(['pos_embed']);
+    await expectParity(model, vitResizedIo, key);
+  });
+
+  test('the two resampling rules really differ (bicubic+antialias vs bilinear)', () => {
+    expect(
+      relativeError(vitResizedIo.tensors.logits_from_npz, vitResizedIo.tensors.logits_from_safetensors),
+    ).toBeGreaterThan(1e-4);
+  });
+
+  test.each(['swin_tiny_test.safetensors', 'swin_tiny_test.with-buffers.safetensors'])(
+    'Swin from %s: logits and features',
+    async (file) => {
+      using model = await createModel(swinTiny, { pretrained: fixture(file) });
+      expect(model.loadReport?.missing).toEqual([]);
+      const buffers = model.loadReport?.ignored ?? [];
+      expect(buffers.every((name) => /relative_position_index|attn_mask/.test(name))).toBe(true);
+      if (file.includes('with-buffers')) expect(buffers.length).toBeGreaterThan(0);
+      await expectParity(model, swinIo);
+    },
+  );
+});
+
+describe('named configurations', () => {
+  test.each([
+    'vit_base_patch16_224',
+    'vit_small_patch16_224',
+    'swin_base_patch4_window7_224',
+    'swin_tiny_patch4_window7_224',
+  ])('%s with 100 classes has exactly the manifest names and shapes, in order', async (name) => {
+    using model = await createModel(name, { numClasses: 100 });
+    const manifest = JSON.parse(fs.readFileSync(fixture(`manifest.${name}.num_classes100.json`), 'utf8'));
+    expect(model.parameters().map((p) => [p.name, p.shape])).toEqual(Object.entries(manifest));
+  });
+
+  test.each([
+    ['vit_small_patch16_224', 22050664],
+    ['vit_small_patch32_224', 22878952],
+    ['vit_base_patch16_384', 86859496],
+    ['swin_tiny_patch4_window7_224', 28288354],
+    ['swin_base_patch4_window12_384', 87903584],
+  ])('%s with 1000 classes has %i parameters (timm)', async (name, count) => {
+    using model = await createModel(name);
+    expect(model.numParameters()).toBe(count);
+  });
+
+  test('every listed name builds, tags and deprecated in21k aliases resolve', async () => {
+    const names = listModels();
+    expect(names).toEqual(
+      expect.arrayContaining(['vit_tiny_patch16_224', 'vit_large_patch32_384', 'swin_small_patch4_window12_384']),
+    );
+    using tagged = await createModel('vit_tiny_patch16_224.augreg_in21k_ft_in1k', { numClasses: 0 });
+    expect(tagged.spec).toMatchObject({ embedDim: 192, depth: 12, numHeads: 3, numClasses: 0 });
+    using alias = await createModel('vit_base_patch16_224_in21k', { imgSize: 32, numClasses: undefined });
+    expect(alias.spec.numClasses).toBe(21843);
+  });
+
+  test('preprocessing constants follow the family', async () => {
+    using vit = await createModel('vit_tiny_patch16_224', { numClasses: 2 });
+    expect(vit.preprocessing).toEqual({
+      mean: [0.5, 0.5, 0.5],
+      std: [0.5, 0.5, 0.5],
+      interpolation: 'bicubic',
+      cropPct: 0.9,
+      imgSize: 224,
+    });
+    using swin = await createModel(swinTiny);
+    expect(swin.preprocessing.mean).toEqual([0.485, 0.456, 0.406]);
+    expect(swin.preprocessing.std).toEqual([0.229, 0.224, 0.225]);
+  });
+});
+
+describe('saving and loading', () => {
+  test.each([
+    ['vit_tiny_test.safetensors', vitTiny],
+    ['swin_tiny_test.safetensors', swinTiny],
+  ])('saveWeights after loading %s writes the same bytes timm wrote', async (file, spec) => {
+    using model = await createModel(spec, { pretrained: fixture(file) });
+    const out = path.join(temp.dir, `saved-${file}`);
+    await model.saveWeights(out);
+    expect(fs.readFileSync(out).equals(fs.readFileSync(fixture(file)))).toBe(true);
+  });
+
+  test('save then load round-trips a freshly initialised model bit for bit', async () => {
+    using a = await createModel(vitTiny);
+    const out = path.join(temp.dir, 'fresh.safetensors');
+    await a.saveWeights(out);
+    using b = await createModel(vitTiny, { pretrained: out });
+    const saved = await loadTensors(out);
+    const again = path.join(temp.dir, 'fresh-again.safetensors');
+    await b.saveWeights(again);
+    expect(fs.readFileSync(again).equals(fs.readFileSync(out))).toBe(true);
+    expect(Object.keys(saved.tensors)).toHaveLength(a.parameters().length);
+    disposeTensors(saved.tensors);
+  });
+
+  test('a head of another class count is re-initialised and reported', async () => {
+    using model = await createModel(
+      { ...vitTiny, numClasses: 5 },
+      { pretrained: fixture('vit_tiny_test.safetensors') },
+    );
+    expect(model.loadReport?.reinitialized).toEqual(['head.weight', 'head.bias']);
+    expect(model.loadReport?.loaded).not.toContain('head.weight');
+    using logits = await model.forward(vitIo.tensors.input);
+    expect(logits.shape).toEqual([3, 5]);
+  });
+});
+
+describe('bad input gets a clear error', () => {
+  test('a checkpoint for another architecture names what is missing and unexpected', async () => {
+    await expect(createModel(vitTiny, { pretrained: fixture('swin_tiny_test.safetensors') })).rejects.toThrow(
+      /does not match this vit model: missing cls_token, pos_embed, .*; unexpected /,
+    );
+  });
+
+  test('a checkpoint of another size names the tensor and both shapes, and leaves the model unchanged', async () => {
+    using model = await createModel({ ...vitTiny, mlpRatio: 2 });
+    const before = path.join(temp.dir, 'before-failed-load.safetensors');
+    await model.saveWeights(before);
+    await expect(model.loadWeights(fixture('vit_tiny_test.safetensors'))).rejects.toThrow(
+      /shapes differ: blocks\.0\.mlp\.fc1\.bias: the model has \[96\], the checkpoint \[192\], blocks\.0\.mlp\.fc1\.weight: the model has \[96,48\], the checkpoint \[192,48\]/,
+    );
+    const after = path.join(temp.dir, 'after-failed-load.safetensors');
+    await model.saveWeights(after);
+    expect(fs.readFileSync(after).equals(fs.readFileSync(before))).toBe(true);
+  });
+
+  test('strict: false accepts a partial checkpoint and reports the rest', async () => {
+    using model = await createModel({ ...vitTiny, depth: 4 });
+    const report = await model.loadWeights(fixture('vit_tiny_test.safetensors'), { strict: false });
+    expect(report.missing).toEqual(expect.arrayContaining(['blocks.3.attn.qkv.weight']));
+    expect(report.unexpected).toEqual([]);
+    await expect(model.loadWeights(fixture('vit_tiny_test.safetensors'))).rejects.toThrow(/missing blocks\.3\./);
+  });
+
+  test('PyTorch pickles are refused with how to convert them; npz into Swin is refused', async () => {
+    using model = await createModel(vitTiny);
+    await expect(model.loadWeights('/somewhere/model.pth')).rejects.toThrow(/pickle .*never unpickles.*save_file/);
+    using swin = await createModel(swinTiny);
+    await expect(swin.loadWeights(fixture('vit_tiny_test.npz'))).rejects.toThrow('.npz files hold Google ViT weights');
+  });
+
+  test('a truncated npz is an error naming the file', async () => {
+    const broken = path.join(temp.dir, 'broken.npz');
+    const bytes = fs.readFileSync(fixture('vit_tiny_test.npz'));
+    fs.writeFileSync(broken, bytes.subarray(0, bytes.length - 200));
+    using model = await createModel(vitTiny);
+    await expect(model.loadWeights(broken)).rejects.toThrow(`npz file '${broken}'`);
+  });
+
+  test('images of the wrong rank, size, channels or dtype', async () => {
+    using model = await createModel(vitTiny);
+    const cases: [number[], 'float32' | 'uint8'][] = [
+      [[3, 32, 32], 'float32'],
+      [[1, 3, 48, 48], 'float32'],
+      [[1, 1, 32, 32], 'float32'],
+      [[1, 32, 32, 3], 'float32'],
+      [[1, 3, 32, 32], 'uint8'],
+    ];
+    for (const [shape, dtype] of cases) {
+      using images = tensor(new Uint8Array(shape.reduce((a, b) => a * b, 1) * (dtype === 'uint8' ? 1 : 4)), shape, {
+        dtype,
+      });
+      await expect(model.forward(images)).rejects.toThrow(
+        `images must be a float tensor [batch, 3, 32, 32] for this vit model; got ${dtype} [${shape.join(',')}]`,
+      );
+    }
+  });
+
+  test('invalid specs and unknown names fail before native work, naming the field', async () => {
+    await expect(createModel('vit_gigantic_patch16_224')).rejects.toThrow("unknown model 'vit_gigantic_patch16_224'");
+    await expect(createModel({ ...vitTiny, depth: 0 })).rejects.toThrow(/^spec\.depth: /);
+    await expect(createModel({ ...vitTiny, embedDim: 50 })).rejects.toThrow(
+      'embedDim 50 is not a multiple of numHeads 3',
+    );
+    await expect(createModel({ ...swinTiny, depths: [2, 2] })).rejects.toThrow(
+      'depths has 2 stages but numHeads has 3',
+    );
+  });
+
+  test('a disposed model refuses work', async () => {
+    const model = await createModel(vitTiny);
+    model.dispose();
+    await expect(model.forward(vitIo.tensors.input)).rejects.toThrow('Model was disposed');
+  });
+});
+
+describe('training mode', () => {
+  test('stochastic depth is active only in training, and only when its rate is above 0', async () => {
+    using model = await createModel(
+      { ...vitTiny, dropPathRate: 0.5 },
+      { pretrained: fixture('vit_tiny_test.safetensors') },
+    );
+    using evalLogits = await model.forward(vitIo.tensors.input);
+    expect(relativeError(evalLogits, vitIo.tensors.logits)).toBeLessThan(1e-4);
+    model.train();
+    expect(model.training).toBe(true);
+    using a = await model.forward(vitIo.tensors.input);
+    using b = await model.forward(vitIo.tensors.input);
+    expect(relativeError(a, b)).toBeGreaterThan(1e-3);
+
+    using plain = await createModel(vitTiny, { pretrained: fixture('vit_tiny_test.safetensors') });
+    plain.train();
+    using trained = await plain.forward(vitIo.tensors.input);
+    expect(relativeError(trained, vitIo.tensors.logits)).toBeLessThan(1e-4);
+  });
+});
+
+test('random corruption of an npz never crashes: each load succeeds or is rejected with a named error', async () => {
+  const original = fs.readFileSync(fixture('vit_tiny_test.npz'));
+  const file = path.join(temp.dir, 'fuzzed.npz');
+  using model = await createModel(vitTiny);
+  let seed = 99;
+  const random = () => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed / 2 ** 31;
+  };
+  let rejected = 0;
+  for (let round = 0; round < 150; round++) {
+    const bytes = Buffer.from(original);
+    // Corrupt the archive's structure: local headers and .npy headers at the start, the directory at the end.
+    for (let i = 0; i < 3; i++) {
+      const where = random() < 0.5 ? Math.floor(random() * 200) : bytes.length - 1 - Math.floor(random() * 3000);
+      bytes[where] = Math.floor(random() * 256);
+    }
+    fs.writeFileSync(file, bytes);
+    try {
+      await model.loadWeights(file);
+    } catch (error) {
+      expect((error as Error).message).toMatch(new RegExp(`(npz file|checkpoint) '${file}'`));
+      rejected++;
+    }
+  }
+  expect(rejected).toBeGreaterThan(30);
+});
