@@ -36,3 +36,5 @@ export {
   type SwinSpec,
   type Preprocessing,
 } from './models/specs';
+export { AdapterTypeSchema, type AdapterType, type AdapterOptions, type AdapterConfig } from './models/adapters';
+export { Trainer, type TrainerOptions, type StepResult } from './train/trainer';

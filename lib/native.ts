@@ -54,9 +54,39 @@ export interface NativeModelHandle {
   to(device: string): void;
   readonly device: string;
   dispose(): void;
+  applyPeft(type: string, rank: number, targets: string[]): string[];
+  loadTrainable(path: string): Promise<void>;
+  saveTrainable(path: string, metadata: Record<string, string>): Promise<void>;
+  trainableParameters(): string[];
+  merged(): Promise<NativeModelHandle>;
+  gradients(): { names: string[]; tensors: NativeTensorHandle[] };
+}
+
+export interface NativeStepResult {
+  clsLoss: number;
+  paceLoss: number;
+  totalLoss: number;
+  correct: number;
+}
+
+export interface NativeTrainerHandle {
+  step(
+    images: NativeTensorHandle,
+    targets: NativeTensorHandle,
+    noise: Record<string, NativeTensorHandle> | null,
+  ): Promise<NativeStepResult>;
+  sigmaPerLinear(): Record<string, number>;
+  lastNoise(): Record<string, NativeTensorHandle>;
+  setLearningRate(lr: number): void;
 }
 
 export interface NativeAddon {
+  NativeTrainer: new (
+    model: NativeModelHandle,
+    optimizer: { lr: number; weightDecay: number; beta1: number; beta2: number; eps: number },
+    pace: Record<string, number | string | undefined>,
+    seed: number,
+  ) => NativeTrainerHandle;
   createModel(spec: import('./models/specs').ModelSpec): NativeModelHandle;
   createTensor(
     data: ArrayBuffer,

@@ -2,7 +2,9 @@ import { z } from 'zod';
 
 import { nativeAddon, type NativeModelHandle } from '../native';
 import { parseOptions } from '../options';
+import { readTensorHeader, type TensorRecord } from '../safetensors';
 import { handleOf, Tensor } from '../tensor';
+import { ADAPTER_METADATA_KEY, AdapterOptionsSchema, type AdapterConfig, type AdapterOptions } from './adapters';
 import {
   ModelSpecSchema,
   preprocessingFor,
@@ -74,6 +76,8 @@ export class Model implements Disposable {
   readonly preprocessing: Preprocessing;
   /** The report of the `pretrained` load, when there was one. */
   loadReport?: LoadReport;
+  /** The adapters added by {@link Model.addAdapters}, if any. */
+  adapters?: AdapterConfig;
 
   /** @internal */
   constructor(handle: NativeModelHandle, spec: ModelSpec, name: string) {
@@ -94,7 +98,7 @@ export class Model implements Disposable {
     return this.#handle.loadWeights(parseOptions(PathSchema, path, 'path'), strict);
   }
 
-  /** Writes every parameter as a timm-loadable safetensors file (atomically). */
+  /** Writes the backbone as a timm-loadable safetensors file (atomically), adapters folded in. */
   async saveWeights(path: string, options: { metadata?: Record<string, string> } = {}): Promise<void> {
     const metadata = parseOptions(z.record(z.string(), z.string()).optional(), options.metadata, 'options.metadata');
     await this.#handle.saveWeights(parseOptions(PathSchema, path, 'path'), metadata ?? null);
@@ -143,6 +147,76 @@ export class Model implements Disposable {
 
   get device(): string {
     return this.#handle.device;
+  }
+
+  /**
+   * Adds adapters (on every Linear but the head, or on `targets`) and freezes everything but them and the
+   * head; `linear` trains only the head, `full` everything. Names follow the PACE reference
+   * (`blocks.1.mlp.fc1.delta_W_down`, ...). Returns the trainable parameters' names.
+   */
+  addAdapters(options: AdapterOptions = {}): string[] {
+    if (this.adapters) throw new Error(`the model already has ${this.adapters.type} adapters`);
+    const config = parseOptions(AdapterOptionsSchema, options, 'options');
+    const trainable = this.#handle.applyPeft(config.type, config.rank, config.targets ?? []);
+    this.adapters = config;
+    return trainable;
+  }
+
+  /** Names of the parameters that train (adapters and head after addAdapters). */
+  trainableParameters(): string[] {
+    return this.#handle.trainableParameters();
+  }
+
+  /**
+   * Loads trainable parameters (adapters + head) saved by {@link Model.saveAdapters}, or the PACE reference's
+   * adapter files. A file made for another backbone, type or rank is refused, naming the tensor and shapes.
+   */
+  async loadAdapters(path: string): Promise<void> {
+    const file = parseOptions(PathSchema, path, 'path');
+    if (!this.adapters) throw new Error('call addAdapters() before loadAdapters()');
+    const { metadata } = await readTensorHeader(file);
+    const recorded = metadata?.[ADAPTER_METADATA_KEY];
+    if (recorded) {
+      const saved = JSON.parse(recorded) as Partial<AdapterConfig> & { family?: string };
+      const mismatch = (['type', 'rank'] as const).find((key) => saved[key] !== this.adapters?.[key]);
+      if (mismatch) {
+        throw new Error(
+          `adapter file '${file}' holds ${saved.type} adapters of rank ${saved.rank}; this model has ${this.adapters.type} of rank ${this.adapters.rank}`,
+        );
+      }
+    }
+    await this.#handle.loadTrainable(file);
+  }
+
+  /** Saves the trainable parameters, with the adapter configuration in the file's metadata. */
+  async saveAdapters(path: string): Promise<void> {
+    if (!this.adapters) throw new Error('the model has no adapters to save: call addAdapters() first');
+    const config = JSON.stringify({ ...this.adapters, family: this.spec.family, model: this.name });
+    await this.#handle.saveTrainable(parseOptions(PathSchema, path, 'path'), { [ADAPTER_METADATA_KEY]: config });
+  }
+
+  /** The trainable parameters' gradients from the last training step, by name (copies). */
+  gradients(): TensorRecord {
+    const { names, tensors } = this.#handle.gradients();
+    const record: TensorRecord = Object.create(null) as TensorRecord;
+    names.forEach((name, i) => {
+      record[name] = new Tensor(tensors[i]);
+    });
+    return record;
+  }
+
+  /**
+   * A plain backbone of the same configuration with the adapters folded into its weights and biases: the
+   * same eval-mode outputs at the backbone's own cost. `saveWeights` on it gives a timm-loadable file.
+   */
+  async merged(): Promise<Model> {
+    const copy = new Model(await this.#handle.merged(), this.spec, this.name);
+    return copy;
+  }
+
+  /** @internal The native handle, for the trainer. */
+  get nativeHandle(): NativeModelHandle {
+    return this.#handle;
   }
 
   /** Frees the parameters (after any forward still running). */

@@ -19,6 +19,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   registerSafetensorsBindings(env, exports);
   registerSystemBindings(env, exports);
   registerModelBindings(env, exports);
+  registerTrainerBindings(env, exports);
   return exports;
 }
 

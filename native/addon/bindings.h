@@ -8,5 +8,6 @@ void registerTensorBindings(Napi::Env env, Napi::Object exports);
 void registerSafetensorsBindings(Napi::Env env, Napi::Object exports);
 void registerSystemBindings(Napi::Env env, Napi::Object exports);
 void registerModelBindings(Napi::Env env, Napi::Object exports);
+void registerTrainerBindings(Napi::Env env, Napi::Object exports);
 
 }  // namespace pace::addon

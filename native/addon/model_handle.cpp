@@ -7,6 +7,7 @@
 #include "models/swin.h"
 #include "models/vit.h"
 #include "models/weights.h"
+#include "peft/setup.h"
 #include "tensor/dtype.h"
 #include "tensor_handle.h"
 
@@ -87,6 +88,19 @@ Napi::Value createModelJs(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+Napi::Object ModelHandle::wrap(Napi::Env env, std::shared_ptr<models::Backbone> model) {
+  // The constructor copies the pointer out of this External before New() returns.
+  return AddonData::of(env).modelConstructor.New({Napi::External<std::shared_ptr<models::Backbone>>::New(env, &model)});
+}
+
+std::shared_ptr<ModelState> ModelHandle::stateOf(const Napi::Value& value, const std::string& what) {
+  const Napi::Env env = value.Env();
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(AddonData::of(env).modelConstructor.Value())) {
+    throw Napi::TypeError::New(env, what + " is not a Model");
+  }
+  return Unwrap(value.As<Napi::Object>())->live(env);
+}
+
 Napi::Function ModelHandle::define(Napi::Env env) {
   return DefineClass(env, "NativeModel",
                      {
@@ -100,6 +114,12 @@ Napi::Function ModelHandle::define(Napi::Env env) {
                          InstanceMethod<&ModelHandle::to>("to"),
                          InstanceAccessor<&ModelHandle::device>("device"),
                          InstanceMethod<&ModelHandle::dispose>("dispose"),
+                         InstanceMethod<&ModelHandle::applyPeft>("applyPeft"),
+                         InstanceMethod<&ModelHandle::loadTrainable>("loadTrainable"),
+                         InstanceMethod<&ModelHandle::saveTrainable>("saveTrainable"),
+                         InstanceMethod<&ModelHandle::trainableParameters>("trainableParameters"),
+                         InstanceMethod<&ModelHandle::merged>("merged"),
+                         InstanceMethod<&ModelHandle::gradients>("gradients"),
                      });
 }
 
@@ -155,7 +175,7 @@ Napi::Value ModelHandle::saveWeights(const Napi::CallbackInfo& info) {
         info.Env(), "pace.saveWeights",
         [state = live(info.Env()), path, metadata] {
           std::lock_guard<std::mutex> lock(state->mutex);
-          saveSafetensors(path, models::stateDict(*state->model), metadata);
+          saveSafetensors(path, peft::mergedStateDict(*state->model), metadata);
           return true;
         },
         [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
@@ -233,6 +253,104 @@ Napi::Value ModelHandle::dispose(const Napi::CallbackInfo& info) {
   if (state_) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -reportedBytes_);
   state_.reset();  // work in flight keeps its own reference and finishes
   return info.Env().Undefined();
+}
+
+// applyPeft(type, rank, targets[]) -> names of the trainable parameters.
+Napi::Value ModelHandle::applyPeft(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    peft::PeftSetup setup;
+    setup.type = stringFromJs(info[0], "type");
+    setup.rank = info[1].ToNumber().Int64Value();
+    if (info[2].IsArray()) {
+      const auto targets = info[2].As<Napi::Array>();
+      for (uint32_t i = 0; i < targets.Length(); ++i)
+        setup.targets.push_back(stringFromJs(targets.Get(i), "targets[i]"));
+    }
+    auto state = live(env);
+    std::lock_guard<std::mutex> lock(state->mutex);
+    for (const auto& item : state->model->named_parameters()) {
+      if (peft::isAdapterParameter(item.key())) throw Napi::Error::New(env, "the model already has adapters");
+    }
+    return namesToJs(env, peft::applyPeft(*state->model, setup));
+  });
+}
+
+Napi::Value ModelHandle::loadTrainable(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    const std::string path = stringFromJs(info[0], "path");
+    return runAsync(
+        info.Env(), "pace.loadAdapters",
+        [state = live(info.Env()), path] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          peft::loadTrainable(*state->model, path);
+          return true;
+        },
+        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+  });
+}
+
+Napi::Value ModelHandle::saveTrainable(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    const std::string path = stringFromJs(info[0], "path");
+    const TensorMetadata metadata = metadataFromJs(info[1]);
+    return runAsync(
+        info.Env(), "pace.saveAdapters",
+        [state = live(info.Env()), path, metadata] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          saveSafetensors(path, peft::trainableParameters(*state->model), metadata);
+          return true;
+        },
+        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+  });
+}
+
+Napi::Value ModelHandle::trainableParameters(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto state = live(env);
+    std::lock_guard<std::mutex> lock(state->mutex);
+    std::vector<std::string> names;
+    for (const auto& named : peft::trainableParameters(*state->model)) names.push_back(named.name);
+    return namesToJs(env, names);
+  });
+}
+
+// merged() -> Promise<NativeModel>: a plain backbone with the adapters folded in.
+Napi::Value ModelHandle::merged(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    return runAsync(
+        info.Env(), "pace.merged",
+        [state = live(info.Env())] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          return peft::mergedCopy(*state->model);
+        },
+        [](Napi::Env env, std::shared_ptr<models::Backbone>& model) -> Napi::Value {
+          return ModelHandle::wrap(env, std::move(model));
+        });
+  });
+}
+
+// gradients() -> { names, tensors }: each trainable parameter's gradient from the last step (zeros before any).
+Napi::Value ModelHandle::gradients(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto state = live(env);
+    std::lock_guard<std::mutex> lock(state->mutex);
+    const auto trainable = peft::trainableParameters(*state->model);
+    Napi::Array names = Napi::Array::New(env, trainable.size());
+    Napi::Array tensors = Napi::Array::New(env, trainable.size());
+    for (uint32_t i = 0; i < trainable.size(); ++i) {
+      const at::Tensor grad = trainable[i].tensor.grad();
+      names.Set(i, trainable[i].name);
+      tensors.Set(
+          i, TensorHandle::wrap(env, grad.defined() ? grad.detach().clone() : at::zeros_like(trainable[i].tensor)));
+    }
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("names", names);
+    result.Set("tensors", tensors);
+    return result;
+  });
 }
 
 void registerModelBindings(Napi::Env env, Napi::Object exports) {

@@ -18,6 +18,9 @@ struct ModelState {
 class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
  public:
   static Napi::Function define(Napi::Env env);
+  static Napi::Object wrap(Napi::Env env, std::shared_ptr<models::Backbone> model);
+  // The shared state behind a live NativeModel, or a TypeError naming `what`.
+  static std::shared_ptr<ModelState> stateOf(const Napi::Value& value, const std::string& what);
   explicit ModelHandle(const Napi::CallbackInfo& info);
   ~ModelHandle() override;
 
@@ -34,6 +37,12 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value to(const Napi::CallbackInfo& info);
   Napi::Value device(const Napi::CallbackInfo& info);
   Napi::Value dispose(const Napi::CallbackInfo& info);
+  Napi::Value applyPeft(const Napi::CallbackInfo& info);
+  Napi::Value loadTrainable(const Napi::CallbackInfo& info);
+  Napi::Value saveTrainable(const Napi::CallbackInfo& info);
+  Napi::Value trainableParameters(const Napi::CallbackInfo& info);
+  Napi::Value merged(const Napi::CallbackInfo& info);
+  Napi::Value gradients(const Napi::CallbackInfo& info);
   Napi::Value runForward(const Napi::CallbackInfo& info, bool featuresOnly);
 
   std::shared_ptr<ModelState> state_;

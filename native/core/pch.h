@@ -5,6 +5,7 @@
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/normalization.h>
+#include <torch/optim/adamw.h>
 #include <torch/version.h>
 
 #include <cstdint>

@@ -1,6 +1,7 @@
 #include "models/backbone.h"
 
 #include "errors.h"
+#include "models/layers.h"
 #include "tensor/dtype.h"
 
 namespace pace::models {
@@ -15,6 +16,17 @@ void Backbone::checkImages(const torch::Tensor& images) const {
   if (images.dim() != 4 || images.size(1) != 3 || images.size(2) != size || images.size(3) != size ||
       images.size(0) < 1)
     throw Error(expected + got);
+}
+
+std::vector<std::pair<std::string, LinearImpl*>> Backbone::linears() {
+  std::vector<std::pair<std::string, LinearImpl*>> result;
+  for (const auto& item : named_modules("", /*include_self=*/false)) {
+    if (auto* linear = dynamic_cast<LinearImpl*>(item.value().get())) {
+      linear->path = item.key();
+      result.emplace_back(item.key(), linear);
+    }
+  }
+  return result;
 }
 
 }  // namespace pace::models

@@ -7,6 +7,8 @@
 
 namespace pace::models {
 
+class LinearImpl;
+
 // What every backbone offers: timm's forward_features / forward_head split and its input contract.
 class Backbone : public torch::nn::Module {
  public:
@@ -26,6 +28,13 @@ class Backbone : public torch::nn::Module {
 
   // Throws pace::Error unless `images` is a float tensor [B, 3, S, S] with S the model's image size.
   void checkImages(const torch::Tensor& images) const;
+
+  // Every Linear in registration order, with its dotted path (the head last); sets each one's `path`.
+  std::vector<std::pair<std::string, LinearImpl*>> linears();
+  // The block a linear belongs to for PACE's depth schedule ("blocks.3", "layers.1.blocks.0", "head").
+  virtual std::string noiseUnitOf(const std::string& linearPath) const = 0;
+  // A new model of the same configuration (freshly initialised, no adapters).
+  virtual std::shared_ptr<Backbone> createLike() const = 0;
 };
 
 }  // namespace pace::models

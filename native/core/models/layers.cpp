@@ -1,5 +1,7 @@
 #include "models/layers.h"
 
+#include "peft/noise.h"
+
 #include <torch/nn/init.h>
 
 #include <cmath>
@@ -19,7 +21,26 @@ void LinearImpl::resetParameters() {
   if (bias.defined()) bias.zero_();
 }
 
-torch::Tensor LinearImpl::forward(const torch::Tensor& input) { return torch::linear(input, weight, bias); }
+void LinearImpl::addBias(const torch::Tensor& value) {
+  TORCH_CHECK(!bias.defined(), "linear '", path, "' already has a bias");
+  TORCH_CHECK(value.dim() == 1 && value.size(0) == outFeatures, "a bias for linear '", path, "' must have shape [",
+              outFeatures, "]");
+  bias = register_parameter("bias", value.detach().clone().to(weight.options()), weight.requires_grad());
+}
+
+torch::Tensor LinearImpl::forward(const torch::Tensor& input) {
+  if (noiseOnWholeOutput) {
+    const torch::Tensor output = torch::linear(input, weight, bias);
+    return noise ? noise->apply(path, output) : output;
+  }
+  if (!adapter) return torch::linear(input, weight, bias);
+  if (!is_training()) {
+    const auto [mergedWeight, mergedBias] = peft::mergedWeightAndBias(*this);
+    return torch::linear(input, mergedWeight, mergedBias);
+  }
+  const torch::Tensor adapted = peft::adapterOutput(*this, input);
+  return torch::linear(input, weight, bias) + (noise ? noise->apply(path, adapted) : adapted);
+}
 
 MlpImpl::MlpImpl(int64_t inFeatures, int64_t hiddenFeatures) {
   fc1 = register_module("fc1", Linear(inFeatures, hiddenFeatures));
@@ -32,12 +53,40 @@ torch::nn::LayerNorm layerNorm(int64_t features, double eps) {
   return torch::nn::LayerNorm(torch::nn::LayerNormOptions({features}).eps(eps));
 }
 
+namespace {
+thread_local int64_t sharedDropPathCopies = 1;
+thread_local std::optional<at::Generator> dropPathGenerator;
+}  // namespace
+
+SharedDropPathScope::SharedDropPathScope(int64_t copies, at::Generator generator)
+    : previousCopies_(sharedDropPathCopies), previousGenerator_(dropPathGenerator) {
+  sharedDropPathCopies = copies;
+  dropPathGenerator = std::move(generator);
+}
+SharedDropPathScope::~SharedDropPathScope() {
+  sharedDropPathCopies = previousCopies_;
+  dropPathGenerator = previousGenerator_;
+}
+
 torch::Tensor dropPath(const torch::Tensor& branch, double rate, bool training) {
   if (rate <= 0.0 || !training) return branch;
   const double keep = 1.0 - rate;
   std::vector<int64_t> maskShape(branch.dim(), 1);
-  maskShape[0] = branch.size(0);
-  const torch::Tensor mask = torch::empty(maskShape, branch.options()).bernoulli_(keep).div_(keep);
+  const int64_t copies = sharedDropPathCopies;
+  TORCH_CHECK(branch.size(0) % copies == 0, "drop path: a batch of ", branch.size(0), " is not ", copies, " copies");
+  maskShape[0] = branch.size(0) / copies;
+  torch::Tensor mask = torch::empty(maskShape, branch.options());
+  if (dropPathGenerator) {
+    mask.bernoulli_(keep, *dropPathGenerator);
+  } else {
+    mask.bernoulli_(keep);
+  }
+  mask.div_(keep);
+  if (copies > 1) {
+    std::vector<int64_t> repeats(branch.dim(), 1);
+    repeats[0] = copies;
+    mask = mask.repeat(repeats);
+  }
   return branch * mask;
 }
 

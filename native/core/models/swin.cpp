@@ -1,6 +1,7 @@
 #include "models/swin.h"
 
 #include <cmath>
+#include <regex>
 
 #include "errors.h"
 
@@ -223,5 +224,17 @@ std::vector<std::string> SwinTransformer::headParameterNames() const {
 void SwinTransformer::resetHead() {
   if (head) head->fc->resetParameters();
 }
+
+std::string SwinTransformer::noiseUnitOf(const std::string& linearPath) const {
+  // "layers.S.blocks.J.x" -> "layers.S.blocks.J"; "layers.S.downsample.x" belongs to the stage's first block.
+  static const std::regex block(R"(^(layers\.\d+)\.(blocks\.\d+|downsample)\.)");
+  std::smatch match;
+  if (std::regex_search(linearPath, match, block)) {
+    return match[1].str() + "." + (match[2] == "downsample" ? std::string("blocks.0") : match[2].str());
+  }
+  return linearPath.substr(0, linearPath.find('.'));
+}
+
+std::shared_ptr<Backbone> SwinTransformer::createLike() const { return std::make_shared<SwinTransformer>(config); }
 
 }  // namespace pace::models

@@ -104,6 +104,8 @@ class SwinTransformer : public Backbone {
   int64_t numClasses() const override { return config.numClasses; }
   std::vector<std::string> headParameterNames() const override;
   void resetHead() override;
+  std::string noiseUnitOf(const std::string& linearPath) const override;
+  std::shared_ptr<Backbone> createLike() const override;
 
   const SwinConfig config;
   SwinPatchEmbed patch_embed{nullptr};

@@ -106,4 +106,11 @@ void VisionTransformer::resetHead() {
   if (head) head->resetParameters();
 }
 
+std::string VisionTransformer::noiseUnitOf(const std::string& linearPath) const {
+  if (linearPath.rfind("blocks.", 0) == 0) return linearPath.substr(0, linearPath.find('.', 7));
+  return linearPath.substr(0, linearPath.find('.'));
+}
+
+std::shared_ptr<Backbone> VisionTransformer::createLike() const { return std::make_shared<VisionTransformer>(config); }
+
 }  // namespace pace::models

@@ -67,6 +67,8 @@ class VisionTransformer : public Backbone {
   int64_t numClasses() const override { return config.numClasses; }
   std::vector<std::string> headParameterNames() const override;
   void resetHead() override;
+  std::string noiseUnitOf(const std::string& linearPath) const override;
+  std::shared_ptr<Backbone> createLike() const override;
 
   const VitConfig config;
   VitPatchEmbed patch_embed{nullptr};

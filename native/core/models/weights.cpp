@@ -10,6 +10,7 @@
 
 #include "errors.h"
 #include "io/npz.h"
+#include "models/layers.h"
 #include "tensor/dtype.h"
 
 namespace pace::models {
@@ -205,7 +206,11 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
   const auto parameters = model.named_parameters();
   const std::vector<std::string> headNames = model.headParameterNames();
   const std::set<std::string> head(headNames.begin(), headNames.end());
-  std::map<std::string, torch::Tensor> pending;
+  std::map<std::string, LinearImpl*> biasless;  // a merged model may carry biases these lack (see addBias)
+  for (const auto& [linearPath, linear] : model.linears()) {
+    if (!linear->bias.defined()) biasless[linearPath + ".bias"] = linear;
+  }
+  std::map<std::string, torch::Tensor> pending, addedBiases;
   std::vector<std::string> mismatches;
   std::set<std::string> seen;
   bool resetHead = false;
@@ -213,7 +218,12 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
     seen.insert(named.name);
     const torch::Tensor* target = parameters.find(named.name);
     if (!target) {
-      report.unexpected.push_back(named.name);
+      const auto linear = biasless.find(named.name);
+      if (linear != biasless.end() && named.tensor.dim() == 1 && named.tensor.size(0) == linear->second->outFeatures) {
+        addedBiases[named.name] = named.tensor;
+      } else {
+        report.unexpected.push_back(named.name);
+      }
       continue;
     }
     torch::Tensor value = named.tensor;
@@ -263,6 +273,10 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
   torch::NoGradGuard noGrad;
   for (const auto& [name, value] : pending) {
     parameters[name].copy_(value);
+    report.loaded.push_back(name);
+  }
+  for (const auto& [name, value] : addedBiases) {
+    biasless[name]->addBias(value);
     report.loaded.push_back(name);
   }
   if (resetHead) model.resetHead();

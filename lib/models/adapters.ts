@@ -1,0 +1,22 @@
+import { z } from 'zod';
+
+/** The adapter types: the paper's strong baseline (`loramul_vptadd`), its parts, and two comparison baselines. */
+export const AdapterTypeSchema = z.enum(['loramul_vptadd', 'loramul', 'loraadd', 'vptadd', 'linear', 'full']);
+export type AdapterType = z.infer<typeof AdapterTypeSchema>;
+
+/** Options of {@link Model.addAdapters}. */
+export const AdapterOptionsSchema = z
+  .object({
+    /** `linear` trains only the head; `full` trains everything. Default `loramul_vptadd`. */
+    type: AdapterTypeSchema.default('loramul_vptadd'),
+    /** Rank of the low-rank factors and of the prompt; between 1 and each adapted layer's min(in, out). */
+    rank: z.number().int().min(1).default(10),
+    /** Linear paths or suffixes (`'attn.qkv'`, `'blocks.3.mlp.fc1'`) to adapt; default every Linear but the head. */
+    targets: z.array(z.string().min(1)).optional(),
+  })
+  .strict();
+export type AdapterOptions = z.input<typeof AdapterOptionsSchema>;
+export type AdapterConfig = z.output<typeof AdapterOptionsSchema>;
+
+/** The metadata key under which saveAdapters records the adapter configuration (JSON). */
+export const ADAPTER_METADATA_KEY = 'pace_peft.adapters';

@@ -1,0 +1,116 @@
+import { z } from 'zod';
+
+import type { Model } from '../models/model';
+import { nativeAddon, type NativeTrainerHandle } from '../native';
+import { parseOptions } from '../options';
+import { handleOf, Tensor } from '../tensor';
+
+const OptimizerSchema = z
+  .object({
+    lr: z.number().min(0).default(1e-3),
+    weightDecay: z.number().min(0).default(1e-4),
+    betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]),
+    eps: z.number().positive().default(1e-8),
+  })
+  .strict();
+
+const PaceSchema = z
+  .object({
+    /** σ of the first noisy block; σ falls linearly to the head. 0 turns the noise off. */
+    sigma: z.number().min(0).default(0),
+    /** Weight of the consistency loss. */
+    lambda: z.number().min(0).default(0),
+    /** Blocks before this one get no noise (default: 1 for ViT, 0 for Swin, as the reference). */
+    blockStart: z.number().int().min(0).optional(),
+    /** Ablations (paper, Table 6): `additive` noise σ·ε, or `dropout` with rate σ, instead of z = 1 + σ·ε. */
+    noise: z.enum(['multiplicative', 'additive', 'dropout']).default('multiplicative'),
+    /** `BC`: one value per sample (per window in Swin's attention) and channel, as the reference; `BTC`: per token. */
+    noiseShape: z.enum(['BC', 'BTC']).default('BC'),
+    /** Ablations: the same σ everywhere, or σ rising with depth. */
+    sigmaSchedule: z.enum(['decreasing', 'shared', 'increasing']).default('decreasing'),
+  })
+  .strict();
+
+const TrainerOptionsSchema = z
+  .object({
+    /** AdamW as torch's: decoupled weight decay, bias-corrected moments. */
+    optimizer: OptimizerSchema.default(OptimizerSchema.parse({})),
+    /** PACE; absent or σ = λ = 0 is plain fine-tuning with one forward. */
+    pace: PaceSchema.default(PaceSchema.parse({})),
+    /** Seeds the noise and stochastic-depth draws: the same seed reproduces a step exactly. */
+    seed: z.number().int().min(0).default(0),
+  })
+  .strict();
+
+/** Options of {@link Trainer}. */
+export type TrainerOptions = z.input<typeof TrainerOptionsSchema>;
+
+/** What one training step computed (losses of the step's forward, before the update). */
+export interface StepResult {
+  clsLoss: number;
+  paceLoss: number;
+  totalLoss: number;
+  /** Top-1 hits on the batch. */
+  correct: number;
+}
+
+/**
+ * Trains a model's trainable parameters (see {@link Model.addAdapters}) with AdamW and, when configured,
+ * PACE: both copies of the batch in one forward with independent adapter noise, cross-entropy on the first
+ * copy plus λ·mean_batch Σ_classes (f₁ − f₂)².
+ */
+export class Trainer {
+  readonly model: Model;
+  readonly options: z.output<typeof TrainerOptionsSchema>;
+  #handle: NativeTrainerHandle;
+
+  constructor(model: Model, options: TrainerOptions = {}) {
+    this.options = parseOptions(TrainerOptionsSchema, options, 'options');
+    this.model = model;
+    const { optimizer, pace, seed } = this.options;
+    this.#handle = new (nativeAddon().NativeTrainer)(
+      model.nativeHandle,
+      {
+        lr: optimizer.lr,
+        weightDecay: optimizer.weightDecay,
+        beta1: optimizer.betas[0],
+        beta2: optimizer.betas[1],
+        eps: optimizer.eps,
+      },
+      { ...pace, blockStart: pace.blockStart ?? -1 },
+      seed,
+    );
+  }
+
+  /**
+   * Forward, backward and one AdamW step on a batch: images float `[B, 3, S, S]`, targets int64 `[B]`.
+   * `noise` replays given ε draws per linear (shapes as the reference's `noise.*`) instead of drawing them.
+   */
+  async trainStep(
+    images: Tensor,
+    targets: Tensor,
+    options: { noise?: Record<string, Tensor> } = {},
+  ): Promise<StepResult> {
+    const noise = options.noise
+      ? Object.fromEntries(Object.entries(options.noise).map(([name, value]) => [name, handleOf(value)]))
+      : null;
+    return this.#handle.step(handleOf(images), handleOf(targets), noise);
+  }
+
+  /** σ of every linear under the configured schedule (0 where there is no noise). */
+  sigmaPerLinear(): Record<string, number> {
+    return { ...this.#handle.sigmaPerLinear() };
+  }
+
+  /** The noise draws (ε per linear; the mask for dropout noise) of the last step: pass them back as `noise` to replay it. */
+  lastNoise(): Record<string, Tensor> {
+    return Object.fromEntries(
+      Object.entries(this.#handle.lastNoise()).map(([name, handle]) => [name, new Tensor(handle)]),
+    );
+  }
+
+  /** Sets the learning rate of the next steps (schedules call this). */
+  setLearningRate(lr: number): void {
+    this.#handle.setLearningRate(parseOptions(z.number().min(0), lr, 'lr'));
+  }
+}

@@ -1,0 +1,38 @@
+#pragma once
+// PACE's noise on adapter outputs. The reference draws one value per row of the linear's input and output
+// channel, shared by all tokens of that row: ε of shape [rows, 1, ..., out] (rows are samples in ViT, and
+// windows in Swin's attention). The 'BTC' shape draws one value per token instead.
+#include <ATen/ATen.h>
+
+#include <map>
+#include <string>
+
+namespace pace::peft {
+
+enum class NoiseKind { Multiplicative, Additive, Dropout };
+enum class NoiseShape { PerRow, PerToken };
+
+class PaceNoise {
+ public:
+  // sigma: σ per linear path (absent or 0: no noise there). replay: ε per linear path to use instead of
+  // drawing (the fixtures' `noise.*`); its shapes are checked.
+  PaceNoise(std::map<std::string, double> sigma, NoiseKind kind, NoiseShape shape, at::Generator generator,
+            std::map<std::string, torch::Tensor> replay = {});
+
+  // The noisy version of a linear's adapter output:
+  //   multiplicative (PACE): a ⊙ (1 + σ·ε);  additive: a + σ·ε;  dropout: a ⊙ Bernoulli(1 − σ) / (1 − σ).
+  torch::Tensor apply(const std::string& linear, const torch::Tensor& adapterOutput);
+
+  // The draws used so far in this step, by linear (ε, or the dropout mask).
+  const std::map<std::string, torch::Tensor>& draws() const { return draws_; }
+
+ private:
+  std::map<std::string, double> sigma_;
+  NoiseKind kind_;
+  NoiseShape shape_;
+  at::Generator generator_;
+  std::map<std::string, torch::Tensor> replay_;
+  std::map<std::string, torch::Tensor> draws_;
+};
+
+}  // namespace pace::peft

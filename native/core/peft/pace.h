@@ -1,0 +1,47 @@
+#pragma once
+// PACE: consistency regularisation between two noisy views of each sample (the paper's Eq. and the
+// reference implementation): noise on adapter outputs with σ falling linearly with depth, both copies of
+// the batch in one forward, and λ·mean_batch Σ_classes (f₁ − f₂)² added to the cross-entropy.
+#include <map>
+#include <string>
+
+#include "models/backbone.h"
+#include "peft/noise.h"
+
+namespace pace::peft {
+
+enum class SigmaSchedule { Decreasing, Shared, Increasing };
+
+struct PaceConfig {
+  double sigma = 0.0;       // σ of the first noisy block
+  double lambda = 0.0;      // weight of the consistency loss
+  int64_t blockStart = -1;  // blocks before this get no noise; -1: the family's default (ViT 1, Swin 0)
+  NoiseKind kind = NoiseKind::Multiplicative;
+  NoiseShape shape = NoiseShape::PerRow;
+  SigmaSchedule schedule = SigmaSchedule::Decreasing;
+
+  bool active() const { return sigma > 0.0 || lambda > 0.0; }
+  void validate() const;  // throws pace::Error for σ < 0, λ < 0, ...
+};
+
+// σ for every Linear by path. Noise units are the blocks in order, then the head; the first blockStart get
+// 0 and the n others σ·(n−k)/n for k = 0..n−1 (decreasing), σ (shared) or σ·(k+1)/n (increasing).
+std::map<std::string, double> sigmaPerLinear(models::Backbone& model, const PaceConfig& config);
+
+// mean over the batch of the sum over classes of (a − b)².
+torch::Tensor consistencyLoss(const torch::Tensor& a, const torch::Tensor& b);
+
+// Installs a noise source on every Linear for the lifetime of the scope (and marks the head's whole output
+// as noisy); removes it again on destruction.
+class NoiseScope {
+ public:
+  NoiseScope(models::Backbone& model, PaceNoise& noise);
+  ~NoiseScope();
+  NoiseScope(const NoiseScope&) = delete;
+  NoiseScope& operator=(const NoiseScope&) = delete;
+
+ private:
+  std::vector<models::LinearImpl*> linears_;
+};
+
+}  // namespace pace::peft

@@ -1,0 +1,133 @@
+#include "peft/setup.h"
+
+#include <map>
+#include <set>
+
+#include "errors.h"
+#include "models/layers.h"
+#include "tensor/dtype.h"
+
+namespace pace::peft {
+
+namespace {
+
+bool matchesTarget(const std::string& path, const std::vector<std::string>& targets) {
+  for (const auto& target : targets) {
+    if (path == target) return true;
+    if (path.size() > target.size() && path.compare(path.size() - target.size(), target.size(), target) == 0 &&
+        path[path.size() - target.size() - 1] == '.')
+      return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool isAdapterParameter(const std::string& name) { return name.find(".delta_") != std::string::npos; }
+
+std::vector<std::string> applyPeft(models::Backbone& model, const PeftSetup& setup) {
+  const auto linears = model.linears();
+  const std::vector<std::string> headNames = model.headParameterNames();
+  const std::set<std::string> head(headNames.begin(), headNames.end());
+  const bool full = setup.type == "full";
+  const bool linearProbe = setup.type == "linear";
+  if (!full && !linearProbe) {
+    const AdapterConfig config{adapterTypeFromName(setup.type), setup.rank};
+    std::set<std::string> unmatched(setup.targets.begin(), setup.targets.end());
+    for (const auto& [path, linear] : linears) {
+      if (head.count(path + ".weight")) continue;
+      if (!setup.targets.empty() && !matchesTarget(path, setup.targets)) continue;
+      for (const auto& target : setup.targets) {
+        if (matchesTarget(path, {target})) unmatched.erase(target);
+      }
+      attachAdapter(*linear, config);
+    }
+    if (!unmatched.empty()) throw Error("adapter target '" + *unmatched.begin() + "' names no Linear of this model");
+  }
+  std::vector<std::string> trainable;
+  for (auto& item : model.named_parameters()) {
+    const bool trains = full || head.count(item.key()) || isAdapterParameter(item.key());
+    item.value().set_requires_grad(trains);
+    if (trains) trainable.push_back(item.key());
+  }
+  return trainable;
+}
+
+std::vector<NamedTensor> trainableParameters(models::Backbone& model) {
+  std::vector<NamedTensor> result;
+  for (const auto& item : model.named_parameters()) {
+    if (item.value().requires_grad()) result.push_back({item.key(), item.value()});
+  }
+  return result;
+}
+
+std::shared_ptr<models::Backbone> mergedCopy(models::Backbone& model) {
+  std::shared_ptr<models::Backbone> copy = model.createLike();
+  torch::NoGradGuard noGrad;
+  auto target = copy->named_parameters();
+  const auto device = model.parameters().front().device();
+  copy->to(device);
+  for (const auto& item : model.named_parameters()) {
+    if (!isAdapterParameter(item.key())) target[item.key()].copy_(item.value());
+  }
+  std::map<std::string, models::LinearImpl*> copyLinears;
+  for (const auto& [path, linear] : copy->linears()) copyLinears[path] = linear;
+  for (const auto& [path, linear] : model.linears()) {
+    if (!linear->adapter) continue;
+    const auto [weight, bias] = mergedWeightAndBias(*linear);
+    target[path + ".weight"].copy_(weight);
+    if (!bias.defined()) continue;
+    if (target.find(path + ".bias")) {
+      target[path + ".bias"].copy_(bias);
+    } else {
+      copyLinears[path]->addBias(bias);  // a VPT shift on a bias-less linear (Swin's downsample.reduction)
+    }
+  }
+  copy->train(false);
+  return copy;
+}
+
+std::vector<NamedTensor> mergedStateDict(models::Backbone& model) {
+  bool adapted = false;
+  for (const auto& item : model.named_parameters()) adapted = adapted || isAdapterParameter(item.key());
+  std::shared_ptr<models::Backbone> plain = adapted ? mergedCopy(model) : nullptr;
+  std::vector<NamedTensor> result;
+  for (const auto& item : (plain ? *plain : model).named_parameters()) result.push_back({item.key(), item.value()});
+  return result;
+}
+
+void loadTrainable(models::Backbone& model, const std::string& path) {
+  const SafetensorsContents contents = loadSafetensors(path);
+  std::map<std::string, torch::Tensor> byName;
+  for (const auto& named : contents.tensors) byName[named.name] = named.tensor;
+  const std::vector<NamedTensor> trainable = trainableParameters(model);
+  std::vector<std::string> problems;
+  std::set<std::string> used;
+  for (const auto& param : trainable) {
+    const auto found = byName.find(param.name);
+    if (found == byName.end()) {
+      problems.push_back(param.name + " is missing");
+      continue;
+    }
+    used.insert(param.name);
+    if (found->second.sizes() != param.tensor.sizes())
+      problems.push_back(param.name + ": the model has " + shapeToString(param.tensor.sizes().vec()) + ", the file " +
+                         shapeToString(found->second.sizes().vec()));
+  }
+  for (const auto& [name, tensor] : byName) {
+    if (!used.count(name)) problems.push_back(name + " is not a trainable parameter of this model");
+  }
+  if (!problems.empty()) {
+    std::string text;
+    for (size_t i = 0; i < problems.size() && i < 6; ++i) text += (i ? "; " : "") + problems[i];
+    if (problems.size() > 6) text += "; ... (" + std::to_string(problems.size()) + " problems)";
+    throw Error("adapter file '" + path +
+                "' does not fit this model (were the adapters built for another backbone, "
+                "type or rank?): " +
+                text);
+  }
+  torch::NoGradGuard noGrad;
+  for (const auto& param : trainable) param.tensor.copy_(byName[param.name]);
+}
+
+}  // namespace pace::peft

@@ -1,0 +1,42 @@
+#pragma once
+// Turning a pretrained backbone into a parameter-efficient one: which parameters train, where adapters go,
+// and folding them back into a plain backbone.
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/safetensors.h"
+#include "models/backbone.h"
+#include "peft/adapters.h"
+
+namespace pace::peft {
+
+struct PeftSetup {
+  // "loramul_vptadd", "loramul", "loraadd", "vptadd"; or the baselines "linear" (head only) and "full".
+  std::string type = "loramul_vptadd";
+  int64_t rank = 10;
+  // Linear paths (or path suffixes such as "attn.qkv") to adapt; empty: every Linear except the head.
+  std::vector<std::string> targets;
+};
+
+// Attaches adapters and freezes everything but them and the head (all trainable for "full").
+// Returns the trainable parameters' names. Throws pace::Error for a bad type, rank or target.
+std::vector<std::string> applyPeft(models::Backbone& model, const PeftSetup& setup);
+
+bool isAdapterParameter(const std::string& name);
+
+// Trainable parameters (requires_grad), by name, in registration order.
+std::vector<NamedTensor> trainableParameters(models::Backbone& model);
+
+// A plain backbone of the same configuration whose Linear weights and biases have the adapters folded in.
+std::shared_ptr<models::Backbone> mergedCopy(models::Backbone& model);
+
+// The backbone's timm state dict, adapters folded in (what `saveWeights` writes).
+std::vector<NamedTensor> mergedStateDict(models::Backbone& model);
+
+// Loads trainable parameters saved by saveTrainable (or the reference's adapter files): every trainable
+// parameter must be present with its shape; extra tensors are an error. Nothing changes on error.
+void loadTrainable(models::Backbone& model, const std::string& path);
+
+}  // namespace pace::peft

@@ -1,0 +1,59 @@
+#pragma once
+// One training step as the PACE reference takes it: forward (the duplicated batch when PACE is on),
+// cross-entropy + λ·consistency, backward, one AdamW step over the trainable parameters.
+#include <torch/optim/adamw.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "io/safetensors.h"
+#include "models/backbone.h"
+#include "peft/pace.h"
+
+namespace pace::train {
+
+struct OptimizerConfig {
+  double lr = 1e-3;
+  double weightDecay = 1e-4;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  void validate() const;
+};
+
+struct StepResult {
+  double clsLoss = 0;
+  double paceLoss = 0;
+  double totalLoss = 0;
+  int64_t correct = 0;  // top-1 hits of the (first copy's) logits
+};
+
+class Trainer {
+ public:
+  Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimizer, peft::PaceConfig pace, uint64_t seed);
+
+  // `noise`: ε per linear to replay instead of drawing (empty: draw from the trainer's generator).
+  StepResult step(const at::Tensor& images, const at::Tensor& targets,
+                  const std::map<std::string, at::Tensor>& noise = {});
+
+  const std::map<std::string, double>& sigmaPerLinear() const { return sigma_; }
+  // The noise draws of the last step, by linear (replaying them reproduces the step).
+  const std::map<std::string, at::Tensor>& lastNoise() const { return lastNoise_; }
+  void setLearningRate(double lr);
+
+ private:
+  std::shared_ptr<models::Backbone> model_;
+  std::vector<NamedTensor> trainable_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  peft::PaceConfig pace_;
+  std::map<std::string, double> sigma_;
+  at::Generator noiseGenerator_;     // PACE noise draws
+  at::Generator dropPathGenerator_;  // stochastic depth: separate, so replaying noise keeps the same masks
+  std::map<std::string, at::Tensor> lastNoise_;
+};
+
+// Throws pace::Error unless targets is an int64 vector of `batch` class indices in [0, numClasses).
+void checkTargets(const at::Tensor& targets, int64_t batch, int64_t numClasses);
+
+}  // namespace pace::train

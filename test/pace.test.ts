@@ -1,0 +1,345 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+import {
+  createModel,
+  disposeTensors,
+  loadTensors,
+  tensor,
+  Trainer,
+  type AdapterType,
+  type Model,
+  type ModelSpecInput,
+  type Tensor,
+  type TensorRecord,
+} from '../lib';
+import { relativeError } from './support/compare';
+import { fixturesDir, makeTempDir } from './support/paths';
+
+const fixture = (name: string) => path.join(fixturesDir, name);
+const index = JSON.parse(fs.readFileSync(fixture('index.json'), 'utf8'));
+const temp = makeTempDir('pace');
+afterAll(() => temp.cleanup());
+
+const adapterTypes: Record<string, AdapterType> = {
+  LoRAmul_VPTadd: 'loramul_vptadd',
+  LoRAadd: 'loraadd',
+  VPTadd: 'vptadd',
+};
+const paceFixtures = Object.keys(index).filter((name) => index[name].kind === 'pace');
+
+function specOf(name: string): ModelSpecInput {
+  const c = index[name].config;
+  return index[name].backbone === 'VisionTransformer'
+    ? {
+        family: 'vit',
+        imgSize: c.img_size,
+        patchSize: c.patch_size,
+        embedDim: c.embed_dim,
+        depth: c.depth,
+        numHeads: c.num_heads,
+        numClasses: c.num_classes,
+      }
+    : {
+        family: 'swin',
+        imgSize: c.img_size,
+        patchSize: c.patch_size,
+        windowSize: c.window_size,
+        embedDim: c.embed_dim,
+        depths: c.depths,
+        numHeads: c.num_heads,
+        numClasses: c.num_classes,
+        dropPathRate: c.drop_path_rate ?? 0,
+      };
+}
+
+/** The fixture's frozen backbone with its adapters and head loaded. */
+async function adaptedModel(name: string): Promise<Model> {
+  const model = await createModel(specOf(name), { pretrained: fixture(`${name}.base.safetensors`) });
+  model.addAdapters({ type: adapterTypes[index[name].adapter], rank: index[name].rank });
+  await model.loadAdapters(fixture(`${name}.adapters.safetensors`));
+  return model;
+}
+
+function trainerFor(model: Model, name: string, seed = 0): Trainer {
+  const fx = index[name];
+  return new Trainer(model, {
+    optimizer: { lr: fx.adamw.lr, weightDecay: fx.adamw.weight_decay },
+    pace: { sigma: fx.sigma, lambda: fx.lambda, blockStart: fx.block_start },
+    seed,
+  });
+}
+
+function prefixed(io: TensorRecord, prefix: string): Record<string, Tensor> {
+  return Object.fromEntries(
+    Object.entries(io)
+      .filter(([key]) => key.startsWith(prefix))
+      .map(([key, value]) => [key.slice(prefix.length), value]),
+  );
+}
+
+const scalar = (t: Tensor) => t.toFloat32Array()[0];
+const relative = (ours: number, ref: number) => Math.abs(ours - ref) / (Math.abs(ref) + 1e-6);
+
+describe.each(paceFixtures)('%s matches the PACE reference', (name) => {
+  const fx = index[name];
+  let io: TensorRecord;
+  beforeAll(async () => {
+    io = (await loadTensors(fixture(`${name}.io.safetensors`))).tensors;
+  });
+  afterAll(() => disposeTensors(io));
+
+  test('the adapter and head parameters are exactly the reference trainables', async () => {
+    using model = await adaptedModel(name);
+    const expected = Object.keys(prefixed(io, 'grad.')).sort();
+    expect([...model.trainableParameters()].sort()).toEqual(expected);
+  });
+
+  test('eval logits (adapters merged, no noise) within 1e-4', async () => {
+    using model = await adaptedModel(name);
+    using logits = await model.forward(io.input);
+    expect(relativeError(logits, io.eval_logits)).toBeLessThan(1e-4);
+    using plain = await model.merged();
+    using mergedLogits = await plain.forward(io.input);
+    expect(relativeError(mergedLogits, io.eval_logits)).toBeLessThan(1e-4);
+  });
+
+  test('σ per linear follows the reference schedule', async () => {
+    using model = await adaptedModel(name);
+    const sigma = trainerFor(model, name).sigmaPerLinear();
+    for (const [linear, expected] of Object.entries(fx.sigma_per_linear as Record<string, number>)) {
+      expect([linear, sigma[linear]]).toEqual([linear, expect.closeTo(expected, 12)]);
+    }
+  });
+
+  test('one step replaying the reference noise: losses 1e-5, gradients 1e-3, AdamW update 1e-5', async () => {
+    using model = await adaptedModel(name);
+    const trainer = trainerFor(model, name);
+    const noise = prefixed(io, 'noise.');
+    const step = await trainer.trainStep(io.input, io.target, { noise });
+    expect(relative(step.clsLoss, scalar(io.cls_loss))).toBeLessThan(1e-5);
+    expect(relative(step.totalLoss, scalar(io.total_loss))).toBeLessThan(1e-5);
+    expect(Math.abs(step.paceLoss - scalar(io.pace_loss)) / (Math.abs(scalar(io.pace_loss)) + 1e-6)).toBeLessThan(1e-5);
+
+    const gradients = model.gradients();
+    for (const [param, reference] of Object.entries(prefixed(io, 'grad.'))) {
+      expect([param, relativeError(gradients[param], reference)]).toEqual([param, expect.any(Number)]);
+      expect(relativeError(gradients[param], reference)).toBeLessThan(1e-3);
+    }
+
+    const saved = path.join(temp.dir, `${name}.after.safetensors`);
+    await model.saveAdapters(saved);
+    const after = (await loadTensors(saved)).tensors;
+    const lr: number = fx.adamw.lr;
+    for (const [param, reference] of Object.entries(prefixed(io, 'after_adamw.'))) {
+      const ours = after[param].toFloat32Array();
+      const ref = reference.toFloat32Array();
+      const refGrad = io[`grad.${param}`].toFloat32Array();
+      const ourGrad = gradients[param].toFloat32Array();
+      // The key part of a qkv bias has a mathematically zero gradient (softmax ignores a shift shared by all
+      // keys): both implementations hold float32 round-off there (~1e-9), which Adam's first update
+      // lr·g/(|g| + eps) amplifies. There each update is at most lr·|g|/eps, which bounds their difference.
+      const keySlice = /attn\.qkv\.delta_b$/.test(param) ? [ref.length / 3, (2 * ref.length) / 3] : [0, 0];
+      let maxRef = 0;
+      let maxGrad = 0;
+      for (let i = 0; i < ref.length; i++) {
+        maxRef = Math.max(maxRef, Math.abs(ref[i]));
+        maxGrad = Math.max(maxGrad, Math.abs(refGrad[i]));
+      }
+      let worst = 0;
+      for (let i = 0; i < ref.length; i++) {
+        const diff = Math.abs(ours[i] - ref[i]);
+        if (i >= keySlice[0] && i < keySlice[1]) {
+          expect(Math.abs(refGrad[i])).toBeLessThan(1e-6 * maxGrad);
+          // ... plus the float32 rounding of each stored result (half an ulp each).
+          const rounding = Math.abs(ref[i]) * 2 ** -23;
+          expect(diff).toBeLessThanOrEqual((lr * (Math.abs(refGrad[i]) + Math.abs(ourGrad[i]))) / 1e-8 + rounding);
+        } else {
+          worst = Math.max(worst, diff / (maxRef + 1e-6));
+        }
+      }
+      expect([param, worst]).toEqual([param, expect.any(Number)]);
+      expect(worst).toBeLessThan(1e-5);
+    }
+    disposeTensors(after);
+    disposeTensors(gradients);
+  });
+});
+
+describe('merging', () => {
+  test('Swin merges its VPT shift on the bias-less downsample.reduction into an added bias', async () => {
+    const name = 'pace_swin_loramul_vptadd';
+    const io = (await loadTensors(fixture(`${name}.io.safetensors`))).tensors;
+    using model = await adaptedModel(name);
+    using plain = await model.merged();
+    expect(plain.parameters().map((p) => p.name)).toContain('layers.1.downsample.reduction.bias');
+    const file = path.join(temp.dir, 'merged-swin.safetensors');
+    await plain.saveWeights(file);
+    using reloaded = await createModel(specOf(name), { pretrained: file });
+    expect(reloaded.loadReport?.loaded).toContain('layers.1.downsample.reduction.bias');
+    using logits = await reloaded.forward(io.input);
+    expect(relativeError(logits, io.eval_logits)).toBeLessThan(1e-4);
+    disposeTensors(io);
+  });
+
+  test('saveWeights of an adapted model writes the merged backbone, loadable by a plain model', async () => {
+    const name = 'pace_vit_loramul_vptadd';
+    const io = (await loadTensors(fixture(`${name}.io.safetensors`))).tensors;
+    using model = await adaptedModel(name);
+    const file = path.join(temp.dir, 'merged.safetensors');
+    await model.saveWeights(file);
+    using plain = await createModel(specOf(name), { pretrained: file });
+    expect(plain.loadReport?.missing).toEqual([]);
+    expect(plain.parameters().some((p) => p.name.includes('delta_'))).toBe(false);
+    using logits = await plain.forward(io.input);
+    expect(relativeError(logits, io.eval_logits)).toBeLessThan(1e-4);
+    disposeTensors(io);
+  });
+});
+
+describe('PACE properties', () => {
+  const name = 'pace_vit_loramul_vptadd';
+  let io: TensorRecord;
+  beforeAll(async () => {
+    io = (await loadTensors(fixture(`${name}.io.safetensors`))).tensors;
+  });
+  afterAll(() => disposeTensors(io));
+
+  test('with σ = 0 the two copies agree exactly and the PACE loss is 0, even with stochastic depth', async () => {
+    using model = await createModel(
+      { ...specOf(name), dropPathRate: 0.5 },
+      { pretrained: fixture(`${name}.base.safetensors`) },
+    );
+    model.addAdapters({ rank: 4 });
+    await model.loadAdapters(fixture(`${name}.adapters.safetensors`));
+    const trainer = new Trainer(model, { pace: { sigma: 0, lambda: 1 } });
+    for (let i = 0; i < 3; i++) {
+      const step = await trainer.trainStep(io.input, io.target);
+      expect(step.paceLoss).toBe(0);
+    }
+  });
+
+  test('noise is one value per sample and channel, shared by all tokens (BTC draws per token)', async () => {
+    using model = await adaptedModel(name);
+    const trainer = trainerFor(model, name, 7);
+    await trainer.trainStep(io.input, io.target);
+    const draws = trainer.lastNoise();
+    const batch = io.input.shape[0];
+    expect(draws['blocks.1.mlp.fc1'].shape).toEqual([2 * batch, 1, 192]);
+    expect(draws.head.shape).toEqual([2 * batch, 10]);
+    expect(Object.keys(draws).some((key) => key.startsWith('blocks.0.'))).toBe(false);
+
+    using perToken = await adaptedModel(name);
+    const tokenTrainer = new Trainer(perToken, { pace: { sigma: 1, lambda: 1, noiseShape: 'BTC' } });
+    await tokenTrainer.trainStep(io.input, io.target);
+    expect(tokenTrainer.lastNoise()['blocks.1.mlp.fc1'].shape).toEqual([2 * batch, 17, 192]);
+  });
+
+  test('a seed reproduces a step bit for bit, and replaying its noise reproduces it too', async () => {
+    const run = async (seed: number, noise?: Record<string, Tensor>) => {
+      using model = await createModel(
+        { ...specOf(name), dropPathRate: 0.3 },
+        { pretrained: fixture(`${name}.base.safetensors`) },
+      );
+      model.addAdapters({ rank: 4 });
+      await model.loadAdapters(fixture(`${name}.adapters.safetensors`));
+      const trainer = trainerFor(model, name, seed);
+      const step = await trainer.trainStep(io.input, io.target, { noise });
+      const file = path.join(temp.dir, `seed-${seed}-${noise ? 'replay' : 'draw'}-${Math.random()}.safetensors`);
+      await model.saveAdapters(file);
+      return { step, bytes: fs.readFileSync(file), noise: trainer.lastNoise() };
+    };
+    const a = await run(11);
+    const b = await run(11);
+    const c = await run(12);
+    expect(b.step).toEqual(a.step);
+    expect(b.bytes.equals(a.bytes)).toBe(true);
+    expect(c.step.totalLoss).not.toBe(a.step.totalLoss);
+    const replayed = await run(11, a.noise);
+    expect(replayed.step.paceLoss).toBe(a.step.paceLoss);
+  });
+
+  test('the ablation noises and schedules change what is drawn', async () => {
+    using model = await adaptedModel(name);
+    const shared = new Trainer(model, { pace: { sigma: 1.2, lambda: 1, sigmaSchedule: 'shared' } }).sigmaPerLinear();
+    expect(
+      new Set(
+        Object.entries(shared)
+          .filter(([k]) => !k.startsWith('blocks.0.'))
+          .map(([, v]) => v),
+      ),
+    ).toEqual(new Set([1.2]));
+    const rising = new Trainer(model, {
+      pace: { sigma: 1.2, lambda: 1, sigmaSchedule: 'increasing' },
+    }).sigmaPerLinear();
+    expect(rising['blocks.1.attn.qkv']).toBeCloseTo(0.4, 12);
+    expect(rising.head).toBeCloseTo(1.2, 12);
+    const dropout = new Trainer(model, { pace: { sigma: 0.3, lambda: 1, noise: 'dropout' }, seed: 3 });
+    await dropout.trainStep(io.input, io.target);
+    const mask = dropout.lastNoise()['blocks.1.attn.qkv'].toFloat32Array();
+    expect(new Set(mask)).toEqual(new Set([0, 1]));
+  });
+});
+
+describe('bad input gets a clear error', () => {
+  const name = 'pace_vit_loramul_vptadd';
+
+  test('unknown adapter types, bad ranks, σ < 0 and λ < 0', async () => {
+    using model = await createModel(specOf(name));
+    expect(() => model.addAdapters({ type: 'lora' as AdapterType })).toThrow(/^options\.type: /);
+    expect(() => model.addAdapters({ rank: 0 })).toThrow(/^options\.rank: /);
+    expect(() => model.addAdapters({ rank: 49 })).toThrow(
+      "adapter rank 49 does not fit linear 'blocks.0.attn.qkv' (48 -> 144)",
+    );
+    expect(() => model.addAdapters({ targets: ['attn.nope'] })).toThrow("adapter target 'attn.nope' names no Linear");
+    model.addAdapters({ rank: 4 });
+    expect(() => new Trainer(model, { pace: { sigma: -1 } })).toThrow(/^options\.pace\.sigma: /);
+    expect(() => new Trainer(model, { pace: { lambda: -0.5 } })).toThrow(/^options\.pace\.lambda: /);
+  });
+
+  test('adapters saved for another rank or type are refused, naming the config or the tensor and shapes', async () => {
+    using rank4 = await adaptedModel(name);
+    const file = path.join(temp.dir, 'rank4.safetensors');
+    await rank4.saveAdapters(file);
+    using rank2 = await createModel(specOf(name));
+    rank2.addAdapters({ rank: 2 });
+    await expect(rank2.loadAdapters(file)).rejects.toThrow(
+      'holds loramul_vptadd adapters of rank 4; this model has loramul_vptadd of rank 2',
+    );
+    await expect(rank2.loadAdapters(fixture(`${name}.adapters.safetensors`))).rejects.toThrow(
+      /does not fit this model .*blocks\.0\.attn\.proj\.delta_W_down: the model has \[48,2\], the file \[48,4\]/,
+    );
+    using swin = await createModel(specOf('pace_swin_loramul_vptadd'));
+    swin.addAdapters({ rank: 4 });
+    await expect(swin.loadAdapters(fixture(`${name}.adapters.safetensors`))).rejects.toThrow(/is missing/);
+  });
+
+  test('noise of the wrong shape or for an unknown linear, and bad targets', async () => {
+    const io = (await loadTensors(fixture(`${name}.io.safetensors`))).tensors;
+    using model = await adaptedModel(name);
+    const trainer = trainerFor(model, name);
+    using wrong = tensor(new Float32Array(8 * 144), [8, 144]);
+    await expect(trainer.trainStep(io.input, io.target, { noise: { 'blocks.1.attn.qkv': wrong } })).rejects.toThrow(
+      "noise for 'blocks.1.attn.qkv' has shape [8,144], expected [8,1,144]",
+    );
+    await expect(trainer.trainStep(io.input, io.target, { noise: { 'blocks.0.attn.qkv': wrong } })).rejects.toThrow(
+      "'blocks.0.attn.qkv', which is not a noisy linear",
+    );
+    using outOfRange = tensor([0, 1, 2, 10], undefined, { dtype: 'int64' });
+    await expect(trainer.trainStep(io.input, outOfRange)).rejects.toThrow(
+      'targets must lie in [0, 10); got values from 0 to 10',
+    );
+    using floats = tensor([0, 1, 2, 3]);
+    await expect(trainer.trainStep(io.input, floats)).rejects.toThrow(
+      'targets must be an int64 tensor [4] of class indices; got float32 [4]',
+    );
+    disposeTensors(io);
+  });
+
+  test('without adapters every parameter trains (full fine-tuning), as in PyTorch', async () => {
+    using model = await createModel(specOf(name));
+    expect(model.trainableParameters()).toEqual(model.parameters().map((p) => p.name));
+    using probe = await createModel(specOf(name));
+    expect(probe.addAdapters({ type: 'linear' })).toEqual(['head.weight', 'head.bias']);
+  });
+});
