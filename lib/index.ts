@@ -37,4 +37,4 @@ export {
   type Preprocessing,
 } from './models/specs';
 export { AdapterTypeSchema, type AdapterType, type AdapterOptions, type AdapterConfig } from './models/adapters';
-export { Trainer, type TrainerOptions, type StepResult } from './train/trainer';
+export { Trainer, type TrainerOptions, type StepResult, type TrainStepOptions } from './train/trainer';

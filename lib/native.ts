@@ -67,13 +67,16 @@ export interface NativeStepResult {
   paceLoss: number;
   totalLoss: number;
   correct: number;
+  counted: number;
+  gradNorm?: number;
+  fpDistance?: number;
 }
 
 export interface NativeTrainerHandle {
   step(
     images: NativeTensorHandle,
     targets: NativeTensorHandle,
-    noise: Record<string, NativeTensorHandle> | null,
+    options: { noise?: Record<string, NativeTensorHandle>; indices?: NativeTensorHandle; diagnostics?: boolean },
   ): Promise<NativeStepResult>;
   sigmaPerLinear(): Record<string, number>;
   lastNoise(): Record<string, NativeTensorHandle>;

@@ -343,3 +343,82 @@ describe('bad input gets a clear error', () => {
     expect(probe.addAdapters({ type: 'linear' })).toEqual(['head.weight', 'head.bias']);
   });
 });
+
+describe('variants and diagnostics', () => {
+  const name = 'pace_vit_loramul_vptadd';
+  let io: TensorRecord;
+  beforeAll(async () => {
+    io = (await loadTensors(fixture(`${name}.io.safetensors`))).tensors;
+  });
+  afterAll(() => disposeTensors(io));
+
+  const squaredDistance = (a: Tensor, b: Tensor | null) => {
+    const x = a.toFloat64Array();
+    const y = b?.toFloat64Array();
+    const [rows, cols] = a.shape;
+    let total = 0;
+    for (let i = 0; i < rows * cols; i++) total += (x[i] - (y ? y[i] : 0)) ** 2;
+    return total / rows;
+  };
+
+  test('lazy: every k-th step is PACE on the first half of the batch, the others one noisy forward', async () => {
+    using model = await adaptedModel(name);
+    const lazy = new Trainer(model, { pace: { sigma: 1.2, lambda: 1, variant: 'lazy', lazyInterval: 2 }, seed: 5 });
+    const first = await lazy.trainStep(io.input, io.target);
+    const batch = io.input.shape[0];
+    expect(first.counted).toBe(batch / 2);
+    expect(first.paceLoss).toBeGreaterThan(0);
+    const halfNoise = lazy.lastNoise();
+    expect(halfNoise['blocks.1.mlp.fc1'].shape).toEqual([batch, 1, 192]); // two copies of half the batch
+    const second = await lazy.trainStep(io.input, io.target);
+    expect(second.counted).toBe(batch);
+    expect(second.paceLoss).toBe(0);
+    expect(lazy.lastNoise()['blocks.1.mlp.fc1'].shape).toEqual([batch, 1, 192]); // one noisy copy of it all
+
+    // The lazy step equals a plain PACE step on the first half with the same noise.
+    using reference = await adaptedModel(name);
+    const pace = new Trainer(reference, { pace: { sigma: 1.2, lambda: 1 } });
+    using half = tensor(io.input.toFloat32Array().slice(0, io.input.size / 2), [batch / 2, 3, 32, 32]);
+    using halfTargets = tensor(io.target.toBigInt64Array().slice(0, batch / 2));
+    const replay = await pace.trainStep(half, halfTargets, { noise: halfNoise });
+    expect(replay.totalLoss).toBe(first.totalLoss);
+  });
+
+  test("fast: consistency with the logits of each sample's previous visit (zeros on the first)", async () => {
+    using model = await adaptedModel(name);
+    const batch = io.input.shape[0];
+    const fast = new Trainer(model, { pace: { sigma: 0, lambda: 1, variant: 'fast', datasetSize: 10 } });
+    using indices = tensor([7, 2, 9, 0], undefined, { dtype: 'int64' });
+    using before = await model.forward(io.input);
+    const first = await fast.trainStep(io.input, io.target, { indices });
+    expect(first.paceLoss).toBeCloseTo(squaredDistance(before, null), 3);
+    expect(Math.abs(first.paceLoss - squaredDistance(before, null)) / first.paceLoss).toBeLessThan(1e-5);
+    using after = await model.forward(io.input);
+    const second = await fast.trainStep(io.input, io.target, { indices });
+    expect(Math.abs(second.paceLoss - squaredDistance(after, before)) / second.paceLoss).toBeLessThan(1e-3);
+    expect(batch).toBe(4);
+    await expect(fast.trainStep(io.input, io.target)).rejects.toThrow("needs each sample's index");
+    using outside = tensor([7, 2, 9, 10], undefined, { dtype: 'int64' });
+    await expect(fast.trainStep(io.input, io.target, { indices: outside })).rejects.toThrow('[0, 10)');
+    expect(() => new Trainer(model, { pace: { sigma: 1, lambda: 1, variant: 'fast' } })).toThrow(
+      'options.pace.datasetSize: the fast variant needs datasetSize',
+    );
+  });
+
+  test('fpa aligns with the frozen backbone; diagnostics give the gradient norm and the FP-distance', async () => {
+    using model = await adaptedModel(name);
+    const fpa = new Trainer(model, { pace: { sigma: 0, lambda: 1, variant: 'fpa' } });
+    const step = await fpa.trainStep(io.input, io.target, { diagnostics: true });
+    expect(step.fpDistance).toBeGreaterThan(0);
+    // Without noise or stochastic depth the training forward equals the eval one: FPA's loss is the FP-distance.
+    expect(Math.abs(step.paceLoss - (step.fpDistance ?? 0)) / step.paceLoss).toBeLessThan(1e-5);
+    const gradients = model.gradients();
+    let squares = 0;
+    for (const g of Object.values(gradients)) for (const v of g.toFloat64Array()) squares += v * v;
+    expect(Math.abs((step.gradNorm ?? 0) - Math.sqrt(squares)) / Math.sqrt(squares)).toBeLessThan(1e-6);
+    disposeTensors(gradients);
+    const plain = await fpa.trainStep(io.input, io.target);
+    expect(plain.gradNorm).toBeUndefined();
+    expect(plain.fpDistance).toBeUndefined();
+  });
+});

@@ -28,8 +28,22 @@ const PaceSchema = z
     noiseShape: z.enum(['BC', 'BTC']).default('BC'),
     /** Ablations: the same σ everywhere, or σ rising with depth. */
     sigmaSchedule: z.enum(['decreasing', 'shared', 'increasing']).default('decreasing'),
+    /**
+     * `pace`: both copies of the batch every step. `lazy`: both copies of half the batch every `lazyInterval`
+     * steps, one noisy forward otherwise (the reference's lazy-half). `fast`: one noisy forward, consistency
+     * with the logits from the sample's previous visit (needs `datasetSize` and per-sample `indices`).
+     * `fpa`: the paper's ablation aligning with the frozen backbone's logits.
+     */
+    variant: z.enum(['pace', 'lazy', 'fast', 'fpa']).default('pace'),
+    lazyInterval: z.number().int().min(1).default(2),
+    /** The number of training samples (the `fast` variant keeps one logit vector per sample). */
+    datasetSize: z.number().int().min(1).optional(),
   })
-  .strict();
+  .strict()
+  .refine((pace) => pace.variant !== 'fast' || pace.datasetSize !== undefined, {
+    message: 'the fast variant needs datasetSize',
+    path: ['datasetSize'],
+  });
 
 const TrainerOptionsSchema = z
   .object({
@@ -50,8 +64,24 @@ export interface StepResult {
   clsLoss: number;
   paceLoss: number;
   totalLoss: number;
-  /** Top-1 hits on the batch. */
+  /** Top-1 hits among the samples the cross-entropy saw. */
   correct: number;
+  /** How many samples that was (half the batch on a lazy consistency step). */
+  counted: number;
+  /** With `diagnostics`: the trainable parameters' gradient L2 norm. */
+  gradNorm?: number;
+  /** With `diagnostics`: mean_batch Σ_classes (f − f₀)² against the frozen backbone (same head), before the update. */
+  fpDistance?: number;
+}
+
+/** Options of {@link Trainer.trainStep}. */
+export interface TrainStepOptions {
+  /** ε per linear to replay instead of drawing (shapes as the reference's `noise.*`, or from lastNoise()). */
+  noise?: Record<string, Tensor>;
+  /** int64 `[B]`: each sample's index in the training set (the `fast` variant). */
+  indices?: Tensor;
+  /** Also compute the gradient norm and the FP-distance (costs two extra eval forwards). */
+  diagnostics?: boolean;
 }
 
 /**
@@ -86,15 +116,15 @@ export class Trainer {
    * Forward, backward and one AdamW step on a batch: images float `[B, 3, S, S]`, targets int64 `[B]`.
    * `noise` replays given ε draws per linear (shapes as the reference's `noise.*`) instead of drawing them.
    */
-  async trainStep(
-    images: Tensor,
-    targets: Tensor,
-    options: { noise?: Record<string, Tensor> } = {},
-  ): Promise<StepResult> {
+  async trainStep(images: Tensor, targets: Tensor, options: TrainStepOptions = {}): Promise<StepResult> {
     const noise = options.noise
       ? Object.fromEntries(Object.entries(options.noise).map(([name, value]) => [name, handleOf(value)]))
-      : null;
-    return this.#handle.step(handleOf(images), handleOf(targets), noise);
+      : undefined;
+    return this.#handle.step(handleOf(images), handleOf(targets), {
+      noise,
+      indices: options.indices && handleOf(options.indices),
+      diagnostics: options.diagnostics ?? false,
+    });
   }
 
   /** σ of every linear under the configured schedule (0 where there is no noise). */

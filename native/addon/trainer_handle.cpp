@@ -19,24 +19,35 @@ double numberOr(const Napi::Object& object, const char* name, double fallback) {
   return value.As<Napi::Number>().DoubleValue();
 }
 
+std::string stringOr(const Napi::Object& object, const char* name, const char* fallback) {
+  const Napi::Value value = object.Get(name);
+  if (value.IsUndefined()) return fallback;
+  if (!value.IsString()) throw Napi::TypeError::New(object.Env(), std::string(name) + " must be a string");
+  return value.As<Napi::String>().Utf8Value();
+}
+
+// The TypeScript layer has validated the names (zod); unknown ones cannot reach here.
 peft::PaceConfig paceFromJs(const Napi::Object& pace) {
   peft::PaceConfig config;
   config.sigma = numberOr(pace, "sigma", 0.0);
   config.lambda = numberOr(pace, "lambda", 0.0);
   config.blockStart = static_cast<int64_t>(numberOr(pace, "blockStart", -1));
-  const std::string noise =
-      pace.Get("noise").IsString() ? pace.Get("noise").As<Napi::String>().Utf8Value() : "multiplicative";
+  const std::string noise = stringOr(pace, "noise", "multiplicative");
   config.kind = noise == "additive"  ? peft::NoiseKind::Additive
                 : noise == "dropout" ? peft::NoiseKind::Dropout
                                      : peft::NoiseKind::Multiplicative;
-  const std::string shape =
-      pace.Get("noiseShape").IsString() ? pace.Get("noiseShape").As<Napi::String>().Utf8Value() : "BC";
-  config.shape = shape == "BTC" ? peft::NoiseShape::PerToken : peft::NoiseShape::PerRow;
-  const std::string schedule =
-      pace.Get("sigmaSchedule").IsString() ? pace.Get("sigmaSchedule").As<Napi::String>().Utf8Value() : "decreasing";
+  config.shape = stringOr(pace, "noiseShape", "BC") == "BTC" ? peft::NoiseShape::PerToken : peft::NoiseShape::PerRow;
+  const std::string schedule = stringOr(pace, "sigmaSchedule", "decreasing");
   config.schedule = schedule == "shared"       ? peft::SigmaSchedule::Shared
                     : schedule == "increasing" ? peft::SigmaSchedule::Increasing
                                                : peft::SigmaSchedule::Decreasing;
+  const std::string variant = stringOr(pace, "variant", "pace");
+  config.variant = variant == "lazy"   ? peft::PaceVariant::Lazy
+                   : variant == "fast" ? peft::PaceVariant::Fast
+                   : variant == "fpa"  ? peft::PaceVariant::Fpa
+                                       : peft::PaceVariant::Pace;
+  config.lazyInterval = static_cast<int64_t>(numberOr(pace, "lazyInterval", 2));
+  config.datasetSize = static_cast<int64_t>(numberOr(pace, "datasetSize", 0));
   return config;
 }
 
@@ -73,26 +84,33 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   }
 
  private:
-  // step(images, targets, noise | null) -> Promise<{ clsLoss, paceLoss, totalLoss, correct }>
+  // step(images, targets, { noise?, indices?, diagnostics? })
+  //   -> Promise<{ clsLoss, paceLoss, totalLoss, correct, counted, gradNorm?, fpDistance? }>
   Napi::Value step(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
     return guard(env, [&]() -> Napi::Value {
-      const at::Tensor images = TensorHandle::unwrap(info[0], "images");
-      const at::Tensor targets = TensorHandle::unwrap(info[1], "targets");
-      std::map<std::string, at::Tensor> noise;
+      train::StepInputs inputs;
+      inputs.images = TensorHandle::unwrap(info[0], "images");
+      inputs.targets = TensorHandle::unwrap(info[1], "targets");
       if (info[2].IsObject()) {
-        const auto record = info[2].As<Napi::Object>();
-        const Napi::Array keys = record.GetPropertyNames();
-        for (uint32_t i = 0; i < keys.Length(); ++i) {
-          const std::string name = keys.Get(i).ToString().Utf8Value();
-          noise[name] = TensorHandle::unwrap(record.Get(name), "noise['" + name + "']");
+        const auto options = info[2].As<Napi::Object>();
+        if (options.Get("noise").IsObject()) {
+          const auto record = options.Get("noise").As<Napi::Object>();
+          const Napi::Array keys = record.GetPropertyNames();
+          for (uint32_t i = 0; i < keys.Length(); ++i) {
+            const std::string name = keys.Get(i).ToString().Utf8Value();
+            inputs.noise[name] = TensorHandle::unwrap(record.Get(name), "noise['" + name + "']");
+          }
         }
+        if (!options.Get("indices").IsUndefined())
+          inputs.indices = TensorHandle::unwrap(options.Get("indices"), "indices");
+        inputs.diagnostics = options.Get("diagnostics").ToBoolean().Value();
       }
       return runAsync(
           env, "pace.trainStep",
-          [model = model_, trainer = trainer_, images, targets, noise] {
+          [model = model_, trainer = trainer_, inputs] {
             std::lock_guard<std::mutex> lock(model->mutex);
-            return trainer->step(images, targets, noise);
+            return trainer->step(inputs);
           },
           [](Napi::Env env, train::StepResult& result) -> Napi::Value {
             Napi::Object object = Napi::Object::New(env);
@@ -100,6 +118,9 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
             object.Set("paceLoss", result.paceLoss);
             object.Set("totalLoss", result.totalLoss);
             object.Set("correct", static_cast<double>(result.correct));
+            object.Set("counted", static_cast<double>(result.counted));
+            if (result.gradNorm >= 0) object.Set("gradNorm", result.gradNorm);
+            if (result.fpDistance >= 0) object.Set("fpDistance", result.fpDistance);
             return object;
           });
     });

@@ -28,12 +28,19 @@ void LinearImpl::addBias(const torch::Tensor& value) {
   bias = register_parameter("bias", value.detach().clone().to(weight.options()), weight.requires_grad());
 }
 
+namespace {
+thread_local bool adaptersBypassed = false;
+}
+
+AdapterBypassScope::AdapterBypassScope() : previous_(adaptersBypassed) { adaptersBypassed = true; }
+AdapterBypassScope::~AdapterBypassScope() { adaptersBypassed = previous_; }
+
 torch::Tensor LinearImpl::forward(const torch::Tensor& input) {
   if (noiseOnWholeOutput) {
     const torch::Tensor output = torch::linear(input, weight, bias);
     return noise ? noise->apply(path, output) : output;
   }
-  if (!adapter) return torch::linear(input, weight, bias);
+  if (!adapter || adaptersBypassed) return torch::linear(input, weight, bias);
   if (!is_training()) {
     const auto [mergedWeight, mergedBias] = peft::mergedWeightAndBias(*this);
     return torch::linear(input, mergedWeight, mergedBias);

@@ -57,6 +57,19 @@ torch::nn::LayerNorm layerNorm(int64_t features, double eps);
 
 // Stochastic depth on a residual branch: in training, each sample's branch is kept with probability
 // 1 - rate and scaled by 1 / (1 - rate); otherwise the branch is returned as it is.
+// While an AdapterBypassScope is alive, adapted linears compute only their frozen part: the pretrained
+// model's output, for FP-distance and the FPA ablation.
+class AdapterBypassScope {
+ public:
+  AdapterBypassScope();
+  ~AdapterBypassScope();
+  AdapterBypassScope(const AdapterBypassScope&) = delete;
+  AdapterBypassScope& operator=(const AdapterBypassScope&) = delete;
+
+ private:
+  bool previous_;
+};
+
 // While a SharedDropPathScope is alive, the batch holds `copies` stacked copies of the same samples and every
 // copy gets the same mask (PACE's two noisy views must differ only by their adapter noise).
 torch::Tensor dropPath(const torch::Tensor& branch, double rate, bool training);

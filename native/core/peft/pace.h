@@ -12,6 +12,13 @@ namespace pace::peft {
 
 enum class SigmaSchedule { Decreasing, Shared, Increasing };
 
+// How the consistency term is formed (the reference's pace / lazy-half / fast, and the paper's FPA ablation):
+//   Pace: both copies of the whole batch in one forward, every step;
+//   Lazy: every lazyInterval-th step, both copies of the batch's first half; other steps one noisy forward;
+//   Fast: one noisy forward, consistency against the logits kept from the sample's previous visit (zeros at first);
+//   Fpa:  one noisy forward, consistency against the frozen backbone's logits (adapters bypassed, same head).
+enum class PaceVariant { Pace, Lazy, Fast, Fpa };
+
 struct PaceConfig {
   double sigma = 0.0;       // σ of the first noisy block
   double lambda = 0.0;      // weight of the consistency loss
@@ -19,6 +26,9 @@ struct PaceConfig {
   NoiseKind kind = NoiseKind::Multiplicative;
   NoiseShape shape = NoiseShape::PerRow;
   SigmaSchedule schedule = SigmaSchedule::Decreasing;
+  PaceVariant variant = PaceVariant::Pace;
+  int64_t lazyInterval = 2;
+  int64_t datasetSize = 0;  // Fast: the number of training samples (indices run over [0, datasetSize))
 
   bool active() const { return sigma > 0.0 || lambda > 0.0; }
   void validate() const;  // throws pace::Error for σ < 0, λ < 0, ...

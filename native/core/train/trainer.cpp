@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/functional/loss.h>
+#include <cmath>
 
 #include "errors.h"
 #include "models/layers.h"
@@ -48,51 +49,117 @@ Trainer::Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimi
   sigma_ = peft::sigmaPerLinear(*model_, pace_);
 }
 
-StepResult Trainer::step(const at::Tensor& imagesIn, const at::Tensor& targetsIn,
-                         const std::map<std::string, at::Tensor>& noise) {
+Trainer::Losses Trainer::forwardLosses(const at::Tensor& images, const at::Tensor& targets, const at::Tensor& indices,
+                                       const std::map<std::string, at::Tensor>& noise) {
+  models::Backbone& model = *model_;
+  namespace F = torch::nn::functional;
+  Losses out;
+  if (!pace_.active()) {
+    models::SharedDropPathScope dropPathScope(1, dropPathGenerator_);
+    out.logits = model.forward(images);
+    out.targets = targets;
+    out.cls = F::cross_entropy(out.logits, targets);
+    out.consistency = torch::zeros({}, out.cls.options());
+    return out;
+  }
+  peft::PaceNoise source(sigma_, pace_.kind, pace_.shape, noiseGenerator_, noise);
+  peft::NoiseScope noiseScope(model, source);
+  const bool lazyPaceStep = pace_.variant == peft::PaceVariant::Lazy && iteration_ % pace_.lazyInterval == 0;
+  if (pace_.variant == peft::PaceVariant::Pace || lazyPaceStep) {
+    const int64_t used = lazyPaceStep ? std::max<int64_t>(1, images.size(0) / 2) : images.size(0);
+    const at::Tensor x = images.slice(0, 0, used);
+    models::SharedDropPathScope dropPathScope(2, dropPathGenerator_);
+    const at::Tensor both = model.forward(torch::cat({x, x}, 0));
+    out.logits = both.slice(0, 0, used);
+    out.targets = targets.slice(0, 0, used);
+    out.cls = F::cross_entropy(out.logits, out.targets);
+    out.consistency = peft::consistencyLoss(out.logits, both.slice(0, used));
+  } else {
+    models::SharedDropPathScope dropPathScope(1, dropPathGenerator_);
+    out.logits = model.forward(images);
+    out.targets = targets;
+    out.cls = F::cross_entropy(out.logits, targets);
+    if (pace_.variant == peft::PaceVariant::Fast) {
+      const at::Tensor recent = history_.index_select(0, indices.to(history_.device()));
+      history_.index_copy_(0, indices.to(history_.device()), out.logits.detach().to(history_.device()));
+      out.consistency = peft::consistencyLoss(out.logits, recent.to(out.logits.device()));
+    } else if (pace_.variant == peft::PaceVariant::Fpa) {
+      // The frozen backbone's logits (same head), without noise or stochastic depth, as a fixed target.
+      at::Tensor frozen;
+      {
+        torch::NoGradGuard noGrad;
+        models::AdapterBypassScope bypass;
+        peft::PaceNoise silent({}, pace_.kind, pace_.shape, noiseGenerator_);
+        peft::NoiseScope quiet(model, silent);
+        model.train(false);
+        frozen = model.forward(images);
+        model.train(true);
+      }
+      out.consistency = peft::consistencyLoss(out.logits, frozen);
+    } else {
+      out.consistency = torch::zeros({}, out.cls.options());  // a lazy step without consistency
+    }
+  }
+  lastNoise_ = source.draws();
+  return out;
+}
+
+double Trainer::fpDistance(const at::Tensor& images) {
+  models::Backbone& model = *model_;
+  torch::NoGradGuard noGrad;
+  model.train(false);
+  const at::Tensor tuned = model.forward(images);
+  at::Tensor frozen;
+  {
+    models::AdapterBypassScope bypass;
+    frozen = model.forward(images);
+  }
+  model.train(true);
+  return peft::consistencyLoss(tuned, frozen).item<double>();
+}
+
+StepResult Trainer::step(const StepInputs& inputs) {
   models::Backbone& model = *model_;
   const auto device = model.parameters().front().device();
-  const at::Tensor images = imagesIn.to(device);
+  const at::Tensor images = inputs.images.to(device);
   model.checkImages(images);
   const int64_t batch = images.size(0);
-  checkTargets(targetsIn, batch, model.numClasses());
-  const at::Tensor targets = targetsIn.to(device);
-
-  for (const auto& [name, draw] : noise) {
+  checkTargets(inputs.targets, batch, model.numClasses());
+  const at::Tensor targets = inputs.targets.to(device);
+  for (const auto& [name, draw] : inputs.noise) {
     const auto found = sigma_.find(name);
     if (found == sigma_.end() || found->second == 0.0)
       throw Error("noise was given for '" + name + "', which is not a noisy linear of this model");
   }
+  if (pace_.active() && pace_.variant == peft::PaceVariant::Fast) {
+    if (!inputs.indices.defined()) throw Error("the fast PACE variant needs each sample's index in the training set");
+    checkTargets(inputs.indices, batch, pace_.datasetSize);  // the same contract: int64 [B] within range
+    if (!history_.defined()) history_ = torch::zeros({pace_.datasetSize, model.numClasses()}, torch::kFloat);
+  }
 
+  StepResult result;
+  if (inputs.diagnostics) result.fpDistance = fpDistance(images);
   model.train(true);
   optimizer_->zero_grad();
-  StepResult result;
-  at::Tensor logits, total, cls, consistency;
-  if (pace_.active()) {
-    peft::PaceNoise source(sigma_, pace_.kind, pace_.shape, noiseGenerator_, noise);
-    peft::NoiseScope noiseScope(model, source);
-    models::SharedDropPathScope dropPathScope(2, dropPathGenerator_);
-    const at::Tensor both = model.forward(torch::cat({images, images}, 0));
-    logits = both.slice(0, 0, batch);
-    cls = torch::nn::functional::cross_entropy(logits, targets);
-    consistency = peft::consistencyLoss(logits, both.slice(0, batch));
-    total = cls + pace_.lambda * consistency;
-    lastNoise_ = source.draws();
-  } else {
-    lastNoise_.clear();
-    models::SharedDropPathScope dropPathScope(1, dropPathGenerator_);
-    logits = model.forward(images);
-    cls = torch::nn::functional::cross_entropy(logits, targets);
-    consistency = torch::zeros({}, cls.options());
-    total = cls;
-  }
+  const Losses losses = forwardLosses(images, targets, inputs.indices, inputs.noise);
+  if (!pace_.active()) lastNoise_.clear();
+  const at::Tensor total = losses.cls + pace_.lambda * losses.consistency;
   total.backward();
+  if (inputs.diagnostics) {
+    double squares = 0;
+    for (const auto& named : trainable_) {
+      if (named.tensor.grad().defined()) squares += named.tensor.grad().pow(2).sum().item<double>();
+    }
+    result.gradNorm = std::sqrt(squares);
+  }
   optimizer_->step();
+  ++iteration_;
 
-  result.clsLoss = cls.item<double>();
-  result.paceLoss = consistency.item<double>();
+  result.clsLoss = losses.cls.item<double>();
+  result.paceLoss = losses.consistency.item<double>();
   result.totalLoss = total.item<double>();
-  result.correct = logits.argmax(1).eq(targets).sum().item<int64_t>();
+  result.correct = losses.logits.argmax(1).eq(losses.targets).sum().item<int64_t>();
+  result.counted = losses.targets.size(0);
   return result;
 }
 

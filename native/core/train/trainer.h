@@ -26,16 +26,28 @@ struct StepResult {
   double clsLoss = 0;
   double paceLoss = 0;
   double totalLoss = 0;
-  int64_t correct = 0;  // top-1 hits of the (first copy's) logits
+  int64_t correct = 0;  // top-1 hits of the logits the cross-entropy saw
+  int64_t counted = 0;  // how many samples those were (half the batch on a lazy step)
+  // Diagnostics, when asked for (negative otherwise): the trainable parameters' gradient norm, and the
+  // FP-distance mean_batch Σ_classes (f − f₀)² between the model and the frozen backbone (adapters bypassed,
+  // same head), both in evaluation mode, before the update.
+  double gradNorm = -1;
+  double fpDistance = -1;
+};
+
+struct StepInputs {
+  at::Tensor images;                        // float [B, 3, S, S]
+  at::Tensor targets;                       // int64 [B]
+  std::map<std::string, at::Tensor> noise;  // ε per linear to replay instead of drawing
+  at::Tensor indices;                       // int64 [B] sample indices in the training set (the fast variant)
+  bool diagnostics = false;
 };
 
 class Trainer {
  public:
   Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimizer, peft::PaceConfig pace, uint64_t seed);
 
-  // `noise`: ε per linear to replay instead of drawing (empty: draw from the trainer's generator).
-  StepResult step(const at::Tensor& images, const at::Tensor& targets,
-                  const std::map<std::string, at::Tensor>& noise = {});
+  StepResult step(const StepInputs& inputs);
 
   const std::map<std::string, double>& sigmaPerLinear() const { return sigma_; }
   // The noise draws of the last step, by linear (replaying them reproduces the step).
@@ -51,6 +63,15 @@ class Trainer {
   at::Generator noiseGenerator_;     // PACE noise draws
   at::Generator dropPathGenerator_;  // stochastic depth: separate, so replaying noise keeps the same masks
   std::map<std::string, at::Tensor> lastNoise_;
+  int64_t iteration_ = 0;
+  at::Tensor history_;  // Fast: the logits of each sample's previous visit
+
+  struct Losses {
+    at::Tensor logits, targets, cls, consistency;
+  };
+  Losses forwardLosses(const at::Tensor& images, const at::Tensor& targets, const at::Tensor& indices,
+                       const std::map<std::string, at::Tensor>& noise);
+  double fpDistance(const at::Tensor& images);
 };
 
 // Throws pace::Error unless targets is an int64 vector of `batch` class indices in [0, numClasses).
