@@ -38,3 +38,13 @@ export {
 } from './models/specs';
 export { AdapterTypeSchema, type AdapterType, type AdapterOptions, type AdapterConfig } from './models/adapters';
 export { Trainer, type TrainerOptions, type StepResult, type TrainStepOptions } from './train/trainer';
+export { cosineSchedule, type CosineScheduleOptions, type LrSchedule } from './train/schedule';
+export { type FitOptions, type History, type EvaluationReport } from './train/fit';
+export {
+  earlyStopping,
+  type Callback,
+  type EpochLogs,
+  type FitControl,
+  type EarlyStoppingOptions,
+} from './train/callbacks';
+export { TensorDataset } from './data/dataset';

@@ -60,6 +60,24 @@ export interface NativeModelHandle {
   trainableParameters(): string[];
   merged(): Promise<NativeModelHandle>;
   gradients(): { names: string[]; tensors: NativeTensorHandle[] };
+  evaluate(
+    images: NativeTensorHandle,
+    labels: NativeTensorHandle,
+    batchSize: number,
+  ): Promise<{ samples: number; top1: number; top5?: number; loss: number; confusion: NativeTensorHandle }>;
+}
+
+export interface NativeEpochResult {
+  steps: number;
+  samples: number;
+  clsLoss: number;
+  paceLoss: number;
+  totalLoss: number;
+  trainAccuracy: number;
+  seconds: number;
+  aborted: boolean;
+  gradNorm?: number;
+  fpDistance?: number;
 }
 
 export interface NativeStepResult {
@@ -80,6 +98,22 @@ export interface NativeTrainerHandle {
   ): Promise<NativeStepResult>;
   sigmaPerLinear(): Record<string, number>;
   lastNoise(): Record<string, NativeTensorHandle>;
+  runEpoch(
+    images: NativeTensorHandle,
+    labels: NativeTensorHandle,
+    options: {
+      batchSize: number;
+      epoch: number;
+      shuffleSeed: number;
+      diagnostics: boolean;
+      stepLearningRates?: number[];
+    },
+    onBatch?: (step: number, steps: number, loss: number) => void,
+  ): Promise<NativeEpochResult>;
+  abort(): void;
+  readonly iteration: number;
+  saveState(path: string, metadata: Record<string, string>): Promise<void>;
+  loadState(path: string): Promise<Record<string, string> | null>;
   setLearningRate(lr: number): void;
 }
 
@@ -115,6 +149,7 @@ export interface NativeAddon {
   ): Promise<void>;
   doctor(): NativeDoctorReport;
   measureGemm(size: number, seconds: number, device: string): Promise<NativeGemmMeasurement>;
+  cosineLr(t: number, lr: number, epochs: number, warmupEpochs: number, minLr: number, warmupLr: number): number;
   /** V8's count of external memory in this environment, tensors' native memory included. */
   externalMemory(): number;
 }

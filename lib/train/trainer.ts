@@ -1,9 +1,11 @@
 import { z } from 'zod';
 
+import type { TensorDataset } from '../data/dataset';
 import type { Model } from '../models/model';
 import { nativeAddon, type NativeTrainerHandle } from '../native';
 import { parseOptions } from '../options';
 import { handleOf, Tensor } from '../tensor';
+import { runFit, type EvaluationReport, type FitOptions, type History } from './fit';
 
 const OptimizerSchema = z
   .object({
@@ -93,11 +95,14 @@ export class Trainer {
   readonly model: Model;
   readonly options: z.output<typeof TrainerOptionsSchema>;
   #handle: NativeTrainerHandle;
+  #busy = false;
+  #lr: number;
 
   constructor(model: Model, options: TrainerOptions = {}) {
     this.options = parseOptions(TrainerOptionsSchema, options, 'options');
     this.model = model;
     const { optimizer, pace, seed } = this.options;
+    this.#lr = optimizer.lr;
     this.#handle = new (nativeAddon().NativeTrainer)(
       model.nativeHandle,
       {
@@ -139,8 +144,67 @@ export class Trainer {
     );
   }
 
+  /** The number of training steps taken so far (readable while a fit runs). */
+  get iteration(): number {
+    return this.#handle.iteration;
+  }
+
   /** Sets the learning rate of the next steps (schedules call this). */
   setLearningRate(lr: number): void {
     this.#handle.setLearningRate(parseOptions(z.number().min(0), lr, 'lr'));
+  }
+
+  /**
+   * Trains for `epochs` over shuffled batches (the last partial batch dropped, as the reference), with timm's
+   * cosine schedule, evaluation every `evalEvery` epochs, callbacks, an optional run folder with checkpoints,
+   * `resume` from one, and an AbortSignal that stops at the next step. Batches run natively.
+   */
+  async fit(train: TensorDataset, options: FitOptions): Promise<History> {
+    if (this.#busy) throw new Error('this trainer is already running a fit; wait for it to finish');
+    this.#busy = true;
+    try {
+      return await runFit(
+        {
+          handle: this.#handle,
+          seed: this.options.seed,
+          lr: this.#lr,
+          setLearningRate: (lr) => this.setLearningRate(lr),
+          evaluate: (dataset, batchSize) => this.evaluate(dataset, { batchSize }),
+          describe: () => ({
+            model: { name: this.model.name, spec: this.model.spec, adapters: this.model.adapters },
+            trainer: this.options,
+          }),
+        },
+        train,
+        options,
+      );
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  /** Top-1 (and top-5) accuracy, loss, per-class accuracy and the confusion matrix on a dataset, in eval mode. */
+  async evaluate(dataset: TensorDataset, options: { batchSize?: number } = {}): Promise<EvaluationReport> {
+    const batchSize = parseOptions(z.number().int().min(1).default(64), options.batchSize, 'options.batchSize');
+    const result = await this.model.nativeHandle.evaluate(
+      handleOf(dataset.images),
+      handleOf(dataset.labels),
+      batchSize,
+    );
+    using confusionTensor = new Tensor(result.confusion);
+    const classes = confusionTensor.shape[0];
+    const flat = confusionTensor.toFloat64Array();
+    const confusion = Array.from({ length: classes }, (_, i) =>
+      Array.from(flat.subarray(i * classes, (i + 1) * classes)),
+    );
+    const perClassAccuracy = confusion.map((row, i) => row[i] / row.reduce((a, b) => a + b, 0));
+    return {
+      samples: result.samples,
+      accuracy: result.top1,
+      top5: result.top5,
+      loss: result.loss,
+      perClassAccuracy,
+      confusion,
+    };
   }
 }

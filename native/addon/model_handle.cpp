@@ -10,6 +10,7 @@
 #include "peft/setup.h"
 #include "tensor/dtype.h"
 #include "tensor_handle.h"
+#include "train/trainer.h"
 
 namespace pace::addon {
 
@@ -120,6 +121,7 @@ Napi::Function ModelHandle::define(Napi::Env env) {
                          InstanceMethod<&ModelHandle::trainableParameters>("trainableParameters"),
                          InstanceMethod<&ModelHandle::merged>("merged"),
                          InstanceMethod<&ModelHandle::gradients>("gradients"),
+                         InstanceMethod<&ModelHandle::evaluate>("evaluate"),
                      });
 }
 
@@ -350,6 +352,31 @@ Napi::Value ModelHandle::gradients(const Napi::CallbackInfo& info) {
     result.Set("names", names);
     result.Set("tensors", tensors);
     return result;
+  });
+}
+
+// evaluate(images, labels, batchSize) -> Promise<{ samples, top1, top5?, loss, confusion }>
+Napi::Value ModelHandle::evaluate(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const at::Tensor images = TensorHandle::unwrap(info[0], "images");
+    const at::Tensor labels = TensorHandle::unwrap(info[1], "labels");
+    const int64_t batchSize = info[2].ToNumber().Int64Value();
+    return runAsync(
+        env, "pace.evaluate",
+        [state = live(env), images, labels, batchSize] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          return train::evaluate(*state->model, images, labels, batchSize);
+        },
+        [](Napi::Env env, train::EvaluationResult& r) -> Napi::Value {
+          Napi::Object object = Napi::Object::New(env);
+          object.Set("samples", static_cast<double>(r.samples));
+          object.Set("top1", r.top1);
+          if (r.top5 >= 0) object.Set("top5", r.top5);
+          object.Set("loss", r.loss);
+          object.Set("confusion", TensorHandle::wrap(env, r.confusion));
+          return object;
+        });
   });
 }
 

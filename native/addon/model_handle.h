@@ -43,6 +43,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value trainableParameters(const Napi::CallbackInfo& info);
   Napi::Value merged(const Napi::CallbackInfo& info);
   Napi::Value gradients(const Napi::CallbackInfo& info);
+  Napi::Value evaluate(const Napi::CallbackInfo& info);
   Napi::Value runForward(const Napi::CallbackInfo& info, bool featuresOnly);
 
   std::shared_ptr<ModelState> state_;

@@ -2,6 +2,7 @@
 #include "bindings.h"
 #include "convert.h"
 #include "system/doctor.h"
+#include "train/schedule.h"
 
 namespace pace::addon {
 
@@ -64,10 +65,23 @@ Napi::Value externalMemoryJs(const Napi::CallbackInfo& info) {
                            static_cast<double>(Napi::MemoryManagement::AdjustExternalMemory(info.Env(), 0)));
 }
 
+// cosineLr(t, lr, epochs, warmupEpochs, minLr, warmupLr) -> timm's cosine schedule value at t.
+Napi::Value cosineLrJs(const Napi::CallbackInfo& info) {
+  train::CosineSchedule schedule;
+  const double t = info[0].ToNumber().DoubleValue();
+  schedule.lr = info[1].ToNumber().DoubleValue();
+  schedule.epochs = info[2].ToNumber().DoubleValue();
+  schedule.warmupEpochs = info[3].ToNumber().DoubleValue();
+  schedule.minLr = info[4].ToNumber().DoubleValue();
+  schedule.warmupLr = info[5].ToNumber().DoubleValue();
+  return Napi::Number::New(info.Env(), schedule.valueAt(t));
+}
+
 }  // namespace
 
 void registerSystemBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("doctor", Napi::Function::New(env, doctorJs, "doctor"));
+  exports.Set("cosineLr", Napi::Function::New(env, cosineLrJs, "cosineLr"));
   exports.Set("externalMemory", Napi::Function::New(env, externalMemoryJs, "externalMemory"));
   exports.Set("measureGemm", Napi::Function::New(env, measureGemmJs, "measureGemm"));
 }

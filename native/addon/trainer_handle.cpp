@@ -59,6 +59,11 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
                            InstanceMethod<&TrainerHandle::step>("step"),
                            InstanceMethod<&TrainerHandle::sigmaPerLinear>("sigmaPerLinear"),
                            InstanceMethod<&TrainerHandle::lastNoise>("lastNoise"),
+                           InstanceMethod<&TrainerHandle::runEpoch>("runEpoch"),
+                           InstanceMethod<&TrainerHandle::abort>("abort"),
+                           InstanceAccessor<&TrainerHandle::iteration>("iteration"),
+                           InstanceMethod<&TrainerHandle::saveState>("saveState"),
+                           InstanceMethod<&TrainerHandle::loadState>("loadState"),
                            InstanceMethod<&TrainerHandle::setLearningRate>("setLearningRate"),
                        });
   }
@@ -132,6 +137,117 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     return result;
   }
 
+  // runEpoch(images, labels, { batchSize, epoch, shuffleSeed, diagnostics, stepLearningRates }, onBatch?)
+  //   -> Promise<EpochResult>. onBatch(step, steps, loss) is called from the training thread, non-blocking.
+  Napi::Value runEpoch(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    return guard(env, [&]() -> Napi::Value {
+      const at::Tensor images = TensorHandle::unwrap(info[0], "images");
+      const at::Tensor labels = TensorHandle::unwrap(info[1], "labels");
+      if (!info[2].IsObject()) throw Napi::TypeError::New(env, "options must be an object");
+      const auto options = info[2].As<Napi::Object>();
+      train::EpochOptions epoch;
+      epoch.batchSize = static_cast<int64_t>(numberOr(options, "batchSize", 64));
+      epoch.epoch = static_cast<int64_t>(numberOr(options, "epoch", 0));
+      epoch.shuffleSeed = static_cast<uint64_t>(numberOr(options, "shuffleSeed", 0));
+      epoch.diagnostics = options.Get("diagnostics").ToBoolean().Value();
+      if (options.Get("stepLearningRates").IsArray()) {
+        const auto rates = options.Get("stepLearningRates").As<Napi::Array>();
+        for (uint32_t i = 0; i < rates.Length(); ++i)
+          epoch.stepLearningRates.push_back(rates.Get(i).ToNumber().DoubleValue());
+      }
+      std::shared_ptr<Napi::ThreadSafeFunction> progress;
+      if (info[3].IsFunction()) {
+        progress = std::make_shared<Napi::ThreadSafeFunction>(
+            Napi::ThreadSafeFunction::New(env, info[3].As<Napi::Function>(), "pace.onBatch", 0, 1));
+      }
+      abort_->store(false);
+      return runAsync(
+          env, "pace.runEpoch",
+          [model = model_, trainer = trainer_, abort = abort_, images, labels, epoch, progress] {
+            std::function<void(const train::BatchProgress&)> onBatch;
+            if (progress) {
+              onBatch = [progress](const train::BatchProgress& p) {
+                progress->NonBlockingCall([p](Napi::Env env, Napi::Function callback) {
+                  callback.Call({Napi::Number::New(env, static_cast<double>(p.step)),
+                                 Napi::Number::New(env, static_cast<double>(p.steps)),
+                                 Napi::Number::New(env, p.totalLoss)});
+                });
+              };
+            }
+            struct Release {
+              std::shared_ptr<Napi::ThreadSafeFunction> tsfn;
+              ~Release() {
+                if (tsfn) tsfn->Release();
+              }
+            } release{progress};
+            std::lock_guard<std::mutex> lock(model->mutex);
+            return trainer->runEpoch(images, labels, epoch, abort.get(), onBatch);
+          },
+          [](Napi::Env env, train::EpochResult& r) -> Napi::Value {
+            Napi::Object object = Napi::Object::New(env);
+            object.Set("steps", static_cast<double>(r.steps));
+            object.Set("samples", static_cast<double>(r.samples));
+            object.Set("clsLoss", r.clsLoss);
+            object.Set("paceLoss", r.paceLoss);
+            object.Set("totalLoss", r.totalLoss);
+            object.Set("trainAccuracy", r.trainAccuracy);
+            object.Set("seconds", r.seconds);
+            object.Set("aborted", r.aborted);
+            if (r.gradNorm >= 0) object.Set("gradNorm", r.gradNorm);
+            if (r.fpDistance >= 0) object.Set("fpDistance", r.fpDistance);
+            return object;
+          });
+    });
+  }
+
+  // iteration: steps taken so far (readable while a step runs).
+  Napi::Value iteration(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(trainer_->iteration()));
+  }
+
+  // abort(): the running epoch stops after its current step.
+  Napi::Value abort(const Napi::CallbackInfo& info) {
+    abort_->store(true);
+    return info.Env().Undefined();
+  }
+
+  // saveState(path, metadata) -> Promise<void>: the trainer's whole state, atomically, as safetensors.
+  Napi::Value saveState(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    return guard(env, [&]() -> Napi::Value {
+      const std::string path = stringFromJs(info[0], "path");
+      const TensorMetadata metadata = metadataFromJs(info[1]);
+      return runAsync(
+          env, "pace.saveState",
+          [model = model_, trainer = trainer_, path, metadata] {
+            std::lock_guard<std::mutex> lock(model->mutex);
+            saveSafetensors(path, trainer->state(), metadata);
+            return true;
+          },
+          [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+    });
+  }
+
+  // loadState(path) -> Promise<metadata>: restores a state written by saveState.
+  Napi::Value loadState(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    return guard(env, [&]() -> Napi::Value {
+      const std::string path = stringFromJs(info[0], "path");
+      return runAsync(
+          env, "pace.loadState",
+          [model = model_, trainer = trainer_, path] {
+            SafetensorsContents contents = loadSafetensors(path);
+            std::lock_guard<std::mutex> lock(model->mutex);
+            trainer->restoreState(contents.tensors);
+            return contents.metadata;
+          },
+          [](Napi::Env env, std::optional<TensorMetadata>& metadata) -> Napi::Value {
+            return metadataToJs(env, metadata);
+          });
+    });
+  }
+
   Napi::Value lastNoise(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
     return guard(env, [&]() -> Napi::Value {
@@ -150,6 +266,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
 
   std::shared_ptr<ModelState> model_;
   std::shared_ptr<train::Trainer> trainer_;
+  std::shared_ptr<std::atomic<bool>> abort_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace

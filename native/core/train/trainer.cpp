@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/functional/loss.h>
+#include <chrono>
 #include <cmath>
 
 #include "errors.h"
@@ -64,7 +65,7 @@ Trainer::Losses Trainer::forwardLosses(const at::Tensor& images, const at::Tenso
   }
   peft::PaceNoise source(sigma_, pace_.kind, pace_.shape, noiseGenerator_, noise);
   peft::NoiseScope noiseScope(model, source);
-  const bool lazyPaceStep = pace_.variant == peft::PaceVariant::Lazy && iteration_ % pace_.lazyInterval == 0;
+  const bool lazyPaceStep = pace_.variant == peft::PaceVariant::Lazy && iteration_.load() % pace_.lazyInterval == 0;
   if (pace_.variant == peft::PaceVariant::Pace || lazyPaceStep) {
     const int64_t used = lazyPaceStep ? std::max<int64_t>(1, images.size(0) / 2) : images.size(0);
     const at::Tensor x = images.slice(0, 0, used);
@@ -161,6 +162,167 @@ StepResult Trainer::step(const StepInputs& inputs) {
   result.correct = losses.logits.argmax(1).eq(losses.targets).sum().item<int64_t>();
   result.counted = losses.targets.size(0);
   return result;
+}
+
+EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels, const EpochOptions& options,
+                              const std::atomic<bool>* abort,
+                              const std::function<void(const BatchProgress&)>& onBatch) {
+  const int64_t n = images.size(0);
+  if (options.batchSize < 1) throw Error("batchSize must be >= 1");
+  if (labels.dim() != 1 || labels.size(0) != n)
+    throw Error("the dataset has " + std::to_string(n) + " images but " + std::to_string(labels.numel()) + " labels");
+  const int64_t steps = n / options.batchSize;
+  if (steps == 0)
+    throw Error("the dataset has " + std::to_string(n) + " samples, fewer than one batch of " +
+                std::to_string(options.batchSize) + " (the last partial batch is dropped)");
+  at::Generator shuffle =
+      at::make_generator<at::CPUGeneratorImpl>(options.shuffleSeed * 1000003ull + static_cast<uint64_t>(options.epoch));
+  const at::Tensor order = at::randperm(n, shuffle, at::TensorOptions().dtype(at::kLong));
+  EpochResult result;
+  const auto start = std::chrono::steady_clock::now();
+  double gradNorms = 0, fpDistances = 0;
+  for (int64_t s = 0; s < steps; ++s) {
+    if (abort && abort->load()) {
+      result.aborted = true;
+      break;
+    }
+    if (static_cast<size_t>(s) < options.stepLearningRates.size()) setLearningRate(options.stepLearningRates[s]);
+    StepInputs inputs;
+    inputs.indices = order.slice(0, s * options.batchSize, (s + 1) * options.batchSize);
+    inputs.images = images.index_select(0, inputs.indices);
+    inputs.targets = labels.index_select(0, inputs.indices);
+    inputs.diagnostics = options.diagnostics;
+    const StepResult step = this->step(inputs);
+    if (!std::isfinite(step.totalLoss))
+      throw Error("the loss became " + std::to_string(step.totalLoss) + " at epoch " + std::to_string(options.epoch) +
+                  ", step " + std::to_string(s) + " (lower the learning rate or check the data)");
+    ++result.steps;
+    result.samples += step.counted;
+    result.clsLoss += step.clsLoss;
+    result.paceLoss += step.paceLoss;
+    result.totalLoss += step.totalLoss;
+    result.trainAccuracy += static_cast<double>(step.correct);
+    gradNorms += step.gradNorm;
+    fpDistances += step.fpDistance;
+    if (onBatch) onBatch({s + 1, steps, step.totalLoss});
+  }
+  if (result.steps > 0) {
+    const double count = static_cast<double>(result.steps);
+    result.clsLoss /= count;
+    result.paceLoss /= count;
+    result.totalLoss /= count;
+    result.trainAccuracy /= static_cast<double>(result.samples);
+    if (options.diagnostics) {
+      result.gradNorm = gradNorms / count;
+      result.fpDistance = fpDistances / count;
+    }
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, const at::Tensor& labels,
+                          int64_t batchSize) {
+  const int64_t n = images.size(0), classes = model.numClasses();
+  if (classes < 1) throw Error("evaluation needs a classifier head");
+  if (batchSize < 1) throw Error("batchSize must be >= 1");
+  checkTargets(labels, n, classes);
+  torch::NoGradGuard noGrad;
+  const bool wasTraining = model.is_training();
+  model.train(false);
+  const auto device = model.parameters().front().device();
+  EvaluationResult result;
+  result.samples = n;
+  result.confusion = torch::zeros({classes, classes}, torch::kLong);
+  int64_t top1 = 0, top5 = 0;
+  double loss = 0;
+  for (int64_t begin = 0; begin < n; begin += batchSize) {
+    const int64_t end = std::min(n, begin + batchSize);
+    const at::Tensor x = images.slice(0, begin, end).to(device);
+    const at::Tensor y = labels.slice(0, begin, end).to(device);
+    const at::Tensor logits = model.forward(x);
+    loss += torch::nn::functional::cross_entropy(
+                logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                .item<double>();
+    const at::Tensor predicted = logits.argmax(1);
+    top1 += predicted.eq(y).sum().item<int64_t>();
+    if (classes >= 5) top5 += std::get<1>(logits.topk(5, 1)).eq(y.unsqueeze(1)).any(1).sum().item<int64_t>();
+    result.confusion.view(-1).index_add_(0, (y * classes + predicted).cpu(), torch::ones({end - begin}, torch::kLong));
+  }
+  model.train(wasTraining);
+  result.top1 = n ? static_cast<double>(top1) / n : 0;
+  if (classes >= 5) result.top5 = n ? static_cast<double>(top5) / n : 0;
+  result.loss = n ? loss / n : 0;
+  return result;
+}
+
+namespace {
+// libtorch keys an optimizer's per-parameter state by the parameter's TensorImpl: as a string in 1.x, as a
+// pointer in newer releases. This gives the key in whichever form this libtorch uses.
+template <typename StateMap>
+typename StateMap::key_type optimizerStateKey(const at::Tensor& parameter) {
+  using Key = typename StateMap::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    return c10::guts::to_string(parameter.unsafeGetTensorImpl());
+  } else {
+    return static_cast<Key>(parameter.unsafeGetTensorImpl());
+  }
+}
+}  // namespace
+
+std::vector<NamedTensor> Trainer::state() const {
+  std::vector<NamedTensor> out;
+  const auto& optimizerState = optimizer_->state();
+  for (const auto& named : trainable_) {
+    out.push_back({"param." + named.name, named.tensor.detach().clone()});
+    const auto found = optimizerState.find(optimizerStateKey<std::decay_t<decltype(optimizerState)>>(named.tensor));
+    if (found == optimizerState.end()) continue;
+    const auto& moments = static_cast<const torch::optim::AdamWParamState&>(*found->second);
+    out.push_back({"adamw." + named.name + ".exp_avg", moments.exp_avg().clone()});
+    out.push_back({"adamw." + named.name + ".exp_avg_sq", moments.exp_avg_sq().clone()});
+    out.push_back(
+        {"adamw." + named.name + ".step", torch::full({}, static_cast<int64_t>(moments.step()), torch::kLong)});
+  }
+  out.push_back({"rng.noise", noiseGenerator_.get_state()});
+  out.push_back({"rng.drop_path", dropPathGenerator_.get_state()});
+  out.push_back({"trainer.iteration", torch::full({}, iteration_.load(), torch::kLong)});
+  if (history_.defined()) out.push_back({"pace.history", history_.clone()});
+  return out;
+}
+
+void Trainer::restoreState(const std::vector<NamedTensor>& state) {
+  std::map<std::string, at::Tensor> byName;
+  for (const auto& named : state) byName[named.name] = named.tensor;
+  const auto need = [&](const std::string& name) -> const at::Tensor& {
+    const auto found = byName.find(name);
+    if (found == byName.end()) throw Error("training checkpoint lacks '" + name + "' (was it made for another model?)");
+    return found->second;
+  };
+  for (const auto& named : trainable_) {
+    const at::Tensor& value = need("param." + named.name);
+    if (value.sizes() != named.tensor.sizes())
+      throw Error("training checkpoint: '" + named.name + "' has shape " + shapeToString(value.sizes().vec()) +
+                  ", the model " + shapeToString(named.tensor.sizes().vec()));
+  }
+  torch::NoGradGuard noGrad;
+  auto& optimizerState = optimizer_->state();
+  for (const auto& named : trainable_) {
+    named.tensor.copy_(need("param." + named.name));
+    const auto key = optimizerStateKey<std::decay_t<decltype(optimizerState)>>(named.tensor);
+    if (!byName.count("adamw." + named.name + ".step")) {
+      optimizerState.erase(key);
+      continue;
+    }
+    auto moments = std::make_unique<torch::optim::AdamWParamState>();
+    moments->step(need("adamw." + named.name + ".step").item<int64_t>());
+    moments->exp_avg(need("adamw." + named.name + ".exp_avg").to(named.tensor.device()).clone());
+    moments->exp_avg_sq(need("adamw." + named.name + ".exp_avg_sq").to(named.tensor.device()).clone());
+    optimizerState[key] = std::move(moments);
+  }
+  noiseGenerator_.set_state(need("rng.noise"));
+  dropPathGenerator_.set_state(need("rng.drop_path"));
+  iteration_ = need("trainer.iteration").item<int64_t>();
+  if (byName.count("pace.history")) history_ = byName["pace.history"].clone();
 }
 
 void Trainer::setLearningRate(double lr) {

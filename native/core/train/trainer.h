@@ -3,6 +3,8 @@
 // cross-entropy + λ·consistency, backward, one AdamW step over the trainable parameters.
 #include <torch/optim/adamw.h>
 
+#include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -43,11 +45,59 @@ struct StepInputs {
   bool diagnostics = false;
 };
 
+struct EpochOptions {
+  int64_t batchSize = 64;
+  int64_t epoch = 0;  // the shuffle of epoch e is a function of (shuffleSeed, e) alone
+  uint64_t shuffleSeed = 0;
+  bool diagnostics = false;
+  std::vector<double> stepLearningRates;  // when given, the learning rate set before each step (per-step schedules)
+};
+
+// Means over the epoch's steps (a partial last batch is dropped, as the reference's loader does).
+struct EpochResult {
+  int64_t steps = 0;
+  int64_t samples = 0;  // samples the cross-entropy saw
+  double clsLoss = 0, paceLoss = 0, totalLoss = 0;
+  double trainAccuracy = 0;
+  double gradNorm = -1, fpDistance = -1;
+  double seconds = 0;
+  bool aborted = false;
+};
+
+struct BatchProgress {
+  int64_t step = 0;
+  int64_t steps = 0;
+  double totalLoss = 0;
+};
+
+struct EvaluationResult {
+  int64_t samples = 0;
+  double top1 = 0;
+  double top5 = -1;      // only with at least 5 classes
+  at::Tensor confusion;  // int64 [classes, classes]: row = true class, column = predicted
+  double loss = 0;       // mean cross-entropy
+};
+
+// Top-1/top-5 accuracy, per-class counts and mean loss of an eval-mode model over a dataset, in batches.
+EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, const at::Tensor& labels,
+                          int64_t batchSize);
+
 class Trainer {
  public:
   Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimizer, peft::PaceConfig pace, uint64_t seed);
 
   StepResult step(const StepInputs& inputs);
+
+  // One epoch over (images [N, 3, S, S], labels [N]) in shuffled batches of batchSize. `abort`, when set,
+  // stops after the current step; `onBatch` is called after every step.
+  EpochResult runEpoch(const at::Tensor& images, const at::Tensor& labels, const EpochOptions& options,
+                       const std::atomic<bool>* abort, const std::function<void(const BatchProgress&)>& onBatch);
+
+  // Everything a resumed run needs besides the model's frozen weights: trainable parameters, AdamW moments
+  // and step counts, the generators, the iteration counter and the fast variant's logit history.
+  std::vector<NamedTensor> state() const;
+  void restoreState(const std::vector<NamedTensor>& state);
+  int64_t iteration() const { return iteration_.load(); }
 
   const std::map<std::string, double>& sigmaPerLinear() const { return sigma_; }
   // The noise draws of the last step, by linear (replaying them reproduces the step).
@@ -63,8 +113,8 @@ class Trainer {
   at::Generator noiseGenerator_;     // PACE noise draws
   at::Generator dropPathGenerator_;  // stochastic depth: separate, so replaying noise keeps the same masks
   std::map<std::string, at::Tensor> lastNoise_;
-  int64_t iteration_ = 0;
-  at::Tensor history_;  // Fast: the logits of each sample's previous visit
+  std::atomic<int64_t> iteration_{0};  // read from other threads while a step runs
+  at::Tensor history_;                 // Fast: the logits of each sample's previous visit
 
   struct Losses {
     at::Tensor logits, targets, cls, consistency;

@@ -1,0 +1,211 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { SingleBar } from 'cli-progress';
+import { z } from 'zod';
+
+import type { TensorDataset } from '../data/dataset';
+import type { NativeTrainerHandle } from '../native';
+import { parseOptions } from '../options';
+import { handleOf } from '../tensor';
+import type { Callback, EpochLogs, FitControl } from './callbacks';
+import { RunFolder } from './run-folder';
+import { cosineSchedule, type LrSchedule } from './schedule';
+
+export const FitOptionsSchema = z
+  .object({
+    epochs: z.number().int().min(1),
+    batchSize: z.number().int().min(1),
+    /** Evaluate on `validation` (and `test`) every this many epochs and after the last (default 10, as the reference). */
+    evalEvery: z.number().int().min(1).default(10),
+    /** timm's cosine schedule over `epochs` from the optimizer's lr (reference defaults); `false` keeps the lr fixed. */
+    schedule: z
+      .union([
+        z.literal(false),
+        z
+          .object({
+            warmupEpochs: z.number().int().min(0).default(10),
+            minLr: z.number().min(0).default(1e-5),
+            warmupLr: z.number().min(0).default(1e-6),
+          })
+          .strict(),
+      ])
+      .default({ warmupEpochs: 10, minLr: 1e-5, warmupLr: 1e-6 }),
+    /** `epoch`: stepped after each epoch as the reference loop does; `step`: updated before every step. */
+    scheduleStepping: z.enum(['epoch', 'step']).default('epoch'),
+    /** Gradient norm and FP-distance per epoch (costs two extra eval forwards a step). */
+    diagnostics: z.boolean().default(false),
+    /** The run folder (config, metrics, checkpoints). */
+    runDir: z.string().min(1).optional(),
+    /** A run folder to continue from its last checkpoint. */
+    resume: z.string().min(1).optional(),
+    /** Seed of the per-epoch shuffles (default: the trainer's seed). */
+    shuffleSeed: z.number().int().min(0).optional(),
+    /** A progress bar on stderr: `auto` shows it only on a TTY. */
+    progress: z.union([z.boolean(), z.literal('auto')]).default('auto'),
+    evalBatchSize: z.number().int().min(1).optional(),
+  })
+  .strict();
+
+/** Options of {@link Trainer.fit} besides the datasets, callbacks and signal. */
+export type FitOptions = z.input<typeof FitOptionsSchema> & {
+  validation?: TensorDataset;
+  test?: TensorDataset;
+  callbacks?: Callback[];
+  signal?: AbortSignal;
+};
+
+/** What a fit did. */
+export interface History {
+  /** One entry per completed epoch (including those of the run it resumed). */
+  epochs: EpochLogs[];
+  stopReason: 'completed' | 'early-stopping' | 'aborted' | string;
+}
+
+/** Accuracy figures of {@link Trainer.evaluate}. */
+export interface EvaluationReport {
+  samples: number;
+  /** Top-1 accuracy. */
+  accuracy: number;
+  /** Top-5 accuracy (with at least 5 classes). */
+  top5?: number;
+  /** Mean cross-entropy. */
+  loss: number;
+  /** Accuracy of each class (NaN for a class with no samples). */
+  perClassAccuracy: number[];
+  /** confusion[true][predicted] counts. */
+  confusion: number[][];
+}
+
+interface FitHost {
+  handle: NativeTrainerHandle;
+  seed: number;
+  lr: number;
+  setLearningRate(lr: number): void;
+  evaluate(dataset: TensorDataset, batchSize: number): Promise<EvaluationReport>;
+  describe(): Record<string, unknown>;
+}
+
+/** The epoch loop of Trainer.fit: batches run natively, JavaScript sees one call per epoch. */
+export async function runFit(host: FitHost, train: TensorDataset, options: FitOptions): Promise<History> {
+  const { validation, test, callbacks = [], signal, ...rest } = options;
+  const o = parseOptions(FitOptionsSchema, rest, 'options');
+  const stepsPerEpoch = Math.floor(train.length / o.batchSize);
+  if (stepsPerEpoch === 0) {
+    throw new RangeError(`the training set has ${train.length} samples, fewer than one batch of ${o.batchSize}`);
+  }
+  const schedule: LrSchedule | undefined =
+    o.schedule === false ? undefined : cosineSchedule({ lr: host.lr, epochs: o.epochs, ...o.schedule });
+  const shuffleSeed = o.shuffleSeed ?? host.seed;
+
+  let run = o.runDir ? new RunFolder(o.runDir) : undefined;
+  let history: EpochLogs[] = [];
+  let startEpoch = 0;
+  if (o.resume) {
+    run = new RunFolder(o.resume);
+    const metadata = await host.handle.loadState(run.lastCheckpoint);
+    startEpoch = Number(metadata?.epoch ?? -1) + 1;
+    history = JSON.parse(metadata?.history ?? '[]') as EpochLogs[];
+  }
+  run?.writeConfig({ ...host.describe(), fit: o });
+  if (run && !o.resume) await host.handle.saveState(run.lastCheckpoint, { epoch: '-1', history: '[]' });
+
+  const snapshotDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pace-fit-'));
+  const snapshot = path.join(snapshotDir, 'best.safetensors');
+  let stopReason: string | undefined;
+  const control: FitControl = {
+    stop: (reason = 'stopped by a callback') => {
+      stopReason ??= reason;
+    },
+    markBest: () => host.handle.saveState(snapshot, {}),
+    restoreBest: async () => {
+      if (!fs.existsSync(snapshot)) return false;
+      await host.handle.loadState(snapshot);
+      return true;
+    },
+  };
+  const onAbort = () => host.handle.abort();
+  signal?.addEventListener('abort', onAbort);
+  const showProgress = o.progress === true || (o.progress === 'auto' && process.stderr.isTTY === true);
+  const bar = showProgress
+    ? new SingleBar({ stream: process.stderr, format: 'epoch {epoch} [{bar}] {value}/{total} loss {loss}', fps: 5 })
+    : undefined;
+  let bestValidation = Math.max(-Infinity, ...history.map((logs) => logs.val_acc ?? -Infinity));
+
+  try {
+    for (const callback of callbacks) await callback.onTrainBegin?.(control);
+    for (let epoch = startEpoch; epoch < o.epochs && stopReason === undefined; epoch++) {
+      if (signal?.aborted) {
+        stopReason = 'aborted';
+        break;
+      }
+      for (const callback of callbacks) await callback.onEpochBegin?.(epoch, control);
+      let stepLearningRates: number[] | undefined;
+      let lr = host.lr;
+      if (schedule && o.scheduleStepping === 'epoch') {
+        lr = schedule.lrForEpoch(epoch);
+        host.setLearningRate(lr);
+      } else if (schedule) {
+        stepLearningRates = Array.from({ length: stepsPerEpoch }, (_, s) =>
+          schedule.lrForStep(epoch * stepsPerEpoch + s, stepsPerEpoch),
+        );
+        lr = stepLearningRates[0];
+      }
+      bar?.start(stepsPerEpoch, 0, { epoch, loss: '-' });
+      const result = await host.handle.runEpoch(
+        handleOf(train.images),
+        handleOf(train.labels),
+        { batchSize: o.batchSize, epoch, shuffleSeed, diagnostics: o.diagnostics, stepLearningRates },
+        (step, steps, loss) => {
+          bar?.update(step, { loss: loss.toFixed(4) });
+          for (const callback of callbacks) callback.onBatchEnd?.(step - 1, { loss, steps });
+        },
+      );
+      bar?.stop();
+      if (result.aborted) {
+        stopReason = 'aborted';
+        break;
+      }
+      const logs: EpochLogs = {
+        epoch,
+        loss: result.totalLoss,
+        clsLoss: result.clsLoss,
+        paceLoss: result.paceLoss,
+        acc: result.trainAccuracy,
+        lr,
+        imagesPerSecond: result.samples / result.seconds,
+        seconds: result.seconds,
+        ...(result.gradNorm !== undefined && { gradNorm: result.gradNorm, fpDistance: result.fpDistance }),
+      };
+      if ((epoch + 1) % o.evalEvery === 0 || epoch + 1 === o.epochs) {
+        const evalBatch = o.evalBatchSize ?? o.batchSize;
+        if (validation) {
+          const report = await host.evaluate(validation, evalBatch);
+          Object.assign(logs, { val_acc: report.accuracy, val_loss: report.loss, val_top5: report.top5 });
+        }
+        if (test) {
+          const report = await host.evaluate(test, evalBatch);
+          Object.assign(logs, { test_acc: report.accuracy, test_top5: report.top5 });
+        }
+      }
+      history.push(logs);
+      if (run) {
+        const metadata = { epoch: String(epoch), history: JSON.stringify(history) };
+        if (logs.val_acc !== undefined && logs.val_acc > bestValidation) {
+          bestValidation = logs.val_acc;
+          await host.handle.saveState(run.bestCheckpoint, metadata);
+        }
+        await host.handle.saveState(run.lastCheckpoint, metadata);
+        run.writeHistory(history);
+      }
+      for (const callback of callbacks) await callback.onEpochEnd?.(epoch, logs, control);
+    }
+    for (const callback of callbacks) await callback.onTrainEnd?.(history, control);
+  } finally {
+    bar?.stop();
+    signal?.removeEventListener('abort', onAbort);
+    fs.rmSync(snapshotDir, { recursive: true, force: true });
+  }
+  return { epochs: history, stopReason: stopReason ?? 'completed' };
+}

@@ -1,0 +1,64 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+import type { EpochLogs } from './callbacks';
+
+const columns: (keyof EpochLogs)[] = [
+  'epoch',
+  'loss',
+  'clsLoss',
+  'paceLoss',
+  'acc',
+  'lr',
+  'val_acc',
+  'val_loss',
+  'val_top5',
+  'test_acc',
+  'imagesPerSecond',
+  'gradNorm',
+  'fpDistance',
+];
+
+/** Writes a file through a temporary name, fsync and rename, so readers never see half of it. */
+export function writeFileAtomic(file: string, text: string): void {
+  const temp = `${file}.tmp-${process.pid}`;
+  const fd = fs.openSync(temp, 'w');
+  try {
+    fs.writeSync(fd, text);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(temp, file);
+}
+
+/**
+ * A run folder like timm's: `config.json`, `metrics.jsonl` (one line per epoch), `summary.csv`, and the
+ * `last.safetensors` / `best.safetensors` training checkpoints (written by the trainer).
+ */
+export class RunFolder {
+  constructor(readonly dir: string) {
+    fs.mkdirSync(dir, { recursive: true });
+  }
+
+  get lastCheckpoint(): string {
+    return path.join(this.dir, 'last.safetensors');
+  }
+
+  get bestCheckpoint(): string {
+    return path.join(this.dir, 'best.safetensors');
+  }
+
+  writeConfig(config: unknown): void {
+    writeFileAtomic(path.join(this.dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+  }
+
+  /** Rewrites metrics.jsonl and summary.csv from the whole history (so a resumed run never duplicates lines). */
+  writeHistory(history: EpochLogs[]): void {
+    writeFileAtomic(path.join(this.dir, 'metrics.jsonl'), history.map((logs) => `${JSON.stringify(logs)}\n`).join(''));
+    const rows = history.map((logs) =>
+      columns.map((key) => (logs[key] === undefined ? '' : String(logs[key]))).join(','),
+    );
+    writeFileAtomic(path.join(this.dir, 'summary.csv'), `${[columns.join(','), ...rows].join('\n')}\n`);
+  }
+}

@@ -1,0 +1,48 @@
+import { z } from 'zod';
+
+import { nativeAddon } from '../native';
+import { parseOptions } from '../options';
+
+const CosineScheduleSchema = z
+  .object({
+    /** Peak (base) learning rate. */
+    lr: z.number().positive(),
+    /** Length of the cosine (timm's t_initial), in epochs. */
+    epochs: z.number().int().min(1),
+    warmupEpochs: z.number().int().min(0).default(10),
+    minLr: z.number().min(0).default(1e-5),
+    warmupLr: z.number().min(0).default(1e-6),
+  })
+  .strict();
+
+/** Options of {@link cosineSchedule}; defaults are the PACE reference's. */
+export type CosineScheduleOptions = z.input<typeof CosineScheduleSchema>;
+
+/** A learning-rate schedule queried by epoch (as the reference steps it) or by step. */
+export interface LrSchedule {
+  readonly options: z.output<typeof CosineScheduleSchema>;
+  /**
+   * The learning rate used during epoch `epoch` (0-based) when the schedule is stepped once per epoch as the
+   * reference loop does: `scheduler.step(e)` after training epoch e, so epoch e runs at f(e − 1) and epoch 0 at
+   * the warm-up start (epochs 0 and 1 both run at `warmupLr`).
+   */
+  lrForEpoch(epoch: number): number;
+  /** Per-step stepping: f evaluated at t = step / stepsPerEpoch epochs (timm with t_in_epochs = false). */
+  lrForStep(step: number, stepsPerEpoch: number): number;
+  /** timm's CosineLRScheduler value f(t) for t in epochs (cycle_limit 1, k_decay 1, no warm-up prefix). */
+  valueAt(t: number): number;
+}
+
+/** timm's `CosineLRScheduler(t_initial=epochs, warmup_t, lr_min, warmup_lr_init)`, with its exact arithmetic. */
+export function cosineSchedule(options: CosineScheduleOptions): LrSchedule {
+  const resolved = parseOptions(CosineScheduleSchema, options, 'schedule');
+  const { lr, epochs, warmupEpochs, minLr, warmupLr } = resolved;
+  // Native, because timm's value uses the C library's cos, which differs from V8's Math.cos in the last bit.
+  const valueAt = (t: number): number => nativeAddon().cosineLr(t, lr, epochs, warmupEpochs, minLr, warmupLr);
+  return {
+    options: resolved,
+    valueAt,
+    lrForEpoch: (epoch) => (epoch <= 0 ? warmupLr : valueAt(epoch - 1)),
+    lrForStep: (step, stepsPerEpoch) => valueAt(step / stepsPerEpoch),
+  };
+}

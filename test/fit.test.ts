@@ -1,0 +1,264 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import {
+  cosineSchedule,
+  createModel,
+  earlyStopping,
+  readTensorHeader,
+  saveTensors,
+  tensor,
+  TensorDataset,
+  Trainer,
+  type Model,
+} from '../lib';
+import { fixturesDir, makeTempDir, repoRoot } from './support/paths';
+import { colourData, colourDataset, tinyVit } from './support/synthetic';
+
+const temp = makeTempDir('fit');
+afterAll(() => temp.cleanup());
+
+const spec = { ...tinyVit, dropPathRate: 0.1 };
+const trainerOptions = { optimizer: { lr: 1e-2 }, pace: { sigma: 0.5, lambda: 0.1 }, seed: 3 };
+const train = colourDataset(256, 1);
+const validation = colourDataset(128, 2);
+
+/** A backbone and adapter initialisation shared by every run (and by the child process). */
+const base = path.join(temp.dir, 'base.safetensors');
+const init = path.join(temp.dir, 'init.safetensors');
+beforeAll(async () => {
+  using model = await createModel(spec);
+  await model.saveWeights(base);
+  model.addAdapters({ rank: 4 });
+  await model.saveAdapters(init);
+});
+
+async function freshModel(): Promise<Model> {
+  const model = await createModel(spec, { pretrained: base });
+  model.addAdapters({ rank: 4 });
+  await model.loadAdapters(init);
+  return model;
+}
+
+async function adapterBytes(model: Model, name: string): Promise<Buffer> {
+  const file = path.join(temp.dir, `${name}.safetensors`);
+  await model.saveAdapters(file);
+  return fs.readFileSync(file);
+}
+
+test('the cosine schedule matches timm for 100 and 300 epochs exactly', () => {
+  const fixture = JSON.parse(fs.readFileSync(path.join(fixturesDir, 'cosine_schedule.json'), 'utf8'));
+  for (const [epochs, expected] of Object.entries(fixture.lr_per_epoch as Record<string, number[]>)) {
+    const schedule = cosineSchedule({
+      lr: fixture.base_lr,
+      epochs: Number(epochs),
+      warmupEpochs: fixture.warmup_t,
+      minLr: fixture.lr_min,
+      warmupLr: fixture.warmup_lr_init,
+    });
+    expect(expected.map((_, e) => schedule.lrForEpoch(e))).toEqual(expected);
+  }
+  const perStep = cosineSchedule({ lr: 1e-3, epochs: 10, warmupEpochs: 2 });
+  expect(perStep.lrForStep(5, 10)).toBe(perStep.valueAt(0.5));
+  expect(perStep.lrForStep(100, 10)).toBe(1e-5);
+});
+
+test('a short fit lowers the loss and learns the task; evaluate reports accuracy, classes and confusion', async () => {
+  using model = await freshModel();
+  const trainer = new Trainer(model, trainerOptions);
+  const history = await trainer.fit(train, {
+    epochs: 8,
+    batchSize: 32,
+    validation,
+    evalEvery: 4,
+    schedule: { warmupEpochs: 1 },
+    diagnostics: true,
+    progress: false,
+  });
+  expect(history.stopReason).toBe('completed');
+  expect(history.epochs.map((e) => e.epoch)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+  const [first, last] = [history.epochs[0], history.epochs[7]];
+  expect(last.loss).toBeLessThan(0.5 * first.loss);
+  expect(last.acc).toBeGreaterThan(0.75); // chance is 0.25
+  expect(last.val_acc).toBeGreaterThan(0.85);
+  expect(history.epochs[3].val_acc).toBeDefined();
+  expect(history.epochs[2].val_acc).toBeUndefined();
+  expect(first.gradNorm).toBeGreaterThan(0);
+  expect(first.fpDistance).toBeGreaterThanOrEqual(0);
+  expect(first.lr).toBe(1e-6);
+
+  const report = await trainer.evaluate(validation, { batchSize: 50 });
+  expect(report.samples).toBe(128);
+  expect(report.accuracy).toBe(last.val_acc);
+  expect(report.confusion.flat().reduce((a, b) => a + b, 0)).toBe(128);
+  const diagonal = report.confusion.reduce((sum, row, i) => sum + row[i], 0);
+  expect(diagonal / 128).toBe(report.accuracy);
+  report.perClassAccuracy.forEach((accuracy, i) => {
+    const row = report.confusion[i];
+    expect(accuracy).toBe(row[i] / row.reduce((a, b) => a + b, 0));
+  });
+  expect(report.top5).toBeUndefined(); // 4 classes
+});
+
+test('a second fit on a busy trainer is refused', async () => {
+  using model = await freshModel();
+  const trainer = new Trainer(model, trainerOptions);
+  const running = trainer.fit(train, { epochs: 2, batchSize: 32, progress: false });
+  await expect(trainer.fit(train, { epochs: 1, batchSize: 32 })).rejects.toThrow('already running a fit');
+  await running;
+});
+
+test('early stopping stops after `patience` epochs without improvement and restores the best weights', async () => {
+  using model = await freshModel();
+  const trainer = new Trainer(model, trainerOptions);
+  const saved: Buffer[] = [];
+  // "Best" is the highest loss here, so the first epoch wins and the weights must come back to it.
+  const history = await trainer.fit(train, {
+    epochs: 8,
+    batchSize: 32,
+    schedule: false,
+    progress: false,
+    callbacks: [
+      earlyStopping({ monitor: 'loss', mode: 'max', patience: 2 }),
+      { onEpochEnd: async (epoch) => void saved.push(await adapterBytes(model, `epoch-${epoch}`)) },
+    ],
+  });
+  const losses = history.epochs.map((e) => e.loss);
+  const best = losses.indexOf(Math.max(...losses));
+  expect(history.stopReason).toBe('early-stopping');
+  expect(history.epochs.length).toBe(best + 3);
+  const final = await adapterBytes(model, 'final');
+  expect(final.equals(saved[best])).toBe(true);
+  expect(final.equals(saved[saved.length - 1])).toBe(false);
+});
+
+test('an AbortSignal stops a fit within one step and leaves a valid checkpoint to resume from', async () => {
+  using model = await freshModel();
+  const trainer = new Trainer(model, trainerOptions);
+  const controller = new AbortController();
+  const runDir = path.join(temp.dir, 'aborted');
+  let abortedAt = -1;
+  const history = await trainer.fit(train, {
+    epochs: 5,
+    batchSize: 16,
+    runDir,
+    progress: false,
+    signal: controller.signal,
+    callbacks: [
+      {
+        onBatchEnd: (batch) => {
+          if (abortedAt < 0 && trainer.iteration >= 16 + 3) {
+            abortedAt = trainer.iteration;
+            controller.abort();
+          }
+          void batch;
+        },
+      },
+    ],
+  });
+  expect(history.stopReason).toBe('aborted');
+  expect(history.epochs.length).toBe(1);
+  expect(trainer.iteration - abortedAt).toBeLessThanOrEqual(1);
+  const header = await readTensorHeader(path.join(runDir, 'last.safetensors'));
+  expect(header.metadata?.epoch).toBe('0');
+  expect(fs.readFileSync(path.join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(1);
+  using resumedModel = await freshModel();
+  const resumed = await new Trainer(resumedModel, trainerOptions).fit(train, {
+    epochs: 2,
+    batchSize: 16,
+    resume: runDir,
+    progress: false,
+  });
+  expect(resumed.epochs.map((e) => e.epoch)).toEqual([0, 1]);
+});
+
+test('a run killed with SIGKILL between epochs and resumed ends exactly as an uninterrupted run', async () => {
+  const fit = {
+    epochs: 6,
+    batchSize: 16,
+    validation: undefined,
+    evalEvery: 3,
+    schedule: { warmupEpochs: 2 },
+    progress: false as const,
+  };
+  using uninterrupted = await freshModel();
+  await new Trainer(uninterrupted, trainerOptions).fit(train, { ...fit, runDir: path.join(temp.dir, 'whole') });
+  const expected = await adapterBytes(uninterrupted, 'whole');
+
+  const data = path.join(temp.dir, 'data.safetensors');
+  const { images, labels } = colourData(256, 1);
+  using imagesTensor = tensor(images, [256, 3, 16, 16]);
+  using labelsTensor = tensor(labels);
+  await saveTensors(data, { images: imagesTensor, labels: labelsTensor });
+  const runDir = path.join(temp.dir, 'killed');
+  const metrics = path.join(runDir, 'metrics.jsonl');
+  const args = { spec, base, init, data, runDir, adapters: { rank: 4 }, trainer: trainerOptions, fit };
+  const child = spawn(process.execPath, [path.join(__dirname, 'support', 'fit-child.js'), JSON.stringify(args)], {
+    env: { ...process.env, PACE_LIB: path.join(repoRoot, 'dist') },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (chunk) => (stderr += chunk));
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  let completedAtKill = 0;
+  const deadline = Date.now() + 60000;
+  while (Date.now() < deadline && child.exitCode === null) {
+    completedAtKill = fs.existsSync(metrics) ? fs.readFileSync(metrics, 'utf8').trim().split('\n').length : 0;
+    if (completedAtKill >= 2) break;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  child.kill('SIGKILL');
+  await exited;
+  expect(stderr).toBe('');
+  expect(completedAtKill).toBeGreaterThanOrEqual(2);
+  const header = await readTensorHeader(path.join(runDir, 'last.safetensors'));
+  expect(Number(header.metadata?.epoch)).toBeLessThan(5); // it really was interrupted
+
+  using resumedModel = await freshModel();
+  const history = await new Trainer(resumedModel, trainerOptions).fit(train, { ...fit, resume: runDir });
+  expect(history.epochs.map((e) => e.epoch)).toEqual([0, 1, 2, 3, 4, 5]);
+  expect((await adapterBytes(resumedModel, 'resumed')).equals(expected)).toBe(true);
+  const summary = fs.readFileSync(path.join(runDir, 'summary.csv'), 'utf8').trim().split('\n');
+  expect(summary).toHaveLength(7);
+  expect(summary[0].startsWith('epoch,loss,clsLoss,paceLoss,acc,lr')).toBe(true);
+  expect(JSON.parse(fs.readFileSync(path.join(runDir, 'config.json'), 'utf8')).model.spec).toMatchObject(spec);
+});
+
+test('a NaN loss stops the fit with the epoch and step, keeping the last good checkpoint', async () => {
+  using model = await freshModel();
+  const trainer = new Trainer(model, trainerOptions);
+  const { images, labels } = colourData(64, 5);
+  images.fill(Number.NaN, 40 * 768, 41 * 768);
+  using badImages = tensor(images, [64, 3, 16, 16]);
+  using goodLabels = tensor(labels);
+  const runDir = path.join(temp.dir, 'nan');
+  await expect(
+    trainer.fit(new TensorDataset(badImages, goodLabels), {
+      epochs: 2,
+      batchSize: 8,
+      runDir,
+      schedule: false,
+      shuffleSeed: 1,
+      progress: false,
+    }),
+  ).rejects.toThrow(/the loss became nan at epoch 0, step \d/);
+  const header = await readTensorHeader(path.join(runDir, 'last.safetensors'));
+  expect(header.metadata?.epoch).toBe('-1');
+});
+
+test('bad datasets and options get clear errors', async () => {
+  using model = await freshModel();
+  const trainer = new Trainer(model, trainerOptions);
+  expect(
+    () => new TensorDataset(tensor(new Float32Array(48), [1, 1, 4, 12]), tensor([0], undefined, { dtype: 'int64' })),
+  ).toThrow('images must be a float tensor [N, 3, S, S]');
+  expect(() => new TensorDataset(train.images, tensor([0, 1]))).toThrow('labels must be an int64 tensor [N]');
+  await expect(trainer.fit(validation, { epochs: 1, batchSize: 500 })).rejects.toThrow('fewer than one batch of 500');
+  await expect(trainer.fit(validation, { epochs: 0, batchSize: 8 })).rejects.toThrow(/^options\.epochs: /);
+  using wrongLabels = tensor(new BigInt64Array(128).fill(9n));
+  await expect(trainer.evaluate(new TensorDataset(validation.images, wrongLabels))).rejects.toThrow(
+    'targets must lie in [0, 4)',
+  );
+  void repoRoot;
+});
