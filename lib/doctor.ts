@@ -116,3 +116,14 @@ export function formatDoctorReport(report: DoctorReport, gemm?: GemmMeasurement)
   for (const warning of report.warnings) lines.push(`warning    ${warning}`);
   return lines.join('\n');
 }
+
+/** Tensor handles alive in this JavaScript environment and the native bytes they hold (for leak checks). */
+export interface MemoryStats {
+  liveTensors: number;
+  tensorBytes: number;
+}
+
+/** How many tensors are alive (not disposed or collected) and how much native memory they hold. */
+export function memoryStats(): MemoryStats {
+  return nativeAddon().memoryStats();
+}

@@ -20,6 +20,8 @@ export {
   doctor,
   measureGemm,
   formatDoctorReport,
+  memoryStats,
+  type MemoryStats,
   type DoctorReport,
   type GemmMeasurement,
   type GemmOptions,

@@ -150,6 +150,7 @@ export interface NativeAddon {
   doctor(): NativeDoctorReport;
   measureGemm(size: number, seconds: number, device: string): Promise<NativeGemmMeasurement>;
   cosineLr(t: number, lr: number, epochs: number, warmupEpochs: number, minLr: number, warmupLr: number): number;
+  memoryStats(): { liveTensors: number; tensorBytes: number };
   /** V8's count of external memory in this environment, tensors' native memory included. */
   externalMemory(): number;
 }

@@ -1,5 +1,4 @@
-import { tensor } from '../lib';
-import { nativeAddon } from '../lib/native';
+import { memoryStats, tensor } from '../lib';
 
 const MiB = 1024 * 1024;
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -25,13 +24,13 @@ test('creating and disposing 10,000 tensors keeps resident memory flat', async (
   cycle(2000);
   await settle();
   const rssBefore = process.memoryUsage().rss;
-  const externalBefore = nativeAddon().externalMemory();
+  const before = memoryStats();
   cycle(10000);
   await settle();
   const grown = process.memoryUsage().rss - rssBefore;
   console.log(`10,000 create/dispose cycles of 64 KiB tensors: RSS grew by ${(grown / MiB).toFixed(2)} MiB`);
   expect(grown).toBeLessThan(16 * MiB);
-  expect(Math.abs(nativeAddon().externalMemory() - externalBefore)).toBeLessThan(MiB);
+  expect(memoryStats()).toEqual(before);
 });
 
 const withGc = gc ? test : test.skip;
@@ -39,6 +38,7 @@ withGc('tensors that are never disposed are freed by the garbage collector', asy
   const values = new Float32Array(64 * 1024); // 256 KiB a tensor
   await settle();
   const rssBefore = process.memoryUsage().rss;
+  const before = memoryStats();
   for (let round = 0; round < 8; round++) {
     for (let i = 0; i < 256; i++) tensor(values, [values.length]);
     await settle();
@@ -47,4 +47,5 @@ withGc('tensors that are never disposed are freed by the garbage collector', asy
   const grown = process.memoryUsage().rss - rssBefore;
   console.log(`2,048 undisposed 256 KiB tensors: RSS grew by ${(grown / MiB).toFixed(2)} MiB after GC`);
   expect(grown).toBeLessThan(96 * MiB);
+  expect(memoryStats()).toEqual(before);
 });

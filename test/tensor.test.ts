@@ -1,4 +1,4 @@
-import { Tensor, tensor } from '../lib';
+import { memoryStats, Tensor, tensor } from '../lib';
 import { nativeAddon } from '../lib/native';
 
 describe('tensor(): creation from typed arrays', () => {
@@ -221,5 +221,15 @@ describe('Tensor lifetime', () => {
     expect(Math.abs(during - before - 64 * MiB)).toBeLessThan(MiB);
     big.dispose();
     expect(Math.abs(during - v8External() - 64 * MiB)).toBeLessThan(MiB);
+  });
+
+  test('memoryStats counts live tensors and their bytes exactly', () => {
+    const before = memoryStats();
+    const a = tensor(new Float32Array(1000));
+    const b = tensor(new Float64Array(10));
+    expect(memoryStats()).toEqual({ liveTensors: before.liveTensors + 2, tensorBytes: before.tensorBytes + 4080 });
+    a.dispose();
+    b.dispose();
+    expect(memoryStats()).toEqual(before);
   });
 });

@@ -1,3 +1,4 @@
+#include "addon_data.h"
 #include "async.h"
 #include "bindings.h"
 #include "convert.h"
@@ -59,6 +60,15 @@ Napi::Value measureGemmJs(const Napi::CallbackInfo& info) {
   });
 }
 
+// memoryStats() -> { liveTensors, tensorBytes }: tensor handles alive in this environment and their bytes.
+Napi::Value memoryStatsJs(const Napi::CallbackInfo& info) {
+  const auto& counters = *AddonData::of(info.Env()).memory;
+  Napi::Object result = Napi::Object::New(info.Env());
+  result.Set("liveTensors", static_cast<double>(counters.liveTensors));
+  result.Set("tensorBytes", static_cast<double>(counters.tensorBytes));
+  return result;
+}
+
 // externalMemory() -> the bytes of native memory this environment has reported to V8 (tensors held by handles).
 Napi::Value externalMemoryJs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(),
@@ -81,6 +91,7 @@ Napi::Value cosineLrJs(const Napi::CallbackInfo& info) {
 
 void registerSystemBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("doctor", Napi::Function::New(env, doctorJs, "doctor"));
+  exports.Set("memoryStats", Napi::Function::New(env, memoryStatsJs, "memoryStats"));
   exports.Set("cosineLr", Napi::Function::New(env, cosineLrJs, "cosineLr"));
   exports.Set("externalMemory", Napi::Function::New(env, externalMemoryJs, "externalMemory"));
   exports.Set("measureGemm", Napi::Function::New(env, measureGemmJs, "measureGemm"));

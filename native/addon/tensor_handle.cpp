@@ -55,17 +55,26 @@ TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Te
   }
   tensor_ = *info[0].As<Napi::External<at::Tensor>>().Data();
   reportedBytes_ = memoryOf(*tensor_);
+  counters_ = AddonData::of(info.Env()).memory;
+  counters_->liveTensors += 1;
+  counters_->tensorBytes += reportedBytes_;
   Napi::MemoryManagement::AdjustExternalMemory(info.Env(), reportedBytes_);
 }
 
 TensorHandle::~TensorHandle() {
-  if (tensor_ && env_) Napi::MemoryManagement::AdjustExternalMemory(env_, -reportedBytes_);
+  if (tensor_ && env_) {
+    Napi::MemoryManagement::AdjustExternalMemory(env_, -reportedBytes_);
+    counters_->liveTensors -= 1;
+    counters_->tensorBytes -= reportedBytes_;
+  }
 }
 
 void TensorHandle::release(Napi::Env env) {
   if (!tensor_) return;
   tensor_.reset();
   Napi::MemoryManagement::AdjustExternalMemory(env, -reportedBytes_);
+  counters_->liveTensors -= 1;
+  counters_->tensorBytes -= reportedBytes_;
   reportedBytes_ = 0;
 }
 

@@ -39,6 +39,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   std::optional<at::Tensor> tensor_;
   int64_t reportedBytes_ = 0;
   napi_env env_ = nullptr;
+  std::shared_ptr<struct MemoryCounters> counters_;
 };
 
 // createTensor(arrayBuffer, byteOffset, byteLength, dtype, shape): copies the bytes into a new CPU tensor.
