@@ -30,7 +30,10 @@ test('creating and disposing 10,000 tensors keeps resident memory flat', async (
   const grown = process.memoryUsage().rss - rssBefore;
   console.log(`10,000 create/dispose cycles of 64 KiB tensors: RSS grew by ${(grown / MiB).toFixed(2)} MiB`);
   expect(grown).toBeLessThan(16 * MiB);
-  expect(memoryStats()).toEqual(before);
+  // Other suites' garbage may be collected meanwhile (the counters are per process), so: no growth.
+  const after = memoryStats();
+  expect(after.liveTensors).toBeLessThanOrEqual(before.liveTensors);
+  expect(after.tensorBytes).toBeLessThanOrEqual(before.tensorBytes);
 });
 
 const withGc = gc ? test : test.skip;
@@ -47,5 +50,5 @@ withGc('tensors that are never disposed are freed by the garbage collector', asy
   const grown = process.memoryUsage().rss - rssBefore;
   console.log(`2,048 undisposed 256 KiB tensors: RSS grew by ${(grown / MiB).toFixed(2)} MiB after GC`);
   expect(grown).toBeLessThan(96 * MiB);
-  expect(memoryStats()).toEqual(before);
+  expect(memoryStats().liveTensors).toBeLessThanOrEqual(before.liveTensors);
 });
