@@ -1,48 +1,35 @@
 #!/usr/bin/env node
-import { parseArgs } from 'node:util';
+import { commands, helpRequested, UsageError } from './cli/commands';
 
-import { doctor, formatDoctorReport, measureGemm } from './doctor';
-
-const usage = `Usage: pace <command> [options]
+const usage = `Usage: pace <command> [options]   (pace <command> --help for its options)
 
 Commands:
-  doctor [--json] [--gemm] [--device cpu|cuda]
-      Report the libtorch version, CUDA, the BLAS in use and thread settings.
-      --gemm measures float32 GEMM throughput for about two seconds.`;
-
-async function runDoctor(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      json: { type: 'boolean', default: false },
-      gemm: { type: 'boolean', default: false },
-      device: { type: 'string', default: 'cpu' },
-    },
-  });
-  const report = doctor();
-  const gemm = values.gemm ? await measureGemm({ size: 1024, seconds: 2, device: values.device }) : undefined;
-  if (values.json) {
-    process.stdout.write(`${JSON.stringify({ ...report, gemm }, null, 2)}\n`);
-  } else {
-    process.stdout.write(`${formatDoctorReport(report, gemm)}\n`);
-  }
-  return report.warnings.length > 0 && report.blas.kind === 'reference' ? 1 : 0;
-}
+${Object.entries(commands)
+  .map(([name, command]) => `  ${name.padEnd(8)}${command.usage.split('\n')[1]?.trim() ?? ''}`)
+  .join('\n')}`;
 
 async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  switch (command) {
-    case 'doctor':
-      return runDoctor(rest);
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      process.stdout.write(`${usage}\n`);
-      return command === undefined ? 2 : 0;
-    default:
-      process.stderr.write(`pace: unknown command '${command}'\n\n${usage}\n`);
-      return 2;
+  const [name, ...rest] = argv;
+  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    process.stdout.write(`${usage}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const command = commands[name];
+  if (!command) {
+    process.stderr.write(`pace: unknown command '${name}'\n\n${usage}\n`);
+    return 2;
+  }
+  if (helpRequested(rest)) {
+    process.stdout.write(`Usage: ${command.usage}\n`);
+    return 0;
+  }
+  try {
+    return await command.run(rest);
+  } catch (error) {
+    const usageError = error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+    process.stderr.write(`pace ${name}: ${(error as Error).message}\n`);
+    if (usageError) process.stderr.write(`\nUsage: ${command.usage}\n`);
+    return usageError ? 2 : 1;
   }
 }
 

@@ -50,3 +50,5 @@ export {
   type EarlyStoppingOptions,
 } from './train/callbacks';
 export { TensorDataset } from './data/dataset';
+export { loadTensorDataset } from './data/tensor-file';
+export { RunConfigSchema, readRunConfig, type RunConfig } from './cli/config';

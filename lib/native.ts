@@ -120,11 +120,11 @@ export interface NativeTrainerHandle {
 export interface NativeAddon {
   NativeTrainer: new (
     model: NativeModelHandle,
-    optimizer: { lr: number; weightDecay: number; beta1: number; beta2: number; eps: number },
+    optimizer: { lr: number; weightDecay: number; beta1: number; beta2: number; eps: number; clipGradNorm: number },
     pace: Record<string, number | string | undefined>,
     seed: number,
   ) => NativeTrainerHandle;
-  createModel(spec: import('./models/specs').ModelSpec): NativeModelHandle;
+  createModel(spec: import('./models/specs').ModelSpec, seed?: number): NativeModelHandle;
   createTensor(
     data: ArrayBuffer,
     byteOffset: number,

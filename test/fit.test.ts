@@ -28,7 +28,7 @@ const validation = colourDataset(128, 2);
 const base = path.join(temp.dir, 'base.safetensors');
 const init = path.join(temp.dir, 'init.safetensors');
 beforeAll(async () => {
-  using model = await createModel(spec);
+  using model = await createModel(spec, { seed: 11 });
   await model.saveWeights(base);
   model.addAdapters({ rank: 4 });
   await model.saveAdapters(init);
@@ -261,4 +261,30 @@ test('bad datasets and options get clear errors', async () => {
     'targets must lie in [0, 4)',
   );
   void repoRoot;
+});
+
+test('gradient clipping bounds the update; per-step scheduling sets the lr before every step', async () => {
+  using clipped = await freshModel();
+  const trainer = new Trainer(clipped, { ...trainerOptions, optimizer: { lr: 1e-2, clipGradNorm: 0.05 } });
+  const step = await trainer.trainStep(validation.images, validation.labels, { diagnostics: true });
+  const gradients = clipped.gradients();
+  let squares = 0;
+  for (const g of Object.values(gradients)) for (const v of g.toFloat64Array()) squares += v * v;
+  expect(step.gradNorm).toBeGreaterThan(0.05); // the raw norm is reported ...
+  expect(Math.sqrt(squares)).toBeCloseTo(0.05, 5); // ... and the gradients the update used were clipped
+  for (const g of Object.values(gradients)) g.dispose();
+
+  using model = await freshModel();
+  const perStep = new Trainer(model, trainerOptions);
+  const history = await perStep.fit(train, {
+    epochs: 3,
+    batchSize: 32,
+    scheduleStepping: 'step',
+    schedule: { warmupEpochs: 1 },
+    progress: false,
+  });
+  const schedule = cosineSchedule({ lr: 1e-2, epochs: 3, warmupEpochs: 1 });
+  expect(history.epochs.map((e) => e.lr)).toEqual([0, 1, 2].map((e) => schedule.lrForStep(e * 8, 8)));
+  expect(history.epochs[0].lr).toBe(1e-6);
+  expect(history.epochs[1].lr).toBe(schedule.valueAt(1));
 });

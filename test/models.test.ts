@@ -155,6 +155,18 @@ describe('saving and loading', () => {
     expect(fs.readFileSync(out).equals(fs.readFileSync(fixture(file)))).toBe(true);
   });
 
+  test('a seed makes the initialisation reproducible', async () => {
+    const bytes = async (seed: number, name: string) => {
+      using model = await createModel(vitTiny, { seed });
+      const file = path.join(temp.dir, name);
+      await model.saveWeights(file);
+      return fs.readFileSync(file);
+    };
+    const [a, b, c] = [await bytes(5, 'seed-a'), await bytes(5, 'seed-b'), await bytes(6, 'seed-c')];
+    expect(a.equals(b)).toBe(true);
+    expect(a.equals(c)).toBe(false);
+  });
+
   test('save then load round-trips a freshly initialised model bit for bit', async () => {
     using a = await createModel(vitTiny);
     const out = path.join(temp.dir, 'fresh.safetensors');

@@ -54,6 +54,8 @@ const CreateOptionsSchema = z
     device: z.string().min(1).default('cpu'),
     /** Passed to loadWeights for `pretrained`. */
     strict: z.boolean().default(true),
+    /** Makes the random initialisation reproducible (it seeds libtorch's global generator first). */
+    seed: z.number().int().min(0).optional(),
   })
   .strict();
 
@@ -237,7 +239,7 @@ export async function createModel(
   nameOrSpec: string | ModelSpecInput,
   options: CreateModelOptions = {},
 ): Promise<Model> {
-  const { numClasses, imgSize, pretrained, dropPathRate, device, strict } = parseOptions(
+  const { numClasses, imgSize, pretrained, dropPathRate, device, strict, seed } = parseOptions(
     CreateOptionsSchema,
     options,
     'options',
@@ -257,7 +259,7 @@ export async function createModel(
     Object.entries({ numClasses, imgSize, dropPathRate }).filter(([, value]) => value !== undefined),
   );
   const spec = parseOptions(ModelSpecSchema, { ...base, ...overrides }, 'spec');
-  const model = new Model(nativeAddon().createModel(spec), spec, name);
+  const model = new Model(nativeAddon().createModel(spec, seed), spec, name);
   try {
     if (device !== 'cpu') model.to(device);
     model.eval();

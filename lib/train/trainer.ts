@@ -13,6 +13,8 @@ const OptimizerSchema = z
     weightDecay: z.number().min(0).default(1e-4),
     betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]),
     eps: z.number().positive().default(1e-8),
+    /** Clip the gradients' total L2 norm to this before each update (0: off, the reference's choice). */
+    clipGradNorm: z.number().min(0).default(0),
   })
   .strict();
 
@@ -111,6 +113,7 @@ export class Trainer {
         beta1: optimizer.betas[0],
         beta2: optimizer.betas[1],
         eps: optimizer.eps,
+        clipGradNorm: optimizer.clipGradNorm,
       },
       { ...pace, blockStart: pace.blockStart ?? -1 },
       seed,

@@ -73,17 +73,9 @@ Napi::Value createModelJs(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     if (!info[0].IsObject()) throw Napi::TypeError::New(env, "spec must be an object");
-    auto* backbone = new std::shared_ptr<models::Backbone>(buildBackbone(info[0].As<Napi::Object>()));
-    Napi::Object handle;
-    try {
-      handle = AddonData::of(env).modelConstructor.New(
-          {Napi::External<std::shared_ptr<models::Backbone>>::New(env, backbone)});
-    } catch (...) {
-      delete backbone;
-      throw;
-    }
-    delete backbone;
-    return handle;
+    // A seed makes the initialisation reproducible; libtorch's initialisers draw from its global generator.
+    if (info[1].IsNumber()) at::manual_seed(static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value()));
+    return ModelHandle::wrap(env, buildBackbone(info[0].As<Napi::Object>()));
   });
 }
 

@@ -82,6 +82,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       config.beta1 = numberOr(optimizer, "beta1", config.beta1);
       config.beta2 = numberOr(optimizer, "beta2", config.beta2);
       config.eps = numberOr(optimizer, "eps", config.eps);
+      config.clipGradNorm = numberOr(optimizer, "clipGradNorm", config.clipGradNorm);
       const uint64_t seed = static_cast<uint64_t>(info[3].ToNumber().Int64Value());
       std::lock_guard<std::mutex> lock(model_->mutex);
       trainer_ = std::make_shared<train::Trainer>(model_->model, config, paceFromJs(info[2].As<Napi::Object>()), seed);

@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/functional/loss.h>
+#include <torch/nn/utils/clip_grad.h>
 #include <chrono>
 #include <cmath>
 
@@ -17,6 +18,7 @@ void OptimizerConfig::validate() const {
   if (!(weightDecay >= 0)) throw Error("optimizer.weightDecay must be >= 0");
   if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) throw Error("optimizer.betas must be in [0, 1)");
   if (!(eps > 0)) throw Error("optimizer.eps must be > 0");
+  if (!(clipGradNorm >= 0)) throw Error("optimizer.clipGradNorm must be >= 0");
 }
 
 void checkTargets(const at::Tensor& targets, int64_t batch, int64_t numClasses) {
@@ -33,6 +35,7 @@ void checkTargets(const at::Tensor& targets, int64_t batch, int64_t numClasses) 
 Trainer::Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimizer, peft::PaceConfig pace,
                  uint64_t seed)
     : model_(std::move(model)),
+      clipGradNorm_(optimizer.clipGradNorm),
       pace_(pace),
       noiseGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed)),
       dropPathGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed ^ 0x9e3779b97f4a7c15ull)) {
@@ -152,6 +155,11 @@ StepResult Trainer::step(const StepInputs& inputs) {
       if (named.tensor.grad().defined()) squares += named.tensor.grad().pow(2).sum().item<double>();
     }
     result.gradNorm = std::sqrt(squares);
+  }
+  if (clipGradNorm_ > 0) {
+    std::vector<at::Tensor> parameters;
+    for (const auto& named : trainable_) parameters.push_back(named.tensor);
+    torch::nn::utils::clip_grad_norm_(parameters, clipGradNorm_);
   }
   optimizer_->step();
   ++iteration_;

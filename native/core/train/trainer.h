@@ -21,6 +21,7 @@ struct OptimizerConfig {
   double beta1 = 0.9;
   double beta2 = 0.999;
   double eps = 1e-8;
+  double clipGradNorm = 0;  // > 0: scale the gradients so their total L2 norm is at most this
   void validate() const;
 };
 
@@ -108,6 +109,7 @@ class Trainer {
   std::shared_ptr<models::Backbone> model_;
   std::vector<NamedTensor> trainable_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
+  double clipGradNorm_ = 0;
   peft::PaceConfig pace_;
   std::map<std::string, double> sigma_;
   at::Generator noiseGenerator_;     // PACE noise draws

@@ -1,0 +1,202 @@
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+
+import { loadTensorDataset } from '../data/tensor-file';
+import { doctor, formatDoctorReport, measureGemm } from '../doctor';
+import { createModel, type Model } from '../models/model';
+import { Trainer, type TrainerOptions } from '../train/trainer';
+import type { FitOptions } from '../train/fit';
+import { readRunConfig, type RunConfig } from './config';
+
+/** A command's usage text and its implementation; it returns the process exit code. */
+export interface Command {
+  usage: string;
+  run(args: string[]): Promise<number>;
+}
+
+const out = (text: string): void => {
+  process.stdout.write(`${text}\n`);
+};
+
+/** Adapters only mean something on the backbone they were trained on: a random one will not do. */
+function requirePretrained(config: RunConfig): void {
+  if (!config.model.pretrained) {
+    throw new UsageError('model.pretrained is required: adapters only fit the backbone weights they were trained with');
+  }
+}
+
+async function modelFromConfig(config: RunConfig): Promise<Model> {
+  const { name, numClasses, imgSize, pretrained, dropPathRate, device } = config.model;
+  const model = await createModel(name, { numClasses, imgSize, pretrained, dropPathRate, device });
+  model.addAdapters(config.adapters);
+  return model;
+}
+
+function helpRequested(args: string[]): boolean {
+  return args.includes('--help') || args.includes('-h');
+}
+
+export const fitCommand: Command = {
+  usage: `pace fit --config run.json [--epochs N] [--batch-size N] [--lr X] [--run-dir DIR] [--resume DIR] [--quiet]
+  Fine-tunes the model of run.json with its adapters and PACE settings, writing the run folder
+  (config.json, metrics.jsonl, summary.csv, last/best checkpoints) and adapters.safetensors in it.`,
+  async run(args) {
+    const { values } = parseArgs({
+      args,
+      options: {
+        config: { type: 'string' },
+        epochs: { type: 'string' },
+        'batch-size': { type: 'string' },
+        lr: { type: 'string' },
+        'run-dir': { type: 'string' },
+        resume: { type: 'string' },
+        quiet: { type: 'boolean', default: false },
+      },
+    });
+    if (!values.config) throw new UsageError('--config is required');
+    const config = readRunConfig(values.config);
+    const trainerOptions = { ...config.trainer } as TrainerOptions & { optimizer?: Record<string, unknown> };
+    if (values.lr !== undefined)
+      trainerOptions.optimizer = { ...trainerOptions.optimizer, lr: numberFlag('--lr', values.lr) };
+    const fit = { ...config.fit } as FitOptions;
+    if (values.epochs !== undefined) fit.epochs = numberFlag('--epochs', values.epochs);
+    if (values['batch-size'] !== undefined) fit.batchSize = numberFlag('--batch-size', values['batch-size']);
+    const runDir = values.resume ?? values['run-dir'] ?? config.runDir;
+    if (!runDir) throw new UsageError('a run folder is needed: --run-dir DIR or "runDir" in the config');
+
+    using model = await modelFromConfig(config);
+    const trainer = new Trainer(model, trainerOptions);
+    const train = await loadTensorDataset(config.data.train);
+    const validation = config.data.validation ? await loadTensorDataset(config.data.validation) : undefined;
+    const test = config.data.test ? await loadTensorDataset(config.data.test) : undefined;
+    const controller = new AbortController();
+    const stop = () => controller.abort();
+    process.once('SIGINT', stop);
+    try {
+      const history = await trainer.fit(train, {
+        ...fit,
+        validation,
+        test,
+        signal: controller.signal,
+        progress: values.quiet ? false : 'auto',
+        ...(values.resume ? { resume: values.resume } : { runDir }),
+        callbacks: values.quiet
+          ? []
+          : [
+              {
+                onEpochEnd: (epoch, logs) =>
+                  out(
+                    `epoch ${epoch}: loss ${logs.loss.toFixed(4)} acc ${logs.acc.toFixed(4)} lr ${logs.lr.toExponential(3)}` +
+                      (logs.val_acc === undefined ? '' : ` val_acc ${logs.val_acc.toFixed(4)}`),
+                  ),
+              },
+            ],
+      });
+      const adapters = path.join(runDir, 'adapters.safetensors');
+      await model.saveAdapters(adapters);
+      out(`${history.stopReason} after ${history.epochs.length} epochs; adapters in ${adapters}`);
+      return history.stopReason === 'aborted' ? 130 : 0;
+    } finally {
+      process.removeListener('SIGINT', stop);
+    }
+  },
+};
+
+export const evalCommand: Command = {
+  usage: `pace eval --config run.json --adapters FILE [--data FILE] [--batch-size N]
+  Evaluates fine-tuned adapters on a dataset file (default: the config's test, else validation set) and
+  prints top-1/top-5 accuracy, loss and per-class accuracy as JSON.`,
+  async run(args) {
+    const { values } = parseArgs({
+      args,
+      options: {
+        config: { type: 'string' },
+        adapters: { type: 'string' },
+        data: { type: 'string' },
+        'batch-size': { type: 'string' },
+      },
+    });
+    if (!values.config || !values.adapters) throw new UsageError('--config and --adapters are required');
+    const config = readRunConfig(values.config);
+    requirePretrained(config);
+    const dataFile = values.data ?? config.data.test ?? config.data.validation;
+    if (!dataFile)
+      throw new UsageError('no dataset: pass --data FILE or give data.test / data.validation in the config');
+    using model = await modelFromConfig(config);
+    await model.loadAdapters(values.adapters);
+    const trainer = new Trainer(model, { ...(config.trainer as TrainerOptions) });
+    const dataset = await loadTensorDataset(dataFile);
+    const batchSize = values['batch-size'] ? numberFlag('--batch-size', values['batch-size']) : 64;
+    const report = await trainer.evaluate(dataset, { batchSize });
+    out(JSON.stringify({ data: dataFile, ...report, confusion: undefined }, null, 2));
+    return 0;
+  },
+};
+
+export const exportCommand: Command = {
+  usage: `pace export --config run.json --adapters FILE --merged --out FILE
+  Folds the adapters into the backbone and writes a plain timm state dict (safetensors).`,
+  async run(args) {
+    const { values } = parseArgs({
+      args,
+      options: {
+        config: { type: 'string' },
+        adapters: { type: 'string' },
+        merged: { type: 'boolean', default: false },
+        out: { type: 'string' },
+      },
+    });
+    if (!values.config || !values.adapters || !values.out)
+      throw new UsageError('--config, --adapters and --out are required');
+    if (!values.merged)
+      throw new UsageError('only --merged export exists: it writes the backbone with the adapters folded in');
+    const config = readRunConfig(values.config);
+    requirePretrained(config);
+    using model = await modelFromConfig(config);
+    await model.loadAdapters(values.adapters);
+    using merged = await model.merged();
+    await merged.saveWeights(values.out, {
+      metadata: { exported_by: 'pace-peft', adapters: path.basename(values.adapters) },
+    });
+    out(`merged weights written to ${values.out}`);
+    return 0;
+  },
+};
+
+export const doctorCommand: Command = {
+  usage: `pace doctor [--json] [--gemm] [--device cpu|cuda]
+  Reports the libtorch version, CUDA, the BLAS in use and thread settings; exits 1 on the slow reference BLAS.
+  --gemm measures float32 GEMM throughput for about two seconds.`,
+  async run(args) {
+    const { values } = parseArgs({
+      args,
+      options: {
+        json: { type: 'boolean', default: false },
+        gemm: { type: 'boolean', default: false },
+        device: { type: 'string', default: 'cpu' },
+      },
+    });
+    const report = doctor();
+    const gemm = values.gemm ? await measureGemm({ size: 1024, seconds: 2, device: values.device }) : undefined;
+    out(values.json ? JSON.stringify({ ...report, gemm }, null, 2) : formatDoctorReport(report, gemm));
+    return report.blas.kind === 'reference' ? 1 : 0;
+  },
+};
+
+/** A mistake in the command line: printed with the command's usage, exit code 2. */
+export class UsageError extends Error {}
+
+function numberFlag(name: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value)) throw new UsageError(`${name} must be a number, got '${text}'`);
+  return value;
+}
+
+export const commands: Record<string, Command> = {
+  fit: fitCommand,
+  eval: evalCommand,
+  export: exportCommand,
+  doctor: doctorCommand,
+};
+
+export { helpRequested };
