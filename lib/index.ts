@@ -49,6 +49,8 @@ export {
   type FitControl,
   type EarlyStoppingOptions,
 } from './train/callbacks';
-export { TensorDataset } from './data/dataset';
+export { TensorDataset, type Normalization } from './data/dataset';
+export { readIdx, loadIdxDataset, type IdxArray } from './data/idx';
+export { prepareImages } from './data/prepare';
 export { loadTensorDataset } from './data/tensor-file';
 export { RunConfigSchema, readRunConfig, type RunConfig } from './cli/config';

@@ -64,6 +64,7 @@ export interface NativeModelHandle {
     images: NativeTensorHandle,
     labels: NativeTensorHandle,
     batchSize: number,
+    normalization?: { mean: number[]; std: number[] },
   ): Promise<{ samples: number; top1: number; top5?: number; loss: number; confusion: NativeTensorHandle }>;
 }
 
@@ -107,6 +108,7 @@ export interface NativeTrainerHandle {
       shuffleSeed: number;
       diagnostics: boolean;
       stepLearningRates?: number[];
+      normalization?: { mean: number[]; std: number[] };
     },
     onBatch?: (step: number, steps: number, loss: number) => void,
   ): Promise<NativeEpochResult>;
@@ -125,6 +127,11 @@ export interface NativeAddon {
     seed: number,
   ) => NativeTrainerHandle;
   createModel(spec: import('./models/specs').ModelSpec, seed?: number): NativeModelHandle;
+  prepareImages(
+    images: NativeTensorHandle,
+    size: number,
+    normalization: { mean: number[]; std: number[] },
+  ): Promise<NativeTensorHandle>;
   createTensor(
     data: ArrayBuffer,
     byteOffset: number,

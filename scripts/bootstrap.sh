@@ -13,7 +13,8 @@ debian_torch="/usr/lib/${triplet}/cmake/Torch/TorchConfig.cmake"
 # libtorch comes from LIBTORCH, python3's torch, or Debian (the design's search order).
 # libblas3 (the slow reference BLAS) is only there so the doctor test can show it is detected; OpenBLAS
 # keeps its higher priority for libblas.so.3.
-packages=(cmake g++ ccache ninja-build nlohmann-json3-dev clang-format libblas3)
+# dataset-fashion-mnist is the demo backbone's pretraining data (scripts/pretrain-demo-backbone.ts) and a test set.
+packages=(cmake g++ ccache ninja-build nlohmann-json3-dev clang-format libblas3 dataset-fashion-mnist)
 if [ -n "${LIBTORCH:-}" ]; then
   log "using libtorch from LIBTORCH=${LIBTORCH}"
 elif python3 -c 'import torch' >/dev/null 2>&1; then

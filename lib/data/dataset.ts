@@ -1,17 +1,38 @@
 import type { Tensor } from '../tensor';
 
+/** Per-channel mean and std applied after scaling pixels to [0, 1] (a model's `preprocessing` has them). */
+export interface Normalization {
+  mean: [number, number, number] | readonly number[];
+  std: [number, number, number] | readonly number[];
+}
+
 /**
- * Images and labels already in tensors: images float `[N, 3, S, S]` (normalised as the model expects),
- * labels int64 `[N]`. Batches are assembled natively from it, with no per-image JavaScript work.
+ * Images and labels held in tensors; batches are assembled natively, with no per-image JavaScript work.
+ *
+ * - float images `[N, 3, S, S]`, already normalised for the model; or
+ * - decoded uint8 pixels `[N, H, W]` / `[N, H, W, C]` (C = 1, 3, 4) with a `normalization`: each batch is
+ *   converted natively (grey to RGB, resized to the model's size with antialiased bicubic, normalised), so
+ *   the dataset keeps a quarter of the memory of float32.
+ *
+ * Labels are int64 `[N]`.
  */
 export class TensorDataset {
   readonly images: Tensor;
   readonly labels: Tensor;
+  readonly normalization?: Normalization;
 
-  constructor(images: Tensor, labels: Tensor) {
+  constructor(images: Tensor, labels: Tensor, options: { normalization?: Normalization } = {}) {
     const shape = images.shape;
-    if (shape.length !== 4 || shape[1] !== 3 || !['float32', 'float64', 'float16', 'bfloat16'].includes(images.dtype)) {
-      throw new TypeError(`images must be a float tensor [N, 3, S, S]; got ${images.dtype} [${shape.join(',')}]`);
+    const float = ['float32', 'float64', 'float16', 'bfloat16'].includes(images.dtype);
+    const pixels =
+      images.dtype === 'uint8' && (shape.length === 3 || (shape.length === 4 && [1, 3, 4].includes(shape[3])));
+    if (!(float && shape.length === 4 && shape[1] === 3) && !pixels) {
+      throw new TypeError(
+        `images must be float [N, 3, S, S] or uint8 [N, H, W] / [N, H, W, C]; got ${images.dtype} [${shape.join(',')}]`,
+      );
+    }
+    if (pixels && !options.normalization) {
+      throw new TypeError('uint8 images need options.normalization ({ mean, std }, e.g. model.preprocessing)');
     }
     if (labels.dtype !== 'int64' || labels.shape.length !== 1) {
       throw new TypeError(`labels must be an int64 tensor [N]; got ${labels.dtype} [${labels.shape.join(',')}]`);
@@ -21,6 +42,10 @@ export class TensorDataset {
     }
     this.images = images;
     this.labels = labels;
+    if (pixels) {
+      const { mean, std } = options.normalization as Normalization;
+      this.normalization = { mean: [...mean], std: [...std] };
+    }
   }
 
   /** The number of samples. */

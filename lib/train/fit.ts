@@ -156,7 +156,14 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
       const result = await host.handle.runEpoch(
         handleOf(train.images),
         handleOf(train.labels),
-        { batchSize: o.batchSize, epoch, shuffleSeed, diagnostics: o.diagnostics, stepLearningRates },
+        {
+          batchSize: o.batchSize,
+          epoch,
+          shuffleSeed,
+          diagnostics: o.diagnostics,
+          stepLearningRates,
+          normalization: normalizationOf(train),
+        },
         (step, steps, loss) => {
           bar?.update(step, { loss: loss.toFixed(4) });
           for (const callback of callbacks) callback.onBatchEnd?.(step - 1, { loss, steps });
@@ -208,4 +215,9 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
     fs.rmSync(snapshotDir, { recursive: true, force: true });
   }
   return { epochs: history, stopReason: stopReason ?? 'completed' };
+}
+
+/** A dataset's normalisation in the form the native layer takes (plain arrays), if it stores pixels. */
+export function normalizationOf(dataset: TensorDataset): { mean: number[]; std: number[] } | undefined {
+  return dataset.normalization && { mean: [...dataset.normalization.mean], std: [...dataset.normalization.std] };
 }

@@ -5,7 +5,7 @@ import type { Model } from '../models/model';
 import { nativeAddon, type NativeTrainerHandle } from '../native';
 import { parseOptions } from '../options';
 import { handleOf, Tensor } from '../tensor';
-import { runFit, type EvaluationReport, type FitOptions, type History } from './fit';
+import { normalizationOf, runFit, type EvaluationReport, type FitOptions, type History } from './fit';
 
 const OptimizerSchema = z
   .object({
@@ -193,6 +193,7 @@ export class Trainer {
       handleOf(dataset.images),
       handleOf(dataset.labels),
       batchSize,
+      normalizationOf(dataset),
     );
     using confusionTensor = new Tensor(result.confusion);
     const classes = confusionTensor.shape[0];

@@ -11,6 +11,7 @@ void registerTensorBindings(Napi::Env env, Napi::Object exports) {
   AddonData::of(env).tensorConstructor = Napi::Persistent(constructor);
   exports.Set("NativeTensor", constructor);
   exports.Set("createTensor", Napi::Function::New(env, createTensor, "createTensor"));
+  exports.Set("prepareImages", Napi::Function::New(env, prepareImages, "prepareImages"));
 }
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {

@@ -68,4 +68,20 @@ Napi::Value metadataToJs(Napi::Env env, const std::optional<TensorMetadata>& met
   return object;
 }
 
+std::optional<data::Normalization> normalizationFromJs(const Napi::Value& value) {
+  if (value.IsUndefined() || value.IsNull()) return std::nullopt;
+  const Napi::Env env = value.Env();
+  if (!value.IsObject()) throw Napi::TypeError::New(env, "normalization must be { mean, std }");
+  const auto object = value.As<Napi::Object>();
+  data::Normalization result;
+  for (const auto& [name, target] : {std::pair<const char*, std::array<double, 3>*>{"mean", &result.mean},
+                                     std::pair<const char*, std::array<double, 3>*>{"std", &result.std}}) {
+    const Napi::Value list = object.Get(name);
+    if (!list.IsArray() || list.As<Napi::Array>().Length() != 3)
+      throw Napi::TypeError::New(env, std::string("normalization.") + name + " must be three numbers");
+    for (uint32_t i = 0; i < 3; ++i) (*target)[i] = list.As<Napi::Array>().Get(i).ToNumber().DoubleValue();
+  }
+  return result;
+}
+
 }  // namespace pace::addon

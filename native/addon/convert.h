@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "data/transforms.h"
 #include "io/safetensors.h"
 
 namespace pace::addon {
@@ -17,5 +18,7 @@ at::ScalarType dtypeFromJs(const Napi::Value& value, const std::string& what);
 std::string stringFromJs(const Napi::Value& value, const std::string& what);
 TensorMetadata metadataFromJs(const Napi::Value& value);
 Napi::Value metadataToJs(Napi::Env env, const std::optional<TensorMetadata>& metadata);
+// { mean: [r, g, b], std: [r, g, b] } or undefined/null.
+std::optional<data::Normalization> normalizationFromJs(const Napi::Value& value);
 
 }  // namespace pace::addon

@@ -354,11 +354,12 @@ Napi::Value ModelHandle::evaluate(const Napi::CallbackInfo& info) {
     const at::Tensor images = TensorHandle::unwrap(info[0], "images");
     const at::Tensor labels = TensorHandle::unwrap(info[1], "labels");
     const int64_t batchSize = info[2].ToNumber().Int64Value();
+    const auto normalization = normalizationFromJs(info[3]);
     return runAsync(
         env, "pace.evaluate",
-        [state = live(env), images, labels, batchSize] {
+        [state = live(env), images, labels, batchSize, normalization] {
           std::lock_guard<std::mutex> lock(state->mutex);
-          return train::evaluate(*state->model, images, labels, batchSize);
+          return train::evaluate(*state->model, images, labels, batchSize, normalization);
         },
         [](Napi::Env env, train::EvaluationResult& r) -> Napi::Value {
           Napi::Object object = Napi::Object::New(env);

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "addon_data.h"
+#include "async.h"
 #include "convert.h"
 #include "errors.h"
 #include "tensor/dtype.h"
@@ -157,6 +158,20 @@ Napi::Value TensorHandle::clone(const Napi::CallbackInfo& info) {
 Napi::Value TensorHandle::dispose(const Napi::CallbackInfo& info) {
   release(info.Env());
   return info.Env().Undefined();
+}
+
+// prepareImages(uint8Images, size, { mean, std }) -> Promise<float Tensor [N, 3, size, size]>
+Napi::Value prepareImages(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const at::Tensor images = TensorHandle::unwrap(info[0], "images");
+    const int64_t size = info[1].ToNumber().Int64Value();
+    const auto normalization = normalizationFromJs(info[2]);
+    if (!normalization) throw Napi::TypeError::New(env, "normalization is required");
+    return runAsync(
+        env, "pace.prepareImages", [=] { return data::toModelInput(images, size, *normalization); },
+        [](Napi::Env env, at::Tensor& result) -> Napi::Value { return TensorHandle::wrap(env, std::move(result)); });
+  });
 }
 
 Napi::Value createTensor(const Napi::CallbackInfo& info) {

@@ -152,6 +152,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       epoch.epoch = static_cast<int64_t>(numberOr(options, "epoch", 0));
       epoch.shuffleSeed = static_cast<uint64_t>(numberOr(options, "shuffleSeed", 0));
       epoch.diagnostics = options.Get("diagnostics").ToBoolean().Value();
+      epoch.normalization = normalizationFromJs(options.Get("normalization"));
       if (options.Get("stepLearningRates").IsArray()) {
         const auto rates = options.Get("stepLearningRates").As<Napi::Array>();
         for (uint32_t i = 0; i < rates.Length(); ++i)

@@ -197,7 +197,7 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
     if (static_cast<size_t>(s) < options.stepLearningRates.size()) setLearningRate(options.stepLearningRates[s]);
     StepInputs inputs;
     inputs.indices = order.slice(0, s * options.batchSize, (s + 1) * options.batchSize);
-    inputs.images = images.index_select(0, inputs.indices);
+    inputs.images = batchInput(*model_, images.index_select(0, inputs.indices), options.normalization);
     inputs.targets = labels.index_select(0, inputs.indices);
     inputs.diagnostics = options.diagnostics;
     const StepResult step = this->step(inputs);
@@ -229,8 +229,15 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
   return result;
 }
 
+at::Tensor batchInput(const models::Backbone& model, const at::Tensor& images,
+                      const std::optional<data::Normalization>& normalization) {
+  if (images.scalar_type() != at::kByte) return images;
+  if (!normalization) throw Error("a uint8 image dataset needs its normalisation (mean and std)");
+  return data::toModelInput(images, model.imageSize(), *normalization);
+}
+
 EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, const at::Tensor& labels,
-                          int64_t batchSize) {
+                          int64_t batchSize, const std::optional<data::Normalization>& normalization) {
   const int64_t n = images.size(0), classes = model.numClasses();
   if (classes < 1) throw Error("evaluation needs a classifier head");
   if (batchSize < 1) throw Error("batchSize must be >= 1");
@@ -246,7 +253,7 @@ EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, con
   double loss = 0;
   for (int64_t begin = 0; begin < n; begin += batchSize) {
     const int64_t end = std::min(n, begin + batchSize);
-    const at::Tensor x = images.slice(0, begin, end).to(device);
+    const at::Tensor x = batchInput(model, images.slice(0, begin, end), normalization).to(device);
     const at::Tensor y = labels.slice(0, begin, end).to(device);
     const at::Tensor logits = model.forward(x);
     loss += torch::nn::functional::cross_entropy(

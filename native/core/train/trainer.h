@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "data/transforms.h"
 #include "io/safetensors.h"
 #include "models/backbone.h"
 #include "peft/pace.h"
@@ -52,6 +53,8 @@ struct EpochOptions {
   uint64_t shuffleSeed = 0;
   bool diagnostics = false;
   std::vector<double> stepLearningRates;  // when given, the learning rate set before each step (per-step schedules)
+  // For uint8 datasets: how each batch becomes model input (see data/transforms.h).
+  std::optional<data::Normalization> normalization;
 };
 
 // Means over the epoch's steps (a partial last batch is dropped, as the reference's loader does).
@@ -81,7 +84,11 @@ struct EvaluationResult {
 
 // Top-1/top-5 accuracy, per-class counts and mean loss of an eval-mode model over a dataset, in batches.
 EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, const at::Tensor& labels,
-                          int64_t batchSize);
+                          int64_t batchSize, const std::optional<data::Normalization>& normalization = std::nullopt);
+
+// A batch of stored images as model input: float images pass through; uint8 ones are converted.
+at::Tensor batchInput(const models::Backbone& model, const at::Tensor& images,
+                      const std::optional<data::Normalization>& normalization);
 
 class Trainer {
  public:

@@ -1,0 +1,13 @@
+import { nativeAddon } from '../native';
+import { handleOf, Tensor } from '../tensor';
+import type { Normalization } from './dataset';
+
+/**
+ * Decoded uint8 pixels `[N, H, W]` or `[N, H, W, C]` as model input: float `[N, 3, size, size]`, grey replicated
+ * to RGB, alpha dropped, resized with antialiased bicubic when needed, normalised. Runs off the JS thread.
+ */
+export async function prepareImages(images: Tensor, options: { size: number } & Normalization): Promise<Tensor> {
+  const { size, mean, std } = options;
+  if (!Number.isInteger(size) || size < 1) throw new RangeError(`size must be a positive integer, got ${size}`);
+  return new Tensor(await nativeAddon().prepareImages(handleOf(images), size, { mean: [...mean], std: [...std] }));
+}

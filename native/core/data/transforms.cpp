@@ -1,0 +1,29 @@
+#include "data/transforms.h"
+
+#include <ATen/ops/_upsample_bicubic2d_aa.h>
+
+#include "errors.h"
+#include "tensor/dtype.h"
+
+namespace pace::data {
+
+at::Tensor toModelInput(const at::Tensor& images, int64_t size, const Normalization& normalization) {
+  const bool channelsLast = images.dim() == 4;
+  if (images.scalar_type() != at::kByte || (images.dim() != 3 && !channelsLast) ||
+      (channelsLast && images.size(3) != 1 && images.size(3) != 3 && images.size(3) != 4)) {
+    throw Error("images must be uint8 [N, H, W] or [N, H, W, C] with C = 1, 3 or 4; got " +
+                dtypeName(images.scalar_type()) + " " + shapeToString(images.sizes().vec()));
+  }
+  at::Tensor x = (channelsLast ? images : images.unsqueeze(3)).permute({0, 3, 1, 2}).to(at::kFloat).div_(255.0);
+  if (x.size(1) == 1) x = x.expand({-1, 3, -1, -1});
+  if (x.size(1) == 4) x = x.slice(1, 0, 3);
+  if (x.size(2) != size || x.size(3) != size) {
+    x = at::_upsample_bicubic2d_aa(x.contiguous(), {size, size}, false, c10::nullopt, c10::nullopt).clamp_(0.0, 1.0);
+  }
+  const auto options = x.options();
+  const at::Tensor mean = at::tensor({normalization.mean[0], normalization.mean[1], normalization.mean[2]}, options);
+  const at::Tensor std = at::tensor({normalization.std[0], normalization.std[1], normalization.std[2]}, options);
+  return ((x - mean.view({1, 3, 1, 1})) / std.view({1, 3, 1, 1})).contiguous();
+}
+
+}  // namespace pace::data

@@ -1,0 +1,20 @@
+#pragma once
+// Turning stored images into model input, natively and per batch: datasets keep decoded uint8 pixels at
+// their working size (a quarter of the memory of float32) and each batch is converted when it is used.
+#include <ATen/ATen.h>
+
+#include <array>
+
+namespace pace::data {
+
+struct Normalization {
+  std::array<double, 3> mean{0.5, 0.5, 0.5};
+  std::array<double, 3> std{0.5, 0.5, 0.5};
+};
+
+// uint8 images [N, H, W] or [N, H, W, C] (C = 1, 3 or 4) -> float32 [N, 3, size, size]: scaled to [0, 1],
+// grey replicated to RGB, alpha dropped, resized with antialiased bicubic interpolation when H or W differs
+// from `size` (as PIL's bicubic resize), then (x - mean) / std per channel. Throws pace::Error on other shapes.
+at::Tensor toModelInput(const at::Tensor& images, int64_t size, const Normalization& normalization);
+
+}  // namespace pace::data
