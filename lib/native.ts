@@ -60,6 +60,7 @@ export interface NativeModelHandle {
   trainableParameters(): string[];
   merged(): Promise<NativeModelHandle>;
   gradients(): { names: string[]; tensors: NativeTensorHandle[] };
+  resetHead(): void;
   evaluate(
     images: NativeTensorHandle,
     labels: NativeTensorHandle,

@@ -180,6 +180,24 @@ describe('saving and loading', () => {
     disposeTensors(saved.tensors);
   });
 
+  test('resetHead re-initialises only the classifier', async () => {
+    using model = await createModel(vitTiny, { pretrained: fixture('vit_tiny_test.safetensors') });
+    model.resetHead();
+    const file = path.join(temp.dir, 'reset-head.safetensors');
+    await model.saveWeights(file);
+    const [ours, original] = [
+      (await loadTensors(file)).tensors,
+      (await loadTensors(fixture('vit_tiny_test.safetensors'))).tensors,
+    ];
+    for (const name of Object.keys(original)) {
+      const same = Buffer.from(ours[name].data().buffer).equals(Buffer.from(original[name].data().buffer));
+      expect([name, same]).toEqual([name, !name.startsWith('head.')]);
+    }
+    expect(Array.from(ours['head.bias'].toFloat32Array())).toEqual(new Array(10).fill(0));
+    disposeTensors(ours);
+    disposeTensors(original);
+  });
+
   test('a head of another class count is re-initialised and reported', async () => {
     using model = await createModel(
       { ...vitTiny, numClasses: 5 },

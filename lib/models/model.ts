@@ -164,6 +164,12 @@ export class Model implements Disposable {
     return trainable;
   }
 
+  /** Re-initialises the classifier head as timm does for a new task (its `reset_classifier`). */
+  resetHead(): this {
+    this.#handle.resetHead();
+    return this;
+  }
+
   /** Names of the parameters that train (adapters and head after addAdapters). */
   trainableParameters(): string[] {
     return this.#handle.trainableParameters();

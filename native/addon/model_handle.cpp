@@ -114,6 +114,7 @@ Napi::Function ModelHandle::define(Napi::Env env) {
                          InstanceMethod<&ModelHandle::merged>("merged"),
                          InstanceMethod<&ModelHandle::gradients>("gradients"),
                          InstanceMethod<&ModelHandle::evaluate>("evaluate"),
+                         InstanceMethod<&ModelHandle::resetHead>("resetHead"),
                      });
 }
 
@@ -370,6 +371,15 @@ Napi::Value ModelHandle::evaluate(const Napi::CallbackInfo& info) {
           object.Set("confusion", TensorHandle::wrap(env, r.confusion));
           return object;
         });
+  });
+}
+
+Napi::Value ModelHandle::resetHead(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto state = live(info.Env());
+    std::lock_guard<std::mutex> lock(state->mutex);
+    state->model->resetHead();
+    return info.Env().Undefined();
   });
 }
 

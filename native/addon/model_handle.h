@@ -44,6 +44,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value merged(const Napi::CallbackInfo& info);
   Napi::Value gradients(const Napi::CallbackInfo& info);
   Napi::Value evaluate(const Napi::CallbackInfo& info);
+  Napi::Value resetHead(const Napi::CallbackInfo& info);
   Napi::Value runForward(const Napi::CallbackInfo& info, bool featuresOnly);
 
   std::shared_ptr<ModelState> state_;
