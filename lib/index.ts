@@ -52,5 +52,13 @@ export {
 export { TensorDataset, type Normalization } from './data/dataset';
 export { readIdx, loadIdxDataset, type IdxArray } from './data/idx';
 export { prepareImages } from './data/prepare';
+export {
+  parseSplitList,
+  vtabSplits,
+  fewShotSplits,
+  VTAB_TASKS,
+  FEW_SHOT_DATASETS,
+  type SplitEntry,
+} from './data/splits';
 export { loadTensorDataset } from './data/tensor-file';
 export { RunConfigSchema, readRunConfig, type RunConfig } from './cli/config';

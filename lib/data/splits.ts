@@ -1,0 +1,133 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+/** VTAB-1k's 19 tasks (the NOAH layout's folder names) and their class counts, as the PACE reference has them. */
+export const VTAB_TASKS: Readonly<Record<string, number>> = {
+  cifar: 100,
+  caltech101: 102,
+  dtd: 47,
+  oxford_flowers102: 102,
+  oxford_iiit_pet: 37,
+  svhn: 10,
+  sun397: 397,
+  patch_camelyon: 2,
+  eurosat: 10,
+  resisc45: 45,
+  diabetic_retinopathy: 5,
+  clevr_count: 8,
+  clevr_dist: 6,
+  dmlab: 6,
+  kitti: 4,
+  dsprites_loc: 16,
+  dsprites_ori: 16,
+  smallnorb_azi: 18,
+  smallnorb_ele: 9,
+};
+
+/** The few-shot datasets and their class counts, as the PACE reference has them. */
+export const FEW_SHOT_DATASETS: Readonly<Record<string, number>> = {
+  'fgvc-aircraft': 100,
+  food101: 101,
+  'oxford-flowers102': 102,
+  'oxford-pets': 37,
+  'stanford-cars': 196,
+};
+
+/** One line of a split list. */
+export interface SplitEntry {
+  /** The image's absolute path, inside the dataset root. */
+  path: string;
+  label: number;
+  /** 1-based line number in the list file, for messages. */
+  line: number;
+}
+
+/**
+ * Parses a split list (`<image path> <label>` per line, the path relative to `root`). Every problem is an error
+ * naming the file and line: a line without a label, a label that is not an integer or not below `numClasses`,
+ * a path that escapes `root`. Blank lines are skipped; an empty list is an error.
+ */
+export function parseSplitList(file: string, options: { root: string; numClasses: number }): SplitEntry[] {
+  const root = path.resolve(options.root);
+  const text = fs.readFileSync(file, 'utf8');
+  const entries: SplitEntry[] = [];
+  text.split(/\r?\n/).forEach((raw, index) => {
+    const line = raw.trim();
+    if (line === '') return;
+    const where = `${file}:${index + 1}`;
+    const split = line.lastIndexOf(' ');
+    if (split <= 0) throw new Error(`${where}: expected '<image path> <label>', got '${line}'`);
+    const [relative, labelText] = [line.slice(0, split).trim(), line.slice(split + 1)];
+    if (!/^\d+$/.test(labelText)) throw new Error(`${where}: label '${labelText}' is not a non-negative integer`);
+    const label = Number(labelText);
+    if (label >= options.numClasses) {
+      throw new Error(`${where}: label ${label} is outside the ${options.numClasses} classes`);
+    }
+    const resolved = path.resolve(root, relative);
+    const inside = path.relative(root, resolved);
+    if (path.isAbsolute(relative) || inside.startsWith('..') || path.isAbsolute(inside)) {
+      throw new Error(`${where}: path '${relative}' escapes the dataset root ${root}`);
+    }
+    entries.push({ path: resolved, label, line: index + 1 });
+  });
+  if (entries.length === 0) throw new Error(`${file}: the split list is empty`);
+  return entries;
+}
+
+/**
+ * A VTAB-1k task in the NOAH layout (`<root>/<task>/images/...`, `train800.txt`, `val200.txt`,
+ * `train800val200.txt`, `test.txt`): "tune" trains on train800 and tests on val200, "evaluate" trains on
+ * train800val200 and tests on test, as the reference does.
+ */
+export function vtabSplits(
+  root: string,
+  task: string,
+  mode: 'tune' | 'evaluate',
+): { train: SplitEntry[]; test: SplitEntry[]; numClasses: number } {
+  const numClasses = VTAB_TASKS[task];
+  if (numClasses === undefined) {
+    throw new Error(`'${task}' is not a VTAB-1k task (expected one of ${Object.keys(VTAB_TASKS).join(', ')})`);
+  }
+  const dir = path.join(root, task);
+  const [trainList, testList] = mode === 'tune' ? ['train800.txt', 'val200.txt'] : ['train800val200.txt', 'test.txt'];
+  return {
+    train: parseSplitList(path.join(dir, trainList), { root: dir, numClasses }),
+    test: parseSplitList(path.join(dir, testList), { root: dir, numClasses }),
+    numClasses,
+  };
+}
+
+/**
+ * A few-shot dataset in the reference's layout (`<root>/<dataset>/images/...`, `annotations/train_meta.list.
+ * num_shot_{k}.seed_{s}`, `val_meta.list`, `test_meta.list`). As the reference, each list's labels are remapped
+ * to their rank among the list's classes, which must be exactly the dataset's classes.
+ */
+export function fewShotSplits(
+  root: string,
+  dataset: string,
+  options: { shots: number; seed: number },
+): { train: SplitEntry[]; val: SplitEntry[]; test: SplitEntry[]; numClasses: number } {
+  const numClasses = FEW_SHOT_DATASETS[dataset];
+  if (numClasses === undefined) {
+    throw new Error(
+      `'${dataset}' is not a few-shot dataset (expected one of ${Object.keys(FEW_SHOT_DATASETS).join(', ')})`,
+    );
+  }
+  const dir = path.join(root, dataset);
+  const read = (name: string) => {
+    const file = path.join(dir, 'annotations', name);
+    const entries = parseSplitList(file, { root: path.join(dir, 'images'), numClasses });
+    const classes = [...new Set(entries.map((e) => e.label))].sort((a, b) => a - b);
+    if (classes.length !== numClasses) {
+      throw new Error(`${file}: has ${classes.length} classes, ${dataset} has ${numClasses}`);
+    }
+    const rank = new Map(classes.map((label, i) => [label, i]));
+    return entries.map((e) => ({ ...e, label: rank.get(e.label) as number }));
+  };
+  return {
+    train: read(`train_meta.list.num_shot_${options.shots}.seed_${options.seed}`),
+    val: read('val_meta.list'),
+    test: read('test_meta.list'),
+    numClasses,
+  };
+}
