@@ -52,6 +52,7 @@ export {
 export { TensorDataset, type Normalization } from './data/dataset';
 export { readIdx, loadIdxDataset, type IdxArray } from './data/idx';
 export { prepareImages } from './data/prepare';
+export { loadImages, imageFolderEntries, type LoadImagesOptions, type SkippedImage } from './data/images';
 export {
   parseSplitList,
   vtabSplits,

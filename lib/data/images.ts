@@ -1,0 +1,131 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import sharp from 'sharp';
+
+import { tensor } from '../tensor';
+import { TensorDataset, type Normalization } from './dataset';
+import type { SplitEntry } from './splits';
+
+/** Options of {@link loadImages}. */
+export interface LoadImagesOptions {
+  /** The working size: images are stored as `size × size` RGB. */
+  size: number;
+  /**
+   * `stretch`: resize to size × size (VTAB, as the reference: bicubic, aspect ratio not kept).
+   * `center-crop`: resize the shorter side to floor(size / 0.875) (256 for 224), then crop the centre (few-shot evaluation).
+   */
+  resize?: 'stretch' | 'center-crop';
+  normalization: Normalization;
+  /** Images decoded at once (default: the number of CPUs). */
+  concurrency?: number;
+  /** `error` (default): a missing or corrupt image stops the load; `skip`: it is left out and reported. */
+  onBadImage?: 'error' | 'skip';
+}
+
+/** An image that could not be used, and why. */
+export interface SkippedImage {
+  path: string;
+  line: number;
+  reason: string;
+}
+
+async function decode(file: string, size: number, mode: 'stretch' | 'center-crop'): Promise<Buffer> {
+  if (fs.statSync(file).size === 0) throw new Error('the file is empty');
+  // rotate() applies the EXIF orientation; alpha is dropped, grey and CMYK become sRGB.
+  const oriented = sharp(file, { failOn: 'error' }).rotate().removeAlpha().toColourspace('srgb');
+  if (mode === 'stretch') {
+    return oriented.resize(size, size, { fit: 'fill', kernel: 'cubic' }).raw().toBuffer();
+  }
+  const shorter = Math.floor(size / 0.875);
+  const { data, info } = await oriented
+    .resize(shorter, shorter, { fit: 'outside', kernel: 'cubic' })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  return sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } })
+    .extract({
+      left: Math.floor((info.width - size) / 2),
+      top: Math.floor((info.height - size) / 2),
+      width: size,
+      height: size,
+    })
+    .raw()
+    .toBuffer();
+}
+
+/**
+ * Decodes the images of a split list with sharp (JPEG, PNG, WebP, ...; EXIF orientation applied, alpha dropped,
+ * grey and CMYK to RGB) in parallel, into a dataset of uint8 pixels `[N, size, size, 3]` converted to model input
+ * per batch. A missing, empty or corrupt image is an error naming the file and its list line (or, with
+ * `onBadImage: 'skip'`, left out and counted in `skipped`).
+ */
+export async function loadImages(
+  entries: SplitEntry[],
+  options: LoadImagesOptions,
+): Promise<{ dataset: TensorDataset; skipped: SkippedImage[] }> {
+  const { size, resize = 'stretch', normalization, onBadImage = 'error' } = options;
+  const concurrency = Math.max(1, options.concurrency ?? os.availableParallelism());
+  const pixels: (Buffer | undefined)[] = new Array(entries.length);
+  const skipped: SkippedImage[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < entries.length) {
+      const index = next++;
+      const entry = entries[index];
+      try {
+        const data = await decode(entry.path, size, resize);
+        if (data.length !== size * size * 3)
+          throw new Error(`decoded to ${data.length} bytes, not ${size}x${size} RGB`);
+        pixels[index] = data;
+      } catch (error) {
+        const reason = (error as Error).message;
+        if (onBadImage === 'error') {
+          throw new Error(`image '${entry.path}' (list line ${entry.line}): ${reason}`, { cause: error });
+        }
+        skipped.push({ path: entry.path, line: entry.line, reason });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, entries.length) }, worker));
+
+  const kept = entries.flatMap((entry, i) => (pixels[i] ? [{ entry, data: pixels[i] as Buffer }] : []));
+  if (kept.length === 0) throw new Error('no image could be loaded');
+  const all = new Uint8Array(kept.length * size * size * 3);
+  kept.forEach(({ data }, i) => all.set(data, i * size * size * 3));
+  const dataset = new TensorDataset(
+    tensor(all, [kept.length, size, size, 3]),
+    tensor(BigInt64Array.from(kept, ({ entry }) => BigInt(entry.label))),
+    { normalization },
+  );
+  return { dataset, skipped: skipped.sort((a, b) => a.line - b.line) };
+}
+
+const imageExtensions = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif']);
+
+/**
+ * A plain image folder: one subfolder per class (classes sorted by name, as torchvision's ImageFolder), image
+ * files inside. Symbolic links that lead outside the root are refused.
+ */
+export function imageFolderEntries(root: string): { entries: SplitEntry[]; classes: string[] } {
+  const base = fs.realpathSync(root);
+  const classes = fs
+    .readdirSync(base, { withFileTypes: true })
+    .filter((d) => d.isDirectory())
+    .map((d) => d.name)
+    .sort();
+  if (classes.length === 0) throw new Error(`image folder '${root}' has no class subfolders`);
+  const entries: SplitEntry[] = [];
+  classes.forEach((name, label) => {
+    const dir = path.join(base, name);
+    for (const file of fs.readdirSync(dir).sort()) {
+      if (!imageExtensions.has(path.extname(file).toLowerCase())) continue;
+      const real = fs.realpathSync(path.join(dir, file));
+      if (path.relative(base, real).startsWith('..')) {
+        throw new Error(`image folder '${root}': '${name}/${file}' links outside the folder (${real})`);
+      }
+      entries.push({ path: real, label, line: entries.length + 1 });
+    }
+  });
+  return { entries, classes };
+}

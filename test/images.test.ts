@@ -1,0 +1,129 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+import sharp from 'sharp';
+
+import { imageFolderEntries, loadImages, parseSplitList, prepareImages } from '../lib';
+import { makeTempDir } from './support/paths';
+
+const temp = makeTempDir('images');
+afterAll(() => temp.cleanup());
+const imagenet = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+
+const solid = (width: number, height: number, rgb: [number, number, number], channels: 3 | 4 = 3) =>
+  sharp({ create: { width, height, channels, background: { r: rgb[0], g: rgb[1], b: rgb[2], alpha: 1 } } });
+
+beforeAll(async () => {
+  const root = path.join(temp.dir, 'folder');
+  fs.mkdirSync(path.join(root, 'blue'), { recursive: true });
+  fs.mkdirSync(path.join(root, 'red'), { recursive: true });
+  await solid(30, 20, [200, 100, 50])
+    .png()
+    .toFile(path.join(root, 'red', 'a.png'));
+  await solid(16, 16, [210, 90, 40])
+    .jpeg({ quality: 100 })
+    .toFile(path.join(root, 'red', 'b.jpg'));
+  await solid(10, 10, [20, 40, 220], 4)
+    .png()
+    .toFile(path.join(root, 'blue', 'c.png'));
+  await solid(12, 12, [128, 128, 128])
+    .greyscale()
+    .png()
+    .toFile(path.join(root, 'blue', 'grey.png'));
+  fs.writeFileSync(path.join(root, 'blue', 'notes.txt'), 'not an image');
+});
+
+test('an image folder loads with sorted classes, RGB pixels at the working size, and normalises per batch', async () => {
+  const { entries, classes } = imageFolderEntries(path.join(temp.dir, 'folder'));
+  expect(classes).toEqual(['blue', 'red']);
+  expect(entries.map((e) => [path.basename(e.path), e.label])).toEqual([
+    ['c.png', 0],
+    ['grey.png', 0],
+    ['a.png', 1],
+    ['b.jpg', 1],
+  ]);
+  const { dataset, skipped } = await loadImages(entries, { size: 8, normalization: imagenet });
+  expect(skipped).toEqual([]);
+  expect(dataset.images.shape).toEqual([4, 8, 8, 3]);
+  expect(dataset.images.dtype).toBe('uint8');
+  const pixels = dataset.images.toUint8Array();
+  const first = (n: number) => Array.from(pixels.subarray(n * 192, n * 192 + 3));
+  expect(first(0)).toEqual([20, 40, 220]); // alpha dropped
+  expect(first(1)).toEqual([128, 128, 128]); // grey to RGB
+  expect(first(2)).toEqual([200, 100, 50]); // a 30x20 PNG stretched to 8x8 stays solid
+  using input = await prepareImages(dataset.images, { size: 8, ...imagenet });
+  const values = input.toFloat32Array();
+  // Sample 2, channel c, first pixel: (p / 255 - mean_c) / std_c.
+  [200, 100, 50].forEach((p, c) =>
+    expect(values[2 * 192 + c * 64]).toBeCloseTo((p / 255 - imagenet.mean[c]) / imagenet.std[c], 5),
+  );
+});
+
+test('EXIF orientation is applied before resizing', async () => {
+  // Left half red, right half blue; orientation 6 means "rotate 90° clockwise to display".
+  const left = await solid(10, 20, [255, 0, 0]).png().toBuffer();
+  const file = path.join(temp.dir, 'rotated.jpg');
+  await sharp({ create: { width: 20, height: 20, channels: 3, background: { r: 0, g: 0, b: 255 } } })
+    .composite([{ input: left, left: 0, top: 0 }])
+    .jpeg({ quality: 100 })
+    .withMetadata({ orientation: 6 })
+    .toFile(file);
+  const list = path.join(temp.dir, 'rotated.txt');
+  fs.writeFileSync(list, 'rotated.jpg 0\n');
+  const { dataset } = await loadImages(parseSplitList(list, { root: temp.dir, numClasses: 1 }), {
+    size: 20,
+    normalization: imagenet,
+  });
+  const pixels = dataset.images.toUint8Array();
+  const at = (x: number, y: number) => Array.from(pixels.subarray((y * 20 + x) * 3, (y * 20 + x) * 3 + 3));
+  // After the rotation the red half is on top.
+  expect(at(10, 2)[0]).toBeGreaterThan(200);
+  expect(at(10, 2)[2]).toBeLessThan(60);
+  expect(at(10, 17)[2]).toBeGreaterThan(200);
+});
+
+test('center-crop resizes the shorter side to size / 0.875 and keeps the middle', async () => {
+  const file = path.join(temp.dir, 'wide.png');
+  const middle = await solid(32, 32, [0, 255, 0]).png().toBuffer();
+  await solid(96, 32, [255, 0, 0])
+    .composite([{ input: middle, left: 32, top: 0 }])
+    .png()
+    .toFile(file);
+  const list = path.join(temp.dir, 'wide.txt');
+  fs.writeFileSync(list, 'wide.png 0\n');
+  const { dataset } = await loadImages(parseSplitList(list, { root: temp.dir, numClasses: 1 }), {
+    size: 28,
+    resize: 'center-crop',
+    normalization: imagenet,
+  });
+  expect(dataset.images.shape).toEqual([1, 28, 28, 3]);
+  const pixels = dataset.images.toUint8Array();
+  expect(Array.from(pixels.subarray((14 * 28 + 14) * 3, (14 * 28 + 14) * 3 + 3))).toEqual([0, 255, 0]);
+});
+
+test('missing, empty and corrupt images are errors naming the file and line, or skipped and counted', async () => {
+  fs.writeFileSync(path.join(temp.dir, 'empty.png'), '');
+  fs.writeFileSync(path.join(temp.dir, 'corrupt.jpg'), Buffer.from([0xff, 0xd8, 0xff, 0x00, 1, 2, 3]));
+  await solid(8, 8, [1, 2, 3]).png().toFile(path.join(temp.dir, 'good.png'));
+  const list = path.join(temp.dir, 'bad.txt');
+  fs.writeFileSync(list, 'good.png 0\nmissing.png 0\nempty.png 1\ncorrupt.jpg 1\n');
+  const entries = parseSplitList(list, { root: temp.dir, numClasses: 2 });
+  await expect(loadImages(entries, { size: 8, normalization: imagenet, concurrency: 1 })).rejects.toThrow(
+    `image '${path.join(temp.dir, 'missing.png')}' (list line 2): ENOENT`,
+  );
+  const { dataset, skipped } = await loadImages(entries, { size: 8, normalization: imagenet, onBadImage: 'skip' });
+  expect(dataset.length).toBe(1);
+  expect(skipped.map((s) => [path.basename(s.path), s.line])).toEqual([
+    ['missing.png', 2],
+    ['empty.png', 3],
+    ['corrupt.jpg', 4],
+  ]);
+  expect(skipped[1].reason).toBe('the file is empty');
+});
+
+test('a symbolic link out of an image folder is refused', () => {
+  const root = path.join(temp.dir, 'linked');
+  fs.mkdirSync(path.join(root, 'a'), { recursive: true });
+  fs.symlinkSync(path.join(temp.dir, 'good.png'), path.join(root, 'a', 'outside.png'));
+  expect(() => imageFolderEntries(root)).toThrow("'a/outside.png' links outside the folder");
+});
