@@ -82,22 +82,12 @@ export interface NativeEpochResult {
   fpDistance?: number;
 }
 
-export interface NativeStepResult {
-  clsLoss: number;
-  paceLoss: number;
-  totalLoss: number;
-  correct: number;
-  counted: number;
-  gradNorm?: number;
-  fpDistance?: number;
-}
-
 export interface NativeTrainerHandle {
   step(
     images: NativeTensorHandle,
     targets: NativeTensorHandle,
     options: { noise?: Record<string, NativeTensorHandle>; indices?: NativeTensorHandle; diagnostics?: boolean },
-  ): Promise<NativeStepResult>;
+  ): Promise<import('./train/trainer').StepResult>;
   sigmaPerLinear(): Record<string, number>;
   lastNoise(): Record<string, NativeTensorHandle>;
   runEpoch(

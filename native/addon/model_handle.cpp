@@ -32,31 +32,32 @@ std::vector<int64_t> integerList(const Napi::Object& spec, const char* name) {
   return shapeFromJs(spec.Get(name), std::string("spec.") + name);
 }
 
+// The fields every family's config has (the TypeScript layer has validated the spec with zod).
+template <typename Config>
+Config commonFields(const Napi::Object& spec) {
+  Config config;
+  config.imgSize = integerField(spec, "imgSize");
+  config.patchSize = integerField(spec, "patchSize");
+  config.embedDim = integerField(spec, "embedDim");
+  config.mlpRatio = numberField(spec, "mlpRatio");
+  config.numClasses = integerField(spec, "numClasses");
+  config.dropPathRate = numberField(spec, "dropPathRate");
+  return config;
+}
+
 std::shared_ptr<models::Backbone> buildBackbone(const Napi::Object& spec) {
   const std::string family = stringFromJs(spec.Get("family"), "spec.family");
   if (family == "vit") {
-    models::VitConfig config;
-    config.imgSize = integerField(spec, "imgSize");
-    config.patchSize = integerField(spec, "patchSize");
-    config.embedDim = integerField(spec, "embedDim");
+    auto config = commonFields<models::VitConfig>(spec);
     config.depth = integerField(spec, "depth");
     config.numHeads = integerField(spec, "numHeads");
-    config.mlpRatio = numberField(spec, "mlpRatio");
-    config.numClasses = integerField(spec, "numClasses");
-    config.dropPathRate = numberField(spec, "dropPathRate");
     return std::make_shared<models::VisionTransformer>(config);
   }
   if (family == "swin") {
-    models::SwinConfig config;
-    config.imgSize = integerField(spec, "imgSize");
-    config.patchSize = integerField(spec, "patchSize");
+    auto config = commonFields<models::SwinConfig>(spec);
     config.windowSize = integerField(spec, "windowSize");
-    config.embedDim = integerField(spec, "embedDim");
     config.depths = integerList(spec, "depths");
     config.numHeads = integerList(spec, "numHeads");
-    config.mlpRatio = numberField(spec, "mlpRatio");
-    config.numClasses = integerField(spec, "numClasses");
-    config.dropPathRate = numberField(spec, "dropPathRate");
     return std::make_shared<models::SwinTransformer>(config);
   }
   throw Napi::TypeError::New(spec.Env(), "spec.family must be 'vit' or 'swin', got '" + family + "'");
