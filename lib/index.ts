@@ -49,9 +49,9 @@ export {
   type FitControl,
   type EarlyStoppingOptions,
 } from './train/callbacks';
-export { TensorDataset, type Normalization } from './data/dataset';
+export { TensorDataset, type Normalization, type Augmentation } from './data/dataset';
 export { readIdx, loadIdxDataset, type IdxArray } from './data/idx';
-export { prepareImages } from './data/prepare';
+export { prepareImages, augmentImages } from './data/prepare';
 export { loadImages, imageFolderEntries, type LoadImagesOptions, type SkippedImage } from './data/images';
 export {
   parseSplitList,

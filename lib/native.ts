@@ -100,6 +100,8 @@ export interface NativeTrainerHandle {
       diagnostics: boolean;
       stepLearningRates?: number[];
       normalization?: { mean: number[]; std: number[] };
+      augmentCrop?: number;
+      augmentFlip?: boolean;
     },
     onBatch?: (step: number, steps: number, loss: number) => void,
   ): Promise<NativeEpochResult>;
@@ -123,6 +125,7 @@ export interface NativeAddon {
     size: number,
     normalization: { mean: number[]; std: number[] },
   ): Promise<NativeTensorHandle>;
+  augmentImages(images: NativeTensorHandle, crop: number, flip: boolean, seed: number): Promise<NativeTensorHandle>;
   createTensor(
     data: ArrayBuffer,
     byteOffset: number,

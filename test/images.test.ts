@@ -3,7 +3,17 @@ import path from 'node:path';
 
 import sharp from 'sharp';
 
-import { imageFolderEntries, loadImages, parseSplitList, prepareImages } from '../lib';
+import {
+  augmentImages,
+  createModel,
+  imageFolderEntries,
+  loadImages,
+  parseSplitList,
+  prepareImages,
+  tensor,
+  TensorDataset,
+  Trainer,
+} from '../lib';
 import { makeTempDir } from './support/paths';
 
 const temp = makeTempDir('images');
@@ -126,4 +136,51 @@ test('a symbolic link out of an image folder is refused', () => {
   fs.mkdirSync(path.join(root, 'a'), { recursive: true });
   fs.symlinkSync(path.join(temp.dir, 'good.png'), path.join(root, 'a', 'outside.png'));
   expect(() => imageFolderEntries(root)).toThrow("'a/outside.png' links outside the folder");
+});
+
+describe('augmentation', () => {
+  // Each pixel holds its column: a crop's first column tells the offset, its ordering tells a flip.
+  const width = 8;
+  const columns = (count: number) =>
+    Uint8Array.from({ length: count * width * width * 3 }, (_, i) => Math.floor(i / 3) % width);
+
+  test('random crops are uniform over positions and about half the images are flipped', async () => {
+    const count = 4000;
+    using images = tensor(columns(count), [count, width, width, 3]);
+    using out = await augmentImages(images, { crop: 4, flip: true, seed: 9 });
+    expect(out.shape).toEqual([count, 4, 4, 3]);
+    const pixels = out.toUint8Array();
+    const offsets = new Array(5).fill(0);
+    let flipped = 0;
+    for (let n = 0; n < count; n++) {
+      const row = Array.from({ length: 4 }, (_, x) => pixels[(n * 16 + x) * 3]);
+      const ascending = row[1] > row[0];
+      if (!ascending) flipped++;
+      offsets[Math.min(...row)]++;
+      expect(Math.max(...row) - Math.min(...row)).toBe(3); // a contiguous window
+    }
+    // 5 offsets of 1/5 each, flips 1/2: a 4,000-sample binomial stays within 3% of these.
+    for (const count_ of offsets) expect(Math.abs(count_ / count - 0.2)).toBeLessThan(0.03);
+    expect(Math.abs(flipped / count - 0.5)).toBeLessThan(0.03);
+    using again = await augmentImages(images, { crop: 4, flip: true, seed: 9 });
+    expect(Buffer.from(again.toUint8Array()).equals(Buffer.from(pixels))).toBe(true);
+  });
+
+  test('a crop larger than the images is refused; fit trains through augmentation', async () => {
+    using images = tensor(columns(32), [32, width, width, 3]);
+    await expect(augmentImages(images, { crop: 9 })).rejects.toThrow('a random crop of 9 does not fit images of 8x8');
+    using labels = tensor(BigInt64Array.from({ length: 32 }, (_, i) => BigInt(i % 2)));
+    expect(() => new TensorDataset(images, labels, { normalization: imagenet, augment: { crop: 9 } })).toThrow(
+      'augment.crop 9 does not fit images of 8x8',
+    );
+    const dataset = new TensorDataset(images, labels, { normalization: imagenet, augment: { crop: 6, flip: true } });
+    using model = await createModel(
+      { family: 'vit', imgSize: 16, patchSize: 8, embedDim: 16, depth: 1, numHeads: 2, numClasses: 2 },
+      { seed: 1 },
+    );
+    model.addAdapters({ rank: 2 });
+    const history = await new Trainer(model).fit(dataset, { epochs: 2, batchSize: 8, progress: false });
+    expect(history.epochs).toHaveLength(2);
+    expect(Number.isFinite(history.epochs[1].loss)).toBe(true);
+  });
 });

@@ -16,12 +16,21 @@ export interface Normalization {
  *
  * Labels are int64 `[N]`.
  */
+/** Training augmentation of a uint8 dataset, applied natively per batch (never in evaluation). */
+export interface Augmentation {
+  /** A random crop × crop window (torchvision's RandomCrop); the stored size when absent. */
+  crop?: number;
+  /** Horizontal flips with probability 1/2 (RandomHorizontalFlip). */
+  flip?: boolean;
+}
+
 export class TensorDataset {
   readonly images: Tensor;
   readonly labels: Tensor;
   readonly normalization?: Normalization;
+  readonly augment?: Augmentation;
 
-  constructor(images: Tensor, labels: Tensor, options: { normalization?: Normalization } = {}) {
+  constructor(images: Tensor, labels: Tensor, options: { normalization?: Normalization; augment?: Augmentation } = {}) {
     const shape = images.shape;
     const float = ['float32', 'float64', 'float16', 'bfloat16'].includes(images.dtype);
     const pixels =
@@ -45,6 +54,14 @@ export class TensorDataset {
     if (pixels) {
       const { mean, std } = options.normalization as Normalization;
       this.normalization = { mean: [...mean], std: [...std] };
+    }
+    if (options.augment) {
+      const crop = options.augment.crop;
+      if (!pixels || shape.length !== 4) throw new TypeError('augmentation needs uint8 images [N, H, W, C]');
+      if (crop !== undefined && (!Number.isInteger(crop) || crop < 1 || crop > Math.min(shape[1], shape[2]))) {
+        throw new RangeError(`augment.crop ${crop} does not fit images of ${shape[1]}x${shape[2]}`);
+      }
+      this.augment = { ...options.augment };
     }
   }
 

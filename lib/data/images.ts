@@ -5,7 +5,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 
 import { tensor } from '../tensor';
-import { TensorDataset, type Normalization } from './dataset';
+import { TensorDataset, type Augmentation, type Normalization } from './dataset';
 import type { SplitEntry } from './splits';
 
 /** Options of {@link loadImages}. */
@@ -15,8 +15,12 @@ export interface LoadImagesOptions {
   /**
    * `stretch`: resize to size × size (VTAB, as the reference: bicubic, aspect ratio not kept).
    * `center-crop`: resize the shorter side to floor(size / 0.875) (256 for 224), then crop the centre (few-shot evaluation).
+   * `cover`: resize the shorter side to size and keep the central square (few-shot training: store 256, then
+   * `augment: { crop: 224, flip: true }`).
    */
-  resize?: 'stretch' | 'center-crop';
+  resize?: 'stretch' | 'center-crop' | 'cover';
+  /** Training augmentation applied per batch by fit (see TensorDataset). */
+  augment?: Augmentation;
   normalization: Normalization;
   /** Images decoded at once (default: the number of CPUs). */
   concurrency?: number;
@@ -31,12 +35,15 @@ export interface SkippedImage {
   reason: string;
 }
 
-async function decode(file: string, size: number, mode: 'stretch' | 'center-crop'): Promise<Buffer> {
+async function decode(file: string, size: number, mode: 'stretch' | 'center-crop' | 'cover'): Promise<Buffer> {
   if (fs.statSync(file).size === 0) throw new Error('the file is empty');
   // rotate() applies the EXIF orientation; alpha is dropped, grey and CMYK become sRGB.
   const oriented = sharp(file, { failOn: 'error' }).rotate().removeAlpha().toColourspace('srgb');
   if (mode === 'stretch') {
     return oriented.resize(size, size, { fit: 'fill', kernel: 'cubic' }).raw().toBuffer();
+  }
+  if (mode === 'cover') {
+    return oriented.resize(size, size, { fit: 'cover', position: 'centre', kernel: 'cubic' }).raw().toBuffer();
   }
   const shorter = Math.floor(size / 0.875);
   const { data, info } = await oriented
@@ -96,7 +103,7 @@ export async function loadImages(
   const dataset = new TensorDataset(
     tensor(all, [kept.length, size, size, 3]),
     tensor(BigInt64Array.from(kept, ({ entry }) => BigInt(entry.label))),
-    { normalization },
+    { normalization, augment: options.augment },
   );
   return { dataset, skipped: skipped.sort((a, b) => a.line - b.line) };
 }

@@ -11,3 +11,15 @@ export async function prepareImages(images: Tensor, options: { size: number } & 
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`size must be a positive integer, got ${size}`);
   return new Tensor(await nativeAddon().prepareImages(handleOf(images), size, { mean: [...mean], std: [...std] }));
 }
+
+/**
+ * The training augmentation `fit` applies to uint8 datasets, for inspection: random crop × crop windows and,
+ * with `flip`, horizontal flips with probability 1/2, from a seeded generator.
+ */
+export async function augmentImages(
+  images: Tensor,
+  options: { crop: number; flip?: boolean; seed?: number },
+): Promise<Tensor> {
+  const { crop, flip = false, seed = 0 } = options;
+  return new Tensor(await nativeAddon().augmentImages(handleOf(images), crop, flip, seed));
+}

@@ -163,6 +163,8 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
           diagnostics: o.diagnostics,
           stepLearningRates,
           normalization: normalizationOf(train),
+          augmentCrop: train.augment?.crop ?? 0,
+          augmentFlip: train.augment?.flip ?? false,
         },
         (step, steps, loss) => {
           bar?.update(step, { loss: loss.toFixed(4) });

@@ -12,6 +12,7 @@ void registerTensorBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeTensor", constructor);
   exports.Set("createTensor", Napi::Function::New(env, createTensor, "createTensor"));
   exports.Set("prepareImages", Napi::Function::New(env, prepareImages, "prepareImages"));
+  exports.Set("augmentImages", Napi::Function::New(env, augmentImages, "augmentImages"));
 }
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {

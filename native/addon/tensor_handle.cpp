@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include "addon_data.h"
 #include "async.h"
 #include "convert.h"
@@ -170,6 +172,21 @@ Napi::Value prepareImages(const Napi::CallbackInfo& info) {
     if (!normalization) throw Napi::TypeError::New(env, "normalization is required");
     return runAsync(
         env, "pace.prepareImages", [=] { return data::toModelInput(images, size, *normalization); },
+        [](Napi::Env env, at::Tensor& result) -> Napi::Value { return TensorHandle::wrap(env, std::move(result)); });
+  });
+}
+
+// augmentImages(uint8Images, crop, flip, seed) -> Promise<uint8 Tensor [N, crop, crop, C]>
+Napi::Value augmentImages(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const at::Tensor images = TensorHandle::unwrap(info[0], "images");
+    const int64_t crop = info[1].ToNumber().Int64Value();
+    const bool flip = info[2].ToBoolean().Value();
+    const uint64_t seed = static_cast<uint64_t>(info[3].ToNumber().Int64Value());
+    return runAsync(
+        env, "pace.augmentImages",
+        [=] { return data::randomCropFlip(images, crop, flip, at::make_generator<at::CPUGeneratorImpl>(seed)); },
         [](Napi::Env env, at::Tensor& result) -> Napi::Value { return TensorHandle::wrap(env, std::move(result)); });
   });
 }

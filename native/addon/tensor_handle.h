@@ -45,5 +45,6 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
 // createTensor(arrayBuffer, byteOffset, byteLength, dtype, shape): copies the bytes into a new CPU tensor.
 Napi::Value createTensor(const Napi::CallbackInfo& info);
 Napi::Value prepareImages(const Napi::CallbackInfo& info);
+Napi::Value augmentImages(const Napi::CallbackInfo& info);
 
 }  // namespace pace::addon

@@ -153,6 +153,8 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       epoch.shuffleSeed = static_cast<uint64_t>(numberOr(options, "shuffleSeed", 0));
       epoch.diagnostics = options.Get("diagnostics").ToBoolean().Value();
       epoch.normalization = normalizationFromJs(options.Get("normalization"));
+      epoch.augmentCrop = static_cast<int64_t>(numberOr(options, "augmentCrop", 0));
+      epoch.augmentFlip = options.Get("augmentFlip").ToBoolean().Value();
       if (options.Get("stepLearningRates").IsArray()) {
         const auto rates = options.Get("stepLearningRates").As<Napi::Array>();
         for (uint32_t i = 0; i < rates.Length(); ++i)

@@ -26,4 +26,25 @@ at::Tensor toModelInput(const at::Tensor& images, int64_t size, const Normalizat
   return ((x - mean.view({1, 3, 1, 1})) / std.view({1, 3, 1, 1})).contiguous();
 }
 
+at::Tensor randomCropFlip(const at::Tensor& images, int64_t crop, bool flip, at::Generator generator) {
+  if (images.scalar_type() != at::kByte || images.dim() != 4)
+    throw Error("augmentation needs uint8 images [N, H, W, C]; got " + dtypeName(images.scalar_type()) + " " +
+                shapeToString(images.sizes().vec()));
+  const int64_t n = images.size(0), h = images.size(1), w = images.size(2);
+  if (crop < 1 || crop > h || crop > w)
+    throw Error("a random crop of " + std::to_string(crop) + " does not fit images of " + std::to_string(h) + "x" +
+                std::to_string(w) + " (the image is too small to crop)");
+  const at::Tensor rows = at::randint(h - crop + 1, {n}, generator, at::TensorOptions().dtype(at::kLong));
+  const at::Tensor cols = at::randint(w - crop + 1, {n}, generator, at::TensorOptions().dtype(at::kLong));
+  const at::Tensor flips = at::empty({n}, at::kFloat).bernoulli_(0.5, generator);
+  std::vector<at::Tensor> out;
+  out.reserve(n);
+  for (int64_t i = 0; i < n; ++i) {
+    at::Tensor window = images[i].narrow(0, rows[i].item<int64_t>(), crop).narrow(1, cols[i].item<int64_t>(), crop);
+    if (flip && flips[i].item<float>() > 0.5f) window = window.flip({1});
+    out.push_back(window);
+  }
+  return at::stack(out).contiguous();
+}
+
 }  // namespace pace::data

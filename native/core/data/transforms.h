@@ -17,4 +17,9 @@ struct Normalization {
 // from `size` (as PIL's bicubic resize), then (x - mean) / std per channel. Throws pace::Error on other shapes.
 at::Tensor toModelInput(const at::Tensor& images, int64_t size, const Normalization& normalization);
 
+// Training augmentation on stored uint8 pixels [N, H, W, C]: a crop × crop window at a uniformly random
+// position in each image and, with `flip`, a horizontal flip with probability 1/2 (torchvision's RandomCrop and
+// RandomHorizontalFlip), drawn from `generator` so a seeded run repeats them.
+at::Tensor randomCropFlip(const at::Tensor& images, int64_t crop, bool flip, at::Generator generator);
+
 }  // namespace pace::data

@@ -38,7 +38,8 @@ Trainer::Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimi
       clipGradNorm_(optimizer.clipGradNorm),
       pace_(pace),
       noiseGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed)),
-      dropPathGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed ^ 0x9e3779b97f4a7c15ull)) {
+      dropPathGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed ^ 0x9e3779b97f4a7c15ull)),
+      augmentGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed ^ 0xc2b2ae3d27d4eb4full)) {
   optimizer.validate();
   pace_.validate();
   if (model_->numClasses() < 1) throw Error("training needs a classifier head: create the model with numClasses >= 1");
@@ -197,7 +198,12 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
     if (static_cast<size_t>(s) < options.stepLearningRates.size()) setLearningRate(options.stepLearningRates[s]);
     StepInputs inputs;
     inputs.indices = order.slice(0, s * options.batchSize, (s + 1) * options.batchSize);
-    inputs.images = batchInput(*model_, images.index_select(0, inputs.indices), options.normalization);
+    at::Tensor stored = images.index_select(0, inputs.indices);
+    if (options.augmentCrop > 0 || options.augmentFlip) {
+      const int64_t crop = options.augmentCrop > 0 ? options.augmentCrop : std::min(stored.size(1), stored.size(2));
+      stored = data::randomCropFlip(stored, crop, options.augmentFlip, augmentGenerator_);
+    }
+    inputs.images = batchInput(*model_, stored, options.normalization);
     inputs.targets = labels.index_select(0, inputs.indices);
     inputs.diagnostics = options.diagnostics;
     const StepResult step = this->step(inputs);
@@ -300,6 +306,7 @@ std::vector<NamedTensor> Trainer::state() const {
   }
   out.push_back({"rng.noise", noiseGenerator_.get_state()});
   out.push_back({"rng.drop_path", dropPathGenerator_.get_state()});
+  out.push_back({"rng.augment", augmentGenerator_.get_state()});
   out.push_back({"trainer.iteration", torch::full({}, iteration_.load(), torch::kLong)});
   if (history_.defined()) out.push_back({"pace.history", history_.clone()});
   return out;
@@ -336,6 +343,7 @@ void Trainer::restoreState(const std::vector<NamedTensor>& state) {
   }
   noiseGenerator_.set_state(need("rng.noise"));
   dropPathGenerator_.set_state(need("rng.drop_path"));
+  augmentGenerator_.set_state(need("rng.augment"));
   iteration_ = need("trainer.iteration").item<int64_t>();
   if (byName.count("pace.history")) history_ = byName["pace.history"].clone();
 }

@@ -55,6 +55,8 @@ struct EpochOptions {
   std::vector<double> stepLearningRates;  // when given, the learning rate set before each step (per-step schedules)
   // For uint8 datasets: how each batch becomes model input (see data/transforms.h).
   std::optional<data::Normalization> normalization;
+  int64_t augmentCrop = 0;  // > 0: random crops of this size (uint8 datasets)
+  bool augmentFlip = false;
 };
 
 // Means over the epoch's steps (a partial last batch is dropped, as the reference's loader does).
@@ -121,6 +123,7 @@ class Trainer {
   std::map<std::string, double> sigma_;
   at::Generator noiseGenerator_;     // PACE noise draws
   at::Generator dropPathGenerator_;  // stochastic depth: separate, so replaying noise keeps the same masks
+  at::Generator augmentGenerator_;   // random crops and flips
   std::map<std::string, at::Tensor> lastNoise_;
   std::atomic<int64_t> iteration_{0};  // read from other threads while a step runs
   at::Tensor history_;                 // Fast: the logits of each sample's previous visit
