@@ -57,7 +57,9 @@ export {
   parseSplitList,
   vtabSplits,
   fewShotSplits,
+  fgvcSplits,
   VTAB_TASKS,
+  FGVC_DATASETS,
   FEW_SHOT_DATASETS,
   type SplitEntry,
 } from './data/splits';

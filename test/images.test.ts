@@ -184,3 +184,23 @@ describe('augmentation', () => {
     expect(Number.isFinite(history.epochs[1].loss)).toBe(true);
   });
 });
+
+test('a decoded cache is reused for the same list and options, and rebuilt when a file or option changes', async () => {
+  const { entries } = imageFolderEntries(path.join(temp.dir, 'folder'));
+  const cache = path.join(temp.dir, 'decoded.safetensors');
+  const first = await loadImages(entries, { size: 8, normalization: imagenet, cache });
+  expect(first.fromCache).toBe(false);
+  const second = await loadImages(entries, { size: 8, normalization: imagenet, cache });
+  expect(second.fromCache).toBe(true);
+  expect(
+    Buffer.from(second.dataset.images.toUint8Array()).equals(Buffer.from(first.dataset.images.toUint8Array())),
+  ).toBe(true);
+  expect(second.dataset.labels.toBigInt64Array()).toEqual(first.dataset.labels.toBigInt64Array());
+  expect((await loadImages(entries, { size: 6, normalization: imagenet, cache })).fromCache).toBe(false);
+  expect((await loadImages(entries, { size: 6, normalization: imagenet, cache })).fromCache).toBe(true);
+  const later = new Date(Date.now() + 5000);
+  fs.utimesSync(entries[0].path, later, later);
+  expect((await loadImages(entries, { size: 6, normalization: imagenet, cache })).fromCache).toBe(false);
+  fs.writeFileSync(cache, fs.readFileSync(cache).subarray(0, 100)); // damaged: rebuilt, not an error
+  expect((await loadImages(entries, { size: 6, normalization: imagenet, cache })).fromCache).toBe(false);
+});

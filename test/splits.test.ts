@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { fewShotSplits, parseSplitList, vtabSplits, VTAB_TASKS } from '../lib';
+import { fewShotSplits, fgvcSplits, parseSplitList, vtabSplits, VTAB_TASKS } from '../lib';
 import { fixturesDir, makeTempDir } from './support/paths';
 
 const lists = path.resolve(fixturesDir, '..', 'data-lists');
@@ -61,4 +61,32 @@ test('bad split lists get errors naming the file, the line and the problem', () 
   const empty = write('empty.txt', '\n\n');
   expect(() => parseSplitList(empty, options)).toThrow(`${empty}: the split list is empty`);
   expect(() => vtabSplits(lists, 'imagenet', 'tune')).toThrow("'imagenet' is not a VTAB-1k task");
+});
+
+test('FGVC JSON splits: tune and evaluate sets, labels and paths checked', () => {
+  const dir = path.join(temp.dir, 'fgvc', 'CUB_200_2011');
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'train.json'), JSON.stringify({ '001.Albatross/a.jpg': 0, '002.Auklet/b.jpg': 1 }));
+  fs.writeFileSync(path.join(dir, 'val.json'), JSON.stringify({ '001.Albatross/c.jpg': 0 }));
+  fs.writeFileSync(path.join(dir, 'test.json'), JSON.stringify({ '200.Wren/d.jpg': 199 }));
+  const tune = fgvcSplits(path.join(temp.dir, 'fgvc'), 'CUB_200_2011', 'tune');
+  expect(tune.train.map((e) => [path.relative(dir, e.path), e.label])).toEqual([
+    [path.join('images', '001.Albatross', 'a.jpg'), 0],
+    [path.join('images', '002.Auklet', 'b.jpg'), 1],
+  ]);
+  expect(tune.test).toHaveLength(1);
+  const evaluate = fgvcSplits(path.join(temp.dir, 'fgvc'), 'CUB_200_2011', 'evaluate');
+  expect([evaluate.train.length, evaluate.test.length, evaluate.numClasses]).toEqual([3, 1, 200]);
+  fs.writeFileSync(path.join(dir, 'test.json'), JSON.stringify({ '../../x.jpg': 3 }));
+  expect(() => fgvcSplits(path.join(temp.dir, 'fgvc'), 'CUB_200_2011', 'evaluate')).toThrow(
+    "path '../../x.jpg' escapes the dataset root",
+  );
+  fs.writeFileSync(path.join(dir, 'test.json'), JSON.stringify({ 'x.jpg': 200 }));
+  expect(() => fgvcSplits(path.join(temp.dir, 'fgvc'), 'CUB_200_2011', 'evaluate')).toThrow(
+    'label 200 is outside the 200 classes',
+  );
+  fs.writeFileSync(path.join(dir, 'test.json'), '{"x.jpg": ');
+  expect(() => fgvcSplits(path.join(temp.dir, 'fgvc'), 'CUB_200_2011', 'evaluate')).toThrow(
+    `${path.join(dir, 'test.json')}: `,
+  );
 });

@@ -1,10 +1,12 @@
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
 import sharp from 'sharp';
 
-import { tensor } from '../tensor';
+import { loadTensors, readTensorHeader, saveTensors } from '../safetensors';
+import { tensor, type Tensor } from '../tensor';
 import { TensorDataset, type Augmentation, type Normalization } from './dataset';
 import type { SplitEntry } from './splits';
 
@@ -21,6 +23,11 @@ export interface LoadImagesOptions {
   resize?: 'stretch' | 'center-crop' | 'cover';
   /** Training augmentation applied per batch by fit (see TensorDataset). */
   augment?: Augmentation;
+  /**
+   * A safetensors file caching the decoded pixels: reused when it was made from the same list (paths, labels,
+   * file sizes and times) with the same options, rebuilt otherwise, so a second run starts at once.
+   */
+  cache?: string;
   normalization: Normalization;
   /** Images decoded at once (default: the number of CPUs). */
   concurrency?: number;
@@ -70,8 +77,19 @@ async function decode(file: string, size: number, mode: 'stretch' | 'center-crop
 export async function loadImages(
   entries: SplitEntry[],
   options: LoadImagesOptions,
-): Promise<{ dataset: TensorDataset; skipped: SkippedImage[] }> {
+): Promise<{ dataset: TensorDataset; skipped: SkippedImage[]; fromCache: boolean }> {
   const { size, resize = 'stretch', normalization, onBadImage = 'error' } = options;
+  const key = options.cache ? cacheKey(entries, options) : '';
+  if (options.cache) {
+    const cached = await readCache(options.cache, key);
+    if (cached) {
+      return {
+        dataset: new TensorDataset(cached.images, cached.labels, { normalization, augment: options.augment }),
+        skipped: cached.skipped,
+        fromCache: true,
+      };
+    }
+  }
   const concurrency = Math.max(1, options.concurrency ?? os.availableParallelism());
   const pixels: (Buffer | undefined)[] = new Array(entries.length);
   const skipped: SkippedImage[] = [];
@@ -105,7 +123,51 @@ export async function loadImages(
     tensor(BigInt64Array.from(kept, ({ entry }) => BigInt(entry.label))),
     { normalization, augment: options.augment },
   );
-  return { dataset, skipped: skipped.sort((a, b) => a.line - b.line) };
+  skipped.sort((a, b) => a.line - b.line);
+  if (options.cache) {
+    await saveTensors(
+      options.cache,
+      { images: dataset.images, labels: dataset.labels },
+      { metadata: { [CACHE_KEY]: key, skipped: JSON.stringify(skipped) } },
+    );
+  }
+  return { dataset, skipped, fromCache: false };
+}
+
+const CACHE_KEY = 'pace_peft.decoded_cache_key';
+
+/** What the decoded pixels depend on: every file's path, label, size and time, and the decoding options. */
+function cacheKey(entries: SplitEntry[], options: LoadImagesOptions): string {
+  const hash = createHash('sha256');
+  hash.update(
+    JSON.stringify({ version: 1, size: options.size, resize: options.resize ?? 'stretch', bad: options.onBadImage }),
+  );
+  for (const entry of entries) {
+    let stamp = 'missing';
+    try {
+      const stat = fs.statSync(entry.path);
+      stamp = `${stat.size}:${stat.mtimeMs}`;
+    } catch {
+      // a missing file is part of the key: it either fails the load or is skipped
+    }
+    hash.update(`${entry.path}\0${entry.label}\0${stamp}\n`);
+  }
+  return hash.digest('hex');
+}
+
+async function readCache(
+  file: string,
+  key: string,
+): Promise<{ images: Tensor; labels: Tensor; skipped: SkippedImage[] } | undefined> {
+  if (!fs.existsSync(file)) return undefined;
+  try {
+    const header = await readTensorHeader(file);
+    if (header.metadata?.[CACHE_KEY] !== key) return undefined;
+    const { tensors, metadata } = await loadTensors(file);
+    return { images: tensors.images, labels: tensors.labels, skipped: JSON.parse(metadata?.skipped ?? '[]') };
+  } catch {
+    return undefined; // a damaged cache is rebuilt
+  }
 }
 
 const imageExtensions = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif']);

@@ -33,6 +33,15 @@ export const FEW_SHOT_DATASETS: Readonly<Record<string, number>> = {
   'stanford-cars': 196,
 };
 
+/** VPT's FGVC datasets (JSON splits) and their class counts. */
+export const FGVC_DATASETS: Readonly<Record<string, { numClasses: number; imagesDir: string }>> = {
+  CUB_200_2011: { numClasses: 200, imagesDir: 'images' },
+  nabirds: { numClasses: 555, imagesDir: 'images' },
+  OxfordFlower: { numClasses: 102, imagesDir: '' },
+  'Stanford-dogs': { numClasses: 120, imagesDir: 'Images' },
+  'Stanford-cars': { numClasses: 196, imagesDir: '' },
+};
+
 /** One line of a split list. */
 export interface SplitEntry {
   /** The image's absolute path, inside the dataset root. */
@@ -42,13 +51,32 @@ export interface SplitEntry {
   line: number;
 }
 
+function entryFor(
+  relative: string,
+  label: number,
+  where: string,
+  options: { root: string; numClasses: number },
+  line: number,
+): SplitEntry {
+  const root = path.resolve(options.root);
+  if (!Number.isInteger(label) || label < 0)
+    throw new Error(`${where}: label '${label}' is not a non-negative integer`);
+  if (label >= options.numClasses)
+    throw new Error(`${where}: label ${label} is outside the ${options.numClasses} classes`);
+  const resolved = path.resolve(root, relative);
+  const inside = path.relative(root, resolved);
+  if (path.isAbsolute(relative) || inside.startsWith('..') || path.isAbsolute(inside)) {
+    throw new Error(`${where}: path '${relative}' escapes the dataset root ${root}`);
+  }
+  return { path: resolved, label, line };
+}
+
 /**
  * Parses a split list (`<image path> <label>` per line, the path relative to `root`). Every problem is an error
  * naming the file and line: a line without a label, a label that is not an integer or not below `numClasses`,
  * a path that escapes `root`. Blank lines are skipped; an empty list is an error.
  */
 export function parseSplitList(file: string, options: { root: string; numClasses: number }): SplitEntry[] {
-  const root = path.resolve(options.root);
   const text = fs.readFileSync(file, 'utf8');
   const entries: SplitEntry[] = [];
   text.split(/\r?\n/).forEach((raw, index) => {
@@ -59,16 +87,7 @@ export function parseSplitList(file: string, options: { root: string; numClasses
     if (split <= 0) throw new Error(`${where}: expected '<image path> <label>', got '${line}'`);
     const [relative, labelText] = [line.slice(0, split).trim(), line.slice(split + 1)];
     if (!/^\d+$/.test(labelText)) throw new Error(`${where}: label '${labelText}' is not a non-negative integer`);
-    const label = Number(labelText);
-    if (label >= options.numClasses) {
-      throw new Error(`${where}: label ${label} is outside the ${options.numClasses} classes`);
-    }
-    const resolved = path.resolve(root, relative);
-    const inside = path.relative(root, resolved);
-    if (path.isAbsolute(relative) || inside.startsWith('..') || path.isAbsolute(inside)) {
-      throw new Error(`${where}: path '${relative}' escapes the dataset root ${root}`);
-    }
-    entries.push({ path: resolved, label, line: index + 1 });
+    entries.push(entryFor(relative, Number(labelText), where, options, index + 1));
   });
   if (entries.length === 0) throw new Error(`${file}: the split list is empty`);
   return entries;
@@ -130,4 +149,41 @@ export function fewShotSplits(
     test: read('test_meta.list'),
     numClasses,
   };
+}
+
+/**
+ * A FGVC dataset with VPT's JSON splits (`train.json`, `val.json`, `test.json`, each `{ "<image path>": label }`,
+ * paths relative to the dataset's image folder). "tune" trains on train and tests on val; "evaluate" trains on
+ * train + val and tests on test, as VPT does.
+ */
+export function fgvcSplits(
+  root: string,
+  dataset: string,
+  mode: 'tune' | 'evaluate',
+): { train: SplitEntry[]; test: SplitEntry[]; numClasses: number } {
+  const info = FGVC_DATASETS[dataset];
+  if (!info)
+    throw new Error(`'${dataset}' is not a FGVC dataset (expected one of ${Object.keys(FGVC_DATASETS).join(', ')})`);
+  const dir = path.join(root, dataset);
+  const options = { root: path.join(dir, info.imagesDir), numClasses: info.numClasses };
+  const read = (name: string): SplitEntry[] => {
+    const file = path.join(dir, name);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+    } catch (error) {
+      throw new Error(`${file}: ${(error as Error).message}`, { cause: error });
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new Error(`${file}: expected an object of "<image path>": label`);
+    }
+    const entries = Object.entries(parsed).map(([relative, label], i) =>
+      entryFor(relative, label as number, `${file} ("${relative}")`, options, i + 1),
+    );
+    if (entries.length === 0) throw new Error(`${file}: the split is empty`);
+    return entries;
+  };
+  return mode === 'tune'
+    ? { train: read('train.json'), test: read('val.json'), numClasses: info.numClasses }
+    : { train: [...read('train.json'), ...read('val.json')], test: read('test.json'), numClasses: info.numClasses };
 }
