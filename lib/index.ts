@@ -64,4 +64,5 @@ export {
   type SplitEntry,
 } from './data/splits';
 export { loadTensorDataset } from './data/tensor-file';
+export { loadDatasetSource, DatasetSourceSchema, type DatasetSource, type SourceOptions } from './data/sources';
 export { RunConfigSchema, readRunConfig, type RunConfig } from './cli/config';

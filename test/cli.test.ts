@@ -2,6 +2,8 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
+import sharp from 'sharp';
+
 import { createModel, loadTensors, saveTensors, tensor } from '../lib';
 import { makeTempDir, repoRoot } from './support/paths';
 import { colourData, tinyVit } from './support/synthetic';
@@ -113,4 +115,47 @@ test('bad configs and command lines get errors naming the field, with exit code 
   const help = pace(['export', '--help']);
   expect(help.status).toBe(0);
   expect(help.stdout).toContain('pace export --config run.json --adapters FILE --merged --out FILE');
+});
+
+test('pace fit reads a VTAB-1k layout of real image files, decoding through a cache', async () => {
+  const task = path.join(temp.dir, 'vtab', 'eurosat');
+  fs.mkdirSync(path.join(task, 'images', 'train'), { recursive: true });
+  const lines: string[] = [];
+  for (let i = 0; i < 40; i++) {
+    const label = i % 4;
+    const colour = [label === 0 ? 250 : 10, label === 1 ? 250 : 10, label === 2 ? 250 : 10];
+    await sharp({
+      create: { width: 20, height: 20, channels: 3, background: { r: colour[0], g: colour[1], b: colour[2] } },
+    })
+      .png()
+      .toFile(path.join(task, 'images', 'train', `${i}.png`));
+    lines.push(`images/train/${i}.png ${label}`);
+  }
+  fs.writeFileSync(path.join(task, 'train800.txt'), lines.slice(0, 32).join('\n'));
+  fs.writeFileSync(path.join(task, 'val200.txt'), lines.slice(32).join('\n'));
+  using backbone = await createModel(tinyVit, { seed: 3, numClasses: 10 });
+  await backbone.saveWeights(path.join(temp.dir, 'vtab-backbone.safetensors'));
+  const vtab = { root: 'vtab', task: 'eurosat', mode: 'tune' };
+  fs.writeFileSync(
+    path.join(temp.dir, 'vtab.json'),
+    JSON.stringify({
+      model: { name: tinyVit, numClasses: 10, pretrained: 'vtab-backbone.safetensors' },
+      adapters: { rank: 2 },
+      data: { train: { vtab, part: 'train' }, validation: { vtab, part: 'test' }, cacheDir: 'decoded' },
+      fit: { epochs: 2, batchSize: 8, evalEvery: 1 },
+      runDir: 'vtab-run',
+    }),
+  );
+  const run = pace(['fit', '--config', 'vtab.json', '--quiet']);
+  expect(run.stderr).toBe('');
+  expect(run.status).toBe(0);
+  expect(fs.readdirSync(path.join(temp.dir, 'decoded')).sort()).toEqual([
+    'vtab-eurosat-tune-test.16.decoded.safetensors',
+    'vtab-eurosat-tune-train.16.decoded.safetensors',
+  ]);
+  const metrics = fs
+    .readFileSync(path.join(temp.dir, 'vtab-run', 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n');
+  expect(JSON.parse(metrics[1]).val_acc).toBeGreaterThanOrEqual(0);
 });

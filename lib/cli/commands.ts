@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { loadTensorDataset } from '../data/tensor-file';
+import { loadDatasetSource, type DatasetSource } from '../data/sources';
 import { doctor, formatDoctorReport, measureGemm } from '../doctor';
 import { createModel, type Model } from '../models/model';
 import { Trainer, type TrainerOptions } from '../train/trainer';
@@ -66,9 +66,15 @@ export const fitCommand: Command = {
 
     using model = await modelFromConfig(config);
     const trainer = new Trainer(model, trainerOptions);
-    const train = await loadTensorDataset(config.data.train);
-    const validation = config.data.validation ? await loadTensorDataset(config.data.validation) : undefined;
-    const test = config.data.test ? await loadTensorDataset(config.data.test) : undefined;
+    const load = (source: DatasetSource) =>
+      loadDatasetSource(source, {
+        preprocessing: model.preprocessing,
+        baseDir: config.baseDir,
+        cacheDir: config.data.cacheDir,
+      });
+    const train = await load(config.data.train);
+    const validation = config.data.validation ? await load(config.data.validation) : undefined;
+    const test = config.data.test ? await load(config.data.test) : undefined;
     const controller = new AbortController();
     const stop = () => controller.abort();
     process.once('SIGINT', stop);
@@ -119,16 +125,19 @@ export const evalCommand: Command = {
     if (!values.config || !values.adapters) throw new UsageError('--config and --adapters are required');
     const config = readRunConfig(values.config);
     requirePretrained(config);
-    const dataFile = values.data ?? config.data.test ?? config.data.validation;
-    if (!dataFile)
-      throw new UsageError('no dataset: pass --data FILE or give data.test / data.validation in the config');
+    const source: DatasetSource | undefined = values.data ?? config.data.test ?? config.data.validation;
+    if (!source) throw new UsageError('no dataset: pass --data FILE or give data.test / data.validation in the config');
     using model = await modelFromConfig(config);
     await model.loadAdapters(values.adapters);
     const trainer = new Trainer(model, { ...(config.trainer as TrainerOptions) });
-    const dataset = await loadTensorDataset(dataFile);
+    const dataset = await loadDatasetSource(source, {
+      preprocessing: model.preprocessing,
+      baseDir: values.data ? process.cwd() : config.baseDir,
+      cacheDir: config.data.cacheDir,
+    });
     const batchSize = values['batch-size'] ? numberFlag('--batch-size', values['batch-size']) : 64;
     const report = await trainer.evaluate(dataset, { batchSize });
-    out(JSON.stringify({ data: dataFile, ...report, confusion: undefined }, null, 2));
+    out(JSON.stringify({ data: source, ...report, confusion: undefined }, null, 2));
     return 0;
   },
 };

@@ -3,6 +3,7 @@ import path from 'node:path';
 
 import { z } from 'zod';
 
+import { DatasetSourceSchema } from '../data/sources';
 import { AdapterOptionsSchema } from '../models/adapters';
 import { ModelSpecSchema } from '../models/specs';
 import { parseOptions } from '../options';
@@ -26,10 +27,12 @@ export const RunConfigSchema = z
     trainer: z.record(z.string(), z.unknown()).default({}),
     data: z
       .object({
-        /** Dataset files: safetensors with `images` [N, 3, S, S] and `labels` [N]. */
-        train: z.string().min(1),
-        validation: z.string().min(1).optional(),
-        test: z.string().min(1).optional(),
+        /** A tensor file, an IDX pair, an image folder, a split list, or a VTAB / few-shot / FGVC split. */
+        train: DatasetSourceSchema,
+        validation: DatasetSourceSchema.optional(),
+        test: DatasetSourceSchema.optional(),
+        /** A folder for decoded-image caches, so a second run starts at once. */
+        cacheDir: z.string().min(1).optional(),
       })
       .strict(),
     /** Fit options (epochs, batchSize, evalEvery, schedule, ...), as `trainer.fit` takes them. */
@@ -38,7 +41,8 @@ export const RunConfigSchema = z
   })
   .strict();
 
-export type RunConfig = z.output<typeof RunConfigSchema>;
+/** A validated run config; `baseDir` is the config file's folder, against which dataset paths resolve. */
+export type RunConfig = z.output<typeof RunConfigSchema> & { baseDir: string };
 
 /** Reads and validates a run config; errors name the file and the bad field. */
 export function readRunConfig(file: string): RunConfig {
@@ -49,16 +53,12 @@ export function readRunConfig(file: string): RunConfig {
     throw new Error(`config '${file}': ${(error as Error).message}`, { cause: error });
   }
   const config = parseOptions(RunConfigSchema, raw, `config '${file}'`);
-  const base = path.dirname(path.resolve(file));
-  const resolve = (p: string | undefined) => (p === undefined ? undefined : path.resolve(base, p));
+  const baseDir = path.dirname(path.resolve(file));
+  const resolve = (p: string | undefined) => (p === undefined ? undefined : path.resolve(baseDir, p));
   return {
     ...config,
+    baseDir,
     model: { ...config.model, pretrained: resolve(config.model.pretrained) },
-    data: {
-      train: resolve(config.data.train) as string,
-      validation: resolve(config.data.validation),
-      test: resolve(config.data.test),
-    },
     runDir: resolve(config.runDir),
   };
 }

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
+import { SingleBar } from 'cli-progress';
 import sharp from 'sharp';
 
 import { loadTensors, readTensorHeader, saveTensors } from '../safetensors';
@@ -33,6 +34,8 @@ export interface LoadImagesOptions {
   concurrency?: number;
   /** `error` (default): a missing or corrupt image stops the load; `skip`: it is left out and reported. */
   onBadImage?: 'error' | 'skip';
+  /** A progress bar on stderr while decoding: `auto` (default) shows it only on a TTY. */
+  progress?: boolean | 'auto';
 }
 
 /** An image that could not be used, and why. */
@@ -92,6 +95,13 @@ export async function loadImages(
   }
   const concurrency = Math.max(1, options.concurrency ?? os.availableParallelism());
   const pixels: (Buffer | undefined)[] = new Array(entries.length);
+  const progress = options.progress ?? 'auto';
+  const bar =
+    progress === true || (progress === 'auto' && process.stderr.isTTY === true)
+      ? new SingleBar({ stream: process.stderr, format: 'decoding [{bar}] {value}/{total} images', fps: 5 })
+      : undefined;
+  bar?.start(entries.length, 0);
+  let done = 0;
   const skipped: SkippedImage[] = [];
   let next = 0;
   const worker = async () => {
@@ -110,9 +120,14 @@ export async function loadImages(
         }
         skipped.push({ path: entry.path, line: entry.line, reason });
       }
+      bar?.update(++done);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(concurrency, entries.length) }, worker));
+  try {
+    await Promise.all(Array.from({ length: Math.min(concurrency, entries.length) }, worker));
+  } finally {
+    bar?.stop();
+  }
 
   const kept = entries.flatMap((entry, i) => (pixels[i] ? [{ entry, data: pixels[i] as Buffer }] : []));
   if (kept.length === 0) throw new Error('no image could be loaded');
@@ -125,6 +140,7 @@ export async function loadImages(
   );
   skipped.sort((a, b) => a.line - b.line);
   if (options.cache) {
+    fs.mkdirSync(path.dirname(options.cache), { recursive: true });
     await saveTensors(
       options.cache,
       { images: dataset.images, labels: dataset.labels },
