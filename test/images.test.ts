@@ -204,3 +204,21 @@ test('a decoded cache is reused for the same list and options, and rebuilt when 
   fs.writeFileSync(cache, fs.readFileSync(cache).subarray(0, 100)); // damaged: rebuilt, not an error
   expect((await loadImages(entries, { size: 6, normalization: imagenet, cache })).fromCache).toBe(false);
 });
+
+test('WebP and CMYK JPEG images decode to the same RGB as their source', async () => {
+  const dir = path.join(temp.dir, 'formats');
+  fs.mkdirSync(dir, { recursive: true });
+  await solid(8, 8, [200, 60, 30]).webp({ lossless: true }).toFile(path.join(dir, 'a.webp'));
+  await solid(8, 8, [200, 60, 30]).toColourspace('cmyk').jpeg({ quality: 100 }).toFile(path.join(dir, 'b.jpg'));
+  expect((await sharp(path.join(dir, 'b.jpg')).metadata()).space).toBe('cmyk');
+  const list = path.join(dir, 'list.txt');
+  fs.writeFileSync(list, 'a.webp 0\nb.jpg 0\n');
+  const { dataset } = await loadImages(parseSplitList(list, { root: dir, numClasses: 1 }), {
+    size: 8,
+    normalization: imagenet,
+  });
+  const pixels = dataset.images.toUint8Array();
+  expect(Array.from(pixels.subarray(0, 3))).toEqual([200, 60, 30]);
+  const cmyk = Array.from(pixels.subarray(192, 195));
+  [200, 60, 30].forEach((v, c) => expect(Math.abs(cmyk[c] - v)).toBeLessThanOrEqual(12)); // via an ICC round trip
+});
