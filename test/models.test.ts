@@ -12,32 +12,15 @@ import {
   type TensorFile,
 } from '../lib';
 import { relativeError } from './support/compare';
-import { fixturesDir, makeTempDir } from './support/paths';
+import { fixture, fixtureIndex, fixtureSpec } from './support/fixtures';
+import { makeTempDir } from './support/paths';
 
-const fixture = (name: string) => path.join(fixturesDir, name);
-const index = JSON.parse(fs.readFileSync(fixture('index.json'), 'utf8'));
+const index = fixtureIndex;
 const temp = makeTempDir('models');
 afterAll(() => temp.cleanup());
 
-const vitTiny: ModelSpecInput = {
-  family: 'vit',
-  imgSize: index.vit_tiny_test.config.img_size,
-  patchSize: index.vit_tiny_test.config.patch_size,
-  embedDim: index.vit_tiny_test.config.embed_dim,
-  depth: index.vit_tiny_test.config.depth,
-  numHeads: index.vit_tiny_test.config.num_heads,
-  numClasses: index.vit_tiny_test.config.num_classes,
-};
-const swinTiny: ModelSpecInput = {
-  family: 'swin',
-  imgSize: index.swin_tiny_test.config.img_size,
-  patchSize: index.swin_tiny_test.config.patch_size,
-  windowSize: index.swin_tiny_test.config.window_size,
-  embedDim: index.swin_tiny_test.config.embed_dim,
-  depths: index.swin_tiny_test.config.depths,
-  numHeads: index.swin_tiny_test.config.num_heads,
-  numClasses: index.swin_tiny_test.config.num_classes,
-};
+const vitTiny = fixtureSpec('vit_tiny_test') as Extract<ModelSpecInput, { family: 'vit' }>;
+const swinTiny = fixtureSpec('swin_tiny_test') as Extract<ModelSpecInput, { family: 'swin' }>;
 
 let vitIo: TensorFile;
 let vitResizedIo: TensorFile;

@@ -9,15 +9,14 @@ import {
   Trainer,
   type AdapterType,
   type Model,
-  type ModelSpecInput,
   type Tensor,
   type TensorRecord,
 } from '../lib';
 import { relativeError } from './support/compare';
-import { fixturesDir, makeTempDir } from './support/paths';
+import { fixture, fixtureIndex, fixtureSpec } from './support/fixtures';
+import { makeTempDir } from './support/paths';
 
-const fixture = (name: string) => path.join(fixturesDir, name);
-const index = JSON.parse(fs.readFileSync(fixture('index.json'), 'utf8'));
+const index = fixtureIndex;
 const temp = makeTempDir('pace');
 afterAll(() => temp.cleanup());
 
@@ -28,30 +27,7 @@ const adapterTypes: Record<string, AdapterType> = {
 };
 const paceFixtures = Object.keys(index).filter((name) => index[name].kind === 'pace');
 
-function specOf(name: string): ModelSpecInput {
-  const c = index[name].config;
-  return index[name].backbone === 'VisionTransformer'
-    ? {
-        family: 'vit',
-        imgSize: c.img_size,
-        patchSize: c.patch_size,
-        embedDim: c.embed_dim,
-        depth: c.depth,
-        numHeads: c.num_heads,
-        numClasses: c.num_classes,
-      }
-    : {
-        family: 'swin',
-        imgSize: c.img_size,
-        patchSize: c.patch_size,
-        windowSize: c.window_size,
-        embedDim: c.embed_dim,
-        depths: c.depths,
-        numHeads: c.num_heads,
-        numClasses: c.num_classes,
-        dropPathRate: c.drop_path_rate ?? 0,
-      };
-}
+const specOf = fixtureSpec;
 
 /** The fixture's frozen backbone with its adapters and head loaded. */
 async function adaptedModel(name: string): Promise<Model> {

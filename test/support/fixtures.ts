@@ -1,0 +1,40 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+import type { ModelSpecInput } from '../../lib';
+import { fixturesDir } from './paths';
+
+/** A file of the shared parity fixtures. */
+export const fixture = (name: string): string => path.join(fixturesDir, name);
+
+/** The fixtures' index.json: each fixture's configuration. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const fixtureIndex: Record<string, any> = JSON.parse(fs.readFileSync(fixture('index.json'), 'utf8'));
+
+/** The model spec of a fixture, from timm's keyword names in index.json. */
+export function fixtureSpec(name: string): ModelSpecInput {
+  const entry = fixtureIndex[name];
+  const c = entry.config;
+  const vit = entry.kind === 'vit' || entry.backbone === 'VisionTransformer';
+  return vit
+    ? {
+        family: 'vit',
+        imgSize: c.img_size,
+        patchSize: c.patch_size,
+        embedDim: c.embed_dim,
+        depth: c.depth,
+        numHeads: c.num_heads,
+        numClasses: c.num_classes,
+      }
+    : {
+        family: 'swin',
+        imgSize: c.img_size,
+        patchSize: c.patch_size,
+        windowSize: c.window_size,
+        embedDim: c.embed_dim,
+        depths: c.depths,
+        numHeads: c.num_heads,
+        numClasses: c.num_classes,
+        dropPathRate: c.drop_path_rate ?? 0,
+      };
+}
