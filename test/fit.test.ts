@@ -288,3 +288,27 @@ test('gradient clipping bounds the update; per-step scheduling sets the lr befor
   expect(history.epochs[0].lr).toBe(1e-6);
   expect(history.epochs[1].lr).toBe(schedule.valueAt(1));
 });
+
+test('a throwing onBatchEnd stops the fit with its error; the JS thread never waits on a busy model', async () => {
+  using model = await freshModel();
+  const trainer = new Trainer(model, trainerOptions);
+  await expect(
+    trainer.fit(train, {
+      epochs: 2,
+      batchSize: 16,
+      progress: false,
+      callbacks: [
+        {
+          onBatchEnd: () => {
+            throw new Error('callback failed');
+          },
+        },
+      ],
+    }),
+  ).rejects.toThrow('callback failed');
+  const running = trainer.fit(train, { epochs: 1, batchSize: 16, progress: false });
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  expect(() => model.parameters()).toThrow('the model is busy');
+  await running;
+  expect(model.parameters().length).toBeGreaterThan(0);
+});

@@ -14,6 +14,7 @@ import {
 import { relativeError } from './support/compare';
 import { fixture, fixtureIndex, fixtureSpec } from './support/fixtures';
 import { makeTempDir } from './support/paths';
+import { npy, storedZip } from './support/zip';
 
 const index = fixtureIndex;
 const temp = makeTempDir('models');
@@ -319,4 +320,42 @@ test('random corruption of an npz never crashes: each load succeeds or is reject
     }
   }
   expect(rejected).toBeGreaterThan(30);
+});
+
+describe('hostile .npz files', () => {
+  const load = async (name: string, bytes: Buffer) => {
+    const file = path.join(temp.dir, name);
+    fs.writeFileSync(file, bytes);
+    using model = await createModel(vitTiny);
+    return model.loadWeights(file);
+  };
+
+  test('a huge or malformed .npy header, an object array and an overflowing shape are refused by name', async () => {
+    const huge = npy(`{'descr': '${'x'.repeat(200000)}', 'fortran_order': False, 'shape': (1,), }`, Buffer.alloc(4), 2);
+    await expect(load('huge.npz', storedZip([{ name: 'cls.npy', data: huge }]))).rejects.toThrow(
+      'the .npy header claims',
+    );
+    const objects = npy("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", Buffer.alloc(8));
+    await expect(load('objects.npz', storedZip([{ name: 'cls.npy', data: objects }]))).rejects.toThrow(
+      'holds Python objects (a pickle); refused',
+    );
+    const overflow = npy(
+      "{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627776, 2097152), }",
+      Buffer.alloc(0),
+    );
+    await expect(load('overflow.npz', storedZip([{ name: 'cls.npy', data: overflow }]))).rejects.toThrow(
+      'absurd shape',
+    );
+    const noShape = npy("{'descr': '<f4', 'fortran_order': False, }", Buffer.alloc(4));
+    await expect(load('no-shape.npz', storedZip([{ name: 'cls.npy', data: noShape }]))).rejects.toThrow(
+      "malformed .npy header (no 'shape')",
+    );
+  });
+
+  test('a well-formed crafted .npz of the wrong layout is an error, not a crash', async () => {
+    const cls = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 5), }", Buffer.alloc(20));
+    await expect(load('wrong.npz', storedZip([{ name: 'cls.npy', data: cls }]))).rejects.toThrow(
+      /does not match this vit model/,
+    );
+  });
 });

@@ -344,3 +344,12 @@ describe('bad files get an error naming the file and the problem', () => {
     expect(rejected).toBeGreaterThan(100);
   });
 });
+
+test('a deeply nested header value is reported by its type, without recursing through it', async () => {
+  const file = path.join(temp.dir, 'nested.safetensors');
+  const nested = '['.repeat(100000) + ']'.repeat(100000);
+  fs.writeFileSync(file, craftSafetensors(`{"x":{"dtype":"F32","shape":[${nested}],"data_offsets":[0,0]}}`));
+  await expect(loadTensors(file)).rejects.toThrow(
+    /shape\[0\] must be a non-negative integer, got a JSON array|not valid JSON/,
+  );
+});

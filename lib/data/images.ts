@@ -104,8 +104,9 @@ export async function loadImages(
   let done = 0;
   const skipped: SkippedImage[] = [];
   let next = 0;
+  let failed = false; // after the first error (onBadImage 'error') the other workers stop too
   const worker = async () => {
-    while (next < entries.length) {
+    while (next < entries.length && !failed) {
       const index = next++;
       const entry = entries[index];
       try {
@@ -116,6 +117,7 @@ export async function loadImages(
       } catch (error) {
         const reason = (error as Error).message;
         if (onBadImage === 'error') {
+          failed = true;
           throw new Error(`image '${entry.path}' (list line ${entry.line}): ${reason}`, { cause: error });
         }
         skipped.push({ path: entry.path, line: entry.line, reason });
@@ -206,7 +208,8 @@ export function imageFolderEntries(root: string): { entries: SplitEntry[]; class
     for (const file of fs.readdirSync(dir).sort()) {
       if (!imageExtensions.has(path.extname(file).toLowerCase())) continue;
       const real = fs.realpathSync(path.join(dir, file));
-      if (path.relative(base, real).startsWith('..')) {
+      const inside = path.relative(base, real);
+      if (inside === '..' || inside.startsWith(`..${path.sep}`) || path.isAbsolute(inside)) {
         throw new Error(`image folder '${root}': '${name}/${file}' links outside the folder (${real})`);
       }
       entries.push({ path: real, label, line: entries.length + 1 });

@@ -152,7 +152,13 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
         );
         lr = stepLearningRates[0];
       }
+      if (signal?.aborted) {
+        stopReason = 'aborted'; // aborted while a callback ran: the native flag is reset when an epoch starts
+        break;
+      }
       bar?.start(stepsPerEpoch, 0, { epoch, loss: '-' });
+      let batchError: unknown;
+      let settled = false;
       const result = await host.handle.runEpoch(
         handleOf(train.images),
         handleOf(train.labels),
@@ -167,11 +173,21 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
           augmentFlip: train.augment?.flip ?? false,
         },
         (step, steps, loss) => {
-          bar?.update(step, { loss: loss.toFixed(4) });
-          for (const callback of callbacks) callback.onBatchEnd?.(step - 1, { loss, steps });
+          // Progress arrives from the training thread and may trail the epoch's end: late calls are dropped.
+          // A throwing callback must not become an uncaught exception: it stops the fit, and fit rethrows it.
+          if (settled || batchError !== undefined) return;
+          try {
+            bar?.update(step, { loss: loss.toFixed(4) });
+            for (const callback of callbacks) callback.onBatchEnd?.(step - 1, { loss, steps });
+          } catch (error) {
+            batchError = error;
+            host.handle.abort();
+          }
         },
       );
+      settled = true;
       bar?.stop();
+      if (batchError !== undefined) throw batchError;
       if (result.aborted) {
         stopReason = 'aborted';
         break;

@@ -95,6 +95,14 @@ std::shared_ptr<ModelState> ModelHandle::stateOf(const Napi::Value& value, const
   return Unwrap(value.As<Napi::Object>())->live(env);
 }
 
+std::unique_lock<std::mutex> lockFromJs(Napi::Env env, ModelState& state) {
+  std::unique_lock<std::mutex> lock(state.mutex, std::try_to_lock);
+  if (!lock.owns_lock()) {
+    throw Napi::Error::New(env, "the model is busy (a forward, load or fit is running); await it first");
+  }
+  return lock;
+}
+
 Napi::Function ModelHandle::define(Napi::Env env) {
   return DefineClass(env, "NativeModel",
                      {
@@ -201,13 +209,15 @@ Napi::Value ModelHandle::forwardFeatures(const Napi::CallbackInfo& info) { retur
 
 Napi::Value ModelHandle::setTraining(const Napi::CallbackInfo& info) {
   auto state = live(info.Env());
-  std::lock_guard<std::mutex> lock(state->mutex);
+  const auto lock = lockFromJs(info.Env(), *state);
   state->model->train(info[0].ToBoolean().Value());
   return info.Env().Undefined();
 }
 
 Napi::Value ModelHandle::training(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), live(info.Env())->model->is_training());
+  auto state = live(info.Env());
+  const auto lock = lockFromJs(info.Env(), *state);
+  return Napi::Boolean::New(info.Env(), state->model->is_training());
 }
 
 // parameters() -> [{ name, shape, dtype }] in registration order (timm's order).
@@ -215,7 +225,7 @@ Napi::Value ModelHandle::parameters(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     auto state = live(env);
-    std::lock_guard<std::mutex> lock(state->mutex);
+    const auto lock = lockFromJs(info.Env(), *state);
     const auto named = state->model->named_parameters();
     Napi::Array result = Napi::Array::New(env, named.size());
     uint32_t i = 0;
@@ -234,7 +244,7 @@ Napi::Value ModelHandle::to(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const std::string device = stringFromJs(info[0], "device");
     auto state = live(info.Env());
-    std::lock_guard<std::mutex> lock(state->mutex);
+    const auto lock = lockFromJs(info.Env(), *state);
     state->model->to(at::Device(device));
     return info.Env().Undefined();
   });
@@ -242,6 +252,7 @@ Napi::Value ModelHandle::to(const Napi::CallbackInfo& info) {
 
 Napi::Value ModelHandle::device(const Napi::CallbackInfo& info) {
   auto state = live(info.Env());
+  const auto lock = lockFromJs(info.Env(), *state);
   return Napi::String::New(info.Env(), state->model->parameters().front().device().str());
 }
 
@@ -264,7 +275,7 @@ Napi::Value ModelHandle::applyPeft(const Napi::CallbackInfo& info) {
         setup.targets.push_back(stringFromJs(targets.Get(i), "targets[i]"));
     }
     auto state = live(env);
-    std::lock_guard<std::mutex> lock(state->mutex);
+    const auto lock = lockFromJs(info.Env(), *state);
     for (const auto& item : state->model->named_parameters()) {
       if (peft::isAdapterParameter(item.key())) throw Napi::Error::New(env, "the model already has adapters");
     }
@@ -305,7 +316,7 @@ Napi::Value ModelHandle::trainableParameters(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     auto state = live(env);
-    std::lock_guard<std::mutex> lock(state->mutex);
+    const auto lock = lockFromJs(info.Env(), *state);
     std::vector<std::string> names;
     for (const auto& named : peft::trainableParameters(*state->model)) names.push_back(named.name);
     return namesToJs(env, names);
@@ -332,7 +343,7 @@ Napi::Value ModelHandle::gradients(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     auto state = live(env);
-    std::lock_guard<std::mutex> lock(state->mutex);
+    const auto lock = lockFromJs(info.Env(), *state);
     const auto trainable = peft::trainableParameters(*state->model);
     Napi::Array names = Napi::Array::New(env, trainable.size());
     Napi::Array tensors = Napi::Array::New(env, trainable.size());
@@ -378,7 +389,7 @@ Napi::Value ModelHandle::evaluate(const Napi::CallbackInfo& info) {
 Napi::Value ModelHandle::resetHead(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     auto state = live(info.Env());
-    std::lock_guard<std::mutex> lock(state->mutex);
+    const auto lock = lockFromJs(info.Env(), *state);
     state->model->resetHead();
     return info.Env().Undefined();
   });

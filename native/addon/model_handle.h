@@ -15,6 +15,10 @@ struct ModelState {
   std::mutex mutex;
 };
 
+// For calls on the JS thread: the lock if the model is free, else an error. The JS thread never waits for a
+// forward, load or fit running on a worker (that would freeze the event loop for its whole duration).
+std::unique_lock<std::mutex> lockFromJs(Napi::Env env, ModelState& state);
+
 class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
  public:
   static Napi::Function define(Napi::Env env);

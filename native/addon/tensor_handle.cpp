@@ -195,28 +195,30 @@ Napi::Value createTensor(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     if (!info[0].IsArrayBuffer()) throw Napi::TypeError::New(env, "data must be an ArrayBuffer");
-    auto buffer = info[0].As<Napi::ArrayBuffer>();
     const double offset = info[1].ToNumber().DoubleValue();
     const double length = info[2].ToNumber().DoubleValue();
-    if (!(offset >= 0) || !(length >= 0) || offset + length > static_cast<double>(buffer.ByteLength())) {
-      throw Napi::RangeError::New(env, "byte range lies outside the ArrayBuffer");
-    }
     const at::ScalarType dtype = dtypeFromJs(info[3], "dtype");
     const std::vector<int64_t> shape = shapeFromJs(info[4], "shape");
-    uint64_t numel = 1;
+    uint64_t numel = 1, bytes = 0;
     bool overflow = false;
     for (int64_t dim : shape) overflow = overflow || __builtin_mul_overflow(numel, static_cast<uint64_t>(dim), &numel);
     const uint64_t itemSize = c10::elementSize(dtype);
-    if (overflow || numel * itemSize != static_cast<uint64_t>(length)) {
+    overflow = overflow || __builtin_mul_overflow(numel, itemSize, &bytes);
+    if (overflow || !(length >= 0) || bytes != static_cast<uint64_t>(length)) {
       throw Napi::RangeError::New(env, "data holds " + std::to_string(static_cast<uint64_t>(length) / itemSize) + " " +
                                            dtypeName(dtype) + " elements but shape " + shapeToString(shape) +
                                            " needs " +
                                            (overflow ? std::string("more than 2^64") : std::to_string(numel)));
     }
     at::Tensor tensor = emptyHostTensor(shape, dtype);
-    if (length > 0) {
+    // The buffer is read only now, after every conversion above (which could run user code) is done.
+    auto buffer = info[0].As<Napi::ArrayBuffer>();
+    if (!(offset >= 0) || offset + length > static_cast<double>(buffer.ByteLength())) {
+      throw Napi::RangeError::New(env, "byte range lies outside the ArrayBuffer");
+    }
+    if (bytes > 0) {
       std::memcpy(tensor.data_ptr(), static_cast<const char*>(buffer.Data()) + static_cast<size_t>(offset),
-                  static_cast<size_t>(length));
+                  static_cast<size_t>(bytes));
     }
     return TensorHandle::wrap(env, std::move(tensor));
   });

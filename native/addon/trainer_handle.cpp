@@ -1,5 +1,7 @@
 #include <napi.h>
 
+#include <cmath>
+
 #include "addon_data.h"
 #include "async.h"
 #include "bindings.h"
@@ -15,8 +17,9 @@ namespace {
 double numberOr(const Napi::Object& object, const char* name, double fallback) {
   const Napi::Value value = object.Get(name);
   if (value.IsUndefined()) return fallback;
-  if (!value.IsNumber()) throw Napi::TypeError::New(object.Env(), std::string(name) + " must be a number");
-  return value.As<Napi::Number>().DoubleValue();
+  const double number = value.IsNumber() ? value.As<Napi::Number>().DoubleValue() : NAN;
+  if (!std::isfinite(number)) throw Napi::TypeError::New(object.Env(), std::string(name) + " must be a finite number");
+  return number;
 }
 
 std::string stringOr(const Napi::Object& object, const char* name, const char* fallback) {
@@ -84,7 +87,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       config.eps = numberOr(optimizer, "eps", config.eps);
       config.clipGradNorm = numberOr(optimizer, "clipGradNorm", config.clipGradNorm);
       const uint64_t seed = static_cast<uint64_t>(info[3].ToNumber().Int64Value());
-      std::lock_guard<std::mutex> lock(model_->mutex);
+      const auto lock = lockFromJs(info.Env(), *model_);
       trainer_ = std::make_shared<train::Trainer>(model_->model, config, paceFromJs(info[2].As<Napi::Object>()), seed);
     });
   }
@@ -255,7 +258,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   Napi::Value lastNoise(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
     return guard(env, [&]() -> Napi::Value {
-      std::lock_guard<std::mutex> lock(model_->mutex);
+      const auto lock = lockFromJs(info.Env(), *model_);
       Napi::Object result = Napi::Object::New(env);
       for (const auto& [name, draw] : trainer_->lastNoise()) result.Set(name, TensorHandle::wrap(env, draw));
       return result;
@@ -263,7 +266,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   }
 
   Napi::Value setLearningRate(const Napi::CallbackInfo& info) {
-    std::lock_guard<std::mutex> lock(model_->mutex);
+    const auto lock = lockFromJs(info.Env(), *model_);
     trainer_->setLearningRate(info[0].ToNumber().DoubleValue());
     return info.Env().Undefined();
   }

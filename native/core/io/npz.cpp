@@ -5,7 +5,6 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
-#include <regex>
 
 #include "errors.h"
 #include "tensor/dtype.h"
@@ -20,6 +19,7 @@ constexpr uint32_t kZip64EndLocator = 0x07064b50;
 constexpr uint32_t kZip64EndOfCentralDirectory = 0x06064b50;
 constexpr uint32_t kCentralHeader = 0x02014b50;
 constexpr uint32_t kLocalHeader = 0x04034b50;
+constexpr uint64_t kMaxNpyHeaderBytes = 64 * 1024;
 
 class Bytes {
  public:
@@ -126,19 +126,31 @@ std::string extract(const Bytes& bytes, const ZipEntry& entry, const std::string
     return std::string(compressed, entry.compressedSize);
   }
   if (entry.method != 8) throw Error(where + ": unsupported zip compression method " + std::to_string(entry.method));
-  // A deflated entry may not claim more than deflate's best ratio (about 1032:1) allows.
-  if (entry.uncompressedSize / 1032 > entry.compressedSize + 1) throw Error(where + ": implausible uncompressed size");
-  std::string out(entry.uncompressedSize, '\0');
+  // Inflate in chunks: memory grows only as real data comes out, never to a size a header merely claims.
+  std::string out;
+  out.reserve(static_cast<size_t>(std::min<uint64_t>(entry.uncompressedSize, 64ull << 20)));
   z_stream stream{};
   if (inflateInit2(&stream, -MAX_WBITS) != Z_OK) throw Error(where + ": cannot start inflating");
-  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed));
-  stream.avail_in = static_cast<uInt>(entry.compressedSize);
-  stream.next_out = reinterpret_cast<Bytef*>(out.data());
-  stream.avail_out = static_cast<uInt>(entry.uncompressedSize);
-  const int status = inflate(&stream, Z_FINISH);
-  const uint64_t produced = stream.total_out;
+  uint64_t consumed = 0;
+  int status = Z_OK;
+  char chunk[1 << 16];
+  while (status != Z_STREAM_END) {
+    if (stream.avail_in == 0 && consumed < entry.compressedSize) {
+      const uint64_t take = std::min<uint64_t>(entry.compressedSize - consumed, 1u << 30);
+      stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed + consumed));
+      stream.avail_in = static_cast<uInt>(take);
+      consumed += take;
+    }
+    stream.next_out = reinterpret_cast<Bytef*>(chunk);
+    stream.avail_out = sizeof(chunk);
+    status = inflate(&stream, Z_NO_FLUSH);
+    if (status != Z_OK && status != Z_STREAM_END) break;
+    out.append(chunk, sizeof(chunk) - stream.avail_out);
+    if (out.size() > entry.uncompressedSize) break;
+    if (status == Z_OK && stream.avail_in == 0 && consumed == entry.compressedSize && stream.avail_out != 0) break;
+  }
   inflateEnd(&stream);
-  if (status != Z_STREAM_END || produced != entry.uncompressedSize) throw Error(where + ": corrupt deflate data");
+  if (status != Z_STREAM_END || out.size() != entry.uncompressedSize) throw Error(where + ": corrupt deflate data");
   return out;
 }
 
@@ -159,20 +171,38 @@ at::Tensor parseNpy(const std::string& npy, const std::string& where) {
   } else {
     bytes.fail(".npy format version " + std::to_string(major) + " is not supported");
   }
+  // numpy writes headers of a few hundred bytes; the bound keeps a hostile one from costing anything.
+  if (headerLength > kMaxNpyHeaderBytes)
+    bytes.fail("the .npy header claims " + std::to_string(headerLength) + " bytes");
   const std::string header = bytes.text(headerStart, headerLength);
-
-  static const std::regex descrPattern(R"('descr'\s*:\s*'([^']*)')");
-  static const std::regex orderPattern(R"('fortran_order'\s*:\s*(True|False))");
-  static const std::regex shapePattern(R"('shape'\s*:\s*\(([^)]*)\))");
-  std::smatch descr, order, shapeText;
-  if (!std::regex_search(header, descr, descrPattern) || !std::regex_search(header, order, orderPattern) ||
-      !std::regex_search(header, shapeText, shapePattern))
-    bytes.fail("malformed .npy header: " + header);
+  const auto field = [&](const char* key) -> std::string {
+    const std::string quoted = std::string("'") + key + "'";
+    const auto at = header.find(quoted);
+    if (at == std::string::npos) bytes.fail("malformed .npy header (no " + quoted + "): " + header);
+    auto colon = header.find(':', at + quoted.size());
+    if (colon == std::string::npos) bytes.fail("malformed .npy header: " + header);
+    ++colon;
+    while (colon < header.size() && header[colon] == ' ') ++colon;
+    return header.substr(colon);
+  };
+  const std::string descrText = field("descr");
+  const auto descrEnd = descrText.find('\'', 1);
+  if (descrText.empty() || descrText[0] != '\'' || descrEnd == std::string::npos)
+    bytes.fail("malformed .npy header ('descr'): " + header);
+  const std::string code = descrText.substr(1, descrEnd - 1);
+  const std::string orderText = field("fortran_order");
+  if (orderText.rfind("True", 0) != 0 && orderText.rfind("False", 0) != 0)
+    bytes.fail("malformed .npy header ('fortran_order'): " + header);
+  const bool fortran = orderText.rfind("True", 0) == 0;
+  const std::string shapeText = field("shape");
+  const auto shapeEnd = shapeText.find(')');
+  if (shapeText.empty() || shapeText[0] != '(' || shapeEnd == std::string::npos)
+    bytes.fail("malformed .npy header ('shape'): " + header);
+  const std::string dims = shapeText.substr(1, shapeEnd - 1);
 
   static const NpyDtype dtypes[] = {{"<f4", at::kFloat}, {"<f8", at::kDouble}, {"<f2", at::kHalf},
                                     {"<i8", at::kLong},  {"<i4", at::kInt},    {"<i2", at::kShort},
                                     {"|i1", at::kChar},  {"|u1", at::kByte},   {"|b1", at::kBool}};
-  const std::string code = descr[1];
   std::optional<at::ScalarType> type;
   for (const auto& candidate : dtypes) {
     if (code == candidate.descr) type = candidate.type;
@@ -184,20 +214,28 @@ at::Tensor parseNpy(const std::string& npy, const std::string& where) {
 
   std::vector<int64_t> shape;
   uint64_t numel = 1;
-  static const std::regex dimPattern(R"(\d+)");
-  const std::string dims = shapeText[1];
-  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), dimPattern); it != std::sregex_iterator(); ++it) {
-    const uint64_t dim = std::stoull(it->str());
-    if (dim > (1ull << 40) || __builtin_mul_overflow(numel, dim, &numel)) bytes.fail("absurd shape (" + dims + ")");
+  for (size_t i = 0; i < dims.size();) {
+    if (dims[i] == ' ' || dims[i] == ',') {
+      ++i;
+      continue;
+    }
+    if (dims[i] < '0' || dims[i] > '9') bytes.fail("malformed shape (" + dims + ")");
+    uint64_t dim = 0;
+    for (; i < dims.size() && dims[i] >= '0' && dims[i] <= '9'; ++i) {
+      dim = dim * 10 + static_cast<uint64_t>(dims[i] - '0');
+      if (dim > (1ull << 40)) bytes.fail("absurd shape (" + dims + ")");
+    }
+    if (__builtin_mul_overflow(numel, dim, &numel)) bytes.fail("absurd shape (" + dims + ")");
     shape.push_back(static_cast<int64_t>(dim));
   }
   const uint64_t dataStart = headerStart + headerLength;
-  const uint64_t expected = numel * c10::elementSize(*type);
+  uint64_t expected = 0;
+  if (__builtin_mul_overflow(numel, static_cast<uint64_t>(c10::elementSize(*type)), &expected))
+    bytes.fail("absurd shape (" + dims + ")");
   if (npy.size() - std::min<uint64_t>(npy.size(), dataStart) != expected)
     bytes.fail("shape (" + dims + ") of " + code + " needs " + std::to_string(expected) + " bytes, the entry has " +
                std::to_string(npy.size() - std::min<uint64_t>(npy.size(), dataStart)));
 
-  const bool fortran = order[1] == "True";
   std::vector<int64_t> stored(shape);
   if (fortran) std::reverse(stored.begin(), stored.end());
   at::Tensor tensor = emptyHostTensor(stored, *type);

@@ -39,11 +39,18 @@ class FileError {
 class ReadOnlyFile {
  public:
   ReadOnlyFile(const std::string& path, const FileError& err) : err_(err) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO must not wait for a writer; anything but a regular file is refused below.
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd_ < 0) err_.failErrno("cannot open");
     struct stat info {};
-    if (::fstat(fd_, &info) != 0) err_.failErrno("cannot stat");
-    if (!S_ISREG(info.st_mode)) err_.fail("is not a regular file");
+    const bool statted = ::fstat(fd_, &info) == 0;
+    const int statErrno = errno;
+    if (!statted || !S_ISREG(info.st_mode)) {
+      ::close(fd_);
+      errno = statErrno;
+      if (!statted) err_.failErrno("cannot stat");
+      err_.fail("is not a regular file");
+    }
     size_ = static_cast<uint64_t>(info.st_size);
   }
   ~ReadOnlyFile() { ::close(fd_); }
@@ -80,10 +87,17 @@ uint64_t readLittleEndian64(const unsigned char* bytes) {
   return value;
 }
 
+// A short description of a JSON value for messages: numbers as they are, anything else by its type only
+// (dumping a hostile, deeply nested value would recurse without bound).
+std::string describeJson(const Json& value) {
+  if (value.is_number() || value.is_boolean() || value.is_null()) return value.dump();
+  return std::string("a JSON ") + value.type_name();
+}
+
 uint64_t nonNegativeInteger(const Json& value, const FileError& err, const std::string& what) {
   if (value.is_number_unsigned()) return value.get<uint64_t>();
   if (value.is_number_integer() && value.get<int64_t>() >= 0) return static_cast<uint64_t>(value.get<int64_t>());
-  err.fail(what + " must be a non-negative integer, got " + value.dump());
+  err.fail(what + " must be a non-negative integer, got " + describeJson(value));
 }
 
 SafetensorsEntry parseEntry(const std::string& name, const Json& info, uint64_t dataSize, const FileError& err) {
@@ -140,7 +154,7 @@ TensorMetadata parseMetadata(const Json& value, const FileError& err) {
   TensorMetadata metadata;
   for (const auto& item : value.items()) {
     if (!item.value().is_string())
-      err.fail("\"__metadata__\".\"" + item.key() + "\" must be a string, got " + item.value().dump());
+      err.fail("\"__metadata__\".\"" + item.key() + "\" must be a string, got " + describeJson(item.value()));
     metadata.emplace_back(item.key(), item.value().get<std::string>());
   }
   return metadata;

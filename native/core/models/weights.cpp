@@ -5,7 +5,6 @@
 
 #include <cmath>
 #include <map>
-#include <regex>
 #include <set>
 
 #include "errors.h"
@@ -50,7 +49,6 @@ std::vector<NamedTensor> filterStateDict(std::vector<NamedTensor> tensors, const
     if (startsWith(named.name, "module.")) named.name.erase(0, 7);
     if (named.name == "head.fc.weight") oldSwinLayout = false;
   }
-  static const std::regex downsample(R"(^layers\.(\d+)\.downsample\.)");
   for (auto& named : tensors) {
     const std::string& name = named.name;
     if (startsWith(name, "pre_logits.") ||
@@ -59,9 +57,11 @@ std::vector<NamedTensor> filterStateDict(std::vector<NamedTensor> tensors, const
       continue;
     }
     if (oldSwinLayout) {
-      std::smatch match;
-      if (std::regex_search(name, match, downsample)) {
-        named.name = "layers." + std::to_string(std::stoi(match[1]) + 1) + ".downsample." + match.suffix().str();
+      // "layers.N.downsample.*" -> "layers.{N+1}.downsample.*" (scanned by hand: names are untrusted input).
+      const size_t digits = name.find_first_not_of("0123456789", 7);
+      if (startsWith(name, "layers.") && digits != std::string::npos && digits > 7 && digits - 7 <= 4 &&
+          name.compare(digits, 12, ".downsample.") == 0) {
+        named.name = "layers." + std::to_string(std::stoi(name.substr(7, digits - 7)) + 1) + name.substr(digits);
       } else if (startsWith(name, "head.")) {
         named.name = "head.fc." + name.substr(5);
       }

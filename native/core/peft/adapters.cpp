@@ -44,18 +44,19 @@ void attachAdapter(models::LinearImpl& linear, const AdapterConfig& config) {
                 std::to_string(in) + " -> " + std::to_string(out) + "): it must be between 1 and " +
                 std::to_string(std::min(in, out)));
   const int64_t r = config.rank;
+  const auto options = linear.weight.options();  // the adapter lives where and as the frozen weight does
   torch::NoGradGuard noGrad;
   if (hasLora(config.type)) {
-    linear.delta_W_down = linear.register_parameter("delta_W_down", torch::zeros({out, r}));
-    linear.delta_W_up = linear.register_parameter("delta_W_up", torch::empty({r, in}));
+    linear.delta_W_down = linear.register_parameter("delta_W_down", torch::zeros({out, r}, options));
+    linear.delta_W_up = linear.register_parameter("delta_W_up", torch::empty({r, in}, options));
     torch::nn::init::xavier_uniform_(linear.delta_W_up);
   }
   if (hasDeltaBias(config.type) && linear.bias.defined()) {
-    linear.delta_b = linear.register_parameter("delta_b", torch::zeros({out}));
+    linear.delta_b = linear.register_parameter("delta_b", torch::zeros({out}, options));
   }
   if (hasPrompt(config.type)) {
-    linear.delta_prompt_down = linear.register_parameter("delta_prompt_down", torch::zeros({in, r}));
-    linear.delta_prompt_up = linear.register_parameter("delta_prompt_up", torch::empty({r, 1}));
+    linear.delta_prompt_down = linear.register_parameter("delta_prompt_down", torch::zeros({in, r}, options));
+    linear.delta_prompt_up = linear.register_parameter("delta_prompt_up", torch::empty({r, 1}, options));
     torch::nn::init::xavier_uniform_(linear.delta_prompt_up);
   }
   linear.adapter = config;

@@ -13,6 +13,9 @@ void PaceConfig::validate() const {
   if (blockStart < -1) throw Error("pace.blockStart must be >= 0");
   if (kind == NoiseKind::Dropout && sigma >= 1)
     throw Error("pace.sigma is a drop rate for dropout noise: it must be < 1");
+  if (lazyInterval < 1) throw Error("pace.lazyInterval must be >= 1");
+  if (variant == PaceVariant::Fast && datasetSize < 1)
+    throw Error("pace.datasetSize (the number of training samples) is required for the fast variant");
 }
 
 std::map<std::string, double> sigmaPerLinear(models::Backbone& model, const PaceConfig& config) {

@@ -33,16 +33,24 @@ std::vector<std::string> applyPeft(models::Backbone& model, const PeftSetup& set
   const bool linearProbe = setup.type == "linear";
   if (!full && !linearProbe) {
     const AdapterConfig config{adapterTypeFromName(setup.type), setup.rank};
+    // Everything is checked before the first adapter is attached, so a refused setup leaves the model as it was.
     std::set<std::string> unmatched(setup.targets.begin(), setup.targets.end());
+    std::vector<models::LinearImpl*> chosen;
     for (const auto& [path, linear] : linears) {
       if (head.count(path + ".weight")) continue;
       if (!setup.targets.empty() && !matchesTarget(path, setup.targets)) continue;
       for (const auto& target : setup.targets) {
         if (matchesTarget(path, {target})) unmatched.erase(target);
       }
-      attachAdapter(*linear, config);
+      if (linear->adapter) throw Error("linear '" + path + "' already has an adapter");
+      if (config.rank < 1 || config.rank > std::min(linear->inFeatures, linear->outFeatures))
+        throw Error("adapter rank " + std::to_string(config.rank) + " does not fit linear '" + path + "' (" +
+                    std::to_string(linear->inFeatures) + " -> " + std::to_string(linear->outFeatures) +
+                    "): it must be between 1 and " + std::to_string(std::min(linear->inFeatures, linear->outFeatures)));
+      chosen.push_back(linear);
     }
     if (!unmatched.empty()) throw Error("adapter target '" + *unmatched.begin() + "' names no Linear of this model");
+    for (auto* linear : chosen) attachAdapter(*linear, config);
   }
   std::vector<std::string> trainable;
   for (auto& item : model.named_parameters()) {

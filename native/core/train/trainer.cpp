@@ -249,7 +249,11 @@ EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, con
   if (batchSize < 1) throw Error("batchSize must be >= 1");
   checkTargets(labels, n, classes);
   torch::NoGradGuard noGrad;
-  const bool wasTraining = model.is_training();
+  struct RestoreMode {
+    models::Backbone& model;
+    bool training;
+    ~RestoreMode() { model.train(training); }
+  } restore{model, model.is_training()};
   model.train(false);
   const auto device = model.parameters().front().device();
   EvaluationResult result;
@@ -270,7 +274,6 @@ EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, con
     if (classes >= 5) top5 += std::get<1>(logits.topk(5, 1)).eq(y.unsqueeze(1)).any(1).sum().item<int64_t>();
     result.confusion.view(-1).index_add_(0, (y * classes + predicted).cpu(), torch::ones({end - begin}, torch::kLong));
   }
-  model.train(wasTraining);
   result.top1 = n ? static_cast<double>(top1) / n : 0;
   if (classes >= 5) result.top5 = n ? static_cast<double>(top5) / n : 0;
   result.loss = n ? loss / n : 0;
@@ -320,12 +323,23 @@ void Trainer::restoreState(const std::vector<NamedTensor>& state) {
     if (found == byName.end()) throw Error("training checkpoint lacks '" + name + "' (was it made for another model?)");
     return found->second;
   };
+  // Every check comes first: a checkpoint that does not fit leaves the trainer as it was.
+  const auto sameShape = [&](const std::string& name, const at::Tensor& like) {
+    const at::Tensor& value = need(name);
+    if (value.sizes() != like.sizes())
+      throw Error("training checkpoint: '" + name + "' has shape " + shapeToString(value.sizes().vec()) +
+                  ", expected " + shapeToString(like.sizes().vec()));
+  };
   for (const auto& named : trainable_) {
-    const at::Tensor& value = need("param." + named.name);
-    if (value.sizes() != named.tensor.sizes())
-      throw Error("training checkpoint: '" + named.name + "' has shape " + shapeToString(value.sizes().vec()) +
-                  ", the model " + shapeToString(named.tensor.sizes().vec()));
+    sameShape("param." + named.name, named.tensor);
+    if (byName.count("adamw." + named.name + ".step")) {
+      sameShape("adamw." + named.name + ".exp_avg", named.tensor);
+      sameShape("adamw." + named.name + ".exp_avg_sq", named.tensor);
+    }
   }
+  for (const char* name : {"rng.noise", "rng.drop_path", "rng.augment", "trainer.iteration"}) need(name);
+  if (byName.count("pace.history") && pace_.variant == peft::PaceVariant::Fast)
+    sameShape("pace.history", torch::zeros({pace_.datasetSize, model_->numClasses()}));
   torch::NoGradGuard noGrad;
   auto& optimizerState = optimizer_->state();
   for (const auto& named : trainable_) {
@@ -345,7 +359,7 @@ void Trainer::restoreState(const std::vector<NamedTensor>& state) {
   dropPathGenerator_.set_state(need("rng.drop_path"));
   augmentGenerator_.set_state(need("rng.augment"));
   iteration_ = need("trainer.iteration").item<int64_t>();
-  if (byName.count("pace.history")) history_ = byName["pace.history"].clone();
+  history_ = byName.count("pace.history") ? byName["pace.history"].clone() : at::Tensor();
 }
 
 void Trainer::setLearningRate(double lr) {

@@ -1,0 +1,45 @@
+/** A minimal uncompressed ZIP writer for crafting .npz files in tests (CRCs left at 0: the reader ignores them). */
+export function storedZip(files: { name: string; data: Buffer }[]): Buffer {
+  const locals: Buffer[] = [];
+  const centrals: Buffer[] = [];
+  let offset = 0;
+  for (const { name, data } of files) {
+    const nameBytes = Buffer.from(name);
+    const local = Buffer.alloc(30);
+    local.writeUInt32LE(0x04034b50, 0);
+    local.writeUInt16LE(20, 4);
+    local.writeUInt32LE(data.length, 18);
+    local.writeUInt32LE(data.length, 22);
+    local.writeUInt16LE(nameBytes.length, 26);
+    const central = Buffer.alloc(46);
+    central.writeUInt32LE(0x02014b50, 0);
+    central.writeUInt16LE(20, 4);
+    central.writeUInt16LE(20, 6);
+    central.writeUInt32LE(data.length, 20);
+    central.writeUInt32LE(data.length, 24);
+    central.writeUInt16LE(nameBytes.length, 28);
+    central.writeUInt32LE(offset, 42);
+    locals.push(local, nameBytes, data);
+    centrals.push(central, nameBytes);
+    offset += 30 + nameBytes.length + data.length;
+  }
+  const directory = Buffer.concat(centrals);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(files.length, 8);
+  end.writeUInt16LE(files.length, 10);
+  end.writeUInt32LE(directory.length, 12);
+  end.writeUInt32LE(offset, 16);
+  return Buffer.concat([...locals, directory, end]);
+}
+
+/** A .npy (version 1 or 2) holding `data` under a given header text. */
+export function npy(header: string, data: Buffer, version: 1 | 2 = 1): Buffer {
+  const head = Buffer.from(header);
+  const prefix = Buffer.alloc(version === 1 ? 10 : 12);
+  Buffer.from('\x93NUMPY', 'latin1').copy(prefix);
+  prefix[6] = version;
+  if (version === 1) prefix.writeUInt16LE(head.length, 8);
+  else prefix.writeUInt32LE(head.length, 8);
+  return Buffer.concat([prefix, head, data]);
+}
