@@ -142,12 +142,17 @@ export async function loadImages(
   );
   skipped.sort((a, b) => a.line - b.line);
   if (options.cache) {
-    fs.mkdirSync(path.dirname(options.cache), { recursive: true });
-    await saveTensors(
-      options.cache,
-      { images: dataset.images, labels: dataset.labels },
-      { metadata: { [CACHE_KEY]: key, skipped: JSON.stringify(skipped) } },
-    );
+    // The decoded images are the result; a cache that cannot be written only costs the next run time.
+    try {
+      fs.mkdirSync(path.dirname(options.cache), { recursive: true });
+      await saveTensors(
+        options.cache,
+        { images: dataset.images, labels: dataset.labels },
+        { metadata: { [CACHE_KEY]: key, skipped: JSON.stringify(skipped) } },
+      );
+    } catch (error) {
+      process.emitWarning(`pace-peft: could not write the decoded-image cache: ${(error as Error).message}`);
+    }
   }
   return { dataset, skipped, fromCache: false };
 }

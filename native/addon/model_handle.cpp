@@ -134,8 +134,16 @@ ModelHandle::ModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Mode
   state_ = std::make_shared<ModelState>();
   state_->model = *info[0].As<Napi::External<std::shared_ptr<models::Backbone>>>().Data();
   env_ = info.Env();
-  for (const auto& parameter : state_->model->parameters()) reportedBytes_ += static_cast<int64_t>(parameter.nbytes());
-  Napi::MemoryManagement::AdjustExternalMemory(info.Env(), reportedBytes_);
+  reportMemory(info.Env());
+}
+
+void ModelHandle::reportMemory(Napi::Env env) {
+  int64_t bytes = 0;
+  for (const auto& parameter : state_->model->parameters()) {
+    if (parameter.device().is_cpu()) bytes += static_cast<int64_t>(parameter.nbytes());  // host memory only
+  }
+  Napi::MemoryManagement::AdjustExternalMemory(env, bytes - reportedBytes_);
+  reportedBytes_ = bytes;
 }
 
 ModelHandle::~ModelHandle() {
@@ -246,6 +254,7 @@ Napi::Value ModelHandle::to(const Napi::CallbackInfo& info) {
     auto state = live(info.Env());
     const auto lock = lockFromJs(info.Env(), *state);
     state->model->to(at::Device(device));
+    reportMemory(info.Env());
     return info.Env().Undefined();
   });
 }
@@ -279,7 +288,9 @@ Napi::Value ModelHandle::applyPeft(const Napi::CallbackInfo& info) {
     for (const auto& item : state->model->named_parameters()) {
       if (peft::isAdapterParameter(item.key())) throw Napi::Error::New(env, "the model already has adapters");
     }
-    return namesToJs(env, peft::applyPeft(*state->model, setup));
+    const Napi::Array trainable = namesToJs(env, peft::applyPeft(*state->model, setup));
+    reportMemory(env);
+    return trainable;
   });
 }
 

@@ -30,6 +30,8 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
 
  private:
   std::shared_ptr<ModelState> live(Napi::Env env) const;
+  // Re-reports the parameters' memory to V8 after it changed (adapters added, device moved, merged copy).
+  void reportMemory(Napi::Env env);
 
   Napi::Value loadWeights(const Napi::CallbackInfo& info);
   Napi::Value saveWeights(const Napi::CallbackInfo& info);
