@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <torch/cuda.h>
 #include <torch/version.h>
 
 #include <chrono>
@@ -101,9 +102,8 @@ BlasInfo detectBlas(const std::string& buildConfig) {
 }
 
 int countCudaDevices() {
-  if (!at::hasCUDA()) return 0;
   try {
-    return static_cast<int>(at::detail::getCUDAHooks().getNumGPUs());
+    return static_cast<int>(torch::cuda::device_count());  // 0 when libtorch has no CUDA
   } catch (const std::exception&) {
     return 0;
   }

@@ -4,6 +4,7 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <chrono>
+#include <sstream>
 #include <cmath>
 
 #include "errors.h"
@@ -287,7 +288,9 @@ template <typename StateMap>
 typename StateMap::key_type optimizerStateKey(const at::Tensor& parameter) {
   using Key = typename StateMap::key_type;
   if constexpr (std::is_same_v<Key, std::string>) {
-    return c10::guts::to_string(parameter.unsafeGetTensorImpl());
+    std::ostringstream key;  // what c10::guts::to_string (gone from newer releases) printed: the address
+    key << parameter.unsafeGetTensorImpl();
+    return key.str();
   } else {
     return static_cast<Key>(parameter.unsafeGetTensorImpl());
   }
