@@ -4,8 +4,8 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <chrono>
-#include <sstream>
 #include <cmath>
+#include <sstream>
 
 #include "errors.h"
 #include "models/layers.h"
