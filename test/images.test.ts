@@ -7,6 +7,7 @@ import {
   augmentImages,
   createModel,
   imageFolderEntries,
+  loadDatasetSource,
   loadImages,
   parseSplitList,
   prepareImages,
@@ -221,4 +222,36 @@ test('WebP and CMYK JPEG images decode to the same RGB as their source', async (
   expect(Array.from(pixels.subarray(0, 3))).toEqual([200, 60, 30]);
   const cmyk = Array.from(pixels.subarray(192, 195));
   [200, 60, 30].forEach((v, c) => expect(Math.abs(cmyk[c] - v)).toBeLessThanOrEqual(12)); // via an ICC round trip
+});
+
+test('a few-shot layout loads with the reference transforms: stored at size/0.875 with crops and flips for training', async () => {
+  const root = path.join(temp.dir, 'few-shot', 'oxford-pets');
+  fs.mkdirSync(path.join(root, 'images'), { recursive: true });
+  fs.mkdirSync(path.join(root, 'annotations'), { recursive: true });
+  const lines: string[] = [];
+  for (let label = 0; label < 37; label++) {
+    await solid(40, 30, [label * 6, 100, 200 - label * 5])
+      .png()
+      .toFile(path.join(root, 'images', `p${label}.png`));
+    lines.push(`p${label}.png ${label}`);
+  }
+  for (const name of ['train_meta.list.num_shot_1.seed_0', 'val_meta.list', 'test_meta.list']) {
+    fs.writeFileSync(path.join(root, 'annotations', name), lines.join('\n'));
+  }
+  const preprocessing = {
+    mean: [0.5, 0.5, 0.5] as [number, number, number],
+    std: [0.5, 0.5, 0.5] as [number, number, number],
+    interpolation: 'bicubic' as const,
+    cropPct: 0.9,
+    imgSize: 14,
+  };
+  const source = { fewShot: { root: 'few-shot', dataset: 'oxford-pets', shots: 1, seed: 0 } };
+  const train = await loadDatasetSource({ ...source, part: 'train' }, { preprocessing, baseDir: temp.dir });
+  expect(train.images.shape).toEqual([37, 16, 16, 3]); // floor(14 / 0.875)
+  expect(train.augment).toEqual({ crop: 14, flip: true });
+  expect(train.normalization).toEqual({ mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] });
+  const test = await loadDatasetSource({ ...source, part: 'test' }, { preprocessing, baseDir: temp.dir });
+  expect(test.images.shape).toEqual([37, 14, 14, 3]);
+  expect(test.augment).toBeUndefined();
+  expect(Array.from(test.labels.toBigInt64Array(), Number)).toEqual(Array.from({ length: 37 }, (_, i) => i));
 });

@@ -64,13 +64,19 @@ function pick<T extends { train: SplitEntry[]; test: SplitEntry[]; val?: SplitEn
 /**
  * Loads a dataset source: tensor files and IDX pairs as they are; image lists decoded with the reference's
  * transforms (VTAB: stretch to the model size; few-shot training: shorter side to size/0.875 with random
- * crops and flips; few-shot and FGVC evaluation: centre crop), normalised with the model's preprocessing.
+ * crops and flips; few-shot and FGVC evaluation: centre crop). The benchmark layouts are normalised with
+ * ImageNet's constants, as the reference does; folders, lists and IDX files with the model's preprocessing.
  */
 export async function loadDatasetSource(source: DatasetSource, options: SourceOptions): Promise<TensorDataset> {
   const at = (p: string) => path.resolve(options.baseDir, p);
   const { preprocessing } = options;
   const size = preprocessing.imgSize;
-  const normalization = { mean: preprocessing.mean, std: preprocessing.std };
+  // The PACE reference (and VPT for FGVC) normalise the benchmarks with ImageNet's constants whatever the
+  // backbone; other sources use the model's own pretrained configuration.
+  const benchmark = typeof source !== 'string' && ('vtab' in source || 'fewShot' in source || 'fgvc' in source);
+  const normalization = benchmark
+    ? { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }
+    : { mean: preprocessing.mean, std: preprocessing.std };
   if (typeof source === 'string') return loadTensorDataset(at(source));
   if ('idx' in source) return loadIdxDataset(at(source.idx[0]), at(source.idx[1]), { normalization });
 
