@@ -1,4 +1,5 @@
-import { memoryStats, tensor } from '../lib';
+import { createModel, memoryStats, tensor, TensorDataset, Trainer } from '../lib';
+import { colourData } from './support/synthetic';
 
 const MiB = 1024 * 1024;
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -51,4 +52,86 @@ withGc('tensors that are never disposed are freed by the garbage collector', asy
   console.log(`2,048 undisposed 256 KiB tensors: RSS grew by ${(grown / MiB).toFixed(2)} MiB after GC`);
   expect(grown).toBeLessThan(96 * MiB);
   expect(memoryStats().liveTensors).toBeLessThanOrEqual(before.liveTensors);
+});
+
+test('1,000 cycles of create model → forward → dispose, and three fits, keep resident memory flat', async () => {
+  const spec = {
+    family: 'vit',
+    imgSize: 16,
+    patchSize: 8,
+    embedDim: 32,
+    depth: 2,
+    numHeads: 2,
+    numClasses: 4,
+  } as const;
+  using images = tensor(new Float32Array(2 * 3 * 16 * 16).fill(0.5), [2, 3, 16, 16]);
+  const cycle = async (count: number) => {
+    for (let i = 0; i < count; i++) {
+      const model = await createModel(spec);
+      const logits = await model.forward(images);
+      logits.dispose();
+      model.dispose();
+    }
+  };
+  await cycle(100);
+  await settle();
+  const before = process.memoryUsage().rss;
+  await cycle(1000);
+  await settle();
+  const afterModels = process.memoryUsage().rss;
+  const { images: pixels, labels } = colourData(64, 3);
+  using x = tensor(pixels, [64, 3, 16, 16]);
+  using y = tensor(labels);
+  for (let run = 0; run < 3; run++) {
+    using model = await createModel(spec, { seed: run });
+    model.addAdapters({ rank: 2 });
+    await new Trainer(model, { pace: { sigma: 0.5, lambda: 1 } }).fit(new TensorDataset(x, y), {
+      epochs: 2,
+      batchSize: 16,
+      progress: false,
+    });
+  }
+  await settle();
+  const afterFits = process.memoryUsage().rss;
+  console.log(
+    `RSS: before ${(before / MiB).toFixed(1)} MiB, after 1,000 model cycles ${(afterModels / MiB).toFixed(1)} MiB, after 3 fits ${(afterFits / MiB).toFixed(1)} MiB`,
+  );
+  expect(afterModels - before).toBeLessThan(24 * MiB);
+  expect(afterFits - afterModels).toBeLessThan(24 * MiB);
+});
+
+test('during a fit, a 10 ms timer is never late by more than 50 ms', async () => {
+  const spec = {
+    family: 'vit',
+    imgSize: 16,
+    patchSize: 8,
+    embedDim: 32,
+    depth: 2,
+    numHeads: 2,
+    numClasses: 4,
+  } as const;
+  const { images: pixels, labels } = colourData(256, 4);
+  using x = tensor(pixels, [256, 3, 16, 16]);
+  using y = tensor(labels);
+  using model = await createModel(spec, { seed: 1 });
+  model.addAdapters({ rank: 2 });
+  let worst = 0;
+  let last = performance.now();
+  const timer = setInterval(() => {
+    const now = performance.now();
+    worst = Math.max(worst, now - last - 10);
+    last = now;
+  }, 10);
+  const started = performance.now();
+  await new Trainer(model, { pace: { sigma: 0.5, lambda: 1 } }).fit(new TensorDataset(x, y), {
+    epochs: 30,
+    batchSize: 16,
+    progress: false,
+  });
+  clearInterval(timer);
+  console.log(
+    `fit of ${(performance.now() - started).toFixed(0)} ms: the 10 ms timer was at most ${worst.toFixed(1)} ms late`,
+  );
+  expect(performance.now() - started).toBeGreaterThan(1000); // long enough to mean something
+  expect(worst).toBeLessThan(50);
 });
