@@ -312,3 +312,67 @@ test('a throwing onBatchEnd stops the fit with its error; the JS thread never wa
   await running;
   expect(model.parameters().length).toBeGreaterThan(0);
 });
+
+test('killed with SIGKILL at random moments (checkpoint writes included) and resumed each time, a run still ends exactly as an uninterrupted one', async () => {
+  const fit = { epochs: 40, batchSize: 32, evalEvery: 10, schedule: { warmupEpochs: 2 }, progress: false as const };
+  const small = colourData(96, 7);
+  using smallImages = tensor(small.images, [96, 3, 16, 16]);
+  using smallLabels = tensor(small.labels);
+  const dataset = new TensorDataset(smallImages, smallLabels);
+  using uninterrupted = await freshModel();
+  await new Trainer(uninterrupted, trainerOptions).fit(dataset, {
+    ...fit,
+    runDir: path.join(temp.dir, 'kill-loop-whole'),
+  });
+  const expected = await adapterBytes(uninterrupted, 'kill-loop-whole');
+
+  const data = path.join(temp.dir, 'kill-loop-data.safetensors');
+  await saveTensors(data, { images: smallImages, labels: smallLabels });
+  const runDir = path.join(temp.dir, 'kill-loop');
+  const args = {
+    spec,
+    base,
+    init,
+    data,
+    runDir,
+    adapters: { rank: 4 },
+    trainer: trainerOptions,
+    fit: { ...fit, resume: undefined },
+  };
+  let seed = 17;
+  for (let attempt = 0; attempt < 6; attempt++) {
+    const resume = fs.existsSync(path.join(runDir, 'last.safetensors'));
+    const childArgs = { ...args, fit: resume ? { ...fit, resume: runDir } : fit };
+    const child = spawn(
+      process.execPath,
+      [path.join(__dirname, 'support', 'fit-child.js'), JSON.stringify(childArgs)],
+      {
+        env: { ...process.env, PACE_LIB: path.join(repoRoot, 'dist') },
+        stdio: 'ignore',
+      },
+    );
+    // Let the child start training (its checkpoint changes), then kill it a random moment later: inside a step,
+    // between epochs or in the middle of writing a checkpoint.
+    const last = path.join(runDir, 'last.safetensors');
+    const stamp = () => (fs.existsSync(last) ? fs.statSync(last).mtimeMs : 0);
+    const before = stamp();
+    const deadline = Date.now() + 20000;
+    while (stamp() === before && child.exitCode === null && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    await new Promise((resolve) => setTimeout(resolve, seed % 200));
+    child.kill('SIGKILL');
+    await new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.on('exit', () => resolve())));
+  }
+  // The children did train (the kills did not all land before the first epoch) ...
+  const reached = Number((await readTensorHeader(path.join(runDir, 'last.safetensors'))).metadata?.epoch);
+  console.log(`six killed processes reached epoch ${reached} of 39`);
+  expect(reached).toBeGreaterThanOrEqual(1);
+  expect(reached).toBeLessThan(39); // and the last one really was interrupted
+  // ... and whatever moment each kill hit, the last checkpoint is whole and the run completes to the same weights.
+  using resumedModel = await freshModel();
+  const history = await new Trainer(resumedModel, trainerOptions).fit(dataset, { ...fit, resume: runDir });
+  expect(history.epochs.map((e) => e.epoch)).toEqual(Array.from({ length: 40 }, (_, e) => e));
+  expect((await adapterBytes(resumedModel, 'kill-loop-resumed')).equals(expected)).toBe(true);
+});
