@@ -14,7 +14,8 @@ debian_torch="/usr/lib/${triplet}/cmake/Torch/TorchConfig.cmake"
 # libblas3 (the slow reference BLAS) is only there so the doctor test can show it is detected; OpenBLAS
 # keeps its higher priority for libblas.so.3.
 # dataset-fashion-mnist is the demo backbone's pretraining data (scripts/pretrain-demo-backbone.ts) and a test set.
-packages=(cmake g++ ccache ninja-build nlohmann-json3-dev clang-format libblas3 dataset-fashion-mnist)
+# clang and its runtime (libFuzzer) fuzz the native parsers in npm test (scripts/fuzz.sh).
+packages=(cmake g++ ccache ninja-build nlohmann-json3-dev clang-format libblas3 dataset-fashion-mnist clang libclang-rt-14-dev)
 if [ -n "${LIBTORCH:-}" ]; then
   log "using libtorch from LIBTORCH=${LIBTORCH}"
 elif python3 -c 'import torch' >/dev/null 2>&1; then

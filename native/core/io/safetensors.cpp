@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <torch/version.h>
 #include <algorithm>
 #include <cerrno>
 #include <cstring>

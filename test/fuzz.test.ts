@@ -1,0 +1,25 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+
+import { repoRoot } from './support/paths';
+
+const hasClang = spawnSync('sh', ['-c', 'command -v clang++'], { encoding: 'utf8' }).status === 0;
+
+// A bounded libFuzzer run (address + undefined-behaviour sanitizers) of the native safetensors and .npz readers
+// from the committed seed corpus; the bootstrap installs Debian's clang so this runs in npm test.
+(hasClang ? test : test.skip)(
+  'fuzzing the native parsers for 25 s each finds no crash',
+  () => {
+    const run = spawnSync('bash', [path.join(repoRoot, 'scripts', 'fuzz.sh'), '25'], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+    });
+    console.log(run.stdout.trim());
+    expect(run.stderr).not.toContain('CRASHED');
+    expect(run.status).toBe(0);
+    const runs = [...run.stdout.matchAll(/stat::number_of_executed_units: (\d+)/g)].map((m) => Number(m[1]));
+    expect(runs).toHaveLength(2);
+    for (const count of runs) expect(count).toBeGreaterThan(1000);
+  },
+  600000,
+);
