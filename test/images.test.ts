@@ -255,3 +255,10 @@ test('a few-shot layout loads with the reference transforms: stored at size/0.87
   expect(test.augment).toBeUndefined();
   expect(Array.from(test.labels.toBigInt64Array(), Number)).toEqual(Array.from({ length: 37 }, (_, i) => i));
 });
+
+test('a symbolic link loop in an image folder is a clear error naming the path', () => {
+  const root = path.join(temp.dir, 'loop');
+  fs.mkdirSync(path.join(root, 'a'), { recursive: true });
+  fs.symlinkSync(path.join(root, 'a', 'self.png'), path.join(root, 'a', 'self.png'));
+  expect(() => imageFolderEntries(root)).toThrow(/ELOOP.*self\.png/);
+});

@@ -359,3 +359,14 @@ describe('hostile .npz files', () => {
     );
   });
 });
+
+test('NaN and infinite pixels flow through a forward without crashing (the logits say so)', async () => {
+  using model = await createModel(vitTiny, { pretrained: fixture('vit_tiny_test.safetensors') });
+  const values = new Float32Array(3 * 32 * 32).fill(0.1);
+  values[5] = Number.NaN;
+  values[6] = Number.POSITIVE_INFINITY;
+  using images = tensor(values, [1, 3, 32, 32]);
+  using logits = await model.forward(images);
+  expect(logits.shape).toEqual([1, 10]);
+  expect(Array.from(logits.toFloat32Array()).some(Number.isNaN)).toBe(true);
+});
