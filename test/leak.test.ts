@@ -1,5 +1,5 @@
-import { createModel, memoryStats, tensor, TensorDataset, Trainer } from '../lib';
-import { colourData } from './support/synthetic';
+import { createModel, memoryStats, tensor, Trainer } from '../lib';
+import { colourDataset, tinyVit } from './support/synthetic';
 
 const MiB = 1024 * 1024;
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -55,19 +55,10 @@ withGc('tensors that are never disposed are freed by the garbage collector', asy
 });
 
 test('1,000 cycles of create model → forward → dispose, and three fits, keep resident memory flat', async () => {
-  const spec = {
-    family: 'vit',
-    imgSize: 16,
-    patchSize: 8,
-    embedDim: 32,
-    depth: 2,
-    numHeads: 2,
-    numClasses: 4,
-  } as const;
   using images = tensor(new Float32Array(2 * 3 * 16 * 16).fill(0.5), [2, 3, 16, 16]);
   const cycle = async (count: number) => {
     for (let i = 0; i < count; i++) {
-      const model = await createModel(spec);
+      const model = await createModel(tinyVit);
       const logits = await model.forward(images);
       logits.dispose();
       model.dispose();
@@ -79,13 +70,11 @@ test('1,000 cycles of create model → forward → dispose, and three fits, keep
   await cycle(1000);
   await settle();
   const afterModels = process.memoryUsage().rss;
-  const { images: pixels, labels } = colourData(64, 3);
-  using x = tensor(pixels, [64, 3, 16, 16]);
-  using y = tensor(labels);
+  const data = colourDataset(64, 3);
   for (let run = 0; run < 3; run++) {
-    using model = await createModel(spec, { seed: run });
+    using model = await createModel(tinyVit, { seed: run });
     model.addAdapters({ rank: 2 });
-    await new Trainer(model, { pace: { sigma: 0.5, lambda: 1 } }).fit(new TensorDataset(x, y), {
+    await new Trainer(model, { pace: { sigma: 0.5, lambda: 1 } }).fit(data, {
       epochs: 2,
       batchSize: 16,
       progress: false,
@@ -101,19 +90,8 @@ test('1,000 cycles of create model → forward → dispose, and three fits, keep
 });
 
 test('during a fit, a 10 ms timer is never late by more than 50 ms', async () => {
-  const spec = {
-    family: 'vit',
-    imgSize: 16,
-    patchSize: 8,
-    embedDim: 32,
-    depth: 2,
-    numHeads: 2,
-    numClasses: 4,
-  } as const;
-  const { images: pixels, labels } = colourData(256, 4);
-  using x = tensor(pixels, [256, 3, 16, 16]);
-  using y = tensor(labels);
-  using model = await createModel(spec, { seed: 1 });
+  const data = colourDataset(256, 4);
+  using model = await createModel(tinyVit, { seed: 1 });
   model.addAdapters({ rank: 2 });
   let worst = 0;
   let last = performance.now();
@@ -123,7 +101,7 @@ test('during a fit, a 10 ms timer is never late by more than 50 ms', async () =>
     last = now;
   }, 10);
   const started = performance.now();
-  await new Trainer(model, { pace: { sigma: 0.5, lambda: 1 } }).fit(new TensorDataset(x, y), {
+  await new Trainer(model, { pace: { sigma: 0.5, lambda: 1 } }).fit(data, {
     epochs: 30,
     batchSize: 16,
     progress: false,
