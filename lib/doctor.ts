@@ -30,6 +30,8 @@ export interface DoctorReport {
     detail: string;
     /** `'openmp'`, `'pthreads'`, `'sequential'` or `''` when unknown. */
     threading: string;
+    /** Version of oneDNN (MKL-DNN) in libtorch, which runs its CPU convolutions; `''` when absent. */
+    onednn: string;
   };
   threads: {
     /** libtorch's intra-op threads (one operation split across cores). */
@@ -38,6 +40,8 @@ export interface DoctorReport {
     interOp: number;
     /** Logical CPUs of this machine. */
     hardware: number;
+    /** CPUs this process may use (affinity mask and cgroup quota). */
+    available: number;
   };
   /** libtorch's own parallelism report (`at::get_parallel_info()`). */
   parallelInfo: string;
@@ -68,6 +72,8 @@ const GemmOptionsSchema = z
     /** Keep multiplying for at least this long. */
     seconds: z.number().min(0).max(600).default(1),
     device: z.string().min(1).default('cpu'),
+    /** Intra-op threads for this measurement only; 0 keeps the current setting ({@link setThreads}). */
+    threads: z.number().int().min(0).max(1024).default(0),
   })
   .strict();
 
@@ -82,6 +88,8 @@ export interface GemmMeasurement {
   /** Achieved GFLOP/s (2n³ per product). */
   gflops: number;
   device: string;
+  /** Intra-op threads it ran with. */
+  threads: number;
 }
 
 /**
@@ -90,12 +98,13 @@ export interface GemmMeasurement {
  * hundreds of GFLOP/s; the reference BLAS a few.
  */
 export async function measureGemm(options: GemmOptions = {}): Promise<GemmMeasurement> {
-  const { size, seconds, device } = parseOptions(GemmOptionsSchema, options, 'options');
-  return nativeAddon().measureGemm(size, seconds, device);
+  const { size, seconds, device, threads } = parseOptions(GemmOptionsSchema, options, 'options');
+  return nativeAddon().measureGemm(size, seconds, device, threads);
 }
 
 /** The report as a short, human-readable text (what `pace doctor` prints). */
-export function formatDoctorReport(report: DoctorReport, gemm?: GemmMeasurement): string {
+export function formatDoctorReport(report: DoctorReport, gemm?: GemmMeasurement | GemmMeasurement[]): string {
+  const gemms = gemm === undefined ? [] : Array.isArray(gemm) ? gemm : [gemm];
   const blasDetail = [report.blas.detail, report.blas.threading && `threading: ${report.blas.threading}`]
     .filter(Boolean)
     .join('; ');
@@ -106,11 +115,12 @@ export function formatDoctorReport(report: DoctorReport, gemm?: GemmMeasurement)
     `cuda       ${report.cuda.built ? `built, ${report.cuda.deviceCount} device(s) visible` : 'not built (CPU only)'}`,
     `blas       ${report.blas.kind}${report.blas.library ? ` (${report.blas.library})` : ''}`,
     ...(blasDetail ? [`           ${blasDetail}`] : []),
-    `threads    intra-op ${report.threads.intraOp}, inter-op ${report.threads.interOp}, hardware ${report.threads.hardware}`,
+    `onednn     ${report.blas.onednn ? `${report.blas.onednn} (convolutions)` : 'not built'}`,
+    `threads    intra-op ${report.threads.intraOp}, inter-op ${report.threads.interOp} (unused), ${report.threads.available} CPU(s) available of ${report.threads.hardware}`,
   ];
-  if (gemm) {
+  for (const measured of gemms) {
     lines.push(
-      `gemm       ${gemm.gflops.toFixed(1)} GFLOP/s (${gemm.size}×${gemm.size} float32 on ${gemm.device}, ${gemm.iterations} products in ${gemm.seconds.toFixed(2)} s)`,
+      `gemm       ${measured.gflops.toFixed(1)} GFLOP/s with ${measured.threads} thread(s) (${measured.size}×${measured.size} float32 on ${measured.device}, ${measured.iterations} products in ${measured.seconds.toFixed(2)} s)`,
     );
   }
   for (const warning of report.warnings) lines.push(`warning    ${warning}`);
@@ -121,9 +131,23 @@ export function formatDoctorReport(report: DoctorReport, gemm?: GemmMeasurement)
 export interface MemoryStats {
   liveTensors: number;
   tensorBytes: number;
+  /** Freed CPU blocks of 1 MiB or more kept for reuse by the next step (see {@link releaseCachedMemory}). */
+  cpuCacheBytes: number;
+  /** Large CPU allocations served from that cache, and those that went to the system allocator. */
+  cpuCacheHits: number;
+  cpuCacheMisses: number;
 }
 
 /** How many tensors are alive (not disposed or collected) and how much native memory they hold. */
 export function memoryStats(): MemoryStats {
   return nativeAddon().memoryStats();
+}
+
+/**
+ * Returns the CPU memory kept for reuse to the system. Training keeps freed activations (up to a quarter of
+ * physical memory) so the next step does not fault them in again; `fit` releases them when it ends. Call
+ * this after your own loops of `trainStep` or large forwards if the process should shrink.
+ */
+export function releaseCachedMemory(): void {
+  nativeAddon().releaseCachedMemory();
 }

@@ -21,11 +21,21 @@ export {
   measureGemm,
   formatDoctorReport,
   memoryStats,
+  releaseCachedMemory,
   type MemoryStats,
   type DoctorReport,
   type GemmMeasurement,
   type GemmOptions,
 } from './doctor';
+export {
+  setThreads,
+  threads,
+  setPaceLinearStrategy,
+  paceLinearStrategy,
+  PaceLinearStrategySchema,
+  type PaceLinearStrategy,
+  type ThreadSettings,
+} from './performance';
 export { Model, createModel, type CreateModelOptions, type LoadReport, type ParameterInfo } from './models/model';
 export {
   listModels,

@@ -28,8 +28,8 @@ export interface NativeSafetensorsEntry {
 export interface NativeDoctorReport {
   torchVersion: string;
   cuda: { built: boolean; deviceCount: number };
-  blas: { kind: string; library: string; detail: string; threading: string };
-  threads: { intraOp: number; interOp: number; hardware: number };
+  blas: { kind: string; library: string; detail: string; threading: string; onednn: string };
+  threads: { intraOp: number; interOp: number; hardware: number; available: number };
   parallelInfo: string;
   buildConfig: string;
   warnings: string[];
@@ -41,6 +41,7 @@ export interface NativeGemmMeasurement {
   seconds: number;
   gflops: number;
   device: string;
+  threads: number;
 }
 
 export interface NativeModelHandle {
@@ -149,9 +150,20 @@ export interface NativeAddon {
     metadata: Record<string, string> | null,
   ): Promise<void>;
   doctor(): NativeDoctorReport;
-  measureGemm(size: number, seconds: number, device: string): Promise<NativeGemmMeasurement>;
+  measureGemm(size: number, seconds: number, device: string, threads: number): Promise<NativeGemmMeasurement>;
+  setThreads(intraOp: number): void;
+  threads(): { intraOp: number; available: number };
+  setPaceLinearStrategy(strategy: string): void;
+  paceLinearStrategy(): string;
   cosineLr(t: number, lr: number, epochs: number, warmupEpochs: number, minLr: number, warmupLr: number): number;
-  memoryStats(): { liveTensors: number; tensorBytes: number };
+  memoryStats(): {
+    liveTensors: number;
+    tensorBytes: number;
+    cpuCacheBytes: number;
+    cpuCacheHits: number;
+    cpuCacheMisses: number;
+  };
+  releaseCachedMemory(): void;
   /** V8's count of external memory in this environment, tensors' native memory included. */
   externalMemory(): number;
 }

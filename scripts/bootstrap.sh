@@ -18,7 +18,9 @@ debian_torch="/usr/lib/${triplet}/cmake/Torch/TorchConfig.cmake"
 packages=(cmake g++ ccache ninja-build nlohmann-json3-dev clang-format libblas3 dataset-fashion-mnist clang libclang-rt-14-dev)
 if [ -n "${LIBTORCH:-}" ]; then
   log "using libtorch from LIBTORCH=${LIBTORCH}"
-elif python3 -c 'import torch' >/dev/null 2>&1; then
+elif python3 -c 'import os, sys, torch.utils
+sys.exit(not os.path.isfile(os.path.join(torch.utils.cmake_prefix_path, "Torch", "TorchConfig.cmake")))' >/dev/null 2>&1; then
+  # (Debian's python3-torch imports but ships no CMake config: it does not count.)
   log "using libtorch from python3's torch"
 else
   # Without libopenblas0-openmp, Debian's libtorch runs every GEMM on the reference BLAS, 30-90x slower.

@@ -28,9 +28,14 @@ test('doctor() reports the libtorch version, CUDA, the BLAS and threads', () => 
 
 test('formatDoctorReport prints one line per fact and every warning', () => {
   const report: DoctorReport = { ...doctor(), warnings: ['something to fix'] };
-  const text = formatDoctorReport(report, { size: 64, iterations: 3, seconds: 1, gflops: 12.5, device: 'cpu' });
+  const text = formatDoctorReport(report, [
+    { size: 64, iterations: 3, seconds: 1, gflops: 12.5, device: 'cpu', threads: 1 },
+    { size: 64, iterations: 5, seconds: 1, gflops: 24.0, device: 'cpu', threads: 2 },
+  ]);
   expect(text).toContain(`libtorch   ${report.torchVersion}`);
-  expect(text).toContain('gemm       12.5 GFLOP/s (64×64 float32 on cpu');
+  expect(text).toContain('gemm       12.5 GFLOP/s with 1 thread(s) (64×64 float32 on cpu');
+  expect(text).toContain('gemm       24.0 GFLOP/s with 2 thread(s) (64×64 float32 on cpu');
+  expect(text).toMatch(/^threads {4}intra-op \d+, inter-op \d+ \(unused\), \d+ CPU\(s\) available of \d+$/m);
   expect(text).toContain('warning    something to fix');
 });
 

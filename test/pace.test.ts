@@ -181,17 +181,20 @@ describe('PACE properties', () => {
   });
   afterAll(() => disposeTensors(io));
 
-  test('with σ = 0 the two copies agree exactly and the PACE loss is 0, even with stochastic depth', async () => {
+  test('with σ = 0 the two copies agree exactly and the PACE loss is 0, even with stochastic depth, wherever they are stacked', async () => {
     using model = await createModel(
       { ...specOf(name), dropPathRate: 0.5 },
       { pretrained: fixture(`${name}.base.safetensors`) },
     );
     model.addAdapters({ rank: 4 });
     await model.loadAdapters(fixture(`${name}.adapters.safetensors`));
-    const trainer = new Trainer(model, { pace: { sigma: 0, lambda: 1 } });
-    for (let i = 0; i < 3; i++) {
-      const step = await trainer.trainStep(io.input, io.target);
-      expect(step.paceLoss).toBe(0);
+    // The copies are stacked before the first noisy block (blockStart; 3 = none, so before the head).
+    for (const blockStart of [undefined, 0, 2, 3]) {
+      const trainer = new Trainer(model, { pace: { sigma: 0, lambda: 1, blockStart } });
+      for (let i = 0; i < 3; i++) {
+        const step = await trainer.trainStep(io.input, io.target);
+        expect([blockStart, step.paceLoss]).toEqual([blockStart, 0]);
+      }
     }
   });
 

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { loadDatasetSource, type DatasetSource } from '../data/sources';
-import { doctor, formatDoctorReport, measureGemm } from '../doctor';
+import { doctor, formatDoctorReport, measureGemm, type GemmMeasurement } from '../doctor';
 import { createModel, type Model } from '../models/model';
 import { Trainer, type TrainerOptions } from '../train/trainer';
 import type { FitOptions } from '../train/fit';
@@ -175,7 +175,8 @@ export const exportCommand: Command = {
 export const doctorCommand: Command = {
   usage: `pace doctor [--json] [--gemm] [--device cpu|cuda]
   Reports the libtorch version, CUDA, the BLAS in use and thread settings; exits 1 on the slow reference BLAS.
-  --gemm measures float32 GEMM throughput for about two seconds.`,
+  --gemm measures float32 GEMM throughput for about two seconds (with one thread and with the
+  configured threads, so the gain from threads shows).`,
   async run(args) {
     const { values } = parseArgs({
       args,
@@ -186,8 +187,23 @@ export const doctorCommand: Command = {
       },
     });
     const report = doctor();
-    const gemm = values.gemm ? await measureGemm({ size: 1024, seconds: 2, device: values.device }) : undefined;
-    out(values.json ? JSON.stringify({ ...report, gemm }, null, 2) : formatDoctorReport(report, gemm));
+    let gemm: GemmMeasurement | undefined;
+    let gemmSingleThread: GemmMeasurement | undefined;
+    if (values.gemm) {
+      const device = values.device;
+      if (device === 'cpu' && report.threads.intraOp > 1) {
+        gemmSingleThread = await measureGemm({ size: 1024, seconds: 1, device, threads: 1 });
+        gemm = await measureGemm({ size: 1024, seconds: 1, device });
+      } else {
+        gemm = await measureGemm({ size: 1024, seconds: 2, device });
+      }
+    }
+    const measured = [gemmSingleThread, gemm].filter((m): m is GemmMeasurement => m !== undefined);
+    out(
+      values.json
+        ? JSON.stringify({ ...report, gemm, gemmSingleThread }, null, 2)
+        : formatDoctorReport(report, measured),
+    );
     return report.blas.kind === 'reference' ? 1 : 0;
   },
 };

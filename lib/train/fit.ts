@@ -6,7 +6,7 @@ import { SingleBar } from 'cli-progress';
 import { z } from 'zod';
 
 import type { TensorDataset } from '../data/dataset';
-import type { NativeTrainerHandle } from '../native';
+import { nativeAddon, type NativeTrainerHandle } from '../native';
 import { parseOptions } from '../options';
 import { handleOf } from '../tensor';
 import type { Callback, EpochLogs, FitControl } from './callbacks';
@@ -231,6 +231,7 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
     bar?.stop();
     signal?.removeEventListener('abort', onAbort);
     fs.rmSync(snapshotDir, { recursive: true, force: true });
+    nativeAddon().releaseCachedMemory(); // the activations kept for the next step are not needed any more
   }
   return { epochs: history, stopReason: stopReason ?? 'completed' };
 }

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "errors.h"
+#include "system/threads.h"
 
 namespace pace::addon {
 
@@ -28,6 +29,7 @@ class PromiseWorker : public Napi::AsyncWorker {
  protected:
   void Execute() override {
     try {
+      applyThreads();  // libuv's worker threads start from the OpenMP default, not the process's setting
       result_.emplace(compute_());
     } catch (const std::exception& error) {
       SetError(describe(error));

@@ -2,8 +2,13 @@
 #include "async.h"
 #include "bindings.h"
 #include "convert.h"
+#include "peft/pace_linear.h"
 #include "system/doctor.h"
+#include "system/threads.h"
+#include "tensor/cpu_cache.h"
 #include "train/schedule.h"
+
+#include <stdexcept>
 
 namespace pace::addon {
 
@@ -18,10 +23,12 @@ Napi::Value doctorJs(const Napi::CallbackInfo& info) {
     blas.Set("library", report.blas.library);
     blas.Set("detail", report.blas.detail);
     blas.Set("threading", report.blas.threading);
+    blas.Set("onednn", report.onednn);
     Napi::Object threads = Napi::Object::New(env);
     threads.Set("intraOp", report.intraOpThreads);
     threads.Set("interOp", report.interOpThreads);
     threads.Set("hardware", report.hardwareThreads);
+    threads.Set("available", report.availableCpus);
     Napi::Object cuda = Napi::Object::New(env);
     cuda.Set("built", report.cudaBuilt);
     cuda.Set("deviceCount", report.cudaDeviceCount);
@@ -46,8 +53,9 @@ Napi::Value measureGemmJs(const Napi::CallbackInfo& info) {
     const int size = info[0].ToNumber().Int32Value();
     const double seconds = info[1].ToNumber().DoubleValue();
     const std::string device = stringFromJs(info[2], "device");
+    const int threads = info[3].IsUndefined() ? 0 : info[3].ToNumber().Int32Value();
     return runAsync(
-        env, "pace.measureGemm", [=] { return measureGemm(size, seconds, device); },
+        env, "pace.measureGemm", [=] { return measureGemm(size, seconds, device, threads); },
         [](Napi::Env env, GemmMeasurement& m) -> Napi::Value {
           Napi::Object result = Napi::Object::New(env);
           result.Set("size", m.size);
@@ -55,6 +63,7 @@ Napi::Value measureGemmJs(const Napi::CallbackInfo& info) {
           result.Set("seconds", m.seconds);
           result.Set("gflops", m.gflops);
           result.Set("device", m.device);
+          result.Set("threads", m.threads);
           return result;
         });
   });
@@ -66,6 +75,10 @@ Napi::Value memoryStatsJs(const Napi::CallbackInfo& info) {
   Napi::Object result = Napi::Object::New(info.Env());
   result.Set("liveTensors", static_cast<double>(counters.liveTensors));
   result.Set("tensorBytes", static_cast<double>(counters.tensorBytes));
+  const CpuCacheStats cache = cpuCacheStats();
+  result.Set("cpuCacheBytes", static_cast<double>(cache.cachedBytes));
+  result.Set("cpuCacheHits", static_cast<double>(cache.hits));
+  result.Set("cpuCacheMisses", static_cast<double>(cache.misses));
   return result;
 }
 
@@ -87,6 +100,62 @@ Napi::Value cosineLrJs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), schedule.valueAt(t));
 }
 
+// releaseCachedMemory(): frees the CPU blocks kept for reuse (tensors in use are unaffected).
+Napi::Value releaseCachedMemoryJs(const Napi::CallbackInfo& info) {
+  releaseCpuCache();
+  return info.Env().Undefined();
+}
+
+// setThreads(n): the intra-op threads of every tensor operation from now on (all threads of the process).
+Napi::Value setThreadsJs(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    setThreads(info[0].ToNumber().Int32Value());
+    return env.Undefined();
+  });
+}
+
+// threads() -> { intraOp, available }: the process-wide setting and the CPUs this process may use.
+Napi::Value threadsJs(const Napi::CallbackInfo& info) {
+  Napi::Object result = Napi::Object::New(info.Env());
+  result.Set("intraOp", configuredThreads());
+  result.Set("available", availableCpus());
+  return result;
+}
+
+const std::vector<std::pair<std::string, peft::PaceLinearStrategy>>& strategyNames() {
+  static const std::vector<std::pair<std::string, peft::PaceLinearStrategy>> names = {
+      {"auto", peft::PaceLinearStrategy::Auto},
+      {"per-row", peft::PaceLinearStrategy::PerRowWeight},
+      {"stacked", peft::PaceLinearStrategy::StackedWeight},
+      {"unfused", peft::PaceLinearStrategy::Unfused},
+  };
+  return names;
+}
+
+// setPaceLinearStrategy(name) / paceLinearStrategy(): how noisy adapted linears are computed, process-wide.
+Napi::Value setPaceLinearStrategyJs(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const std::string name = stringFromJs(info[0], "strategy");
+    for (const auto& [known, strategy] : strategyNames()) {
+      if (known == name) {
+        peft::setPaceLinearStrategy(strategy);
+        return env.Undefined();
+      }
+    }
+    throw std::invalid_argument("unknown PACE linear strategy '" + name +
+                                "' (expected auto, per-row, stacked or unfused)");
+  });
+}
+
+Napi::Value paceLinearStrategyJs(const Napi::CallbackInfo& info) {
+  for (const auto& [name, strategy] : strategyNames()) {
+    if (strategy == peft::paceLinearStrategy()) return Napi::String::New(info.Env(), name);
+  }
+  return Napi::String::New(info.Env(), "auto");
+}
+
 }  // namespace
 
 void registerSystemBindings(Napi::Env env, Napi::Object exports) {
@@ -95,6 +164,13 @@ void registerSystemBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("cosineLr", Napi::Function::New(env, cosineLrJs, "cosineLr"));
   exports.Set("externalMemory", Napi::Function::New(env, externalMemoryJs, "externalMemory"));
   exports.Set("measureGemm", Napi::Function::New(env, measureGemmJs, "measureGemm"));
+  exports.Set("setThreads", Napi::Function::New(env, setThreadsJs, "setThreads"));
+  exports.Set("threads", Napi::Function::New(env, threadsJs, "threads"));
+  exports.Set("setPaceLinearStrategy", Napi::Function::New(env, setPaceLinearStrategyJs, "setPaceLinearStrategy"));
+  exports.Set("paceLinearStrategy", Napi::Function::New(env, paceLinearStrategyJs, "paceLinearStrategy"));
+  exports.Set("releaseCachedMemory", Napi::Function::New(env, releaseCachedMemoryJs, "releaseCachedMemory"));
+  installCpuCache();
+  applyThreads();  // the JS thread too (synchronous work such as building a model)
 }
 
 }  // namespace pace::addon

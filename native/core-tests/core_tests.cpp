@@ -10,20 +10,17 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "errors.h"
 #include "io/safetensors.h"
+#include "tensor/cpu_cache.h"
 #include "tensor/dtype.h"
 #include "tensor/host_memory.h"
 
 namespace {
 
-struct Failure {
-  std::string message;
-};
-
-void check(bool condition, const std::string& message) {
-  if (!condition) throw Failure{message};
-}
+using pace::tests::check;
+using pace::tests::Failure;
 
 std::string tempDir() {
   static std::string dir = [] {
@@ -150,13 +147,15 @@ void dtypeTableIsConsistent() {
 }  // namespace
 
 int main() {
-  const std::vector<std::pair<const char*, std::function<void()>>> tests = {
+  pace::installCpuCache();  // as the addon does: the fused-linear tests then run on it too
+  pace::tests::TestList tests = {
       {"round trip keeps values, dtypes and metadata", roundTripKeepsValuesDtypesAndMetadata},
       {"malformed files are rejected with the file and the problem named", rejectsMalformedFiles},
       {"a failed write leaves no file", failedWriteLeavesNoFile},
       {"the dtype table is consistent", dtypeTableIsConsistent},
       {"host tensors are 64-byte aligned and writable", hostTensorsAreAlignedAndWritable},
   };
+  for (auto& test : pace::tests::paceLinearTests()) tests.push_back(std::move(test));
   int passed = 0;
   int failed = 0;
   for (const auto& [name, body] : tests) {

@@ -6,6 +6,10 @@
 
 namespace pace::models {
 
+torch::Tensor Backbone::forward(const torch::Tensor& images) {
+  return forwardHead(duplicateBatch(forwardFeatures(images)));
+}
+
 void Backbone::checkImages(const torch::Tensor& images) const {
   const int64_t size = imageSize();
   const std::string expected = "images must be a float tensor [batch, 3, " + std::to_string(size) + ", " +

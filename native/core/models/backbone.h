@@ -16,7 +16,8 @@ class Backbone : public torch::nn::Module {
   virtual torch::Tensor forwardFeatures(const torch::Tensor& images) = 0;
   // Pooling and the classifier head.
   virtual torch::Tensor forwardHead(const torch::Tensor& features) = 0;
-  torch::Tensor forward(const torch::Tensor& images) { return forwardHead(forwardFeatures(images)); }
+  // Inside a BatchCopiesScope the copies are stacked before the head at the latest.
+  torch::Tensor forward(const torch::Tensor& images);
 
   virtual std::string family() const = 0;
   virtual int64_t imageSize() const = 0;

@@ -55,8 +55,6 @@ TORCH_MODULE(Mlp);
 
 torch::nn::LayerNorm layerNorm(int64_t features, double eps);
 
-// Stochastic depth on a residual branch: in training, each sample's branch is kept with probability
-// 1 - rate and scaled by 1 / (1 - rate); otherwise the branch is returned as it is.
 // While an AdapterBypassScope is alive, adapted linears compute only their frozen part: the pretrained
 // model's output, for FP-distance and the FPA ablation.
 class AdapterBypassScope {
@@ -70,22 +68,33 @@ class AdapterBypassScope {
   bool previous_;
 };
 
-// While a SharedDropPathScope is alive, the batch holds `copies` stacked copies of the same samples and every
-// copy gets the same mask (PACE's two noisy views must differ only by their adapter noise).
+// Stochastic depth: in training each sample's branch is kept with probability 1 - rate and scaled by
+// 1 / (1 - rate); otherwise the branch is returned as it is. Copies of a batch (BatchCopiesScope) share masks.
 torch::Tensor dropPath(const torch::Tensor& branch, double rate, bool training);
 
-// The scope also lends dropPath a generator, so a seeded training step reproduces its masks.
-class SharedDropPathScope {
+// While a BatchCopiesScope is alive, a forward carries `copies` stacked copies of its batch (PACE's two noisy
+// views) from block `duplicateBeforeBlock` on: before the first noisy block every copy would compute the same
+// values, so the backbone computes them once and stacks the copies there (duplicateBatchBefore), or at the
+// latest before the head (duplicateBatch). dropPath gives every copy the same mask, so the views differ only by
+// their adapter noise, and draws it from the scope's generator, so a seeded step reproduces its masks.
+class BatchCopiesScope {
  public:
-  SharedDropPathScope(int64_t copies, at::Generator generator);
-  ~SharedDropPathScope();
-  SharedDropPathScope(const SharedDropPathScope&) = delete;
-  SharedDropPathScope& operator=(const SharedDropPathScope&) = delete;
+  BatchCopiesScope(int64_t copies, int64_t duplicateBeforeBlock, at::Generator generator);
+  ~BatchCopiesScope();
+  BatchCopiesScope(const BatchCopiesScope&) = delete;
+  BatchCopiesScope& operator=(const BatchCopiesScope&) = delete;
 
  private:
   int64_t previousCopies_;
+  int64_t previousDuplicateBeforeBlock_;
+  bool previousDuplicated_;
   std::optional<at::Generator> previousGenerator_;
 };
+
+// Stacks the scope's copies of `x` along the batch axis if that has not happened yet in this forward.
+torch::Tensor duplicateBatch(const torch::Tensor& x);
+// The same, when `block` is the block the scope duplicates before.
+torch::Tensor duplicateBatchBefore(const torch::Tensor& x, int64_t block);
 
 // The stochastic-depth rate of each of `count` blocks: linear from 0 to `maxRate`, computed in float32 as
 // torch.linspace does.

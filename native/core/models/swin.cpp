@@ -206,7 +206,8 @@ SwinTransformer::SwinTransformer(const SwinConfig& config_) : config((config_.va
 
 torch::Tensor SwinTransformer::forwardFeatures(const torch::Tensor& images) {
   checkImages(images);
-  torch::Tensor x = patch_embed(images);
+  // Swin's noise schedule can start in any stage; the copies are stacked right after the (frozen) patch embedding.
+  torch::Tensor x = duplicateBatch(patch_embed(images));
   for (const auto& stage : *layers) x = stage->as<SwinStage>()->forward(x);
   return norm(x);
 }

@@ -88,7 +88,10 @@ torch::Tensor VisionTransformer::forwardFeatures(const torch::Tensor& images) {
   checkImages(images);
   torch::Tensor x = patch_embed(images);
   x = torch::cat({cls_token.expand({x.size(0), -1, -1}), x}, 1) + pos_embed;
-  for (const auto& block : *blocks) x = block->as<VitBlock>()->forward(x);
+  for (size_t i = 0; i < blocks->size(); ++i) {
+    x = duplicateBatchBefore(x, static_cast<int64_t>(i));
+    x = (*blocks)[i]->as<VitBlock>()->forward(x);
+  }
   return norm(x);
 }
 

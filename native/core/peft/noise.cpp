@@ -13,37 +13,60 @@ PaceNoise::PaceNoise(std::map<std::string, double> sigma, NoiseKind kind, NoiseS
       generator_(std::move(generator)),
       replay_(std::move(replay)) {}
 
-torch::Tensor PaceNoise::apply(const std::string& linear, const torch::Tensor& a) {
+double PaceNoise::sigmaOf(const std::string& linear) const {
   const auto found = sigma_.find(linear);
-  const double sigma = found == sigma_.end() ? 0.0 : found->second;
-  if (sigma == 0.0) return a;
+  return found == sigma_.end() ? 0.0 : found->second;
+}
 
-  std::vector<int64_t> shape = a.sizes().vec();
+torch::Tensor PaceNoise::draw(const std::string& linear, double sigma, at::IntArrayRef outputShape,
+                              const at::TensorOptions& options) {
+  std::vector<int64_t> shape = outputShape.vec();
   if (shape_ == NoiseShape::PerRow) {
     for (size_t i = 1; i + 1 < shape.size(); ++i) shape[i] = 1;
   }
-  torch::Tensor draw;
+  torch::Tensor result;
   if (const auto given = replay_.find(linear); given != replay_.end()) {
-    draw = given->second.to(a.device(), a.scalar_type());
-    if (draw.sizes().vec() != shape) {
-      throw Error("noise for '" + linear + "' has shape " + shapeToString(draw.sizes().vec()) + ", expected " +
+    result = given->second.to(options.device(), options.dtype().toScalarType());
+    if (result.sizes().vec() != shape) {
+      throw Error("noise for '" + linear + "' has shape " + shapeToString(result.sizes().vec()) + ", expected " +
                   shapeToString(shape));
     }
   } else if (kind_ == NoiseKind::Dropout) {
-    draw = torch::empty(shape, a.options()).bernoulli_(1.0 - sigma, generator_);
+    result = torch::empty(shape, options).bernoulli_(1.0 - sigma, generator_);
   } else {
-    draw = at::normal(0.0, 1.0, shape, generator_, a.options());
+    result = at::normal(0.0, 1.0, shape, generator_, options);
   }
-  draws_[linear] = draw;
+  draws_[linear] = result;
+  return result;
+}
+
+torch::Tensor PaceNoise::apply(const std::string& linear, const torch::Tensor& a) {
+  const double sigma = sigmaOf(linear);
+  if (sigma == 0.0) return a;
+  const torch::Tensor drawn = draw(linear, sigma, a.sizes(), a.options());
   switch (kind_) {
     case NoiseKind::Multiplicative:
-      return a * (1.0 + sigma * draw);
+      return a * (1.0 + sigma * drawn);
     case NoiseKind::Additive:
-      return a + sigma * draw;
+      return a + sigma * drawn;
     case NoiseKind::Dropout:
-      return a * draw / (1.0 - sigma);
+      return a * drawn / (1.0 - sigma);
   }
   return a;
+}
+
+bool PaceNoise::perRowMultiplier() const {
+  return shape_ == NoiseShape::PerRow && (kind_ == NoiseKind::Multiplicative || kind_ == NoiseKind::Dropout);
+}
+
+torch::Tensor PaceNoise::multiplier(const std::string& linear, at::IntArrayRef outputShape,
+                                    const at::TensorOptions& options) {
+  if (!perRowMultiplier()) throw Error("this PACE noise is not a per-row multiplier");
+  const double sigma = sigmaOf(linear);
+  if (sigma == 0.0) return {};
+  const torch::Tensor drawn = draw(linear, sigma, outputShape, options);
+  const torch::Tensor z = kind_ == NoiseKind::Dropout ? drawn / (1.0 - sigma) : 1.0 + sigma * drawn;
+  return z.reshape({outputShape.front(), outputShape.back()});
 }
 
 }  // namespace pace::peft

@@ -23,10 +23,22 @@ class PaceNoise {
   //   multiplicative (PACE): a ⊙ (1 + σ·ε);  additive: a + σ·ε;  dropout: a ⊙ Bernoulli(1 − σ) / (1 − σ).
   torch::Tensor apply(const std::string& linear, const torch::Tensor& adapterOutput);
 
+  // Whether the noise is a per-row multiplier z of the adapter output (multiplicative or dropout noise drawn
+  // per row), which the fused PACE linear (peft/pace_linear.h) folds into its weights.
+  bool perRowMultiplier() const;
+  // That multiplier for a linear whose output has `outputShape`, as [rows, out]: 1 + σ·ε, or the dropout mask
+  // / (1 − σ), drawn (or replayed) exactly as apply() draws it. Undefined where σ is 0.
+  torch::Tensor multiplier(const std::string& linear, at::IntArrayRef outputShape, const at::TensorOptions& options);
+
   // The draws used so far in this step, by linear (ε, or the dropout mask).
   const std::map<std::string, torch::Tensor>& draws() const { return draws_; }
 
  private:
+  double sigmaOf(const std::string& linear) const;
+  // ε (or the dropout mask) for an output of `outputShape`, recorded in draws_.
+  torch::Tensor draw(const std::string& linear, double sigma, at::IntArrayRef outputShape,
+                     const at::TensorOptions& options);
+
   std::map<std::string, double> sigma_;
   NoiseKind kind_;
   NoiseShape shape_;

@@ -18,6 +18,10 @@ void PaceConfig::validate() const {
     throw Error("pace.datasetSize (the number of training samples) is required for the fast variant");
 }
 
+int64_t firstNoisyBlock(models::Backbone& model, const PaceConfig& config) {
+  return config.blockStart >= 0 ? config.blockStart : (model.family() == "vit" ? 1 : 0);
+}
+
 std::map<std::string, double> sigmaPerLinear(models::Backbone& model, const PaceConfig& config) {
   const auto linears = model.linears();
   std::vector<std::string> units;
@@ -33,7 +37,7 @@ std::map<std::string, double> sigmaPerLinear(models::Backbone& model, const Pace
     }
   }
   if (!headUnit.empty()) units.push_back(headUnit);
-  const int64_t start = config.blockStart >= 0 ? config.blockStart : (model.family() == "vit" ? 1 : 0);
+  const int64_t start = firstNoisyBlock(model, config);
   const int64_t n = static_cast<int64_t>(units.size()) - start;
   std::map<std::string, double> unitSigma;
   for (int64_t i = 0; i < static_cast<int64_t>(units.size()); ++i) {

@@ -38,6 +38,9 @@ struct PaceConfig {
 // 0 and the n others σ·(n−k)/n for k = 0..n−1 (decreasing), σ (shared) or σ·(k+1)/n (increasing).
 std::map<std::string, double> sigmaPerLinear(models::Backbone& model, const PaceConfig& config);
 
+// The first block that gets noise: blockStart, or the family's default (ViT 1, Swin 0) when it is -1.
+int64_t firstNoisyBlock(models::Backbone& model, const PaceConfig& config);
+
 // mean over the batch of the sum over classes of (a − b)².
 torch::Tensor consistencyLoss(const torch::Tensor& a, const torch::Tensor& b);
 

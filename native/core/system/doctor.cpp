@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "errors.h"
+#include "system/threads.h"
 
 namespace pace {
 
@@ -122,6 +123,13 @@ DoctorReport collectDoctorReport() {
   report.interOpThreads = at::get_num_interop_threads();
   report.hardwareThreads = static_cast<int>(std::thread::hardware_concurrency());
   report.parallelInfo = at::get_parallel_info();
+  report.availableCpus = availableCpus();
+  if (at::hasMKLDNN()) {
+    const auto at = report.buildConfig.find("MKL-DNN v");
+    report.onednn = at == std::string::npos
+                        ? "yes"
+                        : report.buildConfig.substr(at + 8, report.buildConfig.find(' ', at + 8) - at - 8);
+  }
   if (report.blas.kind == "reference") {
     report.warnings.push_back(
         "BLAS is the slow reference implementation (" + report.blas.library +
@@ -130,17 +138,32 @@ DoctorReport collectDoctorReport() {
   } else if (report.blas.kind == "unknown") {
     report.warnings.push_back("could not tell which BLAS libtorch uses; run `pace doctor --gemm` to measure it");
   }
+  if (report.intraOpThreads < report.availableCpus) {
+    report.warnings.push_back("libtorch uses " + std::to_string(report.intraOpThreads) + " of the " +
+                              std::to_string(report.availableCpus) +
+                              " CPUs this process may use: GEMMs run slower (setThreads() or PACE_NUM_THREADS)");
+  }
   if (report.cudaBuilt && report.cudaDeviceCount == 0) {
     report.warnings.push_back("libtorch has CUDA but no GPU is visible (check CUDA_VISIBLE_DEVICES and the driver)");
   }
   return report;
 }
 
-GemmMeasurement measureGemm(int size, double minSeconds, const std::string& device) {
+GemmMeasurement measureGemm(int size, double minSeconds, const std::string& device, int threads) {
   if (size < 1 || size > 16384)
     throw Error("measureGemm: size must be between 1 and 16384, got " + std::to_string(size));
   if (!(minSeconds >= 0 && minSeconds <= 600))
     throw Error("measureGemm: seconds must be between 0 and 600, got " + std::to_string(minSeconds));
+  if (threads < 0 || threads > 1024)
+    throw Error("measureGemm: threads must be between 0 (the current setting) and 1024, got " +
+                std::to_string(threads));
+  struct ThreadsOverride {
+    int previous = at::get_num_threads();
+    explicit ThreadsOverride(int wanted) {
+      if (wanted > 0) at::set_num_threads(wanted);
+    }
+    ~ThreadsOverride() { at::set_num_threads(previous); }
+  } override(threads);
   const at::Device target(device);
   const auto options = at::TensorOptions().dtype(at::kFloat).device(target);
   const at::Tensor a = at::randn({size, size}, options);
@@ -153,6 +176,7 @@ GemmMeasurement measureGemm(int size, double minSeconds, const std::string& devi
   GemmMeasurement result;
   result.size = size;
   result.device = target.str();
+  result.threads = at::get_num_threads();
   double elapsed = 0;
   do {
     at::matmul_out(c, a, b);

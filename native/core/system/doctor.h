@@ -19,6 +19,8 @@ struct DoctorReport {
   int intraOpThreads = 0;
   int interOpThreads = 0;
   int hardwareThreads = 0;
+  int availableCpus = 0;  // CPUs this process may use (affinity, cgroup quota)
+  std::string onednn;     // oneDNN (MKL-DNN) version libtorch was built with, "" when none
   std::string parallelInfo;
   std::string buildConfig;
   std::vector<std::string> warnings;
@@ -32,10 +34,12 @@ struct GemmMeasurement {
   double seconds = 0;
   double gflops = 0;
   std::string device;
+  int threads = 0;  // intra-op threads it ran with
 };
 
 // Multiplies two size×size float32 matrices repeatedly for at least `minSeconds`: the number that tells
 // a fast BLAS from the reference one, and a long computation to prove work runs off the JS thread.
-GemmMeasurement measureGemm(int size, double minSeconds, const std::string& device);
+// threads > 0: with that many intra-op threads on the measuring thread (the setting is restored afterwards).
+GemmMeasurement measureGemm(int size, double minSeconds, const std::string& device, int threads = 0);
 
 }  // namespace pace

@@ -61,7 +61,7 @@ Trainer::Losses Trainer::forwardLosses(const at::Tensor& images, const at::Tenso
   namespace F = torch::nn::functional;
   Losses out;
   if (!pace_.active()) {
-    models::SharedDropPathScope dropPathScope(1, dropPathGenerator_);
+    models::BatchCopiesScope copies(1, 0, dropPathGenerator_);
     out.logits = model.forward(images);
     out.targets = targets;
     out.cls = F::cross_entropy(out.logits, targets);
@@ -74,14 +74,15 @@ Trainer::Losses Trainer::forwardLosses(const at::Tensor& images, const at::Tenso
   if (pace_.variant == peft::PaceVariant::Pace || lazyPaceStep) {
     const int64_t used = lazyPaceStep ? std::max<int64_t>(1, images.size(0) / 2) : images.size(0);
     const at::Tensor x = images.slice(0, 0, used);
-    models::SharedDropPathScope dropPathScope(2, dropPathGenerator_);
-    const at::Tensor both = model.forward(torch::cat({x, x}, 0));
+    // Two copies of x, stacked inside the forward where the first noise is applied (before it they are equal).
+    models::BatchCopiesScope copies(2, peft::firstNoisyBlock(model, pace_), dropPathGenerator_);
+    const at::Tensor both = model.forward(x);
     out.logits = both.slice(0, 0, used);
     out.targets = targets.slice(0, 0, used);
     out.cls = F::cross_entropy(out.logits, out.targets);
     out.consistency = peft::consistencyLoss(out.logits, both.slice(0, used));
   } else {
-    models::SharedDropPathScope dropPathScope(1, dropPathGenerator_);
+    models::BatchCopiesScope copies(1, 0, dropPathGenerator_);
     out.logits = model.forward(images);
     out.targets = targets;
     out.cls = F::cross_entropy(out.logits, targets);

@@ -1,0 +1,216 @@
+// The fused PACE linear (peft/pace_linear.h) against the reference's two-linear formula and, in float64,
+// against finite differences.
+#include <torch/csrc/autograd/autograd.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "check.h"
+#include "peft/pace_linear.h"
+
+namespace pace::tests {
+namespace {
+
+using peft::PaceLinearStrategy;
+
+struct Case {
+  int64_t rows;
+  std::vector<int64_t> middle;  // the token axes between rows and features
+  int64_t in, out;
+  bool bias, shift, inputGrad, weightGrad;
+};
+
+struct Inputs {
+  at::Tensor input, weight, bias, deltaWeight, shift, multiplier;
+  std::vector<at::Tensor> differentiable() const {
+    std::vector<at::Tensor> result;
+    for (const at::Tensor& t : {input, weight, bias, deltaWeight, shift})
+      if (t.defined() && t.requires_grad()) result.push_back(t);
+    return result;
+  }
+};
+
+Inputs makeInputs(const Case& c, at::Generator& generator, at::ScalarType dtype) {
+  const auto options = at::TensorOptions().dtype(dtype);
+  auto randn = [&](std::vector<int64_t> shape, double scale, bool grad) {
+    return (at::randn(shape, generator, options) * scale).set_requires_grad(grad);
+  };
+  std::vector<int64_t> inputShape = {c.rows};
+  inputShape.insert(inputShape.end(), c.middle.begin(), c.middle.end());
+  inputShape.push_back(c.in);
+  Inputs in;
+  in.input = randn(inputShape, 1.0, c.inputGrad);
+  in.weight = randn({c.out, c.in}, 1.0 / std::sqrt(static_cast<double>(c.in)), c.weightGrad);
+  if (c.bias) in.bias = randn({c.out}, 0.1, c.weightGrad);
+  in.deltaWeight = randn({c.out, c.in}, 0.3 / std::sqrt(static_cast<double>(c.in)), true);
+  if (c.shift) in.shift = randn({c.out}, 0.1, true);
+  in.multiplier = 1.0 + 1.2 * at::randn({c.rows, c.out}, generator, options);  // z = 1 + σ·ε, σ = 1.2
+  return in;
+}
+
+Inputs converted(const Inputs& source, at::ScalarType dtype) {
+  auto convert = [&](const at::Tensor& t) {
+    return t.defined() ? t.detach().to(dtype).set_requires_grad(t.requires_grad()) : t;
+  };
+  return {convert(source.input),       convert(source.weight), convert(source.bias),
+          convert(source.deltaWeight), convert(source.shift),  convert(source.multiplier)};
+}
+
+struct Result {
+  at::Tensor output;
+  std::vector<at::Tensor> gradients;
+};
+
+// The output and the gradients of Σ y ⊙ r for a fixed random r.
+Result run(const Inputs& in, PaceLinearStrategy strategy, const at::Tensor& outputWeights) {
+  Result result;
+  result.output = peft::paceLinear(in.input, in.weight, in.bias, in.deltaWeight, in.shift, in.multiplier, strategy);
+  const at::Tensor loss = (result.output * outputWeights.to(result.output.scalar_type())).sum();
+  result.gradients = torch::autograd::grad({loss}, in.differentiable());
+  return result;
+}
+
+double relativeError(const at::Tensor& actual, const at::Tensor& expected) {
+  const double scale = expected.abs().max().item<double>();
+  const double error = (actual.to(at::kDouble) - expected.to(at::kDouble)).abs().max().item<double>();
+  return scale == 0 ? error : error / scale;
+}
+
+std::string describe(const Case& c, const char* strategy) {
+  std::ostringstream text;
+  text << strategy << " rows " << c.rows << " tokens [";
+  for (int64_t m : c.middle) text << m << ' ';
+  text << "] " << c.in << "->" << c.out;
+  return text.str();
+}
+
+const std::vector<Case>& cases() {
+  static const std::vector<Case> all = {
+      {4, {17}, 48, 144, true, true, true, false},      // the ViT fixture's qkv (17 tokens)
+      {8, {49}, 32, 96, true, true, true, false},       // a Swin window
+      {3, {5, 6}, 16, 32, false, true, true, false},    // Swin's [B, H, W, C] without a bias
+      {2, {}, 48, 10, true, false, true, true},         // no token axis; frozen weights take gradients too
+      {5, {9}, 7, 13, true, true, false, false},        // odd sizes; nothing upstream needs dX
+      {3, {197}, 768, 768, true, true, true, false},    // ViT-B/16's proj: each row's weight is its own chunk
+      {16, {197}, 384, 1536, true, true, true, false},  // ViT-S/16's fc1 at batch 8 duplicated
+      {1, {1}, 3, 2, true, true, true, true},
+  };
+  return all;
+}
+
+void fusedMatchesUnfusedOnRandomShapes() {
+  at::Generator generator = at::detail::createCPUGenerator(20241127);
+  for (const Case& c : cases()) {
+    const Inputs inputs = makeInputs(c, generator, at::kFloat);
+    std::vector<int64_t> outShape = inputs.input.sizes().vec();
+    outShape.back() = c.out;
+    const at::Tensor outputWeights = at::randn(outShape, generator, at::TensorOptions().dtype(at::kFloat));
+    const Result unfused = run(inputs, PaceLinearStrategy::Unfused, outputWeights);
+    const Result exact = run(converted(inputs, at::kDouble), PaceLinearStrategy::Unfused, outputWeights);
+    check(relativeError(unfused.output, exact.output) < 1e-5, describe(c, "unfused float32 vs float64"));
+    for (const auto& [strategy, name] : {std::pair{PaceLinearStrategy::PerRowWeight, "per-row"},
+                                         std::pair{PaceLinearStrategy::StackedWeight, "stacked"}}) {
+      const Result fused = run(inputs, strategy, outputWeights);
+      check(fused.output.sizes() == unfused.output.sizes(), describe(c, name) + ": output shape");
+      const double outputError = relativeError(fused.output, unfused.output);
+      check(outputError < 1e-4, describe(c, name) + ": output differs by " + std::to_string(outputError));
+      check(relativeError(fused.output, exact.output) < 1e-5, describe(c, name) + ": output vs float64");
+      check(fused.gradients.size() == unfused.gradients.size(), describe(c, name) + ": gradient count");
+      for (size_t i = 0; i < fused.gradients.size(); ++i) {
+        const double error = relativeError(fused.gradients[i], unfused.gradients[i]);
+        check(error < 1e-3,
+              describe(c, name) + ": gradient " + std::to_string(i) + " differs by " + std::to_string(error));
+        check(relativeError(fused.gradients[i], exact.gradients[i]) < 1e-4,
+              describe(c, name) + ": gradient " + std::to_string(i) + " vs float64");
+      }
+    }
+  }
+}
+
+// Central differences in float64 along a random direction of every differentiable input, against the
+// directional derivative the custom backward gives.
+void fusedBackwardMatchesFiniteDifferences() {
+  at::Generator generator = at::detail::createCPUGenerator(7);
+  const Case c{3, {4}, 6, 5, true, true, true, true};
+  for (const auto strategy : {PaceLinearStrategy::PerRowWeight, PaceLinearStrategy::StackedWeight}) {
+    Inputs inputs = makeInputs(c, generator, at::kDouble);
+    const at::Tensor outputWeights = at::randn({3, 4, 5}, generator, at::TensorOptions().dtype(at::kDouble));
+    const Result analytic = run(inputs, strategy, outputWeights);
+    const std::vector<at::Tensor> parameters = inputs.differentiable();
+    for (size_t i = 0; i < parameters.size(); ++i) {
+      const at::Tensor direction = at::randn(parameters[i].sizes(), generator, parameters[i].options());
+      const double expected = (analytic.gradients[i] * direction).sum().item<double>();
+      const double h = 1e-6;
+      auto lossAt = [&](double step) {
+        at::NoGradGuard noGrad;
+        const at::Tensor original = parameters[i].detach().clone();
+        parameters[i].detach().add_(direction, step);
+        const double loss = (peft::paceLinear(inputs.input, inputs.weight, inputs.bias, inputs.deltaWeight,
+                                              inputs.shift, inputs.multiplier, strategy) *
+                             outputWeights)
+                                .sum()
+                                .item<double>();
+        parameters[i].detach().copy_(original);
+        return loss;
+      };
+      const double numeric = (lossAt(h) - lossAt(-h)) / (2 * h);
+      check(std::abs(numeric - expected) <= 1e-7 * std::max(1.0, std::abs(expected)),
+            "finite differences disagree for input " + std::to_string(i) + ": " + std::to_string(numeric) + " vs " +
+                std::to_string(expected));
+    }
+  }
+}
+
+void gradientsOnlyWhereNeeded() {
+  at::Generator generator = at::detail::createCPUGenerator(3);
+  const Case c{2, {3}, 4, 5, true, true, false, false};
+  const Inputs inputs = makeInputs(c, generator, at::kFloat);
+  const at::Tensor y = peft::paceLinear(inputs.input, inputs.weight, inputs.bias, inputs.deltaWeight, inputs.shift,
+                                        inputs.multiplier, PaceLinearStrategy::PerRowWeight);
+  y.sum().backward();
+  check(!inputs.input.grad().defined() && !inputs.weight.grad().defined() && !inputs.bias.grad().defined(),
+        "frozen inputs received gradients");
+  check(inputs.deltaWeight.grad().defined() && inputs.shift.grad().defined(), "the adapter terms got no gradient");
+
+  auto expectError = [&](const std::function<void()>& body, const std::string& expected) {
+    try {
+      body();
+    } catch (const std::exception& error) {
+      check(std::string(error.what()).find(expected) != std::string::npos,
+            "expected an error mentioning '" + expected + "', got: " + error.what());
+      return;
+    }
+    throw Failure{"expected an error mentioning '" + expected + "'"};
+  };
+  const at::Tensor trainableNoise = inputs.multiplier.detach().clone().set_requires_grad(true);
+  expectError([&] { peft::paceLinear(inputs.input, inputs.weight, {}, inputs.deltaWeight, {}, trainableNoise); },
+              "multiplier takes no gradient");
+  expectError(
+      [&] {
+        peft::paceLinear(inputs.input, inputs.weight, {}, inputs.deltaWeight, {}, at::ones({2, 4}));
+      },
+      "multiplier must be [2, 5]");
+  expectError(
+      [&] {
+        peft::paceLinear(inputs.input, inputs.weight, {}, at::ones({5, 3}), {}, inputs.multiplier);
+      },
+      "deltaWeight must have the weight's shape");
+}
+
+void autoPicksPerRowWeightsForLongRows() {
+  check(peft::choosePaceLinearStrategy(197, 384, 1152) == PaceLinearStrategy::PerRowWeight, "ViT-S/16 qkv");
+  check(peft::choosePaceLinearStrategy(49, 96, 288) == PaceLinearStrategy::Unfused, "a Swin window");
+}
+
+}  // namespace
+
+TestList paceLinearTests() {
+  return {
+      {"fused PACE linear matches the two-linear formula on random shapes", fusedMatchesUnfusedOnRandomShapes},
+      {"fused PACE linear's backward matches finite differences (float64)", fusedBackwardMatchesFiniteDifferences},
+      {"fused PACE linear computes only the gradients that are needed", gradientsOnlyWhereNeeded},
+      {"fused PACE linear picks per-row weights for long rows", autoPicksPerRowWeightsForLongRows},
+  };
+}
+
+}  // namespace pace::tests

@@ -1,0 +1,188 @@
+#include "peft/pace_linear.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <algorithm>
+#include <atomic>
+
+#include "errors.h"
+
+namespace pace::peft {
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// target = W0 + diag(z)·ΔW for one row's multiplier z [out]. A plain loop over output channels split among
+// the threads: ATen's broadcasting addcmul ran at a fraction of memory speed and cost a third of the GEMM.
+void buildRowWeight(at::Tensor& target, const at::Tensor& weight, const at::Tensor& deltaWeight, const at::Tensor& z) {
+  if (weight.scalar_type() != at::kFloat && weight.scalar_type() != at::kDouble) {
+    at::addcmul_out(target, weight, z.unsqueeze(1), deltaWeight);
+    return;
+  }
+  const int64_t out = weight.size(0), in = weight.size(1);
+  AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "buildRowWeight", [&] {
+    const scalar_t* __restrict w = weight.data_ptr<scalar_t>();
+    const scalar_t* __restrict d = deltaWeight.data_ptr<scalar_t>();
+    const scalar_t* __restrict scale = z.data_ptr<scalar_t>();
+    scalar_t* __restrict result = target.data_ptr<scalar_t>();
+    at::parallel_for(0, out, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, in)), [&](int64_t begin, int64_t end) {
+      for (int64_t o = begin; o < end; ++o) {
+        const scalar_t factor = scale[o];
+        for (int64_t i = 0; i < in; ++i) result[o * in + i] = w[o * in + i] + factor * d[o * in + i];
+      }
+    });
+  });
+}
+
+// target[s] = lhs[s]·W_sᵀ (forward) or lhs[s]·W_s (the input gradient) for every row s, W_s = W0 + diag(z_s)·ΔW.
+// One row at a time: its weight is built into a buffer that stays in cache and the row's GEMM uses every
+// thread. (Giving each thread its own rows with single-threaded GEMMs measured ~30 % slower on 2 cores.)
+void perRowProducts(at::Tensor& target, const at::Tensor& lhs, const at::Tensor& weight, const at::Tensor& deltaWeight,
+                    const at::Tensor& multiplier, bool transposed) {
+  const at::Tensor w0 = weight.contiguous(), delta = deltaWeight.contiguous(), z = multiplier.contiguous();
+  at::Tensor buffer = at::empty_like(w0);
+  for (int64_t s = 0; s < lhs.size(0); ++s) {
+    buildRowWeight(buffer, w0, delta, z[s]);
+    at::Tensor row = target[s];
+    at::mm_out(row, lhs[s], transposed ? buffer.t() : buffer);
+  }
+}
+
+// b0 + z ⊙ c per row, [rows, 1, out]; undefined when the layer has neither.
+at::Tensor perRowBias(const at::Tensor& bias, const at::Tensor& shift, const at::Tensor& multiplier) {
+  at::Tensor rowBias;
+  if (shift.defined()) rowBias = multiplier * shift;
+  if (bias.defined()) rowBias = rowBias.defined() ? rowBias.add_(bias) : bias.expand_as(multiplier);
+  return rowBias.defined() ? rowBias.unsqueeze(1) : rowBias;
+}
+
+at::Tensor forwardPerRow(const at::Tensor& x3, const at::Tensor& weight, const at::Tensor& bias,
+                         const at::Tensor& deltaWeight, const at::Tensor& shift, const at::Tensor& multiplier) {
+  const int64_t rows = x3.size(0), tokens = x3.size(1), out = weight.size(0);
+  at::Tensor y = at::empty({rows, tokens, out}, x3.options());
+  perRowProducts(y, x3, weight, deltaWeight, multiplier, /*transposed=*/true);
+  const at::Tensor rowBias = perRowBias(bias, shift, multiplier);
+  if (rowBias.defined()) y.add_(rowBias);
+  return y;
+}
+
+at::Tensor forwardStacked(const at::Tensor& x3, const at::Tensor& weight, const at::Tensor& bias,
+                          const at::Tensor& deltaWeight, const at::Tensor& shift, const at::Tensor& multiplier) {
+  const int64_t rows = x3.size(0), tokens = x3.size(1), out = weight.size(0);
+  const at::Tensor both = at::mm(x3.reshape({rows * tokens, -1}), at::cat({weight, deltaWeight}, 0).t());
+  const at::Tensor frozen = both.narrow(1, 0, out).reshape({rows, tokens, out});
+  at::Tensor adapted = both.narrow(1, out, out).reshape({rows, tokens, out});
+  if (shift.defined()) adapted = adapted + shift;
+  at::Tensor y = adapted.mul(multiplier.unsqueeze(1)).add_(frozen);
+  if (bias.defined()) y.add_(bias);
+  return y;
+}
+
+struct PaceLinearFunction : public torch::autograd::Function<PaceLinearFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
+                            const at::Tensor& bias, const at::Tensor& deltaWeight, const at::Tensor& shift,
+                            const at::Tensor& multiplier, int64_t strategy) {
+    const int64_t rows = input.size(0), in = input.size(-1);
+    const at::Tensor x3 = input.reshape({rows, -1, in});
+    const auto chosen = static_cast<PaceLinearStrategy>(strategy);
+    const at::Tensor y = chosen == PaceLinearStrategy::PerRowWeight
+                             ? forwardPerRow(x3, weight, bias, deltaWeight, shift, multiplier)
+                             : forwardStacked(x3, weight, bias, deltaWeight, shift, multiplier);
+    ctx->save_for_backward({x3, weight, deltaWeight, multiplier});
+    ctx->saved_data["strategy"] = strategy;
+    ctx->saved_data["inputShape"] = input.sizes().vec();
+    std::vector<int64_t> outShape = input.sizes().vec();
+    outShape.back() = weight.size(0);
+    return y.view(outShape);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list gradOutputs) {
+    const variable_list saved = ctx->get_saved_variables();
+    const at::Tensor& x3 = saved[0];
+    const at::Tensor& weight = saved[1];
+    const at::Tensor& deltaWeight = saved[2];
+    const at::Tensor& multiplier = saved[3];
+    const auto strategy = static_cast<PaceLinearStrategy>(ctx->saved_data["strategy"].toInt());
+    const std::vector<int64_t> inputShape = ctx->saved_data["inputShape"].toIntVector();
+    const int64_t rows = x3.size(0), tokens = x3.size(1), in = x3.size(2), out = weight.size(0);
+
+    const at::Tensor dy3 = gradOutputs[0].reshape({rows, tokens, out});
+    const at::Tensor scaled = dy3 * multiplier.unsqueeze(1);  // z ⊙ dY
+    const at::Tensor dy2 = dy3.reshape({rows * tokens, out});
+    const at::Tensor scaled2 = scaled.view({rows * tokens, out});
+    const at::Tensor x2 = x3.reshape({rows * tokens, in});
+
+    at::Tensor gradInput, gradWeight, gradBias, gradDelta, gradShift;
+    if (ctx->needs_input_grad(0)) {
+      if (strategy == PaceLinearStrategy::PerRowWeight) {
+        gradInput = at::empty({rows, tokens, in}, x3.options());
+        perRowProducts(gradInput, dy3, weight, deltaWeight, multiplier, /*transposed=*/false);
+      } else {
+        gradInput = at::mm(at::cat({dy2, scaled2}, 1), at::cat({weight, deltaWeight}, 0));
+      }
+      gradInput = gradInput.view(inputShape);
+    }
+    if (ctx->needs_input_grad(1)) gradWeight = at::mm(dy2.t(), x2);
+    if (ctx->needs_input_grad(2)) gradBias = dy2.sum(0);
+    if (ctx->needs_input_grad(3)) gradDelta = at::mm(scaled2.t(), x2);
+    if (ctx->needs_input_grad(4)) gradShift = scaled2.sum(0);
+    return {gradInput, gradWeight, gradBias, gradDelta, gradShift, at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor unfusedPaceLinear(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+                             const at::Tensor& deltaWeight, const at::Tensor& shift, const at::Tensor& multiplier) {
+  std::vector<int64_t> zShape(input.dim(), 1);
+  zShape.front() = multiplier.size(0);
+  zShape.back() = multiplier.size(1);
+  return at::linear(input, weight, bias) + at::linear(input, deltaWeight, shift) * multiplier.view(zShape);
+}
+
+std::atomic<PaceLinearStrategy> processStrategy{PaceLinearStrategy::Auto};
+
+}  // namespace
+
+void setPaceLinearStrategy(PaceLinearStrategy strategy) { processStrategy.store(strategy); }
+PaceLinearStrategy paceLinearStrategy() { return processStrategy.load(); }
+
+PaceLinearStrategy choosePaceLinearStrategy(int64_t tokensPerRow, int64_t inFeatures, int64_t outFeatures) {
+  // Measured with bench/native/pace_linear_bench.cpp (2 cores, OpenBLAS; bench/RESULTS.md): per-row weights
+  // save 20–35 % from about 64 tokens per row (ViT at 224/16 has 197), tie around 32–50 and lose
+  // below, where the GEMMs per row get small and building each row's weight no longer pays. The stacked
+  // weight never beat the two linears on the CPU (its extra copies cost what the single call saves).
+  (void)inFeatures;
+  (void)outFeatures;
+  return tokensPerRow >= 64 ? PaceLinearStrategy::PerRowWeight : PaceLinearStrategy::Unfused;
+}
+
+at::Tensor paceLinear(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+                      const at::Tensor& deltaWeight, const at::Tensor& shift, const at::Tensor& multiplier,
+                      PaceLinearStrategy strategy) {
+  TORCH_CHECK(input.dim() >= 2, "paceLinear: the input needs a row axis and a feature axis");
+  const int64_t rows = input.size(0), in = input.size(-1), out = weight.size(0);
+  TORCH_CHECK(weight.dim() == 2 && weight.size(1) == in, "paceLinear: weight must be [out, ", in, "]");
+  TORCH_CHECK(deltaWeight.defined() && deltaWeight.sizes() == weight.sizes(),
+              "paceLinear: deltaWeight must have the weight's shape");
+  TORCH_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == out), "paceLinear: bias must be [", out, "]");
+  TORCH_CHECK(!shift.defined() || (shift.dim() == 1 && shift.size(0) == out), "paceLinear: shift must be [", out, "]");
+  TORCH_CHECK(multiplier.dim() == 2 && multiplier.size(0) == rows && multiplier.size(1) == out,
+              "paceLinear: multiplier must be [", rows, ", ", out, "]");
+  TORCH_CHECK(!multiplier.requires_grad(), "paceLinear: the noise multiplier takes no gradient");
+  if (strategy == PaceLinearStrategy::Auto) strategy = paceLinearStrategy();
+  if (strategy == PaceLinearStrategy::Auto) {
+    const int64_t tokens = rows == 0 ? 0 : input.numel() / (rows * in);
+    strategy = choosePaceLinearStrategy(tokens, in, out);
+  }
+  if (strategy == PaceLinearStrategy::Unfused || input.numel() == 0)
+    return unfusedPaceLinear(input, weight, bias, deltaWeight, shift, multiplier);
+  // libtorch 1.13's custom functions take no undefined inputs: an absent bias or shift is a constant zero.
+  const auto zeros = [&](const at::Tensor& t) { return t.defined() ? t : at::zeros({out}, weight.options()); };
+  return PaceLinearFunction::apply(input, weight, zeros(bias), deltaWeight, zeros(shift), multiplier,
+                                   static_cast<int64_t>(strategy));
+}
+
+}  // namespace pace::peft

@@ -1,0 +1,138 @@
+import {
+  createModel,
+  disposeTensors,
+  loadTensors,
+  measureGemm,
+  memoryStats,
+  paceLinearStrategy,
+  releaseCachedMemory,
+  setPaceLinearStrategy,
+  setThreads,
+  tensor,
+  threads,
+  Trainer,
+  type PaceLinearStrategy,
+  type Tensor,
+  type TensorRecord,
+} from '../lib';
+import { relativeError } from './support/compare';
+import { fixture, fixtureIndex, fixtureSpec } from './support/fixtures';
+import { seededRandom, tinyVit } from './support/synthetic';
+
+afterAll(() => setPaceLinearStrategy('auto'));
+
+const scalar = (t: Tensor) => t.toFloat32Array()[0];
+const noisyFixtures = Object.keys(fixtureIndex).filter(
+  (name) => fixtureIndex[name].kind === 'pace' && fixtureIndex[name].sigma > 0,
+);
+
+interface StepOutcome {
+  losses: number[];
+  gradients: TensorRecord;
+}
+
+/** One replayed PACE step of a fixture with the noisy linears computed the given way. */
+async function fixtureStep(name: string, io: TensorRecord, strategy: PaceLinearStrategy): Promise<StepOutcome> {
+  const fx = fixtureIndex[name];
+  setPaceLinearStrategy(strategy);
+  using model = await createModel(fixtureSpec(name), { pretrained: fixture(`${name}.base.safetensors`) });
+  model.addAdapters({ type: 'loramul_vptadd', rank: fx.rank });
+  await model.loadAdapters(fixture(`${name}.adapters.safetensors`));
+  const trainer = new Trainer(model, {
+    optimizer: { lr: fx.adamw.lr, weightDecay: fx.adamw.weight_decay },
+    pace: { sigma: fx.sigma, lambda: fx.lambda, blockStart: fx.block_start },
+  });
+  const noise = Object.fromEntries(
+    Object.entries(io)
+      .filter(([key]) => key.startsWith('noise.'))
+      .map(([key, value]) => [key.slice('noise.'.length), value]),
+  );
+  const step = await trainer.trainStep(io.input, io.target, { noise });
+  return { losses: [step.clsLoss, step.paceLoss, step.totalLoss], gradients: model.gradients() };
+}
+
+describe.each(noisyFixtures)('%s: every formulation of the noisy linears gives the same step', (name) => {
+  let io: TensorRecord;
+  let unfused: StepOutcome;
+  beforeAll(async () => {
+    io = (await loadTensors(fixture(`${name}.io.safetensors`))).tensors;
+    unfused = await fixtureStep(name, io, 'unfused');
+  });
+  afterAll(() => {
+    disposeTensors(io);
+    disposeTensors(unfused.gradients);
+  });
+
+  test.each(['per-row', 'stacked', 'auto'] as const)(
+    '%s: losses within 1e-4 of the unfused step and 1e-5 of the reference, gradients within 1e-3 of both',
+    async (strategy) => {
+      const fused = await fixtureStep(name, io, strategy);
+      const reference = [scalar(io.cls_loss), scalar(io.pace_loss), scalar(io.total_loss)];
+      fused.losses.forEach((loss, i) => {
+        expect(Math.abs(loss - unfused.losses[i]) / (Math.abs(unfused.losses[i]) + 1e-6)).toBeLessThan(1e-4);
+        expect(Math.abs(loss - reference[i]) / (Math.abs(reference[i]) + 1e-6)).toBeLessThan(1e-5);
+      });
+      for (const [param, gradient] of Object.entries(fused.gradients)) {
+        expect([param, relativeError(gradient, unfused.gradients[param])]).toEqual([param, expect.any(Number)]);
+        expect(relativeError(gradient, unfused.gradients[param])).toBeLessThan(1e-3);
+        expect(relativeError(gradient, io[`grad.${param}`])).toBeLessThan(1e-3);
+      }
+      disposeTensors(fused.gradients);
+    },
+  );
+});
+
+test('the PACE linear strategy is process-wide, validated and reported back', () => {
+  setPaceLinearStrategy('per-row');
+  expect(paceLinearStrategy()).toBe('per-row');
+  setPaceLinearStrategy('auto');
+  expect(paceLinearStrategy()).toBe('auto');
+  expect(() => setPaceLinearStrategy('fastest' as PaceLinearStrategy)).toThrow(/^strategy: Invalid option/);
+});
+
+test('setThreads reaches the worker threads that run model calls, and is validated', async () => {
+  const before = threads();
+  expect(before.available).toBeGreaterThanOrEqual(1);
+  expect(before.intraOp).toBeGreaterThanOrEqual(1);
+  try {
+    setThreads(1);
+    expect(threads().intraOp).toBe(1);
+    // measureGemm runs on a libuv worker thread and reports the intra-op threads it found there.
+    expect((await measureGemm({ size: 64, seconds: 0 })).threads).toBe(1);
+    setThreads(2);
+    expect((await measureGemm({ size: 64, seconds: 0 })).threads).toBe(2);
+    expect((await measureGemm({ size: 64, seconds: 0, threads: 1 })).threads).toBe(1);
+    expect(threads().intraOp).toBe(2); // a measurement's own thread count does not stick
+  } finally {
+    setThreads(before.intraOp);
+  }
+  expect(() => setThreads(0)).toThrow(/^intraOp: /);
+  expect(() => setThreads(1.5)).toThrow(/^intraOp: /);
+});
+
+test('large CPU blocks freed by a training step are reused by the next, and can be released', async () => {
+  // 64×64 images in 8×8 patches: 65 tokens per sample, so the per-row formulation runs too.
+  using model = await createModel({ ...tinyVit, imgSize: 64, embedDim: 128, numClasses: 4 });
+  model.addAdapters({ type: 'loramul_vptadd', rank: 4 });
+  const trainer = new Trainer(model, { pace: { sigma: 1, lambda: 1 } });
+  const random = seededRandom(5);
+  using images = tensor(
+    Float32Array.from({ length: 16 * 3 * 64 * 64 }, () => random() * 2 - 1),
+    [16, 3, 64, 64],
+  );
+  using targets = tensor(
+    BigInt64Array.from({ length: 16 }, (_, i) => BigInt(i % 4)),
+    [16],
+  );
+  await trainer.trainStep(images, targets);
+  const afterFirst = memoryStats();
+  await trainer.trainStep(images, targets);
+  const afterSecond = memoryStats();
+  const hits = afterSecond.cpuCacheHits - afterFirst.cpuCacheHits;
+  expect(hits).toBeGreaterThan(10);
+  // The second step finds (nearly) everything it needs in the cache: few new blocks from the system.
+  expect(afterSecond.cpuCacheMisses - afterFirst.cpuCacheMisses).toBeLessThan(hits / 4);
+  expect(afterSecond.cpuCacheBytes).toBeGreaterThan(0);
+  releaseCachedMemory();
+  expect(memoryStats().cpuCacheBytes).toBe(0);
+});
