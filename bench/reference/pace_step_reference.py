@@ -1,0 +1,201 @@
+"""REFERENCE ONLY: a PyTorch eager implementation of one PACE training step, for benchmarks.
+
+Not part of pace-peft. It is written from the paper's equations (and the fixtures' README) the way a PyTorch
+user writes them: timm's ViT layout, LoRA-mul + VPT-add adapters on every Linear but the head, each noisy
+linear as two GEMMs (W0·x + b0 + z ⊙ adapter(x)), z = 1 + σ·ε per sample and output channel with σ falling
+linearly with depth from block 1, the batch duplicated with cat([x, x]), cross-entropy on the first copy +
+λ·mean Σ (f1 − f2)², then torch.optim.AdamW.
+
+It runs as a worker for bench/cpu.ts: the first stdin line is a JSON configuration, then each line is a
+command (`pace`, `baseline`, `eval` or `quit`); for each it runs one step and prints a JSON line with the
+milliseconds it took, so both implementations can be timed alternately in one invocation.
+"""
+
+import json
+import math
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class NoiseState:
+    """The σ of each linear and whether the current forward is a noisy (PACE) one."""
+
+    def __init__(self):
+        self.active = False
+
+
+class AdaptedLinear(nn.Module):
+    """A frozen Linear with a LoRA-mul + VPT-add adapter whose output PACE multiplies by z = 1 + σ·ε."""
+
+    def __init__(self, in_features, out_features, rank, sigma, noise, bias=True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_features, in_features).normal_(0, 0.02), requires_grad=False)
+        self.bias = nn.Parameter(torch.zeros(out_features), requires_grad=False) if bias else None
+        self.delta_W_down = nn.Parameter(torch.zeros(out_features, rank))
+        self.delta_W_up = nn.Parameter(nn.init.xavier_uniform_(torch.empty(rank, in_features)))
+        self.delta_b = nn.Parameter(torch.zeros(out_features)) if bias else None
+        self.delta_prompt_down = nn.Parameter(torch.zeros(in_features, rank))
+        self.delta_prompt_up = nn.Parameter(nn.init.xavier_uniform_(torch.empty(rank, 1)))
+        self.sigma = sigma
+        self.noise = noise
+
+    def adapter(self, x):
+        delta_weight = self.weight * (self.delta_W_down @ self.delta_W_up)
+        shift = (self.weight @ (self.delta_prompt_down @ self.delta_prompt_up)).squeeze(1)
+        if self.bias is not None:
+            shift = shift + self.bias * self.delta_b
+        return F.linear(x, delta_weight, shift)
+
+    def forward(self, x):
+        frozen = F.linear(x, self.weight, self.bias)
+        adapted = self.adapter(x)
+        if self.noise.active and self.sigma > 0:
+            shape = [x.shape[0]] + [1] * (x.dim() - 2) + [adapted.shape[-1]]
+            adapted = adapted * (1 + self.sigma * torch.randn(shape))
+        return frozen + adapted
+
+
+def drop_path(x, rate, training, copies):
+    if rate == 0 or not training:
+        return x
+    keep = 1 - rate
+    mask = x.new_empty((x.shape[0] // copies,) + (1,) * (x.dim() - 1)).bernoulli_(keep).div_(keep)
+    return x * mask.repeat((copies,) + (1,) * (x.dim() - 1))
+
+
+class Block(nn.Module):
+    def __init__(self, dim, heads, rank, sigma, noise, drop_path_rate):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.qkv = AdaptedLinear(dim, 3 * dim, rank, sigma, noise)
+        self.proj = AdaptedLinear(dim, dim, rank, sigma, noise)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.fc1 = AdaptedLinear(dim, 4 * dim, rank, sigma, noise)
+        self.fc2 = AdaptedLinear(4 * dim, dim, rank, sigma, noise)
+        self.drop_path_rate = drop_path_rate
+        self.copies = 1
+
+    def attention(self, x):
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        attn = ((q * (c // self.heads) ** -0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+
+    def forward(self, x):
+        x = x + drop_path(self.attention(self.norm1(x)), self.drop_path_rate, self.training, self.copies)
+        mlp = self.fc2(F.gelu(self.fc1(self.norm2(x))))
+        return x + drop_path(mlp, self.drop_path_rate, self.training, self.copies)
+
+
+class VisionTransformer(nn.Module):
+    def __init__(self, img_size, patch, dim, depth, heads, classes, rank, sigma, drop_path_rate, block_start=1):
+        super().__init__()
+        self.noise = NoiseState()
+        units = depth + 1  # the blocks, then the head
+        n = units - block_start
+        sigmas = [0.0 if k < block_start else sigma * (n - (k - block_start)) / n for k in range(units)]
+        self.patch_embed = nn.Conv2d(3, dim, patch, patch)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.randn(1, (img_size // patch) ** 2 + 1, dim) * 0.02)
+        rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        self.blocks = nn.ModuleList(
+            [Block(dim, heads, rank, sigmas[i], self.noise, rates[i]) for i in range(depth)]
+        )
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, classes)
+        self.head_sigma = sigmas[-1]
+        for name, parameter in self.named_parameters():
+            if not (name.startswith("head.") or ".delta_" in name):
+                parameter.requires_grad_(False)
+
+    def forward(self, images):
+        x = self.patch_embed(images).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        for block in self.blocks:
+            x = block(x)
+        logits = self.head(self.norm(x)[:, 0])
+        if self.noise.active and self.head_sigma > 0:
+            logits = logits * (1 + self.head_sigma * torch.randn_like(logits))
+        return logits
+
+    def set_copies(self, copies):
+        for block in self.blocks:
+            block.copies = copies
+
+
+def pace_step(model, optimizer, images, targets, lam):
+    model.train()
+    optimizer.zero_grad()
+    model.noise.active = True
+    model.set_copies(2)
+    both = model(torch.cat([images, images]))
+    model.noise.active = False
+    model.set_copies(1)
+    logits1, logits2 = both.chunk(2)
+    loss = F.cross_entropy(logits1, targets) + lam * (logits1 - logits2).pow(2).sum(1).mean()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def baseline_step(model, optimizer, images, targets):
+    model.train()
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(images), targets)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+@torch.no_grad()
+def evaluate(model, images):
+    # Evaluation as a PyTorch user runs it: the adapters stay unmerged, no noise.
+    model.eval()
+    return model(images).argmax(1).sum().item()
+
+
+def main():
+    config = json.loads(sys.stdin.readline())
+    torch.set_num_threads(config["threads"])
+    torch.manual_seed(config.get("seed", 0))
+    model = VisionTransformer(
+        config["imgSize"], config["patchSize"], config["embedDim"], config["depth"], config["numHeads"],
+        config["numClasses"], config["rank"], config["sigma"], config["dropPathRate"],
+    )
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-3, weight_decay=1e-4)
+    batch = config["batchSize"]
+    images = torch.randn(batch, 3, config["imgSize"], config["imgSize"])
+    targets = torch.randint(0, config["numClasses"], (batch,))
+    eval_images = torch.randn(config["evalBatchSize"], 3, config["imgSize"], config["imgSize"])
+    print(json.dumps({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads(),
+                      "trainable": sum(p.numel() for p in trainable)}), flush=True)
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "quit":
+            break
+        start = time.perf_counter()
+        if command == "pace":
+            value = pace_step(model, optimizer, images, targets, config["lambda"])
+        elif command == "baseline":
+            value = baseline_step(model, optimizer, images, targets)
+        elif command == "eval":
+            value = evaluate(model, eval_images)
+        else:
+            print(json.dumps({"error": f"unknown command {command!r}"}), flush=True)
+            continue
+        elapsed = (time.perf_counter() - start) * 1000
+        if isinstance(value, float) and not math.isfinite(value):
+            print(json.dumps({"error": f"{command} produced a non-finite loss"}), flush=True)
+            continue
+        print(json.dumps({"command": command, "ms": elapsed}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
