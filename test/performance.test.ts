@@ -111,14 +111,14 @@ test('setThreads reaches the worker threads that run model calls, and is validat
 });
 
 test('large CPU blocks freed by a training step are reused by the next, and can be released', async () => {
-  // 64×64 images in 8×8 patches: 65 tokens per sample, so the per-row formulation runs too.
-  using model = await createModel({ ...tinyVit, imgSize: 64, embedDim: 128, numClasses: 4 });
+  // 96×96 images in 8×8 patches: 145 tokens per sample, so the per-row formulation runs too.
+  using model = await createModel({ ...tinyVit, imgSize: 96, embedDim: 64, numClasses: 4 });
   model.addAdapters({ type: 'loramul_vptadd', rank: 4 });
   const trainer = new Trainer(model, { pace: { sigma: 1, lambda: 1 } });
   const random = seededRandom(5);
   using images = tensor(
-    Float32Array.from({ length: 16 * 3 * 64 * 64 }, () => random() * 2 - 1),
-    [16, 3, 64, 64],
+    Float32Array.from({ length: 16 * 3 * 96 * 96 }, () => random() * 2 - 1),
+    [16, 3, 96, 96],
   );
   using targets = tensor(
     BigInt64Array.from({ length: 16 }, (_, i) => BigInt(i % 4)),

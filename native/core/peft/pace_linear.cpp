@@ -151,12 +151,12 @@ PaceLinearStrategy paceLinearStrategy() { return processStrategy.load(); }
 
 PaceLinearStrategy choosePaceLinearStrategy(int64_t tokensPerRow, int64_t inFeatures, int64_t outFeatures) {
   // Measured with bench/native/pace_linear_bench.cpp (2 cores, OpenBLAS; bench/RESULTS.md): per-row weights
-  // save 20–35 % from about 64 tokens per row (ViT at 224/16 has 197), tie around 32–50 and lose
+  // save 25–35 % at ViT sizes (197 tokens per row at 224/16), are erratic between 64 and 128 tokens and lose
   // below, where the GEMMs per row get small and building each row's weight no longer pays. The stacked
   // weight never beat the two linears on the CPU (its extra copies cost what the single call saves).
   (void)inFeatures;
   (void)outFeatures;
-  return tokensPerRow >= 64 ? PaceLinearStrategy::PerRowWeight : PaceLinearStrategy::Unfused;
+  return tokensPerRow >= 128 ? PaceLinearStrategy::PerRowWeight : PaceLinearStrategy::Unfused;
 }
 
 at::Tensor paceLinear(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
