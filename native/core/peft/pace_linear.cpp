@@ -52,22 +52,12 @@ void perRowProducts(at::Tensor& target, const at::Tensor& lhs, const at::Tensor&
   }
 }
 
-// b0 + z ⊙ c per row, [rows, 1, out]; undefined when the layer has neither.
-at::Tensor perRowBias(const at::Tensor& bias, const at::Tensor& shift, const at::Tensor& multiplier) {
-  at::Tensor rowBias;
-  if (shift.defined()) rowBias = multiplier * shift;
-  if (bias.defined()) rowBias = rowBias.defined() ? rowBias.add_(bias) : bias.expand_as(multiplier);
-  return rowBias.defined() ? rowBias.unsqueeze(1) : rowBias;
-}
-
 at::Tensor forwardPerRow(const at::Tensor& x3, const at::Tensor& weight, const at::Tensor& bias,
                          const at::Tensor& deltaWeight, const at::Tensor& shift, const at::Tensor& multiplier) {
   const int64_t rows = x3.size(0), tokens = x3.size(1), out = weight.size(0);
   at::Tensor y = at::empty({rows, tokens, out}, x3.options());
   perRowProducts(y, x3, weight, deltaWeight, multiplier, /*transposed=*/true);
-  const at::Tensor rowBias = perRowBias(bias, shift, multiplier);
-  if (rowBias.defined()) y.add_(rowBias);
-  return y;
+  return y.add_((multiplier * shift).add_(bias).unsqueeze(1));  // + b0 + z ⊙ c, per row
 }
 
 at::Tensor forwardStacked(const at::Tensor& x3, const at::Tensor& weight, const at::Tensor& bias,
@@ -75,13 +65,11 @@ at::Tensor forwardStacked(const at::Tensor& x3, const at::Tensor& weight, const 
   const int64_t rows = x3.size(0), tokens = x3.size(1), out = weight.size(0);
   const at::Tensor both = at::mm(x3.reshape({rows * tokens, -1}), at::cat({weight, deltaWeight}, 0).t());
   const at::Tensor frozen = both.narrow(1, 0, out).reshape({rows, tokens, out});
-  at::Tensor adapted = both.narrow(1, out, out).reshape({rows, tokens, out});
-  if (shift.defined()) adapted = adapted + shift;
-  at::Tensor y = adapted.mul(multiplier.unsqueeze(1)).add_(frozen);
-  if (bias.defined()) y.add_(bias);
-  return y;
+  const at::Tensor adapted = both.narrow(1, out, out).reshape({rows, tokens, out});
+  return (adapted + shift).mul_(multiplier.unsqueeze(1)).add_(frozen).add_(bias);
 }
 
+// bias and shift are always defined here (paceLinear passes zeros for absent ones).
 struct PaceLinearFunction : public torch::autograd::Function<PaceLinearFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
                             const at::Tensor& bias, const at::Tensor& deltaWeight, const at::Tensor& shift,
