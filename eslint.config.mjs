@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'build/', 'build-native/', 'dist/', 'coverage/'] },
+  { ignores: ['node_modules/', 'build/', 'build-native/', 'build-device/', 'dist/', 'coverage/', '.device/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -4,38 +4,24 @@
 //
 // Usage: npm run bench:cpu -- [--rounds 5] [--models vit_small_patch16_224,vit_tiny_patch16_224]
 //                             [--strategy auto|per-row|stacked|unfused] [--json bench/results/cpu.json]
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import { parseArgs } from 'node:util';
 
+import { doctor, paceLinearStrategy, PaceLinearStrategySchema, setPaceLinearStrategy, threads } from 'pace-peft';
+
 import {
-  createModel,
-  doctor,
-  paceLinearStrategy,
-  PaceLinearStrategySchema,
-  setPaceLinearStrategy,
-  tensor,
-  threads,
-  Trainer,
-  type Model,
-} from 'pace-peft';
-
-const referenceScript = path.join(__dirname, 'reference', 'pace_step_reference.py');
-const commands = ['pace', 'baseline', 'eval'] as const;
-type Command = (typeof commands)[number];
-
-interface Setup {
-  batchSize: number;
-  evalBatchSize: number;
-  rank: number;
-  sigma: number;
-  lambda: number;
-  dropPathRate: number;
-  numClasses: number;
-}
+  commands,
+  median,
+  Ours,
+  Reference,
+  referenceConfig,
+  referencePython,
+  timeAlternately,
+  type Command,
+  type Setup,
+} from './step-timing';
 
 const setup: Setup = {
   batchSize: 8,
@@ -47,102 +33,6 @@ const setup: Setup = {
   numClasses: 100,
 };
 
-// The python3 whose torch is the system libtorch (Debian's python3-torch), not a pyenv shim without torch.
-function referencePython(): string {
-  const candidates = [process.env.PACE_REFERENCE_PYTHON, 'python3', '/usr/bin/python3'].filter((c): c is string => !!c);
-  for (const candidate of candidates) {
-    const probe = spawnSync(candidate, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
-    if (probe.status === 0) return candidate;
-  }
-  throw new Error('no python3 with torch found: `apt-get install python3-torch` (or set PACE_REFERENCE_PYTHON)');
-}
-
-class Reference {
-  private readonly child: ChildProcessWithoutNullStreams;
-  private readonly lines: AsyncIterableIterator<string>;
-
-  constructor(python: string) {
-    this.child = spawn(python, [referenceScript], { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child.stderr.on('data', (chunk: Buffer) => process.stderr.write(chunk));
-    this.lines = readline.createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
-  }
-
-  private async reply(): Promise<Record<string, unknown>> {
-    const next = await this.lines.next();
-    if (next.done) throw new Error('the reference process ended early (see its stderr above)');
-    const parsed = JSON.parse(next.value) as Record<string, unknown>;
-    if (typeof parsed.error === 'string') throw new Error(`reference: ${parsed.error}`);
-    return parsed;
-  }
-
-  async start(config: Record<string, unknown>): Promise<Record<string, unknown>> {
-    this.child.stdin.write(`${JSON.stringify(config)}\n`);
-    return this.reply();
-  }
-
-  async time(command: Command): Promise<number> {
-    this.child.stdin.write(`${command}\n`);
-    return (await this.reply()).ms as number;
-  }
-
-  stop(): void {
-    this.child.stdin.end('quit\n');
-  }
-}
-
-class Ours {
-  private constructor(
-    private readonly model: Model,
-    private readonly pace: Trainer,
-    private readonly baseline: Trainer,
-    private readonly images: ReturnType<typeof tensor>,
-    private readonly targets: ReturnType<typeof tensor>,
-    private readonly evalImages: ReturnType<typeof tensor>,
-  ) {}
-
-  static async create(name: string): Promise<Ours> {
-    const model = await createModel(name, { numClasses: setup.numClasses, dropPathRate: setup.dropPathRate });
-    model.addAdapters({ type: 'loramul_vptadd', rank: setup.rank });
-    const size = model.spec.imgSize;
-    const random = (count: number) => Float32Array.from({ length: count }, () => Math.random() * 2 - 1);
-    const images = tensor(random(setup.batchSize * 3 * size * size), [setup.batchSize, 3, size, size]);
-    const labels = BigInt64Array.from({ length: setup.batchSize }, () =>
-      BigInt(Math.floor(Math.random() * setup.numClasses)),
-    );
-    const targets = tensor(labels, [setup.batchSize]);
-    const evalImages = tensor(random(setup.evalBatchSize * 3 * size * size), [setup.evalBatchSize, 3, size, size]);
-    const pace = new Trainer(model, { pace: { sigma: setup.sigma, lambda: setup.lambda } });
-    const baseline = new Trainer(model);
-    return new Ours(model, pace, baseline, images, targets, evalImages);
-  }
-
-  async time(command: Command): Promise<number> {
-    const start = performance.now();
-    if (command === 'eval') {
-      this.model.eval();
-      using logits = await this.model.forward(this.evalImages);
-      if (logits.shape[0] !== setup.evalBatchSize) throw new Error('unexpected logits');
-    } else {
-      const result = await (command === 'pace' ? this.pace : this.baseline).trainStep(this.images, this.targets);
-      if (!Number.isFinite(result.totalLoss)) throw new Error(`${command} step: loss ${result.totalLoss}`);
-    }
-    return performance.now() - start;
-  }
-
-  dispose(): void {
-    this.images.dispose();
-    this.targets.dispose();
-    this.evalImages.dispose();
-    this.model.dispose();
-  }
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
-
 const imagesPerCall: Record<Command, number> = {
   pace: setup.batchSize,
   baseline: setup.batchSize,
@@ -150,41 +40,18 @@ const imagesPerCall: Record<Command, number> = {
 };
 
 async function benchmarkModel(name: string, rounds: number, python: string) {
-  const ours = await Ours.create(name);
-  const spec = (await createModel(name)).spec;
-  if (spec.family !== 'vit') throw new Error(`the reference implements ViT only, not ${name}`);
+  const ours = await Ours.create(name, setup);
+  const spec = ours.model.spec;
+  if (spec.family !== 'vit') throw new Error(`the CPU reference implements ViT only, not ${name}`);
   const reference = new Reference(python);
-  const ready = await reference.start({
-    ...setup,
-    threads: threads().intraOp,
-    imgSize: spec.imgSize,
-    patchSize: spec.patchSize,
-    embedDim: spec.embedDim,
-    depth: spec.depth,
-    numHeads: spec.numHeads,
-  });
-  const times: Record<'ours' | 'reference', Record<Command, number[]>> = {
-    ours: { pace: [], baseline: [], eval: [] },
-    reference: { pace: [], baseline: [], eval: [] },
-  };
-  // One untimed call of each warms allocators, thread pools and BLAS buffers on both sides.
-  for (const command of commands) {
-    await ours.time(command);
-    await reference.time(command);
-  }
-  for (let round = 0; round < rounds; round++) {
-    for (const command of commands) {
-      // Alternate who goes first, so neither side always runs on a cache the other just warmed or cooled.
-      if (round % 2 === 0) {
-        times.ours[command].push(await ours.time(command));
-        times.reference[command].push(await reference.time(command));
-      } else {
-        times.reference[command].push(await reference.time(command));
-        times.ours[command].push(await ours.time(command));
-      }
-    }
-    process.stderr.write(`${name}: round ${round + 1}/${rounds}\n`);
-  }
+  const ready = await reference.start(referenceConfig(spec, setup, { threads: threads().intraOp }));
+  const all = await timeAlternately(
+    { ours: (c) => ours.time(c), reference: (c) => reference.time(c) },
+    commands,
+    rounds,
+    name,
+  );
+  const times = { ours: all.ours, reference: all.reference };
   reference.stop();
   ours.dispose();
 

@@ -7,8 +7,9 @@ set(PACE_CUDA_ARCHITECTURES "90" CACHE STRING "GPU architectures the kernels are
 if(PACE_TORCH_HAS_CUDA AND PACE_KERNEL_SOURCES)
   enable_language(CUDA)
   add_library(pace_kernels STATIC ${PACE_KERNEL_SOURCES})
+  # The shared CUDA runtime: the one libtorch loads, so kernels and libtorch share one runtime and its streams.
   set_target_properties(pace_kernels PROPERTIES CUDA_ARCHITECTURES "${PACE_CUDA_ARCHITECTURES}"
-    POSITION_INDEPENDENT_CODE ON)
+    POSITION_INDEPENDENT_CODE ON CUDA_RUNTIME_LIBRARY Shared)
   target_include_directories(pace_kernels PUBLIC "${CMAKE_CURRENT_SOURCE_DIR}/native/kernels")
   message(STATUS "pace-peft: CUDA kernels built for sm_${PACE_CUDA_ARCHITECTURES}")
 elseif(PACE_KERNEL_SOURCES)

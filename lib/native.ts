@@ -119,6 +119,7 @@ export interface NativeAddon {
     optimizer: { lr: number; weightDecay: number; beta1: number; beta2: number; eps: number; clipGradNorm: number },
     pace: Record<string, number | string | undefined>,
     seed: number,
+    precision?: 'fp32' | 'tf32' | 'bf16',
   ) => NativeTrainerHandle;
   createModel(spec: import('./models/specs').ModelSpec, seed?: number): NativeModelHandle;
   prepareImages(

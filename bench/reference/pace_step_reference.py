@@ -6,11 +6,17 @@ linear as two GEMMs (W0·x + b0 + z ⊙ adapter(x)), z = 1 + σ·ε per sample a
 linearly with depth from block 1, the batch duplicated with cat([x, x]), cross-entropy on the first copy +
 λ·mean Σ (f1 − f2)², then torch.optim.AdamW.
 
-It runs as a worker for bench/cpu.ts: the first stdin line is a JSON configuration, then each line is a
-command (`pace`, `baseline`, `eval` or `quit`); for each it runs one step and prints a JSON line with the
-milliseconds it took, so both implementations can be timed alternately in one invocation.
+It runs as a worker for bench/cpu.ts and bench/device.ts: the first stdin line is a JSON configuration, then
+each line is a command (`pace`, `baseline`, `eval` or `quit`); for each it runs one step and prints a JSON line
+with the milliseconds it took, so both implementations can be timed alternately in one invocation.
+
+Configuration beyond the model's sizes: `device` ('cpu' or 'cuda'), `precision` ('fp32': float32 with TF32 off,
+as the paper's code runs; 'bf16': torch.autocast to bfloat16, as a strong PyTorch user would), and `timm` (a
+timm model name, e.g. swin_base_patch4_window7_224, whose Linears inside the blocks get the same adapters; its
+noise is drawn per leading row of each linear's input, per window in Swin: the same work as per sample).
 """
 
+import contextlib
 import json
 import math
 import sys
@@ -55,7 +61,7 @@ class AdaptedLinear(nn.Module):
         adapted = self.adapter(x)
         if self.noise.active and self.sigma > 0:
             shape = [x.shape[0]] + [1] * (x.dim() - 2) + [adapted.shape[-1]]
-            adapted = adapted * (1 + self.sigma * torch.randn(shape))
+            adapted = adapted * (1 + self.sigma * torch.randn(shape, device=x.device, dtype=adapted.dtype))
         return frozen + adapted
 
 
@@ -129,12 +135,50 @@ class VisionTransformer(nn.Module):
             block.copies = copies
 
 
-def pace_step(model, optimizer, images, targets, lam):
+class TimmAdapted(nn.Module):
+    """A timm model whose Linears inside the blocks carry the adapters; only the adapters and head train."""
+
+    def __init__(self, name, classes, rank, sigma, drop_path_rate):
+        super().__init__()
+        import timm
+
+        self.noise = NoiseState()
+        self.model = timm.create_model(name, pretrained=False, num_classes=classes, drop_path_rate=drop_path_rate)
+        for module_name, module in list(self.model.named_modules()):
+            for child_name, child in list(module.named_children()):
+                full = f"{module_name}.{child_name}" if module_name else child_name
+                if isinstance(child, nn.Linear) and not full.startswith("head"):
+                    adapted = AdaptedLinear(child.in_features, child.out_features, rank, sigma, self.noise,
+                                            bias=child.bias is not None)
+                    with torch.no_grad():
+                        adapted.weight.copy_(child.weight)
+                        if child.bias is not None:
+                            adapted.bias.copy_(child.bias)
+                    setattr(module, child_name, adapted)
+        for name_, parameter in self.named_parameters():
+            if not (".head." in f".{name_}" or ".delta_" in name_):
+                parameter.requires_grad_(False)
+
+    def forward(self, images):
+        return self.model(images)
+
+    def set_copies(self, copies):
+        pass  # timm's DropPath draws its own mask per sample
+
+
+def autocast(config):
+    if config.get("precision", "fp32") == "bf16":
+        return torch.autocast(config.get("device", "cpu"), dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def pace_step(model, optimizer, images, targets, lam, config):
     model.train()
     optimizer.zero_grad()
     model.noise.active = True
     model.set_copies(2)
-    both = model(torch.cat([images, images]))
+    with autocast(config):
+        both = model(torch.cat([images, images])).float()
     model.noise.active = False
     model.set_copies(1)
     logits1, logits2 = both.chunk(2)
@@ -144,49 +188,79 @@ def pace_step(model, optimizer, images, targets, lam):
     return loss.item()
 
 
-def baseline_step(model, optimizer, images, targets):
+def baseline_step(model, optimizer, images, targets, config):
     model.train()
     optimizer.zero_grad()
-    loss = F.cross_entropy(model(images), targets)
+    with autocast(config):
+        logits = model(images).float()
+    loss = F.cross_entropy(logits, targets)
     loss.backward()
     optimizer.step()
     return loss.item()
 
 
 @torch.no_grad()
-def evaluate(model, images):
+def evaluate(model, images, config):
     # Evaluation as a PyTorch user runs it: the adapters stay unmerged, no noise.
     model.eval()
-    return model(images).argmax(1).sum().item()
+    with autocast(config):
+        return model(images).argmax(1).sum().item()
+
+
+def bf16_gemm_tflops(device, size=8192, repeats=10):
+    """The card's bf16 matrix rate on random data (the floor the device benchmark compares against)."""
+    a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    torch.cuda.synchronize()
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e12
 
 
 def main():
     config = json.loads(sys.stdin.readline())
     torch.set_num_threads(config["threads"])
     torch.manual_seed(config.get("seed", 0))
-    model = VisionTransformer(
-        config["imgSize"], config["patchSize"], config["embedDim"], config["depth"], config["numHeads"],
-        config["numClasses"], config["rank"], config["sigma"], config["dropPathRate"],
-    )
+    device = torch.device(config.get("device", "cpu"))
+    torch.backends.cuda.matmul.allow_tf32 = False  # float32 means IEEE float32 here, as the reference runs
+    torch.backends.cudnn.allow_tf32 = False
+    if config.get("timm"):
+        model = TimmAdapted(config["timm"], config["numClasses"], config["rank"], config["sigma"],
+                            config["dropPathRate"])
+    else:
+        model = VisionTransformer(
+            config["imgSize"], config["patchSize"], config["embedDim"], config["depth"], config["numHeads"],
+            config["numClasses"], config["rank"], config["sigma"], config["dropPathRate"],
+        )
+    model.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-3, weight_decay=1e-4)
     batch = config["batchSize"]
-    images = torch.randn(batch, 3, config["imgSize"], config["imgSize"])
-    targets = torch.randint(0, config["numClasses"], (batch,))
-    eval_images = torch.randn(config["evalBatchSize"], 3, config["imgSize"], config["imgSize"])
+    images = torch.randn(batch, 3, config["imgSize"], config["imgSize"], device=device)
+    targets = torch.randint(0, config["numClasses"], (batch,), device=device)
+    eval_images = torch.randn(config["evalBatchSize"], 3, config["imgSize"], config["imgSize"], device=device)
     print(json.dumps({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads(),
                       "trainable": sum(p.numel() for p in trainable)}), flush=True)
     for line in sys.stdin:
         command = line.strip()
         if command == "quit":
             break
+        if command == "gemm":
+            print(json.dumps({"command": "gemm", "tflops": bf16_gemm_tflops(device)}), flush=True)
+            continue
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         start = time.perf_counter()
         if command == "pace":
-            value = pace_step(model, optimizer, images, targets, config["lambda"])
+            value = pace_step(model, optimizer, images, targets, config["lambda"], config)
         elif command == "baseline":
-            value = baseline_step(model, optimizer, images, targets)
+            value = baseline_step(model, optimizer, images, targets, config)
         elif command == "eval":
-            value = evaluate(model, eval_images)
+            value = evaluate(model, eval_images, config)
         else:
             print(json.dumps({"error": f"unknown command {command!r}"}), flush=True)
             continue

@@ -57,6 +57,14 @@ const TrainerOptionsSchema = z
     pace: PaceSchema.default(PaceSchema.parse({})),
     /** Seeds the noise and stochastic-depth draws: the same seed reproduces a step exactly. */
     seed: z.number().int().min(0).default(0),
+    /**
+     * Arithmetic of the training steps. `'fp32'`: IEEE float32 (TF32 off), as the reference runs. `'tf32'`:
+     * float32 storage with the matrix units' TF32 products (CUDA). `'bf16'`: autocast to bfloat16 with the frozen
+     * backbone held once in bf16 and float32 master copies of the trainable parameters (CUDA; on the CPU too,
+     * where it mainly saves memory). Set process-wide while a step runs: trainers of different precision
+     * should not step at the same time.
+     */
+    precision: z.enum(['fp32', 'tf32', 'bf16']).default('fp32'),
   })
   .strict();
 
@@ -103,7 +111,7 @@ export class Trainer {
   constructor(model: Model, options: TrainerOptions = {}) {
     this.options = parseOptions(TrainerOptionsSchema, options, 'options');
     this.model = model;
-    const { optimizer, pace, seed } = this.options;
+    const { optimizer, pace, seed, precision } = this.options;
     this.#lr = optimizer.lr;
     this.#handle = new (nativeAddon().NativeTrainer)(
       model.nativeHandle,
@@ -117,6 +125,7 @@ export class Trainer {
       },
       { ...pace, blockStart: pace.blockStart ?? -1 },
       seed,
+      precision,
     );
   }
 

@@ -170,6 +170,9 @@ void registerSystemBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("paceLinearStrategy", Napi::Function::New(env, paceLinearStrategyJs, "paceLinearStrategy"));
   exports.Set("releaseCachedMemory", Napi::Function::New(env, releaseCachedMemoryJs, "releaseCachedMemory"));
   installCpuCache();
+  // float32 means IEEE float32 unless a trainer asks for 'tf32' (libtorch lets cuDNN's convolutions use TF32
+  // by default, cuBLAS not); training steps set both for their precision and restore this afterwards.
+  at::globalContext().setAllowTF32CuDNN(false);
   applyThreads();  // the JS thread too (synchronous work such as building a model)
 }
 

@@ -71,7 +71,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
                        });
   }
 
-  // new NativeTrainer(model, { lr, weightDecay, beta1, beta2, eps }, pace, seed)
+  // new NativeTrainer(model, { lr, weightDecay, beta1, beta2, eps }, pace, seed, precision?)
   explicit TrainerHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TrainerHandle>(info) {
     const Napi::Env env = info.Env();
     guard(env, [&] {
@@ -87,8 +87,12 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       config.eps = numberOr(optimizer, "eps", config.eps);
       config.clipGradNorm = numberOr(optimizer, "clipGradNorm", config.clipGradNorm);
       const uint64_t seed = static_cast<uint64_t>(info[3].ToNumber().Int64Value());
+      const Precision precision = info.Length() > 4 && !info[4].IsUndefined()
+                                      ? precisionFromName(stringFromJs(info[4], "precision"))
+                                      : Precision::Fp32;
       const auto lock = lockFromJs(info.Env(), *model_);
-      trainer_ = std::make_shared<train::Trainer>(model_->model, config, paceFromJs(info[2].As<Napi::Object>()), seed);
+      trainer_ = std::make_shared<train::Trainer>(model_->model, config, paceFromJs(info[2].As<Napi::Object>()), seed,
+                                                  precision);
     });
   }
 

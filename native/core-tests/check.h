@@ -17,6 +17,8 @@ inline void check(bool condition, const std::string& message) {
 
 using TestList = std::vector<std::pair<const char*, std::function<void()>>>;
 
-TestList paceLinearTests();  // pace_linear_tests.cpp
+TestList paceLinearTests();      // pace_linear_tests.cpp
+TestList paceLinearCudaTests();  // pace_linear_tests.cpp: empty without a visible GPU
+TestList fusedAdamWTests();      // adamw_tests.cpp: empty without a GPU and libtorch >= 2.1
 
 }  // namespace pace::tests

@@ -7,6 +7,7 @@
 
 #include "check.h"
 #include "peft/pace_linear.h"
+#include "tensor/precision.h"
 
 namespace pace::tests {
 namespace {
@@ -200,6 +201,78 @@ void gradientsOnlyWhereNeeded() {
 void autoPicksPerRowWeightsForLongRows() {
   check(peft::choosePaceLinearStrategy(197, 384, 1152) == PaceLinearStrategy::PerRowWeight, "ViT-S/16 qkv");
   check(peft::choosePaceLinearStrategy(49, 96, 288) == PaceLinearStrategy::Unfused, "a Swin window");
+  check(peft::choosePaceLinearStrategy(197, 768, 2304, c10::DeviceType::CUDA) == PaceLinearStrategy::StackedWeight,
+        "ViT-B/16 qkv on a GPU");
+}
+
+Inputs onDevice(const Inputs& source, const c10::Device& device) {
+  auto move = [&](const at::Tensor& t) {
+    return t.defined() ? t.detach().to(device).set_requires_grad(t.requires_grad()) : t;
+  };
+  return {move(source.input),       move(source.weight), move(source.bias),
+          move(source.deltaWeight), move(source.shift),  move(source.multiplier)};
+}
+
+// Under bf16 autocast the fused op computes in bfloat16 and hands float32 gradients back to float32 inputs.
+// bf16 keeps 8 significant bits (relative rounding 2^-9 per element, products accumulated in float32), so the
+// result sits within a few 1e-3 of float64; 2e-2 leaves room for the longest sums here.
+void checkBf16Autocast(const c10::Device& device, PaceLinearStrategy strategy) {
+  at::Generator generator = at::detail::createCPUGenerator(99);
+  for (const Case& c : cases()) {
+    const Inputs cpu = makeInputs(c, generator, at::kFloat);
+    std::vector<int64_t> outShape = cpu.input.sizes().vec();
+    outShape.back() = c.out;
+    const at::Tensor outputWeights = at::randn(outShape, generator, at::TensorOptions().dtype(at::kFloat));
+    const Result exact = run(converted(cpu, at::kDouble), PaceLinearStrategy::Unfused, outputWeights);
+    const Inputs inputs = onDevice(cpu, device);
+    Result fused;
+    {
+      const PrecisionScope bf16(Precision::Bf16, device.type());
+      check(autocastDtype(device.type()) == at::kBFloat16, "bf16 scope: autocast is on");
+      fused.output = peft::paceLinear(inputs.input, inputs.weight, inputs.bias, inputs.deltaWeight, inputs.shift,
+                                      inputs.multiplier, strategy);
+    }
+    check(!autocastDtype(device.type()), "bf16 scope: autocast is off again after it");
+    check(fused.output.scalar_type() == at::kBFloat16, describe(c, "bf16") + ": output dtype");
+    const at::Tensor loss = (fused.output.to(at::kFloat) * outputWeights.to(device)).sum();
+    fused.gradients = torch::autograd::grad({loss}, inputs.differentiable());
+    const double outputError = relativeError(fused.output.cpu(), exact.output);
+    check(outputError < 2e-2, describe(c, "bf16") + ": output vs float64 " + std::to_string(outputError));
+    for (size_t i = 0; i < fused.gradients.size(); ++i) {
+      check(fused.gradients[i].scalar_type() == at::kFloat, describe(c, "bf16") + ": gradient dtype");
+      const double error = relativeError(fused.gradients[i].cpu(), exact.gradients[i]);
+      check(error < 2e-2,
+            describe(c, "bf16") + ": gradient " + std::to_string(i) + " vs float64 " + std::to_string(error));
+    }
+  }
+}
+
+void bf16AutocastOnCpu() { checkBf16Autocast(c10::Device(c10::DeviceType::CPU), PaceLinearStrategy::StackedWeight); }
+
+// CUDA (only listed where a GPU is visible): the stacked product with its element-wise kernels, float32 with
+// TF32 off against float64 on the CPU, then under bf16 autocast.
+void fusedOnCudaMatchesFloat64() {
+  const c10::Device cuda(c10::DeviceType::CUDA, 0);
+  at::Generator generator = at::detail::createCPUGenerator(1234);
+  const PrecisionScope fp32(Precision::Fp32, cuda.type());
+  for (const Case& c : cases()) {
+    const Inputs cpu = makeInputs(c, generator, at::kFloat);
+    std::vector<int64_t> outShape = cpu.input.sizes().vec();
+    outShape.back() = c.out;
+    const at::Tensor outputWeights = at::randn(outShape, generator, at::TensorOptions().dtype(at::kFloat));
+    const Result exact = run(converted(cpu, at::kDouble), PaceLinearStrategy::Unfused, outputWeights);
+    for (const auto strategy : {PaceLinearStrategy::Auto, PaceLinearStrategy::StackedWeight}) {
+      const Result fused = run(onDevice(cpu, cuda), strategy, outputWeights.to(cuda));
+      const double outputError = relativeError(fused.output.cpu(), exact.output);
+      check(outputError < 1e-5, describe(c, "cuda") + ": output vs float64 " + std::to_string(outputError));
+      for (size_t i = 0; i < fused.gradients.size(); ++i) {
+        const double error = relativeError(fused.gradients[i].cpu(), exact.gradients[i]);
+        check(error < 1e-4,
+              describe(c, "cuda") + ": gradient " + std::to_string(i) + " vs float64 " + std::to_string(error));
+      }
+    }
+  }
+  checkBf16Autocast(cuda, PaceLinearStrategy::Auto);
 }
 
 }  // namespace
@@ -210,7 +283,13 @@ TestList paceLinearTests() {
       {"fused PACE linear's backward matches finite differences (float64)", fusedBackwardMatchesFiniteDifferences},
       {"fused PACE linear computes only the gradients that are needed", gradientsOnlyWhereNeeded},
       {"fused PACE linear picks per-row weights for long rows", autoPicksPerRowWeightsForLongRows},
+      {"fused PACE linear under bf16 autocast on the CPU", bf16AutocastOnCpu},
   };
+}
+
+TestList paceLinearCudaTests() {
+  if (!at::hasCUDA()) return {};
+  return {{"fused PACE linear on CUDA (kernels, fp32 and bf16) matches float64", fusedOnCudaMatchesFloat64}};
 }
 
 }  // namespace pace::tests

@@ -75,9 +75,16 @@ MlpImpl::MlpImpl(int64_t inFeatures, int64_t hiddenFeatures) {
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& input) { return fc2(torch::gelu(fc1(input))); }
 
-torch::nn::LayerNorm layerNorm(int64_t features, double eps) {
-  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({features}).eps(eps));
+LayerNormImpl::LayerNormImpl(int64_t features_, double eps_) : features(features_), eps(eps_) {
+  weight = register_parameter("weight", torch::ones({features}));
+  bias = register_parameter("bias", torch::zeros({features}));
 }
+
+torch::Tensor LayerNormImpl::forward(const torch::Tensor& input) {
+  return at::layer_norm(input.to(weight.scalar_type()), {features}, weight, bias, eps);
+}
+
+LayerNorm layerNorm(int64_t features, double eps) { return LayerNorm(features, eps); }
 
 namespace {
 // The innermost BatchCopiesScope of this thread: how many copies, where they are stacked, whether that has
@@ -139,6 +146,18 @@ torch::Tensor dropPath(const torch::Tensor& branch, double rate, bool training) 
     mask = mask.repeat(repeats);
   }
   return branch * mask;
+}
+
+torch::Tensor scaledDotProductAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                        const torch::Tensor& mask) {
+#if TORCH_VERSION_MAJOR >= 2
+  return at::scaled_dot_product_attention(q, k, v, mask.defined() ? c10::optional<at::Tensor>(mask) : c10::nullopt);
+#else
+  const torch::Tensor scaled = q * (1.0 / std::sqrt(static_cast<double>(q.size(-1))));
+  torch::Tensor scores = torch::matmul(scaled, k.transpose(-2, -1));
+  if (mask.defined()) scores = scores + mask;
+  return torch::matmul(torch::softmax(scores, -1), v);
+#endif
 }
 
 std::vector<double> linearDropPathRates(double maxRate, int64_t count) {

@@ -53,7 +53,21 @@ class MlpImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Mlp);
 
-torch::nn::LayerNorm layerNorm(int64_t features, double eps);
+// LayerNorm over the last axis, as torch::nn::LayerNorm (parameters `weight`, `bias`), computed in its
+// parameters' dtype: under bf16 autocast a bf16 input is normalised in float32, as CUDA's autocast does for
+// layer_norm (libtorch 1.13's CPU autocast leaves layer_norm to the caller, which then fails on mixed dtypes).
+class LayerNormImpl : public torch::nn::Module {
+ public:
+  LayerNormImpl(int64_t features, double eps);
+  torch::Tensor forward(const torch::Tensor& input);
+
+  int64_t features;
+  double eps;
+  torch::Tensor weight, bias;
+};
+TORCH_MODULE(LayerNorm);
+
+LayerNorm layerNorm(int64_t features, double eps);
 
 // While an AdapterBypassScope is alive, adapted linears compute only their frozen part: the pretrained
 // model's output, for FP-distance and the FPA ablation.
@@ -99,6 +113,12 @@ torch::Tensor duplicateBatchBefore(const torch::Tensor& x, int64_t block);
 // The stochastic-depth rate of each of `count` blocks: linear from 0 to `maxRate`, computed in float32 as
 // torch.linspace does.
 std::vector<double> linearDropPathRates(double maxRate, int64_t count);
+
+// softmax(q·kᵀ/√d + mask)·v over [..., tokens, headDim] inputs; `mask` (undefined: none) is additive and
+// broadcasts against [..., tokens, tokens]. libtorch ≥ 2.0: its fused scaled_dot_product_attention (flash or
+// memory-efficient kernels on CUDA); 1.13: the explicit products.
+torch::Tensor scaledDotProductAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                        const torch::Tensor& mask = {});
 
 // timm's trunc_normal_: normal(mean, std) truncated to [low, high] (absolute bounds).
 void truncatedNormal(torch::Tensor& tensor, double std, double low = -2.0, double high = 2.0);

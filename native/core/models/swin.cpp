@@ -99,18 +99,21 @@ WindowAttentionImpl::WindowAttentionImpl(int64_t dim, int64_t numHeads_, int64_t
 torch::Tensor WindowAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
   const int64_t windows = x.size(0), tokens = x.size(1), dim = x.size(2), headDim = dim / numHeads;
   const torch::Tensor parts = qkv(x).reshape({windows, tokens, 3, numHeads, headDim}).permute({2, 0, 3, 1, 4});
-  const torch::Tensor q = parts[0] * (1.0 / std::sqrt(static_cast<double>(headDim)));
-  const torch::Tensor bias =
-      relative_position_bias_table.index_select(0, relative_position_index.flatten()).view({tokens, tokens, -1});
-  torch::Tensor attention = torch::matmul(q, parts[1].transpose(-2, -1)) + bias.permute({2, 0, 1}).unsqueeze(0);
+  const torch::Tensor bias = relative_position_bias_table.index_select(0, relative_position_index.flatten())
+                                 .view({tokens, tokens, numHeads})
+                                 .permute({2, 0, 1});  // [heads, tokens, tokens]
+  torch::Tensor additive = bias.unsqueeze(0).to(parts.scalar_type());
   if (mask.defined()) {
+    // The shift mask differs per window of an image: [perImage, heads, tokens, tokens], repeated per image.
     const int64_t perImage = mask.size(0);
-    attention =
-        attention.view({windows / perImage, perImage, numHeads, tokens, tokens}) + mask.unsqueeze(1).unsqueeze(0);
-    attention = attention.view({windows, numHeads, tokens, tokens});
+    additive = (bias.unsqueeze(0) + mask.unsqueeze(1))
+                   .to(parts.scalar_type())
+                   .unsqueeze(0)
+                   .expand({windows / perImage, perImage, numHeads, tokens, tokens})
+                   .reshape({windows, numHeads, tokens, tokens});
   }
-  attention = torch::softmax(attention, -1);
-  return proj(torch::matmul(attention, parts[2]).transpose(1, 2).reshape({windows, tokens, dim}));
+  const torch::Tensor out = scaledDotProductAttention(parts[0], parts[1], parts[2], additive);
+  return proj(out.transpose(1, 2).reshape({windows, tokens, dim}));
 }
 
 SwinBlockImpl::SwinBlockImpl(int64_t dim, int64_t resolution, int64_t numHeads, int64_t windowSize_, int64_t shiftSize_,

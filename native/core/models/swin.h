@@ -48,9 +48,9 @@ class SwinBlockImpl : public torch::nn::Module {
   int64_t shiftSize;
   double dropPathRate;
   torch::Tensor attn_mask;  // [windows, w², w²] for shifted blocks, undefined otherwise
-  torch::nn::LayerNorm norm1{nullptr};
+  LayerNorm norm1{nullptr};
   WindowAttention attn{nullptr};
-  torch::nn::LayerNorm norm2{nullptr};
+  LayerNorm norm2{nullptr};
   Mlp mlp{nullptr};
 };
 TORCH_MODULE(SwinBlock);
@@ -60,7 +60,7 @@ class PatchMergingImpl : public torch::nn::Module {
   explicit PatchMergingImpl(int64_t dim);
   torch::Tensor forward(const torch::Tensor& x);  // [B, H, W, C] -> [B, H/2, W/2, 2C]
 
-  torch::nn::LayerNorm norm{nullptr};
+  LayerNorm norm{nullptr};
   Linear reduction{nullptr};
 };
 TORCH_MODULE(PatchMerging);
@@ -82,7 +82,7 @@ class SwinPatchEmbedImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& images);  // -> [B, H/P, W/P, C]
 
   torch::nn::Conv2d proj{nullptr};
-  torch::nn::LayerNorm norm{nullptr};
+  LayerNorm norm{nullptr};
 };
 TORCH_MODULE(SwinPatchEmbed);
 
@@ -110,7 +110,7 @@ class SwinTransformer : public Backbone {
   const SwinConfig config;
   SwinPatchEmbed patch_embed{nullptr};
   torch::nn::ModuleList layers{nullptr};
-  torch::nn::LayerNorm norm{nullptr};
+  LayerNorm norm{nullptr};
   SwinHead head{nullptr};
 };
 

@@ -39,9 +39,8 @@ torch::Tensor VitAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t batch = x.size(0), tokens = x.size(1), dim = x.size(2), headDim = dim / numHeads;
   // Output channel c of qkv is (which = c / dim, head = (c % dim) / headDim, d = c % headDim).
   const torch::Tensor parts = qkv(x).reshape({batch, tokens, 3, numHeads, headDim}).permute({2, 0, 3, 1, 4});
-  const torch::Tensor q = parts[0] * (1.0 / std::sqrt(static_cast<double>(headDim)));
-  const torch::Tensor attention = torch::softmax(torch::matmul(q, parts[1].transpose(-2, -1)), -1);
-  const torch::Tensor out = torch::matmul(attention, parts[2]).transpose(1, 2).reshape({batch, tokens, dim});
+  const torch::Tensor out =
+      scaledDotProductAttention(parts[0], parts[1], parts[2]).transpose(1, 2).reshape({batch, tokens, dim});
   return proj(out);
 }
 

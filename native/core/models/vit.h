@@ -39,9 +39,9 @@ class VitBlockImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
   double dropPathRate;
-  torch::nn::LayerNorm norm1{nullptr};
+  LayerNorm norm1{nullptr};
   VitAttention attn{nullptr};
-  torch::nn::LayerNorm norm2{nullptr};
+  LayerNorm norm2{nullptr};
   Mlp mlp{nullptr};
 };
 TORCH_MODULE(VitBlock);
@@ -75,7 +75,7 @@ class VisionTransformer : public Backbone {
   torch::Tensor cls_token;
   torch::Tensor pos_embed;
   torch::nn::ModuleList blocks{nullptr};
-  torch::nn::LayerNorm norm{nullptr};
+  LayerNorm norm{nullptr};
   Linear head{nullptr};
 };
 

@@ -8,6 +8,8 @@
 #include <atomic>
 
 #include "errors.h"
+#include "peft/pace_linear_cuda.h"
+#include "tensor/precision.h"
 
 namespace pace::peft {
 
@@ -64,6 +66,10 @@ at::Tensor forwardStacked(const at::Tensor& x3, const at::Tensor& weight, const 
                           const at::Tensor& deltaWeight, const at::Tensor& shift, const at::Tensor& multiplier) {
   const int64_t rows = x3.size(0), tokens = x3.size(1), out = weight.size(0);
   const at::Tensor both = at::mm(x3.reshape({rows * tokens, -1}), at::cat({weight, deltaWeight}, 0).t());
+#ifdef PACE_WITH_CUDA_KERNELS
+  if (paceEpilogueOnDevice(both))
+    return paceEpilogueForwardCuda(both, bias, shift, multiplier, tokens).view({rows, tokens, out});
+#endif
   const at::Tensor frozen = both.narrow(1, 0, out).reshape({rows, tokens, out});
   const at::Tensor adapted = both.narrow(1, out, out).reshape({rows, tokens, out});
   return (adapted + shift).mul_(multiplier.unsqueeze(1)).add_(frozen).add_(bias);
@@ -99,10 +105,17 @@ struct PaceLinearFunction : public torch::autograd::Function<PaceLinearFunction>
     const int64_t rows = x3.size(0), tokens = x3.size(1), in = x3.size(2), out = weight.size(0);
 
     const at::Tensor dy3 = gradOutputs[0].reshape({rows, tokens, out});
-    const at::Tensor scaled = dy3 * multiplier.unsqueeze(1);  // z ⊙ dY
     const at::Tensor dy2 = dy3.reshape({rows * tokens, out});
-    const at::Tensor scaled2 = scaled.view({rows * tokens, out});
     const at::Tensor x2 = x3.reshape({rows * tokens, in});
+    at::Tensor stackedGrad, scaled2;  // [dY, z ⊙ dY] and its second half
+    if (strategy == PaceLinearStrategy::StackedWeight && paceEpilogueOnDevice(dy2)) {
+#ifdef PACE_WITH_CUDA_KERNELS
+      stackedGrad = paceEpilogueBackwardCuda(dy2, multiplier, tokens);
+      scaled2 = stackedGrad.narrow(1, out, out);
+#endif
+    } else {
+      scaled2 = (dy3 * multiplier.unsqueeze(1)).view({rows * tokens, out});
+    }
 
     at::Tensor gradInput, gradWeight, gradBias, gradDelta, gradShift;
     if (ctx->needs_input_grad(0)) {
@@ -110,7 +123,8 @@ struct PaceLinearFunction : public torch::autograd::Function<PaceLinearFunction>
         gradInput = at::empty({rows, tokens, in}, x3.options());
         perRowProducts(gradInput, dy3, weight, deltaWeight, multiplier, /*transposed=*/false);
       } else {
-        gradInput = at::mm(at::cat({dy2, scaled2}, 1), at::cat({weight, deltaWeight}, 0));
+        if (!stackedGrad.defined()) stackedGrad = at::cat({dy2, scaled2}, 1);
+        gradInput = at::mm(stackedGrad, at::cat({weight, deltaWeight}, 0));
       }
       gradInput = gradInput.view(inputShape);
     }
@@ -137,7 +151,11 @@ std::atomic<PaceLinearStrategy> processStrategy{PaceLinearStrategy::Auto};
 void setPaceLinearStrategy(PaceLinearStrategy strategy) { processStrategy.store(strategy); }
 PaceLinearStrategy paceLinearStrategy() { return processStrategy.load(); }
 
-PaceLinearStrategy choosePaceLinearStrategy(int64_t tokensPerRow, int64_t inFeatures, int64_t outFeatures) {
+PaceLinearStrategy choosePaceLinearStrategy(int64_t tokensPerRow, int64_t inFeatures, int64_t outFeatures,
+                                            c10::DeviceType device) {
+  // On a GPU one product against [W0; ΔW] with the element-wise work in one kernel wins: building a weight
+  // per row would move more bytes than the saved arithmetic is worth at the tensor cores' rate.
+  if (device != c10::DeviceType::CPU) return PaceLinearStrategy::StackedWeight;
   // Measured with bench/native/pace_linear_bench.cpp (2 cores, OpenBLAS; bench/RESULTS.md): per-row weights
   // save 25–35 % at ViT sizes (197 tokens per row at 224/16), are erratic between 64 and 128 tokens and lose
   // below, where the GEMMs per row get small and building each row's weight no longer pays. The stacked
@@ -163,13 +181,24 @@ at::Tensor paceLinear(const at::Tensor& input, const at::Tensor& weight, const a
   if (strategy == PaceLinearStrategy::Auto) strategy = paceLinearStrategy();
   if (strategy == PaceLinearStrategy::Auto) {
     const int64_t tokens = rows == 0 ? 0 : input.numel() / (rows * in);
-    strategy = choosePaceLinearStrategy(tokens, in, out);
+    strategy = choosePaceLinearStrategy(tokens, in, out, input.device().type());
   }
   if (strategy == PaceLinearStrategy::Unfused || input.numel() == 0)
     return unfusedPaceLinear(input, weight, bias, deltaWeight, shift, multiplier);
-  // libtorch 1.13's custom functions take no undefined inputs: an absent bias or shift is a constant zero.
-  const auto zeros = [&](const at::Tensor& t) { return t.defined() ? t : at::zeros({out}, weight.options()); };
-  return PaceLinearFunction::apply(input, weight, zeros(bias), deltaWeight, zeros(shift), multiplier,
+  // Under autocast the fused op computes in the autocast dtype, as the two linears it replaces would; its
+  // inputs are cast here (gradients flow back through the casts) and autocast stays off inside.
+  const auto device = input.device().type();
+  const std::optional<at::ScalarType> cast = autocastDtype(device);
+  const at::ScalarType compute = cast && input.is_floating_point() ? *cast : input.scalar_type();
+  const auto prepared = [&](const at::Tensor& t) {
+    // libtorch 1.13's custom functions take no undefined inputs: an absent bias or shift is a constant zero.
+    return t.defined() ? t.to(compute) : at::zeros({out}, weight.options().dtype(compute));
+  };
+  const at::Tensor x = input.to(compute);
+  // The CUDA kernels read the noise as float32; the CPU formulations use the compute dtype.
+  const at::Tensor z = multiplier.to(paceEpilogueOnDevice(x) ? at::kFloat : compute);
+  AutocastOff autocastOff(device);
+  return PaceLinearFunction::apply(x, weight.to(compute), prepared(bias), deltaWeight.to(compute), prepared(shift), z,
                                    static_cast<int64_t>(strategy));
 }
 

@@ -29,7 +29,8 @@ void setPaceLinearStrategy(PaceLinearStrategy strategy);
 PaceLinearStrategy paceLinearStrategy();
 
 // The strategy Auto picks for `tokensPerRow` tokens sharing each row's weight: per-row weights once a row has
-// enough tokens for its GEMM to outweigh building its weight.
-PaceLinearStrategy choosePaceLinearStrategy(int64_t tokensPerRow, int64_t inFeatures, int64_t outFeatures);
+// enough tokens for its GEMM to outweigh building its weight. On a GPU: the stacked weight.
+PaceLinearStrategy choosePaceLinearStrategy(int64_t tokensPerRow, int64_t inFeatures, int64_t outFeatures,
+                                            c10::DeviceType device = c10::DeviceType::CPU);
 
 }  // namespace pace::peft

@@ -2,10 +2,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/functional/loss.h>
-#include <torch/nn/utils/clip_grad.h>
 #include <chrono>
 #include <cmath>
-#include <sstream>
 
 #include "errors.h"
 #include "models/layers.h"
@@ -33,14 +31,67 @@ void checkTargets(const at::Tensor& targets, int64_t batch, int64_t numClasses) 
                 " to " + std::to_string(high));
 }
 
+namespace {
+
+constexpr uint64_t kDropPathSalt = 0x9e3779b97f4a7c15ull;
+constexpr uint64_t kAugmentSalt = 0xc2b2ae3d27d4eb4full;
+
+at::Generator seededGenerator(const c10::Device& device, uint64_t seed) {
+  if (device.is_cpu()) return at::make_generator<at::CPUGeneratorImpl>(seed);
+  at::Generator generator = at::globalContext().defaultGenerator(device).clone();
+  generator.set_current_seed(seed);
+  return generator;
+}
+
+// Scales the gradients so their total L2 norm is at most maxNorm. The norm stays on the device (libtorch's
+// clip_grad_norm_ returns it as a double, which waits for the device every step).
+void clipGradNorm(const std::vector<NamedTensor>& parameters, double maxNorm) {
+  std::vector<at::Tensor> norms;
+  for (const auto& named : parameters) {
+    if (named.tensor.grad().defined()) norms.push_back(named.tensor.grad().detach().to(at::kFloat).norm());
+  }
+  if (norms.empty()) return;
+  const at::Tensor total = at::stack(norms).norm();
+  const at::Tensor scale = (maxNorm / (total + 1e-6)).clamp_max(1.0);
+  for (const auto& named : parameters) {
+    if (named.tensor.grad().defined()) named.tensor.mutable_grad().mul_(scale.to(named.tensor.grad().scalar_type()));
+  }
+}
+
+// For its lifetime the frozen parameters hold their bfloat16 copies; the float32 data comes back at the end.
+class FrozenInBf16 {
+ public:
+  template <typename Copies>
+  explicit FrozenInBf16(Copies& copies) {
+    for (auto& copy : copies) {
+      originals_.emplace_back(copy.parameter, copy.parameter.data());
+      copy.parameter.set_data(copy.bf16);
+    }
+  }
+  ~FrozenInBf16() {
+    for (auto& [parameter, original] : originals_) parameter.set_data(original);
+  }
+  FrozenInBf16(const FrozenInBf16&) = delete;
+  FrozenInBf16& operator=(const FrozenInBf16&) = delete;
+
+ private:
+  std::vector<std::pair<at::Tensor, at::Tensor>> originals_;
+};
+
+constexpr int64_t kMaxDatasetBytesOnDevice = int64_t{4} << 30;
+
+}  // namespace
+
 Trainer::Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimizer, peft::PaceConfig pace,
-                 uint64_t seed)
+                 uint64_t seed, Precision precision)
     : model_(std::move(model)),
       clipGradNorm_(optimizer.clipGradNorm),
       pace_(pace),
+      seed_(seed),
+      precision_(precision),
       noiseGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed)),
-      dropPathGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed ^ 0x9e3779b97f4a7c15ull)),
-      augmentGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed ^ 0xc2b2ae3d27d4eb4full)) {
+      dropPathGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed ^ kDropPathSalt)),
+      augmentGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed ^ kAugmentSalt)) {
   optimizer.validate();
   pace_.validate();
   if (model_->numClasses() < 1) throw Error("training needs a classifier head: create the model with numClasses >= 1");
@@ -53,6 +104,25 @@ Trainer::Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimi
                                                                      .eps(optimizer.eps)
                                                                      .weight_decay(optimizer.weightDecay));
   sigma_ = peft::sigmaPerLinear(*model_, pace_);
+  placeGenerators(model_->parameters().front().device());
+}
+
+void Trainer::placeGenerators(const c10::Device& device) {
+  if (noiseGenerator_.device() == device) return;
+  noiseGenerator_ = seededGenerator(device, seed_);
+  dropPathGenerator_ = seededGenerator(device, seed_ ^ kDropPathSalt);
+}
+
+at::Tensor Trainer::datasetOn(const at::Tensor& images, const c10::Device& device) {
+  if (images.device() == device || !images.device().is_cpu() ||
+      images.numel() * static_cast<int64_t>(images.element_size()) > kMaxDatasetBytesOnDevice)
+    return images;
+  if (!datasetSource_.is_same(images) || datasetVersion_ != images._version() || datasetOnDevice_.device() != device) {
+    datasetOnDevice_ = images.to(device);
+    datasetSource_ = images;
+    datasetVersion_ = images._version();
+  }
+  return datasetOnDevice_;
 }
 
 Trainer::Losses Trainer::forwardLosses(const at::Tensor& images, const at::Tensor& targets, const at::Tensor& indices,
@@ -62,7 +132,7 @@ Trainer::Losses Trainer::forwardLosses(const at::Tensor& images, const at::Tenso
   Losses out;
   if (!pace_.active()) {
     models::BatchCopiesScope copies(1, 0, dropPathGenerator_);
-    out.logits = model.forward(images);
+    out.logits = model.forward(images).to(at::kFloat);
     out.targets = targets;
     out.cls = F::cross_entropy(out.logits, targets);
     out.consistency = torch::zeros({}, out.cls.options());
@@ -76,14 +146,14 @@ Trainer::Losses Trainer::forwardLosses(const at::Tensor& images, const at::Tenso
     const at::Tensor x = images.slice(0, 0, used);
     // Two copies of x, stacked inside the forward where the first noise is applied (before it they are equal).
     models::BatchCopiesScope copies(2, peft::firstNoisyBlock(model, pace_), dropPathGenerator_);
-    const at::Tensor both = model.forward(x);
+    const at::Tensor both = model.forward(x).to(at::kFloat);
     out.logits = both.slice(0, 0, used);
     out.targets = targets.slice(0, 0, used);
     out.cls = F::cross_entropy(out.logits, out.targets);
     out.consistency = peft::consistencyLoss(out.logits, both.slice(0, used));
   } else {
     models::BatchCopiesScope copies(1, 0, dropPathGenerator_);
-    out.logits = model.forward(images);
+    out.logits = model.forward(images).to(at::kFloat);
     out.targets = targets;
     out.cls = F::cross_entropy(out.logits, targets);
     if (pace_.variant == peft::PaceVariant::Fast) {
@@ -99,7 +169,7 @@ Trainer::Losses Trainer::forwardLosses(const at::Tensor& images, const at::Tenso
         peft::PaceNoise silent({}, pace_.kind, pace_.shape, noiseGenerator_);
         peft::NoiseScope quiet(model, silent);
         model.train(false);
-        frozen = model.forward(images);
+        frozen = model.forward(images).to(at::kFloat);
         model.train(true);
       }
       out.consistency = peft::consistencyLoss(out.logits, frozen);
@@ -125,9 +195,10 @@ double Trainer::fpDistance(const at::Tensor& images) {
   return peft::consistencyLoss(tuned, frozen).item<double>();
 }
 
-StepResult Trainer::step(const StepInputs& inputs) {
+Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs) {
   models::Backbone& model = *model_;
   const auto device = model.parameters().front().device();
+  placeGenerators(device);
   const at::Tensor images = inputs.images.to(device);
   model.checkImages(images);
   const int64_t batch = images.size(0);
@@ -144,35 +215,86 @@ StepResult Trainer::step(const StepInputs& inputs) {
     if (!history_.defined()) history_ = torch::zeros({pace_.datasetSize, model.numClasses()}, torch::kFloat);
   }
 
-  StepResult result;
+  DeviceStep result;
   if (inputs.diagnostics) result.fpDistance = fpDistance(images);
   model.train(true);
   optimizer_->zero_grad();
-  const Losses losses = forwardLosses(images, targets, inputs.indices, inputs.noise);
+  std::optional<FrozenInBf16> frozenInBf16;
+  if (precision_ == Precision::Bf16) {
+    refreshFrozenBf16();
+    frozenInBf16.emplace(frozenBf16_);
+  }
+  Losses losses;
+  {
+    const PrecisionScope forward(precision_, device.type());
+    losses = forwardLosses(images, targets, inputs.indices, inputs.noise);
+  }
   if (!pace_.active()) lastNoise_.clear();
-  const at::Tensor total = losses.cls + pace_.lambda * losses.consistency;
-  total.backward();
-  if (inputs.diagnostics) {
-    double squares = 0;
-    for (const auto& named : trainable_) {
-      if (named.tensor.grad().defined()) squares += named.tensor.grad().pow(2).sum().item<double>();
+  const at::Tensor total = losses.cls.to(at::kFloat) + pace_.lambda * losses.consistency.to(at::kFloat);
+  {
+    // Backward and the update: TF32 as asked; bf16 products were fixed by the forward's casts.
+    const PrecisionScope rest(precision_ == Precision::Bf16 ? Precision::Fp32 : precision_, device.type());
+    total.backward();
+    frozenInBf16.reset();
+    if (inputs.diagnostics) {
+      double squares = 0;
+      for (const auto& named : trainable_) {
+        if (named.tensor.grad().defined()) squares += named.tensor.grad().pow(2).sum().item<double>();
+      }
+      result.gradNorm = std::sqrt(squares);
     }
-    result.gradNorm = std::sqrt(squares);
+    if (clipGradNorm_ > 0) clipGradNorm(trainable_, clipGradNorm_);
+    if (!fusedAdamW_.step(*optimizer_)) optimizer_->step();
   }
-  if (clipGradNorm_ > 0) {
-    std::vector<at::Tensor> parameters;
-    for (const auto& named : trainable_) parameters.push_back(named.tensor);
-    torch::nn::utils::clip_grad_norm_(parameters, clipGradNorm_);
-  }
-  optimizer_->step();
   ++iteration_;
 
-  result.clsLoss = losses.cls.item<double>();
-  result.paceLoss = losses.consistency.item<double>();
-  result.totalLoss = total.item<double>();
-  result.correct = losses.logits.argmax(1).eq(losses.targets).sum().item<int64_t>();
+  result.cls = losses.cls.detach();
+  result.pace = losses.consistency.detach();
+  result.total = total.detach();
+  result.correct = losses.logits.detach().argmax(1).eq(losses.targets).sum();
   result.counted = losses.targets.size(0);
   return result;
+}
+
+StepResult Trainer::step(const StepInputs& inputs) {
+  const DeviceStep onDevice = stepOnDevice(inputs);
+  StepResult result;
+  result.clsLoss = onDevice.cls.item<double>();
+  result.paceLoss = onDevice.pace.item<double>();
+  result.totalLoss = onDevice.total.item<double>();
+  result.correct = onDevice.correct.item<int64_t>();
+  result.counted = onDevice.counted;
+  result.gradNorm = onDevice.gradNorm;
+  result.fpDistance = onDevice.fpDistance;
+  return result;
+}
+
+void Trainer::refreshFrozenBf16() {
+  if (frozenBf16_.empty()) {
+    torch::NoGradGuard noGrad;
+    // The frozen weights of the linears and convolutions: what autocast would cast to bf16 at every use.
+    // Position embeddings, class tokens and bias tables stay float32, so the residual stream they start
+    // stays float32 as it does under PyTorch's autocast.
+    const std::string suffix = "weight";
+    for (const auto& named : model_->named_parameters()) {
+      const at::Tensor& parameter = named.value();
+      const std::string& name = named.key();
+      const bool isWeight =
+          name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+      if (isWeight && !parameter.requires_grad() && parameter.scalar_type() == at::kFloat && parameter.dim() >= 2)
+        frozenBf16_.push_back({parameter, at::Tensor(), -1, nullptr});
+    }
+  }
+  torch::NoGradGuard noGrad;
+  for (auto& copy : frozenBf16_) {
+    // Re-made when the float32 weights changed (loaded, moved or edited in place) since the copy was taken.
+    if (copy.version == copy.parameter._version() && copy.source == copy.parameter.data_ptr() &&
+        copy.bf16.device() == copy.parameter.device())
+      continue;
+    copy.bf16 = copy.parameter.detach().to(at::kBFloat16);
+    copy.version = copy.parameter._version();
+    copy.source = copy.parameter.data_ptr();
+  }
 }
 
 EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels, const EpochOptions& options,
@@ -191,7 +313,27 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
   const at::Tensor order = at::randperm(n, shuffle, at::TensorOptions().dtype(at::kLong));
   EpochResult result;
   const auto start = std::chrono::steady_clock::now();
+  const auto device = model_->parameters().front().device();
+  const at::Tensor stored = datasetOn(images, device);
+  const at::Tensor labelsOnCpu = labels.cpu();  // read by each step's range check without waiting for the device
+  // The sums stay on the device; each step's loss is read one step late, once the next step is queued, so
+  // the host never waits for the device to run dry.
+  at::Tensor sums = torch::zeros({4}, at::TensorOptions().dtype(at::kDouble).device(device));
   double gradNorms = 0, fpDistances = 0;
+  struct Pending {
+    int64_t step;
+    at::Tensor total;
+  };
+  std::optional<Pending> pending;
+  const auto settle = [&]() {
+    if (!pending) return;
+    const double total = pending->total.item<double>();
+    if (!std::isfinite(total))
+      throw Error("the loss became " + std::to_string(total) + " at epoch " + std::to_string(options.epoch) +
+                  ", step " + std::to_string(pending->step) + " (lower the learning rate or check the data)");
+    if (onBatch) onBatch({pending->step + 1, steps, total});
+    pending.reset();
+  };
   for (int64_t s = 0; s < steps; ++s) {
     if (abort && abort->load()) {
       result.aborted = true;
@@ -200,34 +342,33 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
     if (static_cast<size_t>(s) < options.stepLearningRates.size()) setLearningRate(options.stepLearningRates[s]);
     StepInputs inputs;
     inputs.indices = order.slice(0, s * options.batchSize, (s + 1) * options.batchSize);
-    at::Tensor stored = images.index_select(0, inputs.indices);
+    at::Tensor batch = stored.index_select(0, inputs.indices.to(stored.device()));
     if (options.augmentCrop > 0 || options.augmentFlip) {
-      const int64_t crop = options.augmentCrop > 0 ? options.augmentCrop : std::min(stored.size(1), stored.size(2));
-      stored = data::randomCropFlip(stored, crop, options.augmentFlip, augmentGenerator_);
+      const int64_t crop = options.augmentCrop > 0 ? options.augmentCrop : std::min(batch.size(1), batch.size(2));
+      batch = data::randomCropFlip(batch, crop, options.augmentFlip, augmentGenerator_);
     }
-    inputs.images = batchInput(*model_, stored, options.normalization);
-    inputs.targets = labels.index_select(0, inputs.indices);
+    inputs.images = batchInput(*model_, batch, options.normalization);
+    inputs.targets = labelsOnCpu.index_select(0, inputs.indices);
     inputs.diagnostics = options.diagnostics;
-    const StepResult step = this->step(inputs);
-    if (!std::isfinite(step.totalLoss))
-      throw Error("the loss became " + std::to_string(step.totalLoss) + " at epoch " + std::to_string(options.epoch) +
-                  ", step " + std::to_string(s) + " (lower the learning rate or check the data)");
+    const DeviceStep step = stepOnDevice(inputs);
+    sums.add_(at::stack({step.cls.to(at::kDouble), step.pace.to(at::kDouble), step.total.to(at::kDouble),
+                         step.correct.to(at::kDouble)}));
+    settle();
+    pending = Pending{s, step.total};
     ++result.steps;
     result.samples += step.counted;
-    result.clsLoss += step.clsLoss;
-    result.paceLoss += step.paceLoss;
-    result.totalLoss += step.totalLoss;
-    result.trainAccuracy += static_cast<double>(step.correct);
     gradNorms += step.gradNorm;
     fpDistances += step.fpDistance;
-    if (onBatch) onBatch({s + 1, steps, step.totalLoss});
   }
+  settle();
   if (result.steps > 0) {
+    const at::Tensor totals = sums.cpu();
+    const double* sum = totals.data_ptr<double>();
     const double count = static_cast<double>(result.steps);
-    result.clsLoss /= count;
-    result.paceLoss /= count;
-    result.totalLoss /= count;
-    result.trainAccuracy /= static_cast<double>(result.samples);
+    result.clsLoss = sum[0] / count;
+    result.paceLoss = sum[1] / count;
+    result.totalLoss = sum[2] / count;
+    result.trainAccuracy = sum[3] / static_cast<double>(result.samples);
     if (options.diagnostics) {
       result.gradNorm = gradNorms / count;
       result.fpDistance = fpDistances / count;
@@ -281,22 +422,6 @@ EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, con
   result.loss = n ? loss / n : 0;
   return result;
 }
-
-namespace {
-// libtorch keys an optimizer's per-parameter state by the parameter's TensorImpl: as a string in 1.x, as a
-// pointer in newer releases. This gives the key in whichever form this libtorch uses.
-template <typename StateMap>
-typename StateMap::key_type optimizerStateKey(const at::Tensor& parameter) {
-  using Key = typename StateMap::key_type;
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream key;  // what c10::guts::to_string (gone from newer releases) printed: the address
-    key << parameter.unsafeGetTensorImpl();
-    return key.str();
-  } else {
-    return static_cast<Key>(parameter.unsafeGetTensorImpl());
-  }
-}
-}  // namespace
 
 std::vector<NamedTensor> Trainer::state() const {
   std::vector<NamedTensor> out;

@@ -13,6 +13,8 @@
 #include "io/safetensors.h"
 #include "models/backbone.h"
 #include "peft/pace.h"
+#include "tensor/precision.h"
+#include "train/fused_adamw.h"
 
 namespace pace::train {
 
@@ -94,9 +96,20 @@ at::Tensor batchInput(const models::Backbone& model, const at::Tensor& images,
 
 class Trainer {
  public:
-  Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimizer, peft::PaceConfig pace, uint64_t seed);
+  Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimizer, peft::PaceConfig pace, uint64_t seed,
+          Precision precision = Precision::Fp32);
 
   StepResult step(const StepInputs& inputs);
+
+  // One step's results left on the model's device (reading them waits for the device).
+  struct DeviceStep {
+    at::Tensor cls, pace, total;  // scalars
+    at::Tensor correct;           // int64 scalar
+    int64_t counted = 0;
+    double gradNorm = -1, fpDistance = -1;
+  };
+  DeviceStep stepOnDevice(const StepInputs& inputs);
+  Precision precision() const { return precision_; }
 
   // One epoch over (images [N, 3, S, S], labels [N]) in shuffled batches of batchSize. `abort`, when set,
   // stops after the current step; `onBatch` is called after every step.
@@ -118,12 +131,29 @@ class Trainer {
   std::shared_ptr<models::Backbone> model_;
   std::vector<NamedTensor> trainable_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
+  FusedAdamW fusedAdamW_;  // the same update in one kernel per group where libtorch has it (CUDA, ≥ 2.1)
   double clipGradNorm_ = 0;
   peft::PaceConfig pace_;
   std::map<std::string, double> sigma_;
+  uint64_t seed_;
+  Precision precision_;
+  // On the model's device (re-created from the seed if the model moves), so draws never cross devices.
   at::Generator noiseGenerator_;     // PACE noise draws
   at::Generator dropPathGenerator_;  // stochastic depth: separate, so replaying noise keeps the same masks
-  at::Generator augmentGenerator_;   // random crops and flips
+  at::Generator augmentGenerator_;   // random crops and flips: on the CPU, where the crop offsets are read
+  // bf16: the frozen parameters' bfloat16 copies, made once and swapped in for each step's forward and backward.
+  struct FrozenCopy {
+    at::Tensor parameter, bf16;
+    int64_t version = -1;
+    const void* source = nullptr;
+  };
+  std::vector<FrozenCopy> frozenBf16_;
+  // A uint8 dataset on the CPU, kept on the model's device between epochs (decoded images are small).
+  at::Tensor datasetSource_, datasetOnDevice_;
+  int64_t datasetVersion_ = -1;
+  void placeGenerators(const c10::Device& device);
+  void refreshFrozenBf16();
+  at::Tensor datasetOn(const at::Tensor& images, const c10::Device& device);
   std::map<std::string, at::Tensor> lastNoise_;
   std::atomic<int64_t> iteration_{0};  // read from other threads while a step runs
   at::Tensor history_;                 // Fast: the logits of each sample's previous visit

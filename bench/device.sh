@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The one prepared run on the lent GPU machine (design.md, "The lent GPU machine"): builds the addon against
+# that machine's PyTorch libtorch (CUDA kernels for sm_90), runs the core tests (CPU and CUDA), replays the
+# PACE parity fixtures on CUDA, then times our steps against the PyTorch eager reference. Logs and JSON go to
+# $OUT (the device tool brings them back). Prepare here first:
+#   npm run build:ts && bash scripts/device-bundle.sh
+# then run it there with `.device` and `dist` carried:  bash bench/device.sh [benchmark arguments...]
+# Rehearse here (no GPU): PACE_DEVICE=cpu bash bench/device.sh --device cpu --reference own \
+#   --models vit_tiny_patch16_224 --batch 2 --rounds 1
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+out="${OUT:-$root/bench/out}"
+mkdir -p "$out"
+step() { echo "== $(date +%T) $*"; }
+fail() {
+  echo "device.sh: $*" >&2
+  exit 1
+}
+
+device="${PACE_DEVICE:-cuda}"
+step "machine"
+if [ "$device" = cuda ]; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv,noheader || fail "no GPU visible"
+  python3 -c 'import torch, timm; print("torch", torch.__version__, "cuda", torch.version.cuda, "timm", timm.__version__)' ||
+    fail "python3 has no torch/timm"
+fi
+[ -f .device/node.xz ] && [ -d dist ] || fail "run 'npm run build:ts && bash scripts/device-bundle.sh' here and carry .device and dist"
+mkdir -p /tmp/pace-node
+xz -dc .device/node.xz >/tmp/pace-node/node && chmod +x /tmp/pace-node/node
+export PATH="/tmp/pace-node:$PATH"
+tar -xJf .device/node_modules.tar.xz -C .device
+export NODE_PATH="$root/.device/node_modules"
+node --version
+
+step "build (libtorch from python3's torch)"
+torch_prefix="$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null || true)"
+export CUDACXX="${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}"
+cmake -S . -B build-device -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$torch_prefix" \
+  -DCMAKE_JS_INC="$root/.device/include" -DPACE_CUDA_ARCHITECTURES=90 >"$out/configure.log" 2>&1 ||
+  { tail -40 "$out/configure.log"; fail "cmake configure failed (configure.log)"; }
+grep -E "pace-peft:" "$out/configure.log"
+cmake --build build-device --target pace_peft pace_core_tests -- -k 0 -j "$(nproc)" >"$out/build.log" 2>&1 ||
+  { grep -E "error|Error" -A4 "$out/build.log" | head -120; fail "build failed (build.log)"; }
+grep -ciE "warning" "$out/build.log" | sed 's/^/compiler warnings: /'
+
+step "core tests (libtorch $(python3 -c 'import torch; print(torch.__version__)'))"
+./build/Release/pace_core_tests 2>&1 | tee "$out/core-tests.log"
+core=${PIPESTATUS[0]}
+
+step "PACE fixtures on CUDA"
+PACE_DEVICE="$device" PACE_FIXTURES="$root/.device/fixtures" node .device/js/device-parity.js 2>&1 | tee "$out/parity.log"
+parity=${PIPESTATUS[0]}
+
+step "benchmark"
+PACE_REFERENCE_SCRIPT="$root/bench/reference/pace_step_reference.py" \
+  node .device/js/device-bench.js --json "$out/device.json" "$@" 2>&1 | tee "$out/bench.log"
+bench=${PIPESTATUS[0]}
+
+step "done: core tests rc=$core, parity rc=$parity, benchmark rc=$bench"
+[ "$core" = 0 ] && [ "$parity" = 0 ] && [ "$bench" = 0 ]

@@ -1,0 +1,170 @@
+// What the step benchmarks share: our steps and the PyTorch eager reference's (bench/reference/
+// pace_step_reference.py, a worker process) timed alternately on the same model configuration and batch.
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import path from 'node:path';
+import readline from 'node:readline';
+
+import { createModel, tensor, Trainer, type Model, type ModelSpec } from 'pace-peft';
+
+export const commands = ['pace', 'baseline', 'eval'] as const;
+export type Command = (typeof commands)[number];
+export type Precision = 'fp32' | 'tf32' | 'bf16';
+
+export interface Setup {
+  batchSize: number;
+  evalBatchSize: number;
+  rank: number;
+  sigma: number;
+  lambda: number;
+  dropPathRate: number;
+  numClasses: number;
+}
+
+// bench/reference/ beside the sources, also when this file runs transpiled from another folder (.device/js).
+const referenceScript = path.resolve(
+  process.env.PACE_REFERENCE_SCRIPT ?? path.join(__dirname, '..', 'bench', 'reference', 'pace_step_reference.py'),
+);
+
+/** The python3 whose torch is the one to compare with (PACE_REFERENCE_PYTHON, python3, /usr/bin/python3). */
+export function referencePython(): string {
+  const candidates = [process.env.PACE_REFERENCE_PYTHON, 'python3', '/usr/bin/python3'].filter((c): c is string => !!c);
+  for (const candidate of candidates) {
+    const probe = spawnSync(candidate, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
+    if (probe.status === 0) return candidate;
+  }
+  throw new Error('no python3 with torch found: `apt-get install python3-torch` (or set PACE_REFERENCE_PYTHON)');
+}
+
+/** The reference worker: one process, one model, one command per line. */
+export class Reference {
+  private readonly child: ChildProcessWithoutNullStreams;
+  private readonly lines: AsyncIterableIterator<string>;
+
+  constructor(python: string) {
+    this.child = spawn(python, [referenceScript], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child.stderr.on('data', (chunk: Buffer) => process.stderr.write(chunk));
+    this.lines = readline.createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
+  }
+
+  private async reply(): Promise<Record<string, unknown>> {
+    const next = await this.lines.next();
+    if (next.done) throw new Error('the reference process ended early (see its stderr above)');
+    const parsed = JSON.parse(next.value) as Record<string, unknown>;
+    if (typeof parsed.error === 'string') throw new Error(`reference: ${parsed.error}`);
+    return parsed;
+  }
+
+  async start(config: Record<string, unknown>): Promise<Record<string, unknown>> {
+    this.child.stdin.write(`${JSON.stringify(config)}\n`);
+    return this.reply();
+  }
+
+  /** Runs one command; returns what the worker printed (`ms`, and for `gemm` the rate). */
+  async run(command: string): Promise<Record<string, unknown>> {
+    this.child.stdin.write(`${command}\n`);
+    return this.reply();
+  }
+
+  async time(command: Command): Promise<number> {
+    return (await this.run(command)).ms as number;
+  }
+
+  stop(): void {
+    this.child.stdin.end('quit\n');
+  }
+}
+
+/** Our side: one model with LoRA-mul + VPT-add adapters, a PACE trainer and a baseline trainer. */
+export class Ours {
+  private constructor(
+    readonly model: Model,
+    private readonly pace: Trainer,
+    private readonly baseline: Trainer,
+    private readonly images: ReturnType<typeof tensor>,
+    private readonly targets: ReturnType<typeof tensor>,
+    private readonly evalImages: ReturnType<typeof tensor>,
+    private readonly setup: Setup,
+  ) {}
+
+  static async create(name: string, setup: Setup, device = 'cpu', precision: Precision = 'fp32'): Promise<Ours> {
+    const model = await createModel(name, { numClasses: setup.numClasses, dropPathRate: setup.dropPathRate });
+    model.addAdapters({ type: 'loramul_vptadd', rank: setup.rank });
+    if (device !== 'cpu') model.to(device);
+    const size = model.spec.imgSize;
+    const random = (count: number) => Float32Array.from({ length: count }, () => Math.random() * 2 - 1);
+    const images = tensor(random(setup.batchSize * 3 * size * size), [setup.batchSize, 3, size, size], { device });
+    const labels = BigInt64Array.from({ length: setup.batchSize }, () =>
+      BigInt(Math.floor(Math.random() * setup.numClasses)),
+    );
+    const targets = tensor(labels, [setup.batchSize]);
+    const evalImages = tensor(random(setup.evalBatchSize * 3 * size * size), [setup.evalBatchSize, 3, size, size], {
+      device,
+    });
+    const pace = new Trainer(model, { pace: { sigma: setup.sigma, lambda: setup.lambda }, precision });
+    const baseline = new Trainer(model, { precision });
+    return new Ours(model, pace, baseline, images, targets, evalImages, setup);
+  }
+
+  /** Milliseconds of one command, up to its results on the host (as the reference's `.item()`). */
+  async time(command: Command): Promise<number> {
+    const start = performance.now();
+    if (command === 'eval') {
+      this.model.eval();
+      using logits = await this.model.forward(this.evalImages);
+      if (logits.toFloat32Array().length !== this.setup.evalBatchSize * this.setup.numClasses)
+        throw new Error('unexpected logits');
+    } else {
+      const result = await (command === 'pace' ? this.pace : this.baseline).trainStep(this.images, this.targets);
+      if (!Number.isFinite(result.totalLoss)) throw new Error(`${command} step: loss ${result.totalLoss}`);
+    }
+    return performance.now() - start;
+  }
+
+  dispose(): void {
+    this.images.dispose();
+    this.targets.dispose();
+    this.evalImages.dispose();
+    this.model.dispose();
+  }
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+/** The reference configuration of a model spec (our own ViT layout, or a timm model by name). */
+export function referenceConfig(spec: ModelSpec, setup: Setup, extra: Record<string, unknown>) {
+  return {
+    ...setup,
+    imgSize: spec.imgSize,
+    patchSize: spec.patchSize,
+    embedDim: spec.embedDim,
+    depth: spec.family === 'vit' ? spec.depth : undefined,
+    numHeads: spec.numHeads,
+    ...extra,
+  };
+}
+
+/**
+ * Times each command `rounds` times on every side, alternating which side goes first per round so neither always
+ * runs on a cache the other just warmed. One untimed call of each first warms allocators, pools and kernels.
+ */
+export async function timeAlternately(
+  sides: Record<string, (command: Command) => Promise<number>>,
+  which: readonly Command[],
+  rounds: number,
+  label: string,
+): Promise<Record<string, Record<Command, number[]>>> {
+  const names = Object.keys(sides);
+  const times: Record<string, Record<Command, number[]>> = {};
+  for (const name of names) times[name] = { pace: [], baseline: [], eval: [] };
+  for (const command of which) for (const name of names) await sides[name](command);
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 === 0 ? names : [...names].reverse();
+    for (const command of which) for (const name of order) times[name][command].push(await sides[name](command));
+    process.stderr.write(`${label}: round ${round + 1}/${rounds}\n`);
+  }
+  return times;
+}

@@ -1,0 +1,117 @@
+#include "tensor/precision.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/version.h>
+
+#include "errors.h"
+
+// libtorch 2.4 gave autocast one set of functions taking the device type; 1.13 has one set per device.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define PACE_AUTOCAST_BY_DEVICE_TYPE 1
+#endif
+
+namespace pace {
+
+namespace {
+
+bool autocastEnabled(c10::DeviceType device) {
+#ifdef PACE_AUTOCAST_BY_DEVICE_TYPE
+  return at::autocast::is_autocast_enabled(device);
+#else
+  if (device == c10::DeviceType::CUDA) return at::autocast::is_enabled();
+  if (device == c10::DeviceType::CPU) return at::autocast::is_cpu_enabled();
+  return false;
+#endif
+}
+
+void setAutocastEnabled(c10::DeviceType device, bool enabled) {
+#ifdef PACE_AUTOCAST_BY_DEVICE_TYPE
+  at::autocast::set_autocast_enabled(device, enabled);
+#else
+  if (device == c10::DeviceType::CUDA) at::autocast::set_enabled(enabled);
+  if (device == c10::DeviceType::CPU) at::autocast::set_cpu_enabled(enabled);
+#endif
+}
+
+at::ScalarType autocastTarget(c10::DeviceType device) {
+#ifdef PACE_AUTOCAST_BY_DEVICE_TYPE
+  return at::autocast::get_autocast_dtype(device);
+#else
+  return device == c10::DeviceType::CUDA ? at::autocast::get_autocast_gpu_dtype()
+                                         : at::autocast::get_autocast_cpu_dtype();
+#endif
+}
+
+void setAutocastTarget(c10::DeviceType device, at::ScalarType dtype) {
+#ifdef PACE_AUTOCAST_BY_DEVICE_TYPE
+  at::autocast::set_autocast_dtype(device, dtype);
+#else
+  if (device == c10::DeviceType::CUDA) at::autocast::set_autocast_gpu_dtype(dtype);
+  if (device == c10::DeviceType::CPU) at::autocast::set_autocast_cpu_dtype(dtype);
+#endif
+}
+
+}  // namespace
+
+Precision precisionFromName(const std::string& name) {
+  if (name == "fp32") return Precision::Fp32;
+  if (name == "tf32") return Precision::Tf32;
+  if (name == "bf16") return Precision::Bf16;
+  throw Error("precision must be 'fp32', 'tf32' or 'bf16'; got '" + name + "'");
+}
+
+std::string precisionName(Precision precision) {
+  switch (precision) {
+    case Precision::Fp32:
+      return "fp32";
+    case Precision::Tf32:
+      return "tf32";
+    case Precision::Bf16:
+      return "bf16";
+  }
+  return "fp32";
+}
+
+PrecisionScope::PrecisionScope(Precision precision, c10::DeviceType device)
+    : device_(device),
+      previousTf32CuBlas_(at::globalContext().allowTF32CuBLAS()),
+      previousTf32CuDnn_(at::globalContext().allowTF32CuDNN()) {
+  const bool tf32 = precision == Precision::Tf32;
+  at::globalContext().setAllowTF32CuBLAS(tf32);
+  at::globalContext().setAllowTF32CuDNN(tf32);
+  if (precision == Precision::Bf16) {
+    if (device != c10::DeviceType::CUDA && device != c10::DeviceType::CPU)
+      throw Error("precision 'bf16' runs on CUDA or the CPU");
+    previousAutocast_ = autocastEnabled(device);
+    previousAutocastDtype_ = autocastTarget(device);
+    setAutocastTarget(device, at::kBFloat16);
+    setAutocastEnabled(device, true);
+    at::autocast::increment_nesting();
+    autocastSet_ = true;
+  }
+}
+
+PrecisionScope::~PrecisionScope() {
+  if (autocastSet_) {
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    setAutocastEnabled(device_, previousAutocast_);
+    setAutocastTarget(device_, previousAutocastDtype_);
+  }
+  at::globalContext().setAllowTF32CuBLAS(previousTf32CuBlas_);
+  at::globalContext().setAllowTF32CuDNN(previousTf32CuDnn_);
+}
+
+std::optional<at::ScalarType> autocastDtype(c10::DeviceType device) {
+  if (!autocastEnabled(device)) return std::nullopt;
+  return autocastTarget(device);
+}
+
+AutocastOff::AutocastOff(c10::DeviceType device) : device_(device), previous_(autocastEnabled(device)) {
+  if (previous_) setAutocastEnabled(device, false);
+}
+
+AutocastOff::~AutocastOff() {
+  if (previous_) setAutocastEnabled(device_, true);
+}
+
+}  // namespace pace

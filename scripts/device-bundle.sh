@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Prepares .device/ (git-ignored) for bench/device.sh on the lent GPU machine, which has PyTorch, nvcc, cmake
+# and ninja but no Node and no network (see design.md, "The lent GPU machine"). It holds:
+#   node.xz            this machine's node, stripped and xz-compressed
+#   include/           the N-API headers (Node's C headers and node-addon-api's C++ wrapper)
+#   node_modules.tar.xz  the runtime dependencies dist/ loads (zod, cli-progress, sharp, node-gyp-build, ...)
+#   fixtures/          the shared PACE parity fixtures the device checks replay
+#   js/                bench/device-*.ts and their imports, transpiled to CommonJS
+# Run `npm run build:ts` first; name `.device` and `dist` in the device call's carry.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="$root/.device"
+rm -rf "$out"
+mkdir -p "$out/include" "$out/fixtures" "$out/js"
+
+cp "$(command -v node)" "$out/node"
+strip "$out/node"
+xz -T0 -6 "$out/node"
+
+node_include="$(dirname "$(command -v node)")/../include/node"
+[ -f "$node_include/node_api.h" ] || node_include="$root/node_modules/node-api-headers/include"
+for header in node_api.h node_api_types.h js_native_api.h js_native_api_types.h; do
+  cp "$node_include/$header" "$out/include/"
+done
+cp "$root"/node_modules/node-addon-api/napi*.h "$out/include/"
+
+modules=(zod cli-progress string-width emoji-regex is-fullwidth-code-point strip-ansi ansi-regex node-gyp-build
+  sharp detect-libc semver @img/colour @img/sharp-linux-x64 @img/sharp-libvips-linux-x64)
+(cd "$root" && tar -cJf "$out/node_modules.tar.xz" $(printf 'node_modules/%s ' "${modules[@]}"))
+
+fixtures="${PACE_FIXTURES:-$root/../shared/fixtures}"
+cp "$fixtures/index.json" "$fixtures"/pace_*.safetensors "$fixtures"/peft_*.safetensors "$out/fixtures/"
+
+"$root/node_modules/.bin/esbuild" "$root"/bench/device-*.ts "$root/bench/step-timing.ts" --outdir="$out/js" \
+  --platform=node --format=cjs --target=node20 --log-level=warning
+du -sh "$out"
