@@ -35,12 +35,22 @@ node --version
 
 step "build (libtorch from python3's torch)"
 torch_prefix="$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null || true)"
+[ -d /usr/local/cuda/bin ] && export PATH="$PATH:/usr/local/cuda/bin"
 export CUDACXX="${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}"
-cmake -S . -B build-device -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$torch_prefix" \
-  -DCMAKE_JS_INC="$root/.device/include" -DPACE_CUDA_ARCHITECTURES=90 >"$out/configure.log" 2>&1 ||
+zlib=()
+if [ ! -f /usr/include/zlib.h ]; then  # the carried headers, linked against the system's runtime library
+  libz="$(ls /usr/lib/x86_64-linux-gnu/libz.so* /lib/x86_64-linux-gnu/libz.so* 2>/dev/null | head -1)"
+  zlib=(-DZLIB_INCLUDE_DIR="$root/.device/include/zlib" -DZLIB_LIBRARY="$libz")
+fi
+generator=Ninja keep_going=(-k 0)
+command -v ninja >/dev/null || { generator="Unix Makefiles" keep_going=(-k); }
+cmake -S . -B build-device -G "$generator" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$torch_prefix" \
+  -DCMAKE_JS_INC="$root/.device/include" -DPACE_EXTRA_INCLUDE="$root/.device/include" "${zlib[@]}" \
+  -DPACE_CUDA_ARCHITECTURES=90 >"$out/configure.log" 2>&1 ||
   { tail -40 "$out/configure.log"; fail "cmake configure failed (configure.log)"; }
 grep -E "pace-peft:" "$out/configure.log"
-cmake --build build-device --target pace_peft pace_core_tests -- -k 0 -j "$(nproc)" >"$out/build.log" 2>&1 ||
+cmake --build build-device --target pace_peft pace_core_tests --parallel "$(nproc)" -- "${keep_going[@]}" \
+  >"$out/build.log" 2>&1 ||
   { grep -E "error|Error" -A4 "$out/build.log" | head -120; fail "build failed (build.log)"; }
 grep -ciE "warning" "$out/build.log" | sed 's/^/compiler warnings: /'
 

@@ -23,6 +23,10 @@ for header in node_api.h node_api_types.h js_native_api.h js_native_api_types.h;
   cp "$node_include/$header" "$out/include/"
 done
 cp "$root"/node_modules/node-addon-api/napi*.h "$out/include/"
+# Build headers the GPU machine may lack (its image is made for PyTorch): nlohmann-json and zlib's.
+cp -r /usr/include/nlohmann "$out/include/"
+mkdir -p "$out/include/zlib"
+cp /usr/include/zlib.h /usr/include/zconf.h "$out/include/zlib/"
 
 modules=(zod cli-progress string-width emoji-regex is-fullwidth-code-point strip-ansi ansi-regex node-gyp-build
   sharp detect-libc semver @img/colour @img/sharp-linux-x64 @img/sharp-libvips-linux-x64)
