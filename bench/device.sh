@@ -29,8 +29,8 @@ fi
 mkdir -p /tmp/pace-node
 xz -dc .device/node.xz >/tmp/pace-node/node && chmod +x /tmp/pace-node/node
 export PATH="/tmp/pace-node:$PATH"
-tar -xJf .device/node_modules.tar.xz -C .device
-export NODE_PATH="$root/.device/node_modules"
+tar -xJf .device/node_modules.tar.xz -C /tmp/pace-node
+export NODE_PATH="/tmp/pace-node/node_modules"
 node --version
 
 step "build (libtorch from python3's torch)"
