@@ -60,10 +60,15 @@ async function benchmarkModel(name: string, setup: Setup, rounds: number, python
     referenceTorch = String(ready.torch);
     sides[`torch ${precision}`] = (c) => reference.time(c);
   }
-  if (options.device !== 'cpu') gemmTflops = (await references[0].run('gemm')).tflops as number;
-  const times = await timeAlternately(sides, timed, rounds, name);
-  for (const reference of references) reference.stop();
-  for (const side of ours) side.dispose();
+  let times: Awaited<ReturnType<typeof timeAlternately>>;
+  try {
+    if (options.device !== 'cpu') gemmTflops = (await references[0].run('gemm')).tflops as number;
+    times = await timeAlternately(sides, timed, rounds, name);
+  } finally {
+    // Also on failure: a reference left running would keep this process alive.
+    for (const reference of references) reference.stop();
+    for (const side of ours) side.dispose();
+  }
 
   const rows = [];
   for (const command of timed) {
@@ -119,12 +124,14 @@ async function main(): Promise<void> {
   if (options.device !== 'cpu' && (!report.cuda.built || report.cuda.deviceCount < 1))
     throw new Error('no CUDA device visible to the addon');
   const python = referencePython();
-  const results = [];
-  for (const name of values.models.split(',')) results.push(await benchmarkModel(name, setup, rounds, python, options));
-  const summary = { date: new Date().toISOString(), torch: report.torchVersion, rounds, setup, results };
-  for (const result of results) {
+  const results: Awaited<ReturnType<typeof benchmarkModel>>[] = [];
+  const torch = report.torchVersion;
+  for (const name of values.models.split(',')) {
+    const result = await benchmarkModel(name, setup, rounds, python, options);
+    results.push(result);
+    // Printed as each model finishes, so a run cut short still reports what it measured.
     console.log(
-      `\n${result.model}, batch ${setup.batchSize} (${2 * setup.batchSize} after duplication), libtorch ${summary.torch}, reference torch ${result.referenceTorch}, bf16 GEMM ${result.gemmBf16Tflops} TFLOP/s`,
+      `\n${result.model}, batch ${setup.batchSize} (${2 * setup.batchSize} after duplication), libtorch ${torch}, reference torch ${result.referenceTorch}, bf16 GEMM ${result.gemmBf16Tflops} TFLOP/s`,
     );
     console.log('step      side         ms/step   img/s    ×torch-fp32  ×torch-bf16  floor');
     for (const row of result.rows) {
@@ -133,6 +140,7 @@ async function main(): Promise<void> {
       );
     }
   }
+  const summary = { date: new Date().toISOString(), torch, rounds, setup, results };
   fs.mkdirSync(path.dirname(values.json), { recursive: true });
   fs.writeFileSync(values.json, `${JSON.stringify(summary, null, 2)}\n`);
   console.log(`\nwritten to ${values.json}`);

@@ -64,7 +64,8 @@ parity=${PIPESTATUS[0]}
 
 step "benchmark"
 PACE_REFERENCE_SCRIPT="$root/bench/reference/pace_step_reference.py" \
-  node .device/js/device-bench.js --json "$out/device.json" "$@" 2>&1 | tee "$out/bench.log"
+  timeout "${PACE_BENCH_TIMEOUT:-600}" node .device/js/device-bench.js --json "$out/device.json" "$@" 2>&1 |
+  tee "$out/bench.log"
 bench=${PIPESTATUS[0]}
 
 step "done: core tests rc=$core, parity rc=$parity, benchmark rc=$bench"

@@ -57,6 +57,7 @@ bool FusedAdamW::step(torch::optim::AdamW& optimizer) {
       states.push_back(&moments);
     }
     if (params.empty()) continue;
+    at::_foreach_add_(counts, 1);  // the kernel reads the step it takes (torch.optim's fused path does the same)
     at::_fused_adamw_(params, grads, expAvgs, expAvgSqs, /*max_exp_avg_sqs=*/{}, counts, options.lr(),
                       std::get<0>(options.betas()), std::get<1>(options.betas()), options.weight_decay(), options.eps(),
                       /*amsgrad=*/false, /*maximize=*/false);

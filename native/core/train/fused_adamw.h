@@ -34,7 +34,7 @@ class FusedAdamW {
   bool step(torch::optim::AdamW& optimizer);
 
  private:
-  // The kernel counts steps in float32 device tensors; these mirror the state's int64 counts.
+  // The kernel reads step counts from float32 device tensors; these mirror the state's int64 counts.
   struct DeviceStep {
     at::Tensor count;
     int64_t mirrors = -1;
