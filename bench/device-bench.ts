@@ -76,7 +76,7 @@ async function benchmarkModel(name: string, setup: Setup, rounds: number, python
     for (const side of Object.keys(sides)) {
       const floorMs =
         command === 'pace' && paceGflopPerImage[name] && gemmTflops > 0
-          ? (paceGflopPerImage[name] * setup.batchSize) / (gemmTflops * 1e3) // GFLOP / (GFLOP/ms)
+          ? (paceGflopPerImage[name] * setup.batchSize) / gemmTflops // GFLOP over GFLOP per ms (= TFLOP/s)
           : undefined;
       rows.push({
         step: command,
