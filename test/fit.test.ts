@@ -5,7 +5,9 @@ import path from 'node:path';
 import {
   cosineSchedule,
   createModel,
+  disposeTensors,
   earlyStopping,
+  loadTensors,
   readTensorHeader,
   saveTensors,
   tensor,
@@ -223,6 +225,27 @@ test('a run killed with SIGKILL between epochs and resumed ends exactly as an un
   expect(summary).toHaveLength(7);
   expect(summary[0].startsWith('epoch,loss,clsLoss,paceLoss,acc,lr')).toBe(true);
   expect(JSON.parse(fs.readFileSync(path.join(runDir, 'config.json'), 'utf8')).model.spec).toMatchObject(spec);
+});
+
+test('a checkpoint whose generator states belong to another device is refused before anything changes', async () => {
+  using model = await freshModel();
+  const runDir = path.join(temp.dir, 'other-device');
+  await new Trainer(model, trainerOptions).fit(train, { epochs: 1, batchSize: 16, runDir, progress: false });
+  const last = path.join(runDir, 'last.safetensors');
+  const { tensors, metadata } = await loadTensors(last);
+  // A CUDA generator's state is 16 bytes (seed and offset); the CPU's is the Mersenne Twister's 5,056.
+  tensors['rng.noise'].dispose();
+  tensors['rng.noise'] = tensor(new Uint8Array(16), [16]);
+  await saveTensors(last, tensors, { metadata: metadata ?? {} });
+  disposeTensors(tensors);
+  using resumedModel = await freshModel();
+  const before = await adapterBytes(resumedModel, 'before-other-device');
+  const trainer = new Trainer(resumedModel, trainerOptions);
+  await expect(trainer.fit(train, { epochs: 2, batchSize: 16, resume: runDir, progress: false })).rejects.toThrow(
+    "training checkpoint: 'rng.noise' is the state of a random generator on another device than this model's cpu",
+  );
+  expect((await adapterBytes(resumedModel, 'after-other-device')).equals(before)).toBe(true);
+  expect(trainer.iteration).toBe(0);
 });
 
 test('a NaN loss stops the fit with the epoch and step, keeping the last good checkpoint', async () => {

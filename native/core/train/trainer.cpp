@@ -467,6 +467,14 @@ void Trainer::restoreState(const std::vector<NamedTensor>& state) {
     }
   }
   for (const char* name : {"rng.noise", "rng.drop_path", "rng.augment", "trainer.iteration"}) need(name);
+  placeGenerators(model_->parameters().front().device());
+  for (const auto& [name, generator] : {std::pair<const char*, at::Generator*>{"rng.noise", &noiseGenerator_},
+                                        {"rng.drop_path", &dropPathGenerator_},
+                                        {"rng.augment", &augmentGenerator_}}) {
+    if (need(name).numel() != generator->get_state().numel())
+      throw Error(std::string("training checkpoint: '") + name + "' is the state of a random generator on another " +
+                  "device than this model's " + generator->device().str() + " (resume on the device it was saved on)");
+  }
   if (byName.count("pace.history") && pace_.variant == peft::PaceVariant::Fast)
     sameShape("pace.history", torch::zeros({pace_.datasetSize, model_->numClasses()}));
   torch::NoGradGuard noGrad;
