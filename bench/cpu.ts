@@ -4,7 +4,6 @@
 //
 // Usage: npm run bench:cpu -- [--rounds 5] [--models vit_small_patch16_224,vit_tiny_patch16_224]
 //                             [--strategy auto|per-row|stacked|unfused] [--json bench/results/cpu.json]
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -19,6 +18,7 @@ import {
   referenceConfig,
   referencePython,
   timeAlternately,
+  writeSummary,
   type Command,
   type Setup,
 } from './step-timing';
@@ -111,9 +111,7 @@ async function main(): Promise<void> {
       );
     }
   }
-  fs.mkdirSync(path.dirname(values.json), { recursive: true });
-  fs.writeFileSync(values.json, `${JSON.stringify(summary, null, 2)}\n`);
-  console.log(`\nwritten to ${values.json}`);
+  writeSummary(values.json, summary);
 }
 
 main().catch((error: unknown) => {

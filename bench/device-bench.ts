@@ -6,7 +6,6 @@
 //
 // Usage: node .device/js/device-bench.js [--models vit_base_patch16_224,swin_base_patch4_window7_224]
 //        [--batch 64] [--rounds 5] [--json bench/results/device.json]
-import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -19,6 +18,7 @@ import {
   referenceConfig,
   referencePython,
   timeAlternately,
+  writeSummary,
   type Command,
   type Precision,
   type Setup,
@@ -141,9 +141,7 @@ async function main(): Promise<void> {
     }
   }
   const summary = { date: new Date().toISOString(), torch, rounds, setup, results };
-  fs.mkdirSync(path.dirname(values.json), { recursive: true });
-  fs.writeFileSync(values.json, `${JSON.stringify(summary, null, 2)}\n`);
-  console.log(`\nwritten to ${values.json}`);
+  writeSummary(values.json, summary);
 }
 
 main().catch((error: unknown) => {

@@ -1,13 +1,9 @@
 // Device check (bench/device.sh): the PACE parity fixtures replayed on CUDA. fp32 (TF32 off) against the
 // reference's numbers: eval logits and losses within 1e-4, gradients within 1e-3 (max |ours − ref| / max |ref|,
 // the fixtures' measure); bf16 losses within 2 % of fp32. Prints one line per check; exits 1 if any fails.
-import fs from 'node:fs';
-import path from 'node:path';
-
 import {
   createModel,
   disposeTensors,
-  type AdapterType,
   loadTensors,
   Trainer,
   type Model,
@@ -15,30 +11,16 @@ import {
   type TensorRecord,
 } from 'pace-peft';
 
-const fixtures = process.env.PACE_FIXTURES ?? path.resolve(__dirname, '..', '..', 'shared', 'fixtures');
+import { maxRelativeError } from '../test/support/compare';
+import { fixture, fixtureAdapterType, fixtureIndex, fixtureSpec } from '../test/support/fixtures';
+
 const device = process.env.PACE_DEVICE ?? 'cuda';
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-const index: Record<string, any> = JSON.parse(fs.readFileSync(path.join(fixtures, 'index.json'), 'utf8'));
-const fixture = (file: string) => path.join(fixtures, file);
-const adapterTypes: Record<string, AdapterType> = {
-  LoRAmul_VPTadd: 'loramul_vptadd',
-  LoRAadd: 'loraadd',
-  VPTadd: 'vptadd',
-};
+const index = fixtureIndex;
 
-function relativeError(ours: Tensor, reference: Tensor): number {
-  const a = ours.to('cpu').toFloat32Array();
-  const b = reference.toFloat32Array();
-  if (a.length !== b.length) return Infinity;
-  let maxDiff = 0;
-  let maxRef = 0;
-  for (let i = 0; i < b.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
-    maxRef = Math.max(maxRef, Math.abs(b[i]));
-  }
-  return maxDiff / (maxRef + 1e-6);
-}
-
+const relativeError = (ours: Tensor, reference: Tensor) =>
+  ours.size === reference.size
+    ? maxRelativeError(ours.to('cpu').toFloat32Array(), reference.toFloat32Array())
+    : Infinity;
 const relative = (ours: number, ref: number) => Math.abs(ours - ref) / (Math.abs(ref) + 1e-6);
 
 let failures = 0;
@@ -49,32 +31,8 @@ function report(what: string, value: number, limit: number): void {
 }
 
 async function adapted(name: string): Promise<Model> {
-  const fx = index[name];
-  const c = fx.config;
-  const spec =
-    fx.backbone === 'VisionTransformer' || c.depth !== undefined
-      ? {
-          family: 'vit' as const,
-          imgSize: c.img_size,
-          patchSize: c.patch_size,
-          embedDim: c.embed_dim,
-          depth: c.depth,
-          numHeads: c.num_heads,
-          numClasses: c.num_classes,
-        }
-      : {
-          family: 'swin' as const,
-          imgSize: c.img_size,
-          patchSize: c.patch_size,
-          windowSize: c.window_size,
-          embedDim: c.embed_dim,
-          depths: c.depths,
-          numHeads: c.num_heads,
-          numClasses: c.num_classes,
-          dropPathRate: c.drop_path_rate ?? 0,
-        };
-  const model = await createModel(spec, { pretrained: fixture(`${name}.base.safetensors`) });
-  model.addAdapters({ type: adapterTypes[fx.adapter as string], rank: fx.rank });
+  const model = await createModel(fixtureSpec(name), { pretrained: fixture(`${name}.base.safetensors`) });
+  model.addAdapters({ type: fixtureAdapterType(name), rank: index[name].rank });
   await model.loadAdapters(fixture(`${name}.adapters.safetensors`));
   return model.to(device);
 }

@@ -1,6 +1,7 @@
 // What the step benchmarks share: our steps and the PyTorch eager reference's (bench/reference/
 // pace_step_reference.py, a worker process) timed alternately on the same model configuration and batch.
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 
@@ -126,6 +127,13 @@ export class Ours {
     this.evalImages.dispose();
     this.model.dispose();
   }
+}
+
+/** Writes a benchmark's JSON summary (creating its folder) and says where. */
+export function writeSummary(file: string, summary: unknown): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, `${JSON.stringify(summary, null, 2)}\n`);
+  console.log(`\nwritten to ${file}`);
 }
 
 export function median(values: number[]): number {

@@ -5,7 +5,7 @@
 #   include/           the N-API headers (Node's C headers and node-addon-api's C++ wrapper)
 #   node_modules.tar.xz  the runtime dependencies dist/ loads (zod, cli-progress, sharp, node-gyp-build, ...)
 #   fixtures/          the shared PACE parity fixtures the device checks replay
-#   js/                bench/device-*.ts and their imports, transpiled to CommonJS
+#   js/                bench/device-*.ts bundled with their helpers, as CommonJS
 # Run `npm run build:ts` first; name `.device` and `dist` in the device call's carry.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,6 +35,7 @@ modules=(zod cli-progress string-width emoji-regex is-fullwidth-code-point strip
 fixtures="${PACE_FIXTURES:-$root/../shared/fixtures}"
 cp "$fixtures/index.json" "$fixtures"/pace_*.safetensors "$fixtures"/peft_*.safetensors "$out/fixtures/"
 
-"$root/node_modules/.bin/esbuild" "$root"/bench/device-*.ts "$root/bench/step-timing.ts" --outdir="$out/js" \
+# Bundled with their helpers (bench/step-timing.ts, test/support/*); pace-peft itself stays the package's dist/.
+"$root/node_modules/.bin/esbuild" "$root"/bench/device-*.ts --bundle --external:pace-peft --outdir="$out/js" \
   --platform=node --format=cjs --target=node20 --log-level=warning
 du -sh "$out"

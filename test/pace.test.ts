@@ -13,18 +13,13 @@ import {
   type TensorRecord,
 } from '../lib';
 import { relativeError } from './support/compare';
-import { fixture, fixtureIndex, fixtureSpec } from './support/fixtures';
+import { fixture, fixtureAdapterType, fixtureIndex, fixtureSpec } from './support/fixtures';
 import { makeTempDir } from './support/paths';
 
 const index = fixtureIndex;
 const temp = makeTempDir('pace');
 afterAll(() => temp.cleanup());
 
-const adapterTypes: Record<string, AdapterType> = {
-  LoRAmul_VPTadd: 'loramul_vptadd',
-  LoRAadd: 'loraadd',
-  VPTadd: 'vptadd',
-};
 const paceFixtures = Object.keys(index).filter((name) => index[name].kind === 'pace');
 
 const specOf = fixtureSpec;
@@ -32,7 +27,7 @@ const specOf = fixtureSpec;
 /** The fixture's frozen backbone with its adapters and head loaded. */
 async function adaptedModel(name: string): Promise<Model> {
   const model = await createModel(specOf(name), { pretrained: fixture(`${name}.base.safetensors`) });
-  model.addAdapters({ type: adapterTypes[index[name].adapter], rank: index[name].rank });
+  model.addAdapters({ type: fixtureAdapterType(name), rank: index[name].rank });
   await model.loadAdapters(fixture(`${name}.adapters.safetensors`));
   return model;
 }

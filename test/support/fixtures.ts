@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import type { ModelSpecInput } from '../../lib';
+import type { AdapterType, ModelSpecInput } from '../../lib';
 import { fixturesDir } from './paths';
 
 /** A file of the shared parity fixtures. */
@@ -10,6 +10,16 @@ export const fixture = (name: string): string => path.join(fixturesDir, name);
 /** The fixtures' index.json: each fixture's configuration. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const fixtureIndex: Record<string, any> = JSON.parse(fs.readFileSync(fixture('index.json'), 'utf8'));
+
+/** The adapter type of a PACE fixture, from the reference's name for it in index.json. */
+export function fixtureAdapterType(name: string): AdapterType {
+  const types: Record<string, AdapterType> = {
+    LoRAmul_VPTadd: 'loramul_vptadd',
+    LoRAadd: 'loraadd',
+    VPTadd: 'vptadd',
+  };
+  return types[fixtureIndex[name].adapter];
+}
 
 /** The model spec of a fixture, from timm's keyword names in index.json. */
 export function fixtureSpec(name: string): ModelSpecInput {
