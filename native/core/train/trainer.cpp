@@ -80,6 +80,12 @@ class FrozenInBf16 {
 
 constexpr int64_t kMaxDatasetBytesOnDevice = int64_t{4} << 30;
 
+// Logits as the losses take them: bf16 or half (autocast) up to float32, other dtypes as they are.
+at::Tensor forLoss(const at::Tensor& logits) {
+  const auto type = logits.scalar_type();
+  return type == at::kBFloat16 || type == at::kHalf ? logits.to(at::kFloat) : logits;
+}
+
 }  // namespace
 
 Trainer::Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimizer, peft::PaceConfig pace,
@@ -132,7 +138,7 @@ Trainer::Losses Trainer::forwardLosses(const at::Tensor& images, const at::Tenso
   Losses out;
   if (!pace_.active()) {
     models::BatchCopiesScope copies(1, 0, dropPathGenerator_);
-    out.logits = model.forward(images).to(at::kFloat);
+    out.logits = forLoss(model.forward(images));
     out.targets = targets;
     out.cls = F::cross_entropy(out.logits, targets);
     out.consistency = torch::zeros({}, out.cls.options());
@@ -146,14 +152,14 @@ Trainer::Losses Trainer::forwardLosses(const at::Tensor& images, const at::Tenso
     const at::Tensor x = images.slice(0, 0, used);
     // Two copies of x, stacked inside the forward where the first noise is applied (before it they are equal).
     models::BatchCopiesScope copies(2, peft::firstNoisyBlock(model, pace_), dropPathGenerator_);
-    const at::Tensor both = model.forward(x).to(at::kFloat);
+    const at::Tensor both = forLoss(model.forward(x));
     out.logits = both.slice(0, 0, used);
     out.targets = targets.slice(0, 0, used);
     out.cls = F::cross_entropy(out.logits, out.targets);
     out.consistency = peft::consistencyLoss(out.logits, both.slice(0, used));
   } else {
     models::BatchCopiesScope copies(1, 0, dropPathGenerator_);
-    out.logits = model.forward(images).to(at::kFloat);
+    out.logits = forLoss(model.forward(images));
     out.targets = targets;
     out.cls = F::cross_entropy(out.logits, targets);
     if (pace_.variant == peft::PaceVariant::Fast) {
@@ -169,7 +175,7 @@ Trainer::Losses Trainer::forwardLosses(const at::Tensor& images, const at::Tenso
         peft::PaceNoise silent({}, pace_.kind, pace_.shape, noiseGenerator_);
         peft::NoiseScope quiet(model, silent);
         model.train(false);
-        frozen = model.forward(images).to(at::kFloat);
+        frozen = forLoss(model.forward(images));
         model.train(true);
       }
       out.consistency = peft::consistencyLoss(out.logits, frozen);
@@ -230,7 +236,7 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs) {
     losses = forwardLosses(images, targets, inputs.indices, inputs.noise);
   }
   if (!pace_.active()) lastNoise_.clear();
-  const at::Tensor total = losses.cls.to(at::kFloat) + pace_.lambda * losses.consistency.to(at::kFloat);
+  const at::Tensor total = losses.cls + pace_.lambda * losses.consistency;
   {
     // Backward and the update: TF32 as asked; bf16 products were fixed by the forward's casts.
     const PrecisionScope rest(precision_ == Precision::Bf16 ? Precision::Fp32 : precision_, device.type());
