@@ -3,7 +3,7 @@
 # that machine's PyTorch libtorch (CUDA kernels for sm_90), runs the core tests (CPU and CUDA), replays the
 # PACE parity fixtures on CUDA, then times our steps against the PyTorch eager reference. Logs and JSON go to
 # $OUT (the device tool brings them back). Prepare here first:
-#   npm run build:ts && bash scripts/device-bundle.sh
+#   npm run bench:device:prepare   (npm run build:ts && bash scripts/device-bundle.sh)
 # then run it there with `.device` and `dist` carried:  bash bench/device.sh [benchmark arguments...]
 # Rehearse here (no GPU): PACE_DEVICE=cpu bash bench/device.sh --device cpu --reference own \
 #   --models vit_tiny_patch16_224 --batch 2 --rounds 1
