@@ -77,6 +77,24 @@ double relativeError(const at::Tensor& actual, const at::Tensor& expected) {
   return scale == 0 ? error : error / scale;
 }
 
+// A case's float32 inputs, the fixed output weights r of the loss Σ y ⊙ r, and the float64 result to hold
+// every formulation to.
+struct Reference {
+  Inputs inputs;
+  at::Tensor outputWeights;
+  Result exact;
+};
+
+Reference referenceFor(const Case& c, at::Generator& generator) {
+  Reference reference;
+  reference.inputs = makeInputs(c, generator, at::kFloat);
+  std::vector<int64_t> outShape = reference.inputs.input.sizes().vec();
+  outShape.back() = c.out;
+  reference.outputWeights = at::randn(outShape, generator, at::TensorOptions().dtype(at::kFloat));
+  reference.exact = run(converted(reference.inputs, at::kDouble), PaceLinearStrategy::Unfused, reference.outputWeights);
+  return reference;
+}
+
 std::string describe(const Case& c, const char* strategy) {
   std::ostringstream text;
   text << strategy << " rows " << c.rows << " tokens [";
@@ -102,12 +120,8 @@ const std::vector<Case>& cases() {
 void fusedMatchesUnfusedOnRandomShapes() {
   at::Generator generator = at::detail::createCPUGenerator(20241127);
   for (const Case& c : cases()) {
-    const Inputs inputs = makeInputs(c, generator, at::kFloat);
-    std::vector<int64_t> outShape = inputs.input.sizes().vec();
-    outShape.back() = c.out;
-    const at::Tensor outputWeights = at::randn(outShape, generator, at::TensorOptions().dtype(at::kFloat));
+    const auto [inputs, outputWeights, exact] = referenceFor(c, generator);
     const Result unfused = run(inputs, PaceLinearStrategy::Unfused, outputWeights);
-    const Result exact = run(converted(inputs, at::kDouble), PaceLinearStrategy::Unfused, outputWeights);
     check(relativeError(unfused.output, exact.output) < 1e-5, describe(c, "unfused float32 vs float64"));
     for (const auto& [strategy, name] : {std::pair{PaceLinearStrategy::PerRowWeight, "per-row"},
                                          std::pair{PaceLinearStrategy::StackedWeight, "stacked"}}) {
@@ -219,11 +233,7 @@ Inputs onDevice(const Inputs& source, const c10::Device& device) {
 void checkBf16Autocast(const c10::Device& device, PaceLinearStrategy strategy) {
   at::Generator generator = at::detail::createCPUGenerator(99);
   for (const Case& c : cases()) {
-    const Inputs cpu = makeInputs(c, generator, at::kFloat);
-    std::vector<int64_t> outShape = cpu.input.sizes().vec();
-    outShape.back() = c.out;
-    const at::Tensor outputWeights = at::randn(outShape, generator, at::TensorOptions().dtype(at::kFloat));
-    const Result exact = run(converted(cpu, at::kDouble), PaceLinearStrategy::Unfused, outputWeights);
+    const auto [cpu, outputWeights, exact] = referenceFor(c, generator);
     const Inputs inputs = onDevice(cpu, device);
     Result fused;
     {
@@ -256,11 +266,7 @@ void fusedOnCudaMatchesFloat64() {
   at::Generator generator = at::detail::createCPUGenerator(1234);
   const PrecisionScope fp32(Precision::Fp32, cuda.type());
   for (const Case& c : cases()) {
-    const Inputs cpu = makeInputs(c, generator, at::kFloat);
-    std::vector<int64_t> outShape = cpu.input.sizes().vec();
-    outShape.back() = c.out;
-    const at::Tensor outputWeights = at::randn(outShape, generator, at::TensorOptions().dtype(at::kFloat));
-    const Result exact = run(converted(cpu, at::kDouble), PaceLinearStrategy::Unfused, outputWeights);
+    const auto [cpu, outputWeights, exact] = referenceFor(c, generator);
     for (const auto strategy : {PaceLinearStrategy::Auto, PaceLinearStrategy::StackedWeight}) {
       const Result fused = run(onDevice(cpu, cuda), strategy, outputWeights.to(cuda));
       const double outputError = relativeError(fused.output.cpu(), exact.output);
