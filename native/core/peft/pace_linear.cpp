@@ -108,14 +108,13 @@ struct PaceLinearFunction : public torch::autograd::Function<PaceLinearFunction>
     const at::Tensor dy2 = dy3.reshape({rows * tokens, out});
     const at::Tensor x2 = x3.reshape({rows * tokens, in});
     at::Tensor stackedGrad, scaled2;  // [dY, z ⊙ dY] and its second half
-    if (strategy == PaceLinearStrategy::StackedWeight && paceEpilogueOnDevice(dy2)) {
 #ifdef PACE_WITH_CUDA_KERNELS
+    if (strategy == PaceLinearStrategy::StackedWeight && paceEpilogueOnDevice(dy2)) {
       stackedGrad = paceEpilogueBackwardCuda(dy2, multiplier, tokens);
       scaled2 = stackedGrad.narrow(1, out, out);
-#endif
-    } else {
-      scaled2 = (dy3 * multiplier.unsqueeze(1)).view({rows * tokens, out});
     }
+#endif
+    if (!scaled2.defined()) scaled2 = (dy3 * multiplier.unsqueeze(1)).view({rows * tokens, out});
 
     at::Tensor gradInput, gradWeight, gradBias, gradDelta, gradShift;
     if (ctx->needs_input_grad(0)) {
