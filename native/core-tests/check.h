@@ -1,5 +1,7 @@
 #pragma once
 // What the core test suites share: a failing check throws, main() (core_tests.cpp) counts and reports.
+#include <ATen/ATen.h>
+
 #include <functional>
 #include <string>
 #include <utility>
@@ -15,10 +17,18 @@ inline void check(bool condition, const std::string& message) {
   if (!condition) throw Failure{message};
 }
 
+// max |actual − expected| / max |expected| (the absolute error when expected is all zero), in float64.
+inline double relativeError(const at::Tensor& actual, const at::Tensor& expected) {
+  const double scale = expected.abs().max().item<double>();
+  const double error = (actual.to(at::kDouble) - expected.to(at::kDouble)).abs().max().item<double>();
+  return scale == 0 ? error : error / scale;
+}
+
 using TestList = std::vector<std::pair<const char*, std::function<void()>>>;
 
 TestList paceLinearTests();      // pace_linear_tests.cpp
 TestList paceLinearCudaTests();  // pace_linear_tests.cpp: empty without a visible GPU
+TestList cpuAttentionTests();    // attention_tests.cpp
 TestList fusedAdamWTests();      // adamw_tests.cpp: empty without a GPU and libtorch >= 2.1
 
 }  // namespace pace::tests

@@ -156,6 +156,7 @@ int main() {
       {"host tensors are 64-byte aligned and writable", hostTensorsAreAlignedAndWritable},
   };
   for (auto& test : pace::tests::paceLinearTests()) tests.push_back(std::move(test));
+  for (auto& test : pace::tests::cpuAttentionTests()) tests.push_back(std::move(test));
   pace::tests::TestList cuda = pace::tests::paceLinearCudaTests();
   if (cuda.empty()) std::cout << "(no CUDA device visible: the CUDA tests are not run)\n";
   for (auto& test : pace::tests::fusedAdamWTests()) cuda.push_back(std::move(test));

@@ -71,12 +71,6 @@ Result run(const Inputs& in, PaceLinearStrategy strategy, const at::Tensor& outp
   return result;
 }
 
-double relativeError(const at::Tensor& actual, const at::Tensor& expected) {
-  const double scale = expected.abs().max().item<double>();
-  const double error = (actual.to(at::kDouble) - expected.to(at::kDouble)).abs().max().item<double>();
-  return scale == 0 ? error : error / scale;
-}
-
 // A case's float32 inputs, the fixed output weights r of the loss Σ y ⊙ r, and the float64 result to hold
 // every formulation to.
 struct Reference {

@@ -1,5 +1,6 @@
 #include "models/layers.h"
 
+#include "models/cpu_attention.h"
 #include "peft/noise.h"
 #include "peft/pace_linear.h"
 
@@ -158,6 +159,14 @@ torch::Tensor scaledDotProductAttention(const torch::Tensor& q, const torch::Ten
   if (mask.defined()) scores = scores + mask;
   return torch::matmul(torch::softmax(scores, -1), v);
 #endif
+}
+
+torch::Tensor qkvAttention(const torch::Tensor& qkv, int64_t heads, const torch::Tensor& mask) {
+  const int64_t batch = qkv.size(0), tokens = qkv.size(1), dim = qkv.size(2) / 3;
+  const torch::Tensor split = qkv.reshape({batch, tokens, 3, heads, dim / heads});
+  if (cpuAttentionApplies(split, mask)) return cpuAttention(split, mask);
+  const torch::Tensor parts = split.permute({2, 0, 3, 1, 4});
+  return scaledDotProductAttention(parts[0], parts[1], parts[2], mask).transpose(1, 2).reshape({batch, tokens, dim});
 }
 
 std::vector<double> linearDropPathRates(double maxRate, int64_t count) {

@@ -120,6 +120,11 @@ std::vector<double> linearDropPathRates(double maxRate, int64_t count);
 torch::Tensor scaledDotProductAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                         const torch::Tensor& mask = {});
 
+// Multi-head attention from a qkv projection's output [batch, tokens, 3·dim] (channel c is (which, head, d), as
+// in timm) to [batch, tokens, dim]; `mask` as above, [batch or 1, heads, tokens, tokens]. float32 on an AVX2
+// CPU: models/cpu_attention.h; otherwise scaledDotProductAttention.
+torch::Tensor qkvAttention(const torch::Tensor& qkv, int64_t heads, const torch::Tensor& mask = {});
+
 // timm's trunc_normal_: normal(mean, std) truncated to [low, high] (absolute bounds).
 void truncatedNormal(torch::Tensor& tensor, double std, double low = -2.0, double high = 2.0);
 

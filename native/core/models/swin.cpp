@@ -97,23 +97,22 @@ WindowAttentionImpl::WindowAttentionImpl(int64_t dim, int64_t numHeads_, int64_t
 }
 
 torch::Tensor WindowAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
-  const int64_t windows = x.size(0), tokens = x.size(1), dim = x.size(2), headDim = dim / numHeads;
-  const torch::Tensor parts = qkv(x).reshape({windows, tokens, 3, numHeads, headDim}).permute({2, 0, 3, 1, 4});
+  const int64_t windows = x.size(0), tokens = x.size(1);
+  const torch::Tensor projected = qkv(x);
   const torch::Tensor bias = relative_position_bias_table.index_select(0, relative_position_index.flatten())
                                  .view({tokens, tokens, numHeads})
                                  .permute({2, 0, 1});  // [heads, tokens, tokens]
-  torch::Tensor additive = bias.unsqueeze(0).to(parts.scalar_type());
+  torch::Tensor additive = bias.unsqueeze(0).to(projected.scalar_type());
   if (mask.defined()) {
     // The shift mask differs per window of an image: [perImage, heads, tokens, tokens], repeated per image.
     const int64_t perImage = mask.size(0);
     additive = (bias.unsqueeze(0) + mask.unsqueeze(1))
-                   .to(parts.scalar_type())
+                   .to(projected.scalar_type())
                    .unsqueeze(0)
                    .expand({windows / perImage, perImage, numHeads, tokens, tokens})
                    .reshape({windows, numHeads, tokens, tokens});
   }
-  const torch::Tensor out = scaledDotProductAttention(parts[0], parts[1], parts[2], additive);
-  return proj(out.transpose(1, 2).reshape({windows, tokens, dim}));
+  return proj(qkvAttention(projected, numHeads, additive));
 }
 
 SwinBlockImpl::SwinBlockImpl(int64_t dim, int64_t resolution, int64_t numHeads, int64_t windowSize_, int64_t shiftSize_,

@@ -35,14 +35,7 @@ VitAttentionImpl::VitAttentionImpl(int64_t dim, int64_t numHeads_) : numHeads(nu
   proj = register_module("proj", Linear(dim, dim));
 }
 
-torch::Tensor VitAttentionImpl::forward(const torch::Tensor& x) {
-  const int64_t batch = x.size(0), tokens = x.size(1), dim = x.size(2), headDim = dim / numHeads;
-  // Output channel c of qkv is (which = c / dim, head = (c % dim) / headDim, d = c % headDim).
-  const torch::Tensor parts = qkv(x).reshape({batch, tokens, 3, numHeads, headDim}).permute({2, 0, 3, 1, 4});
-  const torch::Tensor out =
-      scaledDotProductAttention(parts[0], parts[1], parts[2]).transpose(1, 2).reshape({batch, tokens, dim});
-  return proj(out);
-}
+torch::Tensor VitAttentionImpl::forward(const torch::Tensor& x) { return proj(qkvAttention(qkv(x), numHeads)); }
 
 VitBlockImpl::VitBlockImpl(int64_t dim, int64_t numHeads, double mlpRatio, double dropPathRate_)
     : dropPathRate(dropPathRate_) {

@@ -1,0 +1,115 @@
+// The CPU attention op (models/cpu_attention.h) and its GEMM (tensor/cpu_small_gemm.h) against float64
+// products computed by ATen.
+#include <torch/csrc/autograd/autograd.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "check.h"
+#include "models/cpu_attention.h"
+#include "tensor/cpu_small_gemm.h"
+
+namespace pace::tests {
+namespace {
+
+void smallGemmMatchesFloat64() {
+  if (!avx2KernelsAvailable()) {
+    check(!models::cpuAttentionApplies(at::zeros({1, 4, 3, 1, 8}), {}), "no AVX2: the attention op must not apply");
+    return;
+  }
+  struct Shape {
+    int64_t m, n, k;
+  };
+  at::manual_seed(7);
+  for (const Shape s : {Shape{1, 1, 1}, Shape{7, 17, 5}, Shape{6, 16, 64}, Shape{197, 197, 64}, Shape{197, 64, 197},
+                        Shape{49, 32, 49}, Shape{5, 3, 0}}) {
+    for (const bool transposeA : {false, true}) {
+      for (const bool transposeB : {false, true}) {
+        const at::Tensor aStored = transposeA ? at::randn({s.k, s.m}) : at::randn({s.m, s.k});
+        const at::Tensor bStored = transposeB ? at::randn({s.n, s.k}) : at::randn({s.k, s.n});
+        const at::Tensor a = transposeA ? aStored.t() : aStored, b = transposeB ? bStored.t() : bStored;
+        const int64_t ldc = s.n + 3;  // the columns past n must stay untouched
+        at::Tensor c = at::full({s.m, ldc}, std::numeric_limits<float>::quiet_NaN());
+        smallGemm(s.m, s.n, s.k, {a.data_ptr<float>(), a.stride(0), a.stride(1)},
+                  {b.data_ptr<float>(), b.stride(0), b.stride(1)}, 0.5f, c.data_ptr<float>(), ldc);
+        const at::Tensor expected = at::mm(a.to(at::kDouble), b.to(at::kDouble)) * 0.5;
+        const std::string name = std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k) +
+                                 (transposeA ? " Aᵀ" : "") + (transposeB ? " Bᵀ" : "");
+        const double error = relativeError(c.narrow(1, 0, s.n), expected);
+        check(error < 1e-5, name + ": relative error " + std::to_string(error));
+        check(c.narrow(1, s.n, 3).isnan().all().item<bool>(), name + ": wrote past the last column");
+      }
+    }
+  }
+}
+
+// softmax(q·kᵀ/√d + mask)·v by ATen's products, as the explicit path computes it.
+at::Tensor explicitAttention(const at::Tensor& qkv, const at::Tensor& mask) {
+  const int64_t batch = qkv.size(0), tokens = qkv.size(1), heads = qkv.size(3), headDim = qkv.size(4);
+  const at::Tensor parts = qkv.permute({2, 0, 3, 1, 4});
+  at::Tensor scores = at::matmul(parts[0], parts[1].transpose(-2, -1)) / std::sqrt(static_cast<double>(headDim));
+  if (mask.defined()) scores = scores + mask;
+  return at::matmul(at::softmax(scores, -1), parts[2]).transpose(1, 2).reshape({batch, tokens, heads * headDim});
+}
+
+void attentionMatchesFloat64() {
+  if (!avx2KernelsAvailable()) return;  // smallGemmMatchesFloat64 checks that the op stays off then
+  struct Case {
+    int64_t batch, tokens, heads, headDim, maskBatch;  // maskBatch 0: no mask
+    bool maskGrad;
+  };
+  at::manual_seed(11);
+  for (const Case c : {Case{2, 197, 6, 64, 0, false}, Case{3, 49, 3, 32, 3, true}, Case{4, 7, 2, 5, 1, true},
+                       Case{2, 9, 2, 4, 1, false}, Case{1, 1, 1, 3, 0, false}}) {
+    const std::string name = std::to_string(c.batch) + "×" + std::to_string(c.tokens) + " tokens, " +
+                             std::to_string(c.heads) + " heads of " + std::to_string(c.headDim) +
+                             (c.maskBatch ? ", mask batch " + std::to_string(c.maskBatch) : "");
+    // Scores of a few units, as trained attention has: a flat softmax would hide errors in its gradient.
+    const at::Tensor qkv64 = (at::randn({c.batch, c.tokens, 3, c.heads, c.headDim}, at::kDouble) * 1.5);
+    // Swin's shift mask puts −100 where windows wrap: a third of the entries here.
+    at::Tensor mask64;
+    if (c.maskBatch) {
+      mask64 = at::randn({c.maskBatch, c.heads, c.tokens, c.tokens}, at::kDouble);
+      mask64.masked_fill_(at::rand(mask64.sizes(), at::kDouble) < 0.33, -100.0);
+    }
+    const at::Tensor weights = at::randn({c.batch, c.tokens, c.heads * c.headDim}, at::kDouble);
+
+    const at::Tensor qkvExact = qkv64.clone().set_requires_grad(true);
+    const at::Tensor maskExact = c.maskBatch ? mask64.clone().set_requires_grad(c.maskGrad) : at::Tensor();
+    const at::Tensor exact = explicitAttention(qkvExact, maskExact);
+    std::vector<at::Tensor> exactInputs = {qkvExact};
+    if (c.maskGrad) exactInputs.push_back(maskExact);
+    const auto exactGrads = torch::autograd::grad({(exact * weights).sum()}, exactInputs);
+
+    const at::Tensor qkv = qkv64.to(at::kFloat).set_requires_grad(true);
+    const at::Tensor mask = c.maskBatch ? mask64.to(at::kFloat).set_requires_grad(c.maskGrad) : at::Tensor();
+    check(models::cpuAttentionApplies(qkv, mask), name + ": the op should apply");
+    check(!models::cpuAttentionApplies(qkv64, {}), name + ": float64 must take the explicit path");
+    const at::Tensor out = models::cpuAttention(qkv, mask);
+    std::vector<at::Tensor> inputs = {qkv};
+    if (c.maskGrad) inputs.push_back(mask);
+    const auto grads = torch::autograd::grad({(out * weights.to(at::kFloat)).sum()}, inputs);
+
+    const double outputError = relativeError(out, exact);
+    check(outputError < 1e-5, name + ": output vs float64 " + std::to_string(outputError));
+    for (size_t i = 0; i < grads.size(); ++i) {
+      check(grads[i].sizes() == exactGrads[i].sizes(),
+            name + ": gradient " + std::to_string(i) + " has the wrong shape");
+      const double error = relativeError(grads[i], exactGrads[i]);
+      check(error < 1e-4, name + ": gradient " + std::to_string(i) + " vs float64 " + std::to_string(error));
+    }
+  }
+}
+
+}  // namespace
+
+TestList cpuAttentionTests() {
+  return {
+      {"small GEMM matches float64 products on odd shapes and strides", smallGemmMatchesFloat64},
+      {"CPU attention matches the explicit products in float64 (output, qkv and mask gradients)",
+       attentionMatchesFloat64},
+  };
+}
+
+}  // namespace pace::tests
