@@ -42,7 +42,14 @@ export interface DoctorReport {
     hardware: number;
     /** CPUs this process may use (affinity mask and cgroup quota). */
     available: number;
+    /**
+     * Threads the addon's own parallel loops (per-sample weights, CPU attention) actually run on, measured:
+     * 1 when the addon was built without the OpenMP runtime libtorch uses, which the warnings then name.
+     */
+    coreLoops: number;
   };
+  /** The addon's AVX2 attention kernels run on this CPU (float32 attention on the CPU uses them). */
+  cpuAttentionKernels: boolean;
   /** libtorch's own parallelism report (`at::get_parallel_info()`). */
   parallelInfo: string;
   /** libtorch's build configuration (`at::show_config()`). */
@@ -117,6 +124,7 @@ export function formatDoctorReport(report: DoctorReport, gemm?: GemmMeasurement 
     ...(blasDetail ? [`           ${blasDetail}`] : []),
     `onednn     ${report.blas.onednn ? `${report.blas.onednn} (convolutions)` : 'not built'}`,
     `threads    intra-op ${report.threads.intraOp}, inter-op ${report.threads.interOp} (unused), ${report.threads.available} CPU(s) available of ${report.threads.hardware}`,
+    `           the addon's own loops: ${report.threads.coreLoops} thread(s); CPU attention kernels: ${report.cpuAttentionKernels ? 'AVX2' : 'none (ATen products)'}`,
   ];
   for (const measured of gemms) {
     lines.push(

@@ -29,8 +29,9 @@ export interface NativeDoctorReport {
   torchVersion: string;
   cuda: { built: boolean; deviceCount: number };
   blas: { kind: string; library: string; detail: string; threading: string; onednn: string };
-  threads: { intraOp: number; interOp: number; hardware: number; available: number };
+  threads: { intraOp: number; interOp: number; hardware: number; available: number; coreLoops: number };
   parallelInfo: string;
+  cpuAttentionKernels: boolean;
   buildConfig: string;
   warnings: string[];
 }

@@ -20,6 +20,11 @@ test('doctor() reports the libtorch version, CUDA, the BLAS and threads', () => 
   expect(report.threads.intraOp).toBeGreaterThanOrEqual(1);
   expect(report.threads.hardware).toBeGreaterThanOrEqual(1);
   expect(report.parallelInfo).toContain('at::get_num_threads');
+  // The addon's own loops (per-sample weights, CPU attention) must get every intra-op thread: built without
+  // libtorch's OpenMP they silently ran on one.
+  expect(report.threads.coreLoops).toBe(report.threads.intraOp);
+  expect(report.warnings.filter((w) => w.includes('OpenMP'))).toEqual([]);
+  expect(typeof report.cpuAttentionKernels).toBe('boolean');
   expect(report.addon).toMatch(/pace_peft\.node$/);
   // The bootstrap installs OpenBLAS: the fast BLAS must be the one in use.
   expect(['openblas', 'mkl', 'blis']).toContain(report.blas.kind);
@@ -36,6 +41,7 @@ test('formatDoctorReport prints one line per fact and every warning', () => {
   expect(text).toContain('gemm       12.5 GFLOP/s with 1 thread(s) (64×64 float32 on cpu');
   expect(text).toContain('gemm       24.0 GFLOP/s with 2 thread(s) (64×64 float32 on cpu');
   expect(text).toMatch(/^threads {4}intra-op \d+, inter-op \d+ \(unused\), \d+ CPU\(s\) available of \d+$/m);
+  expect(text).toMatch(/^ {11}the addon's own loops: \d+ thread\(s\); CPU attention kernels: (AVX2|none)/m);
   expect(text).toContain('warning    something to fix');
 });
 

@@ -29,6 +29,7 @@ Napi::Value doctorJs(const Napi::CallbackInfo& info) {
     threads.Set("interOp", report.interOpThreads);
     threads.Set("hardware", report.hardwareThreads);
     threads.Set("available", report.availableCpus);
+    threads.Set("coreLoops", report.coreLoopThreads);
     Napi::Object cuda = Napi::Object::New(env);
     cuda.Set("built", report.cudaBuilt);
     cuda.Set("deviceCount", report.cudaDeviceCount);
@@ -40,6 +41,7 @@ Napi::Value doctorJs(const Napi::CallbackInfo& info) {
     result.Set("blas", blas);
     result.Set("threads", threads);
     result.Set("parallelInfo", report.parallelInfo);
+    result.Set("cpuAttentionKernels", report.cpuAttentionKernels);
     result.Set("buildConfig", report.buildConfig);
     result.Set("warnings", warnings);
     return result;

@@ -8,12 +8,14 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <thread>
 
 #include "errors.h"
 #include "system/threads.h"
+#include "tensor/cpu_small_gemm.h"
 
 namespace pace {
 
@@ -110,6 +112,19 @@ int countCudaDevices() {
   }
 }
 
+// Runs one of the core's parallel loops and counts the threads it got: 1 when the core was compiled without
+// the OpenMP libtorch parallelises with (cmake/PaceOpenMP.cmake), whatever the intra-op setting says.
+int measureCoreLoopThreads() {
+  std::atomic<int> seen{0};
+  at::parallel_for(0, 1 << 16, 1, [&](int64_t, int64_t) {
+    const int thread = at::get_thread_num() + 1;
+    int highest = seen.load();
+    while (thread > highest && !seen.compare_exchange_weak(highest, thread)) {
+    }
+  });
+  return seen.load();
+}
+
 }  // namespace
 
 DoctorReport collectDoctorReport() {
@@ -124,6 +139,8 @@ DoctorReport collectDoctorReport() {
   report.hardwareThreads = static_cast<int>(std::thread::hardware_concurrency());
   report.parallelInfo = at::get_parallel_info();
   report.availableCpus = availableCpus();
+  report.coreLoopThreads = measureCoreLoopThreads();
+  report.cpuAttentionKernels = avx2KernelsAvailable();
   if (at::hasMKLDNN()) {
     const auto at = report.buildConfig.find("MKL-DNN v");
     report.onednn = at == std::string::npos
@@ -142,6 +159,12 @@ DoctorReport collectDoctorReport() {
     report.warnings.push_back("libtorch uses " + std::to_string(report.intraOpThreads) + " of the " +
                               std::to_string(report.availableCpus) +
                               " CPUs this process may use: GEMMs run slower (setThreads() or PACE_NUM_THREADS)");
+  }
+  if (report.coreLoopThreads < report.intraOpThreads) {
+    report.warnings.push_back("the addon's own CPU loops run on " + std::to_string(report.coreLoopThreads) + " of " +
+                              std::to_string(report.intraOpThreads) +
+                              " threads: it was built without the OpenMP runtime libtorch uses (CPU training is "
+                              "slower; see cmake/PaceOpenMP.cmake)");
   }
   if (report.cudaBuilt && report.cudaDeviceCount == 0) {
     report.warnings.push_back("libtorch has CUDA but no GPU is visible (check CUDA_VISIBLE_DEVICES and the driver)");

@@ -19,8 +19,10 @@ struct DoctorReport {
   int intraOpThreads = 0;
   int interOpThreads = 0;
   int hardwareThreads = 0;
-  int availableCpus = 0;  // CPUs this process may use (affinity, cgroup quota)
-  std::string onednn;     // oneDNN (MKL-DNN) version libtorch was built with, "" when none
+  int availableCpus = 0;             // CPUs this process may use (affinity, cgroup quota)
+  int coreLoopThreads = 0;           // threads the core's own parallel loops (weight builds, CPU attention) really get
+  bool cpuAttentionKernels = false;  // the AVX2 attention kernels run here (models/cpu_attention.h)
+  std::string onednn;                // oneDNN (MKL-DNN) version libtorch was built with, "" when none
   std::string parallelInfo;
   std::string buildConfig;
   std::vector<std::string> warnings;
