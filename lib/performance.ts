@@ -29,7 +29,7 @@ export function threads(): ThreadSettings {
 
 /**
  * How a noisy adapted linear of a PACE step is computed:
- * - `'auto'` (default): by shape, `'per-row'` for rows of at least 128 tokens (ViT at 224 has 197), else `'unfused'`;
+ * - `'auto'` (default): by shape, `'per-row'` for rows of at least 32 tokens (ViT at 224 has 197, a Swin window 49), else `'unfused'`;
  * - `'per-row'`: each sample (or window) multiplies its own weight W0 + diag(z)·ΔW, one GEMM's work instead of two;
  * - `'stacked'`: one GEMM against [W0; ΔW];
  * - `'unfused'`: the reference's two linears.

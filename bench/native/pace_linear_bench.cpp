@@ -30,7 +30,7 @@ int main() {
       {"ViT-S qkv", 16, 197, 384, 1152}, {"ViT-S proj", 16, 197, 384, 384}, {"ViT-S fc1", 16, 197, 384, 1536},
       {"ViT-S fc2", 16, 197, 1536, 384}, {"ViT-B fc1", 16, 197, 768, 3072}, {"Swin-T window qkv", 1024, 49, 96, 288},
       {"ViT-Ti/16 fc1", 16, 197, 192, 768}, {"ViT-B/32 fc1", 16, 50, 768, 3072},
-      {"rows of 32", 64, 32, 384, 1152}, {"rows of 64", 32, 64, 384, 1152}, {"rows of 96", 32, 96, 384, 1152},
+      {"rows of 8", 256, 8, 384, 1152}, {"rows of 16", 128, 16, 384, 1152}, {"rows of 32", 64, 32, 384, 1152}, {"rows of 64", 32, 64, 384, 1152}, {"rows of 96", 32, 96, 384, 1152},
       {"rows of 128", 16, 128, 384, 1152},
   };
   std::cout << "threads " << at::get_num_threads() << "\nshape                 unfused   stacked   per-row  (ms, forward+backward)\n";

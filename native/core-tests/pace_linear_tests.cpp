@@ -208,7 +208,8 @@ void gradientsOnlyWhereNeeded() {
 
 void autoPicksPerRowWeightsForLongRows() {
   check(peft::choosePaceLinearStrategy(197, 384, 1152) == PaceLinearStrategy::PerRowWeight, "ViT-S/16 qkv");
-  check(peft::choosePaceLinearStrategy(49, 96, 288) == PaceLinearStrategy::Unfused, "a Swin window");
+  check(peft::choosePaceLinearStrategy(49, 96, 288) == PaceLinearStrategy::PerRowWeight, "a Swin window");
+  check(peft::choosePaceLinearStrategy(8, 384, 1152) == PaceLinearStrategy::Unfused, "rows of 8 tokens");
   check(peft::choosePaceLinearStrategy(197, 768, 2304, c10::DeviceType::CUDA) == PaceLinearStrategy::StackedWeight,
         "ViT-B/16 qkv on a GPU");
 }

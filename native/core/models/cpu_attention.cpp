@@ -1,12 +1,12 @@
 #include "models/cpu_attention.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
 #include <vector>
 
+#include "system/dynamic_parallel.h"
 #include "tensor/cpu_small_gemm.h"
 #include "tensor/cpu_softmax_rows.h"
 
@@ -48,9 +48,7 @@ Layout layoutOf(const at::Tensor& qkv) { return {qkv.size(0), qkv.size(1), qkv.s
 // Runs body(b, h) for every sample and head, the heads shared among the threads.
 template <typename Body>
 void forEachHead(const Layout& layout, const Body& body) {
-  at::parallel_for(0, layout.batch * layout.heads, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) body(i / layout.heads, i % layout.heads);
-  });
+  forEachDynamic(layout.batch * layout.heads, [&](int64_t i) { body(i / layout.heads, i % layout.heads); });
 }
 
 // A per-thread scratch matrix of at least `size` floats (one head's scores or their gradient: fits in L2).

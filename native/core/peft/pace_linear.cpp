@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <vector>
 
 #include "errors.h"
 #include "peft/pace_linear_cuda.h"
+#include "system/dynamic_parallel.h"
 #include "tensor/precision.h"
 
 namespace pace::peft {
@@ -18,8 +20,8 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// target = W0 + diag(z)·ΔW for one row's multiplier z [out]. A plain loop over output channels split among
-// the threads: ATen's broadcasting addcmul ran at a fraction of memory speed and cost a third of the GEMM.
+// target = W0 + diag(z)·ΔW for one row's multiplier z [out], on the calling thread. A plain loop: ATen's
+// broadcasting addcmul ran at a fraction of memory speed and cost a third of the GEMM.
 void buildRowWeight(at::Tensor& target, const at::Tensor& weight, const at::Tensor& deltaWeight, const at::Tensor& z) {
   if (weight.scalar_type() != at::kFloat && weight.scalar_type() != at::kDouble) {
     at::addcmul_out(target, weight, z.unsqueeze(1), deltaWeight);
@@ -31,27 +33,29 @@ void buildRowWeight(at::Tensor& target, const at::Tensor& weight, const at::Tens
     const scalar_t* __restrict d = deltaWeight.data_ptr<scalar_t>();
     const scalar_t* __restrict scale = z.data_ptr<scalar_t>();
     scalar_t* __restrict result = target.data_ptr<scalar_t>();
-    at::parallel_for(0, out, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, in)), [&](int64_t begin, int64_t end) {
-      for (int64_t o = begin; o < end; ++o) {
-        const scalar_t factor = scale[o];
-        for (int64_t i = 0; i < in; ++i) result[o * in + i] = w[o * in + i] + factor * d[o * in + i];
-      }
-    });
+    for (int64_t o = 0; o < out; ++o) {
+      const scalar_t factor = scale[o];
+      for (int64_t i = 0; i < in; ++i) result[o * in + i] = w[o * in + i] + factor * d[o * in + i];
+    }
   });
 }
 
 // target[s] = lhs[s]·W_sᵀ (forward) or lhs[s]·W_s (the input gradient) for every row s, W_s = W0 + diag(z_s)·ΔW.
-// One row at a time: its weight is built into a buffer that stays in cache and the row's GEMM uses every
-// thread. (Giving each thread its own rows with single-threaded GEMMs measured ~30 % slower on 2 cores.)
+// The rows are shared among the threads, each building a row's weight into its own cache-resident buffer and
+// running that row's GEMM single-threaded (the BLAS runs one thread inside our parallel region). Against one
+// row at a time with every thread in each GEMM this is as fast on a quiet machine and 10–13 % faster on a
+// busy one: one join per linear instead of one per row, and a core slowed by a neighbour does fewer rows.
 void perRowProducts(at::Tensor& target, const at::Tensor& lhs, const at::Tensor& weight, const at::Tensor& deltaWeight,
                     const at::Tensor& multiplier, bool transposed) {
   const at::Tensor w0 = weight.contiguous(), delta = deltaWeight.contiguous(), z = multiplier.contiguous();
-  at::Tensor buffer = at::empty_like(w0);
-  for (int64_t s = 0; s < lhs.size(0); ++s) {
+  std::vector<at::Tensor> buffers(static_cast<size_t>(std::max(1, at::get_num_threads())));
+  forEachDynamic(lhs.size(0), [&](int64_t s) {
+    at::Tensor& buffer = buffers.at(static_cast<size_t>(at::get_thread_num()));
+    if (!buffer.defined()) buffer = at::empty_like(w0);
     buildRowWeight(buffer, w0, delta, z[s]);
     at::Tensor row = target[s];
     at::mm_out(row, lhs[s], transposed ? buffer.t() : buffer);
-  }
+  });
 }
 
 at::Tensor forwardPerRow(const at::Tensor& x3, const at::Tensor& weight, const at::Tensor& bias,
@@ -156,12 +160,13 @@ PaceLinearStrategy choosePaceLinearStrategy(int64_t tokensPerRow, int64_t inFeat
   // per row would move more bytes than the saved arithmetic is worth at the tensor cores' rate.
   if (device != c10::DeviceType::CPU) return PaceLinearStrategy::StackedWeight;
   // Measured with bench/native/pace_linear_bench.cpp (2 cores, OpenBLAS; bench/RESULTS.md): per-row weights
-  // save 25–35 % at ViT sizes (197 tokens per row at 224/16), are erratic between 64 and 128 tokens and lose
-  // below, where the GEMMs per row get small and building each row's weight no longer pays. The stacked
-  // weight never beat the two linears on the CPU (its extra copies cost what the single call saves).
+  // save 30–40 % at ViT sizes (197 tokens per row at 224/16) and on Swin's 49-token windows, 15–25 % at 32
+  // tokens, break even near 16 and lose below, where building each row's weight costs more than the GEMM
+  // work it saves. The stacked weight never beat the two linears on the CPU (its extra copies cost what the
+  // single call saves).
   (void)inFeatures;
   (void)outFeatures;
-  return tokensPerRow >= 128 ? PaceLinearStrategy::PerRowWeight : PaceLinearStrategy::Unfused;
+  return tokensPerRow >= 32 ? PaceLinearStrategy::PerRowWeight : PaceLinearStrategy::Unfused;
 }
 
 at::Tensor paceLinear(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
