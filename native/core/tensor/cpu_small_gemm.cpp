@@ -68,6 +68,14 @@ void packColumns(const StridedMatrix& b, int64_t j0, int64_t cols, int64_t k, fl
 }
 
 #ifdef PACE_SMALL_GEMM_AVX2
+// low += a·left, high += a·right: one row of a tile at one step along k.
+__attribute__((target("avx2,fma"), always_inline)) inline void accumulateRow(const float* a, __m256 left, __m256 right,
+                                                                             __m256& low, __m256& high) {
+  const __m256 broadcast = _mm256_broadcast_ss(a);
+  low = _mm256_fmadd_ps(broadcast, left, low);
+  high = _mm256_fmadd_ps(broadcast, right, high);
+}
+
 // One 6 × 16 tile of C over the whole depth k: A's six rows read in place (row i at a + i·rs, step cs along
 // k; rows past `rows` repeat the last one and are not stored), B from its packed panel. The twelve
 // accumulators are named one by one: as an array GCC kept them in memory, at 40 % of the rate. (Packing A
@@ -84,24 +92,12 @@ __attribute__((target("avx2,fma"))) void tile(int64_t k, const float* a, int64_t
          c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   for (int64_t p = 0, offset = 0; p < k; ++p, offset += cs, pb += kTileCols) {
     const __m256 left = _mm256_loadu_ps(pb), right = _mm256_loadu_ps(pb + 8);
-    __m256 a = _mm256_broadcast_ss(a0 + offset);
-    c00 = _mm256_fmadd_ps(a, left, c00);
-    c01 = _mm256_fmadd_ps(a, right, c01);
-    a = _mm256_broadcast_ss(a1 + offset);
-    c10 = _mm256_fmadd_ps(a, left, c10);
-    c11 = _mm256_fmadd_ps(a, right, c11);
-    a = _mm256_broadcast_ss(a2 + offset);
-    c20 = _mm256_fmadd_ps(a, left, c20);
-    c21 = _mm256_fmadd_ps(a, right, c21);
-    a = _mm256_broadcast_ss(a3 + offset);
-    c30 = _mm256_fmadd_ps(a, left, c30);
-    c31 = _mm256_fmadd_ps(a, right, c31);
-    a = _mm256_broadcast_ss(a4 + offset);
-    c40 = _mm256_fmadd_ps(a, left, c40);
-    c41 = _mm256_fmadd_ps(a, right, c41);
-    a = _mm256_broadcast_ss(a5 + offset);
-    c50 = _mm256_fmadd_ps(a, left, c50);
-    c51 = _mm256_fmadd_ps(a, right, c51);
+    accumulateRow(a0 + offset, left, right, c00, c01);
+    accumulateRow(a1 + offset, left, right, c10, c11);
+    accumulateRow(a2 + offset, left, right, c20, c21);
+    accumulateRow(a3 + offset, left, right, c30, c31);
+    accumulateRow(a4 + offset, left, right, c40, c41);
+    accumulateRow(a5 + offset, left, right, c50, c51);
   }
   const __m256 scale = _mm256_set1_ps(alpha);
   const __m256 results[kTileRows][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
