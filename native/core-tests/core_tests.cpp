@@ -13,6 +13,7 @@
 #include "check.h"
 #include "errors.h"
 #include "io/safetensors.h"
+#include "system/threads.h"
 #include "tensor/cpu_cache.h"
 #include "tensor/dtype.h"
 #include "tensor/host_memory.h"
@@ -148,6 +149,7 @@ void dtypeTableIsConsistent() {
 
 int main() {
   pace::installCpuCache();  // as the addon does: the fused-linear tests then run on it too
+  pace::applyThreads();     // every CPU, as the addon: the parallel paths (rows, heads) are what gets tested
   pace::tests::TestList tests = {
       {"round trip keeps values, dtypes and metadata", roundTripKeepsValuesDtypesAndMetadata},
       {"malformed files are rejected with the file and the problem named", rejectsMalformedFiles},

@@ -20,8 +20,9 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// target = W0 + diag(z)·ΔW for one row's multiplier z [out], on the calling thread. A plain loop: ATen's
-// broadcasting addcmul ran at a fraction of memory speed and cost a third of the GEMM.
+// target = W0 + diag(z)·ΔW for one row's multiplier z [out]. A plain loop over output channels split among
+// the threads (run inline when called from inside a parallel region): ATen's broadcasting addcmul ran at a
+// fraction of memory speed and cost a third of the GEMM.
 void buildRowWeight(at::Tensor& target, const at::Tensor& weight, const at::Tensor& deltaWeight, const at::Tensor& z) {
   if (weight.scalar_type() != at::kFloat && weight.scalar_type() != at::kDouble) {
     at::addcmul_out(target, weight, z.unsqueeze(1), deltaWeight);
@@ -33,28 +34,40 @@ void buildRowWeight(at::Tensor& target, const at::Tensor& weight, const at::Tens
     const scalar_t* __restrict d = deltaWeight.data_ptr<scalar_t>();
     const scalar_t* __restrict scale = z.data_ptr<scalar_t>();
     scalar_t* __restrict result = target.data_ptr<scalar_t>();
-    for (int64_t o = 0; o < out; ++o) {
-      const scalar_t factor = scale[o];
-      for (int64_t i = 0; i < in; ++i) result[o * in + i] = w[o * in + i] + factor * d[o * in + i];
-    }
+    at::parallel_for(0, out, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, in)), [&](int64_t begin, int64_t end) {
+      for (int64_t o = begin; o < end; ++o) {
+        const scalar_t factor = scale[o];
+        for (int64_t i = 0; i < in; ++i) result[o * in + i] = w[o * in + i] + factor * d[o * in + i];
+      }
+    });
   });
 }
 
 // target[s] = lhs[s]·W_sᵀ (forward) or lhs[s]·W_s (the input gradient) for every row s, W_s = W0 + diag(z_s)·ΔW.
-// The rows are shared among the threads, each building a row's weight into its own cache-resident buffer and
-// running that row's GEMM single-threaded (the BLAS runs one thread inside our parallel region). Against one
-// row at a time with every thread in each GEMM this is as fast on a quiet machine and 10–13 % faster on a
-// busy one: one join per linear instead of one per row, and a core slowed by a neighbour does fewer rows.
+// With at least as many rows as threads, the rows are shared among the threads, each building a row's weight
+// into its own cache-resident buffer and running that row's GEMM single-threaded (the BLAS runs one thread
+// inside our parallel region). Against one row at a time with every thread in each GEMM this is as fast on a
+// quiet machine and 10–13 % faster on a busy one: one join per linear instead of one per row, and a core
+// slowed by a neighbour does fewer rows. With fewer rows than threads, one row at a time keeps every core busy.
 void perRowProducts(at::Tensor& target, const at::Tensor& lhs, const at::Tensor& weight, const at::Tensor& deltaWeight,
                     const at::Tensor& multiplier, bool transposed) {
   const at::Tensor w0 = weight.contiguous(), delta = deltaWeight.contiguous(), z = multiplier.contiguous();
-  std::vector<at::Tensor> buffers(static_cast<size_t>(std::max(1, at::get_num_threads())));
-  forEachDynamic(lhs.size(0), [&](int64_t s) {
-    at::Tensor& buffer = buffers.at(static_cast<size_t>(at::get_thread_num()));
-    if (!buffer.defined()) buffer = at::empty_like(w0);
+  const auto product = [&](at::Tensor& buffer, int64_t s) {
     buildRowWeight(buffer, w0, delta, z[s]);
     at::Tensor row = target[s];
     at::mm_out(row, lhs[s], transposed ? buffer.t() : buffer);
+  };
+  const int64_t rows = lhs.size(0), threads = std::max(1, at::get_num_threads());
+  if (rows < threads) {
+    at::Tensor buffer = at::empty_like(w0);
+    for (int64_t s = 0; s < rows; ++s) product(buffer, s);
+    return;
+  }
+  std::vector<at::Tensor> buffers(static_cast<size_t>(threads));
+  forEachDynamic(rows, [&](int64_t s) {
+    at::Tensor& buffer = buffers.at(static_cast<size_t>(at::get_thread_num()));
+    if (!buffer.defined()) buffer = at::empty_like(w0);
+    product(buffer, s);
   });
 }
 
