@@ -103,6 +103,39 @@ test('a short fit lowers the loss and learns the task; evaluate reports accuracy
   expect(report.top5).toBeUndefined(); // 4 classes
 });
 
+test("evaluate agrees with loss, top-1, top-5 and confusion computed from the model's own logits", async () => {
+  const classes = 7; // top-5 needs at least 5; the colour task's labels use the first 4
+  using model = await createModel({ ...spec, numClasses: classes }, { seed: 5 });
+  model.eval();
+  const { images, labels } = colourData(50, 9);
+  using imageTensor = tensor(images, [50, 3, 16, 16]);
+  using logitsTensor = await model.forward(imageTensor);
+  const logits = logitsTensor.toFloat32Array();
+  let loss = 0;
+  let top1 = 0;
+  let top5 = 0;
+  const confusion = Array.from({ length: classes }, () => new Array<number>(classes).fill(0));
+  for (let n = 0; n < 50; n++) {
+    const row = Array.from(logits.subarray(n * classes, (n + 1) * classes));
+    const label = Number(labels[n]);
+    const max = Math.max(...row);
+    loss += max + Math.log(row.reduce((sum, v) => sum + Math.exp(v - max), 0)) - row[label];
+    const ranked = row.map((v, c) => [v, c]).sort((a, b) => b[0] - a[0]);
+    confusion[label][ranked[0][1]] += 1;
+    if (ranked[0][1] === label) top1 += 1;
+    if (ranked.slice(0, 5).some(([, c]) => c === label)) top5 += 1;
+  }
+  // Three uneven batches, so the sums run across batches as they do on a device.
+  const report = await new Trainer(model, trainerOptions).evaluate(new TensorDataset(imageTensor, tensor(labels)), {
+    batchSize: 24,
+  });
+  expect(report.samples).toBe(50);
+  expect(report.accuracy).toBe(top1 / 50);
+  expect(report.top5).toBe(top5 / 50);
+  expect(Math.abs(report.loss - loss / 50)).toBeLessThan(1e-5 * (loss / 50));
+  expect(report.confusion).toEqual(confusion);
+});
+
 test('a second fit on a busy trainer is refused', async () => {
   using model = await freshModel();
   const trainer = new Trainer(model, trainerOptions);

@@ -405,27 +405,31 @@ EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, con
   } restore{model, model.is_training()};
   model.train(false);
   const auto device = model.parameters().front().device();
-  EvaluationResult result;
-  result.samples = n;
-  result.confusion = torch::zeros({classes, classes}, torch::kLong);
-  int64_t top1 = 0, top5 = 0;
-  double loss = 0;
+  // Counts and sums stay on the model's device and are read once at the end: on a GPU a read per batch
+  // would wait for each batch to finish before the next is queued.
+  const auto counts = torch::TensorOptions().dtype(torch::kLong).device(device);
+  at::Tensor confusion = torch::zeros({classes * classes}, counts);
+  at::Tensor top1 = torch::zeros({}, counts), top5 = torch::zeros({}, counts);
+  at::Tensor loss = torch::zeros({}, counts.dtype(torch::kDouble));
   for (int64_t begin = 0; begin < n; begin += batchSize) {
     const int64_t end = std::min(n, begin + batchSize);
     const at::Tensor x = batchInput(model, images.slice(0, begin, end), normalization).to(device);
     const at::Tensor y = labels.slice(0, begin, end).to(device);
     const at::Tensor logits = model.forward(x);
-    loss += torch::nn::functional::cross_entropy(
-                logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                .item<double>();
+    loss.add_(torch::nn::functional::cross_entropy(
+                  logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                  .to(torch::kDouble));
     const at::Tensor predicted = logits.argmax(1);
-    top1 += predicted.eq(y).sum().item<int64_t>();
-    if (classes >= 5) top5 += std::get<1>(logits.topk(5, 1)).eq(y.unsqueeze(1)).any(1).sum().item<int64_t>();
-    result.confusion.view(-1).index_add_(0, (y * classes + predicted).cpu(), torch::ones({end - begin}, torch::kLong));
+    top1.add_(predicted.eq(y).sum());
+    if (classes >= 5) top5.add_(std::get<1>(logits.topk(5, 1)).eq(y.unsqueeze(1)).any(1).sum());
+    confusion.index_add_(0, y * classes + predicted, torch::ones({end - begin}, counts));
   }
-  result.top1 = n ? static_cast<double>(top1) / n : 0;
-  if (classes >= 5) result.top5 = n ? static_cast<double>(top5) / n : 0;
-  result.loss = n ? loss / n : 0;
+  EvaluationResult result;
+  result.samples = n;
+  result.confusion = confusion.view({classes, classes}).cpu();
+  result.top1 = n ? static_cast<double>(top1.item<int64_t>()) / n : 0;
+  if (classes >= 5) result.top5 = n ? static_cast<double>(top5.item<int64_t>()) / n : 0;
+  result.loss = n ? loss.item<double>() / n : 0;
   return result;
 }
 
