@@ -149,6 +149,10 @@ torch::Tensor dropPath(const torch::Tensor& branch, double rate, bool training) 
   return branch * mask;
 }
 
+namespace {
+
+// softmax(q·kᵀ/√d + mask)·v over [..., tokens, headDim] inputs, the mask broadcasting against
+// [..., tokens, tokens].
 torch::Tensor scaledDotProductAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                         const torch::Tensor& mask) {
 #if TORCH_VERSION_MAJOR >= 2
@@ -160,6 +164,8 @@ torch::Tensor scaledDotProductAttention(const torch::Tensor& q, const torch::Ten
   return torch::matmul(torch::softmax(scores, -1), v);
 #endif
 }
+
+}  // namespace
 
 torch::Tensor qkvAttention(const torch::Tensor& qkv, int64_t heads, const torch::Tensor& mask) {
   const int64_t batch = qkv.size(0), tokens = qkv.size(1), dim = qkv.size(2) / 3;

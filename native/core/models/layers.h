@@ -114,15 +114,11 @@ torch::Tensor duplicateBatchBefore(const torch::Tensor& x, int64_t block);
 // torch.linspace does.
 std::vector<double> linearDropPathRates(double maxRate, int64_t count);
 
-// softmax(q·kᵀ/√d + mask)·v over [..., tokens, headDim] inputs; `mask` (undefined: none) is additive and
-// broadcasts against [..., tokens, tokens]. libtorch ≥ 2.0: its fused scaled_dot_product_attention (flash or
-// memory-efficient kernels on CUDA); 1.13: the explicit products.
-torch::Tensor scaledDotProductAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                        const torch::Tensor& mask = {});
-
-// Multi-head attention from a qkv projection's output [batch, tokens, 3·dim] (channel c is (which, head, d), as
-// in timm) to [batch, tokens, dim]; `mask` as above, [batch or 1, heads, tokens, tokens]. float32 on an AVX2
-// CPU: models/cpu_attention.h; otherwise scaledDotProductAttention.
+// Multi-head attention softmax(q·kᵀ/√d + mask)·v from a qkv projection's output [batch, tokens, 3·dim] (channel
+// c is (which, head, d), as in timm) to [batch, tokens, dim]; `mask` (undefined: none) is additive,
+// [batch or 1, heads, tokens, tokens]. float32 on an AVX2 CPU: models/cpu_attention.h; otherwise libtorch ≥ 2.0's
+// fused scaled_dot_product_attention (flash or memory-efficient kernels on CUDA), or on 1.13 the explicit
+// products.
 torch::Tensor qkvAttention(const torch::Tensor& qkv, int64_t heads, const torch::Tensor& mask = {});
 
 // timm's trunc_normal_: normal(mean, std) truncated to [low, high] (absolute bounds).
