@@ -108,9 +108,13 @@ describe.each(paceFixtures)('%s matches the PACE reference', (name) => {
       const ref = reference.toFloat32Array();
       const refGrad = io[`grad.${param}`].toFloat32Array();
       const ourGrad = gradients[param].toFloat32Array();
-      // The key part of a qkv bias has a mathematically zero gradient (softmax ignores a shift shared by all
-      // keys): both implementations hold float32 round-off there (~1e-9), which Adam's first update
-      // lr·g/(|g| + eps) amplifies. There each update is at most lr·|g|/eps, which bounds their difference.
+      // Adam's first update is lr·g/(|g| + eps) (plus the decoupled decay, identical on both sides), so where |g| is
+      // near eps the float32 round-off in a gradient is amplified: with g = 2.7e-8 against 2.8e-8 the updates
+      // differ by 0.7 % of lr. Each element may differ by what the two gradients explain — by the mean value
+      // theorem at most lr·|g₁ − g₂|·eps/(min|g| + eps)² when the signs agree, else at most lr·(|g₁| + |g₂|)/eps —
+      // plus the half-ulp rounding of each stored result; what remains must be within 1e-5 of the largest value.
+      // (The key part of a qkv bias has a mathematically zero gradient, since softmax ignores a shift shared by
+      // all keys: both implementations hold round-off there, and the rule above covers it.)
       const keySlice = /attn\.qkv\.delta_b$/.test(param) ? [ref.length / 3, (2 * ref.length) / 3] : [0, 0];
       let maxRef = 0;
       let maxGrad = 0;
@@ -118,17 +122,18 @@ describe.each(paceFixtures)('%s matches the PACE reference', (name) => {
         maxRef = Math.max(maxRef, Math.abs(ref[i]));
         maxGrad = Math.max(maxGrad, Math.abs(refGrad[i]));
       }
+      const eps = 1e-8;
       let worst = 0;
       for (let i = 0; i < ref.length; i++) {
-        const diff = Math.abs(ours[i] - ref[i]);
-        if (i >= keySlice[0] && i < keySlice[1]) {
-          expect(Math.abs(refGrad[i])).toBeLessThan(1e-6 * maxGrad);
-          // ... plus the float32 rounding of each stored result (half an ulp each).
-          const rounding = Math.abs(ref[i]) * 2 ** -23;
-          expect(diff).toBeLessThanOrEqual((lr * (Math.abs(refGrad[i]) + Math.abs(ourGrad[i]))) / 1e-8 + rounding);
-        } else {
-          worst = Math.max(worst, diff / (maxRef + 1e-6));
-        }
+        if (i >= keySlice[0] && i < keySlice[1]) expect(Math.abs(refGrad[i])).toBeLessThan(1e-6 * maxGrad);
+        const [g1, g2] = [ourGrad[i], refGrad[i]];
+        const explained =
+          Math.sign(g1) === Math.sign(g2)
+            ? (lr * Math.abs(g1 - g2) * eps) / (Math.min(Math.abs(g1), Math.abs(g2)) + eps) ** 2
+            : (lr * (Math.abs(g1) + Math.abs(g2))) / eps;
+        const rounding = Math.abs(ref[i]) * 2 ** -23;
+        const diff = Math.max(0, Math.abs(ours[i] - ref[i]) - explained - rounding);
+        worst = Math.max(worst, diff / (maxRef + 1e-6));
       }
       expect([param, worst]).toEqual([param, expect.any(Number)]);
       expect(worst).toBeLessThan(1e-5);
@@ -211,7 +216,7 @@ describe('PACE properties', () => {
   });
   afterAll(() => disposeTensors(io));
 
-  test('with σ = 0 the two copies agree exactly and the PACE loss is 0, even with stochastic depth, wherever they are stacked', async () => {
+  test('with σ = 0 the two copies agree to rounding and the PACE loss is 0, even with stochastic depth, wherever they are stacked', async () => {
     using model = await createModel(
       { ...specOf(name), dropPathRate: 0.5 },
       { pretrained: fixture(`${name}.base.safetensors`) },
@@ -223,7 +228,11 @@ describe('PACE properties', () => {
       const trainer = new Trainer(model, { pace: { sigma: 0, lambda: 1, blockStart } });
       for (let i = 0; i < 3; i++) {
         const step = await trainer.trainStep(io.input, io.target);
-        expect([blockStart, step.paceLoss]).toEqual([blockStart, 0]);
+        // Stacked copies go through each GEMM as different rows, which a BLAS may round differently (its edge
+        // tiles use other kernels): on an AMD Zen 5 with OpenBLAS's Haswell kernels the loss is ~1e-13 (float32
+        // round-off in the logits, squared). A drop-path mask or noise not shared by the copies gives 1e-3 or more.
+        expect([blockStart, step.paceLoss]).toEqual([blockStart, expect.any(Number)]);
+        expect(step.paceLoss).toBeLessThan(1e-10);
       }
     }
   });
