@@ -1,6 +1,11 @@
-// A training process for the kill-and-resume test: the parent kills it with SIGKILL part way through.
+// A training process for the kill-and-resume tests: the parent kills it with SIGKILL part way through.
+// It reports its progress on stdout, one line per event, written synchronously so that a line is out before
+// the training goes on: `step <iteration>` after every step, `epoch <epoch>` after each epoch's checkpoint.
 'use strict';
+const fs = require('node:fs');
 const { createModel, loadTensors, TensorDataset, Trainer } = require(process.env.PACE_LIB);
+
+const report = (line) => fs.writeSync(1, `${line}\n`);
 
 async function main() {
   const args = JSON.parse(process.argv[2]);
@@ -9,8 +14,14 @@ async function main() {
   await model.loadAdapters(args.init);
   const data = (await loadTensors(args.data)).tensors;
   const trainer = new Trainer(model, args.trainer);
-  await trainer.fit(new TensorDataset(data.images, data.labels), { ...args.fit, runDir: args.runDir });
-  process.stdout.write('finished\n');
+  const callbacks = [
+    {
+      onBatchEnd: () => report(`step ${trainer.iteration}`),
+      onEpochEnd: (epoch) => report(`epoch ${epoch}`),
+    },
+  ];
+  await trainer.fit(new TensorDataset(data.images, data.labels), { ...args.fit, runDir: args.runDir, callbacks });
+  report('finished');
 }
 
 main().catch((error) => {
