@@ -25,12 +25,15 @@ test('the event loop keeps ticking while a multi-second native computation runs'
 
 test('native calls return promises before their work is done', async () => {
   let settled = false;
-  const pending = measureGemm({ size: 64, seconds: 0.3 }).then((r) => {
+  const pending = measureGemm({ size: 64, seconds: 1 }).then((r) => {
     settled = true;
     return r;
   });
+  // A call that did its work before returning would hand back a settled promise, whose callback runs before any
+  // timer; a 1 ms timer fires while a second of native work is still running.
+  await new Promise((resolve) => setTimeout(resolve, 1));
   expect(settled).toBe(false);
-  await pending;
+  expect((await pending).seconds).toBeGreaterThanOrEqual(1);
   expect(settled).toBe(true);
   await expect(loadTensors('/nonexistent/file.safetensors')).rejects.toThrow('cannot open');
 });

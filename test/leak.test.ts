@@ -89,27 +89,35 @@ test('1,000 cycles of create model → forward → dispose, and three fits, keep
   expect(afterFits - afterModels).toBeLessThan(24 * MiB);
 });
 
-test('during a fit, a 10 ms timer is never late by more than 50 ms', async () => {
+// A fit that ran on the JavaScript thread would hold the loop for most of its time; one that runs natively leaves
+// only scheduling delays, however fast or loaded the machine. Bounds in time units would depend on the machine:
+// these are fractions of the fit and counts of ticks.
+test('during a fit, a 10 ms timer keeps firing: the loop is never held for most of the fit or for long', async () => {
   const data = colourDataset(256, 4);
   using model = await createModel(tinyVit, { seed: 1 });
   model.addAdapters({ rank: 2 });
-  let worst = 0;
+  const gaps: number[] = [];
   let last = performance.now();
   const timer = setInterval(() => {
     const now = performance.now();
-    worst = Math.max(worst, now - last - 10);
+    gaps.push(now - last);
     last = now;
   }, 10);
   const started = performance.now();
-  await new Trainer(model, { pace: { sigma: 0.5, lambda: 1 } }).fit(data, {
+  const history = await new Trainer(model, { pace: { sigma: 0.5, lambda: 1 } }).fit(data, {
     epochs: 30,
     batchSize: 16,
     progress: false,
   });
+  const elapsed = performance.now() - started;
   clearInterval(timer);
+  const held = gaps.reduce((sum, gap) => sum + Math.max(0, gap - 10), 0);
+  const worst = Math.max(...gaps) - 10;
   console.log(
-    `fit of ${(performance.now() - started).toFixed(0)} ms: the 10 ms timer was at most ${worst.toFixed(1)} ms late`,
+    `fit of ${elapsed.toFixed(0)} ms, ${gaps.length} ticks: the loop was held ${((100 * held) / elapsed).toFixed(1)} % of the time, at most ${worst.toFixed(1)} ms at once`,
   );
-  expect(performance.now() - started).toBeGreaterThan(1000); // long enough to mean something
-  expect(worst).toBeLessThan(50);
+  expect(history.epochs).toHaveLength(30);
+  expect(gaps.length).toBeGreaterThanOrEqual(20); // the fit lasted long enough to mean something
+  expect(held / elapsed).toBeLessThan(0.5); // ≈ 1 if the loop waited on the training
+  expect(worst).toBeLessThan(Math.max(250, elapsed / 4));
 });
