@@ -1,0 +1,253 @@
+// Checkpoint formats the README promises to read but no other suite builds: timm's pre-0.9 Swin layout, Google
+// npz files that still carry `pre_logits`, and npz members compressed with DEFLATE (numpy's savez_compressed).
+// Each checkpoint is derived here, in TypeScript, from a fixture whose timm logits are known, so a loader that
+// mishandles the format either refuses the file or gives other logits.
+import fs from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+
+import {
+  createModel,
+  disposeTensors,
+  loadTensors,
+  saveTensors,
+  tensor,
+  type ModelSpecInput,
+  type Tensor,
+  type TensorFile,
+} from '../lib';
+import { relativeError } from './support/compare';
+import { fixture, fixtureSpec } from './support/fixtures';
+import { makeTempDir } from './support/paths';
+import { npy } from './support/zip';
+
+const temp = makeTempDir('weight-formats');
+afterAll(() => temp.cleanup());
+
+const vitTiny = fixtureSpec('vit_tiny_test') as Extract<ModelSpecInput, { family: 'vit' }>;
+const swinTiny = fixtureSpec('swin_tiny_test') as Extract<ModelSpecInput, { family: 'swin' }>;
+
+let vitIo: TensorFile;
+let swinIo: TensorFile;
+beforeAll(async () => {
+  vitIo = await loadTensors(fixture('vit_tiny_test.io.safetensors'));
+  swinIo = await loadTensors(fixture('swin_tiny_test.io.safetensors'));
+});
+afterAll(() => [vitIo, swinIo].forEach((io) => disposeTensors(io.tensors)));
+
+/** timm 0.9's names back to the pre-0.9 ones (timm-layouts.md §1): PatchMerging one stage earlier, `head.*`. */
+function preV09SwinName(name: string): string {
+  const downsample = /^layers\.(\d+)\.downsample\.(.*)$/.exec(name);
+  if (downsample) return `layers.${Number(downsample[1]) - 1}.downsample.${downsample[2]}`;
+  return name.startsWith('head.fc.') ? `head.${name.slice('head.fc.'.length)}` : name;
+}
+
+async function rewriteSafetensors(
+  source: string,
+  target: string,
+  rename: (name: string) => string,
+  extra: Record<string, Tensor> = {},
+): Promise<string[]> {
+  const { tensors } = await loadTensors(fixture(source));
+  const renamed: Record<string, Tensor> = { ...extra };
+  for (const [name, value] of Object.entries(tensors)) renamed[rename(name)] = value;
+  await saveTensors(target, renamed);
+  disposeTensors(tensors);
+  return Object.keys(renamed);
+}
+
+describe('pre-0.9 Swin checkpoints (PatchMerging at the end of the previous stage, head.* for head.fc.*)', () => {
+  // Bug caught: an old-layout file refused as "unexpected layers.0.downsample.*", or loaded with the merging
+  // weights of the wrong stage or without the head (other logits).
+  test.each(['swin_tiny_test.safetensors', 'swin_tiny_test.with-buffers.safetensors'])(
+    'an old-layout file rebuilt from %s loads strictly to timm logits',
+    async (source) => {
+      const file = path.join(temp.dir, `old-${source}`);
+      const names = await rewriteSafetensors(source, file, preV09SwinName);
+      // The file really is in the old layout: what the remap must undo.
+      expect(names).toContain('layers.0.downsample.reduction.weight');
+      expect(names).toContain('head.weight');
+      expect(names.some((n) => n.startsWith('head.fc.') || n.startsWith('layers.2.downsample.'))).toBe(false);
+
+      using model = await createModel(swinTiny, { pretrained: file });
+      const report = model.loadReport;
+      expect(report?.missing).toEqual([]);
+      expect(report?.unexpected).toEqual([]);
+      expect(report?.reinitialized).toEqual([]);
+      expect(report?.loaded).toEqual(
+        expect.arrayContaining([
+          'layers.1.downsample.reduction.weight',
+          'layers.2.downsample.norm.weight',
+          'head.fc.weight',
+          'head.fc.bias',
+        ]),
+      );
+      using logits = await model.forward(swinIo.tensors.input);
+      expect(relativeError(logits, swinIo.tensors.logits)).toBeLessThan(1e-4);
+      using features = await model.forwardFeatures(swinIo.tensors.input);
+      expect(relativeError(features, swinIo.tensors.features)).toBeLessThan(1e-4);
+    },
+  );
+});
+
+describe('pre_logits (README: dropped, as timm does)', () => {
+  // Bug caught: a checkpoint with Google's representation layer refused under strict loading, or its arrays
+  // loaded somewhere (other logits).
+  test('a safetensors state dict with pre_logits.fc.* loads strictly, reporting them as ignored', async () => {
+    const file = path.join(temp.dir, 'vit-pre-logits.safetensors');
+    using weight = tensor(new Float32Array(48 * 48).fill(0.5), [48, 48]);
+    using bias = tensor(new Float32Array(48).fill(1), [48]);
+    await rewriteSafetensors('vit_tiny_test.safetensors', file, (n) => n, {
+      'pre_logits.fc.weight': weight,
+      'pre_logits.fc.bias': bias,
+    });
+    using model = await createModel(vitTiny, { pretrained: file });
+    expect(model.loadReport?.ignored.sort()).toEqual(['pre_logits.fc.bias', 'pre_logits.fc.weight']);
+    expect(model.loadReport?.unexpected).toEqual([]);
+    using logits = await model.forward(vitIo.tensors.input);
+    expect(relativeError(logits, vitIo.tensors.logits)).toBeLessThan(1e-4);
+  });
+
+  test('a Google npz with pre_logits/kernel and pre_logits/bias loads strictly, reporting them as ignored', async () => {
+    const members = readZip(fs.readFileSync(fixture('vit_tiny_test.npz')));
+    expect(members.some((m) => m.name.startsWith('pre_logits'))).toBe(false);
+    const kernel = Buffer.from(new Float32Array(48 * 48).fill(0.5).buffer);
+    const bias = Buffer.from(new Float32Array(48).fill(1).buffer);
+    const file = path.join(temp.dir, 'vit-pre-logits.npz');
+    fs.writeFileSync(
+      file,
+      numpyZip(
+        [
+          ...members,
+          { name: 'pre_logits/kernel.npy', data: npyFloat32([48, 48], kernel) },
+          { name: 'pre_logits/bias.npy', data: npyFloat32([48], bias) },
+        ],
+        'stored',
+      ),
+    );
+    using model = await createModel(vitTiny, { pretrained: file });
+    expect(model.loadReport?.ignored.sort()).toEqual(['pre_logits/bias', 'pre_logits/kernel']);
+    expect(model.loadReport?.unexpected).toEqual([]);
+    expect(model.loadReport?.missing).toEqual([]);
+    using logits = await model.forward(vitIo.tensors.input);
+    expect(relativeError(logits, vitIo.tensors.logits)).toBeLessThan(1e-4);
+  });
+});
+
+describe('npz members compressed with DEFLATE (numpy.savez_compressed)', () => {
+  // Bug caught: deflated members refused ("unsupported compression method 8"), or inflated wrongly.
+  test('the fixture npz re-packed with every member deflated loads to the same logits as the stored one', async () => {
+    const members = readZip(fs.readFileSync(fixture('vit_tiny_test.npz')));
+    expect(members.every((m) => m.method === 0)).toBe(true);
+    const file = path.join(temp.dir, 'vit-deflated.npz');
+    const zip = numpyZip(members, 'deflate');
+    fs.writeFileSync(file, zip);
+    // Really compressed: every member method 8 and smaller on disk than raw.
+    const written = readZip(zip);
+    expect(written.every((m) => m.method === 8 && m.compressedSize < m.data.length)).toBe(true);
+    expect(written.map((m) => m.name)).toEqual(members.map((m) => m.name));
+    written.forEach((m, i) => expect(m.data.equals(members[i].data)).toBe(true));
+
+    using stored = await createModel(vitTiny, { pretrained: fixture('vit_tiny_test.npz') });
+    using deflated = await createModel(vitTiny, { pretrained: file });
+    expect(deflated.loadReport).toEqual(stored.loadReport);
+    using a = await stored.forward(vitIo.tensors.input);
+    using b = await deflated.forward(vitIo.tensors.input);
+    expect(Array.from(b.toFloat32Array())).toEqual(Array.from(a.toFloat32Array()));
+    expect(relativeError(b, vitIo.tensors.logits)).toBeLessThan(1e-4);
+  });
+});
+
+interface ZipMember {
+  name: string;
+  /** The member's bytes (inflated when the archive deflates them). */
+  data: Buffer;
+  method: number;
+  compressedSize: number;
+}
+
+/** The members of a zip archive without a comment, read from its central directory. */
+function readZip(bytes: Buffer): ZipMember[] {
+  const end = bytes.length - 22;
+  expect(bytes.readUInt32LE(end)).toBe(0x06054b50);
+  const count = bytes.readUInt16LE(end + 10);
+  let cursor = bytes.readUInt32LE(end + 16);
+  const members: ZipMember[] = [];
+  for (let i = 0; i < count; i++) {
+    expect(bytes.readUInt32LE(cursor)).toBe(0x02014b50);
+    const method = bytes.readUInt16LE(cursor + 10);
+    const compressedSize = bytes.readUInt32LE(cursor + 20);
+    const nameLength = bytes.readUInt16LE(cursor + 28);
+    const extraLength = bytes.readUInt16LE(cursor + 30);
+    const commentLength = bytes.readUInt16LE(cursor + 32);
+    const local = bytes.readUInt32LE(cursor + 42);
+    const name = bytes.toString('utf8', cursor + 46, cursor + 46 + nameLength);
+    const start = local + 30 + bytes.readUInt16LE(local + 26) + bytes.readUInt16LE(local + 28);
+    const data = bytes.subarray(start, start + compressedSize);
+    members.push({ name, method, compressedSize, data: method === 8 ? zlib.inflateRawSync(data) : data });
+    cursor += 46 + nameLength + extraLength + commentLength;
+  }
+  return members;
+}
+
+/**
+ * A zip laid out as numpy 2's savez / savez_compressed write it (Python's zipfile with force_zip64): the local
+ * header's sizes are 0xffffffff with the real ones in a zip64 extra field, the central directory has them plainly.
+ */
+function numpyZip(members: { name: string; data: Buffer }[], mode: 'stored' | 'deflate'): Buffer {
+  const locals: Buffer[] = [];
+  const centrals: Buffer[] = [];
+  let offset = 0;
+  for (const { name, data } of members) {
+    const payload = mode === 'deflate' ? zlib.deflateRawSync(data) : data;
+    const method = mode === 'deflate' ? 8 : 0;
+    const crc = zlib.crc32(data);
+    const nameBytes = Buffer.from(name);
+    const local = Buffer.alloc(30 + nameBytes.length + 20);
+    local.writeUInt32LE(0x04034b50, 0);
+    local.writeUInt16LE(45, 4);
+    local.writeUInt16LE(method, 8);
+    local.writeUInt16LE(0x21, 12); // 1980-01-01, as zipfile writes a zero date
+    local.writeUInt32LE(crc, 14);
+    local.writeUInt32LE(0xffffffff, 18);
+    local.writeUInt32LE(0xffffffff, 22);
+    local.writeUInt16LE(nameBytes.length, 26);
+    local.writeUInt16LE(20, 28);
+    nameBytes.copy(local, 30);
+    const extra = 30 + nameBytes.length;
+    local.writeUInt16LE(0x0001, extra);
+    local.writeUInt16LE(16, extra + 2);
+    local.writeBigUInt64LE(BigInt(data.length), extra + 4);
+    local.writeBigUInt64LE(BigInt(payload.length), extra + 12);
+    const central = Buffer.alloc(46);
+    central.writeUInt32LE(0x02014b50, 0);
+    central.writeUInt16LE(45, 4);
+    central.writeUInt16LE(45, 6);
+    central.writeUInt16LE(method, 10);
+    central.writeUInt16LE(0x21, 14);
+    central.writeUInt32LE(crc, 16);
+    central.writeUInt32LE(payload.length, 20);
+    central.writeUInt32LE(data.length, 24);
+    central.writeUInt16LE(nameBytes.length, 28);
+    central.writeUInt32LE(offset, 42);
+    locals.push(local, payload);
+    centrals.push(central, nameBytes);
+    offset += local.length + payload.length;
+  }
+  const directory = Buffer.concat(centrals);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(members.length, 8);
+  end.writeUInt16LE(members.length, 10);
+  end.writeUInt32LE(directory.length, 12);
+  end.writeUInt32LE(offset, 16);
+  return Buffer.concat([...locals, directory, end]);
+}
+
+/** A version-1 .npy of little-endian float32, its header padded as numpy pads it (to 64 bytes, ending in \n). */
+function npyFloat32(shape: number[], data: Buffer): Buffer {
+  const dims = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
+  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': ${dims}, }`;
+  header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
+  return npy(header, data);
+}
