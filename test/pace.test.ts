@@ -95,8 +95,9 @@ describe.each(paceFixtures)('%s matches the PACE reference', (name) => {
 
     const gradients = model.gradients();
     for (const [param, reference] of Object.entries(prefixed(io, 'grad.'))) {
-      expect([param, relativeError(gradients[param], reference)]).toEqual([param, expect.any(Number)]);
-      expect(relativeError(gradients[param], reference)).toBeLessThan(1e-3);
+      // The parameter and its error in the failure message.
+      const error = relativeError(gradients[param], reference);
+      expect([param, error, error < 1e-3]).toEqual([param, error, true]);
     }
 
     const saved = path.join(temp.dir, `${name}.after.safetensors`);
@@ -135,8 +136,7 @@ describe.each(paceFixtures)('%s matches the PACE reference', (name) => {
         const diff = Math.max(0, Math.abs(ours[i] - ref[i]) - explained - rounding);
         worst = Math.max(worst, diff / (maxRef + 1e-6));
       }
-      expect([param, worst]).toEqual([param, expect.any(Number)]);
-      expect(worst).toBeLessThan(1e-5);
+      expect([param, worst, worst < 1e-5]).toEqual([param, worst, true]);
     }
     disposeTensors(after);
     disposeTensors(gradients);
@@ -144,35 +144,62 @@ describe.each(paceFixtures)('%s matches the PACE reference', (name) => {
 });
 
 describe.each(paceFixtures)('%s in bf16 (autocast on the CPU)', (name) => {
-  test('losses within 2 % of the reference, gradients within 5 % overall, the model left in float32', async () => {
+  test('losses within 2 % of the reference, every gradient tensor within 6 % of its own, the model left in float32', async () => {
     const io = (await loadTensors(fixture(`${name}.io.safetensors`))).tensors;
+    const adapters = (await loadTensors(fixture(`${name}.adapters.safetensors`))).tensors;
     using model = await adaptedModel(name);
     const step = await trainerFor(model, name, 0, 'bf16').trainStep(io.input, io.target, {
       noise: prefixed(io, 'noise.'),
     });
     expect(relative(step.clsLoss, scalar(io.cls_loss))).toBeLessThan(0.02);
     expect(relative(step.totalLoss, scalar(io.total_loss))).toBeLessThan(0.02);
-    // bf16 keeps 8 significant bits (2^-9 relative rounding per element): through a dozen bf16 products the
-    // gradients land within a few percent of float32 as a whole (‖g − ref‖ / ‖ref‖ over every trainable
-    // parameter; measured 1.5 % ViT, 1.0 % Swin). Single parameters whose gradient is a long cancelling sum
-    // (the VPT prompts' [rank, 1] factors) move more, as they do under PyTorch's autocast.
+    // Checked per tensor, so one small tensor with a wrong gradient cannot hide in an overall norm. bf16 keeps 8
+    // significant bits (2^-9 relative rounding per element); through a dozen bf16 products a gradient lands a
+    // few percent from float32, ‖g − ref‖ / ‖ref‖ per tensor measured at most 3.0 % (ViT, blocks.1.attn.proj.
+    // delta_b); 6 % is allowed. A wrong term, factor or sign moves a tensor by far more.
+    // The VPT prompts' [rank, 1] factors are the exception: their gradient is a sum that cancels, Σᵢ down[i, j]·uᵢ
+    // with u = W0ᵀ·Σ(z ⊙ dY), so its rounding scales with Σᵢ |down[i, j]·uᵢ|, not with the result: measured up
+    // to 17 % of the result on Swin, where the terms are 25 times larger, but at most 1.0 % of the terms. u comes
+    // from the reference itself, grad(down)[i, k] = uᵢ·up[k]. Each such element may differ by 3 % of its terms.
     const gradients = model.gradients();
-    let squaredError = 0;
-    let squaredReference = 0;
+    const rows = (t: Tensor) => t.shape[0];
     for (const [param, reference] of Object.entries(prefixed(io, 'grad.'))) {
       expect(gradients[param].dtype).toBe('float32');
-      const ours = gradients[param].toFloat32Array();
-      const ref = reference.toFloat32Array();
+      const ours = gradients[param].toFloat64Array();
+      const ref = reference.toFloat64Array();
+      if (param.endsWith('.delta_prompt_up')) {
+        const base = param.slice(0, -'up'.length);
+        const up = adapters[param].toFloat64Array();
+        const down = adapters[`${base}down`].toFloat64Array();
+        const downGrad = io[`grad.${base}down`].toFloat64Array();
+        const rank = up.length;
+        const k = up.reduce((best, v, i) => (Math.abs(v) > Math.abs(up[best]) ? i : best), 0);
+        for (let j = 0; j < rank; j++) {
+          let terms = 0;
+          for (let i = 0; i < rows(adapters[`${base}down`]); i++) {
+            terms += Math.abs(down[i * rank + j] * (downGrad[i * rank + k] / up[k]));
+          }
+          // The reference's own gradient is that sum: a check that u was recovered right.
+          expect(terms).toBeGreaterThanOrEqual(Math.abs(ref[j]) * (1 - 1e-4));
+          const error = Math.abs(ours[j] - ref[j]) / terms;
+          expect([param, j, error, error < 0.03]).toEqual([param, j, error, true]);
+        }
+        continue;
+      }
+      let squaredError = 0;
+      let squaredReference = 0;
       for (let i = 0; i < ref.length; i++) {
         squaredError += (ours[i] - ref[i]) ** 2;
         squaredReference += ref[i] ** 2;
       }
+      const error = Math.sqrt(squaredError / squaredReference);
+      expect([param, error, error < 0.06]).toEqual([param, error, true]);
     }
-    expect(Math.sqrt(squaredError / squaredReference)).toBeLessThan(0.05);
     // The frozen backbone's bf16 copies are only lent to the step: the model's weights stay float32.
     using logits = await model.forward(io.input);
     expect(logits.dtype).toBe('float32');
     disposeTensors(gradients);
+    disposeTensors(adapters);
     disposeTensors(io);
   });
 });
@@ -231,8 +258,7 @@ describe('PACE properties', () => {
         // Stacked copies go through each GEMM as different rows, which a BLAS may round differently (its edge
         // tiles use other kernels): on an AMD Zen 5 with OpenBLAS's Haswell kernels the loss is ~1e-13 (float32
         // round-off in the logits, squared). A drop-path mask or noise not shared by the copies gives 1e-3 or more.
-        expect([blockStart, step.paceLoss]).toEqual([blockStart, expect.any(Number)]);
-        expect(step.paceLoss).toBeLessThan(1e-10);
+        expect([blockStart, step.paceLoss, step.paceLoss < 1e-10]).toEqual([blockStart, step.paceLoss, true]);
       }
     }
   });
