@@ -13,11 +13,13 @@
 namespace pace::tests {
 namespace {
 
+void withoutAvx2TheOpNeverApplies() {
+  skipUnless(!avx2KernelsAvailable(), "this CPU has AVX2 (the op applies here)");
+  check(!models::cpuAttentionApplies(at::zeros({1, 4, 3, 1, 8}), {}), "no AVX2: the attention op must not apply");
+}
+
 void smallGemmMatchesFloat64() {
-  if (!avx2KernelsAvailable()) {
-    check(!models::cpuAttentionApplies(at::zeros({1, 4, 3, 1, 8}), {}), "no AVX2: the attention op must not apply");
-    return;
-  }
+  skipUnless(avx2KernelsAvailable(), "no AVX2 on this CPU (the kernels are not used)");
   struct Shape {
     int64_t m, n, k;
   };
@@ -54,7 +56,7 @@ at::Tensor explicitAttention(const at::Tensor& qkv, const at::Tensor& mask) {
 }
 
 void attentionMatchesFloat64() {
-  if (!avx2KernelsAvailable()) return;  // smallGemmMatchesFloat64 checks that the op stays off then
+  skipUnless(avx2KernelsAvailable(), "no AVX2 on this CPU (the op is not used)");
   struct Case {
     int64_t batch, tokens, heads, headDim, maskBatch;  // maskBatch 0: no mask
     bool maskGrad;
@@ -106,6 +108,7 @@ void attentionMatchesFloat64() {
 
 TestList cpuAttentionTests() {
   return {
+      {"without AVX2 the CPU attention op never applies", withoutAvx2TheOpNeverApplies},
       {"small GEMM matches float64 products on odd shapes and strides", smallGemmMatchesFloat64},
       {"CPU attention matches the explicit products in float64 (output, qkv and mask gradients)",
        attentionMatchesFloat64},

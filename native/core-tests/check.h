@@ -13,8 +13,17 @@ struct Failure {
   std::string message;
 };
 
+// Thrown by a test that cannot run here (no GPU, no AVX2): reported as skipped with the reason, never as passed.
+struct Skip {
+  std::string reason;
+};
+
 inline void check(bool condition, const std::string& message) {
   if (!condition) throw Failure{message};
+}
+
+inline void skipUnless(bool condition, const std::string& reason) {
+  if (!condition) throw Skip{reason};
 }
 
 // max |actual − expected| / max |expected| (the absolute error when expected is all zero), in float64.
@@ -27,8 +36,8 @@ inline double relativeError(const at::Tensor& actual, const at::Tensor& expected
 using TestList = std::vector<std::pair<const char*, std::function<void()>>>;
 
 TestList paceLinearTests();      // pace_linear_tests.cpp
-TestList paceLinearCudaTests();  // pace_linear_tests.cpp: empty without a visible GPU
+TestList paceLinearCudaTests();  // pace_linear_tests.cpp: skipped without a visible GPU
 TestList cpuAttentionTests();    // attention_tests.cpp
-TestList fusedAdamWTests();      // adamw_tests.cpp: empty without a GPU and libtorch >= 2.1
+TestList fusedAdamWTests();      // adamw_tests.cpp: skipped without a GPU and libtorch >= 2.1
 
 }  // namespace pace::tests

@@ -1,5 +1,6 @@
 // Tests of the core alone (no Node): run by `npm test` through test/native/core.test.ts, or directly as
-// build/Release/pace_core_tests. Prints "core: N passed, M failed" and exits non-zero on any failure.
+// build/Release/pace_core_tests. Prints a line per test ("ok", "FAIL" or "skip" with the reason), then
+// "core: N passed, M failed, K skipped", and exits non-zero on any failure.
 #include <ATen/ATen.h>
 #include <unistd.h>
 
@@ -159,17 +160,19 @@ int main() {
   };
   for (auto& test : pace::tests::paceLinearTests()) tests.push_back(std::move(test));
   for (auto& test : pace::tests::cpuAttentionTests()) tests.push_back(std::move(test));
-  pace::tests::TestList cuda = pace::tests::paceLinearCudaTests();
-  if (cuda.empty()) std::cout << "(no CUDA device visible: the CUDA tests are not run)\n";
-  for (auto& test : pace::tests::fusedAdamWTests()) cuda.push_back(std::move(test));
-  for (auto& test : cuda) tests.push_back(std::move(test));
+  for (auto& test : pace::tests::paceLinearCudaTests()) tests.push_back(std::move(test));
+  for (auto& test : pace::tests::fusedAdamWTests()) tests.push_back(std::move(test));
   int passed = 0;
   int failed = 0;
+  int skipped = 0;
   for (const auto& [name, body] : tests) {
     try {
       body();
       ++passed;
       std::cout << "ok   " << name << "\n";
+    } catch (const pace::tests::Skip& skip) {
+      ++skipped;
+      std::cout << "skip " << name << ": " << skip.reason << "\n";
     } catch (const Failure& failure) {
       ++failed;
       std::cout << "FAIL " << name << ": " << failure.message << "\n";
@@ -178,6 +181,6 @@ int main() {
       std::cout << "FAIL " << name << ": unexpected exception: " << error.what() << "\n";
     }
   }
-  std::cout << "core: " << passed << " passed, " << failed << " failed\n";
+  std::cout << "core: " << passed << " passed, " << failed << " failed, " << skipped << " skipped\n";
   return failed == 0 ? 0 : 1;
 }

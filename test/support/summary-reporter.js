@@ -1,6 +1,12 @@
-// Prints jest's totals as one plain line ("jest: N passed, N failed, N skipped") that CI can read.
+// Prints every skipped test by name (each says why in its title), then jest's totals as one plain line
+// ("jest: N passed, N failed, N skipped") that CI can read.
 class SummaryReporter {
   onRunComplete(_contexts, results) {
+    for (const suite of results.testResults) {
+      for (const test of suite.testResults) {
+        if (test.status === 'pending' || test.status === 'todo') process.stdout.write(`\nskipped: ${test.fullName}`);
+      }
+    }
     const skipped = results.numPendingTests + results.numTodoTests;
     const failed = results.numFailedTests + results.numRuntimeErrorTestSuites;
     process.stdout.write(`\njest: ${results.numPassedTests} passed, ${failed} failed, ${skipped} skipped\n`);
