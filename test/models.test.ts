@@ -6,6 +6,7 @@ import {
   disposeTensors,
   listModels,
   loadTensors,
+  resolveModelName,
   tensor,
   type Model,
   type ModelSpecInput,
@@ -102,13 +103,115 @@ describe('named configurations', () => {
     expect(model.numParameters()).toBe(count);
   });
 
-  test('every listed name builds, tags and deprecated in21k aliases resolve', async () => {
+  // timm's configurations, written from the facts sheet (shared/reference/timm-layouts.md, timm v0.9.12): ViT
+  // D/depth/heads per size, Swin C/depths/heads per size; patch, image and window sizes from the names.
+  // mlp_ratio 4 everywhere; drop_path_rate 0 for ViT and 0.1 for Swin (the constructors' defaults).
+  const vitSizes: Record<string, [number, number, number]> = {
+    tiny: [192, 12, 3],
+    small: [384, 12, 6],
+    base: [768, 12, 12],
+    large: [1024, 24, 16],
+  };
+  const swinSizes: Record<string, [number, number[], number[]]> = {
+    tiny: [96, [2, 2, 6, 2], [3, 6, 12, 24]],
+    small: [96, [2, 2, 18, 2], [3, 6, 12, 24]],
+    base: [128, [2, 2, 18, 2], [4, 8, 16, 32]],
+  };
+  const timmConfig = (name: string): ModelSpecInput => {
+    const vit = /^vit_(tiny|small|base|large)_patch(\d+)_(\d+)(_in21k)?$/.exec(name);
+    if (vit) {
+      const [embedDim, depth, numHeads] = vitSizes[vit[1]];
+      const [patchSize, imgSize] = [Number(vit[2]), Number(vit[3])];
+      const numClasses = vit[4] ? 21843 : 1000;
+      return { family: 'vit', imgSize, patchSize, embedDim, depth, numHeads, mlpRatio: 4, numClasses, dropPathRate: 0 };
+    }
+    const swin = /^swin_(tiny|small|base)_patch4_window(\d+)_(\d+)$/.exec(name);
+    if (!swin) throw new Error(`no timm configuration written for ${name}`);
+    const [embedDim, depths, numHeads] = swinSizes[swin[1]];
+    const [windowSize, imgSize] = [Number(swin[2]), Number(swin[3])];
+    return {
+      family: 'swin',
+      imgSize,
+      patchSize: 4,
+      windowSize,
+      embedDim,
+      depths,
+      numHeads,
+      mlpRatio: 4,
+      numClasses: 1000,
+      dropPathRate: 0.1,
+    };
+  };
+  // timm's parameter count of a configuration, layer by layer (the sheet's §1 names and shapes).
+  const timmParameterCount = (spec: ModelSpecInput): number => {
+    const classes = spec.numClasses ?? 1000;
+    if (spec.family === 'vit') {
+      const D = spec.embedDim;
+      const P = spec.patchSize ?? 16;
+      const tokens = ((spec.imgSize ?? 224) / P) ** 2 + 1;
+      const block = 2 * D + (3 * D * D + 3 * D) + (D * D + D) + 2 * D + (4 * D * D + 4 * D) + (4 * D * D + D);
+      return 3 * P * P * D + D + D + tokens * D + spec.depth * block + 2 * D + classes * D + classes;
+    }
+    const w = spec.windowSize ?? 7;
+    let C = spec.embedDim;
+    let total = 3 * 16 * C + C + 2 * C;
+    spec.depths.forEach((depth, s) => {
+      if (s > 0) {
+        total += 2 * 4 * C + 4 * C * 2 * C; // PatchMerging: norm(4C), reduction 4C → 2C without bias
+        C *= 2;
+      }
+      const block = 12 * C * C + 13 * C + (2 * w - 1) ** 2 * spec.numHeads[s];
+      total += depth * block;
+    });
+    return total + 2 * C + classes * C + classes;
+  };
+
+  test('the parameter-count formula gives the counts timm reports (facts sheet §0)', () => {
+    const counts: [string, number][] = [
+      ['vit_tiny_patch16_224', 5717416],
+      ['vit_small_patch16_224', 22050664],
+      ['vit_small_patch32_224', 22878952],
+      ['vit_base_patch16_224', 86567656],
+      ['vit_base_patch32_224', 88224232],
+      ['vit_large_patch16_224', 304326632],
+      ['vit_base_patch16_384', 86859496],
+      ['vit_base_patch32_384', 88297192],
+      ['swin_tiny_patch4_window7_224', 28288354],
+      ['swin_small_patch4_window7_224', 49606258],
+      ['swin_base_patch4_window7_224', 87768224],
+      ['swin_base_patch4_window12_384', 87903584],
+    ];
+    for (const [name, count] of counts) expect([name, timmParameterCount(timmConfig(name))]).toEqual([name, count]);
+  });
+
+  test("every listed name resolves to timm's configuration, with or without a tag; the smallest build to it", async () => {
     const names = listModels();
+    expect(names).toHaveLength(26);
     expect(names).toEqual(
       expect.arrayContaining(['vit_tiny_patch16_224', 'vit_large_patch32_384', 'swin_small_patch4_window12_384']),
     );
+    for (const name of names) {
+      const expected = timmConfig(name);
+      expect([name, resolveModelName(name)]).toEqual([name, expected]);
+      expect([name, resolveModelName(`${name}.augreg_in21k_ft_in1k`)]).toEqual([name, expected]);
+    }
+    // Building every one (3 billion parameters) takes minutes; these cover both families and every size axis
+    // that the names encode (patch 16/32, image 224/384, window 7/12).
+    for (const name of [
+      'vit_tiny_patch16_224',
+      'vit_tiny_patch16_384',
+      'vit_tiny_patch32_224',
+      'vit_tiny_patch32_384',
+      'swin_tiny_patch4_window7_224',
+      'swin_tiny_patch4_window12_384',
+    ]) {
+      using model = await createModel(name);
+      expect([name, model.spec]).toEqual([name, timmConfig(name)]);
+      expect([name, model.numParameters()]).toEqual([name, timmParameterCount(timmConfig(name))]);
+    }
     using tagged = await createModel('vit_tiny_patch16_224.augreg_in21k_ft_in1k', { numClasses: 0 });
     expect(tagged.spec).toMatchObject({ embedDim: 192, depth: 12, numHeads: 3, numClasses: 0 });
+    expect(tagged.numParameters()).toBe(timmParameterCount({ ...timmConfig('vit_tiny_patch16_224'), numClasses: 0 }));
     using alias = await createModel('vit_base_patch16_224_in21k', { imgSize: 32, numClasses: undefined });
     expect(alias.spec.numClasses).toBe(21843);
   });
