@@ -1,0 +1,70 @@
+// The environment variables README's Performance section documents, each read once when the addon loads: so
+// each case runs a fresh Node process on the built package (dist/) with the variable set.
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+
+import { repoRoot } from './support/paths';
+
+const documented = ['PACE_NUM_THREADS', 'OMP_NUM_THREADS', 'PACE_CPU_CACHE'];
+
+/** Runs `body` (an async function body with `pace` = the built package) in a child process; returns its JSON. */
+function inChild(body: string, env: Record<string, string> = {}, prefix: string[] = []) {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => !documented.includes(key)));
+  const script = `const pace = require(${JSON.stringify(path.join(repoRoot, 'dist'))});
+(async () => { ${body} })().then((r) => console.log(JSON.stringify(r)), (e) => { console.error(e); process.exit(1); });`;
+  const [command, ...args] = [...prefix, process.execPath, '-e', script];
+  const result = spawnSync(command, args, { encoding: 'utf8', env: { ...base, ...env } });
+  expect([result.status, result.stderr]).toEqual([0, '']);
+  return JSON.parse(result.stdout);
+}
+
+describe('threads: PACE_NUM_THREADS, else OMP_NUM_THREADS, else every CPU the process may use', () => {
+  // Bug caught: a variable not read, read in the wrong order of precedence, or applied to the JS thread only
+  // (measureGemm runs on a libuv worker thread and reports the intra-op threads it found there). The values
+  // are chosen unlike this machine's CPU count, so the default cannot pass for them.
+  const probe = `const t = pace.threads();
+return { intraOp: t.intraOp, available: t.available, worker: (await pace.measureGemm({ size: 32, seconds: 0 })).threads };`;
+
+  test('PACE_NUM_THREADS sets the intra-op threads of every thread, and wins over OMP_NUM_THREADS', () => {
+    const available = inChild(probe).available;
+    const threads = available + 3;
+    expect(inChild(probe, { PACE_NUM_THREADS: String(threads) })).toMatchObject({ intraOp: threads, worker: threads });
+    expect(inChild(probe, { PACE_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads + 1) })).toMatchObject({
+      intraOp: threads,
+      worker: threads,
+    });
+  });
+
+  test('OMP_NUM_THREADS applies without PACE_NUM_THREADS', () => {
+    const threads = inChild(probe).available + 2;
+    expect(inChild(probe, { OMP_NUM_THREADS: String(threads) })).toMatchObject({ intraOp: threads, worker: threads });
+  });
+
+  test('with neither, every CPU of the affinity mask (one under taskset -c 0)', () => {
+    const free = inChild(probe);
+    expect(free.intraOp).toBe(free.available);
+    expect(free.worker).toBe(free.available);
+    const pinned = inChild(probe, {}, ['taskset', '-c', '0']);
+    expect(pinned).toEqual({ intraOp: 1, available: 1, worker: 1 });
+  });
+});
+
+describe('PACE_CPU_CACHE=0 turns the CPU block cache off', () => {
+  // Bug caught: the variable ignored (the cache keeps freed blocks anyway) — or the cache off by default.
+  // An 8 MiB clone freed, then another: with the cache the second is served from the first's block.
+  const probe = `const a = pace.tensor(new Float32Array(1 << 21));
+const before = pace.memoryStats();
+a.clone().dispose();
+const freed = pace.memoryStats();
+a.clone().dispose();
+const again = pace.memoryStats();
+a.dispose();
+return { kept: freed.cpuCacheBytes - before.cpuCacheBytes, hits: again.cpuCacheHits - freed.cpuCacheHits,
+  misses: again.cpuCacheMisses - before.cpuCacheMisses };`;
+
+  test('unset (or any other value) the freed 8 MiB block is kept and reused; with 0 nothing is cached', () => {
+    expect(inChild(probe)).toEqual({ kept: 8 << 20, hits: 1, misses: 1 });
+    expect(inChild(probe, { PACE_CPU_CACHE: '1' })).toEqual({ kept: 8 << 20, hits: 1, misses: 1 });
+    expect(inChild(probe, { PACE_CPU_CACHE: '0' })).toEqual({ kept: 0, hits: 0, misses: 0 });
+  });
+});
