@@ -93,23 +93,56 @@ test('EXIF orientation is applied before resizing', async () => {
   expect(at(10, 17)[2]).toBeGreaterThan(200);
 });
 
-test('center-crop resizes the shorter side to size / 0.875 and keeps the middle', async () => {
-  const file = path.join(temp.dir, 'wide.png');
-  const middle = await solid(32, 32, [0, 255, 0]).png().toBuffer();
-  await solid(96, 32, [255, 0, 0])
-    .composite([{ input: middle, left: 32, top: 0 }])
-    .png()
-    .toFile(file);
-  const list = path.join(temp.dir, 'wide.txt');
-  fs.writeFileSync(list, 'wide.png 0\n');
-  const { dataset } = await loadImages(parseSplitList(list, { root: temp.dir, numClasses: 1 }), {
-    size: 28,
-    resize: 'center-crop',
-    normalization: imagenet,
+describe('center-crop: the shorter side to floor(size / 0.875), then the middle (a stretch would fail)', () => {
+  const size = 28; // floor(28 / 0.875) = 32
+  const load = async (name: string, width: number, height: number, pixel: (x: number, y: number) => number[]) => {
+    const raw = Buffer.alloc(width * height * 3);
+    for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) raw.set(pixel(x, y), (y * width + x) * 3);
+    await sharp(raw, { raw: { width, height, channels: 3 } })
+      .png()
+      .toFile(path.join(temp.dir, name));
+    const list = path.join(temp.dir, `${name}.txt`);
+    fs.writeFileSync(list, `${name} 0\n`);
+    const { dataset } = await loadImages(parseSplitList(list, { root: temp.dir, numClasses: 1 }), {
+      size,
+      resize: 'center-crop',
+      normalization: imagenet,
+    });
+    expect(dataset.images.shape).toEqual([1, size, size, 3]);
+    const pixels = dataset.images.toUint8Array();
+    return (x: number, y: number) => Array.from(pixels.subarray((y * size + x) * 3, (y * size + x) * 3 + 3));
+  };
+  // Every pixel different, so an offset, a transposition or a stretch all show.
+  const pattern = (x: number, y: number) => [(x * 7) % 256, (y * 11) % 256, (x * y) % 256];
+
+  test.each([
+    ['wide', 128, 32],
+    ['tall', 32, 96],
+  ])('a %s image whose shorter side is already 32 is cropped, pixel for pixel', async (kind, width, height) => {
+    const at = await load(`${kind}.png`, width, height, pattern);
+    const [left, top] = [(width - size) / 2, (height - size) / 2];
+    for (let y = 0; y < size; y++) {
+      for (let x = 0; x < size; x++) expect([x, y, at(x, y)]).toEqual([x, y, pattern(x + left, y + top)]);
+    }
   });
-  expect(dataset.images.shape).toEqual([1, 28, 28, 3]);
-  const pixels = dataset.images.toUint8Array();
-  expect(Array.from(pixels.subarray((14 * 28 + 14) * 3, (14 * 28 + 14) * 3 + 3))).toEqual([0, 255, 0]);
+
+  test('a 256×64 image is halved to 128×32 first: 16-pixel blocks become 8-pixel blocks, then the middle 28', async () => {
+    const block = (bx: number, by: number) => [bx * 15, by * 60, (bx * 37 + by * 101) % 256];
+    const at = await load('blocks.png', 256, 64, (x, y) => block(Math.floor(x / 16), Math.floor(y / 16)));
+    const [left, top] = [(128 - size) / 2, (32 - size) / 2];
+    let checked = 0;
+    for (let y = 0; y < size; y++) {
+      for (let x = 0; x < size; x++) {
+        const [rx, ry] = [x + left, y + top];
+        // Bicubic reduction by 2 reaches 2 pixels out: away from block edges the block's value is exact.
+        if (rx % 8 < 2 || rx % 8 > 5 || ry % 8 < 2 || ry % 8 > 5) continue;
+        const expected = block(Math.floor(rx / 8), Math.floor(ry / 8));
+        at(x, y).forEach((v, c) => expect([x, y, c, Math.abs(v - expected[c]) <= 2]).toEqual([x, y, c, true]));
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(100);
+  });
 });
 
 test('missing, empty and corrupt images are errors naming the file and line, or skipped and counted', async () => {
