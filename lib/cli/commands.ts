@@ -25,9 +25,15 @@ function requirePretrained(config: RunConfig): void {
   }
 }
 
+/**
+ * The config's model with its adapters. The initialisation (the adapters' up projections, a new head) is seeded
+ * with the trainer's seed, as the reference seeds everything before building the model: two `pace fit` runs of
+ * one config end with the same weights.
+ */
 async function modelFromConfig(config: RunConfig): Promise<Model> {
   const { name, numClasses, imgSize, pretrained, dropPathRate, device } = config.model;
-  const model = await createModel(name, { numClasses, imgSize, pretrained, dropPathRate, device });
+  const seed = typeof config.trainer.seed === 'number' ? config.trainer.seed : 0;
+  const model = await createModel(name, { numClasses, imgSize, pretrained, dropPathRate, device, seed });
   model.addAdapters(config.adapters);
   return model;
 }
