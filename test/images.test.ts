@@ -16,6 +16,7 @@ import {
   Trainer,
 } from '../lib';
 import { makeTempDir } from './support/paths';
+import { seededRandom } from './support/synthetic';
 
 const temp = makeTempDir('images');
 afterAll(() => temp.cleanup());
@@ -200,22 +201,89 @@ describe('augmentation', () => {
     expect(Buffer.from(again.toUint8Array()).equals(Buffer.from(pixels))).toBe(true);
   });
 
-  test('a crop larger than the images is refused; fit trains through augmentation', async () => {
+  test('a crop larger than the images is refused', async () => {
     using images = tensor(columns(32), [32, width, width, 3]);
     await expect(augmentImages(images, { crop: 9 })).rejects.toThrow('a random crop of 9 does not fit images of 8x8');
     using labels = tensor(BigInt64Array.from({ length: 32 }, (_, i) => BigInt(i % 2)));
     expect(() => new TensorDataset(images, labels, { normalization: imagenet, augment: { crop: 9 } })).toThrow(
       'augment.crop 9 does not fit images of 8x8',
     );
-    const dataset = new TensorDataset(images, labels, { normalization: imagenet, augment: { crop: 6, flip: true } });
-    using model = await createModel(
-      { family: 'vit', imgSize: 16, patchSize: 8, embedDim: 16, depth: 1, numHeads: 2, numClasses: 2 },
-      { seed: 1 },
-    );
-    model.addAdapters({ rank: 2 });
-    const history = await new Trainer(model).fit(dataset, { epochs: 2, batchSize: 8, progress: false });
-    expect(history.epochs).toHaveLength(2);
-    expect(Number.isFinite(history.epochs[1].loss)).toBe(true);
+  });
+
+  test('fit augments (random crops and flips change the losses; the same seed repeats them) and learns', async () => {
+    // Two classes told apart by colour (red or blue dominant) under pixel noise, with a green ramp left to right
+    // and a bright 3×3 spot at a random place: flips and crops change every input, never the class.
+    const size = 12;
+    const make = (count: number, seed: number) => {
+      const random = seededRandom(seed);
+      const pixels = new Uint8Array(count * size * size * 3);
+      const labels = new BigInt64Array(count);
+      for (let n = 0; n < count; n++) {
+        const label = n % 2;
+        labels[n] = BigInt(label);
+        const [sx, sy] = [Math.floor(random() * (size - 3)), Math.floor(random() * (size - 3))];
+        for (let y = 0; y < size; y++) {
+          for (let x = 0; x < size; x++) {
+            const spot = x >= sx && x < sx + 3 && y >= sy && y < sy + 3 ? 80 : 0;
+            const noise = () => Math.floor((random() - 0.5) * 80);
+            const base = ((n * size + y) * size + x) * 3;
+            pixels[base] = Math.min(255, Math.max(0, (label ? 60 : 190) + noise() + spot));
+            pixels[base + 1] = Math.min(255, x * 8 + spot);
+            pixels[base + 2] = Math.min(255, Math.max(0, (label ? 190 : 60) + noise() + spot));
+          }
+        }
+      }
+      return { images: tensor(pixels, [count, size, size, 3]), labels: tensor(labels) };
+    };
+    const train = make(64, 1);
+    const heldOut = make(64, 2);
+    const fit = async (augment?: { crop?: number; flip?: boolean }, images = train.images) => {
+      using model = await createModel(
+        { family: 'vit', imgSize: 16, patchSize: 8, embedDim: 16, depth: 1, numHeads: 2, numClasses: 2 },
+        { seed: 1 },
+      );
+      model.addAdapters({ rank: 2 });
+      const trainer = new Trainer(model, { optimizer: { lr: 3e-3 }, seed: 3 });
+      const dataset = new TensorDataset(images, train.labels, { normalization: imagenet, augment });
+      const history = await trainer.fit(dataset, { epochs: 8, batchSize: 8, schedule: false, progress: false });
+      const report = await trainer.evaluate(
+        new TensorDataset(heldOut.images, heldOut.labels, { normalization: imagenet }),
+      );
+      return { losses: history.epochs.map((e) => e.loss), accuracy: report.accuracy };
+    };
+    // The same window for every image and step, cut in TS.
+    const fixedCrop = (crop: number, top: number, left: number) => {
+      const source = train.images.toUint8Array();
+      const out = new Uint8Array(64 * crop * crop * 3);
+      for (let n = 0; n < 64; n++) {
+        for (let y = 0; y < crop; y++) {
+          const from = ((n * size + top + y) * size + left) * 3;
+          out.set(source.subarray(from, from + crop * 3), (n * crop + y) * crop * 3);
+        }
+      }
+      return tensor(out, [64, crop, crop, 3]);
+    };
+    const augmented = await fit({ crop: 10, flip: true });
+    expect((await fit({ crop: 10, flip: true })).losses).toEqual(augmented.losses);
+    const plain = await fit();
+    // A crop of the whole image trains exactly as none (the comparisons below can see equality), flips alone
+    // change the losses (so they happen), and random 10×10 crops train unlike every fixed 10×10 window.
+    expect((await fit({ crop: 12 })).losses).toEqual(plain.losses);
+    expect((await fit({ flip: true })).losses).not.toEqual(plain.losses);
+    const cropped = await fit({ crop: 10 });
+    expect(cropped.losses).not.toEqual(plain.losses);
+    for (let top = 0; top <= 2; top++) {
+      for (let left = 0; left <= 2; left++) {
+        using window = fixedCrop(10, top, left);
+        expect([top, left, (await fit(undefined, window)).losses]).not.toEqual([top, left, cropped.losses]);
+      }
+    }
+    using whole = fixedCrop(12, 0, 0);
+    expect((await fit(undefined, whole)).losses).toEqual(plain.losses);
+    // It learns through the augmentation: the loss falls and held-out accuracy is far above chance (1/2).
+    expect(augmented.losses[7]).toBeLessThan(0.5 * augmented.losses[0]);
+    expect(augmented.accuracy).toBeGreaterThanOrEqual(0.9);
+    [train, heldOut].forEach(({ images, labels }) => [images, labels].forEach((t) => t.dispose()));
   });
 });
 
