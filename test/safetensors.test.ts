@@ -20,8 +20,14 @@ async function withLoaded<T>(file: string, body: (loaded: TensorFile) => Promise
 }
 
 describe('reading the shared fixtures', () => {
-  test('there are fixtures to read', () => {
-    expect(fixtures.length).toBeGreaterThanOrEqual(18);
+  test('every safetensors file the fixture indexes list is here, and nothing else', () => {
+    const listed = ['index.json', 'index.clip.json'].flatMap((index) =>
+      Object.values(JSON.parse(fs.readFileSync(path.join(fixturesDir, index), 'utf8')) as { files?: string[] }[])
+        .flatMap((entry) => entry.files ?? [])
+        .filter((file) => file.endsWith('.safetensors')),
+    );
+    expect(listed.length).toBeGreaterThanOrEqual(18);
+    expect(fixtures).toEqual([...new Set(listed)].sort());
   });
 
   test.each(fixtures)('%s: every tensor matches an independent reader bit for bit', async (name) => {
