@@ -1,5 +1,5 @@
-// The fused PACE linear (peft/pace_linear.h) against the reference's two-linear formula and, in float64,
-// against finite differences.
+// The fused PACE linear (peft/pace_linear.h) against its formula written out by hand in float64, against the
+// reference's two-linear formulation, and against finite differences.
 #include <torch/csrc/autograd/autograd.h>
 
 #include <cmath>
@@ -49,14 +49,6 @@ Inputs makeInputs(const Case& c, at::Generator& generator, at::ScalarType dtype)
   return in;
 }
 
-Inputs converted(const Inputs& source, at::ScalarType dtype) {
-  auto convert = [&](const at::Tensor& t) {
-    return t.defined() ? t.detach().to(dtype).set_requires_grad(t.requires_grad()) : t;
-  };
-  return {convert(source.input),       convert(source.weight), convert(source.bias),
-          convert(source.deltaWeight), convert(source.shift),  convert(source.multiplier)};
-}
-
 struct Result {
   at::Tensor output;
   std::vector<at::Tensor> gradients;
@@ -79,13 +71,47 @@ struct Reference {
   Result exact;
 };
 
+// y = X·W0ᵀ + b0 + z ⊙ (X·ΔWᵀ + c) and the gradients of L = Σ y ⊙ r, computed independently of the code under
+// test: float64 copies, plain at:: products, the backward written out by hand (no autograd). With G = r and
+// sums over rows and tokens: dX = G·W0 + (z ⊙ G)·ΔW, dW0 = Gᵀ·X, db0 = Σ G, dΔW = (z ⊙ G)ᵀ·X, dc = Σ z ⊙ G.
+Result float64Formula(const Inputs& in, const at::Tensor& outputWeights) {
+  auto f64 = [](const at::Tensor& t) { return t.defined() ? t.detach().to(at::kDouble) : t; };
+  const at::Tensor x = f64(in.input), w0 = f64(in.weight), b0 = f64(in.bias), dw = f64(in.deltaWeight),
+                   c = f64(in.shift), r = f64(outputWeights);
+  const int64_t inFeatures = x.size(-1), outFeatures = w0.size(0);
+  std::vector<int64_t> zShape(x.dim(), 1);  // one multiplier per row and channel, shared by the row's tokens
+  zShape.front() = x.size(0);
+  zShape.back() = outFeatures;
+  const at::Tensor z = f64(in.multiplier).reshape(zShape);
+  std::vector<int64_t> outShape = x.sizes().vec();
+  outShape.back() = outFeatures;
+
+  const at::Tensor X = x.reshape({-1, inFeatures});
+  at::Tensor frozen = at::matmul(X, w0.t());
+  if (b0.defined()) frozen = frozen + b0;
+  at::Tensor adapter = at::matmul(X, dw.t());
+  if (c.defined()) adapter = adapter + c;
+  Result result;
+  result.output = frozen.reshape(outShape) + z * adapter.reshape(outShape);
+
+  const at::Tensor G = r.reshape({-1, outFeatures});
+  const at::Tensor zG = (z * r).reshape({-1, outFeatures});
+  if (in.input.requires_grad()) result.gradients.push_back((at::matmul(G, w0) + at::matmul(zG, dw)).reshape(x.sizes()));
+  if (in.weight.requires_grad()) result.gradients.push_back(at::matmul(G.t(), X));
+  if (in.bias.defined() && in.bias.requires_grad()) result.gradients.push_back(G.sum(0));
+  if (in.deltaWeight.requires_grad()) result.gradients.push_back(at::matmul(zG.t(), X));
+  if (in.shift.defined() && in.shift.requires_grad()) result.gradients.push_back(zG.sum(0));
+  return result;
+}
+
 Reference referenceFor(const Case& c, at::Generator& generator) {
   Reference reference;
   reference.inputs = makeInputs(c, generator, at::kFloat);
   std::vector<int64_t> outShape = reference.inputs.input.sizes().vec();
   outShape.back() = c.out;
   reference.outputWeights = at::randn(outShape, generator, at::TensorOptions().dtype(at::kFloat));
-  reference.exact = run(converted(reference.inputs, at::kDouble), PaceLinearStrategy::Unfused, reference.outputWeights);
+  reference.exact = float64Formula(reference.inputs, reference.outputWeights);
+  check(reference.exact.gradients.size() == reference.inputs.differentiable().size(), "float64 gradient count");
   return reference;
 }
 
@@ -117,6 +143,9 @@ void fusedMatchesUnfusedOnRandomShapes() {
     const auto [inputs, outputWeights, exact] = referenceFor(c, generator);
     const Result unfused = run(inputs, PaceLinearStrategy::Unfused, outputWeights);
     check(relativeError(unfused.output, exact.output) < 1e-5, describe(c, "unfused float32 vs float64"));
+    for (size_t i = 0; i < unfused.gradients.size(); ++i)
+      check(relativeError(unfused.gradients[i], exact.gradients[i]) < 1e-4,
+            describe(c, "unfused") + ": gradient " + std::to_string(i) + " vs float64");
     for (const auto& [strategy, name] : {std::pair{PaceLinearStrategy::PerRowWeight, "per-row"},
                                          std::pair{PaceLinearStrategy::StackedWeight, "stacked"}}) {
       const Result fused = run(inputs, strategy, outputWeights);
@@ -280,7 +309,8 @@ void fusedOnCudaMatchesFloat64() {
 
 TestList paceLinearTests() {
   return {
-      {"fused PACE linear matches the two-linear formula on random shapes", fusedMatchesUnfusedOnRandomShapes},
+      {"fused PACE linear matches its formula in float64 and the two-linear form on random shapes",
+       fusedMatchesUnfusedOnRandomShapes},
       {"fused PACE linear's backward matches finite differences (float64)", fusedBackwardMatchesFiniteDifferences},
       {"fused PACE linear computes only the gradients that are needed", gradientsOnlyWhereNeeded},
       {"fused PACE linear picks per-row weights for long rows", autoPicksPerRowWeightsForLongRows},
