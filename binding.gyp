@@ -1,4 +1,4 @@
-# For node-gyp based tooling (npm's install step through node-gyp-build, @electron/rebuild): the addon is
+# For node-gyp based tooling (@electron/rebuild, `node-gyp rebuild`): the addon is
 # built by CMake (CMakeLists.txt, the one list of sources) through scripts/build-native.js. It uses only
 # Node-API, so the same binary loads in Node.js and Electron without a per-runtime build.
 {

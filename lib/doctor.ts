@@ -2,7 +2,7 @@ import os from 'node:os';
 
 import { z } from 'zod';
 
-import { nativeAddon, nativeAddonPath } from './native';
+import { nativeAddon, nativeAddonLocation } from './native';
 import { parseOptions } from './options';
 
 /** What {@link doctor} reports about the native runtime. */
@@ -13,6 +13,8 @@ export interface DoctorReport {
   platform: string;
   /** Path of the native addon that was loaded. */
   addon: string;
+  /** Why that addon: a source build, or which prebuilt binary package and the libtorch it matched. */
+  addonReason: string;
   /** Version of the libtorch the addon runs on. */
   torchVersion: string;
   cuda: {
@@ -67,7 +69,8 @@ export function doctor(): DoctorReport {
     version,
     node: process.version,
     platform: `${os.platform()}-${os.arch()}`,
-    addon: nativeAddonPath(),
+    addon: nativeAddonLocation().file,
+    addonReason: nativeAddonLocation().reason,
     ...report,
   };
 }
@@ -118,6 +121,7 @@ export function formatDoctorReport(report: DoctorReport, gemm?: GemmMeasurement 
   const lines = [
     `pace-peft ${report.version} (node ${report.node}, ${report.platform})`,
     `addon      ${report.addon}`,
+    `           ${report.addonReason}`,
     `libtorch   ${report.torchVersion}`,
     `cuda       ${report.cuda.built ? `built, ${report.cuda.deviceCount} device(s) visible` : 'not built (CPU only)'}`,
     `blas       ${report.blas.kind}${report.blas.library ? ` (${report.blas.library})` : ''}`,

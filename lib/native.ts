@@ -1,6 +1,5 @@
-import path from 'node:path';
-
 import type { DType } from './dtype';
+import { locateAddon, type AddonLocation } from './install/addon-location';
 
 /** The native handle behind a {@link Tensor}; not part of the public API. */
 export interface NativeTensorHandle {
@@ -170,33 +169,33 @@ export interface NativeAddon {
   externalMemory(): number;
 }
 
-/** The package root: `lib/` (sources) and `dist/` (compiled) both sit one level below it. */
-export const packageRoot = path.resolve(__dirname, '..');
-
 let addon: NativeAddon | undefined;
-let addonPath: string | undefined;
+let location: AddonLocation | undefined;
 
-/** Loads the native addon once (a prebuild from `prebuilds/`, else `build/Release/`). */
+/**
+ * Loads the native addon once: a source build when there is one, else the prebuilt binary package chosen for
+ * the libtorch found (see lib/install/addon-location.ts).
+ */
 export function nativeAddon(): NativeAddon {
   if (addon) return addon;
-  // node-gyp-build ships no types; its only export is this loader function.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const load = require('node-gyp-build') as { (dir: string): unknown; resolve(dir: string): string };
+  location = locateAddon();
   try {
-    addonPath = load.resolve(packageRoot);
-    addon = load(packageRoot) as NativeAddon;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    addon = require(location.file) as NativeAddon;
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     const hint = /libtorch|libc10|libtorch_cpu/.test(reason)
-      ? 'libtorch is not installed where the addon was built against it: `apt-get install libtorch-dev libopenblas0-openmp` (Debian/Ubuntu) or set LD_LIBRARY_PATH to your libtorch/lib'
+      ? 'the libtorch it was built against is not where it was: reinstall it, or rebuild with `PACE_BUILD_FROM_SOURCE=1 npm rebuild pace-peft`'
       : 'build it with `npm run build:native` (needs cmake, a C++17 compiler and libtorch; `npm test` and `npm run demo` set all of this up on Debian)';
-    throw new Error(`pace-peft: cannot load the native addon (${reason}). ${hint}.`, { cause: error });
+    throw new Error(`pace-peft: cannot load the native addon ${location.file} (${reason}). ${hint}.`, {
+      cause: error,
+    });
   }
   return addon;
 }
 
-/** Where the loaded addon came from (for `doctor()`). */
-export function nativeAddonPath(): string {
+/** Where the loaded addon came from and why it was chosen (for `doctor()`). */
+export function nativeAddonLocation(): AddonLocation {
   nativeAddon();
-  return addonPath ?? '';
+  return location!;
 }

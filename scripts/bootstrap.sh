@@ -59,8 +59,11 @@ MSG
   fi
 fi
 
-# npm dependencies. `npm ci` also runs this package's install script, which builds the addon through
-# binding.gyp (node-gyp-build -> node-gyp -> scripts/build-native.js).
+# A `npm pack` that was killed may have left package.json with the release's optional binary packages.
+node scripts/pack-manifest.js restore
+
+# npm dependencies. `npm ci` also runs this package's install script (scripts/install.js), which builds the
+# addon from source in a checkout.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "installing npm dependencies (npm ci)"
   npm ci --no-audit --no-fund

@@ -3,7 +3,7 @@
 # and ninja but no Node and no network (see design.md, "The lent GPU machine"). It holds:
 #   node.xz            this machine's node, stripped and xz-compressed
 #   include/           the N-API headers (Node's C headers and node-addon-api's C++ wrapper)
-#   node_modules.tar.xz  the runtime dependencies dist/ loads (zod, cli-progress, sharp, node-gyp-build, ...)
+#   node_modules.tar.xz  the runtime dependencies dist/ loads (zod, cli-progress, sharp, ...)
 #   fixtures/          the shared PACE parity fixtures the device checks replay
 #   js/                bench/device-*.ts bundled with their helpers, as CommonJS
 # Run `npm run build:ts` first; name `.device` and `dist` in the device call's carry.
@@ -28,7 +28,7 @@ cp -r /usr/include/nlohmann "$out/include/"
 mkdir -p "$out/include/zlib"
 cp /usr/include/zlib.h /usr/include/zconf.h "$out/include/zlib/"
 
-modules=(zod cli-progress string-width emoji-regex is-fullwidth-code-point strip-ansi ansi-regex node-gyp-build
+modules=(zod cli-progress string-width emoji-regex is-fullwidth-code-point strip-ansi ansi-regex
   sharp detect-libc semver @img/colour @img/sharp-linux-x64 @img/sharp-libvips-linux-x64)
 (cd "$root" && tar -cJf "$out/node_modules.tar.xz" $(printf 'node_modules/%s ' "${modules[@]}"))
 

@@ -1,0 +1,87 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { addonFileName, chooseBinary, findBinaryPackages, type BinaryChoice } from './binaries';
+import { describeLibtorch, findLibtorch, libtorchSearchOrder, type LibtorchInfo } from './libtorch';
+
+/** The package root: `lib/` (sources) and `dist/` (compiled) both sit one level below `install/`'s parent. */
+export const packageRoot = path.resolve(__dirname, '..', '..');
+
+/** The addon a source build writes. */
+export const sourceBuildFile = path.join(packageRoot, 'build', 'Release', addonFileName);
+
+/** Where the binary chosen at install (or first load) is recorded. */
+export const choiceRecordFile = path.join(packageRoot, 'build', 'binary.json');
+
+/** The addon to load and why it was chosen (`pace doctor` prints both). */
+export interface AddonLocation {
+  file: string;
+  reason: string;
+}
+
+interface ChoiceRecord extends AddonLocation {
+  package: string;
+  libtorch: LibtorchInfo;
+}
+
+/** Records a chosen binary package, so later loads need no search or test-load. */
+export function recordChoice(choice: Required<Pick<BinaryChoice, 'chosen'>>, info: LibtorchInfo): AddonLocation {
+  const file = path.join(choice.chosen.dir, addonFileName);
+  const reason = `prebuilt ${choice.chosen.name}: matches ${describeLibtorch(info)} and passed its test-load`;
+  const record: ChoiceRecord = { file, reason, package: choice.chosen.name, libtorch: info };
+  fs.mkdirSync(path.dirname(choiceRecordFile), { recursive: true });
+  fs.writeFileSync(choiceRecordFile, `${JSON.stringify(record, null, 2)}\n`);
+  return { file, reason };
+}
+
+/** The chosen binary recorded earlier, if its file and its libtorch folder are still there. */
+function recordedChoice(): AddonLocation | undefined {
+  try {
+    const record = JSON.parse(fs.readFileSync(choiceRecordFile, 'utf8')) as ChoiceRecord;
+    if (fs.existsSync(record.file) && fs.existsSync(record.libtorch.libDir)) return record;
+  } catch {
+    // no record, or an unreadable one: choose again
+  }
+  return undefined;
+}
+
+/** What to tell a user for whom no addon can be found or built. */
+export function noAddonMessage(info: LibtorchInfo | undefined, choice: BinaryChoice | undefined): string {
+  const lines = ['pace-peft: no native addon for this machine.'];
+  if (!info) {
+    lines.push(`No libtorch was found (looked in: ${libtorchSearchOrder}).`);
+    lines.push(
+      'Install one: `apt-get install libtorch-dev libopenblas0-openmp` (Debian/Ubuntu), `pip install torch`, or an unpacked libtorch in LIBTORCH.',
+    );
+  } else {
+    lines.push(`Found ${describeLibtorch(info)}.`);
+    if (!choice || (choice.skipped.length === 0 && !choice.chosen)) {
+      lines.push('No prebuilt binary package (@pace-peft/*) is installed.');
+    }
+    for (const { name, reason } of choice?.skipped ?? []) lines.push(`Skipped ${name}: ${reason}.`);
+  }
+  lines.push(
+    'Build from source: `PACE_BUILD_FROM_SOURCE=1 npm rebuild pace-peft` (needs cmake >= 3.18, a C++17 compiler, nlohmann-json and zlib headers; Debian: apt-get install cmake g++ nlohmann-json3-dev zlib1g-dev).',
+  );
+  return lines.join('\n');
+}
+
+/**
+ * The addon to load: a source build (build/Release) when there is one, else the binary package recorded at
+ * install, else the binary package that matches the libtorch found now and passes a test-load in a child
+ * process (recorded for next time).
+ */
+export function locateAddon(): AddonLocation {
+  if (fs.existsSync(sourceBuildFile)) return { file: sourceBuildFile, reason: 'built from source (build/Release)' };
+  const recorded = recordedChoice();
+  if (recorded) return recorded;
+  const info = findLibtorch();
+  const choice = info ? chooseBinary(findBinaryPackages(packageRoot), info, Number(process.versions.napi)) : undefined;
+  if (!info || !choice?.chosen) throw new Error(noAddonMessage(info, choice));
+  try {
+    return recordChoice({ chosen: choice.chosen }, info);
+  } catch {
+    // a read-only install (an Electron app's resources): use it without recording
+    return { file: path.join(choice.chosen.dir, addonFileName), reason: `prebuilt ${choice.chosen.name}` };
+  }
+}

@@ -1,0 +1,139 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { platformKey, torchSeries, type LibtorchInfo } from './libtorch';
+
+/** The scope every binary package is published under. */
+export const binaryScope = '@pace-peft';
+
+/** The file name of the addon inside a binary package (and of a source build, under build/Release/). */
+export const addonFileName = 'pace_peft.node';
+
+/** `binary.json` of a binary package: what its addon was built against and assumes. */
+export interface BinaryDescription {
+  platform: string;
+  libtorch: { version: string; variant: string; cxx11Abi: 0 | 1 };
+  napiVersion: number;
+  /** CUDA architectures its kernels were compiled for (empty for a CPU build). */
+  cudaArchitectures: string[];
+  /** CPU features its own kernels use where present (they are chosen at run time, never required). */
+  cpuFeatures: string[];
+  /** The pace-peft version it was built from. */
+  packageVersion: string;
+}
+
+/** A binary package found on disk. */
+export interface BinaryPackage {
+  name: string;
+  dir: string;
+  description?: BinaryDescription;
+}
+
+/** The binary package a libtorch needs: `@pace-peft/linux-x64-torch1.13-cpu`. */
+export function binaryPackageName(info: Pick<LibtorchInfo, 'version' | 'variant'>, platform = platformKey()): string {
+  return `${binaryScope}/${platform}-torch${torchSeries(info.version)}-${info.variant}`;
+}
+
+/** Every `@pace-peft/*` package in the node_modules folders above `from` (nearest first). */
+export function findBinaryPackages(from: string): BinaryPackage[] {
+  const found = new Map<string, BinaryPackage>();
+  for (let dir = path.resolve(from); ; dir = path.dirname(dir)) {
+    const scope = path.join(dir, path.basename(dir) === 'node_modules' ? '' : 'node_modules', binaryScope);
+    if (fs.existsSync(scope)) {
+      for (const entry of fs.readdirSync(scope).sort()) {
+        const name = `${binaryScope}/${entry}`;
+        const packageDir = path.join(scope, entry);
+        if (found.has(name) || !fs.existsSync(path.join(packageDir, 'package.json'))) continue;
+        let description: BinaryDescription | undefined;
+        try {
+          description = JSON.parse(fs.readFileSync(path.join(packageDir, 'binary.json'), 'utf8')) as BinaryDescription;
+        } catch {
+          description = undefined;
+        }
+        found.set(name, { name, dir: packageDir, description });
+      }
+    }
+    if (path.dirname(dir) === dir) break;
+  }
+  return [...found.values()];
+}
+
+/** Why a binary package cannot serve this libtorch, or undefined when it can. */
+export function mismatch(binary: BinaryPackage, info: LibtorchInfo, napiVersion: number): string | undefined {
+  const d = binary.description;
+  if (!d) return 'it has no readable binary.json';
+  if (d.platform !== platformKey()) return `it is built for ${d.platform}, this machine is ${platformKey()}`;
+  if (torchSeries(d.libtorch.version) !== torchSeries(info.version)) {
+    return `it is built for libtorch ${d.libtorch.version}, the libtorch found is ${info.version}`;
+  }
+  if (d.libtorch.variant !== info.variant) {
+    return `it is built for libtorch ${d.libtorch.variant}, the libtorch found is ${info.variant}`;
+  }
+  if (d.libtorch.cxx11Abi !== info.cxx11Abi) {
+    return `it is built with _GLIBCXX_USE_CXX11_ABI=${d.libtorch.cxx11Abi}, the libtorch found has ${info.cxx11Abi}`;
+  }
+  if (d.napiVersion > napiVersion) return `it needs N-API ${d.napiVersion}, this Node has ${napiVersion}`;
+  return undefined;
+}
+
+/**
+ * Points `<package>/libtorch` at the found libtorch's library folder: the prebuilt addon's RUNPATH is
+ * `$ORIGIN/libtorch`, so it loads that libtorch wherever it lives, without LD_LIBRARY_PATH.
+ */
+export function linkLibtorch(binary: BinaryPackage, info: LibtorchInfo): void {
+  const link = path.join(binary.dir, 'libtorch');
+  let current: string | undefined;
+  try {
+    current = fs.readlinkSync(link);
+  } catch {
+    current = undefined;
+  }
+  if (current === info.libDir) return;
+  fs.rmSync(link, { force: true });
+  fs.symlinkSync(info.libDir, link);
+}
+
+/** Loads an addon in a child process, so a crash or a missing symbol cannot take this process down. */
+export function testLoad(file: string): string | undefined {
+  const run = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(file)}).doctor()`], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  if (run.status === 0) return undefined;
+  const reason = (run.stderr || run.error?.message || `exit status ${run.status}`).trim().split('\n');
+  return reason.find((line) => /Error|error:/.test(line)) ?? reason[0];
+}
+
+/** The outcome of choosing a binary: the one to use (if any) and why each other one was passed over. */
+export interface BinaryChoice {
+  chosen?: BinaryPackage;
+  skipped: { name: string; reason: string }[];
+}
+
+/** Picks the first binary package that matches the libtorch and passes its test-load (its link made first). */
+export function chooseBinary(packages: BinaryPackage[], info: LibtorchInfo, napiVersion: number): BinaryChoice {
+  const skipped: BinaryChoice['skipped'] = [];
+  const preferred = binaryPackageName(info);
+  const ordered = [...packages].sort((a, b) => Number(b.name === preferred) - Number(a.name === preferred));
+  for (const binary of ordered) {
+    const wrong = mismatch(binary, info, napiVersion);
+    if (wrong) {
+      skipped.push({ name: binary.name, reason: wrong });
+      continue;
+    }
+    try {
+      linkLibtorch(binary, info);
+    } catch (error) {
+      skipped.push({ name: binary.name, reason: `cannot link its libtorch folder: ${(error as Error).message}` });
+      continue;
+    }
+    const failed = testLoad(path.join(binary.dir, addonFileName));
+    if (failed) {
+      skipped.push({ name: binary.name, reason: `its test-load failed: ${failed}` });
+      continue;
+    }
+    return { chosen: binary, skipped };
+  }
+  return { skipped };
+}

@@ -1,0 +1,57 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { choiceRecordFile, noAddonMessage, packageRoot, recordChoice } from './addon-location';
+import { binaryPackageName, chooseBinary, findBinaryPackages } from './binaries';
+import { describeLibtorch, findLibtorch } from './libtorch';
+
+const log = (line: string) => process.stderr.write(`pace-peft: ${line}\n`);
+
+/** Whether `command` is on the PATH. */
+function onPath(command: string): boolean {
+  return (process.env.PATH ?? '')
+    .split(path.delimiter)
+    .some((dir) => dir !== '' && fs.existsSync(path.join(dir, command)));
+}
+
+/** Builds the addon from source with CMake (scripts/build-native.js); returns the exit status. */
+export function buildFromSource(): number {
+  fs.rmSync(choiceRecordFile, { force: true });
+  const run = spawnSync(process.execPath, [path.join(packageRoot, 'scripts', 'build-native.js')], {
+    stdio: 'inherit',
+  });
+  return run.status ?? 1;
+}
+
+/**
+ * The package's install step: `PACE_BUILD_FROM_SOURCE=1` builds from source; otherwise the binary package
+ * that matches the libtorch found is test-loaded and recorded, and without one the addon is built from
+ * source, or the install fails saying what was found and what to install. Returns the exit status.
+ */
+export function runInstall(): number {
+  if (process.env.PACE_BUILD_FROM_SOURCE === '1') {
+    log('PACE_BUILD_FROM_SOURCE=1: building the addon from source');
+    return buildFromSource();
+  }
+  const info = findLibtorch();
+  if (!info) {
+    log(noAddonMessage(undefined, undefined));
+    return 1;
+  }
+  const choice = chooseBinary(findBinaryPackages(packageRoot), info, Number(process.versions.napi));
+  for (const { name, reason } of choice.skipped) log(`skipping ${name}: ${reason}`);
+  if (choice.chosen) {
+    const { reason } = recordChoice({ chosen: choice.chosen }, info);
+    log(`using ${reason}`);
+    return 0;
+  }
+  const missing = [...(onPath('cmake') ? [] : ['cmake']), ...(['c++', 'g++', 'clang++'].some(onPath) ? [] : ['c++'])];
+  if (missing.length > 0) {
+    log(`no usable prebuilt binary (wanted ${binaryPackageName(info)}) and no ${missing.join(' or ')} to build one.`);
+    log(noAddonMessage(info, choice));
+    return 1;
+  }
+  log(`no prebuilt binary for ${describeLibtorch(info)} (wanted ${binaryPackageName(info)}): building from source`);
+  return buildFromSource();
+}

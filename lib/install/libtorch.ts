@@ -1,0 +1,125 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+/** Where a libtorch was found, in the design's search order. */
+export type LibtorchSource = 'LIBTORCH' | 'CMAKE_PREFIX_PATH' | 'python3' | 'debian';
+
+/** What a libtorch addon is bound to: a binary built for one of these loads only with the same. */
+export interface LibtorchInfo {
+  source: LibtorchSource;
+  /** Full version from its CMake package (`1.13.0`, `2.11.0`). */
+  version: string;
+  /** `cpu`, or `cu` + the CUDA version without the dot (`cu130`), or `cuda` when the version is unknown. */
+  variant: string;
+  /** The libstdc++ ABI it was built with (`_GLIBCXX_USE_CXX11_ABI`). */
+  cxx11Abi: 0 | 1;
+  /** The folder holding its CMake package (`…/Torch/TorchConfig.cmake` lies below it). */
+  cmakePrefix: string;
+  /** The folder holding libtorch.so, libc10.so, … */
+  libDir: string;
+}
+
+/** The part of a version a binary is keyed by: major.minor (patch releases keep the ABI). */
+export function torchSeries(version: string): string {
+  return version.split('.').slice(0, 2).join('.');
+}
+
+const triplets = ['x86_64-linux-gnu', 'aarch64-linux-gnu'];
+
+/** Reads a libtorch's identity from its CMake package under `prefix`, or undefined if there is none. */
+function describePrefix(
+  prefix: string,
+  source: LibtorchSource,
+  hints: { libDir?: string; cuda?: string | null; cxx11Abi?: boolean } = {},
+): LibtorchInfo | undefined {
+  const torchDir = [path.join(prefix, 'Torch'), path.join(prefix, 'share', 'cmake', 'Torch')].find((dir) =>
+    fs.existsSync(path.join(dir, 'TorchConfig.cmake')),
+  );
+  if (!torchDir) return undefined;
+  const versionFile = fs.readFileSync(path.join(torchDir, 'TorchConfigVersion.cmake'), 'utf8');
+  const version = /set\(PACKAGE_VERSION "([^"]+)"\)/.exec(versionFile)?.[1];
+  if (!version) return undefined;
+  const config = fs.readFileSync(path.join(torchDir, 'TorchConfig.cmake'), 'utf8');
+  const abiFlag = /_GLIBCXX_USE_CXX11_ABI=([01])/.exec(config)?.[1];
+  const cxx11Abi = hints.cxx11Abi !== undefined ? (hints.cxx11Abi ? 1 : 0) : abiFlag === '0' ? 0 : 1;
+  const libDir =
+    hints.libDir ??
+    [path.resolve(torchDir, '..', '..', '..', 'lib'), path.resolve(torchDir, '..', '..')].find((dir) =>
+      fs.readdirSync(dir, { withFileTypes: true }).some((e) => /^libc10\.so/.test(e.name)),
+    );
+  if (!libDir) return undefined;
+  const hasCuda = fs.readdirSync(libDir).some((name) => /^libtorch_cuda\.so/.test(name));
+  let variant = 'cpu';
+  if (hasCuda) {
+    const buildVersion = path.resolve(libDir, '..', 'build-version'); // unpacked libtorch: "2.11.0+cu130"
+    const fromFile = fs.existsSync(buildVersion) ? /\+cu(\d+)/.exec(fs.readFileSync(buildVersion, 'utf8'))?.[1] : '';
+    const cuda = hints.cuda ? hints.cuda.replace('.', '') : fromFile;
+    variant = cuda ? `cu${cuda}` : 'cuda';
+  }
+  return { source, version, variant, cxx11Abi, cmakePrefix: prefix, libDir };
+}
+
+/** The torch of `python3`, if it imports and ships its CMake package (Debian's python3-torch does not). */
+function fromPython(): LibtorchInfo | undefined {
+  const script = [
+    'import json, os, torch, torch.utils',
+    'print(json.dumps({"prefix": torch.utils.cmake_prefix_path,',
+    ' "lib": os.path.join(os.path.dirname(torch.__file__), "lib"),',
+    ' "cuda": torch.version.cuda, "abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI)}))',
+  ].join('\n');
+  const run = spawnSync('python3', ['-c', script], { encoding: 'utf8', timeout: 120_000 });
+  if (run.status !== 0 || !run.stdout) return undefined;
+  try {
+    const found = JSON.parse(run.stdout.trim().split('\n').pop() ?? '') as {
+      prefix: string;
+      lib: string;
+      cuda: string | null;
+      abi: boolean;
+    };
+    if (!fs.existsSync(found.lib)) return undefined;
+    return describePrefix(found.prefix, 'python3', { libDir: found.lib, cuda: found.cuda, cxx11Abi: found.abi });
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Finds libtorch in the order the build uses (cmake/PaceFindTorch.cmake): `LIBTORCH`, then `CMAKE_PREFIX_PATH`,
+ * then the torch of `python3`, then Debian's libtorch-dev. Undefined when there is none.
+ */
+export function findLibtorch(env: NodeJS.ProcessEnv = process.env): LibtorchInfo | undefined {
+  if (env.LIBTORCH) {
+    const prefix = path.join(env.LIBTORCH, 'share', 'cmake');
+    const found = describePrefix(prefix, 'LIBTORCH') ?? describePrefix(env.LIBTORCH, 'LIBTORCH');
+    if (found) return found;
+  }
+  for (const prefix of (env.CMAKE_PREFIX_PATH ?? '').split(':').filter(Boolean)) {
+    const found =
+      describePrefix(prefix, 'CMAKE_PREFIX_PATH') ??
+      describePrefix(path.join(prefix, 'share', 'cmake'), 'CMAKE_PREFIX_PATH');
+    if (found) return found;
+  }
+  const python = fromPython();
+  if (python) return python;
+  for (const triplet of triplets) {
+    const found = describePrefix(`/usr/lib/${triplet}/cmake`, 'debian', { libDir: `/usr/lib/${triplet}` });
+    if (found) return found;
+  }
+  return undefined;
+}
+
+/** The places {@link findLibtorch} looks, for error messages. */
+export const libtorchSearchOrder =
+  "LIBTORCH (an unpacked libtorch), CMAKE_PREFIX_PATH, the torch package of python3, Debian's libtorch-dev";
+
+/** One line naming a libtorch: `libtorch 1.13.0 (cpu, C++11 ABI) from debian at /usr/lib/x86_64-linux-gnu`. */
+export function describeLibtorch(info: LibtorchInfo): string {
+  return `libtorch ${info.version} (${info.variant}, ${info.cxx11Abi ? 'C++11' : 'pre-C++11'} ABI) from ${info.source} at ${info.libDir}`;
+}
+
+/** This machine's platform key for binary packages: `linux-x64`. */
+export function platformKey(): string {
+  return `${os.platform()}-${os.arch()}`;
+}
