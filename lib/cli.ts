@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { commands, helpRequested, UsageError } from './cli/commands';
 
-const usage = `Usage: pace <command> [options]   (pace <command> --help for its options)
+const usage = `Usage: pace <command> [options]   (pace <command> --help for its options; pace --version)
 
 Commands:
 ${Object.entries(commands)
@@ -10,9 +10,18 @@ ${Object.entries(commands)
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+  if (name === undefined) {
+    process.stderr.write(`${usage}\n`);
+    return 2;
+  }
+  if (name === 'help' || name === '--help' || name === '-h') {
     process.stdout.write(`${usage}\n`);
-    return name === undefined ? 2 : 0;
+    return 0;
+  }
+  if (name === '--version' || name === '-v') {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    process.stdout.write(`${(require('../package.json') as { version: string }).version}\n`);
+    return 0;
   }
   const command = commands[name];
   if (!command) {

@@ -66,6 +66,23 @@ test('`pace` without a known command prints usage and exits 2', () => {
   expect(run.status).toBe(2);
   expect(run.stderr).toContain("unknown command 'frobnicate'");
   expect(run.stderr).toContain('Usage: pace <command>');
+  const bare = runCli([]);
+  expect([bare.status, bare.stdout]).toEqual([2, '']);
+  expect(bare.stderr).toContain('Usage: pace <command>');
+  const help = runCli(['--help']);
+  expect([help.status, help.stderr]).toEqual([0, '']);
+  expect(help.stdout).toContain('Usage: pace <command>');
+});
+
+test('`pace --version` prints the package version', () => {
+  const run = runCli(['--version']);
+  expect(run.status).toBe(0);
+  expect(run.stdout).toBe(`${JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')).version}\n`);
+});
+
+test('`pace doctor` says which addon it loaded and why', () => {
+  const run = runCli(['doctor']);
+  expect(run.stdout).toMatch(/^addon {6}.*pace_peft\.node\n {11}built from source \(build\/Release\)$/m);
 });
 
 // Debian's reference BLAS (libblas3) is installed beside OpenBLAS by the bootstrap; putting it first on the
