@@ -15,6 +15,7 @@ import {
   type Model,
 } from '../lib';
 import { fixturesDir, makeTempDir, repoRoot } from './support/paths';
+import { saveCheckpointWithDigest } from './support/checkpoint-digest';
 import { runFitChildUntil, type KillOutcome } from './support/kill-child';
 import { colourData, colourDataset, seededRandom, tinyVit } from './support/synthetic';
 
@@ -253,7 +254,7 @@ test('a checkpoint whose generator states belong to another device is refused be
   // A CUDA generator's state is 16 bytes (seed and offset); the CPU's is the Mersenne Twister's 5,056.
   tensors['rng.noise'].dispose();
   tensors['rng.noise'] = tensor(new Uint8Array(16), [16]);
-  await saveTensors(last, tensors, { metadata: metadata ?? {} });
+  await saveCheckpointWithDigest(last, tensors, metadata ?? {});
   disposeTensors(tensors);
   using resumedModel = await freshModel();
   const before = await adapterBytes(resumedModel, 'before-other-device');

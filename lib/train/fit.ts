@@ -10,6 +10,7 @@ import { nativeAddon, type NativeTrainerHandle } from '../native';
 import { parseOptions } from '../options';
 import { handleOf } from '../tensor';
 import type { Callback, EpochLogs, FitControl } from './callbacks';
+import { resumeFrom, ResumeFromSchema, saveLastCheckpoint } from './checkpoints';
 import { RunFolder } from './run-folder';
 import { cosineSchedule, type LrSchedule } from './schedule';
 
@@ -38,8 +39,10 @@ export const FitOptionsSchema = z
     diagnostics: z.boolean().default(false),
     /** The run folder (config, metrics, checkpoints). */
     runDir: z.string().min(1).optional(),
-    /** A run folder to continue from its last checkpoint. */
+    /** A run folder to continue from its last checkpoint (or the one `resumeFrom` names). */
     resume: z.string().min(1).optional(),
+    /** Which checkpoint of `resume` to continue from: `previous` or `best` when `last` is refused. */
+    resumeFrom: ResumeFromSchema.default('last'),
     /** Seed of the per-epoch shuffles (default: the trainer's seed). */
     shuffleSeed: z.number().int().min(0).optional(),
     /** A progress bar on stderr: `auto` shows it only on a TTY. */
@@ -102,14 +105,15 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   let run = o.runDir ? new RunFolder(o.runDir) : undefined;
   let history: EpochLogs[] = [];
   let startEpoch = 0;
+  let resumed = false;
   if (o.resume) {
-    run = new RunFolder(o.resume);
-    const metadata = await host.handle.loadState(run.lastCheckpoint);
-    startEpoch = Number(metadata?.epoch ?? -1) + 1;
-    history = JSON.parse(metadata?.history ?? '[]') as EpochLogs[];
+    run = new RunFolder(o.resume, { mustExist: true });
+    const point = await resumeFrom(host.handle, run, o.resumeFrom, o.epochs);
+    ({ startEpoch, history } = point);
+    resumed = point.file !== undefined;
   }
   run?.writeConfig({ ...host.describe(), fit: o });
-  if (run && !o.resume) await host.handle.saveState(run.lastCheckpoint, { epoch: '-1', history: '[]' });
+  if (run && !resumed) await saveLastCheckpoint(host.handle, run, { epoch: '-1', history: '[]' });
 
   const snapshotDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pace-fit-'));
   const snapshot = path.join(snapshotDir, 'best.safetensors');
@@ -221,7 +225,7 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
           bestValidation = logs.val_acc;
           await host.handle.saveState(run.bestCheckpoint, metadata);
         }
-        await host.handle.saveState(run.lastCheckpoint, metadata);
+        await saveLastCheckpoint(host.handle, run, metadata);
         run.writeHistory(history);
       }
       for (const callback of callbacks) await callback.onEpochEnd?.(epoch, logs, control);

@@ -19,6 +19,16 @@ const columns: (keyof EpochLogs)[] = [
   'fpDistance',
 ];
 
+function processIsAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Writes a file through a temporary name, fsync and rename, so readers never see half of it. */
 export function writeFileAtomic(file: string, text: string): void {
   const temp = `${file}.tmp-${process.pid}`;
@@ -34,11 +44,23 @@ export function writeFileAtomic(file: string, text: string): void {
 
 /**
  * A run folder like timm's: `config.json`, `metrics.jsonl` (one line per epoch), `summary.csv`, and the
- * `last.safetensors` / `best.safetensors` training checkpoints (written by the trainer).
+ * `last.safetensors` / `previous.safetensors` / `best.safetensors` training checkpoints (written by the trainer).
  */
 export class RunFolder {
-  constructor(readonly dir: string) {
+  /**
+   * Opens (and for a new run creates) the folder, removing the temporary files that a killed process left
+   * half-written. `mustExist`: resuming from a folder that is not there is an error, not a new run.
+   */
+  constructor(
+    readonly dir: string,
+    { mustExist = false }: { mustExist?: boolean } = {},
+  ) {
+    if (mustExist && !fs.existsSync(dir)) throw new Error(`resume: the run folder ${dir} does not exist`);
     fs.mkdirSync(dir, { recursive: true });
+    for (const name of fs.readdirSync(dir)) {
+      const pid = /\.tmp-(\d+)(-\d+)?$/.exec(name)?.[1];
+      if (pid !== undefined && !processIsAlive(Number(pid))) fs.rmSync(path.join(dir, name), { force: true });
+    }
   }
 
   get lastCheckpoint(): string {
@@ -47,6 +69,11 @@ export class RunFolder {
 
   get bestCheckpoint(): string {
     return path.join(this.dir, 'best.safetensors');
+  }
+
+  /** The last checkpoint before the current one (kept when a new one is written). */
+  get previousCheckpoint(): string {
+    return path.join(this.dir, 'previous.safetensors');
   }
 
   writeConfig(config: unknown): void {

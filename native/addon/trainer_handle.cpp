@@ -6,6 +6,7 @@
 #include "async.h"
 #include "bindings.h"
 #include "convert.h"
+#include "io/checkpoint.h"
 #include "model_handle.h"
 #include "tensor_handle.h"
 #include "train/trainer.h"
@@ -233,7 +234,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
           env, "pace.saveState",
           [model = model_, trainer = trainer_, path, metadata] {
             std::lock_guard<std::mutex> lock(model->mutex);
-            saveSafetensors(path, trainer->state(), metadata);
+            saveCheckpoint(path, trainer->state(), metadata);
             return true;
           },
           [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
@@ -248,7 +249,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       return runAsync(
           env, "pace.loadState",
           [model = model_, trainer = trainer_, path] {
-            SafetensorsContents contents = loadSafetensors(path);
+            SafetensorsContents contents = loadCheckpoint(path);
             std::lock_guard<std::mutex> lock(model->mutex);
             trainer->restoreState(contents.tensors);
             return contents.metadata;
