@@ -1,7 +1,7 @@
 // An HTTP inference server for a fine-tuned (merged) model: POST /predict with a JPEG, PNG or WebP image returns
 // the top-k labels and probabilities. Concurrent requests are batched into one forward. Usage:
 //   tsx examples/serve.ts --weights merged.safetensors --model vit_base_patch16_224 --classes 100 [--labels labels.json]
-//     [--port 8080] [--top-k 5] [--max-batch 16] [--batch-window-ms 5] [--timeout-ms 10000]
+//     [--host ADDRESS] [--port 8080] [--top-k 5] [--max-batch 16] [--batch-window-ms 5] [--timeout-ms 10000]
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
@@ -44,6 +44,7 @@ class Batcher {
   #queue: Pending[] = [];
   #timer: NodeJS.Timeout | undefined;
   #running = Promise.resolve();
+  #draining = false;
   batches: number[] = [];
 
   constructor(private readonly options: Required<Pick<ServerOptions, 'model' | 'maxBatch' | 'batchWindowMs'>>) {}
@@ -51,7 +52,7 @@ class Batcher {
   submit(pixels: Buffer): Promise<Float32Array> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ pixels, resolve, reject });
-      if (this.#queue.length >= this.options.maxBatch) this.#flush();
+      if (this.#draining || this.#queue.length >= this.options.maxBatch) this.#flush();
       else this.#timer ??= setTimeout(() => this.#flush(), this.options.batchWindowMs);
     });
   }
@@ -61,7 +62,10 @@ class Batcher {
     this.#timer = undefined;
     const batch = this.#queue.splice(0, this.options.maxBatch);
     if (batch.length === 0) return;
-    if (this.#queue.length > 0) this.#timer = setTimeout(() => this.#flush(), this.options.batchWindowMs);
+    if (this.#queue.length > 0) {
+      if (this.#draining) this.#flush();
+      else this.#timer = setTimeout(() => this.#flush(), this.options.batchWindowMs);
+    }
     this.#running = this.#running.then(() => this.#run(batch));
   }
 
@@ -82,7 +86,14 @@ class Batcher {
     }
   }
 
+  /** Requests waiting for their batch to start. */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  /** Runs what is queued now, without waiting out the batch window, and every later request at once. */
   async drain(): Promise<void> {
+    this.#draining = true;
     this.#flush();
     await this.#running;
   }
@@ -123,7 +134,10 @@ async function decodeUpload(body: Buffer, size: number): Promise<Buffer> {
   }
 }
 
-/** The server, not yet listening. `close()` stops accepting, finishes queued work and resolves. */
+/**
+ * The server, not yet listening. `GET /health` reports `{ status, queued }` (requests waiting for their batch).
+ * `close()` stops accepting, runs queued requests at once, and resolves when every response is sent.
+ */
 export function createInferenceServer(options: ServerOptions): {
   server: http.Server;
   batches: number[];
@@ -145,7 +159,9 @@ export function createInferenceServer(options: ServerOptions): {
   };
   const server = http.createServer(async (request, response) => {
     try {
-      if (request.method === 'GET' && request.url === '/health') return send(response, 200, { status: 'ok' });
+      if (request.method === 'GET' && request.url === '/health') {
+        return send(response, 200, { status: 'ok', queued: batcher.queued });
+      }
       if (request.url !== '/predict') throw new HttpError(404, 'unknown path: use POST /predict or GET /health');
       if (request.method !== 'POST') throw new HttpError(405, 'use POST /predict');
       const type = (request.headers['content-type'] ?? '').split(';')[0].trim();
@@ -170,9 +186,12 @@ export function createInferenceServer(options: ServerOptions): {
   return {
     server,
     batches: batcher.batches,
+    // The queue is drained at once: waiting for the server's connections first would hold queued requests (and
+    // so their connections, and the close) for the rest of the batch window.
     close: () =>
       new Promise<void>((resolve) => {
-        server.close(() => void batcher.drain().then(resolve));
+        const drained = batcher.drain();
+        server.close(() => void drained.then(resolve));
         server.closeIdleConnections();
       }),
   };
@@ -185,6 +204,7 @@ async function main(): Promise<void> {
       model: { type: 'string' },
       classes: { type: 'string' },
       labels: { type: 'string' },
+      host: { type: 'string' },
       port: { type: 'string', default: '8080' },
       'top-k': { type: 'string', default: '5' },
       'max-batch': { type: 'string', default: '16' },
@@ -208,8 +228,9 @@ async function main(): Promise<void> {
     batchWindowMs: Number(values['batch-window-ms']),
     timeoutMs: Number(values['timeout-ms']),
   });
-  server.listen(Number(values.port), () => {
-    console.log(`serving on http://localhost:${(server.address() as AddressInfo).port} (POST /predict, GET /health)`);
+  server.listen(Number(values.port), values.host, () => {
+    const { port } = server.address() as AddressInfo;
+    console.log(`serving on http://${values.host ?? 'localhost'}:${port} (POST /predict, GET /health)`);
   });
   const shutdown = () => {
     console.log('shutting down: finishing queued predictions');
