@@ -417,3 +417,54 @@ test('killed with SIGKILL at random moments (checkpoint writes included) and res
   expect(history.epochs.map((e) => e.epoch)).toEqual(Array.from({ length: 40 }, (_, e) => e));
   expect((await adapterBytes(resumedModel, 'kill-loop-resumed')).equals(expected)).toBe(true);
 });
+
+test('calls on the model from outside a running fit are refused at once, and the fit ends as it would alone', async () => {
+  const fitOptions = { epochs: 3, batchSize: 32, schedule: { warmupEpochs: 1 }, progress: false as const };
+  using alone = await freshModel();
+  await new Trainer(alone, trainerOptions).fit(train, fitOptions);
+  const expected = await adapterBytes(alone, 'alone');
+
+  using model = await freshModel();
+  const trainer = new Trainer(model, trainerOptions);
+  const other = new Trainer(model, trainerOptions);
+  const images = validation.images;
+  const calls: [string, () => unknown][] = [
+    ['forward', () => model.forward(images)],
+    ['forwardFeatures', () => model.forwardFeatures(images)],
+    ['saveWeights', () => model.saveWeights(path.join(temp.dir, 'during.safetensors'))],
+    ['loadAdapters', () => model.loadAdapters(init)],
+    ['parameters', () => model.parameters()],
+    ['evaluate', () => other.evaluate(validation)],
+    ['trainStep', () => other.trainStep(images, validation.labels)],
+    ['fit', () => other.fit(train, fitOptions)],
+    ['dispose', () => model.dispose()],
+  ];
+  const outcomes: string[] = [];
+  const attempt = async ([name, call]: [string, () => unknown]) => {
+    try {
+      await call();
+      outcomes.push(`${name}: ran`);
+    } catch (error) {
+      outcomes.push(`${name}: ${(error as Error).message}`);
+    }
+  };
+  let inCallbacks = 0;
+  const running = trainer.fit(train, {
+    ...fitOptions,
+    // The fit's own callbacks may use the model: the fit awaits them.
+    callbacks: [
+      { onEpochEnd: async () => void (inCallbacks += (await adapterBytes(model, 'callback')).length > 0 ? 1 : 0) },
+    ],
+  });
+  await Promise.all(calls.map(attempt)); // right after the fit started
+  const timer = setInterval(() => void attempt(calls[0]), 2); // and from timers while it runs
+  await running;
+  clearInterval(timer);
+  expect(inCallbacks).toBe(3);
+  expect(outcomes.length).toBeGreaterThanOrEqual(calls.length);
+  for (const outcome of outcomes)
+    expect(outcome).toMatch(/^(\w+): .*the model is busy: (a|another) fit is training it/);
+  expect((await adapterBytes(model, 'after')).equals(expected)).toBe(true);
+  using logits = await model.forward(images); // free again once the fit resolved
+  expect(logits.shape).toEqual([128, 4]);
+});

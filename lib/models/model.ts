@@ -4,6 +4,7 @@ import { nativeAddon, type NativeModelHandle } from '../native';
 import { parseOptions } from '../options';
 import { readTensorHeader, type TensorRecord } from '../safetensors';
 import { handleOf, Tensor } from '../tensor';
+import { FitLock } from './fit-lock';
 import { ADAPTER_METADATA_KEY, AdapterOptionsSchema, type AdapterConfig, type AdapterOptions } from './adapters';
 import {
   ModelSpecSchema,
@@ -69,7 +70,9 @@ const PathSchema = z.string().min(1, 'must be a non-empty path');
  * thread. Created by {@link createModel}; starts in evaluation mode.
  */
 export class Model implements Disposable {
-  #handle: NativeModelHandle;
+  #native: NativeModelHandle;
+  /** @internal Held by Trainer.fit while it trains this model. */
+  readonly fitLock = new FitLock();
   /** The resolved configuration. */
   readonly spec: ModelSpec;
   /** The timm name it was created from, or the family for a custom spec. */
@@ -83,7 +86,7 @@ export class Model implements Disposable {
 
   /** @internal */
   constructor(handle: NativeModelHandle, spec: ModelSpec, name: string) {
-    this.#handle = handle;
+    this.#native = handle;
     this.spec = spec;
     this.name = name;
     this.preprocessing = preprocessingFor(spec);
@@ -97,28 +100,28 @@ export class Model implements Disposable {
    */
   async loadWeights(path: string, options: z.input<typeof LoadOptionsSchema> = {}): Promise<LoadReport> {
     const { strict } = parseOptions(LoadOptionsSchema, options, 'options');
-    return this.#handle.loadWeights(parseOptions(PathSchema, path, 'path'), strict);
+    return this.#use('loadWeights').loadWeights(parseOptions(PathSchema, path, 'path'), strict);
   }
 
   /** Writes the backbone as a timm-loadable safetensors file (atomically), adapters folded in. */
   async saveWeights(path: string, options: { metadata?: Record<string, string> } = {}): Promise<void> {
     const metadata = parseOptions(z.record(z.string(), z.string()).optional(), options.metadata, 'options.metadata');
-    await this.#handle.saveWeights(parseOptions(PathSchema, path, 'path'), metadata ?? null);
+    await this.#use('saveWeights').saveWeights(parseOptions(PathSchema, path, 'path'), metadata ?? null);
   }
 
   /** Logits `[batch, numClasses]` (or pooled features without a head) for images `[batch, 3, S, S]`. */
   async forward(images: Tensor): Promise<Tensor> {
-    return new Tensor(await this.#handle.forward(handleOf(images)));
+    return new Tensor(await this.#use('forward').forward(handleOf(images)));
   }
 
   /** The final norm's output: ViT `[batch, tokens, dim]`, Swin `[batch, H, W, channels]`. */
   async forwardFeatures(images: Tensor): Promise<Tensor> {
-    return new Tensor(await this.#handle.forwardFeatures(handleOf(images)));
+    return new Tensor(await this.#use('forwardFeatures').forwardFeatures(handleOf(images)));
   }
 
   /** Training mode (stochastic depth active) or, with `false`, evaluation mode. */
   train(mode = true): this {
-    this.#handle.setTraining(mode);
+    this.#use('train').setTraining(mode);
     return this;
   }
 
@@ -128,12 +131,12 @@ export class Model implements Disposable {
   }
 
   get training(): boolean {
-    return this.#handle.training;
+    return this.#native.training;
   }
 
   /** Every parameter's name, shape and dtype, in timm's state-dict order. */
   parameters(): ParameterInfo[] {
-    return this.#handle.parameters();
+    return this.#use('parameters').parameters();
   }
 
   /** The number of scalar parameters. */
@@ -143,12 +146,12 @@ export class Model implements Disposable {
 
   /** Moves the parameters to a device (`'cpu'`, `'cuda'`, `'cuda:1'`). */
   to(device: string): this {
-    this.#handle.to(device);
+    this.#use('to').to(device);
     return this;
   }
 
   get device(): string {
-    return this.#handle.device;
+    return this.#native.device;
   }
 
   /**
@@ -159,20 +162,20 @@ export class Model implements Disposable {
   addAdapters(options: AdapterOptions = {}): string[] {
     if (this.adapters) throw new Error(`the model already has ${this.adapters.type} adapters`);
     const config = parseOptions(AdapterOptionsSchema, options, 'options');
-    const trainable = this.#handle.applyPeft(config.type, config.rank, config.targets ?? []);
+    const trainable = this.#use('addAdapters').applyPeft(config.type, config.rank, config.targets ?? []);
     this.adapters = config;
     return trainable;
   }
 
   /** Re-initialises the classifier head as timm does for a new task (its `reset_classifier`). */
   resetHead(): this {
-    this.#handle.resetHead();
+    this.#use('resetHead').resetHead();
     return this;
   }
 
   /** Names of the parameters that train (adapters and head after addAdapters). */
   trainableParameters(): string[] {
-    return this.#handle.trainableParameters();
+    return this.#use('trainableParameters').trainableParameters();
   }
 
   /**
@@ -193,19 +196,21 @@ export class Model implements Disposable {
         );
       }
     }
-    await this.#handle.loadTrainable(file);
+    await this.#use('loadAdapters').loadTrainable(file);
   }
 
   /** Saves the trainable parameters, with the adapter configuration in the file's metadata. */
   async saveAdapters(path: string): Promise<void> {
     if (!this.adapters) throw new Error('the model has no adapters to save: call addAdapters() first');
     const config = JSON.stringify({ ...this.adapters, family: this.spec.family, model: this.name });
-    await this.#handle.saveTrainable(parseOptions(PathSchema, path, 'path'), { [ADAPTER_METADATA_KEY]: config });
+    await this.#use('saveAdapters').saveTrainable(parseOptions(PathSchema, path, 'path'), {
+      [ADAPTER_METADATA_KEY]: config,
+    });
   }
 
   /** The trainable parameters' gradients from the last training step, by name (copies). */
   gradients(): TensorRecord {
-    const { names, tensors } = this.#handle.gradients();
+    const { names, tensors } = this.#use('gradients').gradients();
     const record: TensorRecord = Object.create(null) as TensorRecord;
     names.forEach((name, i) => {
       record[name] = new Tensor(tensors[i]);
@@ -218,18 +223,24 @@ export class Model implements Disposable {
    * same eval-mode outputs at the backbone's own cost. `saveWeights` on it gives a timm-loadable file.
    */
   async merged(): Promise<Model> {
-    const copy = new Model(await this.#handle.merged(), this.spec, this.name);
+    const copy = new Model(await this.#use('merged').merged(), this.spec, this.name);
     return copy;
   }
 
   /** @internal The native handle, for the trainer. */
+  /** The native model, after checking that no fit (other than the caller's own) is training it. */
+  #use(operation: string): NativeModelHandle {
+    this.fitLock.check(`model.${operation}`);
+    return this.#native;
+  }
+
   get nativeHandle(): NativeModelHandle {
-    return this.#handle;
+    return this.#use('nativeHandle');
   }
 
   /** Frees the parameters (after any forward still running). */
   dispose(): void {
-    this.#handle.dispose();
+    this.#use('dispose').dispose();
   }
 
   [Symbol.dispose](): void {

@@ -134,6 +134,7 @@ export class Trainer {
    * `noise` replays given ε draws per linear (shapes as the reference's `noise.*`) instead of drawing them.
    */
   async trainStep(images: Tensor, targets: Tensor, options: TrainStepOptions = {}): Promise<StepResult> {
+    this.model.fitLock.check('trainer.trainStep');
     const noise = options.noise
       ? Object.fromEntries(Object.entries(options.noise).map(([name, value]) => [name, handleOf(value)]))
       : undefined;
@@ -175,20 +176,22 @@ export class Trainer {
     if (this.#busy) throw new Error('this trainer is already running a fit; wait for it to finish');
     this.#busy = true;
     try {
-      return await runFit(
-        {
-          handle: this.#handle,
-          seed: this.options.seed,
-          lr: this.#lr,
-          setLearningRate: (lr) => this.setLearningRate(lr),
-          evaluate: (dataset, batchSize) => this.evaluate(dataset, { batchSize }),
-          describe: () => ({
-            model: { name: this.model.name, spec: this.model.spec, adapters: this.model.adapters },
-            trainer: this.options,
-          }),
-        },
-        train,
-        options,
+      return await this.model.fitLock.hold(() =>
+        runFit(
+          {
+            handle: this.#handle,
+            seed: this.options.seed,
+            lr: this.#lr,
+            setLearningRate: (lr) => this.setLearningRate(lr),
+            evaluate: (dataset, batchSize) => this.evaluate(dataset, { batchSize }),
+            describe: () => ({
+              model: { name: this.model.name, spec: this.model.spec, adapters: this.model.adapters },
+              trainer: this.options,
+            }),
+          },
+          train,
+          options,
+        ),
       );
     } finally {
       this.#busy = false;
@@ -197,6 +200,7 @@ export class Trainer {
 
   /** Top-1 (and top-5) accuracy, loss, per-class accuracy and the confusion matrix on a dataset, in eval mode. */
   async evaluate(dataset: TensorDataset, options: { batchSize?: number } = {}): Promise<EvaluationReport> {
+    this.model.fitLock.check('trainer.evaluate');
     const batchSize = parseOptions(z.number().int().min(1).default(64), options.batchSize, 'options.batchSize');
     const result = await this.model.nativeHandle.evaluate(
       handleOf(dataset.images),
