@@ -5,6 +5,7 @@ import {
   createModel,
   disposeTensors,
   loadTensors,
+  saveTensors,
   tensor,
   Trainer,
   type AdapterType,
@@ -357,6 +358,28 @@ describe('bad input gets a clear error', () => {
     using swin = await createModel(specOf('pace_swin_loramul_vptadd'));
     swin.addAdapters({ rank: 4 });
     await expect(swin.loadAdapters(fixture(`${name}.adapters.safetensors`))).rejects.toThrow(/is missing/);
+  });
+
+  test('an adapter file whose tensors are integers is refused, naming the tensor and its dtype', async () => {
+    using model = await adaptedModel(name);
+    const file = path.join(temp.dir, 'int64-adapters.safetensors');
+    await model.saveAdapters(file);
+    const { tensors, metadata } = await loadTensors(file);
+    const victim = Object.keys(tensors).sort()[0];
+    const values = tensors[victim].toFloat64Array();
+    tensors[victim].dispose();
+    tensors[victim] = tensor(
+      BigInt64Array.from(values, (v) => BigInt(Math.round(v))),
+      [...model.parameters().find((p) => p.name === victim)!.shape],
+    );
+    await saveTensors(file, tensors, { metadata: metadata ?? {} });
+    disposeTensors(tensors);
+    const before = path.join(temp.dir, 'before-int64.safetensors');
+    await model.saveAdapters(before);
+    await expect(model.loadAdapters(file)).rejects.toThrow(`${victim}: expected a float tensor, the file has int64`);
+    const after = path.join(temp.dir, 'after-int64.safetensors');
+    await model.saveAdapters(after);
+    expect(fs.readFileSync(after).equals(fs.readFileSync(before))).toBe(true);
   });
 
   test('noise of the wrong shape or for an unknown linear, and bad targets', async () => {

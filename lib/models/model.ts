@@ -5,6 +5,7 @@ import { parseOptions } from '../options';
 import { readTensorHeader, type TensorRecord } from '../safetensors';
 import { handleOf, Tensor } from '../tensor';
 import { FitLock } from './fit-lock';
+import { checkModelFitsInMemory } from './size';
 import { ADAPTER_METADATA_KEY, AdapterOptionsSchema, type AdapterConfig, type AdapterOptions } from './adapters';
 import {
   ModelSpecSchema,
@@ -276,6 +277,7 @@ export async function createModel(
     Object.entries({ numClasses, imgSize, dropPathRate }).filter(([, value]) => value !== undefined),
   );
   const spec = parseOptions(ModelSpecSchema, { ...base, ...overrides }, 'spec');
+  checkModelFitsInMemory(spec);
   const model = new Model(nativeAddon().createModel(spec, seed), spec, name);
   try {
     if (device !== 'cpu') model.to(device);

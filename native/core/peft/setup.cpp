@@ -118,7 +118,10 @@ void loadTrainable(models::Backbone& model, const std::string& path) {
       continue;
     }
     used.insert(param.name);
-    if (found->second.sizes() != param.tensor.sizes())
+    if (!at::isFloatingType(found->second.scalar_type())) {
+      problems.push_back(param.name + ": expected a float tensor, the file has " +
+                         dtypeName(found->second.scalar_type()));
+    } else if (found->second.sizes() != param.tensor.sizes())
       problems.push_back(param.name + ": the model has " + shapeToString(param.tensor.sizes().vec()) + ", the file " +
                          shapeToString(found->second.sizes().vec()));
   }
