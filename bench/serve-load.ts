@@ -1,38 +1,58 @@
-// Load test of examples/serve.ts on loopback (not part of npm test): autocannon posts a PNG for a bounded time
-// and this prints requests/s, p50/p99 latency, errors and resident memory before and after.
-// Usage: npm run bench:serve -- [seconds] [connections]
+// Load test of the inference server (createInferenceServer, what `pace serve` runs) on loopback, not part of npm
+// test: autocannon posts an image for a bounded time, and this prints requests/s, p50/p99 latency, errors, and
+// resident memory before the burst, at its peak and after `settle` seconds of quiet (sampled every second).
+// Usage: npm run bench:serve -- [seconds=10] [connections=16] [image=small|large] [settle=60]
+//   small: a 64×64 PNG; large: a 4000×3000 JPEG of noise (about 3.5 MB, 12 MP: the large decode lane).
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 
 import autocannon from 'autocannon';
-import { createModel } from 'pace-peft';
+import { createInferenceServer, createModel } from 'pace-peft';
 import sharp from 'sharp';
 
-import { createInferenceServer } from '../examples/serve';
-
 async function main(): Promise<void> {
-  const [seconds = 10, connections = 16] = process.argv.slice(2).map(Number);
+  const [secondsArg, connectionsArg, image = 'small', settleArg] = process.argv.slice(2);
+  const [seconds, connections, settle] = [
+    Number(secondsArg ?? 10),
+    Number(connectionsArg ?? 16),
+    Number(settleArg ?? 60),
+  ];
   const checkpoint = path.join(__dirname, '..', 'examples', 'assets', 'vit-demo-fashion-mnist.safetensors');
   using model = await createModel(
     { family: 'vit', imgSize: 28, patchSize: 7, embedDim: 64, depth: 4, numHeads: 4, numClasses: 10 },
     { pretrained: checkpoint },
   );
-  const { server, batches, close } = createInferenceServer({ model, maxBatch: 32, batchWindowMs: 5 });
+  const { server, batches, close } = createInferenceServer(model, { maxBatch: 32, batchWindowMs: 5 });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/predict`;
-  const body = await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 90, g: 120, b: 200 } } })
-    .png()
-    .toBuffer();
+  const large = image === 'large';
+  const body = large
+    ? await sharp(Buffer.from(Array.from({ length: 4000 * 3000 * 3 }, (_, i) => (i * 2654435761) >>> 24)), {
+        raw: { width: 4000, height: 3000, channels: 3 },
+      })
+        .jpeg({ quality: 90 })
+        .toBuffer()
+    : await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 90, g: 120, b: 200 } } })
+        .png()
+        .toBuffer();
   const rssBefore = process.memoryUsage().rss;
+  let rssPeak = rssBefore;
+  const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 100);
   const result = await autocannon({
     url,
     method: 'POST',
-    headers: { 'content-type': 'image/png' },
+    headers: { 'content-type': large ? 'image/jpeg' : 'image/png' },
     body,
     connections,
     duration: seconds,
   });
-  const rssAfter = process.memoryUsage().rss;
+  clearInterval(sampler);
+  const rssAfterBurst = process.memoryUsage().rss;
+  let rssSettled = rssAfterBurst;
+  for (let s = 0; s < settle; s++) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    rssSettled = process.memoryUsage().rss;
+  }
   await close();
   const meanBatch = batches.reduce((a, b) => a + b, 0) / Math.max(1, batches.length);
   console.log(
@@ -47,8 +67,13 @@ async function main(): Promise<void> {
         errors: result.errors,
         timeouts: result.timeouts,
         meanBatch: Number(meanBatch.toFixed(2)),
+        image,
+        bodyBytes: body.length,
+        status2xx: result['2xx'],
         rssBeforeMiB: Number((rssBefore / 2 ** 20).toFixed(1)),
-        rssAfterMiB: Number((rssAfter / 2 ** 20).toFixed(1)),
+        rssPeakMiB: Number((Math.max(rssPeak, rssAfterBurst) / 2 ** 20).toFixed(1)),
+        rssAfterBurstMiB: Number((rssAfterBurst / 2 ** 20).toFixed(1)),
+        [`rssAfter${settle}sMiB`]: Number((rssSettled / 2 ** 20).toFixed(1)),
       },
       null,
       2,

@@ -76,3 +76,5 @@ export {
 export { loadTensorDataset } from './data/tensor-file';
 export { loadDatasetSource, DatasetSourceSchema, type DatasetSource, type SourceOptions } from './data/sources';
 export { RunConfigSchema, readRunConfig, type RunConfig } from './cli/config';
+export { createInferenceServer, type InferenceServer } from './serve/server';
+export { ServeOptionsSchema, type ServeOptions } from './serve/options';

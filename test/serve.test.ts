@@ -4,13 +4,11 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import zlib from 'node:zlib';
 
-import { createModel, prepareImages, tensor, type Model } from 'pace-peft';
 import sharp from 'sharp';
 
-import { createInferenceServer } from '../examples/serve';
+import { createInferenceServer, createModel, prepareImages, tensor, type Model } from '../lib';
 import { repoRoot } from './support/paths';
 
-// The example imports 'pace-peft' (the built package), so the test creates its model from the same module.
 const checkpoint = path.join(repoRoot, 'examples', 'assets', 'vit-demo-fashion-mnist.safetensors');
 const spec = { family: 'vit', imgSize: 28, patchSize: 7, embedDim: 64, depth: 4, numHeads: 4, numClasses: 10 } as const;
 const labels = Array.from({ length: 10 }, (_, i) => `class-${i}`);
@@ -84,8 +82,7 @@ test('concurrent requests fill one batch; each prediction is the softmax of mode
 
   // The window is far longer than any test: the batch starts because it is full (maxBatch = 4 requests),
   // whatever the speed of the machine.
-  const { server, batches, close } = createInferenceServer({
-    model,
+  const { server, batches, close } = createInferenceServer(model, {
     labels,
     topK: 3,
     maxBodyBytes: 20000,
@@ -104,7 +101,11 @@ test('concurrent requests fill one batch; each prediction is the softmax of mode
       predictions.forEach((p, j) => expect(Math.abs(p.probability - expected[i][j].probability)).toBeLessThan(2e-6));
     }
 
-    expect(await (await fetch(`${base}/health`)).json()).toEqual({ status: 'ok', queued: 0 });
+    expect(await (await fetch(`${base}/health`)).json()).toEqual({
+      status: 'ok',
+      queued: 0,
+      decoding: { small: { active: 0, waiting: 0 }, large: { active: 0, waiting: 0 } },
+    });
     expect((await predict(base, pngs[0], 'text/plain')).status).toBe(415);
     expect((await predict(base, Buffer.from('not an image'))).status).toBe(400);
     const big = await sharp({ create: { width: 300, height: 300, channels: 3, background: { r: 1, g: 2, b: 3 } } })
@@ -134,7 +135,7 @@ test('a prediction that cannot finish within timeoutMs is answered 504, and the 
       return model.forward(input);
     },
   } as unknown as Model;
-  const { server, close } = createInferenceServer({ model: gated, timeoutMs: 200, maxBatch: 1, batchWindowMs: 0 });
+  const { server, close } = createInferenceServer(gated, { timeoutMs: 200, maxBatch: 1, batchWindowMs: 0 });
   const base = await listen(server);
   try {
     const [png] = await fashionPngs();
@@ -151,16 +152,15 @@ test('a prediction that cannot finish within timeoutMs is answered 504, and the 
   }
 });
 
-test('examples/serve.ts on SIGTERM answers the request it holds, stops listening and exits 0', async () => {
+test('pace serve on SIGTERM answers the request it holds, stops listening and exits 0', async () => {
   // Bugs: no SIGTERM handler (killed: the held request fails, no exit code 0); queued requests left waiting for
   // the batch window (here ten minutes) before the shutdown finishes; a process that does not exit after closing.
   const child = spawn(
     process.execPath,
     [
-      '--import',
-      'tsx',
-      path.join('examples', 'serve.ts'),
-      ...['--weights', checkpoint, '--model', JSON.stringify(spec), '--classes', '10', '--host', '127.0.0.1'],
+      path.join(repoRoot, 'dist', 'cli.js'),
+      'serve',
+      ...['--weights', checkpoint, '--model', JSON.stringify(spec), '--classes', '10'],
       ...['--port', '0', '--max-batch', '8', '--batch-window-ms', '600000'],
     ],
     { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },

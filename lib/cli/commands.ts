@@ -7,12 +7,10 @@ import { createModel, type Model } from '../models/model';
 import { Trainer, type TrainerOptions } from '../train/trainer';
 import type { FitOptions } from '../train/fit';
 import { readRunConfig, type RunConfig } from './config';
+import { serveCommand } from './serve-command';
+import { numberFlag, UsageError, type Command } from './usage';
 
-/** A command's usage text and its implementation; it returns the process exit code. */
-export interface Command {
-  usage: string;
-  run(args: string[]): Promise<number>;
-}
+export { UsageError };
 
 const out = (text: string): void => {
   process.stdout.write(`${text}\n`);
@@ -214,19 +212,11 @@ export const doctorCommand: Command = {
   },
 };
 
-/** A mistake in the command line: printed with the command's usage, exit code 2. */
-export class UsageError extends Error {}
-
-function numberFlag(name: string, text: string): number {
-  const value = Number(text);
-  if (!Number.isFinite(value)) throw new UsageError(`${name} must be a number, got '${text}'`);
-  return value;
-}
-
 export const commands: Record<string, Command> = {
   fit: fitCommand,
   eval: evalCommand,
   export: exportCommand,
+  serve: serveCommand,
   doctor: doctorCommand,
 };
 

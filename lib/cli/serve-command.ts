@@ -1,0 +1,124 @@
+import fs from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { parseArgs } from 'node:util';
+
+import { createModel } from '../models/model';
+import type { ModelSpecInput } from '../models/specs';
+import { readTensorHeader } from '../safetensors';
+import { ServeOptionsSchema, type ServeOptions } from '../serve/options';
+import { createInferenceServer } from '../serve/server';
+import { numberFlag, UsageError, type Command } from './usage';
+
+/** Numeric flags and the server option each sets. */
+const numericFlags: Record<string, keyof ServeOptions> = {
+  'top-k': 'topK',
+  'max-batch': 'maxBatch',
+  'batch-window-ms': 'batchWindowMs',
+  'timeout-ms': 'timeoutMs',
+  'request-timeout-ms': 'requestTimeoutMs',
+  'headers-timeout-ms': 'headersTimeoutMs',
+  'keep-alive-timeout-ms': 'keepAliveTimeoutMs',
+  'max-body-bytes': 'maxBodyBytes',
+  'max-connections': 'maxConnections',
+  'max-pixels': 'maxPixels',
+};
+
+/** The class count of a checkpoint's classifier head (timm's `head.weight`, or `head.fc.weight` for Swin ≥ 0.9). */
+async function headClasses(weights: string): Promise<number> {
+  const { entries } = await readTensorHeader(weights);
+  const head = entries.find((e) => e.name === 'head.weight' || e.name === 'head.fc.weight');
+  if (!head) throw new UsageError(`--weights: ${weights} has no classifier head (head.weight): nothing to predict`);
+  return head.shape[0];
+}
+
+function readLabels(file: string, classes: number): string[] {
+  let labels: unknown;
+  try {
+    labels = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new UsageError(`--labels: cannot read ${file} as JSON (${(error as Error).message})`);
+  }
+  if (!Array.isArray(labels) || !labels.every((l) => typeof l === 'string')) {
+    throw new UsageError(`--labels: ${file} must hold a JSON array of strings`);
+  }
+  if (labels.length !== classes) {
+    throw new UsageError(`--labels: ${file} has ${labels.length} labels, the weights' head has ${classes} classes`);
+  }
+  return labels as string[];
+}
+
+export const serveCommand: Command = {
+  usage: `pace serve --weights FILE --model NAME|SPEC_JSON [--labels FILE] [--classes N] [--host 127.0.0.1] [--port 8080]
+  Serves a merged model over HTTP: POST /predict with a JPEG, PNG or WebP body answers the top-k labels and
+  probabilities; GET /health. Concurrent requests are batched into one forward. The class count comes from the
+  weights' head (--classes, if given, must agree; --labels must have one label per class).
+  [--top-k 5] [--max-batch 16] [--batch-window-ms 5] [--timeout-ms 10000] (a prediction's 504)
+  [--request-timeout-ms 30000] [--headers-timeout-ms 10000] [--keep-alive-timeout-ms 5000] (slow clients)
+  [--max-body-bytes 10485760] [--max-pixels 64000000] [--max-connections 256] [--device cpu|cuda]
+  SIGINT or SIGTERM stops accepting, answers what is queued, and exits 0.`,
+  async run(args) {
+    const { values } = parseArgs({
+      args,
+      options: {
+        weights: { type: 'string' },
+        model: { type: 'string' },
+        labels: { type: 'string' },
+        classes: { type: 'string' },
+        host: { type: 'string', default: '127.0.0.1' },
+        port: { type: 'string', default: '8080' },
+        device: { type: 'string', default: 'cpu' },
+        ...Object.fromEntries(Object.keys(numericFlags).map((flag) => [flag, { type: 'string' as const }])),
+      },
+    });
+    if (!values.weights) throw new UsageError('--weights is required');
+    if (!values.model) throw new UsageError('--model is required');
+    const port = numberFlag('--port', values.port as string);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      throw new UsageError(`--port must be an integer from 0 to 65535, got '${values.port}'`);
+    }
+    const options: Record<string, unknown> = {};
+    for (const [flag, key] of Object.entries(numericFlags)) {
+      const text = (values as Record<string, string | undefined>)[flag];
+      if (text !== undefined) options[key] = numberFlag(`--${flag}`, text);
+    }
+    const checked = ServeOptionsSchema.safeParse(options);
+    if (!checked.success) {
+      const issue = checked.error.issues[0];
+      const flag = Object.entries(numericFlags).find(([, key]) => key === issue.path[0])?.[0] ?? String(issue.path[0]);
+      throw new UsageError(`--${flag}: ${issue.message}`);
+    }
+    const classes = await headClasses(values.weights);
+    if (values.classes !== undefined && numberFlag('--classes', values.classes) !== classes) {
+      throw new UsageError(
+        `--classes ${values.classes} disagrees with the weights' head, which has ${classes} classes`,
+      );
+    }
+    const labels = values.labels ? readLabels(values.labels, classes) : undefined;
+    let name: string | ModelSpecInput = values.model;
+    if (values.model.trim().startsWith('{')) {
+      try {
+        name = JSON.parse(values.model) as ModelSpecInput;
+      } catch (error) {
+        throw new UsageError(`--model: not valid JSON (${(error as Error).message})`);
+      }
+    }
+    const model = await createModel(name, { numClasses: classes, pretrained: values.weights, device: values.device });
+    const { server, close } = createInferenceServer(model, { ...(options as ServeOptions), labels });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, values.host, resolve);
+    });
+    const address = server.address() as AddressInfo;
+    process.stdout.write(`serving on http://${address.address}:${address.port} (POST /predict, GET /health)\n`);
+    await new Promise<void>((resolve) => {
+      const shutdown = () => {
+        process.stdout.write('shutting down: answering queued predictions\n');
+        void close().then(resolve);
+      };
+      process.once('SIGINT', shutdown);
+      process.once('SIGTERM', shutdown);
+    });
+    model.dispose();
+    return 0;
+  },
+};

@@ -1,0 +1,48 @@
+import { z } from 'zod';
+
+const int = (min: number) => z.number().int().min(min);
+
+/** Options of {@link createInferenceServer}, with their defaults (also the defaults of `pace serve`). */
+export const ServeOptionsSchema = z
+  .object({
+    /** Labels of the classes, in class order (default: the class indices). */
+    labels: z.array(z.string()).optional(),
+    /** How many classes each answer lists. */
+    topK: int(1).default(5),
+    /** Largest accepted request body in bytes (413 beyond). */
+    maxBodyBytes: int(1).default(10 * 1024 * 1024),
+    /** Largest batch of requests run as one forward. */
+    maxBatch: int(1).max(4096).default(16),
+    /** How long the first request of a batch waits for others, in ms. */
+    batchWindowMs: z.number().min(0).max(3_600_000).default(5),
+    /** A prediction not answered within this many ms gets 504. */
+    timeoutMs: int(1).default(10_000),
+    /** The whole request (headers and body) must arrive within this many ms, or the connection is closed (408). */
+    requestTimeoutMs: int(1).default(30_000),
+    /** The headers must arrive within this many ms. */
+    headersTimeoutMs: int(1).default(10_000),
+    /** An idle keep-alive connection is closed after this many ms. */
+    keepAliveTimeoutMs: int(0).default(5_000),
+    /** Connections served at once; more are refused by the socket layer. */
+    maxConnections: int(1).default(256),
+    /** Largest image accepted, in pixels (413 beyond, before decoding). */
+    maxPixels: int(1).default(64_000_000),
+    /** Images up to this many pixels decode in the small lane, larger ones in the large lane. */
+    smallPixels: int(1).default(4_194_304),
+    /** Decodes running at once in the small and the large lane. */
+    smallDecodes: int(1).default(1),
+    largeDecodes: int(1).default(1),
+    /** Decodes waiting in each lane; one more gets 503 with Retry-After. */
+    maxQueuedSmall: int(0).default(64),
+    maxQueuedLarge: int(0).default(2),
+    /** The Retry-After of a 503, in seconds. */
+    retryAfterSeconds: int(1).default(1),
+  })
+  .strict()
+  .refine((o) => o.headersTimeoutMs <= o.requestTimeoutMs, {
+    path: ['headersTimeoutMs'],
+    message: 'must not exceed requestTimeoutMs',
+  });
+
+/** Options of {@link createInferenceServer} as given. */
+export type ServeOptions = z.input<typeof ServeOptionsSchema>;

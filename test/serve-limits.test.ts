@@ -1,0 +1,189 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import net from 'node:net';
+import path from 'node:path';
+
+import sharp from 'sharp';
+
+import { createInferenceServer, createModel } from '../lib';
+import { makeTempDir, repoRoot } from './support/paths';
+
+// What the server bounds against hostile or careless clients (loopback only; every loop bounded in count and time).
+const checkpoint = path.join(repoRoot, 'examples', 'assets', 'vit-demo-fashion-mnist.safetensors');
+const spec = { family: 'vit', imgSize: 28, patchSize: 7, embedDim: 64, depth: 4, numHeads: 4, numClasses: 10 } as const;
+const temp = makeTempDir('serve-limits');
+afterAll(() => temp.cleanup());
+
+async function listen(server: import('node:http').Server): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+const post = (base: string, body: Buffer, type: string) =>
+  fetch(`${base}/predict`, {
+    method: 'POST',
+    headers: { 'content-type': type },
+    body,
+    signal: AbortSignal.timeout(60_000),
+  });
+
+test('a flood of images that are expensive to decode neither times out nor delays ordinary requests', async () => {
+  // Bug: decodes of every size shared one unbounded queue with the forwards (libuv's four threads): ordinary
+  // requests waited behind the flood's decodes and timed out. Now large images decode in a lane of their own,
+  // bounded (503 with Retry-After when its queue is full), and small ones never wait for them.
+  using model = await createModel(spec, { pretrained: checkpoint });
+  const { server, close } = createInferenceServer(model, { maxQueuedLarge: 1, timeoutMs: 10_000 });
+  const base = await listen(server);
+  // 63 megapixels in a few tens of KB, just under the default 64 MP limit: about 0.1 s of two cores to decode.
+  const bomb = await sharp({ create: { width: 8000, height: 7900, channels: 3, background: { r: 7, g: 7, b: 7 } } })
+    .png({ compressionLevel: 9 })
+    .toBuffer();
+  const small = await sharp({ create: { width: 28, height: 28, channels: 3, background: { r: 200, g: 9, b: 9 } } })
+    .png()
+    .toBuffer();
+  expect(bomb.length).toBeLessThan(512 * 1024);
+  const floodStatuses: number[] = [];
+  const retryAfter = new Set<string | null>();
+  let ordinaryDone = false;
+  // Each flooding client sends its next image as soon as it has an answer (200 ms after a 503), until the
+  // ordinary requests are done: the flood lasts as long as they do.
+  const flooder = async () => {
+    for (let i = 0; i < 200 && !ordinaryDone; i++) {
+      const response = await post(base, bomb, 'image/png');
+      floodStatuses.push(response.status);
+      if (response.status === 503) retryAfter.add(response.headers.get('retry-after'));
+      await response.arrayBuffer();
+      if (response.status === 503) await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  };
+  try {
+    const flood = Array.from({ length: 32 }, flooder);
+    await new Promise((resolve) => setTimeout(resolve, 200)); // the flood is under way
+    const latencies: number[] = [];
+    const statuses: number[] = [];
+    for (let i = 0; i < 30; i++) {
+      const started = performance.now();
+      const response = await post(base, small, 'image/png');
+      await response.arrayBuffer();
+      statuses.push(response.status);
+      latencies.push(performance.now() - started);
+    }
+    ordinaryDone = true;
+    await Promise.all(flood);
+    latencies.sort((a, b) => a - b);
+    const p99 = latencies[Math.ceil(0.99 * latencies.length) - 1];
+    console.log(
+      `flood of ${floodStatuses.length} large decodes (${floodStatuses.filter((s) => s === 503).length} answered 503): ordinary requests p50 ${latencies[14].toFixed(0)} ms, p99 ${p99.toFixed(0)} ms`,
+    );
+    expect(statuses).toEqual(new Array(30).fill(200));
+    // Stated bounds: p50 under 250 ms and p99 under 2 s (measured here: 15 and under 250 ms). With every decode
+    // in one queue, as before, the same flood gave p50 560 ms and p99 900 ms, and timeouts under more clients.
+    expect(latencies[14]).toBeLessThan(250);
+    expect(p99).toBeLessThan(2000);
+    expect(floodStatuses.every((s) => s === 200 || s === 503)).toBe(true);
+    expect(floodStatuses).toContain(503);
+    expect([...retryAfter]).toEqual(['1']);
+  } finally {
+    ordinaryDone = true;
+    await close();
+  }
+});
+
+/** Opens a raw connection, writes `head` at once and then `drip` one byte a second; resolves when the server closes it. */
+async function slowClient(port: number, head: string, drip: string): Promise<{ ms: number; answer: string }> {
+  const socket = net.connect(port, '127.0.0.1');
+  const started = performance.now();
+  let answer = '';
+  socket.on('data', (chunk) => (answer += chunk));
+  socket.on('error', () => undefined);
+  socket.write(head);
+  let sent = 0;
+  const timer = setInterval(() => {
+    if (sent < drip.length && !socket.destroyed) socket.write(drip[sent++]);
+  }, 1000);
+  const safety = setTimeout(() => socket.destroy(), 20_000);
+  await new Promise<void>((resolve) => socket.on('close', () => resolve()));
+  clearInterval(timer);
+  clearTimeout(safety);
+  return { ms: performance.now() - started, answer };
+}
+
+test('a client sending one byte a second is cut at the configured request and header timeouts', async () => {
+  // Bug: the request timeout was set as a property after createServer, where Node does not apply it, so such a
+  // client held its connection for a minute or more.
+  using model = await createModel(spec, { pretrained: checkpoint });
+  const { server, close } = createInferenceServer(model, { requestTimeoutMs: 2000, headersTimeoutMs: 1000 });
+  await listen(server);
+  const { port } = server.address() as AddressInfo;
+  try {
+    const [body, headers] = await Promise.all([
+      slowClient(
+        port,
+        'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100\r\n\r\n',
+        'x'.repeat(100),
+      ),
+      slowClient(port, 'POST /predict HTTP/1.1\r\n', 'Host: x\r\nContent-Type: image/png\r\n\r\n'),
+    ]);
+    console.log(`slow body cut after ${body.ms.toFixed(0)} ms, slow headers after ${headers.ms.toFixed(0)} ms`);
+    expect(body.ms).toBeGreaterThanOrEqual(1900);
+    expect(body.ms).toBeLessThan(2000 + 1500); // the timeout plus Node's check interval (a quarter of it here)
+    expect(body.answer).toMatch(/^HTTP\/1\.1 408/);
+    expect(headers.ms).toBeGreaterThanOrEqual(900);
+    expect(headers.ms).toBeLessThan(1000 + 1500);
+  } finally {
+    await close();
+  }
+});
+
+test('a body whose format is not the declared content type is refused with 415, naming both', async () => {
+  using model = await createModel(spec, { pretrained: checkpoint });
+  const { server, close } = createInferenceServer(model);
+  const base = await listen(server);
+  try {
+    const jpeg = await sharp({ create: { width: 28, height: 28, channels: 3, background: { r: 1, g: 2, b: 3 } } })
+      .jpeg()
+      .toBuffer();
+    const response = await post(base, jpeg, 'image/png');
+    expect(response.status).toBe(415);
+    expect(await response.json()).toEqual({ error: 'the body was declared image/png but is jpeg' });
+    expect((await post(base, jpeg, 'image/jpeg')).status).toBe(200);
+  } finally {
+    await close();
+  }
+});
+
+const cli = (args: string[]) =>
+  spawnSync(process.execPath, [path.join(repoRoot, 'dist', 'cli.js'), 'serve', ...args], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+
+test('pace serve refuses every bad flag before serving, naming it; --help prints its usage', () => {
+  const threeLabels = path.join(temp.dir, 'labels.json');
+  fs.writeFileSync(threeLabels, JSON.stringify(['a', 'b', 'c']));
+  const base = ['--weights', checkpoint, '--model', JSON.stringify(spec)];
+  const cases: [string[], string][] = [
+    [['--max-batch', '0'], '--max-batch: Too small'],
+    [['--timeout-ms', 'abc'], "--timeout-ms must be a number, got 'abc'"],
+    [['--top-k', '0'], '--top-k: Too small'],
+    [['--batch-window-ms=-5'], '--batch-window-ms: Too small'],
+    [['--headers-timeout-ms', '60000'], '--headers-timeout-ms: must not exceed requestTimeoutMs'],
+    [['--port', '70000'], "--port must be an integer from 0 to 65535, got '70000'"],
+    [['--classes', '7'], "--classes 7 disagrees with the weights' head, which has 10 classes"],
+    [['--labels', threeLabels], `--labels: ${threeLabels} has 3 labels, the weights' head has 10 classes`],
+    [['--model', '{not json'], '--model: not valid JSON'],
+    [['--frobnicate'], "Unknown option '--frobnicate'"],
+  ];
+  for (const [extra, message] of cases) {
+    const run = cli([...base, ...extra]);
+    expect([extra, run.status]).toEqual([extra, 2]);
+    expect([extra, run.stderr]).toEqual([extra, expect.stringContaining(message)]);
+    expect(run.stdout).toBe('');
+  }
+  const missing = cli(['--model', 'vit_base_patch16_224']);
+  expect([missing.status, missing.stderr]).toEqual([2, expect.stringContaining('--weights is required')]);
+  const help = cli(['--help']);
+  expect(help.status).toBe(0);
+  expect(help.stdout).toContain('Usage: pace serve --weights FILE --model NAME|SPEC_JSON');
+});
