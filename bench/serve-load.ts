@@ -11,6 +11,7 @@ import { createInferenceServer, createModel } from 'pace-peft';
 import sharp from 'sharp';
 
 async function main(): Promise<void> {
+  sharp.cache(false); // as pace serve does: uploads are never decoded twice
   const [secondsArg, connectionsArg, image = 'small', settleArg] = process.argv.slice(2);
   const [seconds, connections, settle] = [
     Number(secondsArg ?? 10),
@@ -27,8 +28,14 @@ async function main(): Promise<void> {
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/predict`;
   const large = image === 'large';
   const body = large
-    ? await sharp(Buffer.from(Array.from({ length: 4000 * 3000 * 3 }, (_, i) => (i * 2654435761) >>> 24)), {
-        raw: { width: 4000, height: 3000, channels: 3 },
+    ? await sharp({
+        create: {
+          width: 4000,
+          height: 3000,
+          channels: 3,
+          background: { r: 0, g: 0, b: 0 },
+          noise: { type: 'gaussian', mean: 128, sigma: 40 },
+        },
       })
         .jpeg({ quality: 90 })
         .toBuffer()

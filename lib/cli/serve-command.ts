@@ -2,6 +2,8 @@ import fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 
+import sharp from 'sharp';
+
 import { createModel } from '../models/model';
 import type { ModelSpecInput } from '../models/specs';
 import { readTensorHeader } from '../safetensors';
@@ -103,6 +105,7 @@ export const serveCommand: Command = {
       }
     }
     const model = await createModel(name, { numClasses: classes, pretrained: values.weights, device: values.device });
+    sharp.cache(false); // libvips' operation cache only holds memory here: no upload is decoded twice
     const { server, close } = createInferenceServer(model, { ...(options as ServeOptions), labels });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
