@@ -121,7 +121,7 @@ export interface NativeAddon {
     seed: number,
     precision?: 'fp32' | 'tf32' | 'bf16',
   ) => NativeTrainerHandle;
-  createModel(spec: import('./models/specs').ModelSpec, seed?: number): NativeModelHandle;
+  createModel(spec: import('./models/specs').ModelSpec, seed?: number): Promise<NativeModelHandle>;
   prepareImages(
     images: NativeTensorHandle,
     size: number,

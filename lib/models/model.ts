@@ -278,7 +278,7 @@ export async function createModel(
   );
   const spec = parseOptions(ModelSpecSchema, { ...base, ...overrides }, 'spec');
   checkModelFitsInMemory(spec);
-  const model = new Model(nativeAddon().createModel(spec, seed), spec, name);
+  const model = new Model(await nativeAddon().createModel(spec, seed), spec, name);
   try {
     if (device !== 'cpu') model.to(device);
     model.eval();

@@ -1,5 +1,9 @@
 #include "model_handle.h"
 
+#include <functional>
+#include <mutex>
+#include <optional>
+
 #include "addon_data.h"
 #include "async.h"
 #include "bindings.h"
@@ -45,20 +49,21 @@ Config commonFields(const Napi::Object& spec) {
   return config;
 }
 
-std::shared_ptr<models::Backbone> buildBackbone(const Napi::Object& spec) {
+// Reads a spec on the JS thread into a factory that builds the backbone anywhere (no JS values inside).
+std::function<std::shared_ptr<models::Backbone>()> backboneFactory(const Napi::Object& spec) {
   const std::string family = stringFromJs(spec.Get("family"), "spec.family");
   if (family == "vit") {
     auto config = commonFields<models::VitConfig>(spec);
     config.depth = integerField(spec, "depth");
     config.numHeads = integerField(spec, "numHeads");
-    return std::make_shared<models::VisionTransformer>(config);
+    return [config] { return std::make_shared<models::VisionTransformer>(config); };
   }
   if (family == "swin") {
     auto config = commonFields<models::SwinConfig>(spec);
     config.windowSize = integerField(spec, "windowSize");
     config.depths = integerList(spec, "depths");
     config.numHeads = integerList(spec, "numHeads");
-    return std::make_shared<models::SwinTransformer>(config);
+    return [config] { return std::make_shared<models::SwinTransformer>(config); };
   }
   throw Napi::TypeError::New(spec.Env(), "spec.family must be 'vit' or 'swin', got '" + family + "'");
 }
@@ -69,14 +74,27 @@ Napi::Array namesToJs(Napi::Env env, const std::vector<std::string>& names) {
   return array;
 }
 
-// createModel(spec) -> ModelHandle, built on the JS thread (construction is quick; weights load async).
+// createModel(spec, seed?) -> Promise<ModelHandle>: the backbone is built and randomly initialised on a worker
+// thread (a ViT-L's initialisation takes seconds). libtorch's initialisers draw from its global generator, so
+// creations are serialised: a seeded one is reproducible whatever runs beside it.
 Napi::Value createModelJs(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     if (!info[0].IsObject()) throw Napi::TypeError::New(env, "spec must be an object");
-    // A seed makes the initialisation reproducible; libtorch's initialisers draw from its global generator.
-    if (info[1].IsNumber()) at::manual_seed(static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value()));
-    return ModelHandle::wrap(env, buildBackbone(info[0].As<Napi::Object>()));
+    auto build = backboneFactory(info[0].As<Napi::Object>());
+    std::optional<uint64_t> seed;
+    if (info[1].IsNumber()) seed = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
+    return runAsync(
+        env, "pace.createModel",
+        [build = std::move(build), seed] {
+          static std::mutex creation;
+          std::lock_guard<std::mutex> lock(creation);
+          if (seed) at::manual_seed(*seed);
+          return build();
+        },
+        [](Napi::Env env, std::shared_ptr<models::Backbone>& model) -> Napi::Value {
+          return ModelHandle::wrap(env, model);
+        });
   });
 }
 
