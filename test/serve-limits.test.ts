@@ -8,6 +8,7 @@ import sharp from 'sharp';
 
 import { createInferenceServer, createModel } from '../lib';
 import { makeTempDir, repoRoot } from './support/paths';
+import { listen, postImage } from './support/serve';
 
 // What the server bounds against hostile or careless clients (loopback only; every loop bounded in count and time).
 const checkpoint = path.join(repoRoot, 'examples', 'assets', 'vit-demo-fashion-mnist.safetensors');
@@ -15,18 +16,7 @@ const spec = { family: 'vit', imgSize: 28, patchSize: 7, embedDim: 64, depth: 4,
 const temp = makeTempDir('serve-limits');
 afterAll(() => temp.cleanup());
 
-async function listen(server: import('node:http').Server): Promise<string> {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
-
-const post = (base: string, body: Buffer, type: string) =>
-  fetch(`${base}/predict`, {
-    method: 'POST',
-    headers: { 'content-type': type },
-    body,
-    signal: AbortSignal.timeout(60_000),
-  });
+const post = (base: string, body: Buffer, type: string) => postImage(base, body, type, 60_000);
 
 test('a flood of images that are expensive to decode neither times out nor delays ordinary requests', async () => {
   // Bug: decodes of every size shared one unbounded queue with the forwards (libuv's four threads): ordinary

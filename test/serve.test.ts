@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import zlib from 'node:zlib';
 
@@ -8,6 +7,7 @@ import sharp from 'sharp';
 
 import { createInferenceServer, createModel, prepareImages, tensor, type Model } from '../lib';
 import { repoRoot } from './support/paths';
+import { listen, postImage } from './support/serve';
 
 const checkpoint = path.join(repoRoot, 'examples', 'assets', 'vit-demo-fashion-mnist.safetensors');
 const spec = { family: 'vit', imgSize: 28, patchSize: 7, embedDim: 64, depth: 4, numHeads: 4, numClasses: 10 } as const;
@@ -57,19 +57,7 @@ async function expectedTopK(model: Model, png: Buffer, k: number): Promise<Predi
     .slice(0, k);
 }
 
-async function listen(server: import('node:http').Server): Promise<string> {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
-
-/** A request to /predict; one that gets no answer within 30 s fails rather than holding the test. */
-const predict = (base: string, body: Buffer, type = 'image/png') =>
-  fetch(`${base}/predict`, {
-    method: 'POST',
-    headers: { 'content-type': type },
-    body,
-    signal: AbortSignal.timeout(30_000),
-  });
+const predict = postImage;
 
 test('concurrent requests fill one batch; each prediction is the softmax of model.forward on its decoded image', async () => {
   // Bugs: requests not batched, rows of a batch answered to the wrong request, another decoding or normalisation
