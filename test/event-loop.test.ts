@@ -3,21 +3,12 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { createModel, loadTensors, measureGemm, type Model } from '../lib';
+import { watchEventLoop } from './support/event-loop';
 import { tinyVit } from './support/synthetic';
 
 // Native work runs on a worker thread: while a multi-second computation runs, a 10 ms timer keeps firing.
 test('the event loop keeps ticking while a multi-second native computation runs', async () => {
-  const gaps: number[] = [];
-  let last = performance.now();
-  const timer = setInterval(() => {
-    const now = performance.now();
-    gaps.push(now - last);
-    last = now;
-  }, 10);
-  const started = performance.now();
-  const result = await measureGemm({ size: 256, seconds: 2.5 });
-  const elapsed = performance.now() - started;
-  clearInterval(timer);
+  const { result, gaps, elapsed } = await watchEventLoop(() => measureGemm({ size: 256, seconds: 2.5 }));
 
   expect(result.seconds).toBeGreaterThanOrEqual(2.5);
   expect(elapsed).toBeGreaterThanOrEqual(2500);
@@ -50,19 +41,8 @@ test('measureGemm validates its options before any native work', async () => {
 
 test('creating a large model leaves the event loop free, and seeded creations side by side stay reproducible', async () => {
   // A ViT-B's random initialisation takes about 2 s here: on the JS thread it held the loop all that time.
-  const gaps: number[] = [];
-  let last = performance.now();
-  const timer = setInterval(() => {
-    const now = performance.now();
-    gaps.push(now - last);
-    last = now;
-  }, 10);
-  const started = performance.now();
-  const model = await createModel('vit_base_patch16_224');
-  const elapsed = performance.now() - started;
-  clearInterval(timer);
-  model.dispose();
-  const held = gaps.reduce((sum, gap) => sum + Math.max(0, gap - 10), 0);
+  const { result: large, elapsed, held } = await watchEventLoop(() => createModel('vit_base_patch16_224'));
+  large.dispose();
   expect(held / elapsed).toBeLessThan(0.5); // ≈ 1 when built on the JS thread
   // libtorch's initialisers share one global generator: creations run one at a time, each from its own seed.
   const bytes = async (model: Model) => {

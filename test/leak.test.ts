@@ -1,4 +1,5 @@
 import { createModel, memoryStats, tensor, Trainer } from '../lib';
+import { watchEventLoop } from './support/event-loop';
 import { colourDataset, tinyVit } from './support/synthetic';
 
 const MiB = 1024 * 1024;
@@ -96,22 +97,14 @@ test('during a fit, a 10 ms timer keeps firing: the loop is never held for most 
   const data = colourDataset(256, 4);
   using model = await createModel(tinyVit, { seed: 1 });
   model.addAdapters({ rank: 2 });
-  const gaps: number[] = [];
-  let last = performance.now();
-  const timer = setInterval(() => {
-    const now = performance.now();
-    gaps.push(now - last);
-    last = now;
-  }, 10);
-  const started = performance.now();
-  const history = await new Trainer(model, { pace: { sigma: 0.5, lambda: 1 } }).fit(data, {
-    epochs: 30,
-    batchSize: 16,
-    progress: false,
-  });
-  const elapsed = performance.now() - started;
-  clearInterval(timer);
-  const held = gaps.reduce((sum, gap) => sum + Math.max(0, gap - 10), 0);
+  const {
+    result: history,
+    gaps,
+    elapsed,
+    held,
+  } = await watchEventLoop(() =>
+    new Trainer(model, { pace: { sigma: 0.5, lambda: 1 } }).fit(data, { epochs: 30, batchSize: 16, progress: false }),
+  );
   const worst = Math.max(...gaps) - 10;
   console.log(
     `fit of ${elapsed.toFixed(0)} ms, ${gaps.length} ticks: the loop was held ${((100 * held) / elapsed).toFixed(1)} % of the time, at most ${worst.toFixed(1)} ms at once`,
