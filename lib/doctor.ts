@@ -65,12 +65,13 @@ export function doctor(): DoctorReport {
   const report = nativeAddon().doctor();
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { version } = require('../package.json') as { version: string };
+  const { file, reason } = nativeAddonLocation();
   return {
     version,
     node: process.version,
     platform: `${os.platform()}-${os.arch()}`,
-    addon: nativeAddonLocation().file,
-    addonReason: nativeAddonLocation().reason,
+    addon: file,
+    addonReason: reason,
     ...report,
   };
 }

@@ -228,13 +228,13 @@ export class Model implements Disposable {
     return copy;
   }
 
-  /** @internal The native handle, for the trainer. */
   /** The native model, after checking that no fit (other than the caller's own) is training it. */
   #use(operation: string): NativeModelHandle {
     this.fitLock.check(`model.${operation}`);
     return this.#native;
   }
 
+  /** @internal The native handle, for the trainer. */
   get nativeHandle(): NativeModelHandle {
     return this.#use('nativeHandle');
   }
