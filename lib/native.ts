@@ -1,4 +1,5 @@
 import type { DType } from './dtype';
+import { paceError, PaceUnsupportedError } from './errors';
 import { locateAddon, type AddonLocation } from './install/addon-location';
 
 /** The native handle behind a {@link Tensor}; not part of the public API. */
@@ -167,6 +168,8 @@ export interface NativeAddon {
   releaseCachedMemory(): void;
   /** V8's count of external memory in this environment, tensors' native memory included. */
   externalMemory(): number;
+  /** How the addon builds its errors: every native failure becomes the PaceError subclass its code names. */
+  setErrorFactory(factory: (code: string, message: string) => Error): void;
 }
 
 let addon: NativeAddon | undefined;
@@ -181,13 +184,15 @@ export function nativeAddon(): NativeAddon {
   location = locateAddon();
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    addon = require(location.file) as NativeAddon;
+    const loaded = require(location.file) as NativeAddon;
+    loaded.setErrorFactory(paceError);
+    addon = loaded;
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     const hint = /libtorch|libc10|libtorch_cpu/.test(reason)
       ? 'the libtorch it was built against is not where it was: reinstall it, or rebuild with `PACE_BUILD_FROM_SOURCE=1 npm rebuild pace-peft`'
       : 'build it with `npm run build:native` (needs cmake, a C++17 compiler and libtorch; `npm test` and `npm run demo` set all of this up on Debian)';
-    throw new Error(`pace-peft: cannot load the native addon ${location.file} (${reason}). ${hint}.`, {
+    throw new PaceUnsupportedError(`pace-peft: cannot load the native addon ${location.file} (${reason}). ${hint}.`, {
       cause: error,
     });
   }

@@ -2,6 +2,7 @@
 
 #include "addon_data.h"
 #include "bindings.h"
+#include "js_errors.h"
 #include "tensor_handle.h"
 
 namespace pace::addon {
@@ -17,6 +18,7 @@ void registerTensorBindings(Napi::Env env, Napi::Object exports) {
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new AddonData());
+  exports.Set("setErrorFactory", Napi::Function::New(env, setErrorFactory, "setErrorFactory"));
   registerTensorBindings(env, exports);
   registerSafetensorsBindings(env, exports);
   registerSystemBindings(env, exports);

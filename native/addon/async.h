@@ -5,7 +5,7 @@
 #include <optional>
 #include <utility>
 
-#include "errors.h"
+#include "js_errors.h"
 #include "system/threads.h"
 
 namespace pace::addon {
@@ -32,7 +32,8 @@ class PromiseWorker : public Napi::AsyncWorker {
       applyThreads();  // libuv's worker threads start from the OpenMP default, not the process's setting
       result_.emplace(compute_());
     } catch (const std::exception& error) {
-      SetError(describe(error));
+      failure_ = describe(error);
+      SetError(failure_.message);
     }
   }
   void OnOK() override {
@@ -41,16 +42,20 @@ class PromiseWorker : public Napi::AsyncWorker {
     } catch (const Napi::Error& error) {
       deferred_.Reject(error.Value());
     } catch (const std::exception& error) {
-      deferred_.Reject(Napi::Error::New(Env(), describe(error)).Value());
+      const Failure failure = describe(error);
+      deferred_.Reject(jsError(Env(), failure.code, failure.message).Value());
     }
   }
-  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+  void OnError(const Napi::Error&) override {
+    deferred_.Reject(jsError(Env(), failure_.code, failure_.message).Value());
+  }
 
  private:
   Napi::Promise::Deferred deferred_;
   Compute compute_;
   ToJs toJs_;
   std::optional<Result> result_;
+  Failure failure_;
 };
 
 template <typename Compute, typename ToJs>

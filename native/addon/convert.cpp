@@ -1,4 +1,5 @@
 #include "convert.h"
+#include "js_errors.h"
 
 #include <cmath>
 
@@ -8,7 +9,7 @@ namespace pace::addon {
 
 std::vector<int64_t> shapeFromJs(const Napi::Value& value, const std::string& what) {
   const Napi::Env env = value.Env();
-  if (!value.IsArray()) throw Napi::TypeError::New(env, what + " must be an array of dimensions");
+  if (!value.IsArray()) throw jsError(env, ErrorCode::InvalidOption, what + " must be an array of dimensions");
   const auto array = value.As<Napi::Array>();
   std::vector<int64_t> shape;
   shape.reserve(array.Length());
@@ -16,8 +17,9 @@ std::vector<int64_t> shapeFromJs(const Napi::Value& value, const std::string& wh
     const Napi::Value dim = array.Get(i);
     const double number = dim.IsNumber() ? dim.As<Napi::Number>().DoubleValue() : -1;
     if (!dim.IsNumber() || !(number >= 0) || std::floor(number) != number || number > 9007199254740991.0) {
-      throw Napi::RangeError::New(
-          env, what + "[" + std::to_string(i) + "] must be a non-negative integer, got " + dim.ToString().Utf8Value());
+      throw jsError(
+          env, ErrorCode::ShapeMismatch,
+          what + "[" + std::to_string(i) + "] must be a non-negative integer, got " + dim.ToString().Utf8Value());
     }
     shape.push_back(static_cast<int64_t>(number));
   }
@@ -31,7 +33,7 @@ Napi::Array shapeToJs(Napi::Env env, at::IntArrayRef shape) {
 }
 
 std::string stringFromJs(const Napi::Value& value, const std::string& what) {
-  if (!value.IsString()) throw Napi::TypeError::New(value.Env(), what + " must be a string");
+  if (!value.IsString()) throw jsError(value.Env(), ErrorCode::InvalidOption, what + " must be a string");
   return value.As<Napi::String>().Utf8Value();
 }
 
@@ -41,21 +43,22 @@ at::ScalarType dtypeFromJs(const Napi::Value& value, const std::string& what) {
   if (!dtype) {
     std::string known;
     for (const auto& info : supportedDtypes()) known += std::string(known.empty() ? "" : ", ") + info.name;
-    throw Napi::TypeError::New(value.Env(), what + " \"" + name + "\" is not a dtype (expected one of " + known + ")");
+    throw jsError(value.Env(), ErrorCode::InvalidOption,
+                  what + " \"" + name + "\" is not a dtype (expected one of " + known + ")");
   }
   return *dtype;
 }
 
 TensorMetadata metadataFromJs(const Napi::Value& value) {
   const Napi::Env env = value.Env();
-  if (!value.IsObject()) throw Napi::TypeError::New(env, "metadata must be an object of strings");
+  if (!value.IsObject()) throw jsError(env, ErrorCode::InvalidOption, "metadata must be an object of strings");
   const auto object = value.As<Napi::Object>();
   const Napi::Array keys = object.GetPropertyNames();
   TensorMetadata metadata;
   for (uint32_t i = 0; i < keys.Length(); ++i) {
     const std::string key = keys.Get(i).ToString().Utf8Value();
     const Napi::Value item = object.Get(key);
-    if (!item.IsString()) throw Napi::TypeError::New(env, "metadata." + key + " must be a string");
+    if (!item.IsString()) throw jsError(env, ErrorCode::InvalidOption, "metadata." + key + " must be a string");
     metadata.emplace_back(key, item.As<Napi::String>().Utf8Value());
   }
   return metadata;
@@ -71,14 +74,14 @@ Napi::Value metadataToJs(Napi::Env env, const std::optional<TensorMetadata>& met
 std::optional<data::Normalization> normalizationFromJs(const Napi::Value& value) {
   if (value.IsUndefined() || value.IsNull()) return std::nullopt;
   const Napi::Env env = value.Env();
-  if (!value.IsObject()) throw Napi::TypeError::New(env, "normalization must be { mean, std }");
+  if (!value.IsObject()) throw jsError(env, ErrorCode::InvalidOption, "normalization must be { mean, std }");
   const auto object = value.As<Napi::Object>();
   data::Normalization result;
   for (const auto& [name, target] : {std::pair<const char*, std::array<double, 3>*>{"mean", &result.mean},
                                      std::pair<const char*, std::array<double, 3>*>{"std", &result.std}}) {
     const Napi::Value list = object.Get(name);
     if (!list.IsArray() || list.As<Napi::Array>().Length() != 3)
-      throw Napi::TypeError::New(env, std::string("normalization.") + name + " must be three numbers");
+      throw jsError(env, ErrorCode::InvalidOption, std::string("normalization.") + name + " must be three numbers");
     for (uint32_t i = 0; i < 3; ++i) (*target)[i] = list.As<Napi::Array>().Get(i).ToNumber().DoubleValue();
   }
   return result;

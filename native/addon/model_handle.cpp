@@ -8,6 +8,7 @@
 #include "async.h"
 #include "bindings.h"
 #include "convert.h"
+#include "js_errors.h"
 #include "models/swin.h"
 #include "models/vit.h"
 #include "models/weights.h"
@@ -22,13 +23,15 @@ namespace {
 
 int64_t integerField(const Napi::Object& spec, const char* name) {
   const Napi::Value value = spec.Get(name);
-  if (!value.IsNumber()) throw Napi::TypeError::New(spec.Env(), std::string("spec.") + name + " must be a number");
+  if (!value.IsNumber())
+    throw jsError(spec.Env(), ErrorCode::InvalidOption, std::string("spec.") + name + " must be a number");
   return value.As<Napi::Number>().Int64Value();
 }
 
 double numberField(const Napi::Object& spec, const char* name) {
   const Napi::Value value = spec.Get(name);
-  if (!value.IsNumber()) throw Napi::TypeError::New(spec.Env(), std::string("spec.") + name + " must be a number");
+  if (!value.IsNumber())
+    throw jsError(spec.Env(), ErrorCode::InvalidOption, std::string("spec.") + name + " must be a number");
   return value.As<Napi::Number>().DoubleValue();
 }
 
@@ -65,7 +68,7 @@ std::function<std::shared_ptr<models::Backbone>()> backboneFactory(const Napi::O
     config.numHeads = integerList(spec, "numHeads");
     return [config] { return std::make_shared<models::SwinTransformer>(config); };
   }
-  throw Napi::TypeError::New(spec.Env(), "spec.family must be 'vit' or 'swin', got '" + family + "'");
+  throw jsError(spec.Env(), ErrorCode::InvalidOption, "spec.family must be 'vit' or 'swin', got '" + family + "'");
 }
 
 Napi::Array namesToJs(Napi::Env env, const std::vector<std::string>& names) {
@@ -80,7 +83,7 @@ Napi::Array namesToJs(Napi::Env env, const std::vector<std::string>& names) {
 Napi::Value createModelJs(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "spec must be an object");
+    if (!info[0].IsObject()) throw jsError(env, ErrorCode::InvalidOption, "spec must be an object");
     auto build = backboneFactory(info[0].As<Napi::Object>());
     std::optional<uint64_t> seed;
     if (info[1].IsNumber()) seed = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
@@ -108,7 +111,7 @@ Napi::Object ModelHandle::wrap(Napi::Env env, std::shared_ptr<models::Backbone> 
 std::shared_ptr<ModelState> ModelHandle::stateOf(const Napi::Value& value, const std::string& what) {
   const Napi::Env env = value.Env();
   if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(AddonData::of(env).modelConstructor.Value())) {
-    throw Napi::TypeError::New(env, what + " is not a Model");
+    throw jsError(env, ErrorCode::InvalidOption, what + " is not a Model");
   }
   return Unwrap(value.As<Napi::Object>())->live(env);
 }
@@ -116,7 +119,7 @@ std::shared_ptr<ModelState> ModelHandle::stateOf(const Napi::Value& value, const
 std::unique_lock<std::mutex> lockFromJs(Napi::Env env, ModelState& state) {
   std::unique_lock<std::mutex> lock(state.mutex, std::try_to_lock);
   if (!lock.owns_lock()) {
-    throw Napi::Error::New(env, "the model is busy (a forward, load or fit is running); await it first");
+    throw jsError(env, ErrorCode::Busy, "the model is busy (a forward, load or fit is running); await it first");
   }
   return lock;
 }
@@ -147,7 +150,8 @@ Napi::Function ModelHandle::define(Napi::Env env) {
 
 ModelHandle::ModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelHandle>(info) {
   if (info.Length() != 1 || !info[0].IsExternal()) {
-    throw Napi::TypeError::New(info.Env(), "NativeModel cannot be constructed directly; use createModel()");
+    throw jsError(info.Env(), ErrorCode::InvalidOption,
+                  "NativeModel cannot be constructed directly; use createModel()");
   }
   state_ = std::make_shared<ModelState>();
   state_->model = *info[0].As<Napi::External<std::shared_ptr<models::Backbone>>>().Data();
@@ -169,7 +173,7 @@ ModelHandle::~ModelHandle() {
 }
 
 std::shared_ptr<ModelState> ModelHandle::live(Napi::Env env) const {
-  if (!state_) throw Napi::Error::New(env, "Model was disposed; it cannot be used any more");
+  if (!state_) throw jsError(env, ErrorCode::InvalidState, "Model was disposed; it cannot be used any more");
   return state_;
 }
 
@@ -304,7 +308,8 @@ Napi::Value ModelHandle::applyPeft(const Napi::CallbackInfo& info) {
     auto state = live(env);
     const auto lock = lockFromJs(info.Env(), *state);
     for (const auto& item : state->model->named_parameters()) {
-      if (peft::isAdapterParameter(item.key())) throw Napi::Error::New(env, "the model already has adapters");
+      if (peft::isAdapterParameter(item.key()))
+        throw jsError(env, ErrorCode::InvalidState, "the model already has adapters");
     }
     const Napi::Array trainable = namesToJs(env, peft::applyPeft(*state->model, setup));
     reportMemory(env);

@@ -2,6 +2,7 @@
 #include "bindings.h"
 #include "convert.h"
 #include "io/safetensors.h"
+#include "js_errors.h"
 #include "tensor/dtype.h"
 #include "tensor_handle.h"
 
@@ -64,10 +65,12 @@ Napi::Value saveSafetensorsJs(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     const std::string path = stringFromJs(info[0], "path");
-    if (!info[1].IsArray() || !info[2].IsArray()) throw Napi::TypeError::New(env, "names and tensors must be arrays");
+    if (!info[1].IsArray() || !info[2].IsArray())
+      throw jsError(env, ErrorCode::InvalidOption, "names and tensors must be arrays");
     const auto names = info[1].As<Napi::Array>();
     const auto handles = info[2].As<Napi::Array>();
-    if (names.Length() != handles.Length()) throw Napi::TypeError::New(env, "names and tensors differ in length");
+    if (names.Length() != handles.Length())
+      throw jsError(env, ErrorCode::InvalidOption, "names and tensors differ in length");
     std::vector<NamedTensor> tensors;
     tensors.reserve(names.Length());
     for (uint32_t i = 0; i < names.Length(); ++i) {

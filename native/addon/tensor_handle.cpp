@@ -7,7 +7,7 @@
 #include "addon_data.h"
 #include "async.h"
 #include "convert.h"
-#include "errors.h"
+#include "js_errors.h"
 #include "tensor/dtype.h"
 #include "tensor/host_memory.h"
 
@@ -47,14 +47,14 @@ Napi::Object TensorHandle::wrap(Napi::Env env, at::Tensor tensor) {
 const at::Tensor& TensorHandle::unwrap(const Napi::Value& value, const std::string& what) {
   const Napi::Env env = value.Env();
   if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(AddonData::of(env).tensorConstructor.Value())) {
-    throw Napi::TypeError::New(env, what + " is not a Tensor");
+    throw jsError(env, ErrorCode::InvalidOption, what + " is not a Tensor");
   }
   return Unwrap(value.As<Napi::Object>())->live(env);
 }
 
 TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info), env_(info.Env()) {
   if (info.Length() != 1 || !info[0].IsExternal()) {
-    throw Napi::TypeError::New(info.Env(), "NativeTensor cannot be constructed directly; use tensor()");
+    throw jsError(info.Env(), ErrorCode::InvalidOption, "NativeTensor cannot be constructed directly; use tensor()");
   }
   tensor_ = *info[0].As<Napi::External<at::Tensor>>().Data();
   reportedBytes_ = memoryOf(*tensor_);
@@ -82,7 +82,7 @@ void TensorHandle::release(Napi::Env env) {
 }
 
 const at::Tensor& TensorHandle::live(Napi::Env env) const {
-  if (!tensor_) throw Napi::Error::New(env, "Tensor was disposed; it cannot be used any more");
+  if (!tensor_) throw jsError(env, ErrorCode::InvalidState, "Tensor was disposed; it cannot be used any more");
   return *tensor_;
 }
 
@@ -169,7 +169,7 @@ Napi::Value prepareImages(const Napi::CallbackInfo& info) {
     const at::Tensor images = TensorHandle::unwrap(info[0], "images");
     const int64_t size = info[1].ToNumber().Int64Value();
     const auto normalization = normalizationFromJs(info[2]);
-    if (!normalization) throw Napi::TypeError::New(env, "normalization is required");
+    if (!normalization) throw jsError(env, ErrorCode::InvalidOption, "normalization is required");
     return runAsync(
         env, "pace.prepareImages", [=] { return data::toModelInput(images, size, *normalization); },
         [](Napi::Env env, at::Tensor& result) -> Napi::Value { return TensorHandle::wrap(env, std::move(result)); });
@@ -194,7 +194,7 @@ Napi::Value augmentImages(const Napi::CallbackInfo& info) {
 Napi::Value createTensor(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    if (!info[0].IsArrayBuffer()) throw Napi::TypeError::New(env, "data must be an ArrayBuffer");
+    if (!info[0].IsArrayBuffer()) throw jsError(env, ErrorCode::InvalidOption, "data must be an ArrayBuffer");
     const double offset = info[1].ToNumber().DoubleValue();
     const double length = info[2].ToNumber().DoubleValue();
     const at::ScalarType dtype = dtypeFromJs(info[3], "dtype");
@@ -205,16 +205,16 @@ Napi::Value createTensor(const Napi::CallbackInfo& info) {
     const uint64_t itemSize = c10::elementSize(dtype);
     overflow = overflow || __builtin_mul_overflow(numel, itemSize, &bytes);
     if (overflow || !(length >= 0) || bytes != static_cast<uint64_t>(length)) {
-      throw Napi::RangeError::New(env, "data holds " + std::to_string(static_cast<uint64_t>(length) / itemSize) + " " +
-                                           dtypeName(dtype) + " elements but shape " + shapeToString(shape) +
-                                           " needs " +
-                                           (overflow ? std::string("more than 2^64") : std::to_string(numel)));
+      throw jsError(env, ErrorCode::ShapeMismatch,
+                    "data holds " + std::to_string(static_cast<uint64_t>(length) / itemSize) + " " + dtypeName(dtype) +
+                        " elements but shape " + shapeToString(shape) + " needs " +
+                        (overflow ? std::string("more than 2^64") : std::to_string(numel)));
     }
     at::Tensor tensor = emptyHostTensor(shape, dtype);
     // The buffer is read only now, after every conversion above (which could run user code) is done.
     auto buffer = info[0].As<Napi::ArrayBuffer>();
     if (!(offset >= 0) || offset + length > static_cast<double>(buffer.ByteLength())) {
-      throw Napi::RangeError::New(env, "byte range lies outside the ArrayBuffer");
+      throw jsError(env, ErrorCode::InvalidOption, "byte range lies outside the ArrayBuffer");
     }
     if (bytes > 0) {
       std::memcpy(tensor.data_ptr(), static_cast<const char*>(buffer.Data()) + static_cast<size_t>(offset),

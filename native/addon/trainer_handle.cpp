@@ -7,6 +7,7 @@
 #include "bindings.h"
 #include "convert.h"
 #include "io/checkpoint.h"
+#include "js_errors.h"
 #include "model_handle.h"
 #include "tensor_handle.h"
 #include "train/trainer.h"
@@ -19,14 +20,15 @@ double numberOr(const Napi::Object& object, const char* name, double fallback) {
   const Napi::Value value = object.Get(name);
   if (value.IsUndefined()) return fallback;
   const double number = value.IsNumber() ? value.As<Napi::Number>().DoubleValue() : NAN;
-  if (!std::isfinite(number)) throw Napi::TypeError::New(object.Env(), std::string(name) + " must be a finite number");
+  if (!std::isfinite(number))
+    throw jsError(object.Env(), ErrorCode::InvalidOption, std::string(name) + " must be a finite number");
   return number;
 }
 
 std::string stringOr(const Napi::Object& object, const char* name, const char* fallback) {
   const Napi::Value value = object.Get(name);
   if (value.IsUndefined()) return fallback;
-  if (!value.IsString()) throw Napi::TypeError::New(object.Env(), std::string(name) + " must be a string");
+  if (!value.IsString()) throw jsError(object.Env(), ErrorCode::InvalidOption, std::string(name) + " must be a string");
   return value.As<Napi::String>().Utf8Value();
 }
 
@@ -78,7 +80,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     guard(env, [&] {
       model_ = ModelHandle::stateOf(info[0], "model");
       if (!info[1].IsObject() || !info[2].IsObject())
-        throw Napi::TypeError::New(env, "optimizer and pace must be objects");
+        throw jsError(env, ErrorCode::InvalidOption, "optimizer and pace must be objects");
       const auto optimizer = info[1].As<Napi::Object>();
       train::OptimizerConfig config;
       config.lr = numberOr(optimizer, "lr", config.lr);
@@ -153,7 +155,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     return guard(env, [&]() -> Napi::Value {
       const at::Tensor images = TensorHandle::unwrap(info[0], "images");
       const at::Tensor labels = TensorHandle::unwrap(info[1], "labels");
-      if (!info[2].IsObject()) throw Napi::TypeError::New(env, "options must be an object");
+      if (!info[2].IsObject()) throw jsError(env, ErrorCode::InvalidOption, "options must be an object");
       const auto options = info[2].As<Napi::Object>();
       train::EpochOptions epoch;
       epoch.batchSize = static_cast<int64_t>(numberOr(options, "batchSize", 64));

@@ -11,8 +11,8 @@ at::Tensor toModelInput(const at::Tensor& images, int64_t size, const Normalizat
   const bool channelsLast = images.dim() == 4;
   if (images.scalar_type() != at::kByte || (images.dim() != 3 && !channelsLast) ||
       (channelsLast && images.size(3) != 1 && images.size(3) != 3 && images.size(3) != 4)) {
-    throw Error("images must be uint8 [N, H, W] or [N, H, W, C] with C = 1, 3 or 4; got " +
-                dtypeName(images.scalar_type()) + " " + shapeToString(images.sizes().vec()));
+    throw ShapeError("images must be uint8 [N, H, W] or [N, H, W, C] with C = 1, 3 or 4; got " +
+                     dtypeName(images.scalar_type()) + " " + shapeToString(images.sizes().vec()));
   }
   at::Tensor x = (channelsLast ? images : images.unsqueeze(3)).permute({0, 3, 1, 2}).to(at::kFloat).div_(255.0);
   if (x.size(1) == 1) x = x.expand({-1, 3, -1, -1});
@@ -28,12 +28,12 @@ at::Tensor toModelInput(const at::Tensor& images, int64_t size, const Normalizat
 
 at::Tensor randomCropFlip(const at::Tensor& images, int64_t crop, bool flip, at::Generator generator) {
   if (images.scalar_type() != at::kByte || images.dim() != 4)
-    throw Error("augmentation needs uint8 images [N, H, W, C]; got " + dtypeName(images.scalar_type()) + " " +
-                shapeToString(images.sizes().vec()));
+    throw ShapeError("augmentation needs uint8 images [N, H, W, C]; got " + dtypeName(images.scalar_type()) + " " +
+                     shapeToString(images.sizes().vec()));
   const int64_t n = images.size(0), h = images.size(1), w = images.size(2);
   if (crop < 1 || crop > h || crop > w)
-    throw Error("a random crop of " + std::to_string(crop) + " does not fit images of " + std::to_string(h) + "x" +
-                std::to_string(w) + " (the image is too small to crop)");
+    throw OptionError("a random crop of " + std::to_string(crop) + " does not fit images of " + std::to_string(h) +
+                      "x" + std::to_string(w) + " (the image is too small to crop)");
   const at::Tensor rows = at::randint(h - crop + 1, {n}, generator, at::TensorOptions().dtype(at::kLong));
   const at::Tensor cols = at::randint(w - crop + 1, {n}, generator, at::TensorOptions().dtype(at::kLong));
   const at::Tensor flips = at::empty({n}, at::kFloat).bernoulli_(0.5, generator);

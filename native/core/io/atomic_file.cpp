@@ -30,7 +30,7 @@ AtomicFileWriter::AtomicFileWriter(std::string targetPath) : targetPath_(std::mo
   static std::atomic<unsigned> counter{0};
   tempPath_ = targetPath_ + ".tmp-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
   fd_ = ::open(tempPath_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw Error(systemError("cannot create", tempPath_));
+  if (fd_ < 0) throw FileError(systemError("cannot create", tempPath_));
 }
 
 AtomicFileWriter::~AtomicFileWriter() {
@@ -44,7 +44,7 @@ void AtomicFileWriter::write(const void* data, size_t size) {
     const ssize_t written = ::write(fd_, bytes, size);
     if (written < 0) {
       if (errno == EINTR) continue;
-      throw Error(systemError("cannot write", tempPath_));
+      throw FileError(systemError("cannot write", tempPath_));
     }
     bytes += written;
     size -= static_cast<size_t>(written);
@@ -52,14 +52,14 @@ void AtomicFileWriter::write(const void* data, size_t size) {
 }
 
 void AtomicFileWriter::commit() {
-  if (::fsync(fd_) != 0) throw Error(systemError("cannot fsync", tempPath_));
+  if (::fsync(fd_) != 0) throw FileError(systemError("cannot fsync", tempPath_));
   if (::close(fd_) != 0) {
     fd_ = -1;
-    throw Error(systemError("cannot close", tempPath_));
+    throw FileError(systemError("cannot close", tempPath_));
   }
   fd_ = -1;
   if (::rename(tempPath_.c_str(), targetPath_.c_str()) != 0)
-    throw Error(systemError("cannot rename onto", targetPath_));
+    throw FileError(systemError("cannot rename onto", targetPath_));
   committed_ = true;
   const int dirFd = ::open(directoryOf(targetPath_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dirFd >= 0) {

@@ -60,15 +60,15 @@ SafetensorsContents loadCheckpoint(const std::string& path) {
   const auto recorded = std::find_if(metadata.begin(), metadata.end(),
                                      [](const auto& entry) { return entry.first == kCheckpointDigestKey; });
   if (recorded == metadata.end()) {
-    throw Error("training checkpoint '" + path + "' has no '" + kCheckpointDigestKey +
-                "' (not written by this version of pace-peft, or edited): its integrity cannot be checked");
+    throw FileError("training checkpoint '" + path + "' has no '" + kCheckpointDigestKey +
+                    "' (not written by this version of pace-peft, or edited): its integrity cannot be checked");
   }
   const std::string expected = recorded->second;
   metadata.erase(recorded);
   const std::string actual = digestOf(contents.tensors, metadata);
   if (actual != expected) {
-    throw Error("training checkpoint '" + path + "' is corrupt or was edited: its contents give " + actual +
-                ", its metadata records " + expected);
+    throw FileError("training checkpoint '" + path + "' is corrupt or was edited: its contents give " + actual +
+                    ", its metadata records " + expected);
   }
   contents.metadata = std::move(metadata);
   return contents;

@@ -25,7 +25,7 @@ class Bytes {
  public:
   Bytes(const std::string& data, std::string context) : data_(data), context_(std::move(context)) {}
 
-  [[noreturn]] void fail(const std::string& problem) const { throw Error(context_ + ": " + problem); }
+  [[noreturn]] void fail(const std::string& problem) const { throw FileError(context_ + ": " + problem); }
 
   void need(uint64_t offset, uint64_t count) const {
     if (offset > data_.size() || count > data_.size() - offset) fail("truncated or corrupt (read past the end)");
@@ -118,19 +118,21 @@ std::vector<ZipEntry> readCentralDirectory(const Bytes& bytes) {
 
 std::string extract(const Bytes& bytes, const ZipEntry& entry, const std::string& where) {
   const uint64_t local = entry.localHeaderOffset;
-  if (bytes.u32(local) != kLocalHeader) throw Error(where + ": corrupt local header");
+  if (bytes.u32(local) != kLocalHeader) throw FileError(where + ": corrupt local header");
   const uint64_t dataStart = local + 30 + bytes.u16(local + 26) + bytes.u16(local + 28);
   const char* compressed = bytes.at(dataStart, entry.compressedSize);
   if (entry.method == 0) {
-    if (entry.compressedSize != entry.uncompressedSize) throw Error(where + ": stored entry with inconsistent sizes");
+    if (entry.compressedSize != entry.uncompressedSize)
+      throw FileError(where + ": stored entry with inconsistent sizes");
     return std::string(compressed, entry.compressedSize);
   }
-  if (entry.method != 8) throw Error(where + ": unsupported zip compression method " + std::to_string(entry.method));
+  if (entry.method != 8)
+    throw FileError(where + ": unsupported zip compression method " + std::to_string(entry.method));
   // Inflate in chunks: memory grows only as real data comes out, never to a size a header merely claims.
   std::string out;
   out.reserve(static_cast<size_t>(std::min<uint64_t>(entry.uncompressedSize, 64ull << 20)));
   z_stream stream{};
-  if (inflateInit2(&stream, -MAX_WBITS) != Z_OK) throw Error(where + ": cannot start inflating");
+  if (inflateInit2(&stream, -MAX_WBITS) != Z_OK) throw FileError(where + ": cannot start inflating");
   uint64_t consumed = 0;
   int status = Z_OK;
   char chunk[1 << 16];
@@ -150,7 +152,7 @@ std::string extract(const Bytes& bytes, const ZipEntry& entry, const std::string
     if (status == Z_OK && stream.avail_in == 0 && consumed == entry.compressedSize && stream.avail_out != 0) break;
   }
   inflateEnd(&stream);
-  if (status != Z_STREAM_END || out.size() != entry.uncompressedSize) throw Error(where + ": corrupt deflate data");
+  if (status != Z_STREAM_END || out.size() != entry.uncompressedSize) throw FileError(where + ": corrupt deflate data");
   return out;
 }
 
@@ -252,7 +254,12 @@ at::Tensor parseNpy(const std::string& npy, const std::string& where) {
 
 std::vector<NamedTensor> loadNpz(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
-  if (!file) throw Error("npz file '" + path + "': cannot open: " + std::strerror(errno));
+  if (!file) {
+    const int error = errno;
+    const std::string message = "npz file '" + path + "': cannot open: " + std::strerror(error);
+    if (error == ENOENT) throw NotFoundError(message);
+    throw FileError(message);
+  }
   const std::string data((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
   const Bytes bytes(data, "npz file '" + path + "'");
   std::vector<NamedTensor> arrays;

@@ -25,21 +25,27 @@ using Json = nlohmann::ordered_json;
 // hostile length field from making us allocate gigabytes.
 constexpr uint64_t kMaxHeaderBytes = 100ull * 1000 * 1000;
 
-class FileError {
+class FileProblem {
  public:
-  explicit FileError(std::string path) : path_(std::move(path)) {}
-  [[noreturn]] void fail(const std::string& problem) const {
-    throw Error("safetensors file '" + path_ + "': " + problem);
+  explicit FileProblem(std::string path) : path_(std::move(path)) {}
+  [[noreturn]] void fail(const std::string& problem) const { throw FileError(describe(problem)); }
+  [[noreturn]] void failErrno(const std::string& what) const {
+    const int error = errno;
+    const std::string problem = describe(what + ": " + std::strerror(error));
+    if (error == ENOENT) throw NotFoundError(problem);
+    throw FileError(problem);
   }
-  [[noreturn]] void failErrno(const std::string& what) const { fail(what + ": " + std::strerror(errno)); }
+  // For tensors a caller asked to save: the file is fine, the request is not.
+  [[noreturn]] void failRequest(const std::string& problem) const { throw OptionError(describe(problem)); }
 
  private:
+  std::string describe(const std::string& problem) const { return "safetensors file '" + path_ + "': " + problem; }
   std::string path_;
 };
 
 class ReadOnlyFile {
  public:
-  ReadOnlyFile(const std::string& path, const FileError& err) : err_(err) {
+  ReadOnlyFile(const std::string& path, const FileProblem& err) : err_(err) {
     // O_NONBLOCK: opening a FIFO must not wait for a writer; anything but a regular file is refused below.
     fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd_ < 0) err_.failErrno("cannot open");
@@ -77,7 +83,7 @@ class ReadOnlyFile {
   }
 
  private:
-  const FileError& err_;
+  const FileProblem& err_;
   int fd_ = -1;
   uint64_t size_ = 0;
 };
@@ -95,13 +101,13 @@ std::string describeJson(const Json& value) {
   return std::string("a JSON ") + value.type_name();
 }
 
-uint64_t nonNegativeInteger(const Json& value, const FileError& err, const std::string& what) {
+uint64_t nonNegativeInteger(const Json& value, const FileProblem& err, const std::string& what) {
   if (value.is_number_unsigned()) return value.get<uint64_t>();
   if (value.is_number_integer() && value.get<int64_t>() >= 0) return static_cast<uint64_t>(value.get<int64_t>());
   err.fail(what + " must be a non-negative integer, got " + describeJson(value));
 }
 
-SafetensorsEntry parseEntry(const std::string& name, const Json& info, uint64_t dataSize, const FileError& err) {
+SafetensorsEntry parseEntry(const std::string& name, const Json& info, uint64_t dataSize, const FileProblem& err) {
   const std::string where = "tensor '" + name + "'";
   if (!info.is_object()) err.fail(where + ": expected an object with dtype, shape and data_offsets");
   const auto dtypeIt = info.find("dtype");
@@ -150,7 +156,7 @@ SafetensorsEntry parseEntry(const std::string& name, const Json& info, uint64_t 
   return entry;
 }
 
-TensorMetadata parseMetadata(const Json& value, const FileError& err) {
+TensorMetadata parseMetadata(const Json& value, const FileProblem& err) {
   if (!value.is_object()) err.fail("\"__metadata__\" must be an object of strings");
   TensorMetadata metadata;
   for (const auto& item : value.items()) {
@@ -162,7 +168,7 @@ TensorMetadata parseMetadata(const Json& value, const FileError& err) {
 }
 
 // Every byte of the data section belongs to exactly one tensor, as the format requires.
-void checkCoverage(std::vector<SafetensorsEntry> entries, uint64_t dataSize, const FileError& err) {
+void checkCoverage(std::vector<SafetensorsEntry> entries, uint64_t dataSize, const FileProblem& err) {
   std::sort(entries.begin(), entries.end(), [](const SafetensorsEntry& a, const SafetensorsEntry& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
   });
@@ -183,7 +189,7 @@ void checkCoverage(std::vector<SafetensorsEntry> entries, uint64_t dataSize, con
 
 // A file whose first 8 bytes are no valid header length may be a checkpoint in another format: say which.
 // Pickles are never opened.
-void rejectOtherFormats(const unsigned char* start, const FileError& err) {
+void rejectOtherFormats(const unsigned char* start, const FileProblem& err) {
   if (start[0] == 'P' && start[1] == 'K' && start[2] == 3 && start[3] == 4)
     err.fail(
         "is a ZIP archive (a torch.save checkpoint or a NumPy .npz), not safetensors. pace-peft never "
@@ -195,7 +201,7 @@ void rejectOtherFormats(const unsigned char* start, const FileError& err) {
         "convert it to safetensors with Python first");
 }
 
-SafetensorsHeader parseHeader(const ReadOnlyFile& file, const FileError& err) {
+SafetensorsHeader parseHeader(const ReadOnlyFile& file, const FileProblem& err) {
   SafetensorsHeader header;
   header.fileSize = file.size();
   if (file.size() < 8)
@@ -238,13 +244,13 @@ SafetensorsHeader parseHeader(const ReadOnlyFile& file, const FileError& err) {
 }  // namespace
 
 SafetensorsHeader readSafetensorsHeader(const std::string& path) {
-  const FileError err(path);
+  const FileProblem err(path);
   const ReadOnlyFile file(path, err);
   return parseHeader(file, err);
 }
 
 SafetensorsContents loadSafetensors(const std::string& path) {
-  const FileError err(path);
+  const FileProblem err(path);
   const ReadOnlyFile file(path, err);
   SafetensorsHeader header = parseHeader(file, err);
   SafetensorsContents contents;
@@ -261,19 +267,19 @@ SafetensorsContents loadSafetensors(const std::string& path) {
 
 void saveSafetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
                      const std::optional<TensorMetadata>& metadata) {
-  const FileError err(path);
+  const FileProblem err(path);
   std::vector<NamedTensor> ordered;
   ordered.reserve(tensors.size());
   for (const auto& named : tensors) {
-    if (named.name == "__metadata__") err.fail("\"__metadata__\" is reserved and cannot name a tensor");
-    if (!named.tensor.defined()) err.fail("tensor '" + named.name + "' is undefined");
+    if (named.name == "__metadata__") err.failRequest("\"__metadata__\" is reserved and cannot name a tensor");
+    if (!named.tensor.defined()) err.failRequest("tensor '" + named.name + "' is undefined");
     // Validates the dtype before any byte is written.
     safetensorsCode(named.tensor.scalar_type());
     ordered.push_back({named.name, named.tensor.to(at::kCPU).contiguous()});
   }
   std::sort(ordered.begin(), ordered.end(), [](const NamedTensor& a, const NamedTensor& b) { return a.name < b.name; });
   for (size_t i = 1; i < ordered.size(); ++i) {
-    if (ordered[i].name == ordered[i - 1].name) err.fail("tensor name '" + ordered[i].name + "' appears twice");
+    if (ordered[i].name == ordered[i - 1].name) err.failRequest("tensor name '" + ordered[i].name + "' appears twice");
   }
 
   Json header = Json::object();

@@ -14,12 +14,12 @@ void Backbone::checkImages(const torch::Tensor& images) const {
   const int64_t size = imageSize();
   const std::string expected = "images must be a float tensor [batch, 3, " + std::to_string(size) + ", " +
                                std::to_string(size) + "] for this " + family() + " model";
-  if (!images.defined()) throw Error(expected + "; got nothing");
+  if (!images.defined()) throw ShapeError(expected + "; got nothing");
   const std::string got = "; got " + dtypeName(images.scalar_type()) + " " + shapeToString(images.sizes().vec());
-  if (!at::isFloatingType(images.scalar_type())) throw Error(expected + got);
+  if (!at::isFloatingType(images.scalar_type())) throw ShapeError(expected + got);
   if (images.dim() != 4 || images.size(1) != 3 || images.size(2) != size || images.size(3) != size ||
       images.size(0) < 1)
-    throw Error(expected + got);
+    throw ShapeError(expected + got);
 }
 
 std::vector<std::pair<std::string, LinearImpl*>> Backbone::linears() {

@@ -26,38 +26,38 @@ torch::Tensor reverseWindows(const torch::Tensor& windows, int64_t w, int64_t h,
 
 void SwinConfig::validate() const {
   const auto positive = [](int64_t value, const std::string& name) {
-    if (value < 1) throw Error("swin config: " + name + " must be >= 1, got " + std::to_string(value));
+    if (value < 1) throw OptionError("swin config: " + name + " must be >= 1, got " + std::to_string(value));
   };
   positive(imgSize, "imgSize");
   positive(patchSize, "patchSize");
   positive(windowSize, "windowSize");
   positive(embedDim, "embedDim");
-  if (depths.empty()) throw Error("swin config: depths must name at least one stage");
+  if (depths.empty()) throw OptionError("swin config: depths must name at least one stage");
   if (depths.size() != numHeads.size())
-    throw Error("swin config: depths has " + std::to_string(depths.size()) + " stages but numHeads has " +
-                std::to_string(numHeads.size()));
-  if (imgSize % patchSize != 0) throw Error("swin config: imgSize is not a multiple of patchSize");
+    throw OptionError("swin config: depths has " + std::to_string(depths.size()) + " stages but numHeads has " +
+                      std::to_string(numHeads.size()));
+  if (imgSize % patchSize != 0) throw OptionError("swin config: imgSize is not a multiple of patchSize");
   int64_t resolution = imgSize / patchSize;
   for (size_t s = 0; s < depths.size(); ++s) {
     positive(depths[s], "depths[" + std::to_string(s) + "]");
     positive(numHeads[s], "numHeads[" + std::to_string(s) + "]");
     if (s > 0) {
       if (resolution % 2 != 0)
-        throw Error("swin config: stage " + std::to_string(s) + " input " + std::to_string(resolution) + "x" +
-                    std::to_string(resolution) + " cannot be merged (odd size)");
+        throw OptionError("swin config: stage " + std::to_string(s) + " input " + std::to_string(resolution) + "x" +
+                          std::to_string(resolution) + " cannot be merged (odd size)");
       resolution /= 2;
     }
     const int64_t dim = embedDim << s;
     if (dim % numHeads[s] != 0)
-      throw Error("swin config: stage " + std::to_string(s) + " width " + std::to_string(dim) +
-                  " is not a multiple of numHeads[" + std::to_string(s) + "]");
+      throw OptionError("swin config: stage " + std::to_string(s) + " width " + std::to_string(dim) +
+                        " is not a multiple of numHeads[" + std::to_string(s) + "]");
     if (resolution > windowSize && resolution % windowSize != 0)
-      throw Error("swin config: stage " + std::to_string(s) + " resolution " + std::to_string(resolution) +
-                  " is not a multiple of windowSize " + std::to_string(windowSize));
+      throw OptionError("swin config: stage " + std::to_string(s) + " resolution " + std::to_string(resolution) +
+                        " is not a multiple of windowSize " + std::to_string(windowSize));
   }
-  if (!(mlpRatio > 0)) throw Error("swin config: mlpRatio must be > 0");
-  if (numClasses < 0) throw Error("swin config: numClasses must be >= 0");
-  if (!(dropPathRate >= 0 && dropPathRate < 1)) throw Error("swin config: dropPathRate must be in [0, 1)");
+  if (!(mlpRatio > 0)) throw OptionError("swin config: mlpRatio must be > 0");
+  if (numClasses < 0) throw OptionError("swin config: numClasses must be >= 0");
+  if (!(dropPathRate >= 0 && dropPathRate < 1)) throw OptionError("swin config: dropPathRate must be in [0, 1)");
 }
 
 torch::Tensor relativePositionIndex(int64_t w) {

@@ -12,7 +12,8 @@ constexpr double kLayerNormEps = 1e-6;
 
 void VitConfig::validate() const {
   const auto positive = [](int64_t value, const char* name) {
-    if (value < 1) throw Error(std::string("vit config: ") + name + " must be >= 1, got " + std::to_string(value));
+    if (value < 1)
+      throw OptionError(std::string("vit config: ") + name + " must be >= 1, got " + std::to_string(value));
   };
   positive(imgSize, "imgSize");
   positive(patchSize, "patchSize");
@@ -20,14 +21,14 @@ void VitConfig::validate() const {
   positive(depth, "depth");
   positive(numHeads, "numHeads");
   if (imgSize % patchSize != 0)
-    throw Error("vit config: imgSize " + std::to_string(imgSize) + " is not a multiple of patchSize " +
-                std::to_string(patchSize));
+    throw OptionError("vit config: imgSize " + std::to_string(imgSize) + " is not a multiple of patchSize " +
+                      std::to_string(patchSize));
   if (embedDim % numHeads != 0)
-    throw Error("vit config: embedDim " + std::to_string(embedDim) + " is not a multiple of numHeads " +
-                std::to_string(numHeads));
-  if (!(mlpRatio > 0)) throw Error("vit config: mlpRatio must be > 0");
-  if (numClasses < 0) throw Error("vit config: numClasses must be >= 0");
-  if (!(dropPathRate >= 0 && dropPathRate < 1)) throw Error("vit config: dropPathRate must be in [0, 1)");
+    throw OptionError("vit config: embedDim " + std::to_string(embedDim) + " is not a multiple of numHeads " +
+                      std::to_string(numHeads));
+  if (!(mlpRatio > 0)) throw OptionError("vit config: mlpRatio must be > 0");
+  if (numClasses < 0) throw OptionError("vit config: numClasses must be >= 0");
+  if (!(dropPathRate >= 0 && dropPathRate < 1)) throw OptionError("vit config: dropPathRate must be in [0, 1)");
 }
 
 VitAttentionImpl::VitAttentionImpl(int64_t dim, int64_t numHeads_) : numHeads(numHeads_) {

@@ -156,7 +156,7 @@ torch::Tensor resamplePositionEmbedding(const torch::Tensor& posEmbed, int64_t n
   const int64_t tokens = posEmbed.size(1) - prefixTokens, dim = posEmbed.size(2);
   const int64_t oldGrid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(tokens))));
   if (oldGrid * oldGrid != tokens)
-    throw Error("pos_embed: " + std::to_string(tokens) + " grid tokens are not a square grid");
+    throw ShapeError("pos_embed: " + std::to_string(tokens) + " grid tokens are not a square grid");
   const torch::Tensor prefix = posEmbed.slice(1, 0, prefixTokens);
   const torch::Tensor grid =
       posEmbed.slice(1, prefixTokens).reshape({1, oldGrid, oldGrid, dim}).permute({0, 3, 1, 2}).to(torch::kFloat);
@@ -176,18 +176,18 @@ std::vector<NamedTensor> stateDict(Backbone& model) {
 LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
   const std::string ext = lowerExtension(path);
   if (ext == "pth" || ext == "pt" || ext == "bin" || ext == "ckpt" || ext == "pkl") {
-    throw Error("checkpoint '" + path + "' is a PyTorch pickle (." + ext +
-                "); pace-peft never unpickles. Convert it once to safetensors: python3 -c \"import torch, "
-                "safetensors.torch as s; s.save_file(torch.load('" +
-                path + "', map_location='cpu', weights_only=True), 'model.safetensors')\"");
+    throw FileError("checkpoint '" + path + "' is a PyTorch pickle (." + ext +
+                    "); pace-peft never unpickles. Convert it once to safetensors: python3 -c \"import torch, "
+                    "safetensors.torch as s; s.save_file(torch.load('" +
+                    path + "', map_location='cpu', weights_only=True), 'model.safetensors')\"");
   }
   LoadReport report;
   const bool fromNpz = ext == "npz";
   std::vector<NamedTensor> source;
   if (fromNpz) {
     if (model.family() != "vit")
-      throw Error("checkpoint '" + path + "': .npz files hold Google ViT weights; this is a " + model.family() +
-                  " model");
+      throw FileError("checkpoint '" + path + "': .npz files hold Google ViT weights; this is a " + model.family() +
+                      " model");
     int64_t blocks = 0;
     for (const auto& item : model.named_parameters()) {
       if (startsWith(item.key(), "blocks.") && endsWith(item.key(), ".norm1.weight")) ++blocks;
@@ -196,8 +196,8 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
     try {
       source = googleVitToTimm(arrays, blocks, report.ignored);
     } catch (const c10::Error& error) {  // arrays of unexpected shapes cannot be rearranged
-      throw Error("checkpoint '" + path + "': the .npz arrays do not have Google ViT layouts (" +
-                  error.what_without_backtrace() + ")");
+      throw FileError("checkpoint '" + path + "': the .npz arrays do not have Google ViT layouts (" +
+                      error.what_without_backtrace() + ")");
     }
   } else {
     source = filterStateDict(loadSafetensors(path).tensors, model.family(), report.ignored);
@@ -267,7 +267,7 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
     if (incomplete && !report.unexpected.empty()) problem += " unexpected " + joinNames(report.unexpected) + ";";
     if (!mismatches.empty()) problem += " shapes differ: " + joinNames(mismatches, 6) + ";";
     if (incomplete) problem += " (load with strict: false to accept a partial match)";
-    throw Error(problem);
+    throw ShapeError(problem);
   }
 
   torch::NoGradGuard noGrad;

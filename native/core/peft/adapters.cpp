@@ -12,7 +12,7 @@ AdapterType adapterTypeFromName(const std::string& name) {
   if (name == "loramul") return AdapterType::LoraMul;
   if (name == "loraadd") return AdapterType::LoraAdd;
   if (name == "vptadd") return AdapterType::VptAdd;
-  throw Error("unknown adapter type '" + name + "' (expected loramul_vptadd, loramul, loraadd or vptadd)");
+  throw OptionError("unknown adapter type '" + name + "' (expected loramul_vptadd, loramul, loraadd or vptadd)");
 }
 
 std::string adapterTypeName(AdapterType type) {
@@ -38,11 +38,11 @@ bool multiplicative(AdapterType type) { return type == AdapterType::LoraMulVptAd
 
 void attachAdapter(models::LinearImpl& linear, const AdapterConfig& config) {
   const int64_t out = linear.outFeatures, in = linear.inFeatures;
-  if (linear.adapter) throw Error("linear '" + linear.path + "' already has an adapter");
+  if (linear.adapter) throw StateError("linear '" + linear.path + "' already has an adapter");
   if (config.rank < 1 || config.rank > std::min(in, out))
-    throw Error("adapter rank " + std::to_string(config.rank) + " does not fit linear '" + linear.path + "' (" +
-                std::to_string(in) + " -> " + std::to_string(out) + "): it must be between 1 and " +
-                std::to_string(std::min(in, out)));
+    throw OptionError("adapter rank " + std::to_string(config.rank) + " does not fit linear '" + linear.path + "' (" +
+                      std::to_string(in) + " -> " + std::to_string(out) + "): it must be between 1 and " +
+                      std::to_string(std::min(in, out)));
   const int64_t r = config.rank;
   const auto options = linear.weight.options();  // the adapter lives where and as the frozen weight does
   torch::NoGradGuard noGrad;

@@ -28,8 +28,8 @@ torch::Tensor PaceNoise::draw(const std::string& linear, double sigma, at::IntAr
   if (const auto given = replay_.find(linear); given != replay_.end()) {
     result = given->second.to(options.device(), options.dtype().toScalarType());
     if (result.sizes().vec() != shape) {
-      throw Error("noise for '" + linear + "' has shape " + shapeToString(result.sizes().vec()) + ", expected " +
-                  shapeToString(shape));
+      throw ShapeError("noise for '" + linear + "' has shape " + shapeToString(result.sizes().vec()) + ", expected " +
+                       shapeToString(shape));
     }
   } else if (kind_ == NoiseKind::Dropout) {
     result = torch::empty(shape, options).bernoulli_(1.0 - sigma, generator_);
@@ -61,7 +61,7 @@ bool PaceNoise::perRowMultiplier() const {
 
 torch::Tensor PaceNoise::multiplier(const std::string& linear, at::IntArrayRef outputShape,
                                     const at::TensorOptions& options) {
-  if (!perRowMultiplier()) throw Error("this PACE noise is not a per-row multiplier");
+  if (!perRowMultiplier()) throw Error(ErrorCode::Internal, "this PACE noise is not a per-row multiplier");
   const double sigma = sigmaOf(linear);
   if (sigma == 0.0) return {};
   const torch::Tensor drawn = draw(linear, sigma, outputShape, options);

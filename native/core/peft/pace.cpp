@@ -8,14 +8,14 @@
 namespace pace::peft {
 
 void PaceConfig::validate() const {
-  if (!(sigma >= 0)) throw Error("pace.sigma must be >= 0, got " + std::to_string(sigma));
-  if (!(lambda >= 0)) throw Error("pace.lambda must be >= 0, got " + std::to_string(lambda));
-  if (blockStart < -1) throw Error("pace.blockStart must be >= 0");
+  if (!(sigma >= 0)) throw OptionError("pace.sigma must be >= 0, got " + std::to_string(sigma));
+  if (!(lambda >= 0)) throw OptionError("pace.lambda must be >= 0, got " + std::to_string(lambda));
+  if (blockStart < -1) throw OptionError("pace.blockStart must be >= 0");
   if (kind == NoiseKind::Dropout && sigma >= 1)
-    throw Error("pace.sigma is a drop rate for dropout noise: it must be < 1");
-  if (lazyInterval < 1) throw Error("pace.lazyInterval must be >= 1");
+    throw OptionError("pace.sigma is a drop rate for dropout noise: it must be < 1");
+  if (lazyInterval < 1) throw OptionError("pace.lazyInterval must be >= 1");
   if (variant == PaceVariant::Fast && datasetSize < 1)
-    throw Error("pace.datasetSize (the number of training samples) is required for the fast variant");
+    throw OptionError("pace.datasetSize (the number of training samples) is required for the fast variant");
 }
 
 int64_t firstNoisyBlock(models::Backbone& model, const PaceConfig& config) {

@@ -42,14 +42,16 @@ std::vector<std::string> applyPeft(models::Backbone& model, const PeftSetup& set
       for (const auto& target : setup.targets) {
         if (matchesTarget(path, {target})) unmatched.erase(target);
       }
-      if (linear->adapter) throw Error("linear '" + path + "' already has an adapter");
+      if (linear->adapter) throw StateError("linear '" + path + "' already has an adapter");
       if (config.rank < 1 || config.rank > std::min(linear->inFeatures, linear->outFeatures))
-        throw Error("adapter rank " + std::to_string(config.rank) + " does not fit linear '" + path + "' (" +
-                    std::to_string(linear->inFeatures) + " -> " + std::to_string(linear->outFeatures) +
-                    "): it must be between 1 and " + std::to_string(std::min(linear->inFeatures, linear->outFeatures)));
+        throw OptionError("adapter rank " + std::to_string(config.rank) + " does not fit linear '" + path + "' (" +
+                          std::to_string(linear->inFeatures) + " -> " + std::to_string(linear->outFeatures) +
+                          "): it must be between 1 and " +
+                          std::to_string(std::min(linear->inFeatures, linear->outFeatures)));
       chosen.push_back(linear);
     }
-    if (!unmatched.empty()) throw Error("adapter target '" + *unmatched.begin() + "' names no Linear of this model");
+    if (!unmatched.empty())
+      throw OptionError("adapter target '" + *unmatched.begin() + "' names no Linear of this model");
     for (auto* linear : chosen) attachAdapter(*linear, config);
   }
   std::vector<std::string> trainable;
@@ -132,10 +134,10 @@ void loadTrainable(models::Backbone& model, const std::string& path) {
     std::string text;
     for (size_t i = 0; i < problems.size() && i < 6; ++i) text += (i ? "; " : "") + problems[i];
     if (problems.size() > 6) text += "; ... (" + std::to_string(problems.size()) + " problems)";
-    throw Error("adapter file '" + path +
-                "' does not fit this model (were the adapters built for another backbone, "
-                "type or rank?): " +
-                text);
+    throw ShapeError("adapter file '" + path +
+                     "' does not fit this model (were the adapters built for another backbone, "
+                     "type or rank?): " +
+                     text);
   }
   torch::NoGradGuard noGrad;
   for (const auto& param : trainable) param.tensor.copy_(byName[param.name]);

@@ -174,12 +174,12 @@ DoctorReport collectDoctorReport() {
 
 GemmMeasurement measureGemm(int size, double minSeconds, const std::string& device, int threads) {
   if (size < 1 || size > 16384)
-    throw Error("measureGemm: size must be between 1 and 16384, got " + std::to_string(size));
+    throw OptionError("measureGemm: size must be between 1 and 16384, got " + std::to_string(size));
   if (!(minSeconds >= 0 && minSeconds <= 600))
-    throw Error("measureGemm: seconds must be between 0 and 600, got " + std::to_string(minSeconds));
+    throw OptionError("measureGemm: seconds must be between 0 and 600, got " + std::to_string(minSeconds));
   if (threads < 0 || threads > 1024)
-    throw Error("measureGemm: threads must be between 0 (the current setting) and 1024, got " +
-                std::to_string(threads));
+    throw OptionError("measureGemm: threads must be between 0 (the current setting) and 1024, got " +
+                      std::to_string(threads));
   struct ThreadsOverride {
     int previous = at::get_num_threads();
     explicit ThreadsOverride(int wanted) {

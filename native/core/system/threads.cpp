@@ -63,7 +63,8 @@ int defaultThreads() {
 }
 
 void setThreads(int intraOp) {
-  if (intraOp < 1 || intraOp > 1024) throw Error("threads must be between 1 and 1024, got " + std::to_string(intraOp));
+  if (intraOp < 1 || intraOp > 1024)
+    throw OptionError("threads must be between 1 and 1024, got " + std::to_string(intraOp));
   processThreads.store(intraOp);
   applyThreads();
 }

@@ -130,7 +130,7 @@ bool avx2KernelsAvailable() {
 
 void smallGemm(int64_t m, int64_t n, int64_t k, StridedMatrix a, StridedMatrix b, float alpha, float* c, int64_t ldc) {
 #ifdef PACE_SMALL_GEMM_AVX2
-  if (!avx2KernelsAvailable()) throw Error("smallGemm: this CPU lacks AVX2/FMA");
+  if (!avx2KernelsAvailable()) throw UnsupportedError("smallGemm: this CPU lacks AVX2/FMA");
   if (k == 0) {
     for (int64_t i = 0; i < m; ++i) std::fill_n(c + i * ldc, n, 0.f);
     return;
@@ -154,7 +154,7 @@ void smallGemm(int64_t m, int64_t n, int64_t k, StridedMatrix a, StridedMatrix b
   }
 #else
   (void)m, (void)n, (void)k, (void)a, (void)b, (void)alpha, (void)c, (void)ldc;
-  throw Error("smallGemm: built without the x86-64 AVX2 kernel");
+  throw UnsupportedError("smallGemm: built without the x86-64 AVX2 kernel");
 #endif
 }
 

@@ -95,21 +95,21 @@ __attribute__((target("avx2,fma"))) void softmaxBackwardRow(const float* p, floa
 
 void softmaxRows(float* rows, const float* add, int64_t count, int64_t length, int64_t stride) {
 #ifdef PACE_SOFTMAX_AVX2
-  if (!avx2KernelsAvailable()) throw Error("softmaxRows: this CPU lacks AVX2/FMA");
+  if (!avx2KernelsAvailable()) throw UnsupportedError("softmaxRows: this CPU lacks AVX2/FMA");
   for (int64_t i = 0; i < count; ++i) softmaxRow(rows + i * stride, add ? add + i * stride : nullptr, length);
 #else
   (void)rows, (void)add, (void)count, (void)length, (void)stride;
-  throw Error("softmaxRows: built without the x86-64 AVX2 kernel");
+  throw UnsupportedError("softmaxRows: built without the x86-64 AVX2 kernel");
 #endif
 }
 
 void softmaxBackwardRows(const float* p, float* grad, int64_t count, int64_t length, int64_t stride) {
 #ifdef PACE_SOFTMAX_AVX2
-  if (!avx2KernelsAvailable()) throw Error("softmaxBackwardRows: this CPU lacks AVX2/FMA");
+  if (!avx2KernelsAvailable()) throw UnsupportedError("softmaxBackwardRows: this CPU lacks AVX2/FMA");
   for (int64_t i = 0; i < count; ++i) softmaxBackwardRow(p + i * stride, grad + i * stride, length);
 #else
   (void)p, (void)grad, (void)count, (void)length, (void)stride;
-  throw Error("softmaxBackwardRows: built without the x86-64 AVX2 kernel");
+  throw UnsupportedError("softmaxBackwardRows: built without the x86-64 AVX2 kernel");
 #endif
 }
 

@@ -62,7 +62,7 @@ static const DtypeInfo& infoFor(at::ScalarType type) {
   for (const auto& info : supportedDtypes()) {
     if (info.scalarType == type) return info;
   }
-  throw Error(std::string("dtype ") + c10::toString(type) + " is not supported by pace-peft");
+  throw UnsupportedError(std::string("dtype ") + c10::toString(type) + " is not supported by pace-peft");
 }
 
 std::string dtypeName(at::ScalarType type) { return infoFor(type).name; }

@@ -57,7 +57,7 @@ Precision precisionFromName(const std::string& name) {
   if (name == "fp32") return Precision::Fp32;
   if (name == "tf32") return Precision::Tf32;
   if (name == "bf16") return Precision::Bf16;
-  throw Error("precision must be 'fp32', 'tf32' or 'bf16'; got '" + name + "'");
+  throw OptionError("precision must be 'fp32', 'tf32' or 'bf16'; got '" + name + "'");
 }
 
 std::string precisionName(Precision precision) {
@@ -81,7 +81,7 @@ PrecisionScope::PrecisionScope(Precision precision, c10::DeviceType device)
   at::globalContext().setAllowTF32CuDNN(tf32);
   if (precision == Precision::Bf16) {
     if (device != c10::DeviceType::CUDA && device != c10::DeviceType::CPU)
-      throw Error("precision 'bf16' runs on CUDA or the CPU");
+      throw UnsupportedError("precision 'bf16' runs on CUDA or the CPU");
     previousAutocast_ = autocastEnabled(device);
     previousAutocastDtype_ = autocastTarget(device);
     setAutocastTarget(device, at::kBFloat16);

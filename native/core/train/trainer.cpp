@@ -13,22 +13,22 @@
 namespace pace::train {
 
 void OptimizerConfig::validate() const {
-  if (!(lr >= 0)) throw Error("optimizer.lr must be >= 0");
-  if (!(weightDecay >= 0)) throw Error("optimizer.weightDecay must be >= 0");
-  if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) throw Error("optimizer.betas must be in [0, 1)");
-  if (!(eps > 0)) throw Error("optimizer.eps must be > 0");
-  if (!(clipGradNorm >= 0)) throw Error("optimizer.clipGradNorm must be >= 0");
+  if (!(lr >= 0)) throw OptionError("optimizer.lr must be >= 0");
+  if (!(weightDecay >= 0)) throw OptionError("optimizer.weightDecay must be >= 0");
+  if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) throw OptionError("optimizer.betas must be in [0, 1)");
+  if (!(eps > 0)) throw OptionError("optimizer.eps must be > 0");
+  if (!(clipGradNorm >= 0)) throw OptionError("optimizer.clipGradNorm must be >= 0");
 }
 
 void checkTargets(const at::Tensor& targets, int64_t batch, int64_t numClasses) {
   if (targets.scalar_type() != at::kLong || targets.dim() != 1 || targets.size(0) != batch)
-    throw Error("targets must be an int64 tensor [" + std::to_string(batch) + "] of class indices; got " +
-                dtypeName(targets.scalar_type()) + " " + shapeToString(targets.sizes().vec()));
+    throw ShapeError("targets must be an int64 tensor [" + std::to_string(batch) + "] of class indices; got " +
+                     dtypeName(targets.scalar_type()) + " " + shapeToString(targets.sizes().vec()));
   if (batch == 0) return;
   const int64_t low = targets.min().item<int64_t>(), high = targets.max().item<int64_t>();
   if (low < 0 || high >= numClasses)
-    throw Error("targets must lie in [0, " + std::to_string(numClasses) + "); got values from " + std::to_string(low) +
-                " to " + std::to_string(high));
+    throw InputError("targets must lie in [0, " + std::to_string(numClasses) + "); got values from " +
+                     std::to_string(low) + " to " + std::to_string(high));
 }
 
 namespace {
@@ -100,9 +100,10 @@ Trainer::Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimi
       augmentGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed ^ kAugmentSalt)) {
   optimizer.validate();
   pace_.validate();
-  if (model_->numClasses() < 1) throw Error("training needs a classifier head: create the model with numClasses >= 1");
+  if (model_->numClasses() < 1)
+    throw StateError("training needs a classifier head: create the model with numClasses >= 1");
   trainable_ = peft::trainableParameters(*model_);
-  if (trainable_.empty()) throw Error("the model has no trainable parameters: call addAdapters() first");
+  if (trainable_.empty()) throw StateError("the model has no trainable parameters: call addAdapters() first");
   std::vector<at::Tensor> parameters;
   for (const auto& named : trainable_) parameters.push_back(named.tensor);
   optimizer_ = std::make_unique<torch::optim::AdamW>(parameters, torch::optim::AdamWOptions(optimizer.lr)
@@ -213,10 +214,11 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs) {
   for (const auto& [name, draw] : inputs.noise) {
     const auto found = sigma_.find(name);
     if (found == sigma_.end() || found->second == 0.0)
-      throw Error("noise was given for '" + name + "', which is not a noisy linear of this model");
+      throw OptionError("noise was given for '" + name + "', which is not a noisy linear of this model");
   }
   if (pace_.active() && pace_.variant == peft::PaceVariant::Fast) {
-    if (!inputs.indices.defined()) throw Error("the fast PACE variant needs each sample's index in the training set");
+    if (!inputs.indices.defined())
+      throw OptionError("the fast PACE variant needs each sample's index in the training set");
     checkTargets(inputs.indices, batch, pace_.datasetSize);  // the same contract: int64 [B] within range
     if (!history_.defined()) history_ = torch::zeros({pace_.datasetSize, model.numClasses()}, torch::kFloat);
   }
@@ -307,13 +309,14 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
                               const std::atomic<bool>* abort,
                               const std::function<void(const BatchProgress&)>& onBatch) {
   const int64_t n = images.size(0);
-  if (options.batchSize < 1) throw Error("batchSize must be >= 1");
+  if (options.batchSize < 1) throw OptionError("batchSize must be >= 1");
   if (labels.dim() != 1 || labels.size(0) != n)
-    throw Error("the dataset has " + std::to_string(n) + " images but " + std::to_string(labels.numel()) + " labels");
+    throw ShapeError("the dataset has " + std::to_string(n) + " images but " + std::to_string(labels.numel()) +
+                     " labels");
   const int64_t steps = n / options.batchSize;
   if (steps == 0)
-    throw Error("the dataset has " + std::to_string(n) + " samples, fewer than one batch of " +
-                std::to_string(options.batchSize) + " (the last partial batch is dropped)");
+    throw InputError("the dataset has " + std::to_string(n) + " samples, fewer than one batch of " +
+                     std::to_string(options.batchSize) + " (the last partial batch is dropped)");
   at::Generator shuffle =
       at::make_generator<at::CPUGeneratorImpl>(options.shuffleSeed * 1000003ull + static_cast<uint64_t>(options.epoch));
   const at::Tensor order = at::randperm(n, shuffle, at::TensorOptions().dtype(at::kLong));
@@ -335,8 +338,8 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
     if (!pending) return;
     const double total = pending->total.item<double>();
     if (!std::isfinite(total))
-      throw Error("the loss became " + std::to_string(total) + " at epoch " + std::to_string(options.epoch) +
-                  ", step " + std::to_string(pending->step) + " (lower the learning rate or check the data)");
+      throw DivergedError("the loss became " + std::to_string(total) + " at epoch " + std::to_string(options.epoch) +
+                          ", step " + std::to_string(pending->step) + " (lower the learning rate or check the data)");
     if (onBatch) onBatch({pending->step + 1, steps, total});
     pending.reset();
   };
@@ -387,15 +390,15 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
 at::Tensor batchInput(const models::Backbone& model, const at::Tensor& images,
                       const std::optional<data::Normalization>& normalization) {
   if (images.scalar_type() != at::kByte) return images;
-  if (!normalization) throw Error("a uint8 image dataset needs its normalisation (mean and std)");
+  if (!normalization) throw OptionError("a uint8 image dataset needs its normalisation (mean and std)");
   return data::toModelInput(images, model.imageSize(), *normalization);
 }
 
 EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, const at::Tensor& labels,
                           int64_t batchSize, const std::optional<data::Normalization>& normalization) {
   const int64_t n = images.size(0), classes = model.numClasses();
-  if (classes < 1) throw Error("evaluation needs a classifier head");
-  if (batchSize < 1) throw Error("batchSize must be >= 1");
+  if (classes < 1) throw StateError("evaluation needs a classifier head");
+  if (batchSize < 1) throw OptionError("batchSize must be >= 1");
   checkTargets(labels, n, classes);
   torch::NoGradGuard noGrad;
   struct RestoreMode {
@@ -459,15 +462,16 @@ void Trainer::restoreState(const std::vector<NamedTensor>& state) {
   for (const auto& named : state) byName[named.name] = named.tensor;
   const auto need = [&](const std::string& name) -> const at::Tensor& {
     const auto found = byName.find(name);
-    if (found == byName.end()) throw Error("training checkpoint lacks '" + name + "' (was it made for another model?)");
+    if (found == byName.end())
+      throw FileError("training checkpoint lacks '" + name + "' (was it made for another model?)");
     return found->second;
   };
   // Every check comes first: a checkpoint that does not fit leaves the trainer as it was.
   const auto sameShape = [&](const std::string& name, const at::Tensor& like) {
     const at::Tensor& value = need(name);
     if (value.sizes() != like.sizes())
-      throw Error("training checkpoint: '" + name + "' has shape " + shapeToString(value.sizes().vec()) +
-                  ", expected " + shapeToString(like.sizes().vec()));
+      throw ShapeError("training checkpoint: '" + name + "' has shape " + shapeToString(value.sizes().vec()) +
+                       ", expected " + shapeToString(like.sizes().vec()));
   };
   for (const auto& named : trainable_) {
     sameShape("param." + named.name, named.tensor);
@@ -482,8 +486,9 @@ void Trainer::restoreState(const std::vector<NamedTensor>& state) {
                                         {"rng.drop_path", &dropPathGenerator_},
                                         {"rng.augment", &augmentGenerator_}}) {
     if (need(name).numel() != generator->get_state().numel())
-      throw Error(std::string("training checkpoint: '") + name + "' is the state of a random generator on another " +
-                  "device than this model's " + generator->device().str() + " (resume on the device it was saved on)");
+      throw FileError(std::string("training checkpoint: '") + name +
+                      "' is the state of a random generator on another " + "device than this model's " +
+                      generator->device().str() + " (resume on the device it was saved on)");
   }
   if (byName.count("pace.history") && pace_.variant == peft::PaceVariant::Fast)
     sameShape("pace.history", torch::zeros({pace_.datasetSize, model_->numClasses()}));
