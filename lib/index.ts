@@ -2,6 +2,22 @@
  * pace-peft: fine-tune pretrained vision transformers with parameter-efficient adapters and the PACE
  * consistency regulariser, with every tensor operation in libtorch.
  */
+export {
+  PaceError,
+  PaceOptionError,
+  PaceInputError,
+  PaceShapeError,
+  PaceFileError,
+  PaceNotFoundError,
+  PaceStateError,
+  PaceBusyError,
+  PaceDivergedError,
+  PaceUnsupportedError,
+  PaceInternalError,
+  paceError,
+  PACE_ERROR_CODES,
+  type PaceErrorCode,
+} from './errors';
 export { DTypeSchema, type DType, type TypedArray } from './dtype';
 export { Tensor, tensor, type NestedNumbers, type TensorData, type TensorOptions } from './tensor';
 export {

@@ -1,7 +1,9 @@
 import type { z } from 'zod';
 
+import { PaceOptionError } from './errors';
+
 /**
- * Validates `value` against a zod schema; on failure throws a TypeError naming each bad field by its
+ * Validates `value` against a zod schema; on failure throws a PaceOptionError naming each bad field by its
  * path (`options.dtype: Invalid option: expected one of ...`), before any native work starts.
  */
 export function parseOptions<Schema extends z.ZodType>(schema: Schema, value: unknown, what: string): z.output<Schema> {
@@ -11,5 +13,5 @@ export function parseOptions<Schema extends z.ZodType>(schema: Schema, value: un
     const where = [what, ...issue.path.map(String)].join('.');
     return `${where}: ${issue.message}`;
   });
-  throw new TypeError(problems.join('; '));
+  throw new PaceOptionError(problems.join('; '));
 }

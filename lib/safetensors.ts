@@ -1,6 +1,7 @@
 import { z } from 'zod';
 
 import type { DType } from './dtype';
+import { PaceOptionError, PaceStateError } from './errors';
 import { nativeAddon } from './native';
 import { parseOptions } from './options';
 import { handleOf, Tensor } from './tensor';
@@ -82,8 +83,8 @@ export async function saveTensors(
   const entries = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
   const names = entries.map(([name]) => name);
   const nativeHandles = entries.map(([name, value]) => {
-    if (!(value instanceof Tensor)) throw new TypeError(`tensors['${name}'] is not a Tensor`);
-    if (value.disposed) throw new Error(`tensors['${name}'] was disposed`);
+    if (!(value instanceof Tensor)) throw new PaceOptionError(`tensors['${name}'] is not a Tensor`);
+    if (value.disposed) throw new PaceStateError(`tensors['${name}'] was disposed`);
     return handleOf(value);
   });
   await nativeAddon().saveSafetensors(target, names, nativeHandles, metadata ?? null);

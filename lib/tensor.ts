@@ -3,6 +3,7 @@ import { types } from 'node:util';
 import { z } from 'zod';
 
 import { arrayTag, DTypeSchema, dtypeOfArray, itemSize, storageArrayOf, type DType, type TypedArray } from './dtype';
+import { PaceInputError, PaceOptionError, PaceShapeError } from './errors';
 import { nativeAddon, type NativeTensorHandle } from './native';
 import { parseOptions } from './options';
 
@@ -163,7 +164,7 @@ export class Tensor implements Disposable {
 /** @internal The native handle of a tensor, for the other modules of this package. */
 export function handleOf(tensor: Tensor): NativeTensorHandle {
   const handle = tensor instanceof Tensor ? handles.get(tensor) : undefined;
-  if (!handle) throw new TypeError(`expected a Tensor, got ${describe(tensor)}`);
+  if (!handle) throw new PaceOptionError(`expected a Tensor, got ${describe(tensor)}`);
   return handle;
 }
 
@@ -174,10 +175,10 @@ function describe(value: unknown): string {
 }
 
 function checkShape(shape: unknown): number[] {
-  if (!Array.isArray(shape)) throw new TypeError(`shape must be an array of dimensions, got ${describe(shape)}`);
+  if (!Array.isArray(shape)) throw new PaceOptionError(`shape must be an array of dimensions, got ${describe(shape)}`);
   shape.forEach((dim: unknown, i) => {
     if (typeof dim !== 'number' || !Number.isSafeInteger(dim) || dim < 0) {
-      throw new RangeError(`shape[${i}] must be a non-negative integer, got ${String(dim)}`);
+      throw new PaceOptionError(`shape[${i}] must be a non-negative integer, got ${String(dim)}`);
     }
   });
   return shape as number[];
@@ -196,12 +197,12 @@ function flatten(data: readonly NestedNumbers[]): { values: number[]; shape: num
   const values: number[] = [];
   const walk = (node: NestedNumbers, depth: number, where: string): void => {
     if (depth === shape.length) {
-      if (typeof node !== 'number') throw new TypeError(`data${where} must be a number, got ${describe(node)}`);
+      if (typeof node !== 'number') throw new PaceInputError(`data${where} must be a number, got ${describe(node)}`);
       values.push(node);
       return;
     }
     if (!Array.isArray(node) || node.length !== shape[depth]) {
-      throw new RangeError(`data${where} must be an array of length ${shape[depth]} (the data is ragged)`);
+      throw new PaceShapeError(`data${where} must be an array of length ${shape[depth]} (the data is ragged)`);
     }
     node.forEach((child: NestedNumbers, i: number) => walk(child, depth + 1, `${where}[${i}]`));
   };
@@ -217,7 +218,7 @@ function storedAsBits(dtype: DType): boolean {
 function fromNumbers(values: number[], dtype: DType): TypedArray {
   if (dtype === 'int64' || dtype === 'uint64') {
     values.forEach((v, i) => {
-      if (!Number.isInteger(v)) throw new RangeError(`data[${i}] = ${v} is not an integer (dtype ${dtype})`);
+      if (!Number.isInteger(v)) throw new PaceInputError(`data[${i}] = ${v} is not an integer (dtype ${dtype})`);
     });
     return dtype === 'int64' ? BigInt64Array.from(values, BigInt) : BigUint64Array.from(values, BigInt);
   }
@@ -255,13 +256,15 @@ export function tensor(data: TensorData, shape?: readonly number[], options: Ten
   } else if (types.isTypedArray(data)) {
     array = data as TypedArray;
   } else {
-    throw new TypeError(`data must be a typed array, an ArrayBuffer or an array of numbers, got ${describe(data)}`);
+    throw new PaceOptionError(
+      `data must be a typed array, an ArrayBuffer or an array of numbers, got ${describe(data)}`,
+    );
   }
 
   const own = dtypeOfArray(array);
   if (arrayTag(array) === 'Uint16Array') {
     if (requested === undefined || itemSize(requested) !== 2) {
-      throw new TypeError("a Uint16Array needs options.dtype 'float16', 'bfloat16' or 'uint16' (its raw bits)");
+      throw new PaceOptionError("a Uint16Array needs options.dtype 'float16', 'bfloat16' or 'uint16' (its raw bits)");
     }
     return onDevice(createFrom(array, requested, givenShape, true), device);
   }
@@ -277,14 +280,14 @@ export function tensor(data: TensorData, shape?: readonly number[], options: Ten
 function createFrom(array: TypedArray, dtype: DType, shape: number[] | undefined, rawBits: boolean): Tensor {
   const elements = rawBits ? array.byteLength / itemSize(dtype) : array.length;
   if (!Number.isInteger(elements)) {
-    throw new RangeError(
+    throw new PaceShapeError(
       `data has ${array.byteLength} bytes, not a whole number of ${dtype} elements (${itemSize(dtype)} bytes each)`,
     );
   }
   const resultShape = shape ?? [elements];
   const needed = product(resultShape);
   if (elements !== needed) {
-    throw new RangeError(`data has ${elements} elements but shape [${resultShape.join(',')}] needs ${needed}`);
+    throw new PaceShapeError(`data has ${elements} elements but shape [${resultShape.join(',')}] needs ${needed}`);
   }
   // A SharedArrayBuffer could change under the copy: take a private snapshot first.
   const source = types.isArrayBuffer(array.buffer) ? array : array.slice();

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { z } from 'zod';
 
 import { DatasetSourceSchema } from '../data/sources';
+import { withContext } from '../error-context';
 import { AdapterOptionsSchema } from '../models/adapters';
 import { ModelSpecSchema } from '../models/specs';
 import { parseOptions } from '../options';
@@ -50,7 +51,7 @@ export function readRunConfig(file: string): RunConfig {
   try {
     raw = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (error) {
-    throw new Error(`config '${file}': ${(error as Error).message}`, { cause: error });
+    throw withContext(error, `config '${file}': ${(error as Error).message}`);
   }
   const config = parseOptions(RunConfigSchema, raw, `config '${file}'`);
   const baseDir = path.dirname(path.resolve(file));

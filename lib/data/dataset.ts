@@ -1,3 +1,4 @@
+import { PaceOptionError, PaceShapeError } from '../errors';
 import type { Tensor } from '../tensor';
 
 /** Per-channel mean and std applied after scaling pixels to [0, 1] (a model's `preprocessing` has them). */
@@ -36,18 +37,18 @@ export class TensorDataset {
     const pixels =
       images.dtype === 'uint8' && (shape.length === 3 || (shape.length === 4 && [1, 3, 4].includes(shape[3])));
     if (!(float && shape.length === 4 && shape[1] === 3) && !pixels) {
-      throw new TypeError(
+      throw new PaceShapeError(
         `images must be float [N, 3, S, S] or uint8 [N, H, W] / [N, H, W, C]; got ${images.dtype} [${shape.join(',')}]`,
       );
     }
     if (pixels && !options.normalization) {
-      throw new TypeError('uint8 images need options.normalization ({ mean, std }, e.g. model.preprocessing)');
+      throw new PaceOptionError('uint8 images need options.normalization ({ mean, std }, e.g. model.preprocessing)');
     }
     if (labels.dtype !== 'int64' || labels.shape.length !== 1) {
-      throw new TypeError(`labels must be an int64 tensor [N]; got ${labels.dtype} [${labels.shape.join(',')}]`);
+      throw new PaceShapeError(`labels must be an int64 tensor [N]; got ${labels.dtype} [${labels.shape.join(',')}]`);
     }
     if (labels.shape[0] !== shape[0]) {
-      throw new RangeError(`the dataset has ${shape[0]} images but ${labels.shape[0]} labels`);
+      throw new PaceShapeError(`the dataset has ${shape[0]} images but ${labels.shape[0]} labels`);
     }
     this.images = images;
     this.labels = labels;
@@ -57,9 +58,9 @@ export class TensorDataset {
     }
     if (options.augment) {
       const crop = options.augment.crop;
-      if (!pixels || shape.length !== 4) throw new TypeError('augmentation needs uint8 images [N, H, W, C]');
+      if (!pixels || shape.length !== 4) throw new PaceShapeError('augmentation needs uint8 images [N, H, W, C]');
       if (crop !== undefined && (!Number.isInteger(crop) || crop < 1 || crop > Math.min(shape[1], shape[2]))) {
-        throw new RangeError(`augment.crop ${crop} does not fit images of ${shape[1]}x${shape[2]}`);
+        throw new PaceOptionError(`augment.crop ${crop} does not fit images of ${shape[1]}x${shape[2]}`);
       }
       this.augment = { ...options.augment };
     }

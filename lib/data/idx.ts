@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import zlib from 'node:zlib';
 
+import { PaceFileError, PaceInputError, PaceShapeError } from '../errors';
 import { tensor } from '../tensor';
 import { TensorDataset, type Normalization } from './dataset';
 
@@ -14,7 +15,7 @@ export interface IdxArray {
 export function readIdx(file: string): IdxArray {
   let bytes: Buffer = fs.readFileSync(file);
   const fail = (problem: string): never => {
-    throw new Error(`IDX file '${file}': ${problem}`);
+    throw new PaceFileError(`IDX file '${file}': ${problem}`);
   };
   if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
     try {
@@ -49,15 +50,17 @@ export function loadIdxDataset(
   const images = readIdx(imagesFile);
   const labels = readIdx(labelsFile);
   if (images.shape.length !== 3) {
-    throw new Error(`IDX file '${imagesFile}': images must be [N, H, W], got [${images.shape.join(',')}]`);
+    throw new PaceShapeError(`IDX file '${imagesFile}': images must be [N, H, W], got [${images.shape.join(',')}]`);
   }
   if (labels.shape.length !== 1 || labels.shape[0] !== images.shape[0]) {
-    throw new Error(`IDX file '${labelsFile}': ${labels.shape[0]} labels for ${images.shape[0]} images`);
+    throw new PaceShapeError(`IDX file '${labelsFile}': ${labels.shape[0]} labels for ${images.shape[0]} images`);
   }
   const numClasses = options.numClasses ?? 256;
   const bad = labels.data.findIndex((label) => label >= numClasses);
   if (bad >= 0) {
-    throw new Error(`IDX file '${labelsFile}': label ${labels.data[bad]} at index ${bad} is not below ${numClasses}`);
+    throw new PaceInputError(
+      `IDX file '${labelsFile}': label ${labels.data[bad]} at index ${bad} is not below ${numClasses}`,
+    );
   }
   return new TensorDataset(
     tensor(images.data, images.shape),

@@ -6,6 +6,8 @@ import path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import sharp from 'sharp';
 
+import { withContext } from '../error-context';
+import { PaceFileError, PaceInputError } from '../errors';
 import { loadTensors, readTensorHeader, saveTensors } from '../safetensors';
 import { tensor, type Tensor } from '../tensor';
 import { TensorDataset, type Augmentation, type Normalization } from './dataset';
@@ -46,7 +48,7 @@ export interface SkippedImage {
 }
 
 async function decode(file: string, size: number, mode: 'stretch' | 'center-crop' | 'cover'): Promise<Buffer> {
-  if (fs.statSync(file).size === 0) throw new Error('the file is empty');
+  if (fs.statSync(file).size === 0) throw new PaceFileError('the file is empty');
   // rotate() applies the EXIF orientation; alpha is dropped, grey and CMYK become sRGB.
   const oriented = sharp(file, { failOn: 'error' }).rotate().removeAlpha().toColourspace('srgb');
   if (mode === 'stretch') {
@@ -112,13 +114,13 @@ export async function loadImages(
       try {
         const data = await decode(entry.path, size, resize);
         if (data.length !== size * size * 3)
-          throw new Error(`decoded to ${data.length} bytes, not ${size}x${size} RGB`);
+          throw new PaceFileError(`decoded to ${data.length} bytes, not ${size}x${size} RGB`);
         pixels[index] = data;
       } catch (error) {
         const reason = (error as Error).message;
         if (onBadImage === 'error') {
           failed = true;
-          throw new Error(`image '${entry.path}' (list line ${entry.line}): ${reason}`, { cause: error });
+          throw withContext(error, `image '${entry.path}' (list line ${entry.line}): ${reason}`);
         }
         skipped.push({ path: entry.path, line: entry.line, reason });
       }
@@ -132,7 +134,7 @@ export async function loadImages(
   }
 
   const kept = entries.flatMap((entry, i) => (pixels[i] ? [{ entry, data: pixels[i] as Buffer }] : []));
-  if (kept.length === 0) throw new Error('no image could be loaded');
+  if (kept.length === 0) throw new PaceInputError('no image could be loaded');
   const all = new Uint8Array(kept.length * size * size * 3);
   kept.forEach(({ data }, i) => all.set(data, i * size * size * 3));
   const dataset = new TensorDataset(
@@ -206,7 +208,7 @@ export function imageFolderEntries(root: string): { entries: SplitEntry[]; class
     .filter((d) => d.isDirectory())
     .map((d) => d.name)
     .sort();
-  if (classes.length === 0) throw new Error(`image folder '${root}' has no class subfolders`);
+  if (classes.length === 0) throw new PaceInputError(`image folder '${root}' has no class subfolders`);
   const entries: SplitEntry[] = [];
   classes.forEach((name, label) => {
     const dir = path.join(base, name);
@@ -215,7 +217,7 @@ export function imageFolderEntries(root: string): { entries: SplitEntry[]; class
       const real = fs.realpathSync(path.join(dir, file));
       const inside = path.relative(base, real);
       if (inside === '..' || inside.startsWith(`..${path.sep}`) || path.isAbsolute(inside)) {
-        throw new Error(`image folder '${root}': '${name}/${file}' links outside the folder (${real})`);
+        throw new PaceInputError(`image folder '${root}': '${name}/${file}' links outside the folder (${real})`);
       }
       entries.push({ path: real, label, line: entries.length + 1 });
     }

@@ -1,3 +1,4 @@
+import { PaceOptionError } from '../errors';
 import { nativeAddon } from '../native';
 import { handleOf, Tensor } from '../tensor';
 import type { Normalization } from './dataset';
@@ -8,7 +9,7 @@ import type { Normalization } from './dataset';
  */
 export async function prepareImages(images: Tensor, options: { size: number } & Normalization): Promise<Tensor> {
   const { size, mean, std } = options;
-  if (!Number.isInteger(size) || size < 1) throw new RangeError(`size must be a positive integer, got ${size}`);
+  if (!Number.isInteger(size) || size < 1) throw new PaceOptionError(`size must be a positive integer, got ${size}`);
   return new Tensor(await nativeAddon().prepareImages(handleOf(images), size, { mean: [...mean], std: [...std] }));
 }
 

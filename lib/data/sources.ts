@@ -2,6 +2,7 @@ import path from 'node:path';
 
 import { z } from 'zod';
 
+import { PaceOptionError } from '../errors';
 import type { Preprocessing } from '../models/specs';
 import type { TensorDataset } from './dataset';
 import { loadIdxDataset } from './idx';
@@ -57,7 +58,8 @@ function pick<T extends { train: SplitEntry[]; test: SplitEntry[]; val?: SplitEn
   splits: T,
   which: string,
 ): SplitEntry[] {
-  if (which === 'val' && !splits.val) throw new Error("this benchmark has no 'val' part here: use 'train' or 'test'");
+  if (which === 'val' && !splits.val)
+    throw new PaceOptionError("this benchmark has no 'val' part here: use 'train' or 'test'");
   return which === 'train' ? splits.train : which === 'val' ? (splits.val as SplitEntry[]) : splits.test;
 }
 

@@ -1,6 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
+import { withContext } from '../error-context';
+import { PaceFileError, PaceInputError, PaceNotFoundError } from '../errors';
+
 /** VTAB-1k's 19 tasks (the NOAH layout's folder names) and their class counts, as the PACE reference has them. */
 export const VTAB_TASKS: Readonly<Record<string, number>> = {
   cifar: 100,
@@ -60,13 +63,13 @@ function entryFor(
 ): SplitEntry {
   const root = path.resolve(options.root);
   if (!Number.isInteger(label) || label < 0)
-    throw new Error(`${where}: label '${label}' is not a non-negative integer`);
+    throw new PaceInputError(`${where}: label '${label}' is not a non-negative integer`);
   if (label >= options.numClasses)
-    throw new Error(`${where}: label ${label} is outside the ${options.numClasses} classes`);
+    throw new PaceInputError(`${where}: label ${label} is outside the ${options.numClasses} classes`);
   const resolved = path.resolve(root, relative);
   const inside = path.relative(root, resolved);
   if (path.isAbsolute(relative) || inside.startsWith('..') || path.isAbsolute(inside)) {
-    throw new Error(`${where}: path '${relative}' escapes the dataset root ${root}`);
+    throw new PaceInputError(`${where}: path '${relative}' escapes the dataset root ${root}`);
   }
   return { path: resolved, label, line };
 }
@@ -84,12 +87,13 @@ export function parseSplitList(file: string, options: { root: string; numClasses
     if (line === '') return;
     const where = `${file}:${index + 1}`;
     const split = line.lastIndexOf(' ');
-    if (split <= 0) throw new Error(`${where}: expected '<image path> <label>', got '${line}'`);
+    if (split <= 0) throw new PaceFileError(`${where}: expected '<image path> <label>', got '${line}'`);
     const [relative, labelText] = [line.slice(0, split).trim(), line.slice(split + 1)];
-    if (!/^\d+$/.test(labelText)) throw new Error(`${where}: label '${labelText}' is not a non-negative integer`);
+    if (!/^\d+$/.test(labelText))
+      throw new PaceInputError(`${where}: label '${labelText}' is not a non-negative integer`);
     entries.push(entryFor(relative, Number(labelText), where, options, index + 1));
   });
-  if (entries.length === 0) throw new Error(`${file}: the split list is empty`);
+  if (entries.length === 0) throw new PaceInputError(`${file}: the split list is empty`);
   return entries;
 }
 
@@ -105,7 +109,9 @@ export function vtabSplits(
 ): { train: SplitEntry[]; test: SplitEntry[]; numClasses: number } {
   const numClasses = VTAB_TASKS[task];
   if (numClasses === undefined) {
-    throw new Error(`'${task}' is not a VTAB-1k task (expected one of ${Object.keys(VTAB_TASKS).join(', ')})`);
+    throw new PaceNotFoundError(
+      `'${task}' is not a VTAB-1k task (expected one of ${Object.keys(VTAB_TASKS).join(', ')})`,
+    );
   }
   const dir = path.join(root, task);
   const [trainList, testList] = mode === 'tune' ? ['train800.txt', 'val200.txt'] : ['train800val200.txt', 'test.txt'];
@@ -128,7 +134,7 @@ export function fewShotSplits(
 ): { train: SplitEntry[]; val: SplitEntry[]; test: SplitEntry[]; numClasses: number } {
   const numClasses = FEW_SHOT_DATASETS[dataset];
   if (numClasses === undefined) {
-    throw new Error(
+    throw new PaceNotFoundError(
       `'${dataset}' is not a few-shot dataset (expected one of ${Object.keys(FEW_SHOT_DATASETS).join(', ')})`,
     );
   }
@@ -138,7 +144,7 @@ export function fewShotSplits(
     const entries = parseSplitList(file, { root: path.join(dir, 'images'), numClasses });
     const classes = [...new Set(entries.map((e) => e.label))].sort((a, b) => a - b);
     if (classes.length !== numClasses) {
-      throw new Error(`${file}: has ${classes.length} classes, ${dataset} has ${numClasses}`);
+      throw new PaceInputError(`${file}: has ${classes.length} classes, ${dataset} has ${numClasses}`);
     }
     const rank = new Map(classes.map((label, i) => [label, i]));
     return entries.map((e) => ({ ...e, label: rank.get(e.label) as number }));
@@ -163,7 +169,9 @@ export function fgvcSplits(
 ): { train: SplitEntry[]; test: SplitEntry[]; numClasses: number } {
   const info = FGVC_DATASETS[dataset];
   if (!info)
-    throw new Error(`'${dataset}' is not a FGVC dataset (expected one of ${Object.keys(FGVC_DATASETS).join(', ')})`);
+    throw new PaceNotFoundError(
+      `'${dataset}' is not a FGVC dataset (expected one of ${Object.keys(FGVC_DATASETS).join(', ')})`,
+    );
   const dir = path.join(root, dataset);
   const options = { root: path.join(dir, info.imagesDir), numClasses: info.numClasses };
   const read = (name: string): SplitEntry[] => {
@@ -172,15 +180,15 @@ export function fgvcSplits(
     try {
       parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
     } catch (error) {
-      throw new Error(`${file}: ${(error as Error).message}`, { cause: error });
+      throw withContext(error, `${file}: ${(error as Error).message}`);
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-      throw new Error(`${file}: expected an object of "<image path>": label`);
+      throw new PaceFileError(`${file}: expected an object of "<image path>": label`);
     }
     const entries = Object.entries(parsed).map(([relative, label], i) =>
       entryFor(relative, label as number, `${file} ("${relative}")`, options, i + 1),
     );
-    if (entries.length === 0) throw new Error(`${file}: the split is empty`);
+    if (entries.length === 0) throw new PaceInputError(`${file}: the split is empty`);
     return entries;
   };
   return mode === 'tune'

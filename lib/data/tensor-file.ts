@@ -1,3 +1,5 @@
+import { withContext } from '../error-context';
+import { PaceFileError } from '../errors';
 import { loadTensors } from '../safetensors';
 import { TensorDataset } from './dataset';
 
@@ -10,13 +12,13 @@ export async function loadTensorDataset(path: string): Promise<TensorDataset> {
   const { images, labels, ...rest } = tensors;
   const extra = Object.keys(rest);
   try {
-    if (!images || !labels) throw new Error(`dataset file '${path}' needs tensors 'images' and 'labels'`);
-    if (extra.length > 0) throw new Error(`dataset file '${path}' has unexpected tensors: ${extra.join(', ')}`);
+    if (!images || !labels) throw new PaceFileError(`dataset file '${path}' needs tensors 'images' and 'labels'`);
+    if (extra.length > 0) throw new PaceFileError(`dataset file '${path}' has unexpected tensors: ${extra.join(', ')}`);
     return new TensorDataset(images, labels);
   } catch (error) {
     for (const t of Object.values(tensors)) t.dispose();
     throw error instanceof Error && !error.message.includes(path)
-      ? new Error(`dataset file '${path}': ${error.message}`, { cause: error })
+      ? withContext(error, `dataset file '${path}': ${error.message}`)
       : error;
   }
 }

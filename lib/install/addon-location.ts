@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
+import { PaceUnsupportedError } from '../errors';
 import { addonFileName, chooseBinary, findBinaryPackages, type BinaryChoice } from './binaries';
 import { describeLibtorch, findLibtorch, libtorchSearchOrder, type LibtorchInfo } from './libtorch';
 
@@ -77,7 +78,7 @@ export function locateAddon(): AddonLocation {
   if (recorded) return recorded;
   const info = findLibtorch();
   const choice = info ? chooseBinary(findBinaryPackages(packageRoot), info, Number(process.versions.napi)) : undefined;
-  if (!info || !choice?.chosen) throw new Error(noAddonMessage(info, choice));
+  if (!info || !choice?.chosen) throw new PaceUnsupportedError(noAddonMessage(info, choice));
   try {
     return recordChoice({ chosen: choice.chosen }, info);
   } catch {

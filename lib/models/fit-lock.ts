@@ -1,5 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 
+import { PaceBusyError } from '../errors';
+
 /** The fit whose code (its loop and its callbacks) is running, if any: its lock token. */
 const runningFit = new AsyncLocalStorage<object>();
 
@@ -13,7 +15,7 @@ export class FitLock {
 
   /** Runs `body` as the fit that holds this lock; a second fit is refused. */
   async hold<T>(body: () => Promise<T>): Promise<T> {
-    if (this.#token) throw new Error('the model is busy: another fit is training it');
+    if (this.#token) throw new PaceBusyError('the model is busy: another fit is training it');
     const token = {};
     this.#token = token;
     try {
@@ -26,7 +28,7 @@ export class FitLock {
   /** Throws unless no fit holds the lock or the caller is the holding fit's own code. */
   check(operation: string): void {
     if (this.#token && runningFit.getStore() !== this.#token) {
-      throw new Error(
+      throw new PaceBusyError(
         `${operation}: the model is busy: a fit is training it; call this from the fit's callbacks or after the fit resolves`,
       );
     }

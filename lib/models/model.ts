@@ -1,5 +1,6 @@
 import { z } from 'zod';
 
+import { PaceFileError, PaceNotFoundError, PaceStateError } from '../errors';
 import { nativeAddon, type NativeModelHandle } from '../native';
 import { parseOptions } from '../options';
 import { readTensorHeader, type TensorRecord } from '../safetensors';
@@ -161,7 +162,7 @@ export class Model implements Disposable {
    * (`blocks.1.mlp.fc1.delta_W_down`, ...). Returns the trainable parameters' names.
    */
   addAdapters(options: AdapterOptions = {}): string[] {
-    if (this.adapters) throw new Error(`the model already has ${this.adapters.type} adapters`);
+    if (this.adapters) throw new PaceStateError(`the model already has ${this.adapters.type} adapters`);
     const config = parseOptions(AdapterOptionsSchema, options, 'options');
     const trainable = this.#use('addAdapters').applyPeft(config.type, config.rank, config.targets ?? []);
     this.adapters = config;
@@ -185,14 +186,14 @@ export class Model implements Disposable {
    */
   async loadAdapters(path: string): Promise<void> {
     const file = parseOptions(PathSchema, path, 'path');
-    if (!this.adapters) throw new Error('call addAdapters() before loadAdapters()');
+    if (!this.adapters) throw new PaceStateError('call addAdapters() before loadAdapters()');
     const { metadata } = await readTensorHeader(file);
     const recorded = metadata?.[ADAPTER_METADATA_KEY];
     if (recorded) {
       const saved = JSON.parse(recorded) as Partial<AdapterConfig> & { family?: string };
       const mismatch = (['type', 'rank'] as const).find((key) => saved[key] !== this.adapters?.[key]);
       if (mismatch) {
-        throw new Error(
+        throw new PaceFileError(
           `adapter file '${file}' holds ${saved.type} adapters of rank ${saved.rank}; this model has ${this.adapters.type} of rank ${this.adapters.rank}`,
         );
       }
@@ -202,7 +203,7 @@ export class Model implements Disposable {
 
   /** Saves the trainable parameters, with the adapter configuration in the file's metadata. */
   async saveAdapters(path: string): Promise<void> {
-    if (!this.adapters) throw new Error('the model has no adapters to save: call addAdapters() first');
+    if (!this.adapters) throw new PaceStateError('the model has no adapters to save: call addAdapters() first');
     const config = JSON.stringify({ ...this.adapters, family: this.spec.family, model: this.name });
     await this.#use('saveAdapters').saveTrainable(parseOptions(PathSchema, path, 'path'), {
       [ADAPTER_METADATA_KEY]: config,
@@ -266,7 +267,7 @@ export async function createModel(
   let name: string;
   if (typeof nameOrSpec === 'string') {
     const resolved = resolveModelName(nameOrSpec);
-    if (!resolved) throw new Error(`unknown model '${nameOrSpec}'; listModels() names the known ones`);
+    if (!resolved) throw new PaceNotFoundError(`unknown model '${nameOrSpec}'; listModels() names the known ones`);
     base = resolved;
     name = nameOrSpec;
   } else {

@@ -1,5 +1,6 @@
 import os from 'node:os';
 
+import { PaceUnsupportedError } from '../errors';
 import type { ModelSpec, SwinSpec, VitSpec } from './specs';
 
 function vitParameters(s: VitSpec): number {
@@ -41,7 +42,7 @@ export function checkModelFitsInMemory(spec: ModelSpec, memory = os.totalmem()):
   const bytes = count * 4;
   if (bytes > memory) {
     const gib = (n: number) => `${(n / 2 ** 30).toFixed(1)} GiB`;
-    throw new RangeError(
+    throw new PaceUnsupportedError(
       `spec: this ${spec.family} has ${count.toExponential(2)} parameters, ${gib(bytes)} in float32, more than this machine's ${gib(memory)} of memory`,
     );
   }

@@ -1,5 +1,6 @@
 import http from 'node:http';
 
+import { PaceOptionError } from '../errors';
 import type { Model } from '../models/model';
 import { parseOptions } from '../options';
 import { Batcher } from './batcher';
@@ -40,9 +41,9 @@ async function readBody(request: http.IncomingMessage, limit: number): Promise<B
 export function createInferenceServer(model: Model, options: ServeOptions = {}): InferenceServer {
   const o = parseOptions(ServeOptionsSchema, options, 'options');
   const classes = model.spec.numClasses;
-  if (classes < 1) throw new RangeError('the model has no classifier head (numClasses 0): nothing to predict');
+  if (classes < 1) throw new PaceOptionError('the model has no classifier head (numClasses 0): nothing to predict');
   if (o.labels && o.labels.length !== classes) {
-    throw new RangeError(`options.labels: ${o.labels.length} labels for a model of ${classes} classes`);
+    throw new PaceOptionError(`options.labels: ${o.labels.length} labels for a model of ${classes} classes`);
   }
   const batcher = new Batcher({ model, maxBatch: o.maxBatch, batchWindowMs: o.batchWindowMs });
   const decoder = new UploadDecoder({

@@ -2,6 +2,8 @@ import fs from 'node:fs';
 
 import { z } from 'zod';
 
+import { withContext } from '../error-context';
+import { PaceFileError, PaceNotFoundError } from '../errors';
 import type { NativeTrainerHandle } from '../native';
 import { readTensorHeader } from '../safetensors';
 import type { EpochLogs } from './callbacks';
@@ -93,20 +95,20 @@ export async function resumeFrom(
   }
   if (!fs.existsSync(file)) {
     if (from === 'last') return { startEpoch: 0, history: [] };
-    throw new Error(`cannot resume from ${file}: there is no such checkpoint`);
+    throw new PaceNotFoundError(`cannot resume from ${file}: there is no such checkpoint`);
   }
   try {
     const header = await readTensorHeader(file);
     const parsed = checkpointMetadataSchema(epochs).safeParse(header.metadata ?? {});
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      throw new Error(`its metadata field '${issue.path.join('.') || 'epoch'}' ${issue.message}`);
+      throw new PaceFileError(`its metadata field '${issue.path.join('.') || 'epoch'}' ${issue.message}`);
     }
     await handle.loadState(file);
     return { startEpoch: parsed.data.epoch + 1, history: parsed.data.history as EpochLogs[], file };
   } catch (error) {
     const reason = (error as Error).message.replace(/^training checkpoint '[^']*' /, 'it ');
-    throw new Error(`cannot resume from ${file}: ${reason}.${await alternatives(run, from)}`, { cause: error });
+    throw withContext(error, `cannot resume from ${file}: ${reason}.${await alternatives(run, from)}`);
   }
 }
 

@@ -6,6 +6,7 @@ import { SingleBar } from 'cli-progress';
 import { z } from 'zod';
 
 import type { TensorDataset } from '../data/dataset';
+import { PaceInputError } from '../errors';
 import { nativeAddon, type NativeTrainerHandle } from '../native';
 import { parseOptions } from '../options';
 import { handleOf } from '../tensor';
@@ -96,7 +97,7 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   const o = parseOptions(FitOptionsSchema, rest, 'options');
   const stepsPerEpoch = Math.floor(train.length / o.batchSize);
   if (stepsPerEpoch === 0) {
-    throw new RangeError(`the training set has ${train.length} samples, fewer than one batch of ${o.batchSize}`);
+    throw new PaceInputError(`the training set has ${train.length} samples, fewer than one batch of ${o.batchSize}`);
   }
   const schedule: LrSchedule | undefined =
     o.schedule === false ? undefined : cosineSchedule({ lr: host.lr, epochs: o.epochs, ...o.schedule });

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
+import { PaceNotFoundError } from '../errors';
 import type { EpochLogs } from './callbacks';
 
 const columns: (keyof EpochLogs)[] = [
@@ -55,7 +56,7 @@ export class RunFolder {
     readonly dir: string,
     { mustExist = false }: { mustExist?: boolean } = {},
   ) {
-    if (mustExist && !fs.existsSync(dir)) throw new Error(`resume: the run folder ${dir} does not exist`);
+    if (mustExist && !fs.existsSync(dir)) throw new PaceNotFoundError(`resume: the run folder ${dir} does not exist`);
     fs.mkdirSync(dir, { recursive: true });
     for (const name of fs.readdirSync(dir)) {
       const pid = /\.tmp-(\d+)(-\d+)?$/.exec(name)?.[1];

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 
 import type { TensorDataset } from '../data/dataset';
+import { PaceBusyError } from '../errors';
 import type { Model } from '../models/model';
 import { nativeAddon, type NativeTrainerHandle } from '../native';
 import { parseOptions } from '../options';
@@ -123,7 +124,7 @@ export class Trainer {
         eps: optimizer.eps,
         clipGradNorm: optimizer.clipGradNorm,
       },
-      { ...pace, blockStart: pace.blockStart ?? -1 },
+      pace,
       seed,
       precision,
     );
@@ -173,7 +174,7 @@ export class Trainer {
    * `resume` from one, and an AbortSignal that stops at the next step. Batches run natively.
    */
   async fit(train: TensorDataset, options: FitOptions): Promise<History> {
-    if (this.#busy) throw new Error('this trainer is already running a fit; wait for it to finish');
+    if (this.#busy) throw new PaceBusyError('this trainer is already running a fit; wait for it to finish');
     this.#busy = true;
     try {
       return await this.model.fitLock.hold(() =>
