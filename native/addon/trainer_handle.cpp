@@ -25,35 +25,21 @@ double numberOr(const Napi::Object& object, const char* name, double fallback) {
   return number;
 }
 
-std::string stringOr(const Napi::Object& object, const char* name, const char* fallback) {
-  const Napi::Value value = object.Get(name);
-  if (value.IsUndefined()) return fallback;
-  if (!value.IsString()) throw jsError(object.Env(), ErrorCode::InvalidOption, std::string(name) + " must be a string");
-  return value.As<Napi::String>().Utf8Value();
-}
-
-// The TypeScript layer has validated the names (zod); unknown ones cannot reach here.
+// The user's PACE options over the core's defaults (peft/pace.h owns them and the names).
 peft::PaceConfig paceFromJs(const Napi::Object& pace) {
   peft::PaceConfig config;
-  config.sigma = numberOr(pace, "sigma", 0.0);
-  config.lambda = numberOr(pace, "lambda", 0.0);
-  config.blockStart = static_cast<int64_t>(numberOr(pace, "blockStart", -1));
-  const std::string noise = stringOr(pace, "noise", "multiplicative");
-  config.kind = noise == "additive"  ? peft::NoiseKind::Additive
-                : noise == "dropout" ? peft::NoiseKind::Dropout
-                                     : peft::NoiseKind::Multiplicative;
-  config.shape = stringOr(pace, "noiseShape", "BC") == "BTC" ? peft::NoiseShape::PerToken : peft::NoiseShape::PerRow;
-  const std::string schedule = stringOr(pace, "sigmaSchedule", "decreasing");
-  config.schedule = schedule == "shared"       ? peft::SigmaSchedule::Shared
-                    : schedule == "increasing" ? peft::SigmaSchedule::Increasing
-                                               : peft::SigmaSchedule::Decreasing;
-  const std::string variant = stringOr(pace, "variant", "pace");
-  config.variant = variant == "lazy"   ? peft::PaceVariant::Lazy
-                   : variant == "fast" ? peft::PaceVariant::Fast
-                   : variant == "fpa"  ? peft::PaceVariant::Fpa
-                                       : peft::PaceVariant::Pace;
-  config.lazyInterval = static_cast<int64_t>(numberOr(pace, "lazyInterval", 2));
-  config.datasetSize = static_cast<int64_t>(numberOr(pace, "datasetSize", 0));
+  config.sigma = numberOr(pace, "sigma", config.sigma);
+  config.lambda = numberOr(pace, "lambda", config.lambda);
+  if (!pace.Get("blockStart").IsUndefined()) config.blockStart = static_cast<int64_t>(numberOr(pace, "blockStart", 0));
+  if (!pace.Get("noise").IsUndefined()) config.kind = peft::noiseKindFromName(stringFromJs(pace.Get("noise"), "noise"));
+  if (!pace.Get("noiseShape").IsUndefined())
+    config.shape = peft::noiseShapeFromName(stringFromJs(pace.Get("noiseShape"), "noiseShape"));
+  if (!pace.Get("sigmaSchedule").IsUndefined())
+    config.schedule = peft::sigmaScheduleFromName(stringFromJs(pace.Get("sigmaSchedule"), "sigmaSchedule"));
+  if (!pace.Get("variant").IsUndefined())
+    config.variant = peft::paceVariantFromName(stringFromJs(pace.Get("variant"), "variant"));
+  config.lazyInterval = static_cast<int64_t>(numberOr(pace, "lazyInterval", static_cast<double>(config.lazyInterval)));
+  config.datasetSize = static_cast<int64_t>(numberOr(pace, "datasetSize", static_cast<double>(config.datasetSize)));
   return config;
 }
 

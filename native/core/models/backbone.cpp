@@ -6,8 +6,18 @@
 
 namespace pace::models {
 
+torch::Tensor Backbone::forward(const torch::Tensor& images, ForwardContext& context) {
+  return forwardHead(context.duplicateBatch(forwardFeatures(images, context)), context);
+}
+
 torch::Tensor Backbone::forward(const torch::Tensor& images) {
-  return forwardHead(duplicateBatch(forwardFeatures(images)));
+  ForwardContext inference;
+  return forward(images, inference);
+}
+
+torch::Tensor Backbone::forwardFeatures(const torch::Tensor& images) {
+  ForwardContext inference;
+  return forwardFeatures(images, inference);
 }
 
 void Backbone::checkImages(const torch::Tensor& images) const {

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "models/forward_context.h"
+
 namespace pace::models {
 
 class LinearImpl;
@@ -13,11 +15,14 @@ class LinearImpl;
 class Backbone : public torch::nn::Module {
  public:
   // Final-norm features: ViT [B, tokens, D]; Swin [B, H, W, C].
-  virtual torch::Tensor forwardFeatures(const torch::Tensor& images) = 0;
+  virtual torch::Tensor forwardFeatures(const torch::Tensor& images, ForwardContext& context) = 0;
   // Pooling and the classifier head.
-  virtual torch::Tensor forwardHead(const torch::Tensor& features) = 0;
-  // Inside a BatchCopiesScope the copies are stacked before the head at the latest.
+  virtual torch::Tensor forwardHead(const torch::Tensor& features, ForwardContext& context) = 0;
+  // The context's copies are stacked before the head at the latest.
+  torch::Tensor forward(const torch::Tensor& images, ForwardContext& context);
+  // Inference: a default context (no noise, one copy).
   torch::Tensor forward(const torch::Tensor& images);
+  torch::Tensor forwardFeatures(const torch::Tensor& images);
 
   virtual std::string family() const = 0;
   virtual int64_t imageSize() const = 0;
@@ -34,6 +39,8 @@ class Backbone : public torch::nn::Module {
   std::vector<std::pair<std::string, LinearImpl*>> linears();
   // The block a linear belongs to for PACE's depth schedule ("blocks.3", "layers.1.blocks.0", "head").
   virtual std::string noiseUnitOf(const std::string& linearPath) const = 0;
+  // The first block PACE's noise reaches unless the user says otherwise (the reference: ViT 1, Swin 0).
+  virtual int64_t defaultNoiseBlockStart() const = 0;
   // A new model of the same configuration (freshly initialised, no adapters).
   virtual std::shared_ptr<Backbone> createLike() const = 0;
 };

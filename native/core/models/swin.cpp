@@ -96,9 +96,9 @@ WindowAttentionImpl::WindowAttentionImpl(int64_t dim, int64_t numHeads_, int64_t
   truncatedNormal(relative_position_bias_table, 0.02);
 }
 
-torch::Tensor WindowAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
+torch::Tensor WindowAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask, ForwardContext& context) {
   const int64_t windows = x.size(0), tokens = x.size(1);
-  const torch::Tensor projected = qkv(x);
+  const torch::Tensor projected = qkv(x, context);
   const torch::Tensor bias = relative_position_bias_table.index_select(0, relative_position_index.flatten())
                                  .view({tokens, tokens, numHeads})
                                  .permute({2, 0, 1});  // [heads, tokens, tokens]
@@ -112,7 +112,7 @@ torch::Tensor WindowAttentionImpl::forward(const torch::Tensor& x, const torch::
                    .expand({windows / perImage, perImage, numHeads, tokens, tokens})
                    .reshape({windows, numHeads, tokens, tokens});
   }
-  return proj(qkvAttention(projected, numHeads, additive));
+  return proj(qkvAttention(projected, numHeads, additive), context);
 }
 
 SwinBlockImpl::SwinBlockImpl(int64_t dim, int64_t resolution, int64_t numHeads, int64_t windowSize_, int64_t shiftSize_,
@@ -129,15 +129,15 @@ SwinBlockImpl::SwinBlockImpl(int64_t dim, int64_t resolution, int64_t numHeads, 
   if (shiftSize > 0) attn_mask = register_buffer("attn_mask", shiftedWindowMask(resolution, windowSize, shiftSize));
 }
 
-torch::Tensor SwinBlockImpl::forward(const torch::Tensor& input) {
+torch::Tensor SwinBlockImpl::forward(const torch::Tensor& input, ForwardContext& context) {
   const int64_t b = input.size(0), h = input.size(1), w = input.size(2), c = input.size(3);
   torch::Tensor x = norm1(input);
   if (shiftSize > 0) x = torch::roll(x, {-shiftSize, -shiftSize}, {1, 2});
-  x = reverseWindows(attn(partitionWindows(x, windowSize), attn_mask), windowSize, h, w);
+  x = reverseWindows(attn(partitionWindows(x, windowSize), attn_mask, context), windowSize, h, w);
   if (shiftSize > 0) x = torch::roll(x, {shiftSize, shiftSize}, {1, 2});
-  x = input + dropPath(x, dropPathRate, is_training());
+  x = input + context.dropPath(x, dropPathRate, is_training());
   const torch::Tensor flat = x.reshape({b, h * w, c});
-  return (flat + dropPath(mlp(norm2(flat)), dropPathRate, is_training())).reshape({b, h, w, c});
+  return (flat + context.dropPath(mlp(norm2(flat), context), dropPathRate, is_training())).reshape({b, h, w, c});
 }
 
 PatchMergingImpl::PatchMergingImpl(int64_t dim) {
@@ -145,11 +145,11 @@ PatchMergingImpl::PatchMergingImpl(int64_t dim) {
   reduction = register_module("reduction", Linear(4 * dim, 2 * dim, /*bias=*/false));
 }
 
-torch::Tensor PatchMergingImpl::forward(const torch::Tensor& x) {
+torch::Tensor PatchMergingImpl::forward(const torch::Tensor& x, ForwardContext& context) {
   const int64_t b = x.size(0), h = x.size(1), w = x.size(2), c = x.size(3);
   // The 4C vector is [x(2i,2j), x(2i+1,2j), x(2i,2j+1), x(2i+1,2j+1)].
   const torch::Tensor merged = x.reshape({b, h / 2, 2, w / 2, 2, c}).permute({0, 1, 3, 4, 2, 5}).flatten(3);
-  return reduction(norm(merged));
+  return reduction(norm(merged), context);
 }
 
 SwinStageImpl::SwinStageImpl(int64_t inDim, int64_t dim, int64_t inputResolution, bool withDownsample, int64_t depth,
@@ -167,9 +167,9 @@ SwinStageImpl::SwinStageImpl(int64_t inDim, int64_t dim, int64_t inputResolution
   }
 }
 
-torch::Tensor SwinStageImpl::forward(torch::Tensor x) {
-  if (downsample) x = downsample(x);
-  for (const auto& block : *blocks) x = block->as<SwinBlock>()->forward(x);
+torch::Tensor SwinStageImpl::forward(torch::Tensor x, ForwardContext& context) {
+  if (downsample) x = downsample(x, context);
+  for (const auto& block : *blocks) x = block->as<SwinBlock>()->forward(x, context);
   return x;
 }
 
@@ -184,6 +184,7 @@ torch::Tensor SwinPatchEmbedImpl::forward(const torch::Tensor& images) {
 
 SwinHeadImpl::SwinHeadImpl(int64_t features, int64_t numClasses) {
   fc = register_module("fc", Linear(features, numClasses));
+  fc->isHead = true;
 }
 
 SwinTransformer::SwinTransformer(const SwinConfig& config_) : config((config_.validate(), config_)) {
@@ -206,17 +207,17 @@ SwinTransformer::SwinTransformer(const SwinConfig& config_) : config((config_.va
   if (config.numClasses > 0) head = register_module("head", SwinHead(dim, config.numClasses));
 }
 
-torch::Tensor SwinTransformer::forwardFeatures(const torch::Tensor& images) {
+torch::Tensor SwinTransformer::forwardFeatures(const torch::Tensor& images, ForwardContext& context) {
   checkImages(images);
   // Swin's noise schedule can start in any stage; the copies are stacked right after the (frozen) patch embedding.
-  torch::Tensor x = duplicateBatch(patch_embed(images));
-  for (const auto& stage : *layers) x = stage->as<SwinStage>()->forward(x);
+  torch::Tensor x = context.duplicateBatch(patch_embed(images));
+  for (const auto& stage : *layers) x = stage->as<SwinStage>()->forward(x, context);
   return norm(x);
 }
 
-torch::Tensor SwinTransformer::forwardHead(const torch::Tensor& features) {
+torch::Tensor SwinTransformer::forwardHead(const torch::Tensor& features, ForwardContext& context) {
   const torch::Tensor pooled = features.mean({1, 2});
-  return head ? head->fc(pooled) : pooled;
+  return head ? head->fc(pooled, context) : pooled;
 }
 
 std::vector<std::string> SwinTransformer::headParameterNames() const {

@@ -27,7 +27,7 @@ class WindowAttentionImpl : public torch::nn::Module {
  public:
   WindowAttentionImpl(int64_t dim, int64_t numHeads, int64_t windowSize);
   // x: [windows, w², C]; mask: [windows per image, w², w²] or undefined.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask, ForwardContext& context);
 
   int64_t numHeads;
   int64_t windowSize;
@@ -42,7 +42,7 @@ class SwinBlockImpl : public torch::nn::Module {
  public:
   SwinBlockImpl(int64_t dim, int64_t resolution, int64_t numHeads, int64_t windowSize, int64_t shiftSize,
                 double mlpRatio, double dropPathRate);
-  torch::Tensor forward(const torch::Tensor& x);  // [B, H, W, C]
+  torch::Tensor forward(const torch::Tensor& x, ForwardContext& context);  // [B, H, W, C]
 
   int64_t windowSize;
   int64_t shiftSize;
@@ -58,7 +58,7 @@ TORCH_MODULE(SwinBlock);
 class PatchMergingImpl : public torch::nn::Module {
  public:
   explicit PatchMergingImpl(int64_t dim);
-  torch::Tensor forward(const torch::Tensor& x);  // [B, H, W, C] -> [B, H/2, W/2, 2C]
+  torch::Tensor forward(const torch::Tensor& x, ForwardContext& context);  // [B, H, W, C] -> [B, H/2, W/2, 2C]
 
   LayerNorm norm{nullptr};
   Linear reduction{nullptr};
@@ -69,7 +69,7 @@ class SwinStageImpl : public torch::nn::Module {
  public:
   SwinStageImpl(int64_t inDim, int64_t dim, int64_t inputResolution, bool downsample, int64_t depth, int64_t numHeads,
                 int64_t windowSize, double mlpRatio, const std::vector<double>& dropPathRates);
-  torch::Tensor forward(torch::Tensor x);
+  torch::Tensor forward(torch::Tensor x, ForwardContext& context);
 
   PatchMerging downsample{nullptr};
   torch::nn::ModuleList blocks{nullptr};
@@ -97,14 +97,15 @@ class SwinTransformer : public Backbone {
  public:
   explicit SwinTransformer(const SwinConfig& config);
 
-  torch::Tensor forwardFeatures(const torch::Tensor& images) override;
-  torch::Tensor forwardHead(const torch::Tensor& features) override;
+  torch::Tensor forwardFeatures(const torch::Tensor& images, ForwardContext& context) override;
+  torch::Tensor forwardHead(const torch::Tensor& features, ForwardContext& context) override;
   std::string family() const override { return "swin"; }
   int64_t imageSize() const override { return config.imgSize; }
   int64_t numClasses() const override { return config.numClasses; }
   std::vector<std::string> headParameterNames() const override;
   void resetHead() override;
   std::string noiseUnitOf(const std::string& linearPath) const override;
+  int64_t defaultNoiseBlockStart() const override { return 0; }
   std::shared_ptr<Backbone> createLike() const override;
 
   const SwinConfig config;

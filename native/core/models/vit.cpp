@@ -36,7 +36,9 @@ VitAttentionImpl::VitAttentionImpl(int64_t dim, int64_t numHeads_) : numHeads(nu
   proj = register_module("proj", Linear(dim, dim));
 }
 
-torch::Tensor VitAttentionImpl::forward(const torch::Tensor& x) { return proj(qkvAttention(qkv(x), numHeads)); }
+torch::Tensor VitAttentionImpl::forward(const torch::Tensor& x, ForwardContext& context) {
+  return proj(qkvAttention(qkv(x, context), numHeads), context);
+}
 
 VitBlockImpl::VitBlockImpl(int64_t dim, int64_t numHeads, double mlpRatio, double dropPathRate_)
     : dropPathRate(dropPathRate_) {
@@ -46,9 +48,9 @@ VitBlockImpl::VitBlockImpl(int64_t dim, int64_t numHeads, double mlpRatio, doubl
   mlp = register_module("mlp", Mlp(dim, static_cast<int64_t>(dim * mlpRatio)));
 }
 
-torch::Tensor VitBlockImpl::forward(const torch::Tensor& input) {
-  torch::Tensor x = input + dropPath(attn(norm1(input)), dropPathRate, is_training());
-  return x + dropPath(mlp(norm2(x)), dropPathRate, is_training());
+torch::Tensor VitBlockImpl::forward(const torch::Tensor& input, ForwardContext& context) {
+  torch::Tensor x = input + context.dropPath(attn(norm1(input), context), dropPathRate, is_training());
+  return x + context.dropPath(mlp(norm2(x), context), dropPathRate, is_training());
 }
 
 VitPatchEmbedImpl::VitPatchEmbedImpl(int64_t patchSize, int64_t embedDim) {
@@ -70,27 +72,30 @@ VisionTransformer::VisionTransformer(const VitConfig& config_) : config((config_
     blocks->push_back(VitBlock(config.embedDim, config.numHeads, config.mlpRatio, rates[i]));
   }
   norm = register_module("norm", layerNorm(config.embedDim, kLayerNormEps));
-  if (config.numClasses > 0) head = register_module("head", Linear(config.embedDim, config.numClasses));
+  if (config.numClasses > 0) {
+    head = register_module("head", Linear(config.embedDim, config.numClasses));
+    head->isHead = true;
+  }
 
   torch::NoGradGuard noGrad;
   truncatedNormal(pos_embed, 0.02);
   cls_token.normal_(0.0, 1e-6);
 }
 
-torch::Tensor VisionTransformer::forwardFeatures(const torch::Tensor& images) {
+torch::Tensor VisionTransformer::forwardFeatures(const torch::Tensor& images, ForwardContext& context) {
   checkImages(images);
   torch::Tensor x = patch_embed(images);
   x = torch::cat({cls_token.expand({x.size(0), -1, -1}), x}, 1) + pos_embed;
   for (size_t i = 0; i < blocks->size(); ++i) {
-    x = duplicateBatchBefore(x, static_cast<int64_t>(i));
-    x = (*blocks)[i]->as<VitBlock>()->forward(x);
+    x = context.duplicateBatchBefore(x, static_cast<int64_t>(i));
+    x = (*blocks)[i]->as<VitBlock>()->forward(x, context);
   }
   return norm(x);
 }
 
-torch::Tensor VisionTransformer::forwardHead(const torch::Tensor& features) {
+torch::Tensor VisionTransformer::forwardHead(const torch::Tensor& features, ForwardContext& context) {
   const torch::Tensor pooled = features.select(1, 0);
-  return head ? head(pooled) : pooled;
+  return head ? head(pooled, context) : pooled;
 }
 
 std::vector<std::string> VisionTransformer::headParameterNames() const {

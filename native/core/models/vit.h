@@ -25,7 +25,7 @@ struct VitConfig {
 class VitAttentionImpl : public torch::nn::Module {
  public:
   VitAttentionImpl(int64_t dim, int64_t numHeads);
-  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor forward(const torch::Tensor& x, ForwardContext& context);
 
   int64_t numHeads;
   Linear qkv{nullptr};
@@ -36,7 +36,7 @@ TORCH_MODULE(VitAttention);
 class VitBlockImpl : public torch::nn::Module {
  public:
   VitBlockImpl(int64_t dim, int64_t numHeads, double mlpRatio, double dropPathRate);
-  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor forward(const torch::Tensor& x, ForwardContext& context);
 
   double dropPathRate;
   LayerNorm norm1{nullptr};
@@ -60,14 +60,15 @@ class VisionTransformer : public Backbone {
  public:
   explicit VisionTransformer(const VitConfig& config);
 
-  torch::Tensor forwardFeatures(const torch::Tensor& images) override;
-  torch::Tensor forwardHead(const torch::Tensor& features) override;
+  torch::Tensor forwardFeatures(const torch::Tensor& images, ForwardContext& context) override;
+  torch::Tensor forwardHead(const torch::Tensor& features, ForwardContext& context) override;
   std::string family() const override { return "vit"; }
   int64_t imageSize() const override { return config.imgSize; }
   int64_t numClasses() const override { return config.numClasses; }
   std::vector<std::string> headParameterNames() const override;
   void resetHead() override;
   std::string noiseUnitOf(const std::string& linearPath) const override;
+  int64_t defaultNoiseBlockStart() const override { return 1; }
   std::shared_ptr<Backbone> createLike() const override;
 
   const VitConfig config;

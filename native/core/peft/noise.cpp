@@ -40,7 +40,7 @@ torch::Tensor PaceNoise::draw(const std::string& linear, double sigma, at::IntAr
   return result;
 }
 
-torch::Tensor PaceNoise::apply(const std::string& linear, const torch::Tensor& a) {
+torch::Tensor PaceNoise::noisyAdapterOutput(const std::string& linear, const torch::Tensor& a) {
   const double sigma = sigmaOf(linear);
   if (sigma == 0.0) return a;
   const torch::Tensor drawn = draw(linear, sigma, a.sizes(), a.options());
@@ -55,12 +55,16 @@ torch::Tensor PaceNoise::apply(const std::string& linear, const torch::Tensor& a
   return a;
 }
 
+torch::Tensor PaceNoise::noisyHeadOutput(const std::string& linear, const torch::Tensor& output) {
+  return noisyAdapterOutput(linear, output);
+}
+
 bool PaceNoise::perRowMultiplier() const {
   return shape_ == NoiseShape::PerRow && (kind_ == NoiseKind::Multiplicative || kind_ == NoiseKind::Dropout);
 }
 
-torch::Tensor PaceNoise::multiplier(const std::string& linear, at::IntArrayRef outputShape,
-                                    const at::TensorOptions& options) {
+torch::Tensor PaceNoise::rowMultiplier(const std::string& linear, at::IntArrayRef outputShape,
+                                       const at::TensorOptions& options) {
   if (!perRowMultiplier()) throw Error(ErrorCode::Internal, "this PACE noise is not a per-row multiplier");
   const double sigma = sigmaOf(linear);
   if (sigma == 0.0) return {};

@@ -7,28 +7,32 @@
 #include <map>
 #include <string>
 
+#include "models/forward_context.h"
+
 namespace pace::peft {
 
 enum class NoiseKind { Multiplicative, Additive, Dropout };
 enum class NoiseShape { PerRow, PerToken };
 
-class PaceNoise {
+class PaceNoise : public models::StepNoise {
  public:
   // sigma: σ per linear path (absent or 0: no noise there). replay: ε per linear path to use instead of
   // drawing (the fixtures' `noise.*`); its shapes are checked.
   PaceNoise(std::map<std::string, double> sigma, NoiseKind kind, NoiseShape shape, at::Generator generator,
             std::map<std::string, torch::Tensor> replay = {});
 
-  // The noisy version of a linear's adapter output:
+  // The noisy version of a linear's adapter output (or of the head's whole output):
   //   multiplicative (PACE): a ⊙ (1 + σ·ε);  additive: a + σ·ε;  dropout: a ⊙ Bernoulli(1 − σ) / (1 − σ).
-  torch::Tensor apply(const std::string& linear, const torch::Tensor& adapterOutput);
+  torch::Tensor noisyAdapterOutput(const std::string& linear, const torch::Tensor& adapterOutput) override;
+  torch::Tensor noisyHeadOutput(const std::string& linear, const torch::Tensor& output) override;
 
   // Whether the noise is a per-row multiplier z of the adapter output (multiplicative or dropout noise drawn
   // per row), which the fused PACE linear (peft/pace_linear.h) folds into its weights.
-  bool perRowMultiplier() const;
+  bool perRowMultiplier() const override;
   // That multiplier for a linear whose output has `outputShape`, as [rows, out]: 1 + σ·ε, or the dropout mask
-  // / (1 − σ), drawn (or replayed) exactly as apply() draws it. Undefined where σ is 0.
-  torch::Tensor multiplier(const std::string& linear, at::IntArrayRef outputShape, const at::TensorOptions& options);
+  // / (1 − σ), drawn (or replayed) exactly as noisyAdapterOutput() draws it. Undefined where σ is 0.
+  torch::Tensor rowMultiplier(const std::string& linear, at::IntArrayRef outputShape,
+                              const at::TensorOptions& options) override;
 
   // The draws used so far in this step, by linear (ε, or the dropout mask).
   const std::map<std::string, torch::Tensor>& draws() const { return draws_; }

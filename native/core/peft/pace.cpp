@@ -3,14 +3,53 @@
 #include <set>
 
 #include "errors.h"
-#include "models/layers.h"
 
 namespace pace::peft {
+
+namespace {
+
+template <typename Value>
+Value fromTable(const std::vector<std::pair<const char*, Value>>& table, const std::string& name, const char* what) {
+  std::string known;
+  for (const auto& [candidate, value] : table) {
+    if (name == candidate) return value;
+    known += (known.empty() ? "'" : ", '") + std::string(candidate) + "'";
+  }
+  throw OptionError(std::string(what) + " must be one of " + known + "; got '" + name + "'");
+}
+
+}  // namespace
+
+NoiseKind noiseKindFromName(const std::string& name) {
+  return fromTable<NoiseKind>({{"multiplicative", NoiseKind::Multiplicative},
+                               {"additive", NoiseKind::Additive},
+                               {"dropout", NoiseKind::Dropout}},
+                              name, "pace.noise");
+}
+
+NoiseShape noiseShapeFromName(const std::string& name) {
+  return fromTable<NoiseShape>({{"BC", NoiseShape::PerRow}, {"BTC", NoiseShape::PerToken}}, name, "pace.noiseShape");
+}
+
+SigmaSchedule sigmaScheduleFromName(const std::string& name) {
+  return fromTable<SigmaSchedule>({{"decreasing", SigmaSchedule::Decreasing},
+                                   {"shared", SigmaSchedule::Shared},
+                                   {"increasing", SigmaSchedule::Increasing}},
+                                  name, "pace.sigmaSchedule");
+}
+
+PaceVariant paceVariantFromName(const std::string& name) {
+  return fromTable<PaceVariant>({{"pace", PaceVariant::Pace},
+                                 {"lazy", PaceVariant::Lazy},
+                                 {"fast", PaceVariant::Fast},
+                                 {"fpa", PaceVariant::Fpa}},
+                                name, "pace.variant");
+}
 
 void PaceConfig::validate() const {
   if (!(sigma >= 0)) throw OptionError("pace.sigma must be >= 0, got " + std::to_string(sigma));
   if (!(lambda >= 0)) throw OptionError("pace.lambda must be >= 0, got " + std::to_string(lambda));
-  if (blockStart < -1) throw OptionError("pace.blockStart must be >= 0");
+  if (blockStart && *blockStart < 0) throw OptionError("pace.blockStart must be >= 0");
   if (kind == NoiseKind::Dropout && sigma >= 1)
     throw OptionError("pace.sigma is a drop rate for dropout noise: it must be < 1");
   if (lazyInterval < 1) throw OptionError("pace.lazyInterval must be >= 1");
@@ -18,8 +57,8 @@ void PaceConfig::validate() const {
     throw OptionError("pace.datasetSize (the number of training samples) is required for the fast variant");
 }
 
-int64_t firstNoisyBlock(models::Backbone& model, const PaceConfig& config) {
-  return config.blockStart >= 0 ? config.blockStart : (model.family() == "vit" ? 1 : 0);
+int64_t firstNoisyBlock(const models::Backbone& model, const PaceConfig& config) {
+  return config.blockStart.value_or(model.defaultNoiseBlockStart());
 }
 
 std::map<std::string, double> sigmaPerLinear(models::Backbone& model, const PaceConfig& config) {
@@ -64,21 +103,5 @@ std::map<std::string, double> sigmaPerLinear(models::Backbone& model, const Pace
 }
 
 torch::Tensor consistencyLoss(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).pow(2).sum(1).mean(); }
-
-NoiseScope::NoiseScope(models::Backbone& model, PaceNoise& noise) {
-  const std::vector<std::string> headNames = model.headParameterNames();
-  for (const auto& [path, linear] : model.linears()) {
-    linear->noise = &noise;
-    linear->noiseOnWholeOutput = std::find(headNames.begin(), headNames.end(), path + ".weight") != headNames.end();
-    linears_.push_back(linear);
-  }
-}
-
-NoiseScope::~NoiseScope() {
-  for (auto* linear : linears_) {
-    linear->noise = nullptr;
-    linear->noiseOnWholeOutput = false;
-  }
-}
 
 }  // namespace pace::peft

@@ -1,9 +1,11 @@
 #pragma once
-// PACE: consistency regularisation between two noisy views of each sample (the paper's Eq. and the
-// reference implementation): noise on adapter outputs with σ falling linearly with depth, both copies of
-// the batch in one forward, and λ·mean_batch Σ_classes (f₁ − f₂)² added to the cross-entropy.
+// PACE's configuration and depth schedule (the paper's Eq. and the reference implementation): noise on adapter
+// outputs with σ falling linearly with depth, and λ·mean_batch Σ_classes (f₁ − f₂)² added to the cross-entropy.
+// How a step forms its two views is peft/pace_objective.h; the noise draw is peft/noise.h.
 #include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "models/backbone.h"
 #include "peft/noise.h"
@@ -19,10 +21,17 @@ enum class SigmaSchedule { Decreasing, Shared, Increasing };
 //   Fpa:  one noisy forward, consistency against the frozen backbone's logits (adapters bypassed, same head).
 enum class PaceVariant { Pace, Lazy, Fast, Fpa };
 
+// The option names users write, one table each; an unknown name is an OptionError listing the known ones.
+NoiseKind noiseKindFromName(const std::string& name);          // multiplicative, additive, dropout
+NoiseShape noiseShapeFromName(const std::string& name);        // BC, BTC
+SigmaSchedule sigmaScheduleFromName(const std::string& name);  // decreasing, shared, increasing
+PaceVariant paceVariantFromName(const std::string& name);      // pace, lazy, fast, fpa
+
+// The defaults here are the reference's and the only copy of them: the addon and TypeScript start from these.
 struct PaceConfig {
-  double sigma = 0.0;       // σ of the first noisy block
-  double lambda = 0.0;      // weight of the consistency loss
-  int64_t blockStart = -1;  // blocks before this get no noise; -1: the family's default (ViT 1, Swin 0)
+  double sigma = 0.0;                 // σ of the first noisy block
+  double lambda = 0.0;                // weight of the consistency loss
+  std::optional<int64_t> blockStart;  // blocks before this get no noise; absent: the family's default
   NoiseKind kind = NoiseKind::Multiplicative;
   NoiseShape shape = NoiseShape::PerRow;
   SigmaSchedule schedule = SigmaSchedule::Decreasing;
@@ -31,30 +40,17 @@ struct PaceConfig {
   int64_t datasetSize = 0;  // Fast: the number of training samples (indices run over [0, datasetSize))
 
   bool active() const { return sigma > 0.0 || lambda > 0.0; }
-  void validate() const;  // throws pace::Error for σ < 0, λ < 0, ...
+  void validate() const;  // throws OptionError for σ < 0, λ < 0, ...
 };
 
 // σ for every Linear by path. Noise units are the blocks in order, then the head; the first blockStart get
 // 0 and the n others σ·(n−k)/n for k = 0..n−1 (decreasing), σ (shared) or σ·(k+1)/n (increasing).
 std::map<std::string, double> sigmaPerLinear(models::Backbone& model, const PaceConfig& config);
 
-// The first block that gets noise: blockStart, or the family's default (ViT 1, Swin 0) when it is -1.
-int64_t firstNoisyBlock(models::Backbone& model, const PaceConfig& config);
+// The first block that gets noise: blockStart, or the family's default.
+int64_t firstNoisyBlock(const models::Backbone& model, const PaceConfig& config);
 
 // mean over the batch of the sum over classes of (a − b)².
 torch::Tensor consistencyLoss(const torch::Tensor& a, const torch::Tensor& b);
-
-// Installs a noise source on every Linear for the lifetime of the scope (and marks the head's whole output
-// as noisy); removes it again on destruction.
-class NoiseScope {
- public:
-  NoiseScope(models::Backbone& model, PaceNoise& noise);
-  ~NoiseScope();
-  NoiseScope(const NoiseScope&) = delete;
-  NoiseScope& operator=(const NoiseScope&) = delete;
-
- private:
-  std::vector<models::LinearImpl*> linears_;
-};
 
 }  // namespace pace::peft

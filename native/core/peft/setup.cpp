@@ -32,7 +32,7 @@ std::vector<std::string> applyPeft(models::Backbone& model, const PeftSetup& set
   const bool full = setup.type == "full";
   const bool linearProbe = setup.type == "linear";
   if (!full && !linearProbe) {
-    const AdapterConfig config{adapterTypeFromName(setup.type), setup.rank};
+    adapterFactory(setup.type);  // an unknown type is refused before anything changes
     // Everything is checked before the first adapter is attached, so a refused setup leaves the model as it was.
     std::set<std::string> unmatched(setup.targets.begin(), setup.targets.end());
     std::vector<models::LinearImpl*> chosen;
@@ -42,17 +42,12 @@ std::vector<std::string> applyPeft(models::Backbone& model, const PeftSetup& set
       for (const auto& target : setup.targets) {
         if (matchesTarget(path, {target})) unmatched.erase(target);
       }
-      if (linear->adapter) throw StateError("linear '" + path + "' already has an adapter");
-      if (config.rank < 1 || config.rank > std::min(linear->inFeatures, linear->outFeatures))
-        throw OptionError("adapter rank " + std::to_string(config.rank) + " does not fit linear '" + path + "' (" +
-                          std::to_string(linear->inFeatures) + " -> " + std::to_string(linear->outFeatures) +
-                          "): it must be between 1 and " +
-                          std::to_string(std::min(linear->inFeatures, linear->outFeatures)));
+      checkAdapterFits(*linear, setup.rank);
       chosen.push_back(linear);
     }
     if (!unmatched.empty())
       throw OptionError("adapter target '" + *unmatched.begin() + "' names no Linear of this model");
-    for (auto* linear : chosen) attachAdapter(*linear, config);
+    for (auto* linear : chosen) attachAdapter(*linear, setup.type, setup.rank);
   }
   std::vector<std::string> trainable;
   for (auto& item : model.named_parameters()) {
@@ -84,7 +79,7 @@ std::shared_ptr<models::Backbone> mergedCopy(models::Backbone& model) {
   for (const auto& [path, linear] : copy->linears()) copyLinears[path] = linear;
   for (const auto& [path, linear] : model.linears()) {
     if (!linear->adapter) continue;
-    const auto [weight, bias] = mergedWeightAndBias(*linear);
+    const auto [weight, bias] = linear->adapter->mergedWeightAndBias(*linear);
     target[path + ".weight"].copy_(weight);
     if (!bias.defined()) continue;
     if (target.find(path + ".bias")) {

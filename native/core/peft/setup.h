@@ -8,7 +8,7 @@
 
 #include "io/safetensors.h"
 #include "models/backbone.h"
-#include "peft/adapters.h"
+#include "peft/adapter.h"
 
 namespace pace::peft {
 

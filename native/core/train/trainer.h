@@ -1,6 +1,8 @@
 #pragma once
-// One training step as the PACE reference takes it: forward (the duplicated batch when PACE is on),
-// cross-entropy + λ·consistency, backward, one AdamW step over the trainable parameters.
+// One training step as the PACE reference takes it: forward and losses (peft/pace_objective.h), backward, one
+// AdamW step over the trainable parameters. The trainer's other jobs live beside it: the epoch loop
+// (epoch.cpp), checkpoint state (trainer_state.cpp), evaluation and FP-distance (evaluate.h), bf16 weight copies
+// (frozen_bf16.h), the dataset on the device (device_dataset.h), gradient norm and clipping (gradients.h).
 #include <torch/optim/adamw.h>
 
 #include <atomic>
@@ -12,8 +14,11 @@
 #include "data/transforms.h"
 #include "io/safetensors.h"
 #include "models/backbone.h"
-#include "peft/pace.h"
+#include "peft/pace_objective.h"
 #include "tensor/precision.h"
+#include "train/device_dataset.h"
+#include "train/evaluate.h"
+#include "train/frozen_bf16.h"
 #include "train/fused_adamw.h"
 
 namespace pace::train {
@@ -78,22 +83,6 @@ struct BatchProgress {
   double totalLoss = 0;
 };
 
-struct EvaluationResult {
-  int64_t samples = 0;
-  double top1 = 0;
-  double top5 = -1;      // only with at least 5 classes
-  at::Tensor confusion;  // int64 [classes, classes]: row = true class, column = predicted
-  double loss = 0;       // mean cross-entropy
-};
-
-// Top-1/top-5 accuracy, per-class counts and mean loss of an eval-mode model over a dataset, in batches.
-EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, const at::Tensor& labels,
-                          int64_t batchSize, const std::optional<data::Normalization>& normalization = std::nullopt);
-
-// A batch of stored images as model input: float images pass through; uint8 ones are converted.
-at::Tensor batchInput(const models::Backbone& model, const at::Tensor& images,
-                      const std::optional<data::Normalization>& normalization);
-
 class Trainer {
  public:
   Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimizer, peft::PaceConfig pace, uint64_t seed,
@@ -122,9 +111,9 @@ class Trainer {
   void restoreState(const std::vector<NamedTensor>& state);
   int64_t iteration() const { return iteration_.load(); }
 
-  const std::map<std::string, double>& sigmaPerLinear() const { return sigma_; }
+  const std::map<std::string, double>& sigmaPerLinear() const { return pace_.sigmaPerLinear(); }
   // The noise draws of the last step, by linear (replaying them reproduces the step).
-  const std::map<std::string, at::Tensor>& lastNoise() const { return lastNoise_; }
+  const std::map<std::string, at::Tensor>& lastNoise() const { return pace_.lastNoise(); }
   void setLearningRate(double lr);
 
  private:
@@ -133,40 +122,17 @@ class Trainer {
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   FusedAdamW fusedAdamW_;  // the same update in one kernel per group where libtorch has it (CUDA, ≥ 2.1)
   double clipGradNorm_ = 0;
-  peft::PaceConfig pace_;
-  std::map<std::string, double> sigma_;
+  peft::PaceObjective pace_;
   uint64_t seed_;
   Precision precision_;
   // On the model's device (re-created from the seed if the model moves), so draws never cross devices.
   at::Generator noiseGenerator_;     // PACE noise draws
   at::Generator dropPathGenerator_;  // stochastic depth: separate, so replaying noise keeps the same masks
   at::Generator augmentGenerator_;   // random crops and flips: on the CPU, where the crop offsets are read
-  // bf16: the frozen parameters' bfloat16 copies, made once and swapped in for each step's forward and backward.
-  struct FrozenCopy {
-    at::Tensor parameter, bf16;
-    int64_t version = -1;
-    const void* source = nullptr;
-  };
-  std::vector<FrozenCopy> frozenBf16_;
-  // A uint8 dataset on the CPU, kept on the model's device between epochs (decoded images are small).
-  at::Tensor datasetSource_, datasetOnDevice_;
-  int64_t datasetVersion_ = -1;
-  void placeGenerators(const c10::Device& device);
-  void refreshFrozenBf16();
-  at::Tensor datasetOn(const at::Tensor& images, const c10::Device& device);
-  std::map<std::string, at::Tensor> lastNoise_;
+  FrozenBf16Copies frozenBf16_;
+  DeviceDataset dataset_;
   std::atomic<int64_t> iteration_{0};  // read from other threads while a step runs
-  at::Tensor history_;                 // Fast: the logits of each sample's previous visit
-
-  struct Losses {
-    at::Tensor logits, targets, cls, consistency;
-  };
-  Losses forwardLosses(const at::Tensor& images, const at::Tensor& targets, const at::Tensor& indices,
-                       const std::map<std::string, at::Tensor>& noise);
-  double fpDistance(const at::Tensor& images);
+  void placeGenerators(const c10::Device& device);
 };
-
-// Throws pace::Error unless targets is an int64 vector of `batch` class indices in [0, numClasses).
-void checkTargets(const at::Tensor& targets, int64_t batch, int64_t numClasses);
 
 }  // namespace pace::train

@@ -1,0 +1,27 @@
+#pragma once
+// The slot a Linear offers to an adapter (peft/adapter.h implements it). The backbone knows only this
+// interface, so models/ never includes peft/.
+#include <ATen/ATen.h>
+
+#include <string>
+#include <utility>
+
+namespace pace::models {
+
+class LinearImpl;
+class ForwardContext;
+
+class LinearAdapter {
+ public:
+  virtual ~LinearAdapter() = default;
+  // The adapter type's registry name ("loramul_vptadd", ...) and rank.
+  virtual std::string typeName() const = 0;
+  virtual int64_t rank() const = 0;
+  // The adapted linear's output for `input` in this forward: with the context's PACE noise in training,
+  // merged into one GEMM otherwise.
+  virtual at::Tensor forward(const LinearImpl& linear, const at::Tensor& input, ForwardContext& context) const = 0;
+  // The folded weight and bias (bias undefined only when the linear has neither bias nor shift).
+  virtual std::pair<at::Tensor, at::Tensor> mergedWeightAndBias(const LinearImpl& linear) const = 0;
+};
+
+}  // namespace pace::models

@@ -1,0 +1,28 @@
+#pragma once
+// The parameter groups the adapter types are made of, registered on the adapted linear under the reference's
+// names and initialised as it does. Each lives where and as the frozen weight does.
+#include "models/layers.h"
+
+namespace pace::peft {
+
+// delta_W_down [out, r] (zeros) and delta_W_up [r, in] (Xavier-uniform): the low-rank product down·up.
+struct LowRankPair {
+  static LowRankPair attach(models::LinearImpl& linear, int64_t rank);
+  at::Tensor product() const;
+  at::Tensor down, up;
+};
+
+// delta_prompt_down [in, r] (zeros) and delta_prompt_up [r, 1] (Xavier-uniform): VPT-add's shift W0·(down·up).
+struct PromptPair {
+  static PromptPair attach(models::LinearImpl& linear, int64_t rank);
+  at::Tensor shift(const at::Tensor& frozenWeight) const;
+  at::Tensor down, up;
+};
+
+// delta_b [out] (zeros), only on a linear with a bias (undefined otherwise).
+at::Tensor attachDeltaBias(models::LinearImpl& linear);
+
+// Adds `term` to a shift that may still be undefined.
+at::Tensor addToShift(const at::Tensor& shift, const at::Tensor& term);
+
+}  // namespace pace::peft

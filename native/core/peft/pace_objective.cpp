@@ -1,0 +1,90 @@
+#include "peft/pace_objective.h"
+
+#include <torch/nn/functional/loss.h>
+
+#include "errors.h"
+
+namespace pace::peft {
+
+namespace {
+
+namespace F = torch::nn::functional;
+
+// Logits as the losses take them: bf16 or half (autocast) up to float32, other dtypes as they are.
+at::Tensor forLoss(const at::Tensor& logits) {
+  const auto type = logits.scalar_type();
+  return type == at::kBFloat16 || type == at::kHalf ? logits.to(at::kFloat) : logits;
+}
+
+}  // namespace
+
+PaceObjective::PaceObjective(models::Backbone& model, PaceConfig config) : config_(std::move(config)) {
+  config_.validate();
+  sigma_ = peft::sigmaPerLinear(model, config_);
+  firstNoisyBlock_ = firstNoisyBlock(model, config_);
+}
+
+void PaceObjective::checkReplay(const std::map<std::string, at::Tensor>& replay) const {
+  for (const auto& [name, draw] : replay) {
+    const auto found = sigma_.find(name);
+    if (found == sigma_.end() || found->second == 0.0)
+      throw OptionError("noise was given for '" + name + "', which is not a noisy linear of this model");
+  }
+}
+
+PaceLosses PaceObjective::losses(models::Backbone& model, const at::Tensor& images, const at::Tensor& targets,
+                                 const at::Tensor& indices, const std::map<std::string, at::Tensor>& replay,
+                                 at::Generator& noiseGenerator, at::Generator& dropPathGenerator, int64_t iteration) {
+  PaceLosses out;
+  if (!config_.active()) {
+    lastNoise_.clear();
+    models::ForwardContext plain(1, 0, dropPathGenerator, nullptr);
+    out.logits = forLoss(model.forward(images, plain));
+    out.targets = targets;
+    out.cls = F::cross_entropy(out.logits, targets);
+    out.consistency = torch::zeros({}, out.cls.options());
+    return out;
+  }
+  PaceNoise noise(sigma_, config_.kind, config_.shape, noiseGenerator, replay);
+  const bool lazyPaceStep = config_.variant == PaceVariant::Lazy && iteration % config_.lazyInterval == 0;
+  if (config_.variant == PaceVariant::Pace || lazyPaceStep) {
+    const int64_t used = lazyPaceStep ? std::max<int64_t>(1, images.size(0) / 2) : images.size(0);
+    const at::Tensor x = images.slice(0, 0, used);
+    // Two copies of x, stacked inside the forward where the first noise is applied (before it they are equal).
+    models::ForwardContext views(2, firstNoisyBlock_, dropPathGenerator, &noise);
+    const at::Tensor both = forLoss(model.forward(x, views));
+    out.logits = both.slice(0, 0, used);
+    out.targets = targets.slice(0, 0, used);
+    out.cls = F::cross_entropy(out.logits, out.targets);
+    out.consistency = consistencyLoss(out.logits, both.slice(0, used));
+  } else {
+    models::ForwardContext single(1, 0, dropPathGenerator, &noise);
+    out.logits = forLoss(model.forward(images, single));
+    out.targets = targets;
+    out.cls = F::cross_entropy(out.logits, targets);
+    if (config_.variant == PaceVariant::Fast) {
+      if (!history_.defined()) history_ = torch::zeros({config_.datasetSize, model.numClasses()}, torch::kFloat);
+      const at::Tensor recent = history_.index_select(0, indices.to(history_.device()));
+      history_.index_copy_(0, indices.to(history_.device()), out.logits.detach().to(history_.device()));
+      out.consistency = consistencyLoss(out.logits, recent.to(out.logits.device()));
+    } else if (config_.variant == PaceVariant::Fpa) {
+      // The frozen backbone's logits (same head), without noise or stochastic depth, as a fixed target.
+      at::Tensor frozen;
+      {
+        torch::NoGradGuard noGrad;
+        models::ForwardContext pretrained;
+        pretrained.adaptersBypassed = true;
+        model.train(false);
+        frozen = forLoss(model.forward(images, pretrained));
+        model.train(true);
+      }
+      out.consistency = consistencyLoss(out.logits, frozen);
+    } else {
+      out.consistency = torch::zeros({}, out.cls.options());  // a lazy step without consistency
+    }
+  }
+  lastNoise_ = noise.draws();
+  return out;
+}
+
+}  // namespace pace::peft

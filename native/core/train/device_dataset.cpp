@@ -1,0 +1,21 @@
+#include "train/device_dataset.h"
+
+namespace pace::train {
+
+namespace {
+constexpr int64_t kMaxDatasetBytesOnDevice = int64_t{4} << 30;
+}
+
+at::Tensor DeviceDataset::on(const at::Tensor& images, const c10::Device& device) {
+  if (images.device() == device || !images.device().is_cpu() ||
+      images.numel() * static_cast<int64_t>(images.element_size()) > kMaxDatasetBytesOnDevice)
+    return images;
+  if (!source_.is_same(images) || version_ != images._version() || onDevice_.device() != device) {
+    onDevice_ = images.to(device);
+    source_ = images;
+    version_ = images._version();
+  }
+  return onDevice_;
+}
+
+}  // namespace pace::train

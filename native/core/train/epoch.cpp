@@ -1,0 +1,95 @@
+// The epoch loop: shuffled batches, augmentation, one step each, losses read one step late.
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <chrono>
+#include <cmath>
+
+#include "errors.h"
+#include "train/evaluate.h"
+#include "train/trainer.h"
+
+namespace pace::train {
+
+EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels, const EpochOptions& options,
+                              const std::atomic<bool>* abort,
+                              const std::function<void(const BatchProgress&)>& onBatch) {
+  const int64_t n = images.size(0);
+  if (options.batchSize < 1) throw OptionError("batchSize must be >= 1");
+  if (labels.dim() != 1 || labels.size(0) != n)
+    throw ShapeError("the dataset has " + std::to_string(n) + " images but " + std::to_string(labels.numel()) +
+                     " labels");
+  const int64_t steps = n / options.batchSize;
+  if (steps == 0)
+    throw InputError("the dataset has " + std::to_string(n) + " samples, fewer than one batch of " +
+                     std::to_string(options.batchSize) + " (the last partial batch is dropped)");
+  at::Generator shuffle =
+      at::make_generator<at::CPUGeneratorImpl>(options.shuffleSeed * 1000003ull + static_cast<uint64_t>(options.epoch));
+  const at::Tensor order = at::randperm(n, shuffle, at::TensorOptions().dtype(at::kLong));
+  EpochResult result;
+  const auto start = std::chrono::steady_clock::now();
+  const auto device = model_->parameters().front().device();
+  const at::Tensor stored = dataset_.on(images, device);
+  const at::Tensor labelsOnCpu = labels.cpu();  // read by each step's range check without waiting for the device
+  // The sums stay on the device; each step's loss is read one step late, once the next step is queued, so
+  // the host never waits for the device to run dry.
+  at::Tensor sums = torch::zeros({4}, at::TensorOptions().dtype(at::kDouble).device(device));
+  double gradNorms = 0, fpDistances = 0;
+  struct Pending {
+    int64_t step;
+    at::Tensor total;
+  };
+  std::optional<Pending> pending;
+  const auto settle = [&]() {
+    if (!pending) return;
+    const double total = pending->total.item<double>();
+    if (!std::isfinite(total))
+      throw DivergedError("the loss became " + std::to_string(total) + " at epoch " + std::to_string(options.epoch) +
+                          ", step " + std::to_string(pending->step) + " (lower the learning rate or check the data)");
+    if (onBatch) onBatch({pending->step + 1, steps, total});
+    pending.reset();
+  };
+  for (int64_t s = 0; s < steps; ++s) {
+    if (abort && abort->load()) {
+      result.aborted = true;
+      break;
+    }
+    if (static_cast<size_t>(s) < options.stepLearningRates.size()) setLearningRate(options.stepLearningRates[s]);
+    StepInputs inputs;
+    inputs.indices = order.slice(0, s * options.batchSize, (s + 1) * options.batchSize);
+    at::Tensor batch = stored.index_select(0, inputs.indices.to(stored.device()));
+    if (options.augmentCrop > 0 || options.augmentFlip) {
+      const int64_t crop = options.augmentCrop > 0 ? options.augmentCrop : std::min(batch.size(1), batch.size(2));
+      batch = data::randomCropFlip(batch, crop, options.augmentFlip, augmentGenerator_);
+    }
+    inputs.images = batchInput(*model_, batch, options.normalization);
+    inputs.targets = labelsOnCpu.index_select(0, inputs.indices);
+    inputs.diagnostics = options.diagnostics;
+    const DeviceStep step = stepOnDevice(inputs);
+    sums.add_(at::stack({step.cls.to(at::kDouble), step.pace.to(at::kDouble), step.total.to(at::kDouble),
+                         step.correct.to(at::kDouble)}));
+    settle();
+    pending = Pending{s, step.total};
+    ++result.steps;
+    result.samples += step.counted;
+    gradNorms += step.gradNorm;
+    fpDistances += step.fpDistance;
+  }
+  settle();
+  if (result.steps > 0) {
+    const at::Tensor totals = sums.cpu();
+    const double* sum = totals.data_ptr<double>();
+    const double count = static_cast<double>(result.steps);
+    result.clsLoss = sum[0] / count;
+    result.paceLoss = sum[1] / count;
+    result.totalLoss = sum[2] / count;
+    result.trainAccuracy = sum[3] / static_cast<double>(result.samples);
+    if (options.diagnostics) {
+      result.gradNorm = gradNorms / count;
+      result.fpDistance = fpDistances / count;
+    }
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace pace::train

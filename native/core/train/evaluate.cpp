@@ -1,0 +1,82 @@
+#include "train/evaluate.h"
+
+#include <torch/nn/functional/loss.h>
+
+#include "errors.h"
+#include "peft/pace.h"
+#include "tensor/dtype.h"
+
+namespace pace::train {
+
+void checkTargets(const at::Tensor& targets, int64_t batch, int64_t numClasses) {
+  if (targets.scalar_type() != at::kLong || targets.dim() != 1 || targets.size(0) != batch)
+    throw ShapeError("targets must be an int64 tensor [" + std::to_string(batch) + "] of class indices; got " +
+                     dtypeName(targets.scalar_type()) + " " + shapeToString(targets.sizes().vec()));
+  if (batch == 0) return;
+  const int64_t low = targets.min().item<int64_t>(), high = targets.max().item<int64_t>();
+  if (low < 0 || high >= numClasses)
+    throw InputError("targets must lie in [0, " + std::to_string(numClasses) + "); got values from " +
+                     std::to_string(low) + " to " + std::to_string(high));
+}
+
+at::Tensor batchInput(const models::Backbone& model, const at::Tensor& images,
+                      const std::optional<data::Normalization>& normalization) {
+  if (images.scalar_type() != at::kByte) return images;
+  if (!normalization) throw OptionError("a uint8 image dataset needs its normalisation (mean and std)");
+  return data::toModelInput(images, model.imageSize(), *normalization);
+}
+
+EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, const at::Tensor& labels,
+                          int64_t batchSize, const std::optional<data::Normalization>& normalization) {
+  const int64_t n = images.size(0), classes = model.numClasses();
+  if (classes < 1) throw StateError("evaluation needs a classifier head");
+  if (batchSize < 1) throw OptionError("batchSize must be >= 1");
+  checkTargets(labels, n, classes);
+  torch::NoGradGuard noGrad;
+  struct RestoreMode {
+    models::Backbone& model;
+    bool training;
+    ~RestoreMode() { model.train(training); }
+  } restore{model, model.is_training()};
+  model.train(false);
+  const auto device = model.parameters().front().device();
+  // Counts and sums stay on the model's device and are read once at the end: on a GPU a read per batch
+  // would wait for each batch to finish before the next is queued.
+  const auto counts = torch::TensorOptions().dtype(torch::kLong).device(device);
+  at::Tensor confusion = torch::zeros({classes * classes}, counts);
+  at::Tensor top1 = torch::zeros({}, counts), top5 = torch::zeros({}, counts);
+  at::Tensor loss = torch::zeros({}, counts.dtype(torch::kDouble));
+  for (int64_t begin = 0; begin < n; begin += batchSize) {
+    const int64_t end = std::min(n, begin + batchSize);
+    const at::Tensor x = batchInput(model, images.slice(0, begin, end), normalization).to(device);
+    const at::Tensor y = labels.slice(0, begin, end).to(device);
+    const at::Tensor logits = model.forward(x);
+    loss.add_(torch::nn::functional::cross_entropy(
+                  logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                  .to(torch::kDouble));
+    const at::Tensor predicted = logits.argmax(1);
+    top1.add_(predicted.eq(y).sum());
+    if (classes >= 5) top5.add_(std::get<1>(logits.topk(5, 1)).eq(y.unsqueeze(1)).any(1).sum());
+    confusion.index_add_(0, y * classes + predicted, torch::ones({end - begin}, counts));
+  }
+  EvaluationResult result;
+  result.samples = n;
+  result.confusion = confusion.view({classes, classes}).cpu();
+  result.top1 = n ? static_cast<double>(top1.item<int64_t>()) / n : 0;
+  if (classes >= 5) result.top5 = n ? static_cast<double>(top5.item<int64_t>()) / n : 0;
+  result.loss = n ? loss.item<double>() / n : 0;
+  return result;
+}
+
+double fpDistance(models::Backbone& model, const at::Tensor& images) {
+  torch::NoGradGuard noGrad;
+  model.train(false);
+  const at::Tensor tuned = model.forward(images);
+  models::ForwardContext pretrained;
+  pretrained.adaptersBypassed = true;
+  const at::Tensor frozen = model.forward(images, pretrained);
+  model.train(true);
+  return peft::consistencyLoss(tuned, frozen).item<double>();
+}
+
+}  // namespace pace::train

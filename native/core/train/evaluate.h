@@ -1,0 +1,33 @@
+#pragma once
+// Measuring a model: accuracy over a dataset, and how far it has moved from its pretrained backbone.
+#include <optional>
+
+#include "data/transforms.h"
+#include "models/backbone.h"
+
+namespace pace::train {
+
+struct EvaluationResult {
+  int64_t samples = 0;
+  double top1 = 0;
+  double top5 = -1;      // only with at least 5 classes
+  at::Tensor confusion;  // int64 [classes, classes]: row = true class, column = predicted
+  double loss = 0;       // mean cross-entropy
+};
+
+// Top-1/top-5 accuracy, per-class counts and mean loss of an eval-mode model over a dataset, in batches.
+EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, const at::Tensor& labels,
+                          int64_t batchSize, const std::optional<data::Normalization>& normalization = std::nullopt);
+
+// The FP-distance mean_batch Σ_classes (f − f₀)² between the model and its frozen backbone (adapters bypassed,
+// same head), both in evaluation mode; leaves the model in training mode.
+double fpDistance(models::Backbone& model, const at::Tensor& images);
+
+// A batch of stored images as model input: float images pass through; uint8 ones are converted.
+at::Tensor batchInput(const models::Backbone& model, const at::Tensor& images,
+                      const std::optional<data::Normalization>& normalization);
+
+// Throws unless targets is an int64 vector of `batch` class indices in [0, numClasses).
+void checkTargets(const at::Tensor& targets, int64_t batch, int64_t numClasses);
+
+}  // namespace pace::train

@@ -1,0 +1,87 @@
+// A trainer's resumable state: what a training checkpoint holds besides the model's frozen weights.
+#include "errors.h"
+#include "tensor/dtype.h"
+#include "train/trainer.h"
+
+namespace pace::train {
+
+std::vector<NamedTensor> Trainer::state() const {
+  std::vector<NamedTensor> out;
+  const auto& optimizerState = optimizer_->state();
+  for (const auto& named : trainable_) {
+    out.push_back({"param." + named.name, named.tensor.detach().clone()});
+    const auto found = optimizerState.find(optimizerStateKey<std::decay_t<decltype(optimizerState)>>(named.tensor));
+    if (found == optimizerState.end()) continue;
+    const auto& moments = static_cast<const torch::optim::AdamWParamState&>(*found->second);
+    out.push_back({"adamw." + named.name + ".exp_avg", moments.exp_avg().clone()});
+    out.push_back({"adamw." + named.name + ".exp_avg_sq", moments.exp_avg_sq().clone()});
+    out.push_back(
+        {"adamw." + named.name + ".step", torch::full({}, static_cast<int64_t>(moments.step()), torch::kLong)});
+  }
+  out.push_back({"rng.noise", noiseGenerator_.get_state()});
+  out.push_back({"rng.drop_path", dropPathGenerator_.get_state()});
+  out.push_back({"rng.augment", augmentGenerator_.get_state()});
+  out.push_back({"trainer.iteration", torch::full({}, iteration_.load(), torch::kLong)});
+  if (pace_.history().defined()) out.push_back({"pace.history", pace_.history().clone()});
+  return out;
+}
+
+void Trainer::restoreState(const std::vector<NamedTensor>& state) {
+  std::map<std::string, at::Tensor> byName;
+  for (const auto& named : state) byName[named.name] = named.tensor;
+  const auto need = [&](const std::string& name) -> const at::Tensor& {
+    const auto found = byName.find(name);
+    if (found == byName.end())
+      throw FileError("training checkpoint lacks '" + name + "' (was it made for another model?)");
+    return found->second;
+  };
+  // Every check comes first: a checkpoint that does not fit leaves the trainer as it was.
+  const auto sameShape = [&](const std::string& name, const at::Tensor& like) {
+    const at::Tensor& value = need(name);
+    if (value.sizes() != like.sizes())
+      throw ShapeError("training checkpoint: '" + name + "' has shape " + shapeToString(value.sizes().vec()) +
+                       ", expected " + shapeToString(like.sizes().vec()));
+  };
+  for (const auto& named : trainable_) {
+    sameShape("param." + named.name, named.tensor);
+    if (byName.count("adamw." + named.name + ".step")) {
+      sameShape("adamw." + named.name + ".exp_avg", named.tensor);
+      sameShape("adamw." + named.name + ".exp_avg_sq", named.tensor);
+    }
+  }
+  for (const char* name : {"rng.noise", "rng.drop_path", "rng.augment", "trainer.iteration"}) need(name);
+  placeGenerators(model_->parameters().front().device());
+  for (const auto& [name, generator] : {std::pair<const char*, at::Generator*>{"rng.noise", &noiseGenerator_},
+                                        {"rng.drop_path", &dropPathGenerator_},
+                                        {"rng.augment", &augmentGenerator_}}) {
+    if (need(name).numel() != generator->get_state().numel())
+      throw FileError(std::string("training checkpoint: '") + name +
+                      "' is the state of a random generator on another " + "device than this model's " +
+                      generator->device().str() + " (resume on the device it was saved on)");
+  }
+  const peft::PaceConfig& pace = pace_.config();
+  if (byName.count("pace.history") && pace.variant == peft::PaceVariant::Fast)
+    sameShape("pace.history", torch::zeros({pace.datasetSize, model_->numClasses()}));
+  torch::NoGradGuard noGrad;
+  auto& optimizerState = optimizer_->state();
+  for (const auto& named : trainable_) {
+    named.tensor.copy_(need("param." + named.name));
+    const auto key = optimizerStateKey<std::decay_t<decltype(optimizerState)>>(named.tensor);
+    if (!byName.count("adamw." + named.name + ".step")) {
+      optimizerState.erase(key);
+      continue;
+    }
+    auto moments = std::make_unique<torch::optim::AdamWParamState>();
+    moments->step(need("adamw." + named.name + ".step").item<int64_t>());
+    moments->exp_avg(need("adamw." + named.name + ".exp_avg").to(named.tensor.device()).clone());
+    moments->exp_avg_sq(need("adamw." + named.name + ".exp_avg_sq").to(named.tensor.device()).clone());
+    optimizerState[key] = std::move(moments);
+  }
+  noiseGenerator_.set_state(need("rng.noise"));
+  dropPathGenerator_.set_state(need("rng.drop_path"));
+  augmentGenerator_.set_state(need("rng.augment"));
+  iteration_ = need("trainer.iteration").item<int64_t>();
+  pace_.setHistory(byName.count("pace.history") ? byName["pace.history"].clone() : at::Tensor());
+}
+
+}  // namespace pace::train
