@@ -53,6 +53,7 @@ export interface NativeModelHandle {
   setTraining(mode: boolean): void;
   readonly training: boolean;
   parameters(): { name: string; shape: number[]; dtype: string }[];
+  stateDict(): { names: string[]; tensors: NativeTensorHandle[] };
   to(device: string): void;
   readonly device: string;
   dispose(): void;

@@ -8,6 +8,7 @@ import {
   loadTensors,
   resolveModelName,
   tensor,
+  Trainer,
   type Model,
   type ModelSpecInput,
   type TensorFile,
@@ -270,6 +271,56 @@ describe('saving and loading', () => {
     expect(fs.readFileSync(again).equals(fs.readFileSync(out))).toBe(true);
     expect(Object.keys(saved.tensors)).toHaveLength(a.parameters().length);
     disposeTensors(saved.tensors);
+  });
+
+  test.each([
+    ['vit_tiny_test.safetensors', vitTiny],
+    ['swin_tiny_test.safetensors', swinTiny],
+  ])("stateDict() of a model loaded from %s holds timm's tensors, in its order, bit for bit", async (file, spec) => {
+    using model = await createModel(spec, { pretrained: fixture(file) });
+    const timm = await loadTensors(fixture(file));
+    const state = model.stateDict();
+    // timm's order is the model's registration order, which parameters() reports.
+    expect(Object.keys(state)).toEqual(model.parameters().map((p) => p.name));
+    expect(Object.keys(state).sort()).toEqual(Object.keys(timm.tensors).sort());
+    for (const [name, value] of Object.entries(state)) {
+      expect([name, value.shape]).toEqual([name, timm.tensors[name].shape]);
+      expect([name, Buffer.from(value.data().buffer).equals(Buffer.from(timm.tensors[name].data().buffer))]).toEqual([
+        name,
+        true,
+      ]);
+    }
+    disposeTensors(state);
+    disposeTensors(timm.tensors);
+  });
+
+  test("stateDict() includes the adapters under the reference's names, as copies that later training leaves alone", async () => {
+    using model = await createModel(vitTiny, { seed: 3 });
+    model.addAdapters({ type: 'loramul_vptadd', rank: 2, targets: ['blocks.0.attn.qkv'] });
+    const before = model.stateDict();
+    expect(Object.keys(before).filter((name) => name.includes('.delta_'))).toEqual([
+      'blocks.0.attn.qkv.delta_W_down',
+      'blocks.0.attn.qkv.delta_W_up',
+      'blocks.0.attn.qkv.delta_b',
+      'blocks.0.attn.qkv.delta_prompt_down',
+      'blocks.0.attn.qkv.delta_prompt_up',
+    ]);
+    // The down projections start at zero (the adapter starts as a no-op), the up projections do not.
+    expect(before['blocks.0.attn.qkv.delta_W_down'].toFloat32Array().every((v) => v === 0)).toBe(true);
+    expect(before['blocks.0.attn.qkv.delta_W_up'].toFloat32Array().some((v) => v !== 0)).toBe(true);
+    const headBefore = Array.from(before['head.weight'].toFloat32Array());
+    const trainer = new Trainer(model, { optimizer: { lr: 0.1 } });
+    using images = tensor(
+      new Float32Array(2 * 3 * 32 * 32).map((_, i) => Math.sin(i)),
+      [2, 3, 32, 32],
+    );
+    using labels = tensor([1, 2], [2], { dtype: 'int64' });
+    await trainer.trainStep(images, labels);
+    const after = model.stateDict();
+    expect(Array.from(before['head.weight'].toFloat32Array())).toEqual(headBefore);
+    expect(Array.from(after['head.weight'].toFloat32Array())).not.toEqual(headBefore);
+    disposeTensors(before);
+    disposeTensors(after);
   });
 
   test('resetHead re-initialises only the classifier', async () => {

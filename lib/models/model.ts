@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 import { PaceFileError, PaceNotFoundError, PaceStateError } from '../errors';
-import { nativeAddon, type NativeModelHandle } from '../native';
+import { nativeAddon, type NativeModelHandle, type NativeTensorHandle } from '../native';
 import { parseOptions } from '../options';
 import { readTensorHeader, type TensorRecord } from '../safetensors';
 import { handleOf, Tensor } from '../tensor';
@@ -212,12 +212,16 @@ export class Model implements Disposable {
 
   /** The trainable parameters' gradients from the last training step, by name (copies). */
   gradients(): TensorRecord {
-    const { names, tensors } = this.#use('gradients').gradients();
-    const record: TensorRecord = Object.create(null) as TensorRecord;
-    names.forEach((name, i) => {
-      record[name] = new Tensor(tensors[i]);
-    });
-    return record;
+    return tensorRecord(this.#use('gradients').gradients());
+  }
+
+  /**
+   * Every parameter's value by name, in timm's state-dict order (`blocks.0.attn.qkv.weight`, …), adapters under
+   * the reference's names (`….delta_W_down`). Copies: they stay as they are while the model trains on, and
+   * each should be disposed (or left to the garbage collector) when read.
+   */
+  stateDict(): TensorRecord {
+    return tensorRecord(this.#use('stateDict').stateDict());
   }
 
   /**
@@ -289,4 +293,12 @@ export async function createModel(
     throw error;
   }
   return model;
+}
+
+function tensorRecord({ names, tensors }: { names: string[]; tensors: NativeTensorHandle[] }): TensorRecord {
+  const record: TensorRecord = Object.create(null) as TensorRecord;
+  names.forEach((name, i) => {
+    record[name] = new Tensor(tensors[i]);
+  });
+  return record;
 }

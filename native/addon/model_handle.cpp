@@ -134,6 +134,7 @@ Napi::Function ModelHandle::define(Napi::Env env) {
                          InstanceMethod<&ModelHandle::setTraining>("setTraining"),
                          InstanceAccessor<&ModelHandle::training>("training"),
                          InstanceMethod<&ModelHandle::parameters>("parameters"),
+                         InstanceMethod<&ModelHandle::stateDict>("stateDict"),
                          InstanceMethod<&ModelHandle::to>("to"),
                          InstanceAccessor<&ModelHandle::device>("device"),
                          InstanceMethod<&ModelHandle::dispose>("dispose"),
@@ -266,6 +267,27 @@ Napi::Value ModelHandle::parameters(const Napi::CallbackInfo& info) {
       entry.Set("dtype", dtypeName(item.value().scalar_type()));
       result.Set(i++, entry);
     }
+    return result;
+  });
+}
+
+// stateDict() -> { names, tensors }: every parameter, copied, in registration (timm's state-dict) order.
+Napi::Value ModelHandle::stateDict(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto state = live(env);
+    const auto lock = lockFromJs(info.Env(), *state);
+    const auto named = state->model->named_parameters();
+    Napi::Array names = Napi::Array::New(env, named.size());
+    Napi::Array tensors = Napi::Array::New(env, named.size());
+    uint32_t i = 0;
+    for (const auto& item : named) {
+      names.Set(i, item.key());
+      tensors.Set(i++, TensorHandle::wrap(env, item.value().detach().clone()));
+    }
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("names", names);
+    result.Set("tensors", tensors);
     return result;
   });
 }

@@ -49,6 +49,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value trainableParameters(const Napi::CallbackInfo& info);
   Napi::Value merged(const Napi::CallbackInfo& info);
   Napi::Value gradients(const Napi::CallbackInfo& info);
+  Napi::Value stateDict(const Napi::CallbackInfo& info);
   Napi::Value evaluate(const Napi::CallbackInfo& info);
   Napi::Value resetHead(const Napi::CallbackInfo& info);
   Napi::Value runForward(const Napi::CallbackInfo& info, bool featuresOnly);
