@@ -31,6 +31,7 @@ import {
   type PaceErrorCode,
 } from '../lib';
 import { UsageError } from '../lib/cli/usage';
+import { nativeAddon } from '../lib/native';
 import { FitLock } from '../lib/models/fit-lock';
 import { checkModelFitsInMemory } from '../lib/models/size';
 import { makeTempDir } from './support/paths';
@@ -299,6 +300,60 @@ describe('errors around native objects', () => {
       `dataset file '${mismatched}': the dataset has 1 images but 2 labels`,
     );
     expect(error.cause).toBeInstanceOf(PaceShapeError);
+  });
+
+  test("the core's own rules reach JavaScript with their codes: shapes, targets, option names, a diverged loss", async () => {
+    using wrongSize = tensor(new Float32Array(1 * 3 * 8 * 8), [1, 3, 8, 8]);
+    await expectPaceError(
+      () => model.forward(wrongSize),
+      PaceShapeError,
+      'PACE_SHAPE_MISMATCH',
+      /\[batch, 3, 16, 16\]/,
+    );
+
+    const trainer = new Trainer(model);
+    using images = tensor(new Float32Array(2 * 3 * 16 * 16), [2, 3, 16, 16]);
+    using outOfRange = tensor([0, 7], [2], { dtype: 'int64' });
+    await expectPaceError(
+      () => trainer.trainStep(images, outOfRange),
+      PaceInputError,
+      'PACE_INVALID_INPUT',
+      /targets must lie in \[0, 4\); got values from 0 to 7/,
+    );
+
+    // The core owns the option names: a name TypeScript's schema would stop is refused there too, listing them.
+    const { NativeTrainer } = nativeAddon();
+    const optimizer = { lr: 1e-3, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, clipGradNorm: 0 };
+    await expectPaceError(
+      () => new NativeTrainer(model.nativeHandle, optimizer, { noise: 'gaussian' }, 0),
+      PaceOptionError,
+      'PACE_INVALID_OPTION',
+      "pace.noise must be one of 'multiplicative', 'additive', 'dropout'; got 'gaussian'",
+    );
+    await expectPaceError(
+      () => new NativeTrainer(model.nativeHandle, optimizer, { variant: 'slow' }, 0),
+      PaceOptionError,
+      'PACE_INVALID_OPTION',
+      /pace\.variant must be one of 'pace', 'lazy', 'fast', 'fpa'; got 'slow'/,
+    );
+
+    // A NaN loss stops the fit (on a model of its own: the step that produced it has already updated the weights).
+    using diverging = await createModel(tinyVit, { seed: 3 });
+    diverging.addAdapters({ rank: 2 });
+    using nan = tensor(new Float32Array(8 * 3 * 16 * 16).fill(Number.NaN), [8, 3, 16, 16]);
+    using labels = tensor([0, 1, 2, 3, 0, 1, 2, 3], [8], { dtype: 'int64' });
+    await expectPaceError(
+      () =>
+        new Trainer(diverging).fit(new TensorDataset(nan, labels), {
+          epochs: 1,
+          batchSize: 4,
+          schedule: false,
+          progress: false,
+        }),
+      PaceDivergedError,
+      'PACE_DIVERGED',
+      /the loss became nan at epoch 0, step 0/,
+    );
   });
 
   test('a bad Trainer option is a PaceOptionError naming the field', async () => {
