@@ -9,8 +9,7 @@
 #include "bindings.h"
 #include "convert.h"
 #include "js_errors.h"
-#include "models/swin.h"
-#include "models/vit.h"
+#include "models/family_registry.h"
 #include "models/weights.h"
 #include "peft/setup.h"
 #include "tensor/dtype.h"
@@ -21,55 +20,24 @@ namespace pace::addon {
 
 namespace {
 
-int64_t integerField(const Napi::Object& spec, const char* name) {
-  const Napi::Value value = spec.Get(name);
-  if (!value.IsNumber())
-    throw jsError(spec.Env(), ErrorCode::InvalidOption, std::string("spec.") + name + " must be a number");
-  return value.As<Napi::Number>().Int64Value();
-}
-
-double numberField(const Napi::Object& spec, const char* name) {
-  const Napi::Value value = spec.Get(name);
-  if (!value.IsNumber())
-    throw jsError(spec.Env(), ErrorCode::InvalidOption, std::string("spec.") + name + " must be a number");
-  return value.As<Napi::Number>().DoubleValue();
-}
-
-std::vector<int64_t> integerList(const Napi::Object& spec, const char* name) {
-  return shapeFromJs(spec.Get(name), std::string("spec.") + name);
-}
-
-// The fields every family's config has (the TypeScript layer has validated the spec with zod).
-template <typename Config>
-Config commonFields(const Napi::Object& spec) {
-  Config config;
-  config.imgSize = integerField(spec, "imgSize");
-  config.patchSize = integerField(spec, "patchSize");
-  config.embedDim = integerField(spec, "embedDim");
-  config.mlpRatio = numberField(spec, "mlpRatio");
-  config.numClasses = integerField(spec, "numClasses");
-  config.dropPathRate = numberField(spec, "dropPathRate");
-  return config;
-}
-
-// Reads a spec on the JS thread into a factory that builds the backbone anywhere (no JS values inside).
-std::function<std::shared_ptr<models::Backbone>()> backboneFactory(const Napi::Object& spec) {
-  const std::string family = stringFromJs(spec.Get("family"), "spec.family");
-  if (family == "vit") {
-    auto config = commonFields<models::VitConfig>(spec);
-    config.depth = integerField(spec, "depth");
-    config.numHeads = integerField(spec, "numHeads");
-    return [config] { return std::make_shared<models::VisionTransformer>(config); };
+// A spec object's fields, for the family that reads them (the TypeScript layer has validated the spec with zod).
+class JsSpecFields : public models::SpecFields {
+ public:
+  explicit JsSpecFields(Napi::Object spec) : spec_(spec) {}
+  int64_t integer(const char* name) const override { return field(name).Int64Value(); }
+  double number(const char* name) const override { return field(name).DoubleValue(); }
+  std::vector<int64_t> integers(const char* name) const override {
+    return shapeFromJs(spec_.Get(name), std::string("spec.") + name);
   }
-  if (family == "swin") {
-    auto config = commonFields<models::SwinConfig>(spec);
-    config.windowSize = integerField(spec, "windowSize");
-    config.depths = integerList(spec, "depths");
-    config.numHeads = integerList(spec, "numHeads");
-    return [config] { return std::make_shared<models::SwinTransformer>(config); };
+
+ private:
+  Napi::Number field(const char* name) const {
+    const Napi::Value value = spec_.Get(name);
+    if (!value.IsNumber()) throw OptionError(std::string("spec.") + name + " must be a number");
+    return value.As<Napi::Number>();
   }
-  throw jsError(spec.Env(), ErrorCode::InvalidOption, "spec.family must be 'vit' or 'swin', got '" + family + "'");
-}
+  Napi::Object spec_;
+};
 
 Napi::Array namesToJs(Napi::Env env, const std::vector<std::string>& names) {
   Napi::Array array = Napi::Array::New(env, names.size());
@@ -84,7 +52,8 @@ Napi::Value createModelJs(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     if (!info[0].IsObject()) throw jsError(env, ErrorCode::InvalidOption, "spec must be an object");
-    auto build = backboneFactory(info[0].As<Napi::Object>());
+    const Napi::Object spec = info[0].As<Napi::Object>();
+    auto build = models::backboneBuilder(stringFromJs(spec.Get("family"), "spec.family"), JsSpecFields(spec));
     std::optional<uint64_t> seed;
     if (info[1].IsNumber()) seed = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
     return runAsync(

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "io/safetensors.h"
 #include "models/forward_context.h"
 
 namespace pace::models {
@@ -41,6 +42,11 @@ class Backbone : public torch::nn::Module {
   virtual std::string noiseUnitOf(const std::string& linearPath) const = 0;
   // The first block PACE's noise reaches unless the user says otherwise (the reference: ViT 1, Swin 0).
   virtual int64_t defaultNoiseBlockStart() const = 0;
+  // The family's part of timm's checkpoint filter, after the shared one (models/weights.cpp): renames older
+  // layouts, drops buffers the model recomputes (adding their names to `ignored`).
+  virtual void filterCheckpoint(std::vector<NamedTensor>& tensors, std::vector<std::string>& ignored) const {}
+  // Whether Google's Flax ViT .npz files hold weights for this family.
+  virtual bool readsGoogleNpz() const { return false; }
   // A new model of the same configuration (freshly initialised, no adapters).
   virtual std::shared_ptr<Backbone> createLike() const = 0;
 };

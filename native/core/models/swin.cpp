@@ -4,6 +4,8 @@
 #include <regex>
 
 #include "errors.h"
+#include "models/family_registry.h"
+#include "text.h"
 
 namespace pace::models {
 
@@ -240,5 +242,46 @@ std::string SwinTransformer::noiseUnitOf(const std::string& linearPath) const {
 }
 
 std::shared_ptr<Backbone> SwinTransformer::createLike() const { return std::make_shared<SwinTransformer>(config); }
+
+void SwinTransformer::filterCheckpoint(std::vector<NamedTensor>& tensors, std::vector<std::string>& ignored) const {
+  bool oldLayout = true;
+  for (const auto& named : tensors) {
+    if (named.name == "head.fc.weight") oldLayout = false;
+  }
+  std::vector<NamedTensor> kept;
+  for (auto& named : tensors) {
+    const std::string& name = named.name;
+    if (endsWith(name, "relative_position_index") || endsWith(name, "attn_mask")) {
+      ignored.push_back(name);
+      continue;
+    }
+    if (oldLayout) {
+      // "layers.N.downsample.*" -> "layers.{N+1}.downsample.*" (scanned by hand: names are untrusted input).
+      const size_t digits = name.find_first_not_of("0123456789", 7);
+      if (startsWith(name, "layers.") && digits != std::string::npos && digits > 7 && digits - 7 <= 4 &&
+          name.compare(digits, 12, ".downsample.") == 0) {
+        named.name = "layers." + std::to_string(std::stoi(name.substr(7, digits - 7)) + 1) + name.substr(digits);
+      } else if (startsWith(name, "head.")) {
+        named.name = "head.fc." + name.substr(5);
+      }
+    }
+    kept.push_back(std::move(named));
+  }
+  tensors = std::move(kept);
+}
+
+BackboneBuilder configureSwin(const SpecFields& spec) {
+  SwinConfig config;
+  config.imgSize = spec.integer("imgSize");
+  config.patchSize = spec.integer("patchSize");
+  config.windowSize = spec.integer("windowSize");
+  config.embedDim = spec.integer("embedDim");
+  config.depths = spec.integers("depths");
+  config.numHeads = spec.integers("numHeads");
+  config.mlpRatio = spec.number("mlpRatio");
+  config.numClasses = spec.integer("numClasses");
+  config.dropPathRate = spec.number("dropPathRate");
+  return [config] { return std::make_shared<SwinTransformer>(config); };
+}
 
 }  // namespace pace::models

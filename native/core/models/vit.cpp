@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "errors.h"
+#include "models/family_registry.h"
 
 namespace pace::models {
 
@@ -113,5 +114,18 @@ std::string VisionTransformer::noiseUnitOf(const std::string& linearPath) const 
 }
 
 std::shared_ptr<Backbone> VisionTransformer::createLike() const { return std::make_shared<VisionTransformer>(config); }
+
+BackboneBuilder configureVit(const SpecFields& spec) {
+  VitConfig config;
+  config.imgSize = spec.integer("imgSize");
+  config.patchSize = spec.integer("patchSize");
+  config.embedDim = spec.integer("embedDim");
+  config.depth = spec.integer("depth");
+  config.numHeads = spec.integer("numHeads");
+  config.mlpRatio = spec.number("mlpRatio");
+  config.numClasses = spec.integer("numClasses");
+  config.dropPathRate = spec.number("dropPathRate");
+  return [config] { return std::make_shared<VisionTransformer>(config); };
+}
 
 }  // namespace pace::models

@@ -69,6 +69,7 @@ class VisionTransformer : public Backbone {
   void resetHead() override;
   std::string noiseUnitOf(const std::string& linearPath) const override;
   int64_t defaultNoiseBlockStart() const override { return 1; }
+  bool readsGoogleNpz() const override { return true; }
   std::shared_ptr<Backbone> createLike() const override;
 
   const VitConfig config;

@@ -11,16 +11,11 @@
 #include "io/npz.h"
 #include "models/layers.h"
 #include "tensor/dtype.h"
+#include "text.h"
 
 namespace pace::models {
 
 namespace {
-
-bool endsWith(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-bool startsWith(const std::string& text, const std::string& prefix) { return text.rfind(prefix, 0) == 0; }
 
 std::string lowerExtension(const std::string& path) {
   const auto dot = path.find_last_of('.');
@@ -38,36 +33,20 @@ std::string joinNames(const std::vector<std::string>& names, size_t limit = 8) {
   return text;
 }
 
-// timm's checkpoint filters for safetensors state dicts: a DataParallel `module.` prefix, the dropped
-// `pre_logits`, Swin's recomputed buffers, and the pre-0.9 Swin layout (PatchMerging at the end of the
-// previous stage, `head.*` instead of `head.fc.*`).
-std::vector<NamedTensor> filterStateDict(std::vector<NamedTensor> tensors, const std::string& family,
+// timm's checkpoint filter for safetensors state dicts, the parts every family shares: a DataParallel
+// `module.` prefix and the dropped `pre_logits`; then the family's own (Backbone::filterCheckpoint).
+std::vector<NamedTensor> filterStateDict(std::vector<NamedTensor> tensors, const Backbone& model,
                                          std::vector<std::string>& ignored) {
   std::vector<NamedTensor> kept;
-  bool oldSwinLayout = family == "swin";
   for (auto& named : tensors) {
     if (startsWith(named.name, "module.")) named.name.erase(0, 7);
-    if (named.name == "head.fc.weight") oldSwinLayout = false;
-  }
-  for (auto& named : tensors) {
-    const std::string& name = named.name;
-    if (startsWith(name, "pre_logits.") ||
-        (family == "swin" && (endsWith(name, "relative_position_index") || endsWith(name, "attn_mask")))) {
-      ignored.push_back(name);
+    if (startsWith(named.name, "pre_logits.")) {
+      ignored.push_back(named.name);
       continue;
-    }
-    if (oldSwinLayout) {
-      // "layers.N.downsample.*" -> "layers.{N+1}.downsample.*" (scanned by hand: names are untrusted input).
-      const size_t digits = name.find_first_not_of("0123456789", 7);
-      if (startsWith(name, "layers.") && digits != std::string::npos && digits > 7 && digits - 7 <= 4 &&
-          name.compare(digits, 12, ".downsample.") == 0) {
-        named.name = "layers." + std::to_string(std::stoi(name.substr(7, digits - 7)) + 1) + name.substr(digits);
-      } else if (startsWith(name, "head.")) {
-        named.name = "head.fc." + name.substr(5);
-      }
     }
     kept.push_back(std::move(named));
   }
+  model.filterCheckpoint(kept, ignored);
   return kept;
 }
 
@@ -185,7 +164,7 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
   const bool fromNpz = ext == "npz";
   std::vector<NamedTensor> source;
   if (fromNpz) {
-    if (model.family() != "vit")
+    if (!model.readsGoogleNpz())
       throw FileError("checkpoint '" + path + "': .npz files hold Google ViT weights; this is a " + model.family() +
                       " model");
     int64_t blocks = 0;
@@ -200,7 +179,7 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
                       error.what_without_backtrace() + ")");
     }
   } else {
-    source = filterStateDict(loadSafetensors(path).tensors, model.family(), report.ignored);
+    source = filterStateDict(loadSafetensors(path).tensors, model, report.ignored);
   }
 
   const auto parameters = model.named_parameters();

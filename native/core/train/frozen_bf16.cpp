@@ -1,5 +1,7 @@
 #include "train/frozen_bf16.h"
 
+#include "text.h"
+
 namespace pace::train {
 
 void FrozenBf16Copies::refresh(torch::nn::Module& model) {
@@ -8,13 +10,10 @@ void FrozenBf16Copies::refresh(torch::nn::Module& model) {
     // The frozen weights of the linears and convolutions: what autocast would cast to bf16 at every use.
     // Position embeddings, class tokens and bias tables stay float32, so the residual stream they start
     // stays float32 as it does under PyTorch's autocast.
-    const std::string suffix = "weight";
     for (const auto& named : model.named_parameters()) {
       const at::Tensor& parameter = named.value();
-      const std::string& name = named.key();
-      const bool isWeight =
-          name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-      if (isWeight && !parameter.requires_grad() && parameter.scalar_type() == at::kFloat && parameter.dim() >= 2)
+      if (endsWith(named.key(), "weight") && !parameter.requires_grad() && parameter.scalar_type() == at::kFloat &&
+          parameter.dim() >= 2)
         copies_.push_back({parameter, at::Tensor(), -1, nullptr});
     }
   }
