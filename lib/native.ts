@@ -83,6 +83,16 @@ export interface NativeEpochResult {
   aborted: boolean;
   gradNorm?: number;
   fpDistance?: number;
+  /** The learning rate of the epoch's first step, when a schedule was given. */
+  learningRate?: number;
+}
+
+export interface NativeCosineSchedule {
+  lr: number;
+  epochs: number;
+  warmupEpochs: number;
+  minLr: number;
+  warmupLr: number;
 }
 
 export interface NativeTrainerHandle {
@@ -101,7 +111,8 @@ export interface NativeTrainerHandle {
       epoch: number;
       shuffleSeed: number;
       diagnostics: boolean;
-      stepLearningRates?: number[];
+      schedule?: NativeCosineSchedule;
+      scheduleEachStep?: boolean;
       normalization?: { mean: number[]; std: number[] };
       augmentCrop?: number;
       augmentFlip?: boolean;
@@ -158,7 +169,10 @@ export interface NativeAddon {
   threads(): { intraOp: number; available: number };
   setPaceLinearStrategy(strategy: string): void;
   paceLinearStrategy(): string;
-  cosineLr(t: number, lr: number, epochs: number, warmupEpochs: number, minLr: number, warmupLr: number): number;
+  cosineLr(
+    schedule: NativeCosineSchedule,
+    at: { t: number } | { epoch: number } | { step: number; stepsPerEpoch: number },
+  ): number;
   memoryStats(): {
     liveTensors: number;
     tensorBytes: number;

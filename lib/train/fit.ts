@@ -13,7 +13,7 @@ import { handleOf } from '../tensor';
 import type { Callback, EpochLogs, FitControl } from './callbacks';
 import { resumeFrom, ResumeFromSchema, saveLastCheckpoint } from './checkpoints';
 import { RunFolder } from './run-folder';
-import { cosineSchedule, type LrSchedule } from './schedule';
+import { cosineSchedule, CosineShapeSchema, type LrSchedule } from './schedule';
 
 export const FitOptionsSchema = z
   .object({
@@ -22,18 +22,7 @@ export const FitOptionsSchema = z
     /** Evaluate on `validation` (and `test`) every this many epochs and after the last (default 10, as the reference). */
     evalEvery: z.number().int().min(1).default(10),
     /** timm's cosine schedule over `epochs` from the optimizer's lr (reference defaults); `false` keeps the lr fixed. */
-    schedule: z
-      .union([
-        z.literal(false),
-        z
-          .object({
-            warmupEpochs: z.number().int().min(0).default(10),
-            minLr: z.number().min(0).default(1e-5),
-            warmupLr: z.number().min(0).default(1e-6),
-          })
-          .strict(),
-      ])
-      .default({ warmupEpochs: 10, minLr: 1e-5, warmupLr: 1e-6 }),
+    schedule: z.union([z.literal(false), CosineShapeSchema]).default(CosineShapeSchema.parse({})),
     /** `epoch`: stepped after each epoch as the reference loop does; `step`: updated before every step. */
     scheduleStepping: z.enum(['epoch', 'step']).default('epoch'),
     /** Gradient norm and FP-distance per epoch (costs two extra eval forwards a step). */
@@ -86,7 +75,6 @@ interface FitHost {
   handle: NativeTrainerHandle;
   seed: number;
   lr: number;
-  setLearningRate(lr: number): void;
   evaluate(dataset: TensorDataset, batchSize: number): Promise<EvaluationReport>;
   describe(): Record<string, unknown>;
 }
@@ -146,17 +134,6 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
         break;
       }
       for (const callback of callbacks) await callback.onEpochBegin?.(epoch, control);
-      let stepLearningRates: number[] | undefined;
-      let lr = host.lr;
-      if (schedule && o.scheduleStepping === 'epoch') {
-        lr = schedule.lrForEpoch(epoch);
-        host.setLearningRate(lr);
-      } else if (schedule) {
-        stepLearningRates = Array.from({ length: stepsPerEpoch }, (_, s) =>
-          schedule.lrForStep(epoch * stepsPerEpoch + s, stepsPerEpoch),
-        );
-        lr = stepLearningRates[0];
-      }
       if (signal?.aborted) {
         stopReason = 'aborted'; // aborted while a callback ran: the native flag is reset when an epoch starts
         break;
@@ -172,7 +149,8 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
           epoch,
           shuffleSeed,
           diagnostics: o.diagnostics,
-          stepLearningRates,
+          schedule: schedule?.options,
+          scheduleEachStep: o.scheduleStepping === 'step',
           normalization: normalizationOf(train),
           augmentCrop: train.augment?.crop ?? 0,
           augmentFlip: train.augment?.flip ?? false,
@@ -203,7 +181,7 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
         clsLoss: result.clsLoss,
         paceLoss: result.paceLoss,
         acc: result.trainAccuracy,
-        lr,
+        lr: result.learningRate ?? host.lr, // with a schedule, the epoch reports the rate it set
         imagesPerSecond: result.samples / result.seconds,
         seconds: result.seconds,
         ...(result.gradNorm !== undefined && { gradNorm: result.gradNorm, fpDistance: result.fpDistance }),

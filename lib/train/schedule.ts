@@ -3,17 +3,21 @@ import { z } from 'zod';
 import { nativeAddon } from '../native';
 import { parseOptions } from '../options';
 
-const CosineScheduleSchema = z
+/** The cosine's shape, with the PACE reference's values as defaults (the only place they are written in TS). */
+export const CosineShapeSchema = z
   .object({
-    /** Peak (base) learning rate. */
-    lr: z.number().positive(),
-    /** Length of the cosine (timm's t_initial), in epochs. */
-    epochs: z.number().int().min(1),
     warmupEpochs: z.number().int().min(0).default(10),
     minLr: z.number().min(0).default(1e-5),
     warmupLr: z.number().min(0).default(1e-6),
   })
   .strict();
+
+const CosineScheduleSchema = CosineShapeSchema.extend({
+  /** Peak (base) learning rate. */
+  lr: z.number().positive(),
+  /** Length of the cosine (timm's t_initial), in epochs. */
+  epochs: z.number().int().min(1),
+}).strict();
 
 /** Options of {@link cosineSchedule}; defaults are the PACE reference's. */
 export type CosineScheduleOptions = z.input<typeof CosineScheduleSchema>;
@@ -36,13 +40,12 @@ export interface LrSchedule {
 /** timm's `CosineLRScheduler(t_initial=epochs, warmup_t, lr_min, warmup_lr_init)`, with its exact arithmetic. */
 export function cosineSchedule(options: CosineScheduleOptions): LrSchedule {
   const resolved = parseOptions(CosineScheduleSchema, options, 'schedule');
-  const { lr, epochs, warmupEpochs, minLr, warmupLr } = resolved;
-  // Native, because timm's value uses the C library's cos, which differs from V8's Math.cos in the last bit.
-  const valueAt = (t: number): number => nativeAddon().cosineLr(t, lr, epochs, warmupEpochs, minLr, warmupLr);
+  // Native (train/schedule.h), which the epoch loop uses too: timm's value uses the C library's cos, which
+  // differs from V8's Math.cos in the last bit.
   return {
     options: resolved,
-    valueAt,
-    lrForEpoch: (epoch) => (epoch <= 0 ? warmupLr : valueAt(epoch - 1)),
-    lrForStep: (step, stepsPerEpoch) => valueAt(step / stepsPerEpoch),
+    valueAt: (t) => nativeAddon().cosineLr(resolved, { t }),
+    lrForEpoch: (epoch) => nativeAddon().cosineLr(resolved, { epoch }),
+    lrForStep: (step, stepsPerEpoch) => nativeAddon().cosineLr(resolved, { step, stepsPerEpoch }),
   };
 }

@@ -183,7 +183,6 @@ export class Trainer {
             handle: this.#handle,
             seed: this.options.seed,
             lr: this.#lr,
-            setLearningRate: (lr) => this.setLearningRate(lr),
             evaluate: (dataset, batchSize) => this.evaluate(dataset, { batchSize }),
             describe: () => ({
               model: { name: this.model.name, spec: this.model.spec, adapters: this.model.adapters },

@@ -87,4 +87,24 @@ std::optional<data::Normalization> normalizationFromJs(const Napi::Value& value)
   return result;
 }
 
+double numberOr(const Napi::Object& object, const char* name, double fallback) {
+  const Napi::Value value = object.Get(name);
+  if (value.IsUndefined()) return fallback;
+  const double number = value.IsNumber() ? value.As<Napi::Number>().DoubleValue() : NAN;
+  if (!std::isfinite(number))
+    throw jsError(object.Env(), ErrorCode::InvalidOption, std::string(name) + " must be a finite number");
+  return number;
+}
+
+train::CosineSchedule scheduleFromJs(const Napi::Object& options) {
+  train::CosineSchedule schedule;
+  schedule.lr = numberOr(options, "lr", schedule.lr);
+  schedule.epochs = numberOr(options, "epochs", schedule.epochs);
+  schedule.warmupEpochs = numberOr(options, "warmupEpochs", schedule.warmupEpochs);
+  schedule.minLr = numberOr(options, "minLr", schedule.minLr);
+  schedule.warmupLr = numberOr(options, "warmupLr", schedule.warmupLr);
+  schedule.validate();
+  return schedule;
+}
+
 }  // namespace pace::addon

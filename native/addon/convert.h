@@ -9,6 +9,7 @@
 
 #include "data/transforms.h"
 #include "io/safetensors.h"
+#include "train/schedule.h"
 
 namespace pace::addon {
 
@@ -20,5 +21,9 @@ TensorMetadata metadataFromJs(const Napi::Value& value);
 Napi::Value metadataToJs(Napi::Env env, const std::optional<TensorMetadata>& metadata);
 // { mean: [r, g, b], std: [r, g, b] } or undefined/null.
 std::optional<data::Normalization> normalizationFromJs(const Napi::Value& value);
+// object[name] as a finite number, or `fallback` (the core's default) when it is undefined.
+double numberOr(const Napi::Object& object, const char* name, double fallback);
+// { lr, epochs, warmupEpochs?, minLr?, warmupLr? } over the core's defaults (train/schedule.h).
+train::CosineSchedule scheduleFromJs(const Napi::Object& options);
 
 }  // namespace pace::addon

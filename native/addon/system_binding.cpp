@@ -90,16 +90,21 @@ Napi::Value externalMemoryJs(const Napi::CallbackInfo& info) {
                            static_cast<double>(Napi::MemoryManagement::AdjustExternalMemory(info.Env(), 0)));
 }
 
-// cosineLr(t, lr, epochs, warmupEpochs, minLr, warmupLr) -> timm's cosine schedule value at t.
+// cosineLr(schedule, { t } | { epoch } | { step, stepsPerEpoch }) -> timm's cosine schedule: its value at t
+// epochs, the rate of an epoch when stepped per epoch, or of a step when stepped per step.
 Napi::Value cosineLrJs(const Napi::CallbackInfo& info) {
-  train::CosineSchedule schedule;
-  const double t = info[0].ToNumber().DoubleValue();
-  schedule.lr = info[1].ToNumber().DoubleValue();
-  schedule.epochs = info[2].ToNumber().DoubleValue();
-  schedule.warmupEpochs = info[3].ToNumber().DoubleValue();
-  schedule.minLr = info[4].ToNumber().DoubleValue();
-  schedule.warmupLr = info[5].ToNumber().DoubleValue();
-  return Napi::Number::New(info.Env(), schedule.valueAt(t));
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    if (!info[0].IsObject() || !info[1].IsObject()) throw OptionError("cosineLr(schedule, at) needs two objects");
+    const train::CosineSchedule schedule = scheduleFromJs(info[0].As<Napi::Object>());
+    const auto at = info[1].As<Napi::Object>();
+    if (!at.Get("epoch").IsUndefined())
+      return Napi::Number::New(env, schedule.forEpoch(static_cast<int64_t>(numberOr(at, "epoch", 0))));
+    if (!at.Get("step").IsUndefined())
+      return Napi::Number::New(env, schedule.forStep(static_cast<int64_t>(numberOr(at, "step", 0)),
+                                                     static_cast<int64_t>(numberOr(at, "stepsPerEpoch", 1))));
+    return Napi::Number::New(env, schedule.valueAt(numberOr(at, "t", 0)));
+  });
 }
 
 // releaseCachedMemory(): frees the CPU blocks kept for reuse (tensors in use are unaffected).

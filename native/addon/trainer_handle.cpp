@@ -16,15 +16,6 @@ namespace pace::addon {
 
 namespace {
 
-double numberOr(const Napi::Object& object, const char* name, double fallback) {
-  const Napi::Value value = object.Get(name);
-  if (value.IsUndefined()) return fallback;
-  const double number = value.IsNumber() ? value.As<Napi::Number>().DoubleValue() : NAN;
-  if (!std::isfinite(number))
-    throw jsError(object.Env(), ErrorCode::InvalidOption, std::string(name) + " must be a finite number");
-  return number;
-}
-
 // The user's PACE options over the core's defaults (peft/pace.h owns them and the names).
 peft::PaceConfig paceFromJs(const Napi::Object& pace) {
   peft::PaceConfig config;
@@ -134,7 +125,8 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     return result;
   }
 
-  // runEpoch(images, labels, { batchSize, epoch, shuffleSeed, diagnostics, stepLearningRates }, onBatch?)
+  // runEpoch(images, labels, { batchSize, epoch, shuffleSeed, diagnostics, schedule?, scheduleEachStep?, ... },
+  //          onBatch?)
   //   -> Promise<EpochResult>. onBatch(step, steps, loss) is called from the training thread, non-blocking.
   Napi::Value runEpoch(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
@@ -144,17 +136,18 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       if (!info[2].IsObject()) throw jsError(env, ErrorCode::InvalidOption, "options must be an object");
       const auto options = info[2].As<Napi::Object>();
       train::EpochOptions epoch;
-      epoch.batchSize = static_cast<int64_t>(numberOr(options, "batchSize", 64));
-      epoch.epoch = static_cast<int64_t>(numberOr(options, "epoch", 0));
-      epoch.shuffleSeed = static_cast<uint64_t>(numberOr(options, "shuffleSeed", 0));
+      epoch.batchSize = static_cast<int64_t>(numberOr(options, "batchSize", static_cast<double>(epoch.batchSize)));
+      epoch.epoch = static_cast<int64_t>(numberOr(options, "epoch", static_cast<double>(epoch.epoch)));
+      epoch.shuffleSeed =
+          static_cast<uint64_t>(numberOr(options, "shuffleSeed", static_cast<double>(epoch.shuffleSeed)));
       epoch.diagnostics = options.Get("diagnostics").ToBoolean().Value();
       epoch.normalization = normalizationFromJs(options.Get("normalization"));
-      epoch.augmentCrop = static_cast<int64_t>(numberOr(options, "augmentCrop", 0));
+      epoch.augmentCrop =
+          static_cast<int64_t>(numberOr(options, "augmentCrop", static_cast<double>(epoch.augmentCrop)));
       epoch.augmentFlip = options.Get("augmentFlip").ToBoolean().Value();
-      if (options.Get("stepLearningRates").IsArray()) {
-        const auto rates = options.Get("stepLearningRates").As<Napi::Array>();
-        for (uint32_t i = 0; i < rates.Length(); ++i)
-          epoch.stepLearningRates.push_back(rates.Get(i).ToNumber().DoubleValue());
+      if (options.Get("schedule").IsObject()) {
+        epoch.schedule = scheduleFromJs(options.Get("schedule").As<Napi::Object>());
+        epoch.scheduleEachStep = options.Get("scheduleEachStep").ToBoolean().Value();
       }
       std::shared_ptr<Napi::ThreadSafeFunction> progress;
       if (info[3].IsFunction()) {
@@ -196,6 +189,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
             object.Set("aborted", r.aborted);
             if (r.gradNorm >= 0) object.Set("gradNorm", r.gradNorm);
             if (r.fpDistance >= 0) object.Set("fpDistance", r.fpDistance);
+            if (r.learningRate >= 0) object.Set("learningRate", r.learningRate);
             return object;
           });
     });

@@ -26,6 +26,13 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
       at::make_generator<at::CPUGeneratorImpl>(options.shuffleSeed * 1000003ull + static_cast<uint64_t>(options.epoch));
   const at::Tensor order = at::randperm(n, shuffle, at::TensorOptions().dtype(at::kLong));
   EpochResult result;
+  if (options.schedule) {
+    options.schedule->validate();
+    if (!options.scheduleEachStep) {
+      result.learningRate = options.schedule->forEpoch(options.epoch);
+      setLearningRate(result.learningRate);
+    }
+  }
   const auto start = std::chrono::steady_clock::now();
   const auto device = model_->parameters().front().device();
   const at::Tensor stored = dataset_.on(images, device);
@@ -53,7 +60,11 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
       result.aborted = true;
       break;
     }
-    if (static_cast<size_t>(s) < options.stepLearningRates.size()) setLearningRate(options.stepLearningRates[s]);
+    if (options.schedule && options.scheduleEachStep) {
+      const double lr = options.schedule->forStep(options.epoch * steps + s, steps);
+      setLearningRate(lr);
+      if (s == 0) result.learningRate = lr;
+    }
     StepInputs inputs;
     inputs.indices = order.slice(0, s * options.batchSize, (s + 1) * options.batchSize);
     at::Tensor batch = stored.index_select(0, inputs.indices.to(stored.device()));

@@ -20,6 +20,7 @@
 #include "train/evaluate.h"
 #include "train/frozen_bf16.h"
 #include "train/fused_adamw.h"
+#include "train/schedule.h"
 
 namespace pace::train {
 
@@ -59,7 +60,9 @@ struct EpochOptions {
   int64_t epoch = 0;  // the shuffle of epoch e is a function of (shuffleSeed, e) alone
   uint64_t shuffleSeed = 0;
   bool diagnostics = false;
-  std::vector<double> stepLearningRates;  // when given, the learning rate set before each step (per-step schedules)
+  // The learning-rate schedule, set before the epoch (once per epoch, as the reference) or before every step.
+  std::optional<CosineSchedule> schedule;
+  bool scheduleEachStep = false;
   // For uint8 datasets: how each batch becomes model input (see data/transforms.h).
   std::optional<data::Normalization> normalization;
   int64_t augmentCrop = 0;  // > 0: random crops of this size (uint8 datasets)
@@ -73,6 +76,7 @@ struct EpochResult {
   double clsLoss = 0, paceLoss = 0, totalLoss = 0;
   double trainAccuracy = 0;
   double gradNorm = -1, fpDistance = -1;
+  double learningRate = -1;  // the rate of the epoch's first step (negative: the schedule was not touched)
   double seconds = 0;
   bool aborted = false;
 };
