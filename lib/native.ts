@@ -57,9 +57,9 @@ export interface NativeModelHandle {
   to(device: string): void;
   readonly device: string;
   dispose(): void;
-  applyPeft(type: string, rank: number, targets: string[]): string[];
-  loadTrainable(path: string): Promise<void>;
-  saveTrainable(path: string, metadata: Record<string, string>): Promise<void>;
+  addAdapters(type: string, rank: number, targets: string[]): string[];
+  loadAdapters(path: string): Promise<void>;
+  saveAdapters(path: string, metadata: Record<string, string>): Promise<void>;
   trainableParameters(): string[];
   merged(): Promise<NativeModelHandle>;
   gradients(): { names: string[]; tensors: NativeTensorHandle[] };

@@ -164,7 +164,7 @@ export class Model implements Disposable {
   addAdapters(options: AdapterOptions = {}): string[] {
     if (this.adapters) throw new PaceStateError(`the model already has ${this.adapters.type} adapters`);
     const config = parseOptions(AdapterOptionsSchema, options, 'options');
-    const trainable = this.#use('addAdapters').applyPeft(config.type, config.rank, config.targets ?? []);
+    const trainable = this.#use('addAdapters').addAdapters(config.type, config.rank, config.targets ?? []);
     this.adapters = config;
     return trainable;
   }
@@ -198,14 +198,14 @@ export class Model implements Disposable {
         );
       }
     }
-    await this.#use('loadAdapters').loadTrainable(file);
+    await this.#use('loadAdapters').loadAdapters(file);
   }
 
   /** Saves the trainable parameters, with the adapter configuration in the file's metadata. */
   async saveAdapters(path: string): Promise<void> {
     if (!this.adapters) throw new PaceStateError('the model has no adapters to save: call addAdapters() first');
     const config = JSON.stringify({ ...this.adapters, family: this.spec.family, model: this.name });
-    await this.#use('saveAdapters').saveTrainable(parseOptions(PathSchema, path, 'path'), {
+    await this.#use('saveAdapters').saveAdapters(parseOptions(PathSchema, path, 'path'), {
       [ADAPTER_METADATA_KEY]: config,
     });
   }

@@ -6,7 +6,7 @@
 #include <utility>
 
 #include "js_errors.h"
-#include "system/threads.h"
+#include "pace_core.h"
 
 namespace pace::addon {
 

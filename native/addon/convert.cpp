@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "tensor/dtype.h"
+#include "pace_core.h"
 
 namespace pace::addon {
 

@@ -7,9 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "data/transforms.h"
-#include "io/safetensors.h"
-#include "train/schedule.h"
+#include "pace_core.h"
 
 namespace pace::addon {
 

@@ -6,7 +6,7 @@
 #include <exception>
 #include <string>
 
-#include "errors.h"
+#include "pace_core.h"
 
 namespace pace::addon {
 

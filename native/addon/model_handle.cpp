@@ -9,12 +9,8 @@
 #include "bindings.h"
 #include "convert.h"
 #include "js_errors.h"
-#include "models/family_registry.h"
-#include "models/weights.h"
-#include "peft/setup.h"
-#include "tensor/dtype.h"
+#include "pace_core.h"
 #include "tensor_handle.h"
-#include "train/trainer.h"
 
 namespace pace::addon {
 
@@ -107,9 +103,9 @@ Napi::Function ModelHandle::define(Napi::Env env) {
                          InstanceMethod<&ModelHandle::to>("to"),
                          InstanceAccessor<&ModelHandle::device>("device"),
                          InstanceMethod<&ModelHandle::dispose>("dispose"),
-                         InstanceMethod<&ModelHandle::applyPeft>("applyPeft"),
-                         InstanceMethod<&ModelHandle::loadTrainable>("loadTrainable"),
-                         InstanceMethod<&ModelHandle::saveTrainable>("saveTrainable"),
+                         InstanceMethod<&ModelHandle::addAdapters>("addAdapters"),
+                         InstanceMethod<&ModelHandle::loadAdapters>("loadAdapters"),
+                         InstanceMethod<&ModelHandle::saveAdapters>("saveAdapters"),
                          InstanceMethod<&ModelHandle::trainableParameters>("trainableParameters"),
                          InstanceMethod<&ModelHandle::merged>("merged"),
                          InstanceMethod<&ModelHandle::gradients>("gradients"),
@@ -284,11 +280,11 @@ Napi::Value ModelHandle::dispose(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// applyPeft(type, rank, targets[]) -> names of the trainable parameters.
-Napi::Value ModelHandle::applyPeft(const Napi::CallbackInfo& info) {
+// addAdapters(type, rank, targets[]) -> names of the trainable parameters.
+Napi::Value ModelHandle::addAdapters(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    peft::PeftSetup setup;
+    peft::AdapterSetup setup;
     setup.type = stringFromJs(info[0], "type");
     setup.rank = info[1].ToNumber().Int64Value();
     if (info[2].IsArray()) {
@@ -302,27 +298,27 @@ Napi::Value ModelHandle::applyPeft(const Napi::CallbackInfo& info) {
       if (peft::isAdapterParameter(item.key()))
         throw jsError(env, ErrorCode::InvalidState, "the model already has adapters");
     }
-    const Napi::Array trainable = namesToJs(env, peft::applyPeft(*state->model, setup));
+    const Napi::Array trainable = namesToJs(env, peft::addAdapters(*state->model, setup));
     reportMemory(env);
     return trainable;
   });
 }
 
-Napi::Value ModelHandle::loadTrainable(const Napi::CallbackInfo& info) {
+Napi::Value ModelHandle::loadAdapters(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const std::string path = stringFromJs(info[0], "path");
     return runAsync(
         info.Env(), "pace.loadAdapters",
         [state = live(info.Env()), path] {
           std::lock_guard<std::mutex> lock(state->mutex);
-          peft::loadTrainable(*state->model, path);
+          peft::loadAdapters(*state->model, path);
           return true;
         },
         [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
   });
 }
 
-Napi::Value ModelHandle::saveTrainable(const Napi::CallbackInfo& info) {
+Napi::Value ModelHandle::saveAdapters(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const std::string path = stringFromJs(info[0], "path");
     const TensorMetadata metadata = metadataFromJs(info[1]);

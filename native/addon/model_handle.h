@@ -4,7 +4,7 @@
 #include <memory>
 #include <mutex>
 
-#include "models/backbone.h"
+#include "pace_core.h"
 
 namespace pace::addon {
 
@@ -43,9 +43,9 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value to(const Napi::CallbackInfo& info);
   Napi::Value device(const Napi::CallbackInfo& info);
   Napi::Value dispose(const Napi::CallbackInfo& info);
-  Napi::Value applyPeft(const Napi::CallbackInfo& info);
-  Napi::Value loadTrainable(const Napi::CallbackInfo& info);
-  Napi::Value saveTrainable(const Napi::CallbackInfo& info);
+  Napi::Value addAdapters(const Napi::CallbackInfo& info);
+  Napi::Value loadAdapters(const Napi::CallbackInfo& info);
+  Napi::Value saveAdapters(const Napi::CallbackInfo& info);
   Napi::Value trainableParameters(const Napi::CallbackInfo& info);
   Napi::Value merged(const Napi::CallbackInfo& info);
   Napi::Value gradients(const Napi::CallbackInfo& info);

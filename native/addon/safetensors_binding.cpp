@@ -1,9 +1,8 @@
 #include "async.h"
 #include "bindings.h"
 #include "convert.h"
-#include "io/safetensors.h"
 #include "js_errors.h"
-#include "tensor/dtype.h"
+#include "pace_core.h"
 #include "tensor_handle.h"
 
 namespace pace::addon {

@@ -2,11 +2,7 @@
 #include "async.h"
 #include "bindings.h"
 #include "convert.h"
-#include "peft/pace_linear.h"
-#include "system/doctor.h"
-#include "system/threads.h"
-#include "tensor/cpu_cache.h"
-#include "train/schedule.h"
+#include "pace_core.h"
 
 #include <stdexcept>
 

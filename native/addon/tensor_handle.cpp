@@ -8,8 +8,7 @@
 #include "async.h"
 #include "convert.h"
 #include "js_errors.h"
-#include "tensor/dtype.h"
-#include "tensor/host_memory.h"
+#include "pace_core.h"
 
 namespace pace::addon {
 

@@ -6,11 +6,10 @@
 #include "async.h"
 #include "bindings.h"
 #include "convert.h"
-#include "io/checkpoint.h"
 #include "js_errors.h"
 #include "model_handle.h"
+#include "pace_core.h"
 #include "tensor_handle.h"
-#include "train/trainer.h"
 
 namespace pace::addon {
 

@@ -1,4 +1,4 @@
-// The CPU attention op (models/cpu_attention.h) and its GEMM (tensor/cpu_small_gemm.h) against float64
+// The CPU attention op (models/cpu_attention.h) and its GEMM (kernels/cpu/small_gemm.h) against float64
 // products computed by ATen.
 #include <torch/csrc/autograd/autograd.h>
 
@@ -7,11 +7,14 @@
 #include <string>
 
 #include "check.h"
+#include "cpu/small_gemm.h"
 #include "models/cpu_attention.h"
-#include "tensor/cpu_small_gemm.h"
 
 namespace pace::tests {
 namespace {
+
+using kernels::avx2KernelsAvailable;
+using kernels::smallGemm;
 
 void withoutAvx2TheOpNeverApplies() {
   skipUnless(!avx2KernelsAvailable(), "this CPU has AVX2 (the op applies here)");

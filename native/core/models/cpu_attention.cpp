@@ -6,13 +6,19 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/small_gemm.h"
+#include "cpu/softmax_rows.h"
 #include "system/dynamic_parallel.h"
-#include "tensor/cpu_small_gemm.h"
-#include "tensor/cpu_softmax_rows.h"
 
 namespace pace::models {
 
 namespace {
+
+using kernels::avx2KernelsAvailable;
+using kernels::smallGemm;
+using kernels::softmaxBackwardRows;
+using kernels::softmaxRows;
+using kernels::StridedMatrix;
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;

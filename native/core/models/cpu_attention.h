@@ -1,7 +1,7 @@
 #pragma once
 // Multi-head attention on the CPU straight from a qkv projection: softmax(q·kᵀ/√d + mask)·v for every
-// sample (or window) and head, each head done by one thread in cache: its products (tensor/cpu_small_gemm.h)
-// and its softmax (tensor/cpu_softmax_rows.h) in one go. The gradient is written straight into the qkv
+// sample (or window) and head, each head done by one thread in cache: its products (kernels/cpu/small_gemm.h)
+// and its softmax (kernels/cpu/softmax_rows.h) in one go. The gradient is written straight into the qkv
 // layout and the output comes out as [batch, tokens, heads·headDim], so neither side needs a transpose.
 //
 // Memory is what the explicit path keeps for backward: the qkv tensor and the attention probabilities.

@@ -47,8 +47,9 @@ void buildRowWeight(at::Tensor& target, const at::Tensor& weight, const at::Tens
 // With at least as many rows as threads, the rows are shared among the threads, each building a row's weight
 // into its own cache-resident buffer and running that row's GEMM single-threaded (the BLAS runs one thread
 // inside our parallel region). Against one row at a time with every thread in each GEMM this is as fast on a
-// quiet machine and 10–13 % faster on a busy one: one join per linear instead of one per row, and a core
-// slowed by a neighbour does fewer rows. With fewer rows than threads, one row at a time keeps every core busy.
+// quiet machine and faster on a busy one (bench/RESULTS.md): one join per linear instead of one per row, and a
+// core slowed by a neighbour does fewer rows. With fewer rows than threads, one row at a time keeps every core
+// busy.
 void perRowProducts(at::Tensor& target, const at::Tensor& lhs, const at::Tensor& weight, const at::Tensor& deltaWeight,
                     const at::Tensor& multiplier, bool transposed) {
   const at::Tensor w0 = weight.contiguous(), delta = deltaWeight.contiguous(), z = multiplier.contiguous();
@@ -172,11 +173,10 @@ PaceLinearStrategy choosePaceLinearStrategy(int64_t tokensPerRow, int64_t inFeat
   // On a GPU one product against [W0; ΔW] with the element-wise work in one kernel wins: building a weight
   // per row would move more bytes than the saved arithmetic is worth at the tensor cores' rate.
   if (device != c10::DeviceType::CPU) return PaceLinearStrategy::StackedWeight;
-  // Measured with bench/native/pace_linear_bench.cpp (2 cores, OpenBLAS; bench/RESULTS.md): per-row weights
-  // save 30–40 % at ViT sizes (197 tokens per row at 224/16) and on Swin's 49-token windows, 15–25 % at 32
-  // tokens, break even near 16 and lose below, where building each row's weight costs more than the GEMM
-  // work it saves. The stacked weight never beat the two linears on the CPU (its extra copies cost what the
-  // single call saves).
+  // Measured with bench/native/pace_linear_bench.cpp (bench/RESULTS.md, "The fused PACE linear's
+  // formulations"): per-row weights win from about 32 tokens per row (ViT's 197, Swin's 49-token windows),
+  // break even near 16 and lose below, where building each row's weight costs more than the GEMM work it
+  // saves. The stacked weight never beat the two linears on the CPU.
   (void)inFeatures;
   (void)outFeatures;
   return tokensPerRow >= 32 ? PaceLinearStrategy::PerRowWeight : PaceLinearStrategy::Unfused;

@@ -25,7 +25,7 @@ bool matchesTarget(const std::string& path, const std::vector<std::string>& targ
 
 bool isAdapterParameter(const std::string& name) { return name.find(".delta_") != std::string::npos; }
 
-std::vector<std::string> applyPeft(models::Backbone& model, const PeftSetup& setup) {
+std::vector<std::string> addAdapters(models::Backbone& model, const AdapterSetup& setup) {
   const auto linears = model.linears();
   const std::vector<std::string> headNames = model.headParameterNames();
   const std::set<std::string> head(headNames.begin(), headNames.end());
@@ -101,7 +101,7 @@ std::vector<NamedTensor> mergedStateDict(models::Backbone& model) {
   return result;
 }
 
-void loadTrainable(models::Backbone& model, const std::string& path) {
+void loadAdapters(models::Backbone& model, const std::string& path) {
   const SafetensorsContents contents = loadSafetensors(path);
   std::map<std::string, torch::Tensor> byName;
   for (const auto& named : contents.tensors) byName[named.name] = named.tensor;

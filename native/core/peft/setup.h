@@ -12,7 +12,7 @@
 
 namespace pace::peft {
 
-struct PeftSetup {
+struct AdapterSetup {
   // "loramul_vptadd", "loramul", "loraadd", "vptadd"; or the baselines "linear" (head only) and "full".
   std::string type = "loramul_vptadd";
   int64_t rank = 10;
@@ -22,7 +22,7 @@ struct PeftSetup {
 
 // Attaches adapters and freezes everything but them and the head (all trainable for "full").
 // Returns the trainable parameters' names. Throws pace::Error for a bad type, rank or target.
-std::vector<std::string> applyPeft(models::Backbone& model, const PeftSetup& setup);
+std::vector<std::string> addAdapters(models::Backbone& model, const AdapterSetup& setup);
 
 bool isAdapterParameter(const std::string& name);
 
@@ -35,8 +35,8 @@ std::shared_ptr<models::Backbone> mergedCopy(models::Backbone& model);
 // The backbone's timm state dict, adapters folded in (what `saveWeights` writes).
 std::vector<NamedTensor> mergedStateDict(models::Backbone& model);
 
-// Loads trainable parameters saved by saveTrainable (or the reference's adapter files): every trainable
+// Loads trainable parameters saved by saveAdapters (or the reference's adapter files): every trainable
 // parameter must be present with its shape; extra tensors are an error. Nothing changes on error.
-void loadTrainable(models::Backbone& model, const std::string& path);
+void loadAdapters(models::Backbone& model, const std::string& path);
 
 }  // namespace pace::peft

@@ -13,9 +13,9 @@
 #include <fstream>
 #include <thread>
 
+#include "cpu/small_gemm.h"
 #include "errors.h"
 #include "system/threads.h"
-#include "tensor/cpu_small_gemm.h"
 
 namespace pace {
 
@@ -140,7 +140,7 @@ DoctorReport collectDoctorReport() {
   report.parallelInfo = at::get_parallel_info();
   report.availableCpus = availableCpus();
   report.coreLoopThreads = measureCoreLoopThreads();
-  report.cpuAttentionKernels = avx2KernelsAvailable();
+  report.cpuAttentionKernels = kernels::avx2KernelsAvailable();
   if (at::hasMKLDNN()) {
     const auto at = report.buildConfig.find("MKL-DNN v");
     report.onednn = at == std::string::npos

@@ -1,17 +1,17 @@
-#include "tensor/cpu_small_gemm.h"
+#include "cpu/small_gemm.h"
 
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
-#include "errors.h"
+#include <stdexcept>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define PACE_SMALL_GEMM_AVX2 1
 #include <immintrin.h>
 #endif
 
-namespace pace {
+namespace pace::kernels {
 
 namespace {
 
@@ -78,8 +78,8 @@ __attribute__((target("avx2,fma"), always_inline)) inline void accumulateRow(con
 
 // One 6 × 16 tile of C over the whole depth k: A's six rows read in place (row i at a + i·rs, step cs along
 // k; rows past `rows` repeat the last one and are not stored), B from its packed panel. The twelve
-// accumulators are named one by one: as an array GCC kept them in memory, at 40 % of the rate. (Packing A
-// too cost a third of the time: the operands are already in cache.)
+// accumulators are named one by one: as an array GCC kept them in memory. A is not packed: the operands are
+// already in cache (both measured in bench/RESULTS.md).
 __attribute__((target("avx2,fma"))) void tile(int64_t k, const float* a, int64_t rs, int64_t cs, const float* pb,
                                               float alpha, float* c, int64_t ldc, int64_t rows, int64_t cols) {
   const float* a0 = a;
@@ -130,7 +130,7 @@ bool avx2KernelsAvailable() {
 
 void smallGemm(int64_t m, int64_t n, int64_t k, StridedMatrix a, StridedMatrix b, float alpha, float* c, int64_t ldc) {
 #ifdef PACE_SMALL_GEMM_AVX2
-  if (!avx2KernelsAvailable()) throw UnsupportedError("smallGemm: this CPU lacks AVX2/FMA");
+  if (!avx2KernelsAvailable()) throw std::logic_error("smallGemm: this CPU lacks AVX2/FMA");
   if (k == 0) {
     for (int64_t i = 0; i < m; ++i) std::fill_n(c + i * ldc, n, 0.f);
     return;
@@ -154,8 +154,8 @@ void smallGemm(int64_t m, int64_t n, int64_t k, StridedMatrix a, StridedMatrix b
   }
 #else
   (void)m, (void)n, (void)k, (void)a, (void)b, (void)alpha, (void)c, (void)ldc;
-  throw UnsupportedError("smallGemm: built without the x86-64 AVX2 kernel");
+  throw std::logic_error("smallGemm: built without the x86-64 AVX2 kernel");
 #endif
 }
 
-}  // namespace pace
+}  // namespace pace::kernels

@@ -4,7 +4,7 @@
 // products still have them in L2 instead of in a separate pass over every head's scores.
 #include <cstdint>
 
-namespace pace {
+namespace pace::kernels {
 
 // rows[i][j] ← softmax_j(rows[i][j] + add[i][j]) for `count` rows of `length` (row stride `stride`, for both);
 // `add` may be null.
@@ -14,4 +14,4 @@ void softmaxRows(float* rows, const float* add, int64_t count, int64_t length, i
 // its output p, in place (both with row stride `stride`).
 void softmaxBackwardRows(const float* p, float* grad, int64_t count, int64_t length, int64_t stride);
 
-}  // namespace pace
+}  // namespace pace::kernels

@@ -1,18 +1,18 @@
-#include "tensor/cpu_softmax_rows.h"
+#include "cpu/softmax_rows.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
-#include "errors.h"
-#include "tensor/cpu_small_gemm.h"
+#include <stdexcept>
+#include "cpu/small_gemm.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define PACE_SOFTMAX_AVX2 1
 #include <immintrin.h>
 #endif
 
-namespace pace {
+namespace pace::kernels {
 
 #ifdef PACE_SOFTMAX_AVX2
 namespace {
@@ -95,22 +95,22 @@ __attribute__((target("avx2,fma"))) void softmaxBackwardRow(const float* p, floa
 
 void softmaxRows(float* rows, const float* add, int64_t count, int64_t length, int64_t stride) {
 #ifdef PACE_SOFTMAX_AVX2
-  if (!avx2KernelsAvailable()) throw UnsupportedError("softmaxRows: this CPU lacks AVX2/FMA");
+  if (!avx2KernelsAvailable()) throw std::logic_error("softmaxRows: this CPU lacks AVX2/FMA");
   for (int64_t i = 0; i < count; ++i) softmaxRow(rows + i * stride, add ? add + i * stride : nullptr, length);
 #else
   (void)rows, (void)add, (void)count, (void)length, (void)stride;
-  throw UnsupportedError("softmaxRows: built without the x86-64 AVX2 kernel");
+  throw std::logic_error("softmaxRows: built without the x86-64 AVX2 kernel");
 #endif
 }
 
 void softmaxBackwardRows(const float* p, float* grad, int64_t count, int64_t length, int64_t stride) {
 #ifdef PACE_SOFTMAX_AVX2
-  if (!avx2KernelsAvailable()) throw UnsupportedError("softmaxBackwardRows: this CPU lacks AVX2/FMA");
+  if (!avx2KernelsAvailable()) throw std::logic_error("softmaxBackwardRows: this CPU lacks AVX2/FMA");
   for (int64_t i = 0; i < count; ++i) softmaxBackwardRow(p + i * stride, grad + i * stride, length);
 #else
   (void)p, (void)grad, (void)count, (void)length, (void)stride;
-  throw UnsupportedError("softmaxBackwardRows: built without the x86-64 AVX2 kernel");
+  throw std::logic_error("softmaxBackwardRows: built without the x86-64 AVX2 kernel");
 #endif
 }
 
-}  // namespace pace
+}  // namespace pace::kernels

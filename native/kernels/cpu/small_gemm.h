@@ -2,12 +2,12 @@
 // A single-threaded float32 GEMM for matrices that fit in cache, on any strides: the per-head products of
 // attention (197 × 197 × 64 at ViT sizes), run one head per thread.
 //
-// Why not the BLAS: OpenBLAS multithreads each of these small products (about 40 % of its rate at these
-// shapes), and calling it from inside our own parallel region made every later GEMM of the step slower
+// Why not the BLAS: OpenBLAS multithreads each of these small products, far below its rate at these shapes,
+// and calling it from inside our own parallel region made every later GEMM of the step slower
 // (bench/RESULTS.md). This one packs both operands into panels and runs a 6 × 16 AVX2/FMA register tile.
 #include <cstdint>
 
-namespace pace {
+namespace pace::kernels {
 
 struct StridedMatrix {
   const float* data;
@@ -22,4 +22,4 @@ bool avx2KernelsAvailable();
 // avx2KernelsAvailable(); not thread-safe across calls sharing C, safe from several threads otherwise.
 void smallGemm(int64_t m, int64_t n, int64_t k, StridedMatrix a, StridedMatrix b, float alpha, float* c, int64_t ldc);
 
-}  // namespace pace
+}  // namespace pace::kernels

@@ -1,0 +1,19 @@
+#pragma once
+// The core's surface for the addon: everything the bindings call, in one place. The addon includes this and
+// nothing else from native/core, so what the core offers to JavaScript is visible here.
+#include "data/transforms.h"         // image preparation and augmentation
+#include "errors.h"                  // pace::Error and its codes
+#include "io/checkpoint.h"           // training checkpoints (CRC-checked)
+#include "io/safetensors.h"          // tensor files
+#include "models/backbone.h"         // the model interface
+#include "models/family_registry.h"  // building a backbone by family name
+#include "models/weights.h"          // loading and saving timm weights
+#include "peft/pace_linear.h"        // the fused PACE linear's strategy
+#include "peft/setup.h"              // adapters: add, load, save, merge
+#include "system/doctor.h"           // environment report and GEMM measurement
+#include "system/threads.h"          // thread settings
+#include "tensor/cpu_cache.h"        // the CPU allocator cache
+#include "tensor/dtype.h"            // dtype names
+#include "tensor/host_memory.h"      // tensors over JavaScript memory
+#include "train/schedule.h"          // the cosine schedule
+#include "train/trainer.h"           // training, evaluation
