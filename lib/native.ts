@@ -2,6 +2,8 @@ import type { DType } from './dtype';
 import { paceError, PaceUnsupportedError } from './errors';
 import { locateAddon, type AddonLocation } from './install/addon-location';
 
+// The native addon's surface, described on its own: nothing here imports the layers built on it.
+
 /** The native handle behind a {@link Tensor}; not part of the public API. */
 export interface NativeTensorHandle {
   readonly shape: number[];
@@ -45,8 +47,29 @@ export interface NativeGemmMeasurement {
   threads: number;
 }
 
+/** What loadWeights did, by parameter name (see LoadReport in lib/models/model.ts). */
+export interface NativeLoadReport {
+  loaded: string[];
+  missing: string[];
+  unexpected: string[];
+  resized: string[];
+  reinitialized: string[];
+  ignored: string[];
+}
+
+/** One training step's results (see StepResult in lib/train/trainer.ts). */
+export interface NativeStepResult {
+  clsLoss: number;
+  paceLoss: number;
+  totalLoss: number;
+  correct: number;
+  counted: number;
+  gradNorm?: number;
+  fpDistance?: number;
+}
+
 export interface NativeModelHandle {
-  loadWeights(path: string, strict: boolean): Promise<import('./models/model').LoadReport>;
+  loadWeights(path: string, strict: boolean): Promise<NativeLoadReport>;
   saveWeights(path: string, metadata: Record<string, string> | null): Promise<void>;
   forward(images: NativeTensorHandle): Promise<NativeTensorHandle>;
   forwardFeatures(images: NativeTensorHandle): Promise<NativeTensorHandle>;
@@ -100,7 +123,7 @@ export interface NativeTrainerHandle {
     images: NativeTensorHandle,
     targets: NativeTensorHandle,
     options: { noise?: Record<string, NativeTensorHandle>; indices?: NativeTensorHandle; diagnostics?: boolean },
-  ): Promise<import('./train/trainer').StepResult>;
+  ): Promise<NativeStepResult>;
   sigmaPerLinear(): Record<string, number>;
   lastNoise(): Record<string, NativeTensorHandle>;
   runEpoch(
@@ -134,7 +157,8 @@ export interface NativeAddon {
     seed: number,
     precision?: 'fp32' | 'tf32' | 'bf16',
   ) => NativeTrainerHandle;
-  createModel(spec: import('./models/specs').ModelSpec, seed?: number): Promise<NativeModelHandle>;
+  /** A spec validated by its family's schema (lib/models/families); the core's family reads its fields. */
+  createModel(spec: { family: string }, seed?: number): Promise<NativeModelHandle>;
   prepareImages(
     images: NativeTensorHandle,
     size: number,
