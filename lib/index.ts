@@ -65,7 +65,13 @@ export {
   type Preprocessing,
 } from './models/specs';
 export { AdapterTypeSchema, type AdapterType, type AdapterOptions, type AdapterConfig } from './models/adapters';
-export { Trainer, type TrainerOptions, type StepResult, type TrainStepOptions } from './train/trainer';
+export {
+  Trainer,
+  type TrainerOptions,
+  type ResolvedTrainerOptions,
+  type StepResult,
+  type TrainStepOptions,
+} from './train/trainer';
 export { cosineSchedule, type CosineScheduleOptions, type LrSchedule } from './train/schedule';
 export { type FitOptions, type History, type EvaluationReport } from './train/fit';
 export {

@@ -110,6 +110,21 @@ export interface NativeEpochResult {
   learningRate?: number;
 }
 
+/** The PACE settings a native trainer runs with, its defaults filled in. */
+export interface NativePaceOptions {
+  sigma: number;
+  lambda: number;
+  /** The first noisy block: the given one, or the family's default. */
+  blockStart: number;
+  noise: 'multiplicative' | 'additive' | 'dropout';
+  noiseShape: 'BC' | 'BTC';
+  sigmaSchedule: 'decreasing' | 'shared' | 'increasing';
+  variant: 'pace' | 'lazy' | 'fast' | 'fpa';
+  lazyInterval: number;
+  /** The fast variant's number of training samples. */
+  datasetSize?: number;
+}
+
 export interface NativeCosineSchedule {
   lr: number;
   epochs: number;
@@ -147,12 +162,17 @@ export interface NativeTrainerHandle {
   saveState(path: string, metadata: Record<string, string>): Promise<void>;
   loadState(path: string): Promise<Record<string, string> | null>;
   setLearningRate(lr: number): void;
+  /** The optimizer and PACE settings in force, the core's defaults filled in. */
+  options(): {
+    optimizer: { lr: number; weightDecay: number; beta1: number; beta2: number; eps: number; clipGradNorm: number };
+    pace: NativePaceOptions;
+  };
 }
 
 export interface NativeAddon {
   NativeTrainer: new (
     model: NativeModelHandle,
-    optimizer: { lr: number; weightDecay: number; beta1: number; beta2: number; eps: number; clipGradNorm: number },
+    optimizer: Partial<Record<'lr' | 'weightDecay' | 'beta1' | 'beta2' | 'eps' | 'clipGradNorm', number>>,
     pace: Record<string, number | string | undefined>,
     seed: number,
     precision?: 'fp32' | 'tf32' | 'bf16',

@@ -368,3 +368,41 @@ describe('stochastic depth: block i drops its branches with timm’s dpr[i] = li
     checkDrops(masks, rates, branchBlock);
   });
 });
+
+describe("Trainer.options: the core's defaults, filled in where the user said nothing", () => {
+  test('a ViT trainer without options runs with the reference settings, noise from block 1', async () => {
+    using model = await adaptedModel();
+    expect(new Trainer(model).options).toEqual({
+      optimizer: { lr: 1e-3, weightDecay: 1e-4, betas: [0.9, 0.999], eps: 1e-8, clipGradNorm: 0 },
+      pace: {
+        sigma: 0,
+        lambda: 0,
+        blockStart: 1,
+        noise: 'multiplicative',
+        noiseShape: 'BC',
+        sigmaSchedule: 'decreasing',
+        variant: 'pace',
+        lazyInterval: 2,
+      },
+      seed: 0,
+      precision: 'fp32',
+    });
+  });
+
+  test("given values are kept; Swin's noise starts at block 0; the fast variant reports its dataset size", async () => {
+    using model = await adaptedModel();
+    const options = new Trainer(model, {
+      optimizer: { lr: 0.5, betas: [0.8, 0.9] },
+      pace: { sigma: 0.7, variant: 'fast', datasetSize: 12, blockStart: 2, noise: 'dropout' },
+      seed: 3,
+    }).options;
+    expect(options.optimizer).toEqual({ lr: 0.5, weightDecay: 1e-4, betas: [0.8, 0.9], eps: 1e-8, clipGradNorm: 0 });
+    expect(options.pace).toMatchObject({ sigma: 0.7, lambda: 0, blockStart: 2, noise: 'dropout', variant: 'fast' });
+    expect(options.pace.datasetSize).toBe(12);
+    expect(options.seed).toBe(3);
+
+    using swin = await createModel(fixtureSpec('swin_tiny_test') as ModelSpecInput);
+    swin.addAdapters({ rank: 2 });
+    expect(new Trainer(swin, { pace: { sigma: 1 } }).options.pace.blockStart).toBe(0);
+  });
+});

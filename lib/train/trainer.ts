@@ -3,44 +3,47 @@ import { z } from 'zod';
 import type { TensorDataset } from '../data/dataset';
 import { PaceBusyError } from '../errors';
 import type { Model } from '../models/model';
-import { nativeAddon, type NativeTrainerHandle } from '../native';
+import { nativeAddon, type NativePaceOptions, type NativeTrainerHandle } from '../native';
 import { parseOptions } from '../options';
 import { handleOf, Tensor } from '../tensor';
 import { normalizationOf, runFit, type EvaluationReport, type FitOptions, type History } from './fit';
 
+// The defaults of the optimizer and PACE options are the core's (native/core/train/trainer.h, peft/pace.h):
+// what is left out here is filled there, and Trainer.options reports the resolved values.
 const OptimizerSchema = z
   .object({
-    lr: z.number().min(0).default(1e-3),
-    weightDecay: z.number().min(0).default(1e-4),
-    betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]),
-    eps: z.number().positive().default(1e-8),
+    /** Default 1e-3; weight decay 1e-4, betas [0.9, 0.999], eps 1e-8 (torch's AdamW, the reference's values). */
+    lr: z.number().min(0).optional(),
+    weightDecay: z.number().min(0).optional(),
+    betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).optional(),
+    eps: z.number().positive().optional(),
     /** Clip the gradients' total L2 norm to this before each update (0: off, the reference's choice). */
-    clipGradNorm: z.number().min(0).default(0),
+    clipGradNorm: z.number().min(0).optional(),
   })
   .strict();
 
 const PaceSchema = z
   .object({
     /** σ of the first noisy block; σ falls linearly to the head. 0 turns the noise off. */
-    sigma: z.number().min(0).default(0),
+    sigma: z.number().min(0).optional(),
     /** Weight of the consistency loss. */
-    lambda: z.number().min(0).default(0),
+    lambda: z.number().min(0).optional(),
     /** Blocks before this one get no noise (default: 1 for ViT, 0 for Swin, as the reference). */
     blockStart: z.number().int().min(0).optional(),
     /** Ablations (paper, Table 6): `additive` noise σ·ε, or `dropout` with rate σ, instead of z = 1 + σ·ε. */
-    noise: z.enum(['multiplicative', 'additive', 'dropout']).default('multiplicative'),
+    noise: z.enum(['multiplicative', 'additive', 'dropout']).optional(),
     /** `BC`: one value per sample (per window in Swin's attention) and channel, as the reference; `BTC`: per token. */
-    noiseShape: z.enum(['BC', 'BTC']).default('BC'),
+    noiseShape: z.enum(['BC', 'BTC']).optional(),
     /** Ablations: the same σ everywhere, or σ rising with depth. */
-    sigmaSchedule: z.enum(['decreasing', 'shared', 'increasing']).default('decreasing'),
+    sigmaSchedule: z.enum(['decreasing', 'shared', 'increasing']).optional(),
     /**
      * `pace`: both copies of the batch every step. `lazy`: both copies of half the batch every `lazyInterval`
      * steps, one noisy forward otherwise (the reference's lazy-half). `fast`: one noisy forward, consistency
      * with the logits from the sample's previous visit (needs `datasetSize` and per-sample `indices`).
      * `fpa`: the paper's ablation aligning with the frozen backbone's logits.
      */
-    variant: z.enum(['pace', 'lazy', 'fast', 'fpa']).default('pace'),
-    lazyInterval: z.number().int().min(1).default(2),
+    variant: z.enum(['pace', 'lazy', 'fast', 'fpa']).optional(),
+    lazyInterval: z.number().int().min(1).optional(),
     /** The number of training samples (the `fast` variant keeps one logit vector per sample). */
     datasetSize: z.number().int().min(1).optional(),
   })
@@ -53,9 +56,9 @@ const PaceSchema = z
 const TrainerOptionsSchema = z
   .object({
     /** AdamW as torch's: decoupled weight decay, bias-corrected moments. */
-    optimizer: OptimizerSchema.default(OptimizerSchema.parse({})),
+    optimizer: OptimizerSchema.default({}),
     /** PACE; absent or σ = λ = 0 is plain fine-tuning with one forward. */
-    pace: PaceSchema.default(PaceSchema.parse({})),
+    pace: PaceSchema.default({}),
     /** Seeds the noise and stochastic-depth draws: the same seed reproduces a step exactly. */
     seed: z.number().int().min(0).default(0),
     /**
@@ -71,6 +74,14 @@ const TrainerOptionsSchema = z
 
 /** Options of {@link Trainer}. */
 export type TrainerOptions = z.input<typeof TrainerOptionsSchema>;
+
+/** A trainer's options with every default filled in (the core's defaults for the optimizer and PACE). */
+export interface ResolvedTrainerOptions {
+  optimizer: { lr: number; weightDecay: number; betas: [number, number]; eps: number; clipGradNorm: number };
+  pace: NativePaceOptions;
+  seed: number;
+  precision: 'fp32' | 'tf32' | 'bf16';
+}
 
 /** What one training step computed (losses of the step's forward, before the update). */
 export interface StepResult {
@@ -104,30 +115,35 @@ export interface TrainStepOptions {
  */
 export class Trainer {
   readonly model: Model;
-  readonly options: z.output<typeof TrainerOptionsSchema>;
+  /** The options in force, every default filled in. */
+  readonly options: ResolvedTrainerOptions;
   #handle: NativeTrainerHandle;
   #busy = false;
-  #lr: number;
 
   constructor(model: Model, options: TrainerOptions = {}) {
-    this.options = parseOptions(TrainerOptionsSchema, options, 'options');
+    const { optimizer, pace, seed, precision } = parseOptions(TrainerOptionsSchema, options, 'options');
     this.model = model;
-    const { optimizer, pace, seed, precision } = this.options;
-    this.#lr = optimizer.lr;
+    const { betas, ...rest } = optimizer;
     this.#handle = new (nativeAddon().NativeTrainer)(
       model.nativeHandle,
-      {
-        lr: optimizer.lr,
-        weightDecay: optimizer.weightDecay,
-        beta1: optimizer.betas[0],
-        beta2: optimizer.betas[1],
-        eps: optimizer.eps,
-        clipGradNorm: optimizer.clipGradNorm,
-      },
+      { ...rest, beta1: betas?.[0], beta2: betas?.[1] },
       pace,
       seed,
       precision,
     );
+    const resolved = this.#handle.options();
+    this.options = {
+      optimizer: {
+        lr: resolved.optimizer.lr,
+        weightDecay: resolved.optimizer.weightDecay,
+        betas: [resolved.optimizer.beta1, resolved.optimizer.beta2],
+        eps: resolved.optimizer.eps,
+        clipGradNorm: resolved.optimizer.clipGradNorm,
+      },
+      pace: resolved.pace,
+      seed,
+      precision,
+    };
   }
 
   /**
@@ -182,7 +198,7 @@ export class Trainer {
           {
             handle: this.#handle,
             seed: this.options.seed,
-            lr: this.#lr,
+            lr: this.options.optimizer.lr,
             evaluate: (dataset, batchSize) => this.evaluate(dataset, { batchSize }),
             describe: () => ({
               model: { name: this.model.name, spec: this.model.spec, adapters: this.model.adapters },

@@ -47,6 +47,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
                            InstanceMethod<&TrainerHandle::saveState>("saveState"),
                            InstanceMethod<&TrainerHandle::loadState>("loadState"),
                            InstanceMethod<&TrainerHandle::setLearningRate>("setLearningRate"),
+                           InstanceMethod<&TrainerHandle::options>("options"),
                        });
   }
 
@@ -249,6 +250,35 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       for (const auto& [name, draw] : trainer_->lastNoise()) result.Set(name, TensorHandle::wrap(env, draw));
       return result;
     });
+  }
+
+  // options() -> { optimizer, pace }: the settings in force, the core's defaults filled in.
+  Napi::Value options(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    const train::OptimizerConfig& config = trainer_->optimizerConfig();
+    Napi::Object optimizer = Napi::Object::New(env);
+    optimizer.Set("lr", config.lr);
+    optimizer.Set("weightDecay", config.weightDecay);
+    optimizer.Set("beta1", config.beta1);
+    optimizer.Set("beta2", config.beta2);
+    optimizer.Set("eps", config.eps);
+    optimizer.Set("clipGradNorm", config.clipGradNorm);
+    const peft::PaceConfig& paceConfig = trainer_->pace().config();
+    Napi::Object pace = Napi::Object::New(env);
+    pace.Set("sigma", paceConfig.sigma);
+    pace.Set("lambda", paceConfig.lambda);
+    pace.Set("blockStart", static_cast<double>(trainer_->pace().firstNoisyBlock()));
+    pace.Set("noise", peft::nameOf(paceConfig.kind));
+    pace.Set("noiseShape", peft::nameOf(paceConfig.shape));
+    pace.Set("sigmaSchedule", peft::nameOf(paceConfig.schedule));
+    pace.Set("variant", peft::nameOf(paceConfig.variant));
+    pace.Set("lazyInterval", static_cast<double>(paceConfig.lazyInterval));
+    if (paceConfig.variant == peft::PaceVariant::Fast)
+      pace.Set("datasetSize", static_cast<double>(paceConfig.datasetSize));
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("optimizer", optimizer);
+    result.Set("pace", pace);
+    return result;
   }
 
   Napi::Value setLearningRate(const Napi::CallbackInfo& info) {

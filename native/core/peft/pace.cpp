@@ -9,7 +9,19 @@ namespace pace::peft {
 namespace {
 
 template <typename Value>
-Value fromTable(const std::vector<std::pair<const char*, Value>>& table, const std::string& name, const char* what) {
+using NameTable = std::vector<std::pair<const char*, Value>>;
+
+const NameTable<NoiseKind> kNoiseKinds = {
+    {"multiplicative", NoiseKind::Multiplicative}, {"additive", NoiseKind::Additive}, {"dropout", NoiseKind::Dropout}};
+const NameTable<NoiseShape> kNoiseShapes = {{"BC", NoiseShape::PerRow}, {"BTC", NoiseShape::PerToken}};
+const NameTable<SigmaSchedule> kSigmaSchedules = {{"decreasing", SigmaSchedule::Decreasing},
+                                                  {"shared", SigmaSchedule::Shared},
+                                                  {"increasing", SigmaSchedule::Increasing}};
+const NameTable<PaceVariant> kVariants = {
+    {"pace", PaceVariant::Pace}, {"lazy", PaceVariant::Lazy}, {"fast", PaceVariant::Fast}, {"fpa", PaceVariant::Fpa}};
+
+template <typename Value>
+Value fromTable(const NameTable<Value>& table, const std::string& name, const char* what) {
   std::string known;
   for (const auto& [candidate, value] : table) {
     if (name == candidate) return value;
@@ -18,33 +30,27 @@ Value fromTable(const std::vector<std::pair<const char*, Value>>& table, const s
   throw OptionError(std::string(what) + " must be one of " + known + "; got '" + name + "'");
 }
 
+template <typename Value>
+std::string nameIn(const NameTable<Value>& table, Value value) {
+  for (const auto& [name, candidate] : table) {
+    if (candidate == value) return name;
+  }
+  return "?";
+}
+
 }  // namespace
 
-NoiseKind noiseKindFromName(const std::string& name) {
-  return fromTable<NoiseKind>({{"multiplicative", NoiseKind::Multiplicative},
-                               {"additive", NoiseKind::Additive},
-                               {"dropout", NoiseKind::Dropout}},
-                              name, "pace.noise");
-}
-
-NoiseShape noiseShapeFromName(const std::string& name) {
-  return fromTable<NoiseShape>({{"BC", NoiseShape::PerRow}, {"BTC", NoiseShape::PerToken}}, name, "pace.noiseShape");
-}
-
+NoiseKind noiseKindFromName(const std::string& name) { return fromTable(kNoiseKinds, name, "pace.noise"); }
+NoiseShape noiseShapeFromName(const std::string& name) { return fromTable(kNoiseShapes, name, "pace.noiseShape"); }
 SigmaSchedule sigmaScheduleFromName(const std::string& name) {
-  return fromTable<SigmaSchedule>({{"decreasing", SigmaSchedule::Decreasing},
-                                   {"shared", SigmaSchedule::Shared},
-                                   {"increasing", SigmaSchedule::Increasing}},
-                                  name, "pace.sigmaSchedule");
+  return fromTable(kSigmaSchedules, name, "pace.sigmaSchedule");
 }
+PaceVariant paceVariantFromName(const std::string& name) { return fromTable(kVariants, name, "pace.variant"); }
 
-PaceVariant paceVariantFromName(const std::string& name) {
-  return fromTable<PaceVariant>({{"pace", PaceVariant::Pace},
-                                 {"lazy", PaceVariant::Lazy},
-                                 {"fast", PaceVariant::Fast},
-                                 {"fpa", PaceVariant::Fpa}},
-                                name, "pace.variant");
-}
+std::string nameOf(NoiseKind kind) { return nameIn(kNoiseKinds, kind); }
+std::string nameOf(NoiseShape shape) { return nameIn(kNoiseShapes, shape); }
+std::string nameOf(SigmaSchedule schedule) { return nameIn(kSigmaSchedules, schedule); }
+std::string nameOf(PaceVariant variant) { return nameIn(kVariants, variant); }
 
 void PaceConfig::validate() const {
   if (!(sigma >= 0)) throw OptionError("pace.sigma must be >= 0, got " + std::to_string(sigma));

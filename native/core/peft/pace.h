@@ -26,6 +26,11 @@ NoiseKind noiseKindFromName(const std::string& name);          // multiplicative
 NoiseShape noiseShapeFromName(const std::string& name);        // BC, BTC
 SigmaSchedule sigmaScheduleFromName(const std::string& name);  // decreasing, shared, increasing
 PaceVariant paceVariantFromName(const std::string& name);      // pace, lazy, fast, fpa
+// The names of the same tables, for reporting the settings in force.
+std::string nameOf(NoiseKind kind);
+std::string nameOf(NoiseShape shape);
+std::string nameOf(SigmaSchedule schedule);
+std::string nameOf(PaceVariant variant);
 
 // The defaults here are the reference's and the only copy of them: the addon and TypeScript start from these.
 struct PaceConfig {

@@ -21,7 +21,7 @@ at::Tensor forLoss(const at::Tensor& logits) {
 PaceObjective::PaceObjective(models::Backbone& model, PaceConfig config) : config_(std::move(config)) {
   config_.validate();
   sigma_ = peft::sigmaPerLinear(model, config_);
-  firstNoisyBlock_ = firstNoisyBlock(model, config_);
+  firstNoisyBlock_ = peft::firstNoisyBlock(model, config_);
 }
 
 void PaceObjective::checkReplay(const std::map<std::string, at::Tensor>& replay) const {

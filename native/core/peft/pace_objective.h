@@ -25,6 +25,8 @@ class PaceObjective {
 
   const PaceConfig& config() const { return config_; }
   const std::map<std::string, double>& sigmaPerLinear() const { return sigma_; }
+  // The first block that gets noise (blockStart, or the family's default).
+  int64_t firstNoisyBlock() const { return firstNoisyBlock_; }
 
   // Throws OptionError for replayed noise on a linear that gets none.
   void checkReplay(const std::map<std::string, at::Tensor>& replay) const;

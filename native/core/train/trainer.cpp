@@ -40,7 +40,7 @@ models::Backbone& trainableModel(const std::shared_ptr<models::Backbone>& model)
 Trainer::Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimizer, peft::PaceConfig pace,
                  uint64_t seed, Precision precision)
     : model_(std::move(model)),
-      clipGradNorm_((optimizer.validate(), optimizer.clipGradNorm)),
+      optimizerConfig_((optimizer.validate(), optimizer)),
       pace_(trainableModel(model_), std::move(pace)),
       seed_(seed),
       precision_(precision),
@@ -103,7 +103,7 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs) {
     total.backward();
     frozenInBf16.reset();
     if (inputs.diagnostics) result.gradNorm = gradientNorm(trainable_);
-    if (clipGradNorm_ > 0) clipGradientNorm(trainable_, clipGradNorm_);
+    if (optimizerConfig_.clipGradNorm > 0) clipGradientNorm(trainable_, optimizerConfig_.clipGradNorm);
     if (!fusedAdamW_.step(*optimizer_)) optimizer_->step();
   }
   ++iteration_;

@@ -103,6 +103,9 @@ class Trainer {
   };
   DeviceStep stepOnDevice(const StepInputs& inputs);
   Precision precision() const { return precision_; }
+  // The settings this trainer was made with, defaults filled in (the learning rate before any schedule).
+  const OptimizerConfig& optimizerConfig() const { return optimizerConfig_; }
+  const peft::PaceObjective& pace() const { return pace_; }
 
   // One epoch over (images [N, 3, S, S], labels [N]) in shuffled batches of batchSize. `abort`, when set,
   // stops after the current step; `onBatch` is called after every step.
@@ -125,7 +128,7 @@ class Trainer {
   std::vector<NamedTensor> trainable_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   FusedAdamW fusedAdamW_;  // the same update in one kernel per group where libtorch has it (CUDA, ≥ 2.1)
-  double clipGradNorm_ = 0;
+  OptimizerConfig optimizerConfig_;
   peft::PaceObjective pace_;
   uint64_t seed_;
   Precision precision_;
