@@ -47,24 +47,34 @@ export interface NativeGemmMeasurement {
   threads: number;
 }
 
-/** What loadWeights did, by parameter name (see LoadReport in lib/models/model.ts). */
+/** What loadWeights did, by parameter name (public as LoadReport). */
 export interface NativeLoadReport {
+  /** Model parameters set from the checkpoint. */
   loaded: string[];
+  /** Model parameters the checkpoint lacks (only with `strict: false`; kept as initialised). */
   missing: string[];
+  /** Checkpoint tensors the model has no place for (only with `strict: false`). */
   unexpected: string[];
+  /** Loaded after resampling (position embeddings at another image size). */
   resized: string[];
+  /** Head parameters re-initialised because the checkpoint's class count differs (or it has no head). */
   reinitialized: string[];
+  /** Checkpoint tensors dropped on purpose, as timm does (`pre_logits`, Swin's recomputed buffers). */
   ignored: string[];
 }
 
-/** One training step's results (see StepResult in lib/train/trainer.ts). */
+/** One training step's results (public as StepResult). */
 export interface NativeStepResult {
   clsLoss: number;
   paceLoss: number;
   totalLoss: number;
+  /** Top-1 hits among the samples the cross-entropy saw. */
   correct: number;
+  /** How many samples that was (half the batch on a lazy consistency step). */
   counted: number;
+  /** With `diagnostics`: the trainable parameters' gradient L2 norm. */
   gradNorm?: number;
+  /** With `diagnostics`: mean_batch Σ_classes (f − f₀)² against the frozen backbone (same head), before the update. */
   fpDistance?: number;
 }
 

@@ -5,17 +5,10 @@ import zlib from 'node:zlib';
 import { createModel, loadIdxDataset, prepareImages, readIdx, tensor, TensorDataset, Trainer } from '../lib';
 import { makeTempDir } from './support/paths';
 import { tinyVit } from './support/synthetic';
+import { idxBytes } from './support/idx';
 
 const temp = makeTempDir('data');
 afterAll(() => temp.cleanup());
-
-function idxBytes(shape: number[], data: Uint8Array): Buffer {
-  const header = Buffer.alloc(4 + 4 * shape.length);
-  header[2] = 0x08;
-  header[3] = shape.length;
-  shape.forEach((dim, i) => header.writeUInt32BE(dim, 4 + 4 * i));
-  return Buffer.concat([header, Buffer.from(data)]);
-}
 
 describe('prepareImages', () => {
   test('grey pixels become normalised RGB, matching a hand computation', async () => {

@@ -36,6 +36,7 @@ import { FitLock } from '../lib/models/fit-lock';
 import { checkModelFitsInMemory } from '../lib/models/size';
 import { makeTempDir } from './support/paths';
 import { colourDataset, tinyVit } from './support/synthetic';
+import { idxBytes } from './support/idx';
 
 const temp = makeTempDir('errors');
 afterAll(() => temp.cleanup());
@@ -67,14 +68,6 @@ async function expectPaceError(
   expect((error as PaceError).name).toBe(Class.name);
   if (message !== undefined) expect((error as PaceError).message).toMatch(message);
   return error as PaceError;
-}
-
-function idxBytes(shape: number[], data: Uint8Array): Buffer {
-  const header = Buffer.alloc(4 + 4 * shape.length);
-  header[2] = 0x08;
-  header[3] = shape.length;
-  shape.forEach((dim, i) => header.writeUInt32BE(dim, 4 + 4 * i));
-  return Buffer.concat([header, Buffer.from(data)]);
 }
 
 describe('paceError() and the codes', () => {

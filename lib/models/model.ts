@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 import { PaceFileError, PaceNotFoundError, PaceStateError } from '../errors';
-import { nativeAddon, type NativeModelHandle, type NativeTensorHandle } from '../native';
+import { nativeAddon, type NativeLoadReport, type NativeModelHandle, type NativeTensorHandle } from '../native';
 import { parseOptions } from '../options';
 import { readTensorHeader, type TensorRecord } from '../safetensors';
 import { handleOf, Tensor } from '../tensor';
@@ -17,21 +17,8 @@ import {
   type Preprocessing,
 } from './specs';
 
-/** What {@link Model.loadWeights} did, tensor by tensor. */
-export interface LoadReport {
-  /** Model parameters set from the checkpoint. */
-  loaded: string[];
-  /** Model parameters the checkpoint lacks (only with `strict: false`; kept as initialised). */
-  missing: string[];
-  /** Checkpoint tensors the model has no place for (only with `strict: false`). */
-  unexpected: string[];
-  /** Loaded after resampling (position embeddings at another image size). */
-  resized: string[];
-  /** Head parameters re-initialised because the checkpoint's class count differs (or it has no head). */
-  reinitialized: string[];
-  /** Checkpoint tensors dropped on purpose, as timm does (`pre_logits`, Swin's recomputed buffers). */
-  ignored: string[];
-}
+/** What a weights load did, by parameter name. */
+export type LoadReport = NativeLoadReport;
 
 /** One parameter's name (timm's), shape and dtype. */
 export interface ParameterInfo {

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { TensorDataset } from '../data/dataset';
 import { PaceBusyError } from '../errors';
 import type { Model } from '../models/model';
-import { nativeAddon, type NativePaceOptions, type NativeTrainerHandle } from '../native';
+import { nativeAddon, type NativePaceOptions, type NativeStepResult, type NativeTrainerHandle } from '../native';
 import { parseOptions } from '../options';
 import { handleOf, Tensor } from '../tensor';
 import { normalizationOf, runFit, type EvaluationReport, type FitOptions, type History } from './fit';
@@ -84,19 +84,7 @@ export interface ResolvedTrainerOptions {
 }
 
 /** What one training step computed (losses of the step's forward, before the update). */
-export interface StepResult {
-  clsLoss: number;
-  paceLoss: number;
-  totalLoss: number;
-  /** Top-1 hits among the samples the cross-entropy saw. */
-  correct: number;
-  /** How many samples that was (half the batch on a lazy consistency step). */
-  counted: number;
-  /** With `diagnostics`: the trainable parameters' gradient L2 norm. */
-  gradNorm?: number;
-  /** With `diagnostics`: mean_batch Σ_classes (f − f₀)² against the frozen backbone (same head), before the update. */
-  fpDistance?: number;
-}
+export type StepResult = NativeStepResult;
 
 /** Options of {@link Trainer.trainStep}. */
 export interface TrainStepOptions {

@@ -35,6 +35,20 @@ class JsSpecFields : public models::SpecFields {
   Napi::Object spec_;
 };
 
+// { names, tensors } for tensors the caller hands over to JavaScript.
+Napi::Object namedTensorsToJs(Napi::Env env, const std::vector<NamedTensor>& tensors) {
+  Napi::Array names = Napi::Array::New(env, tensors.size());
+  Napi::Array handles = Napi::Array::New(env, tensors.size());
+  for (uint32_t i = 0; i < tensors.size(); ++i) {
+    names.Set(i, tensors[i].name);
+    handles.Set(i, TensorHandle::wrap(env, tensors[i].tensor));
+  }
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("names", names);
+  result.Set("tensors", handles);
+  return result;
+}
+
 Napi::Array namesToJs(Napi::Env env, const std::vector<std::string>& names) {
   Napi::Array array = Napi::Array::New(env, names.size());
   for (uint32_t i = 0; i < names.size(); ++i) array.Set(i, names[i]);
@@ -242,18 +256,10 @@ Napi::Value ModelHandle::stateDict(const Napi::CallbackInfo& info) {
   return guard(env, [&]() -> Napi::Value {
     auto state = live(env);
     const auto lock = lockFromJs(info.Env(), *state);
-    const auto named = state->model->named_parameters();
-    Napi::Array names = Napi::Array::New(env, named.size());
-    Napi::Array tensors = Napi::Array::New(env, named.size());
-    uint32_t i = 0;
-    for (const auto& item : named) {
-      names.Set(i, item.key());
-      tensors.Set(i++, TensorHandle::wrap(env, item.value().detach().clone()));
-    }
-    Napi::Object result = Napi::Object::New(env);
-    result.Set("names", names);
-    result.Set("tensors", tensors);
-    return result;
+    std::vector<NamedTensor> copies;
+    for (const auto& item : state->model->named_parameters())
+      copies.push_back({item.key(), item.value().detach().clone()});
+    return namedTensorsToJs(env, copies);
   });
 }
 
@@ -365,19 +371,12 @@ Napi::Value ModelHandle::gradients(const Napi::CallbackInfo& info) {
   return guard(env, [&]() -> Napi::Value {
     auto state = live(env);
     const auto lock = lockFromJs(info.Env(), *state);
-    const auto trainable = peft::trainableParameters(*state->model);
-    Napi::Array names = Napi::Array::New(env, trainable.size());
-    Napi::Array tensors = Napi::Array::New(env, trainable.size());
-    for (uint32_t i = 0; i < trainable.size(); ++i) {
-      const at::Tensor grad = trainable[i].tensor.grad();
-      names.Set(i, trainable[i].name);
-      tensors.Set(
-          i, TensorHandle::wrap(env, grad.defined() ? grad.detach().clone() : at::zeros_like(trainable[i].tensor)));
+    std::vector<NamedTensor> copies;
+    for (const auto& named : peft::trainableParameters(*state->model)) {
+      const at::Tensor grad = named.tensor.grad();
+      copies.push_back({named.name, grad.defined() ? grad.detach().clone() : at::zeros_like(named.tensor)});
     }
-    Napi::Object result = Napi::Object::New(env);
-    result.Set("names", names);
-    result.Set("tensors", tensors);
-    return result;
+    return namedTensorsToJs(env, copies);
   });
 }
 

@@ -20,6 +20,17 @@ class SpecFields {
   virtual std::vector<int64_t> integers(const char* name) const = 0;
 };
 
+// The fields every family's config has, read from a spec.
+template <typename Config>
+void readSharedFields(Config& config, const SpecFields& spec) {
+  config.imgSize = spec.integer("imgSize");
+  config.patchSize = spec.integer("patchSize");
+  config.embedDim = spec.integer("embedDim");
+  config.mlpRatio = spec.number("mlpRatio");
+  config.numClasses = spec.integer("numClasses");
+  config.dropPathRate = spec.number("dropPathRate");
+}
+
 // Reads a family's config from a spec (on the JS thread) into a builder that creates the backbone anywhere.
 using BackboneBuilder = std::function<std::shared_ptr<Backbone>()>;
 using FamilyConfigurer = BackboneBuilder (*)(const SpecFields& spec);

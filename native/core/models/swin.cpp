@@ -272,15 +272,10 @@ void SwinTransformer::filterCheckpoint(std::vector<NamedTensor>& tensors, std::v
 
 BackboneBuilder configureSwin(const SpecFields& spec) {
   SwinConfig config;
-  config.imgSize = spec.integer("imgSize");
-  config.patchSize = spec.integer("patchSize");
+  readSharedFields(config, spec);
   config.windowSize = spec.integer("windowSize");
-  config.embedDim = spec.integer("embedDim");
   config.depths = spec.integers("depths");
   config.numHeads = spec.integers("numHeads");
-  config.mlpRatio = spec.number("mlpRatio");
-  config.numClasses = spec.integer("numClasses");
-  config.dropPathRate = spec.number("dropPathRate");
   return [config] { return std::make_shared<SwinTransformer>(config); };
 }
 

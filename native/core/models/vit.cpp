@@ -117,14 +117,9 @@ std::shared_ptr<Backbone> VisionTransformer::createLike() const { return std::ma
 
 BackboneBuilder configureVit(const SpecFields& spec) {
   VitConfig config;
-  config.imgSize = spec.integer("imgSize");
-  config.patchSize = spec.integer("patchSize");
-  config.embedDim = spec.integer("embedDim");
+  readSharedFields(config, spec);
   config.depth = spec.integer("depth");
   config.numHeads = spec.integer("numHeads");
-  config.mlpRatio = spec.number("mlpRatio");
-  config.numClasses = spec.integer("numClasses");
-  config.dropPathRate = spec.number("dropPathRate");
   return [config] { return std::make_shared<VisionTransformer>(config); };
 }
 
