@@ -314,6 +314,14 @@ describe('errors around native objects', () => {
       /targets must lie in \[0, 4\); got values from 0 to 7/,
     );
 
+    // A second set of adapters is refused by the core itself, not only by Model.addAdapters.
+    await expectPaceError(
+      () => model.nativeHandle.addAdapters('loramul', 2, []),
+      PaceStateError,
+      'PACE_INVALID_STATE',
+      'the model already has adapters',
+    );
+
     // The core owns the option names: a name TypeScript's schema would stop is refused there too, listing them.
     const { NativeTrainer } = nativeAddon();
     const optimizer = { lr: 1e-3, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, clipGradNorm: 0 };

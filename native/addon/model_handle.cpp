@@ -300,10 +300,6 @@ Napi::Value ModelHandle::addAdapters(const Napi::CallbackInfo& info) {
     }
     auto state = live(env);
     const auto lock = lockFromJs(info.Env(), *state);
-    for (const auto& item : state->model->named_parameters()) {
-      if (peft::isAdapterParameter(item.key()))
-        throw jsError(env, ErrorCode::InvalidState, "the model already has adapters");
-    }
     const Napi::Array trainable = namesToJs(env, peft::addAdapters(*state->model, setup));
     reportMemory(env);
     return trainable;

@@ -146,12 +146,6 @@ torch::Tensor resamplePositionEmbedding(const torch::Tensor& posEmbed, int64_t n
                     1);
 }
 
-std::vector<NamedTensor> stateDict(Backbone& model) {
-  std::vector<NamedTensor> tensors;
-  for (const auto& item : model.named_parameters()) tensors.push_back({item.key(), item.value()});
-  return tensors;
-}
-
 LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
   const std::string ext = lowerExtension(path);
   if (ext == "pth" || ext == "pt" || ext == "bin" || ext == "ckpt" || ext == "pkl") {

@@ -24,9 +24,6 @@ struct LoadReport {
 // is always an error naming the tensor and both shapes. Nothing is changed unless the whole load succeeds.
 LoadReport loadWeights(Backbone& model, const std::string& path, bool strict);
 
-// The model's parameters under timm's names (a timm state dict: ViT and Swin >= 0.9.6 keep no buffers).
-std::vector<NamedTensor> stateDict(Backbone& model);
-
 // Maps Google's Flax ViT checkpoint names and layouts to timm's, as timm's `_load_weights` does.
 std::vector<NamedTensor> googleVitToTimm(const std::vector<NamedTensor>& arrays, int64_t depth,
                                          std::vector<std::string>& ignored);

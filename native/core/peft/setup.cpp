@@ -26,6 +26,9 @@ bool matchesTarget(const std::string& path, const std::vector<std::string>& targ
 bool isAdapterParameter(const std::string& name) { return name.find(".delta_") != std::string::npos; }
 
 std::vector<std::string> addAdapters(models::Backbone& model, const AdapterSetup& setup) {
+  for (const auto& item : model.named_parameters()) {
+    if (isAdapterParameter(item.key())) throw StateError("the model already has adapters");
+  }
   const auto linears = model.linears();
   const std::vector<std::string> headNames = model.headParameterNames();
   const std::set<std::string> head(headNames.begin(), headNames.end());

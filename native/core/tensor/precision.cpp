@@ -60,18 +60,6 @@ Precision precisionFromName(const std::string& name) {
   throw OptionError("precision must be 'fp32', 'tf32' or 'bf16'; got '" + name + "'");
 }
 
-std::string precisionName(Precision precision) {
-  switch (precision) {
-    case Precision::Fp32:
-      return "fp32";
-    case Precision::Tf32:
-      return "tf32";
-    case Precision::Bf16:
-      return "bf16";
-  }
-  return "fp32";
-}
-
 PrecisionScope::PrecisionScope(Precision precision, c10::DeviceType device)
     : device_(device),
       previousTf32CuBlas_(at::globalContext().allowTF32CuBLAS()),

@@ -12,7 +12,6 @@ namespace pace {
 enum class Precision { Fp32, Tf32, Bf16 };
 
 Precision precisionFromName(const std::string& name);  // throws pace::Error naming the accepted values
-std::string precisionName(Precision precision);
 
 // For its lifetime: TF32 allowed or not on cuBLAS/cuDNN as `precision` asks, and for Bf16 autocast to
 // bfloat16 on `device` (CUDA or CPU). The previous settings come back at the end; the autocast cache is
