@@ -69,6 +69,30 @@ describe('parity with timm (fixtures, float32 CPU, 1e-4 relative)', () => {
     ).toBeGreaterThan(1e-4);
   });
 
+  test('the CLIP-style ViT (norm_pre, bias-less patch projection, LayerNorm eps 1e-5): logits and features', async () => {
+    const clipSpec = fixtureSpec('vit_clip_tiny_test') as Extract<ModelSpecInput, { family: 'vit' }>;
+    using model = await createModel(clipSpec, { pretrained: fixture('vit_clip_tiny_test.safetensors') });
+    // Every tensor of timm's file is used and nothing is missing: norm_pre is there, patch_embed.proj.bias is not.
+    const names = readReferenceSafetensors(fixture('vit_clip_tiny_test.safetensors')).names;
+    expect([...(model.loadReport?.loaded ?? [])].sort()).toEqual([...names].sort());
+    expect(names).toContain('norm_pre.weight');
+    expect(names).not.toContain('patch_embed.proj.bias');
+    const io = await loadTensors(fixture('vit_clip_tiny_test.io.safetensors'));
+    await expectParity(model, io);
+    // The eps matters: the same weights as an original ViT (eps 1e-6, no norm_pre) are refused, and with
+    // eps 1e-6 the outputs move by more than the tolerance.
+    await expect(
+      createModel({ ...clipSpec, preNorm: false }, { pretrained: fixture('vit_clip_tiny_test.safetensors') }),
+    ).rejects.toThrow(/missing patch_embed\.proj\.bias; unexpected norm_pre\.bias, norm_pre\.weight/);
+    using wrongEps = await createModel(
+      { ...clipSpec, normEps: 1e-6 },
+      { pretrained: fixture('vit_clip_tiny_test.safetensors') },
+    );
+    using logits = await wrongEps.forward(io.tensors.input);
+    expect(relativeError(logits, io.tensors.logits)).toBeGreaterThan(1e-6);
+    disposeTensors(io.tensors);
+  });
+
   test.each(['swin_tiny_test.safetensors', 'swin_tiny_test.with-buffers.safetensors'])(
     'Swin from %s: logits and features',
     async (file) => {
@@ -90,6 +114,7 @@ describe('named configurations', () => {
   test.each([
     'vit_base_patch16_224',
     'vit_small_patch16_224',
+    'vit_base_patch16_clip_224',
     'swin_base_patch4_window7_224',
     'swin_tiny_patch4_window7_224',
   ])('%s with 100 classes has exactly the manifest names and shapes, in order', async (name) => {
@@ -124,12 +149,26 @@ describe('named configurations', () => {
     base: [128, [2, 2, 18, 2], [4, 8, 16, 32]],
   };
   const timmConfig = (name: string): ModelSpecInput => {
-    const vit = /^vit_(tiny|small|base|large)_patch(\d+)_(\d+)(_in21k)?$/.exec(name);
+    const vit = /^vit_(tiny|small|base|large)_patch(\d+)(_clip)?_(\d+)(_in21k)?$/.exec(name);
     if (vit) {
       const [embedDim, depth, numHeads] = vitSizes[vit[1]];
-      const [patchSize, imgSize] = [Number(vit[2]), Number(vit[3])];
-      const numClasses = vit[4] ? 21843 : 1000;
-      return { family: 'vit', imgSize, patchSize, embedDim, depth, numHeads, mlpRatio: 4, numClasses, dropPathRate: 0 };
+      const [patchSize, imgSize] = [Number(vit[2]), Number(vit[4])];
+      const numClasses = vit[5] ? 21843 : 1000;
+      // timm's CLIP-style ViTs: pre_norm=True with nn.LayerNorm (eps 1e-5)
+      const [preNorm, normEps] = vit[3] ? [true, 1e-5] : [false, 1e-6];
+      return {
+        family: 'vit',
+        imgSize,
+        patchSize,
+        embedDim,
+        depth,
+        numHeads,
+        mlpRatio: 4,
+        numClasses,
+        dropPathRate: 0,
+        preNorm,
+        normEps,
+      };
     }
     const swin = /^swin_(tiny|small|base)_patch4_window(\d+)_(\d+)$/.exec(name);
     if (!swin) throw new Error(`no timm configuration written for ${name}`);
@@ -156,7 +195,9 @@ describe('named configurations', () => {
       const P = spec.patchSize ?? 16;
       const tokens = ((spec.imgSize ?? 224) / P) ** 2 + 1;
       const block = 2 * D + (3 * D * D + 3 * D) + (D * D + D) + 2 * D + (4 * D * D + 4 * D) + (4 * D * D + D);
-      return 3 * P * P * D + D + D + tokens * D + spec.depth * block + 2 * D + classes * D + classes;
+      // pre-norm (CLIP-style): a norm_pre LayerNorm, and the patch projection without its bias
+      const preNorm = spec.preNorm ? 2 * D - D : 0;
+      return 3 * P * P * D + D + D + tokens * D + preNorm + spec.depth * block + 2 * D + classes * D + classes;
     }
     const w = spec.windowSize ?? 7;
     let C = spec.embedDim;
@@ -173,6 +214,12 @@ describe('named configurations', () => {
   };
 
   test('the parameter-count formula gives the counts timm reports (facts sheet §0)', () => {
+    // The CLIP-style ViT-B/16 with 100 classes: the sum of its manifest's shapes (timm's own state dict).
+    const clipManifest: Record<string, number[]> = JSON.parse(
+      fs.readFileSync(fixture('manifest.vit_base_patch16_clip_224.num_classes100.json'), 'utf8'),
+    );
+    const clipCount = Object.values(clipManifest).reduce((sum, shape) => sum + shape.reduce((n, d) => n * d, 1), 0);
+    expect(timmParameterCount({ ...timmConfig('vit_base_patch16_clip_224'), numClasses: 100 })).toBe(clipCount);
     const counts: [string, number][] = [
       ['vit_tiny_patch16_224', 5717416],
       ['vit_small_patch16_224', 22050664],
@@ -192,7 +239,7 @@ describe('named configurations', () => {
 
   test("every listed name resolves to timm's configuration, with or without a tag; the smallest build to it", async () => {
     const names = listModels();
-    expect(names).toHaveLength(26);
+    expect(names).toHaveLength(30);
     expect(names).toEqual(
       expect.arrayContaining(['vit_tiny_patch16_224', 'vit_large_patch32_384', 'swin_small_patch4_window12_384']),
     );

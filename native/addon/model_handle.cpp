@@ -25,6 +25,11 @@ class JsSpecFields : public models::SpecFields {
   std::vector<int64_t> integers(const char* name) const override {
     return shapeFromJs(spec_.Get(name), std::string("spec.") + name);
   }
+  bool flag(const char* name) const override {
+    const Napi::Value value = spec_.Get(name);
+    if (!value.IsBoolean()) throw OptionError(std::string("spec.") + name + " must be a boolean");
+    return value.As<Napi::Boolean>().Value();
+  }
 
  private:
   Napi::Number field(const char* name) const {

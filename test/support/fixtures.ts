@@ -7,9 +7,12 @@ import { fixturesDir } from './paths';
 /** A file of the shared parity fixtures. */
 export const fixture = (name: string): string => path.join(fixturesDir, name);
 
-/** The fixtures' index.json: each fixture's configuration. */
+/** The fixtures' index.json and index.clip.json (the CLIP-style ViT's): each fixture's configuration. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const fixtureIndex: Record<string, any> = JSON.parse(fs.readFileSync(fixture('index.json'), 'utf8'));
+export const fixtureIndex: Record<string, any> = {
+  ...JSON.parse(fs.readFileSync(fixture('index.json'), 'utf8')),
+  ...JSON.parse(fs.readFileSync(fixture('index.clip.json'), 'utf8')),
+};
 
 /** The adapter type of a PACE fixture, from the reference's name for it in index.json. */
 export function fixtureAdapterType(name: string): AdapterType {
@@ -25,7 +28,8 @@ export function fixtureAdapterType(name: string): AdapterType {
 export function fixtureSpec(name: string): ModelSpecInput {
   const entry = fixtureIndex[name];
   const c = entry.config;
-  const vit = entry.kind === 'vit' || entry.backbone === 'VisionTransformer';
+  const clip = entry.kind === 'vit_clip' || entry.backbone === 'VisionTransformerCLIP';
+  const vit = clip || entry.kind === 'vit' || entry.backbone === 'VisionTransformer';
   return vit
     ? {
         family: 'vit',
@@ -35,6 +39,7 @@ export function fixtureSpec(name: string): ModelSpecInput {
         depth: c.depth,
         numHeads: c.num_heads,
         numClasses: c.num_classes,
+        ...(clip && { preNorm: c.pre_norm === true, normEps: c.norm_eps }),
       }
     : {
         family: 'swin',

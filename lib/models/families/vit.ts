@@ -18,10 +18,29 @@ export const VitSpecSchema = z
     numClasses: z.number().int().min(0).default(1000),
     /** Stochastic depth, rising linearly over the blocks (timm's default for ViT: 0). */
     dropPathRate: z.number().min(0).lt(1).default(0),
+    /**
+     * The CLIP-style ViT (timm's `pre_norm=True`, the `vit_*_clip_*` models such as the paper's Laion-2B backbone):
+     * a LayerNorm `norm_pre` before the blocks and no bias on the patch projection.
+     */
+    preNorm: z.boolean().default(false),
+    /** Every LayerNorm's eps: 1e-6 for the original ViT, nn.LayerNorm's 1e-5 for the CLIP-style one. */
+    normEps: z.number().positive().default(1e-6),
   })
   .strict();
 
 export type VitSpec = z.output<typeof VitSpecSchema>;
+
+/** OpenAI CLIP's normalisation, which timm's CLIP-style ViTs use. */
+const clipMean: [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
+const clipStd: [number, number, number] = [0.26862954, 0.26130258, 0.27577711];
+
+/** timm's CLIP-style ViTs: name → size, patch and image size. */
+const clipPresets = {
+  vit_base_patch32_clip_224: { embedDim: 768, depth: 12, numHeads: 12, patchSize: 32, imgSize: 224 },
+  vit_base_patch16_clip_224: { embedDim: 768, depth: 12, numHeads: 12, patchSize: 16, imgSize: 224 },
+  vit_base_patch16_clip_384: { embedDim: 768, depth: 12, numHeads: 12, patchSize: 16, imgSize: 384 },
+  vit_large_patch14_clip_224: { embedDim: 1024, depth: 24, numHeads: 16, patchSize: 14, imgSize: 224 },
+} as const;
 
 const sizes = {
   tiny: { embedDim: 192, depth: 12, numHeads: 3 },
@@ -51,11 +70,14 @@ export const vitFamily: BackboneFamily<typeof VitSpecSchema> = {
         }
       }
     }
+    for (const [name, dims] of Object.entries(clipPresets)) {
+      presets.set(name, VitSpecSchema.parse({ family: 'vit', ...dims, preNorm: true, normEps: 1e-5 }));
+    }
     return presets;
   },
   preprocessing: (spec) => ({
-    mean: [0.5, 0.5, 0.5],
-    std: [0.5, 0.5, 0.5],
+    mean: spec.preNorm ? clipMean : [0.5, 0.5, 0.5],
+    std: spec.preNorm ? clipStd : [0.5, 0.5, 0.5],
     interpolation: 'bicubic',
     cropPct: cropPctFor(spec.imgSize),
     imgSize: spec.imgSize,
@@ -66,6 +88,10 @@ export const vitFamily: BackboneFamily<typeof VitSpecSchema> = {
     const grid = Math.floor(s.imgSize / s.patchSize);
     const block = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (d * hidden + hidden) + (hidden * d + d);
     const head = s.numClasses > 0 ? s.numClasses * d + s.numClasses : 0;
-    return 3 * s.patchSize ** 2 * d + d + d + (grid * grid + 1) * d + s.depth * block + 2 * d + head;
+    // patch projection (its bias only without pre-norm), class token, position embedding, norm_pre (pre-norm
+    // only), the blocks, the final norm and the head
+    const patchBias = s.preNorm ? 0 : d;
+    const normPre = s.preNorm ? 2 * d : 0;
+    return 3 * s.patchSize ** 2 * d + patchBias + d + (grid * grid + 1) * d + normPre + s.depth * block + 2 * d + head;
   },
 };

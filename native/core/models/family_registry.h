@@ -18,6 +18,7 @@ class SpecFields {
   virtual int64_t integer(const char* name) const = 0;
   virtual double number(const char* name) const = 0;
   virtual std::vector<int64_t> integers(const char* name) const = 0;
+  virtual bool flag(const char* name) const = 0;
 };
 
 // The fields every family's config has, read from a spec.

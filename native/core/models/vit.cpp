@@ -7,10 +7,6 @@
 
 namespace pace::models {
 
-namespace {
-constexpr double kLayerNormEps = 1e-6;
-}
-
 void VitConfig::validate() const {
   const auto positive = [](int64_t value, const char* name) {
     if (value < 1)
@@ -30,6 +26,7 @@ void VitConfig::validate() const {
   if (!(mlpRatio > 0)) throw OptionError("vit config: mlpRatio must be > 0");
   if (numClasses < 0) throw OptionError("vit config: numClasses must be >= 0");
   if (!(dropPathRate >= 0 && dropPathRate < 1)) throw OptionError("vit config: dropPathRate must be in [0, 1)");
+  if (!(normEps > 0)) throw OptionError("vit config: normEps must be > 0");
 }
 
 VitAttentionImpl::VitAttentionImpl(int64_t dim, int64_t numHeads_) : numHeads(numHeads_) {
@@ -41,11 +38,11 @@ torch::Tensor VitAttentionImpl::forward(const torch::Tensor& x, ForwardContext& 
   return proj(qkvAttention(qkv(x, context), numHeads), context);
 }
 
-VitBlockImpl::VitBlockImpl(int64_t dim, int64_t numHeads, double mlpRatio, double dropPathRate_)
+VitBlockImpl::VitBlockImpl(int64_t dim, int64_t numHeads, double mlpRatio, double dropPathRate_, double normEps)
     : dropPathRate(dropPathRate_) {
-  norm1 = register_module("norm1", layerNorm(dim, kLayerNormEps));
+  norm1 = register_module("norm1", layerNorm(dim, normEps));
   attn = register_module("attn", VitAttention(dim, numHeads));
-  norm2 = register_module("norm2", layerNorm(dim, kLayerNormEps));
+  norm2 = register_module("norm2", layerNorm(dim, normEps));
   mlp = register_module("mlp", Mlp(dim, static_cast<int64_t>(dim * mlpRatio)));
 }
 
@@ -54,8 +51,9 @@ torch::Tensor VitBlockImpl::forward(const torch::Tensor& input, ForwardContext& 
   return x + context.dropPath(mlp(norm2(x), context), dropPathRate, is_training());
 }
 
-VitPatchEmbedImpl::VitPatchEmbedImpl(int64_t patchSize, int64_t embedDim) {
-  proj = register_module("proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, embedDim, patchSize).stride(patchSize)));
+VitPatchEmbedImpl::VitPatchEmbedImpl(int64_t patchSize, int64_t embedDim, bool bias) {
+  proj = register_module(
+      "proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, embedDim, patchSize).stride(patchSize).bias(bias)));
 }
 
 torch::Tensor VitPatchEmbedImpl::forward(const torch::Tensor& images) {
@@ -64,15 +62,16 @@ torch::Tensor VitPatchEmbedImpl::forward(const torch::Tensor& images) {
 
 VisionTransformer::VisionTransformer(const VitConfig& config_) : config((config_.validate(), config_)) {
   const int64_t grid = config.imgSize / config.patchSize;
-  patch_embed = register_module("patch_embed", VitPatchEmbed(config.patchSize, config.embedDim));
+  patch_embed = register_module("patch_embed", VitPatchEmbed(config.patchSize, config.embedDim, !config.preNorm));
   cls_token = register_parameter("cls_token", torch::zeros({1, 1, config.embedDim}));
   pos_embed = register_parameter("pos_embed", torch::zeros({1, grid * grid + 1, config.embedDim}));
+  if (config.preNorm) norm_pre = register_module("norm_pre", layerNorm(config.embedDim, config.normEps));
   blocks = register_module("blocks", torch::nn::ModuleList());
   const std::vector<double> rates = linearDropPathRates(config.dropPathRate, config.depth);
   for (int64_t i = 0; i < config.depth; ++i) {
-    blocks->push_back(VitBlock(config.embedDim, config.numHeads, config.mlpRatio, rates[i]));
+    blocks->push_back(VitBlock(config.embedDim, config.numHeads, config.mlpRatio, rates[i], config.normEps));
   }
-  norm = register_module("norm", layerNorm(config.embedDim, kLayerNormEps));
+  norm = register_module("norm", layerNorm(config.embedDim, config.normEps));
   if (config.numClasses > 0) {
     head = register_module("head", Linear(config.embedDim, config.numClasses));
     head->isHead = true;
@@ -87,6 +86,7 @@ torch::Tensor VisionTransformer::forwardFeatures(const torch::Tensor& images, Fo
   checkImages(images);
   torch::Tensor x = patch_embed(images);
   x = torch::cat({cls_token.expand({x.size(0), -1, -1}), x}, 1) + pos_embed;
+  if (norm_pre) x = norm_pre(x);
   for (size_t i = 0; i < blocks->size(); ++i) {
     x = context.duplicateBatchBefore(x, static_cast<int64_t>(i));
     x = (*blocks)[i]->as<VitBlock>()->forward(x, context);
@@ -120,6 +120,8 @@ BackboneBuilder configureVit(const SpecFields& spec) {
   readSharedFields(config, spec);
   config.depth = spec.integer("depth");
   config.numHeads = spec.integer("numHeads");
+  config.preNorm = spec.flag("preNorm");
+  config.normEps = spec.number("normEps");
   return [config] { return std::make_shared<VisionTransformer>(config); };
 }
 
