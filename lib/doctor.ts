@@ -52,6 +52,17 @@ export interface DoctorReport {
   };
   /** The addon's AVX2 attention kernels run on this CPU (float32 attention on the CPU uses them). */
   cpuAttentionKernels: boolean;
+  /** `precision: 'bf16'` on the CPU. */
+  cpuBf16: {
+    /** The CPU has bf16 arithmetic units (AVX-512 BF16 or AMX-BF16). */
+    units: boolean;
+    /** It has AMX tiles. */
+    amx: boolean;
+    /** Where libtorch's bf16 matrix products run: oneDNN (fast) or ATen's own loops (slower than float32). */
+    gemm: 'onednn' | 'aten';
+    /** That path in words. */
+    reason: string;
+  };
   /** libtorch's own parallelism report (`at::get_parallel_info()`). */
   parallelInfo: string;
   /** libtorch's build configuration (`at::show_config()`). */
@@ -85,6 +96,8 @@ const GemmOptionsSchema = z
     device: z.string().min(1).default('cpu'),
     /** Intra-op threads for this measurement only; 0 keeps the current setting ({@link setThreads}). */
     threads: z.number().int().min(0).max(1024).default(0),
+    /** `bfloat16` measures the bf16 path `precision: 'bf16'` takes. */
+    dtype: z.enum(['float32', 'bfloat16']).default('float32'),
   })
   .strict();
 
@@ -99,6 +112,7 @@ export interface GemmMeasurement {
   /** Achieved GFLOP/s (2n³ per product). */
   gflops: number;
   device: string;
+  dtype: 'float32' | 'bfloat16';
   /** Intra-op threads it ran with. */
   threads: number;
 }
@@ -109,8 +123,8 @@ export interface GemmMeasurement {
  * hundreds of GFLOP/s; the reference BLAS a few.
  */
 export async function measureGemm(options: GemmOptions = {}): Promise<GemmMeasurement> {
-  const { size, seconds, device, threads } = parseOptions(GemmOptionsSchema, options, 'options');
-  return nativeAddon().measureGemm(size, seconds, device, threads);
+  const { size, seconds, device, threads, dtype } = parseOptions(GemmOptionsSchema, options, 'options');
+  return nativeAddon().measureGemm(size, seconds, device, threads, dtype);
 }
 
 /** The report as a short, human-readable text (what `pace doctor` prints). */
@@ -130,10 +144,11 @@ export function formatDoctorReport(report: DoctorReport, gemm?: GemmMeasurement 
     `onednn     ${report.blas.onednn ? `${report.blas.onednn} (convolutions)` : 'not built'}`,
     `threads    intra-op ${report.threads.intraOp}, inter-op ${report.threads.interOp} (unused), ${report.threads.available} CPU(s) available of ${report.threads.hardware}`,
     `           the addon's own loops: ${report.threads.coreLoops} thread(s); CPU attention kernels: ${report.cpuAttentionKernels ? 'AVX2' : 'none (ATen products)'}`,
+    `cpu bf16   ${report.cpuBf16.units ? `bf16 units${report.cpuBf16.amx ? ' (AMX)' : ''}` : 'no bf16 units'}; products: ${report.cpuBf16.reason}`,
   ];
   for (const measured of gemms) {
     lines.push(
-      `gemm       ${measured.gflops.toFixed(1)} GFLOP/s with ${measured.threads} thread(s) (${measured.size}×${measured.size} float32 on ${measured.device}, ${measured.iterations} products in ${measured.seconds.toFixed(2)} s)`,
+      `gemm       ${measured.gflops.toFixed(1)} GFLOP/s with ${measured.threads} thread(s) (${measured.size}×${measured.size} ${measured.dtype} on ${measured.device}, ${measured.iterations} products in ${measured.seconds.toFixed(2)} s)`,
     );
   }
   for (const warning of report.warnings) lines.push(`warning    ${warning}`);

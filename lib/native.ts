@@ -34,6 +34,7 @@ export interface NativeDoctorReport {
   threads: { intraOp: number; interOp: number; hardware: number; available: number; coreLoops: number };
   parallelInfo: string;
   cpuAttentionKernels: boolean;
+  cpuBf16: { units: boolean; amx: boolean; gemm: 'onednn' | 'aten'; reason: string };
   buildConfig: string;
   warnings: string[];
 }
@@ -44,6 +45,7 @@ export interface NativeGemmMeasurement {
   seconds: number;
   gflops: number;
   device: string;
+  dtype: 'float32' | 'bfloat16';
   threads: number;
 }
 
@@ -218,7 +220,13 @@ export interface NativeAddon {
     metadata: Record<string, string> | null,
   ): Promise<void>;
   doctor(): NativeDoctorReport;
-  measureGemm(size: number, seconds: number, device: string, threads: number): Promise<NativeGemmMeasurement>;
+  measureGemm(
+    size: number,
+    seconds: number,
+    device: string,
+    threads: number,
+    dtype: 'float32' | 'bfloat16',
+  ): Promise<NativeGemmMeasurement>;
   setThreads(intraOp: number): void;
   threads(): { intraOp: number; available: number };
   setPaceLinearStrategy(strategy: string): void;

@@ -38,13 +38,20 @@ Napi::Value doctorJs(const Napi::CallbackInfo& info) {
     result.Set("threads", threads);
     result.Set("parallelInfo", report.parallelInfo);
     result.Set("cpuAttentionKernels", report.cpuAttentionKernels);
+    Napi::Object cpuBf16 = Napi::Object::New(env);
+    cpuBf16.Set("units", report.cpuBf16.units);
+    cpuBf16.Set("amx", report.cpuBf16.amx);
+    cpuBf16.Set("gemm", report.cpuBf16.gemm);
+    cpuBf16.Set("reason", report.cpuBf16.reason);
+    result.Set("cpuBf16", cpuBf16);
     result.Set("buildConfig", report.buildConfig);
     result.Set("warnings", warnings);
     return result;
   });
 }
 
-// measureGemm(size, seconds, device) -> Promise<{ size, iterations, seconds, gflops, device }>, off the JS thread.
+// measureGemm(size, seconds, device, threads?, dtype?) -> Promise<{ size, iterations, seconds, gflops, device,
+// dtype, threads }>, off the JS thread.
 Napi::Value measureGemmJs(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
@@ -52,8 +59,9 @@ Napi::Value measureGemmJs(const Napi::CallbackInfo& info) {
     const double seconds = info[1].ToNumber().DoubleValue();
     const std::string device = stringFromJs(info[2], "device");
     const int threads = info[3].IsUndefined() ? 0 : info[3].ToNumber().Int32Value();
+    const at::ScalarType dtype = info[4].IsUndefined() ? at::kFloat : dtypeFromJs(info[4], "dtype");
     return runAsync(
-        env, "pace.measureGemm", [=] { return measureGemm(size, seconds, device, threads); },
+        env, "pace.measureGemm", [=] { return measureGemm(size, seconds, device, threads, dtype); },
         [](Napi::Env env, GemmMeasurement& m) -> Napi::Value {
           Napi::Object result = Napi::Object::New(env);
           result.Set("size", m.size);
@@ -61,6 +69,7 @@ Napi::Value measureGemmJs(const Napi::CallbackInfo& info) {
           result.Set("seconds", m.seconds);
           result.Set("gflops", m.gflops);
           result.Set("device", m.device);
+          result.Set("dtype", m.dtype);
           result.Set("threads", m.threads);
           return result;
         });

@@ -11,6 +11,8 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "cpu/small_gemm.h"
@@ -114,6 +116,41 @@ int countCudaDevices() {
 
 // Runs one of the core's parallel loops and counts the threads it got: 1 when the core was compiled without
 // the OpenMP libtorch parallelises with (cmake/PaceOpenMP.cmake), whatever the intra-op setting says.
+std::set<std::string> cpuFlags() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  std::set<std::string> flags;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream words(line.substr(line.find(':') + 1));
+    for (std::string flag; words >> flag;) flags.insert(flag);
+    break;
+  }
+  return flags;
+}
+
+// libtorch 1.13-2.x send bf16 CPU matrix products to oneDNN when it is built in and the CPU has AVX-512 (BW, VL,
+// DQ: mkldnn_bf16_device_check); otherwise to ATen's own loops, which are many times slower than float32.
+CpuBf16Info cpuBf16Info() {
+  const std::set<std::string> flags = cpuFlags();
+  const auto has = [&](const char* flag) { return flags.count(flag) > 0; };
+  CpuBf16Info info;
+  info.amx = has("amx_bf16");
+  info.units = has("avx512_bf16") || info.amx;
+  const bool avx512 = has("avx512bw") && has("avx512vl") && has("avx512dq");
+  if (at::hasMKLDNN() && avx512) {
+    info.gemm = "onednn";
+    info.reason = info.amx     ? "oneDNN on the CPU's AMX-BF16 tiles"
+                  : info.units ? "oneDNN on the CPU's AVX-512 BF16 units"
+                               : "oneDNN with AVX-512, converting bf16 in software (no bf16 units)";
+  } else {
+    info.gemm = "aten";
+    info.reason = at::hasMKLDNN() ? "libtorch's own loops: this CPU lacks AVX-512 (BW/VL/DQ); prefer fp32"
+                                  : "libtorch's own loops: libtorch was built without oneDNN; prefer fp32";
+  }
+  return info;
+}
+
 int measureCoreLoopThreads() {
   std::atomic<int> seen{0};
   at::parallel_for(0, 1 << 16, 1, [&](int64_t, int64_t) {
@@ -141,6 +178,7 @@ DoctorReport collectDoctorReport() {
   report.availableCpus = availableCpus();
   report.coreLoopThreads = measureCoreLoopThreads();
   report.cpuAttentionKernels = kernels::avx2KernelsAvailable();
+  report.cpuBf16 = cpuBf16Info();
   if (at::hasMKLDNN()) {
     const auto at = report.buildConfig.find("MKL-DNN v");
     report.onednn = at == std::string::npos
@@ -172,7 +210,9 @@ DoctorReport collectDoctorReport() {
   return report;
 }
 
-GemmMeasurement measureGemm(int size, double minSeconds, const std::string& device, int threads) {
+GemmMeasurement measureGemm(int size, double minSeconds, const std::string& device, int threads, at::ScalarType dtype) {
+  if (dtype != at::kFloat && dtype != at::kBFloat16)
+    throw OptionError("measureGemm: dtype must be float32 or bfloat16");
   if (size < 1 || size > 16384)
     throw OptionError("measureGemm: size must be between 1 and 16384, got " + std::to_string(size));
   if (!(minSeconds >= 0 && minSeconds <= 600))
@@ -188,7 +228,7 @@ GemmMeasurement measureGemm(int size, double minSeconds, const std::string& devi
     ~ThreadsOverride() { at::set_num_threads(previous); }
   } override(threads);
   const at::Device target(device);
-  const auto options = at::TensorOptions().dtype(at::kFloat).device(target);
+  const auto options = at::TensorOptions().dtype(dtype).device(target);
   const at::Tensor a = at::randn({size, size}, options);
   const at::Tensor b = at::randn({size, size}, options);
   at::Tensor c = at::matmul(a, b);  // warm-up: first call pays for thread pools and BLAS initialisation
@@ -199,6 +239,7 @@ GemmMeasurement measureGemm(int size, double minSeconds, const std::string& devi
   GemmMeasurement result;
   result.size = size;
   result.device = target.str();
+  result.dtype = dtype == at::kBFloat16 ? "bfloat16" : "float32";
   result.threads = at::get_num_threads();
   double elapsed = 0;
   do {

@@ -1,4 +1,6 @@
 #pragma once
+#include <c10/core/ScalarType.h>
+
 #include <string>
 #include <vector>
 
@@ -9,6 +11,14 @@ struct BlasInfo {
   std::string library;    // resolved path of the BLAS shared library in this process, when one is loaded
   std::string detail;     // e.g. OpenBLAS's own configuration string
   std::string threading;  // "openmp", "pthreads", "sequential" or ""
+};
+
+// bfloat16 on the CPU: whether it has bf16 arithmetic units and which path libtorch's bf16 GEMMs take.
+struct CpuBf16Info {
+  bool units = false;  // AVX-512 BF16 (avx512_bf16) or AMX-BF16 (amx_bf16) in /proc/cpuinfo
+  bool amx = false;    // AMX tiles (Sapphire Rapids and later)
+  std::string gemm;    // "onednn" (bf16 products through oneDNN) or "aten" (libtorch's own slow loops)
+  std::string reason;  // why that path, in words
 };
 
 struct DoctorReport {
@@ -23,6 +33,7 @@ struct DoctorReport {
   int coreLoopThreads = 0;           // threads the core's own parallel loops (weight builds, CPU attention) really get
   bool cpuAttentionKernels = false;  // the AVX2 attention kernels run here (models/cpu_attention.h)
   std::string onednn;                // oneDNN (MKL-DNN) version libtorch was built with, "" when none
+  CpuBf16Info cpuBf16;
   std::string parallelInfo;
   std::string buildConfig;
   std::vector<std::string> warnings;
@@ -36,12 +47,15 @@ struct GemmMeasurement {
   double seconds = 0;
   double gflops = 0;
   std::string device;
-  int threads = 0;  // intra-op threads it ran with
+  std::string dtype;  // "float32" or "bfloat16"
+  int threads = 0;    // intra-op threads it ran with
 };
 
-// Multiplies two size×size float32 matrices repeatedly for at least `minSeconds`: the number that tells
-// a fast BLAS from the reference one, and a long computation to prove work runs off the JS thread.
-// threads > 0: with that many intra-op threads on the measuring thread (the setting is restored afterwards).
-GemmMeasurement measureGemm(int size, double minSeconds, const std::string& device, int threads = 0);
+// Multiplies two size×size matrices of `dtype` (float32 or bfloat16) repeatedly for at least `minSeconds`: the
+// number that tells a fast BLAS from the reference one (and the CPU's bf16 path from a slow one), and a long
+// computation to prove work runs off the JS thread. threads > 0: with that many intra-op threads on the
+// measuring thread (the setting is restored afterwards).
+GemmMeasurement measureGemm(int size, double minSeconds, const std::string& device, int threads = 0,
+                            at::ScalarType dtype = at::kFloat);
 
 }  // namespace pace
