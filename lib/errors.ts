@@ -13,6 +13,7 @@ export const PACE_ERROR_CODES = [
   'PACE_BUSY',
   'PACE_DIVERGED',
   'PACE_UNSUPPORTED',
+  'PACE_NETWORK',
   'PACE_INTERNAL',
 ] as const;
 
@@ -92,6 +93,17 @@ export class PaceUnsupportedError extends PaceError {
   }
 }
 
+/**
+ * A download that could not be done: the server could not be reached or stopped answering, refused access (401/403:
+ * a gated or private repository, a missing or refused token), answered with an error, or offline mode
+ * (`HF_HUB_OFFLINE=1`) forbids the request a file missing from the cache needs.
+ */
+export class PaceNetworkError extends PaceError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('PACE_NETWORK', message, options);
+  }
+}
+
 /** A failure pace-peft did not anticipate (libtorch's own error text is kept in the message). */
 export class PaceInternalError extends PaceError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -109,6 +121,7 @@ const classByCode: Record<PaceErrorCode, new (message: string) => PaceError> = {
   PACE_BUSY: PaceBusyError,
   PACE_DIVERGED: PaceDivergedError,
   PACE_UNSUPPORTED: PaceUnsupportedError,
+  PACE_NETWORK: PaceNetworkError,
   PACE_INTERNAL: PaceInternalError,
 };
 

@@ -13,6 +13,7 @@ export {
   PaceBusyError,
   PaceDivergedError,
   PaceUnsupportedError,
+  PaceNetworkError,
   PaceInternalError,
   paceError,
   PACE_ERROR_CODES,
@@ -64,6 +65,15 @@ export {
   type SwinSpec,
   type Preprocessing,
 } from './models/specs';
+export {
+  downloadPretrained,
+  DownloadPretrainedOptionsSchema,
+  type DownloadPretrainedOptions,
+  type PretrainedWeights,
+} from './hub/download';
+export { listPretrained, type PretrainedInfo } from './hub/catalog';
+export { parsePretrainedName, isPretrainedName, type PretrainedRef } from './hub/names';
+export { type DownloadProgress } from './hub/progress';
 export { AdapterTypeSchema, type AdapterType, type AdapterOptions, type AdapterConfig } from './models/adapters';
 export {
   Trainer,

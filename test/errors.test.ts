@@ -15,6 +15,7 @@ import {
   PaceFileError,
   PaceInputError,
   PaceInternalError,
+  PaceNetworkError,
   PaceNotFoundError,
   PaceOptionError,
   PaceShapeError,
@@ -81,6 +82,7 @@ describe('paceError() and the codes', () => {
     PACE_BUSY: PaceBusyError,
     PACE_DIVERGED: PaceDivergedError,
     PACE_UNSUPPORTED: PaceUnsupportedError,
+    PACE_NETWORK: PaceNetworkError,
     PACE_INTERNAL: PaceInternalError,
   };
 

@@ -1,6 +1,8 @@
 import { z } from 'zod';
 
-import { PaceFileError, PaceNotFoundError, PaceStateError } from '../errors';
+import { PaceFileError, PaceNotFoundError, PaceOptionError, PaceStateError } from '../errors';
+import { downloadPretrained, DownloadPretrainedOptionsSchema, type PretrainedWeights } from '../hub/download';
+import { isPretrainedName } from '../hub/names';
 import { nativeAddon, type NativeLoadReport, type NativeModelHandle, type NativeTensorHandle } from '../native';
 import { parseOptions } from '../options';
 import { readTensorHeader, type TensorRecord } from '../safetensors';
@@ -38,8 +40,14 @@ const CreateOptionsSchema = z
   .object({
     numClasses: z.number().int().min(0).optional(),
     imgSize: z.number().int().min(1).optional(),
-    /** A checkpoint to load: timm safetensors or Google's ViT `.npz`. */
-    pretrained: z.string().min(1).optional(),
+    /**
+     * Weights to load: `true` (the Hub's weights for the model's name, timm's default tag when it has none), a
+     * pretrained name (`'vit_base_patch16_224.augreg_in21k'`, `'hf-hub:timm/...'`; downloaded into the shared
+     * cache, or found there), or a checkpoint file: timm safetensors or Google's ViT `.npz`.
+     */
+    pretrained: z.union([z.boolean(), z.string().min(1)]).optional(),
+    /** Where and how weights by name are fetched (cache, endpoint, token, offline, revision, progress). */
+    hub: DownloadPretrainedOptionsSchema.optional(),
     dropPathRate: z.number().min(0).lt(1).optional(),
     device: z.string().min(1).default('cpu'),
     /** Passed to loadWeights for `pretrained`. */
@@ -70,15 +78,17 @@ export class Model implements Disposable {
   readonly preprocessing: Preprocessing;
   /** The report of the `pretrained` load, when there was one. */
   loadReport?: LoadReport;
+  /** Where weights loaded by name came from (repository, commit, file, labels), when they were. */
+  pretrainedFrom?: PretrainedWeights;
   /** The adapters added by {@link Model.addAdapters}, if any. */
   adapters?: AdapterConfig;
 
   /** @internal */
-  constructor(handle: NativeModelHandle, spec: ModelSpec, name: string) {
+  constructor(handle: NativeModelHandle, spec: ModelSpec, name: string, preprocessing?: Preprocessing) {
     this.#native = handle;
     this.spec = spec;
     this.name = name;
-    this.preprocessing = preprocessingFor(spec);
+    this.preprocessing = preprocessing ?? preprocessingFor(spec);
   }
 
   /**
@@ -216,7 +226,7 @@ export class Model implements Disposable {
    * same eval-mode outputs at the backbone's own cost. `saveWeights` on it gives a timm-loadable file.
    */
   async merged(): Promise<Model> {
-    const copy = new Model(await this.#use('merged').merged(), this.spec, this.name);
+    const copy = new Model(await this.#use('merged').merged(), this.spec, this.name, this.preprocessing);
     return copy;
   }
 
@@ -243,13 +253,15 @@ export class Model implements Disposable {
 
 /**
  * Creates a backbone from a timm name (`'vit_base_patch16_224'`, `'swin_base_patch4_window7_224'`, tags
- * such as `.augreg2_in21k_ft_in1k` accepted) or a spec, optionally loading `pretrained` weights.
+ * such as `.augreg2_in21k_ft_in1k` accepted) or a spec, optionally loading `pretrained` weights. Weights by name
+ * (`pretrained: true` or a pretrained name) bring their head's class count (unless `numClasses` or the spec gives
+ * one) and their preprocessing (mean, std, interpolation, crop) from the repository's `config.json`.
  */
 export async function createModel(
   nameOrSpec: string | ModelSpecInput,
   options: CreateModelOptions = {},
 ): Promise<Model> {
-  const { numClasses, imgSize, pretrained, dropPathRate, device, strict, seed } = parseOptions(
+  const { numClasses, imgSize, pretrained, hub, dropPathRate, device, strict, seed } = parseOptions(
     CreateOptionsSchema,
     options,
     'options',
@@ -268,13 +280,29 @@ export async function createModel(
   const overrides = Object.fromEntries(
     Object.entries({ numClasses, imgSize, dropPathRate }).filter(([, value]) => value !== undefined),
   );
-  const spec = parseOptions(ModelSpecSchema, { ...base, ...overrides }, 'spec');
+  let spec = parseOptions(ModelSpecSchema, { ...base, ...overrides }, 'spec');
   checkModelFitsInMemory(spec);
-  const model = new Model(await nativeAddon().createModel(spec, seed), spec, name);
+  let fromHub: PretrainedWeights | undefined;
+  if (pretrained === true || (typeof pretrained === 'string' && isPretrainedName(pretrained))) {
+    if (pretrained === true && typeof nameOrSpec !== 'string') {
+      throw new PaceOptionError(
+        "options.pretrained: true needs a model name; with a spec, name the weights ('hf-hub:org/name') or give a file",
+      );
+    }
+    fromHub = await downloadPretrained(pretrained === true ? (nameOrSpec as string) : pretrained, hub);
+    const classesGiven =
+      numClasses !== undefined || (typeof nameOrSpec !== 'string' && nameOrSpec.numClasses !== undefined);
+    if (!classesGiven) spec = parseOptions(ModelSpecSchema, { ...spec, numClasses: fromHub.numClasses }, 'spec');
+    checkModelFitsInMemory(spec);
+  }
+  const preprocessing = fromHub && { ...fromHub.preprocessing, imgSize: spec.imgSize };
+  const model = new Model(await nativeAddon().createModel(spec, seed), spec, name, preprocessing);
   try {
     if (device !== 'cpu') model.to(device);
     model.eval();
-    if (pretrained) model.loadReport = await model.loadWeights(pretrained, { strict });
+    const weights = fromHub ? fromHub.file : typeof pretrained === 'string' ? pretrained : undefined;
+    if (weights) model.loadReport = await model.loadWeights(weights, { strict });
+    model.pretrainedFrom = fromHub;
   } catch (error) {
     model.dispose();
     throw error;

@@ -1,0 +1,150 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { getRepoFolderName } from '@huggingface/hub';
+
+/** A full commit hash, as the cache names snapshots. */
+export const COMMIT_HASH = /^[0-9a-f]{40}$/;
+/** A blob name: a git object id (40 hex digits) or an LFS file's SHA-256 (64). */
+const BLOB_NAME = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
+/** Temporary files older than this are left over by a killed process and are removed. */
+const STALE_MS = 24 * 3600 * 1000;
+
+const isMissing = (error: unknown) => ['ENOENT', 'ENOTDIR'].includes((error as { code?: string }).code ?? '');
+
+/**
+ * One model repository in the cache, in huggingface_hub's layout (so Python and pace-peft share files):
+ *
+ *     <cacheDir>/models--<org>--<name>/
+ *       blobs/<etag>                   the file's bytes; etag = the SHA-256 of an LFS file, else its git object id
+ *       snapshots/<commit>/<file>      a relative symbolic link to ../../blobs/<etag>
+ *       refs/<revision>                the commit the revision (branch or tag) pointed at, no newline
+ *
+ * Blobs, links and refs are each written under a temporary name and renamed into place, so a reader (or a second
+ * process writing the same file) sees a file whole or not at all. Temporary files live in `.incomplete/` beside
+ * the three folders, never in them.
+ */
+export class RepoCache {
+  readonly folder: string;
+
+  constructor(cacheDir: string, repo: string) {
+    this.folder = path.join(cacheDir, getRepoFolderName({ type: 'model', name: repo }));
+  }
+
+  blobPath(etag: string): string {
+    if (!BLOB_NAME.test(etag)) throw new Error(`'${etag}' is not a blob name`);
+    return path.join(this.folder, 'blobs', etag);
+  }
+
+  snapshotPath(commit: string, file: string): string {
+    if (!COMMIT_HASH.test(commit)) throw new Error(`'${commit}' is not a commit hash`);
+    return path.join(this.folder, 'snapshots', commit, file);
+  }
+
+  refPath(revision: string): string {
+    return path.join(this.folder, 'refs', revision);
+  }
+
+  /** The commit a revision resolves to in the cache: the revision itself when it is a commit hash, else its ref. */
+  commitOf(revision: string): string | undefined {
+    if (COMMIT_HASH.test(revision)) return revision;
+    try {
+      const commit = fs.readFileSync(this.refPath(revision), 'utf8').trim();
+      return COMMIT_HASH.test(commit) ? commit : undefined;
+    } catch (error) {
+      if (isMissing(error) || (error as { code?: string }).code === 'EISDIR') return undefined;
+      throw error;
+    }
+  }
+
+  /** The snapshot's file, when it is there and leads to a regular file (a dangling link does not count). */
+  cachedFile(commit: string, file: string): string | undefined {
+    const location = this.snapshotPath(commit, file);
+    try {
+      return fs.statSync(location).isFile() ? location : undefined;
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+  }
+
+  /** Whether the blob is there: blobs only ever appear whole and verified (renamed in after the checks). */
+  hasBlob(etag: string): boolean {
+    try {
+      return fs.statSync(this.blobPath(etag)).isFile();
+    } catch (error) {
+      if (isMissing(error)) return false;
+      throw error;
+    }
+  }
+
+  /** A fresh temporary path (for one writer) in `.incomplete/`, on the cache's file system so it can be renamed. */
+  async temporaryPath(label: string): Promise<string> {
+    const folder = path.join(this.folder, '.incomplete');
+    await fs.promises.mkdir(folder, { recursive: true });
+    await this.#removeStale(folder);
+    return path.join(folder, `${label}.${process.pid}.${crypto.randomBytes(6).toString('hex')}`);
+  }
+
+  /**
+   * Moves a complete, verified temporary file into `blobs/`, atomically (an existing copy is replaced by an equal
+   * one).
+   */
+  async placeBlob(temporary: string, etag: string): Promise<void> {
+    const blob = this.blobPath(etag);
+    await fs.promises.mkdir(path.dirname(blob), { recursive: true });
+    await fs.promises.rename(temporary, blob);
+  }
+
+  /**
+   * Points `snapshots/<commit>/<file>` at the blob with a relative link, as huggingface_hub does (a copy where links
+   * fail).
+   */
+  async link(commit: string, file: string, etag: string): Promise<string> {
+    const location = this.snapshotPath(commit, file);
+    const blob = this.blobPath(etag);
+    await fs.promises.mkdir(path.dirname(location), { recursive: true });
+    const temporary = await this.temporaryPath(`${etag}.link`);
+    try {
+      try {
+        await fs.promises.symlink(path.relative(path.dirname(location), blob), temporary);
+      } catch {
+        await fs.promises.copyFile(blob, temporary); // no symbolic links here (Windows without the right): a copy
+      }
+      await fs.promises.rename(temporary, location);
+    } catch (error) {
+      await fs.promises.rm(temporary, { force: true });
+      throw error;
+    }
+    return location;
+  }
+
+  /** Records that `revision` points at `commit` (nothing for a commit hash itself). */
+  async writeRef(revision: string, commit: string): Promise<void> {
+    if (revision === commit) return;
+    const ref = this.refPath(revision);
+    await fs.promises.mkdir(path.dirname(ref), { recursive: true });
+    const temporary = await this.temporaryPath('ref');
+    try {
+      await fs.promises.writeFile(temporary, commit);
+      await fs.promises.rename(temporary, ref);
+    } catch (error) {
+      await fs.promises.rm(temporary, { force: true });
+      throw error;
+    }
+  }
+
+  async #removeStale(folder: string): Promise<void> {
+    const now = Date.now();
+    for (const entry of await fs.promises.readdir(folder)) {
+      const file = path.join(folder, entry);
+      try {
+        const { mtimeMs } = await fs.promises.lstat(file);
+        if (now - mtimeMs > STALE_MS) await fs.promises.rm(file, { force: true });
+      } catch {
+        // gone already (another process renamed or removed it)
+      }
+    }
+  }
+}

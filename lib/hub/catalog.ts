@@ -1,0 +1,181 @@
+/**
+ * The pretrained weights pace-peft knows by name: timm 0.9.12's tags for each architecture it builds, as listed in
+ * timm's `default_cfgs` (timm/models/vision_transformer.py and swin_transformer.py at tag v0.9.12), keeping only the
+ * tags whose weights timm publishes as `timm/<architecture>.<tag>` on the Hugging Face Hub. Each architecture's
+ * tags are in timm's order, so the first is timm's default (what `timm.create_model(architecture,
+ * pretrained=True)` loads); each tag maps to the class count of its weights' head (0: no head).
+ *
+ * Architectures that `createModel` builds but timm publishes no weights for (`vit_tiny_patch32_*`,
+ * `swin_{tiny,small}_patch4_window12_384`) are absent.
+ */
+const pretrainedTags: Readonly<Record<string, Readonly<Record<string, number>>>> = {
+  vit_tiny_patch16_224: { augreg_in21k_ft_in1k: 1000, augreg_in21k: 21843 },
+  vit_tiny_patch16_384: { augreg_in21k_ft_in1k: 1000 },
+  vit_small_patch16_224: { augreg_in21k_ft_in1k: 1000, augreg_in1k: 1000, augreg_in21k: 21843, dino: 0 },
+  vit_small_patch16_384: { augreg_in21k_ft_in1k: 1000, augreg_in1k: 1000 },
+  vit_small_patch32_224: { augreg_in21k_ft_in1k: 1000, augreg_in21k: 21843 },
+  vit_small_patch32_384: { augreg_in21k_ft_in1k: 1000 },
+  vit_base_patch16_224: {
+    augreg2_in21k_ft_in1k: 1000,
+    augreg_in21k_ft_in1k: 1000,
+    orig_in21k_ft_in1k: 1000,
+    augreg_in1k: 1000,
+    orig_in21k: 0,
+    augreg_in21k: 21843,
+    sam_in1k: 1000,
+    dino: 0,
+    mae: 0,
+  },
+  vit_base_patch16_384: { augreg_in21k_ft_in1k: 1000, orig_in21k_ft_in1k: 1000, augreg_in1k: 1000 },
+  vit_base_patch32_224: {
+    augreg_in21k_ft_in1k: 1000,
+    augreg_in1k: 1000,
+    orig_in21k: 0,
+    augreg_in21k: 21843,
+    sam_in1k: 1000,
+  },
+  vit_base_patch32_384: { augreg_in21k_ft_in1k: 1000, augreg_in1k: 1000 },
+  vit_large_patch16_224: { augreg_in21k_ft_in1k: 1000, orig_in21k: 0, augreg_in21k: 21843, mae: 0 },
+  vit_large_patch16_384: { augreg_in21k_ft_in1k: 1000 },
+  vit_large_patch32_224: { orig_in21k: 0 },
+  vit_large_patch32_384: { orig_in21k_ft_in1k: 1000 },
+  vit_base_patch32_clip_224: { laion2b_ft_in12k_in1k: 1000, laion2b_ft_in1k: 1000, openai_ft_in1k: 1000, openai: 512 },
+  vit_base_patch16_clip_224: {
+    laion2b_ft_in12k_in1k: 1000,
+    openai_ft_in12k_in1k: 1000,
+    laion2b_ft_in1k: 1000,
+    openai_ft_in1k: 1000,
+    laion2b_ft_in12k: 11821,
+    openai_ft_in12k: 11821,
+    openai: 512,
+  },
+  vit_base_patch16_clip_384: {
+    laion2b_ft_in12k_in1k: 1000,
+    openai_ft_in12k_in1k: 1000,
+    laion2b_ft_in1k: 1000,
+    openai_ft_in1k: 1000,
+  },
+  vit_large_patch14_clip_224: {
+    laion2b_ft_in12k_in1k: 1000,
+    openai_ft_in12k_in1k: 1000,
+    laion2b_ft_in1k: 1000,
+    openai_ft_in1k: 1000,
+    laion2b_ft_in12k: 11821,
+    openai_ft_in12k: 11821,
+    openai: 768,
+  },
+  swin_tiny_patch4_window7_224: { ms_in1k: 1000, ms_in22k_ft_in1k: 1000, ms_in22k: 21841 },
+  swin_small_patch4_window7_224: { ms_in22k_ft_in1k: 1000, ms_in1k: 1000, ms_in22k: 21841 },
+  swin_base_patch4_window7_224: { ms_in22k_ft_in1k: 1000, ms_in1k: 1000, ms_in22k: 21841 },
+  swin_base_patch4_window12_384: { ms_in22k_ft_in1k: 1000, ms_in1k: 1000, ms_in22k: 21841 },
+};
+
+/** timm 0.9.12's deprecated names (`register_model_deprecations`) for architectures above, and what they stand for. */
+const deprecatedNames: Readonly<Record<string, string>> = {
+  vit_tiny_patch16_224_in21k: 'vit_tiny_patch16_224.augreg_in21k',
+  vit_small_patch32_224_in21k: 'vit_small_patch32_224.augreg_in21k',
+  vit_small_patch16_224_in21k: 'vit_small_patch16_224.augreg_in21k',
+  vit_base_patch32_224_in21k: 'vit_base_patch32_224.augreg_in21k',
+  vit_base_patch16_224_in21k: 'vit_base_patch16_224.augreg_in21k',
+  vit_large_patch32_224_in21k: 'vit_large_patch32_224.orig_in21k',
+  vit_large_patch16_224_in21k: 'vit_large_patch16_224.augreg_in21k',
+  swin_base_patch4_window7_224_in22k: 'swin_base_patch4_window7_224.ms_in22k',
+  swin_base_patch4_window12_384_in22k: 'swin_base_patch4_window12_384.ms_in22k',
+};
+
+/** The backbones the PACE paper fine-tunes, and what it calls them. */
+const paperWeights: Readonly<Record<string, string>> = {
+  'vit_base_patch16_224.augreg_in21k': 'ViT-B/16 ImageNet-21K',
+  'vit_base_patch16_224.orig_in21k': 'ViT-B/16 ImageNet-21K (the original release)',
+  'swin_base_patch4_window7_224.ms_in22k': 'Swin-B ImageNet-22K',
+  'vit_base_patch16_clip_224.laion2b_ft_in12k': 'ViT-B/16 CLIP Laion-2B',
+};
+
+/** One pretrained checkpoint pace-peft knows by name. */
+export interface PretrainedInfo {
+  /** `architecture.tag`, e.g. `vit_base_patch16_224.augreg_in21k`. */
+  name: string;
+  architecture: string;
+  tag: string;
+  /** The Hub repository holding it. */
+  repo: string;
+  /** Whether it is the architecture's default (what a name without a tag downloads). */
+  default: boolean;
+  /** Whether the PACE paper fine-tunes it. */
+  paper: boolean;
+  /** The class count of its head (0: features only). */
+  numClasses: number;
+  description: string;
+}
+
+/** The tags timm publishes for an architecture (timm's default first), or undefined when it publishes none. */
+export function tagsOf(architecture: string): string[] | undefined {
+  const tags = Object.hasOwn(pretrainedTags, architecture) ? pretrainedTags[architecture] : undefined;
+  return tags && Object.keys(tags);
+}
+
+/** What a deprecated timm name (`vit_base_patch16_224_in21k`) stands for, or undefined. */
+export function deprecatedName(name: string): string | undefined {
+  return Object.hasOwn(deprecatedNames, name) ? deprecatedNames[name] : undefined;
+}
+
+/** The Hub repository of timm's weights `architecture.tag`. */
+export function timmRepo(architecture: string, tag: string): string {
+  return `timm/${architecture}.${tag}`;
+}
+
+const sources: Record<string, string> = {
+  augreg: 'AugReg',
+  augreg2: 'AugReg2',
+  orig: 'Google original',
+  ms: 'Microsoft',
+  laion2b: 'CLIP on LAION-2B',
+  openai: 'CLIP by OpenAI',
+  sam: 'SAM-optimised',
+  dino: 'DINO, self-supervised',
+  mae: 'MAE, self-supervised',
+};
+const datasets: Record<string, string> = {
+  in1k: 'ImageNet-1k',
+  in12k: 'ImageNet-12k',
+  in21k: 'ImageNet-21k',
+  in22k: 'ImageNet-22k',
+};
+
+/** A tag in words: `augreg2_in21k_ft_in1k` → "AugReg2 ImageNet-21k, fine-tuned on ImageNet-1k". */
+function describeTag(tag: string): string {
+  const [source, ...rest] = tag.split('_');
+  const ft = rest.indexOf('ft');
+  const before = (ft < 0 ? rest : rest.slice(0, ft)).map((part) => datasets[part] ?? part);
+  const after = ft < 0 ? [] : rest.slice(ft + 1).map((part) => datasets[part] ?? part);
+  return [
+    [sources[source] ?? source, ...before].join(' '),
+    after.length > 0 ? `fine-tuned on ${after.join(' then ')}` : undefined,
+  ]
+    .filter((part) => part !== undefined)
+    .join(', ');
+}
+
+/** Every pretrained checkpoint pace-peft knows by name, the PACE paper's marked, each architecture's default first. */
+export function listPretrained(): PretrainedInfo[] {
+  return Object.entries(pretrainedTags).flatMap(([architecture, tags]) =>
+    Object.entries(tags).map(([tag, numClasses], index) => {
+      const name = `${architecture}.${tag}`;
+      const paper = Object.hasOwn(paperWeights, name);
+      // a CLIP image tower without fine-tuning ends in its projection to the shared embedding, not in classes
+      const clipTower = tag === 'openai' || tag === 'laion2b';
+      const head =
+        numClasses === 0 ? 'no head' : clipTower ? `${numClasses}-d image embedding` : `${numClasses} classes`;
+      return {
+        name,
+        architecture,
+        tag,
+        repo: timmRepo(architecture, tag),
+        default: index === 0,
+        paper,
+        numClasses,
+        description: `${describeTag(tag)} (${head})${paper ? `; the PACE paper's ${paperWeights[name]}` : ''}`,
+      };
+    }),
+  );
+}

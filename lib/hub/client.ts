@@ -1,0 +1,124 @@
+import { downloadFile, fileDownloadInfo, modelInfo, pathsInfo } from '@huggingface/hub';
+
+import type { HubSettings } from './settings';
+
+/** A file of a repository at one commit, as the Hub describes it (`paths-info`). */
+export interface RemoteFile {
+  path: string;
+  size: number;
+  /** Its name in `blobs/`: the SHA-256 of an LFS file, else its git object id (as huggingface_hub names blobs). */
+  etag: string;
+  /** The SHA-256 the bytes must have (LFS files). */
+  sha256?: string;
+  /** The git blob id the bytes must have (small files kept in git). */
+  gitOid?: string;
+}
+
+/** The last answer the Hub gave, kept for error messages (the library's errors drop the headers). */
+export interface LastResponse {
+  url: string;
+  status: number;
+  /** huggingface_hub's `X-Error-Code`: RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo, ... */
+  errorCode?: string;
+}
+
+const HEX = /^[0-9a-f]+$/;
+
+/**
+ * The Hub calls pace-peft makes, all through @huggingface/hub: the commit a revision points at
+ * (`GET /api/models/{repo}/revision/{revision}`), the files' sizes and hashes (`POST
+ * /api/models/{repo}/paths-info/{commit}`), and a file's bytes (`GET /{repo}/resolve/{commit}/{path}`, first
+ * with `Range: bytes=0-0`, then whole, following redirects). Every request goes through {@link HubClient.fetch},
+ * which gives up on a server that sends no answer within the stall timeout and remembers the last answer.
+ */
+export class HubClient {
+  readonly #settings: HubSettings;
+  readonly #stallMs: number;
+  /** The last answer received (its status and X-Error-Code), for error messages. */
+  last?: LastResponse;
+
+  constructor(settings: HubSettings, stallMs: number) {
+    this.#settings = settings;
+    this.#stallMs = stallMs;
+  }
+
+  /** `fetch` for the library: the headers must arrive within the stall timeout (the body is watched by its reader). */
+  readonly fetch: typeof fetch = async (input, init) => {
+    const controller = new AbortController();
+    const timer = setTimeout(
+      () => controller.abort(new Error(`no answer within ${this.#stallMs / 1000} s`)),
+      this.#stallMs,
+    );
+    const signal = init?.signal ? AbortSignal.any([init.signal, controller.signal]) : controller.signal;
+    try {
+      const response = await fetch(input, { ...init, signal });
+      this.last = {
+        url: response.url,
+        status: response.status,
+        errorCode: response.headers.get('x-error-code') ?? undefined,
+      };
+      return response;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  get #credentials() {
+    return { hubUrl: this.#settings.endpoint, accessToken: this.#settings.token, fetch: this.fetch };
+  }
+
+  /** The commit `revision` points at now. */
+  async commitOf(repo: string, revision: string): Promise<string> {
+    const info = await modelInfo({ ...this.#credentials, name: repo, revision, additionalFields: ['sha'] });
+    return info.sha;
+  }
+
+  /** The files among `paths` that the repository holds at `commit`, by path. */
+  async files(repo: string, commit: string, paths: string[]): Promise<Map<string, RemoteFile>> {
+    const entries = await pathsInfo({
+      ...this.#credentials,
+      repo: { type: 'model', name: repo },
+      paths,
+      revision: commit,
+    });
+    const files = new Map<string, RemoteFile>();
+    for (const entry of entries) {
+      if (entry.type !== 'file' || !paths.includes(entry.path)) continue;
+      const sha256 = entry.lfs?.oid;
+      files.set(entry.path, {
+        path: entry.path,
+        size: entry.size,
+        etag: sha256 ?? entry.oid ?? '',
+        sha256,
+        gitOid: sha256 ? undefined : entry.oid,
+      });
+    }
+    return files;
+  }
+
+  /** The bytes of `file` at `commit`, streamed (null when the Hub has no such file). */
+  async open(
+    repo: string,
+    commit: string,
+    file: RemoteFile,
+  ): Promise<{ size: number; stream: ReadableStream<Uint8Array> } | null> {
+    const params = {
+      ...this.#credentials,
+      repo: { type: 'model' as const, name: repo },
+      path: file.path,
+      revision: commit,
+    };
+    const downloadInfo = await fileDownloadInfo(params);
+    if (!downloadInfo) return null;
+    // xet: false asks for the plain bytes (the Hub redirects to its CDN) rather than Xet chunk reconstruction
+    const blob = await downloadFile({ ...params, downloadInfo, xet: false });
+    if (!blob) return null;
+    return { size: downloadInfo.size, stream: blob.stream() as ReadableStream<Uint8Array> };
+  }
+}
+
+/** Whether a value is a well-formed blob name for `file` (so a hostile server cannot name a path). */
+export function validEtag(file: RemoteFile): boolean {
+  const length = file.sha256 ? 64 : 40;
+  return file.etag.length === length && HEX.test(file.etag);
+}

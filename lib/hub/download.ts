@@ -1,0 +1,199 @@
+import { z } from 'zod';
+
+import { PaceFileError, PaceNetworkError, PaceNotFoundError, PaceOptionError } from '../errors';
+import type { Preprocessing } from '../models/families/family';
+import { parseOptions } from '../options';
+import { COMMIT_HASH, RepoCache } from './cache';
+import { HubClient, validEtag, type RemoteFile } from './client';
+import { hubFailure, type FailureContext } from './failures';
+import { checkRevision, parsePretrainedName } from './names';
+import { readPretrainedConfig } from './pretrained-config';
+import { progressSink, type DownloadProgress } from './progress';
+import { hubSettings } from './settings';
+import { transferToCache } from './transfer';
+
+/** The weights file of a timm repository: safetensors only (timm's `pytorch_model.bin` pickles are never fetched). */
+export const WEIGHTS_FILE = 'model.safetensors';
+export const CONFIG_FILE = 'config.json';
+
+export const DownloadPretrainedOptionsSchema = z
+  .object({
+    /** The cache root (default: `HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`). */
+    cacheDir: z.string().min(1).optional(),
+    /** The Hub's URL (default: `HF_ENDPOINT`, else https://huggingface.co). */
+    endpoint: z.url({ protocol: /^https?$/ }).optional(),
+    /** An access token for gated or private repositories (default: `HF_TOKEN`, else the saved login); `false`: none. */
+    token: z.union([z.string().min(1), z.literal(false)]).optional(),
+    /** Only the cache, no request (default: `HF_HUB_OFFLINE=1`); a file not cached is then an error. */
+    offline: z.boolean().optional(),
+    /** A branch, tag or commit hash (default `main`, or the `@revision` of an `hf-hub:` name). */
+    revision: z.string().min(1).optional(),
+    /** Progress: `'auto'` (a bar on a TTY stderr), `true`, `false`, or a function called with each file's bytes. */
+    progress: z
+      .union([
+        z.boolean(),
+        z.literal('auto'),
+        z.custom<(progress: DownloadProgress) => void>((v) => typeof v === 'function'),
+      ])
+      .default('auto'),
+    /** A transfer that receives nothing for this many milliseconds is abandoned. */
+    stallTimeoutMs: z.number().int().min(1).default(60_000),
+  })
+  .strict();
+
+/** Options of {@link downloadPretrained}. */
+export type DownloadPretrainedOptions = z.input<typeof DownloadPretrainedOptionsSchema>;
+
+/** Pretrained weights in the local cache, with what their `config.json` says about them. */
+export interface PretrainedWeights {
+  /** The name as resolved (`vit_base_patch16_224.augreg2_in21k_ft_in1k`, or `hf-hub:org/name`). */
+  name: string;
+  /** The Hub repository (`timm/vit_base_patch16_224.augreg2_in21k_ft_in1k`). */
+  repo: string;
+  /** The revision asked for (`main` unless given). */
+  revision: string;
+  /** The commit the files come from. */
+  commit: string;
+  /** The weights: `<cache>/models--<org>--<name>/snapshots/<commit>/model.safetensors`. */
+  file: string;
+  /** The repository's `config.json` in the same snapshot. */
+  configFile: string;
+  /** timm's architecture name, as the config gives it. */
+  architecture?: string;
+  /** The class count of the weights' head (0: features only). */
+  numClasses: number;
+  /** The classes' names, when the config has them. */
+  labelNames?: string[];
+  /** How images must be prepared for these weights (from the config's `pretrained_cfg`). */
+  preprocessing: Preprocessing;
+  /** Whether everything came from the cache, without a request. */
+  cached: boolean;
+}
+
+/**
+ * The weights behind a pretrained name, from the shared Hugging Face cache or, when they are not there yet, from
+ * the Hub: `'vit_base_patch16_224.augreg2_in21k_ft_in1k'` (timm's `architecture.tag`; an architecture alone takes
+ * timm's default tag) or `'hf-hub:timm/<repo>[@revision]'`. Downloads `model.safetensors` and `config.json` only
+ * (never pickles), each verified against the Hub's SHA-256 (git id for small files) before it enters the cache.
+ * Files already cached for the revision are used without any request. Honours `HF_ENDPOINT`, `HF_TOKEN`,
+ * `HF_HUB_CACHE` / `HF_HOME` and `HF_HUB_OFFLINE`.
+ */
+export async function downloadPretrained(
+  name: string,
+  options: DownloadPretrainedOptions = {},
+): Promise<PretrainedWeights> {
+  const o = parseOptions(DownloadPretrainedOptionsSchema, options, 'options');
+  const ref = parsePretrainedName(name);
+  if (o.revision !== undefined && ref.revision !== undefined && o.revision !== ref.revision) {
+    throw new PaceOptionError(
+      `pretrained '${name}': the name says revision '${ref.revision}', options.revision '${o.revision}'`,
+    );
+  }
+  const revision = checkRevision(o.revision ?? ref.revision ?? 'main', name);
+  const settings = hubSettings(o);
+  const cache = new RepoCache(settings.cacheDir, ref.repo);
+  const files = [WEIGHTS_FILE, CONFIG_FILE];
+
+  const fromCache = (commit: string | undefined) => {
+    if (!commit) return undefined;
+    const found = files.map((file) => cache.cachedFile(commit, file));
+    return found.every((file) => file !== undefined) ? { commit, found: found as string[] } : undefined;
+  };
+  let cached = true;
+  let hit = fromCache(cache.commitOf(revision));
+  if (!hit) {
+    if (settings.offline) {
+      throw new PaceNetworkError(
+        `pretrained '${name}': ${ref.repo} (revision ${revision}) is not in the cache ${settings.cacheDir}, and offline mode ` +
+          `(HF_HUB_OFFLINE or options.offline) forbids downloading it; run \`pace pull ${name}\` with network access first`,
+      );
+    }
+    if (settings.token !== undefined && !settings.token.startsWith('hf_')) {
+      throw new PaceOptionError(
+        `pretrained '${name}': the Hub token (options.token or HF_TOKEN) must start with 'hf_'`,
+      );
+    }
+    cached = false;
+    hit = await fetchIntoCache(ref.repo, revision, files, cache, name, o, settings);
+  }
+  const [file, configFile] = hit.found;
+  const config = readPretrainedConfig(configFile, name);
+  return {
+    name: ref.name,
+    repo: ref.repo,
+    revision,
+    commit: hit.commit,
+    file,
+    configFile,
+    ...config,
+    cached,
+  };
+}
+
+/** Resolves the revision's commit, downloads what the snapshot lacks, links it, and records the ref. */
+async function fetchIntoCache(
+  repo: string,
+  revision: string,
+  files: string[],
+  cache: RepoCache,
+  name: string,
+  o: z.output<typeof DownloadPretrainedOptionsSchema>,
+  settings: ReturnType<typeof hubSettings>,
+): Promise<{ commit: string; found: string[] }> {
+  const client = new HubClient(settings, o.stallTimeoutMs);
+  const context: FailureContext = {
+    name,
+    repo,
+    revision,
+    endpoint: settings.endpoint,
+    token: settings.token !== undefined,
+  };
+  const fail = (error: unknown, file?: string) => hubFailure(error, { ...context, file, last: client.last });
+
+  let commit: string;
+  let remote: Map<string, RemoteFile>;
+  try {
+    commit = COMMIT_HASH.test(revision) ? revision : await client.commitOf(repo, revision);
+    if (!COMMIT_HASH.test(commit ?? '')) {
+      throw new PaceFileError(`pretrained '${name}': the Hub gave '${commit}' as the commit of ${repo}@${revision}`);
+    }
+    remote = await client.files(repo, commit, files);
+  } catch (error) {
+    throw fail(error);
+  }
+  const weights = remote.get(WEIGHTS_FILE);
+  if (!weights) {
+    throw new PaceNotFoundError(
+      `pretrained '${name}': ${repo} has no ${WEIGHTS_FILE} at revision ${revision}; pace-peft downloads safetensors ` +
+        `only, never pickles such as pytorch_model.bin`,
+    );
+  }
+  if (!remote.has(CONFIG_FILE)) {
+    throw new PaceNotFoundError(`pretrained '${name}': ${repo} has no ${CONFIG_FILE} at revision ${revision}`);
+  }
+  const progress = progressSink(o.progress, repo);
+  const found: string[] = [];
+  for (const path of files) {
+    const file = remote.get(path) as RemoteFile;
+    if (!validEtag(file)) {
+      throw new PaceFileError(
+        `pretrained '${name}': the Hub describes ${path} of ${repo} with a malformed hash '${file.etag}'`,
+      );
+    }
+    const present = cache.cachedFile(commit, path);
+    if (present) {
+      found.push(present);
+      continue;
+    }
+    if (!cache.hasBlob(file.etag)) {
+      try {
+        await transferToCache({ client, cache, repo, commit, file, progress, stallMs: o.stallTimeoutMs, name });
+      } catch (error) {
+        throw fail(error, path);
+      }
+    }
+    found.push(await cache.link(commit, path, file.etag));
+  }
+  await cache.writeRef(revision, commit);
+  return { commit, found };
+}

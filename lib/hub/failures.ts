@@ -1,0 +1,83 @@
+import { HubApiError } from '@huggingface/hub';
+
+import { PaceError, PaceNetworkError, PaceNotFoundError, PaceOptionError } from '../errors';
+import type { LastResponse } from './client';
+
+/** What a failure is about, for its message. */
+export interface FailureContext {
+  /** The pretrained name as the user gave it. */
+  name: string;
+  repo: string;
+  revision: string;
+  endpoint: string;
+  /** Whether a token was sent. */
+  token: boolean;
+  /** The file being fetched, if any. */
+  file?: string;
+  /** The Hub's last answer. */
+  last?: LastResponse;
+}
+
+/** The innermost cause's code or message: ECONNREFUSED, ENOTFOUND, "other side closed", ... */
+export function rootCause(error: unknown): string {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5; depth++) {
+    const next = (current as { cause?: unknown } | null | undefined)?.cause;
+    if (next === undefined || next === null) break;
+    current = next;
+  }
+  if (typeof current === 'string') return current;
+  const { code, message } = (current ?? {}) as { code?: unknown; message?: unknown };
+  return [typeof code === 'string' ? code : undefined, typeof message === 'string' ? message : undefined]
+    .filter((part) => part)
+    .join(': ');
+}
+
+function statusFailure(status: number, errorCode: string | undefined, detail: string, c: FailureContext): PaceError {
+  const what = c.file ? `${c.file} of ${c.repo}` : c.repo;
+  const at = `${c.endpoint} (HTTP ${status}${errorCode ? `, ${errorCode}` : ''})`;
+  const repoMissing = errorCode === 'RepoNotFound' || (status === 404 && !c.file && errorCode === undefined);
+  if (errorCode === 'RevisionNotFound') {
+    return new PaceNotFoundError(`pretrained '${c.name}': ${c.repo} has no revision '${c.revision}' at ${at}`);
+  }
+  if (repoMissing && (status === 404 || !c.token)) {
+    const hint = c.token ? '' : ' (if it is private, set HF_TOKEN)';
+    return new PaceNotFoundError(`pretrained '${c.name}': no repository ${c.repo} at ${at}${hint}`);
+  }
+  if (status === 404 || errorCode === 'EntryNotFound') {
+    return new PaceNotFoundError(`pretrained '${c.name}': ${what} not found at ${at}`);
+  }
+  if (status === 401 || status === 403) {
+    const why =
+      errorCode === 'GatedRepo'
+        ? `${c.repo} is gated: accept its conditions on the Hub, then`
+        : `${c.repo} may be gated or private:`;
+    const fix = c.token
+      ? `${why} check that the token sent (options.token or HF_TOKEN) has access to it`
+      : `${why} set HF_TOKEN (or options.token) to a token with access to it`;
+    return new PaceNetworkError(`pretrained '${c.name}': access to ${what} refused at ${at}; ${fix}`);
+  }
+  return new PaceNetworkError(
+    `pretrained '${c.name}': ${what} could not be fetched from ${at}${detail ? `: ${detail}` : ''}`,
+  );
+}
+
+/**
+ * A failure of a Hub request as a PaceError naming the model and the cause: a 404 (no such repository, revision or
+ * file) is a PaceNotFoundError; 401/403 (gated, private, a refused token), other HTTP errors and an unreachable or
+ * silent server are PaceNetworkErrors. PaceErrors pass through.
+ */
+export function hubFailure(error: unknown, c: FailureContext): PaceError {
+  if (error instanceof PaceError) return error;
+  if (error instanceof HubApiError) {
+    return statusFailure(error.statusCode, c.last?.errorCode, error.message, c);
+  }
+  if (error instanceof TypeError && /access token/i.test(error.message)) {
+    return new PaceOptionError(`pretrained '${c.name}': ${error.message}`, { cause: error });
+  }
+  if (c.last && c.last.status >= 400) return statusFailure(c.last.status, c.last.errorCode, rootCause(error), c);
+  const what = c.file ? `${c.file} of ${c.repo}` : c.repo;
+  return new PaceNetworkError(`pretrained '${c.name}': cannot fetch ${what} from ${c.endpoint}: ${rootCause(error)}`, {
+    cause: error,
+  });
+}

@@ -1,0 +1,122 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import type { ReadableStreamDefaultReader, ReadableStreamReadResult } from 'node:stream/web';
+
+import { PaceFileError, PaceNetworkError, PaceNotFoundError } from '../errors';
+import type { RepoCache } from './cache';
+import type { HubClient, RemoteFile } from './client';
+import { rootCause } from './failures';
+import type { ProgressSink } from './progress';
+
+/** Only these are ever downloaded: safetensors and `.npz` weights (plain arrays) and JSON configs, never pickles. */
+const SAFE_FILE = /\.(safetensors|npz|json)$/;
+
+/** What one transfer needs. */
+export interface Transfer {
+  client: HubClient;
+  cache: RepoCache;
+  repo: string;
+  commit: string;
+  file: RemoteFile;
+  progress: ProgressSink;
+  /** A transfer that receives nothing for this long is abandoned. */
+  stallMs: number;
+  /** The pretrained name as given, for messages. */
+  name: string;
+}
+
+/** The hash the bytes must have: LFS files' SHA-256, else the git blob id (SHA-1 of `blob <size>\0` and the bytes). */
+function expectedHash(file: RemoteFile): { hash: crypto.Hash; expected: string; kind: string } {
+  if (file.sha256) return { hash: crypto.createHash('sha256'), expected: file.sha256, kind: 'SHA-256' };
+  const hash = crypto.createHash('sha1').update(`blob ${file.size}\0`);
+  return { hash, expected: file.gitOid ?? '', kind: 'git blob id' };
+}
+
+/** The next chunk, or a PaceNetworkError when none comes within `stallMs` (the read is then cancelled). */
+async function readWithin(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  stallMs: number,
+  describe: () => string,
+): Promise<ReadableStreamReadResult<Uint8Array>> {
+  let timer: NodeJS.Timeout | undefined;
+  const stalled = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new PaceNetworkError(`${describe()}: no data for ${stallMs / 1000} s`)), stallMs);
+  });
+  try {
+    return await Promise.race([reader.read(), stalled]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Downloads one file into the cache's `blobs/`: the bytes go to a temporary file (hashed as they arrive), which is
+ * fsynced, checked for its size and hash, and only then renamed to `blobs/<etag>`. Any failure removes the
+ * temporary file, so `blobs/` only ever holds complete, verified files. Two processes fetching the same file
+ * each write their own temporary file and rename it into place; the second rename replaces the first's copy
+ * with an identical one.
+ */
+export async function transferToCache(t: Transfer): Promise<void> {
+  const { file, name } = t;
+  if (!SAFE_FILE.test(file.path)) {
+    throw new PaceFileError(`pretrained '${name}': refusing to download ${file.path} (only safetensors, npz and JSON)`);
+  }
+  const what = `pretrained '${name}': ${file.path} of ${t.repo}`;
+  const opened = await t.client.open(t.repo, t.commit, file);
+  if (!opened) throw new PaceNotFoundError(`${what} not found at commit ${t.commit}`);
+  if (opened.size !== file.size) {
+    await opened.stream.cancel().catch(() => {});
+    throw new PaceFileError(`${what}: the Hub reports ${file.size} bytes, the download ${opened.size}`);
+  }
+  const temporary = await t.cache.temporaryPath(file.etag);
+  const reader = opened.stream.getReader();
+  const { hash, expected, kind } = expectedHash(file);
+  let handle: fs.promises.FileHandle | undefined;
+  let bytes = 0;
+  let finished = false;
+  try {
+    handle = await fs.promises.open(temporary, 'wx');
+    t.progress.start(file.path, file.size);
+    for (;;) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await readWithin(reader, t.stallMs, () => `${what}: stalled after ${bytes} of ${file.size} bytes`);
+      } catch (error) {
+        if (error instanceof PaceNetworkError) throw error;
+        throw new PaceFileError(
+          `${what}: the transfer broke off after ${bytes} of ${file.size} bytes (${rootCause(error) || 'connection lost'}); nothing was cached`,
+          { cause: error },
+        );
+      }
+      if (chunk.done) break;
+      bytes += chunk.value.byteLength;
+      if (bytes > file.size) {
+        throw new PaceFileError(
+          `${what}: received more than the ${file.size} bytes the Hub announced; nothing was cached`,
+        );
+      }
+      hash.update(chunk.value);
+      await handle.write(chunk.value);
+      t.progress.update(bytes);
+    }
+    finished = true;
+    if (bytes !== file.size) {
+      throw new PaceFileError(`${what}: truncated transfer, ${bytes} of ${file.size} bytes; nothing was cached`);
+    }
+    const actual = hash.digest('hex');
+    if (actual !== expected) {
+      throw new PaceFileError(
+        `${what}: checksum mismatch, ${kind} ${actual} where the Hub says ${expected}; nothing was cached`,
+      );
+    }
+    await handle.sync();
+    await handle.close();
+    handle = undefined;
+    await t.cache.placeBlob(temporary, file.etag);
+  } finally {
+    t.progress.stop();
+    if (!finished) await reader.cancel().catch(() => {});
+    await handle?.close().catch(() => {});
+    await fs.promises.rm(temporary, { force: true });
+  }
+}

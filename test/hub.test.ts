@@ -1,0 +1,545 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { scanCacheDir } from '@huggingface/hub';
+
+import {
+  createModel,
+  downloadPretrained,
+  isPretrainedName,
+  listPretrained,
+  listModels,
+  PaceError,
+  PaceFileError,
+  PaceNetworkError,
+  PaceNotFoundError,
+  PaceOptionError,
+  parsePretrainedName,
+  readRunConfig,
+  resolveModelName,
+  tensor,
+  type DownloadProgress,
+} from '../lib';
+import { commitOf, gitBlobId, startFakeHub, type FakeHub } from './support/hub-server';
+import { makeTempDir } from './support/paths';
+
+const temp = makeTempDir('hub');
+const tinySpec = {
+  family: 'vit',
+  imgSize: 16,
+  patchSize: 8,
+  embedDim: 16,
+  depth: 1,
+  numHeads: 2,
+  numClasses: 3,
+} as const;
+const hubEnv = ['HF_ENDPOINT', 'HF_TOKEN', 'HF_HUB_OFFLINE', 'HF_HUB_CACHE', 'HF_HOME', 'HUGGING_FACE_HUB_TOKEN'];
+const savedEnv = Object.fromEntries(hubEnv.map((key) => [key, process.env[key]]));
+
+/** A timm config.json, with preprocessing that differs from the ViT family's defaults (so its use shows). */
+function timmConfig(architecture: string, numClasses: number, imgSize: number): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      architecture,
+      num_classes: numClasses,
+      num_features: 16,
+      label_names: Array.from({ length: numClasses }, (_, i) => `class ${i}`),
+      pretrained_cfg: {
+        tag: 'test',
+        input_size: [3, imgSize, imgSize],
+        interpolation: 'bilinear',
+        crop_pct: 0.95,
+        mean: [0.1, 0.2, 0.3],
+        std: [0.4, 0.5, 0.6],
+        num_classes: numClasses,
+      },
+    }),
+  );
+}
+
+const sha256 = (data: Buffer) => crypto.createHash('sha256').update(data).digest('hex');
+
+/** Every file and link below `dir`, relative, sorted (links as `path -> target`). */
+function tree(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  const entries: string[] = [];
+  const walk = (folder: string) => {
+    for (const entry of fs.readdirSync(folder, { withFileTypes: true })) {
+      const full = path.join(folder, entry.name);
+      const relative = path.relative(dir, full);
+      if (entry.isSymbolicLink()) entries.push(`${relative} -> ${fs.readlinkSync(full)}`);
+      else if (entry.isDirectory()) walk(full);
+      else entries.push(relative);
+    }
+  };
+  walk(dir);
+  return entries.sort();
+}
+
+let hub: FakeHub;
+let tinyWeights: Buffer;
+let vitTinyWeights: Buffer;
+let vitTinyLogits: Float32Array;
+let caches = 0;
+const freshCache = () => path.join(temp.dir, `cache-${++caches}`);
+const tinyRepo = 'test/tiny-vit';
+
+async function expectFailure<T extends PaceError>(
+  promise: Promise<unknown>,
+  ErrorClass: new (...args: never[]) => T,
+  ...patterns: RegExp[]
+): Promise<T> {
+  const error = await promise.then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  expect(error).toBeInstanceOf(ErrorClass);
+  for (const pattern of patterns) expect((error as Error).message).toMatch(pattern);
+  return error as T;
+}
+
+beforeAll(async () => {
+  for (const key of hubEnv) delete process.env[key];
+  // nothing may reach the real ~/.cache: the default cache and HF_HOME point into the test's folder
+  process.env.HF_HUB_CACHE = path.join(temp.dir, 'default-cache');
+  process.env.HF_HOME = path.join(temp.dir, 'hf-home');
+
+  using tiny = await createModel(tinySpec, { seed: 3 });
+  await tiny.saveWeights(path.join(temp.dir, 'tiny.safetensors'));
+  tinyWeights = fs.readFileSync(path.join(temp.dir, 'tiny.safetensors'));
+
+  using vitTiny = await createModel('vit_tiny_patch16_224', { numClasses: 3, seed: 5 });
+  await vitTiny.saveWeights(path.join(temp.dir, 'vit-tiny.safetensors'));
+  vitTinyWeights = fs.readFileSync(path.join(temp.dir, 'vit-tiny.safetensors'));
+  using input = tensor(
+    new Float32Array(2 * 3 * 224 * 224).map((_, i) => Math.sin(i)),
+    [2, 3, 224, 224],
+  );
+  using logits = await vitTiny.forward(input);
+  vitTinyLogits = logits.toFloat32Array();
+
+  const tinyFiles = { 'model.safetensors': tinyWeights, 'config.json': timmConfig('vit_custom', 3, 16) };
+  hub = await startFakeHub({
+    'timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k': {
+      files: {
+        'model.safetensors': vitTinyWeights,
+        'config.json': timmConfig('vit_tiny_patch16_224', 3, 224),
+        'pytorch_model.bin': Buffer.from('a pickle: never to be fetched'),
+      },
+    },
+    [tinyRepo]: { files: tinyFiles },
+    'test/gated-vit': { files: tinyFiles, token: 'hf_secret_token' },
+    'test/pickle-only': {
+      files: { 'pytorch_model.bin': Buffer.from('pickle'), 'config.json': tinyFiles['config.json'] },
+    },
+    'test/not-timm-config': { files: { 'model.safetensors': tinyWeights, 'config.json': Buffer.from('{"foo": 1}') } },
+  });
+});
+
+afterAll(async () => {
+  // across every test: no pickle was ever asked for
+  expect(hub.requests.filter((request) => /\.(bin|pt|pth|pkl)$/.test(request.path))).toEqual([]);
+  await hub.close();
+  for (const [key, value] of Object.entries(savedEnv)) {
+    if (value === undefined) delete process.env[key];
+    else process.env[key] = value;
+  }
+  temp.cleanup();
+});
+
+afterEach(() => {
+  hub.faults.clear();
+  hub.barrier = 1;
+  for (const key of ['HF_ENDPOINT', 'HF_TOKEN', 'HF_HUB_OFFLINE']) delete process.env[key];
+  process.env.HF_HUB_CACHE = path.join(temp.dir, 'default-cache');
+  process.env.HF_HOME = path.join(temp.dir, 'hf-home');
+});
+
+describe('names', () => {
+  test('a name resolves to its timm repository; no tag means timm’s default tag', () => {
+    expect(parsePretrainedName('vit_base_patch16_224.augreg2_in21k_ft_in1k')).toEqual({
+      name: 'vit_base_patch16_224.augreg2_in21k_ft_in1k',
+      repo: 'timm/vit_base_patch16_224.augreg2_in21k_ft_in1k',
+      architecture: 'vit_base_patch16_224',
+      tag: 'augreg2_in21k_ft_in1k',
+    });
+    // timm 0.9.12's defaults (the first pretrained tag of each architecture's default_cfgs)
+    expect(parsePretrainedName('vit_base_patch16_224').tag).toBe('augreg2_in21k_ft_in1k');
+    expect(parsePretrainedName('vit_large_patch32_224').tag).toBe('orig_in21k');
+    expect(parsePretrainedName('swin_tiny_patch4_window7_224').tag).toBe('ms_in1k');
+    expect(parsePretrainedName('swin_base_patch4_window7_224').tag).toBe('ms_in22k_ft_in1k');
+    expect(parsePretrainedName('vit_base_patch16_clip_224').tag).toBe('laion2b_ft_in12k_in1k');
+    // timm's deprecated names
+    expect(parsePretrainedName('vit_base_patch16_224_in21k').name).toBe('vit_base_patch16_224.augreg_in21k');
+    expect(parsePretrainedName('vit_large_patch32_224_in21k').name).toBe('vit_large_patch32_224.orig_in21k');
+    expect(parsePretrainedName('hf-hub:timm/vit_base_patch16_224.orig_in21k@main')).toEqual({
+      name: 'hf-hub:timm/vit_base_patch16_224.orig_in21k@main',
+      repo: 'timm/vit_base_patch16_224.orig_in21k',
+      revision: 'main',
+    });
+  });
+
+  test('bad and unknown names are errors naming the name and what is wrong', () => {
+    expect(() => parsePretrainedName('Not a name!')).toThrow(PaceOptionError);
+    expect(() => parsePretrainedName('hf-hub:a/b/c')).toThrow(PaceOptionError);
+    expect(() => parsePretrainedName('hf-hub:../etc')).toThrow(PaceOptionError);
+    expect(() => parsePretrainedName('hf-hub:org/name@../../x')).toThrow(PaceOptionError);
+    expect(() => parsePretrainedName('vit_nope_224')).toThrow(/'vit_nope_224'.*no pretrained weights/);
+    expect(() => parsePretrainedName('vit_base_patch16_224.nope')).toThrow(PaceNotFoundError);
+    expect(() => parsePretrainedName('vit_base_patch16_224.nope')).toThrow(/no tag 'nope'.*augreg2_in21k_ft_in1k/);
+    expect(() => parsePretrainedName('vit_tiny_patch32_224')).toThrow(PaceNotFoundError); // timm has no weights
+  });
+
+  test('what counts as a name rather than a file', () => {
+    expect(isPretrainedName('vit_base_patch16_224.augreg_in21k')).toBe(true);
+    expect(isPretrainedName('vit_base_patch16_224')).toBe(true);
+    expect(isPretrainedName('hf-hub:org/name')).toBe(true);
+    expect(isPretrainedName('vit_base_patch16_224.safetensors')).toBe(false);
+    expect(isPretrainedName('ViT-B_16.npz')).toBe(false);
+    expect(isPretrainedName('weights/vit_base_patch16_224')).toBe(false);
+    expect(isPretrainedName('./vit_base_patch16_224')).toBe(false);
+  });
+
+  test('a run config takes a pretrained name or true as they are, and a file relative to the config', () => {
+    const configFile = (pretrained: unknown) => {
+      const file = path.join(temp.dir, 'run.json');
+      fs.writeFileSync(
+        file,
+        JSON.stringify({
+          model: { name: 'vit_base_patch16_224', numClasses: 10, pretrained },
+          data: { train: 'x' },
+          fit: {},
+        }),
+      );
+      return readRunConfig(file).model.pretrained;
+    };
+    expect(configFile('vit_base_patch16_224.augreg_in21k')).toBe('vit_base_patch16_224.augreg_in21k');
+    expect(configFile('hf-hub:timm/vit_base_patch16_224.orig_in21k')).toBe(
+      'hf-hub:timm/vit_base_patch16_224.orig_in21k',
+    );
+    expect(configFile(true)).toBe(true);
+    expect(configFile('ViT-B_16.npz')).toBe(path.join(temp.dir, 'ViT-B_16.npz'));
+    expect(configFile('./vit_base_patch16_224')).toBe(path.join(temp.dir, 'vit_base_patch16_224'));
+  });
+
+  test('listPretrained marks the paper’s backbones and each architecture’s default', () => {
+    const known = listPretrained();
+    expect(known.filter((entry) => entry.paper).map((entry) => entry.name)).toEqual([
+      'vit_base_patch16_224.orig_in21k',
+      'vit_base_patch16_224.augreg_in21k',
+      'vit_base_patch16_clip_224.laion2b_ft_in12k',
+      'swin_base_patch4_window7_224.ms_in22k',
+    ]);
+    expect(known.find((entry) => entry.name === 'vit_base_patch16_224.augreg_in21k')).toMatchObject({
+      repo: 'timm/vit_base_patch16_224.augreg_in21k',
+      default: false,
+      numClasses: 21843,
+    });
+    expect(known.find((entry) => entry.architecture === 'vit_base_patch16_224' && entry.default)?.tag).toBe(
+      'augreg2_in21k_ft_in1k',
+    );
+    expect(new Set(known.map((entry) => entry.name)).size).toBe(known.length);
+    // every architecture with weights is one createModel builds (the CLIP-style ViTs are being added to the presets)
+    const models = new Set(listModels());
+    for (const entry of known) {
+      if (!entry.architecture.includes('_clip_')) expect(models.has(entry.architecture)).toBe(true);
+      if (models.has(entry.architecture)) expect(resolveModelName(entry.name)).toBeDefined();
+    }
+  });
+});
+
+describe('downloads', () => {
+  test('a name downloads, loads with its config (classes, preprocessing), and a second call makes no request', async () => {
+    const cacheDir = freshCache();
+    const hubOptions = { endpoint: hub.url, cacheDir };
+    const before = hub.requests.length;
+    const seen: DownloadProgress[] = [];
+    using model = await createModel('vit_tiny_patch16_224', {
+      pretrained: true,
+      hub: { ...hubOptions, progress: (progress) => seen.push(progress) },
+    });
+    expect(hub.requests.length).toBeGreaterThan(before);
+    expect(model.spec.numClasses).toBe(3); // the config's num_classes, not the preset's 1000
+    expect(model.preprocessing).toEqual({
+      mean: [0.1, 0.2, 0.3],
+      std: [0.4, 0.5, 0.6],
+      interpolation: 'bilinear',
+      cropPct: 0.95,
+      imgSize: 224,
+    });
+    expect(model.loadReport?.missing).toEqual([]);
+    expect(model.loadReport?.unexpected).toEqual([]);
+    expect(model.pretrainedFrom).toMatchObject({
+      name: 'vit_tiny_patch16_224.augreg_in21k_ft_in1k',
+      repo: 'timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k',
+      revision: 'main',
+      commit: commitOf('timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k'),
+      labelNames: ['class 0', 'class 1', 'class 2'],
+      cached: false,
+    });
+    using input = tensor(
+      new Float32Array(2 * 3 * 224 * 224).map((_, i) => Math.sin(i)),
+      [2, 3, 224, 224],
+    );
+    using logits = await model.forward(input);
+    expect(logits.toFloat32Array()).toEqual(vitTinyLogits); // the served weights, bit for bit
+    const last = seen.filter((progress) => progress.file === 'model.safetensors').at(-1);
+    expect(last).toEqual({ file: 'model.safetensors', bytes: vitTinyWeights.length, total: vitTinyWeights.length });
+
+    const after = hub.requests.length;
+    using again = await createModel('vit_tiny_patch16_224.augreg_in21k_ft_in1k', { pretrained: true, hub: hubOptions });
+    const weights = await downloadPretrained('vit_tiny_patch16_224', hubOptions);
+    expect(hub.requests.length).toBe(after); // both from the cache, without any request
+    expect(again.pretrainedFrom?.cached).toBe(true);
+    expect(weights.file).toBe(model.pretrainedFrom?.file);
+    expect(again.preprocessing).toEqual(model.preprocessing);
+
+    // an explicit class count wins over the config's (the head is then re-initialised)
+    using tenClasses = await createModel('vit_tiny_patch16_224', { pretrained: true, numClasses: 10, hub: hubOptions });
+    expect(tenClasses.spec.numClasses).toBe(10);
+    expect(tenClasses.loadReport?.reinitialized).toEqual(['head.weight', 'head.bias']);
+  });
+
+  test('the cache is huggingface_hub’s layout: blobs, relative snapshot links, refs', async () => {
+    const cacheDir = freshCache();
+    const weights = await downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir, progress: false });
+    const commit = commitOf(tinyRepo);
+    const config = hub.repos.get(tinyRepo)!.files['config.json'];
+    const repoDir = path.join(cacheDir, 'models--test--tiny-vit');
+    expect(tree(cacheDir)).toEqual(
+      [
+        `models--test--tiny-vit/blobs/${sha256(tinyWeights)}`,
+        `models--test--tiny-vit/blobs/${gitBlobId(config)}`,
+        'models--test--tiny-vit/refs/main',
+        `models--test--tiny-vit/snapshots/${commit}/config.json -> ../../blobs/${gitBlobId(config)}`,
+        `models--test--tiny-vit/snapshots/${commit}/model.safetensors -> ../../blobs/${sha256(tinyWeights)}`,
+      ].sort(),
+    );
+    expect(fs.readdirSync(path.join(repoDir, '.incomplete'))).toEqual([]); // no temporary file left
+    expect(fs.readFileSync(path.join(repoDir, 'refs', 'main'), 'utf8')).toBe(commit); // no newline, as Python writes it
+    expect(weights.file).toBe(path.join(repoDir, 'snapshots', commit, 'model.safetensors'));
+    expect(fs.readFileSync(weights.file).equals(tinyWeights)).toBe(true);
+
+    // @huggingface/hub's own scanner (a port of huggingface_hub's) reads it as a valid cache
+    const scan = await scanCacheDir(cacheDir);
+    expect(scan.warnings).toEqual([]);
+    expect(scan.repos).toHaveLength(1);
+    expect(scan.repos[0].id).toEqual({ name: tinyRepo, type: 'model' });
+    expect(scan.repos[0].revisions.map((revision) => [revision.commitOid, revision.refs])).toEqual([
+      [commit, ['main']],
+    ]);
+  });
+
+  test('files placed by hand the way Python places them are found with HF_HUB_OFFLINE=1, without a request', async () => {
+    // huggingface_hub's layout under HF_HOME/hub (HF_HUB_CACHE unset), for a name no server has
+    const home = path.join(temp.dir, 'python-home');
+    const repoDir = path.join(home, 'hub', 'models--timm--vit_small_patch16_224.augreg_in21k');
+    const commit = 'a'.repeat(40);
+    const config = timmConfig('vit_small_patch16_224', 21843, 224);
+    fs.mkdirSync(path.join(repoDir, 'blobs'), { recursive: true });
+    fs.mkdirSync(path.join(repoDir, 'snapshots', commit), { recursive: true });
+    fs.mkdirSync(path.join(repoDir, 'refs'), { recursive: true });
+    fs.writeFileSync(path.join(repoDir, 'blobs', sha256(tinyWeights)), tinyWeights);
+    fs.writeFileSync(path.join(repoDir, 'blobs', gitBlobId(config)), config);
+    fs.symlinkSync(`../../blobs/${sha256(tinyWeights)}`, path.join(repoDir, 'snapshots', commit, 'model.safetensors'));
+    fs.symlinkSync(`../../blobs/${gitBlobId(config)}`, path.join(repoDir, 'snapshots', commit, 'config.json'));
+    fs.writeFileSync(path.join(repoDir, 'refs', 'main'), commit);
+
+    delete process.env.HF_HUB_CACHE;
+    process.env.HF_HOME = home;
+    process.env.HF_HUB_OFFLINE = '1';
+    process.env.HF_ENDPOINT = hub.url; // were a request made, it would be counted
+    const before = hub.requests.length;
+    const weights = await downloadPretrained('vit_small_patch16_224.augreg_in21k');
+    expect(hub.requests.length).toBe(before);
+    expect(weights).toMatchObject({
+      repo: 'timm/vit_small_patch16_224.augreg_in21k',
+      commit,
+      file: path.join(repoDir, 'snapshots', commit, 'model.safetensors'),
+      numClasses: 21843,
+      cached: true,
+    });
+    // the same by its commit, and with the deprecated timm name
+    expect((await downloadPretrained('vit_small_patch16_224_in21k', { revision: commit })).commit).toBe(commit);
+    expect(hub.requests.length).toBe(before);
+  });
+
+  test('offline with a cold cache is a clear error, with no request and nothing written', async () => {
+    const cacheDir = freshCache();
+    const before = hub.requests.length;
+    await expectFailure(
+      downloadPretrained('vit_base_patch16_224.augreg_in21k', { endpoint: hub.url, cacheDir, offline: true }),
+      PaceNetworkError,
+      /^pretrained 'vit_base_patch16_224\.augreg_in21k': /,
+      /not in the cache/,
+      /offline/,
+    );
+    process.env.HF_HUB_OFFLINE = 'true';
+    const error = await expectFailure(
+      downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir }),
+      PaceNetworkError,
+    );
+    expect(error.code).toBe('PACE_NETWORK');
+    expect(hub.requests.length).toBe(before);
+    expect(tree(cacheDir)).toEqual([]);
+  });
+
+  test('unknown names fail before any request', async () => {
+    const before = hub.requests.length;
+    await expectFailure(downloadPretrained('vit_nope_224', { endpoint: hub.url }), PaceNotFoundError, /'vit_nope_224'/);
+    await expectFailure(downloadPretrained('no such name!', { endpoint: hub.url }), PaceOptionError, /'no such name!'/);
+    expect(hub.requests.length).toBe(before);
+  });
+
+  test('a repository, revision or file the Hub does not have is a PaceNotFoundError naming it', async () => {
+    const cacheDir = freshCache();
+    const options = { endpoint: hub.url, cacheDir, progress: false } as const;
+    await expectFailure(
+      downloadPretrained('hf-hub:timm/vit_missing', options),
+      PaceNotFoundError,
+      /^pretrained 'hf-hub:timm\/vit_missing': no repository timm\/vit_missing/,
+      /HTTP 401, RepoNotFound/,
+    );
+    await expectFailure(
+      downloadPretrained(`hf-hub:${tinyRepo}@v9`, options),
+      PaceNotFoundError,
+      /no revision 'v9'/,
+      /404, RevisionNotFound/,
+    );
+    expect(tree(cacheDir)).toEqual([]);
+  });
+
+  test('a pickle is never fetched: a repository with only pytorch_model.bin is refused', async () => {
+    const cacheDir = freshCache();
+    await expectFailure(
+      downloadPretrained('hf-hub:test/pickle-only', { endpoint: hub.url, cacheDir }),
+      PaceNotFoundError,
+      /test\/pickle-only has no model\.safetensors/,
+      /never pickles/,
+    );
+    expect(tree(cacheDir)).toEqual([]);
+  });
+
+  test('a gated repository: 401 without the token, HF_ENDPOINT and HF_TOKEN honoured', async () => {
+    const cacheDir = freshCache();
+    const name = 'hf-hub:test/gated-vit';
+    await expectFailure(
+      downloadPretrained(name, { endpoint: hub.url, cacheDir }),
+      PaceNetworkError,
+      /^pretrained 'hf-hub:test\/gated-vit': access to model\.safetensors of test\/gated-vit refused/,
+      /HTTP 401, GatedRepo/,
+      /set HF_TOKEN/,
+    );
+    await expectFailure(
+      downloadPretrained(name, { endpoint: hub.url, cacheDir, token: 'hf_wrong' }),
+      PaceNetworkError,
+      /refused/,
+      /check that the token/,
+    );
+    await expectFailure(
+      downloadPretrained(name, { endpoint: hub.url, cacheDir, token: 'secret' }),
+      PaceOptionError,
+      /hf_/,
+    );
+    const repoDir = path.join(cacheDir, 'models--test--gated-vit');
+    expect(tree(repoDir)).toEqual([]); // nothing cached from the refused attempts
+
+    process.env.HF_ENDPOINT = hub.url;
+    process.env.HF_TOKEN = 'hf_secret_token';
+    const before = hub.requests.length;
+    const weights = await downloadPretrained(name, { cacheDir });
+    expect(fs.readFileSync(weights.file).equals(tinyWeights)).toBe(true);
+    const sent = hub.requests.slice(before);
+    expect(sent.length).toBeGreaterThan(0);
+    for (const request of sent) {
+      // the token goes to the Hub, never to the CDN it redirects to
+      expect(request.authorization).toBe(request.path.startsWith('/cdn/') ? undefined : 'Bearer hf_secret_token');
+    }
+    expect(sent.some((request) => request.path.startsWith('/cdn/'))).toBe(true);
+  });
+
+  /** The cache after a failed transfer: no blob, no snapshot, no ref, no temporary file. */
+  function expectNothingCached(cacheDir: string, repoFolder: string) {
+    const entries = tree(path.join(cacheDir, repoFolder));
+    expect(entries).toEqual([]);
+  }
+
+  test('a server that dies mid-transfer: a clear error and nothing half-written in the cache', async () => {
+    const cacheDir = freshCache();
+    hub.faults.set(sha256(tinyWeights), 'truncate');
+    await expectFailure(
+      downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir }),
+      PaceFileError,
+      /^pretrained 'hf-hub:test\/tiny-vit': model\.safetensors of test\/tiny-vit/,
+      new RegExp(`broke off after ${tinyWeights.length >> 1} of ${tinyWeights.length} bytes`),
+      /nothing was cached/,
+    );
+    expectNothingCached(cacheDir, 'models--test--tiny-vit');
+    hub.faults.clear();
+    const weights = await downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir });
+    expect(sha256(fs.readFileSync(weights.file))).toBe(sha256(tinyWeights));
+  });
+
+  test('a checksum mismatch: refused before it enters the cache', async () => {
+    const cacheDir = freshCache();
+    hub.faults.set(sha256(tinyWeights), 'corrupt');
+    await expectFailure(
+      downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir }),
+      PaceFileError,
+      /model\.safetensors of test\/tiny-vit: checksum mismatch, SHA-256 [0-9a-f]{64} where the Hub says/,
+      new RegExp(sha256(tinyWeights)),
+    );
+    expectNothingCached(cacheDir, 'models--test--tiny-vit');
+  });
+
+  test('a transfer that stalls is abandoned after the stall timeout', async () => {
+    const cacheDir = freshCache();
+    hub.faults.set(sha256(tinyWeights), 'stall');
+    await expectFailure(
+      downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir, stallTimeoutMs: 300 }),
+      PaceNetworkError,
+      /model\.safetensors of test\/tiny-vit: stalled after \d+ of \d+ bytes: no data for 0\.3 s/,
+    );
+    expectNothingCached(cacheDir, 'models--test--tiny-vit');
+  });
+
+  test('two concurrent downloads of the same file end with one good copy', async () => {
+    const cacheDir = freshCache();
+    hub.barrier = 2; // the CDN holds the first transfer until the second arrives: they overlap
+    const before = hub.requests.length;
+    const [a, b] = await Promise.all([
+      downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir }),
+      downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir }),
+    ]);
+    const transfers = hub.requests.slice(before).filter((r) => r.path.startsWith('/cdn/') && r.range === undefined);
+    expect(transfers).toHaveLength(2);
+    expect(a.file).toBe(b.file);
+    const repoDir = path.join(cacheDir, 'models--test--tiny-vit');
+    expect(fs.readdirSync(path.join(repoDir, 'blobs')).sort()).toEqual(
+      [sha256(tinyWeights), gitBlobId(hub.repos.get(tinyRepo)!.files['config.json'])].sort(),
+    );
+    expect(fs.readdirSync(path.join(repoDir, '.incomplete'))).toEqual([]);
+    expect(sha256(fs.readFileSync(a.file))).toBe(sha256(tinyWeights));
+  });
+
+  test('a spec takes weights by hf-hub name; pretrained: true needs a name; a bad config is a file error', async () => {
+    const cacheDir = freshCache();
+    const hubOptions = { endpoint: hub.url, cacheDir };
+    const specWithoutClasses = { ...tinySpec, numClasses: undefined };
+    using model = await createModel(specWithoutClasses, { pretrained: `hf-hub:${tinyRepo}`, hub: hubOptions });
+    expect(model.spec.numClasses).toBe(3);
+    expect(model.preprocessing.mean).toEqual([0.1, 0.2, 0.3]);
+    expect(model.preprocessing.imgSize).toBe(16);
+    await expectFailure(
+      createModel(tinySpec, { pretrained: true, hub: hubOptions }),
+      PaceOptionError,
+      /needs a model name/,
+    );
+    await expectFailure(
+      downloadPretrained('hf-hub:test/not-timm-config', hubOptions),
+      PaceFileError,
+      /^pretrained 'hf-hub:test\/not-timm-config': config\.json .* is not a timm config: num_classes/,
+    );
+  });
+});

@@ -1,0 +1,258 @@
+import crypto from 'node:crypto';
+import http from 'node:http';
+
+import { listen } from './serve';
+
+/** One repository the fake Hub serves. */
+export interface FakeRepo {
+  /** Its files by path. `.safetensors`, `.npz` and `.bin` files are LFS files (served through a CDN redirect). */
+  files: Record<string, Buffer>;
+  /** The commit `main` points at (default: derived from the repository's name). */
+  commit?: string;
+  /** A gated repository: files need `Authorization: Bearer <token>` (401 GatedRepo otherwise). */
+  token?: string;
+}
+
+/** A fault the CDN injects into the full transfer of one blob (by its SHA-256). */
+export type Fault = 'truncate' | 'corrupt' | 'stall';
+
+/** One request the fake Hub received. */
+export interface SeenRequest {
+  method: string;
+  path: string;
+  authorization?: string;
+  range?: string;
+}
+
+export interface FakeHub {
+  url: string;
+  repos: Map<string, FakeRepo>;
+  requests: SeenRequest[];
+  faults: Map<string, Fault>;
+  /** Full CDN transfers wait until this many are waiting (two concurrent downloads overlap for sure). */
+  barrier: number;
+  close(): Promise<void>;
+}
+
+const sha256 = (data: Buffer) => crypto.createHash('sha256').update(data).digest('hex');
+/** git's blob id: SHA-1 of `blob <size>\0` and the bytes. */
+export const gitBlobId = (data: Buffer) =>
+  crypto.createHash('sha1').update(`blob ${data.length}\0`).update(data).digest('hex');
+export const commitOf = (repo: string, fake?: FakeRepo) =>
+  fake?.commit ?? crypto.createHash('sha1').update(`commit of ${repo}`).digest('hex');
+const isLfs = (file: string) => /\.(safetensors|npz|bin)$/.test(file);
+
+function json(response: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
+  response.writeHead(status, { 'content-type': 'application/json', ...headers });
+  response.end(JSON.stringify(body));
+}
+
+function fail(response: http.ServerResponse, status: number, code: string, message: string) {
+  json(response, status, { error: message }, { 'x-error-code': code });
+}
+
+/** Sends `data` (or the part a `Range: bytes=a-b` asks for), with `headers`. */
+function sendBytes(
+  request: http.IncomingMessage,
+  response: http.ServerResponse,
+  data: Buffer,
+  headers: Record<string, string>,
+): void {
+  const range = /^bytes=(\d+)-(\d*)$/.exec(request.headers.range ?? '');
+  if (range) {
+    const start = Number(range[1]);
+    const end = Math.min(range[2] ? Number(range[2]) : data.length - 1, data.length - 1);
+    response.writeHead(206, {
+      ...headers,
+      'content-range': `bytes ${start}-${end}/${data.length}`,
+      'content-length': String(end - start + 1),
+    });
+    response.end(request.method === 'HEAD' ? undefined : data.subarray(start, end + 1));
+    return;
+  }
+  response.writeHead(200, { ...headers, 'content-length': String(data.length), 'accept-ranges': 'bytes' });
+  response.end(request.method === 'HEAD' ? undefined : data);
+}
+
+/**
+ * A local stand-in for the Hugging Face Hub, serving the endpoints @huggingface/hub calls: the model API
+ * (`GET /api/models/{repo}/revision/{rev}`, `POST /api/models/{repo}/paths-info/{rev}`), file resolution
+ * (`GET|HEAD /{repo}/resolve/{rev}/{path}`: small files directly with `ETag` = git blob id, LFS files as a 302 to
+ * the CDN with `X-Linked-Etag` = SHA-256 and `X-Linked-Size`, both with `X-Repo-Commit`), and the CDN (`GET
+ * /cdn/{sha256}` at http://localhost:<port>, another origin than the Hub's 127.0.0.1, ranges honoured). Errors
+ * carry the Hub's `X-Error-Code`s (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo). Listens on 127.0.0.1
+ * and closes itself after `lifetimeMs`.
+ */
+export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs = 60_000): Promise<FakeHub> {
+  const hub = {
+    repos: new Map(Object.entries(repos)),
+    requests: [] as SeenRequest[],
+    faults: new Map<string, Fault>(),
+    barrier: 1,
+  };
+  const blobs = () => {
+    const found = new Map<string, Buffer>();
+    for (const repo of hub.repos.values()) for (const data of Object.values(repo.files)) found.set(sha256(data), data);
+    return found;
+  };
+  const waiting: (() => void)[] = [];
+
+  const server = http.createServer((request, response) => {
+    const url = new URL(request.url ?? '/', 'http://localhost');
+    const path = decodeURIComponent(url.pathname);
+    hub.requests.push({
+      method: request.method ?? '',
+      path,
+      authorization: request.headers.authorization,
+      range: request.headers.range,
+    });
+    request.resume();
+
+    const api = /^\/api\/models\/([^/]+\/[^/]+)\/(revision|paths-info)\/(.+)$/.exec(path);
+    const resolve = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path);
+    const cdn = /^\/cdn\/([0-9a-f]{64})$/.exec(path);
+    const repoName = api?.[1] ?? resolve?.[1];
+    const revision = api?.[3] ?? resolve?.[2];
+    if (repoName !== undefined && revision !== undefined) {
+      const repo = hub.repos.get(repoName);
+      if (!repo) {
+        // as the Hub: 401 to anonymous callers (the repository may be private), 404 to authenticated ones
+        fail(response, request.headers.authorization ? 404 : 401, 'RepoNotFound', 'Repository not found');
+        return;
+      }
+      const commit = commitOf(repoName, repo);
+      if (revision !== 'main' && revision !== commit) {
+        fail(response, 404, 'RevisionNotFound', `Invalid rev id: ${revision}`);
+        return;
+      }
+      if (api?.[2] === 'revision') {
+        json(response, 200, {
+          _id: repoName,
+          id: repoName,
+          sha: commit,
+          private: false,
+          gated: repo.token ? 'manual' : false,
+          downloads: 0,
+          likes: 0,
+          lastModified: '2024-01-01T00:00:00.000Z',
+          pipeline_tag: 'image-classification',
+          siblings: Object.keys(repo.files).map((rfilename) => ({ rfilename })),
+        });
+        return;
+      }
+      if (api?.[2] === 'paths-info') {
+        let body = '';
+        request.setEncoding('utf8');
+        request.on('data', (chunk: string) => (body += chunk));
+        request.on('end', () => {
+          const { paths } = JSON.parse(body) as { paths: string[] };
+          json(
+            response,
+            200,
+            paths
+              .filter((file) => repo.files[file] !== undefined)
+              .map((file) => {
+                const data = repo.files[file];
+                return {
+                  type: 'file',
+                  path: file,
+                  size: data.length,
+                  oid: gitBlobId(isLfs(file) ? Buffer.from(`lfs pointer of ${file}`) : data),
+                  ...(isLfs(file) ? { lfs: { oid: sha256(data), size: data.length, pointerSize: 134 } } : {}),
+                };
+              }),
+          );
+        });
+        return;
+      }
+      const file = resolve?.[3] ?? '';
+      if (repo.token && request.headers.authorization !== `Bearer ${repo.token}`) {
+        fail(response, 401, 'GatedRepo', `Access to model ${repoName} is restricted. You must have access to it.`);
+        return;
+      }
+      const data = repo.files[file];
+      if (!data) {
+        fail(response, 404, 'EntryNotFound', `${file} does not exist`);
+        return;
+      }
+      if (isLfs(file)) {
+        response.writeHead(302, {
+          // on another origin, as the Hub's CDN is (so fetch drops the Authorization header on the way)
+          location: `${cdnOrigin}/cdn/${sha256(data)}`,
+          'x-repo-commit': commit,
+          'x-linked-etag': `"${sha256(data)}"`,
+          'x-linked-size': String(data.length),
+          etag: `"${gitBlobId(Buffer.from(`lfs pointer of ${file}`))}"`,
+        });
+        response.end();
+        return;
+      }
+      sendBytes(request, response, data, { 'x-repo-commit': commit, etag: `"${gitBlobId(data)}"` });
+      return;
+    }
+    if (cdn) {
+      const data = blobs().get(cdn[1]);
+      if (!data) {
+        response.writeHead(404);
+        response.end();
+        return;
+      }
+      if (request.headers.range) {
+        sendBytes(request, response, data, { etag: '"cdn-etag"' });
+        return;
+      }
+      const serve = () => {
+        const fault = hub.faults.get(cdn[1]);
+        if (fault === undefined) {
+          sendBytes(request, response, data, { etag: '"cdn-etag"' });
+          return;
+        }
+        if (fault === 'corrupt') {
+          const copy = Buffer.from(data);
+          copy[copy.length >> 1] ^= 0xff;
+          sendBytes(request, response, copy, { etag: '"cdn-etag"' });
+          return;
+        }
+        // truncate / stall: announce every byte, send half, then drop the connection or go silent
+        response.writeHead(200, { 'content-length': String(data.length) });
+        response.write(data.subarray(0, data.length >> 1), () => {
+          if (fault === 'truncate') setTimeout(() => response.socket?.destroy(), 20);
+        });
+      };
+      waiting.push(serve);
+      if (waiting.length >= hub.barrier) {
+        for (const go of waiting.splice(0)) go();
+      } else {
+        setTimeout(() => {
+          for (const go of waiting.splice(0)) go();
+        }, 10_000).unref();
+      }
+      return;
+    }
+    response.writeHead(404);
+    response.end();
+  });
+  const url = await listen(server);
+  const cdnOrigin = url.replace('127.0.0.1', 'localhost');
+  const close = () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+  const lifetime = setTimeout(() => void close(), lifetimeMs);
+  lifetime.unref();
+  return {
+    url,
+    ...hub,
+    get barrier() {
+      return hub.barrier;
+    },
+    set barrier(count: number) {
+      hub.barrier = count;
+    },
+    close: async () => {
+      clearTimeout(lifetime);
+      if (server.listening) await close();
+    },
+  };
+}
