@@ -6,6 +6,7 @@ import zlib from 'node:zlib';
 import sharp from 'sharp';
 
 import { createModel, loadTensors, saveTensors, tensor, TensorDataset, Trainer } from '../lib';
+import { commitOf, startFakeHub } from './support/hub-server';
 import { fixturesDir, makeTempDir, repoRoot } from './support/paths';
 import { colourData, seededRandom, tinyVit } from './support/synthetic';
 
@@ -582,4 +583,99 @@ test("data kind 'fgvc': VPT's JSON splits, 'tune' testing on val.json, centre-cr
     return { fgvc, part: 'test' };
   });
   expect(report.accuracy).toBe(0.5);
+});
+
+/** `pace` run without blocking the event loop (for tests whose servers run in this process), with `env` added. */
+function paceAsync(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [path.join(repoRoot, 'dist', 'cli.js'), ...args], {
+    cwd: temp.dir,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk) => (stdout += chunk));
+  child.stderr.on('data', (chunk) => (stderr += chunk));
+  return new Promise((resolve) => child.on('close', (status) => resolve({ status, stdout, stderr })));
+}
+
+test('pace pull downloads weights by name into the cache and prints where; pace fit takes a pretrained name', async () => {
+  await writeDataset('pull-train.safetensors', 64, 5);
+  using backbone = await createModel(tinyVit, { seed: 11 });
+  await backbone.saveWeights(path.join(temp.dir, 'pull-backbone.safetensors'));
+  const config = {
+    architecture: 'vit_tiny_custom',
+    num_classes: 4,
+    pretrained_cfg: {
+      input_size: [3, 16, 16],
+      interpolation: 'bicubic',
+      crop_pct: 0.9,
+      mean: [0.5, 0.5, 0.5],
+      std: [0.5, 0.5, 0.5],
+    },
+  };
+  const hub = await startFakeHub({
+    'test/tiny-backbone': {
+      files: {
+        'model.safetensors': fs.readFileSync(path.join(temp.dir, 'pull-backbone.safetensors')),
+        'config.json': Buffer.from(JSON.stringify(config)),
+      },
+    },
+  });
+  try {
+    const cache = path.join(temp.dir, 'hf-cache');
+    const env = { HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache, HF_HOME: path.join(temp.dir, 'hf-home') };
+    const pull = await paceAsync(['pull', 'hf-hub:test/tiny-backbone'], env);
+    expect(pull.stderr).toBe('');
+    expect(pull.status).toBe(0);
+    const snapshot = path.join(cache, 'models--test--tiny-backbone', 'snapshots', commitOf('test/tiny-backbone'));
+    expect(pull.stdout).toContain(`weights: ${path.join(snapshot, 'model.safetensors')}\n`);
+    expect(pull.stdout).toContain(`config:  ${path.join(snapshot, 'config.json')}\n`);
+    expect(fs.readFileSync(path.join(snapshot, 'model.safetensors'))).toEqual(
+      fs.readFileSync(path.join(temp.dir, 'pull-backbone.safetensors')),
+    );
+    const requests = hub.requests.length;
+    const again = await paceAsync(['pull', 'hf-hub:test/tiny-backbone', '--offline'], env);
+    expect(again.status).toBe(0);
+    expect(again.stdout).toContain('(already in the cache)');
+    expect(hub.requests.length).toBe(requests);
+
+    const unknown = await paceAsync(['pull', 'vit_nope_224'], env);
+    expect(unknown.status).toBe(1);
+    expect(unknown.stderr).toMatch(/^pace pull: pretrained 'vit_nope_224': /);
+    const list = await paceAsync(['pull', '--list'], env);
+    expect(list.stdout).toMatch(/^\* vit_base_patch16_224\.augreg_in21k +AugReg ImageNet-21k/m);
+
+    // the same run from the file and from the name (offline: out of the cache) ends with the same adapters
+    const run = (pretrained: string, runDir: string) => ({
+      model: { name: tinyVit, numClasses: 4, pretrained },
+      adapters: { type: 'loramul_vptadd', rank: 2 },
+      trainer: { optimizer: { lr: 0.01 }, seed: 3 },
+      data: { train: 'pull-train.safetensors' },
+      fit: { epochs: 2, batchSize: 16 },
+      runDir,
+    });
+    fs.writeFileSync(
+      path.join(temp.dir, 'pull-file.json'),
+      JSON.stringify(run('pull-backbone.safetensors', 'pull-file')),
+    );
+    fs.writeFileSync(
+      path.join(temp.dir, 'pull-name.json'),
+      JSON.stringify(run('hf-hub:test/tiny-backbone', 'pull-name')),
+    );
+    const fromFile = await paceAsync(['fit', '--config', 'pull-file.json', '--quiet'], env);
+    const fromName = await paceAsync(['fit', '--config', 'pull-name.json', '--quiet'], { ...env, HF_HUB_OFFLINE: '1' });
+    expect(fromName.stderr).toBe('');
+    expect(fromName.status).toBe(0);
+    expect(fromFile.status).toBe(0);
+    expect(fs.readFileSync(path.join(temp.dir, 'pull-name', 'adapters.safetensors'))).toEqual(
+      fs.readFileSync(path.join(temp.dir, 'pull-file', 'adapters.safetensors')),
+    );
+    expect(hub.requests.length).toBe(requests);
+  } finally {
+    await hub.close();
+  }
 });

@@ -5,6 +5,7 @@ import { z } from 'zod';
 
 import { DatasetSourceSchema } from '../data/sources';
 import { withContext } from '../error-context';
+import { isPretrainedName } from '../hub/names';
 import { AdapterOptionsSchema } from '../models/adapters';
 import { ModelSpecSchema } from '../models/specs';
 import { parseOptions } from '../options';
@@ -18,7 +19,11 @@ export const RunConfigSchema = z
         name: z.union([z.string().min(1), ModelSpecSchema]),
         numClasses: z.number().int().min(1),
         imgSize: z.number().int().min(1).optional(),
-        pretrained: z.string().min(1).optional(),
+        /**
+         * The backbone's weights: a file (safetensors or `.npz`), or weights by name downloaded into the Hugging
+         * Face cache: a pretrained name (`vit_base_patch16_224.augreg_in21k`, `hf-hub:org/name`) or `true` (`name`'s).
+         */
+        pretrained: z.union([z.literal(true), z.string().min(1)]).optional(),
         dropPathRate: z.number().min(0).lt(1).optional(),
         device: z.string().min(1).default('cpu'),
       })
@@ -56,10 +61,13 @@ export function readRunConfig(file: string): RunConfig {
   const config = parseOptions(RunConfigSchema, raw, `config '${file}'`);
   const baseDir = path.dirname(path.resolve(file));
   const resolve = (p: string | undefined) => (p === undefined ? undefined : path.resolve(baseDir, p));
+  // a file is relative to the config; a pretrained name (or true) is left for createModel to download
+  const weightsSource = (p: string | true | undefined) =>
+    p === true || (p !== undefined && isPretrainedName(p)) ? p : resolve(p);
   return {
     ...config,
     baseDir,
-    model: { ...config.model, pretrained: resolve(config.model.pretrained) },
+    model: { ...config.model, pretrained: weightsSource(config.model.pretrained) },
     runDir: resolve(config.runDir),
   };
 }

@@ -1,0 +1,57 @@
+import { parseArgs } from 'node:util';
+
+import { listPretrained, type PretrainedInfo } from '../hub/catalog';
+import { downloadPretrained } from '../hub/download';
+import { UsageError, type Command } from './usage';
+
+const out = (text: string): void => {
+  process.stdout.write(`${text}\n`);
+};
+
+export const pullCommand: Command = {
+  usage: `pace pull NAME [--revision REV] [--cache-dir DIR] [--endpoint URL] [--offline] [--json] [--quiet]
+  Downloads pretrained weights by name into the Hugging Face cache and prints where they are.
+  NAME: timm's architecture.tag (vit_base_patch16_224.augreg_in21k), an architecture alone (timm's default
+  tag), or hf-hub:org/name[@revision]; pace pull --list names the known weights (* marks the PACE paper's).
+  A token for gated repositories comes from HF_TOKEN; HF_ENDPOINT, HF_HUB_CACHE and HF_HUB_OFFLINE are honoured.`,
+  async run(args) {
+    const { values, positionals } = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        revision: { type: 'string' },
+        'cache-dir': { type: 'string' },
+        endpoint: { type: 'string' },
+        offline: { type: 'boolean' },
+        json: { type: 'boolean', default: false },
+        quiet: { type: 'boolean', default: false },
+        list: { type: 'boolean', default: false },
+      },
+    });
+    if (values.list) {
+      if (positionals.length > 0) throw new UsageError('--list takes no name');
+      const known = listPretrained();
+      const width = Math.max(...known.map((entry) => entry.name.length));
+      const line = (entry: PretrainedInfo) =>
+        `${entry.paper ? '*' : ' '} ${entry.name.padEnd(width)}  ${entry.description}`;
+      out(values.json ? JSON.stringify(known, null, 2) : known.map(line).join('\n'));
+      return 0;
+    }
+    if (positionals.length !== 1) throw new UsageError('give one pretrained name (pace pull --list names them)');
+    const weights = await downloadPretrained(positionals[0], {
+      revision: values.revision,
+      cacheDir: values['cache-dir'],
+      endpoint: values.endpoint,
+      offline: values.offline,
+      progress: values.quiet ? false : 'auto',
+    });
+    if (values.json) {
+      out(JSON.stringify(weights, null, 2));
+    } else {
+      out(`${weights.name}: ${weights.repo}@${weights.commit}${weights.cached ? ' (already in the cache)' : ''}`);
+      out(`weights: ${weights.file}`);
+      out(`config:  ${weights.configFile}`);
+    }
+    return 0;
+  },
+};
