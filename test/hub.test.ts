@@ -457,6 +457,18 @@ describe('downloads', () => {
       expect(request.authorization).toBe(request.path.startsWith('/cdn/') ? undefined : 'Bearer hf_secret_token');
     }
     expect(sent.some((request) => request.path.startsWith('/cdn/'))).toBe(true);
+
+    // without HF_TOKEN, the token `huggingface-cli login` saved under HF_HOME is used
+    delete process.env.HF_TOKEN;
+    fs.mkdirSync(process.env.HF_HOME!, { recursive: true });
+    fs.writeFileSync(path.join(process.env.HF_HOME!, 'token'), 'hf_secret_token\n');
+    try {
+      const fromLogin = await downloadPretrained(name, { cacheDir: freshCache() });
+      expect(fs.readFileSync(fromLogin.file).equals(tinyWeights)).toBe(true);
+      expect(hub.requests.at(-1)?.authorization).toBe('Bearer hf_secret_token');
+    } finally {
+      fs.rmSync(path.join(process.env.HF_HOME!, 'token'));
+    }
   });
 
   /** The cache after a failed transfer: no blob, no snapshot, no ref, no temporary file. */
