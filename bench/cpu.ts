@@ -1,9 +1,12 @@
-// CPU benchmark: our PACE training step, baseline step and evaluation against a PyTorch eager reference of the
-// same steps (bench/reference/pace_step_reference.py, Debian's python3-torch: the same libtorch build), run
-// alternately in one invocation with the same threads, model configuration and batch. Not part of `npm test`.
+// CPU benchmark: our PACE training step, baseline step and evaluation against the strongest PyTorch form of the
+// same steps (bench/reference/pace_step_reference.py: adapters merged wherever no noise is applied, as the
+// official PACE code runs; Debian's python3-torch, the same libtorch build), in float32 and in bf16 (ours:
+// precision 'bf16'; the reference: torch.autocast('cpu', dtype=torch.bfloat16)), all four timed alternately in
+// one invocation with the same threads, model configuration and batch. Not part of `npm test`.
 //
 // Usage: npm run bench:cpu -- [--rounds 5] [--models vit_small_patch16_224,vit_tiny_patch16_224]
-//                             [--strategy auto|per-row|stacked|unfused] [--json bench/results/cpu.json]
+//                             [--precisions fp32,bf16] [--strategy auto|per-row|stacked|unfused]
+//                             [--unmerged-reference] [--json bench/results/cpu.json]
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -20,6 +23,7 @@ import {
   timeAlternately,
   writeSummary,
   type Command,
+  type Precision,
   type Setup,
 } from './step-timing';
 
@@ -39,37 +43,67 @@ const imagesPerCall: Record<Command, number> = {
   eval: setup.evalBatchSize,
 };
 
-async function benchmarkModel(name: string, rounds: number, python: string) {
-  const ours = await Ours.create(name, setup);
-  const spec = ours.model.spec;
-  if (spec.family !== 'vit') throw new Error(`the CPU reference implements ViT only, not ${name}`);
-  const reference = new Reference(python);
-  const ready = await reference.start(referenceConfig(spec, setup, { threads: threads().intraOp }));
-  const all = await timeAlternately(
-    { ours: (c) => ours.time(c), reference: (c) => reference.time(c) },
-    commands,
-    rounds,
-    name,
-  );
-  const times = { ours: all.ours, reference: all.reference };
-  reference.stop();
-  ours.dispose();
+type Side = { ours: Ours } | { reference: Reference };
 
-  const rows = commands.map((command) => {
-    const oursMs = median(times.ours[command]);
-    const referenceMs = median(times.reference[command]);
+async function benchmarkModel(
+  name: string,
+  rounds: number,
+  python: string,
+  precisions: Precision[],
+  mergedReference: boolean,
+) {
+  const sides = new Map<string, Side>();
+  let referenceTorch = '';
+  for (const precision of precisions) {
+    const ours = await Ours.create(name, setup, 'cpu', precision);
+    const spec = ours.model.spec;
+    if (spec.family !== 'vit') throw new Error(`the CPU reference implements ViT only, not ${name}`);
+    const reference = new Reference(python);
+    const ready = await reference.start(
+      referenceConfig(spec, setup, { threads: threads().intraOp, precision, merge: mergedReference }),
+    );
+    referenceTorch = String(ready.torch);
+    sides.set(`ours ${precision}`, { ours });
+    sides.set(`reference ${precision}`, { reference });
+  }
+  const timers = Object.fromEntries(
+    [...sides].map(([label, side]) => [
+      label,
+      (command: Command) => ('ours' in side ? side.ours.time(command) : side.reference.time(command)),
+    ]),
+  );
+  const times = await timeAlternately(timers, commands, rounds, name);
+  for (const side of sides.values()) {
+    if ('ours' in side) side.ours.dispose();
+    else side.reference.stop();
+  }
+
+  const summarise = (label: string, command: Command) => {
+    const ms = median(times[label][command]);
     return {
-      step: command,
-      oursMs: Number(oursMs.toFixed(1)),
-      referenceMs: Number(referenceMs.toFixed(1)),
-      ratio: Number((referenceMs / oursMs).toFixed(2)),
-      oursImagesPerSecond: Number(((imagesPerCall[command] * 1000) / oursMs).toFixed(2)),
-      referenceImagesPerSecond: Number(((imagesPerCall[command] * 1000) / referenceMs).toFixed(2)),
-      oursAllMs: times.ours[command].map((t) => Number(t.toFixed(1))),
-      referenceAllMs: times.reference[command].map((t) => Number(t.toFixed(1))),
+      ms: Number(ms.toFixed(1)),
+      imagesPerSecond: Number(((imagesPerCall[command] * 1000) / ms).toFixed(2)),
+      allMs: times[label][command].map((t) => Number(t.toFixed(1))),
     };
-  });
-  return { model: name, referenceTorch: ready.torch, referenceThreads: ready.threads, rows };
+  };
+  const rows = precisions.flatMap((precision) =>
+    commands.map((command) => {
+      const ours = summarise(`ours ${precision}`, command);
+      const reference = summarise(`reference ${precision}`, command);
+      return { precision, step: command, ours, reference, ratio: Number((reference.ms / ours.ms).toFixed(2)) };
+    }),
+  );
+  // Our bf16 step against our own float32 step, when both were timed.
+  const bf16Speedup =
+    precisions.includes('fp32') && precisions.includes('bf16')
+      ? Object.fromEntries(
+          commands.map((command) => [
+            command,
+            Number((median(times['ours fp32'][command]) / median(times['ours bf16'][command])).toFixed(2)),
+          ]),
+        )
+      : undefined;
+  return { model: name, referenceTorch, mergedReference, rows, bf16Speedup };
 }
 
 async function main(): Promise<void> {
@@ -78,6 +112,8 @@ async function main(): Promise<void> {
       rounds: { type: 'string', default: '5' },
       models: { type: 'string', default: 'vit_small_patch16_224,vit_tiny_patch16_224' },
       strategy: { type: 'string', default: 'auto' },
+      precisions: { type: 'string', default: 'fp32,bf16' },
+      'unmerged-reference': { type: 'boolean', default: false },
       json: { type: 'string', default: path.join('bench', 'results', 'cpu.json') },
     },
   });
@@ -87,7 +123,14 @@ async function main(): Promise<void> {
   const python = referencePython();
   const report = doctor();
   const results = [];
-  for (const name of values.models.split(',')) results.push(await benchmarkModel(name, rounds, python));
+  const precisions = values.precisions.split(',').map((p) => {
+    if (p !== 'fp32' && p !== 'bf16') throw new Error(`--precisions: '${p}' is not fp32 or bf16`);
+    return p as Precision;
+  });
+  const merged = !values['unmerged-reference'];
+  for (const name of values.models.split(',')) {
+    results.push(await benchmarkModel(name, rounds, python, precisions, merged));
+  }
 
   const summary = {
     date: new Date().toISOString(),
@@ -100,15 +143,20 @@ async function main(): Promise<void> {
     setup,
     results,
   };
+  const form = merged ? 'adapters merged where no noise, as the official code' : 'UNMERGED (the weaker form)';
   for (const result of results) {
     console.log(
-      `\n${result.model} (batch ${setup.batchSize}, ${summary.threads} threads, libtorch ${summary.torch} both; reference torch ${result.referenceTorch})`,
+      `\n${result.model} (batch ${setup.batchSize}, ${summary.threads} threads, libtorch ${summary.torch} both; reference torch ${result.referenceTorch}, ${form}; bf16 = autocast)`,
     );
-    console.log('step       ours ms   reference ms   ratio   ours img/s   reference img/s');
+    console.log('precision  step       ours ms   reference ms   ratio   ours img/s   reference img/s');
     for (const row of result.rows) {
       console.log(
-        `${row.step.padEnd(10)} ${row.oursMs.toFixed(1).padStart(8)}   ${row.referenceMs.toFixed(1).padStart(12)}   ${row.ratio.toFixed(2).padStart(5)}×   ${row.oursImagesPerSecond.toFixed(2).padStart(10)}   ${row.referenceImagesPerSecond.toFixed(2).padStart(15)}`,
+        `${row.precision.padEnd(10)} ${row.step.padEnd(10)} ${row.ours.ms.toFixed(1).padStart(8)}   ${row.reference.ms.toFixed(1).padStart(12)}   ${row.ratio.toFixed(2).padStart(5)}×   ${row.ours.imagesPerSecond.toFixed(2).padStart(10)}   ${row.reference.imagesPerSecond.toFixed(2).padStart(15)}`,
       );
+    }
+    if (result.bf16Speedup) {
+      const parts = commands.map((command) => `${command} ${result.bf16Speedup?.[command].toFixed(2)}×`);
+      console.log(`ours bf16 against ours fp32: ${parts.join(', ')}`);
     }
   }
   writeSummary(values.json, summary);

@@ -85,6 +85,7 @@ export class Ours {
     private readonly targets: ReturnType<typeof tensor>,
     private readonly evalImages: ReturnType<typeof tensor>,
     private readonly setup: Setup,
+    private readonly precision: Precision,
   ) {}
 
   static async create(name: string, setup: Setup, device = 'cpu', precision: Precision = 'fp32'): Promise<Ours> {
@@ -103,7 +104,7 @@ export class Ours {
     });
     const pace = new Trainer(model, { pace: { sigma: setup.sigma, lambda: setup.lambda }, precision });
     const baseline = new Trainer(model, { precision });
-    return new Ours(model, pace, baseline, images, targets, evalImages, setup);
+    return new Ours(model, pace, baseline, images, targets, evalImages, setup, precision);
   }
 
   /** Milliseconds of one command, up to its results on the host (as the reference's `.item()`). */
@@ -111,7 +112,7 @@ export class Ours {
     const start = performance.now();
     if (command === 'eval') {
       this.model.eval();
-      using logits = await this.model.forward(this.evalImages);
+      using logits = await this.model.forward(this.evalImages, { precision: this.precision });
       if (logits.toFloat32Array().length !== this.setup.evalBatchSize * this.setup.numClasses)
         throw new Error('unexpected logits');
     } else {

@@ -83,8 +83,8 @@ export interface NativeStepResult {
 export interface NativeModelHandle {
   loadWeights(path: string, strict: boolean): Promise<NativeLoadReport>;
   saveWeights(path: string, metadata: Record<string, string> | null): Promise<void>;
-  forward(images: NativeTensorHandle): Promise<NativeTensorHandle>;
-  forwardFeatures(images: NativeTensorHandle): Promise<NativeTensorHandle>;
+  forward(images: NativeTensorHandle, precision?: 'fp32' | 'tf32' | 'bf16'): Promise<NativeTensorHandle>;
+  forwardFeatures(images: NativeTensorHandle, precision?: 'fp32' | 'tf32' | 'bf16'): Promise<NativeTensorHandle>;
   setTraining(mode: boolean): void;
   readonly training: boolean;
   parameters(): { name: string; shape: number[]; dtype: string }[];

@@ -1,10 +1,14 @@
 """REFERENCE ONLY: a PyTorch eager implementation of one PACE training step, for benchmarks.
 
-Not part of pace-peft. It is written from the paper's equations (and the fixtures' README) the way a PyTorch
-user writes them: timm's ViT layout, LoRA-mul + VPT-add adapters on every Linear but the head, each noisy
-linear as two GEMMs (W0·x + b0 + z ⊙ adapter(x)), z = 1 + σ·ε per sample and output channel with σ falling
-linearly with depth from block 1, the batch duplicated with cat([x, x]), cross-entropy on the first copy +
-λ·mean Σ (f1 − f2)², then torch.optim.AdamW.
+Not part of pace-peft. It is written from the paper's equations (and the fixtures' README) in the strongest
+form the official PACE code runs: timm's ViT layout, LoRA-mul + VPT-add adapters on every Linear but the head,
+each noisy linear as two GEMMs (W0·x + b0 + z ⊙ adapter(x)), z = 1 + σ·ε per sample and output channel with σ
+falling linearly with depth from block 1, the batch duplicated with cat([x, x]), cross-entropy on the first
+copy + λ·mean Σ (f1 − f2)², then torch.optim.AdamW. Wherever no noise is applied (the baseline step, evaluation,
+and the blocks before the first noisy one in a PACE step) the adapter is merged into one GEMM on
+W0 + ΔW with the shifted bias, as the official code does with merge_training and merge_validation. The
+configuration key `merge: false` keeps every adapter unmerged (the weaker form earlier measurements used, kept
+only to reproduce them).
 
 It runs as a worker for bench/cpu.ts and bench/device.ts: the first stdin line is a JSON configuration, then
 each line is a command (`pace`, `baseline`, `eval` or `quit`); for each it runs one step and prints a JSON line
@@ -37,8 +41,9 @@ class NoiseState:
 class AdaptedLinear(nn.Module):
     """A frozen Linear with a LoRA-mul + VPT-add adapter whose output PACE multiplies by z = 1 + σ·ε."""
 
-    def __init__(self, in_features, out_features, rank, sigma, noise, bias=True):
+    def __init__(self, in_features, out_features, rank, sigma, noise, bias=True, merge=True):
         super().__init__()
+        self.merge = merge
         self.weight = nn.Parameter(torch.empty(out_features, in_features).normal_(0, 0.02), requires_grad=False)
         self.bias = nn.Parameter(torch.zeros(out_features), requires_grad=False) if bias else None
         self.delta_W_down = nn.Parameter(torch.zeros(out_features, rank))
@@ -49,14 +54,21 @@ class AdaptedLinear(nn.Module):
         self.sigma = sigma
         self.noise = noise
 
-    def adapter(self, x):
+    def terms(self):
         delta_weight = self.weight * (self.delta_W_down @ self.delta_W_up)
         shift = (self.weight @ (self.delta_prompt_down @ self.delta_prompt_up)).squeeze(1)
         if self.bias is not None:
             shift = shift + self.bias * self.delta_b
-        return F.linear(x, delta_weight, shift)
+        return delta_weight, shift
+
+    def adapter(self, x):
+        return F.linear(x, *self.terms())
 
     def forward(self, x):
+        if self.merge and not (self.noise.active and self.sigma > 0):
+            delta_weight, shift = self.terms()
+            bias = shift if self.bias is None else self.bias + shift
+            return F.linear(x, self.weight + delta_weight, bias)
         frozen = F.linear(x, self.weight, self.bias)
         adapted = self.adapter(x)
         if self.noise.active and self.sigma > 0:
@@ -74,15 +86,15 @@ def drop_path(x, rate, training, copies):
 
 
 class Block(nn.Module):
-    def __init__(self, dim, heads, rank, sigma, noise, drop_path_rate):
+    def __init__(self, dim, heads, rank, sigma, noise, drop_path_rate, merge):
         super().__init__()
         self.heads = heads
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.qkv = AdaptedLinear(dim, 3 * dim, rank, sigma, noise)
-        self.proj = AdaptedLinear(dim, dim, rank, sigma, noise)
+        self.qkv = AdaptedLinear(dim, 3 * dim, rank, sigma, noise, merge=merge)
+        self.proj = AdaptedLinear(dim, dim, rank, sigma, noise, merge=merge)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.fc1 = AdaptedLinear(dim, 4 * dim, rank, sigma, noise)
-        self.fc2 = AdaptedLinear(4 * dim, dim, rank, sigma, noise)
+        self.fc1 = AdaptedLinear(dim, 4 * dim, rank, sigma, noise, merge=merge)
+        self.fc2 = AdaptedLinear(4 * dim, dim, rank, sigma, noise, merge=merge)
         self.drop_path_rate = drop_path_rate
         self.copies = 1
 
@@ -100,7 +112,8 @@ class Block(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    def __init__(self, img_size, patch, dim, depth, heads, classes, rank, sigma, drop_path_rate, block_start=1):
+    def __init__(self, img_size, patch, dim, depth, heads, classes, rank, sigma, drop_path_rate, merge,
+                 block_start=1):
         super().__init__()
         self.noise = NoiseState()
         units = depth + 1  # the blocks, then the head
@@ -111,7 +124,7 @@ class VisionTransformer(nn.Module):
         self.pos_embed = nn.Parameter(torch.randn(1, (img_size // patch) ** 2 + 1, dim) * 0.02)
         rates = torch.linspace(0, drop_path_rate, depth).tolist()
         self.blocks = nn.ModuleList(
-            [Block(dim, heads, rank, sigmas[i], self.noise, rates[i]) for i in range(depth)]
+            [Block(dim, heads, rank, sigmas[i], self.noise, rates[i], merge) for i in range(depth)]
         )
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, classes)
@@ -138,7 +151,7 @@ class VisionTransformer(nn.Module):
 class TimmAdapted(nn.Module):
     """A timm model whose Linears inside the blocks carry the adapters; only the adapters and head train."""
 
-    def __init__(self, name, classes, rank, sigma, drop_path_rate):
+    def __init__(self, name, classes, rank, sigma, drop_path_rate, merge):
         super().__init__()
         import timm
 
@@ -149,7 +162,7 @@ class TimmAdapted(nn.Module):
                 full = f"{module_name}.{child_name}" if module_name else child_name
                 if isinstance(child, nn.Linear) and not full.startswith("head"):
                     adapted = AdaptedLinear(child.in_features, child.out_features, rank, sigma, self.noise,
-                                            bias=child.bias is not None)
+                                            bias=child.bias is not None, merge=merge)
                     with torch.no_grad():
                         adapted.weight.copy_(child.weight)
                         if child.bias is not None:
@@ -201,7 +214,7 @@ def baseline_step(model, optimizer, images, targets, config):
 
 @torch.no_grad()
 def evaluate(model, images, config):
-    # Evaluation as a PyTorch user runs it: the adapters stay unmerged, no noise.
+    # Evaluation as the official code runs it: no noise, adapters merged (unless `merge: false`).
     model.eval()
     with autocast(config):
         return model(images).argmax(1).sum().item()
@@ -228,13 +241,14 @@ def main():
     device = torch.device(config.get("device", "cpu"))
     torch.backends.cuda.matmul.allow_tf32 = False  # float32 means IEEE float32 here, as the reference runs
     torch.backends.cudnn.allow_tf32 = False
+    merge = config.get("merge", True)
     if config.get("timm"):
         model = TimmAdapted(config["timm"], config["numClasses"], config["rank"], config["sigma"],
-                            config["dropPathRate"])
+                            config["dropPathRate"], merge)
     else:
         model = VisionTransformer(
             config["imgSize"], config["patchSize"], config["embedDim"], config["depth"], config["numHeads"],
-            config["numClasses"], config["rank"], config["sigma"], config["dropPathRate"],
+            config["numClasses"], config["rank"], config["sigma"], config["dropPathRate"], merge,
         )
     model.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -244,7 +258,7 @@ def main():
     targets = torch.randint(0, config["numClasses"], (batch,), device=device)
     eval_images = torch.randn(config["evalBatchSize"], 3, config["imgSize"], config["imgSize"], device=device)
     print(json.dumps({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads(),
-                      "trainable": sum(p.numel() for p in trainable)}), flush=True)
+                      "trainable": sum(p.numel() for p in trainable), "merge": merge}), flush=True)
     for line in sys.stdin:
         command = line.strip()
         if command == "quit":

@@ -204,16 +204,20 @@ Napi::Value ModelHandle::saveWeights(const Napi::CallbackInfo& info) {
 Napi::Value ModelHandle::runForward(const Napi::CallbackInfo& info, bool featuresOnly) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const at::Tensor images = TensorHandle::unwrap(info[0], "images");
+    const Precision precision =
+        info[1].IsUndefined() ? Precision::Fp32 : precisionFromName(stringFromJs(info[1], "precision"));
     return runAsync(
         info.Env(), featuresOnly ? "pace.forwardFeatures" : "pace.forward",
-        [state = live(info.Env()), images, featuresOnly] {
+        [state = live(info.Env()), images, featuresOnly, precision] {
           std::lock_guard<std::mutex> lock(state->mutex);
           torch::NoGradGuard noGrad;
           auto& model = *state->model;
           const auto device = model.parameters().front().device();
           const at::Tensor input = images.device() == device ? images : images.to(device);
           model.checkImages(input);
-          return featuresOnly ? model.forwardFeatures(input) : model.forward(input);
+          const PrecisionScope arithmetic(precision, device.type());
+          const at::Tensor output = featuresOnly ? model.forwardFeatures(input) : model.forward(input);
+          return output.scalar_type() == at::kFloat ? output : output.to(at::kFloat);  // float32 out, as documented
         },
         [](Napi::Env env, at::Tensor& output) -> Napi::Value { return TensorHandle::wrap(env, std::move(output)); });
   });

@@ -15,5 +15,6 @@
 #include "tensor/cpu_cache.h"        // the CPU allocator cache
 #include "tensor/dtype.h"            // dtype names
 #include "tensor/host_memory.h"      // tensors over JavaScript memory
+#include "tensor/precision.h"        // fp32 / tf32 / bf16 arithmetic
 #include "train/schedule.h"          // the cosine schedule
 #include "train/trainer.h"           // training, evaluation
