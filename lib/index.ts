@@ -91,6 +91,10 @@ export {
   type FitControl,
   type EarlyStoppingOptions,
 } from './train/callbacks';
+export { writeReport, renderReport, type ReportOptions, type WrittenReport } from './report/write-report';
+export { readRuns, readRun, type RunRecord, type EpochRow, type MetricKey } from './report/read-runs';
+export { labelRuns, type RunLabel } from './report/labels';
+export { settingGrids, type SettingGrid, type GridAxis, type GridCell, type GridMetric } from './report/grids';
 export { TensorDataset, type Normalization, type Augmentation } from './data/dataset';
 export { readIdx, loadIdxDataset, type IdxArray } from './data/idx';
 export { prepareImages, augmentImages } from './data/prepare';

@@ -7,6 +7,7 @@ import { createModel, type Model } from '../models/model';
 import { Trainer, type TrainerOptions } from '../train/trainer';
 import type { FitOptions } from '../train/fit';
 import { readRunConfig, type RunConfig } from './config';
+import { reportCommand } from './report-command';
 import { pullCommand } from './pull-command';
 import { serveCommand } from './serve-command';
 import { numberFlag, UsageError, type Command } from './usage';
@@ -218,6 +219,7 @@ export const commands: Record<string, Command> = {
   eval: evalCommand,
   export: exportCommand,
   serve: serveCommand,
+  report: reportCommand,
   pull: pullCommand,
   doctor: doctorCommand,
 };

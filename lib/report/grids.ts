@@ -1,0 +1,91 @@
+import { lastMeasured } from './final-numbers';
+import { flattenSettings, REPEAT_KEYS, settingName, varyingSettings, type SettingValue } from './labels';
+import type { RunRecord } from './read-runs';
+
+/** The accuracy a grid shows: the last measured validation accuracy, else test, else training accuracy. */
+export type GridMetric = 'val_acc' | 'test_acc' | 'acc';
+
+/** One axis of a grid: a setting and its values, in order. */
+export interface GridAxis {
+  key: string;
+  name: string;
+  values: SettingValue[];
+}
+
+/** The runs made at one point of the grid and their mean accuracy (no runs: no mean). */
+export interface GridCell {
+  mean?: number;
+  /** Indices of the runs (in the report's order). */
+  runs: number[];
+}
+
+/**
+ * Accuracy against two settings: `cells[y][x]` holds the runs made with `y.values[y]` and `x.values[x]`,
+ * averaged over every other setting that varies (`averagedOver`: seeds, or a third swept setting).
+ */
+export interface SettingGrid {
+  metric: GridMetric;
+  x: GridAxis;
+  y: GridAxis;
+  cells: GridCell[][];
+  averagedOver: string[];
+}
+
+/** The most distinct values an axis may have, and the most grids a report shows. */
+const MAX_VALUES = 12;
+const MAX_GRIDS = 6;
+
+function compareValues(a: SettingValue, b: SettingValue): number {
+  if (typeof a === 'number' && typeof b === 'number') return a - b;
+  return String(a).localeCompare(String(b));
+}
+
+function gridMetric(runs: RunRecord[]): GridMetric | undefined {
+  return (['val_acc', 'test_acc', 'acc'] as const).find((key) => runs.every((run) => lastMeasured(run.epochs, key)));
+}
+
+/**
+ * The accuracy-against-setting grids of a set of runs (a sweep): one per pair of swept settings (those that vary,
+ * are set in every run, and take 2 to 12 values; seeds are repeats, not axes). A pair is shown only when its runs
+ * cover more cells than a diagonal (settings that always change together, like σ and λ of a baseline-vs-PACE
+ * comparison, make no grid).
+ */
+export function settingGrids(runs: RunRecord[]): SettingGrid[] {
+  const metric = gridMetric(runs);
+  if (!metric || runs.length < 3) return [];
+  const settings = runs.map((run) => flattenSettings(run.config));
+  const varying = varyingSettings(settings);
+  const axes: GridAxis[] = varying
+    .filter((key) => !REPEAT_KEYS.has(key) && settings.every((s) => s.has(key)))
+    .map((key) => ({
+      key,
+      name: settingName(key, varying),
+      values: [...new Map(settings.map((s) => [JSON.stringify(s.get(key)), s.get(key)!])).values()].sort(compareValues),
+    }))
+    .filter((axis) => axis.values.length <= MAX_VALUES);
+  const accuracy = runs.map((run) => lastMeasured(run.epochs, metric)!.value);
+  const grids: SettingGrid[] = [];
+  for (let a = 0; a < axes.length; a++) {
+    for (let b = a + 1; b < axes.length; b++) {
+      const [x, y] = [axes[a], axes[b]];
+      const cells: GridCell[][] = y.values.map(() => x.values.map(() => ({ runs: [] as number[] })));
+      settings.forEach((s, run) => {
+        const xi = x.values.findIndex((v) => v === s.get(x.key));
+        const yi = y.values.findIndex((v) => v === s.get(y.key));
+        cells[yi][xi].runs.push(run);
+      });
+      let filled = 0;
+      for (const cell of cells.flat()) {
+        if (cell.runs.length === 0) continue;
+        filled++;
+        cell.mean = cell.runs.reduce((total, run) => total + accuracy[run], 0) / cell.runs.length;
+      }
+      if (filled <= Math.max(x.values.length, y.values.length)) continue;
+      const averagedOver = varying
+        .filter((key) => key !== x.key && key !== y.key)
+        .map((key) => settingName(key, varying));
+      grids.push({ metric, x, y, cells, averagedOver });
+    }
+  }
+  return grids.slice(0, MAX_GRIDS);
+}

@@ -1,0 +1,125 @@
+import type { RunRecord } from './read-runs';
+
+/** A setting's value as the report compares and shows it (arrays as their JSON text). */
+export type SettingValue = string | number | boolean | null;
+
+/** Settings that say where or how a run was made, not what it was: never a difference between runs. */
+const IGNORED = new Set(['fit.runDir', 'fit.resume', 'fit.resumeFrom', 'fit.progress']);
+
+/** Settings that repeat a run rather than change it: runs differing only in these share a colour. */
+export const REPEAT_KEYS = new Set(['trainer.seed', 'fit.shuffleSeed']);
+
+/** Short names for the settings most often compared (others are named by their last path segment). */
+const SHORT_NAMES: Record<string, string> = {
+  'trainer.pace.sigma': 'σ',
+  'trainer.pace.lambda': 'λ',
+  'trainer.optimizer.lr': 'lr',
+  'trainer.optimizer.weightDecay': 'wd',
+  'trainer.seed': 'seed',
+  'model.adapters.type': 'adapter',
+  'model.adapters.rank': 'rank',
+  'fit.batchSize': 'batch',
+};
+
+/** A run's config as `path.to.setting → value`, without the settings that are not differences (IGNORED). */
+export function flattenSettings(config: unknown, prefix = ''): Map<string, SettingValue> {
+  const settings = new Map<string, SettingValue>();
+  if (typeof config !== 'object' || config === null) return settings;
+  for (const [key, value] of Object.entries(config)) {
+    const name = prefix ? `${prefix}.${key}` : key;
+    if (IGNORED.has(name) || value === undefined) continue;
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+      for (const [inner, innerValue] of flattenSettings(value, name)) settings.set(inner, innerValue);
+    } else {
+      settings.set(name, Array.isArray(value) ? JSON.stringify(value) : (value as SettingValue));
+    }
+  }
+  return settings;
+}
+
+/** Settings with short names first (σ, λ, lr, ...), in SHORT_NAMES' order, then the others by name. */
+function byImportance(a: string, b: string): number {
+  const order = Object.keys(SHORT_NAMES);
+  const rank = (key: string) => (order.includes(key) ? order.indexOf(key) : order.length);
+  return rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0);
+}
+
+/** The settings whose values are not the same in every run (a setting missing from some runs included). */
+export function varyingSettings(settings: Map<string, SettingValue>[]): string[] {
+  const keys = new Set(settings.flatMap((s) => [...s.keys()]));
+  return [...keys]
+    .filter((key) => new Set(settings.map((s) => (s.has(key) ? JSON.stringify(s.get(key)) : '∅'))).size > 1)
+    .sort(byImportance);
+}
+
+/** A number as a person writes it (0.5, 1e-4, 300), anything else as its text. */
+export function formatValue(value: SettingValue | undefined): string {
+  if (value === undefined) return '—';
+  if (typeof value !== 'number') return String(value);
+  if (value !== 0 && (Math.abs(value) < 1e-3 || Math.abs(value) >= 1e6)) {
+    return value
+      .toExponential()
+      .replace(/\.?0+e/, 'e')
+      .replace('e+', 'e');
+  }
+  return String(Number(value.toPrecision(6)));
+}
+
+/** A setting's short name: σ, λ, lr, ... or its last path segment (the whole path when that is ambiguous). */
+export function settingName(key: string, among: string[] = []): string {
+  if (SHORT_NAMES[key]) return SHORT_NAMES[key];
+  const last = key.split('.').at(-1) ?? key;
+  const clash = among.some((other) => other !== key && !SHORT_NAMES[other] && other.split('.').at(-1) === last);
+  return clash ? key : last;
+}
+
+/** PACE is off in a run whose σ or λ is 0 (the consistency term then adds nothing). */
+function paceOff(settings: Map<string, SettingValue>): boolean {
+  return settings.get('trainer.pace.sigma') === 0 || settings.get('trainer.pace.lambda') === 0;
+}
+
+/** How the report names each run, and which runs are repeats of one another. */
+export interface RunLabel {
+  /** What sets the run apart: `baseline`, `σ 0.5, λ 1`, `lr 0.001, seed 2`; the folder name when nothing does. */
+  label: string;
+  /** The label without the repeat settings (seeds; empty when only those vary): one colour per group. */
+  group: string;
+  /** Index of the run's group, in order of first appearance. */
+  groupIndex: number;
+  /** The run's place among the runs of its group (0 for the first). */
+  repeatIndex: number;
+}
+
+/**
+ * Labels runs by what differs between them: the settings that vary, by short name and value. A run with PACE
+ * off (σ or λ 0) among runs with it on is the `baseline` (its other PACE settings are then moot and left out).
+ */
+export function labelRuns(runs: RunRecord[]): RunLabel[] {
+  const settings = runs.map((run) => flattenSettings(run.config));
+  const varying = varyingSettings(settings);
+  const paceVaries = varying.some((key) => key.startsWith('trainer.pace.'));
+  const someOn = settings.some((s) => !paceOff(s));
+  const describe = (s: Map<string, SettingValue>, keys: string[]) => {
+    const baseline = paceVaries && someOn && paceOff(s);
+    const parts = keys
+      .filter((key) => !(baseline && key.startsWith('trainer.pace.')))
+      .map((key) => `${settingName(key, varying)} ${formatValue(s.get(key))}`);
+    return [...(baseline ? ['baseline'] : []), ...parts].join(', ');
+  };
+  const labels = runs.map((run, i) => describe(settings[i], varying) || run.name);
+  const counts = new Map<string, number>();
+  for (const label of labels) counts.set(label, (counts.get(label) ?? 0) + 1);
+  const unique = labels.map((label, i) => (counts.get(label)! > 1 ? `${label} (${runs[i].name})` : label));
+  const groups: string[] = [];
+  const seen = new Map<string, number>();
+  return runs.map((_run, i) => {
+    const group = describe(
+      settings[i],
+      varying.filter((key) => !REPEAT_KEYS.has(key)),
+    );
+    if (!groups.includes(group)) groups.push(group);
+    const repeatIndex = seen.get(group) ?? 0;
+    seen.set(group, repeatIndex + 1);
+    return { label: unique[i], group, groupIndex: groups.indexOf(group), repeatIndex };
+  });
+}

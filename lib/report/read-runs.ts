@@ -1,0 +1,180 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { withContext } from '../error-context';
+import { PaceFileError, PaceNotFoundError } from '../errors';
+
+/** The per-epoch numbers a run folder may hold (EpochLogs' fields besides `epoch`). */
+export const METRIC_KEYS = [
+  'loss',
+  'clsLoss',
+  'paceLoss',
+  'acc',
+  'lr',
+  'imagesPerSecond',
+  'seconds',
+  'val_acc',
+  'val_loss',
+  'val_top5',
+  'test_acc',
+  'test_top5',
+  'gradNorm',
+  'fpDistance',
+] as const;
+
+export type MetricKey = (typeof METRIC_KEYS)[number];
+
+/** One epoch of a run: a metric is absent when it was not measured that epoch (or was not finite). */
+export type EpochRow = { epoch: number } & Partial<Record<MetricKey, number>>;
+
+/** A run folder as `Trainer.fit({ runDir })` writes it. */
+export interface RunRecord {
+  /** The folder, resolved. */
+  dir: string;
+  /** The folder's own name. */
+  name: string;
+  /** `config.json` (the model, the trainer's options in force and the fit options); `{}` when absent. */
+  config: Record<string, unknown>;
+  /** One row per completed epoch, in order. */
+  epochs: EpochRow[];
+  /** The file the epochs were read from: `metrics.jsonl`, or `summary.csv` when that is all there is. */
+  source: 'metrics.jsonl' | 'summary.csv';
+}
+
+const isRunFolder = (dir: string) =>
+  fs.existsSync(path.join(dir, 'metrics.jsonl')) || fs.existsSync(path.join(dir, 'summary.csv'));
+
+/**
+ * The run folders that `dirs` name: a run folder stands for itself; a sweep folder (one holding run folders
+ * rather than being one) stands for the run folders directly inside it, in name order.
+ */
+export function expandRunDirs(dirs: string[]): string[] {
+  return dirs.flatMap((given) => {
+    const dir = path.resolve(given);
+    if (!fs.existsSync(dir)) throw new PaceNotFoundError(`the run folder ${given} does not exist`);
+    if (!fs.statSync(dir).isDirectory()) throw new PaceFileError(`${given} is a file, not a run folder`);
+    if (isRunFolder(dir)) return [dir];
+    const inside = fs
+      .readdirSync(dir, { withFileTypes: true })
+      .filter((entry) => entry.isDirectory() && isRunFolder(path.join(dir, entry.name)))
+      .map((entry) => path.join(dir, entry.name))
+      .sort();
+    if (inside.length === 0) {
+      throw new PaceNotFoundError(
+        `${given} holds no metrics.jsonl or summary.csv, nor run folders that do (no epoch has finished there yet?)`,
+      );
+    }
+    return inside;
+  });
+}
+
+/** A metric's value as read: numbers stay, `null` (JSON's NaN and Infinity) and non-finite values are dropped. */
+function metricValue(value: unknown, where: string, key: string): number | undefined {
+  if (value === null || value === undefined) return undefined;
+  if (typeof value !== 'number') throw new PaceFileError(`${where}: ${key} is ${JSON.stringify(value)}, not a number`);
+  return Number.isFinite(value) ? value : undefined;
+}
+
+function epochRow(record: Record<string, unknown>, where: string, previous: number | undefined): EpochRow {
+  const epoch = record.epoch;
+  if (typeof epoch !== 'number' || !Number.isInteger(epoch) || epoch < 0) {
+    throw new PaceFileError(`${where}: epoch is ${JSON.stringify(epoch)}, not an epoch number`);
+  }
+  if (previous !== undefined && epoch <= previous) {
+    throw new PaceFileError(`${where}: epoch ${epoch} follows epoch ${previous} (epochs must increase)`);
+  }
+  const row: EpochRow = { epoch };
+  for (const key of METRIC_KEYS) {
+    const value = metricValue(record[key], where, key);
+    if (value !== undefined) row[key] = value;
+  }
+  return row;
+}
+
+function readLines(file: string): string[] {
+  try {
+    return fs.readFileSync(file, 'utf8').split('\n');
+  } catch (error) {
+    throw withContext(error, `cannot read ${file}: ${(error as Error).message}`);
+  }
+}
+
+/** `metrics.jsonl`: one JSON object per epoch. Errors name the file and line. */
+export function readMetricsJsonl(file: string): EpochRow[] {
+  const rows: EpochRow[] = [];
+  readLines(file).forEach((text, index) => {
+    if (text.trim() === '') return;
+    const where = `${file}:${index + 1}`;
+    let record: unknown;
+    try {
+      record = JSON.parse(text);
+    } catch (error) {
+      throw new PaceFileError(`${where}: not a JSON line (${(error as Error).message})`, { cause: error });
+    }
+    if (typeof record !== 'object' || record === null || Array.isArray(record)) {
+      throw new PaceFileError(`${where}: not a JSON object`);
+    }
+    rows.push(epochRow(record as Record<string, unknown>, where, rows.at(-1)?.epoch));
+  });
+  return rows;
+}
+
+/** `summary.csv`: a header of EpochLogs names, then one row per epoch (empty cells: not measured). */
+export function readSummaryCsv(file: string): EpochRow[] {
+  const lines = readLines(file);
+  const header = lines[0].trim().split(',');
+  if (!header.includes('epoch')) throw new PaceFileError(`${file}:1: the header has no 'epoch' column`);
+  const rows: EpochRow[] = [];
+  lines.slice(1).forEach((text, index) => {
+    if (text.trim() === '') return;
+    const where = `${file}:${index + 2}`;
+    const cells = text.trim().split(',');
+    if (cells.length !== header.length) {
+      throw new PaceFileError(`${where}: ${cells.length} cells, the header has ${header.length}`);
+    }
+    const record: Record<string, unknown> = {};
+    header.forEach((name, i) => {
+      const cell = cells[i];
+      if (cell === '') return;
+      const value = Number(cell);
+      if (Number.isNaN(value) && cell !== 'NaN')
+        throw new PaceFileError(`${where}: ${name} is '${cell}', not a number`);
+      record[name] = value;
+    });
+    rows.push(epochRow(record, where, rows.at(-1)?.epoch));
+  });
+  return rows;
+}
+
+function readConfig(dir: string): Record<string, unknown> {
+  const file = path.join(dir, 'config.json');
+  if (!fs.existsSync(file)) return {};
+  let config: unknown;
+  try {
+    config = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw withContext(error, `${file} is not readable JSON (${(error as Error).message})`);
+  }
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) {
+    throw new PaceFileError(`${file} does not hold a JSON object`);
+  }
+  return config as Record<string, unknown>;
+}
+
+/** Reads one run folder: its config and its epochs (from `metrics.jsonl`, else `summary.csv`). */
+export function readRun(dir: string): RunRecord {
+  const resolved = path.resolve(dir);
+  if (!fs.existsSync(resolved)) throw new PaceNotFoundError(`the run folder ${dir} does not exist`);
+  const jsonl = path.join(resolved, 'metrics.jsonl');
+  const csv = path.join(resolved, 'summary.csv');
+  const source = fs.existsSync(jsonl) ? 'metrics.jsonl' : fs.existsSync(csv) ? 'summary.csv' : undefined;
+  if (!source) throw new PaceNotFoundError(`${dir} has no metrics.jsonl or summary.csv`);
+  const epochs = source === 'metrics.jsonl' ? readMetricsJsonl(jsonl) : readSummaryCsv(csv);
+  return { dir: resolved, name: path.basename(resolved), config: readConfig(resolved), epochs, source };
+}
+
+/** Reads the run folders that `dirs` name (sweep folders expanded, see {@link expandRunDirs}). */
+export function readRuns(dirs: string[]): RunRecord[] {
+  if (dirs.length === 0) throw new PaceNotFoundError('no run folder given');
+  return expandRunDirs(dirs).map(readRun);
+}
