@@ -1,0 +1,415 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import sharp from 'sharp';
+
+import {
+  createModel,
+  labelRuns,
+  PaceFileError,
+  PaceNotFoundError,
+  readRun,
+  readRuns,
+  settingGrids,
+  Trainer,
+  type EpochRow,
+  type RunRecord,
+} from '../lib';
+import { RunFolder } from '../lib/train/run-folder';
+import { findChromium, visitPage } from './support/chromium';
+import { makeTempDir, repoRoot } from './support/paths';
+import { colourDataset, tinyVit } from './support/synthetic';
+
+const temp = makeTempDir('report');
+afterAll(() => temp.cleanup());
+
+const pace = (args: string[]) =>
+  spawnSync(process.execPath, [path.join(repoRoot, 'dist', 'cli.js'), ...args], { cwd: temp.dir, encoding: 'utf8' });
+
+const metricsOf = (dir: string): EpochRow[] =>
+  fs
+    .readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line));
+
+/** Two real (tiny) fits with diagnostics, as the demo makes them: the baseline and PACE, on one seed. */
+async function fitRun(name: string, pace: { sigma: number; lambda: number }): Promise<string> {
+  const runDir = path.join(temp.dir, 'runs', name);
+  using model = await createModel(tinyVit, { seed: 3 });
+  model.addAdapters({ type: 'loramul_vptadd', rank: 4 });
+  const trainer = new Trainer(model, { optimizer: { lr: 0.01 }, pace, seed: 3 });
+  await trainer.fit(colourDataset(64, 1), {
+    epochs: 4,
+    batchSize: 16,
+    evalEvery: 2,
+    validation: colourDataset(32, 2),
+    schedule: { warmupEpochs: 1 },
+    diagnostics: true,
+    runDir,
+    progress: false,
+  });
+  return runDir;
+}
+
+let baseline: string;
+let withPace: string;
+let html: string;
+
+beforeAll(async () => {
+  baseline = await fitRun('baseline', { sigma: 0, lambda: 0 });
+  withPace = await fitRun('pace', { sigma: 0.5, lambda: 1 });
+  const run = pace(['report', baseline, withPace, '--out', 'report.html', '--title', 'two runs']);
+  expect(run.stderr).toBe('');
+  expect(run.status).toBe(0);
+  expect(run.stdout).toContain(`report of 2 run(s) written to ${path.join(temp.dir, 'report.html')}`);
+  expect(run.stdout).toContain(`  baseline: ${baseline}\n  σ 0.5, λ 1: ${withPace}`);
+  html = fs.readFileSync(path.join(temp.dir, 'report.html'), 'utf8');
+});
+
+interface ReportData {
+  format: string;
+  runs: { label: string; dir: string; source: string; settings: Record<string, unknown>; epochs: EpochRow[] }[];
+  charts: string[];
+  grids: {
+    x: { name: string; values: unknown[] };
+    y: { name: string; values: unknown[] };
+    cells: { mean?: number; runs: number[] }[][];
+  }[];
+}
+
+function reportData(page: string): ReportData {
+  const json = /<script type="application\/json" id="pace-report-data">(.*?)<\/script>/s.exec(page)?.[1];
+  expect(json).toBeDefined();
+  return JSON.parse(json!);
+}
+
+/** The `<svg>` element of one chart, and what it says about its axes. */
+function chartSvg(page: string, id: string) {
+  const svg = new RegExp(`<svg class="chart" data-chart="${id}"[^>]*>.*?</svg>`, 's').exec(page)?.[0];
+  if (!svg) throw new Error(`no chart ${id}`);
+  const numbers = (name: string) =>
+    /[\d.e+-]+(?: [\d.e+-]+)*/
+      .exec(new RegExp(`${name}="([^"]*)"`).exec(svg)![1])![0]
+      .split(' ')
+      .map(Number);
+  const [left, top, width, height] = numbers('data-plot');
+  const [x0, x1] = numbers('data-x-domain');
+  const [y0, y1] = numbers('data-y-domain');
+  return {
+    svg,
+    /** Where (epoch, value) is drawn. */
+    pixel: (epoch: number, value: number) => [
+      left + ((epoch - x0) / (x1 - x0)) * width,
+      top + height - ((value - y0) / (y1 - y0)) * height,
+    ],
+  };
+}
+
+/** The points a series is drawn through: its path's vertices, or its markers when it has no path. */
+function drawnPoints(svg: string, run: number, key: string): number[][] {
+  const group = new RegExp(`<g class="run" data-run="${run}" data-key="${key}">(.*?)</g>`, 's').exec(svg)?.[1];
+  if (group === undefined) throw new Error(`no series ${key} of run ${run}`);
+  const d = / d="([^"]*)"/.exec(group)?.[1];
+  if (d) return [...d.matchAll(/[ML]([-\d.e]+),([-\d.e]+)/g)].map((m) => [Number(m[1]), Number(m[2])]);
+  return [...group.matchAll(/cx="([-\d.e]+)" cy="([-\d.e]+)"/g)].map((m) => [Number(m[1]), Number(m[2])]);
+}
+
+describe('run folders', () => {
+  test('a missing folder, a folder without metrics and a corrupt metrics line are errors naming the file and line', () => {
+    expect(() => readRuns([path.join(temp.dir, 'nowhere')])).toThrow(PaceNotFoundError);
+    expect(() => readRuns([path.join(temp.dir, 'nowhere')])).toThrow(/the run folder .*nowhere does not exist/);
+    const empty = path.join(temp.dir, 'empty');
+    fs.mkdirSync(empty, { recursive: true });
+    expect(() => readRuns([empty])).toThrow(PaceNotFoundError);
+    expect(() => readRuns([])).toThrow(PaceNotFoundError);
+
+    const corrupt = path.join(temp.dir, 'corrupt');
+    fs.mkdirSync(corrupt, { recursive: true });
+    const file = path.join(corrupt, 'metrics.jsonl');
+    fs.writeFileSync(file, '{"epoch":0,"loss":1}\n{"epoch":1,"loss":0.9\n');
+    expect(() => readRun(corrupt)).toThrow(PaceFileError);
+    expect(() => readRun(corrupt)).toThrow(`${file}:2: not a JSON line`);
+    fs.writeFileSync(file, '{"epoch":0,"loss":1}\n{"epoch":1,"loss":"low"}\n');
+    expect(() => readRun(corrupt)).toThrow(`${file}:2: loss is "low", not a number`);
+    fs.writeFileSync(file, '{"epoch":1,"loss":1}\n\n{"epoch":1,"loss":1}\n');
+    expect(() => readRun(corrupt)).toThrow(`${file}:3: epoch 1 follows epoch 1`);
+    fs.writeFileSync(file, '{"epoch":0,"loss":1}\n');
+    fs.writeFileSync(path.join(corrupt, 'config.json'), '{"model": ');
+    expect(() => readRun(corrupt)).toThrow(PaceFileError);
+    expect(() => readRun(corrupt)).toThrow(/config\.json is not readable JSON/);
+  });
+
+  test("a real run folder reads back as fit wrote it; summary.csv alone gives the same numbers (without 'seconds')", () => {
+    const run = readRun(withPace);
+    expect(run.source).toBe('metrics.jsonl');
+    expect(run.epochs).toEqual(metricsOf(withPace));
+    expect(run.epochs.every((row) => row.gradNorm! > 0 && row.fpDistance! >= 0)).toBe(true);
+    expect((run.config.trainer as { pace: { sigma: number } }).pace.sigma).toBe(0.5);
+
+    const csvOnly = path.join(temp.dir, 'csv-only');
+    fs.mkdirSync(csvOnly, { recursive: true });
+    fs.copyFileSync(path.join(withPace, 'summary.csv'), path.join(csvOnly, 'summary.csv'));
+    const fromCsv = readRun(csvOnly);
+    expect(fromCsv.source).toBe('summary.csv');
+    const withoutSeconds = run.epochs.map((row) =>
+      Object.fromEntries(Object.entries(row).filter(([key]) => key !== 'seconds')),
+    );
+    expect(fromCsv.epochs).toEqual(withoutSeconds);
+  });
+});
+
+const runOf = (name: string, config: object, epochs: EpochRow[] = [{ epoch: 0, loss: 1, acc: 0.5 }]): RunRecord => ({
+  dir: `/runs/${name}`,
+  name,
+  config: config as Record<string, unknown>,
+  epochs,
+  source: 'metrics.jsonl',
+});
+
+test('runs are labelled by the settings that differ: the baseline, σ and λ by name, seeds as repeats of a group', () => {
+  const config = (sigma: number, lambda: number, seed: number) => ({
+    trainer: { pace: { sigma, lambda, variant: 'pace' }, optimizer: { lr: 0.001 }, seed },
+    fit: { epochs: 10, runDir: `/somewhere/${seed}` },
+  });
+  expect(labelRuns([runOf('a', config(0, 0, 1)), runOf('b', config(0.5, 1, 1))]).map((l) => l.label)).toEqual([
+    'baseline',
+    'σ 0.5, λ 1',
+  ]);
+  const sweep = labelRuns([
+    runOf('a', config(0, 0, 1)),
+    runOf('b', config(0, 0, 2)),
+    runOf('c', config(0.5, 1, 1)),
+    runOf('d', config(0.5, 1, 2)),
+  ]);
+  expect(sweep.map((l) => l.label)).toEqual([
+    'baseline, seed 1',
+    'baseline, seed 2',
+    'σ 0.5, λ 1, seed 1',
+    'σ 0.5, λ 1, seed 2',
+  ]);
+  expect(sweep.map((l) => [l.groupIndex, l.repeatIndex])).toEqual([
+    [0, 0],
+    [0, 1],
+    [1, 0],
+    [1, 1],
+  ]);
+  // Nothing differs: the folder names; the same label twice: the folder names added.
+  expect(labelRuns([runOf('x', config(1, 1, 1)), runOf('y', config(1, 1, 1))]).map((l) => l.label)).toEqual(['x', 'y']);
+  const lr = (value: number) => ({ trainer: { optimizer: { lr: value }, pace: { sigma: 0, lambda: 0 } } });
+  expect(labelRuns([runOf('p', lr(1e-4)), runOf('q', lr(0.01))]).map((l) => l.label)).toEqual(['lr 1e-4', 'lr 0.01']);
+});
+
+test('a sweep gives accuracy grids over each pair of swept settings, averaged over seeds; σ and λ moving together give none', () => {
+  const runs: RunRecord[] = [];
+  for (const sigma of [1, 0.5]) {
+    for (const lambda of [0.1, 1, 10]) {
+      for (const seed of [1, 2]) {
+        const config = { trainer: { pace: { sigma, lambda }, seed } };
+        runs.push(
+          runOf(`s${sigma}-l${lambda}-${seed}`, config, [
+            { epoch: 0, loss: 1, val_acc: sigma / 2 + lambda / 100 + seed / 1000 },
+          ]),
+        );
+      }
+    }
+  }
+  const [grid, ...others] = settingGrids(runs);
+  expect(others).toHaveLength(0);
+  expect(grid.metric).toBe('val_acc');
+  expect([grid.x.name, grid.x.values, grid.y.name, grid.y.values]).toEqual(['σ', [0.5, 1], 'λ', [0.1, 1, 10]]);
+  expect(grid.averagedOver).toEqual(['seed']);
+  grid.y.values.forEach((lambda, yi) =>
+    grid.x.values.forEach((sigma, xi) => {
+      expect(grid.cells[yi][xi].runs).toHaveLength(2);
+      expect(grid.cells[yi][xi].mean).toBeCloseTo((sigma as number) / 2 + (lambda as number) / 100 + 1.5 / 1000, 12);
+    }),
+  );
+  const together = [0, 0.5, 1].map((v) => runOf(`t${v}`, { trainer: { pace: { sigma: v, lambda: v } } }));
+  expect(settingGrids(together)).toEqual([]);
+});
+
+describe('pace report on two real runs (baseline and PACE, diagnostics on)', () => {
+  test('one self-contained HTML file: no script to run, nothing to fetch', () => {
+    expect(html.startsWith('<!DOCTYPE html>')).toBe(true);
+    expect(html).not.toMatch(/https?:|<link|<img|<iframe|\bsrc=|@import|url\(/);
+    const scripts = [...html.matchAll(/<script([^>]*)>/g)].map((m) => m[1]);
+    expect(scripts).toEqual([' type="application/json" id="pace-report-data"']);
+    expect(html).toContain('<title>two runs</title>');
+  });
+
+  test("its embedded data are the run folders' files, labelled by what differs", () => {
+    const data = reportData(html);
+    expect(data.format).toBe('pace-peft-report');
+    expect(data.runs.map((r) => [r.label, r.dir, r.source])).toEqual([
+      ['baseline', baseline, 'metrics.jsonl'],
+      ['σ 0.5, λ 1', withPace, 'metrics.jsonl'],
+    ]);
+    expect(data.runs[0].epochs).toEqual(metricsOf(baseline));
+    expect(data.runs[1].epochs).toEqual(metricsOf(withPace));
+    expect(data.runs.map((r) => r.settings)).toEqual([
+      { 'trainer.pace.sigma': 0, 'trainer.pace.lambda': 0 },
+      { 'trainer.pace.sigma': 0.5, 'trainer.pace.lambda': 1 },
+    ]);
+    expect(data.grids).toEqual([]);
+  });
+
+  test("every curve is drawn through the run's numbers: losses, accuracies, lr, throughput, gradient norm, FP-distance", () => {
+    const overview = [
+      'loss',
+      'clsLoss',
+      'paceLoss',
+      'acc',
+      'val_acc',
+      'lr',
+      'imagesPerSecond',
+      'gradNorm',
+      'fpDistance',
+    ];
+    expect(reportData(html).charts).toEqual([
+      ...overview.map((key) => `overview-${key}`),
+      ...[0, 1].flatMap((run) => ['losses', 'accuracy', 'gradNorm', 'fpDistance'].map((c) => `run${run}-${c}`)),
+    ]);
+    const check = (chartId: string, run: number, key: keyof EpochRow, rows: EpochRow[]) => {
+      const chart = chartSvg(html, chartId);
+      const measured = rows.filter((row) => row[key] !== undefined);
+      const drawn = drawnPoints(chart.svg, run, key);
+      expect(drawn).toHaveLength(measured.length);
+      measured.forEach((row, i) => {
+        const [x, y] = chart.pixel(row.epoch, row[key]!);
+        expect(Math.abs(drawn[i][0] - x)).toBeLessThan(0.01);
+        expect(Math.abs(drawn[i][1] - y)).toBeLessThan(0.01);
+      });
+      return measured.length;
+    };
+    [baseline, withPace].forEach((dir, run) => {
+      const rows = metricsOf(dir);
+      expect(rows).toHaveLength(4);
+      for (const key of overview)
+        expect(check(`overview-${key}`, run, key as keyof EpochRow, rows)).toBe(key === 'val_acc' ? 2 : 4);
+      for (const key of ['loss', 'clsLoss', 'paceLoss'] as const) check(`run${run}-losses`, run, key, rows);
+      for (const key of ['acc', 'val_acc'] as const) check(`run${run}-accuracy`, run, key, rows);
+      check(`run${run}-gradNorm`, run, 'gradNorm', rows);
+      check(`run${run}-fpDistance`, run, 'fpDistance', rows);
+    });
+  });
+
+  test("the runs table shows each run's final numbers as the files hold them", () => {
+    const table = /<table class="runs">.*?<\/table>/s.exec(html)![0];
+    [baseline, withPace].forEach((dir, run) => {
+      const rows = metricsOf(dir);
+      const last = rows.at(-1)!;
+      const row = new RegExp(`<tr data-run="${run}">.*?</tr>`, 's').exec(table)![0];
+      const cell = (key: string) => Number(new RegExp(`data-key="${key}" data-value="([^"]+)"`).exec(row)?.[1]);
+      for (const key of ['loss', 'clsLoss', 'paceLoss', 'acc', 'val_acc', 'gradNorm', 'fpDistance'] as const) {
+        expect(cell(key)).toBe(last[key]);
+      }
+      expect(cell('best_val_acc')).toBe(Math.max(...rows.flatMap((r) => (r.val_acc === undefined ? [] : [r.val_acc]))));
+      expect(cell('totalSeconds')).toBeCloseTo(
+        rows.reduce((total, r) => total + r.seconds!, 0),
+        12,
+      );
+      expect(row).toContain(`<td data-key="epochs">4</td>`);
+    });
+  });
+
+  test('a sweep folder counts as its runs and adds the accuracy heatmap, each cell the mean of its runs', () => {
+    const sweep = path.join(temp.dir, 'sweep');
+    const expected = new Map<string, number[]>();
+    for (const sigma of [0.5, 1]) {
+      for (const lambda of [0.1, 1]) {
+        for (const seed of [0, 1]) {
+          const run = new RunFolder(path.join(sweep, `s${sigma}-l${lambda}-seed${seed}`));
+          run.writeConfig({ trainer: { pace: { sigma, lambda }, seed }, fit: { epochs: 2 } });
+          const accuracy = 0.5 + sigma / 10 + lambda / 20 + seed / 100;
+          run.writeHistory([
+            { epoch: 0, loss: 1, clsLoss: 1, paceLoss: 0, acc: 0.4, lr: 0.001, imagesPerSecond: 100, seconds: 1 },
+            {
+              epoch: 1,
+              loss: 0.5,
+              clsLoss: 0.5,
+              paceLoss: 0,
+              acc: 0.6,
+              lr: 0.001,
+              imagesPerSecond: 100,
+              seconds: 1,
+              val_acc: accuracy,
+            },
+          ]);
+          const key = `${sigma} ${lambda}`;
+          expected.set(key, [...(expected.get(key) ?? []), accuracy]);
+        }
+      }
+    }
+    const run = pace(['report', 'sweep', '--out', 'sweep.html']);
+    expect(run.stderr).toBe('');
+    expect(run.stdout).toContain('report of 8 run(s)');
+    const page = fs.readFileSync(path.join(temp.dir, 'sweep.html'), 'utf8');
+    const data = reportData(page);
+    expect(data.runs).toHaveLength(8);
+    expect(data.grids).toHaveLength(1);
+    const svg = /<svg class="heatmap" data-chart="grid-0" data-metric="val_acc".*?<\/svg>/s.exec(page)![0];
+    const cells = [
+      ...svg.matchAll(/<g class="cell" data-x="(\d)" data-y="(\d)" data-runs="[^"]*" data-value="([^"]+)">/g),
+    ];
+    expect(cells).toHaveLength(4);
+    for (const [, xi, yi, value] of cells) {
+      const [sigma, lambda] = [[0.5, 1][Number(xi)], [0.1, 1][Number(yi)]];
+      const accuracies = expected.get(`${sigma} ${lambda}`)!;
+      expect(Number(value)).toBeCloseTo((accuracies[0] + accuracies[1]) / 2, 12);
+    }
+    expect(page).toContain('Final validation accuracy: λ × σ, mean over seed (up to 2 runs a cell)');
+  });
+
+  test('pace report without folders, or with a missing one, fails saying why', () => {
+    const none = pace(['report']);
+    expect(none.status).toBe(2);
+    expect(none.stderr).toContain('name at least one run folder');
+    expect(none.stderr).toContain('Usage: pace report <runDir...>');
+    const missing = pace(['report', 'runs/nope']);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain('pace report: the run folder runs/nope does not exist');
+  });
+
+  const chromium = findChromium();
+  (chromium ? test : test.skip)(
+    `in headless Chromium the page loads without errors or requests, and every chart has a drawn plot area${chromium ? '' : ' (skipped: no chromium on the PATH or in $CHROMIUM; scripts/bootstrap.sh installs it)'}`,
+    async () => {
+      const visit = await visitPage<{ id: string; box: number[]; plot: number[]; paths: number }[]>(
+        `file://${path.join(temp.dir, 'report.html')}`,
+        {
+          evaluate: `[...document.querySelectorAll('svg.chart')].map((svg) => {
+            const box = svg.getBoundingClientRect();
+            const plot = svg.querySelector('g.plot').getBBox();
+            return { id: svg.dataset.chart, box: [box.x + scrollX, box.y + scrollY, box.width, box.height],
+              plot: [plot.x, plot.y, plot.width, plot.height], paths: svg.querySelectorAll('g.plot path, g.plot circle').length };
+          })`,
+        },
+      );
+      expect(visit.errors).toEqual([]);
+      expect(visit.requests).toEqual([]);
+      expect(visit.value.map((chart) => chart.id)).toEqual(reportData(html).charts);
+      for (const chart of visit.value) {
+        expect(chart.plot[2]).toBeGreaterThan(50);
+        expect(chart.plot[3]).toBeGreaterThan(20);
+        expect(chart.paths).toBeGreaterThan(0);
+      }
+      // The screenshot shows the curves: coloured (not grey) pixels inside each chart of the overview.
+      const { data, info } = await sharp(visit.screenshot).raw().toBuffer({ resolveWithObject: true });
+      expect([info.width, info.height]).toEqual([visit.size.width, visit.size.height]);
+      for (const chart of visit.value.filter((c) => c.id.startsWith('overview-'))) {
+        const [x0, y0, width, height] = chart.box.map(Math.round);
+        let coloured = 0;
+        for (let y = y0; y < y0 + height; y++) {
+          for (let x = x0; x < x0 + width; x++) {
+            const i = (y * info.width + x) * info.channels;
+            const [r, g, b] = [data[i], data[i + 1], data[i + 2]];
+            if (Math.max(r, g, b) - Math.min(r, g, b) > 60) coloured++;
+          }
+        }
+        expect({ chart: chart.id, coloured: coloured > 100 }).toEqual({ chart: chart.id, coloured: true });
+      }
+    },
+  );
+});
