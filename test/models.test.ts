@@ -170,7 +170,9 @@ describe('named configurations', () => {
     if (vit) {
       const [embedDim, depth, numHeads] = vitSizes[vit[1]];
       const [patchSize, imgSize] = [Number(vit[2]), Number(vit[4])];
-      const numClasses = vit[5] ? 21843 : 1000;
+      // timm's deprecated `_in21k` names stand for `.augreg_in21k` (21,843 classes), ViT-L/32's for `.orig_in21k`,
+      // released without a head
+      const numClasses = vit[5] ? (vit[1] === 'large' && patchSize === 32 ? 0 : 21843) : 1000;
       // timm's CLIP-style ViTs: pre_norm=True with nn.LayerNorm (eps 1e-5)
       const [preNorm, normEps] = vit[3] ? [true, 1e-5] : [false, 1e-6];
       return {
@@ -187,7 +189,7 @@ describe('named configurations', () => {
         normEps,
       };
     }
-    const swin = /^swin_(tiny|small|base)_patch4_window(\d+)_(\d+)$/.exec(name);
+    const swin = /^swin_(tiny|small|base)_patch4_window(\d+)_(\d+)(_in22k)?$/.exec(name);
     if (!swin) throw new Error(`no timm configuration written for ${name}`);
     const [embedDim, depths, numHeads] = swinSizes[swin[1]];
     const [windowSize, imgSize] = [Number(swin[2]), Number(swin[3])];
@@ -200,7 +202,7 @@ describe('named configurations', () => {
       depths,
       numHeads,
       mlpRatio: 4,
-      numClasses: 1000,
+      numClasses: swin[4] ? 21841 : 1000, // the deprecated `_in22k` names stand for `.ms_in22k`
       dropPathRate: 0.1,
     };
   };
@@ -256,14 +258,16 @@ describe('named configurations', () => {
 
   test("every listed name resolves to timm's configuration, with or without a tag; the smallest build to it", async () => {
     const names = listModels();
-    expect(names).toHaveLength(30);
+    expect(names).toHaveLength(35);
     expect(names).toEqual(
       expect.arrayContaining(['vit_tiny_patch16_224', 'vit_large_patch32_384', 'swin_small_patch4_window12_384']),
     );
     for (const name of names) {
       const expected = timmConfig(name);
       expect([name, resolveModelName(name)]).toEqual([name, expected]);
-      expect([name, resolveModelName(`${name}.augreg_in21k_ft_in1k`)]).toEqual([name, expected]);
+      if (!/_in2[12]k$/.test(name)) {
+        expect([name, resolveModelName(`${name}.some_unknown_tag`)]).toEqual([name, expected]);
+      }
     }
     // Building every one (3 billion parameters) takes minutes; these cover both families and every size axis
     // that the names encode (patch 16/32, image 224/384, window 7/12).
@@ -282,6 +286,11 @@ describe('named configurations', () => {
     using tagged = await createModel('vit_tiny_patch16_224.augreg_in21k_ft_in1k', { numClasses: 0 });
     expect(tagged.spec).toMatchObject({ embedDim: 192, depth: 12, numHeads: 3, numClasses: 0 });
     expect(tagged.numParameters()).toBe(timmParameterCount({ ...timmConfig('vit_tiny_patch16_224'), numClasses: 0 }));
+    // A known pretrained tag sets the class count of its weights, as timm's pretrained_cfg does (timm 0.9.12).
+    expect(resolveModelName('vit_base_patch16_clip_224.laion2b_ft_in12k')?.numClasses).toBe(11821);
+    expect(resolveModelName('vit_base_patch16_224.augreg_in21k')?.numClasses).toBe(21843);
+    expect(resolveModelName('swin_base_patch4_window7_224.ms_in22k')?.numClasses).toBe(21841);
+    expect(resolveModelName('vit_base_patch16_224.augreg2_in21k_ft_in1k')?.numClasses).toBe(1000);
     using alias = await createModel('vit_base_patch16_224_in21k', { imgSize: 32, numClasses: undefined });
     expect(alias.spec.numClasses).toBe(21843);
   });

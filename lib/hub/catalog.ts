@@ -114,6 +114,17 @@ export function tagsOf(architecture: string): string[] | undefined {
   return tags && Object.keys(tags);
 }
 
+/** The class count of timm's weights `architecture.tag` (0: no head), or undefined when timm publishes none. */
+export function tagClassCount(architecture: string, tag: string): number | undefined {
+  const tags = Object.hasOwn(pretrainedTags, architecture) ? pretrainedTags[architecture] : undefined;
+  return tags && Object.hasOwn(tags, tag) ? tags[tag] : undefined;
+}
+
+/** timm's deprecated names (`vit_base_patch16_224_in21k`, ...). */
+export function deprecatedNameList(): string[] {
+  return Object.keys(deprecatedNames);
+}
+
 /** What a deprecated timm name (`vit_base_patch16_224_in21k`) stands for, or undefined. */
 export function deprecatedName(name: string): string | undefined {
   return Object.hasOwn(deprecatedNames, name) ? deprecatedNames[name] : undefined;

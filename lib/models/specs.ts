@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 
+import { deprecatedName, deprecatedNameList, tagClassCount } from '../hub/catalog';
 import { familyOf, families, ModelSpecSchema } from './families';
 import type { Preprocessing } from './families/family';
 import type { SwinSpec } from './families/swin';
@@ -11,11 +12,6 @@ export { ModelSpecSchema, type Preprocessing, type SwinSpec, type VitSpec };
 export type ModelSpecInput = z.input<typeof ModelSpecSchema>;
 /** A backbone configuration with every field resolved. */
 export type ModelSpec = z.output<typeof ModelSpecSchema>;
-
-const aliases = Object.assign({}, ...families.map((family) => family.aliases ?? {})) as Record<
-  string,
-  { name: string; numClasses: number }
->;
 
 function buildRegistry(): Map<string, ModelSpec> {
   const registry = new Map<string, ModelSpec>();
@@ -29,16 +25,22 @@ const registry = buildRegistry();
 
 /** Every named configuration `createModel` knows (timm's names; a `.tag` suffix such as `.augreg_in21k` is accepted). */
 export function listModels(): string[] {
-  return [...registry.keys(), ...Object.keys(aliases)].sort();
+  return [...registry.keys(), ...deprecatedNameList()].sort();
 }
 
-/** The configuration behind a timm model name, or undefined. */
+/**
+ * The configuration behind a timm model name, or undefined. As in timm, a pretrained tag (`.laion2b_ft_in12k`, or
+ * the one a deprecated name such as `vit_base_patch16_224_in21k` stands for) sets the head's class count to its
+ * weights'; a tag pace-peft does not know leaves timm's default of 1000.
+ */
 export function resolveModelName(name: string): ModelSpec | undefined {
-  const base = name.split('.')[0];
-  const alias = aliases[base];
-  const spec = registry.get(alias ? alias.name : base);
+  const [given, ...rest] = name.split('.');
+  const tagged = deprecatedName(given) ?? (rest.length > 0 ? `${given}.${rest.join('.')}` : given);
+  const [architecture, tag] = tagged.split(/\.(.*)/s);
+  const spec = registry.get(architecture);
   if (!spec) return undefined;
-  return alias ? { ...spec, numClasses: alias.numClasses } : structuredClone(spec);
+  const numClasses = tag === undefined ? undefined : tagClassCount(architecture, tag);
+  return { ...structuredClone(spec), ...(numClasses !== undefined && { numClasses }) };
 }
 
 /** The preprocessing a family's pretrained weights expect (ViT: mean/std 0.5; Swin: ImageNet's). */

@@ -23,8 +23,6 @@ export interface BackboneFamily<Schema extends z.ZodTypeAny = z.ZodTypeAny> {
   readonly spec: Schema;
   /** timm's model names for this family and their specs. */
   presets(): Map<string, z.output<Schema>>;
-  /** Names timm deprecated in favour of a tagged name: the preset each stands for and its weights' class count. */
-  readonly aliases?: Readonly<Record<string, { name: string; numClasses: number }>>;
   /** The preprocessing its pretrained weights expect. */
   preprocessing(spec: z.output<Schema>): Preprocessing;
   /** The number of parameters a spec builds (timm's layouts, closed form), without building it. */

@@ -52,12 +52,6 @@ const sizes = {
 export const vitFamily: BackboneFamily<typeof VitSpecSchema> = {
   name: 'vit',
   spec: VitSpecSchema,
-  aliases: {
-    vit_base_patch16_224_in21k: { name: 'vit_base_patch16_224', numClasses: 21843 },
-    vit_base_patch32_224_in21k: { name: 'vit_base_patch32_224', numClasses: 21843 },
-    vit_large_patch16_224_in21k: { name: 'vit_large_patch16_224', numClasses: 21843 },
-    vit_large_patch32_224_in21k: { name: 'vit_large_patch32_224', numClasses: 21843 },
-  },
   presets() {
     const presets = new Map<string, VitSpec>();
     for (const [size, dims] of Object.entries(sizes)) {
