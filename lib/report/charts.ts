@@ -56,9 +56,7 @@ export function lineChart(chart: ChartModel, d3: D3, size = CHART_SIZE): string 
     height: height - MARGIN.top - MARGIN.bottom,
   };
   const points = chart.series.flatMap((s) => s.points);
-  const epochs = points.map((p) => p[0]);
-  const firstEpoch = Math.min(...epochs);
-  const lastEpoch = Math.max(firstEpoch + 1, ...epochs);
+  const [firstEpoch, lastEpoch] = [chart.epochs[0], Math.max(chart.epochs[0] + 1, chart.epochs[1])];
   const x = d3.scale
     .scaleLinear()
     .domain([firstEpoch, lastEpoch])

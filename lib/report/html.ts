@@ -64,15 +64,27 @@ function runsTable(report: ReportModel, d3: D3): string {
 }
 
 function settingsTable(report: ReportModel): string {
-  const head = `<tr><th class="text">setting</th>${report.runs.map((r) => `<th class="text">${escapeXml(r.label.label)}</th>`).join('')}</tr>`;
-  const rows = report.varying.map(
-    ({ key, name }) =>
-      `<tr data-setting="${escapeXml(key)}"><td class="text"><code>${escapeXml(key)}</code> (${escapeXml(name)})</td>` +
-      report.runs.map((r) => `<td class="text">${escapeXml(formatValue(r.settings.get(key)))}</td>`).join('') +
+  const head =
+    '<tr><th class="text">run</th>' +
+    report.varying
+      .map(({ key, name }) => `<th class="text" title="${escapeXml(key)}">${escapeXml(name)}</th>`)
+      .join('') +
+    '</tr>';
+  const rows = report.runs.map(
+    ({ label, settings }, i) =>
+      `<tr data-run="${i}"><td class="text">${escapeXml(label.label)}</td>` +
+      report.varying
+        .map(
+          ({ key }) =>
+            `<td class="text" data-setting="${escapeXml(key)}">${escapeXml(formatValue(settings.get(key)))}</td>`,
+        )
+        .join('') +
       '</tr>',
   );
+  const names = report.varying.map(({ key, name }) => `${escapeXml(name)}: <code>${escapeXml(key)}</code>`).join('; ');
   const varying = report.varying.length
-    ? `<table class="settings"><thead>${head}</thead><tbody>${rows.join('')}</tbody></table>`
+    ? `<p class="muted">Settings that differ between the runs (${names}).</p>` +
+      `<table class="settings"><thead>${head}</thead><tbody>${rows.join('')}</tbody></table>`
     : '<p class="muted">The runs share every setting.</p>';
   const common = report.common
     .map(
@@ -87,7 +99,7 @@ function settingsTable(report: ReportModel): string {
 }
 
 /** A run's own charts are smaller: four to a row. */
-const SMALL = { width: 300, height: 200 };
+const SMALL = { width: 290, height: 200 };
 
 function figure(chart: ChartModel, d3: D3): string {
   const size = chart.palette === 'metrics' ? SMALL : undefined;
@@ -112,7 +124,7 @@ function gridsSection(report: ReportModel, d3: D3): string {
       `${escapeXml(over)}</figcaption>${heatmap(grid, `grid-${i}`, d3)}</figure>`
     );
   });
-  return `<h2>Accuracy against settings</h2><div class="charts">${figures.join('')}</div>`;
+  return `<section id="grids"><h2>Accuracy against settings</h2><div class="charts">${figures.join('')}</div></section>`;
 }
 
 /** The numbers behind the report, for programs: every run's epochs as read, labels, final numbers and grids. */
@@ -162,17 +174,13 @@ export function renderHtml(report: ReportModel, d3: D3): string {
     '<meta name="viewport" content="width=device-width, initial-scale=1">',
     `<title>${escapeXml(report.title)}</title><style>${STYLE}</style></head><body>`,
     `<h1>${escapeXml(report.title)}</h1>`,
-    `<p class="muted">${count} run${count === 1 ? '' : 's'}, labelled by the settings that differ between them.</p>`,
-    '<h2>Runs</h2>',
-    runsTable(report, d3),
-    '<h2>Across runs</h2>',
-    runLegend,
-    `<div class="charts">${report.overview.map((c) => figure(c, d3)).join('')}</div>`,
+    `<p class="muted">${count === 1 ? '1 run.' : `${count} runs, labelled by the settings that differ between them.`}</p>`,
+    `<section id="runs"><h2>Runs</h2>${runsTable(report, d3)}</section>`,
+    `<section id="overview"><h2>Across runs</h2>${runLegend}`,
+    `<div class="charts">${report.overview.map((c) => figure(c, d3)).join('')}</div></section>`,
     gridsSection(report, d3),
-    '<h2>Each run</h2>',
-    ...perRun,
-    '<h2>Settings</h2>',
-    settingsTable(report),
+    `<section id="each-run"><h2>Each run</h2>${perRun.join('\n')}</section>`,
+    `<section id="settings"><h2>Settings</h2>${settingsTable(report)}</section>`,
     dataBlock(report),
     '</body></html>',
     '',

@@ -47,6 +47,9 @@ const PER_RUN: { id: string; title: string; keys: MetricKey[]; percent?: boolean
   { id: 'fpDistance', title: 'FP-distance', keys: ['fpDistance'] },
 ];
 
+/** The metrics of a run's own charts, each its own colour (eight: d3's Dark 2 has as many). */
+const PER_RUN_KEYS = PER_RUN.flatMap((chart) => chart.keys);
+
 /** Short names of the metrics in legends. */
 const SERIES_NAMES: Partial<Record<MetricKey, string>> = {
   loss: 'total',
@@ -78,6 +81,8 @@ export interface ChartModel {
   id: string;
   title: string;
   percent: boolean;
+  /** The x axis: the first and last epoch of the runs shown (also where a metric was not measured). */
+  epochs: [number, number];
   /** Overlaid charts colour runs; a run's own charts colour its metrics. */
   palette: 'runs' | 'metrics';
   series: ChartSeries[];
@@ -107,10 +112,15 @@ export function buildReport(runs: RunRecord[], title = 'pace-peft run report'): 
   const settings = runs.map((run) => flattenSettings(run.config));
   const varyingKeys = varyingSettings(settings);
   const commonKeys = [...new Set(settings.flatMap((s) => [...s.keys()]))].filter((k) => !varyingKeys.includes(k));
+  const epochRange = (of: RunRecord[]): [number, number] => {
+    const epochs = of.flatMap((run) => run.epochs.map((row) => row.epoch));
+    return [Math.min(...epochs), Math.max(...epochs)];
+  };
   const overview = OVERVIEW.map((key) => ({
     id: `overview-${key}`,
     title: METRICS[key]!.title,
     percent: METRICS[key]!.percent === true,
+    epochs: epochRange(runs),
     palette: 'runs' as const,
     series: runs.map((run, i) => series(run, i, key, labels[i].groupIndex, labels[i].repeatIndex, labels[i].label)),
   })).filter((chart) => chart.series.some((s) => s.points.length > 0));
@@ -119,9 +129,10 @@ export function buildReport(runs: RunRecord[], title = 'pace-peft run report'): 
       id: `run${r}-${chart.id}`,
       title: chart.title,
       percent: chart.percent === true,
+      epochs: epochRange([run]),
       palette: 'metrics' as const,
       series: chart.keys
-        .map((key) => series(run, r, key, OVERVIEW.indexOf(key), 0, SERIES_NAMES[key] ?? key))
+        .map((key) => series(run, r, key, PER_RUN_KEYS.indexOf(key), 0, SERIES_NAMES[key] ?? key))
         .filter((s) => s.points.length > 0),
     })).filter((chart) => chart.series.length > 0),
   );
