@@ -9,10 +9,12 @@ import {
   labelRuns,
   PaceFileError,
   PaceNotFoundError,
+  PaceUnsupportedError,
   readRun,
   readRuns,
   settingGrids,
   Trainer,
+  writeReport,
   type EpochRow,
   type RunRecord,
 } from '../lib';
@@ -360,6 +362,16 @@ describe('pace report on two real runs (baseline and PACE, diagnostics on)', () 
       expect(Number(value)).toBeCloseTo((accuracies[0] + accuracies[1]) / 2, 12);
     }
     expect(page).toContain('Final validation accuracy: λ × σ, mean over seed (up to 2 runs a cell)');
+  });
+
+  test('from Jest, writeReport needs --experimental-vm-modules to import d3, and says so without it', async () => {
+    const written = writeReport([baseline, withPace], path.join(temp.dir, 'from-jest.html'));
+    if (process.execArgv.includes('--experimental-vm-modules')) {
+      expect((await written).runs.map((r) => r.label)).toEqual(['baseline', 'σ 0.5, λ 1']);
+    } else {
+      await expect(written).rejects.toThrow(PaceUnsupportedError);
+      await expect(written).rejects.toThrow(/under Jest, run with node --experimental-vm-modules/);
+    }
   });
 
   test('pace report without folders, or with a missing one, fails saying why', () => {
