@@ -3,6 +3,7 @@
 // PACE on the same seeds. Offline; a few minutes on two cores. It reports what it measures, whichever wins,
 // and ends by writing a report of its runs (curves, diagnostics, settings) as one HTML page.
 // Flags: --shots K --seeds N --epochs E --sigma S --lambda L --rank R --test-per-class T --runs DIR
+//        --precision fp32|bf16|fp32,bf16 (a list runs each method in each, on the same seeds, side by side)
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -69,6 +70,7 @@ async function main(): Promise<void> {
       'test-per-class': { type: 'string', default: '100' },
       /** Where the run folders and report.html go (emptied first). */
       runs: { type: 'string', default: path.join('runs', 'demo') },
+      precision: { type: 'string', default: 'fp32' },
     },
   });
   const [shots, seeds, epochs, sigma, lambda, rank, testPerClass] = [
@@ -98,10 +100,21 @@ async function main(): Promise<void> {
   const test = dataset(
     digits.flatMap((samples, label) => samples.slice(-testPerClass).map((pixels) => ({ pixels, label }))),
   );
-  const methods: { name: string; folder: string; pace: TrainerOptions['pace'] }[] = [
+  const precisions = (values.precision as string).split(',').map((p) => {
+    if (p !== 'fp32' && p !== 'bf16') throw new Error(`--precision: '${p}' is not fp32 or bf16`);
+    return p as 'fp32' | 'bf16';
+  });
+  const variants: { name: string; folder: string; pace: TrainerOptions['pace'] }[] = [
     { name: 'LoRA-mul + VPT-add', folder: 'baseline', pace: { sigma: 0, lambda: 0 } },
     { name: `+ PACE (σ ${sigma}, λ ${lambda})`, folder: 'pace', pace: { sigma, lambda } },
   ];
+  const methods = variants.flatMap((variant) =>
+    precisions.map((precision) =>
+      precisions.length === 1
+        ? { ...variant, precision }
+        : { ...variant, precision, name: `${variant.name} ${precision}`, folder: `${variant.folder}-${precision}` },
+    ),
+  );
   const runsDir = path.resolve(values.runs as string);
   fs.rmSync(runsDir, { recursive: true, force: true });
   const runDirs: string[] = [];
@@ -121,7 +134,12 @@ async function main(): Promise<void> {
       using model = await createModel(demoSpec, { pretrained: demoCheckpoint, seed });
       model.resetHead();
       model.addAdapters({ type: 'loramul_vptadd', rank });
-      const trainer = new Trainer(model, { optimizer: { lr: 5e-3, weightDecay: 1e-4 }, pace: method.pace, seed });
+      const trainer = new Trainer(model, {
+        optimizer: { lr: 5e-3, weightDecay: 1e-4 },
+        pace: method.pace,
+        seed,
+        precision: method.precision,
+      });
       const runDir = path.join(runsDir, `${method.folder}-seed${seed}`);
       runDirs.push(runDir);
       const history = await trainer.fit(train, {
@@ -138,7 +156,7 @@ async function main(): Promise<void> {
       const accuracy = history.epochs.at(-1)!.test_acc!;
       results[m].accuracies.push(accuracy);
       results[m].seconds += (performance.now() - started) / 1000;
-      console.log(`seed ${seed} · ${method.name.padEnd(26)} ${(100 * accuracy).toFixed(1)}%`);
+      console.log(`seed ${seed} · ${method.name.padEnd(31)} ${(100 * accuracy).toFixed(1)}%`);
     }
   }
 
