@@ -204,10 +204,15 @@ export const doctorCommand: Command = {
         gemm = await measureGemm({ size: 1024, seconds: 2, device });
       }
     }
-    const measured = [gemmSingleThread, gemm].filter((m): m is GemmMeasurement => m !== undefined);
+    // bf16 too where libtorch sends it to oneDNN: the rate precision 'bf16' gets on this CPU
+    const gemmBf16 =
+      values.gemm && values.device === 'cpu' && report.cpuBf16.gemm === 'onednn'
+        ? await measureGemm({ size: 1024, seconds: 1, device: 'cpu', dtype: 'bfloat16' })
+        : undefined;
+    const measured = [gemmSingleThread, gemm, gemmBf16].filter((m): m is GemmMeasurement => m !== undefined);
     out(
       values.json
-        ? JSON.stringify({ ...report, gemm, gemmSingleThread }, null, 2)
+        ? JSON.stringify({ ...report, gemm, gemmSingleThread, gemmBf16 }, null, 2)
         : formatDoctorReport(report, measured),
     );
     return report.blas.kind === 'reference' ? 1 : 0;
