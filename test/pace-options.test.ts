@@ -406,3 +406,78 @@ describe("Trainer.options: the core's defaults, filled in where the user said no
     expect(new Trainer(swin, { pace: { sigma: 1 } }).options.pace.blockStart).toBe(0);
   });
 });
+
+describe('loraadd_vptadd (LoRA-add with VPT-add; no reference fixture): its terms against a float64 recomputation', () => {
+  test('merged weight W0 + down·up and bias b0 + W0·(prompt_down·prompt_up) + delta_b; a PACE step trains it', async () => {
+    const linear = 'blocks.0.mlp.fc2';
+    using model = await createModel(fixtureSpec(name), { pretrained: fixture(`${name}.base.safetensors`), seed: 1 });
+    model.addAdapters({ type: 'loraadd_vptadd', rank: 3, targets: [linear] });
+    // Every adapter tensor set to seeded non-zero values (the initialisation zeroes the down projections).
+    const file = path.join(temp.dir, 'loraadd_vptadd.safetensors');
+    await model.saveAdapters(file);
+    const saved = await loadTensors(file);
+    let state = 7;
+    const next = () => ((state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 - 0.5) * 0.2;
+    const adapted: TensorRecord = {};
+    for (const [key, value] of Object.entries(saved.tensors)) {
+      adapted[key] = tensor(
+        Float32Array.from(value.toFloat32Array(), () => next()),
+        value.shape,
+      );
+    }
+    await saveTensors(file, adapted, { metadata: saved.metadata ?? undefined });
+    await model.loadAdapters(file);
+    expect(
+      Object.keys(saved.tensors)
+        .filter((key) => key.startsWith(`${linear}.`))
+        .sort(),
+    ).toEqual(
+      ['delta_W_down', 'delta_W_up', 'delta_b', 'delta_prompt_down', 'delta_prompt_up'].map((p) => `${linear}.${p}`),
+    );
+    const params = model.stateDict();
+    const get = (key: string) => ({ data: params[key].toFloat64Array(), shape: params[key].shape });
+    const w0 = get(`${linear}.weight`);
+    const b0 = get(`${linear}.bias`);
+    const down = get(`${linear}.delta_W_down`);
+    const up = get(`${linear}.delta_W_up`);
+    const pd = get(`${linear}.delta_prompt_down`);
+    const pu = get(`${linear}.delta_prompt_up`);
+    const db = get(`${linear}.delta_b`);
+    const [out, inp] = w0.shape;
+    const rank = up.shape[0];
+    const weight = new Float64Array(out * inp);
+    const bias = new Float64Array(out);
+    for (let o = 0; o < out; o++) {
+      for (let i = 0; i < inp; i++) {
+        let product = 0;
+        for (let r = 0; r < rank; r++) product += down.data[o * rank + r] * up.data[r * inp + i];
+        weight[o * inp + i] = w0.data[o * inp + i] + product;
+      }
+      let shift = 0;
+      for (let i = 0; i < inp; i++) {
+        let prompt = 0;
+        for (let r = 0; r < rank; r++) prompt += pd.data[i * rank + r] * pu.data[r];
+        shift += w0.data[o * inp + i] * prompt;
+      }
+      bias[o] = b0.data[o] + shift + db.data[o];
+    }
+    using merged = await model.merged();
+    const mergedState = merged.stateDict();
+    const maxRelative = (ours: Float64Array, ref: Float64Array) =>
+      ours.reduce((worst, v, k) => Math.max(worst, Math.abs(v - ref[k])), 0) /
+      ref.reduce((m, v) => Math.max(m, Math.abs(v)), 1e-12);
+    expect(maxRelative(mergedState[`${linear}.weight`].toFloat64Array(), weight)).toBeLessThan(1e-6);
+    expect(maxRelative(mergedState[`${linear}.bias`].toFloat64Array(), bias)).toBeLessThan(1e-6);
+    // The adapter shifts the output: the merged model differs from the plain backbone there.
+    expect(maxRelative(bias, b0.data)).toBeGreaterThan(1e-3);
+
+    const trainer = new Trainer(model, { pace: { sigma: 1, lambda: 1 }, seed: 2 });
+    const step = await trainer.trainStep(io.input, io.target);
+    expect(Number.isFinite(step.totalLoss) && step.paceLoss > 0).toBe(true);
+    expect(Object.keys(trainer.sigmaPerLinear())).toContain(linear);
+    disposeTensors(saved.tensors);
+    disposeTensors(adapted);
+    disposeTensors(params);
+    disposeTensors(mergedState);
+  });
+});

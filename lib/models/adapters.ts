@@ -1,7 +1,15 @@
 import { z } from 'zod';
 
 /** The adapter types: the paper's strong baseline (`loramul_vptadd`), its parts, and two comparison baselines. */
-export const AdapterTypeSchema = z.enum(['loramul_vptadd', 'loramul', 'loraadd', 'vptadd', 'linear', 'full']);
+export const AdapterTypeSchema = z.enum([
+  'loramul_vptadd',
+  'loramul',
+  'loraadd',
+  'vptadd',
+  'loraadd_vptadd',
+  'linear',
+  'full',
+]);
 export type AdapterType = z.infer<typeof AdapterTypeSchema>;
 
 /** Options of {@link Model.addAdapters}. */

@@ -8,6 +8,7 @@ std::shared_ptr<Adapter> createLoraMulVptAdd(models::LinearImpl& linear, int64_t
 std::shared_ptr<Adapter> createLoraMul(models::LinearImpl& linear, int64_t rank);
 std::shared_ptr<Adapter> createLoraAdd(models::LinearImpl& linear, int64_t rank);
 std::shared_ptr<Adapter> createVptAdd(models::LinearImpl& linear, int64_t rank);
+std::shared_ptr<Adapter> createLoraAddVptAdd(models::LinearImpl& linear, int64_t rank);
 
 namespace {
 
@@ -17,6 +18,7 @@ const std::vector<std::pair<std::string, AdapterFactory>>& registry() {
       {"loramul", createLoraMul},
       {"loraadd", createLoraAdd},
       {"vptadd", createVptAdd},
+      {"loraadd_vptadd", createLoraAddVptAdd},
   };
   return types;
 }
