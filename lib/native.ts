@@ -131,7 +131,7 @@ export interface NativePaceOptions {
   noise: 'multiplicative' | 'additive' | 'dropout';
   noiseShape: 'BC' | 'BTC';
   sigmaSchedule: 'decreasing' | 'shared' | 'increasing';
-  variant: 'pace' | 'lazy' | 'fast' | 'fpa';
+  variant: 'pace' | 'lazy' | 'fast' | 'fpa' | 'noise';
   lazyInterval: number;
   /** The fast variant's number of training samples. */
   datasetSize?: number;

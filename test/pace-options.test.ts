@@ -481,3 +481,34 @@ describe('loraadd_vptadd (LoRA-add with VPT-add; no reference fixture): its term
     disposeTensors(mergedState);
   });
 });
+
+describe("the paper's Noise ablation (variant 'noise': one noisy forward, no consistency term)", () => {
+  test("replaying the first copy's ε of the PACE reference step gives the reference's cross-entropy", async () => {
+    using model = await adaptedModel();
+    const trainer = new Trainer(model, {
+      optimizer: { lr: fx.adamw.lr, weightDecay: fx.adamw.weight_decay },
+      pace: { sigma: fx.sigma, variant: 'noise', blockStart: fx.block_start },
+    });
+    // The reference's ε per linear is [2B, ...]: rows 0..B-1 belong to the first copy, on which the reference
+    // computes its cross-entropy. One noisy forward with exactly those draws must reproduce it.
+    const batch = io.input.shape[0];
+    const firstCopy: TensorRecord = {};
+    for (const [key, value] of Object.entries(io)) {
+      if (!key.startsWith('noise.')) continue;
+      const rows = value.toFloat32Array();
+      firstCopy[key.slice('noise.'.length)] = tensor(rows.slice(0, rows.length / 2), [batch, ...value.shape.slice(1)]);
+    }
+    const step = await trainer.trainStep(io.input, io.target, { noise: firstCopy });
+    expect(relative(step.clsLoss, io.cls_loss.toFloat32Array()[0])).toBeLessThan(1e-5);
+    expect([step.paceLoss, step.totalLoss]).toEqual([0, step.clsLoss]);
+    // A single copy: every draw of the step has the batch's rows, not twice them.
+    const draws = trainer.lastNoise();
+    expect(Object.keys(draws).sort()).toEqual(Object.keys(firstCopy).sort());
+    for (const [linear, draw] of Object.entries(draws)) expect([linear, draw.shape[0]]).toEqual([linear, batch]);
+    disposeTensors(draws);
+    disposeTensors(firstCopy);
+    expect(() => new Trainer(model, { pace: { sigma: 1, lambda: 1, variant: 'noise' } })).toThrow(
+      "pace.lambda must be 0 for the noise ablation (variant 'noise' has no consistency term)",
+    );
+  });
+});

@@ -40,9 +40,10 @@ const PaceSchema = z
      * `pace`: both copies of the batch every step. `lazy`: both copies of half the batch every `lazyInterval`
      * steps, one noisy forward otherwise (the reference's lazy-half). `fast`: one noisy forward, consistency
      * with the logits from the sample's previous visit (needs `datasetSize` and per-sample `indices`).
-     * `fpa`: the paper's ablation aligning with the frozen backbone's logits.
+     * `fpa`: the paper's ablation aligning with the frozen backbone's logits. `noise`: the paper's "Noise"
+     * ablation, one noisy forward and no consistency term (`lambda` must be 0).
      */
-    variant: z.enum(['pace', 'lazy', 'fast', 'fpa']).optional(),
+    variant: z.enum(['pace', 'lazy', 'fast', 'fpa', 'noise']).optional(),
     lazyInterval: z.number().int().min(1).optional(),
     /** The number of training samples (the `fast` variant keeps one logit vector per sample). */
     datasetSize: z.number().int().min(1).optional(),

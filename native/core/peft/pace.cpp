@@ -17,8 +17,11 @@ const NameTable<NoiseShape> kNoiseShapes = {{"BC", NoiseShape::PerRow}, {"BTC", 
 const NameTable<SigmaSchedule> kSigmaSchedules = {{"decreasing", SigmaSchedule::Decreasing},
                                                   {"shared", SigmaSchedule::Shared},
                                                   {"increasing", SigmaSchedule::Increasing}};
-const NameTable<PaceVariant> kVariants = {
-    {"pace", PaceVariant::Pace}, {"lazy", PaceVariant::Lazy}, {"fast", PaceVariant::Fast}, {"fpa", PaceVariant::Fpa}};
+const NameTable<PaceVariant> kVariants = {{"pace", PaceVariant::Pace},
+                                          {"lazy", PaceVariant::Lazy},
+                                          {"fast", PaceVariant::Fast},
+                                          {"fpa", PaceVariant::Fpa},
+                                          {"noise", PaceVariant::Noise}};
 
 template <typename Value>
 Value fromTable(const NameTable<Value>& table, const std::string& name, const char* what) {
@@ -59,6 +62,8 @@ void PaceConfig::validate() const {
   if (kind == NoiseKind::Dropout && sigma >= 1)
     throw OptionError("pace.sigma is a drop rate for dropout noise: it must be < 1");
   if (lazyInterval < 1) throw OptionError("pace.lazyInterval must be >= 1");
+  if (variant == PaceVariant::Noise && lambda != 0)
+    throw OptionError("pace.lambda must be 0 for the noise ablation (variant 'noise' has no consistency term)");
   if (variant == PaceVariant::Fast && datasetSize < 1)
     throw OptionError("pace.datasetSize (the number of training samples) is required for the fast variant");
 }

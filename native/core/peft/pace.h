@@ -18,14 +18,15 @@ enum class SigmaSchedule { Decreasing, Shared, Increasing };
 //   Pace: both copies of the whole batch in one forward, every step;
 //   Lazy: every lazyInterval-th step, both copies of the batch's first half; other steps one noisy forward;
 //   Fast: one noisy forward, consistency against the logits kept from the sample's previous visit (zeros at first);
-//   Fpa:  one noisy forward, consistency against the frozen backbone's logits (adapters bypassed, same head).
-enum class PaceVariant { Pace, Lazy, Fast, Fpa };
+//   Fpa:  one noisy forward, consistency against the frozen backbone's logits (adapters bypassed, same head);
+//   Noise: the paper's "Noise" ablation: one noisy forward and no consistency term (λ must be 0).
+enum class PaceVariant { Pace, Lazy, Fast, Fpa, Noise };
 
 // The option names users write, one table each; an unknown name is an OptionError listing the known ones.
 NoiseKind noiseKindFromName(const std::string& name);          // multiplicative, additive, dropout
 NoiseShape noiseShapeFromName(const std::string& name);        // BC, BTC
 SigmaSchedule sigmaScheduleFromName(const std::string& name);  // decreasing, shared, increasing
-PaceVariant paceVariantFromName(const std::string& name);      // pace, lazy, fast, fpa
+PaceVariant paceVariantFromName(const std::string& name);      // pace, lazy, fast, fpa, noise
 // The names of the same tables, for reporting the settings in force.
 std::string nameOf(NoiseKind kind);
 std::string nameOf(NoiseShape shape);

@@ -80,7 +80,7 @@ PaceLosses PaceObjective::losses(models::Backbone& model, const at::Tensor& imag
       }
       out.consistency = consistencyLoss(out.logits, frozen);
     } else {
-      out.consistency = torch::zeros({}, out.cls.options());  // a lazy step without consistency
+      out.consistency = torch::zeros({}, out.cls.options());  // the noise ablation, or a lazy step without it
     }
   }
   lastNoise_ = noise.draws();
