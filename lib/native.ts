@@ -133,6 +133,8 @@ export interface NativePaceOptions {
   sigmaSchedule: 'decreasing' | 'shared' | 'increasing';
   variant: 'pace' | 'lazy' | 'fast' | 'fpa' | 'noise';
   lazyInterval: number;
+  /** μ of the ℓ1 term over the adapter parameters. */
+  adapterL1: number;
   /** The fast variant's number of training samples. */
   datasetSize?: number;
 }

@@ -383,6 +383,7 @@ describe("Trainer.options: the core's defaults, filled in where the user said no
         sigmaSchedule: 'decreasing',
         variant: 'pace',
         lazyInterval: 2,
+        adapterL1: 0,
       },
       seed: 0,
       precision: 'fp32',
@@ -510,5 +511,52 @@ describe("the paper's Noise ablation (variant 'noise': one noisy forward, no con
     expect(() => new Trainer(model, { pace: { sigma: 1, lambda: 1, variant: 'noise' } })).toThrow(
       "pace.lambda must be 0 for the noise ablation (variant 'noise' has no consistency term)",
     );
+  });
+});
+
+describe('the ℓ1-sparsity comparison (pace.adapterL1 = μ): μ·Σ|θ| over the adapters joins the loss', () => {
+  test('the loss grows by μ·Σ|θ| and each adapter gradient by μ·sign(θ), the head untouched (same noise)', async () => {
+    const mu = 0.01;
+    const steps = [];
+    for (const adapterL1 of [0, mu]) {
+      using model = await adaptedModel();
+      const trainer = new Trainer(model, { pace: { sigma: fx.sigma, lambda: fx.lambda, adapterL1 } });
+      const noise = Object.fromEntries(
+        Object.entries(io)
+          .filter(([key]) => key.startsWith('noise.'))
+          .map(([key, value]) => [key.slice('noise.'.length), value]),
+      );
+      const parameters = model.stateDict();
+      const step = await trainer.trainStep(io.input, io.target, { noise });
+      steps.push({ step, gradients: model.gradients(), parameters });
+    }
+    const [plain, sparse] = steps;
+    // Σ|θ| over the adapter parameters, in float64 from the parameters before the step.
+    let absSum = 0;
+    for (const [key, value] of Object.entries(plain.parameters)) {
+      if (key.includes('.delta_')) for (const v of value.toFloat64Array()) absSum += Math.abs(v);
+    }
+    expect(absSum).toBeGreaterThan(0);
+    expect(relative(sparse.step.totalLoss - plain.step.totalLoss, mu * absSum)).toBeLessThan(1e-4);
+    expect([sparse.step.clsLoss, sparse.step.paceLoss]).toEqual([plain.step.clsLoss, plain.step.paceLoss]);
+    for (const [key, gradient] of Object.entries(sparse.gradients)) {
+      const ours = gradient.toFloat64Array();
+      const without = plain.gradients[key].toFloat64Array();
+      const theta = plain.parameters[key].toFloat64Array();
+      // The cross-entropy and consistency gradients are the same computation in both runs (same noise, same
+      // parameters); the ℓ1 term's μ·sign(θ) joins their float32 accumulation, which may take the terms in
+      // another order: a few ulps of the terms' magnitude (|g| + μ), never more.
+      let worst = 0;
+      for (let i = 0; i < ours.length; i++) {
+        const l1 = key.includes('.delta_') ? mu * Math.sign(theta[i]) : 0;
+        const ulps = Math.abs(ours[i] - (without[i] + l1)) / (2 ** -23 * (Math.abs(without[i]) + Math.abs(l1)) + 1e-30);
+        worst = Math.max(worst, ulps);
+      }
+      expect([key, worst <= 4]).toEqual([key, true]);
+    }
+    for (const { gradients, parameters } of steps) {
+      disposeTensors(gradients);
+      disposeTensors(parameters);
+    }
   });
 });

@@ -45,6 +45,8 @@ const PaceSchema = z
      */
     variant: z.enum(['pace', 'lazy', 'fast', 'fpa', 'noise']).optional(),
     lazyInterval: z.number().int().min(1).optional(),
+    /** μ of the paper's ℓ1-sparsity comparison: μ·Σ|θ| over the adapter parameters joins the loss (default 0). */
+    adapterL1: z.number().min(0).optional(),
     /** The number of training samples (the `fast` variant keeps one logit vector per sample). */
     datasetSize: z.number().int().min(1).optional(),
   })

@@ -30,6 +30,7 @@ peft::PaceConfig paceFromJs(const Napi::Object& pace) {
     config.variant = peft::paceVariantFromName(stringFromJs(pace.Get("variant"), "variant"));
   config.lazyInterval = static_cast<int64_t>(numberOr(pace, "lazyInterval", static_cast<double>(config.lazyInterval)));
   config.datasetSize = static_cast<int64_t>(numberOr(pace, "datasetSize", static_cast<double>(config.datasetSize)));
+  config.adapterL1 = numberOr(pace, "adapterL1", config.adapterL1);
   return config;
 }
 
@@ -273,6 +274,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     pace.Set("sigmaSchedule", peft::nameOf(paceConfig.schedule));
     pace.Set("variant", peft::nameOf(paceConfig.variant));
     pace.Set("lazyInterval", static_cast<double>(paceConfig.lazyInterval));
+    pace.Set("adapterL1", paceConfig.adapterL1);
     if (paceConfig.variant == peft::PaceVariant::Fast)
       pace.Set("datasetSize", static_cast<double>(paceConfig.datasetSize));
     Napi::Object result = Napi::Object::New(env);

@@ -62,6 +62,7 @@ void PaceConfig::validate() const {
   if (kind == NoiseKind::Dropout && sigma >= 1)
     throw OptionError("pace.sigma is a drop rate for dropout noise: it must be < 1");
   if (lazyInterval < 1) throw OptionError("pace.lazyInterval must be >= 1");
+  if (!(adapterL1 >= 0)) throw OptionError("pace.adapterL1 must be >= 0");
   if (variant == PaceVariant::Noise && lambda != 0)
     throw OptionError("pace.lambda must be 0 for the noise ablation (variant 'noise' has no consistency term)");
   if (variant == PaceVariant::Fast && datasetSize < 1)

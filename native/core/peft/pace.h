@@ -44,9 +44,10 @@ struct PaceConfig {
   PaceVariant variant = PaceVariant::Pace;
   int64_t lazyInterval = 2;
   int64_t datasetSize = 0;  // Fast: the number of training samples (indices run over [0, datasetSize))
+  double adapterL1 = 0.0;   // μ of the ℓ1-sparsity comparison: μ·Σ|θ| over the adapter parameters joins the loss
 
-  bool active() const { return sigma > 0.0 || lambda > 0.0; }
-  void validate() const;  // throws OptionError for σ < 0, λ < 0, ...
+  bool active() const { return sigma > 0.0 || lambda > 0.0; }  // noise or consistency (ℓ1 alone is not PACE)
+  void validate() const;                                       // throws OptionError for σ < 0, λ < 0, ...
 };
 
 // σ for every Linear by path. Noise units are the blocks in order, then the head; the first blockStart get

@@ -3,6 +3,7 @@
 #include <torch/nn/functional/loss.h>
 
 #include "errors.h"
+#include "peft/setup.h"
 
 namespace pace::peft {
 
@@ -22,6 +23,9 @@ PaceObjective::PaceObjective(models::Backbone& model, PaceConfig config) : confi
   config_.validate();
   sigma_ = peft::sigmaPerLinear(model, config_);
   firstNoisyBlock_ = peft::firstNoisyBlock(model, config_);
+  for (const auto& item : model.named_parameters()) {
+    if (isAdapterParameter(item.key())) adapterParameters_.push_back(item.value());
+  }
 }
 
 void PaceObjective::checkReplay(const std::map<std::string, at::Tensor>& replay) const {
@@ -35,6 +39,19 @@ void PaceObjective::checkReplay(const std::map<std::string, at::Tensor>& replay)
 PaceLosses PaceObjective::losses(models::Backbone& model, const at::Tensor& images, const at::Tensor& targets,
                                  const at::Tensor& indices, const std::map<std::string, at::Tensor>& replay,
                                  at::Generator& noiseGenerator, at::Generator& dropPathGenerator, int64_t iteration) {
+  PaceLosses out = forwardLosses(model, images, targets, indices, replay, noiseGenerator, dropPathGenerator, iteration);
+  out.sparsity = torch::zeros({}, out.cls.options());
+  if (config_.adapterL1 > 0) {
+    for (const auto& parameter : adapterParameters_) out.sparsity = out.sparsity + parameter.abs().sum().to(at::kFloat);
+    out.sparsity = config_.adapterL1 * out.sparsity;
+  }
+  return out;
+}
+
+PaceLosses PaceObjective::forwardLosses(models::Backbone& model, const at::Tensor& images, const at::Tensor& targets,
+                                        const at::Tensor& indices, const std::map<std::string, at::Tensor>& replay,
+                                        at::Generator& noiseGenerator, at::Generator& dropPathGenerator,
+                                        int64_t iteration) {
   PaceLosses out;
   if (!config_.active()) {
     lastNoise_.clear();

@@ -16,6 +16,7 @@ struct PaceLosses {
   at::Tensor targets;      // their targets (half the batch on a lazy consistency step)
   at::Tensor cls;          // cross-entropy
   at::Tensor consistency;  // the consistency term (zero without PACE)
+  at::Tensor sparsity;     // μ·Σ|θ| over the adapter parameters (zero when adapterL1 is 0)
 };
 
 class PaceObjective {
@@ -47,7 +48,13 @@ class PaceObjective {
   void setHistory(at::Tensor history) { history_ = std::move(history); }
 
  private:
+  // The forward and the cross-entropy and consistency terms of `losses`.
+  PaceLosses forwardLosses(models::Backbone& model, const at::Tensor& images, const at::Tensor& targets,
+                           const at::Tensor& indices, const std::map<std::string, at::Tensor>& replay,
+                           at::Generator& noiseGenerator, at::Generator& dropPathGenerator, int64_t iteration);
+
   PaceConfig config_;
+  std::vector<at::Tensor> adapterParameters_;  // what the ℓ1 term sums over
   std::map<std::string, double> sigma_;
   int64_t firstNoisyBlock_;
   std::map<std::string, at::Tensor> lastNoise_;

@@ -96,7 +96,7 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs) {
     losses = pace_.losses(model, images, targets, inputs.indices, inputs.noise, noiseGenerator_, dropPathGenerator_,
                           iteration_.load());
   }
-  const at::Tensor total = losses.cls + pace.lambda * losses.consistency;
+  const at::Tensor total = losses.cls + pace.lambda * losses.consistency + losses.sparsity;
   {
     // Backward and the update: TF32 as asked; bf16 products were fixed by the forward's casts.
     const PrecisionScope rest(precision_ == Precision::Bf16 ? Precision::Fp32 : precision_, device.type());
