@@ -36,6 +36,14 @@ at::Tensor attachDeltaBias(models::LinearImpl& linear) {
   return linear.register_parameter("delta_b", torch::zeros({linear.outFeatures}, linear.weight.options()));
 }
 
+LowRankPromptParts LowRankPromptParts::attach(models::LinearImpl& linear, int64_t rank) {
+  LowRankPromptParts parts;
+  parts.lowRank = LowRankPair::attach(linear, rank);
+  parts.deltaBias = attachDeltaBias(linear);
+  parts.prompt = PromptPair::attach(linear, rank);
+  return parts;
+}
+
 at::Tensor addToShift(const at::Tensor& shift, const at::Tensor& term) { return shift.defined() ? shift + term : term; }
 
 }  // namespace pace::peft

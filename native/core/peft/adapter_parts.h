@@ -22,6 +22,15 @@ struct PromptPair {
 // delta_b [out] (zeros), only on a linear with a bias (undefined otherwise).
 at::Tensor attachDeltaBias(models::LinearImpl& linear);
 
+// The parameters of the LoRA + VPT-add combinations, attached in the reference's order (low-rank pair, delta_b,
+// prompt pair), which fixes the order of their random initialisation.
+struct LowRankPromptParts {
+  static LowRankPromptParts attach(models::LinearImpl& linear, int64_t rank);
+  LowRankPair lowRank;
+  at::Tensor deltaBias;  // undefined on a linear without a bias
+  PromptPair prompt;
+};
+
 // Adds `term` to a shift that may still be undefined.
 at::Tensor addToShift(const at::Tensor& shift, const at::Tensor& term);
 

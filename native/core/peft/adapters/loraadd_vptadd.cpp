@@ -10,23 +10,18 @@ namespace {
 class LoraAddVptAdd : public Adapter {
  public:
   LoraAddVptAdd(models::LinearImpl& linear, int64_t rank)
-      : Adapter("loraadd_vptadd", rank),
-        lowRank_(LowRankPair::attach(linear, rank)),
-        deltaBias_(attachDeltaBias(linear)),
-        prompt_(PromptPair::attach(linear, rank)) {}
+      : Adapter("loraadd_vptadd", rank), parts_(LowRankPromptParts::attach(linear, rank)) {}
 
   AdapterTerms terms(const models::LinearImpl& linear) const override {
     AdapterTerms terms;
-    terms.deltaWeight = lowRank_.product();
-    terms.shift = prompt_.shift(linear.weight);
-    if (deltaBias_.defined()) terms.shift = addToShift(terms.shift, deltaBias_);
+    terms.deltaWeight = parts_.lowRank.product();
+    terms.shift = parts_.prompt.shift(linear.weight);
+    if (parts_.deltaBias.defined()) terms.shift = addToShift(terms.shift, parts_.deltaBias);
     return terms;
   }
 
  private:
-  LowRankPair lowRank_;
-  at::Tensor deltaBias_;
-  PromptPair prompt_;
+  LowRankPromptParts parts_;
 };
 
 }  // namespace
