@@ -337,7 +337,7 @@ describe('errors around native objects', () => {
       () => new NativeTrainer(model.nativeHandle, optimizer, { variant: 'slow' }, 0),
       PaceOptionError,
       'PACE_INVALID_OPTION',
-      /pace\.variant must be one of 'pace', 'lazy', 'fast', 'fpa'; got 'slow'/,
+      /pace\.variant must be one of 'pace', 'lazy', 'fast', 'fpa', 'noise'; got 'slow'/,
     );
 
     // A NaN loss stops the fit (on a model of its own: the step that produced it has already updated the weights).
