@@ -340,7 +340,7 @@ describe('errors around native objects', () => {
       /pace\.variant must be one of 'pace', 'lazy', 'fast', 'fpa', 'noise'; got 'slow'/,
     );
 
-    // A NaN loss stops the fit (on a model of its own: the step that produced it has already updated the weights).
+    // A NaN loss stops the fit (on a model of its own, so the shared one keeps its state for the next tests).
     using diverging = await createModel(tinyVit, { seed: 3 });
     diverging.addAdapters({ rank: 2 });
     using nan = tensor(new Float32Array(8 * 3 * 16 * 16).fill(Number.NaN), [8, 3, 16, 16]);

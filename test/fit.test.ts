@@ -286,6 +286,14 @@ test('a NaN loss stops the fit with the epoch and step, keeping the last good ch
   ).rejects.toThrow(/the loss became nan at epoch 0, step \d/);
   const header = await readTensorHeader(path.join(runDir, 'last.safetensors'));
   expect(header.metadata?.epoch).toBe('-1');
+  // On the CPU the step that met the NaN made no update: the parameters are those of the last good step.
+  const state = model.stateDict();
+  const finite = Object.entries(state).every(([, value]) => value.toFloat32Array().every(Number.isFinite));
+  disposeTensors(state);
+  expect(finite).toBe(true);
+  using good = tensor(images.slice(0, 8 * 768), [8, 3, 16, 16]);
+  using goodTargets = tensor(labels.slice(0, 8));
+  expect(Number.isFinite((await trainer.trainStep(good, goodTargets)).totalLoss)).toBe(true);
 });
 
 test('bad datasets and options get clear errors', async () => {

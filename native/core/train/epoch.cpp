@@ -75,7 +75,17 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
     inputs.images = batchInput(*model_, batch, options.normalization);
     inputs.targets = labelsOnCpu.index_select(0, inputs.indices);
     inputs.diagnostics = options.diagnostics;
-    const DeviceStep step = stepOnDevice(inputs);
+    DeviceStep step;
+    try {
+      step = stepOnDevice(inputs);
+    } catch (const DivergedError& error) {
+      settle();  // the previous step's progress (or its own non-finite loss) first
+      // "the loss became nan (...)" → "the loss became nan at epoch e, step s (...)"
+      std::string message = error.what();
+      message.insert(std::min(message.find(" ("), message.size()),
+                     " at epoch " + std::to_string(options.epoch) + ", step " + std::to_string(s));
+      throw DivergedError(message);
+    }
     sums.add_(at::stack({step.cls.to(at::kDouble), step.pace.to(at::kDouble), step.total.to(at::kDouble),
                          step.correct.to(at::kDouble)}));
     settle();

@@ -2,6 +2,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <cmath>
+
 #include "errors.h"
 #include "peft/setup.h"
 #include "train/gradients.h"
@@ -97,6 +99,15 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs) {
                           iteration_.load());
   }
   const at::Tensor total = losses.cls + pace.lambda * losses.consistency + losses.sparsity;
+  if (device.is_cpu()) {
+    // On the CPU the loss is already computed, so reading it costs nothing: a non-finite loss stops the step
+    // before the update, leaving the parameters and the optimizer as they were. (On a GPU the read would wait
+    // for the device every step; there the epoch loop reads each loss one step late instead.)
+    const double value = total.item<double>();
+    if (!std::isfinite(value))
+      throw DivergedError("the loss became " + std::to_string(value) +
+                          " (lower the learning rate or check the data); the parameters are as before this step");
+  }
   {
     // Backward and the update: TF32 as asked; bf16 products were fixed by the forward's casts.
     const PrecisionScope rest(precision_ == Precision::Bf16 ? Precision::Fp32 : precision_, device.type());
