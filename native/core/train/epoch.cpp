@@ -46,12 +46,13 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
     at::Tensor total;
   };
   std::optional<Pending> pending;
+  const auto positionOf = [&](int64_t step) {
+    return "at epoch " + std::to_string(options.epoch) + ", step " + std::to_string(step);
+  };
   const auto settle = [&]() {
     if (!pending) return;
     const double total = pending->total.item<double>();
-    if (!std::isfinite(total))
-      throw DivergedError("the loss became " + std::to_string(total) + " at epoch " + std::to_string(options.epoch) +
-                          ", step " + std::to_string(pending->step) + " (lower the learning rate or check the data)");
+    if (!std::isfinite(total)) throw lossDiverged(total, positionOf(pending->step));
     if (onBatch) onBatch({pending->step + 1, steps, total});
     pending.reset();
   };
@@ -75,16 +76,13 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
     inputs.images = batchInput(*model_, batch, options.normalization);
     inputs.targets = labelsOnCpu.index_select(0, inputs.indices);
     inputs.diagnostics = options.diagnostics;
+    inputs.position = positionOf(s);
     DeviceStep step;
     try {
       step = stepOnDevice(inputs);
-    } catch (const DivergedError& error) {
-      settle();  // the previous step's progress (or its own non-finite loss) first
-      // "the loss became nan (...)" → "the loss became nan at epoch e, step s (...)"
-      std::string message = error.what();
-      message.insert(std::min(message.find(" ("), message.size()),
-                     " at epoch " + std::to_string(options.epoch) + ", step " + std::to_string(s));
-      throw DivergedError(message);
+    } catch (const DivergedError&) {
+      settle();  // the previous step's progress first
+      throw;
     }
     sums.add_(at::stack({step.cls.to(at::kDouble), step.pace.to(at::kDouble), step.total.to(at::kDouble),
                          step.correct.to(at::kDouble)}));

@@ -18,6 +18,12 @@ void OptimizerConfig::validate() const {
   if (!(clipGradNorm >= 0)) throw OptionError("optimizer.clipGradNorm must be >= 0");
 }
 
+DivergedError lossDiverged(double loss, const std::string& position, const std::string& consequence) {
+  return DivergedError("the loss became " + std::to_string(loss) + (position.empty() ? "" : " " + position) +
+                       " (lower the learning rate or check the data)" +
+                       (consequence.empty() ? "" : "; " + consequence));
+}
+
 namespace {
 
 constexpr uint64_t kDropPathSalt = 0x9e3779b97f4a7c15ull;
@@ -104,9 +110,7 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs) {
     // before the update, leaving the parameters and the optimizer as they were. (On a GPU the read would wait
     // for the device every step; there the epoch loop reads each loss one step late instead.)
     const double value = total.item<double>();
-    if (!std::isfinite(value))
-      throw DivergedError("the loss became " + std::to_string(value) +
-                          " (lower the learning rate or check the data); the parameters are as before this step");
+    if (!std::isfinite(value)) throw lossDiverged(value, inputs.position, "the parameters are as before this step");
   }
   {
     // Backward and the update: TF32 as asked; bf16 products were fixed by the forward's casts.

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "data/transforms.h"
+#include "errors.h"
 #include "io/safetensors.h"
 #include "models/backbone.h"
 #include "peft/pace_objective.h"
@@ -53,7 +54,11 @@ struct StepInputs {
   std::map<std::string, at::Tensor> noise;  // ε per linear to replay instead of drawing
   at::Tensor indices;                       // int64 [B] sample indices in the training set (the fast variant)
   bool diagnostics = false;
+  std::string position;  // where the step is, for its errors ("at epoch 2, step 5"); empty: a single step
 };
+
+// The error for a non-finite loss, naming where it happened; `consequence` is appended when given.
+DivergedError lossDiverged(double loss, const std::string& position, const std::string& consequence = "");
 
 struct EpochOptions {
   int64_t batchSize = 64;
