@@ -6,6 +6,7 @@ import { PaceOptionError } from '../errors';
 import type { Preprocessing } from '../models/specs';
 import type { TensorDataset } from './dataset';
 import { loadIdxDataset } from './idx';
+import { IMAGENET_NORMALIZATION } from './domain-shift';
 import { imageFolderEntries, loadImages } from './images';
 import { fewShotSplits, fgvcSplits, parseSplitList, vtabSplits, type SplitEntry } from './splits';
 import { loadTensorDataset } from './tensor-file';
@@ -18,7 +19,20 @@ export const DatasetSourceSchema = z.union([
   z.string().min(1),
   z.object({ idx: z.tuple([z.string().min(1), z.string().min(1)]) }).strict(),
   z.object({ folder: z.string().min(1) }).strict(),
-  z.object({ list: z.string().min(1), root: z.string().min(1), numClasses: z.number().int().min(1) }).strict(),
+  z
+    .object({
+      list: z.string().min(1),
+      root: z.string().min(1),
+      numClasses: z.number().int().min(1),
+      /**
+       * `stretch` (default) to the model's size; `center-crop` (evaluation: shorter side to size/0.875, the
+       * centre); `crop-flip` (training: stored as `cover` at size/0.875, random crops and flips per batch).
+       */
+      transform: z.enum(['stretch', 'center-crop', 'crop-flip']).optional(),
+      /** `model` (default): the model's mean and std; `imagenet`: ImageNet's, as the benchmarks use. */
+      normalization: z.enum(['model', 'imagenet']).optional(),
+    })
+    .strict(),
   z
     .object({
       vtab: z.object({ root: z.string().min(1), task: z.string().min(1), mode: z.enum(['tune', 'evaluate']) }),
@@ -75,10 +89,13 @@ export async function loadDatasetSource(source: DatasetSource, options: SourceOp
   const size = preprocessing.imgSize;
   // The PACE reference (and VPT for FGVC) normalise the benchmarks with ImageNet's constants whatever the
   // backbone; other sources use the model's own pretrained configuration.
-  const benchmark = typeof source !== 'string' && ('vtab' in source || 'fewShot' in source || 'fgvc' in source);
-  const normalization = benchmark
-    ? { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }
-    : { mean: preprocessing.mean, std: preprocessing.std };
+  const benchmark =
+    typeof source !== 'string' &&
+    ('vtab' in source ||
+      'fewShot' in source ||
+      'fgvc' in source ||
+      ('list' in source && source.normalization === 'imagenet'));
+  const normalization = benchmark ? IMAGENET_NORMALIZATION : { mean: preprocessing.mean, std: preprocessing.std };
   if (typeof source === 'string') return loadTensorDataset(at(source));
   if ('idx' in source) return loadIdxDataset(at(source.idx[0]), at(source.idx[1]), { normalization });
 
@@ -92,6 +109,8 @@ export async function loadDatasetSource(source: DatasetSource, options: SourceOp
   } else if ('list' in source) {
     entries = parseSplitList(at(source.list), { root: at(source.root), numClasses: source.numClasses });
     name = path.basename(source.list);
+    if (source.transform === 'center-crop') resize = 'center-crop';
+    if (source.transform === 'crop-flip') augment = { crop: size, flip: true };
   } else if ('vtab' in source) {
     entries = pick(vtabSplits(at(source.vtab.root), source.vtab.task, source.vtab.mode), source.part);
     name = `vtab-${source.vtab.task}-${source.vtab.mode}-${source.part}`;
