@@ -110,6 +110,29 @@ export {
   type SplitEntry,
 } from './data/splits';
 export { loadTensorDataset } from './data/tensor-file';
+export {
+  DOMAIN_SHIFT_SETS,
+  IMAGENET_CLASSES,
+  IMAGENET_NORMALIZATION,
+  domainShiftEntries,
+  classesOf,
+  type DomainShiftSetName,
+} from './data/domain-shift';
+export {
+  evaluateDomainShift,
+  ClassSubsetSchema,
+  DomainShiftListSchema,
+  DomainShiftTargetsSchema,
+  type ClassSubset,
+  type DomainShiftList,
+  type DomainShiftTarget,
+  type DomainShiftResult,
+  type DomainShiftReport,
+  type EvaluateDomainShiftOptions,
+} from './eval/domain-shift';
+export { formatDomainShiftTable } from './eval/domain-shift-table';
+export { ClassMask, type MaskedScores } from './eval/class-mask';
+export { forEachLogitBatch, type LogitBatch } from './eval/dataset-logits';
 export { loadDatasetSource, DatasetSourceSchema, type DatasetSource, type SourceOptions } from './data/sources';
 export { RunConfigSchema, readRunConfig, type RunConfig } from './cli/config';
 export { createInferenceServer, type InferenceServer } from './serve/server';

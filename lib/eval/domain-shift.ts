@@ -1,0 +1,242 @@
+import { z } from 'zod';
+
+import type { TensorDataset } from '../data/dataset';
+import {
+  classesOf,
+  DOMAIN_SHIFT_SETS,
+  domainShiftEntries,
+  domainShiftSet,
+  IMAGENET_CLASSES,
+  IMAGENET_NORMALIZATION,
+  type DomainShiftSetName,
+} from '../data/domain-shift';
+import { loadImages } from '../data/images';
+import type { SplitEntry } from '../data/splits';
+import { withContext } from '../error-context';
+import { PaceInputError, PaceOptionError } from '../errors';
+import type { Model } from '../models/model';
+import { parseOptions } from '../options';
+import { ClassMask } from './class-mask';
+import { forEachLogitBatch } from './dataset-logits';
+
+/**
+ * Which of the 1,000 logits take part in a set's argmax and loss: `all`, `present` (the classes among the set's
+ * labels: ImageNet-A's and -R's 200) or an explicit list of class indices. The default is `present` for
+ * ImageNet-A and -R and `all` for the others.
+ */
+export const ClassSubsetSchema = z.union([
+  z.enum(['all', 'present']),
+  z
+    .array(
+      z
+        .number()
+        .int()
+        .min(0)
+        .max(IMAGENET_CLASSES - 1),
+    )
+    .min(1),
+]);
+export type ClassSubset = z.infer<typeof ClassSubsetSchema>;
+
+/** A set given as a list file and the folder its paths start from (as a run config names it). */
+export const DomainShiftListSchema = z
+  .object({
+    /** `<relative path> <label>` per line (CoOp's / NOAH's `val_meta.list`). */
+    list: z.string().min(1),
+    /** The folder the list's paths are relative to. */
+    root: z.string().min(1),
+    classes: ClassSubsetSchema.optional(),
+  })
+  .strict();
+export type DomainShiftList = z.infer<typeof DomainShiftListSchema>;
+
+/** The sets to evaluate, by name (`imagenet`, `imagenet-sketch`, `imagenetv2`, `imagenet-a`, `imagenet-r`). */
+export const DomainShiftTargetsSchema = z
+  .record(z.string(), DomainShiftListSchema)
+  .refine((targets) => Object.keys(targets).length > 0, 'name at least one set')
+  .superRefine((targets, context) => {
+    for (const name of Object.keys(targets)) {
+      if (!DOMAIN_SHIFT_SETS.some((s) => s.name === name)) {
+        context.addIssue({
+          code: 'custom',
+          path: [name],
+          message: `not a domain-adaptation set (expected one of ${DOMAIN_SHIFT_SETS.map((s) => s.name).join(', ')})`,
+        });
+      }
+    }
+  });
+
+/** A set to evaluate: a list file with its image root, or a dataset already in memory (labels 0-999). */
+export type DomainShiftTarget = DomainShiftList | { dataset: TensorDataset; classes?: ClassSubset };
+
+/** Options of {@link evaluateDomainShift}. */
+export interface EvaluateDomainShiftOptions {
+  targets: Partial<Record<DomainShiftSetName, DomainShiftTarget>>;
+  /** Images per forward (default 64). */
+  batchSize?: number;
+  precision?: 'fp32' | 'tf32' | 'bf16';
+  /** Images of a list decoded at once (default 1024), so a large set never sits in memory whole. */
+  decodeChunk?: number;
+  /** Called after each batch. */
+  onProgress?: (progress: { set: DomainShiftSetName; done: number; total: number }) => void;
+}
+
+/** One set's figures. */
+export interface DomainShiftResult {
+  samples: number;
+  /** The number of classes the logits were restricted to (1000 without a mask). */
+  classes: number;
+  /** Top-1 accuracy over the restricted logits, in [0, 1]. */
+  top1: number;
+  /** Mean cross-entropy of the softmax over the restricted logits. */
+  loss: number;
+}
+
+/** What {@link evaluateDomainShift} returns: each set evaluated, in the paper's column order, and the means. */
+export interface DomainShiftReport {
+  sets: { name: DomainShiftSetName; title: string; result: DomainShiftResult }[];
+  /** The mean top-1 of the shifted sets (every set but ImageNet), when any was evaluated. */
+  targetMean?: number;
+  /** The mean top-1 over every set evaluated. */
+  mean: number;
+}
+
+/** The class mask a set is scored with, from its option and its labels. */
+function maskFor(name: DomainShiftSetName, classes: ClassSubset | undefined, labels: () => number[]): ClassMask {
+  const choice = classes ?? (domainShiftSet(name).subset ? 'present' : 'all');
+  if (choice === 'all') return new ClassMask(IMAGENET_CLASSES);
+  return new ClassMask(IMAGENET_CLASSES, choice === 'present' ? classesOf(labels()) : choice);
+}
+
+/** The decoded images of `entries` from `from`, as the evaluation transform (centre crop) makes them. */
+async function decodeChunk(entries: SplitEntry[], list: string, size: number): Promise<TensorDataset> {
+  try {
+    const { dataset } = await loadImages(entries, {
+      size,
+      resize: 'center-crop',
+      normalization: IMAGENET_NORMALIZATION,
+      progress: false,
+    });
+    return dataset;
+  } catch (error) {
+    throw withContext(error, `${list}: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Evaluates a model with ImageNet-1K's 1,000-class head on the paper's domain-adaptation sets: ImageNet val
+ * (the source) and the shifted targets ImageNet-Sketch, -V2, -A and -R. ImageNet-A and -R cover 200 classes
+ * each: their logits are restricted to those classes (the argmax and the softmax run over the subset only).
+ * List targets are decoded as the evaluation transform of the reference (shorter side to size/0.875, centre
+ * crop, ImageNet's mean and std) a chunk at a time, the next chunk decoding while the current one runs.
+ * A missing or corrupt image is an error naming the list, the image and its line. The model runs in
+ * evaluation mode and is left in the mode it had.
+ */
+export async function evaluateDomainShift(
+  model: Model,
+  options: EvaluateDomainShiftOptions,
+): Promise<DomainShiftReport> {
+  const batchSize = parseOptions(z.number().int().min(1).default(64), options.batchSize, 'options.batchSize');
+  const chunk = parseOptions(z.number().int().min(1).default(1024), options.decodeChunk, 'options.decodeChunk');
+  const names = Object.keys(options.targets);
+  names.forEach(domainShiftSet);
+  if (names.length === 0) throw new PaceOptionError('options.targets: name at least one set');
+  if (model.spec.numClasses !== IMAGENET_CLASSES) {
+    throw new PaceOptionError(
+      `the domain-adaptation sets are labelled with ImageNet-1K's ${IMAGENET_CLASSES} classes; this model's head has ${model.spec.numClasses}`,
+    );
+  }
+  const wasTraining = model.training;
+  model.eval();
+  try {
+    const sets: DomainShiftReport['sets'] = [];
+    for (const set of DOMAIN_SHIFT_SETS) {
+      const target = options.targets[set.name];
+      if (!target) continue;
+      const score = scorer(model, set.name, batchSize, options);
+      const result = 'dataset' in target ? await score.dataset(target) : await score.list(target, chunk);
+      sets.push({ name: set.name, title: set.title, result });
+    }
+    const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+    const targets = sets.filter((s) => !domainShiftSet(s.name).source).map((s) => s.result.top1);
+    return {
+      sets,
+      targetMean: targets.length > 0 ? mean(targets) : undefined,
+      mean: mean(sets.map((s) => s.result.top1)),
+    };
+  } finally {
+    if (wasTraining) model.train();
+  }
+}
+
+/** Scoring one set, from a dataset or from a list. */
+function scorer(model: Model, name: DomainShiftSetName, batchSize: number, options: EvaluateDomainShiftOptions) {
+  let samples = 0;
+  let correct = 0;
+  let lossSum = 0;
+  const run = async (dataset: TensorDataset, mask: ClassMask, total: number) => {
+    await forEachLogitBatch(model, dataset, { batchSize, precision: options.precision }, (batch) => {
+      if (batch.classes !== IMAGENET_CLASSES) {
+        throw new PaceOptionError(`the model gave ${batch.classes} logits, not ${IMAGENET_CLASSES}`);
+      }
+      const scores = mask.score(batch.logits, batch.labels, samples);
+      samples += batch.labels.length;
+      correct += scores.correct;
+      lossSum += scores.lossSum;
+      options.onProgress?.({ set: name, done: samples, total });
+    });
+  };
+  const result = (mask: ClassMask): DomainShiftResult => ({
+    samples,
+    classes: mask.classes.length,
+    top1: correct / samples,
+    loss: lossSum / samples,
+  });
+  return {
+    async dataset(target: { dataset: TensorDataset; classes?: ClassSubset }): Promise<DomainShiftResult> {
+      const { dataset } = target;
+      if (dataset.length === 0) throw new PaceInputError(`${name}: the dataset is empty`);
+      const mask = maskFor(name, target.classes, () => Array.from(dataset.labels.toBigInt64Array(), Number));
+      await run(dataset, mask, dataset.length);
+      return result(mask);
+    },
+    async list(target: DomainShiftList, chunk: number): Promise<DomainShiftResult> {
+      const { list, root } = parseOptions(DomainShiftListSchema, target, `options.targets['${name}']`);
+      const entries = domainShiftEntries(list, root);
+      const mask = maskFor(name, target.classes, () => entries.map((e) => e.label));
+      const outside = entries.find((e) => !mask.contains(e.label));
+      if (outside) {
+        throw new PaceInputError(
+          `${list}:${outside.line}: label ${outside.label} is not among the ${mask.classes.length} classes of ${name}'s class subset`,
+        );
+      }
+      const size = model.spec.imgSize;
+      let pending: Promise<TensorDataset> | undefined = decodeChunk(entries.slice(0, chunk), list, size);
+      try {
+        for (let from = 0; from < entries.length; from += chunk) {
+          const dataset: TensorDataset = await (pending as Promise<TensorDataset>);
+          pending =
+            from + chunk < entries.length
+              ? decodeChunk(entries.slice(from + chunk, from + 2 * chunk), list, size)
+              : undefined;
+          try {
+            await run(dataset, mask, entries.length);
+          } finally {
+            dataset.images.dispose();
+            dataset.labels.dispose();
+          }
+        }
+      } finally {
+        // a chunk still decoding when a batch failed: its result (or error) is dropped
+        pending?.then(
+          (d) => {
+            d.images.dispose();
+            d.labels.dispose();
+          },
+          () => undefined,
+        );
+      }
+      return result(mask);
+    },
+  };
+}
