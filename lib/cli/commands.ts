@@ -7,6 +7,7 @@ import { createModel, type Model } from '../models/model';
 import { Trainer, type TrainerOptions } from '../train/trainer';
 import type { FitOptions } from '../train/fit';
 import { readRunConfig, type RunConfig } from './config';
+import { domainShiftEval } from './domain-shift-eval';
 import { reportCommand } from './report-command';
 import { pullCommand } from './pull-command';
 import { serveCommand } from './serve-command';
@@ -115,9 +116,11 @@ export const fitCommand: Command = {
 };
 
 export const evalCommand: Command = {
-  usage: `pace eval --config run.json --adapters FILE [--data FILE] [--batch-size N]
+  usage: `pace eval --config run.json --adapters FILE [--data FILE] [--batch-size N] [--domain-shift [--markdown]]
   Evaluates fine-tuned adapters on a dataset file (default: the config's test, else validation set) and
-  prints top-1/top-5 accuracy, loss and per-class accuracy as JSON.`,
+  prints top-1/top-5 accuracy, loss and per-class accuracy as JSON. --domain-shift evaluates the config's
+  data.domainShift sets instead (ImageNet, -Sketch, -V2, -A, -R; A's and R's logits restricted to their
+  200 classes): JSON, or with --markdown the paper's table.`,
   async run(args) {
     const { values } = parseArgs({
       args,
@@ -126,11 +129,22 @@ export const evalCommand: Command = {
         adapters: { type: 'string' },
         data: { type: 'string' },
         'batch-size': { type: 'string' },
+        'domain-shift': { type: 'boolean', default: false },
+        markdown: { type: 'boolean', default: false },
       },
     });
     if (!values.config || !values.adapters) throw new UsageError('--config and --adapters are required');
     const config = readRunConfig(values.config);
     requirePretrained(config);
+    if (values['domain-shift']) {
+      if (values.data) throw new UsageError('--domain-shift evaluates data.domainShift: it takes no --data');
+      using model = await modelFromConfig(config);
+      await model.loadAdapters(values.adapters);
+      const batchSize = values['batch-size'] ? numberFlag('--batch-size', values['batch-size']) : 64;
+      const label = path.basename(path.dirname(path.resolve(values.adapters)));
+      out(await domainShiftEval(config, model, { batchSize, markdown: values.markdown, label }));
+      return 0;
+    }
     const source: DatasetSource | undefined = values.data ?? config.data.test ?? config.data.validation;
     if (!source) throw new UsageError('no dataset: pass --data FILE or give data.test / data.validation in the config');
     using model = await modelFromConfig(config);

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { z } from 'zod';
 
 import { DatasetSourceSchema } from '../data/sources';
+import { DomainShiftTargetsSchema } from '../eval/domain-shift';
 import { withContext } from '../error-context';
 import { isPretrainedName } from '../hub/names';
 import { AdapterOptionsSchema } from '../models/adapters';
@@ -39,6 +40,8 @@ export const RunConfigSchema = z
         test: DatasetSourceSchema.optional(),
         /** A folder for decoded-image caches, so a second run starts at once. */
         cacheDir: z.string().min(1).optional(),
+        /** The domain-adaptation sets `pace eval --domain-shift` evaluates, by name: `{ list, root, classes? }`. */
+        domainShift: DomainShiftTargetsSchema.optional(),
       })
       .strict(),
     /** Fit options (epochs, batchSize, evalEvery, schedule, ...), as `trainer.fit` takes them. */

@@ -1,0 +1,36 @@
+import path from 'node:path';
+
+import { evaluateDomainShift, type DomainShiftReport, type DomainShiftTarget } from '../eval/domain-shift';
+import { formatDomainShiftTable } from '../eval/domain-shift-table';
+import type { Model } from '../models/model';
+import type { RunConfig } from './config';
+import { UsageError } from './usage';
+
+/**
+ * `pace eval --domain-shift`: the config's `data.domainShift` sets (paths relative to the config) evaluated with
+ * `evaluateDomainShift`; returns the report as JSON, or with `markdown` as the paper's table.
+ */
+export async function domainShiftEval(
+  config: RunConfig,
+  model: Model,
+  options: { batchSize: number; markdown: boolean; label: string },
+): Promise<string> {
+  const sets = config.data.domainShift;
+  if (!sets) {
+    throw new UsageError(
+      '--domain-shift needs data.domainShift in the config: { "imagenet-a": { "list": ..., "root": ... }, ... }',
+    );
+  }
+  const targets: Record<string, DomainShiftTarget> = {};
+  for (const [name, target] of Object.entries(sets)) {
+    targets[name] = {
+      ...target,
+      list: path.resolve(config.baseDir, target.list),
+      root: path.resolve(config.baseDir, target.root),
+    };
+  }
+  const report: DomainShiftReport = await evaluateDomainShift(model, { targets, batchSize: options.batchSize });
+  return options.markdown
+    ? formatDomainShiftTable([{ label: options.label, report }])
+    : JSON.stringify(report, null, 2);
+}

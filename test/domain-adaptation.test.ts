@@ -1,0 +1,347 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import sharp from 'sharp';
+
+import {
+  ClassMask,
+  classesOf,
+  createModel,
+  domainShiftEntries,
+  evaluateDomainShift,
+  formatDomainShiftTable,
+  IMAGENET_NORMALIZATION,
+  loadDatasetSource,
+  loadImages,
+  PaceFileError,
+  PaceInputError,
+  PaceNotFoundError,
+  PaceOptionError,
+  prepareImages,
+  RunConfigSchema,
+  type Model,
+  type TensorDataset,
+} from '../lib';
+import { fixturesDir, makeTempDir, repoRoot } from './support/paths';
+import { seededRandom, tinyVit } from './support/synthetic';
+
+const lists = path.resolve(fixturesDir, '..', 'data-lists', 'domain-adaptation');
+const temp = makeTempDir('domain-adaptation');
+afterAll(() => temp.cleanup());
+
+/** A list's lines as they are, and their labels read by a plain split (independent of the parser). */
+const linesOf = (file: string) =>
+  fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l !== '');
+const labelOf = (line: string) => Number(line.split(' ').at(-1));
+
+describe('class masks on synthetic logits', () => {
+  // 6 classes, the subset {1, 3, 4}; row 4's subset logits are ln 1, ln 2, ln 3 beside a huge non-subset logit.
+  const rows = [
+    [10, 1, 0, 5, 2, 0], // unrestricted argmax 0 (outside), restricted 3 = label: right only with the mask
+    [0, 1, 0, 2, 7, 3], // 4 both ways: right
+    [0, 2, 0, 1, 0, 9], // unrestricted 5 (outside), restricted 1, label 4: wrong
+    [0, 4, 0, 4, 1, 0], // a tie between 1 and 3: the first (1), label 3: wrong
+    [100, 0, 0, Math.LN2, Math.log(3), 0], // restricted 4 = label: right; loss ln 6 - ln 3 = ln 2
+  ];
+  const labels = [3, 4, 4, 3, 4];
+  const logits = Float32Array.from(rows.flat());
+
+  test('the restricted argmax differs from the unrestricted one where a class outside the subset wins', () => {
+    const masked = new ClassMask(6, [4, 1, 3]).score(logits, labels);
+    expect(Array.from(masked.predictions)).toEqual([3, 4, 1, 1, 4]);
+    expect(masked.correct / labels.length).toBe(0.6);
+    const all = new ClassMask(6).score(logits, labels);
+    expect(Array.from(all.predictions)).toEqual([0, 4, 5, 1, 0]);
+    expect(all.correct / labels.length).toBe(0.2);
+  });
+
+  test('the loss is the cross-entropy of the softmax over the subset only', () => {
+    const last = new ClassMask(6, [1, 3, 4]).score(logits.subarray(24), [4]);
+    expect(last.lossSum).toBeCloseTo(Math.LN2, 6);
+    const expected = rows.reduce((sum, row, r) => {
+      const subset = [1, 3, 4].map((c) => Math.fround(row[c]));
+      const max = Math.max(...subset);
+      return sum + Math.log(subset.reduce((s, v) => s + Math.exp(v - max), 0)) + max - Math.fround(row[labels[r]]);
+    }, 0);
+    expect(new ClassMask(6, [1, 3, 4]).score(logits, labels).lossSum).toBeCloseTo(expected, 6);
+  });
+
+  test('a label outside the subset and a bad subset are errors', () => {
+    expect(() => new ClassMask(6, [1, 3, 4]).score(logits, [3, 4, 0, 3, 4], 10)).toThrow(
+      new PaceInputError('sample 12: label 0 is not among the 3 classes of the mask'),
+    );
+    expect(() => new ClassMask(6, [1, 1])).toThrow('class 1 is listed twice');
+    expect(() => new ClassMask(6, [6])).toThrow('class 6 is not one of the 6 classes (0-5)');
+    expect(() => new ClassMask(6, [])).toThrow('the class subset is empty');
+    expect(() => new ClassMask(6).score(logits.subarray(1), labels)).toThrow('expected 5 rows of 6 logits');
+  });
+});
+
+describe('the real domain-adaptation lists', () => {
+  const read = (relative: string) => domainShiftEntries(path.join(lists, relative), '/images');
+
+  test('line counts, class coverage and paths with spaces', () => {
+    const counts = Object.fromEntries(
+      [
+        'imagenet-a/val_meta.list',
+        'imagenet-r/val_meta.list',
+        'imagenet-sketch/val_meta.list',
+        'imagenetv2/val_meta.list',
+        'imagenet/train_meta.list.num_shot_16.seed_0',
+        'imagenet/train_meta.list.num_shot_16.seed_1',
+        'imagenet/train_meta.list.num_shot_16.seed_2',
+        'imagenet/unofficial_val_list_4_shot16seed0',
+      ].map((name) => [name, read(name)]),
+    );
+    expect(Object.values(counts).map((entries) => entries.length)).toEqual([
+      7500, 30000, 50889, 10000, 16000, 16000, 16000, 2959,
+    ]);
+    const classes = (name: string) => classesOf(counts[name].map((e) => e.label));
+    const a = classes('imagenet-a/val_meta.list');
+    const r = classes('imagenet-r/val_meta.list');
+    expect([a.length, r.length]).toEqual([200, 200]);
+    expect(a).not.toEqual(r);
+    expect(classes('imagenet-sketch/val_meta.list')).toHaveLength(1000);
+    expect(classes('imagenetv2/val_meta.list')).toHaveLength(1000);
+    for (const seed of [0, 1, 2]) {
+      const perClass = new Array(1000).fill(0);
+      for (const e of counts[`imagenet/train_meta.list.num_shot_16.seed_${seed}`]) perClass[e.label]++;
+      expect(perClass).toEqual(new Array(1000).fill(16));
+    }
+    // ImageNet-A's paths contain spaces: the label is the last field
+    const first = counts['imagenet-a/val_meta.list'][0];
+    expect(first).toEqual({
+      path: path.join('/images', 'imagenet-a/n07753592/0.003773_soap dispenser _ soap dispenser_0.28588653.jpg'),
+      label: 954,
+      line: 1,
+    });
+    const spaced = linesOf(path.join(lists, 'imagenet-a/val_meta.list')).filter((l) => l.split(' ').length > 2);
+    expect(spaced.length).toBeGreaterThan(1000);
+    expect(counts['imagenet-a/val_meta.list'].filter((e) => e.path.includes(' '))).toHaveLength(spaced.length);
+  });
+});
+
+describe('evaluation end to end on sets laid out as ImageNet-A and -R', () => {
+  const root = path.join(temp.dir, 'images');
+  let model: Model;
+  /** The first `perClass` lines of each of the list's first `classes` classes, written as PNGs under `root`. */
+  const smallList = async (set: string, classes: number, perClass: number, seed: number) => {
+    const chosen: string[] = [];
+    const seen = new Map<number, number>();
+    for (const line of linesOf(path.join(lists, set, 'val_meta.list'))) {
+      const label = labelOf(line);
+      const taken = seen.get(label) ?? 0;
+      if (taken >= perClass || (taken === 0 && seen.size >= classes)) continue;
+      seen.set(label, taken + 1);
+      chosen.push(line);
+    }
+    const random = seededRandom(seed);
+    for (const line of chosen) {
+      const file = path.join(root, line.slice(0, line.lastIndexOf(' ')));
+      const [width, height] = [20 + Math.floor(random() * 12), 20 + Math.floor(random() * 12)];
+      const pixels = Buffer.from(Array.from({ length: width * height * 3 }, () => Math.floor(random() * 256)));
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.writeFileSync(
+        file,
+        await sharp(pixels, { raw: { width, height, channels: 3 } })
+          .png()
+          .toBuffer(),
+      );
+    }
+    const list = path.join(temp.dir, set, 'val_meta.list');
+    fs.mkdirSync(path.dirname(list), { recursive: true });
+    fs.writeFileSync(list, `${chosen.join('\n')}\n`);
+    return { list, lines: chosen };
+  };
+  let a: { list: string; lines: string[] };
+  let r: { list: string; lines: string[] };
+  const aClasses = () => classesOf(linesOf(path.join(lists, 'imagenet-a/val_meta.list')).map(labelOf));
+
+  beforeAll(async () => {
+    a = await smallList('imagenet-a', 4, 3, 1);
+    r = await smallList('imagenet-r', 4, 3, 2);
+    model = await createModel({ ...tinyVit, depth: 1, numClasses: 1000 }, { seed: 3 });
+  });
+  afterAll(() => model.dispose());
+
+  /** The evaluation transform's images of a list, decoded once, as one dataset. */
+  const decoded = async (list: string): Promise<TensorDataset> =>
+    (
+      await loadImages(domainShiftEntries(list, root), {
+        size: 16,
+        resize: 'center-crop',
+        normalization: IMAGENET_NORMALIZATION,
+      })
+    ).dataset;
+
+  /** Top-1 and loss from the model's logits of the whole set in one forward, with plain loops. */
+  const independent = async (list: string, lines: string[], subset: Set<number>) => {
+    const dataset = await decoded(list);
+    using input = await prepareImages(dataset.images, { size: 16, ...IMAGENET_NORMALIZATION });
+    using output = await model.forward(input);
+    const logits = output.toFloat32Array();
+    let right = 0;
+    let loss = 0;
+    const outside: number[] = [];
+    lines.forEach((line, n) => {
+      const row = logits.subarray(n * 1000, (n + 1) * 1000);
+      const members = [...subset].sort((x, y) => x - y);
+      const best = members.reduce((b, c) => (row[c] > row[b] ? c : b));
+      const max = row[best];
+      if (best === labelOf(line)) right++;
+      loss += Math.log(members.reduce((s, c) => s + Math.exp(row[c] - max), 0)) + max - row[labelOf(line)];
+      const unrestricted = row.indexOf(Math.max(...row));
+      if (!subset.has(unrestricted)) outside.push(n);
+    });
+    return { top1: right / lines.length, loss: loss / lines.length, outside, dataset };
+  };
+
+  test('A (its 200 classes given) and R (the classes of its list) match an independent computation', async () => {
+    const aExpected = await independent(a.list, a.lines, new Set(aClasses()));
+    const rExpected = await independent(r.list, r.lines, new Set(r.lines.map(labelOf)));
+    // the masks matter: some images' unrestricted argmax is a class outside the subset
+    expect(aExpected.outside.length).toBeGreaterThan(0);
+    expect(rExpected.outside.length).toBeGreaterThan(0);
+    expect(rExpected.top1).toBeGreaterThan(0);
+
+    const progress: number[] = [];
+    const report = await evaluateDomainShift(model, {
+      targets: {
+        'imagenet-r': { list: r.list, root },
+        'imagenet-a': { list: a.list, root, classes: aClasses() },
+        imagenet: { dataset: rExpected.dataset },
+      },
+      batchSize: 5,
+      decodeChunk: 4,
+      onProgress: ({ set, done }) => set === 'imagenet-a' && progress.push(done),
+    });
+    expect(progress).toEqual([4, 8, 12]);
+    expect(report.sets.map((s) => s.name)).toEqual(['imagenet', 'imagenet-a', 'imagenet-r']);
+    const [imagenet, resultA, resultR] = report.sets.map((s) => s.result);
+    expect(resultA).toEqual({ samples: 12, classes: 200, top1: aExpected.top1, loss: expect.any(Number) });
+    expect(resultA.loss).toBeCloseTo(aExpected.loss, 4);
+    expect(resultR).toEqual({ samples: 12, classes: 4, top1: rExpected.top1, loss: expect.any(Number) });
+    expect(resultR.loss).toBeCloseTo(rExpected.loss, 4);
+    // the in-memory 'imagenet' set has no mask: all 1000 logits
+    const all = await independent(r.list, r.lines, new Set(Array.from({ length: 1000 }, (_, i) => i)));
+    expect(imagenet).toEqual({ samples: 12, classes: 1000, top1: all.top1, loss: expect.any(Number) });
+    expect(imagenet.loss).toBeCloseTo(all.loss, 4);
+    // the same images scored over all 1000 logits and over R's classes: the mask changes the accuracy
+    expect(resultR.top1).toBeGreaterThan(imagenet.top1);
+    expect(report.targetMean).toBeCloseTo((aExpected.top1 + rExpected.top1) / 2, 12);
+    expect(report.mean).toBeCloseTo((all.top1 + aExpected.top1 + rExpected.top1) / 3, 12);
+    expect(model.training).toBe(false);
+
+    const pct = (v: number) => (100 * v).toFixed(1);
+    expect(formatDomainShiftTable([{ label: 'tiny', report }])).toBe(
+      '| Method | ImageNet (source) | -A | -R | Mean (targets) |\n' +
+        '| --- | ---: | ---: | ---: | ---: |\n' +
+        `| tiny | ${pct(all.top1)} | ${pct(aExpected.top1)} | ${pct(rExpected.top1)} | ${pct((aExpected.top1 + rExpected.top1) / 2)} |\n`,
+    );
+  });
+
+  test('a missing image, a malformed line, a label out of range or outside the subset are errors at their line', async () => {
+    const write = (name: string, lines: string[]) => {
+      const file = path.join(temp.dir, name);
+      fs.writeFileSync(file, `${lines.join('\n')}\n`);
+      return file;
+    };
+    const missingLine = `imagenet-r/n01443537/not-there.jpg 1`;
+    const missing = write('missing.list', [...r.lines.slice(0, 4), missingLine]);
+    const evaluate = (list: string, classes?: number[]) =>
+      evaluateDomainShift(model, { targets: { 'imagenet-r': { list, root, classes } }, batchSize: 4 });
+    const error = await evaluate(missing).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PaceNotFoundError);
+    expect((error as Error).message).toContain(
+      `${missing}: image '${path.join(root, 'imagenet-r/n01443537/not-there.jpg')}' (list line 5)`,
+    );
+
+    const malformed = write('malformed.list', [r.lines[0], 'imagenet-r/n01443537/cartoon_0.jpg']);
+    await expect(evaluate(malformed)).rejects.toThrow(
+      new PaceFileError(`${malformed}:2: expected '<image path> <label>', got 'imagenet-r/n01443537/cartoon_0.jpg'`),
+    );
+    const outOfRange = write('range.list', [r.lines[0], 'imagenet-r/x.jpg 1000']);
+    await expect(evaluate(outOfRange)).rejects.toThrow(`${outOfRange}:2: label 1000 is outside the 1000 classes`);
+    const label = labelOf(r.lines[3]);
+    await expect(evaluate(r.list, [labelOf(r.lines[0])])).rejects.toThrow(
+      new PaceInputError(`${r.list}:4: label ${label} is not among the 1 classes of imagenet-r's class subset`),
+    );
+    await expect(
+      evaluateDomainShift(model, { targets: { 'imagenet-c': { list: r.list, root } } as never }),
+    ).rejects.toThrow(PaceNotFoundError);
+    using small = await createModel({ ...tinyVit, depth: 1, numClasses: 10 });
+    await expect(evaluateDomainShift(small, { targets: { 'imagenet-r': { list: r.list, root } } })).rejects.toThrow(
+      new PaceOptionError(
+        "the domain-adaptation sets are labelled with ImageNet-1K's 1000 classes; this model's head has 10",
+      ),
+    );
+  });
+
+  test('fit takes the lists as list sources with the training or evaluation transform', async () => {
+    const source = { list: a.list, root, numClasses: 1000, normalization: 'imagenet' } as const;
+    const options = { preprocessing: model.preprocessing, baseDir: temp.dir };
+    const train = await loadDatasetSource({ ...source, transform: 'crop-flip' }, options);
+    expect(train.images.shape).toEqual([12, 18, 18, 3]);
+    expect(train.augment).toEqual({ crop: 16, flip: true });
+    expect(train.normalization).toEqual(IMAGENET_NORMALIZATION);
+    expect(Array.from(train.labels.toBigInt64Array(), Number)).toEqual(a.lines.map(labelOf));
+    const evaluation = await loadDatasetSource({ ...source, transform: 'center-crop' }, options);
+    expect(evaluation.images.shape).toEqual([12, 16, 16, 3]);
+    expect(evaluation.augment).toBeUndefined();
+    expect(Buffer.compare(evaluation.images.toUint8Array(), (await decoded(a.list)).images.toUint8Array())).toBe(0);
+  });
+
+  test('pace eval --domain-shift prints the table of the config sets', async () => {
+    const backbone = path.join(temp.dir, 'backbone.safetensors');
+    await model.saveWeights(backbone);
+    const spec = { ...tinyVit, depth: 1, numClasses: 1000 };
+    using adapted = await createModel(spec, { pretrained: backbone });
+    adapted.addAdapters({ rank: 2 });
+    const adapters = path.join(temp.dir, 'run', 'adapters.safetensors');
+    fs.mkdirSync(path.dirname(adapters), { recursive: true });
+    await adapted.saveAdapters(adapters);
+    const config = {
+      model: { name: spec, numClasses: 1000, pretrained: 'backbone.safetensors' },
+      adapters: { rank: 2 },
+      data: {
+        train: { list: path.relative(temp.dir, a.list), root: 'images', numClasses: 1000, transform: 'crop-flip' },
+        domainShift: {
+          'imagenet-r': { list: path.relative(temp.dir, r.list), root: 'images' },
+          'imagenet-a': { list: path.relative(temp.dir, a.list), root: 'images', classes: aClasses() },
+        },
+      },
+      fit: { epochs: 1 },
+    };
+    expect(() =>
+      RunConfigSchema.parse({
+        ...config,
+        data: { ...config.data, domainShift: { 'imagenet-c': { list: 'x', root: 'y' } } },
+      }),
+    ).toThrow('not a domain-adaptation set');
+    fs.writeFileSync(path.join(temp.dir, 'run.json'), JSON.stringify(config));
+    const run = spawnSync(
+      process.execPath,
+      [
+        path.join(repoRoot, 'dist', 'cli.js'),
+        'eval',
+        '--config',
+        'run.json',
+        '--adapters',
+        adapters,
+        '--domain-shift',
+        '--markdown',
+      ],
+      { cwd: temp.dir, encoding: 'utf8' },
+    );
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    const expected = await evaluateDomainShift(adapted, {
+      targets: { 'imagenet-r': { list: r.list, root }, 'imagenet-a': { list: a.list, root, classes: aClasses() } },
+    });
+    expect(run.stdout).toBe(`${formatDomainShiftTable([{ label: 'run', report: expected }])}\n`);
+  });
+});
