@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { commands, helpRequested, UsageError } from './cli/commands';
+import { exitWithLauncher } from './distributed/launch';
 
 const usage = `Usage: pace <command> [options]   (pace <command> --help for its options; pace --version)
 
@@ -9,6 +10,7 @@ ${Object.entries(commands)
   .join('\n')}`;
 
 async function main(argv: string[]): Promise<number> {
+  exitWithLauncher();
   const [name, ...rest] = argv;
   if (name === undefined) {
     process.stderr.write(`${usage}\n`);

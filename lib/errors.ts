@@ -14,6 +14,7 @@ export const PACE_ERROR_CODES = [
   'PACE_DIVERGED',
   'PACE_UNSUPPORTED',
   'PACE_NETWORK',
+  'PACE_DISTRIBUTED',
   'PACE_INTERNAL',
 ] as const;
 
@@ -104,6 +105,16 @@ export class PaceNetworkError extends PaceError {
   }
 }
 
+/**
+ * A collective operation across processes failed (data-parallel training): another rank died, stopped answering
+ * within the timeout, or the ranks disagreed (a different world size, a checkpoint of another run).
+ */
+export class PaceDistributedError extends PaceError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('PACE_DISTRIBUTED', message, options);
+  }
+}
+
 /** A failure pace-peft did not anticipate (libtorch's own error text is kept in the message). */
 export class PaceInternalError extends PaceError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -122,6 +133,7 @@ const classByCode: Record<PaceErrorCode, new (message: string) => PaceError> = {
   PACE_DIVERGED: PaceDivergedError,
   PACE_UNSUPPORTED: PaceUnsupportedError,
   PACE_NETWORK: PaceNetworkError,
+  PACE_DISTRIBUTED: PaceDistributedError,
   PACE_INTERNAL: PaceInternalError,
 };
 

@@ -14,6 +14,7 @@ export {
   PaceDivergedError,
   PaceUnsupportedError,
   PaceNetworkError,
+  PaceDistributedError,
   PaceInternalError,
   paceError,
   PACE_ERROR_CODES,
@@ -137,3 +138,15 @@ export { loadDatasetSource, DatasetSourceSchema, type DatasetSource, type Source
 export { RunConfigSchema, readRunConfig, type RunConfig } from './cli/config';
 export { createInferenceServer, type InferenceServer } from './serve/server';
 export { ServeOptionsSchema, type ServeOptions } from './serve/options';
+export {
+  initDistributed,
+  destroyDistributed,
+  distributedGroup,
+  distributedBarrier,
+  DistributedOptionsSchema,
+  type DistributedOptions,
+  type DistributedGroup,
+} from './distributed/group';
+export { launch, LaunchOptionsSchema, type LaunchOptions, type LaunchResult } from './distributed/launch';
+export { type SweepResults, type RunRow, type Summary, type Selection, type TaskInfo } from './sweep/results';
+export { VTAB_GROUPS } from './sweep/vtab-groups';

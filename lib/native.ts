@@ -104,6 +104,8 @@ export interface NativeModelHandle {
     labels: NativeTensorHandle,
     batchSize: number,
     normalization?: { mean: number[]; std: number[] },
+    /** Every rank of the current distributed group evaluates its share (collective). */
+    sharded?: boolean,
   ): Promise<{ samples: number; top1: number; top5?: number; loss: number; confusion: NativeTensorHandle }>;
 }
 
@@ -115,6 +117,8 @@ export interface NativeEpochResult {
   totalLoss: number;
   trainAccuracy: number;
   seconds: number;
+  /** Data-parallel: seconds spent in the gradient all-reduces. */
+  communicationSeconds: number;
   aborted: boolean;
   gradNorm?: number;
   fpDistance?: number;
@@ -173,17 +177,40 @@ export interface NativeTrainerHandle {
   ): Promise<NativeEpochResult>;
   abort(): void;
   readonly iteration: number;
-  saveState(path: string, metadata: Record<string, string>): Promise<void>;
+  /** Data-parallel, every rank calls it; `null` takes part without writing. */
+  saveState(path: string | null, metadata: Record<string, string>): Promise<void>;
   loadState(path: string): Promise<Record<string, string> | null>;
   setLearningRate(lr: number): void;
   /** The optimizer and PACE settings in force, the core's defaults filled in. */
   options(): {
     optimizer: { lr: number; weightDecay: number; beta1: number; beta2: number; eps: number; clipGradNorm: number };
     pace: NativePaceOptions;
+    rank: number;
+    worldSize: number;
   };
 }
 
+/** The process group of data-parallel training, as the core reports it. */
+export interface NativeDistributedGroup {
+  rank: number;
+  worldSize: number;
+  backend: string;
+  timeoutSeconds: number;
+}
+
 export interface NativeAddon {
+  initDistributed(options: {
+    backend: string;
+    rank: number;
+    worldSize: number;
+    masterAddr: string;
+    masterPort: number;
+    timeoutSeconds: number;
+  }): Promise<NativeDistributedGroup>;
+  destroyDistributed(): void;
+  distributedGroup(): NativeDistributedGroup | null;
+  distributedBarrier(what: string): Promise<void>;
+  distributedBackends(): string[];
   NativeTrainer: new (
     model: NativeModelHandle,
     optimizer: Partial<Record<'lr' | 'weightDecay' | 'beta1' | 'beta2' | 'eps' | 'clipGradNorm', number>>,

@@ -25,7 +25,8 @@ sys.exit(not os.path.isfile(os.path.join(torch.utils.cmake_prefix_path, "Torch",
   log "using libtorch from python3's torch"
 else
   # Without libopenblas0-openmp, Debian's libtorch runs every GEMM on the reference BLAS, 30-90x slower.
-  packages+=(libtorch-dev libopenblas0-openmp)
+  # libgloo-dev: the headers of the Gloo group Debian's libtorch exports (data-parallel training).
+  packages+=(libtorch-dev libopenblas0-openmp libgloo-dev)
 fi
 
 missing=()

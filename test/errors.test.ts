@@ -16,6 +16,7 @@ import {
   PaceInputError,
   PaceInternalError,
   PaceNetworkError,
+  PaceDistributedError,
   PaceNotFoundError,
   PaceOptionError,
   PaceShapeError,
@@ -83,6 +84,7 @@ describe('paceError() and the codes', () => {
     PACE_DIVERGED: PaceDivergedError,
     PACE_UNSUPPORTED: PaceUnsupportedError,
     PACE_NETWORK: PaceNetworkError,
+    PACE_DISTRIBUTED: PaceDistributedError,
     PACE_INTERNAL: PaceInternalError,
   };
 

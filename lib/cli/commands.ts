@@ -2,12 +2,14 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { loadDatasetSource, type DatasetSource } from '../data/sources';
+import { initDistributed, launchedDistributed } from '../distributed/group';
 import { doctor, formatDoctorReport, measureGemm, type GemmMeasurement } from '../doctor';
 import { createModel, type Model } from '../models/model';
 import { Trainer, type TrainerOptions } from '../train/trainer';
 import type { FitOptions } from '../train/fit';
 import { readRunConfig, type RunConfig } from './config';
 import { domainShiftEval } from './domain-shift-eval';
+import { launchCommand } from './launch-command';
 import { reportCommand } from './report-command';
 import { pullCommand } from './pull-command';
 import { serveCommand } from './serve-command';
@@ -46,7 +48,8 @@ function helpRequested(args: string[]): boolean {
 export const fitCommand: Command = {
   usage: `pace fit --config run.json [--epochs N] [--batch-size N] [--lr X] [--run-dir DIR] [--resume DIR] [--quiet]
   Fine-tunes the model of run.json with its adapters and PACE settings, writing the run folder
-  (config.json, metrics.jsonl, summary.csv, last/best checkpoints) and adapters.safetensors in it.`,
+  (config.json, metrics.jsonl, summary.csv, last/best checkpoints) and adapters.safetensors in it.
+  Started by \`pace launch\` or torchrun (WORLD_SIZE > 1), it trains data-parallel; rank 0 writes the folder.`,
   async run(args) {
     const { values } = parseArgs({
       args,
@@ -71,6 +74,9 @@ export const fitCommand: Command = {
     const runDir = values.resume ?? values['run-dir'] ?? config.runDir;
     if (!runDir) throw new UsageError('a run folder is needed: --run-dir DIR or "runDir" in the config');
 
+    // Launched as one rank of several: join the group before the trainer exists (it broadcasts rank 0's state).
+    const rank = launchedDistributed() ? (await initDistributed()).rank : 0;
+    const quiet = values.quiet || rank !== 0;
     using model = await modelFromConfig(config);
     const trainer = new Trainer(model, trainerOptions);
     const load = (source: DatasetSource) =>
@@ -91,9 +97,9 @@ export const fitCommand: Command = {
         validation,
         test,
         signal: controller.signal,
-        progress: values.quiet ? false : 'auto',
+        progress: quiet ? false : 'auto',
         ...(values.resume ? { resume: values.resume } : { runDir }),
-        callbacks: values.quiet
+        callbacks: quiet
           ? []
           : [
               {
@@ -106,8 +112,10 @@ export const fitCommand: Command = {
             ],
       });
       const adapters = path.join(runDir, 'adapters.safetensors');
-      await model.saveAdapters(adapters);
-      out(`${history.stopReason} after ${history.epochs.length} epochs; adapters in ${adapters}`);
+      if (rank === 0) {
+        await model.saveAdapters(adapters);
+        out(`${history.stopReason} after ${history.epochs.length} epochs; adapters in ${adapters}`);
+      }
       return history.stopReason === 'aborted' ? 130 : 0;
     } finally {
       process.removeListener('SIGINT', stop);
@@ -235,6 +243,7 @@ export const doctorCommand: Command = {
 
 export const commands: Record<string, Command> = {
   fit: fitCommand,
+  launch: launchCommand,
   eval: evalCommand,
   export: exportCommand,
   serve: serveCommand,

@@ -11,6 +11,8 @@ export interface EpochLogs {
   lr: number;
   imagesPerSecond: number;
   seconds: number;
+  /** Data-parallel: seconds of the epoch spent in the gradient all-reduces. */
+  communicationSeconds?: number;
   val_acc?: number;
   val_loss?: number;
   val_top5?: number;

@@ -6,7 +6,7 @@ import { SingleBar } from 'cli-progress';
 import { z } from 'zod';
 
 import type { TensorDataset } from '../data/dataset';
-import { PaceInputError } from '../errors';
+import { PaceInputError, PaceOptionError } from '../errors';
 import { nativeAddon, type NativeTrainerHandle } from '../native';
 import { parseOptions } from '../options';
 import { handleOf } from '../tensor';
@@ -75,6 +75,9 @@ interface FitHost {
   handle: NativeTrainerHandle;
   seed: number;
   lr: number;
+  /** Data-parallel: this process's rank and the number of ranks (0 and 1 in a single process). */
+  rank: number;
+  worldSize: number;
   evaluate(dataset: TensorDataset, batchSize: number): Promise<EvaluationReport>;
   describe(): Record<string, unknown>;
 }
@@ -90,19 +93,33 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   const schedule: LrSchedule | undefined =
     o.schedule === false ? undefined : cosineSchedule({ lr: host.lr, epochs: o.epochs, ...o.schedule });
   const shuffleSeed = o.shuffleSeed ?? host.seed;
+  if (o.batchSize % host.worldSize !== 0) {
+    throw new PaceOptionError(
+      `options.batchSize ${o.batchSize} must be a multiple of the ${host.worldSize} processes training together`,
+    );
+  }
 
-  let run = o.runDir ? new RunFolder(o.runDir) : undefined;
+  // Data-parallel, rank 0 alone writes the run folder; every rank reads a checkpoint it resumes from, and takes
+  // part in each checkpoint (the state gathers every rank's random generators).
+  const writer = host.rank === 0;
+  const checkpoints = Boolean(o.runDir ?? o.resume);
+  let run = o.runDir && writer ? new RunFolder(o.runDir) : undefined;
   let history: EpochLogs[] = [];
   let startEpoch = 0;
   let resumed = false;
   if (o.resume) {
-    run = new RunFolder(o.resume, { mustExist: true });
-    const point = await resumeFrom(host.handle, run, o.resumeFrom, o.epochs);
+    const from = new RunFolder(o.resume, { mustExist: true });
+    const point = await resumeFrom(host.handle, from, o.resumeFrom, o.epochs);
     ({ startEpoch, history } = point);
     resumed = point.file !== undefined;
+    run = writer ? from : undefined;
   }
-  run?.writeConfig({ ...host.describe(), fit: o });
-  if (run && !resumed) await saveLastCheckpoint(host.handle, run, { epoch: '-1', history: '[]' });
+  const checkpoint = async (write: (run: RunFolder) => Promise<void>): Promise<void> => {
+    if (run) await write(run);
+    else if (checkpoints) await host.handle.saveState(null, {});
+  };
+  run?.writeConfig({ ...host.describe(), fit: o, ...(host.worldSize > 1 && { worldSize: host.worldSize }) });
+  if (!resumed) await checkpoint((r) => saveLastCheckpoint(host.handle, r, { epoch: '-1', history: '[]' }));
 
   const snapshotDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pace-fit-'));
   const snapshot = path.join(snapshotDir, 'best.safetensors');
@@ -120,7 +137,7 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   };
   const onAbort = () => host.handle.abort();
   signal?.addEventListener('abort', onAbort);
-  const showProgress = o.progress === true || (o.progress === 'auto' && process.stderr.isTTY === true);
+  const showProgress = writer && (o.progress === true || (o.progress === 'auto' && process.stderr.isTTY === true));
   const bar = showProgress
     ? new SingleBar({ stream: process.stderr, format: 'epoch {epoch} [{bar}] {value}/{total} loss {loss}', fps: 5 })
     : undefined;
@@ -184,6 +201,7 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
         lr: result.learningRate ?? host.lr, // with a schedule, the epoch reports the rate it set
         imagesPerSecond: result.samples / result.seconds,
         seconds: result.seconds,
+        ...(host.worldSize > 1 && { communicationSeconds: result.communicationSeconds }),
         ...(result.gradNorm !== undefined && { gradNorm: result.gradNorm, fpDistance: result.fpDistance }),
       };
       if ((epoch + 1) % o.evalEvery === 0 || epoch + 1 === o.epochs) {
@@ -198,14 +216,15 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
         }
       }
       history.push(logs);
-      if (run) {
+      if (checkpoints) {
+        // Every rank sees the same (all-reduced) validation accuracy, so every rank takes the same branch.
         const metadata = { epoch: String(epoch), history: JSON.stringify(history) };
         if (logs.val_acc !== undefined && logs.val_acc > bestValidation) {
           bestValidation = logs.val_acc;
-          await host.handle.saveState(run.bestCheckpoint, metadata);
+          await checkpoint((r) => host.handle.saveState(r.bestCheckpoint, metadata));
         }
-        await saveLastCheckpoint(host.handle, run, metadata);
-        run.writeHistory(history);
+        await checkpoint((r) => saveLastCheckpoint(host.handle, r, metadata));
+        run?.writeHistory(history);
       }
       for (const callback of callbacks) await callback.onEpochEnd?.(epoch, logs, control);
     }

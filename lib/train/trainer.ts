@@ -56,7 +56,7 @@ const PaceSchema = z
     path: ['datasetSize'],
   });
 
-const TrainerOptionsSchema = z
+export const TrainerOptionsSchema = z
   .object({
     /** AdamW as torch's: decoupled weight decay, bias-corrected moments. */
     optimizer: OptimizerSchema.default({}),
@@ -84,6 +84,9 @@ export interface ResolvedTrainerOptions {
   pace: NativePaceOptions;
   seed: number;
   precision: 'fp32' | 'tf32' | 'bf16';
+  /** Data-parallel: this trainer's rank and the number of ranks (0 and 1 in a single process). */
+  rank: number;
+  worldSize: number;
 }
 
 /** What one training step computed (losses of the step's forward, before the update). */
@@ -103,6 +106,10 @@ export interface TrainStepOptions {
  * Trains a model's trainable parameters (see {@link Model.addAdapters}) with AdamW and, when configured,
  * PACE: both copies of the batch in one forward with independent adapter noise, cross-entropy on the first
  * copy plus λ·mean_batch Σ_classes (f₁ − f₂)².
+ *
+ * Created after {@link initDistributed}, a trainer is data-parallel: rank 0's trainable tensors are broadcast to
+ * every rank, each step averages the gradients (and the losses it reports) over the ranks before the update, and
+ * each rank draws its own noise. Its fit splits every global batch across the ranks.
  */
 export class Trainer {
   readonly model: Model;
@@ -134,6 +141,8 @@ export class Trainer {
       pace: resolved.pace,
       seed,
       precision,
+      rank: resolved.rank,
+      worldSize: resolved.worldSize,
     };
   }
 
@@ -190,6 +199,8 @@ export class Trainer {
             handle: this.#handle,
             seed: this.options.seed,
             lr: this.options.optimizer.lr,
+            rank: this.options.rank,
+            worldSize: this.options.worldSize,
             evaluate: (dataset, batchSize) => this.evaluate(dataset, { batchSize }),
             describe: () => ({
               model: { name: this.model.name, spec: this.model.spec, adapters: this.model.adapters },
@@ -205,7 +216,11 @@ export class Trainer {
     }
   }
 
-  /** Top-1 (and top-5) accuracy, loss, per-class accuracy and the confusion matrix on a dataset, in eval mode. */
+  /**
+   * Top-1 (and top-5) accuracy, loss, per-class accuracy and the confusion matrix on a dataset, in eval mode.
+   * A data-parallel trainer's evaluation is collective: every rank calls it, evaluates its share, and gets the
+   * whole dataset's figures.
+   */
   async evaluate(dataset: TensorDataset, options: { batchSize?: number } = {}): Promise<EvaluationReport> {
     this.model.fitLock.check('trainer.evaluate');
     const batchSize = parseOptions(z.number().int().min(1).default(64), options.batchSize, 'options.batchSize');
@@ -214,6 +229,7 @@ export class Trainer {
       handleOf(dataset.labels),
       batchSize,
       normalizationOf(dataset),
+      this.options.worldSize > 1,
     );
     using confusionTensor = new Tensor(result.confusion);
     const classes = confusionTensor.shape[0];

@@ -24,6 +24,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   registerSystemBindings(env, exports);
   registerModelBindings(env, exports);
   registerTrainerBindings(env, exports);
+  registerDistributedBindings(env, exports);
   return exports;
 }
 

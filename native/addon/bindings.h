@@ -9,5 +9,6 @@ void registerSafetensorsBindings(Napi::Env env, Napi::Object exports);
 void registerSystemBindings(Napi::Env env, Napi::Object exports);
 void registerModelBindings(Napi::Env env, Napi::Object exports);
 void registerTrainerBindings(Napi::Env env, Napi::Object exports);
+void registerDistributedBindings(Napi::Env env, Napi::Object exports);
 
 }  // namespace pace::addon

@@ -385,7 +385,8 @@ Napi::Value ModelHandle::gradients(const Napi::CallbackInfo& info) {
   });
 }
 
-// evaluate(images, labels, batchSize) -> Promise<{ samples, top1, top5?, loss, confusion }>
+// evaluate(images, labels, batchSize, normalization?, sharded?) -> Promise<{ samples, top1, top5?, loss, confusion }>
+// sharded: every rank of the current distributed group evaluates its share (collective).
 Napi::Value ModelHandle::evaluate(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
@@ -393,11 +394,13 @@ Napi::Value ModelHandle::evaluate(const Napi::CallbackInfo& info) {
     const at::Tensor labels = TensorHandle::unwrap(info[1], "labels");
     const int64_t batchSize = info[2].ToNumber().Int64Value();
     const auto normalization = normalizationFromJs(info[3]);
+    std::shared_ptr<distributed::Group> group = info[4].ToBoolean().Value() ? distributed::current() : nullptr;
+    if (group && group->worldSize() < 2) group.reset();
     return runAsync(
         env, "pace.evaluate",
-        [state = live(env), images, labels, batchSize, normalization] {
+        [state = live(env), images, labels, batchSize, normalization, group] {
           std::lock_guard<std::mutex> lock(state->mutex);
-          return train::evaluate(*state->model, images, labels, batchSize, normalization);
+          return train::evaluate(*state->model, images, labels, batchSize, normalization, group.get());
         },
         [](Napi::Env env, train::EvaluationResult& r) -> Napi::Value {
           Napi::Object object = Napi::Object::New(env);

@@ -72,8 +72,9 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
                                       ? precisionFromName(stringFromJs(info[4], "precision"))
                                       : Precision::Fp32;
       const auto lock = lockFromJs(info.Env(), *model_);
+      // The current distributed group, if any, makes the trainer data-parallel (a broadcast from rank 0 here).
       trainer_ = std::make_shared<train::Trainer>(model_->model, config, paceFromJs(info[2].As<Napi::Object>()), seed,
-                                                  precision);
+                                                  precision, distributed::current());
     });
   }
 
@@ -187,6 +188,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
             object.Set("totalLoss", r.totalLoss);
             object.Set("trainAccuracy", r.trainAccuracy);
             object.Set("seconds", r.seconds);
+            object.Set("communicationSeconds", r.communicationSeconds);
             object.Set("aborted", r.aborted);
             if (r.gradNorm >= 0) object.Set("gradNorm", r.gradNorm);
             if (r.fpDistance >= 0) object.Set("fpDistance", r.fpDistance);
@@ -208,16 +210,19 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   }
 
   // saveState(path, metadata) -> Promise<void>: the trainer's whole state, atomically, as safetensors.
+  // Data-parallel, every rank calls it (the state gathers every rank's generators); a null path takes part
+  // without writing (the ranks other than the one that writes).
   Napi::Value saveState(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
     return guard(env, [&]() -> Napi::Value {
-      const std::string path = stringFromJs(info[0], "path");
+      const std::string path = info[0].IsNull() ? std::string() : stringFromJs(info[0], "path");
       const TensorMetadata metadata = metadataFromJs(info[1]);
       return runAsync(
           env, "pace.saveState",
           [model = model_, trainer = trainer_, path, metadata] {
             std::lock_guard<std::mutex> lock(model->mutex);
-            saveCheckpoint(path, trainer->state(), metadata);
+            const auto state = trainer->state();
+            if (!path.empty()) saveCheckpoint(path, state, metadata);
             return true;
           },
           [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
@@ -253,7 +258,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     });
   }
 
-  // options() -> { optimizer, pace }: the settings in force, the core's defaults filled in.
+  // options() -> { optimizer, pace, rank, worldSize }: the settings in force, the core's defaults filled in.
   Napi::Value options(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
     const train::OptimizerConfig& config = trainer_->optimizerConfig();
@@ -280,6 +285,8 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     Napi::Object result = Napi::Object::New(env);
     result.Set("optimizer", optimizer);
     result.Set("pace", pace);
+    result.Set("rank", trainer_->rank());
+    result.Set("worldSize", trainer_->worldSize());
     return result;
   }
 

@@ -22,6 +22,8 @@ const char* errorCodeName(ErrorCode code) {
       return "PACE_DIVERGED";
     case ErrorCode::Unsupported:
       return "PACE_UNSUPPORTED";
+    case ErrorCode::Distributed:
+      return "PACE_DISTRIBUTED";
     case ErrorCode::Internal:
       break;
   }

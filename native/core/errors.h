@@ -16,6 +16,7 @@ enum class ErrorCode {
   Busy,           // the model is in use by another operation
   Diverged,       // training produced a non-finite loss
   Unsupported,    // what this build, CPU or device cannot do
+  Distributed,    // a collective across processes failed: another rank died, hung or disagreed
   Internal,       // anything else
 };
 
@@ -46,5 +47,6 @@ using NotFoundError = CodedError<ErrorCode::NotFound>;
 using StateError = CodedError<ErrorCode::InvalidState>;
 using DivergedError = CodedError<ErrorCode::Diverged>;
 using UnsupportedError = CodedError<ErrorCode::Unsupported>;
+using DistributedError = CodedError<ErrorCode::Distributed>;
 
 }  // namespace pace

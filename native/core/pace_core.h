@@ -2,6 +2,7 @@
 // The core's surface for the addon: everything the bindings call, in one place. The addon includes this and
 // nothing else from native/core, so what the core offers to JavaScript is visible here.
 #include "data/transforms.h"         // image preparation and augmentation
+#include "distributed/group.h"       // process groups for data-parallel training
 #include "errors.h"                  // pace::Error and its codes
 #include "io/checkpoint.h"           // training checkpoints (CRC-checked)
 #include "io/safetensors.h"          // tensor files

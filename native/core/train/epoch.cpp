@@ -19,6 +19,13 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
     throw ShapeError("the dataset has " + std::to_string(n) + " images but " + std::to_string(labels.numel()) +
                      " labels");
   const int64_t steps = n / options.batchSize;
+  // Data-parallel: batchSize is the global batch; rank r takes the r-th share of each one.
+  const int64_t world = parallel_.worldSize();
+  if (options.batchSize % world != 0)
+    throw OptionError("batchSize " + std::to_string(options.batchSize) + " must be a multiple of the " +
+                      std::to_string(world) + " processes training together (each runs an equal share)");
+  const int64_t share = options.batchSize / world;
+  const int64_t shareStart = share * parallel_.rank();
   if (steps == 0)
     throw InputError("the dataset has " + std::to_string(n) + " samples, fewer than one batch of " +
                      std::to_string(options.batchSize) + " (the last partial batch is dropped)");
@@ -37,6 +44,8 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
   const auto device = model_->parameters().front().device();
   const at::Tensor stored = dataset_.on(images, device);
   const at::Tensor labelsOnCpu = labels.cpu();  // read by each step's range check without waiting for the device
+  // Checked whole before the first step, so that data-parallel ranks, each seeing other samples, fail together.
+  if (parallel_.active()) checkTargets(labelsOnCpu, n, model_->numClasses());
   // The sums stay on the device; each step's loss is read one step late, once the next step is queued, so
   // the host never waits for the device to run dry.
   at::Tensor sums = torch::zeros({4}, at::TensorOptions().dtype(at::kDouble).device(device));
@@ -56,8 +65,10 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
     if (onBatch) onBatch({pending->step + 1, steps, total});
     pending.reset();
   };
+  parallel_.takeCommunicationSeconds();
   for (int64_t s = 0; s < steps; ++s) {
-    if (abort && abort->load()) {
+    // Data-parallel, a stop is agreed through the next step's all-reduce, so every rank stops after the same step.
+    if (!parallel_.active() && abort && abort->load()) {
       result.aborted = true;
       break;
     }
@@ -67,7 +78,7 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
       if (s == 0) result.learningRate = lr;
     }
     StepInputs inputs;
-    inputs.indices = order.slice(0, s * options.batchSize, (s + 1) * options.batchSize);
+    inputs.indices = order.slice(0, s * options.batchSize + shareStart, s * options.batchSize + shareStart + share);
     at::Tensor batch = stored.index_select(0, inputs.indices.to(stored.device()));
     if (options.augmentCrop > 0 || options.augmentFlip) {
       const int64_t crop = options.augmentCrop > 0 ? options.augmentCrop : std::min(batch.size(1), batch.size(2));
@@ -77,6 +88,7 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
     inputs.targets = labelsOnCpu.index_select(0, inputs.indices);
     inputs.diagnostics = options.diagnostics;
     inputs.position = positionOf(s);
+    inputs.stopRequested = abort && abort->load();
     DeviceStep step;
     try {
       step = stepOnDevice(inputs);
@@ -92,11 +104,27 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
     result.samples += step.counted;
     gradNorms += step.gradNorm;
     fpDistances += step.fpDistance;
+    if (step.stopAgreed) {
+      result.aborted = true;
+      break;
+    }
   }
   settle();
+  result.communicationSeconds = parallel_.takeCommunicationSeconds();
   if (result.steps > 0) {
     const at::Tensor totals = sums.cpu();
-    const double* sum = totals.data_ptr<double>();
+    double* sum = totals.data_ptr<double>();
+    if (parallel_.active()) {
+      // The losses are already means over the ranks; the hits, sample counts and diagnostics are summed.
+      at::Tensor counts = torch::tensor({sum[3], static_cast<double>(result.samples), gradNorms, fpDistances},
+                                        at::TensorOptions().dtype(at::kDouble));
+      parallel_.sum(counts, "summing the epoch's accuracy counts at epoch " + std::to_string(options.epoch));
+      const double* summed = counts.data_ptr<double>();
+      sum[3] = summed[0];
+      result.samples = static_cast<int64_t>(summed[1]);
+      gradNorms = summed[2] / static_cast<double>(world);
+      fpDistances = summed[3] / static_cast<double>(world);
+    }
     const double count = static_cast<double>(result.steps);
     result.clsLoss = sum[0] / count;
     result.paceLoss = sum[1] / count;

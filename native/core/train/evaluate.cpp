@@ -27,7 +27,8 @@ at::Tensor batchInput(const models::Backbone& model, const at::Tensor& images,
 }
 
 EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, const at::Tensor& labels,
-                          int64_t batchSize, const std::optional<data::Normalization>& normalization) {
+                          int64_t batchSize, const std::optional<data::Normalization>& normalization,
+                          distributed::Group* shardAcross) {
   const int64_t n = images.size(0), classes = model.numClasses();
   if (classes < 1) throw StateError("evaluation needs a classifier head");
   if (batchSize < 1) throw OptionError("batchSize must be >= 1");
@@ -46,8 +47,13 @@ EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, con
   at::Tensor confusion = torch::zeros({classes * classes}, counts);
   at::Tensor top1 = torch::zeros({}, counts), top5 = torch::zeros({}, counts);
   at::Tensor loss = torch::zeros({}, counts.dtype(torch::kDouble));
-  for (int64_t begin = 0; begin < n; begin += batchSize) {
-    const int64_t end = std::min(n, begin + batchSize);
+  int64_t first = 0, last = n;
+  if (shardAcross) {
+    first = n * shardAcross->rank() / shardAcross->worldSize();
+    last = n * (shardAcross->rank() + 1) / shardAcross->worldSize();
+  }
+  for (int64_t begin = first; begin < last; begin += batchSize) {
+    const int64_t end = std::min(last, begin + batchSize);
     const at::Tensor x = batchInput(model, images.slice(0, begin, end), normalization).to(device);
     const at::Tensor y = labels.slice(0, begin, end).to(device);
     const at::Tensor logits = model.forward(x);
@@ -58,6 +64,17 @@ EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, con
     top1.add_(predicted.eq(y).sum());
     if (classes >= 5) top5.add_(std::get<1>(logits.topk(5, 1)).eq(y.unsqueeze(1)).any(1).sum());
     confusion.index_add_(0, y * classes + predicted, torch::ones({end - begin}, counts));
+  }
+  if (shardAcross) {
+    // One all-reduce of every count and the loss sum (float64 holds counts exactly up to 2^53).
+    at::Tensor summed = at::cat({confusion.to(torch::kDouble).cpu(), top1.reshape(1).to(torch::kDouble).cpu(),
+                                 top5.reshape(1).to(torch::kDouble).cpu(), loss.reshape(1).cpu()});
+    std::vector<at::Tensor> one{summed};
+    shardAcross->allReduceSum(one, "summing the evaluation's counts");
+    confusion = summed.narrow(0, 0, classes * classes).to(torch::kLong);
+    top1 = summed[classes * classes].to(torch::kLong);
+    top5 = summed[classes * classes + 1].to(torch::kLong);
+    loss = summed[classes * classes + 2];
   }
   EvaluationResult result;
   result.samples = n;

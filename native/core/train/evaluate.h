@@ -3,6 +3,7 @@
 #include <optional>
 
 #include "data/transforms.h"
+#include "distributed/group.h"
 #include "models/backbone.h"
 
 namespace pace::train {
@@ -15,9 +16,11 @@ struct EvaluationResult {
   double loss = 0;       // mean cross-entropy
 };
 
-// Top-1/top-5 accuracy, per-class counts and mean loss of an eval-mode model over a dataset, in batches.
+// Top-1/top-5 accuracy, per-class counts and mean loss of an eval-mode model over a dataset, in batches. With a
+// group (collective), each rank evaluates its contiguous share and every rank gets the whole dataset's figures.
 EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, const at::Tensor& labels,
-                          int64_t batchSize, const std::optional<data::Normalization>& normalization = std::nullopt);
+                          int64_t batchSize, const std::optional<data::Normalization>& normalization = std::nullopt,
+                          distributed::Group* shardAcross = nullptr);
 
 // The FP-distance mean_batch Σ_classes (f − f₀)² between the model and its frozen backbone (adapters bypassed,
 // same head), both in evaluation mode; leaves the model in training mode.

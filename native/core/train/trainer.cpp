@@ -28,6 +28,7 @@ namespace {
 
 constexpr uint64_t kDropPathSalt = 0x9e3779b97f4a7c15ull;
 constexpr uint64_t kAugmentSalt = 0xc2b2ae3d27d4eb4full;
+constexpr uint64_t kRankSalt = 0x165667b19e3779f9ull;  // rank 0 keeps the seed: one process is unchanged
 
 at::Generator seededGenerator(const c10::Device& device, uint64_t seed) {
   if (device.is_cpu()) return at::make_generator<at::CPUGeneratorImpl>(seed);
@@ -46,15 +47,20 @@ models::Backbone& trainableModel(const std::shared_ptr<models::Backbone>& model)
 }  // namespace
 
 Trainer::Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimizer, peft::PaceConfig pace,
-                 uint64_t seed, Precision precision)
+                 uint64_t seed, Precision precision, std::shared_ptr<distributed::Group> group)
     : model_(std::move(model)),
       optimizerConfig_((optimizer.validate(), optimizer)),
       pace_(trainableModel(model_), std::move(pace)),
-      seed_(seed),
+      parallel_(std::move(group)),
+      seed_(seed ^ (static_cast<uint64_t>(parallel_.rank()) * kRankSalt)),
       precision_(precision),
-      noiseGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed)),
-      dropPathGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed ^ kDropPathSalt)),
-      augmentGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed ^ kAugmentSalt)) {
+      noiseGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed_)),
+      dropPathGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed_ ^ kDropPathSalt)),
+      augmentGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed_ ^ kAugmentSalt)) {
+  if (parallel_.active() && pace_.config().active() && pace_.config().variant == peft::PaceVariant::Fast)
+    throw UnsupportedError(
+        "the fast PACE variant keeps each sample's logits in one process; data-parallel training supports the "
+        "pace, lazy, fpa and noise variants");
   trainable_ = peft::trainableParameters(*model_);
   if (trainable_.empty()) throw StateError("the model has no trainable parameters: call addAdapters() first");
   std::vector<at::Tensor> parameters;
@@ -64,6 +70,7 @@ Trainer::Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimi
                                                                      .eps(optimizer.eps)
                                                                      .weight_decay(optimizer.weightDecay));
   placeGenerators(model_->parameters().front().device());
+  parallel_.broadcastParameters(trainable_);
 }
 
 void Trainer::placeGenerators(const c10::Device& device) {
@@ -105,7 +112,7 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs) {
                           iteration_.load());
   }
   const at::Tensor total = losses.cls + pace.lambda * losses.consistency + losses.sparsity;
-  if (device.is_cpu()) {
+  if (device.is_cpu() && !parallel_.active()) {
     // On the CPU the loss is already computed, so reading it costs nothing: a non-finite loss stops the step
     // before the update, leaving the parameters and the optimizer as they were. (On a GPU the read would wait
     // for the device every step; there the epoch loop reads each loss one step late instead.)
@@ -117,18 +124,38 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs) {
     const PrecisionScope rest(precision_ == Precision::Bf16 ? Precision::Fp32 : precision_, device.type());
     total.backward();
     frozenInBf16.reset();
+    if (parallel_.active()) averageAcrossRanks(inputs, losses, total, result);
     if (inputs.diagnostics) result.gradNorm = gradientNorm(trainable_);
     if (optimizerConfig_.clipGradNorm > 0) clipGradientNorm(trainable_, optimizerConfig_.clipGradNorm);
     if (!fusedAdamW_.step(*optimizer_)) optimizer_->step();
   }
   ++iteration_;
 
-  result.cls = losses.cls.detach();
-  result.pace = losses.consistency.detach();
-  result.total = total.detach();
+  if (!parallel_.active()) {
+    result.cls = losses.cls.detach();
+    result.pace = losses.consistency.detach();
+    result.total = total.detach();
+  }
   result.correct = losses.logits.detach().argmax(1).eq(losses.targets).sum();
   result.counted = losses.targets.size(0);
   return result;
+}
+
+void Trainer::averageAcrossRanks(const StepInputs& inputs, const peft::PaceLosses& losses, const at::Tensor& total,
+                                 DeviceStep& result) {
+  const at::Tensor scalars =
+      at::stack({losses.cls.detach().to(at::kFloat), losses.consistency.detach().to(at::kFloat),
+                 total.detach().to(at::kFloat), torch::full({}, inputs.stopRequested ? 1.0f : 0.0f)});
+  const at::Tensor averaged =
+      parallel_.averageGradients(trainable_, scalars, inputs.position.empty() ? "of a step" : inputs.position);
+  // Every rank now holds the same means, so every rank takes the same decisions from them.
+  const float* mean = averaged.data_ptr<float>();
+  if (!std::isfinite(mean[2])) throw lossDiverged(mean[2], inputs.position, "the parameters are as before this step");
+  const auto device = total.device();
+  result.cls = averaged[0].to(device);
+  result.pace = averaged[1].to(device);
+  result.total = averaged[2].to(device);
+  result.stopAgreed = mean[3] > 0;
 }
 
 StepResult Trainer::step(const StepInputs& inputs) {

@@ -17,6 +17,7 @@
 #include "models/backbone.h"
 #include "peft/pace_objective.h"
 #include "tensor/precision.h"
+#include "train/data_parallel.h"
 #include "train/device_dataset.h"
 #include "train/evaluate.h"
 #include "train/frozen_bf16.h"
@@ -55,6 +56,8 @@ struct StepInputs {
   at::Tensor indices;                       // int64 [B] sample indices in the training set (the fast variant)
   bool diagnostics = false;
   std::string position;  // where the step is, for its errors ("at epoch 2, step 5"); empty: a single step
+  // Data-parallel: this rank asks every rank to stop after this step (each rank learns it with the gradients).
+  bool stopRequested = false;
 };
 
 // The error for a non-finite loss, naming where it happened; `consequence` is appended when given.
@@ -83,6 +86,7 @@ struct EpochResult {
   double gradNorm = -1, fpDistance = -1;
   double learningRate = -1;  // the rate of the epoch's first step (negative: the schedule was not touched)
   double seconds = 0;
+  double communicationSeconds = 0;  // data-parallel: time in the gradient all-reduces
   bool aborted = false;
 };
 
@@ -94,8 +98,10 @@ struct BatchProgress {
 
 class Trainer {
  public:
+  // With a distributed group of several ranks the trainer is data-parallel (see data_parallel.h): rank 0's
+  // trainable tensors are broadcast here, and each rank draws its own noise, drop-path and augmentation.
   Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimizer, peft::PaceConfig pace, uint64_t seed,
-          Precision precision = Precision::Fp32);
+          Precision precision = Precision::Fp32, std::shared_ptr<distributed::Group> group = nullptr);
 
   StepResult step(const StepInputs& inputs);
 
@@ -105,6 +111,7 @@ class Trainer {
     at::Tensor correct;           // int64 scalar
     int64_t counted = 0;
     double gradNorm = -1, fpDistance = -1;
+    bool stopAgreed = false;  // data-parallel: some rank asked to stop after this step
   };
   DeviceStep stepOnDevice(const StepInputs& inputs);
   Precision precision() const { return precision_; }
@@ -119,9 +126,12 @@ class Trainer {
 
   // Everything a resumed run needs besides the model's frozen weights: trainable parameters, AdamW moments
   // and step counts, the generators, the iteration counter and the fast variant's logit history.
+  // Data-parallel, this is collective (every rank calls it) and holds every rank's generator states.
   std::vector<NamedTensor> state() const;
   void restoreState(const std::vector<NamedTensor>& state);
   int64_t iteration() const { return iteration_.load(); }
+  int rank() const { return parallel_.rank(); }
+  int worldSize() const { return parallel_.worldSize(); }
 
   const std::map<std::string, double>& sigmaPerLinear() const { return pace_.sigmaPerLinear(); }
   // The noise draws of the last step, by linear (replaying them reproduces the step).
@@ -135,7 +145,8 @@ class Trainer {
   FusedAdamW fusedAdamW_;  // the same update in one kernel per group where libtorch has it (CUDA, ≥ 2.1)
   OptimizerConfig optimizerConfig_;
   peft::PaceObjective pace_;
-  uint64_t seed_;
+  mutable DataParallel parallel_;
+  uint64_t seed_;  // of this rank's generators
   Precision precision_;
   // On the model's device (re-created from the seed if the model moves), so draws never cross devices.
   at::Generator noiseGenerator_;     // PACE noise draws
@@ -145,6 +156,9 @@ class Trainer {
   DeviceDataset dataset_;
   std::atomic<int64_t> iteration_{0};  // read from other threads while a step runs
   void placeGenerators(const c10::Device& device);
+  // Data-parallel: the gradients and the step's losses become their means over the ranks.
+  void averageAcrossRanks(const StepInputs& inputs, const peft::PaceLosses& losses, const at::Tensor& total,
+                          DeviceStep& result);
 };
 
 }  // namespace pace::train

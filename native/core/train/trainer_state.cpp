@@ -18,9 +18,17 @@ std::vector<NamedTensor> Trainer::state() const {
     out.push_back(
         {"adamw." + named.name + ".step", torch::full({}, static_cast<int64_t>(moments.step()), torch::kLong)});
   }
-  out.push_back({"rng.noise", noiseGenerator_.get_state()});
-  out.push_back({"rng.drop_path", dropPathGenerator_.get_state()});
-  out.push_back({"rng.augment", augmentGenerator_.get_state()});
+  // Data-parallel, every rank's generator states, one row per rank ([worldSize, bytes]).
+  for (const auto& [name, generator] : {std::pair<const char*, const at::Generator*>{"rng.noise", &noiseGenerator_},
+                                        {"rng.drop_path", &dropPathGenerator_},
+                                        {"rng.augment", &augmentGenerator_}}) {
+    const at::Tensor own = generator->get_state();
+    out.push_back({name, parallel_.active() ? at::stack(parallel_.group().allGather(
+                                                  own, std::string("gathering '") + name + "' for a checkpoint"))
+                                            : own});
+  }
+  if (parallel_.active())
+    out.push_back({"trainer.world_size", torch::full({}, static_cast<int64_t>(parallel_.worldSize()), torch::kLong)});
   out.push_back({"trainer.iteration", torch::full({}, iteration_.load(), torch::kLong)});
   if (pace_.history().defined()) out.push_back({"pace.history", pace_.history().clone()});
   return out;
@@ -50,11 +58,23 @@ void Trainer::restoreState(const std::vector<NamedTensor>& state) {
     }
   }
   for (const char* name : {"rng.noise", "rng.drop_path", "rng.augment", "trainer.iteration"}) need(name);
+  const int64_t savedWorld = byName.count("trainer.world_size") ? need("trainer.world_size").item<int64_t>() : 1;
+  if (savedWorld != parallel_.worldSize())
+    throw StateError("training checkpoint was written by " + std::to_string(savedWorld) +
+                     (savedWorld == 1 ? " process" : " processes") + "; resume it with the same number (this run has " +
+                     std::to_string(parallel_.worldSize()) + "): each rank continues its own random streams");
+  // This rank's row of a data-parallel checkpoint; the whole state otherwise.
+  const auto ownState = [&](const char* name) {
+    const at::Tensor& saved = need(name);
+    return savedWorld > 1 ? saved[parallel_.rank()] : saved;
+  };
   placeGenerators(model_->parameters().front().device());
   for (const auto& [name, generator] : {std::pair<const char*, at::Generator*>{"rng.noise", &noiseGenerator_},
                                         {"rng.drop_path", &dropPathGenerator_},
                                         {"rng.augment", &augmentGenerator_}}) {
-    if (need(name).numel() != generator->get_state().numel())
+    if (savedWorld > 1 && (need(name).dim() != 2 || need(name).size(0) != savedWorld))
+      throw ShapeError(std::string("training checkpoint: '") + name + "' should hold one generator state per rank");
+    if (ownState(name).numel() != generator->get_state().numel())
       throw FileError(std::string("training checkpoint: '") + name +
                       "' is the state of a random generator on another " + "device than this model's " +
                       generator->device().str() + " (resume on the device it was saved on)");
@@ -77,9 +97,9 @@ void Trainer::restoreState(const std::vector<NamedTensor>& state) {
     moments->exp_avg_sq(need("adamw." + named.name + ".exp_avg_sq").to(named.tensor.device()).clone());
     optimizerState[key] = std::move(moments);
   }
-  noiseGenerator_.set_state(need("rng.noise"));
-  dropPathGenerator_.set_state(need("rng.drop_path"));
-  augmentGenerator_.set_state(need("rng.augment"));
+  noiseGenerator_.set_state(ownState("rng.noise").contiguous());
+  dropPathGenerator_.set_state(ownState("rng.drop_path").contiguous());
+  augmentGenerator_.set_state(ownState("rng.augment").contiguous());
   iteration_ = need("trainer.iteration").item<int64_t>();
   pace_.setHistory(byName.count("pace.history") ? byName["pace.history"].clone() : at::Tensor());
 }

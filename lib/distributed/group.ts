@@ -1,0 +1,94 @@
+import { z } from 'zod';
+
+import { PaceOptionError } from '../errors';
+import { nativeAddon } from '../native';
+import { parseOptions } from '../options';
+
+/** What `initDistributed` takes; each field left out is read from the environment torchrun and `pace launch` set. */
+export const DistributedOptionsSchema = z
+  .object({
+    /** `gloo` (CPU tensors, any network), `nccl` (CUDA builds with NCCL) or `auto` (the best this build has). */
+    backend: z.enum(['gloo', 'nccl', 'auto']).default('auto'),
+    /** This process's rank in [0, worldSize) (default: `RANK`). */
+    rank: z.number().int().min(0).optional(),
+    /** The number of processes training together (default: `WORLD_SIZE`). */
+    worldSize: z.number().int().min(1).optional(),
+    /** The host of rank 0's rendezvous store (default: `MASTER_ADDR`, else 127.0.0.1). */
+    masterAddr: z.string().min(1).optional(),
+    /** Its port (default: `MASTER_PORT`, else 29500). */
+    masterPort: z.number().int().min(1).max(65535).optional(),
+    /**
+     * How long a collective (or the rendezvous) may wait for the other ranks before failing with a
+     * PaceDistributedError (default: `PACE_DISTRIBUTED_TIMEOUT` seconds, else 300).
+     */
+    timeoutSeconds: z.number().positive().optional(),
+  })
+  .strict();
+
+export type DistributedOptions = z.input<typeof DistributedOptionsSchema>;
+
+/** The process group this process belongs to. */
+export interface DistributedGroup {
+  rank: number;
+  worldSize: number;
+  /** This process's index on its machine (`LOCAL_RANK`; the rank when unset). */
+  localRank: number;
+  backend: string;
+  timeoutSeconds: number;
+}
+
+function fromEnvironment(name: string, schema: z.ZodType<number>): number | undefined {
+  const text = process.env[name];
+  if (text === undefined || text === '') return undefined;
+  const parsed = schema.safeParse(Number(text));
+  if (!parsed.success) {
+    throw new PaceOptionError(`the environment variable ${name}='${text}' is not a valid value`);
+  }
+  return parsed.data;
+}
+
+/** True when the environment describes a multi-process launch (WORLD_SIZE > 1, as torchrun and `pace launch` set). */
+export function launchedDistributed(): boolean {
+  return (fromEnvironment('WORLD_SIZE', z.number().int().min(1)) ?? 1) > 1;
+}
+
+/**
+ * Joins the process group of a data-parallel run: rank 0 hosts the rendezvous store, every rank connects, and the
+ * promise settles once all have joined. Trainers created afterwards are data-parallel (see README, "Data-parallel
+ * training"). One group per process.
+ */
+export async function initDistributed(options: DistributedOptions = {}): Promise<DistributedGroup> {
+  const o = parseOptions(DistributedOptionsSchema, options, 'options');
+  const worldSize = o.worldSize ?? fromEnvironment('WORLD_SIZE', z.number().int().min(1)) ?? 1;
+  const rank = o.rank ?? fromEnvironment('RANK', z.number().int().min(0)) ?? 0;
+  if (rank >= worldSize) throw new PaceOptionError(`rank ${rank} is outside a world of ${worldSize} processes`);
+  const localRank = fromEnvironment('LOCAL_RANK', z.number().int().min(0)) ?? rank;
+  const available = nativeAddon().distributedBackends();
+  const backend = o.backend === 'auto' ? (available.includes('nccl') ? 'nccl' : 'gloo') : o.backend;
+  const group = await nativeAddon().initDistributed({
+    backend,
+    rank,
+    worldSize,
+    masterAddr: o.masterAddr ?? process.env.MASTER_ADDR ?? '127.0.0.1',
+    masterPort: o.masterPort ?? fromEnvironment('MASTER_PORT', z.number().int().min(1).max(65535)) ?? 29500,
+    timeoutSeconds: o.timeoutSeconds ?? fromEnvironment('PACE_DISTRIBUTED_TIMEOUT', z.number().positive()) ?? 300,
+  });
+  return { ...group, localRank };
+}
+
+/** The group this process has joined, or undefined in a single process. */
+export function distributedGroup(): DistributedGroup | undefined {
+  const group = nativeAddon().distributedGroup();
+  if (!group) return undefined;
+  return { ...group, localRank: fromEnvironment('LOCAL_RANK', z.number().int().min(0)) ?? group.rank };
+}
+
+/** Waits until every rank has called it. */
+export async function distributedBarrier(what = 'a barrier'): Promise<void> {
+  await nativeAddon().distributedBarrier(what);
+}
+
+/** Leaves the group; trainers made in it should not train afterwards. */
+export function destroyDistributed(): void {
+  nativeAddon().destroyDistributed();
+}

@@ -1,0 +1,145 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import os from 'node:os';
+
+import { z } from 'zod';
+
+import { PaceOptionError } from '../errors';
+import { parseOptions } from '../options';
+
+export const LaunchOptionsSchema = z
+  .object({
+    /** Processes on this machine (one per GPU, or a share of the CPU each). */
+    nprocPerNode: z.number().int().min(1),
+    /** Machines taking part, and this machine's index among them. */
+    nnodes: z.number().int().min(1).default(1),
+    nodeRank: z.number().int().min(0).default(0),
+    /** Where rank 0 (on node 0) hosts the rendezvous store. */
+    masterAddr: z.string().min(1).default('127.0.0.1'),
+    /** Its port (default: a free port on a single machine, 29500 across machines). */
+    masterPort: z.number().int().min(1).max(65535).optional(),
+    /** Seconds a collective may wait for another rank (PACE_DISTRIBUTED_TIMEOUT of the children). */
+    timeoutSeconds: z.number().positive().optional(),
+    /** Seconds the other ranks get to exit after one failed, before they are killed. */
+    graceSeconds: z.number().min(0).default(10),
+  })
+  .strict()
+  .refine((o) => o.nodeRank < o.nnodes, { message: 'nodeRank must be below nnodes', path: ['nodeRank'] });
+
+export type LaunchOptions = z.input<typeof LaunchOptionsSchema>;
+
+/** How a launch ended. */
+export interface LaunchResult {
+  /** 0 when every rank exited with 0; otherwise the first failed rank's exit code (128 + signal when killed). */
+  exitCode: number;
+  /** The first rank that failed, and how. */
+  failedRank?: number;
+  failure?: string;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function describeExit(code: number | null, signal: NodeJS.Signals | null): { text: string; exitCode: number } {
+  if (signal) return { text: `was killed by ${signal}`, exitCode: 128 + (os.constants.signals[signal] ?? 0) };
+  return { text: `exited with code ${code}`, exitCode: code ?? 1 };
+}
+
+/**
+ * Runs `command` once per local rank with the environment torchrun sets (RANK, LOCAL_RANK, WORLD_SIZE,
+ * LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), and watches the processes: when one fails, the others are stopped
+ * (SIGTERM, then SIGKILL after the grace period) and the result names the rank. The children hold an IPC channel
+ * to the launcher; `pace` commands exit when it closes, so killing the launcher stops the whole run.
+ */
+export async function launch(
+  command: string[],
+  options: LaunchOptions,
+  {
+    signal,
+    log = (line: string) => process.stderr.write(`${line}\n`),
+  }: { signal?: AbortSignal; log?: (line: string) => void } = {},
+): Promise<LaunchResult> {
+  const o = parseOptions(LaunchOptionsSchema, options, 'options');
+  if (command.length === 0) throw new PaceOptionError('launch needs a command to run on every rank');
+  const worldSize = o.nprocPerNode * o.nnodes;
+  const masterPort = o.masterPort ?? (o.nnodes === 1 ? await freePort() : 29500);
+  const children: ChildProcess[] = [];
+  let result: LaunchResult | undefined;
+  let killTimer: NodeJS.Timeout | undefined;
+  const stopOthers = (signalName: NodeJS.Signals) => {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill(signalName);
+    killTimer ??= setTimeout(() => {
+      for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }, o.graceSeconds * 1000);
+  };
+  const onAbort = () => stopOthers('SIGINT');
+  signal?.addEventListener('abort', onAbort);
+  try {
+    const exits = Array.from({ length: o.nprocPerNode }, (_, localRank) => {
+      const rank = o.nodeRank * o.nprocPerNode + localRank;
+      const child = spawn(command[0], command.slice(1), {
+        stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
+        env: {
+          ...process.env,
+          RANK: String(rank),
+          LOCAL_RANK: String(localRank),
+          WORLD_SIZE: String(worldSize),
+          LOCAL_WORLD_SIZE: String(o.nprocPerNode),
+          GROUP_RANK: String(o.nodeRank),
+          MASTER_ADDR: o.masterAddr,
+          MASTER_PORT: String(masterPort),
+          PACE_LAUNCHER_PID: String(process.pid),
+          ...(o.timeoutSeconds !== undefined && { PACE_DISTRIBUTED_TIMEOUT: String(o.timeoutSeconds) }),
+        },
+      });
+      children.push(child);
+      return new Promise<void>((resolve) => {
+        const finish = (code: number | null, exitSignal: NodeJS.Signals | null, error?: Error) => {
+          const failed = error !== undefined || code !== 0;
+          if (failed && result === undefined) {
+            const how = error
+              ? { text: `could not start: ${error.message}`, exitCode: 127 }
+              : describeExit(code, exitSignal);
+            result = {
+              exitCode: how.exitCode,
+              failedRank: rank,
+              failure: `rank ${rank} (pid ${child.pid ?? '-'}) ${how.text}`,
+            };
+            log(`pace launch: ${result.failure}; stopping the other ranks`);
+            stopOthers('SIGTERM');
+          }
+          resolve();
+        };
+        child.once('error', (error) => finish(null, null, error));
+        child.once('exit', (code, exitSignal) => finish(code, exitSignal));
+      });
+    });
+    await Promise.all(exits);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    if (killTimer) clearTimeout(killTimer);
+  }
+  return result ?? { exitCode: 0 };
+}
+
+/**
+ * In a process started by `pace launch`: exit when the launcher goes away (its IPC channel closes), so a killed
+ * launcher never leaves ranks behind waiting on each other. The channel does not keep the process alive.
+ */
+export function exitWithLauncher(): void {
+  if (!process.env.PACE_LAUNCHER_PID || !process.channel) return;
+  process.channel.unref();
+  process.once('disconnect', () => {
+    process.stderr.write(`pace: rank ${process.env.RANK ?? '?'}: the launcher exited; stopping\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,86 @@
+#include "async.h"
+#include "bindings.h"
+#include "convert.h"
+#include "js_errors.h"
+#include "pace_core.h"
+
+namespace pace::addon {
+
+namespace {
+
+Napi::Value groupToJs(Napi::Env env, const std::shared_ptr<distributed::Group>& group) {
+  if (!group) return env.Null();
+  Napi::Object object = Napi::Object::New(env);
+  object.Set("rank", group->rank());
+  object.Set("worldSize", group->worldSize());
+  object.Set("backend", group->backend());
+  object.Set("timeoutSeconds", static_cast<double>(group->timeout().count()) / 1000.0);
+  return object;
+}
+
+// initDistributed({ backend, rank, worldSize, masterAddr, masterPort, timeoutSeconds })
+//   -> Promise<{ rank, worldSize, backend, timeoutSeconds }>, once every rank has joined.
+Napi::Value initDistributed(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    if (!info[0].IsObject()) throw jsError(env, ErrorCode::InvalidOption, "initDistributed needs an options object");
+    const auto object = info[0].As<Napi::Object>();
+    distributed::GroupOptions options;
+    options.backend = stringFromJs(object.Get("backend"), "backend");
+    options.rank = static_cast<int>(numberOr(object, "rank", options.rank));
+    options.worldSize = static_cast<int>(numberOr(object, "worldSize", options.worldSize));
+    options.masterAddr = stringFromJs(object.Get("masterAddr"), "masterAddr");
+    options.masterPort = static_cast<int>(numberOr(object, "masterPort", options.masterPort));
+    options.timeout = std::chrono::milliseconds(
+        static_cast<int64_t>(1000.0 * numberOr(object, "timeoutSeconds", options.timeout.count() / 1000.0)));
+    options.validate();
+    return runAsync(
+        env, "pace.initDistributed", [options] { return distributed::initialize(options); },
+        [](Napi::Env env, std::shared_ptr<distributed::Group>& group) { return groupToJs(env, group); });
+  });
+}
+
+// destroyDistributed(): leaves the group (trainers made in it keep their connections until released).
+Napi::Value destroyDistributed(const Napi::CallbackInfo& info) {
+  distributed::shutdown();
+  return info.Env().Undefined();
+}
+
+// distributedGroup() -> { rank, worldSize, backend, timeoutSeconds } | null
+Napi::Value distributedGroup(const Napi::CallbackInfo& info) { return groupToJs(info.Env(), distributed::current()); }
+
+// distributedBarrier(what) -> Promise<void>: returns once every rank has called it.
+Napi::Value distributedBarrier(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const std::string what = stringFromJs(info[0], "what");
+    auto group = distributed::current();
+    if (!group) throw jsError(env, ErrorCode::InvalidState, "no distributed group: call initDistributed() first");
+    return runAsync(
+        env, "pace.distributedBarrier",
+        [group, what] {
+          group->barrier(what);
+          return true;
+        },
+        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+  });
+}
+
+Napi::Value distributedBackends(const Napi::CallbackInfo& info) {
+  const auto names = distributed::availableBackends();
+  Napi::Array array = Napi::Array::New(info.Env(), names.size());
+  for (uint32_t i = 0; i < names.size(); ++i) array.Set(i, names[i]);
+  return array;
+}
+
+}  // namespace
+
+void registerDistributedBindings(Napi::Env env, Napi::Object exports) {
+  exports.Set("initDistributed", Napi::Function::New(env, initDistributed, "initDistributed"));
+  exports.Set("destroyDistributed", Napi::Function::New(env, destroyDistributed, "destroyDistributed"));
+  exports.Set("distributedGroup", Napi::Function::New(env, distributedGroup, "distributedGroup"));
+  exports.Set("distributedBarrier", Napi::Function::New(env, distributedBarrier, "distributedBarrier"));
+  exports.Set("distributedBackends", Napi::Function::New(env, distributedBackends, "distributedBackends"));
+}
+
+}  // namespace pace::addon

@@ -1,0 +1,67 @@
+#include "distributed/group.h"
+
+#include <mutex>
+#include <sstream>
+
+#include "errors.h"
+
+namespace pace::distributed {
+
+void GroupOptions::validate() const {
+  if (backend != "gloo" && backend != "nccl" && backend != "auto")
+    throw OptionError("distributed backend must be 'gloo', 'nccl' or 'auto'; got '" + backend + "'");
+  if (worldSize < 1) throw OptionError("the world size must be >= 1; got " + std::to_string(worldSize));
+  if (rank < 0 || rank >= worldSize)
+    throw OptionError("the rank must lie in [0, " + std::to_string(worldSize) + "); got " + std::to_string(rank));
+  if (masterPort < 1 || masterPort > 65535)
+    throw OptionError("the master port must lie in [1, 65535]; got " + std::to_string(masterPort));
+  if (masterAddr.empty()) throw OptionError("the master address is empty");
+  if (timeout.count() < 1) throw OptionError("the distributed timeout must be positive");
+}
+
+void Group::fail(const std::string& what, const std::string& why) const {
+  std::string peer = "another rank";
+  if (worldSize_ == 2) peer = "rank " + std::to_string(1 - rank_);
+  std::ostringstream seconds;
+  seconds << static_cast<double>(timeout_.count()) / 1000.0;
+  throw DistributedError("rank " + std::to_string(rank_) + " of " + std::to_string(worldSize_) + ": " + what +
+                         " failed (" + peer + " exited, crashed or did not answer within " + seconds.str() +
+                         " s): " + why);
+}
+
+namespace {
+
+std::mutex currentMutex;
+std::shared_ptr<Group> currentGroup;
+
+}  // namespace
+
+// Defined by the backend file (c10d_group.cpp): the group itself.
+std::shared_ptr<Group> connect(const GroupOptions& options);
+
+std::shared_ptr<Group> initialize(const GroupOptions& options) {
+  options.validate();
+  {
+    std::lock_guard<std::mutex> lock(currentMutex);
+    if (currentGroup)
+      throw StateError("this process is already part of a distributed group (rank " +
+                       std::to_string(currentGroup->rank()) + " of " + std::to_string(currentGroup->worldSize()) +
+                       "); call destroyDistributed() first");
+  }
+  std::shared_ptr<Group> group = connect(options);
+  std::lock_guard<std::mutex> lock(currentMutex);
+  currentGroup = group;
+  return group;
+}
+
+std::shared_ptr<Group> current() {
+  std::lock_guard<std::mutex> lock(currentMutex);
+  return currentGroup;
+}
+
+void shutdown() {
+  std::lock_guard<std::mutex> lock(currentMutex);
+  currentGroup.reset();
+}
+
+}  // namespace pace::distributed

@@ -1,0 +1,91 @@
+#include "train/data_parallel.h"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+
+namespace pace::train {
+
+namespace {
+
+// Elements per all-reduce: the gradients of adapters and a head fit in one; full fine-tuning of ViT-B takes a
+// few, so no single buffer doubles the model's memory.
+constexpr int64_t kBucketElements = int64_t{1} << 24;
+
+}  // namespace
+
+DataParallel::DataParallel(std::shared_ptr<distributed::Group> group)
+    : group_(group && group->worldSize() > 1 ? std::move(group) : nullptr) {}
+
+void DataParallel::broadcastParameters(const std::vector<NamedTensor>& trainable) const {
+  if (!group_) return;
+  at::NoGradGuard noGrad;
+  std::vector<at::Tensor> onCpu;
+  for (const auto& named : trainable) onCpu.push_back(named.tensor.detach().to(at::kCPU).contiguous().clone());
+  group_->broadcast(onCpu, 0, "broadcasting rank 0's trainable parameters");
+  for (size_t i = 0; i < trainable.size(); ++i) trainable[i].tensor.detach().copy_(onCpu[i]);
+}
+
+at::Tensor DataParallel::averageGradients(const std::vector<NamedTensor>& trainable, const at::Tensor& scalars,
+                                          const std::string& what) {
+  const auto start = std::chrono::steady_clock::now();
+  at::NoGradGuard noGrad;
+  // Gloo reduces host memory: the buckets are gathered on the CPU (torch.distributed's Gloo stages CUDA tensors
+  // through the host the same way).
+  const auto cpuFloat = at::TensorOptions().dtype(at::kFloat);
+  std::vector<std::vector<size_t>> members(1);
+  std::vector<at::Tensor> buckets;
+  std::vector<at::Tensor> pieces;
+  int64_t filled = 0;
+  const auto close = [&] {
+    buckets.push_back(at::cat(pieces));
+    pieces.clear();
+    filled = 0;
+  };
+  for (size_t i = 0; i < trainable.size(); ++i) {
+    const at::Tensor& parameter = trainable[i].tensor;
+    const at::Tensor gradient = parameter.grad().defined() ? parameter.grad() : at::zeros_like(parameter);
+    if (filled > 0 && filled + parameter.numel() > kBucketElements) {
+      close();
+      members.emplace_back();
+    }
+    pieces.push_back(gradient.detach().reshape(-1).to(cpuFloat));
+    members.back().push_back(i);
+    filled += parameter.numel();
+  }
+  pieces.push_back(scalars.detach().reshape(-1).to(cpuFloat));
+  close();
+  group_->allReduceSum(buckets, "the gradient all-reduce " + what);
+  const double share = 1.0 / static_cast<double>(group_->worldSize());
+  for (size_t b = 0; b < buckets.size(); ++b) {
+    buckets[b].mul_(share);
+    int64_t offset = 0;
+    for (size_t i : members[b]) {
+      const at::Tensor& parameter = trainable[i].tensor;
+      const at::Tensor averaged = buckets[b].narrow(0, offset, parameter.numel()).view(parameter.sizes());
+      offset += parameter.numel();
+      if (parameter.grad().defined()) {
+        parameter.mutable_grad().copy_(averaged);
+      } else {
+        parameter.mutable_grad() = averaged.to(parameter.options()).clone();
+      }
+    }
+  }
+  at::Tensor averagedScalars = buckets.back().narrow(0, buckets.back().numel() - scalars.numel(), scalars.numel());
+  communicationSeconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return averagedScalars.clone();
+}
+
+void DataParallel::sum(at::Tensor& values, const std::string& what) const {
+  if (!group_) return;
+  std::vector<at::Tensor> one{values};
+  group_->allReduceSum(one, what);
+}
+
+double DataParallel::takeCommunicationSeconds() {
+  const double seconds = communicationSeconds_;
+  communicationSeconds_ = 0;
+  return seconds;
+}
+
+}  // namespace pace::train

@@ -1,0 +1,39 @@
+#pragma once
+// What a trainer does beyond a single process's when a distributed group is current: every rank starts from rank
+// 0's trainable tensors, and after each backward one all-reduce per bucket averages the trainable gradients
+// together with the step's loss scalars, so clipping and AdamW then run identically on every rank. PACE's two
+// copies of a sample stay on one rank: the consistency loss needs no communication.
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <vector>
+
+#include "distributed/group.h"
+#include "io/safetensors.h"
+
+namespace pace::train {
+
+class DataParallel {
+ public:
+  explicit DataParallel(std::shared_ptr<distributed::Group> group);  // null or world size 1: a single process
+  bool active() const { return group_ != nullptr; }
+  int rank() const { return group_ ? group_->rank() : 0; }
+  int worldSize() const { return group_ ? group_->worldSize() : 1; }
+  distributed::Group& group() const { return *group_; }
+
+  void broadcastParameters(const std::vector<NamedTensor>& trainable) const;
+  // Replaces every trainable gradient (a missing one counts as zeros) and the float32 scalars by their means over
+  // the ranks. The returned scalars are on the CPU; `what` names the step for errors.
+  at::Tensor averageGradients(const std::vector<NamedTensor>& trainable, const at::Tensor& scalars,
+                              const std::string& what);
+  // Sums a CPU float64 tensor over the ranks, in place.
+  void sum(at::Tensor& values, const std::string& what) const;
+  // Seconds spent in gradient all-reduces since the last call (the benchmark's communication share).
+  double takeCommunicationSeconds();
+
+ private:
+  std::shared_ptr<distributed::Group> group_;
+  double communicationSeconds_ = 0;
+};
+
+}  // namespace pace::train
