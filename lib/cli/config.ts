@@ -61,8 +61,15 @@ export function readRunConfig(file: string): RunConfig {
   } catch (error) {
     throw withContext(error, `config '${file}': ${(error as Error).message}`);
   }
-  const config = parseOptions(RunConfigSchema, raw, `config '${file}'`);
-  const baseDir = path.dirname(path.resolve(file));
+  return parseRunConfig(raw, path.dirname(path.resolve(file)), `config '${file}'`);
+}
+
+/**
+ * Validates a run config given as a value (errors name `what` and the bad field); its relative paths are relative
+ * to `baseDir`, as a file's are to its folder.
+ */
+export function parseRunConfig(raw: unknown, baseDir: string, what: string): RunConfig {
+  const config = parseOptions(RunConfigSchema, raw, what);
   const resolve = (p: string | undefined) => (p === undefined ? undefined : path.resolve(baseDir, p));
   // a file is relative to the config; a pretrained name (or true) is left for createModel to download
   const weightsSource = (p: string | true | undefined) =>

@@ -1,0 +1,191 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { z } from 'zod';
+
+import { parseRunConfig } from '../cli/config';
+import type { DatasetSource } from '../data/sources';
+import { withContext } from '../error-context';
+import { PaceOptionError } from '../errors';
+import { parseOptions } from '../options';
+import { checkOptionPath, type SettingValue } from './grid';
+import { absoluteSource, SweepTaskSchema, type StageData, type SweepTaskInput } from './tasks';
+
+/**
+ * A sweep in one JSON file (`pace sweep --config sweep.json`); relative paths are relative to the file.
+ * Which runs it makes (`base`, `grid`, `list`, `tasks`, `seeds`, `protocol`, `tuneSeed`) is stored in its folder
+ * and may not change there; how they are scheduled (`parallel`, `threads`, `gpus`) may.
+ */
+export const SweepConfigSchema = z
+  .object({
+    /** The run config every run starts from (what `pace fit --config` takes), or the path of one. */
+    base: z.union([z.string().min(1), z.record(z.string(), z.unknown())]),
+    /** Option paths and the values to try; every combination is a point (the first path varies slowest). */
+    grid: z.record(z.string(), z.array(z.unknown()).min(1)).optional(),
+    /** Points given one by one (combined with each grid point when both are given). */
+    list: z.array(z.record(z.string(), z.unknown())).min(1).optional(),
+    /** The datasets; without tasks every run trains on the base config's data. */
+    tasks: z.array(SweepTaskSchema).min(1).optional(),
+    /** The seeds of the reported runs (each sets trainer.seed, and a few-shot task's training list). */
+    seeds: z.array(z.number().int().min(0)).min(1).default([0]),
+    /**
+     * `select`: the paper's protocol, each point run once on a task's tuning split, the best by validation accuracy
+     * then run on its evaluation split with every seed (default with tasks). `grid`: every point with every seed on
+     * the evaluation split (or the base config's data), nothing selected (default without tasks).
+     */
+    protocol: z.enum(['select', 'grid']).optional(),
+    /** The seed of the tuning runs (default: the first of `seeds`). */
+    tuneSeed: z.number().int().min(0).optional(),
+    /** The sweep folder (run folders, results); `pace sweep --dir` overrides it. */
+    dir: z.string().min(1).optional(),
+    /** Runs at a time (default: one per GPU in `gpus`, else 1). */
+    parallel: z.number().int().min(1).optional(),
+    /** CPU threads shared among the concurrent runs (default: every CPU this process may use). */
+    threads: z.number().int().min(1).max(1024).optional(),
+    /** GPU indices: run slot i sees only GPU gpus[i mod n] (CUDA_VISIBLE_DEVICES); the base sets model.device. */
+    gpus: z.array(z.number().int().min(0)).min(1).optional(),
+  })
+  .strict();
+
+export type SweepConfigInput = z.input<typeof SweepConfigSchema>;
+
+/** A run config as the sweep holds it: validated, every path absolute, no run folder. */
+export interface BaseRunConfig {
+  model: Record<string, unknown>;
+  adapters: Record<string, unknown>;
+  trainer: Record<string, unknown>;
+  data: Record<string, unknown>;
+  fit: Record<string, unknown>;
+}
+
+/** What decides a sweep's runs: stored in its folder, and compared when the folder is used again. */
+export interface SweepIdentity {
+  base: BaseRunConfig;
+  /** The grid as given (its paths in order). */
+  grid: Record<string, SettingValue[]>;
+  list?: Record<string, SettingValue>[];
+  tasks?: SweepTaskInput[];
+  seeds: number[];
+  protocol: 'select' | 'grid';
+  tuneSeed: number;
+}
+
+/** A validated sweep config. */
+export interface SweepConfig extends Omit<SweepIdentity, 'grid'> {
+  /** The grid's paths and values, in order. */
+  grid: [string, SettingValue[]][];
+  /** The sweep folder, absolute (undefined when neither the config nor the caller names one). */
+  dir?: string;
+  parallel?: number;
+  threads?: number;
+  gpus?: number[];
+}
+
+function stageAbsolute(data: StageData | undefined, baseDir: string): StageData | undefined {
+  if (!data) return undefined;
+  const at = (source: DatasetSource | undefined) => source && absoluteSource(source, baseDir);
+  return JSON.parse(
+    JSON.stringify({ train: at(data.train), validation: at(data.validation), test: at(data.test) }),
+  ) as StageData;
+}
+
+/** A task with its paths made absolute. */
+function taskAbsolute(task: SweepTaskInput, baseDir: string): SweepTaskInput {
+  const at = (p: string) => path.resolve(baseDir, p);
+  if ('vtab' in task) return { vtab: { ...task.vtab, root: at(task.vtab.root) } };
+  if ('fewShot' in task) return { fewShot: { ...task.fewShot, root: at(task.fewShot.root) } };
+  if ('fgvc' in task) return { fgvc: { ...task.fgvc, root: at(task.fgvc.root) } };
+  return JSON.parse(
+    JSON.stringify({
+      ...task,
+      tune: stageAbsolute(task.tune, baseDir),
+      evaluate: stageAbsolute(task.evaluate, baseDir),
+    }),
+  ) as SweepTaskInput;
+}
+
+function readJson(file: string, what: string): unknown {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw withContext(error, `${what}: ${(error as Error).message}`);
+  }
+}
+
+/** The base run config, validated as `pace fit --config` does, with every path absolute. */
+function loadBase(base: string | Record<string, unknown>, baseDir: string, what: string): BaseRunConfig {
+  const file = typeof base === 'string' ? path.resolve(baseDir, base) : undefined;
+  const parsed = file
+    ? parseRunConfig(readJson(file, `${what}.base '${base as string}'`), path.dirname(file), `${what}.base '${base}'`)
+    : parseRunConfig(base, baseDir, `${what}.base`);
+  const at = (source: DatasetSource | undefined) => source && absoluteSource(source, parsed.baseDir);
+  const data = {
+    ...parsed.data,
+    train: at(parsed.data.train),
+    validation: at(parsed.data.validation),
+    test: at(parsed.data.test),
+    cacheDir: parsed.data.cacheDir && path.resolve(parsed.baseDir, parsed.data.cacheDir),
+  };
+  // runDir and baseDir are left out: the sweep names each run's folder, and every path is absolute now
+  return JSON.parse(
+    JSON.stringify({
+      model: parsed.model,
+      adapters: parsed.adapters,
+      trainer: parsed.trainer,
+      data,
+      fit: parsed.fit,
+    }),
+  ) as BaseRunConfig;
+}
+
+/** Validates a sweep config given as a value; its relative paths are relative to `baseDir`. */
+export function parseSweepConfig(raw: unknown, baseDir: string, what = 'sweep'): SweepConfig {
+  const config = parseOptions(SweepConfigSchema, raw, what);
+  const grid = Object.entries(config.grid ?? {});
+  grid.forEach(([key]) => checkOptionPath(key, `${what}.grid`));
+  config.list?.forEach((entry, i) => Object.keys(entry).forEach((key) => checkOptionPath(key, `${what}.list[${i}]`)));
+  const repeated = config.seeds.find((seed, i) => config.seeds.indexOf(seed) !== i);
+  if (repeated !== undefined) throw new PaceOptionError(`${what}.seeds: seed ${repeated} is listed twice`);
+  const protocol = config.protocol ?? (config.tasks ? 'select' : 'grid');
+  if (protocol === 'select') {
+    if (!config.tasks) {
+      throw new PaceOptionError(
+        `${what}.tasks: protocol 'select' needs tasks with tuning and evaluation data (or use protocol 'grid')`,
+      );
+    }
+    config.tasks.forEach((task, i) => {
+      if ('evaluate' in task && !task.tune) {
+        throw new PaceOptionError(
+          `${what}.tasks[${i}].tune: protocol 'select' needs the task's tuning data (train and validation)`,
+        );
+      }
+    });
+  }
+  return {
+    base: loadBase(config.base, baseDir, what),
+    grid,
+    list: config.list,
+    tasks: config.tasks?.map((task) => taskAbsolute(task, baseDir)),
+    seeds: config.seeds,
+    protocol,
+    tuneSeed: config.tuneSeed ?? config.seeds[0],
+    dir: config.dir && path.resolve(baseDir, config.dir),
+    parallel: config.parallel,
+    threads: config.threads,
+    gpus: config.gpus,
+  };
+}
+
+/** Reads and validates a sweep config file; errors name the file and the bad field. */
+export function readSweepConfig(file: string): SweepConfig {
+  const what = `sweep config '${file}'`;
+  return parseSweepConfig(readJson(file, what), path.dirname(path.resolve(file)), what);
+}
+
+/** The part of a config that decides its runs. */
+export function identityOf(config: SweepConfig): SweepIdentity {
+  const { base, grid, list, tasks, seeds, protocol, tuneSeed } = config;
+  return JSON.parse(
+    JSON.stringify({ base, grid: Object.fromEntries(grid), list, tasks, seeds, protocol, tuneSeed }),
+  ) as SweepIdentity;
+}

@@ -1,0 +1,119 @@
+import type { Summary, SweepResults } from './results';
+import { meanOf } from './stats';
+import { VTAB_GROUPS } from './vtab-groups';
+
+/** An accuracy in percent with two decimals. */
+export const percent = (value: number): string => (100 * value).toFixed(2);
+
+/** A summary's cell: `mean ± std` in percent. */
+export const meanStdCell = (summary: Summary): string => `${percent(summary.mean)} ± ${percent(summary.std)}`;
+
+const table = (header: string[], rows: string[][]): string =>
+  [
+    `| ${header.join(' | ')} |`,
+    `| ${header.map(() => '---').join(' | ')} |`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n');
+
+/** The rows of a table: under `select` one row (each task's chosen point), under `grid` one per point. */
+function rowKey(results: SweepResults, summary: Summary): string {
+  return results.protocol === 'select' ? 'selected per task' : summary.label;
+}
+
+function inOrder<T>(values: T[]): T[] {
+  return [...new Set(values)];
+}
+
+/**
+ * VTAB-1k as the paper's Table 1: the tasks by group, each group's mean after its tasks, then the mean of the
+ * group means. A group mean is the mean of its tasks' mean accuracies (of the tasks present).
+ */
+export function vtabTable(results: SweepResults, summaries: Summary[]): string {
+  const groups = VTAB_GROUPS.map((group) => ({
+    name: group.name,
+    tasks: group.tasks.filter((task) => summaries.some((s) => s.task?.name === task)),
+  })).filter((group) => group.tasks.length > 0);
+  const header = ['Setting', ...groups.flatMap((g) => [...g.tasks, `**${g.name}**`]), '**Mean**'];
+  const rows = inOrder(summaries.map((s) => rowKey(results, s))).map((key) => {
+    const of = summaries.filter((s) => rowKey(results, s) === key);
+    const groupMeans: (number | undefined)[] = [];
+    const cells = groups.flatMap((group) => {
+      const found = group.tasks.map((task) => of.find((s) => s.task?.name === task));
+      const mean = meanOf(found.map((s) => s?.mean));
+      groupMeans.push(mean);
+      return [...found.map((s) => (s ? meanStdCell(s) : '—')), mean === undefined ? '—' : `**${percent(mean)}**`];
+    });
+    const overall = meanOf(groupMeans);
+    return [key, ...cells, overall === undefined ? '—' : `**${percent(overall)}**`];
+  });
+  return table(header, rows);
+}
+
+/** Few-shot results: one row per dataset (and point), one column per shot count. */
+export function fewShotTable(results: SweepResults, summaries: Summary[]): string {
+  const shots = inOrder(summaries.map((s) => s.task?.shots as number)).sort((a, b) => a - b);
+  const keys = inOrder(summaries.map((s) => JSON.stringify([s.task?.dataset, rowKey(results, s)])));
+  const rows = keys.map((key) => {
+    const [dataset, row] = JSON.parse(key) as [string, string];
+    const cells = shots.map((k) => {
+      const found = summaries.find(
+        (s) => s.task?.dataset === dataset && s.task?.shots === k && rowKey(results, s) === row,
+      );
+      return found ? meanStdCell(found) : '—';
+    });
+    return [dataset, row, ...cells];
+  });
+  return table(['Dataset', 'Setting', ...shots.map((k) => `${k}-shot`)], rows);
+}
+
+/** Other tasks (and a sweep without tasks): one row per task and point. */
+export function plainTable(summaries: Summary[]): string {
+  return table(
+    ['Task', 'Setting', 'Accuracy (%)', 'Seeds', 'Metric'],
+    summaries.map((s) => [s.task?.name ?? '—', s.label, meanStdCell(s), String(s.n), s.metric]),
+  );
+}
+
+function selectionTable(results: SweepResults): string {
+  return table(
+    ['Task', 'Selected', 'Validation accuracy (%)', 'Points (finished)'],
+    results.selections.map((s) => [
+      s.task?.name ?? '—',
+      s.label ?? '— (no finished tuning run)',
+      s.valAcc === undefined ? '—' : percent(s.valAcc),
+      `${s.candidates} (${s.finished})`,
+    ]),
+  );
+}
+
+/** `results.md`: the sweep's tables in the paper's layout, accuracies in percent as mean ± std over seeds. */
+export function resultsMarkdown(results: SweepResults): string {
+  const { summaries } = results;
+  const seeds = results.seeds.length;
+  const protocol =
+    results.protocol === 'select'
+      ? `Each point ran once on each task's tuning split; the best by validation accuracy then ran on the ` +
+        `evaluation split with ${seeds} seed(s) (${results.seeds.join(', ')}).`
+      : `Every point ran with ${seeds} seed(s) (${results.seeds.join(', ')}), nothing selected.`;
+  const parts = [
+    '# Sweep results',
+    `${protocol} Accuracy in percent: the last measured test accuracy (validation where there is no test set), ` +
+      'mean ± standard deviation over the seeds (population std). VTAB group columns are the means of their ' +
+      "tasks' means; Mean is the mean of the group means.",
+  ];
+  if (results.protocol === 'select') parts.push('## Selection on the tuning split', selectionTable(results));
+  const vtab = summaries.filter((s) => s.task?.kind === 'vtab');
+  const fewShot = summaries.filter((s) => s.task?.kind === 'fewShot');
+  const plain = summaries.filter((s) => s.task?.kind !== 'vtab' && s.task?.kind !== 'fewShot');
+  if (vtab.length > 0) parts.push('## VTAB-1k', vtabTable(results, vtab));
+  if (fewShot.length > 0) parts.push('## Few-shot', fewShotTable(results, fewShot));
+  if (plain.length > 0)
+    parts.push(vtab.length + fewShot.length > 0 ? '## Other tasks' : '## Results', plainTable(plain));
+  const waiting = results.rows.filter((row) => row.status !== 'finished');
+  if (waiting.length > 0) {
+    parts.push(
+      `Not finished: ${waiting.map((row) => `${row.name}${row.status === 'failed' ? ' (failed)' : ''}`).join(', ')}.`,
+    );
+  }
+  return `${parts.join('\n\n')}\n`;
+}

@@ -1,0 +1,121 @@
+import type { Setting } from './grid';
+import type { PlannedRun, RunStage, SweepPlan } from './plan';
+import { finalMetrics, runStatus, type FinalMetrics, type RunStatus } from './run-state';
+import { meanStd, selectBest, type MeanStd } from './stats';
+import type { TaskKind } from './tasks';
+import { vtabGroupOf } from './vtab-groups';
+
+/** A task as the results show it. */
+export interface TaskInfo {
+  name: string;
+  kind: TaskKind;
+  /** A VTAB task's group (Natural, Specialized, Structured). */
+  group?: string;
+  dataset?: string;
+  shots?: number;
+}
+
+/** One run and its final numbers (read from its run folder's metrics). */
+export interface RunRow {
+  name: string;
+  dir: string;
+  stage: RunStage;
+  task?: TaskInfo;
+  point: number;
+  label: string;
+  setting: Setting;
+  seed: number;
+  status: RunStatus;
+  metrics: FinalMetrics;
+}
+
+/** The point a task's tuning runs chose. */
+export interface Selection {
+  task?: TaskInfo;
+  /** undefined: no tuning run has finished with a validation accuracy. */
+  point?: number;
+  label?: string;
+  valAcc?: number;
+  /** The points tried, and how many of their runs finished. */
+  candidates: number;
+  finished: number;
+}
+
+/** A task's accuracy at one point over the seeds: test accuracy where the runs measured it, else validation. */
+export interface Summary extends MeanStd {
+  task?: TaskInfo;
+  point: number;
+  label: string;
+  metric: 'test_acc' | 'val_acc';
+  values: number[];
+  seeds: number[];
+}
+
+export interface SweepResults {
+  protocol: 'select' | 'grid';
+  /** The option paths the sweep varies (the CSV's setting columns). */
+  paths: string[];
+  seeds: number[];
+  rows: RunRow[];
+  selections: Selection[];
+  summaries: Summary[];
+}
+
+export function taskInfo(run: Pick<PlannedRun, 'task'>): TaskInfo | undefined {
+  const task = run.task;
+  if (!task) return undefined;
+  return {
+    name: task.name,
+    kind: task.kind,
+    ...(task.vtabTask !== undefined && { group: vtabGroupOf(task.vtabTask) }),
+    ...(task.dataset !== undefined && { dataset: task.dataset }),
+    ...(task.shots !== undefined && { shots: task.shots }),
+  };
+}
+
+/** Reads the runs' folders: each run's status and final numbers. */
+export function readRows(plan: SweepPlan, runs: PlannedRun[]): RunRow[] {
+  return runs.map((run) => {
+    const status = runStatus(run.dir);
+    return {
+      name: run.name,
+      dir: run.dir,
+      stage: run.stage,
+      task: taskInfo(run),
+      point: run.point,
+      label: plan.label(run.point),
+      setting: run.setting,
+      seed: run.seed,
+      status,
+      metrics: status === 'finished' ? finalMetrics(run.dir) : { epochs: 0 },
+    };
+  });
+}
+
+/** Mean ± std per task and point over the finished evaluation (or grid) runs, in the order runs were planned. */
+export function summarize(rows: RunRow[]): Summary[] {
+  const groups = new Map<string, RunRow[]>();
+  for (const row of rows) {
+    if (row.stage === 'tune' || row.status !== 'finished') continue;
+    const key = JSON.stringify([row.task?.name ?? null, row.point]);
+    groups.set(key, [...(groups.get(key) ?? []), row]);
+  }
+  return [...groups.values()].map((group) => {
+    const metric = group.every((row) => row.metrics.test_acc !== undefined) ? 'test_acc' : 'val_acc';
+    const measured = group.filter((row) => row.metrics[metric] !== undefined);
+    const values = measured.map((row) => row.metrics[metric] as number);
+    const { task, point, label } = group[0];
+    return { task, point, label, metric, values, seeds: measured.map((row) => row.seed), ...meanStd(values) };
+  });
+}
+
+/** The paper's selection for one task: the point whose tuning run reached the highest validation accuracy. */
+export function selectionOf(task: TaskInfo | undefined, tuneRows: RunRow[]): Selection {
+  const finished = tuneRows.filter((row) => row.status === 'finished');
+  const scores = tuneRows.map((row) => (row.status === 'finished' ? row.metrics.val_acc : undefined));
+  const best = selectBest(scores);
+  const selection: Selection = { task, candidates: tuneRows.length, finished: finished.length };
+  if (best === undefined) return selection;
+  const row = tuneRows[best];
+  return { ...selection, point: row.point, label: row.label, valAcc: row.metrics.val_acc };
+}
