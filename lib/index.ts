@@ -148,5 +148,22 @@ export {
   type DistributedGroup,
 } from './distributed/group';
 export { launch, LaunchOptionsSchema, type LaunchOptions, type LaunchResult } from './distributed/launch';
+export {
+  sweep,
+  threadsPerRun,
+  type SweepEvent,
+  type SweepOptions,
+  type SweepOutcome,
+  type RunInfo,
+} from './sweep/sweep';
+export {
+  SweepConfigSchema,
+  parseSweepConfig,
+  readSweepConfig,
+  type SweepConfig,
+  type SweepConfigInput,
+} from './sweep/config';
+export { resultsMarkdown } from './sweep/markdown';
+export { resultsCsv } from './sweep/csv';
 export { type SweepResults, type RunRow, type Summary, type Selection, type TaskInfo } from './sweep/results';
 export { VTAB_GROUPS } from './sweep/vtab-groups';

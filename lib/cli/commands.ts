@@ -13,6 +13,7 @@ import { launchCommand } from './launch-command';
 import { reportCommand } from './report-command';
 import { pullCommand } from './pull-command';
 import { serveCommand } from './serve-command';
+import { sweepCommand } from './sweep-command';
 import { numberFlag, UsageError, type Command } from './usage';
 
 export { UsageError };
@@ -244,6 +245,7 @@ export const doctorCommand: Command = {
 export const commands: Record<string, Command> = {
   fit: fitCommand,
   launch: launchCommand,
+  sweep: sweepCommand,
   eval: evalCommand,
   export: exportCommand,
   serve: serveCommand,

@@ -1,0 +1,98 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { withContext } from '../error-context';
+import { PaceBusyError, PaceStateError } from '../errors';
+import { writeFileAtomic } from '../train/run-folder';
+import type { SweepIdentity } from './config';
+
+const STORED = 'sweep.json';
+const LOCK = 'sweep.lock';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The first place two JSON values differ, as a path (`grid.trainer.pace.sigma[1]`), or undefined. */
+export function firstDifference(a: unknown, b: unknown, at = ''): string | undefined {
+  if (JSON.stringify(a) === JSON.stringify(b)) return undefined;
+  if (Array.isArray(a) && Array.isArray(b)) {
+    for (let i = 0; i < Math.max(a.length, b.length); i++) {
+      const found = firstDifference(a[i], b[i], `${at}[${i}]`);
+      if (found) return found;
+    }
+    return at || '(the whole config)';
+  }
+  if (
+    typeof a === 'object' &&
+    a !== null &&
+    typeof b === 'object' &&
+    b !== null &&
+    !Array.isArray(a) &&
+    !Array.isArray(b)
+  ) {
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])];
+    for (const key of keys) {
+      const found = firstDifference(
+        (a as Record<string, unknown>)[key],
+        (b as Record<string, unknown>)[key],
+        at ? `${at}.${key}` : key,
+      );
+      if (found) return found;
+    }
+  }
+  return at || '(the whole config)';
+}
+
+/**
+ * Opens a sweep folder for `identity`: creates it and stores the config (`sweep.json`), or checks that the stored
+ * one is the same (a changed config would mix runs of two sweeps: refused); takes the folder's lock
+ * (`sweep.lock`, a live other process holding it is refused). Returns the function releasing the lock.
+ */
+export function openSweepFolder(dir: string, identity: SweepIdentity): () => void {
+  fs.mkdirSync(dir, { recursive: true });
+  const lock = path.join(dir, LOCK);
+  if (fs.existsSync(lock)) {
+    const pid = Number(fs.readFileSync(lock, 'utf8').trim());
+    if (Number.isInteger(pid) && pid !== process.pid && alive(pid)) {
+      throw new PaceBusyError(`the sweep folder ${dir} is in use by process ${pid} (${lock})`);
+    }
+  }
+  writeFileAtomic(lock, `${process.pid}\n`);
+  const release = () => {
+    try {
+      if (fs.readFileSync(lock, 'utf8').trim() === String(process.pid)) fs.rmSync(lock, { force: true });
+    } catch {
+      // already gone
+    }
+  };
+  try {
+    const stored = path.join(dir, STORED);
+    if (fs.existsSync(stored)) {
+      let before: unknown;
+      try {
+        before = JSON.parse(fs.readFileSync(stored, 'utf8'));
+      } catch (error) {
+        throw withContext(error, `${stored} is not readable JSON (${(error as Error).message})`);
+      }
+      const where = firstDifference(before, identity);
+      if (where !== undefined) {
+        throw new PaceStateError(
+          `the sweep folder ${dir} holds a sweep of another config (it differs at ${where}): ` +
+            `resuming it with this one would mix two sweeps; use a new folder, or the config stored in ${stored}`,
+        );
+      }
+    } else {
+      writeFileAtomic(stored, `${JSON.stringify(identity, null, 2)}\n`);
+    }
+  } catch (error) {
+    release();
+    throw error;
+  }
+  return release;
+}

@@ -1,0 +1,274 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { PaceOptionError } from '../errors';
+import { writeFileAtomic } from '../train/run-folder';
+import { identityOf, parseSweepConfig, readSweepConfig, type SweepConfig, type SweepConfigInput } from './config';
+import { resultsCsv } from './csv';
+import { openSweepFolder } from './folder';
+import { defaultChildModule, launchRun, type RunProcess } from './launch';
+import { resultsMarkdown } from './markdown';
+import { SweepPlan, type PlannedRun, type RunStage } from './plan';
+import { readRows, selectionOf, summarize, taskInfo, type Selection, type SweepResults } from './results';
+import { checkpointOf, markFailed, markFinished, runStatus } from './run-state';
+import type { SweepTask } from './tasks';
+
+/** A run as progress events name it. */
+export interface RunInfo {
+  name: string;
+  dir: string;
+  stage: RunStage;
+  task?: string;
+  /** Its setting: `σ 0.5, λ 1`. */
+  label: string;
+  seed: number;
+}
+
+/** What a sweep reports while it runs. */
+export type SweepEvent =
+  | { type: 'plan'; dir: string; runs: number; finished: number; parallel: number; threadsPerRun: number }
+  | { type: 'skip'; run: RunInfo }
+  | { type: 'start'; run: RunInfo; pid: number; resumedFromEpoch?: number }
+  | { type: 'epoch'; run: RunInfo; epoch: number; epochs: number; line: string }
+  | { type: 'finish'; run: RunInfo; valAcc?: number; testAcc?: number; seconds: number }
+  | { type: 'fail'; run: RunInfo; message: string }
+  | { type: 'select'; task?: string; label?: string; valAcc?: number }
+  | { type: 'results'; csv: string; markdown: string };
+
+export interface SweepOptions {
+  /** The sweep folder (default: the config's `dir`). */
+  dir?: string;
+  /** Runs at a time, CPU threads in all, GPUs: override the config's. */
+  parallel?: number;
+  threads?: number;
+  gpus?: number[];
+  /** Relative paths of a config given as a value resolve against this folder (default: the working directory). */
+  baseDir?: string;
+  onEvent?: (event: SweepEvent) => void;
+  /** Stops the sweep: each running run is interrupted (its checkpoint kept) and nothing new starts. */
+  signal?: AbortSignal;
+  /** The module each run's `pace fit` is forked from (default: dist's sweep/run-child.js). */
+  childModule?: string;
+}
+
+/** What a sweep did. */
+export interface SweepOutcome extends SweepResults {
+  dir: string;
+  /** Stopped by its signal before every run finished. */
+  aborted: boolean;
+  /** The runs that failed (their folders hold failed.json and fit.log). */
+  failed: string[];
+}
+
+/** The CPU threads each of `parallel` concurrent runs gets out of `threads` (at least one). */
+export function threadsPerRun(threads: number, parallel: number): number {
+  return Math.max(1, Math.floor(threads / parallel));
+}
+
+/** The environment of a run in slot `slot`: its share of the threads, and its GPU when GPUs are listed. */
+export function runEnvironment(
+  base: NodeJS.ProcessEnv,
+  options: { threads: number; slot: number; gpus?: number[] },
+): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    ...base,
+    PACE_NUM_THREADS: String(options.threads),
+    OMP_NUM_THREADS: String(options.threads),
+  };
+  if (options.gpus) env.CUDA_VISIBLE_DEVICES = String(options.gpus[options.slot % options.gpus.length]);
+  return env;
+}
+
+const EPOCH_LINE = /^epoch (\d+): /;
+
+/**
+ * Runs a sweep (a config file's path, or the config as a value): every run a child process (`pace fit`) in its own
+ * folder under the sweep folder, `parallel` at a time, sharing the CPU threads. Under the `select` protocol each
+ * task's point is chosen on its tuning split, then run on its evaluation split with every seed. Finished runs of
+ * an earlier, stopped sweep of the folder are not run again; a killed one continues from its last checkpoint.
+ * `results.csv` and `results.md` are rewritten in the folder after every run.
+ */
+export async function sweep(config: string | SweepConfigInput, options: SweepOptions = {}): Promise<SweepOutcome> {
+  const parsed: SweepConfig =
+    typeof config === 'string' ? readSweepConfig(config) : parseSweepConfig(config, options.baseDir ?? process.cwd());
+  const dir = options.dir ? path.resolve(options.dir) : parsed.dir;
+  if (!dir) throw new PaceOptionError('a sweep folder is needed: "dir" in the config, or the dir option (--dir)');
+  const gpus = options.gpus ?? parsed.gpus;
+  const parallel = options.parallel ?? parsed.parallel ?? gpus?.length ?? 1;
+  const threads = threadsPerRun(options.threads ?? parsed.threads ?? os.availableParallelism(), parallel);
+  const plan = new SweepPlan(parsed, dir);
+  const childModule = options.childModule ?? defaultChildModule();
+  const emit = (event: SweepEvent) => options.onEvent?.(event);
+  const release = openSweepFolder(dir, identityOf(parsed));
+  try {
+    return await new Scheduler(plan, { parallel, threads, gpus, childModule, emit, signal: options.signal }).run();
+  } finally {
+    release();
+  }
+}
+
+interface SchedulerOptions {
+  parallel: number;
+  threads: number;
+  gpus?: number[];
+  childModule: string;
+  emit: (event: SweepEvent) => void;
+  signal?: AbortSignal;
+}
+
+/** Starts runs as slots free up, chooses each task's point once its tuning runs are done, writes the results. */
+class Scheduler {
+  /** Every run planned so far, in order (the results' rows). */
+  private readonly planned: PlannedRun[];
+  private readonly queue: PlannedRun[] = [];
+  private readonly running = new Map<PlannedRun, { process: RunProcess; slot: number; done: Promise<void> }>();
+  private readonly selections = new Map<SweepTask | undefined, Selection>();
+  private readonly failed: string[] = [];
+
+  constructor(
+    private readonly plan: SweepPlan,
+    private readonly options: SchedulerOptions,
+  ) {
+    this.planned = plan.initialRuns();
+  }
+
+  private info(run: PlannedRun): RunInfo {
+    const { name, dir, stage, seed } = run;
+    return { name, dir, stage, task: run.task?.name, label: this.plan.label(run.point), seed };
+  }
+
+  /** Queues runs, reporting those an earlier sweep finished. */
+  private enqueue(runs: PlannedRun[]): void {
+    for (const run of runs) {
+      if (runStatus(run.dir) === 'finished') this.options.emit({ type: 'skip', run: this.info(run) });
+      else this.queue.push(run);
+    }
+  }
+
+  async run(): Promise<SweepOutcome> {
+    const { parallel, threads, signal } = this.options;
+    const finished = this.planned.filter((run) => runStatus(run.dir) === 'finished').length;
+    this.options.emit({
+      type: 'plan',
+      dir: this.plan.dir,
+      runs: this.planned.length,
+      finished,
+      parallel,
+      threadsPerRun: threads,
+    });
+    this.enqueue(this.planned);
+    this.selectReadyTasks();
+    const stop = () => {
+      for (const { process } of this.running.values()) process.interrupt();
+    };
+    signal?.addEventListener('abort', stop);
+    try {
+      while (this.queue.length > 0 || this.running.size > 0) {
+        while (!signal?.aborted && this.queue.length > 0 && this.running.size < parallel) {
+          await this.start(this.queue.shift() as PlannedRun);
+        }
+        if (this.running.size === 0) break;
+        await Promise.race([...this.running.values()].map((entry) => entry.done));
+        this.selectReadyTasks();
+        this.writeResults();
+      }
+    } finally {
+      signal?.removeEventListener('abort', stop);
+    }
+    const results = this.writeResults();
+    return { ...results, dir: this.plan.dir, aborted: signal?.aborted === true, failed: this.failed };
+  }
+
+  private freeSlot(): number {
+    const used = new Set([...this.running.values()].map((entry) => entry.slot));
+    let slot = 0;
+    while (used.has(slot)) slot++;
+    return slot;
+  }
+
+  private async start(run: PlannedRun): Promise<void> {
+    const info = this.info(run);
+    const checkpoint = await checkpointOf(run.dir);
+    const slot = this.freeSlot();
+    const started = Date.now();
+    const process = launchRun(run, {
+      resume: checkpoint.exists,
+      childModule: this.options.childModule,
+      env: runEnvironment(globalThis.process.env, { threads: this.options.threads, slot, gpus: this.options.gpus }),
+      onLine: (line) => {
+        const epoch = EPOCH_LINE.exec(line);
+        if (epoch) this.options.emit({ type: 'epoch', run: info, epoch: Number(epoch[1]), epochs: run.epochs, line });
+      },
+    });
+    this.options.emit({
+      type: 'start',
+      run: info,
+      pid: process.pid,
+      ...(checkpoint.exists && { resumedFromEpoch: checkpoint.epochs ?? 0 }),
+    });
+    const done = process.exited.then(({ code, signal, stderr }) => {
+      this.running.delete(run);
+      if (code === 0) {
+        try {
+          const metrics = markFinished(run.dir, run.name, run.epochs);
+          const seconds = (Date.now() - started) / 1000;
+          this.options.emit({ type: 'finish', run: info, valAcc: metrics.val_acc, testAcc: metrics.test_acc, seconds });
+          return;
+        } catch (error) {
+          return this.fail(run, (error as Error).message);
+        }
+      }
+      if (this.options.signal?.aborted) return; // interrupted: it continues from its checkpoint next time
+      const why = signal ? `killed by ${signal}` : `exit code ${code}`;
+      const tail = stderr.trim().split('\n').slice(-5).join('\n');
+      this.fail(run, `pace fit ended with ${why}${tail ? `: ${tail}` : ''} (see ${path.join(run.dir, 'fit.log')})`);
+    });
+    this.running.set(run, { process, slot, done });
+  }
+
+  private fail(run: PlannedRun, message: string): void {
+    markFailed(run.dir, message);
+    this.failed.push(run.name);
+    this.options.emit({ type: 'fail', run: this.info(run), message });
+  }
+
+  /** Under `select`: for each task whose tuning runs have all ended, chooses its point and queues its evaluation. */
+  private selectReadyTasks(): void {
+    if (this.plan.config.protocol !== 'select') return;
+    for (const task of this.plan.tasks) {
+      if (this.selections.has(task)) continue;
+      const tuning = this.planned.filter((run) => run.stage === 'tune' && run.task === task);
+      const ended = tuning.every((run) => runStatus(run.dir) === 'finished' || this.failed.includes(run.name));
+      if (!ended) continue;
+      const rows = readRows(this.plan, tuning);
+      const selection = selectionOf(taskInfo({ task }), rows);
+      this.selections.set(task, selection);
+      this.options.emit({ type: 'select', task: task?.name, label: selection.label, valAcc: selection.valAcc });
+      if (selection.point === undefined) continue;
+      const evaluation = this.plan.evaluationRuns(task, selection.point);
+      this.planned.push(...evaluation);
+      this.enqueue(evaluation);
+    }
+  }
+
+  /** Rewrites results.csv and results.md from the run folders. */
+  private writeResults(): SweepResults {
+    const rows = readRows(this.plan, this.planned);
+    const results: SweepResults = {
+      protocol: this.plan.config.protocol,
+      paths: this.plan.paths,
+      seeds: this.plan.config.seeds,
+      rows,
+      selections: this.plan.tasks.flatMap((task) => this.selections.get(task) ?? []),
+      summaries: summarize(rows),
+    };
+    const csv = resultsCsv(results);
+    const markdown = resultsMarkdown(results);
+    fs.mkdirSync(this.plan.dir, { recursive: true });
+    writeFileAtomic(path.join(this.plan.dir, 'results.csv'), csv);
+    writeFileAtomic(path.join(this.plan.dir, 'results.md'), markdown);
+    this.options.emit({ type: 'results', csv, markdown });
+    return results;
+  }
+}
