@@ -1,0 +1,389 @@
+import path from 'node:path';
+
+import {
+  PaceOptionError,
+  parseSweepConfig,
+  resultsCsv,
+  resultsMarkdown,
+  threadsPerRun,
+  VTAB_GROUPS,
+  VTAB_TASKS,
+} from '../lib';
+import { firstDifference } from '../lib/sweep/folder';
+import { applySetting, expandSettings } from '../lib/sweep/grid';
+import { pathNames, runName, runNames, sanitize } from '../lib/sweep/naming';
+import { SweepPlan } from '../lib/sweep/plan';
+import { selectionOf, summarize, type RunRow, type SweepResults, type TaskInfo } from '../lib/sweep/results';
+import { meanStd, selectBest } from '../lib/sweep/stats';
+import { runEnvironment } from '../lib/sweep/sweep';
+
+const base = {
+  model: { name: 'vit_base_patch16_224', numClasses: 10, pretrained: 'backbone.safetensors' },
+  trainer: { optimizer: { lr: 1e-3 } },
+  data: { train: 'train.safetensors', test: 'test.safetensors' },
+  fit: { epochs: 2, batchSize: 8 },
+};
+const parse = (config: Record<string, unknown>) => parseSweepConfig({ base, ...config }, '/data');
+const plan = (config: Record<string, unknown>) => new SweepPlan(parse(config), '/sweeps/s');
+
+describe('sweep configs are validated with errors naming the field', () => {
+  test.each([
+    [{ grid: { sigma: [1] } }, "sweep.grid: 'sigma' is not an option path"],
+    [{ grid: { 'trainer.seed': [1, 2] } }, "'trainer.seed' cannot be swept: the sweep's seeds set it"],
+    [{ list: [{ 'fit.runDir': 'x' }] }, "sweep.list[0]: 'fit.runDir' cannot be swept"],
+    [{ grid: { 'trainer.pace.sigma': [] } }, 'sweep.grid.trainer.pace.sigma: Too small'],
+    [{ seeds: [0, 1, 0] }, 'sweep.seeds: seed 0 is listed twice'],
+    [{ grids: {} }, 'sweep: Unrecognized key: "grids"'],
+    [{ protocol: 'select' }, "sweep.tasks: protocol 'select' needs tasks"],
+    [
+      { tasks: [{ vtab: { root: 'vtab', task: 'cifar100' } }] },
+      "sweep.tasks[0].vtab.task: 'cifar100' is not a VTAB-1k task",
+    ],
+    [
+      { tasks: [{ name: 'mine', evaluate: { train: 'a', test: 'b' } }] },
+      "sweep.tasks[0].tune: protocol 'select' needs the task's tuning data",
+    ],
+    [
+      { tasks: [{ name: 'mine', tune: { train: 'a' }, evaluate: { train: 'a', test: 'b' } }] },
+      'sweep.tasks[0].tune.validation: required',
+    ],
+    [
+      { tasks: [{ vtab: { root: 'v', task: 'dtd' } }, { vtab: { root: 'w', task: 'dtd' } }] },
+      "the task 'dtd' is listed twice",
+    ],
+  ])('%j', (config, message) => {
+    expect(() => plan(config)).toThrow(PaceOptionError);
+    expect(() => plan(config)).toThrow(message);
+  });
+
+  test('the base is validated as pace fit --config validates it', () => {
+    expect(() => parseSweepConfig({ base: { ...base, model: { name: 'x' } } }, '/')).toThrow(
+      'sweep.base.model.numClasses:',
+    );
+    expect(() => parseSweepConfig({ base: 'missing.json' }, '/nowhere')).toThrow("sweep.base 'missing.json'");
+  });
+
+  test('every grid point is validated before anything runs, naming the point', () => {
+    expect(() => plan({ grid: { 'trainer.pace.sigma': [0.5, -1] } })).toThrow(
+      'sweep point σ -1: trainer.pace.sigma: Too small',
+    );
+    expect(() => plan({ grid: { 'trainer.pace.sigmaa': [1] } })).toThrow('Unrecognized key: "sigmaa"');
+    expect(() => plan({ grid: { 'fit.epochs': [0] } })).toThrow('fit.epochs: Too small');
+    expect(() => plan({ grid: { 'model.name.depth': [2] } })).toThrow(
+      "cannot set 'model.name.depth': 'model.name' is \"vit_base_patch16_224\" in the base config, not an object",
+    );
+    expect(() => plan({ grid: { 'adapters.rank': [2] }, list: [{ 'adapters.rank': 4 }] })).toThrow(
+      "'adapters.rank' is in both the grid and the list",
+    );
+  });
+
+  test('relative paths resolve against the config; protocols default by whether tasks are given', () => {
+    const config = parse({ dir: 'out', tasks: [{ vtab: { root: 'vtab', task: 'dtd' } }] });
+    expect(config.dir).toBe('/data/out');
+    expect(config.protocol).toBe('select');
+    expect(config.base.data).toEqual({ train: '/data/train.safetensors', test: '/data/test.safetensors' });
+    expect(config.base.model.pretrained).toBe('/data/backbone.safetensors');
+    expect(config.tasks).toEqual([{ vtab: { root: '/data/vtab', task: 'dtd' } }]);
+    expect(parse({}).protocol).toBe('grid');
+    expect(parse({ seeds: [5, 6] }).tuneSeed).toBe(5);
+  });
+});
+
+describe('grids and lists expand to points', () => {
+  test('a grid is a cartesian product, its first path varying slowest; a list adds its entries to each point', () => {
+    const points = expandSettings(
+      [
+        ['trainer.pace.sigma', [0.5, 1]],
+        ['trainer.pace.lambda', [1, 2, 3]],
+      ],
+      [{ 'adapters.type': 'loramul' }, { 'adapters.type': 'loraadd', 'adapters.rank': 4 }],
+    );
+    expect(points).toHaveLength(12);
+    expect(points[0]).toEqual([
+      ['trainer.pace.sigma', 0.5],
+      ['trainer.pace.lambda', 1],
+      ['adapters.type', 'loramul'],
+    ]);
+    expect(points[1]).toEqual([
+      ['trainer.pace.sigma', 0.5],
+      ['trainer.pace.lambda', 1],
+      ['adapters.type', 'loraadd'],
+      ['adapters.rank', 4],
+    ]);
+    expect(points.map((p) => `${p[0][1]}/${p[1][1]}`)).toEqual([
+      '0.5/1',
+      '0.5/1',
+      '0.5/2',
+      '0.5/2',
+      '0.5/3',
+      '0.5/3',
+      '1/1',
+      '1/1',
+      '1/2',
+      '1/2',
+      '1/3',
+      '1/3',
+    ]);
+    expect(expandSettings()).toEqual([[]]);
+  });
+
+  test('a point is applied to a copy of the config, creating objects on the way', () => {
+    const config = { trainer: { optimizer: { lr: 1 } } };
+    const applied = applySetting(config, [
+      ['trainer.optimizer.lr', 2],
+      ['trainer.pace.sigma', 0.5],
+    ]);
+    expect(applied).toEqual({ trainer: { optimizer: { lr: 2 }, pace: { sigma: 0.5 } } });
+    expect(config).toEqual({ trainer: { optimizer: { lr: 1 } } });
+  });
+});
+
+describe('run folders are named from their settings', () => {
+  const names = pathNames(['trainer.pace.sigma', 'trainer.pace.lambda', 'trainer.optimizer.lr']);
+
+  test('readable parts joined by _, numbers as a person writes them', () => {
+    const setting: [string, unknown][] = [
+      ['trainer.pace.sigma', 0.5],
+      ['trainer.pace.lambda', 1],
+      ['trainer.optimizer.lr', 0.0001],
+    ];
+    expect(runName({ stage: 'tune', task: 'dtd', setting, seed: 0, names })).toBe(
+      'tune_dtd_sigma=0.5_lambda=1_lr=1e-4_seed=0',
+    );
+    expect(runName({ setting: [], seed: 3, names })).toBe('seed=3');
+  });
+
+  test('paths that end alike are named in full; unsafe characters become -', () => {
+    expect(pathNames(['adapters.rank', 'trainer.other.rank', 'fit.epochs'])).toEqual(
+      new Map([
+        ['adapters.rank', 'adapters.rank'],
+        ['trainer.other.rank', 'trainer.other.rank'],
+        ['fit.epochs', 'epochs'],
+      ]),
+    );
+    expect(sanitize('a b/c\\d:e*?"<>|f')).toBe('a-b-c-d-e-f');
+    expect(runName({ setting: [['adapters.targets', ['attn.qkv', 'mlp fc1']]], seed: 0, names: new Map() })).toBe(
+      'adapters.targets=-attn.qkv-mlp-fc1-_seed=0',
+    );
+  });
+
+  test('a long name keeps its first 80 characters and ends with a hash of the whole', () => {
+    const long = (x: string) => runName({ setting: [['adapters.targets', x.repeat(60)]], seed: 0, names: new Map() });
+    const name = long('ab');
+    expect(name).toMatch(/^adapters\.targets=(ab)+a?_[0-9a-f]{8}$/);
+    expect(name.length).toBe(89);
+    expect(long('ab')).toBe(name);
+    expect(long('ac')).not.toBe(name);
+  });
+
+  test('names that coincide once sanitized are told apart by a hash of their settings', () => {
+    const parts = (value: unknown) => ({
+      setting: [['adapters.type', value]] as [string, unknown][],
+      seed: 0,
+      names: pathNames(['adapters.type']),
+    });
+    const named = runNames([parts('a b'), parts('a-b'), parts(0.5), parts('0.5'), parts('c')]);
+    expect(new Set(named).size).toBe(5);
+    expect(named[4]).toBe('type=c_seed=0');
+    expect(named[0]).toMatch(/^type=a-b_seed=0_[0-9a-f]{8}$/);
+    expect(named[2]).toMatch(/^type=0\.5_seed=0_[0-9a-f]{8}$/);
+  });
+
+  test("a plan names every run and gives it its task's data for the stage", () => {
+    const sweep = plan({
+      grid: { 'trainer.pace.sigma': [0.5, 1] },
+      tasks: [{ vtab: { root: 'vtab', task: 'dtd' } }, { fewShot: { root: 'fs', dataset: 'food101', shots: [1, 16] } }],
+      seeds: [1, 2],
+      base: { ...base, data: { ...base.data, cacheDir: 'cache' } },
+    });
+    const tuning = sweep.initialRuns();
+    expect(tuning.map((run) => run.name)).toEqual([
+      'tune_dtd_sigma=0.5_seed=1',
+      'tune_dtd_sigma=1_seed=1',
+      'tune_food101-1shot_sigma=0.5_seed=1',
+      'tune_food101-1shot_sigma=1_seed=1',
+      'tune_food101-16shot_sigma=0.5_seed=1',
+      'tune_food101-16shot_sigma=1_seed=1',
+    ]);
+    expect(tuning[0].dir).toBe('/sweeps/s/tune_dtd_sigma=0.5_seed=1');
+    const vtab = { root: '/data/vtab', task: 'dtd' };
+    expect(tuning[0].config.data).toEqual({
+      train: { vtab: { ...vtab, mode: 'tune' }, part: 'train' },
+      validation: { vtab: { ...vtab, mode: 'tune' }, part: 'test' },
+      cacheDir: '/data/cache',
+    });
+    expect(tuning[0].config.model.numClasses).toBe(47);
+    expect(tuning[0].config.trainer).toEqual({ optimizer: { lr: 1e-3 }, pace: { sigma: 0.5 }, seed: 1 });
+    const evaluation = sweep.evaluationRuns(tuning[0].task, 1);
+    expect(evaluation.map((run) => run.name)).toEqual(['eval_dtd_sigma=1_seed=1', 'eval_dtd_sigma=1_seed=2']);
+    expect(evaluation[1].config.data).toMatchObject({
+      train: { vtab: { ...vtab, mode: 'evaluate' }, part: 'train' },
+      test: { vtab: { ...vtab, mode: 'evaluate' }, part: 'test' },
+    });
+    const fewShot = sweep.evaluationRuns(tuning[4].task, 0)[1];
+    expect(fewShot.config.data).toMatchObject({
+      train: { fewShot: { root: '/data/fs', dataset: 'food101', shots: 16, seed: 2 }, part: 'train' },
+      test: { fewShot: { root: '/data/fs', dataset: 'food101', shots: 16, seed: 2 }, part: 'test' },
+    });
+    expect(tuning[4].config.data).toMatchObject({ validation: { part: 'val' } });
+    expect(fewShot.config.model.numClasses).toBe(101);
+  });
+});
+
+describe('selection and mean ± std', () => {
+  test('mean and population standard deviation, in closed form', () => {
+    const { mean, std, n } = meanStd([0.7, 0.8, 0.9]);
+    expect(mean).toBeCloseTo(0.8, 15);
+    expect(std).toBeCloseTo(Math.sqrt(0.02 / 3), 15);
+    expect(n).toBe(3);
+    expect(meanStd([0.25])).toEqual({ mean: 0.25, std: 0, n: 1 });
+    expect(meanStd([]).n).toBe(0);
+  });
+
+  test('the highest score wins, the first on ties; unscored points are passed over', () => {
+    expect(selectBest([0.5, 0.7, 0.7, 0.6])).toBe(1);
+    expect(selectBest([undefined, 0.2, NaN, 0.1])).toBe(1);
+    expect(selectBest([undefined, undefined])).toBeUndefined();
+  });
+
+  test("a task's selection reads its finished tuning runs' validation accuracy", () => {
+    const rows = [0.6, 0.9, 0.95].map((val_acc, point) =>
+      row({ stage: 'tune', point, label: `p${point}`, val_acc, status: point === 2 ? 'failed' : 'finished' }),
+    );
+    expect(selectionOf(undefined, rows)).toEqual({ point: 1, label: 'p1', valAcc: 0.9, candidates: 3, finished: 2 });
+  });
+});
+
+function row(fields: Partial<RunRow> & { val_acc?: number; test_acc?: number }): RunRow {
+  const { val_acc, test_acc, ...rest } = fields;
+  return {
+    name: `run${Math.random()}`,
+    dir: '/x',
+    stage: 'evaluate',
+    point: 0,
+    label: 'σ 0.5',
+    setting: [['trainer.pace.sigma', 0.5]],
+    seed: 0,
+    status: 'finished',
+    metrics: { epochs: 2, val_acc, test_acc },
+    ...rest,
+  };
+}
+
+describe('results in the paper layout', () => {
+  const vtab = (name: string, group: string): TaskInfo => ({ name, kind: 'vtab', group });
+  const results = (rows: RunRow[], protocol: 'select' | 'grid' = 'select'): SweepResults => ({
+    protocol,
+    paths: ['trainer.pace.sigma'],
+    seeds: [0, 1],
+    rows,
+    selections: [],
+    summaries: summarize(rows),
+  });
+
+  test('VTAB-1k by group: each group mean after its tasks, then the mean of the group means', () => {
+    const rows = [
+      row({ task: vtab('cifar', 'Natural'), test_acc: 0.7, seed: 0 }),
+      row({ task: vtab('cifar', 'Natural'), test_acc: 0.7, seed: 1 }),
+      row({ task: vtab('dtd', 'Natural'), test_acc: 0.5 }),
+      row({ task: vtab('clevr_count', 'Structured'), test_acc: 0.4, seed: 0 }),
+      row({ task: vtab('clevr_count', 'Structured'), test_acc: 0.6, seed: 1 }),
+      row({ task: vtab('eurosat', 'Specialized'), test_acc: 0.9 }),
+      row({ task: vtab('eurosat', 'Specialized'), stage: 'tune', val_acc: 0.1 }), // tuning runs are not reported
+      row({ task: vtab('dtd', 'Natural'), test_acc: 0.1, status: 'unfinished' }),
+    ];
+    const markdown = resultsMarkdown(results(rows));
+    // groups in the paper's order whatever the order of the runs; Natural (0.7 + 0.5) / 2, Structured 0.5,
+    // Specialized 0.9, Mean (0.6 + 0.9 + 0.5) / 3
+    expect(markdown).toContain(
+      [
+        '## VTAB-1k',
+        '',
+        '| Setting | cifar | dtd | **Natural** | eurosat | **Specialized** | clevr_count | **Structured** | **Mean** |',
+        '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+        '| selected per task | 70.00 ± 0.00 | 50.00 ± 0.00 | **60.00** | 90.00 ± 0.00 | **90.00** | 50.00 ± 10.00 | **50.00** | **66.67** |',
+      ].join('\n'),
+    );
+    expect(markdown).toContain('Not finished: ');
+    expect(markdown).not.toContain('## Other tasks');
+  });
+
+  test('under grid, one row per point; few-shot by shots; other tasks as plain rows', () => {
+    const fewShot = (shots: number): TaskInfo => ({
+      name: `food101-${shots}shot`,
+      kind: 'fewShot',
+      dataset: 'food101',
+      shots,
+    });
+    const rows = [
+      row({ task: fewShot(16), test_acc: 0.8 }),
+      row({ task: fewShot(1), test_acc: 0.3 }),
+      row({ task: fewShot(1), test_acc: 0.35, point: 1, label: 'σ 1', setting: [['trainer.pace.sigma', 1]] }),
+      row({ task: { name: 'mine', kind: 'other' }, val_acc: 0.25, seed: 0 }),
+      row({ task: { name: 'mine', kind: 'other' }, val_acc: 0.75, seed: 1 }),
+    ];
+    const markdown = resultsMarkdown(results(rows, 'grid'));
+    expect(markdown).toContain(
+      [
+        '| Dataset | Setting | 1-shot | 16-shot |',
+        '| --- | --- | --- | --- |',
+        '| food101 | σ 0.5 | 30.00 ± 0.00 | 80.00 ± 0.00 |',
+        '| food101 | σ 1 | 35.00 ± 0.00 | — |',
+      ].join('\n'),
+    );
+    expect(markdown).toContain('## Other tasks');
+    expect(markdown).toContain('| mine | σ 0.5 | 50.00 ± 25.00 | 2 | val_acc |');
+    expect(markdown).not.toContain('## Selection');
+  });
+
+  test('results.csv: one row per run at full precision, cells quoted where needed', () => {
+    const csv = resultsCsv({
+      ...results([
+        row({ name: 'a', task: vtab('dtd', 'Natural'), test_acc: 0.123456789, seed: 2 }),
+        row({ name: 'b', setting: [['trainer.pace.sigma', 'x,"y"']], status: 'failed' }),
+      ]),
+    });
+    expect(csv).toBe(
+      [
+        'stage,task,group,shots,trainer.pace.sigma,seed,run,status,epochs,val_acc,test_acc',
+        'evaluate,dtd,Natural,,0.5,2,a,finished,2,,0.123456789',
+        'evaluate,,,,"x,""y""",0,b,failed,2,,',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  test("VTAB_GROUPS holds each of VTAB-1k's 19 tasks once", () => {
+    const tasks = VTAB_GROUPS.flatMap((group) => group.tasks);
+    expect([...tasks].sort()).toEqual(Object.keys(VTAB_TASKS).sort());
+    expect(VTAB_GROUPS.map((group) => group.tasks.length)).toEqual([7, 4, 8]);
+  });
+});
+
+describe('scheduling and the sweep folder', () => {
+  test('concurrent runs share the CPU threads; GPU slots each see one GPU', () => {
+    expect(threadsPerRun(16, 3)).toBe(5);
+    expect(threadsPerRun(2, 4)).toBe(1);
+    const env = runEnvironment({ PATH: '/bin' }, { threads: 5, slot: 3, gpus: [0, 1] });
+    expect(env).toEqual({ PATH: '/bin', PACE_NUM_THREADS: '5', OMP_NUM_THREADS: '5', CUDA_VISIBLE_DEVICES: '1' });
+    expect(runEnvironment({}, { threads: 2, slot: 0 }).CUDA_VISIBLE_DEVICES).toBeUndefined();
+  });
+
+  test('a changed config is named by its first difference', () => {
+    const stored = { grid: { 'trainer.pace.sigma': [0.5, 1] }, seeds: [0] };
+    expect(firstDifference(stored, stored)).toBeUndefined();
+    expect(firstDifference(stored, { ...stored, grid: { 'trainer.pace.sigma': [0.5, 2] } })).toBe(
+      'grid.trainer.pace.sigma[1]',
+    );
+    expect(firstDifference(stored, { ...stored, seeds: [0, 1] })).toBe('seeds[1]');
+    expect(firstDifference(stored, { ...stored, tasks: [] })).toBe('tasks');
+  });
+
+  test('paths in a run config are absolute', () => {
+    const run = plan({}).initialRuns().at(0);
+    expect(run?.config.data).toEqual({
+      train: path.join('/data', 'train.safetensors'),
+      test: path.join('/data', 'test.safetensors'),
+    });
+  });
+});
