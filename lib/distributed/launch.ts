@@ -20,8 +20,8 @@ export const LaunchOptionsSchema = z
     masterPort: z.number().int().min(1).max(65535).optional(),
     /** Seconds a collective may wait for another rank (PACE_DISTRIBUTED_TIMEOUT of the children). */
     timeoutSeconds: z.number().positive().optional(),
-    /** Seconds the other ranks get to exit after one failed, before they are killed. */
-    graceSeconds: z.number().min(0).default(10),
+    /** Seconds the other ranks get to exit after one failed before SIGTERM, and after SIGTERM before SIGKILL. */
+    graceSeconds: z.number().min(0).default(5),
   })
   .strict()
   .refine((o) => o.nodeRank < o.nnodes, { message: 'nodeRank must be below nnodes', path: ['nodeRank'] });
@@ -57,7 +57,7 @@ function describeExit(code: number | null, signal: NodeJS.Signals | null): { tex
 /**
  * Runs `command` once per local rank with the environment torchrun sets (RANK, LOCAL_RANK, WORLD_SIZE,
  * LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), and watches the processes: when one fails, the others are stopped
- * (SIGTERM, then SIGKILL after the grace period) and the result names the rank. The children hold an IPC channel
+ * (after a grace period in which they can fail on their own, SIGTERM, then SIGKILL) and the result names the rank. The children hold an IPC channel
  * to the launcher; `pace` commands exit when it closes, so killing the launcher stops the whole run.
  */
 export async function launch(
@@ -74,12 +74,19 @@ export async function launch(
   const masterPort = o.masterPort ?? (o.nnodes === 1 ? await freePort() : 29500);
   const children: ChildProcess[] = [];
   let result: LaunchResult | undefined;
-  let killTimer: NodeJS.Timeout | undefined;
-  const stopOthers = (signalName: NodeJS.Signals) => {
-    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill(signalName);
-    killTimer ??= setTimeout(() => {
-      for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    }, o.graceSeconds * 1000);
+  const timers: NodeJS.Timeout[] = [];
+  const running = () => children.filter((child) => child.exitCode === null && child.signalCode === null);
+  // After a failure the others first get the grace period to fail on their own (a rank waiting on the dead one
+  // fails at once and says why), then SIGTERM, then SIGKILL after another grace period.
+  const stopOthers = (first: NodeJS.Signals | undefined) => {
+    if (timers.length > 0) return;
+    const grace = o.graceSeconds * 1000;
+    const term = () => {
+      for (const child of running()) child.kill(first ?? 'SIGTERM');
+      timers.push(setTimeout(() => running().forEach((child) => child.kill('SIGKILL')), grace));
+    };
+    if (first) term();
+    else timers.push(setTimeout(term, grace));
   };
   const onAbort = () => stopOthers('SIGINT');
   signal?.addEventListener('abort', onAbort);
@@ -115,7 +122,7 @@ export async function launch(
               failure: `rank ${rank} (pid ${child.pid ?? '-'}) ${how.text}`,
             };
             log(`pace launch: ${result.failure}; stopping the other ranks`);
-            stopOthers('SIGTERM');
+            stopOthers(undefined);
           }
           resolve();
         };
@@ -126,7 +133,7 @@ export async function launch(
     await Promise.all(exits);
   } finally {
     signal?.removeEventListener('abort', onAbort);
-    if (killTimer) clearTimeout(killTimer);
+    timers.forEach((timer) => clearTimeout(timer));
   }
   return result ?? { exitCode: 0 };
 }
