@@ -4,7 +4,22 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 
-import { createModel, loadTensors, saveTensors, tensor, Trainer, type Tensor } from '../lib';
+import {
+  createModel,
+  destroyDistributed,
+  distributedGroup,
+  initDistributed,
+  PaceDistributedError,
+  PaceOptionError,
+  PaceUnsupportedError,
+  loadTensors,
+  saveTensors,
+  tensor,
+  TensorDataset,
+  Trainer,
+  type EvaluationReport,
+  type Tensor,
+} from '../lib';
 import { makeTempDir, repoRoot } from './support/paths';
 import { demoVit, writeDigits } from './support/digits';
 import { colourData, tinyVit } from './support/synthetic';
@@ -124,7 +139,10 @@ describe('two ranks of batch B/2 take the steps one process takes with batch B',
       await saveTensors(path.join(dir, `step${k}.safetensors`), { images: x, targets: y, ...noise });
       await model.saveAdapters(path.join(dir, `single-step${k}.safetensors`));
     }
-    const args = { spec, base, init, dir, steps, batch, adapters: { rank: 4 }, trainer: trainerOptions };
+    const evaluation = path.join(dir, 'evaluation.safetensors');
+    const held = colourData(37, 9);
+    await saveTensors(evaluation, { images: tensor(held.images, [37, 3, 16, 16]), labels: tensor(held.labels) });
+    const args = { spec, base, init, dir, steps, batch, evaluation, adapters: { rank: 4 }, trainer: trainerOptions };
     launched = await paceLaunch([
       '--nproc-per-node',
       '2',
@@ -152,7 +170,8 @@ describe('two ranks of batch B/2 take the steps one process takes with batch B',
     const results = launched.stdout
       .trim()
       .split('\n')
-      .map((line) => JSON.parse(line) as (typeof single)[number]);
+      .map((line) => JSON.parse(line) as (typeof single)[number])
+      .filter((line) => !('evaluation' in line));
     expect(results).toHaveLength(2 * steps);
     let worst = 0;
     for (let k = 0; k < steps; k++) {
@@ -172,6 +191,29 @@ describe('two ranks of batch B/2 take the steps one process takes with batch B',
     }
     console.log(`largest parameter difference after ${steps} steps: ${worst}`);
     expect(worst).toBeLessThan(1e-5);
+  });
+
+  test("a sharded evaluation gives the whole set's figures on every rank", async () => {
+    const reports = launched.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { evaluation?: EvaluationReport })
+      .flatMap((line) => (line.evaluation ? [line.evaluation] : []));
+    expect(reports).toHaveLength(2);
+    expect(reports[1]).toEqual(reports[0]);
+    // The same adapters evaluated whole in this process: the same counts, the loss up to summation order.
+    using model = await createModel(spec, { pretrained: path.join(dir, 'base.safetensors') });
+    model.addAdapters({ rank: 4 });
+    await model.loadAdapters(path.join(dir, `rank0-step${steps - 1}.safetensors`));
+    const { tensors } = await loadTensors(path.join(dir, 'evaluation.safetensors'));
+    const whole = await new Trainer(model, trainerOptions).evaluate(new TensorDataset(tensors.images, tensors.labels), {
+      batchSize: 4,
+    });
+    expect(reports[0].samples).toBe(37);
+    expect(reports[0].confusion).toEqual(whole.confusion);
+    expect(reports[0].accuracy).toBe(whole.accuracy);
+    expect(reports[0].top5).toBe(whole.top5);
+    expect(reports[0].loss).toBeCloseTo(whole.loss, 6);
   });
 });
 
@@ -389,4 +431,58 @@ describe('a rank that dies or hangs', () => {
     expect(stderr).toMatch(/pace fit: rank 0 of 2: .* failed \(rank 1 exited/);
     expect(Object.keys(environmentOf(ranks.get(0)!))).toHaveLength(0);
   }, 90_000);
+});
+
+describe('initDistributed', () => {
+  afterEach(() => destroyDistributed());
+
+  test('reads torchrun variables, validates them, and a world of one trains as a single process', async () => {
+    const port = await freePort();
+    const saved = { ...process.env };
+    try {
+      Object.assign(process.env, { RANK: '0', WORLD_SIZE: '1', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) });
+      const group = await initDistributed();
+      expect(group).toEqual({ rank: 0, worldSize: 1, localRank: 0, backend: 'gloo', timeoutSeconds: 300 });
+      expect(distributedGroup()).toEqual(group);
+      await expect(initDistributed()).rejects.toThrow(/already part of a distributed group \(rank 0 of 1\)/);
+      using model = await createModel(tinyVit, { seed: 1 });
+      model.addAdapters({ rank: 2 });
+      const trainer = new Trainer(model, { seed: 1 });
+      expect(trainer.options).toMatchObject({ rank: 0, worldSize: 1 });
+    } finally {
+      process.env = saved;
+    }
+    destroyDistributed();
+    expect(distributedGroup()).toBeUndefined();
+  });
+
+  test('bad settings are refused by name', async () => {
+    const saved = { ...process.env };
+    try {
+      process.env.WORLD_SIZE = 'two';
+      await expect(initDistributed()).rejects.toThrow(PaceOptionError);
+      await expect(initDistributed()).rejects.toThrow("the environment variable WORLD_SIZE='two' is not a valid value");
+    } finally {
+      process.env = saved;
+    }
+    await expect(initDistributed({ rank: 2, worldSize: 2 })).rejects.toThrow(
+      'rank 2 is outside a world of 2 processes',
+    );
+    await expect(initDistributed({ backend: 'nccl', worldSize: 1, masterPort: await freePort() })).rejects.toThrow(
+      PaceUnsupportedError,
+    );
+    await expect(initDistributed({ timeoutSeconds: -1 })).rejects.toThrow(/timeoutSeconds/);
+    expect(distributedGroup()).toBeUndefined();
+  });
+
+  test('a rank whose rendezvous never completes fails within the timeout, naming the address', async () => {
+    const port = await freePort();
+    const started = Date.now();
+    const error = await initDistributed({ rank: 1, worldSize: 2, masterPort: port, timeoutSeconds: 1 }).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(PaceDistributedError);
+    expect((error as Error).message).toContain(`rank 1 of 2: the rendezvous at 127.0.0.1:${port} failed`);
+    expect(Date.now() - started).toBeLessThan(20_000);
+  });
 });

@@ -71,6 +71,7 @@ export async function launch(
   const o = parseOptions(LaunchOptionsSchema, options, 'options');
   if (command.length === 0) throw new PaceOptionError('launch needs a command to run on every rank');
   const worldSize = o.nprocPerNode * o.nnodes;
+  const threadsPerProcess = Math.max(1, Math.floor(os.availableParallelism() / o.nprocPerNode));
   const masterPort = o.masterPort ?? (o.nnodes === 1 ? await freePort() : 29500);
   const children: ChildProcess[] = [];
   let result: LaunchResult | undefined;
@@ -106,6 +107,9 @@ export async function launch(
           MASTER_PORT: String(masterPort),
           PACE_LAUNCHER_PID: String(process.pid),
           ...(o.timeoutSeconds !== undefined && { PACE_DISTRIBUTED_TIMEOUT: String(o.timeoutSeconds) }),
+          // Each process a share of the CPUs, unless the user chose (as torchrun sets OMP_NUM_THREADS).
+          ...(!process.env.PACE_NUM_THREADS &&
+            !process.env.OMP_NUM_THREADS && { PACE_NUM_THREADS: String(threadsPerProcess) }),
         },
       });
       children.push(child);

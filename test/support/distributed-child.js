@@ -5,7 +5,7 @@
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
-const { createModel, initDistributed, loadTensors, tensor, Trainer } = require(process.env.PACE_LIB);
+const { createModel, initDistributed, loadTensors, tensor, TensorDataset, Trainer } = require(process.env.PACE_LIB);
 
 /** Rows [from, to) of a float32 or int64 tensor along its first dimension, and of each block of `blocks` copies. */
 function rows(t, from, to, blocks = 1) {
@@ -50,6 +50,10 @@ async function main() {
     await model.saveAdapters(path.join(args.dir, `rank${group.rank}-step${k}.safetensors`));
     fs.writeSync(1, `${JSON.stringify(result)}\n`);
   }
+  // Evaluation shards the set across the ranks (an odd size, so the shards differ) and sums the counts.
+  const evaluation = (await loadTensors(args.evaluation)).tensors;
+  const report = await trainer.evaluate(new TensorDataset(evaluation.images, evaluation.labels), { batchSize: 4 });
+  fs.writeSync(1, `${JSON.stringify({ evaluation: report })}\n`);
 }
 
 main().catch((error) => {
