@@ -77,6 +77,21 @@ describe('sweep configs are validated with errors naming the field', () => {
     );
   });
 
+  test('with tasks the base may leave out the data and class count the tasks give; without, it may not', () => {
+    const taskBase = { model: { name: 'vit_base_patch16_224' }, data: { cacheDir: 'cache' }, fit: base.fit };
+    const run = new SweepPlan(
+      parseSweepConfig({ base: taskBase, tasks: [{ vtab: { root: 'vtab', task: 'dtd' } }] }, '/data'),
+      '/s',
+    ).initialRuns()[0];
+    expect(run.config.model.numClasses).toBe(47);
+    expect(run.config.data.cacheDir).toBe('/data/cache');
+    expect(() => parseSweepConfig({ base: taskBase }, '/data')).toThrow('sweep.base.model.numClasses:');
+    const mine = { name: 'mine', tune: { train: 'a', validation: 'b' }, evaluate: { train: 'a', test: 'b' } };
+    expect(() => new SweepPlan(parseSweepConfig({ base: taskBase, tasks: [mine] }, '/data'), '/s')).toThrow(
+      "sweep point base of task 'mine'.model.numClasses:",
+    );
+  });
+
   test('relative paths resolve against the config; protocols default by whether tasks are given', () => {
     const config = parse({ dir: 'out', tasks: [{ vtab: { root: 'vtab', task: 'dtd' } }] });
     expect(config.dir).toBe('/data/out');

@@ -112,29 +112,47 @@ function readJson(file: string, what: string): unknown {
   }
 }
 
-/** The base run config, validated as `pace fit --config` does, with every path absolute. */
-function loadBase(base: string | Record<string, unknown>, baseDir: string, what: string): BaseRunConfig {
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/**
+ * The base run config, validated as `pace fit --config` does, with every path absolute. With tasks, the data and
+ * the class count come from each task, so the base may leave `data.train` and `model.numClasses` out.
+ */
+function loadBase(
+  base: string | Record<string, unknown>,
+  baseDir: string,
+  what: string,
+  tasks: boolean,
+): BaseRunConfig {
   const file = typeof base === 'string' ? path.resolve(baseDir, base) : undefined;
-  const parsed = file
-    ? parseRunConfig(readJson(file, `${what}.base '${base as string}'`), path.dirname(file), `${what}.base '${base}'`)
-    : parseRunConfig(base, baseDir, `${what}.base`);
+  const name = file ? `${what}.base '${base as string}'` : `${what}.base`;
+  const raw = file ? readJson(file, name) : base;
+  const noData = tasks && isObject(raw) && (raw.data === undefined || (isObject(raw.data) && !raw.data.train));
+  const noClasses = tasks && isObject(raw) && isObject(raw.model) && raw.model.numClasses === undefined;
+  const filled = isObject(raw)
+    ? {
+        ...raw,
+        ...(noData && { data: { ...(raw.data as object), train: 'from-tasks' } }),
+        ...(noClasses && { model: { ...(raw.model as object), numClasses: 1 } }),
+      }
+    : raw;
+  const parsed = parseRunConfig(filled, file ? path.dirname(file) : baseDir, name);
   const at = (source: DatasetSource | undefined) => source && absoluteSource(source, parsed.baseDir);
-  const data = {
-    ...parsed.data,
-    train: at(parsed.data.train),
-    validation: at(parsed.data.validation),
-    test: at(parsed.data.test),
-    cacheDir: parsed.data.cacheDir && path.resolve(parsed.baseDir, parsed.data.cacheDir),
-  };
+  const cacheDir = parsed.data.cacheDir && path.resolve(parsed.baseDir, parsed.data.cacheDir);
+  const data = noData
+    ? { cacheDir }
+    : {
+        ...parsed.data,
+        train: at(parsed.data.train),
+        validation: at(parsed.data.validation),
+        test: at(parsed.data.test),
+        cacheDir,
+      };
+  const model = { ...parsed.model, numClasses: noClasses ? undefined : parsed.model.numClasses };
   // runDir and baseDir are left out: the sweep names each run's folder, and every path is absolute now
   return JSON.parse(
-    JSON.stringify({
-      model: parsed.model,
-      adapters: parsed.adapters,
-      trainer: parsed.trainer,
-      data,
-      fit: parsed.fit,
-    }),
+    JSON.stringify({ model, adapters: parsed.adapters, trainer: parsed.trainer, data, fit: parsed.fit }),
   ) as BaseRunConfig;
 }
 
@@ -162,7 +180,7 @@ export function parseSweepConfig(raw: unknown, baseDir: string, what = 'sweep'):
     });
   }
   return {
-    base: loadBase(config.base, baseDir, what),
+    base: loadBase(config.base, baseDir, what, config.tasks !== undefined),
     grid,
     list: config.list,
     tasks: config.tasks?.map((task) => taskAbsolute(task, baseDir)),

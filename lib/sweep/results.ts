@@ -73,8 +73,15 @@ export function taskInfo(run: Pick<PlannedRun, 'task'>): TaskInfo | undefined {
   };
 }
 
-/** Reads the runs' folders: each run's status and final numbers. */
-export function readRows(plan: SweepPlan, runs: PlannedRun[]): RunRow[] {
+/**
+ * Reads the runs' folders: each run's status and final numbers. A finished run's numbers never change: `cache`
+ * keeps them (by folder) between calls, so a large sweep does not re-read every metrics file after each run.
+ */
+export function readRows(plan: SweepPlan, runs: PlannedRun[], cache = new Map<string, FinalMetrics>()): RunRow[] {
+  const finalOf = (dir: string) => {
+    if (!cache.has(dir)) cache.set(dir, finalMetrics(dir));
+    return cache.get(dir) as FinalMetrics;
+  };
   return runs.map((run) => {
     const status = runStatus(run.dir);
     return {
@@ -87,7 +94,7 @@ export function readRows(plan: SweepPlan, runs: PlannedRun[]): RunRow[] {
       setting: run.setting,
       seed: run.seed,
       status,
-      metrics: status === 'finished' ? finalMetrics(run.dir) : { epochs: 0 },
+      metrics: status === 'finished' ? finalOf(run.dir) : { epochs: 0 },
     };
   });
 }

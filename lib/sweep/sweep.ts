@@ -11,7 +11,7 @@ import { defaultChildModule, launchRun, type RunProcess } from './launch';
 import { resultsMarkdown } from './markdown';
 import { SweepPlan, type PlannedRun, type RunStage } from './plan';
 import { readRows, selectionOf, summarize, taskInfo, type Selection, type SweepResults } from './results';
-import { checkpointOf, markFailed, markFinished, runStatus } from './run-state';
+import { checkpointOf, markFailed, markFinished, runStatus, type FinalMetrics } from './run-state';
 import type { SweepTask } from './tasks';
 
 /** A run as progress events name it. */
@@ -125,6 +125,8 @@ class Scheduler {
   private readonly running = new Map<PlannedRun, { process: RunProcess; slot: number; done: Promise<void> }>();
   private readonly selections = new Map<SweepTask | undefined, Selection>();
   private readonly failed: string[] = [];
+  /** The final numbers of finished runs, read once. */
+  private readonly finals = new Map<string, FinalMetrics>();
 
   constructor(
     private readonly plan: SweepPlan,
@@ -241,7 +243,7 @@ class Scheduler {
       const tuning = this.planned.filter((run) => run.stage === 'tune' && run.task === task);
       const ended = tuning.every((run) => runStatus(run.dir) === 'finished' || this.failed.includes(run.name));
       if (!ended) continue;
-      const rows = readRows(this.plan, tuning);
+      const rows = readRows(this.plan, tuning, this.finals);
       const selection = selectionOf(taskInfo({ task }), rows);
       this.selections.set(task, selection);
       this.options.emit({ type: 'select', task: task?.name, label: selection.label, valAcc: selection.valAcc });
@@ -254,7 +256,7 @@ class Scheduler {
 
   /** Rewrites results.csv and results.md from the run folders. */
   private writeResults(): SweepResults {
-    const rows = readRows(this.plan, this.planned);
+    const rows = readRows(this.plan, this.planned, this.finals);
     const results: SweepResults = {
       protocol: this.plan.config.protocol,
       paths: this.plan.paths,
