@@ -139,6 +139,10 @@ export interface NativePaceOptions {
   lazyInterval: number;
   /** μ of the ℓ1 term over the adapter parameters. */
   adapterL1: number;
+  /** Where adapted linears take the noise: the adapter's output, or the whole output h (PACE_h). */
+  noiseOn: 'adapter' | 'h';
+  /** The number of noisy copies of the batch (pace and lazy variants). */
+  copies: number;
   /** The fast variant's number of training samples. */
   datasetSize?: number;
 }
@@ -183,7 +187,17 @@ export interface NativeTrainerHandle {
   setLearningRate(lr: number): void;
   /** The optimizer and PACE settings in force, the core's defaults filled in. */
   options(): {
-    optimizer: { lr: number; weightDecay: number; beta1: number; beta2: number; eps: number; clipGradNorm: number };
+    optimizer: {
+      lr: number;
+      weightDecay: number;
+      beta1: number;
+      beta2: number;
+      eps: number;
+      clipGradNorm: number;
+      samRho: number;
+      gradientPenalty: number;
+      gradientPenaltyRadius: number;
+    };
     pace: NativePaceOptions;
     rank: number;
     worldSize: number;
@@ -213,7 +227,20 @@ export interface NativeAddon {
   distributedBackends(): string[];
   NativeTrainer: new (
     model: NativeModelHandle,
-    optimizer: Partial<Record<'lr' | 'weightDecay' | 'beta1' | 'beta2' | 'eps' | 'clipGradNorm', number>>,
+    optimizer: Partial<
+      Record<
+        | 'lr'
+        | 'weightDecay'
+        | 'beta1'
+        | 'beta2'
+        | 'eps'
+        | 'clipGradNorm'
+        | 'samRho'
+        | 'gradientPenalty'
+        | 'gradientPenaltyRadius',
+        number
+      >
+    >,
     pace: Record<string, number | string | undefined>,
     seed: number,
     precision?: 'fp32' | 'tf32' | 'bf16',

@@ -373,7 +373,16 @@ describe("Trainer.options: the core's defaults, filled in where the user said no
   test('a ViT trainer without options runs with the reference settings, noise from block 1', async () => {
     using model = await adaptedModel();
     expect(new Trainer(model).options).toEqual({
-      optimizer: { lr: 1e-3, weightDecay: 1e-4, betas: [0.9, 0.999], eps: 1e-8, clipGradNorm: 0 },
+      optimizer: {
+        lr: 1e-3,
+        weightDecay: 1e-4,
+        betas: [0.9, 0.999],
+        eps: 1e-8,
+        clipGradNorm: 0,
+        samRho: 0,
+        gradientPenalty: 0,
+        gradientPenaltyRadius: 0.01,
+      },
       pace: {
         sigma: 0,
         lambda: 0,
@@ -384,9 +393,13 @@ describe("Trainer.options: the core's defaults, filled in where the user said no
         variant: 'pace',
         lazyInterval: 2,
         adapterL1: 0,
+        noiseOn: 'adapter',
+        copies: 2,
       },
       seed: 0,
       precision: 'fp32',
+      rank: 0,
+      worldSize: 1,
     });
   });
 
@@ -397,7 +410,16 @@ describe("Trainer.options: the core's defaults, filled in where the user said no
       pace: { sigma: 0.7, variant: 'fast', datasetSize: 12, blockStart: 2, noise: 'dropout' },
       seed: 3,
     }).options;
-    expect(options.optimizer).toEqual({ lr: 0.5, weightDecay: 1e-4, betas: [0.8, 0.9], eps: 1e-8, clipGradNorm: 0 });
+    expect(options.optimizer).toEqual({
+      lr: 0.5,
+      weightDecay: 1e-4,
+      betas: [0.8, 0.9],
+      eps: 1e-8,
+      clipGradNorm: 0,
+      samRho: 0,
+      gradientPenalty: 0,
+      gradientPenaltyRadius: 0.01,
+    });
     expect(options.pace).toMatchObject({ sigma: 0.7, lambda: 0, blockStart: 2, noise: 'dropout', variant: 'fast' });
     expect(options.pace.datasetSize).toBe(12);
     expect(options.seed).toBe(3);

@@ -19,6 +19,18 @@ const OptimizerSchema = z
     eps: z.number().positive().optional(),
     /** Clip the gradients' total L2 norm to this before each update (0: off, the reference's choice). */
     clipGradNorm: z.number().min(0).optional(),
+    /**
+     * SAM (Foret et al.), one of the paper's comparisons: each update uses the gradient at θ + ρ·g/‖g‖ (the same
+     * batch, noise and drop-path masks), costing a second forward and backward. 0: off.
+     */
+    samRho: z.number().min(0).optional(),
+    /**
+     * The gradient-norm penalty GP (Zhao et al.), another comparison: γ·‖∇L‖ joins the loss, its gradient taken by
+     * the finite difference (1 − γ/r)·g(θ) + (γ/r)·g(θ + r·g/‖g‖) with r = `gradientPenaltyRadius` (default 0.01).
+     * With `pace.variant: 'fpa'` this is the paper's FPA + GP. 0: off; not together with samRho.
+     */
+    gradientPenalty: z.number().min(0).optional(),
+    gradientPenaltyRadius: z.number().positive().optional(),
   })
   .strict();
 
@@ -47,6 +59,16 @@ const PaceSchema = z
     lazyInterval: z.number().int().min(1).optional(),
     /** μ of the paper's ℓ1-sparsity comparison: μ·Σ|θ| over the adapter parameters joins the loss (default 0). */
     adapterL1: z.number().min(0).optional(),
+    /**
+     * Where an adapted linear takes the noise: `adapter`, its adapter's output Δh (PACE); `h`, its whole output
+     * h = W₀x + Δh (the paper's PACE_h ablation).
+     */
+    noiseOn: z.enum(['adapter', 'h']).optional(),
+    /**
+     * `pace`/`lazy`: the number of noisy copies of the batch (the paper's M networks, Fig. 5; default 2). The
+     * consistency term is the mean over pairs of copies; the cross-entropy sees the first copy.
+     */
+    copies: z.number().int().min(2).max(16).optional(),
     /** The number of training samples (the `fast` variant keeps one logit vector per sample). */
     datasetSize: z.number().int().min(1).optional(),
   })
@@ -80,7 +102,16 @@ export type TrainerOptions = z.input<typeof TrainerOptionsSchema>;
 
 /** A trainer's options with every default filled in (the core's defaults for the optimizer and PACE). */
 export interface ResolvedTrainerOptions {
-  optimizer: { lr: number; weightDecay: number; betas: [number, number]; eps: number; clipGradNorm: number };
+  optimizer: {
+    lr: number;
+    weightDecay: number;
+    betas: [number, number];
+    eps: number;
+    clipGradNorm: number;
+    samRho: number;
+    gradientPenalty: number;
+    gradientPenaltyRadius: number;
+  };
   pace: NativePaceOptions;
   seed: number;
   precision: 'fp32' | 'tf32' | 'bf16';
@@ -137,6 +168,9 @@ export class Trainer {
         betas: [resolved.optimizer.beta1, resolved.optimizer.beta2],
         eps: resolved.optimizer.eps,
         clipGradNorm: resolved.optimizer.clipGradNorm,
+        samRho: resolved.optimizer.samRho,
+        gradientPenalty: resolved.optimizer.gradientPenalty,
+        gradientPenaltyRadius: resolved.optimizer.gradientPenaltyRadius,
       },
       pace: resolved.pace,
       seed,

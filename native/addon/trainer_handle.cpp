@@ -31,6 +31,9 @@ peft::PaceConfig paceFromJs(const Napi::Object& pace) {
   config.lazyInterval = static_cast<int64_t>(numberOr(pace, "lazyInterval", static_cast<double>(config.lazyInterval)));
   config.datasetSize = static_cast<int64_t>(numberOr(pace, "datasetSize", static_cast<double>(config.datasetSize)));
   config.adapterL1 = numberOr(pace, "adapterL1", config.adapterL1);
+  if (!pace.Get("noiseOn").IsUndefined())
+    config.noiseOn = peft::noiseTargetFromName(stringFromJs(pace.Get("noiseOn"), "noiseOn"));
+  config.copies = static_cast<int64_t>(numberOr(pace, "copies", static_cast<double>(config.copies)));
   return config;
 }
 
@@ -67,6 +70,9 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       config.beta2 = numberOr(optimizer, "beta2", config.beta2);
       config.eps = numberOr(optimizer, "eps", config.eps);
       config.clipGradNorm = numberOr(optimizer, "clipGradNorm", config.clipGradNorm);
+      config.samRho = numberOr(optimizer, "samRho", config.samRho);
+      config.gradientPenalty = numberOr(optimizer, "gradientPenalty", config.gradientPenalty);
+      config.gradientPenaltyRadius = numberOr(optimizer, "gradientPenaltyRadius", config.gradientPenaltyRadius);
       const uint64_t seed = static_cast<uint64_t>(info[3].ToNumber().Int64Value());
       const Precision precision = info.Length() > 4 && !info[4].IsUndefined()
                                       ? precisionFromName(stringFromJs(info[4], "precision"))
@@ -269,6 +275,9 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     optimizer.Set("beta2", config.beta2);
     optimizer.Set("eps", config.eps);
     optimizer.Set("clipGradNorm", config.clipGradNorm);
+    optimizer.Set("samRho", config.samRho);
+    optimizer.Set("gradientPenalty", config.gradientPenalty);
+    optimizer.Set("gradientPenaltyRadius", config.gradientPenaltyRadius);
     const peft::PaceConfig& paceConfig = trainer_->pace().config();
     Napi::Object pace = Napi::Object::New(env);
     pace.Set("sigma", paceConfig.sigma);
@@ -280,6 +289,8 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     pace.Set("variant", peft::nameOf(paceConfig.variant));
     pace.Set("lazyInterval", static_cast<double>(paceConfig.lazyInterval));
     pace.Set("adapterL1", paceConfig.adapterL1);
+    pace.Set("noiseOn", peft::nameOf(paceConfig.noiseOn));
+    pace.Set("copies", static_cast<double>(paceConfig.copies));
     if (paceConfig.variant == peft::PaceVariant::Fast)
       pace.Set("datasetSize", static_cast<double>(paceConfig.datasetSize));
     Napi::Object result = Napi::Object::New(env);

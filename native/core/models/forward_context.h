@@ -23,8 +23,11 @@ class StepNoise {
                                    const at::TensorOptions& options) = 0;
   // In an adapted linear, for the other noise kinds and shapes: the noisy adapter output a(x).
   virtual at::Tensor noisyAdapterOutput(const std::string& linear, const at::Tensor& adapterOutput) = 0;
-  // In the classifier head, whose whole output is trainable (its frozen part is zero): the noisy logits.
-  virtual at::Tensor noisyHeadOutput(const std::string& linear, const at::Tensor& output) = 0;
+  // A linear's noisy whole output: the classifier head's (whose whole output is trainable, its frozen part being
+  // zero), and with onWholeOutput() every adapted linear's (PACE_h).
+  virtual at::Tensor noisyWholeOutput(const std::string& linear, const at::Tensor& output) = 0;
+  // Whether adapted linears take the noise on their whole output h instead of the adapter's output.
+  virtual bool onWholeOutput() const = 0;
 };
 
 class ForwardContext {

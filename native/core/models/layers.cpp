@@ -31,7 +31,7 @@ void LinearImpl::addBias(const torch::Tensor& value) {
 torch::Tensor LinearImpl::forward(const torch::Tensor& input, ForwardContext& context) {
   if (adapter && !context.adaptersBypassed) return adapter->forward(*this, input, context);
   const torch::Tensor output = torch::linear(input, weight, bias);
-  return isHead && context.noise ? context.noise->noisyHeadOutput(path, output) : output;
+  return isHead && context.noise ? context.noise->noisyWholeOutput(path, output) : output;
 }
 
 MlpImpl::MlpImpl(int64_t inFeatures, int64_t hiddenFeatures) {

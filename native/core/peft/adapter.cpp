@@ -28,6 +28,10 @@ std::pair<at::Tensor, at::Tensor> Adapter::mergedWeightAndBias(const models::Lin
 at::Tensor Adapter::forward(const models::LinearImpl& linear, const at::Tensor& input,
                             models::ForwardContext& context) const {
   models::StepNoise* noise = linear.is_training() ? context.noise : nullptr;
+  if (noise && noise->onWholeOutput()) {
+    const auto [mergedWeight, mergedBias] = mergedWeightAndBias(linear);
+    return noise->noisyWholeOutput(linear.path, torch::linear(input, mergedWeight, mergedBias));
+  }
   if (noise && !noise->perRowMultiplier()) {
     const at::Tensor adapted = output(linear, input);
     return torch::linear(input, linear.weight, linear.bias) + noise->noisyAdapterOutput(linear.path, adapted);

@@ -6,10 +6,11 @@
 namespace pace::peft {
 
 PaceNoise::PaceNoise(std::map<std::string, double> sigma, NoiseKind kind, NoiseShape shape, at::Generator generator,
-                     std::map<std::string, torch::Tensor> replay)
+                     std::map<std::string, torch::Tensor> replay, NoiseTarget target)
     : sigma_(std::move(sigma)),
       kind_(kind),
       shape_(shape),
+      target_(target),
       generator_(std::move(generator)),
       replay_(std::move(replay)) {}
 
@@ -55,7 +56,7 @@ torch::Tensor PaceNoise::noisyAdapterOutput(const std::string& linear, const tor
   return a;
 }
 
-torch::Tensor PaceNoise::noisyHeadOutput(const std::string& linear, const torch::Tensor& output) {
+torch::Tensor PaceNoise::noisyWholeOutput(const std::string& linear, const torch::Tensor& output) {
   return noisyAdapterOutput(linear, output);
 }
 

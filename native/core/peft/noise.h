@@ -13,18 +13,21 @@ namespace pace::peft {
 
 enum class NoiseKind { Multiplicative, Additive, Dropout };
 enum class NoiseShape { PerRow, PerToken };
+// Where an adapted linear takes the noise (see PaceConfig::noiseOn).
+enum class NoiseTarget { AdapterOutput, WholeOutput };
 
 class PaceNoise : public models::StepNoise {
  public:
   // sigma: σ per linear path (absent or 0: no noise there). replay: ε per linear path to use instead of
   // drawing (the fixtures' `noise.*`); its shapes are checked.
   PaceNoise(std::map<std::string, double> sigma, NoiseKind kind, NoiseShape shape, at::Generator generator,
-            std::map<std::string, torch::Tensor> replay = {});
+            std::map<std::string, torch::Tensor> replay = {}, NoiseTarget target = NoiseTarget::AdapterOutput);
 
   // The noisy version of a linear's adapter output (or of the head's whole output):
   //   multiplicative (PACE): a ⊙ (1 + σ·ε);  additive: a + σ·ε;  dropout: a ⊙ Bernoulli(1 − σ) / (1 − σ).
   torch::Tensor noisyAdapterOutput(const std::string& linear, const torch::Tensor& adapterOutput) override;
-  torch::Tensor noisyHeadOutput(const std::string& linear, const torch::Tensor& output) override;
+  torch::Tensor noisyWholeOutput(const std::string& linear, const torch::Tensor& output) override;
+  bool onWholeOutput() const override { return target_ == NoiseTarget::WholeOutput; }
 
   // Whether the noise is a per-row multiplier z of the adapter output (multiplicative or dropout noise drawn
   // per row), which the fused PACE linear (peft/pace_linear.h) folds into its weights.
@@ -46,6 +49,7 @@ class PaceNoise : public models::StepNoise {
   std::map<std::string, double> sigma_;
   NoiseKind kind_;
   NoiseShape shape_;
+  NoiseTarget target_;
   at::Generator generator_;
   std::map<std::string, torch::Tensor> replay_;
   std::map<std::string, torch::Tensor> draws_;

@@ -22,6 +22,7 @@ const NameTable<PaceVariant> kVariants = {{"pace", PaceVariant::Pace},
                                           {"fast", PaceVariant::Fast},
                                           {"fpa", PaceVariant::Fpa},
                                           {"noise", PaceVariant::Noise}};
+const NameTable<NoiseTarget> kNoiseTargets = {{"adapter", NoiseTarget::AdapterOutput}, {"h", NoiseTarget::WholeOutput}};
 
 template <typename Value>
 Value fromTable(const NameTable<Value>& table, const std::string& name, const char* what) {
@@ -49,11 +50,13 @@ SigmaSchedule sigmaScheduleFromName(const std::string& name) {
   return fromTable(kSigmaSchedules, name, "pace.sigmaSchedule");
 }
 PaceVariant paceVariantFromName(const std::string& name) { return fromTable(kVariants, name, "pace.variant"); }
+NoiseTarget noiseTargetFromName(const std::string& name) { return fromTable(kNoiseTargets, name, "pace.noiseOn"); }
 
 std::string nameOf(NoiseKind kind) { return nameIn(kNoiseKinds, kind); }
 std::string nameOf(NoiseShape shape) { return nameIn(kNoiseShapes, shape); }
 std::string nameOf(SigmaSchedule schedule) { return nameIn(kSigmaSchedules, schedule); }
 std::string nameOf(PaceVariant variant) { return nameIn(kVariants, variant); }
+std::string nameOf(NoiseTarget target) { return nameIn(kNoiseTargets, target); }
 
 void PaceConfig::validate() const {
   if (!(sigma >= 0)) throw OptionError("pace.sigma must be >= 0, got " + std::to_string(sigma));
@@ -65,6 +68,9 @@ void PaceConfig::validate() const {
   if (!(adapterL1 >= 0)) throw OptionError("pace.adapterL1 must be >= 0");
   if (variant == PaceVariant::Noise && lambda != 0)
     throw OptionError("pace.lambda must be 0 for the noise ablation (variant 'noise' has no consistency term)");
+  if (copies < 2 || copies > 16) throw OptionError("pace.copies must lie in [2, 16]; got " + std::to_string(copies));
+  if (copies != 2 && variant != PaceVariant::Pace && variant != PaceVariant::Lazy)
+    throw OptionError("pace.copies other than 2 needs the pace or lazy variant, which forward copies of the batch");
   if (variant == PaceVariant::Fast && datasetSize < 1)
     throw OptionError("pace.datasetSize (the number of training samples) is required for the fast variant");
 }
@@ -115,5 +121,20 @@ std::map<std::string, double> sigmaPerLinear(models::Backbone& model, const Pace
 }
 
 torch::Tensor consistencyLoss(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).pow(2).sum(1).mean(); }
+
+torch::Tensor consistencyAmong(const torch::Tensor& views, int64_t copies) {
+  const int64_t batch = views.size(0) / copies;
+  if (copies == 2) return consistencyLoss(views.slice(0, 0, batch), views.slice(0, batch));
+  torch::Tensor sum;
+  int64_t pairs = 0;
+  for (int64_t i = 0; i < copies; ++i) {
+    for (int64_t j = i + 1; j < copies; ++j, ++pairs) {
+      const torch::Tensor term =
+          consistencyLoss(views.slice(0, i * batch, (i + 1) * batch), views.slice(0, j * batch, (j + 1) * batch));
+      sum = sum.defined() ? sum + term : term;
+    }
+  }
+  return sum / static_cast<double>(pairs);
+}
 
 }  // namespace pace::peft

@@ -27,11 +27,13 @@ NoiseKind noiseKindFromName(const std::string& name);          // multiplicative
 NoiseShape noiseShapeFromName(const std::string& name);        // BC, BTC
 SigmaSchedule sigmaScheduleFromName(const std::string& name);  // decreasing, shared, increasing
 PaceVariant paceVariantFromName(const std::string& name);      // pace, lazy, fast, fpa, noise
+NoiseTarget noiseTargetFromName(const std::string& name);      // adapter, h
 // The names of the same tables, for reporting the settings in force.
 std::string nameOf(NoiseKind kind);
 std::string nameOf(NoiseShape shape);
 std::string nameOf(SigmaSchedule schedule);
 std::string nameOf(PaceVariant variant);
+std::string nameOf(NoiseTarget target);
 
 // The defaults here are the reference's and the only copy of them: the addon and TypeScript start from these.
 struct PaceConfig {
@@ -45,6 +47,12 @@ struct PaceConfig {
   int64_t lazyInterval = 2;
   int64_t datasetSize = 0;  // Fast: the number of training samples (indices run over [0, datasetSize))
   double adapterL1 = 0.0;   // μ of the ℓ1-sparsity comparison: μ·Σ|θ| over the adapter parameters joins the loss
+  // Where the noise goes: the adapter's output Δh (PACE), or the adapted linear's whole output h = W₀x + Δh (the
+  // paper's PACE_h ablation). The head's output is whole either way.
+  NoiseTarget noiseOn = NoiseTarget::AdapterOutput;
+  // Pace and lazy: how many noisy copies of the batch (the paper's M networks, Fig. 5); the consistency term is the
+  // mean of the pairwise terms, which for 2 copies is the reference's.
+  int64_t copies = 2;
 
   bool active() const { return sigma > 0.0 || lambda > 0.0; }  // noise or consistency (ℓ1 alone is not PACE)
   void validate() const;                                       // throws OptionError for σ < 0, λ < 0, ...
@@ -59,5 +67,7 @@ int64_t firstNoisyBlock(const models::Backbone& model, const PaceConfig& config)
 
 // mean over the batch of the sum over classes of (a − b)².
 torch::Tensor consistencyLoss(const torch::Tensor& a, const torch::Tensor& b);
+// The consistency of `copies` stacked views [copies·B, C]: the mean over pairs i < j of consistencyLoss(fᵢ, fⱼ).
+torch::Tensor consistencyAmong(const torch::Tensor& views, int64_t copies);
 
 }  // namespace pace::peft

@@ -62,18 +62,19 @@ PaceLosses PaceObjective::forwardLosses(models::Backbone& model, const at::Tenso
     out.consistency = torch::zeros({}, out.cls.options());
     return out;
   }
-  PaceNoise noise(sigma_, config_.kind, config_.shape, noiseGenerator, replay);
+  PaceNoise noise(sigma_, config_.kind, config_.shape, noiseGenerator, replay, config_.noiseOn);
   const bool lazyPaceStep = config_.variant == PaceVariant::Lazy && iteration % config_.lazyInterval == 0;
   if (config_.variant == PaceVariant::Pace || lazyPaceStep) {
     const int64_t used = lazyPaceStep ? std::max<int64_t>(1, images.size(0) / 2) : images.size(0);
     const at::Tensor x = images.slice(0, 0, used);
-    // Two copies of x, stacked inside the forward where the first noise is applied (before it they are equal).
-    models::ForwardContext views(2, firstNoisyBlock_, dropPathGenerator, &noise);
-    const at::Tensor both = forLoss(model.forward(x, views));
-    out.logits = both.slice(0, 0, used);
+    // The copies of x (two in the reference), stacked inside the forward where the first noise is applied
+    // (before it they are equal); the cross-entropy sees the first.
+    models::ForwardContext views(config_.copies, firstNoisyBlock_, dropPathGenerator, &noise);
+    const at::Tensor all = forLoss(model.forward(x, views));
+    out.logits = all.slice(0, 0, used);
     out.targets = targets.slice(0, 0, used);
     out.cls = F::cross_entropy(out.logits, out.targets);
-    out.consistency = consistencyLoss(out.logits, both.slice(0, used));
+    out.consistency = consistencyAmong(all, config_.copies);
   } else {
     models::ForwardContext single(1, 0, dropPathGenerator, &noise);
     out.logits = forLoss(model.forward(images, single));

@@ -16,6 +16,17 @@ void OptimizerConfig::validate() const {
   if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) throw OptionError("optimizer.betas must be in [0, 1)");
   if (!(eps > 0)) throw OptionError("optimizer.eps must be > 0");
   if (!(clipGradNorm >= 0)) throw OptionError("optimizer.clipGradNorm must be >= 0");
+  if (!(samRho >= 0)) throw OptionError("optimizer.samRho must be >= 0");
+  if (!(gradientPenalty >= 0)) throw OptionError("optimizer.gradientPenalty must be >= 0");
+  if (!(gradientPenaltyRadius > 0)) throw OptionError("optimizer.gradientPenaltyRadius must be > 0");
+  if (samRho > 0 && gradientPenalty > 0)
+    throw OptionError("optimizer.samRho and optimizer.gradientPenalty are alternatives: set one of them");
+}
+
+SharpnessConfig OptimizerConfig::sharpness() const {
+  if (samRho > 0) return {samRho, 1.0};
+  if (gradientPenalty > 0) return {gradientPenaltyRadius, gradientPenalty / gradientPenaltyRadius};
+  return {};
 }
 
 DivergedError lossDiverged(double loss, const std::string& position, const std::string& consequence) {
@@ -61,6 +72,11 @@ Trainer::Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimi
     throw UnsupportedError(
         "the fast PACE variant keeps each sample's logits in one process; data-parallel training supports the "
         "pace, lazy, fpa and noise variants");
+  if (optimizerConfig_.sharpness().active() && pace_.config().active() &&
+      pace_.config().variant == peft::PaceVariant::Fast)
+    throw OptionError(
+        "SAM and the gradient penalty take a second gradient of the same loss, which the fast PACE "
+        "variant's logit history does not allow; use the pace, lazy, fpa or noise variant");
   trainable_ = peft::trainableParameters(*model_);
   if (trainable_.empty()) throw StateError("the model has no trainable parameters: call addAdapters() first");
   std::vector<at::Tensor> parameters;
@@ -100,30 +116,45 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs) {
   if (inputs.diagnostics) result.fpDistance = fpDistance(model, images);
   model.train(true);
   optimizer_->zero_grad();
-  std::optional<FrozenBf16Copies::Swap> frozenInBf16;
-  if (precision_ == Precision::Bf16) {
-    frozenBf16_.refresh(model);
-    frozenInBf16.emplace(frozenBf16_);
-  }
-  peft::PaceLosses losses;
-  {
-    const PrecisionScope forward(precision_, device.type());
-    losses = pace_.losses(model, images, targets, inputs.indices, inputs.noise, noiseGenerator_, dropPathGenerator_,
-                          iteration_.load());
-  }
-  const at::Tensor total = losses.cls + pace.lambda * losses.consistency + losses.sparsity;
-  if (device.is_cpu() && !parallel_.active()) {
-    // On the CPU the loss is already computed, so reading it costs nothing: a non-finite loss stops the step
-    // before the update, leaving the parameters and the optimizer as they were. (On a GPU the read would wait
-    // for the device every step; there the epoch loop reads each loss one step late instead.)
-    const double value = total.item<double>();
-    if (!std::isfinite(value)) throw lossDiverged(value, inputs.position, "the parameters are as before this step");
-  }
-  {
-    // Backward and the update: TF32 as asked; bf16 products were fixed by the forward's casts.
-    const PrecisionScope rest(precision_ == Precision::Bf16 ? Precision::Fp32 : precision_, device.type());
+  if (precision_ == Precision::Bf16) frozenBf16_.refresh(model);
+  const auto backwardScope = precision_ == Precision::Bf16 ? Precision::Fp32 : precision_;
+  // Forward and backward of the step's loss; `replay` is the noise to use instead of drawing.
+  const auto forwardBackward = [&](const std::map<std::string, at::Tensor>& replay, bool checkLoss) {
+    std::optional<FrozenBf16Copies::Swap> frozenInBf16;
+    if (precision_ == Precision::Bf16) frozenInBf16.emplace(frozenBf16_);
+    peft::PaceLosses losses;
+    {
+      const PrecisionScope forward(precision_, device.type());
+      losses = pace_.losses(model, images, targets, inputs.indices, replay, noiseGenerator_, dropPathGenerator_,
+                            iteration_.load());
+    }
+    const at::Tensor total = losses.cls + pace.lambda * losses.consistency + losses.sparsity;
+    if (checkLoss && device.is_cpu() && !parallel_.active()) {
+      // On the CPU the loss is already computed, so reading it costs nothing: a non-finite loss stops the step
+      // before the update, leaving the parameters and the optimizer as they were. (On a GPU the read would wait
+      // for the device every step; there the epoch loop reads each loss one step late instead.)
+      const double value = total.item<double>();
+      if (!std::isfinite(value)) throw lossDiverged(value, inputs.position, "the parameters are as before this step");
+    }
+    // Backward: TF32 as asked; bf16 products were fixed by the forward's casts.
+    const PrecisionScope backward(backwardScope, device.type());
     total.backward();
-    frozenInBf16.reset();
+    return std::make_pair(losses, total);
+  };
+  const SharpnessConfig sharpness = optimizerConfig_.sharpness();
+  const at::Tensor dropPathState = sharpness.active() ? dropPathGenerator_.get_state() : at::Tensor();
+  const auto [losses, total] = forwardBackward(inputs.noise, true);
+  if (sharpness.active()) {
+    // SAM / GP: the gradient again at θ + r·g/‖g‖, with the same noise draws and drop-path masks.
+    const std::map<std::string, at::Tensor> draws = pace_.lastNoise();
+    SharpnessStep moved(trainable_, sharpness);
+    optimizer_->zero_grad();
+    dropPathGenerator_.set_state(dropPathState);
+    forwardBackward(draws, false);
+    moved.finish();
+  }
+  {
+    const PrecisionScope update(backwardScope, device.type());
     if (parallel_.active()) averageAcrossRanks(inputs, losses, total, result);
     if (inputs.diagnostics) result.gradNorm = gradientNorm(trainable_);
     if (optimizerConfig_.clipGradNorm > 0) clipGradientNorm(trainable_, optimizerConfig_.clipGradNorm);

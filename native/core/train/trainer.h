@@ -23,6 +23,7 @@
 #include "train/frozen_bf16.h"
 #include "train/fused_adamw.h"
 #include "train/schedule.h"
+#include "train/sharpness.h"
 
 namespace pace::train {
 
@@ -33,7 +34,13 @@ struct OptimizerConfig {
   double beta2 = 0.999;
   double eps = 1e-8;
   double clipGradNorm = 0;  // > 0: scale the gradients so their total L2 norm is at most this
+  // The paper's comparisons (train/sharpness.h): SAM with radius samRho, or the gradient-norm penalty GP with
+  // weight gradientPenalty and finite-difference radius gradientPenaltyRadius. 0: off; at most one of them.
+  double samRho = 0;
+  double gradientPenalty = 0;
+  double gradientPenaltyRadius = 0.01;
   void validate() const;
+  SharpnessConfig sharpness() const;
 };
 
 struct StepResult {
