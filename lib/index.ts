@@ -84,7 +84,8 @@ export {
   type TrainStepOptions,
 } from './train/trainer';
 export { cosineSchedule, type CosineScheduleOptions, type LrSchedule } from './train/schedule';
-export { type FitOptions, type History, type EvaluationReport } from './train/fit';
+export { type FitOptions, type History } from './train/fit';
+export { evaluateDataset, EvaluateOptionsSchema, type EvaluateOptions, type EvaluationReport } from './eval/evaluate';
 export {
   earlyStopping,
   type Callback,
@@ -132,8 +133,6 @@ export {
   type EvaluateDomainShiftOptions,
 } from './eval/domain-shift';
 export { formatDomainShiftTable } from './eval/domain-shift-table';
-export { ClassMask, type MaskedScores } from './eval/class-mask';
-export { forEachLogitBatch, type LogitBatch } from './eval/dataset-logits';
 export { loadDatasetSource, DatasetSourceSchema, type DatasetSource, type SourceOptions } from './data/sources';
 export { RunConfigSchema, readRunConfig, type RunConfig } from './cli/config';
 export { createInferenceServer, type InferenceServer } from './serve/server';

@@ -102,11 +102,23 @@ export interface NativeModelHandle {
   evaluate(
     images: NativeTensorHandle,
     labels: NativeTensorHandle,
-    batchSize: number,
-    normalization?: { mean: number[]; std: number[] },
-    /** Every rank of the current distributed group evaluates its share (collective). */
-    sharded?: boolean,
-  ): Promise<{ samples: number; top1: number; top5?: number; loss: number; confusion: NativeTensorHandle }>;
+    options: {
+      batchSize: number;
+      normalization?: { mean: number[]; std: number[] };
+      /** Only these classes take part in the argmax, top-5 and softmax. */
+      classes?: number[];
+      precision?: 'fp32' | 'tf32' | 'bf16';
+      /** Every rank of the current distributed group evaluates its share (collective). */
+      sharded?: boolean;
+    },
+  ): Promise<{
+    samples: number;
+    classes: number;
+    top1: number;
+    top5?: number;
+    loss: number;
+    confusion: NativeTensorHandle;
+  }>;
 }
 
 export interface NativeEpochResult {

@@ -5,10 +5,10 @@ import path from 'node:path';
 import sharp from 'sharp';
 
 import {
-  ClassMask,
   classesOf,
   createModel,
   domainShiftEntries,
+  evaluateDataset,
   evaluateDomainShift,
   formatDomainShiftTable,
   IMAGENET_NORMALIZATION,
@@ -20,8 +20,10 @@ import {
   PaceOptionError,
   prepareImages,
   RunConfigSchema,
+  saveTensors,
+  tensor,
+  TensorDataset,
   type Model,
-  type TensorDataset,
 } from '../lib';
 import { fixturesDir, makeTempDir, repoRoot } from './support/paths';
 import { seededRandom, tinyVit } from './support/synthetic';
@@ -38,46 +40,81 @@ const linesOf = (file: string) =>
     .filter((l) => l !== '');
 const labelOf = (line: string) => Number(line.split(' ').at(-1));
 
-describe('class masks on synthetic logits', () => {
-  // 6 classes, the subset {1, 3, 4}; row 4's subset logits are ln 1, ln 2, ln 3 beside a huge non-subset logit.
+describe('class subsets in the native evaluation, on logits set through the head', () => {
+  // 6 classes, the subset {1, 3, 4}. Each row is a model's logits for any image: its head's weight is zero and
+  // its bias the row. Row 4's subset logits are ln 1, ln 2, ln 3 beside a huge logit outside the subset.
   const rows = [
-    [10, 1, 0, 5, 2, 0], // unrestricted argmax 0 (outside), restricted 3 = label: right only with the mask
+    [10, 1, 0, 5, 2, 0], // unrestricted argmax 0 (outside), restricted 3 = label: right only with the subset
     [0, 1, 0, 2, 7, 3], // 4 both ways: right
     [0, 2, 0, 1, 0, 9], // unrestricted 5 (outside), restricted 1, label 4: wrong
     [0, 4, 0, 4, 1, 0], // a tie between 1 and 3: the first (1), label 3: wrong
     [100, 0, 0, Math.LN2, Math.log(3), 0], // restricted 4 = label: right; loss ln 6 - ln 3 = ln 2
   ];
   const labels = [3, 4, 4, 3, 4];
-  const logits = Float32Array.from(rows.flat());
+  const spec = { ...tinyVit, depth: 1, numClasses: 6 };
+  const one = (label: number) =>
+    new TensorDataset(
+      tensor(new Float32Array(3 * 16 * 16).fill(0.1), [1, 3, 16, 16]),
+      tensor(BigInt64Array.of(BigInt(label))),
+    );
 
-  test('the restricted argmax differs from the unrestricted one where a class outside the subset wins', () => {
-    const masked = new ClassMask(6, [4, 1, 3]).score(logits, labels);
-    expect(Array.from(masked.predictions)).toEqual([3, 4, 1, 1, 4]);
-    expect(masked.correct / labels.length).toBe(0.6);
-    const all = new ClassMask(6).score(logits, labels);
-    expect(Array.from(all.predictions)).toEqual([0, 4, 5, 1, 0]);
-    expect(all.correct / labels.length).toBe(0.2);
+  /** A model whose logits are `row` for every image. */
+  async function modelWithLogits(row: number[]): Promise<Model> {
+    using base = await createModel(spec, { seed: 1 });
+    const state = base.stateDict();
+    const file = path.join(temp.dir, `logits-${row.join('_')}.safetensors`);
+    await saveTensors(file, {
+      ...state,
+      'head.weight': tensor(new Float32Array(state['head.weight'].size), state['head.weight'].shape),
+      'head.bias': tensor(Float32Array.from(row), [6]),
+    });
+    return createModel(spec, { pretrained: file });
+  }
+
+  /** Each row's prediction (read from the confusion matrix), whether it was right, and its loss. */
+  async function scored(classes?: number[]) {
+    const out = [];
+    for (const [r, row] of rows.entries()) {
+      using model = await modelWithLogits(row);
+      const report = await evaluateDataset(model, one(labels[r]), { classes });
+      out.push({ predicted: report.confusion[labels[r]].indexOf(1), report });
+    }
+    return out;
+  }
+
+  test('the restricted argmax differs from the unrestricted one where a class outside the subset wins', async () => {
+    const masked = await scored([4, 1, 3]);
+    expect(masked.map((m) => m.predicted)).toEqual([3, 4, 1, 1, 4]);
+    expect(masked.filter((m) => m.report.accuracy === 1)).toHaveLength(3);
+    expect(masked[0].report.classes).toBe(3);
+    expect(masked[0].report.top5).toBeUndefined(); // fewer than 5 classes take part
+    const all = await scored();
+    expect(all.map((m) => m.predicted)).toEqual([0, 4, 5, 1, 0]);
+    expect(all.filter((m) => m.report.accuracy === 1)).toHaveLength(1);
+    expect(all[0].report.classes).toBe(6);
   });
 
-  test('the loss is the cross-entropy of the softmax over the subset only', () => {
-    const last = new ClassMask(6, [1, 3, 4]).score(logits.subarray(24), [4]);
-    expect(last.lossSum).toBeCloseTo(Math.LN2, 6);
-    const expected = rows.reduce((sum, row, r) => {
+  test('the loss is the cross-entropy of the softmax over the subset only', async () => {
+    const masked = await scored([1, 3, 4]);
+    expect(masked[4].report.loss).toBeCloseTo(Math.LN2, 6);
+    rows.forEach((row, r) => {
       const subset = [1, 3, 4].map((c) => Math.fround(row[c]));
       const max = Math.max(...subset);
-      return sum + Math.log(subset.reduce((s, v) => s + Math.exp(v - max), 0)) + max - Math.fround(row[labels[r]]);
-    }, 0);
-    expect(new ClassMask(6, [1, 3, 4]).score(logits, labels).lossSum).toBeCloseTo(expected, 6);
+      const expected = Math.log(subset.reduce((s, v) => s + Math.exp(v - max), 0)) + max - Math.fround(row[labels[r]]);
+      expect(masked[r].report.loss).toBeCloseTo(expected, 5);
+    });
   });
 
-  test('a label outside the subset and a bad subset are errors', () => {
-    expect(() => new ClassMask(6, [1, 3, 4]).score(logits, [3, 4, 0, 3, 4], 10)).toThrow(
-      new PaceInputError('sample 12: label 0 is not among the 3 classes of the mask'),
+  test('a label outside the subset and a bad subset are errors', async () => {
+    using model = await modelWithLogits(rows[0]);
+    await expect(evaluateDataset(model, one(0), { classes: [1, 3, 4] })).rejects.toThrow(
+      new PaceInputError('sample 0: label 0 is not among the 3 classes of the subset'),
     );
-    expect(() => new ClassMask(6, [1, 1])).toThrow('class 1 is listed twice');
-    expect(() => new ClassMask(6, [6])).toThrow('class 6 is not one of the 6 classes (0-5)');
-    expect(() => new ClassMask(6, [])).toThrow('the class subset is empty');
-    expect(() => new ClassMask(6).score(logits.subarray(1), labels)).toThrow('expected 5 rows of 6 logits');
+    await expect(evaluateDataset(model, one(1), { classes: [1, 1] })).rejects.toThrow('lists a class twice');
+    await expect(evaluateDataset(model, one(1), { classes: [1, 6] })).rejects.toThrow(
+      'the class subset must lie in [0, 6); got classes from 1 to 6',
+    );
+    await expect(evaluateDataset(model, one(1), { classes: [] })).rejects.toThrow(PaceOptionError);
   });
 });
 

@@ -2,6 +2,7 @@ import { z } from 'zod';
 
 import type { TensorDataset } from '../data/dataset';
 import {
+  checkClassSubset,
   classesOf,
   DOMAIN_SHIFT_SETS,
   domainShiftEntries,
@@ -16,8 +17,7 @@ import { withContext } from '../error-context';
 import { PaceInputError, PaceOptionError } from '../errors';
 import type { Model } from '../models/model';
 import { parseOptions } from '../options';
-import { ClassMask } from './class-mask';
-import { forEachLogitBatch } from './dataset-logits';
+import { evaluateDataset } from './evaluate';
 
 /**
  * Which of the 1,000 logits take part in a set's argmax and loss: `all`, `present` (the classes among the set's
@@ -77,7 +77,7 @@ export interface EvaluateDomainShiftOptions {
   precision?: 'fp32' | 'tf32' | 'bf16';
   /** Images of a list decoded at once (default 1024), so a large set never sits in memory whole. */
   decodeChunk?: number;
-  /** Called after each batch. */
+  /** Called after each chunk of images (and after a dataset target). */
   onProgress?: (progress: { set: DomainShiftSetName; done: number; total: number }) => void;
 }
 
@@ -101,11 +101,15 @@ export interface DomainShiftReport {
   mean: number;
 }
 
-/** The class mask a set is scored with, from its option and its labels. */
-function maskFor(name: DomainShiftSetName, classes: ClassSubset | undefined, labels: () => number[]): ClassMask {
+/** The classes a set is scored over (undefined: all 1,000), from its option and its labels. */
+function subsetFor(
+  name: DomainShiftSetName,
+  classes: ClassSubset | undefined,
+  labels: () => number[],
+): number[] | undefined {
   const choice = classes ?? (domainShiftSet(name).subset ? 'present' : 'all');
-  if (choice === 'all') return new ClassMask(IMAGENET_CLASSES);
-  return new ClassMask(IMAGENET_CLASSES, choice === 'present' ? classesOf(labels()) : choice);
+  if (choice === 'all') return undefined;
+  return checkClassSubset(choice === 'present' ? classesOf(labels()) : choice, IMAGENET_CLASSES, `${name}'s classes`);
 }
 
 /** The decoded images of `entries` from `from`, as the evaluation transform (centre crop) makes them. */
@@ -169,26 +173,21 @@ export async function evaluateDomainShift(
   }
 }
 
-/** Scoring one set, from a dataset or from a list. */
+/** Scoring one set, from a dataset or from a list: the native evaluation of each chunk, its counts summed. */
 function scorer(model: Model, name: DomainShiftSetName, batchSize: number, options: EvaluateDomainShiftOptions) {
   let samples = 0;
   let correct = 0;
   let lossSum = 0;
-  const run = async (dataset: TensorDataset, mask: ClassMask, total: number) => {
-    await forEachLogitBatch(model, dataset, { batchSize, precision: options.precision }, (batch) => {
-      if (batch.classes !== IMAGENET_CLASSES) {
-        throw new PaceOptionError(`the model gave ${batch.classes} logits, not ${IMAGENET_CLASSES}`);
-      }
-      const scores = mask.score(batch.logits, batch.labels, samples);
-      samples += batch.labels.length;
-      correct += scores.correct;
-      lossSum += scores.lossSum;
-      options.onProgress?.({ set: name, done: samples, total });
-    });
+  const run = async (dataset: TensorDataset, classes: number[] | undefined, total: number) => {
+    const report = await evaluateDataset(model, dataset, { batchSize, classes, precision: options.precision });
+    samples += report.samples;
+    correct += report.confusion.reduce((sum, row, i) => sum + row[i], 0);
+    lossSum += report.loss * report.samples;
+    options.onProgress?.({ set: name, done: samples, total });
   };
-  const result = (mask: ClassMask): DomainShiftResult => ({
+  const result = (classes: number[] | undefined): DomainShiftResult => ({
     samples,
-    classes: mask.classes.length,
+    classes: classes?.length ?? IMAGENET_CLASSES,
     top1: correct / samples,
     loss: lossSum / samples,
   });
@@ -196,18 +195,19 @@ function scorer(model: Model, name: DomainShiftSetName, batchSize: number, optio
     async dataset(target: { dataset: TensorDataset; classes?: ClassSubset }): Promise<DomainShiftResult> {
       const { dataset } = target;
       if (dataset.length === 0) throw new PaceInputError(`${name}: the dataset is empty`);
-      const mask = maskFor(name, target.classes, () => Array.from(dataset.labels.toBigInt64Array(), Number));
-      await run(dataset, mask, dataset.length);
-      return result(mask);
+      const classes = subsetFor(name, target.classes, () => Array.from(dataset.labels.toBigInt64Array(), Number));
+      await run(dataset, classes, dataset.length);
+      return result(classes);
     },
     async list(target: DomainShiftList, chunk: number): Promise<DomainShiftResult> {
       const { list, root } = parseOptions(DomainShiftListSchema, target, `options.targets['${name}']`);
       const entries = domainShiftEntries(list, root);
-      const mask = maskFor(name, target.classes, () => entries.map((e) => e.label));
-      const outside = entries.find((e) => !mask.contains(e.label));
+      const classes = subsetFor(name, target.classes, () => entries.map((e) => e.label));
+      const members = classes && new Set(classes);
+      const outside = members && entries.find((e) => !members.has(e.label));
       if (outside) {
         throw new PaceInputError(
-          `${list}:${outside.line}: label ${outside.label} is not among the ${mask.classes.length} classes of ${name}'s class subset`,
+          `${list}:${outside.line}: label ${outside.label} is not among the ${members.size} classes of ${name}'s class subset`,
         );
       }
       const size = model.spec.imgSize;
@@ -220,7 +220,7 @@ function scorer(model: Model, name: DomainShiftSetName, batchSize: number, optio
               ? decodeChunk(entries.slice(from + chunk, from + 2 * chunk), list, size)
               : undefined;
           try {
-            await run(dataset, mask, entries.length);
+            await run(dataset, classes, entries.length);
           } finally {
             dataset.images.dispose();
             dataset.labels.dispose();
@@ -236,7 +236,7 @@ function scorer(model: Model, name: DomainShiftSetName, batchSize: number, optio
           () => undefined,
         );
       }
-      return result(mask);
+      return result(classes);
     },
   };
 }

@@ -6,6 +6,7 @@ import { SingleBar } from 'cli-progress';
 import { z } from 'zod';
 
 import type { TensorDataset } from '../data/dataset';
+import type { EvaluationReport } from '../eval/evaluate';
 import { PaceInputError, PaceOptionError } from '../errors';
 import { nativeAddon, type NativeTrainerHandle } from '../native';
 import { parseOptions } from '../options';
@@ -54,21 +55,6 @@ export interface History {
   /** One entry per completed epoch (including those of the run it resumed). */
   epochs: EpochLogs[];
   stopReason: 'completed' | 'early-stopping' | 'aborted' | string;
-}
-
-/** Accuracy figures of {@link Trainer.evaluate}. */
-export interface EvaluationReport {
-  samples: number;
-  /** Top-1 accuracy. */
-  accuracy: number;
-  /** Top-5 accuracy (with at least 5 classes). */
-  top5?: number;
-  /** Mean cross-entropy. */
-  loss: number;
-  /** Accuracy of each class (NaN for a class with no samples). */
-  perClassAccuracy: number[];
-  /** confusion[true][predicted] counts. */
-  confusion: number[][];
 }
 
 interface FitHost {

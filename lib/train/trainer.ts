@@ -6,7 +6,8 @@ import type { Model } from '../models/model';
 import { nativeAddon, type NativePaceOptions, type NativeStepResult, type NativeTrainerHandle } from '../native';
 import { parseOptions } from '../options';
 import { handleOf, Tensor } from '../tensor';
-import { normalizationOf, runFit, type EvaluationReport, type FitOptions, type History } from './fit';
+import { evaluateDataset, type EvaluateOptions, type EvaluationReport } from '../eval/evaluate';
+import { runFit, type FitOptions, type History } from './fit';
 
 // The defaults of the optimizer and PACE options are the core's (native/core/train/trainer.h, peft/pace.h):
 // what is left out here is filled there, and Trainer.options reports the resolved values.
@@ -255,30 +256,8 @@ export class Trainer {
    * A data-parallel trainer's evaluation is collective: every rank calls it, evaluates its share, and gets the
    * whole dataset's figures.
    */
-  async evaluate(dataset: TensorDataset, options: { batchSize?: number } = {}): Promise<EvaluationReport> {
+  async evaluate(dataset: TensorDataset, options: EvaluateOptions = {}): Promise<EvaluationReport> {
     this.model.fitLock.check('trainer.evaluate');
-    const batchSize = parseOptions(z.number().int().min(1).default(64), options.batchSize, 'options.batchSize');
-    const result = await this.model.nativeHandle.evaluate(
-      handleOf(dataset.images),
-      handleOf(dataset.labels),
-      batchSize,
-      normalizationOf(dataset),
-      this.options.worldSize > 1,
-    );
-    using confusionTensor = new Tensor(result.confusion);
-    const classes = confusionTensor.shape[0];
-    const flat = confusionTensor.toFloat64Array();
-    const confusion = Array.from({ length: classes }, (_, i) =>
-      Array.from(flat.subarray(i * classes, (i + 1) * classes)),
-    );
-    const perClassAccuracy = confusion.map((row, i) => row[i] / row.reduce((a, b) => a + b, 0));
-    return {
-      samples: result.samples,
-      accuracy: result.top1,
-      top5: result.top5,
-      loss: result.loss,
-      perClassAccuracy,
-      confusion,
-    };
+    return evaluateDataset(this.model, dataset, options, this.options.worldSize > 1);
   }
 }

@@ -385,26 +385,42 @@ Napi::Value ModelHandle::gradients(const Napi::CallbackInfo& info) {
   });
 }
 
-// evaluate(images, labels, batchSize, normalization?, sharded?) -> Promise<{ samples, top1, top5?, loss, confusion }>
-// sharded: every rank of the current distributed group evaluates its share (collective).
+// evaluate(images, labels, { batchSize, normalization?, classes?, precision?, sharded? })
+//   -> Promise<{ samples, classes, top1, top5?, loss, confusion }>
+// classes: the class indices that take part; sharded: every rank of the current distributed group evaluates its
+// share (collective).
 Napi::Value ModelHandle::evaluate(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     const at::Tensor images = TensorHandle::unwrap(info[0], "images");
     const at::Tensor labels = TensorHandle::unwrap(info[1], "labels");
-    const int64_t batchSize = info[2].ToNumber().Int64Value();
-    const auto normalization = normalizationFromJs(info[3]);
-    std::shared_ptr<distributed::Group> group = info[4].ToBoolean().Value() ? distributed::current() : nullptr;
+    if (!info[2].IsObject()) throw jsError(env, ErrorCode::InvalidOption, "evaluate options must be an object");
+    const auto object = info[2].As<Napi::Object>();
+    train::EvaluationOptions options;
+    options.batchSize = static_cast<int64_t>(numberOr(object, "batchSize", static_cast<double>(options.batchSize)));
+    options.normalization = normalizationFromJs(object.Get("normalization"));
+    if (object.Get("classes").IsArray()) {
+      const auto classes = object.Get("classes").As<Napi::Array>();
+      std::vector<int64_t> indices;
+      for (uint32_t i = 0; i < classes.Length(); ++i) indices.push_back(classes.Get(i).ToNumber().Int64Value());
+      options.classSubset = torch::tensor(indices, torch::kLong);
+    }
+    if (!object.Get("precision").IsUndefined())
+      options.precision = precisionFromName(stringFromJs(object.Get("precision"), "precision"));
+    std::shared_ptr<distributed::Group> group =
+        object.Get("sharded").ToBoolean().Value() ? distributed::current() : nullptr;
     if (group && group->worldSize() < 2) group.reset();
     return runAsync(
         env, "pace.evaluate",
-        [state = live(env), images, labels, batchSize, normalization, group] {
+        [state = live(env), images, labels, options, group]() mutable {
+          options.shardAcross = group.get();
           std::lock_guard<std::mutex> lock(state->mutex);
-          return train::evaluate(*state->model, images, labels, batchSize, normalization, group.get());
+          return train::evaluate(*state->model, images, labels, options);
         },
         [](Napi::Env env, train::EvaluationResult& r) -> Napi::Value {
           Napi::Object object = Napi::Object::New(env);
           object.Set("samples", static_cast<double>(r.samples));
+          object.Set("classes", static_cast<double>(r.classes));
           object.Set("top1", r.top1);
           if (r.top5 >= 0) object.Set("top5", r.top5);
           object.Set("loss", r.loss);

@@ -2,6 +2,8 @@
 
 #include <torch/nn/functional/loss.h>
 
+#include <limits>
+
 #include "errors.h"
 #include "peft/pace.h"
 #include "tensor/dtype.h"
@@ -26,13 +28,41 @@ at::Tensor batchInput(const models::Backbone& model, const at::Tensor& images,
   return data::toModelInput(images, model.imageSize(), *normalization);
 }
 
+namespace {
+
+// The logits' offsets that keep only the subset: 0 on its classes, −∞ elsewhere (undefined: no subset).
+at::Tensor subsetOffsets(const at::Tensor& subset, const at::Tensor& labels, int64_t classes) {
+  if (!subset.defined()) return {};
+  if (subset.scalar_type() != at::kLong || subset.dim() != 1 || subset.numel() == 0)
+    throw ShapeError("the class subset must be a non-empty int64 vector of class indices");
+  const int64_t low = subset.min().item<int64_t>(), high = subset.max().item<int64_t>();
+  if (low < 0 || high >= classes)
+    throw InputError("the class subset must lie in [0, " + std::to_string(classes) + "); got classes from " +
+                     std::to_string(low) + " to " + std::to_string(high));
+  at::Tensor member = torch::zeros({classes}, torch::kBool).index_fill_(0, subset, true);
+  const at::Tensor sorted = std::get<0>(subset.sort());
+  if (subset.numel() > 1 && sorted.slice(0, 1).eq(sorted.slice(0, 0, -1)).any().item<bool>())
+    throw InputError("the class subset lists a class twice");
+  const at::Tensor outside = member.logical_not().index_select(0, labels.cpu()).nonzero();
+  if (outside.numel() > 0) {
+    const int64_t sample = outside[0][0].item<int64_t>();
+    throw InputError("sample " + std::to_string(sample) + ": label " + std::to_string(labels[sample].item<int64_t>()) +
+                     " is not among the " + std::to_string(subset.numel()) + " classes of the subset");
+  }
+  return torch::full({classes}, -std::numeric_limits<float>::infinity()).masked_fill_(member, 0.0f);
+}
+
+}  // namespace
+
 EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, const at::Tensor& labels,
-                          int64_t batchSize, const std::optional<data::Normalization>& normalization,
-                          distributed::Group* shardAcross) {
+                          const EvaluationOptions& options) {
   const int64_t n = images.size(0), classes = model.numClasses();
   if (classes < 1) throw StateError("evaluation needs a classifier head");
+  const int64_t batchSize = options.batchSize;
   if (batchSize < 1) throw OptionError("batchSize must be >= 1");
   checkTargets(labels, n, classes);
+  distributed::Group* shardAcross = options.shardAcross;
+  const auto& normalization = options.normalization;
   torch::NoGradGuard noGrad;
   struct RestoreMode {
     models::Backbone& model;
@@ -41,6 +71,12 @@ EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, con
   } restore{model, model.is_training()};
   model.train(false);
   const auto device = model.parameters().front().device();
+  const at::Tensor offsets = [&] {
+    const at::Tensor cpu = subsetOffsets(options.classSubset, labels, classes);
+    return cpu.defined() ? cpu.to(device) : cpu;
+  }();
+  const int64_t taking = options.classSubset.defined() ? options.classSubset.numel() : classes;
+  const PrecisionScope arithmetic(options.precision, device.type());
   // Counts and sums stay on the model's device and are read once at the end: on a GPU a read per batch
   // would wait for each batch to finish before the next is queued.
   const auto counts = torch::TensorOptions().dtype(torch::kLong).device(device);
@@ -56,13 +92,14 @@ EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, con
     const int64_t end = std::min(last, begin + batchSize);
     const at::Tensor x = batchInput(model, images.slice(0, begin, end), normalization).to(device);
     const at::Tensor y = labels.slice(0, begin, end).to(device);
-    const at::Tensor logits = model.forward(x);
+    at::Tensor logits = model.forward(x).to(at::kFloat);
+    if (offsets.defined()) logits = logits + offsets;  // exp(−∞) = 0: the softmax and argmax see the subset only
     loss.add_(torch::nn::functional::cross_entropy(
                   logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
                   .to(torch::kDouble));
     const at::Tensor predicted = logits.argmax(1);
     top1.add_(predicted.eq(y).sum());
-    if (classes >= 5) top5.add_(std::get<1>(logits.topk(5, 1)).eq(y.unsqueeze(1)).any(1).sum());
+    if (taking >= 5) top5.add_(std::get<1>(logits.topk(5, 1)).eq(y.unsqueeze(1)).any(1).sum());
     confusion.index_add_(0, y * classes + predicted, torch::ones({end - begin}, counts));
   }
   if (shardAcross) {
@@ -78,9 +115,10 @@ EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, con
   }
   EvaluationResult result;
   result.samples = n;
+  result.classes = taking;
   result.confusion = confusion.view({classes, classes}).cpu();
   result.top1 = n ? static_cast<double>(top1.item<int64_t>()) / n : 0;
-  if (classes >= 5) result.top5 = n ? static_cast<double>(top5.item<int64_t>()) / n : 0;
+  if (taking >= 5) result.top5 = n ? static_cast<double>(top5.item<int64_t>()) / n : 0;
   result.loss = n ? loss.item<double>() / n : 0;
   return result;
 }

@@ -5,22 +5,33 @@
 #include "data/transforms.h"
 #include "distributed/group.h"
 #include "models/backbone.h"
+#include "tensor/precision.h"
 
 namespace pace::train {
 
+struct EvaluationOptions {
+  int64_t batchSize = 64;
+  std::optional<data::Normalization> normalization;  // for uint8 images
+  // Only these classes (int64 indices) take part in the argmax, top-5 and softmax, as ImageNet-A's and -R's 200
+  // classes of a 1,000-class head are evaluated; every label must be one of them. Undefined: all classes.
+  at::Tensor classSubset;
+  Precision precision = Precision::Fp32;
+  // Collective: each rank of the group evaluates its contiguous share and every rank gets the whole set's figures.
+  distributed::Group* shardAcross = nullptr;
+};
+
 struct EvaluationResult {
   int64_t samples = 0;
+  int64_t classes = 0;  // the classes that took part (the subset's size, or the head's)
   double top1 = 0;
   double top5 = -1;      // only with at least 5 classes
   at::Tensor confusion;  // int64 [classes, classes]: row = true class, column = predicted
   double loss = 0;       // mean cross-entropy
 };
 
-// Top-1/top-5 accuracy, per-class counts and mean loss of an eval-mode model over a dataset, in batches. With a
-// group (collective), each rank evaluates its contiguous share and every rank gets the whole dataset's figures.
+// Top-1/top-5 accuracy, per-class counts and mean loss of an eval-mode model over a dataset, in batches.
 EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, const at::Tensor& labels,
-                          int64_t batchSize, const std::optional<data::Normalization>& normalization = std::nullopt,
-                          distributed::Group* shardAcross = nullptr);
+                          const EvaluationOptions& options);
 
 // The FP-distance mean_batch Σ_classes (f − f₀)² between the model and its frozen backbone (adapters bypassed,
 // same head), both in evaluation mode; leaves the model in training mode.

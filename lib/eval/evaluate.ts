@@ -1,0 +1,75 @@
+import { z } from 'zod';
+
+import type { TensorDataset } from '../data/dataset';
+import type { Model } from '../models/model';
+import { parseOptions } from '../options';
+import { handleOf, Tensor } from '../tensor';
+
+/** Accuracy figures of an evaluation ({@link evaluateDataset}, `Trainer.evaluate`). */
+export interface EvaluationReport {
+  samples: number;
+  /** The classes that took part in the argmax and softmax: the head's, or the subset's. */
+  classes: number;
+  /** Top-1 accuracy. */
+  accuracy: number;
+  /** Top-5 accuracy (with at least 5 classes taking part). */
+  top5?: number;
+  /** Mean cross-entropy (of the softmax over the classes taking part). */
+  loss: number;
+  /** Accuracy of each class (NaN for a class with no samples). */
+  perClassAccuracy: number[];
+  /** confusion[true][predicted] counts. */
+  confusion: number[][];
+}
+
+export const EvaluateOptionsSchema = z
+  .object({
+    batchSize: z.number().int().min(1).default(64),
+    /**
+     * Only these classes of the head take part in the argmax, top-5 and softmax (ImageNet-A's and -R's 200 of
+     * ImageNet's 1,000); every label must be one of them. Default: all.
+     */
+    classes: z.array(z.number().int().min(0)).min(1).optional(),
+    precision: z.enum(['fp32', 'tf32', 'bf16']).default('fp32'),
+  })
+  .strict();
+
+export type EvaluateOptions = z.input<typeof EvaluateOptionsSchema>;
+
+/**
+ * Top-1 (and top-5) accuracy, loss, per-class accuracy and the confusion matrix of a model on a dataset, in
+ * evaluation mode, computed natively in batches (uint8 images converted with the dataset's normalisation).
+ * `sharded` (for data-parallel trainers) makes it collective across the current distributed group.
+ */
+export async function evaluateDataset(
+  model: Model,
+  dataset: TensorDataset,
+  options: EvaluateOptions = {},
+  sharded = false,
+): Promise<EvaluationReport> {
+  const o = parseOptions(EvaluateOptionsSchema, options, 'options');
+  const normalization = dataset.normalization && {
+    mean: [...dataset.normalization.mean],
+    std: [...dataset.normalization.std],
+  };
+  const result = await model.nativeHandle.evaluate(handleOf(dataset.images), handleOf(dataset.labels), {
+    ...o,
+    normalization,
+    sharded,
+  });
+  using confusionTensor = new Tensor(result.confusion);
+  const classes = confusionTensor.shape[0];
+  const flat = confusionTensor.toFloat64Array();
+  const confusion = Array.from({ length: classes }, (_, i) =>
+    Array.from(flat.subarray(i * classes, (i + 1) * classes)),
+  );
+  return {
+    samples: result.samples,
+    classes: result.classes,
+    accuracy: result.top1,
+    top5: result.top5,
+    loss: result.loss,
+    perClassAccuracy: confusion.map((row, i) => row[i] / row.reduce((a, b) => a + b, 0)),
+    confusion,
+  };
+}
