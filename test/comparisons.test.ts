@@ -16,7 +16,7 @@ import {
   type TensorRecord,
   type TrainerOptions,
 } from '../lib';
-import { fixture, fixtureAdapterType, fixtureIndex, fixtureSpec } from './support/fixtures';
+import { fixture, fixtureAdaptedModel, fixtureIndex, fixtureNoise, fixtureSpec } from './support/fixtures';
 import { makeTempDir } from './support/paths';
 
 const temp = makeTempDir('comparisons');
@@ -31,21 +31,9 @@ beforeAll(async () => {
 });
 afterAll(() => disposeTensors(io));
 
-async function adaptedModel(): Promise<Model> {
-  const model = await createModel(fixtureSpec(name), { pretrained: fixture(`${name}.base.safetensors`) });
-  model.addAdapters({ type: fixtureAdapterType(name), rank: fx.rank });
-  await model.loadAdapters(fixture(`${name}.adapters.safetensors`));
-  return model;
-}
-
+const adaptedModel = (): Promise<Model> => fixtureAdaptedModel(name);
 /** The reference's ε per linear for its two copies ([2B, 1, C] each). */
-function referenceNoise(): Record<string, Tensor> {
-  return Object.fromEntries(
-    Object.entries(io)
-      .filter(([key]) => key.startsWith('noise.'))
-      .map(([key, value]) => [key.slice('noise.'.length), value]),
-  );
-}
+const referenceNoise = () => fixtureNoise(io);
 
 /** Copy `index` (of `copies`) of a stacked noise tensor, as a float32 array. */
 function copyOf(t: Tensor, index: number, copies: number): Float32Array {
@@ -304,11 +292,8 @@ describe('SAM, GP and FPA + GP: the update direction from a second gradient at �
 
     // With drop path on and ρ → 0, SAM's gradient is the plain step's (same seed: same noise and masks) only if
     // its second forward reuses the first's masks; fresh masks would change it at order 1.
-    const spec = { ...fixtureSpec(name), dropPathRate: 0.5 };
     const gradientsOf = async (optimizer: TrainerOptions['optimizer']) => {
-      using dropping = await createModel(spec, { pretrained: fixture(`${name}.base.safetensors`) });
-      dropping.addAdapters({ type: fixtureAdapterType(name), rank: fx.rank });
-      await dropping.loadAdapters(fixture(`${name}.adapters.safetensors`));
+      using dropping = await fixtureAdaptedModel(name, { dropPathRate: 0.5 });
       await new Trainer(dropping, { optimizer, pace, seed: 5 }).trainStep(io.input, io.target);
       return dropping.gradients();
     };

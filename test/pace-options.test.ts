@@ -16,7 +16,7 @@ import {
   type Tensor,
   type TensorRecord,
 } from '../lib';
-import { fixture, fixtureAdapterType, fixtureIndex, fixtureSpec } from './support/fixtures';
+import { fixture, fixtureAdaptedModel, fixtureIndex, fixtureNoise, fixtureSpec } from './support/fixtures';
 import { makeTempDir } from './support/paths';
 
 const temp = makeTempDir('pace-options');
@@ -33,12 +33,7 @@ beforeAll(async () => {
 });
 afterAll(() => disposeTensors(io));
 
-async function adaptedModel(): Promise<Model> {
-  const model = await createModel(fixtureSpec(name), { pretrained: fixture(`${name}.base.safetensors`) });
-  model.addAdapters({ type: fixtureAdapterType(name), rank: fx.rank });
-  await model.loadAdapters(fixture(`${name}.adapters.safetensors`));
-  return model;
-}
+const adaptedModel = (): Promise<Model> => fixtureAdaptedModel(name);
 
 const relative = (ours: number, ref: number) => Math.abs(ours - ref) / Math.abs(ref);
 
@@ -543,11 +538,7 @@ describe('the ℓ1-sparsity comparison (pace.adapterL1 = μ): μ·Σ|θ| over th
     for (const adapterL1 of [0, mu]) {
       using model = await adaptedModel();
       const trainer = new Trainer(model, { pace: { sigma: fx.sigma, lambda: fx.lambda, adapterL1 } });
-      const noise = Object.fromEntries(
-        Object.entries(io)
-          .filter(([key]) => key.startsWith('noise.'))
-          .map(([key, value]) => [key.slice('noise.'.length), value]),
-      );
+      const noise = fixtureNoise(io);
       const parameters = model.stateDict();
       const step = await trainer.trainStep(io.input, io.target, { noise });
       steps.push({ step, gradients: model.gradients(), parameters });

@@ -14,7 +14,7 @@ import {
   type TensorRecord,
 } from '../lib';
 import { relativeError } from './support/compare';
-import { fixture, fixtureAdapterType, fixtureIndex, fixtureSpec } from './support/fixtures';
+import { fixture, fixtureAdaptedModel, fixtureIndex, fixtureSpec } from './support/fixtures';
 import { makeTempDir } from './support/paths';
 
 const index = fixtureIndex;
@@ -25,13 +25,7 @@ const paceFixtures = Object.keys(index).filter((name) => index[name].kind === 'p
 
 const specOf = fixtureSpec;
 
-/** The fixture's frozen backbone with its adapters and head loaded. */
-async function adaptedModel(name: string): Promise<Model> {
-  const model = await createModel(specOf(name), { pretrained: fixture(`${name}.base.safetensors`) });
-  model.addAdapters({ type: fixtureAdapterType(name), rank: index[name].rank });
-  await model.loadAdapters(fixture(`${name}.adapters.safetensors`));
-  return model;
-}
+const adaptedModel = fixtureAdaptedModel;
 
 function trainerFor(model: Model, name: string, seed = 0, precision: 'fp32' | 'bf16' = 'fp32'): Trainer {
   const fx = index[name];

@@ -1,7 +1,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import type { AdapterType, ModelSpecInput } from '../../lib';
+import {
+  createModel,
+  type AdapterType,
+  type Model,
+  type ModelSpecInput,
+  type Tensor,
+  type TensorRecord,
+} from '../../lib';
 import { fixturesDir } from './paths';
 
 /** A file of the shared parity fixtures. */
@@ -52,4 +59,23 @@ export function fixtureSpec(name: string): ModelSpecInput {
         numClasses: c.num_classes,
         dropPathRate: c.drop_path_rate ?? 0,
       };
+}
+
+/** A PACE fixture's model: its backbone with the reference's adapters, as the reference step starts from. */
+export async function fixtureAdaptedModel(name: string, spec: Partial<ModelSpecInput> = {}): Promise<Model> {
+  const model = await createModel({ ...fixtureSpec(name), ...spec } as ModelSpecInput, {
+    pretrained: fixture(`${name}.base.safetensors`),
+  });
+  model.addAdapters({ type: fixtureAdapterType(name), rank: fixtureIndex[name].rank });
+  await model.loadAdapters(fixture(`${name}.adapters.safetensors`));
+  return model;
+}
+
+/** The ε per linear of a PACE fixture's step (`noise.<linear>` in its io file), keyed by linear. */
+export function fixtureNoise(io: TensorRecord): Record<string, Tensor> {
+  return Object.fromEntries(
+    Object.entries(io)
+      .filter(([key]) => key.startsWith('noise.'))
+      .map(([key, value]) => [key.slice('noise.'.length), value]),
+  );
 }
