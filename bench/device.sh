@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one prepared run on the lent GPU machine (design.md, "The lent GPU machine"): builds the addon against
 # that machine's PyTorch libtorch (CUDA kernels for sm_90), runs the core tests (CPU and CUDA), replays the
-# PACE parity fixtures on CUDA, then times our steps against the PyTorch eager reference. Logs and JSON go to
-# $OUT (the device tool brings them back). Prepare here first:
+# PACE parity fixtures on CUDA, checks the data-parallel path through NCCL with a world of one, then times our
+# steps against the PyTorch eager reference. Logs and JSON go to $OUT (the device tool brings them back).
+# Prepare here first:
 #   npm run bench:device:prepare   (npm run build:ts && bash scripts/device-bundle.sh)
 # then run it there with `.device` and `dist` carried:  bash bench/device.sh [benchmark arguments...]
 # Rehearse here (no GPU): PACE_DEVICE=cpu bash bench/device.sh --device cpu --reference own \
@@ -62,11 +63,15 @@ step "PACE fixtures on CUDA"
 PACE_DEVICE="$device" PACE_FIXTURES="$root/.device/fixtures" node .device/js/device-parity.js 2>&1 | tee "$out/parity.log"
 parity=${PIPESTATUS[0]}
 
+step "data-parallel path through NCCL, a world of one (gloo when rehearsed on the CPU)"
+PACE_DEVICE="$device" timeout 300 node .device/js/device-nccl.js 2>&1 | tee "$out/nccl.log"
+nccl=${PIPESTATUS[0]}
+
 step "benchmark"
 PACE_REFERENCE_SCRIPT="$root/bench/reference/pace_step_reference.py" \
   timeout "${PACE_BENCH_TIMEOUT:-600}" node .device/js/device-bench.js --json "$out/device.json" "$@" 2>&1 |
   tee "$out/bench.log"
 bench=${PIPESTATUS[0]}
 
-step "done: core tests rc=$core, parity rc=$parity, benchmark rc=$bench"
-[ "$core" = 0 ] && [ "$parity" = 0 ] && [ "$bench" = 0 ]
+step "done: core tests rc=$core, parity rc=$parity, nccl rc=$nccl, benchmark rc=$bench"
+[ "$core" = 0 ] && [ "$parity" = 0 ] && [ "$nccl" = 0 ] && [ "$bench" = 0 ]

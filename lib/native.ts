@@ -229,6 +229,7 @@ export interface NativeAddon {
     backend: string;
     rank: number;
     worldSize: number;
+    localRank: number;
     masterAddr: string;
     masterPort: number;
     timeoutSeconds: number;

@@ -436,6 +436,22 @@ describe('a rank that dies or hangs', () => {
 describe('initDistributed', () => {
   afterEach(() => destroyDistributed());
 
+  /** Three PACE steps of a tiny model from fixed data and seeds: the losses and the adapters' bytes. */
+  async function threeSteps() {
+    using model = await createModel(tinyVit, { seed: 1 });
+    model.addAdapters({ rank: 2 });
+    const trainer = new Trainer(model, { pace: { sigma: 0.5, lambda: 0.5 }, optimizer: { lr: 0.01 }, seed: 1 });
+    const { images, labels } = colourData(24, 3);
+    const losses = [];
+    for (let k = 0; k < 3; k++) {
+      const x = tensor(images.slice(k * 8 * 768, (k + 1) * 8 * 768), [8, 3, 16, 16]);
+      losses.push((await trainer.trainStep(x, tensor(labels.slice(k * 8, (k + 1) * 8)))).totalLoss);
+    }
+    const file = path.join(temp.dir, `three-steps-${Math.random()}.safetensors`);
+    await model.saveAdapters(file);
+    return { losses, adapters: fs.readFileSync(file), options: trainer.options };
+  }
+
   test('reads torchrun variables, validates them, and a world of one trains as a single process', async () => {
     const port = await freePort();
     const saved = { ...process.env };
@@ -445,15 +461,17 @@ describe('initDistributed', () => {
       expect(group).toEqual({ rank: 0, worldSize: 1, localRank: 0, backend: 'gloo', timeoutSeconds: 300 });
       expect(distributedGroup()).toEqual(group);
       await expect(initDistributed()).rejects.toThrow(/already part of a distributed group \(rank 0 of 1\)/);
-      using model = await createModel(tinyVit, { seed: 1 });
-      model.addAdapters({ rank: 2 });
-      const trainer = new Trainer(model, { seed: 1 });
-      expect(trainer.options).toMatchObject({ rank: 0, worldSize: 1 });
+      // A world of one takes the data-parallel path (the all-reduce over one rank) with the numbers of no group.
+      const inGroup = await threeSteps();
+      expect(inGroup.options).toMatchObject({ rank: 0, worldSize: 1 });
+      destroyDistributed();
+      expect(distributedGroup()).toBeUndefined();
+      const alone = await threeSteps();
+      expect(inGroup.losses).toEqual(alone.losses);
+      expect(inGroup.adapters.equals(alone.adapters)).toBe(true);
     } finally {
       process.env = saved;
     }
-    destroyDistributed();
-    expect(distributedGroup()).toBeUndefined();
   });
 
   test('bad settings are refused by name', async () => {

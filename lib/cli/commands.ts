@@ -2,7 +2,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { loadDatasetSource, type DatasetSource } from '../data/sources';
-import { initDistributed, launchedDistributed } from '../distributed/group';
+import { initDistributed, launchedDistributed, type DistributedGroup } from '../distributed/group';
 import { doctor, formatDoctorReport, measureGemm, type GemmMeasurement } from '../doctor';
 import { createModel, type Model } from '../models/model';
 import { Trainer, type TrainerOptions } from '../train/trainer';
@@ -34,8 +34,13 @@ function requirePretrained(config: RunConfig): void {
  * with the trainer's seed, as the reference seeds everything before building the model: two `pace fit` runs of
  * one config end with the same weights.
  */
-async function modelFromConfig(config: RunConfig): Promise<Model> {
-  const { name, numClasses, imgSize, pretrained, dropPathRate, device } = config.model;
+async function modelFromConfig(config: RunConfig, group?: DistributedGroup): Promise<Model> {
+  const { name, numClasses, imgSize, pretrained, dropPathRate } = config.model;
+  // Under nccl each local rank trains on its own GPU (a config's 'cuda' becomes cuda:LOCAL_RANK).
+  const device =
+    group?.backend === 'nccl' && config.model.device.startsWith('cuda')
+      ? `cuda:${group.localRank}`
+      : config.model.device;
   const seed = typeof config.trainer.seed === 'number' ? config.trainer.seed : 0;
   const model = await createModel(name, { numClasses, imgSize, pretrained, dropPathRate, device, seed });
   model.addAdapters(config.adapters);
@@ -76,9 +81,10 @@ export const fitCommand: Command = {
     if (!runDir) throw new UsageError('a run folder is needed: --run-dir DIR or "runDir" in the config');
 
     // Launched as one rank of several: join the group before the trainer exists (it broadcasts rank 0's state).
-    const rank = launchedDistributed() ? (await initDistributed()).rank : 0;
+    const group = launchedDistributed() ? await initDistributed() : undefined;
+    const rank = group?.rank ?? 0;
     const quiet = values.quiet || rank !== 0;
-    using model = await modelFromConfig(config);
+    using model = await modelFromConfig(config, group);
     const trainer = new Trainer(model, trainerOptions);
     const load = (source: DatasetSource) =>
       loadDatasetSource(source, {

@@ -7,7 +7,10 @@ import { parseOptions } from '../options';
 /** What `initDistributed` takes; each field left out is read from the environment torchrun and `pace launch` set. */
 export const DistributedOptionsSchema = z
   .object({
-    /** `gloo` (CPU tensors, any network), `nccl` (CUDA builds with NCCL) or `auto` (the best this build has). */
+    /**
+     * `gloo` (CPU tensors, any network), `nccl` (CUDA builds with NCCL, one GPU per local rank) or `auto` (nccl
+     * where it is built and this local rank has a GPU, else gloo).
+     */
     backend: z.enum(['gloo', 'nccl', 'auto']).default('auto'),
     /** This process's rank in [0, worldSize) (default: `RANK`). */
     rank: z.number().int().min(0).optional(),
@@ -63,12 +66,11 @@ export async function initDistributed(options: DistributedOptions = {}): Promise
   const rank = o.rank ?? fromEnvironment('RANK', z.number().int().min(0)) ?? 0;
   if (rank >= worldSize) throw new PaceOptionError(`rank ${rank} is outside a world of ${worldSize} processes`);
   const localRank = fromEnvironment('LOCAL_RANK', z.number().int().min(0)) ?? rank;
-  const available = nativeAddon().distributedBackends();
-  const backend = o.backend === 'auto' ? (available.includes('nccl') ? 'nccl' : 'gloo') : o.backend;
   const group = await nativeAddon().initDistributed({
-    backend,
+    backend: o.backend,
     rank,
     worldSize,
+    localRank,
     masterAddr: o.masterAddr ?? process.env.MASTER_ADDR ?? '127.0.0.1',
     masterPort: o.masterPort ?? fromEnvironment('MASTER_PORT', z.number().int().min(1).max(65535)) ?? 29500,
     timeoutSeconds: o.timeoutSeconds ?? fromEnvironment('PACE_DISTRIBUTED_TIMEOUT', z.number().positive()) ?? 300,

@@ -18,7 +18,7 @@ Napi::Value groupToJs(Napi::Env env, const std::shared_ptr<distributed::Group>& 
   return object;
 }
 
-// initDistributed({ backend, rank, worldSize, masterAddr, masterPort, timeoutSeconds })
+// initDistributed({ backend, rank, worldSize, localRank, masterAddr, masterPort, timeoutSeconds })
 //   -> Promise<{ rank, worldSize, backend, timeoutSeconds }>, once every rank has joined.
 Napi::Value initDistributed(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
@@ -29,6 +29,7 @@ Napi::Value initDistributed(const Napi::CallbackInfo& info) {
     options.backend = stringFromJs(object.Get("backend"), "backend");
     options.rank = static_cast<int>(numberOr(object, "rank", options.rank));
     options.worldSize = static_cast<int>(numberOr(object, "worldSize", options.worldSize));
+    options.localRank = static_cast<int>(numberOr(object, "localRank", options.localRank));
     options.masterAddr = stringFromJs(object.Get("masterAddr"), "masterAddr");
     options.masterPort = static_cast<int>(numberOr(object, "masterPort", options.masterPort));
     options.timeout = std::chrono::milliseconds(

@@ -1,21 +1,28 @@
-// The group on libtorch's c10d: a TCPStore for the rendezvous and ProcessGroupGloo for the collectives. Built
-// only where libtorch ships the Gloo group and Debian's (or PyTorch's) gloo headers are present (PACE_WITH_GLOO);
-// elsewhere creating a group says what is missing.
+// The group on libtorch's c10d: a TCPStore for the rendezvous, and ProcessGroupGloo (PACE_WITH_GLOO: where libtorch
+// ships the Gloo group and Debian's or PyTorch's gloo headers are present) or ProcessGroupNCCL (PACE_WITH_NCCL:
+// CUDA builds whose NCCL group compiled in CMake's check) for the collectives. Elsewhere creating a group says
+// what is missing.
 #include <cstdlib>
 #include <stdexcept>
 
 #include "distributed/group.h"
 #include "errors.h"
 
-#ifdef PACE_WITH_GLOO
+#if defined(PACE_WITH_GLOO) || defined(PACE_WITH_NCCL)
 #include <c10/util/Exception.h>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
+#ifdef PACE_WITH_GLOO
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+#ifdef PACE_WITH_NCCL
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
 namespace pace::distributed {
 
-#ifdef PACE_WITH_GLOO
+#if defined(PACE_WITH_GLOO) || defined(PACE_WITH_NCCL)
 namespace {
 
 std::string reason(const std::exception& error) {
@@ -23,24 +30,17 @@ std::string reason(const std::exception& error) {
   return error.what();
 }
 
-bool isLoopback(const std::string& address) {
-  return address == "localhost" || address.rfind("127.", 0) == 0 || address == "::1";
+std::string whoAmI(const GroupOptions& options) {
+  return "rank " + std::to_string(options.rank) + " of " + std::to_string(options.worldSize);
 }
 
-// Which network device Gloo binds: GLOO_SOCKET_IFNAME as torch.distributed reads it, the loopback device when the
-// master is on this machine's loopback, and otherwise the address this machine's hostname resolves to.
-std::shared_ptr<::gloo::transport::Device> glooDevice(const GroupOptions& options) {
-  if (const char* interface = std::getenv("GLOO_SOCKET_IFNAME"); interface && *interface)
-    return c10d::ProcessGroupGloo::createDeviceForInterface(interface);
-  if (isLoopback(options.masterAddr)) return c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1");
-  return c10d::ProcessGroupGloo::createDefaultDevice();
-}
-
-class GlooGroup final : public Group {
+// The collectives on one c10d group type (both take and return the same Work objects).
+template <typename ProcessGroup>
+class C10dGroup final : public Group {
  public:
-  GlooGroup(const GroupOptions& options, c10::intrusive_ptr<c10d::Store> store,
-            c10::intrusive_ptr<c10d::ProcessGroupGloo> group)
-      : Group(options.rank, options.worldSize, "gloo", options.timeout),
+  C10dGroup(const GroupOptions& options, std::string backend, c10::Device device, c10::intrusive_ptr<c10d::Store> store,
+            c10::intrusive_ptr<ProcessGroup> group)
+      : Group(options.rank, options.worldSize, std::move(backend), options.timeout, device),
         store_(std::move(store)),
         group_(std::move(group)) {}
 
@@ -84,7 +84,7 @@ class GlooGroup final : public Group {
 
  private:
   c10::intrusive_ptr<c10d::Store> store_;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
+  c10::intrusive_ptr<ProcessGroup> group_;
 
   void wait(const c10::intrusive_ptr<c10d::Work>& work) const {
     if (!work->wait(timeout())) throw std::runtime_error("it did not complete in time");
@@ -102,16 +102,7 @@ class GlooGroup final : public Group {
   }
 };
 
-}  // namespace
-
-std::vector<std::string> availableBackends() { return {"gloo"}; }
-
-std::shared_ptr<Group> connect(const GroupOptions& options) {
-  if (options.backend == "nccl")
-    throw UnsupportedError(
-        "the nccl backend needs a libtorch built with CUDA and NCCL; this build of pace-peft has only gloo");
-  const std::string where = options.masterAddr + ":" + std::to_string(options.masterPort);
-  c10::intrusive_ptr<c10d::Store> store;
+c10::intrusive_ptr<c10d::Store> rendezvous(const GroupOptions& options) {
   try {
     c10d::TCPStoreOptions storeOptions;
     storeOptions.port = static_cast<std::uint16_t>(options.masterPort);
@@ -119,36 +110,101 @@ std::shared_ptr<Group> connect(const GroupOptions& options) {
     storeOptions.numWorkers = static_cast<std::size_t>(options.worldSize);
     storeOptions.waitWorkers = true;
     storeOptions.timeout = options.timeout;
-    store = c10::make_intrusive<c10d::TCPStore>(options.masterAddr, storeOptions);
+    return c10::make_intrusive<c10d::TCPStore>(options.masterAddr, storeOptions);
   } catch (const std::exception& error) {
-    throw DistributedError("rank " + std::to_string(options.rank) + " of " + std::to_string(options.worldSize) +
-                           ": the rendezvous at " + where + " failed (" +
+    throw DistributedError(whoAmI(options) + ": the rendezvous at " + options.masterAddr + ":" +
+                           std::to_string(options.masterPort) + " failed (" +
                            (options.rank == 0 ? "is the port in use, or did every rank start?"
                                               : "is rank 0 running and MASTER_ADDR/MASTER_PORT right?") +
                            "): " + reason(error));
   }
+}
+
+#ifdef PACE_WITH_GLOO
+bool isLoopback(const std::string& address) {
+  return address == "localhost" || address.rfind("127.", 0) == 0 || address == "::1";
+}
+
+// Which network device Gloo binds: GLOO_SOCKET_IFNAME as torch.distributed reads it, the loopback device when the
+// master is on this machine's loopback, and otherwise the address this machine's hostname resolves to.
+std::shared_ptr<::gloo::transport::Device> glooDevice(const GroupOptions& options) {
+  if (const char* interface = std::getenv("GLOO_SOCKET_IFNAME"); interface && *interface)
+    return c10d::ProcessGroupGloo::createDeviceForInterface(interface);
+  if (isLoopback(options.masterAddr)) return c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1");
+  return c10d::ProcessGroupGloo::createDefaultDevice();
+}
+
+std::shared_ptr<Group> connectGloo(const GroupOptions& options) {
+  const auto store = rendezvous(options);
   try {
     auto glooOptions = c10d::ProcessGroupGloo::Options::create(options.timeout);
     glooOptions->devices.push_back(glooDevice(options));
     glooOptions->threads = 2;
     auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, options.rank, options.worldSize, glooOptions);
-    return std::make_shared<GlooGroup>(options, store, group);
+    return std::make_shared<C10dGroup<c10d::ProcessGroupGloo>>(options, "gloo", c10::Device(c10::kCPU), store, group);
   } catch (const std::exception& error) {
-    throw DistributedError("rank " + std::to_string(options.rank) + " of " + std::to_string(options.worldSize) +
-                           ": connecting the Gloo group through " + where + " failed: " + reason(error));
+    throw DistributedError(whoAmI(options) + ": connecting the Gloo group through " + options.masterAddr + ":" +
+                           std::to_string(options.masterPort) + " failed: " + reason(error));
   }
 }
+#endif
 
-#else
+#ifdef PACE_WITH_NCCL
+bool hasGpuFor(int localRank) { return localRank < static_cast<int>(c10::cuda::device_count()); }
 
-std::vector<std::string> availableBackends() { return {}; }
+// One GPU per local rank: the collectives run on cuda:localRank, which becomes this process's current device.
+std::shared_ptr<Group> connectNccl(const GroupOptions& options) {
+  const int devices = static_cast<int>(c10::cuda::device_count());
+  if (!hasGpuFor(options.localRank))
+    throw UnsupportedError(whoAmI(options) + ": nccl needs one GPU per local rank; local rank " +
+                           std::to_string(options.localRank) + " has none (this machine has " +
+                           std::to_string(devices) + ")");
+  c10::cuda::set_device(static_cast<c10::DeviceIndex>(options.localRank));
+  const auto store = rendezvous(options);
+  try {
+    auto ncclOptions = c10d::ProcessGroupNCCL::Options::create();
+    ncclOptions->timeout = options.timeout;
+    auto group = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, options.rank, options.worldSize, ncclOptions);
+    const c10::Device device(c10::kCUDA, static_cast<c10::DeviceIndex>(options.localRank));
+    return std::make_shared<C10dGroup<c10d::ProcessGroupNCCL>>(options, "nccl", device, store, group);
+  } catch (const std::exception& error) {
+    throw DistributedError(whoAmI(options) + ": connecting the NCCL group failed: " + reason(error));
+  }
+}
+#endif
 
-std::shared_ptr<Group> connect(const GroupOptions&) {
+}  // namespace
+#endif
+
+std::vector<std::string> availableBackends() {
+  std::vector<std::string> names;
+#ifdef PACE_WITH_GLOO
+  names.push_back("gloo");
+#endif
+#ifdef PACE_WITH_NCCL
+  names.push_back("nccl");
+#endif
+  return names;
+}
+
+std::shared_ptr<Group> connect(const GroupOptions& options) {
+  std::string backend = options.backend;
+#ifdef PACE_WITH_NCCL
+  if (backend == "auto" && hasGpuFor(options.localRank)) backend = "nccl";
+  if (backend == "nccl") return connectNccl(options);
+#endif
+  if (backend == "auto") backend = "gloo";
+#ifdef PACE_WITH_GLOO
+  if (backend == "gloo") return connectGloo(options);
+#endif
+  if (backend == "nccl")
+    throw UnsupportedError(
+        "the nccl backend needs a CUDA libtorch with NCCL (and NCCL's headers when pace-peft was built); this build "
+        "of pace-peft has " +
+        std::string(availableBackends().empty() ? "no distributed backend" : "only gloo"));
   throw UnsupportedError(
       "this build of pace-peft has no distributed backend: it needs a libtorch with c10d's Gloo group and the gloo "
       "headers (Debian: apt-get install libgloo-dev), then a rebuild (npm run build:native)");
 }
-
-#endif
 
 }  // namespace pace::distributed

@@ -16,6 +16,7 @@ void GroupOptions::validate() const {
   if (masterPort < 1 || masterPort > 65535)
     throw OptionError("the master port must lie in [1, 65535]; got " + std::to_string(masterPort));
   if (masterAddr.empty()) throw OptionError("the master address is empty");
+  if (localRank < 0) throw OptionError("the local rank must be >= 0; got " + std::to_string(localRank));
   if (timeout.count() < 1) throw OptionError("the distributed timeout must be positive");
 }
 

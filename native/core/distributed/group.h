@@ -4,6 +4,7 @@
 // order) and waits at most the group's timeout; a failure becomes a DistributedError naming this rank and the
 // operation. A process has at most one group, the current one (as torch.distributed's default group).
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <chrono>
 #include <memory>
@@ -16,6 +17,7 @@ struct GroupOptions {
   std::string backend = "gloo";  // "gloo", "nccl", or "auto" (nccl for a CUDA build with GPUs, else gloo)
   int rank = 0;
   int worldSize = 1;
+  int localRank = 0;  // this process's index on its machine: its GPU under nccl
   std::string masterAddr = "127.0.0.1";
   int masterPort = 29500;
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
@@ -29,6 +31,8 @@ class Group {
   int worldSize() const { return worldSize_; }
   const std::string& backend() const { return backend_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
+  // Where the collectives' tensors must be: the CPU for gloo, this rank's GPU for nccl.
+  const c10::Device& device() const { return device_; }
 
   // Sums each tensor across the ranks, in place: one collective per tensor, all started before any is waited on.
   virtual void allReduceSum(std::vector<at::Tensor>& tensors, const std::string& what) = 0;
@@ -39,8 +43,8 @@ class Group {
   virtual void barrier(const std::string& what) = 0;
 
  protected:
-  Group(int rank, int worldSize, std::string backend, std::chrono::milliseconds timeout)
-      : rank_(rank), worldSize_(worldSize), backend_(std::move(backend)), timeout_(timeout) {}
+  Group(int rank, int worldSize, std::string backend, std::chrono::milliseconds timeout, c10::Device device)
+      : rank_(rank), worldSize_(worldSize), backend_(std::move(backend)), timeout_(timeout), device_(device) {}
   // The error for a failed collective: which rank saw it, what it was doing, why.
   [[noreturn]] void fail(const std::string& what, const std::string& why) const;
 
@@ -48,6 +52,7 @@ class Group {
   int rank_, worldSize_;
   std::string backend_;
   std::chrono::milliseconds timeout_;
+  c10::Device device_;
 };
 
 // The backends this build can create ("gloo", "nccl").

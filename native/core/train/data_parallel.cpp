@@ -14,25 +14,24 @@ constexpr int64_t kBucketElements = int64_t{1} << 24;
 
 }  // namespace
 
-DataParallel::DataParallel(std::shared_ptr<distributed::Group> group)
-    : group_(group && group->worldSize() > 1 ? std::move(group) : nullptr) {}
+DataParallel::DataParallel(std::shared_ptr<distributed::Group> group) : group_(std::move(group)) {}
 
 void DataParallel::broadcastParameters(const std::vector<NamedTensor>& trainable) const {
   if (!group_) return;
   at::NoGradGuard noGrad;
-  std::vector<at::Tensor> onCpu;
-  for (const auto& named : trainable) onCpu.push_back(named.tensor.detach().to(at::kCPU).contiguous().clone());
-  group_->broadcast(onCpu, 0, "broadcasting rank 0's trainable parameters");
-  for (size_t i = 0; i < trainable.size(); ++i) trainable[i].tensor.detach().copy_(onCpu[i]);
+  std::vector<at::Tensor> copies;
+  for (const auto& named : trainable) copies.push_back(named.tensor.detach().to(group_->device()).contiguous().clone());
+  group_->broadcast(copies, 0, "broadcasting rank 0's trainable parameters");
+  for (size_t i = 0; i < trainable.size(); ++i) trainable[i].tensor.detach().copy_(copies[i]);
 }
 
 at::Tensor DataParallel::averageGradients(const std::vector<NamedTensor>& trainable, const at::Tensor& scalars,
                                           const std::string& what) {
   const auto start = std::chrono::steady_clock::now();
   at::NoGradGuard noGrad;
-  // Gloo reduces host memory: the buckets are gathered on the CPU (torch.distributed's Gloo stages CUDA tensors
-  // through the host the same way).
-  const auto cpuFloat = at::TensorOptions().dtype(at::kFloat);
+  // The buckets sit where the backend reduces: host memory for Gloo (torch.distributed's Gloo stages CUDA tensors
+  // through the host the same way), the GPU for NCCL.
+  const auto bucketOptions = at::TensorOptions().dtype(at::kFloat).device(group_->device());
   std::vector<std::vector<size_t>> members(1);
   std::vector<at::Tensor> buckets;
   std::vector<at::Tensor> pieces;
@@ -49,11 +48,11 @@ at::Tensor DataParallel::averageGradients(const std::vector<NamedTensor>& traina
       close();
       members.emplace_back();
     }
-    pieces.push_back(gradient.detach().reshape(-1).to(cpuFloat));
+    pieces.push_back(gradient.detach().reshape(-1).to(bucketOptions));
     members.back().push_back(i);
     filled += parameter.numel();
   }
-  pieces.push_back(scalars.detach().reshape(-1).to(cpuFloat));
+  pieces.push_back(scalars.detach().reshape(-1).to(bucketOptions));
   close();
   group_->allReduceSum(buckets, "the gradient all-reduce " + what);
   const double share = 1.0 / static_cast<double>(group_->worldSize());
@@ -73,13 +72,14 @@ at::Tensor DataParallel::averageGradients(const std::vector<NamedTensor>& traina
   }
   at::Tensor averagedScalars = buckets.back().narrow(0, buckets.back().numel() - scalars.numel(), scalars.numel());
   communicationSeconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return averagedScalars.clone();
+  return averagedScalars.to(at::kCPU, /*non_blocking=*/false, /*copy=*/true);
 }
 
 void DataParallel::sum(at::Tensor& values, const std::string& what) const {
   if (!group_) return;
-  std::vector<at::Tensor> one{values};
+  std::vector<at::Tensor> one{values.to(group_->device())};
   group_->allReduceSum(one, what);
+  values.copy_(one[0]);
 }
 
 double DataParallel::takeCommunicationSeconds() {

@@ -15,7 +15,9 @@ namespace pace::train {
 
 class DataParallel {
  public:
-  explicit DataParallel(std::shared_ptr<distributed::Group> group);  // null or world size 1: a single process
+  // Null: a single process. A world of one takes the same path as more ranks (the all-reduce of one rank changes
+  // nothing), so a one-GPU machine checks it end to end.
+  explicit DataParallel(std::shared_ptr<distributed::Group> group);
   bool active() const { return group_ != nullptr; }
   int rank() const { return group_ ? group_->rank() : 0; }
   int worldSize() const { return group_ ? group_->worldSize() : 1; }
@@ -26,7 +28,7 @@ class DataParallel {
   // the ranks. The returned scalars are on the CPU; `what` names the step for errors.
   at::Tensor averageGradients(const std::vector<NamedTensor>& trainable, const at::Tensor& scalars,
                               const std::string& what);
-  // Sums a CPU float64 tensor over the ranks, in place.
+  // Sums a CPU tensor over the ranks, in place.
   void sum(at::Tensor& values, const std::string& what) const;
   // Seconds spent in gradient all-reduces since the last call (the benchmark's communication share).
   double takeCommunicationSeconds();

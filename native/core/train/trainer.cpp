@@ -68,7 +68,7 @@ Trainer::Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimi
       noiseGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed_)),
       dropPathGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed_ ^ kDropPathSalt)),
       augmentGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed_ ^ kAugmentSalt)) {
-  if (parallel_.active() && pace_.config().active() && pace_.config().variant == peft::PaceVariant::Fast)
+  if (parallel_.worldSize() > 1 && pace_.config().active() && pace_.config().variant == peft::PaceVariant::Fast)
     throw UnsupportedError(
         "the fast PACE variant keeps each sample's logits in one process; data-parallel training supports the "
         "pace, lazy, fpa and noise variants");

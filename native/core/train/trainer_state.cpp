@@ -23,11 +23,15 @@ std::vector<NamedTensor> Trainer::state() const {
                                         {"rng.drop_path", &dropPathGenerator_},
                                         {"rng.augment", &augmentGenerator_}}) {
     const at::Tensor own = generator->get_state();
-    out.push_back({name, parallel_.active() ? at::stack(parallel_.group().allGather(
-                                                  own, std::string("gathering '") + name + "' for a checkpoint"))
-                                            : own});
+    if (parallel_.worldSize() == 1) {
+      out.push_back({name, own});
+      continue;
+    }
+    std::vector<at::Tensor> all = parallel_.group().allGather(own.to(parallel_.group().device()),
+                                                              std::string("gathering '") + name + "' for a checkpoint");
+    out.push_back({name, at::stack(all).cpu()});
   }
-  if (parallel_.active())
+  if (parallel_.worldSize() > 1)
     out.push_back({"trainer.world_size", torch::full({}, static_cast<int64_t>(parallel_.worldSize()), torch::kLong)});
   out.push_back({"trainer.iteration", torch::full({}, iteration_.load(), torch::kLong)});
   if (pace_.history().defined()) out.push_back({"pace.history", pace_.history().clone()});
