@@ -105,12 +105,21 @@ async function adapterValues(file: string): Promise<Map<string, Float32Array>> {
   return new Map(Object.entries(tensors).map(([name, t]) => [name, Float32Array.from(t.data() as Float32Array)]));
 }
 
-describe('two ranks of batch B/2 take the steps one process takes with batch B', () => {
+// PACE forwards two noisy copies of each batch; the fast variant one, and consistency with each sample's logits from
+// its previous visit, which every rank must know (the batches repeat, so samples are revisited).
+describe.each([
+  { variant: 'pace', copies: 2, batches: 4 },
+  { variant: 'fast', copies: 1, batches: 2 },
+] as const)('two ranks of batch B/2 take the steps one process takes with batch B ($variant)', (c) => {
   const batch = 8;
   const steps = 4;
-  const dir = path.join(temp.dir, 'steps');
+  const dir = path.join(temp.dir, `steps-${c.variant}`);
   const spec = { ...tinyVit };
-  const trainerOptions = { optimizer: { lr: 1e-2, clipGradNorm: 1 }, pace: { sigma: 0.5, lambda: 0.5 }, seed: 3 };
+  const trainerOptions = {
+    optimizer: { lr: 1e-2, clipGradNorm: 1 },
+    pace: { sigma: 0.5, lambda: 0.5, variant: c.variant, datasetSize: batch * c.batches },
+    seed: 3,
+  };
   const single: { totalLoss: number; clsLoss: number; paceLoss: number; gradNorm?: number }[] = [];
   let launched: Finished;
 
@@ -129,20 +138,40 @@ describe('two ranks of batch B/2 take the steps one process takes with batch B',
     model.addAdapters({ rank: 4 });
     await model.loadAdapters(init);
     const trainer = new Trainer(model, trainerOptions);
-    const { images, labels } = colourData(batch * steps, 5);
+    const { images, labels } = colourData(batch * c.batches, 5);
     for (let k = 0; k < steps; k++) {
-      const x = tensor(images.slice(k * batch * 768, (k + 1) * batch * 768), [batch, 3, 16, 16]);
-      const y = tensor(labels.slice(k * batch, (k + 1) * batch));
-      single.push(await trainer.trainStep(x, y, { diagnostics: true }));
+      // A revisited batch comes in reverse order, so each rank meets samples the other rank saw last time.
+      const b = k % c.batches;
+      const order = Array.from({ length: batch }, (_, i) => b * batch + (k < c.batches ? i : batch - 1 - i));
+      const x = tensor(Float32Array.from(order.flatMap((n) => Array.from(images.subarray(n * 768, (n + 1) * 768)))), [
+        batch,
+        3,
+        16,
+        16,
+      ]);
+      const y = tensor(BigInt64Array.from(order, (n) => labels[n]));
+      const indices = tensor(BigInt64Array.from(order, (n) => BigInt(n)));
+      single.push(await trainer.trainStep(x, y, { indices, diagnostics: true }));
       const noise: Record<string, Tensor> = {};
       for (const [name, draw] of Object.entries(trainer.lastNoise())) noise[`noise.${name}`] = draw;
-      await saveTensors(path.join(dir, `step${k}.safetensors`), { images: x, targets: y, ...noise });
+      await saveTensors(path.join(dir, `step${k}.safetensors`), { images: x, targets: y, indices, ...noise });
       await model.saveAdapters(path.join(dir, `single-step${k}.safetensors`));
     }
     const evaluation = path.join(dir, 'evaluation.safetensors');
     const held = colourData(37, 9);
     await saveTensors(evaluation, { images: tensor(held.images, [37, 3, 16, 16]), labels: tensor(held.labels) });
-    const args = { spec, base, init, dir, steps, batch, evaluation, adapters: { rank: 4 }, trainer: trainerOptions };
+    const args = {
+      spec,
+      base,
+      init,
+      dir,
+      steps,
+      batch,
+      copies: c.copies,
+      evaluation,
+      adapters: { rank: 4 },
+      trainer: trainerOptions,
+    };
     launched = await paceLaunch([
       '--nproc-per-node',
       '2',

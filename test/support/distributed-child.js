@@ -36,14 +36,15 @@ async function main() {
     const step = (await loadTensors(path.join(args.dir, `step${k}.safetensors`))).tensors;
     const noise = {};
     for (const [name, value] of Object.entries(step)) {
-      // Each noisy linear's ε covers both copies of the batch ([2B, ...]): this rank's rows of each copy.
-      if (name.startsWith('noise.')) noise[name.slice('noise.'.length)] = rows(value, from, from + share, 2);
+      // Each noisy linear's ε covers the copies of the batch ([copies·B, ...]): this rank's rows of each copy.
+      if (name.startsWith('noise.')) noise[name.slice('noise.'.length)] = rows(value, from, from + share, args.copies);
     }
     const result = await trainer.trainStep(
       rows(step.images, from, from + share),
       rows(step.targets, from, from + share),
       {
         noise,
+        indices: rows(step.indices, from, from + share),
         diagnostics: true,
       },
     );

@@ -48,6 +48,11 @@ PaceLosses PaceObjective::losses(models::Backbone& model, const at::Tensor& imag
   return out;
 }
 
+void PaceObjective::rememberLogits(const at::Tensor& indices, const at::Tensor& logits) {
+  if (!history_.defined()) history_ = torch::zeros({config_.datasetSize, logits.size(1)}, torch::kFloat);
+  history_.index_copy_(0, indices.to(history_.device()), logits.detach().to(history_.device(), at::kFloat));
+}
+
 PaceLosses PaceObjective::forwardLosses(models::Backbone& model, const at::Tensor& images, const at::Tensor& targets,
                                         const at::Tensor& indices, const std::map<std::string, at::Tensor>& replay,
                                         at::Generator& noiseGenerator, at::Generator& dropPathGenerator,
@@ -83,7 +88,7 @@ PaceLosses PaceObjective::forwardLosses(models::Backbone& model, const at::Tenso
     if (config_.variant == PaceVariant::Fast) {
       if (!history_.defined()) history_ = torch::zeros({config_.datasetSize, model.numClasses()}, torch::kFloat);
       const at::Tensor recent = history_.index_select(0, indices.to(history_.device()));
-      history_.index_copy_(0, indices.to(history_.device()), out.logits.detach().to(history_.device()));
+      rememberLogits(indices, out.logits);
       out.consistency = consistencyLoss(out.logits, recent.to(out.logits.device()));
     } else if (config_.variant == PaceVariant::Fpa) {
       // The frozen backbone's logits (same head), without noise or stochastic depth, as a fixed target.

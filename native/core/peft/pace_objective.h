@@ -46,6 +46,8 @@ class PaceObjective {
   // first fast step), part of a training checkpoint.
   const at::Tensor& history() const { return history_; }
   void setHistory(at::Tensor history) { history_ = std::move(history); }
+  // The fast variant: records these samples' logits as their latest visit (data-parallel ranks share theirs).
+  void rememberLogits(const at::Tensor& indices, const at::Tensor& logits);
 
  private:
   // The forward and the cross-entropy and consistency terms of `losses`.

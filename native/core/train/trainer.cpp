@@ -68,10 +68,6 @@ Trainer::Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimi
       noiseGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed_)),
       dropPathGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed_ ^ kDropPathSalt)),
       augmentGenerator_(at::make_generator<at::CPUGeneratorImpl>(seed_ ^ kAugmentSalt)) {
-  if (parallel_.worldSize() > 1 && pace_.config().active() && pace_.config().variant == peft::PaceVariant::Fast)
-    throw UnsupportedError(
-        "the fast PACE variant keeps each sample's logits in one process; data-parallel training supports the "
-        "pace, lazy, fpa and noise variants");
   if (optimizerConfig_.sharpness().active() && pace_.config().active() &&
       pace_.config().variant == peft::PaceVariant::Fast)
     throw OptionError(
@@ -187,6 +183,17 @@ void Trainer::averageAcrossRanks(const StepInputs& inputs, const peft::PaceLosse
   result.pace = averaged[1].to(device);
   result.total = averaged[2].to(device);
   result.stopAgreed = mean[3] > 0;
+  const peft::PaceConfig& pace = pace_.config();
+  if (pace.active() && pace.variant == peft::PaceVariant::Fast && parallel_.worldSize() > 1) {
+    // Every rank keeps the whole logit history: each records the other ranks' samples of this step too.
+    distributed::Group& group = parallel_.group();
+    const auto indices = group.allGather(inputs.indices.to(group.device()), "sharing the fast variant's indices");
+    const auto logits =
+        group.allGather(losses.logits.detach().to(group.device(), at::kFloat), "sharing the fast variant's logits");
+    for (int r = 0; r < group.worldSize(); ++r) {
+      if (r != group.rank()) pace_.rememberLogits(indices[r], logits[r]);
+    }
+  }
 }
 
 StepResult Trainer::step(const StepInputs& inputs) {
