@@ -56,7 +56,8 @@ CropBox resizedCropBox(int64_t height, int64_t width, const ResizedCropConfig& c
 at::Tensor resizeBilinear(const at::Tensor& image, int64_t size) {
   const at::Tensor x = image.permute({2, 0, 1}).unsqueeze(0).to(at::kFloat).contiguous();
   const at::Tensor resized = at::_upsample_bilinear2d_aa(x, {size, size}, false, c10::nullopt, c10::nullopt);
-  return resized.round().clamp_(0, 255).to(at::kByte).squeeze(0).permute({1, 2, 0});
+  // Halves up, as PIL's fixed-point rounding (bilinear weights often make exact halves).
+  return resized.add(0.5).floor_().clamp_(0, 255).to(at::kByte).squeeze(0).permute({1, 2, 0});
 }
 
 ResizedCropResult randomResizedCropFlip(const at::Tensor& images, int64_t size, const ResizedCropConfig& config,

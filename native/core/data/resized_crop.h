@@ -31,7 +31,7 @@ struct ResizedCropResult {
 };
 
 // Bilinear resize of one uint8 image [H, W, C] to size × size (PIL's bilinear filter: triangle weights over the
-// source pixels, widened by the scale when shrinking; rounded to uint8).
+// source pixels, widened by the scale when shrinking; rounded half up to uint8).
 at::Tensor resizeBilinear(const at::Tensor& image, int64_t size);
 
 // A random resized crop of each of images [N, H, W, C] (uint8) to size × size, flipped horizontally with
