@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import {
+  augmentFill,
   createModel,
   crossEntropy,
   DatasetSourceSchema,
@@ -392,6 +393,8 @@ describe('RandAugment', () => {
 
   test('every operation of both sets equals PIL arithmetic at magnitudes 0-10, both signs, on RGB and grey images', async () => {
     const fill = [124, 116, 104]; // ImageNet's mean × 255, rounded (timm's img_mean)
+    expect(augmentFill([0.485, 0.456, 0.406])).toEqual(fill);
+    expect(augmentFill([0.5, 0.5, 0.5])).toEqual([128, 128, 128]); // round(127.5) is 128, the even neighbour
     const images: Img[] = [
       { data: pixels(1, 9, 11, 3, 3, 30, 220), h: 9, w: 11, c: 3 },
       { data: pixels(1, 7, 6, 1, 4), h: 7, w: 6, c: 1 },
