@@ -100,6 +100,16 @@ export { settingGrids, type SettingGrid, type GridAxis, type GridCell, type Grid
 export { TensorDataset, type Normalization, type Augmentation } from './data/dataset';
 export { readIdx, loadIdxDataset, type IdxArray } from './data/idx';
 export { prepareImages, augmentImages } from './data/prepare';
+export {
+  AugmentationSchema,
+  augmentFill,
+  crossEntropy,
+  mixupImages,
+  randAugmentConfig,
+  randAugmentImages,
+  randAugmentOp,
+  resizedCropImages,
+} from './data/augment';
 export { loadImages, imageFolderEntries, type LoadImagesOptions, type SkippedImage } from './data/images';
 export {
   parseSplitList,

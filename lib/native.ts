@@ -167,6 +167,34 @@ export interface NativeCosineSchedule {
   warmupLr: number;
 }
 
+/** timm's RandomResizedCrop ranges; absent fields take the core's defaults (timm's). */
+export interface NativeResizedCropOptions {
+  scale?: [number, number];
+  ratio?: [number, number];
+}
+
+/** timm's Mixup in batch mode; absent fields take the core's defaults (DeiT's recipe). */
+export interface NativeMixupOptions {
+  mixupAlpha?: number;
+  cutmixAlpha?: number;
+  prob?: number;
+  switchProb?: number;
+  labelSmoothing?: number;
+  correctLambda?: boolean;
+}
+
+/** A RandAugment config string as the core reads it. */
+export interface NativeRandAugmentConfig {
+  numLayers: number;
+  magnitude: number;
+  /** Infinity: the magnitude is drawn uniformly in [0, magnitude]. */
+  magnitudeStd: number;
+  magnitudeMax: number;
+  probability: number;
+  increasing: boolean;
+  ops: string[];
+}
+
 export interface NativeTrainerHandle {
   step(
     images: NativeTensorHandle,
@@ -188,6 +216,9 @@ export interface NativeTrainerHandle {
       normalization?: { mean: number[]; std: number[] };
       augmentCrop?: number;
       augmentFlip?: boolean;
+      resizedCrop?: NativeResizedCropOptions;
+      randAugment?: string;
+      mixup?: NativeMixupOptions;
     },
     onBatch?: (step: number, steps: number, loss: number) => void,
   ): Promise<NativeEpochResult>;
@@ -266,6 +297,41 @@ export interface NativeAddon {
     normalization: { mean: number[]; std: number[] },
   ): Promise<NativeTensorHandle>;
   augmentImages(images: NativeTensorHandle, crop: number, flip: boolean, seed: number): Promise<NativeTensorHandle>;
+  randAugmentConfig(config: string): NativeRandAugmentConfig;
+  randAugmentOp(
+    image: NativeTensorHandle,
+    op: string,
+    magnitude: number,
+    negate: boolean,
+    fill: number[],
+  ): Promise<NativeTensorHandle>;
+  randAugmentImages(
+    images: NativeTensorHandle,
+    config: string,
+    fill: number[],
+    seed: number,
+  ): Promise<NativeTensorHandle>;
+  resizedCropImages(
+    images: NativeTensorHandle,
+    size: number,
+    options: NativeResizedCropOptions,
+    flip: boolean,
+    seed: number,
+  ): Promise<{ images: NativeTensorHandle; boxes: NativeTensorHandle; flipped: NativeTensorHandle }>;
+  mixupImages(
+    images: NativeTensorHandle,
+    labels: NativeTensorHandle,
+    numClasses: number,
+    options: NativeMixupOptions,
+    seed: number,
+  ): Promise<{
+    images: NativeTensorHandle;
+    targets: NativeTensorHandle;
+    lambda: number;
+    cutmix: boolean;
+    box: [number, number, number, number];
+  }>;
+  crossEntropy(logits: NativeTensorHandle, targets: NativeTensorHandle): Promise<NativeTensorHandle>;
   createTensor(
     data: ArrayBuffer,
     byteOffset: number,

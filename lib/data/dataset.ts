@@ -1,5 +1,8 @@
 import { PaceOptionError, PaceShapeError } from '../errors';
 import type { Tensor } from '../tensor';
+import { checkAugmentation, type Augmentation } from './augment';
+
+export type { Augmentation } from './augment';
 
 /** Per-channel mean and std applied after scaling pixels to [0, 1] (a model's `preprocessing` has them). */
 export interface Normalization {
@@ -15,16 +18,9 @@ export interface Normalization {
  *   converted natively (grey to RGB, resized to the model's size with antialiased bicubic, normalised), so
  *   the dataset keeps a quarter of the memory of float32.
  *
- * Labels are int64 `[N]`.
+ * Labels are int64 `[N]`. `augment` is the training augmentation `fit` applies per batch (see {@link Augmentation}):
+ * crops, flips, timm's RandomResizedCrop and RandAugment on uint8 images, mixup/CutMix on any.
  */
-/** Training augmentation of a uint8 dataset, applied natively per batch (never in evaluation). */
-export interface Augmentation {
-  /** A random crop × crop window (torchvision's RandomCrop); the stored size when absent. */
-  crop?: number;
-  /** Horizontal flips with probability 1/2 (RandomHorizontalFlip). */
-  flip?: boolean;
-}
-
 export class TensorDataset {
   readonly images: Tensor;
   readonly labels: Tensor;
@@ -56,14 +52,7 @@ export class TensorDataset {
       const { mean, std } = options.normalization as Normalization;
       this.normalization = { mean: [...mean], std: [...std] };
     }
-    if (options.augment) {
-      const crop = options.augment.crop;
-      if (!pixels || shape.length !== 4) throw new PaceShapeError('augmentation needs uint8 images [N, H, W, C]');
-      if (crop !== undefined && (!Number.isInteger(crop) || crop < 1 || crop > Math.min(shape[1], shape[2]))) {
-        throw new PaceOptionError(`augment.crop ${crop} does not fit images of ${shape[1]}x${shape[2]}`);
-      }
-      this.augment = { ...options.augment };
-    }
+    if (options.augment) this.augment = checkAugmentation(options.augment, shape, pixels);
   }
 
   /** The number of samples. */

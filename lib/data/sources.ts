@@ -4,6 +4,7 @@ import { z } from 'zod';
 
 import { PaceOptionError } from '../errors';
 import type { Preprocessing } from '../models/specs';
+import type { Augmentation } from './augment';
 import type { TensorDataset } from './dataset';
 import { loadIdxDataset } from './idx';
 import { IMAGENET_NORMALIZATION } from './domain-shift';
@@ -26,9 +27,10 @@ export const DatasetSourceSchema = z.union([
       numClasses: z.number().int().min(1),
       /**
        * `stretch` (default) to the model's size; `center-crop` (evaluation: shorter side to size/0.875, the
-       * centre); `crop-flip` (training: stored as `cover` at size/0.875, random crops and flips per batch).
+       * centre); `crop-flip` (training: stored as `cover` at size/0.875, random crops and flips per batch);
+       * `resized-crop-flip` (training: stored the same way, timm's RandomResizedCrop to the model's size and flips).
        */
-      transform: z.enum(['stretch', 'center-crop', 'crop-flip']).optional(),
+      transform: z.enum(['stretch', 'center-crop', 'crop-flip', 'resized-crop-flip']).optional(),
       /** `model` (default): the model's mean and std; `imagenet`: ImageNet's, as the benchmarks use. */
       normalization: z.enum(['model', 'imagenet']).optional(),
     })
@@ -101,7 +103,7 @@ export async function loadDatasetSource(source: DatasetSource, options: SourceOp
 
   let entries: SplitEntry[];
   let resize: 'stretch' | 'center-crop' | 'cover' = 'stretch';
-  let augment: { crop: number; flip: boolean } | undefined;
+  let augment: Augmentation | undefined;
   let name: string;
   if ('folder' in source) {
     entries = imageFolderEntries(at(source.folder)).entries;
@@ -111,6 +113,7 @@ export async function loadDatasetSource(source: DatasetSource, options: SourceOp
     name = path.basename(source.list);
     if (source.transform === 'center-crop') resize = 'center-crop';
     if (source.transform === 'crop-flip') augment = { crop: size, flip: true };
+    if (source.transform === 'resized-crop-flip') augment = { resizedCrop: true, flip: true };
   } else if ('vtab' in source) {
     entries = pick(vtabSplits(at(source.vtab.root), source.vtab.task, source.vtab.mode), source.part);
     name = `vtab-${source.vtab.task}-${source.vtab.mode}-${source.part}`;

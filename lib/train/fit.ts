@@ -5,6 +5,7 @@ import path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { z } from 'zod';
 
+import { AugmentationSchema, checkAugmentation, nativeAugmentation, type Augmentation } from '../data/augment';
 import type { TensorDataset } from '../data/dataset';
 import type { EvaluationReport } from '../eval/evaluate';
 import { PaceInputError, PaceOptionError } from '../errors';
@@ -39,6 +40,11 @@ export const FitOptionsSchema = z
     /** A progress bar on stderr: `auto` shows it only on a TTY. */
     progress: z.union([z.boolean(), z.literal('auto')]).default('auto'),
     evalBatchSize: z.number().int().min(1).optional(),
+    /**
+     * Training augmentation over the training set's own (its fields replace the dataset's; a `resizedCrop`
+     * replaces the dataset's `crop`): e.g. `{ randAugment: 'rand-m9-mstd0.5-inc1', mixup: true }`.
+     */
+    augment: AugmentationSchema.optional(),
   })
   .strict();
 
@@ -79,6 +85,7 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   const schedule: LrSchedule | undefined =
     o.schedule === false ? undefined : cosineSchedule({ lr: host.lr, epochs: o.epochs, ...o.schedule });
   const shuffleSeed = o.shuffleSeed ?? host.seed;
+  const augment = trainingAugmentation(train, o.augment);
   if (o.batchSize % host.worldSize !== 0) {
     throw new PaceOptionError(
       `options.batchSize ${o.batchSize} must be a multiple of the ${host.worldSize} processes training together`,
@@ -155,8 +162,7 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
           schedule: schedule?.options,
           scheduleEachStep: o.scheduleStepping === 'step',
           normalization: normalizationOf(train),
-          augmentCrop: train.augment?.crop ?? 0,
-          augmentFlip: train.augment?.flip ?? false,
+          ...nativeAugmentation(augment),
         },
         (step, steps, loss) => {
           // Progress arrives from the training thread and may trail the epoch's end: late calls are dropped.
@@ -227,4 +233,12 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
 /** A dataset's normalisation in the form the native layer takes (plain arrays), if it stores pixels. */
 export function normalizationOf(dataset: TensorDataset): { mean: number[]; std: number[] } | undefined {
   return dataset.normalization && { mean: [...dataset.normalization.mean], std: [...dataset.normalization.std] };
+}
+
+/** The training set's augmentation with fit's `augment` over it, checked against the training images. */
+function trainingAugmentation(train: TensorDataset, over: Augmentation | undefined): Augmentation | undefined {
+  if (!over) return train.augment;
+  const merged: Augmentation = { ...train.augment, ...over };
+  if (over.resizedCrop !== undefined) delete merged.crop;
+  return checkAugmentation(merged, train.images.shape, train.normalization !== undefined);
 }

@@ -182,7 +182,8 @@ export class Trainer {
   }
 
   /**
-   * Forward, backward and one AdamW step on a batch: images float `[B, 3, S, S]`, targets int64 `[B]`.
+   * Forward, backward and one AdamW step on a batch: images float `[B, 3, S, S]`, targets int64 `[B]` or soft
+   * targets float `[B, classes]` (as mixup makes them; accuracy then counts their largest entry).
    * `noise` replays given ε draws per linear (shapes as the reference's `noise.*`) instead of drawing them.
    */
   async trainStep(images: Tensor, targets: Tensor, options: TrainStepOptions = {}): Promise<StepResult> {

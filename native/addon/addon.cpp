@@ -25,6 +25,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   registerModelBindings(env, exports);
   registerTrainerBindings(env, exports);
   registerDistributedBindings(env, exports);
+  registerAugmentBindings(env, exports);
   return exports;
 }
 

@@ -10,5 +10,6 @@ void registerSystemBindings(Napi::Env env, Napi::Object exports);
 void registerModelBindings(Napi::Env env, Napi::Object exports);
 void registerTrainerBindings(Napi::Env env, Napi::Object exports);
 void registerDistributedBindings(Napi::Env env, Napi::Object exports);
+void registerAugmentBindings(Napi::Env env, Napi::Object exports);
 
 }  // namespace pace::addon

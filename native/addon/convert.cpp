@@ -107,4 +107,56 @@ train::CosineSchedule scheduleFromJs(const Napi::Object& options) {
   return schedule;
 }
 
+namespace {
+
+// object[name] as [min, max] (two finite numbers), or `fallback` when it is undefined.
+std::array<double, 2> rangeOr(const Napi::Object& object, const char* name, std::array<double, 2> fallback,
+                              const std::string& what) {
+  const Napi::Value value = object.Get(name);
+  if (value.IsUndefined()) return fallback;
+  const auto fail = [&]() {
+    return jsError(object.Env(), ErrorCode::InvalidOption, what + "." + name + " must be two numbers [min, max]");
+  };
+  if (!value.IsArray() || value.As<Napi::Array>().Length() != 2) throw fail();
+  std::array<double, 2> range{};
+  for (uint32_t i = 0; i < 2; ++i) {
+    const Napi::Value item = value.As<Napi::Array>().Get(i);
+    range[i] = item.IsNumber() ? item.As<Napi::Number>().DoubleValue() : NAN;
+    if (!std::isfinite(range[i])) throw fail();
+  }
+  return range;
+}
+
+}  // namespace
+
+std::optional<data::ResizedCropConfig> resizedCropFromJs(const Napi::Value& value) {
+  if (value.IsUndefined() || value.IsNull()) return std::nullopt;
+  if (!value.IsObject())
+    throw jsError(value.Env(), ErrorCode::InvalidOption, "resizedCrop must be an object { scale?, ratio? }");
+  const auto object = value.As<Napi::Object>();
+  data::ResizedCropConfig config;
+  config.scale = rangeOr(object, "scale", config.scale, "resizedCrop");
+  config.ratio = rangeOr(object, "ratio", config.ratio, "resizedCrop");
+  return config;
+}
+
+std::optional<data::RandAugmentConfig> randAugmentFromJs(const Napi::Value& value) {
+  if (value.IsUndefined() || value.IsNull()) return std::nullopt;
+  return data::parseRandAugment(stringFromJs(value, "randAugment"));
+}
+
+std::optional<data::MixupConfig> mixupFromJs(const Napi::Value& value) {
+  if (value.IsUndefined() || value.IsNull()) return std::nullopt;
+  if (!value.IsObject()) throw jsError(value.Env(), ErrorCode::InvalidOption, "mixup must be an object");
+  const auto object = value.As<Napi::Object>();
+  data::MixupConfig config;
+  config.mixupAlpha = numberOr(object, "mixupAlpha", config.mixupAlpha);
+  config.cutmixAlpha = numberOr(object, "cutmixAlpha", config.cutmixAlpha);
+  config.prob = numberOr(object, "prob", config.prob);
+  config.switchProb = numberOr(object, "switchProb", config.switchProb);
+  config.labelSmoothing = numberOr(object, "labelSmoothing", config.labelSmoothing);
+  if (!object.Get("correctLambda").IsUndefined()) config.correctLambda = object.Get("correctLambda").ToBoolean();
+  return config;
+}
+
 }  // namespace pace::addon

@@ -23,5 +23,12 @@ std::optional<data::Normalization> normalizationFromJs(const Napi::Value& value)
 double numberOr(const Napi::Object& object, const char* name, double fallback);
 // { lr, epochs, warmupEpochs?, minLr?, warmupLr? } over the core's defaults (train/schedule.h).
 train::CosineSchedule scheduleFromJs(const Napi::Object& options);
+// The stronger augmentation's options over the core's defaults (timm's), each absent when undefined:
+// { scale?: [min, max], ratio?: [min, max] } (data/resized_crop.h), a RandAugment config string
+// (data/rand_augment.h), { mixupAlpha?, cutmixAlpha?, prob?, switchProb?, labelSmoothing?, correctLambda? }
+// (data/mixup.h).
+std::optional<data::ResizedCropConfig> resizedCropFromJs(const Napi::Value& value);
+std::optional<data::RandAugmentConfig> randAugmentFromJs(const Napi::Value& value);
+std::optional<data::MixupConfig> mixupFromJs(const Napi::Value& value);
 
 }  // namespace pace::addon

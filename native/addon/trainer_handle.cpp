@@ -153,6 +153,9 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       epoch.augmentCrop =
           static_cast<int64_t>(numberOr(options, "augmentCrop", static_cast<double>(epoch.augmentCrop)));
       epoch.augmentFlip = options.Get("augmentFlip").ToBoolean().Value();
+      epoch.resizedCrop = resizedCropFromJs(options.Get("resizedCrop"));
+      epoch.randAugment = randAugmentFromJs(options.Get("randAugment"));
+      epoch.mixup = mixupFromJs(options.Get("mixup"));
       if (options.Get("schedule").IsObject()) {
         epoch.schedule = scheduleFromJs(options.Get("schedule").As<Napi::Object>());
         epoch.scheduleEachStep = options.Get("scheduleEachStep").ToBoolean().Value();

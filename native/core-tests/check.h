@@ -39,5 +39,6 @@ TestList paceLinearTests();      // pace_linear_tests.cpp
 TestList paceLinearCudaTests();  // pace_linear_tests.cpp: skipped without a visible GPU
 TestList cpuAttentionTests();    // attention_tests.cpp
 TestList fusedAdamWTests();      // adamw_tests.cpp: skipped without a GPU and libtorch >= 2.1
+TestList augmentTests();         // augment_tests.cpp
 
 }  // namespace pace::tests

@@ -1,6 +1,9 @@
 #pragma once
 // The core's surface for the addon: everything the bindings call, in one place. The addon includes this and
 // nothing else from native/core, so what the core offers to JavaScript is visible here.
+#include "data/mixup.h"              // mixup / CutMix and soft targets
+#include "data/rand_augment.h"       // RandAugment
+#include "data/resized_crop.h"       // random resized crops
 #include "data/transforms.h"         // image preparation and augmentation
 #include "distributed/group.h"       // process groups for data-parallel training
 #include "errors.h"                  // pace::Error and its codes
@@ -9,6 +12,7 @@
 #include "models/backbone.h"         // the model interface
 #include "models/family_registry.h"  // building a backbone by family name
 #include "models/weights.h"          // loading and saving timm weights
+#include "peft/cross_entropy.h"      // the loss for hard or soft targets
 #include "peft/pace_linear.h"        // the fused PACE linear's strategy
 #include "peft/setup.h"              // adapters: add, load, save, merge
 #include "system/doctor.h"           // environment report and GEMM measurement

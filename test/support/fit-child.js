@@ -20,7 +20,11 @@ async function main() {
       onEpochEnd: (epoch) => report(`epoch ${epoch}`),
     },
   ];
-  await trainer.fit(new TensorDataset(data.images, data.labels), { ...args.fit, runDir: args.runDir, callbacks });
+  await trainer.fit(new TensorDataset(data.images, data.labels, args.dataset ?? {}), {
+    ...args.fit,
+    runDir: args.runDir,
+    callbacks,
+  });
   report('finished');
 }
 

@@ -3,6 +3,7 @@
 #include <torch/nn/functional/loss.h>
 
 #include "errors.h"
+#include "peft/cross_entropy.h"
 #include "peft/setup.h"
 
 namespace pace::peft {
@@ -63,7 +64,7 @@ PaceLosses PaceObjective::forwardLosses(models::Backbone& model, const at::Tenso
     models::ForwardContext plain(1, 0, dropPathGenerator, nullptr);
     out.logits = forLoss(model.forward(images, plain));
     out.targets = targets;
-    out.cls = F::cross_entropy(out.logits, targets);
+    out.cls = crossEntropy(out.logits, targets);
     out.consistency = torch::zeros({}, out.cls.options());
     return out;
   }
@@ -78,13 +79,13 @@ PaceLosses PaceObjective::forwardLosses(models::Backbone& model, const at::Tenso
     const at::Tensor all = forLoss(model.forward(x, views));
     out.logits = all.slice(0, 0, used);
     out.targets = targets.slice(0, 0, used);
-    out.cls = F::cross_entropy(out.logits, out.targets);
+    out.cls = crossEntropy(out.logits, out.targets);
     out.consistency = consistencyAmong(all, config_.copies);
   } else {
     models::ForwardContext single(1, 0, dropPathGenerator, &noise);
     out.logits = forLoss(model.forward(images, single));
     out.targets = targets;
-    out.cls = F::cross_entropy(out.logits, targets);
+    out.cls = crossEntropy(out.logits, targets);
     if (config_.variant == PaceVariant::Fast) {
       if (!history_.defined()) history_ = torch::zeros({config_.datasetSize, model.numClasses()}, torch::kFloat);
       const at::Tensor recent = history_.index_select(0, indices.to(history_.device()));

@@ -1,6 +1,8 @@
 // The epoch loop: shuffled batches, augmentation, one step each, losses read one step late.
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 
@@ -9,6 +11,34 @@
 #include "train/trainer.h"
 
 namespace pace::train {
+
+namespace {
+
+// Refuses augmentation the dataset cannot take, before the first step; returns the colour RandAugment's affine
+// operations fill with (timm: the normalisation mean × 255, rounded).
+std::array<uint8_t, 3> checkAugmentation(const at::Tensor& images, const EpochOptions& options) {
+  const bool pixels = images.scalar_type() == at::kByte && images.dim() == 4;
+  if (options.resizedCrop) {
+    options.resizedCrop->validate();
+    if (!pixels) throw OptionError("a random resized crop needs a uint8 dataset [N, H, W, C]");
+    if (options.augmentCrop > 0)
+      throw OptionError("augment.crop and augment.resizedCrop are alternatives: the resized crop sets the size");
+  }
+  if (options.randAugment) {
+    options.randAugment->validate();
+    if (!pixels || (images.size(3) != 1 && images.size(3) != 3))
+      throw OptionError("RandAugment needs a uint8 dataset [N, H, W, C] with C = 1 or 3");
+  }
+  if (options.mixup) options.mixup->validate();
+  std::array<uint8_t, 3> fill{128, 128, 128};
+  if (options.normalization) {
+    for (int c = 0; c < 3; ++c)
+      fill[c] = static_cast<uint8_t>(std::clamp(std::nearbyint(255.0 * options.normalization->mean[c]), 0.0, 255.0));
+  }
+  return fill;
+}
+
+}  // namespace
 
 EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels, const EpochOptions& options,
                               const std::atomic<bool>* abort,
@@ -29,6 +59,7 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
   if (steps == 0)
     throw InputError("the dataset has " + std::to_string(n) + " samples, fewer than one batch of " +
                      std::to_string(options.batchSize) + " (the last partial batch is dropped)");
+  const std::array<uint8_t, 3> fill = checkAugmentation(images, options);
   at::Generator shuffle =
       at::make_generator<at::CPUGeneratorImpl>(options.shuffleSeed * 1000003ull + static_cast<uint64_t>(options.epoch));
   const at::Tensor order = at::randperm(n, shuffle, at::TensorOptions().dtype(at::kLong));
@@ -80,12 +111,25 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
     StepInputs inputs;
     inputs.indices = order.slice(0, s * options.batchSize + shareStart, s * options.batchSize + shareStart + share);
     at::Tensor batch = stored.index_select(0, inputs.indices.to(stored.device()));
-    if (options.augmentCrop > 0 || options.augmentFlip) {
+    if (options.resizedCrop) {
+      batch = data::randomResizedCropFlip(batch, model_->imageSize(), *options.resizedCrop, options.augmentFlip,
+                                          augmentGenerator_)
+                  .images;
+    } else if (options.augmentCrop > 0 || options.augmentFlip) {
       const int64_t crop = options.augmentCrop > 0 ? options.augmentCrop : std::min(batch.size(1), batch.size(2));
       batch = data::randomCropFlip(batch, crop, options.augmentFlip, augmentGenerator_);
     }
+    if (options.randAugment)
+      batch = data::randAugment(batch.cpu(), *options.randAugment, fill, augmentGenerator_).to(batch.device());
     inputs.images = batchInput(*model_, batch, options.normalization);
     inputs.targets = labelsOnCpu.index_select(0, inputs.indices);
+    if (options.mixup) {
+      // PACE's copies of the batch are made inside the forward, so they share this mixed batch.
+      data::MixupResult mixed =
+          data::mixupBatch(inputs.images, inputs.targets, model_->numClasses(), *options.mixup, augmentGenerator_);
+      inputs.images = std::move(mixed.images);
+      inputs.targets = std::move(mixed.targets);
+    }
     inputs.diagnostics = options.diagnostics;
     inputs.position = positionOf(s);
     inputs.stopRequested = abort && abort->load();

@@ -21,6 +21,14 @@ void checkTargets(const at::Tensor& targets, int64_t batch, int64_t numClasses) 
                      std::to_string(low) + " to " + std::to_string(high));
 }
 
+void checkTrainingTargets(const at::Tensor& targets, int64_t batch, int64_t numClasses) {
+  if (targets.dim() != 2) return checkTargets(targets, batch, numClasses);
+  if (!at::isFloatingType(targets.scalar_type()) || targets.size(0) != batch || targets.size(1) != numClasses)
+    throw ShapeError("soft targets must be a floating-point tensor [" + std::to_string(batch) + ", " +
+                     std::to_string(numClasses) + "] (a row per sample, one entry per class); got " +
+                     dtypeName(targets.scalar_type()) + " " + shapeToString(targets.sizes().vec()));
+}
+
 at::Tensor batchInput(const models::Backbone& model, const at::Tensor& images,
                       const std::optional<data::Normalization>& normalization) {
   if (images.scalar_type() != at::kByte) return images;

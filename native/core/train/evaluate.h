@@ -43,5 +43,7 @@ at::Tensor batchInput(const models::Backbone& model, const at::Tensor& images,
 
 // Throws unless targets is an int64 vector of `batch` class indices in [0, numClasses).
 void checkTargets(const at::Tensor& targets, int64_t batch, int64_t numClasses);
+// A training step's targets: class indices as checkTargets, or soft targets, floating point [batch, numClasses].
+void checkTrainingTargets(const at::Tensor& targets, int64_t batch, int64_t numClasses);
 
 }  // namespace pace::train

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "errors.h"
+#include "peft/cross_entropy.h"
 #include "peft/setup.h"
 #include "train/gradients.h"
 
@@ -98,7 +99,7 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs) {
   const at::Tensor images = inputs.images.to(device);
   model.checkImages(images);
   const int64_t batch = images.size(0);
-  checkTargets(inputs.targets, batch, model.numClasses());
+  checkTrainingTargets(inputs.targets, batch, model.numClasses());
   const at::Tensor targets = inputs.targets.to(device);
   pace_.checkReplay(inputs.noise);
   const peft::PaceConfig& pace = pace_.config();
@@ -163,7 +164,7 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs) {
     result.pace = losses.consistency.detach();
     result.total = total.detach();
   }
-  result.correct = losses.logits.detach().argmax(1).eq(losses.targets).sum();
+  result.correct = losses.logits.detach().argmax(1).eq(peft::targetClasses(losses.targets)).sum();
   result.counted = losses.targets.size(0);
   return result;
 }

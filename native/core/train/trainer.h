@@ -11,6 +11,9 @@
 #include <memory>
 #include <string>
 
+#include "data/mixup.h"
+#include "data/rand_augment.h"
+#include "data/resized_crop.h"
 #include "data/transforms.h"
 #include "errors.h"
 #include "io/safetensors.h"
@@ -82,6 +85,12 @@ struct EpochOptions {
   std::optional<data::Normalization> normalization;
   int64_t augmentCrop = 0;  // > 0: random crops of this size (uint8 datasets)
   bool augmentFlip = false;
+  // timm's stronger training augmentation, in its order (uint8 datasets but mixup): a random resized crop to the
+  // model's size instead of the crop (flipped with augmentFlip), RandAugment, then mixup/CutMix on the normalised
+  // batch with soft targets. Every draw comes from the trainer's augmentation generator.
+  std::optional<data::ResizedCropConfig> resizedCrop;
+  std::optional<data::RandAugmentConfig> randAugment;
+  std::optional<data::MixupConfig> mixup;
 };
 
 // Means over the epoch's steps (a partial last batch is dropped, as the reference's loader does).
@@ -158,7 +167,7 @@ class Trainer {
   // On the model's device (re-created from the seed if the model moves), so draws never cross devices.
   at::Generator noiseGenerator_;     // PACE noise draws
   at::Generator dropPathGenerator_;  // stochastic depth: separate, so replaying noise keeps the same masks
-  at::Generator augmentGenerator_;   // random crops and flips: on the CPU, where the crop offsets are read
+  at::Generator augmentGenerator_;   // crops, flips, RandAugment, mixup: on the CPU, where the draws are read
   FrozenBf16Copies frozenBf16_;
   DeviceDataset dataset_;
   std::atomic<int64_t> iteration_{0};  // read from other threads while a step runs

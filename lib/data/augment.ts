@@ -1,0 +1,186 @@
+import { z } from 'zod';
+
+import { PaceOptionError } from '../errors';
+import {
+  nativeAddon,
+  type NativeMixupOptions,
+  type NativeRandAugmentConfig,
+  type NativeResizedCropOptions,
+} from '../native';
+import { parseOptions } from '../options';
+import { handleOf, Tensor } from '../tensor';
+
+const range = z.tuple([z.number().positive(), z.number().positive()]).refine(([min, max]) => min <= max, {
+  message: 'must be [min, max] with min <= max',
+});
+
+/** timm's RandomResizedCrop: `scale` of the image's area (default [0.08, 1]), `ratio` w/h (default [3/4, 4/3]). */
+export const ResizedCropSchema = z
+  .object({
+    scale: range.refine(([, max]) => max <= 1, { message: 'the largest scale is 1 (the whole image)' }).optional(),
+    ratio: range.optional(),
+  })
+  .strict();
+
+/** timm's Mixup in batch mode; defaults: DeiT's recipe (mixup 0.8, CutMix 1.0, prob 1, switch 0.5, smoothing 0.1). */
+export const MixupSchema = z
+  .object({
+    /** Beta(α, α) of mixup's λ; 0 turns mixup off. */
+    mixupAlpha: z.number().min(0).optional(),
+    /** Beta(α, α) of CutMix's λ; 0 turns CutMix off. */
+    cutmixAlpha: z.number().min(0).optional(),
+    /** The probability of mixing a batch. */
+    prob: z.number().min(0).max(1).optional(),
+    /** The probability of CutMix rather than mixup when both are on. */
+    switchProb: z.number().min(0).max(1).optional(),
+    /** ε: the targets are (1 − ε + ε/classes) on the label, ε/classes elsewhere. */
+    labelSmoothing: z.number().min(0).lt(1).optional(),
+    /** CutMix's λ from the area of the box clipped to the image (default true). */
+    correctLambda: z.boolean().optional(),
+  })
+  .strict()
+  .refine((m) => m.mixupAlpha !== 0 || m.cutmixAlpha !== 0, {
+    message: 'mixupAlpha and cutmixAlpha are both 0: nothing would be mixed',
+  });
+
+/** Training augmentation of a dataset, applied natively per batch by `fit` (never in evaluation). */
+export const AugmentationSchema = z
+  .object({
+    /** A random crop × crop window (torchvision's RandomCrop); the stored size when absent. uint8 datasets. */
+    crop: z.number().int().min(1).optional(),
+    /** Horizontal flips with probability 1/2 (RandomHorizontalFlip), after the crop. uint8 datasets. */
+    flip: z.boolean().optional(),
+    /**
+     * timm's RandomResizedCrop to the model's size instead of `crop`: a box of 8-100 % of the stored image's area
+     * and aspect ratio 3/4-4/3 (10 tries, then the centre), bilinear. `true` for timm's ranges. uint8 datasets.
+     */
+    resizedCrop: z.union([z.literal(true), ResizedCropSchema]).optional(),
+    /** timm's RandAugment config string, e.g. `rand-m9-mstd0.5-inc1`. uint8 datasets with 1 or 3 channels. */
+    randAugment: z.string().min(1).optional(),
+    /** timm's Mixup/CutMix with label smoothing (soft targets); `true` for DeiT's recipe. Any dataset. */
+    mixup: z.union([z.literal(true), MixupSchema]).optional(),
+  })
+  .strict();
+
+/** Training augmentation as a user gives it (see {@link AugmentationSchema}). */
+export type Augmentation = z.input<typeof AugmentationSchema>;
+
+/**
+ * Validates an augmentation against the images it applies to (`[N, H, W, C]` uint8 or float `[N, 3, S, S]`),
+ * throwing PaceOptionError / PaceShapeError naming the field; returns a copy.
+ */
+export function checkAugmentation(augment: unknown, shape: readonly number[], pixels: boolean): Augmentation {
+  const parsed = parseOptions(AugmentationSchema, augment, 'augment');
+  const needsPixels = (['crop', 'flip', 'resizedCrop', 'randAugment'] as const).filter((k) => parsed[k] !== undefined);
+  if (needsPixels.length > 0 && (!pixels || shape.length !== 4)) {
+    throw new PaceOptionError(
+      `augment.${needsPixels[0]} needs uint8 images [N, H, W, C]; got [${shape.join(',')}] (only mixup applies to float images)`,
+    );
+  }
+  if (parsed.crop !== undefined && parsed.resizedCrop !== undefined) {
+    throw new PaceOptionError('augment.crop and augment.resizedCrop are alternatives: the resized crop sets the size');
+  }
+  if (parsed.crop !== undefined && parsed.crop > Math.min(shape[1], shape[2])) {
+    throw new PaceOptionError(`augment.crop ${parsed.crop} does not fit images of ${shape[1]}x${shape[2]}`);
+  }
+  if (parsed.randAugment !== undefined) {
+    randAugmentConfig(parsed.randAugment); // the core reads the string: its errors name the bad section
+    if (shape[3] !== 1 && shape[3] !== 3) {
+      throw new PaceOptionError(`augment.randAugment needs grey or RGB images; these have ${shape[3]} channels`);
+    }
+  }
+  return parsed;
+}
+
+/** The epoch loop's form of an augmentation (its native options). */
+export function nativeAugmentation(augment: Augmentation | undefined): {
+  augmentCrop: number;
+  augmentFlip: boolean;
+  resizedCrop?: NativeResizedCropOptions;
+  randAugment?: string;
+  mixup?: NativeMixupOptions;
+} {
+  return {
+    augmentCrop: augment?.crop ?? 0,
+    augmentFlip: augment?.flip ?? false,
+    ...(augment?.resizedCrop !== undefined && {
+      resizedCrop: augment.resizedCrop === true ? {} : (augment.resizedCrop as NativeResizedCropOptions),
+    }),
+    ...(augment?.randAugment !== undefined && { randAugment: augment.randAugment }),
+    ...(augment?.mixup !== undefined && { mixup: augment.mixup === true ? {} : augment.mixup }),
+  };
+}
+
+/** RandAugment's settings as the core reads a timm config string (throws PaceOptionError naming a bad section). */
+export function randAugmentConfig(config: string): NativeRandAugmentConfig {
+  return nativeAddon().randAugmentConfig(config);
+}
+
+/** The colour RandAugment's affine operations fill with, as timm: the normalisation mean × 255, rounded. */
+export function augmentFill(mean: readonly number[]): number[] {
+  return [0, 1, 2].map((c) => Math.min(255, Math.max(0, roundHalfEven(255 * mean[c]))));
+}
+
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * One RandAugment operation (`Rotate`, `SolarizeIncreasing`, …, the names in {@link randAugmentConfig}'s `ops`) on
+ * one uint8 image `[H, W, C]` at a magnitude (0-10 on timm's scale, after any noise) and sign, as fit applies it.
+ */
+export async function randAugmentOp(
+  image: Tensor,
+  op: string,
+  options: { magnitude: number; negate?: boolean; fill?: number[] },
+): Promise<Tensor> {
+  const { magnitude, negate = false, fill = [128, 128, 128] } = options;
+  return new Tensor(await nativeAddon().randAugmentOp(handleOf(image), op, magnitude, negate, fill));
+}
+
+/** RandAugment over uint8 images `[N, H, W, C]` from a seeded generator, as fit applies it per batch. */
+export async function randAugmentImages(
+  images: Tensor,
+  options: { config: string; fill?: number[]; seed?: number },
+): Promise<Tensor> {
+  const { config, fill = [128, 128, 128], seed = 0 } = options;
+  return new Tensor(await nativeAddon().randAugmentImages(handleOf(images), config, fill, seed));
+}
+
+/**
+ * Random resized crops of uint8 images `[N, H, W, C]` to `size × size` (and flips), as fit applies them; with the
+ * boxes (top, left, height, width) and which images were flipped.
+ */
+export async function resizedCropImages(
+  images: Tensor,
+  options: { size: number; flip?: boolean; seed?: number } & z.input<typeof ResizedCropSchema>,
+): Promise<{ images: Tensor; boxes: Tensor; flipped: Tensor }> {
+  const { size, flip = false, seed = 0, ...ranges } = options;
+  const checked = parseOptions(ResizedCropSchema, ranges, 'options');
+  const out = await nativeAddon().resizedCropImages(handleOf(images), size, checked, flip, seed);
+  return { images: new Tensor(out.images), boxes: new Tensor(out.boxes), flipped: new Tensor(out.flipped) };
+}
+
+/**
+ * timm's Mixup/CutMix of a float batch `[B, C, H, W]` with int64 labels `[B]`, as fit applies it: the mixed images,
+ * the soft targets `[B, numClasses]`, λ, whether CutMix was used and its box (rows top-bottom, columns left-right).
+ */
+export async function mixupImages(
+  images: Tensor,
+  labels: Tensor,
+  options: { numClasses: number; seed?: number } & z.input<typeof MixupSchema>,
+): Promise<{ images: Tensor; targets: Tensor; lambda: number; cutmix: boolean; box: number[] }> {
+  const { numClasses, seed = 0, ...mixup } = options;
+  const checked = parseOptions(MixupSchema, mixup, 'options');
+  const out = await nativeAddon().mixupImages(handleOf(images), handleOf(labels), numClasses, checked, seed);
+  return { ...out, images: new Tensor(out.images), targets: new Tensor(out.targets), box: [...out.box] };
+}
+
+/**
+ * The training loss's cross-entropy: int64 targets `[B]` as usual, float soft targets `[B, C]` as timm's
+ * SoftTargetCrossEntropy (mean over the batch of −Σ t · log_softmax(logits)). A scalar tensor.
+ */
+export async function crossEntropy(logits: Tensor, targets: Tensor): Promise<Tensor> {
+  return new Tensor(await nativeAddon().crossEntropy(handleOf(logits), handleOf(targets)));
+}

@@ -1,0 +1,164 @@
+// The stronger training augmentation one piece at a time, for inspection and tests: the epoch loop applies the
+// same core functions (native/core/data/{resized_crop,rand_augment,mixup}.h, peft/cross_entropy.h).
+#include <napi.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+
+#include "async.h"
+#include "bindings.h"
+#include "convert.h"
+#include "js_errors.h"
+#include "pace_core.h"
+#include "tensor_handle.h"
+
+namespace pace::addon {
+
+namespace {
+
+at::Generator generatorFromJs(const Napi::Value& value) {
+  return at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(value.ToNumber().Int64Value()));
+}
+
+std::array<uint8_t, 3> fillFromJs(const Napi::Value& value) {
+  if (!value.IsArray() || value.As<Napi::Array>().Length() != 3)
+    throw jsError(value.Env(), ErrorCode::InvalidOption, "fill must be three integers in [0, 255]");
+  std::array<uint8_t, 3> fill{};
+  for (uint32_t i = 0; i < 3; ++i) {
+    const double v = value.As<Napi::Array>().Get(i).ToNumber().DoubleValue();
+    if (!(v >= 0 && v <= 255) || std::floor(v) != v)
+      throw jsError(value.Env(), ErrorCode::InvalidOption, "fill must be three integers in [0, 255]");
+    fill[i] = static_cast<uint8_t>(v);
+  }
+  return fill;
+}
+
+// randAugmentConfig(text) -> { numLayers, magnitude, magnitudeStd, magnitudeMax, probability, increasing, ops }
+Napi::Value randAugmentConfig(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const data::RandAugmentConfig config = data::parseRandAugment(stringFromJs(info[0], "randAugment"));
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("numLayers", static_cast<double>(config.numLayers));
+    out.Set("magnitude", config.magnitude);
+    out.Set("magnitudeStd", config.magnitudeStd);
+    out.Set("magnitudeMax", config.magnitudeMax);
+    out.Set("probability", config.probability);
+    out.Set("increasing", config.increasing);
+    Napi::Array ops = Napi::Array::New(env, config.ops.size());
+    for (uint32_t i = 0; i < config.ops.size(); ++i) ops.Set(i, config.ops[i]);
+    out.Set("ops", ops);
+    return out;
+  });
+}
+
+// randAugmentOp(image [H, W, C], op, magnitude, negate, fill) -> Promise<uint8 Tensor [H, W, C]>
+Napi::Value randAugmentOp(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const at::Tensor image = TensorHandle::unwrap(info[0], "image");
+    const std::string op = stringFromJs(info[1], "op");
+    const double magnitude = info[2].ToNumber().DoubleValue();
+    const bool negate = info[3].ToBoolean().Value();
+    const auto fill = fillFromJs(info[4]);
+    return runAsync(
+        env, "pace.randAugmentOp", [=] { return data::applyRandAugmentOp(image, op, magnitude, negate, fill); },
+        [](Napi::Env env, at::Tensor& result) -> Napi::Value { return TensorHandle::wrap(env, std::move(result)); });
+  });
+}
+
+// randAugmentImages(images [N, H, W, C], config, fill, seed) -> Promise<uint8 Tensor [N, H, W, C]>
+Napi::Value randAugmentImages(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const at::Tensor images = TensorHandle::unwrap(info[0], "images");
+    const data::RandAugmentConfig config = data::parseRandAugment(stringFromJs(info[1], "randAugment"));
+    const auto fill = fillFromJs(info[2]);
+    const at::Generator generator = generatorFromJs(info[3]);
+    return runAsync(
+        env, "pace.randAugmentImages", [=] { return data::randAugment(images, config, fill, generator); },
+        [](Napi::Env env, at::Tensor& result) -> Napi::Value { return TensorHandle::wrap(env, std::move(result)); });
+  });
+}
+
+// resizedCropImages(images [N, H, W, C], size, { scale?, ratio? }, flip, seed)
+//   -> Promise<{ images: uint8 [N, size, size, C], boxes: int64 [N, 4] (top, left, height, width), flipped: bool [N] }>
+Napi::Value resizedCropImages(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const at::Tensor images = TensorHandle::unwrap(info[0], "images");
+    const int64_t size = info[1].ToNumber().Int64Value();
+    const data::ResizedCropConfig config =
+        resizedCropFromJs(info[2].IsUndefined() ? Napi::Object::New(env) : info[2]).value();
+    const bool flip = info[3].ToBoolean().Value();
+    const at::Generator generator = generatorFromJs(info[4]);
+    return runAsync(
+        env, "pace.resizedCropImages",
+        [=] { return data::randomResizedCropFlip(images, size, config, flip, generator); },
+        [](Napi::Env env, data::ResizedCropResult& result) -> Napi::Value {
+          Napi::Object out = Napi::Object::New(env);
+          out.Set("images", TensorHandle::wrap(env, std::move(result.images)));
+          out.Set("boxes", TensorHandle::wrap(env, std::move(result.boxes)));
+          out.Set("flipped", TensorHandle::wrap(env, std::move(result.flipped)));
+          return out;
+        });
+  });
+}
+
+// mixupImages(images [B, C, H, W], labels [B], numClasses, options, seed)
+//   -> Promise<{ images, targets: float [B, numClasses], lambda, cutmix, box: [top, bottom, left, right] }>
+Napi::Value mixupImages(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const at::Tensor images = TensorHandle::unwrap(info[0], "images");
+    const at::Tensor labels = TensorHandle::unwrap(info[1], "labels");
+    const int64_t numClasses = info[2].ToNumber().Int64Value();
+    const data::MixupConfig config = mixupFromJs(info[3].IsUndefined() ? Napi::Object::New(env) : info[3]).value();
+    const at::Generator generator = generatorFromJs(info[4]);
+    return runAsync(
+        env, "pace.mixupImages", [=] { return data::mixupBatch(images, labels, numClasses, config, generator); },
+        [](Napi::Env env, data::MixupResult& result) -> Napi::Value {
+          Napi::Object out = Napi::Object::New(env);
+          out.Set("images", TensorHandle::wrap(env, std::move(result.images)));
+          out.Set("targets", TensorHandle::wrap(env, std::move(result.targets)));
+          out.Set("lambda", result.lambda);
+          out.Set("cutmix", result.cutmix);
+          Napi::Array box = Napi::Array::New(env, 4);
+          for (uint32_t i = 0; i < 4; ++i) box.Set(i, static_cast<double>(result.box[i]));
+          out.Set("box", box);
+          return out;
+        });
+  });
+}
+
+// crossEntropy(logits [B, C], targets: int64 [B] or float [B, C]) -> Promise<float scalar Tensor>
+Napi::Value crossEntropy(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const at::Tensor logits = TensorHandle::unwrap(info[0], "logits");
+    const at::Tensor targets = TensorHandle::unwrap(info[1], "targets");
+    if (logits.dim() != 2 || !at::isFloatingType(logits.scalar_type()))
+      throw jsError(env, ErrorCode::ShapeMismatch, "logits must be a floating-point tensor [B, C]");
+    return runAsync(
+        env, "pace.crossEntropy",
+        [=] {
+          train::checkTrainingTargets(targets, logits.size(0), logits.size(1));
+          return peft::crossEntropy(logits, targets);
+        },
+        [](Napi::Env env, at::Tensor& result) -> Napi::Value { return TensorHandle::wrap(env, std::move(result)); });
+  });
+}
+
+}  // namespace
+
+void registerAugmentBindings(Napi::Env env, Napi::Object exports) {
+  exports.Set("randAugmentConfig", Napi::Function::New(env, randAugmentConfig, "randAugmentConfig"));
+  exports.Set("randAugmentOp", Napi::Function::New(env, randAugmentOp, "randAugmentOp"));
+  exports.Set("randAugmentImages", Napi::Function::New(env, randAugmentImages, "randAugmentImages"));
+  exports.Set("resizedCropImages", Napi::Function::New(env, resizedCropImages, "resizedCropImages"));
+  exports.Set("mixupImages", Napi::Function::New(env, mixupImages, "mixupImages"));
+  exports.Set("crossEntropy", Napi::Function::New(env, crossEntropy, "crossEntropy"));
+}
+
+}  // namespace pace::addon

@@ -1,0 +1,94 @@
+#include "data/mixup.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "errors.h"
+#include "tensor/dtype.h"
+
+namespace pace::data {
+
+void MixupConfig::validate() const {
+  if (!(mixupAlpha >= 0) || !std::isfinite(mixupAlpha)) throw OptionError("mixup.mixupAlpha must be >= 0");
+  if (!(cutmixAlpha >= 0) || !std::isfinite(cutmixAlpha)) throw OptionError("mixup.cutmixAlpha must be >= 0");
+  if (mixupAlpha == 0 && cutmixAlpha == 0)
+    throw OptionError("mixup needs mixupAlpha > 0 or cutmixAlpha > 0 (both are 0)");
+  if (!(prob >= 0 && prob <= 1)) throw OptionError("mixup.prob must be in [0, 1]");
+  if (!(switchProb >= 0 && switchProb <= 1)) throw OptionError("mixup.switchProb must be in [0, 1]");
+  if (!(labelSmoothing >= 0 && labelSmoothing < 1)) throw OptionError("mixup.labelSmoothing must be in [0, 1)");
+}
+
+at::Tensor mixupTargets(const at::Tensor& labels, int64_t numClasses, double lambda, double smoothing) {
+  if (labels.scalar_type() != at::kLong || labels.dim() != 1)
+    throw ShapeError("mixup needs int64 labels [B]; got " + dtypeName(labels.scalar_type()) + " " +
+                     shapeToString(labels.sizes().vec()));
+  if (numClasses < 1) throw OptionError("mixup needs numClasses >= 1");
+  if (labels.numel() > 0 && (labels.min().item<int64_t>() < 0 || labels.max().item<int64_t>() >= numClasses))
+    throw InputError("mixup's labels must lie in [0, " + std::to_string(numClasses) + ")");
+  const double off = smoothing / static_cast<double>(numClasses);
+  const double on = 1.0 - smoothing + off;
+  const auto oneHot = [&](const at::Tensor& y) {
+    return at::full({y.size(0), numClasses}, off, labels.options().dtype(at::kFloat)).scatter_(1, y.view({-1, 1}), on);
+  };
+  return oneHot(labels) * lambda + oneHot(labels.flip(0)) * (1.0 - lambda);
+}
+
+MixupResult mixupBatch(const at::Tensor& images, const at::Tensor& labels, int64_t numClasses,
+                       const MixupConfig& config, at::Generator generator) {
+  config.validate();
+  if (!at::isFloatingType(images.scalar_type()) || images.dim() != 4)
+    throw ShapeError("mixup needs floating-point images [B, C, H, W]; got " + dtypeName(images.scalar_type()) + " " +
+                     shapeToString(images.sizes().vec()));
+  if (labels.dim() != 1 || labels.size(0) != images.size(0))
+    throw ShapeError("mixup has " + std::to_string(images.size(0)) + " images but " + std::to_string(labels.numel()) +
+                     " labels");
+  const auto doubles = at::TensorOptions().dtype(at::kDouble);
+  // Whether to mix, mixup or CutMix, the box's centre row and column; Beta(α, α) = G₁ / (G₁ + G₂) for each α.
+  const at::Tensor uniforms = at::empty({4}, doubles).uniform_(0.0, 1.0, generator);
+  const at::Tensor shapes = at::tensor({config.mixupAlpha, config.mixupAlpha, config.cutmixAlpha, config.cutmixAlpha},
+                                       doubles)
+                                .clamp_min(1e-3);  // an unused α of 0 still draws, so every batch draws alike
+  const at::Tensor gammas = at::_standard_gamma(shapes, generator);
+  const double* u = uniforms.data_ptr<double>();
+  const double* g = gammas.data_ptr<double>();
+
+  MixupResult result;
+  double lambda = 1.0;
+  bool cutmix = false;
+  if (u[0] < config.prob) {
+    if (config.mixupAlpha > 0 && config.cutmixAlpha > 0) {
+      cutmix = u[1] < config.switchProb;
+    } else {
+      cutmix = config.cutmixAlpha > 0;
+    }
+    lambda = cutmix ? g[2] / (g[2] + g[3]) : g[0] / (g[0] + g[1]);
+  }
+  result.images = images;
+  if (lambda != 1.0) {
+    if (cutmix) {
+      const int64_t h = images.size(2), w = images.size(3);
+      const double ratio = std::sqrt(1.0 - lambda);
+      const int64_t cutH = static_cast<int64_t>(static_cast<double>(h) * ratio);
+      const int64_t cutW = static_cast<int64_t>(static_cast<double>(w) * ratio);
+      const int64_t cy = std::min(h - 1, static_cast<int64_t>(u[2] * static_cast<double>(h)));  // randint(0, h)
+      const int64_t cx = std::min(w - 1, static_cast<int64_t>(u[3] * static_cast<double>(w)));
+      const int64_t top = std::clamp<int64_t>(cy - cutH / 2, 0, h), bottom = std::clamp<int64_t>(cy + cutH / 2, 0, h);
+      const int64_t left = std::clamp<int64_t>(cx - cutW / 2, 0, w), right = std::clamp<int64_t>(cx + cutW / 2, 0, w);
+      result.box = {top, bottom, left, right};
+      if (config.correctLambda)
+        lambda = 1.0 - static_cast<double>((bottom - top) * (right - left)) / static_cast<double>(h * w);
+      result.images = images.clone();
+      result.images.slice(2, top, bottom)
+          .slice(3, left, right)
+          .copy_(images.flip(0).slice(2, top, bottom).slice(3, left, right));
+    } else {
+      result.images = images * lambda + images.flip(0) * (1.0 - lambda);
+    }
+  }
+  result.lambda = lambda;
+  result.cutmix = cutmix;
+  result.targets = mixupTargets(labels.to(at::kLong), numClasses, lambda, config.labelSmoothing);
+  return result;
+}
+
+}  // namespace pace::data

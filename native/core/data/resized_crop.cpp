@@ -1,0 +1,98 @@
+#include "data/resized_crop.h"
+
+#include <ATen/ops/_upsample_bilinear2d_aa.h>
+
+#include <cmath>
+
+#include "errors.h"
+#include "tensor/dtype.h"
+
+namespace pace::data {
+
+namespace {
+
+// Python's int(round(x)): to the nearest integer, halves to even.
+int64_t roundHalfEven(double x) { return static_cast<int64_t>(std::nearbyint(x)); }
+
+// random.randint(0, high) from a uniform in [0, 1).
+int64_t randomUpTo(int64_t high, double uniform) {
+  return std::min(high, static_cast<int64_t>(uniform * static_cast<double>(high + 1)));
+}
+
+}  // namespace
+
+void ResizedCropConfig::validate() const {
+  if (!(scale[0] > 0 && scale[0] <= scale[1] && scale[1] <= 1))
+    throw OptionError("resizedCrop.scale must be [min, max] with 0 < min <= max <= 1");
+  if (!(ratio[0] > 0 && ratio[0] <= ratio[1] && std::isfinite(ratio[1])))
+    throw OptionError("resizedCrop.ratio must be [min, max] with 0 < min <= max");
+}
+
+CropBox resizedCropBox(int64_t height, int64_t width, const ResizedCropConfig& config, const double* uniforms) {
+  const double area = static_cast<double>(height * width);
+  const double logLow = std::log(config.ratio[0]), logHigh = std::log(config.ratio[1]);
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    // random.uniform(a, b) = a + (b − a)·random()
+    const double target = (config.scale[0] + (config.scale[1] - config.scale[0]) * uniforms[2 * attempt]) * area;
+    const double aspect = std::exp(logLow + (logHigh - logLow) * uniforms[2 * attempt + 1]);
+    const int64_t w = roundHalfEven(std::sqrt(target * aspect));
+    const int64_t h = roundHalfEven(std::sqrt(target / aspect));
+    if (w <= width && h <= height) {
+      // timm draws a box of size 0 too when the area rounds to it; a box needs a pixel to be resized.
+      if (w < 1 || h < 1) continue;
+      return {randomUpTo(height - h, uniforms[20]), randomUpTo(width - w, uniforms[21]), h, w};
+    }
+  }
+  const double inRatio = static_cast<double>(width) / static_cast<double>(height);
+  int64_t w = width, h = height;
+  if (inRatio < config.ratio[0]) {
+    h = roundHalfEven(static_cast<double>(w) / config.ratio[0]);
+  } else if (inRatio > config.ratio[1]) {
+    w = roundHalfEven(static_cast<double>(h) * config.ratio[1]);
+  }
+  return {(height - h) / 2, (width - w) / 2, h, w};
+}
+
+at::Tensor resizeBilinear(const at::Tensor& image, int64_t size) {
+  const at::Tensor x = image.permute({2, 0, 1}).unsqueeze(0).to(at::kFloat).contiguous();
+  const at::Tensor resized = at::_upsample_bilinear2d_aa(x, {size, size}, false, c10::nullopt, c10::nullopt);
+  // Halves up, as PIL's fixed-point rounding (bilinear weights often make exact halves).
+  return resized.add(0.5).floor_().clamp_(0, 255).to(at::kByte).squeeze(0).permute({1, 2, 0});
+}
+
+ResizedCropResult randomResizedCropFlip(const at::Tensor& images, int64_t size, const ResizedCropConfig& config,
+                                        bool flip, at::Generator generator) {
+  config.validate();
+  if (images.scalar_type() != at::kByte || images.dim() != 4)
+    throw ShapeError("a random resized crop needs uint8 images [N, H, W, C]; got " + dtypeName(images.scalar_type()) +
+                     " " + shapeToString(images.sizes().vec()));
+  if (size < 1) throw OptionError("a random resized crop needs an output size >= 1");
+  const int64_t n = images.size(0), h = images.size(1), w = images.size(2);
+  if (h < 1 || w < 1) throw ShapeError("a random resized crop needs images of at least one pixel");
+  const at::Tensor uniforms =
+      at::empty({n, kResizedCropDraws}, at::TensorOptions().dtype(at::kDouble)).uniform_(0.0, 1.0, generator);
+  const at::Tensor flips = at::empty({n}, at::kFloat).bernoulli_(0.5, generator);
+  ResizedCropResult result;
+  result.boxes = at::empty({n, 4}, at::TensorOptions().dtype(at::kLong));
+  result.flipped = at::zeros({n}, at::TensorOptions().dtype(at::kBool));
+  const double* u = uniforms.data_ptr<double>();
+  int64_t* boxes = result.boxes.data_ptr<int64_t>();
+  bool* flipped = result.flipped.data_ptr<bool>();
+  std::vector<at::Tensor> out;
+  out.reserve(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const CropBox box = resizedCropBox(h, w, config, u + i * kResizedCropDraws);
+    boxes[i * 4 + 0] = box.top;
+    boxes[i * 4 + 1] = box.left;
+    boxes[i * 4 + 2] = box.height;
+    boxes[i * 4 + 3] = box.width;
+    at::Tensor resized = resizeBilinear(images[i].narrow(0, box.top, box.height).narrow(1, box.left, box.width), size);
+    flipped[i] = flip && flips[i].item<float>() > 0.5f;
+    if (flipped[i]) resized = resized.flip({1});
+    out.push_back(resized);
+  }
+  result.images = at::stack(out).contiguous();
+  return result;
+}
+
+}  // namespace pace::data

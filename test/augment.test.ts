@@ -1,0 +1,804 @@
+// The stronger training augmentation (#20), each piece against an independent computation written here from
+// timm's and PIL's definitions: RandomResizedCrop's boxes and bilinear resize, every RandAugment operation at
+// several magnitudes and signs, mixup/CutMix's images, λ and soft targets, SoftTargetCrossEntropy in float64;
+// then fits with all of it: seeded, counted against the dominant label, and resumed exactly after a SIGKILL.
+import fs from 'node:fs';
+import path from 'node:path';
+
+import {
+  augmentFill,
+  createModel,
+  crossEntropy,
+  DatasetSourceSchema,
+  mixupImages,
+  randAugmentConfig,
+  randAugmentImages,
+  randAugmentOp,
+  resizedCropImages,
+  saveTensors,
+  tensor,
+  TensorDataset,
+  Trainer,
+  type Model,
+  type Tensor,
+} from '../lib';
+import { parseRunConfig } from '../lib/cli/config';
+import { runFitChildUntil } from './support/kill-child';
+import { makeTempDir } from './support/paths';
+import { seededRandom, tinyVit } from './support/synthetic';
+
+const temp = makeTempDir('augment');
+afterAll(() => temp.cleanup());
+
+/** Random uint8 pixels [count, h, w, c] within [low, high]. */
+function pixels(count: number, h: number, w: number, c: number, seed: number, low = 0, high = 255): Uint8Array {
+  const random = seededRandom(seed);
+  return Uint8Array.from({ length: count * h * w * c }, () => low + Math.floor(random() * (high - low + 1)));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// RandomResizedCrop
+
+/** PIL's bilinear resample of one axis (triangle filter widened by the scale when shrinking), in float64. */
+function resampleAxis(length: number, size: number): { first: number; weights: number[] }[] {
+  const scale = length / size;
+  const filterScale = Math.max(scale, 1);
+  const support = filterScale; // bilinear's support is 1
+  return Array.from({ length: size }, (_, i) => {
+    const centre = (i + 0.5) * scale;
+    const first = Math.max(Math.trunc(centre - support + 0.5), 0);
+    const last = Math.min(Math.trunc(centre + support + 0.5), length);
+    const raw = Array.from({ length: last - first }, (_, j) =>
+      Math.max(0, 1 - Math.abs((j + first - centre + 0.5) / filterScale)),
+    );
+    const total = raw.reduce((a, b) => a + b, 0);
+    return { first, weights: raw.map((w) => w / total) };
+  });
+}
+
+/** The box [top, left, height, width] of image `src` ([h, w, c]) resized to size × size and rounded. */
+function resizeBox(src: Uint8Array, w: number, c: number, box: number[], size: number): Uint8Array {
+  const [top, left, bh, bw] = box;
+  const rows = resampleAxis(bh, size);
+  const cols = resampleAxis(bw, size);
+  const out = new Uint8Array(size * size * c);
+  for (let y = 0; y < size; y++)
+    for (let x = 0; x < size; x++)
+      for (let ch = 0; ch < c; ch++) {
+        let sum = 0;
+        rows[y].weights.forEach((wy, j) => {
+          cols[x].weights.forEach((wx, i) => {
+            sum += wy * wx * src[((top + rows[y].first + j) * w + left + cols[x].first + i) * c + ch];
+          });
+        });
+        out[(y * size + x) * c + ch] = Math.min(255, Math.max(0, Math.floor(sum + 0.5))); // PIL rounds halves up
+      }
+  return out;
+}
+
+function flipRows(image: Uint8Array, size: number, c: number): Uint8Array {
+  const out = new Uint8Array(image.length);
+  for (let y = 0; y < size; y++)
+    for (let x = 0; x < size; x++)
+      for (let ch = 0; ch < c; ch++) out[(y * size + x) * c + ch] = image[(y * size + size - 1 - x) * c + ch];
+  return out;
+}
+
+describe('RandomResizedCrop', () => {
+  test('boxes lie in the image with timm scale and ratio (or the centre fallback); outputs are bilinear resizes of them', async () => {
+    const [n, h, w, c, size] = [160, 18, 24, 3, 10];
+    const src = pixels(n, h, w, c, 1);
+    using images = tensor(src, [n, h, w, c]);
+    const out = await resizedCropImages(images, { size, flip: true, seed: 5 });
+    expect(out.images.shape).toEqual([n, size, size, c]);
+    const boxes = Array.from(out.boxes.toBigInt64Array(), Number);
+    const flipped = Array.from(out.flipped.toUint8Array());
+    const got = out.images.toUint8Array();
+    const areas: number[] = [];
+    let exact = 0;
+    let worst = 0;
+    for (let i = 0; i < n; i++) {
+      const box = boxes.slice(i * 4, i * 4 + 4);
+      const [top, left, bh, bw] = box;
+      expect(top).toBeGreaterThanOrEqual(0);
+      expect(left).toBeGreaterThanOrEqual(0);
+      expect(top + bh).toBeLessThanOrEqual(h);
+      expect(left + bw).toBeLessThanOrEqual(w);
+      // Rounding each side to a whole pixel moves area and ratio by at most half a pixel per side.
+      const area = bw * bh;
+      expect(area).toBeGreaterThanOrEqual(0.08 * h * w - 0.5 * (bw + bh) - 0.25);
+      // The drawn ratio r = √(A·r) / √(A/r) lies between (w − ½)/(h + ½) and (w + ½)/(h − ½).
+      expect((bw - 0.5) / (bh + 0.5)).toBeLessThanOrEqual(4 / 3 + 1e-9);
+      expect((bw + 0.5) / (bh - 0.5)).toBeGreaterThanOrEqual(3 / 4 - 1e-9);
+      areas.push(area / (h * w));
+      const expected = resizeBox(src.subarray(i * h * w * c), w, c, box, size);
+      const image = flipped[i] ? flipRows(expected, size, c) : expected;
+      const actual = got.subarray(i * size * size * c, (i + 1) * size * size * c);
+      actual.forEach((v, j) => {
+        worst = Math.max(worst, Math.abs(v - image[j]));
+        if (v === image[j]) exact++;
+      });
+    }
+    // float32 (libtorch) against float64 (here): only a value at a rounding boundary may differ, by one level.
+    expect(worst).toBeLessThanOrEqual(1);
+    expect(exact / got.length).toBeGreaterThan(0.99);
+    // The draws cover the range: small and nearly whole boxes, and about half of the images flipped.
+    expect(Math.min(...areas)).toBeLessThan(0.15);
+    expect(Math.max(...areas)).toBeGreaterThan(0.75);
+    const flips = flipped.reduce((a, b) => a + b, 0);
+    expect(flips).toBeGreaterThan(50);
+    expect(flips).toBeLessThan(110);
+    // The same seed gives the same boxes and pixels; another seed others.
+    const again = await resizedCropImages(images, { size, flip: true, seed: 5 });
+    expect(Buffer.compare(again.images.toUint8Array(), got)).toBe(0);
+    const other = await resizedCropImages(images, { size, flip: true, seed: 6 });
+    expect(Array.from(other.boxes.toBigInt64Array(), Number)).not.toEqual(boxes);
+  });
+
+  test('when no draw fits it falls back to the centre crop at the nearest allowed ratio; a whole box at the same size is the image', async () => {
+    const src = pixels(3, 10, 10, 1, 2);
+    using images = tensor(src, [3, 10, 10, 1]);
+    // ratio ≥ 2 needs w = 2h at the whole area: wider than the image, so all ten draws fail.
+    const fallback = await resizedCropImages(images, { size: 4, scale: [1, 1], ratio: [2, 3], seed: 1 });
+    expect(Array.from(fallback.boxes.toBigInt64Array(), Number)).toEqual([2, 0, 5, 10, 2, 0, 5, 10, 2, 0, 5, 10]);
+    const whole = await resizedCropImages(images, { size: 10, scale: [1, 1], ratio: [1, 1], seed: 1 });
+    expect(Array.from(whole.boxes.toBigInt64Array(), Number)).toEqual([0, 0, 10, 10, 0, 0, 10, 10, 0, 0, 10, 10]);
+    expect(Buffer.compare(whole.images.toUint8Array(), src)).toBe(0);
+    await expect(resizedCropImages(images, { size: 4, scale: [0.5, 2] })).rejects.toThrow('the largest scale is 1');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// RandAugment: each operation as PIL computes it (timm applies them to PIL images)
+
+interface Img {
+  data: Uint8Array;
+  h: number;
+  w: number;
+  c: number;
+}
+const f32 = Math.fround;
+const luma = (d: Uint8Array, i: number) => (d[i] * 19595 + d[i + 1] * 38470 + d[i + 2] * 7471 + 0x8000) >> 16;
+
+function mapValues(img: Img, table: (v: number, channel: number) => number): Uint8Array {
+  return img.data.map((v, i) => table(v, i % img.c));
+}
+
+function histograms(img: Img): number[][] {
+  const h = Array.from({ length: img.c }, () => new Array<number>(256).fill(0));
+  img.data.forEach((v, i) => h[i % img.c][v]++);
+  return h;
+}
+
+function autoContrast(img: Img): Uint8Array {
+  const tables = histograms(img).map((h) => {
+    const lo = h.findIndex((n) => n > 0);
+    const hi = 255 - [...h].reverse().findIndex((n) => n > 0);
+    if (hi <= lo) return Array.from({ length: 256 }, (_, v) => v);
+    const scale = 255 / (hi - lo);
+    const offset = -lo * scale;
+    return Array.from({ length: 256 }, (_, v) => Math.min(255, Math.max(0, Math.trunc(v * scale + offset))));
+  });
+  return mapValues(img, (v, ch) => tables[ch][v]);
+}
+
+function equalize(img: Img): Uint8Array {
+  const tables = histograms(img).map((h) => {
+    const used = h.filter((n) => n > 0);
+    const step = used.length <= 1 ? 0 : Math.floor((used.reduce((a, b) => a + b, 0) - used[used.length - 1]) / 255);
+    if (step === 0) return Array.from({ length: 256 }, (_, v) => v);
+    let n = Math.floor(step / 2);
+    return h.map((count) => {
+      const value = Math.min(255, Math.floor(n / step));
+      n += count;
+      return value;
+    });
+  });
+  return mapValues(img, (v, ch) => tables[ch][v]);
+}
+
+/** Image.blend(degenerate, image, factor) in PIL's float32 arithmetic. */
+function blend(img: Img, degenerate: (i: number) => number, factor: number): Uint8Array {
+  const alpha = f32(factor);
+  if (alpha === 1) return img.data.slice();
+  return img.data.map((v, i) => {
+    const d = degenerate(i);
+    if (alpha === 0) return d;
+    const mixed = f32(d + f32(alpha * (v - d)));
+    return alpha >= 0 && alpha <= 1 ? Math.trunc(mixed) : mixed <= 0 ? 0 : mixed >= 255 ? 255 : Math.trunc(mixed);
+  });
+}
+
+function smooth(img: Img): Uint8Array {
+  const { data, h, w, c } = img;
+  const out = data.slice();
+  const side = f32(1 / 13);
+  const centre = f32(5 / 13);
+  const at = (y: number, x: number, ch: number) => data[(y * w + x) * c + ch];
+  const rowSum = (y: number, x: number, ch: number, middle: number) =>
+    f32(f32(f32(at(y, x - 1, ch) * side) + f32(at(y, x, ch) * middle)) + f32(at(y, x + 1, ch) * side));
+  for (let y = 1; y < h - 1; y++)
+    for (let x = 1; x < w - 1; x++)
+      for (let ch = 0; ch < c; ch++) {
+        let sum = f32(0.5);
+        sum = f32(sum + rowSum(y + 1, x, ch, side));
+        sum = f32(sum + rowSum(y, x, ch, centre));
+        sum = f32(sum + rowSum(y - 1, x, ch, side));
+        out[(y * w + x) * c + ch] = Math.trunc(Math.min(255, Math.max(0, sum)));
+      }
+  return out;
+}
+
+/** Image.transform(size, AFFINE, m, BILINEAR, fillcolor) as PIL's generic transform and bilinear filter. */
+function affine(img: Img, m: number[], fill: number[]): Uint8Array {
+  const { data, h, w, c } = img;
+  const out = new Uint8Array(data.length);
+  const clamp = (v: number, n: number) => Math.min(n - 1, Math.max(0, v));
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) {
+      const xin = m[0] * (x + 0.5) + m[1] * (y + 0.5) + m[2];
+      const yin = m[3] * (x + 0.5) + m[4] * (y + 0.5) + m[5];
+      for (let ch = 0; ch < c; ch++) {
+        const o = (y * w + x) * c + ch;
+        if (xin < 0 || xin >= w || yin < 0 || yin >= h) {
+          out[o] = fill[ch];
+          continue;
+        }
+        const xs = xin - 0.5;
+        const ys = yin - 0.5;
+        const x0 = Math.floor(xs);
+        const y0 = Math.floor(ys);
+        const dx = xs - x0;
+        const dy = ys - y0;
+        const px = (yy: number, xx: number) => data[(yy * w + clamp(xx, w)) * c + ch];
+        const top = clamp(y0, h);
+        const a = px(top, x0);
+        const upper = a + (px(top, x0 + 1) - a) * dx;
+        let lower = upper;
+        if (y0 + 1 >= 0 && y0 + 1 < h) {
+          const p = px(y0 + 1, x0);
+          lower = p + (px(y0 + 1, x0 + 1) - p) * dx;
+        }
+        out[o] = Math.trunc(upper + (lower - upper) * dy);
+      }
+    }
+  return out;
+}
+
+/** PIL's Image.rotate(degrees) matrix (about the centre, no expand). */
+function rotation(degrees: number, w: number, h: number): number[] {
+  let turned = degrees % 360;
+  if (turned < 0) turned += 360;
+  const angle = -(turned * (Math.PI / 180));
+  const r15 = (v: number) => Number(v.toFixed(15));
+  const m = [r15(Math.cos(angle)), r15(Math.sin(angle)), 0, r15(-Math.sin(angle)), r15(Math.cos(angle)), 0];
+  const [cx, cy] = [w / 2, h / 2];
+  m[2] = m[0] * -cx + m[1] * -cy + m[2] + cx;
+  m[5] = m[3] * -cx + m[4] * -cy + m[5] + cy;
+  return m;
+}
+
+/** timm's auto_augment.py: the operation at magnitude m (already noised and clipped) and sign. */
+function referenceOp(img: Img, op: string, m: number, negate: boolean, fill: number[]): Uint8Array {
+  const level = m / 10;
+  const sign = negate ? -1 : 1;
+  const increasing = Math.max(0.1, 1 + sign * (level * 0.9));
+  const plain = level * 1.8 + 0.1;
+  const enhance = op.endsWith('Increasing') ? increasing : plain;
+  const { data, c } = img;
+  switch (op) {
+    case 'AutoContrast':
+      return autoContrast(img);
+    case 'Equalize':
+      return equalize(img);
+    case 'Invert':
+      return data.map((v) => 255 - v);
+    case 'Rotate': {
+      const degrees = sign * (level * 30);
+      return degrees % 360 === 0 ? data.slice() : affine(img, rotation(degrees, img.w, img.h), fill);
+    }
+    case 'Posterize':
+    case 'PosterizeIncreasing': {
+      const bits = op === 'Posterize' ? Math.trunc(level * 4) : 4 - Math.trunc(level * 4);
+      return bits >= 8 ? data.slice() : data.map((v) => v & ~(2 ** (8 - bits) - 1));
+    }
+    case 'Solarize':
+    case 'SolarizeIncreasing': {
+      const t = Math.min(256, Math.trunc(level * 256));
+      const threshold = op === 'Solarize' ? t : 256 - t;
+      return data.map((v) => (v < threshold ? v : 255 - v));
+    }
+    case 'SolarizeAdd': {
+      const add = Math.min(128, Math.trunc(level * 110));
+      return data.map((v) => (v < 128 ? Math.min(255, v + add) : v));
+    }
+    case 'Color':
+    case 'ColorIncreasing':
+      if (c === 1) return data.slice();
+      return blend(img, (i) => luma(data, i - (i % 3)), enhance);
+    case 'Contrast':
+    case 'ContrastIncreasing': {
+      let sum = 0;
+      for (let i = 0; i < data.length; i += c) sum += c === 3 ? luma(data, i) : data[i];
+      const mean = Math.trunc(sum / (data.length / c) + 0.5);
+      return blend(img, () => mean, enhance);
+    }
+    case 'Brightness':
+    case 'BrightnessIncreasing':
+      return blend(img, () => 0, enhance);
+    case 'Sharpness':
+    case 'SharpnessIncreasing': {
+      const smoothed = smooth(img);
+      return blend(img, (i) => smoothed[i], enhance);
+    }
+    case 'ShearX':
+      return affine(img, [1, sign * (level * 0.3), 0, 0, 1, 0], fill);
+    case 'ShearY':
+      return affine(img, [1, 0, 0, sign * (level * 0.3), 1, 0], fill);
+    case 'TranslateXRel':
+      return affine(img, [1, 0, sign * (level * 0.45) * img.w, 0, 1, 0], fill);
+    case 'TranslateYRel':
+      return affine(img, [1, 0, 0, 0, 1, sign * (level * 0.45) * img.h], fill);
+  }
+  throw new Error(`no reference for ${op}`);
+}
+
+describe('RandAugment', () => {
+  const increasing = [
+    'AutoContrast',
+    'Equalize',
+    'Invert',
+    'Rotate',
+    'PosterizeIncreasing',
+    'SolarizeIncreasing',
+    'SolarizeAdd',
+    'ColorIncreasing',
+    'ContrastIncreasing',
+    'BrightnessIncreasing',
+    'SharpnessIncreasing',
+    'ShearX',
+    'ShearY',
+    'TranslateXRel',
+    'TranslateYRel',
+  ];
+  const plain = increasing.map((op) => op.replace('Increasing', ''));
+
+  test("timm's config strings: n, m, mstd (uniform above 100), mmax, p, inc; bad sections are named", () => {
+    expect(randAugmentConfig('rand-m9-mstd0.5-inc1')).toEqual({
+      numLayers: 2,
+      magnitude: 9,
+      magnitudeStd: 0.5,
+      magnitudeMax: 10,
+      probability: 0.5,
+      increasing: true,
+      ops: increasing,
+    });
+    expect(randAugmentConfig('rand-n3-m7-p0.8-mmax15')).toMatchObject({
+      numLayers: 3,
+      magnitude: 7,
+      magnitudeStd: 0,
+      magnitudeMax: 15,
+      probability: 0.8,
+      increasing: false,
+      ops: plain,
+    });
+    expect(randAugmentConfig('rand').magnitude).toBe(10);
+    expect(randAugmentConfig('rand-mstd101').magnitudeStd).toBe(Infinity);
+    expect(() => randAugmentConfig('augmix-m3')).toThrow("starts with 'rand'");
+    expect(() => randAugmentConfig('rand-tweights')).toThrow('weighted and 3-Augment operation sets are not offered');
+    expect(() => randAugmentConfig('rand-q1')).toThrow("RandAugment section 'q1' is not one of");
+    expect(() => randAugmentConfig('rand-m9.5')).toThrow("RandAugment section 'm9.5' needs a whole number");
+    expect(() => randAugmentConfig('rand-p2')).toThrow('probability (p) must be in [0, 1]');
+  });
+
+  test('every operation of both sets equals PIL arithmetic at magnitudes 0-10, both signs, on RGB and grey images', async () => {
+    const fill = [124, 116, 104]; // ImageNet's mean × 255, rounded (timm's img_mean)
+    expect(augmentFill([0.485, 0.456, 0.406])).toEqual(fill);
+    expect(augmentFill([0.5, 0.5, 0.5])).toEqual([128, 128, 128]); // round(127.5) is 128, the even neighbour
+    const images: Img[] = [
+      { data: pixels(1, 9, 11, 3, 3, 30, 220), h: 9, w: 11, c: 3 },
+      { data: pixels(1, 7, 6, 1, 4), h: 7, w: 6, c: 1 },
+      { data: new Uint8Array(5 * 5 * 3).fill(77), h: 5, w: 5, c: 3 }, // flat: autocontrast and equalize keep it
+      // Large enough for equalize to act (PIL's step is the pixel count over 255), values skewed towards dark.
+      { data: pixels(1, 24, 20, 3, 5).map((v) => Math.floor((v * v) / 300) + 10), h: 24, w: 20, c: 3 },
+    ];
+    let compared = 0;
+    const mismatches: string[] = [];
+    for (const img of images) {
+      using input = tensor(img.data, [img.h, img.w, img.c]);
+      for (const op of [...new Set([...increasing, ...plain])]) {
+        for (const magnitude of [0, 2.5, 5, 7.3, 9, 10]) {
+          for (const negate of [false, true]) {
+            using out = await randAugmentOp(input, op, { magnitude, negate, fill });
+            const expected = referenceOp(img, op, magnitude, negate, fill);
+            const actual = out.toUint8Array();
+            compared++;
+            if (Buffer.compare(actual, expected) !== 0) mismatches.push(`${op} m${magnitude} ${negate} c${img.c}`);
+          }
+        }
+      }
+    }
+    expect(mismatches).toEqual([]);
+    expect(compared).toBe(4 * 21 * 6 * 2); // 21 operations in the two sets
+    // The operations are not identities at these magnitudes: the check above would catch a no-op.
+    using rgb = tensor(images[3].data, [24, 20, 3]);
+    const unchanged: string[] = [];
+    for (const op of increasing) {
+      using out = await randAugmentOp(rgb, op, { magnitude: 9, fill });
+      if (Buffer.compare(out.toUint8Array(), images[3].data) === 0) unchanged.push(op);
+    }
+    expect(unchanged).toEqual([]);
+  });
+
+  test('a batch applies drawn operations: with p = 1 and one layer each image is one operation of the set; p = 0 keeps the images; seeded', async () => {
+    const [n, h, w] = [24, 8, 9];
+    const src = pixels(n, h, w, 3, 7);
+    using images = tensor(src, [n, h, w, 3]);
+    const fill = [128, 128, 128];
+    using out = await randAugmentImages(images, { config: 'rand-n1-m9-p1-inc1', fill, seed: 4 });
+    const got = out.toUint8Array();
+    const used = new Set<string>();
+    for (let i = 0; i < n; i++) {
+      const img: Img = { data: src.subarray(i * h * w * 3, (i + 1) * h * w * 3), h, w, c: 3 };
+      const actual = got.subarray(i * h * w * 3, (i + 1) * h * w * 3);
+      const matches = increasing.flatMap((op) =>
+        [false, true]
+          .filter((negate) => Buffer.compare(referenceOp(img, op, 9, negate, fill), actual) === 0)
+          .map(() => op),
+      );
+      expect(matches.length).toBeGreaterThan(0);
+      matches.forEach((op) => used.add(op));
+    }
+    expect(used.size).toBeGreaterThan(6); // 24 uniform draws over 15 operations
+    using same = await randAugmentImages(images, { config: 'rand-n1-m9-p1-inc1', fill, seed: 4 });
+    expect(Buffer.compare(same.toUint8Array(), got)).toBe(0);
+    using other = await randAugmentImages(images, { config: 'rand-n1-m9-p1-inc1', fill, seed: 5 });
+    expect(Buffer.compare(other.toUint8Array(), got)).not.toBe(0);
+    using none = await randAugmentImages(images, { config: 'rand-n4-m9-p0', fill, seed: 4 });
+    expect(Buffer.compare(none.toUint8Array(), src)).toBe(0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Mixup / CutMix and the soft-target loss
+
+/** timm's mixup_target, in float64. */
+function softTargets(labels: number[], classes: number, lambda: number, smoothing: number): number[] {
+  const off = smoothing / classes;
+  const on = 1 - smoothing + off;
+  const rows: number[] = [];
+  labels.forEach((label, i) => {
+    const other = labels[labels.length - 1 - i];
+    for (let k = 0; k < classes; k++) {
+      rows.push((k === label ? on : off) * lambda + (k === other ? on : off) * (1 - lambda));
+    }
+  });
+  return rows;
+}
+
+describe('mixup and CutMix', () => {
+  const [b, c, h, w, classes] = [6, 3, 8, 10, 5];
+  const random = seededRandom(8);
+  const x = Float32Array.from({ length: b * c * h * w }, () => random() * 4 - 2);
+  const labels = [0, 3, 1, 4, 4, 2];
+  const at = (n: number, ch: number, y: number, xx: number) => ((n * c + ch) * h + y) * w + xx;
+
+  test("mixup: each image is λ·x + (1 − λ)·x.flip(0) exactly, and targets timm's smoothed rows mixed by λ", async () => {
+    using images = tensor(x, [b, c, h, w]);
+    using y = tensor(BigInt64Array.from(labels.map(BigInt)));
+    for (const [seed, labelSmoothing] of [
+      [1, 0],
+      [2, 0.1],
+      [3, 0.3],
+    ]) {
+      const out = await mixupImages(images, y, { numClasses: classes, cutmixAlpha: 0, labelSmoothing, seed });
+      expect(out.cutmix).toBe(false);
+      expect(out.lambda).toBeGreaterThan(0);
+      expect(out.lambda).toBeLessThan(1);
+      const lam = Math.fround(out.lambda);
+      const rest = Math.fround(1 - out.lambda);
+      const expected = x.map((v, i) => {
+        const n = Math.floor(i / (c * h * w));
+        const flipped = x[i + (b - 1 - 2 * n) * c * h * w];
+        return Math.fround(Math.fround(v * lam) + Math.fround(flipped * rest));
+      });
+      expect(Buffer.compare(Buffer.from(out.images.toFloat32Array().buffer), Buffer.from(expected.buffer))).toBe(0);
+      const targets = out.targets.toFloat32Array();
+      const reference = softTargets(labels, classes, out.lambda, labelSmoothing);
+      targets.forEach((t, i) => expect(t).toBeCloseTo(reference[i], 6));
+      for (let n = 0; n < b; n++) {
+        expect(targets.subarray(n * classes, (n + 1) * classes).reduce((s, t) => s + t, 0)).toBeCloseTo(1, 6);
+      }
+      if (labelSmoothing === 0) expect(targets[0 * classes + 0]).toBeCloseTo(out.lambda, 6); // label 0, flip label 2
+      if (labelSmoothing === 0.1) expect(targets[0 * classes + 1]).toBeCloseTo(0.02, 7); // neither label: ε/5
+    }
+  });
+
+  test('CutMix: a box of the reversed batch pasted in, λ = 1 − box area / image area; prob 0 mixes nothing', async () => {
+    using images = tensor(x, [b, c, h, w]);
+    using y = tensor(BigInt64Array.from(labels.map(BigInt)));
+    let boxes = 0;
+    for (let seed = 0; seed < 12; seed++) {
+      const out = await mixupImages(images, y, { numClasses: classes, mixupAlpha: 0, labelSmoothing: 0, seed });
+      expect(out.cutmix).toBe(true);
+      const [top, bottom, left, right] = out.box;
+      expect(0 <= top && top <= bottom && bottom <= h && 0 <= left && left <= right && right <= w).toBe(true);
+      expect(out.lambda).toBe(1 - ((bottom - top) * (right - left)) / (h * w));
+      if (bottom > top && right > left) boxes++;
+      const got = out.images.toFloat32Array();
+      for (let n = 0; n < b; n++)
+        for (let ch = 0; ch < c; ch++)
+          for (let yy = 0; yy < h; yy++)
+            for (let xx = 0; xx < w; xx++) {
+              const inside = yy >= top && yy < bottom && xx >= left && xx < right;
+              expect(got[at(n, ch, yy, xx)]).toBe(x[at(inside ? b - 1 - n : n, ch, yy, xx)]);
+            }
+      const reference = softTargets(labels, classes, out.lambda, 0);
+      out.targets.toFloat32Array().forEach((t, i) => expect(t).toBeCloseTo(reference[i], 6));
+    }
+    expect(boxes).toBeGreaterThan(6);
+    const none = await mixupImages(images, y, { numClasses: classes, prob: 0, seed: 1 });
+    expect(none.lambda).toBe(1);
+    expect(Buffer.compare(Buffer.from(none.images.toFloat32Array().buffer), Buffer.from(x.buffer))).toBe(0);
+    const smoothed = none.targets.toFloat32Array();
+    smoothed.forEach((t, i) => expect(t).toBeCloseTo(softTargets(labels, classes, 1, 0.1)[i], 6));
+  });
+
+  test("with both on (DeiT's defaults), half the batches are CutMix and λ follows Beta(α, α); the same seed repeats", async () => {
+    using images = tensor(x, [b, c, h, w]);
+    using y = tensor(BigInt64Array.from(labels.map(BigInt)));
+    const mixLambdas: number[] = [];
+    let cutmixes = 0;
+    for (let seed = 0; seed < 300; seed++) {
+      const out = await mixupImages(images, y, { numClasses: classes, seed });
+      if (out.cutmix) cutmixes++;
+      else mixLambdas.push(out.lambda);
+    }
+    expect(cutmixes).toBeGreaterThan(115);
+    expect(cutmixes).toBeLessThan(185);
+    const mean = mixLambdas.reduce((a, v) => a + v, 0) / mixLambdas.length;
+    const variance = mixLambdas.reduce((a, v) => a + (v - mean) ** 2, 0) / mixLambdas.length;
+    expect(Math.abs(mean - 0.5)).toBeLessThan(0.06);
+    expect(variance).toBeGreaterThan(0.07); // Beta(0.8, 0.8): 1 / (4 · 2.6) = 0.096
+    expect(variance).toBeLessThan(0.125);
+    const a = await mixupImages(images, y, { numClasses: classes, seed: 77 });
+    const again = await mixupImages(images, y, { numClasses: classes, seed: 77 });
+    expect(again.lambda).toBe(a.lambda);
+    expect(again.box).toEqual(a.box);
+    await expect(mixupImages(images, y, { numClasses: classes, mixupAlpha: 0, cutmixAlpha: 0 })).rejects.toThrow(
+      'both 0',
+    );
+  });
+
+  test('the soft-target cross-entropy equals −Σ t·log softmax averaged in float64; hard targets equal their one-hot rows', async () => {
+    const rows = 7;
+    const r = seededRandom(3);
+    const logits = Float32Array.from({ length: rows * classes }, () => r() * 8 - 4);
+    const soft = Float32Array.from({ length: rows * classes }, () => r());
+    for (let n = 0; n < rows; n++) {
+      const row = soft.subarray(n * classes, (n + 1) * classes);
+      const total = row.reduce((a, v) => a + v, 0);
+      row.forEach((v, k) => (row[k] = v / total));
+    }
+    const reference = (targets: ArrayLike<number>) => {
+      let loss = 0;
+      for (let n = 0; n < rows; n++) {
+        const z = Array.from(logits.subarray(n * classes, (n + 1) * classes));
+        const max = Math.max(...z);
+        const logSum = max + Math.log(z.reduce((a, v) => a + Math.exp(v - max), 0));
+        z.forEach((v, k) => (loss -= targets[n * classes + k] * (v - logSum)));
+      }
+      return loss / rows;
+    };
+    using l = tensor(logits, [rows, classes]);
+    using t = tensor(soft, [rows, classes]);
+    using loss = await crossEntropy(l, t);
+    expect(loss.shape).toEqual([]);
+    expect(Math.abs(loss.toFloat64Array()[0] - reference(soft))).toBeLessThan(1e-5 * reference(soft));
+    const hard = [0, 4, 2, 2, 1, 3, 0];
+    const oneHot = Float32Array.from({ length: rows * classes }, (_, i) =>
+      hard[Math.floor(i / classes)] === i % classes ? 1 : 0,
+    );
+    using h = tensor(BigInt64Array.from(hard.map(BigInt)));
+    using hardLoss = await crossEntropy(l, h);
+    expect(Math.abs(hardLoss.toFloat64Array()[0] - reference(oneHot))).toBeLessThan(1e-5 * reference(oneHot));
+    using wrong = tensor(new Float32Array(rows * 3), [rows, 3]);
+    await expect(crossEntropy(l, wrong)).rejects.toThrow(
+      `soft targets must be a floating-point tensor [${rows}, ${classes}]`,
+    );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fitting with the augmentation
+
+const spec = { ...tinyVit }; // imgSize 16
+const trainerOptions = { optimizer: { lr: 1e-2 }, pace: { sigma: 0.5, lambda: 0.1 }, seed: 3 };
+const normalization = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+const strong = { resizedCrop: true, flip: true, randAugment: 'rand-m9-mstd0.5-inc1', mixup: true } as const;
+
+/** A learnable uint8 task stored at 20 × 20: a coloured 10 × 10 square per class on noise. */
+function uint8Task(count: number, seed: number): { images: Tensor; labels: Tensor } {
+  const random = seededRandom(seed);
+  const size = 20;
+  const data = new Uint8Array(count * size * size * 3);
+  const labels = new BigInt64Array(count);
+  for (let n = 0; n < count; n++) {
+    const label = Math.floor(random() * 4);
+    labels[n] = BigInt(label);
+    const [top, left] = [Math.floor(random() * 11), Math.floor(random() * 11)];
+    for (let y = 0; y < size; y++)
+      for (let x = 0; x < size; x++)
+        for (let ch = 0; ch < 3; ch++) {
+          const inside = y >= top && y < top + 10 && x >= left && x < left + 10;
+          const signal = inside ? (label === 3 ? -90 : label === ch ? 90 : 0) : 0;
+          data[((n * size + y) * size + x) * 3 + ch] = Math.max(0, Math.min(255, 128 + signal + (random() - 0.5) * 80));
+        }
+  }
+  return { images: tensor(data, [count, size, size, 3]), labels: tensor(labels) };
+}
+
+const base = path.join(temp.dir, 'base.safetensors');
+const init = path.join(temp.dir, 'init.safetensors');
+beforeAll(async () => {
+  using model = await createModel(spec, { seed: 11 });
+  await model.saveWeights(base);
+  model.addAdapters({ rank: 4 });
+  await model.saveAdapters(init);
+});
+
+async function freshModel(): Promise<Model> {
+  const model = await createModel(spec, { pretrained: base });
+  model.addAdapters({ rank: 4 });
+  await model.loadAdapters(init);
+  return model;
+}
+
+async function adapterBytes(model: Model, name: string): Promise<Buffer> {
+  const file = path.join(temp.dir, `${name}.safetensors`);
+  await model.saveAdapters(file);
+  return fs.readFileSync(file);
+}
+
+describe('fit', () => {
+  const task = uint8Task(64, 9);
+
+  test('augmented fits repeat with the same seed and differ from plain ones; options are checked before training', async () => {
+    const fit = { epochs: 2, batchSize: 16, schedule: false as const, progress: false as const };
+    const run = async (augment?: object, seed = 3) => {
+      using model = await freshModel();
+      const dataset = new TensorDataset(task.images, task.labels, { normalization, augment });
+      const history = await new Trainer(model, { ...trainerOptions, seed }).fit(dataset, fit);
+      return history.epochs.map((e) => [e.loss, e.acc]);
+    };
+    const augmented = await run(strong);
+    expect(await run(strong)).toEqual(augmented);
+    expect(await run(strong, 4)).not.toEqual(augmented);
+    expect(await run()).not.toEqual(augmented);
+    // Each piece changes the batches on its own.
+    const plain = await run({ flip: true });
+    for (const piece of [{ resizedCrop: true }, { randAugment: 'rand-m9-mstd0.5-inc1' }, { mixup: true }]) {
+      expect(await run({ flip: true, ...piece })).not.toEqual(plain);
+    }
+    augmented.flat().forEach((v) => expect(Number.isFinite(v)).toBe(true));
+
+    using model = await freshModel();
+    const trainer = new Trainer(model, trainerOptions);
+    const floatSet = new TensorDataset(
+      tensor(new Float32Array(4 * 3 * 16 * 16), [4, 3, 16, 16]),
+      tensor(BigInt64Array.from([0n, 1n, 2n, 3n])),
+      {
+        augment: { mixup: true }, // mixup alone applies to float images
+      },
+    );
+    expect(floatSet.augment).toEqual({ mixup: true });
+    expect(() => new TensorDataset(floatSet.images, floatSet.labels, { augment: { randAugment: 'rand-m9' } })).toThrow(
+      'augment.randAugment needs uint8 images [N, H, W, C]',
+    );
+    expect(
+      () => new TensorDataset(task.images, task.labels, { normalization, augment: { randAugment: 'rand-z' } }),
+    ).toThrow("RandAugment section 'z' is not one of");
+    expect(
+      () => new TensorDataset(task.images, task.labels, { normalization, augment: { crop: 16, resizedCrop: true } }),
+    ).toThrow('augment.crop and augment.resizedCrop are alternatives');
+    const dataset = new TensorDataset(task.images, task.labels, { normalization, augment: { crop: 16, flip: true } });
+    await expect(
+      trainer.fit(dataset, { ...fit, augment: { mixup: { mixupAlpha: 0, cutmixAlpha: 0 } } }),
+    ).rejects.toThrow('options.augment.mixup');
+    // fit's augment goes over the dataset's: a resized crop replaces its crop.
+    const over = await trainer.fit(dataset, { ...fit, epochs: 1, augment: { resizedCrop: { scale: [0.5, 1] } } });
+    expect(over.stopReason).toBe('completed');
+  });
+
+  test('with soft targets a step counts argmax(logits) against the dominant label and its loss is the soft cross-entropy', async () => {
+    using model = await freshModel();
+    const trainer = new Trainer(model, { optimizer: { lr: 1e-2 }, pace: { sigma: 0, lambda: 0 }, seed: 1 });
+    const r = seededRandom(5);
+    using images = tensor(
+      Float32Array.from({ length: 8 * 3 * 16 * 16 }, () => r() * 2 - 1),
+      [8, 3, 16, 16],
+    );
+    using labels = tensor(BigInt64Array.from([0n, 1n, 2n, 3n, 0n, 1n, 2n, 3n])); // each unlike its mirror
+    const mixed = await mixupImages(images, labels, { numClasses: 4, seed: 2 });
+    using logits = await model.forward(mixed.images); // the training forward has no randomness here
+    const z = logits.toFloat32Array();
+    const t = mixed.targets.toFloat32Array();
+    const argmax = (a: Float32Array, n: number) => {
+      const row = Array.from(a.subarray(n * 4, n * 4 + 4));
+      return row.indexOf(Math.max(...row));
+    };
+    let hits = 0;
+    for (let n = 0; n < 8; n++) if (argmax(z, n) === argmax(t, n)) hits++;
+    using expectedLoss = await crossEntropy(logits, mixed.targets);
+    const step = await trainer.trainStep(mixed.images, mixed.targets);
+    expect(step.correct).toBe(hits);
+    expect(step.counted).toBe(8);
+    expect(step.clsLoss).toBeCloseTo(expectedLoss.toFloat64Array()[0], 5);
+  });
+
+  test('a fit with resized crops, RandAugment and mixup, killed with SIGKILL and resumed, ends exactly as an uninterrupted run', async () => {
+    const fit = {
+      epochs: 5,
+      batchSize: 16,
+      evalEvery: 5,
+      schedule: { warmupEpochs: 1 },
+      progress: false as const,
+      augment: { randAugment: 'rand-m9-mstd0.5-inc1', mixup: true as const },
+    };
+    const datasetOptions = { normalization, augment: { resizedCrop: true as const, flip: true } };
+    using whole = await freshModel();
+    await new Trainer(whole, trainerOptions).fit(new TensorDataset(task.images, task.labels, datasetOptions), {
+      ...fit,
+      runDir: path.join(temp.dir, 'whole'),
+    });
+    const expected = await adapterBytes(whole, 'whole');
+
+    const data = path.join(temp.dir, 'data.safetensors');
+    await saveTensors(data, { images: task.images, labels: task.labels });
+    const runDir = path.join(temp.dir, 'killed');
+    const args = {
+      spec,
+      base,
+      init,
+      data,
+      dataset: datasetOptions,
+      runDir,
+      adapters: { rank: 4 },
+      trainer: trainerOptions,
+      fit,
+    };
+    // Killed inside epoch 2 (after its second step): the run resumes from epoch 1's checkpoint.
+    const killed = await runFitChildUntil(args, { at: 'step', count: 2 * 4 + 2 });
+    expect(killed).toMatchObject({ stderr: '', finished: false, signal: 'SIGKILL' });
+
+    using resumedModel = await freshModel();
+    const history = await new Trainer(resumedModel, trainerOptions).fit(
+      new TensorDataset(task.images, task.labels, datasetOptions),
+      { ...fit, resume: runDir },
+    );
+    expect(history.epochs.map((e) => e.epoch)).toEqual([0, 1, 2, 3, 4]);
+    expect((await adapterBytes(resumedModel, 'resumed')).equals(expected)).toBe(true);
+    // The run folder records the augmentation it trained with.
+    expect(JSON.parse(fs.readFileSync(path.join(runDir, 'config.json'), 'utf8')).fit.augment).toEqual(fit.augment);
+  });
+
+  test('pace fit configs take fit.augment and the list transform resized-crop-flip', () => {
+    const config = parseRunConfig(
+      {
+        model: { name: spec, numClasses: 4 },
+        data: { train: { list: 'train.list', root: 'images', numClasses: 4, transform: 'resized-crop-flip' } },
+        fit: {
+          epochs: 1,
+          batchSize: 8,
+          augment: { randAugment: 'rand-m9-mstd0.5-inc1', mixup: { labelSmoothing: 0.1 } },
+        },
+      },
+      temp.dir,
+      'config',
+    );
+    expect(config.fit.augment).toEqual({ randAugment: 'rand-m9-mstd0.5-inc1', mixup: { labelSmoothing: 0.1 } });
+    expect(DatasetSourceSchema.safeParse({ list: 'a', root: 'b', numClasses: 2, transform: 'rrc' }).success).toBe(
+      false,
+    );
+  });
+});
