@@ -7,7 +7,6 @@ import path from 'node:path';
 
 import {
   augmentFill,
-  createModel,
   crossEntropy,
   DatasetSourceSchema,
   mixupImages,
@@ -19,13 +18,12 @@ import {
   tensor,
   TensorDataset,
   Trainer,
-  type Model,
-  type Tensor,
 } from '../lib';
 import { parseRunConfig } from '../lib/cli/config';
 import { runFitChildUntil } from './support/kill-child';
 import { makeTempDir } from './support/paths';
-import { seededRandom, tinyVit } from './support/synthetic';
+import { seededRandom, tinyVit, uint8ColourData } from './support/synthetic';
+import { sharedTinyModel } from './support/tiny-models';
 
 const temp = makeTempDir('augment');
 afterAll(() => temp.cleanup());
@@ -617,51 +615,10 @@ const trainerOptions = { optimizer: { lr: 1e-2 }, pace: { sigma: 0.5, lambda: 0.
 const normalization = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
 const strong = { resizedCrop: true, flip: true, randAugment: 'rand-m9-mstd0.5-inc1', mixup: true } as const;
 
-/** A learnable uint8 task stored at 20 × 20: a coloured 10 × 10 square per class on noise. */
-function uint8Task(count: number, seed: number): { images: Tensor; labels: Tensor } {
-  const random = seededRandom(seed);
-  const size = 20;
-  const data = new Uint8Array(count * size * size * 3);
-  const labels = new BigInt64Array(count);
-  for (let n = 0; n < count; n++) {
-    const label = Math.floor(random() * 4);
-    labels[n] = BigInt(label);
-    const [top, left] = [Math.floor(random() * 11), Math.floor(random() * 11)];
-    for (let y = 0; y < size; y++)
-      for (let x = 0; x < size; x++)
-        for (let ch = 0; ch < 3; ch++) {
-          const inside = y >= top && y < top + 10 && x >= left && x < left + 10;
-          const signal = inside ? (label === 3 ? -90 : label === ch ? 90 : 0) : 0;
-          data[((n * size + y) * size + x) * 3 + ch] = Math.max(0, Math.min(255, 128 + signal + (random() - 0.5) * 80));
-        }
-  }
-  return { images: tensor(data, [count, size, size, 3]), labels: tensor(labels) };
-}
-
-const base = path.join(temp.dir, 'base.safetensors');
-const init = path.join(temp.dir, 'init.safetensors');
-beforeAll(async () => {
-  using model = await createModel(spec, { seed: 11 });
-  await model.saveWeights(base);
-  model.addAdapters({ rank: 4 });
-  await model.saveAdapters(init);
-});
-
-async function freshModel(): Promise<Model> {
-  const model = await createModel(spec, { pretrained: base });
-  model.addAdapters({ rank: 4 });
-  await model.loadAdapters(init);
-  return model;
-}
-
-async function adapterBytes(model: Model, name: string): Promise<Buffer> {
-  const file = path.join(temp.dir, `${name}.safetensors`);
-  await model.saveAdapters(file);
-  return fs.readFileSync(file);
-}
+const { base, init, freshModel, adapterBytes } = sharedTinyModel(temp.dir, spec);
 
 describe('fit', () => {
-  const task = uint8Task(64, 9);
+  const task = uint8ColourData(64, 9, 10);
 
   test('augmented fits repeat with the same seed and differ from plain ones; options are checked before training', async () => {
     const fit = { epochs: 2, batchSize: 16, schedule: false as const, progress: false as const };

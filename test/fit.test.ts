@@ -12,12 +12,12 @@ import {
   tensor,
   TensorDataset,
   Trainer,
-  type Model,
 } from '../lib';
 import { fixturesDir, makeTempDir, repoRoot } from './support/paths';
 import { saveCheckpointWithDigest } from './support/checkpoint-digest';
 import { runFitChildUntil, type KillOutcome } from './support/kill-child';
 import { colourData, colourDataset, seededRandom, tinyVit } from './support/synthetic';
+import { sharedTinyModel } from './support/tiny-models';
 
 const temp = makeTempDir('fit');
 afterAll(() => temp.cleanup());
@@ -28,27 +28,7 @@ const train = colourDataset(256, 1);
 const validation = colourDataset(128, 2);
 
 /** A backbone and adapter initialisation shared by every run (and by the child process). */
-const base = path.join(temp.dir, 'base.safetensors');
-const init = path.join(temp.dir, 'init.safetensors');
-beforeAll(async () => {
-  using model = await createModel(spec, { seed: 11 });
-  await model.saveWeights(base);
-  model.addAdapters({ rank: 4 });
-  await model.saveAdapters(init);
-});
-
-async function freshModel(): Promise<Model> {
-  const model = await createModel(spec, { pretrained: base });
-  model.addAdapters({ rank: 4 });
-  await model.loadAdapters(init);
-  return model;
-}
-
-async function adapterBytes(model: Model, name: string): Promise<Buffer> {
-  const file = path.join(temp.dir, `${name}.safetensors`);
-  await model.saveAdapters(file);
-  return fs.readFileSync(file);
-}
+const { base, init, freshModel, adapterBytes } = sharedTinyModel(temp.dir, spec);
 
 test('the cosine schedule matches timm for 100 and 300 epochs exactly', () => {
   const fixture = JSON.parse(fs.readFileSync(path.join(fixturesDir, 'cosine_schedule.json'), 'utf8'));

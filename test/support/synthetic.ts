@@ -1,4 +1,4 @@
-import { tensor, TensorDataset } from '../../lib';
+import { tensor, TensorDataset, type Tensor } from '../../lib';
 
 /** A small seeded PRNG (mulberry32), so synthetic data is the same in every process. */
 export function seededRandom(seed: number): () => number {
@@ -53,3 +53,30 @@ export const tinyVit = {
   numHeads: 2,
   numClasses: 4,
 } as const;
+
+/**
+ * A learnable uint8 task stored at 20×20 (HWC), for crops of 16 as the reference stores 256 for crops of 224: noise
+ * with a `square`×`square` patch at a random place, bright in the label's colour channel (dark for label 3).
+ */
+export function uint8ColourData(count: number, seed: number, square = 8): { images: Tensor; labels: Tensor } {
+  const random = seededRandom(seed);
+  const size = 20;
+  const pixels = new Uint8Array(count * size * size * 3);
+  const labels = new BigInt64Array(count);
+  for (let n = 0; n < count; n++) {
+    const label = Math.floor(random() * 4);
+    labels[n] = BigInt(label);
+    const [top, left] = [Math.floor(random() * (size - square + 1)), Math.floor(random() * (size - square + 1))];
+    for (let y = 0; y < size; y++)
+      for (let x = 0; x < size; x++)
+        for (let c = 0; c < 3; c++) {
+          const inside = y >= top && y < top + square && x >= left && x < left + square;
+          const signal = inside ? (label === 3 ? -90 : label === c ? 90 : 0) : 0;
+          pixels[((n * size + y) * size + x) * 3 + c] = Math.max(
+            0,
+            Math.min(255, 128 + signal + (random() - 0.5) * 80),
+          );
+        }
+  }
+  return { images: tensor(pixels, [count, size, size, 3]), labels: tensor(labels) };
+}
