@@ -8,7 +8,10 @@ import { createModel, type Model } from '../models/model';
 import { Trainer, type TrainerOptions } from '../train/trainer';
 import type { FitOptions } from '../train/fit';
 import { readRunConfig, type RunConfig } from './config';
-import { domainShiftEval } from './domain-shift-eval';
+import { DOMAIN_SHIFT_FILE, domainShiftEval, domainShiftTargets } from './domain-shift-eval';
+import { evaluateDomainShift } from '../eval/domain-shift';
+import { formatDomainShiftTable } from '../eval/domain-shift-table';
+import { writeFileAtomic } from '../train/run-folder';
 import { launchCommand } from './launch-command';
 import { reportCommand } from './report-command';
 import { pullCommand } from './pull-command';
@@ -55,7 +58,8 @@ export const fitCommand: Command = {
   usage: `pace fit --config run.json [--epochs N] [--batch-size N] [--lr X] [--run-dir DIR] [--resume DIR] [--quiet]
   Fine-tunes the model of run.json with its adapters and PACE settings, writing the run folder
   (config.json, metrics.jsonl, summary.csv, last/best checkpoints) and adapters.safetensors in it.
-  Started by \`pace launch\` or torchrun (WORLD_SIZE > 1), it trains data-parallel; rank 0 writes the folder.`,
+  Started by \`pace launch\` or torchrun (WORLD_SIZE > 1), it trains data-parallel; rank 0 writes the folder.
+  With data.domainShift, a completed fit evaluates those sets into domain-shift.json in the folder.`,
   async run(args) {
     const { values } = parseArgs({
       args,
@@ -122,6 +126,14 @@ export const fitCommand: Command = {
       if (rank === 0) {
         await model.saveAdapters(adapters);
         out(`${history.stopReason} after ${history.epochs.length} epochs; adapters in ${adapters}`);
+        // The domain-adaptation sets of the config, evaluated once training completed, into the run folder.
+        const targets = domainShiftTargets(config);
+        if (targets && history.stopReason === 'completed') {
+          const batchSize = fit.evalBatchSize ?? fit.batchSize;
+          const report = await evaluateDomainShift(model, { targets, batchSize });
+          writeFileAtomic(path.join(runDir, DOMAIN_SHIFT_FILE), `${JSON.stringify(report, null, 2)}\n`);
+          if (!quiet) out(formatDomainShiftTable([{ label: 'this run', report }]));
+        }
       }
       return history.stopReason === 'aborted' ? 130 : 0;
     } finally {

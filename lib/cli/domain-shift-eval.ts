@@ -6,6 +6,24 @@ import type { Model } from '../models/model';
 import type { RunConfig } from './config';
 import { UsageError } from './usage';
 
+/** The file of a run folder a completed `pace fit` writes its domain-adaptation report to. */
+export const DOMAIN_SHIFT_FILE = 'domain-shift.json';
+
+/** A run config's `data.domainShift` sets with their paths made absolute (they are relative to the config). */
+export function domainShiftTargets(config: RunConfig): Record<string, DomainShiftTarget> | undefined {
+  const sets = config.data.domainShift;
+  if (!sets) return undefined;
+  const targets: Record<string, DomainShiftTarget> = {};
+  for (const [name, target] of Object.entries(sets)) {
+    targets[name] = {
+      ...target,
+      list: path.resolve(config.baseDir, target.list),
+      root: path.resolve(config.baseDir, target.root),
+    };
+  }
+  return targets;
+}
+
 /**
  * `pace eval --domain-shift`: the config's `data.domainShift` sets (paths relative to the config) evaluated with
  * `evaluateDomainShift`; returns the report as JSON, or with `markdown` as the paper's table.
@@ -15,19 +33,11 @@ export async function domainShiftEval(
   model: Model,
   options: { batchSize: number; markdown: boolean; label: string },
 ): Promise<string> {
-  const sets = config.data.domainShift;
-  if (!sets) {
+  const targets = domainShiftTargets(config);
+  if (!targets) {
     throw new UsageError(
       '--domain-shift needs data.domainShift in the config: { "imagenet-a": { "list": ..., "root": ... }, ... }',
     );
-  }
-  const targets: Record<string, DomainShiftTarget> = {};
-  for (const [name, target] of Object.entries(sets)) {
-    targets[name] = {
-      ...target,
-      list: path.resolve(config.baseDir, target.list),
-      root: path.resolve(config.baseDir, target.root),
-    };
   }
   const report: DomainShiftReport = await evaluateDomainShift(model, { targets, batchSize: options.batchSize });
   return options.markdown

@@ -84,8 +84,16 @@ export interface SweepConfig extends Omit<SweepIdentity, 'grid'> {
 function stageAbsolute(data: StageData | undefined, baseDir: string): StageData | undefined {
   if (!data) return undefined;
   const at = (source: DatasetSource | undefined) => source && absoluteSource(source, baseDir);
+  const sets =
+    data.domainShift &&
+    Object.fromEntries(
+      Object.entries(data.domainShift).map(([name, set]) => [
+        name,
+        { ...set, list: path.resolve(baseDir, set.list), root: path.resolve(baseDir, set.root) },
+      ]),
+    );
   return JSON.parse(
-    JSON.stringify({ train: at(data.train), validation: at(data.validation), test: at(data.test) }),
+    JSON.stringify({ train: at(data.train), validation: at(data.validation), test: at(data.test), domainShift: sets }),
   ) as StageData;
 }
 
@@ -95,6 +103,11 @@ function taskAbsolute(task: SweepTaskInput, baseDir: string): SweepTaskInput {
   if ('vtab' in task) return { vtab: { ...task.vtab, root: at(task.vtab.root) } };
   if ('fewShot' in task) return { fewShot: { ...task.fewShot, root: at(task.fewShot.root) } };
   if ('fgvc' in task) return { fgvc: { ...task.fgvc, root: at(task.fgvc.root) } };
+  if ('domainShift' in task) {
+    const { lists, imagenet, targets, shots } = task.domainShift;
+    const sets = stageAbsolute({ train: lists, domainShift: targets }, baseDir)?.domainShift ?? targets;
+    return { domainShift: { lists: at(lists), imagenet: at(imagenet), targets: sets, shots } };
+  }
   return JSON.parse(
     JSON.stringify({
       ...task,

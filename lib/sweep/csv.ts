@@ -12,6 +12,8 @@ function cell(value: unknown): string {
  * final numbers at full precision (the last measured validation and test accuracy in its metrics.jsonl).
  */
 export function resultsCsv(results: SweepResults): string {
+  // Domain-adaptation runs add each evaluated set's top-1 (column `top1:<set>`).
+  const sets = [...new Set(results.rows.flatMap((row) => Object.keys(row.metrics.domainShift ?? {})))];
   const header = [
     'stage',
     'task',
@@ -24,6 +26,7 @@ export function resultsCsv(results: SweepResults): string {
     'epochs',
     'val_acc',
     'test_acc',
+    ...sets.map((name) => `top1:${name}`),
   ];
   const lines = results.rows.map((row) => {
     const setting = new Map(row.setting);
@@ -39,6 +42,7 @@ export function resultsCsv(results: SweepResults): string {
       row.metrics.epochs,
       row.metrics.val_acc,
       row.metrics.test_acc,
+      ...sets.map((name) => row.metrics.domainShift?.[name]),
     ]
       .map(cell)
       .join(',');

@@ -1,4 +1,5 @@
 import type { Summary, SweepResults } from './results';
+import { DOMAIN_SHIFT_SETS, domainShiftSet } from '../data/domain-shift';
 import { meanOf } from './stats';
 import { VTAB_GROUPS } from './vtab-groups';
 
@@ -66,6 +67,28 @@ export function fewShotTable(results: SweepResults, summaries: Summary[]): strin
   return table(['Dataset', 'Setting', ...shots.map((k) => `${k}-shot`)], rows);
 }
 
+/**
+ * Domain adaptation as the paper's table: one row per task and setting, one column per evaluated set (the source
+ * first), then the mean over the shifted sets.
+ */
+export function domainShiftTable(results: SweepResults, summaries: Summary[]): string {
+  const names = DOMAIN_SHIFT_SETS.map((s) => s.name).filter((name) => summaries.some((s) => s.sets?.[name]));
+  const titles = names.map((name) => {
+    const set = domainShiftSet(name);
+    return set.source ? `${set.title} (source)` : set.title;
+  });
+  const rows = summaries.map((s) => [
+    s.task?.name ?? '—',
+    rowKey(results, s),
+    ...names.map((name) => {
+      const cell = s.sets?.[name];
+      return cell ? `${percent(cell.mean)} ± ${percent(cell.std)}` : '—';
+    }),
+    meanStdCell(s),
+  ]);
+  return table(['Task', 'Setting', ...titles, 'Mean (targets)'], rows);
+}
+
 /** Other tasks (and a sweep without tasks): one row per task and point. */
 export function plainTable(summaries: Summary[]): string {
   return table(
@@ -104,11 +127,25 @@ export function resultsMarkdown(results: SweepResults): string {
   if (results.protocol === 'select') parts.push('## Selection on the tuning split', selectionTable(results));
   const vtab = summaries.filter((s) => s.task?.kind === 'vtab');
   const fewShot = summaries.filter((s) => s.task?.kind === 'fewShot');
-  const plain = summaries.filter((s) => s.task?.kind !== 'vtab' && s.task?.kind !== 'fewShot');
+  const domainShift = summaries.filter((s) => s.task?.kind === 'domainShift');
+  const plain = summaries.filter(
+    (s) => s.task?.kind !== 'vtab' && s.task?.kind !== 'fewShot' && s.task?.kind !== 'domainShift',
+  );
   if (vtab.length > 0) parts.push('## VTAB-1k', vtabTable(results, vtab));
   if (fewShot.length > 0) parts.push('## Few-shot', fewShotTable(results, fewShot));
+  if (domainShift.length > 0) {
+    parts.push(
+      '## Domain adaptation',
+      "Top-1 of each set from the runs' domain-shift.json (ImageNet-A's and -R's logits restricted to their " +
+        'classes); Mean (targets) is the mean over the shifted sets.',
+      domainShiftTable(results, domainShift),
+    );
+  }
   if (plain.length > 0)
-    parts.push(vtab.length + fewShot.length > 0 ? '## Other tasks' : '## Results', plainTable(plain));
+    parts.push(
+      vtab.length + fewShot.length + domainShift.length > 0 ? '## Other tasks' : '## Results',
+      plainTable(plain),
+    );
   const waiting = results.rows.filter((row) => row.status !== 'finished');
   if (waiting.length > 0) {
     parts.push(

@@ -1,7 +1,8 @@
+import { DOMAIN_SHIFT_SETS, domainShiftSet } from '../data/domain-shift';
 import type { Setting } from './grid';
 import type { PlannedRun, RunStage, SweepPlan } from './plan';
 import { finalMetrics, runStatus, type FinalMetrics, type RunStatus } from './run-state';
-import { meanStd, selectBest, type MeanStd } from './stats';
+import { meanOf, meanStd, selectBest, type MeanStd } from './stats';
 import type { TaskKind } from './tasks';
 import { vtabGroupOf } from './vtab-groups';
 
@@ -46,9 +47,12 @@ export interface Summary extends MeanStd {
   task?: TaskInfo;
   point: number;
   label: string;
-  metric: 'test_acc' | 'val_acc';
+  /** `target_mean`: a domain-adaptation task's mean top-1 over its shifted sets. */
+  metric: 'test_acc' | 'val_acc' | 'target_mean';
   values: number[];
   seeds: number[];
+  /** A domain-adaptation task's top-1 per evaluated set over the seeds. */
+  sets?: Record<string, MeanStd>;
 }
 
 export interface SweepResults {
@@ -108,12 +112,37 @@ export function summarize(rows: RunRow[]): Summary[] {
     groups.set(key, [...(groups.get(key) ?? []), row]);
   }
   return [...groups.values()].map((group) => {
+    if (group[0].task?.kind === 'domainShift') return domainShiftSummary(group);
     const metric = group.every((row) => row.metrics.test_acc !== undefined) ? 'test_acc' : 'val_acc';
     const measured = group.filter((row) => row.metrics[metric] !== undefined);
     const values = measured.map((row) => row.metrics[metric] as number);
     const { task, point, label } = group[0];
     return { task, point, label, metric, values, seeds: measured.map((row) => row.seed), ...meanStd(values) };
   });
+}
+
+/** A domain-adaptation task at one point: each set's top-1 over the seeds, and the mean over the shifted sets. */
+function domainShiftSummary(group: RunRow[]): Summary {
+  const measured = group.filter((row) => row.metrics.domainShift !== undefined);
+  const names = DOMAIN_SHIFT_SETS.map((s) => s.name).filter((name) =>
+    measured.some((row) => row.metrics.domainShift?.[name] !== undefined),
+  );
+  const sets = Object.fromEntries(
+    names.map((name) => [name, meanStd(measured.map((row) => row.metrics.domainShift?.[name] as number))]),
+  );
+  const targets = names.filter((name) => !domainShiftSet(name).source);
+  const values = measured.map((row) => meanOf(targets.map((name) => row.metrics.domainShift?.[name])) ?? NaN);
+  const { task, point, label } = group[0];
+  return {
+    task,
+    point,
+    label,
+    metric: 'target_mean',
+    values,
+    seeds: measured.map((row) => row.seed),
+    sets,
+    ...meanStd(values),
+  };
 }
 
 /** The paper's selection for one task: the point whose tuning run reached the highest validation accuracy. */

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { PaceStateError } from '../errors';
+import { DOMAIN_SHIFT_FILE } from '../cli/domain-shift-eval';
+import { PaceFileError, PaceStateError } from '../errors';
 import { lastMeasured } from '../report/final-numbers';
 import { readRun } from '../report/read-runs';
 import { readTensorHeader } from '../safetensors';
@@ -21,21 +22,39 @@ export function runStatus(dir: string): RunStatus {
   return fs.existsSync(path.join(dir, FAILED)) ? 'failed' : 'unfinished';
 }
 
-/** A run's final numbers: the last measured validation and test accuracy, and the epochs it completed. */
+/**
+ * A run's final numbers: the last measured validation and test accuracy, the epochs it completed, and the top-1 of
+ * each domain-adaptation set its fit evaluated.
+ */
 export interface FinalMetrics {
   epochs: number;
   val_acc?: number;
   test_acc?: number;
+  domainShift?: Record<string, number>;
+}
+
+/** The per-set top-1 of a run folder's domain-shift.json, which a completed `pace fit` writes. */
+function domainShiftOf(dir: string): Record<string, number> | undefined {
+  const file = path.join(dir, DOMAIN_SHIFT_FILE);
+  if (!fs.existsSync(file)) return undefined;
+  try {
+    const report = JSON.parse(fs.readFileSync(file, 'utf8')) as { sets: { name: string; result: { top1: number } }[] };
+    return Object.fromEntries(report.sets.map((set) => [set.name, set.result.top1]));
+  } catch (error) {
+    throw new PaceFileError(`${file}: not a domain-adaptation report (${(error as Error).message})`);
+  }
 }
 
 /** The final numbers in a run folder's metrics (none yet: zero epochs). */
 export function finalMetrics(dir: string): FinalMetrics {
   if (!fs.existsSync(path.join(dir, 'metrics.jsonl'))) return { epochs: 0 };
   const { epochs } = readRun(dir);
+  const domainShift = domainShiftOf(dir);
   return {
     epochs: epochs.length,
     val_acc: lastMeasured(epochs, 'val_acc')?.value,
     test_acc: lastMeasured(epochs, 'test_acc')?.value,
+    ...(domainShift && { domainShift }),
   };
 }
 

@@ -2,7 +2,9 @@ import path from 'node:path';
 
 import { z } from 'zod';
 
+import { IMAGENET_CLASSES } from '../data/domain-shift';
 import { DatasetSourceSchema, type DatasetSource } from '../data/sources';
+import { DomainShiftTargetsSchema } from '../eval/domain-shift';
 import { FEW_SHOT_DATASETS, FGVC_DATASETS, VTAB_TASKS } from '../data/splits';
 import { PaceOptionError } from '../errors';
 
@@ -12,6 +14,8 @@ const StageDataSchema = z
     train: DatasetSourceSchema,
     validation: DatasetSourceSchema.optional(),
     test: DatasetSourceSchema.optional(),
+    /** The domain-adaptation sets a completed run evaluates (its run folder's domain-shift.json). */
+    domainShift: DomainShiftTargetsSchema.optional(),
   })
   .strict();
 export type StageData = z.infer<typeof StageDataSchema>;
@@ -36,6 +40,24 @@ export const SweepTaskSchema = z.union([
         .strict(),
     })
     .strict(),
+  /**
+   * The paper's domain adaptation: train on ImageNet's 16-shot list of the run's seed (NOAH's
+   * `imagenet/train_meta.list.num_shot_16.seed_<seed>` under `lists`, paths under `imagenet`), select on the
+   * source validation list (`imagenet/unofficial_val_list_4_shot16seed0`), evaluate on `targets` (ImageNet val,
+   * -Sketch, -V2, -A, -R: each a list and its image root; A's and R's logits restricted to their classes).
+   */
+  z
+    .object({
+      domainShift: z
+        .object({
+          lists: z.string().min(1),
+          imagenet: z.string().min(1),
+          targets: DomainShiftTargetsSchema,
+          shots: z.number().int().min(1).default(16),
+        })
+        .strict(),
+    })
+    .strict(),
   /** A FGVC dataset (VPT's splits): tune train → val, evaluate train + val → test. */
   z.object({ fgvc: z.object({ root: z.string().min(1), dataset: z.string().min(1) }).strict() }).strict(),
   z
@@ -50,8 +72,11 @@ export const SweepTaskSchema = z.union([
 ]);
 export type SweepTaskInput = z.infer<typeof SweepTaskSchema>;
 
-/** How a task is laid out in the results: VTAB by group, few-shot by shots, the rest as plain rows. */
-export type TaskKind = 'vtab' | 'fewShot' | 'fgvc' | 'other';
+/**
+ * How a task is laid out in the results: VTAB by group, few-shot by shots, domain adaptation by target set, the
+ * rest as plain rows.
+ */
+export type TaskKind = 'vtab' | 'fewShot' | 'fgvc' | 'domainShift' | 'other';
 
 /** The two stages of the paper's protocol. */
 export type Stage = 'tune' | 'evaluate';
@@ -115,6 +140,32 @@ export function expandTasks(tasks: SweepTaskInput[], what: string): SweepTask[] 
           return { train: { fewShot, part: 'train' }, ...held } as StageData;
         },
       }));
+    }
+    if ('domainShift' in task) {
+      const { lists, imagenet, targets, shots } = task.domainShift;
+      // ImageNet's lists, as NOAH lays them out: the training images (their transform as few-shot training) and
+      // the source validation split (the evaluation transform).
+      const list = (file: string, transform: 'crop-flip' | 'center-crop') => ({
+        list: path.join(lists, 'imagenet', file),
+        root: imagenet,
+        numClasses: IMAGENET_CLASSES,
+        transform,
+        normalization: 'imagenet' as const,
+      });
+      return [
+        {
+          name: `imagenet-${shots}shot`,
+          kind: 'domainShift',
+          shots,
+          numClasses: IMAGENET_CLASSES,
+          data: (stage, seed) => {
+            const train = list(`train_meta.list.num_shot_${shots}.seed_${seed}`, 'crop-flip');
+            return stage === 'tune'
+              ? { train, validation: list(`unofficial_val_list_4_shot${shots}seed0`, 'center-crop') }
+              : { train, domainShift: targets };
+          },
+        },
+      ];
     }
     if ('fgvc' in task) {
       const { root, dataset } = task.fgvc;
