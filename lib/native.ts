@@ -138,6 +138,19 @@ export interface NativeEpochResult {
   learningRate?: number;
 }
 
+/** The optimizer settings of a native trainer (AdamW's, and SAM's or GP's second gradient). */
+export interface NativeOptimizerOptions {
+  lr: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  clipGradNorm: number;
+  samRho: number;
+  gradientPenalty: number;
+  gradientPenaltyRadius: number;
+}
+
 /** The PACE settings a native trainer runs with, its defaults filled in. */
 export interface NativePaceOptions {
   sigma: number;
@@ -230,17 +243,7 @@ export interface NativeTrainerHandle {
   setLearningRate(lr: number): void;
   /** The optimizer and PACE settings in force, the core's defaults filled in. */
   options(): {
-    optimizer: {
-      lr: number;
-      weightDecay: number;
-      beta1: number;
-      beta2: number;
-      eps: number;
-      clipGradNorm: number;
-      samRho: number;
-      gradientPenalty: number;
-      gradientPenaltyRadius: number;
-    };
+    optimizer: NativeOptimizerOptions;
     pace: NativePaceOptions;
     rank: number;
     worldSize: number;
@@ -271,20 +274,7 @@ export interface NativeAddon {
   distributedBackends(): string[];
   NativeTrainer: new (
     model: NativeModelHandle,
-    optimizer: Partial<
-      Record<
-        | 'lr'
-        | 'weightDecay'
-        | 'beta1'
-        | 'beta2'
-        | 'eps'
-        | 'clipGradNorm'
-        | 'samRho'
-        | 'gradientPenalty'
-        | 'gradientPenaltyRadius',
-        number
-      >
-    >,
+    optimizer: Partial<NativeOptimizerOptions>,
     pace: Record<string, number | string | undefined>,
     seed: number,
     precision?: 'fp32' | 'tf32' | 'bf16',

@@ -3,7 +3,13 @@ import { z } from 'zod';
 import type { TensorDataset } from '../data/dataset';
 import { PaceBusyError } from '../errors';
 import type { Model } from '../models/model';
-import { nativeAddon, type NativePaceOptions, type NativeStepResult, type NativeTrainerHandle } from '../native';
+import {
+  nativeAddon,
+  type NativeOptimizerOptions,
+  type NativePaceOptions,
+  type NativeStepResult,
+  type NativeTrainerHandle,
+} from '../native';
 import { parseOptions } from '../options';
 import { handleOf, Tensor } from '../tensor';
 import { evaluateDataset, type EvaluateOptions, type EvaluationReport } from '../eval/evaluate';
@@ -103,16 +109,8 @@ export type TrainerOptions = z.input<typeof TrainerOptionsSchema>;
 
 /** A trainer's options with every default filled in (the core's defaults for the optimizer and PACE). */
 export interface ResolvedTrainerOptions {
-  optimizer: {
-    lr: number;
-    weightDecay: number;
-    betas: [number, number];
-    eps: number;
-    clipGradNorm: number;
-    samRho: number;
-    gradientPenalty: number;
-    gradientPenaltyRadius: number;
-  };
+  /** AdamW's betas as one pair, as torch writes them; the rest as the core reports it. */
+  optimizer: Omit<NativeOptimizerOptions, 'beta1' | 'beta2'> & { betas: [number, number] };
   pace: NativePaceOptions;
   seed: number;
   precision: 'fp32' | 'tf32' | 'bf16';
@@ -162,17 +160,9 @@ export class Trainer {
       precision,
     );
     const resolved = this.#handle.options();
+    const { beta1, beta2, ...resolvedOptimizer } = resolved.optimizer;
     this.options = {
-      optimizer: {
-        lr: resolved.optimizer.lr,
-        weightDecay: resolved.optimizer.weightDecay,
-        betas: [resolved.optimizer.beta1, resolved.optimizer.beta2],
-        eps: resolved.optimizer.eps,
-        clipGradNorm: resolved.optimizer.clipGradNorm,
-        samRho: resolved.optimizer.samRho,
-        gradientPenalty: resolved.optimizer.gradientPenalty,
-        gradientPenaltyRadius: resolved.optimizer.gradientPenaltyRadius,
-      },
+      optimizer: { ...resolvedOptimizer, betas: [beta1, beta2] },
       pace: resolved.pace,
       seed,
       precision,
