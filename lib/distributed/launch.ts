@@ -78,16 +78,17 @@ export async function launch(
   const timers: NodeJS.Timeout[] = [];
   const running = () => children.filter((child) => child.exitCode === null && child.signalCode === null);
   // After a failure the others first get the grace period to fail on their own (a rank waiting on the dead one
-  // fails at once and says why), then SIGTERM, then SIGKILL after another grace period.
-  const stopOthers = (first: NodeJS.Signals | undefined) => {
+  // fails at once and says why), then SIGTERM, then SIGKILL after another grace period. An interrupt of the
+  // launcher passes its signal on at once instead.
+  const stopOthers = (passOn?: NodeJS.Signals) => {
     if (timers.length > 0) return;
     const grace = o.graceSeconds * 1000;
-    const term = () => {
-      for (const child of running()) child.kill(first ?? 'SIGTERM');
+    const stop = () => {
+      for (const child of running()) child.kill(passOn ?? 'SIGTERM');
       timers.push(setTimeout(() => running().forEach((child) => child.kill('SIGKILL')), grace));
     };
-    if (first) term();
-    else timers.push(setTimeout(term, grace));
+    if (passOn) stop();
+    else timers.push(setTimeout(stop, grace));
   };
   const onAbort = () => stopOthers('SIGINT');
   signal?.addEventListener('abort', onAbort);
@@ -126,7 +127,7 @@ export async function launch(
               failure: `rank ${rank} (pid ${child.pid ?? '-'}) ${how.text}`,
             };
             log(`pace launch: ${result.failure}; stopping the other ranks`);
-            stopOthers(undefined);
+            stopOthers();
           }
           resolve();
         };

@@ -81,19 +81,25 @@ export interface SweepConfig extends Omit<SweepIdentity, 'grid'> {
   gpus?: number[];
 }
 
+/** Domain-adaptation sets with their lists and image roots made absolute. */
+function targetsAbsolute<Targets extends Record<string, { list: string; root: string }>>(
+  targets: Targets,
+  baseDir: string,
+): Targets {
+  return Object.fromEntries(
+    Object.entries(targets).map(([name, set]) => [
+      name,
+      { ...set, list: path.resolve(baseDir, set.list), root: path.resolve(baseDir, set.root) },
+    ]),
+  ) as Targets;
+}
+
 function stageAbsolute(data: StageData | undefined, baseDir: string): StageData | undefined {
   if (!data) return undefined;
   const at = (source: DatasetSource | undefined) => source && absoluteSource(source, baseDir);
-  const sets =
-    data.domainShift &&
-    Object.fromEntries(
-      Object.entries(data.domainShift).map(([name, set]) => [
-        name,
-        { ...set, list: path.resolve(baseDir, set.list), root: path.resolve(baseDir, set.root) },
-      ]),
-    );
+  const domainShift = data.domainShift && targetsAbsolute(data.domainShift, baseDir);
   return JSON.parse(
-    JSON.stringify({ train: at(data.train), validation: at(data.validation), test: at(data.test), domainShift: sets }),
+    JSON.stringify({ train: at(data.train), validation: at(data.validation), test: at(data.test), domainShift }),
   ) as StageData;
 }
 
@@ -105,8 +111,9 @@ function taskAbsolute(task: SweepTaskInput, baseDir: string): SweepTaskInput {
   if ('fgvc' in task) return { fgvc: { ...task.fgvc, root: at(task.fgvc.root) } };
   if ('domainShift' in task) {
     const { lists, imagenet, targets, shots } = task.domainShift;
-    const sets = stageAbsolute({ train: lists, domainShift: targets }, baseDir)?.domainShift ?? targets;
-    return { domainShift: { lists: at(lists), imagenet: at(imagenet), targets: sets, shots } };
+    return {
+      domainShift: { lists: at(lists), imagenet: at(imagenet), targets: targetsAbsolute(targets, baseDir), shots },
+    };
   }
   return JSON.parse(
     JSON.stringify({
