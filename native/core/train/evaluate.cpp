@@ -112,11 +112,11 @@ EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, con
   }
   if (shardAcross) {
     // One all-reduce of every count and the loss sum (float64 holds counts exactly up to 2^53).
-    at::Tensor summed = at::cat({confusion.to(torch::kDouble).cpu(), top1.reshape(1).to(torch::kDouble).cpu(),
-                                 top5.reshape(1).to(torch::kDouble).cpu(), loss.reshape(1).cpu()});
-    std::vector<at::Tensor> one{summed.to(shardAcross->device())};
+    std::vector<at::Tensor> one{at::cat({confusion.to(torch::kDouble), top1.reshape(1).to(torch::kDouble),
+                                         top5.reshape(1).to(torch::kDouble), loss.reshape(1)})
+                                    .to(shardAcross->device())};
     shardAcross->allReduceSum(one, "summing the evaluation's counts");
-    summed = one[0].cpu();
+    const at::Tensor summed = one[0];
     confusion = summed.narrow(0, 0, classes * classes).to(torch::kLong);
     top1 = summed[classes * classes].to(torch::kLong);
     top5 = summed[classes * classes + 1].to(torch::kLong);

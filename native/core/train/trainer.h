@@ -161,7 +161,7 @@ class Trainer {
   FusedAdamW fusedAdamW_;  // the same update in one kernel per group where libtorch has it (CUDA, ≥ 2.1)
   OptimizerConfig optimizerConfig_;
   peft::PaceObjective pace_;
-  mutable DataParallel parallel_;
+  DataParallel parallel_;
   uint64_t seed_;  // of this rank's generators
   Precision precision_;
   // On the model's device (re-created from the seed if the model moves), so draws never cross devices.
