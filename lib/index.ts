@@ -85,6 +85,7 @@ export {
 } from './train/trainer';
 export { cosineSchedule, type CosineScheduleOptions, type LrSchedule } from './train/schedule';
 export { type FitOptions, type History } from './train/fit';
+export { type StepGraphCounts } from './native';
 export { evaluateDataset, EvaluateOptionsSchema, type EvaluateOptions, type EvaluationReport } from './eval/evaluate';
 export {
   earlyStopping,

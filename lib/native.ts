@@ -136,6 +136,21 @@ export interface NativeEpochResult {
   fpDistance?: number;
   /** The learning rate of the epoch's first step, when a schedule was given. */
   learningRate?: number;
+  stepGraphs: StepGraphCounts;
+}
+
+/** How an epoch's steps ran with respect to whole-step CUDA graphs. */
+export interface StepGraphCounts {
+  /** Steps captured into a graph (each then replayed once to run it). */
+  captured: number;
+  /** Steps replayed from an earlier capture. */
+  replayed: number;
+  /** Eager steps through a graph's buffers before its capture. */
+  warmups: number;
+  /** Steps that could not use a graph. */
+  eager: number;
+  /** Why they could not (the first reason met). */
+  eagerReason?: string;
 }
 
 /** The optimizer settings of a native trainer (AdamW's, and SAM's or GP's second gradient). */
@@ -232,6 +247,7 @@ export interface NativeTrainerHandle {
       resizedCrop?: NativeResizedCropOptions;
       randAugment?: string;
       mixup?: NativeMixupOptions;
+      stepGraphs?: 'auto' | 'off' | 'rehearse';
     },
     onBatch?: (step: number, steps: number, loss: number) => void,
   ): Promise<NativeEpochResult>;

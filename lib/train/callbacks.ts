@@ -1,3 +1,5 @@
+import type { StepGraphCounts } from '../native';
+
 /** What fit reports after each epoch (timm's names where it has them). */
 export interface EpochLogs {
   epoch: number;
@@ -13,6 +15,8 @@ export interface EpochLogs {
   seconds: number;
   /** Data-parallel: seconds of the epoch spent in the gradient all-reduces. */
   communicationSeconds?: number;
+  /** How the epoch's steps ran with respect to whole-step CUDA graphs (absent with `stepGraphs: 'off'`). */
+  stepGraphs?: StepGraphCounts;
   val_acc?: number;
   val_loss?: number;
   val_top5?: number;

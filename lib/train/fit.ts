@@ -45,6 +45,15 @@ export const FitOptionsSchema = z
      * replaces the dataset's `crop`): e.g. `{ randAugment: 'rand-m9-mstd0.5-inc1', mixup: true }`.
      */
     augment: AugmentationSchema.optional(),
+    /**
+     * Whole-step CUDA graphs. `auto`: each kind of step (its shapes; a lazy variant's two kinds) is captured
+     * once after three eager warm-up steps and replayed from then on, where the build and device can (CUDA with
+     * libtorch >= 2.4); steps a graph cannot hold (diagnostics, data-parallel, SAM or the gradient penalty, the
+     * fast variant) and other devices run eagerly. `off`: never. `rehearse`: the graph path's static buffers
+     * and bookkeeping with an eager stand-in for the capture, on any device (for tests; no speed-up). Each
+     * epoch's logs say how its steps ran (`stepGraphs`).
+     */
+    stepGraphs: z.enum(['auto', 'off', 'rehearse']).default('auto'),
   })
   .strict();
 
@@ -163,6 +172,7 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
           scheduleEachStep: o.scheduleStepping === 'step',
           normalization: normalizationOf(train),
           ...nativeAugmentation(augment),
+          stepGraphs: o.stepGraphs,
         },
         (step, steps, loss) => {
           // Progress arrives from the training thread and may trail the epoch's end: late calls are dropped.
@@ -195,6 +205,7 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
         seconds: result.seconds,
         ...(host.worldSize > 1 && { communicationSeconds: result.communicationSeconds }),
         ...(result.gradNorm !== undefined && { gradNorm: result.gradNorm, fpDistance: result.fpDistance }),
+        ...(o.stepGraphs !== 'off' && { stepGraphs: result.stepGraphs }),
       };
       if ((epoch + 1) % o.evalEvery === 0 || epoch + 1 === o.epochs) {
         const evalBatch = o.evalBatchSize ?? o.batchSize;

@@ -156,6 +156,8 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       epoch.resizedCrop = resizedCropFromJs(options.Get("resizedCrop"));
       epoch.randAugment = randAugmentFromJs(options.Get("randAugment"));
       epoch.mixup = mixupFromJs(options.Get("mixup"));
+      if (!options.Get("stepGraphs").IsUndefined())
+        epoch.stepGraphs = train::stepGraphModeFromName(stringFromJs(options.Get("stepGraphs"), "stepGraphs"));
       if (options.Get("schedule").IsObject()) {
         epoch.schedule = scheduleFromJs(options.Get("schedule").As<Napi::Object>());
         epoch.scheduleEachStep = options.Get("scheduleEachStep").ToBoolean().Value();
@@ -202,6 +204,13 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
             if (r.gradNorm >= 0) object.Set("gradNorm", r.gradNorm);
             if (r.fpDistance >= 0) object.Set("fpDistance", r.fpDistance);
             if (r.learningRate >= 0) object.Set("learningRate", r.learningRate);
+            Napi::Object graphs = Napi::Object::New(env);
+            graphs.Set("captured", static_cast<double>(r.graphs.captured));
+            graphs.Set("replayed", static_cast<double>(r.graphs.replayed));
+            graphs.Set("warmups", static_cast<double>(r.graphs.warmups));
+            graphs.Set("eager", static_cast<double>(r.graphs.eager));
+            if (!r.graphs.eagerReason.empty()) graphs.Set("eagerReason", r.graphs.eagerReason);
+            object.Set("stepGraphs", graphs);
             return object;
           });
     });

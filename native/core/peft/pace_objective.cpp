@@ -69,7 +69,7 @@ PaceLosses PaceObjective::forwardLosses(models::Backbone& model, const at::Tenso
     return out;
   }
   PaceNoise noise(sigma_, config_.kind, config_.shape, noiseGenerator, replay, config_.noiseOn);
-  const bool lazyPaceStep = config_.variant == PaceVariant::Lazy && iteration % config_.lazyInterval == 0;
+  const bool lazyPaceStep = this->lazyPaceStep(iteration);
   if (config_.variant == PaceVariant::Pace || lazyPaceStep) {
     const int64_t used = lazyPaceStep ? std::max<int64_t>(1, images.size(0) / 2) : images.size(0);
     const at::Tensor x = images.slice(0, 0, used);

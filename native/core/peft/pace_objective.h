@@ -29,6 +29,11 @@ class PaceObjective {
   // The first block that gets noise (blockStart, or the family's default).
   int64_t firstNoisyBlock() const { return firstNoisyBlock_; }
 
+  // Whether step `iteration` of the lazy variant is one of its consistency steps (on half the batch).
+  bool lazyPaceStep(int64_t iteration) const {
+    return config_.active() && config_.variant == PaceVariant::Lazy && iteration % config_.lazyInterval == 0;
+  }
+
   // Throws OptionError for replayed noise on a linear that gets none.
   void checkReplay(const std::map<std::string, at::Tensor>& replay) const;
 

@@ -97,6 +97,7 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
     pending.reset();
   };
   parallel_.takeCommunicationSeconds();
+  graphs_.takeCounts();  // what an earlier, failed epoch left
   for (int64_t s = 0; s < steps; ++s) {
     // Data-parallel, a stop is agreed through the next step's all-reduce, so every rank stops after the same step.
     if (!parallel_.active() && abort && abort->load()) {
@@ -135,7 +136,7 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
     inputs.stopRequested = abort && abort->load();
     DeviceStep step;
     try {
-      step = stepOnDevice(inputs);
+      step = stepOnDevice(inputs, options.stepGraphs);
     } catch (const DivergedError&) {
       settle();  // the previous step's progress first
       throw;
@@ -155,6 +156,7 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
   }
   settle();
   result.communicationSeconds = parallel_.takeCommunicationSeconds();
+  result.graphs = graphs_.takeCounts();
   if (result.steps > 0) {
     const at::Tensor totals = sums.cpu();
     double* sum = totals.data_ptr<double>();

@@ -4,7 +4,7 @@
 
 namespace pace::train {
 
-void FrozenBf16Copies::refresh(torch::nn::Module& model) {
+bool FrozenBf16Copies::refresh(torch::nn::Module& model) {
   torch::NoGradGuard noGrad;
   if (copies_.empty()) {
     // The frozen weights of the linears and convolutions: what autocast would cast to bf16 at every use.
@@ -17,6 +17,7 @@ void FrozenBf16Copies::refresh(torch::nn::Module& model) {
         copies_.push_back({parameter, at::Tensor(), -1, nullptr});
     }
   }
+  bool remade = false;
   for (auto& copy : copies_) {
     // Re-made when the float32 weights changed (loaded, moved or edited in place) since the copy was taken.
     if (copy.version == copy.parameter._version() && copy.source == copy.parameter.data_ptr() &&
@@ -25,7 +26,9 @@ void FrozenBf16Copies::refresh(torch::nn::Module& model) {
     copy.bf16 = copy.parameter.detach().to(at::kBFloat16);
     copy.version = copy.parameter._version();
     copy.source = copy.parameter.data_ptr();
+    remade = true;
   }
+  return remade;
 }
 
 FrozenBf16Copies::Swap::Swap(FrozenBf16Copies& copies) {

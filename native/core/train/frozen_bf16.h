@@ -9,8 +9,9 @@ namespace pace::train {
 
 class FrozenBf16Copies {
  public:
-  // Makes (or re-makes, when the float32 weights changed since) the copies of `model`'s frozen weights.
-  void refresh(torch::nn::Module& model);
+  // Makes (or re-makes, when the float32 weights changed since) the copies of `model`'s frozen weights; true
+  // when some copy is new (a captured step graph reads the old ones).
+  bool refresh(torch::nn::Module& model);
 
   // For its lifetime the frozen parameters hold their bfloat16 copies; the float32 data comes back at the end.
   class Swap {

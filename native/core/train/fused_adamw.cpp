@@ -5,8 +5,23 @@
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
 #define PACE_HAS_FUSED_ADAMW 1
 #endif
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define PACE_HAS_TENSOR_LR_ADAMW 1
+#endif
 
 namespace pace::train {
+
+namespace {
+
+using Key = std::decay_t<decltype(std::declval<torch::optim::AdamW&>().state())>::key_type;
+
+torch::optim::AdamWParamState& moments(torch::optim::AdamW& optimizer, const at::Tensor& parameter) {
+  auto& state = optimizer.state();
+  const auto found = state.find(optimizerStateKey<std::decay_t<decltype(state)>>(parameter));
+  return static_cast<torch::optim::AdamWParamState&>(*found->second);
+}
+
+}  // namespace
 
 bool FusedAdamW::availableFor(const at::Tensor& parameter) {
 #ifdef PACE_HAS_FUSED_ADAMW
@@ -17,60 +32,97 @@ bool FusedAdamW::availableFor(const at::Tensor& parameter) {
 #endif
 }
 
-bool FusedAdamW::step(torch::optim::AdamW& optimizer) {
-#ifdef PACE_HAS_FUSED_ADAMW
+bool FusedAdamW::capturable() {
+#ifdef PACE_HAS_TENSOR_LR_ADAMW
+  return true;
+#else
+  return false;
+#endif
+}
+
+void FusedAdamW::Mirror::write(double host, const at::Device& device) {
+  if (value.defined() && value.device() == device) {
+    if (mirrors != host) value.fill_(host);  // in place: a captured graph keeps this address
+  } else {
+    value = at::full({}, host, at::TensorOptions().dtype(at::kFloat).device(device));
+  }
+  mirrors = host;
+}
+
+bool FusedAdamW::prepare(torch::optim::AdamW& optimizer) {
   for (const auto& group : optimizer.param_groups()) {
     for (const auto& parameter : group.params())
-      if (parameter.grad().defined() && !availableFor(parameter)) return false;
+      if (!availableFor(parameter)) return false;
   }
-  torch::NoGradGuard noGrad;
-  auto& state = optimizer.state();
-  using Key = typename std::decay_t<decltype(state)>::key_type;
   for (auto& group : optimizer.param_groups()) {
     const auto& options = static_cast<const torch::optim::AdamWOptions&>(group.options());
     if (options.amsgrad()) return false;  // not used by the trainer; the plain step handles it
-    std::vector<at::Tensor> params, grads, expAvgs, expAvgSqs, counts;
-    std::vector<torch::optim::AdamWParamState*> states;
+    if (group.params().empty()) continue;
+    learningRates_[&group.options()].write(options.lr(), group.params().front().device());
+    auto& state = optimizer.state();
     for (auto& parameter : group.params()) {
-      if (!parameter.grad().defined()) continue;
       const Key key = optimizerStateKey<std::decay_t<decltype(state)>>(parameter);
-      auto found = state.find(key);
-      if (found == state.end()) {
+      if (state.find(key) == state.end()) {
         auto fresh = std::make_unique<torch::optim::AdamWParamState>();
         fresh->step(0);
         fresh->exp_avg(torch::zeros_like(parameter, at::MemoryFormat::Preserve));
         fresh->exp_avg_sq(torch::zeros_like(parameter, at::MemoryFormat::Preserve));
-        found = state.emplace(key, std::move(fresh)).first;
+        state.emplace(key, std::move(fresh));
       }
-      auto& moments = static_cast<torch::optim::AdamWParamState&>(*found->second);
-      DeviceStep& count = steps_[parameter.unsafeGetTensorImpl()];
-      if (count.mirrors != moments.step() || !count.count.defined() || count.count.device() != parameter.device()) {
-        count.count = at::full({}, static_cast<double>(moments.step()),
-                               at::TensorOptions().dtype(at::kFloat).device(parameter.device()));
-        count.mirrors = moments.step();
-      }
-      params.push_back(parameter);
-      grads.push_back(parameter.grad());
-      expAvgs.push_back(moments.exp_avg());
-      expAvgSqs.push_back(moments.exp_avg_sq());
-      counts.push_back(count.count);
-      states.push_back(&moments);
-    }
-    if (params.empty()) continue;
-    at::_foreach_add_(counts, 1);  // the kernel reads the step it takes (torch.optim's fused path does the same)
-    at::_fused_adamw_(params, grads, expAvgs, expAvgSqs, /*max_exp_avg_sqs=*/{}, counts, options.lr(),
-                      std::get<0>(options.betas()), std::get<1>(options.betas()), options.weight_decay(), options.eps(),
-                      /*amsgrad=*/false, /*maximize=*/false);
-    for (size_t i = 0; i < params.size(); ++i) {
-      states[i]->step(states[i]->step() + 1);  // the kernel advanced its float copy the same way
-      steps_[params[i].unsafeGetTensorImpl()].mirrors = states[i]->step();
+      steps_[parameter.unsafeGetTensorImpl()].write(static_cast<double>(moments(optimizer, parameter).step()),
+                                                    parameter.device());
     }
   }
   return true;
+}
+
+std::vector<at::Tensor> FusedAdamW::launch(torch::optim::AdamW& optimizer) {
+  std::vector<at::Tensor> launched;
+#ifdef PACE_HAS_FUSED_ADAMW
+  torch::NoGradGuard noGrad;
+  for (auto& group : optimizer.param_groups()) {
+    const auto& options = static_cast<const torch::optim::AdamWOptions&>(group.options());
+    std::vector<at::Tensor> params, grads, expAvgs, expAvgSqs, counts;
+    for (auto& parameter : group.params()) {
+      if (!parameter.grad().defined()) continue;
+      auto& state = moments(optimizer, parameter);
+      params.push_back(parameter);
+      grads.push_back(parameter.grad());
+      expAvgs.push_back(state.exp_avg());
+      expAvgSqs.push_back(state.exp_avg_sq());
+      counts.push_back(steps_.at(parameter.unsafeGetTensorImpl()).value);
+    }
+    if (params.empty()) continue;
+    at::_foreach_add_(counts, 1);  // the kernel reads the step it takes (torch.optim's fused path does the same)
+    const auto [beta1, beta2] = options.betas();
+#ifdef PACE_HAS_TENSOR_LR_ADAMW
+    at::_fused_adamw_(params, grads, expAvgs, expAvgSqs, /*max_exp_avg_sqs=*/{}, counts,
+                      learningRates_.at(&group.options()).value, beta1, beta2, options.weight_decay(), options.eps(),
+                      /*amsgrad=*/false, /*maximize=*/false);
+#else
+    at::_fused_adamw_(params, grads, expAvgs, expAvgSqs, /*max_exp_avg_sqs=*/{}, counts, options.lr(), beta1, beta2,
+                      options.weight_decay(), options.eps(), /*amsgrad=*/false, /*maximize=*/false);
+#endif
+    launched.insert(launched.end(), params.begin(), params.end());
+  }
 #else
   (void)optimizer;
-  return false;
 #endif
+  return launched;
+}
+
+void FusedAdamW::advance(torch::optim::AdamW& optimizer, const std::vector<at::Tensor>& launched) {
+  for (const auto& parameter : launched) {
+    auto& state = moments(optimizer, parameter);
+    state.step(state.step() + 1);  // the kernel advanced its float copy the same way
+    steps_.at(parameter.unsafeGetTensorImpl()).mirrors = static_cast<double>(state.step());
+  }
+}
+
+bool FusedAdamW::step(torch::optim::AdamW& optimizer) {
+  if (!prepare(optimizer)) return false;
+  advance(optimizer, launch(optimizer));
+  return true;
 }
 
 }  // namespace pace::train

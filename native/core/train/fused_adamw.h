@@ -8,6 +8,7 @@
 #include <string>
 #include <type_traits>
 #include <unordered_map>
+#include <vector>
 
 namespace pace::train {
 
@@ -29,17 +30,32 @@ class FusedAdamW {
  public:
   // Whether this libtorch has the fused kernel for parameters like `parameter`.
   static bool availableFor(const at::Tensor& parameter);
+  // Whether launch() can run inside a CUDA graph: the kernel reads the learning rate from a device tensor
+  // (libtorch ≥ 2.4 here, the release whose graphs also take the trainer's generators).
+  static bool capturable();
+
   // One update of every parameter with a gradient; false (nothing done) when the kernel is not available
-  // for them, in which case the caller steps the optimizer itself.
+  // for them, in which case the caller steps the optimizer itself. Equal to prepare() + launch() + advance().
   bool step(torch::optim::AdamW& optimizer);
 
+  // The step in the three parts a captured step needs. prepare(), outside any capture, makes every tensor the
+  // kernel touches and writes the host's learning rate and step counts into their device mirrors (in place,
+  // so a captured graph keeps reading them); false when the kernel is not available. launch() queues the
+  // update alone (device work only) and returns the parameters it updated; advance() then counts their step
+  // on the host, as the kernel did on the device.
+  bool prepare(torch::optim::AdamW& optimizer);
+  std::vector<at::Tensor> launch(torch::optim::AdamW& optimizer);
+  void advance(torch::optim::AdamW& optimizer, const std::vector<at::Tensor>& launched);
+
  private:
-  // The kernel reads step counts from float32 device tensors; these mirror the state's int64 counts.
-  struct DeviceStep {
-    at::Tensor count;
-    int64_t mirrors = -1;
+  // A device tensor mirroring a host value the kernel reads (a step count, a learning rate).
+  struct Mirror {
+    at::Tensor value;
+    double mirrors = -1;
+    void write(double host, const at::Device& device);
   };
-  std::unordered_map<const void*, DeviceStep> steps_;
+  std::unordered_map<const void*, Mirror> steps_;          // by parameter
+  std::unordered_map<const void*, Mirror> learningRates_;  // by parameter group (its options)
 };
 
 }  // namespace pace::train

@@ -90,9 +90,45 @@ void Trainer::placeGenerators(const c10::Device& device) {
   if (noiseGenerator_.device() == device) return;
   noiseGenerator_ = seededGenerator(device, seed_);
   dropPathGenerator_ = seededGenerator(device, seed_ ^ kDropPathSalt);
+  graphs_.invalidate();  // they were captured with the old generators
 }
 
-Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs) {
+std::pair<peft::PaceLosses, at::Tensor> Trainer::forwardBackward(const at::Tensor& images, const at::Tensor& targets,
+                                                                 const at::Tensor& indices,
+                                                                 const std::map<std::string, at::Tensor>& replay,
+                                                                 bool checkLoss, const std::string& position) {
+  models::Backbone& model = *model_;
+  const auto device = images.device();
+  std::optional<FrozenBf16Copies::Swap> frozenInBf16;
+  if (precision_ == Precision::Bf16) frozenInBf16.emplace(frozenBf16_);
+  peft::PaceLosses losses;
+  {
+    const PrecisionScope forward(precision_, device.type());
+    losses =
+        pace_.losses(model, images, targets, indices, replay, noiseGenerator_, dropPathGenerator_, iteration_.load());
+  }
+  const at::Tensor total = losses.cls + pace_.config().lambda * losses.consistency + losses.sparsity;
+  if (checkLoss && device.is_cpu() && !parallel_.active()) {
+    // On the CPU the loss is already computed, so reading it costs nothing: a non-finite loss stops the step
+    // before the update, leaving the parameters and the optimizer as they were. (On a GPU the read would wait
+    // for the device every step; there the epoch loop reads each loss one step late instead.)
+    const double value = total.item<double>();
+    if (!std::isfinite(value)) throw lossDiverged(value, position, "the parameters are as before this step");
+  }
+  // Backward: TF32 as asked; bf16 products were fixed by the forward's casts.
+  const PrecisionScope backward(backwardPrecision(), device.type());
+  total.backward();
+  return {losses, total};
+}
+
+std::vector<at::Tensor> Trainer::clipAndUpdate(bool fused) {
+  if (optimizerConfig_.clipGradNorm > 0) clipGradientNorm(trainable_, optimizerConfig_.clipGradNorm);
+  if (fused) return fusedAdamW_.launch(*optimizer_);
+  optimizer_->step();
+  return {};
+}
+
+Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs, StepGraphMode graphs) {
   models::Backbone& model = *model_;
   const auto device = model.parameters().front().device();
   placeGenerators(device);
@@ -108,54 +144,34 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs) {
       throw OptionError("the fast PACE variant needs each sample's index in the training set");
     checkTargets(inputs.indices, batch, pace.datasetSize);  // the same contract: int64 [B] within range
   }
+  if (graphs != StepGraphMode::Off) {
+    if (auto graphed = graphedStep(images, targets, inputs, graphs)) return *std::move(graphed);
+  }
 
   DeviceStep result;
   if (inputs.diagnostics) result.fpDistance = fpDistance(model, images);
   model.train(true);
   optimizer_->zero_grad();
-  if (precision_ == Precision::Bf16) frozenBf16_.refresh(model);
-  const auto backwardScope = precision_ == Precision::Bf16 ? Precision::Fp32 : precision_;
-  // Forward and backward of the step's loss; `replay` is the noise to use instead of drawing.
-  const auto forwardBackward = [&](const std::map<std::string, at::Tensor>& replay, bool checkLoss) {
-    std::optional<FrozenBf16Copies::Swap> frozenInBf16;
-    if (precision_ == Precision::Bf16) frozenInBf16.emplace(frozenBf16_);
-    peft::PaceLosses losses;
-    {
-      const PrecisionScope forward(precision_, device.type());
-      losses = pace_.losses(model, images, targets, inputs.indices, replay, noiseGenerator_, dropPathGenerator_,
-                            iteration_.load());
-    }
-    const at::Tensor total = losses.cls + pace.lambda * losses.consistency + losses.sparsity;
-    if (checkLoss && device.is_cpu() && !parallel_.active()) {
-      // On the CPU the loss is already computed, so reading it costs nothing: a non-finite loss stops the step
-      // before the update, leaving the parameters and the optimizer as they were. (On a GPU the read would wait
-      // for the device every step; there the epoch loop reads each loss one step late instead.)
-      const double value = total.item<double>();
-      if (!std::isfinite(value)) throw lossDiverged(value, inputs.position, "the parameters are as before this step");
-    }
-    // Backward: TF32 as asked; bf16 products were fixed by the forward's casts.
-    const PrecisionScope backward(backwardScope, device.type());
-    total.backward();
-    return std::make_pair(losses, total);
-  };
+  if (precision_ == Precision::Bf16 && frozenBf16_.refresh(model)) graphs_.invalidate();
   const SharpnessConfig sharpness = optimizerConfig_.sharpness();
   const at::Tensor dropPathState = sharpness.active() ? dropPathGenerator_.get_state() : at::Tensor();
-  const auto [losses, total] = forwardBackward(inputs.noise, true);
+  const auto [losses, total] = forwardBackward(images, targets, inputs.indices, inputs.noise, true, inputs.position);
   if (sharpness.active()) {
     // SAM / GP: the gradient again at θ + r·g/‖g‖, with the same noise draws and drop-path masks.
     const std::map<std::string, at::Tensor> draws = pace_.lastNoise();
     SharpnessStep moved(trainable_, sharpness);
     optimizer_->zero_grad();
     dropPathGenerator_.set_state(dropPathState);
-    forwardBackward(draws, false);
+    forwardBackward(images, targets, inputs.indices, draws, false, inputs.position);
     moved.finish();
   }
   {
-    const PrecisionScope update(backwardScope, device.type());
+    const PrecisionScope update(backwardPrecision(), device.type());
     if (parallel_.active()) averageAcrossRanks(inputs, losses, total, result);
     if (inputs.diagnostics) result.gradNorm = gradientNorm(trainable_);
-    if (optimizerConfig_.clipGradNorm > 0) clipGradientNorm(trainable_, optimizerConfig_.clipGradNorm);
-    if (!fusedAdamW_.step(*optimizer_)) optimizer_->step();
+    const bool fused = fusedAdamW_.prepare(*optimizer_);
+    const std::vector<at::Tensor> launched = clipAndUpdate(fused);
+    if (fused) fusedAdamW_.advance(*optimizer_, launched);
   }
   ++iteration_;
 
@@ -167,6 +183,93 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs) {
   result.correct = losses.logits.detach().argmax(1).eq(peft::targetClasses(losses.targets)).sum();
   result.counted = losses.targets.size(0);
   return result;
+}
+
+std::string Trainer::whyNotGraphed(const StepInputs& inputs, const c10::Device& device, StepGraphMode mode) const {
+  if (!inputs.noise.empty()) return "the step replays given noise";
+  if (inputs.diagnostics) return "diagnostics (gradient norm, FP-distance) are read on the host every step";
+  if (parallel_.active()) return "data-parallel steps all-reduce between processes";
+  if (optimizerConfig_.sharpness().active()) return "SAM and the gradient penalty take two gradients per step";
+  const peft::PaceConfig& pace = pace_.config();
+  if (pace.active() && pace.variant == peft::PaceVariant::Fast)
+    return "the fast variant keeps its logit history on the host";
+  if (!graphs_.disabledReason().empty()) return graphs_.disabledReason();
+  if (mode == StepGraphMode::Rehearse) return "";
+  if (std::string reason = graphCaptureUnavailable(device); !reason.empty()) return reason;
+  if (!FusedAdamW::capturable() || !FusedAdamW::availableFor(trainable_.front().tensor))
+    return "the fused AdamW cannot run inside a graph here";
+  return "";
+}
+
+std::optional<Trainer::DeviceStep> Trainer::graphedStep(const at::Tensor& images, const at::Tensor& targets,
+                                                        const StepInputs& inputs, StepGraphMode mode) {
+  constexpr int kWarmupSteps = 3;  // eager steps on the capture stream first, as torch.cuda.graph advises
+  const auto device = images.device();
+  if (const std::string reason = whyNotGraphed(inputs, device, mode); !reason.empty()) {
+    graphs_.countEager(reason);
+    return std::nullopt;
+  }
+  if (precision_ == Precision::Bf16 && frozenBf16_.refresh(*model_)) graphs_.invalidate();
+  StepGraphs::Entry& entry = graphs_.entryFor(images, targets, pace_.lazyPaceStep(iteration_.load()));
+  entry.images.copy_(images);
+  entry.targets.copy_(targets);
+  // Outside any capture: the optimizer's state, step counts and learning rate in place on the device.
+  const bool fused = fusedAdamW_.prepare(*optimizer_);
+  const auto program = [this, &entry, fused] { runStepProgram(entry, fused); };
+  if (entry.graph) {
+    entry.graph->replay();
+    graphs_.countReplayed();
+  } else if (entry.warmups < kWarmupSteps) {
+    onCaptureStream(device, program);
+    ++entry.warmups;
+    graphs_.countWarmup();
+  } else {
+    try {
+      entry.graph = mode == StepGraphMode::Rehearse ? rehearsedGraph(program)
+                                                    : captureGraph(program, {noiseGenerator_, dropPathGenerator_});
+    } catch (const std::exception& error) {
+      // Nothing of the step ran: it runs eagerly, as do the rest.
+      graphs_.disable(std::string("capturing the step failed: ") + error.what());
+      graphs_.countEager(graphs_.disabledReason());
+      return std::nullopt;
+    }
+    entry.graph->replay();
+    graphs_.countCaptured();
+  }
+  if (fused) fusedAdamW_.advance(*optimizer_, entry.launched);
+  ++iteration_;
+  // Copies: the next replay overwrites the entry's outputs, and the epoch reads each loss one step late.
+  DeviceStep result;
+  result.cls = entry.cls.clone();
+  result.pace = entry.pace.clone();
+  result.total = entry.total.clone();
+  result.correct = entry.correct.clone();
+  result.counted = entry.counted;
+  return result;
+}
+
+void Trainer::runStepProgram(StepGraphs::Entry& entry, bool fused) {
+  model_->train(true);
+  optimizer_->zero_grad();
+  const auto [losses, total] = forwardBackward(entry.images, entry.targets, {}, {}, false, "");
+  {
+    const PrecisionScope update(backwardPrecision(), entry.images.device().type());
+    entry.launched = clipAndUpdate(fused);
+  }
+  // Written into the entry's outputs in place once they exist (from the first warm-up on): the graph's static
+  // outputs, which a rehearsal keeps too, so both hand out what the next replay overwrites.
+  const auto keep = [](at::Tensor& output, const at::Tensor& value) {
+    if (output.defined() && output.sizes() == value.sizes() && output.scalar_type() == value.scalar_type())
+      output.copy_(value);
+    else
+      output = value.detach().clone();
+  };
+  torch::NoGradGuard noGrad;
+  keep(entry.cls, losses.cls);
+  keep(entry.pace, losses.consistency);
+  keep(entry.total, total);
+  keep(entry.correct, losses.logits.detach().argmax(1).eq(peft::targetClasses(losses.targets)).sum());
+  entry.counted = losses.targets.size(0);
 }
 
 void Trainer::averageAcrossRanks(const StepInputs& inputs, const peft::PaceLosses& losses, const at::Tensor& total,

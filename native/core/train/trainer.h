@@ -27,6 +27,7 @@
 #include "train/fused_adamw.h"
 #include "train/schedule.h"
 #include "train/sharpness.h"
+#include "train/step_graphs.h"
 
 namespace pace::train {
 
@@ -91,6 +92,8 @@ struct EpochOptions {
   std::optional<data::ResizedCropConfig> resizedCrop;
   std::optional<data::RandAugmentConfig> randAugment;
   std::optional<data::MixupConfig> mixup;
+  // Whole-step CUDA graphs for the epoch's steps (step_graphs.h).
+  StepGraphMode stepGraphs = StepGraphMode::Off;
 };
 
 // Means over the epoch's steps (a partial last batch is dropped, as the reference's loader does).
@@ -103,6 +106,7 @@ struct EpochResult {
   double learningRate = -1;  // the rate of the epoch's first step (negative: the schedule was not touched)
   double seconds = 0;
   double communicationSeconds = 0;  // data-parallel: time in the gradient all-reduces
+  StepGraphCounts graphs;           // how the steps ran (all eager when the epoch asked for no graphs)
   bool aborted = false;
 };
 
@@ -129,7 +133,8 @@ class Trainer {
     double gradNorm = -1, fpDistance = -1;
     bool stopAgreed = false;  // data-parallel: some rank asked to stop after this step
   };
-  DeviceStep stepOnDevice(const StepInputs& inputs);
+  // With graphs other than Off, steps a graph can hold are captured and replayed (step_graphs.h).
+  DeviceStep stepOnDevice(const StepInputs& inputs, StepGraphMode graphs = StepGraphMode::Off);
   Precision precision() const { return precision_; }
   // The settings this trainer was made with, defaults filled in (the learning rate before any schedule).
   const OptimizerConfig& optimizerConfig() const { return optimizerConfig_; }
@@ -170,8 +175,25 @@ class Trainer {
   at::Generator augmentGenerator_;   // crops, flips, RandAugment, mixup: on the CPU, where the draws are read
   FrozenBf16Copies frozenBf16_;
   DeviceDataset dataset_;
+  StepGraphs graphs_;
   std::atomic<int64_t> iteration_{0};  // read from other threads while a step runs
   void placeGenerators(const c10::Device& device);
+  Precision backwardPrecision() const { return precision_ == Precision::Bf16 ? Precision::Fp32 : precision_; }
+  // Forward and backward of the step's loss (`replay`: the noise to use instead of drawing). `checkLoss`: on the
+  // CPU in one process, a non-finite loss throws before the backward, naming `position`.
+  std::pair<peft::PaceLosses, at::Tensor> forwardBackward(const at::Tensor& images, const at::Tensor& targets,
+                                                          const at::Tensor& indices,
+                                                          const std::map<std::string, at::Tensor>& replay,
+                                                          bool checkLoss, const std::string& position);
+  // Clipping and the AdamW update; with `fused` (FusedAdamW prepared) the parameters the kernel updated.
+  std::vector<at::Tensor> clipAndUpdate(bool fused);
+  // Why this step cannot run from a graph (empty: it can).
+  std::string whyNotGraphed(const StepInputs& inputs, const c10::Device& device, StepGraphMode mode) const;
+  // The step through `graphs_`, or nothing when it has to run eagerly (the reason is counted).
+  std::optional<DeviceStep> graphedStep(const at::Tensor& images, const at::Tensor& targets, const StepInputs& inputs,
+                                        StepGraphMode mode);
+  // What a step graph records: the device work of one step on the entry's static buffers.
+  void runStepProgram(StepGraphs::Entry& entry, bool fused);
   // Data-parallel: the gradients and the step's losses become their means over the ranks.
   void averageAcrossRanks(const StepInputs& inputs, const peft::PaceLosses& losses, const at::Tensor& total,
                           DeviceStep& result);

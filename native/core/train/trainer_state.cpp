@@ -87,6 +87,7 @@ void Trainer::restoreState(const std::vector<NamedTensor>& state) {
   if (byName.count("pace.history") && pace.variant == peft::PaceVariant::Fast)
     sameShape("pace.history", torch::zeros({pace.datasetSize, model_->numClasses()}));
   torch::NoGradGuard noGrad;
+  graphs_.invalidate();  // captured steps read the moments and generator states being replaced
   auto& optimizerState = optimizer_->state();
   for (const auto& named : trainable_) {
     named.tensor.copy_(need("param." + named.name));

@@ -1,0 +1,36 @@
+#pragma once
+// CUDA graphs for whole training steps: the step's kernels are recorded once and replayed with one launch, so
+// the host's per-operator dispatch (hundreds of launches per step) leaves the critical path. Needs a CUDA
+// libtorch >= 2.4: its graphs take the trainer's own generators (graph-safe Philox offsets, so replayed draws
+// are the draws an eager step would make) and its fused AdamW reads the learning rate from a device tensor.
+#include <ATen/core/Generator.h>
+#include <c10/core/Device.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pace::train {
+
+class CapturedGraph {
+ public:
+  virtual ~CapturedGraph() = default;
+  // Runs the recorded kernels on the current stream, after the work already queued there.
+  virtual void replay() = 0;
+};
+
+// Empty when this build can capture steps on `device`; otherwise why it cannot, for the user.
+std::string graphCaptureUnavailable(const c10::Device& device);
+
+// Records `body` (which must not read device values on the host) as a graph on a side stream, with
+// `generators` advancing by their draws at every replay. Throws when the capture fails; the body's kernels
+// have not run then, so the caller runs the step eagerly instead.
+std::unique_ptr<CapturedGraph> captureGraph(const std::function<void()>& body,
+                                            const std::vector<at::Generator>& generators);
+
+// Runs `body` eagerly on the same side stream captures use (warm-up steps: cuBLAS workspaces and the caching
+// allocator meet the stream before the capture); a plain call where graphs are unavailable.
+void onCaptureStream(const c10::Device& device, const std::function<void()>& body);
+
+}  // namespace pace::train

@@ -1,0 +1,124 @@
+// Whole-step graphs in fit (`stepGraphs`). The capture itself needs CUDA with libtorch >= 2.4 (bench/device.sh checks
+// it there); here the graph path runs with its eager stand-in (`rehearse`): the same static input buffers, warm-ups,
+// one "capture" per kind of step, replays, output copies and optimizer bookkeeping. A run through it must be
+// bit-identical to the plain eager run with the same seed, and the epochs must say how their steps ran.
+import { Trainer, type EpochLogs, type FitOptions, type Model, type TrainerOptions } from '../lib';
+import { makeTempDir } from './support/paths';
+import { colourDataset, tinyVit } from './support/synthetic';
+import { sharedTinyModel } from './support/tiny-models';
+
+const temp = makeTempDir('step-graphs');
+afterAll(() => temp.cleanup());
+
+const spec = { ...tinyVit, dropPathRate: 0.1 };
+const train = colourDataset(48, 4); // 6 steps of 8 per epoch
+const { freshModel, adapterBytes } = sharedTinyModel(temp.dir, spec);
+
+interface Run {
+  epochs: EpochLogs[];
+  /** Each step's loss by 'epoch:step', as progress reports it (one step late); reports arriving after their
+   * epoch's end are dropped by fit, so a run holds most of them, not all. */
+  batchLosses: Map<string, number>;
+  adapters: Buffer;
+}
+
+async function fitWith(
+  name: string,
+  trainerOptions: TrainerOptions,
+  fit: Partial<FitOptions>,
+  withModel?: (model: Model) => void,
+): Promise<Run> {
+  using model = await freshModel();
+  withModel?.(model);
+  const trainer = new Trainer(model, trainerOptions);
+  const batchLosses = new Map<string, number>();
+  let epoch = 0;
+  const history = await trainer.fit(train, {
+    epochs: 2,
+    batchSize: 8,
+    progress: false,
+    evalEvery: 100,
+    callbacks: [
+      {
+        onEpochBegin: (e) => void (epoch = e),
+        onBatchEnd: (step, logs) => batchLosses.set(`${epoch}:${step}`, logs.loss),
+      },
+    ],
+    ...fit,
+  });
+  return { epochs: history.epochs, batchLosses, adapters: await adapterBytes(model, name) };
+}
+
+const lossesOf = (run: Run) => run.epochs.map(({ loss, clsLoss, paceLoss, acc }) => [loss, clsLoss, paceLoss, acc]);
+
+const pace: TrainerOptions = {
+  optimizer: { lr: 1e-2, clipGradNorm: 1 },
+  pace: { sigma: 0.5, lambda: 0.3 },
+  seed: 7,
+};
+
+test.each([
+  ['PACE, lr stepped every step', pace, { scheduleStepping: 'step' as const }],
+  ['PACE in bf16', { ...pace, precision: 'bf16' as const }, {}],
+  ['the lazy variant (two kinds of step)', { ...pace, pace: { ...pace.pace, variant: 'lazy' as const } }, {}],
+  ['the FPA ablation', { ...pace, pace: { ...pace.pace, variant: 'fpa' as const } }, {}],
+])('%s: the graph path gives the eager run bit for bit', async (_name, trainerOptions, fit) => {
+  const eager = await fitWith('eager', trainerOptions, { ...fit, stepGraphs: 'off' });
+  const graphed = await fitWith('graphed', trainerOptions, { ...fit, stepGraphs: 'rehearse' });
+  expect(lossesOf(graphed)).toEqual(lossesOf(eager));
+  // Each read one step late, after the next replay wrote the graph's outputs again: they were copied out first.
+  const both = [...graphed.batchLosses.keys()].filter((key) => eager.batchLosses.has(key));
+  expect(both.length).toBeGreaterThan(0);
+  for (const key of both) expect([key, graphed.batchLosses.get(key)]).toEqual([key, eager.batchLosses.get(key)]);
+  expect(graphed.adapters.equals(eager.adapters)).toBe(true);
+  expect(eager.epochs[0].stepGraphs).toBeUndefined();
+});
+
+test('each kind of step warms up three times, is captured once, then replayed', async () => {
+  const plain = await fitWith('counts', pace, { stepGraphs: 'rehearse' });
+  expect(plain.epochs.map((e) => e.stepGraphs)).toEqual([
+    { warmups: 3, captured: 1, replayed: 2, eager: 0 },
+    { warmups: 0, captured: 0, replayed: 6, eager: 0 },
+  ]);
+  // The lazy variant alternates consistency steps on half the batch with plain ones: two graphs.
+  const lazy = await fitWith(
+    'lazy',
+    { ...pace, pace: { ...pace.pace, variant: 'lazy', lazyInterval: 2 } },
+    {
+      stepGraphs: 'rehearse',
+    },
+  );
+  expect(lazy.epochs.map((e) => e.stepGraphs)).toEqual([
+    { warmups: 6, captured: 0, replayed: 0, eager: 0 },
+    { warmups: 0, captured: 2, replayed: 4, eager: 0 },
+  ]);
+});
+
+test('steps a graph cannot hold run eagerly, and the epoch says why', async () => {
+  const onCpu = await fitWith('cpu', pace, {});
+  expect(onCpu.epochs[0].stepGraphs).toEqual({
+    warmups: 0,
+    captured: 0,
+    replayed: 0,
+    eager: 6,
+    eagerReason: 'the model is on the cpu, not a CUDA device',
+  });
+  const cases: [TrainerOptions, Partial<FitOptions>, RegExp][] = [
+    [pace, { diagnostics: true }, /diagnostics/],
+    [{ ...pace, optimizer: { ...pace.optimizer, samRho: 0.05 } }, {}, /SAM/],
+    [{ ...pace, pace: { ...pace.pace, variant: 'fast', datasetSize: 48 } }, {}, /fast variant/],
+  ];
+  for (const [trainerOptions, fit, reason] of cases) {
+    const run = await fitWith('eager', trainerOptions, { ...fit, epochs: 1, stepGraphs: 'rehearse' });
+    expect(run.epochs[0].stepGraphs).toMatchObject({ eager: 6, replayed: 0, captured: 0 });
+    expect(run.epochs[0].stepGraphs?.eagerReason).toMatch(reason);
+  }
+});
+
+test('stepGraphs takes auto, off or rehearse', async () => {
+  using model = await freshModel();
+  const trainer = new Trainer(model, pace);
+  await expect(
+    trainer.fit(train, { epochs: 1, batchSize: 8, progress: false, stepGraphs: 'always' as never }),
+  ).rejects.toThrow(/stepGraphs/);
+});
