@@ -78,6 +78,8 @@ export interface NativeStepResult {
   gradNorm?: number;
   /** With `diagnostics`: mean_batch Σ_classes (f − f₀)² against the frozen backbone (same head), before the update. */
   fpDistance?: number;
+  /** With `stepGraphs`: how the step ran (`captured`, `replayed`, `warmup`, or `eager: <why>`). */
+  graph?: string;
 }
 
 export interface NativeModelHandle {
@@ -227,7 +229,12 @@ export interface NativeTrainerHandle {
   step(
     images: NativeTensorHandle,
     targets: NativeTensorHandle,
-    options: { noise?: Record<string, NativeTensorHandle>; indices?: NativeTensorHandle; diagnostics?: boolean },
+    options: {
+      noise?: Record<string, NativeTensorHandle>;
+      indices?: NativeTensorHandle;
+      diagnostics?: boolean;
+      stepGraphs?: 'auto' | 'off' | 'rehearse';
+    },
   ): Promise<NativeStepResult>;
   sigmaPerLinear(): Record<string, number>;
   lastNoise(): Record<string, NativeTensorHandle>;

@@ -2,9 +2,9 @@
 // it there); here the graph path runs with its eager stand-in (`rehearse`): the same static input buffers, warm-ups,
 // one "capture" per kind of step, replays, output copies and optimizer bookkeeping. A run through it must be
 // bit-identical to the plain eager run with the same seed, and the epochs must say how their steps ran.
-import { Trainer, type EpochLogs, type FitOptions, type Model, type TrainerOptions } from '../lib';
+import { tensor, Trainer, type EpochLogs, type FitOptions, type Model, type TrainerOptions } from '../lib';
 import { makeTempDir } from './support/paths';
-import { colourDataset, tinyVit } from './support/synthetic';
+import { colourData, colourDataset, tinyVit } from './support/synthetic';
 import { sharedTinyModel } from './support/tiny-models';
 
 const temp = makeTempDir('step-graphs');
@@ -121,4 +121,28 @@ test('stepGraphs takes auto, off or rehearse', async () => {
   await expect(
     trainer.fit(train, { epochs: 1, batchSize: 8, progress: false, stepGraphs: 'always' as never }),
   ).rejects.toThrow(/stepGraphs/);
+});
+
+test('trainStep takes step graphs for loops of your own, and says how each step ran', async () => {
+  const raw = colourData(48, 4);
+  const pixels = 3 * 16 * 16;
+  const run = async (stepGraphs: 'off' | 'rehearse' | 'auto') => {
+    using model = await freshModel();
+    const trainer = new Trainer(model, pace);
+    const steps = [];
+    for (let s = 0; s < 6; s++) {
+      const images = tensor(raw.images.subarray(s * 8 * pixels, (s + 1) * 8 * pixels), [8, 3, 16, 16]);
+      const labels = tensor(raw.labels.subarray(s * 8, (s + 1) * 8));
+      steps.push(await trainer.trainStep(images, labels, { stepGraphs }));
+      images.dispose();
+      labels.dispose();
+    }
+    return { steps, adapters: await adapterBytes(model, stepGraphs) };
+  };
+  const [eager, graphed, onCpu] = [await run('off'), await run('rehearse'), await run('auto')];
+  expect(graphed.steps.map((s) => s.graph)).toEqual(['warmup', 'warmup', 'warmup', 'captured', 'replayed', 'replayed']);
+  expect(graphed.steps.map((s) => s.totalLoss)).toEqual(eager.steps.map((s) => s.totalLoss));
+  expect(graphed.adapters.equals(eager.adapters)).toBe(true);
+  expect(eager.steps[0].graph).toBeUndefined();
+  expect(onCpu.steps[0].graph).toBe('eager: the model is on the cpu, not a CUDA device');
 });

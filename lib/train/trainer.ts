@@ -130,6 +130,12 @@ export interface TrainStepOptions {
   indices?: Tensor;
   /** Also compute the gradient norm and the FP-distance (costs two extra eval forwards). */
   diagnostics?: boolean;
+  /**
+   * Whole-step CUDA graphs for a loop of your own (as fit's `stepGraphs`; default `off` here): with `auto`, steps of
+   * the same shapes warm up three times, are captured once and replayed from then on; the result's `graph` says
+   * how each ran. Keep the batch shape fixed: every new shape holds its own graph and buffers.
+   */
+  stepGraphs?: 'auto' | 'off' | 'rehearse';
 }
 
 /**
@@ -185,6 +191,7 @@ export class Trainer {
       noise,
       indices: options.indices && handleOf(options.indices),
       diagnostics: options.diagnostics ?? false,
+      stepGraphs: options.stepGraphs,
     });
   }
 

@@ -85,12 +85,13 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   }
 
  private:
-  // step(images, targets, { noise?, indices?, diagnostics? })
-  //   -> Promise<{ clsLoss, paceLoss, totalLoss, correct, counted, gradNorm?, fpDistance? }>
+  // step(images, targets, { noise?, indices?, diagnostics?, stepGraphs? })
+  //   -> Promise<{ clsLoss, paceLoss, totalLoss, correct, counted, gradNorm?, fpDistance?, graph? }>
   Napi::Value step(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
     return guard(env, [&]() -> Napi::Value {
       train::StepInputs inputs;
+      train::StepGraphMode graphs = train::StepGraphMode::Off;
       inputs.images = TensorHandle::unwrap(info[0], "images");
       inputs.targets = TensorHandle::unwrap(info[1], "targets");
       if (info[2].IsObject()) {
@@ -106,12 +107,14 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
         if (!options.Get("indices").IsUndefined())
           inputs.indices = TensorHandle::unwrap(options.Get("indices"), "indices");
         inputs.diagnostics = options.Get("diagnostics").ToBoolean().Value();
+        if (!options.Get("stepGraphs").IsUndefined())
+          graphs = train::stepGraphModeFromName(stringFromJs(options.Get("stepGraphs"), "stepGraphs"));
       }
       return runAsync(
           env, "pace.trainStep",
-          [model = model_, trainer = trainer_, inputs] {
+          [model = model_, trainer = trainer_, inputs, graphs] {
             std::lock_guard<std::mutex> lock(model->mutex);
-            return trainer->step(inputs);
+            return trainer->step(inputs, graphs);
           },
           [](Napi::Env env, train::StepResult& result) -> Napi::Value {
             Napi::Object object = Napi::Object::New(env);
@@ -122,6 +125,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
             object.Set("counted", static_cast<double>(result.counted));
             if (result.gradNorm >= 0) object.Set("gradNorm", result.gradNorm);
             if (result.fpDistance >= 0) object.Set("fpDistance", result.fpDistance);
+            if (!result.graph.empty()) object.Set("graph", result.graph);
             return object;
           });
     });

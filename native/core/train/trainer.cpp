@@ -300,9 +300,17 @@ void Trainer::averageAcrossRanks(const StepInputs& inputs, const peft::PaceLosse
   }
 }
 
-StepResult Trainer::step(const StepInputs& inputs) {
-  const DeviceStep onDevice = stepOnDevice(inputs);
+StepResult Trainer::step(const StepInputs& inputs, StepGraphMode graphs) {
+  graphs_.takeCounts();
+  const DeviceStep onDevice = stepOnDevice(inputs, graphs);
   StepResult result;
+  if (graphs != StepGraphMode::Off) {
+    const StepGraphCounts counts = graphs_.takeCounts();
+    result.graph = counts.captured   ? "captured"
+                   : counts.replayed ? "replayed"
+                   : counts.warmups  ? "warmup"
+                                     : "eager: " + counts.eagerReason;
+  }
   result.clsLoss = onDevice.cls.item<double>();
   result.paceLoss = onDevice.pace.item<double>();
   result.totalLoss = onDevice.total.item<double>();

@@ -58,6 +58,8 @@ struct StepResult {
   // same head), both in evaluation mode, before the update.
   double gradNorm = -1;
   double fpDistance = -1;
+  // With step graphs asked for: "captured", "replayed", "warmup", or "eager: <why>".
+  std::string graph;
 };
 
 struct StepInputs {
@@ -123,7 +125,7 @@ class Trainer {
   Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimizer, peft::PaceConfig pace, uint64_t seed,
           Precision precision = Precision::Fp32, std::shared_ptr<distributed::Group> group = nullptr);
 
-  StepResult step(const StepInputs& inputs);
+  StepResult step(const StepInputs& inputs, StepGraphMode graphs = StepGraphMode::Off);
 
   // One step's results left on the model's device (reading them waits for the device).
   struct DeviceStep {
