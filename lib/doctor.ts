@@ -2,7 +2,8 @@ import os from 'node:os';
 
 import { z } from 'zod';
 
-import { nativeAddon, nativeAddonLocation } from './native';
+import { PaceOptionError } from './errors';
+import { nativeAddon, nativeAddonLocation, type CudaMemoryStats } from './native';
 import { parseOptions } from './options';
 
 /** What {@link doctor} reports about the native runtime. */
@@ -178,4 +179,14 @@ export function memoryStats(): MemoryStats {
  */
 export function releaseCachedMemory(): void {
   nativeAddon().releaseCachedMemory();
+}
+
+/**
+ * The CUDA caching allocator's counters for GPU `device` (as torch.cuda's memory_allocated, max_memory_allocated
+ * and memory_reserved), or `undefined` where this build has no CUDA or there is no such GPU. `resetPeak` restarts
+ * the peak from what is allocated now, after reading it.
+ */
+export function cudaMemoryStats(device = 0, options: { resetPeak?: boolean } = {}): CudaMemoryStats | undefined {
+  if (!Number.isInteger(device) || device < 0) throw new PaceOptionError('device must be a GPU index >= 0');
+  return nativeAddon().cudaMemory(device, options.resetPeak ?? false);
 }

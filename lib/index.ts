@@ -40,6 +40,7 @@ export {
   formatDoctorReport,
   memoryStats,
   releaseCachedMemory,
+  cudaMemoryStats,
   type MemoryStats,
   type DoctorReport,
   type GemmMeasurement,
@@ -85,7 +86,7 @@ export {
 } from './train/trainer';
 export { cosineSchedule, type CosineScheduleOptions, type LrSchedule } from './train/schedule';
 export { type FitOptions, type History } from './train/fit';
-export { type StepGraphCounts } from './native';
+export { type StepGraphCounts, type CudaMemoryStats } from './native';
 export { evaluateDataset, EvaluateOptionsSchema, type EvaluateOptions, type EvaluationReport } from './eval/evaluate';
 export {
   earlyStopping,

@@ -141,6 +141,16 @@ export interface NativeEpochResult {
   stepGraphs: StepGraphCounts;
 }
 
+/** The CUDA caching allocator's counters for one device. */
+export interface CudaMemoryStats {
+  /** Bytes in tensors now (torch.cuda.memory_allocated). */
+  allocatedBytes: number;
+  /** The most ever at once, since the process started or the last reset (torch.cuda.max_memory_allocated). */
+  peakAllocatedBytes: number;
+  /** Bytes the allocator holds from the driver, in use or cached (torch.cuda.memory_reserved). */
+  reservedBytes: number;
+}
+
 /** How an epoch's steps ran with respect to whole-step CUDA graphs. */
 export interface StepGraphCounts {
   /** Steps captured into a graph (each then replayed once to run it). */
@@ -391,6 +401,7 @@ export interface NativeAddon {
     cpuCacheMisses: number;
   };
   releaseCachedMemory(): void;
+  cudaMemory(device: number, resetPeak: boolean): CudaMemoryStats | undefined;
   /** V8's count of external memory in this environment, tensors' native memory included. */
   externalMemory(): number;
   /** How the addon builds its errors: every native failure becomes the PaceError subclass its code names. */

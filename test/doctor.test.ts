@@ -3,7 +3,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { doctor, formatDoctorReport, measureGemm, threads, type DoctorReport } from '../lib';
+import {
+  createModel,
+  cudaMemoryStats,
+  doctor,
+  formatDoctorReport,
+  measureGemm,
+  threads,
+  type DoctorReport,
+} from '../lib';
 import { repoRoot } from './support/paths';
 
 const cli = path.join(repoRoot, 'dist', 'cli.js');
@@ -57,6 +65,21 @@ test("the CPU's bf16 units and libtorch's bf16 product path are reported as /pro
   const bf16 = Math.max(await rate('bfloat16'), await rate('bfloat16'));
   console.log(`GEMM 1024 on the CPU: float32 ${fp32.toFixed(1)} GFLOP/s, bfloat16 ${bf16.toFixed(1)} GFLOP/s`);
   expect(bf16).toBeGreaterThan(fp32);
+});
+
+test('cudaMemoryStats follows what tensors hold on a GPU, and is undefined where there is none', async () => {
+  expect(() => cudaMemoryStats(-1)).toThrow(/GPU index/);
+  const report = doctor();
+  expect(cudaMemoryStats(report.cuda.deviceCount)).toBeUndefined(); // one past the last GPU
+  if (report.cuda.deviceCount === 0) return expect(cudaMemoryStats()).toBeUndefined();
+  const before = cudaMemoryStats(0, { resetPeak: true })!;
+  using model = await createModel({ family: 'vit', imgSize: 32, patchSize: 16, embedDim: 64, depth: 1, numHeads: 2 });
+  model.to('cuda');
+  const after = cudaMemoryStats(0)!;
+  // float32 parameters, each allocation rounded up to the allocator's 512-byte blocks
+  expect(after.allocatedBytes - before.allocatedBytes).toBeGreaterThanOrEqual(4 * model.numParameters());
+  expect(after.peakAllocatedBytes).toBeGreaterThanOrEqual(after.allocatedBytes);
+  expect(after.reservedBytes).toBeGreaterThanOrEqual(after.allocatedBytes);
 });
 
 test('formatDoctorReport prints one line per fact and every warning', () => {

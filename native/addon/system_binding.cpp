@@ -89,6 +89,20 @@ Napi::Value memoryStatsJs(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// cudaMemory(device, resetPeak) -> { allocatedBytes, peakAllocatedBytes, reservedBytes } | undefined (no CUDA).
+Napi::Value cudaMemoryJs(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const auto memory = cudaMemory(info[0].ToNumber().Int32Value(), info[1].ToBoolean().Value());
+    if (!memory) return env.Undefined();
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("allocatedBytes", static_cast<double>(memory->allocatedBytes));
+    result.Set("peakAllocatedBytes", static_cast<double>(memory->peakAllocatedBytes));
+    result.Set("reservedBytes", static_cast<double>(memory->reservedBytes));
+    return result;
+  });
+}
+
 // externalMemory() -> the bytes of native memory this environment has reported to V8 (tensors held by handles).
 Napi::Value externalMemoryJs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(),
@@ -174,6 +188,7 @@ void registerSystemBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("doctor", Napi::Function::New(env, doctorJs, "doctor"));
   exports.Set("memoryStats", Napi::Function::New(env, memoryStatsJs, "memoryStats"));
   exports.Set("cosineLr", Napi::Function::New(env, cosineLrJs, "cosineLr"));
+  exports.Set("cudaMemory", Napi::Function::New(env, cudaMemoryJs, "cudaMemory"));
   exports.Set("externalMemory", Napi::Function::New(env, externalMemoryJs, "externalMemory"));
   exports.Set("measureGemm", Napi::Function::New(env, measureGemmJs, "measureGemm"));
   exports.Set("setThreads", Napi::Function::New(env, setThreadsJs, "setThreads"));

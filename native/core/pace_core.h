@@ -15,6 +15,7 @@
 #include "peft/cross_entropy.h"      // the loss for hard or soft targets
 #include "peft/pace_linear.h"        // the fused PACE linear's strategy
 #include "peft/setup.h"              // adapters: add, load, save, merge
+#include "system/cuda_memory.h"      // the CUDA allocator's counters
 #include "system/doctor.h"           // environment report and GEMM measurement
 #include "system/threads.h"          // thread settings
 #include "tensor/cpu_cache.h"        // the CPU allocator cache
