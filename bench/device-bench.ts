@@ -1,11 +1,13 @@
 // Device benchmark (bench/device.sh, on the lent GPU): our PACE and baseline steps in fp32 (TF32 off), tf32 and
-// bf16 against the PyTorch eager reference (bench/reference/pace_step_reference.py with the machine's torch and
-// timm) in float32 as the paper's code runs and under bf16 autocast as a strong user would, alternating in one
-// run, batch 64 (128 after PACE's duplication). Prints ms/step, images/s, ratios and, for ViT-B/16, the
-// fraction of the bf16 FLOP floor (≈ 172 GFLOP per image per PACE step at the card's measured bf16 GEMM rate).
+// bf16, and bf16 as whole-step CUDA graphs, against the PyTorch reference (bench/reference/pace_step_reference.py
+// with the machine's torch and timm) in float32 as the paper's code runs, under bf16 autocast as a strong user
+// would, and compiled (torch.compile, --compile-mode, max-autotune by default; fused AdamW) under bf16 autocast,
+// alternating in one run, batch 64 (128 after PACE's duplication). Compile times are reported apart; the timed
+// steps are the steady state. Prints ms/step, images/s, ratios, each side's peak GPU memory and, for ViT-B/16,
+// the fraction of the bf16 FLOP floor (≈ 172 GFLOP per image per PACE step at the card's measured bf16 GEMM rate).
 //
 // Usage: node .device/js/device-bench.js [--models vit_base_patch16_224,swin_base_patch4_window7_224]
-//        [--batch 64] [--rounds 5] [--json bench/results/device.json]
+//        [--batch 64] [--rounds 5] [--compile-mode max-autotune|default|none] [--json bench/results/device.json]
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -25,48 +27,70 @@ import {
 } from './step-timing';
 
 const paceGflopPerImage: Record<string, number> = { vit_base_patch16_224: 172 };
-const ourPrecisions: Precision[] = ['fp32', 'tf32', 'bf16'];
-const referencePrecisions = ['fp32', 'bf16'] as const;
+const ourSides: { precision: Precision; graphs: boolean }[] = [
+  { precision: 'fp32', graphs: false },
+  { precision: 'tf32', graphs: false },
+  { precision: 'bf16', graphs: false },
+  { precision: 'bf16', graphs: true },
+];
+const referenceSides = [
+  { name: 'torch fp32', precision: 'fp32', compile: false },
+  { name: 'torch bf16', precision: 'bf16', compile: false },
+  { name: 'torch bf16 compiled', precision: 'bf16', compile: true },
+] as const;
 const timed: Command[] = ['pace', 'baseline'];
 
 interface Options {
   device: string;
   reference: 'timm' | 'own';
+  compileMode: string; // 'none': no compiled side
 }
 
 async function benchmarkModel(name: string, setup: Setup, rounds: number, python: string, options: Options) {
   const sides: Record<string, (command: Command) => Promise<number>> = {};
+  const peakBytes: Record<string, number | undefined> = {};
   const ours: Ours[] = [];
-  for (const precision of ourPrecisions) {
-    const side = await Ours.create(name, setup, options.device, precision);
-    ours.push(side);
-    sides[`ours ${precision}`] = (c) => side.time(c);
-  }
-  const references: Reference[] = [];
+  const references: { label: string; reference: Reference }[] = [];
   let gemmTflops = 0;
   let referenceTorch = '';
-  for (const precision of referencePrecisions) {
-    const reference = new Reference(python);
-    references.push(reference);
-    const spec = ours[0].model.spec;
-    const ready = await reference.start(
-      referenceConfig(spec, setup, {
-        threads: 16,
-        timm: options.reference === 'timm' ? name : undefined,
-        device: options.device,
-        precision,
-      }),
-    );
-    referenceTorch = String(ready.torch);
-    sides[`torch ${precision}`] = (c) => reference.time(c);
-  }
+  const compileSeconds: Record<string, unknown> = {};
   let times: Awaited<ReturnType<typeof timeAlternately>>;
   try {
-    if (options.device !== 'cpu') gemmTflops = (await references[0].run('gemm')).tflops as number;
+    for (const { precision, graphs } of ourSides) {
+      const side = await Ours.create(name, setup, options.device, precision, graphs);
+      ours.push(side);
+      const label = `ours ${precision}${graphs ? ' graphs' : ''}`;
+      sides[label] = (c) => side.time(c);
+      peakBytes[label] = side.peakBytes;
+    }
+    for (const { name: label, precision, compile } of referenceSides) {
+      if (compile && options.compileMode === 'none') continue;
+      const reference = new Reference(python);
+      references.push({ label, reference });
+      const started = Date.now();
+      const ready = await reference.start(
+        referenceConfig(ours[0].model.spec, setup, {
+          threads: 16,
+          timm: options.reference === 'timm' ? name : undefined,
+          device: options.device,
+          precision,
+          compile: compile ? options.compileMode : undefined,
+        }),
+      );
+      referenceTorch = String(ready.torch);
+      if (compile) {
+        compileSeconds[label] = ready.compileSeconds;
+        console.error(`${name}: ${label} ready after ${((Date.now() - started) / 1000).toFixed(0)} s`);
+      }
+      sides[label] = (c) => reference.time(c);
+    }
+    if (options.device !== 'cpu') gemmTflops = (await references[0].reference.run('gemm')).tflops as number;
     times = await timeAlternately(sides, timed, rounds, name);
+    for (const { label, reference } of references)
+      peakBytes[label] = ((await reference.run('peak')).bytes as number | null) ?? undefined;
   } finally {
     // Also on failure: a reference left running would keep this process alive.
-    for (const reference of references) reference.stop();
+    for (const { reference } of references) reference.stop();
     for (const side of ours) side.dispose();
   }
 
@@ -85,12 +109,17 @@ async function benchmarkModel(name: string, setup: Setup, rounds: number, python
         imagesPerSecond: Number(((setup.batchSize * 1000) / ms[side]).toFixed(1)),
         vsTorchFp32: Number((ms['torch fp32'] / ms[side]).toFixed(2)),
         vsTorchBf16: Number((ms['torch bf16'] / ms[side]).toFixed(2)),
+        vsTorchCompiled:
+          ms['torch bf16 compiled'] === undefined
+            ? undefined
+            : Number((ms['torch bf16 compiled'] / ms[side]).toFixed(2)),
+        peakMiB: peakBytes[side] === undefined ? undefined : Math.round(peakBytes[side] / 2 ** 20),
         floorFraction: floorMs === undefined ? undefined : Number((floorMs / ms[side]).toFixed(3)),
         allMs: times[side][command].map((t) => Number(t.toFixed(2))),
       });
     }
   }
-  return { model: name, referenceTorch, gemmBf16Tflops: Number(gemmTflops.toFixed(1)), rows };
+  return { model: name, referenceTorch, gemmBf16Tflops: Number(gemmTflops.toFixed(1)), compileSeconds, rows };
 }
 
 async function main(): Promise<void> {
@@ -103,10 +132,11 @@ async function main(): Promise<void> {
       // For rehearsing on a machine without a GPU: `--device cpu --reference own` (our ViT layout, no timm).
       device: { type: 'string', default: 'cuda' },
       reference: { type: 'string', default: 'timm' },
+      'compile-mode': { type: 'string', default: 'max-autotune' },
     },
   });
   if (values.reference !== 'timm' && values.reference !== 'own') throw new Error("--reference must be 'timm' or 'own'");
-  const options: Options = { device: values.device, reference: values.reference };
+  const options: Options = { device: values.device, reference: values.reference, compileMode: values['compile-mode'] };
   const rounds = Number(values.rounds);
   const batch = Number(values.batch);
   if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds must be a positive integer');
@@ -133,10 +163,13 @@ async function main(): Promise<void> {
     console.log(
       `\n${result.model}, batch ${setup.batchSize} (${2 * setup.batchSize} after duplication), libtorch ${torch}, reference torch ${result.referenceTorch}, bf16 GEMM ${result.gemmBf16Tflops} TFLOP/s`,
     );
-    console.log('step      side         ms/step   img/s    ×torch-fp32  ×torch-bf16  floor');
+    if (Object.keys(result.compileSeconds).length)
+      console.log(`compile seconds (first three calls of each command): ${JSON.stringify(result.compileSeconds)}`);
+    console.log('step      side                  ms/step   img/s  ×torch-fp32 ×torch-bf16 ×compiled  peak MiB  floor');
+    const ratio = (x: number | undefined) => (x === undefined ? '-' : `${x.toFixed(2)}×`).padStart(11);
     for (const row of result.rows) {
       console.log(
-        `${row.step.padEnd(9)} ${row.side.padEnd(11)} ${row.ms.toFixed(1).padStart(8)} ${row.imagesPerSecond.toFixed(0).padStart(7)}   ${row.vsTorchFp32.toFixed(2).padStart(9)}×  ${row.vsTorchBf16.toFixed(2).padStart(9)}×  ${row.floorFraction === undefined ? '' : `${(row.floorFraction * 100).toFixed(0)}%`}`,
+        `${row.step.padEnd(9)} ${row.side.padEnd(20)} ${row.ms.toFixed(1).padStart(8)} ${row.imagesPerSecond.toFixed(0).padStart(7)} ${ratio(row.vsTorchFp32)} ${ratio(row.vsTorchBf16)} ${ratio(row.vsTorchCompiled)} ${String(row.peakMiB ?? '-').padStart(9)}  ${row.floorFraction === undefined ? '' : `${(row.floorFraction * 100).toFixed(0)}%`}`,
       );
     }
   }

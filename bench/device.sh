@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The one prepared run on the lent GPU machine (design.md, "The lent GPU machine"): builds the addon against
 # that machine's PyTorch libtorch (CUDA kernels for sm_90), runs the core tests (CPU and CUDA), replays the
-# PACE parity fixtures on CUDA, checks the data-parallel path through NCCL with a world of one, then times our
-# steps against the PyTorch eager reference. Logs and JSON go to $OUT (the device tool brings them back).
+# PACE parity fixtures on CUDA, checks the data-parallel path through NCCL with a world of one, checks whole fits
+# with step graphs against the same fits without, then times our steps (bf16 also as graphs) against the
+# PyTorch reference, eager and torch.compile'd. Logs and JSON go to $OUT (the device tool brings them back).
 # Prepare here first:
 #   npm run bench:device:prepare   (npm run build:ts && bash scripts/device-bundle.sh)
 # then run it there with `.device` and `dist` carried:  bash bench/device.sh [benchmark arguments...]
-# Rehearse here (no GPU): PACE_DEVICE=cpu bash bench/device.sh --device cpu --reference own \
+# Rehearse here (no GPU; Debian's torch 1.13 has no torch.compile):
+#   PACE_DEVICE=cpu bash bench/device.sh --device cpu --reference own --compile-mode none \
 #   --models vit_tiny_patch16_224 --batch 2 --rounds 1
+# Time there: the build takes minutes, and max-autotune compiles each model for minutes before its first timed
+# step; with little device time left pass --compile-mode default (and say so next to the numbers).
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -67,11 +71,15 @@ step "data-parallel path through NCCL, a world of one (gloo when rehearsed on th
 PACE_DEVICE="$device" timeout 300 node .device/js/device-nccl.js 2>&1 | tee "$out/nccl.log"
 nccl=${PIPESTATUS[0]}
 
+step "whole-step graphs: fits with them against fits without (the eager stand-in when rehearsed on the CPU)"
+PACE_DEVICE="$device" timeout 300 node .device/js/device-graphs.js 2>&1 | tee "$out/graphs.log"
+graphs=${PIPESTATUS[0]}
+
 step "benchmark"
 PACE_REFERENCE_SCRIPT="$root/bench/reference/pace_step_reference.py" \
   timeout "${PACE_BENCH_TIMEOUT:-600}" node .device/js/device-bench.js --json "$out/device.json" "$@" 2>&1 |
   tee "$out/bench.log"
 bench=${PIPESTATUS[0]}
 
-step "done: core tests rc=$core, parity rc=$parity, nccl rc=$nccl, benchmark rc=$bench"
-[ "$core" = 0 ] && [ "$parity" = 0 ] && [ "$nccl" = 0 ] && [ "$bench" = 0 ]
+step "done: core tests rc=$core, parity rc=$parity, nccl rc=$nccl, graphs rc=$graphs, benchmark rc=$bench"
+[ "$core" = 0 ] && [ "$parity" = 0 ] && [ "$nccl" = 0 ] && [ "$graphs" = 0 ] && [ "$bench" = 0 ]

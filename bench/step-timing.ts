@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 
-import { createModel, tensor, Trainer, type Model, type ModelSpec } from 'pace-peft';
+import { createModel, cudaMemoryStats, tensor, Trainer, type Model, type ModelSpec } from 'pace-peft';
 
 export const commands = ['pace', 'baseline', 'eval'] as const;
 export type Command = (typeof commands)[number];
@@ -75,7 +75,13 @@ export class Reference {
   }
 }
 
-/** Our side: one model with LoRA-mul + VPT-add adapters, a PACE trainer and a baseline trainer. */
+/**
+ * Our side: one model with LoRA-mul + VPT-add adapters, a PACE trainer and a baseline trainer. With `graphs`, the
+ * training steps run as whole-step CUDA graphs (trainStep's `stepGraphs: 'auto'`): create() takes the warm-up
+ * and capture steps, and a step that did not replay a graph fails the run instead of timing the eager path.
+ * On a GPU, `peakBytes` is the most the allocator held for this side at once while it was made and took its first
+ * steps (its model, optimizer state and largest step; the sides made before it are subtracted).
+ */
 export class Ours {
   private constructor(
     readonly model: Model,
@@ -86,9 +92,20 @@ export class Ours {
     private readonly evalImages: ReturnType<typeof tensor>,
     private readonly setup: Setup,
     private readonly precision: Precision,
+    private readonly graphs: 'auto' | 'off' | 'rehearse',
   ) {}
 
-  static async create(name: string, setup: Setup, device = 'cpu', precision: Precision = 'fp32'): Promise<Ours> {
+  peakBytes?: number;
+
+  static async create(
+    name: string,
+    setup: Setup,
+    device = 'cpu',
+    precision: Precision = 'fp32',
+    graphs = false,
+  ): Promise<Ours> {
+    const gpu = device === 'cpu' ? undefined : Number(device.split(':')[1] ?? 0);
+    const before = gpu === undefined ? undefined : cudaMemoryStats(gpu, { resetPeak: true });
     const model = await createModel(name, { numClasses: setup.numClasses, dropPathRate: setup.dropPathRate });
     model.addAdapters({ type: 'loramul_vptadd', rank: setup.rank });
     if (device !== 'cpu') model.to(device);
@@ -104,8 +121,28 @@ export class Ours {
     });
     const pace = new Trainer(model, { pace: { sigma: setup.sigma, lambda: setup.lambda }, precision });
     const baseline = new Trainer(model, { precision });
-    return new Ours(model, pace, baseline, images, targets, evalImages, setup, precision);
+    // Rehearsed on a machine without a GPU: the graph path with its eager stand-in.
+    const mode = graphs ? (device === 'cpu' ? 'rehearse' : 'auto') : 'off';
+    const side = new Ours(model, pace, baseline, images, targets, evalImages, setup, precision, mode);
+    // Untimed first steps: the allocator's peak, and with graphs the warm-ups and the capture.
+    for (let i = 0; i < (graphs ? 5 : 1); i++)
+      for (const command of ['pace', 'baseline'] as const) await side.step(command);
+    if (before) side.peakBytes = cudaMemoryStats(gpu!)!.peakAllocatedBytes - before.allocatedBytes;
+    return side;
   }
+
+  private async step(command: 'pace' | 'baseline'): Promise<void> {
+    const result = await (command === 'pace' ? this.pace : this.baseline).trainStep(this.images, this.targets, {
+      stepGraphs: this.graphs,
+    });
+    if (!Number.isFinite(result.totalLoss)) throw new Error(`${command} step: loss ${result.totalLoss}`);
+    if (this.graphs !== 'off' && result.graph?.startsWith('eager'))
+      throw new Error(`${command} step ran ${result.graph}`);
+    this.graphed = result.graph;
+  }
+
+  /** How the last training step ran with graphs (`replayed` once they are warm). */
+  graphed?: string;
 
   /** Milliseconds of one command, up to its results on the host (as the reference's `.item()`). */
   async time(command: Command): Promise<number> {
@@ -116,8 +153,9 @@ export class Ours {
       if (logits.toFloat32Array().length !== this.setup.evalBatchSize * this.setup.numClasses)
         throw new Error('unexpected logits');
     } else {
-      const result = await (command === 'pace' ? this.pace : this.baseline).trainStep(this.images, this.targets);
-      if (!Number.isFinite(result.totalLoss)) throw new Error(`${command} step: loss ${result.totalLoss}`);
+      await this.step(command);
+      if (this.graphs !== 'off' && this.graphed !== 'replayed')
+        throw new Error(`a timed ${command} step was ${this.graphed}`);
     }
     return performance.now() - start;
   }

@@ -15,9 +15,16 @@ each line is a command (`pace`, `baseline`, `eval` or `quit`); for each it runs 
 with the milliseconds it took, so both implementations can be timed alternately in one invocation.
 
 Configuration beyond the model's sizes: `device` ('cpu' or 'cuda'), `precision` ('fp32': float32 with TF32 off,
-as the paper's code runs; 'bf16': torch.autocast to bfloat16, as a strong PyTorch user would), and `timm` (a
+as the paper's code runs; 'bf16': torch.autocast to bfloat16, as a strong PyTorch user would), `timm` (a
 timm model name, e.g. swin_base_patch4_window7_224, whose Linears inside the blocks get the same adapters; its
-noise is drawn per leading row of each linear's input, per window in Swin: the same work as per sample).
+noise is drawn per leading row of each linear's input, per window in Swin: the same work as per sample), and
+`compile` (a torch.compile mode, e.g. 'max-autotune': the model is compiled, the optimizer is torch's fused
+AdamW, and the first calls of each command, which compile, run before `ready`, whose `compileSeconds` says how
+long each took; torch >= 2 only).
+
+Besides the timed commands, `peak` answers the most bytes the CUDA allocator held in tensors at once since the
+worker started (torch.cuda.max_memory_allocated: the model, its optimizer state and the largest step), null on
+the CPU.
 """
 
 import contextlib
@@ -220,6 +227,19 @@ def evaluate(model, images, config):
         return model(images).argmax(1).sum().item()
 
 
+def run_command(command, model, optimizer, images, targets, eval_images, config):
+    if command == "pace":
+        return pace_step(model, optimizer, images, targets, config["lambda"], config)
+    if command == "baseline":
+        return baseline_step(model, optimizer, images, targets, config)
+    return evaluate(model, eval_images, config)
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def bf16_gemm_tflops(device, size=8192, repeats=10):
     """The card's bf16 matrix rate on random data (the floor the device benchmark compares against)."""
     a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
@@ -252,13 +272,30 @@ def main():
         )
     model.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=1e-3, weight_decay=1e-4)
+    compile_mode = config.get("compile")
+    if compile_mode and not hasattr(torch, "compile"):
+        print(json.dumps({"error": f"torch {torch.__version__} has no torch.compile"}), flush=True)
+        return
+    fused = {"fused": True} if compile_mode and device.type == "cuda" else {}
+    optimizer = torch.optim.AdamW(trainable, lr=1e-3, weight_decay=1e-4, **fused)
     batch = config["batchSize"]
     images = torch.randn(batch, 3, config["imgSize"], config["imgSize"], device=device)
     targets = torch.randint(0, config["numClasses"], (batch,), device=device)
     eval_images = torch.randn(config["evalBatchSize"], 3, config["imgSize"], config["imgSize"], device=device)
+    compile_seconds = {}
+    if compile_mode:
+        runner = torch.compile(model, mode=compile_mode)
+        runner.noise, runner.set_copies = model.noise, model.set_copies
+        model = runner
+        for command in ("pace", "baseline", "eval"):
+            start = time.perf_counter()
+            for _ in range(3):  # the first call compiles; the next ones record CUDA graphs where the mode does
+                run_command(command, model, optimizer, images, targets, eval_images, config)
+            synchronize(device)
+            compile_seconds[command] = round(time.perf_counter() - start, 1)
     print(json.dumps({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads(),
-                      "trainable": sum(p.numel() for p in trainable), "merge": merge}), flush=True)
+                      "trainable": sum(p.numel() for p in trainable), "merge": merge, "compile": compile_mode,
+                      "compileSeconds": compile_seconds}), flush=True)
     for line in sys.stdin:
         command = line.strip()
         if command == "quit":
@@ -266,18 +303,16 @@ def main():
         if command == "gemm":
             print(json.dumps({"command": "gemm", "tflops": bf16_gemm_tflops(device)}), flush=True)
             continue
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        if command == "pace":
-            value = pace_step(model, optimizer, images, targets, config["lambda"], config)
-        elif command == "baseline":
-            value = baseline_step(model, optimizer, images, targets, config)
-        elif command == "eval":
-            value = evaluate(model, eval_images, config)
-        else:
+        if command == "peak":
+            peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+            print(json.dumps({"command": "peak", "bytes": peak}), flush=True)
+            continue
+        if command not in ("pace", "baseline", "eval"):
             print(json.dumps({"error": f"unknown command {command!r}"}), flush=True)
             continue
+        synchronize(device)
+        start = time.perf_counter()
+        value = run_command(command, model, optimizer, images, targets, eval_images, config)
         elapsed = (time.perf_counter() - start) * 1000
         if isinstance(value, float) and not math.isfinite(value):
             print(json.dumps({"error": f"{command} produced a non-finite loss"}), flush=True)
