@@ -246,6 +246,11 @@ export interface NativeTrainerHandle {
       stepGraphs?: 'auto' | 'off' | 'rehearse';
     },
   ): Promise<NativeStepResult>;
+  profileSteps(
+    images: NativeTensorHandle,
+    targets: NativeTensorHandle,
+    options: { steps: number; trace: string; stepGraphs?: 'auto' | 'off' | 'rehearse' },
+  ): Promise<NativeStepResult[]>;
   sigmaPerLinear(): Record<string, number>;
   lastNoise(): Record<string, NativeTensorHandle>;
   runEpoch(

@@ -1,3 +1,5 @@
+import path from 'node:path';
+
 import { z } from 'zod';
 
 import type { TensorDataset } from '../data/dataset';
@@ -104,6 +106,14 @@ export const TrainerOptionsSchema = z
   })
   .strict();
 
+const ProfileStepsSchema = z
+  .object({
+    trace: z.string().min(1),
+    steps: z.number().int().min(1).default(5),
+    stepGraphs: z.enum(['auto', 'off', 'rehearse']).default('off'),
+  })
+  .strict();
+
 /** Options of {@link Trainer}. */
 export type TrainerOptions = z.input<typeof TrainerOptionsSchema>;
 
@@ -192,6 +202,26 @@ export class Trainer {
       indices: options.indices && handleOf(options.indices),
       diagnostics: options.diagnostics ?? false,
       stepGraphs: options.stepGraphs,
+    });
+  }
+
+  /**
+   * Runs `steps` training steps on one batch (real steps: the parameters change) under libtorch's profiler, as
+   * torch.profiler records them: the operators and, on a GPU, every kernel, copy and launch. The Chrome trace goes
+   * to `trace` (open it in Perfetto or chrome://tracing; `bench/profile-summary.ts` sums it by kind of kernel).
+   * Needs a libtorch built with Kineto (PyTorch's is; Debian's is not, and is refused with a clear error).
+   */
+  async profileSteps(
+    images: Tensor,
+    targets: Tensor,
+    options: { trace: string; steps?: number; stepGraphs?: 'auto' | 'off' | 'rehearse' },
+  ): Promise<StepResult[]> {
+    this.model.fitLock.check('trainer.profileSteps');
+    const { trace, steps, stepGraphs } = parseOptions(ProfileStepsSchema, options, 'options');
+    return this.#handle.profileSteps(handleOf(images), handleOf(targets), {
+      steps,
+      trace: path.resolve(trace),
+      stepGraphs,
     });
   }
 

@@ -37,12 +37,27 @@ peft::PaceConfig paceFromJs(const Napi::Object& pace) {
   return config;
 }
 
+// { clsLoss, paceLoss, totalLoss, correct, counted, gradNorm?, fpDistance?, graph? }
+Napi::Object stepResultToJs(Napi::Env env, const train::StepResult& result) {
+  Napi::Object object = Napi::Object::New(env);
+  object.Set("clsLoss", result.clsLoss);
+  object.Set("paceLoss", result.paceLoss);
+  object.Set("totalLoss", result.totalLoss);
+  object.Set("correct", static_cast<double>(result.correct));
+  object.Set("counted", static_cast<double>(result.counted));
+  if (result.gradNorm >= 0) object.Set("gradNorm", result.gradNorm);
+  if (result.fpDistance >= 0) object.Set("fpDistance", result.fpDistance);
+  if (!result.graph.empty()) object.Set("graph", result.graph);
+  return object;
+}
+
 class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
  public:
   static Napi::Function define(Napi::Env env) {
     return DefineClass(env, "NativeTrainer",
                        {
                            InstanceMethod<&TrainerHandle::step>("step"),
+                           InstanceMethod<&TrainerHandle::profileSteps>("profileSteps"),
                            InstanceMethod<&TrainerHandle::sigmaPerLinear>("sigmaPerLinear"),
                            InstanceMethod<&TrainerHandle::lastNoise>("lastNoise"),
                            InstanceMethod<&TrainerHandle::runEpoch>("runEpoch"),
@@ -116,17 +131,42 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
             std::lock_guard<std::mutex> lock(model->mutex);
             return trainer->step(inputs, graphs);
           },
-          [](Napi::Env env, train::StepResult& result) -> Napi::Value {
-            Napi::Object object = Napi::Object::New(env);
-            object.Set("clsLoss", result.clsLoss);
-            object.Set("paceLoss", result.paceLoss);
-            object.Set("totalLoss", result.totalLoss);
-            object.Set("correct", static_cast<double>(result.correct));
-            object.Set("counted", static_cast<double>(result.counted));
-            if (result.gradNorm >= 0) object.Set("gradNorm", result.gradNorm);
-            if (result.fpDistance >= 0) object.Set("fpDistance", result.fpDistance);
-            if (!result.graph.empty()) object.Set("graph", result.graph);
-            return object;
+          [](Napi::Env env, train::StepResult& result) -> Napi::Value { return stepResultToJs(env, result); });
+    });
+  }
+
+  // profileSteps(images, targets, { steps, trace, stepGraphs? }) -> Promise<StepResult[]>: the steps under the
+  // profiler (system/profiler.h), their Chrome trace written to `trace`; the GPU's kernels too on a CUDA model.
+  Napi::Value profileSteps(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    return guard(env, [&]() -> Napi::Value {
+      train::StepInputs inputs;
+      inputs.images = TensorHandle::unwrap(info[0], "images");
+      inputs.targets = TensorHandle::unwrap(info[1], "targets");
+      if (!info[2].IsObject()) throw jsError(env, ErrorCode::InvalidOption, "options must be an object");
+      const auto options = info[2].As<Napi::Object>();
+      const auto steps = static_cast<int64_t>(numberOr(options, "steps", 5));
+      if (steps < 1) throw jsError(env, ErrorCode::InvalidOption, "steps must be >= 1");
+      const std::string trace = stringFromJs(options.Get("trace"), "trace");
+      const train::StepGraphMode graphs =
+          options.Get("stepGraphs").IsUndefined()
+              ? train::StepGraphMode::Off
+              : train::stepGraphModeFromName(stringFromJs(options.Get("stepGraphs"), "stepGraphs"));
+      return runAsync(
+          env, "pace.profileSteps",
+          [model = model_, trainer = trainer_, inputs, steps, trace, graphs] {
+            std::lock_guard<std::mutex> lock(model->mutex);
+            const bool cuda = model->model->parameters().front().is_cuda();
+            std::vector<train::StepResult> results;
+            profileToTrace(trace, cuda, [&] {
+              for (int64_t s = 0; s < steps; ++s) results.push_back(trainer->step(inputs, graphs));
+            });
+            return results;
+          },
+          [](Napi::Env env, std::vector<train::StepResult>& results) -> Napi::Value {
+            Napi::Array array = Napi::Array::New(env, results.size());
+            for (uint32_t i = 0; i < results.size(); ++i) array.Set(i, stepResultToJs(env, results[i]));
+            return array;
           });
     });
   }

@@ -40,5 +40,6 @@ TestList paceLinearCudaTests();  // pace_linear_tests.cpp: skipped without a vis
 TestList cpuAttentionTests();    // attention_tests.cpp
 TestList fusedAdamWTests();      // adamw_tests.cpp: skipped without a GPU and libtorch >= 2.1
 TestList augmentTests();         // augment_tests.cpp
+TestList profilerTests();        // profiler_tests.cpp: skipped where libtorch records no traces
 
 }  // namespace pace::tests

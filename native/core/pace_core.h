@@ -17,6 +17,7 @@
 #include "peft/setup.h"              // adapters: add, load, save, merge
 #include "system/cuda_memory.h"      // the CUDA allocator's counters
 #include "system/doctor.h"           // environment report and GEMM measurement
+#include "system/profiler.h"         // Chrome traces of profiled steps
 #include "system/threads.h"          // thread settings
 #include "tensor/cpu_cache.h"        // the CPU allocator cache
 #include "tensor/dtype.h"            // dtype names

@@ -1,0 +1,120 @@
+// bench/profile-summary.ts: what the device run's per-kernel profile is read with. Checked on a small trace whose
+// sums are known by hand, and on the kernel names libtorch, cuBLAS, CUTLASS and Inductor give.
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { kernelKind, readTrace, summarizeTrace, unionLength, type TraceEvent } from '../bench/profile-summary';
+import { createModel, tensor, Trainer } from '../lib';
+import { makeTempDir } from './support/paths';
+import { colourData, tinyVit } from './support/synthetic';
+
+test('kernels are sorted into kinds by the names their libraries give them', () => {
+  const kinds: [string, string][] = [
+    ['sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64_warpgroupsize1x1x1_execute_segment_k_off', 'gemm'],
+    ['nvjet_tst_128x256_64x4_2x1_v_bz_coopA_TNT', 'gemm'],
+    ['triton_tem_fused_addmm_0', 'gemm'],
+    ['fmha_cutlassF_bf16_aligned_64x64_rf_sm80(PyTorchMemEffAttention::AttentionKernel<...>::Params)', 'attention'],
+    ['void pytorch_flash::flash_bwd_dq_dk_dv_loop_seqk_parallel_kernel<...>', 'attention'],
+    ['void at::native::(anonymous namespace)::vectorized_layer_norm_kernel<float, float>', 'norm'],
+    ['triton_red_fused_native_layer_norm_0', 'norm'],
+    ['void at::native::vectorized_elementwise_kernel<4, at::native::GeluCUDAKernelImpl...>', 'elementwise'],
+    ['triton_poi_fused_add_mul_0', 'elementwise'],
+    ['void pace::kernels::paceEpilogueForward<__nv_bfloat16>(...)', 'elementwise'],
+    ['void at::native::reduce_kernel<512, 1, at::native::ReduceOp<float, ...>>', 'reduction'],
+    ['void at::native::(anonymous namespace)::multi_tensor_apply_kernel<...FusedAdamMathFunctor...>', 'optimizer'],
+    ['void at::native::(anonymous namespace)::CatArrayBatchedCopy<...>', 'copy'],
+    ['some_kernel_nobody_knows', 'other'],
+  ];
+  for (const [name, kind] of kinds) expect([name, kernelKind(name)]).toEqual([name, kind]);
+  expect(kernelKind('Memcpy HtoD (Pageable -> Device)', 'gpu_memcpy')).toBe('copy');
+});
+
+test('the union of intervals counts overlaps once', () => {
+  expect(unionLength([])).toBe(0);
+  expect(
+    unionLength([
+      [0, 10],
+      [5, 15],
+      [20, 30],
+      [21, 22],
+    ]),
+  ).toBe(25);
+});
+
+test('a GPU trace is summed by kind, per step, with the idle time between kernels', () => {
+  const kernel = (name: string, ts: number, dur: number): TraceEvent => ({ ph: 'X', cat: 'kernel', name, ts, dur });
+  const events: TraceEvent[] = [
+    { ph: 'X', cat: 'cpu_op', name: 'aten::mm', ts: 0, dur: 250 },
+    { ph: 'X', cat: 'cuda_runtime', name: 'cudaLaunchKernel', ts: 1, dur: 3 },
+    { ph: 'X', cat: 'cuda_runtime', name: 'cudaLaunchKernel', ts: 5, dur: 3 },
+    { ph: 'X', cat: 'cuda_runtime', name: 'cudaStreamSynchronize', ts: 9, dur: 200 }, // not a launch
+    { ph: 'X', cat: 'cuda_runtime', name: 'cudaMemcpyAsync', ts: 215, dur: 3 },
+    kernel('ampere_bf16_s16816gemm_bf16_128x64', 10, 100),
+    kernel('vectorized_elementwise_kernel', 120, 10),
+    kernel('flash_fwd_kernel', 130, 40),
+    kernel('vectorized_elementwise_kernel', 150, 10), // overlaps the attention kernel on another stream
+    { ph: 'X', cat: 'gpu_memcpy', name: 'Memcpy DtoD', ts: 200, dur: 10 },
+    { ph: 'i', cat: 'kernel', name: 'instant events are not timed', ts: 400 },
+  ];
+  const s = summarizeTrace(events, 2);
+  expect(s.windowMs).toBeCloseTo(0.125, 12); // 0 to 250 µs over 2 steps
+  const gpu = s.gpu!;
+  expect(gpu.busyMs).toBeCloseTo(0.08, 12); // 100 + 10 + 40 + 10 µs busy (the overlap counted once)
+  expect(gpu.idleMs).toBeCloseTo(0.045, 12);
+  expect(gpu.idleShare).toBeCloseTo(90 / 250, 12);
+  expect(gpu.kernelsPerStep).toBe(2);
+  expect(gpu.launchesPerStep).toBe(1.5);
+  // Shares of the kernels' summed time (170 µs).
+  expect(gpu.byKind.gemm.share).toBeCloseTo(100 / 170, 12);
+  expect(gpu.byKind.elementwise.ms).toBeCloseTo(0.01, 12);
+  expect(gpu.byKind.attention.share).toBeCloseTo(40 / 170, 12);
+  expect(gpu.byKind.copy.share).toBeCloseTo(10 / 170, 12);
+  expect(gpu.byKind.other.ms).toBe(0);
+});
+
+test('a CPU-only trace lists the operators by host time; an empty one is refused', () => {
+  const s = summarizeTrace(
+    [
+      { ph: 'X', cat: 'cpu_op', name: 'aten::addmm', ts: 0, dur: 30 },
+      { ph: 'X', cat: 'cpu_op', name: 'aten::gelu', ts: 30, dur: 10 },
+      { ph: 'X', cat: 'cpu_op', name: 'aten::addmm', ts: 40, dur: 30 },
+    ],
+    1,
+  );
+  expect(s.gpu).toBeUndefined();
+  expect(s.topOperators).toEqual([
+    { name: 'aten::addmm', ms: 0.06, calls: 2 },
+    { name: 'aten::gelu', ms: 0.01, calls: 1 },
+  ]);
+  expect(() => summarizeTrace([{ ph: 'i', name: 'x' }], 1)).toThrow(/no timed events/);
+  expect(() => summarizeTrace([], 0)).toThrow(/steps/);
+});
+
+test('Trainer.profileSteps traces real steps where libtorch records traces, and refuses before stepping elsewhere', async () => {
+  const dir = makeTempDir('profile');
+  try {
+    using model = await createModel(tinyVit, { seed: 3 });
+    model.addAdapters({ rank: 2 });
+    const trainer = new Trainer(model, { pace: { sigma: 0.5, lambda: 1 } });
+    const data = colourData(4, 1);
+    using images = tensor(data.images, [4, 3, 16, 16]);
+    using labels = tensor(data.labels);
+    const trace = path.join(dir.dir, 'steps.json');
+    await expect(trainer.profileSteps(images, labels, { trace, steps: 0 })).rejects.toThrow(/steps/);
+    let results;
+    try {
+      results = await trainer.profileSteps(images, labels, { trace, steps: 2 });
+    } catch (error) {
+      expect(String(error)).toMatch(/built without Kineto/);
+      expect(trainer.iteration).toBe(0); // refused before any step ran
+      expect(fs.existsSync(trace)).toBe(false);
+      return;
+    }
+    expect(results).toHaveLength(2);
+    expect(trainer.iteration).toBe(2);
+    const summary = summarizeTrace(readTrace(trace), 2);
+    expect(summary.topOperators?.length ?? summary.gpu?.kernelsPerStep).toBeGreaterThan(0);
+  } finally {
+    dir.cleanup();
+  }
+});
