@@ -7,8 +7,9 @@
 # Prepare here first:
 #   npm run bench:device:prepare   (npm run build:ts && bash scripts/device-bundle.sh)
 # then run it there with `.device` and `dist` carried:  bash bench/device.sh [benchmark arguments...]
-# Rehearse here (no GPU; Debian's torch 1.13 has no torch.compile):
-#   PACE_DEVICE=cpu bash bench/device.sh --device cpu --reference own --compile-mode none \
+# Rehearse here (no GPU; Debian's torch 1.13 has no torch.compile and its libtorch no Kineto):
+#   PACE_DEVICE=cpu PACE_PROFILE_ARGS="--device cpu --reference own --models vit_tiny_patch16_224 --batch 2" \
+#   bash bench/device.sh --device cpu --reference own --compile-mode none \
 #   --models vit_tiny_patch16_224 --batch 2 --rounds 1
 # Time there: the build takes minutes, and max-autotune compiles each model for minutes before its first timed
 # step; with little device time left pass --compile-mode default (and say so next to the numbers).
@@ -75,11 +76,16 @@ step "whole-step graphs: fits with them against fits without (the eager stand-in
 PACE_DEVICE="$device" timeout 300 node .device/js/device-graphs.js 2>&1 | tee "$out/graphs.log"
 graphs=${PIPESTATUS[0]}
 
+step "profile: where a bf16 PACE step's time goes, ours and the reference's"
+PACE_REFERENCE_SCRIPT="$root/bench/reference/pace_step_reference.py" timeout "${PACE_PROFILE_TIMEOUT:-300}" \
+  node .device/js/device-profile.js --out "$out/profile" ${PACE_PROFILE_ARGS:-} 2>&1 | tee "$out/profile.log"
+profile=${PIPESTATUS[0]}
+
 step "benchmark"
 PACE_REFERENCE_SCRIPT="$root/bench/reference/pace_step_reference.py" \
   timeout "${PACE_BENCH_TIMEOUT:-600}" node .device/js/device-bench.js --json "$out/device.json" "$@" 2>&1 |
   tee "$out/bench.log"
 bench=${PIPESTATUS[0]}
 
-step "done: core tests rc=$core, parity rc=$parity, nccl rc=$nccl, graphs rc=$graphs, benchmark rc=$bench"
-[ "$core" = 0 ] && [ "$parity" = 0 ] && [ "$nccl" = 0 ] && [ "$graphs" = 0 ] && [ "$bench" = 0 ]
+step "done: core tests rc=$core, parity rc=$parity, nccl rc=$nccl, graphs rc=$graphs, profile rc=$profile, benchmark rc=$bench"
+[ "$core" = 0 ] && [ "$parity" = 0 ] && [ "$nccl" = 0 ] && [ "$graphs" = 0 ] && [ "$profile" = 0 ] && [ "$bench" = 0 ]

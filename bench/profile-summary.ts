@@ -114,7 +114,8 @@ export function summarizeTrace(events: TraceEvent[], steps: number): TraceSummar
     };
   } else {
     const operators = new Map<string, { us: number; calls: number }>();
-    for (const e of timed.filter((e) => e.cat === 'cpu_op')) {
+    // Kineto marks operators `cpu_op`; the legacy profiler (a libtorch without Kineto) gives no category.
+    for (const e of timed.filter((e) => e.cat === 'cpu_op' || e.cat === undefined)) {
       const entry = operators.get(e.name ?? '?') ?? { us: 0, calls: 0 };
       entry.us += e.dur!;
       entry.calls += 1;
@@ -154,7 +155,8 @@ export function formatSummary(label: string, s: TraceSummary): string {
   return lines.join('\n');
 }
 
-if (require.main === module) {
+// Only when run as this script (bundled into another, `require.main === module` holds there too).
+if (require.main === module && /profile-summary\.[cjt]s$/.test(process.argv[1] ?? '')) {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
     options: { steps: { type: 'string', default: '1' } },

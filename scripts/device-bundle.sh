@@ -33,7 +33,7 @@ modules=(zod cli-progress string-width emoji-regex is-fullwidth-code-point strip
 (cd "$root" && tar -cJf "$out/node_modules.tar.xz" $(printf 'node_modules/%s ' "${modules[@]}"))
 
 fixtures="${PACE_FIXTURES:-$root/../shared/fixtures}"
-cp "$fixtures/index.json" "$fixtures"/pace_*.safetensors "$fixtures"/peft_*.safetensors "$out/fixtures/"
+cp "$fixtures"/index*.json "$fixtures"/pace_*.safetensors "$fixtures"/peft_*.safetensors "$out/fixtures/"
 
 # Bundled with their helpers (bench/step-timing.ts, test/support/*); pace-peft itself stays the package's dist/.
 "$root/node_modules/.bin/esbuild" "$root"/bench/device-*.ts --bundle --external:pace-peft --outdir="$out/js" \

@@ -77,7 +77,8 @@ test('a CPU-only trace lists the operators by host time; an empty one is refused
     [
       { ph: 'X', cat: 'cpu_op', name: 'aten::addmm', ts: 0, dur: 30 },
       { ph: 'X', cat: 'cpu_op', name: 'aten::gelu', ts: 30, dur: 10 },
-      { ph: 'X', cat: 'cpu_op', name: 'aten::addmm', ts: 40, dur: 30 },
+      { ph: 'X', name: 'aten::addmm', ts: 40, dur: 30 }, // the legacy profiler's: no category
+      { ph: 'X', cat: 'python_function', name: 'forward', ts: 0, dur: 70 },
     ],
     1,
   );

@@ -22,6 +22,9 @@ noise is drawn per leading row of each linear's input, per window in Swin: the s
 AdamW, and the first calls of each command, which compile, run before `ready`, whose `compileSeconds` says how
 long each took; torch >= 2 only).
 
+`profile <command> <steps> <path>` runs the command's steps under torch.profiler (CPU and, on a GPU, CUDA
+activity) and writes their Chrome trace to the path (bench/profile-summary.ts reads it).
+
 Besides the timed commands, `peak` answers the most bytes the CUDA allocator held in tensors at once since the
 worker started (torch.cuda.max_memory_allocated: the model, its optimizer state and the largest step), null on
 the CPU.
@@ -306,6 +309,19 @@ def main():
         if command == "peak":
             peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
             print(json.dumps({"command": "peak", "bytes": peak}), flush=True)
+            continue
+        if command.startswith("profile "):
+            _, profiled, steps, path = command.split(" ", 3)
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if device.type == "cuda":
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+            synchronize(device)
+            with torch.profiler.profile(activities=activities) as profiler:
+                for _ in range(int(steps)):
+                    run_command(profiled, model, optimizer, images, targets, eval_images, config)
+                synchronize(device)
+            profiler.export_chrome_trace(path)
+            print(json.dumps({"command": "profile", "trace": path}), flush=True)
             continue
         if command not in ("pace", "baseline", "eval"):
             print(json.dumps({"error": f"unknown command {command!r}"}), flush=True)
