@@ -209,12 +209,17 @@ std::optional<Trainer::DeviceStep> Trainer::graphedStep(const at::Tensor& images
     graphs_.countEager(reason);
     return std::nullopt;
   }
+  // Outside any capture: the optimizer's state, step counts and learning rate in place on the device.
+  const bool fused = fusedAdamW_.prepare(*optimizer_);
+  if (!fused && mode == StepGraphMode::Auto) {
+    // libtorch's per-parameter AdamW computes its bias corrections on the host: a graph would replay the first.
+    graphs_.countEager("the fused AdamW is not available for every trainable parameter");
+    return std::nullopt;
+  }
   if (precision_ == Precision::Bf16 && frozenBf16_.refresh(*model_)) graphs_.invalidate();
   StepGraphs::Entry& entry = graphs_.entryFor(images, targets, pace_.lazyPaceStep(iteration_.load()));
   entry.images.copy_(images);
   entry.targets.copy_(targets);
-  // Outside any capture: the optimizer's state, step counts and learning rate in place on the device.
-  const bool fused = fusedAdamW_.prepare(*optimizer_);
   const auto program = [this, &entry, fused] { runStepProgram(entry, fused); };
   if (entry.graph) {
     entry.graph->replay();
