@@ -14,7 +14,9 @@ import { parseArgs } from 'node:util';
 import { doctor } from 'pace-peft';
 
 import {
+  deviceSetup,
   median,
+  positiveInteger,
   Ours,
   Reference,
   referenceConfig,
@@ -137,19 +139,8 @@ async function main(): Promise<void> {
   });
   if (values.reference !== 'timm' && values.reference !== 'own') throw new Error("--reference must be 'timm' or 'own'");
   const options: Options = { device: values.device, reference: values.reference, compileMode: values['compile-mode'] };
-  const rounds = Number(values.rounds);
-  const batch = Number(values.batch);
-  if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds must be a positive integer');
-  if (!Number.isInteger(batch) || batch < 1) throw new Error('--batch must be a positive integer');
-  const setup: Setup = {
-    batchSize: batch,
-    evalBatchSize: batch,
-    rank: 10,
-    sigma: 1.0,
-    lambda: 1.0,
-    dropPathRate: 0.1,
-    numClasses: 100,
-  };
+  const rounds = positiveInteger(values.rounds, '--rounds');
+  const setup = deviceSetup(positiveInteger(values.batch, '--batch'));
   const report = doctor();
   if (options.device !== 'cpu' && (!report.cuda.built || report.cuda.deviceCount < 1))
     throw new Error('no CUDA device visible to the addon');

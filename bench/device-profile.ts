@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { createModel, tensor, Trainer } from 'pace-peft';
 
 import { formatSummary, readTrace, summarizeTrace, type TraceSummary } from './profile-summary';
-import { Reference, referenceConfig, referencePython, type Setup } from './step-timing';
+import { deviceSetup, positiveInteger, Reference, referenceConfig, referencePython, type Setup } from './step-timing';
 
 interface Side {
   label: string;
@@ -116,20 +116,10 @@ async function main(): Promise<void> {
       reference: { type: 'string', default: 'timm' },
     },
   });
-  const steps = Number(values.steps);
-  const batch = Number(values.batch);
-  if (!Number.isInteger(steps) || steps < 1) throw new Error('--steps must be a positive integer');
-  if (!Number.isInteger(batch) || batch < 1) throw new Error('--batch must be a positive integer');
+  const steps = positiveInteger(values.steps, '--steps');
+  const batch = positiveInteger(values.batch, '--batch');
   fs.mkdirSync(values.out, { recursive: true });
-  const setup: Setup = {
-    batchSize: batch,
-    evalBatchSize: batch,
-    rank: 10,
-    sigma: 1.0,
-    lambda: 1.0,
-    dropPathRate: 0.1,
-    numClasses: 100,
-  };
+  const setup = deviceSetup(batch);
   const all: Record<string, Side[]> = {};
   for (const name of values.models.split(',')) {
     const { sides: ours, spec } = await ourSides(name, setup, values.device, steps, values.out);

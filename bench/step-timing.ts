@@ -21,6 +21,26 @@ export interface Setup {
   numClasses: number;
 }
 
+/** The device runs' configuration (bench/RESULTS.md): LoRA-mul + VPT-add rank 10, σ = λ = 1, drop path 0.1, 100 classes. */
+export function deviceSetup(batch: number): Setup {
+  return {
+    batchSize: batch,
+    evalBatchSize: batch,
+    rank: 10,
+    sigma: 1.0,
+    lambda: 1.0,
+    dropPathRate: 0.1,
+    numClasses: 100,
+  };
+}
+
+/** A command-line value that must be a positive integer. */
+export function positiveInteger(value: string, flag: string): number {
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < 1) throw new Error(`${flag} must be a positive integer`);
+  return number;
+}
+
 // bench/reference/ beside the sources, also when this file runs transpiled from another folder (.device/js).
 const referenceScript = path.resolve(
   process.env.PACE_REFERENCE_SCRIPT ?? path.join(__dirname, '..', 'bench', 'reference', 'pace_step_reference.py'),
