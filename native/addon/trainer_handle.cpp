@@ -37,6 +37,13 @@ peft::PaceConfig paceFromJs(const Napi::Object& pace) {
   return config;
 }
 
+// An options object's `stepGraphs` ('auto', 'off', 'rehearse'); Off when absent.
+train::StepGraphMode stepGraphsFromJs(const Napi::Object& options) {
+  const Napi::Value value = options.Get("stepGraphs");
+  return value.IsUndefined() ? train::StepGraphMode::Off
+                             : train::stepGraphModeFromName(stringFromJs(value, "stepGraphs"));
+}
+
 // { clsLoss, paceLoss, totalLoss, correct, counted, gradNorm?, fpDistance?, graph? }
 Napi::Object stepResultToJs(Napi::Env env, const train::StepResult& result) {
   Napi::Object object = Napi::Object::New(env);
@@ -122,8 +129,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
         if (!options.Get("indices").IsUndefined())
           inputs.indices = TensorHandle::unwrap(options.Get("indices"), "indices");
         inputs.diagnostics = options.Get("diagnostics").ToBoolean().Value();
-        if (!options.Get("stepGraphs").IsUndefined())
-          graphs = train::stepGraphModeFromName(stringFromJs(options.Get("stepGraphs"), "stepGraphs"));
+        graphs = stepGraphsFromJs(options);
       }
       return runAsync(
           env, "pace.trainStep",
@@ -148,10 +154,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       const auto steps = static_cast<int64_t>(numberOr(options, "steps", 5));
       if (steps < 1) throw jsError(env, ErrorCode::InvalidOption, "steps must be >= 1");
       const std::string trace = stringFromJs(options.Get("trace"), "trace");
-      const train::StepGraphMode graphs =
-          options.Get("stepGraphs").IsUndefined()
-              ? train::StepGraphMode::Off
-              : train::stepGraphModeFromName(stringFromJs(options.Get("stepGraphs"), "stepGraphs"));
+      const train::StepGraphMode graphs = stepGraphsFromJs(options);
       return runAsync(
           env, "pace.profileSteps",
           [model = model_, trainer = trainer_, inputs, steps, trace, graphs] {
@@ -200,8 +203,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       epoch.resizedCrop = resizedCropFromJs(options.Get("resizedCrop"));
       epoch.randAugment = randAugmentFromJs(options.Get("randAugment"));
       epoch.mixup = mixupFromJs(options.Get("mixup"));
-      if (!options.Get("stepGraphs").IsUndefined())
-        epoch.stepGraphs = train::stepGraphModeFromName(stringFromJs(options.Get("stepGraphs"), "stepGraphs"));
+      epoch.stepGraphs = stepGraphsFromJs(options);
       if (options.Get("schedule").IsObject()) {
         epoch.schedule = scheduleFromJs(options.Get("schedule").As<Napi::Object>());
         epoch.scheduleEachStep = options.Get("scheduleEachStep").ToBoolean().Value();

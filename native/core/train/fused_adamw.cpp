@@ -119,10 +119,4 @@ void FusedAdamW::advance(torch::optim::AdamW& optimizer, const std::vector<at::T
   }
 }
 
-bool FusedAdamW::step(torch::optim::AdamW& optimizer) {
-  if (!prepare(optimizer)) return false;
-  advance(optimizer, launch(optimizer));
-  return true;
-}
-
 }  // namespace pace::train

@@ -34,15 +34,12 @@ class FusedAdamW {
   // (libtorch ≥ 2.4 here, the release whose graphs also take the trainer's generators).
   static bool capturable();
 
-  // One update of every parameter with a gradient; false (nothing done) when the kernel is not available
-  // for them, in which case the caller steps the optimizer itself. Equal to prepare() + launch() + advance().
-  bool step(torch::optim::AdamW& optimizer);
-
-  // The step in the three parts a captured step needs. prepare(), outside any capture, makes every tensor the
-  // kernel touches and writes the host's learning rate and step counts into their device mirrors (in place,
-  // so a captured graph keeps reading them); false when the kernel is not available. launch() queues the
-  // update alone (device work only) and returns the parameters it updated; advance() then counts their step
-  // on the host, as the kernel did on the device.
+  // One update of every parameter with a gradient, in the three parts a captured step needs (an eager step
+  // calls them in a row). prepare(), outside any capture, makes every tensor the kernel touches and writes the
+  // host's learning rate and step counts into their device mirrors (in place, so a captured graph keeps reading
+  // them); false when the kernel is not available for these parameters, in which case the caller steps the
+  // optimizer itself. launch() queues the update alone (device work only) and returns the parameters it
+  // updated; advance() then counts their step on the host, as the kernel did on the device.
   bool prepare(torch::optim::AdamW& optimizer);
   std::vector<at::Tensor> launch(torch::optim::AdamW& optimizer);
   void advance(torch::optim::AdamW& optimizer, const std::vector<at::Tensor>& launched);

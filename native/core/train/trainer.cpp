@@ -49,6 +49,11 @@ at::Generator seededGenerator(const c10::Device& device, uint64_t seed) {
   return generator;
 }
 
+// How many of the logits the cross-entropy saw put their largest value on the target's (dominant) class.
+at::Tensor topOneHits(const peft::PaceLosses& losses) {
+  return losses.logits.detach().argmax(1).eq(peft::targetClasses(losses.targets)).sum();
+}
+
 // The model, checked to be trainable before anything else is built from it.
 models::Backbone& trainableModel(const std::shared_ptr<models::Backbone>& model) {
   if (model->numClasses() < 1)
@@ -180,7 +185,7 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs, StepGraphMod
     result.pace = losses.consistency.detach();
     result.total = total.detach();
   }
-  result.correct = losses.logits.detach().argmax(1).eq(peft::targetClasses(losses.targets)).sum();
+  result.correct = topOneHits(losses);
   result.counted = losses.targets.size(0);
   return result;
 }
@@ -196,8 +201,7 @@ std::string Trainer::whyNotGraphed(const StepInputs& inputs, const c10::Device& 
   if (!graphs_.disabledReason().empty()) return graphs_.disabledReason();
   if (mode == StepGraphMode::Rehearse) return "";
   if (std::string reason = graphCaptureUnavailable(device); !reason.empty()) return reason;
-  if (!FusedAdamW::capturable() || !FusedAdamW::availableFor(trainable_.front().tensor))
-    return "the fused AdamW cannot run inside a graph here";
+  if (!FusedAdamW::capturable()) return "the fused AdamW cannot run inside a graph here";
   return "";
 }
 
@@ -273,7 +277,7 @@ void Trainer::runStepProgram(StepGraphs::Entry& entry, bool fused) {
   keep(entry.cls, losses.cls);
   keep(entry.pace, losses.consistency);
   keep(entry.total, total);
-  keep(entry.correct, losses.logits.detach().argmax(1).eq(peft::targetClasses(losses.targets)).sum());
+  keep(entry.correct, topOneHits(losses));
   entry.counted = losses.targets.size(0);
 }
 
