@@ -1,5 +1,6 @@
-// On the lent GPU machine (bench/device.sh): where one bf16 PACE step's time goes, ours (eager and as a whole-step
-// CUDA graph) against the PyTorch reference (bf16 autocast eager, and torch.compile'd with --compile-mode: off by
+// On the lent GPU machine (bench/device.sh): where one bf16 PACE step's time goes, ours (eager, as a whole-step
+// CUDA graph, and as a graph with the GELU and residual adds apart from the noisy linears' epilogue kernel, which
+// measures that fusion) against the PyTorch reference (bf16 autocast eager, and torch.compile'd with --compile-mode: off by
 // default, as compiling costs minutes of device time the benchmark spends already).
 // Each side takes its warm-up steps, then `--steps` steps run under the profiler (Trainer.profileSteps; torch.
 // profiler in the reference worker); bench/profile-summary.ts sums each trace by kind of kernel, with the GPU's
@@ -13,7 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { createModel, tensor, Trainer } from 'pace-peft';
+import { createModel, setFusedEpilogues, tensor, Trainer } from 'pace-peft';
 
 import { formatSummary, readTrace, summarizeTrace, type TraceSummary } from './profile-summary';
 import { deviceSetup, positiveInteger, Reference, referenceConfig, referencePython, type Setup } from './step-timing';
@@ -44,10 +45,16 @@ async function ourSides(
   const labels = tensor(BigInt64Array.from({ length: setup.batchSize }, (_, i) => BigInt(i % setup.numClasses)));
   const sides: Side[] = [];
   const spec = model.spec;
+  const kinds = [
+    { graphs: false, fused: true },
+    { graphs: true, fused: true },
+    { graphs: true, fused: false },
+  ];
   try {
-    for (const graphs of [false, true]) {
-      const label = `ours bf16${graphs ? ' graphs' : ''}`;
+    for (const { graphs, fused } of kinds) {
+      const label = `ours bf16${graphs ? ' graphs' : ''}${fused ? '' : ' epilogues-apart'}`;
       const stepGraphs = graphs ? (device === 'cpu' ? 'rehearse' : 'auto') : 'off';
+      setFusedEpilogues(fused); // read when a step runs (and is captured): each kind gets its own trainer
       const trainer = new Trainer(model, {
         pace: { sigma: setup.sigma, lambda: setup.lambda },
         precision: 'bf16',
@@ -65,6 +72,7 @@ async function ourSides(
       }
     }
   } finally {
+    setFusedEpilogues(true);
     images.dispose();
     labels.dispose();
     model.dispose();

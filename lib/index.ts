@@ -51,6 +51,8 @@ export {
   threads,
   setPaceLinearStrategy,
   paceLinearStrategy,
+  setFusedEpilogues,
+  fusedEpilogues,
   PaceLinearStrategySchema,
   type PaceLinearStrategy,
   type ThreadSettings,

@@ -394,6 +394,8 @@ export interface NativeAddon {
   threads(): { intraOp: number; available: number };
   setPaceLinearStrategy(strategy: string): void;
   paceLinearStrategy(): string;
+  setFusedEpilogues(fused: boolean): void;
+  fusedEpilogues(): boolean;
   cosineLr(
     schedule: NativeCosineSchedule,
     at: { t: number } | { epoch: number } | { step: number; stepsPerEpoch: number },

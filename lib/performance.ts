@@ -31,7 +31,8 @@ export function threads(): ThreadSettings {
  * How a noisy adapted linear of a PACE step is computed:
  * - `'auto'` (default): by shape, `'per-row'` for rows of at least 32 tokens (ViT at 224 has 197, a Swin window 49), else `'unfused'`;
  * - `'per-row'`: each sample (or window) multiplies its own weight W0 + diag(z)·ΔW, one GEMM's work instead of two;
- * - `'stacked'`: one GEMM against [W0; ΔW];
+ * - `'stacked'`: one GEMM against [W0; ΔW], its element-wise work in one pass that also applies the GELU after
+ *   fc1 and the residual add (with stochastic depth) after proj and fc2 ({@link setFusedEpilogues});
  * - `'unfused'`: the reference's two linears.
  * All give the same results up to float rounding; this exists for benchmarks and for checking that claim.
  */
@@ -47,4 +48,18 @@ export function setPaceLinearStrategy(strategy: PaceLinearStrategy): void {
 /** The formulation noisy adapted linears use now. */
 export function paceLinearStrategy(): PaceLinearStrategy {
   return PaceLinearStrategySchema.parse(nativeAddon().paceLinearStrategy());
+}
+
+/**
+ * Whether the stacked formulation (the GPU's) folds the GELU after fc1 and the residual add with stochastic
+ * depth after proj and fc2 into the pass that applies the PACE noise (default `true`). Off, they run as separate
+ * operations, as in PyTorch; for benchmarks that measure the fusion. Results agree up to float rounding.
+ */
+export function setFusedEpilogues(fused: boolean): void {
+  nativeAddon().setFusedEpilogues(parseOptions(z.boolean(), fused, 'fused'));
+}
+
+/** Whether noisy linears fold their epilogue into their element-wise pass now ({@link setFusedEpilogues}). */
+export function fusedEpilogues(): boolean {
+  return nativeAddon().fusedEpilogues();
 }

@@ -1,11 +1,13 @@
 import {
   createModel,
   disposeTensors,
+  fusedEpilogues,
   loadTensors,
   measureGemm,
   memoryStats,
   paceLinearStrategy,
   releaseCachedMemory,
+  setFusedEpilogues,
   setPaceLinearStrategy,
   setThreads,
   tensor,
@@ -19,7 +21,10 @@ import { relativeError } from './support/compare';
 import { fixture, fixtureIndex, fixtureSpec } from './support/fixtures';
 import { seededRandom, tinyVit } from './support/synthetic';
 
-afterAll(() => setPaceLinearStrategy('auto'));
+afterAll(() => {
+  setPaceLinearStrategy('auto');
+  setFusedEpilogues(true);
+});
 
 const scalar = (t: Tensor) => t.toFloat32Array()[0];
 const noisyFixtures = Object.keys(fixtureIndex).filter(
@@ -32,9 +37,15 @@ interface StepOutcome {
 }
 
 /** One replayed PACE step of a fixture with the noisy linears computed the given way. */
-async function fixtureStep(name: string, io: TensorRecord, strategy: PaceLinearStrategy): Promise<StepOutcome> {
+async function fixtureStep(
+  name: string,
+  io: TensorRecord,
+  strategy: PaceLinearStrategy,
+  epiloguesFused = true,
+): Promise<StepOutcome> {
   const fx = fixtureIndex[name];
   setPaceLinearStrategy(strategy);
+  setFusedEpilogues(epiloguesFused);
   using model = await createModel(fixtureSpec(name), { pretrained: fixture(`${name}.base.safetensors`) });
   model.addAdapters({ type: 'loramul_vptadd', rank: fx.rank });
   await model.loadAdapters(fixture(`${name}.adapters.safetensors`));
@@ -63,10 +74,16 @@ describe.each(noisyFixtures)('%s: every formulation of the noisy linears gives t
     disposeTensors(unfused.gradients);
   });
 
-  test.each(['per-row', 'stacked', 'auto'] as const)(
-    '%s: losses within 1e-4 of the unfused step and 1e-5 of the reference, gradients within 1e-3 of both',
-    async (strategy) => {
-      const fused = await fixtureStep(name, io, strategy);
+  // 'stacked' folds the GELU and the residual adds into its element-wise pass; with the epilogues apart it does not.
+  test.each([
+    ['per-row', true],
+    ['stacked', true],
+    ['stacked', false],
+    ['auto', true],
+  ] as const)(
+    '%s (epilogues fused: %s): losses within 1e-4 of the unfused step and 1e-5 of the reference, gradients within 1e-3 of both',
+    async (strategy, epiloguesFused) => {
+      const fused = await fixtureStep(name, io, strategy, epiloguesFused);
       const reference = [scalar(io.cls_loss), scalar(io.pace_loss), scalar(io.total_loss)];
       fused.losses.forEach((loss, i) => {
         expect(Math.abs(loss - unfused.losses[i]) / (Math.abs(unfused.losses[i]) + 1e-6)).toBeLessThan(1e-4);
@@ -88,6 +105,15 @@ test('the PACE linear strategy is process-wide, validated and reported back', ()
   setPaceLinearStrategy('auto');
   expect(paceLinearStrategy()).toBe('auto');
   expect(() => setPaceLinearStrategy('fastest' as PaceLinearStrategy)).toThrow(/^strategy: Invalid option/);
+});
+
+test('fused epilogues are on by default, switched process-wide and validated', () => {
+  expect(fusedEpilogues()).toBe(true);
+  setFusedEpilogues(false);
+  expect(fusedEpilogues()).toBe(false);
+  setFusedEpilogues(true);
+  expect(fusedEpilogues()).toBe(true);
+  expect(() => setFusedEpilogues('yes' as unknown as boolean)).toThrow(/^fused: /);
 });
 
 test('setThreads reaches the worker threads that run model calls, and is validated', async () => {

@@ -182,6 +182,20 @@ Napi::Value paceLinearStrategyJs(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), "auto");
 }
 
+// setFusedEpilogues(on) / fusedEpilogues(): whether noisy linears fold GELU and residual adds into their kernel.
+Napi::Value setFusedEpiloguesJs(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    if (!info[0].IsBoolean()) throw std::invalid_argument("fused: expected true or false");
+    peft::setFusedEpilogues(info[0].As<Napi::Boolean>().Value());
+    return env.Undefined();
+  });
+}
+
+Napi::Value fusedEpiloguesJs(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), peft::fusedEpilogues());
+}
+
 }  // namespace
 
 void registerSystemBindings(Napi::Env env, Napi::Object exports) {
@@ -195,6 +209,8 @@ void registerSystemBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("threads", Napi::Function::New(env, threadsJs, "threads"));
   exports.Set("setPaceLinearStrategy", Napi::Function::New(env, setPaceLinearStrategyJs, "setPaceLinearStrategy"));
   exports.Set("paceLinearStrategy", Napi::Function::New(env, paceLinearStrategyJs, "paceLinearStrategy"));
+  exports.Set("setFusedEpilogues", Napi::Function::New(env, setFusedEpiloguesJs, "setFusedEpilogues"));
+  exports.Set("fusedEpilogues", Napi::Function::New(env, fusedEpiloguesJs, "fusedEpilogues"));
   exports.Set("releaseCachedMemory", Napi::Function::New(env, releaseCachedMemoryJs, "releaseCachedMemory"));
   installCpuCache();
   // float32 means IEEE float32 unless a trainer asks for 'tf32' (libtorch lets cuDNN's convolutions use TF32

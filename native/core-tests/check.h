@@ -35,11 +35,13 @@ inline double relativeError(const at::Tensor& actual, const at::Tensor& expected
 
 using TestList = std::vector<std::pair<const char*, std::function<void()>>>;
 
-TestList paceLinearTests();      // pace_linear_tests.cpp
-TestList paceLinearCudaTests();  // pace_linear_tests.cpp: skipped without a visible GPU
-TestList cpuAttentionTests();    // attention_tests.cpp
-TestList fusedAdamWTests();      // adamw_tests.cpp: skipped without a GPU and libtorch >= 2.1
-TestList augmentTests();         // augment_tests.cpp
-TestList profilerTests();        // profiler_tests.cpp: skipped where libtorch records no traces
+TestList paceLinearTests();        // pace_linear_tests.cpp
+TestList paceLinearCudaTests();    // pace_linear_tests.cpp: skipped without a visible GPU
+TestList paceEpilogueTests();      // pace_epilogue_tests.cpp
+TestList paceEpilogueCudaTests();  // pace_epilogue_tests.cpp: skipped without a visible GPU
+TestList cpuAttentionTests();      // attention_tests.cpp
+TestList fusedAdamWTests();        // adamw_tests.cpp: skipped without a GPU and libtorch >= 2.1
+TestList augmentTests();           // augment_tests.cpp
+TestList profilerTests();          // profiler_tests.cpp: skipped where libtorch records no traces
 
 }  // namespace pace::tests

@@ -27,27 +27,28 @@ at::Tensor ForwardContext::duplicateBatchBefore(const at::Tensor& x, int64_t blo
 }
 
 at::Tensor ForwardContext::dropPath(const at::Tensor& branch, double rate, bool training) {
-  if (rate <= 0.0 || !training) return branch;
+  const at::Tensor scale = dropPathScale(branch.size(0), rate, training, branch.options());
+  if (!scale.defined()) return branch;
+  std::vector<int64_t> shape(branch.dim(), 1);
+  shape[0] = branch.size(0);
+  return branch * scale.view(shape);
+}
+
+at::Tensor ForwardContext::dropPathScale(int64_t rows, double rate, bool training, const at::TensorOptions& options) {
+  if (rate <= 0.0 || !training) return {};
   const double keep = 1.0 - rate;
-  std::vector<int64_t> maskShape(branch.dim(), 1);
   const int64_t copies = stacked_ ? copies_ : 1;
-  if (branch.size(0) % copies != 0)
-    throw Error(ErrorCode::Internal, "drop path: a batch of " + std::to_string(branch.size(0)) + " is not " +
-                                         std::to_string(copies) + " copies");
-  maskShape[0] = branch.size(0) / copies;
-  at::Tensor mask = at::empty(maskShape, branch.options());
+  if (rows % copies != 0)
+    throw Error(ErrorCode::Internal,
+                "drop path: a batch of " + std::to_string(rows) + " is not " + std::to_string(copies) + " copies");
+  at::Tensor mask = at::empty({rows / copies}, options);
   if (dropPathGenerator_) {
     mask.bernoulli_(keep, *dropPathGenerator_);
   } else {
     mask.bernoulli_(keep);
   }
   mask.div_(keep);
-  if (copies > 1) {
-    std::vector<int64_t> repeats(branch.dim(), 1);
-    repeats[0] = copies;
-    mask = mask.repeat(repeats);
-  }
-  return branch * mask;
+  return copies > 1 ? mask.repeat({copies}) : mask;
 }
 
 }  // namespace pace::models

@@ -52,6 +52,9 @@ class ForwardContext {
   // 1 / (1 - rate); otherwise the branch is returned as it is. Every copy of a sample shares its mask, so the
   // views differ only by their adapter noise.
   at::Tensor dropPath(const at::Tensor& branch, double rate, bool training);
+  // The same draw as the per-sample scale [rows] of a branch with `rows` rows in `options`' dtype (keep / (1 −
+  // rate) or 0); undefined where nothing is dropped. For a linear that folds the scaling into its output pass.
+  at::Tensor dropPathScale(int64_t rows, double rate, bool training, const at::TensorOptions& options);
 
  private:
   int64_t copies_ = 1;

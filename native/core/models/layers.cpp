@@ -28,10 +28,10 @@ void LinearImpl::addBias(const torch::Tensor& value) {
   bias = register_parameter("bias", value.detach().clone().to(weight.options()), weight.requires_grad());
 }
 
-torch::Tensor LinearImpl::forward(const torch::Tensor& input, ForwardContext& context) {
-  if (adapter && !context.adaptersBypassed) return adapter->forward(*this, input, context);
+torch::Tensor LinearImpl::forward(const torch::Tensor& input, ForwardContext& context, const LinearEpilogue& epilogue) {
+  if (adapter && !context.adaptersBypassed) return adapter->forward(*this, input, context, epilogue);
   const torch::Tensor output = torch::linear(input, weight, bias);
-  return isHead && context.noise ? context.noise->noisyWholeOutput(path, output) : output;
+  return epilogue.apply(isHead && context.noise ? context.noise->noisyWholeOutput(path, output) : output);
 }
 
 MlpImpl::MlpImpl(int64_t inFeatures, int64_t hiddenFeatures) {
@@ -39,8 +39,8 @@ MlpImpl::MlpImpl(int64_t inFeatures, int64_t hiddenFeatures) {
   fc2 = register_module("fc2", Linear(hiddenFeatures, inFeatures));
 }
 
-torch::Tensor MlpImpl::forward(const torch::Tensor& input, ForwardContext& context) {
-  return fc2(torch::gelu(fc1(input, context)), context);
+torch::Tensor MlpImpl::forward(const torch::Tensor& input, ForwardContext& context, const LinearEpilogue& epilogue) {
+  return fc2(fc1(input, context, LinearEpilogue::gelu()), context, epilogue);
 }
 
 LayerNormImpl::LayerNormImpl(int64_t features_, double eps_) : features(features_), eps(eps_) {

@@ -19,7 +19,7 @@ namespace pace::models {
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t inFeatures, int64_t outFeatures, bool bias = true);
-  torch::Tensor forward(const torch::Tensor& input, ForwardContext& context);
+  torch::Tensor forward(const torch::Tensor& input, ForwardContext& context, const LinearEpilogue& epilogue = {});
   void resetParameters();  // timm's default: trunc_normal(std=0.02) weight, zero bias
   // Gives a bias-less linear a bias (a merged VPT shift on Swin's downsample.reduction needs one).
   void addBias(const torch::Tensor& value);
@@ -36,11 +36,11 @@ class LinearImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Linear);
 
-// fc1 -> exact (erf) GELU -> fc2, as timm's Mlp.
+// fc1 -> exact (erf) GELU -> fc2, as timm's Mlp; `epilogue` is fc2's (a block's residual add).
 class MlpImpl : public torch::nn::Module {
  public:
   MlpImpl(int64_t inFeatures, int64_t hiddenFeatures);
-  torch::Tensor forward(const torch::Tensor& input, ForwardContext& context);
+  torch::Tensor forward(const torch::Tensor& input, ForwardContext& context, const LinearEpilogue& epilogue = {});
 
   Linear fc1{nullptr};
   Linear fc2{nullptr};

@@ -6,6 +6,8 @@
 #include <string>
 #include <utility>
 
+#include "models/linear_epilogue.h"
+
 namespace pace::models {
 
 class LinearImpl;
@@ -17,9 +19,10 @@ class LinearAdapter {
   // The adapter type's registry name ("loramul_vptadd", ...) and rank.
   virtual std::string typeName() const = 0;
   virtual int64_t rank() const = 0;
-  // The adapted linear's output for `input` in this forward: with the context's PACE noise in training,
-  // merged into one GEMM otherwise.
-  virtual at::Tensor forward(const LinearImpl& linear, const at::Tensor& input, ForwardContext& context) const = 0;
+  // The adapted linear's output for `input` in this forward, `epilogue` applied: with the context's PACE noise in
+  // training, merged into one GEMM otherwise.
+  virtual at::Tensor forward(const LinearImpl& linear, const at::Tensor& input, ForwardContext& context,
+                             const LinearEpilogue& epilogue) const = 0;
   // The folded weight and bias (bias undefined only when the linear has neither bias nor shift).
   virtual std::pair<at::Tensor, at::Tensor> mergedWeightAndBias(const LinearImpl& linear) const = 0;
 };

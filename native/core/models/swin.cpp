@@ -139,7 +139,8 @@ torch::Tensor SwinBlockImpl::forward(const torch::Tensor& input, ForwardContext&
   if (shiftSize > 0) x = torch::roll(x, {shiftSize, shiftSize}, {1, 2});
   x = input + context.dropPath(x, dropPathRate, is_training());
   const torch::Tensor flat = x.reshape({b, h * w, c});
-  return (flat + context.dropPath(mlp(norm2(flat), context), dropPathRate, is_training())).reshape({b, h, w, c});
+  return mlp(norm2(flat), context, LinearEpilogue::residualAdd(flat, context, dropPathRate, is_training()))
+      .reshape({b, h, w, c});
 }
 
 PatchMergingImpl::PatchMergingImpl(int64_t dim) {

@@ -34,8 +34,9 @@ VitAttentionImpl::VitAttentionImpl(int64_t dim, int64_t numHeads_) : numHeads(nu
   proj = register_module("proj", Linear(dim, dim));
 }
 
-torch::Tensor VitAttentionImpl::forward(const torch::Tensor& x, ForwardContext& context) {
-  return proj(qkvAttention(qkv(x, context), numHeads), context);
+torch::Tensor VitAttentionImpl::forward(const torch::Tensor& x, ForwardContext& context,
+                                        const LinearEpilogue& epilogue) {
+  return proj(qkvAttention(qkv(x, context), numHeads), context, epilogue);
 }
 
 VitBlockImpl::VitBlockImpl(int64_t dim, int64_t numHeads, double mlpRatio, double dropPathRate_, double normEps)
@@ -47,8 +48,10 @@ VitBlockImpl::VitBlockImpl(int64_t dim, int64_t numHeads, double mlpRatio, doubl
 }
 
 torch::Tensor VitBlockImpl::forward(const torch::Tensor& input, ForwardContext& context) {
-  torch::Tensor x = input + context.dropPath(attn(norm1(input), context), dropPathRate, is_training());
-  return x + context.dropPath(mlp(norm2(x), context), dropPathRate, is_training());
+  // x + dropPath(branch(x)), the add folded into the branch's last linear where it can be (models/linear_epilogue.h).
+  const torch::Tensor x =
+      attn(norm1(input), context, LinearEpilogue::residualAdd(input, context, dropPathRate, is_training()));
+  return mlp(norm2(x), context, LinearEpilogue::residualAdd(x, context, dropPathRate, is_training()));
 }
 
 VitPatchEmbedImpl::VitPatchEmbedImpl(int64_t patchSize, int64_t embedDim, bool bias) {

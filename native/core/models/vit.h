@@ -29,7 +29,8 @@ struct VitConfig {
 class VitAttentionImpl : public torch::nn::Module {
  public:
   VitAttentionImpl(int64_t dim, int64_t numHeads);
-  torch::Tensor forward(const torch::Tensor& x, ForwardContext& context);
+  // `epilogue`: proj's (the block's residual add).
+  torch::Tensor forward(const torch::Tensor& x, ForwardContext& context, const LinearEpilogue& epilogue = {});
 
   int64_t numHeads;
   Linear qkv{nullptr};

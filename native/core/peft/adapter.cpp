@@ -23,18 +23,20 @@ std::pair<at::Tensor, at::Tensor> Adapter::mergedWeightAndBias(const models::Lin
 
 // The three ways an adapted linear runs, chosen by the step's noise:
 //   no noise here (inference, or σ = 0 for this linear): the adapter folded into the weights, one GEMM;
-//   a per-row multiplier z (PACE's own noise): the fused PACE linear W0·x + b0 + z ⊙ a(x) (peft/pace_linear.h);
+//   a per-row multiplier z (PACE's own noise): the fused PACE linear W0·x + b0 + z ⊙ a(x) (peft/pace_linear.h),
+//   which also folds the epilogue in where it can;
 //   additive or per-token noise (ablations): a(x) formed on its own and noised.
-at::Tensor Adapter::forward(const models::LinearImpl& linear, const at::Tensor& input,
-                            models::ForwardContext& context) const {
+at::Tensor Adapter::forward(const models::LinearImpl& linear, const at::Tensor& input, models::ForwardContext& context,
+                            const models::LinearEpilogue& epilogue) const {
   models::StepNoise* noise = linear.is_training() ? context.noise : nullptr;
   if (noise && noise->onWholeOutput()) {
     const auto [mergedWeight, mergedBias] = mergedWeightAndBias(linear);
-    return noise->noisyWholeOutput(linear.path, torch::linear(input, mergedWeight, mergedBias));
+    return epilogue.apply(noise->noisyWholeOutput(linear.path, torch::linear(input, mergedWeight, mergedBias)));
   }
   if (noise && !noise->perRowMultiplier()) {
     const at::Tensor adapted = output(linear, input);
-    return torch::linear(input, linear.weight, linear.bias) + noise->noisyAdapterOutput(linear.path, adapted);
+    return epilogue.apply(torch::linear(input, linear.weight, linear.bias) +
+                          noise->noisyAdapterOutput(linear.path, adapted));
   }
   at::Tensor multiplier;
   if (noise) {
@@ -44,15 +46,17 @@ at::Tensor Adapter::forward(const models::LinearImpl& linear, const at::Tensor& 
   }
   if (!multiplier.defined()) {
     const auto [mergedWeight, mergedBias] = mergedWeightAndBias(linear);
-    return torch::linear(input, mergedWeight, mergedBias);
+    return epilogue.apply(torch::linear(input, mergedWeight, mergedBias));
   }
   const AdapterTerms t = terms(linear);
-  if (t.deltaWeight.defined()) return paceLinear(input, linear.weight, linear.bias, t.deltaWeight, t.shift, multiplier);
+  if (t.deltaWeight.defined())
+    return paceLinear(input, linear.weight, linear.bias, t.deltaWeight, t.shift, multiplier, PaceLinearStrategy::Auto,
+                      epilogue);
   // A shift alone (VPT-add): the same for every token, noised per row.
   std::vector<int64_t> rowShape(input.dim(), 1);
   rowShape.front() = multiplier.size(0);
   rowShape.back() = linear.outFeatures;
-  return torch::linear(input, linear.weight, linear.bias) + (multiplier * t.shift).view(rowShape);
+  return epilogue.apply(torch::linear(input, linear.weight, linear.bias) + (multiplier * t.shift).view(rowShape));
 }
 
 void checkAdapterFits(const models::LinearImpl& linear, int64_t rank) {

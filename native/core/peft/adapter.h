@@ -28,8 +28,8 @@ class Adapter : public models::LinearAdapter {
   // ΔW and c from the adapter's parameters and the frozen layer.
   virtual AdapterTerms terms(const models::LinearImpl& linear) const = 0;
 
-  at::Tensor forward(const models::LinearImpl& linear, const at::Tensor& input,
-                     models::ForwardContext& context) const override;
+  at::Tensor forward(const models::LinearImpl& linear, const at::Tensor& input, models::ForwardContext& context,
+                     const models::LinearEpilogue& epilogue) const override;
   std::pair<at::Tensor, at::Tensor> mergedWeightAndBias(const models::LinearImpl& linear) const override;
 
   // a(x) = x·ΔWᵀ + c, shaped like the linear's output.

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "errors.h"
-#include "peft/pace_linear_cuda.h"
+#include "peft/pace_epilogue_ops.h"
 #include "system/dynamic_parallel.h"
 #include "tensor/precision.h"
 
@@ -80,36 +80,55 @@ at::Tensor forwardPerRow(const at::Tensor& x3, const at::Tensor& weight, const a
   return y.add_((multiplier * shift).add_(bias).unsqueeze(1));  // + b0 + z ⊙ c, per row
 }
 
-at::Tensor forwardStacked(const at::Tensor& x3, const at::Tensor& weight, const at::Tensor& bias,
-                          const at::Tensor& deltaWeight, const at::Tensor& shift, const at::Tensor& multiplier) {
+// The stacked product X·[W0; ΔW]ᵀ with its epilogue in one pass where the epilogue kernels run, else (a plain
+// epilogue only) by ATen ops. Returns the output [rows, tokens, out] and, for Gelu, h.
+EpilogueForwardResult forwardStacked(const at::Tensor& x3, const at::Tensor& weight, const at::Tensor& bias,
+                                     const at::Tensor& deltaWeight, const at::Tensor& shift,
+                                     const at::Tensor& multiplier, EpilogueKind kind, const at::Tensor& residual,
+                                     const at::Tensor& rowScale) {
   const int64_t rows = x3.size(0), tokens = x3.size(1), out = weight.size(0);
   const at::Tensor both = at::mm(x3.reshape({rows * tokens, -1}), at::cat({weight, deltaWeight}, 0).t());
-#ifdef PACE_WITH_CUDA_KERNELS
-  if (paceEpilogueOnDevice(both))
-    return paceEpilogueForwardCuda(both, bias, shift, multiplier, tokens).view({rows, tokens, out});
-#endif
+  if (paceEpilogueRuns(both)) {
+    EpilogueForwardResult result =
+        paceEpilogueForward(kind, both, bias, shift, multiplier, rowScale,
+                            residual.defined() ? residual.reshape({rows * tokens, out}) : residual, tokens);
+    result.output = result.output.view({rows, tokens, out});
+    return result;
+  }
+  TORCH_CHECK(kind == EpilogueKind::Plain, "the PACE linear's fused epilogue does not run on ", both.device(), " in ",
+              both.scalar_type());
   const at::Tensor frozen = both.narrow(1, 0, out).reshape({rows, tokens, out});
   const at::Tensor adapted = both.narrow(1, out, out).reshape({rows, tokens, out});
-  return (adapted + shift).mul_(multiplier.unsqueeze(1)).add_(frozen).add_(bias);
+  return {(adapted + shift).mul_(multiplier.unsqueeze(1)).add_(frozen).add_(bias), at::Tensor()};
 }
 
-// bias and shift are always defined here (paceLinear passes zeros for absent ones).
+// bias and shift are always defined here (paceLinear passes zeros for absent ones); so are residual and rowScale,
+// empty when the epilogue takes none (libtorch 1.13's custom functions take no undefined inputs).
 struct PaceLinearFunction : public torch::autograd::Function<PaceLinearFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
                             const at::Tensor& bias, const at::Tensor& deltaWeight, const at::Tensor& shift,
-                            const at::Tensor& multiplier, int64_t strategy) {
+                            const at::Tensor& multiplier, const at::Tensor& residual, const at::Tensor& rowScale,
+                            int64_t strategy, int64_t epilogue) {
     const int64_t rows = input.size(0), in = input.size(-1);
     const at::Tensor x3 = input.reshape({rows, -1, in});
     const auto chosen = static_cast<PaceLinearStrategy>(strategy);
-    const at::Tensor y = chosen == PaceLinearStrategy::PerRowWeight
-                             ? forwardPerRow(x3, weight, bias, deltaWeight, shift, multiplier)
-                             : forwardStacked(x3, weight, bias, deltaWeight, shift, multiplier);
-    ctx->save_for_backward({x3, weight, deltaWeight, multiplier});
+    const auto kind = static_cast<EpilogueKind>(epilogue);
+    const at::Tensor scale = rowScale.numel() > 0 ? rowScale : at::Tensor();
+    EpilogueForwardResult y;
+    if (chosen == PaceLinearStrategy::PerRowWeight) {
+      TORCH_CHECK(kind == EpilogueKind::Plain, "per-row weights take no fused epilogue");
+      y.output = forwardPerRow(x3, weight, bias, deltaWeight, shift, multiplier);
+    } else {
+      y = forwardStacked(x3, weight, bias, deltaWeight, shift, multiplier, kind,
+                         kind == EpilogueKind::Residual ? residual : at::Tensor(), scale);
+    }
+    ctx->save_for_backward({x3, weight, deltaWeight, multiplier, y.preActivation, scale});
     ctx->saved_data["strategy"] = strategy;
+    ctx->saved_data["epilogue"] = epilogue;
     ctx->saved_data["inputShape"] = input.sizes().vec();
     std::vector<int64_t> outShape = input.sizes().vec();
     outShape.back() = weight.size(0);
-    return y.view(outShape);
+    return y.output.view(outShape);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list gradOutputs) {
@@ -118,27 +137,32 @@ struct PaceLinearFunction : public torch::autograd::Function<PaceLinearFunction>
     const at::Tensor& weight = saved[1];
     const at::Tensor& deltaWeight = saved[2];
     const at::Tensor& multiplier = saved[3];
+    const at::Tensor& preActivation = saved[4];
+    const at::Tensor& rowScale = saved[5];
     const auto strategy = static_cast<PaceLinearStrategy>(ctx->saved_data["strategy"].toInt());
+    const auto kind = static_cast<EpilogueKind>(ctx->saved_data["epilogue"].toInt());
     const std::vector<int64_t> inputShape = ctx->saved_data["inputShape"].toIntVector();
     const int64_t rows = x3.size(0), tokens = x3.size(1), in = x3.size(2), out = weight.size(0);
 
-    const at::Tensor dy3 = gradOutputs[0].reshape({rows, tokens, out});
-    const at::Tensor dy2 = dy3.reshape({rows * tokens, out});
     const at::Tensor x2 = x3.reshape({rows * tokens, in});
-    at::Tensor stackedGrad, scaled2;  // [dY, z ⊙ dY] and its second half
-#ifdef PACE_WITH_CUDA_KERNELS
-    if (strategy == PaceLinearStrategy::StackedWeight && paceEpilogueOnDevice(dy2)) {
-      stackedGrad = paceEpilogueBackwardCuda(dy2, multiplier, tokens);
+    // dH (the gradient of the linear's own output) and z ⊙ dH, side by side in stackedGrad where the epilogue ran.
+    at::Tensor stackedGrad, dy2, scaled2;
+    if (strategy == PaceLinearStrategy::StackedWeight && paceEpilogueRuns(x3)) {
+      stackedGrad = paceEpilogueBackward(kind, gradOutputs[0].reshape({rows * tokens, out}), preActivation, multiplier,
+                                         rowScale, tokens, x3.scalar_type());
+      dy2 = stackedGrad.narrow(1, 0, out);
       scaled2 = stackedGrad.narrow(1, out, out);
+    } else {
+      dy2 = gradOutputs[0].reshape({rows * tokens, out});
+      scaled2 = (dy2.view({rows, tokens, out}) * multiplier.unsqueeze(1)).view({rows * tokens, out});
     }
-#endif
-    if (!scaled2.defined()) scaled2 = (dy3 * multiplier.unsqueeze(1)).view({rows * tokens, out});
 
-    at::Tensor gradInput, gradWeight, gradBias, gradDelta, gradShift;
+    at::Tensor gradInput, gradWeight, gradBias, gradDelta, gradShift, gradResidual;
     if (ctx->needs_input_grad(0)) {
       if (strategy == PaceLinearStrategy::PerRowWeight) {
         gradInput = at::empty({rows, tokens, in}, x3.options());
-        perRowProducts(gradInput, dy3, weight, deltaWeight, multiplier, /*transposed=*/false);
+        perRowProducts(gradInput, dy2.view({rows, tokens, out}), weight, deltaWeight, multiplier,
+                       /*transposed=*/false);
       } else {
         if (!stackedGrad.defined()) stackedGrad = at::cat({dy2, scaled2}, 1);
         gradInput = at::mm(stackedGrad, at::cat({weight, deltaWeight}, 0));
@@ -149,7 +173,9 @@ struct PaceLinearFunction : public torch::autograd::Function<PaceLinearFunction>
     if (ctx->needs_input_grad(2)) gradBias = dy2.sum(0);
     if (ctx->needs_input_grad(3)) gradDelta = at::mm(scaled2.t(), x2);
     if (ctx->needs_input_grad(4)) gradShift = scaled2.sum(0);
-    return {gradInput, gradWeight, gradBias, gradDelta, gradShift, at::Tensor(), at::Tensor()};
+    if (kind == EpilogueKind::Residual && ctx->needs_input_grad(6)) gradResidual = gradOutputs[0];
+    return {gradInput,    gradWeight,   gradBias,     gradDelta,    gradShift,
+            at::Tensor(), gradResidual, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -162,11 +188,14 @@ at::Tensor unfusedPaceLinear(const at::Tensor& input, const at::Tensor& weight, 
 }
 
 std::atomic<PaceLinearStrategy> processStrategy{PaceLinearStrategy::Auto};
+std::atomic<bool> processFusedEpilogues{true};
 
 }  // namespace
 
 void setPaceLinearStrategy(PaceLinearStrategy strategy) { processStrategy.store(strategy); }
 PaceLinearStrategy paceLinearStrategy() { return processStrategy.load(); }
+void setFusedEpilogues(bool fused) { processFusedEpilogues.store(fused); }
+bool fusedEpilogues() { return processFusedEpilogues.load(); }
 
 PaceLinearStrategy choosePaceLinearStrategy(int64_t tokensPerRow, int64_t inFeatures, int64_t outFeatures,
                                             c10::DeviceType device) {
@@ -184,7 +213,7 @@ PaceLinearStrategy choosePaceLinearStrategy(int64_t tokensPerRow, int64_t inFeat
 
 at::Tensor paceLinear(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                       const at::Tensor& deltaWeight, const at::Tensor& shift, const at::Tensor& multiplier,
-                      PaceLinearStrategy strategy) {
+                      PaceLinearStrategy strategy, const models::LinearEpilogue& epilogue) {
   TORCH_CHECK(input.dim() >= 2, "paceLinear: the input needs a row axis and a feature axis");
   const int64_t rows = input.size(0), in = input.size(-1), out = weight.size(0);
   TORCH_CHECK(weight.dim() == 2 && weight.size(1) == in, "paceLinear: weight must be [out, ", in, "]");
@@ -195,13 +224,18 @@ at::Tensor paceLinear(const at::Tensor& input, const at::Tensor& weight, const a
   TORCH_CHECK(multiplier.dim() == 2 && multiplier.size(0) == rows && multiplier.size(1) == out,
               "paceLinear: multiplier must be [", rows, ", ", out, "]");
   TORCH_CHECK(!multiplier.requires_grad(), "paceLinear: the noise multiplier takes no gradient");
+  std::vector<int64_t> outShape = input.sizes().vec();
+  outShape.back() = out;
+  const at::Tensor& residual = epilogue.residual();
+  TORCH_CHECK(!residual.defined() || residual.sizes() == at::IntArrayRef(outShape),
+              "paceLinear: the residual must have the output's shape");
   if (strategy == PaceLinearStrategy::Auto) strategy = paceLinearStrategy();
   if (strategy == PaceLinearStrategy::Auto) {
     const int64_t tokens = rows == 0 ? 0 : input.numel() / (rows * in);
     strategy = choosePaceLinearStrategy(tokens, in, out, input.device().type());
   }
   if (strategy == PaceLinearStrategy::Unfused || input.numel() == 0)
-    return unfusedPaceLinear(input, weight, bias, deltaWeight, shift, multiplier);
+    return epilogue.apply(unfusedPaceLinear(input, weight, bias, deltaWeight, shift, multiplier));
   // Under autocast the fused op computes in the autocast dtype, as the two linears it replaces would; its
   // inputs are cast here (gradients flow back through the casts) and autocast stays off inside.
   const auto device = input.device().type();
@@ -212,11 +246,30 @@ at::Tensor paceLinear(const at::Tensor& input, const at::Tensor& weight, const a
     return t.defined() ? t.to(compute) : at::zeros({out}, weight.options().dtype(compute));
   };
   const at::Tensor x = input.to(compute);
-  // The CUDA kernels read the noise as float32; the CPU formulations use the compute dtype.
-  const at::Tensor z = multiplier.to(paceEpilogueOnDevice(x) ? at::kFloat : compute);
+  const bool epilogueKernels = strategy == PaceLinearStrategy::StackedWeight && paceEpilogueRuns(x);
+  // The epilogue kernels read the noise in their accumulator dtype; the other formulations in the compute dtype.
+  const at::Tensor z = multiplier.to(epilogueKernels ? epilogueAccumulator(compute) : compute);
+  const bool fuseEpilogue = epilogueKernels && !epilogue.none() && fusedEpilogues() &&
+                            (!residual.defined() || (residual.scalar_type() == epilogueAccumulator(compute) &&
+                                                     residual.device() == x.device()));
+  const at::Tensor none = at::empty({0}, x.options());
+  if (!fuseEpilogue) {
+    at::Tensor y;
+    {
+      AutocastOff autocastOff(device);
+      y = PaceLinearFunction::apply(x, weight.to(compute), prepared(bias), deltaWeight.to(compute), prepared(shift), z,
+                                    none, none, static_cast<int64_t>(strategy),
+                                    static_cast<int64_t>(EpilogueKind::Plain));
+    }
+    return epilogue.apply(y);  // under the caller's autocast, as the ops after a plain linear run
+  }
+  // Stochastic depth's scale, drawn in the dtype the unfused branch would have had (so with the same draws).
+  const at::Tensor rowScale = epilogue.rowScale(rows, x.options());
+  const EpilogueKind kind = epilogue.isGelu() ? EpilogueKind::Gelu : EpilogueKind::Residual;
   AutocastOff autocastOff(device);
   return PaceLinearFunction::apply(x, weight.to(compute), prepared(bias), deltaWeight.to(compute), prepared(shift), z,
-                                   static_cast<int64_t>(strategy));
+                                   residual.defined() ? residual : none, rowScale.defined() ? rowScale : none,
+                                   static_cast<int64_t>(strategy), static_cast<int64_t>(kind));
 }
 
 }  // namespace pace::peft

@@ -7,6 +7,8 @@
 // built in chunks that stay in cache and rebuilt in backward, so memory stays bounded.
 #include <ATen/ATen.h>
 
+#include "models/linear_epilogue.h"
+
 namespace pace::peft {
 
 enum class PaceLinearStrategy {
@@ -18,15 +20,23 @@ enum class PaceLinearStrategy {
 
 // input [rows, ..., in]; weight W0 [out, in] and bias b0 [out] (undefined: none) are the frozen layer;
 // deltaWeight ΔW [out, in] and shift c [out] (undefined: none) the adapter's terms; multiplier z [rows, out]
-// (no gradient). Gradients flow to every input that requires one except z.
+// (no gradient). Gradients flow to every input that requires one except z. `epilogue` (the GELU after the linear,
+// or the residual add with stochastic depth) runs in the same pass as the noise where the stacked weight's
+// epilogue kernels run, and after the op otherwise.
 at::Tensor paceLinear(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                       const at::Tensor& deltaWeight, const at::Tensor& shift, const at::Tensor& multiplier,
-                      PaceLinearStrategy strategy = PaceLinearStrategy::Auto);
+                      PaceLinearStrategy strategy = PaceLinearStrategy::Auto,
+                      const models::LinearEpilogue& epilogue = {});
 
 // The process-wide strategy `Auto` resolves to (initially Auto itself: chosen by shape). For benchmarks and
 // tests that compare the formulations on whole models.
 void setPaceLinearStrategy(PaceLinearStrategy strategy);
 PaceLinearStrategy paceLinearStrategy();
+
+// Whether the stacked weight folds a linear's epilogue (GELU, residual add) into its element-wise kernel
+// (initially true); off, the epilogue runs as separate ops after it. For benchmarks that measure the fusion.
+void setFusedEpilogues(bool fused);
+bool fusedEpilogues();
 
 // The strategy Auto picks for `tokensPerRow` tokens sharing each row's weight: per-row weights once a row has
 // enough tokens for its GEMM to outweigh building its weight. On a GPU: the stacked weight.

@@ -68,7 +68,9 @@ std::unique_ptr<CapturedGraph> captureGraph(const std::function<void()>& body,
   for (const auto& generator : generators) captured->graph.register_generator_state(generator);
   const c10::DeviceIndex device = c10::cuda::current_device();
   onSideStream(device, [&] {
-    captured->graph.capture_begin();
+    // Thread-local: the host process may run CUDA work on other threads (a Node server evaluating while a fit
+    // captures); in the default global mode their allocations would fail while this capture lasts.
+    captured->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
     try {
       body();
     } catch (...) {

@@ -1,0 +1,129 @@
+#include "peft/pace_epilogue_ops.h"
+
+#include <ATen/Parallel.h>
+
+#include "cpu/pace_epilogue_cpu.h"
+#include "peft/pace_epilogue_args.h"
+
+namespace pace::peft {
+
+namespace {
+
+// Elements per CPU task: enough that splitting among threads pays for itself.
+constexpr int64_t kCpuGrain = 32768;
+
+at::Tensor prepared(const at::Tensor& t, at::ScalarType dtype) { return t.defined() ? t.to(dtype).contiguous() : t; }
+
+void forwardOnCpu(const EpilogueForwardTensors& t) {
+  const int64_t total = t.rows * t.outFeatures;
+  const auto run = [&](const auto& args) {
+    at::parallel_for(0, total, kCpuGrain,
+                     [&](int64_t begin, int64_t end) { kernels::epilogueForwardCpu(args, begin, end); });
+  };
+  switch (t.stacked.scalar_type()) {
+    case at::kFloat:
+      return run(forwardArgs<float, float>(t));
+    case at::kBFloat16:
+      return run(forwardArgs<kernels::Bfloat16, float>(t));
+    case at::kDouble:
+      return run(forwardArgs<double, double>(t));
+    default:
+      TORCH_CHECK(false, "the PACE epilogue takes float32, bfloat16 or float64, not ", t.stacked.scalar_type());
+  }
+}
+
+void backwardOnCpu(const EpilogueBackwardTensors& t) {
+  const int64_t total = t.rows * t.outFeatures;
+  const auto run = [&](const auto& args) {
+    at::parallel_for(0, total, kCpuGrain,
+                     [&](int64_t begin, int64_t end) { kernels::epilogueBackwardCpu(args, begin, end); });
+  };
+  switch (t.stackedGrad.scalar_type()) {
+    case at::kFloat:
+      return run(backwardArgs<float, float>(t));
+    case at::kBFloat16:
+      return run(backwardArgs<kernels::Bfloat16, float>(t));
+    case at::kDouble:
+      return run(backwardArgs<double, double>(t));
+    default:
+      TORCH_CHECK(false, "the PACE epilogue takes float32, bfloat16 or float64, not ", t.stackedGrad.scalar_type());
+  }
+}
+
+}  // namespace
+
+bool paceEpilogueRuns(const at::Tensor& t) {
+  const auto type = t.scalar_type();
+  if (t.is_cpu()) return type == at::kFloat || type == at::kBFloat16 || type == at::kDouble;
+#ifdef PACE_WITH_CUDA_KERNELS
+  if (t.is_cuda()) return type == at::kFloat || type == at::kBFloat16;
+#endif
+  return false;
+}
+
+at::ScalarType epilogueAccumulator(at::ScalarType compute) { return compute == at::kDouble ? at::kDouble : at::kFloat; }
+
+EpilogueForwardResult paceEpilogueForward(EpilogueKind kind, const at::Tensor& stacked, const at::Tensor& bias,
+                                          const at::Tensor& shift, const at::Tensor& noise, const at::Tensor& rowScale,
+                                          const at::Tensor& residual, int64_t tokensPerRow) {
+  TORCH_CHECK(paceEpilogueRuns(stacked), "the PACE epilogue does not run on ", stacked.device(), " in ",
+              stacked.scalar_type());
+  TORCH_CHECK(stacked.dim() == 2 && stacked.size(1) % 2 == 0, "the PACE epilogue needs [rows, 2·out] products");
+  TORCH_CHECK(tokensPerRow >= 1, "the PACE epilogue needs tokensPerRow >= 1");
+  const at::ScalarType compute = stacked.scalar_type(), accumulator = epilogueAccumulator(compute);
+  EpilogueForwardTensors t;
+  t.kind = kind;
+  t.rows = stacked.size(0);
+  t.outFeatures = stacked.size(1) / 2;
+  t.tokensPerRow = tokensPerRow;
+  t.stacked = stacked.contiguous();
+  t.bias = prepared(bias, compute);
+  t.shift = prepared(shift, compute);
+  t.noise = prepared(noise, accumulator);
+  if (kind == EpilogueKind::Residual) {
+    TORCH_CHECK(residual.defined() && residual.numel() == t.rows * t.outFeatures,
+                "the PACE epilogue's residual must have the output's ", t.rows * t.outFeatures, " elements");
+    TORCH_CHECK(residual.scalar_type() == accumulator, "the PACE epilogue's residual must be ", accumulator);
+    t.residual = residual.contiguous();
+    t.rowScale = prepared(rowScale, accumulator);
+    t.output = at::empty({t.rows, t.outFeatures}, stacked.options().dtype(accumulator));
+  } else {
+    t.output = at::empty({t.rows, t.outFeatures}, stacked.options());
+    if (kind == EpilogueKind::Gelu) t.preActivation = at::empty({t.rows, t.outFeatures}, stacked.options());
+  }
+#ifdef PACE_WITH_CUDA_KERNELS
+  if (stacked.is_cuda()) {
+    epilogueForwardCuda(t);
+    return {t.output, t.preActivation};
+  }
+#endif
+  forwardOnCpu(t);
+  return {t.output, t.preActivation};
+}
+
+at::Tensor paceEpilogueBackward(EpilogueKind kind, const at::Tensor& gradOut, const at::Tensor& preActivation,
+                                const at::Tensor& noise, const at::Tensor& rowScale, int64_t tokensPerRow,
+                                at::ScalarType compute) {
+  const at::ScalarType accumulator = epilogueAccumulator(compute);
+  EpilogueBackwardTensors t;
+  t.kind = kind;
+  t.rows = gradOut.size(0);
+  t.outFeatures = gradOut.size(1);
+  t.tokensPerRow = tokensPerRow;
+  t.gradOut = prepared(gradOut, kind == EpilogueKind::Residual ? accumulator : compute);
+  t.preActivation = kind == EpilogueKind::Gelu ? prepared(preActivation, compute) : at::Tensor();
+  t.noise = prepared(noise, accumulator);
+  t.rowScale = kind == EpilogueKind::Residual ? prepared(rowScale, accumulator) : at::Tensor();
+  t.stackedGrad = at::empty({t.rows, 2 * t.outFeatures}, gradOut.options().dtype(compute));
+  TORCH_CHECK(paceEpilogueRuns(t.stackedGrad), "the PACE epilogue does not run on ", gradOut.device(), " in ", compute);
+#ifdef PACE_WITH_CUDA_KERNELS
+  if (gradOut.is_cuda()) {
+    epilogueBackwardCuda(t);
+    return t.stackedGrad;
+  }
+#endif
+  backwardOnCpu(t);
+  return t.stackedGrad;
+}
+
+}  // namespace pace::peft
