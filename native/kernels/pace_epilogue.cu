@@ -6,23 +6,31 @@ namespace {
 
 constexpr int kThreads = 256;
 
-int blocksFor(int64_t elements) {
-  const int64_t blocks = (elements + kThreads - 1) / kThreads;
+int blocksFor(int64_t items) {
+  const int64_t blocks = (items + kThreads - 1) / kThreads;
   return static_cast<int>(blocks < 65535 * 16 ? (blocks > 0 ? blocks : 1) : 65535 * 16);
 }
 
-template <typename Element>
-__global__ void eachElement(Element element, int64_t total) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+// Item i is the span of V elements starting at i·V.
+template <int V, typename Epilogue>
+__global__ void eachSpan(Epilogue epilogue, int64_t items) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < items;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    element(i);
+    epilogue.template span<V>(i * V);
 }
 
-template <typename Element>
-cudaError_t launchEach(const Element& element, int64_t total, int64_t tokensPerRow, cudaStream_t stream) {
+// Packs of 16 bytes of T where the row length and every pointer allow, single elements otherwise.
+template <typename T, typename Epilogue>
+cudaError_t launchSpans(const Epilogue& epilogue, int64_t rows, cudaStream_t stream) {
+  const int64_t total = rows * epilogue.outFeatures;
   if (total <= 0) return cudaSuccess;
-  if (tokensPerRow <= 0 || element.outFeatures <= 0) return cudaErrorInvalidValue;
-  eachElement<<<blocksFor(total), kThreads, 0, stream>>>(element, total);
+  if (epilogue.tokensPerRow <= 0 || epilogue.outFeatures <= 0) return cudaErrorInvalidValue;
+  constexpr int V = packWidth<T>();
+  if (epilogue.template vectorizable<V>()) {
+    eachSpan<V><<<blocksFor(total / V), kThreads, 0, stream>>>(epilogue, total / V);
+  } else {
+    eachSpan<1><<<blocksFor(total), kThreads, 0, stream>>>(epilogue, total);
+  }
   return cudaGetLastError();
 }
 
@@ -30,12 +38,12 @@ cudaError_t launchEach(const Element& element, int64_t total, int64_t tokensPerR
 
 template <typename T, typename Acc>
 cudaError_t launchEpilogueForward(const EpilogueForward<T, Acc>& args, int64_t rows, cudaStream_t stream) {
-  return launchEach(args, rows * args.outFeatures, args.tokensPerRow, stream);
+  return launchSpans<T>(args, rows, stream);
 }
 
 template <typename T, typename Acc>
 cudaError_t launchEpilogueBackward(const EpilogueBackward<T, Acc>& args, int64_t rows, cudaStream_t stream) {
-  return launchEach(args, rows * args.outFeatures, args.tokensPerRow, stream);
+  return launchSpans<T>(args, rows, stream);
 }
 
 template cudaError_t launchEpilogueForward<float, float>(const EpilogueForward<float, float>&, int64_t, cudaStream_t);

@@ -2,6 +2,8 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+
 #include "cpu/pace_epilogue_cpu.h"
 #include "peft/pace_epilogue_args.h"
 
@@ -14,37 +16,49 @@ constexpr int64_t kCpuGrain = 32768;
 
 at::Tensor prepared(const at::Tensor& t, at::ScalarType dtype) { return t.defined() ? t.to(dtype).contiguous() : t; }
 
+// Splits [0, total) among the threads on boundaries of `unit` elements (the kernels' packs) where it divides.
+template <typename Run>
+void splitAmongThreads(int64_t total, int64_t unit, const Run& run) {
+  if (total % unit != 0) unit = 1;
+  at::parallel_for(0, total / unit, std::max<int64_t>(1, kCpuGrain / unit),
+                   [&](int64_t begin, int64_t end) { run(begin * unit, end * unit); });
+}
+
+template <typename T, typename Acc>
+void forwardOnCpuAs(const EpilogueForwardTensors& t) {
+  const kernels::EpilogueForward<T, Acc> args = forwardArgs<T, Acc>(t);
+  splitAmongThreads(t.rows * t.outFeatures, kernels::epilogueCpuAlignment<T>(),
+                    [&](int64_t begin, int64_t end) { kernels::epilogueForwardCpu(args, begin, end); });
+}
+
+template <typename T, typename Acc>
+void backwardOnCpuAs(const EpilogueBackwardTensors& t) {
+  const kernels::EpilogueBackward<T, Acc> args = backwardArgs<T, Acc>(t);
+  splitAmongThreads(t.rows * t.outFeatures, kernels::epilogueCpuAlignment<T>(),
+                    [&](int64_t begin, int64_t end) { kernels::epilogueBackwardCpu(args, begin, end); });
+}
+
 void forwardOnCpu(const EpilogueForwardTensors& t) {
-  const int64_t total = t.rows * t.outFeatures;
-  const auto run = [&](const auto& args) {
-    at::parallel_for(0, total, kCpuGrain,
-                     [&](int64_t begin, int64_t end) { kernels::epilogueForwardCpu(args, begin, end); });
-  };
   switch (t.stacked.scalar_type()) {
     case at::kFloat:
-      return run(forwardArgs<float, float>(t));
+      return forwardOnCpuAs<float, float>(t);
     case at::kBFloat16:
-      return run(forwardArgs<kernels::Bfloat16, float>(t));
+      return forwardOnCpuAs<kernels::Bfloat16, float>(t);
     case at::kDouble:
-      return run(forwardArgs<double, double>(t));
+      return forwardOnCpuAs<double, double>(t);
     default:
       TORCH_CHECK(false, "the PACE epilogue takes float32, bfloat16 or float64, not ", t.stacked.scalar_type());
   }
 }
 
 void backwardOnCpu(const EpilogueBackwardTensors& t) {
-  const int64_t total = t.rows * t.outFeatures;
-  const auto run = [&](const auto& args) {
-    at::parallel_for(0, total, kCpuGrain,
-                     [&](int64_t begin, int64_t end) { kernels::epilogueBackwardCpu(args, begin, end); });
-  };
   switch (t.stackedGrad.scalar_type()) {
     case at::kFloat:
-      return run(backwardArgs<float, float>(t));
+      return backwardOnCpuAs<float, float>(t);
     case at::kBFloat16:
-      return run(backwardArgs<kernels::Bfloat16, float>(t));
+      return backwardOnCpuAs<kernels::Bfloat16, float>(t);
     case at::kDouble:
-      return run(backwardArgs<double, double>(t));
+      return backwardOnCpuAs<double, double>(t);
     default:
       TORCH_CHECK(false, "the PACE epilogue takes float32, bfloat16 or float64, not ", t.stackedGrad.scalar_type());
   }
