@@ -5,6 +5,7 @@
 
 #include "errors.h"
 #include "models/family_registry.h"
+#include "tensor/precision.h"
 #include "text.h"
 
 namespace pace::models {
@@ -134,6 +135,9 @@ SwinBlockImpl::SwinBlockImpl(int64_t dim, int64_t resolution, int64_t numHeads, 
 torch::Tensor SwinBlockImpl::forward(const torch::Tensor& input, ForwardContext& context) {
   const int64_t b = input.size(0), h = input.size(1), w = input.size(2), c = input.size(3);
   torch::Tensor x = norm1(input);
+  // Under autocast qkv reads x in the autocast dtype: cast before the shift and the window partition, which then
+  // move half the bytes, forward and backward (a cast commutes with them: the numbers are the same).
+  if (const auto dtype = autocastDtype(x.device().type())) x = x.to(*dtype);
   if (shiftSize > 0) x = torch::roll(x, {-shiftSize, -shiftSize}, {1, 2});
   x = reverseWindows(attn(partitionWindows(x, windowSize), attn_mask, context), windowSize, h, w);
   if (shiftSize > 0) x = torch::roll(x, {shiftSize, shiftSize}, {1, 2});

@@ -42,7 +42,11 @@ at::Tensor Adapter::forward(const models::LinearImpl& linear, const at::Tensor& 
   if (noise) {
     std::vector<int64_t> outputShape = input.sizes().vec();
     outputShape.back() = linear.outFeatures;
-    multiplier = noise->rowMultiplier(linear.path, outputShape, input.options());
+    // z in float32 at least, whatever precision the input arrives in (under autocast, the attention's and GELU's
+    // bf16 outputs; Swin's windows): the epilogue kernels read it so, and rounding 1 + σ·ε to bf16 would coarsen it.
+    const auto type = input.scalar_type();
+    const bool reduced = type == at::kBFloat16 || type == at::kHalf;
+    multiplier = noise->rowMultiplier(linear.path, outputShape, input.options().dtype(reduced ? at::kFloat : type));
   }
   if (!multiplier.defined()) {
     const auto [mergedWeight, mergedBias] = mergedWeightAndBias(linear);

@@ -25,20 +25,25 @@ torch::Tensor PaceNoise::draw(const std::string& linear, double sigma, at::IntAr
   if (shape_ == NoiseShape::PerRow) {
     for (size_t i = 1; i + 1 < shape.size(); ++i) shape[i] = 1;
   }
+  // ε is drawn (and kept for replay) in float32 at least, whatever precision the step computes in, so that a seed
+  // draws the same ε under fp32, tf32 and bf16; the caller gets it in the dtype it asked for.
+  const at::ScalarType requested = options.dtype().toScalarType();
+  const bool reduced = requested == at::kBFloat16 || requested == at::kHalf;
+  const at::TensorOptions drawOptions = options.dtype(reduced ? at::kFloat : requested);
   torch::Tensor result;
   if (const auto given = replay_.find(linear); given != replay_.end()) {
-    result = given->second.to(options.device(), options.dtype().toScalarType());
+    result = given->second.to(drawOptions.device(), drawOptions.dtype().toScalarType());
     if (result.sizes().vec() != shape) {
       throw ShapeError("noise for '" + linear + "' has shape " + shapeToString(result.sizes().vec()) + ", expected " +
                        shapeToString(shape));
     }
   } else if (kind_ == NoiseKind::Dropout) {
-    result = torch::empty(shape, options).bernoulli_(1.0 - sigma, generator_);
+    result = torch::empty(shape, drawOptions).bernoulli_(1.0 - sigma, generator_);
   } else {
-    result = at::normal(0.0, 1.0, shape, generator_, options);
+    result = at::normal(0.0, 1.0, shape, generator_, drawOptions);
   }
   draws_[linear] = result;
-  return result;
+  return reduced ? result.to(requested) : result;
 }
 
 torch::Tensor PaceNoise::noisyAdapterOutput(const std::string& linear, const torch::Tensor& a) {
