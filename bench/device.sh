@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The one prepared run on the lent GPU machine (design.md, "The lent GPU machine"): builds the addon against
-# that machine's PyTorch libtorch (CUDA kernels for sm_90), runs the core tests (CPU and CUDA), replays the
-# PACE parity fixtures on CUDA, checks the data-parallel path through NCCL with a world of one, checks whole fits
-# with step graphs against the same fits without, then times our steps (bf16 also as graphs) against the
-# PyTorch reference, eager and torch.compile'd. Logs and JSON go to $OUT (the device tool brings them back).
+# that machine's PyTorch libtorch (CUDA kernels for sm_90), runs the core tests (CPU and CUDA), measures the
+# epilogue kernels' bandwidth, replays the PACE parity fixtures on CUDA, checks the data-parallel path through
+# NCCL with a world of one, checks whole fits with step graphs against the same fits without, profiles a step,
+# then times our steps (bf16 also as graphs) against the PyTorch reference, eager and torch.compile'd. Logs and JSON go to $OUT (the device tool brings them back).
 # Prepare here first:
 #   npm run bench:device:prepare   (npm run build:ts && bash scripts/device-bundle.sh)
 # then run it there with `.device` and `dist` carried:  bash bench/device.sh [benchmark arguments...]
@@ -55,7 +55,9 @@ cmake -S . -B build-device -G "$generator" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PR
   -DPACE_CUDA_ARCHITECTURES=90 >"$out/configure.log" 2>&1 ||
   { tail -40 "$out/configure.log"; fail "cmake configure failed (configure.log)"; }
 grep -E "pace-peft:" "$out/configure.log"
-cmake --build build-device --target pace_peft pace_core_tests --parallel "$(nproc)" -- "${keep_going[@]}" \
+targets=(pace_peft pace_core_tests)
+[ "$device" = cuda ] && targets+=(pace_epilogue_bench)
+cmake --build build-device --target "${targets[@]}" --parallel "$(nproc)" -- "${keep_going[@]}" \
   >"$out/build.log" 2>&1 ||
   { grep -E "error|Error" -A4 "$out/build.log" | head -120; fail "build failed (build.log)"; }
 grep -ciE "warning" "$out/build.log" | sed 's/^/compiler warnings: /'
@@ -63,6 +65,11 @@ grep -ciE "warning" "$out/build.log" | sed 's/^/compiler warnings: /'
 step "core tests (libtorch $(python3 -c 'import torch; print(torch.__version__)'))"
 ./build/Release/pace_core_tests 2>&1 | tee "$out/core-tests.log"
 core=${PIPESTATUS[0]}
+
+if [ "$device" = cuda ]; then
+  step "epilogue kernels: bandwidth in 16-byte packs and one element at a time, against a copy"
+  timeout 120 ./build/Release/pace_epilogue_bench 2>&1 | tee "$out/epilogue-bench.log"
+fi
 
 step "PACE fixtures on CUDA"
 PACE_DEVICE="$device" PACE_FIXTURES="$root/.device/fixtures" node .device/js/device-parity.js 2>&1 | tee "$out/parity.log"

@@ -21,12 +21,12 @@ __global__ void eachSpan(Epilogue epilogue, int64_t items) {
 
 // Packs of 16 bytes of T where the row length and every pointer allow, single elements otherwise.
 template <typename T, typename Epilogue>
-cudaError_t launchSpans(const Epilogue& epilogue, int64_t rows, cudaStream_t stream) {
+cudaError_t launchSpans(const Epilogue& epilogue, int64_t rows, cudaStream_t stream, bool packs) {
   const int64_t total = rows * epilogue.outFeatures;
   if (total <= 0) return cudaSuccess;
   if (epilogue.tokensPerRow <= 0 || epilogue.outFeatures <= 0) return cudaErrorInvalidValue;
   constexpr int V = packWidth<T>();
-  if (epilogue.template vectorizable<V>()) {
+  if (packs && epilogue.template vectorizable<V>()) {
     eachSpan<V><<<blocksFor(total / V), kThreads, 0, stream>>>(epilogue, total / V);
   } else {
     eachSpan<1><<<blocksFor(total), kThreads, 0, stream>>>(epilogue, total);
@@ -37,20 +37,23 @@ cudaError_t launchSpans(const Epilogue& epilogue, int64_t rows, cudaStream_t str
 }  // namespace
 
 template <typename T, typename Acc>
-cudaError_t launchEpilogueForward(const EpilogueForward<T, Acc>& args, int64_t rows, cudaStream_t stream) {
-  return launchSpans<T>(args, rows, stream);
+cudaError_t launchEpilogueForward(const EpilogueForward<T, Acc>& args, int64_t rows, cudaStream_t stream, bool packs) {
+  return launchSpans<T>(args, rows, stream, packs);
 }
 
 template <typename T, typename Acc>
-cudaError_t launchEpilogueBackward(const EpilogueBackward<T, Acc>& args, int64_t rows, cudaStream_t stream) {
-  return launchSpans<T>(args, rows, stream);
+cudaError_t launchEpilogueBackward(const EpilogueBackward<T, Acc>& args, int64_t rows, cudaStream_t stream,
+                                   bool packs) {
+  return launchSpans<T>(args, rows, stream, packs);
 }
 
-template cudaError_t launchEpilogueForward<float, float>(const EpilogueForward<float, float>&, int64_t, cudaStream_t);
+template cudaError_t launchEpilogueForward<float, float>(const EpilogueForward<float, float>&, int64_t, cudaStream_t,
+                                                         bool);
 template cudaError_t launchEpilogueForward<__nv_bfloat16, float>(const EpilogueForward<__nv_bfloat16, float>&, int64_t,
-                                                                 cudaStream_t);
-template cudaError_t launchEpilogueBackward<float, float>(const EpilogueBackward<float, float>&, int64_t, cudaStream_t);
+                                                                 cudaStream_t, bool);
+template cudaError_t launchEpilogueBackward<float, float>(const EpilogueBackward<float, float>&, int64_t, cudaStream_t,
+                                                          bool);
 template cudaError_t launchEpilogueBackward<__nv_bfloat16, float>(const EpilogueBackward<__nv_bfloat16, float>&,
-                                                                  int64_t, cudaStream_t);
+                                                                  int64_t, cudaStream_t, bool);
 
 }  // namespace pace::kernels
