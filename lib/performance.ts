@@ -51,9 +51,11 @@ export function paceLinearStrategy(): PaceLinearStrategy {
 }
 
 /**
- * Whether the stacked formulation (the GPU's) folds the GELU after fc1 and the residual add with stochastic
- * depth after proj and fc2 into the pass that applies the PACE noise (default `true`). Off, they run as separate
- * operations, as in PyTorch; for benchmarks that measure the fusion. Results agree up to float rounding.
+ * Whether element-wise work is folded into the kernel before it (default `true`, or `false` when the process
+ * starts with `PACE_FUSED_EPILOGUES=0`): on the GPU, the GELU after fc1 and the residual add with stochastic depth
+ * after proj and fc2 into the pass that applies the PACE noise, and under bf16 the cast after each LayerNorm that
+ * feeds a product into the LayerNorm. Off, they run as separate operations, as in PyTorch; for benchmarks that
+ * measure the fusions. Results agree up to float rounding.
  */
 export function setFusedEpilogues(fused: boolean): void {
   nativeAddon().setFusedEpilogues(parseOptions(z.boolean(), fused, 'fused'));

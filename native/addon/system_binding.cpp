@@ -182,18 +182,18 @@ Napi::Value paceLinearStrategyJs(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), "auto");
 }
 
-// setFusedEpilogues(on) / fusedEpilogues(): whether noisy linears fold GELU and residual adds into their kernel.
+// setFusedEpilogues(on) / fusedEpilogues(): whether element-wise work is folded into the kernel before it.
 Napi::Value setFusedEpiloguesJs(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     if (!info[0].IsBoolean()) throw std::invalid_argument("fused: expected true or false");
-    peft::setFusedEpilogues(info[0].As<Napi::Boolean>().Value());
+    setFusedEpilogues(info[0].As<Napi::Boolean>().Value());
     return env.Undefined();
   });
 }
 
 Napi::Value fusedEpiloguesJs(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), peft::fusedEpilogues());
+  return Napi::Boolean::New(info.Env(), fusedEpilogues());
 }
 
 }  // namespace

@@ -39,6 +39,8 @@ TestList paceLinearTests();        // pace_linear_tests.cpp
 TestList paceLinearCudaTests();    // pace_linear_tests.cpp: skipped without a visible GPU
 TestList paceEpilogueTests();      // pace_epilogue_tests.cpp
 TestList paceEpilogueCudaTests();  // pace_epilogue_tests.cpp: skipped without a visible GPU
+TestList layerNormTests();         // layer_norm_tests.cpp
+TestList layerNormCudaTests();     // layer_norm_tests.cpp: skipped without a visible GPU
 TestList cpuAttentionTests();      // attention_tests.cpp
 TestList fusedAdamWTests();        // adamw_tests.cpp: skipped without a GPU and libtorch >= 2.1
 TestList augmentTests();           // augment_tests.cpp

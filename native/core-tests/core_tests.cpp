@@ -163,6 +163,8 @@ int main() {
   for (auto& test : pace::tests::paceLinearCudaTests()) tests.push_back(std::move(test));
   for (auto& test : pace::tests::paceEpilogueTests()) tests.push_back(std::move(test));
   for (auto& test : pace::tests::paceEpilogueCudaTests()) tests.push_back(std::move(test));
+  for (auto& test : pace::tests::layerNormTests()) tests.push_back(std::move(test));
+  for (auto& test : pace::tests::layerNormCudaTests()) tests.push_back(std::move(test));
   for (auto& test : pace::tests::fusedAdamWTests()) tests.push_back(std::move(test));
   for (auto& test : pace::tests::augmentTests()) tests.push_back(std::move(test));
   for (auto& test : pace::tests::profilerTests()) tests.push_back(std::move(test));

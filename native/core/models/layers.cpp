@@ -1,6 +1,8 @@
 #include "models/layers.h"
 
 #include "models/cpu_attention.h"
+#include "tensor/layer_norm_to.h"
+#include "tensor/precision.h"
 
 #include <torch/nn/init.h>
 
@@ -50,6 +52,14 @@ LayerNormImpl::LayerNormImpl(int64_t features_, double eps_) : features(features
 
 torch::Tensor LayerNormImpl::forward(const torch::Tensor& input) {
   return at::layer_norm(input.to(weight.scalar_type()), {features}, weight, bias, eps);
+}
+
+torch::Tensor LayerNormImpl::forwardForProduct(const torch::Tensor& input) {
+  const std::optional<at::ScalarType> cast = autocastDtype(input.device().type());
+  if (!cast || input.scalar_type() != weight.scalar_type()) return forward(input);
+  // On the CPU ATen's vectorised LayerNorm and a cast beat the fused loops (a ViT-S bf16 step: 821 against 843 ms).
+  if (!input.is_cuda()) return forward(input).to(*cast);
+  return layerNormTo(input, weight, bias, eps, *cast);
 }
 
 LayerNorm layerNorm(int64_t features, double eps) { return LayerNorm(features, eps); }

@@ -54,6 +54,9 @@ class LayerNormImpl : public torch::nn::Module {
  public:
   LayerNormImpl(int64_t features, double eps);
   torch::Tensor forward(const torch::Tensor& input);
+  // The output as the product after it reads it: under autocast in the autocast dtype (on a GPU in one pass,
+  // normalised in float32 and rounded once: tensor/layer_norm_to.h); forward() otherwise.
+  torch::Tensor forwardForProduct(const torch::Tensor& input);
 
   int64_t features;
   double eps;

@@ -5,7 +5,6 @@
 
 #include "errors.h"
 #include "models/family_registry.h"
-#include "tensor/precision.h"
 #include "text.h"
 
 namespace pace::models {
@@ -134,16 +133,16 @@ SwinBlockImpl::SwinBlockImpl(int64_t dim, int64_t resolution, int64_t numHeads, 
 
 torch::Tensor SwinBlockImpl::forward(const torch::Tensor& input, ForwardContext& context) {
   const int64_t b = input.size(0), h = input.size(1), w = input.size(2), c = input.size(3);
-  torch::Tensor x = norm1(input);
-  // Under autocast qkv reads x in the autocast dtype: cast before the shift and the window partition, which then
-  // move half the bytes, forward and backward (a cast commutes with them: the numbers are the same).
-  if (const auto dtype = autocastDtype(x.device().type())) x = x.to(*dtype);
+  // Under autocast in the autocast dtype qkv reads, before the shift and the window partition, which then move
+  // half the bytes, forward and backward (a cast commutes with them: the numbers are the same).
+  torch::Tensor x = norm1->forwardForProduct(input);
   if (shiftSize > 0) x = torch::roll(x, {-shiftSize, -shiftSize}, {1, 2});
   x = reverseWindows(attn(partitionWindows(x, windowSize), attn_mask, context), windowSize, h, w);
   if (shiftSize > 0) x = torch::roll(x, {shiftSize, shiftSize}, {1, 2});
   x = input + context.dropPath(x, dropPathRate, is_training());
   const torch::Tensor flat = x.reshape({b, h * w, c});
-  return mlp(norm2(flat), context, LinearEpilogue::residualAdd(flat, context, dropPathRate, is_training()))
+  return mlp(norm2->forwardForProduct(flat), context,
+             LinearEpilogue::residualAdd(flat, context, dropPathRate, is_training()))
       .reshape({b, h, w, c});
 }
 
@@ -156,7 +155,7 @@ torch::Tensor PatchMergingImpl::forward(const torch::Tensor& x, ForwardContext& 
   const int64_t b = x.size(0), h = x.size(1), w = x.size(2), c = x.size(3);
   // The 4C vector is [x(2i,2j), x(2i+1,2j), x(2i,2j+1), x(2i+1,2j+1)].
   const torch::Tensor merged = x.reshape({b, h / 2, 2, w / 2, 2, c}).permute({0, 1, 3, 4, 2, 5}).flatten(3);
-  return reduction(norm(merged), context);
+  return reduction(norm->forwardForProduct(merged), context);
 }
 
 SwinStageImpl::SwinStageImpl(int64_t inDim, int64_t dim, int64_t inputResolution, bool withDownsample, int64_t depth,

@@ -49,9 +49,10 @@ VitBlockImpl::VitBlockImpl(int64_t dim, int64_t numHeads, double mlpRatio, doubl
 
 torch::Tensor VitBlockImpl::forward(const torch::Tensor& input, ForwardContext& context) {
   // x + dropPath(branch(x)), the add folded into the branch's last linear where it can be (models/linear_epilogue.h).
-  const torch::Tensor x =
-      attn(norm1(input), context, LinearEpilogue::residualAdd(input, context, dropPathRate, is_training()));
-  return mlp(norm2(x), context, LinearEpilogue::residualAdd(x, context, dropPathRate, is_training()));
+  const torch::Tensor x = attn(norm1->forwardForProduct(input), context,
+                               LinearEpilogue::residualAdd(input, context, dropPathRate, is_training()));
+  return mlp(norm2->forwardForProduct(x), context,
+             LinearEpilogue::residualAdd(x, context, dropPathRate, is_training()));
 }
 
 VitPatchEmbedImpl::VitPatchEmbedImpl(int64_t patchSize, int64_t embedDim, bool bias) {

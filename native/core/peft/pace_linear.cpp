@@ -11,6 +11,7 @@
 #include "errors.h"
 #include "peft/pace_epilogue_ops.h"
 #include "system/dynamic_parallel.h"
+#include "tensor/fused_epilogues.h"
 #include "tensor/precision.h"
 
 namespace pace::peft {
@@ -188,14 +189,11 @@ at::Tensor unfusedPaceLinear(const at::Tensor& input, const at::Tensor& weight, 
 }
 
 std::atomic<PaceLinearStrategy> processStrategy{PaceLinearStrategy::Auto};
-std::atomic<bool> processFusedEpilogues{true};
 
 }  // namespace
 
 void setPaceLinearStrategy(PaceLinearStrategy strategy) { processStrategy.store(strategy); }
 PaceLinearStrategy paceLinearStrategy() { return processStrategy.load(); }
-void setFusedEpilogues(bool fused) { processFusedEpilogues.store(fused); }
-bool fusedEpilogues() { return processFusedEpilogues.load(); }
 
 PaceLinearStrategy choosePaceLinearStrategy(int64_t tokensPerRow, int64_t inFeatures, int64_t outFeatures,
                                             c10::DeviceType device) {

@@ -33,11 +33,6 @@ at::Tensor paceLinear(const at::Tensor& input, const at::Tensor& weight, const a
 void setPaceLinearStrategy(PaceLinearStrategy strategy);
 PaceLinearStrategy paceLinearStrategy();
 
-// Whether the stacked weight folds a linear's epilogue (GELU, residual add) into its element-wise kernel
-// (initially true); off, the epilogue runs as separate ops after it. For benchmarks that measure the fusion.
-void setFusedEpilogues(bool fused);
-bool fusedEpilogues();
-
 // The strategy Auto picks for `tokensPerRow` tokens sharing each row's weight: per-row weights once a row has
 // enough tokens for its GEMM to outweigh building its weight. On a GPU: the stacked weight.
 PaceLinearStrategy choosePaceLinearStrategy(int64_t tokensPerRow, int64_t inFeatures, int64_t outFeatures,
