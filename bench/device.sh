@@ -11,14 +11,42 @@
 #   PACE_DEVICE=cpu PACE_PROFILE_ARGS="--device cpu --reference own --models vit_tiny_patch16_224 --batch 2" \
 #   bash bench/device.sh --device cpu --reference own --compile-mode none \
 #   --models vit_tiny_patch16_224 --batch 2 --rounds 1
-# Time there: the build takes minutes, and max-autotune compiles each model for minutes before its first timed
-# step; with little device time left pass --compile-mode default (and say so next to the numbers).
+# Time there: one command may run 10 minutes and a session has 15 in all, the machine's starts included. The
+# build takes minutes, and max-autotune compiles each model for minutes before its first timed step, so:
+#   PACE_DEVICE_SECONDS (default 540): the script's deadline; each step's timeout is cut to the time left and a
+#     step with too little left is skipped (and reported so), so the logs always come back;
+#   PACE_DEVICE_STEPS (default all: core,epilogue,parity,nccl,graphs,profile,bench): the steps to run, so that a
+#     second call within the machine's 30 warm seconds can take the rest (the build is kept and is incremental);
+#   with little time, pass --compile-mode default (and say so next to the numbers).
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 out="${OUT:-$root/bench/out}"
 mkdir -p "$out"
 step() { echo "== $(date +%T) $*"; }
+deadline=$(($(date +%s) + ${PACE_DEVICE_SECONDS:-540}))
+steps=",${PACE_DEVICE_STEPS:-core,epilogue,parity,nccl,graphs,profile,bench},"
+# seconds CAP LEAST: the timeout for the next step: CAP, or the time left before the deadline (less 15 s to
+# write the summary) where that is shorter; 0 when under LEAST are left.
+seconds() {
+  local left=$((deadline - $(date +%s) - 15))
+  if [ "$left" -lt "$2" ]; then echo 0; elif [ "$left" -lt "$1" ]; then echo "$left"; else echo "$1"; fi
+}
+# wanted NAME CAP LEAST: whether step NAME runs (asked for, and time enough); sets $limit, or records why not.
+wanted() {
+  declare -g limit=0
+  case "$steps" in *",$1,"*) ;; *)
+    declare -g "rc_$1=not asked"
+    return 1
+    ;;
+  esac
+  limit=$(seconds "$2" "$3")
+  if [ "$limit" = 0 ]; then
+    echo "== $(date +%T) $1: skipped, under $3 s left before the deadline (PACE_DEVICE_SECONDS)"
+    declare -g "rc_$1=skipped"
+    return 1
+  fi
+}
 fail() {
   echo "device.sh: $*" >&2
   exit 1
@@ -57,42 +85,65 @@ cmake -S . -B build-device -G "$generator" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PR
 grep -E "pace-peft:" "$out/configure.log"
 targets=(pace_peft pace_core_tests)
 [ "$device" = cuda ] && targets+=(pace_epilogue_bench)
-cmake --build build-device --target "${targets[@]}" --parallel "$(nproc)" -- "${keep_going[@]}" \
-  >"$out/build.log" 2>&1 ||
-  { grep -E "error|Error" -A4 "$out/build.log" | head -120; fail "build failed (build.log)"; }
+build_limit=$(seconds 420 60)
+[ "$build_limit" = 0 ] && fail "under a minute left before the deadline for the build (PACE_DEVICE_SECONDS)"
+timeout "$build_limit" cmake --build build-device --target "${targets[@]}" --parallel "$(nproc)" -- \
+  "${keep_going[@]}" >"$out/build.log" 2>&1 ||
+  { grep -E "error|Error" -A4 "$out/build.log" | head -120; fail "build failed or ran out of time (build.log)"; }
 grep -ciE "warning" "$out/build.log" | sed 's/^/compiler warnings: /'
 
-step "core tests (libtorch $(python3 -c 'import torch; print(torch.__version__)'))"
-./build/Release/pace_core_tests 2>&1 | tee "$out/core-tests.log"
-core=${PIPESTATUS[0]}
-
-if [ "$device" = cuda ]; then
-  step "epilogue kernels: bandwidth in 16-byte packs and one element at a time, against a copy"
-  timeout 120 ./build/Release/pace_epilogue_bench 2>&1 | tee "$out/epilogue-bench.log"
+if wanted core 240 30; then
+  step "core tests (libtorch $(python3 -c 'import torch; print(torch.__version__)'))"
+  timeout "$limit" ./build/Release/pace_core_tests 2>&1 | tee "$out/core-tests.log"
+  rc_core=${PIPESTATUS[0]}
 fi
 
-step "PACE fixtures on CUDA"
-PACE_DEVICE="$device" PACE_FIXTURES="$root/.device/fixtures" node .device/js/device-parity.js 2>&1 | tee "$out/parity.log"
-parity=${PIPESTATUS[0]}
+if [ "$device" = cuda ] && wanted epilogue 60 20; then
+  step "epilogue kernels: bandwidth in 16-byte packs and one element at a time, against a copy"
+  timeout "$limit" ./build/Release/pace_epilogue_bench 2>&1 | tee "$out/epilogue-bench.log"
+  rc_epilogue=${PIPESTATUS[0]}
+fi
 
-step "data-parallel path through NCCL, a world of one (gloo when rehearsed on the CPU)"
-PACE_DEVICE="$device" timeout 300 node .device/js/device-nccl.js 2>&1 | tee "$out/nccl.log"
-nccl=${PIPESTATUS[0]}
+if wanted parity 180 30; then
+  step "PACE fixtures on CUDA"
+  PACE_DEVICE="$device" PACE_FIXTURES="$root/.device/fixtures" timeout "$limit" node .device/js/device-parity.js 2>&1 |
+    tee "$out/parity.log"
+  rc_parity=${PIPESTATUS[0]}
+fi
 
-step "whole-step graphs: fits with them against fits without (the eager stand-in when rehearsed on the CPU)"
-PACE_DEVICE="$device" timeout 300 node .device/js/device-graphs.js 2>&1 | tee "$out/graphs.log"
-graphs=${PIPESTATUS[0]}
+if wanted nccl 120 30; then
+  step "data-parallel path through NCCL, a world of one (gloo when rehearsed on the CPU)"
+  PACE_DEVICE="$device" timeout "$limit" node .device/js/device-nccl.js 2>&1 | tee "$out/nccl.log"
+  rc_nccl=${PIPESTATUS[0]}
+fi
 
-step "profile: where a bf16 PACE step's time goes, ours and the reference's"
-PACE_REFERENCE_SCRIPT="$root/bench/reference/pace_step_reference.py" timeout "${PACE_PROFILE_TIMEOUT:-300}" \
-  node .device/js/device-profile.js --out "$out/profile" ${PACE_PROFILE_ARGS:-} 2>&1 | tee "$out/profile.log"
-profile=${PIPESTATUS[0]}
+if wanted graphs 240 40; then
+  step "whole-step graphs: fits with them against fits without (the eager stand-in when rehearsed on the CPU)"
+  PACE_DEVICE="$device" timeout "$limit" node .device/js/device-graphs.js 2>&1 | tee "$out/graphs.log"
+  rc_graphs=${PIPESTATUS[0]}
+fi
 
-step "benchmark"
-PACE_REFERENCE_SCRIPT="$root/bench/reference/pace_step_reference.py" \
-  timeout "${PACE_BENCH_TIMEOUT:-600}" node .device/js/device-bench.js --json "$out/device.json" "$@" 2>&1 |
-  tee "$out/bench.log"
-bench=${PIPESTATUS[0]}
+if wanted profile "${PACE_PROFILE_TIMEOUT:-300}" 60; then
+  step "profile: where a bf16 PACE step's time goes, ours (fused, graphed, fusions off) and the reference's"
+  PACE_REFERENCE_SCRIPT="$root/bench/reference/pace_step_reference.py" timeout "$limit" \
+    node .device/js/device-profile.js --out "$out/profile" ${PACE_PROFILE_ARGS:-} 2>&1 | tee "$out/profile.log"
+  rc_profile=${PIPESTATUS[0]}
+fi
 
-step "done: core tests rc=$core, parity rc=$parity, nccl rc=$nccl, graphs rc=$graphs, profile rc=$profile, benchmark rc=$bench"
-[ "$core" = 0 ] && [ "$parity" = 0 ] && [ "$nccl" = 0 ] && [ "$graphs" = 0 ] && [ "$profile" = 0 ] && [ "$bench" = 0 ]
+if wanted bench "${PACE_BENCH_TIMEOUT:-600}" 90; then
+  step "benchmark"
+  PACE_REFERENCE_SCRIPT="$root/bench/reference/pace_step_reference.py" \
+    timeout "$limit" node .device/js/device-bench.js --json "$out/device.json" "$@" 2>&1 | tee "$out/bench.log"
+  rc_bench=${PIPESTATUS[0]}
+fi
+
+summary=""
+failed=0
+for name in core epilogue parity nccl graphs profile bench; do
+  value="rc_$name"
+  value="${!value:-not run}"
+  summary+="$name: $value, "
+  case "$value" in 0 | "not asked" | "not run") ;; *) failed=1 ;; esac
+done
+step "done: ${summary%, }"
+[ "$failed" = 0 ]
