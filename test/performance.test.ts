@@ -18,7 +18,7 @@ import {
   type TensorRecord,
 } from '../lib';
 import { relativeError } from './support/compare';
-import { fixture, fixtureIndex, fixtureSpec } from './support/fixtures';
+import { fixture, fixtureAdaptedModel, fixtureIndex, fixtureSpec } from './support/fixtures';
 import { seededRandom, tinyVit } from './support/synthetic';
 
 afterAll(() => {
@@ -98,6 +98,44 @@ describe.each(noisyFixtures)('%s: every formulation of the noisy linears gives t
     },
   );
 });
+
+// With stochastic depth the fused residual epilogue draws each block's mask itself: it must draw the masks the
+// separate ops draw (same generator, same order, same dtype), or the two steps part by far more than rounding.
+test.each(['pace_vit_loramul_vptadd', 'pace_swin_loramul_vptadd'])(
+  '%s with drop path 0.3: the stacked step (epilogues fused) equals the unfused one',
+  async (name) => {
+    const { tensors: io } = await loadTensors(fixture(`${name}.io.safetensors`));
+    const step = async (strategy: PaceLinearStrategy) => {
+      setPaceLinearStrategy(strategy);
+      using model = await fixtureAdaptedModel(name, { dropPathRate: 0.3 });
+      const trainer = new Trainer(model, { pace: { sigma: 1, lambda: 1 }, seed: 5 });
+      const result = await trainer.trainStep(io.input, io.target);
+      return { losses: [result.clsLoss, result.paceLoss], gradients: model.gradients() };
+    };
+    try {
+      const unfused = await step('unfused');
+      const stacked = await step('stacked');
+      stacked.losses.forEach((loss, i) =>
+        expect(Math.abs(loss - unfused.losses[i]) / Math.abs(unfused.losses[i])).toBeLessThan(1e-4),
+      );
+      for (const [param, gradient] of Object.entries(stacked.gradients))
+        expect([param, relativeError(gradient, unfused.gradients[param]) < 1e-3]).toEqual([param, true]);
+      // The masks really dropped something: without them the losses differ.
+      const kept = await (async () => {
+        setPaceLinearStrategy('unfused');
+        using model = await fixtureAdaptedModel(name, { dropPathRate: 0 });
+        const trainer = new Trainer(model, { pace: { sigma: 1, lambda: 1 }, seed: 5 });
+        return (await trainer.trainStep(io.input, io.target)).clsLoss;
+      })();
+      expect(Math.abs(kept - unfused.losses[0]) / Math.abs(unfused.losses[0])).toBeGreaterThan(1e-3);
+      disposeTensors(unfused.gradients);
+      disposeTensors(stacked.gradients);
+    } finally {
+      setPaceLinearStrategy('auto');
+      disposeTensors(io);
+    }
+  },
+);
 
 test('the PACE linear strategy is process-wide, validated and reported back', () => {
   setPaceLinearStrategy('per-row');
