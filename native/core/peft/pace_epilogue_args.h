@@ -9,15 +9,15 @@ namespace pace::peft {
 
 // Contiguous, in their kernel dtypes; undefined where absent. `output` is allocated by the caller.
 struct EpilogueForwardTensors {
-  kernels::EpilogueKind kind;
+  kernels::EpilogueKind kind = kernels::EpilogueKind::Plain;
   at::Tensor stacked, bias, shift, noise, rowScale, residual, output, preActivation;
-  int64_t rows, outFeatures, tokensPerRow;
+  int64_t rows = 0, outFeatures = 0, tokensPerRow = 1;
 };
 
 struct EpilogueBackwardTensors {
-  kernels::EpilogueKind kind;
+  kernels::EpilogueKind kind = kernels::EpilogueKind::Plain;
   at::Tensor gradOut, preActivation, noise, rowScale, stackedGrad;
-  int64_t rows, outFeatures, tokensPerRow;
+  int64_t rows = 0, outFeatures = 0, tokensPerRow = 1;
 };
 
 template <typename P>

@@ -10,8 +10,8 @@ namespace pace {
 struct LayerNormTensors {
   at::Tensor input, weight, bias, output, mean, rstd;  // contiguous; input [rows, features]
   at::Tensor gradOutput, gradInput;                    // the backward's
-  int64_t rows, features;
-  double eps;
+  int64_t rows = 0, features = 0;
+  double eps = 0;
 };
 
 template <typename T, typename Acc>

@@ -88,7 +88,6 @@ struct LayerNormToFunction : public torch::autograd::Function<LayerNormToFunctio
     t.rstd = at::empty({t.rows}, input.options());
     runForward(t);
     ctx->save_for_backward({t.input, t.weight, t.mean, t.rstd});
-    ctx->saved_data["eps"] = eps;
     ctx->saved_data["inputShape"] = input.sizes().vec();
     return t.output.view(input.sizes());
   }
@@ -102,7 +101,6 @@ struct LayerNormToFunction : public torch::autograd::Function<LayerNormToFunctio
     t.rstd = saved[3];
     t.rows = t.input.size(0);
     t.features = t.input.size(1);
-    t.eps = ctx->saved_data["eps"].toDouble();
     t.gradOutput = gradOutputs[0].reshape({t.rows, t.features}).contiguous();
     t.gradInput = at::empty_like(t.input);
     runBackward(t);
