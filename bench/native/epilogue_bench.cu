@@ -2,7 +2,9 @@
 // bf16, in 16-byte packs and one element at a time, against a device-to-device copy of the same bytes: the share
 // of the card's bandwidth they reach (they only move bytes, so that share is their speed). Shapes of ViT-B/16's
 // PACE step at batch 64: 128 rows after the two copies, 197 tokens each; qkv (plain), proj and fc2 (residual add
-// into float32), fc1 (GELU). Built on a GPU machine only (cmake target pace_epilogue_bench; bench/device.sh).
+// into float32), fc1 (GELU); and the LayerNorm that writes bf16 (native/kernels/layer_norm.cu) on the residual
+// stream's [rows, 768] (its input counted once: the kernel's second and third reads of a row hit the cache).
+// Built on a GPU machine only (cmake target pace_epilogue_bench; bench/device.sh).
 //
 // Usage: pace_epilogue_bench [iterations]   (default 50 per measurement, after 5 untimed)
 #include <cuda_bf16.h>
@@ -15,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "layer_norm.h"
 #include "pace_epilogue.h"
 
 namespace {
@@ -155,6 +158,33 @@ int main(int argc, char** argv) {
       const auto rate = [&](double ms) { return bytes / (ms * 1e-3) / 1e9; };
       std::printf("%-5s %-9s %-8s %10.1f %10.0f %10.0f %7.0f%%\n", layer.name, pass == 0 ? "forward" : "backward",
                   kindName(layer.kind), bytes / 1e6, rate(packed), rate(single), 100.0 * copy / packed);
+    }
+  }
+  // LayerNorm: float32 in, bf16 out (forward); bf16 gradient and float32 input in, float32 gradient out (backward).
+  {
+    const int64_t features = 768, elements = rows * features;
+    auto* gamma = static_cast<float*>(deviceBuffer(features * sizeof(float)));
+    auto* beta = static_cast<float*>(deviceBuffer(features * sizeof(float)));
+    auto* mean = static_cast<float*>(deviceBuffer(rows * sizeof(float)));
+    auto* rstd = static_cast<float*>(deviceBuffer(rows * sizeof(float)));
+    const pace::kernels::LayerNormForward<bf16, float> forward{residual, gamma, beta, out, mean, rstd, features, 1e-6f};
+    const pace::kernels::LayerNormBackward<bf16, float> backward{out,  residual,    gamma,   mean,
+                                                                 rstd, residualOut, features};
+    for (int pass = 0; pass < 2; ++pass) {
+      const double bytes = elements * (pass == 0 ? sizeof(float) + sizeof(bf16) : sizeof(bf16) + 2 * sizeof(float));
+      const double ms = millisecondsPerCall(
+          [&] {
+            check(pass == 0 ? pace::kernels::launchLayerNormForward(forward, rows, stream)
+                            : pace::kernels::launchLayerNormBackward(backward, rows, stream),
+                  "launch");
+          },
+          iterations, stream);
+      const size_t half = std::min(static_cast<size_t>(bytes / 2), copyBytes);
+      const double copy = millisecondsPerCall(
+          [&] { check(cudaMemcpyAsync(copyTarget, copySource, half, cudaMemcpyDeviceToDevice, stream), "copy"); },
+          iterations, stream);
+      std::printf("%-5s %-9s %-8s %10.1f %10.0f %10s %7.0f%%\n", "norm", pass == 0 ? "forward" : "backward", "to bf16",
+                  bytes / 1e6, bytes / (ms * 1e-3) / 1e9, "-", 100.0 * copy / ms);
     }
   }
   return 0;
