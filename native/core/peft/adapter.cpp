@@ -2,6 +2,7 @@
 
 #include "errors.h"
 #include "peft/pace_linear.h"
+#include "tensor/dtype.h"
 
 namespace pace::peft {
 
@@ -44,9 +45,8 @@ at::Tensor Adapter::forward(const models::LinearImpl& linear, const at::Tensor& 
     outputShape.back() = linear.outFeatures;
     // z in float32 at least, whatever precision the input arrives in (under autocast, the attention's and GELU's
     // bf16 outputs; Swin's windows): the epilogue kernels read it so, and rounding 1 + σ·ε to bf16 would coarsen it.
-    const auto type = input.scalar_type();
-    const bool reduced = type == at::kBFloat16 || type == at::kHalf;
-    multiplier = noise->rowMultiplier(linear.path, outputShape, input.options().dtype(reduced ? at::kFloat : type));
+    multiplier =
+        noise->rowMultiplier(linear.path, outputShape, input.options().dtype(atLeastFloat32(input.scalar_type())));
   }
   if (!multiplier.defined()) {
     const auto [mergedWeight, mergedBias] = mergedWeightAndBias(linear);

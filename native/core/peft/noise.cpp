@@ -28,8 +28,7 @@ torch::Tensor PaceNoise::draw(const std::string& linear, double sigma, at::IntAr
   // ε is drawn (and kept for replay) in float32 at least, whatever precision the step computes in, so that a seed
   // draws the same ε under fp32, tf32 and bf16; the caller gets it in the dtype it asked for.
   const at::ScalarType requested = options.dtype().toScalarType();
-  const bool reduced = requested == at::kBFloat16 || requested == at::kHalf;
-  const at::TensorOptions drawOptions = options.dtype(reduced ? at::kFloat : requested);
+  const at::TensorOptions drawOptions = options.dtype(atLeastFloat32(requested));
   torch::Tensor result;
   if (const auto given = replay_.find(linear); given != replay_.end()) {
     result = given->second.to(drawOptions.device(), drawOptions.dtype().toScalarType());
@@ -43,7 +42,7 @@ torch::Tensor PaceNoise::draw(const std::string& linear, double sigma, at::IntAr
     result = at::normal(0.0, 1.0, shape, generator_, drawOptions);
   }
   draws_[linear] = result;
-  return reduced ? result.to(requested) : result;
+  return result.to(requested);  // no copy when it is already so
 }
 
 torch::Tensor PaceNoise::noisyAdapterOutput(const std::string& linear, const torch::Tensor& a) {

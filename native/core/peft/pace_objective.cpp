@@ -5,6 +5,7 @@
 #include "errors.h"
 #include "peft/cross_entropy.h"
 #include "peft/setup.h"
+#include "tensor/dtype.h"
 
 namespace pace::peft {
 
@@ -14,8 +15,7 @@ namespace F = torch::nn::functional;
 
 // Logits as the losses take them: bf16 or half (autocast) up to float32, other dtypes as they are.
 at::Tensor forLoss(const at::Tensor& logits) {
-  const auto type = logits.scalar_type();
-  return type == at::kBFloat16 || type == at::kHalf ? logits.to(at::kFloat) : logits;
+  return logits.to(atLeastFloat32(logits.scalar_type()));  // no copy when it is already so
 }
 
 }  // namespace

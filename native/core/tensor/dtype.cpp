@@ -76,4 +76,8 @@ std::string shapeToString(const std::vector<int64_t>& shape) {
   return out.str();
 }
 
+at::ScalarType atLeastFloat32(at::ScalarType type) {
+  return type == at::kBFloat16 || type == at::kHalf ? at::kFloat : type;
+}
+
 }  // namespace pace

@@ -23,5 +23,8 @@ std::string safetensorsCode(at::ScalarType type);
 // Safetensors codes this build cannot represent (they need a newer libtorch); used for clearer errors.
 bool isKnownButUnsupportedSafetensorsCode(const std::string& code);
 std::string shapeToString(const std::vector<int64_t>& shape);
+// float32 for the half-width floats (bfloat16, float16), `type` otherwise: the dtype a value that must not be
+// rounded to a half-width float (a loss's logits, PACE's noise) takes.
+at::ScalarType atLeastFloat32(at::ScalarType type);
 
 }  // namespace pace
