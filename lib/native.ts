@@ -1,6 +1,7 @@
 import type { DType } from './dtype';
 import { paceError, PaceUnsupportedError } from './errors';
 import { locateAddon, type AddonLocation } from './install/addon-location';
+import type { StepGraphMode } from './train/step-graphs';
 
 // The native addon's surface, described on its own: nothing here imports the layers built on it.
 
@@ -243,13 +244,13 @@ export interface NativeTrainerHandle {
       noise?: Record<string, NativeTensorHandle>;
       indices?: NativeTensorHandle;
       diagnostics?: boolean;
-      stepGraphs?: 'auto' | 'off' | 'rehearse';
+      stepGraphs?: StepGraphMode;
     },
   ): Promise<NativeStepResult>;
   profileSteps(
     images: NativeTensorHandle,
     targets: NativeTensorHandle,
-    options: { steps: number; trace: string; stepGraphs?: 'auto' | 'off' | 'rehearse' },
+    options: { steps: number; trace: string; stepGraphs?: StepGraphMode },
   ): Promise<NativeStepResult[]>;
   sigmaPerLinear(): Record<string, number>;
   lastNoise(): Record<string, NativeTensorHandle>;
@@ -269,7 +270,7 @@ export interface NativeTrainerHandle {
       resizedCrop?: NativeResizedCropOptions;
       randAugment?: string;
       mixup?: NativeMixupOptions;
-      stepGraphs?: 'auto' | 'off' | 'rehearse';
+      stepGraphs?: StepGraphMode;
     },
     onBatch?: (step: number, steps: number, loss: number) => void,
   ): Promise<NativeEpochResult>;

@@ -16,6 +16,7 @@ import type { Callback, EpochLogs, FitControl } from './callbacks';
 import { resumeFrom, ResumeFromSchema, saveLastCheckpoint } from './checkpoints';
 import { RunFolder } from './run-folder';
 import { cosineSchedule, CosineShapeSchema, type LrSchedule } from './schedule';
+import { StepGraphModeSchema } from './step-graphs';
 
 export const FitOptionsSchema = z
   .object({
@@ -53,7 +54,7 @@ export const FitOptionsSchema = z
      * and bookkeeping with an eager stand-in for the capture, on any device (for tests; no speed-up). Each
      * epoch's logs say how its steps ran (`stepGraphs`).
      */
-    stepGraphs: z.enum(['auto', 'off', 'rehearse']).default('auto'),
+    stepGraphs: StepGraphModeSchema.default('auto'),
   })
   .strict();
 

@@ -16,6 +16,7 @@ import { parseOptions } from '../options';
 import { handleOf, Tensor } from '../tensor';
 import { evaluateDataset, type EvaluateOptions, type EvaluationReport } from '../eval/evaluate';
 import { runFit, type FitOptions, type History } from './fit';
+import { StepGraphModeSchema, type StepGraphMode } from './step-graphs';
 
 // The defaults of the optimizer and PACE options are the core's (native/core/train/trainer.h, peft/pace.h):
 // what is left out here is filled there, and Trainer.options reports the resolved values.
@@ -110,7 +111,7 @@ const ProfileStepsSchema = z
   .object({
     trace: z.string().min(1),
     steps: z.number().int().min(1).default(5),
-    stepGraphs: z.enum(['auto', 'off', 'rehearse']).default('off'),
+    stepGraphs: StepGraphModeSchema.default('off'),
   })
   .strict();
 
@@ -145,7 +146,7 @@ export interface TrainStepOptions {
    * the same shapes warm up three times, are captured once and replayed from then on; the result's `graph` says
    * how each ran. Keep the batch shape fixed: every new shape holds its own graph and buffers.
    */
-  stepGraphs?: 'auto' | 'off' | 'rehearse';
+  stepGraphs?: StepGraphMode;
 }
 
 /**
@@ -214,7 +215,7 @@ export class Trainer {
   async profileSteps(
     images: Tensor,
     targets: Tensor,
-    options: { trace: string; steps?: number; stepGraphs?: 'auto' | 'off' | 'rehearse' },
+    options: { trace: string; steps?: number; stepGraphs?: StepGraphMode },
   ): Promise<StepResult[]> {
     this.model.fitLock.check('trainer.profileSteps');
     const { trace, steps, stepGraphs } = parseOptions(ProfileStepsSchema, options, 'options');
