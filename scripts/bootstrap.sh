@@ -16,7 +16,7 @@ debian_torch="/usr/lib/${triplet}/cmake/Torch/TorchConfig.cmake"
 # dataset-fashion-mnist is the demo backbone's pretraining data (scripts/pretrain-demo-backbone.ts) and a test set.
 # clang and its runtime (libFuzzer) fuzz the native parsers in npm test (scripts/fuzz.sh).
 # chromium (headless) opens the run report in test/report.test.ts and draws docs/report.png (npm run report:picture).
-packages=(cmake g++ ccache ninja-build nlohmann-json3-dev clang-format libblas3 dataset-fashion-mnist clang libclang-rt-14-dev chromium)
+packages=(cmake g++ ccache ninja-build nlohmann-json3-dev clang-format libblas3 dataset-fashion-mnist clang libclang-rt-dev chromium)
 if [ -n "${LIBTORCH:-}" ]; then
   log "using libtorch from LIBTORCH=${LIBTORCH}"
 elif python3 -c 'import os, sys, torch.utils

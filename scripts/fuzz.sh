@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-30}"
 if ! command -v clang++ >/dev/null 2>&1; then
-  echo "fuzz: clang++ is not installed (apt-get install clang libclang-rt-14-dev)" >&2
+  echo "fuzz: clang++ is not installed (apt-get install clang libclang-rt-dev)" >&2
   exit 2
 fi
 out=build-fuzz

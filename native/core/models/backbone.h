@@ -44,7 +44,7 @@ class Backbone : public torch::nn::Module {
   virtual int64_t defaultNoiseBlockStart() const = 0;
   // The family's part of timm's checkpoint filter, after the shared one (models/weights.cpp): renames older
   // layouts, drops buffers the model recomputes (adding their names to `ignored`).
-  virtual void filterCheckpoint(std::vector<NamedTensor>& tensors, std::vector<std::string>& ignored) const {}
+  virtual void filterCheckpoint(std::vector<NamedTensor>& /*tensors*/, std::vector<std::string>& /*ignored*/) const {}
   // Whether Google's Flax ViT .npz files hold weights for this family.
   virtual bool readsGoogleNpz() const { return false; }
   // A new model of the same configuration (freshly initialised, no adapters).
