@@ -3,6 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { createModel, tensor, Trainer } from '../lib';
+import { binaryPackageName, type BinaryDescription } from '../lib/install/binaries';
+import { torchSeries } from '../lib/install/libtorch';
 import { makeTempDir, repoRoot } from './support/paths';
 
 // The package as a user gets it: `npm pack`, then `npm install` of the tarball into a new, empty project. One
@@ -90,22 +92,36 @@ function fakeBinary(from: string, name: string, change: (dir: string) => void): 
 
 let mainTarball: string;
 let binaryTarball: string;
-let otherVersion: string;
+let otherSeriesBinary: string;
 let broken: string;
 let tools: string;
 let expected: { logits: number[]; loss: number };
+/** The prebuilt binary's package (this machine's libtorch, e.g. @pace-peft/linux-x64-torch1.13-cpu), its series
+ *  ("1.13") and a package for another series that the install must skip. */
+let built: { name: string; series: string; other: string; otherVersion: string };
+const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 
 beforeAll(async () => {
   const prebuild = run(path.join(repoRoot, 'node_modules', '.bin', 'tsx'), ['scripts/prebuild.ts'], { cwd: repoRoot });
   expect(prebuild.status).toBe(0);
   binaryTarball = prebuild.stdout.trim().split('\n').pop()!;
-  const binaryDir = path.join(repoRoot, 'prebuilds', 'linux-x64-torch1.13-cpu');
-  otherVersion = fakeBinary(binaryDir, '@pace-peft/linux-x64-torch2.5-cpu', (dir) => {
+  const { libtorch } = JSON.parse(
+    run('tar', ['xzf', binaryTarball, '-O', 'package/binary.json'], { cwd: temp.dir }).stdout,
+  ) as BinaryDescription;
+  const otherVersion = torchSeries(libtorch.version) === '2.5' ? '2.4.1' : '2.5.1';
+  built = {
+    name: binaryPackageName(libtorch),
+    series: torchSeries(libtorch.version),
+    other: binaryPackageName({ ...libtorch, version: otherVersion }),
+    otherVersion,
+  };
+  const binaryDir = path.join(repoRoot, 'prebuilds', built.name.split('/')[1]);
+  otherSeriesBinary = fakeBinary(binaryDir, built.other, (dir) => {
     const description = JSON.parse(fs.readFileSync(path.join(dir, 'binary.json'), 'utf8'));
-    description.libtorch.version = '2.5.1';
+    description.libtorch.version = built.otherVersion;
     fs.writeFileSync(path.join(dir, 'binary.json'), JSON.stringify(description));
   });
-  broken = fakeBinary(binaryDir, '@pace-peft/linux-x64-torch1.13-cpu', (dir) =>
+  broken = fakeBinary(binaryDir, built.name, (dir) =>
     fs.writeFileSync(path.join(dir, 'pace_peft.node'), 'not a shared library'),
   );
   tools = toolsWithoutCompiler();
@@ -130,7 +146,7 @@ test('the packed tarball holds what the source build needs, and nothing of the c
   }
   expect(listing.filter((f) => /core-tests|fuzz|bench\//.test(f))).toEqual([]);
   const manifest = JSON.parse(run('tar', ['xzf', mainTarball, '-O', 'package/package.json'], { cwd: temp.dir }).stdout);
-  expect(manifest.optionalDependencies).toEqual({ '@pace-peft/linux-x64-torch1.13-cpu': manifest.version });
+  expect(manifest.optionalDependencies).toEqual({ [built.name]: manifest.version });
   // The committed package.json is back as it was.
   expect(JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')).optionalDependencies).toBeUndefined();
 });
@@ -140,31 +156,31 @@ test('with the prebuilt binary, the install compiles nothing (no cmake or compil
   const install = installInto('prebuilt', [mainTarball, binaryTarball], env);
   console.log(`install from the tarball with the prebuilt binary: ${install.seconds.toFixed(1)} s`);
   expect(install.result.status).toBe(0);
-  expect(install.output).toContain('pace-peft: using prebuilt @pace-peft/linux-x64-torch1.13-cpu');
+  expect(install.output).toContain(`pace-peft: using prebuilt ${built.name}`);
   expect(fs.existsSync(path.join(install.dir, 'node_modules', 'pace-peft', 'build', 'Release'))).toBe(false);
   const smokeRun = run(process.execPath, ['-e', smoke], { cwd: install.dir, env: { ...env, LD_DEBUG: 'libs' } });
   expect(smokeRun.status).toBe(0);
   const result = JSON.parse(smokeRun.stdout.trim().split('\n').pop()!);
-  expect(result.addon).toBe(
-    path.join(install.dir, 'node_modules', '@pace-peft', 'linux-x64-torch1.13-cpu', 'pace_peft.node'),
+  expect(result.addon).toBe(path.join(install.dir, 'node_modules', built.name, 'pace_peft.node'));
+  expect(result.reason).toMatch(
+    new RegExp(`^prebuilt ${escaped(built.name)}: matches libtorch ${escaped(built.series)}`),
   );
-  expect(result.reason).toMatch(/^prebuilt @pace-peft\/linux-x64-torch1\.13-cpu: matches libtorch 1\.13/);
   // Same libtorch, same code: the installed copy computes what the repository's build computes, bit for bit.
   expect(result.logits).toEqual(expected.logits);
   expect(result.loss).toBe(expected.loss);
   // libtorch came through the package's link ($ORIGIN/libtorch), with no LD_LIBRARY_PATH.
-  expect(smokeRun.stderr).toMatch(/trying file=.*@pace-peft\/linux-x64-torch1\.13-cpu\/libtorch\/libtorch\.so/);
+  expect(smokeRun.stderr).toMatch(new RegExp(`trying file=.*${escaped(built.name)}/libtorch/libtorch\\.so`));
 });
 
 test('a binary for another libtorch and a binary that fails its test-load are skipped, naming why; the source build takes over', () => {
-  const install = installInto('source', [mainTarball, otherVersion, broken]);
+  const install = installInto('source', [mainTarball, otherSeriesBinary, broken]);
   console.log(`install from the tarball with a source build (compiler cache warm): ${install.seconds.toFixed(1)} s`);
   expect(install.result.status).toBe(0);
   expect(install.output).toContain(
-    'skipping @pace-peft/linux-x64-torch2.5-cpu: it is built for libtorch 2.5.1, the libtorch found is 1.13',
+    `skipping ${built.other}: it is built for libtorch ${built.otherVersion}, the libtorch found is ${built.series}`,
   );
   expect(install.output).toMatch(
-    /skipping @pace-peft\/linux-x64-torch1\.13-cpu: its test-load failed: .*(invalid ELF header|too short)/,
+    new RegExp(`skipping ${escaped(built.name)}: its test-load failed: .*(invalid ELF header|too short)`),
   );
   expect(install.output).toContain('building from source');
   const smokeRun = run(process.execPath, ['-e', smoke], { cwd: install.dir });
@@ -176,12 +192,10 @@ test('a binary for another libtorch and a binary that fails its test-load are sk
 }, 600_000);
 
 test('with no usable binary and no compiler, the install fails saying what it found and what to install', () => {
-  const install = installInto('nothing', [mainTarball, otherVersion], { ...process.env, PATH: tools });
+  const install = installInto('nothing', [mainTarball, otherSeriesBinary], { ...process.env, PATH: tools });
   expect(install.result.status).not.toBe(0);
-  expect(install.output).toContain(
-    'no usable prebuilt binary (wanted @pace-peft/linux-x64-torch1.13-cpu) and no cmake or c++ to build one',
-  );
-  expect(install.output).toContain('Found libtorch 1.13');
-  expect(install.output).toContain('Skipped @pace-peft/linux-x64-torch2.5-cpu: it is built for libtorch 2.5.1');
+  expect(install.output).toContain(`no usable prebuilt binary (wanted ${built.name}) and no cmake or c++ to build one`);
+  expect(install.output).toContain(`Found libtorch ${built.series}`);
+  expect(install.output).toContain(`Skipped ${built.other}: it is built for libtorch ${built.otherVersion}`);
   expect(install.output).toContain('PACE_BUILD_FROM_SOURCE=1 npm rebuild pace-peft');
 });

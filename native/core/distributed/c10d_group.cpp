@@ -102,6 +102,18 @@ class C10dGroup final : public Group {
   }
 };
 
+// libtorch >= 2.4 asks for TCPStore's libuv backend by default and refuses to start where it was built without
+// libuv (Debian's 2.6); the classic backend serves a handful of ranks as well. Older TCPStoreOptions have no field.
+template <typename StoreOptions>
+auto withoutLibUV(StoreOptions options, int) -> decltype(options.useLibUV = false, StoreOptions()) {
+  options.useLibUV = false;
+  return options;
+}
+template <typename StoreOptions>
+StoreOptions withoutLibUV(StoreOptions options, long) {
+  return options;
+}
+
 c10::intrusive_ptr<c10d::Store> rendezvous(const GroupOptions& options) {
   try {
     c10d::TCPStoreOptions storeOptions;
@@ -110,7 +122,13 @@ c10::intrusive_ptr<c10d::Store> rendezvous(const GroupOptions& options) {
     storeOptions.numWorkers = static_cast<std::size_t>(options.worldSize);
     storeOptions.waitWorkers = true;
     storeOptions.timeout = options.timeout;
-    return c10::make_intrusive<c10d::TCPStore>(options.masterAddr, storeOptions);
+    try {
+      return c10::make_intrusive<c10d::TCPStore>(options.masterAddr, storeOptions);
+    } catch (const std::exception& error) {
+      // (The check comes before the store binds or connects, so asking again is safe.)
+      if (std::string(error.what()).find("without libuv") == std::string::npos) throw;
+      return c10::make_intrusive<c10d::TCPStore>(options.masterAddr, withoutLibUV(storeOptions, 0));
+    }
   } catch (const std::exception& error) {
     throw DistributedError(whoAmI(options) + ": the rendezvous at " + options.masterAddr + ":" +
                            std::to_string(options.masterPort) + " failed (" +
