@@ -31,8 +31,9 @@ SharpnessConfig OptimizerConfig::sharpness() const {
 }
 
 DivergedError lossDiverged(double loss, const std::string& position, const std::string& consequence) {
-  return DivergedError("the loss became " + std::to_string(loss) + (position.empty() ? "" : " " + position) +
-                       " (lower the learning rate or check the data)" +
+  // A NaN's sign bit means nothing; std::to_string would write "-nan" for the NaNs libtorch 2.x makes.
+  return DivergedError("the loss became " + (std::isnan(loss) ? std::string("nan") : std::to_string(loss)) +
+                       (position.empty() ? "" : " " + position) + " (lower the learning rate or check the data)" +
                        (consequence.empty() ? "" : "; " + consequence));
 }
 
