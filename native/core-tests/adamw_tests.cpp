@@ -7,8 +7,8 @@
 namespace pace::tests {
 namespace {
 
-void fusedAdamWMatchesThePlainStep() {
-  const auto options = at::TensorOptions().dtype(at::kFloat).device(at::kCUDA);
+void fusedAdamWMatchesThePlainStep(at::DeviceType device) {
+  const auto options = at::TensorOptions().dtype(at::kFloat).device(device);
   at::manual_seed(5);
   std::vector<at::Tensor> plain, fused;
   for (const auto& shape : std::vector<std::vector<int64_t>>{{7, 5}, {300}, {3, 4, 2}}) {
@@ -58,11 +58,16 @@ void fusedAdamWMatchesThePlainStep() {
 }  // namespace
 
 TestList fusedAdamWTests() {
-  return {{"fused AdamW matches libtorch's AdamW step for step, the learning rate changing (CUDA)", [] {
+  return {{"fused AdamW matches libtorch's AdamW step for step, the learning rate changing (CPU)",
+           [] {
+             skipUnless(train::FusedAdamW::availableFor(at::empty({1})), "the CPU's fused AdamW needs libtorch >= 2.6");
+             fusedAdamWMatchesThePlainStep(at::kCPU);
+           }},
+          {"fused AdamW matches libtorch's AdamW step for step, the learning rate changing (CUDA)", [] {
              skipUnless(at::hasCUDA(), "no CUDA device visible");
              skipUnless(train::FusedAdamW::availableFor(at::empty({1}, at::TensorOptions().device(at::kCUDA))),
                         "the fused AdamW needs libtorch >= 2.1");
-             fusedAdamWMatchesThePlainStep();
+             fusedAdamWMatchesThePlainStep(at::kCUDA);
            }}};
 }
 

@@ -8,6 +8,10 @@
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
 #define PACE_HAS_TENSOR_LR_ADAMW 1
 #endif
+// The CPU kernel (with the tensor learning rate this file passes) is in 2.6's headers, the oldest 2.x checked here.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 6)
+#define PACE_HAS_CPU_FUSED_ADAMW 1
+#endif
 
 namespace pace::train {
 
@@ -25,7 +29,11 @@ torch::optim::AdamWParamState& moments(torch::optim::AdamW& optimizer, const at:
 
 bool FusedAdamW::availableFor(const at::Tensor& parameter) {
 #ifdef PACE_HAS_FUSED_ADAMW
-  return parameter.is_cuda() && parameter.scalar_type() == at::kFloat;
+  if (parameter.scalar_type() != at::kFloat) return false;
+#ifdef PACE_HAS_CPU_FUSED_ADAMW
+  if (parameter.is_cpu()) return true;
+#endif
+  return parameter.is_cuda();
 #else
   (void)parameter;
   return false;

@@ -1,7 +1,7 @@
 #pragma once
-// AdamW through libtorch's fused multi-tensor kernel (`_fused_adamw_`, libtorch ≥ 2.1, CUDA): one launch per
-// parameter group instead of about eight per parameter. It reads and updates the moments and step counts kept
-// in a torch::optim::AdamW's state, so checkpoints and the plain per-parameter step stay interchangeable.
+// AdamW through libtorch's fused multi-tensor kernel (`_fused_adamw_`: CUDA from libtorch 2.1, the CPU from 2.6):
+// one launch per parameter group instead of about eight per parameter. It reads and updates the moments and step counts
+// kept in a torch::optim::AdamW's state, so checkpoints and the plain per-parameter step stay interchangeable.
 #include <torch/optim/adamw.h>
 
 #include <sstream>

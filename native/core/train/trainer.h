@@ -165,7 +165,7 @@ class Trainer {
   std::shared_ptr<models::Backbone> model_;
   std::vector<NamedTensor> trainable_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
-  FusedAdamW fusedAdamW_;  // the same update in one kernel per group where libtorch has it (CUDA, ≥ 2.1)
+  FusedAdamW fusedAdamW_;  // the same update in one kernel per group where libtorch has it (CUDA ≥ 2.1, CPU ≥ 2.6)
   OptimizerConfig optimizerConfig_;
   peft::PaceObjective pace_;
   DataParallel parallel_;
