@@ -23,10 +23,10 @@ class CapturedGraph {
 // Empty when this build can capture steps on `device`; otherwise why it cannot, for the user.
 std::string graphCaptureUnavailable(const c10::Device& device);
 
-// Records `body` (which must not read device values on the host) as a graph on a side stream, with
+// Records `body` (which must not read device values on the host) as a graph on a side stream of `device`, with
 // `generators` advancing by their draws at every replay. Throws when the capture fails; the body's kernels
-// have not run then, so the caller runs the step eagerly instead.
-std::unique_ptr<CapturedGraph> captureGraph(const std::function<void()>& body,
+// have not run then and the generators are where they were, so the caller can run the step eagerly instead.
+std::unique_ptr<CapturedGraph> captureGraph(const c10::Device& device, const std::function<void()>& body,
                                             const std::vector<at::Generator>& generators);
 
 // Runs `body` eagerly on the same side stream captures use (warm-up steps: cuBLAS workspaces and the caching

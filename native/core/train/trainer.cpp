@@ -235,8 +235,9 @@ std::optional<Trainer::DeviceStep> Trainer::graphedStep(const at::Tensor& images
     graphs_.countWarmup();
   } else {
     try {
-      entry.graph = mode == StepGraphMode::Rehearse ? rehearsedGraph(program)
-                                                    : captureGraph(program, {noiseGenerator_, dropPathGenerator_});
+      entry.graph = mode == StepGraphMode::Rehearse
+                        ? rehearsedGraph(program)
+                        : captureGraph(device, program, {noiseGenerator_, dropPathGenerator_});
     } catch (const std::exception& error) {
       // Nothing of the step ran: it runs eagerly, as do the rest.
       graphs_.disable(std::string("capturing the step failed: ") + error.what());
