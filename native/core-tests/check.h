@@ -42,7 +42,7 @@ TestList paceEpilogueCudaTests();  // pace_epilogue_tests.cpp: skipped without a
 TestList layerNormTests();         // layer_norm_tests.cpp
 TestList layerNormCudaTests();     // layer_norm_tests.cpp: skipped without a visible GPU
 TestList cpuAttentionTests();      // attention_tests.cpp
-TestList fusedAdamWTests();        // adamw_tests.cpp: skipped without a GPU and libtorch >= 2.1
+TestList fusedAdamWTests();        // adamw_tests.cpp: each skipped where libtorch has no fused kernel there
 TestList augmentTests();           // augment_tests.cpp
 TestList profilerTests();          // profiler_tests.cpp: skipped where libtorch records no traces
 

@@ -12,6 +12,7 @@
 #include "check.h"
 #include "cpu/bfloat16.h"
 #include "models/forward_context.h"
+#include "peft/pace_epilogue_ops.h"
 #include "peft/pace_linear.h"
 #include "tensor/precision.h"
 
@@ -274,6 +275,53 @@ void bfloat16StorageRoundsAsC10() {
   }
 }
 
+// The kernels index every operand by the output's shape: a mis-sized one must be refused, naming it, not read.
+void misSizedOperandsAreRefused() {
+  using peft::EpilogueKind;
+  const int64_t samples = 3, tokens = 4, out = 8;
+  const at::Tensor stacked = at::randn({samples * tokens, 2 * out});
+  const at::Tensor bias = at::randn({out}), noise = at::randn({samples, out}), scale = at::ones({samples});
+  const at::Tensor residual = at::randn({samples * tokens, out});
+  const auto refused = [](const std::function<void()>& call, const std::string& naming) {
+    try {
+      call();
+    } catch (const c10::Error& error) {
+      const std::string message = error.what();
+      check(message.find(naming) != std::string::npos, "the error names " + naming + ": " + message);
+      return;
+    }
+    check(false, "a mis-sized " + naming + " was accepted");
+  };
+  const auto forward = [&](const at::Tensor& b, const at::Tensor& n, const at::Tensor& r, const at::Tensor& res,
+                           int64_t perRow) {
+    return peft::paceEpilogueForward(EpilogueKind::Residual, stacked, b, at::Tensor(), n, r, res, perRow);
+  };
+  check(forward(bias, noise, scale, residual, tokens).output.size(0) == samples * tokens, "well-sized operands run");
+  refused([&] { forward(at::randn({out + 1}), noise, scale, residual, tokens); }, "bias");
+  refused([&] { forward(bias, at::randn({samples + 1, out}), scale, residual, tokens); }, "noise");
+  refused([&] { forward(bias, noise, at::ones({samples * tokens}), residual, tokens); }, "per-row scale");
+  refused([&] { forward(bias, noise, scale, at::randn({samples, out}), tokens); }, "residual");
+  refused([&] { forward(bias, noise, scale, residual, 5); }, "whole samples");
+  const at::Tensor grad = at::randn({samples * tokens, out});
+  refused(
+      [&] {
+        peft::paceEpilogueBackward(EpilogueKind::Gelu, grad, at::randn({samples, out}), noise, at::Tensor(), tokens,
+                                   at::kFloat);
+      },
+      "pre-activation");
+  refused(
+      [&] {
+        peft::paceEpilogueBackward(EpilogueKind::Gelu, grad, at::Tensor(), noise, at::Tensor(), tokens, at::kFloat);
+      },
+      "needs h");
+  refused(
+      [&] {
+        peft::paceEpilogueBackward(EpilogueKind::Residual, grad, at::Tensor(), noise, at::ones({1}), tokens,
+                                   at::kFloat);
+      },
+      "per-row scale");
+}
+
 }  // namespace
 
 TestList paceEpilogueTests() {
@@ -284,6 +332,7 @@ TestList paceEpilogueTests() {
        fusedEpiloguesOnCpuInFloat32AndBf16},
       {"a residual the fused epilogue cannot take falls back to the ops", unfusableResidualFallsBackToTheOps},
       {"the CPU loops' bfloat16 rounds as c10's", bfloat16StorageRoundsAsC10},
+      {"the epilogue refuses operands of another size than its output's, naming them", misSizedOperandsAreRefused},
   };
 }
 

@@ -16,6 +16,23 @@ constexpr int64_t kCpuGrain = 32768;
 
 at::Tensor prepared(const at::Tensor& t, at::ScalarType dtype) { return t.defined() ? t.to(dtype).contiguous() : t; }
 
+// The kernels index operands by the output's shape alone: an operand of another size or device would be read out
+// of bounds, so each is checked here (optional ones only when given).
+void checkOperand(const at::Tensor& t, const char* name, int64_t elements, const at::Tensor& output) {
+  if (!t.defined()) return;
+  TORCH_CHECK(t.device() == output.device(), "the PACE epilogue's ", name, " is on ", t.device(), ", not ",
+              output.device());
+  TORCH_CHECK(t.numel() == elements, "the PACE epilogue's ", name, " must have ", elements, " elements, not ",
+              t.numel());
+}
+
+// rows·tokens output rows come from rows samples (the noise and the per-row scale are per sample).
+int64_t samplesOf(int64_t outputRows, int64_t tokensPerRow) {
+  TORCH_CHECK(tokensPerRow >= 1 && outputRows % tokensPerRow == 0, "the PACE epilogue's ", outputRows,
+              " rows are not whole samples of ", tokensPerRow, " tokens");
+  return outputRows / tokensPerRow;
+}
+
 // Splits [0, total) among the threads on boundaries of `unit` elements (the kernels' packs) where it divides.
 template <typename Run>
 void splitAmongThreads(int64_t total, int64_t unit, const Run& run) {
@@ -83,20 +100,24 @@ EpilogueForwardResult paceEpilogueForward(EpilogueKind kind, const at::Tensor& s
   TORCH_CHECK(paceEpilogueRuns(stacked), "the PACE epilogue does not run on ", stacked.device(), " in ",
               stacked.scalar_type());
   TORCH_CHECK(stacked.dim() == 2 && stacked.size(1) % 2 == 0, "the PACE epilogue needs [rows, 2·out] products");
-  TORCH_CHECK(tokensPerRow >= 1, "the PACE epilogue needs tokensPerRow >= 1");
   const at::ScalarType compute = stacked.scalar_type(), accumulator = epilogueAccumulator(compute);
   EpilogueForwardTensors t;
   t.kind = kind;
   t.rows = stacked.size(0);
   t.outFeatures = stacked.size(1) / 2;
   t.tokensPerRow = tokensPerRow;
+  const int64_t samples = samplesOf(t.rows, tokensPerRow);
+  checkOperand(bias, "bias", t.outFeatures, stacked);
+  checkOperand(shift, "shift", t.outFeatures, stacked);
+  checkOperand(noise, "noise", samples * t.outFeatures, stacked);
+  checkOperand(rowScale, "per-row scale", samples, stacked);
+  checkOperand(residual, "residual", t.rows * t.outFeatures, stacked);
   t.stacked = stacked.contiguous();
   t.bias = prepared(bias, compute);
   t.shift = prepared(shift, compute);
   t.noise = prepared(noise, accumulator);
   if (kind == EpilogueKind::Residual) {
-    TORCH_CHECK(residual.defined() && residual.numel() == t.rows * t.outFeatures,
-                "the PACE epilogue's residual must have the output's ", t.rows * t.outFeatures, " elements");
+    TORCH_CHECK(residual.defined(), "the PACE epilogue's residual add needs the residual");
     TORCH_CHECK(residual.scalar_type() == accumulator, "the PACE epilogue's residual must be ", accumulator);
     t.residual = residual.contiguous();
     t.rowScale = prepared(rowScale, accumulator);
@@ -118,12 +139,18 @@ EpilogueForwardResult paceEpilogueForward(EpilogueKind kind, const at::Tensor& s
 at::Tensor paceEpilogueBackward(EpilogueKind kind, const at::Tensor& gradOut, const at::Tensor& preActivation,
                                 const at::Tensor& noise, const at::Tensor& rowScale, int64_t tokensPerRow,
                                 at::ScalarType compute) {
+  TORCH_CHECK(gradOut.dim() == 2, "the PACE epilogue's gradient must be [rows, out]");
   const at::ScalarType accumulator = epilogueAccumulator(compute);
   EpilogueBackwardTensors t;
   t.kind = kind;
   t.rows = gradOut.size(0);
   t.outFeatures = gradOut.size(1);
   t.tokensPerRow = tokensPerRow;
+  const int64_t samples = samplesOf(t.rows, tokensPerRow);
+  TORCH_CHECK(kind != EpilogueKind::Gelu || preActivation.defined(), "the PACE epilogue's GELU needs h");
+  checkOperand(preActivation, "pre-activation", t.rows * t.outFeatures, gradOut);
+  checkOperand(noise, "noise", samples * t.outFeatures, gradOut);
+  checkOperand(rowScale, "per-row scale", samples, gradOut);
   t.gradOut = prepared(gradOut, kind == EpilogueKind::Residual ? accumulator : compute);
   t.preActivation = kind == EpilogueKind::Gelu ? prepared(preActivation, compute) : at::Tensor();
   t.noise = prepared(noise, accumulator);
