@@ -223,16 +223,14 @@ void gradientsOnlyWhereNeeded() {
   const at::Tensor trainableNoise = inputs.multiplier.detach().clone().set_requires_grad(true);
   expectError([&] { peft::paceLinear(inputs.input, inputs.weight, {}, inputs.deltaWeight, {}, trainableNoise); },
               "multiplier takes no gradient");
-  expectError(
-      [&] {
-        peft::paceLinear(inputs.input, inputs.weight, {}, inputs.deltaWeight, {}, at::ones({2, 4}));
-      },
-      "multiplier must be [2, 5]");
-  expectError(
-      [&] {
-        peft::paceLinear(inputs.input, inputs.weight, {}, at::ones({5, 3}), {}, inputs.multiplier);
-      },
-      "deltaWeight must have the weight's shape");
+  const auto wrongMultiplier = [&] {
+    peft::paceLinear(inputs.input, inputs.weight, {}, inputs.deltaWeight, {}, at::ones({2, 4}));
+  };
+  expectError(wrongMultiplier, "multiplier must be [2, 5]");
+  const auto wrongDelta = [&] {
+    peft::paceLinear(inputs.input, inputs.weight, {}, at::ones({5, 3}), {}, inputs.multiplier);
+  };
+  expectError(wrongDelta, "deltaWeight must have the weight's shape");
 }
 
 void autoPicksPerRowWeightsForLongRows() {

@@ -49,7 +49,7 @@ class ReadOnlyFile {
     // O_NONBLOCK: opening a FIFO must not wait for a writer; anything but a regular file is refused below.
     fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd_ < 0) err_.failErrno("cannot open");
-    struct stat info {};
+    struct stat info = {};
     const bool statted = ::fstat(fd_, &info) == 0;
     const int statErrno = errno;
     if (!statted || !S_ISREG(info.st_mode)) {

@@ -12,27 +12,24 @@ namespace pace {
   (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
 
 const std::vector<DtypeInfo>& supportedDtypes() {
-  static const std::vector<DtypeInfo> table = {
-    {at::kFloat, "float32", "F32"},
-    {at::kDouble, "float64", "F64"},
-    {at::kHalf, "float16", "F16"},
-    {at::kBFloat16, "bfloat16", "BF16"},
-    {at::kLong, "int64", "I64"},
-    {at::kInt, "int32", "I32"},
-    {at::kShort, "int16", "I16"},
-    {at::kChar, "int8", "I8"},
-    {at::kByte, "uint8", "U8"},
-    {at::kBool, "bool", "BOOL"},
+  static const std::vector<DtypeInfo> table = [] {
+    std::vector<DtypeInfo> known = {
+        {at::kFloat, "float32", "F32"},      {at::kDouble, "float64", "F64"}, {at::kHalf, "float16", "F16"},
+        {at::kBFloat16, "bfloat16", "BF16"}, {at::kLong, "int64", "I64"},     {at::kInt, "int32", "I32"},
+        {at::kShort, "int16", "I16"},        {at::kChar, "int8", "I8"},       {at::kByte, "uint8", "U8"},
+        {at::kBool, "bool", "BOOL"},
+    };
 #if PACE_TORCH_AT_LEAST(2, 1)
-    {at::kFloat8_e4m3fn, "float8_e4m3fn", "F8_E4M3"},
-    {at::kFloat8_e5m2, "float8_e5m2", "F8_E5M2"},
+    known.push_back({at::kFloat8_e4m3fn, "float8_e4m3fn", "F8_E4M3"});
+    known.push_back({at::kFloat8_e5m2, "float8_e5m2", "F8_E5M2"});
 #endif
 #if PACE_TORCH_AT_LEAST(2, 3)
-    {at::kUInt16, "uint16", "U16"},
-    {at::kUInt32, "uint32", "U32"},
-    {at::kUInt64, "uint64", "U64"},
+    known.push_back({at::kUInt16, "uint16", "U16"});
+    known.push_back({at::kUInt32, "uint32", "U32"});
+    known.push_back({at::kUInt64, "uint64", "U64"});
 #endif
-  };
+    return known;
+  }();
   return table;
 }
 

@@ -19,8 +19,8 @@ at::Tensor emptyHostTensor(const std::vector<int64_t>& shape, at::ScalarType dty
   void* raw = std::malloc(bytes + kAlignment);
   if (!raw) throw std::bad_alloc();
   void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(raw) + kAlignment - 1) & ~(kAlignment - 1));
-  return at::from_blob(
-      aligned, shape, [raw](void*) { std::free(raw); }, at::TensorOptions().dtype(dtype));
+  const auto release = [raw](void*) { std::free(raw); };
+  return at::from_blob(aligned, shape, release, at::TensorOptions().dtype(dtype));
 }
 
 }  // namespace pace
