@@ -5,7 +5,9 @@
 #
 # Needs root, debootstrap and the Debian mirror (about 2 GB in .cache/trixie-root, made once). Not part of npm
 # test; about 15 minutes on 2 cores the first time, mostly the build.
-#   bash scripts/torch2-cpu-test.sh [jest arguments...]     (default: every suite, then the core tests)
+#   bash scripts/torch2-cpu-test.sh [jest arguments...]
+# runs `npm test` there (bootstrap, lint, typecheck, the suites; jest's arguments passed on), then with no
+# arguments the core tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
@@ -50,6 +52,5 @@ git ls-files -co --exclude-standard -z | tar --null -T - --ignore-failed-read -c
 git -C "$root/src" init -q
 
 chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin PACE_FIXTURES="/shared/$(basename "$fixtures")" \
-  bash -c 'cd /src && bash scripts/bootstrap.sh >&2 &&
-    node --expose-gc node_modules/jest/bin/jest.js --runInBand "$@" && { [ "$#" -gt 0 ] ||
+  bash -c 'cd /src && npm test -- "$@" && { [ "$#" -gt 0 ] ||
     { cmake --build build-native --target pace_core_tests >/dev/null && build/Release/pace_core_tests; }; }' _ "$@"
