@@ -251,23 +251,20 @@ at::Tensor paceLinear(const at::Tensor& input, const at::Tensor& weight, const a
                             (!residual.defined() || (residual.scalar_type() == epilogueAccumulator(compute) &&
                                                      residual.device() == x.device()));
   const at::Tensor none = at::empty({0}, x.options());
-  if (!fuseEpilogue) {
-    at::Tensor y;
-    {
-      AutocastOff autocastOff(device);
-      y = PaceLinearFunction::apply(x, weight.to(compute), prepared(bias), deltaWeight.to(compute), prepared(shift), z,
-                                    none, none, static_cast<int64_t>(strategy),
-                                    static_cast<int64_t>(EpilogueKind::Plain));
-    }
-    return epilogue.apply(y);  // under the caller's autocast, as the ops after a plain linear run
+  const EpilogueKind kind =
+      !fuseEpilogue ? EpilogueKind::Plain : (epilogue.isGelu() ? EpilogueKind::Gelu : EpilogueKind::Residual);
+  // Fused, stochastic depth's scale is drawn here, in the dtype the unfused branch would have had (so with the same
+  // draws); unfused, apply() draws it below.
+  const at::Tensor rowScale = fuseEpilogue ? epilogue.rowScale(rows, x.options()) : at::Tensor();
+  at::Tensor y;
+  {
+    AutocastOff autocastOff(device);
+    y = PaceLinearFunction::apply(x, weight.to(compute), prepared(bias), deltaWeight.to(compute), prepared(shift), z,
+                                  kind == EpilogueKind::Residual ? residual : none,
+                                  rowScale.defined() ? rowScale : none, static_cast<int64_t>(strategy),
+                                  static_cast<int64_t>(kind));
   }
-  // Stochastic depth's scale, drawn in the dtype the unfused branch would have had (so with the same draws).
-  const at::Tensor rowScale = epilogue.rowScale(rows, x.options());
-  const EpilogueKind kind = epilogue.isGelu() ? EpilogueKind::Gelu : EpilogueKind::Residual;
-  AutocastOff autocastOff(device);
-  return PaceLinearFunction::apply(x, weight.to(compute), prepared(bias), deltaWeight.to(compute), prepared(shift), z,
-                                   residual.defined() ? residual : none, rowScale.defined() ? rowScale : none,
-                                   static_cast<int64_t>(strategy), static_cast<int64_t>(kind));
+  return fuseEpilogue ? y : epilogue.apply(y);  // apply() under the caller's autocast, as after a plain linear
 }
 
 }  // namespace pace::peft
