@@ -1,6 +1,7 @@
 import type { DType } from './dtype';
 import { paceError, PaceUnsupportedError } from './errors';
 import { locateAddon, type AddonLocation } from './install/addon-location';
+import { withLoadEnvironment } from './install/load-environment';
 import type { StepGraphMode } from './train/step-graphs';
 
 // The native addon's surface, described on its own: nothing here imports the layers built on it.
@@ -426,9 +427,10 @@ let location: AddonLocation | undefined;
 export function nativeAddon(): NativeAddon {
   if (addon) return addon;
   location = locateAddon();
+  const { file } = location;
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const loaded = require(location.file) as NativeAddon;
+    const loaded = withLoadEnvironment(() => require(file) as NativeAddon);
     loaded.setErrorFactory(paceError);
     addon = loaded;
   } catch (error) {

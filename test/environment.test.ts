@@ -4,14 +4,16 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
+import { withLoadEnvironment } from '../lib/install/load-environment';
 import { repoRoot } from './support/paths';
 
-const documented = ['PACE_NUM_THREADS', 'OMP_NUM_THREADS', 'PACE_CPU_CACHE'];
+const documented = ['PACE_NUM_THREADS', 'OMP_NUM_THREADS', 'PACE_CPU_CACHE', 'UCX_MEM_EVENTS'];
 
 /** Runs `body` (an async function body with `pace` = the built package) in a child process; returns its JSON. */
-function inChild(body: string, env: Record<string, string> = {}, prefix: string[] = []) {
+function inChild(body: string, env: Record<string, string> = {}, prefix: string[] = [], before = '') {
   const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => !documented.includes(key)));
-  const script = `const pace = require(${JSON.stringify(path.join(repoRoot, 'dist'))});
+  const script = `${before}
+const pace = require(${JSON.stringify(path.join(repoRoot, 'dist'))});
 (async () => { ${body} })().then((r) => console.log(JSON.stringify(r)), (e) => { console.error(e); process.exit(1); });`;
   const [command, ...args] = [...prefix, process.execPath, '-e', script];
   const result = spawnSync(command, args, { encoding: 'utf8', env: { ...base, ...env } });
@@ -70,4 +72,43 @@ return { kept: freed.cpuCacheBytes - before.cpuCacheBytes, hits: again.cpuCacheH
     expect(inChild(probe, { PACE_CPU_CACHE: '1' })).toEqual({ kept: 8 << 20, hits: 1, misses: 1 });
     expect(inChild(probe, { PACE_CPU_CACHE: '0' })).toEqual({ kept: 0, hits: 0, misses: 0 });
   });
+});
+
+describe('UCX_MEM_EVENTS=no while the addon loads, unless set; the environment restored after', () => {
+  // Bug caught: the variable not set when the shared library loads (UCX reads it then: Debian 13's libtorch 2.6
+  // crashed about one Node process in a hundred there), a user's value overridden, or ours left behind for the
+  // process's children. The child records the variable as Node's .node loader runs on the addon (sharp's own
+  // addon loads first, under the user's environment).
+  const recordAtLoad = `const Module = require('node:module');
+const loadNative = Module._extensions['.node'];
+const seen = [];
+Module._extensions['.node'] = (module, file) => {
+  if (file.endsWith('/pace_peft.node')) seen.push(process.env.UCX_MEM_EVENTS ?? null);
+  return loadNative(module, file);
+};`;
+  const probe = `pace.threads();
+return { seenAtLoad: seen, after: process.env.UCX_MEM_EVENTS ?? null };`;
+
+  test('unset: "no" during the load, unset again after', () => {
+    expect(inChild(probe, {}, [], recordAtLoad)).toEqual({ seenAtLoad: ['no'], after: null });
+  });
+
+  test("a user's value is left as it is", () => {
+    expect(inChild(probe, { UCX_MEM_EVENTS: 'yes' }, [], recordAtLoad)).toEqual({ seenAtLoad: ['yes'], after: 'yes' });
+  });
+});
+
+test('the load environment is restored when the load throws, and only the variables it added are removed', () => {
+  const env: NodeJS.ProcessEnv = { KEPT: 'mine' };
+  const failing = () =>
+    withLoadEnvironment(
+      () => {
+        expect(env).toEqual({ KEPT: 'mine', ADDED: 'no' });
+        throw new Error('dlopen failed');
+      },
+      { KEPT: 'ours', ADDED: 'no' },
+      env,
+    );
+  expect(failing).toThrow('dlopen failed');
+  expect(env).toEqual({ KEPT: 'mine' });
 });
