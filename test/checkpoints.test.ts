@@ -1,7 +1,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { createModel, disposeTensors, loadTensors, readTensorHeader, saveTensors, Trainer, type Model } from '../lib';
+import {
+  createModel,
+  disposeTensors,
+  loadTensors,
+  readTensorHeader,
+  saveTensors,
+  tensor,
+  Trainer,
+  type Model,
+  type TensorRecord,
+} from '../lib';
 import { checkpointDigest, saveCheckpointWithDigest } from './support/checkpoint-digest';
 import { makeTempDir } from './support/paths';
 import { colourDataset, seededRandom, tinyVit } from './support/synthetic';
@@ -19,10 +29,10 @@ const base = path.join(temp.dir, 'base.safetensors');
 const runDir = path.join(temp.dir, 'run');
 let expected: Buffer;
 
-async function freshModel(): Promise<Model> {
+async function freshModel(adapters: { type?: 'loramul_vptadd' | 'loraadd_vptadd' } = {}): Promise<Model> {
   const model = await createModel(tinyVit, { pretrained: base });
-  model.addAdapters({ rank: 4 });
-  await model.loadAdapters(init);
+  model.addAdapters({ rank: 4, ...adapters });
+  if (!adapters.type) await model.loadAdapters(init);
   return model;
 }
 
@@ -43,10 +53,12 @@ function copyOfRun(name: string): string {
 async function resumeError(
   dir: string,
   extra: Record<string, unknown> = {},
+  trainer: typeof trainerOptions = trainerOptions,
+  adapters: { type?: 'loramul_vptadd' | 'loraadd_vptadd' } = {},
 ): Promise<{ message: string; untouched: boolean }> {
-  using model = await freshModel();
+  using model = await freshModel(adapters);
   const before = await adapterBytes(model);
-  const error = await new Trainer(model, trainerOptions)
+  const error = await new Trainer(model, trainer)
     .fit(train, { ...fit, resume: dir, ...extra })
     .then(() => new Error('the resume was accepted'))
     .catch((e: Error) => e);
@@ -170,4 +182,95 @@ test('resuming from a folder that does not exist is an error, and creates nothin
   const dir = path.join(temp.dir, 'no-such-run');
   expect((await resumeError(dir)).message).toBe(`resume: the run folder ${dir} does not exist`);
   expect(fs.existsSync(dir)).toBe(false);
+});
+
+test("another run's checkpoint is refused, naming what differs, before anything is restored", async () => {
+  // Bug caught: only names and shapes were compared, so loraadd adapters resumed loramul ones (the same tensors),
+  // and another learning rate, seed or schedule continued the run as if it were this one.
+  const cases: [typeof trainerOptions, Record<string, unknown>, { type?: 'loraadd_vptadd' }, string][] = [
+    [trainerOptions, {}, { type: 'loraadd_vptadd' }, 'model.adapters.type: "loramul_vptadd" → "loraadd_vptadd"'],
+    [{ ...trainerOptions, optimizer: { lr: 2e-2 } }, {}, {}, 'trainer.optimizer.lr: 0.01 → 0.02'],
+    [{ ...trainerOptions, seed: 4 }, {}, {}, 'trainer.seed: 3 → 4'],
+    [trainerOptions, { batchSize: 8 }, {}, 'fit.batchSize: 16 → 8'],
+  ];
+  for (const [trainer, extra, adapters, difference] of cases) {
+    const dir = copyOfRun(`other-run-${difference.split(':')[0]}`);
+    const { message, untouched } = await resumeError(dir, extra, trainer, adapters);
+    expect(message).toContain(`the checkpoint ${path.join(dir, 'last.safetensors')} belongs to another run`);
+    expect(message).toContain(difference);
+    expect(message).not.toContain('Its other checkpoints');
+    expect(untouched).toBe(true);
+  }
+  // What leaves the course alone may change: evaluation, progress, diagnostics.
+  using model = await freshModel();
+  const dir = copyOfRun('same-run-other-evaluation');
+  const history = await new Trainer(model, trainerOptions).fit(train, { ...fit, resume: dir, evalEvery: 3 });
+  expect(history.epochs.map((e) => e.epoch)).toEqual([0, 1, 2, 3]);
+  expect((await adapterBytes(model)).equals(expected)).toBe(true);
+});
+
+test('a new fit in a folder that holds a run is refused, and the folder is left as it was', async () => {
+  // Bug caught: a new run kept the old run's best.safetensors, and resumeFrom: 'best' then restored the other run.
+  const dir = copyOfRun('reused');
+  const before = fs.readdirSync(dir).map((name) => [name, fs.readFileSync(path.join(dir, name))] as const);
+  using model = await freshModel();
+  const error = await new Trainer(model, trainerOptions).fit(train, { ...fit, runDir: dir }).catch((e: Error) => e);
+  expect((error as Error).message).toBe(
+    `the run folder ${dir} already holds a run (last.safetensors, previous.safetensors, metrics.jsonl, summary.csv): continue it with \`resume\`, or write this run to a new folder`,
+  );
+  expect(fs.readdirSync(dir).map((name) => [name, fs.readFileSync(path.join(dir, name))])).toEqual(before);
+});
+
+test('a resume starts over only in the folder of a run killed before its first checkpoint, and of this run', async () => {
+  // Bug caught: any folder without last/previous started over, a user's folder or one with a best checkpoint.
+  const withBest = copyOfRun('best-only');
+  fs.copyFileSync(path.join(withBest, 'last.safetensors'), path.join(withBest, 'best.safetensors'));
+  for (const name of ['last.safetensors', 'previous.safetensors']) fs.rmSync(path.join(withBest, name));
+  expect((await resumeError(withBest)).message).toBe(
+    `cannot resume ${withBest}: it holds no last or previous checkpoint, but an earlier run's best.safetensors, metrics.jsonl, summary.csv (resumeFrom: 'best' continues from its best checkpoint)`,
+  );
+  const foreign = path.join(temp.dir, 'not-a-run');
+  fs.mkdirSync(foreign);
+  fs.writeFileSync(path.join(foreign, 'notes.txt'), 'mine');
+  expect((await resumeError(foreign)).message).toBe(
+    `cannot resume ${foreign}: it holds no checkpoint, and files a run does not write (notes.txt): is it a run folder?`,
+  );
+  expect(fs.readdirSync(foreign)).toEqual(['notes.txt']);
+  const killedEarly = path.join(temp.dir, 'killed-before-first-checkpoint');
+  fs.mkdirSync(killedEarly);
+  fs.copyFileSync(path.join(runDir, 'config.json'), path.join(killedEarly, 'config.json'));
+  const message = (await resumeError(killedEarly, {}, { ...trainerOptions, seed: 5 })).message;
+  expect(message).toContain(`the run folder ${killedEarly} belongs to another run (trainer.seed: 3 → 5)`);
+  using model = await freshModel();
+  const history = await new Trainer(model, trainerOptions).fit(train, { ...fit, resume: killedEarly });
+  expect(history.epochs.map((e) => e.epoch)).toEqual([0, 1, 2, 3]);
+  expect((await adapterBytes(model)).equals(expected)).toBe(true);
+});
+
+test('a checkpoint with a valid digest but tensors of the wrong kind is refused before anything is restored', async () => {
+  // Bug caught: generator states and counters were checked only as they were set, after the parameters had been
+  // overwritten; parameters of another dtype were converted silently.
+  const dir = copyOfRun('wrong-kinds');
+  const file = path.join(dir, 'last.safetensors');
+  const { tensors, metadata } = await loadTensors(file);
+  const parameter = Object.keys(tensors).find((name) => name.startsWith('param.'))!;
+  const cases: [string, TensorRecord[string], string][] = [
+    [
+      'rng.augment',
+      tensor(new Float32Array(tensors['rng.augment'].shape[0]), tensors['rng.augment'].shape),
+      "'rng.augment' is float32, expected uint8",
+    ],
+    ['trainer.iteration', tensor(new BigInt64Array([1n, 2n]), [2]), "'trainer.iteration' should be a scalar"],
+    ['trainer.iteration', tensor(new Float32Array([3]), []), "'trainer.iteration' is float32, expected int64"],
+    [parameter, tensors[parameter].cast('float64'), `'${parameter}' is float64, expected float32`],
+  ];
+  for (const [name, replacement, expectedMessage] of cases) {
+    await saveCheckpointWithDigest(file, { ...tensors, [name]: replacement }, metadata ?? {});
+    fs.rmSync(path.join(dir, 'previous.safetensors'), { force: true });
+    const { message, untouched } = await resumeError(dir);
+    expect([name, message]).toEqual([name, expect.stringContaining(expectedMessage)]);
+    expect(untouched).toBe(true);
+    replacement.dispose();
+  }
+  disposeTensors(tensors);
 });

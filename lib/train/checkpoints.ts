@@ -3,11 +3,12 @@ import fs from 'node:fs';
 import { z } from 'zod';
 
 import { withContext } from '../error-context';
-import { PaceFileError, PaceNotFoundError } from '../errors';
+import { PaceFileError, PaceNotFoundError, PaceStateError } from '../errors';
 import type { NativeTrainerHandle } from '../native';
 import { readTensorHeader } from '../safetensors';
 import type { EpochLogs } from './callbacks';
-import type { RunFolder } from './run-folder';
+import { runFilesIn, syncDirectory, type RunFolder } from './run-folder';
+import { identityDifferences, RUN_IDENTITY_KEY, runIdentityOf, type RunIdentity } from './run-identity';
 
 /** Which checkpoint of a run folder a resumed fit starts from. */
 export const ResumeFromSchema = z.enum(['last', 'previous', 'best']);
@@ -19,6 +20,49 @@ export interface ResumePoint {
   history: EpochLogs[];
   /** The checkpoint it was restored from, or undefined when the run had written none (it starts over). */
   file?: string;
+}
+
+const jsonText = z.string().transform((text, context) => {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    context.addIssue({ code: 'custom', message: 'is not JSON' });
+    return z.NEVER;
+  }
+});
+
+/** Refuses to continue a run whose identity differs from this one's, naming the first differences. */
+function checkSameRun(saved: unknown, identity: RunIdentity, what: string): void {
+  const differences = identityDifferences(saved, identity);
+  if (differences.length === 0) return;
+  const shown =
+    differences.slice(0, 4).join('; ') + (differences.length > 4 ? `; and ${differences.length - 4} more` : '');
+  throw new PaceStateError(
+    `${what} belongs to another run (${shown}): resume with the model, trainer and fit options it was made with, or start a new run folder`,
+  );
+}
+
+/**
+ * A resume from a folder without a last or previous checkpoint starts over only where a run was killed before
+ * its first checkpoint: the folder then holds none of a run's results, nothing a run would not have written
+ * (config.json, and a sweep's run.json and fit.log), and a config.json only if it is this run's.
+ */
+function checkStartOver(run: RunFolder, identity: RunIdentity): void {
+  const results = runFilesIn(run.dir);
+  if (results.length > 0) {
+    const hint = results.includes('best.safetensors') ? " (resumeFrom: 'best' continues from its best checkpoint)" : '';
+    throw new PaceStateError(
+      `cannot resume ${run.dir}: it holds no last or previous checkpoint, but an earlier run's ${results.join(', ')}${hint}`,
+    );
+  }
+  const foreign = run.otherEntries().filter((name) => name !== 'run.json' && name !== 'fit.log');
+  if (foreign.length > 0) {
+    throw new PaceStateError(
+      `cannot resume ${run.dir}: it holds no checkpoint, and files a run does not write (${foreign.slice(0, 5).join(', ')}): is it a run folder?`,
+    );
+  }
+  const config = run.readConfig();
+  if (config) checkSameRun(runIdentityOf(config), identity, `the run folder ${run.dir}`);
 }
 
 /** The metadata every training checkpoint carries besides its digest (checked by the native loader). */
@@ -35,14 +79,9 @@ function checkpointMetadataSchema(epochs: number) {
             .min(-1)
             .max(epochs - 1, `is past the last epoch of this run (${epochs - 1})`),
         ),
-      history: z.string().transform((text, context) => {
-        try {
-          return JSON.parse(text) as unknown;
-        } catch {
-          context.addIssue({ code: 'custom', message: 'is not JSON' });
-          return z.NEVER;
-        }
-      }),
+      history: jsonText,
+      // Checkpoints written before runs carried their identity have none, and are not compared.
+      [RUN_IDENTITY_KEY]: jsonText.optional(),
     })
     .superRefine((value, context) => {
       const history = value.history;
@@ -88,15 +127,24 @@ export async function resumeFrom(
   run: RunFolder,
   from: ResumeFrom,
   epochs: number,
+  identity: RunIdentity,
 ): Promise<ResumePoint> {
   let file = fileOf(run, from);
   if (from === 'last' && !fs.existsSync(file) && fs.existsSync(run.previousCheckpoint)) {
     file = run.previousCheckpoint; // killed between keeping the previous checkpoint and writing the new one
   }
   if (!fs.existsSync(file)) {
-    if (from === 'last') return { startEpoch: 0, history: [] };
+    if (from === 'last') {
+      checkStartOver(run, identity);
+      return { startEpoch: 0, history: [] };
+    }
     throw new PaceNotFoundError(`cannot resume from ${file}: there is no such checkpoint`);
   }
+  const refused = async (error: unknown) => {
+    const reason = (error as Error).message.replace(/^training checkpoint '[^']*' /, 'it ');
+    return withContext(error, `cannot resume from ${file}: ${reason}.${await alternatives(run, from)}`);
+  };
+  let metadata: z.infer<ReturnType<typeof checkpointMetadataSchema>>;
   try {
     const header = await readTensorHeader(file);
     const parsed = checkpointMetadataSchema(epochs).safeParse(header.metadata ?? {});
@@ -104,12 +152,19 @@ export async function resumeFrom(
       const issue = parsed.error.issues[0];
       throw new PaceFileError(`its metadata field '${issue.path.join('.') || 'epoch'}' ${issue.message}`);
     }
-    await handle.loadState(file);
-    return { startEpoch: parsed.data.epoch + 1, history: parsed.data.history as EpochLogs[], file };
+    metadata = parsed.data;
   } catch (error) {
-    const reason = (error as Error).message.replace(/^training checkpoint '[^']*' /, 'it ');
-    throw withContext(error, `cannot resume from ${file}: ${reason}.${await alternatives(run, from)}`);
+    throw await refused(error);
   }
+  // Another run's checkpoint: its folder's other checkpoints are that run's too, so none is offered.
+  if (metadata[RUN_IDENTITY_KEY] !== undefined)
+    checkSameRun(metadata[RUN_IDENTITY_KEY], identity, `the checkpoint ${file}`);
+  try {
+    await handle.loadState(file);
+  } catch (error) {
+    throw await refused(error);
+  }
+  return { startEpoch: metadata.epoch + 1, history: metadata.history as EpochLogs[], file };
 }
 
 /** Writes the run's last checkpoint, keeping the one it replaces as `previous.safetensors` (a hard link). */
@@ -123,6 +178,7 @@ export async function saveLastCheckpoint(
     fs.rmSync(temp, { force: true });
     fs.linkSync(run.lastCheckpoint, temp);
     fs.renameSync(temp, run.previousCheckpoint);
+    syncDirectory(run.dir); // the kept checkpoint is durable before the last one is replaced
   }
   await handle.saveState(run.lastCheckpoint, metadata);
 }

@@ -8,13 +8,14 @@ import { z } from 'zod';
 import { AugmentationSchema, checkAugmentation, nativeAugmentation, type Augmentation } from '../data/augment';
 import type { TensorDataset } from '../data/dataset';
 import type { EvaluationReport } from '../eval/evaluate';
-import { PaceInputError, PaceOptionError } from '../errors';
+import { PaceInputError, PaceOptionError, PaceStateError } from '../errors';
 import { nativeAddon, type NativeTrainerHandle } from '../native';
 import { parseOptions } from '../options';
 import { handleOf } from '../tensor';
 import type { Callback, EpochLogs, FitControl } from './callbacks';
 import { resumeFrom, ResumeFromSchema, saveLastCheckpoint } from './checkpoints';
-import { RunFolder } from './run-folder';
+import { RunFolder, runFilesIn } from './run-folder';
+import { RUN_IDENTITY_KEY, runIdentityOf } from './run-identity';
 import { cosineSchedule, CosineShapeSchema, type LrSchedule } from './schedule';
 import { StepGraphModeSchema } from './step-graphs';
 
@@ -106,13 +107,27 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   // part in each checkpoint (the state gathers every rank's random generators).
   const writer = host.rank === 0;
   const checkpoints = Boolean(o.runDir ?? o.resume);
-  let run = o.runDir && writer ? new RunFolder(o.runDir) : undefined;
+  const config = {
+    ...host.describe(),
+    fit: o,
+    data: { trainSamples: train.length, ...(augment && { augment }) },
+    ...(host.worldSize > 1 && { worldSize: host.worldSize }),
+  };
+  const identity = runIdentityOf(config);
+  // Every rank refuses a folder holding an earlier run's files before the first writes it.
+  const earlierRun = o.runDir && !o.resume ? runFilesIn(o.runDir) : [];
+  if (earlierRun.length > 0) {
+    throw new PaceStateError(
+      `the run folder ${o.runDir} already holds a run (${earlierRun.join(', ')}): continue it with \`resume\`, or write this run to a new folder`,
+    );
+  }
+  let run = o.runDir && writer && !o.resume ? new RunFolder(o.runDir) : undefined;
   let history: EpochLogs[] = [];
   let startEpoch = 0;
   let resumed = false;
   if (o.resume) {
-    const from = new RunFolder(o.resume, { mustExist: true });
-    const point = await resumeFrom(host.handle, from, o.resumeFrom, o.epochs);
+    const from = new RunFolder(o.resume, { mustExist: true, readOnly: !writer });
+    const point = await resumeFrom(host.handle, from, o.resumeFrom, o.epochs, identity);
     ({ startEpoch, history } = point);
     resumed = point.file !== undefined;
     run = writer ? from : undefined;
@@ -121,8 +136,11 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
     if (run) await write(run);
     else if (checkpoints) await host.handle.saveState(null, {});
   };
-  run?.writeConfig({ ...host.describe(), fit: o, ...(host.worldSize > 1 && { worldSize: host.worldSize }) });
-  if (!resumed) await checkpoint((r) => saveLastCheckpoint(host.handle, r, { epoch: '-1', history: '[]' }));
+  const runMetadata = { [RUN_IDENTITY_KEY]: JSON.stringify(identity) };
+  run?.writeConfig(config);
+  if (!resumed) {
+    await checkpoint((r) => saveLastCheckpoint(host.handle, r, { epoch: '-1', history: '[]', ...runMetadata }));
+  }
 
   const snapshotDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pace-fit-'));
   const snapshot = path.join(snapshotDir, 'best.safetensors');
@@ -222,7 +240,7 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
       history.push(logs);
       if (checkpoints) {
         // Every rank sees the same (all-reduced) validation accuracy, so every rank takes the same branch.
-        const metadata = { epoch: String(epoch), history: JSON.stringify(history) };
+        const metadata = { epoch: String(epoch), history: JSON.stringify(history), ...runMetadata };
         if (logs.val_acc !== undefined && logs.val_acc > bestValidation) {
           bestValidation = logs.val_acc;
           await checkpoint((r) => host.handle.saveState(r.bestCheckpoint, metadata));

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { PaceNotFoundError } from '../errors';
+import { PaceFileError, PaceNotFoundError } from '../errors';
 import type { EpochLogs } from './callbacks';
 
 const columns: (keyof EpochLogs)[] = [
@@ -20,6 +20,9 @@ const columns: (keyof EpochLogs)[] = [
   'fpDistance',
 ];
 
+/** A writer's temporary file: `<name>.tmp-<pid>` or `<name>.tmp-<pid>-<n>`. */
+const temporaryName = /\.tmp-(\d+)(-\d+)?$/;
+
 function processIsAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
@@ -30,17 +33,48 @@ function processIsAlive(pid: number): boolean {
   }
 }
 
-/** Writes a file through a temporary name, fsync and rename, so readers never see half of it. */
-export function writeFileAtomic(file: string, text: string): void {
-  const temp = `${file}.tmp-${process.pid}`;
-  const fd = fs.openSync(temp, 'w');
+/**
+ * Makes a folder's entries (a rename or link just done in it) durable. Filesystems that cannot sync a folder
+ * (EINVAL, ENOTSUP) have nothing more to give.
+ */
+export function syncDirectory(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
   try {
-    fs.writeSync(fd, text);
     fs.fsyncSync(fd);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'ENOTSUP') throw error;
   } finally {
     fs.closeSync(fd);
   }
-  fs.renameSync(temp, file);
+}
+
+/**
+ * Writes a file through a temporary name, fsync, rename and a sync of its folder, so readers never see half of
+ * it and a crash leaves the old file or the new one. A failed write leaves no temporary file behind.
+ */
+export function writeFileAtomic(file: string, text: string): void {
+  const temp = `${file}.tmp-${process.pid}`;
+  try {
+    const fd = fs.openSync(temp, 'w');
+    try {
+      fs.writeFileSync(fd, text);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(temp, file);
+  } catch (error) {
+    fs.rmSync(temp, { force: true });
+    throw error;
+  }
+  syncDirectory(path.dirname(file));
+}
+
+/** The files a run writes (config.json aside) that `dir` holds: a new run must not mix with them. */
+export function runFilesIn(dir: string): string[] {
+  const names = ['last.safetensors', 'previous.safetensors', 'best.safetensors', 'metrics.jsonl', 'summary.csv'];
+  return names.filter((name) => fs.existsSync(path.join(dir, name)));
 }
 
 /**
@@ -54,14 +88,36 @@ export class RunFolder {
    */
   constructor(
     readonly dir: string,
-    { mustExist = false }: { mustExist?: boolean } = {},
+    { mustExist = false, readOnly = false }: { mustExist?: boolean; readOnly?: boolean } = {},
   ) {
     if (mustExist && !fs.existsSync(dir)) throw new PaceNotFoundError(`resume: the run folder ${dir} does not exist`);
+    // A reader (a data-parallel rank but the first) leaves the folder alone: a writer's temporary file may belong
+    // to a process on another host, which this one cannot tell alive.
+    if (readOnly) return;
     fs.mkdirSync(dir, { recursive: true });
     for (const name of fs.readdirSync(dir)) {
-      const pid = /\.tmp-(\d+)(-\d+)?$/.exec(name)?.[1];
+      const pid = temporaryName.exec(name)?.[1];
       if (pid !== undefined && !processIsAlive(Number(pid))) fs.rmSync(path.join(dir, name), { force: true });
     }
+  }
+
+  /** Everything in the folder besides config.json and writers' temporary files. */
+  otherEntries(): string[] {
+    return fs.readdirSync(this.dir).filter((name) => name !== 'config.json' && !temporaryName.test(name));
+  }
+
+  /** config.json as written by the run, or undefined when the folder has none. */
+  readConfig(): Record<string, unknown> | undefined {
+    const file = path.join(this.dir, 'config.json');
+    if (!fs.existsSync(file)) return undefined;
+    try {
+      const config = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
+      if (config !== null && typeof config === 'object' && !Array.isArray(config))
+        return config as Record<string, unknown>;
+    } catch {
+      // reported below
+    }
+    throw new PaceFileError(`${file} is not a run's configuration (a JSON object)`);
   }
 
   get lastCheckpoint(): string {

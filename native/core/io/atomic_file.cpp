@@ -1,6 +1,7 @@
 #include "io/atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -52,6 +53,9 @@ void AtomicFileWriter::write(const void* data, size_t size) {
 }
 
 void AtomicFileWriter::commit() {
+  struct stat existing = {};
+  if (::stat(targetPath_.c_str(), &existing) == 0 && ::fchmod(fd_, existing.st_mode & 07777) != 0)
+    throw FileError(systemError("cannot give the permissions of the file it replaces to", tempPath_));
   if (::fsync(fd_) != 0) throw FileError(systemError("cannot fsync", tempPath_));
   if (::close(fd_) != 0) {
     fd_ = -1;
@@ -61,11 +65,17 @@ void AtomicFileWriter::commit() {
   if (::rename(tempPath_.c_str(), targetPath_.c_str()) != 0)
     throw FileError(systemError("cannot rename onto", targetPath_));
   committed_ = true;
-  const int dirFd = ::open(directoryOf(targetPath_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dirFd >= 0) {
-    ::fsync(dirFd);
-    ::close(dirFd);
-  }
+  // The rename is durable once the folder is synced; filesystems that cannot sync a folder (EINVAL, ENOTSUP)
+  // have nothing more to give.
+  const std::string folder = directoryOf(targetPath_);
+  const int dirFd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dirFd < 0)
+    throw FileError(systemError("wrote '" + targetPath_ + "' but cannot open its folder to sync it:", folder));
+  const bool synced = ::fsync(dirFd) == 0 || errno == EINVAL || errno == ENOTSUP;
+  const int syncErrno = errno;
+  ::close(dirFd);
+  errno = syncErrno;
+  if (!synced) throw FileError(systemError("wrote '" + targetPath_ + "' but cannot sync its folder", folder));
 }
 
 }  // namespace pace

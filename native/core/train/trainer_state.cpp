@@ -47,22 +47,37 @@ void Trainer::restoreState(const std::vector<NamedTensor>& state) {
       throw FileError("training checkpoint lacks '" + name + "' (was it made for another model?)");
     return found->second;
   };
-  // Every check comes first: a checkpoint that does not fit leaves the trainer as it was.
+  // Every check comes first: a checkpoint that does not fit leaves the trainer as it was. What state() writes
+  // has the trainable parameters' dtypes, int64 scalars and byte generator states; anything else is refused.
+  const auto sameDtype = [&](const std::string& name, at::ScalarType expected) {
+    const at::Tensor& value = need(name);
+    if (value.scalar_type() != expected)
+      throw FileError("training checkpoint: '" + name + "' is " + dtypeName(value.scalar_type()) + ", expected " +
+                      dtypeName(expected));
+  };
   const auto sameShape = [&](const std::string& name, const at::Tensor& like) {
     const at::Tensor& value = need(name);
     if (value.sizes() != like.sizes())
       throw ShapeError("training checkpoint: '" + name + "' has shape " + shapeToString(value.sizes().vec()) +
                        ", expected " + shapeToString(like.sizes().vec()));
+    sameDtype(name, like.scalar_type());
+  };
+  const auto integerScalar = [&](const std::string& name) {
+    sameDtype(name, at::kLong);
+    if (need(name).dim() != 0) throw ShapeError("training checkpoint: '" + name + "' should be a scalar");
+    return need(name).item<int64_t>();
   };
   for (const auto& named : trainable_) {
     sameShape("param." + named.name, named.tensor);
     if (byName.count("adamw." + named.name + ".step")) {
+      integerScalar("adamw." + named.name + ".step");
       sameShape("adamw." + named.name + ".exp_avg", named.tensor);
       sameShape("adamw." + named.name + ".exp_avg_sq", named.tensor);
     }
   }
-  for (const char* name : {"rng.noise", "rng.drop_path", "rng.augment", "trainer.iteration"}) need(name);
-  const int64_t savedWorld = byName.count("trainer.world_size") ? need("trainer.world_size").item<int64_t>() : 1;
+  for (const char* name : {"rng.noise", "rng.drop_path", "rng.augment"}) sameDtype(name, at::kByte);
+  integerScalar("trainer.iteration");
+  const int64_t savedWorld = byName.count("trainer.world_size") ? integerScalar("trainer.world_size") : 1;
   if (savedWorld != parallel_.worldSize())
     throw StateError("training checkpoint was written by " + std::to_string(savedWorld) +
                      (savedWorld == 1 ? " process" : " processes") + "; resume it with the same number (this run has " +
@@ -76,8 +91,9 @@ void Trainer::restoreState(const std::vector<NamedTensor>& state) {
   for (const auto& [name, generator] : {std::pair<const char*, at::Generator*>{"rng.noise", &noiseGenerator_},
                                         {"rng.drop_path", &dropPathGenerator_},
                                         {"rng.augment", &augmentGenerator_}}) {
-    if (savedWorld > 1 && (need(name).dim() != 2 || need(name).size(0) != savedWorld))
-      throw ShapeError(std::string("training checkpoint: '") + name + "' should hold one generator state per rank");
+    if (need(name).dim() != (savedWorld > 1 ? 2 : 1) || (savedWorld > 1 && need(name).size(0) != savedWorld))
+      throw ShapeError(std::string("training checkpoint: '") + name + "' should hold " +
+                       (savedWorld > 1 ? "one generator state per rank" : "one generator state"));
     if (ownState(name).numel() != generator->get_state().numel())
       throw FileError(std::string("training checkpoint: '") + name +
                       "' is the state of a random generator on another " + "device than this model's " +
@@ -86,6 +102,8 @@ void Trainer::restoreState(const std::vector<NamedTensor>& state) {
   const peft::PaceConfig& pace = pace_.config();
   if (byName.count("pace.history") && pace.variant == peft::PaceVariant::Fast)
     sameShape("pace.history", torch::zeros({pace.datasetSize, model_->numClasses()}));
+  else if (byName.count("pace.history"))
+    sameDtype("pace.history", at::kFloat);
   torch::NoGradGuard noGrad;
   graphs_.invalidate();  // captured steps read the moments and generator states being replaced
   auto& optimizerState = optimizer_->state();
