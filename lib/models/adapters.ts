@@ -28,3 +28,12 @@ export type AdapterConfig = z.output<typeof AdapterOptionsSchema>;
 
 /** The metadata key under which saveAdapters records the adapter configuration (JSON). */
 export const ADAPTER_METADATA_KEY = 'pace_peft.adapters';
+
+/** What saveAdapters records: the adapter configuration, and the backbone's family and model name. */
+export const SavedAdapterConfigSchema = z.object({
+  type: AdapterTypeSchema,
+  rank: z.number().int().min(1),
+  targets: z.array(z.string()).optional(),
+  family: z.string().optional(),
+  model: z.string().optional(),
+});

@@ -9,7 +9,13 @@ import { readTensorHeader, type TensorRecord } from '../safetensors';
 import { handleOf, Tensor } from '../tensor';
 import { FitLock } from './fit-lock';
 import { checkModelFitsInMemory } from './size';
-import { ADAPTER_METADATA_KEY, AdapterOptionsSchema, type AdapterConfig, type AdapterOptions } from './adapters';
+import {
+  ADAPTER_METADATA_KEY,
+  AdapterOptionsSchema,
+  SavedAdapterConfigSchema,
+  type AdapterConfig,
+  type AdapterOptions,
+} from './adapters';
 import {
   ModelSpecSchema,
   preprocessingFor,
@@ -202,16 +208,44 @@ export class Model implements Disposable {
     if (!this.adapters) throw new PaceStateError('call addAdapters() before loadAdapters()');
     const { metadata } = await readTensorHeader(file);
     const recorded = metadata?.[ADAPTER_METADATA_KEY];
-    if (recorded) {
-      const saved = JSON.parse(recorded) as Partial<AdapterConfig> & { family?: string };
-      const mismatch = (['type', 'rank'] as const).find((key) => saved[key] !== this.adapters?.[key]);
-      if (mismatch) {
-        throw new PaceFileError(
-          `adapter file '${file}' holds ${saved.type} adapters of rank ${saved.rank}; this model has ${this.adapters.type} of rank ${this.adapters.rank}`,
-        );
-      }
-    }
+    // The reference's files carry no metadata: those are checked by their tensors' names and shapes alone.
+    if (recorded !== undefined) this.#checkSavedAdapters(file, recorded);
     await this.#use('loadAdapters').loadAdapters(file);
+  }
+
+  /** Refuses an adapter file whose recorded configuration is unreadable or not this model's. */
+  #checkSavedAdapters(file: string, recorded: string): void {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(recorded);
+    } catch {
+      throw new PaceFileError(`adapter file '${file}': its '${ADAPTER_METADATA_KEY}' metadata is not JSON`);
+    }
+    const result = SavedAdapterConfigSchema.safeParse(parsed);
+    if (!result.success) {
+      const issue = result.error.issues[0];
+      throw new PaceFileError(
+        `adapter file '${file}': its '${ADAPTER_METADATA_KEY}' metadata is not an adapter configuration (${issue.path.join('.') || 'the value'}: ${issue.message})`,
+      );
+    }
+    const saved = result.data;
+    const adapters = this.adapters!;
+    if (saved.type !== adapters.type || saved.rank !== adapters.rank) {
+      throw new PaceFileError(
+        `adapter file '${file}' holds ${saved.type} adapters of rank ${saved.rank}; this model has ${adapters.type} of rank ${adapters.rank}`,
+      );
+    }
+    if (saved.family !== undefined && saved.family !== this.spec.family) {
+      throw new PaceFileError(
+        `adapter file '${file}' was saved from a ${saved.family} backbone (${saved.model ?? 'unnamed'}); this model is a ${this.spec.family}`,
+      );
+    }
+    const targets = (list: string[] | undefined) => JSON.stringify([...(list ?? [])].sort());
+    if (targets(saved.targets) !== targets(adapters.targets)) {
+      throw new PaceFileError(
+        `adapter file '${file}' adapts ${saved.targets ? saved.targets.join(', ') : 'every linear but the head'}; this model adapts ${adapters.targets ? adapters.targets.join(', ') : 'every linear but the head'}`,
+      );
+    }
   }
 
   /** Saves the trainable parameters, with the adapter configuration in the file's metadata. */

@@ -3,10 +3,9 @@
 #include <zlib.h>
 
 #include <cstring>
-#include <fstream>
-#include <iterator>
 
 #include "errors.h"
+#include "io/regular_file.h"
 #include "tensor/dtype.h"
 #include "tensor/host_memory.h"
 
@@ -253,14 +252,8 @@ at::Tensor parseNpy(const std::string& npy, const std::string& where) {
 }  // namespace
 
 std::vector<NamedTensor> loadNpz(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) {
-    const int error = errno;
-    const std::string message = "npz file '" + path + "': cannot open: " + std::strerror(error);
-    if (error == ENOENT) throw NotFoundError(message);
-    throw FileError(message);
-  }
-  const std::string data((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  const std::string data =
+      readRegularFile(path, [&path](const std::string& problem) { return "npz file '" + path + "': " + problem; });
   const Bytes bytes(data, "npz file '" + path + "'");
   std::vector<NamedTensor> arrays;
   for (const auto& entry : readCentralDirectory(bytes)) {

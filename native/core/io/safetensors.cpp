@@ -12,6 +12,7 @@
 
 #include "errors.h"
 #include "io/atomic_file.h"
+#include "io/regular_file.h"
 #include "tensor/dtype.h"
 #include "tensor/host_memory.h"
 
@@ -37,28 +38,19 @@ class FileProblem {
   }
   // For tensors a caller asked to save: the file is fine, the request is not.
   [[noreturn]] void failRequest(const std::string& problem) const { throw OptionError(describe(problem)); }
+  std::string describe(const std::string& problem) const { return "safetensors file '" + path_ + "': " + problem; }
 
  private:
-  std::string describe(const std::string& problem) const { return "safetensors file '" + path_ + "': " + problem; }
   std::string path_;
 };
 
 class ReadOnlyFile {
  public:
   ReadOnlyFile(const std::string& path, const FileProblem& err) : err_(err) {
-    // O_NONBLOCK: opening a FIFO must not wait for a writer; anything but a regular file is refused below.
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd_ < 0) err_.failErrno("cannot open");
-    struct stat info = {};
-    const bool statted = ::fstat(fd_, &info) == 0;
-    const int statErrno = errno;
-    if (!statted || !S_ISREG(info.st_mode)) {
-      ::close(fd_);
-      errno = statErrno;
-      if (!statted) err_.failErrno("cannot stat");
-      err_.fail("is not a regular file");
-    }
-    size_ = static_cast<uint64_t>(info.st_size);
+    const RegularFile file =
+        openRegularFile(path, [&err](const std::string& problem) { return err.describe(problem); });
+    fd_ = file.fd;
+    size_ = file.size;
   }
   ~ReadOnlyFile() { ::close(fd_); }
   ReadOnlyFile(const ReadOnlyFile&) = delete;

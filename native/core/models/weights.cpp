@@ -205,7 +205,21 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
                            dtypeName(value.scalar_type()));
       continue;
     }
+    if (!at::isfinite(value).all().item<bool>()) {
+      mismatches.push_back(named.name + ": holds NaN or infinite values");
+      continue;
+    }
     if (value.sizes() != target->sizes()) {
+      const auto squareGrid = [](int64_t tokens) {
+        const auto side = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(tokens))));
+        return side * side == tokens;
+      };
+      if (named.name == "pos_embed" && value.dim() == 3 && value.size(0) == 1 && value.size(2) == target->size(2) &&
+          !squareGrid(value.size(1) - 1)) {
+        mismatches.push_back(named.name + ": the checkpoint's " + std::to_string(value.size(1) - 1) +
+                             " grid tokens are not a square grid");
+        continue;
+      }
       if (named.name == "pos_embed" && value.dim() == 3 && value.size(0) == 1 && value.size(2) == target->size(2)) {
         const int64_t newGrid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(target->size(1) - 1))));
         value = resamplePositionEmbedding(value, newGrid, 1, /*bicubicAntialias=*/!fromNpz);
@@ -238,7 +252,7 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
     std::string problem = "checkpoint '" + path + "' does not match this " + model.family() + " model:";
     if (incomplete && !report.missing.empty()) problem += " missing " + joinNames(report.missing) + ";";
     if (incomplete && !report.unexpected.empty()) problem += " unexpected " + joinNames(report.unexpected) + ";";
-    if (!mismatches.empty()) problem += " shapes differ: " + joinNames(mismatches, 6) + ";";
+    if (!mismatches.empty()) problem += " tensors that do not fit: " + joinNames(mismatches, 6) + ";";
     if (incomplete) problem += " (load with strict: false to accept a partial match)";
     throw ShapeError(problem);
   }

@@ -137,6 +137,10 @@ void loadAdapters(models::Backbone& model, const std::string& path) {
                      "type or rank?): " +
                      text);
   }
+  for (const auto& param : trainable) {
+    if (!at::isfinite(byName[param.name]).all().item<bool>())
+      throw FileError("adapter file '" + path + "': '" + param.name + "' holds NaN or infinite values");
+  }
   torch::NoGradGuard noGrad;
   for (const auto& param : trainable) param.tensor.copy_(byName[param.name]);
 }

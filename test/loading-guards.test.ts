@@ -1,0 +1,135 @@
+// What loading refuses before it changes a model: adapter files whose recorded configuration is unreadable or
+// another model's, weights holding NaN or infinities, npz paths that are not regular files, and a position
+// embedding that cannot be resized; each error names the file.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { createModel, loadTensors, saveTensors, tensor, type Model, type TensorRecord } from '../lib';
+import { makeTempDir } from './support/paths';
+import { tinyVit } from './support/synthetic';
+
+const temp = makeTempDir('loading-guards');
+afterAll(() => temp.cleanup());
+
+const file = (name: string) => path.join(temp.dir, name);
+
+async function adapted(options: { type?: 'loramul_vptadd' | 'loraadd_vptadd'; targets?: string[] } = {}) {
+  const model = await createModel(tinyVit, { seed: 1 });
+  model.addAdapters({ rank: 2, ...options });
+  return model;
+}
+
+function bytesOf(model: Model): string {
+  return JSON.stringify(
+    Object.entries(model.stateDict()).map(([name, t]) => {
+      const bytes = Array.from(t.toFloat32Array());
+      t.dispose();
+      return [name, bytes];
+    }),
+  );
+}
+
+describe('adapter files', () => {
+  test('recorded metadata that is not JSON, not a configuration, or of another model is refused by file', async () => {
+    // Bug caught: the metadata was JSON.parse'd unguarded (a bare SyntaxError, no path), and only type and rank
+    // were compared, so a Swin file or other targets reached the native loader or loaded.
+    using source = await adapted();
+    const saved = file('adapters.safetensors');
+    await source.saveAdapters(saved);
+    const { tensors, metadata } = await loadTensors(saved);
+    const recorded = JSON.parse(metadata!['pace_peft.adapters']) as Record<string, unknown>;
+    const cases: [string, string][] = [
+      ['{not json', `adapter file '${file('edited.safetensors')}': its 'pace_peft.adapters' metadata is not JSON`],
+      ['null', "its 'pace_peft.adapters' metadata is not an adapter configuration"],
+      [JSON.stringify({ ...recorded, rank: 'two' }), 'is not an adapter configuration (rank:'],
+      [
+        JSON.stringify({ ...recorded, family: 'swin', model: 'swin_tiny' }),
+        'was saved from a swin backbone (swin_tiny)',
+      ],
+      [JSON.stringify({ ...recorded, targets: ['attn.qkv'] }), 'adapts attn.qkv; this model adapts every linear'],
+    ];
+    for (const [value, expected] of cases) {
+      await saveTensors(file('edited.safetensors'), tensors, {
+        metadata: { ...metadata, 'pace_peft.adapters': value },
+      });
+      using target = await adapted();
+      const before = bytesOf(target);
+      await expect(target.loadAdapters(file('edited.safetensors'))).rejects.toThrow(expected);
+      expect(bytesOf(target)).toBe(before);
+    }
+    using target = await adapted();
+    await target.loadAdapters(saved);
+    expect(bytesOf(target)).toBe(bytesOf(source));
+    for (const t of Object.values(tensors)) t.dispose();
+  });
+
+  test('an adapter file holding NaN or infinities is refused, naming the tensor', async () => {
+    using source = await adapted();
+    await source.saveAdapters(file('finite.safetensors'));
+    const { tensors, metadata } = await loadTensors(file('finite.safetensors'));
+    const name = Object.keys(tensors).find((key) => key.includes('delta'))!;
+    const values = tensors[name].toFloat32Array();
+    values[values.length - 1] = Number.NaN;
+    const poisoned: TensorRecord = { ...tensors, [name]: tensor(values, tensors[name].shape) };
+    await saveTensors(file('nan.safetensors'), poisoned, { metadata: metadata ?? {} });
+    using target = await adapted();
+    const before = bytesOf(target);
+    await expect(target.loadAdapters(file('nan.safetensors'))).rejects.toThrow(
+      `adapter file '${file('nan.safetensors')}': '${name}' holds NaN or infinite values`,
+    );
+    expect(bytesOf(target)).toBe(before);
+    for (const t of [...Object.values(tensors), poisoned[name]]) t.dispose();
+  });
+});
+
+describe('backbone weights', () => {
+  test('weights holding infinities are refused, naming the file and the tensor; the model keeps its own', async () => {
+    using source = await createModel(tinyVit, { seed: 2 });
+    const weights = source.stateDict();
+    const { shape } = weights['blocks.0.attn.qkv.weight'];
+    const values = weights['blocks.0.attn.qkv.weight'].toFloat32Array();
+    values[3] = Number.POSITIVE_INFINITY;
+    weights['blocks.0.attn.qkv.weight'].dispose();
+    weights['blocks.0.attn.qkv.weight'] = tensor(values, shape);
+    await saveTensors(file('inf.safetensors'), weights);
+    using target = await createModel(tinyVit, { seed: 3 });
+    const before = bytesOf(target);
+    await expect(target.loadWeights(file('inf.safetensors'))).rejects.toThrow(
+      new RegExp(
+        `checkpoint '${file('inf.safetensors')}' .*blocks\\.0\\.attn\\.qkv\\.weight: holds NaN or infinite values`,
+      ),
+    );
+    expect(bytesOf(target)).toBe(before);
+    for (const t of Object.values(weights)) t.dispose();
+  });
+
+  test('a position embedding whose grid is not square is refused, naming the file', async () => {
+    using source = await createModel(tinyVit, { seed: 2 });
+    const weights = source.stateDict();
+    const dim = weights.pos_embed.shape[2];
+    weights.pos_embed.dispose();
+    weights.pos_embed = tensor(new Float32Array((1 + 5) * dim), [1, 6, dim]); // 5 grid tokens
+    await saveTensors(file('grid.safetensors'), weights);
+    using target = await createModel(tinyVit, { seed: 3 });
+    await expect(target.loadWeights(file('grid.safetensors'))).rejects.toThrow(
+      new RegExp(
+        `checkpoint '${file('grid.safetensors')}' .*pos_embed: the checkpoint's 5 grid tokens are not a square grid`,
+      ),
+    );
+    for (const t of Object.values(weights)) t.dispose();
+  });
+
+  test('an npz path that is a FIFO or a folder is refused at once, naming it', async () => {
+    // Bug caught: the npz reader opened a FIFO blocking (the process hung past exit) and read a folder into a
+    // libstdc++ error without the path.
+    const fifo = file('fifo.npz');
+    execFileSync('mkfifo', [fifo]);
+    const folder = file('folder.npz');
+    fs.mkdirSync(folder);
+    using target = await createModel(tinyVit, { seed: 3 });
+    for (const bad of [fifo, folder]) {
+      await expect(target.loadWeights(bad)).rejects.toThrow(`npz file '${bad}': is not a regular file`);
+    }
+  });
+});
