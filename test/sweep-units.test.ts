@@ -1,10 +1,15 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 
 import {
   PaceOptionError,
   parseSweepConfig,
   resultsCsv,
   resultsMarkdown,
+  saveTensors,
+  tensor,
   threadsPerRun,
   VTAB_GROUPS,
   VTAB_TASKS,
@@ -15,7 +20,11 @@ import { pathNames, runName, runNames, sanitize } from '../lib/sweep/naming';
 import { SweepPlan } from '../lib/sweep/plan';
 import { selectionOf, summarize, type RunRow, type SweepResults, type TaskInfo } from '../lib/sweep/results';
 import { meanStd, selectBest } from '../lib/sweep/stats';
+import { checkpointOf } from '../lib/sweep/run-state';
 import { runEnvironment } from '../lib/sweep/sweep';
+import { makeTempDir, repoRoot } from './support/paths';
+
+const execFileAsync = promisify(execFile);
 
 const base = {
   model: { name: 'vit_base_patch16_224', numClasses: 10, pretrained: 'backbone.safetensors' },
@@ -401,4 +410,53 @@ describe('scheduling and the sweep folder', () => {
       test: path.join('/data', 'test.safetensors'),
     });
   });
+});
+
+describe("the sweep folder's lock", () => {
+  // Bug caught: the lock was checked, then written, so processes starting together all took it (4 of 4).
+  const temp = makeTempDir('sweep-lock');
+  afterAll(() => temp.cleanup());
+  const opener = `const { openSweepFolder } = require(${JSON.stringify(path.join(repoRoot, 'dist', 'sweep', 'folder'))});
+const [dir, start] = [process.argv[1], Number(process.argv[2])];
+while (Date.now() < start) {}
+try { openSweepFolder(dir, { base: {}, grid: {}, seeds: [0], protocol: 'grid' }); console.log('opened'); setTimeout(() => {}, 1500); }
+catch (error) { console.log(error.constructor.name); }`;
+
+  test('of processes opening one folder at the same moment, exactly one gets it; a dead holder is replaced', async () => {
+    for (let trial = 0; trial < 3; trial++) {
+      const dir = path.join(temp.dir, `together-${trial}`);
+      const start = Date.now() + 700;
+      const outputs = await Promise.all(
+        Array.from({ length: 4 }, () =>
+          execFileAsync(process.execPath, ['-e', opener, dir, String(start)]).then((r) => r.stdout.trim()),
+        ),
+      );
+      expect(outputs.sort()).toEqual(['PaceBusyError', 'PaceBusyError', 'PaceBusyError', 'opened']);
+    }
+    let deadPid = 4_000_000;
+    while (fs.existsSync(`/proc/${deadPid}`)) deadPid += 1;
+    const stale = path.join(temp.dir, 'stale');
+    fs.mkdirSync(stale);
+    fs.writeFileSync(path.join(stale, 'sweep.lock'), `${deadPid}\n`);
+    const taken = await execFileAsync(process.execPath, ['-e', opener, stale, '0']);
+    expect(taken.stdout.trim()).toBe('opened');
+    expect(fs.readdirSync(stale).filter((name) => name.includes('.tmp-'))).toEqual([]);
+  });
+});
+
+test('a killed run whose last checkpoint is unreadable is resumed from its previous one', async () => {
+  // Bug caught: the sweep read the epoch from previous.safetensors but launched `pace fit --resume`, which starts
+  // from last.safetensors and failed on every later sweep.
+  const temp = makeTempDir('sweep-checkpoint-of');
+  try {
+    const dir = temp.dir;
+    using weight = tensor(new Float32Array([1]), [1]);
+    await saveTensors(path.join(dir, 'previous.safetensors'), { weight }, { metadata: { epoch: '2' } });
+    fs.writeFileSync(path.join(dir, 'last.safetensors'), 'cut short');
+    expect(await checkpointOf(dir)).toEqual({ exists: true, epochs: 3, from: 'previous' });
+    fs.copyFileSync(path.join(dir, 'previous.safetensors'), path.join(dir, 'last.safetensors'));
+    expect(await checkpointOf(dir)).toEqual({ exists: true, epochs: 3, from: 'last' });
+  } finally {
+    temp.cleanup();
+  }
 });

@@ -6,6 +6,7 @@ import { initDistributed, launchedDistributed, type DistributedGroup } from '../
 import { doctor, formatDoctorReport, measureGemm, type GemmMeasurement } from '../doctor';
 import { createModel, type Model } from '../models/model';
 import { Trainer, type TrainerOptions } from '../train/trainer';
+import { ResumeFromSchema, type ResumeFrom } from '../train/checkpoints';
 import type { FitOptions } from '../train/fit';
 import { readRunConfig, type RunConfig } from './config';
 import { DOMAIN_SHIFT_FILE, domainShiftEval, domainShiftTargets } from './domain-shift-eval';
@@ -50,12 +51,19 @@ async function modelFromConfig(config: RunConfig, group?: DistributedGroup): Pro
   return model;
 }
 
+function resumeFromFlag(text: string): ResumeFrom {
+  const parsed = ResumeFromSchema.safeParse(text);
+  if (!parsed.success) throw new UsageError(`--resume-from must be last, previous or best, got '${text}'`);
+  return parsed.data;
+}
+
 function helpRequested(args: string[]): boolean {
   return args.includes('--help') || args.includes('-h');
 }
 
 export const fitCommand: Command = {
-  usage: `pace fit --config run.json [--epochs N] [--batch-size N] [--lr X] [--run-dir DIR] [--resume DIR] [--quiet]
+  usage: `pace fit --config run.json [--epochs N] [--batch-size N] [--lr X] [--run-dir DIR] [--resume DIR
+  [--resume-from last|previous|best]] [--quiet]
   Fine-tunes the model of run.json with its adapters and PACE settings, writing the run folder
   (config.json, metrics.jsonl, summary.csv, last/best checkpoints) and adapters.safetensors in it.
   Started by \`pace launch\` or torchrun (WORLD_SIZE > 1), it trains data-parallel; rank 0 writes the folder.
@@ -70,6 +78,7 @@ export const fitCommand: Command = {
         lr: { type: 'string' },
         'run-dir': { type: 'string' },
         resume: { type: 'string' },
+        'resume-from': { type: 'string' },
         quiet: { type: 'boolean', default: false },
       },
     });
@@ -109,7 +118,12 @@ export const fitCommand: Command = {
         test,
         signal: controller.signal,
         progress: quiet ? false : 'auto',
-        ...(values.resume ? { resume: values.resume } : { runDir }),
+        ...(values.resume
+          ? {
+              resume: values.resume,
+              ...(values['resume-from'] && { resumeFrom: resumeFromFlag(values['resume-from']) }),
+            }
+          : { runDir }),
         callbacks: quiet
           ? []
           : [

@@ -50,6 +50,43 @@ export function firstDifference(a: unknown, b: unknown, at = ''): string | undef
 }
 
 /**
+ * Takes the folder's lock: our pid written to a file of our own, then hard-linked to the lock's name, which
+ * fails when the name exists, so of processes starting together exactly one gets it. A lock whose process is
+ * gone is removed (if it still names that process) and taken.
+ */
+function takeLock(dir: string, lock: string): void {
+  const mine = `${lock}.tmp-${process.pid}`;
+  writeFileAtomic(mine, `${process.pid}\n`);
+  try {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        fs.linkSync(mine, lock);
+        return;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
+      let held: string;
+      try {
+        held = fs.readFileSync(lock, 'utf8');
+      } catch {
+        continue; // released meanwhile
+      }
+      const pid = Number(held.trim());
+      if (pid === process.pid) return;
+      if (Number.isInteger(pid) && alive(pid)) {
+        throw new PaceBusyError(`the sweep folder ${dir} is in use by process ${pid} (${lock})`);
+      }
+      if (fs.readFileSync(lock, 'utf8') === held) fs.rmSync(lock, { force: true });
+    }
+    throw new PaceBusyError(
+      `the sweep folder ${dir}: could not take its lock ${lock} (other processes keep taking it)`,
+    );
+  } finally {
+    fs.rmSync(mine, { force: true });
+  }
+}
+
+/**
  * Opens a sweep folder for `identity`: creates it and stores the config (`sweep.json`), or checks that the stored
  * one is the same (a changed config would mix runs of two sweeps: refused); takes the folder's lock
  * (`sweep.lock`, a live other process holding it is refused). Returns the function releasing the lock.
@@ -57,13 +94,7 @@ export function firstDifference(a: unknown, b: unknown, at = ''): string | undef
 export function openSweepFolder(dir: string, identity: SweepIdentity): () => void {
   fs.mkdirSync(dir, { recursive: true });
   const lock = path.join(dir, LOCK);
-  if (fs.existsSync(lock)) {
-    const pid = Number(fs.readFileSync(lock, 'utf8').trim());
-    if (Number.isInteger(pid) && pid !== process.pid && alive(pid)) {
-      throw new PaceBusyError(`the sweep folder ${dir} is in use by process ${pid} (${lock})`);
-    }
-  }
-  writeFileAtomic(lock, `${process.pid}\n`);
+  takeLock(dir, lock);
   const release = () => {
     try {
       if (fs.readFileSync(lock, 'utf8').trim() === String(process.pid)) fs.rmSync(lock, { force: true });

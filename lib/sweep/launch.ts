@@ -38,13 +38,21 @@ const KEPT_STDERR = 4000;
  */
 export function launchRun(
   run: PlannedRun,
-  options: { resume: boolean; childModule: string; env: NodeJS.ProcessEnv; onLine: (line: string) => void },
+  options: {
+    /** Continue from the folder's checkpoint (`last`, or `previous` when the last is unreadable), or start. */
+    resume: 'last' | 'previous' | false;
+    childModule: string;
+    env: NodeJS.ProcessEnv;
+    onLine: (line: string) => void;
+  },
 ): RunProcess {
   fs.mkdirSync(run.dir, { recursive: true });
   const config = path.join(run.dir, 'run.json');
   writeFileAtomic(config, `${JSON.stringify(run.config, null, 2)}\n`);
   const log = fs.openSync(path.join(run.dir, 'fit.log'), 'a');
-  const args = ['--config', config, options.resume ? '--resume' : '--run-dir', run.dir];
+  const args = options.resume
+    ? ['--config', config, '--resume', run.dir, '--resume-from', options.resume]
+    : ['--config', config, '--run-dir', run.dir];
   fs.writeSync(log, `--- pace fit ${args.join(' ')}\n`);
   // its own process group: a Ctrl-C on the sweep reaches the run once, through the sweep (interrupt)
   const child = fork(options.childModule, args, {

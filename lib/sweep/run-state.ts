@@ -76,15 +76,19 @@ export function markFailed(dir: string, message: string): void {
 
 /**
  * Where a killed run stands: whether its folder holds a training checkpoint (then `pace fit --resume` continues
- * it), and the epochs the newest readable one has behind it.
+ * it), the epochs the newest readable one has behind it, and which one that is (`previous` when `last` is
+ * unreadable: the resume starts there).
  */
-export async function checkpointOf(dir: string): Promise<{ exists: boolean; epochs?: number }> {
-  const files = ['last.safetensors', 'previous.safetensors'].map((name) => path.join(dir, name));
-  const present = files.filter((file) => fs.existsSync(file));
-  for (const file of present) {
+export async function checkpointOf(
+  dir: string,
+): Promise<{ exists: boolean; epochs?: number; from?: 'last' | 'previous' }> {
+  const present = (['last', 'previous'] as const).filter((from) =>
+    fs.existsSync(path.join(dir, `${from}.safetensors`)),
+  );
+  for (const from of present) {
     try {
-      const epoch = Number((await readTensorHeader(file)).metadata?.epoch);
-      if (Number.isInteger(epoch)) return { exists: true, epochs: epoch + 1 };
+      const epoch = Number((await readTensorHeader(path.join(dir, `${from}.safetensors`))).metadata?.epoch);
+      if (Number.isInteger(epoch)) return { exists: true, epochs: epoch + 1, from };
     } catch {
       // unreadable: the next one, as fit's resume would say
     }

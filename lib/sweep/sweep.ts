@@ -195,7 +195,7 @@ class Scheduler {
     const slot = this.freeSlot();
     const started = Date.now();
     const process = launchRun(run, {
-      resume: checkpoint.exists,
+      resume: checkpoint.exists ? (checkpoint.from ?? 'last') : false,
       childModule: this.options.childModule,
       env: runEnvironment(globalThis.process.env, { threads: this.options.threads, slot, gpus: this.options.gpus }),
       onLine: (line) => {
