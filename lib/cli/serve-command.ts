@@ -23,6 +23,7 @@ const numericFlags: Record<string, keyof ServeOptions> = {
   'max-body-bytes': 'maxBodyBytes',
   'max-connections': 'maxConnections',
   'max-pixels': 'maxPixels',
+  'max-pending': 'maxPendingPredictions',
 };
 
 /** The class count of a checkpoint's classifier head (timm's `head.weight`, or `head.fc.weight` for Swin ≥ 0.9). */
@@ -55,6 +56,7 @@ export const serveCommand: Command = {
   probabilities; GET /health. Concurrent requests are batched into one forward. The class count comes from the
   weights' head (--classes, if given, must agree; --labels must have one label per class).
   [--top-k 5] [--max-batch 16] [--batch-window-ms 5] [--timeout-ms 10000] (a prediction's 504)
+  [--max-pending 64] (predictions waiting for or in a forward; one more gets 503)
   [--request-timeout-ms 30000] [--headers-timeout-ms 10000] [--keep-alive-timeout-ms 5000] (slow clients)
   [--max-body-bytes 10485760] [--max-pixels 64000000] [--max-connections 256] [--device cpu|cuda]
   SIGINT or SIGTERM stops accepting, answers what is queued, and exits 0.`,

@@ -1,11 +1,22 @@
 import type { Model } from '../models/model';
 import { prepareImages } from '../data/prepare';
 import { tensor } from '../tensor';
+import { HttpError } from './http-error';
 
 interface Pending {
   pixels: Buffer;
   resolve: (probabilities: Float32Array) => void;
   reject: (error: Error) => void;
+  /** Withdrawn by its caller (a timeout, a closed connection) before its batch started: skipped. */
+  cancelled: boolean;
+  /** Its batch has started: it runs to the end. */
+  started: boolean;
+}
+
+/** A submitted prediction: its result, and a way to withdraw it while its batch has not started. */
+export interface Submission {
+  result: Promise<Float32Array>;
+  cancel(): void;
 }
 
 /** Softmax in float64 of one row of logits. */
@@ -20,25 +31,56 @@ function softmax(logits: Float32Array): Float32Array {
 /**
  * Collects concurrent requests and runs them as one forward pass: a batch starts when it is full or when its
  * first request has waited `batchWindowMs`. Batches run one after another, so the model's work holds one
- * worker thread at a time.
+ * worker thread at a time. At most `maxPending` requests wait or run at once (more are refused with a 503), and
+ * a request withdrawn before its batch starts is dropped, so abandoned requests cost no forward.
  */
 export class Batcher {
   #queue: Pending[] = [];
   #timer: NodeJS.Timeout | undefined;
   #running = Promise.resolve();
   #draining = false;
+  #pending = 0;
   /** The size of every batch run so far. */
   readonly batches: number[] = [];
 
-  constructor(private readonly options: { model: Model; maxBatch: number; batchWindowMs: number }) {}
+  constructor(
+    private readonly options: {
+      model: Model;
+      maxBatch: number;
+      batchWindowMs: number;
+      maxPending: number;
+      retryAfterSeconds: number;
+    },
+  ) {}
 
   /** Class probabilities for one image of the model's size (RGB uint8, HWC). */
-  submit(pixels: Buffer): Promise<Float32Array> {
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ pixels, resolve, reject });
+  submit(pixels: Buffer): Submission {
+    if (this.#pending >= this.options.maxPending) {
+      throw new HttpError(503, `${this.#pending} predictions are waiting or running; try again later`, {
+        'retry-after': String(this.options.retryAfterSeconds),
+      });
+    }
+    this.#pending += 1;
+    let entry!: Pending;
+    const result = new Promise<Float32Array>((resolve, reject) => {
+      entry = { pixels, resolve, reject, cancelled: false, started: false };
+      this.#queue.push(entry);
       if (this.#draining || this.#queue.length >= this.options.maxBatch) this.#flush();
       else this.#timer ??= setTimeout(() => this.#flush(), this.options.batchWindowMs);
+    }).finally(() => {
+      this.#pending -= 1;
     });
+    result.catch(() => undefined); // a withdrawn request's rejection is its caller's to see, not an unhandled one
+    return {
+      result,
+      cancel: () => {
+        if (entry.started || entry.cancelled) return;
+        entry.cancelled = true;
+        const at = this.#queue.indexOf(entry);
+        if (at >= 0) this.#queue.splice(at, 1);
+        entry.reject(new HttpError(499, 'withdrawn before its batch started'));
+      },
+    };
   }
 
   #flush(): void {
@@ -53,7 +95,10 @@ export class Batcher {
     this.#running = this.#running.then(() => this.#run(batch));
   }
 
-  async #run(batch: Pending[]): Promise<void> {
+  async #run(waiting: Pending[]): Promise<void> {
+    const batch = waiting.filter((pending) => !pending.cancelled);
+    if (batch.length === 0) return;
+    for (const pending of batch) pending.started = true;
     const { model } = this.options;
     const size = model.spec.imgSize;
     try {
@@ -70,9 +115,9 @@ export class Batcher {
     }
   }
 
-  /** Requests waiting for their batch to start. */
+  /** Requests submitted and not yet answered: waiting for their batch, or in one that runs or waits to. */
   get queued(): number {
-    return this.#queue.length;
+    return this.#pending;
   }
 
   /** Runs what is queued now, without waiting out the batch window, and every later request at once. */

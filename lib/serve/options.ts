@@ -15,14 +15,16 @@ export const ServeOptionsSchema = z
     maxBatch: int(1).max(4096).default(16),
     /** How long the first request of a batch waits for others, in ms. */
     batchWindowMs: z.number().min(0).max(3_600_000).default(5),
-    /** A prediction not answered within this many ms gets 504. */
+    /** A prediction (decoding the image and the forward) not answered within this many ms gets 504. */
     timeoutMs: int(1).default(10_000),
+    /** Predictions waiting for or in a forward at once; one more gets 503 with Retry-After. */
+    maxPendingPredictions: int(1).default(64),
     /** The whole request (headers and body) must arrive within this many ms, or the connection is closed (408). */
     requestTimeoutMs: int(1).default(30_000),
     /** The headers must arrive within this many ms. */
     headersTimeoutMs: int(1).default(10_000),
     /** An idle keep-alive connection is closed after this many ms. */
-    keepAliveTimeoutMs: int(0).default(5_000),
+    keepAliveTimeoutMs: int(1).default(5_000),
     /** Connections served at once; more are refused by the socket layer. */
     maxConnections: int(1).default(256),
     /** Largest image accepted, in pixels (413 beyond, before decoding). */

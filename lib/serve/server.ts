@@ -18,17 +18,35 @@ export interface InferenceServer {
   close(): Promise<void>;
 }
 
+/**
+ * The request body, at most `limit` bytes (413 beyond). Chunks are copied into one buffer as they arrive: a body
+ * sent in many tiny chunks (each a Buffer object of its own) must not hold a heap many times its size, and one
+ * that arrives in pieces averaging under 256 bytes after the first thousand is refused as hostile (400).
+ */
 async function readBody(request: http.IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(request.headers['content-length'] ?? 0);
-  if (declared > limit) throw new HttpError(413, `the image is larger than ${limit} bytes`);
-  const chunks: Buffer[] = [];
+  if (declared > limit) throw new HttpError(413, `the image is larger than ${limit} bytes`, { connection: 'close' });
+  let body = Buffer.allocUnsafe(Math.min(limit, declared > 0 ? declared : 64 * 1024));
   let size = 0;
+  let chunks = 0;
   for await (const chunk of request) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw new HttpError(413, `the image is larger than ${limit} bytes`);
-    chunks.push(chunk as Buffer);
+    const piece = chunk as Buffer;
+    chunks += 1;
+    if (size + piece.length > limit) {
+      throw new HttpError(413, `the image is larger than ${limit} bytes`, { connection: 'close' });
+    }
+    if (chunks > 1024 && (size + piece.length) / chunks < 256) {
+      throw new HttpError(400, 'the body arrives in too many tiny pieces', { connection: 'close' });
+    }
+    if (size + piece.length > body.length) {
+      const grown = Buffer.allocUnsafe(Math.min(limit, Math.max(2 * body.length, size + piece.length)));
+      body.copy(grown, 0, 0, size);
+      body = grown;
+    }
+    piece.copy(body, size);
+    size += piece.length;
   }
-  return Buffer.concat(chunks);
+  return body.subarray(0, size);
 }
 
 /**
@@ -45,7 +63,13 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
   if (o.labels && o.labels.length !== classes) {
     throw new PaceOptionError(`options.labels: ${o.labels.length} labels for a model of ${classes} classes`);
   }
-  const batcher = new Batcher({ model, maxBatch: o.maxBatch, batchWindowMs: o.batchWindowMs });
+  const batcher = new Batcher({
+    model,
+    maxBatch: o.maxBatch,
+    batchWindowMs: o.batchWindowMs,
+    maxPending: o.maxPendingPredictions,
+    retryAfterSeconds: o.retryAfterSeconds,
+  });
   const decoder = new UploadDecoder({
     maxPixels: o.maxPixels,
     smallPixels: o.smallPixels,
@@ -53,43 +77,91 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
     large: { concurrency: o.largeDecodes, maxQueued: o.maxQueuedLarge },
     retryAfterSeconds: o.retryAfterSeconds,
   });
+  let closing = false;
   const send = (response: http.ServerResponse, status: number, body: unknown, headers = {}) => {
-    response.writeHead(status, { 'content-type': 'application/json', ...headers });
+    // While closing, no connection is kept for another request: each closes once its answer is sent.
+    response.writeHead(status, {
+      'content-type': 'application/json',
+      ...(closing && { connection: 'close' }),
+      ...headers,
+    });
     response.end(JSON.stringify(body));
   };
-  const handle = async (request: http.IncomingMessage, response: http.ServerResponse) => {
+  /** Decodes and predicts within `timeoutMs`; a request given up on (timed out, its client gone) is withdrawn. */
+  const predict = async (request: http.IncomingMessage, body: Buffer, type: string): Promise<Float32Array> => {
+    let timer: NodeJS.Timeout | undefined;
+    let clientGone: (() => void) | undefined;
+    let withdraw: (() => void) | undefined;
+    const givenUp = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new HttpError(504, 'the prediction timed out')), o.timeoutMs);
+      clientGone = () => reject(new HttpError(499, 'the client closed the connection'));
+      request.socket.once('close', clientGone);
+    });
+    givenUp.catch(() => undefined);
     try {
-      if (request.method === 'GET' && request.url === '/health') {
+      return await Promise.race([
+        (async () => {
+          const pixels = await decoder.decode(body, type, model.spec.imgSize);
+          const submission = batcher.submit(pixels);
+          withdraw = submission.cancel;
+          return submission.result;
+        })(),
+        givenUp,
+      ]);
+    } catch (error) {
+      withdraw?.();
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      if (clientGone) request.socket.off('close', clientGone);
+    }
+  };
+  /** Requests of a connection being answered: one at a time (pipelined ones beyond are refused). */
+  const inFlight = new WeakMap<object, number>();
+  const handle = async (request: http.IncomingMessage, response: http.ServerResponse) => {
+    const socket = request.socket;
+    inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
+    try {
+      const route = (request.url ?? '').split('?')[0];
+      if (route === '/health') {
+        if (request.method !== 'GET' && request.method !== 'HEAD') {
+          throw new HttpError(405, 'use GET /health', { allow: 'GET, HEAD' });
+        }
         return send(response, 200, {
           status: 'ok',
           queued: batcher.queued,
           decoding: { small: decoder.small.load, large: decoder.large.load },
         });
       }
-      if (request.url !== '/predict') throw new HttpError(404, 'unknown path: use POST /predict or GET /health');
-      if (request.method !== 'POST') throw new HttpError(405, 'use POST /predict');
-      const type = (request.headers['content-type'] ?? '').split(';')[0].trim();
-      if (!(type in imageTypes)) {
+      if (route !== '/predict') throw new HttpError(404, 'unknown path: use POST /predict or GET /health');
+      if (request.method !== 'POST') throw new HttpError(405, 'use POST /predict', { allow: 'POST' });
+      if ((inFlight.get(socket) ?? 0) > 1) {
+        throw new HttpError(503, 'one prediction at a time per connection: wait for the answer, or open another', {
+          'retry-after': String(o.retryAfterSeconds),
+          connection: 'close',
+        });
+      }
+      const type = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+      if (!Object.hasOwn(imageTypes, type)) {
         throw new HttpError(415, `content-type must be one of ${Object.keys(imageTypes).join(', ')}`);
       }
       const body = await readBody(request, o.maxBodyBytes);
-      const pixels = await decoder.decode(body, type, model.spec.imgSize);
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new HttpError(504, 'the prediction timed out')), o.timeoutMs);
-      });
-      const probabilities = await Promise.race([batcher.submit(pixels), timeout]).finally(() => clearTimeout(timer));
+      const probabilities = await predict(request, body, type);
       const ranked = Array.from(probabilities, (p, i) => ({ label: o.labels?.[i] ?? String(i), probability: p }))
         .sort((a, b) => b.probability - a.probability)
         .slice(0, o.topK);
       send(response, 200, { predictions: ranked });
     } catch (error) {
       const status = error instanceof HttpError ? error.status : 500;
-      if (!response.headersSent) {
-        send(response, status, { error: (error as Error).message }, error instanceof HttpError ? error.headers : {});
+      if (!response.headersSent && !response.destroyed) {
+        const message = error instanceof Error ? error.message : String(error);
+        send(response, status, { error: message }, error instanceof HttpError ? error.headers : {});
       }
+    } finally {
+      inFlight.set(socket, (inFlight.get(socket) ?? 1) - 1);
     }
   };
+  const handlers = new Set<Promise<void>>();
   // Timeouts as server options: Node applies requestTimeout and headersTimeout only from createServer's options,
   // and checks them every connectionsCheckingInterval.
   const server = http.createServer(
@@ -99,18 +171,30 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
       keepAliveTimeout: o.keepAliveTimeoutMs,
       connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(o.headersTimeoutMs / 4))),
     },
-    (request, response) => void handle(request, response),
+    (request, response) => {
+      const handled = handle(request, response);
+      handlers.add(handled);
+      void handled.finally(() => handlers.delete(handled));
+    },
   );
   server.maxConnections = o.maxConnections;
   return {
     server,
     batches: batcher.batches,
     // The queue is drained at once: waiting for the server's connections first would hold queued requests (and
-    // so their connections, and the close) for the rest of the batch window.
+    // so their connections, and the close) for the rest of the batch window. Resolves once every request taken
+    // is answered (those that arrive while closing too) and every connection is closed.
     close: () =>
       new Promise<void>((resolve) => {
+        closing = true;
         const drained = batcher.drain();
-        server.close(() => void drained.then(resolve));
+        server.close(() => {
+          void (async () => {
+            await drained;
+            while (handlers.size > 0) await Promise.allSettled([...handlers]);
+            resolve();
+          })();
+        });
         server.closeIdleConnections();
       }),
   };

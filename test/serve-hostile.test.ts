@@ -1,0 +1,232 @@
+// Hostile clients the inference server must bound (loopback only; every loop bounded in count and time): bodies in
+// tiny pieces, pipelined requests, a backlog of predictions, requests given up on, and closing with work in flight.
+import net from 'node:net';
+import path from 'node:path';
+
+import sharp from 'sharp';
+
+import { createInferenceServer, createModel, type Model } from '../lib';
+import { repoRoot } from './support/paths';
+import { listen, postImage } from './support/serve';
+
+const checkpoint = path.join(repoRoot, 'examples', 'assets', 'vit-demo-fashion-mnist.safetensors');
+const spec = { family: 'vit', imgSize: 28, patchSize: 7, embedDim: 64, depth: 4, numHeads: 4, numClasses: 10 } as const;
+
+let model: Model;
+let png: Buffer;
+beforeAll(async () => {
+  model = await createModel(spec, { pretrained: checkpoint });
+  png = await sharp({ create: { width: 28, height: 28, channels: 3, background: { r: 90, g: 9, b: 9 } } })
+    .png()
+    .toBuffer();
+});
+afterAll(() => model.dispose());
+
+/** The model behind a gate: each forward waits until `release()`; `forwards` counts the forwards started. */
+function gatedModel() {
+  let open = () => {};
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const safety = setTimeout(open, 20_000);
+  const counts = { forwards: 0 };
+  const gated = {
+    spec: model.spec,
+    preprocessing: model.preprocessing,
+    forward: async (input: Parameters<Model['forward']>[0]) => {
+      counts.forwards += 1;
+      await gate;
+      return model.forward(input);
+    },
+  } as unknown as Model;
+  const release = () => {
+    open();
+    clearTimeout(safety);
+  };
+  return { gated, counts, release };
+}
+
+/** Writes `request` on a raw connection and collects what comes back until the server closes it (or 10 s). */
+function rawExchange(port: number, write: (socket: net.Socket) => void): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let received = '';
+    const done = () => {
+      clearTimeout(limit);
+      resolve(received);
+    };
+    const limit = setTimeout(() => {
+      socket.destroy();
+      done();
+    }, 10_000);
+    socket.on('data', (chunk) => (received += chunk.toString('latin1')));
+    socket.on('close', done);
+    socket.on('error', done);
+    socket.on('connect', () => write(socket));
+  });
+}
+
+const portOf = (base: string) => Number(new URL(base).port);
+const statuses = (text: string) => [...text.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((match) => Number(match[1]));
+const waitFor = async (condition: () => boolean | Promise<boolean>) => {
+  for (let i = 0; i < 200 && !(await condition()); i++) await new Promise((resolve) => setTimeout(resolve, 25));
+};
+
+test('a body sent in tiny chunks is refused early; the same body in ordinary chunks is served', async () => {
+  // Bug caught: every chunk was kept as its own Buffer, about 190 bytes of heap per 1-byte chunk, so a 10 MiB body
+  // sent a byte at a time held about 2 GB of heap (two of them killed the server).
+  const { server, close } = createInferenceServer(model);
+  const base = await listen(server);
+  try {
+    const head = 'POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\ntransfer-encoding: chunked\r\n\r\n';
+    const tiny = await rawExchange(portOf(base), (socket) => {
+      socket.write(head);
+      for (let i = 0; i < 4000; i++) socket.write(`1\r\n${String.fromCharCode(png[i % png.length])}\r\n`, 'latin1');
+      socket.write('0\r\n\r\n');
+    });
+    expect(statuses(tiny)).toEqual([400]);
+    expect(tiny).toContain('the body arrives in too many tiny pieces');
+    const ordinary = await rawExchange(portOf(base), (socket) => {
+      socket.write(head.replace('\r\n\r\n', '\r\nconnection: close\r\n\r\n'));
+      for (let at = 0; at < png.length; at += 64) {
+        const piece = png.subarray(at, at + 64);
+        socket.write(`${piece.length.toString(16)}\r\n`);
+        socket.write(piece);
+        socket.write('\r\n');
+      }
+      socket.write('0\r\n\r\n');
+    });
+    expect(statuses(ordinary)).toEqual([200]);
+  } finally {
+    await close();
+  }
+});
+
+test('pipelined requests on one connection beyond the first are refused with 503, and the connection closes', async () => {
+  // Bug caught: Node hands every pipelined request over at once, so one connection could queue hundreds of
+  // predictions and maxConnections bounded nothing.
+  const { server, close } = createInferenceServer(model);
+  const base = await listen(server);
+  try {
+    const request = Buffer.concat([
+      Buffer.from(
+        `POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\ncontent-length: ${png.length}\r\n\r\n`,
+      ),
+      png,
+    ]);
+    const answer = await rawExchange(portOf(base), (socket) =>
+      socket.write(Buffer.concat([request, request, request])),
+    );
+    expect(statuses(answer)).toEqual([200, 503]);
+    expect(answer).toMatch(/one prediction at a time per connection/);
+  } finally {
+    await close();
+  }
+});
+
+test('predictions waiting beyond maxPendingPredictions get 503; withdrawn ones cost no forward', async () => {
+  // Bug caught: the backlog had no bound, /health said queued 0 while hundreds waited, and requests answered 504
+  // or abandoned by their clients still ran their forwards (every later client then timed out behind them).
+  const { gated, counts, release } = gatedModel();
+  const { server, close } = createInferenceServer(gated, {
+    maxBatch: 1,
+    batchWindowMs: 0,
+    maxPendingPredictions: 3,
+    timeoutMs: 15_000,
+  });
+  const base = await listen(server);
+  try {
+    const clients = Array.from({ length: 3 }, () => new AbortController());
+    const pending = clients.map((client) =>
+      fetch(`${base}/predict`, {
+        method: 'POST',
+        headers: { 'content-type': 'image/png' },
+        body: png,
+        signal: client.signal,
+      }).catch(() => undefined),
+    );
+    await waitFor(() => counts.forwards === 1);
+    const health = async () => (await (await fetch(`${base}/health`)).json()) as { queued: number };
+    await waitFor(async () => (await health()).queued === 3);
+    expect((await health()).queued).toBe(3);
+    const refused = await postImage(base, png);
+    expect([refused.status, refused.headers.get('retry-after')]).toEqual([503, '1']);
+    expect(((await refused.json()) as { error: string }).error).toContain('3 predictions are waiting or running');
+    clients[1].abort();
+    clients[2].abort();
+    await waitFor(async () => (await health()).queued === 1);
+    expect((await health()).queued).toBe(1);
+    release();
+    await Promise.all(pending);
+    expect((await postImage(base, png)).status).toBe(200);
+    expect(counts.forwards).toBe(2); // the first request's and the last one's: the withdrawn two never ran
+  } finally {
+    release();
+    await close();
+  }
+});
+
+test('close() answers the request in flight, closes its connection at once, and resolves after the work', async () => {
+  // Bug caught: a connection busy when close() was called stayed open for the keep-alive timeout (for ever with
+  // keepAliveTimeoutMs 0), and close() resolved while an abandoned request was still decoding.
+  const { gated, counts, release } = gatedModel();
+  const { server, close } = createInferenceServer(gated, { keepAliveTimeoutMs: 60_000, batchWindowMs: 0 });
+  const base = await listen(server);
+  const answered = postImage(base, png);
+  await waitFor(() => counts.forwards === 1);
+  const started = performance.now();
+  let closed = false;
+  const closing = close().then(() => (closed = true));
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  expect(closed).toBe(false);
+  release();
+  const response = await answered;
+  expect([response.status, response.headers.get('connection')]).toEqual([200, 'close']);
+  await closing;
+  expect(performance.now() - started).toBeLessThan(5_000);
+});
+
+test('a prediction whose decode outlasts timeoutMs is answered 504', async () => {
+  // Bug caught: the deadline started after decoding, so a request waiting for (or in) a slow decode got no 504.
+  const big = await sharp({ create: { width: 6000, height: 6000, channels: 3, background: { r: 1, g: 2, b: 3 } } })
+    .png({ compressionLevel: 9 })
+    .toBuffer();
+  const { server, close } = createInferenceServer(model, { timeoutMs: 20 });
+  const base = await listen(server);
+  try {
+    const started = performance.now();
+    const response = await postImage(base, big);
+    expect(response.status).toBe(504);
+    expect(performance.now() - started).toBeLessThan(2_000);
+  } finally {
+    await close();
+  }
+});
+
+test('routes, methods and content types as HTTP defines them; an oversize declared body closes the connection', async () => {
+  const { server, close } = createInferenceServer(model);
+  const base = await listen(server);
+  try {
+    const post = (type: string, url = '/predict') =>
+      fetch(`${base}${url}`, { method: 'POST', headers: { 'content-type': type }, body: png });
+    expect((await post('Image/PNG')).status).toBe(200); // media types are case-insensitive
+    expect((await post('image/png', '/predict?source=camera')).status).toBe(200);
+    for (const inherited of ['constructor', '__proto__', 'toString']) {
+      const response = await post(inherited);
+      expect([inherited, response.status]).toEqual([inherited, 415]);
+      expect(await response.text()).not.toContain(inherited);
+    }
+    expect((await fetch(`${base}/health`, { method: 'HEAD' })).status).toBe(200);
+    const postHealth = await fetch(`${base}/health`, { method: 'POST' });
+    expect([postHealth.status, postHealth.headers.get('allow')]).toEqual([405, 'GET, HEAD']);
+    const getPredict = await fetch(`${base}/predict`);
+    expect([getPredict.status, getPredict.headers.get('allow')]).toEqual([405, 'POST']);
+    const oversize = await rawExchange(portOf(base), (socket) =>
+      socket.write(
+        'POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\ncontent-length: 1000000000000\r\n\r\n',
+      ),
+    );
+    expect(statuses(oversize)).toEqual([413]); // and the connection closed: no second, unasked-for 408
+    expect(oversize.toLowerCase()).toContain('connection: close');
+  } finally {
+    await close();
+  }
+});
