@@ -301,6 +301,26 @@ describe('downloads', () => {
     expect(tenClasses.loadReport?.reinitialized).toEqual(['head.weight', 'head.bias']);
   });
 
+  test('cached weights damaged on disk are named with their blob, which deleting downloads them again', async () => {
+    // Bug caught: a truncated blob was used as cached for ever, and the error named a snapshot path only.
+    const cacheDir = freshCache();
+    const hubOptions = { endpoint: hub.url, cacheDir, progress: false } as const;
+    const { file } = await downloadPretrained('vit_tiny_patch16_224', hubOptions);
+    const blob = fs.realpathSync(file);
+    fs.truncateSync(blob, 1000);
+    const error = (await createModel('vit_tiny_patch16_224', { pretrained: true, hub: hubOptions }).catch(
+      (e: Error) => e,
+    )) as Error;
+    expect(error.message).toContain(`safetensors file '${file}'`);
+    expect(error.message).toContain(
+      `These are timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k's weights from the Hugging Face cache: delete ${blob} and ${file} to download them again`,
+    );
+    fs.rmSync(blob);
+    fs.rmSync(file);
+    using model = await createModel('vit_tiny_patch16_224', { pretrained: true, hub: hubOptions });
+    expect(model.pretrainedFrom?.cached).toBe(false);
+  });
+
   test('the cache is huggingface_hub’s layout: blobs, relative snapshot links, refs', async () => {
     const cacheDir = freshCache();
     const weights = await downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir, progress: false });

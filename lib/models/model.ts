@@ -1,5 +1,8 @@
+import fs from 'node:fs';
+
 import { z } from 'zod';
 
+import { withContext } from '../error-context';
 import { PaceFileError, PaceNotFoundError, PaceOptionError, PaceStateError } from '../errors';
 import { downloadPretrained, DownloadPretrainedOptionsSchema, type PretrainedWeights } from '../hub/download';
 import { isPretrainedName } from '../hub/names';
@@ -351,13 +354,40 @@ export async function createModel(
     if (device !== 'cpu') model.to(device);
     model.eval();
     const weights = fromHub ? fromHub.file : typeof pretrained === 'string' ? pretrained : undefined;
-    if (weights) model.loadReport = await model.loadWeights(weights, { strict });
+    if (weights) model.loadReport = await loadPretrained(model, weights, fromHub, strict);
     model.pretrainedFrom = fromHub;
   } catch (error) {
     model.dispose();
     throw error;
   }
   return model;
+}
+
+/**
+ * Loads the weights of `createModel`'s `pretrained`. A cached Hub file that does not load (damaged on disk: the
+ * cache trusts what it verified when it downloaded) is named with its blob, which deleting fetches it again.
+ */
+async function loadPretrained(
+  model: Model,
+  weights: string,
+  fromHub: PretrainedWeights | undefined,
+  strict: boolean | undefined,
+): Promise<LoadReport> {
+  try {
+    return await model.loadWeights(weights, { strict });
+  } catch (error) {
+    if (!fromHub || !(error instanceof PaceFileError)) throw error;
+    let blob = weights;
+    try {
+      blob = fs.realpathSync(weights);
+    } catch {
+      // a dangling link: the snapshot path is all there is to name
+    }
+    throw withContext(
+      error,
+      `${error.message}. These are ${fromHub.repo}'s weights from the Hugging Face cache: delete ${blob}${blob === weights ? '' : ` and ${weights}`} to download them again`,
+    );
+  }
 }
 
 function tensorRecord({ names, tensors }: { names: string[]; tensors: NativeTensorHandle[] }): TensorRecord {
