@@ -135,15 +135,17 @@ test('predictions waiting beyond maxPendingPredictions get 503; withdrawn ones c
   const base = await listen(server);
   try {
     const clients = Array.from({ length: 3 }, () => new AbortController());
-    const pending = clients.map((client) =>
+    const send = (client: AbortController) =>
       fetch(`${base}/predict`, {
         method: 'POST',
         headers: { 'content-type': 'image/png' },
         body: png,
         signal: client.signal,
-      }).catch(() => undefined),
-    );
+      }).catch(() => undefined);
+    // The first client's request is the one in the forward before the others are sent: they arrive in any order.
+    const pending = [send(clients[0])];
     await waitFor(() => counts.forwards === 1);
+    pending.push(send(clients[1]), send(clients[2]));
     const health = async () => (await (await fetch(`${base}/health`)).json()) as { queued: number };
     await waitFor(async () => (await health()).queued === 3);
     expect((await health()).queued).toBe(3);
@@ -184,19 +186,27 @@ test('close() answers the request in flight, closes its connection at once, and 
   expect(performance.now() - started).toBeLessThan(5_000);
 });
 
-test('a prediction whose decode outlasts timeoutMs is answered 504', async () => {
+test('a prediction whose decode outlasts timeoutMs is answered 504, and its image never reaches a forward', async () => {
   // Bug caught: the deadline started after decoding, so a request waiting for (or in) a slow decode got no 504.
   const big = await sharp({ create: { width: 6000, height: 6000, channels: 3, background: { r: 1, g: 2, b: 3 } } })
     .png({ compressionLevel: 9 })
     .toBuffer();
-  const { server, close } = createInferenceServer(model, { timeoutMs: 20 });
+  const { gated, counts, release } = gatedModel();
+  const { server, close } = createInferenceServer(gated, { timeoutMs: 20, batchWindowMs: 0 });
   const base = await listen(server);
   try {
     const started = performance.now();
     const response = await postImage(base, big);
     expect(response.status).toBe(504);
     expect(performance.now() - started).toBeLessThan(2_000);
+    const decoding = async () =>
+      ((await (await fetch(`${base}/health`)).json()) as { decoding: { large: { active: number } } }).decoding.large
+        .active;
+    await waitFor(async () => (await decoding()) === 0);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(counts.forwards).toBe(0);
   } finally {
+    release();
     await close();
   }
 });

@@ -92,6 +92,7 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
     let timer: NodeJS.Timeout | undefined;
     let clientGone: (() => void) | undefined;
     let withdraw: (() => void) | undefined;
+    let abandoned = false;
     const givenUp = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new HttpError(504, 'the prediction timed out')), o.timeoutMs);
       clientGone = () => reject(new HttpError(499, 'the client closed the connection'));
@@ -102,6 +103,7 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
       return await Promise.race([
         (async () => {
           const pixels = await decoder.decode(body, type, model.spec.imgSize);
+          if (abandoned) throw new HttpError(499, 'given up on while decoding'); // no forward for nobody
           const submission = batcher.submit(pixels);
           withdraw = submission.cancel;
           return submission.result;
@@ -109,6 +111,7 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
         givenUp,
       ]);
     } catch (error) {
+      abandoned = true;
       withdraw?.();
       throw error;
     } finally {
