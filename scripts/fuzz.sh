@@ -15,7 +15,7 @@ torch_include=/usr/include
 [ -d "$torch_include/torch/csrc/api/include" ] || { echo "fuzz: needs Debian's libtorch-dev headers" >&2; exit 2; }
 flags=(-std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
   -D_GLIBCXX_USE_CXX11_ABI=1 -Inative/core -isystem "$torch_include/torch/csrc/api/include")
-sources=(native/core/io/safetensors.cpp native/core/io/npz.cpp native/core/io/atomic_file.cpp
+sources=(native/core/io/safetensors.cpp native/core/io/npz.cpp native/core/io/atomic_file.cpp native/core/io/regular_file.cpp
   native/core/tensor/dtype.cpp native/core/tensor/host_memory.cpp)
 libs=(-ltorch_cpu -lc10 -lz)
 launcher=()
