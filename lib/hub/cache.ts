@@ -127,7 +127,13 @@ export class RepoCache {
     await fs.promises.mkdir(path.dirname(ref), { recursive: true });
     const temporary = await this.temporaryPath('ref');
     try {
-      await fs.promises.writeFile(temporary, commit);
+      const handle = await fs.promises.open(temporary, 'w');
+      try {
+        await handle.writeFile(commit);
+        await handle.sync(); // a crash leaves the old ref or the whole new one, never an empty file
+      } finally {
+        await handle.close();
+      }
       await fs.promises.rename(temporary, ref);
     } catch (error) {
       await fs.promises.rm(temporary, { force: true });
