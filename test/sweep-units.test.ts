@@ -1,7 +1,6 @@
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 
 import {
   PaceOptionError,
@@ -23,8 +22,6 @@ import { meanStd, selectBest } from '../lib/sweep/stats';
 import { checkpointOf } from '../lib/sweep/run-state';
 import { runEnvironment } from '../lib/sweep/sweep';
 import { makeTempDir, repoRoot } from './support/paths';
-
-const execFileAsync = promisify(execFile);
 
 const base = {
   model: { name: 'vit_base_patch16_224', numClasses: 10, pretrained: 'backbone.safetensors' },
@@ -416,21 +413,48 @@ describe("the sweep folder's lock", () => {
   // Bug caught: the lock was checked, then written, so processes starting together all took it (4 of 4).
   const temp = makeTempDir('sweep-lock');
   afterAll(() => temp.cleanup());
+  // Each opener says how it fared, then holds what it took until its stdin closes (every one has answered by
+  // then, so a slow starter never finds the winner gone).
   const opener = `const { openSweepFolder } = require(${JSON.stringify(path.join(repoRoot, 'dist', 'sweep', 'folder'))});
 const [dir, start] = [process.argv[1], Number(process.argv[2])];
 while (Date.now() < start) {}
-try { openSweepFolder(dir, { base: {}, grid: {}, seeds: [0], protocol: 'grid' }); console.log('opened'); setTimeout(() => {}, 1500); }
-catch (error) { console.log(error.constructor.name); }`;
+try { openSweepFolder(dir, { base: {}, grid: {}, seeds: [0], protocol: 'grid' }); console.log('opened'); }
+catch (error) { console.log(error.constructor.name); }
+process.stdin.resume();
+process.stdin.on('end', () => process.exit(0));`;
+
+  /** Starts `count` openers of `dir` at the same moment; resolves to what each said, once all have exited. */
+  async function openTogether(dir: string, count: number): Promise<string[]> {
+    const start = Date.now() + 700;
+    const children = Array.from({ length: count }, () =>
+      spawn(process.execPath, ['-e', opener, dir, String(start)], { stdio: ['pipe', 'pipe', 'inherit'] }),
+    );
+    const said = await Promise.all(
+      children.map(
+        (child) =>
+          new Promise<string>((resolve) => {
+            let out = '';
+            child.stdout.on('data', (chunk: Buffer) => {
+              out += chunk.toString();
+              if (out.includes('\n')) resolve(out.trim());
+            });
+            child.on('exit', () => resolve(out.trim()));
+          }),
+      ),
+    );
+    await Promise.all(
+      children.map((child) => {
+        const exited = new Promise((resolve) => child.on('exit', resolve));
+        child.stdin.end();
+        return exited;
+      }),
+    );
+    return said;
+  }
 
   test('of processes opening one folder at the same moment, exactly one gets it; a dead holder is replaced', async () => {
     for (let trial = 0; trial < 3; trial++) {
-      const dir = path.join(temp.dir, `together-${trial}`);
-      const start = Date.now() + 700;
-      const outputs = await Promise.all(
-        Array.from({ length: 4 }, () =>
-          execFileAsync(process.execPath, ['-e', opener, dir, String(start)]).then((r) => r.stdout.trim()),
-        ),
-      );
+      const outputs = await openTogether(path.join(temp.dir, `together-${trial}`), 4);
       expect(outputs.sort()).toEqual(['PaceBusyError', 'PaceBusyError', 'PaceBusyError', 'opened']);
     }
     let deadPid = 4_000_000;
@@ -438,8 +462,7 @@ catch (error) { console.log(error.constructor.name); }`;
     const stale = path.join(temp.dir, 'stale');
     fs.mkdirSync(stale);
     fs.writeFileSync(path.join(stale, 'sweep.lock'), `${deadPid}\n`);
-    const taken = await execFileAsync(process.execPath, ['-e', opener, stale, '0']);
-    expect(taken.stdout.trim()).toBe('opened');
+    expect(await openTogether(stale, 1)).toEqual(['opened']);
     expect(fs.readdirSync(stale).filter((name) => name.includes('.tmp-'))).toEqual([]);
   });
 });
