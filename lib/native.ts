@@ -100,6 +100,7 @@ export interface NativeModelHandle {
   loadAdapters(path: string): Promise<void>;
   saveAdapters(path: string, metadata: Record<string, string>): Promise<void>;
   trainableParameters(): string[];
+  weightsFingerprint(): string;
   merged(): Promise<NativeModelHandle>;
   gradients(): { names: string[]; tensors: NativeTensorHandle[] };
   resetHead(): void;

@@ -201,6 +201,19 @@ test("another run's checkpoint is refused, naming what differs, before anything 
     expect(message).not.toContain('Its other checkpoints');
     expect(untouched).toBe(true);
   }
+  // Another backbone of the same architecture, with the same adapters: the frozen weights' fingerprint differs.
+  using otherBackbone = await createModel(tinyVit, { seed: 12 });
+  const otherBase = path.join(temp.dir, 'other-base.safetensors');
+  await otherBackbone.saveWeights(otherBase);
+  using onOther = await createModel(tinyVit, { pretrained: otherBase });
+  onOther.addAdapters({ rank: 4 });
+  await onOther.loadAdapters(init);
+  expect(onOther.weightsFingerprint()).toMatch(/^crc32:[0-9a-f]{8}$/);
+  const otherDir = copyOfRun('other-backbone');
+  const refused = await new Trainer(onOther, trainerOptions)
+    .fit(train, { ...fit, resume: otherDir })
+    .catch((e: Error) => e);
+  expect((refused as Error).message).toMatch(/belongs to another run \(model\.weights: "crc32:[0-9a-f]{8}" → "crc32:/);
   // What leaves the course alone may change: evaluation, progress, diagnostics.
   using model = await freshModel();
   const dir = copyOfRun('same-run-other-evaluation');

@@ -197,6 +197,14 @@ export class Model implements Disposable {
     return this;
   }
 
+  /**
+   * A fingerprint of the frozen weights (`crc32:` and eight hex digits, over each frozen parameter's name, shape
+   * and first and last 4,096 values): what tells one backbone's weights from another's. A resumed fit requires it.
+   */
+  weightsFingerprint(): string {
+    return this.#use('weightsFingerprint').weightsFingerprint();
+  }
+
   /** Names of the parameters that train (adapters and head after addAdapters). */
   trainableParameters(): string[] {
     return this.#use('trainableParameters').trainableParameters();

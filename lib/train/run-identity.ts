@@ -1,6 +1,6 @@
 /**
- * What makes a resumed fit the continuation of the run it resumes: the model (backbone, its configuration and
- * adapters), the trainer's options and what shapes the fit's course (schedule, batches, shuffles, augmentation,
+ * What makes a resumed fit the continuation of the run it resumes: the model (backbone, its configuration, a
+ * fingerprint of its frozen weights, and its adapters), the trainer's options and what shapes the fit's course (schedule, batches, shuffles, augmentation,
  * the training set's size). Every checkpoint carries it in its metadata (`run`) and the run folder's config.json
  * holds what it is made from; a resume with anything else would continue another run's state under this one's
  * name, so it is refused, naming what differs. Options that leave the course alone (evaluation, progress,

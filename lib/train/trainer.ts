@@ -257,6 +257,7 @@ export class Trainer {
     if (this.#busy) throw new PaceBusyError('this trainer is already running a fit; wait for it to finish');
     this.#busy = true;
     try {
+      const weights = this.model.weightsFingerprint();
       return await this.model.fitLock.hold(() =>
         runFit(
           {
@@ -267,7 +268,7 @@ export class Trainer {
             worldSize: this.options.worldSize,
             evaluate: (dataset, batchSize) => this.evaluate(dataset, { batchSize }),
             describe: () => ({
-              model: { name: this.model.name, spec: this.model.spec, adapters: this.model.adapters },
+              model: { name: this.model.name, spec: this.model.spec, adapters: this.model.adapters, weights },
               trainer: this.options,
             }),
           },

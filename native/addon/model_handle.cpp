@@ -126,6 +126,7 @@ Napi::Function ModelHandle::define(Napi::Env env) {
                          InstanceMethod<&ModelHandle::loadAdapters>("loadAdapters"),
                          InstanceMethod<&ModelHandle::saveAdapters>("saveAdapters"),
                          InstanceMethod<&ModelHandle::trainableParameters>("trainableParameters"),
+                         InstanceMethod<&ModelHandle::weightsFingerprint>("weightsFingerprint"),
                          InstanceMethod<&ModelHandle::merged>("merged"),
                          InstanceMethod<&ModelHandle::gradients>("gradients"),
                          InstanceMethod<&ModelHandle::evaluate>("evaluate"),
@@ -352,6 +353,16 @@ Napi::Value ModelHandle::trainableParameters(const Napi::CallbackInfo& info) {
     std::vector<std::string> names;
     for (const auto& named : peft::trainableParameters(*state->model)) names.push_back(named.name);
     return namesToJs(env, names);
+  });
+}
+
+// weightsFingerprint() -> string: the frozen parameters' fingerprint (peft/setup.h).
+Napi::Value ModelHandle::weightsFingerprint(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto state = live(env);
+    const auto lock = lockFromJs(info.Env(), *state);
+    return Napi::String::New(env, peft::frozenWeightsFingerprint(*state->model));
   });
 }
 

@@ -47,6 +47,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value loadAdapters(const Napi::CallbackInfo& info);
   Napi::Value saveAdapters(const Napi::CallbackInfo& info);
   Napi::Value trainableParameters(const Napi::CallbackInfo& info);
+  Napi::Value weightsFingerprint(const Napi::CallbackInfo& info);
   Napi::Value merged(const Napi::CallbackInfo& info);
   Napi::Value gradients(const Napi::CallbackInfo& info);
   Napi::Value stateDict(const Napi::CallbackInfo& info);

@@ -1,5 +1,9 @@
 #include "peft/setup.h"
 
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstdio>
 #include <map>
 #include <set>
 
@@ -102,6 +106,25 @@ std::vector<NamedTensor> mergedStateDict(models::Backbone& model) {
   std::vector<NamedTensor> result;
   for (const auto& item : (plain ? *plain : model).named_parameters()) result.push_back({item.key(), item.value()});
   return result;
+}
+
+std::string frozenWeightsFingerprint(models::Backbone& model) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  const auto add = [&crc](const void* data, size_t size) { crc = crc32_z(crc, static_cast<const Bytef*>(data), size); };
+  for (const auto& item : model.named_parameters()) {
+    if (item.value().requires_grad()) continue;
+    add(item.key().data(), item.key().size());
+    for (const int64_t size : item.value().sizes()) add(&size, sizeof size);
+    const at::Tensor flat = item.value().detach().reshape(-1);
+    const int64_t count = flat.numel(), edge = std::min<int64_t>(count, 4096);
+    for (const at::Tensor& part : {flat.slice(0, 0, edge), flat.slice(0, count - edge, count)}) {
+      const at::Tensor bytes = part.to(at::kCPU).contiguous();
+      add(bytes.data_ptr(), bytes.nbytes());
+    }
+  }
+  char text[24];
+  std::snprintf(text, sizeof text, "crc32:%08lx", static_cast<unsigned long>(crc));
+  return text;
 }
 
 void loadAdapters(models::Backbone& model, const std::string& path) {

@@ -29,6 +29,11 @@ bool isAdapterParameter(const std::string& name);
 // Trainable parameters (requires_grad), by name, in registration order.
 std::vector<NamedTensor> trainableParameters(models::Backbone& model);
 
+// A fingerprint of the frozen parameters ("crc32:" and eight hex digits): CRC-32 over each one's name, shape and
+// first and last 4,096 values, in registration order. Cheap at any size; it tells one backbone's weights from
+// another's (what a resumed run must keep), not a tampered middle.
+std::string frozenWeightsFingerprint(models::Backbone& model);
+
 // A plain backbone of the same configuration whose Linear weights and biases have the adapters folded in.
 std::shared_ptr<models::Backbone> mergedCopy(models::Backbone& model);
 
