@@ -55,11 +55,7 @@ export class Batcher {
 
   /** Class probabilities for one image of the model's size (RGB uint8, HWC). */
   submit(pixels: Buffer): Submission {
-    if (this.#pending >= this.options.maxPending) {
-      throw new HttpError(503, `${this.#pending} predictions are waiting or running; try again later`, {
-        'retry-after': String(this.options.retryAfterSeconds),
-      });
-    }
+    this.refuseWhenFull();
     this.#pending += 1;
     let entry!: Pending;
     const result = new Promise<Float32Array>((resolve, reject) => {
@@ -112,6 +108,15 @@ export class Batcher {
       batch.forEach((pending, i) => pending.resolve(softmax(values.subarray(i * classes, (i + 1) * classes))));
     } catch (error) {
       for (const pending of batch) pending.reject(error as Error);
+    }
+  }
+
+  /** Throws the 503 a submission would get now (before spending a decode on a request that cannot wait). */
+  refuseWhenFull(): void {
+    if (this.#pending >= this.options.maxPending) {
+      throw new HttpError(503, `${this.#pending} predictions are waiting or running; try again later`, {
+        'retry-after': String(this.options.retryAfterSeconds),
+      });
     }
   }
 

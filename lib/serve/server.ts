@@ -102,6 +102,7 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
     try {
       return await Promise.race([
         (async () => {
+          batcher.refuseWhenFull();
           const pixels = await decoder.decode(body, type, model.spec.imgSize);
           if (abandoned) throw new HttpError(499, 'given up on while decoding'); // no forward for nobody
           const submission = batcher.submit(pixels);
