@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { withContext } from '../error-context';
+import { jsonDifferences } from '../json-differences';
 import { PaceBusyError, PaceStateError } from '../errors';
 import { writeFileAtomic } from '../train/run-folder';
 import type { SweepIdentity } from './config';
@@ -19,34 +20,9 @@ function alive(pid: number): boolean {
 }
 
 /** The first place two JSON values differ, as a path (`grid.trainer.pace.sigma[1]`), or undefined. */
-export function firstDifference(a: unknown, b: unknown, at = ''): string | undefined {
-  if (JSON.stringify(a) === JSON.stringify(b)) return undefined;
-  if (Array.isArray(a) && Array.isArray(b)) {
-    for (let i = 0; i < Math.max(a.length, b.length); i++) {
-      const found = firstDifference(a[i], b[i], `${at}[${i}]`);
-      if (found) return found;
-    }
-    return at || '(the whole config)';
-  }
-  if (
-    typeof a === 'object' &&
-    a !== null &&
-    typeof b === 'object' &&
-    b !== null &&
-    !Array.isArray(a) &&
-    !Array.isArray(b)
-  ) {
-    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])];
-    for (const key of keys) {
-      const found = firstDifference(
-        (a as Record<string, unknown>)[key],
-        (b as Record<string, unknown>)[key],
-        at ? `${at}.${key}` : key,
-      );
-      if (found) return found;
-    }
-  }
-  return at || '(the whole config)';
+export function firstDifference(a: unknown, b: unknown): string | undefined {
+  const [first] = jsonDifferences(a, b);
+  return first && (first.path || '(the whole config)');
 }
 
 /**

@@ -1,11 +1,14 @@
+import { jsonDifferences } from '../json-differences';
+
 /**
  * What makes a resumed fit the continuation of the run it resumes: the model (backbone, its configuration, a
- * fingerprint of its frozen weights, and its adapters), the trainer's options and what shapes the fit's course (schedule, batches, shuffles, augmentation,
- * the training set's size). Every checkpoint carries it in its metadata (`run`) and the run folder's config.json
- * holds what it is made from; a resume with anything else would continue another run's state under this one's
- * name, so it is refused, naming what differs. Options that leave the course alone (evaluation, progress,
- * diagnostics, step graphs, the run folder) may change, and so may `epochs`: training a stopped run for longer (or
- * shorter) is a choice a user makes on purpose, though with a schedule it is no longer the uninterrupted run's.
+ * fingerprint of its frozen weights, and its adapters), the trainer's options and what shapes the fit's course
+ * (schedule, batches, shuffles, augmentation, the training set's size). Every checkpoint carries it in its
+ * metadata (`run`) and the run folder's config.json holds what it is made from; a resume with anything else
+ * would continue another run's state under this one's name, so it is refused, naming what differs. Options that
+ * leave the course alone (evaluation, progress, diagnostics, step graphs, the run folder) may change, and so may
+ * `epochs`: training a stopped run for longer (or shorter) is a choice a user makes on purpose, though with a
+ * schedule it is no longer the uninterrupted run's.
  */
 export type RunIdentity = Record<string, unknown>;
 
@@ -33,22 +36,10 @@ export function runIdentityOf(config: Record<string, unknown>): RunIdentity {
   };
 }
 
-/** Each leaf of a JSON value by its dotted path. */
-function leaves(value: unknown, prefix: string, into: Map<string, string>): Map<string, string> {
-  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
-    for (const [key, child] of Object.entries(value)) leaves(child, prefix ? `${prefix}.${key}` : key, into);
-  } else if (value !== undefined) {
-    into.set(prefix, JSON.stringify(value));
-  }
-  return into;
-}
-
 /** The differences between a saved identity and this run's, as `path: saved → now` (none: the same run). */
 export function identityDifferences(saved: unknown, current: RunIdentity): string[] {
-  const before = leaves(saved, '', new Map());
-  const now = leaves(JSON.parse(JSON.stringify(current)) as unknown, '', new Map());
-  const paths = [...new Set([...before.keys(), ...now.keys()])].sort();
-  return paths
-    .filter((key) => before.get(key) !== now.get(key))
-    .map((key) => `${key}: ${before.get(key) ?? 'absent'} → ${now.get(key) ?? 'absent'}`);
+  const shown = (value: unknown) => JSON.stringify(value) ?? 'absent';
+  return jsonDifferences(saved, JSON.parse(JSON.stringify(current)) as unknown).map(
+    ({ path, before, after }) => `${path}: ${shown(before)} → ${shown(after)}`,
+  );
 }
