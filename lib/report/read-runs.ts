@@ -3,6 +3,7 @@ import path from 'node:path';
 
 import { withContext } from '../error-context';
 import { PaceFileError, PaceNotFoundError } from '../errors';
+import { readRunConfig } from '../train/run-folder';
 
 /** The per-epoch numbers a run folder may hold (EpochLogs' fields besides `epoch`). */
 export const METRIC_KEYS = [
@@ -146,21 +147,6 @@ export function readSummaryCsv(file: string): EpochRow[] {
   return rows;
 }
 
-function readConfig(dir: string): Record<string, unknown> {
-  const file = path.join(dir, 'config.json');
-  if (!fs.existsSync(file)) return {};
-  let config: unknown;
-  try {
-    config = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (error) {
-    throw withContext(error, `${file} is not readable JSON (${(error as Error).message})`);
-  }
-  if (typeof config !== 'object' || config === null || Array.isArray(config)) {
-    throw new PaceFileError(`${file} does not hold a JSON object`);
-  }
-  return config as Record<string, unknown>;
-}
-
 /** Reads one run folder: its config and its epochs (from `metrics.jsonl`, else `summary.csv`). */
 export function readRun(dir: string): RunRecord {
   const resolved = path.resolve(dir);
@@ -170,7 +156,7 @@ export function readRun(dir: string): RunRecord {
   const source = fs.existsSync(jsonl) ? 'metrics.jsonl' : fs.existsSync(csv) ? 'summary.csv' : undefined;
   if (!source) throw new PaceNotFoundError(`${dir} has no metrics.jsonl or summary.csv`);
   const epochs = source === 'metrics.jsonl' ? readMetricsJsonl(jsonl) : readSummaryCsv(csv);
-  return { dir: resolved, name: path.basename(resolved), config: readConfig(resolved), epochs, source };
+  return { dir: resolved, name: path.basename(resolved), config: readRunConfig(resolved) ?? {}, epochs, source };
 }
 
 /** Reads the run folders that `dirs` name (sweep folders expanded, see {@link expandRunDirs}). */

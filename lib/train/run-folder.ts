@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
+import { withContext } from '../error-context';
 import { PaceFileError, PaceNotFoundError } from '../errors';
 import type { EpochLogs } from './callbacks';
 
@@ -71,6 +72,22 @@ export function writeFileAtomic(file: string, text: string): void {
   syncDirectory(path.dirname(file));
 }
 
+/** A run folder's config.json (a JSON object), or undefined when it has none; anything else is a PaceFileError. */
+export function readRunConfig(dir: string): Record<string, unknown> | undefined {
+  const file = path.join(dir, 'config.json');
+  if (!fs.existsSync(file)) return undefined;
+  let config: unknown;
+  try {
+    config = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw withContext(error, `${file} is not readable JSON (${(error as Error).message})`);
+  }
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) {
+    throw new PaceFileError(`${file} does not hold a JSON object`);
+  }
+  return config as Record<string, unknown>;
+}
+
 /** The files a run writes (config.json aside) that `dir` holds: a new run must not mix with them. */
 export function runFilesIn(dir: string): string[] {
   const names = ['last.safetensors', 'previous.safetensors', 'best.safetensors', 'metrics.jsonl', 'summary.csv'];
@@ -108,16 +125,7 @@ export class RunFolder {
 
   /** config.json as written by the run, or undefined when the folder has none. */
   readConfig(): Record<string, unknown> | undefined {
-    const file = path.join(this.dir, 'config.json');
-    if (!fs.existsSync(file)) return undefined;
-    try {
-      const config = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
-      if (config !== null && typeof config === 'object' && !Array.isArray(config))
-        return config as Record<string, unknown>;
-    } catch {
-      // reported below
-    }
-    throw new PaceFileError(`${file} is not a run's configuration (a JSON object)`);
+    return readRunConfig(this.dir);
   }
 
   get lastCheckpoint(): string {
