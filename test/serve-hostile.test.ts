@@ -44,6 +44,21 @@ function gatedModel() {
   return { gated, counts, release };
 }
 
+/** Runs `body` against a server for `served` on loopback, and closes it afterwards whatever happens. */
+async function withServer(
+  served: Model,
+  options: Parameters<typeof createInferenceServer>[1],
+  body: (base: string) => Promise<void>,
+): Promise<void> {
+  const { server, close } = createInferenceServer(served, options);
+  const base = await listen(server);
+  try {
+    await body(base);
+  } finally {
+    await close();
+  }
+}
+
 /** Writes `request` on a raw connection and collects what comes back until the server closes it (or 10 s). */
 function rawExchange(port: number, write: (socket: net.Socket) => void): Promise<string> {
   return new Promise((resolve) => {
@@ -73,9 +88,7 @@ const waitFor = async (condition: () => boolean | Promise<boolean>) => {
 test('a body sent in tiny chunks is refused early; the same body in ordinary chunks is served', async () => {
   // Bug caught: every chunk was kept as its own Buffer, about 190 bytes of heap per 1-byte chunk, so a 10 MiB body
   // sent a byte at a time held about 2 GB of heap (two of them killed the server).
-  const { server, close } = createInferenceServer(model);
-  const base = await listen(server);
-  try {
+  await withServer(model, {}, async (base) => {
     const head = 'POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\ntransfer-encoding: chunked\r\n\r\n';
     const tiny = await rawExchange(portOf(base), (socket) => {
       socket.write(head);
@@ -95,17 +108,13 @@ test('a body sent in tiny chunks is refused early; the same body in ordinary chu
       socket.write('0\r\n\r\n');
     });
     expect(statuses(ordinary)).toEqual([200]);
-  } finally {
-    await close();
-  }
+  });
 });
 
 test('pipelined requests on one connection beyond the first are refused with 503, and the connection closes', async () => {
   // Bug caught: Node hands every pipelined request over at once, so one connection could queue hundreds of
   // predictions and maxConnections bounded nothing.
-  const { server, close } = createInferenceServer(model);
-  const base = await listen(server);
-  try {
+  await withServer(model, {}, async (base) => {
     const request = Buffer.concat([
       Buffer.from(
         `POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\ncontent-length: ${png.length}\r\n\r\n`,
@@ -117,53 +126,54 @@ test('pipelined requests on one connection beyond the first are refused with 503
     );
     expect(statuses(answer)).toEqual([200, 503]);
     expect(answer).toMatch(/one prediction at a time per connection/);
-  } finally {
-    await close();
-  }
+  });
 });
 
 test('predictions waiting beyond maxPendingPredictions get 503; withdrawn ones cost no forward', async () => {
   // Bug caught: the backlog had no bound, /health said queued 0 while hundreds waited, and requests answered 504
   // or abandoned by their clients still ran their forwards (every later client then timed out behind them).
   const { gated, counts, release } = gatedModel();
-  const { server, close } = createInferenceServer(gated, {
-    maxBatch: 1,
-    batchWindowMs: 0,
-    maxPendingPredictions: 3,
-    timeoutMs: 15_000,
-  });
-  const base = await listen(server);
-  try {
-    const clients = Array.from({ length: 3 }, () => new AbortController());
-    const send = (client: AbortController) =>
-      fetch(`${base}/predict`, {
-        method: 'POST',
-        headers: { 'content-type': 'image/png' },
-        body: png,
-        signal: client.signal,
-      }).catch(() => undefined);
-    // The first client's request is the one in the forward before the others are sent: they arrive in any order.
-    const pending = [send(clients[0])];
-    await waitFor(() => counts.forwards === 1);
-    pending.push(send(clients[1]), send(clients[2]));
-    const health = async () => (await (await fetch(`${base}/health`)).json()) as { queued: number };
-    await waitFor(async () => (await health()).queued === 3);
-    expect((await health()).queued).toBe(3);
-    const refused = await postImage(base, png);
-    expect([refused.status, refused.headers.get('retry-after')]).toEqual([503, '1']);
-    expect(((await refused.json()) as { error: string }).error).toContain('3 predictions are waiting or running');
-    clients[1].abort();
-    clients[2].abort();
-    await waitFor(async () => (await health()).queued === 1);
-    expect((await health()).queued).toBe(1);
-    release();
-    await Promise.all(pending);
-    expect((await postImage(base, png)).status).toBe(200);
-    expect(counts.forwards).toBe(2); // the first request's and the last one's: the withdrawn two never ran
-  } finally {
-    release();
-    await close();
-  }
+  await withServer(
+    gated,
+    {
+      maxBatch: 1,
+      batchWindowMs: 0,
+      maxPendingPredictions: 3,
+      timeoutMs: 15_000,
+    },
+    async (base) => {
+      try {
+        const clients = Array.from({ length: 3 }, () => new AbortController());
+        const send = (client: AbortController) =>
+          fetch(`${base}/predict`, {
+            method: 'POST',
+            headers: { 'content-type': 'image/png' },
+            body: png,
+            signal: client.signal,
+          }).catch(() => undefined);
+        // The first client's request is the one in the forward before the others are sent: they arrive in any order.
+        const pending = [send(clients[0])];
+        await waitFor(() => counts.forwards === 1);
+        pending.push(send(clients[1]), send(clients[2]));
+        const health = async () => (await (await fetch(`${base}/health`)).json()) as { queued: number };
+        await waitFor(async () => (await health()).queued === 3);
+        expect((await health()).queued).toBe(3);
+        const refused = await postImage(base, png);
+        expect([refused.status, refused.headers.get('retry-after')]).toEqual([503, '1']);
+        expect(((await refused.json()) as { error: string }).error).toContain('3 predictions are waiting or running');
+        clients[1].abort();
+        clients[2].abort();
+        await waitFor(async () => (await health()).queued === 1);
+        expect((await health()).queued).toBe(1);
+        release();
+        await Promise.all(pending);
+        expect((await postImage(base, png)).status).toBe(200);
+        expect(counts.forwards).toBe(2); // the first request's and the last one's: the withdrawn two never ran
+      } finally {
+        release(); // before the close, which waits for the held forward
+      }
+    },
+  );
 });
 
 test('close() answers the request in flight, closes its connection at once, and resolves after the work', async () => {
@@ -202,39 +212,37 @@ test('predictions still waiting for their decode at timeoutMs get 504, and their
       return model.forward(input);
     },
   } as unknown as Model;
-  const { server, close } = createInferenceServer(counted, {
-    timeoutMs: 100,
-    maxQueuedLarge: 16,
-    maxBatch: 1,
-    batchWindowMs: 0,
-  });
-  const base = await listen(server);
-  try {
-    const responses = await Promise.all(Array.from({ length: 16 }, () => postImage(base, big)));
-    const statuses = responses.map((response) => response.status).sort();
-    const answered = statuses.filter((status) => status === 200).length;
-    expect(statuses.filter((status) => status === 504).length).toBeGreaterThanOrEqual(4);
-    expect(answered + statuses.filter((status) => status === 504).length).toBe(16);
-    const decoding = async () =>
-      ((await (await fetch(`${base}/health`)).json()) as { decoding: { large: { active: number; waiting: number } } })
-        .decoding.large;
-    await waitFor(async () => {
-      const large = await decoding();
-      return large.active === 0 && large.waiting === 0;
-    });
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    // Every forward answered a request, give or take two timed out in their forward: none ran for an abandoned one.
-    expect(counts.forwards).toBeGreaterThanOrEqual(answered);
-    expect(counts.forwards).toBeLessThanOrEqual(answered + 2);
-  } finally {
-    await close();
-  }
+  await withServer(
+    counted,
+    {
+      timeoutMs: 100,
+      maxQueuedLarge: 16,
+      maxBatch: 1,
+      batchWindowMs: 0,
+    },
+    async (base) => {
+      const responses = await Promise.all(Array.from({ length: 16 }, () => postImage(base, big)));
+      const statuses = responses.map((response) => response.status).sort();
+      const answered = statuses.filter((status) => status === 200).length;
+      expect(statuses.filter((status) => status === 504).length).toBeGreaterThanOrEqual(4);
+      expect(answered + statuses.filter((status) => status === 504).length).toBe(16);
+      const decoding = async () =>
+        ((await (await fetch(`${base}/health`)).json()) as { decoding: { large: { active: number; waiting: number } } })
+          .decoding.large;
+      await waitFor(async () => {
+        const large = await decoding();
+        return large.active === 0 && large.waiting === 0;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      // Every forward answered a request, give or take two timed out in their forward: none ran for an abandoned one.
+      expect(counts.forwards).toBeGreaterThanOrEqual(answered);
+      expect(counts.forwards).toBeLessThanOrEqual(answered + 2);
+    },
+  );
 });
 
 test('routes, methods and content types as HTTP defines them; an oversize declared body closes the connection', async () => {
-  const { server, close } = createInferenceServer(model);
-  const base = await listen(server);
-  try {
+  await withServer(model, {}, async (base) => {
     const post = (type: string, url = '/predict') =>
       fetch(`${base}${url}`, { method: 'POST', headers: { 'content-type': type }, body: png });
     expect((await post('Image/PNG')).status).toBe(200); // media types are case-insensitive
@@ -256,7 +264,5 @@ test('routes, methods and content types as HTTP defines them; an oversize declar
     );
     expect(statuses(oversize)).toEqual([413]); // and the connection closed: no second, unasked-for 408
     expect(oversize.toLowerCase()).toContain('connection: close');
-  } finally {
-    await close();
-  }
+  });
 });
