@@ -135,7 +135,7 @@ torch::Tensor resamplePositionEmbedding(const torch::Tensor& posEmbed, int64_t n
   const int64_t tokens = posEmbed.size(1) - prefixTokens, dim = posEmbed.size(2);
   const int64_t oldGrid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(tokens))));
   if (oldGrid * oldGrid != tokens)
-    throw ShapeError("pos_embed: " + std::to_string(tokens) + " grid tokens are not a square grid");
+    throw ShapeError("the checkpoint's " + std::to_string(tokens) + " grid tokens are not a square grid");
   const torch::Tensor prefix = posEmbed.slice(1, 0, prefixTokens);
   const torch::Tensor grid =
       posEmbed.slice(1, prefixTokens).reshape({1, oldGrid, oldGrid, dim}).permute({0, 3, 1, 2}).to(torch::kFloat);
@@ -210,19 +210,14 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
       continue;
     }
     if (value.sizes() != target->sizes()) {
-      const auto squareGrid = [](int64_t tokens) {
-        const auto side = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(tokens))));
-        return side * side == tokens;
-      };
-      if (named.name == "pos_embed" && value.dim() == 3 && value.size(0) == 1 && value.size(2) == target->size(2) &&
-          !squareGrid(value.size(1) - 1)) {
-        mismatches.push_back(named.name + ": the checkpoint's " + std::to_string(value.size(1) - 1) +
-                             " grid tokens are not a square grid");
-        continue;
-      }
       if (named.name == "pos_embed" && value.dim() == 3 && value.size(0) == 1 && value.size(2) == target->size(2)) {
         const int64_t newGrid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(target->size(1) - 1))));
-        value = resamplePositionEmbedding(value, newGrid, 1, /*bicubicAntialias=*/!fromNpz);
+        try {
+          value = resamplePositionEmbedding(value, newGrid, 1, /*bicubicAntialias=*/!fromNpz);
+        } catch (const ShapeError& error) {  // reported with the other mismatches, naming the file
+          mismatches.push_back(named.name + ": " + error.what());
+          continue;
+        }
         report.resized.push_back(named.name);
       } else if (head.count(named.name)) {
         resetHead = true;
