@@ -266,3 +266,21 @@ test('routes, methods and content types as HTTP defines them; an oversize declar
     expect(oversize.toLowerCase()).toContain('connection: close');
   });
 });
+
+test('Expect: 100-continue gets 100 only for a body the server would read', async () => {
+  await withServer(model, { maxBodyBytes: 1 << 20 }, async (base) => {
+    const head = (length: number, type = 'image/png') =>
+      `POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: ${type}\r\ncontent-length: ${length}\r\n` +
+      'expect: 100-continue\r\nconnection: close\r\n\r\n';
+    const oversize = await rawExchange(portOf(base), (socket) => socket.write(head(2 << 20)));
+    expect(statuses(oversize)).toEqual([413]); // the client is never invited to send its 2 MiB
+    const wrongType = await rawExchange(portOf(base), (socket) => socket.write(head(png.length, 'text/plain')));
+    expect(statuses(wrongType)).toEqual([415]);
+    expect(wrongType.toLowerCase()).toContain('connection: close'); // its body may still come: not a next request
+    const invited = await rawExchange(portOf(base), (socket) => {
+      socket.write(head(png.length));
+      socket.once('data', () => socket.write(png)); // the body only once the server asks for it
+    });
+    expect(statuses(invited)).toEqual([100, 200]);
+  });
+});

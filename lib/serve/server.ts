@@ -18,14 +18,20 @@ export interface InferenceServer {
   close(): Promise<void>;
 }
 
+/** The declared body length (0 when none); 413 beyond `limit`, before any of the body is read or asked for. */
+function declaredLength(request: http.IncomingMessage, limit: number): number {
+  const declared = Number(request.headers['content-length'] ?? 0);
+  if (declared > limit) throw new HttpError(413, `the image is larger than ${limit} bytes`, { connection: 'close' });
+  return declared;
+}
+
 /**
  * The request body, at most `limit` bytes (413 beyond). Chunks are copied into one buffer as they arrive: a body
  * sent in many tiny chunks (each a Buffer object of its own) must not hold a heap many times its size, and one
  * that arrives in pieces averaging under 256 bytes after the first thousand is refused as hostile (400).
  */
 async function readBody(request: http.IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = Number(request.headers['content-length'] ?? 0);
-  if (declared > limit) throw new HttpError(413, `the image is larger than ${limit} bytes`, { connection: 'close' });
+  const declared = declaredLength(request, limit);
   let body = Buffer.allocUnsafe(Math.min(limit, declared > 0 ? declared : 64 * 1024));
   let size = 0;
   let chunks = 0;
@@ -47,6 +53,10 @@ async function readBody(request: http.IncomingMessage, limit: number): Promise<B
     size += piece.length;
   }
   return body.subarray(0, size);
+}
+
+function expectsContinue(request: http.IncomingMessage): boolean {
+  return (request.headers.expect ?? '').toLowerCase() === '100-continue';
 }
 
 /**
@@ -124,6 +134,7 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
   const inFlight = new WeakMap<object, number>();
   const handle = async (request: http.IncomingMessage, response: http.ServerResponse) => {
     const socket = request.socket;
+    let continued = false;
     inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
     try {
       const route = (request.url ?? '').split('?')[0];
@@ -149,6 +160,11 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
       if (!Object.hasOwn(imageTypes, type)) {
         throw new HttpError(415, `content-type must be one of ${Object.keys(imageTypes).join(', ')}`);
       }
+      declaredLength(request, o.maxBodyBytes);
+      if (expectsContinue(request)) {
+        response.writeContinue(); // only now that the body would be taken: see 'checkContinue' below
+        continued = true;
+      }
       const body = await readBody(request, o.maxBodyBytes);
       const probabilities = await predict(request, body, type);
       const ranked = Array.from(probabilities, (p, i) => ({ label: o.labels?.[i] ?? String(i), probability: p }))
@@ -159,7 +175,10 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
       const status = error instanceof HttpError ? error.status : 500;
       if (!response.headersSent && !response.destroyed) {
         const message = error instanceof Error ? error.message : String(error);
-        send(response, status, { error: message }, error instanceof HttpError ? error.headers : {});
+        // A client told to wait for 100 Continue that never came may still send its body: don't parse it as a
+        // next request.
+        const unread = expectsContinue(request) && !continued ? { connection: 'close' } : {};
+        send(response, status, { error: message }, { ...unread, ...(error instanceof HttpError && error.headers) });
       }
     } finally {
       inFlight.set(socket, (inFlight.get(socket) ?? 1) - 1);
@@ -180,6 +199,11 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
       handlers.add(handled);
       void handled.finally(() => handlers.delete(handled));
     },
+  );
+  // With a listener here Node no longer answers `Expect: 100-continue` by itself: the handler sends 100 Continue
+  // only for a request it would read, so a client declaring an oversize body or a wrong route never sends it.
+  server.on('checkContinue', (request: http.IncomingMessage, response: http.ServerResponse) =>
+    server.emit('request', request, response),
   );
   server.maxConnections = o.maxConnections;
   return {
