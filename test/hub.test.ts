@@ -351,6 +351,22 @@ describe('downloads', () => {
     ]);
   });
 
+  test('where symbolic links fail, snapshots are whole copies of their blobs', async () => {
+    const cacheDir = freshCache();
+    const denied = Object.assign(new Error('operation not permitted'), { code: 'EPERM' });
+    const symlink = jest.spyOn(fs.promises, 'symlink').mockRejectedValue(denied);
+    try {
+      const weights = await downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir, progress: false });
+      expect(symlink).toHaveBeenCalled();
+      expect(fs.lstatSync(weights.file).isFile()).toBe(true);
+      expect(fs.readFileSync(weights.file).equals(tinyWeights)).toBe(true);
+      expect(fs.readFileSync(path.join(path.dirname(weights.file), 'config.json')).toString()).toContain('vit_custom');
+      expect(fs.readdirSync(path.join(cacheDir, 'models--test--tiny-vit', '.incomplete'))).toEqual([]);
+    } finally {
+      symlink.mockRestore();
+    }
+  });
+
   test('files placed by hand the way Python places them are found with HF_HUB_OFFLINE=1, without a request', async () => {
     // huggingface_hub's layout under HF_HOME/hub (HF_HUB_CACHE unset), for a name no server has
     const home = path.join(temp.dir, 'python-home');

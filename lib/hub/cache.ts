@@ -111,6 +111,12 @@ export class RepoCache {
         await fs.promises.symlink(path.relative(path.dirname(location), blob), temporary);
       } catch {
         await fs.promises.copyFile(blob, temporary); // no symbolic links here (Windows without the right): a copy
+        const copy = await fs.promises.open(temporary, 'r+');
+        try {
+          await copy.sync(); // like the blob itself: a crash leaves no snapshot file that is short of its blob
+        } finally {
+          await copy.close();
+        }
       }
       await fs.promises.rename(temporary, location);
     } catch (error) {
