@@ -297,6 +297,21 @@ describe('evaluation end to end on sets laid out as ImageNet-A and -R', () => {
       `${missing}: image '${path.join(root, 'imagenet-r/n01443537/not-there.jpg')}' (list line 5)`,
     );
 
+    // in a later chunk, found while the chunk before is evaluated: still this call's error, not the process's
+    // In a later chunk, found while the chunk before is evaluated: still this call's error, not an unhandled
+    // rejection ending the process (a child process, as Jest keeps unhandled rejections from the test).
+    const script = `
+      const { createModel, evaluateDomainShift } = require(${JSON.stringify(path.join(repoRoot, 'dist'))});
+      (async () => {
+        const model = await createModel(${JSON.stringify({ ...tinyVit, depth: 1, numClasses: 1000 })});
+        const targets = { 'imagenet-r': { list: ${JSON.stringify(missing)}, root: ${JSON.stringify(root)} } };
+        for (const decodeChunk of [1, 2]) {
+          await evaluateDomainShift(model, { targets, decodeChunk }).catch((e) => console.log('caught:', e.code));
+        }
+      })();`;
+    const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    expect([child.status, child.stdout, child.stderr]).toEqual([0, 'caught: PACE_NOT_FOUND\n'.repeat(2), '']);
+
     const malformed = write('malformed.list', [r.lines[0], 'imagenet-r/n01443537/cartoon_0.jpg']);
     await expect(evaluate(malformed)).rejects.toThrow(
       new PaceFileError(`${malformed}:2: expected '<image path> <label>', got 'imagenet-r/n01443537/cartoon_0.jpg'`),

@@ -206,14 +206,18 @@ function scorer(model: Model, name: DomainShiftSetName, batchSize: number, optio
         );
       }
       const size = model.spec.imgSize;
-      let pending: Promise<TensorDataset> | undefined = decodeChunk(entries.slice(0, chunk), list, size);
+      // The next chunk decodes while this one is evaluated. Its failure is handled here at once, so that it is
+      // not an unhandled rejection (which ends the process) before the loop comes to await it.
+      const prefetch = (from: number) => {
+        const decoding = decodeChunk(entries.slice(from, from + chunk), list, size);
+        decoding.catch(() => undefined);
+        return decoding;
+      };
+      let pending: Promise<TensorDataset> | undefined = prefetch(0);
       try {
         for (let from = 0; from < entries.length; from += chunk) {
           const dataset: TensorDataset = await (pending as Promise<TensorDataset>);
-          pending =
-            from + chunk < entries.length
-              ? decodeChunk(entries.slice(from + chunk, from + 2 * chunk), list, size)
-              : undefined;
+          pending = from + chunk < entries.length ? prefetch(from + chunk) : undefined;
           try {
             await run(dataset, classes, entries.length);
           } finally {
