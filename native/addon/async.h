@@ -37,20 +37,33 @@ class PromiseWorker : public Napi::AsyncWorker {
     }
   }
   void OnOK() override {
-    try {
-      deferred_.Resolve(toJs_(Env(), *result_));
-    } catch (const Napi::Error& error) {
-      deferred_.Reject(error.Value());
-    } catch (const std::exception& error) {
-      const Failure failure = describe(error);
-      deferred_.Reject(jsError(Env(), failure.code, failure.message).Value());
-    }
+    settle([&] {
+      try {
+        deferred_.Resolve(toJs_(Env(), *result_));
+      } catch (const Napi::Error& error) {
+        deferred_.Reject(error.Value());
+      } catch (const std::exception& error) {
+        const Failure failure = describe(error);
+        deferred_.Reject(jsError(Env(), failure.code, failure.message).Value());
+      }
+    });
   }
   void OnError(const Napi::Error&) override {
-    deferred_.Reject(jsError(Env(), failure_.code, failure_.message).Value());
+    settle([&] { deferred_.Reject(jsError(Env(), failure_.code, failure_.message).Value()); });
   }
 
  private:
+  // Settling fails only where JavaScript can no longer run: a worker thread's environment being torn down
+  // (worker.terminate() with this work in flight). Nobody is left to see the promise; an exception escaping
+  // here would reach node-addon-api's completion callback and std::terminate the whole process.
+  template <typename Settle>
+  static void settle(Settle&& body) noexcept {
+    try {
+      body();
+    } catch (...) {
+    }
+  }
+
   Napi::Promise::Deferred deferred_;
   Compute compute_;
   ToJs toJs_;
