@@ -256,6 +256,7 @@ export interface NativeTrainerHandle {
   ): Promise<NativeStepResult[]>;
   sigmaPerLinear(): Record<string, number>;
   lastNoise(): Record<string, NativeTensorHandle>;
+  dispose(): void;
   runEpoch(
     images: NativeTensorHandle,
     labels: NativeTensorHandle,
@@ -370,6 +371,7 @@ export interface NativeAddon {
     dtype: DType,
     shape: number[],
   ): NativeTensorHandle;
+  createTensorFromPieces(pieces: ArrayBufferView[], dtype: DType, shape: number[]): NativeTensorHandle;
   loadSafetensors(
     path: string,
   ): Promise<{ names: string[]; tensors: NativeTensorHandle[]; metadata: Record<string, string> | null }>;

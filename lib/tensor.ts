@@ -204,7 +204,10 @@ function flatten(data: readonly NestedNumbers[]): { values: number[]; shape: num
     if (!Array.isArray(node) || node.length !== shape[depth]) {
       throw new PaceShapeError(`data${where} must be an array of length ${shape[depth]} (the data is ragged)`);
     }
-    node.forEach((child: NestedNumbers, i: number) => walk(child, depth + 1, `${where}[${i}]`));
+    for (let i = 0; i < node.length; i++) {
+      if (!(i in node)) throw new PaceInputError(`data${where}[${i}] is a hole in a sparse array, not a number`);
+      walk(node[i], depth + 1, `${where}[${i}]`);
+    }
   };
   walk(data, 0, '');
   return { values, shape };
@@ -215,11 +218,34 @@ function storedAsBits(dtype: DType): boolean {
   return dtype === 'float16' || dtype === 'bfloat16' || dtype.startsWith('float8');
 }
 
+/** The values each integer dtype holds: a number outside them would wrap or be cut when stored. */
+const integerRanges: Partial<Record<DType, [number, number]>> = {
+  int8: [-(2 ** 7), 2 ** 7 - 1],
+  uint8: [0, 2 ** 8 - 1],
+  int16: [-(2 ** 15), 2 ** 15 - 1],
+  uint16: [0, 2 ** 16 - 1],
+  int32: [-(2 ** 31), 2 ** 31 - 1],
+  uint32: [0, 2 ** 32 - 1],
+  int64: [-(2 ** 63), 2 ** 63], // 2^63 itself is out: checked below as a strict bound
+  uint64: [0, 2 ** 64],
+};
+
+function checkIntegers(values: number[], dtype: DType): void {
+  const range = integerRanges[dtype];
+  if (!range) return;
+  const [low, high] = range;
+  const wide = dtype === 'int64' || dtype === 'uint64';
+  values.forEach((v, i) => {
+    if (!Number.isInteger(v)) throw new PaceInputError(`data[${i}] = ${v} is not an integer (dtype ${dtype})`);
+    if (v < low || (wide ? v >= high : v > high)) {
+      throw new PaceInputError(`data[${i}] = ${v} is outside what ${dtype} holds`);
+    }
+  });
+}
+
 function fromNumbers(values: number[], dtype: DType): TypedArray {
+  checkIntegers(values, dtype);
   if (dtype === 'int64' || dtype === 'uint64') {
-    values.forEach((v, i) => {
-      if (!Number.isInteger(v)) throw new PaceInputError(`data[${i}] = ${v} is not an integer (dtype ${dtype})`);
-    });
     return dtype === 'int64' ? BigInt64Array.from(values, BigInt) : BigUint64Array.from(values, BigInt);
   }
   if (dtype === 'bool') return Uint8Array.from(values, (v) => Number(v !== 0));
@@ -244,17 +270,19 @@ export function tensor(data: TensorData, shape?: readonly number[], options: Ten
 
   if (Array.isArray(data)) {
     const flat = flatten(data);
-    const target = requested ?? 'float32';
-    const written = storedAsBits(target) ? 'float32' : target;
-    const created = createFrom(fromNumbers(flat.values, written), written, givenShape ?? flat.shape, false);
-    return written === target ? onDevice(created, device) : withDtype(created, target, device);
+    return fromValues(flat.values, requested ?? 'float32', givenShape ?? flat.shape, device);
   }
 
   let array: TypedArray;
   if (types.isArrayBuffer(data)) {
+    if (isDetached(data))
+      throw new PaceInputError('data is a detached ArrayBuffer (transferred away): it has no bytes');
     array = new Uint8Array(data);
   } else if (types.isTypedArray(data)) {
     array = data as TypedArray;
+    if (array.byteLength === 0 && types.isArrayBuffer(array.buffer) && isDetached(array.buffer)) {
+      throw new PaceInputError(`data is a ${arrayTag(array)} whose buffer was detached (transferred away)`);
+    }
   } else {
     throw new PaceOptionError(
       `data must be a typed array, an ArrayBuffer or an array of numbers, got ${describe(data)}`,
@@ -271,10 +299,45 @@ export function tensor(data: TensorData, shape?: readonly number[], options: Ten
   if (own === 'uint8' && requested !== undefined && requested !== 'uint8') {
     return onDevice(createFrom(array, requested, givenShape, true), device);
   }
+  if (requested !== undefined && requested !== own && (own === 'uint32' || own === 'uint64')) {
+    // Converted here, not by libtorch: before 2.3 it has no uint32 or uint64 to convert from.
+    const values = Array.from(array as ArrayLike<number | bigint>, (v, i) => {
+      if (typeof v === 'bigint' && v > BigInt(Number.MAX_SAFE_INTEGER)) {
+        throw new PaceInputError(`data[${i}] = ${v} is too large to convert exactly (above 2^53)`);
+      }
+      return Number(v);
+    });
+    return fromValues(values, requested, givenShape ?? [values.length], device);
+  }
   const created = createFrom(array, own ?? 'uint8', givenShape, false);
   return requested === undefined || requested === own
     ? onDevice(created, device)
     : withDtype(created, requested, device);
+}
+
+/** A tensor of `dtype` from JavaScript numbers (half-width floats written as float32, then converted). */
+function fromValues(values: number[], dtype: DType, shape: number[], device: string | undefined): Tensor {
+  const written = storedAsBits(dtype) ? 'float32' : dtype;
+  const created = createFrom(fromNumbers(values, written), written, shape, false);
+  return written === dtype ? onDevice(created, device) : withDtype(created, dtype, device);
+}
+
+/** Whether an ArrayBuffer was transferred away (a worker's postMessage, `transfer()`): it reads as empty. */
+function isDetached(buffer: ArrayBuffer): boolean {
+  try {
+    new Uint8Array(buffer);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * @internal A CPU tensor of `shape` from byte pieces laid one after another (the decoded images of a dataset,
+ * say), without first joining them in one JavaScript buffer, which could not hold more than a few GiB.
+ */
+export function tensorFromPieces(pieces: readonly ArrayBufferView[], shape: readonly number[], dtype: DType): Tensor {
+  return new Tensor(nativeAddon().createTensorFromPieces([...pieces], dtype, checkShape([...shape])));
 }
 
 function createFrom(array: TypedArray, dtype: DType, shape: number[] | undefined, rawBits: boolean): Tensor {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 
-import type { TensorDataset } from '../data/dataset';
+import { TensorDataset } from '../data/dataset';
+import { PaceInputError, PaceOptionError } from '../errors';
 import type { Model } from '../models/model';
 import { parseOptions } from '../options';
 import { handleOf, Tensor } from '../tensor';
@@ -48,6 +49,10 @@ export async function evaluateDataset(
   sharded = false,
 ): Promise<EvaluationReport> {
   const o = parseOptions(EvaluateOptionsSchema, options, 'options');
+  if (!(dataset instanceof TensorDataset)) {
+    throw new PaceOptionError(`dataset: expected a TensorDataset, got ${dataset === null ? 'null' : typeof dataset}`);
+  }
+  if (dataset.length === 0) throw new PaceInputError('dataset: it is empty; there is nothing to evaluate');
   const normalization = dataset.normalization && {
     mean: [...dataset.normalization.mean],
     std: [...dataset.normalization.std],

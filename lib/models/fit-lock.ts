@@ -25,6 +25,11 @@ export class FitLock {
     }
   }
 
+  /** Whether a fit holds the lock. */
+  get held(): boolean {
+    return this.#token !== undefined;
+  }
+
   /** Throws unless no fit holds the lock or the caller is the holding fit's own code. */
   check(operation: string): void {
     if (this.#token && runningFit.getStore() !== this.#token) {

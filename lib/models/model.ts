@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { z } from 'zod';
 
 import { withContext } from '../error-context';
-import { PaceFileError, PaceNotFoundError, PaceOptionError, PaceStateError } from '../errors';
+import { PaceBusyError, PaceFileError, PaceNotFoundError, PaceOptionError, PaceStateError } from '../errors';
 import { downloadPretrained, DownloadPretrainedOptionsSchema, type PretrainedWeights } from '../hub/download';
 import { isPretrainedName } from '../hub/names';
 import { nativeAddon, type NativeLoadReport, type NativeModelHandle, type NativeTensorHandle } from '../native';
@@ -160,7 +160,16 @@ export class Model implements Disposable {
 
   /** Every parameter's name, shape and dtype, in timm's state-dict order. */
   parameters(): ParameterInfo[] {
-    return this.#use('parameters').parameters();
+    const native = this.#use('parameters');
+    try {
+      return native.parameters();
+    } catch (error) {
+      // From a fit's onBatchEnd the epoch is running on the training thread and holds the parameters.
+      if (error instanceof PaceBusyError && this.fitLock.held) {
+        throw new PaceBusyError('model.parameters: not while an epoch trains the model; read it in onEpochEnd');
+      }
+      throw error;
+    }
   }
 
   /** The number of scalar parameters. */
@@ -334,9 +343,13 @@ export async function createModel(
     if (!resolved) throw new PaceNotFoundError(`unknown model '${nameOrSpec}'; listModels() names the known ones`);
     base = resolved;
     name = nameOrSpec;
-  } else {
+  } else if (typeof nameOrSpec === 'object' && nameOrSpec !== null) {
     base = nameOrSpec;
     name = nameOrSpec.family;
+  } else {
+    throw new PaceOptionError(
+      `expected a model name or a spec object, got ${nameOrSpec === null ? 'null' : typeof nameOrSpec}`,
+    );
   }
   const overrides = Object.fromEntries(
     Object.entries({ numClasses, imgSize, dropPathRate }).filter(([, value]) => value !== undefined),

@@ -89,6 +89,21 @@ interface FitHost {
 export async function runFit(host: FitHost, train: TensorDataset, options: FitOptions): Promise<History> {
   const { validation, test, callbacks = [], signal, ...rest } = options;
   const o = parseOptions(FitOptionsSchema, rest, 'options');
+  // Checked with the options, before anything is written: a fix must not meet a folder this attempt left.
+  const bad = Array.isArray(callbacks) ? callbacks.findIndex((c) => typeof c !== 'object' || c === null) : -2;
+  if (bad !== -1) {
+    const where = bad === -2 ? 'options.callbacks' : `options.callbacks[${bad}]`;
+    throw new PaceOptionError(`${where}: expected an array of callback objects ({ onEpochEnd, ... })`);
+  }
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new PaceOptionError('options.signal: expected an AbortSignal (from an AbortController)');
+  }
+  for (const [name, set] of [
+    ['validation', validation],
+    ['test', test],
+  ] as const) {
+    if (set && set.length === 0) throw new PaceInputError(`options.${name}: the dataset is empty`);
+  }
   const stepsPerEpoch = Math.floor(train.length / o.batchSize);
   if (stepsPerEpoch === 0) {
     throw new PaceInputError(`the training set has ${train.length} samples, fewer than one batch of ${o.batchSize}`);

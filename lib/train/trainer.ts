@@ -3,7 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 
 import type { TensorDataset } from '../data/dataset';
-import { PaceBusyError } from '../errors';
+import { PaceBusyError, PaceStateError } from '../errors';
 import type { Model } from '../models/model';
 import {
   nativeAddon,
@@ -115,6 +115,15 @@ const ProfileStepsSchema = z
   })
   .strict();
 
+const TrainStepOptionsSchema = z
+  .object({
+    noise: z.record(z.string(), z.instanceof(Tensor)).optional(),
+    indices: z.instanceof(Tensor).optional(),
+    diagnostics: z.boolean().default(false),
+    stepGraphs: StepGraphModeSchema.optional(),
+  })
+  .strict();
+
 /** Options of {@link Trainer}. */
 export type TrainerOptions = z.input<typeof TrainerOptionsSchema>;
 
@@ -158,12 +167,13 @@ export interface TrainStepOptions {
  * every rank, each step averages the gradients (and the losses it reports) over the ranks before the update, and
  * each rank draws its own noise. Its fit splits every global batch across the ranks.
  */
-export class Trainer {
+export class Trainer implements Disposable {
   readonly model: Model;
   /** The options in force, every default filled in. */
   readonly options: ResolvedTrainerOptions;
   #handle: NativeTrainerHandle;
   #busy = false;
+  #disposed = false;
 
   constructor(model: Model, options: TrainerOptions = {}) {
     const { optimizer, pace, seed, precision } = parseOptions(TrainerOptionsSchema, options, 'options');
@@ -195,14 +205,12 @@ export class Trainer {
    */
   async trainStep(images: Tensor, targets: Tensor, options: TrainStepOptions = {}): Promise<StepResult> {
     this.model.fitLock.check('trainer.trainStep');
-    const noise = options.noise
-      ? Object.fromEntries(Object.entries(options.noise).map(([name, value]) => [name, handleOf(value)]))
-      : undefined;
+    const { noise, indices, diagnostics, stepGraphs } = parseOptions(TrainStepOptionsSchema, options, 'options');
     return this.#handle.step(handleOf(images), handleOf(targets), {
-      noise,
-      indices: options.indices && handleOf(options.indices),
-      diagnostics: options.diagnostics ?? false,
-      stepGraphs: options.stepGraphs,
+      noise: noise && Object.fromEntries(Object.entries(noise).map(([name, value]) => [name, handleOf(value)])),
+      indices: indices && handleOf(indices),
+      diagnostics,
+      stepGraphs,
     });
   }
 
@@ -245,6 +253,7 @@ export class Trainer {
 
   /** Sets the learning rate of the next steps (schedules call this). */
   setLearningRate(lr: number): void {
+    this.model.fitLock.check('trainer.setLearningRate');
     this.#handle.setLearningRate(parseOptions(z.number().min(0), lr, 'lr'));
   }
 
@@ -288,6 +297,21 @@ export class Trainer {
    */
   async evaluate(dataset: TensorDataset, options: EvaluateOptions = {}): Promise<EvaluationReport> {
     this.model.fitLock.check('trainer.evaluate');
+    if (this.#disposed) throw new PaceStateError('Trainer was disposed; it cannot be used any more');
     return evaluateDataset(this.model, dataset, options, this.options.worldSize > 1);
+  }
+
+  /**
+   * Frees what the trainer holds beside the model (AdamW's moments, its generators); the model stays usable. A
+   * fit still running is refused; a step in flight finishes first.
+   */
+  dispose(): void {
+    if (this.#busy) throw new PaceBusyError('this trainer is running a fit; abort it and await it first');
+    this.#disposed = true;
+    this.#handle.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 }

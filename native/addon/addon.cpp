@@ -12,6 +12,7 @@ void registerTensorBindings(Napi::Env env, Napi::Object exports) {
   AddonData::of(env).tensorConstructor = Napi::Persistent(constructor);
   exports.Set("NativeTensor", constructor);
   exports.Set("createTensor", Napi::Function::New(env, createTensor, "createTensor"));
+  exports.Set("createTensorFromPieces", Napi::Function::New(env, createTensorFromPieces, "createTensorFromPieces"));
   exports.Set("prepareImages", Napi::Function::New(env, prepareImages, "prepareImages"));
   exports.Set("augmentImages", Napi::Function::New(env, augmentImages, "augmentImages"));
 }

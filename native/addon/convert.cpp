@@ -1,7 +1,10 @@
 #include "convert.h"
-#include "js_errors.h"
+
+#include <torch/cuda.h>
 
 #include <cmath>
+
+#include "js_errors.h"
 
 #include "pace_core.h"
 
@@ -37,10 +40,37 @@ std::string stringFromJs(const Napi::Value& value, const std::string& what) {
   return value.As<Napi::String>().Utf8Value();
 }
 
+at::Device deviceFromJs(const Napi::Value& value, const std::string& what) {
+  const Napi::Env env = value.Env();
+  const std::string name = stringFromJs(value, what);
+  std::optional<at::Device> device;
+  try {
+    device.emplace(name);
+  } catch (const c10::Error&) {
+    throw jsError(env, ErrorCode::InvalidOption,
+                  what + " '" + name + "' is not a device: expected 'cpu', 'cuda' or 'cuda:<index>'");
+  }
+  if (device->is_cpu()) return *device;
+  if (!device->is_cuda())
+    throw jsError(env, ErrorCode::Unsupported, what + " '" + name + "': only cpu and cuda are supported");
+  const auto visible = static_cast<int64_t>(torch::cuda::device_count());
+  if (visible == 0)
+    throw jsError(env, ErrorCode::Unsupported,
+                  what + " '" + name + "': no CUDA device here (this libtorch has no CUDA, or no GPU is visible)");
+  if (device->has_index() && device->index() >= visible)
+    throw jsError(env, ErrorCode::InvalidOption,
+                  what + " '" + name + "': only " + std::to_string(visible) + " CUDA device(s) are visible");
+  return *device;
+}
+
 at::ScalarType dtypeFromJs(const Napi::Value& value, const std::string& what) {
   const std::string name = stringFromJs(value, what);
   const auto dtype = dtypeFromName(name);
   if (!dtype) {
+    if (const auto version = libtorchVersionNeededFor(name))
+      throw jsError(value.Env(), ErrorCode::Unsupported,
+                    what + " \"" + name + "\" needs libtorch " + *version + " or newer; this one is " +
+                        libtorchVersion() + " (give another dtype, e.g. \"int64\" for unsigned integers)");
     std::string known;
     for (const auto& info : supportedDtypes()) known += std::string(known.empty() ? "" : ", ") + info.name;
     throw jsError(value.Env(), ErrorCode::InvalidOption,

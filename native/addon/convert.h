@@ -15,6 +15,8 @@ std::vector<int64_t> shapeFromJs(const Napi::Value& value, const std::string& wh
 Napi::Array shapeToJs(Napi::Env env, at::IntArrayRef shape);
 at::ScalarType dtypeFromJs(const Napi::Value& value, const std::string& what);
 std::string stringFromJs(const Napi::Value& value, const std::string& what);
+// A device name ('cpu', 'cuda', 'cuda:1') this process can use; errors name `what`.
+at::Device deviceFromJs(const Napi::Value& value, const std::string& what);
 TensorMetadata metadataFromJs(const Napi::Value& value);
 Napi::Value metadataToJs(Napi::Env env, const std::optional<TensorMetadata>& metadata);
 // { mean: [r, g, b], std: [r, g, b] } or undefined/null.

@@ -141,6 +141,8 @@ ModelHandle::ModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Mode
   }
   state_ = std::make_shared<ModelState>();
   state_->model = *info[0].As<Napi::External<std::shared_ptr<models::Backbone>>>().Data();
+  state_->training = state_->model->is_training();
+  state_->device = state_->model->parameters().front().device().str();
   env_ = info.Env();
   reportMemory(info.Env());
 }
@@ -231,13 +233,12 @@ Napi::Value ModelHandle::setTraining(const Napi::CallbackInfo& info) {
   auto state = live(info.Env());
   const auto lock = lockFromJs(info.Env(), *state);
   state->model->train(info[0].ToBoolean().Value());
+  state->training = state->model->is_training();
   return info.Env().Undefined();
 }
 
 Napi::Value ModelHandle::training(const Napi::CallbackInfo& info) {
-  auto state = live(info.Env());
-  const auto lock = lockFromJs(info.Env(), *state);
-  return Napi::Boolean::New(info.Env(), state->model->is_training());
+  return Napi::Boolean::New(info.Env(), live(info.Env())->training.load());
 }
 
 // parameters() -> [{ name, shape, dtype }] in registration order (timm's order).
@@ -275,23 +276,24 @@ Napi::Value ModelHandle::stateDict(const Napi::CallbackInfo& info) {
 
 Napi::Value ModelHandle::to(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
-    const std::string device = stringFromJs(info[0], "device");
     auto state = live(info.Env());
     const auto lock = lockFromJs(info.Env(), *state);
-    state->model->to(at::Device(device));
+    state->model->to(deviceFromJs(info[0], "device"));
+    state->device = state->model->parameters().front().device().str();
     reportMemory(info.Env());
     return info.Env().Undefined();
   });
 }
 
 Napi::Value ModelHandle::device(const Napi::CallbackInfo& info) {
-  auto state = live(info.Env());
-  const auto lock = lockFromJs(info.Env(), *state);
-  return Napi::String::New(info.Env(), state->model->parameters().front().device().str());
+  return Napi::String::New(info.Env(), live(info.Env())->device);
 }
 
 Napi::Value ModelHandle::dispose(const Napi::CallbackInfo& info) {
-  if (state_) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -reportedBytes_);
+  if (state_) {
+    Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -reportedBytes_);
+    state_->disposed = true;
+  }
   state_.reset();  // work in flight keeps its own reference and finishes
   return info.Env().Undefined();
 }
@@ -311,6 +313,7 @@ Napi::Value ModelHandle::addAdapters(const Napi::CallbackInfo& info) {
     auto state = live(env);
     const auto lock = lockFromJs(info.Env(), *state);
     const Napi::Array trainable = namesToJs(env, peft::addAdapters(*state->model, setup));
+    ++state->trainableGeneration;
     reportMemory(env);
     return trainable;
   });

@@ -1,8 +1,10 @@
 #pragma once
 #include <napi.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
+#include <string>
 
 #include "pace_core.h"
 
@@ -13,6 +15,11 @@ namespace pace::addon {
 struct ModelState {
   std::shared_ptr<models::Backbone> model;
   std::mutex mutex;
+  // Read without the mutex, so that a fit's callbacks can read them while its epoch holds it.
+  std::atomic<bool> disposed{false};             // the JS handle was disposed: trainers made on it refuse
+  std::atomic<uint64_t> trainableGeneration{0};  // bumped when the trainable parameters are replaced
+  std::atomic<bool> training{false};             // the mode set from JS (steps and epochs restore it)
+  std::string device;                            // written only on the JS thread, under the mutex
 };
 
 // For calls on the JS thread: the lock if the model is free, else an error. The JS thread never waits for a

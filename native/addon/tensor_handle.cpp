@@ -141,10 +141,8 @@ Napi::Value TensorHandle::viewData(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value TensorHandle::to(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&]() -> Napi::Value {
-    const std::string device = stringFromJs(info[0], "device");
-    return wrap(info.Env(), live(info.Env()).to(at::Device(device)));
-  });
+  return guard(info.Env(),
+               [&]() -> Napi::Value { return wrap(info.Env(), live(info.Env()).to(deviceFromJs(info[0], "device"))); });
 }
 
 Napi::Value TensorHandle::cast(const Napi::CallbackInfo& info) {
@@ -218,6 +216,45 @@ Napi::Value createTensor(const Napi::CallbackInfo& info) {
     if (bytes > 0) {
       std::memcpy(tensor.data_ptr(), static_cast<const char*>(buffer.Data()) + static_cast<size_t>(offset),
                   static_cast<size_t>(bytes));
+    }
+    return TensorHandle::wrap(env, std::move(tensor));
+  });
+}
+
+// createTensorFromPieces(pieces, dtype, shape): the typed arrays' bytes one after another in a new CPU tensor, for
+// data larger than one JavaScript buffer may be (a decoded dataset), without first joining it in one.
+Napi::Value createTensorFromPieces(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    if (!info[0].IsArray()) throw jsError(env, ErrorCode::InvalidOption, "pieces must be an array of typed arrays");
+    const auto pieces = info[0].As<Napi::Array>();
+    const at::ScalarType dtype = dtypeFromJs(info[1], "dtype");
+    const std::vector<int64_t> shape = shapeFromJs(info[2], "shape");
+    uint64_t numel = 1, bytes = 0;
+    bool overflow = false;
+    for (int64_t dim : shape) overflow = overflow || __builtin_mul_overflow(numel, static_cast<uint64_t>(dim), &numel);
+    overflow = overflow || __builtin_mul_overflow(numel, static_cast<uint64_t>(c10::elementSize(dtype)), &bytes);
+    std::vector<Napi::TypedArray> views;
+    uint64_t given = 0;
+    for (uint32_t i = 0; i < pieces.Length(); ++i) {
+      const Napi::Value piece = pieces.Get(i);
+      if (!piece.IsTypedArray())
+        throw jsError(env, ErrorCode::InvalidOption, "pieces[" + std::to_string(i) + "] is not a typed array");
+      views.push_back(piece.As<Napi::TypedArray>());
+      given += views.back().ByteLength();
+    }
+    if (overflow || given != bytes)
+      throw jsError(env, ErrorCode::ShapeMismatch,
+                    "the pieces hold " + std::to_string(given) + " bytes but shape " + shapeToString(shape) + " of " +
+                        dtypeName(dtype) + " needs " +
+                        (overflow ? std::string("more than 2^64") : std::to_string(bytes)));
+    at::Tensor tensor = emptyHostTensor(shape, dtype);
+    auto* out = static_cast<char*>(tensor.data_ptr());
+    for (const Napi::TypedArray& view : views) {
+      const size_t length = view.ByteLength();
+      if (length == 0) continue;
+      std::memcpy(out, static_cast<const char*>(view.ArrayBuffer().Data()) + view.ByteOffset(), length);
+      out += length;
     }
     return TensorHandle::wrap(env, std::move(tensor));
   });

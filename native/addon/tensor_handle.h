@@ -44,6 +44,8 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
 
 // createTensor(arrayBuffer, byteOffset, byteLength, dtype, shape): copies the bytes into a new CPU tensor.
 Napi::Value createTensor(const Napi::CallbackInfo& info);
+// createTensorFromPieces(typedArrays[], dtype, shape): the pieces' bytes, in order, in a new CPU tensor.
+Napi::Value createTensorFromPieces(const Napi::CallbackInfo& info);
 Napi::Value prepareImages(const Napi::CallbackInfo& info);
 Napi::Value augmentImages(const Napi::CallbackInfo& info);
 

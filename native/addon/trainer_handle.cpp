@@ -74,6 +74,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
                            InstanceMethod<&TrainerHandle::loadState>("loadState"),
                            InstanceMethod<&TrainerHandle::setLearningRate>("setLearningRate"),
                            InstanceMethod<&TrainerHandle::options>("options"),
+                           InstanceMethod<&TrainerHandle::dispose>("dispose"),
                        });
   }
 
@@ -103,10 +104,40 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       // The current distributed group, if any, makes the trainer data-parallel (a broadcast from rank 0 here).
       trainer_ = std::make_shared<train::Trainer>(model_->model, config, paceFromJs(info[2].As<Napi::Object>()), seed,
                                                   precision, distributed::current());
+      generation_ = model_->trainableGeneration;
+      // What the trainer will hold beside the model on the host: AdamW's two moments and the gradients.
+      for (const auto& named : peft::trainableParameters(*model_->model))
+        if (named.tensor.device().is_cpu()) reportedBytes_ += 3 * static_cast<int64_t>(named.tensor.nbytes());
+      env_ = env;
+      Napi::MemoryManagement::AdjustExternalMemory(env, reportedBytes_);
     });
   }
 
+  ~TrainerHandle() override {
+    if (trainer_ && env_) Napi::MemoryManagement::AdjustExternalMemory(env_, -reportedBytes_);
+  }
+
  private:
+  // The trainer, if it and its model can still be used: not disposed, and the model's trainable parameters
+  // still those the trainer's optimizer holds.
+  std::shared_ptr<train::Trainer> live(Napi::Env env) const {
+    if (!trainer_) throw jsError(env, ErrorCode::InvalidState, "Trainer was disposed; it cannot be used any more");
+    if (model_->disposed)
+      throw jsError(env, ErrorCode::InvalidState, "the trainer's Model was disposed; the trainer cannot use it");
+    if (model_->trainableGeneration != generation_)
+      throw jsError(env, ErrorCode::InvalidState,
+                    "the model's trainable parameters changed (addAdapters) after this Trainer was made, so its "
+                    "optimizer would not train them: create the Trainer after addAdapters()");
+    return trainer_;
+  }
+
+  // dispose(): frees the optimizer's state; work in flight keeps its own reference and finishes.
+  Napi::Value dispose(const Napi::CallbackInfo& info) {
+    if (trainer_) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -reportedBytes_);
+    trainer_.reset();
+    return info.Env().Undefined();
+  }
+
   // step(images, targets, { noise?, indices?, diagnostics?, stepGraphs? })
   //   -> Promise<{ clsLoss, paceLoss, totalLoss, correct, counted, gradNorm?, fpDistance?, graph? }>
   Napi::Value step(const Napi::CallbackInfo& info) {
@@ -133,7 +164,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       }
       return runAsync(
           env, "pace.trainStep",
-          [model = model_, trainer = trainer_, inputs, graphs] {
+          [model = model_, trainer = live(env), inputs, graphs] {
             std::lock_guard<std::mutex> lock(model->mutex);
             return trainer->step(inputs, graphs);
           },
@@ -157,7 +188,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       const train::StepGraphMode graphs = stepGraphsFromJs(options);
       return runAsync(
           env, "pace.profileSteps",
-          [model = model_, trainer = trainer_, inputs, steps, trace, graphs] {
+          [model = model_, trainer = live(env), inputs, steps, trace, graphs] {
             std::lock_guard<std::mutex> lock(model->mutex);
             const bool cuda = model->model->parameters().front().is_cuda();
             std::vector<train::StepResult> results;
@@ -176,7 +207,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
 
   Napi::Value sigmaPerLinear(const Napi::CallbackInfo& info) {
     Napi::Object result = Napi::Object::New(info.Env());
-    for (const auto& [name, sigma] : trainer_->sigmaPerLinear()) result.Set(name, sigma);
+    for (const auto& [name, sigma] : live(info.Env())->sigmaPerLinear()) result.Set(name, sigma);
     return result;
   }
 
@@ -216,7 +247,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       abort_->store(false);
       return runAsync(
           env, "pace.runEpoch",
-          [model = model_, trainer = trainer_, abort = abort_, images, labels, epoch, progress] {
+          [model = model_, trainer = live(env), abort = abort_, images, labels, epoch, progress] {
             std::function<void(const train::BatchProgress&)> onBatch;
             if (progress) {
               onBatch = [progress](const train::BatchProgress& p) {
@@ -264,7 +295,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
 
   // iteration: steps taken so far (readable while a step runs).
   Napi::Value iteration(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), static_cast<double>(trainer_->iteration()));
+    return Napi::Number::New(info.Env(), static_cast<double>(live(info.Env())->iteration()));
   }
 
   // abort(): the running epoch stops after its current step.
@@ -283,7 +314,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       const TensorMetadata metadata = metadataFromJs(info[1]);
       return runAsync(
           env, "pace.saveState",
-          [model = model_, trainer = trainer_, path, metadata] {
+          [model = model_, trainer = live(env), path, metadata] {
             std::lock_guard<std::mutex> lock(model->mutex);
             const auto state = trainer->state();
             if (!path.empty()) saveCheckpoint(path, state, metadata);
@@ -300,7 +331,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       const std::string path = stringFromJs(info[0], "path");
       return runAsync(
           env, "pace.loadState",
-          [model = model_, trainer = trainer_, path] {
+          [model = model_, trainer = live(env), path] {
             SafetensorsContents contents = loadCheckpoint(path);
             std::lock_guard<std::mutex> lock(model->mutex);
             trainer->restoreState(contents.tensors);
@@ -317,7 +348,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     return guard(env, [&]() -> Napi::Value {
       const auto lock = lockFromJs(info.Env(), *model_);
       Napi::Object result = Napi::Object::New(env);
-      for (const auto& [name, draw] : trainer_->lastNoise()) result.Set(name, TensorHandle::wrap(env, draw));
+      for (const auto& [name, draw] : live(env)->lastNoise()) result.Set(name, TensorHandle::wrap(env, draw));
       return result;
     });
   }
@@ -325,7 +356,8 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   // options() -> { optimizer, pace, rank, worldSize }: the settings in force, the core's defaults filled in.
   Napi::Value options(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
-    const train::OptimizerConfig& config = trainer_->optimizerConfig();
+    const auto trainer = live(env);
+    const train::OptimizerConfig& config = trainer->optimizerConfig();
     Napi::Object optimizer = Napi::Object::New(env);
     optimizer.Set("lr", config.lr);
     optimizer.Set("weightDecay", config.weightDecay);
@@ -336,11 +368,11 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     optimizer.Set("samRho", config.samRho);
     optimizer.Set("gradientPenalty", config.gradientPenalty);
     optimizer.Set("gradientPenaltyRadius", config.gradientPenaltyRadius);
-    const peft::PaceConfig& paceConfig = trainer_->pace().config();
+    const peft::PaceConfig& paceConfig = trainer->pace().config();
     Napi::Object pace = Napi::Object::New(env);
     pace.Set("sigma", paceConfig.sigma);
     pace.Set("lambda", paceConfig.lambda);
-    pace.Set("blockStart", static_cast<double>(trainer_->pace().firstNoisyBlock()));
+    pace.Set("blockStart", static_cast<double>(trainer->pace().firstNoisyBlock()));
     pace.Set("noise", peft::nameOf(paceConfig.kind));
     pace.Set("noiseShape", peft::nameOf(paceConfig.shape));
     pace.Set("sigmaSchedule", peft::nameOf(paceConfig.schedule));
@@ -354,19 +386,23 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     Napi::Object result = Napi::Object::New(env);
     result.Set("optimizer", optimizer);
     result.Set("pace", pace);
-    result.Set("rank", trainer_->rank());
-    result.Set("worldSize", trainer_->worldSize());
+    result.Set("rank", trainer->rank());
+    result.Set("worldSize", trainer->worldSize());
     return result;
   }
 
   Napi::Value setLearningRate(const Napi::CallbackInfo& info) {
+    const auto trainer = live(info.Env());
     const auto lock = lockFromJs(info.Env(), *model_);
-    trainer_->setLearningRate(info[0].ToNumber().DoubleValue());
+    trainer->setLearningRate(info[0].ToNumber().DoubleValue());
     return info.Env().Undefined();
   }
 
   std::shared_ptr<ModelState> model_;
   std::shared_ptr<train::Trainer> trainer_;
+  uint64_t generation_ = 0;    // the model's trainableGeneration when the trainer took its parameters
+  int64_t reportedBytes_ = 0;  // host memory reported to V8
+  napi_env env_ = nullptr;
   std::shared_ptr<std::atomic<bool>> abort_ = std::make_shared<std::atomic<bool>>(false);
 };
 

@@ -26,10 +26,12 @@ void Backbone::checkImages(const torch::Tensor& images) const {
                                std::to_string(size) + "] for this " + family() + " model";
   if (!images.defined()) throw ShapeError(expected + "; got nothing");
   const std::string got = "; got " + dtypeName(images.scalar_type()) + " " + shapeToString(images.sizes().vec());
-  if (!at::isFloatingType(images.scalar_type())) throw ShapeError(expected + got);
-  if (images.dim() != 4 || images.size(1) != 3 || images.size(2) != size || images.size(3) != size ||
-      images.size(0) < 1)
+  if (images.dim() != 4 || images.size(1) != 3 || images.size(2) != size || images.size(3) != size)
     throw ShapeError(expected + got);
+  if (images.size(0) < 1) throw ShapeError(expected + got + ": the batch is empty");
+  // The weights are float32 (bf16 runs through autocast, which takes float32 inputs).
+  if (images.scalar_type() != at::kFloat)
+    throw ShapeError(expected + got + ": images must be float32 (cast them with .cast('float32'))");
 }
 
 std::vector<std::pair<std::string, LinearImpl*>> Backbone::linears() {

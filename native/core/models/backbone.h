@@ -51,4 +51,18 @@ class Backbone : public torch::nn::Module {
   virtual std::shared_ptr<Backbone> createLike() const = 0;
 };
 
+// Puts the model back in the mode it had on entry when the scope ends, whatever ran inside (a training step,
+// an evaluation) and whether it threw.
+class TrainingModeScope {
+ public:
+  explicit TrainingModeScope(Backbone& model) : model_(model), training_(model.is_training()) {}
+  ~TrainingModeScope() { model_.train(training_); }
+  TrainingModeScope(const TrainingModeScope&) = delete;
+  TrainingModeScope& operator=(const TrainingModeScope&) = delete;
+
+ private:
+  Backbone& model_;
+  bool training_;
+};
+
 }  // namespace pace::models

@@ -2,6 +2,9 @@
 
 #include <torch/nn/functional/loss.h>
 
+#include <set>
+#include <string>
+
 #include "errors.h"
 #include "peft/cross_entropy.h"
 #include "peft/setup.h"
@@ -18,12 +21,25 @@ at::Tensor forLoss(const at::Tensor& logits) {
   return logits.to(atLeastFloat32(logits.scalar_type()));  // no copy when it is already so
 }
 
+// A blockStart past the last noise unit (the blocks, then the head) would leave no linear noisy: PACE off
+// without a word.
+void checkBlockStart(models::Backbone& model, int64_t blockStart) {
+  std::set<std::string> units;
+  for (const auto& [path, linear] : model.linears()) units.insert(model.noiseUnitOf(path));
+  const auto count = static_cast<int64_t>(units.size());
+  if (blockStart >= count)
+    throw OptionError("pace.blockStart " + std::to_string(blockStart) + " is past this model's " +
+                      std::to_string(count) + " noise units (its blocks, then the head): use 0 to " +
+                      std::to_string(count - 1));
+}
+
 }  // namespace
 
 PaceObjective::PaceObjective(models::Backbone& model, PaceConfig config) : config_(std::move(config)) {
   config_.validate();
   sigma_ = peft::sigmaPerLinear(model, config_);
   firstNoisyBlock_ = peft::firstNoisyBlock(model, config_);
+  if (config_.blockStart) checkBlockStart(model, *config_.blockStart);
   for (const auto& item : model.named_parameters()) {
     if (isAdapterParameter(item.key())) adapterParameters_.push_back(item.value());
   }

@@ -47,6 +47,17 @@ std::optional<at::ScalarType> dtypeFromSafetensorsCode(const std::string& code) 
   return std::nullopt;
 }
 
+std::optional<std::string> libtorchVersionNeededFor(const std::string& name) {
+  static const std::pair<const char*, const char*> later[] = {
+      {"float8_e4m3fn", "2.1"}, {"float8_e5m2", "2.1"}, {"uint16", "2.3"}, {"uint32", "2.3"}, {"uint64", "2.3"}};
+  for (const auto& [dtype, version] : later) {
+    if (name == dtype && !dtypeFromName(name)) return std::string(version);
+  }
+  return std::nullopt;
+}
+
+std::string libtorchVersion() { return TORCH_VERSION; }
+
 bool isKnownButUnsupportedSafetensorsCode(const std::string& code) {
   static const char* const all[] = {"F8_E4M3", "F8_E5M2", "U16", "U32", "U64"};
   for (const char* known : all) {

@@ -22,6 +22,10 @@ std::string dtypeName(at::ScalarType type);
 std::string safetensorsCode(at::ScalarType type);
 // Safetensors codes this build cannot represent (they need a newer libtorch); used for clearer errors.
 bool isKnownButUnsupportedSafetensorsCode(const std::string& code);
+// The libtorch version ("2.3") a dtype name this build lacks needs, or nothing for names no version has.
+std::optional<std::string> libtorchVersionNeededFor(const std::string& name);
+// This build's libtorch version, as "1.13.1".
+std::string libtorchVersion();
 std::string shapeToString(const std::vector<int64_t>& shape);
 // float32 for the half-width floats (bfloat16, float16), `type` otherwise: the dtype a value that must not be
 // rounded to a half-width float (a loss's logits, PACE's noise) takes.

@@ -43,6 +43,7 @@ std::array<uint8_t, 3> checkAugmentation(const at::Tensor& images, const EpochOp
 EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels, const EpochOptions& options,
                               const std::atomic<bool>* abort,
                               const std::function<void(const BatchProgress&)>& onBatch) {
+  const models::TrainingModeScope restore(*model_);  // evaluations and forwards after it run in the caller's mode
   const int64_t n = images.size(0);
   if (options.batchSize < 1) throw OptionError("batchSize must be >= 1");
   if (labels.dim() != 1 || labels.size(0) != n)

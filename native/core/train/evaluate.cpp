@@ -10,15 +10,19 @@
 
 namespace pace::train {
 
-void checkTargets(const at::Tensor& targets, int64_t batch, int64_t numClasses) {
-  if (targets.scalar_type() != at::kLong || targets.dim() != 1 || targets.size(0) != batch)
-    throw ShapeError("targets must be an int64 tensor [" + std::to_string(batch) + "] of class indices; got " +
-                     dtypeName(targets.scalar_type()) + " " + shapeToString(targets.sizes().vec()));
+void checkIndices(const at::Tensor& indices, int64_t batch, int64_t limit, const IndexKind& kind) {
+  if (indices.scalar_type() != at::kLong || indices.dim() != 1 || indices.size(0) != batch)
+    throw ShapeError(kind.name + " must be an int64 tensor [" + std::to_string(batch) + "] of " + kind.what + "; got " +
+                     dtypeName(indices.scalar_type()) + " " + shapeToString(indices.sizes().vec()));
   if (batch == 0) return;
-  const int64_t low = targets.min().item<int64_t>(), high = targets.max().item<int64_t>();
-  if (low < 0 || high >= numClasses)
-    throw InputError("targets must lie in [0, " + std::to_string(numClasses) + "); got values from " +
+  const int64_t low = indices.min().item<int64_t>(), high = indices.max().item<int64_t>();
+  if (low < 0 || high >= limit)
+    throw InputError(kind.name + " must lie in [0, " + std::to_string(limit) + ")" + kind.limit + "; got values from " +
                      std::to_string(low) + " to " + std::to_string(high));
+}
+
+void checkTargets(const at::Tensor& targets, int64_t batch, int64_t numClasses) {
+  checkIndices(targets, batch, numClasses, {"targets", "class indices", ""});
 }
 
 void checkTrainingTargets(const at::Tensor& targets, int64_t batch, int64_t numClasses) {
@@ -72,11 +76,7 @@ EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, con
   distributed::Group* shardAcross = options.shardAcross;
   const auto& normalization = options.normalization;
   torch::NoGradGuard noGrad;
-  struct RestoreMode {
-    models::Backbone& model;
-    bool training;
-    ~RestoreMode() { model.train(training); }
-  } restore{model, model.is_training()};
+  const models::TrainingModeScope restore(model);
   model.train(false);
   const auto device = model.parameters().front().device();
   const at::Tensor offsets = [&] {

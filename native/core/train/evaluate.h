@@ -1,6 +1,7 @@
 #pragma once
 // Measuring a model: accuracy over a dataset, and how far it has moved from its pretrained backbone.
 #include <optional>
+#include <string>
 
 #include "data/transforms.h"
 #include "distributed/group.h"
@@ -41,6 +42,15 @@ double fpDistance(models::Backbone& model, const at::Tensor& images);
 at::Tensor batchInput(const models::Backbone& model, const at::Tensor& images,
                       const std::optional<data::Normalization>& normalization);
 
+// How an index vector is named in errors: "indices must be an int64 tensor [B] of <what>" and
+// "must lie in [0, N)<limit>".
+struct IndexKind {
+  std::string name;
+  std::string what;
+  std::string limit;
+};
+// Throws unless `indices` is an int64 vector of `batch` entries in [0, limit).
+void checkIndices(const at::Tensor& indices, int64_t batch, int64_t limit, const IndexKind& kind);
 // Throws unless targets is an int64 vector of `batch` class indices in [0, numClasses).
 void checkTargets(const at::Tensor& targets, int64_t batch, int64_t numClasses);
 // A training step's targets: class indices as checkTargets, or soft targets, floating point [batch, numClasses].

@@ -148,7 +148,8 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs, StepGraphMod
   if (pace.active() && pace.variant == peft::PaceVariant::Fast) {
     if (!inputs.indices.defined())
       throw OptionError("the fast PACE variant needs each sample's index in the training set");
-    checkTargets(inputs.indices, batch, pace.datasetSize);  // the same contract: int64 [B] within range
+    checkIndices(inputs.indices, batch, pace.datasetSize,
+                 {"indices", "sample indices in the training set", " (pace.datasetSize)"});
   }
   if (graphs != StepGraphMode::Off) {
     if (auto graphed = graphedStep(images, targets, inputs, graphs)) return *std::move(graphed);
@@ -312,6 +313,7 @@ void Trainer::averageAcrossRanks(const StepInputs& inputs, const peft::PaceLosse
 }
 
 StepResult Trainer::step(const StepInputs& inputs, StepGraphMode graphs) {
+  const models::TrainingModeScope restore(*model_);  // a forward after the step runs in the caller's mode
   graphs_.takeCounts();
   const DeviceStep onDevice = stepOnDevice(inputs, graphs);
   StepResult result;
