@@ -25,3 +25,16 @@ export function jsonDifferences(a: unknown, b: unknown, at = ''): JsonDifference
   if (found.length === 0) found = [{ path: at, before: a, after: b }];
   return found;
 }
+
+/** Every leaf of a JSON value as [path, its JSON], sorted by path: a value's settings, for comparing them elsewhere. */
+export function jsonLeaves(value: unknown, at = ''): [string, string][] {
+  const leaves: [string, string][] = [];
+  const walk = (node: unknown, path: string): void => {
+    if (Array.isArray(node) && node.length > 0) node.forEach((item, i) => walk(item, `${path}[${i}]`));
+    else if (isRecord(node) && Object.keys(node).length > 0) {
+      for (const [key, item] of Object.entries(node)) walk(item, path ? `${path}.${key}` : key);
+    } else leaves.push([path, JSON.stringify(node) ?? 'undefined']);
+  };
+  walk(value, at);
+  return leaves.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}

@@ -313,6 +313,7 @@ export interface NativeAddon {
   destroyDistributed(): void;
   distributedGroup(): NativeDistributedGroup | null;
   distributedBarrier(what: string): Promise<void>;
+  distributedAgree(settings: [string, string][], what: string): Promise<void>;
   distributedBackends(): string[];
   NativeTrainer: new (
     model: NativeModelHandle,

@@ -367,11 +367,11 @@ describe('a rank that dies or hangs', () => {
   const dir = path.join(temp.dir, 'digits');
 
   /** Two `pace fit` ranks started by hand, as torchrun would, on a fresh port. */
-  function startRanks(port: number, env: NodeJS.ProcessEnv) {
+  function startRanks(port: number, env: NodeJS.ProcessEnv, flags: (rank: number) => string[] = () => []) {
     return [0, 1].map((rank) => {
       const child = spawn(
         process.execPath,
-        [cli, 'fit', '--config', 'run.json', '--run-dir', `by-hand-${port}`, '--epochs', '200'],
+        [cli, 'fit', '--config', 'run.json', '--run-dir', `by-hand-${port}`, '--epochs', '200', ...flags(rank)],
         {
           env: {
             ...childEnv,
@@ -402,6 +402,22 @@ describe('a rank that dies or hangs', () => {
     expect(zero.output.stderr).toMatch(
       /^pace fit: rank 0 of 2: (the gradient all-reduce at epoch \d+, step \d+|summing the .*) failed \(rank 1 exited, crashed or did not answer within 300 s\)/m,
     );
+  }, 90_000);
+
+  test('ranks given different trainers or fits stop together, naming the first setting that differs', async () => {
+    for (const [flags, differs] of [
+      [['--lr', '0.5'], /differ from rank 0 in optimizer options \(here: lr 0\.5,/],
+      [['--epochs', '3'], /differ from rank 0 in fit\.epochs \(here: 3\)/],
+    ] as const) {
+      const ranks = startRanks(await freePort(), {}, (rank) => (rank === 1 ? [...flags] : []));
+      const statuses = await Promise.all(ranks.map((r) => r.exited));
+      expect(statuses).toEqual([1, 1]);
+      for (const [rank, { output }] of ranks.entries()) {
+        expect(output.stderr).toMatch(new RegExp(`^pace fit: rank ${rank} of 2: the ranks were given different`, 'm'));
+        expect(output.stderr).toMatch(/rank\(s\) 1 differ from rank 0 in /);
+        if (rank === 1) expect(output.stderr).toMatch(differs);
+      }
+    }
   }, 90_000);
 
   test('a rank that stops answering makes the other fail within the timeout', async () => {

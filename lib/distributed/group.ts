@@ -90,6 +90,14 @@ export async function distributedBarrier(what = 'a barrier'): Promise<void> {
   await nativeAddon().distributedBarrier(what);
 }
 
+/**
+ * @internal Collective: rejects on every rank, naming the first setting that differs and the ranks that differ,
+ * unless every rank gave the same settings (`[name, value]` pairs, in the same order).
+ */
+export async function agreeAcrossRanks(settings: [string, string][], what: string): Promise<void> {
+  await nativeAddon().distributedAgree(settings, what);
+}
+
 /** Leaves the group; trainers made in it should not train afterwards. */
 export function destroyDistributed(): void {
   nativeAddon().destroyDistributed();

@@ -5,6 +5,8 @@ import path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { z } from 'zod';
 
+import { agreeAcrossRanks } from '../distributed/group';
+import { jsonLeaves } from '../json-differences';
 import { AugmentationSchema, checkAugmentation, nativeAugmentation, type Augmentation } from '../data/augment';
 import type { TensorDataset } from '../data/dataset';
 import type { EvaluationReport } from '../eval/evaluate';
@@ -129,6 +131,16 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
     ...(host.worldSize > 1 && { worldSize: host.worldSize }),
   };
   const identity = runIdentityOf(config);
+  // Before anything collective whose length these decide (epochs, steps per epoch): ranks given different fits
+  // would otherwise fail at a later all-reduce with a message that does not say why.
+  if (host.worldSize > 1) {
+    // Where each rank writes or reads, and how it reports, may differ: not what it computes.
+    const shared = Object.fromEntries(
+      Object.entries(o).filter(([key]) => !['runDir', 'resume', 'resumeFrom', 'progress'].includes(key)),
+    );
+    const evaluation = { validationSamples: validation?.length, testSamples: test?.length };
+    await agreeAcrossRanks(jsonLeaves({ ...identity, fit: shared, evaluation }), 'fits');
+  }
   // Every rank refuses a folder holding an earlier run's files before the first writes it.
   const earlierRun = o.runDir && !o.resume ? runFilesIn(o.runDir) : [];
   if (earlierRun.length > 0) {

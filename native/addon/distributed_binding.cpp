@@ -67,6 +67,34 @@ Napi::Value distributedBarrier(const Napi::CallbackInfo& info) {
   });
 }
 
+// distributedAgree([[name, value], ...], what) -> Promise<void>: rejects on every rank, naming the first setting
+// that differs, unless every rank gave the same settings (train/data_parallel.h).
+Napi::Value distributedAgree(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    if (!info[0].IsArray()) throw jsError(env, ErrorCode::InvalidOption, "settings must be an array of [name, value]");
+    const auto pairs = info[0].As<Napi::Array>();
+    std::vector<train::DataParallel::Setting> settings;
+    for (uint32_t i = 0; i < pairs.Length(); ++i) {
+      const Napi::Value pair = pairs.Get(i);
+      if (!pair.IsArray() || pair.As<Napi::Array>().Length() != 2)
+        throw jsError(env, ErrorCode::InvalidOption, "settings[" + std::to_string(i) + "] must be [name, value]");
+      settings.push_back({stringFromJs(pair.As<Napi::Array>().Get(0u), "a setting's name"),
+                          stringFromJs(pair.As<Napi::Array>().Get(1u), "a setting's value")});
+    }
+    const std::string what = stringFromJs(info[1], "what");
+    auto group = distributed::current();
+    if (!group) throw jsError(env, ErrorCode::InvalidState, "no distributed group: call initDistributed() first");
+    return runAsync(
+        env, "pace.distributedAgree",
+        [group, settings, what] {
+          train::DataParallel(group).agree(settings, what);
+          return true;
+        },
+        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+  });
+}
+
 Napi::Value distributedBackends(const Napi::CallbackInfo& info) {
   const auto names = distributed::availableBackends();
   Napi::Array array = Napi::Array::New(info.Env(), names.size());
@@ -81,6 +109,7 @@ void registerDistributedBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("destroyDistributed", Napi::Function::New(env, destroyDistributed, "destroyDistributed"));
   exports.Set("distributedGroup", Napi::Function::New(env, distributedGroup, "distributedGroup"));
   exports.Set("distributedBarrier", Napi::Function::New(env, distributedBarrier, "distributedBarrier"));
+  exports.Set("distributedAgree", Napi::Function::New(env, distributedAgree, "distributedAgree"));
   exports.Set("distributedBackends", Napi::Function::New(env, distributedBackends, "distributedBackends"));
 }
 

@@ -3,6 +3,9 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
+#include <string>
+
+#include "errors.h"
 
 namespace pace::train {
 
@@ -12,9 +15,59 @@ namespace {
 // few, so no single buffer doubles the model's memory.
 constexpr int64_t kBucketElements = int64_t{1} << 24;
 
+// FNV-1a: the same on every machine and build, unlike std::hash.
+int64_t digestOf(const std::string& text) {
+  uint64_t hash = 1469598103934665603ULL;
+  for (const unsigned char c : text) hash = (hash ^ c) * 1099511628211ULL;
+  return static_cast<int64_t>(hash);
+}
+
+std::string shortened(const std::string& text) { return text.size() <= 160 ? text : text.substr(0, 157) + "..."; }
+
+// The ranks (other than 0) whose row of `gathered` differs from rank 0's at `column`, as "1, 3".
+std::string ranksDiffering(const std::vector<at::Tensor>& gathered, int64_t column) {
+  std::string ranks;
+  for (size_t r = 1; r < gathered.size(); ++r) {
+    if (gathered[r][column].item<int64_t>() != gathered[0][column].item<int64_t>())
+      ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
+  }
+  return ranks;
+}
+
 }  // namespace
 
 DataParallel::DataParallel(std::shared_ptr<distributed::Group> group) : group_(std::move(group)) {}
+
+void DataParallel::agree(const std::vector<Setting>& settings, const std::string& what) const {
+  if (!group_) return;
+  const auto onGroup = at::TensorOptions().dtype(at::kLong).device(group_->device());
+  // First how many settings and a digest of all: equal-sized tensors, whatever each rank was given.
+  std::string all;
+  std::vector<int64_t> digests;
+  for (const auto& setting : settings) {
+    const std::string line = setting.name + "=" + setting.value + "\n";
+    all += line;
+    digests.push_back(digestOf(line));
+  }
+  const auto summary = at::tensor({static_cast<int64_t>(settings.size()), digestOf(all)}, at::kLong).to(onGroup);
+  std::vector<at::Tensor> gathered = group_->allGather(summary, "comparing " + what + " across the ranks");
+  for (auto& row : gathered) row = row.cpu();
+  const std::string rank = "rank " + std::to_string(group_->rank()) + " of " + std::to_string(group_->worldSize());
+  if (!ranksDiffering(gathered, 0).empty())
+    throw DistributedError(rank + ": the ranks were given different " + what + ": rank(s) " +
+                           ranksDiffering(gathered, 0) + " have another number of settings than rank 0");
+  if (ranksDiffering(gathered, 1).empty()) return;
+  gathered = group_->allGather(at::tensor(digests, at::kLong).to(onGroup), "comparing " + what + " setting by setting");
+  for (auto& row : gathered) row = row.cpu();
+  for (size_t i = 0; i < settings.size(); ++i) {
+    const std::string ranks = ranksDiffering(gathered, static_cast<int64_t>(i));
+    if (ranks.empty()) continue;
+    throw DistributedError(rank + ": the ranks were given different " + what + ": rank(s) " + ranks +
+                           " differ from rank 0 in " + settings[i].name + " (here: " + shortened(settings[i].value) +
+                           ")");
+  }
+  throw DistributedError(rank + ": the ranks were given different " + what + " (the settings' names differ)");
+}
 
 void DataParallel::broadcastParameters(const std::vector<NamedTensor>& trainable) const {
   if (!group_) return;

@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "distributed/group.h"
@@ -23,6 +24,15 @@ class DataParallel {
   int worldSize() const { return group_ ? group_->worldSize() : 1; }
   distributed::Group& group() const { return *group_; }
 
+  // One setting every rank must share, as text: its name ("trainable parameters", "fit.epochs") and value.
+  struct Setting {
+    std::string name;
+    std::string value;
+  };
+  // Collective: throws the same DistributedError on every rank unless every rank gave the same settings (by name
+  // and value, in order), naming the first that differs and the ranks that differ from rank 0. Run before any
+  // collective whose shapes the settings decide, which would otherwise abort inside the backend or diverge.
+  void agree(const std::vector<Setting>& settings, const std::string& what) const;
   void broadcastParameters(const std::vector<NamedTensor>& trainable) const;
   // Replaces every trainable gradient (a missing one counts as zeros) and the float32 scalars by their means over
   // the ranks. The returned scalars are on the CPU; `what` names the step for errors.

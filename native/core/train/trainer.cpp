@@ -3,10 +3,12 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
+#include <sstream>
 
 #include "errors.h"
 #include "peft/cross_entropy.h"
 #include "peft/setup.h"
+#include "tensor/dtype.h"
 #include "train/gradients.h"
 
 namespace pace::train {
@@ -62,6 +64,29 @@ models::Backbone& trainableModel(const std::shared_ptr<models::Backbone>& model)
   return *model;
 }
 
+// What every rank of a data-parallel run must share, as text: the trainable parameters, the optimizer's and
+// PACE's options, the seed (before each rank's salt) and the precision.
+std::vector<DataParallel::Setting> settingsOf(const std::vector<NamedTensor>& trainable,
+                                              const OptimizerConfig& optimizer, const peft::PaceConfig& pace,
+                                              uint64_t seed, Precision precision) {
+  std::ostringstream parameters, optimizerText, paceText;
+  for (const auto& named : trainable) parameters << named.name << shapeToString(named.tensor.sizes().vec()) << ' ';
+  optimizerText << "lr " << optimizer.lr << ", weightDecay " << optimizer.weightDecay << ", betas " << optimizer.beta1
+                << '/' << optimizer.beta2 << ", eps " << optimizer.eps << ", clipGradNorm " << optimizer.clipGradNorm
+                << ", samRho " << optimizer.samRho << ", gradientPenalty " << optimizer.gradientPenalty << '/'
+                << optimizer.gradientPenaltyRadius;
+  paceText << "sigma " << pace.sigma << ", lambda " << pace.lambda << ", blockStart "
+           << (pace.blockStart ? std::to_string(*pace.blockStart) : "default") << ", noise " << peft::nameOf(pace.kind)
+           << '/' << peft::nameOf(pace.shape) << '/' << peft::nameOf(pace.schedule) << '/' << peft::nameOf(pace.noiseOn)
+           << ", variant " << peft::nameOf(pace.variant) << ", lazyInterval " << pace.lazyInterval << ", datasetSize "
+           << pace.datasetSize << ", adapterL1 " << pace.adapterL1 << ", copies " << pace.copies;
+  return {{"trainable parameters", parameters.str()},
+          {"optimizer options", optimizerText.str()},
+          {"PACE options", paceText.str()},
+          {"seed", std::to_string(seed)},
+          {"precision", std::to_string(static_cast<int>(precision))}};
+}
+
 }  // namespace
 
 Trainer::Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimizer, peft::PaceConfig pace,
@@ -89,6 +114,9 @@ Trainer::Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimi
                                                                      .eps(optimizer.eps)
                                                                      .weight_decay(optimizer.weightDecay));
   placeGenerators(model_->parameters().front().device());
+  // Before the broadcast, whose shapes the trainable parameters decide: different models or options on two
+  // ranks would otherwise abort inside Gloo, or train on with each rank updating its own way.
+  parallel_.agree(settingsOf(trainable_, optimizerConfig_, pace_.config(), seed, precision_), "models or trainers");
   parallel_.broadcastParameters(trainable_);
 }
 
