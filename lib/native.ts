@@ -268,6 +268,7 @@ export interface NativeTrainerHandle {
       schedule?: NativeCosineSchedule;
       scheduleEachStep?: boolean;
       normalization?: { mean: number[]; std: number[] };
+      stopRequested?: boolean;
       augmentCrop?: number;
       augmentFlip?: boolean;
       resizedCrop?: NativeResizedCropOptions;

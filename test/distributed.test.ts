@@ -420,6 +420,33 @@ describe('a rank that dies or hangs', () => {
     }
   }, 90_000);
 
+  test('a stop asked of one rank between epochs stops every rank at the next step, with no error', async () => {
+    const script = `
+      const { initDistributed, createModel, Trainer, tensor, TensorDataset } = require(process.env.PACE_LIB);
+      (async () => {
+        const group = await initDistributed();
+        const model = await createModel(${JSON.stringify(tinyVit)}, { seed: 1 });
+        model.addAdapters({ rank: 2 });
+        const trainer = new Trainer(model, { seed: 1 });
+        const n = 64;
+        const images = tensor(new Float32Array(n * 768).map((_, i) => Math.sin(i)), [n, 3, 16, 16]);
+        const labels = tensor(BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 4)));
+        const controller = new AbortController();
+        const stopRankZero = (epoch) => group.rank === 0 && epoch === 1 && controller.abort();
+        const history = await trainer.fit(new TensorDataset(images, labels), {
+          epochs: 6, batchSize: 8, progress: false, signal: controller.signal, callbacks: [{ onEpochEnd: stopRankZero }],
+        });
+        console.log('rank ' + group.rank + ': ' + history.stopReason + ' after ' + history.epochs.length + ' epochs');
+      })().catch((error) => { console.error('rank failed: ' + error.message); process.exit(1); });`;
+    const launched = await paceLaunch(['--nproc-per-node', '2', '--', process.execPath, '-e', script]);
+    expect(launched.stderr).not.toMatch(/failed/);
+    expect(launched.status).toBe(0);
+    expect(launched.stdout.split('\n').filter(Boolean).sort()).toEqual([
+      'rank 0: aborted after 2 epochs',
+      'rank 1: aborted after 2 epochs',
+    ]);
+  }, 90_000);
+
   test('a rank that stops answering makes the other fail within the timeout', async () => {
     const [zero, one] = startRanks(await freePort(), { PACE_DISTRIBUTED_TIMEOUT: '3' });
     await until(() => /^epoch 1:/m.test(zero.output.stdout), 'two epochs');

@@ -193,14 +193,18 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
 
   try {
     for (const callback of callbacks) await callback.onTrainBegin?.(control);
+    // Data-parallel, a rank asked to stop between epochs (a Ctrl-C reaches one machine's ranks) still enters the
+    // next epoch, whose first step carries the request to every rank: leaving alone would strand the others in an
+    // all-reduce.
+    const stopsAlone = host.worldSize === 1;
     for (let epoch = startEpoch; epoch < o.epochs && stopReason === undefined; epoch++) {
-      if (signal?.aborted) {
+      if (signal?.aborted && stopsAlone) {
         stopReason = 'aborted';
         break;
       }
       for (const callback of callbacks) await callback.onEpochBegin?.(epoch, control);
-      if (signal?.aborted) {
-        stopReason = 'aborted'; // aborted while a callback ran: the native flag is reset when an epoch starts
+      if (signal?.aborted && stopsAlone) {
+        stopReason = 'aborted'; // aborted while a callback ran
         break;
       }
       bar?.start(stepsPerEpoch, 0, { epoch, loss: '-' });
@@ -217,6 +221,7 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
           schedule: schedule?.options,
           scheduleEachStep: o.scheduleStepping === 'step',
           normalization: normalizationOf(train),
+          stopRequested: signal?.aborted ?? false,
           ...nativeAugmentation(augment),
           stepGraphs: o.stepGraphs,
         },

@@ -244,7 +244,8 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
         progress = std::make_shared<Napi::ThreadSafeFunction>(
             Napi::ThreadSafeFunction::New(env, info[3].As<Napi::Function>(), "pace.onBatch", 0, 1));
       }
-      abort_->store(false);
+      // A stop asked for before the epoch (data-parallel: agreed through its first step by every rank).
+      abort_->store(options.Get("stopRequested").ToBoolean().Value());
       return runAsync(
           env, "pace.runEpoch",
           [model = model_, trainer = live(env), abort = abort_, images, labels, epoch, progress] {
