@@ -524,6 +524,38 @@ describe('initDistributed', () => {
     return { losses, adapters: fs.readFileSync(file), options: trainer.options };
   }
 
+  test('ranks started with different world sizes both stop, naming the two sizes', async () => {
+    const port = await freePort();
+    const join = `require(process.env.PACE_LIB).initDistributed().then(
+      () => console.log('joined'), (error) => { console.error(error.message); process.exit(1); })`;
+    const ranks = [
+      { RANK: '0', WORLD_SIZE: '2' },
+      { RANK: '1', WORLD_SIZE: '3' },
+    ].map((env) => {
+      const child = spawn(process.execPath, ['-e', join], {
+        env: {
+          ...childEnv,
+          ...env,
+          MASTER_ADDR: '127.0.0.1',
+          MASTER_PORT: String(port),
+          PACE_DISTRIBUTED_TIMEOUT: '20',
+        },
+      });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      return new Promise<[number | null, string]>((resolve) => child.on('exit', (code) => resolve([code, stderr])));
+    });
+    const [zero, one] = await Promise.all(ranks);
+    expect(zero).toEqual([
+      1,
+      expect.stringContaining('rank 0 of 2: rank 1 was started with WORLD_SIZE 3, this rank with 2'),
+    ]);
+    expect(one).toEqual([
+      1,
+      expect.stringContaining('rank 1 of 3: rank 0 was started with WORLD_SIZE 2, this rank with 3'),
+    ]);
+  }, 60_000);
+
   test('reads torchrun variables, validates them, and a world of one trains as a single process', async () => {
     const port = await freePort();
     const saved = { ...process.env };

@@ -138,6 +138,34 @@ c10::intrusive_ptr<c10d::Store> rendezvous(const GroupOptions& options) {
   }
 }
 
+// Every rank publishes the world size it was started with, and compares the others': a rank started with another
+// WORLD_SIZE would otherwise fail inside the backend's connection with a message about address lengths.
+void checkWorldSize(c10d::Store& store, const GroupOptions& options) {
+  const auto keyOf = [](int rank) { return "pace/world_size/" + std::to_string(rank); };
+  const std::string mine = std::to_string(options.worldSize);
+  store.set(keyOf(options.rank), std::vector<uint8_t>(mine.begin(), mine.end()));
+  // Rank 0 compares every other rank's; the others compare rank 0's.
+  std::vector<int> others;
+  if (options.rank == 0) {
+    for (int r = 1; r < options.worldSize; ++r) others.push_back(r);
+  } else {
+    others.push_back(0);
+  }
+  for (const int other : others) {
+    std::vector<uint8_t> theirs;
+    try {
+      theirs = store.get(keyOf(other));
+    } catch (const std::exception& error) {
+      throw DistributedError(whoAmI(options) + ": rank " + std::to_string(other) +
+                             " did not say its world size: " + reason(error));
+    }
+    const std::string value(theirs.begin(), theirs.end());
+    if (value != mine)
+      throw DistributedError(whoAmI(options) + ": rank " + std::to_string(other) + " was started with WORLD_SIZE " +
+                             value + ", this rank with " + mine + ": start every rank with the same world size");
+  }
+}
+
 #ifdef PACE_WITH_GLOO
 bool isLoopback(const std::string& address) {
   return address == "localhost" || address.rfind("127.", 0) == 0 || address == "::1";
@@ -154,6 +182,7 @@ std::shared_ptr<::gloo::transport::Device> glooDevice(const GroupOptions& option
 
 std::shared_ptr<Group> connectGloo(const GroupOptions& options) {
   const auto store = rendezvous(options);
+  checkWorldSize(*store, options);
   try {
     auto glooOptions = c10d::ProcessGroupGloo::Options::create(options.timeout);
     glooOptions->devices.push_back(glooDevice(options));
@@ -179,6 +208,7 @@ std::shared_ptr<Group> connectNccl(const GroupOptions& options) {
                            std::to_string(devices) + ")");
   c10::cuda::set_device(static_cast<c10::DeviceIndex>(options.localRank));
   const auto store = rendezvous(options);
+  checkWorldSize(*store, options);
   try {
     auto ncclOptions = c10d::ProcessGroupNCCL::Options::create();
     ncclOptions->timeout = options.timeout;
