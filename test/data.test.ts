@@ -2,7 +2,18 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 
-import { createModel, loadIdxDataset, prepareImages, readIdx, tensor, TensorDataset, Trainer } from '../lib';
+import {
+  createModel,
+  loadIdxDataset,
+  loadTensorDataset,
+  prepareImages,
+  readIdx,
+  saveTensors,
+  tensor,
+  TensorDataset,
+  Trainer,
+} from '../lib';
+import { checkAugmentation } from '../lib/data/augment';
 import { makeTempDir } from './support/paths';
 import { tinyVit } from './support/synthetic';
 import { idxBytes } from './support/idx';
@@ -76,6 +87,91 @@ describe('IDX files', () => {
     expect(() => loadIdxDataset(images, labels, { normalization })).toThrow('3 labels for 2 images');
   });
 
+  test('labels that are not one-dimensional, and images of zero height or width, are refused naming the file', () => {
+    const normalization = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+    const images = path.join(temp.dir, 'three-images');
+    fs.writeFileSync(images, idxBytes([3, 2, 2], new Uint8Array(12)));
+    const column = path.join(temp.dir, 'labels-3x1');
+    fs.writeFileSync(column, idxBytes([3, 1], new Uint8Array([0, 1, 2])));
+    expect(() => loadIdxDataset(images, column, { normalization })).toThrow(
+      expect.objectContaining({
+        name: 'PaceShapeError',
+        message: `IDX file '${column}': labels must be one-dimensional [N], got [3,1]`,
+      }),
+    );
+    const labels = path.join(temp.dir, 'labels-3');
+    fs.writeFileSync(labels, idxBytes([3], new Uint8Array([0, 1, 2])));
+    for (const shape of [
+      [3, 0, 28],
+      [3, 28, 0],
+    ]) {
+      const empty = path.join(temp.dir, `images-${shape.join('x')}`);
+      fs.writeFileSync(empty, idxBytes(shape, new Uint8Array(0)));
+      expect(() => loadIdxDataset(empty, labels, { normalization })).toThrow(
+        expect.objectContaining({
+          name: 'PaceShapeError',
+          message: `IDX file '${empty}': images of ${shape[1]}x${shape[2]} pixels`,
+        }),
+      );
+    }
+  });
+
+  test('a gzipped file that inflates to more than its header says is refused before inflating the rest', () => {
+    // 4 labels announced, 16 MiB of zeros after them: compressed, about 16 KiB.
+    const bomb = path.join(temp.dir, 'bomb-labels.gz');
+    fs.writeFileSync(bomb, zlib.gzipSync(Buffer.concat([idxBytes([4], new Uint8Array(4)), Buffer.alloc(16 << 20)])));
+    const inflated = jest.spyOn(zlib, 'gunzipSync');
+    try {
+      expect(() => readIdx(bomb)).toThrow(
+        `IDX file '${bomb}': inflates to more than the 4 bytes of data its dimensions [4] need`,
+      );
+      // Every inflation was bounded: none returned more than a header's worth beyond the 12 bytes announced.
+      for (const result of inflated.mock.results) {
+        if (result.type === 'return') expect((result.value as Buffer).length).toBeLessThanOrEqual(64 * 1032);
+      }
+    } finally {
+      inflated.mockRestore();
+    }
+    // A header announcing more than any gzip of this size can hold is refused without inflating at all.
+    const liar = path.join(temp.dir, 'liar.gz');
+    fs.writeFileSync(liar, zlib.gzipSync(idxBytes([1000, 1000, 1000], new Uint8Array(16))));
+    expect(() => readIdx(liar)).toThrow(
+      /dimensions \[1000,1000,1000\] need 1000000000 bytes of data, more than \d+ gzipped/,
+    );
+  });
+
+  test('a path that is missing or a folder is a PaceNotFoundError or PaceFileError naming the IDX file', () => {
+    const missing = path.join(temp.dir, 'no-such-idx');
+    expect(() => readIdx(missing)).toThrow(
+      expect.objectContaining({ name: 'PaceNotFoundError', message: `IDX file '${missing}' does not exist` }),
+    );
+    const folder = fs.mkdtempSync(path.join(temp.dir, 'idx-folder-'));
+    const normalization = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+    expect(() => loadIdxDataset(folder, folder, { normalization })).toThrow(
+      expect.objectContaining({ name: 'PaceFileError', message: `IDX file '${folder}' is a folder, not a file` }),
+    );
+  });
+
+  test('grey IDX images take pixel augmentation (crop, flip, RandAugment, resized crop)', () => {
+    const images = path.join(temp.dir, 'grey-images');
+    const labels = path.join(temp.dir, 'grey-labels');
+    fs.writeFileSync(
+      images,
+      idxBytes(
+        [4, 8, 8],
+        Uint8Array.from({ length: 256 }, (_, i) => i),
+      ),
+    );
+    fs.writeFileSync(labels, idxBytes([4], new Uint8Array([0, 1, 0, 1])));
+    const normalization = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+    const dataset = loadIdxDataset(images, labels, { normalization, numClasses: 2 });
+    expect(dataset.images.shape).toEqual([4, 8, 8, 1]);
+    expect(Array.from(dataset.images.toUint8Array())).toEqual(Array.from({ length: 256 }, (_, i) => i));
+    for (const augment of [{ crop: 6, flip: true }, { randAugment: 'rand-m9-n2' }, { resizedCrop: true as const }]) {
+      expect(new TensorDataset(dataset.images, dataset.labels, { normalization, augment }).augment).toEqual(augment);
+    }
+  });
+
   const fashion = '/usr/share/datasets/fashion-mnist';
   (fs.existsSync(fashion) ? test : test.skip)(
     "Debian's Fashion-MNIST test split loads: 10,000 images of 28x28, 10 classes",
@@ -86,7 +182,7 @@ describe('IDX files', () => {
         numClasses: 10,
       });
       expect(dataset.length).toBe(10000);
-      expect(dataset.images.shape).toEqual([10000, 28, 28]);
+      expect(dataset.images.shape).toEqual([10000, 28, 28, 1]); // grey, with the channel axis augmentation needs
       const counts = new Array(10).fill(0);
       for (const label of dataset.labels.toBigInt64Array()) counts[Number(label)]++;
       expect(counts).toEqual(new Array(10).fill(1000));
@@ -110,4 +206,90 @@ test('a uint8 dataset trains and evaluates exactly like its prepared float copy'
   const b = await trainer.evaluate(floats, { batchSize: 16 });
   expect(a).toEqual(b);
   expect(() => new TensorDataset(images, labelTensor)).toThrow('uint8 images need options.normalization');
+});
+
+describe('grey [N, H, W] datasets and pixel augmentation', () => {
+  const normalization = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+
+  test('a TensorDataset made with the augmentation keeps them as [N, H, W, 1], the same pixels', () => {
+    using images = tensor(
+      Uint8Array.from({ length: 2 * 4 * 4 }, (_, i) => i),
+      [2, 4, 4],
+    );
+    using labels = tensor(BigInt64Array.from([0n, 1n]));
+    const dataset = new TensorDataset(images, labels, { normalization, augment: { crop: 3, flip: true } });
+    expect(dataset.images.shape).toEqual([2, 4, 4, 1]);
+    expect(Array.from(dataset.images.toUint8Array())).toEqual(Array.from(images.toUint8Array()));
+    expect(new TensorDataset(images, labels, { normalization }).images.shape).toEqual([2, 4, 4]);
+  });
+
+  test('fit-level augmentation of a grey [N, H, W] dataset says it needs the channel axis', () => {
+    expect(() => checkAugmentation({ crop: 3 }, [10000, 28, 28], true)).toThrow(
+      'augment.crop needs a channel axis: these grey uint8 images are [10000,28,28]; give them as [N, H, W, 1]',
+    );
+  });
+});
+
+describe('normalization values', () => {
+  const cases: [string, { mean: unknown[]; std: unknown[] }, string][] = [
+    ['a std of 0', { mean: [0.5, 0.5, 0.5], std: [0.5, 0, 0.5] }, 'normalization.std[1]: must be above 0'],
+    ['a NaN mean', { mean: [NaN, 0.5, 0.5], std: [0.5, 0.5, 0.5] }, 'normalization.mean[0]: must be a finite number'],
+    ['an infinite std', { mean: [0, 0, 0], std: [1, 1, Infinity] }, 'normalization.std[2]: must be a finite number'],
+    ['a string', { mean: ['0.5', 0.5, 0.5], std: [1, 1, 1] }, 'normalization.mean[0]: must be a finite number'],
+    ['two values', { mean: [0, 0], std: [1, 1, 1] }, 'normalization.mean: needs one value per channel (3)'],
+  ];
+
+  test.each(cases)('%s is a PaceOptionError naming the value (TensorDataset)', (_, normalization, message) => {
+    using images = tensor(new Uint8Array(48), [1, 4, 4, 3]);
+    using labels = tensor(BigInt64Array.from([0n]));
+    expect(() => new TensorDataset(images, labels, { normalization: normalization as never })).toThrow(
+      expect.objectContaining({ name: 'PaceOptionError', message: expect.stringContaining(`options.${message}`) }),
+    );
+  });
+
+  test.each(cases)('%s is a PaceOptionError naming the value (prepareImages)', async (_, normalization, message) => {
+    using images = tensor(new Uint8Array(48), [1, 4, 4, 3]);
+    const options = { size: 4, ...normalization } as never;
+    await expect(prepareImages(images, options)).rejects.toThrow(
+      expect.objectContaining({
+        name: 'PaceOptionError',
+        message: expect.stringContaining(`options.${message.replace('normalization.', '')}`),
+      }),
+    );
+  });
+});
+
+describe('dataset files (loadTensorDataset)', () => {
+  const write = async (name: string, images: ReturnType<typeof tensor>, labels: number[]) => {
+    const file = path.join(temp.dir, name);
+    using labelTensor = tensor(BigInt64Array.from(labels, BigInt));
+    await saveTensors(file, { images, labels: labelTensor });
+    images.dispose();
+    return file;
+  };
+
+  test('a uint8 file (a decoded-image cache) loads with a normalization', async () => {
+    const file = await write('pixels.safetensors', tensor(new Uint8Array(2 * 4 * 4 * 3).fill(7), [2, 4, 4, 3]), [0, 1]);
+    const normalization = { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] };
+    const dataset = await loadTensorDataset(file, { normalization });
+    expect([dataset.images.dtype, dataset.images.shape, dataset.normalization]).toEqual([
+      'uint8',
+      [2, 4, 4, 3],
+      normalization,
+    ]);
+    await expect(loadTensorDataset(file)).rejects.toThrow('uint8 images need options.normalization');
+  });
+
+  test('labels outside the classes are refused naming the file and the first bad label', async () => {
+    const file = await write('labels.safetensors', tensor(new Float32Array(3 * 3 * 2 * 2), [3, 3, 2, 2]), [1, 4, -1]);
+    await expect(loadTensorDataset(file, { numClasses: 4 })).rejects.toThrow(
+      expect.objectContaining({
+        name: 'PaceInputError',
+        message: `dataset file '${file}': label 4 at index 1 is not below 4`,
+      }),
+    );
+    await expect(loadTensorDataset(file, { numClasses: 5 })).rejects.toThrow(
+      `dataset file '${file}': label -1 at index 2 is negative`,
+    );
+  });
 });

@@ -363,3 +363,55 @@ test('a symbolic link loop in an image folder is a clear error naming the path',
   fs.symlinkSync(path.join(root, 'a', 'self.png'), path.join(root, 'a', 'self.png'));
   expect(() => imageFolderEntries(root)).toThrow(/ELOOP.*self\.png/);
 });
+
+describe('loadImages options are checked before decoding', () => {
+  const entries = () => [{ path: path.join(temp.dir, 'good.png'), label: 0, line: 1 }];
+  test.each([
+    ['concurrency NaN', { size: 8, concurrency: NaN }, 'options.concurrency'],
+    ['size 0', { size: 0 }, 'options.size'],
+    ['size 2.5', { size: 2.5 }, 'options.size'],
+    ["resize 'Cover'", { size: 8, resize: 'Cover' }, 'options.resize'],
+    ["onBadImage 'ignore'", { size: 8, onBadImage: 'ignore' }, 'options.onBadImage'],
+    ['an unknown option', { size: 8, cahce: 'x.safetensors' }, 'cahce'],
+    ['a std of 0', { size: 8, normalization: { mean: [0, 0, 0], std: [1, 0, 1] } }, 'options.normalization.std[1]'],
+  ])('%s is a PaceOptionError naming the option', async (_, options, named) => {
+    await expect(loadImages(entries(), { normalization: imagenet, ...options } as never)).rejects.toThrow(
+      expect.objectContaining({ name: 'PaceOptionError', message: expect.stringContaining(named) }),
+    );
+  });
+});
+
+test('an image path that is a folder is not a regular file', async () => {
+  fs.mkdirSync(path.join(temp.dir, 'folder.jpg'), { recursive: true });
+  const entries = [{ path: path.join(temp.dir, 'folder.jpg'), label: 0, line: 3 }];
+  await expect(loadImages(entries, { size: 8, normalization: imagenet })).rejects.toThrow(
+    expect.objectContaining({
+      name: 'PaceFileError',
+      message: `image '${path.join(temp.dir, 'folder.jpg')}' (list line 3): not a regular file (a folder)`,
+    }),
+  );
+});
+
+test("images skipped under parallel decoding have their own reason, never libvips' 'Unknown error'", async () => {
+  // libvips shares one error buffer between threads: a decode finishing elsewhere clears it while another fails, and
+  // sharp then says "Unknown error" (here, about half the truncated PNGs among good images at 8 decodes at once),
+  // or another failure's message joins this one's. test/data-lost-reasons.test.ts tests the remedy step by step.
+  const dir = fs.mkdtempSync(path.join(temp.dir, 'parallel-'));
+  const png = await solid(64, 48, [90, 20, 200]).png({ compressionLevel: 0 }).toBuffer();
+  fs.writeFileSync(path.join(dir, 'truncated.png'), png.subarray(0, png.length >> 1));
+  fs.writeFileSync(path.join(dir, 'good.png'), png);
+  const entries = Array.from({ length: 120 }, (_, i) => ({
+    path: path.join(dir, i % 3 === 0 ? 'truncated.png' : 'good.png'),
+    label: 0,
+    line: i + 1,
+  }));
+  const { dataset, skipped } = await loadImages(entries, {
+    size: 8,
+    normalization: imagenet,
+    onBadImage: 'skip',
+    concurrency: 8,
+  });
+  expect(dataset.length).toBe(80);
+  expect(skipped).toHaveLength(40);
+  expect(new Set(skipped.map((s) => s.reason))).toEqual(new Set(['pngload: end of stream']));
+});

@@ -90,3 +90,87 @@ test('FGVC JSON splits: tune and evaluate sets, labels and paths checked', () =>
     `${path.join(dir, 'test.json')}: `,
   );
 });
+
+describe('symbolic links and names in split lists', () => {
+  const setUp = () => {
+    const base = fs.mkdtempSync(path.join(temp.dir, 'links-'));
+    const root = path.join(base, 'root');
+    fs.mkdirSync(path.join(root, 'cls'), { recursive: true });
+    fs.mkdirSync(path.join(base, 'private'));
+    fs.writeFileSync(path.join(base, 'private', 'secret.png'), 'x');
+    fs.writeFileSync(path.join(root, 'cls', 'inside.png'), 'x');
+    fs.writeFileSync(path.join(root, '..foo.jpg'), 'x');
+    const list = (name: string, text: string) => {
+      const file = path.join(base, name);
+      fs.writeFileSync(file, text);
+      return file;
+    };
+    return { base, root, list };
+  };
+
+  test('a file or folder link leading out of the root is refused, naming the list line and the target', () => {
+    const { base, root, list } = setUp();
+    fs.symlinkSync(path.join(base, 'private'), path.join(root, 'link-dir'));
+    fs.symlinkSync(path.join(base, 'private', 'secret.png'), path.join(root, 'cls', 'x.png'));
+    const options = { root, numClasses: 2 };
+    const throughFolder = list('folder.txt', 'cls/inside.png 0\nlink-dir/secret.png 1\n');
+    expect(() => parseSplitList(throughFolder, options)).toThrow(
+      `${throughFolder}:2: path 'link-dir/secret.png' links outside the dataset root ${root} ` +
+        `(to ${path.join(fs.realpathSync(base), 'private', 'secret.png')})`,
+    );
+    const throughFile = list('file.txt', 'cls/x.png 1\n');
+    expect(() => parseSplitList(throughFile, options)).toThrow(`${throughFile}:1: path 'cls/x.png' links outside`);
+    // FGVC's JSON splits go through the same check.
+    fs.mkdirSync(path.join(base, 'fgvc', 'OxfordFlower'), { recursive: true });
+    fs.symlinkSync(path.join(base, 'private', 'secret.png'), path.join(base, 'fgvc', 'OxfordFlower', 'a.jpg'));
+    for (const name of ['train.json', 'val.json']) {
+      fs.writeFileSync(path.join(base, 'fgvc', 'OxfordFlower', name), JSON.stringify({ 'a.jpg': 0 }));
+    }
+    expect(() => fgvcSplits(path.join(base, 'fgvc'), 'OxfordFlower', 'tune')).toThrow("path 'a.jpg' links outside");
+  });
+
+  test('links that stay inside the root, a root that is itself a link, and missing files are accepted', () => {
+    const { base, root, list } = setUp();
+    fs.symlinkSync(path.join(root, 'cls'), path.join(root, 'alias'));
+    fs.symlinkSync(root, path.join(base, 'root-link'));
+    const file = list('ok.txt', 'alias/inside.png 0\ncls/inside.png 1\nmissing/nothing.png 0\n');
+    const entries = parseSplitList(file, { root: path.join(base, 'root-link'), numClasses: 2 });
+    expect(entries.map((e) => [path.relative(base, e.path), e.line])).toEqual([
+      [path.join('root-link', 'alias', 'inside.png'), 1],
+      [path.join('root-link', 'cls', 'inside.png'), 2],
+      [path.join('root-link', 'missing', 'nothing.png'), 3],
+    ]);
+  });
+
+  test("a file whose name starts with '..' is inside the root; '..' itself is not", () => {
+    const { root, list } = setUp();
+    const dots = list('dots.txt', '..foo.jpg 1\n');
+    expect(parseSplitList(dots, { root, numClasses: 2 }).map((e) => e.path)).toEqual([path.join(root, '..foo.jpg')]);
+    // '.' is the root itself (not a link out of it): accepted here, refused when read as an image.
+    expect(parseSplitList(list('dot.txt', '. 1\n'), { root, numClasses: 2 }).map((e) => e.path)).toEqual([root]);
+    const parent = list('parent.txt', '.. 1\n');
+    expect(() => parseSplitList(parent, { root, numClasses: 2 })).toThrow("path '..' escapes the dataset root");
+  });
+});
+
+test('a list that is missing or a folder is a PaceNotFoundError or PaceFileError naming it', () => {
+  const options = { root: temp.dir, numClasses: 2 };
+  const missing = path.join(temp.dir, 'no-such.list');
+  expect(() => parseSplitList(missing, options)).toThrow(
+    expect.objectContaining({ name: 'PaceNotFoundError', message: `split list '${missing}' does not exist` }),
+  );
+  const folder = fs.mkdtempSync(path.join(temp.dir, 'a-folder-'));
+  expect(() => parseSplitList(folder, options)).toThrow(
+    expect.objectContaining({ name: 'PaceFileError', message: `split list '${folder}' is a folder, not a file` }),
+  );
+  const noTask = path.join(temp.dir, 'no-vtab');
+  expect(() => vtabSplits(noTask, 'cifar', 'tune')).toThrow(
+    expect.objectContaining({
+      name: 'PaceNotFoundError',
+      message: `split list '${path.join(noTask, 'cifar', 'train800.txt')}' does not exist`,
+    }),
+  );
+  expect(() => fewShotSplits(path.join(lists, 'few-shot'), 'oxford-flowers102', { shots: 3, seed: 0 })).toThrow(
+    expect.objectContaining({ name: 'PaceNotFoundError', message: expect.stringContaining('num_shot_3.seed_0') }),
+  );
+});

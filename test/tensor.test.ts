@@ -1,5 +1,6 @@
-import { doctor, memoryStats, PaceUnsupportedError, Tensor, tensor } from '../lib';
+import { doctor, memoryStats, PaceShapeError, PaceUnsupportedError, Tensor, tensor } from '../lib';
 import { nativeAddon } from '../lib/native';
+import { tensorFromPieces } from '../lib/tensor';
 
 describe('tensor(): creation from typed arrays', () => {
   test('a Float32Array with a shape becomes a float32 CPU tensor with the same values', () => {
@@ -251,5 +252,25 @@ describe('Tensor lifetime', () => {
     a.dispose();
     b.dispose();
     expect(counts()).toEqual(before);
+  });
+});
+
+describe('tensorFromPieces (a decoded dataset joined natively)', () => {
+  test('lays the pieces one after another, and refuses pieces that do not make the shape', () => {
+    using joined = tensorFromPieces([Buffer.from([1, 2, 3]), new Uint8Array([4, 5, 6]).subarray(1)], [5], 'uint8');
+    expect(Array.from(joined.toUint8Array())).toEqual([1, 2, 3, 5, 6]);
+    using floats = tensorFromPieces([new Float32Array([0.5]), new Float32Array([1.5, 2.5])], [3], 'float32');
+    expect(Array.from(floats.toFloat32Array())).toEqual([0.5, 1.5, 2.5]);
+    expect(() => tensorFromPieces([Buffer.alloc(4)], [5], 'uint8')).toThrow(
+      new PaceShapeError('the pieces hold 4 bytes but shape [5] of uint8 needs 5'),
+    );
+  });
+
+  test('holds more than the 4 GiB one JavaScript buffer may hold on Node 20', () => {
+    const piece = Buffer.alloc(256 * 2 ** 20, 7); // the same 256 MiB sixteen times, and a little more
+    const pieces = [...Array.from({ length: 16 }, () => piece), piece.subarray(0, 64 * 64)];
+    using big = tensorFromPieces(pieces, [2 ** 20 + 1, 64, 64], 'uint8');
+    expect(big.byteLength).toBe(2 ** 32 + 64 * 64);
+    expect(big.shape).toEqual([2 ** 20 + 1, 64, 64]);
   });
 });

@@ -65,13 +65,28 @@ export const AugmentationSchema = z
 /** Training augmentation as a user gives it (see {@link AugmentationSchema}). */
 export type Augmentation = z.input<typeof AugmentationSchema>;
 
+/** The options that work on uint8 pixels `[N, H, W, C]` (mixup alone applies to float images too). */
+const pixelOptions = ['crop', 'flip', 'resizedCrop', 'randAugment'] as const;
+
+/** Whether an augmentation (as given, not yet validated) has an option that works on uint8 pixels. */
+export function augmentationNeedsPixels(augment: unknown): boolean {
+  if (typeof augment !== 'object' || augment === null) return false;
+  return pixelOptions.some((key) => (augment as Record<string, unknown>)[key] !== undefined);
+}
+
 /**
  * Validates an augmentation against the images it applies to (`[N, H, W, C]` uint8 or float `[N, 3, S, S]`),
  * throwing PaceOptionError / PaceShapeError naming the field; returns a copy.
  */
 export function checkAugmentation(augment: unknown, shape: readonly number[], pixels: boolean): Augmentation {
   const parsed = parseOptions(AugmentationSchema, augment, 'augment');
-  const needsPixels = (['crop', 'flip', 'resizedCrop', 'randAugment'] as const).filter((k) => parsed[k] !== undefined);
+  const needsPixels = pixelOptions.filter((k) => parsed[k] !== undefined);
+  if (needsPixels.length > 0 && pixels && shape.length === 3) {
+    throw new PaceOptionError(
+      `augment.${needsPixels[0]} needs a channel axis: these grey uint8 images are [${shape.join(',')}]; give them as ` +
+        '[N, H, W, 1], or create the TensorDataset with this augment (it keeps them so)',
+    );
+  }
   if (needsPixels.length > 0 && (!pixels || shape.length !== 4)) {
     throw new PaceOptionError(
       `augment.${needsPixels[0]} needs uint8 images [N, H, W, C]; got [${shape.join(',')}] (only mixup applies to float images)`,

@@ -1,14 +1,10 @@
 import { PaceOptionError, PaceShapeError } from '../errors';
-import type { Tensor } from '../tensor';
-import { checkAugmentation, type Augmentation } from './augment';
+import { tensor, type Tensor } from '../tensor';
+import { augmentationNeedsPixels, checkAugmentation, type Augmentation } from './augment';
+import { checkNormalization, type Normalization } from './normalization';
 
 export type { Augmentation } from './augment';
-
-/** Per-channel mean and std applied after scaling pixels to [0, 1] (a model's `preprocessing` has them). */
-export interface Normalization {
-  mean: [number, number, number] | readonly number[];
-  std: [number, number, number] | readonly number[];
-}
+export type { Normalization } from './normalization';
 
 /**
  * Images and labels held in tensors; batches are assembled natively, with no per-image JavaScript work.
@@ -19,7 +15,9 @@ export interface Normalization {
  *   the dataset keeps a quarter of the memory of float32.
  *
  * Labels are int64 `[N]`. `augment` is the training augmentation `fit` applies per batch (see {@link Augmentation}):
- * crops, flips, timm's RandomResizedCrop and RandAugment on uint8 images, mixup/CutMix on any.
+ * crops, flips, timm's RandomResizedCrop and RandAugment on uint8 images, mixup/CutMix on any. Grey images
+ * `[N, H, W]` given with such an augmentation are kept as `[N, H, W, 1]` (a copy), which the augmentation needs.
+ * A normalization must be three finite means and three stds above 0 (a PaceOptionError names the bad value).
  */
 export class TensorDataset {
   readonly images: Tensor;
@@ -40,19 +38,18 @@ export class TensorDataset {
     if (pixels && !options.normalization) {
       throw new PaceOptionError('uint8 images need options.normalization ({ mean, std }, e.g. model.preprocessing)');
     }
+    const normalization = options.normalization && checkNormalization(options.normalization, 'options.normalization');
     if (labels.dtype !== 'int64' || labels.shape.length !== 1) {
       throw new PaceShapeError(`labels must be an int64 tensor [N]; got ${labels.dtype} [${labels.shape.join(',')}]`);
     }
     if (labels.shape[0] !== shape[0]) {
       throw new PaceShapeError(`the dataset has ${shape[0]} images but ${labels.shape[0]} labels`);
     }
-    this.images = images;
+    const greyWithChannel = pixels && shape.length === 3 && augmentationNeedsPixels(options.augment);
+    this.images = greyWithChannel ? tensor(images.view(), [...shape, 1]) : images;
     this.labels = labels;
-    if (pixels) {
-      const { mean, std } = options.normalization as Normalization;
-      this.normalization = { mean: [...mean], std: [...std] };
-    }
-    if (options.augment) this.augment = checkAugmentation(options.augment, shape, pixels);
+    if (pixels) this.normalization = normalization;
+    if (options.augment) this.augment = checkAugmentation(options.augment, this.images.shape, pixels);
   }
 
   /** The number of samples. */

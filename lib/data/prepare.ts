@@ -1,16 +1,18 @@
 import { PaceOptionError } from '../errors';
 import { nativeAddon } from '../native';
 import { handleOf, Tensor } from '../tensor';
-import type { Normalization } from './dataset';
+import { checkNormalization, type Normalization } from './normalization';
 
 /**
  * Decoded uint8 pixels `[N, H, W]` or `[N, H, W, C]` as model input: float `[N, 3, size, size]`, grey replicated
- * to RGB, alpha dropped, resized with antialiased bicubic when needed, normalised. Runs off the JS thread.
+ * to RGB, alpha dropped, resized with antialiased bicubic when needed, normalised. Runs off the JS thread. A mean or
+ * std that is not three finite numbers, or a std of 0 or below, is a PaceOptionError naming it (`options.std[0]`).
  */
 export async function prepareImages(images: Tensor, options: { size: number } & Normalization): Promise<Tensor> {
   const { size, mean, std } = options;
   if (!Number.isInteger(size) || size < 1) throw new PaceOptionError(`size must be a positive integer, got ${size}`);
-  return new Tensor(await nativeAddon().prepareImages(handleOf(images), size, { mean: [...mean], std: [...std] }));
+  const normalization = checkNormalization({ mean, std }, 'options');
+  return new Tensor(await nativeAddon().prepareImages(handleOf(images), size, normalization));
 }
 
 /**

@@ -1,13 +1,15 @@
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 
 import { z } from 'zod';
 
-import { PaceOptionError } from '../errors';
+import { type PaceError, PaceInputError, PaceOptionError } from '../errors';
 import type { Preprocessing } from '../models/specs';
 import type { Augmentation } from './augment';
 import type { TensorDataset } from './dataset';
 import { loadIdxDataset } from './idx';
 import { IMAGENET_NORMALIZATION } from './domain-shift';
+import type { ResizeMode } from './image-decode';
 import { imageFolderEntries, loadImages } from './images';
 import { fewShotSplits, fgvcSplits, parseSplitList, vtabSplits, type SplitEntry } from './splits';
 import { loadTensorDataset } from './tensor-file';
@@ -66,8 +68,10 @@ export interface SourceOptions {
   preprocessing: Preprocessing;
   /** Relative paths in the source resolve against this folder. */
   baseDir: string;
-  /** A folder for decoded-image caches (one file per split); none when absent. */
+  /** A folder for decoded-image caches (one file per source and transform); none when absent. */
   cacheDir?: string;
+  /** The model's class count: every label must be below it (checked at load, naming the source). */
+  numClasses?: number;
 }
 
 function pick<T extends { train: SplitEntry[]; test: SplitEntry[]; val?: SplitEntry[] }>(
@@ -83,60 +87,131 @@ function pick<T extends { train: SplitEntry[]; test: SplitEntry[]; val?: SplitEn
  * Loads a dataset source: tensor files and IDX pairs as they are; image lists decoded with the reference's
  * transforms (VTAB: stretch to the model size; few-shot training: shorter side to size/0.875 with random
  * crops and flips; few-shot and FGVC evaluation: centre crop). The benchmark layouts are normalised with
- * ImageNet's constants, as the reference does; folders, lists and IDX files with the model's preprocessing.
+ * ImageNet's constants, as the reference does; folders, lists, IDX files and uint8 tensor files with the model's
+ * preprocessing. With `numClasses`, a source with more classes or a label not below it is refused at load.
  */
 export async function loadDatasetSource(source: DatasetSource, options: SourceOptions): Promise<TensorDataset> {
   const at = (p: string) => path.resolve(options.baseDir, p);
-  const { preprocessing } = options;
-  const size = preprocessing.imgSize;
+  const { preprocessing, numClasses } = options;
+  const modelNormalization = { mean: preprocessing.mean, std: preprocessing.std };
+  if (typeof source === 'string')
+    return loadTensorDataset(at(source), { normalization: modelNormalization, numClasses });
+  if ('idx' in source) {
+    return loadIdxDataset(at(source.idx[0]), at(source.idx[1]), { normalization: modelNormalization, numClasses });
+  }
+  const plan = imageSourcePlan(source, at, preprocessing.imgSize);
+  if (numClasses !== undefined && plan.classes > numClasses) throw plan.moreClassesThan(numClasses);
+  const stored = plan.augment ? Math.floor(preprocessing.imgSize / 0.875) : preprocessing.imgSize;
+  const resize = plan.augment ? 'cover' : plan.resize;
+  const cache = options.cacheDir ? path.join(at(options.cacheDir), cacheFileName(plan, stored, resize)) : undefined;
   // The PACE reference (and VPT for FGVC) normalise the benchmarks with ImageNet's constants whatever the
   // backbone; other sources use the model's own pretrained configuration.
-  const benchmark =
-    typeof source !== 'string' &&
-    ('vtab' in source ||
-      'fewShot' in source ||
-      'fgvc' in source ||
-      ('list' in source && source.normalization === 'imagenet'));
-  const normalization = benchmark ? IMAGENET_NORMALIZATION : { mean: preprocessing.mean, std: preprocessing.std };
-  if (typeof source === 'string') return loadTensorDataset(at(source));
-  if ('idx' in source) return loadIdxDataset(at(source.idx[0]), at(source.idx[1]), { normalization });
-
-  let entries: SplitEntry[];
-  let resize: 'stretch' | 'center-crop' | 'cover' = 'stretch';
-  let augment: Augmentation | undefined;
-  let name: string;
-  if ('folder' in source) {
-    entries = imageFolderEntries(at(source.folder)).entries;
-    name = path.basename(source.folder);
-  } else if ('list' in source) {
-    entries = parseSplitList(at(source.list), { root: at(source.root), numClasses: source.numClasses });
-    name = path.basename(source.list);
-    if (source.transform === 'center-crop') resize = 'center-crop';
-    if (source.transform === 'crop-flip') augment = { crop: size, flip: true };
-    if (source.transform === 'resized-crop-flip') augment = { resizedCrop: true, flip: true };
-  } else if ('vtab' in source) {
-    entries = pick(vtabSplits(at(source.vtab.root), source.vtab.task, source.vtab.mode), source.part);
-    name = `vtab-${source.vtab.task}-${source.vtab.mode}-${source.part}`;
-  } else if ('fewShot' in source) {
-    const { root, dataset, shots, seed } = source.fewShot;
-    entries = pick(fewShotSplits(at(root), dataset, { shots, seed }), source.part);
-    name = `fewshot-${dataset}-${shots}-${seed}-${source.part}`;
-    resize = 'center-crop';
-    if (source.part === 'train') augment = { crop: size, flip: true };
-  } else {
-    entries = pick(fgvcSplits(at(source.fgvc.root), source.fgvc.dataset, source.fgvc.mode), source.part);
-    name = `fgvc-${source.fgvc.dataset}-${source.fgvc.mode}-${source.part}`;
-    resize = 'center-crop';
-    if (source.part === 'train') augment = { crop: size, flip: true };
-  }
-  const stored = augment ? Math.floor(size / 0.875) : size;
-  const cache = options.cacheDir ? path.join(at(options.cacheDir), `${name}.${stored}.decoded.safetensors`) : undefined;
-  const { dataset } = await loadImages(entries, {
-    size: stored,
-    resize: augment ? 'cover' : resize,
-    normalization,
-    augment,
-    cache,
-  });
+  const normalization = plan.imagenet ? IMAGENET_NORMALIZATION : modelNormalization;
+  const { augment } = plan;
+  const { dataset } = await loadImages(plan.entries, { size: stored, resize, normalization, augment, cache });
   return dataset;
+}
+
+/** An image source made concrete: its entries and classes, how to decode them, and what names its cache. */
+interface ImageSourcePlan {
+  entries: SplitEntry[];
+  classes: number;
+  /** The error for a model with fewer classes, naming the source. */
+  moreClassesThan: (modelClasses: number) => PaceError;
+  /** The readable part of its cache file's name, and the resolved paths that tell it from other sources. */
+  name: string;
+  paths: string[];
+  resize: ResizeMode;
+  augment?: Augmentation;
+  /** Normalised with ImageNet's constants (else the model's). */
+  imagenet: boolean;
+}
+
+type ImageSource = Exclude<DatasetSource, string | { idx: unknown }>;
+type ListSource = Extract<ImageSource, { list: string }>;
+type BenchmarkSource = Exclude<ImageSource, ListSource | { folder: string }>;
+
+function imageSourcePlan(source: ImageSource, at: (p: string) => string, size: number): ImageSourcePlan {
+  if ('folder' in source) return folderPlan(source.folder, at);
+  if ('list' in source) return listPlan(source, at, size);
+  return benchmarkPlan(source, at, size);
+}
+
+function folderPlan(folder: string, at: (p: string) => string): ImageSourcePlan {
+  const { entries, classes } = imageFolderEntries(at(folder));
+  return {
+    entries,
+    classes: classes.length,
+    moreClassesThan: (model) =>
+      new PaceInputError(`image folder '${folder}' has ${classes.length} classes, more than the model's ${model}`),
+    name: path.basename(folder),
+    paths: [at(folder)],
+    resize: 'stretch',
+    imagenet: false,
+  };
+}
+
+function listPlan(source: ListSource, at: (p: string) => string, size: number): ImageSourcePlan {
+  const { list, root, numClasses, transform } = source;
+  const augments: Record<string, Augmentation> = {
+    'crop-flip': { crop: size, flip: true },
+    'resized-crop-flip': { resizedCrop: true, flip: true },
+  };
+  return {
+    entries: parseSplitList(at(list), { root: at(root), numClasses }),
+    classes: numClasses,
+    moreClassesThan: (model) =>
+      new PaceOptionError(`split list '${list}': numClasses ${numClasses} is more than the model's ${model}`),
+    name: path.basename(list),
+    paths: [at(list), at(root)],
+    resize: transform === 'center-crop' ? 'center-crop' : 'stretch',
+    augment: transform ? augments[transform] : undefined,
+    imagenet: source.normalization === 'imagenet',
+  };
+}
+
+/** VTAB stretches to the model's size; few-shot and FGVC center-crop, and train on stored crops with flips. */
+function benchmarkPlan(source: BenchmarkSource, at: (p: string) => string, size: number): ImageSourcePlan {
+  const { splits, name, root } =
+    'vtab' in source
+      ? {
+          splits: vtabSplits(at(source.vtab.root), source.vtab.task, source.vtab.mode),
+          name: `vtab-${source.vtab.task}-${source.vtab.mode}`,
+          root: source.vtab.root,
+        }
+      : 'fewShot' in source
+        ? {
+            splits: fewShotSplits(at(source.fewShot.root), source.fewShot.dataset, source.fewShot),
+            name: `fewshot-${source.fewShot.dataset}-${source.fewShot.shots}-${source.fewShot.seed}`,
+            root: source.fewShot.root,
+          }
+        : {
+            splits: fgvcSplits(at(source.fgvc.root), source.fgvc.dataset, source.fgvc.mode),
+            name: `fgvc-${source.fgvc.dataset}-${source.fgvc.mode}`,
+            root: source.fgvc.root,
+          };
+  const resize = 'vtab' in source ? 'stretch' : 'center-crop';
+  const part = `${name}-${source.part}`;
+  return {
+    entries: pick(splits, source.part),
+    classes: splits.numClasses,
+    moreClassesThan: (model) =>
+      new PaceInputError(`${part} has ${splits.numClasses} classes, more than the model's ${model}`),
+    name: part,
+    paths: [at(root)],
+    resize,
+    augment: resize === 'center-crop' && source.part === 'train' ? { crop: size, flip: true } : undefined,
+    imagenet: true,
+  };
+}
+
+/**
+ * `<name>.<stored size>.<hash>.decoded.safetensors`: the hash (of the resolved paths and the resize, which with the
+ * size make the pixels) keeps two sources of one base name (`train/images`, `val/images`) from sharing, and so
+ * evicting, each other's cache.
+ */
+function cacheFileName(plan: ImageSourcePlan, stored: number, resize: ResizeMode): string {
+  const identity = JSON.stringify({ paths: plan.paths, resize });
+  const hash = createHash('sha256').update(identity).digest('hex').slice(0, 10);
+  return `${plan.name}.${stored}.${hash}.decoded.safetensors`;
 }

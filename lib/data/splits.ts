@@ -3,6 +3,8 @@ import path from 'node:path';
 
 import { withContext } from '../error-context';
 import { PaceFileError, PaceInputError, PaceNotFoundError } from '../errors';
+import { DatasetRoot, isInside } from './dataset-root';
+import { fsError } from './fs-context';
 
 /** VTAB-1k's 19 tasks (the NOAH layout's folder names) and their class counts, as the PACE reference has them. */
 export const VTAB_TASKS: Readonly<Record<string, number>> = {
@@ -54,22 +56,30 @@ export interface SplitEntry {
   line: number;
 }
 
-function entryFor(
-  relative: string,
-  label: number,
-  where: string,
-  options: { root: string; numClasses: number },
-  line: number,
-): SplitEntry {
+interface ListContext {
+  root: string;
+  numClasses: number;
+  /** Where the root's files really lead; one per list, so each folder is resolved once. */
+  realRoot: DatasetRoot;
+}
+
+function listContext(options: { root: string; numClasses: number }): ListContext {
   const root = path.resolve(options.root);
+  return { root, numClasses: options.numClasses, realRoot: new DatasetRoot(root) };
+}
+
+function entryFor(relative: string, label: number, where: string, context: ListContext, line: number): SplitEntry {
+  const { root, numClasses } = context;
   if (!Number.isInteger(label) || label < 0)
     throw new PaceInputError(`${where}: label '${label}' is not a non-negative integer`);
-  if (label >= options.numClasses)
-    throw new PaceInputError(`${where}: label ${label} is outside the ${options.numClasses} classes`);
+  if (label >= numClasses) throw new PaceInputError(`${where}: label ${label} is outside the ${numClasses} classes`);
   const resolved = path.resolve(root, relative);
-  const inside = path.relative(root, resolved);
-  if (path.isAbsolute(relative) || inside.startsWith('..') || path.isAbsolute(inside)) {
+  if (path.isAbsolute(relative) || !isInside(root, resolved)) {
     throw new PaceInputError(`${where}: path '${relative}' escapes the dataset root ${root}`);
+  }
+  const target = context.realRoot.escapeOf(resolved);
+  if (target !== undefined) {
+    throw new PaceInputError(`${where}: path '${relative}' links outside the dataset root ${root} (to ${target})`);
   }
   return { path: resolved, label, line };
 }
@@ -77,10 +87,12 @@ function entryFor(
 /**
  * Parses a split list (`<image path> <label>` per line, the path relative to `root`). Every problem is an error
  * naming the file and line: a line without a label, a label that is not an integer or not below `numClasses`,
- * a path that escapes `root`. Blank lines are skipped; an empty list is an error.
+ * a path that escapes `root` by name or through a symbolic link. A list that cannot be read is a PaceNotFoundError
+ * (missing) or a PaceFileError naming it. Blank lines are skipped; an empty list is an error.
  */
 export function parseSplitList(file: string, options: { root: string; numClasses: number }): SplitEntry[] {
-  const text = fs.readFileSync(file, 'utf8');
+  const text = readList(file, 'split list');
+  const context = listContext(options);
   const entries: SplitEntry[] = [];
   text.split(/\r?\n/).forEach((raw, index) => {
     const line = raw.trim();
@@ -91,7 +103,7 @@ export function parseSplitList(file: string, options: { root: string; numClasses
     const [relative, labelText] = [line.slice(0, split).trim(), line.slice(split + 1)];
     if (!/^\d+$/.test(labelText))
       throw new PaceInputError(`${where}: label '${labelText}' is not a non-negative integer`);
-    entries.push(entryFor(relative, Number(labelText), where, options, index + 1));
+    entries.push(entryFor(relative, Number(labelText), where, context, index + 1));
   });
   if (entries.length === 0) throw new PaceInputError(`${file}: the split list is empty`);
   return entries;
@@ -173,12 +185,13 @@ export function fgvcSplits(
       `'${dataset}' is not a FGVC dataset (expected one of ${Object.keys(FGVC_DATASETS).join(', ')})`,
     );
   const dir = path.join(root, dataset);
-  const options = { root: path.join(dir, info.imagesDir), numClasses: info.numClasses };
+  const context = listContext({ root: path.join(dir, info.imagesDir), numClasses: info.numClasses });
   const read = (name: string): SplitEntry[] => {
     const file = path.join(dir, name);
+    const text = readList(file, 'split');
     let parsed: unknown;
     try {
-      parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+      parsed = JSON.parse(text);
     } catch (error) {
       throw withContext(error, `${file}: ${(error as Error).message}`);
     }
@@ -186,7 +199,7 @@ export function fgvcSplits(
       throw new PaceFileError(`${file}: expected an object of "<image path>": label`);
     }
     const entries = Object.entries(parsed).map(([relative, label], i) =>
-      entryFor(relative, label as number, `${file} ("${relative}")`, options, i + 1),
+      entryFor(relative, label as number, `${file} ("${relative}")`, context, i + 1),
     );
     if (entries.length === 0) throw new PaceInputError(`${file}: the split is empty`);
     return entries;
@@ -194,4 +207,13 @@ export function fgvcSplits(
   return mode === 'tune'
     ? { train: read('train.json'), test: read('val.json'), numClasses: info.numClasses }
     : { train: [...read('train.json'), ...read('val.json')], test: read('test.json'), numClasses: info.numClasses };
+}
+
+/** A list file's text; a missing or unreadable file is an error naming it. */
+function readList(file: string, what: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw fsError(error, `${what} '${file}'`);
+  }
 }

@@ -1,0 +1,71 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { loadTensors, readTensorHeader, saveTensors } from '../safetensors';
+import type { Tensor } from '../tensor';
+import type { ResizeMode } from './image-decode';
+import type { SplitEntry } from './splits';
+
+/** An image that could not be used, and why. */
+export interface SkippedImage {
+  path: string;
+  line: number;
+  reason: string;
+}
+
+/** What a decoded-image cache holds. */
+export interface DecodedImages {
+  images: Tensor;
+  labels: Tensor;
+  skipped: SkippedImage[];
+}
+
+const CACHE_KEY = 'pace_peft.decoded_cache_key';
+
+/** What the decoded pixels depend on: every file's path, label, size and time, and the decoding options. */
+export function decodedCacheKey(
+  entries: readonly SplitEntry[],
+  options: { size: number; resize: ResizeMode; onBadImage?: 'error' | 'skip' },
+): string {
+  const hash = createHash('sha256');
+  hash.update(JSON.stringify({ version: 1, size: options.size, resize: options.resize, bad: options.onBadImage }));
+  for (const entry of entries) {
+    let stamp = 'missing';
+    try {
+      const stat = fs.statSync(entry.path);
+      stamp = `${stat.size}:${stat.mtimeMs}`;
+    } catch {
+      // a missing file is part of the key: it either fails the load or is skipped
+    }
+    hash.update(`${entry.path}\0${entry.label}\0${stamp}\n`);
+  }
+  return hash.digest('hex');
+}
+
+/** The cache's contents when it was made with `key`; undefined when absent, stale or damaged (then rebuilt). */
+export async function readDecodedCache(file: string, key: string): Promise<DecodedImages | undefined> {
+  if (!fs.existsSync(file)) return undefined;
+  try {
+    const header = await readTensorHeader(file);
+    if (header.metadata?.[CACHE_KEY] !== key) return undefined;
+    const { tensors, metadata } = await loadTensors(file);
+    return { images: tensors.images, labels: tensors.labels, skipped: JSON.parse(metadata?.skipped ?? '[]') };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes the cache; a cache that cannot be written only costs the next run time, so it is a warning. */
+export async function writeDecodedCache(file: string, key: string, decoded: DecodedImages): Promise<void> {
+  try {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    await saveTensors(
+      file,
+      { images: decoded.images, labels: decoded.labels },
+      { metadata: { [CACHE_KEY]: key, skipped: JSON.stringify(decoded.skipped) } },
+    );
+  } catch (error) {
+    process.emitWarning(`pace-peft: could not write the decoded-image cache: ${(error as Error).message}`);
+  }
+}

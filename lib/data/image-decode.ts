@@ -1,0 +1,88 @@
+import fs from 'node:fs';
+
+import sharp from 'sharp';
+
+import { PaceFileError } from '../errors';
+import { outsideResizeSize, shrinksOnLoadUnmodelled } from './resize-geometry';
+
+/**
+ * How an image becomes `size × size`: `stretch` resizes both sides to size; `center-crop` resizes the shorter side
+ * to floor(size / 0.875) and keeps the centre; `cover` resizes the shorter side to size and keeps the centre.
+ */
+export type ResizeMode = 'stretch' | 'center-crop' | 'cover';
+
+/**
+ * Decodes one image file into `size × size` RGB uint8 pixels (EXIF orientation applied, alpha dropped, grey and CMYK
+ * to sRGB, bicubic resizing). A path that is not a regular file, an empty file or an undecodable image is an error.
+ */
+export async function decodeImage(file: string, size: number, mode: ResizeMode): Promise<Buffer> {
+  await checkRegularFile(file);
+  const pixels = mode === 'center-crop' ? await centerCrop(file, size) : await resized(file, size, mode);
+  if (pixels.length !== size * size * 3)
+    throw new PaceFileError(`decoded to ${pixels.length} bytes, not ${size}x${size} RGB`);
+  return pixels;
+}
+
+async function checkRegularFile(file: string): Promise<void> {
+  const stat = await fs.promises.stat(file);
+  if (!stat.isFile())
+    throw new PaceFileError(`not a regular file (${stat.isDirectory() ? 'a folder' : 'a special file'})`);
+  if (stat.size === 0) throw new PaceFileError('the file is empty');
+}
+
+const open = (file: string) => sharp(file, { failOn: 'error' });
+const toRgb = (image: sharp.Sharp) => image.removeAlpha().toColourspace('srgb').raw().toBuffer();
+
+function resized(file: string, size: number, mode: 'stretch' | 'cover'): Promise<Buffer> {
+  const fit = mode === 'stretch' ? ({ fit: 'fill' } as const) : ({ fit: 'cover', position: 'centre' } as const);
+  return toRgb(
+    open(file)
+      .autoOrient()
+      .resize(size, size, { ...fit, kernel: 'cubic' }),
+  );
+}
+
+/** Rows of the resized image are taken whole up to this many times the shorter side (see {@link centerCrop}). */
+const MAX_WHOLE_ROWS_RATIO = 16;
+
+/**
+ * The shorter side to floor(size / 0.875), then the central `size × size`, in one pipeline: libvips computes only
+ * the rows the crop keeps, so a thin image (1×4000) costs what its crop costs, not the 256×1,024,000 resize. The
+ * crop's place comes from the resized size sharp will produce, predicted from the header.
+ *
+ * libvips steps its sampling position across each region it computes, starting from the region's left edge, so a
+ * region that starts at the crop's left can round a bicubic weight differently (by a level, now and then) than a
+ * whole resize, whose regions start at 0. The rows are therefore taken whole and their middle cut here, which gives
+ * a whole resize's pixels exactly; only rows more than 16 times as wide as the shorter side (costing more than the
+ * crop is worth) are cut by libvips.
+ */
+async function centerCrop(file: string, size: number): Promise<Buffer> {
+  const header = await open(file).metadata();
+  const shorter = Math.floor(size / 0.875);
+  const whole = outsideResizeSize(header, shorter);
+  const crop = {
+    left: Math.floor((whole.width - size) / 2),
+    top: Math.floor((whole.height - size) / 2),
+    width: size,
+    height: size,
+  };
+  const rows = { left: 0, top: crop.top, width: whole.width, height: size };
+  const band = whole.width <= MAX_WHOLE_ROWS_RATIO * shorter ? rows : crop;
+  let image = open(file);
+  if (shrinksOnLoadUnmodelled(header)) {
+    image = image.extract({ left: 0, top: 0, width: header.width, height: header.height });
+  }
+  // autoOrient after extract: called before it, sharp would orient before resizing, which turns JPEG
+  // shrink-on-load off and changes the pixels. Oriented after the resize, the crop's offsets are in oriented space.
+  const pixels = await toRgb(
+    image.resize(shorter, shorter, { fit: 'outside', kernel: 'cubic' }).extract(band).autoOrient(),
+  );
+  return band === rows ? middleColumns(pixels, whole.width, crop.left, size) : pixels;
+}
+
+/** Columns left..left+size of RGB rows `width` pixels wide. */
+function middleColumns(rows: Buffer, width: number, left: number, size: number): Buffer {
+  const out = Buffer.alloc(size * size * 3);
+  for (let y = 0; y < size; y++) rows.copy(out, y * size * 3, (y * width + left) * 3, (y * width + left + size) * 3);
+  return out;
+}

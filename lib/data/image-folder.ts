@@ -1,0 +1,122 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+import type { PaceErrorClass } from '../error-context';
+import { type PaceError, PaceInputError, PaceNotFoundError } from '../errors';
+import { isInside } from './dataset-root';
+import { fsError } from './fs-context';
+import type { SplitEntry } from './splits';
+
+const imageExtensions = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif']);
+
+/**
+ * A plain image folder, read as torchvision's ImageFolder reads one: each subfolder of the root is a class (classes
+ * sorted by name; symbolic links to folders count), its images found at any depth (folders in path order, files by
+ * name). A class without images is an error (it would shift every later label), and so are symbolic links that
+ * lead outside the root and link loops, named by their folder.
+ */
+export function imageFolderEntries(root: string): { entries: SplitEntry[]; classes: string[] } {
+  const folder = new ImageFolder(root);
+  const classes = folder.classes();
+  if (classes.length === 0) throw new PaceInputError(`image folder '${root}' has no class subfolders`);
+  const entries: SplitEntry[] = [];
+  classes.forEach((item, label) => {
+    const files = folder.imagesUnder(item);
+    if (files.length === 0) {
+      throw new PaceInputError(
+        `image folder '${root}': class folder '${item.name}' has no images (${[...imageExtensions].join(', ')})`,
+      );
+    }
+    for (const file of files) entries.push({ path: file, label, line: entries.length + 1 });
+  });
+  return { entries, classes: classes.map((item) => item.name) };
+}
+
+/** A folder or file of the image folder: its name, its path relative to the root (for messages), its real path. */
+interface Item {
+  name: string;
+  shown: string;
+  real: string;
+  isFolder: boolean;
+}
+
+const isImage = (item: Item) => !item.isFolder && imageExtensions.has(path.extname(item.name).toLowerCase());
+const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+class ImageFolder {
+  private readonly real: string;
+
+  constructor(private readonly root: string) {
+    try {
+      this.real = fs.realpathSync.native(root);
+    } catch (error) {
+      throw fsError(error, `image folder '${root}'`);
+    }
+  }
+
+  /** The class folders, by name. */
+  classes(): Item[] {
+    const top: Item = { name: '', shown: '', real: this.real, isFolder: true };
+    return this.itemsOf(top).filter((item) => item.isFolder);
+  }
+
+  /** The real paths of the images under a class folder: folders in path order, each folder's files by name. */
+  imagesUnder(classFolder: Item): string[] {
+    const folders: { shown: string; files: string[] }[] = [];
+    const visit = (folder: Item, ancestors: ReadonlySet<string>) => {
+      if (ancestors.has(folder.real)) throw this.problem(folder, 'is a symbolic link loop', PaceInputError);
+      const items = this.itemsOf(folder);
+      folders.push({ shown: folder.shown, files: items.filter(isImage).map((item) => item.real) });
+      const inside = new Set(ancestors).add(folder.real);
+      for (const item of items) if (item.isFolder) visit(item, inside);
+    };
+    visit(classFolder, new Set([this.real]));
+    return folders.sort((a, b) => compare(a.shown, b.shown)).flatMap((folder) => folder.files);
+  }
+
+  /**
+   * The folders and images in a folder, by name, symbolic links followed: one that leads outside the root is
+   * refused, a broken one is an error if its name is an image's (torchvision would fail on it later) and is
+   * otherwise ignored, like other files.
+   */
+  private itemsOf(folder: Item): Item[] {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(folder.real, { withFileTypes: true });
+    } catch (error) {
+      throw fsError(error, this.where(folder));
+    }
+    const items: Item[] = [];
+    for (const entry of entries.sort((a, b) => compare(a.name, b.name))) {
+      const shown = folder.shown === '' ? entry.name : `${folder.shown}/${entry.name}`;
+      const item = { name: entry.name, shown, real: path.join(folder.real, entry.name), isFolder: entry.isDirectory() };
+      const followed = entry.isSymbolicLink() ? this.follow(item) : item;
+      if (followed && (followed.isFolder || isImage(followed))) items.push(followed);
+    }
+    return items;
+  }
+
+  private follow(link: Item): Item | undefined {
+    let real: string;
+    try {
+      real = fs.realpathSync.native(link.real);
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== 'ENOENT') throw fsError(error, this.where(link));
+      if (isImage(link)) throw this.problem(link, 'is a symbolic link to nothing', PaceNotFoundError);
+      return undefined;
+    }
+    const item = { ...link, real, isFolder: fs.statSync(real).isDirectory() };
+    if ((item.isFolder || isImage(item)) && !isInside(this.real, real)) {
+      throw this.problem(link, `links outside the folder (${real})`, PaceInputError);
+    }
+    return item;
+  }
+
+  private where(item: Item): string {
+    return item.shown === '' ? `image folder '${this.root}'` : `image folder '${this.root}': '${item.shown}'`;
+  }
+
+  private problem(item: Item, what: string, ErrorClass: PaceErrorClass): PaceError {
+    return new ErrorClass(`${this.where(item)} ${what}`);
+  }
+}

@@ -1,0 +1,169 @@
+import path from 'node:path';
+
+import sharp from 'sharp';
+
+import { loadImages } from '../lib';
+import { makeTempDir } from './support/paths';
+
+// center-crop resizes the shorter side to floor(size / 0.875) and keeps the middle size × size, in one sharp
+// pipeline whose crop offsets come from the resized size predicted from the header. These tests hold it to the
+// way it used to be done, here as the reference: the whole resized image into memory, then its middle.
+
+const temp = makeTempDir('center-crop');
+afterAll(() => temp.cleanup());
+const normalization = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+
+async function twoStepCrop(file: string, size: number, shiftLeft = 0): Promise<Buffer> {
+  const shorter = Math.floor(size / 0.875);
+  const { data, info } = await sharp(file, { failOn: 'error' })
+    .rotate()
+    .removeAlpha()
+    .toColourspace('srgb')
+    .resize(shorter, shorter, { fit: 'outside', kernel: 'cubic' })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  return sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } })
+    .extract({
+      left: Math.floor((info.width - size) / 2) + shiftLeft,
+      top: Math.floor((info.height - size) / 2),
+      width: size,
+      height: size,
+    })
+    .raw()
+    .toBuffer();
+}
+
+/** Each file's pixels as loadImages center-crops them. */
+async function centerCrops(files: string[], size: number): Promise<Buffer[]> {
+  const entries = files.map((file, i) => ({ path: file, label: 0, line: i + 1 }));
+  const { dataset } = await loadImages(entries, { size, resize: 'center-crop', normalization, progress: false });
+  const pixels = Buffer.from(dataset.images.toUint8Array());
+  return files.map((_, i) => pixels.subarray(i * size * size * 3, (i + 1) * size * size * 3));
+}
+
+/** Every pixel different from its neighbours, so an offset or a transposition shows. */
+function pattern(width: number, height: number): sharp.Sharp {
+  const data = Buffer.alloc(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++)
+      data.set([(x * 7 + y * 3) % 256, (y * 11 + x) % 256, (x * y + 5) % 256], (y * width + x) * 3);
+  }
+  return sharp(data, { raw: { width, height, channels: 3 } });
+}
+
+type Encode = (image: sharp.Sharp) => sharp.Sharp;
+const png: Encode = (image) => image.png();
+const jpeg: Encode = (image) => image.jpeg({ quality: 90 });
+const webp: Encode = (image) => image.webp({ quality: 90 });
+
+async function write(name: string, width: number, height: number, encode: Encode): Promise<string> {
+  const file = path.join(temp.dir, name);
+  await encode(pattern(width, height)).toFile(file);
+  return file;
+}
+
+/** The files' crops equal the reference's, byte for byte; named by file so a difference shows which. */
+async function expectSameAsTwoStep(files: string[], size: number): Promise<void> {
+  const crops = await centerCrops(files, size);
+  for (const [i, file] of files.entries()) {
+    const reference = await twoStepCrop(file, size);
+    expect([path.basename(file), crops[i].equals(reference)]).toEqual([path.basename(file), true]);
+  }
+}
+
+test.each([
+  [
+    28,
+    [
+      [33, 700],
+      [700, 33],
+      [34, 35],
+      [35, 34],
+      [47, 65],
+      [65, 47],
+      [99, 301],
+      [301, 99],
+      [255, 257],
+      [257, 255],
+      [433, 699],
+      [699, 433],
+      [128, 128],
+      [513, 64],
+      [64, 513],
+      [20, 50], // the shorter side below 32: upscaled
+      [50, 20],
+      [5, 9],
+      [1, 300],
+      [300, 1],
+    ],
+  ],
+  [
+    224,
+    [
+      [256, 700],
+      [701, 300],
+      [300, 300],
+      [257, 259],
+      [20, 50],
+      [38, 33], // upscaled 7.75 times: regions starting at the crop would change some pixels here
+    ],
+  ],
+])('PNGs at size %i: the same pixels as resizing whole and cropping after', async (size, sizes) => {
+  const files = await Promise.all(sizes.map(([w, h]) => write(`p${size}-${w}x${h}.png`, w, h, png)));
+  await expectSameAsTwoStep(files, size);
+});
+
+test('JPEGs large enough to shrink on load (by 8, 4, 2; 4.0 exactly halved), odd sizes: the same pixels', async () => {
+  const sizes = [
+    [640, 480],
+    [643, 481],
+    [481, 643],
+    [128, 160],
+    [160, 128],
+    [75, 99],
+    [300, 1000],
+  ];
+  const files = await Promise.all(sizes.map(([w, h]) => write(`j-${w}x${h}.jpg`, w, h, jpeg)));
+  await expectSameAsTwoStep(files, 28);
+  await expectSameAsTwoStep([await write('j-1000x700.jpg', 1000, 700, jpeg)], 224);
+});
+
+test('JPEGs with each EXIF orientation (5-8 turn the image a quarter): the same pixels', async () => {
+  const files = await Promise.all(
+    [2, 3, 4, 5, 6, 7, 8].map((orientation) =>
+      write(`exif${orientation}.jpg`, 300, 130, (image) => jpeg(image).withMetadata({ orientation })),
+    ),
+  );
+  await expectSameAsTwoStep(files, 28);
+});
+
+test('WebP, which shrinks on load by a fractional scale: the same pixels', async () => {
+  const files = [await write('w-500x261.webp', 500, 261, webp), await write('w-261x500.webp', 261, 500, webp)];
+  await expectSameAsTwoStep(files, 28);
+});
+
+test('1-pixel-thin images (1×12000, 12000×1) crop without resizing them whole', async () => {
+  // Resized whole they would be 256 × 3,072,000 pixels, past sharp's limit: the old crop failed on them.
+  const tall = await write('thin-1x12000.png', 1, 12000, png);
+  const wide = await write('thin-12000x1.png', 12000, 1, png);
+  const [fromTall, fromWide] = await centerCrops([tall, wide], 224);
+  const at = (pixels: Buffer, x: number, y: number) =>
+    Array.from(pixels.subarray((y * 224 + x) * 3, (y * 224 + x) * 3 + 3));
+  for (let i = 0; i < 224; i++) {
+    // The one column (row) stretched across: every row of the tall one is uniform, every column of the wide one.
+    expect([i, at(fromTall, 223, i)]).toEqual([i, at(fromTall, 0, i)]);
+    expect([i, at(fromWide, i, 223)]).toEqual([i, at(fromWide, i, 0)]);
+  }
+  expect(at(fromTall, 0, 0)).not.toEqual(at(fromTall, 0, 100));
+});
+
+test('an image more than 16 times as wide as high keeps the crop window; values within a level or so', async () => {
+  // Its rows are too long to take whole: libvips cuts the crop, and steps its sampling position from the crop's left
+  // edge rather than the row's, which can round a bicubic weight differently from a whole resize.
+  const file = await write('wide-2000x100.png', 2000, 100, png);
+  const [crop] = await centerCrops([file], 28);
+  const maxDifference = (other: Buffer) => crop.reduce((max, v, i) => Math.max(max, Math.abs(v - other[i])), 0);
+  expect(maxDifference(await twoStepCrop(file, 28))).toBeLessThanOrEqual(2);
+  expect(maxDifference(await twoStepCrop(file, 28, 1))).toBeGreaterThan(2);
+  expect(maxDifference(await twoStepCrop(file, 28, -1))).toBeGreaterThan(2);
+});

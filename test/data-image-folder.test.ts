@@ -1,0 +1,116 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { imageFolderEntries } from '../lib';
+import { makeTempDir } from './support/paths';
+
+// imageFolderEntries reads a folder as torchvision's ImageFolder does: symbolic links followed, images at any
+// depth, and a class without images refused (it would shift every later label).
+
+const temp = makeTempDir('image-folder');
+afterAll(() => temp.cleanup());
+
+/** A fresh folder with the given files (contents do not matter: nothing is decoded). */
+function folderWith(files: string[]): string {
+  const root = fs.mkdtempSync(path.join(temp.dir, 'root-'));
+  for (const file of files) {
+    fs.mkdirSync(path.dirname(path.join(root, file)), { recursive: true });
+    fs.writeFileSync(path.join(root, file), 'x');
+  }
+  return root;
+}
+
+const listing = (root: string) => {
+  const { entries, classes } = imageFolderEntries(root);
+  const real = fs.realpathSync(root);
+  return { classes, entries: entries.map((e) => [path.relative(real, e.path), e.label, e.line]) };
+};
+
+test('a class folder that is a link inside the root counts, and images in nested folders are found', () => {
+  const root = folderWith(['a/1.png', 'c/2.png', 'store/b-images/3.png', 'store/b-images/deeper/4.jpg', 'b0/x.png']);
+  fs.symlinkSync(path.join(root, 'store', 'b-images'), path.join(root, 'b'));
+  expect(listing(root)).toEqual({
+    classes: ['a', 'b', 'b0', 'c', 'store'],
+    entries: [
+      [path.join('a', '1.png'), 0, 1],
+      [path.join('store', 'b-images', '3.png'), 1, 2],
+      [path.join('store', 'b-images', 'deeper', '4.jpg'), 1, 3],
+      [path.join('b0', 'x.png'), 2, 4],
+      [path.join('c', '2.png'), 3, 5],
+      [path.join('store', 'b-images', '3.png'), 4, 6],
+      [path.join('store', 'b-images', 'deeper', '4.jpg'), 4, 7],
+    ],
+  });
+});
+
+test("a class's folders are visited in path order, each one's files by name (torchvision's order)", () => {
+  // torchvision sorts os.walk's folders by path: k/a b (a space) comes before k/a/sub, not after as a walk would.
+  const root = folderWith(['k/z.png', 'k/a b/2.png', 'k/a/1.png', 'k/a/0.png', 'k/b.png', 'k/a/sub/3.png']);
+  expect(listing(root).entries.map(([file]) => file)).toEqual([
+    path.join('k', 'b.png'),
+    path.join('k', 'z.png'),
+    path.join('k', 'a', '0.png'),
+    path.join('k', 'a', '1.png'),
+    path.join('k', 'a b', '2.png'),
+    path.join('k', 'a', 'sub', '3.png'),
+  ]);
+});
+
+test('a class folder without images is refused, naming it', () => {
+  const root = folderWith(['a/1.png', 'b/notes.txt', 'c/2.png']);
+  expect(() => imageFolderEntries(root)).toThrow(
+    expect.objectContaining({
+      name: 'PaceInputError',
+      message: expect.stringContaining(`image folder '${root}': class folder 'b' has no images (.jpg, .jpeg`),
+    }),
+  );
+});
+
+test('links leading outside the root are refused: a class folder, a nested folder, an image', () => {
+  const outside = folderWith(['elsewhere/9.png']);
+  const target = path.join(fs.realpathSync(outside), 'elsewhere');
+  const cases: [string, (root: string) => void][] = [
+    ['b', (root) => fs.symlinkSync(target, path.join(root, 'b'))],
+    ['a/sub', (root) => fs.symlinkSync(target, path.join(root, 'a', 'sub'))],
+    ['a/x.png', (root) => fs.symlinkSync(path.join(target, '9.png'), path.join(root, 'a', 'x.png'))],
+  ];
+  for (const [shown, link] of cases) {
+    const root = folderWith(['a/1.png']);
+    link(root);
+    expect(() => imageFolderEntries(root)).toThrow(
+      expect.objectContaining({
+        name: 'PaceInputError',
+        message: `image folder '${root}': '${shown}' links outside the folder (${shown === 'a/x.png' ? path.join(target, '9.png') : target})`,
+      }),
+    );
+  }
+});
+
+test('a link loop and a broken image link are named; other broken links and files are left out', () => {
+  const loop = folderWith(['a/1.png']);
+  fs.symlinkSync(path.join(loop, 'a'), path.join(loop, 'a', 'again'));
+  expect(() => imageFolderEntries(loop)).toThrow(`image folder '${loop}': 'a/again' is a symbolic link loop`);
+  const broken = folderWith(['a/1.png']);
+  fs.symlinkSync('/nonexistent/gone.png', path.join(broken, 'a', 'gone.png'));
+  expect(() => imageFolderEntries(broken)).toThrow(
+    expect.objectContaining({
+      name: 'PaceNotFoundError',
+      message: `image folder '${broken}': 'a/gone.png' is a symbolic link to nothing`,
+    }),
+  );
+  const ignored = folderWith(['a/1.png', 'a/readme.txt']);
+  fs.symlinkSync('/nonexistent/notes.txt', path.join(ignored, 'a', 'notes.txt'));
+  expect(listing(ignored).entries).toEqual([[path.join('a', '1.png'), 0, 1]]);
+});
+
+test('a root that is missing or a file is a PaceNotFoundError or PaceFileError naming it', () => {
+  const missing = path.join(temp.dir, 'nope');
+  expect(() => imageFolderEntries(missing)).toThrow(
+    expect.objectContaining({ name: 'PaceNotFoundError', message: `image folder '${missing}' does not exist` }),
+  );
+  const file = path.join(temp.dir, 'a-file');
+  fs.writeFileSync(file, 'x');
+  expect(() => imageFolderEntries(file)).toThrow(
+    expect.objectContaining({ name: 'PaceFileError', message: `image folder '${file}' is not a folder` }),
+  );
+});
