@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { commands, helpRequested, UsageError } from './cli/commands';
+import { dropOutputWhenClosed, err, out } from './cli/output';
 import { exitWithLauncher } from './distributed/launch';
 
 const usage = `Usage: pace <command> [options]   (pace <command> --help for its options; pace --version)
@@ -10,36 +11,37 @@ ${Object.entries(commands)
   .join('\n')}`;
 
 async function main(argv: string[]): Promise<number> {
+  dropOutputWhenClosed();
   exitWithLauncher();
   const [name, ...rest] = argv;
   if (name === undefined) {
-    process.stderr.write(`${usage}\n`);
+    err(`${usage}\n`);
     return 2;
   }
   if (name === 'help' || name === '--help' || name === '-h') {
-    process.stdout.write(`${usage}\n`);
+    out(usage);
     return 0;
   }
   if (name === '--version' || name === '-v') {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    process.stdout.write(`${(require('../package.json') as { version: string }).version}\n`);
+    out((require('../package.json') as { version: string }).version);
     return 0;
   }
   const command = commands[name];
   if (!command) {
-    process.stderr.write(`pace: unknown command '${name}'\n\n${usage}\n`);
+    err(`pace: unknown command '${name}'\n\n${usage}\n`);
     return 2;
   }
   if (helpRequested(rest)) {
-    process.stdout.write(`Usage: ${command.usage}\n`);
+    out(`Usage: ${command.usage}`);
     return 0;
   }
   try {
     return await command.run(rest);
   } catch (error) {
     const usageError = error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
-    process.stderr.write(`pace ${name}: ${(error as Error).message}\n`);
-    if (usageError) process.stderr.write(`\nUsage: ${command.usage}\n`);
+    err(`pace ${name}: ${(error as Error).message}\n`);
+    if (usageError) err(`\nUsage: ${command.usage}\n`);
     return usageError ? 2 : 1;
   }
 }
@@ -49,7 +51,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    process.stderr.write(`pace: ${error instanceof Error ? error.message : String(error)}\n`);
+    err(`pace: ${error instanceof Error ? error.message : String(error)}\n`);
     process.exitCode = 1;
   },
 );

@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import zlib from 'node:zlib';
 
@@ -151,9 +152,10 @@ test('pace fit reads a VTAB-1k layout of real image files, decoding through a ca
   const run = pace(['fit', '--config', 'vtab.json', '--quiet']);
   expect(run.stderr).toBe('');
   expect(run.status).toBe(0);
+  // one cache per split, named by the split and a hash of where its images are
   expect(fs.readdirSync(path.join(temp.dir, 'decoded')).sort()).toEqual([
-    'vtab-eurosat-tune-test.16.decoded.safetensors',
-    'vtab-eurosat-tune-train.16.decoded.safetensors',
+    expect.stringMatching(/^vtab-eurosat-tune-test\.16\.[0-9a-f]{10}\.decoded\.safetensors$/),
+    expect.stringMatching(/^vtab-eurosat-tune-train\.16\.[0-9a-f]{10}\.decoded\.safetensors$/),
   ]);
   const metrics = fs
     .readFileSync(path.join(temp.dir, 'vtab-run', 'metrics.jsonl'), 'utf8')
@@ -324,6 +326,174 @@ test('pace eval --data evaluates the file it names (relative to the working fold
   expect(report.accuracy).toBe(expected.accuracy);
   expect(report.accuracy).toBeGreaterThan(0.5); // the trained adapters were loaded (chance is 0.25)
   expect(Math.abs(report.loss - expected.loss)).toBeLessThanOrEqual(1e-6 * expected.loss);
+});
+
+// ---- The command line and the config, checked whole before anything is loaded ----
+
+/**
+ * A config naming a backbone and data that do not exist, with `overrides` merged into its trainer and fit: a
+ * mistake reported by name (rather than the missing file) was found before anything was loaded.
+ */
+function writeUnloadableConfig(
+  file: string,
+  overrides: { trainer?: Record<string, unknown>; fit?: Record<string, unknown> } = {},
+): void {
+  const config = {
+    model: { name: tinyVit, numClasses: 4, pretrained: 'missing-backbone.safetensors' },
+    trainer: { optimizer: { lr: 0.01 }, ...overrides.trainer },
+    data: { train: 'missing-train.safetensors', validation: 'missing-val.safetensors' },
+    fit: { epochs: 2, batchSize: 16, ...overrides.fit },
+  };
+  fs.writeFileSync(path.join(temp.dir, file), JSON.stringify(config));
+}
+
+/** Each file of a folder with its bytes. */
+const folderBytes = (dir: string): Record<string, string> =>
+  Object.fromEntries(
+    fs
+      .readdirSync(path.join(temp.dir, dir))
+      .sort()
+      .map((name) => [name, fs.readFileSync(path.join(temp.dir, dir, name)).toString('base64')]),
+  );
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+test("a config's fit section naming a run folder, a resume or progress is refused when read, naming the file and key", async () => {
+  // Bug: "fit" was an unchecked record spread into Trainer.fit, so a config's fit.resume continued (and rewrote)
+  // another run's folder whatever --run-dir said.
+  await writeFlagConfig('owner.json', { epochs: 2 });
+  const owner = pace(['fit', '--config', 'owner.json', '--run-dir', 'owner-run', '--quiet']);
+  expect(owner.status).toBe(0);
+  const before = folderBytes('owner-run');
+  await writeFlagConfig('intruder.json', { epochs: 4, resume: 'owner-run' });
+  const intruder = pace(['fit', '--config', 'intruder.json', '--run-dir', 'intruder-run', '--quiet']);
+  expect(intruder.stderr).toContain(`pace fit: config 'intruder.json'.fit.resume: not a config setting`);
+  expect(intruder.status).toBe(1);
+  expect(folderBytes('owner-run')).toEqual(before);
+  expect(fs.existsSync(path.join(temp.dir, 'intruder-run'))).toBe(false);
+  for (const [key, value] of [
+    ['runDir', 'elsewhere'],
+    ['resumeFrom', 'best'],
+    ['progress', true],
+  ] as const) {
+    writeUnloadableConfig(`fit-${key}.json`, { fit: { [key]: value } });
+    for (const command of [
+      ['fit', '--config', `fit-${key}.json`, '--run-dir', 'never'],
+      ['eval', '--config', `fit-${key}.json`, '--adapters', 'missing.safetensors'],
+    ]) {
+      const run = pace(command);
+      expect(run.stderr).toContain(`config 'fit-${key}.json'.fit.${key}: not a config setting`);
+      expect(run.status).toBe(1);
+    }
+  }
+});
+
+test('the trainer and fit sections are checked whole before the model, the data or the process group', async () => {
+  // Bug: a mistake there surfaced from Trainer or Trainer.fit only after the model and data had loaded (and after
+  // the rendezvous, for a rank of several), as "options.…" without the config's name.
+  const cases: [{ trainer?: Record<string, unknown>; fit?: Record<string, unknown> }, string][] = [
+    [{ fit: { bogus: 1 } }, `config 'sections.json'.fit: Unrecognized key: "bogus"`],
+    [{ fit: { evalEvery: 0 } }, `config 'sections.json'.fit.evalEvery: Too small`],
+    [{ fit: { epochs: 1.5 } }, `config 'sections.json'.fit.epochs: Invalid input: expected int`],
+    [{ trainer: { bogus: 1 } }, `config 'sections.json'.trainer: Unrecognized key: "bogus"`],
+    [{ trainer: { optimizer: { lr: -1 } } }, `config 'sections.json'.trainer.optimizer.lr: Too small`],
+  ];
+  for (const [overrides, message] of cases) {
+    writeUnloadableConfig('sections.json', overrides);
+    const run = pace(['fit', '--config', 'sections.json', '--run-dir', 'never']);
+    const [first] = run.stderr.split('\n');
+    expect({ overrides, status: run.status, first }).toEqual({
+      overrides,
+      status: 1,
+      first: expect.stringContaining(`pace fit: ${message}`),
+    });
+  }
+  // One rank of two whose partner never comes: refused at once, not after the rendezvous times out.
+  writeUnloadableConfig('sections.json', { fit: { bogus: 1 } });
+  const rank = spawnSync(
+    process.execPath,
+    [path.join(repoRoot, 'dist', 'cli.js'), 'fit', '--config', 'sections.json', '--run-dir', 'never'],
+    {
+      cwd: temp.dir,
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: {
+        ...process.env,
+        RANK: '0',
+        WORLD_SIZE: '2',
+        MASTER_ADDR: '127.0.0.1',
+        MASTER_PORT: String(await freePort()),
+        PACE_DISTRIBUTED_TIMEOUT: '2',
+      },
+    },
+  );
+  expect(rank.stderr).toContain(`config 'sections.json'.fit: Unrecognized key: "bogus"`);
+  expect(rank.status).toBe(1);
+});
+
+test('bad flag values, and flags that would be ignored, are usage errors naming the flag (exit 2) before anything loads', () => {
+  // Bugs: values were checked by Trainer.fit or launch() under their option names ("options.epochs", exit 1), after
+  // the model and data had loaded; --resume-from without --resume, --run-dir with --resume and --markdown without
+  // --domain-shift were ignored; pace sweep took --threads beyond the config's limit of 1024.
+  writeUnloadableConfig('flags-only.json');
+  const fit = ['fit', '--config', 'flags-only.json'];
+  const evaluate = ['eval', '--config', 'flags-only.json', '--adapters', 'missing.safetensors'];
+  const cases: [string[], string][] = [
+    [[...fit, '--run-dir', 'never', '--epochs', '1.5'], "--epochs must be a whole number from 1, got '1.5'"],
+    [[...fit, '--run-dir', 'never', '--batch-size', '0'], "--batch-size must be a whole number from 1, got '0'"],
+    [[...fit, '--run-dir', 'never', '--lr=-1'], '--lr: Too small'],
+    [
+      [...fit, '--run-dir', 'never', '--resume-from', 'best'],
+      '--resume-from chooses the checkpoint of --resume DIR: give --resume too',
+    ],
+    [[...fit, '--run-dir', 'a', '--resume', 'b'], '--resume DIR continues the run in DIR: it takes no --run-dir'],
+    [
+      [...fit, '--resume', 'never', '--resume-from', 'bogus'],
+      "--resume-from must be last, previous or best, got 'bogus'",
+    ],
+    [[...evaluate, '--batch-size', '0'], "--batch-size must be a whole number from 1, got '0'"],
+    [[...evaluate, '--markdown'], '--markdown formats the --domain-shift table: give --domain-shift too'],
+    [['launch', '--nproc-per-node', '0', '--', 'true'], '--nproc-per-node: Too small'],
+    [['launch', '--nproc-per-node', '1.5', '--', 'true'], '--nproc-per-node: Invalid input: expected int'],
+    [['launch', '--nproc-per-node', '1', '--master-port', '70000', '--', 'true'], '--master-port: Too big'],
+    [
+      ['launch', '--nproc-per-node', '1', '--nnodes', '2', '--node-rank', '2', '--', 'true'],
+      '--node-rank must be below --nnodes',
+    ],
+    [
+      ['sweep', '--config', 'missing-sweep.json', '--threads', '100000'],
+      '--threads: Too big: expected number to be <=1024',
+    ],
+    [
+      ['sweep', '--config', 'missing-sweep.json', '--parallel', '0'],
+      "--parallel must be a whole number from 1, got '0'",
+    ],
+  ];
+  for (const [args, message] of cases) {
+    const run = pace(args);
+    const [first] = run.stderr.split('\n');
+    expect({ args, status: run.status, first }).toEqual({ args, status: 2, first: expect.stringContaining(message) });
+    expect(run.stderr).toContain(`Usage: pace ${args[0]}`);
+    expect(run.stderr).not.toContain('options.');
+  }
+});
+
+test('pace launch leaves -h and --help after -- to the command it runs', () => {
+  // Bug: a help flag anywhere, even in the ranks' command, printed launch's usage instead of running anything.
+  const run = pace(['launch', '--nproc-per-node', '1', '--', 'echo', '-h', '--help']);
+  expect(run.stderr).toBe('');
+  expect(run.status).toBe(0);
+  expect(run.stdout).toBe('-h --help\n');
+  const help = pace(['launch', '--help', '--', 'echo', 'never']);
+  expect(help.status).toBe(0);
+  expect(help.stdout).toMatch(/^Usage: pace launch --nproc-per-node N/);
 });
 
 /**

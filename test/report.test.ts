@@ -430,3 +430,30 @@ describe('pace report on two real runs (baseline and PACE, diagnostics on)', () 
     },
   );
 });
+
+test('pace report draws a large sweep (450 runs × 300 epochs) and its charts span all of it', () => {
+  // Bug: the epochs and values of every run were spread into Math.min / Math.max: past about 125,000 numbers that
+  // is "Maximum call stack size exceeded", so a sweep of this size could not be reported at all.
+  const sweepDir = path.join(temp.dir, 'large-sweep');
+  const runs = 450;
+  const epochs = 300;
+  for (let r = 0; r < runs; r++) {
+    const dir = path.join(sweepDir, `run-${String(r).padStart(3, '0')}`);
+    fs.mkdirSync(dir, { recursive: true });
+    const lines = Array.from({ length: epochs }, (_, e) =>
+      JSON.stringify({ epoch: e, loss: 2 + r / runs - e / epochs }),
+    );
+    fs.writeFileSync(path.join(dir, 'metrics.jsonl'), `${lines.join('\n')}\n`);
+  }
+  const run = pace(['report', sweepDir, '--out', 'large-sweep.html']);
+  expect(run.stderr).toBe('');
+  expect(run.status).toBe(0);
+  expect(run.stdout).toContain(`report of ${runs} run(s) written to ${path.join(temp.dir, 'large-sweep.html')}`);
+  const page = fs.readFileSync(path.join(temp.dir, 'large-sweep.html'), 'utf8');
+  const overview = chartSvg(page, 'overview-loss').svg;
+  // the x axis spans epochs 0-299, the y axis every loss: from the last epoch of run 0 to the first of run 449
+  expect(/data-x-domain="0 299"/.test(overview)).toBe(true);
+  const [y0, y1] = /data-y-domain="([^"]*)"/.exec(overview)![1].split(' ').map(Number);
+  expect(y0).toBeLessThanOrEqual(2 - (epochs - 1) / epochs);
+  expect(y1).toBeGreaterThanOrEqual(2 + (runs - 1) / runs);
+}, 120_000);

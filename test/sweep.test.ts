@@ -286,3 +286,27 @@ test('an aborted sweep interrupts its run at a checkpoint; the next sweep of the
   expect(metricLines(run).slice(0, before.length)).toEqual(before);
   expect(second.summaries[0].values).toEqual([lastTestAcc(run)]);
 });
+
+test("a base config whose fit names a resume, or a grid over fit's invocation options, is refused before anything runs", () => {
+  // Bug: the base was checked against Trainer.fit's options, which take runDir, resume, resumeFrom and progress: a
+  // base's fit.resume had every run of the sweep continue (and rewrite) that other run's folder.
+  const refused = (name: string, config: Record<string, unknown>) => {
+    fs.writeFileSync(path.join(temp.dir, name), JSON.stringify({ ...config, dir: `${name}-dir` }));
+    const run = spawnSync(process.execPath, [cli, 'sweep', '--config', name], {
+      cwd: temp.dir,
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(fs.existsSync(path.join(temp.dir, `${name}-dir`))).toBe(false);
+    return run;
+  };
+  const resumeBase = refused('resume-base.json', {
+    ...sweepConfig,
+    base: { ...base, fit: { ...base.fit, resume: 'x' } },
+  });
+  expect(resumeBase.stderr).toContain(`sweep config 'resume-base.json'.base.fit.resume: not a config setting`);
+  expect(resumeBase.status).toBe(1);
+  const progressGrid = refused('progress-grid.json', { ...sweepConfig, grid: { 'fit.progress': [true, false] } });
+  expect(progressGrid.stderr).toContain(`'fit.progress' cannot be swept`);
+  expect(progressGrid.status).toBe(1);
+});

@@ -5,10 +5,11 @@ import { loadDatasetSource, type DatasetSource } from '../data/sources';
 import { initDistributed, launchedDistributed, type DistributedGroup } from '../distributed/group';
 import { doctor, formatDoctorReport, measureGemm, type GemmMeasurement } from '../doctor';
 import { createModel, type Model } from '../models/model';
-import { Trainer, type TrainerOptions } from '../train/trainer';
+import type { EpochLogs } from '../train/callbacks';
+import { Trainer, TrainerOptionsSchema, type TrainerOptions } from '../train/trainer';
 import { ResumeFromSchema, type ResumeFrom } from '../train/checkpoints';
-import type { FitOptions } from '../train/fit';
-import { readRunConfig, type RunConfig } from './config';
+import { FitOptionsSchema, type FitOptions } from '../train/fit';
+import { configName, readRunConfig, type RunConfig } from './config';
 import { DOMAIN_SHIFT_FILE, domainShiftEval, domainShiftTargets } from './domain-shift-eval';
 import { evaluateDomainShift } from '../eval/domain-shift';
 import { formatDomainShiftTable } from '../eval/domain-shift-table';
@@ -18,13 +19,11 @@ import { reportCommand } from './report-command';
 import { pullCommand } from './pull-command';
 import { serveCommand } from './serve-command';
 import { sweepCommand } from './sweep-command';
-import { numberFlag, UsageError, type Command } from './usage';
+import { out } from './output';
+import { watchStopSignals } from './signals';
+import { numberFlag, ownArguments, parseWithFlags, UsageError, wholeNumberFlag, type Command } from './usage';
 
 export { UsageError };
-
-const out = (text: string): void => {
-  process.stdout.write(`${text}\n`);
-};
 
 /** Adapters only mean something on the backbone they were trained on: a random one will not do. */
 function requirePretrained(config: RunConfig): void {
@@ -57,9 +56,118 @@ function resumeFromFlag(text: string): ResumeFrom {
   return parsed.data;
 }
 
+/** Whether a command's own arguments (those before a `--`) ask for its usage. */
 function helpRequested(args: string[]): boolean {
-  return args.includes('--help') || args.includes('-h');
+  const own = ownArguments(args);
+  return own.includes('--help') || own.includes('-h');
 }
+
+/** pace fit's command line, checked whole before any file is read. */
+interface FitFlags {
+  config: string;
+  epochs?: number;
+  batchSize?: number;
+  lr?: number;
+  runDir?: string;
+  resume?: string;
+  resumeFrom?: ResumeFrom;
+  quiet: boolean;
+}
+
+function fitFlags(args: string[]): FitFlags {
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: 'string' },
+      epochs: { type: 'string' },
+      'batch-size': { type: 'string' },
+      lr: { type: 'string' },
+      'run-dir': { type: 'string' },
+      resume: { type: 'string' },
+      'resume-from': { type: 'string' },
+      quiet: { type: 'boolean', default: false },
+    },
+  });
+  if (!values.config) throw new UsageError('--config is required');
+  if (values.resume !== undefined && values['run-dir'] !== undefined) {
+    throw new UsageError('--resume DIR continues the run in DIR: it takes no --run-dir');
+  }
+  if (values['resume-from'] !== undefined && values.resume === undefined) {
+    throw new UsageError('--resume-from chooses the checkpoint of --resume DIR: give --resume too');
+  }
+  const optional = <T>(text: string | undefined, parse: (text: string) => T) =>
+    text === undefined ? undefined : parse(text);
+  return {
+    config: values.config,
+    epochs: optional(values.epochs, (text) => wholeNumberFlag('--epochs', text, 1)),
+    batchSize: optional(values['batch-size'], (text) => wholeNumberFlag('--batch-size', text, 1)),
+    lr: optional(values.lr, (text) => numberFlag('--lr', text)),
+    runDir: values['run-dir'],
+    resume: values.resume,
+    resumeFrom: optional(values['resume-from'], resumeFromFlag),
+    quiet: values.quiet === true,
+  };
+}
+
+/**
+ * The config's trainer and fit options with the flags over them, checked as Trainer and Trainer.fit check them
+ * before the model, the data or the process group are loaded. A bad value names its flag, or the config's field.
+ */
+function fitSettings(config: RunConfig, flags: FitFlags): { trainer: TrainerOptions; fit: FitOptions } {
+  const what = configName(flags.config);
+  const optimizer = { ...(config.trainer.optimizer as object), ...(flags.lr !== undefined && { lr: flags.lr }) };
+  const trainer = { ...config.trainer, ...(flags.lr !== undefined && { optimizer }) };
+  const fit = {
+    ...config.fit,
+    ...(flags.epochs !== undefined && { epochs: flags.epochs }),
+    ...(flags.batchSize !== undefined && { batchSize: flags.batchSize }),
+  };
+  const given: Record<string, string | undefined> = {
+    'optimizer.lr': flags.lr === undefined ? undefined : '--lr',
+    epochs: flags.epochs === undefined ? undefined : '--epochs',
+    batchSize: flags.batchSize === undefined ? undefined : '--batch-size',
+  };
+  const flagOf = (field: string) => (Object.hasOwn(given, field) ? given[field] : undefined);
+  parseWithFlags(TrainerOptionsSchema, trainer, `${what}.trainer`, flagOf);
+  parseWithFlags(FitOptionsSchema, fit, `${what}.fit`, flagOf);
+  return { trainer: trainer as TrainerOptions, fit: fit as FitOptions };
+}
+
+/** The reason a domain-adaptation evaluation stopped early: a stop signal. */
+class EvaluationStopped extends Error {}
+
+/**
+ * The config's domain-adaptation sets, evaluated after a completed fit into the run folder. A stop signal ends the
+ * evaluation after the chunk of images in progress, with nothing written; returns whether it completed.
+ */
+async function domainShiftAfterFit(
+  model: Model,
+  config: RunConfig,
+  options: { runDir: string; batchSize: number; signal: AbortSignal; quiet: boolean },
+): Promise<boolean> {
+  const targets = domainShiftTargets(config);
+  if (!targets) return true;
+  const stopIfAsked = () => {
+    if (options.signal.aborted) throw new EvaluationStopped();
+  };
+  try {
+    stopIfAsked();
+    const report = await evaluateDomainShift(model, { targets, batchSize: options.batchSize, onProgress: stopIfAsked });
+    stopIfAsked();
+    writeFileAtomic(path.join(options.runDir, DOMAIN_SHIFT_FILE), `${JSON.stringify(report, null, 2)}\n`);
+    if (!options.quiet) out(formatDomainShiftTable([{ label: 'this run', report }]));
+    return true;
+  } catch (error) {
+    if (!(error instanceof EvaluationStopped)) throw error;
+    out(`domain-shift evaluation interrupted by ${String(options.signal.reason)}: ${DOMAIN_SHIFT_FILE} not written`);
+    return false;
+  }
+}
+
+/** The epoch lines pace fit prints. */
+const epochLine = (epoch: number, logs: EpochLogs): string =>
+  `epoch ${epoch}: loss ${logs.loss.toFixed(4)} acc ${logs.acc.toFixed(4)} lr ${logs.lr.toExponential(3)}` +
+  (logs.val_acc === undefined ? '' : ` val_acc ${logs.val_acc.toFixed(4)}`);
 
 export const fitCommand: Command = {
   usage: `pace fit --config run.json [--epochs N] [--batch-size N] [--lr X] [--run-dir DIR] [--resume DIR
@@ -67,94 +175,86 @@ export const fitCommand: Command = {
   Fine-tunes the model of run.json with its adapters and PACE settings, writing the run folder
   (config.json, metrics.jsonl, summary.csv, last/best checkpoints) and adapters.safetensors in it.
   Started by \`pace launch\` or torchrun (WORLD_SIZE > 1), it trains data-parallel; rank 0 writes the folder.
-  With data.domainShift, a completed fit evaluates those sets into domain-shift.json in the folder.`,
+  With data.domainShift, a completed fit evaluates those sets into domain-shift.json in the folder.
+  Ctrl-C or SIGTERM stops it at the step in progress, keeping the checkpoint and writing the adapters
+  (exit 130 or 143); a second one ends it at once.`,
   async run(args) {
-    const { values } = parseArgs({
-      args,
-      options: {
-        config: { type: 'string' },
-        epochs: { type: 'string' },
-        'batch-size': { type: 'string' },
-        lr: { type: 'string' },
-        'run-dir': { type: 'string' },
-        resume: { type: 'string' },
-        'resume-from': { type: 'string' },
-        quiet: { type: 'boolean', default: false },
-      },
-    });
-    if (!values.config) throw new UsageError('--config is required');
-    const config = readRunConfig(values.config);
-    const trainerOptions = { ...config.trainer } as TrainerOptions & { optimizer?: Record<string, unknown> };
-    if (values.lr !== undefined)
-      trainerOptions.optimizer = { ...trainerOptions.optimizer, lr: numberFlag('--lr', values.lr) };
-    const fit = { ...config.fit } as FitOptions;
-    if (values.epochs !== undefined) fit.epochs = numberFlag('--epochs', values.epochs);
-    if (values['batch-size'] !== undefined) fit.batchSize = numberFlag('--batch-size', values['batch-size']);
-    const runDir = values.resume ?? values['run-dir'] ?? config.runDir;
+    const flags = fitFlags(args);
+    const config = readRunConfig(flags.config);
+    const settings = fitSettings(config, flags);
+    const runDir = flags.resume ?? flags.runDir ?? config.runDir;
     if (!runDir) throw new UsageError('a run folder is needed: --run-dir DIR or "runDir" in the config');
 
     // Launched as one rank of several: join the group before the trainer exists (it broadcasts rank 0's state).
     const group = launchedDistributed() ? await initDistributed() : undefined;
     const rank = group?.rank ?? 0;
-    const quiet = values.quiet || rank !== 0;
+    const quiet = flags.quiet || rank !== 0;
     using model = await modelFromConfig(config, group);
-    const trainer = new Trainer(model, trainerOptions);
+    const trainer = new Trainer(model, settings.trainer);
     const load = (source: DatasetSource) =>
       loadDatasetSource(source, {
         preprocessing: model.preprocessing,
         baseDir: config.baseDir,
         cacheDir: config.data.cacheDir,
+        numClasses: model.spec.numClasses,
       });
     const train = await load(config.data.train);
     const validation = config.data.validation ? await load(config.data.validation) : undefined;
     const test = config.data.test ? await load(config.data.test) : undefined;
-    const controller = new AbortController();
-    const stop = () => controller.abort();
-    process.once('SIGINT', stop);
-    try {
-      const history = await trainer.fit(train, {
-        ...fit,
-        validation,
-        test,
-        signal: controller.signal,
-        progress: quiet ? false : 'auto',
-        ...(values.resume
-          ? {
-              resume: values.resume,
-              ...(values['resume-from'] && { resumeFrom: resumeFromFlag(values['resume-from']) }),
-            }
-          : { runDir }),
-        callbacks: quiet
-          ? []
-          : [
-              {
-                onEpochEnd: (epoch, logs) =>
-                  out(
-                    `epoch ${epoch}: loss ${logs.loss.toFixed(4)} acc ${logs.acc.toFixed(4)} lr ${logs.lr.toExponential(3)}` +
-                      (logs.val_acc === undefined ? '' : ` val_acc ${logs.val_acc.toFixed(4)}`),
-                  ),
-              },
-            ],
-      });
+    // From here until the command ends (the domain-adaptation evaluation included), a stop signal stops it cleanly.
+    using stop = watchStopSignals();
+    const history = await trainer.fit(train, {
+      ...settings.fit,
+      validation,
+      test,
+      signal: stop.signal,
+      progress: quiet ? false : 'auto',
+      ...(flags.resume ? { resume: flags.resume, resumeFrom: flags.resumeFrom } : { runDir }),
+      callbacks: quiet ? [] : [{ onEpochEnd: (epoch, logs) => out(epochLine(epoch, logs)) }],
+    });
+    if (rank === 0) {
       const adapters = path.join(runDir, 'adapters.safetensors');
-      if (rank === 0) {
-        await model.saveAdapters(adapters);
-        out(`${history.stopReason} after ${history.epochs.length} epochs; adapters in ${adapters}`);
-        // The domain-adaptation sets of the config, evaluated once training completed, into the run folder.
-        const targets = domainShiftTargets(config);
-        if (targets && history.stopReason === 'completed') {
-          const batchSize = fit.evalBatchSize ?? fit.batchSize;
-          const report = await evaluateDomainShift(model, { targets, batchSize });
-          writeFileAtomic(path.join(runDir, DOMAIN_SHIFT_FILE), `${JSON.stringify(report, null, 2)}\n`);
-          if (!quiet) out(formatDomainShiftTable([{ label: 'this run', report }]));
-        }
+      await model.saveAdapters(adapters);
+      out(`${history.stopReason} after ${history.epochs.length} epochs; adapters in ${adapters}`);
+      if (history.stopReason === 'completed') {
+        const batchSize = settings.fit.evalBatchSize ?? settings.fit.batchSize;
+        await domainShiftAfterFit(model, config, { runDir, batchSize, signal: stop.signal, quiet });
       }
-      return history.stopReason === 'aborted' ? 130 : 0;
-    } finally {
-      process.removeListener('SIGINT', stop);
     }
+    return stop.exitCode() ?? (history.stopReason === 'aborted' ? 130 : 0);
   },
 };
+
+/** pace eval's command line, checked whole before any file is read. */
+function evalFlags(args: string[]) {
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: 'string' },
+      adapters: { type: 'string' },
+      data: { type: 'string' },
+      'batch-size': { type: 'string' },
+      'domain-shift': { type: 'boolean', default: false },
+      markdown: { type: 'boolean', default: false },
+    },
+  });
+  if (!values.config || !values.adapters) throw new UsageError('--config and --adapters are required');
+  if (values.markdown && !values['domain-shift']) {
+    throw new UsageError('--markdown formats the --domain-shift table: give --domain-shift too');
+  }
+  if (values['domain-shift'] && values.data) {
+    throw new UsageError('--domain-shift evaluates data.domainShift: it takes no --data');
+  }
+  const batchSize = values['batch-size'] === undefined ? 64 : wholeNumberFlag('--batch-size', values['batch-size'], 1);
+  return {
+    config: values.config,
+    adapters: values.adapters,
+    data: values.data,
+    batchSize,
+    domainShift: values['domain-shift'] === true,
+    markdown: values.markdown === true,
+  };
+}
 
 export const evalCommand: Command = {
   usage: `pace eval --config run.json --adapters FILE [--data FILE] [--batch-size N] [--domain-shift [--markdown]]
@@ -163,40 +263,28 @@ export const evalCommand: Command = {
   data.domainShift sets instead (ImageNet, -Sketch, -V2, -A, -R; A's and R's logits restricted to their
   200 classes): JSON, or with --markdown the paper's table.`,
   async run(args) {
-    const { values } = parseArgs({
-      args,
-      options: {
-        config: { type: 'string' },
-        adapters: { type: 'string' },
-        data: { type: 'string' },
-        'batch-size': { type: 'string' },
-        'domain-shift': { type: 'boolean', default: false },
-        markdown: { type: 'boolean', default: false },
-      },
-    });
-    if (!values.config || !values.adapters) throw new UsageError('--config and --adapters are required');
-    const config = readRunConfig(values.config);
+    const flags = evalFlags(args);
+    const config = readRunConfig(flags.config);
     requirePretrained(config);
-    if (values['domain-shift']) {
-      if (values.data) throw new UsageError('--domain-shift evaluates data.domainShift: it takes no --data');
+    const { batchSize } = flags;
+    if (flags.domainShift) {
       using model = await modelFromConfig(config);
-      await model.loadAdapters(values.adapters);
-      const batchSize = values['batch-size'] ? numberFlag('--batch-size', values['batch-size']) : 64;
-      const label = path.basename(path.dirname(path.resolve(values.adapters)));
-      out(await domainShiftEval(config, model, { batchSize, markdown: values.markdown, label }));
+      await model.loadAdapters(flags.adapters);
+      const label = path.basename(path.dirname(path.resolve(flags.adapters)));
+      out(await domainShiftEval(config, model, { batchSize, markdown: flags.markdown, label }));
       return 0;
     }
-    const source: DatasetSource | undefined = values.data ?? config.data.test ?? config.data.validation;
+    const source: DatasetSource | undefined = flags.data ?? config.data.test ?? config.data.validation;
     if (!source) throw new UsageError('no dataset: pass --data FILE or give data.test / data.validation in the config');
     using model = await modelFromConfig(config);
-    await model.loadAdapters(values.adapters);
+    await model.loadAdapters(flags.adapters);
     const trainer = new Trainer(model, { ...(config.trainer as TrainerOptions) });
     const dataset = await loadDatasetSource(source, {
       preprocessing: model.preprocessing,
-      baseDir: values.data ? process.cwd() : config.baseDir,
+      baseDir: flags.data ? process.cwd() : config.baseDir,
       cacheDir: config.data.cacheDir,
+      numClasses: model.spec.numClasses,
     });
-    const batchSize = values['batch-size'] ? numberFlag('--batch-size', values['batch-size']) : 64;
     const report = await trainer.evaluate(dataset, { batchSize });
     out(JSON.stringify({ data: source, ...report, confusion: undefined }, null, 2));
     return 0;

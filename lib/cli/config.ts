@@ -6,10 +6,13 @@ import { z } from 'zod';
 import { DatasetSourceSchema } from '../data/sources';
 import { DomainShiftTargetsSchema } from '../eval/domain-shift';
 import { withContext } from '../error-context';
+import { PaceOptionError } from '../errors';
 import { isPretrainedName } from '../hub/names';
 import { AdapterOptionsSchema } from '../models/adapters';
 import { ModelSpecSchema } from '../models/specs';
 import { parseOptions } from '../options';
+import { FitOptionsSchema } from '../train/fit';
+import { TrainerOptionsSchema } from '../train/trainer';
 
 /** A run described in one JSON file: `pace fit --config run.json`. Relative paths are relative to the file. */
 export const RunConfigSchema = z
@@ -53,15 +56,46 @@ export const RunConfigSchema = z
 /** A validated run config; `baseDir` is the config file's folder, against which dataset paths resolve. */
 export type RunConfig = z.output<typeof RunConfigSchema> & { baseDir: string };
 
+/** How messages name a config file: `config 'run.json'`, followed by the field (`.fit.epochs`). */
+export function configName(file: string): string {
+  return `config '${file}'`;
+}
+
 /** Reads and validates a run config; errors name the file and the bad field. */
 export function readRunConfig(file: string): RunConfig {
   let raw: unknown;
   try {
     raw = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (error) {
-    throw withContext(error, `config '${file}': ${(error as Error).message}`);
+    throw withContext(error, `${configName(file)}: ${(error as Error).message}`);
   }
-  return parseRunConfig(raw, path.dirname(path.resolve(file)), `config '${file}'`);
+  return parseRunConfig(raw, path.dirname(path.resolve(file)), configName(file));
+}
+
+/**
+ * Fit options that belong to one invocation, never to a config: a config naming another run's folder would have
+ * every run of it write there (or continue that run).
+ */
+const INVOCATION_FIT_KEYS: Record<string, string> = {
+  runDir: 'the run folder is the top-level "runDir", or pace fit --run-dir',
+  resume: 'continue a run with pace fit --resume DIR',
+  resumeFrom: 'pace fit --resume-from chooses the checkpoint to continue from',
+  progress: 'pace fit shows progress unless --quiet',
+};
+
+/**
+ * The `trainer` and `fit` sections checked as Trainer and Trainer.fit will check them, so a mistake is reported
+ * with the config's name before anything is loaded. `fit` may leave out what flags can give (epochs, batchSize).
+ * The sections are returned as given: defaults are left to the trainer (and a sweep's stored config unchanged).
+ */
+function checkSections(config: { trainer: unknown; fit: Record<string, unknown> }, what: string): void {
+  parseOptions(TrainerOptionsSchema, config.trainer, `${what}.trainer`);
+  for (const key of Object.keys(config.fit)) {
+    if (Object.hasOwn(INVOCATION_FIT_KEYS, key)) {
+      throw new PaceOptionError(`${what}.fit.${key}: not a config setting: ${INVOCATION_FIT_KEYS[key]}`);
+    }
+  }
+  parseOptions(FitOptionsSchema.partial(), config.fit, `${what}.fit`);
 }
 
 /**
@@ -70,6 +104,7 @@ export function readRunConfig(file: string): RunConfig {
  */
 export function parseRunConfig(raw: unknown, baseDir: string, what: string): RunConfig {
   const config = parseOptions(RunConfigSchema, raw, what);
+  checkSections(config, what);
   const resolve = (p: string | undefined) => (p === undefined ? undefined : path.resolve(baseDir, p));
   // a file is relative to the config; a pretrained name (or true) is left for createModel to download
   const weightsSource = (p: string | true | undefined) =>

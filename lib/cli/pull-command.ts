@@ -2,11 +2,8 @@ import { parseArgs } from 'node:util';
 
 import { listPretrained, type PretrainedInfo } from '../hub/catalog';
 import { downloadPretrained } from '../hub/download';
+import { out } from './output';
 import { UsageError, type Command } from './usage';
-
-const out = (text: string): void => {
-  process.stdout.write(`${text}\n`);
-};
 
 export const pullCommand: Command = {
   usage: `pace pull NAME [--revision REV] [--cache-dir DIR] [--endpoint URL] [--offline] [--json] [--quiet]
@@ -31,7 +28,7 @@ export const pullCommand: Command = {
     if (values.list) {
       if (positionals.length > 0) throw new UsageError('--list takes no name');
       const known = listPretrained();
-      const width = Math.max(...known.map((entry) => entry.name.length));
+      const width = known.reduce((widest, entry) => Math.max(widest, entry.name.length), 0);
       const line = (entry: PretrainedInfo) =>
         `${entry.paper ? '*' : ' '} ${entry.name.padEnd(width)}  ${entry.description}`;
       out(values.json ? JSON.stringify(known, null, 2) : known.map(line).join('\n'));

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 
 import { writeReport } from '../report/write-report';
+import { out } from './output';
 import { UsageError, type Command } from './usage';
 
 export const reportCommand: Command = {
@@ -22,8 +23,11 @@ export const reportCommand: Command = {
     if (positionals.length === 0) throw new UsageError('name at least one run folder');
     const written = await writeReport(positionals, values.out as string, { title: values.title });
     const lines = written.runs.map(({ dir, label }) => `  ${label}: ${dir}`);
-    process.stdout.write(
-      `${[`report of ${written.runs.length} run(s) written to ${written.file} (${Math.ceil(written.bytes / 1024)} KiB)`, ...lines].join('\n')}\n`,
+    out(
+      [
+        `report of ${written.runs.length} run(s) written to ${written.file} (${Math.ceil(written.bytes / 1024)} KiB)`,
+        ...lines,
+      ].join('\n'),
     );
     return 0;
   },

@@ -9,6 +9,7 @@ import type { ModelSpecInput } from '../models/specs';
 import { readTensorHeader } from '../safetensors';
 import { ServeOptionsSchema, type ServeOptions } from '../serve/options';
 import { createInferenceServer } from '../serve/server';
+import { out } from './output';
 import { numberFlag, UsageError, type Command } from './usage';
 
 /** Numeric flags and the server option each sets. */
@@ -114,10 +115,10 @@ export const serveCommand: Command = {
       server.listen(port, values.host, resolve);
     });
     const address = server.address() as AddressInfo;
-    process.stdout.write(`serving on http://${address.address}:${address.port} (POST /predict, GET /health)\n`);
+    out(`serving on http://${address.address}:${address.port} (POST /predict, GET /health)`);
     await new Promise<void>((resolve) => {
       const shutdown = () => {
-        process.stdout.write('shutting down: answering queued predictions\n');
+        out('shutting down: answering queued predictions');
         void close().then(resolve);
       };
       process.once('SIGINT', shutdown);

@@ -1,3 +1,5 @@
+import type { z } from 'zod';
+
 import { PaceOptionError } from '../errors';
 
 /** A command's usage text and its implementation; it returns the process exit code. */
@@ -14,4 +16,43 @@ export function numberFlag(name: string, text: string): number {
   const value = Number(text);
   if (text.trim() === '' || !Number.isFinite(value)) throw new UsageError(`${name} must be a number, got '${text}'`);
   return value;
+}
+
+/** A flag's value as a whole number from `min` (and up to `max`), or a UsageError naming the flag. */
+export function wholeNumberFlag(name: string, text: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const value = numberFlag(name, text);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `from ${min}` : `from ${min} to ${max}`;
+    throw new UsageError(`${name} must be a whole number ${range}, got '${text}'`);
+  }
+  return value;
+}
+
+/** Command-line arguments up to the first `--` (what follows it belongs to another command). */
+export function ownArguments(args: string[]): string[] {
+  const split = args.indexOf('--');
+  return split < 0 ? args : args.slice(0, split);
+}
+
+/**
+ * Validates options that flags and a file set together. A problem with a value a flag gave is a UsageError naming
+ * the flag (`flagOf` maps an option's dotted path to the flag that set it, if one did); any other is a
+ * PaceOptionError naming `what` and the field, as parseOptions does.
+ */
+export function parseWithFlags<Schema extends z.ZodType>(
+  schema: Schema,
+  value: unknown,
+  what: string,
+  flagOf: (path: string) => string | undefined,
+): z.output<Schema> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issues = result.error.issues;
+  const fromFlag = issues.map((issue) => flagOf(issue.path.map(String).join('.')));
+  const flag = fromFlag.find((name) => name !== undefined);
+  if (flag !== undefined) {
+    throw new UsageError(`${flag}: ${issues[fromFlag.indexOf(flag)].message}`);
+  }
+  const problems = issues.map((issue) => `${[what, ...issue.path.map(String)].join('.')}: ${issue.message}`);
+  throw new PaceOptionError(problems.join('; '));
 }

@@ -49,24 +49,42 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** The exit status a shell gives a process killed by `signal`: 128 + its number. */
+function signalStatus(signal: NodeJS.Signals): number {
+  return 128 + (os.constants.signals[signal] ?? 0);
+}
+
 function describeExit(code: number | null, signal: NodeJS.Signals | null): { text: string; exitCode: number } {
-  if (signal) return { text: `was killed by ${signal}`, exitCode: 128 + (os.constants.signals[signal] ?? 0) };
+  if (signal) return { text: `was killed by ${signal}`, exitCode: signalStatus(signal) };
   return { text: `exited with code ${code}`, exitCode: code ?? 1 };
+}
+
+/** The signal an interrupt passes on to the ranks: the one the launcher got (the abort's reason), else SIGINT. */
+function signalToPassOn(reason: unknown): NodeJS.Signals {
+  return typeof reason === 'string' && reason.startsWith('SIG') && reason in os.constants.signals
+    ? (reason as NodeJS.Signals)
+    : 'SIGINT';
 }
 
 /**
  * Runs `command` once per local rank with the environment torchrun sets (RANK, LOCAL_RANK, WORLD_SIZE,
  * LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), and watches the processes: when one fails, the others are stopped
- * (after a grace period in which they can fail on their own, SIGTERM, then SIGKILL) and the result names the rank. The children hold an IPC channel
- * to the launcher; `pace` commands exit when it closes, so killing the launcher stops the whole run.
+ * (after a grace period in which they can fail on their own, SIGTERM, then SIGKILL) and the result names the rank.
+ *
+ * Each rank runs in a process group of its own (its stdin is not the terminal's), so a terminal's Ctrl-C reaches
+ * the launcher alone: `signal` passes its reason (SIGINT, SIGTERM; SIGINT for any other) on to every rank, once,
+ * and ranks that then stop with that signal's status (or are killed by it) have not failed: the result is that
+ * status. `kill` kills every rank at once (SIGKILL). The children hold an IPC channel to the launcher; `pace`
+ * commands exit when it closes, so killing the launcher stops the whole run.
  */
 export async function launch(
   command: string[],
   options: LaunchOptions,
   {
     signal,
+    kill,
     log = (line: string) => process.stderr.write(`${line}\n`),
-  }: { signal?: AbortSignal; log?: (line: string) => void } = {},
+  }: { signal?: AbortSignal; kill?: AbortSignal; log?: (line: string) => void } = {},
 ): Promise<LaunchResult> {
   const o = parseOptions(LaunchOptionsSchema, options, 'options');
   if (command.length === 0) throw new PaceOptionError('launch needs a command to run on every rank');
@@ -77,26 +95,38 @@ export async function launch(
   let result: LaunchResult | undefined;
   const timers: NodeJS.Timeout[] = [];
   const running = () => children.filter((child) => child.exitCode === null && child.signalCode === null);
+  const killAll = () => running().forEach((child) => child.kill('SIGKILL'));
   // After a failure the others first get the grace period to fail on their own (a rank waiting on the dead one
-  // fails at once and says why), then SIGTERM, then SIGKILL after another grace period. An interrupt of the
-  // launcher passes its signal on at once instead.
-  const stopOthers = (passOn?: NodeJS.Signals) => {
+  // fails at once and says why), then SIGTERM, then SIGKILL after another grace period.
+  const stopOthers = () => {
     if (timers.length > 0) return;
     const grace = o.graceSeconds * 1000;
     const stop = () => {
-      for (const child of running()) child.kill(passOn ?? 'SIGTERM');
-      timers.push(setTimeout(() => running().forEach((child) => child.kill('SIGKILL')), grace));
+      for (const child of running()) child.kill('SIGTERM');
+      timers.push(setTimeout(killAll, grace));
     };
-    if (passOn) stop();
-    else timers.push(setTimeout(stop, grace));
+    timers.push(setTimeout(stop, grace));
   };
-  const onAbort = () => stopOthers('SIGINT');
-  signal?.addEventListener('abort', onAbort);
+  let interrupt: NodeJS.Signals | undefined;
+  let interruptedStatus: number | undefined;
+  const onInterrupt = () => {
+    interrupt = signalToPassOn(signal?.reason);
+    for (const child of running()) child.kill(interrupt);
+  };
+  // What a rank does when asked to stop: exit with the signal's status, or die of it (or of the kill).
+  const stoppedAsAsked = (code: number | null, exitSignal: NodeJS.Signals | null) =>
+    interrupt !== undefined &&
+    (code === signalStatus(interrupt) ||
+      exitSignal === interrupt ||
+      (kill?.aborted === true && exitSignal === 'SIGKILL'));
+  signal?.addEventListener('abort', onInterrupt);
+  kill?.addEventListener('abort', killAll);
   try {
     const exits = Array.from({ length: o.nprocPerNode }, (_, localRank) => {
       const rank = o.nodeRank * o.nprocPerNode + localRank;
       const child = spawn(command[0], command.slice(1), {
-        stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
+        detached: true,
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
         env: {
           ...process.env,
           RANK: String(rank),
@@ -116,8 +146,9 @@ export async function launch(
       children.push(child);
       return new Promise<void>((resolve) => {
         const finish = (code: number | null, exitSignal: NodeJS.Signals | null, error?: Error) => {
-          const failed = error !== undefined || code !== 0;
-          if (failed && result === undefined) {
+          if (error === undefined && stoppedAsAsked(code, exitSignal)) {
+            interruptedStatus ??= describeExit(code, exitSignal).exitCode;
+          } else if ((error !== undefined || code !== 0) && result === undefined) {
             const how = error
               ? { text: `could not start: ${error.message}`, exitCode: 127 }
               : describeExit(code, exitSignal);
@@ -135,12 +166,14 @@ export async function launch(
         child.once('exit', (code, exitSignal) => finish(code, exitSignal));
       });
     });
+    if (signal?.aborted) onInterrupt(); // aborted before the ranks existed: they stop at once
     await Promise.all(exits);
   } finally {
-    signal?.removeEventListener('abort', onAbort);
+    signal?.removeEventListener('abort', onInterrupt);
+    kill?.removeEventListener('abort', killAll);
     timers.forEach((timer) => clearTimeout(timer));
   }
-  return result ?? { exitCode: 0 };
+  return result ?? { exitCode: interruptedStatus ?? 0 };
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { D3 } from './d3';
 import { escapeXml } from './escape';
+import { extent } from './extent';
 import type { SettingGrid } from './grids';
 import { formatValue } from './labels';
 import type { ChartModel } from './model';
@@ -33,8 +34,7 @@ export function swatch(colour: string, dash: string): string {
 }
 
 function valueDomain(values: number[]): [number, number] {
-  let lo = Math.min(...values);
-  let hi = Math.max(...values);
+  let [lo, hi] = extent(values);
   if (lo === hi) {
     const pad = lo === 0 ? 1 : Math.abs(lo) * 0.1;
     [lo, hi] = [lo - pad, hi + pad];

@@ -1,6 +1,7 @@
 import { dashPattern, heatmap, lineChart, paletteColour, swatch } from './charts';
 import type { D3 } from './d3';
 import { escapeXml } from './escape';
+import { extent } from './extent';
 import type { Measured } from './final-numbers';
 import { formatValue } from './labels';
 import type { ChartModel, ReportModel } from './model';
@@ -115,7 +116,7 @@ function gridsSection(report: ReportModel, d3: D3): string {
   if (report.grids.length === 0) return '';
   const metricNames = { val_acc: 'validation', test_acc: 'test', acc: 'training' };
   const figures = report.grids.map((grid, i) => {
-    const perCell = Math.max(...grid.cells.flat().map((cell) => cell.runs.length));
+    const perCell = extent(grid.cells.flat().map((cell) => cell.runs.length))[1];
     const over = grid.averagedOver.length
       ? `, mean over ${grid.averagedOver.join(', ')} (up to ${perCell} runs a cell)`
       : '';

@@ -1,3 +1,4 @@
+import { extent } from './extent';
 import { finalNumbers, type FinalNumbers } from './final-numbers';
 import { settingGrids, type SettingGrid } from './grids';
 import {
@@ -112,10 +113,8 @@ export function buildReport(runs: RunRecord[], title = 'pace-peft run report'): 
   const settings = runs.map((run) => flattenSettings(run.config));
   const varyingKeys = varyingSettings(settings);
   const commonKeys = [...new Set(settings.flatMap((s) => [...s.keys()]))].filter((k) => !varyingKeys.includes(k));
-  const epochRange = (of: RunRecord[]): [number, number] => {
-    const epochs = of.flatMap((run) => run.epochs.map((row) => row.epoch));
-    return [Math.min(...epochs), Math.max(...epochs)];
-  };
+  const epochRange = (of: RunRecord[]): [number, number] =>
+    extent(of.flatMap((run) => run.epochs.map((row) => row.epoch)));
   const overview = OVERVIEW.map((key) => ({
     id: `overview-${key}`,
     title: METRICS[key]!.title,

@@ -14,6 +14,8 @@ const RESERVED: Record<string, string> = {
   'trainer.seed': "the sweep's seeds set it: list them in seeds",
   'fit.runDir': 'the sweep names each run folder',
   'fit.resume': 'the sweep resumes killed runs itself',
+  'fit.resumeFrom': 'the sweep resumes killed runs itself',
+  'fit.progress': 'each run writes its output to its fit.log',
   'model.numClasses': "a task's class count sets it (or the base config's)",
 };
 

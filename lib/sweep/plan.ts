@@ -89,9 +89,9 @@ export class SweepPlan {
       if (task.numClasses !== undefined) config.model = { ...config.model, numClasses: task.numClasses };
     }
     const what = `sweep point ${this.label(point)}${task ? ` of task '${task.name}'` : ''}`;
-    const parsed = parseRunConfig(config, '/', what);
     parseOptions(TrainerOptionsSchema, config.trainer, `${what}: trainer`);
     parseOptions(FitOptionsSchema, config.fit, `${what}: fit`);
+    const parsed = parseRunConfig(config, '/', what);
     if (stage === 'tune' && !parsed.data.validation) {
       throw new PaceOptionError(`${what}: the tuning runs need validation data to select on`);
     }
