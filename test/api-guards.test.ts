@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import {
+  augmentImages,
   createModel,
   doctor,
   PaceBusyError,
@@ -14,6 +15,7 @@ import {
   PaceStateError,
   PaceUnsupportedError,
   tensor,
+  TensorDataset,
   Trainer,
   type Model,
 } from '../lib';
@@ -182,6 +184,24 @@ describe('arguments', () => {
     await expect(trainer.trainStep(doubles, y)).rejects.toThrow('images must be float32');
     using empty = images(0);
     await expect(model.forward(empty)).rejects.toThrow('got float32 [0,3,16,16]: the batch is empty');
+  });
+
+  test('a dataset of images that are not float32 is refused where it is made; augmentImages checks its options', async () => {
+    using doubles = images(2, 'float64');
+    using y = labels([0, 1]);
+    expect(() => new TensorDataset(doubles, y)).toThrow(
+      new PaceShapeError(
+        "images must be float32, as the model's weights are; got float64: convert them with .cast('float32')",
+      ),
+    );
+    using pixels = tensor(new Uint8Array(2 * 8 * 8 * 3), [2, 8, 8, 3]);
+    await expect(augmentImages(pixels, { crop: 2.7 })).rejects.toThrow(/^options\.crop: /);
+    await expect(augmentImages(pixels, { crop: '4' as never })).rejects.toThrow(PaceOptionError);
+    await expect(augmentImages(pixels, undefined as never)).rejects.toThrow(PaceOptionError);
+    using none = tensor(new Uint8Array(0), [0, 8, 8, 3]);
+    await expect(augmentImages(none, { crop: 4 })).rejects.toThrow(PaceInputError);
+    using cropped = await augmentImages(pixels, { crop: 4, flip: true, seed: 1 });
+    expect(cropped.shape).toEqual([2, 4, 4, 3]);
   });
 
   test('a step checks its options, and the fast variant names a bad indices tensor as indices', async () => {

@@ -27,12 +27,17 @@ export class TensorDataset {
 
   constructor(images: Tensor, labels: Tensor, options: { normalization?: Normalization; augment?: Augmentation } = {}) {
     const shape = images.shape;
-    const float = ['float32', 'float64', 'float16', 'bfloat16'].includes(images.dtype);
+    if (['float64', 'float16', 'bfloat16'].includes(images.dtype)) {
+      throw new PaceShapeError(
+        `images must be float32, as the model's weights are; got ${images.dtype}: convert them with .cast('float32')`,
+      );
+    }
+    const float = images.dtype === 'float32';
     const pixels =
       images.dtype === 'uint8' && (shape.length === 3 || (shape.length === 4 && [1, 3, 4].includes(shape[3])));
     if (!(float && shape.length === 4 && shape[1] === 3) && !pixels) {
       throw new PaceShapeError(
-        `images must be float [N, 3, S, S] or uint8 [N, H, W] / [N, H, W, C]; got ${images.dtype} [${shape.join(',')}]`,
+        `images must be float32 [N, 3, S, S] or uint8 [N, H, W] / [N, H, W, C]; got ${images.dtype} [${shape.join(',')}]`,
       );
     }
     if (pixels && !options.normalization) {

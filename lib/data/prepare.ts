@@ -1,5 +1,8 @@
-import { PaceOptionError } from '../errors';
+import { z } from 'zod';
+
+import { PaceInputError, PaceOptionError } from '../errors';
 import { nativeAddon } from '../native';
+import { parseOptions } from '../options';
 import { handleOf, Tensor } from '../tensor';
 import { checkNormalization, type Normalization } from './normalization';
 
@@ -15,6 +18,14 @@ export async function prepareImages(images: Tensor, options: { size: number } & 
   return new Tensor(await nativeAddon().prepareImages(handleOf(images), size, normalization));
 }
 
+const AugmentImagesSchema = z
+  .object({
+    crop: z.number().int().min(1),
+    flip: z.boolean().default(false),
+    seed: z.number().int().min(0).default(0),
+  })
+  .strict();
+
 /**
  * The training augmentation `fit` applies to uint8 datasets, for inspection: random crop × crop windows and,
  * with `flip`, horizontal flips with probability 1/2, from a seeded generator.
@@ -23,6 +34,7 @@ export async function augmentImages(
   images: Tensor,
   options: { crop: number; flip?: boolean; seed?: number },
 ): Promise<Tensor> {
-  const { crop, flip = false, seed = 0 } = options;
+  const { crop, flip, seed } = parseOptions(AugmentImagesSchema, options, 'options');
+  if (images.shape[0] === 0) throw new PaceInputError('images: there are none to augment');
   return new Tensor(await nativeAddon().augmentImages(handleOf(images), crop, flip, seed));
 }
