@@ -282,7 +282,7 @@ test('bad datasets and options get clear errors', async () => {
   const trainer = new Trainer(model, trainerOptions);
   expect(
     () => new TensorDataset(tensor(new Float32Array(48), [1, 1, 4, 12]), tensor([0], undefined, { dtype: 'int64' })),
-  ).toThrow('images must be float [N, 3, S, S] or uint8 [N, H, W] / [N, H, W, C]; got float32 [1,1,4,12]');
+  ).toThrow('images must be float32 [N, 3, S, S] or uint8 [N, H, W] / [N, H, W, C]; got float32 [1,1,4,12]');
   expect(() => new TensorDataset(train.images, tensor([0, 1]))).toThrow('labels must be an int64 tensor [N]');
   await expect(trainer.fit(validation, { epochs: 1, batchSize: 500 })).rejects.toThrow('fewer than one batch of 500');
   await expect(trainer.fit(validation, { epochs: 0, batchSize: 8 })).rejects.toThrow(/^options\.epochs: /);
