@@ -33,7 +33,7 @@ export function jsonLeaves(value: unknown, at = ''): [string, string][] {
     if (Array.isArray(node) && node.length > 0) node.forEach((item, i) => walk(item, `${path}[${i}]`));
     else if (isRecord(node) && Object.keys(node).length > 0) {
       for (const [key, item] of Object.entries(node)) walk(item, path ? `${path}.${key}` : key);
-    } else leaves.push([path, JSON.stringify(node) ?? 'undefined']);
+    } else leaves.push([path, typeof node === 'bigint' ? `${node}n` : (JSON.stringify(node) ?? String(node))]);
   };
   walk(value, at);
   return leaves.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));

@@ -408,6 +408,8 @@ describe('a rank that dies or hangs', () => {
     for (const [flags, differs] of [
       [['--lr', '0.5'], /differ from rank 0 in optimizer options \(here: lr 0\.5,/],
       [['--epochs', '3'], /differ from rank 0 in fit\.epochs \(here: 3\)/],
+      // a batch that rank 1's own check refuses (it does not divide among 2): agreed on first, so rank 0 stops too
+      [['--batch-size', '7'], /differ from rank 0 in fit\.batchSize \(here: 7\)/],
     ] as const) {
       const ranks = startRanks(await freePort(), {}, (rank) => (rank === 1 ? [...flags] : []));
       const statuses = await Promise.all(ranks.map((r) => r.exited));
@@ -524,37 +526,48 @@ describe('initDistributed', () => {
     return { losses, adapters: fs.readFileSync(file), options: trainer.options };
   }
 
-  test('ranks started with different world sizes both stop, naming the two sizes', async () => {
-    const port = await freePort();
-    const join = `require(process.env.PACE_LIB).initDistributed().then(
+  test.each([
+    ['2', '3'],
+    ['3', '2'],
+  ])(
+    'ranks started with world sizes %s (rank 0) and %s (rank 1) both stop, naming the two sizes',
+    async (zeroSize, oneSize) => {
+      const port = await freePort();
+      const join = `require(process.env.PACE_LIB).initDistributed().then(
       () => console.log('joined'), (error) => { console.error(error.message); process.exit(1); })`;
-    const ranks = [
-      { RANK: '0', WORLD_SIZE: '2' },
-      { RANK: '1', WORLD_SIZE: '3' },
-    ].map((env) => {
-      const child = spawn(process.execPath, ['-e', join], {
-        env: {
-          ...childEnv,
-          ...env,
-          MASTER_ADDR: '127.0.0.1',
-          MASTER_PORT: String(port),
-          PACE_DISTRIBUTED_TIMEOUT: '20',
-        },
+      const ranks = [
+        { RANK: '0', WORLD_SIZE: zeroSize },
+        { RANK: '1', WORLD_SIZE: oneSize },
+      ].map((env) => {
+        const child = spawn(process.execPath, ['-e', join], {
+          env: {
+            ...childEnv,
+            ...env,
+            MASTER_ADDR: '127.0.0.1',
+            MASTER_PORT: String(port),
+            PACE_DISTRIBUTED_TIMEOUT: '20',
+          },
+        });
+        let stderr = '';
+        child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+        return new Promise<[number | null, string]>((resolve) => child.on('exit', (code) => resolve([code, stderr])));
       });
-      let stderr = '';
-      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-      return new Promise<[number | null, string]>((resolve) => child.on('exit', (code) => resolve([code, stderr])));
-    });
-    const [zero, one] = await Promise.all(ranks);
-    expect(zero).toEqual([
-      1,
-      expect.stringContaining('rank 0 of 2: rank 1 was started with WORLD_SIZE 3, this rank with 2'),
-    ]);
-    expect(one).toEqual([
-      1,
-      expect.stringContaining('rank 1 of 3: rank 0 was started with WORLD_SIZE 2, this rank with 3'),
-    ]);
-  }, 60_000);
+      const [zero, one] = await Promise.all(ranks);
+      expect(zero).toEqual([
+        1,
+        expect.stringContaining(
+          `rank 0 of ${zeroSize}: rank 1 was started with WORLD_SIZE ${oneSize}, this rank with ${zeroSize}`,
+        ),
+      ]);
+      expect(one).toEqual([
+        1,
+        expect.stringContaining(
+          `rank 1 of ${oneSize}: rank 0 was started with WORLD_SIZE ${zeroSize}, this rank with ${oneSize}`,
+        ),
+      ]);
+    },
+    60_000,
+  );
 
   test('reads torchrun variables, validates them, and a world of one trains as a single process', async () => {
     const port = await freePort();

@@ -5,8 +5,6 @@ import path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { z } from 'zod';
 
-import { agreeAcrossRanks } from '../distributed/group';
-import { jsonLeaves } from '../json-differences';
 import { AugmentationSchema, checkAugmentation, nativeAugmentation, type Augmentation } from '../data/augment';
 import type { TensorDataset } from '../data/dataset';
 import type { EvaluationReport } from '../eval/evaluate';
@@ -16,6 +14,7 @@ import { parseOptions } from '../options';
 import { handleOf } from '../tensor';
 import type { Callback, EpochLogs, FitControl } from './callbacks';
 import { resumeFrom, ResumeFromSchema, saveLastCheckpoint } from './checkpoints';
+import { agreeOnFit, agreeOnStartEpoch } from './rank-agreement';
 import { RunFolder, runFilesIn } from './run-folder';
 import { RUN_IDENTITY_KEY, runIdentityOf } from './run-identity';
 import { cosineSchedule, CosineShapeSchema, type LrSchedule } from './schedule';
@@ -90,6 +89,10 @@ interface FitHost {
 /** The epoch loop of Trainer.fit: batches run natively, JavaScript sees one call per epoch. */
 export async function runFit(host: FitHost, train: TensorDataset, options: FitOptions): Promise<History> {
   const { validation, test, callbacks = [], signal, ...rest } = options;
+  if (host.worldSize > 1) {
+    const sizes = { train: train?.length, validation: validation?.length, test: test?.length };
+    await agreeOnFit(host.describe(), rest, sizes);
+  }
   const o = parseOptions(FitOptionsSchema, rest, 'options');
   // Checked with the options, before anything is written: a fix must not meet a folder this attempt left.
   const bad = Array.isArray(callbacks) ? callbacks.findIndex((c) => typeof c !== 'object' || c === null) : -2;
@@ -131,16 +134,6 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
     ...(host.worldSize > 1 && { worldSize: host.worldSize }),
   };
   const identity = runIdentityOf(config);
-  // Before anything collective whose length these decide (epochs, steps per epoch): ranks given different fits
-  // would otherwise fail at a later all-reduce with a message that does not say why.
-  if (host.worldSize > 1) {
-    // Where each rank writes or reads, and how it reports, may differ: not what it computes.
-    const shared = Object.fromEntries(
-      Object.entries(o).filter(([key]) => !['runDir', 'resume', 'resumeFrom', 'progress'].includes(key)),
-    );
-    const evaluation = { validationSamples: validation?.length, testSamples: test?.length };
-    await agreeAcrossRanks(jsonLeaves({ ...identity, fit: shared, evaluation }), 'fits');
-  }
   // Every rank refuses a folder holding an earlier run's files before the first writes it.
   const earlierRun = o.runDir && !o.resume ? runFilesIn(o.runDir) : [];
   if (earlierRun.length > 0) {
@@ -159,6 +152,7 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
     resumed = point.file !== undefined;
     run = writer ? from : undefined;
   }
+  if (host.worldSize > 1 && o.resume) await agreeOnStartEpoch(startEpoch);
   const checkpoint = async (write: (run: RunFolder) => Promise<void>): Promise<void> => {
     if (run) await write(run);
     else if (checkpoints) await host.handle.saveState(null, {});

@@ -120,7 +120,9 @@ c10::intrusive_ptr<c10d::Store> rendezvous(const GroupOptions& options) {
     storeOptions.port = static_cast<std::uint16_t>(options.masterPort);
     storeOptions.isServer = options.rank == 0;
     storeOptions.numWorkers = static_cast<std::size_t>(options.worldSize);
-    storeOptions.waitWorkers = true;
+    // The ranks meet in checkWorldSize instead: waiting here for `worldSize` connections would hang rank 0 when
+    // the others were started with a smaller world.
+    storeOptions.waitWorkers = false;
     storeOptions.timeout = options.timeout;
     try {
       return c10::make_intrusive<c10d::TCPStore>(options.masterAddr, storeOptions);
@@ -138,32 +140,57 @@ c10::intrusive_ptr<c10d::Store> rendezvous(const GroupOptions& options) {
   }
 }
 
-// Every rank publishes the world size it was started with, and compares the others': a rank started with another
-// WORLD_SIZE would otherwise fail inside the backend's connection with a message about address lengths.
+std::string textOf(const std::vector<uint8_t>& bytes) { return std::string(bytes.begin(), bytes.end()); }
+std::vector<uint8_t> bytesOf(const std::string& text) { return std::vector<uint8_t>(text.begin(), text.end()); }
+
+// Every rank publishes the world size it was started with; rank 0 compares the others' in rank order and
+// publishes its verdict, which each rank waits for before it connects the backend. A rank started with another
+// WORLD_SIZE would otherwise fail inside the backend with a message about address lengths, or wait out the
+// timeout. Rank 0 keeps the store (which it hosts) open until each rank it heard from has read the verdict.
 void checkWorldSize(c10d::Store& store, const GroupOptions& options) {
-  const auto keyOf = [](int rank) { return "pace/world_size/" + std::to_string(rank); };
+  const auto sizeKey = [](int rank) { return "pace/world_size/" + std::to_string(rank); };
+  const auto readKey = [](int rank) { return "pace/world_size_read/" + std::to_string(rank); };
+  const std::string verdictKey = "pace/world_size_verdict";
   const std::string mine = std::to_string(options.worldSize);
-  store.set(keyOf(options.rank), std::vector<uint8_t>(mine.begin(), mine.end()));
-  // Rank 0 compares every other rank's; the others compare rank 0's.
-  std::vector<int> others;
-  if (options.rank == 0) {
-    for (int r = 1; r < options.worldSize; ++r) others.push_back(r);
-  } else {
-    others.push_back(0);
-  }
-  for (const int other : others) {
-    std::vector<uint8_t> theirs;
+  const auto differ = [&](int other, const std::string& theirs) {
+    return whoAmI(options) + ": rank " + std::to_string(other) + " was started with WORLD_SIZE " + theirs +
+           ", this rank with " + mine + ": start every rank with the same world size";
+  };
+  const auto fetch = [&](const std::string& key, const std::string& what) {
     try {
-      theirs = store.get(keyOf(other));
+      return textOf(store.get(key));
     } catch (const std::exception& error) {
-      throw DistributedError(whoAmI(options) + ": rank " + std::to_string(other) +
-                             " did not say its world size: " + reason(error));
+      throw DistributedError(whoAmI(options) + ": the rendezvous at " + options.masterAddr + ":" +
+                             std::to_string(options.masterPort) + " failed: " + what + ": " + reason(error));
     }
-    const std::string value(theirs.begin(), theirs.end());
-    if (value != mine)
-      throw DistributedError(whoAmI(options) + ": rank " + std::to_string(other) + " was started with WORLD_SIZE " +
-                             value + ", this rank with " + mine + ": start every rank with the same world size");
+  };
+  store.set(sizeKey(options.rank), bytesOf(mine));
+  if (options.rank != 0) {
+    const std::string theirs = fetch(sizeKey(0), "rank 0 did not say its world size");
+    const std::string verdict = theirs == mine ? fetch(verdictKey, "rank 0 did not compare the world sizes") : "";
+    store.set(readKey(options.rank), bytesOf("1"));
+    if (theirs != mine) throw DistributedError(differ(0, theirs));
+    if (verdict != "ok") throw DistributedError(whoAmI(options) + ": rank 0 found: " + verdict);
+    return;
   }
+  // In rank order, stopping at the first difference: a larger world of rank 0's has ranks that never come.
+  std::string verdict = "ok";
+  int heard = 0;
+  for (int other = 1; other < options.worldSize && verdict == "ok"; ++other) {
+    const std::string theirs =
+        fetch(sizeKey(other), "rank " + std::to_string(other) + " did not join (did every rank start?)");
+    heard = other;
+    if (theirs != mine) verdict = differ(other, theirs);
+  }
+  store.set(verdictKey, bytesOf(verdict));
+  std::vector<std::string> read;
+  for (int other = 1; other <= heard; ++other) read.push_back(readKey(other));
+  try {
+    if (!read.empty()) store.wait(read);
+  } catch (const std::exception&) {
+    // a rank that left without reading the verdict: it learns of the failure from the backend instead
+  }
+  if (verdict != "ok") throw DistributedError(verdict);
 }
 
 #ifdef PACE_WITH_GLOO

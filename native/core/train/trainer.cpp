@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
+#include <iomanip>
 #include <sstream>
 
 #include "errors.h"
@@ -66,18 +67,20 @@ models::Backbone& trainableModel(const std::shared_ptr<models::Backbone>& model)
 
 // What every rank of a data-parallel run must share, as text: the trainable parameters, the optimizer's and
 // PACE's options, the seed (before each rank's salt) and the precision.
-std::vector<DataParallel::Setting> settingsOf(const std::vector<NamedTensor>& trainable,
-                                              const OptimizerConfig& optimizer, const peft::PaceConfig& pace,
-                                              uint64_t seed, Precision precision) {
+std::vector<DataParallel::Setting> settingsOf(models::Backbone& model, const OptimizerConfig& optimizer,
+                                              const peft::PaceConfig& pace, uint64_t seed, Precision precision) {
   std::ostringstream parameters, optimizerText, paceText;
+  optimizerText << std::setprecision(17);  // values that differ past a float's usual six digits still differ
+  paceText << std::setprecision(17);
+  const std::vector<NamedTensor> trainable = peft::trainableParameters(model);
   for (const auto& named : trainable) parameters << named.name << shapeToString(named.tensor.sizes().vec()) << ' ';
   optimizerText << "lr " << optimizer.lr << ", weightDecay " << optimizer.weightDecay << ", betas " << optimizer.beta1
                 << '/' << optimizer.beta2 << ", eps " << optimizer.eps << ", clipGradNorm " << optimizer.clipGradNorm
                 << ", samRho " << optimizer.samRho << ", gradientPenalty " << optimizer.gradientPenalty << '/'
                 << optimizer.gradientPenaltyRadius;
   paceText << "sigma " << pace.sigma << ", lambda " << pace.lambda << ", blockStart "
-           << (pace.blockStart ? std::to_string(*pace.blockStart) : "default") << ", noise " << peft::nameOf(pace.kind)
-           << '/' << peft::nameOf(pace.shape) << '/' << peft::nameOf(pace.schedule) << '/' << peft::nameOf(pace.noiseOn)
+           << pace.blockStart.value_or(model.defaultNoiseBlockStart()) << ", noise " << peft::nameOf(pace.kind) << '/'
+           << peft::nameOf(pace.shape) << '/' << peft::nameOf(pace.schedule) << '/' << peft::nameOf(pace.noiseOn)
            << ", variant " << peft::nameOf(pace.variant) << ", lazyInterval " << pace.lazyInterval << ", datasetSize "
            << pace.datasetSize << ", adapterL1 " << pace.adapterL1 << ", copies " << pace.copies;
   return {{"trainable parameters", parameters.str()},
@@ -87,11 +90,22 @@ std::vector<DataParallel::Setting> settingsOf(const std::vector<NamedTensor>& tr
           {"precision", std::to_string(static_cast<int>(precision))}};
 }
 
+// Collective, before the trainer checks its own options: ranks given different models or trainers stop together
+// naming the first difference, rather than one failing a check of its own while the others wait in the broadcast
+// (different adapters aborted inside Gloo; a different learning rate trained on with each rank its own way).
+std::shared_ptr<models::Backbone> agreedAcrossRanks(std::shared_ptr<models::Backbone> model,
+                                                    const OptimizerConfig& optimizer, const peft::PaceConfig& pace,
+                                                    uint64_t seed, Precision precision,
+                                                    const std::shared_ptr<distributed::Group>& group) {
+  if (group) DataParallel(group).agree(settingsOf(*model, optimizer, pace, seed, precision), "models or trainers");
+  return model;
+}
+
 }  // namespace
 
 Trainer::Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimizer, peft::PaceConfig pace,
                  uint64_t seed, Precision precision, std::shared_ptr<distributed::Group> group)
-    : model_(std::move(model)),
+    : model_(agreedAcrossRanks(std::move(model), optimizer, pace, seed, precision, group)),
       optimizerConfig_((optimizer.validate(), optimizer)),
       pace_(trainableModel(model_), std::move(pace)),
       parallel_(std::move(group)),
@@ -114,9 +128,6 @@ Trainer::Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimi
                                                                      .eps(optimizer.eps)
                                                                      .weight_decay(optimizer.weightDecay));
   placeGenerators(model_->parameters().front().device());
-  // Before the broadcast, whose shapes the trainable parameters decide: different models or options on two
-  // ranks would otherwise abort inside Gloo, or train on with each rank updating its own way.
-  parallel_.agree(settingsOf(trainable_, optimizerConfig_, pace_.config(), seed, precision_), "models or trainers");
   parallel_.broadcastParameters(trainable_);
 }
 

@@ -1,0 +1,29 @@
+import { agreeAcrossRanks } from '../distributed/group';
+import { jsonLeaves } from '../json-differences';
+import { runIdentityOf } from './run-identity';
+
+/** The options of one rank's invocation that may differ between ranks: where it writes or reads, how it reports. */
+const PER_RANK_OPTIONS = new Set(['runDir', 'resume', 'resumeFrom', 'progress']);
+
+/**
+ * Collective, before anything else a data-parallel fit does: every rank compares what decides the fit's
+ * collectives (the model, the trainer, every option as given, whether and from which checkpoint it resumes, the
+ * datasets' sizes) with rank 0's, so that ranks given different fits stop together naming the first difference,
+ * rather than one rank failing its own checks while the others wait in a collective.
+ */
+export async function agreeOnFit(
+  described: object,
+  options: Record<string, unknown>,
+  sizes: { train?: number; validation?: number; test?: number },
+): Promise<void> {
+  const computed = Object.fromEntries(Object.entries(options).filter(([key]) => !PER_RANK_OPTIONS.has(key)));
+  const resuming = options.resume !== undefined;
+  const resumeFrom = resuming ? (options.resumeFrom ?? 'last') : 'no resume';
+  const { model, trainer } = runIdentityOf(described as Record<string, unknown>); // without the rank
+  await agreeAcrossRanks(jsonLeaves({ model, trainer, fit: computed, resumeFrom, data: sizes }), 'fits');
+}
+
+/** Collective: every rank resumed at the same epoch (each reads the checkpoint itself). */
+export async function agreeOnStartEpoch(startEpoch: number): Promise<void> {
+  await agreeAcrossRanks([['the epoch the fit resumes at', String(startEpoch)]], 'resumed checkpoints');
+}
