@@ -257,6 +257,7 @@ export interface NativeTrainerHandle {
   sigmaPerLinear(): Record<string, number>;
   lastNoise(): Record<string, NativeTensorHandle>;
   dispose(): void;
+  check(): void;
   runEpoch(
     images: NativeTensorHandle,
     labels: NativeTensorHandle,

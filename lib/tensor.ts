@@ -299,6 +299,13 @@ export function tensor(data: TensorData, shape?: readonly number[], options: Ten
   if (own === 'uint8' && requested !== undefined && requested !== 'uint8') {
     return onDevice(createFrom(array, requested, givenShape, true), device);
   }
+  if (own === 'uint64' && requested === 'int64') {
+    // Exactly, as bigints: values past 2^53 keep every bit (libtorch before 2.3 has no uint64 to convert from).
+    const values = array as BigUint64Array;
+    const tooLarge = values.findIndex((v) => v >= 2n ** 63n);
+    if (tooLarge >= 0) throw new PaceInputError(`data[${tooLarge}] = ${values[tooLarge]} is outside what int64 holds`);
+    return onDevice(createFrom(BigInt64Array.from(values), 'int64', givenShape, false), device);
+  }
   if (requested !== undefined && requested !== own && (own === 'uint32' || own === 'uint64')) {
     // Converted here, not by libtorch: before 2.3 it has no uint32 or uint64 to convert from.
     const values = Array.from(array as ArrayLike<number | bigint>, (v, i) => {

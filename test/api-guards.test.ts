@@ -66,7 +66,9 @@ describe('trainers and the models they train', () => {
     );
     expect(() => trainer.setLearningRate(0.1)).toThrow(PaceStateError);
     expect(() => trainer.lastNoise()).toThrow(PaceStateError);
-    await expect(trainer.fit(colourDataset(8, 3), { epochs: 1, batchSize: 4 })).rejects.toThrow(PaceStateError);
+    const runDir = path.join(temp.dir, 'disposed-model');
+    await expect(trainer.fit(colourDataset(8, 3), { epochs: 1, batchSize: 4, runDir })).rejects.toThrow(PaceStateError);
+    expect(fs.existsSync(runDir)).toBe(false); // refused before the run folder is made
   });
 
   test('trainStep and fit leave the model in the mode it was in, so forwards after them are deterministic', async () => {
@@ -292,6 +294,11 @@ describe('arguments', () => {
       new PaceUnsupportedError(
         `dtype "uint32" needs libtorch 2.3 or newer; this one is ${torchVersion} (give another dtype, e.g. "int64" for unsigned integers)`,
       ),
+    );
+    using exact = tensor(new BigUint64Array([2n ** 60n + 1n]), undefined, { dtype: 'int64' });
+    expect(Array.from(exact.toBigInt64Array())).toEqual([2n ** 60n + 1n]); // every bit, past 2^53
+    expect(() => tensor(new BigUint64Array([2n ** 63n]), undefined, { dtype: 'int64' })).toThrow(
+      'outside what int64 holds',
     );
     using converted = tensor(new Uint32Array([1, 2]), undefined, { dtype: 'int64' });
     expect(Array.from(converted.toBigInt64Array())).toEqual([1n, 2n]);

@@ -264,6 +264,7 @@ export class Trainer implements Disposable {
    */
   async fit(train: TensorDataset, options: FitOptions): Promise<History> {
     if (this.#busy) throw new PaceBusyError('this trainer is already running a fit; wait for it to finish');
+    this.#handle.check(); // disposed, or its model disposed or re-adapted: refused before the run folder is made
     this.#busy = true;
     try {
       const weights = this.model.weightsFingerprint();

@@ -53,14 +53,20 @@ class PromiseWorker : public Napi::AsyncWorker {
   }
 
  private:
-  // Settling fails only where JavaScript can no longer run: a worker thread's environment being torn down
-  // (worker.terminate() with this work in flight). Nobody is left to see the promise; an exception escaping
-  // here would reach node-addon-api's completion callback and std::terminate the whole process.
+  // Settling fails where JavaScript can no longer run: a worker thread's environment being torn down
+  // (worker.terminate() with this work in flight), where nobody is left to see the promise. An exception escaping
+  // here would reach node-addon-api's completion callback and std::terminate the whole process. Anywhere else
+  // (the error factory itself throwing, say) the promise is still rejected, with a plain message.
   template <typename Settle>
-  static void settle(Settle&& body) noexcept {
+  void settle(Settle&& body) noexcept {
     try {
       body();
     } catch (...) {
+      try {
+        deferred_.Reject(
+            Napi::Error::New(Env(), "pace-peft: the result of native work could not be delivered").Value());
+      } catch (...) {
+      }
     }
   }
 

@@ -1,7 +1,5 @@
 #include "convert.h"
 
-#include <torch/cuda.h>
-
 #include <cmath>
 
 #include "js_errors.h"
@@ -41,26 +39,7 @@ std::string stringFromJs(const Napi::Value& value, const std::string& what) {
 }
 
 at::Device deviceFromJs(const Napi::Value& value, const std::string& what) {
-  const Napi::Env env = value.Env();
-  const std::string name = stringFromJs(value, what);
-  std::optional<at::Device> device;
-  try {
-    device.emplace(name);
-  } catch (const c10::Error&) {
-    throw jsError(env, ErrorCode::InvalidOption,
-                  what + " '" + name + "' is not a device: expected 'cpu', 'cuda' or 'cuda:<index>'");
-  }
-  if (device->is_cpu()) return *device;
-  if (!device->is_cuda())
-    throw jsError(env, ErrorCode::Unsupported, what + " '" + name + "': only cpu and cuda are supported");
-  const auto visible = static_cast<int64_t>(torch::cuda::device_count());
-  if (visible == 0)
-    throw jsError(env, ErrorCode::Unsupported,
-                  what + " '" + name + "': no CUDA device here (this libtorch has no CUDA, or no GPU is visible)");
-  if (device->has_index() && device->index() >= visible)
-    throw jsError(env, ErrorCode::InvalidOption,
-                  what + " '" + name + "': only " + std::to_string(visible) + " CUDA device(s) are visible");
-  return *device;
+  return deviceNamed(stringFromJs(value, what), what);
 }
 
 at::ScalarType dtypeFromJs(const Napi::Value& value, const std::string& what) {

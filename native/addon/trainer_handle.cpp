@@ -75,6 +75,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
                            InstanceMethod<&TrainerHandle::setLearningRate>("setLearningRate"),
                            InstanceMethod<&TrainerHandle::options>("options"),
                            InstanceMethod<&TrainerHandle::dispose>("dispose"),
+                           InstanceMethod<&TrainerHandle::check>("check"),
                        });
   }
 
@@ -135,6 +136,13 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   Napi::Value dispose(const Napi::CallbackInfo& info) {
     if (trainer_) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -reportedBytes_);
     trainer_.reset();
+    model_.reset();  // nor does it keep the model (every method checks live() before it uses either)
+    return info.Env().Undefined();
+  }
+
+  // check(): throws what any other call would (disposed, model disposed or re-adapted), before work begins.
+  Napi::Value check(const Napi::CallbackInfo& info) {
+    live(info.Env());
     return info.Env().Undefined();
   }
 
@@ -347,9 +355,10 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   Napi::Value lastNoise(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
     return guard(env, [&]() -> Napi::Value {
+      const auto trainer = live(env);
       const auto lock = lockFromJs(info.Env(), *model_);
       Napi::Object result = Napi::Object::New(env);
-      for (const auto& [name, draw] : live(env)->lastNoise()) result.Set(name, TensorHandle::wrap(env, draw));
+      for (const auto& [name, draw] : trainer->lastNoise()) result.Set(name, TensorHandle::wrap(env, draw));
       return result;
     });
   }

@@ -16,6 +16,7 @@
 #include "peft/pace_linear.h"        // the fused PACE linear's strategy
 #include "peft/setup.h"              // adapters: add, load, save, merge
 #include "system/cuda_memory.h"      // the CUDA allocator's counters
+#include "system/devices.h"          // devices by name
 #include "system/doctor.h"           // environment report and GEMM measurement
 #include "system/profiler.h"         // Chrome traces of profiled steps
 #include "system/threads.h"          // thread settings
