@@ -1,14 +1,9 @@
-import os from 'node:os';
+import { exitStatusOf } from '../exit-status';
 
 /** The signals that ask a long command to stop: Ctrl-C, and SIGTERM (docker stop, Slurm, systemd). */
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
 
 export type StopSignal = (typeof STOP_SIGNALS)[number];
-
-/** The exit status of a process that stopped because of `signal`: 128 + its number, as a shell reports it. */
-export function exitCodeOf(signal: NodeJS.Signals): number {
-  return 128 + (os.constants.signals[signal] ?? 0);
-}
 
 /** A command's watch on the stop signals, in force until disposed. */
 export interface StopWatch extends Disposable {
@@ -46,7 +41,7 @@ export function watchStopSignals(onRepeat?: (signal: StopSignal) => void): StopW
   return {
     signal: controller.signal,
     received: () => first,
-    exitCode: () => (first === undefined ? undefined : exitCodeOf(first)),
+    exitCode: () => (first === undefined ? undefined : exitStatusOf(first)),
     [Symbol.dispose]: remove,
   };
 }

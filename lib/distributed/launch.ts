@@ -5,6 +5,7 @@ import os from 'node:os';
 import { z } from 'zod';
 
 import { PaceOptionError } from '../errors';
+import { exitStatusOf } from '../exit-status';
 import { parseOptions } from '../options';
 
 export const LaunchOptionsSchema = z
@@ -49,13 +50,20 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** The exit status a shell gives a process killed by `signal`: 128 + its number. */
-function signalStatus(signal: NodeJS.Signals): number {
-  return 128 + (os.constants.signals[signal] ?? 0);
+/**
+ * Sends `signal` to a rank's whole process group (it leads one of its own): a wrapper (`sh -c`, a script) and
+ * the trainer it runs both get it, as they would from a terminal.
+ */
+function signalRank(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    if (child.pid !== undefined) process.kill(-child.pid, signal);
+  } catch {
+    child.kill(signal); // the group is gone already, or was never made
+  }
 }
 
 function describeExit(code: number | null, signal: NodeJS.Signals | null): { text: string; exitCode: number } {
-  if (signal) return { text: `was killed by ${signal}`, exitCode: signalStatus(signal) };
+  if (signal) return { text: `was killed by ${signal}`, exitCode: exitStatusOf(signal) };
   return { text: `exited with code ${code}`, exitCode: code ?? 1 };
 }
 
@@ -95,14 +103,14 @@ export async function launch(
   let result: LaunchResult | undefined;
   const timers: NodeJS.Timeout[] = [];
   const running = () => children.filter((child) => child.exitCode === null && child.signalCode === null);
-  const killAll = () => running().forEach((child) => child.kill('SIGKILL'));
+  const killAll = () => running().forEach((child) => signalRank(child, 'SIGKILL'));
   // After a failure the others first get the grace period to fail on their own (a rank waiting on the dead one
   // fails at once and says why), then SIGTERM, then SIGKILL after another grace period.
   const stopOthers = () => {
     if (timers.length > 0) return;
     const grace = o.graceSeconds * 1000;
     const stop = () => {
-      for (const child of running()) child.kill('SIGTERM');
+      for (const child of running()) signalRank(child, 'SIGTERM');
       timers.push(setTimeout(killAll, grace));
     };
     timers.push(setTimeout(stop, grace));
@@ -111,12 +119,12 @@ export async function launch(
   let interruptedStatus: number | undefined;
   const onInterrupt = () => {
     interrupt = signalToPassOn(signal?.reason);
-    for (const child of running()) child.kill(interrupt);
+    for (const child of running()) signalRank(child, interrupt as NodeJS.Signals);
   };
   // What a rank does when asked to stop: exit with the signal's status, or die of it (or of the kill).
   const stoppedAsAsked = (code: number | null, exitSignal: NodeJS.Signals | null) =>
     interrupt !== undefined &&
-    (code === signalStatus(interrupt) ||
+    (code === exitStatusOf(interrupt) ||
       exitSignal === interrupt ||
       (kill?.aborted === true && exitSignal === 'SIGKILL'));
   signal?.addEventListener('abort', onInterrupt);
