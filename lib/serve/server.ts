@@ -134,7 +134,6 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
   const inFlight = new WeakMap<object, number>();
   const handle = async (request: http.IncomingMessage, response: http.ServerResponse) => {
     const socket = request.socket;
-    let continued = false;
     inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
     try {
       const route = (request.url ?? '').split('?')[0];
@@ -163,7 +162,6 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
       declaredLength(request, o.maxBodyBytes);
       if (expectsContinue(request)) {
         response.writeContinue(); // only now that the body would be taken: see 'checkContinue' below
-        continued = true;
       }
       const body = await readBody(request, o.maxBodyBytes);
       const probabilities = await predict(request, body, type);
@@ -175,10 +173,9 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
       const status = error instanceof HttpError ? error.status : 500;
       if (!response.headersSent && !response.destroyed) {
         const message = error instanceof Error ? error.message : String(error);
-        // A client told to wait for 100 Continue that never came may still send its body: don't parse it as a
-        // next request.
-        const unread = expectsContinue(request) && !continued ? { connection: 'close' } : {};
-        send(response, status, { error: message }, { ...unread, ...(error instanceof HttpError && error.headers) });
+        // (A client told to wait for a 100 Continue that never came may still send its body: Node closes such a
+        // connection after the answer, so that body is never parsed as a next request.)
+        send(response, status, { error: message }, error instanceof HttpError ? error.headers : {});
       }
     } finally {
       inFlight.set(socket, (inFlight.get(socket) ?? 1) - 1);
