@@ -4,14 +4,20 @@ import { PaceOptionError } from './errors';
 
 /**
  * Validates `value` against a zod schema; on failure throws a PaceOptionError naming each bad field by its
- * path (`options.dtype: Invalid option: expected one of ...`), before any native work starts.
+ * path (`options.dtype: Invalid option: expected one of ...`, `normalization.std[1]: ...`), before any native work
+ * starts.
  */
 export function parseOptions<Schema extends z.ZodType>(schema: Schema, value: unknown, what: string): z.output<Schema> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => {
-    const where = [what, ...issue.path.map(String)].join('.');
-    return `${where}: ${issue.message}`;
-  });
+  const problems = result.error.issues.map((issue) => `${optionPath(what, issue.path)}: ${issue.message}`);
   throw new PaceOptionError(problems.join('; '));
+}
+
+/** A field's name in messages: `what` and its path, array indices in brackets (`options.normalization.std[1]`). */
+export function optionPath(what: string, path: readonly PropertyKey[]): string {
+  return path.reduce<string>(
+    (name, key) => (typeof key === 'number' ? `${name}[${key}]` : `${name}.${String(key)}`),
+    what,
+  );
 }

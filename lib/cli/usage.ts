@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 
 import { PaceOptionError } from '../errors';
+import { optionPath } from '../options';
 
 /** A command's usage text and its implementation; it returns the process exit code. */
 export interface Command {
@@ -53,6 +54,6 @@ export function parseWithFlags<Schema extends z.ZodType>(
   if (flag !== undefined) {
     throw new UsageError(`${flag}: ${issues[fromFlag.indexOf(flag)].message}`);
   }
-  const problems = issues.map((issue) => `${[what, ...issue.path.map(String)].join('.')}: ${issue.message}`);
+  const problems = issues.map((issue) => `${optionPath(what, issue.path)}: ${issue.message}`);
   throw new PaceOptionError(problems.join('; '));
 }

@@ -7,7 +7,7 @@ import { withContext } from '../error-context';
 import { PaceInputError } from '../errors';
 import { tensor, tensorFromPieces } from '../tensor';
 import { AugmentationSchema } from './augment';
-import { parseDataOptions } from './data-options';
+import { parseOptions } from '../options';
 import { TensorDataset, type Augmentation, type Normalization } from './dataset';
 import { decodeAll } from './decode-pool';
 import { decodedCacheKey, readDecodedCache, writeDecodedCache, type SkippedImage } from './decoded-cache';
@@ -69,7 +69,7 @@ export async function loadImages(
   entries: SplitEntry[],
   options: LoadImagesOptions,
 ): Promise<{ dataset: TensorDataset; skipped: SkippedImage[]; fromCache: boolean }> {
-  const checked = parseDataOptions(LoadImagesOptionsSchema, options, 'options');
+  const checked = parseOptions(LoadImagesOptionsSchema, options, 'options');
   const { size, resize = 'stretch', normalization, augment, cache } = checked;
   const key = cache ? decodedCacheKey(entries, { size, resize, onBadImage: checked.onBadImage }) : '';
   const cached = cache ? await readDecodedCache(cache, key) : undefined;

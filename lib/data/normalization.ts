@@ -1,6 +1,6 @@
 import { z } from 'zod';
 
-import { parseDataOptions } from './data-options';
+import { parseOptions } from '../options';
 
 const channelValues = (check: z.ZodNumber) => z.array(check).length(3, { message: 'needs one value per channel (3)' });
 
@@ -21,5 +21,5 @@ export function checkNormalization(
   normalization: unknown,
   what = 'normalization',
 ): z.output<typeof NormalizationSchema> {
-  return parseDataOptions(NormalizationSchema, normalization, what);
+  return parseOptions(NormalizationSchema, normalization, what);
 }
