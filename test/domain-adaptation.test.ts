@@ -257,6 +257,22 @@ describe('evaluation end to end on sets laid out as ImageNet-A and -R', () => {
       onProgress: ({ set, done }) => set === 'imagenet-a' && progress.push(done),
     });
     expect(progress).toEqual([4, 8, 12]);
+
+    // a stop asked after the first chunk: no further chunk runs, and the call rejects with the signal's reason
+    const stop = new AbortController();
+    const before: number[] = [];
+    const stopped = evaluateDomainShift(model, {
+      targets: { 'imagenet-a': { list: a.list, root, classes: aClasses() } },
+      batchSize: 5,
+      decodeChunk: 4,
+      signal: stop.signal,
+      onProgress: ({ done }) => {
+        before.push(done);
+        stop.abort('SIGINT');
+      },
+    });
+    await expect(stopped).rejects.toBe('SIGINT');
+    expect(before).toEqual([4]);
     expect(report.sets.map((s) => s.name)).toEqual(['imagenet', 'imagenet-a', 'imagenet-r']);
     const [imagenet, resultA, resultR] = report.sets.map((s) => s.result);
     expect(resultA).toEqual({ samples: 12, classes: 200, top1: aExpected.top1, loss: expect.any(Number) });

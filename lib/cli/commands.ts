@@ -133,9 +133,6 @@ function fitSettings(config: RunConfig, flags: FitFlags): { trainer: TrainerOpti
   return { trainer: trainer as TrainerOptions, fit: fit as FitOptions };
 }
 
-/** The reason a domain-adaptation evaluation stopped early: a stop signal. */
-class EvaluationStopped extends Error {}
-
 /**
  * The config's domain-adaptation sets, evaluated after a completed fit into the run folder. A stop signal ends the
  * evaluation after the chunk of images in progress, with nothing written; returns whether it completed.
@@ -147,21 +144,17 @@ async function domainShiftAfterFit(
 ): Promise<boolean> {
   const targets = domainShiftTargets(config);
   if (!targets) return true;
-  const stopIfAsked = () => {
-    if (options.signal.aborted) throw new EvaluationStopped();
-  };
+  let report;
   try {
-    stopIfAsked();
-    const report = await evaluateDomainShift(model, { targets, batchSize: options.batchSize, onProgress: stopIfAsked });
-    stopIfAsked();
-    writeFileAtomic(path.join(options.runDir, DOMAIN_SHIFT_FILE), `${JSON.stringify(report, null, 2)}\n`);
-    if (!options.quiet) out(formatDomainShiftTable([{ label: 'this run', report }]));
-    return true;
+    report = await evaluateDomainShift(model, { targets, batchSize: options.batchSize, signal: options.signal });
   } catch (error) {
-    if (!(error instanceof EvaluationStopped)) throw error;
+    if (!options.signal.aborted || error !== options.signal.reason) throw error;
     out(`domain-shift evaluation interrupted by ${String(options.signal.reason)}: ${DOMAIN_SHIFT_FILE} not written`);
     return false;
   }
+  writeFileAtomic(path.join(options.runDir, DOMAIN_SHIFT_FILE), `${JSON.stringify(report, null, 2)}\n`);
+  if (!options.quiet) out(formatDomainShiftTable([{ label: 'this run', report }]));
+  return true;
 }
 
 /** The epoch lines pace fit prints. */

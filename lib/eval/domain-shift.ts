@@ -79,6 +79,8 @@ export interface EvaluateDomainShiftOptions {
   decodeChunk?: number;
   /** Called after each chunk of images (and after a dataset target). */
   onProgress?: (progress: { set: DomainShiftSetName; done: number; total: number }) => void;
+  /** Stops the evaluation before its next chunk of images: the call then rejects with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 /** One set's figures. */
@@ -134,7 +136,7 @@ async function decodeChunk(entries: SplitEntry[], list: string, size: number): P
  * List targets are decoded as the evaluation transform of the reference (shorter side to size/0.875, centre
  * crop, ImageNet's mean and std) a chunk at a time, the next chunk decoding while the current one runs.
  * A missing or corrupt image is an error naming the list, the image and its line. The model runs in
- * evaluation mode and is left in the mode it had.
+ * evaluation mode and is left in the mode it had. `signal` stops it before the next chunk.
  */
 export async function evaluateDomainShift(
   model: Model,
@@ -159,6 +161,7 @@ export async function evaluateDomainShift(
     const result = 'dataset' in target ? await score.dataset(target) : await score.list(target, chunk);
     sets.push({ name: set.name, title: set.title, result });
   }
+  options.signal?.throwIfAborted(); // a stop asked during the last chunk: no report of a stopped evaluation
   const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
   const targets = sets.filter((s) => !domainShiftSet(s.name).source).map((s) => s.result.top1);
   return {
@@ -174,6 +177,7 @@ function scorer(model: Model, name: DomainShiftSetName, batchSize: number, optio
   let correct = 0;
   let lossSum = 0;
   const run = async (dataset: TensorDataset, classes: number[] | undefined, total: number) => {
+    options.signal?.throwIfAborted();
     const report = await evaluateDataset(model, dataset, { batchSize, classes, precision: options.precision });
     samples += report.samples;
     correct += report.confusion.reduce((sum, row, i) => sum + row[i], 0);
