@@ -9,7 +9,8 @@ import { outsideResizeSize, shrinksOnLoadUnmodelled } from './resize-geometry';
  * How an image becomes `size × size`: `stretch` resizes both sides to size; `center-crop` resizes the shorter side
  * to floor(size / 0.875) and keeps the centre; `cover` resizes the shorter side to size and keeps the centre.
  */
-export type ResizeMode = 'stretch' | 'center-crop' | 'cover';
+export const RESIZE_MODES = ['stretch', 'center-crop', 'cover'] as const;
+export type ResizeMode = (typeof RESIZE_MODES)[number];
 
 /**
  * Decodes one image file into `size × size` RGB uint8 pixels (EXIF orientation applied, alpha dropped, grey and CMYK

@@ -11,7 +11,7 @@ import { parseOptions } from '../options';
 import { TensorDataset, type Augmentation, type Normalization } from './dataset';
 import { decodeAll } from './decode-pool';
 import { decodedCacheKey, readDecodedCache, writeDecodedCache, type SkippedImage } from './decoded-cache';
-import { decodeImage } from './image-decode';
+import { decodeImage, RESIZE_MODES, type ResizeMode } from './image-decode';
 import { NormalizationSchema } from './normalization';
 import type { SplitEntry } from './splits';
 
@@ -28,7 +28,7 @@ export interface LoadImagesOptions {
    * `cover`: resize the shorter side to size and keep the central square (few-shot training: store 256, then
    * `augment: { crop: 224, flip: true }`).
    */
-  resize?: 'stretch' | 'center-crop' | 'cover';
+  resize?: ResizeMode;
   /** Training augmentation applied per batch by fit (see TensorDataset). */
   augment?: Augmentation;
   /**
@@ -48,7 +48,7 @@ export interface LoadImagesOptions {
 const LoadImagesOptionsSchema = z
   .object({
     size: z.number().int().min(1),
-    resize: z.enum(['stretch', 'center-crop', 'cover']).optional(),
+    resize: z.enum(RESIZE_MODES).optional(),
     augment: AugmentationSchema.optional(),
     cache: z.string().min(1).optional(),
     normalization: NormalizationSchema,
