@@ -2,11 +2,14 @@
 #include <napi.h>
 
 #include <functional>
+#include <memory>
 #include <optional>
+#include <stdexcept>
 #include <utility>
 
 #include "js_errors.h"
 #include "pace_core.h"
+#include "work_queue.h"
 
 namespace pace::addon {
 
@@ -18,11 +21,12 @@ class PromiseWorker : public Napi::AsyncWorker {
   using Compute = std::function<Result()>;
   using ToJs = std::function<Napi::Value(Napi::Env, Result&)>;
 
-  PromiseWorker(Napi::Env env, const char* name, Compute compute, ToJs toJs)
+  PromiseWorker(Napi::Env env, const char* name, Compute compute, ToJs toJs, std::shared_ptr<WorkQueue> queue = nullptr)
       : Napi::AsyncWorker(env, name),
         deferred_(Napi::Promise::Deferred::New(env)),
         compute_(std::move(compute)),
-        toJs_(std::move(toJs)) {}
+        toJs_(std::move(toJs)),
+        queue_(std::move(queue)) {}
 
   Napi::Promise promise() const { return deferred_.Promise(); }
 
@@ -33,12 +37,15 @@ class PromiseWorker : public Napi::AsyncWorker {
       result_.emplace(compute_());
     } catch (const std::exception& error) {
       failure_ = describe(error);
+      // node-addon-api takes an empty error for success, and would resolve with no result.
+      if (failure_.message.empty()) failure_.message = "native work failed without a message";
       SetError(failure_.message);
     }
   }
   void OnOK() override {
     settle([&] {
       try {
+        if (!result_) throw std::logic_error("native work ended without a result");
         deferred_.Resolve(toJs_(Env(), *result_));
       } catch (const Napi::Error& error) {
         deferred_.Reject(error.Value());
@@ -68,6 +75,7 @@ class PromiseWorker : public Napi::AsyncWorker {
       } catch (...) {
       }
     }
+    if (queue_) queue_->settled();
   }
 
   Napi::Promise::Deferred deferred_;
@@ -75,6 +83,7 @@ class PromiseWorker : public Napi::AsyncWorker {
   ToJs toJs_;
   std::optional<Result> result_;
   Failure failure_;
+  std::shared_ptr<WorkQueue> queue_;
 };
 
 template <typename Compute, typename ToJs>
@@ -83,6 +92,18 @@ Napi::Promise runAsync(Napi::Env env, const char* name, Compute compute, ToJs to
   auto* worker = new PromiseWorker<Result>(env, name, std::move(compute), std::move(toJs));
   Napi::Promise promise = worker->promise();
   worker->Queue();  // the worker deletes itself once the promise is settled
+  return promise;
+}
+
+// runAsync for work on one model (or anything else a WorkQueue serialises): it starts after the queue's earlier
+// jobs have settled.
+template <typename Compute, typename ToJs>
+Napi::Promise runInTurn(Napi::Env env, const std::shared_ptr<WorkQueue>& queue, const char* name, Compute compute,
+                        ToJs toJs) {
+  using Result = decltype(compute());
+  auto* worker = new PromiseWorker<Result>(env, name, std::move(compute), std::move(toJs), queue);
+  Napi::Promise promise = worker->promise();
+  queue->submit(worker);
   return promise;
 }
 

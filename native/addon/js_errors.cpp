@@ -2,6 +2,8 @@
 
 #include "addon_data.h"
 
+#include <new>
+
 namespace pace::addon {
 
 Napi::Error jsError(Napi::Env env, ErrorCode code, const std::string& message) {
@@ -18,6 +20,11 @@ Napi::Error jsError(Napi::Env env, ErrorCode code, const std::string& message) {
 
 Failure describe(const std::exception& error) {
   if (const auto* paceError = dynamic_cast<const Error*>(&error)) return {paceError->code(), paceError->what()};
+  // Out of memory is a limit of the machine, not a bug: PACE_UNSUPPORTED, as for a model larger than the memory.
+  if (const auto* memoryError = dynamic_cast<const c10::OutOfMemoryError*>(&error))
+    return {ErrorCode::Unsupported, memoryError->what_without_backtrace()};
+  if (dynamic_cast<const std::bad_alloc*>(&error))
+    return {ErrorCode::Unsupported, std::string("out of host memory (") + error.what() + ")"};
   if (const auto* torchError = dynamic_cast<const c10::Error*>(&error))
     return {ErrorCode::Internal, torchError->what_without_backtrace()};
   return {ErrorCode::Internal, error.what()};

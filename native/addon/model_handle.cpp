@@ -169,8 +169,8 @@ Napi::Value ModelHandle::loadWeights(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const std::string path = stringFromJs(info[0], "path");
     const bool strict = info[1].ToBoolean().Value();
-    return runAsync(
-        info.Env(), "pace.loadWeights",
+    return runInTurn(
+        info.Env(), live(info.Env())->work, "pace.loadWeights",
         [state = live(info.Env()), path, strict] {
           std::lock_guard<std::mutex> lock(state->mutex);
           return models::loadWeights(*state->model, path, strict);
@@ -193,8 +193,8 @@ Napi::Value ModelHandle::saveWeights(const Napi::CallbackInfo& info) {
     const std::string path = stringFromJs(info[0], "path");
     std::optional<TensorMetadata> metadata;
     if (info[1].IsObject()) metadata = metadataFromJs(info[1]);
-    return runAsync(
-        info.Env(), "pace.saveWeights",
+    return runInTurn(
+        info.Env(), live(info.Env())->work, "pace.saveWeights",
         [state = live(info.Env()), path, metadata] {
           std::lock_guard<std::mutex> lock(state->mutex);
           saveSafetensors(path, peft::mergedStateDict(*state->model), metadata);
@@ -209,8 +209,8 @@ Napi::Value ModelHandle::runForward(const Napi::CallbackInfo& info, bool feature
     const at::Tensor images = TensorHandle::unwrap(info[0], "images");
     const Precision precision =
         info[1].IsUndefined() ? Precision::Fp32 : precisionFromName(stringFromJs(info[1], "precision"));
-    return runAsync(
-        info.Env(), featuresOnly ? "pace.forwardFeatures" : "pace.forward",
+    return runInTurn(
+        info.Env(), live(info.Env())->work, featuresOnly ? "pace.forwardFeatures" : "pace.forward",
         [state = live(info.Env()), images, featuresOnly, precision] {
           std::lock_guard<std::mutex> lock(state->mutex);
           torch::NoGradGuard noGrad;
@@ -322,8 +322,8 @@ Napi::Value ModelHandle::addAdapters(const Napi::CallbackInfo& info) {
 Napi::Value ModelHandle::loadAdapters(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const std::string path = stringFromJs(info[0], "path");
-    return runAsync(
-        info.Env(), "pace.loadAdapters",
+    return runInTurn(
+        info.Env(), live(info.Env())->work, "pace.loadAdapters",
         [state = live(info.Env()), path] {
           std::lock_guard<std::mutex> lock(state->mutex);
           peft::loadAdapters(*state->model, path);
@@ -337,8 +337,8 @@ Napi::Value ModelHandle::saveAdapters(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const std::string path = stringFromJs(info[0], "path");
     const TensorMetadata metadata = metadataFromJs(info[1]);
-    return runAsync(
-        info.Env(), "pace.saveAdapters",
+    return runInTurn(
+        info.Env(), live(info.Env())->work, "pace.saveAdapters",
         [state = live(info.Env()), path, metadata] {
           std::lock_guard<std::mutex> lock(state->mutex);
           saveSafetensors(path, peft::trainableParameters(*state->model), metadata);
@@ -372,8 +372,8 @@ Napi::Value ModelHandle::weightsFingerprint(const Napi::CallbackInfo& info) {
 // merged() -> Promise<NativeModel>: a plain backbone with the adapters folded in.
 Napi::Value ModelHandle::merged(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
-    return runAsync(
-        info.Env(), "pace.merged",
+    return runInTurn(
+        info.Env(), live(info.Env())->work, "pace.merged",
         [state = live(info.Env())] {
           std::lock_guard<std::mutex> lock(state->mutex);
           return peft::mergedCopy(*state->model);
@@ -424,8 +424,8 @@ Napi::Value ModelHandle::evaluate(const Napi::CallbackInfo& info) {
     std::shared_ptr<distributed::Group> group =
         object.Get("sharded").ToBoolean().Value() ? distributed::current() : nullptr;
     if (group && group->worldSize() < 2) group.reset();
-    return runAsync(
-        env, "pace.evaluate",
+    return runInTurn(
+        env, live(env)->work, "pace.evaluate",
         [state = live(env), images, labels, options, group]() mutable {
           options.shardAcross = group.get();
           std::lock_guard<std::mutex> lock(state->mutex);

@@ -7,14 +7,17 @@
 #include <string>
 
 #include "pace_core.h"
+#include "work_queue.h"
 
 namespace pace::addon {
 
 // A backbone shared between its JS handle and any native work in flight; the mutex serialises that work
-// (libtorch modules are not safe to mutate and run at once).
+// (libtorch modules are not safe to mutate and run at once), and `work` queues it so that only the job holding the
+// mutex occupies a libuv thread.
 struct ModelState {
   std::shared_ptr<models::Backbone> model;
   std::mutex mutex;
+  std::shared_ptr<WorkQueue> work = std::make_shared<WorkQueue>();
   // Read without the mutex, so that a fit's callbacks can read them while its epoch holds it.
   std::atomic<bool> disposed{false};             // the JS handle was disposed: trainers made on it refuse
   std::atomic<uint64_t> trainableGeneration{0};  // bumped when the trainable parameters are replaced

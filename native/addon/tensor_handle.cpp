@@ -1,6 +1,7 @@
 #include "tensor_handle.h"
 
 #include <cstring>
+#include <optional>
 
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -16,6 +17,17 @@ namespace {
 
 int64_t memoryOf(const at::Tensor& tensor) {
   return tensor.has_storage() ? static_cast<int64_t>(tensor.storage().nbytes()) : 0;
+}
+
+// The bytes a tensor of `shape` holds, or nothing past 2^64 (a shape with a zero in it holds none, however large
+// its other sizes).
+std::optional<uint64_t> byteSizeOf(const std::vector<int64_t>& shape, at::ScalarType dtype) {
+  for (const int64_t dim : shape)
+    if (dim == 0) return 0;
+  uint64_t bytes = c10::elementSize(dtype);
+  for (const int64_t dim : shape)
+    if (__builtin_mul_overflow(bytes, static_cast<uint64_t>(dim), &bytes)) return std::nullopt;
+  return bytes;
 }
 
 }  // namespace
@@ -196,26 +208,23 @@ Napi::Value createTensor(const Napi::CallbackInfo& info) {
     const double length = info[2].ToNumber().DoubleValue();
     const at::ScalarType dtype = dtypeFromJs(info[3], "dtype");
     const std::vector<int64_t> shape = shapeFromJs(info[4], "shape");
-    uint64_t numel = 1, bytes = 0;
-    bool overflow = false;
-    for (int64_t dim : shape) overflow = overflow || __builtin_mul_overflow(numel, static_cast<uint64_t>(dim), &numel);
+    const std::optional<uint64_t> bytes = byteSizeOf(shape, dtype);
     const uint64_t itemSize = c10::elementSize(dtype);
-    overflow = overflow || __builtin_mul_overflow(numel, itemSize, &bytes);
-    if (overflow || !(length >= 0) || bytes != static_cast<uint64_t>(length)) {
+    if (!bytes || !(length >= 0) || *bytes != static_cast<uint64_t>(length)) {
       throw jsError(env, ErrorCode::ShapeMismatch,
                     "data holds " + std::to_string(static_cast<uint64_t>(length) / itemSize) + " " + dtypeName(dtype) +
                         " elements but shape " + shapeToString(shape) + " needs " +
-                        (overflow ? std::string("more than 2^64") : std::to_string(numel)));
+                        (bytes ? std::to_string(*bytes / itemSize) : std::string("more than 2^64")));
     }
-    at::Tensor tensor = emptyHostTensor(shape, dtype);
     // The buffer is read only now, after every conversion above (which could run user code) is done.
     auto buffer = info[0].As<Napi::ArrayBuffer>();
     if (!(offset >= 0) || offset + length > static_cast<double>(buffer.ByteLength())) {
       throw jsError(env, ErrorCode::InvalidOption, "byte range lies outside the ArrayBuffer");
     }
-    if (bytes > 0) {
+    at::Tensor tensor = emptyHostTensor(shape, dtype);
+    if (*bytes > 0) {
       std::memcpy(tensor.data_ptr(), static_cast<const char*>(buffer.Data()) + static_cast<size_t>(offset),
-                  static_cast<size_t>(bytes));
+                  static_cast<size_t>(*bytes));
     }
     return TensorHandle::wrap(env, std::move(tensor));
   });
@@ -230,31 +239,44 @@ Napi::Value createTensorFromPieces(const Napi::CallbackInfo& info) {
     const auto pieces = info[0].As<Napi::Array>();
     const at::ScalarType dtype = dtypeFromJs(info[1], "dtype");
     const std::vector<int64_t> shape = shapeFromJs(info[2], "shape");
-    uint64_t numel = 1, bytes = 0;
-    bool overflow = false;
-    for (int64_t dim : shape) overflow = overflow || __builtin_mul_overflow(numel, static_cast<uint64_t>(dim), &numel);
-    overflow = overflow || __builtin_mul_overflow(numel, static_cast<uint64_t>(c10::elementSize(dtype)), &bytes);
+    const std::optional<uint64_t> bytes = byteSizeOf(shape, dtype);
     std::vector<Napi::TypedArray> views;
-    uint64_t given = 0;
     for (uint32_t i = 0; i < pieces.Length(); ++i) {
-      const Napi::Value piece = pieces.Get(i);
+      const Napi::Value piece = pieces.Get(i);  // may run a getter, which may detach or shrink earlier pieces
       if (!piece.IsTypedArray())
         throw jsError(env, ErrorCode::InvalidOption, "pieces[" + std::to_string(i) + "] is not a typed array");
       views.push_back(piece.As<Napi::TypedArray>());
-      given += views.back().ByteLength();
     }
-    if (overflow || given != bytes)
+    // The pieces' bytes as they are now, once no more JavaScript can run (shared buffers included).
+    struct Bytes {
+      const char* data;
+      size_t length;
+    };
+    std::vector<Bytes> contents;
+    uint64_t given = 0;
+    for (const Napi::TypedArray& view : views) {
+      void* data = nullptr;
+      size_t elements = 0;
+      napi_typedarray_type type;
+      NAPI_THROW_IF_FAILED(env, napi_get_typedarray_info(env, view, &type, &elements, &data, nullptr, nullptr),
+                           Napi::Value());
+      const size_t length = elements * view.ElementSize();
+      if (length > 0 && data == nullptr)
+        throw jsError(env, ErrorCode::InvalidOption, "a piece's buffer was detached while the pieces were read");
+      contents.push_back({static_cast<const char*>(data), length});
+      given += length;
+    }
+    if (!bytes || given != *bytes)
       throw jsError(env, ErrorCode::ShapeMismatch,
                     "the pieces hold " + std::to_string(given) + " bytes but shape " + shapeToString(shape) + " of " +
                         dtypeName(dtype) + " needs " +
-                        (overflow ? std::string("more than 2^64") : std::to_string(bytes)));
+                        (bytes ? std::to_string(*bytes) : std::string("more than 2^64")));
     at::Tensor tensor = emptyHostTensor(shape, dtype);
     auto* out = static_cast<char*>(tensor.data_ptr());
-    for (const Napi::TypedArray& view : views) {
-      const size_t length = view.ByteLength();
-      if (length == 0) continue;
-      std::memcpy(out, static_cast<const char*>(view.ArrayBuffer().Data()) + view.ByteOffset(), length);
-      out += length;
+    for (const Bytes& piece : contents) {
+      if (piece.length == 0) continue;
+      std::memcpy(out, piece.data, piece.length);
+      out += piece.length;
     }
     return TensorHandle::wrap(env, std::move(tensor));
   });

@@ -1,5 +1,6 @@
 #include <napi.h>
 
+#include <atomic>
 #include <cmath>
 
 #include "addon_data.h"
@@ -57,6 +58,33 @@ Napi::Object stepResultToJs(Napi::Env env, const train::StepResult& result) {
   if (!result.graph.empty()) object.Set("graph", result.graph);
   return object;
 }
+
+// runEpoch's onBatch(step, steps, loss), called from the training thread without waiting for JavaScript. Its
+// thread-safe function keeps Node running until released: by the epoch when it ends, else (a job that never ran)
+// when the last holder lets go.
+class BatchCallback {
+ public:
+  BatchCallback(Napi::Env env, const Napi::Function& callback)
+      : tsfn_(Napi::ThreadSafeFunction::New(env, callback, "pace.onBatch", 0, 1)) {}
+  BatchCallback(const BatchCallback&) = delete;
+  BatchCallback& operator=(const BatchCallback&) = delete;
+  ~BatchCallback() { release(); }
+
+  void release() {
+    if (!released_.exchange(true)) tsfn_.Release();
+  }
+
+  void call(const train::BatchProgress& p) {
+    tsfn_.NonBlockingCall([p](Napi::Env env, Napi::Function callback) {
+      callback.Call({Napi::Number::New(env, static_cast<double>(p.step)),
+                     Napi::Number::New(env, static_cast<double>(p.steps)), Napi::Number::New(env, p.totalLoss)});
+    });
+  }
+
+ private:
+  Napi::ThreadSafeFunction tsfn_;
+  std::atomic<bool> released_{false};
+};
 
 class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
  public:
@@ -132,6 +160,15 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     return trainer_;
   }
 
+  // Where a job starts, holding the model's mutex: the trainable parameters may have been replaced (addAdapters)
+  // while it waited its turn, after live() let it be queued.
+  static void checkStillTrains(const ModelState& model, uint64_t generation) {
+    if (model.trainableGeneration != generation)
+      throw StateError(
+          "the model's trainable parameters changed (addAdapters) after this work was asked for, so "
+          "the trainer's optimizer would not train them: create the Trainer after addAdapters()");
+  }
+
   // dispose(): frees the optimizer's state; work in flight keeps its own reference and finishes.
   Napi::Value dispose(const Napi::CallbackInfo& info) {
     if (trainer_) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -reportedBytes_);
@@ -170,10 +207,12 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
         inputs.diagnostics = options.Get("diagnostics").ToBoolean().Value();
         graphs = stepGraphsFromJs(options);
       }
-      return runAsync(
-          env, "pace.trainStep",
-          [model = model_, trainer = live(env), inputs, graphs] {
+      const auto trainer = live(env);
+      return runInTurn(
+          env, model_->work, "pace.trainStep",
+          [model = model_, trainer, generation = generation_, inputs, graphs] {
             std::lock_guard<std::mutex> lock(model->mutex);
+            checkStillTrains(*model, generation);
             return trainer->step(inputs, graphs);
           },
           [](Napi::Env env, train::StepResult& result) -> Napi::Value { return stepResultToJs(env, result); });
@@ -194,10 +233,12 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       if (steps < 1) throw jsError(env, ErrorCode::InvalidOption, "steps must be >= 1");
       const std::string trace = stringFromJs(options.Get("trace"), "trace");
       const train::StepGraphMode graphs = stepGraphsFromJs(options);
-      return runAsync(
-          env, "pace.profileSteps",
-          [model = model_, trainer = live(env), inputs, steps, trace, graphs] {
+      const auto trainer = live(env);
+      return runInTurn(
+          env, model_->work, "pace.profileSteps",
+          [model = model_, trainer, generation = generation_, inputs, steps, trace, graphs] {
             std::lock_guard<std::mutex> lock(model->mutex);
+            checkStillTrains(*model, generation);
             const bool cuda = model->model->parameters().front().is_cuda();
             std::vector<train::StepResult> results;
             profileToTrace(trace, cuda, [&] {
@@ -225,6 +266,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   Napi::Value runEpoch(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
     return guard(env, [&]() -> Napi::Value {
+      const auto trainer = live(env);
       const at::Tensor images = TensorHandle::unwrap(info[0], "images");
       const at::Tensor labels = TensorHandle::unwrap(info[1], "labels");
       if (!info[2].IsObject()) throw jsError(env, ErrorCode::InvalidOption, "options must be an object");
@@ -247,33 +289,24 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
         epoch.schedule = scheduleFromJs(options.Get("schedule").As<Napi::Object>());
         epoch.scheduleEachStep = options.Get("scheduleEachStep").ToBoolean().Value();
       }
-      std::shared_ptr<Napi::ThreadSafeFunction> progress;
-      if (info[3].IsFunction()) {
-        progress = std::make_shared<Napi::ThreadSafeFunction>(
-            Napi::ThreadSafeFunction::New(env, info[3].As<Napi::Function>(), "pace.onBatch", 0, 1));
-      }
+      // Made last, after every check that can throw: a callback that is never released keeps Node running.
+      std::shared_ptr<BatchCallback> progress;
+      if (info[3].IsFunction()) progress = std::make_shared<BatchCallback>(env, info[3].As<Napi::Function>());
       // A stop asked for before the epoch (data-parallel: agreed through its first step by every rank).
       abort_->store(options.Get("stopRequested").ToBoolean().Value());
-      return runAsync(
-          env, "pace.runEpoch",
-          [model = model_, trainer = live(env), abort = abort_, images, labels, epoch, progress] {
+      return runInTurn(
+          env, model_->work, "pace.runEpoch",
+          [model = model_, trainer, generation = generation_, abort = abort_, images, labels, epoch, progress] {
             std::function<void(const train::BatchProgress&)> onBatch;
-            if (progress) {
-              onBatch = [progress](const train::BatchProgress& p) {
-                progress->NonBlockingCall([p](Napi::Env env, Napi::Function callback) {
-                  callback.Call({Napi::Number::New(env, static_cast<double>(p.step)),
-                                 Napi::Number::New(env, static_cast<double>(p.steps)),
-                                 Napi::Number::New(env, p.totalLoss)});
-                });
-              };
-            }
-            struct Release {
-              std::shared_ptr<Napi::ThreadSafeFunction> tsfn;
-              ~Release() {
-                if (tsfn) tsfn->Release();
+            if (progress) onBatch = [&progress](const train::BatchProgress& p) { progress->call(p); };
+            struct ReleaseAtEnd {
+              BatchCallback* callback;
+              ~ReleaseAtEnd() {
+                if (callback) callback->release();
               }
-            } release{progress};
+            } releaseAtEnd{progress.get()};
             std::lock_guard<std::mutex> lock(model->mutex);
+            checkStillTrains(*model, generation);
             return trainer->runEpoch(images, labels, epoch, abort.get(), onBatch);
           },
           [](Napi::Env env, train::EpochResult& r) -> Napi::Value {
@@ -321,10 +354,12 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     return guard(env, [&]() -> Napi::Value {
       const std::string path = info[0].IsNull() ? std::string() : stringFromJs(info[0], "path");
       const TensorMetadata metadata = metadataFromJs(info[1]);
-      return runAsync(
-          env, "pace.saveState",
-          [model = model_, trainer = live(env), path, metadata] {
+      const auto trainer = live(env);
+      return runInTurn(
+          env, model_->work, "pace.saveState",
+          [model = model_, trainer, generation = generation_, path, metadata] {
             std::lock_guard<std::mutex> lock(model->mutex);
+            checkStillTrains(*model, generation);
             const auto state = trainer->state();
             if (!path.empty()) saveCheckpoint(path, state, metadata);
             return true;
@@ -338,11 +373,13 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     const Napi::Env env = info.Env();
     return guard(env, [&]() -> Napi::Value {
       const std::string path = stringFromJs(info[0], "path");
-      return runAsync(
-          env, "pace.loadState",
-          [model = model_, trainer = live(env), path] {
+      const auto trainer = live(env);
+      return runInTurn(
+          env, model_->work, "pace.loadState",
+          [model = model_, trainer, generation = generation_, path] {
             SafetensorsContents contents = loadCheckpoint(path);
             std::lock_guard<std::mutex> lock(model->mutex);
+            checkStillTrains(*model, generation);
             trainer->restoreState(contents.tensors);
             return contents.metadata;
           },

@@ -34,6 +34,7 @@ namespace {
 
 std::mutex currentMutex;
 std::shared_ptr<Group> currentGroup;
+bool connecting = false;  // a group is being joined (the connection takes seconds, outside the mutex)
 
 }  // namespace
 
@@ -48,9 +49,19 @@ std::shared_ptr<Group> initialize(const GroupOptions& options) {
       throw StateError("this process is already part of a distributed group (rank " +
                        std::to_string(currentGroup->rank()) + " of " + std::to_string(currentGroup->worldSize()) +
                        "); call destroyDistributed() first");
+    if (connecting) throw StateError("this process is already joining a distributed group; await that first");
+    connecting = true;
   }
-  std::shared_ptr<Group> group = connect(options);
+  std::shared_ptr<Group> group;
+  try {
+    group = connect(options);
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(currentMutex);
+    connecting = false;
+    throw;
+  }
   std::lock_guard<std::mutex> lock(currentMutex);
+  connecting = false;
   currentGroup = group;
   return group;
 }

@@ -133,6 +133,9 @@ std::vector<NamedTensor> googleVitToTimm(const std::vector<NamedTensor>& arrays,
 torch::Tensor resamplePositionEmbedding(const torch::Tensor& posEmbed, int64_t newGrid, int64_t prefixTokens,
                                         bool bicubicAntialias) {
   const int64_t tokens = posEmbed.size(1) - prefixTokens, dim = posEmbed.size(2);
+  if (tokens < 1)
+    throw ShapeError("the checkpoint has " + std::to_string(posEmbed.size(1)) + " position(s), no grid tokens after " +
+                     std::to_string(prefixTokens) + " class token(s)");
   const int64_t oldGrid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(tokens))));
   if (oldGrid * oldGrid != tokens)
     throw ShapeError("the checkpoint's " + std::to_string(tokens) + " grid tokens are not a square grid");

@@ -12,6 +12,9 @@
 #include <new>
 #include <vector>
 
+#include "errors.h"
+#include "tensor/host_memory.h"
+
 namespace pace {
 
 namespace {
@@ -95,7 +98,7 @@ class CachingCpuAllocator final : public c10::Allocator {
     }
     const size_t capacity = bucket != 0 ? bucket : bytes;
     void* raw = std::malloc(capacity + sizeof(Header) + kAlignment);
-    if (!raw) throw std::bad_alloc();
+    if (!raw) throw UnsupportedError(outOfHostMemory(capacity));
     const auto address = reinterpret_cast<uintptr_t>(raw) + sizeof(Header);
     void* data = reinterpret_cast<void*>((address + kAlignment - 1) / kAlignment * kAlignment);
     *(static_cast<Header*>(data) - 1) = Header{raw, bucket};

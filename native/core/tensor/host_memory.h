@@ -1,6 +1,8 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <cstddef>
+#include <string>
 #include <vector>
 
 namespace pace {
@@ -13,5 +15,9 @@ namespace pace {
 // A plain malloc of the same size reuses the freed block exactly. Used for tensors the core creates
 // from outside data (JavaScript arrays, files).
 at::Tensor emptyHostTensor(const std::vector<int64_t>& shape, at::ScalarType dtype);
+
+// "out of host memory: 1.2 GiB (1288490188 bytes) could not be allocated", the message of every host allocation
+// that fails (an UnsupportedError: a limit of the machine, not a bug).
+std::string outOfHostMemory(size_t bytes);
 
 }  // namespace pace

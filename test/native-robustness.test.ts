@@ -1,0 +1,189 @@
+import { spawnSync, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import net from 'node:net';
+import path from 'node:path';
+
+import {
+  createModel,
+  destroyDistributed,
+  PaceDistributedError,
+  initDistributed,
+  PaceShapeError,
+  PaceStateError,
+  PaceUnsupportedError,
+  prepareImages,
+  saveTensors,
+  tensor,
+  Trainer,
+} from '../lib';
+import { tinyVit } from './support/synthetic';
+
+const repo = path.resolve(__dirname, '..');
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Runs a script against the built package (dist/) in its own process: a crash or a hang there fails one test. */
+function runChild(script: string, timeoutMs = 60_000) {
+  const result = spawnSync(process.execPath, ['-e', script], {
+    cwd: repo,
+    encoding: 'utf8',
+    timeout: timeoutMs,
+    env: { ...process.env, UV_THREADPOOL_SIZE: '4' },
+  });
+  return { status: result.status, signal: result.signal, output: `${result.stdout}${result.stderr}` };
+}
+
+describe('the addon against its own callers', () => {
+  // A getter on a later piece can detach or grow an earlier piece's buffer after its length was read; the copy
+  // used to trust the first reading (a detached buffer: a null read, SIGSEGV; a grown one: a write past the end).
+  test.each([
+    ['detached', 'structuredClone(ab, { transfer: [ab] })', 'hold 0 bytes but shape [64] of uint8 needs 64'],
+    ['grown', 'ab.resize(1 << 20)', 'hold 1048576 bytes but shape [64] of uint8 needs 64'],
+  ])('tensor pieces whose buffer is %s while the pieces are read are refused', (_kind, change, message) => {
+    const child = runChild(`
+      const { nativeAddon } = require('./dist/native');
+      const ab = new ArrayBuffer(64, { maxByteLength: 1 << 20 });
+      const pieces = [new Uint8Array(ab)];
+      Object.defineProperty(pieces, 1, { enumerable: true, get() { ${change}; return new Uint8Array(0); } });
+      try { nativeAddon().createTensorFromPieces(pieces, 'uint8', [64]); console.log('made'); }
+      catch (error) { console.log(error.code, error.message); }
+    `);
+    expect(child.signal).toBeNull();
+    expect(child.status).toBe(0);
+    expect(child.output).toContain(`PACE_SHAPE_MISMATCH the pieces ${message}`);
+  });
+
+  // A trainer whose model was disposed between epochs refused the epoch after creating its progress callback,
+  // which then was never released: Node never exited.
+  test('a fit whose model is disposed in a callback fails and lets the process exit', () => {
+    const child = runChild(`
+      const { createModel, Trainer, tensor, TensorDataset } = require('./dist');
+      (async () => {
+        const model = await createModel(${JSON.stringify(tinyVit)}, { seed: 1 });
+        model.addAdapters({ type: 'loramul_vptadd', rank: 2 });
+        const trainer = new Trainer(model, { optimizer: { lr: 1e-3 } });
+        const data = new TensorDataset(tensor(new Float32Array(8 * 3 * 16 * 16), [8, 3, 16, 16]),
+          tensor(new BigInt64Array(8)));
+        try {
+          await trainer.fit(data, { epochs: 3, batchSize: 4, callbacks: [{ onEpochBegin: (epoch) => {
+            if (epoch === 1) model.dispose();
+          } }] });
+          console.log('fit finished');
+        } catch (error) { console.log('fit failed:', error.code); }
+      })();
+    `);
+    expect(child.signal).toBeNull(); // not killed by the timeout
+    expect(child.status).toBe(0);
+    expect(child.output).toContain('fit failed: PACE_INVALID_STATE');
+  });
+});
+
+describe("one model's native work", () => {
+  // Jobs on one model used to wait for its mutex on libuv's worker threads, which fs, sharp and zlib share: six
+  // forwards held all four, and a stat() waited for three of them.
+  test('waits its turn without holding libuv threads that file and image work need', async () => {
+    const model = await createModel({ ...tinyVit, imgSize: 64, embedDim: 128, depth: 4, numHeads: 4 }, { seed: 1 });
+    const images = tensor(new Float32Array(128 * 3 * 64 * 64), [128, 3, 64, 64]);
+    try {
+      const forwards = Array.from({ length: 6 }, () => model.forward(images));
+      let forwardsDone = 0;
+      for (const forward of forwards) void forward.then(() => (forwardsDone += 1));
+      await fs.promises.stat(os.tmpdir());
+      expect(forwardsDone).toBe(0);
+      const outputs = await Promise.all(forwards);
+      expect(forwardsDone).toBe(6);
+      // In the order they were asked for, each the same.
+      const first = outputs[0].toArray() as number[][];
+      for (const output of outputs.slice(1)) expect(output.toArray()).toEqual(first);
+      for (const output of outputs) output.dispose();
+    } finally {
+      images.dispose();
+      model.dispose();
+    }
+  });
+
+  // A step is checked when it is asked for; the model's adapters could still change before it ran (libuv's
+  // threads busy), and the step then trained with an optimizer that did not hold them.
+  test('a step refuses to run when the trainable parameters changed while it waited', async () => {
+    const model = await createModel(tinyVit, { seed: 1 });
+    const trainer = new Trainer(model, { optimizer: { lr: 1e-3 } });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pace-fifo-'));
+    const fifos = [0, 1, 2, 3].map((i) => path.join(dir, `fifo${i}`));
+    for (const fifo of fifos) execFileSync('mkfifo', [fifo]);
+    // Opening a FIFO blocks its libuv thread until a writer comes: all four are busy, using no CPU.
+    const blocked = fifos.map((fifo) => fs.promises.readFile(fifo));
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const images = tensor(new Float32Array(4 * 3 * 16 * 16), [4, 3, 16, 16]);
+      const step = trainer.trainStep(images, tensor(new BigInt64Array([0n, 1n, 2n, 3n])));
+      const settled = step.then(
+        () => 'resolved',
+        (error: Error) => error,
+      );
+      expect(model.addAdapters({ type: 'loramul_vptadd', rank: 2 }).length).toBeGreaterThan(2);
+      for (const fifo of fifos) fs.writeFileSync(fifo, 'x');
+      await Promise.all(blocked);
+      const outcome = await settled;
+      expect(outcome).toBeInstanceOf(PaceStateError);
+      expect((outcome as Error).message).toMatch(/trainable parameters changed \(addAdapters\) after this work/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      model.dispose();
+    }
+  });
+});
+
+describe('limits named for what they are', () => {
+  test('an allocation larger than the machine is PACE_UNSUPPORTED naming its size, not std::bad_alloc', async () => {
+    const overcommit = fs.readFileSync('/proc/sys/vm/overcommit_memory', 'utf8').trim();
+    // With overcommit always on, malloc grants any size and the pages fail later: nothing to check there.
+    if (overcommit === '1') return;
+    const pixels = tensor(new Uint8Array(8 * 8 * 3), [1, 8, 8, 3]);
+    const asked = prepareImages(pixels, { size: 1 << 20, mean: [0, 0, 0], std: [1, 1, 1] });
+    await expect(asked).rejects.toThrow(PaceUnsupportedError);
+    await expect(asked).rejects.toThrow(/^out of host memory: 12288\.0 GiB \(13194139533312 bytes\)/);
+  });
+
+  test('a checkpoint pos_embed without grid tokens is a shape mismatch naming the file', async () => {
+    const model = await createModel(tinyVit, { seed: 1 });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pace-pos-'));
+    const file = path.join(dir, 'one-position.safetensors');
+    try {
+      await saveTensors(file, { pos_embed: tensor(new Float32Array(32), [1, 1, 32]) });
+      const loading = model.loadWeights(file, { strict: false });
+      await expect(loading).rejects.toThrow(PaceShapeError);
+      await expect(loading).rejects.toThrow(/pos_embed: the checkpoint has 1 position\(s\), no grid tokens/);
+      await expect(loading).rejects.toThrow(file);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      model.dispose();
+    }
+  });
+
+  test('a second group cannot be joined while the first is connecting', async () => {
+    const port = await freePort();
+    // Rank 0 of two, whose peer never comes: it stays connecting until its timeout.
+    const options = { rank: 0, worldSize: 2, masterAddr: '127.0.0.1', masterPort: port, timeoutSeconds: 3 };
+    const first = initDistributed({ ...options, backend: 'gloo' }).then(
+      () => 'joined',
+      (error: Error) => error,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const started = Date.now();
+    await expect(initDistributed({ ...options, backend: 'gloo' })).rejects.toThrow(
+      new PaceStateError('this process is already joining a distributed group; await that first'),
+    );
+    expect(Date.now() - started).toBeLessThan(2000); // refused at once, not after a connection attempt of its own
+    const outcome = await first;
+    expect(outcome).toBeInstanceOf(PaceDistributedError);
+    destroyDistributed();
+  });
+});
