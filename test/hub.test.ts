@@ -1,5 +1,7 @@
+import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 import { scanCacheDir } from '@huggingface/hub';
@@ -22,7 +24,7 @@ import {
   type DownloadProgress,
 } from '../lib';
 import { commitOf, gitBlobId, startFakeHub, type FakeHub } from './support/hub-server';
-import { makeTempDir } from './support/paths';
+import { makeTempDir, repoRoot } from './support/paths';
 
 const temp = makeTempDir('hub');
 const tinySpec = {
@@ -550,6 +552,62 @@ describe('downloads', () => {
       /model\.safetensors of test\/tiny-vit: stalled after \d+ of \d+ bytes: no data for 0\.3 s/,
     );
     expectNothingCached(cacheDir, 'models--test--tiny-vit');
+  });
+
+  test('what a killed download left in .incomplete is removed once its process is gone from this host', async () => {
+    // Bug: a pull stopped by Ctrl-C left its partial file (gigabytes for large weights) for 24 hours.
+    const cacheDir = freshCache();
+    const incomplete = path.join(cacheDir, 'models--test--tiny-vit', '.incomplete');
+    fs.mkdirSync(incomplete, { recursive: true });
+    let deadPid = 4_000_000;
+    while (fs.existsSync(`/proc/${deadPid}`)) deadPid += 1;
+    const host = os.hostname().replace(/[^A-Za-z0-9-]+/g, '-');
+    const blob = sha256(tinyWeights);
+    const left = {
+      dead: `${blob}.pid${deadPid}@${host}.0123456789ab`,
+      live: `${blob}.pid${process.ppid}@${host}.0123456789ab`,
+      otherHost: `${blob}.pid${deadPid}@elsewhere-${host}.0123456789ab`,
+      unnamed: `${blob}.${deadPid}.0123456789ab`, // written before names said whose they are: the 24-hour rule
+    };
+    for (const name of Object.values(left)) fs.writeFileSync(path.join(incomplete, name), 'partial');
+    await downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir, progress: false });
+    expect(fs.readdirSync(incomplete).sort()).toEqual([left.live, left.otherHost, left.unnamed].sort());
+  });
+
+  test('pace pull stopped by SIGINT ends its transfer, leaves no partial file and exits 130', async () => {
+    // Bug: the signal ended the process at once, leaving the partial download in .incomplete.
+    const cacheDir = freshCache();
+    hub.faults.set(sha256(tinyWeights), 'stall'); // half the bytes, then silence: the transfer is in progress
+    const incomplete = path.join(cacheDir, 'models--test--tiny-vit', '.incomplete');
+    const pull = spawn(
+      process.execPath,
+      [
+        path.join(repoRoot, 'dist', 'cli.js'),
+        'pull',
+        `hf-hub:${tinyRepo}`,
+        '--endpoint',
+        hub.url,
+        '--cache-dir',
+        cacheDir,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let output = '';
+    pull.stdout.on('data', (chunk) => (output += chunk));
+    pull.stderr.on('data', (chunk) => (output += chunk));
+    const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+      pull.on('close', (code, signal) => resolve([code, signal])),
+    );
+    const partial = () =>
+      fs.existsSync(incomplete) &&
+      fs.readdirSync(incomplete).some((name) => fs.statSync(path.join(incomplete, name)).size > 0);
+    for (let waited = 0; !partial() && waited < 400; waited++) await new Promise((r) => setTimeout(r, 25));
+    expect(partial()).toBe(true);
+    pull.kill('SIGINT');
+    expect(await exited).toEqual([130, null]);
+    expect(output).toContain(`pull of hf-hub:${tinyRepo} interrupted by SIGINT: the file in transfer was not cached`);
+    expect(fs.readdirSync(incomplete)).toEqual([]);
+    expect(fs.existsSync(path.join(cacheDir, 'models--test--tiny-vit', 'blobs', sha256(tinyWeights)))).toBe(false);
   });
 
   test('two concurrent downloads of the same file end with one good copy', async () => {

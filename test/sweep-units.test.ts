@@ -159,6 +159,31 @@ describe('grids and lists expand to points', () => {
   });
 });
 
+describe("option paths and task names are own names, never an object's prototype", () => {
+  test("'__proto__', 'constructor' and 'prototype' are refused in a grid path and where a point is applied", () => {
+    // Bug: trainer.__proto__.polluted passed the check, and applying it set Object.prototype.polluted.
+    for (const segment of ['__proto__', 'constructor', 'prototype']) {
+      expect(() => plan({ grid: { [`trainer.${segment}.polluted`]: ['yes'] } })).toThrow(
+        `sweep.grid: 'trainer.${segment}.polluted' names '${segment}', which is not an option (no option path may)`,
+      );
+      expect(() => applySetting({ trainer: {} }, [[`trainer.${segment}.polluted`, 'yes']])).toThrow(PaceOptionError);
+    }
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  test("a VTAB task or dataset named like an object's property is not a task", () => {
+    // Bug: `name in table` accepted 'constructor' and 'toString' as VTAB tasks (with a function as class count).
+    for (const name of ['constructor', 'toString', '__proto__']) {
+      expect(() => plan({ tasks: [{ vtab: { root: 'v', task: name } }] })).toThrow(
+        `sweep.tasks[0].vtab.task: '${name}' is not a VTAB-1k task`,
+      );
+    }
+    expect(() => plan({ tasks: [{ fewShot: { root: 'f', dataset: 'hasOwnProperty', shots: 1 } }] })).toThrow(
+      "'hasOwnProperty' is not a few-shot dataset",
+    );
+  });
+});
+
 describe('run folders are named from their settings', () => {
   const names = pathNames(['trainer.pace.sigma', 'trainer.pace.lambda', 'trainer.optimizer.lr']);
 
@@ -322,7 +347,7 @@ describe('results in the paper layout', () => {
         '',
         '| Setting | cifar | dtd | **Natural** | eurosat | **Specialized** | clevr_count | **Structured** | **Mean** |',
         '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-        '| selected per task | 70.00 ± 0.00 | 50.00 ± 0.00 | **60.00** | 90.00 ± 0.00 | **90.00** | 50.00 ± 10.00 | **50.00** | **66.67** |',
+        '| selected per task | 70.00 ± 0.00 | 50.00 (n=1 of 2) | **60.00** | 90.00 (n=1 of 2) | **90.00** | 50.00 ± 10.00 | **50.00** | **66.67** |',
       ].join('\n'),
     );
     expect(markdown).toContain('Not finished: ');
@@ -348,8 +373,8 @@ describe('results in the paper layout', () => {
       [
         '| Dataset | Setting | 1-shot | 16-shot |',
         '| --- | --- | --- | --- |',
-        '| food101 | σ 0.5 | 30.00 ± 0.00 | 80.00 ± 0.00 |',
-        '| food101 | σ 1 | 35.00 ± 0.00 | — |',
+        '| food101 | σ 0.5 | 30.00 (n=1 of 2) | 80.00 (n=1 of 2) |',
+        '| food101 | σ 1 | 35.00 (n=1 of 2) | — |',
       ].join('\n'),
     );
     expect(markdown).toContain('## Other tasks');
@@ -372,6 +397,82 @@ describe('results in the paper layout', () => {
         '',
       ].join('\n'),
     );
+  });
+
+  test('a cell over fewer seeds than planned says how many; one seed shows its value alone', () => {
+    // Bug: 1 of 3 seeds finished printed `90.00 ± 0.00`, which reads as three seeds that agree.
+    const cifar = vtab('cifar', 'Natural');
+    const rows = [
+      row({ task: cifar, test_acc: 0.9, seed: 0 }),
+      row({ task: cifar, seed: 1, status: 'failed' }),
+      row({ task: cifar, seed: 2, status: 'failed' }),
+    ];
+    const markdown = resultsMarkdown({ ...results(rows), seeds: [0, 1, 2] });
+    expect(markdown).toContain('| selected per task | 90.00 (n=1 of 3) | **90.00** | **90.00** |');
+    expect(markdown).not.toContain('± 0.00');
+    const two = [row({ task: cifar, test_acc: 0.9, seed: 0 }), row({ task: cifar, test_acc: 0.8, seed: 1 })];
+    expect(resultsMarkdown({ ...results(two), seeds: [0, 1, 2] })).toContain('| 85.00 ± 5.00 (n=2 of 3) |');
+    expect(resultsMarkdown(results(two))).toContain('| selected per task | 85.00 ± 5.00 | **85.00** | **85.00** |');
+    const plain = [row({ task: { name: 'mine', kind: 'other' }, val_acc: 0.25 })];
+    expect(resultsMarkdown({ ...results(plain, 'grid'), seeds: [0] })).toContain(
+      '| mine | σ 0.5 | 25.00 | 1 | val_acc |',
+    );
+  });
+
+  test("a group's mean waits for every task of the group in the sweep, the overall mean for every group", () => {
+    // Bug: the means were taken over whichever tasks had results, so a group of one finished task read as its mean.
+    const rows = [
+      row({ task: vtab('cifar', 'Natural'), test_acc: 0.7 }),
+      row({ task: vtab('dtd', 'Natural'), stage: 'tune', val_acc: 0.5, status: 'finished' }),
+      row({ task: vtab('eurosat', 'Specialized'), test_acc: 0.9 }),
+    ];
+    const markdown = resultsMarkdown({ ...results(rows), seeds: [0] });
+    expect(markdown).toContain(
+      [
+        '| Setting | cifar | dtd | **Natural** | eurosat | **Specialized** | **Mean** |',
+        '| --- | --- | --- | --- | --- | --- | --- |',
+        '| selected per task | 70.00 | — | — | 90.00 | **90.00** | — |',
+      ].join('\n'),
+    );
+  });
+
+  test('a group whose seeds measured different accuracies takes the one most measured, and counts those seeds', () => {
+    // Bug: one seed without test_acc switched its group to val_acc, which VTAB's evaluation runs lack: NaN ± NaN.
+    const cifar = vtab('cifar', 'Natural');
+    const rows = [
+      row({ task: cifar, test_acc: 0.6, seed: 0 }),
+      row({ task: cifar, test_acc: 0.8, seed: 1 }),
+      row({ task: cifar, val_acc: 0.1, seed: 2 }),
+    ];
+    expect(summarize(rows)).toEqual([
+      expect.objectContaining({ metric: 'test_acc', values: [0.6, 0.8], seeds: [0, 1], n: 2, mean: 0.7 }),
+    ]);
+    expect(resultsMarkdown({ ...results(rows), seeds: [0, 1, 2] })).toContain('| 70.00 ± 10.00 (n=2 of 3) |');
+    const tie = [row({ test_acc: 0.6, seed: 0 }), row({ val_acc: 0.2, seed: 1 })];
+    expect(summarize(tie)[0]).toMatchObject({ metric: 'test_acc', values: [0.6], n: 1 });
+    const mostlyValidation = [row({ val_acc: 0.2, seed: 0 }), row({ val_acc: 0.4, seed: 1 }), row({ test_acc: 0.9 })];
+    expect(summarize(mostlyValidation)[0]).toMatchObject({ metric: 'val_acc', values: [0.2, 0.4], n: 2 });
+    const unreadable = [row({ test_acc: 0.6 }), row({ seed: 1, problem: 'finished.json: not readable JSON' })];
+    expect(summarize(unreadable)[0]).toMatchObject({ values: [0.6], n: 1 });
+  });
+
+  test("a domain-adaptation set a seed did not evaluate is left out of that set's mean, not NaN", () => {
+    const task: TaskInfo = { name: 'imagenet-16shot', kind: 'domainShift', shots: 16 };
+    const shifted = (seed: number, domainShift: Record<string, number>) => ({
+      ...row({ task, seed }),
+      metrics: { epochs: 2, domainShift },
+    });
+    const [summary] = summarize([
+      shifted(0, { imagenet: 0.8, 'imagenet-a': 0.3, 'imagenet-r': 0.5 }),
+      shifted(1, { imagenet: 0.7, 'imagenet-a': 0.4 }),
+    ]);
+    expect(summary.sets).toEqual({
+      imagenet: { mean: 0.75, std: expect.closeTo(0.05, 12), n: 2 },
+      'imagenet-a': { mean: 0.35, std: expect.closeTo(0.05, 12), n: 2 },
+      'imagenet-r': { mean: 0.5, std: 0, n: 1 },
+    });
+    // the mean over the shifted sets: of the seeds that evaluated every one of them
+    expect(summary).toMatchObject({ metric: 'target_mean', values: [0.4], seeds: [0], n: 1 });
   });
 
   test("VTAB_GROUPS holds each of VTAB-1k's 19 tasks once", () => {

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { listPretrained, type PretrainedInfo } from '../hub/catalog';
 import { downloadPretrained } from '../hub/download';
 import { out } from './output';
+import { watchStopSignals } from './signals';
 import { UsageError, type Command } from './usage';
 
 export const pullCommand: Command = {
@@ -10,7 +11,8 @@ export const pullCommand: Command = {
   Downloads pretrained weights by name into the Hugging Face cache and prints where they are.
   NAME: timm's architecture.tag (vit_base_patch16_224.augreg_in21k), an architecture alone (timm's default
   tag), or hf-hub:org/name[@revision]; pace pull --list names the known weights (* marks the PACE paper's).
-  A token for gated repositories comes from HF_TOKEN; HF_ENDPOINT, HF_HUB_CACHE and HF_HUB_OFFLINE are honoured.`,
+  A token for gated repositories comes from HF_TOKEN; HF_ENDPOINT, HF_HUB_CACHE and HF_HUB_OFFLINE are honoured.
+  Ctrl-C or SIGTERM stops the transfer and removes its partial file (exit 130 or 143).`,
   async run(args) {
     const { values, positionals } = parseArgs({
       args,
@@ -35,13 +37,24 @@ export const pullCommand: Command = {
       return 0;
     }
     if (positionals.length !== 1) throw new UsageError('give one pretrained name (pace pull --list names them)');
-    const weights = await downloadPretrained(positionals[0], {
-      revision: values.revision,
-      cacheDir: values['cache-dir'],
-      endpoint: values.endpoint,
-      offline: values.offline,
-      progress: values.quiet ? false : 'auto',
-    });
+    using stop = watchStopSignals();
+    let weights;
+    try {
+      weights = await downloadPretrained(positionals[0], {
+        revision: values.revision,
+        cacheDir: values['cache-dir'],
+        endpoint: values.endpoint,
+        offline: values.offline,
+        progress: values.quiet ? false : 'auto',
+        signal: stop.signal,
+      });
+    } catch (error) {
+      if (!stop.signal.aborted || error !== stop.signal.reason) throw error;
+      out(
+        `pull of ${positionals[0]} interrupted by ${String(stop.signal.reason)}: the file in transfer was not cached`,
+      );
+      return stop.exitCode() as number;
+    }
     if (values.json) {
       out(JSON.stringify(weights, null, 2));
     } else {

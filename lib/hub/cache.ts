@@ -1,8 +1,11 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 import { getRepoFolderName } from '@huggingface/hub';
+
+import { processAlive } from '../process-alive';
 
 /** A full commit hash, as the cache names snapshots. */
 export const COMMIT_HASH = /^[0-9a-f]{40}$/;
@@ -10,6 +13,10 @@ export const COMMIT_HASH = /^[0-9a-f]{40}$/;
 const BLOB_NAME = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
 /** Temporary files older than this are left over by a killed process and are removed. */
 const STALE_MS = 24 * 3600 * 1000;
+/** This host in temporary files' names (a cache may be shared between hosts): letters, digits and '-'. */
+const HOST = os.hostname().replace(/[^A-Za-z0-9-]+/g, '-');
+/** A temporary file's writer, from its name: `<label>.pid<pid>@<host>.<random>`. */
+const WRITER = /\.pid(\d+)@([A-Za-z0-9-]+)\.[0-9a-f]{12}$/;
 
 const isMissing = (error: unknown) => ['ENOENT', 'ENOTDIR'].includes((error as { code?: string }).code ?? '');
 
@@ -79,12 +86,15 @@ export class RepoCache {
     }
   }
 
-  /** A fresh temporary path (for one writer) in `.incomplete/`, on the cache's file system so it can be renamed. */
+  /**
+   * A fresh temporary path (for one writer) in `.incomplete/`, on the cache's file system so it can be renamed.
+   * Its name says which process of which host writes it, so that what a killed process left is found.
+   */
   async temporaryPath(label: string): Promise<string> {
     const folder = path.join(this.folder, '.incomplete');
     await fs.promises.mkdir(folder, { recursive: true });
     await this.#removeStale(folder);
-    return path.join(folder, `${label}.${process.pid}.${crypto.randomBytes(6).toString('hex')}`);
+    return path.join(folder, `${label}.pid${process.pid}@${HOST}.${crypto.randomBytes(6).toString('hex')}`);
   }
 
   /**
@@ -147,13 +157,21 @@ export class RepoCache {
     }
   }
 
+  /**
+   * Removes what killed processes left in `.incomplete/` (a download stopped by Ctrl-C may leave gigabytes): the
+   * files of this host's processes that are gone, and any file older than a day (of another host, or named before
+   * names said whose they are).
+   */
   async #removeStale(folder: string): Promise<void> {
     const now = Date.now();
     for (const entry of await fs.promises.readdir(folder)) {
       const file = path.join(folder, entry);
+      const writer = WRITER.exec(entry);
+      const orphaned = writer !== null && writer[2] === HOST && !processAlive(Number(writer[1]));
       try {
-        const { mtimeMs } = await fs.promises.lstat(file);
-        if (now - mtimeMs > STALE_MS) await fs.promises.rm(file, { force: true });
+        if (orphaned || now - (await fs.promises.lstat(file)).mtimeMs > STALE_MS) {
+          await fs.promises.rm(file, { force: true });
+        }
       } catch {
         // gone already (another process renamed or removed it)
       }

@@ -34,12 +34,15 @@ const HEX = /^[0-9a-f]+$/;
 export class HubClient {
   readonly #settings: HubSettings;
   readonly #stallMs: number;
+  readonly #stop?: AbortSignal;
   /** The last answer received (its status and X-Error-Code), for error messages. */
   last?: LastResponse;
 
-  constructor(settings: HubSettings, stallMs: number) {
+  /** `stop` ends every request of this client, the bodies being read included. */
+  constructor(settings: HubSettings, stallMs: number, stop?: AbortSignal) {
     this.#settings = settings;
     this.#stallMs = stallMs;
+    this.#stop = stop;
   }
 
   /** `fetch` for the library: the headers must arrive within the stall timeout (the body is watched by its reader). */
@@ -49,7 +52,8 @@ export class HubClient {
       () => controller.abort(new Error(`no answer within ${this.#stallMs / 1000} s`)),
       this.#stallMs,
     );
-    const signal = init?.signal ? AbortSignal.any([init.signal, controller.signal]) : controller.signal;
+    const signals = [init?.signal, this.#stop, controller.signal].filter((s): s is AbortSignal => s != null);
+    const signal = AbortSignal.any(signals);
     try {
       const response = await fetch(input, { ...init, signal });
       this.last = {

@@ -38,6 +38,11 @@ export const DownloadPretrainedOptionsSchema = z
       .default('auto'),
     /** A transfer that receives nothing for this many milliseconds is abandoned. */
     stallTimeoutMs: z.number().int().min(1).default(60_000),
+    /**
+     * Stops the download: the call rejects with the signal's reason, and the file being transferred leaves nothing
+     * in the cache (files completed before stay).
+     */
+    signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, 'an AbortSignal').optional(),
   })
   .strict();
 
@@ -83,6 +88,7 @@ export async function downloadPretrained(
   options: DownloadPretrainedOptions = {},
 ): Promise<PretrainedWeights> {
   const o = parseOptions(DownloadPretrainedOptionsSchema, options, 'options');
+  o.signal?.throwIfAborted();
   const ref = parsePretrainedName(name);
   if (o.revision !== undefined && ref.revision !== undefined && o.revision !== ref.revision) {
     throw new PaceOptionError(
@@ -140,7 +146,7 @@ async function fetchIntoCache(
   o: z.output<typeof DownloadPretrainedOptionsSchema>,
   settings: ReturnType<typeof hubSettings>,
 ): Promise<{ commit: string; found: string[] }> {
-  const client = new HubClient(settings, o.stallTimeoutMs);
+  const client = new HubClient(settings, o.stallTimeoutMs, o.signal);
   const context: FailureContext = {
     name,
     repo,
@@ -148,7 +154,9 @@ async function fetchIntoCache(
     endpoint: settings.endpoint,
     token: settings.token !== undefined,
   };
-  const fail = (error: unknown, file?: string) => hubFailure(error, { ...context, file, last: client.last });
+  // a stop is the signal's reason, not a failure of the Hub
+  const fail = (error: unknown, file?: string) =>
+    o.signal?.aborted ? o.signal.reason : hubFailure(error, { ...context, file, last: client.last });
 
   let commit: string;
   let remote: Map<string, RemoteFile>;
@@ -187,7 +195,8 @@ async function fetchIntoCache(
     }
     if (!cache.hasBlob(file.etag)) {
       try {
-        await transferToCache({ client, cache, repo, commit, file, progress, stallMs: o.stallTimeoutMs, name });
+        const stallMs = o.stallTimeoutMs;
+        await transferToCache({ client, cache, repo, commit, file, progress, stallMs, name, signal: o.signal });
       } catch (error) {
         throw fail(error, path);
       }

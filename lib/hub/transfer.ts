@@ -23,6 +23,8 @@ export interface Transfer {
   stallMs: number;
   /** The pretrained name as given, for messages. */
   name: string;
+  /** Stops the transfer: it then rejects with the signal's reason, its temporary file removed. */
+  signal?: AbortSignal;
 }
 
 /** The hash the bytes must have: LFS files' SHA-256, else the git blob id (SHA-1 of `blob <size>\0` and the bytes). */
@@ -32,20 +34,29 @@ function expectedHash(file: RemoteFile): { hash: crypto.Hash; expected: string; 
   return { hash, expected: file.gitOid ?? '', kind: 'git blob id' };
 }
 
-/** The next chunk, or a PaceNetworkError when none comes within `stallMs` (the read is then cancelled). */
+/**
+ * The next chunk; a PaceNetworkError when none comes within `stallMs`, the signal's reason when it stops the
+ * transfer first (the read is then cancelled).
+ */
 async function readWithin(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   stallMs: number,
   describe: () => string,
+  signal: AbortSignal | undefined,
 ): Promise<ReadableStreamReadResult<Uint8Array>> {
+  signal?.throwIfAborted();
   let timer: NodeJS.Timeout | undefined;
-  const stalled = new Promise<never>((_, reject) => {
+  let stop: (() => void) | undefined;
+  const interrupted = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new PaceNetworkError(`${describe()}: no data for ${stallMs / 1000} s`)), stallMs);
+    stop = () => reject(signal?.reason);
+    signal?.addEventListener('abort', stop, { once: true });
   });
   try {
-    return await Promise.race([reader.read(), stalled]);
+    return await Promise.race([reader.read(), interrupted]);
   } finally {
     clearTimeout(timer);
+    if (stop) signal?.removeEventListener('abort', stop);
   }
 }
 
@@ -54,7 +65,7 @@ async function readWithin(
  * fsynced, checked for its size and hash, and only then renamed to `blobs/<etag>`. Any failure removes the
  * temporary file, so `blobs/` only ever holds complete, verified files. Two processes fetching the same file
  * each write their own temporary file and rename it into place; the second rename replaces the first's copy
- * with an identical one.
+ * with an identical one. A transfer stopped by its signal removes its temporary file the same way.
  */
 export async function transferToCache(t: Transfer): Promise<void> {
   const { file, name } = t;
@@ -80,9 +91,10 @@ export async function transferToCache(t: Transfer): Promise<void> {
     for (;;) {
       let chunk: ReadableStreamReadResult<Uint8Array>;
       try {
-        chunk = await readWithin(reader, t.stallMs, () => `${what}: stalled after ${bytes} of ${file.size} bytes`);
+        const stalled = () => `${what}: stalled after ${bytes} of ${file.size} bytes`;
+        chunk = await readWithin(reader, t.stallMs, stalled, t.signal);
       } catch (error) {
-        if (error instanceof PaceNetworkError) throw error;
+        if (error instanceof PaceNetworkError || t.signal?.aborted) throw error;
         throw new PaceFileError(
           `${what}: the transfer broke off after ${bytes} of ${file.size} bytes (${rootCause(error) || 'connection lost'}); nothing was cached`,
           { cause: error },

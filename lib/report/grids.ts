@@ -1,4 +1,5 @@
 import { lastMeasured } from './final-numbers';
+import { gridGroups, type GridGroup } from './grid-groups';
 import { flattenSettings, REPEAT_KEYS, settingName, varyingSettings, type SettingValue } from './labels';
 import type { RunRecord } from './read-runs';
 
@@ -24,6 +25,8 @@ export interface GridCell {
  * averaged over every other setting that varies (`averagedOver`: seeds, or a third swept setting).
  */
 export interface SettingGrid {
+  /** Which runs it shows, when not all of them: `tuning runs of dtd` (see {@link gridGroups}). */
+  group?: string;
   metric: GridMetric;
   x: GridAxis;
   y: GridAxis;
@@ -45,16 +48,25 @@ function gridMetric(runs: RunRecord[]): GridMetric | undefined {
 }
 
 /**
- * The accuracy-against-setting grids of a set of runs (a sweep): one per pair of swept settings (those that vary,
- * are set in every run, and take 2 to 12 values; seeds are repeats, not axes). A pair is shown only when its runs
- * cover more cells than a diagonal (settings that always change together, like σ and λ of a baseline-vs-PACE
+ * The accuracy-against-setting grids of a set of runs (a sweep): for each group of runs measured alike (a sweep's
+ * tuning runs of one task, its evaluation runs of one task, see {@link gridGroups}), one per pair of swept
+ * settings (those that vary, are set in every run of the group, and take 2 to 12 values; seeds are repeats, not
+ * axes), each grid showing the accuracy every run of its group measured. A pair is shown only when its runs cover
+ * more cells than a diagonal (settings that always change together, like σ and λ of a baseline-vs-PACE
  * comparison, make no grid).
  */
 export function settingGrids(runs: RunRecord[]): SettingGrid[] {
+  return gridGroups(runs)
+    .flatMap((group) => groupGrids(runs, group))
+    .slice(0, MAX_GRIDS);
+}
+
+function groupGrids(all: RunRecord[], group: GridGroup): SettingGrid[] {
+  const runs = group.runs.map((index) => all[index]);
   const metric = gridMetric(runs);
   if (!metric || runs.length < 3) return [];
   const settings = runs.map((run) => flattenSettings(run.config));
-  const varying = varyingSettings(settings);
+  const varying = varyingSettings(settings).filter((key) => !(group.sweep && key.startsWith('data.')));
   const axes: GridAxis[] = varying
     .filter((key) => !REPEAT_KEYS.has(key) && settings.every((s) => s.has(key)))
     .map((key) => ({
@@ -79,13 +91,14 @@ export function settingGrids(runs: RunRecord[]): SettingGrid[] {
         if (cell.runs.length === 0) continue;
         filled++;
         cell.mean = cell.runs.reduce((total, run) => total + accuracy[run], 0) / cell.runs.length;
+        cell.runs = cell.runs.map((run) => group.runs[run]);
       }
       if (filled <= Math.max(x.values.length, y.values.length)) continue;
       const averagedOver = varying
         .filter((key) => key !== x.key && key !== y.key)
         .map((key) => settingName(key, varying));
-      grids.push({ metric, x, y, cells, averagedOver });
+      grids.push({ ...(group.title !== undefined && { group: group.title }), metric, x, y, cells, averagedOver });
     }
   }
-  return grids.slice(0, MAX_GRIDS);
+  return grids;
 }

@@ -121,7 +121,8 @@ function gridsSection(report: ReportModel, d3: D3): string {
       ? `, mean over ${grid.averagedOver.join(', ')} (up to ${perCell} runs a cell)`
       : '';
     return (
-      `<figure><figcaption>Final ${metricNames[grid.metric]} accuracy: ${escapeXml(grid.y.name)} × ${escapeXml(grid.x.name)}` +
+      `<figure><figcaption>Final ${metricNames[grid.metric]} accuracy${grid.group ? ` of the ${escapeXml(grid.group)}` : ''}: ` +
+      `${escapeXml(grid.y.name)} × ${escapeXml(grid.x.name)}` +
       `${escapeXml(over)}</figcaption>${heatmap(grid, `grid-${i}`, d3)}</figure>`
     );
   });

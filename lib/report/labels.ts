@@ -93,6 +93,7 @@ export interface RunLabel {
 /**
  * Labels runs by what differs between them: the settings that vary, by short name and value. A run with PACE
  * off (σ or λ 0) among runs with it on is the `baseline` (its other PACE settings are then moot and left out).
+ * A sweep's run that is unfinished or failed says so: `σ 0.5 (unfinished)`.
  */
 export function labelRuns(runs: RunRecord[]): RunLabel[] {
   const settings = runs.map((run) => flattenSettings(run.config));
@@ -109,7 +110,12 @@ export function labelRuns(runs: RunRecord[]): RunLabel[] {
   const labels = runs.map((run, i) => describe(settings[i], varying) || run.name);
   const counts = new Map<string, number>();
   for (const label of labels) counts.set(label, (counts.get(label) ?? 0) + 1);
-  const unique = labels.map((label, i) => (counts.get(label)! > 1 ? `${label} (${runs[i].name})` : label));
+  const unique = labels.map((label, i) => {
+    const named = counts.get(label)! > 1 ? `${label} (${runs[i].name})` : label;
+    // a sweep's run that has not finished: its numbers are as far as it got, not final
+    const status = runs[i].sweep?.status;
+    return status && status !== 'finished' ? `${named} (${status})` : named;
+  });
   const groups: string[] = [];
   const seen = new Map<string, number>();
   return runs.map((_run, i) => {

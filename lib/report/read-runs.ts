@@ -4,6 +4,7 @@ import path from 'node:path';
 import { withContext } from '../error-context';
 import { PaceFileError, PaceNotFoundError } from '../errors';
 import { readRunConfig } from '../train/run-folder';
+import { sweepMemberships, type SweepMembership } from './sweep-membership';
 
 /** The per-epoch numbers a run folder may hold (EpochLogs' fields besides `epoch`). */
 export const METRIC_KEYS = [
@@ -40,6 +41,8 @@ export interface RunRecord {
   epochs: EpochRow[];
   /** The file the epochs were read from: `metrics.jsonl`, or `summary.csv` when that is all there is. */
   source: 'metrics.jsonl' | 'summary.csv';
+  /** For a run folder of a `pace sweep` folder: its status, stage and task there. */
+  sweep?: SweepMembership;
 }
 
 const isRunFolder = (dir: string) =>
@@ -159,8 +162,17 @@ export function readRun(dir: string): RunRecord {
   return { dir: resolved, name: path.basename(resolved), config: readRunConfig(resolved) ?? {}, epochs, source };
 }
 
-/** Reads the run folders that `dirs` name (sweep folders expanded, see {@link expandRunDirs}). */
+/**
+ * Reads the run folders that `dirs` name (sweep folders expanded, see {@link expandRunDirs}); those of a `pace
+ * sweep` folder say where they stand in it.
+ */
 export function readRuns(dirs: string[]): RunRecord[] {
   if (dirs.length === 0) throw new PaceNotFoundError('no run folder given');
-  return expandRunDirs(dirs).map(readRun);
+  const runDirs = expandRunDirs(dirs);
+  const memberships = sweepMemberships(runDirs);
+  return runDirs.map((dir) => {
+    const record = readRun(dir);
+    const sweep = memberships.get(dir);
+    return sweep ? { ...record, sweep } : record;
+  });
 }

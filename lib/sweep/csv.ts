@@ -9,11 +9,14 @@ function cell(value: unknown): string {
 
 /**
  * `results.csv`: one row per run, with its stage, task, the value of each swept option, seed, folder, status and
- * final numbers at full precision (the last measured validation and test accuracy in its metrics.jsonl).
+ * final numbers at full precision (the last measured validation and test accuracy, as its finished.json records
+ * them).
  */
 export function resultsCsv(results: SweepResults): string {
   // Domain-adaptation runs add each evaluated set's top-1 (column `top1:<set>`).
   const sets = [...new Set(results.rows.flatMap((row) => Object.keys(row.metrics.domainShift ?? {})))];
+  // A finished run whose numbers could not be read says why (column `problem`, present only then).
+  const problems = results.rows.some((row) => row.problem !== undefined);
   const header = [
     'stage',
     'task',
@@ -27,6 +30,7 @@ export function resultsCsv(results: SweepResults): string {
     'val_acc',
     'test_acc',
     ...sets.map((name) => `top1:${name}`),
+    ...(problems ? ['problem'] : []),
   ];
   const lines = results.rows.map((row) => {
     const setting = new Map(row.setting);
@@ -43,6 +47,7 @@ export function resultsCsv(results: SweepResults): string {
       row.metrics.val_acc,
       row.metrics.test_acc,
       ...sets.map((name) => row.metrics.domainShift?.[name]),
+      ...(problems ? [row.problem] : []),
     ]
       .map(cell)
       .join(',');

@@ -19,8 +19,19 @@ const RESERVED: Record<string, string> = {
   'model.numClasses': "a task's class count sets it (or the base config's)",
 };
 
+/** Segments that would reach an object's prototype instead of setting an option. */
+const UNSAFE_SEGMENTS = new Set(['__proto__', 'constructor', 'prototype']);
+
+function checkSegments(path: string, where: string): void {
+  const unsafe = path.split('.').find((segment) => UNSAFE_SEGMENTS.has(segment));
+  if (unsafe !== undefined) {
+    throw new PaceOptionError(`${where}: '${path}' names '${unsafe}', which is not an option (no option path may)`);
+  }
+}
+
 /** Checks an option path a grid or list names; errors name where it was given. */
 export function checkOptionPath(path: string, where: string): void {
+  checkSegments(path, where);
   if (!OPTION_PATH.test(path)) {
     throw new PaceOptionError(
       `${where}: '${path}' is not an option path: a dotted path inside model, adapters, trainer or fit ` +
@@ -63,10 +74,11 @@ export function settingPaths(points: Setting[]): string[] {
 export function applySetting<T extends object>(config: T, setting: Setting): T {
   const copy = structuredClone(config) as Record<string, unknown>;
   for (const [path, value] of setting) {
+    checkSegments(path, 'sweep point');
     const keys = path.split('.');
     let at = copy;
     keys.slice(0, -1).forEach((key, i) => {
-      const next = at[key];
+      const next = Object.hasOwn(at, key) ? at[key] : undefined;
       if (next === undefined) at[key] = {};
       else if (typeof next !== 'object' || next === null || Array.isArray(next)) {
         throw new PaceOptionError(

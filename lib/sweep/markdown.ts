@@ -1,13 +1,8 @@
-import type { Summary, SweepResults } from './results';
 import { DOMAIN_SHIFT_SETS, domainShiftSet } from '../data/domain-shift';
+import { accuracyCell, percent } from './accuracy-cell';
+import type { Summary, SweepResults } from './results';
 import { meanOf } from './stats';
 import { VTAB_GROUPS } from './vtab-groups';
-
-/** An accuracy in percent with two decimals. */
-export const percent = (value: number): string => (100 * value).toFixed(2);
-
-/** A summary's cell: `mean ± std` in percent. */
-export const meanStdCell = (summary: Summary): string => `${percent(summary.mean)} ± ${percent(summary.std)}`;
 
 const table = (header: string[], rows: string[][]): string =>
   [
@@ -27,12 +22,16 @@ function inOrder<T>(values: T[]): T[] {
 
 /**
  * VTAB-1k as the paper's Table 1: the tasks by group, each group's mean after its tasks, then the mean of the
- * group means. A group mean is the mean of its tasks' mean accuracies (of the tasks present).
+ * group means. The columns are the sweep's tasks, those without a result yet included: a group's mean is shown
+ * once every one of its tasks has a result (a mean over some would not be the group's), the overall mean once
+ * every group's is.
  */
 export function vtabTable(results: SweepResults, summaries: Summary[]): string {
+  const planned = results.seeds.length;
+  const swept = new Set([...results.rows, ...summaries].flatMap((r) => (r.task?.kind === 'vtab' ? [r.task.name] : [])));
   const groups = VTAB_GROUPS.map((group) => ({
     name: group.name,
-    tasks: group.tasks.filter((task) => summaries.some((s) => s.task?.name === task)),
+    tasks: group.tasks.filter((task) => swept.has(task)),
   })).filter((group) => group.tasks.length > 0);
   const header = ['Setting', ...groups.flatMap((g) => [...g.tasks, `**${g.name}**`]), '**Mean**'];
   const rows = inOrder(summaries.map((s) => rowKey(results, s))).map((key) => {
@@ -40,11 +39,15 @@ export function vtabTable(results: SweepResults, summaries: Summary[]): string {
     const groupMeans: (number | undefined)[] = [];
     const cells = groups.flatMap((group) => {
       const found = group.tasks.map((task) => of.find((s) => s.task?.name === task));
-      const mean = meanOf(found.map((s) => s?.mean));
+      const complete = found.every((s) => s !== undefined && s.n > 0);
+      const mean = complete ? meanOf(found.map((s) => s?.mean)) : undefined;
       groupMeans.push(mean);
-      return [...found.map((s) => (s ? meanStdCell(s) : '—')), mean === undefined ? '—' : `**${percent(mean)}**`];
+      return [
+        ...found.map((s) => (s ? accuracyCell(s, planned) : '—')),
+        mean === undefined ? '—' : `**${percent(mean)}**`,
+      ];
     });
-    const overall = meanOf(groupMeans);
+    const overall = groupMeans.every((mean) => mean !== undefined) ? meanOf(groupMeans) : undefined;
     return [key, ...cells, overall === undefined ? '—' : `**${percent(overall)}**`];
   });
   return table(header, rows);
@@ -60,7 +63,7 @@ export function fewShotTable(results: SweepResults, summaries: Summary[]): strin
       const found = summaries.find(
         (s) => s.task?.dataset === dataset && s.task?.shots === k && rowKey(results, s) === row,
       );
-      return found ? meanStdCell(found) : '—';
+      return found ? accuracyCell(found, results.seeds.length) : '—';
     });
     return [dataset, row, ...cells];
   });
@@ -82,18 +85,18 @@ export function domainShiftTable(results: SweepResults, summaries: Summary[]): s
     rowKey(results, s),
     ...names.map((name) => {
       const cell = s.sets?.[name];
-      return cell ? `${percent(cell.mean)} ± ${percent(cell.std)}` : '—';
+      return cell ? accuracyCell(cell, results.seeds.length) : '—';
     }),
-    meanStdCell(s),
+    accuracyCell(s, results.seeds.length),
   ]);
   return table(['Task', 'Setting', ...titles, 'Mean (targets)'], rows);
 }
 
 /** Other tasks (and a sweep without tasks): one row per task and point. */
-export function plainTable(summaries: Summary[]): string {
+export function plainTable(results: SweepResults, summaries: Summary[]): string {
   return table(
     ['Task', 'Setting', 'Accuracy (%)', 'Seeds', 'Metric'],
-    summaries.map((s) => [s.task?.name ?? '—', s.label, meanStdCell(s), String(s.n), s.metric]),
+    summaries.map((s) => [s.task?.name ?? '—', s.label, accuracyCell(s, results.seeds.length), String(s.n), s.metric]),
   );
 }
 
@@ -120,9 +123,11 @@ export function resultsMarkdown(results: SweepResults): string {
       : `Every point ran with ${seeds} seed(s) (${results.seeds.join(', ')}), nothing selected.`;
   const parts = [
     '# Sweep results',
-    `${protocol} Accuracy in percent: the last measured test accuracy (validation where there is no test set), ` +
-      'mean ± standard deviation over the seeds (population std). VTAB group columns are the means of their ' +
-      "tasks' means; Mean is the mean of the group means.",
+    `${protocol} Accuracy in percent: the last measured test accuracy (validation where most runs have no test ` +
+      'set), mean ± standard deviation over the seeds (population std); a single seed shows its value alone, and ' +
+      `a cell over fewer seeds than the ${seeds} planned says how many (n=1 of ${seeds}). VTAB group columns are ` +
+      "the means of their tasks' means, shown once every task of the group has a result; Mean is the mean of " +
+      'the group means, shown once every group has one.',
   ];
   if (results.protocol === 'select') parts.push('## Selection on the tuning split', selectionTable(results));
   const vtab = summaries.filter((s) => s.task?.kind === 'vtab');
@@ -144,8 +149,16 @@ export function resultsMarkdown(results: SweepResults): string {
   if (plain.length > 0)
     parts.push(
       vtab.length + fewShot.length + domainShift.length > 0 ? '## Other tasks' : '## Results',
-      plainTable(plain),
+      plainTable(results, plain),
     );
+  const unreadable = results.rows.filter((row) => row.problem !== undefined);
+  if (unreadable.length > 0) {
+    parts.push(
+      "Finished, but their numbers could not be read (left out of the tables; fix or remove the run's " +
+        'finished.json to have it read or run again):',
+      unreadable.map((row) => `- ${row.name}: ${row.problem}`).join('\n'),
+    );
+  }
   const waiting = results.rows.filter((row) => row.status !== 'finished');
   if (waiting.length > 0) {
     parts.push(

@@ -39,6 +39,8 @@ export class SweepPlan {
   /** undefined stands for the base config's data. */
   readonly tasks: (SweepTask | undefined)[];
   private readonly names = new Map<string, string>();
+  /** What each run name stands for: every run the sweep could make (every point's evaluation runs included). */
+  readonly byName = new Map<string, { stage: RunStage; task?: string; point: number; seed: number }>();
 
   constructor(
     readonly config: SweepConfig,
@@ -51,6 +53,7 @@ export class SweepPlan {
     // every run the sweep could make is named at once, so a name never depends on what was selected
     const parts: NameParts[] = [];
     const keys: string[] = [];
+    const runs: { stage: RunStage; task?: string; point: number; seed: number }[] = [];
     const pathName = pathNames(this.paths);
     for (const task of this.tasks) {
       for (const stage of stages) {
@@ -61,11 +64,15 @@ export class SweepPlan {
           for (const seed of seeds) {
             parts.push({ stage: stagePrefix[stage], task: task?.name, setting, seed, names: pathName });
             keys.push(this.key(stage, task, point, seed));
+            runs.push({ stage, task: task?.name, point, seed });
           }
         });
       }
     }
-    runNames(parts).forEach((name, i) => this.names.set(keys[i], name));
+    runNames(parts).forEach((name, i) => {
+      this.names.set(keys[i], name);
+      this.byName.set(name, runs[i]);
+    });
   }
 
   private key(stage: RunStage, task: SweepTask | undefined, point: number, seed: number): string {

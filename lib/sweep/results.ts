@@ -1,7 +1,8 @@
 import { DOMAIN_SHIFT_SETS, domainShiftSet } from '../data/domain-shift';
 import type { Setting } from './grid';
 import type { PlannedRun, RunStage, SweepPlan } from './plan';
-import { finalMetrics, runStatus, type FinalMetrics, type RunStatus } from './run-state';
+import { finalMetrics, type FinalMetrics } from './run-state';
+import { runStatus, type RunStatus } from './run-status';
 import { meanOf, meanStd, selectBest, type MeanStd } from './stats';
 import type { TaskKind } from './tasks';
 import { vtabGroupOf } from './vtab-groups';
@@ -16,7 +17,7 @@ export interface TaskInfo {
   shots?: number;
 }
 
-/** One run and its final numbers (read from its run folder's metrics). */
+/** One run and its final numbers (read from its run folder's finished.json). */
 export interface RunRow {
   name: string;
   dir: string;
@@ -28,6 +29,8 @@ export interface RunRow {
   seed: number;
   status: RunStatus;
   metrics: FinalMetrics;
+  /** Why a finished run's numbers could not be read (its row then has none, and no summary counts it). */
+  problem?: string;
 }
 
 /** The point a task's tuning runs chose. */
@@ -79,12 +82,20 @@ export function taskInfo(run: Pick<PlannedRun, 'task'>): TaskInfo | undefined {
 
 /**
  * Reads the runs' folders: each run's status and final numbers. A finished run's numbers never change: `cache`
- * keeps them (by folder) between calls, so a large sweep does not re-read every metrics file after each run.
+ * keeps them (by folder) between calls, so a large sweep does not re-read every run's files after each run. A
+ * finished run whose numbers cannot be read gets a row saying why, rather than failing the whole table.
  */
 export function readRows(plan: SweepPlan, runs: PlannedRun[], cache = new Map<string, FinalMetrics>()): RunRow[] {
-  const finalOf = (dir: string) => {
-    if (!cache.has(dir)) cache.set(dir, finalMetrics(dir));
-    return cache.get(dir) as FinalMetrics;
+  const finalOf = (dir: string): { metrics: FinalMetrics; problem?: string } => {
+    const cached = cache.get(dir);
+    if (cached) return { metrics: cached };
+    try {
+      const metrics = finalMetrics(dir);
+      cache.set(dir, metrics);
+      return { metrics };
+    } catch (error) {
+      return { metrics: { epochs: 0 }, problem: (error as Error).message };
+    }
   };
   return runs.map((run) => {
     const status = runStatus(run.dir);
@@ -98,22 +109,27 @@ export function readRows(plan: SweepPlan, runs: PlannedRun[], cache = new Map<st
       setting: run.setting,
       seed: run.seed,
       status,
-      metrics: status === 'finished' ? finalOf(run.dir) : { epochs: 0 },
+      ...(status === 'finished' ? finalOf(run.dir) : { metrics: { epochs: 0 } }),
     };
   });
 }
 
-/** Mean ± std per task and point over the finished evaluation (or grid) runs, in the order runs were planned. */
+/**
+ * Mean ± std per task and point over the finished evaluation (or grid) runs with readable numbers, in the order
+ * runs were planned. The metric is the one most of a group's runs measured (test accuracy on a tie), and only the
+ * runs that measured it count: one run without a test set does not turn its seeds to validation accuracy.
+ */
 export function summarize(rows: RunRow[]): Summary[] {
   const groups = new Map<string, RunRow[]>();
   for (const row of rows) {
-    if (row.stage === 'tune' || row.status !== 'finished') continue;
+    if (row.stage === 'tune' || row.status !== 'finished' || row.problem !== undefined) continue;
     const key = JSON.stringify([row.task?.name ?? null, row.point]);
     groups.set(key, [...(groups.get(key) ?? []), row]);
   }
   return [...groups.values()].map((group) => {
     if (group[0].task?.kind === 'domainShift') return domainShiftSummary(group);
-    const metric = group.every((row) => row.metrics.test_acc !== undefined) ? 'test_acc' : 'val_acc';
+    const count = (key: 'test_acc' | 'val_acc') => group.filter((row) => row.metrics[key] !== undefined).length;
+    const metric = count('test_acc') >= count('val_acc') ? 'test_acc' : 'val_acc';
     const measured = group.filter((row) => row.metrics[metric] !== undefined);
     const values = measured.map((row) => row.metrics[metric] as number);
     const { task, point, label } = group[0];
@@ -121,17 +137,25 @@ export function summarize(rows: RunRow[]): Summary[] {
   });
 }
 
-/** A domain-adaptation task at one point: each set's top-1 over the seeds, and the mean over the shifted sets. */
+/**
+ * A domain-adaptation task at one point: each set's top-1 over the seeds that evaluated it, and the mean over the
+ * shifted sets of the seeds that evaluated every one of them.
+ */
 function domainShiftSummary(group: RunRow[]): Summary {
   const measured = group.filter((row) => row.metrics.domainShift !== undefined);
+  const top1 = (row: RunRow, name: string) => row.metrics.domainShift?.[name];
   const names = DOMAIN_SHIFT_SETS.map((s) => s.name).filter((name) =>
-    measured.some((row) => row.metrics.domainShift?.[name] !== undefined),
+    measured.some((row) => top1(row, name) !== undefined),
   );
   const sets = Object.fromEntries(
-    names.map((name) => [name, meanStd(measured.map((row) => row.metrics.domainShift?.[name] as number))]),
+    names.map((name) => [
+      name,
+      meanStd(measured.flatMap((row) => (top1(row, name) === undefined ? [] : [top1(row, name) as number]))),
+    ]),
   );
   const targets = names.filter((name) => !domainShiftSet(name).source);
-  const values = measured.map((row) => meanOf(targets.map((name) => row.metrics.domainShift?.[name])) ?? NaN);
+  const complete = measured.filter((row) => targets.every((name) => top1(row, name) !== undefined));
+  const values = complete.map((row) => meanOf(targets.map((name) => top1(row, name))) ?? NaN);
   const { task, point, label } = group[0];
   return {
     task,
@@ -139,7 +163,7 @@ function domainShiftSummary(group: RunRow[]): Summary {
     label,
     metric: 'target_mean',
     values,
-    seeds: measured.map((row) => row.seed),
+    seeds: complete.map((row) => row.seed),
     sets,
     ...meanStd(values),
   };

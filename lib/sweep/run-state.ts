@@ -7,20 +7,9 @@ import { lastMeasured } from '../report/final-numbers';
 import { readRun } from '../report/read-runs';
 import { readTensorHeader } from '../safetensors';
 import { writeFileAtomic } from '../train/run-folder';
+import { FAILED_FILE, FINISHED_FILE } from './run-status';
 
-/**
- * What a run folder says about its run. A run is finished once the sweep has seen its `pace fit` complete every
- * epoch: it then writes `finished.json` beside the fit's files, and never starts the run again.
- */
-const FINISHED = 'finished.json';
-const FAILED = 'failed.json';
-
-export type RunStatus = 'finished' | 'failed' | 'unfinished';
-
-export function runStatus(dir: string): RunStatus {
-  if (fs.existsSync(path.join(dir, FINISHED))) return 'finished';
-  return fs.existsSync(path.join(dir, FAILED)) ? 'failed' : 'unfinished';
-}
+export { runStatus, type RunStatus } from './run-status';
 
 /**
  * A run's final numbers: the last measured validation and test accuracy, the epochs it completed, and the top-1 of
@@ -45,8 +34,8 @@ function domainShiftOf(dir: string): Record<string, number> | undefined {
   }
 }
 
-/** The final numbers in a run folder's metrics (none yet: zero epochs). */
-export function finalMetrics(dir: string): FinalMetrics {
+/** The final numbers in a run folder's metrics.jsonl and domain-shift.json (none yet: zero epochs). */
+export function measuredMetrics(dir: string): FinalMetrics {
   if (!fs.existsSync(path.join(dir, 'metrics.jsonl'))) return { epochs: 0 };
   const { epochs } = readRun(dir);
   const domainShift = domainShiftOf(dir);
@@ -58,20 +47,69 @@ export function finalMetrics(dir: string): FinalMetrics {
   };
 }
 
+/** A number as finished.json holds it: null (JSON's NaN) is not measured. */
+function recordedNumber(value: unknown, file: string, key: string): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'number') return value;
+  throw new PaceFileError(`${file}: ${key} is ${JSON.stringify(value)}, not a number`);
+}
+
+/** The numbers a finished.json holds; undefined when it has none (an older sweep's names the run only). */
+function recordedMetrics(record: Record<string, unknown>, file: string): FinalMetrics | undefined {
+  const { epochs, val_acc, test_acc, domainShift } = record;
+  if (epochs === undefined) return undefined;
+  if (typeof epochs !== 'number' || !Number.isInteger(epochs) || epochs < 0) {
+    throw new PaceFileError(`${file}: epochs is ${JSON.stringify(epochs)}, not a count of epochs`);
+  }
+  if (domainShift !== undefined && (typeof domainShift !== 'object' || domainShift === null)) {
+    throw new PaceFileError(`${file}: domainShift is ${JSON.stringify(domainShift)}, not each set's top-1`);
+  }
+  const sets =
+    domainShift &&
+    Object.entries(domainShift).flatMap(([name, top1]) => {
+      const value = recordedNumber(top1, file, `domainShift.${name}`);
+      return value === undefined ? [] : [[name, value] as const];
+    });
+  return {
+    epochs,
+    val_acc: recordedNumber(val_acc, file, 'val_acc'),
+    test_acc: recordedNumber(test_acc, file, 'test_acc'),
+    ...(sets && { domainShift: Object.fromEntries(sets) }),
+  };
+}
+
+/**
+ * A finished run's final numbers, from its finished.json (written once, atomically, when the run finished); a
+ * finished.json of an older sweep, which names the run only, sends this to the run's metrics instead.
+ */
+export function finalMetrics(dir: string): FinalMetrics {
+  const file = path.join(dir, FINISHED_FILE);
+  let record: unknown;
+  try {
+    record = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new PaceFileError(`${file}: not readable JSON (${(error as Error).message})`, { cause: error });
+  }
+  if (typeof record !== 'object' || record === null || Array.isArray(record)) {
+    throw new PaceFileError(`${file}: not a JSON object`);
+  }
+  return recordedMetrics(record as Record<string, unknown>, file) ?? measuredMetrics(dir);
+}
+
 /** Marks a run finished, after checking that its metrics hold every epoch; returns its final numbers. */
 export function markFinished(dir: string, name: string, epochs: number): FinalMetrics {
-  const metrics = finalMetrics(dir);
+  const metrics = measuredMetrics(dir);
   if (metrics.epochs !== epochs) {
     throw new PaceStateError(`run ${name}: pace fit ended with ${metrics.epochs} of ${epochs} epochs in metrics.jsonl`);
   }
-  fs.rmSync(path.join(dir, FAILED), { force: true });
-  writeFileAtomic(path.join(dir, FINISHED), `${JSON.stringify({ run: name, ...metrics }, null, 2)}\n`);
+  fs.rmSync(path.join(dir, FAILED_FILE), { force: true });
+  writeFileAtomic(path.join(dir, FINISHED_FILE), `${JSON.stringify({ run: name, ...metrics }, null, 2)}\n`);
   return metrics;
 }
 
 /** Records why a run failed (a later sweep of the folder tries it again). */
 export function markFailed(dir: string, message: string): void {
-  writeFileAtomic(path.join(dir, FAILED), `${JSON.stringify({ message }, null, 2)}\n`);
+  writeFileAtomic(path.join(dir, FAILED_FILE), `${JSON.stringify({ message }, null, 2)}\n`);
 }
 
 /**

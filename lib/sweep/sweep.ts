@@ -87,7 +87,9 @@ const EPOCH_LINE = /^epoch (\d+): /;
  * folder under the sweep folder, `parallel` at a time, sharing the CPU threads. Under the `select` protocol each
  * task's point is chosen on its tuning split, then run on its evaluation split with every seed. Finished runs of
  * an earlier, stopped sweep of the folder are not run again; a killed one continues from its last checkpoint.
- * `results.csv` and `results.md` are rewritten in the folder after every run.
+ * `results.csv` and `results.md` are rewritten in the folder after every run. Should anything go wrong on the way,
+ * every running run is interrupted (at its checkpoint) and has ended before the error is thrown and the folder's
+ * lock released.
  */
 export async function sweep(config: string | SweepConfigInput, options: SweepOptions = {}): Promise<SweepOutcome> {
   const parsed: SweepConfig =
@@ -127,6 +129,10 @@ class Scheduler {
   private readonly failed: string[] = [];
   /** The final numbers of finished runs, read once. */
   private readonly finals = new Map<string, FinalMetrics>();
+  /** Set when the sweep stops on an error: the runs it then interrupts have not failed. */
+  private stopping = false;
+  /** The first error thrown while a run's end was handled, for the loop to rethrow. */
+  private endError: { error: unknown } | undefined;
 
   constructor(
     private readonly plan: SweepPlan,
@@ -159,27 +165,46 @@ class Scheduler {
       parallel,
       threadsPerRun: threads,
     });
-    this.enqueue(this.planned);
-    this.selectReadyTasks();
     const stop = () => {
       for (const { process } of this.running.values()) process.interrupt();
     };
     signal?.addEventListener('abort', stop);
     try {
+      this.enqueue(this.planned);
+      this.selectReadyTasks();
       while (this.queue.length > 0 || this.running.size > 0) {
         while (!signal?.aborted && this.queue.length > 0 && this.running.size < parallel) {
           await this.start(this.queue.shift() as PlannedRun);
         }
         if (this.running.size === 0) break;
         await Promise.race([...this.running.values()].map((entry) => entry.done));
+        this.throwEndError();
         this.selectReadyTasks();
         this.writeResults();
       }
+      this.throwEndError();
+    } catch (error) {
+      // the sweep's lock is released once this returns: no run of it may still be going then
+      await this.stopRunning();
+      throw error;
     } finally {
       signal?.removeEventListener('abort', stop);
     }
     const results = this.writeResults();
     return { ...results, dir: this.plan.dir, aborted: signal?.aborted === true, failed: this.failed };
+  }
+
+  /** Interrupts every running run and waits for it to end (each keeps its checkpoint for the next sweep). */
+  private async stopRunning(): Promise<void> {
+    this.stopping = true;
+    const entries = [...this.running.values()];
+    for (const { process } of entries) process.interrupt();
+    await Promise.all(entries.map((entry) => entry.done));
+  }
+
+  /** Rethrows what went wrong where a run's end was handled (`done` itself never rejects). */
+  private throwEndError(): void {
+    if (this.endError) throw this.endError.error;
   }
 
   private freeSlot(): number {
@@ -200,39 +225,66 @@ class Scheduler {
       env: runEnvironment(globalThis.process.env, { threads: this.options.threads, slot, gpus: this.options.gpus }),
       onLine: (line) => {
         const epoch = EPOCH_LINE.exec(line);
-        if (epoch) this.options.emit({ type: 'epoch', run: info, epoch: Number(epoch[1]), epochs: run.epochs, line });
+        if (!epoch) return;
+        try {
+          this.options.emit({ type: 'epoch', run: info, epoch: Number(epoch[1]), epochs: run.epochs, line });
+        } catch (error) {
+          this.endError ??= { error }; // thrown out of an output stream's handler, it would end the process
+        }
       },
     });
+    const done = process.exited
+      .then((exit) => this.ended(run, info, started, exit))
+      .catch((error: unknown) => {
+        this.endError ??= { error };
+      });
+    // running before anything else can throw: an error from here on stops it with the others
+    this.running.set(run, { process, slot, done });
     this.options.emit({
       type: 'start',
       run: info,
       pid: process.pid,
       ...(checkpoint.exists && { resumedFromEpoch: checkpoint.epochs ?? 0 }),
     });
-    const done = process.exited.then(({ code, signal, stderr }) => {
-      this.running.delete(run);
-      if (code === 0) {
-        try {
-          const metrics = markFinished(run.dir, run.name, run.epochs);
-          const seconds = (Date.now() - started) / 1000;
-          this.options.emit({ type: 'finish', run: info, valAcc: metrics.val_acc, testAcc: metrics.test_acc, seconds });
-          return;
-        } catch (error) {
-          return this.fail(run, (error as Error).message);
-        }
+  }
+
+  /** Records how a run ended: finished (every epoch in its metrics), failed, or interrupted. */
+  private ended(
+    run: PlannedRun,
+    info: RunInfo,
+    started: number,
+    { code, signal, stderr }: { code: number | null; signal: NodeJS.Signals | null; stderr: string },
+  ): void {
+    this.running.delete(run);
+    if (code === 0) {
+      let metrics: FinalMetrics;
+      try {
+        metrics = markFinished(run.dir, run.name, run.epochs);
+      } catch (error) {
+        this.fail(run, (error as Error).message);
+        return;
       }
-      if (this.options.signal?.aborted) return; // interrupted: it continues from its checkpoint next time
-      const why = signal ? `killed by ${signal}` : `exit code ${code}`;
-      const tail = stderr.trim().split('\n').slice(-5).join('\n');
-      this.fail(run, `pace fit ended with ${why}${tail ? `: ${tail}` : ''} (see ${path.join(run.dir, 'fit.log')})`);
-    });
-    this.running.set(run, { process, slot, done });
+      this.finals.set(run.dir, metrics);
+      const seconds = (Date.now() - started) / 1000;
+      this.options.emit({ type: 'finish', run: info, valAcc: metrics.val_acc, testAcc: metrics.test_acc, seconds });
+      return;
+    }
+    // interrupted: it continues from its checkpoint next time
+    if (this.stopping || this.options.signal?.aborted) return;
+    const why = signal ? `killed by ${signal}` : `exit code ${code}`;
+    const tail = stderr.trim().split('\n').slice(-5).join('\n');
+    this.fail(run, `pace fit ended with ${why}${tail ? `: ${tail}` : ''} (see ${path.join(run.dir, 'fit.log')})`);
   }
 
   private fail(run: PlannedRun, message: string): void {
-    markFailed(run.dir, message);
+    let reported = message;
+    try {
+      markFailed(run.dir, message);
+    } catch (error) {
+      reported = `${message} (and its failed.json could not be written: ${(error as Error).message})`;
+    }
     this.failed.push(run.name);
-    this.options.emit({ type: 'fail', run: this.info(run), message });
+    this.options.emit({ type: 'fail', run: this.info(run), message: reported });
   }
 
   /** Under `select`: for each task whose tuning runs have all ended, chooses its point and queues its evaluation. */

@@ -96,7 +96,7 @@ export interface SweepTask {
 }
 
 function known(table: Readonly<Record<string, unknown>>, name: string, what: string, where: string): void {
-  if (!(name in table)) {
+  if (!Object.hasOwn(table, name)) {
     throw new PaceOptionError(
       `${where}: '${name}' is not a ${what} (expected one of ${Object.keys(table).join(', ')})`,
     );

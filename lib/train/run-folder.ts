@@ -3,6 +3,7 @@ import path from 'node:path';
 
 import { withContext } from '../error-context';
 import { PaceFileError, PaceNotFoundError } from '../errors';
+import { processAlive } from '../process-alive';
 import type { EpochLogs } from './callbacks';
 
 const columns: (keyof EpochLogs)[] = [
@@ -23,16 +24,6 @@ const columns: (keyof EpochLogs)[] = [
 
 /** A writer's temporary file: `<name>.tmp-<pid>` or `<name>.tmp-<pid>-<n>`. */
 const temporaryName = /\.tmp-(\d+)(-\d+)?$/;
-
-function processIsAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Makes a folder's entries (a rename or link just done in it) durable. Filesystems that cannot sync a folder
@@ -114,7 +105,7 @@ export class RunFolder {
     fs.mkdirSync(dir, { recursive: true });
     for (const name of fs.readdirSync(dir)) {
       const pid = temporaryName.exec(name)?.[1];
-      if (pid !== undefined && !processIsAlive(Number(pid))) fs.rmSync(path.join(dir, name), { force: true });
+      if (pid !== undefined && !processAlive(Number(pid))) fs.rmSync(path.join(dir, name), { force: true });
     }
   }
 

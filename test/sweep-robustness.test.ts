@@ -1,0 +1,267 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { PaceBusyError, readRuns, settingGrids, sweep, type SweepEvent } from '../lib';
+import { labelRuns } from '../lib/report/labels';
+import { openSweepFolder } from '../lib/sweep/folder';
+import { makeTempDir } from './support/paths';
+
+const temp = makeTempDir('sweep-robustness');
+afterAll(() => temp.cleanup());
+
+/**
+ * A stand-in for `pace fit` (these tests are about the sweep around it): it reads its run.json, writes config.json
+ * and one epoch to metrics.jsonl (val_acc with validation data, test_acc with a test set), after 10 s for runs
+ * named in STAND_IN_SLOW, and exits 1 for runs named in STAND_IN_FAIL. SIGINT leaves `interrupted` behind, exit 130.
+ */
+const standIn = path.join(temp.dir, 'stand-in-fit.js');
+fs.writeFileSync(
+  standIn,
+  `const fs = require('fs'); const path = require('path');
+const args = process.argv.slice(2);
+const dir = args[args.indexOf(args.includes('--run-dir') ? '--run-dir' : '--resume') + 1];
+const name = path.basename(dir);
+const named = (list) => (list ?? '').split(',').some((part) => part && name.includes(part));
+process.on('SIGINT', () => { fs.writeFileSync(path.join(dir, 'interrupted'), ''); process.exit(130); });
+const config = JSON.parse(fs.readFileSync(args[args.indexOf('--config') + 1], 'utf8'));
+const { sigma = 0, lambda = 0 } = config.trainer.pace ?? {};
+const accuracy = 0.5 + sigma / 10 + lambda / 100 + config.trainer.seed / 1000 + (config.data.train.includes('beta') ? 0.2 : 0);
+setTimeout(() => {
+  if (named(process.env.STAND_IN_FAIL)) process.exit(1);
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ trainer: config.trainer, data: { trainSamples: 800 } }));
+  const epoch = { epoch: 0, ...(config.data.validation && { val_acc: accuracy }), ...(config.data.test && { test_acc: accuracy }) };
+  fs.writeFileSync(path.join(dir, 'metrics.jsonl'), JSON.stringify(epoch) + '\\n');
+  process.exit(0);
+}, named(process.env.STAND_IN_SLOW) ? 10000 : 50);
+`,
+);
+
+const base = {
+  model: { name: 'vit_tiny_patch16_224', numClasses: 10 },
+  trainer: { optimizer: { lr: 0.001 } },
+  data: { train: 'train.safetensors', test: 'test.safetensors' },
+  fit: { epochs: 1, batchSize: 4 },
+};
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+afterEach(() => {
+  delete process.env.STAND_IN_SLOW;
+  delete process.env.STAND_IN_FAIL;
+});
+
+describe('a sweep that meets an error', () => {
+  test('stops its running runs and waits for them before it throws and releases its lock', async () => {
+    // Bug: sweep() released sweep.lock while the other runs kept going (and later wrote finished.json).
+    const dir = path.join(temp.dir, 'error-in-loop');
+    fs.mkdirSync(path.join(dir, 'results.md', 'in-the-way'), { recursive: true }); // writing results.md fails
+    process.env.STAND_IN_SLOW = 'sigma=1_';
+    const started: number[] = [];
+    const config = { base, grid: { 'trainer.pace.sigma': [0.5, 1] }, dir };
+    const outcome = sweep(config, {
+      baseDir: temp.dir,
+      childModule: standIn,
+      parallel: 2,
+      onEvent: (event) => {
+        if (event.type === 'start') started.push(event.pid);
+      },
+    });
+    try {
+      await expect(outcome).rejects.toThrow(/results\.md/);
+      const slow = path.join(dir, 'sigma=1_seed=0');
+      expect(fs.existsSync(path.join(slow, 'interrupted'))).toBe(true);
+      expect(started.filter(alive)).toEqual([]);
+      expect(fs.existsSync(path.join(dir, 'sweep.lock'))).toBe(false);
+      // interrupted by the sweep, not failed: the next sweep continues it
+      expect(
+        fs
+          .readdirSync(slow)
+          .filter((name) => name.endsWith('.json'))
+          .sort(),
+      ).toEqual(['run.json']);
+    } finally {
+      for (const pid of started.filter(alive)) process.kill(pid, 'SIGKILL');
+    }
+  });
+
+  test('a run whose failed.json cannot be written is still reported failed, and the others go on', async () => {
+    // Bug: markFailed's error rejected the run's promise, which ended the sweep with its other runs running.
+    const dir = path.join(temp.dir, 'unwritable-failure');
+    fs.mkdirSync(path.join(dir, 'sigma=2_seed=0', 'failed.json', 'in-the-way'), { recursive: true });
+    process.env.STAND_IN_FAIL = 'sigma=2_';
+    const events: SweepEvent[] = [];
+    const config = { base, grid: { 'trainer.pace.sigma': [0.5, 2] }, dir };
+    const outcome = await sweep(config, { baseDir: temp.dir, childModule: standIn, onEvent: (e) => events.push(e) });
+    expect(outcome.failed).toEqual(['sigma=2_seed=0']);
+    expect(outcome.rows.map((row) => row.status)).toEqual(['finished', 'failed']);
+    const fail = events.find((event) => event.type === 'fail');
+    expect(fail).toMatchObject({ run: { name: 'sigma=2_seed=0' } });
+    expect((fail as { message: string }).message).toMatch(
+      /^pace fit ended with exit code 1 .* \(and its failed\.json could not be written: .*EISDIR/,
+    );
+  });
+
+  test("a finished run's numbers come from its finished.json; unreadable ones are its row's problem, not the sweep's", async () => {
+    // Bug: a damaged metrics.jsonl of a run finished earlier threw out of every later sweep of the folder.
+    const dir = path.join(temp.dir, 'damaged');
+    const config = { base, grid: { 'trainer.pace.sigma': [0.5, 1] }, dir };
+    const first = await sweep(config, { baseDir: temp.dir, childModule: standIn });
+    expect(first.summaries.map((s) => s.mean)).toEqual([0.55, 0.6]);
+    const damaged = path.join(dir, 'sigma=0.5_seed=0');
+    fs.writeFileSync(path.join(damaged, 'metrics.jsonl'), '{"epoch":0,"test_acc":0.5');
+    const second = await sweep(config, { baseDir: temp.dir, childModule: standIn });
+    expect(second.summaries.map((s) => s.mean)).toEqual([0.55, 0.6]);
+
+    fs.writeFileSync(path.join(damaged, 'finished.json'), '{"run": "sigma=0.5_seed=0", "epochs": 1, "test_');
+    const third = await sweep(config, { baseDir: temp.dir, childModule: standIn });
+    expect(third.rows[0]).toMatchObject({ status: 'finished', metrics: { epochs: 0 } });
+    expect(third.rows[0].problem).toMatch(/finished\.json: not readable JSON/);
+    expect(third.summaries.map((s) => [s.label, s.mean])).toEqual([['σ 1', 0.6]]);
+    const markdown = fs.readFileSync(path.join(dir, 'results.md'), 'utf8');
+    expect(markdown).toContain('| — | σ 1 | 60.00 | 1 | test_acc |');
+    expect(markdown).not.toContain('| — | σ 0.5 |');
+    expect(markdown).toContain(`- sigma=0.5_seed=0: ${path.join(damaged, 'finished.json')}: not readable JSON`);
+    const csv = fs.readFileSync(path.join(dir, 'results.csv'), 'utf8').trim().split('\n');
+    expect(csv[0]).toBe('stage,task,group,shots,trainer.pace.sigma,seed,run,status,epochs,val_acc,test_acc,problem');
+    expect(csv[1]).toMatch(/^grid,,,,0\.5,0,sigma=0\.5_seed=0,finished,0,,,"?\/.*finished\.json: not readable JSON/);
+    expect(csv[2]).toBe('grid,,,,1,0,sigma=1_seed=0,finished,1,,0.6,');
+  });
+});
+
+describe("the sweep folder's lock", () => {
+  const identity = { base: {}, grid: {}, seeds: [0], protocol: 'grid', tuneSeed: 0 } as never;
+  let deadPid = 4_000_000;
+  while (fs.existsSync(`/proc/${deadPid}`)) deadPid += 1;
+  const lockedFolder = (name: string, lock: string) => {
+    const dir = path.join(temp.dir, name);
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, 'sweep.lock'), lock);
+    return dir;
+  };
+
+  test('names its process and host; a lock of another host is refused, whatever its pid', () => {
+    // Bug: the lock held a pid alone, so a sweep on another host sharing the folder looked dead here.
+    const dir = lockedFolder('other-host', JSON.stringify({ pid: deadPid, hostname: 'elsewhere' }));
+    expect(() => openSweepFolder(dir, identity)).toThrow(PaceBusyError);
+    expect(() => openSweepFolder(dir, identity)).toThrow(
+      `the sweep folder ${dir} is in use by process ${deadPid} on host elsewhere (${path.join(dir, 'sweep.lock')}): ` +
+        'if that sweep is gone, remove the lock file',
+    );
+    fs.rmSync(path.join(dir, 'sweep.lock'));
+    const release = openSweepFolder(dir, identity);
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'sweep.lock'), 'utf8'))).toEqual({
+      pid: process.pid,
+      hostname: os.hostname(),
+    });
+    release();
+    expect(fs.existsSync(path.join(dir, 'sweep.lock'))).toBe(false);
+  });
+
+  test("this host's dead holder is replaced, in the new format and the old (a bare pid)", () => {
+    for (const lock of [JSON.stringify({ pid: deadPid, hostname: os.hostname() }), `${deadPid}\n`]) {
+      const dir = lockedFolder(`dead-${lock.length}`, lock);
+      openSweepFolder(dir, identity)();
+      expect(fs.readdirSync(dir)).toEqual(['sweep.json']);
+    }
+    const live = lockedFolder('live-old-format', `${process.ppid}\n`);
+    expect(() => openSweepFolder(live, identity)).toThrow(`is in use by process ${process.ppid}`);
+  });
+
+  test('a stale lock that another sweep breaks, or breaks and takes, while this one looks at it', () => {
+    // Bug: the stale lock was read twice and then removed: a second sweep removing it between the reads made the
+    // second read throw ENOENT; one taking it between the second read and the removal lost its lock.
+    const realRead = fs.readFileSync;
+    const meddle = (dir: string, what: () => void) => {
+      let done = false;
+      return jest.spyOn(fs, 'readFileSync').mockImplementation(((file: fs.PathOrFileDescriptor, ...rest: never[]) => {
+        const text = (realRead as (...a: unknown[]) => unknown)(file, ...rest);
+        if (!done && file === path.join(dir, 'sweep.lock')) {
+          done = true;
+          what();
+        }
+        return text;
+      }) as typeof fs.readFileSync);
+    };
+    const stale = JSON.stringify({ pid: deadPid, hostname: os.hostname() });
+    const broken = lockedFolder('broken-meanwhile', stale);
+    const spy = meddle(broken, () => fs.rmSync(path.join(broken, 'sweep.lock')));
+    try {
+      const release = openSweepFolder(broken, identity);
+      expect(JSON.parse(fs.readFileSync(path.join(broken, 'sweep.lock'), 'utf8')).pid).toBe(process.pid);
+      release();
+    } finally {
+      spy.mockRestore();
+    }
+    const taken = lockedFolder('taken-meanwhile', stale);
+    const theirs = JSON.stringify({ pid: process.ppid, hostname: os.hostname() });
+    const spy2 = meddle(taken, () => fs.writeFileSync(path.join(taken, 'sweep.lock'), theirs));
+    try {
+      expect(() => openSweepFolder(taken, identity)).toThrow(`is in use by process ${process.ppid}`);
+    } finally {
+      spy2.mockRestore();
+    }
+    expect(fs.readFileSync(path.join(taken, 'sweep.lock'), 'utf8')).toBe(theirs);
+    expect(fs.readdirSync(taken)).toEqual(['sweep.lock']);
+  });
+});
+
+describe('pace report on a sweep folder of the paper protocol', () => {
+  test("grids per task of the tuning runs' validation accuracy; unfinished runs are labelled, not in a grid", async () => {
+    // Bug: tuning runs (validation accuracy only) and evaluation runs (test accuracy only) were one grid: it fell
+    // back to training accuracy, mixed the stages and tasks in its cells, and made trainSamples an axis.
+    const dir = path.join(temp.dir, 'protocol');
+    const stage = (task: string) => ({ train: `${task}-train.safetensors`, validation: `${task}-val.safetensors` });
+    const evaluate = (task: string) => ({ train: `${task}-train.safetensors`, test: `${task}-test.safetensors` });
+    await sweep(
+      {
+        base,
+        tasks: ['alpha', 'beta'].map((name) => ({ name, tune: stage(name), evaluate: evaluate(name) })),
+        grid: { 'trainer.pace.sigma': [0.5, 1], 'trainer.pace.lambda': [1, 2] },
+        seeds: [0, 1],
+        dir,
+      },
+      { baseDir: temp.dir, childModule: standIn, parallel: 4 },
+    );
+    const unfinished = 'tune_alpha_sigma=1_lambda=2_seed=0';
+    fs.rmSync(path.join(dir, unfinished, 'finished.json'));
+    const runs = readRuns([dir]);
+    expect(runs).toHaveLength(12); // 2 tasks × (4 tuning runs + 2 evaluation seeds)
+    expect(runs.find((run) => run.name === unfinished)?.sweep).toEqual({
+      status: 'unfinished',
+      stage: 'tune',
+      task: 'alpha',
+    });
+    expect(runs.find((run) => run.name === 'eval_beta_sigma=1_lambda=2_seed=1')?.sweep).toEqual({
+      status: 'finished',
+      stage: 'evaluate',
+      task: 'beta',
+    });
+    const grids = settingGrids(runs);
+    expect(grids.map((g) => [g.group, g.metric, g.x.name, g.y.name, g.averagedOver])).toEqual([
+      ['tuning runs of alpha', 'val_acc', 'σ', 'λ', []],
+      ['tuning runs of beta', 'val_acc', 'σ', 'λ', []],
+    ]);
+    const means = (i: number) => grids[i].cells.map((row) => row.map((cell) => cell.mean));
+    const close = (values: (number | undefined)[][]) =>
+      values.map((row) => row.map((v) => (v === undefined ? v : Math.round(v * 1e9) / 1e9)));
+    // cells[λ][σ] = 0.5 + σ / 10 + λ / 100 (+ 0.2 on beta); the unfinished run's cell is empty
+    expect(close(means(0))).toEqual([
+      [0.56, 0.61],
+      [0.57, undefined],
+    ]);
+    expect(close(means(1))).toEqual([
+      [0.76, 0.81],
+      [0.77, 0.82],
+    ]);
+    const label = labelRuns(runs)[runs.findIndex((run) => run.name === unfinished)].label;
+    expect(label).toMatch(/ \(unfinished\)$/);
+  });
+});
