@@ -37,16 +37,26 @@ interface Running {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+/** A signal the child sends itself right after it prints a line matching `line` (test/support/signal-at-line.js). */
+type SignalAt = { line: string; signal: NodeJS.Signals };
+
 /**
  * `pace` with `args` in the temporary folder, killed after `limitSeconds` whatever happens. `group`: in a process group
  * of its own, as a shell starts a command, so the test can signal the group as a terminal's Ctrl-C does. `stdout`: a
- * file descriptor for its standard output instead of a pipe to this test.
+ * file descriptor for its standard output instead of a pipe to this test. `signalAt`: a signal at a line of its own.
  */
-function startPace(args: string[], options: { group?: boolean; stdout?: number; limitSeconds?: number } = {}): Running {
-  const child = spawn(process.execPath, [cli, ...args], {
+function startPace(
+  args: string[],
+  options: { group?: boolean; stdout?: number; limitSeconds?: number; signalAt?: SignalAt } = {},
+): Running {
+  const preload = options.signalAt ? ['--require', path.join(__dirname, 'support', 'signal-at-line.js')] : [];
+  const child = spawn(process.execPath, [...preload, cli, ...args], {
     cwd: temp.dir,
     detached: options.group === true,
     stdio: ['ignore', options.stdout ?? 'pipe', 'pipe'],
+    env: options.signalAt
+      ? { ...process.env, PACE_TEST_SIGNAL_AT: options.signalAt.line, PACE_TEST_SIGNAL: options.signalAt.signal }
+      : process.env,
   });
   children.push({ child, group: options.group === true });
   let stdout = '';
@@ -201,14 +211,16 @@ describe('output to a closed pipe (pace ... | head -1) is dropped', () => {
 
 describe('stop signals of pace fit', () => {
   test('SIGTERM stops the fit as Ctrl-C does: adapters written, exit 143', async () => {
-    // Bug: only SIGINT was handled; SIGTERM (docker stop, Slurm) killed the process with no adapters.
-    const run = startPace(['fit', '--config', 'run.json', '--run-dir', 'terminated', '--epochs', '5000']);
-    await run.line(/^epoch 1:/);
-    run.child.kill('SIGTERM');
+    // Bug: only SIGINT was handled; SIGTERM (docker stop, Slurm) killed the process with no adapters. The child
+    // sends itself the SIGTERM as it prints its epoch 1 line (after that epoch's metrics): it is handled at the
+    // child's next turn of its event loop, within epoch 2's first step of 4, which stops at that step.
+    const run = startPace(['fit', '--config', 'run.json', '--run-dir', 'terminated', '--epochs', '5000'], {
+      signalAt: { line: '^epoch 1:', signal: 'SIGTERM' },
+    });
     expect(await run.exited).toEqual({ code: 143, signal: null });
     expect(run.stderr()).toBe('');
     const stoppedAt = epochsIn('terminated');
-    expect(stoppedAt).toBeLessThan(5000);
+    expect(stoppedAt).toBe(2); // 3 would be a stop at the epoch's end, not at the step in progress
     expect(run.stdout()).toContain(
       `aborted after ${stoppedAt} epochs; adapters in ${path.join('terminated', 'adapters.safetensors')}`,
     );
@@ -217,8 +229,9 @@ describe('stop signals of pace fit', () => {
 
   test('Ctrl-C during the domain-shift evaluation after the fit stops it: exit 130, the adapters kept', async () => {
     // Bug: the fit's SIGINT listener stayed installed through the evaluation and swallowed the Ctrl-C: the
-    // evaluation ran on to its end. The evaluation here is several chunks of images; the child is frozen (SIGSTOP)
-    // as soon as it says training completed, so the Ctrl-C is known to arrive before the evaluation could end.
+    // evaluation ran on to its end. The evaluation here is four chunks of images; the child freezes itself (SIGSTOP,
+    // test/support/signal-at-line.js) as it says training completed, before the evaluation starts, so the Ctrl-C is
+    // known to arrive before the evaluation could end, however fast the child runs.
     fs.mkdirSync(path.join(temp.dir, 'shift', 'images'), { recursive: true });
     for (let i = 0; i < 4; i++) {
       await sharp({ create: { width: 20, height: 20, channels: 3, background: { r: 60 * i, g: 90, b: 200 - 40 * i } } })
@@ -231,10 +244,11 @@ describe('stop signals of pace fit', () => {
       numClasses: 1000,
       data: { domainShift: { imagenet: { list: 'shift/val.list', root: 'shift' } } },
     });
-    const run = startPace(['fit', '--config', 'shift.json', '--run-dir', 'shift-run', '--epochs', '2']);
+    const run = startPace(['fit', '--config', 'shift.json', '--run-dir', 'shift-run', '--epochs', '2'], {
+      signalAt: { line: '^completed after 2 epochs', signal: 'SIGSTOP' },
+    });
     await run.line(/^completed after 2 epochs/);
     const pid = run.child.pid!;
-    process.kill(pid, 'SIGSTOP');
     await until(() => isStopped(pid), 'the child to stop');
     expect(has('shift-run', 'domain-shift.json')).toBe(false);
     process.kill(pid, 'SIGINT');

@@ -16,8 +16,10 @@ test('the committed demo backbone is a timm-layout ViT with its provenance', asy
   );
 });
 
+const runs = makeTempDir('demo');
+afterAll(() => runs.cleanup()); // also when an expectation fails
+
 test('npm run demo runs end to end (here with one shot, one seed and two epochs), prints its table and writes its report', () => {
-  const runs = makeTempDir('demo');
   const run = spawnSync(
     process.execPath,
     [
@@ -52,5 +54,4 @@ test('npm run demo runs end to end (here with one shot, one seed and two epochs)
     expect(epochs).toHaveLength(2);
     for (const key of ['gradNorm', 'fpDistance', 'test_acc']) expect(epochs.every((e) => key in e)).toBe(true);
   }
-  runs.cleanup();
 });

@@ -1,7 +1,6 @@
 // Data-parallel training over torch.distributed's Gloo group, two processes on this machine's loopback.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 
 import {
@@ -21,6 +20,7 @@ import {
   type Tensor,
 } from '../lib';
 import { makeTempDir, repoRoot } from './support/paths';
+import { freePort, onFreePort, PortTaken, portTakenIn } from './support/ports';
 import { demoVit, writeDigits } from './support/digits';
 import { colourData, tinyVit } from './support/synthetic';
 
@@ -69,16 +69,6 @@ function ranksOf(launcherPid: number): Map<number, number> {
     if (env.PACE_LAUNCHER_PID === String(launcherPid)) ranks.set(Number(env.RANK), Number(entry));
   }
   return ranks;
-}
-
-/** A port nothing listens on now (rank 0's rendezvous store binds it). */
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function until(condition: () => boolean, what: string, seconds = 60): Promise<void> {
@@ -246,17 +236,15 @@ describe.each([
   });
 });
 
-describe('a data-parallel pace fit on the demo digits', () => {
-  const dir = path.join(temp.dir, 'digits');
-  const epochs = 20;
-  const fitArgs = (extra: string[]) => [process.execPath, cli, 'fit', '--config', 'run.json', '--quiet', ...extra];
-  const launch2 = (extra: string[], env?: NodeJS.ProcessEnv) =>
-    paceLaunch(['--nproc-per-node', '2', '--', ...fitArgs(extra)], env);
-
-  beforeAll(async () => {
-    fs.mkdirSync(dir, { recursive: true });
-    await writeDigits(path.join(dir, 'train.safetensors'), 32, 0);
-    await writeDigits(path.join(dir, 'test.safetensors'), 50, 100);
+/** The demo digits and a run config in `digits`, shared by the data-parallel fits and the ranks that die or hang. */
+const digits = path.join(temp.dir, 'digits');
+const digitsEpochs = 20;
+let digitsWritten: Promise<void> | undefined;
+function writeDigitsRun(): Promise<void> {
+  digitsWritten ??= (async () => {
+    fs.mkdirSync(digits, { recursive: true });
+    await writeDigits(path.join(digits, 'train.safetensors'), 32, 0);
+    await writeDigits(path.join(digits, 'test.safetensors'), 50, 100);
     const config = {
       model: {
         name: demoVit,
@@ -266,10 +254,33 @@ describe('a data-parallel pace fit on the demo digits', () => {
       adapters: { type: 'loramul_vptadd', rank: 4 },
       trainer: { optimizer: { lr: 0.03 }, pace: { sigma: 0.5, lambda: 0.1 }, seed: 1 },
       data: { train: 'train.safetensors', test: 'test.safetensors' },
-      fit: { epochs, batchSize: 32, evalEvery: 10, schedule: { warmupEpochs: 1 } },
+      fit: { epochs: digitsEpochs, batchSize: 32, evalEvery: 10, schedule: { warmupEpochs: 1 } },
     };
-    fs.writeFileSync(path.join(dir, 'run.json'), JSON.stringify(config));
-  });
+    fs.writeFileSync(path.join(digits, 'run.json'), JSON.stringify(config));
+  })();
+  return digitsWritten;
+}
+
+describe('a data-parallel pace fit on the demo digits', () => {
+  const dir = digits;
+  const epochs = digitsEpochs;
+  const fitArgs = (extra: string[]) => [process.execPath, cli, 'fit', '--config', 'run.json', '--quiet', ...extra];
+  const launch2 = (extra: string[], env?: NodeJS.ProcessEnv) =>
+    paceLaunch(['--nproc-per-node', '2', '--', ...fitArgs(extra)], env);
+  // The single-process run and the 2-rank run ('parallel', which the later tests resume and compare with), made
+  // here, so that each test of the block can run alone.
+  let singleStatus: number | null;
+  let parallel: Finished;
+
+  beforeAll(async () => {
+    await writeDigitsRun();
+    const child = spawn(process.execPath, [cli, 'fit', '--config', 'run.json', '--quiet', '--run-dir', 'single'], {
+      env: childEnv,
+      cwd: dir,
+    });
+    singleStatus = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    parallel = await launch2(['--run-dir', 'parallel']);
+  }, 180_000);
 
   /** `pace launch` run in the digits folder. */
   function paceLaunch(args: string[], env: NodeJS.ProcessEnv = childEnv) {
@@ -283,14 +294,8 @@ describe('a data-parallel pace fit on the demo digits', () => {
     });
   }
 
-  test('two ranks reach the single process accuracy, and write one run folder', async () => {
-    const single = spawn(process.execPath, [cli, 'fit', '--config', 'run.json', '--quiet', '--run-dir', 'single'], {
-      env: childEnv,
-      cwd: dir,
-    });
-    await new Promise((resolve) => single.on('exit', resolve));
-    expect(single.exitCode).toBe(0);
-    const parallel = await launch2(['--run-dir', 'parallel']);
+  test('two ranks reach the single process accuracy, and write one run folder', () => {
+    expect(singleStatus).toBe(0);
     expect(parallel.stderr).toBe('');
     expect(parallel.status).toBe(0);
     // Seeds of the single process spread its test accuracy by about 0.015 on this task (seeds 1-3: 0.570-0.584).
@@ -307,7 +312,7 @@ describe('a data-parallel pace fit on the demo digits', () => {
       'summary.csv',
     ]);
     expect(JSON.parse(fs.readFileSync(path.join(dir, 'parallel', 'config.json'), 'utf8')).worldSize).toBe(2);
-  }, 120_000);
+  });
 
   test('killing the launcher stops both ranks; the run resumes to the uninterrupted result', async () => {
     const runDir = path.join(dir, 'killed');
@@ -336,12 +341,14 @@ describe('a data-parallel pace fit on the demo digits', () => {
     expect(resumed.status).toBe(0);
     expect(epochsIn(runDir)).toBe(epochs);
     // Every rank continues its own random streams from the checkpoint: the same numbers as without the kill.
+    expect(parallel.status).toBe(0);
     const [uninterrupted, after] = [lastEpoch(path.join(dir, 'parallel')), lastEpoch(runDir)];
     expect(after.loss).toBe(uninterrupted.loss);
     expect(after.test_acc).toBe(uninterrupted.test_acc);
   }, 120_000);
 
   test('a 2-rank checkpoint does not resume in one process, and the batch must split evenly', async () => {
+    expect(parallel.status).toBe(0);
     const alone = spawn(process.execPath, [cli, 'fit', '--config', 'run.json', '--quiet', '--resume', 'parallel'], {
       env: childEnv,
       cwd: dir,
@@ -364,11 +371,16 @@ describe('a data-parallel pace fit on the demo digits', () => {
 });
 
 describe('a rank that dies or hangs', () => {
-  const dir = path.join(temp.dir, 'digits');
+  const dir = digits;
+  beforeAll(() => writeDigitsRun());
 
-  /** Two `pace fit` ranks started by hand, as torchrun would, on a fresh port. */
+  /**
+   * Two `pace fit` ranks started by hand, as torchrun would, on `port`. If rank 0 finds the port taken (by another
+   * process since freePort found it free), rank 1, which would wait for a rank 0 that is not there, is killed, and
+   * `taken()` says so: `exitedOrTaken` then throws PortTaken, for onFreePort to try another port.
+   */
   function startRanks(port: number, env: NodeJS.ProcessEnv, flags: (rank: number) => string[] = () => []) {
-    return [0, 1].map((rank) => {
+    const ranks = [0, 1].map((rank) => {
       const child = spawn(
         process.execPath,
         [cli, 'fit', '--config', 'run.json', '--run-dir', `by-hand-${port}`, '--epochs', '200', ...flags(rank)],
@@ -390,18 +402,36 @@ describe('a rank that dies or hangs', () => {
       const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
       return { child, output, exited };
     });
+    const taken = () => portTakenIn(ranks[0].output.stderr, port);
+    void ranks[0].exited.then(() => {
+      if (taken()) ranks[1].child.kill('SIGKILL');
+    });
+    /** Waits as `until` does, but throws PortTaken as soon as rank 0 has exited for want of the port. */
+    const untilOrTaken = async (condition: () => boolean, what: string) => {
+      await until(() => condition() || (ranks[0].child.exitCode !== null && taken()), what);
+      if (taken()) throw new PortTaken();
+    };
+    const exitedOrTaken = async () => {
+      const statuses = await Promise.all(ranks.map((r) => r.exited));
+      if (taken()) throw new PortTaken();
+      return statuses;
+    };
+    return { ranks, untilOrTaken, exitedOrTaken };
   }
 
   test('killing rank 1 mid-run ends rank 0 at once with an error naming the rank and the operation', async () => {
-    const [zero, one] = startRanks(await freePort(), {});
-    await until(() => /^epoch 1:/m.test(zero.output.stdout), 'two epochs');
-    const killedAt = Date.now();
-    one.child.kill('SIGKILL');
-    expect(await zero.exited).toBe(1);
-    expect(Date.now() - killedAt).toBeLessThan(30_000);
-    expect(zero.output.stderr).toMatch(
-      /^pace fit: rank 0 of 2: (the gradient all-reduce at epoch \d+, step \d+|summing the .*) failed \(rank 1 exited, crashed or did not answer within 300 s\)/m,
-    );
+    await onFreePort(async (port) => {
+      const { ranks, untilOrTaken } = startRanks(port, {});
+      const [zero, one] = ranks;
+      await untilOrTaken(() => /^epoch 1:/m.test(zero.output.stdout), 'two epochs');
+      const killedAt = Date.now();
+      one.child.kill('SIGKILL');
+      expect(await zero.exited).toBe(1);
+      expect(Date.now() - killedAt).toBeLessThan(30_000);
+      expect(zero.output.stderr).toMatch(
+        /^pace fit: rank 0 of 2: (the gradient all-reduce at epoch \d+, step \d+|summing the .*) failed \(rank 1 exited, crashed or did not answer within 300 s\)/m,
+      );
+    });
   }, 90_000);
 
   test('ranks given different trainers or fits stop together, naming the first setting that differs', async () => {
@@ -411,14 +441,17 @@ describe('a rank that dies or hangs', () => {
       // a batch that rank 1's own check refuses (it does not divide among 2): agreed on first, so rank 0 stops too
       [['--batch-size', '7'], /differ from rank 0 in fit\.batchSize \(here: 7\)/],
     ] as const) {
-      const ranks = startRanks(await freePort(), {}, (rank) => (rank === 1 ? [...flags] : []));
-      const statuses = await Promise.all(ranks.map((r) => r.exited));
-      expect(statuses).toEqual([1, 1]);
-      for (const [rank, { output }] of ranks.entries()) {
-        expect(output.stderr).toMatch(new RegExp(`^pace fit: rank ${rank} of 2: the ranks were given different`, 'm'));
-        expect(output.stderr).toMatch(/rank\(s\) 1 differ from rank 0 in /);
-        if (rank === 1) expect(output.stderr).toMatch(differs);
-      }
+      await onFreePort(async (port) => {
+        const { ranks, exitedOrTaken } = startRanks(port, {}, (rank) => (rank === 1 ? [...flags] : []));
+        expect(await exitedOrTaken()).toEqual([1, 1]);
+        for (const [rank, { output }] of ranks.entries()) {
+          expect(output.stderr).toMatch(
+            new RegExp(`^pace fit: rank ${rank} of 2: the ranks were given different`, 'm'),
+          );
+          expect(output.stderr).toMatch(/rank\(s\) 1 differ from rank 0 in /);
+          if (rank === 1) expect(output.stderr).toMatch(differs);
+        }
+      });
     }
   }, 90_000);
 
@@ -450,22 +483,25 @@ describe('a rank that dies or hangs', () => {
   }, 90_000);
 
   test('a rank that stops answering makes the other fail within the timeout', async () => {
-    const [zero, one] = startRanks(await freePort(), { PACE_DISTRIBUTED_TIMEOUT: '3' });
-    await until(() => /^epoch 1:/m.test(zero.output.stdout), 'two epochs');
-    const stoppedAt = Date.now();
-    one.child.kill('SIGSTOP');
-    try {
-      expect(await zero.exited).toBe(1);
-      const seconds = (Date.now() - stoppedAt) / 1000;
-      expect(seconds).toBeGreaterThan(2);
-      expect(seconds).toBeLessThan(30);
-      expect(zero.output.stderr).toMatch(
-        /rank 0 of 2: .* failed \(rank 1 exited, crashed or did not answer within 3 s\)/,
-      );
-    } finally {
-      one.child.kill('SIGKILL');
-      await one.exited;
-    }
+    await onFreePort(async (port) => {
+      const { ranks, untilOrTaken } = startRanks(port, { PACE_DISTRIBUTED_TIMEOUT: '3' });
+      const [zero, one] = ranks;
+      await untilOrTaken(() => /^epoch 1:/m.test(zero.output.stdout), 'two epochs');
+      const stoppedAt = Date.now();
+      one.child.kill('SIGSTOP');
+      try {
+        expect(await zero.exited).toBe(1);
+        // No lower bound on the time: rank 0 may have been waiting for rank 1 in a collective for a while already
+        // when rank 1 was stopped, so its 3 s can end soon after the stop. The message says it was the timeout.
+        expect((Date.now() - stoppedAt) / 1000).toBeLessThan(30);
+        expect(zero.output.stderr).toMatch(
+          /rank 0 of 2: .* failed \(rank 1 exited, crashed or did not answer within 3 s\)/,
+        );
+      } finally {
+        one.child.kill('SIGKILL');
+        await one.exited;
+      }
+    });
   }, 90_000);
 
   test('pace launch stops the others when one rank fails, and names it', async () => {
@@ -532,27 +568,38 @@ describe('initDistributed', () => {
   ])(
     'ranks started with world sizes %s (rank 0) and %s (rank 1) both stop, naming the two sizes',
     async (zeroSize, oneSize) => {
-      const port = await freePort();
       const join = `require(process.env.PACE_LIB).initDistributed().then(
       () => console.log('joined'), (error) => { console.error(error.message); process.exit(1); })`;
-      const ranks = [
-        { RANK: '0', WORLD_SIZE: zeroSize },
-        { RANK: '1', WORLD_SIZE: oneSize },
-      ].map((env) => {
-        const child = spawn(process.execPath, ['-e', join], {
-          env: {
-            ...childEnv,
-            ...env,
-            MASTER_ADDR: '127.0.0.1',
-            MASTER_PORT: String(port),
-            PACE_DISTRIBUTED_TIMEOUT: '20',
-          },
+      const [zero, one] = await onFreePort(async (port) => {
+        const children = [
+          { RANK: '0', WORLD_SIZE: zeroSize },
+          { RANK: '1', WORLD_SIZE: oneSize },
+        ].map((env) =>
+          spawn(process.execPath, ['-e', join], {
+            env: {
+              ...childEnv,
+              ...env,
+              MASTER_ADDR: '127.0.0.1',
+              MASTER_PORT: String(port),
+              PACE_DISTRIBUTED_TIMEOUT: '20',
+            },
+          }),
+        );
+        const ranks = children.map((child, rank) => {
+          let stderr = '';
+          child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+          return new Promise<[number | null, string]>((resolve) =>
+            child.on('exit', (code) => {
+              // rank 0 could not bind the port (taken since freePort): rank 1 would wait for it in vain
+              if (rank === 0 && portTakenIn(stderr, port)) children[1].kill('SIGKILL');
+              resolve([code, stderr]);
+            }),
+          );
         });
-        let stderr = '';
-        child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-        return new Promise<[number | null, string]>((resolve) => child.on('exit', (code) => resolve([code, stderr])));
+        const results = await Promise.all(ranks);
+        if (portTakenIn(results[0][1], port)) throw new PortTaken();
+        return results;
       });
-      const [zero, one] = await Promise.all(ranks);
       expect(zero).toEqual([
         1,
         expect.stringContaining(
@@ -570,11 +617,14 @@ describe('initDistributed', () => {
   );
 
   test('reads torchrun variables, validates them, and a world of one trains as a single process', async () => {
-    const port = await freePort();
     const saved = { ...process.env };
     try {
-      Object.assign(process.env, { RANK: '0', WORLD_SIZE: '1', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) });
-      const group = await initDistributed();
+      const group = await onFreePort(async (port) => {
+        Object.assign(process.env, { RANK: '0', WORLD_SIZE: '1', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) });
+        return initDistributed().catch((error: Error) => {
+          throw portTakenIn(error.message, port) ? new PortTaken() : error;
+        });
+      });
       expect(group).toEqual({ rank: 0, worldSize: 1, localRank: 0, backend: 'gloo', timeoutSeconds: 300 });
       expect(distributedGroup()).toEqual(group);
       await expect(initDistributed()).rejects.toThrow(/already part of a distributed group \(rank 0 of 1\)/);

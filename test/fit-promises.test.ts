@@ -182,7 +182,8 @@ test('a fit over a uint8 dataset with native crop and flip, aborted mid-epoch an
   const { images, labels } = uint8ColourData(96, 9);
   const normalization = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
   const train = new TensorDataset(images, labels, { normalization, augment: { crop: 16, flip: true } });
-  const fit = { epochs: 6, batchSize: 16, evalEvery: 3, schedule: { warmupEpochs: 1 }, progress: false as const };
+  // Batches of 4: 24 steps an epoch, so that a stop asked for at epoch 2's first progress event lands inside it.
+  const fit = { epochs: 6, batchSize: 4, evalEvery: 3, schedule: { warmupEpochs: 1 }, progress: false as const };
 
   using whole = await freshModel();
   await new Trainer(whole, trainerOptions).fit(train, { ...fit, runDir: path.join(temp.dir, 'u8-whole') });
@@ -196,22 +197,30 @@ test('a fit over a uint8 dataset with native crop and flip, aborted mid-epoch an
   using stopped = await freshModel();
   const trainer = new Trainer(stopped, trainerOptions);
   const controller = new AbortController();
-  const stepsPerEpoch = 96 / 16;
+  const stepsPerEpoch = 96 / 4;
+  let asked = false;
   const aborted = await trainer.fit(train, {
     ...fit,
     runDir,
     signal: controller.signal,
     callbacks: [
       {
+        // At the first progress event of epoch 2 (progress trails the training thread, which runs on meanwhile:
+        // asked this early, the stop still has the epoch's 23 other steps to land in).
         onBatchEnd: () => {
-          if (trainer.iteration >= 2 * stepsPerEpoch + 3) controller.abort(); // in the middle of epoch 2
+          if (!asked && trainer.iteration > 2 * stepsPerEpoch) {
+            asked = true;
+            controller.abort();
+          }
         },
       },
     ],
   });
   expect(aborted.stopReason).toBe('aborted');
   expect(aborted.epochs.map((e) => e.epoch)).toEqual([0, 1]);
-  expect(trainer.iteration).toBeGreaterThan(2 * stepsPerEpoch); // steps of epoch 2 ran, and are not in the checkpoint
+  // Steps of epoch 2 ran (so the resume must drop them), and the epoch did not end.
+  expect(trainer.iteration).toBeGreaterThan(2 * stepsPerEpoch);
+  expect(trainer.iteration).toBeLessThan(3 * stepsPerEpoch);
 
   using resumedModel = await freshModel();
   const resumed = await new Trainer(resumedModel, trainerOptions).fit(train, { ...fit, resume: runDir });

@@ -1,7 +1,6 @@
 import { spawnSync, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
-import net from 'node:net';
 import path from 'node:path';
 
 import {
@@ -17,18 +16,10 @@ import {
   tensor,
   Trainer,
 } from '../lib';
+import { freePort } from './support/ports';
 import { tinyVit } from './support/synthetic';
 
 const repo = path.resolve(__dirname, '..');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Runs a script against the built package (dist/) in its own process: a crash or a hang there fails one test. */
 function runChild(script: string, timeoutMs = 60_000) {

@@ -234,8 +234,8 @@ test('predictions still waiting for their decode at timeoutMs get 504, and their
         return large.active === 0 && large.waiting === 0;
       });
       await new Promise((resolve) => setTimeout(resolve, 100));
-      // Every forward answered a request, give or take two timed out in their forward: none ran for an abandoned one.
-      expect(counts.forwards).toBeGreaterThanOrEqual(answered);
+      // Every forward answered a request (each 200 took one), give or take two timed out in their forward: none ran
+      // for a request abandoned while it waited for its decode (with them, forwards would be 16, with 4 or more 504s).
       expect(counts.forwards).toBeLessThanOrEqual(answered + 2);
     },
   );

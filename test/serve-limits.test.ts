@@ -21,7 +21,9 @@ const post = (base: string, body: Buffer, type: string) => postImage(base, body,
 test('a flood of images that are expensive to decode neither times out nor delays ordinary requests', async () => {
   // Bug: decodes of every size shared one unbounded queue with the forwards (libuv's four threads): ordinary
   // requests waited behind the flood's decodes and timed out. Now large images decode in a lane of their own,
-  // bounded (503 with Retry-After when its queue is full), and small ones never wait for them.
+  // bounded (503 with Retry-After when its queue is full), and small ones never wait for them. Measured in the
+  // flood's own unit (large images answered while an ordinary request is in flight), not in milliseconds, which
+  // scale with the machine.
   using model = await createModel(spec, { pretrained: checkpoint });
   const { server, close } = createInferenceServer(model, { maxQueuedLarge: 1, timeoutMs: 10_000 });
   const base = await listen(server);
@@ -35,13 +37,16 @@ test('a flood of images that are expensive to decode neither times out nor delay
   expect(bomb.length).toBeLessThan(512 * 1024);
   const floodStatuses: number[] = [];
   const retryAfter = new Set<string | null>();
+  /** When each large image's answer (200) arrived: one per large decode completed. */
+  const largeAnswered: number[] = [];
   let ordinaryDone = false;
   // Each flooding client sends its next image as soon as it has an answer (200 ms after a 503), until the
   // ordinary requests are done: the flood lasts as long as they do.
   const flooder = async () => {
-    for (let i = 0; i < 200 && !ordinaryDone; i++) {
+    for (let i = 0; i < 400 && !ordinaryDone; i++) {
       const response = await post(base, bomb, 'image/png');
       floodStatuses.push(response.status);
+      if (response.status === 200) largeAnswered.push(performance.now());
       if (response.status === 503) retryAfter.add(response.headers.get('retry-after'));
       await response.arrayBuffer();
       if (response.status === 503) await new Promise((resolve) => setTimeout(resolve, 200));
@@ -50,27 +55,40 @@ test('a flood of images that are expensive to decode neither times out nor delay
   try {
     const flood = Array.from({ length: 32 }, flooder);
     await new Promise((resolve) => setTimeout(resolve, 200)); // the flood is under way
-    const latencies: number[] = [];
+    // Ordinary requests one after another: at least 30, and until at least 8 large images have been answered
+    // meanwhile (so the flood ran alongside them whatever the machine's speed); at most 300.
+    const spans: [number, number][] = [];
     const statuses: number[] = [];
-    for (let i = 0; i < 30; i++) {
+    const largeSince = (t: number) => largeAnswered.filter((at) => at > t).length;
+    while (spans.length < 300 && (spans.length < 30 || largeSince(spans[0][0]) < 8)) {
       const started = performance.now();
       const response = await post(base, small, 'image/png');
       await response.arrayBuffer();
       statuses.push(response.status);
-      latencies.push(performance.now() - started);
+      spans.push([started, performance.now()]);
     }
     ordinaryDone = true;
     await Promise.all(flood);
-    latencies.sort((a, b) => a - b);
-    const p99 = latencies[Math.ceil(0.99 * latencies.length) - 1];
+    const ordinaryEnd = spans[spans.length - 1][1];
+    const alongside = largeAnswered.filter((at) => at > spans[0][0] && at <= ordinaryEnd).length;
+    // What a request waited for, in the flood's own unit: how many large images were answered while it was in
+    // flight. Both sides run on the same cores, so this scales far less with the machine's speed than a latency does.
+    const overlapped = spans
+      .map(([started, ended]) => largeAnswered.filter((at) => at > started && at <= ended).length)
+      .sort((a, b) => a - b);
+    const latencies = spans.map(([started, ended]) => ended - started).sort((a, b) => a - b);
+    const at = (sorted: number[], q: number) => sorted[Math.ceil(q * sorted.length) - 1];
     console.log(
-      `flood of ${floodStatuses.length} large decodes (${floodStatuses.filter((s) => s === 503).length} answered 503): ordinary requests p50 ${latencies[14].toFixed(0)} ms, p99 ${p99.toFixed(0)} ms`,
+      `flood of ${floodStatuses.length} large decodes (${floodStatuses.filter((s) => s === 503).length} answered 503, ${alongside} answered 200 during the ${spans.length} ordinary requests): ordinary requests p50 ${at(latencies, 0.5).toFixed(0)} ms, p99 ${at(latencies, 0.99).toFixed(0)} ms; large answers while one was in flight: p50 ${at(overlapped, 0.5)}, max ${overlapped[overlapped.length - 1]}`,
     );
-    expect(statuses).toEqual(new Array(30).fill(200));
-    // Stated bounds: p50 under 250 ms and p99 under 2 s (measured here: 15 and under 250 ms). With every decode
-    // in one queue, as before, the same flood gave p50 560 ms and p99 900 ms, and timeouts under more clients.
-    expect(latencies[14]).toBeLessThan(250);
-    expect(p99).toBeLessThan(2000);
+    expect(statuses).toEqual(new Array(spans.length).fill(200));
+    expect(alongside).toBeGreaterThanOrEqual(8); // the flood was decoding throughout (a stalled lane fails here)
+    // With every decode in one queue, as before, every ordinary request waited behind the whole flood: about one
+    // large answer per flooding client (29 to 32 measured, with the lanes folded into one through the options:
+    // smallPixels 64e6, smallDecodes 4, maxQueuedSmall 64). In a lane of its own it waits for no large decode, only
+    // shares the cores with the one running: measured p50 0 to 1 on an idle 2-core machine, 1 to 3 with two
+    // busy loops beside it (the forward suffers most from the oversubscription). Bound: a quarter of the flooders.
+    expect(at(overlapped, 0.5)).toBeLessThanOrEqual(8);
     expect(floodStatuses.every((s) => s === 200 || s === 503)).toBe(true);
     expect(floodStatuses).toContain(503);
     expect([...retryAfter]).toEqual(['1']);

@@ -123,7 +123,8 @@ test('a prediction that cannot finish within timeoutMs is answered 504, and the 
       return model.forward(input);
     },
   } as unknown as Model;
-  const { server, close } = createInferenceServer(gated, { timeoutMs: 200, maxBatch: 1, batchWindowMs: 0 });
+  // 2 s: the gated request times out, and the one after it, which must be answered, has ample time on a slow machine.
+  const { server, close } = createInferenceServer(gated, { timeoutMs: 2000, maxBatch: 1, batchWindowMs: 0 });
   const base = await listen(server);
   try {
     const [png] = await fashionPngs();

@@ -81,9 +81,10 @@ function sendBytes(
  * the CDN with `X-Linked-Etag` = SHA-256 and `X-Linked-Size`, both with `X-Repo-Commit`), and the CDN (`GET
  * /cdn/{sha256}` at http://localhost:<port>, another origin than the Hub's 127.0.0.1, ranges honoured). Errors
  * carry the Hub's `X-Error-Code`s (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo). Listens on 127.0.0.1
- * and closes itself after `lifetimeMs`.
+ * and closes itself after `lifetimeMs` (a safety net for a test that fails before closing it, well beyond a test
+ * file's run: hub.test.ts serves its whole file from one; the timer is unref'd, so it never holds the process).
  */
-export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs = 60_000): Promise<FakeHub> {
+export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs = 10 * 60_000): Promise<FakeHub> {
   const hub = {
     repos: new Map(Object.entries(repos)),
     requests: [] as SeenRequest[],

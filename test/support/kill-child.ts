@@ -9,8 +9,9 @@ import { repoRoot } from './paths';
  * When to kill a training child, counted from the training's own progress (never from the clock), so every kill
  * interrupts a run in progress however fast or loaded the machine is.
  * - `step`: right after the child reports its `count`-th step (the kill lands in a later step, or in the
- *   epoch's end and checkpoint when that was the epoch's last step);
- * - `epoch`: right after its `count`-th epoch end (checkpoint and history written);
+ *   epoch's end and checkpoint when that was the epoch's last step: progress trails the training thread);
+ * - `epoch`: right after its `count`-th epoch end (checkpoint and history written), before the next epoch starts;
+ *   for these two the child stops itself (SIGSTOP) as it reports the moment, and is killed while stopped;
  * - `checkpoint`: during its `count`-th write of `last.safetensors`: the child is stopped (SIGSTOP) as soon as
  *   the temporary file appears, and killed while stopped; `midWrite` says whether the file was still there,
  *   i.e. whether the kill landed before the rename that completes the write.
@@ -50,7 +51,8 @@ export async function runFitChildUntil(
   timeoutMs = 120_000,
 ): Promise<KillOutcome> {
   fs.mkdirSync(args.runDir, { recursive: true }); // so the folder can be watched before the child starts
-  const child = spawn(process.execPath, [path.join(__dirname, 'fit-child.js'), JSON.stringify(args)], {
+  const stopAt = moment.at === 'checkpoint' ? undefined : moment;
+  const child = spawn(process.execPath, [path.join(__dirname, 'fit-child.js'), JSON.stringify({ ...args, stopAt })], {
     env: { ...process.env, PACE_LIB: path.join(repoRoot, 'dist') },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
