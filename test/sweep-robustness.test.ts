@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { PaceBusyError, readRuns, settingGrids, sweep, type SweepEvent } from '../lib';
+import { processAlive } from '../lib/process-alive';
 import { labelRuns } from '../lib/report/labels';
 import { openSweepFolder } from '../lib/sweep/folder';
 import { makeTempDir } from './support/paths';
@@ -44,15 +45,6 @@ const base = {
   fit: { epochs: 1, batchSize: 4 },
 };
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 afterEach(() => {
   delete process.env.STAND_IN_SLOW;
   delete process.env.STAND_IN_FAIL;
@@ -78,7 +70,7 @@ describe('a sweep that meets an error', () => {
       await expect(outcome).rejects.toThrow(/results\.md/);
       const slow = path.join(dir, 'sigma=1_seed=0');
       expect(fs.existsSync(path.join(slow, 'interrupted'))).toBe(true);
-      expect(started.filter(alive)).toEqual([]);
+      expect(started.filter(processAlive)).toEqual([]);
       expect(fs.existsSync(path.join(dir, 'sweep.lock'))).toBe(false);
       // interrupted by the sweep, not failed: the next sweep continues it
       expect(
@@ -88,7 +80,7 @@ describe('a sweep that meets an error', () => {
           .sort(),
       ).toEqual(['run.json']);
     } finally {
-      for (const pid of started.filter(alive)) process.kill(pid, 'SIGKILL');
+      for (const pid of started.filter(processAlive)) process.kill(pid, 'SIGKILL');
     }
   });
 

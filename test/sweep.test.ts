@@ -5,6 +5,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 
 import { PaceBusyError, PaceStateError, sweep, type SweepEvent } from '../lib';
+import { processAlive } from '../lib/process-alive';
 import { demoVit, writeDigits } from './support/digits';
 import { makeTempDir, repoRoot } from './support/paths';
 
@@ -55,15 +56,6 @@ function snapshot(dir: string): Record<string, string> {
   );
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Runs `pace sweep` with `args`; `onLine` sees each stdout line with the child process. */
 async function paceSweep(args: string[], onLine: (line: string, sweepPid: number) => void = () => {}) {
   const child = spawn(process.execPath, [cli, 'sweep', ...args], { cwd: temp.dir, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -102,8 +94,8 @@ test('a 2-σ × 2-λ × 2-seed sweep on the digits is killed mid-way, resumed wi
   expect(first.signal).toBe('SIGKILL');
   expect(victim).toBeDefined();
   const killed = victim as { name: string; pid: number };
-  for (let waited = 0; alive(killed.pid) && waited < 200; waited++) await new Promise((r) => setTimeout(r, 25));
-  expect(alive(killed.pid)).toBe(false);
+  for (let waited = 0; processAlive(killed.pid) && waited < 200; waited++) await new Promise((r) => setTimeout(r, 25));
+  expect(processAlive(killed.pid)).toBe(false);
 
   expect(finished).toHaveLength(2);
   const killedDir = path.join(dir, killed.name);
