@@ -28,6 +28,10 @@ class PromiseWorker : public Napi::AsyncWorker {
         toJs_(std::move(toJs)),
         queue_(std::move(queue)) {}
 
+  ~PromiseWorker() override {
+    if (queue_) queue_->ended();
+  }
+
   Napi::Promise promise() const { return deferred_.Promise(); }
 
  protected:
@@ -75,7 +79,6 @@ class PromiseWorker : public Napi::AsyncWorker {
       } catch (...) {
       }
     }
-    if (queue_) queue_->settled();
   }
 
   Napi::Promise::Deferred deferred_;

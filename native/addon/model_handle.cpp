@@ -101,8 +101,8 @@ std::shared_ptr<ModelState> ModelHandle::stateOf(const Napi::Value& value, const
 }
 
 std::unique_lock<std::mutex> lockFromJs(Napi::Env env, ModelState& state) {
-  std::unique_lock<std::mutex> lock(state.mutex, std::try_to_lock);
-  if (!lock.owns_lock()) {
+  std::unique_lock<std::mutex> lock(state.mutex, std::defer_lock);
+  if (state.work->busy() || !lock.try_lock()) {
     throw jsError(env, ErrorCode::Busy, "the model is busy (a forward, load or fit is running); await it first");
   }
   return lock;

@@ -19,17 +19,6 @@ int64_t memoryOf(const at::Tensor& tensor) {
   return tensor.has_storage() ? static_cast<int64_t>(tensor.storage().nbytes()) : 0;
 }
 
-// The bytes a tensor of `shape` holds, or nothing past 2^64 (a shape with a zero in it holds none, however large
-// its other sizes).
-std::optional<uint64_t> byteSizeOf(const std::vector<int64_t>& shape, at::ScalarType dtype) {
-  for (const int64_t dim : shape)
-    if (dim == 0) return 0;
-  uint64_t bytes = c10::elementSize(dtype);
-  for (const int64_t dim : shape)
-    if (__builtin_mul_overflow(bytes, static_cast<uint64_t>(dim), &bytes)) return std::nullopt;
-  return bytes;
-}
-
 }  // namespace
 
 Napi::Function TensorHandle::define(Napi::Env env) {

@@ -160,15 +160,6 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     return trainer_;
   }
 
-  // Where a job starts, holding the model's mutex: the trainable parameters may have been replaced (addAdapters)
-  // while it waited its turn, after live() let it be queued.
-  static void checkStillTrains(const ModelState& model, uint64_t generation) {
-    if (model.trainableGeneration != generation)
-      throw StateError(
-          "the model's trainable parameters changed (addAdapters) after this work was asked for, so "
-          "the trainer's optimizer would not train them: create the Trainer after addAdapters()");
-  }
-
   // dispose(): frees the optimizer's state; work in flight keeps its own reference and finishes.
   Napi::Value dispose(const Napi::CallbackInfo& info) {
     if (trainer_) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -reportedBytes_);
@@ -210,9 +201,8 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       const auto trainer = live(env);
       return runInTurn(
           env, model_->work, "pace.trainStep",
-          [model = model_, trainer, generation = generation_, inputs, graphs] {
+          [model = model_, trainer, inputs, graphs] {
             std::lock_guard<std::mutex> lock(model->mutex);
-            checkStillTrains(*model, generation);
             return trainer->step(inputs, graphs);
           },
           [](Napi::Env env, train::StepResult& result) -> Napi::Value { return stepResultToJs(env, result); });
@@ -236,9 +226,8 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       const auto trainer = live(env);
       return runInTurn(
           env, model_->work, "pace.profileSteps",
-          [model = model_, trainer, generation = generation_, inputs, steps, trace, graphs] {
+          [model = model_, trainer, inputs, steps, trace, graphs] {
             std::lock_guard<std::mutex> lock(model->mutex);
-            checkStillTrains(*model, generation);
             const bool cuda = model->model->parameters().front().is_cuda();
             std::vector<train::StepResult> results;
             profileToTrace(trace, cuda, [&] {
@@ -289,14 +278,14 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
         epoch.schedule = scheduleFromJs(options.Get("schedule").As<Napi::Object>());
         epoch.scheduleEachStep = options.Get("scheduleEachStep").ToBoolean().Value();
       }
-      // Made last, after every check that can throw: a callback that is never released keeps Node running.
+      // Made after the checks that can throw; one made but never run is released when the job is destroyed.
       std::shared_ptr<BatchCallback> progress;
       if (info[3].IsFunction()) progress = std::make_shared<BatchCallback>(env, info[3].As<Napi::Function>());
       // A stop asked for before the epoch (data-parallel: agreed through its first step by every rank).
       abort_->store(options.Get("stopRequested").ToBoolean().Value());
       return runInTurn(
           env, model_->work, "pace.runEpoch",
-          [model = model_, trainer, generation = generation_, abort = abort_, images, labels, epoch, progress] {
+          [model = model_, trainer, abort = abort_, images, labels, epoch, progress] {
             std::function<void(const train::BatchProgress&)> onBatch;
             if (progress) onBatch = [&progress](const train::BatchProgress& p) { progress->call(p); };
             struct ReleaseAtEnd {
@@ -306,7 +295,6 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
               }
             } releaseAtEnd{progress.get()};
             std::lock_guard<std::mutex> lock(model->mutex);
-            checkStillTrains(*model, generation);
             return trainer->runEpoch(images, labels, epoch, abort.get(), onBatch);
           },
           [](Napi::Env env, train::EpochResult& r) -> Napi::Value {
@@ -357,9 +345,8 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       const auto trainer = live(env);
       return runInTurn(
           env, model_->work, "pace.saveState",
-          [model = model_, trainer, generation = generation_, path, metadata] {
+          [model = model_, trainer, path, metadata] {
             std::lock_guard<std::mutex> lock(model->mutex);
-            checkStillTrains(*model, generation);
             const auto state = trainer->state();
             if (!path.empty()) saveCheckpoint(path, state, metadata);
             return true;
@@ -376,10 +363,9 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       const auto trainer = live(env);
       return runInTurn(
           env, model_->work, "pace.loadState",
-          [model = model_, trainer, generation = generation_, path] {
+          [model = model_, trainer, path] {
             SafetensorsContents contents = loadCheckpoint(path);
             std::lock_guard<std::mutex> lock(model->mutex);
-            checkStillTrains(*model, generation);
             trainer->restoreState(contents.tensors);
             return contents.metadata;
           },

@@ -76,6 +76,15 @@ static const DtypeInfo& infoFor(at::ScalarType type) {
 std::string dtypeName(at::ScalarType type) { return infoFor(type).name; }
 std::string safetensorsCode(at::ScalarType type) { return infoFor(type).safetensorsCode; }
 
+std::optional<uint64_t> byteSizeOf(const std::vector<int64_t>& shape, at::ScalarType dtype) {
+  for (const int64_t size : shape)
+    if (size == 0) return 0;
+  uint64_t bytes = c10::elementSize(dtype);
+  for (const int64_t size : shape)
+    if (__builtin_mul_overflow(bytes, static_cast<uint64_t>(size), &bytes)) return std::nullopt;
+  return bytes;
+}
+
 std::string shapeToString(const std::vector<int64_t>& shape) {
   std::ostringstream out;
   out << '[';

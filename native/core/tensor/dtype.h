@@ -27,6 +27,9 @@ std::optional<std::string> libtorchVersionNeededFor(const std::string& name);
 // This build's libtorch version, as "1.13.1".
 std::string libtorchVersion();
 std::string shapeToString(const std::vector<int64_t>& shape);
+// The bytes a tensor of `shape` (non-negative sizes) holds, or nothing past 2^64; a zero size makes it 0 however
+// large the others are.
+std::optional<uint64_t> byteSizeOf(const std::vector<int64_t>& shape, at::ScalarType dtype);
 // float32 for the half-width floats (bfloat16, float16), `type` otherwise: the dtype a value that must not be
 // rounded to a half-width float (a loss's logits, PACE's noise) takes.
 at::ScalarType atLeastFloat32(at::ScalarType type);

@@ -20,13 +20,13 @@ std::string outOfHostMemory(size_t bytes) {
 }
 
 at::Tensor emptyHostTensor(const std::vector<int64_t>& shape, at::ScalarType dtype) {
-  size_t bytes = c10::elementSize(dtype);
-  for (int64_t dim : shape) {
-    if (dim < 0) throw ShapeError("a tensor of shape " + shapeToString(shape) + " cannot be made");
-    if (__builtin_mul_overflow(bytes, static_cast<size_t>(dim), &bytes) || bytes > SIZE_MAX - kAlignment)
-      throw UnsupportedError("out of host memory: a tensor of shape " + shapeToString(shape) + " needs more than " +
-                             "2^64 bytes");
-  }
+  for (const int64_t size : shape)
+    if (size < 0) throw ShapeError("a tensor of shape " + shapeToString(shape) + " cannot be made");
+  const std::optional<uint64_t> total = byteSizeOf(shape, dtype);
+  if (!total || *total > SIZE_MAX - kAlignment)
+    throw UnsupportedError("out of host memory: a tensor of shape " + shapeToString(shape) + " needs more than " +
+                           "2^64 bytes");
+  const size_t bytes = *total;
   void* raw = std::malloc(bytes + kAlignment);
   if (!raw) throw UnsupportedError(outOfHostMemory(bytes));
   void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(raw) + kAlignment - 1) & ~(kAlignment - 1));
