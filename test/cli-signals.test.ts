@@ -213,10 +213,12 @@ describe('stop signals of pace fit', () => {
   test('SIGTERM stops the fit as Ctrl-C does: adapters written, exit 143', async () => {
     // Bug: only SIGINT was handled; SIGTERM (docker stop, Slurm) killed the process with no adapters. The child
     // sends itself the SIGTERM as it prints its epoch 1 line (after that epoch's metrics): it is handled at the
-    // child's next turn of its event loop, within epoch 2's first step of 4, which stops at that step.
-    const run = startPace(['fit', '--config', 'run.json', '--run-dir', 'terminated', '--epochs', '5000'], {
-      signalAt: { line: '^epoch 1:', signal: 'SIGTERM' },
-    });
+    // child's next turn of its event loop, within the first of epoch 2's 64 steps (batches of 1), which stops at
+    // that step; the JavaScript thread would have to be held off for the whole epoch for it to end first.
+    const run = startPace(
+      ['fit', '--config', 'run.json', '--run-dir', 'terminated', '--epochs', '5000', '--batch-size', '1'],
+      { signalAt: { line: '^epoch 1:', signal: 'SIGTERM' } },
+    );
     expect(await run.exited).toEqual({ code: 143, signal: null });
     expect(run.stderr()).toBe('');
     const stoppedAt = epochsIn('terminated');

@@ -569,9 +569,17 @@ describe('downloads', () => {
       otherHost: `${blob}.pid${deadPid}@elsewhere-${host}.0123456789ab`,
       unnamed: `${blob}.${deadPid}.0123456789ab`, // written before names said whose they are: the 24-hour rule
     };
-    for (const name of Object.values(left)) fs.writeFileSync(path.join(incomplete, name), 'partial');
+    // Unwritten for two minutes, as a download killed then is; a fresh one's file stays (its writer may live in
+    // another PID namespace under this host name).
+    const twoMinutesAgo = new Date(Date.now() - 120_000);
+    for (const name of Object.values(left)) {
+      fs.writeFileSync(path.join(incomplete, name), 'partial');
+      fs.utimesSync(path.join(incomplete, name), twoMinutesAgo, twoMinutesAgo);
+    }
+    const fresh = `${blob}.pid${deadPid}@${host}.fedcba987654`;
+    fs.writeFileSync(path.join(incomplete, fresh), 'partial');
     await downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir, progress: false });
-    expect(fs.readdirSync(incomplete).sort()).toEqual([left.live, left.otherHost, left.unnamed].sort());
+    expect(fs.readdirSync(incomplete).sort()).toEqual([left.live, left.otherHost, left.unnamed, fresh].sort());
   });
 
   test('pace pull stopped by SIGINT ends its transfer, leaves no partial file and exits 130', async () => {

@@ -70,13 +70,14 @@ test.each([
   // Each read one step late, after the next replay wrote the graph's outputs again: they were copied out first.
   // Compared where both runs reported the step (progress arriving after its epoch's end is dropped by fit, often
   // the last step or two). Each step 0 to 4 of epochs 2 to 5 was read after a replay, and would show the next
-  // step's loss without the copy: at least three of those 20 must be compared (most come in time).
+  // step's loss without the copy: at least one of those 20 must be compared (most come in time; each that is
+  // fails the test without the copy).
   const both = [...graphed.batchLosses.keys()].filter((key) => eager.batchLosses.has(key));
   const readAfterAReplay = both.filter((key) => {
     const [epoch, step] = key.split(':').map(Number);
     return epoch >= 2 && step <= 4;
   });
-  expect(readAfterAReplay.length).toBeGreaterThanOrEqual(3);
+  expect(readAfterAReplay.length).toBeGreaterThanOrEqual(1);
   for (const key of both) expect([key, graphed.batchLosses.get(key)]).toEqual([key, eager.batchLosses.get(key)]);
   expect(graphed.adapters.equals(eager.adapters)).toBe(true);
   expect(eager.epochs[0].stepGraphs).toBeUndefined();

@@ -15,6 +15,8 @@ afterAll(() => temp.cleanup());
  * A stand-in for `pace fit` (these tests are about the sweep around it): it reads its run.json, writes config.json
  * and one epoch to metrics.jsonl (val_acc with validation data, test_acc with a test set), after 10 s for runs
  * named in STAND_IN_SLOW, and exits 1 for runs named in STAND_IN_FAIL. SIGINT leaves `interrupted` behind, exit 130.
+ * With STAND_IN_SLOW set, the other runs start their work only once a slow run has its SIGINT handler (its
+ * `slow-ready` file beside the run folders): an interrupt from the sweep then always finds the handler.
  */
 const standIn = path.join(temp.dir, 'stand-in-fit.js');
 fs.writeFileSync(
@@ -25,16 +27,20 @@ const dir = args[args.indexOf(args.includes('--run-dir') ? '--run-dir' : '--resu
 const name = path.basename(dir);
 const named = (list) => (list ?? '').split(',').some((part) => part && name.includes(part));
 process.on('SIGINT', () => { fs.writeFileSync(path.join(dir, 'interrupted'), ''); process.exit(130); });
+const slowReady = path.join(dir, '..', 'slow-ready');
+if (named(process.env.STAND_IN_SLOW)) fs.writeFileSync(slowReady, '');
+const afterSlowIsReady = (work) =>
+  !process.env.STAND_IN_SLOW || fs.existsSync(slowReady) ? work() : setTimeout(() => afterSlowIsReady(work), 10);
 const config = JSON.parse(fs.readFileSync(args[args.indexOf('--config') + 1], 'utf8'));
 const { sigma = 0, lambda = 0 } = config.trainer.pace ?? {};
 const accuracy = 0.5 + sigma / 10 + lambda / 100 + config.trainer.seed / 1000 + (config.data.train.includes('beta') ? 0.2 : 0);
-setTimeout(() => {
+afterSlowIsReady(() => setTimeout(() => {
   if (named(process.env.STAND_IN_FAIL)) process.exit(1);
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ trainer: config.trainer, data: { trainSamples: 800 } }));
   const epoch = { epoch: 0, ...(config.data.validation && { val_acc: accuracy }), ...(config.data.test && { test_acc: accuracy }) };
   fs.writeFileSync(path.join(dir, 'metrics.jsonl'), JSON.stringify(epoch) + '\\n');
   process.exit(0);
-}, named(process.env.STAND_IN_SLOW) ? 10000 : 50);
+}, named(process.env.STAND_IN_SLOW) ? 10000 : 50));
 `,
 );
 

@@ -13,6 +13,12 @@ export const COMMIT_HASH = /^[0-9a-f]{40}$/;
 const BLOB_NAME = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
 /** Temporary files older than this are left over by a killed process and are removed. */
 const STALE_MS = 24 * 3600 * 1000;
+/**
+ * A file of a process this host does not know is removed once unwritten this long: a process of another PID
+ * namespace under the same host name (a container on the host's network) may still be writing it, and a transfer
+ * that writes nothing for a minute is past the default stall timeout anyway.
+ */
+const ORPHAN_QUIET_MS = 60 * 1000;
 /** This host in temporary files' names (a cache may be shared between hosts): letters, digits and '-'. */
 const HOST = os.hostname().replace(/[^A-Za-z0-9-]+/g, '-');
 /** A temporary file's writer, from its name: `<label>.pid<pid>@<host>.<random>`. */
@@ -159,8 +165,8 @@ export class RepoCache {
 
   /**
    * Removes what killed processes left in `.incomplete/` (a download stopped by Ctrl-C may leave gigabytes): the
-   * files of this host's processes that are gone, and any file older than a day (of another host, or named before
-   * names said whose they are).
+   * files of this host's processes that are gone (once unwritten for a minute), and any file older than a day (of
+   * another host, or named before names said whose they are).
    */
   async #removeStale(folder: string): Promise<void> {
     const now = Date.now();
@@ -169,7 +175,8 @@ export class RepoCache {
       const writer = WRITER.exec(entry);
       const orphaned = writer !== null && writer[2] === HOST && !processAlive(Number(writer[1]));
       try {
-        if (orphaned || now - (await fs.promises.lstat(file)).mtimeMs > STALE_MS) {
+        const quiet = now - (await fs.promises.lstat(file)).mtimeMs;
+        if ((orphaned && quiet > ORPHAN_QUIET_MS) || quiet > STALE_MS) {
           await fs.promises.rm(file, { force: true });
         }
       } catch {

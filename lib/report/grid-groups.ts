@@ -25,17 +25,17 @@ function stageFromName(name: string): 'tune' | 'evaluate' | undefined {
  * Splits runs into the groups a grid may mix. A sweep's tuning runs (validation accuracy, on the tuning split)
  * and evaluation runs (test accuracy, on the evaluation split) are measured apart, and so is each task: a `pace
  * sweep` folder's runs are grouped by their stage and task there, other runs by the stage their name begins with.
- * A sweep's runs that have not finished are left out (their numbers are not final), as are those whose stage the
- * sweep folder does not say.
+ * A sweep's runs that have not finished are left out (their numbers are not final); those whose stage the sweep
+ * folder does not say (its stored plan unreadable) are grouped by their names as other runs are.
  */
 export function gridGroups(runs: RunRecord[]): GridGroup[] {
   const groups = new Map<string, GridGroup>();
   runs.forEach((run, index) => {
     let key: string;
     let title: string | undefined;
-    if (run.sweep) {
-      const { status, stage, task } = run.sweep;
-      if (status !== 'finished' || stage === undefined) return;
+    if (run.sweep && run.sweep.status !== 'finished') return;
+    if (run.sweep?.stage !== undefined) {
+      const { stage, task } = run.sweep;
       key = JSON.stringify([path.dirname(run.dir), stage, task ?? null]);
       title =
         task === undefined ? (stage === 'grid' ? undefined : STAGE_TITLES[stage]) : `${STAGE_TITLES[stage]} of ${task}`;

@@ -63,14 +63,26 @@ export function launchRun(
   });
   let stderr = '';
   let partial = '';
+  // The run's log is a copy of its output: a full disk loses the copy (said once in the run's stderr tail), not the
+  // sweep, whose exception from a stream handler would end the process with its runs left going.
+  let logLost = false;
+  const copyToLog = (chunk: Buffer) => {
+    if (logLost) return;
+    try {
+      fs.writeSync(log, chunk);
+    } catch (error) {
+      logLost = true;
+      stderr += `\n(fit.log could not be written: ${(error as Error).message})`;
+    }
+  };
   child.stdout?.on('data', (chunk: Buffer) => {
-    fs.writeSync(log, chunk);
+    copyToLog(chunk);
     const lines = (partial + chunk.toString('utf8')).split('\n');
     partial = lines.pop() ?? '';
     for (const line of lines) options.onLine(line);
   });
   child.stderr?.on('data', (chunk: Buffer) => {
-    fs.writeSync(log, chunk);
+    copyToLog(chunk);
     stderr = (stderr + chunk.toString('utf8')).slice(-KEPT_STDERR);
   });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) => {
@@ -78,9 +90,14 @@ export function launchRun(
       stderr += error.message;
     });
     child.on('close', (code, signal) => {
-      if (partial) options.onLine(partial);
-      fs.closeSync(log);
-      resolve({ code, signal, stderr });
+      try {
+        if (partial) options.onLine(partial);
+        fs.closeSync(log);
+      } catch (error) {
+        stderr += `\n(fit.log could not be closed: ${(error as Error).message})`;
+      } finally {
+        resolve({ code, signal, stderr });
+      }
     });
   });
   return {
