@@ -169,9 +169,10 @@ Napi::Value ModelHandle::loadWeights(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const std::string path = stringFromJs(info[0], "path");
     const bool strict = info[1].ToBoolean().Value();
+    const auto state = live(info.Env());
     return runInTurn(
-        info.Env(), live(info.Env())->work, "pace.loadWeights",
-        [state = live(info.Env()), path, strict] {
+        info.Env(), state->work, "pace.loadWeights",
+        [state, path, strict] {
           std::lock_guard<std::mutex> lock(state->mutex);
           return models::loadWeights(*state->model, path, strict);
         },
@@ -193,9 +194,10 @@ Napi::Value ModelHandle::saveWeights(const Napi::CallbackInfo& info) {
     const std::string path = stringFromJs(info[0], "path");
     std::optional<TensorMetadata> metadata;
     if (info[1].IsObject()) metadata = metadataFromJs(info[1]);
+    const auto state = live(info.Env());
     return runInTurn(
-        info.Env(), live(info.Env())->work, "pace.saveWeights",
-        [state = live(info.Env()), path, metadata] {
+        info.Env(), state->work, "pace.saveWeights",
+        [state, path, metadata] {
           std::lock_guard<std::mutex> lock(state->mutex);
           saveSafetensors(path, peft::mergedStateDict(*state->model), metadata);
           return true;
@@ -209,9 +211,10 @@ Napi::Value ModelHandle::runForward(const Napi::CallbackInfo& info, bool feature
     const at::Tensor images = TensorHandle::unwrap(info[0], "images");
     const Precision precision =
         info[1].IsUndefined() ? Precision::Fp32 : precisionFromName(stringFromJs(info[1], "precision"));
+    const auto state = live(info.Env());
     return runInTurn(
-        info.Env(), live(info.Env())->work, featuresOnly ? "pace.forwardFeatures" : "pace.forward",
-        [state = live(info.Env()), images, featuresOnly, precision] {
+        info.Env(), state->work, featuresOnly ? "pace.forwardFeatures" : "pace.forward",
+        [state, images, featuresOnly, precision] {
           std::lock_guard<std::mutex> lock(state->mutex);
           torch::NoGradGuard noGrad;
           auto& model = *state->model;
@@ -322,9 +325,10 @@ Napi::Value ModelHandle::addAdapters(const Napi::CallbackInfo& info) {
 Napi::Value ModelHandle::loadAdapters(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const std::string path = stringFromJs(info[0], "path");
+    const auto state = live(info.Env());
     return runInTurn(
-        info.Env(), live(info.Env())->work, "pace.loadAdapters",
-        [state = live(info.Env()), path] {
+        info.Env(), state->work, "pace.loadAdapters",
+        [state, path] {
           std::lock_guard<std::mutex> lock(state->mutex);
           peft::loadAdapters(*state->model, path);
           return true;
@@ -337,9 +341,10 @@ Napi::Value ModelHandle::saveAdapters(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const std::string path = stringFromJs(info[0], "path");
     const TensorMetadata metadata = metadataFromJs(info[1]);
+    const auto state = live(info.Env());
     return runInTurn(
-        info.Env(), live(info.Env())->work, "pace.saveAdapters",
-        [state = live(info.Env()), path, metadata] {
+        info.Env(), state->work, "pace.saveAdapters",
+        [state, path, metadata] {
           std::lock_guard<std::mutex> lock(state->mutex);
           saveSafetensors(path, peft::trainableParameters(*state->model), metadata);
           return true;
@@ -372,9 +377,10 @@ Napi::Value ModelHandle::weightsFingerprint(const Napi::CallbackInfo& info) {
 // merged() -> Promise<NativeModel>: a plain backbone with the adapters folded in.
 Napi::Value ModelHandle::merged(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
+    const auto state = live(info.Env());
     return runInTurn(
-        info.Env(), live(info.Env())->work, "pace.merged",
-        [state = live(info.Env())] {
+        info.Env(), state->work, "pace.merged",
+        [state] {
           std::lock_guard<std::mutex> lock(state->mutex);
           return peft::mergedCopy(*state->model);
         },
@@ -424,9 +430,10 @@ Napi::Value ModelHandle::evaluate(const Napi::CallbackInfo& info) {
     std::shared_ptr<distributed::Group> group =
         object.Get("sharded").ToBoolean().Value() ? distributed::current() : nullptr;
     if (group && group->worldSize() < 2) group.reset();
+    const auto state = live(env);
     return runInTurn(
-        env, live(env)->work, "pace.evaluate",
-        [state = live(env), images, labels, options, group]() mutable {
+        env, state->work, "pace.evaluate",
+        [state, images, labels, options, group]() mutable {
           options.shardAcross = group.get();
           std::lock_guard<std::mutex> lock(state->mutex);
           return train::evaluate(*state->model, images, labels, options);
