@@ -46,7 +46,7 @@ test('creating a large model leaves the event loop free, and seeded creations si
   const { result: large, elapsed, held } = await watchEventLoop(() => createModel('vit_base_patch16_224'));
   large.dispose();
   expect(held / elapsed).toBeLessThan(0.5); // ≈ 1 when built on the JS thread
-  // libtorch's initialisers share one global generator: creations run one at a time, each from its own seed.
+  // Each creation draws from a generator of its own: creations side by side do not share draws.
   const bytes = async (model: Model) => {
     const file = path.join(os.tmpdir(), `pace-create-${process.pid}-${Math.random()}.safetensors`);
     await model.saveWeights(file);

@@ -333,6 +333,52 @@ describe('saving and loading', () => {
     expect(a.equals(c)).toBe(false);
   });
 
+  test("a seeded model's adapters and reset head draw from its own generator, whatever else draws meanwhile", async () => {
+    // Bug: initialisers drew from libtorch's one global generator, so a seeded model's adapters depended on
+    // what other models were created, extended or reset between its creation and its addAdapters().
+    const adapters = { type: 'loramul_vptadd', rank: 2 } as const;
+    const values = (model: Model) => {
+      const state = model.stateDict();
+      const result = Object.fromEntries(
+        Object.entries(state).map(([name, t]) => [name, Array.from(t.toFloat32Array())]),
+      );
+      disposeTensors(state);
+      return result;
+    };
+    let alone: Record<string, number[]>;
+    {
+      using model = await createModel(vitTiny, { seed: 5 });
+      model.addAdapters(adapters);
+      model.resetHead();
+      alone = values(model);
+    }
+    const [a, b] = await Promise.all([createModel(vitTiny, { seed: 5 }), createModel(vitTiny, { seed: 6 })]);
+    using first = a;
+    using second = b;
+    second.addAdapters(adapters);
+    using unseeded = await createModel(vitTiny);
+    second.resetHead();
+    first.addAdapters(adapters);
+    unseeded.addAdapters(adapters);
+    first.resetHead();
+    const interleaved = values(first);
+    expect(Object.keys(interleaved)).toEqual(Object.keys(alone));
+    for (const name of Object.keys(alone))
+      expect({ name, values: interleaved[name] }).toEqual({ name, values: alone[name] });
+    // torch.nn's bounds: Conv2d's default ±1/√fan_in, xavier_uniform's ±√(6 / (fan_in + fan_out)).
+    const maxAbs = (name: string) => Math.max(...alone[name].map(Math.abs));
+    const { patchSize, embedDim } = vitTiny as { patchSize: number; embedDim: number };
+    const convBound = 1 / Math.sqrt(3 * patchSize * patchSize);
+    expect(maxAbs('patch_embed.proj.weight')).toBeLessThanOrEqual(convBound);
+    expect(maxAbs('patch_embed.proj.weight')).toBeGreaterThan(0.9 * convBound);
+    const xavierBound = Math.sqrt(6 / (embedDim + adapters.rank));
+    expect(maxAbs('blocks.0.attn.qkv.delta_W_up')).toBeLessThanOrEqual(xavierBound);
+    expect(maxAbs('blocks.0.attn.qkv.delta_W_up')).toBeGreaterThan(0.8 * xavierBound);
+    // The draws are random: the other models' adapters and heads differ from these.
+    expect(values(second)['blocks.0.attn.qkv.delta_W_up']).not.toEqual(alone['blocks.0.attn.qkv.delta_W_up']);
+    expect(values(unseeded)['head.weight']).not.toEqual(alone['head.weight']);
+  });
+
   test('save then load round-trips a freshly initialised model bit for bit', async () => {
     using a = await createModel(vitTiny);
     const out = path.join(temp.dir, 'fresh.safetensors');

@@ -61,7 +61,10 @@ const CreateOptionsSchema = z
     device: z.string().min(1).default('cpu'),
     /** Passed to loadWeights for `pretrained`. */
     strict: z.boolean().default(true),
-    /** Makes the random initialisation reproducible (it seeds libtorch's global generator first). */
+    /**
+     * Makes the random initialisation reproducible: the model's own generator, which its later `addAdapters()` and
+     * `resetHead()` draw from too, is seeded with it (libtorch's global generator is not used).
+     */
     seed: z.number().int().min(0).optional(),
   })
   .strict();

@@ -61,8 +61,7 @@ Napi::Array namesToJs(Napi::Env env, const std::vector<std::string>& names) {
 }
 
 // createModel(spec, seed?) -> Promise<ModelHandle>: the backbone is built and randomly initialised on a worker
-// thread (a ViT-L's initialisation takes seconds). libtorch's initialisers draw from its global generator, so
-// creations are serialised: a seeded one is reproducible whatever runs beside it.
+// thread (a ViT-L's initialisation takes seconds), drawing from a generator of its own (models/init_random.h).
 Napi::Value createModelJs(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
@@ -74,9 +73,7 @@ Napi::Value createModelJs(const Napi::CallbackInfo& info) {
     return runAsync(
         env, "pace.createModel",
         [build = std::move(build), seed] {
-          static std::mutex creation;
-          std::lock_guard<std::mutex> lock(creation);
-          if (seed) at::manual_seed(*seed);
+          models::InitRandomScope random(models::newInitGenerator(seed));
           return build();
         },
         [](Napi::Env env, std::shared_ptr<models::Backbone>& model) -> Napi::Value {

@@ -6,6 +6,16 @@
 
 namespace pace::models {
 
+Backbone::Backbone() {
+  const std::optional<at::Generator> scoped = scopedInitGenerator();
+  initGenerator_ = scoped ? *scoped : newInitGenerator(std::nullopt);
+}
+
+void Backbone::resetHead() {
+  InitRandomScope scope(initGenerator_);
+  initialiseHead();
+}
+
 torch::Tensor Backbone::forward(const torch::Tensor& images, ForwardContext& context) {
   return forwardHead(context.duplicateBatch(forwardFeatures(images, context)), context);
 }

@@ -7,6 +7,7 @@
 
 #include "io/safetensors.h"
 #include "models/forward_context.h"
+#include "models/init_random.h"
 
 namespace pace::models {
 
@@ -15,6 +16,10 @@ class LinearImpl;
 // What every backbone offers: timm's forward_features / forward_head split and its input contract.
 class Backbone : public torch::nn::Module {
  public:
+  // A backbone made inside an InitRandomScope keeps that scope's generator for its later initialisation
+  // (adapters, a reset head); one made outside any gets a fresh one.
+  Backbone();
+
   // Final-norm features: ViT [B, tokens, D]; Swin [B, H, W, C].
   virtual torch::Tensor forwardFeatures(const torch::Tensor& images, ForwardContext& context) = 0;
   // Pooling and the classifier head.
@@ -30,8 +35,10 @@ class Backbone : public torch::nn::Module {
   virtual int64_t numClasses() const = 0;
   // The names of the classifier head's parameters (re-initialised when a checkpoint's class count differs).
   virtual std::vector<std::string> headParameterNames() const = 0;
-  // Re-initialises the head as timm does when it is created.
-  virtual void resetHead() = 0;
+  // Re-initialises the head as timm does when it is created, drawing from the model's generator.
+  void resetHead();
+  // The generator this model's initialisation draws from (models/init_random.h).
+  const at::Generator& initGenerator() const { return initGenerator_; }
 
   // Throws pace::Error unless `images` is a float tensor [B, 3, S, S] with S the model's image size.
   void checkImages(const torch::Tensor& images) const;
@@ -49,6 +56,12 @@ class Backbone : public torch::nn::Module {
   virtual bool readsGoogleNpz() const { return false; }
   // A new model of the same configuration (freshly initialised, no adapters).
   virtual std::shared_ptr<Backbone> createLike() const = 0;
+
+ protected:
+  virtual void initialiseHead() = 0;
+
+ private:
+  at::Generator initGenerator_;
 };
 
 // Puts the model back in the mode it had on entry when the scope ends, whatever ran inside (a training step,

@@ -4,8 +4,6 @@
 #include "tensor/layer_norm_to.h"
 #include "tensor/precision.h"
 
-#include <torch/nn/init.h>
-
 #include <cmath>
 
 namespace pace::models {
@@ -95,14 +93,6 @@ std::vector<double> linearDropPathRates(double maxRate, int64_t count) {
   std::vector<double> result(count);
   for (int64_t i = 0; i < count; ++i) result[i] = rates[i].item<float>();
   return result;
-}
-
-void truncatedNormal(torch::Tensor& tensor, double std, double low, double high) {
-  torch::NoGradGuard noGrad;
-  // Inverse-CDF sampling, as timm does: uniform between the bounds' CDF values, then erfinv.
-  const auto cdf = [](double x) { return (1.0 + std::erf(x / std::sqrt(2.0))) / 2.0; };
-  const double lower = cdf(low / std), upper = cdf(high / std);
-  tensor.uniform_(2 * lower - 1, 2 * upper - 1).erfinv_().mul_(std * std::sqrt(2.0)).clamp_(low, high);
 }
 
 }  // namespace pace::models

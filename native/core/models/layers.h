@@ -7,6 +7,7 @@
 #include <string>
 
 #include "models/forward_context.h"
+#include "models/init_random.h"
 #include "models/linear_adapter.h"
 
 namespace pace::models {
@@ -76,8 +77,5 @@ std::vector<double> linearDropPathRates(double maxRate, int64_t count);
 // fused scaled_dot_product_attention (flash or memory-efficient kernels on CUDA), or on 1.13 the explicit
 // products.
 torch::Tensor qkvAttention(const torch::Tensor& qkv, int64_t heads, const torch::Tensor& mask = {});
-
-// timm's trunc_normal_: normal(mean, std) truncated to [low, high] (absolute bounds).
-void truncatedNormal(torch::Tensor& tensor, double std, double low = -2.0, double high = 2.0);
 
 }  // namespace pace::models

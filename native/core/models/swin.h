@@ -103,7 +103,6 @@ class SwinTransformer : public Backbone {
   int64_t imageSize() const override { return config.imgSize; }
   int64_t numClasses() const override { return config.numClasses; }
   std::vector<std::string> headParameterNames() const override;
-  void resetHead() override;
   std::string noiseUnitOf(const std::string& linearPath) const override;
   int64_t defaultNoiseBlockStart() const override { return 0; }
   // timm's: the recomputed relative_position_index and attn_mask buffers dropped, and the pre-0.9 layout
@@ -116,6 +115,9 @@ class SwinTransformer : public Backbone {
   torch::nn::ModuleList layers{nullptr};
   LayerNorm norm{nullptr};
   SwinHead head{nullptr};
+
+ protected:
+  void initialiseHead() override;
 };
 
 // relative_position_index[i, j] = (hi - hj + w - 1)(2w - 1) + (wi - wj + w - 1) for tokens i, j of a w×w window.

@@ -58,6 +58,7 @@ torch::Tensor VitBlockImpl::forward(const torch::Tensor& input, ForwardContext& 
 VitPatchEmbedImpl::VitPatchEmbedImpl(int64_t patchSize, int64_t embedDim, bool bias) {
   proj = register_module(
       "proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, embedDim, patchSize).stride(patchSize).bias(bias)));
+  convDefaultInit(proj->weight, proj->bias);  // again, from the model's generator (the Conv2d drew from the global one)
 }
 
 torch::Tensor VitPatchEmbedImpl::forward(const torch::Tensor& images) {
@@ -83,7 +84,7 @@ VisionTransformer::VisionTransformer(const VitConfig& config_) : config((config_
 
   torch::NoGradGuard noGrad;
   truncatedNormal(pos_embed, 0.02);
-  cls_token.normal_(0.0, 1e-6);
+  normalInit(cls_token, 0.0, 1e-6);
 }
 
 torch::Tensor VisionTransformer::forwardFeatures(const torch::Tensor& images, ForwardContext& context) {
@@ -108,7 +109,7 @@ std::vector<std::string> VisionTransformer::headParameterNames() const {
   return {"head.weight", "head.bias"};
 }
 
-void VisionTransformer::resetHead() {
+void VisionTransformer::initialiseHead() {
   if (head) head->resetParameters();
 }
 

@@ -71,7 +71,6 @@ class VisionTransformer : public Backbone {
   int64_t imageSize() const override { return config.imgSize; }
   int64_t numClasses() const override { return config.numClasses; }
   std::vector<std::string> headParameterNames() const override;
-  void resetHead() override;
   std::string noiseUnitOf(const std::string& linearPath) const override;
   int64_t defaultNoiseBlockStart() const override { return 1; }
   bool readsGoogleNpz() const override { return !config.preNorm; }  // Google's files are the original ViT
@@ -85,6 +84,9 @@ class VisionTransformer : public Backbone {
   torch::nn::ModuleList blocks{nullptr};
   LayerNorm norm{nullptr};
   Linear head{nullptr};
+
+ protected:
+  void initialiseHead() override;
 };
 
 }  // namespace pace::models

@@ -1,6 +1,6 @@
 #include "peft/adapter_parts.h"
 
-#include <torch/nn/init.h>
+#include "models/init_random.h"
 
 namespace pace::peft {
 
@@ -10,7 +10,7 @@ LowRankPair LowRankPair::attach(models::LinearImpl& linear, int64_t rank) {
   LowRankPair pair;
   pair.down = linear.register_parameter("delta_W_down", torch::zeros({linear.outFeatures, rank}, options));
   pair.up = linear.register_parameter("delta_W_up", torch::empty({rank, linear.inFeatures}, options));
-  torch::nn::init::xavier_uniform_(pair.up);
+  models::xavierUniform(pair.up);
   return pair;
 }
 
@@ -22,7 +22,7 @@ PromptPair PromptPair::attach(models::LinearImpl& linear, int64_t rank) {
   PromptPair pair;
   pair.down = linear.register_parameter("delta_prompt_down", torch::zeros({linear.inFeatures, rank}, options));
   pair.up = linear.register_parameter("delta_prompt_up", torch::empty({rank, 1}, options));
-  torch::nn::init::xavier_uniform_(pair.up);
+  models::xavierUniform(pair.up);
   return pair;
 }
 

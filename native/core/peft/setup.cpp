@@ -30,6 +30,7 @@ bool matchesTarget(const std::string& path, const std::vector<std::string>& targ
 bool isAdapterParameter(const std::string& name) { return name.find(".delta_") != std::string::npos; }
 
 std::vector<std::string> addAdapters(models::Backbone& model, const AdapterSetup& setup) {
+  models::InitRandomScope random(model.initGenerator());
   for (const auto& item : model.named_parameters()) {
     if (isAdapterParameter(item.key())) throw StateError("the model already has adapters");
   }
@@ -74,7 +75,13 @@ std::vector<NamedTensor> trainableParameters(models::Backbone& model) {
 }
 
 std::shared_ptr<models::Backbone> mergedCopy(models::Backbone& model) {
-  std::shared_ptr<models::Backbone> copy = model.createLike();
+  // The copy's random initialisation is overwritten at once: drawn from a throwaway generator, it leaves the
+  // model's and the global generator as they were.
+  std::shared_ptr<models::Backbone> copy;
+  {
+    models::InitRandomScope throwaway(models::newInitGenerator(0));
+    copy = model.createLike();
+  }
   torch::NoGradGuard noGrad;
   auto target = copy->named_parameters();
   const auto device = model.parameters().front().device();
