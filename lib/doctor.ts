@@ -158,7 +158,9 @@ export function formatDoctorReport(report: DoctorReport, gemm?: GemmMeasurement 
 
 /** Tensor handles alive in this JavaScript environment and the native bytes they hold (for leak checks). */
 export interface MemoryStats {
+  /** Tensor handles alive in this thread (not disposed or collected). */
   liveTensors: number;
+  /** The memory those handles hold: a storage shared by several handles (views, a no-op `to()`) counts once. */
   tensorBytes: number;
   /** Freed CPU blocks of 1 MiB or more kept for reuse by the next step (see {@link releaseCachedMemory}). */
   cpuCacheBytes: number;

@@ -253,6 +253,21 @@ describe('Tensor lifetime', () => {
     b.dispose();
     expect(counts()).toEqual(before);
   });
+
+  test('handles that share one storage count its bytes once, until the last of them goes', () => {
+    const before = memoryStats();
+    const counts = () => {
+      const now = memoryStats();
+      return { handles: now.liveTensors - before.liveTensors, bytes: now.tensorBytes - before.tensorBytes };
+    };
+    const a = tensor(new Float32Array(1000));
+    const same = a.to('cpu'); // already there: the same storage
+    expect(counts()).toEqual({ handles: 2, bytes: 4000 });
+    a.dispose();
+    expect(counts()).toEqual({ handles: 1, bytes: 4000 });
+    same.dispose();
+    expect(counts()).toEqual({ handles: 0, bytes: 0 });
+  });
 });
 
 describe('tensorFromPieces (a decoded dataset joined natively)', () => {

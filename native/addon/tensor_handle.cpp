@@ -15,8 +15,8 @@ namespace pace::addon {
 
 namespace {
 
-int64_t memoryOf(const at::Tensor& tensor) {
-  return tensor.has_storage() ? static_cast<int64_t>(tensor.storage().nbytes()) : 0;
+const void* storageOf(const at::Tensor& tensor) {
+  return tensor.has_storage() ? tensor.storage().unsafeGetStorageImpl() : nullptr;
 }
 
 }  // namespace
@@ -57,28 +57,21 @@ TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Te
     throw jsError(info.Env(), ErrorCode::InvalidOption, "NativeTensor cannot be constructed directly; use tensor()");
   }
   tensor_ = *info[0].As<Napi::External<at::Tensor>>().Data();
-  reportedBytes_ = memoryOf(*tensor_);
+  storage_ = storageOf(*tensor_);
   counters_ = AddonData::of(info.Env()).memory;
-  counters_->liveTensors += 1;
-  counters_->tensorBytes += reportedBytes_;
-  Napi::MemoryManagement::AdjustExternalMemory(info.Env(), reportedBytes_);
+  const int64_t bytes = tensor_->has_storage() ? static_cast<int64_t>(tensor_->storage().nbytes()) : 0;
+  Napi::MemoryManagement::AdjustExternalMemory(info.Env(), counters_->add(storage_, bytes));
 }
 
 TensorHandle::~TensorHandle() {
-  if (tensor_ && env_) {
-    Napi::MemoryManagement::AdjustExternalMemory(env_, -reportedBytes_);
-    counters_->liveTensors -= 1;
-    counters_->tensorBytes -= reportedBytes_;
-  }
+  if (tensor_ && env_) Napi::MemoryManagement::AdjustExternalMemory(env_, -counters_->remove(storage_));
 }
 
 void TensorHandle::release(Napi::Env env) {
   if (!tensor_) return;
   tensor_.reset();
-  Napi::MemoryManagement::AdjustExternalMemory(env, -reportedBytes_);
-  counters_->liveTensors -= 1;
-  counters_->tensorBytes -= reportedBytes_;
-  reportedBytes_ = 0;
+  Napi::MemoryManagement::AdjustExternalMemory(env, -counters_->remove(storage_));
+  storage_ = nullptr;
 }
 
 const at::Tensor& TensorHandle::live(Napi::Env env) const {

@@ -37,7 +37,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value dispose(const Napi::CallbackInfo& info);
 
   std::optional<at::Tensor> tensor_;
-  int64_t reportedBytes_ = 0;
+  const void* storage_ = nullptr;  // the tensor's storage, as MemoryCounters keys it
   napi_env env_ = nullptr;
   std::shared_ptr<struct MemoryCounters> counters_;
 };
