@@ -86,20 +86,31 @@ std::shared_ptr<models::Backbone> mergedCopy(models::Backbone& model) {
   auto target = copy->named_parameters();
   const auto device = model.parameters().front().device();
   copy->to(device);
-  for (const auto& item : model.named_parameters()) {
-    if (!isAdapterParameter(item.key())) target[item.key()].copy_(item.value());
-  }
   std::map<std::string, models::LinearImpl*> copyLinears;
   for (const auto& [path, linear] : copy->linears()) copyLinears[path] = linear;
+  for (const auto& item : model.named_parameters()) {
+    if (isAdapterParameter(item.key())) continue;
+    if (at::Tensor* same = target.find(item.key())) {
+      same->copy_(item.value());
+      continue;
+    }
+    // A bias the model gained after it was made (a merged VPT shift loaded from a checkpoint): the copy gains it.
+    const size_t dot = item.key().rfind('.');
+    const auto linear = copyLinears.find(item.key().substr(0, dot));
+    if (item.key().substr(dot + 1) != "bias" || linear == copyLinears.end())
+      throw Error(ErrorCode::Internal, "merging: the model's parameter '" + item.key() + "' has no place in a copy");
+    linear->second->addBias(item.value());
+  }
   for (const auto& [path, linear] : model.linears()) {
     if (!linear->adapter) continue;
     const auto [weight, bias] = linear->adapter->mergedWeightAndBias(*linear);
-    target[path + ".weight"].copy_(weight);
+    models::LinearImpl& merged = *copyLinears.at(path);
+    merged.weight.copy_(weight);
     if (!bias.defined()) continue;
-    if (target.find(path + ".bias")) {
-      target[path + ".bias"].copy_(bias);
+    if (merged.bias.defined()) {
+      merged.bias.copy_(bias);
     } else {
-      copyLinears[path]->addBias(bias);  // a VPT shift on a bias-less linear (Swin's downsample.reduction)
+      merged.addBias(bias);  // a VPT shift on a bias-less linear (Swin's downsample.reduction)
     }
   }
   copy->train(false);
