@@ -274,8 +274,61 @@ describe('bad files get an error naming the file and the problem', () => {
     await expectRejected(
       'shape-overflow',
       craftSafetensors({ x: { dtype: 'F64', shape: [2 ** 32, 2 ** 32], data_offsets: [0, 8] } }, eightBytes),
+      'has more elements than a tensor can count',
+    );
+    await expectRejected(
+      'bytes-overflow',
+      craftSafetensors({ x: { dtype: 'F64', shape: [2 ** 31, 2 ** 31], data_offsets: [0, 8] } }, eightBytes),
       'needs more than 2^64 bytes',
     );
+  });
+
+  test('a name given twice, and a dimension JavaScript cannot hold exactly', async () => {
+    // Bug: the JSON parser kept one of two equal names, so the other's bytes were reported as a gap, or (same
+    // offsets) the file loaded as if it named one tensor.
+    for (const [label, second] of [
+      ['apart', [8, 16]],
+      ['same', [0, 8]],
+    ] as const) {
+      const header = `{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[${second.join(',')}]}}`;
+      await expectRejected(
+        `twice-${label}`,
+        craftSafetensors(header, Buffer.alloc(second[1])),
+        "the header names 'a' twice",
+      );
+    }
+    await expectRejected(
+      'huge-dimension',
+      craftSafetensors({ x: { dtype: 'F32', shape: [2 ** 62, 0], data_offsets: [0, 0] } }, Buffer.alloc(0)),
+      /tensor 'x': shape\[0\] = \d+ is larger than 2\^53 - 1/,
+    );
+  });
+
+  test('a zero dimension makes an empty tensor, but does not hide dimensions that overflow, in any order', async () => {
+    // Bug: [2^40, 2^40, 0] was refused as needing more than 2^64 bytes, while [0, 2^40, 2^40] was accepted.
+    for (const shape of [
+      [2 ** 40, 2 ** 40, 0],
+      [0, 2 ** 40, 2 ** 40],
+    ]) {
+      await expectRejected(
+        `zero-overflow-${shape.indexOf(0)}`,
+        craftSafetensors({ empty: { dtype: 'F32', shape, data_offsets: [0, 0] }, ...good }, eightBytes),
+        `tensor 'empty': shape [${shape.join(',')}] has more elements than a tensor can count (2^63 - 1)`,
+      );
+    }
+    const file = path.join(temp.dir, 'zero.safetensors');
+    const shape = [2 ** 20, 0, 2 ** 20];
+    fs.writeFileSync(
+      file,
+      craftSafetensors({ empty: { dtype: 'F32', shape, data_offsets: [0, 0] }, ...good }, eightBytes),
+    );
+    await withLoaded(file, (loaded) => {
+      expect(loaded.tensors.empty.shape).toEqual(shape);
+      expect(loaded.tensors.empty.size).toBe(0);
+      expect(Array.from(loaded.tensors.x.toFloat32Array())).toEqual([
+        ...new Float32Array(eightBytes.buffer, eightBytes.byteOffset, 2),
+      ]);
+    });
   });
 
   test('negative or fractional dimensions, and missing fields', async () => {

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
 
 #include "errors.h"
 #include "io/atomic_file.h"
@@ -23,6 +25,7 @@ using Json = nlohmann::ordered_json;
 // The same bound as the reference implementation: no real header comes near it, and it keeps a
 // hostile length field from making us allocate gigabytes.
 constexpr uint64_t kMaxHeaderBytes = 100ull * 1000 * 1000;
+constexpr uint64_t kMaxExactDimension = (1ull << 53) - 1;
 
 class FileProblem {
  public:
@@ -119,14 +122,21 @@ SafetensorsEntry parseEntry(const std::string& name, const Json& info, uint64_t 
   }
   entry.dtype = *dtype;
 
-  uint64_t numel = 1;
-  bool overflow = false;
+  // libtorch refuses a shape whose dimensions overflow int64 as they are multiplied, even with a zero among them.
+  uint64_t nonZeroProduct = 1;
+  bool overflow = false, empty = false;
   for (size_t i = 0; i < shapeIt->size(); ++i) {
     const uint64_t dim = nonNegativeInteger((*shapeIt)[i], err, where + ": shape[" + std::to_string(i) + "]");
-    if (dim > static_cast<uint64_t>(INT64_MAX)) err.fail(where + ": shape[" + std::to_string(i) + "] is too large");
+    // Shapes reach JavaScript as numbers, exact only up to 2^53.
+    if (dim > kMaxExactDimension)
+      err.fail(where + ": shape[" + std::to_string(i) + "] = " + std::to_string(dim) + " is larger than 2^53 - 1");
     entry.shape.push_back(static_cast<int64_t>(dim));
-    overflow = overflow || __builtin_mul_overflow(numel, dim, &numel);
+    empty = empty || dim == 0;
+    if (dim != 0) overflow = overflow || __builtin_mul_overflow(nonZeroProduct, dim, &nonZeroProduct);
   }
+  if (overflow || nonZeroProduct > static_cast<uint64_t>(INT64_MAX))
+    err.fail(where + ": shape " + shapeToString(entry.shape) + " has more elements than a tensor can count (2^63 - 1)");
+  const uint64_t numel = empty ? 0 : nonZeroProduct;
   entry.begin = nonNegativeInteger((*offsetsIt)[0], err, where + ": data_offsets[0]");
   entry.end = nonNegativeInteger((*offsetsIt)[1], err, where + ": data_offsets[1]");
   if (entry.end < entry.begin)
@@ -137,8 +147,7 @@ SafetensorsEntry parseEntry(const std::string& name, const Json& info, uint64_t 
              "] run past the end of the data section (" + std::to_string(dataSize) + " bytes)");
 
   uint64_t expectedBytes = 0;
-  overflow =
-      overflow || __builtin_mul_overflow(numel, static_cast<uint64_t>(c10::elementSize(entry.dtype)), &expectedBytes);
+  overflow = __builtin_mul_overflow(numel, static_cast<uint64_t>(c10::elementSize(entry.dtype)), &expectedBytes);
   if (overflow || expectedBytes != entry.end - entry.begin)
     err.fail(where + ": shape " + shapeToString(entry.shape) + " of " + code + " needs " +
              (overflow ? std::string("more than 2^64") : std::to_string(expectedBytes)) +
@@ -211,11 +220,21 @@ SafetensorsHeader parseHeader(const ReadOnlyFile& file, const FileProblem& err) 
   file.readExactly(8, text.data(), headerLength);
 
   Json json;
+  std::set<std::string> names;
+  std::optional<std::string> duplicate;
+  // The parsed object would keep one of two equal names: they are noticed while parsing.
+  const auto noteNames = [&](int depth, nlohmann::detail::parse_event_t event, Json& parsed) {
+    if (event == nlohmann::detail::parse_event_t::key && depth == 1 && !duplicate &&
+        !names.insert(parsed.get<std::string>()).second)
+      duplicate = parsed.get<std::string>();
+    return true;
+  };
   try {
-    json = Json::parse(text);
+    json = Json::parse(text, noteNames);
   } catch (const Json::exception& e) {
     err.fail(std::string("header is not valid JSON (") + e.what() + ")");
   }
+  if (duplicate) err.fail("the header names '" + *duplicate + "' twice");
   if (!json.is_object()) err.fail("header must be a JSON object");
 
   header.dataStart = 8 + headerLength;
