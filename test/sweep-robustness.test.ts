@@ -14,7 +14,8 @@ afterAll(() => temp.cleanup());
 /**
  * A stand-in for `pace fit` (these tests are about the sweep around it): it reads its run.json, writes config.json
  * and one epoch to metrics.jsonl (val_acc with validation data, test_acc with a test set), after 10 s for runs
- * named in STAND_IN_SLOW, and exits 1 for runs named in STAND_IN_FAIL. SIGINT leaves `interrupted` behind, exit 130.
+ * named in STAND_IN_SLOW, and exits 1 for runs named in STAND_IN_FAIL. SIGINT leaves `interrupted` behind, exit 130,
+ * except in runs named in STAND_IN_DEAF, which ignore it.
  * With STAND_IN_SLOW set, the other runs start their work only once a slow run has its SIGINT handler (its
  * `slow-ready` file beside the run folders): an interrupt from the sweep then always finds the handler.
  */
@@ -26,7 +27,10 @@ const args = process.argv.slice(2);
 const dir = args[args.indexOf(args.includes('--run-dir') ? '--run-dir' : '--resume') + 1];
 const name = path.basename(dir);
 const named = (list) => (list ?? '').split(',').some((part) => part && name.includes(part));
-process.on('SIGINT', () => { fs.writeFileSync(path.join(dir, 'interrupted'), ''); process.exit(130); });
+process.on('SIGINT', () => {
+  if (named(process.env.STAND_IN_DEAF)) return;
+  fs.writeFileSync(path.join(dir, 'interrupted'), ''); process.exit(130);
+});
 const slowReady = path.join(dir, '..', 'slow-ready');
 if (named(process.env.STAND_IN_SLOW)) fs.writeFileSync(slowReady, '');
 const afterSlowIsReady = (work) =>
@@ -54,6 +58,7 @@ const base = {
 afterEach(() => {
   delete process.env.STAND_IN_SLOW;
   delete process.env.STAND_IN_FAIL;
+  delete process.env.STAND_IN_DEAF;
 });
 
 describe('a sweep that meets an error', () => {
@@ -131,6 +136,50 @@ describe('a sweep that meets an error', () => {
     expect(csv[0]).toBe('stage,task,group,shots,trainer.pace.sigma,seed,run,status,epochs,val_acc,test_acc,problem');
     expect(csv[1]).toMatch(/^grid,,,,0\.5,0,sigma=0\.5_seed=0,finished,0,,,"?\/.*finished\.json: not readable JSON/);
     expect(csv[2]).toBe('grid,,,,1,0,sigma=1_seed=0,finished,1,,0.6,');
+  });
+});
+
+describe('a stopped sweep', () => {
+  test('kills a run that has not ended stopTimeoutSeconds after its interrupt, keeping it unfailed', async () => {
+    // Bug: the sweep waited for an interrupted run however long it took; one stuck in a step (here: deaf to
+    // SIGINT, finishing after 10 s) kept the sweep from ending.
+    const dir = path.join(temp.dir, 'deaf-run');
+    process.env.STAND_IN_SLOW = 'sigma=1_';
+    process.env.STAND_IN_DEAF = 'sigma=1_';
+    const controller = new AbortController();
+    const events: SweepEvent[] = [];
+    const started = Date.now();
+    const outcome = await sweep(
+      { base, grid: { 'trainer.pace.sigma': [1] }, dir },
+      {
+        baseDir: temp.dir,
+        childModule: standIn,
+        signal: controller.signal,
+        stopTimeoutSeconds: 0.5,
+        onEvent: (event) => {
+          events.push(event);
+          if (event.type !== 'start') return;
+          const ready = path.join(dir, 'slow-ready');
+          const abortWhenReady = () => (fs.existsSync(ready) ? controller.abort() : setTimeout(abortWhenReady, 10));
+          abortWhenReady();
+        },
+      },
+    );
+    expect(Date.now() - started).toBeLessThan(8000); // the run's own end comes after 10 s
+    expect(outcome.aborted).toBe(true);
+    expect(outcome.failed).toEqual([]);
+    expect(events.filter((e) => e.type === 'kill')).toEqual([
+      { type: 'kill', run: expect.objectContaining({ name: 'sigma=1_seed=0' }), afterSeconds: 0.5 },
+    ]);
+    const pid = (events.find((e) => e.type === 'start') as Extract<SweepEvent, { type: 'start' }>).pid;
+    expect(processAlive(pid)).toBe(false);
+    expect(fs.readdirSync(path.join(dir, 'sigma=1_seed=0')).sort()).toEqual(['fit.log', 'run.json']);
+  });
+
+  test('stopTimeoutSeconds is checked', async () => {
+    await expect(
+      sweep({ base, grid: {}, dir: path.join(temp.dir, 'bad-timeout') }, { stopTimeoutSeconds: 0 }),
+    ).rejects.toThrow(/^options\.stopTimeoutSeconds: /);
   });
 });
 

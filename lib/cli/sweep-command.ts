@@ -34,6 +34,8 @@ function describe(event: SweepEvent, verbose: boolean): string | undefined {
       );
     case 'fail':
       return `FAILED ${event.run.name}: ${event.message}`;
+    case 'kill':
+      return `killed ${event.run.name}: it had not stopped ${event.afterSeconds} s after it was interrupted`;
     case 'select':
       return event.label === undefined
         ? `select ${event.task ?? ''}: no tuning run finished, nothing to evaluate`

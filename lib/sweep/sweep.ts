@@ -2,7 +2,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
+import { z } from 'zod';
+
 import { PaceOptionError } from '../errors';
+import { parseOptions } from '../options';
 import { writeFileAtomic } from '../train/run-folder';
 import { identityOf, parseSweepConfig, readSweepConfig, type SweepConfig, type SweepConfigInput } from './config';
 import { resultsCsv } from './csv';
@@ -33,6 +36,8 @@ export type SweepEvent =
   | { type: 'epoch'; run: RunInfo; epoch: number; epochs: number; line: string }
   | { type: 'finish'; run: RunInfo; valAcc?: number; testAcc?: number; seconds: number }
   | { type: 'fail'; run: RunInfo; message: string }
+  /** An interrupted run that had not ended `afterSeconds` later was killed (its last checkpoint is kept). */
+  | { type: 'kill'; run: RunInfo; afterSeconds: number }
   | { type: 'select'; task?: string; label?: string; valAcc?: number }
   | { type: 'results'; csv: string; markdown: string };
 
@@ -50,6 +55,11 @@ export interface SweepOptions {
   signal?: AbortSignal;
   /** The module each run's `pace fit` is forked from (default: dist's sweep/run-child.js). */
   childModule?: string;
+  /**
+   * How long an interrupted run may take to end its step and write its checkpoint before it is killed (default
+   * 120 s): a run stuck in a step or a collective would otherwise keep the sweep from ending.
+   */
+  stopTimeoutSeconds?: number;
 }
 
 /** What a sweep did. */
@@ -102,13 +112,21 @@ export async function sweep(config: string | SweepConfigInput, options: SweepOpt
   const plan = new SweepPlan(parsed, dir);
   const childModule = options.childModule ?? defaultChildModule();
   const emit = (event: SweepEvent) => options.onEvent?.(event);
+  const stopTimeoutSeconds = parseOptions(
+    z.number().positive().default(DEFAULT_STOP_TIMEOUT_SECONDS),
+    options.stopTimeoutSeconds,
+    'options.stopTimeoutSeconds',
+  );
   const release = openSweepFolder(dir, identityOf(parsed));
   try {
-    return await new Scheduler(plan, { parallel, threads, gpus, childModule, emit, signal: options.signal }).run();
+    const scheduling = { parallel, threads, gpus, childModule, emit, signal: options.signal, stopTimeoutSeconds };
+    return await new Scheduler(plan, scheduling).run();
   } finally {
     release();
   }
 }
+
+const DEFAULT_STOP_TIMEOUT_SECONDS = 120;
 
 interface SchedulerOptions {
   parallel: number;
@@ -117,6 +135,16 @@ interface SchedulerOptions {
   childModule: string;
   emit: (event: SweepEvent) => void;
   signal?: AbortSignal;
+  stopTimeoutSeconds: number;
+}
+
+interface RunningRun {
+  info: RunInfo;
+  process: RunProcess;
+  slot: number;
+  done: Promise<void>;
+  /** Set once the run was interrupted: kills it if it has not ended in time. */
+  killTimer?: NodeJS.Timeout;
 }
 
 /** Starts runs as slots free up, chooses each task's point once its tuning runs are done, writes the results. */
@@ -124,7 +152,7 @@ class Scheduler {
   /** Every run planned so far, in order (the results' rows). */
   private readonly planned: PlannedRun[];
   private readonly queue: PlannedRun[] = [];
-  private readonly running = new Map<PlannedRun, { process: RunProcess; slot: number; done: Promise<void> }>();
+  private readonly running = new Map<PlannedRun, RunningRun>();
   private readonly selections = new Map<SweepTask | undefined, Selection>();
   private readonly failed: string[] = [];
   /** The final numbers of finished runs, read once. */
@@ -166,7 +194,7 @@ class Scheduler {
       threadsPerRun: threads,
     });
     const stop = () => {
-      for (const { process } of this.running.values()) process.interrupt();
+      for (const entry of this.running.values()) this.interrupt(entry);
     };
     signal?.addEventListener('abort', stop);
     try {
@@ -198,8 +226,24 @@ class Scheduler {
   private async stopRunning(): Promise<void> {
     this.stopping = true;
     const entries = [...this.running.values()];
-    for (const { process } of entries) process.interrupt();
+    for (const entry of entries) this.interrupt(entry);
     await Promise.all(entries.map((entry) => entry.done));
+  }
+
+  /** Asks a run to stop at its checkpoint, and kills it should it not have ended in time. */
+  private interrupt(entry: RunningRun): void {
+    entry.process.interrupt();
+    if (entry.killTimer) return;
+    const { stopTimeoutSeconds } = this.options;
+    entry.killTimer = setTimeout(() => {
+      entry.process.kill();
+      try {
+        this.options.emit({ type: 'kill', run: entry.info, afterSeconds: stopTimeoutSeconds });
+      } catch (error) {
+        this.endError ??= { error }; // thrown from a timer, it would end the process
+      }
+    }, stopTimeoutSeconds * 1000);
+    void entry.done.then(() => clearTimeout(entry.killTimer));
   }
 
   /** Rethrows what went wrong where a run's end was handled (`done` itself never rejects). */
@@ -239,7 +283,7 @@ class Scheduler {
         this.endError ??= { error };
       });
     // running before anything else can throw: an error from here on stops it with the others
-    this.running.set(run, { process, slot, done });
+    this.running.set(run, { info, process, slot, done });
     this.options.emit({
       type: 'start',
       run: info,
