@@ -141,6 +141,8 @@ export interface NativeEpochResult {
   fpDistance?: number;
   /** The learning rate of the epoch's first step, when a schedule was given. */
   learningRate?: number;
+  /** Each step's total loss in order: all the progress `onBatch` reported, including calls still on their way. */
+  stepLosses: Float64Array;
   stepGraphs: StepGraphCounts;
 }
 

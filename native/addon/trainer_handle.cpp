@@ -1,5 +1,6 @@
 #include <napi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 
@@ -311,6 +312,9 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
             if (r.gradNorm >= 0) object.Set("gradNorm", r.gradNorm);
             if (r.fpDistance >= 0) object.Set("fpDistance", r.fpDistance);
             if (r.learningRate >= 0) object.Set("learningRate", r.learningRate);
+            Napi::Float64Array stepLosses = Napi::Float64Array::New(env, r.stepLosses.size());
+            std::copy(r.stepLosses.begin(), r.stepLosses.end(), stepLosses.Data());
+            object.Set("stepLosses", stepLosses);
             Napi::Object graphs = Napi::Object::New(env);
             graphs.Set("captured", static_cast<double>(r.graphs.captured));
             graphs.Set("replayed", static_cast<double>(r.graphs.replayed));

@@ -94,6 +94,7 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
     if (!pending) return;
     const double total = pending->total.item<double>();
     if (!std::isfinite(total)) throw lossDiverged(total, positionOf(pending->step));
+    result.stepLosses.push_back(total);
     if (onBatch) onBatch({pending->step + 1, steps, total});
     pending.reset();
   };

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "data/mixup.h"
 #include "data/rand_augment.h"
@@ -105,7 +106,8 @@ struct EpochResult {
   double clsLoss = 0, paceLoss = 0, totalLoss = 0;
   double trainAccuracy = 0;
   double gradNorm = -1, fpDistance = -1;
-  double learningRate = -1;  // the rate of the epoch's first step (negative: the schedule was not touched)
+  double learningRate = -1;        // the rate of the epoch's first step (negative: the schedule was not touched)
+  std::vector<double> stepLosses;  // each step's total loss, in order (what onBatch reported, none missing)
   double seconds = 0;
   double communicationSeconds = 0;  // data-parallel: time in the gradient all-reduces
   StepGraphCounts graphs;           // how the steps ran (all eager when the epoch asked for no graphs)
