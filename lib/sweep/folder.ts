@@ -4,9 +4,9 @@ import path from 'node:path';
 import { withContext } from '../error-context';
 import { jsonDifferences } from '../json-differences';
 import { PaceStateError } from '../errors';
+import { takeLock } from '../folder-lock';
 import { writeFileAtomic } from '../train/run-folder';
 import type { SweepIdentity } from './config';
-import { releaseLock, takeLock } from './lock';
 
 /** The file a sweep folder stores its config in (what decides its runs). */
 export const SWEEP_CONFIG_FILE = 'sweep.json';
@@ -26,8 +26,7 @@ export function firstDifference(a: unknown, b: unknown): string | undefined {
 export function openSweepFolder(dir: string, identity: SweepIdentity): () => void {
   fs.mkdirSync(dir, { recursive: true });
   const lock = path.join(dir, LOCK);
-  takeLock(dir, lock);
-  const release = () => releaseLock(lock);
+  const release = takeLock(dir, lock, { folder: 'sweep folder', user: 'sweep' });
   try {
     const stored = path.join(dir, SWEEP_CONFIG_FILE);
     if (fs.existsSync(stored)) {

@@ -1,18 +1,28 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 
-import { PaceBusyError } from '../errors';
-import { processAlive } from '../process-alive';
-import { writeFileAtomic } from '../train/run-folder';
+import { PaceBusyError } from './errors';
+import { processAlive } from './process-alive';
+import { writeFileAtomic } from './train/run-folder';
 
-/** Who holds a sweep folder's lock: a process on a host (a sweep folder may be on a shared file system). */
+/** Who holds a folder's lock: a process on a host (the folder may be on a shared file system). */
 interface Holder {
   pid: number;
   hostname: string;
 }
 
 const errorCode = (error: unknown) => (error as NodeJS.ErrnoException).code;
+
+/** What a lock guards, for its messages: `{ folder: 'sweep folder', user: 'sweep' }`. */
+export interface LockUse {
+  folder: string;
+  user: string;
+}
+
+/** The locks this process holds, by real path: a second claim from this process is refused, not shared. */
+const heldHere = new Set<string>();
 
 /** A lock's holder from its text: `{"pid":…,"hostname":…}`, or a bare pid (an older sweep's lock: this host's). */
 function parseHolder(text: string): Holder | undefined {
@@ -68,12 +78,19 @@ function breakStale(lock: string, stale: string): void {
 const ATTEMPTS = 10;
 
 /**
- * Takes a sweep folder's lock: `{pid, hostname}` written to a file of our own, then hard-linked to the lock's
- * name, which fails when the name exists, so of processes starting together exactly one gets it. A lock held by
- * a process of this host that is gone is broken (see {@link breakStale}) and taken; a lock of another host is
- * refused, whatever its pid, as this host cannot tell whether that sweep still runs.
+ * Takes a folder's lock: `{pid, hostname}` written to a file of our own, then hard-linked to the lock's name,
+ * which fails when the name exists, so of processes starting together exactly one gets it. A lock held by a
+ * process of this host that is gone is broken (see {@link breakStale}) and taken; so is one naming this process
+ * that it does not hold (a restarted container reuses pids). A lock of another host is refused, whatever its
+ * pid, as this host cannot tell whether its holder still runs; so is a second claim from this process.
+ * Returns the function releasing it.
  */
-export function takeLock(dir: string, lock: string): void {
+export function takeLock(dir: string, lock: string, use: LockUse): () => void {
+  const { folder, user } = use;
+  const key = path.join(fs.realpathSync(path.dirname(lock)), path.basename(lock));
+  if (heldHere.has(key)) {
+    throw new PaceBusyError(`the ${folder} ${dir} is in use by another ${user} of this process (${process.pid})`);
+  }
   const hostname = os.hostname();
   const mine = `${lock}.tmp-${process.pid}-${crypto.randomBytes(6).toString('hex')}`;
   writeFileAtomic(mine, `${JSON.stringify({ pid: process.pid, hostname })}\n`);
@@ -81,7 +98,8 @@ export function takeLock(dir: string, lock: string): void {
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       try {
         fs.linkSync(mine, lock);
-        return;
+        heldHere.add(key);
+        return () => releaseLock(lock, key);
       } catch (error) {
         if (errorCode(error) !== 'EEXIST') throw error;
       }
@@ -90,32 +108,30 @@ export function takeLock(dir: string, lock: string): void {
       const holder = parseHolder(held);
       if (!holder) {
         throw new PaceBusyError(
-          `the sweep folder ${dir} is locked by ${lock}, which names no process ` +
-            `(${JSON.stringify(held.slice(0, 80))}): if no sweep is using the folder, remove the lock file`,
+          `the ${folder} ${dir} is locked by ${lock}, which names no process ` +
+            `(${JSON.stringify(held.slice(0, 80))}): if no ${user} is using the folder, remove the lock file`,
         );
       }
       if (holder.hostname !== hostname) {
         throw new PaceBusyError(
-          `the sweep folder ${dir} is in use by process ${holder.pid} on host ${holder.hostname} (${lock}): ` +
-            'if that sweep is gone, remove the lock file',
+          `the ${folder} ${dir} is in use by process ${holder.pid} on host ${holder.hostname} (${lock}): ` +
+            `if that ${user} is gone, remove the lock file`,
         );
       }
-      if (holder.pid === process.pid) return;
-      if (processAlive(holder.pid)) {
-        throw new PaceBusyError(`the sweep folder ${dir} is in use by process ${holder.pid} (${lock})`);
+      if (holder.pid !== process.pid && processAlive(holder.pid)) {
+        throw new PaceBusyError(`the ${folder} ${dir} is in use by process ${holder.pid} (${lock})`);
       }
       breakStale(lock, held);
     }
-    throw new PaceBusyError(
-      `the sweep folder ${dir}: could not take its lock ${lock} (other processes keep taking it)`,
-    );
+    throw new PaceBusyError(`the ${folder} ${dir}: could not take its lock ${lock} (other processes keep taking it)`);
   } finally {
     fs.rmSync(mine, { force: true });
   }
 }
 
 /** Releases the lock if this process holds it (a lock already gone, or another's, is left as it is). */
-export function releaseLock(lock: string): void {
+function releaseLock(lock: string, key: string): void {
+  heldHere.delete(key);
   let holder: Holder | undefined;
   try {
     const held = readLock(lock);
