@@ -1,10 +1,13 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 import {
   createModel,
   disposeTensors,
   loadTensors,
+  PaceBusyError,
+  PaceOptionError,
   readTensorHeader,
   saveTensors,
   tensor,
@@ -286,4 +289,102 @@ test('a checkpoint with a valid digest but tensors of the wrong kind is refused 
     replacement.dispose();
   }
   disposeTensors(tensors);
+});
+
+describe("a run folder is held by its fit (fit.lock) for the fit's whole length", () => {
+  let deadPid = 4_000_000;
+  while (fs.existsSync(`/proc/${deadPid}`)) deadPid += 1;
+
+  test('a second fit of the folder in this process is refused at once, and the folder holds the first run alone', async () => {
+    // Bug caught: two fits started together both found the new folder empty; config.json and the checkpoints then
+    // mixed the two runs (the second's lr in config.json, the first's in last.safetensors).
+    const dir = path.join(temp.dir, 'claimed-together');
+    using first = await freshModel();
+    using second = await freshModel();
+    const [a, b] = await Promise.allSettled([
+      new Trainer(first, trainerOptions).fit(train, { ...fit, runDir: dir }),
+      new Trainer(second, { ...trainerOptions, optimizer: { lr: 1e-3 } }).fit(train, {
+        ...fit,
+        epochs: 2,
+        runDir: dir,
+      }),
+    ]);
+    expect(a.status).toBe('fulfilled');
+    expect(b.status === 'rejected' && b.reason).toBeInstanceOf(PaceBusyError);
+    expect(b.status === 'rejected' && (b.reason as Error).message).toBe(
+      `the run folder ${dir} is in use by another fit of this process (${process.pid})`,
+    );
+    expect((await adapterBytes(first)).equals(expected)).toBe(true);
+    const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    expect([config.trainer.optimizer.lr, config.fit.epochs]).toEqual([1e-2, 4]);
+    const header = await readTensorHeader(path.join(dir, 'last.safetensors'));
+    expect(header.metadata?.epoch).toBe('3');
+    expect(fs.existsSync(path.join(dir, 'fit.lock'))).toBe(false); // released when the fit ended
+
+    // A resume asked for while a fit of the folder runs is refused too; the running fit ends as it would alone.
+    const again = copyOfRun('resumed-while-running');
+    using runner = await freshModel();
+    using intruder = await freshModel();
+    let refused: unknown;
+    await new Trainer(runner, trainerOptions).fit(train, {
+      ...fit,
+      resume: again,
+      callbacks: [
+        {
+          onEpochEnd: async (epoch) => {
+            if (epoch !== 2) return;
+            refused = await new Trainer(intruder, trainerOptions)
+              .fit(train, { ...fit, resume: again })
+              .catch((e: Error) => e);
+          },
+        },
+      ],
+    });
+    expect((refused as Error).message).toBe(
+      `the run folder ${again} is in use by another fit of this process (${process.pid})`,
+    );
+    expect((await adapterBytes(runner)).equals(expected)).toBe(true);
+  });
+
+  test("another process's live lock is refused naming its pid; a dead process's lock is broken", async () => {
+    const held = copyOfRun('held-elsewhere');
+    const lock = path.join(held, 'fit.lock');
+    fs.writeFileSync(lock, JSON.stringify({ pid: process.ppid, hostname: os.hostname() }));
+    const { message, untouched } = await resumeError(held);
+    expect(message).toBe(`the run folder ${held} is in use by process ${process.ppid} (${lock})`);
+    expect(untouched).toBe(true);
+    expect(JSON.parse(fs.readFileSync(lock, 'utf8')).pid).toBe(process.ppid); // left to its holder
+
+    fs.writeFileSync(lock, JSON.stringify({ pid: deadPid, hostname: os.hostname() }));
+    using model = await freshModel();
+    const history = await new Trainer(model, trainerOptions).fit(train, { ...fit, resume: held });
+    expect(history.epochs.map((e) => e.epoch)).toEqual([0, 1, 2, 3]);
+    expect((await adapterBytes(model)).equals(expected)).toBe(true);
+    expect(fs.existsSync(lock)).toBe(false);
+  });
+});
+
+test('runDir with resume, and a runDir or resume that is a file, are refused naming the option; nothing is written', async () => {
+  // Bugs caught: runDir was silently ignored beside resume; a file as runDir failed with a raw EEXIST from mkdir.
+  const dir = copyOfRun('both-options');
+  const other = path.join(temp.dir, 'not-made');
+  const both = await resumeError(dir, { runDir: other });
+  expect(both.message).toBe(
+    'options.resume continues the run in its own folder: it takes no options.runDir (give one of the two)',
+  );
+  expect(fs.existsSync(other)).toBe(false);
+  const file = path.join(temp.dir, 'a-file');
+  fs.writeFileSync(file, 'not a folder');
+  using model = await freshModel();
+  const trainer = new Trainer(model, trainerOptions);
+  for (const [option, value, what] of [
+    ['runDir', file, 'is a file'],
+    ['runDir', path.join(file, 'run'), 'has a file as one of its parent folders'],
+    ['resume', file, 'is a file'],
+  ] as const) {
+    const error = await trainer.fit(train, { ...fit, [option]: value }).catch((e: Error) => e);
+    expect(error).toBeInstanceOf(PaceOptionError);
+    expect((error as Error).message).toBe(`options.${option}: ${value} ${what}, not a run folder`);
+  }
+  expect(fs.readFileSync(file, 'utf8')).toBe('not a folder');
 });

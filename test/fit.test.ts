@@ -13,6 +13,8 @@ import {
   tensor,
   TensorDataset,
   Trainer,
+  type EpochLogs,
+  type FitControl,
 } from '../lib';
 import { fixturesDir, makeDiskTempDir, makeTempDir, repoRoot } from './support/paths';
 import { saveCheckpointWithDigest } from './support/checkpoint-digest';
@@ -495,3 +497,148 @@ test('calls on the model from outside a running fit are refused at once, and the
   using logits = await model.forward(images); // free again once the fit resolved
   expect(logits.shape).toEqual([128, 4]);
 });
+
+describe('earlyStopping across a stop and a resume', () => {
+  // Bug caught: its best and patience lived in the callback alone and its best state in a temporary file, so a
+  // resumed run trained on past the uninterrupted one's stop (8 epochs, not 5) and ended on other weights; a run
+  // that had stopped early trained on when resumed.
+  const small = colourDataset(32, 1);
+  const held = colourDataset(32, 2);
+  const options = {
+    epochs: 8,
+    batchSize: 8,
+    evalEvery: 1,
+    progress: false,
+    schedule: { warmupEpochs: 1 },
+    validation: held,
+  } as const;
+  const stopping = () => earlyStopping({ monitor: 'val_loss', patience: 2, minDelta: 0.02 });
+  let whole: { epochs: number[]; stopReason: string; weights: Buffer };
+
+  beforeAll(async () => {
+    using model = await freshModel();
+    const history = await new Trainer(model, trainerOptions).fit(small, {
+      ...options,
+      runDir: path.join(temp.dir, 'early-whole'),
+      callbacks: [stopping()],
+    });
+    whole = {
+      epochs: history.epochs.map((e) => e.epoch),
+      stopReason: history.stopReason,
+      weights: await adapterBytes(model, 'early-whole'),
+    };
+  });
+
+  test('interrupted after any epoch and resumed, a run stops at the same epoch with the same weights', async () => {
+    expect(whole.stopReason).toBe('early-stopping');
+    expect(whole.epochs).toEqual([0, 1, 2, 3, 4]); // best at epoch 2, then two epochs without improvement
+    for (const stopAt of [1, 2, 3]) {
+      const dir = path.join(temp.dir, `early-stopped-at-${stopAt}`);
+      using first = await freshModel();
+      const stopper = {
+        onEpochEnd: (epoch: number, _l: unknown, c: FitControl) => void (epoch === stopAt && c.stop()),
+      };
+      await new Trainer(first, trainerOptions).fit(small, {
+        ...options,
+        runDir: dir,
+        callbacks: [stopping(), stopper],
+      });
+      using model = await freshModel();
+      const history = await new Trainer(model, trainerOptions).fit(small, {
+        ...options,
+        resume: dir,
+        callbacks: [stopping()],
+      });
+      expect([stopAt, history.stopReason, history.epochs.map((e) => e.epoch)]).toEqual([
+        stopAt,
+        'early-stopping',
+        whole.epochs,
+      ]);
+      expect([stopAt, (await adapterBytes(model, `early-${stopAt}`)).equals(whole.weights)]).toEqual([stopAt, true]);
+    }
+  });
+
+  test('a run that stopped early, resumed, trains no further and ends as it ended', async () => {
+    const dir = path.join(temp.dir, 'early-finished');
+    using first = await freshModel();
+    const firstTrainer = new Trainer(first, trainerOptions);
+    await firstTrainer.fit(small, { ...options, runDir: dir, callbacks: [stopping()] });
+    const metrics = fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8');
+    using model = await freshModel();
+    const trainer = new Trainer(model, trainerOptions);
+    const history = await trainer.fit(small, { ...options, resume: dir, callbacks: [stopping()] });
+    expect(history.stopReason).toBe('early-stopping');
+    expect(history.epochs.map((e) => e.epoch)).toEqual(whole.epochs);
+    expect(trainer.iteration).toBe(firstTrainer.iteration); // the best state's step count (12), restored as then
+    expect((await adapterBytes(model, 'early-finished')).equals(whole.weights)).toBe(true);
+    expect(fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')).toBe(metrics);
+  });
+});
+
+describe('schedule: false', () => {
+  const small = colourDataset(32, 1);
+  const options = { epochs: 1, batchSize: 8, progress: false } as const;
+
+  test('trains at optimizer.lr, whatever rate was set before, and logs the rate it trained at', async () => {
+    // Bug caught: it trained at the trainer's last rate (here 0: nothing moved) while logging optimizer.lr.
+    using model = await freshModel();
+    const trainer = new Trainer(model, trainerOptions);
+    trainer.setLearningRate(0);
+    const before = await adapterBytes(model, 'fixed-before');
+    const history = await trainer.fit(small, { ...options, schedule: false });
+    expect(history.epochs[0].lr).toBe(1e-2);
+    expect((await adapterBytes(model, 'fixed-after')).equals(before)).toBe(false);
+
+    // A rate a callback sets is the one logged (and trained at: 0 moves nothing).
+    const atZero = await adapterBytes(model, 'fixed-zero-before');
+    const zero = await trainer.fit(small, {
+      ...options,
+      schedule: false,
+      callbacks: [{ onEpochBegin: () => trainer.setLearningRate(0) }],
+    });
+    expect(zero.epochs[0].lr).toBe(0);
+    expect((await adapterBytes(model, 'fixed-zero-after')).equals(atZero)).toBe(true);
+  });
+
+  test('after a scheduled fit, and resumed in a fresh trainer, a run ends as an uninterrupted one', async () => {
+    // Bug caught: the second fit ran at the first one's last scheduled rate (1e-6); its resumption at 1e-2.
+    const warmedUp = async () => {
+      const model = await freshModel();
+      const trainer = new Trainer(model, trainerOptions);
+      await trainer.fit(small, options);
+      return { model, trainer };
+    };
+    const fixed = { ...options, epochs: 2, schedule: false } as const;
+    const whole = await warmedUp();
+    const history = await whole.trainer.fit(small, { ...fixed, runDir: path.join(temp.dir, 'fixed-whole') });
+    expect(history.epochs.map((e) => e.lr)).toEqual([1e-2, 1e-2]);
+    const dir = path.join(temp.dir, 'fixed-stopped');
+    const stopped = await warmedUp();
+    await stopped.trainer.fit(small, { ...fixed, runDir: dir, callbacks: [{ onEpochEnd: (_e, _l, c) => c.stop() }] });
+    using model = await freshModel();
+    const resumed = await new Trainer(model, trainerOptions).fit(small, { ...fixed, resume: dir });
+    expect(resumed.epochs).toEqual(history.epochs.map((e, i) => ({ ...e, ...pick(resumed.epochs[i]) })));
+    expect((await adapterBytes(model, 'fixed-resumed')).equals(await adapterBytes(whole.model, 'fixed-w'))).toBe(true);
+    whole.model.dispose();
+    stopped.model.dispose();
+  });
+
+  test('lr 0 needs it: the cosine schedule refuses lr 0 naming optimizer.lr', async () => {
+    // Bug caught: refused as "schedule.lr: Too small", a field no one can set.
+    using model = await freshModel();
+    const trainer = new Trainer(model, { ...trainerOptions, optimizer: { lr: 0 } });
+    await expect(trainer.fit(small, options)).rejects.toThrow(
+      'optimizer.lr is 0, which the cosine schedule does not take: give the trainer a positive optimizer.lr, ' +
+        'or fit with schedule: false to train at lr 0',
+    );
+    const before = await adapterBytes(model, 'lr0-before');
+    const history = await trainer.fit(small, { ...options, schedule: false });
+    expect(history.epochs[0].lr).toBe(0);
+    expect((await adapterBytes(model, 'lr0-after')).equals(before)).toBe(true);
+  });
+});
+
+/** The timings of an epoch's logs, which differ between runs. */
+function pick(logs: EpochLogs): Partial<EpochLogs> {
+  return { imagesPerSecond: logs.imagesPerSecond, seconds: logs.seconds, stepGraphs: logs.stepGraphs };
+}

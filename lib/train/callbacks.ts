@@ -30,15 +30,16 @@ export interface EpochLogs {
 export interface FitControl {
   /** Stops after the current epoch. */
   stop(reason?: string): void;
-  /** Saves the trainable state as the best one so far. */
+  /** Saves the trainer's state as the best one so far (in the run folder, when the fit has one). */
   markBest(): Promise<void>;
-  /** Restores the state saved by markBest (if any). */
+  /** Restores the state saved by markBest (if any), also one an earlier fit of a resumed run saved. */
   restoreBest(): Promise<boolean>;
 }
 
 /** Training callbacks, with tfjs's names. Each may be async; fit awaits it. */
 export interface Callback {
-  onTrainBegin?(control: FitControl): void | Promise<void>;
+  /** `past`: the logs of the epochs a resumed fit's run has done already (empty for a new run). */
+  onTrainBegin?(control: FitControl, past: EpochLogs[]): void | Promise<void>;
   onTrainEnd?(history: EpochLogs[], control: FitControl): void | Promise<void>;
   onEpochBegin?(epoch: number, control: FitControl): void | Promise<void>;
   onEpochEnd?(epoch: number, logs: EpochLogs, control: FitControl): void | Promise<void>;
@@ -62,7 +63,9 @@ export interface EarlyStoppingOptions {
 
 /**
  * Stops a fit when the monitored value has not improved for `patience` epochs in which it was measured,
- * and by default restores the trainable weights of the best epoch.
+ * and by default restores the trainer's state of the best epoch. A resumed fit goes on where its run was: the
+ * past epochs' logs are counted again (a run that stopped early stops again at once), and the best state is the
+ * one the run kept.
  */
 export function earlyStopping(options: EarlyStoppingOptions = {}): Callback {
   const patience = options.patience ?? 10;
@@ -70,20 +73,38 @@ export function earlyStopping(options: EarlyStoppingOptions = {}): Callback {
   const restoreBest = options.restoreBest ?? true;
   let monitor = options.monitor;
   let best = Number.NaN;
+  let bestEpoch = -1;
   let waited = 0;
-  const better = (value: number, mode: 'min' | 'max') =>
-    Number.isNaN(best) || (mode === 'max' ? value > best + minDelta : value < best - minDelta);
+  /** Counts an epoch's logs; true when they are a new best. */
+  const observe = (logs: EpochLogs): boolean => {
+    monitor ??= logs.val_acc !== undefined ? 'val_acc' : 'loss';
+    const value = logs[monitor];
+    if (typeof value !== 'number') return false; // not measured this epoch
+    const mode = options.mode && options.mode !== 'auto' ? options.mode : /acc|top/.test(monitor) ? 'max' : 'min';
+    if (Number.isNaN(best) || (mode === 'max' ? value > best + minDelta : value < best - minDelta)) {
+      best = value;
+      bestEpoch = logs.epoch;
+      waited = 0;
+      return true;
+    }
+    waited++;
+    return false;
+  };
   return {
+    onTrainBegin: async (control, past) => {
+      monitor = options.monitor;
+      best = Number.NaN;
+      bestEpoch = -1;
+      waited = 0;
+      for (const logs of past) observe(logs);
+      // Resumed from the end of its best epoch: the state is this one (a run killed before it was marked keeps none).
+      if (restoreBest && past.length > 0 && bestEpoch === past[past.length - 1].epoch) await control.markBest();
+      if (waited >= patience) control.stop('early-stopping');
+    },
     onEpochEnd: async (_epoch, logs, control) => {
-      monitor ??= logs.val_acc !== undefined ? 'val_acc' : 'loss';
-      const value = logs[monitor];
-      if (typeof value !== 'number') return; // not measured this epoch
-      const mode = options.mode && options.mode !== 'auto' ? options.mode : /acc|top/.test(monitor) ? 'max' : 'min';
-      if (better(value, mode)) {
-        best = value;
-        waited = 0;
+      if (observe(logs)) {
         if (restoreBest) await control.markBest();
-      } else if (++waited >= patience) {
+      } else if (waited >= patience) {
         control.stop('early-stopping');
       }
     },

@@ -1,5 +1,3 @@
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
 import { SingleBar } from 'cli-progress';
@@ -9,13 +7,15 @@ import { AugmentationSchema, checkAugmentation, nativeAugmentation, type Augment
 import type { TensorDataset } from '../data/dataset';
 import type { EvaluationReport } from '../eval/evaluate';
 import { PaceInputError, PaceOptionError, PaceStateError } from '../errors';
+import { takeLock } from '../folder-lock';
 import { nativeAddon, type NativeTrainerHandle } from '../native';
 import { parseOptions } from '../options';
 import { handleOf } from '../tensor';
 import type { Callback, EpochLogs, FitControl } from './callbacks';
 import { resumeFrom, ResumeFromSchema, saveLastCheckpoint } from './checkpoints';
+import { bestMarks } from './marked-best';
 import { agreeOnFit, agreeOnStartEpoch } from './rank-agreement';
-import { RunFolder, runFilesIn } from './run-folder';
+import { RUN_LOCK_FILE, RunFolder, runFilesIn } from './run-folder';
 import { RUN_IDENTITY_KEY, runIdentityOf } from './run-identity';
 import { cosineSchedule, CosineShapeSchema, type LrSchedule } from './schedule';
 import { StepGraphModeSchema } from './step-graphs';
@@ -26,15 +26,22 @@ export const FitOptionsSchema = z
     batchSize: z.number().int().min(1),
     /** Evaluate on `validation` (and `test`) every this many epochs and after the last (default 10, as the reference). */
     evalEvery: z.number().int().min(1).default(10),
-    /** timm's cosine schedule over `epochs` from the optimizer's lr (reference defaults); `false` keeps the lr fixed. */
+    /**
+     * timm's cosine schedule over `epochs` from the optimizer's lr (reference defaults). `false`: every epoch runs
+     * at `optimizer.lr` (set when the fit starts, whatever rate an earlier fit or `setLearningRate` left; a
+     * callback may still change it, and each epoch logs the rate it ran at).
+     */
     schedule: z.union([z.literal(false), CosineShapeSchema]).default(CosineShapeSchema.parse({})),
     /** `epoch`: stepped after each epoch as the reference loop does; `step`: updated before every step. */
     scheduleStepping: z.enum(['epoch', 'step']).default('epoch'),
     /** Gradient norm and FP-distance per epoch (costs two extra eval forwards a step). */
     diagnostics: z.boolean().default(false),
-    /** The run folder (config, metrics, checkpoints). */
+    /**
+     * The run folder (config, metrics, checkpoints). The fit holds it for its whole length (`fit.lock`): another
+     * fit of it, from this process or another, is refused while it runs.
+     */
     runDir: z.string().min(1).optional(),
-    /** A run folder to continue from its last checkpoint (or the one `resumeFrom` names). */
+    /** A run folder to continue from its last checkpoint (or the one `resumeFrom` names); not with `runDir`. */
     resume: z.string().min(1).optional(),
     /** Which checkpoint of `resume` to continue from: `previous` or `best` when `last` is refused. */
     resumeFrom: ResumeFromSchema.default('last'),
@@ -78,7 +85,11 @@ export interface History {
 interface FitHost {
   handle: NativeTrainerHandle;
   seed: number;
+  /** The optimizer's lr option. */
   lr: number;
+  /** The learning rate the next step runs at when no schedule sets it, and setting it. */
+  learningRate(): number;
+  setLearningRate(lr: number): void;
   /** Data-parallel: this process's rank and the number of ranks (0 and 1 in a single process). */
   rank: number;
   worldSize: number;
@@ -94,6 +105,18 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
     await agreeOnFit(host.describe(), rest, sizes);
   }
   const o = parseOptions(FitOptionsSchema, rest, 'options');
+  if (o.resume !== undefined && o.runDir !== undefined) {
+    throw new PaceOptionError(
+      'options.resume continues the run in its own folder: it takes no options.runDir (give one of the two)',
+    );
+  }
+  if (o.schedule !== false && host.lr === 0) {
+    // The native cosine needs a peak rate above 0 (native/core/train/schedule.cpp).
+    throw new PaceOptionError(
+      'optimizer.lr is 0, which the cosine schedule does not take: give the trainer a positive optimizer.lr, ' +
+        'or fit with schedule: false to train at lr 0',
+    );
+  }
   // Checked with the options, before anything is written: a fix must not meet a folder this attempt left.
   const bad = Array.isArray(callbacks) ? callbacks.findIndex((c) => typeof c !== 'object' || c === null) : -2;
   if (bad !== -1) {
@@ -115,7 +138,6 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   }
   const schedule: LrSchedule | undefined =
     o.schedule === false ? undefined : cosineSchedule({ lr: host.lr, epochs: o.epochs, ...o.schedule });
-  const shuffleSeed = o.shuffleSeed ?? host.seed;
   const augment = trainingAugmentation(train, o.augment);
   if (o.batchSize % host.worldSize !== 0) {
     throw new PaceOptionError(
@@ -123,10 +145,48 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
     );
   }
 
-  // Data-parallel, rank 0 alone writes the run folder; every rank reads a checkpoint it resumes from, and takes
-  // part in each checkpoint (the state gathers every rank's random generators).
+  // Data-parallel, rank 0 alone writes the run folder, and holds it for the whole fit; every rank reads a
+  // checkpoint it resumes from, and takes part in each checkpoint (the state gathers every rank's generators).
   const writer = host.rank === 0;
-  const checkpoints = Boolean(o.runDir ?? o.resume);
+  const dir = o.resume ?? o.runDir;
+  const option = o.resume === undefined ? 'runDir' : 'resume';
+  const folder =
+    dir === undefined ? undefined : new RunFolder(dir, { mustExist: option === 'resume', readOnly: !writer, option });
+  const release =
+    folder && writer ? takeLock(folder.dir, path.join(folder.dir, RUN_LOCK_FILE), RUN_LOCK_USE) : undefined;
+  try {
+    const parts = { validation, test, callbacks, signal, augment, schedule, stepsPerEpoch, folder };
+    return await fitEpochs(host, train, o, parts);
+  } finally {
+    release?.();
+  }
+}
+
+const RUN_LOCK_USE = { folder: 'run folder', user: 'fit' };
+
+/** What {@link fitEpochs} takes besides the parsed options. */
+interface FitParts {
+  validation?: TensorDataset;
+  test?: TensorDataset;
+  callbacks: Callback[];
+  signal?: AbortSignal;
+  augment?: Augmentation;
+  schedule?: LrSchedule;
+  stepsPerEpoch: number;
+  /** The run folder (read-only on the ranks but the first). */
+  folder?: RunFolder;
+}
+
+/** The fit itself, once its options are checked and its run folder (when it has one) is held. */
+async function fitEpochs(
+  host: FitHost,
+  train: TensorDataset,
+  o: z.output<typeof FitOptionsSchema>,
+  { validation, test, callbacks, signal, augment, schedule, stepsPerEpoch, folder }: FitParts,
+): Promise<History> {
+  const shuffleSeed = o.shuffleSeed ?? host.seed;
+  const writer = host.rank === 0;
+  const checkpoints = folder !== undefined;
   const config = {
     ...host.describe(),
     fit: o,
@@ -135,22 +195,20 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   };
   const identity = runIdentityOf(config);
   // Every rank refuses a folder holding an earlier run's files before the first writes it.
-  const earlierRun = o.runDir && !o.resume ? runFilesIn(o.runDir) : [];
+  const earlierRun = o.runDir ? runFilesIn(o.runDir) : [];
   if (earlierRun.length > 0) {
     throw new PaceStateError(
       `the run folder ${o.runDir} already holds a run (${earlierRun.join(', ')}): continue it with \`resume\`, or write this run to a new folder`,
     );
   }
-  let run = o.runDir && writer && !o.resume ? new RunFolder(o.runDir) : undefined;
+  const run = writer ? folder : undefined;
   let history: EpochLogs[] = [];
   let startEpoch = 0;
   let resumed = false;
-  if (o.resume) {
-    const from = new RunFolder(o.resume, { mustExist: true, readOnly: !writer });
-    const point = await resumeFrom(host.handle, from, o.resumeFrom, o.epochs, identity);
+  if (o.resume && folder) {
+    const point = await resumeFrom(host.handle, folder, o.resumeFrom, o.epochs, identity);
     ({ startEpoch, history } = point);
     resumed = point.file !== undefined;
-    run = writer ? from : undefined;
   }
   if (host.worldSize > 1 && o.resume) await agreeOnStartEpoch(startEpoch);
   const checkpoint = async (write: (run: RunFolder) => Promise<void>): Promise<void> => {
@@ -162,20 +220,17 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   if (!resumed) {
     await checkpoint((r) => saveLastCheckpoint(host.handle, r, { epoch: '-1', history: '[]', ...runMetadata }));
   }
+  // Set by every fit, resumed ones included: the rate an earlier fit or setLearningRate left must not decide it.
+  if (!schedule) host.setLearningRate(host.lr);
 
-  const snapshotDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pace-fit-'));
-  const snapshot = path.join(snapshotDir, 'best.safetensors');
+  const marks = await bestMarks(host.handle, folder?.dir, writer, startEpoch);
   let stopReason: string | undefined;
   const control: FitControl = {
     stop: (reason = 'stopped by a callback') => {
       stopReason ??= reason;
     },
-    markBest: () => host.handle.saveState(snapshot, {}),
-    restoreBest: async () => {
-      if (!fs.existsSync(snapshot)) return false;
-      await host.handle.loadState(snapshot);
-      return true;
-    },
+    markBest: () => marks.mark(history.length - 1),
+    restoreBest: () => marks.restore(),
   };
   const onAbort = () => host.handle.abort();
   signal?.addEventListener('abort', onAbort);
@@ -186,7 +241,7 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   let bestValidation = Math.max(-Infinity, ...history.map((logs) => logs.val_acc ?? -Infinity));
 
   try {
-    for (const callback of callbacks) await callback.onTrainBegin?.(control);
+    for (const callback of callbacks) await callback.onTrainBegin?.(control, [...history]);
     // Data-parallel, a rank asked to stop between epochs (a Ctrl-C reaches one machine's ranks) still enters the
     // next epoch, whose first step carries the request to every rank: leaving alone would strand the others in an
     // all-reduce.
@@ -201,6 +256,8 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
         stopReason = 'aborted'; // aborted while a callback ran
         break;
       }
+      // The rate in force for the epoch without a schedule (a callback may have set it).
+      const fixedLr = schedule ? undefined : host.learningRate();
       bar?.start(stepsPerEpoch, 0, { epoch, loss: '-' });
       let batchError: unknown;
       let settled = false;
@@ -245,7 +302,7 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
         clsLoss: result.clsLoss,
         paceLoss: result.paceLoss,
         acc: result.trainAccuracy,
-        lr: result.learningRate ?? host.lr, // with a schedule, the epoch reports the rate it set
+        lr: (result.learningRate ?? fixedLr) as number,
         imagesPerSecond: result.samples / result.seconds,
         seconds: result.seconds,
         ...(host.worldSize > 1 && { communicationSeconds: result.communicationSeconds }),
@@ -280,7 +337,7 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   } finally {
     bar?.stop();
     signal?.removeEventListener('abort', onAbort);
-    fs.rmSync(snapshotDir, { recursive: true, force: true });
+    marks.dispose();
     nativeAddon().releaseCachedMemory(); // the activations kept for the next step are not needed any more
   }
   return { epochs: history, stopReason: stopReason ?? 'completed' };

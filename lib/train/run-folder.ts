@@ -2,9 +2,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { withContext } from '../error-context';
-import { PaceFileError, PaceNotFoundError } from '../errors';
+import { PaceFileError, PaceNotFoundError, PaceOptionError } from '../errors';
 import { processAlive } from '../process-alive';
 import type { EpochLogs } from './callbacks';
+import { MARKED_BEST_FILE } from './marked-best';
 
 const columns: (keyof EpochLogs)[] = [
   'epoch',
@@ -21,6 +22,9 @@ const columns: (keyof EpochLogs)[] = [
   'gradNorm',
   'fpDistance',
 ];
+
+/** The lock a fit holds its run folder with (see takeLock): `{pid, hostname}`. */
+export const RUN_LOCK_FILE = 'fit.lock';
 
 /** A writer's temporary file: `<name>.tmp-<pid>` or `<name>.tmp-<pid>-<n>`. */
 const temporaryName = /\.tmp-(\d+)(-\d+)?$/;
@@ -81,7 +85,14 @@ export function readRunConfig(dir: string): Record<string, unknown> | undefined 
 
 /** The files a run writes (config.json aside) that `dir` holds: a new run must not mix with them. */
 export function runFilesIn(dir: string): string[] {
-  const names = ['last.safetensors', 'previous.safetensors', 'best.safetensors', 'metrics.jsonl', 'summary.csv'];
+  const names = [
+    'last.safetensors',
+    'previous.safetensors',
+    'best.safetensors',
+    MARKED_BEST_FILE,
+    'metrics.jsonl',
+    'summary.csv',
+  ];
   return names.filter((name) => fs.existsSync(path.join(dir, name)));
 }
 
@@ -92,26 +103,40 @@ export function runFilesIn(dir: string): string[] {
 export class RunFolder {
   /**
    * Opens (and for a new run creates) the folder, removing the temporary files that a killed process left
-   * half-written. `mustExist`: resuming from a folder that is not there is an error, not a new run.
+   * half-written. `mustExist`: resuming from a folder that is not there is an error, not a new run. `option`:
+   * the fit option that named the folder, for errors.
    */
   constructor(
     readonly dir: string,
-    { mustExist = false, readOnly = false }: { mustExist?: boolean; readOnly?: boolean } = {},
+    {
+      mustExist = false,
+      readOnly = false,
+      option = 'runDir',
+    }: { mustExist?: boolean; readOnly?: boolean; option?: 'runDir' | 'resume' } = {},
   ) {
     if (mustExist && !fs.existsSync(dir)) throw new PaceNotFoundError(`resume: the run folder ${dir} does not exist`);
     // A reader (a data-parallel rank but the first) leaves the folder alone: a writer's temporary file may belong
     // to a process on another host, which this one cannot tell alive.
     if (readOnly) return;
-    fs.mkdirSync(dir, { recursive: true });
+    try {
+      fs.mkdirSync(dir, { recursive: true });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'EEXIST' && code !== 'ENOTDIR') throw error;
+      const what = code === 'EEXIST' ? 'is a file' : 'has a file as one of its parent folders';
+      throw new PaceOptionError(`options.${option}: ${dir} ${what}, not a run folder`, { cause: error });
+    }
     for (const name of fs.readdirSync(dir)) {
       const pid = temporaryName.exec(name)?.[1];
       if (pid !== undefined && !processAlive(Number(pid))) fs.rmSync(path.join(dir, name), { force: true });
     }
   }
 
-  /** Everything in the folder besides config.json and writers' temporary files. */
+  /** Everything in the folder besides config.json, the fit's lock and writers' temporary files. */
   otherEntries(): string[] {
-    return fs.readdirSync(this.dir).filter((name) => name !== 'config.json' && !temporaryName.test(name));
+    return fs
+      .readdirSync(this.dir)
+      .filter((name) => name !== 'config.json' && !name.startsWith(RUN_LOCK_FILE) && !temporaryName.test(name));
   }
 
   /** config.json as written by the run, or undefined when the folder has none. */

@@ -174,6 +174,8 @@ export class Trainer implements Disposable {
   #handle: NativeTrainerHandle;
   #busy = false;
   #disposed = false;
+  /** The rate the next unscheduled step runs at (a scheduled epoch sets its own). */
+  #learningRate: number;
 
   constructor(model: Model, options: TrainerOptions = {}) {
     const { optimizer, pace, seed, precision } = parseOptions(TrainerOptionsSchema, options, 'options');
@@ -196,6 +198,7 @@ export class Trainer implements Disposable {
       rank: resolved.rank,
       worldSize: resolved.worldSize,
     };
+    this.#learningRate = this.options.optimizer.lr;
   }
 
   /**
@@ -254,7 +257,12 @@ export class Trainer implements Disposable {
   /** Sets the learning rate of the next steps (schedules call this). */
   setLearningRate(lr: number): void {
     this.model.fitLock.check('trainer.setLearningRate');
-    this.#handle.setLearningRate(parseOptions(z.number().min(0), lr, 'lr'));
+    this.#setLearningRate(parseOptions(z.number().min(0), lr, 'lr'));
+  }
+
+  #setLearningRate(lr: number): void {
+    this.#handle.setLearningRate(lr);
+    this.#learningRate = lr;
   }
 
   /**
@@ -274,6 +282,8 @@ export class Trainer implements Disposable {
             handle: this.#handle,
             seed: this.options.seed,
             lr: this.options.optimizer.lr,
+            learningRate: () => this.#learningRate,
+            setLearningRate: (lr) => this.#setLearningRate(lr),
             rank: this.options.rank,
             worldSize: this.options.worldSize,
             evaluate: (dataset, batchSize) => this.evaluate(dataset, { batchSize }),

@@ -31,7 +31,7 @@ async function main() {
   ];
   await trainer.fit(new TensorDataset(data.images, data.labels, args.dataset ?? {}), {
     ...args.fit,
-    runDir: args.runDir,
+    ...(args.fit.resume === undefined && { runDir: args.runDir }), // a resume continues in its own folder
     callbacks,
   });
   report('finished');

@@ -1,0 +1,72 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { withContext } from '../error-context';
+import type { NativeTrainerHandle } from '../native';
+import { readTensorHeader } from '../safetensors';
+
+/** The state a callback marked best (earlyStopping's), kept in the run folder so that a resumed fit can restore it. */
+export const MARKED_BEST_FILE = 'marked-best.safetensors';
+
+/** FitControl's markBest and restoreBest for one fit. */
+export interface BestMarks {
+  /** Saves the trainer's state as the best one, as of the end of `epoch`. */
+  mark(epoch: number): Promise<void>;
+  /** Restores the state marked last, in this fit or in the earlier fits of its run; false when none was. */
+  restore(): Promise<boolean>;
+  /** Removes what the fit kept outside its run folder. */
+  dispose(): void;
+}
+
+/** The epoch a kept mark was made at, or undefined when there is none. */
+async function markedEpoch(file: string): Promise<number | undefined> {
+  if (!fs.existsSync(file)) return undefined;
+  try {
+    const epoch = (await readTensorHeader(file)).metadata?.epoch;
+    return epoch !== undefined && /^-?\d+$/.test(epoch) ? Number(epoch) : undefined;
+  } catch (error) {
+    throw withContext(
+      error,
+      `the run's best state marked by a callback, ${file}, is unreadable (${(error as Error).message}): remove it to resume without it`,
+    );
+  }
+}
+
+/**
+ * Marks of a fit starting at `startEpoch`. With a run folder, its writer keeps them in the folder; an earlier
+ * fit's mark there counts only if it is of an epoch before `startEpoch` (a resume from `previous` or `best` may
+ * start before it). Without a run folder, and on the other ranks of a data-parallel fit, they go to a temporary
+ * folder of their own.
+ */
+export async function bestMarks(
+  handle: NativeTrainerHandle,
+  folder: string | undefined,
+  writer: boolean,
+  startEpoch: number,
+): Promise<BestMarks> {
+  const kept = folder === undefined ? undefined : path.join(folder, MARKED_BEST_FILE);
+  const epoch = kept === undefined ? undefined : await markedEpoch(kept);
+  let restorable = epoch !== undefined && epoch < startEpoch ? kept : undefined;
+  let temporary: string | undefined;
+  const target = (): string => {
+    if (writer && kept !== undefined) return kept;
+    temporary ??= fs.mkdtempSync(path.join(os.tmpdir(), 'pace-fit-'));
+    return path.join(temporary, 'best.safetensors');
+  };
+  return {
+    mark: async (epoch) => {
+      const file = target();
+      await handle.saveState(file, { epoch: String(epoch) });
+      restorable = file;
+    },
+    restore: async () => {
+      if (restorable === undefined) return false;
+      await handle.loadState(restorable);
+      return true;
+    },
+    dispose: () => {
+      if (temporary !== undefined) fs.rmSync(temporary, { recursive: true, force: true });
+    },
+  };
+}
