@@ -329,6 +329,37 @@ test('gradient clipping bounds the update; per-step scheduling sets the lr befor
   expect(history.epochs[0].lr).toBe(1e-6);
 });
 
+test('onBatchEnd sees every step of every epoch, in order, with the losses the epoch averages', async () => {
+  // Bug: progress still on its way from the training thread when the epoch resolved was dropped: with two steps per
+  // epoch most epochs had no onBatchEnd at all.
+  using model = await freshModel();
+  const trainer = new Trainer(model, trainerOptions);
+  const seen: { epoch: number; step: number; loss: number; steps: number }[] = [];
+  let epoch = -1;
+  const history = await trainer.fit(colourDataset(32, 4), {
+    epochs: 6,
+    batchSize: 16,
+    progress: false,
+    callbacks: [
+      {
+        onEpochBegin: (e) => void (epoch = e),
+        onBatchEnd: (step, logs) => seen.push({ epoch, step, ...logs }),
+      },
+    ],
+  });
+  expect(seen.map(({ epoch, step, steps }) => [epoch, step, steps])).toEqual(
+    [0, 1, 2, 3, 4, 5].flatMap((e) => [
+      [e, 0, 2],
+      [e, 1, 2],
+    ]),
+  );
+  history.epochs.forEach((logs, e) => {
+    const losses = seen.filter((s) => s.epoch === e).map((s) => s.loss);
+    expect(losses.every(Number.isFinite)).toBe(true);
+    expect((losses[0] + losses[1]) / 2).toBeCloseTo(logs.loss, 12);
+  });
+});
+
 test('a throwing onBatchEnd stops the fit with its error; the JS thread never waits on a busy model', async () => {
   using model = await freshModel();
   const trainer = new Trainer(model, trainerOptions);

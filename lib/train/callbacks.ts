@@ -43,7 +43,10 @@ export interface Callback {
   onTrainEnd?(history: EpochLogs[], control: FitControl): void | Promise<void>;
   onEpochBegin?(epoch: number, control: FitControl): void | Promise<void>;
   onEpochEnd?(epoch: number, logs: EpochLogs, control: FitControl): void | Promise<void>;
-  /** Called (throttled to at most once per step, never blocking training) with the step's loss. */
+  /**
+   * Called once for every step, in order, with its loss, never blocking training: a step's call may come while
+   * later steps run, and those still on their way when the epoch ends come before onEpochEnd.
+   */
   onBatchEnd?(batch: number, logs: { loss: number; steps: number }): void;
 }
 

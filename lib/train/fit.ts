@@ -261,6 +261,19 @@ async function fitEpochs(
       bar?.start(stepsPerEpoch, 0, { epoch, loss: '-' });
       let batchError: unknown;
       let settled = false;
+      let delivered = 0; // steps of this epoch handed to onBatchEnd
+      const batchEnded = (step: number, steps: number, loss: number) => {
+        // A throwing callback must not become an uncaught exception: it stops the fit, and fit rethrows it.
+        if (batchError !== undefined || step <= delivered) return;
+        delivered = step;
+        try {
+          bar?.update(step, { loss: loss.toFixed(4) });
+          for (const callback of callbacks) callback.onBatchEnd?.(step - 1, { loss, steps });
+        } catch (error) {
+          batchError = error;
+          host.handle.abort();
+        }
+      };
       const result = await host.handle.runEpoch(
         handleOf(train.images),
         handleOf(train.labels),
@@ -277,19 +290,13 @@ async function fitEpochs(
           stepGraphs: o.stepGraphs,
         },
         (step, steps, loss) => {
-          // Progress arrives from the training thread and may trail the epoch's end: late calls are dropped.
-          // A throwing callback must not become an uncaught exception: it stops the fit, and fit rethrows it.
-          if (settled || batchError !== undefined) return;
-          try {
-            bar?.update(step, { loss: loss.toFixed(4) });
-            for (const callback of callbacks) callback.onBatchEnd?.(step - 1, { loss, steps });
-          } catch (error) {
-            batchError = error;
-            host.handle.abort();
-          }
+          // Progress arrives from the training thread and may trail the epoch's end: what had not arrived by
+          // then is handed over below, in order, and the late calls are dropped.
+          if (!settled) batchEnded(step, steps, loss);
         },
       );
       settled = true;
+      result.stepLosses.forEach((loss, index) => batchEnded(index + 1, stepsPerEpoch, loss));
       bar?.stop();
       if (batchError !== undefined) throw batchError;
       if (result.aborted) {
