@@ -5,7 +5,7 @@ import path from 'node:path';
 
 import { PaceBusyError } from './errors';
 import { processAlive } from './process-alive';
-import { writeFileAtomic } from './train/run-folder';
+import { linkOrCopyExclusive, writeFileAtomic } from './train/run-folder';
 
 /** Who holds a folder's lock: a process on a host (the folder may be on a shared file system). */
 interface Holder {
@@ -65,7 +65,7 @@ function breakStale(lock: string, stale: string): void {
   try {
     if (readLock(aside) === stale) return;
     try {
-      fs.linkSync(aside, lock);
+      linkOrCopyExclusive(aside, lock);
     } catch (error) {
       // taken yet again meanwhile: that process holds it now
       if (errorCode(error) !== 'EEXIST') throw error;
@@ -76,6 +76,10 @@ function breakStale(lock: string, stale: string): void {
 }
 
 const ATTEMPTS = 10;
+
+function waitMilliseconds(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
 
 /**
  * Takes a folder's lock: `{pid, hostname}` written to a file of our own, then hard-linked to the lock's name,
@@ -97,7 +101,7 @@ export function takeLock(dir: string, lock: string, use: LockUse): () => void {
   try {
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       try {
-        fs.linkSync(mine, lock);
+        linkOrCopyExclusive(mine, lock);
         heldHere.add(key);
         return () => releaseLock(lock, key);
       } catch (error) {
@@ -105,6 +109,10 @@ export function takeLock(dir: string, lock: string, use: LockUse): () => void {
       }
       const held = readLock(lock);
       if (held === undefined) continue; // released meanwhile
+      if (held === '') {
+        waitMilliseconds(20); // a copy being made (no hard links here): its holder is written next
+        continue;
+      }
       const holder = parseHolder(held);
       if (!holder) {
         throw new PaceBusyError(

@@ -364,6 +364,35 @@ describe("a run folder is held by its fit (fit.lock) for the fit's whole length"
   });
 });
 
+test('on a file system without hard links the checkpoints and the lock are copies, and a run ends as with links', async () => {
+  // Bug: the previous checkpoint and the locks were hard links only; exFAT, FAT and some network mounts refuse
+  // them (EPERM), so a fit there failed at its second checkpoint, or before it started.
+  const link = jest.spyOn(fs, 'linkSync').mockImplementation(() => {
+    throw Object.assign(new Error('EPERM: operation not permitted, link'), { code: 'EPERM' });
+  });
+  try {
+    const dir = path.join(temp.dir, 'no-hard-links');
+    using model = await freshModel();
+    await new Trainer(model, trainerOptions).fit(train, { ...fit, epochs: 4, runDir: dir, callbacks: [stopAfter(2)] });
+    expect(fs.readdirSync(dir).sort()).toEqual([
+      'config.json',
+      'last.safetensors',
+      'metrics.jsonl',
+      'previous.safetensors',
+      'summary.csv',
+    ]);
+    const previous = await readTensorHeader(path.join(dir, 'previous.safetensors'));
+    expect(previous.metadata?.epoch).toBe('0');
+    using resumed = await freshModel();
+    const history = await new Trainer(resumed, trainerOptions).fit(train, { ...fit, resume: dir });
+    expect(history.epochs.map((e) => e.epoch)).toEqual([0, 1, 2, 3]);
+    expect((await adapterBytes(resumed)).equals(expected)).toBe(true);
+    expect(link).toHaveBeenCalled();
+  } finally {
+    link.mockRestore();
+  }
+});
+
 test('runDir with resume, and a runDir or resume that is a file, are refused naming the option; nothing is written', async () => {
   // Bugs caught: runDir was silently ignored beside resume; a file as runDir failed with a raw EEXIST from mkdir.
   const dir = copyOfRun('both-options');

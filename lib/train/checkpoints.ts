@@ -7,7 +7,7 @@ import { PaceFileError, PaceNotFoundError, PaceStateError } from '../errors';
 import type { NativeTrainerHandle } from '../native';
 import { readTensorHeader } from '../safetensors';
 import type { EpochLogs } from './callbacks';
-import { runFilesIn, syncDirectory, type RunFolder } from './run-folder';
+import { linkOrCopyExclusive, runFilesIn, syncDirectory, type RunFolder } from './run-folder';
 import { identityDifferences, RUN_IDENTITY_KEY, runIdentityOf, type RunIdentity } from './run-identity';
 
 /** Which checkpoint of a run folder a resumed fit starts from. */
@@ -176,7 +176,7 @@ export async function saveLastCheckpoint(
   if (fs.existsSync(run.lastCheckpoint)) {
     const temp = `${run.previousCheckpoint}.tmp-${process.pid}`;
     fs.rmSync(temp, { force: true });
-    fs.linkSync(run.lastCheckpoint, temp);
+    linkOrCopyExclusive(run.lastCheckpoint, temp);
     fs.renameSync(temp, run.previousCheckpoint);
     syncDirectory(run.dir); // the kept checkpoint is durable before the last one is replaced
   }

@@ -46,6 +46,22 @@ export function syncDirectory(dir: string): void {
 }
 
 /**
+ * Gives `file` a second name `to`, failing with EEXIST when `to` exists. On a file system without hard links
+ * (exFAT, FAT, some network and FUSE mounts: EPERM, ENOTSUP, ENOSYS, EXDEV) `to` is an exclusive copy instead,
+ * briefly empty while its bytes are copied.
+ */
+export function linkOrCopyExclusive(file: string, to: string): void {
+  try {
+    fs.linkSync(file, to);
+  } catch (error) {
+    if (!NO_HARD_LINKS.has((error as NodeJS.ErrnoException).code ?? '')) throw error;
+    fs.copyFileSync(file, to, fs.constants.COPYFILE_EXCL);
+  }
+}
+
+const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV']);
+
+/**
  * Writes a file through a temporary name, fsync, rename and a sync of its folder, so readers never see half of
  * it and a crash leaves the old file or the new one. A failed write leaves no temporary file behind.
  */
