@@ -28,6 +28,30 @@ test.each<ModelSpecInput>([
     mlpRatio: 3,
     numClasses: 0,
   },
+  // A window at least as large as a stage's map shrinks to the map (as timm), and its position table with it:
+  // in the second stage only (8x8 then 4x4 under a window of 8), in the only stage (4x4 under 7), and a window
+  // far larger than the map, whose table at full size would not fit in memory.
+  {
+    family: 'swin',
+    imgSize: 32,
+    patchSize: 4,
+    windowSize: 8,
+    embedDim: 8,
+    depths: [1, 1],
+    numHeads: [1, 2],
+    numClasses: 3,
+  },
+  { family: 'swin', imgSize: 16, patchSize: 4, windowSize: 7, embedDim: 8, depths: [2], numHeads: [2], numClasses: 3 },
+  {
+    family: 'swin',
+    imgSize: 32,
+    patchSize: 4,
+    windowSize: 100_000,
+    embedDim: 8,
+    depths: [1],
+    numHeads: [1],
+    numClasses: 3,
+  },
 ])('parameterCount equals the parameters a built %#th model holds', async (input) => {
   using model = await createModel(input);
   expect(parameterCount(ModelSpecSchema.parse(input))).toBe(model.numParameters());

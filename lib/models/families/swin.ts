@@ -64,13 +64,17 @@ export const swinFamily: BackboneFamily<typeof SwinSpecSchema> = {
   parameterCount(s) {
     let total = 3 * s.patchSize ** 2 * s.embedDim + 3 * s.embedDim; // projection, its bias and norm
     let dim = s.embedDim;
+    let resolution = Math.floor(s.imgSize / s.patchSize);
     s.depths.forEach((depth, stage) => {
       if (stage > 0) {
         total += 2 * (4 * dim) + 4 * dim * (2 * dim); // patch merging: norm over 4·dim, reduction to 2·dim, no bias
         dim *= 2;
+        resolution = Math.floor(resolution / 2);
       }
       const hidden = Math.floor(dim * s.mlpRatio);
-      const table = (2 * s.windowSize - 1) ** 2 * (s.numHeads[stage] ?? 1);
+      // As timm (and the native block), a window at least as large as the stage's map shrinks to the map.
+      const window = Math.min(s.windowSize, resolution);
+      const table = (2 * window - 1) ** 2 * (s.numHeads[stage] ?? 1);
       total +=
         depth * (4 * dim + (3 * dim * dim + 3 * dim) + (dim * dim + dim) + table + 2 * dim * hidden + hidden + dim);
     });
