@@ -78,7 +78,13 @@ export {
 export { listPretrained, type PretrainedInfo } from './hub/catalog';
 export { parsePretrainedName, isPretrainedName, type PretrainedRef } from './hub/names';
 export { type DownloadProgress } from './hub/progress';
-export { AdapterTypeSchema, type AdapterType, type AdapterOptions, type AdapterConfig } from './models/adapters';
+export {
+  AdapterTypeSchema,
+  type AdapterType,
+  type AdapterOptions,
+  type AdapterConfig,
+  type LoadAdaptersOptions,
+} from './models/adapters';
 export {
   Trainer,
   type TrainerOptions,

@@ -29,11 +29,31 @@ export type AdapterConfig = z.output<typeof AdapterOptionsSchema>;
 /** The metadata key under which saveAdapters records the adapter configuration (JSON). */
 export const ADAPTER_METADATA_KEY = 'pace_peft.adapters';
 
-/** What saveAdapters records: the adapter configuration, and the backbone's family and model name. */
+/**
+ * What saveAdapters records: the adapter configuration, the backbone's family and model name, and what the
+ * adapters were trained on: the backbone's architecture, the image size and the frozen weights' fingerprint
+ * (files of older versions and the reference's carry none of these three).
+ */
 export const SavedAdapterConfigSchema = z.object({
   type: AdapterTypeSchema,
   rank: z.number().int().min(1),
   targets: z.array(z.string()).optional(),
   family: z.string().optional(),
   model: z.string().optional(),
+  architecture: z.record(z.string(), z.unknown()).optional(),
+  imgSize: z.number().optional(),
+  frozenWeights: z.string().optional(),
 });
+export type SavedAdapterConfig = z.infer<typeof SavedAdapterConfigSchema>;
+
+/** Options of {@link Model.loadAdapters}. */
+export const LoadAdaptersOptionsSchema = z
+  .object({
+    /**
+     * Loads adapters trained on other frozen weights of the same architecture (another checkpoint), which is
+     * otherwise refused: their numbers were fitted to the weights they were trained on.
+     */
+    allowOtherWeights: z.boolean().default(false),
+  })
+  .strict();
+export type LoadAdaptersOptions = z.input<typeof LoadAdaptersOptionsSchema>;

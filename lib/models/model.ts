@@ -12,12 +12,14 @@ import { readTensorHeader, type TensorRecord } from '../safetensors';
 import { handleOf, Tensor } from '../tensor';
 import { FitLock } from './fit-lock';
 import { checkModelFitsInMemory } from './size';
+import { adapterFileMetadata, checkAdapterFile, type AdapterTarget } from './adapter-file';
 import {
   ADAPTER_METADATA_KEY,
   AdapterOptionsSchema,
-  SavedAdapterConfigSchema,
+  LoadAdaptersOptionsSchema,
   type AdapterConfig,
   type AdapterOptions,
+  type LoadAdaptersOptions,
 } from './adapters';
 import {
   ModelSpecSchema,
@@ -224,60 +226,39 @@ export class Model implements Disposable {
 
   /**
    * Loads trainable parameters (adapters + head) saved by {@link Model.saveAdapters}, or the PACE reference's
-   * adapter files. A file made for another backbone, type or rank is refused, naming the tensor and shapes.
+   * adapter files. A file made for another backbone, type or rank is refused, naming the tensor and shapes; one
+   * saved by {@link Model.saveAdapters} also for another architecture (naming the field), or for other frozen
+   * weights (naming both fingerprints) unless `allowOtherWeights`.
    */
-  async loadAdapters(path: string): Promise<void> {
+  async loadAdapters(path: string, options: LoadAdaptersOptions = {}): Promise<void> {
     const file = parseOptions(PathSchema, path, 'path');
+    const { allowOtherWeights } = parseOptions(LoadAdaptersOptionsSchema, options, 'options');
     if (!this.adapters) throw new PaceStateError('call addAdapters() before loadAdapters()');
     const { metadata } = await readTensorHeader(file);
     const recorded = metadata?.[ADAPTER_METADATA_KEY];
     // The reference's files carry no metadata: those are checked by their tensors' names and shapes alone.
-    if (recorded !== undefined) this.#checkSavedAdapters(file, recorded);
+    if (recorded !== undefined) checkAdapterFile(file, recorded, this.#adapterTarget(), { allowOtherWeights });
     await this.#use('loadAdapters').loadAdapters(file);
   }
 
-  /** Refuses an adapter file whose recorded configuration is unreadable or not this model's. */
-  #checkSavedAdapters(file: string, recorded: string): void {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(recorded);
-    } catch {
-      throw new PaceFileError(`adapter file '${file}': its '${ADAPTER_METADATA_KEY}' metadata is not JSON`);
-    }
-    const result = SavedAdapterConfigSchema.safeParse(parsed);
-    if (!result.success) {
-      const issue = result.error.issues[0];
-      throw new PaceFileError(
-        `adapter file '${file}': its '${ADAPTER_METADATA_KEY}' metadata is not an adapter configuration (${issue.path.join('.') || 'the value'}: ${issue.message})`,
-      );
-    }
-    const saved = result.data;
-    const adapters = this.adapters!;
-    if (saved.type !== adapters.type || saved.rank !== adapters.rank) {
-      throw new PaceFileError(
-        `adapter file '${file}' holds ${saved.type} adapters of rank ${saved.rank}; this model has ${adapters.type} of rank ${adapters.rank}`,
-      );
-    }
-    if (saved.family !== undefined && saved.family !== this.spec.family) {
-      throw new PaceFileError(
-        `adapter file '${file}' was saved from a ${saved.family} backbone (${saved.model ?? 'unnamed'}); this model is a ${this.spec.family}`,
-      );
-    }
-    const targets = (list: string[] | undefined) => JSON.stringify([...(list ?? [])].sort());
-    if (targets(saved.targets) !== targets(adapters.targets)) {
-      throw new PaceFileError(
-        `adapter file '${file}' adapts ${saved.targets ? saved.targets.join(', ') : 'every linear but the head'}; this model adapts ${adapters.targets ? adapters.targets.join(', ') : 'every linear but the head'}`,
-      );
-    }
-  }
-
-  /** Saves the trainable parameters, with the adapter configuration in the file's metadata. */
+  /**
+   * Saves the trainable parameters, with the adapter configuration, the backbone's architecture and the frozen
+   * weights' fingerprint in the file's metadata.
+   */
   async saveAdapters(path: string): Promise<void> {
     if (!this.adapters) throw new PaceStateError('the model has no adapters to save: call addAdapters() first');
-    const config = JSON.stringify({ ...this.adapters, family: this.spec.family, model: this.name });
-    await this.#use('saveAdapters').saveAdapters(parseOptions(PathSchema, path, 'path'), {
-      [ADAPTER_METADATA_KEY]: config,
-    });
+    const file = parseOptions(PathSchema, path, 'path');
+    const config = adapterFileMetadata(this.#adapterTarget());
+    await this.#use('saveAdapters').saveAdapters(file, { [ADAPTER_METADATA_KEY]: config });
+  }
+
+  #adapterTarget(): AdapterTarget {
+    return {
+      spec: this.spec,
+      name: this.name,
+      adapters: this.adapters!,
+      frozenWeights: () => this.weightsFingerprint(),
+    };
   }
 
   /** The trainable parameters' gradients from the last training step, by name (copies). */

@@ -1,0 +1,120 @@
+// An adapter file records what its adapters were trained on (the backbone's architecture and the frozen weights'
+// fingerprint): loading it onto another architecture is refused, onto other frozen weights only with
+// allowOtherWeights. Bug caught: adapters loaded silently onto another checkpoint or a CLIP-style ViT of the same
+// shapes, and the logits were off by 2.
+import path from 'node:path';
+
+import { createModel, loadTensors, saveTensors, type Model, type ModelSpecInput } from '../lib';
+import { makeTempDir } from './support/paths';
+import { tinyVit } from './support/synthetic';
+
+const temp = makeTempDir('adapter-provenance');
+afterAll(() => temp.cleanup());
+
+const file = (name: string) => path.join(temp.dir, name);
+
+async function adapted(spec: ModelSpecInput, seed: number, pretrained?: string): Promise<Model> {
+  const model = await createModel(spec, { seed, ...(pretrained ? { pretrained } : {}) });
+  model.addAdapters({ rank: 2 });
+  return model;
+}
+
+/** The trainable parameters' values (adapters and head), in order. */
+function trainable(model: Model): number[][] {
+  const names = new Set(model.trainableParameters());
+  return Object.entries(model.stateDict()).flatMap(([name, t]) => {
+    const values = Array.from(t.toFloat32Array());
+    t.dispose();
+    return names.has(name) ? [values] : [];
+  });
+}
+
+let source: Model;
+const saved = file('adapters.safetensors');
+const base = file('base.safetensors');
+
+beforeAll(async () => {
+  using backbone = await createModel(tinyVit, { seed: 3 });
+  await backbone.saveWeights(base);
+  source = await adapted(tinyVit, 5, base);
+  await source.saveAdapters(saved);
+});
+afterAll(() => source.dispose());
+
+test("the file records the backbone's architecture, image size and frozen weights' fingerprint", async () => {
+  const { metadata, tensors } = await loadTensors(saved);
+  for (const t of Object.values(tensors)) t.dispose();
+  expect(JSON.parse(metadata!['pace_peft.adapters'])).toEqual({
+    type: 'loramul_vptadd',
+    rank: 2,
+    family: 'vit',
+    model: 'vit',
+    architecture: { patchSize: 8, embedDim: 32, depth: 2, numHeads: 2, mlpRatio: 4, preNorm: false, normEps: 1e-6 },
+    imgSize: 16,
+    frozenWeights: source.weightsFingerprint(),
+  });
+  expect(source.weightsFingerprint()).toMatch(/^crc32:[0-9a-f]{8}$/);
+});
+
+test('the same frozen weights under another seed load, to the saved values', async () => {
+  using target = await adapted(tinyVit, 9, base);
+  expect(target.weightsFingerprint()).toBe(source.weightsFingerprint());
+  await target.loadAdapters(saved);
+  expect(trainable(target)).toEqual(trainable(source));
+});
+
+test('other frozen weights are refused naming both fingerprints, and load with allowOtherWeights', async () => {
+  using other = await adapted(tinyVit, 4);
+  const before = trainable(other);
+  const theirs = source.weightsFingerprint();
+  const own = other.weightsFingerprint();
+  expect(own).not.toBe(theirs);
+  await expect(other.loadAdapters(saved)).rejects.toThrow(
+    `adapter file '${saved}' was trained on other frozen weights: fingerprint ${theirs}, this model's is ${own}; pass { allowOtherWeights: true } to load them onto these weights`,
+  );
+  expect(trainable(other)).toEqual(before);
+  await other.loadAdapters(saved, { allowOtherWeights: true });
+  expect(trainable(other)).toEqual(trainable(source));
+});
+
+test('another image size is named when the fingerprints differ', async () => {
+  using larger = await createModel({ ...tinyVit, imgSize: 32 }, { pretrained: base });
+  larger.addAdapters({ rank: 2 });
+  await expect(larger.loadAdapters(saved)).rejects.toThrow(
+    /other frozen weights: .* \(they were trained at image size 16, this model's is 32\); pass/,
+  );
+});
+
+test.each<[string, ModelSpecInput, string]>([
+  ['a CLIP-style ViT', { ...tinyVit, preNorm: true, normEps: 1e-5 }, "preNorm false, this model's true"],
+  ['another layer-norm eps', { ...tinyVit, normEps: 1e-5 }, "normEps 0.000001, this model's 0.00001"],
+])('%s is another architecture, refused with allowOtherWeights too', async (_, spec, difference) => {
+  using other = await adapted(spec, 5);
+  const before = trainable(other);
+  for (const options of [{}, { allowOtherWeights: true }]) {
+    await expect(other.loadAdapters(saved, options)).rejects.toThrow(
+      `adapter file '${saved}' was trained on another architecture: its backbone has ${difference}`,
+    );
+  }
+  expect(trainable(other)).toEqual(before);
+});
+
+test('a file without the new records (older versions, the reference) loads onto any weights as before', async () => {
+  const { tensors, metadata } = await loadTensors(saved);
+  const recorded = JSON.parse(metadata!['pace_peft.adapters']) as Record<string, unknown>;
+  const older = Object.fromEntries(['type', 'rank', 'family', 'model'].map((field) => [field, recorded[field]]));
+  const old = file('older.safetensors');
+  await saveTensors(old, tensors, { metadata: { 'pace_peft.adapters': JSON.stringify(older) } });
+  for (const t of Object.values(tensors)) t.dispose();
+  using clip = await adapted({ ...tinyVit, preNorm: true }, 4);
+  await clip.loadAdapters(old);
+  expect(trainable(clip)).toEqual(trainable(source));
+});
+
+test('the option is checked', async () => {
+  using model = await adapted(tinyVit, 5, base);
+  await expect(model.loadAdapters(saved, { allowOtherWeights: 'yes' } as never)).rejects.toThrow(
+    /options\.allowOtherWeights/,
+  );
+  await expect(model.loadAdapters(saved, { allowOther: true } as never)).rejects.toThrow(/allowOther/);
+});
