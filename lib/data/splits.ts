@@ -87,13 +87,14 @@ function entryFor(relative: string, label: number, where: string, context: ListC
 /**
  * Parses a split list (`<image path> <label>` per line, the path relative to `root`). Every problem is an error
  * naming the file and line: a line without a label, a label that is not an integer or not below `numClasses`,
- * a path that escapes `root` by name or through a symbolic link. A list that cannot be read is a PaceNotFoundError
+ * a path that escapes `root` by name or through a symbolic link, an image listed twice. A list that cannot be read is a PaceNotFoundError
  * (missing) or a PaceFileError naming it. Blank lines are skipped; an empty list is an error.
  */
 export function parseSplitList(file: string, options: { root: string; numClasses: number }): SplitEntry[] {
   const text = readList(file, 'split list');
   const context = listContext(options);
   const entries: SplitEntry[] = [];
+  const lineOf = new Map<string, number>(); // image path → the line that listed it
   text.split(/\r?\n/).forEach((raw, index) => {
     const line = raw.trim();
     if (line === '') return;
@@ -103,7 +104,15 @@ export function parseSplitList(file: string, options: { root: string; numClasses
     const [relative, labelText] = [line.slice(0, split).trim(), line.slice(split + 1)];
     if (!/^\d+$/.test(labelText))
       throw new PaceInputError(`${where}: label '${labelText}' is not a non-negative integer`);
-    entries.push(entryFor(relative, Number(labelText), where, context, index + 1));
+    const entry = entryFor(relative, Number(labelText), where, context, index + 1);
+    const earlier = lineOf.get(entry.path);
+    if (earlier !== undefined) {
+      throw new PaceFileError(
+        `${where}: '${relative}' is listed again (first on line ${earlier}); a list names each image once`,
+      );
+    }
+    lineOf.set(entry.path, entry.line);
+    entries.push(entry);
   });
   if (entries.length === 0) throw new PaceInputError(`${file}: the split list is empty`);
   return entries;
