@@ -6,6 +6,7 @@ import { PaceFileError, PaceUnsupportedError } from '../errors';
 import type { Preprocessing } from '../models/families/family';
 
 const triple = z.tuple([z.number(), z.number(), z.number()]);
+const divisor = z.number().positive('must be > 0 (each channel is divided by it)');
 
 /** The parts of timm's `config.json` (`timm.models.push_to_hf_hub`'s `save_config_for_hf`) pace-peft reads. */
 const TimmConfigSchema = z.looseObject({
@@ -17,7 +18,7 @@ const TimmConfigSchema = z.looseObject({
     interpolation: z.string().default('bicubic'),
     crop_pct: z.number().positive().max(1).default(0.875),
     mean: triple,
-    std: triple,
+    std: z.tuple([divisor, divisor, divisor]),
   }),
 });
 
