@@ -4,7 +4,7 @@
 // shapes, and the logits were off by 2.
 import path from 'node:path';
 
-import { createModel, loadTensors, saveTensors, type Model, type ModelSpecInput } from '../lib';
+import { createModel, loadTensors, saveTensors, tensor, type Model, type ModelSpecInput } from '../lib';
 import { makeTempDir } from './support/paths';
 import { tinyVit } from './support/synthetic';
 
@@ -117,4 +117,34 @@ test('the option is checked', async () => {
     /options\.allowOtherWeights/,
   );
   await expect(model.loadAdapters(saved, { allowOther: true } as never)).rejects.toThrow(/allowOther/);
+});
+
+test('weights loaded after addAdapters are the ones recorded and checked', async () => {
+  using model = await adapted(tinyVit, 4);
+  const before = model.weightsFingerprint();
+  await model.loadWeights(base, { strict: false }); // the adapters are not in the checkpoint
+  expect(model.weightsFingerprint()).not.toBe(before);
+  const reloaded = file('reloaded.safetensors');
+  await model.saveAdapters(reloaded);
+  const { metadata, tensors } = await loadTensors(reloaded);
+  for (const t of Object.values(tensors)) t.dispose();
+  expect(JSON.parse(metadata!['pace_peft.adapters']).frozenWeights).toBe(source.weightsFingerprint());
+  await model.loadAdapters(saved);
+  expect(trainable(model)).toEqual(trainable(source));
+});
+
+test('a save or load queued behind a forward waits its turn instead of being refused as busy', async () => {
+  // The fingerprint is read natively only on an idle model: the metadata must not need it while a forward runs.
+  using model = await adapted(tinyVit, 5, base);
+  using images = tensor(new Float32Array(64 * 3 * 16 * 16).fill(0.5), [64, 3, 16, 16]);
+  const queued = file('queued.safetensors');
+  const forward = model.forward(images);
+  await model.saveAdapters(queued);
+  const again = model.forward(images);
+  await model.loadAdapters(saved);
+  (await forward).dispose();
+  (await again).dispose();
+  const { metadata, tensors } = await loadTensors(queued);
+  for (const t of Object.values(tensors)) t.dispose();
+  expect(JSON.parse(metadata!['pace_peft.adapters']).frozenWeights).toBe(source.weightsFingerprint());
 });

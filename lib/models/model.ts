@@ -106,6 +106,8 @@ export class Model implements Disposable {
   pretrainedFrom?: PretrainedWeights;
   /** The adapters added by {@link Model.addAdapters}, if any. */
   adapters?: AdapterConfig;
+  /** See #frozenWeights. */
+  #frozenFingerprint?: string;
 
   /** @internal */
   constructor(handle: NativeModelHandle, spec: ModelSpec, name: string, preprocessing?: Preprocessing) {
@@ -123,7 +125,10 @@ export class Model implements Disposable {
    */
   async loadWeights(path: string, options: z.input<typeof LoadOptionsSchema> = {}): Promise<LoadReport> {
     const { strict } = parseOptions(LoadOptionsSchema, options, 'options');
-    return this.#use('loadWeights').loadWeights(parseOptions(PathSchema, path, 'path'), strict);
+    const native = this.#use('loadWeights');
+    const file = parseOptions(PathSchema, path, 'path');
+    this.#frozenFingerprint = undefined; // read again once needed: the load changes the weights in its turn
+    return native.loadWeights(file, strict);
   }
 
   /** Writes the backbone as a timm-loadable safetensors file (atomically), adapters folded in. */
@@ -200,8 +205,10 @@ export class Model implements Disposable {
   addAdapters(options: AdapterOptions = {}): string[] {
     if (this.adapters) throw new PaceStateError(`the model already has ${this.adapters.type} adapters`);
     const config = parseOptions(AdapterOptionsSchema, options, 'options');
-    const trainable = this.#use('addAdapters').addAdapters(config.type, config.rank, config.targets ?? []);
+    const native = this.#use('addAdapters');
+    const trainable = native.addAdapters(config.type, config.rank, config.targets ?? []);
     this.adapters = config;
+    this.#frozenFingerprint = native.weightsFingerprint(); // the model is idle now: see #frozenWeights
     return trainable;
   }
 
@@ -235,10 +242,11 @@ export class Model implements Disposable {
     const { allowOtherWeights } = parseOptions(LoadAdaptersOptionsSchema, options, 'options');
     if (!this.adapters) throw new PaceStateError('call addAdapters() before loadAdapters()');
     const { metadata } = await readTensorHeader(file);
+    const native = this.#use('loadAdapters');
     const recorded = metadata?.[ADAPTER_METADATA_KEY];
     // The reference's files carry no metadata: those are checked by their tensors' names and shapes alone.
-    if (recorded !== undefined) checkAdapterFile(file, recorded, this.#adapterTarget(), { allowOtherWeights });
-    await this.#use('loadAdapters').loadAdapters(file);
+    if (recorded !== undefined) checkAdapterFile(file, recorded, this.#adapterTarget(native), { allowOtherWeights });
+    await native.loadAdapters(file);
   }
 
   /**
@@ -248,17 +256,28 @@ export class Model implements Disposable {
   async saveAdapters(path: string): Promise<void> {
     if (!this.adapters) throw new PaceStateError('the model has no adapters to save: call addAdapters() first');
     const file = parseOptions(PathSchema, path, 'path');
-    const config = adapterFileMetadata(this.#adapterTarget());
-    await this.#use('saveAdapters').saveAdapters(file, { [ADAPTER_METADATA_KEY]: config });
+    const native = this.#use('saveAdapters');
+    const config = adapterFileMetadata(this.#adapterTarget(native));
+    await native.saveAdapters(file, { [ADAPTER_METADATA_KEY]: config });
   }
 
-  #adapterTarget(): AdapterTarget {
+  #adapterTarget(native: NativeModelHandle): AdapterTarget {
     return {
       spec: this.spec,
       name: this.name,
       adapters: this.adapters!,
-      frozenWeights: () => this.weightsFingerprint(),
+      frozenWeights: () => this.#frozenWeights(native),
     };
+  }
+
+  /**
+   * The frozen weights' fingerprint as the jobs queued so far leave them. Reading it natively needs an idle model,
+   * so it is kept: only addAdapters (which runs when idle) and loadWeights change it (training does not), and a
+   * save or load queued behind a forward must not be refused as busy.
+   */
+  #frozenWeights(native: NativeModelHandle): string {
+    this.#frozenFingerprint ??= native.weightsFingerprint();
+    return this.#frozenFingerprint;
   }
 
   /** The trainable parameters' gradients from the last training step, by name (copies). */
