@@ -141,6 +141,7 @@ export {
   type DomainShiftSetName,
 } from './data/domain-shift';
 export {
+  checkDomainShiftTargets,
   evaluateDomainShift,
   ClassSubsetSchema,
   DomainShiftListSchema,

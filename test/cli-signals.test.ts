@@ -240,7 +240,11 @@ describe('stop signals of pace fit', () => {
         .png()
         .toFile(path.join(temp.dir, 'shift', 'images', `${i}.png`));
     }
-    const lines = Array.from({ length: 4000 }, (_, n) => `images/${n % 4}.png ${n % 1000}`);
+    // A list names each image once: 4000 names, links to the four images.
+    for (let n = 4; n < 4000; n++) {
+      fs.symlinkSync(`${n % 4}.png`, path.join(temp.dir, 'shift', 'images', `${n}.png`));
+    }
+    const lines = Array.from({ length: 4000 }, (_, n) => `images/${n}.png ${n % 1000}`);
     fs.writeFileSync(path.join(temp.dir, 'shift', 'val.list'), `${lines.join('\n')}\n`);
     await writeConfig('shift.json', {
       numClasses: 1000,

@@ -7,6 +7,7 @@ import sharp from 'sharp';
 import {
   classesOf,
   createModel,
+  checkDomainShiftTargets,
   domainShiftEntries,
   evaluateDataset,
   evaluateDomainShift,
@@ -312,6 +313,14 @@ describe('evaluation end to end on sets laid out as ImageNet-A and -R', () => {
     expect((error as Error).message).toContain(
       `${missing}: image '${path.join(root, 'imagenet-r/n01443537/not-there.jpg')}' (list line 5)`,
     );
+    // Found without decoding, as pace fit checks its lists before the training that precedes their evaluation.
+    expect(() => checkDomainShiftTargets({ 'imagenet-r': { list: missing, root } }, 1000)).toThrow(
+      new PaceNotFoundError(
+        `${missing}: image '${path.join(root, 'imagenet-r/n01443537/not-there.jpg')}' (list line 5) does not exist`,
+      ),
+    );
+    expect(() => checkDomainShiftTargets({ 'imagenet-r': { list: r.list, root } }, 1000)).not.toThrow();
+    expect(() => checkDomainShiftTargets({ 'imagenet-r': { list: r.list, root } }, 10)).toThrow(PaceOptionError);
 
     // in a later chunk, found while the chunk before is evaluated: still this call's error, not the process's
     // In a later chunk, found while the chunk before is evaluated: still this call's error, not an unhandled
@@ -411,5 +420,32 @@ describe('evaluation end to end on sets laid out as ImageNet-A and -R', () => {
       targets: { 'imagenet-r': { list: r.list, root }, 'imagenet-a': { list: a.list, root, classes: aClasses() } },
     });
     expect(run.stdout).toBe(`${formatDomainShiftTable([{ label: 'run', report: expected }])}\n`);
+
+    // pace fit finds a bad list before it trains (it found it after the fit, at the evaluation).
+    const missing = path.join(temp.dir, 'fit-missing.list');
+    fs.writeFileSync(missing, `${r.lines[0]}\nimagenet-r/n01443537/not-there.jpg 1\n`);
+    const withBadList = {
+      ...config,
+      data: { ...config.data, domainShift: { 'imagenet-r': { list: 'fit-missing.list', root: 'images' } } },
+    };
+    fs.writeFileSync(path.join(temp.dir, 'bad-list.json'), JSON.stringify(withBadList));
+    const fit = spawnSync(
+      process.execPath,
+      [
+        path.join(repoRoot, 'dist', 'cli.js'),
+        'fit',
+        '--config',
+        'bad-list.json',
+        '--run-dir',
+        'bad-list-run',
+        '--batch-size',
+        '4',
+      ],
+      { cwd: temp.dir, encoding: 'utf8' },
+    );
+    expect(fit.status).toBe(1);
+    expect(fit.stderr).toContain(`${missing}: image '${path.join(root, 'imagenet-r/n01443537/not-there.jpg')}'`);
+    expect(fit.stdout).toBe('');
+    expect(fs.existsSync(path.join(temp.dir, 'bad-list-run'))).toBe(false);
   });
 });

@@ -11,7 +11,7 @@ import { ResumeFromSchema, type ResumeFrom } from '../train/checkpoints';
 import { FitOptionsSchema, type FitOptions } from '../train/fit';
 import { configName, readRunConfig, type RunConfig } from './config';
 import { DOMAIN_SHIFT_FILE, domainShiftEval, domainShiftTargets } from './domain-shift-eval';
-import { evaluateDomainShift } from '../eval/domain-shift';
+import { checkDomainShiftTargets, evaluateDomainShift } from '../eval/domain-shift';
 import { formatDomainShiftTable } from '../eval/domain-shift-table';
 import { writeFileAtomic } from '../train/run-folder';
 import { launchCommand } from './launch-command';
@@ -168,7 +168,8 @@ export const fitCommand: Command = {
   Fine-tunes the model of run.json with its adapters and PACE settings, writing the run folder
   (config.json, metrics.jsonl, summary.csv, last/best checkpoints) and adapters.safetensors in it.
   Started by \`pace launch\` or torchrun (WORLD_SIZE > 1), it trains data-parallel; rank 0 writes the folder.
-  With data.domainShift, a completed fit evaluates those sets into domain-shift.json in the folder.
+  With data.domainShift, a completed fit evaluates those sets into domain-shift.json in the folder (their lists
+  are checked before training: lines, labels, and that each image exists).
   Ctrl-C or SIGTERM stops it at the step in progress, keeping the checkpoint and writing the adapters
   (exit 130 or 143); a second one ends it at once.`,
   async run(args) {
@@ -194,6 +195,9 @@ export const fitCommand: Command = {
     const train = await load(config.data.train);
     const validation = config.data.validation ? await load(config.data.validation) : undefined;
     const test = config.data.test ? await load(config.data.test) : undefined;
+    // A bad domain-adaptation list is found now, not after the training that precedes its evaluation.
+    const shiftTargets = domainShiftTargets(config);
+    if (shiftTargets) checkDomainShiftTargets(shiftTargets, model.spec.numClasses);
     // From here until the command ends (the domain-adaptation evaluation included), a stop signal stops it cleanly.
     using stop = watchStopSignals();
     const history = await trainer.fit(train, {

@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+
 import { z } from 'zod';
 
 import type { TensorDataset } from '../data/dataset';
@@ -14,7 +16,7 @@ import {
 import { loadImages } from '../data/images';
 import type { SplitEntry } from '../data/splits';
 import { withContext } from '../error-context';
-import { PaceInputError, PaceOptionError } from '../errors';
+import { PaceInputError, PaceNotFoundError, PaceOptionError } from '../errors';
 import type { Model } from '../models/model';
 import { parseOptions } from '../options';
 import { evaluateDataset } from './evaluate';
@@ -144,14 +146,7 @@ export async function evaluateDomainShift(
 ): Promise<DomainShiftReport> {
   const batchSize = parseOptions(z.number().int().min(1).default(64), options.batchSize, 'options.batchSize');
   const chunk = parseOptions(z.number().int().min(1).default(1024), options.decodeChunk, 'options.decodeChunk');
-  const names = Object.keys(options.targets);
-  names.forEach(domainShiftSet);
-  if (names.length === 0) throw new PaceOptionError('options.targets: name at least one set');
-  if (model.spec.numClasses !== IMAGENET_CLASSES) {
-    throw new PaceOptionError(
-      `the domain-adaptation sets are labelled with ImageNet-1K's ${IMAGENET_CLASSES} classes; this model's head has ${model.spec.numClasses}`,
-    );
-  }
+  checkSetsAndHead(options.targets, model.spec.numClasses);
   // The native evaluation runs in evaluation mode and leaves the model's mode as it found it.
   const sets: DomainShiftReport['sets'] = [];
   for (const set of DOMAIN_SHIFT_SETS) {
@@ -169,6 +164,51 @@ export async function evaluateDomainShift(
     targetMean: targets.length > 0 ? mean(targets) : undefined,
     mean: mean(sets.map((s) => s.result.top1)),
   };
+}
+
+/**
+ * What evaluateDomainShift would refuse, checked before a fit that ends with it, without decoding an image: the
+ * set names, the head's classes, each list's lines, labels and class subset, and that each image it names exists.
+ */
+export function checkDomainShiftTargets(
+  targets: Partial<Record<DomainShiftSetName, DomainShiftTarget>>,
+  numClasses: number,
+): void {
+  checkSetsAndHead(targets, numClasses);
+  for (const [name, target] of Object.entries(targets) as [DomainShiftSetName, DomainShiftTarget][]) {
+    if ('dataset' in target) continue;
+    const { list, entries } = listEntries(name, target);
+    const missing = entries.find((entry) => !fs.existsSync(entry.path));
+    if (missing) {
+      throw new PaceNotFoundError(`${list}: image '${missing.path}' (list line ${missing.line}) does not exist`);
+    }
+  }
+}
+
+function checkSetsAndHead(targets: EvaluateDomainShiftOptions['targets'], numClasses: number): void {
+  const names = Object.keys(targets);
+  names.forEach(domainShiftSet);
+  if (names.length === 0) throw new PaceOptionError('options.targets: name at least one set');
+  if (numClasses !== IMAGENET_CLASSES) {
+    throw new PaceOptionError(
+      `the domain-adaptation sets are labelled with ImageNet-1K's ${IMAGENET_CLASSES} classes; this model's head has ${numClasses}`,
+    );
+  }
+}
+
+/** A list target's entries and the classes it is scored over, each label checked to be among them. */
+function listEntries(name: DomainShiftSetName, target: DomainShiftList) {
+  const { list, root } = parseOptions(DomainShiftListSchema, target, `options.targets['${name}']`);
+  const entries = domainShiftEntries(list, root);
+  const classes = subsetFor(name, target.classes, () => entries.map((e) => e.label));
+  const members = classes && new Set(classes);
+  const outside = members && entries.find((e) => !members.has(e.label));
+  if (outside) {
+    throw new PaceInputError(
+      `${list}:${outside.line}: label ${outside.label} is not among the ${members.size} classes of ${name}'s class subset`,
+    );
+  }
+  return { list, entries, classes };
 }
 
 /** Scoring one set, from a dataset or from a list: the native evaluation of each chunk, its counts summed. */
@@ -199,16 +239,7 @@ function scorer(model: Model, name: DomainShiftSetName, batchSize: number, optio
       return result(classes);
     },
     async list(target: DomainShiftList, chunk: number): Promise<DomainShiftResult> {
-      const { list, root } = parseOptions(DomainShiftListSchema, target, `options.targets['${name}']`);
-      const entries = domainShiftEntries(list, root);
-      const classes = subsetFor(name, target.classes, () => entries.map((e) => e.label));
-      const members = classes && new Set(classes);
-      const outside = members && entries.find((e) => !members.has(e.label));
-      if (outside) {
-        throw new PaceInputError(
-          `${list}:${outside.line}: label ${outside.label} is not among the ${members.size} classes of ${name}'s class subset`,
-        );
-      }
+      const { list, entries, classes } = listEntries(name, target);
       const size = model.spec.imgSize;
       // The next chunk decodes while this one is evaluated. Its failure is handled here at once, so that it is
       // not an unhandled rejection (which ends the process) before the loop comes to await it.
