@@ -115,7 +115,16 @@ void rejectsMalformedFiles() {
       "overlapping data_offsets");
   expectError("overflow",
               safetensorsBytes(R"({"x":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", 8),
-              "more than 2^64");
+              "more elements than a tensor can count");
+  expectError("bytes-overflow",
+              safetensorsBytes(R"({"x":{"dtype":"F64","shape":[2147483648,2147483648],"data_offsets":[0,8]}})", 8),
+              "more than 2^64 bytes");
+  expectError(
+      "twice",
+      safetensorsBytes(
+          R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+          8),
+      "names 'a' twice");
   expectError("metadata", safetensorsBytes(R"({"__metadata__":{"k":1}})", 0), "must be a string");
 }
 
