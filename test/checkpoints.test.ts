@@ -355,6 +355,15 @@ describe("a run folder is held by its fit (fit.lock) for the fit's whole length"
     expect(untouched).toBe(true);
     expect(JSON.parse(fs.readFileSync(lock, 'utf8')).pid).toBe(process.ppid); // left to its holder
 
+    // A lock of another host: refused before anything in the folder is touched (its writer's temporary file, of a
+    // pid meaningless here, was removed first).
+    fs.writeFileSync(lock, JSON.stringify({ pid: deadPid, hostname: 'other-host' }));
+    const theirs = path.join(held, `last.safetensors.tmp-${deadPid}`);
+    fs.writeFileSync(theirs, 'half written');
+    expect((await resumeError(held)).message).toMatch(/is in use by process \d+ on host other-host/);
+    expect(fs.existsSync(theirs)).toBe(true);
+    fs.rmSync(theirs);
+
     fs.writeFileSync(lock, JSON.stringify({ pid: deadPid, hostname: os.hostname() }));
     using model = await freshModel();
     const history = await new Trainer(model, trainerOptions).fit(train, { ...fit, resume: held });

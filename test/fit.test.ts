@@ -13,6 +13,7 @@ import {
   tensor,
   TensorDataset,
   Trainer,
+  type Callback,
   type EpochLogs,
   type FitControl,
 } from '../lib';
@@ -603,6 +604,35 @@ describe('earlyStopping across a stop and a resume', () => {
     expect(trainer.iteration).toBe(firstTrainer.iteration); // the best state's step count (12), restored as then
     expect((await adapterBytes(model, 'early-finished')).equals(whole.weights)).toBe(true);
     expect(fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')).toBe(metrics);
+  });
+
+  test('a mark made on a continuation a resume abandons is never restored by a later resume', async () => {
+    // Bug caught: a resume from 'previous' ignored the mark of the epoch it redid but kept it, and the next resume
+    // (past that epoch again) restored the abandoned continuation's state.
+    const dir = path.join(temp.dir, 'abandoned-mark');
+    const restored: boolean[] = [];
+    const stopAfter = (last: number, mark: boolean): Callback => ({
+      onTrainBegin: async (control) => void restored.push(await control.restoreBest()),
+      onEpochEnd: async (epoch, _logs, control) => {
+        if (epoch !== last) return;
+        if (mark) await control.markBest();
+        control.stop();
+      },
+    });
+    const fitOnce = async (more: Record<string, unknown>, callback: Callback) => {
+      using model = await freshModel();
+      await new Trainer(model, trainerOptions).fit(small, {
+        ...options,
+        validation: undefined,
+        ...more,
+        callbacks: [callback],
+      });
+    };
+    await fitOnce({ runDir: dir }, stopAfter(2, true)); // epochs 0-2, epoch 2 marked
+    await fitOnce({ resume: dir, resumeFrom: 'previous' }, stopAfter(2, false)); // redoes epoch 2, no mark
+    await fitOnce({ resume: dir }, stopAfter(3, false));
+    expect(restored).toEqual([false, false, false]);
+    expect(fs.existsSync(path.join(dir, 'marked-best.safetensors'))).toBe(false);
   });
 });
 

@@ -155,6 +155,7 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   const release =
     folder && writer ? takeLock(folder.dir, path.join(folder.dir, RUN_LOCK_FILE), RUN_LOCK_USE) : undefined;
   try {
+    if (release) folder?.removeKilledWritersFiles();
     const parts = { validation, test, callbacks, signal, augment, schedule, stepsPerEpoch, folder };
     return await fitEpochs(host, train, o, parts);
   } finally {

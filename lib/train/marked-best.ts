@@ -36,7 +36,7 @@ async function markedEpoch(file: string): Promise<number | undefined> {
 /**
  * Marks of a fit starting at `startEpoch`. With a run folder, its writer keeps them in the folder; an earlier
  * fit's mark there counts only if it is of an epoch before `startEpoch` (a resume from `previous` or `best` may
- * start before it). Without a run folder, and on the other ranks of a data-parallel fit, they go to a temporary
+ * start before it), and is removed otherwise. Without a run folder, and on the other ranks of a data-parallel fit, they go to a temporary
  * folder of their own.
  */
 export async function bestMarks(
@@ -48,6 +48,8 @@ export async function bestMarks(
   const kept = folder === undefined ? undefined : path.join(folder, MARKED_BEST_FILE);
   const epoch = kept === undefined ? undefined : await markedEpoch(kept);
   let restorable = epoch !== undefined && epoch < startEpoch ? kept : undefined;
+  // A mark of this epoch or later belongs to the run's abandoned continuation: a later resume must not find it.
+  if (writer && kept !== undefined && epoch !== undefined && restorable === undefined) fs.rmSync(kept, { force: true });
   let temporary: string | undefined;
   const target = (): string => {
     if (writer && kept !== undefined) return kept;

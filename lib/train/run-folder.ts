@@ -118,9 +118,8 @@ export function runFilesIn(dir: string): string[] {
  */
 export class RunFolder {
   /**
-   * Opens (and for a new run creates) the folder, removing the temporary files that a killed process left
-   * half-written. `mustExist`: resuming from a folder that is not there is an error, not a new run. `option`:
-   * the fit option that named the folder, for errors.
+   * Opens (and for a new run creates) the folder. `mustExist`: resuming from a folder that is not there is an
+   * error, not a new run. `option`: the fit option that named the folder, for errors.
    */
   constructor(
     readonly dir: string,
@@ -142,9 +141,16 @@ export class RunFolder {
       const what = code === 'EEXIST' ? 'is a file' : 'has a file as one of its parent folders';
       throw new PaceOptionError(`options.${option}: ${dir} ${what}, not a run folder`, { cause: error });
     }
-    for (const name of fs.readdirSync(dir)) {
+  }
+
+  /**
+   * Removes the temporary files that killed writers left half-written. Only for the folder's lock holder: a
+   * writer's file may belong to a live process of another host, which this one cannot tell alive.
+   */
+  removeKilledWritersFiles(): void {
+    for (const name of fs.readdirSync(this.dir)) {
       const pid = temporaryName.exec(name)?.[1];
-      if (pid !== undefined && !processAlive(Number(pid))) fs.rmSync(path.join(dir, name), { force: true });
+      if (pid !== undefined && !processAlive(Number(pid))) fs.rmSync(path.join(this.dir, name), { force: true });
     }
   }
 
