@@ -4,13 +4,17 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { PaceBusyError } from './errors';
-import { processAlive } from './process-alive';
-import { linkOrCopyExclusive, writeFileAtomic } from './train/run-folder';
+import { linkOrCopyExclusive, writeFileAtomic } from './files';
+import { processAlive, processStartTime } from './process-alive';
 
-/** Who holds a folder's lock: a process on a host (the folder may be on a shared file system). */
+/**
+ * Who holds a folder's lock: a process on a host (the folder may be on a shared file system), with its start time
+ * where the host tells it (a later process given the same pid, as in a restarted container, is not the holder).
+ */
 interface Holder {
   pid: number;
   hostname: string;
+  started?: string;
 }
 
 const errorCode = (error: unknown) => (error as NodeJS.ErrnoException).code;
@@ -21,7 +25,15 @@ export interface LockUse {
   user: string;
 }
 
-/** The locks this process holds, by real path: a second claim from this process is refused, not shared. */
+/** How often a holder touches its lock, and how long another host waits, untouched, before it takes the lock over. */
+export interface LockTiming {
+  heartbeatSeconds: number;
+  staleSeconds: number;
+}
+
+const DEFAULT_TIMING: LockTiming = { heartbeatSeconds: 15, staleSeconds: 120 };
+
+/** The locks this thread holds, by real path: a second claim from this thread is refused, not shared. */
 const heldHere = new Set<string>();
 
 /** A lock's holder from its text: `{"pid":…,"hostname":…}`, or a bare pid (an older sweep's lock: this host's). */
@@ -29,14 +41,24 @@ function parseHolder(text: string): Holder | undefined {
   const trimmed = text.trim();
   if (/^\d+$/.test(trimmed)) return { pid: Number(trimmed), hostname: os.hostname() };
   try {
-    const { pid, hostname } = JSON.parse(trimmed) as Partial<Holder>;
+    const { pid, hostname, started } = JSON.parse(trimmed) as Partial<Holder>;
     if (Number.isInteger(pid) && (pid as number) > 0 && typeof hostname === 'string') {
-      return { pid: pid as number, hostname };
+      return { pid: pid as number, hostname, ...(typeof started === 'string' && { started }) };
     }
   } catch {
     // not JSON: no holder
   }
   return undefined;
+}
+
+/** When the lock was last touched; undefined once it is gone (released). */
+function modifiedAt(lock: string): number | undefined {
+  try {
+    return fs.statSync(lock).mtimeMs;
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return undefined;
+    throw error;
+  }
 }
 
 /** The lock's text; undefined once it is gone (released). */
@@ -55,7 +77,7 @@ function readLock(lock: string): string | undefined {
  * A lock another process took between our read and our rename is put back.
  */
 function breakStale(lock: string, stale: string): void {
-  const aside = `${lock}.stale-${process.pid}-${crypto.randomBytes(6).toString('hex')}`;
+  const aside = `${lock}.tmp-${process.pid}-${crypto.randomInt(1e9)}`;
   try {
     fs.renameSync(lock, aside);
   } catch (error) {
@@ -81,55 +103,72 @@ function waitMilliseconds(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
+/** Why a lock's holder is taken to be running, or undefined when it is gone. */
+function liveHolder(holder: Holder, me: Holder, lockAge: number, timing: LockTiming): string | undefined {
+  if (holder.hostname !== me.hostname) {
+    if (lockAge > timing.staleSeconds) return undefined;
+    return (
+      `by process ${holder.pid} on host ${holder.hostname}, which touched its lock ${Math.round(lockAge)} s ago ` +
+      `(a lock untouched for ${timing.staleSeconds} s is taken over)`
+    );
+  }
+  const sameProcess = holder.pid === me.pid && holder.started !== undefined && holder.started === me.started;
+  if (sameProcess) return `by another thread of this process (${me.pid})`;
+  if (holder.pid === me.pid || !processAlive(holder.pid)) return undefined;
+  // a later process given the holder's pid (a restarted container) does not hold it
+  if (holder.started !== undefined && processStartTime(holder.pid) !== holder.started) return undefined;
+  return `by process ${holder.pid}`;
+}
+
 /**
- * Takes a folder's lock: `{pid, hostname}` written to a file of our own, then hard-linked to the lock's name,
- * which fails when the name exists, so of processes starting together exactly one gets it. A lock held by a
- * process of this host that is gone is broken (see {@link breakStale}) and taken; so is one naming this process
- * that it does not hold (a restarted container reuses pids). A lock of another host is refused, whatever its
- * pid, as this host cannot tell whether its holder still runs; so is a second claim from this process.
- * Returns the function releasing it.
+ * Takes a folder's lock: `{pid, hostname, started}` written to a file of our own, then linked to the lock's name
+ * (an exclusive copy where there are no hard links), which fails when the name exists, so of processes starting
+ * together exactly one gets it. While held, it is touched every `heartbeatSeconds`. A lock whose holder is gone is
+ * broken (see {@link breakStale}) and taken: on this host when its process is no longer running (or the pid is
+ * another process's now); from another host, which cannot be asked, once untouched for `staleSeconds`. A second
+ * claim from this process, by this thread or another, is refused. Returns the function releasing it.
  */
-export function takeLock(dir: string, lock: string, use: LockUse): () => void {
+export function takeLock(dir: string, lock: string, use: LockUse, timing: LockTiming = DEFAULT_TIMING): () => void {
   const { folder, user } = use;
   const key = path.join(fs.realpathSync(path.dirname(lock)), path.basename(lock));
   if (heldHere.has(key)) {
     throw new PaceBusyError(`the ${folder} ${dir} is in use by another ${user} of this process (${process.pid})`);
   }
-  const hostname = os.hostname();
-  const mine = `${lock}.tmp-${process.pid}-${crypto.randomBytes(6).toString('hex')}`;
-  writeFileAtomic(mine, `${JSON.stringify({ pid: process.pid, hostname })}\n`);
+  const started = processStartTime(process.pid);
+  const me: Holder = { pid: process.pid, hostname: os.hostname(), ...(started !== undefined && { started }) };
+  const mine = `${lock}.tmp-${process.pid}-${crypto.randomInt(1e9)}`;
+  writeFileAtomic(mine, `${JSON.stringify(me)}\n`);
   try {
+    let held: string | undefined;
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       try {
         linkOrCopyExclusive(mine, lock);
         heldHere.add(key);
-        return () => releaseLock(lock, key);
+        return holdLock(lock, key, me, timing);
       } catch (error) {
         if (errorCode(error) !== 'EEXIST') throw error;
       }
-      const held = readLock(lock);
+      held = readLock(lock);
       if (held === undefined) continue; // released meanwhile
       if (held === '') {
         waitMilliseconds(20); // a copy being made (no hard links here): its holder is written next
         continue;
       }
       const holder = parseHolder(held);
-      if (!holder) {
-        throw new PaceBusyError(
-          `the ${folder} ${dir} is locked by ${lock}, which names no process ` +
-            `(${JSON.stringify(held.slice(0, 80))}): if no ${user} is using the folder, remove the lock file`,
-        );
-      }
-      if (holder.hostname !== hostname) {
-        throw new PaceBusyError(
-          `the ${folder} ${dir} is in use by process ${holder.pid} on host ${holder.hostname} (${lock}): ` +
-            `if that ${user} is gone, remove the lock file`,
-        );
-      }
-      if (holder.pid !== process.pid && processAlive(holder.pid)) {
-        throw new PaceBusyError(`the ${folder} ${dir} is in use by process ${holder.pid} (${lock})`);
-      }
+      if (!holder) break;
+      const touched = modifiedAt(lock);
+      if (touched === undefined) continue; // released meanwhile
+      // The age on the folder's own clock: our file was just written there.
+      const lockAge = (fs.statSync(mine).mtimeMs - touched) / 1000;
+      const live = liveHolder(holder, me, lockAge, timing);
+      if (live) throw new PaceBusyError(`the ${folder} ${dir} is in use ${live} (${lock})`);
       breakStale(lock, held);
+    }
+    if (held !== undefined && !parseHolder(held)) {
+      throw new PaceBusyError(
+        `the ${folder} ${dir} is locked by ${lock}, which names no process ` +
+          `(${JSON.stringify(held.slice(0, 80))}): if no ${user} is using the folder, remove the lock file`,
+      );
     }
     throw new PaceBusyError(`the ${folder} ${dir}: could not take its lock ${lock} (other processes keep taking it)`);
   } finally {
@@ -137,8 +176,25 @@ export function takeLock(dir: string, lock: string, use: LockUse): () => void {
   }
 }
 
+/** Touches the lock while it is held; returns its release. */
+function holdLock(lock: string, key: string, me: Holder, timing: LockTiming): () => void {
+  const heartbeat = setInterval(() => {
+    try {
+      const now = new Date();
+      fs.utimesSync(lock, now, now);
+    } catch {
+      // gone or unwritable: the next release finds out
+    }
+  }, timing.heartbeatSeconds * 1000);
+  heartbeat.unref();
+  return () => {
+    clearInterval(heartbeat);
+    releaseLock(lock, key, me);
+  };
+}
+
 /** Releases the lock if this process holds it (a lock already gone, or another's, is left as it is). */
-function releaseLock(lock: string, key: string): void {
+function releaseLock(lock: string, key: string, me: Holder): void {
   heldHere.delete(key);
   let holder: Holder | undefined;
   try {
@@ -147,5 +203,7 @@ function releaseLock(lock: string, key: string): void {
   } catch {
     return; // unreadable: not ours to remove
   }
-  if (holder?.pid === process.pid && holder.hostname === os.hostname()) fs.rmSync(lock, { force: true });
+  if (holder?.pid === me.pid && holder.hostname === me.hostname && holder.started === me.started) {
+    fs.rmSync(lock, { force: true });
+  }
 }

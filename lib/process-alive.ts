@@ -11,18 +11,26 @@ export function processAlive(pid: number): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
-  return !exited(pid);
+  const state = procStat(pid)?.[0];
+  return state !== 'Z' && state !== 'X';
 }
 
-/** Linux: the process's state in /proc is zombie or dead. Elsewhere (no /proc) nothing is known: false. */
-function exited(pid: number): boolean {
+/**
+ * When a process of this host started, in clock ticks since boot (Linux; undefined elsewhere or when it is gone):
+ * with its pid, it tells a process from a later one given the same pid (a restarted container reuses pids).
+ */
+export function processStartTime(pid: number): string | undefined {
+  return procStat(pid)?.[19];
+}
+
+/** The fields of /proc/<pid>/stat after the command's name (the state first), or undefined. */
+function procStat(pid: number): string[] | undefined {
   let stat: string;
   try {
     stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
-    return false;
+    return undefined;
   }
-  // "pid (comm) S ...": the command may hold spaces and parentheses, the state follows the last ')'.
-  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  return state === 'Z' || state === 'X';
+  // "pid (comm) S ...": the command may hold spaces and parentheses; the fields follow the last ')'.
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
 }

@@ -1,10 +1,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 
 import { PaceBusyError, readRuns, settingGrids, sweep, type SweepEvent } from '../lib';
 import { processAlive } from '../lib/process-alive';
 import { labelRuns } from '../lib/report/labels';
+import { takeLock } from '../lib/folder-lock';
 import { openSweepFolder } from '../lib/sweep/folder';
 import { makeTempDir } from './support/paths';
 
@@ -194,22 +196,92 @@ describe("the sweep folder's lock", () => {
     return dir;
   };
 
-  test('names its process and host; a lock of another host is refused, whatever its pid', () => {
-    // Bug: the lock held a pid alone, so a sweep on another host sharing the folder looked dead here.
+  test('names its process, start and host; a lock of another host is refused until untouched for 120 s', () => {
+    // Bugs: the lock held a pid alone, so a sweep on another host sharing the folder looked dead here; then one of
+    // another host was refused for ever, so a run killed on one node could not be resumed on another.
     const dir = lockedFolder('other-host', JSON.stringify({ pid: deadPid, hostname: 'elsewhere' }));
+    const lock = path.join(dir, 'sweep.lock');
     expect(() => openSweepFolder(dir, identity)).toThrow(PaceBusyError);
     expect(() => openSweepFolder(dir, identity)).toThrow(
-      `the sweep folder ${dir} is in use by process ${deadPid} on host elsewhere (${path.join(dir, 'sweep.lock')}): ` +
-        'if that sweep is gone, remove the lock file',
+      new RegExp(
+        `^the sweep folder ${dir} is in use by process ${deadPid} on host elsewhere, which touched its lock \\d+ s ago ` +
+          `\\(a lock untouched for 120 s is taken over\\) \\(${lock}\\)$`,
+      ),
     );
-    fs.rmSync(path.join(dir, 'sweep.lock'));
+    const longAgo = new Date(Date.now() - 121_000);
+    fs.utimesSync(lock, longAgo, longAgo);
     const release = openSweepFolder(dir, identity);
-    expect(JSON.parse(fs.readFileSync(path.join(dir, 'sweep.lock'), 'utf8'))).toEqual({
+    expect(JSON.parse(fs.readFileSync(lock, 'utf8'))).toEqual({
       pid: process.pid,
       hostname: os.hostname(),
+      started: fs.readFileSync(`/proc/${process.pid}/stat`, 'utf8').split(') ')[1].split(' ')[19],
     });
     release();
-    expect(fs.existsSync(path.join(dir, 'sweep.lock'))).toBe(false);
+    expect(fs.existsSync(lock)).toBe(false);
+  });
+
+  test('is touched while held, so another host sees it live', async () => {
+    const dir = path.join(temp.dir, 'heartbeat');
+    fs.mkdirSync(dir);
+    const lock = path.join(dir, 'x.lock');
+    const release = takeLock(
+      dir,
+      lock,
+      { folder: 'folder', user: 'user' },
+      { heartbeatSeconds: 0.05, staleSeconds: 1 },
+    );
+    try {
+      const longAgo = new Date(Date.now() - 60_000);
+      fs.utimesSync(lock, longAgo, longAgo);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(Date.now() - fs.statSync(lock).mtimeMs).toBeLessThan(5_000);
+    } finally {
+      release();
+    }
+  });
+
+  test('a pid given to a later process (a restarted container), or a lock naming no process, are told apart', () => {
+    // The holder's pid is running, but it started at another time: another process has the pid now.
+    const reused = lockedFolder(
+      'pid-reused',
+      JSON.stringify({ pid: process.ppid, hostname: os.hostname(), started: '1' }),
+    );
+    openSweepFolder(reused, identity)();
+    expect(fs.readdirSync(reused)).toEqual(['sweep.json']);
+    // An empty lock (a copy killed half-way, a touch) names no process, however long it is waited on.
+    const empty = lockedFolder('empty-lock', '');
+    expect(() => openSweepFolder(empty, identity)).toThrow(
+      `the sweep folder ${empty} is locked by ${path.join(empty, 'sweep.lock')}, which names no process ("")`,
+    );
+  });
+
+  test('a second claim from another worker thread of this process is refused', async () => {
+    // Bug: each thread had its own record of the locks held, and took one naming its own pid as a stale lock.
+    const dir = path.join(temp.dir, 'threads');
+    fs.mkdirSync(dir);
+    const script = `
+      const { parentPort } = require('node:worker_threads');
+      const { takeLock } = require(${JSON.stringify(path.join(__dirname, '..', 'dist', 'folder-lock.js'))});
+      try {
+        const release = takeLock(${JSON.stringify(dir)}, ${JSON.stringify(path.join(dir, 'x.lock'))}, { folder: 'folder', user: 'user' });
+        parentPort.postMessage('taken');
+        parentPort.once('message', () => { release(); parentPort.postMessage('released'); });
+      } catch (error) { parentPort.postMessage(error.message); }`;
+    const first = new Worker(script, { eval: true });
+    const second = new Worker(script, { eval: true });
+    try {
+      const next = (worker: Worker) => new Promise<string>((resolve) => worker.once('message', resolve));
+      expect(await next(first)).toBe('taken');
+      expect(await next(second)).toBe(
+        `the folder ${dir} is in use by another thread of this process (${process.pid}) (${path.join(dir, 'x.lock')})`,
+      );
+      first.postMessage('release');
+      expect(await next(first)).toBe('released');
+      expect(fs.existsSync(path.join(dir, 'x.lock'))).toBe(false);
+    } finally {
+      await first.terminate();
+      await second.terminate();
+    }
   });
 
   test("this host's dead holder is replaced, in the new format and the old (a bare pid)", () => {

@@ -13,7 +13,7 @@ import { configName, readRunConfig, type RunConfig } from './config';
 import { DOMAIN_SHIFT_FILE, domainShiftEval, domainShiftTargets } from './domain-shift-eval';
 import { checkDomainShiftTargets, evaluateDomainShift } from '../eval/domain-shift';
 import { formatDomainShiftTable } from '../eval/domain-shift-table';
-import { writeFileAtomic } from '../train/run-folder';
+import { writeFileAtomic } from '../files';
 import { launchCommand } from './launch-command';
 import { reportCommand } from './report-command';
 import { pullCommand } from './pull-command';

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { writeFileAtomic } from '../train/run-folder';
+import { writeFileAtomic } from '../files';
 import { loadD3 } from './d3';
 import { renderHtml } from './html';
 import { buildReport } from './model';

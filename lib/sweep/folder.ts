@@ -5,7 +5,7 @@ import { withContext } from '../error-context';
 import { jsonDifferences } from '../json-differences';
 import { PaceStateError } from '../errors';
 import { takeLock } from '../folder-lock';
-import { writeFileAtomic } from '../train/run-folder';
+import { writeFileAtomic } from '../files';
 import type { SweepIdentity } from './config';
 
 /** The file a sweep folder stores its config in (what decides its runs). */

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { PaceNotFoundError } from '../errors';
-import { writeFileAtomic } from '../train/run-folder';
+import { writeFileAtomic } from '../files';
 import type { PlannedRun } from './plan';
 
 /** A run's `pace fit` process. */

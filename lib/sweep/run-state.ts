@@ -6,7 +6,7 @@ import { PaceFileError, PaceStateError } from '../errors';
 import { lastMeasured } from '../report/final-numbers';
 import { readRun } from '../report/read-runs';
 import { readTensorHeader } from '../safetensors';
-import { writeFileAtomic } from '../train/run-folder';
+import { writeFileAtomic } from '../files';
 import { FAILED_FILE, FINISHED_FILE } from './run-status';
 
 export { runStatus, type RunStatus } from './run-status';

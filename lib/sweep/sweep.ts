@@ -6,7 +6,7 @@ import { z } from 'zod';
 
 import { PaceOptionError } from '../errors';
 import { parseOptions } from '../options';
-import { writeFileAtomic } from '../train/run-folder';
+import { writeFileAtomic } from '../files';
 import { identityOf, parseSweepConfig, readSweepConfig, type SweepConfig, type SweepConfigInput } from './config';
 import { resultsCsv } from './csv';
 import { openSweepFolder } from './folder';

@@ -7,7 +7,8 @@ import { PaceFileError, PaceNotFoundError, PaceStateError } from '../errors';
 import type { NativeTrainerHandle } from '../native';
 import { readTensorHeader } from '../safetensors';
 import type { EpochLogs } from './callbacks';
-import { linkOrCopyExclusive, runFilesIn, syncDirectory, type RunFolder } from './run-folder';
+import { linkOrCopyExclusive, syncDirectory } from '../files';
+import { runFilesIn, type RunFolder } from './run-folder';
 import { identityDifferences, RUN_IDENTITY_KEY, runIdentityOf, type RunIdentity } from './run-identity';
 
 /** Which checkpoint of a run folder a resumed fit starts from. */

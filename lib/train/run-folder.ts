@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { withContext } from '../error-context';
+import { writeFileAtomic } from '../files';
 import { PaceFileError, PaceNotFoundError, PaceOptionError } from '../errors';
 import { processAlive } from '../process-alive';
 import type { EpochLogs } from './callbacks';
@@ -23,65 +24,11 @@ const columns: (keyof EpochLogs)[] = [
   'fpDistance',
 ];
 
-/** The lock a fit holds its run folder with (see takeLock): `{pid, hostname}`. */
+/** The lock a fit holds its run folder with (see takeLock): `{pid, hostname, started}`. */
 export const RUN_LOCK_FILE = 'fit.lock';
 
 /** A writer's temporary file: `<name>.tmp-<pid>` or `<name>.tmp-<pid>-<n>`. */
 const temporaryName = /\.tmp-(\d+)(-\d+)?$/;
-
-/**
- * Makes a folder's entries (a rename or link just done in it) durable. Filesystems that cannot sync a folder
- * (EINVAL, ENOTSUP) have nothing more to give.
- */
-export function syncDirectory(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== 'EINVAL' && code !== 'ENOTSUP') throw error;
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-/**
- * Gives `file` a second name `to`, failing with EEXIST when `to` exists. On a file system without hard links
- * (exFAT, FAT, some network and FUSE mounts: EPERM, ENOTSUP, ENOSYS, EXDEV) `to` is an exclusive copy instead,
- * briefly empty while its bytes are copied.
- */
-export function linkOrCopyExclusive(file: string, to: string): void {
-  try {
-    fs.linkSync(file, to);
-  } catch (error) {
-    if (!NO_HARD_LINKS.has((error as NodeJS.ErrnoException).code ?? '')) throw error;
-    fs.copyFileSync(file, to, fs.constants.COPYFILE_EXCL);
-  }
-}
-
-const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV']);
-
-/**
- * Writes a file through a temporary name, fsync, rename and a sync of its folder, so readers never see half of
- * it and a crash leaves the old file or the new one. A failed write leaves no temporary file behind.
- */
-export function writeFileAtomic(file: string, text: string): void {
-  const temp = `${file}.tmp-${process.pid}`;
-  try {
-    const fd = fs.openSync(temp, 'w');
-    try {
-      fs.writeFileSync(fd, text);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(temp, file);
-  } catch (error) {
-    fs.rmSync(temp, { force: true });
-    throw error;
-  }
-  syncDirectory(path.dirname(file));
-}
 
 /** A run folder's config.json (a JSON object), or undefined when it has none; anything else is a PaceFileError. */
 export function readRunConfig(dir: string): Record<string, unknown> | undefined {
