@@ -65,6 +65,8 @@ export interface NativeLoadReport {
   reinitialized: string[];
   /** Checkpoint tensors dropped on purpose, as timm does (`pre_logits`, Swin's recomputed buffers). */
   ignored: string[];
+  /** @internal The frozen weights' fingerprint after the load (see weightsFingerprint); not in the public report. */
+  frozenWeights: string;
 }
 
 /** One training step's results (public as StepResult). */

@@ -148,3 +148,39 @@ test('a save or load queued behind a forward waits its turn instead of being ref
   for (const t of Object.values(tensors)) t.dispose();
   expect(JSON.parse(metadata!['pace_peft.adapters']).frozenWeights).toBe(source.weightsFingerprint());
 });
+
+test('after loadWeights, a save queued behind a forward, or behind the load itself, waits its turn', async () => {
+  // Bug: loadWeights dropped the kept fingerprint, which was then read natively on a busy model (PaceBusyError).
+  using model = await adapted(tinyVit, 6);
+  using images = tensor(new Float32Array(64 * 3 * 16 * 16).fill(0.5), [64, 3, 16, 16]);
+  const recorded = async (name: string) => {
+    const { metadata, tensors } = await loadTensors(file(name));
+    for (const t of Object.values(tensors)) t.dispose();
+    return JSON.parse(metadata!['pace_peft.adapters']).frozenWeights as string;
+  };
+  const report = await model.loadWeights(base, { strict: false });
+  expect(Object.keys(report).sort()).toEqual([
+    'ignored',
+    'loaded',
+    'missing',
+    'reinitialized',
+    'resized',
+    'unexpected',
+  ]);
+  const forward = model.forward(images);
+  await model.saveAdapters(file('after-load.safetensors'));
+  (await forward).dispose();
+  expect(await recorded('after-load.safetensors')).toBe(source.weightsFingerprint());
+
+  using other = await adapted(tinyVit, 7);
+  const otherBase = file('other-base.safetensors');
+  await other.saveWeights(otherBase);
+  const loading = model.loadWeights(otherBase, { strict: false });
+  const saving = model.saveAdapters(file('behind-load.safetensors'));
+  await Promise.all([loading, saving]);
+  expect(await recorded('behind-load.safetensors')).toBe(other.weightsFingerprint());
+  // A load that fails leaves the weights, and the fingerprint recorded, as they were.
+  await expect(model.loadWeights(file('no-such.safetensors'))).rejects.toThrow();
+  await model.saveAdapters(file('after-failed-load.safetensors'));
+  expect(await recorded('after-failed-load.safetensors')).toBe(other.weightsFingerprint());
+});

@@ -31,7 +31,7 @@ import {
 } from './specs';
 
 /** What a weights load did, by parameter name. */
-export type LoadReport = NativeLoadReport;
+export type LoadReport = Omit<NativeLoadReport, 'frozenWeights'>;
 
 /** One parameter's name (timm's), shape and dtype. */
 export interface ParameterInfo {
@@ -107,7 +107,7 @@ export class Model implements Disposable {
   /** The adapters added by {@link Model.addAdapters}, if any. */
   adapters?: AdapterConfig;
   /** See #frozenWeights. */
-  #frozenFingerprint?: string;
+  #frozenFingerprint?: string | Promise<string | undefined>;
 
   /** @internal */
   constructor(handle: NativeModelHandle, spec: ModelSpec, name: string, preprocessing?: Preprocessing) {
@@ -127,8 +127,16 @@ export class Model implements Disposable {
     const { strict } = parseOptions(LoadOptionsSchema, options, 'options');
     const native = this.#use('loadWeights');
     const file = parseOptions(PathSchema, path, 'path');
-    this.#frozenFingerprint = undefined; // read again once needed: the load changes the weights in its turn
-    return native.loadWeights(file, strict);
+    const loading = native.loadWeights(file, strict);
+    // The load reads the fingerprint it leaves; one that fails leaves the weights, and the fingerprint, as they were.
+    const before = this.#frozenFingerprint;
+    this.#frozenFingerprint = loading.then(
+      (loaded) => loaded.frozenWeights,
+      () => before,
+    );
+    const report: LoadReport & { frozenWeights?: string } = { ...(await loading) };
+    delete report.frozenWeights;
+    return report;
   }
 
   /** Writes the backbone as a timm-loadable safetensors file (atomically), adapters folded in. */
@@ -245,7 +253,9 @@ export class Model implements Disposable {
     const native = this.#use('loadAdapters');
     const recorded = metadata?.[ADAPTER_METADATA_KEY];
     // The reference's files carry no metadata: those are checked by their tensors' names and shapes alone.
-    if (recorded !== undefined) checkAdapterFile(file, recorded, this.#adapterTarget(native), { allowOtherWeights });
+    if (recorded !== undefined) {
+      checkAdapterFile(file, recorded, await this.#adapterTarget(native), { allowOtherWeights });
+    }
     await native.loadAdapters(file);
   }
 
@@ -257,27 +267,26 @@ export class Model implements Disposable {
     if (!this.adapters) throw new PaceStateError('the model has no adapters to save: call addAdapters() first');
     const file = parseOptions(PathSchema, path, 'path');
     const native = this.#use('saveAdapters');
-    const config = adapterFileMetadata(this.#adapterTarget(native));
+    const config = adapterFileMetadata(await this.#adapterTarget(native));
     await native.saveAdapters(file, { [ADAPTER_METADATA_KEY]: config });
   }
 
-  #adapterTarget(native: NativeModelHandle): AdapterTarget {
-    return {
-      spec: this.spec,
-      name: this.name,
-      adapters: this.adapters!,
-      frozenWeights: () => this.#frozenWeights(native),
-    };
+  async #adapterTarget(native: NativeModelHandle): Promise<AdapterTarget> {
+    const frozenWeights = await this.#frozenWeights(native);
+    return { spec: this.spec, name: this.name, adapters: this.adapters!, frozenWeights: () => frozenWeights };
   }
 
   /**
    * The frozen weights' fingerprint as the jobs queued so far leave them. Reading it natively needs an idle model,
-   * so it is kept: only addAdapters (which runs when idle) and loadWeights change it (training does not), and a
-   * save or load queued behind a forward must not be refused as busy.
+   * so it is kept: only addAdapters (which runs when idle) and loadWeights (whose job reads it) change it, training
+   * does not, and a save or load queued behind a forward must not be refused as busy.
    */
-  #frozenWeights(native: NativeModelHandle): string {
-    this.#frozenFingerprint ??= native.weightsFingerprint();
-    return this.#frozenFingerprint;
+  async #frozenWeights(native: NativeModelHandle): Promise<string> {
+    const known = await this.#frozenFingerprint;
+    if (known !== undefined) return known;
+    const read = native.weightsFingerprint();
+    this.#frozenFingerprint = read;
+    return read;
   }
 
   /** The trainable parameters' gradients from the last training step, by name (copies). */

@@ -162,6 +162,16 @@ std::shared_ptr<ModelState> ModelHandle::live(Napi::Env env) const {
   return state_;
 }
 
+namespace {
+
+// A load's report, and the frozen weights' fingerprint it leaves (read in the job: afterwards the model may be busy).
+struct LoadResult {
+  models::LoadReport report;
+  std::string frozenWeights;
+};
+
+}  // namespace
+
 Napi::Value ModelHandle::loadWeights(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const std::string path = stringFromJs(info[0], "path");
@@ -171,10 +181,14 @@ Napi::Value ModelHandle::loadWeights(const Napi::CallbackInfo& info) {
         info.Env(), state->work, "pace.loadWeights",
         [state, path, strict] {
           std::lock_guard<std::mutex> lock(state->mutex);
-          return models::loadWeights(*state->model, path, strict);
+          LoadResult result{models::loadWeights(*state->model, path, strict), {}};
+          result.frozenWeights = peft::frozenWeightsFingerprint(*state->model);
+          return result;
         },
-        [](Napi::Env env, models::LoadReport& report) -> Napi::Value {
+        [](Napi::Env env, LoadResult& loaded) -> Napi::Value {
+          const models::LoadReport& report = loaded.report;
           Napi::Object result = Napi::Object::New(env);
+          result.Set("frozenWeights", loaded.frozenWeights);
           result.Set("loaded", namesToJs(env, report.loaded));
           result.Set("missing", namesToJs(env, report.missing));
           result.Set("unexpected", namesToJs(env, report.unexpected));
