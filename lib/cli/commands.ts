@@ -184,6 +184,9 @@ export const fitCommand: Command = {
     const rank = group?.rank ?? 0;
     const quiet = flags.quiet || rank !== 0;
     using model = await modelFromConfig(config, group);
+    // A bad domain-adaptation list is found now, not after the training that precedes its evaluation.
+    const shiftTargets = domainShiftTargets(config);
+    if (shiftTargets) checkDomainShiftTargets(shiftTargets, model.spec.numClasses);
     const trainer = new Trainer(model, settings.trainer);
     const load = (source: DatasetSource) =>
       loadDatasetSource(source, {
@@ -195,9 +198,6 @@ export const fitCommand: Command = {
     const train = await load(config.data.train);
     const validation = config.data.validation ? await load(config.data.validation) : undefined;
     const test = config.data.test ? await load(config.data.test) : undefined;
-    // A bad domain-adaptation list is found now, not after the training that precedes its evaluation.
-    const shiftTargets = domainShiftTargets(config);
-    if (shiftTargets) checkDomainShiftTargets(shiftTargets, model.spec.numClasses);
     // From here until the command ends (the domain-adaptation evaluation included), a stop signal stops it cleanly.
     using stop = watchStopSignals();
     const history = await trainer.fit(train, {

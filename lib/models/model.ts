@@ -65,7 +65,7 @@ const CreateOptionsSchema = z
     strict: z.boolean().default(true),
     /**
      * Makes the random initialisation reproducible: the model's own generator, which its later `addAdapters()` and
-     * `resetHead()` draw from too, is seeded with it (libtorch's global generator is not used).
+     * `resetHead()` draw from too, is seeded with it (whatever else draws from libtorch's global generator).
      */
     seed: z.number().int().min(0).optional(),
   })

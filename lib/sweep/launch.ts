@@ -11,8 +11,8 @@ export interface RunProcess {
   pid: number;
   /** Asks the run to stop (SIGINT: fit ends its step, keeps its checkpoint and exits). */
   interrupt(): void;
-  /** Ends the run at once (SIGKILL), for one that did not stop when asked: its last checkpoint is kept. */
-  kill(): void;
+  /** Ends the run at once (SIGKILL), for one that did not stop when asked (its last checkpoint is kept); false when it had ended. */
+  kill(): boolean;
   /** Its exit, with the end of what it wrote to stderr. */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
 }
@@ -107,9 +107,7 @@ export function launchRun(
     interrupt: () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
     },
-    kill: () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    },
+    kill: () => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'),
     exited,
   };
 }

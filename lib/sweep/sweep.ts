@@ -113,7 +113,7 @@ export async function sweep(config: string | SweepConfigInput, options: SweepOpt
   const childModule = options.childModule ?? defaultChildModule();
   const emit = (event: SweepEvent) => options.onEvent?.(event);
   const stopTimeoutSeconds = parseOptions(
-    z.number().positive().default(DEFAULT_STOP_TIMEOUT_SECONDS),
+    z.number().positive().max(MAX_TIMER_SECONDS).default(DEFAULT_STOP_TIMEOUT_SECONDS),
     options.stopTimeoutSeconds,
     'options.stopTimeoutSeconds',
   );
@@ -127,6 +127,8 @@ export async function sweep(config: string | SweepConfigInput, options: SweepOpt
 }
 
 const DEFAULT_STOP_TIMEOUT_SECONDS = 120;
+/** Node's timers fire at once beyond 2^31 - 1 ms. */
+const MAX_TIMER_SECONDS = 2_147_483;
 
 interface SchedulerOptions {
   parallel: number;
@@ -232,11 +234,11 @@ class Scheduler {
 
   /** Asks a run to stop at its checkpoint, and kills it should it not have ended in time. */
   private interrupt(entry: RunningRun): void {
+    if (entry.killTimer) return; // asked already: a second SIGINT would end pace fit at once, not at its checkpoint
     entry.process.interrupt();
-    if (entry.killTimer) return;
     const { stopTimeoutSeconds } = this.options;
     entry.killTimer = setTimeout(() => {
-      entry.process.kill();
+      if (!entry.process.kill()) return; // it had ended
       try {
         this.options.emit({ type: 'kill', run: entry.info, afterSeconds: stopTimeoutSeconds });
       } catch (error) {

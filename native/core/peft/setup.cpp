@@ -76,7 +76,7 @@ std::vector<NamedTensor> trainableParameters(models::Backbone& model) {
 
 std::shared_ptr<models::Backbone> mergedCopy(models::Backbone& model) {
   // The copy's random initialisation is overwritten at once: drawn from a throwaway generator, it leaves the
-  // model's and the global generator as they were.
+  // model's generator as it was.
   std::shared_ptr<models::Backbone> copy;
   {
     models::InitRandomScope throwaway(models::newInitGenerator(0));
