@@ -616,6 +616,60 @@ describe('initDistributed', () => {
     60_000,
   );
 
+  test('a run folder whose lock rank 0 cannot take ends the fit on every rank at once, naming the holder', async () => {
+    // Bug: rank 0 alone took the lock; refused, it threw while the other ranks went on to wait for it in the fit's
+    // first collective until rank 0's process ended (a server's might not), then failed without the reason. Rank 0
+    // would linger 30 s after its error; the test ends it once it has said why.
+    const folder = path.join(temp.dir, `held-folder-${Math.random()}`);
+    fs.mkdirSync(folder);
+    fs.writeFileSync(path.join(folder, 'fit.lock'), JSON.stringify({ pid: 1234, hostname: 'other-host' }));
+    const rankScript = `
+      const { createModel, initDistributed, tensor, TensorDataset, Trainer } = require(process.env.PACE_LIB);
+      (async () => {
+        const group = await initDistributed();
+        const model = await createModel(${JSON.stringify(tinyVit)}, { seed: 1 });
+        model.addAdapters({ rank: 2 });
+        const data = new TensorDataset(tensor(new Float32Array(8 * 3 * 16 * 16), [8, 3, 16, 16]), tensor(new BigInt64Array(8)));
+        const fit = new Trainer(model, { optimizer: { lr: 0.01 } }).fit(data, { epochs: 1, batchSize: 4, runDir: ${JSON.stringify(folder)}, progress: false });
+        await fit.then(() => console.log('trained'), (error) => console.error(error.message));
+        setTimeout(() => process.exit(1), group.rank === 0 ? 30000 : 0);
+      })();`;
+    const [zero, one] = await onFreePort(async (port) => {
+      const started = Date.now();
+      const children = [0, 1].map((rank) =>
+        spawn(process.execPath, ['-e', rankScript], {
+          env: {
+            ...childEnv,
+            RANK: String(rank),
+            WORLD_SIZE: '2',
+            MASTER_ADDR: '127.0.0.1',
+            MASTER_PORT: String(port),
+          },
+        }),
+      );
+      const ranks = children.map((child, rank) => {
+        let stderr = '';
+        child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+        return new Promise<{ seconds: number; stderr: string }>((resolve) => {
+          const done = () => resolve({ seconds: (Date.now() - started) / 1000, stderr });
+          child.on('exit', () => {
+            if (rank === 0 && portTakenIn(stderr, port)) children[1].kill('SIGKILL');
+            done();
+          });
+          // rank 0 lingers on purpose: its error is what counts
+          if (rank === 0) child.stderr.on('data', () => /in use/.test(stderr) && child.kill('SIGKILL'));
+        });
+      });
+      const results = await Promise.all(ranks);
+      if (portTakenIn(results[0].stderr, port)) throw new PortTaken();
+      return results;
+    });
+    const held = `the run folder ${folder} is in use by process 1234 on host other-host`;
+    expect(zero.stderr).toContain(held);
+    expect(one.stderr).toContain(`rank 1: rank 0 could not hold the run folder ${folder} (its error says why)`);
+    expect(one.seconds).toBeLessThan(25);
+  }, 60_000);
+
   test('reads torchrun variables, validates them, and a world of one trains as a single process', async () => {
     const saved = { ...process.env };
     try {

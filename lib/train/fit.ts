@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { AugmentationSchema, checkAugmentation, nativeAugmentation, type Augmentation } from '../data/augment';
 import type { TensorDataset } from '../data/dataset';
 import type { EvaluationReport } from '../eval/evaluate';
-import { PaceInputError, PaceOptionError, PaceStateError } from '../errors';
+import { PaceBusyError, PaceInputError, PaceOptionError, PaceStateError } from '../errors';
 import { takeLock } from '../folder-lock';
 import { nativeAddon, type NativeTrainerHandle } from '../native';
 import { parseOptions } from '../options';
@@ -14,7 +14,7 @@ import { handleOf } from '../tensor';
 import type { Callback, EpochLogs, FitControl } from './callbacks';
 import { resumeFrom, ResumeFromSchema, saveLastCheckpoint } from './checkpoints';
 import { bestMarks } from './marked-best';
-import { agreeOnFit, agreeOnStartEpoch } from './rank-agreement';
+import { agreeOnFit, agreeOnRunFolderLock, agreeOnStartEpoch } from './rank-agreement';
 import { RUN_LOCK_FILE, RunFolder, runFilesIn } from './run-folder';
 import { RUN_IDENTITY_KEY, runIdentityOf } from './run-identity';
 import { cosineSchedule, CosineShapeSchema, type LrSchedule } from './schedule';
@@ -152,8 +152,29 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   const option = o.resume === undefined ? 'runDir' : 'resume';
   const folder =
     dir === undefined ? undefined : new RunFolder(dir, { mustExist: option === 'resume', readOnly: !writer, option });
-  const release =
-    folder && writer ? takeLock(folder.dir, path.join(folder.dir, RUN_LOCK_FILE), RUN_LOCK_USE) : undefined;
+  let release: (() => void) | undefined;
+  let refused: unknown;
+  try {
+    if (folder && writer) release = takeLock(folder.dir, path.join(folder.dir, RUN_LOCK_FILE), RUN_LOCK_USE);
+  } catch (error) {
+    refused = error;
+  }
+  if (folder && host.worldSize > 1) {
+    try {
+      await agreeOnRunFolderLock(refused === undefined ? 'held' : (refused as Error).message);
+    } catch (disagreement) {
+      release?.();
+      if (refused !== undefined) throw refused;
+      if (writer) throw disagreement;
+      throw new PaceBusyError(
+        `rank ${host.rank}: rank 0 could not hold the run folder ${folder.dir} (its error says why)`,
+        {
+          cause: disagreement,
+        },
+      );
+    }
+  }
+  if (refused !== undefined) throw refused;
   try {
     if (release) folder?.removeKilledWritersFiles();
     const parts = { validation, test, callbacks, signal, augment, schedule, stepsPerEpoch, folder };

@@ -27,3 +27,11 @@ export async function agreeOnFit(
 export async function agreeOnStartEpoch(startEpoch: number): Promise<void> {
   await agreeAcrossRanks([['the epoch the fit resumes at', String(startEpoch)]], 'resumed checkpoints');
 }
+
+/**
+ * Collective: rank 0's outcome of taking the run folder's lock (`held`, or why it was refused), so that a refused
+ * fit ends on every rank at once instead of leaving the others waiting in the fit's first collective.
+ */
+export async function agreeOnRunFolderLock(outcome: string): Promise<void> {
+  await agreeAcrossRanks([["rank 0's hold on the run folder", outcome]], 'run folder locks');
+}
