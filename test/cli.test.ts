@@ -305,7 +305,8 @@ test('pace eval --data evaluates the file it names (relative to the working fold
   await writeFlagConfig('configs/eval.json', {});
   fs.mkdirSync(path.join(temp.dir, 'eval-data'), { recursive: true });
   await writeDataset('eval-data/other.safetensors', 40, 23);
-  using model = await createModel(tinyVit, { pretrained: path.join(temp.dir, 'flags-backbone.safetensors') });
+  // Seeded: the adapters' initialisation decides whether 4 epochs reach the accuracy asserted below.
+  using model = await createModel(tinyVit, { seed: 3, pretrained: path.join(temp.dir, 'flags-backbone.safetensors') });
   model.addAdapters({ type: 'loramul_vptadd', rank: 2 });
   {
     const { tensors } = await loadTensors(path.join(temp.dir, 'flags-train.safetensors'));
