@@ -400,20 +400,12 @@ describe('evaluation end to end on sets laid out as ImageNet-A and -R', () => {
       }),
     ).toThrow('not a domain-adaptation set');
     fs.writeFileSync(path.join(temp.dir, 'run.json'), JSON.stringify(config));
-    const run = spawnSync(
-      process.execPath,
-      [
-        path.join(repoRoot, 'dist', 'cli.js'),
-        'eval',
-        '--config',
-        'run.json',
-        '--adapters',
-        adapters,
-        '--domain-shift',
-        '--markdown',
-      ],
-      { cwd: temp.dir, encoding: 'utf8' },
-    );
+    const pace = (args: string[]) =>
+      spawnSync(process.execPath, [path.join(repoRoot, 'dist', 'cli.js'), ...args], {
+        cwd: temp.dir,
+        encoding: 'utf8',
+      });
+    const run = pace(['eval', '--config', 'run.json', '--adapters', adapters, '--domain-shift', '--markdown']);
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
     const expected = await evaluateDomainShift(adapted, {
@@ -429,20 +421,7 @@ describe('evaluation end to end on sets laid out as ImageNet-A and -R', () => {
       data: { ...config.data, domainShift: { 'imagenet-r': { list: 'fit-missing.list', root: 'images' } } },
     };
     fs.writeFileSync(path.join(temp.dir, 'bad-list.json'), JSON.stringify(withBadList));
-    const fit = spawnSync(
-      process.execPath,
-      [
-        path.join(repoRoot, 'dist', 'cli.js'),
-        'fit',
-        '--config',
-        'bad-list.json',
-        '--run-dir',
-        'bad-list-run',
-        '--batch-size',
-        '4',
-      ],
-      { cwd: temp.dir, encoding: 'utf8' },
-    );
+    const fit = pace(['fit', '--config', 'bad-list.json', '--run-dir', 'bad-list-run', '--batch-size', '4']);
     expect(fit.status).toBe(1);
     expect(fit.stderr).toContain(`${missing}: image '${path.join(root, 'imagenet-r/n01443537/not-there.jpg')}'`);
     expect(fit.stdout).toBe('');
