@@ -238,14 +238,22 @@ class Scheduler {
     entry.process.interrupt();
     const { stopTimeoutSeconds } = this.options;
     entry.killTimer = setTimeout(() => {
-      if (!entry.process.kill()) return; // it had ended
-      try {
-        this.options.emit({ type: 'kill', run: entry.info, afterSeconds: stopTimeoutSeconds });
-      } catch (error) {
-        this.endError ??= { error }; // thrown from a timer, it would end the process
-      }
+      if (entry.process.kill())
+        this.emitFromCallback({ type: 'kill', run: entry.info, afterSeconds: stopTimeoutSeconds });
     }, stopTimeoutSeconds * 1000);
     void entry.done.then(() => clearTimeout(entry.killTimer));
+  }
+
+  /**
+   * Emits from a timer or a stream's handler, where an exception would end the process with the runs left going:
+   * what `onEvent` throws is kept for the loop to rethrow.
+   */
+  private emitFromCallback(event: SweepEvent): void {
+    try {
+      this.options.emit(event);
+    } catch (error) {
+      this.endError ??= { error };
+    }
   }
 
   /** Rethrows what went wrong where a run's end was handled (`done` itself never rejects). */
@@ -271,12 +279,8 @@ class Scheduler {
       env: runEnvironment(globalThis.process.env, { threads: this.options.threads, slot, gpus: this.options.gpus }),
       onLine: (line) => {
         const epoch = EPOCH_LINE.exec(line);
-        if (!epoch) return;
-        try {
-          this.options.emit({ type: 'epoch', run: info, epoch: Number(epoch[1]), epochs: run.epochs, line });
-        } catch (error) {
-          this.endError ??= { error }; // thrown out of an output stream's handler, it would end the process
-        }
+        if (epoch)
+          this.emitFromCallback({ type: 'epoch', run: info, epoch: Number(epoch[1]), epochs: run.epochs, line });
       },
     });
     const done = process.exited
