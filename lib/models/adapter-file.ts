@@ -12,8 +12,8 @@ export interface AdapterTarget {
   spec: ModelSpec;
   name: string;
   adapters: AdapterConfig;
-  /** The frozen weights' fingerprint (`Model.weightsFingerprint()`), asked for only when the file records one. */
-  frozenWeights: () => string;
+  /** The frozen weights' fingerprint (`Model.weightsFingerprint()`). */
+  frozenWeights: string;
 }
 
 const notArchitecture = new Set(['family', 'numClasses', 'dropPathRate', 'imgSize']);
@@ -35,7 +35,7 @@ export function adapterFileMetadata(model: AdapterTarget): string {
     model: model.name,
     architecture: backboneArchitecture(model.spec),
     imgSize: model.spec.imgSize,
-    frozenWeights: model.frozenWeights(),
+    frozenWeights: model.frozenWeights,
   };
   return JSON.stringify(saved);
 }
@@ -72,7 +72,7 @@ export function checkAdapterFile(
   }
   if (saved.architecture) checkArchitecture(file, saved, model);
   if (saved.frozenWeights !== undefined && !options.allowOtherWeights) {
-    const own = model.frozenWeights();
+    const own = model.frozenWeights;
     if (own !== saved.frozenWeights) {
       const resolution =
         saved.imgSize !== undefined && saved.imgSize !== model.spec.imgSize

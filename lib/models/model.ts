@@ -272,8 +272,12 @@ export class Model implements Disposable {
   }
 
   async #adapterTarget(native: NativeModelHandle): Promise<AdapterTarget> {
-    const frozenWeights = await this.#frozenWeights(native);
-    return { spec: this.spec, name: this.name, adapters: this.adapters!, frozenWeights: () => frozenWeights };
+    return {
+      spec: this.spec,
+      name: this.name,
+      adapters: this.adapters!,
+      frozenWeights: await this.#frozenWeights(native),
+    };
   }
 
   /**
