@@ -8,6 +8,7 @@
 //
 // Usage: node .device/js/device-bench.js [--models vit_base_patch16_224,swin_base_patch4_window7_224]
 //        [--batch 64] [--rounds 5] [--compile-mode max-autotune|default|none] [--json bench/results/device.json]
+//        [--commands pace,baseline] [--ours fp32,tf32,bf16,bf16-graphs]
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -29,23 +30,24 @@ import {
 } from './step-timing';
 
 const paceGflopPerImage: Record<string, number> = { vit_base_patch16_224: 172 };
-const ourSides: { precision: Precision; graphs: boolean }[] = [
-  { precision: 'fp32', graphs: false },
-  { precision: 'tf32', graphs: false },
-  { precision: 'bf16', graphs: false },
-  { precision: 'bf16', graphs: true },
+const ourSides: { name: string; precision: Precision; graphs: boolean }[] = [
+  { name: 'fp32', precision: 'fp32', graphs: false },
+  { name: 'tf32', precision: 'tf32', graphs: false },
+  { name: 'bf16', precision: 'bf16', graphs: false },
+  { name: 'bf16-graphs', precision: 'bf16', graphs: true },
 ];
 const referenceSides = [
   { name: 'torch fp32', precision: 'fp32', compile: false },
   { name: 'torch bf16', precision: 'bf16', compile: false },
   { name: 'torch bf16 compiled', precision: 'bf16', compile: true },
 ] as const;
-const timed: Command[] = ['pace', 'baseline'];
 
 interface Options {
   device: string;
   reference: 'timm' | 'own';
   compileMode: string; // 'none': no compiled side
+  commands: ('pace' | 'baseline')[];
+  ours: string[]; // names from ourSides
 }
 
 async function benchmarkModel(name: string, setup: Setup, rounds: number, python: string, options: Options) {
@@ -56,12 +58,22 @@ async function benchmarkModel(name: string, setup: Setup, rounds: number, python
   let gemmTflops = 0;
   let referenceTorch = '';
   const compileSeconds: Record<string, unknown> = {};
+  const failedSides: Record<string, string> = {};
   let times: Awaited<ReturnType<typeof timeAlternately>>;
   try {
-    for (const { precision, graphs } of ourSides) {
-      const side = await Ours.create(name, setup, options.device, precision, graphs);
-      ours.push(side);
+    for (const { name: which, precision, graphs } of ourSides) {
+      if (!options.ours.includes(which)) continue;
       const label = `ours ${precision}${graphs ? ' graphs' : ''}`;
+      let side: Ours;
+      try {
+        side = await Ours.create(name, setup, options.device, precision, graphs, options.commands);
+      } catch (error) {
+        // One side that cannot run (a capture refused, say) is reported; the others are still measured.
+        failedSides[label] = error instanceof Error ? error.message : String(error);
+        console.error(`${name}: ${label} left out: ${failedSides[label]}`);
+        continue;
+      }
+      ours.push(side);
       sides[label] = (c) => side.time(c);
       peakBytes[label] = side.peakBytes;
     }
@@ -77,6 +89,7 @@ async function benchmarkModel(name: string, setup: Setup, rounds: number, python
           device: options.device,
           precision,
           compile: compile ? options.compileMode : undefined,
+          commands: options.commands,
         }),
       );
       referenceTorch = String(ready.torch);
@@ -87,7 +100,7 @@ async function benchmarkModel(name: string, setup: Setup, rounds: number, python
       sides[label] = (c) => reference.time(c);
     }
     if (options.device !== 'cpu') gemmTflops = (await references[0].reference.run('gemm')).tflops as number;
-    times = await timeAlternately(sides, timed, rounds, name);
+    times = await timeAlternately(sides, options.commands, rounds, name);
     for (const { label, reference } of references)
       peakBytes[label] = ((await reference.run('peak')).bytes as number | null) ?? undefined;
   } finally {
@@ -97,7 +110,7 @@ async function benchmarkModel(name: string, setup: Setup, rounds: number, python
   }
 
   const rows = [];
-  for (const command of timed) {
+  for (const command of options.commands) {
     const ms = Object.fromEntries(Object.entries(times).map(([side, t]) => [side, median(t[command])]));
     for (const side of Object.keys(sides)) {
       const floorMs =
@@ -121,7 +134,14 @@ async function benchmarkModel(name: string, setup: Setup, rounds: number, python
       });
     }
   }
-  return { model: name, referenceTorch, gemmBf16Tflops: Number(gemmTflops.toFixed(1)), compileSeconds, rows };
+  return {
+    model: name,
+    referenceTorch,
+    gemmBf16Tflops: Number(gemmTflops.toFixed(1)),
+    compileSeconds,
+    failedSides,
+    rows,
+  };
 }
 
 async function main(): Promise<void> {
@@ -135,10 +155,27 @@ async function main(): Promise<void> {
       device: { type: 'string', default: 'cuda' },
       reference: { type: 'string', default: 'timm' },
       'compile-mode': { type: 'string', default: 'max-autotune' },
+      // To fit a short lease: the steps to time, and which of our sides to build.
+      commands: { type: 'string', default: 'pace,baseline' },
+      ours: { type: 'string', default: ourSides.map((side) => side.name).join(',') },
     },
   });
   if (values.reference !== 'timm' && values.reference !== 'own') throw new Error("--reference must be 'timm' or 'own'");
-  const options: Options = { device: values.device, reference: values.reference, compileMode: values['compile-mode'] };
+  const commands = values.commands.split(',');
+  for (const command of commands)
+    if (command !== 'pace' && command !== 'baseline')
+      throw new Error(`--commands: '${command}' is not pace or baseline`);
+  const ours = values.ours.split(',');
+  for (const side of ours)
+    if (!ourSides.some((known) => known.name === side))
+      throw new Error(`--ours: '${side}' is not one of ${ourSides.map((known) => known.name).join(', ')}`);
+  const options: Options = {
+    device: values.device,
+    reference: values.reference,
+    compileMode: values['compile-mode'],
+    commands: commands as Options['commands'],
+    ours,
+  };
   const rounds = positiveInteger(values.rounds, '--rounds');
   const setup = deviceSetup(positiveInteger(values.batch, '--batch'));
   const report = doctor();
@@ -154,6 +191,7 @@ async function main(): Promise<void> {
     console.log(
       `\n${result.model}, batch ${setup.batchSize} (${2 * setup.batchSize} after duplication), libtorch ${torch}, reference torch ${result.referenceTorch}, bf16 GEMM ${result.gemmBf16Tflops} TFLOP/s`,
     );
+    for (const [side, reason] of Object.entries(result.failedSides)) console.log(`${side}: not measured (${reason})`);
     if (Object.keys(result.compileSeconds).length)
       console.log(`compile seconds (first three calls of each command): ${JSON.stringify(result.compileSeconds)}`);
     console.log('step      side                  ms/step   img/s  ×torch-fp32 ×torch-bf16 ×compiled  peak MiB  floor');

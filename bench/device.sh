@@ -17,7 +17,8 @@
 #     step with too little left is skipped (and reported so), so the logs always come back;
 #   PACE_DEVICE_STEPS (default all: core,epilogue,parity,nccl,graphs,profile,bench): the steps to run, so that a
 #     second call within the machine's 30 warm seconds can take the rest (the build is kept and is incremental);
-#   with little time, pass --compile-mode default (and say so next to the numbers).
+#   with little time, pass --compile-mode default (and say so next to the numbers), time only --commands pace,
+#   build only the --ours sides needed, and cap a step with PACE_GRAPHS_TIMEOUT, PACE_PROFILE_TIMEOUT, PACE_BENCH_TIMEOUT.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -117,7 +118,7 @@ if wanted nccl 120 30; then
   rc_nccl=${PIPESTATUS[0]}
 fi
 
-if wanted graphs 240 40; then
+if wanted graphs "${PACE_GRAPHS_TIMEOUT:-240}" 40; then
   step "whole-step graphs: fits with them against fits without (the eager stand-in when rehearsed on the CPU)"
   PACE_DEVICE="$device" timeout "$limit" node .device/js/device-graphs.js 2>&1 | tee "$out/graphs.log"
   rc_graphs=${PIPESTATUS[0]}

@@ -123,6 +123,7 @@ export class Ours {
     device = 'cpu',
     precision: Precision = 'fp32',
     graphs = false,
+    warmCommands: readonly ('pace' | 'baseline')[] = ['pace', 'baseline'],
   ): Promise<Ours> {
     const gpu = device === 'cpu' ? undefined : Number(device.split(':')[1] ?? 0);
     const before = gpu === undefined ? undefined : cudaMemoryStats(gpu, { resetPeak: true });
@@ -145,8 +146,7 @@ export class Ours {
     const mode = graphs ? (device === 'cpu' ? 'rehearse' : 'auto') : 'off';
     const side = new Ours(model, pace, baseline, images, targets, evalImages, setup, precision, mode);
     // Untimed first steps: the allocator's peak, and with graphs the warm-ups and the capture.
-    for (let i = 0; i < (graphs ? 5 : 1); i++)
-      for (const command of ['pace', 'baseline'] as const) await side.step(command);
+    for (let i = 0; i < (graphs ? 5 : 1); i++) for (const command of warmCommands) await side.step(command);
     if (before) side.peakBytes = cudaMemoryStats(gpu!)!.peakAllocatedBytes - before.allocatedBytes;
     return side;
   }

@@ -20,7 +20,7 @@ timm model name, e.g. swin_base_patch4_window7_224, whose Linears inside the blo
 noise is drawn per leading row of each linear's input, per window in Swin: the same work as per sample), and
 `compile` (a torch.compile mode, e.g. 'max-autotune': the model is compiled, the optimizer is torch's fused
 AdamW, and the first calls of each command, which compile, run before `ready`, whose `compileSeconds` says how
-long each took; torch >= 2 only).
+long each took; torch >= 2 only; `commands`, a list, names the commands to compile when not all three).
 
 `profile <command> <steps> <path>` runs the command's steps under torch.profiler (CPU and, on a GPU, CUDA
 activity) and writes their Chrome trace to the path (bench/profile-summary.ts reads it).
@@ -290,7 +290,7 @@ def main():
         runner = torch.compile(model, mode=compile_mode)
         runner.noise, runner.set_copies = model.noise, model.set_copies
         model = runner
-        for command in ("pace", "baseline", "eval"):
+        for command in config.get("commands") or ("pace", "baseline", "eval"):  # only those to be timed
             start = time.perf_counter()
             for _ in range(3):  # the first call compiles; the next ones record CUDA graphs where the mode does
                 run_command(command, model, optimizer, images, targets, eval_images, config)
