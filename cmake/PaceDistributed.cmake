@@ -34,12 +34,15 @@ function(pace_attach_distributed target source)
     return()
   endif()
   # The check compiles (no link) a file constructing the group, with libtorch's own flags and include folders.
+  # The folders are named, not taken from libtorch's targets: PyTorch's torch_cpu lists protobuf::libprotobuf,
+  # which a try_compile project does not define, so naming the targets fails the configure.
   set(CMAKE_TRY_COMPILE_TARGET_TYPE STATIC_LIBRARY)
+  set(_includes ${PACE_NCCL_INCLUDE} ${TORCH_INCLUDE_DIRS} ${CUDAToolkit_INCLUDE_DIRS} ${CUDA_INCLUDE_DIRS})
+  list(REMOVE_DUPLICATES _includes)
   try_compile(PACE_NCCL_COMPILES "${CMAKE_BINARY_DIR}/pace-nccl-check"
     SOURCES "${CMAKE_CURRENT_FUNCTION_LIST_DIR}/PaceNcclCheck.cpp"
-    CMAKE_FLAGS "-DINCLUDE_DIRECTORIES=${PACE_NCCL_INCLUDE}"
+    CMAKE_FLAGS "-DINCLUDE_DIRECTORIES:STRING=${_includes}"
     COMPILE_DEFINITIONS -DUSE_C10D_NCCL ${TORCH_CXX_FLAGS}
-    LINK_LIBRARIES ${TORCH_LIBRARIES}
     CXX_STANDARD 17
     OUTPUT_VARIABLE _log)
   if(PACE_NCCL_COMPILES)
