@@ -29,8 +29,17 @@ mkdir -p "$out/include/zlib"
 cp /usr/include/zlib.h /usr/include/zconf.h "$out/include/zlib/"
 
 modules=(zod cli-progress string-width emoji-regex is-fullwidth-code-point strip-ansi ansi-regex
-  sharp detect-libc semver @img/colour @img/sharp-linux-x64 @img/sharp-libvips-linux-x64)
+  sharp detect-libc semver @img/colour @img/sharp-linux-x64 @img/sharp-libvips-linux-x64
+  @huggingface/hub @huggingface/tasks @huggingface/xetchunk-wasm @huggingface/blake3-jit gearhash-jit)
 (cd "$root" && tar -cJf "$out/node_modules.tar.xz" $(printf 'node_modules/%s ' "${modules[@]}"))
+# Every package dist/ requires must load from the bundle alone (a missing one fails every step there).
+check="$(mktemp -d)"
+tar -xJf "$out/node_modules.tar.xz" -C "$check"
+for package in $(grep -rhoE 'require\("[^.":][^"]*"\)' "$root/dist" | sed -E 's/require\("([^"]*)"\)/\1/' | sort -u); do
+  (cd "$check" && NODE_PATH="$check/node_modules" node -e "require(process.argv[1])" "$package") ||
+    { rm -rf "$check"; echo "device-bundle.sh: dist/ requires '$package', which the bundle lacks" >&2; exit 1; }
+done
+rm -rf "$check"
 
 fixtures="${PACE_FIXTURES:-$root/../shared/fixtures}"
 cp "$fixtures"/index*.json "$fixtures"/pace_*.safetensors "$fixtures"/peft_*.safetensors "$out/fixtures/"
