@@ -136,11 +136,11 @@ std::string describe(const Shape& s, const Epilogue& e, const std::string& what)
 void compare(const Result& actual, const Result& expected, double outputTolerance, double gradientTolerance,
              const std::string& what) {
   check(actual.output.sizes() == expected.output.sizes(), what + ": output shape");
-  const double outputError = relativeError(actual.output.cpu(), expected.output);
+  const double outputError = relativeError(actual.output.cpu(), expected.output.cpu());
   check(outputError < outputTolerance, what + ": output differs by " + std::to_string(outputError));
   check(actual.gradients.size() == expected.gradients.size(), what + ": gradient count");
   for (size_t i = 0; i < actual.gradients.size(); ++i) {
-    const double error = relativeError(actual.gradients[i].cpu(), expected.gradients[i]);
+    const double error = relativeError(actual.gradients[i].cpu(), expected.gradients[i].cpu());
     check(error < gradientTolerance, what + ": gradient " + std::to_string(i) + " differs by " + std::to_string(error));
   }
 }
