@@ -274,18 +274,22 @@ std::optional<Trainer::DeviceStep> Trainer::graphedStep(const at::Tensor& images
     ++entry.warmups;
     graphs_.countWarmup();
   } else {
+    // This step runs as one more warm-up on this thread, then is captured, not replayed: libtorch creates its
+    // cuDNN and cuBLAS handles and caches its convolution plans per thread, lazily, and each call may run on
+    // another of Node's pool threads. Created inside the capture they would allocate, which a capture refuses
+    // (seen on an H200: the patch embedding's cuDNN handle). A capture does not advance the generators, so the
+    // first replay draws what the next eager step would.
+    onCaptureStream(device, program);
     try {
       entry.graph = mode == StepGraphMode::Rehearse
                         ? rehearsedGraph(program)
                         : captureGraph(device, program, {noiseGenerator_, dropPathGenerator_});
+      graphs_.countCaptured();
     } catch (const std::exception& error) {
-      // Nothing of the step ran: it runs eagerly, as do the rest.
+      // The step ran (the warm-up above); the rest run eagerly.
       graphs_.disable(std::string("capturing the step failed: ") + error.what());
       graphs_.countEager(graphs_.disabledReason());
-      return std::nullopt;
     }
-    entry.graph->replay();
-    graphs_.countCaptured();
   }
   if (fused) fusedAdamW_.advance(*optimizer_, entry.launched);
   ++iteration_;
@@ -325,9 +329,9 @@ void Trainer::runStepProgram(StepGraphs::Entry& entry, bool fused) {
 
 void Trainer::averageAcrossRanks(const StepInputs& inputs, const peft::PaceLosses& losses, const at::Tensor& total,
                                  DeviceStep& result) {
-  const at::Tensor scalars =
-      at::stack({losses.cls.detach().to(at::kFloat), losses.consistency.detach().to(at::kFloat),
-                 total.detach().to(at::kFloat), torch::full({}, inputs.stopRequested ? 1.0f : 0.0f)});
+  const at::Tensor scalars = at::stack(
+      {losses.cls.detach().to(at::kFloat), losses.consistency.detach().to(at::kFloat), total.detach().to(at::kFloat),
+       torch::full({}, inputs.stopRequested ? 1.0f : 0.0f, total.options().dtype(at::kFloat))});
   const at::Tensor averaged =
       parallel_.averageGradients(trainable_, scalars, inputs.position.empty() ? "of a step" : inputs.position);
   // Every rank now holds the same means, so every rank takes the same decisions from them.
