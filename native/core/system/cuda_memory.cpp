@@ -12,9 +12,12 @@ std::optional<CudaMemory> cudaMemory(int device, bool resetPeak) {
 #ifdef PACE_WITH_CUDA_KERNELS
   if (device < 0 || device >= static_cast<int>(torch::cuda::device_count())) return std::nullopt;
   const auto index = static_cast<c10::DeviceIndex>(device);
+  CudaMemory memory;
+  // Before the process's first CUDA tensor the allocator has no devices (asking it fails with "Invalid device
+  // argument"); nothing is allocated then, and reading must not create a CUDA context.
+  if (!c10::cuda::CUDACachingAllocator::get()->initialized()) return memory;
   const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
   constexpr size_t kAggregate = 0;  // StatType::AGGREGATE (its namespace moved between releases)
-  CudaMemory memory;
   memory.allocatedBytes = stats.allocated_bytes[kAggregate].current;
   memory.peakAllocatedBytes = stats.allocated_bytes[kAggregate].peak;
   memory.reservedBytes = stats.reserved_bytes[kAggregate].current;
