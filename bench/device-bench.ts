@@ -77,6 +77,7 @@ async function benchmarkModel(name: string, setup: Setup, rounds: number, python
       sides[label] = (c) => side.time(c);
       peakBytes[label] = side.peakBytes;
     }
+    if (ours.length === 0) throw new Error(`${name}: none of our sides could run (${JSON.stringify(failedSides)})`);
     for (const { name: label, precision, compile } of referenceSides) {
       if (compile && options.compileMode === 'none') continue;
       const reference = new Reference(python);

@@ -89,8 +89,13 @@ export function summarizeTrace(events: TraceEvent[], steps: number): TraceSummar
   if (!Number.isInteger(steps) || steps < 1) throw new Error('steps must be a positive integer');
   const timed = events.filter((e) => e.ph === 'X' && typeof e.ts === 'number' && typeof e.dur === 'number');
   if (timed.length === 0) throw new Error('the trace holds no timed events');
-  const first = Math.min(...timed.map((e) => e.ts!));
-  const last = Math.max(...timed.map((e) => e.ts! + e.dur!));
+  // A loop, not Math.min(...spread): a Swin-B step's trace holds more events than the call stack takes arguments.
+  let first = Infinity;
+  let last = -Infinity;
+  for (const e of timed) {
+    first = Math.min(first, e.ts!);
+    last = Math.max(last, e.ts! + e.dur!);
+  }
   const windowUs = last - first;
   const summary: TraceSummary = { steps, windowMs: windowUs / 1000 / steps };
   const device = timed.filter(isDeviceWork);

@@ -72,6 +72,22 @@ test('a GPU trace is summed by kind, per step, with the idle time between kernel
   expect(gpu.byKind.other.ms).toBe(0);
 });
 
+test("a trace larger than the call stack's argument limit is summed (a Swin-B step's, on an H200)", () => {
+  // Math.min(...events) threw RangeError past a few hundred thousand events.
+  const count = 400_000;
+  const events: TraceEvent[] = Array.from({ length: count }, (_, i) => ({
+    ph: 'X',
+    cat: 'kernel',
+    name: 'vectorized_elementwise_kernel',
+    ts: 10 + 2 * i,
+    dur: 1,
+  }));
+  const s = summarizeTrace(events, 4);
+  expect(s.windowMs).toBeCloseTo((2 * (count - 1) + 1) / 1000 / 4, 12);
+  expect(s.gpu!.busyMs).toBeCloseTo(count / 1000 / 4, 12);
+  expect(s.gpu!.kernelsPerStep).toBe(count / 4);
+});
+
 test('a CPU-only trace lists the operators by host time; an empty one is refused', () => {
   const s = summarizeTrace(
     [
