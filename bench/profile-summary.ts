@@ -1,8 +1,8 @@
 // Sums a profiler trace by kind of work: the Chrome traces Trainer.profileSteps writes and torch.profiler's
 // export_chrome_trace (both Kineto's format). For the GPU: time in GEMMs, attention, normalisation, element-wise
 // kernels, reductions, the optimizer, copies and the rest, the kernels per step, and how much of the profiled
-// window the GPU sat idle between kernels (launch gaps and host time it waited on). Without GPU events, the
-// operators' host time instead.
+// window the GPU sat idle between kernels (launch gaps and host time it waited on), and the kernels that took the
+// most time. Without GPU events, the operators' host time instead.
 //
 // Usage: tsx bench/profile-summary.ts <trace.json> [--steps N]
 import fs from 'node:fs';
@@ -61,10 +61,14 @@ export interface TraceSummary {
     kernelsPerStep: number;
     /** Host calls that launch work (kernels, graphs, copies) per step. */
     launchesPerStep: number;
+    /** The kernels that took the most time, by name: ms and calls per step (which GEMMs run slow, say). */
+    topKernels: { name: string; kind: KernelKind; ms: number; calls: number }[];
   };
   /** Without GPU events: the top operators by host time per step (ms, summed over nested calls too). */
   topOperators?: { name: string; ms: number; calls: number }[];
 }
+
+const topKernelCount = 15;
 
 const isDeviceWork = (e: TraceEvent) => e.cat === 'kernel' || e.cat === 'gpu_memcpy' || e.cat === 'gpu_memset';
 
@@ -101,7 +105,15 @@ export function summarizeTrace(events: TraceEvent[], steps: number): TraceSummar
   const device = timed.filter(isDeviceWork);
   if (device.length > 0) {
     const byKindUs = Object.fromEntries(kernelKinds.map((k) => [k, 0])) as Record<KernelKind, number>;
-    for (const e of device) byKindUs[kernelKind(e.name ?? '', e.cat)] += e.dur!;
+    const byName = new Map<string, { kind: KernelKind; us: number; calls: number }>();
+    for (const e of device) {
+      const kind = kernelKind(e.name ?? '', e.cat);
+      byKindUs[kind] += e.dur!;
+      const entry = byName.get(e.name ?? '?') ?? { kind, us: 0, calls: 0 };
+      entry.us += e.dur!;
+      entry.calls += 1;
+      byName.set(e.name ?? '?', entry);
+    }
     const busyUs = unionLength(device.map((e) => [e.ts!, e.ts! + e.dur!]));
     const totalUs = Object.values(byKindUs).reduce((a, b) => a + b, 0);
     const launches = timed.filter(
@@ -116,6 +128,10 @@ export function summarizeTrace(events: TraceEvent[], steps: number): TraceSummar
       idleShare: (windowUs - busyUs) / windowUs,
       kernelsPerStep: device.filter((e) => e.cat === 'kernel').length / steps,
       launchesPerStep: launches / steps,
+      topKernels: [...byName.entries()]
+        .sort((a, b) => b[1].us - a[1].us)
+        .slice(0, topKernelCount)
+        .map(([name, { kind, us, calls }]) => ({ name, kind, ms: us / 1000 / steps, calls: calls / steps })),
     };
   } else {
     const operators = new Map<string, { us: number; calls: number }>();
@@ -152,6 +168,11 @@ export function formatSummary(label: string, s: TraceSummary): string {
     for (const kind of kernelKinds) {
       const { ms, share } = gpu.byKind[kind];
       if (ms > 0) lines.push(`  ${kind.padEnd(12)} ${ms.toFixed(2).padStart(8)} ms  ${(share * 100).toFixed(1)}%`);
+    }
+    lines.push('  top kernels (ms per step, calls per step, kind, name):');
+    for (const k of gpu.topKernels) {
+      const name = k.name.length > 110 ? `${k.name.slice(0, 107)}...` : k.name;
+      lines.push(`  ${k.ms.toFixed(2).padStart(8)} ${k.calls.toFixed(0).padStart(5)}  ${k.kind.padEnd(11)} ${name}`);
     }
   } else {
     for (const op of s.topOperators ?? [])

@@ -70,6 +70,13 @@ test('a GPU trace is summed by kind, per step, with the idle time between kernel
   expect(gpu.byKind.attention.share).toBeCloseTo(40 / 170, 12);
   expect(gpu.byKind.copy.share).toBeCloseTo(10 / 170, 12);
   expect(gpu.byKind.other.ms).toBe(0);
+  // By name, most time first; the memcpy is the trace's own kind of event, named as such.
+  expect(gpu.topKernels.map((k) => [k.name, k.kind, k.ms, k.calls])).toEqual([
+    ['ampere_bf16_s16816gemm_bf16_128x64', 'gemm', 0.05, 0.5],
+    ['flash_fwd_kernel', 'attention', 0.02, 0.5],
+    ['vectorized_elementwise_kernel', 'elementwise', 0.01, 1],
+    ['Memcpy DtoD', 'copy', 0.005, 0.5],
+  ]);
 });
 
 test("a trace larger than the call stack's argument limit is summed (a Swin-B step's, on an H200)", () => {
