@@ -146,7 +146,12 @@ export class Ours {
     const mode = graphs ? (device === 'cpu' ? 'rehearse' : 'auto') : 'off';
     const side = new Ours(model, pace, baseline, images, targets, evalImages, setup, precision, mode);
     // Untimed first steps: the allocator's peak, and with graphs the warm-ups and the capture.
-    for (let i = 0; i < (graphs ? 5 : 1); i++) for (const command of warmCommands) await side.step(command);
+    try {
+      for (let i = 0; i < (graphs ? 5 : 1); i++) for (const command of warmCommands) await side.step(command);
+    } catch (error) {
+      side.dispose(); // a side left out must not hold its GPU memory through the others' runs
+      throw error;
+    }
     if (before) side.peakBytes = cudaMemoryStats(gpu!)!.peakAllocatedBytes - before.allocatedBytes;
     return side;
   }
