@@ -361,6 +361,42 @@ test('onBatchEnd sees every step of every epoch, in order, with the losses the e
   });
 });
 
+test('no onBatchEnd reaches the callbacks after a failed epoch has rejected the fit', async () => {
+  // Bug: the late-progress guard was set only when the epoch succeeded, so progress still queued from the training
+  // thread when a step failed could reach onBatchEnd after fit had rejected.
+  using model = await freshModel();
+  const { images, labels } = colourData(64, 7);
+  images.fill(Number.NaN, images.length - 2 * 3 * 16 * 16); // two images of one 2-image batch: a NaN loss
+  using x = tensor(images, [64, 3, 16, 16]);
+  using y = tensor(labels, [64]);
+  let rejected = false;
+  const late: number[] = [];
+  const steps: number[] = [];
+  await expect(
+    new Trainer(model, trainerOptions).fit(new TensorDataset(x, y), {
+      epochs: 1,
+      batchSize: 2,
+      progress: false,
+      callbacks: [
+        {
+          onBatchEnd: (step) => {
+            if (rejected) late.push(step);
+            else steps.push(step);
+            // A busy JS thread: the next steps' progress queues up behind this call, and the failing step's
+            // rejection arrives while some of it is still waiting.
+            const until = Date.now() + 40;
+            while (Date.now() < until);
+          },
+        },
+      ],
+    }),
+  ).rejects.toThrow(/the loss became nan/);
+  rejected = true;
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  expect(late).toEqual([]);
+  expect(steps).toEqual(steps.map((_, i) => i)); // the steps before the failing one, in order
+});
+
 test('a throwing onBatchEnd stops the fit with its error; the JS thread never waits on a busy model', async () => {
   using model = await freshModel();
   const trainer = new Trainer(model, trainerOptions);

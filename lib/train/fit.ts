@@ -1,5 +1,3 @@
-import path from 'node:path';
-
 import { SingleBar } from 'cli-progress';
 import { z } from 'zod';
 
@@ -7,7 +5,6 @@ import { AugmentationSchema, checkAugmentation, nativeAugmentation, type Augment
 import type { TensorDataset } from '../data/dataset';
 import type { EvaluationReport } from '../eval/evaluate';
 import { PaceBusyError, PaceInputError, PaceOptionError, PaceStateError } from '../errors';
-import { takeLock } from '../folder-lock';
 import { nativeAddon, type NativeTrainerHandle } from '../native';
 import { parseOptions } from '../options';
 import { handleOf } from '../tensor';
@@ -15,7 +12,7 @@ import type { Callback, EpochLogs, FitControl } from './callbacks';
 import { resumeFrom, ResumeFromSchema, saveLastCheckpoint } from './checkpoints';
 import { bestMarks } from './marked-best';
 import { agreeOnFit, agreeOnRunFolderLock, agreeOnStartEpoch } from './rank-agreement';
-import { RUN_LOCK_FILE, RunFolder, runFilesIn } from './run-folder';
+import { holdRunFolder, RunFolder, runFilesIn } from './run-folder';
 import { RUN_IDENTITY_KEY, runIdentityOf } from './run-identity';
 import { cosineSchedule, CosineShapeSchema, type LrSchedule } from './schedule';
 import { StepGraphModeSchema } from './step-graphs';
@@ -155,7 +152,7 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   let release: (() => void) | undefined;
   let refused: unknown;
   try {
-    if (folder && writer) release = takeLock(folder.dir, path.join(folder.dir, RUN_LOCK_FILE), RUN_LOCK_USE);
+    if (folder && writer) release = holdRunFolder(folder.dir);
   } catch (error) {
     refused = error;
   }
@@ -183,8 +180,6 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
     release?.();
   }
 }
-
-const RUN_LOCK_USE = { folder: 'run folder', user: 'fit' };
 
 /** What {@link fitEpochs} takes besides the parsed options. */
 interface FitParts {
@@ -296,28 +291,32 @@ async function fitEpochs(
           host.handle.abort();
         }
       };
-      const result = await host.handle.runEpoch(
-        handleOf(train.images),
-        handleOf(train.labels),
-        {
-          batchSize: o.batchSize,
-          epoch,
-          shuffleSeed,
-          diagnostics: o.diagnostics,
-          schedule: schedule?.options,
-          scheduleEachStep: o.scheduleStepping === 'step',
-          normalization: normalizationOf(train),
-          stopRequested: signal?.aborted ?? false,
-          ...nativeAugmentation(augment),
-          stepGraphs: o.stepGraphs,
-        },
-        (step, steps, loss) => {
-          // Progress arrives from the training thread and may trail the epoch's end: what had not arrived by
-          // then is handed over below, in order, and the late calls are dropped.
-          if (!settled) batchEnded(step, steps, loss);
-        },
-      );
-      settled = true;
+      let result: Awaited<ReturnType<typeof host.handle.runEpoch>>;
+      try {
+        result = await host.handle.runEpoch(
+          handleOf(train.images),
+          handleOf(train.labels),
+          {
+            batchSize: o.batchSize,
+            epoch,
+            shuffleSeed,
+            diagnostics: o.diagnostics,
+            schedule: schedule?.options,
+            scheduleEachStep: o.scheduleStepping === 'step',
+            normalization: normalizationOf(train),
+            stopRequested: signal?.aborted ?? false,
+            ...nativeAugmentation(augment),
+            stepGraphs: o.stepGraphs,
+          },
+          (step, steps, loss) => {
+            // Progress arrives from the training thread and may trail the epoch's end: what had not arrived by
+            // then is handed over below, in order, and the late calls are dropped, also after a failed epoch.
+            if (!settled) batchEnded(step, steps, loss);
+          },
+        );
+      } finally {
+        settled = true;
+      }
       result.stepLosses.forEach((loss, index) => batchEnded(index + 1, stepsPerEpoch, loss));
       bar?.stop();
       if (batchError !== undefined) throw batchError;

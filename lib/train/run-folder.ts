@@ -3,6 +3,7 @@ import path from 'node:path';
 
 import { withContext } from '../error-context';
 import { writeFileAtomic } from '../files';
+import { takeLock } from '../folder-lock';
 import { PaceFileError, PaceNotFoundError, PaceOptionError } from '../errors';
 import { processAlive } from '../process-alive';
 import type { EpochLogs } from './callbacks';
@@ -26,6 +27,14 @@ const columns: (keyof EpochLogs)[] = [
 
 /** The lock a fit holds its run folder with (see takeLock): `{pid, hostname, started}`. */
 export const RUN_LOCK_FILE = 'fit.lock';
+
+/**
+ * Holds the run folder `dir` as a fit does (`fit.lock`), for writing into it; returns the release. Refused with
+ * PaceBusyError naming the holder while another fit, here or in another process, holds it.
+ */
+export function holdRunFolder(dir: string): () => void {
+  return takeLock(dir, path.join(dir, RUN_LOCK_FILE), { folder: 'run folder', user: 'fit' });
+}
 
 /** A writer's temporary file: `<name>.tmp-<pid>` or `<name>.tmp-<pid>-<n>`. */
 const temporaryName = /\.tmp-(\d+)(-\d+)?$/;
