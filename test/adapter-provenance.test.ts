@@ -70,7 +70,7 @@ test('other frozen weights are refused naming both fingerprints, and load with a
   const own = other.weightsFingerprint();
   expect(own).not.toBe(theirs);
   await expect(other.loadAdapters(saved)).rejects.toThrow(
-    `adapter file '${saved}' was trained on other frozen weights: fingerprint ${theirs}, this model's is ${own}; pass { allowOtherWeights: true } to load them onto these weights`,
+    `adapter file '${saved}' was trained on other frozen weights: fingerprint ${theirs}, this model's is ${own}; pass { allowOtherWeights: true } (pace: --allow-other-weights) to load them onto these weights`,
   );
   expect(trainable(other)).toEqual(before);
   await other.loadAdapters(saved, { allowOtherWeights: true });

@@ -94,6 +94,87 @@ test('pace fit, eval and export run a config end to end', async () => {
   for (const t of Object.values(tensors)) t.dispose();
 });
 
+test("pace fit writes its adapters under the run folder's lock, taken again after the fit let it go", async () => {
+  // Bug: the adapters (and domain-shift.json) were written after the fit had released fit.lock, so a fit or resume
+  // started meanwhile into the folder could interleave its files with them.
+  await writeDataset('lock-train.safetensors', 32, 3);
+  const config = {
+    model: { name: tinyVit, numClasses: 4 },
+    adapters: { type: 'loramul_vptadd', rank: 2 },
+    trainer: { seed: 1 },
+    data: { train: 'lock-train.safetensors' },
+    fit: { epochs: 1, batchSize: 16 },
+  };
+  fs.writeFileSync(path.join(temp.dir, 'lock.json'), JSON.stringify(config));
+  const dir = path.join(temp.dir, 'lock-run');
+  fs.mkdirSync(dir);
+  // inotify keeps the order of the folder's changes: each link and unlink of fit.lock is one 'rename' event.
+  const events: string[] = [];
+  const watcher = fs.watch(dir, (type, name) => {
+    if (type === 'rename' && (name === 'fit.lock' || name === 'adapters.safetensors')) events.push(name);
+  });
+  try {
+    const child = spawn(
+      process.execPath,
+      [path.join(repoRoot, 'dist', 'cli.js'), 'fit', '--config', 'lock.json', '--run-dir', 'lock-run'],
+      {
+        cwd: temp.dir,
+        stdio: 'ignore',
+      },
+    );
+    const [code] = await new Promise<[number | null]>((resolve) => child.on('exit', (c) => resolve([c])));
+    expect(code).toBe(0);
+    await new Promise((resolve) => setTimeout(resolve, 200)); // the last events on their way
+  } finally {
+    watcher.close();
+  }
+  expect(events).toEqual(['fit.lock', 'fit.lock', 'fit.lock', 'adapters.safetensors', 'fit.lock']);
+  expect(fs.existsSync(path.join(dir, 'fit.lock'))).toBe(false);
+}, 60_000);
+
+test('pace eval and export refuse adapters trained on other frozen weights unless --allow-other-weights', async () => {
+  await writeDataset('weights-data.safetensors', 16, 4);
+  for (const seed of [21, 22]) {
+    using backbone = await createModel(tinyVit, { seed });
+    await backbone.saveWeights(path.join(temp.dir, `backbone-${seed}.safetensors`));
+  }
+  // Adapters trained (here: initialised and saved) on backbone 21, evaluated on a config naming backbone 22.
+  using trained = await createModel(tinyVit, {
+    numClasses: 4,
+    pretrained: path.join(temp.dir, 'backbone-21.safetensors'),
+  });
+  trained.addAdapters({ type: 'loramul_vptadd', rank: 2 });
+  await trained.saveAdapters(path.join(temp.dir, 'weights-adapters.safetensors'));
+  const config = {
+    model: { name: tinyVit, numClasses: 4, pretrained: 'backbone-22.safetensors' },
+    adapters: { type: 'loramul_vptadd', rank: 2 },
+    data: { train: 'weights-data.safetensors', test: 'weights-data.safetensors' },
+    fit: { epochs: 1, batchSize: 8 },
+  };
+  fs.writeFileSync(path.join(temp.dir, 'weights.json'), JSON.stringify(config));
+  const common = ['--config', 'weights.json', '--adapters', 'weights-adapters.safetensors'];
+
+  const refused = pace(['eval', ...common]);
+  expect(refused.status).toBe(1);
+  expect(refused.stderr).toMatch(/was trained on other frozen weights: .*\(pace: --allow-other-weights\)/);
+  const allowed = pace(['eval', ...common, '--allow-other-weights']);
+  expect(allowed.stderr).toBe('');
+  expect(allowed.status).toBe(0);
+  expect(JSON.parse(allowed.stdout).samples).toBe(16);
+
+  expect(pace(['export', ...common, '--merged', '--out', 'weights-merged.safetensors']).status).toBe(1);
+  const exported = pace([
+    'export',
+    ...common,
+    '--merged',
+    '--out',
+    'weights-merged.safetensors',
+    '--allow-other-weights',
+  ]);
+  expect(exported.status).toBe(0);
+  expect(fs.existsSync(path.join(temp.dir, 'weights-merged.safetensors'))).toBe(true);
+});
+
 test('bad configs and command lines get errors naming the field, with exit code 1 or 2', () => {
   fs.writeFileSync(
     path.join(temp.dir, 'bad.json'),

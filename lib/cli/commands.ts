@@ -9,6 +9,7 @@ import type { EpochLogs } from '../train/callbacks';
 import { Trainer, TrainerOptionsSchema, type TrainerOptions } from '../train/trainer';
 import { ResumeFromSchema, type ResumeFrom } from '../train/checkpoints';
 import { FitOptionsSchema, type FitOptions } from '../train/fit';
+import { holdRunFolder } from '../train/run-folder';
 import { configName, readRunConfig, type RunConfig } from './config';
 import { DOMAIN_SHIFT_FILE, domainShiftEval, domainShiftTargets } from './domain-shift-eval';
 import { checkDomainShiftTargets, evaluateDomainShift } from '../eval/domain-shift';
@@ -210,12 +211,19 @@ export const fitCommand: Command = {
       callbacks: quiet ? [] : [{ onEpochEnd: (epoch, logs) => out(epochLine(epoch, logs)) }],
     });
     if (rank === 0) {
-      const adapters = path.join(runDir, 'adapters.safetensors');
-      await model.saveAdapters(adapters);
-      out(`${history.stopReason} after ${history.epochs.length} epochs; adapters in ${adapters}`);
-      if (history.stopReason === 'completed') {
-        const batchSize = settings.fit.evalBatchSize ?? settings.fit.batchSize;
-        await domainShiftAfterFit(model, config, { runDir, batchSize, signal: stop.signal, quiet });
+      // The fit has let the folder go: its last files are written under the lock again, so a fit or resume
+      // started meanwhile into the same folder is refused here, before either overwrites the other's files.
+      const release = holdRunFolder(runDir);
+      try {
+        const adapters = path.join(runDir, 'adapters.safetensors');
+        await model.saveAdapters(adapters);
+        out(`${history.stopReason} after ${history.epochs.length} epochs; adapters in ${adapters}`);
+        if (history.stopReason === 'completed') {
+          const batchSize = settings.fit.evalBatchSize ?? settings.fit.batchSize;
+          await domainShiftAfterFit(model, config, { runDir, batchSize, signal: stop.signal, quiet });
+        }
+      } finally {
+        release();
       }
     }
     return stop.exitCode() ?? (history.stopReason === 'aborted' ? 130 : 0);
@@ -233,6 +241,7 @@ function evalFlags(args: string[]) {
       'batch-size': { type: 'string' },
       'domain-shift': { type: 'boolean', default: false },
       markdown: { type: 'boolean', default: false },
+      'allow-other-weights': { type: 'boolean', default: false },
     },
   });
   if (!values.config || !values.adapters) throw new UsageError('--config and --adapters are required');
@@ -250,15 +259,18 @@ function evalFlags(args: string[]) {
     batchSize,
     domainShift: values['domain-shift'] === true,
     markdown: values.markdown === true,
+    allowOtherWeights: values['allow-other-weights'] === true,
   };
 }
 
 export const evalCommand: Command = {
   usage: `pace eval --config run.json --adapters FILE [--data FILE] [--batch-size N] [--domain-shift [--markdown]]
+          [--allow-other-weights]
   Evaluates fine-tuned adapters on a dataset file (default: the config's test, else validation set) and
   prints top-1/top-5 accuracy, loss and per-class accuracy as JSON. --domain-shift evaluates the config's
   data.domainShift sets instead (ImageNet, -Sketch, -V2, -A, -R; A's and R's logits restricted to their
-  200 classes): JSON, or with --markdown the paper's table.`,
+  200 classes): JSON, or with --markdown the paper's table. Adapters trained on other frozen weights than the
+  config's are refused unless --allow-other-weights.`,
   async run(args) {
     const flags = evalFlags(args);
     const config = readRunConfig(flags.config);
@@ -266,7 +278,7 @@ export const evalCommand: Command = {
     const { batchSize } = flags;
     if (flags.domainShift) {
       using model = await modelFromConfig(config);
-      await model.loadAdapters(flags.adapters);
+      await model.loadAdapters(flags.adapters, { allowOtherWeights: flags.allowOtherWeights });
       const label = path.basename(path.dirname(path.resolve(flags.adapters)));
       out(await domainShiftEval(config, model, { batchSize, markdown: flags.markdown, label }));
       return 0;
@@ -274,7 +286,7 @@ export const evalCommand: Command = {
     const source: DatasetSource | undefined = flags.data ?? config.data.test ?? config.data.validation;
     if (!source) throw new UsageError('no dataset: pass --data FILE or give data.test / data.validation in the config');
     using model = await modelFromConfig(config);
-    await model.loadAdapters(flags.adapters);
+    await model.loadAdapters(flags.adapters, { allowOtherWeights: flags.allowOtherWeights });
     const trainer = new Trainer(model, { ...(config.trainer as TrainerOptions) });
     const dataset = await loadDatasetSource(source, {
       preprocessing: model.preprocessing,
@@ -289,8 +301,9 @@ export const evalCommand: Command = {
 };
 
 export const exportCommand: Command = {
-  usage: `pace export --config run.json --adapters FILE --merged --out FILE
-  Folds the adapters into the backbone and writes a plain timm state dict (safetensors).`,
+  usage: `pace export --config run.json --adapters FILE --merged --out FILE [--allow-other-weights]
+  Folds the adapters into the backbone and writes a plain timm state dict (safetensors). Adapters trained on
+  other frozen weights than the config's are refused unless --allow-other-weights.`,
   async run(args) {
     const { values } = parseArgs({
       args,
@@ -299,6 +312,7 @@ export const exportCommand: Command = {
         adapters: { type: 'string' },
         merged: { type: 'boolean', default: false },
         out: { type: 'string' },
+        'allow-other-weights': { type: 'boolean', default: false },
       },
     });
     if (!values.config || !values.adapters || !values.out)
@@ -308,7 +322,7 @@ export const exportCommand: Command = {
     const config = readRunConfig(values.config);
     requirePretrained(config);
     using model = await modelFromConfig(config);
-    await model.loadAdapters(values.adapters);
+    await model.loadAdapters(values.adapters, { allowOtherWeights: values['allow-other-weights'] === true });
     using merged = await model.merged();
     await merged.saveWeights(values.out, {
       metadata: { exported_by: 'pace-peft', adapters: path.basename(values.adapters) },

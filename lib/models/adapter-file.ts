@@ -79,7 +79,7 @@ export function checkAdapterFile(
           ? ` (they were trained at image size ${saved.imgSize}, this model's is ${model.spec.imgSize})`
           : '';
       throw new PaceFileError(
-        `adapter file '${file}' was trained on other frozen weights: fingerprint ${saved.frozenWeights}, this model's is ${own}${resolution}; pass { allowOtherWeights: true } to load them onto these weights`,
+        `adapter file '${file}' was trained on other frozen weights: fingerprint ${saved.frozenWeights}, this model's is ${own}${resolution}; pass { allowOtherWeights: true } (pace: --allow-other-weights) to load them onto these weights`,
       );
     }
   }
