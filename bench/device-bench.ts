@@ -3,8 +3,9 @@
 // with the machine's torch and timm) in float32 as the paper's code runs, under bf16 autocast as a strong user
 // would, and compiled (torch.compile, --compile-mode, max-autotune by default; fused AdamW) under bf16 autocast,
 // alternating in one run, batch 64 (128 after PACE's duplication). Compile times are reported apart; the timed
-// steps are the steady state. Prints ms/step, images/s, ratios, each side's peak GPU memory and, for ViT-B/16,
-// the fraction of the bf16 FLOP floor (≈ 172 GFLOP per image per PACE step at the card's measured bf16 GEMM rate).
+// steps are the steady state. Prints ms/step, images/s, ratios, each side's peak GPU memory and, for ViTs, the
+// fraction of the bf16 floor: the step's matrix arithmetic (bench/pace-flops.ts; ViT-B/16: 343.8 GFLOP per image
+// as computed with [W0; ΔW] stacked, 209.9 for the least formulation) at the card's measured bf16 GEMM rate.
 //
 // Usage: node .device/js/device-bench.js [--models vit_base_patch16_224,swin_base_patch4_window7_224]
 //        [--batch 64] [--rounds 5] [--compile-mode max-autotune|default|none] [--json bench/results/device.json]
@@ -12,7 +13,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { doctor } from 'pace-peft';
+import { doctor, type ModelSpec } from 'pace-peft';
 
 import {
   deviceSetup,
@@ -28,8 +29,8 @@ import {
   type Precision,
   type Setup,
 } from './step-timing';
+import { vitPaceStepFlops } from './pace-flops';
 
-const paceGflopPerImage: Record<string, number> = { vit_base_patch16_224: 172 };
 const ourSides: { name: string; precision: Precision; graphs: boolean }[] = [
   { name: 'fp32', precision: 'fp32', graphs: false },
   { name: 'tf32', precision: 'tf32', graphs: false },
@@ -59,6 +60,7 @@ async function benchmarkModel(name: string, setup: Setup, rounds: number, python
   let referenceTorch = '';
   const compileSeconds: Record<string, unknown> = {};
   const failedSides: Record<string, string> = {};
+  let spec!: ModelSpec;
   let times: Awaited<ReturnType<typeof timeAlternately>>;
   try {
     for (const { name: which, precision, graphs } of ourSides) {
@@ -78,13 +80,14 @@ async function benchmarkModel(name: string, setup: Setup, rounds: number, python
       peakBytes[label] = side.peakBytes;
     }
     if (ours.length === 0) throw new Error(`${name}: none of our sides could run (${JSON.stringify(failedSides)})`);
+    spec = structuredClone(ours[0].model.spec);
     for (const { name: label, precision, compile } of referenceSides) {
       if (compile && options.compileMode === 'none') continue;
       const reference = new Reference(python);
       references.push({ label, reference });
       const started = Date.now();
       const ready = await reference.start(
-        referenceConfig(ours[0].model.spec, setup, {
+        referenceConfig(spec, setup, {
           threads: 16,
           timm: options.reference === 'timm' ? name : undefined,
           device: options.device,
@@ -113,11 +116,16 @@ async function benchmarkModel(name: string, setup: Setup, rounds: number, python
   const rows = [];
   for (const command of options.commands) {
     const ms = Object.fromEntries(Object.entries(times).map(([side, t]) => [side, median(t[command])]));
+    // The step's matrix arithmetic at the card's measured GEMM rate: FLOP over FLOP per ms (TFLOP/s × 1e9).
+    const flops =
+      command === 'pace' && spec.family === 'vit' && gemmTflops > 0
+        ? vitPaceStepFlops(spec, setup.batchSize, setup.rank)
+        : undefined;
+    const floorMs = flops && {
+      stacked: flops.stacked / (gemmTflops * 1e9),
+      minimal: flops.minimal / (gemmTflops * 1e9),
+    };
     for (const side of Object.keys(sides)) {
-      const floorMs =
-        command === 'pace' && paceGflopPerImage[name] && gemmTflops > 0
-          ? (paceGflopPerImage[name] * setup.batchSize) / gemmTflops // GFLOP over GFLOP per ms (= TFLOP/s)
-          : undefined;
       rows.push({
         step: command,
         side,
@@ -130,7 +138,8 @@ async function benchmarkModel(name: string, setup: Setup, rounds: number, python
             ? undefined
             : Number((ms['torch bf16 compiled'] / ms[side]).toFixed(2)),
         peakMiB: peakBytes[side] === undefined ? undefined : Math.round(peakBytes[side] / 2 ** 20),
-        floorFraction: floorMs === undefined ? undefined : Number((floorMs / ms[side]).toFixed(3)),
+        floorFraction: floorMs && Number((floorMs.stacked / ms[side]).toFixed(3)),
+        minimalFloorFraction: floorMs && Number((floorMs.minimal / ms[side]).toFixed(3)),
         allMs: times[side][command].map((t) => Number(t.toFixed(2))),
       });
     }
@@ -195,11 +204,13 @@ async function main(): Promise<void> {
     for (const [side, reason] of Object.entries(result.failedSides)) console.log(`${side}: not measured (${reason})`);
     if (Object.keys(result.compileSeconds).length)
       console.log(`compile seconds (first three calls of each command): ${JSON.stringify(result.compileSeconds)}`);
-    console.log('step      side                  ms/step   img/s  ×torch-fp32 ×torch-bf16 ×compiled  peak MiB  floor');
+    console.log(
+      'step      side                  ms/step   img/s  ×torch-fp32 ×torch-bf16 ×compiled  peak MiB  floor (stacked / least)',
+    );
     const ratio = (x: number | undefined) => (x === undefined ? '-' : `${x.toFixed(2)}×`).padStart(11);
     for (const row of result.rows) {
       console.log(
-        `${row.step.padEnd(9)} ${row.side.padEnd(20)} ${row.ms.toFixed(1).padStart(8)} ${row.imagesPerSecond.toFixed(0).padStart(7)} ${ratio(row.vsTorchFp32)} ${ratio(row.vsTorchBf16)} ${ratio(row.vsTorchCompiled)} ${String(row.peakMiB ?? '-').padStart(9)}  ${row.floorFraction === undefined ? '' : `${(row.floorFraction * 100).toFixed(0)}%`}`,
+        `${row.step.padEnd(9)} ${row.side.padEnd(20)} ${row.ms.toFixed(1).padStart(8)} ${row.imagesPerSecond.toFixed(0).padStart(7)} ${ratio(row.vsTorchFp32)} ${ratio(row.vsTorchBf16)} ${ratio(row.vsTorchCompiled)} ${String(row.peakMiB ?? '-').padStart(9)}  ${row.floorFraction === undefined ? '' : `${(row.floorFraction * 100).toFixed(0)}% / ${((row.minimalFloorFraction ?? 0) * 100).toFixed(0)}%`}`,
       );
     }
   }
