@@ -117,15 +117,27 @@ export interface NativeModelHandle {
       precision?: 'fp32' | 'tf32' | 'bf16';
       /** Every rank of the current distributed group evaluates its share (collective). */
       sharded?: boolean;
+      /** Stops the evaluation before its next batch once set (not read when sharded). */
+      stop?: NativeStopFlag;
     },
-  ): Promise<{
-    samples: number;
-    classes: number;
-    top1: number;
-    top5?: number;
-    loss: number;
-    confusion: NativeTensorHandle;
-  }>;
+  ): Promise<
+    | {
+        stopped?: undefined;
+        samples: number;
+        classes: number;
+        top1: number;
+        top5?: number;
+        loss: number;
+        confusion: NativeTensorHandle;
+      }
+    | { stopped: true }
+  >;
+}
+
+/** A flag JavaScript sets and a native call reads between its batches from its worker thread. */
+export interface NativeStopFlag {
+  stop(): void;
+  readonly stopped: boolean;
 }
 
 export interface NativeEpochResult {
@@ -321,6 +333,7 @@ export interface NativeAddon {
   distributedBarrier(what: string): Promise<void>;
   distributedAgree(settings: [string, string][], what: string): Promise<void>;
   distributedBackends(): string[];
+  NativeStopFlag: new () => NativeStopFlag;
   NativeTrainer: new (
     model: NativeModelHandle,
     optimizer: Partial<NativeOptimizerOptions>,

@@ -397,6 +397,60 @@ test('no onBatchEnd reaches the callbacks after a failed epoch has rejected the 
   expect(steps).toEqual(steps.map((_, i) => i)); // the steps before the failing one, in order
 });
 
+test('an AbortSignal stops Trainer.evaluate between batches, rejecting with its reason', async () => {
+  using model = await freshModel();
+  const trainer = new Trainer(model, trainerOptions);
+  const data = colourDataset(2048, 5);
+  const reason = new Error('stop the evaluation');
+  // Already aborted: refused before any batch.
+  await expect(trainer.evaluate(data, { batchSize: 8, signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+  const started = performance.now();
+  const whole = await trainer.evaluate(data, { batchSize: 8 });
+  const wholeMs = performance.now() - started;
+  expect(whole.samples).toBe(2048);
+  // Aborted a little way in: the native loop stops at its next batch, long before the whole set is done.
+  const controller = new AbortController();
+  const stopping = performance.now();
+  setTimeout(() => controller.abort(reason), wholeMs / 10);
+  await expect(trainer.evaluate(data, { batchSize: 8, signal: controller.signal })).rejects.toBe(reason);
+  expect(performance.now() - stopping).toBeLessThan(wholeMs * 0.6);
+  // The trainer and model go on as before.
+  expect((await trainer.evaluate(data, { batchSize: 8 })).accuracy).toBe(whole.accuracy);
+  await expect(trainer.evaluate(data, { signal: 'no' as never })).rejects.toThrow(/signal/);
+});
+
+test('a fit aborted during its validation does not record that epoch: the last checkpoint stays', async () => {
+  // Bug: the validation ran to its end whatever the signal said, and the aborted fit recorded the epoch.
+  using model = await freshModel();
+  const dir = makeTempDir('abort-in-eval');
+  const controller = new AbortController();
+  let seenEpochs = 0;
+  const history = await new Trainer(model, trainerOptions).fit(colourDataset(32, 4), {
+    epochs: 3,
+    batchSize: 16,
+    validation: colourDataset(4096, 6),
+    evalEvery: 1,
+    evalBatchSize: 8,
+    runDir: dir.dir,
+    progress: false,
+    callbacks: [
+      {
+        // The last step of the second epoch: its training is done, its validation not yet begun.
+        onBatchEnd: (step) => {
+          if (step === 1 && seenEpochs === 1) controller.abort();
+        },
+        onEpochEnd: () => void (seenEpochs += 1),
+      },
+    ],
+    signal: controller.signal,
+  });
+  expect(history.stopReason).toBe('aborted');
+  expect(history.epochs.map((logs) => logs.epoch)).toEqual([0]);
+  const metrics = fs.readFileSync(path.join(dir.dir, 'metrics.jsonl'), 'utf8').trim().split('\n');
+  expect(metrics.map((line) => (JSON.parse(line) as EpochLogs).epoch)).toEqual([0]);
+  dir.cleanup();
+});
+
 test('a throwing onBatchEnd stops the fit with its error; the JS thread never waits on a busy model', async () => {
   using model = await freshModel();
   const trainer = new Trainer(model, trainerOptions);

@@ -81,7 +81,7 @@ export interface EvaluateDomainShiftOptions {
   decodeChunk?: number;
   /** Called after each chunk of images (and after a dataset target). */
   onProgress?: (progress: { set: DomainShiftSetName; done: number; total: number }) => void;
-  /** Stops the evaluation before its next chunk of images: the call then rejects with the signal's reason. */
+  /** Stops the evaluation before its next batch of images: the call then rejects with the signal's reason. */
   signal?: AbortSignal;
 }
 
@@ -138,7 +138,7 @@ async function decodeChunk(entries: SplitEntry[], list: string, size: number): P
  * List targets are decoded as the evaluation transform of the reference (shorter side to size/0.875, centre
  * crop, ImageNet's mean and std) a chunk at a time, the next chunk decoding while the current one runs.
  * A missing or corrupt image is an error naming the list, the image and its line. The model runs in
- * evaluation mode and is left in the mode it had. `signal` stops it before the next chunk.
+ * evaluation mode and is left in the mode it had. `signal` stops it before the next batch.
  */
 export async function evaluateDomainShift(
   model: Model,
@@ -218,7 +218,12 @@ function scorer(model: Model, name: DomainShiftSetName, batchSize: number, optio
   let lossSum = 0;
   const run = async (dataset: TensorDataset, classes: number[] | undefined, total: number) => {
     options.signal?.throwIfAborted();
-    const report = await evaluateDataset(model, dataset, { batchSize, classes, precision: options.precision });
+    const report = await evaluateDataset(model, dataset, {
+      batchSize,
+      classes,
+      precision: options.precision,
+      signal: options.signal,
+    });
     samples += report.samples;
     correct += report.confusion.reduce((sum, row, i) => sum + row[i], 0);
     lossSum += report.loss * report.samples;

@@ -4,6 +4,7 @@ import { TensorDataset } from '../data/dataset';
 import { PaceInputError, PaceOptionError } from '../errors';
 import type { Model } from '../models/model';
 import { parseOptions } from '../options';
+import { nativeAddon } from '../native';
 import { handleOf, Tensor } from '../tensor';
 
 /** Accuracy figures of an evaluation ({@link evaluateDataset}, `Trainer.evaluate`). */
@@ -32,6 +33,11 @@ export const EvaluateOptionsSchema = z
      */
     classes: z.array(z.number().int().min(0)).min(1).optional(),
     precision: z.enum(['fp32', 'tf32', 'bf16']).default('fp32'),
+    /**
+     * Stops the evaluation before its next batch: the call then rejects with the signal's reason. A data-parallel
+     * trainer's evaluation is collective and runs to its end.
+     */
+    signal: z.custom<AbortSignal>((value) => value instanceof AbortSignal, 'expected an AbortSignal').optional(),
   })
   .strict();
 
@@ -57,11 +63,24 @@ export async function evaluateDataset(
     mean: [...dataset.normalization.mean],
     std: [...dataset.normalization.std],
   };
-  const result = await model.nativeHandle.evaluate(handleOf(dataset.images), handleOf(dataset.labels), {
-    ...o,
-    normalization,
-    sharded,
-  });
+  const { signal: given, ...native } = o;
+  const signal = sharded ? undefined : given; // every rank must take part in a collective evaluation to its end
+  signal?.throwIfAborted();
+  const stop = signal && new (nativeAddon().NativeStopFlag)();
+  const onAbort = () => stop?.stop();
+  signal?.addEventListener('abort', onAbort);
+  let result: Awaited<ReturnType<typeof model.nativeHandle.evaluate>>;
+  try {
+    result = await model.nativeHandle.evaluate(handleOf(dataset.images), handleOf(dataset.labels), {
+      ...native,
+      normalization,
+      sharded,
+      ...(stop && { stop }),
+    });
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+  if (result.stopped) throw signal!.reason;
   using confusionTensor = new Tensor(result.confusion);
   const classes = confusionTensor.shape[0];
   const flat = confusionTensor.toFloat64Array();

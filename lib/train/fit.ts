@@ -90,7 +90,8 @@ interface FitHost {
   /** Data-parallel: this process's rank and the number of ranks (0 and 1 in a single process). */
   rank: number;
   worldSize: number;
-  evaluate(dataset: TensorDataset, batchSize: number): Promise<EvaluationReport>;
+  /** `signal` stops it before its next batch (rejecting with the signal's reason); not given when data-parallel. */
+  evaluate(dataset: TensorDataset, batchSize: number, signal?: AbortSignal): Promise<EvaluationReport>;
   describe(): Record<string, unknown>;
 }
 
@@ -339,13 +340,25 @@ async function fitEpochs(
       };
       if ((epoch + 1) % o.evalEvery === 0 || epoch + 1 === o.epochs) {
         const evalBatch = o.evalBatchSize ?? o.batchSize;
-        if (validation) {
-          const report = await host.evaluate(validation, evalBatch);
-          Object.assign(logs, { val_acc: report.accuracy, val_loss: report.loss, val_top5: report.top5 });
-        }
-        if (test) {
-          const report = await host.evaluate(test, evalBatch);
-          Object.assign(logs, { test_acc: report.accuracy, test_top5: report.top5 });
+        // Aborted during an evaluation, the epoch is not recorded, as one aborted during its steps: the last
+        // checkpoint stays, and a resume runs the epoch again. Data-parallel, the evaluation is collective and
+        // runs to its end; the next epoch's first step carries the stop to every rank.
+        const evaluate = async (dataset: TensorDataset) => {
+          try {
+            return await host.evaluate(dataset, evalBatch, stopsAlone ? signal : undefined);
+          } catch (error) {
+            if (stopsAlone && signal?.aborted) return undefined;
+            throw error;
+          }
+        };
+        const validated = validation && (await evaluate(validation));
+        if (validated)
+          Object.assign(logs, { val_acc: validated.accuracy, val_loss: validated.loss, val_top5: validated.top5 });
+        const tested = test && (!validation || validated) ? await evaluate(test) : undefined;
+        if (tested) Object.assign(logs, { test_acc: tested.accuracy, test_top5: tested.top5 });
+        if ((validation && !validated) || (test && !tested)) {
+          stopReason = 'aborted';
+          break;
         }
       }
       history.push(logs);

@@ -286,7 +286,7 @@ export class Trainer implements Disposable {
             setLearningRate: (lr) => this.#setLearningRate(lr),
             rank: this.options.rank,
             worldSize: this.options.worldSize,
-            evaluate: (dataset, batchSize) => this.evaluate(dataset, { batchSize }),
+            evaluate: (dataset, batchSize, signal) => this.evaluate(dataset, { batchSize, signal }),
             describe: () => ({
               model: { name: this.model.name, spec: this.model.spec, adapters: this.model.adapters, weights },
               trainer: this.options,

@@ -27,6 +27,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   registerTrainerBindings(env, exports);
   registerDistributedBindings(env, exports);
   registerAugmentBindings(env, exports);
+  registerStopFlagBindings(env, exports);
   return exports;
 }
 

@@ -49,6 +49,7 @@ struct AddonData {
   std::shared_ptr<MemoryCounters> memory = std::make_shared<MemoryCounters>();
   Napi::FunctionReference tensorConstructor;
   Napi::FunctionReference modelConstructor;
+  Napi::FunctionReference stopFlagConstructor;
   Napi::FunctionReference errorFactory;  // (code, message) => PaceError, from lib/errors.ts
 
   static AddonData& of(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }

@@ -11,5 +11,6 @@ void registerModelBindings(Napi::Env env, Napi::Object exports);
 void registerTrainerBindings(Napi::Env env, Napi::Object exports);
 void registerDistributedBindings(Napi::Env env, Napi::Object exports);
 void registerAugmentBindings(Napi::Env env, Napi::Object exports);
+void registerStopFlagBindings(Napi::Env env, Napi::Object exports);
 
 }  // namespace pace::addon

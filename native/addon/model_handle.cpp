@@ -10,6 +10,7 @@
 #include "convert.h"
 #include "js_errors.h"
 #include "pace_core.h"
+#include "stop_flag.h"
 #include "tensor_handle.h"
 
 namespace pace::addon {
@@ -416,8 +417,8 @@ Napi::Value ModelHandle::gradients(const Napi::CallbackInfo& info) {
   });
 }
 
-// evaluate(images, labels, { batchSize, normalization?, classes?, precision?, sharded? })
-//   -> Promise<{ samples, classes, top1, top5?, loss, confusion }>
+// evaluate(images, labels, { batchSize, normalization?, classes?, precision?, sharded?, stop? })
+//   -> Promise<{ samples, classes, top1, top5?, loss, confusion } | { stopped: true }>
 // classes: the class indices that take part; sharded: every rank of the current distributed group evaluates its
 // share (collective).
 Napi::Value ModelHandle::evaluate(const Napi::CallbackInfo& info) {
@@ -441,11 +442,14 @@ Napi::Value ModelHandle::evaluate(const Napi::CallbackInfo& info) {
     std::shared_ptr<distributed::Group> group =
         object.Get("sharded").ToBoolean().Value() ? distributed::current() : nullptr;
     if (group && group->worldSize() < 2) group.reset();
+    std::shared_ptr<std::atomic<bool>> stop;
+    if (!object.Get("stop").IsUndefined()) stop = StopFlag::unwrap(object.Get("stop"), "evaluate's stop");
     const auto state = live(env);
     return runInTurn(
         env, state->work, "pace.evaluate",
-        [state, images, labels, options, group]() mutable {
+        [state, images, labels, options, group, stop]() mutable {
           options.shardAcross = group.get();
+          options.stop = stop.get();
           std::lock_guard<std::mutex> lock(state->mutex);
           return train::evaluate(*state->model, images, labels, options);
         },
@@ -456,6 +460,10 @@ Napi::Value ModelHandle::evaluate(const Napi::CallbackInfo& info) {
           object.Set("top1", r.top1);
           if (r.top5 >= 0) object.Set("top5", r.top5);
           object.Set("loss", r.loss);
+          if (r.stopped) {
+            object.Set("stopped", true);
+            return object;
+          }
           object.Set("confusion", TensorHandle::wrap(env, r.confusion));
           return object;
         });

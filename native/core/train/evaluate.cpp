@@ -96,7 +96,13 @@ EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, con
     first = n * shardAcross->rank() / shardAcross->worldSize();
     last = n * (shardAcross->rank() + 1) / shardAcross->worldSize();
   }
+  const std::atomic<bool>* stop = shardAcross ? nullptr : options.stop;
   for (int64_t begin = first; begin < last; begin += batchSize) {
+    if (stop && stop->load()) {
+      EvaluationResult stopped;
+      stopped.stopped = true;
+      return stopped;
+    }
     const int64_t end = std::min(last, begin + batchSize);
     const at::Tensor x = batchInput(model, images.slice(0, begin, end), normalization).to(device);
     const at::Tensor y = labels.slice(0, begin, end).to(device);

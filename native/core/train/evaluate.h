@@ -1,5 +1,6 @@
 #pragma once
 // Measuring a model: accuracy over a dataset, and how far it has moved from its pretrained backbone.
+#include <atomic>
 #include <optional>
 #include <string>
 
@@ -19,6 +20,9 @@ struct EvaluationOptions {
   Precision precision = Precision::Fp32;
   // Collective: each rank of the group evaluates its contiguous share and every rank gets the whole set's figures.
   distributed::Group* shardAcross = nullptr;
+  // Set from another thread, it stops the evaluation before its next batch (the result then says `stopped`).
+  // A sharded evaluation does not read it: one rank leaving would strand the others in the all-reduce.
+  const std::atomic<bool>* stop = nullptr;
 };
 
 struct EvaluationResult {
@@ -28,6 +32,7 @@ struct EvaluationResult {
   double top5 = -1;      // only with at least 5 classes
   at::Tensor confusion;  // int64 [classes, classes]: row = true class, column = predicted
   double loss = 0;       // mean cross-entropy
+  bool stopped = false;  // options.stop ended it early: the figures are not the set's and are left empty
 };
 
 // Top-1/top-5 accuracy, per-class counts and mean loss of an eval-mode model over a dataset, in batches.
