@@ -172,7 +172,7 @@ export interface CudaMemoryStats {
 
 /** How an epoch's steps ran with respect to whole-step CUDA graphs. */
 export interface StepGraphCounts {
-  /** Steps captured into a graph (each then replayed once to run it). */
+  /** Steps run eagerly on the capturing thread, then captured into a graph (replayed from the next step on). */
   captured: number;
   /** Steps replayed from an earlier capture. */
   replayed: number;

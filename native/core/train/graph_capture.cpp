@@ -42,7 +42,7 @@ c10::cuda::CUDAStream captureStream(c10::DeviceIndex device) {
 
 // Runs `body` on the side stream, ordered after the work queued on the current stream and before what is
 // queued there next (as torch.cuda.graph does with wait_stream on both sides), also when `body` throws: what it
-// queued before throwing must not race with the eager retry. The caller holds sideStreamMutex().
+// queued before throwing must not race with the eager steps after it. The caller holds sideStreamMutex().
 void onSideStream(c10::DeviceIndex device, const std::function<void()>& body) {
   struct JoinBack {
     c10::cuda::CUDAStream side, current;
@@ -69,7 +69,7 @@ void onSideStream(c10::DeviceIndex device, const std::function<void()>& body) {
 // device's default one among them) refuse eager draws ("Offset increment outside graph capture"), and where
 // cudaStreamEndCapture failed the caching allocator still routes to the graph's pool and defers its frees. This
 // undoes both through public API: each generator gets a fresh state with its seed and offset (the capture's
-// draws were not counted there, so the eager retry draws what the step would have), and the pool is closed.
+// draws were not counted there, so the next eager step draws what it would have), and the pool is closed.
 void recoverFromFailedCapture(c10::DeviceIndex device, at::cuda::MempoolId_t pool,
                               const std::vector<at::Generator>& generators) {
   (void)cudaGetLastError();  // an invalidated capture's error is not sticky: clear it for the eager step

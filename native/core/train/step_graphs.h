@@ -25,7 +25,7 @@ StepGraphMode stepGraphModeFromName(const std::string& name);
 
 // What an epoch's steps ran as.
 struct StepGraphCounts {
-  int64_t captured = 0;     // steps captured into a graph (and replayed once to run them)
+  int64_t captured = 0;     // steps run eagerly on the capturing thread, then captured into a graph
   int64_t replayed = 0;     // steps replayed from an earlier capture
   int64_t warmups = 0;      // eager steps through a graph's buffers before its capture
   int64_t eager = 0;        // steps that could not use a graph

@@ -280,10 +280,16 @@ std::optional<Trainer::DeviceStep> Trainer::graphedStep(const at::Tensor& images
     // (seen on an H200: the patch embedding's cuDNN handle). A capture does not advance the generators, so the
     // first replay draws what the next eager step would.
     onCaptureStream(device, program);
+    // What host code may read after this step comes from the warm-up: the capture leaves the noise draws and the
+    // gradients pointing at the graph's outputs, which only a replay computes.
+    const std::map<std::string, at::Tensor> warmNoise = pace_.lastNoise();
+    std::vector<at::Tensor> warmGrads;
+    for (const auto& named : trainable_) warmGrads.push_back(named.tensor.grad());
     try {
       entry.graph = mode == StepGraphMode::Rehearse
                         ? rehearsedGraph(program)
                         : captureGraph(device, program, {noiseGenerator_, dropPathGenerator_});
+      copyIntoCapturedOutputs(warmNoise, warmGrads);
       graphs_.countCaptured();
     } catch (const std::exception& error) {
       // The step ran (the warm-up above); the rest run eagerly.
@@ -301,6 +307,19 @@ std::optional<Trainer::DeviceStep> Trainer::graphedStep(const at::Tensor& images
   result.correct = entry.correct.clone();
   result.counted = entry.counted;
   return result;
+}
+
+void Trainer::copyIntoCapturedOutputs(const std::map<std::string, at::Tensor>& noise,
+                                      const std::vector<at::Tensor>& grads) {
+  torch::NoGradGuard noGrad;
+  for (const auto& [name, draw] : pace_.lastNoise()) {
+    const auto warm = noise.find(name);
+    if (warm != noise.end() && !warm->second.is_same(draw)) draw.copy_(warm->second);
+  }
+  for (size_t i = 0; i < trainable_.size(); ++i) {
+    const at::Tensor& grad = trainable_[i].tensor.grad();
+    if (grad.defined() && grads[i].defined() && !grad.is_same(grads[i])) grad.copy_(grads[i]);
+  }
 }
 
 void Trainer::runStepProgram(StepGraphs::Entry& entry, bool fused) {

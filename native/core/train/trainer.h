@@ -198,6 +198,9 @@ class Trainer {
                                         StepGraphMode mode);
   // What a step graph records: the device work of one step on the entry's static buffers.
   void runStepProgram(StepGraphs::Entry& entry, bool fused);
+  // After a capture: the warm-up's noise draws and gradients copied into the tensors the graph writes, where
+  // lastNoise() and the parameters' gradients point now (a replay overwrites them with its own).
+  void copyIntoCapturedOutputs(const std::map<std::string, at::Tensor>& noise, const std::vector<at::Tensor>& grads);
   // Data-parallel: the gradients and the step's losses become their means over the ranks.
   void averageAcrossRanks(const StepInputs& inputs, const peft::PaceLosses& losses, const at::Tensor& total,
                           DeviceStep& result);
