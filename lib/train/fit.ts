@@ -347,7 +347,8 @@ async function fitEpochs(
           try {
             return await host.evaluate(dataset, evalBatch, stopsAlone ? signal : undefined);
           } catch (error) {
-            if (stopsAlone && signal?.aborted) return undefined;
+            // Only the stop itself: an evaluation that failed for another reason fails the fit.
+            if (stopsAlone && signal?.aborted && error === signal.reason) return undefined;
             throw error;
           }
         };
