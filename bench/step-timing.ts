@@ -189,6 +189,9 @@ export class Ours {
     this.images.dispose();
     this.targets.dispose();
     this.evalImages.dispose();
+    // The trainers hold the model's native state too (and their optimizer state and graphs): freed first.
+    this.pace.dispose();
+    this.baseline.dispose();
     this.model.dispose();
   }
 }
