@@ -4,8 +4,8 @@
 // would, and compiled (torch.compile, --compile-mode, max-autotune by default; fused AdamW) under bf16 autocast,
 // alternating in one run, batch 64 (128 after PACE's duplication). Compile times are reported apart; the timed
 // steps are the steady state. Prints ms/step, images/s, ratios, each side's peak GPU memory and, for ViTs, the
-// fraction of the bf16 floor: the step's matrix arithmetic (bench/pace-flops.ts; ViT-B/16: 343.8 GFLOP per image
-// as computed with [W0; ΔW] stacked, 209.9 for the least formulation) at the card's measured bf16 GEMM rate.
+// fraction of the bf16 floor: the step's matrix arithmetic (bench/pace-flops.ts; ViT-B/16: 340.7 GFLOP per image
+// as computed with [W0; ΔW] stacked, 208.3 for the least formulation) at the card's measured bf16 GEMM rate.
 //
 // Usage: node .device/js/device-bench.js [--models vit_base_patch16_224,swin_base_patch4_window7_224]
 //        [--batch 64] [--rounds 5] [--compile-mode max-autotune|default|none] [--json bench/results/device.json]

@@ -8,9 +8,10 @@
 //             (z⊙dY)ᵀ·x (dΔW)                 2·M·out·in      10·M·in·out in all.
 // The least any formulation needs is 6·M·in·out: with a weight W0 + diag(z)·ΔW built per sample the forward and
 // dX products are single, but building them moves out·in values per sample, far more bytes than the GEMMs save on
-// a GPU. Attention's two products per head (QKᵀ, AV: 4·T²·D forward, twice that backward), the frozen patch
-// embedding's forward (no gradient: its input is the image) and the rank-r products that build ΔW and its
-// gradient are added; layer norms, softmax and element-wise work are not matrix arithmetic and are left out.
+// a GPU. The first block's qkv takes no input gradient (nothing before it trains): 4·M·in·out (2 in the least
+// form) less. Attention's two products per head (QKᵀ, AV: 4·T²·D forward, twice that backward), the frozen patch
+// embedding's forward (once per image: the batch is doubled at the first noisy linear) and the rank-r products
+// that build ΔW and its gradient are added; norms, softmax and element-wise work are not matrix arithmetic.
 import type { ModelSpec } from 'pace-peft';
 
 export interface PaceStepFlops {
@@ -30,10 +31,14 @@ export function vitPaceStepFlops(spec: ModelSpec, batchSize: number, rank: numbe
   // qkv, proj, fc1, fc2: Σ in·out of a block
   const linear = d * 3 * d + d * d + d * hidden + hidden * d;
   const linearMacs = spec.depth * linear;
+  const firstQkv = rows * d * 3 * d; // M·in·out of the first block's qkv, whose input gradient is not needed
   const attention = spec.depth * 2 * batchSize * 12 * tokens * tokens * d; // 4·T²·D forward + 8·T²·D backward
-  const patchEmbedding = 2 * batchSize * 2 * (grid * grid) * (3 * spec.patchSize ** 2) * d;
+  const patchEmbedding = batchSize * 2 * (grid * grid) * (3 * spec.patchSize ** 2) * d;
   // ΔW = W0 ⊙ (down·up) forward (2·out·in·r), and the gradients of down and up (2·out·in·r each), once per step
   const adapterProducts = 6 * linearMacs * rank;
   const common = attention + patchEmbedding + adapterProducts;
-  return { stacked: 10 * rows * linearMacs + common, minimal: 6 * rows * linearMacs + common };
+  return {
+    stacked: 10 * rows * linearMacs - 4 * firstQkv + common,
+    minimal: 6 * rows * linearMacs - 2 * firstQkv + common,
+  };
 }
