@@ -363,6 +363,21 @@ test('onBatchEnd sees every step of every epoch, in order, with the losses the e
   });
 });
 
+/** A single-process fit host around a stand-in for the native trainer (runFit's FitHost), for its error paths. */
+function standInHost(handle: Partial<Record<keyof NativeTrainerHandle, unknown>>, evaluate: () => Promise<never>) {
+  return {
+    handle: handle as unknown as NativeTrainerHandle,
+    seed: 1,
+    lr: 1e-3,
+    learningRate: () => 1e-3,
+    setLearningRate: () => undefined,
+    rank: 0,
+    worldSize: 1,
+    evaluate,
+    describe: () => ({}),
+  };
+}
+
 test('no onBatchEnd reaches the callbacks after a failed epoch has rejected the fit', async () => {
   // Bug: the late-progress guard was set only when the epoch succeeded, so progress still queued from the training
   // thread when a step failed reached onBatchEnd after fit had rejected. A stand-in for the native epoch delivers
@@ -381,17 +396,7 @@ test('no onBatchEnd reaches the callbacks after a failed epoch has rejected the 
     },
     abort: () => undefined,
   };
-  const host = {
-    handle: handle as unknown as NativeTrainerHandle,
-    seed: 1,
-    lr: 1e-3,
-    learningRate: () => 1e-3,
-    setLearningRate: () => undefined,
-    rank: 0,
-    worldSize: 1,
-    evaluate: () => Promise.reject(new Error('not evaluated')),
-    describe: () => ({}),
-  };
+  const host = standInHost(handle, () => Promise.reject(new Error('not evaluated')));
   let rejected = false;
   const seen: string[] = [];
   await expect(
@@ -424,20 +429,10 @@ test('an evaluation failing for its own reason fails the fit, even when a stop w
     aborted: false,
     stepLosses: new Float64Array([1, 1, 1, 1]),
   };
-  const host = {
-    handle: { runEpoch: () => Promise.resolve(epoch), abort: () => undefined } as unknown as NativeTrainerHandle,
-    seed: 1,
-    lr: 1e-3,
-    learningRate: () => 1e-3,
-    setLearningRate: () => undefined,
-    rank: 0,
-    worldSize: 1,
-    evaluate: () => {
-      controller.abort();
-      return Promise.reject(diskFull);
-    },
-    describe: () => ({}),
-  };
+  const host = standInHost({ runEpoch: () => Promise.resolve(epoch), abort: () => undefined }, () => {
+    controller.abort();
+    return Promise.reject(diskFull);
+  });
   const options = { epochs: 1, batchSize: 4, schedule: false as const, progress: false as const };
   const data = colourDataset(16, 1);
   await expect(
