@@ -2,8 +2,9 @@
 // same seed. In fp32 the replayed steps must give the eager losses and adapters bit for bit, unless the eager
 // path itself is not reproducible (a second eager fit differing, e.g. from atomics in some backward kernel): then
 // the graphed fit must stay within ten times that run-to-run spread, and the log says so. In bf16 the same
-// comparison. Every kind of step must have been captured and replayed (no eager fallback). Rehearse here with
-// PACE_DEVICE=cpu (the graph path's eager stand-in, `rehearse`).
+// comparison. Every kind of step must have been captured and replayed (no eager fallback). Then trainStep in a loop
+// of one's own, fp32: the same losses and noise draws as eager steps. Rehearse here with PACE_DEVICE=cpu (the graph
+// path's eager stand-in, `rehearse`).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -92,10 +93,60 @@ async function check(precision: 'fp32' | 'bf16'): Promise<boolean> {
   return used && same;
 }
 
+interface OwnLoop {
+  losses: number[];
+  graphs: (string | undefined)[];
+  /** Each step's noise draws as bytes, read after the step (a capture must leave the step's own there). */
+  noise: string[];
+}
+
+// trainStep in a loop of one's own: each call is a separate native job, which may run on any of Node's pool
+// threads (the capturing step once failed there: libtorch creates its cuDNN and cuBLAS handles per thread).
+async function ownLoop(stepGraphs: 'off' | 'auto' | 'rehearse'): Promise<OwnLoop> {
+  const model = await createModel('vit_tiny_patch16_224', { numClasses: 10, seed: 1, device, dropPathRate: 0.1 });
+  model.addAdapters({ type: 'loramul_vptadd', rank: 4 });
+  const trainer = new Trainer(model, { pace: { sigma: 1, lambda: 1 }, optimizer: { lr: 1e-3 }, seed: 2 });
+  const train = dataset();
+  const run: OwnLoop = { losses: [], graphs: [], noise: [] };
+  for (let step = 0; step < 8; step++) {
+    const result = await trainer.trainStep(train.images, train.labels, { stepGraphs });
+    run.losses.push(result.totalLoss);
+    run.graphs.push(result.graph);
+    const draws = trainer.lastNoise();
+    run.noise.push(
+      Object.keys(draws)
+        .sort()
+        .map((name) => Buffer.from(draws[name].toFloat32Array().buffer).toString('base64'))
+        .join(','),
+    );
+    for (const draw of Object.values(draws)) draw.dispose();
+  }
+  train.images.dispose();
+  train.labels.dispose();
+  model.dispose();
+  return run;
+}
+
+async function checkOwnLoop(): Promise<boolean> {
+  const eager = await ownLoop('off');
+  const graphed = await ownLoop(graphs);
+  console.log(`trainStep: eager losses   ${eager.losses.join(', ')}`);
+  console.log(`trainStep: graphed losses ${graphed.losses.join(', ')} (${graphed.graphs.join(', ')})`);
+  const ran = graphed.graphs.join() === 'warmup,warmup,warmup,captured,replayed,replayed,replayed,replayed';
+  const sameLosses = graphed.losses.every((loss, i) => loss === eager.losses[i]);
+  const sameNoise = graphed.noise.every((draws, i) => draws === eager.noise[i]);
+  console.log(
+    `trainStep: ${ran ? 'captured once, then replayed' : 'FAILED: not captured and replayed'}; losses ` +
+      `${sameLosses ? 'identical' : 'DIFFERENT'}; lastNoise after each step ${sameNoise ? 'identical' : 'DIFFERENT'}`,
+  );
+  return ran && sameLosses && sameNoise;
+}
+
 async function main(): Promise<number> {
   const fp32 = await check('fp32');
   const bf16 = await check('bf16');
-  return fp32 && bf16 ? 0 : 1;
+  const own = await checkOwnLoop();
+  return fp32 && bf16 && own ? 0 : 1;
 }
 
 main().then(
