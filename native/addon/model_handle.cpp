@@ -455,15 +455,15 @@ Napi::Value ModelHandle::evaluate(const Napi::CallbackInfo& info) {
         },
         [](Napi::Env env, train::EvaluationResult& r) -> Napi::Value {
           Napi::Object object = Napi::Object::New(env);
+          if (r.stopped) {
+            object.Set("stopped", true);
+            return object;
+          }
           object.Set("samples", static_cast<double>(r.samples));
           object.Set("classes", static_cast<double>(r.classes));
           object.Set("top1", r.top1);
           if (r.top5 >= 0) object.Set("top5", r.top5);
           object.Set("loss", r.loss);
-          if (r.stopped) {
-            object.Set("stopped", true);
-            return object;
-          }
           object.Set("confusion", TensorHandle::wrap(env, r.confusion));
           return object;
         });

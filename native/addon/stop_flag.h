@@ -12,7 +12,7 @@ namespace pace::addon {
 class StopFlag : public Napi::ObjectWrap<StopFlag> {
  public:
   static Napi::Function define(Napi::Env env);
-  // The flag behind a JS value, or a TypeError naming `what` if it is not a NativeStopFlag.
+  // The flag behind a JS value, or an option error naming `what` if it is not a NativeStopFlag.
   static std::shared_ptr<std::atomic<bool>> unwrap(const Napi::Value& value, const std::string& what);
 
   explicit StopFlag(const Napi::CallbackInfo& info);
