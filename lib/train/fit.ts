@@ -352,14 +352,21 @@ async function fitEpochs(
             throw error;
           }
         };
-        const validated = validation && (await evaluate(validation));
-        if (validated)
-          Object.assign(logs, { val_acc: validated.accuracy, val_loss: validated.loss, val_top5: validated.top5 });
-        const tested = test && (!validation || validated) ? await evaluate(test) : undefined;
-        if (tested) Object.assign(logs, { test_acc: tested.accuracy, test_top5: tested.top5 });
-        if ((validation && !validated) || (test && !tested)) {
-          stopReason = 'aborted';
-          break;
+        if (validation) {
+          const report = await evaluate(validation);
+          if (!report) {
+            stopReason = 'aborted';
+            break;
+          }
+          Object.assign(logs, { val_acc: report.accuracy, val_loss: report.loss, val_top5: report.top5 });
+        }
+        if (test) {
+          const report = await evaluate(test);
+          if (!report) {
+            stopReason = 'aborted';
+            break;
+          }
+          Object.assign(logs, { test_acc: report.accuracy, test_top5: report.top5 });
         }
       }
       history.push(logs);
