@@ -71,29 +71,55 @@ function readLock(lock: string): string | undefined {
   }
 }
 
+/** A breaker older than this was left by a process that died while breaking (a break takes milliseconds). */
+const BREAKER_STALE_SECONDS = 10;
+
 /**
- * Removes a lock whose holder is gone, if it still holds `stale`: the lock is renamed to a name of our own first
- * (of processes doing this together, one rename wins; the others find it gone), then what was moved is checked.
- * A lock another process took between our read and our rename is put back.
+ * Removes a lock whose holder is gone, if it still holds `stale`, while holding `<lock>.break` (taken as the lock
+ * is: one of the processes breaking it together gets it). Only a breaker removes a lock, and only after reading the
+ * stale text under the breaker, so a lock taken after the stale one was read is never moved or removed: no other
+ * process can change the name meanwhile (its holder is gone; taking needs the name free; breaking needs the
+ * breaker). Returns false when another process holds the breaker (look at the lock again once it is gone).
  */
-function breakStale(lock: string, stale: string): void {
-  const aside = `${lock}.tmp-${process.pid}-${crypto.randomInt(1e9)}`;
+function breakStale(lock: string, stale: string, mine: string): boolean {
+  const breaker = `${lock}.break`;
   try {
-    fs.renameSync(lock, aside);
+    linkOrCopyExclusive(mine, breaker);
   } catch (error) {
-    if (errorCode(error) === 'ENOENT') return;
+    if (errorCode(error) === 'EEXIST') return false;
     throw error;
   }
   try {
-    if (readLock(aside) === stale) return;
-    try {
-      linkOrCopyExclusive(aside, lock);
-    } catch (error) {
-      // taken yet again meanwhile: that process holds it now
-      if (errorCode(error) !== 'EEXIST') throw error;
-    }
+    if (readLock(lock) === stale) fs.rmSync(lock, { force: true });
   } finally {
-    fs.rmSync(aside, { force: true });
+    fs.rmSync(breaker, { force: true });
+  }
+  return true;
+}
+
+/**
+ * Waits while another process breaks the lock (holds `<lock>.break`); refuses, naming it, a breaker untouched for
+ * {@link BREAKER_STALE_SECONDS}, already when this process wrote its own file or while it waited: its process died
+ * half-way, and removing it here could let two processes break.
+ */
+function waitForBreaker(dir: string, lock: string, mine: string, { folder, user }: LockUse): void {
+  const breaker = `${lock}.break`;
+  const waitStart = Date.now();
+  for (;;) {
+    const touched = modifiedAt(breaker);
+    if (touched === undefined) return;
+    // On the folder's own clock when our file was written, then on ours while we wait.
+    const age = (fs.statSync(mine).mtimeMs - touched) / 1000;
+    const waited = (Date.now() - waitStart) / 1000;
+    if (Math.max(age, waited) > BREAKER_STALE_SECONDS) {
+      const by = parseHolder(readLock(breaker) ?? '');
+      const who = by ? `process ${by.pid} on host ${by.hostname}` : 'a process';
+      throw new PaceBusyError(
+        `the ${folder} ${dir}: ${who} stopped while breaking the stale lock ${lock} and left ${breaker} ` +
+          `(untouched for ${Math.round(Math.max(age, waited))} s): if no ${user} is using the folder, remove it`,
+      );
+    }
+    waitMilliseconds(20);
   }
 }
 
@@ -162,7 +188,7 @@ export function takeLock(dir: string, lock: string, use: LockUse, timing: LockTi
       const lockAge = (fs.statSync(mine).mtimeMs - touched) / 1000;
       const live = liveHolder(holder, me, lockAge, timing);
       if (live) throw new PaceBusyError(`the ${folder} ${dir} is in use ${live} (${lock})`);
-      breakStale(lock, held);
+      if (!breakStale(lock, held, mine)) waitForBreaker(dir, lock, mine, use);
     }
     if (held !== undefined && !parseHolder(held)) {
       throw new PaceBusyError(

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -333,6 +334,81 @@ describe("the sweep folder's lock", () => {
     }
     expect(fs.readFileSync(path.join(taken, 'sweep.lock'), 'utf8')).toBe(theirs);
     expect(fs.readdirSync(taken)).toEqual(['sweep.lock']);
+  });
+
+  test('a lock taken after the stale one was read is never moved or removed, whoever else takes the name', () => {
+    // Bug: the breaker renamed the lock aside, found it was no longer the stale one and linked it back; a fourth
+    // process taking the free name in between kept the name, and the one whose lock was moved aside held it too.
+    const dir = lockedFolder('three-way', JSON.stringify({ pid: deadPid, hostname: os.hostname() }));
+    const lock = path.join(dir, 'sweep.lock');
+    const theirs = JSON.stringify({ pid: process.ppid, hostname: os.hostname() });
+    const fourth = JSON.stringify({ pid: process.pid + 1, hostname: os.hostname() });
+    const realRead = fs.readFileSync;
+    const realRename = fs.renameSync;
+    const realRm = fs.rmSync;
+    let taken = false;
+    const touched: string[] = [];
+    const spies = [
+      jest.spyOn(fs, 'readFileSync').mockImplementation(((file: fs.PathOrFileDescriptor, ...rest: never[]) => {
+        const text = (realRead as (...a: unknown[]) => unknown)(file, ...rest);
+        if (!taken && file === lock) {
+          taken = true; // another process broke the stale lock and took the name
+          fs.writeFileSync(lock, theirs);
+        }
+        return text;
+      }) as typeof fs.readFileSync),
+      jest.spyOn(fs, 'renameSync').mockImplementation((from, to) => {
+        realRename(from, to);
+        if (from === lock) {
+          touched.push('renamed');
+          fs.writeFileSync(lock, fourth); // the name is free: a fourth process takes it
+        }
+      }),
+      jest.spyOn(fs, 'rmSync').mockImplementation(((file: fs.PathLike, options?: fs.RmOptions) => {
+        if (file === lock) touched.push('removed');
+        realRm(file, options);
+      }) as typeof fs.rmSync),
+    ];
+    try {
+      expect(() => openSweepFolder(dir, identity)).toThrow(`is in use by process ${process.ppid}`);
+    } finally {
+      for (const spy of spies) spy.mockRestore();
+    }
+    expect(touched).toEqual([]);
+    expect(fs.readFileSync(lock, 'utf8')).toBe(theirs);
+    expect(fs.readdirSync(dir)).toEqual(['sweep.lock']);
+  });
+
+  test('waits while another process breaks the stale lock; a break left half-way is named, not undone', async () => {
+    const stale = JSON.stringify({ pid: deadPid, hostname: os.hostname() });
+    const busy = lockedFolder('breaking', stale);
+    const breaker = path.join(busy, 'sweep.lock.break');
+    fs.writeFileSync(breaker, JSON.stringify({ pid: process.ppid, hostname: os.hostname() }));
+    // The other breaker finishes 300 ms later, from a process of its own (taking the lock blocks this thread).
+    const other = spawn('sh', ['-c', `sleep 0.3; rm -f '${breaker}'`], { stdio: 'ignore' });
+    const finished = new Promise((resolve) => other.on('exit', resolve));
+    const started = Date.now();
+    openSweepFolder(busy, identity)();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    await finished;
+    expect(fs.readdirSync(busy)).toEqual(['sweep.json']);
+
+    // A breaker whose process stopped half-way: removing it could let two processes break at once.
+    const left = lockedFolder('break-left', stale);
+    const leftBreaker = path.join(left, 'sweep.lock.break');
+    fs.writeFileSync(leftBreaker, JSON.stringify({ pid: deadPid, hostname: os.hostname() }));
+    const minuteAgo = new Date(Date.now() - 60_000);
+    fs.utimesSync(leftBreaker, minuteAgo, minuteAgo);
+    expect(() => openSweepFolder(left, identity)).toThrow(
+      new RegExp(
+        `^the sweep folder ${left}: process ${deadPid} on host ${os.hostname()} stopped while breaking the stale ` +
+          `lock ${path.join(left, 'sweep.lock')} and left ${leftBreaker} \\(untouched for 6\\d s\\): if no sweep ` +
+          `is using the folder, remove it$`,
+      ),
+    );
+    expect(fs.readdirSync(left).sort()).toEqual(['sweep.lock', 'sweep.lock.break']);
+    fs.rmSync(leftBreaker);
+    openSweepFolder(left, identity)();
   });
 });
 

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 import {
@@ -565,6 +566,18 @@ process.stdin.on('end', () => process.exit(0));`;
     fs.writeFileSync(path.join(stale, 'sweep.lock'), `${deadPid}\n`);
     expect(await openTogether(stale, 1)).toEqual(['opened']);
     expect(fs.readdirSync(stale).filter((name) => name.includes('.tmp-'))).toEqual([]);
+    // Processes breaking one stale lock together: one breaks it at a time, and exactly one takes the folder.
+    const staleTogether = path.join(temp.dir, 'stale-together');
+    fs.mkdirSync(staleTogether);
+    fs.writeFileSync(path.join(staleTogether, 'sweep.lock'), JSON.stringify({ pid: deadPid, hostname: os.hostname() }));
+    expect((await openTogether(staleTogether, 4)).sort()).toEqual([
+      'PaceBusyError',
+      'PaceBusyError',
+      'PaceBusyError',
+      'opened',
+    ]);
+    // (the opener exits without releasing: its lock stays, and nothing else)
+    expect(fs.readdirSync(staleTogether).sort()).toEqual(['sweep.json', 'sweep.lock']);
   });
 });
 
