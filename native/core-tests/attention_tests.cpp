@@ -1,5 +1,5 @@
 // The CPU attention op (models/cpu_attention.h) and its GEMM (kernels/cpu/small_gemm.h) against float64
-// products computed by ATen.
+// products computed by ATen; the qkv split (models/qkv_split.h) against indexing the permuted projection.
 #include <torch/csrc/autograd/autograd.h>
 
 #include <cmath>
@@ -9,6 +9,7 @@
 #include "check.h"
 #include "cpu/small_gemm.h"
 #include "models/cpu_attention.h"
+#include "models/qkv_split.h"
 
 namespace pace::tests {
 namespace {
@@ -107,6 +108,54 @@ void attentionMatchesFloat64() {
   }
 }
 
+void qkvSplitMatchesIndexing() {
+  const int64_t batch = 2, tokens = 5, heads = 3, headDim = 4, dim = heads * headDim;
+  at::manual_seed(5);
+  // A slice of a wider tensor too: its rows are not dense, as a projection's narrowed output would be.
+  const at::Tensor wide = at::randn({batch, tokens, 3 * dim + 2}, at::kDouble);
+  for (const at::Tensor& source : {at::randn({batch, tokens, 3 * dim}, at::kDouble), wide.narrow(2, 1, 3 * dim)}) {
+    const std::vector<at::Tensor> weights = {at::randn({batch, heads, tokens, headDim}, at::kDouble),
+                                             at::randn({batch, heads, tokens, headDim}, at::kDouble)};
+    for (const bool withK : {true, false}) {  // without k: its gradient is undefined and counts as zeros
+      const std::string name = std::string(source.is_contiguous() ? "dense" : "sliced") + (withK ? "" : ", no k");
+      const at::Tensor indexed = source.detach().clone().set_requires_grad(true);
+      const at::Tensor parts = indexed.reshape({batch, tokens, 3, heads, headDim}).permute({2, 0, 3, 1, 4});
+      at::Tensor expectedLoss = (parts[0] * weights[0]).sum() + (parts[2] * parts[2]).sum();
+      if (withK) expectedLoss = expectedLoss + (parts[1] * weights[1]).sum();
+      const at::Tensor expected = torch::autograd::grad({expectedLoss}, {indexed})[0];
+
+      const at::Tensor split = source.detach().clone().set_requires_grad(true);
+      const auto [q, k, v] = models::splitQkv(split.narrow(2, 0, 3 * dim), heads);
+      check(at::equal(q, parts[0]) && at::equal(k, parts[1]) && at::equal(v, parts[2]), name + ": views differ");
+      check(q.data_ptr() == split.data_ptr(), name + ": q is not a view of the projection");
+      at::Tensor loss = (q * weights[0]).sum() + (v * v).sum();
+      if (withK) loss = loss + (k * weights[1]).sum();
+      const at::Tensor actual = torch::autograd::grad({loss}, {split})[0];
+      check(at::equal(actual, expected), name + ": gradient differs from indexing's by " +
+                                             std::to_string((actual - expected).abs().max().item<double>()));
+    }
+  }
+}
+
+void packedQkvGradientsAreTakenAsTheyAre() {
+  const int64_t batch = 2, tokens = 7, heads = 2, headDim = 8, dim = heads * headDim;
+  const std::vector<int64_t> shape = {batch, tokens, 3 * dim};
+  const at::Tensor buffer = at::randn(shape);
+  const std::vector<at::Tensor> views =
+      buffer.view({batch, tokens, 3, heads, headDim}).permute({2, 0, 3, 1, 4}).unbind(0);
+  const at::Tensor packed = models::packQkvGradients(views[0], views[1], views[2], shape, heads);
+  check(packed.data_ptr() == buffer.data_ptr() && at::equal(packed, buffer), "packed views must come back as is");
+  const at::Tensor copied =
+      models::packQkvGradients(views[0].contiguous(), views[1].contiguous(), views[2].contiguous(), shape, heads);
+  check(copied.data_ptr() != buffer.data_ptr() && at::equal(copied, buffer), "separate gradients must be packed");
+  // Views of one buffer in another order are not the packed layout: copied, in the right places.
+  const at::Tensor swapped = models::packQkvGradients(views[1], views[0], views[2], shape, heads);
+  check(swapped.data_ptr() != buffer.data_ptr(), "views in another order must be copied");
+  check(at::equal(swapped.narrow(2, 0, dim), buffer.narrow(2, dim, dim)) &&
+            at::equal(swapped.narrow(2, dim, dim), buffer.narrow(2, 0, dim)),
+        "views in another order must be packed as given");
+}
+
 }  // namespace
 
 TestList cpuAttentionTests() {
@@ -115,6 +164,9 @@ TestList cpuAttentionTests() {
       {"small GEMM matches float64 products on odd shapes and strides", smallGemmMatchesFloat64},
       {"CPU attention matches the explicit products in float64 (output, qkv and mask gradients)",
        attentionMatchesFloat64},
+      {"the qkv split's views and gradient equal indexing the permuted projection", qkvSplitMatchesIndexing},
+      {"q, k and v gradients already packed as the projection are returned without a copy",
+       packedQkvGradientsAreTakenAsTheyAre},
   };
 }
 

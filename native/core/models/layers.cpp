@@ -1,6 +1,7 @@
 #include "models/layers.h"
 
 #include "models/cpu_attention.h"
+#include "models/qkv_split.h"
 #include "tensor/layer_norm_to.h"
 #include "tensor/precision.h"
 
@@ -84,8 +85,8 @@ torch::Tensor qkvAttention(const torch::Tensor& qkv, int64_t heads, const torch:
   const int64_t batch = qkv.size(0), tokens = qkv.size(1), dim = qkv.size(2) / 3;
   const torch::Tensor split = qkv.reshape({batch, tokens, 3, heads, dim / heads});
   if (cpuAttentionApplies(split, mask)) return cpuAttention(split, mask);
-  const torch::Tensor parts = split.permute({2, 0, 3, 1, 4});
-  return scaledDotProductAttention(parts[0], parts[1], parts[2], mask).transpose(1, 2).reshape({batch, tokens, dim});
+  const auto [q, k, v] = splitQkv(qkv, heads);
+  return scaledDotProductAttention(q, k, v, mask).transpose(1, 2).reshape({batch, tokens, dim});
 }
 
 std::vector<double> linearDropPathRates(double maxRate, int64_t count) {
