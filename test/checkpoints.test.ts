@@ -167,6 +167,27 @@ test('a refused last checkpoint names the previous one, which resumes to the sam
   expect((await adapterBytes(model)).equals(expected)).toBe(true);
 });
 
+test('a fit resumed from previous keeps that checkpoint as previous, not the last it passed over', async () => {
+  // Bug: the first write after resuming from previous kept the refused (corrupt) last as previous, replacing the
+  // run's only good fallback: a second resume from previous was refused as corrupt.
+  const dir = copyOfRun('previous-kept');
+  const last = path.join(dir, 'last.safetensors');
+  const bytes = fs.readFileSync(last);
+  bytes[bytes.length - 1] ^= 0xff;
+  fs.writeFileSync(last, bytes);
+  const resume = { ...fit, resume: dir, resumeFrom: 'previous' as const };
+  {
+    using model = await freshModel();
+    await new Trainer(model, trainerOptions).fit(train, { ...resume, callbacks: [stopAfter(2)] });
+  }
+  const epochOf = async (name: string) => (await readTensorHeader(path.join(dir, name))).metadata?.epoch;
+  expect([await epochOf('previous.safetensors'), await epochOf('last.safetensors')]).toEqual(['0', '1']);
+  using model = await freshModel();
+  const history = await new Trainer(model, trainerOptions).fit(train, resume);
+  expect(history.epochs.map((e) => e.epoch)).toEqual([0, 1, 2, 3]);
+  expect((await adapterBytes(model)).equals(expected)).toBe(true);
+});
+
 test('temporary files of a killed writer are removed; a run killed before its first checkpoint starts over', async () => {
   let deadPid = 4_000_000;
   while (fs.existsSync(`/proc/${deadPid}`)) deadPid += 1;

@@ -168,16 +168,21 @@ export async function resumeFrom(
   return { startEpoch: metadata.epoch + 1, history: metadata.history as EpochLogs[], file };
 }
 
-/** Writes the run's last checkpoint, keeping the one it replaces as `previous.safetensors` (a hard link). */
+/**
+ * Writes the run's last checkpoint, keeping the one the run continues from as `previous.safetensors` (a hard
+ * link): its last, or, for the first write of a fit resumed from another checkpoint, that one. A `last` the resume
+ * passed over (refused as corrupt, say) must not replace the good `previous`.
+ */
 export async function saveLastCheckpoint(
   handle: NativeTrainerHandle,
   run: RunFolder,
   metadata: Record<string, string>,
+  continuesFrom: string = run.lastCheckpoint,
 ): Promise<void> {
-  if (fs.existsSync(run.lastCheckpoint)) {
+  if (continuesFrom !== run.previousCheckpoint && fs.existsSync(continuesFrom)) {
     const temp = `${run.previousCheckpoint}.tmp-${process.pid}`;
     fs.rmSync(temp, { force: true });
-    linkOrCopyExclusive(run.lastCheckpoint, temp);
+    linkOrCopyExclusive(continuesFrom, temp);
     fs.renameSync(temp, run.previousCheckpoint);
     syncDirectory(run.dir); // the kept checkpoint is durable before the last one is replaced
   }

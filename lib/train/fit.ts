@@ -223,10 +223,13 @@ async function fitEpochs(
   let history: EpochLogs[] = [];
   let startEpoch = 0;
   let resumed = false;
+  // What the next checkpoint write keeps as `previous`: the checkpoint resumed from, then (undefined) the last.
+  let continuesFrom: string | undefined;
   if (o.resume && folder) {
     const point = await resumeFrom(host.handle, folder, o.resumeFrom, o.epochs, identity);
     ({ startEpoch, history } = point);
     resumed = point.file !== undefined;
+    continuesFrom = point.file;
   }
   if (host.worldSize > 1 && o.resume) await agreeOnStartEpoch(startEpoch);
   const checkpoint = async (write: (run: RunFolder) => Promise<void>): Promise<void> => {
@@ -377,7 +380,8 @@ async function fitEpochs(
           bestValidation = logs.val_acc;
           await checkpoint((r) => host.handle.saveState(r.bestCheckpoint, metadata));
         }
-        await checkpoint((r) => saveLastCheckpoint(host.handle, r, metadata));
+        await checkpoint((r) => saveLastCheckpoint(host.handle, r, metadata, continuesFrom));
+        continuesFrom = undefined;
         run?.writeHistory(history);
       }
       for (const callback of callbacks) await callback.onEpochEnd?.(epoch, logs, control);
