@@ -84,6 +84,36 @@ describe('adapter files', () => {
 });
 
 describe('backbone weights', () => {
+  test('a float64 value beyond float32 is refused as infinite, in weights and adapter files alike', async () => {
+    // Bug: finiteness was checked in the file's dtype, before the copy into float32: 1e300 loaded as Infinity.
+    using source = await adapted();
+    const weights = source.stateDict();
+    const norm = Float64Array.from(weights['norm.bias'].toFloat32Array());
+    norm[0] = 1e300;
+    weights['norm.bias'].dispose();
+    weights['norm.bias'] = tensor(norm, [norm.length]);
+    await saveTensors(file('f64-weights.safetensors'), weights);
+    for (const t of Object.values(weights)) t.dispose();
+    using target = await adapted();
+    const before = bytesOf(target);
+    await expect(target.loadWeights(file('f64-weights.safetensors'), { strict: false })).rejects.toThrow(
+      'norm.bias: holds NaN or infinite values in float32',
+    );
+
+    await source.saveAdapters(file('f64-source.safetensors'));
+    const { tensors, metadata } = await loadTensors(file('f64-source.safetensors'));
+    const name = Object.keys(tensors).find((key) => key.includes('delta'))!;
+    const values = Float64Array.from(tensors[name].toFloat32Array());
+    values[0] = -1e300;
+    const poisoned: TensorRecord = { ...tensors, [name]: tensor(values, tensors[name].shape) };
+    await saveTensors(file('f64-adapters.safetensors'), poisoned, { metadata: metadata ?? {} });
+    await expect(target.loadAdapters(file('f64-adapters.safetensors'))).rejects.toThrow(
+      `'${name}' holds NaN or infinite values in float32`,
+    );
+    expect(bytesOf(target)).toBe(before);
+    for (const t of [...Object.values(tensors), poisoned[name]]) t.dispose();
+  });
+
   test('weights holding infinities are refused, naming the file and the tensor; the model keeps its own', async () => {
     using source = await createModel(tinyVit, { seed: 2 });
     const weights = source.stateDict();

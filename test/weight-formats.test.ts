@@ -90,6 +90,43 @@ describe('pre-0.9 Swin checkpoints (PatchMerging at the end of the previous stag
   );
 });
 
+describe("Swin's own files", () => {
+  test('a headless Swin reloads the weights it saved (its file is not taken for the pre-0.9 layout)', async () => {
+    // Bug: a file without head.fc.weight was taken for the old layout, so a headless model's own file had its
+    // downsample layers moved one stage up and was refused as not fitting.
+    const headless = { ...swinTiny, numClasses: 0 };
+    using source = await createModel(headless, { pretrained: fixture('swin_tiny_test.safetensors'), strict: false });
+    const file = path.join(temp.dir, 'swin-headless.safetensors');
+    await source.saveWeights(file);
+    using reloaded = await createModel(headless, { pretrained: file });
+    expect(reloaded.loadReport?.missing).toEqual([]);
+    expect(reloaded.loadReport?.unexpected).toEqual([]);
+    using expected = await source.forwardFeatures(swinIo.tensors.input);
+    using actual = await reloaded.forwardFeatures(swinIo.tensors.input);
+    expect(relativeError(actual, expected)).toBe(0);
+  });
+
+  test("a bias for a linear without one (a merged model's) gets the same dtype and finiteness checks", async () => {
+    // Bug: such a bias was checked for its shape only: NaN values and an integer tensor were loaded as they were.
+    const name = 'layers.1.downsample.reduction.bias';
+    using reference = await createModel(swinTiny);
+    const width = reference.stateDict()['layers.1.downsample.reduction.weight'].shape[0];
+    const cases: [string, Tensor, string][] = [
+      ['nan-bias', tensor(new Float32Array(width).fill(Number.NaN), [width]), 'holds NaN or infinite values'],
+      [
+        'int-bias',
+        tensor(new BigInt64Array(width).fill(7n), [width]),
+        'expected a float tensor, the checkpoint has int64',
+      ],
+    ];
+    for (const [label, bias, problem] of cases) {
+      const file = path.join(temp.dir, `swin-${label}.safetensors`);
+      await rewriteSafetensors('swin_tiny_test.safetensors', file, (n) => n, { [name]: bias });
+      await expect(createModel(swinTiny, { pretrained: file })).rejects.toThrow(`${name}: ${problem}`);
+    }
+  });
+});
+
 describe('pre_logits (README: dropped, as timm does)', () => {
   // Bug caught: a checkpoint with Google's representation layer refused under strict loading, or its arrays
   // loaded somewhere (other logits).

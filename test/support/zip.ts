@@ -1,10 +1,16 @@
-/** A minimal uncompressed ZIP writer for crafting .npz files in tests (CRCs left at 0: the reader ignores them). */
-export function storedZip(files: { name: string; data: Buffer }[]): Buffer {
+/**
+ * A minimal uncompressed ZIP writer for crafting .npz files in tests (CRCs left at 0: the reader ignores them). An
+ * entry with `sameDataAs: i` has a directory record only, pointing at entry i's local header and data (a zip bomb's
+ * trick: many entries, one copy of the data).
+ */
+export function storedZip(files: { name: string; data: Buffer; sameDataAs?: number }[]): Buffer {
   const locals: Buffer[] = [];
   const centrals: Buffer[] = [];
+  const offsets: number[] = [];
   let offset = 0;
-  for (const { name, data } of files) {
+  for (const { name, data: own, sameDataAs } of files) {
     const nameBytes = Buffer.from(name);
+    const data = sameDataAs === undefined ? own : files[sameDataAs].data;
     const local = Buffer.alloc(30);
     local.writeUInt32LE(0x04034b50, 0);
     local.writeUInt16LE(20, 4);
@@ -18,9 +24,11 @@ export function storedZip(files: { name: string; data: Buffer }[]): Buffer {
     central.writeUInt32LE(data.length, 20);
     central.writeUInt32LE(data.length, 24);
     central.writeUInt16LE(nameBytes.length, 28);
-    central.writeUInt32LE(offset, 42);
-    locals.push(local, nameBytes, data);
+    central.writeUInt32LE(sameDataAs === undefined ? offset : offsets[sameDataAs], 42);
     centrals.push(central, nameBytes);
+    offsets.push(offset);
+    if (sameDataAs !== undefined) continue;
+    locals.push(local, nameBytes, data);
     offset += 30 + nameBytes.length + data.length;
   }
   const directory = Buffer.concat(centrals);

@@ -2,7 +2,9 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstring>
+#include <set>
 
 #include "errors.h"
 #include "io/regular_file.h"
@@ -115,10 +117,44 @@ std::vector<ZipEntry> readCentralDirectory(const Bytes& bytes) {
   return entries;
 }
 
-std::string extract(const Bytes& bytes, const ZipEntry& entry, const std::string& where) {
+// An entry's array name: its file name less ".npy".
+std::string arrayName(std::string name) {
+  if (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0) name.resize(name.size() - 4);
+  return name;
+}
+
+// Where an entry's compressed data starts: after its local header, name and extra field.
+uint64_t dataStartOf(const Bytes& bytes, const ZipEntry& entry) {
   const uint64_t local = entry.localHeaderOffset;
-  if (bytes.u32(local) != kLocalHeader) throw FileError(where + ": corrupt local header");
-  const uint64_t dataStart = local + 30 + bytes.u16(local + 26) + bytes.u16(local + 28);
+  return local + 30 + bytes.u16(local + 26) + bytes.u16(local + 28);
+}
+
+// Every entry's name used once and its bytes (local header and data) apart from every other's: entries sharing
+// data would each inflate it again, so a file of kilobytes could decode to gigabytes.
+void checkEntriesApart(const Bytes& bytes, std::vector<ZipEntry> entries) {
+  std::set<std::string> names;
+  for (const auto& entry : entries) {
+    if (!names.insert(arrayName(entry.name)).second)
+      bytes.fail("names the array '" + arrayName(entry.name) + "' twice");
+  }
+  std::stable_sort(entries.begin(), entries.end(),
+                   [](const ZipEntry& a, const ZipEntry& b) { return a.localHeaderOffset < b.localHeaderOffset; });
+  uint64_t previousEnd = 0;
+  const ZipEntry* previous = nullptr;
+  for (const auto& entry : entries) {
+    if (previous && entry.localHeaderOffset < previousEnd)
+      bytes.fail("entries '" + previous->name + "' and '" + entry.name + "' overlap (a zip's entries share no bytes)");
+    uint64_t end = 0;
+    if (__builtin_add_overflow(dataStartOf(bytes, entry), entry.compressedSize, &end) || end > bytes.size())
+      bytes.fail("entry '" + entry.name + "' runs past the end of the file");
+    previousEnd = end;
+    previous = &entry;
+  }
+}
+
+std::string extract(const Bytes& bytes, const ZipEntry& entry, const std::string& where) {
+  if (bytes.u32(entry.localHeaderOffset) != kLocalHeader) throw FileError(where + ": corrupt local header");
+  const uint64_t dataStart = dataStartOf(bytes, entry);
   const char* compressed = bytes.at(dataStart, entry.compressedSize);
   if (entry.method == 0) {
     if (entry.compressedSize != entry.uncompressedSize)
@@ -256,11 +292,11 @@ std::vector<NamedTensor> loadNpz(const std::string& path) {
       readRegularFile(path, [&path](const std::string& problem) { return "npz file '" + path + "': " + problem; });
   const Bytes bytes(data, "npz file '" + path + "'");
   std::vector<NamedTensor> arrays;
-  for (const auto& entry : readCentralDirectory(bytes)) {
+  const std::vector<ZipEntry> entries = readCentralDirectory(bytes);
+  checkEntriesApart(bytes, entries);
+  for (const auto& entry : entries) {
     const std::string where = "npz file '" + path + "': entry '" + entry.name + "'";
-    std::string name = entry.name;
-    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0) name.resize(name.size() - 4);
-    arrays.push_back({name, parseNpy(extract(bytes, entry, where), where)});
+    arrays.push_back({arrayName(entry.name), parseNpy(extract(bytes, entry, where), where)});
   }
   return arrays;
 }

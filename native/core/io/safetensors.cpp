@@ -25,6 +25,8 @@ using Json = nlohmann::ordered_json;
 // The same bound as the reference implementation: no real header comes near it, and it keeps a
 // hostile length field from making us allocate gigabytes.
 constexpr uint64_t kMaxHeaderBytes = 100ull * 1000 * 1000;
+// The parser's depth of a header's deepest values: {name: {shape: [n, ...]}}.
+constexpr int kMaxHeaderDepth = 3;
 constexpr uint64_t kMaxExactDimension = (1ull << 53) - 1;
 
 class FileProblem {
@@ -222,8 +224,11 @@ SafetensorsHeader parseHeader(const ReadOnlyFile& file, const FileProblem& err) 
   Json json;
   std::set<std::string> names;
   std::optional<std::string> duplicate;
-  // The parsed object would keep one of two equal names: they are noticed while parsing.
+  struct TooDeep {};
+  // The parsed object would keep one of two equal names: they are noticed while parsing. A header is at most
+  // {name: {shape: [n]}} deep; deeper nesting is refused as it comes, before its tree costs many times its size.
   const auto noteNames = [&](int depth, nlohmann::detail::parse_event_t event, Json& parsed) {
+    if (depth > kMaxHeaderDepth) throw TooDeep{};
     if (event == nlohmann::detail::parse_event_t::key && depth == 1 && !duplicate &&
         !names.insert(parsed.get<std::string>()).second)
       duplicate = parsed.get<std::string>();
@@ -233,6 +238,9 @@ SafetensorsHeader parseHeader(const ReadOnlyFile& file, const FileProblem& err) 
     json = Json::parse(text, noteNames);
   } catch (const Json::exception& e) {
     err.fail(std::string("header is not valid JSON (") + e.what() + ")");
+  } catch (const TooDeep&) {
+    err.fail("header nests JSON more than " + std::to_string(kMaxHeaderDepth) +
+             " levels deep; a safetensors header has names, entries and their lists");
   }
   if (duplicate) err.fail("the header names '" + *duplicate + "' twice");
   if (!json.is_object()) err.fail("header must be a JSON object");

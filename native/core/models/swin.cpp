@@ -249,9 +249,14 @@ std::string SwinTransformer::noiseUnitOf(const std::string& linearPath) const {
 std::shared_ptr<Backbone> SwinTransformer::createLike() const { return std::make_shared<SwinTransformer>(config); }
 
 void SwinTransformer::filterCheckpoint(std::vector<NamedTensor>& tensors, std::vector<std::string>& ignored) const {
-  bool oldLayout = true;
+  // timm < 0.9 put each stage's downsample at its end (layers.0.downsample) and the head's linear at head.*; known
+  // by those names, not by a missing head.fc.weight, which a headless model's own file lacks too.
+  bool oldLayout = false;
   for (const auto& named : tensors) {
-    if (named.name == "head.fc.weight") oldLayout = false;
+    if (startsWith(named.name, "layers.0.downsample.") ||
+        (startsWith(named.name, "head.") && !startsWith(named.name, "head.fc."))) {
+      oldLayout = true;
+    }
   }
   std::vector<NamedTensor> kept;
   for (auto& named : tensors) {

@@ -189,6 +189,23 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
   std::map<std::string, torch::Tensor> pending, addedBiases;
   std::vector<std::string> mismatches;
   std::set<std::string> seen;
+  // A float tensor in the parameter's dtype, finite there (a float64 1e300 is finite in the file, infinite in
+  // float32); undefined, with the mismatch noted, otherwise.
+  const auto asParameter = [&mismatches](const NamedTensor& named, at::ScalarType dtype) -> torch::Tensor {
+    if (!at::isFloatingType(named.tensor.scalar_type())) {
+      mismatches.push_back(named.name + ": expected a float tensor, the checkpoint has " +
+                           dtypeName(named.tensor.scalar_type()));
+      return {};
+    }
+    torch::Tensor value = named.tensor.to(dtype);
+    if (!at::isfinite(value).all().item<bool>()) {
+      mismatches.push_back(
+          named.name + ": holds NaN or infinite values" +
+          (value.scalar_type() == named.tensor.scalar_type() ? std::string() : " in " + dtypeName(dtype)));
+      return {};
+    }
+    return value;
+  };
   bool resetHead = false;
   for (auto& named : source) {
     seen.insert(named.name);
@@ -196,22 +213,15 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
     if (!target) {
       const auto linear = biasless.find(named.name);
       if (linear != biasless.end() && named.tensor.dim() == 1 && named.tensor.size(0) == linear->second->outFeatures) {
-        addedBiases[named.name] = named.tensor;
+        const torch::Tensor value = asParameter(named, linear->second->weight.scalar_type());
+        if (value.defined()) addedBiases[named.name] = value;
       } else {
         report.unexpected.push_back(named.name);
       }
       continue;
     }
-    torch::Tensor value = named.tensor;
-    if (!at::isFloatingType(value.scalar_type())) {
-      mismatches.push_back(named.name + ": expected a float tensor, the checkpoint has " +
-                           dtypeName(value.scalar_type()));
-      continue;
-    }
-    if (!at::isfinite(value).all().item<bool>()) {
-      mismatches.push_back(named.name + ": holds NaN or infinite values");
-      continue;
-    }
+    torch::Tensor value = asParameter(named, target->scalar_type());
+    if (!value.defined()) continue;
     if (value.sizes() != target->sizes()) {
       if (named.name == "pos_embed" && value.dim() == 3 && value.size(0) == 1 && value.size(2) == target->size(2)) {
         const int64_t newGrid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(target->size(1) - 1))));

@@ -178,9 +178,14 @@ void loadAdapters(models::Backbone& model, const std::string& path) {
                      "type or rank?): " +
                      text);
   }
+  // Finite in the parameter's dtype, not only in the file's (a float64 1e300 is infinite in float32).
   for (const auto& param : trainable) {
-    if (!at::isfinite(byName[param.name]).all().item<bool>())
-      throw FileError("adapter file '" + path + "': '" + param.name + "' holds NaN or infinite values");
+    at::Tensor& value = byName[param.name];
+    const at::ScalarType stored = value.scalar_type();
+    value = value.to(param.tensor.scalar_type());
+    if (!at::isfinite(value).all().item<bool>())
+      throw FileError("adapter file '" + path + "': '" + param.name + "' holds NaN or infinite values" +
+                      (stored == value.scalar_type() ? "" : " in " + dtypeName(value.scalar_type())));
   }
   torch::NoGradGuard noGrad;
   for (const auto& param : trainable) param.tensor.copy_(byName[param.name]);
