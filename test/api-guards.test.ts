@@ -181,6 +181,46 @@ describe('trainers and the models they train', () => {
   });
 });
 
+describe('the sets a fit is given', () => {
+  test('labels out of range in any set, and evaluation images of another size, are refused before the first step', async () => {
+    // Bug: a bad training label failed the step that shuffled it in, after earlier steps had changed the model; a
+    // bad validation or test set failed at the first evaluation, evalEvery epochs in; neither named the set.
+    using model = await adaptedModel();
+    const trainer = new Trainer(model);
+    const headWeight = () => {
+      const state = model.stateDict();
+      const values = JSON.stringify(Array.from(state['head.weight'].toFloat32Array()));
+      for (const t of Object.values(state)) t.dispose();
+      return values;
+    };
+    const before = headWeight();
+    const train = colourDataset(16, 3);
+    const withLabel = (count: number, at: number, label: number) => {
+      const values = Array.from({ length: count }, (_, i) => i % tinyVit.numClasses);
+      values[at] = label;
+      return new TensorDataset(images(count), labels(values));
+    };
+    const fit = { epochs: 2, batchSize: 4, evalEvery: 2, progress: false as const };
+    await expect(trainer.fit(withLabel(16, 13, 9), fit)).rejects.toThrow(
+      new PaceInputError('the training set: label 9 at index 13 is not below 4'),
+    );
+    await expect(trainer.fit(train, { ...fit, validation: withLabel(8, 5, 42) })).rejects.toThrow(
+      new PaceInputError('options.validation: label 42 at index 5 is not below 4'),
+    );
+    await expect(trainer.fit(train, { ...fit, test: withLabel(8, 2, -1) })).rejects.toThrow(
+      new PaceInputError('options.test: label -1 at index 2 is negative'),
+    );
+    const large = new TensorDataset(tensor(new Float32Array(2 * 3 * 24 * 24), [2, 3, 24, 24]), labels([0, 1]));
+    await expect(trainer.fit(train, { ...fit, validation: large })).rejects.toThrow(
+      new PaceShapeError(
+        'options.validation: its float32 images are [2, 3, 24, 24], and the model takes [N, 3, 16, 16] ' +
+          '(float images are used as they are: resize them, or give uint8 pixels with a normalization)',
+      ),
+    );
+    expect(headWeight()).toBe(before);
+  });
+});
+
 describe('arguments', () => {
   test('images that are not float32, and an empty batch, are refused naming the dtype', async () => {
     using model = await adaptedModel();

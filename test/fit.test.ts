@@ -371,6 +371,8 @@ function standInHost(handle: Partial<Record<keyof NativeTrainerHandle, unknown>>
     lr: 1e-3,
     learningRate: () => 1e-3,
     setLearningRate: () => undefined,
+    classes: tinyVit.numClasses,
+    imageSize: tinyVit.imgSize,
     rank: 0,
     worldSize: 1,
     evaluate,

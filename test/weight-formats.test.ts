@@ -110,7 +110,9 @@ describe("Swin's own files", () => {
     // Bug: such a bias was checked for its shape only: NaN values and an integer tensor were loaded as they were.
     const name = 'layers.1.downsample.reduction.bias';
     using reference = await createModel(swinTiny);
-    const width = reference.stateDict()['layers.1.downsample.reduction.weight'].shape[0];
+    const state = reference.stateDict();
+    const width = state['layers.1.downsample.reduction.weight'].shape[0];
+    disposeTensors(state);
     const cases: [string, Tensor, string][] = [
       ['nan-bias', tensor(new Float32Array(width).fill(Number.NaN), [width]), 'holds NaN or infinite values'],
       [

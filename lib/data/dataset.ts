@@ -62,3 +62,16 @@ export class TensorDataset {
     return this.labels.shape[0];
   }
 }
+
+/**
+ * Refuses float images an evaluation of a model taking `imageSize` could not run (uint8 pixels are resized to it;
+ * float images are not), naming the set: `options.validation: its float32 images are [N, 3, 48, 48], …`.
+ */
+export function checkEvaluationImages(set: TensorDataset, imageSize: number, where: string): void {
+  const shape = set.images.shape;
+  if (set.images.dtype !== 'float32' || (shape[2] === imageSize && shape[3] === imageSize)) return;
+  throw new PaceShapeError(
+    `${where}: its float32 images are [${shape.join(', ')}], and the model takes [N, 3, ${imageSize}, ${imageSize}] ` +
+      '(float images are used as they are: resize them, or give uint8 pixels with a normalization)',
+  );
+}

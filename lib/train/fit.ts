@@ -2,7 +2,8 @@ import { SingleBar } from 'cli-progress';
 import { z } from 'zod';
 
 import { AugmentationSchema, checkAugmentation, nativeAugmentation, type Augmentation } from '../data/augment';
-import type { TensorDataset } from '../data/dataset';
+import { checkEvaluationImages, type TensorDataset } from '../data/dataset';
+import { checkLabelsBelow } from '../data/labels';
 import type { EvaluationReport } from '../eval/evaluate';
 import { PaceBusyError, PaceInputError, PaceOptionError, PaceStateError } from '../errors';
 import { nativeAddon, type NativeTrainerHandle } from '../native';
@@ -87,6 +88,9 @@ interface FitHost {
   /** The learning rate the next step runs at when no schedule sets it, and setting it. */
   learningRate(): number;
   setLearningRate(lr: number): void;
+  /** The model's classes and image size: every set's labels and evaluation images are checked against them. */
+  classes: number;
+  imageSize: number;
   /** Data-parallel: this process's rank and the number of ranks (0 and 1 in a single process). */
   rank: number;
   worldSize: number;
@@ -124,11 +128,20 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw new PaceOptionError('options.signal: expected an AbortSignal (from an AbortController)');
   }
+  // Every set checked whole before the first step: a bad label met mid-epoch (or at the first evaluation, epochs
+  // later) would stop the fit after it had changed the model, and without naming the set or the sample.
+  const checkLabels = (set: TensorDataset, where: string) => {
+    if (host.classes > 0) checkLabelsBelow(set.labels.toBigInt64Array(), host.classes, where); // headless: refused natively
+  };
+  checkLabels(train, 'the training set');
   for (const [name, set] of [
     ['validation', validation],
     ['test', test],
   ] as const) {
-    if (set && set.length === 0) throw new PaceInputError(`options.${name}: the dataset is empty`);
+    if (!set) continue;
+    if (set.length === 0) throw new PaceInputError(`options.${name}: the dataset is empty`);
+    checkLabels(set, `options.${name}`);
+    checkEvaluationImages(set, host.imageSize, `options.${name}`);
   }
   const stepsPerEpoch = Math.floor(train.length / o.batchSize);
   if (stepsPerEpoch === 0) {

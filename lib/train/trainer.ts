@@ -284,6 +284,8 @@ export class Trainer implements Disposable {
             lr: this.options.optimizer.lr,
             learningRate: () => this.#learningRate,
             setLearningRate: (lr) => this.#setLearningRate(lr),
+            classes: this.model.spec.numClasses,
+            imageSize: this.model.spec.imgSize,
             rank: this.options.rank,
             worldSize: this.options.worldSize,
             evaluate: (dataset, batchSize, signal) => this.evaluate(dataset, { batchSize, signal }),
