@@ -6,6 +6,27 @@ import { Lane } from './decode-pool';
 /** The body types the server decodes, and the format sharp must find in each. */
 export const imageTypes: Record<string, string> = { 'image/jpeg': 'jpeg', 'image/png': 'png', 'image/webp': 'webp' };
 
+/** Formats known by their first bytes: the three decoded, and others named when a body is declared as one of those. */
+const signatures: { format: string; at: number; bytes: string }[] = [
+  { format: 'jpeg', at: 0, bytes: 'ffd8ff' },
+  { format: 'png', at: 0, bytes: '89504e470d0a1a0a' },
+  { format: 'webp', at: 8, bytes: Buffer.from('WEBP').toString('hex') },
+  { format: 'gif', at: 0, bytes: Buffer.from('GIF8').toString('hex') },
+  { format: 'tiff', at: 0, bytes: '49492a00' },
+  { format: 'tiff', at: 0, bytes: '4d4d002a' },
+];
+
+function formatBySignature(body: Buffer): string | undefined {
+  for (const { format, at, bytes } of signatures) {
+    const signature = Buffer.from(bytes, 'hex');
+    if (body.length >= at + signature.length && body.subarray(at, at + signature.length).equals(signature)) {
+      if (format === 'webp' && body.subarray(0, 4).toString('latin1') !== 'RIFF') continue;
+      return format;
+    }
+  }
+  return undefined;
+}
+
 /** How uploads are decoded: sizes, and the two lanes that keep large images from delaying small ones. */
 export interface DecodeLimits {
   /** Largest image accepted, in pixels (larger ones: 413 before decoding). */
@@ -35,13 +56,20 @@ export class UploadDecoder {
 
   /** The image as RGB uint8 pixels of size×size (EXIF orientation applied), checked against its declared type. */
   async decode(body: Buffer, declaredType: string, size: number): Promise<Buffer> {
+    // Told by its first bytes before sharp sees it: sharp would pick a loader by content, and a body of another
+    // format (an SVG, say) can cost seconds to parse for its header alone, outside the lanes.
+    const expected = imageTypes[declaredType];
+    const signed = formatBySignature(body);
+    if (signed === undefined) {
+      throw new HttpError(400, 'the body is not a readable image (it starts as no JPEG, PNG or WebP file does)');
+    }
+    if (signed !== expected) throw new HttpError(415, `the body was declared ${declaredType} but is ${signed}`);
     let metadata: sharp.Metadata;
     try {
       metadata = await sharp(body, { failOn: 'error', limitInputPixels: false }).metadata();
     } catch (error) {
       throw new HttpError(400, `the body is not a readable image (${(error as Error).message})`);
     }
-    const expected = imageTypes[declaredType];
     if (metadata.format !== expected) {
       throw new HttpError(
         415,
