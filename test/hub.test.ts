@@ -554,6 +554,24 @@ describe('downloads', () => {
     expectNothingCached(cacheDir, 'models--test--tiny-vit');
   });
 
+  test('an API answer that stalls after its headers is abandoned after the stall timeout', async () => {
+    // Bug: the stall timer stopped once the headers came, and the JSON bodies had none: `pace pull` hung forever.
+    hub.stallApi = true;
+    try {
+      for (const name of [`hf-hub:${tinyRepo}`, `hf-hub:${tinyRepo}@${commitOf(tinyRepo)}`]) {
+        const started = Date.now();
+        await expectFailure(
+          downloadPretrained(name, { endpoint: hub.url, cacheDir: freshCache(), stallTimeoutMs: 300 }),
+          PaceNetworkError,
+          /no complete answer within 0\.3 s/,
+        );
+        expect(Date.now() - started).toBeLessThan(5_000);
+      }
+    } finally {
+      hub.stallApi = false;
+    }
+  }, 20_000);
+
   test('what a killed download left in .incomplete is removed once its process is gone from this host', async () => {
     // Bug: a pull stopped by Ctrl-C left its partial file (gigabytes for large weights) for 24 hours.
     const cacheDir = freshCache();

@@ -45,26 +45,37 @@ export class HubClient {
     this.#stop = stop;
   }
 
-  /** `fetch` for the library: the headers must arrive within the stall timeout (the body is watched by its reader). */
+  /**
+   * `fetch` for the library: the headers must arrive within the stall timeout, and an API answer's (small JSON) body
+   * within another; a file's body is watched by its reader. The token goes to the endpoint only: the library
+   * sends it on to a CDN it was redirected to when the CDN says it caches (`X-Cache`), and it is taken off there.
+   */
   readonly fetch: typeof fetch = async (input, init) => {
     const controller = new AbortController();
-    const timer = setTimeout(
-      () => controller.abort(new Error(`no answer within ${this.#stallMs / 1000} s`)),
-      this.#stallMs,
-    );
+    const stalled = (what: string) => () => controller.abort(new Error(`no ${what} within ${this.#stallMs / 1000} s`));
+    let timer = setTimeout(stalled('answer'), this.#stallMs);
     const signals = [init?.signal, this.#stop, controller.signal].filter((s): s is AbortSignal => s != null);
     const signal = AbortSignal.any(signals);
+    const url = new URL(input instanceof Request ? input.url : input);
+    const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
+    if (url.origin !== new URL(this.#settings.endpoint).origin) headers.delete('authorization');
+    let response: Response;
     try {
-      const response = await fetch(input, { ...init, signal });
-      this.last = {
-        url: response.url,
-        status: response.status,
-        errorCode: response.headers.get('x-error-code') ?? undefined,
-      };
-      return response;
+      response = await fetch(input, { ...init, headers, signal });
     } finally {
       clearTimeout(timer);
     }
+    this.last = {
+      url: response.url,
+      status: response.status,
+      errorCode: response.headers.get('x-error-code') ?? undefined,
+    };
+    if (url.href.startsWith(`${this.#settings.endpoint.replace(/\/+$/, '')}/api/`)) {
+      // Aborting once the body has been read changes nothing, so the timer is only kept from holding the process.
+      timer = setTimeout(stalled('complete answer'), this.#stallMs);
+      timer.unref();
+    }
+    return response;
   };
 
   get #credentials() {

@@ -31,6 +31,8 @@ export interface FakeHub {
   faults: Map<string, Fault>;
   /** Full CDN transfers wait until this many are waiting (two concurrent downloads overlap for sure). */
   barrier: number;
+  /** The model API answers with its headers and the start of its JSON, then goes silent. */
+  stallApi: boolean;
   close(): Promise<void>;
 }
 
@@ -90,6 +92,7 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
     requests: [] as SeenRequest[],
     faults: new Map<string, Fault>(),
     barrier: 1,
+    stallApi: false,
   };
   const blobs = () => {
     const found = new Map<string, Buffer>();
@@ -124,6 +127,11 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
       const commit = commitOf(repoName, repo);
       if (revision !== 'main' && revision !== commit) {
         fail(response, 404, 'RevisionNotFound', `Invalid rev id: ${revision}`);
+        return;
+      }
+      if (api && hub.stallApi) {
+        response.writeHead(200, { 'content-type': 'application/json' });
+        response.write(api[2] === 'revision' ? '{"sha":' : '[');
         return;
       }
       if (api?.[2] === 'revision') {
@@ -198,20 +206,22 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
         response.end();
         return;
       }
+      // As the Hub's CDN: it says it caches, which makes the library send later requests straight to it.
+      const cdnHeaders = { etag: '"cdn-etag"', 'x-cache': 'Hit from cloudfront' };
       if (request.headers.range) {
-        sendBytes(request, response, data, { etag: '"cdn-etag"' });
+        sendBytes(request, response, data, cdnHeaders);
         return;
       }
       const serve = () => {
         const fault = hub.faults.get(cdn[1]);
         if (fault === undefined) {
-          sendBytes(request, response, data, { etag: '"cdn-etag"' });
+          sendBytes(request, response, data, cdnHeaders);
           return;
         }
         if (fault === 'corrupt') {
           const copy = Buffer.from(data);
           copy[copy.length >> 1] ^= 0xff;
-          sendBytes(request, response, copy, { etag: '"cdn-etag"' });
+          sendBytes(request, response, copy, cdnHeaders);
           return;
         }
         // truncate / stall: announce every byte, send half, then drop the connection or go silent
@@ -250,6 +260,12 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
     },
     set barrier(count: number) {
       hub.barrier = count;
+    },
+    get stallApi() {
+      return hub.stallApi;
+    },
+    set stallApi(stall: boolean) {
+      hub.stallApi = stall;
     },
     close: async () => {
       clearTimeout(lifetime);
