@@ -912,6 +912,15 @@ test('pace pull downloads weights by name into the cache and prints where; pace 
     const unknown = await paceAsync(['pull', 'vit_nope_224'], env);
     expect(unknown.status).toBe(1);
     expect(unknown.stderr).toMatch(/^pace pull: pretrained 'vit_nope_224': /);
+    // Bug: these exited 1 naming options.* instead of the flag, as usage errors (exit 2) do.
+    for (const [flag, message] of [
+      ['--cache-dir=', '--cache-dir: Too small'],
+      ['--revision=', '--revision: Too small'],
+      ['--endpoint=ftp://x', '--endpoint: Invalid URL'],
+    ]) {
+      const bad = await paceAsync(['pull', 'hf-hub:test/tiny-backbone', flag], env);
+      expect([flag, bad.status, bad.stderr]).toEqual([flag, 2, expect.stringContaining(message)]);
+    }
     const list = await paceAsync(['pull', '--list'], env);
     expect(list.stdout).toMatch(/^\* vit_base_patch16_224\.augreg_in21k +AugReg ImageNet-21k/m);
 

@@ -196,6 +196,12 @@ test('pace serve refuses every bad flag before serving, naming it; --help prints
     [['--labels', threeLabels], `--labels: ${threeLabels} has 3 labels, the weights' head has 10 classes`],
     [['--model', '{not json'], '--model: not valid JSON'],
     [['--frobnicate'], "Unknown option '--frobnicate'"],
+    // Bugs: a timeout past 2³¹−1 ms became 1 ms (every prediction 504); an empty --host listened on every
+    // interface; an empty --labels was ignored; --device gpu exited 1 without naming the flag.
+    [['--timeout-ms', '3000000000'], '--timeout-ms: Too big'],
+    [['--host', ''], '--host needs an address'],
+    [['--labels', ''], '--labels needs a file'],
+    [['--device', 'gpu'], "--device must be cpu, cuda or cuda:<index>, got 'gpu'"],
   ];
   for (const [extra, message] of cases) {
     const run = cli([...base, ...extra]);

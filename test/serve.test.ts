@@ -6,7 +6,7 @@ import zlib from 'node:zlib';
 import sharp from 'sharp';
 
 import { createInferenceServer, createModel, prepareImages, tensor, type Model } from '../lib';
-import { repoRoot } from './support/paths';
+import { makeTempDir, repoRoot } from './support/paths';
 import { listen, postImage } from './support/serve';
 
 const checkpoint = path.join(repoRoot, 'examples', 'assets', 'vit-demo-fashion-mnist.safetensors');
@@ -144,15 +144,22 @@ test('a prediction that cannot finish within timeoutMs is answered 504, and the 
 test('pace serve on SIGTERM answers the request it holds, stops listening and exits 0', async () => {
   // Bugs: no SIGTERM handler (killed: the held request fails, no exit code 0); queued requests left waiting for
   // the batch window (here ten minutes) before the shutdown finishes; a process that does not exit after closing.
+  // And: a --weights file named as a pretrained model is (was fetched from the Hub instead; offline: refused).
+  const folder = makeTempDir('serve-weights');
+  fs.copyFileSync(checkpoint, path.join(folder.dir, 'vit_tiny_patch16_224'));
   const child = spawn(
     process.execPath,
     [
       path.join(repoRoot, 'dist', 'cli.js'),
       'serve',
-      ...['--weights', checkpoint, '--model', JSON.stringify(spec), '--classes', '10'],
+      ...['--weights', 'vit_tiny_patch16_224', '--model', JSON.stringify(spec), '--classes', '10'],
       ...['--port', '0', '--max-batch', '8', '--batch-window-ms', '600000'],
     ],
-    { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
+    {
+      cwd: folder.dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, HF_HUB_OFFLINE: '1', HF_HUB_CACHE: path.join(folder.dir, 'empty-cache') },
+    },
   );
   let stdout = '';
   let stderr = '';
@@ -194,5 +201,6 @@ test('pace serve on SIGTERM answers the request it holds, stops listening and ex
     expect(stderr).toBe('');
   } finally {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    folder.cleanup();
   }
 });

@@ -22,7 +22,15 @@ import { serveCommand } from './serve-command';
 import { sweepCommand } from './sweep-command';
 import { out } from './output';
 import { watchStopSignals } from './signals';
-import { numberFlag, ownArguments, parseWithFlags, UsageError, wholeNumberFlag, type Command } from './usage';
+import {
+  deviceFlag,
+  numberFlag,
+  ownArguments,
+  parseWithFlags,
+  UsageError,
+  wholeNumberFlag,
+  type Command,
+} from './usage';
 
 export { UsageError };
 
@@ -349,8 +357,8 @@ export const doctorCommand: Command = {
     const report = doctor();
     let gemm: GemmMeasurement | undefined;
     let gemmSingleThread: GemmMeasurement | undefined;
+    const device = deviceFlag(values.device);
     if (values.gemm) {
-      const device = values.device;
       if (device === 'cpu' && report.threads.intraOp > 1) {
         gemmSingleThread = await measureGemm({ size: 1024, seconds: 1, device, threads: 1 });
         gemm = await measureGemm({ size: 1024, seconds: 1, device });
@@ -360,7 +368,7 @@ export const doctorCommand: Command = {
     }
     // bf16 too where libtorch sends it to oneDNN: the rate precision 'bf16' gets on this CPU
     const gemmBf16 =
-      values.gemm && values.device === 'cpu' && report.cpuBf16.gemm === 'onednn'
+      values.gemm && device === 'cpu' && report.cpuBf16.gemm === 'onednn'
         ? await measureGemm({ size: 1024, seconds: 1, device: 'cpu', dtype: 'bfloat16' })
         : undefined;
     const measured = [gemmSingleThread, gemm, gemmBf16].filter((m): m is GemmMeasurement => m !== undefined);

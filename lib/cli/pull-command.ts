@@ -1,10 +1,10 @@
 import { parseArgs } from 'node:util';
 
 import { listPretrained, type PretrainedInfo } from '../hub/catalog';
-import { downloadPretrained } from '../hub/download';
+import { downloadPretrained, DownloadPretrainedOptionsSchema } from '../hub/download';
 import { out } from './output';
 import { watchStopSignals } from './signals';
-import { UsageError, type Command } from './usage';
+import { parseWithFlags, UsageError, type Command } from './usage';
 
 export const pullCommand: Command = {
   usage: `pace pull NAME [--revision REV] [--cache-dir DIR] [--endpoint URL] [--offline] [--json] [--quiet]
@@ -37,6 +37,9 @@ export const pullCommand: Command = {
       return 0;
     }
     if (positionals.length !== 1) throw new UsageError('give one pretrained name (pace pull --list names them)');
+    const flags = { revision: '--revision', cacheDir: '--cache-dir', endpoint: '--endpoint' } as const;
+    const given = { revision: values.revision, cacheDir: values['cache-dir'], endpoint: values.endpoint };
+    parseWithFlags(DownloadPretrainedOptionsSchema, given, 'pace pull', (key) => flags[key as keyof typeof flags]);
     using stop = watchStopSignals();
     let weights;
     try {

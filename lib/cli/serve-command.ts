@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 
@@ -10,7 +11,7 @@ import { readTensorHeader } from '../safetensors';
 import { ServeOptionsSchema, type ServeOptions } from '../serve/options';
 import { createInferenceServer } from '../serve/server';
 import { out } from './output';
-import { numberFlag, UsageError, type Command } from './usage';
+import { deviceFlag, numberFlag, UsageError, type Command } from './usage';
 
 /** Numeric flags and the server option each sets. */
 const numericFlags: Record<string, keyof ServeOptions> = {
@@ -77,6 +78,11 @@ export const serveCommand: Command = {
     });
     if (!values.weights) throw new UsageError('--weights is required');
     if (!values.model) throw new UsageError('--model is required');
+    if (values.labels === '') throw new UsageError('--labels needs a file (a JSON array of the class labels)');
+    // An empty host would have Node listen on every interface.
+    const host = (values.host as string).trim();
+    if (host === '') throw new UsageError('--host needs an address (127.0.0.1; 0.0.0.0 or :: for every interface)');
+    const device = deviceFlag(values.device as string);
     const port = numberFlag('--port', values.port as string);
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
       throw new UsageError(`--port must be an integer from 0 to 65535, got '${values.port}'`);
@@ -98,7 +104,7 @@ export const serveCommand: Command = {
         `--classes ${values.classes} disagrees with the weights' head, which has ${classes} classes`,
       );
     }
-    const labels = values.labels ? readLabels(values.labels, classes) : undefined;
+    const labels = values.labels !== undefined ? readLabels(values.labels, classes) : undefined;
     let name: string | ModelSpecInput = values.model;
     if (values.model.trim().startsWith('{')) {
       try {
@@ -107,12 +113,14 @@ export const serveCommand: Command = {
         throw new UsageError(`--model: not valid JSON (${(error as Error).message})`);
       }
     }
-    const model = await createModel(name, { numClasses: classes, pretrained: values.weights, device: values.device });
+    // A path, never a pretrained name: a file called vit_tiny_patch16_224 must not be fetched from the Hub.
+    const weights = path.resolve(values.weights);
+    const model = await createModel(name, { numClasses: classes, pretrained: weights, device });
     sharp.cache(false); // libvips' operation cache only holds memory here: no upload is decoded twice
     const { server, close } = createInferenceServer(model, { ...(options as ServeOptions), labels });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, values.host, resolve);
+      server.listen(port, host, resolve);
     });
     const address = server.address() as AddressInfo;
     out(`serving on http://${address.address}:${address.port} (POST /predict, GET /health)`);

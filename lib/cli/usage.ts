@@ -29,6 +29,14 @@ export function wholeNumberFlag(name: string, text: string, min: number, max = N
   return value;
 }
 
+/** A `--device` value: cpu, cuda or cuda:<index> (whether that GPU exists is the model's to say), or a UsageError. */
+export function deviceFlag(text: string): string {
+  if (!/^(cpu|cuda(:\d+)?)$/.test(text)) {
+    throw new UsageError(`--device must be cpu, cuda or cuda:<index>, got '${text}'`);
+  }
+  return text;
+}
+
 /** Command-line arguments up to the first `--` (what follows it belongs to another command). */
 export function ownArguments(args: string[]): string[] {
   const split = args.indexOf('--');

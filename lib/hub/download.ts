@@ -37,7 +37,7 @@ export const DownloadPretrainedOptionsSchema = z
       ])
       .default('auto'),
     /** A transfer that receives nothing for this many milliseconds is abandoned. */
-    stallTimeoutMs: z.number().int().min(1).default(60_000),
+    stallTimeoutMs: z.number().int().min(1).max(2_147_483_647).default(60_000), // as long as a Node timer takes
     /**
      * Stops the download: the call rejects with the signal's reason, and the file being transferred leaves nothing
      * in the cache (files completed before stay).

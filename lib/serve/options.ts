@@ -1,6 +1,8 @@
 import { z } from 'zod';
 
 const int = (min: number) => z.number().int().min(min);
+/** A duration Node's timers take: above 2³¹−1 ms setTimeout fires after 1 ms instead. */
+const milliseconds = () => int(1).max(2_147_483_647);
 
 /** Options of {@link createInferenceServer}, with their defaults (also the defaults of `pace serve`). */
 export const ServeOptionsSchema = z
@@ -16,15 +18,15 @@ export const ServeOptionsSchema = z
     /** How long the first request of a batch waits for others, in ms. */
     batchWindowMs: z.number().min(0).max(3_600_000).default(5),
     /** A prediction (decoding the image and the forward) not answered within this many ms gets 504. */
-    timeoutMs: int(1).default(10_000),
+    timeoutMs: milliseconds().default(10_000),
     /** Predictions waiting for or in a forward at once; one more gets 503 with Retry-After. */
     maxPendingPredictions: int(1).default(64),
     /** The whole request (headers and body) must arrive within this many ms, or the connection is closed (408). */
-    requestTimeoutMs: int(1).default(30_000),
+    requestTimeoutMs: milliseconds().default(30_000),
     /** The headers must arrive within this many ms. */
-    headersTimeoutMs: int(1).default(10_000),
+    headersTimeoutMs: milliseconds().default(10_000),
     /** An idle keep-alive connection is closed after this many ms. */
-    keepAliveTimeoutMs: int(1).default(5_000),
+    keepAliveTimeoutMs: milliseconds().default(5_000),
     /** Connections served at once; more are refused by the socket layer. */
     maxConnections: int(1).default(256),
     /** Largest image accepted, in pixels (413 beyond, before decoding). */
