@@ -305,6 +305,20 @@ test('a decoded cache is reused for the same list and options, and rebuilt when 
   expect((await loadImages(entries, { size: 6, normalization: imagenet, cache })).fromCache).toBe(false);
   fs.writeFileSync(cache, fs.readFileSync(cache).subarray(0, 100)); // damaged: rebuilt, not an error
   expect((await loadImages(entries, { size: 6, normalization: imagenet, cache })).fromCache).toBe(false);
+  // Bug: a byte changed in place (the file's length kept) was trusted: a label came back as 2^56.
+  const expected = await loadImages(entries, { size: 6, normalization: imagenet, cache });
+  expect(expected.fromCache).toBe(true);
+  for (const offset of [1, 200]) {
+    const bytes = fs.readFileSync(cache);
+    bytes[bytes.length - offset] ^= 0x01; // a label's high byte, then a pixel
+    fs.writeFileSync(cache, bytes);
+    const again = await loadImages(entries, { size: 6, normalization: imagenet, cache });
+    expect([offset, again.fromCache]).toEqual([offset, false]);
+    expect(again.dataset.labels.toBigInt64Array()).toEqual(expected.dataset.labels.toBigInt64Array());
+    expect(Buffer.from(again.dataset.images.toUint8Array())).toEqual(
+      Buffer.from(expected.dataset.images.toUint8Array()),
+    );
+  }
 });
 
 test('WebP and CMYK JPEG images decode to the same RGB as their source', async () => {

@@ -22,6 +22,18 @@ export interface DecodedImages {
 }
 
 const CACHE_KEY = 'pace_peft.decoded_cache_key';
+const CONTENT_DIGEST = 'pace_peft.decoded_cache_digest';
+
+/** SHA-256 of the cached tensors' shapes and bytes: a file damaged in place (same length) is rebuilt, not trusted. */
+function contentDigest(images: Tensor, labels: Tensor): string {
+  const hash = createHash('sha256');
+  for (const stored of [images, labels]) {
+    const values = stored.view();
+    hash.update(`${stored.dtype}[${stored.shape.join(',')}]`);
+    hash.update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+  }
+  return hash.digest('hex');
+}
 
 /** What the decoded pixels depend on: every file's path, label, size and time, and the decoding options. */
 export function decodedCacheKey(
@@ -43,14 +55,22 @@ export function decodedCacheKey(
   return hash.digest('hex');
 }
 
-/** The cache's contents when it was made with `key`; undefined when absent, stale or damaged (then rebuilt). */
+/**
+ * The cache's contents when it was made with `key` and its bytes are the ones written; undefined when absent,
+ * stale or damaged (then rebuilt).
+ */
 export async function readDecodedCache(file: string, key: string): Promise<DecodedImages | undefined> {
   if (!fs.existsSync(file)) return undefined;
   try {
     const header = await readTensorHeader(file);
     if (header.metadata?.[CACHE_KEY] !== key) return undefined;
     const { tensors, metadata } = await loadTensors(file);
-    return { images: tensors.images, labels: tensors.labels, skipped: JSON.parse(metadata?.skipped ?? '[]') };
+    const { images, labels } = tensors;
+    if (images === undefined || labels === undefined || metadata?.[CONTENT_DIGEST] !== contentDigest(images, labels)) {
+      for (const loaded of Object.values(tensors)) loaded.dispose();
+      return undefined;
+    }
+    return { images, labels, skipped: JSON.parse(metadata?.skipped ?? '[]') };
   } catch {
     return undefined;
   }
@@ -63,7 +83,13 @@ export async function writeDecodedCache(file: string, key: string, decoded: Deco
     await saveTensors(
       file,
       { images: decoded.images, labels: decoded.labels },
-      { metadata: { [CACHE_KEY]: key, skipped: JSON.stringify(decoded.skipped) } },
+      {
+        metadata: {
+          [CACHE_KEY]: key,
+          [CONTENT_DIGEST]: contentDigest(decoded.images, decoded.labels),
+          skipped: JSON.stringify(decoded.skipped),
+        },
+      },
     );
   } catch (error) {
     process.emitWarning(`pace-peft: could not write the decoded-image cache: ${(error as Error).message}`);
