@@ -154,7 +154,13 @@ export {
   type EvaluateDomainShiftOptions,
 } from './eval/domain-shift';
 export { formatDomainShiftTable } from './eval/domain-shift-table';
-export { loadDatasetSource, DatasetSourceSchema, type DatasetSource, type SourceOptions } from './data/sources';
+export {
+  folderClassNames,
+  loadDatasetSource,
+  DatasetSourceSchema,
+  type DatasetSource,
+  type SourceOptions,
+} from './data/sources';
 export { RunConfigSchema, readRunConfig, type RunConfig } from './cli/config';
 export { createInferenceServer, type InferenceServer } from './serve/server';
 export { ServeOptionsSchema, type ServeOptions } from './serve/options';

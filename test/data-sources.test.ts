@@ -3,7 +3,7 @@ import path from 'node:path';
 
 import sharp from 'sharp';
 
-import { loadDatasetSource, saveTensors, tensor, type DatasetSource } from '../lib';
+import { folderClassNames, loadDatasetSource, saveTensors, tensor, type DatasetSource } from '../lib';
 import { idxBytes } from './support/idx';
 import { makeTempDir } from './support/paths';
 
@@ -18,8 +18,10 @@ const preprocessing = {
   cropPct: 0.9,
   imgSize: 8,
 };
-const load = (source: DatasetSource, options: { numClasses?: number; cacheDir?: string } = {}) =>
-  loadDatasetSource(source, { preprocessing, baseDir: temp.dir, ...options });
+const load = (
+  source: DatasetSource,
+  options: { numClasses?: number; cacheDir?: string; classNames?: readonly string[] } = {},
+) => loadDatasetSource(source, { preprocessing, baseDir: temp.dir, ...options });
 
 async function writePng(file: string, colour: string): Promise<void> {
   fs.mkdirSync(path.dirname(file), { recursive: true });
@@ -50,6 +52,22 @@ describe("labels are checked against the model's classes at load, naming the sou
         name: 'PaceInputError',
         message: "image folder 'three' has 3 classes, more than the model's 2",
       }),
+    );
+  });
+
+  test("held-out image folders are labelled by the training folder's class names", async () => {
+    // Bug: each folder was labelled by its own subfolders: a validation folder without 'dog' gave 'fox' label 1,
+    // which is 'dog' in training, and its accuracy was measured against the wrong labels without an error.
+    for (const name of ['cat', 'dog', 'fox']) await writePng(path.join(temp.dir, 'split-train', name, '1.png'), 'red');
+    for (const name of ['cat', 'fox']) await writePng(path.join(temp.dir, 'split-val', name, '1.png'), 'red');
+    await writePng(path.join(temp.dir, 'split-odd', 'wolf', '1.png'), 'red');
+    const classNames = folderClassNames({ folder: 'split-train' }, temp.dir);
+    expect(classNames).toEqual(['cat', 'dog', 'fox']);
+    expect(folderClassNames('train.safetensors', temp.dir)).toBeUndefined();
+    const validation = await load({ folder: 'split-val' }, { classNames });
+    expect(validation.labels.toBigInt64Array()).toEqual(BigInt64Array.from([0n, 2n]));
+    await expect(load({ folder: 'split-odd' }, { classNames })).rejects.toThrow(
+      `image folder '${path.join(temp.dir, 'split-odd')}': class folder 'wolf' is not one of the training folder's 3 classes (cat, dog, fox)`,
     );
   });
 

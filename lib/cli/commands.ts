@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { loadDatasetSource, type DatasetSource } from '../data/sources';
+import { folderClassNames, loadDatasetSource, type DatasetSource } from '../data/sources';
 import { initDistributed, launchedDistributed, type DistributedGroup } from '../distributed/group';
 import { doctor, formatDoctorReport, measureGemm, type GemmMeasurement } from '../doctor';
 import { createModel, type Model } from '../models/model';
@@ -197,12 +197,15 @@ export const fitCommand: Command = {
     const shiftTargets = domainShiftTargets(config);
     if (shiftTargets) checkDomainShiftTargets(shiftTargets, model.spec.numClasses);
     const trainer = new Trainer(model, settings.trainer);
+    // Held-out image folders are labelled by the training folder's class names, not by their own subfolders.
+    const classNames = folderClassNames(config.data.train, config.baseDir);
     const load = (source: DatasetSource) =>
       loadDatasetSource(source, {
         preprocessing: model.preprocessing,
         baseDir: config.baseDir,
         cacheDir: config.data.cacheDir,
         numClasses: model.spec.numClasses,
+        classNames,
       });
     const train = await load(config.data.train);
     const validation = config.data.validation ? await load(config.data.validation) : undefined;
@@ -301,6 +304,11 @@ export const evalCommand: Command = {
       baseDir: flags.data ? process.cwd() : config.baseDir,
       cacheDir: config.data.cacheDir,
       numClasses: model.spec.numClasses,
+      // an image folder is labelled as the run's training folder was (that folder must still be there)
+      classNames:
+        typeof source !== 'string' && 'folder' in source
+          ? folderClassNames(config.data.train, config.baseDir)
+          : undefined,
     });
     const report = await trainer.evaluate(dataset, { batchSize });
     out(JSON.stringify({ data: source, ...report, confusion: undefined }, null, 2));

@@ -13,14 +13,32 @@ const imageExtensions = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif
  * A plain image folder, read as torchvision's ImageFolder reads one: each subfolder of the root is a class (classes
  * sorted by name; symbolic links to folders count), its images found at any depth (folders in path order, files by
  * name). A class without images is an error (it would shift every later label), and so are symbolic links that
- * lead outside the root and link loops, named by their folder.
+ * lead outside the root and link loops, named by their folder. With `classNames` (a training folder's classes),
+ * a held-out folder is labelled by them: a folder missing a class keeps the others' labels, and a class folder not
+ * among them is an error.
  */
-export function imageFolderEntries(root: string): { entries: SplitEntry[]; classes: string[] } {
+export function imageFolderEntries(
+  root: string,
+  classNames?: readonly string[],
+): { entries: SplitEntry[]; classes: string[] } {
   const folder = new ImageFolder(root);
   const classes = folder.classes();
   if (classes.length === 0) throw new PaceInputError(`image folder '${root}' has no class subfolders`);
+  const labelOf = (item: Item, own: number) => {
+    if (!classNames) return own;
+    const label = classNames.indexOf(item.name);
+    if (label < 0) {
+      const known = classNames.length > 8 ? `${classNames.slice(0, 8).join(', ')}, …` : classNames.join(', ');
+      throw new PaceInputError(
+        `image folder '${root}': class folder '${item.name}' is not one of the training folder's ` +
+          `${classNames.length} classes (${known})`,
+      );
+    }
+    return label;
+  };
   const entries: SplitEntry[] = [];
-  classes.forEach((item, label) => {
+  classes.forEach((item, own) => {
+    const label = labelOf(item, own);
     const files = folder.imagesUnder(item);
     if (files.length === 0) {
       throw new PaceInputError(
@@ -29,7 +47,14 @@ export function imageFolderEntries(root: string): { entries: SplitEntry[]; class
     }
     for (const file of files) entries.push({ path: file, label, line: entries.length + 1 });
   });
-  return { entries, classes: classes.map((item) => item.name) };
+  return { entries, classes: classNames ? [...classNames] : classes.map((item) => item.name) };
+}
+
+/** The class names of an image folder (its subfolders, sorted), the labels 0, 1, … in that order. */
+export function imageFolderClasses(root: string): string[] {
+  const classes = new ImageFolder(root).classes().map((item) => item.name);
+  if (classes.length === 0) throw new PaceInputError(`image folder '${root}' has no class subfolders`);
+  return classes;
 }
 
 /** A folder or file of the image folder: its name, its path relative to the root (for messages), its real path. */

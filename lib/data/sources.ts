@@ -10,6 +10,7 @@ import type { TensorDataset } from './dataset';
 import { loadIdxDataset } from './idx';
 import { IMAGENET_NORMALIZATION } from './domain-shift';
 import type { ResizeMode } from './image-decode';
+import { imageFolderClasses } from './image-folder';
 import { imageFolderEntries, loadImages } from './images';
 import { fewShotSplits, fgvcSplits, parseSplitList, vtabSplits, type SplitEntry } from './splits';
 import { loadTensorDataset } from './tensor-file';
@@ -72,6 +73,17 @@ export interface SourceOptions {
   cacheDir?: string;
   /** The model's class count: every label must be below it (checked at load, naming the source). */
   numClasses?: number;
+  /**
+   * A folder source's labels by these class names (the training folder's, from {@link folderClassNames}), so a
+   * validation or test folder missing a class, or ordered otherwise, is labelled as the training folder is.
+   */
+  classNames?: readonly string[];
+}
+
+/** The class names of a folder source (its subfolders, sorted); undefined for other sources. */
+export function folderClassNames(source: DatasetSource, baseDir: string): string[] | undefined {
+  if (typeof source === 'string' || !('folder' in source)) return undefined;
+  return imageFolderClasses(path.resolve(baseDir, source.folder));
 }
 
 function pick<T extends { train: SplitEntry[]; test: SplitEntry[]; val?: SplitEntry[] }>(
@@ -99,7 +111,7 @@ export async function loadDatasetSource(source: DatasetSource, options: SourceOp
   if ('idx' in source) {
     return loadIdxDataset(at(source.idx[0]), at(source.idx[1]), { normalization: modelNormalization, numClasses });
   }
-  const plan = imageSourcePlan(source, at, preprocessing.imgSize);
+  const plan = imageSourcePlan(source, at, preprocessing.imgSize, options.classNames);
   if (numClasses !== undefined && plan.classes > numClasses) throw plan.moreClassesThan(numClasses);
   const stored = plan.augment ? Math.floor(preprocessing.imgSize / 0.875) : preprocessing.imgSize;
   const resize = plan.augment ? 'cover' : plan.resize;
@@ -131,14 +143,19 @@ type ImageSource = Exclude<DatasetSource, string | { idx: unknown }>;
 type ListSource = Extract<ImageSource, { list: string }>;
 type BenchmarkSource = Exclude<ImageSource, ListSource | { folder: string }>;
 
-function imageSourcePlan(source: ImageSource, at: (p: string) => string, size: number): ImageSourcePlan {
-  if ('folder' in source) return folderPlan(source.folder, at);
+function imageSourcePlan(
+  source: ImageSource,
+  at: (p: string) => string,
+  size: number,
+  classNames?: readonly string[],
+): ImageSourcePlan {
+  if ('folder' in source) return folderPlan(source.folder, at, classNames);
   if ('list' in source) return listPlan(source, at, size);
   return benchmarkPlan(source, at, size);
 }
 
-function folderPlan(folder: string, at: (p: string) => string): ImageSourcePlan {
-  const { entries, classes } = imageFolderEntries(at(folder));
+function folderPlan(folder: string, at: (p: string) => string, classNames?: readonly string[]): ImageSourcePlan {
+  const { entries, classes } = imageFolderEntries(at(folder), classNames);
   return {
     entries,
     classes: classes.length,
