@@ -508,6 +508,16 @@ describe('scheduling and the sweep folder', () => {
       train: path.join('/data', 'train.safetensors'),
       test: path.join('/data', 'test.safetensors'),
     });
+    // Bug: the base's domain-adaptation targets kept their relative paths, which each run resolved against its own
+    // folder: every run failed its check of the lists before training.
+    const shifted = {
+      ...base,
+      data: { ...base.data, domainShift: { 'imagenet-a': { list: 'a/val.list', root: 'a' } } },
+    };
+    const withTargets = new SweepPlan(parseSweepConfig({ base: shifted }, '/data'), '/sweeps/s').initialRuns().at(0);
+    expect(withTargets?.config.data.domainShift).toEqual({
+      'imagenet-a': { list: '/data/a/val.list', root: '/data/a' },
+    });
   });
 });
 

@@ -167,6 +167,7 @@ function loadBase(
         train: at(parsed.data.train),
         validation: at(parsed.data.validation),
         test: at(parsed.data.test),
+        domainShift: parsed.data.domainShift && targetsAbsolute(parsed.data.domainShift, parsed.baseDir),
         cacheDir,
       };
   const model = { ...parsed.model, numClasses: noClasses ? undefined : parsed.model.numClasses };
