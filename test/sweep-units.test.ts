@@ -84,6 +84,25 @@ describe('sweep configs are validated with errors naming the field', () => {
     );
   });
 
+  test('a point given twice is refused: it would run twice into one folder', () => {
+    // Bug: repeated values (or 0 and -0, both written "0") named two runs alike; the second was launched into the
+    // first's finished folder, failed there, and results.csv counted the point twice.
+    expect(() => plan({ grid: { 'trainer.pace.sigma': [0.5, 1, 0.5] } })).toThrow(
+      "sweep.grid['trainer.pace.sigma']: values 0 and 2 are the same (0.5): each is a point, and one point runs once",
+    );
+    expect(() => plan({ grid: { 'trainer.pace.sigma': [0, -0] } })).toThrow('values 0 and 1 are the same (0)');
+    expect(() =>
+      plan({
+        list: [
+          { 'adapters.rank': 4, 'adapters.type': 'loraadd' },
+          { 'adapters.type': 'loraadd', 'adapters.rank': 4 },
+        ],
+      }),
+    ).toThrow('sweep.list: entries 0 and 1 are the same');
+    const same = { setting: [], seed: 0, names: new Map<string, string>() };
+    expect(() => runNames([same, { ...same }])).toThrow('the sweep plans two runs of the same setting (runs 0 and 1');
+  });
+
   test('with tasks the base may leave out the data and class count the tasks give; without, it may not', () => {
     const taskBase = { model: { name: 'vit_base_patch16_224' }, data: { cacheDir: 'cache' }, fit: base.fit };
     const run = new SweepPlan(

@@ -183,6 +183,39 @@ export function parseSweepConfig(raw: unknown, baseDir: string, what = 'sweep'):
   const grid = Object.entries(config.grid ?? {});
   grid.forEach(([key]) => checkOptionPath(key, `${what}.grid`));
   config.list?.forEach((entry, i) => Object.keys(entry).forEach((key) => checkOptionPath(key, `${what}.list[${i}]`)));
+  // A point given twice would run twice into one folder (0 and -0 are one value, as JSON writes both "0").
+  const canonical = (value: unknown) =>
+    JSON.stringify(value, (_, v: unknown) =>
+      Object.is(v, -0)
+        ? 0
+        : isObject(v)
+          ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1)))
+          : v,
+    );
+  const firstRepeat = (values: unknown[]) => {
+    const seen = new Map<string, number>();
+    for (const [i, value] of values.entries()) {
+      const first = seen.get(canonical(value));
+      if (first !== undefined) return { first, again: i, text: canonical(value) };
+      seen.set(canonical(value), i);
+    }
+    return undefined;
+  };
+  for (const [key, values] of grid) {
+    const repeat = firstRepeat(values);
+    if (repeat) {
+      throw new PaceOptionError(
+        `${what}.grid['${key}']: values ${repeat.first} and ${repeat.again} are the same (${repeat.text}): ` +
+          'each is a point, and one point runs once',
+      );
+    }
+  }
+  const listRepeat = config.list && firstRepeat(config.list);
+  if (listRepeat) {
+    throw new PaceOptionError(
+      `${what}.list: entries ${listRepeat.first} and ${listRepeat.again} are the same (${listRepeat.text})`,
+    );
+  }
   const repeated = config.seeds.find((seed, i) => config.seeds.indexOf(seed) !== i);
   if (repeated !== undefined) throw new PaceOptionError(`${what}.seeds: seed ${repeated} is listed twice`);
   const protocol = config.protocol ?? (config.tasks ? 'select' : 'grid');

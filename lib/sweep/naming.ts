@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 
+import { PaceOptionError } from '../errors';
 import { formatValue, settingName } from '../report/labels';
 import type { Setting, SettingValue } from './grid';
 
@@ -67,7 +68,20 @@ export function runNames(runs: NameParts[]): string[] {
   const count = new Map<string, number>();
   for (const name of names) count.set(name, (count.get(name) ?? 0) + 1);
   const identity = (p: NameParts) => JSON.stringify([p.stage, p.task, p.setting, p.seed]);
-  return names.map((name, i) => (count.get(name)! > 1 ? `${name}_${hash(identity(runs[i]))}` : name));
+  const distinct = names.map((name, i) => (count.get(name)! > 1 ? `${name}_${hash(identity(runs[i]))}` : name));
+  // Only runs of one setting, stage, task and seed are named alike: one folder would hold two runs.
+  const first = new Map<string, number>();
+  distinct.forEach((name, i) => {
+    const earlier = first.get(name);
+    if (earlier !== undefined) {
+      throw new PaceOptionError(
+        `the sweep plans two runs of the same setting (runs ${earlier} and ${i}: ${identity(runs[i])}); each would ` +
+          `write the folder ${name}`,
+      );
+    }
+    first.set(name, i);
+  });
+  return distinct;
 }
 
 /** A setting as a label: `σ 0.5, λ 1` (the report's short names), or `base` for the base config alone. */
