@@ -100,6 +100,23 @@ test('FGVC JSON splits: tune and evaluate sets, labels and paths checked', () =>
   expect(() => fgvcSplits(path.join(temp.dir, 'fgvc'), 'CUB_200_2011', 'evaluate')).toThrow(
     `${path.join(dir, 'test.json')}: `,
   );
+  fs.writeFileSync(path.join(dir, 'test.json'), JSON.stringify({ '200.Wren/d.jpg': 199 }));
+  // Bug: an image named twice kept one label silently (JSON keeps the last key), or came twice with two labels
+  // (`a.jpg` and `./a.jpg`; train and val joined for evaluate), where a text list refuses it.
+  const train = path.join(dir, 'train.json');
+  fs.writeFileSync(train, '{"001.Albatross/a.jpg": 0, "002.Auklet/b.jpg": 1, "001.Albatross/a.jpg": 5}');
+  expect(() => fgvcSplits(path.join(temp.dir, 'fgvc'), 'CUB_200_2011', 'tune')).toThrow(
+    `${train}: "001.Albatross/a.jpg" is listed twice (JSON keeps only the last); a split names each image once`,
+  );
+  fs.writeFileSync(train, JSON.stringify({ '001.Albatross/a.jpg': 0, './001.Albatross/a.jpg': 3 }));
+  expect(() => fgvcSplits(path.join(temp.dir, 'fgvc'), 'CUB_200_2011', 'tune')).toThrow(
+    `${train} ("./001.Albatross/a.jpg"): the image is listed again (first in ${train} ("001.Albatross/a.jpg"))`,
+  );
+  fs.writeFileSync(train, JSON.stringify({ '001.Albatross/c.jpg': 0 })); // also in val.json
+  expect(fgvcSplits(path.join(temp.dir, 'fgvc'), 'CUB_200_2011', 'tune').train).toHaveLength(1);
+  expect(() => fgvcSplits(path.join(temp.dir, 'fgvc'), 'CUB_200_2011', 'evaluate')).toThrow(
+    `${path.join(dir, 'val.json')} ("001.Albatross/c.jpg"): the image is listed again (first in ${train}`,
+  );
 });
 
 describe('symbolic links and names in split lists', () => {

@@ -195,7 +195,10 @@ export function fgvcSplits(
     );
   const dir = path.join(root, dataset);
   const context = listContext({ root: path.join(dir, info.imagesDir), numClasses: info.numClasses });
-  const read = (name: string): SplitEntry[] => {
+  // Each image once in what trains (train + val when evaluating) and in what tests: by its resolved path, so
+  // `a.jpg` and `./a.jpg` are one image.
+  const listedIn = new Map<string, string>();
+  const read = (name: string, shared = new Map<string, string>()): SplitEntry[] => {
     const file = path.join(dir, name);
     const text = readList(file, 'split');
     let parsed: unknown;
@@ -207,15 +210,45 @@ export function fgvcSplits(
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
       throw new PaceFileError(`${file}: expected an object of "<image path>": label`);
     }
-    const entries = Object.entries(parsed).map(([relative, label], i) =>
-      entryFor(relative, label as number, `${file} ("${relative}")`, context, i + 1),
-    );
+    const repeatedKey = repeatedJsonKey(text);
+    if (repeatedKey !== undefined) {
+      throw new PaceFileError(
+        `${file}: "${repeatedKey}" is listed twice (JSON keeps only the last); a split names each image once`,
+      );
+    }
+    const entries = Object.entries(parsed).map(([relative, label], i) => {
+      const where = `${file} ("${relative}")`;
+      const entry = entryFor(relative, label as number, where, context, i + 1);
+      const earlier = shared.get(entry.path);
+      if (earlier !== undefined) {
+        throw new PaceFileError(
+          `${where}: the image is listed again (first in ${earlier}); a split names each image once`,
+        );
+      }
+      shared.set(entry.path, where);
+      return entry;
+    });
     if (entries.length === 0) throw new PaceInputError(`${file}: the split is empty`);
     return entries;
   };
   return mode === 'tune'
     ? { train: read('train.json'), test: read('val.json'), numClasses: info.numClasses }
-    : { train: [...read('train.json'), ...read('val.json')], test: read('test.json'), numClasses: info.numClasses };
+    : {
+        train: [...read('train.json', listedIn), ...read('val.json', listedIn)],
+        test: read('test.json'),
+        numClasses: info.numClasses,
+      };
+}
+
+/** The first key a flat JSON object's text names twice (JSON.parse keeps the last silently), or undefined. */
+function repeatedJsonKey(text: string): string | undefined {
+  const seen = new Set<string>();
+  for (const match of text.matchAll(/"((?:[^"\\]|\\.)*)"\s*:/g)) {
+    const key = JSON.parse(`"${match[1]}"`) as string;
+    if (seen.has(key)) return key;
+    seen.add(key);
+  }
+  return undefined;
 }
 
 /** A list file's text; a missing or unreadable file is an error naming it. */
