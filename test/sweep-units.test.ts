@@ -21,8 +21,9 @@ import { SweepPlan } from '../lib/sweep/plan';
 import { selectionOf, summarize, type RunRow, type SweepResults, type TaskInfo } from '../lib/sweep/results';
 import { meanStd, selectBest } from '../lib/sweep/stats';
 import { checkpointOf } from '../lib/sweep/run-state';
+import { checkSplitLists } from '../lib/sweep/split-lists';
 import { runEnvironment } from '../lib/sweep/sweep';
-import { makeTempDir, repoRoot } from './support/paths';
+import { fixturesDir, makeTempDir, repoRoot } from './support/paths';
 
 const base = {
   model: { name: 'vit_base_patch16_224', numClasses: 10, pretrained: 'backbone.safetensors' },
@@ -296,6 +297,19 @@ describe('run folders are named from their settings', () => {
   });
 });
 
+test("a sweep's few-shot seeds must have their lists: checked before anything runs, naming the seeds there", () => {
+  // Bug: the README's seeds 1, 2, 3 (NOAH's lists are seeds 0, 1, 2) failed the seed-3 evaluation runs only after
+  // the whole tuning stage.
+  const root = path.resolve(fixturesDir, '..', 'data-lists', 'few-shot');
+  const fewShot = (seeds: number[]) =>
+    plan({ tasks: [{ fewShot: { root, dataset: 'oxford-flowers102', shots: [1, 16] } }], seeds });
+  expect(() => checkSplitLists(fewShot([0, 1, 2]))).not.toThrow();
+  const list = path.join(root, 'oxford-flowers102', 'annotations', 'train_meta.list.num_shot_1.seed_3');
+  expect(() => checkSplitLists(fewShot([1, 2, 3]))).toThrow(
+    `sweep task oxford-flowers102-1shot (evaluate, seed 3): split list '${list}' does not exist (the seeds whose lists are there: 0, 1, 2)`,
+  );
+});
+
 describe('selection and mean ± std', () => {
   test('mean and population standard deviation, in closed form', () => {
     const { mean, std, n } = meanStd([0.7, 0.8, 0.9]);
@@ -493,6 +507,10 @@ describe('results in the paper layout', () => {
     });
     // the mean over the shifted sets: of the seeds that evaluated every one of them
     expect(summary).toMatchObject({ metric: 'target_mean', values: [0.4], seeds: [0], n: 1 });
+    // Bug: with the source set alone every seed counted as complete, and its mean of no sets was NaN ± NaN.
+    const sourceOnly = [shifted(0, { imagenet: 0.7 }), shifted(1, { imagenet: 0.71 })];
+    expect(summarize(sourceOnly)[0]).toMatchObject({ values: [], seeds: [], n: 0 });
+    expect(resultsMarkdown(results(sourceOnly))).not.toContain('NaN');
   });
 
   test("VTAB_GROUPS holds each of VTAB-1k's 19 tasks once", () => {

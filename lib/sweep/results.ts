@@ -154,7 +154,9 @@ function domainShiftSummary(group: RunRow[]): Summary {
     ]),
   );
   const targets = names.filter((name) => !domainShiftSet(name).source);
-  const complete = measured.filter((row) => targets.every((name) => top1(row, name) !== undefined));
+  // Without a target set (only the source evaluated) there is no target mean: no seed has one.
+  const complete =
+    targets.length === 0 ? [] : measured.filter((row) => targets.every((name) => top1(row, name) !== undefined));
   const values = complete.map((row) => meanOf(targets.map((name) => top1(row, name))) ?? NaN);
   const { task, point, label } = group[0];
   return {

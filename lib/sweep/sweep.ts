@@ -8,6 +8,7 @@ import { PaceOptionError } from '../errors';
 import { parseOptions } from '../options';
 import { writeFileAtomic } from '../files';
 import { identityOf, parseSweepConfig, readSweepConfig, type SweepConfig, type SweepConfigInput } from './config';
+import { checkSplitLists } from './split-lists';
 import { resultsCsv } from './csv';
 import { openSweepFolder } from './folder';
 import { defaultChildModule, launchRun, type RunProcess } from './launch';
@@ -110,6 +111,7 @@ export async function sweep(config: string | SweepConfigInput, options: SweepOpt
   const parallel = options.parallel ?? parsed.parallel ?? gpus?.length ?? 1;
   const threads = threadsPerRun(options.threads ?? parsed.threads ?? os.availableParallelism(), parallel);
   const plan = new SweepPlan(parsed, dir);
+  checkSplitLists(plan);
   const childModule = options.childModule ?? defaultChildModule();
   const emit = (event: SweepEvent) => options.onEvent?.(event);
   const stopTimeoutSeconds = parseOptions(
