@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 
 import { PaceOptionError } from './errors';
 
@@ -21,3 +21,12 @@ export function optionPath(what: string, path: readonly PropertyKey[]): string {
     what,
   );
 }
+
+/**
+ * A file path given to the addon: non-empty, and without a NUL byte (C's file calls end the name there, so
+ * `a.safetensors\0.bak` would open `a.safetensors`; Node's fs refuses such paths too).
+ */
+export const FilePathSchema = z
+  .string()
+  .min(1, 'must be a non-empty path')
+  .refine((path) => !path.includes('\0'), 'must not contain a NUL byte (no file is named so)');

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { DType } from './dtype';
 import { PaceOptionError, PaceStateError } from './errors';
 import { nativeAddon } from './native';
-import { parseOptions } from './options';
+import { FilePathSchema, parseOptions } from './options';
 import { handleOf, Tensor } from './tensor';
 
 /** Named tensors, as a safetensors file holds them. */
@@ -38,7 +38,7 @@ export interface TensorHeader {
   fileSize: number;
 }
 
-const PathSchema = z.string().min(1, 'must be a non-empty path');
+const PathSchema = FilePathSchema;
 const SaveOptionsSchema = z
   .object({
     /** Written as the file's `__metadata__` (safetensors allows only string values). */

@@ -181,6 +181,12 @@ function checkShape(shape: unknown): number[] {
       throw new PaceOptionError(`shape[${i}] must be a non-negative integer, got ${String(dim)}`);
     }
   });
+  // Whatever the order of the dimensions, and with a 0 among them too: libtorch counts sizes and strides in 64
+  // bits, and a safetensors reader refuses such a shape (so a file written from it could not be read back).
+  const counted = (shape as number[]).reduce((total, dim) => (dim === 0 ? total : total * BigInt(dim)), 1n);
+  if (counted > 2n ** 63n - 1n) {
+    throw new PaceShapeError(`shape [${shape.join(', ')}] has more elements than a tensor can count (2^63 - 1)`);
+  }
   return shape as number[];
 }
 
@@ -241,6 +247,26 @@ function checkIntegers(values: number[], dtype: DType): void {
       throw new PaceInputError(`data[${i}] = ${v} is outside what ${dtype} holds`);
     }
   });
+}
+
+/** As {@link checkIntegers}, for a typed array converted to an integer dtype (libtorch's cast would wrap or truncate). */
+function checkConvertible(array: TypedArray, dtype: DType): void {
+  const range = integerRanges[dtype];
+  if (!range) return;
+  const [low, high] = range;
+  const wide = dtype === 'int64' || dtype === 'uint64';
+  for (let i = 0; i < array.length; i++) {
+    const v = array[i];
+    const inside =
+      typeof v === 'bigint'
+        ? v >= BigInt(low) && (wide ? v < BigInt(high) : v <= BigInt(high))
+        : Number.isInteger(v) && v >= low && (wide ? v < high : v <= high);
+    if (inside) continue;
+    if (typeof v === 'number' && !Number.isInteger(v)) {
+      throw new PaceInputError(`data[${i}] = ${v} is not an integer (dtype ${dtype})`);
+    }
+    throw new PaceInputError(`data[${i}] = ${v} is outside what ${dtype} holds`);
+  }
 }
 
 function fromNumbers(values: number[], dtype: DType): TypedArray {
@@ -316,6 +342,7 @@ export function tensor(data: TensorData, shape?: readonly number[], options: Ten
     });
     return fromValues(values, requested, givenShape ?? [values.length], device);
   }
+  if (requested !== undefined && requested !== own) checkConvertible(array, requested);
   const created = createFrom(array, own ?? 'uint8', givenShape, false);
   return requested === undefined || requested === own
     ? onDevice(created, device)

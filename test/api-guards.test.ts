@@ -6,14 +6,19 @@ import path from 'node:path';
 
 import {
   augmentImages,
+  cosineSchedule,
   createModel,
   doctor,
+  initDistributed,
   PaceBusyError,
   PaceInputError,
   PaceOptionError,
   PaceShapeError,
   PaceStateError,
   PaceUnsupportedError,
+  prepareImages,
+  resizedCropImages,
+  saveTensors,
   tensor,
   TensorDataset,
   Trainer,
@@ -222,6 +227,62 @@ describe('the sets a fit is given', () => {
 });
 
 describe('arguments', () => {
+  test('a path with a NUL byte is refused, not cut there (C would open another file)', async () => {
+    // Bug: 'victim.safetensors\0.bak' wrote and read victim.safetensors; Node's own fs refuses such a path.
+    const base = path.join(temp.dir, 'victim.safetensors');
+    using t = tensor([1, 2, 3]);
+    await expect(saveTensors(`${base}\0.bak`, { t })).rejects.toThrow(
+      new PaceOptionError('path: must not contain a NUL byte (no file is named so)'),
+    );
+    using model = await adaptedModel();
+    await expect(model.saveWeights(`${base}\0x`)).rejects.toThrow('must not contain a NUL byte');
+    await expect(Promise.resolve().then(() => nativeAddon().loadSafetensors(`${base}\0x`))).rejects.toThrow(
+      'path must not contain a NUL byte (no file is named so)',
+    );
+    expect(fs.existsSync(base)).toBe(false);
+  });
+
+  test('fit names an argument that is not a dataset or an options object', async () => {
+    using model = await adaptedModel();
+    const trainer = new Trainer(model);
+    const fit = { epochs: 1, batchSize: 4 };
+    await expect(trainer.fit(null as never, fit)).rejects.toThrow(
+      new PaceOptionError('train: expected a TensorDataset, got null'),
+    );
+    await expect(trainer.fit(colourDataset(8, 1), { ...fit, validation: {} as never })).rejects.toThrow(
+      new PaceOptionError('options.validation: expected a TensorDataset, got Object'),
+    );
+    await expect(trainer.fit(colourDataset(8, 1), null as never)).rejects.toThrow(
+      'options: expected an object ({ epochs, batchSize, ... }), got null',
+    );
+  });
+
+  test('schedules, image helpers and distributed options refuse values their native side cannot count', async () => {
+    const schedule = cosineSchedule({ lr: 1e-3, epochs: 100 });
+    expect(() => schedule.lrForEpoch(1e20)).toThrow(/^epoch: Too big/);
+    expect(() => schedule.lrForEpoch(2.5)).toThrow(/^epoch: /);
+    expect(() => schedule.lrForStep(5, -3)).toThrow(/^stepsPerEpoch: Too small/);
+    expect(() => schedule.valueAt(-5)).toThrow(/^t: Too small/);
+    expect(schedule.lrForEpoch(200)).toBe(1e-5); // past the cosine: minLr
+    const normalization = { mean: [0, 0, 0] as [number, number, number], std: [1, 1, 1] as [number, number, number] };
+    using empty = tensor(new Uint8Array(0), [2, 0, 8, 3]);
+    await expect(prepareImages(empty, { size: 16, ...normalization })).rejects.toThrow(
+      new PaceShapeError('images must have at least one pixel; got [2,0,8,3]'),
+    );
+    using pixels = tensor(new Uint8Array(12), [1, 2, 2, 3]);
+    await expect(prepareImages(pixels, { size: 2 ** 31, ...normalization })).rejects.toThrow(
+      'size must be a whole number from 1 to 16384',
+    );
+    await expect(resizedCropImages(pixels, { size: 2 ** 31 })).rejects.toThrow(/^options.size: Too big/);
+    await expect(resizedCropImages(pixels, { size: 2, seed: 0.5 })).rejects.toThrow(/^options.seed: /);
+    await expect(initDistributed({ backend: 'gloo', rank: 0, worldSize: 1, timeoutSeconds: 1e-4 })).rejects.toThrow(
+      /^options.timeoutSeconds: Too small/,
+    );
+    await expect(initDistributed({ backend: 'gloo', rank: 0, worldSize: 2 ** 31 })).rejects.toThrow(
+      /^options.worldSize: Too big/,
+    );
+  });
+
   test('images that are not float32, and an empty batch, are refused naming the dtype', async () => {
     using model = await adaptedModel();
     const trainer = new Trainer(model);

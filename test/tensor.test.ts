@@ -133,6 +133,38 @@ describe('tensor(): bad input gets a clear error', () => {
     );
   });
 
+  test('a shape too large to count, whatever the order of its dimensions and with a 0 among them', () => {
+    // Bug: [0, N, N] was made (and saved to a file no reader takes) while [N, N, 0] failed as an internal error.
+    const huge = 2 ** 53 - 1;
+    for (const shape of [
+      [0, huge, huge],
+      [huge, huge, 0],
+    ]) {
+      expect(() => tensor(new Float32Array(0), shape)).toThrow(
+        new PaceShapeError(`shape [${shape.join(', ')}] has more elements than a tensor can count (2^63 - 1)`),
+      );
+    }
+    expect(tensor(new Float32Array(0), [0, 2 ** 31, 2 ** 31]).shape).toEqual([0, 2 ** 31, 2 ** 31]);
+  });
+
+  test('typed arrays converted to an integer dtype hold only what it holds', () => {
+    // Bug: libtorch's cast wrapped or truncated them (-1 became 255 in uint8, 2.7 became 2 in int32), where the same
+    // values as nested arrays were refused.
+    const cases: [Parameters<typeof tensor>[0], string, string][] = [
+      [new Int8Array([-1]), 'uint8', 'data[0] = -1 is outside what uint8 holds'],
+      [new Float32Array([300]), 'uint8', 'data[0] = 300 is outside what uint8 holds'],
+      [new Int32Array([70000]), 'int16', 'data[0] = 70000 is outside what int16 holds'],
+      [new BigInt64Array([2n ** 40n]), 'int32', 'data[0] = 1099511627776 is outside what int32 holds'],
+      [new Float32Array([2.5]), 'int32', 'data[0] = 2.5 is not an integer (dtype int32)'],
+      [new Float64Array([Number.NaN]), 'int64', 'data[0] = NaN is not an integer (dtype int64)'],
+    ];
+    for (const [data, dtype, message] of cases) {
+      expect(() => tensor(data, undefined, { dtype: dtype as never })).toThrow(message);
+    }
+    using fine = tensor(new Float32Array([3, -2]), undefined, { dtype: 'int64' });
+    expect(fine.toArray()).toEqual([3, -2]);
+  });
+
   test('ragged nested arrays and non-numbers', () => {
     expect(() => tensor([[1, 2], [3]])).toThrow('data[1] must be an array of length 2 (the data is ragged)');
     expect(() => tensor([[1, 'x' as unknown as number]])).toThrow('data[0][1] must be a number');

@@ -159,9 +159,15 @@ export async function randAugmentImages(
   images: Tensor,
   options: { config: string; fill?: number[]; seed?: number },
 ): Promise<Tensor> {
-  const { config, fill = [128, 128, 128], seed = 0 } = options;
+  const { config, fill = [128, 128, 128] } = options;
+  const seed = parseOptions(SeedSchema, options.seed, 'options.seed');
   return new Tensor(await nativeAddon().randAugmentImages(handleOf(images), config, fill, seed));
 }
+
+/** A generator's seed: a whole number JavaScript holds exactly (a fraction or NaN would be truncated or 0). */
+const SeedSchema = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0);
+/** An output side (the native side's kMaxImageSize). */
+const ImageSizeSchema = z.number().int().min(1).max(16384);
 
 /**
  * Random resized crops of uint8 images `[N, H, W, C]` to `size × size` (and flips), as fit applies them; with the
@@ -171,8 +177,10 @@ export async function resizedCropImages(
   images: Tensor,
   options: { size: number; flip?: boolean; seed?: number } & z.input<typeof ResizedCropSchema>,
 ): Promise<{ images: Tensor; boxes: Tensor; flipped: Tensor }> {
-  const { size, flip = false, seed = 0, ...ranges } = options;
+  const { size: givenSize, flip = false, seed: givenSeed, ...ranges } = options;
   const checked = parseOptions(ResizedCropSchema, ranges, 'options');
+  const size = parseOptions(ImageSizeSchema, givenSize, 'options.size');
+  const seed = parseOptions(SeedSchema, givenSeed, 'options.seed');
   const out = await nativeAddon().resizedCropImages(handleOf(images), size, checked, flip, seed);
   return { images: new Tensor(out.images), boxes: new Tensor(out.boxes), flipped: new Tensor(out.flipped) };
 }
@@ -186,8 +194,18 @@ export async function mixupImages(
   labels: Tensor,
   options: { numClasses: number; seed?: number } & z.input<typeof MixupSchema>,
 ): Promise<{ images: Tensor; targets: Tensor; lambda: number; cutmix: boolean; box: number[] }> {
-  const { numClasses, seed = 0, ...mixup } = options;
+  const { numClasses: givenClasses, seed: givenSeed, ...mixup } = options;
   const checked = parseOptions(MixupSchema, mixup, 'options');
+  const numClasses = parseOptions(
+    z
+      .number()
+      .int()
+      .min(1)
+      .max(2 ** 24),
+    givenClasses,
+    'options.numClasses',
+  );
+  const seed = parseOptions(SeedSchema, givenSeed, 'options.seed');
   const out = await nativeAddon().mixupImages(handleOf(images), handleOf(labels), numClasses, checked, seed);
   return { ...out, images: new Tensor(out.images), targets: new Tensor(out.targets), box: [...out.box] };
 }

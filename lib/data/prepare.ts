@@ -13,7 +13,9 @@ import { checkNormalization, type Normalization } from './normalization';
  */
 export async function prepareImages(images: Tensor, options: { size: number } & Normalization): Promise<Tensor> {
   const { size, mean, std } = options;
-  if (!Number.isInteger(size) || size < 1) throw new PaceOptionError(`size must be a positive integer, got ${size}`);
+  if (!Number.isInteger(size) || size < 1 || size > 16384) {
+    throw new PaceOptionError(`size must be a whole number from 1 to 16384, got ${size}`);
+  }
   const normalization = checkNormalization({ mean, std }, 'options');
   return new Tensor(await nativeAddon().prepareImages(handleOf(images), size, normalization));
 }
@@ -22,7 +24,7 @@ const AugmentImagesSchema = z
   .object({
     crop: z.number().int().min(1),
     flip: z.boolean().default(false),
-    seed: z.number().int().min(0).default(0),
+    seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
   })
   .strict();
 

@@ -5,6 +5,14 @@ import { nativeAddon } from '../native';
 import { parseOptions } from '../options';
 
 /** What `initDistributed` takes; each field left out is read from the environment torchrun and `pace launch` set. */
+/** Ranks are C ints in c10d. */
+const MAX_RANKS = 2 ** 31 - 1;
+/**
+ * A collective's timeout: from a millisecond (c10d counts whole milliseconds, so less would be none) to about 30
+ * years (past that its millisecond count overflows).
+ */
+export const TimeoutSecondsSchema = z.number().min(0.001).max(1e9);
+
 export const DistributedOptionsSchema = z
   .object({
     /**
@@ -13,9 +21,14 @@ export const DistributedOptionsSchema = z
      */
     backend: z.enum(['gloo', 'nccl', 'auto']).default('auto'),
     /** This process's rank in [0, worldSize) (default: `RANK`). */
-    rank: z.number().int().min(0).optional(),
+    rank: z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_RANKS - 1)
+      .optional(),
     /** The number of processes training together (default: `WORLD_SIZE`). */
-    worldSize: z.number().int().min(1).optional(),
+    worldSize: z.number().int().min(1).max(MAX_RANKS).optional(),
     /** The host of rank 0's rendezvous store (default: `MASTER_ADDR`, else 127.0.0.1). */
     masterAddr: z.string().min(1).optional(),
     /** Its port (default: `MASTER_PORT`, else 29500). */
@@ -24,7 +37,7 @@ export const DistributedOptionsSchema = z
      * How long a collective (or the rendezvous) may wait for the other ranks before failing with a
      * PaceDistributedError (default: `PACE_DISTRIBUTED_TIMEOUT` seconds, else 300).
      */
-    timeoutSeconds: z.number().positive().optional(),
+    timeoutSeconds: TimeoutSecondsSchema.optional(),
   })
   .strict();
 
@@ -62,8 +75,18 @@ export function launchedDistributed(): boolean {
  */
 export async function initDistributed(options: DistributedOptions = {}): Promise<DistributedGroup> {
   const o = parseOptions(DistributedOptionsSchema, options, 'options');
-  const worldSize = o.worldSize ?? fromEnvironment('WORLD_SIZE', z.number().int().min(1)) ?? 1;
-  const rank = o.rank ?? fromEnvironment('RANK', z.number().int().min(0)) ?? 0;
+  const worldSize = o.worldSize ?? fromEnvironment('WORLD_SIZE', z.number().int().min(1).max(MAX_RANKS)) ?? 1;
+  const rank =
+    o.rank ??
+    fromEnvironment(
+      'RANK',
+      z
+        .number()
+        .int()
+        .min(0)
+        .max(MAX_RANKS - 1),
+    ) ??
+    0;
   if (rank >= worldSize) throw new PaceOptionError(`rank ${rank} is outside a world of ${worldSize} processes`);
   const localRank = fromEnvironment('LOCAL_RANK', z.number().int().min(0)) ?? rank;
   const group = await nativeAddon().initDistributed({
@@ -73,7 +96,7 @@ export async function initDistributed(options: DistributedOptions = {}): Promise
     localRank,
     masterAddr: o.masterAddr ?? process.env.MASTER_ADDR ?? '127.0.0.1',
     masterPort: o.masterPort ?? fromEnvironment('MASTER_PORT', z.number().int().min(1).max(65535)) ?? 29500,
-    timeoutSeconds: o.timeoutSeconds ?? fromEnvironment('PACE_DISTRIBUTED_TIMEOUT', z.number().positive()) ?? 300,
+    timeoutSeconds: o.timeoutSeconds ?? fromEnvironment('PACE_DISTRIBUTED_TIMEOUT', TimeoutSecondsSchema) ?? 300,
   });
   return { ...group, localRank };
 }

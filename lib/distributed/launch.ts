@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { PaceOptionError } from '../errors';
 import { exitStatusOf } from '../exit-status';
 import { parseOptions } from '../options';
+import { TimeoutSecondsSchema } from './group';
 
 export const LaunchOptionsSchema = z
   .object({
@@ -20,9 +21,9 @@ export const LaunchOptionsSchema = z
     /** Its port (default: a free port on a single machine, 29500 across machines). */
     masterPort: z.number().int().min(1).max(65535).optional(),
     /** Seconds a collective may wait for another rank (PACE_DISTRIBUTED_TIMEOUT of the children). */
-    timeoutSeconds: z.number().positive().optional(),
+    timeoutSeconds: TimeoutSecondsSchema.optional(),
     /** Seconds the other ranks get to exit after one failed before SIGTERM, and after SIGTERM before SIGKILL. */
-    graceSeconds: z.number().min(0).default(5),
+    graceSeconds: z.number().min(0).max(2_147_483).default(5), // as long as a Node timer takes
   })
   .strict()
   .refine((o) => o.nodeRank < o.nnodes, { message: 'nodeRank must be below nnodes', path: ['nodeRank'] });

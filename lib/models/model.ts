@@ -7,7 +7,7 @@ import { PaceBusyError, PaceFileError, PaceNotFoundError, PaceOptionError, PaceS
 import { downloadPretrained, DownloadPretrainedOptionsSchema, type PretrainedWeights } from '../hub/download';
 import { isPretrainedName } from '../hub/names';
 import { nativeAddon, type NativeLoadReport, type NativeModelHandle, type NativeTensorHandle } from '../native';
-import { parseOptions } from '../options';
+import { FilePathSchema, parseOptions } from '../options';
 import { readTensorHeader, type TensorRecord } from '../safetensors';
 import { handleOf, Tensor } from '../tensor';
 import { FitLock } from './fit-lock';
@@ -74,7 +74,7 @@ const CreateOptionsSchema = z
 /** Options of {@link createModel}. */
 export type CreateModelOptions = z.input<typeof CreateOptionsSchema>;
 
-const PathSchema = z.string().min(1, 'must be a non-empty path');
+const PathSchema = FilePathSchema;
 
 const ForwardOptionsSchema = z
   .object({

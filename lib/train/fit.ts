@@ -2,7 +2,7 @@ import { SingleBar } from 'cli-progress';
 import { z } from 'zod';
 
 import { AugmentationSchema, checkAugmentation, nativeAugmentation, type Augmentation } from '../data/augment';
-import { checkEvaluationImages, type TensorDataset } from '../data/dataset';
+import { checkEvaluationImages, TensorDataset } from '../data/dataset';
 import { checkLabelsBelow } from '../data/labels';
 import type { EvaluationReport } from '../eval/evaluate';
 import { PaceBusyError, PaceInputError, PaceOptionError, PaceStateError } from '../errors';
@@ -99,9 +99,26 @@ interface FitHost {
   describe(): Record<string, unknown>;
 }
 
+const describeValue = (value: unknown) =>
+  value === null ? 'null' : typeof value === 'object' ? (value.constructor?.name ?? 'an object') : typeof value;
+
 /** The epoch loop of Trainer.fit: batches run natively, JavaScript sees one call per epoch. */
 export async function runFit(host: FitHost, train: TensorDataset, options: FitOptions): Promise<History> {
+  if (typeof options !== 'object' || options === null) {
+    throw new PaceOptionError(
+      `options: expected an object ({ epochs, batchSize, ... }), got ${describeValue(options)}`,
+    );
+  }
   const { validation, test, callbacks = [], signal, ...rest } = options;
+  for (const [where, set] of [
+    ['train', train],
+    ['options.validation', validation],
+    ['options.test', test],
+  ] as const) {
+    if ((set !== undefined || where === 'train') && !(set instanceof TensorDataset)) {
+      throw new PaceOptionError(`${where}: expected a TensorDataset, got ${describeValue(set)}`);
+    }
+  }
   if (host.worldSize > 1) {
     const sizes = { train: train?.length, validation: validation?.length, test: test?.length };
     await agreeOnFit(host.describe(), rest, sizes);

@@ -44,8 +44,16 @@ export function cosineSchedule(options: CosineScheduleOptions): LrSchedule {
   // differs from V8's Math.cos in the last bit.
   return {
     options: resolved,
-    valueAt: (t) => nativeAddon().cosineLr(resolved, { t }),
-    lrForEpoch: (epoch) => nativeAddon().cosineLr(resolved, { epoch }),
-    lrForStep: (step, stepsPerEpoch) => nativeAddon().cosineLr(resolved, { step, stepsPerEpoch }),
+    valueAt: (t) => nativeAddon().cosineLr(resolved, { t: parseOptions(EpochTimeSchema, t, 't') }),
+    lrForEpoch: (epoch) => nativeAddon().cosineLr(resolved, { epoch: parseOptions(CountSchema(0), epoch, 'epoch') }),
+    lrForStep: (step, stepsPerEpoch) =>
+      nativeAddon().cosineLr(resolved, {
+        step: parseOptions(CountSchema(0), step, 'step'),
+        stepsPerEpoch: parseOptions(CountSchema(1), stepsPerEpoch, 'stepsPerEpoch'),
+      }),
   };
 }
+
+// Where a schedule is asked: whole epochs and steps (the native side counts them as 64-bit integers), a time t >= 0.
+const CountSchema = (min: number) => z.number().int().min(min).max(Number.MAX_SAFE_INTEGER);
+const EpochTimeSchema = z.number().min(0).max(Number.MAX_SAFE_INTEGER);

@@ -38,6 +38,14 @@ std::string stringFromJs(const Napi::Value& value, const std::string& what) {
   return value.As<Napi::String>().Utf8Value();
 }
 
+std::string pathFromJs(const Napi::Value& value, const std::string& what) {
+  const std::string path = stringFromJs(value, what);
+  // C's file calls end a name at its first NUL: "a.safetensors\0.bak" would open a.safetensors.
+  if (path.find('\0') != std::string::npos)
+    throw jsError(value.Env(), ErrorCode::InvalidOption, what + " must not contain a NUL byte (no file is named so)");
+  return path;
+}
+
 at::Device deviceFromJs(const Napi::Value& value, const std::string& what) {
   return deviceNamed(stringFromJs(value, what), what);
 }

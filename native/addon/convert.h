@@ -15,6 +15,8 @@ std::vector<int64_t> shapeFromJs(const Napi::Value& value, const std::string& wh
 Napi::Array shapeToJs(Napi::Env env, at::IntArrayRef shape);
 at::ScalarType dtypeFromJs(const Napi::Value& value, const std::string& what);
 std::string stringFromJs(const Napi::Value& value, const std::string& what);
+// A file path: a string without a NUL byte, or an InvalidOption error naming `what`.
+std::string pathFromJs(const Napi::Value& value, const std::string& what);
 // A device name ('cpu', 'cuda', 'cuda:1') this process can use; errors name `what`.
 at::Device deviceFromJs(const Napi::Value& value, const std::string& what);
 TensorMetadata metadataFromJs(const Napi::Value& value);

@@ -175,7 +175,7 @@ struct LoadResult {
 
 Napi::Value ModelHandle::loadWeights(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
-    const std::string path = stringFromJs(info[0], "path");
+    const std::string path = pathFromJs(info[0], "path");
     const bool strict = info[1].ToBoolean().Value();
     const auto state = live(info.Env());
     return runInTurn(
@@ -203,7 +203,7 @@ Napi::Value ModelHandle::loadWeights(const Napi::CallbackInfo& info) {
 
 Napi::Value ModelHandle::saveWeights(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
-    const std::string path = stringFromJs(info[0], "path");
+    const std::string path = pathFromJs(info[0], "path");
     std::optional<TensorMetadata> metadata;
     if (info[1].IsObject()) metadata = metadataFromJs(info[1]);
     const auto state = live(info.Env());
@@ -336,7 +336,7 @@ Napi::Value ModelHandle::addAdapters(const Napi::CallbackInfo& info) {
 
 Napi::Value ModelHandle::loadAdapters(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
-    const std::string path = stringFromJs(info[0], "path");
+    const std::string path = pathFromJs(info[0], "path");
     const auto state = live(info.Env());
     return runInTurn(
         info.Env(), state->work, "pace.loadAdapters",
@@ -351,7 +351,7 @@ Napi::Value ModelHandle::loadAdapters(const Napi::CallbackInfo& info) {
 
 Napi::Value ModelHandle::saveAdapters(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
-    const std::string path = stringFromJs(info[0], "path");
+    const std::string path = pathFromJs(info[0], "path");
     const TensorMetadata metadata = metadataFromJs(info[1]);
     const auto state = live(info.Env());
     return runInTurn(

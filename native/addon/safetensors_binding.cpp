@@ -12,7 +12,7 @@ namespace {
 // loadSafetensors(path) -> Promise<{ names, tensors, metadata }>, tensors in file order.
 Napi::Value loadSafetensorsJs(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
-    const std::string path = stringFromJs(info[0], "path");
+    const std::string path = pathFromJs(info[0], "path");
     return runAsync(
         info.Env(), "pace.loadSafetensors", [path] { return loadSafetensors(path); },
         [](Napi::Env env, SafetensorsContents& contents) -> Napi::Value {
@@ -34,7 +34,7 @@ Napi::Value loadSafetensorsJs(const Napi::CallbackInfo& info) {
 // readSafetensorsHeader(path) -> Promise<{ entries, metadata, dataStart, fileSize }>; reads no tensor data.
 Napi::Value readSafetensorsHeaderJs(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
-    const std::string path = stringFromJs(info[0], "path");
+    const std::string path = pathFromJs(info[0], "path");
     return runAsync(
         info.Env(), "pace.readSafetensorsHeader", [path] { return readSafetensorsHeader(path); },
         [](Napi::Env env, SafetensorsHeader& header) -> Napi::Value {
@@ -63,7 +63,7 @@ Napi::Value readSafetensorsHeaderJs(const Napi::CallbackInfo& info) {
 Napi::Value saveSafetensorsJs(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    const std::string path = stringFromJs(info[0], "path");
+    const std::string path = pathFromJs(info[0], "path");
     if (!info[1].IsArray() || !info[2].IsArray())
       throw jsError(env, ErrorCode::InvalidOption, "names and tensors must be arrays");
     const auto names = info[1].As<Napi::Array>();

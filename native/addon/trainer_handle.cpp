@@ -222,7 +222,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       const auto options = info[2].As<Napi::Object>();
       const auto steps = static_cast<int64_t>(numberOr(options, "steps", 5));
       if (steps < 1) throw jsError(env, ErrorCode::InvalidOption, "steps must be >= 1");
-      const std::string trace = stringFromJs(options.Get("trace"), "trace");
+      const std::string trace = pathFromJs(options.Get("trace"), "trace");
       const train::StepGraphMode graphs = stepGraphsFromJs(options);
       const auto trainer = live(env);
       return runInTurn(
@@ -344,7 +344,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   Napi::Value saveState(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
     return guard(env, [&]() -> Napi::Value {
-      const std::string path = info[0].IsNull() ? std::string() : stringFromJs(info[0], "path");
+      const std::string path = info[0].IsNull() ? std::string() : pathFromJs(info[0], "path");
       const TensorMetadata metadata = metadataFromJs(info[1]);
       const auto trainer = live(env);
       return runInTurn(
@@ -363,7 +363,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   Napi::Value loadState(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
     return guard(env, [&]() -> Napi::Value {
-      const std::string path = stringFromJs(info[0], "path");
+      const std::string path = pathFromJs(info[0], "path");
       const auto trainer = live(env);
       return runInTurn(
           env, model_->work, "pace.loadState",

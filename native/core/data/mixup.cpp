@@ -22,7 +22,9 @@ at::Tensor mixupTargets(const at::Tensor& labels, int64_t numClasses, double lam
   if (labels.scalar_type() != at::kLong || labels.dim() != 1)
     throw ShapeError("mixup needs int64 labels [B]; got " + dtypeName(labels.scalar_type()) + " " +
                      shapeToString(labels.sizes().vec()));
-  if (numClasses < 1) throw OptionError("mixup needs numClasses >= 1");
+  // The soft targets are [B, numClasses]: a count beyond any classifier's (2^24) would only exhaust memory.
+  if (numClasses < 1 || numClasses > (int64_t{1} << 24))
+    throw OptionError("mixup needs numClasses from 1 to 16777216; got " + std::to_string(numClasses));
   if (labels.numel() > 0 && (labels.min().item<int64_t>() < 0 || labels.max().item<int64_t>() >= numClasses))
     throw InputError("mixup's labels must lie in [0, " + std::to_string(numClasses) + ")");
   const double off = smoothing / static_cast<double>(numClasses);

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "data/transforms.h"
 #include "errors.h"
 #include "tensor/dtype.h"
 
@@ -66,7 +67,9 @@ ResizedCropResult randomResizedCropFlip(const at::Tensor& images, int64_t size, 
   if (images.scalar_type() != at::kByte || images.dim() != 4)
     throw ShapeError("a random resized crop needs uint8 images [N, H, W, C]; got " + dtypeName(images.scalar_type()) +
                      " " + shapeToString(images.sizes().vec()));
-  if (size < 1) throw OptionError("a random resized crop needs an output size >= 1");
+  if (size < 1 || size > kMaxImageSize)
+    throw OptionError("a random resized crop needs an output size from 1 to " + std::to_string(kMaxImageSize) +
+                      "; got " + std::to_string(size));
   const int64_t n = images.size(0), h = images.size(1), w = images.size(2);
   if (h < 1 || w < 1) throw ShapeError("a random resized crop needs images of at least one pixel");
   const at::Tensor uniforms =

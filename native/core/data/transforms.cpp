@@ -14,6 +14,11 @@ at::Tensor toModelInput(const at::Tensor& images, int64_t size, const Normalizat
     throw ShapeError("images must be uint8 [N, H, W] or [N, H, W, C] with C = 1, 3 or 4; got " +
                      dtypeName(images.scalar_type()) + " " + shapeToString(images.sizes().vec()));
   }
+  if (images.size(1) < 1 || images.size(2) < 1)
+    throw ShapeError("images must have at least one pixel; got " + shapeToString(images.sizes().vec()));
+  if (size < 1 || size > kMaxImageSize)
+    throw OptionError("the image size must be from 1 to " + std::to_string(kMaxImageSize) + "; got " +
+                      std::to_string(size));
   at::Tensor x = (channelsLast ? images : images.unsqueeze(3)).permute({0, 3, 1, 2}).to(at::kFloat).div_(255.0);
   if (x.size(1) == 1) x = x.expand({-1, 3, -1, -1});
   if (x.size(1) == 4) x = x.slice(1, 0, 3);

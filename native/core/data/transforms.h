@@ -15,6 +15,9 @@ struct Normalization {
 // uint8 images [N, H, W] or [N, H, W, C] (C = 1, 3 or 4) -> float32 [N, 3, size, size]: scaled to [0, 1],
 // grey replicated to RGB, alpha dropped, resized with antialiased bicubic interpolation when H or W differs
 // from `size` (as PIL's bicubic resize), then (x - mean) / std per channel. Throws pace::Error on other shapes.
+// The largest side an image is resized to (a model input of 16384² is 3 GiB per image in float32).
+constexpr int64_t kMaxImageSize = 16384;
+
 at::Tensor toModelInput(const at::Tensor& images, int64_t size, const Normalization& normalization);
 
 // Training augmentation on stored uint8 pixels [N, H, W, C]: a crop × crop window at a uniformly random
