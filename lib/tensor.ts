@@ -283,7 +283,8 @@ function fromNumbers(values: number[], dtype: DType): TypedArray {
  * Creates a CPU tensor from data (copied into libtorch-owned memory, so the array may be reused at once).
  *
  * - A typed array keeps its own dtype (`Float32Array` → float32, `BigInt64Array` → int64, `Uint8Array` → uint8 ...);
- *   `options.dtype` converts the values (`tensor(floats, shape, { dtype: 'bfloat16' })`).
+ *   `options.dtype` converts the values (`tensor(floats, shape, { dtype: 'bfloat16' })`); an integer dtype refuses a
+ *   value it cannot hold, a fraction or NaN (a PaceInputError naming the element).
  * - A `Uint16Array` (with `dtype: 'float16' | 'bfloat16' | 'uint16'`), and an `ArrayBuffer` or a `Uint8Array`/`Buffer`
  *   with any other `dtype`, are taken as the raw little-endian bits of that dtype.
  * - Nested arrays of numbers give the shape themselves and default to float32.
