@@ -9,6 +9,7 @@
 #include "check.h"
 #include "cpu/small_gemm.h"
 #include "models/cpu_attention.h"
+#include "models/layers.h"
 #include "models/qkv_split.h"
 
 namespace pace::tests {
@@ -66,8 +67,17 @@ void attentionMatchesFloat64() {
     bool maskGrad;
   };
   at::manual_seed(11);
+  // A mask of k < batch samples repeats every k (Swin's shift masks, one per window of an image).
+  const auto perSample = [](const at::Tensor& mask, int64_t batch) {
+    if (!mask.defined() || mask.size(0) == 1 || mask.size(0) == batch) return mask;
+    const int64_t k = mask.size(0);
+    return mask.unsqueeze(0)
+        .expand({batch / k, k, mask.size(1), mask.size(2), mask.size(3)})
+        .reshape({batch, mask.size(1), mask.size(2), mask.size(3)});
+  };
   for (const Case c : {Case{2, 197, 6, 64, 0, false}, Case{3, 49, 3, 32, 3, true}, Case{4, 7, 2, 5, 1, true},
-                       Case{2, 9, 2, 4, 1, false}, Case{1, 1, 1, 3, 0, false}}) {
+                       Case{2, 9, 2, 4, 1, false}, Case{1, 1, 1, 3, 0, false}, Case{6, 49, 3, 32, 3, true},
+                       Case{8, 9, 2, 4, 4, false}}) {
     const std::string name = std::to_string(c.batch) + "×" + std::to_string(c.tokens) + " tokens, " +
                              std::to_string(c.heads) + " heads of " + std::to_string(c.headDim) +
                              (c.maskBatch ? ", mask batch " + std::to_string(c.maskBatch) : "");
@@ -83,7 +93,7 @@ void attentionMatchesFloat64() {
 
     const at::Tensor qkvExact = qkv64.clone().set_requires_grad(true);
     const at::Tensor maskExact = c.maskBatch ? mask64.clone().set_requires_grad(c.maskGrad) : at::Tensor();
-    const at::Tensor exact = explicitAttention(qkvExact, maskExact);
+    const at::Tensor exact = explicitAttention(qkvExact, perSample(maskExact, c.batch));
     std::vector<at::Tensor> exactInputs = {qkvExact};
     if (c.maskGrad) exactInputs.push_back(maskExact);
     const auto exactGrads = torch::autograd::grad({(exact * weights).sum()}, exactInputs);
@@ -137,6 +147,27 @@ void qkvSplitMatchesIndexing() {
   }
 }
 
+void repeatingMaskOnTheLibtorchPath() {
+  // float64 takes libtorch's path (SDPA on 2.x, explicit products on 1.13), which needs a mask per sample.
+  const int64_t batch = 6, tokens = 9, heads = 2, headDim = 4, period = 3;
+  at::manual_seed(13);
+  const at::Tensor qkv = at::randn({batch, tokens, 3 * heads * headDim}, at::kDouble).set_requires_grad(true);
+  const at::Tensor mask = at::randn({period, heads, tokens, tokens}, at::kDouble).set_requires_grad(true);
+  const at::Tensor weights = at::randn({batch, tokens, heads * headDim}, at::kDouble);
+  const at::Tensor out = models::qkvAttention(qkv, heads, mask);
+  const auto grads = torch::autograd::grad({(out * weights).sum()}, {qkv, mask});
+  const at::Tensor qkvExact = qkv.detach().clone().set_requires_grad(true);
+  const at::Tensor maskExact = mask.detach().clone().set_requires_grad(true);
+  const at::Tensor laidOut = maskExact.unsqueeze(0)
+                                 .expand({batch / period, period, heads, tokens, tokens})
+                                 .reshape({batch, heads, tokens, tokens});
+  const at::Tensor exact = explicitAttention(qkvExact.view({batch, tokens, 3, heads, headDim}), laidOut);
+  const auto exactGrads = torch::autograd::grad({(exact * weights).sum()}, {qkvExact, maskExact});
+  check(relativeError(out, exact) < 1e-12, "output differs from the mask laid out per sample");
+  check(relativeError(grads[0], exactGrads[0]) < 1e-12, "qkv gradient differs");
+  check(relativeError(grads[1], exactGrads[1]) < 1e-12, "mask gradient differs (summed over its repeats)");
+}
+
 void packedQkvGradientsAreTakenAsTheyAre() {
   const int64_t batch = 2, tokens = 7, heads = 2, headDim = 8, dim = heads * headDim;
   const std::vector<int64_t> shape = {batch, tokens, 3 * dim};
@@ -165,6 +196,8 @@ TestList cpuAttentionTests() {
       {"CPU attention matches the explicit products in float64 (output, qkv and mask gradients)",
        attentionMatchesFloat64},
       {"the qkv split's views and gradient equal indexing the permuted projection", qkvSplitMatchesIndexing},
+      {"a mask repeating every k samples (Swin's windows) on libtorch's attention path",
+       repeatingMaskOnTheLibtorchPath},
       {"q, k and v gradients already packed as the projection are returned without a copy",
        packedQkvGradientsAreTakenAsTheyAre},
   };

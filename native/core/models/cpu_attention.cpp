@@ -84,7 +84,7 @@ struct CpuAttentionFunction : public torch::autograd::Function<CpuAttentionFunct
       float* head = p + l.scoresOffset(b, h);
       smallGemm(l.tokens, l.tokens, l.headDim, l.qkvPart(q, b, 0, h), l.qkvPartTransposed(q, b, 1, h), scale, head,
                 l.tokens);
-      const float* add = m ? m + ((maskBatch == 1 ? 0 : b) * l.heads + h) * l.tokens * l.tokens : nullptr;
+      const float* add = m ? m + ((b % maskBatch) * l.heads + h) * l.tokens * l.tokens : nullptr;
       softmaxRows(head, add, l.tokens, l.tokens, l.tokens);
       smallGemm(l.tokens, l.headDim, l.tokens, l.scores(p, b, h), l.qkvPart(q, b, 2, h), 1.f, o + l.outOffset(b, h),
                 l.outRowStride());
@@ -104,7 +104,7 @@ struct CpuAttentionFunction : public torch::autograd::Function<CpuAttentionFunct
     const bool maskGrad = ctx->needs_input_grad(1);
     const at::Tensor gradOut = gradOutputs[0].contiguous();
     at::Tensor gradQkv = at::empty_like(qkv);  // every element is written below
-    // The mask is added to the scaled scores: its gradient is theirs (summed over the batch if broadcast).
+    // The mask is added to the scaled scores: its gradient is theirs (summed over the samples that share a mask).
     at::Tensor gradScores = maskGrad ? at::empty_like(probabilities) : at::Tensor();
     const float* q = qkv.data_ptr<float>();
     const float* p = probabilities.data_ptr<float>();
@@ -126,8 +126,12 @@ struct CpuAttentionFunction : public torch::autograd::Function<CpuAttentionFunct
                 l.qkvRowStride());
     });
     at::Tensor gradMask;
-    if (maskGrad)
-      gradMask = ctx->saved_data["maskBatch"].toInt() == 1 && l.batch != 1 ? gradScores.sum(0, true) : gradScores;
+    if (maskGrad) {
+      const int64_t maskBatch = ctx->saved_data["maskBatch"].toInt();
+      gradMask = maskBatch == l.batch
+                     ? gradScores
+                     : gradScores.view({l.batch / maskBatch, maskBatch, l.heads, l.tokens, l.tokens}).sum(0);
+    }
     return {gradQkv, gradMask};
   }
 };
@@ -139,14 +143,14 @@ bool cpuAttentionApplies(const at::Tensor& qkv, const at::Tensor& mask) {
       qkv.scalar_type() != at::kFloat)
     return false;
   if (!mask.defined()) return true;
-  return mask.device().is_cpu() && mask.scalar_type() == at::kFloat && mask.dim() == 4 &&
-         (mask.size(0) == 1 || mask.size(0) == qkv.size(0)) && mask.size(1) == qkv.size(3) &&
-         mask.size(2) == qkv.size(1) && mask.size(3) == qkv.size(1);
+  return mask.device().is_cpu() && mask.scalar_type() == at::kFloat && mask.dim() == 4 && mask.size(0) >= 1 &&
+         qkv.size(0) % mask.size(0) == 0 && mask.size(1) == qkv.size(3) && mask.size(2) == qkv.size(1) &&
+         mask.size(3) == qkv.size(1);
 }
 
 at::Tensor cpuAttention(const at::Tensor& qkv, const at::Tensor& mask) {
   TORCH_CHECK(cpuAttentionApplies(qkv, mask), "cpuAttention: needs float32 CPU qkv [batch, tokens, 3, heads, headDim]",
-              " with an AVX2 CPU, and a [batch or 1, heads, tokens, tokens] mask");
+              " with an AVX2 CPU, and a [k, heads, tokens, tokens] mask, k dividing the batch");
   return CpuAttentionFunction::apply(qkv, mask.defined() ? mask : at::empty({0}, qkv.options()));
 }
 

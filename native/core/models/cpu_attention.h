@@ -10,7 +10,8 @@
 namespace pace::models {
 
 // qkv [batch, tokens, 3, heads, headDim] float32 on the CPU; mask undefined or additive, shaped
-// [batch or 1, heads, tokens, tokens]; needs an AVX2/FMA CPU.
+// [k, heads, tokens, tokens] with k dividing the batch (sample b takes mask b % k: Swin's windows repeat their
+// shift mask per image); needs an AVX2/FMA CPU.
 bool cpuAttentionApplies(const at::Tensor& qkv, const at::Tensor& mask);
 
 // Returns [batch, tokens, heads·headDim]. Differentiable in qkv and the mask (once: no double backward).

@@ -85,8 +85,17 @@ torch::Tensor qkvAttention(const torch::Tensor& qkv, int64_t heads, const torch:
   const int64_t batch = qkv.size(0), tokens = qkv.size(1), dim = qkv.size(2) / 3;
   const torch::Tensor split = qkv.reshape({batch, tokens, 3, heads, dim / heads});
   if (cpuAttentionApplies(split, mask)) return cpuAttention(split, mask);
+  // The fused kernels take one mask per sample or one for all: a mask repeating every k samples is laid out whole.
+  torch::Tensor perSample = mask;
+  if (mask.defined() && mask.size(0) != 1 && mask.size(0) != batch) {
+    const int64_t period = mask.size(0);
+    TORCH_CHECK(batch % period == 0, "attention: a mask of ", period, " samples does not divide a batch of ", batch);
+    perSample = mask.unsqueeze(0)
+                    .expand({batch / period, period, heads, tokens, tokens})
+                    .reshape({batch, heads, tokens, tokens});
+  }
   const auto [q, k, v] = splitQkv(qkv, heads);
-  return scaledDotProductAttention(q, k, v, mask).transpose(1, 2).reshape({batch, tokens, dim});
+  return scaledDotProductAttention(q, k, v, perSample).transpose(1, 2).reshape({batch, tokens, dim});
 }
 
 std::vector<double> linearDropPathRates(double maxRate, int64_t count) {

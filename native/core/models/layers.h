@@ -73,8 +73,9 @@ std::vector<double> linearDropPathRates(double maxRate, int64_t count);
 
 // Multi-head attention softmax(q·kᵀ/√d + mask)·v from a qkv projection's output [batch, tokens, 3·dim] (channel
 // c is (which, head, d), as in timm) to [batch, tokens, dim]; `mask` (undefined: none) is additive,
-// [batch or 1, heads, tokens, tokens]. float32 on an AVX2 CPU: models/cpu_attention.h; otherwise libtorch ≥ 2.0's
-// fused scaled_dot_product_attention (flash or memory-efficient kernels on CUDA), or on 1.13 the explicit
+// [k, heads, tokens, tokens] with k dividing the batch, sample b taking mask b % k (1: one for all; Swin: its
+// windows' shift masks, repeating per image). float32 on an AVX2 CPU: models/cpu_attention.h; otherwise libtorch
+// ≥ 2.0's fused scaled_dot_product_attention (flash or memory-efficient kernels on CUDA), or on 1.13 the explicit
 // products.
 torch::Tensor qkvAttention(const torch::Tensor& qkv, int64_t heads, const torch::Tensor& mask = {});
 

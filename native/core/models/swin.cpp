@@ -99,21 +99,15 @@ WindowAttentionImpl::WindowAttentionImpl(int64_t dim, int64_t numHeads_, int64_t
 }
 
 torch::Tensor WindowAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask, ForwardContext& context) {
-  const int64_t windows = x.size(0), tokens = x.size(1);
+  const int64_t tokens = x.size(1);
   const torch::Tensor projected = qkv(x, context);
   const torch::Tensor bias = relative_position_bias_table.index_select(0, relative_position_index.flatten())
                                  .view({tokens, tokens, numHeads})
                                  .permute({2, 0, 1});  // [heads, tokens, tokens]
-  torch::Tensor additive = bias.unsqueeze(0).to(projected.scalar_type());
-  if (mask.defined()) {
-    // The shift mask differs per window of an image: [perImage, heads, tokens, tokens], repeated per image.
-    const int64_t perImage = mask.size(0);
-    additive = (bias.unsqueeze(0) + mask.unsqueeze(1))
-                   .to(projected.scalar_type())
-                   .unsqueeze(0)
-                   .expand({windows / perImage, perImage, numHeads, tokens, tokens})
-                   .reshape({windows, numHeads, tokens, tokens});
-  }
+  // The shift mask differs per window of an image: [windowsPerImage, heads, tokens, tokens], which repeats per image
+  // (qkvAttention lays it out per window only where its kernel needs that).
+  const torch::Tensor additive =
+      (mask.defined() ? bias.unsqueeze(0) + mask.unsqueeze(1) : bias.unsqueeze(0)).to(projected.scalar_type());
   return proj(qkvAttention(projected, numHeads, additive), context);
 }
 
