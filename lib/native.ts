@@ -1,6 +1,9 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
 import type { DType } from './dtype';
 import { paceError, PaceUnsupportedError } from './errors';
-import { locateAddon, type AddonLocation } from './install/addon-location';
+import { locateAddon, packageRoot, type AddonLocation } from './install/addon-location';
 import { withLoadEnvironment } from './install/load-environment';
 import type { StepGraphMode } from './train/step-graphs';
 
@@ -458,9 +461,12 @@ export function nativeAddon(): NativeAddon {
     addon = loaded;
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
+    const checkout = fs.existsSync(path.join(packageRoot, 'native', 'core-tests')); // an installed package has none
     const hint = /libtorch|libc10|libtorch_cpu/.test(reason)
       ? 'the libtorch it was built against is not where it was: reinstall it, or rebuild with `PACE_BUILD_FROM_SOURCE=1 npm rebuild pace-peft`'
-      : 'build it with `npm run build:native` (needs cmake, a C++17 compiler and libtorch; `npm test` and `npm run demo` set all of this up on Debian)';
+      : checkout
+        ? 'build it with `npm run build:native` (needs cmake, a C++17 compiler and libtorch; `npm test` and `npm run demo` set all of this up on Debian)'
+        : 'rebuild it with `PACE_BUILD_FROM_SOURCE=1 npm rebuild pace-peft` (needs cmake, a C++17 compiler and libtorch)';
     throw new PaceUnsupportedError(`pace-peft: cannot load the native addon ${location.file} (${reason}). ${hint}.`, {
       cause: error,
     });

@@ -14,6 +14,12 @@ const kept = path.join(root, 'build', 'package.json.committed');
 const prebuilds = path.join(root, 'prebuilds');
 
 if (process.argv[2] === 'add') {
+  // A pack that failed after `add` (its prepare step, say) never ran `restore`: the kept file is the committed
+  // one, and package.json still has the optional dependencies. Put it back first, or they would become committed.
+  if (fs.existsSync(kept)) {
+    fs.copyFileSync(kept, manifest);
+    fs.rmSync(kept);
+  }
   const text = fs.readFileSync(manifest, 'utf8');
   const pkg = JSON.parse(text);
   const binaries = fs.existsSync(prebuilds)

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { PaceUnsupportedError } from '../errors';
-import { addonFileName, chooseBinary, findBinaryPackages, type BinaryChoice } from './binaries';
+import { addonFileName, chooseBinary, findBinaryPackages, type BinaryChoice, type BinaryDescription } from './binaries';
 import { describeLibtorch, findLibtorch, libtorchSearchOrder, type LibtorchInfo } from './libtorch';
 
 /** The package root: `lib/` (sources) and `dist/` (compiled) both sit one level below `install/`'s parent. */
@@ -13,6 +13,11 @@ export const sourceBuildFile = path.join(packageRoot, 'build', 'Release', addonF
 
 /** Where the binary chosen at install (or first load) is recorded. */
 export const choiceRecordFile = path.join(packageRoot, 'build', 'binary.json');
+
+/** This package's version: a binary package built from another is not used. */
+export function packageVersion(): string {
+  return (JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
+}
 
 /** The addon to load and why it was chosen (`pace doctor` prints both). */
 export interface AddonLocation {
@@ -35,16 +40,30 @@ export function recordChoice(choice: Required<Pick<BinaryChoice, 'chosen'>>, inf
   return { file, reason };
 }
 
-/** The chosen binary recorded earlier, if its file and its libtorch folder are still there. */
+/**
+ * The chosen binary recorded earlier, if its file and its libtorch folder are still there and it was built from
+ * this package's version.
+ */
 function recordedChoice(): AddonLocation | undefined {
   try {
     const record = JSON.parse(fs.readFileSync(choiceRecordFile, 'utf8')) as ChoiceRecord;
-    if (fs.existsSync(record.file) && fs.existsSync(record.libtorch.libDir)) return record;
+    const description = JSON.parse(
+      fs.readFileSync(path.join(path.dirname(record.file), 'binary.json'), 'utf8'),
+    ) as BinaryDescription;
+    if (
+      fs.existsSync(record.file) &&
+      fs.existsSync(record.libtorch.libDir) &&
+      description.packageVersion === packageVersion()
+    ) {
+      return record;
+    }
   } catch {
     // no record, or an unreadable one: choose again
   }
   return undefined;
 }
+
+const modified = (file: string) => fs.statSync(file).mtimeMs;
 
 /** What to tell a user for whom no addon can be found or built. */
 export function noAddonMessage(info: LibtorchInfo | undefined, choice: BinaryChoice | undefined): string {
@@ -68,16 +87,20 @@ export function noAddonMessage(info: LibtorchInfo | undefined, choice: BinaryCho
 }
 
 /**
- * The addon to load: a source build (build/Release) when there is one, else the binary package recorded at
- * install, else the binary package that matches the libtorch found now and passes a test-load in a child
- * process (recorded for next time).
+ * The addon to load: of a source build (build/Release) and the binary package recorded at install, the one made
+ * last (an install that chose a binary after an earlier source build uses the binary); else the binary package
+ * that matches the libtorch found now and passes a test-load in a child process (recorded for next time).
  */
 export function locateAddon(): AddonLocation {
-  if (fs.existsSync(sourceBuildFile)) return { file: sourceBuildFile, reason: 'built from source (build/Release)' };
   const recorded = recordedChoice();
+  if (fs.existsSync(sourceBuildFile) && (!recorded || modified(sourceBuildFile) >= modified(choiceRecordFile))) {
+    return { file: sourceBuildFile, reason: 'built from source (build/Release)' };
+  }
   if (recorded) return recorded;
   const info = findLibtorch();
-  const choice = info ? chooseBinary(findBinaryPackages(packageRoot), info, Number(process.versions.napi)) : undefined;
+  const choice = info
+    ? chooseBinary(findBinaryPackages(packageRoot), info, Number(process.versions.napi), packageVersion())
+    : undefined;
   if (!info || !choice?.chosen) throw new PaceUnsupportedError(noAddonMessage(info, choice));
   try {
     return recordChoice({ chosen: choice.chosen }, info);

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { platformKey, torchSeries, type LibtorchInfo } from './libtorch';
+import { addonLoadEnvironment } from './load-environment';
 
 /** The scope every binary package is published under. */
 export const binaryScope = '@pace-peft';
@@ -60,9 +61,17 @@ export function findBinaryPackages(from: string): BinaryPackage[] {
 }
 
 /** Why a binary package cannot serve this libtorch, or undefined when it can. */
-export function mismatch(binary: BinaryPackage, info: LibtorchInfo, napiVersion: number): string | undefined {
+export function mismatch(
+  binary: BinaryPackage,
+  info: LibtorchInfo,
+  napiVersion: number,
+  packageVersion: string,
+): string | undefined {
   const d = binary.description;
   if (!d) return 'it has no readable binary.json';
+  if (d.packageVersion !== packageVersion) {
+    return `it is built from pace-peft ${d.packageVersion}, this is pace-peft ${packageVersion}`;
+  }
   if (d.platform !== platformKey()) return `it is built for ${d.platform}, this machine is ${platformKey()}`;
   if (torchSeries(d.libtorch.version) !== torchSeries(info.version)) {
     return `it is built for libtorch ${d.libtorch.version}, the libtorch found is ${info.version}`;
@@ -99,10 +108,13 @@ export function testLoad(file: string): string | undefined {
   const run = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(file)}).doctor()`], {
     encoding: 'utf8',
     timeout: 120_000,
+    env: { ...addonLoadEnvironment, ...process.env }, // as the addon is loaded for real (the user's settings win)
   });
   if (run.status === 0) return undefined;
-  const reason = (run.stderr || run.error?.message || `exit status ${run.status}`).trim().split('\n');
-  return reason.find((line) => /Error|error:/.test(line)) ?? reason[0];
+  const ended = run.signal ? `killed by ${run.signal}` : `exit status ${run.status}`;
+  const reason = (run.stderr || run.error?.message || ended).trim().split('\n');
+  const line = reason.find((text) => /Error|error:/.test(text)) ?? reason[0];
+  return run.signal && !line.includes(run.signal) ? `${line} (${ended})` : line;
 }
 
 /** The outcome of choosing a binary: the one to use (if any) and why each other one was passed over. */
@@ -112,12 +124,17 @@ export interface BinaryChoice {
 }
 
 /** Picks the first binary package that matches the libtorch and passes its test-load (its link made first). */
-export function chooseBinary(packages: BinaryPackage[], info: LibtorchInfo, napiVersion: number): BinaryChoice {
+export function chooseBinary(
+  packages: BinaryPackage[],
+  info: LibtorchInfo,
+  napiVersion: number,
+  packageVersion: string,
+): BinaryChoice {
   const skipped: BinaryChoice['skipped'] = [];
   const preferred = binaryPackageName(info);
   const ordered = [...packages].sort((a, b) => Number(b.name === preferred) - Number(a.name === preferred));
   for (const binary of ordered) {
-    const wrong = mismatch(binary, info, napiVersion);
+    const wrong = mismatch(binary, info, napiVersion, packageVersion);
     if (wrong) {
       skipped.push({ name: binary.name, reason: wrong });
       continue;

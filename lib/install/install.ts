@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { choiceRecordFile, noAddonMessage, packageRoot, recordChoice } from './addon-location';
+import { choiceRecordFile, noAddonMessage, packageRoot, packageVersion, recordChoice } from './addon-location';
 import { binaryPackageName, chooseBinary, findBinaryPackages } from './binaries';
 import { describeLibtorch, findLibtorch } from './libtorch';
 
@@ -34,12 +34,18 @@ export function runInstall(): number {
     log('PACE_BUILD_FROM_SOURCE=1: building the addon from source');
     return buildFromSource();
   }
-  const info = findLibtorch();
-  if (!info) {
-    log(noAddonMessage(undefined, undefined));
+  let info;
+  try {
+    info = findLibtorch();
+  } catch (error) {
+    log((error as Error).message); // LIBTORCH names a folder without a libtorch
     return 1;
   }
-  const choice = chooseBinary(findBinaryPackages(packageRoot), info, Number(process.versions.napi));
+  if (!info) {
+    process.stderr.write(`${noAddonMessage(undefined, undefined)}\n`);
+    return 1;
+  }
+  const choice = chooseBinary(findBinaryPackages(packageRoot), info, Number(process.versions.napi), packageVersion());
   for (const { name, reason } of choice.skipped) log(`skipping ${name}: ${reason}`);
   if (choice.chosen) {
     const { reason } = recordChoice({ chosen: choice.chosen }, info);
@@ -49,7 +55,7 @@ export function runInstall(): number {
   const missing = [...(onPath('cmake') ? [] : ['cmake']), ...(['c++', 'g++', 'clang++'].some(onPath) ? [] : ['c++'])];
   if (missing.length > 0) {
     log(`no usable prebuilt binary (wanted ${binaryPackageName(info)}) and no ${missing.join(' or ')} to build one.`);
-    log(noAddonMessage(info, choice));
+    process.stderr.write(`${noAddonMessage(info, choice)}\n`); // (its lines start with pace-peft: already)
     return 1;
   }
   log(`no prebuilt binary for ${describeLibtorch(info)} (wanted ${binaryPackageName(info)}): building from source`);

@@ -3,6 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
+import { PaceOptionError } from '../errors';
+
 /** Where a libtorch was found, in the design's search order. */
 export type LibtorchSource = 'LIBTORCH' | 'CMAKE_PREFIX_PATH' | 'python3' | 'debian';
 
@@ -28,6 +30,23 @@ export function torchSeries(version: string): string {
 
 const triplets = ['x86_64-linux-gnu', 'aarch64-linux-gnu'];
 
+/** A folder's entries; none where it is missing or unreadable (a prefix laid out otherwise is not a libtorch). */
+function namesIn(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+function readOrEmpty(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 /** Reads a libtorch's identity from its CMake package under `prefix`, or undefined if there is none. */
 function describePrefix(
   prefix: string,
@@ -38,19 +57,19 @@ function describePrefix(
     fs.existsSync(path.join(dir, 'TorchConfig.cmake')),
   );
   if (!torchDir) return undefined;
-  const versionFile = fs.readFileSync(path.join(torchDir, 'TorchConfigVersion.cmake'), 'utf8');
+  const versionFile = readOrEmpty(path.join(torchDir, 'TorchConfigVersion.cmake'));
   const version = /set\(PACKAGE_VERSION "([^"]+)"\)/.exec(versionFile)?.[1];
   if (!version) return undefined;
-  const config = fs.readFileSync(path.join(torchDir, 'TorchConfig.cmake'), 'utf8');
+  const config = readOrEmpty(path.join(torchDir, 'TorchConfig.cmake'));
   const abiFlag = /_GLIBCXX_USE_CXX11_ABI=([01])/.exec(config)?.[1];
   const cxx11Abi = hints.cxx11Abi !== undefined ? (hints.cxx11Abi ? 1 : 0) : abiFlag === '0' ? 0 : 1;
   const libDir =
     hints.libDir ??
     [path.resolve(torchDir, '..', '..', '..', 'lib'), path.resolve(torchDir, '..', '..')].find((dir) =>
-      fs.readdirSync(dir, { withFileTypes: true }).some((e) => /^libc10\.so/.test(e.name)),
+      namesIn(dir).some((name) => /^libc10\.so/.test(name)),
     );
   if (!libDir) return undefined;
-  const hasCuda = fs.readdirSync(libDir).some((name) => /^libtorch_cuda\.so/.test(name));
+  const hasCuda = namesIn(libDir).some((name) => /^libtorch_cuda\.so/.test(name));
   let variant = 'cpu';
   if (hasCuda) {
     const buildVersion = path.resolve(libDir, '..', 'build-version'); // unpacked libtorch: "2.11.0+cu130"
@@ -94,6 +113,11 @@ export function findLibtorch(env: NodeJS.ProcessEnv = process.env): LibtorchInfo
     const prefix = path.join(env.LIBTORCH, 'share', 'cmake');
     const found = describePrefix(prefix, 'LIBTORCH') ?? describePrefix(env.LIBTORCH, 'LIBTORCH');
     if (found) return found;
+    // Named by the user: another libtorch found instead would be used without a word.
+    throw new PaceOptionError(
+      `LIBTORCH=${env.LIBTORCH} holds no libtorch: expected an unpacked libtorch with ` +
+        `share/cmake/Torch/TorchConfig.cmake and lib/libc10.so under it (unset LIBTORCH to search elsewhere)`,
+    );
   }
   for (const prefix of (env.CMAKE_PREFIX_PATH ?? '').split(':').filter(Boolean)) {
     const found =

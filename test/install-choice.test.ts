@@ -1,0 +1,120 @@
+// How an installed package finds its libtorch and its addon, without installing anything (install.test.ts packs
+// and installs for real): each case here is a folder laid out as a user's machine or package would be.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { mismatch, testLoad, type BinaryPackage } from '../lib/install/binaries';
+import { findLibtorch, type LibtorchInfo } from '../lib/install/libtorch';
+import { makeTempDir, repoRoot } from './support/paths';
+
+const temp = makeTempDir('install-choice');
+afterAll(() => temp.cleanup());
+
+const version = (JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string })
+  .version;
+const debian = findLibtorch({ PATH: process.env.PATH });
+
+test('a CMAKE_PREFIX_PATH laid out otherwise falls through to the next place; a LIBTORCH without one is an error', () => {
+  // Bug: a prefix whose ../../../lib is missing (Debian's /usr/lib/x86_64-linux-gnu/cmake) threw ENOENT out of
+  // the install and every first load.
+  expect(debian).toBeDefined();
+  const prefix = path.join(path.dirname(debian!.libDir), path.basename(debian!.libDir), 'cmake');
+  expect(findLibtorch({ CMAKE_PREFIX_PATH: prefix })).toMatchObject({ version: debian!.version });
+  // Bug: a LIBTORCH naming no libtorch was passed over without a word, and another one used.
+  expect(() => findLibtorch({ LIBTORCH: path.join(temp.dir, 'libtorch-typo') })).toThrow(
+    `LIBTORCH=${path.join(temp.dir, 'libtorch-typo')} holds no libtorch`,
+  );
+});
+
+test('a binary built from another pace-peft version is not used; a test-load killed by a signal says so', () => {
+  const info = debian as LibtorchInfo;
+  const binary: BinaryPackage = {
+    name: '@pace-peft/some-build',
+    dir: temp.dir,
+    description: {
+      platform: `${process.platform}-${process.arch}`,
+      libtorch: { version: info.version, variant: info.variant, cxx11Abi: info.cxx11Abi },
+      napiVersion: 8,
+      cudaArchitectures: [],
+      cpuFeatures: [],
+      packageVersion: '0.0.1',
+    },
+  };
+  expect(mismatch(binary, info, 8, version)).toBe(`it is built from pace-peft 0.0.1, this is pace-peft ${version}`);
+  expect(
+    mismatch({ ...binary, description: { ...binary.description!, packageVersion: version } }, info, 8, version),
+  ).toBeUndefined();
+  // Bug: the reason read "exit status null".
+  const dying = path.join(temp.dir, 'dying.js');
+  fs.writeFileSync(dying, "process.kill(process.pid, 'SIGKILL');");
+  expect(testLoad(dying)).toBe('killed by SIGKILL');
+});
+
+test('of a source build and a recorded prebuilt binary, the one made last is loaded', () => {
+  // Bug: an old source build always won, so an install that chose (and announced) a prebuilt still loaded it.
+  const root = path.join(temp.dir, 'package');
+  fs.mkdirSync(path.join(root, 'build', 'Release'), { recursive: true });
+  fs.cpSync(path.join(repoRoot, 'dist'), path.join(root, 'dist'), { recursive: true });
+  fs.copyFileSync(path.join(repoRoot, 'package.json'), path.join(root, 'package.json'));
+  const binaryDir = path.join(root, 'node_modules', '@pace-peft', 'some-build');
+  fs.mkdirSync(binaryDir, { recursive: true });
+  fs.writeFileSync(path.join(binaryDir, 'pace_peft.node'), 'prebuilt');
+  fs.writeFileSync(path.join(binaryDir, 'binary.json'), JSON.stringify({ packageVersion: version }));
+  const source = path.join(root, 'build', 'Release', 'pace_peft.node');
+  const record = path.join(root, 'build', 'binary.json');
+  fs.writeFileSync(source, 'source build');
+  const recordChoice = () =>
+    fs.writeFileSync(
+      record,
+      JSON.stringify({
+        file: path.join(binaryDir, 'pace_peft.node'),
+        reason: 'prebuilt @pace-peft/some-build',
+        package: '@pace-peft/some-build',
+        libtorch: debian,
+      }),
+    );
+  const located = () =>
+    spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `console.log(require(${JSON.stringify(path.join(root, 'dist', 'install', 'addon-location.js'))}).locateAddon().reason)`,
+      ],
+      { encoding: 'utf8' },
+    ).stdout.trim();
+  const at = (file: string, seconds: number) => fs.utimesSync(file, seconds, seconds);
+  recordChoice();
+  at(source, 1_000_000);
+  at(record, 2_000_000);
+  expect(located()).toBe('prebuilt @pace-peft/some-build');
+  at(source, 3_000_000); // built again after the install
+  expect(located()).toBe('built from source (build/Release)');
+  // a record of a binary built from another version is passed over
+  at(source, 1_000_000);
+  fs.writeFileSync(path.join(binaryDir, 'binary.json'), JSON.stringify({ packageVersion: '0.0.1' }));
+  expect(located()).toBe('built from source (build/Release)');
+});
+
+test('a pack that failed after adding the binary packages does not make them part of the committed manifest', () => {
+  // Bug: the next pack's `add` kept the modified package.json as the committed one, and `restore` put it back.
+  const root = path.join(temp.dir, 'checkout');
+  fs.mkdirSync(path.join(root, 'scripts'), { recursive: true });
+  fs.copyFileSync(path.join(repoRoot, 'scripts', 'pack-manifest.js'), path.join(root, 'scripts', 'pack-manifest.js'));
+  const committed = `${JSON.stringify({ name: 'pace-peft', version: '1.2.3' }, null, 2)}\n`;
+  fs.writeFileSync(path.join(root, 'package.json'), committed);
+  fs.mkdirSync(path.join(root, 'prebuilds', 'x'), { recursive: true });
+  fs.writeFileSync(
+    path.join(root, 'prebuilds', 'x', 'package.json'),
+    JSON.stringify({ name: '@pace-peft/x', version: '1.2.3' }),
+  );
+  const step = (what: string) =>
+    spawnSync(process.execPath, [path.join(root, 'scripts', 'pack-manifest.js'), what], { encoding: 'utf8' }).status;
+  expect(step('add')).toBe(0); // then the pack failed: no restore
+  expect(JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).optionalDependencies).toEqual({
+    '@pace-peft/x': '1.2.3',
+  });
+  expect(step('add')).toBe(0);
+  expect(step('restore')).toBe(0);
+  expect(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).toBe(committed);
+});
