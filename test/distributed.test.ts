@@ -482,6 +482,45 @@ describe('a rank that dies or hangs', () => {
     ]);
   }, 90_000);
 
+  test('ranks whose datasets are augmented otherwise, or of which only one writes a run folder, stop together', async () => {
+    // Bugs: only the sets' sizes were compared, so ranks with other augmentation or normalisation trained together
+    // silently; a run folder on rank 0 alone left the ranks waiting in different collectives until the timeout.
+    const script = (change: string) => `
+      const { initDistributed, createModel, Trainer, tensor, TensorDataset } = require(process.env.PACE_LIB);
+      (async () => {
+        const group = await initDistributed();
+        const model = await createModel(${JSON.stringify(tinyVit)}, { seed: 1 });
+        model.addAdapters({ rank: 2 });
+        const n = 16;
+        const images = tensor(new Uint8Array(n * 16 * 16 * 3).map((_, i) => i % 251), [n, 16, 16, 3]);
+        const labels = tensor(BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 4)));
+        const normalization = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+        const augment = { crop: 16, flip: group.rank === 1 && ${change === 'augment'} };
+        const options = { epochs: 1, batchSize: 8, progress: false };
+        if (${change === 'runDir'} && group.rank === 0) options.runDir = require('path').join(process.cwd(), 'only-rank-0');
+        await new Trainer(model, { seed: 1 }).fit(new TensorDataset(images, labels, { normalization, augment }), options);
+        console.log('rank ' + group.rank + ' trained');
+      })().catch((error) => { console.error('rank ' + process.env.RANK + ': ' + error.message); process.exit(1); });`;
+    for (const [change, differs] of [
+      ['augment', /rank\(s\) 1 differ from rank 0 in data\.train\.augment\.flip \(here: true\)/],
+      ['runDir', /rank\(s\) 1 differ from rank 0 in runFolder \(here: "none"\)/],
+    ] as const) {
+      const launched = await paceLaunch([
+        '--nproc-per-node',
+        '2',
+        '--timeout',
+        '60',
+        '--',
+        process.execPath,
+        '-e',
+        script(change),
+      ]);
+      expect([change, launched.status]).toEqual([change, 1]);
+      expect(launched.stdout).not.toContain('trained');
+      expect(launched.stderr).toMatch(differs);
+    }
+  }, 90_000);
+
   test('a rank that stops answering makes the other fail within the timeout', async () => {
     await onFreePort(async (port) => {
       const { ranks, untilOrTaken } = startRanks(port, { PACE_DISTRIBUTED_TIMEOUT: '3' });

@@ -119,10 +119,7 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
       throw new PaceOptionError(`${where}: expected a TensorDataset, got ${describeValue(set)}`);
     }
   }
-  if (host.worldSize > 1) {
-    const sizes = { train: train?.length, validation: validation?.length, test: test?.length };
-    await agreeOnFit(host.describe(), rest, sizes);
-  }
+  if (host.worldSize > 1) await agreeOnFit(host.describe(), rest, { train, validation, test });
   const o = parseOptions(FitOptionsSchema, rest, 'options');
   if (o.resume !== undefined && o.runDir !== undefined) {
     throw new PaceOptionError(

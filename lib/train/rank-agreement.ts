@@ -1,3 +1,4 @@
+import type { TensorDataset } from '../data/dataset';
 import { agreeAcrossRanks } from '../distributed/group';
 import { jsonLeaves } from '../json-differences';
 import { runIdentityOf } from './run-identity';
@@ -7,20 +8,34 @@ const PER_RANK_OPTIONS = new Set(['runDir', 'resume', 'resumeFrom', 'progress'])
 
 /**
  * Collective, before anything else a data-parallel fit does: every rank compares what decides the fit's
- * collectives (the model, the trainer, every option as given, whether and from which checkpoint it resumes, the
- * datasets' sizes) with rank 0's, so that ranks given different fits stop together naming the first difference,
+ * collectives (the model, the trainer, every option as given, whether and from which checkpoint it resumes, whether
+ * it writes a run folder, the datasets' sizes, layouts, normalisation and augmentation) with rank 0's, so that ranks given different fits stop together naming the first difference,
  * rather than one rank failing its own checks while the others wait in a collective.
  */
 export async function agreeOnFit(
   described: object,
   options: Record<string, unknown>,
-  sizes: { train?: number; validation?: number; test?: number },
+  sets: { train: TensorDataset; validation?: TensorDataset; test?: TensorDataset },
 ): Promise<void> {
   const computed = Object.fromEntries(Object.entries(options).filter(([key]) => !PER_RANK_OPTIONS.has(key)));
   const resuming = options.resume !== undefined;
   const resumeFrom = resuming ? (options.resumeFrom ?? 'last') : 'no resume';
+  // Where a rank writes may differ, but whether it writes may not: the run folder's lock and checkpoints are
+  // collective.
+  const runFolder = options.runDir !== undefined || resuming ? 'a run folder' : 'none';
   const { model, trainer } = runIdentityOf(described as Record<string, unknown>); // without the rank
-  await agreeAcrossRanks(jsonLeaves({ model, trainer, fit: computed, resumeFrom, data: sizes }), 'fits');
+  const data = Object.fromEntries(Object.entries(sets).map(([name, set]) => [name, set && describeSet(set)]));
+  await agreeAcrossRanks(jsonLeaves({ model, trainer, fit: computed, resumeFrom, runFolder, data }), 'fits');
+}
+
+/** What of a dataset decides the fit besides its samples: their number and layout, how they are normalised and augmented. */
+function describeSet(set: TensorDataset): Record<string, unknown> {
+  return {
+    size: set.length,
+    images: `${set.images.dtype} [${set.images.shape.join(', ')}]`,
+    normalization: set.normalization ?? 'none',
+    augment: set.augment ?? 'none',
+  };
 }
 
 /** Collective: every rank resumed at the same epoch (each reads the checkpoint itself). */
