@@ -97,16 +97,18 @@ async function adapterValues(file: string): Promise<Map<string, Float32Array>> {
 
 // PACE forwards two noisy copies of each batch; the fast variant one, and consistency with each sample's logits from
 // its previous visit, which every rank must know (the batches repeat, so samples are revisited).
+// With SAM, the perturbation follows the whole batch's gradient (bug: each rank moved along its own, 0.28 apart).
 describe.each([
-  { variant: 'pace', copies: 2, batches: 4 },
-  { variant: 'fast', copies: 1, batches: 2 },
-] as const)('two ranks of batch B/2 take the steps one process takes with batch B ($variant)', (c) => {
+  { variant: 'pace', copies: 2, batches: 4, samRho: 0 },
+  { variant: 'fast', copies: 1, batches: 2, samRho: 0 },
+  { variant: 'pace', copies: 2, batches: 4, samRho: 0.5 },
+] as const)('two ranks of batch B/2 take the steps one process takes with batch B ($variant, SAM ρ $samRho)', (c) => {
   const batch = 8;
   const steps = 4;
-  const dir = path.join(temp.dir, `steps-${c.variant}`);
+  const dir = path.join(temp.dir, `steps-${c.variant}-${c.samRho}`);
   const spec = { ...tinyVit };
   const trainerOptions = {
-    optimizer: { lr: 1e-2, clipGradNorm: 1 },
+    optimizer: { lr: 1e-2, clipGradNorm: 1, ...(c.samRho > 0 && { samRho: c.samRho }) },
     pace: { sigma: 0.5, lambda: 0.5, variant: c.variant, datasetSize: batch * c.batches },
     seed: 3,
   };

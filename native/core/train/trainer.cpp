@@ -203,7 +203,14 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs, StepGraphMod
   const at::Tensor dropPathState = sharpness.active() ? dropPathGenerator_.get_state() : at::Tensor();
   const auto [losses, total] = forwardBackward(images, targets, inputs.indices, inputs.noise, true, inputs.position);
   if (sharpness.active()) {
-    // SAM / GP: the gradient again at θ + r·g/‖g‖, with the same noise draws and drop-path masks.
+    // SAM / GP: the gradient again at θ + r·g/‖g‖, with the same noise draws and drop-path masks. Data-parallel,
+    // g is the whole batch's (averaged over the ranks first), as in one process: each rank's own would move each
+    // rank's parameters elsewhere.
+    if (parallel_.active()) {
+      parallel_.averageGradients(trainable_, at::empty({0}, at::kFloat),
+                                 (inputs.position.empty() ? std::string("of a step") : inputs.position) +
+                                     " (the gradient the sharpness step moves along)");
+    }
     const std::map<std::string, at::Tensor> draws = pace_.lastNoise();
     SharpnessStep moved(trainable_, sharpness);
     optimizer_->zero_grad();
