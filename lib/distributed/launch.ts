@@ -157,6 +157,16 @@ export async function launch(
         const finish = (code: number | null, exitSignal: NodeJS.Signals | null, error?: Error) => {
           if (error === undefined && stoppedAsAsked(code, exitSignal)) {
             interruptedStatus ??= describeExit(code, exitSignal).exitCode;
+          } else if (error === undefined && interrupt === undefined && (code === 130 || code === 143)) {
+            // Stopped with the other ranks: an interrupt on another node, agreed over the group. Not a failure.
+            interruptedStatus ??= code;
+          } else if (error === undefined && interrupt !== undefined && code !== 0 && result === undefined) {
+            // Ended otherwise once the interrupt was passed on: most likely by a peer's stop (a rank still
+            // loading dies of the signal, and the ones already training fail to reach it). Said, but not a failure.
+            log(
+              `pace launch: rank ${rank} (pid ${child.pid ?? '-'}) ${describeExit(code, exitSignal).text} after the interrupt`,
+            );
+            interruptedStatus ??= exitStatusOf(interrupt);
           } else if ((error !== undefined || code !== 0) && result === undefined) {
             const how = error
               ? { text: `could not start: ${error.message}`, exitCode: 127 }

@@ -1,0 +1,58 @@
+// How `pace launch` (launch()) reads the way its ranks end around a stop, with stand-in ranks (plain node
+// scripts): distributed.test.ts runs real `pace fit` ranks.
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { launch } from '../lib/distributed/launch';
+import { makeTempDir } from './support/paths';
+
+const temp = makeTempDir('launch-stops');
+afterAll(() => temp.cleanup());
+
+/** Runs `script` on two ranks; `interrupt` aborts the launch (as Ctrl-C does) once both ranks are ready. */
+async function launchTwo(script: string, interrupt: boolean) {
+  const ready = path.join(temp.dir, `ready-${Math.random()}`);
+  fs.mkdirSync(ready);
+  const lines: string[] = [];
+  const controller = new AbortController();
+  const launched = launch(
+    [process.execPath, '-e', script, ready],
+    { nprocPerNode: 2, graceSeconds: 2 },
+    { signal: controller.signal, log: (line) => lines.push(line) },
+  );
+  if (interrupt) {
+    const deadline = Date.now() + 20_000;
+    while (fs.readdirSync(ready).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    controller.abort('SIGINT');
+  }
+  return { result: await launched, lines };
+}
+
+const markReady = "require('fs').writeFileSync(require('path').join(process.argv[1], process.env.RANK), '');";
+
+test('ranks that stop with the others (an interrupt on another node) end the launch as stopped, not failed', async () => {
+  // Bug: a rank exiting 130 after an agreed stop was reported as a failure by a launcher that was not interrupted.
+  const { result, lines } = await launchTwo('setTimeout(() => process.exit(130), 200);', false);
+  expect(result).toEqual({ exitCode: 130 });
+  expect(lines).toEqual([]);
+});
+
+test('after an interrupt, a rank that fails because a peer died of it is said, and the launch ends as stopped', async () => {
+  // Bug: Ctrl-C while rank 1 was still loading killed it; rank 0, already in a collective, failed to reach it and
+  // exited 1, and the launcher reported rank 0's failure (exit 1) instead of the stop (130).
+  const script = `${markReady}
+    if (process.env.RANK === '0') process.on('SIGINT', () => setTimeout(() => process.exit(1), 100));
+    setTimeout(() => {}, 30000);`;
+  const { result, lines } = await launchTwo(script, true);
+  expect(result).toEqual({ exitCode: 130 });
+  expect(lines).toEqual([
+    expect.stringMatching(/^pace launch: rank 0 \(pid \d+\) exited with code 1 after the interrupt$/),
+  ]);
+});
+
+test('a rank failing on its own is still a failure that stops the others', async () => {
+  const script = "if (process.env.RANK === '1') process.exit(3); setTimeout(() => {}, 30000);";
+  const { result, lines } = await launchTwo(script, false);
+  expect(result).toMatchObject({ exitCode: 3, failedRank: 1 });
+  expect(lines[0]).toMatch(/^pace launch: rank 1 \(pid \d+\) exited with code 3; stopping the other ranks$/);
+}, 30_000);
