@@ -150,7 +150,9 @@ test('earlyStopping on val_acc stops `patience` evaluations after the best one a
     schedule: false,
     progress: false,
     callbacks: [
-      earlyStopping({ monitor: 'val_acc', patience }), // 'auto' mode: max for an accuracy
+      // The default monitor: val_acc, as the fit validates (bug: chosen from epoch 0's logs, which with evalEvery 2
+      // hold no val_acc, it watched the training loss). 'auto' mode: max for an accuracy.
+      earlyStopping({ patience }),
       { onEpochEnd: async (epoch) => void saved.set(epoch, await adapterBytes(model, `es-${epoch}`)) },
     ],
   });
@@ -174,6 +176,26 @@ test('earlyStopping on val_acc stops `patience` evaluations after the best one a
   const final = await adapterBytes(model, 'es-final');
   expect(final.equals(saved.get(bestEpoch) as Buffer)).toBe(true);
   expect(final.equals(saved.get(stopEpoch) as Buffer)).toBe(false);
+});
+
+test('earlyStopping with patience 0 trains until the first epoch without improvement', async () => {
+  // Bug: 0 >= 0 stopped the fit before its first epoch.
+  using model = await freshModel();
+  const history = await new Trainer(model, { ...trainerOptions, optimizer: { lr: 3e-2 } }).fit(colourDataset(64, 7), {
+    epochs: 30,
+    batchSize: 32,
+    validation: colourDataset(32, 8),
+    evalEvery: 1,
+    schedule: false,
+    progress: false,
+    callbacks: [earlyStopping({ patience: 0, restoreBest: false })],
+  });
+  const values = history.epochs.map((logs) => logs.val_acc as number);
+  const firstWorse = values.findIndex((value, i) => i > 0 && !(value > Math.max(...values.slice(0, i))));
+  expect(firstWorse).toBeGreaterThan(0);
+  expect(history.epochs.length).toBe(firstWorse + 1);
+  expect(history.stopReason).toBe('early-stopping');
+  expect(() => earlyStopping({ patience: -1 })).toThrow('earlyStopping: patience must be a whole number >= 0, got -1');
 });
 
 test('a fit over a uint8 dataset with native crop and flip, aborted mid-epoch and resumed, ends byte-identical', async () => {

@@ -1,3 +1,4 @@
+import { PaceOptionError } from '../errors';
 import type { StepGraphCounts } from '../native';
 
 /** What fit reports after each epoch (timm's names where it has them). */
@@ -34,6 +35,8 @@ export interface FitControl {
   markBest(): Promise<void>;
   /** Restores the state saved by markBest (if any), also one an earlier fit of a resumed run saved. */
   restoreBest(): Promise<boolean>;
+  /** Whether the fit has a validation set: `val_acc` is then logged every `evalEvery` epochs (and the last). */
+  readonly validating: boolean;
 }
 
 /** Training callbacks, with tfjs's names. Each may be async; fit awaits it. */
@@ -72,6 +75,9 @@ export interface EarlyStoppingOptions {
  */
 export function earlyStopping(options: EarlyStoppingOptions = {}): Callback {
   const patience = options.patience ?? 10;
+  if (!Number.isInteger(patience) || patience < 0) {
+    throw new PaceOptionError(`earlyStopping: patience must be a whole number >= 0, got ${patience}`);
+  }
   const minDelta = Math.abs(options.minDelta ?? 0);
   const restoreBest = options.restoreBest ?? true;
   let monitor = options.monitor;
@@ -95,14 +101,16 @@ export function earlyStopping(options: EarlyStoppingOptions = {}): Callback {
   };
   return {
     onTrainBegin: async (control, past) => {
-      monitor = options.monitor;
+      // Chosen before any epoch: with evalEvery > 1 the first epochs log no val_acc though the fit validates.
+      monitor = options.monitor ?? (control.validating ? 'val_acc' : 'loss');
       best = Number.NaN;
       bestEpoch = -1;
       waited = 0;
       for (const logs of past) observe(logs);
       // Resumed from the end of its best epoch: the state is this one (a run killed before it was marked keeps none).
       if (restoreBest && past.length > 0 && bestEpoch === past[past.length - 1].epoch) await control.markBest();
-      if (waited >= patience) control.stop('early-stopping');
+      // A resumed run that had waited its patience out stops again at once (as onEpochEnd would have stopped it).
+      if (waited > 0 && waited >= patience) control.stop('early-stopping');
     },
     onEpochEnd: async (_epoch, logs, control) => {
       if (observe(logs)) {

@@ -279,6 +279,7 @@ async function fitEpochs(
     },
     markBest: () => marks.mark(history.length - 1),
     restoreBest: () => marks.restore(),
+    validating: validation !== undefined,
   };
   const onAbort = () => host.handle.abort();
   signal?.addEventListener('abort', onAbort);

@@ -28,10 +28,13 @@ export interface LrSchedule {
   /**
    * The learning rate used during epoch `epoch` (0-based) when the schedule is stepped once per epoch as the
    * reference loop does: `scheduler.step(e)` after training epoch e, so epoch e runs at f(e − 1) and epoch 0 at
-   * the warm-up start (epochs 0 and 1 both run at `warmupLr`).
+   * the warm-up start (epochs 0 and 1 both run at `warmupLr`; without a warm-up, epoch 0 runs at `lr`).
    */
   lrForEpoch(epoch: number): number;
-  /** Per-step stepping: f evaluated at t = step / stepsPerEpoch epochs (timm with t_in_epochs = false). */
+  /**
+   * Per-step stepping: f at t = step / stepsPerEpoch epochs, computed in updates as timm with t_in_epochs = false
+   * computes it (warm-up and length in updates), to the bit.
+   */
   lrForStep(step: number, stepsPerEpoch: number): number;
   /** timm's CosineLRScheduler value f(t) for t in epochs (cycle_limit 1, k_decay 1, no warm-up prefix). */
   valueAt(t: number): number;

@@ -13,10 +13,21 @@ double CosineSchedule::valueAt(double t) const {
   return minLr + 0.5 * (lr - minLr) * (1 + std::cos(M_PI * t / epochs));
 }
 
-double CosineSchedule::forEpoch(int64_t epoch) const { return epoch <= 0 ? warmupLr : valueAt(epoch - 1); }
+// Epoch 0 runs at the rate timm's constructor sets: warm-up's start when there is a warm-up, else the peak.
+double CosineSchedule::forEpoch(int64_t epoch) const {
+  if (epoch <= 0) return warmupEpochs > 0 ? warmupLr : lr;
+  return valueAt(static_cast<double>(epoch - 1));
+}
 
+// timm stepped per update (t_in_epochs = False) counts in updates: warmup_t and t_initial are epochs times the
+// updates per epoch, and its arithmetic on those counts is what is reproduced here, operation for operation.
 double CosineSchedule::forStep(int64_t step, int64_t stepsPerEpoch) const {
-  return valueAt(static_cast<double>(step) / static_cast<double>(stepsPerEpoch));
+  const double t = static_cast<double>(step);
+  const double warmupSteps = warmupEpochs * static_cast<double>(stepsPerEpoch);
+  const double total = epochs * static_cast<double>(stepsPerEpoch);
+  if (t < warmupSteps) return warmupLr + t * ((lr - warmupLr) / warmupSteps);
+  if (t >= total) return minLr;
+  return minLr + 0.5 * (lr - minLr) * (1 + std::cos(M_PI * t / total));
 }
 
 void CosineSchedule::validate() const {
