@@ -11,15 +11,23 @@ const path = require('node:path');
 const root = path.resolve(__dirname, '..');
 const manifest = path.join(root, 'package.json');
 const kept = path.join(root, 'build', 'package.json.committed');
+const written = path.join(root, 'build', 'package.json.packed'); // what `add` wrote, to tell an edit since
 const prebuilds = path.join(root, 'prebuilds');
+
+/** Puts the committed manifest back, if package.json is still the one `add` wrote (not edited since). */
+function restoreKept() {
+  if (!fs.existsSync(kept)) return;
+  const untouched = fs.existsSync(written) && fs.readFileSync(written, 'utf8') === fs.readFileSync(manifest, 'utf8');
+  if (untouched) fs.copyFileSync(kept, manifest);
+  fs.rmSync(kept);
+  fs.rmSync(written, { force: true });
+}
 
 if (process.argv[2] === 'add') {
   // A pack that failed after `add` (its prepare step, say) never ran `restore`: the kept file is the committed
-  // one, and package.json still has the optional dependencies. Put it back first, or they would become committed.
-  if (fs.existsSync(kept)) {
-    fs.copyFileSync(kept, manifest);
-    fs.rmSync(kept);
-  }
+  // one, and package.json may still have the optional dependencies. Put it back first, or they would become
+  // committed; unless package.json was edited since, in which case the edit is what the user wants.
+  restoreKept();
   const text = fs.readFileSync(manifest, 'utf8');
   const pkg = JSON.parse(text);
   const binaries = fs.existsSync(prebuilds)
@@ -35,12 +43,10 @@ if (process.argv[2] === 'add') {
   fs.writeFileSync(kept, text);
   pkg.optionalDependencies = Object.fromEntries(binaries.map((binary) => [binary.name, binary.version]));
   fs.writeFileSync(manifest, `${JSON.stringify(pkg, null, 2)}\n`);
+  fs.copyFileSync(manifest, written);
   console.error(`pace-peft: packing with optional binary packages ${Object.keys(pkg.optionalDependencies).join(', ')}`);
 } else if (process.argv[2] === 'restore') {
-  if (fs.existsSync(kept)) {
-    fs.copyFileSync(kept, manifest);
-    fs.rmSync(kept);
-  }
+  restoreKept();
 } else {
   console.error('usage: pack-manifest.js add|restore');
   process.exit(2);

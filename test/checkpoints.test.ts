@@ -188,6 +188,44 @@ test('a fit resumed from previous keeps that checkpoint as previous, not the las
   expect((await adapterBytes(model)).equals(expected)).toBe(true);
 });
 
+test('a fit resumed from best keeps best as previous, even when its first epoch writes a new best', async () => {
+  // Bug: best was rewritten before previous was linked from it, so previous, best and last all held the new epoch.
+  const validation = colourDataset(64, 7);
+  const options = { ...fit, epochs: 8, validation, evalEvery: 1 };
+  const fast = { ...trainerOptions, optimizer: { lr: 3e-2 } }; // val_acc moves in the first epochs
+  let accuracies: number[];
+  {
+    using model = await freshModel();
+    const history = await new Trainer(model, fast).fit(train, options);
+    accuracies = history.epochs.map((logs) => logs.val_acc as number);
+  }
+  // An epoch k that improves on a best reached at k - 1: stopped after k - 1, best is last; resumed, k improves.
+  const improves = (k: number) => accuracies[k] > Math.max(...accuracies.slice(0, k));
+  const k = accuracies.findIndex((_, i) => i >= 1 && improves(i) && improves(i - 1));
+  expect(k).toBeGreaterThan(0);
+  const dir = path.join(temp.dir, 'best-kept');
+  {
+    using model = await freshModel();
+    await new Trainer(model, fast).fit(train, { ...options, runDir: dir, callbacks: [stopAfter(k)] });
+  }
+  const epochOf = async (name: string) => (await readTensorHeader(path.join(dir, name))).metadata?.epoch;
+  expect(await epochOf('best.safetensors')).toBe(String(k - 1));
+  {
+    using model = await freshModel();
+    await new Trainer(model, fast).fit(train, {
+      ...options,
+      resume: dir,
+      resumeFrom: 'best',
+      callbacks: [stopAfter(k + 1)],
+    });
+  }
+  expect([
+    await epochOf('previous.safetensors'),
+    await epochOf('best.safetensors'),
+    await epochOf('last.safetensors'),
+  ]).toEqual([String(k - 1), String(k), String(k)]);
+});
+
 test('temporary files of a killed writer are removed; a run killed before its first checkpoint starts over', async () => {
   let deadPid = 4_000_000;
   while (fs.existsSync(`/proc/${deadPid}`)) deadPid += 1;

@@ -124,8 +124,8 @@ test('decoded-image caches of two folders with the same base name are separate f
       .map((file) => [file, fs.statSync(path.join(cacheDir, file)).mtimeMs]);
   for (const split of ['train', 'val']) await load({ folder: `${split}/images` }, { cacheDir });
   const first = stamps();
-  expect(first).toHaveLength(2);
-  for (const [file] of first) expect(file).toMatch(/^images\.8\.[0-9a-f]{10}\.decoded\.safetensors$/);
+  expect(first).toHaveLength(4); // each cache and its SHA-256
+  for (const [file] of first) expect(file).toMatch(/^images\.8\.[0-9a-f]{10}\.decoded\.safetensors(\.sha256)?$/);
   for (const split of ['train', 'val']) await load({ folder: `${split}/images` }, { cacheDir });
   expect(stamps()).toEqual(first); // neither was written again
 });

@@ -117,4 +117,11 @@ test('a pack that failed after adding the binary packages does not make them par
   expect(step('add')).toBe(0);
   expect(step('restore')).toBe(0);
   expect(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).toBe(committed);
+  // A package.json edited after a failed pack is the user's: kept, not replaced by the stale committed copy.
+  expect(step('add')).toBe(0); // failed again
+  const edited = `${JSON.stringify({ name: 'pace-peft', version: '1.2.4' }, null, 2)}\n`;
+  fs.writeFileSync(path.join(root, 'package.json'), edited);
+  expect(step('add')).toBe(0); // no prebuild of 1.2.4: nothing added
+  expect(step('restore')).toBe(0);
+  expect(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).toBe(edited);
 });

@@ -35,7 +35,16 @@ test('ranks that stop with the others (an interrupt on another node) end the lau
   const { result, lines } = await launchTwo('setTimeout(() => process.exit(130), 200);', false);
   expect(result).toEqual({ exitCode: 130 });
   expect(lines).toEqual([]);
-});
+  // A rank that does not stop with them is stopped after the grace period, not waited for.
+  const started = Date.now();
+  const lingering = await launchTwo(
+    "if (process.env.RANK === '0') setTimeout(() => {}, 60000); else setTimeout(() => process.exit(130), 200);",
+    false,
+  );
+  expect(lingering.result).toEqual({ exitCode: 130 });
+  expect(lingering.lines).toEqual([]);
+  expect(Date.now() - started).toBeLessThan(15_000);
+}, 30_000);
 
 test('after an interrupt, a rank that fails because a peer died of it is said, and the launch ends as stopped', async () => {
   // Bug: Ctrl-C while rank 1 was still loading killed it; rank 0, already in a collective, failed to reach it and

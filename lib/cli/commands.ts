@@ -2,6 +2,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { folderClassNames, loadDatasetSource, type DatasetSource } from '../data/sources';
+import { withContext } from '../error-context';
 import { initDistributed, launchedDistributed, type DistributedGroup } from '../distributed/group';
 import { doctor, formatDoctorReport, measureGemm, type GemmMeasurement } from '../doctor';
 import { createModel, type Model } from '../models/model';
@@ -305,16 +306,30 @@ export const evalCommand: Command = {
       cacheDir: config.data.cacheDir,
       numClasses: model.spec.numClasses,
       // an image folder is labelled as the run's training folder was (that folder must still be there)
-      classNames:
-        typeof source !== 'string' && 'folder' in source
-          ? folderClassNames(config.data.train, config.baseDir)
-          : undefined,
+      classNames: typeof source !== 'string' && 'folder' in source ? trainingClassNames(config) : undefined,
     });
     const report = await trainer.evaluate(dataset, { batchSize });
     out(JSON.stringify({ data: source, ...report, confusion: undefined }, null, 2));
     return 0;
   },
 };
+
+/**
+ * The class names an image folder is labelled by in `pace eval`: the run's training folder's (its labels are the
+ * model's classes). A training folder that is gone is an error saying so, rather than labels guessed from the
+ * evaluation folder's own subfolders (which shift when it lacks a class).
+ */
+function trainingClassNames(config: ReturnType<typeof readRunConfig>): string[] | undefined {
+  try {
+    return folderClassNames(config.data.train, config.baseDir);
+  } catch (error) {
+    throw withContext(
+      error,
+      `an image folder is labelled by the class names of the run's training folder (data.train), which cannot be ` +
+        `read: ${(error as Error).message}; restore it there, or evaluate a split list or tensor file instead`,
+    );
+  }
+}
 
 export const exportCommand: Command = {
   usage: `pace export --config run.json --adapters FILE --merged --out FILE [--allow-other-weights]

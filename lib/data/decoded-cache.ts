@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 
+import { writeFileAtomic } from '../files';
 import { loadTensors, readTensorHeader, saveTensors } from '../safetensors';
 import type { Tensor } from '../tensor';
 import type { ResizeMode } from './image-decode';
@@ -22,16 +23,17 @@ export interface DecodedImages {
 }
 
 const CACHE_KEY = 'pace_peft.decoded_cache_key';
-const CONTENT_DIGEST = 'pace_peft.decoded_cache_digest';
 
-/** SHA-256 of the cached tensors' shapes and bytes: a file damaged in place (same length) is rebuilt, not trusted. */
-function contentDigest(images: Tensor, labels: Tensor): string {
+/**
+ * Where a cache's SHA-256 is kept: `<cache>.sha256`, of the whole file as written, read back from the disk in
+ * chunks (a cache of 50,000 images at 224² is 7.5 GB, more than one JavaScript buffer holds). A file changed in
+ * place, of the same length, is rebuilt rather than trusted; a cache without its digest is rebuilt too.
+ */
+const digestFileOf = (file: string) => `${file}.sha256`;
+
+async function fileDigest(file: string): Promise<string> {
   const hash = createHash('sha256');
-  for (const stored of [images, labels]) {
-    const values = stored.view();
-    hash.update(`${stored.dtype}[${stored.shape.join(',')}]`);
-    hash.update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
-  }
+  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 24 })) hash.update(chunk as Buffer);
   return hash.digest('hex');
 }
 
@@ -64,13 +66,10 @@ export async function readDecodedCache(file: string, key: string): Promise<Decod
   try {
     const header = await readTensorHeader(file);
     if (header.metadata?.[CACHE_KEY] !== key) return undefined;
+    const recorded = fs.readFileSync(digestFileOf(file), 'utf8').trim();
+    if (recorded !== (await fileDigest(file))) return undefined;
     const { tensors, metadata } = await loadTensors(file);
-    const { images, labels } = tensors;
-    if (images === undefined || labels === undefined || metadata?.[CONTENT_DIGEST] !== contentDigest(images, labels)) {
-      for (const loaded of Object.values(tensors)) loaded.dispose();
-      return undefined;
-    }
-    return { images, labels, skipped: JSON.parse(metadata?.skipped ?? '[]') };
+    return { images: tensors.images, labels: tensors.labels, skipped: JSON.parse(metadata?.skipped ?? '[]') };
   } catch {
     return undefined;
   }
@@ -80,17 +79,13 @@ export async function readDecodedCache(file: string, key: string): Promise<Decod
 export async function writeDecodedCache(file: string, key: string, decoded: DecodedImages): Promise<void> {
   try {
     fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.rmSync(digestFileOf(file), { force: true }); // until the new digest is written, the cache is not trusted
     await saveTensors(
       file,
       { images: decoded.images, labels: decoded.labels },
-      {
-        metadata: {
-          [CACHE_KEY]: key,
-          [CONTENT_DIGEST]: contentDigest(decoded.images, decoded.labels),
-          skipped: JSON.stringify(decoded.skipped),
-        },
-      },
+      { metadata: { [CACHE_KEY]: key, skipped: JSON.stringify(decoded.skipped) } },
     );
+    writeFileAtomic(digestFileOf(file), `${await fileDigest(file)}\n`);
   } catch (error) {
     process.emitWarning(`pace-peft: could not write the decoded-image cache: ${(error as Error).message}`);
   }

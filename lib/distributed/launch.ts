@@ -118,6 +118,7 @@ export async function launch(
   };
   let interrupt: NodeJS.Signals | undefined;
   let interruptedStatus: number | undefined;
+  let stoppedWithOthers = false;
   const onInterrupt = () => {
     interrupt = signalToPassOn(signal?.reason);
     for (const child of running()) signalRank(child, interrupt as NodeJS.Signals);
@@ -158,8 +159,17 @@ export async function launch(
           if (error === undefined && stoppedAsAsked(code, exitSignal)) {
             interruptedStatus ??= describeExit(code, exitSignal).exitCode;
           } else if (error === undefined && interrupt === undefined && (code === 130 || code === 143)) {
-            // Stopped with the other ranks: an interrupt on another node, agreed over the group. Not a failure.
+            // Stopped with the other ranks: an interrupt on another node, agreed over the group. Not a failure; the
+            // ranks that agreed end on their own within the grace period, any other is stopped after it.
             interruptedStatus ??= code;
+            stoppedWithOthers = true;
+            stopOthers();
+          } else if (
+            stoppedWithOthers &&
+            error === undefined &&
+            (exitSignal === 'SIGTERM' || exitSignal === 'SIGKILL')
+          ) {
+            // a rank that did not stop with the others, ended by the launcher after the grace period: part of the stop
           } else if (error === undefined && interrupt !== undefined && code !== 0 && result === undefined) {
             // Ended otherwise once the interrupt was passed on: most likely by a peer's stop (a rank still
             // loading dies of the signal, and the ones already training fail to reach it). Said, but not a failure.

@@ -169,22 +169,26 @@ export async function resumeFrom(
 }
 
 /**
- * Writes the run's last checkpoint, keeping the one the run continues from as `previous.safetensors` (a hard
- * link): its last, or, for the first write of a fit resumed from another checkpoint, that one. A `last` the resume
- * passed over (refused as corrupt, say) must not replace the good `previous`.
+ * Keeps the checkpoint the run continues from as `previous.safetensors` (a hard link), before the next one is
+ * written: its last, or, for the first write of a fit resumed from another checkpoint, that one. A `last` the
+ * resume passed over (refused as corrupt, say) must not replace the good `previous`; and this comes before `best`
+ * is rewritten, which a resume from `best` continues from.
  */
+export function keepPrevious(run: RunFolder, continuesFrom: string = run.lastCheckpoint): void {
+  if (continuesFrom === run.previousCheckpoint || !fs.existsSync(continuesFrom)) return;
+  const temp = `${run.previousCheckpoint}.tmp-${process.pid}`;
+  fs.rmSync(temp, { force: true });
+  linkOrCopyExclusive(continuesFrom, temp);
+  fs.renameSync(temp, run.previousCheckpoint);
+  syncDirectory(run.dir); // the kept checkpoint is durable before the last one is replaced
+}
+
+/** Writes the run's last checkpoint, the one it replaces kept as `previous` first (see {@link keepPrevious}). */
 export async function saveLastCheckpoint(
   handle: NativeTrainerHandle,
   run: RunFolder,
   metadata: Record<string, string>,
-  continuesFrom: string = run.lastCheckpoint,
 ): Promise<void> {
-  if (continuesFrom !== run.previousCheckpoint && fs.existsSync(continuesFrom)) {
-    const temp = `${run.previousCheckpoint}.tmp-${process.pid}`;
-    fs.rmSync(temp, { force: true });
-    linkOrCopyExclusive(continuesFrom, temp);
-    fs.renameSync(temp, run.previousCheckpoint);
-    syncDirectory(run.dir); // the kept checkpoint is durable before the last one is replaced
-  }
+  keepPrevious(run);
   await handle.saveState(run.lastCheckpoint, metadata);
 }

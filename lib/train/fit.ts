@@ -10,7 +10,7 @@ import { nativeAddon, type NativeTrainerHandle } from '../native';
 import { parseOptions } from '../options';
 import { handleOf } from '../tensor';
 import type { Callback, EpochLogs, FitControl } from './callbacks';
-import { resumeFrom, ResumeFromSchema, saveLastCheckpoint } from './checkpoints';
+import { keepPrevious, resumeFrom, ResumeFromSchema, saveLastCheckpoint } from './checkpoints';
 import { bestMarks } from './marked-best';
 import { agreeOnFit, agreeOnRunFolderLock, agreeOnStartEpoch } from './rank-agreement';
 import { holdRunFolder, RunFolder, runFilesIn } from './run-folder';
@@ -404,12 +404,13 @@ async function fitEpochs(
       if (checkpoints) {
         // Every rank sees the same (all-reduced) validation accuracy, so every rank takes the same branch.
         const metadata = { epoch: String(epoch), history: JSON.stringify(history), ...runMetadata };
+        if (run) keepPrevious(run, continuesFrom); // before best is rewritten: a resume from best continues from it
+        continuesFrom = undefined;
         if (logs.val_acc !== undefined && logs.val_acc > bestValidation) {
           bestValidation = logs.val_acc;
           await checkpoint((r) => host.handle.saveState(r.bestCheckpoint, metadata));
         }
-        await checkpoint((r) => saveLastCheckpoint(host.handle, r, metadata, continuesFrom));
-        continuesFrom = undefined;
+        await checkpoint((r) => host.handle.saveState(r.lastCheckpoint, metadata));
         run?.writeHistory(history);
       }
       for (const callback of callbacks) await callback.onEpochEnd?.(epoch, logs, control);

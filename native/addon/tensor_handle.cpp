@@ -114,6 +114,8 @@ Napi::Value TensorHandle::copyData(const Napi::CallbackInfo& info) {
   });
 }
 
+constexpr size_t kMaxViewBytes = (size_t{1} << 32) - 1;
+
 // viewData(): an ArrayBuffer over the tensor's own memory (no copy), kept alive by the buffer itself.
 // Only for contiguous CPU tensors; returns undefined where that is impossible or where the runtime
 // forbids external buffers (Electron's V8 sandbox), so the caller falls back to copyData.
@@ -121,6 +123,9 @@ Napi::Value TensorHandle::viewData(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const at::Tensor& tensor = live(info.Env());
     if (!tensor.device().is_cpu() || !tensor.is_contiguous() || tensor.nbytes() == 0) return info.Env().Undefined();
+    // Past what one JavaScript buffer may hold on Node 20 (4 GiB) the call fails after its finalizer has already
+    // freed the keep-alive, so deleting it again aborted the process: such a tensor takes the copy path instead.
+    if (tensor.nbytes() > kMaxViewBytes) return info.Env().Undefined();
     auto* keepAlive = new at::Tensor(tensor);
     napi_value result = nullptr;
     const napi_status status = napi_create_external_arraybuffer(
