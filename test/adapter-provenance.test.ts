@@ -184,3 +184,42 @@ test('after loadWeights, a save queued behind a forward, or behind the load itse
   await model.saveAdapters(file('after-failed-load.safetensors'));
   expect(await recorded('after-failed-load.safetensors')).toBe(other.weightsFingerprint());
 });
+
+test("'linear' and 'full' have no rank or targets: a file loads whatever rank was given, and targets are refused", async () => {
+  // Bugs: a linear-probe file saved at the default rank 10 was refused by a linear model given rank 4; targets
+  // were taken silently though nothing was adapted.
+  using source = await createModel(tinyVit, { seed: 1 });
+  source.addAdapters({ type: 'linear' });
+  await source.saveAdapters(file('linear.safetensors'));
+  using target = await createModel(tinyVit, { seed: 1 });
+  target.addAdapters({ type: 'linear', rank: 4 });
+  await target.loadAdapters(file('linear.safetensors'));
+  expect(trainable(target)).toEqual(trainable(source));
+  using other = await createModel(tinyVit, { seed: 1 });
+  expect(() => other.addAdapters({ type: 'linear', targets: ['qkv'] })).toThrow(
+    "adapter type 'linear' adds no adapters (it trains the head alone): it takes no targets",
+  );
+});
+
+test('a file of another backbone family is refused naming the family first', async () => {
+  // Bug: the adapter type was compared first, so a Swin file met by a ViT of another type named only the type.
+  using swin = await createModel(
+    {
+      family: 'swin',
+      imgSize: 32,
+      patchSize: 4,
+      windowSize: 4,
+      embedDim: 16,
+      depths: [1, 1],
+      numHeads: [1, 2],
+      numClasses: 4,
+    },
+    { seed: 1 },
+  );
+  swin.addAdapters({ type: 'loraadd', rank: 2 });
+  await swin.saveAdapters(file('swin.safetensors'));
+  using vit = await adapted(tinyVit, 1);
+  await expect(vit.loadAdapters(file('swin.safetensors'))).rejects.toThrow(
+    /was saved from a swin backbone .*; this model is a vit/,
+  );
+});

@@ -236,7 +236,9 @@ test('pace fit reads a VTAB-1k layout of real image files, decoding through a ca
   // one cache per split, named by the split and a hash of where its images are
   expect(fs.readdirSync(path.join(temp.dir, 'decoded')).sort()).toEqual([
     expect.stringMatching(/^vtab-eurosat-tune-test\.16\.[0-9a-f]{10}\.decoded\.safetensors$/),
+    expect.stringMatching(/^vtab-eurosat-tune-test\.16\.[0-9a-f]{10}\.decoded\.safetensors\.sha256$/),
     expect.stringMatching(/^vtab-eurosat-tune-train\.16\.[0-9a-f]{10}\.decoded\.safetensors$/),
+    expect.stringMatching(/^vtab-eurosat-tune-train\.16\.[0-9a-f]{10}\.decoded\.safetensors\.sha256$/),
   ]);
   const metrics = fs
     .readFileSync(path.join(temp.dir, 'vtab-run', 'metrics.jsonl'), 'utf8')

@@ -164,8 +164,9 @@ describe('limits named for what they are', () => {
   (overcommitAlways ? test.skip : test)(
     'an allocation larger than the machine is PACE_UNSUPPORTED naming its size, not std::bad_alloc',
     async () => {
-      const pixels = tensor(new Uint8Array(8 * 8 * 3), [1, 8, 8, 3]);
-      const asked = prepareImages(pixels, { size: 1 << 20, mean: [0, 0, 0], std: [1, 1, 1] });
+      // 4,096 images at the largest size (16,384²): 12 TiB of output, as one image at 2^20² was before sizes had a cap.
+      const pixels = tensor(new Uint8Array(4096 * 8 * 8 * 3), [4096, 8, 8, 3]);
+      const asked = prepareImages(pixels, { size: 16384, mean: [0, 0, 0], std: [1, 1, 1] });
       await expect(asked).rejects.toThrow(PaceUnsupportedError);
       await expect(asked).rejects.toThrow(/^out of host memory: 12288\.0 GiB \(13194139533312 bytes\)/);
     },

@@ -95,7 +95,10 @@ describe("Swin's own files", () => {
     // Bug: a file without head.fc.weight was taken for the old layout, so a headless model's own file had its
     // downsample layers moved one stage up and was refused as not fitting.
     const headless = { ...swinTiny, numClasses: 0 };
-    using source = await createModel(headless, { pretrained: fixture('swin_tiny_test.safetensors'), strict: false });
+    // A classifier's checkpoint loads into a headless model strictly, its head ignored, as timm does (bug: refused
+    // as "unexpected head.fc.bias, head.fc.weight").
+    using source = await createModel(headless, { pretrained: fixture('swin_tiny_test.safetensors') });
+    expect(source.loadReport?.ignored).toEqual(expect.arrayContaining(['head.fc.weight', 'head.fc.bias']));
     const file = path.join(temp.dir, 'swin-headless.safetensors');
     await source.saveWeights(file);
     using reloaded = await createModel(headless, { pretrained: file });
@@ -127,6 +130,19 @@ describe("Swin's own files", () => {
       await expect(createModel(swinTiny, { pretrained: file })).rejects.toThrow(`${name}: ${problem}`);
     }
   });
+});
+
+test('an adapted model loads a plain checkpoint strictly: its adapters are not missing from it', async () => {
+  // Bug: every delta_* parameter counted as missing, so strict loading refused every plain checkpoint.
+  using model = await createModel(vitTiny, { seed: 5 });
+  model.addAdapters({ type: 'loraadd', rank: 4 });
+  const report = await model.loadWeights(fixture('vit_tiny_test.safetensors'));
+  expect(report.missing).toEqual([]);
+  using headless = await createModel(
+    { ...vitTiny, numClasses: 0 },
+    { pretrained: fixture('vit_tiny_test.safetensors') },
+  );
+  expect(headless.loadReport?.ignored).toEqual(expect.arrayContaining(['head.weight', 'head.bias']));
 });
 
 describe('pre_logits (README: dropped, as timm does)', () => {

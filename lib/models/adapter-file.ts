@@ -53,18 +53,21 @@ export function checkAdapterFile(
 ): void {
   const saved = parseRecorded(file, recorded);
   const adapters = model.adapters;
-  if (saved.type !== adapters.type || saved.rank !== adapters.rank) {
-    throw new PaceFileError(
-      `adapter file '${file}' holds ${saved.type} adapters of rank ${saved.rank}; this model has ${adapters.type} of rank ${adapters.rank}`,
-    );
-  }
+  // The backbone first: another family's file differs in everything else too, and that is the reason to name.
   if (saved.family !== undefined && saved.family !== model.spec.family) {
     throw new PaceFileError(
       `adapter file '${file}' was saved from a ${saved.family} backbone (${saved.model ?? 'unnamed'}); this model is a ${model.spec.family}`,
     );
   }
+  // 'linear' (the head alone) and 'full' (everything) have no rank and no targets: those are not compared.
+  const ranked = !['linear', 'full'].includes(adapters.type);
+  if (saved.type !== adapters.type || (ranked && saved.rank !== adapters.rank)) {
+    throw new PaceFileError(
+      `adapter file '${file}' holds ${saved.type} adapters of rank ${saved.rank}; this model has ${adapters.type} of rank ${adapters.rank}`,
+    );
+  }
   const targets = (list: string[] | undefined) => JSON.stringify([...(list ?? [])].sort());
-  if (targets(saved.targets) !== targets(adapters.targets)) {
+  if (ranked && targets(saved.targets) !== targets(adapters.targets)) {
     const described = (list: string[] | undefined) => (list ? list.join(', ') : 'every linear but the head');
     throw new PaceFileError(
       `adapter file '${file}' adapts ${described(saved.targets)}; this model adapts ${described(adapters.targets)}`,

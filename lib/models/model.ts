@@ -229,6 +229,8 @@ export class Model implements Disposable {
   /**
    * A fingerprint of the frozen weights (`crc32:` and eight hex digits, over each frozen parameter's name, shape
    * and first and last 4,096 values): what tells one backbone's weights from another's. A resumed fit requires it.
+   * Only frozen parameters count, so before `addAdapters` (every parameter trains) and with type `'full'` it is
+   * `crc32:00000000` whatever the weights.
    */
   weightsFingerprint(): string {
     return this.#use('weightsFingerprint').weightsFingerprint();

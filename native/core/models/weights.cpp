@@ -215,6 +215,8 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
       if (linear != biasless.end() && named.tensor.dim() == 1 && named.tensor.size(0) == linear->second->outFeatures) {
         const torch::Tensor value = asParameter(named, linear->second->weight.scalar_type());
         if (value.defined()) addedBiases[named.name] = value;
+      } else if (model.numClasses() == 0 && startsWith(named.name, "head.")) {
+        report.ignored.push_back(named.name);  // a headless model takes a classifier's backbone, as timm does
       } else {
         report.unexpected.push_back(named.name);
       }
@@ -247,7 +249,7 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
     if (seen.count(item.key())) continue;
     if (head.count(item.key())) {
       resetHead = true;
-    } else {
+    } else if (item.key().find(".delta_") == std::string::npos) {  // adapters are not a backbone's (peft/setup.h)
       report.missing.push_back(item.key());
     }
   }

@@ -39,6 +39,9 @@ std::vector<std::string> addAdapters(models::Backbone& model, const AdapterSetup
   const std::set<std::string> head(headNames.begin(), headNames.end());
   const bool full = setup.type == "full";
   const bool linearProbe = setup.type == "linear";
+  if ((full || linearProbe) && !setup.targets.empty())
+    throw OptionError("adapter type '" + setup.type + "' adds no adapters (it trains " +
+                      (full ? "every parameter" : "the head alone") + "): it takes no targets");
   if (!full && !linearProbe) {
     adapterFactory(setup.type);  // an unknown type is refused before anything changes
     // Everything is checked before the first adapter is attached, so a refused setup leaves the model as it was.
