@@ -3,11 +3,19 @@ import { commands, helpRequested, UsageError } from './cli/commands';
 import { dropOutputWhenClosed, err, out } from './cli/output';
 import { exitWithLauncher } from './distributed/launch';
 
+/** A command's one-line summary: the first line after its synopsis (which may wrap onto lines of [flags]). */
+const summaryOf = (text: string) =>
+  text
+    .split('\n')
+    .slice(1)
+    .map((line) => line.trim())
+    .find((line) => !line.startsWith('[')) ?? '';
+
 const usage = `Usage: pace <command> [options]   (pace <command> --help for its options; pace --version)
 
 Commands:
 ${Object.entries(commands)
-  .map(([name, command]) => `  ${name.padEnd(8)}${command.usage.split('\n')[1]?.trim() ?? ''}`)
+  .map(([name, command]) => `  ${name.padEnd(8)}${summaryOf(command.usage)}`)
   .join('\n')}`;
 
 async function main(argv: string[]): Promise<number> {

@@ -199,6 +199,11 @@ test('bad configs and command lines get errors naming the field, with exit code 
   const help = pace(['export', '--help']);
   expect(help.status).toBe(0);
   expect(help.stdout).toContain('pace export --config run.json --adapters FILE --merged --out FILE');
+  // Bug: the command list took each usage's second line, which for fit and eval was the rest of their flags.
+  const commands = pace(['--help']);
+  expect(commands.stdout).toMatch(/^ {2}fit {5}Fine-tunes the model of run\.json/m);
+  expect(commands.stdout).toMatch(/^ {2}eval {4}Evaluates fine-tuned adapters/m);
+  expect(commands.stdout).not.toMatch(/^ {2}\w+ +\[/m);
 });
 
 test('pace fit reads a VTAB-1k layout of real image files, decoding through a cache', async () => {
