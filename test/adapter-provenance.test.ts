@@ -199,6 +199,10 @@ test("'linear' and 'full' have no rank or targets: a file loads whatever rank wa
   expect(() => other.addAdapters({ type: 'linear', targets: ['qkv'] })).toThrow(
     "adapter type 'linear' adds no adapters (it trains the head alone): it takes no targets",
   );
+  // Bug: 'head' was said to name no Linear at all.
+  expect(() => other.addAdapters({ targets: ['head'] })).toThrow(
+    "adapter target 'head' names the classifier head (head), which takes no adapter: it trains in full with the adapters",
+  );
 });
 
 test('a file of another backbone family is refused naming the family first', async () => {

@@ -56,8 +56,15 @@ std::vector<std::string> addAdapters(models::Backbone& model, const AdapterSetup
       checkAdapterFits(*linear, setup.rank);
       chosen.push_back(linear);
     }
-    if (!unmatched.empty())
-      throw OptionError("adapter target '" + *unmatched.begin() + "' names no Linear of this model");
+    if (!unmatched.empty()) {
+      const std::string& target = *unmatched.begin();
+      for (const auto& [path, linear] : linears) {
+        if (head.count(path + ".weight") && matchesTarget(path, {target}))
+          throw OptionError("adapter target '" + target + "' names the classifier head (" + path +
+                            "), which takes no adapter: it trains in full with the adapters");
+      }
+      throw OptionError("adapter target '" + target + "' names no Linear of this model");
+    }
     for (auto* linear : chosen) attachAdapter(*linear, setup.type, setup.rank);
   }
   std::vector<std::string> trainable;
