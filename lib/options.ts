@@ -22,6 +22,19 @@ export function optionPath(what: string, path: readonly PropertyKey[]): string {
   );
 }
 
+/** What a value is, for an error message: `null`, its class's name (`Object`, `Float32Array`), or its type. */
+export function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'object') return value.constructor?.name ?? 'an object';
+  return typeof value;
+}
+
+/**
+ * The longest delay Node's timers take, in ms: past 2³¹ − 1, setTimeout fires after 1 ms instead. Durations users
+ * give are bounded by it.
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 /**
  * A file path given to the addon: non-empty, and without a NUL byte (C's file calls end the name there, so
  * `a.safetensors\0.bak` would open `a.safetensors`; Node's fs refuses such paths too).

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { arrayTag, DTypeSchema, dtypeOfArray, itemSize, storageArrayOf, type DType, type TypedArray } from './dtype';
 import { PaceInputError, PaceOptionError, PaceShapeError } from './errors';
 import { nativeAddon, type NativeTensorHandle } from './native';
-import { parseOptions } from './options';
+import { describeValue, parseOptions } from './options';
 
 /** Nested arrays of numbers, as `tensor([[1, 2], [3, 4]])` takes them. */
 export type NestedNumbers = number | readonly NestedNumbers[];
@@ -164,18 +164,13 @@ export class Tensor implements Disposable {
 /** @internal The native handle of a tensor, for the other modules of this package. */
 export function handleOf(tensor: Tensor): NativeTensorHandle {
   const handle = tensor instanceof Tensor ? handles.get(tensor) : undefined;
-  if (!handle) throw new PaceOptionError(`expected a Tensor, got ${describe(tensor)}`);
+  if (!handle) throw new PaceOptionError(`expected a Tensor, got ${describeValue(tensor)}`);
   return handle;
 }
 
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (typeof value === 'object') return value.constructor?.name ?? 'an object';
-  return typeof value;
-}
-
 function checkShape(shape: unknown): number[] {
-  if (!Array.isArray(shape)) throw new PaceOptionError(`shape must be an array of dimensions, got ${describe(shape)}`);
+  if (!Array.isArray(shape))
+    throw new PaceOptionError(`shape must be an array of dimensions, got ${describeValue(shape)}`);
   shape.forEach((dim: unknown, i) => {
     if (typeof dim !== 'number' || !Number.isSafeInteger(dim) || dim < 0) {
       throw new PaceOptionError(`shape[${i}] must be a non-negative integer, got ${String(dim)}`);
@@ -203,7 +198,8 @@ function flatten(data: readonly NestedNumbers[]): { values: number[]; shape: num
   const values: number[] = [];
   const walk = (node: NestedNumbers, depth: number, where: string): void => {
     if (depth === shape.length) {
-      if (typeof node !== 'number') throw new PaceInputError(`data${where} must be a number, got ${describe(node)}`);
+      if (typeof node !== 'number')
+        throw new PaceInputError(`data${where} must be a number, got ${describeValue(node)}`);
       values.push(node);
       return;
     }
@@ -236,36 +232,23 @@ const integerRanges: Partial<Record<DType, [number, number]>> = {
   uint64: [0, 2 ** 64],
 };
 
-function checkIntegers(values: number[], dtype: DType): void {
+/**
+ * Refuses values an integer dtype cannot hold (a fraction, NaN, one out of range), naming the first: nested
+ * numbers and typed arrays converted to it alike (libtorch's cast would wrap or truncate them).
+ */
+function checkIntegers(values: ArrayLike<number | bigint>, dtype: DType): void {
   const range = integerRanges[dtype];
   if (!range) return;
   const [low, high] = range;
   const wide = dtype === 'int64' || dtype === 'uint64';
-  values.forEach((v, i) => {
-    if (!Number.isInteger(v)) throw new PaceInputError(`data[${i}] = ${v} is not an integer (dtype ${dtype})`);
-    if (v < low || (wide ? v >= high : v > high)) {
-      throw new PaceInputError(`data[${i}] = ${v} is outside what ${dtype} holds`);
-    }
-  });
-}
-
-/** As {@link checkIntegers}, for a typed array converted to an integer dtype (libtorch's cast would wrap or truncate). */
-function checkConvertible(array: TypedArray, dtype: DType): void {
-  const range = integerRanges[dtype];
-  if (!range) return;
-  const [low, high] = range;
-  const wide = dtype === 'int64' || dtype === 'uint64';
-  for (let i = 0; i < array.length; i++) {
-    const v = array[i];
-    const inside =
-      typeof v === 'bigint'
-        ? v >= BigInt(low) && (wide ? v < BigInt(high) : v <= BigInt(high))
-        : Number.isInteger(v) && v >= low && (wide ? v < high : v <= high);
-    if (inside) continue;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
     if (typeof v === 'number' && !Number.isInteger(v)) {
       throw new PaceInputError(`data[${i}] = ${v} is not an integer (dtype ${dtype})`);
     }
-    throw new PaceInputError(`data[${i}] = ${v} is outside what ${dtype} holds`);
+    const [from, to] = typeof v === 'bigint' ? [BigInt(low), BigInt(high)] : [low, high];
+    if (v < from || (wide ? v >= to : v > to))
+      throw new PaceInputError(`data[${i}] = ${v} is outside what ${dtype} holds`);
   }
 }
 
@@ -312,7 +295,7 @@ export function tensor(data: TensorData, shape?: readonly number[], options: Ten
     }
   } else {
     throw new PaceOptionError(
-      `data must be a typed array, an ArrayBuffer or an array of numbers, got ${describe(data)}`,
+      `data must be a typed array, an ArrayBuffer or an array of numbers, got ${describeValue(data)}`,
     );
   }
 
@@ -343,7 +326,7 @@ export function tensor(data: TensorData, shape?: readonly number[], options: Ten
     });
     return fromValues(values, requested, givenShape ?? [values.length], device);
   }
-  if (requested !== undefined && requested !== own) checkConvertible(array, requested);
+  if (requested !== undefined && requested !== own) checkIntegers(array as ArrayLike<number | bigint>, requested);
   const created = createFrom(array, own ?? 'uint8', givenShape, false);
   return requested === undefined || requested === own
     ? onDevice(created, device)

@@ -9,6 +9,7 @@ import {
 } from '../native';
 import { parseOptions } from '../options';
 import { handleOf, Tensor } from '../tensor';
+import { MAX_IMAGE_SIZE } from './prepare';
 
 const range = z.tuple([z.number().positive(), z.number().positive()]).refine(([min, max]) => min <= max, {
   message: 'must be [min, max] with min <= max',
@@ -166,8 +167,7 @@ export async function randAugmentImages(
 
 /** A generator's seed: a whole number JavaScript holds exactly (a fraction or NaN would be truncated or 0). */
 const SeedSchema = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0);
-/** An output side (the native side's kMaxImageSize). */
-const ImageSizeSchema = z.number().int().min(1).max(16384);
+const ImageSizeSchema = z.number().int().min(1).max(MAX_IMAGE_SIZE);
 
 /**
  * Random resized crops of uint8 images `[N, H, W, C]` to `size × size` (and flips), as fit applies them; with the

@@ -6,6 +6,9 @@ import { parseOptions } from '../options';
 import { handleOf, Tensor } from '../tensor';
 import { checkNormalization, type Normalization } from './normalization';
 
+/** The largest side images are resized to (the native side's kMaxImageSize: 16384² is 3 GiB per image). */
+export const MAX_IMAGE_SIZE = 16384;
+
 /**
  * Decoded uint8 pixels `[N, H, W]` or `[N, H, W, C]` as model input: float `[N, 3, size, size]`, grey replicated
  * to RGB, alpha dropped, resized with antialiased bicubic when needed, normalised. Runs off the JS thread. A mean or
@@ -13,8 +16,8 @@ import { checkNormalization, type Normalization } from './normalization';
  */
 export async function prepareImages(images: Tensor, options: { size: number } & Normalization): Promise<Tensor> {
   const { size, mean, std } = options;
-  if (!Number.isInteger(size) || size < 1 || size > 16384) {
-    throw new PaceOptionError(`size must be a whole number from 1 to 16384, got ${size}`);
+  if (!Number.isInteger(size) || size < 1 || size > MAX_IMAGE_SIZE) {
+    throw new PaceOptionError(`size must be a whole number from 1 to ${MAX_IMAGE_SIZE}, got ${size}`);
   }
   const normalization = checkNormalization({ mean, std }, 'options');
   return new Tensor(await nativeAddon().prepareImages(handleOf(images), size, normalization));

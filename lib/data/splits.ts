@@ -143,6 +143,18 @@ export function vtabSplits(
   };
 }
 
+/** The list file of a few-shot dataset's part: the training list is the shot count's and the seed's. */
+export function fewShotListFile(
+  root: string,
+  dataset: string,
+  part: 'train' | 'val' | 'test',
+  options: { shots: number; seed: number },
+): string {
+  const name =
+    part === 'train' ? `train_meta.list.num_shot_${options.shots}.seed_${options.seed}` : `${part}_meta.list`;
+  return path.join(root, dataset, 'annotations', name);
+}
+
 /**
  * A few-shot dataset in the reference's layout (`<root>/<dataset>/images/...`, `annotations/train_meta.list.
  * num_shot_{k}.seed_{s}`, `val_meta.list`, `test_meta.list`). As the reference, each list's labels are remapped
@@ -159,10 +171,9 @@ export function fewShotSplits(
       `'${dataset}' is not a few-shot dataset (expected one of ${Object.keys(FEW_SHOT_DATASETS).join(', ')})`,
     );
   }
-  const dir = path.join(root, dataset);
-  const read = (name: string) => {
-    const file = path.join(dir, 'annotations', name);
-    const entries = parseSplitList(file, { root: path.join(dir, 'images'), numClasses });
+  const read = (part: 'train' | 'val' | 'test') => {
+    const file = fewShotListFile(root, dataset, part, options);
+    const entries = parseSplitList(file, { root: path.join(root, dataset, 'images'), numClasses });
     const classes = [...new Set(entries.map((e) => e.label))].sort((a, b) => a - b);
     if (classes.length !== numClasses) {
       throw new PaceInputError(`${file}: has ${classes.length} classes, ${dataset} has ${numClasses}`);
@@ -171,9 +182,9 @@ export function fewShotSplits(
     return entries.map((e) => ({ ...e, label: rank.get(e.label) as number }));
   };
   return {
-    train: read(`train_meta.list.num_shot_${options.shots}.seed_${options.seed}`),
-    val: read('val_meta.list'),
-    test: read('test_meta.list'),
+    train: read('train'),
+    val: read('val'),
+    test: read('test'),
     numClasses,
   };
 }

@@ -4,15 +4,21 @@ import { PaceOptionError } from '../errors';
 import { nativeAddon } from '../native';
 import { parseOptions } from '../options';
 
-/** What `initDistributed` takes; each field left out is read from the environment torchrun and `pace launch` set. */
-/** Ranks are C ints in c10d. */
+/** Ranks are C ints in c10d: a rank, and the number of ranks, as given or read from the environment. */
 const MAX_RANKS = 2 ** 31 - 1;
+const RankSchema = z
+  .number()
+  .int()
+  .min(0)
+  .max(MAX_RANKS - 1);
+const WorldSizeSchema = z.number().int().min(1).max(MAX_RANKS);
 /**
  * A collective's timeout: from a millisecond (c10d counts whole milliseconds, so less would be none) to about 30
  * years (past that its millisecond count overflows).
  */
 export const TimeoutSecondsSchema = z.number().min(0.001).max(1e9);
 
+/** What `initDistributed` takes; each field left out is read from the environment torchrun and `pace launch` set. */
 export const DistributedOptionsSchema = z
   .object({
     /**
@@ -21,14 +27,9 @@ export const DistributedOptionsSchema = z
      */
     backend: z.enum(['gloo', 'nccl', 'auto']).default('auto'),
     /** This process's rank in [0, worldSize) (default: `RANK`). */
-    rank: z
-      .number()
-      .int()
-      .min(0)
-      .max(MAX_RANKS - 1)
-      .optional(),
+    rank: RankSchema.optional(),
     /** The number of processes training together (default: `WORLD_SIZE`). */
-    worldSize: z.number().int().min(1).max(MAX_RANKS).optional(),
+    worldSize: WorldSizeSchema.optional(),
     /** The host of rank 0's rendezvous store (default: `MASTER_ADDR`, else 127.0.0.1). */
     masterAddr: z.string().min(1).optional(),
     /** Its port (default: `MASTER_PORT`, else 29500). */
@@ -75,18 +76,8 @@ export function launchedDistributed(): boolean {
  */
 export async function initDistributed(options: DistributedOptions = {}): Promise<DistributedGroup> {
   const o = parseOptions(DistributedOptionsSchema, options, 'options');
-  const worldSize = o.worldSize ?? fromEnvironment('WORLD_SIZE', z.number().int().min(1).max(MAX_RANKS)) ?? 1;
-  const rank =
-    o.rank ??
-    fromEnvironment(
-      'RANK',
-      z
-        .number()
-        .int()
-        .min(0)
-        .max(MAX_RANKS - 1),
-    ) ??
-    0;
+  const worldSize = o.worldSize ?? fromEnvironment('WORLD_SIZE', WorldSizeSchema) ?? 1;
+  const rank = o.rank ?? fromEnvironment('RANK', RankSchema) ?? 0;
   if (rank >= worldSize) throw new PaceOptionError(`rank ${rank} is outside a world of ${worldSize} processes`);
   const localRank = fromEnvironment('LOCAL_RANK', z.number().int().min(0)) ?? rank;
   const group = await nativeAddon().initDistributed({

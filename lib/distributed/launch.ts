@@ -6,7 +6,7 @@ import { z } from 'zod';
 
 import { PaceOptionError } from '../errors';
 import { exitStatusOf } from '../exit-status';
-import { parseOptions } from '../options';
+import { MAX_TIMER_MS, parseOptions } from '../options';
 import { TimeoutSecondsSchema } from './group';
 
 export const LaunchOptionsSchema = z
@@ -23,7 +23,11 @@ export const LaunchOptionsSchema = z
     /** Seconds a collective may wait for another rank (PACE_DISTRIBUTED_TIMEOUT of the children). */
     timeoutSeconds: TimeoutSecondsSchema.optional(),
     /** Seconds the other ranks get to exit after one failed before SIGTERM, and after SIGTERM before SIGKILL. */
-    graceSeconds: z.number().min(0).max(2_147_483).default(5), // as long as a Node timer takes
+    graceSeconds: z
+      .number()
+      .min(0)
+      .max(Math.floor(MAX_TIMER_MS / 1000))
+      .default(5),
   })
   .strict()
   .refine((o) => o.nodeRank < o.nnodes, { message: 'nodeRank must be below nnodes', path: ['nodeRank'] });

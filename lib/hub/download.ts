@@ -2,7 +2,7 @@ import { z } from 'zod';
 
 import { PaceFileError, PaceNetworkError, PaceNotFoundError, PaceOptionError } from '../errors';
 import type { Preprocessing } from '../models/families/family';
-import { parseOptions } from '../options';
+import { MAX_TIMER_MS, parseOptions } from '../options';
 import { COMMIT_HASH, RepoCache } from './cache';
 import { HubClient, validEtag, type RemoteFile } from './client';
 import { hubFailure, type FailureContext } from './failures';
@@ -37,7 +37,7 @@ export const DownloadPretrainedOptionsSchema = z
       ])
       .default('auto'),
     /** A transfer that receives nothing for this many milliseconds is abandoned. */
-    stallTimeoutMs: z.number().int().min(1).max(2_147_483_647).default(60_000), // as long as a Node timer takes
+    stallTimeoutMs: z.number().int().min(1).max(MAX_TIMER_MS).default(60_000),
     /**
      * Stops the download: the call rejects with the signal's reason, and the file being transferred leaves nothing
      * in the cache (files completed before stay).

@@ -1,8 +1,9 @@
 import { z } from 'zod';
 
+import { MAX_TIMER_MS } from '../options';
+
 const int = (min: number) => z.number().int().min(min);
-/** A duration Node's timers take: above 2³¹−1 ms setTimeout fires after 1 ms instead. */
-const milliseconds = () => int(1).max(2_147_483_647);
+const milliseconds = () => int(1).max(MAX_TIMER_MS);
 
 /** Options of {@link createInferenceServer}, with their defaults (also the defaults of `pace serve`). */
 export const ServeOptionsSchema = z

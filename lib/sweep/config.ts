@@ -195,9 +195,10 @@ export function parseSweepConfig(raw: unknown, baseDir: string, what = 'sweep'):
   const firstRepeat = (values: unknown[]) => {
     const seen = new Map<string, number>();
     for (const [i, value] of values.entries()) {
-      const first = seen.get(canonical(value));
-      if (first !== undefined) return { first, again: i, text: canonical(value) };
-      seen.set(canonical(value), i);
+      const text = canonical(value);
+      const first = seen.get(text);
+      if (first !== undefined) return { first, again: i, text };
+      seen.set(text, i);
     }
     return undefined;
   };

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import type { DatasetSource } from '../data/sources';
+import { fewShotListFile } from '../data/splits';
 import { PaceNotFoundError } from '../errors';
 import type { SweepPlan } from './plan';
 
@@ -9,15 +10,8 @@ import type { SweepPlan } from './plan';
 function listOf(source: DatasetSource | undefined): string | undefined {
   if (source === undefined || typeof source === 'string') return undefined;
   if ('list' in source) return source.list;
-  if ('fewShot' in source) {
-    const { root, dataset, shots, seed } = source.fewShot;
-    const name = {
-      train: `train_meta.list.num_shot_${shots}.seed_${seed}`,
-      val: 'val_meta.list',
-      test: 'test_meta.list',
-    };
-    return path.join(root, dataset, 'annotations', name[source.part]);
-  }
+  if ('fewShot' in source)
+    return fewShotListFile(source.fewShot.root, source.fewShot.dataset, source.part, source.fewShot);
   return undefined;
 }
 

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { z } from 'zod';
 
 import { PaceOptionError } from '../errors';
-import { parseOptions } from '../options';
+import { MAX_TIMER_MS, parseOptions } from '../options';
 import { writeFileAtomic } from '../files';
 import { identityOf, parseSweepConfig, readSweepConfig, type SweepConfig, type SweepConfigInput } from './config';
 import { checkSplitLists } from './split-lists';
@@ -115,7 +115,11 @@ export async function sweep(config: string | SweepConfigInput, options: SweepOpt
   const childModule = options.childModule ?? defaultChildModule();
   const emit = (event: SweepEvent) => options.onEvent?.(event);
   const stopTimeoutSeconds = parseOptions(
-    z.number().positive().max(MAX_TIMER_SECONDS).default(DEFAULT_STOP_TIMEOUT_SECONDS),
+    z
+      .number()
+      .positive()
+      .max(Math.floor(MAX_TIMER_MS / 1000))
+      .default(DEFAULT_STOP_TIMEOUT_SECONDS),
     options.stopTimeoutSeconds,
     'options.stopTimeoutSeconds',
   );
@@ -129,8 +133,6 @@ export async function sweep(config: string | SweepConfigInput, options: SweepOpt
 }
 
 const DEFAULT_STOP_TIMEOUT_SECONDS = 120;
-/** Node's timers fire at once beyond 2^31 - 1 ms. */
-const MAX_TIMER_SECONDS = 2_147_483;
 
 interface SchedulerOptions {
   parallel: number;

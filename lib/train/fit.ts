@@ -7,7 +7,7 @@ import { checkLabelsBelow } from '../data/labels';
 import type { EvaluationReport } from '../eval/evaluate';
 import { PaceBusyError, PaceInputError, PaceOptionError, PaceStateError } from '../errors';
 import { nativeAddon, type NativeTrainerHandle } from '../native';
-import { parseOptions } from '../options';
+import { describeValue, parseOptions } from '../options';
 import { handleOf } from '../tensor';
 import type { Callback, EpochLogs, FitControl } from './callbacks';
 import { keepPrevious, resumeFrom, ResumeFromSchema, saveLastCheckpoint } from './checkpoints';
@@ -98,9 +98,6 @@ interface FitHost {
   evaluate(dataset: TensorDataset, batchSize: number, signal?: AbortSignal): Promise<EvaluationReport>;
   describe(): Record<string, unknown>;
 }
-
-const describeValue = (value: unknown) =>
-  value === null ? 'null' : typeof value === 'object' ? (value.constructor?.name ?? 'an object') : typeof value;
 
 /** The epoch loop of Trainer.fit: batches run natively, JavaScript sees one call per epoch. */
 export async function runFit(host: FitHost, train: TensorDataset, options: FitOptions): Promise<History> {

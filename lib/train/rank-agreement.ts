@@ -9,8 +9,9 @@ const PER_RANK_OPTIONS = new Set(['runDir', 'resume', 'resumeFrom', 'progress'])
 /**
  * Collective, before anything else a data-parallel fit does: every rank compares what decides the fit's
  * collectives (the model, the trainer, every option as given, whether and from which checkpoint it resumes, whether
- * it writes a run folder, the datasets' sizes, layouts, normalisation and augmentation) with rank 0's, so that ranks given different fits stop together naming the first difference,
- * rather than one rank failing its own checks while the others wait in a collective.
+ * it writes a run folder, the datasets' sizes, layouts, normalisation and augmentation) with rank 0's, so that
+ * ranks given different fits stop together naming the first difference, rather than one rank failing its own
+ * checks while the others wait in a collective.
  */
 export async function agreeOnFit(
   described: object,
@@ -28,7 +29,7 @@ export async function agreeOnFit(
   await agreeAcrossRanks(jsonLeaves({ model, trainer, fit: computed, resumeFrom, runFolder, data }), 'fits');
 }
 
-/** What of a dataset decides the fit besides its samples: their number and layout, how they are normalised and augmented. */
+/** What of a dataset decides the fit besides its samples: their number and layout, normalisation and augmentation. */
 function describeSet(set: TensorDataset): Record<string, unknown> {
   return {
     size: set.length,
