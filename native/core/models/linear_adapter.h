@@ -13,6 +13,10 @@ namespace pace::models {
 class LinearImpl;
 class ForwardContext;
 
+// Adapter parameters are registered on their linear as `delta_*` (the PACE reference's names): what tells them from
+// the backbone's own.
+inline bool isAdapterParameter(const std::string& name) { return name.find(".delta_") != std::string::npos; }
+
 class LinearAdapter {
  public:
   virtual ~LinearAdapter() = default;

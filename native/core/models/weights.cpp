@@ -249,7 +249,7 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
     if (seen.count(item.key())) continue;
     if (head.count(item.key())) {
       resetHead = true;
-    } else if (item.key().find(".delta_") == std::string::npos) {  // adapters are not a backbone's (peft/setup.h)
+    } else if (!isAdapterParameter(item.key())) {  // adapters are not a backbone's
       report.missing.push_back(item.key());
     }
   }

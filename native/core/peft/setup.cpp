@@ -27,8 +27,6 @@ bool matchesTarget(const std::string& path, const std::vector<std::string>& targ
 
 }  // namespace
 
-bool isAdapterParameter(const std::string& name) { return name.find(".delta_") != std::string::npos; }
-
 std::vector<std::string> addAdapters(models::Backbone& model, const AdapterSetup& setup) {
   models::InitRandomScope random(model.initGenerator());
   for (const auto& item : model.named_parameters()) {

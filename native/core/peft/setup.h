@@ -24,7 +24,7 @@ struct AdapterSetup {
 // Returns the trainable parameters' names. Throws pace::Error for a bad type, rank or target.
 std::vector<std::string> addAdapters(models::Backbone& model, const AdapterSetup& setup);
 
-bool isAdapterParameter(const std::string& name);
+using models::isAdapterParameter;
 
 // Trainable parameters (requires_grad), by name, in registration order.
 std::vector<NamedTensor> trainableParameters(models::Backbone& model);

@@ -101,6 +101,11 @@ std::shared_ptr<models::Backbone> agreedAcrossRanks(std::shared_ptr<models::Back
   return model;
 }
 
+// A step's all-reduces are named by its place in the fit ("at epoch 2, step 7"), or as a lone step's.
+std::string stepPosition(const StepInputs& inputs) {
+  return inputs.position.empty() ? std::string("of a step") : inputs.position;
+}
+
 }  // namespace
 
 Trainer::Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimizer, peft::PaceConfig pace,
@@ -208,8 +213,7 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs, StepGraphMod
     // rank's parameters elsewhere.
     if (parallel_.active()) {
       parallel_.averageGradients(trainable_, at::empty({0}, at::kFloat),
-                                 (inputs.position.empty() ? std::string("of a step") : inputs.position) +
-                                     " (the gradient the sharpness step moves along)");
+                                 stepPosition(inputs) + " (the gradient the sharpness step moves along)");
     }
     const std::map<std::string, at::Tensor> draws = pace_.lastNoise();
     SharpnessStep moved(trainable_, sharpness);
@@ -358,8 +362,7 @@ void Trainer::averageAcrossRanks(const StepInputs& inputs, const peft::PaceLosse
   const at::Tensor scalars = at::stack(
       {losses.cls.detach().to(at::kFloat), losses.consistency.detach().to(at::kFloat), total.detach().to(at::kFloat),
        torch::full({}, inputs.stopRequested ? 1.0f : 0.0f, total.options().dtype(at::kFloat))});
-  const at::Tensor averaged =
-      parallel_.averageGradients(trainable_, scalars, inputs.position.empty() ? "of a step" : inputs.position);
+  const at::Tensor averaged = parallel_.averageGradients(trainable_, scalars, stepPosition(inputs));
   // Every rank now holds the same means, so every rank takes the same decisions from them.
   const float* mean = averaged.data_ptr<float>();
   if (!std::isfinite(mean[2])) throw lossDiverged(mean[2], inputs.position, "the parameters are as before this step");
