@@ -52,6 +52,14 @@ function copyOfRun(name: string): string {
   return dir;
 }
 
+/** Flips the last byte of a run folder's last checkpoint: its digest no longer matches, so a resume refuses it. */
+function damageLast(dir: string): void {
+  const file = path.join(dir, 'last.safetensors');
+  const bytes = fs.readFileSync(file);
+  bytes[bytes.length - 1] ^= 0xff;
+  fs.writeFileSync(file, bytes);
+}
+
 /** Resumes `dir` in a fresh model; returns the error and whether the adapters stayed as they were. */
 async function resumeError(
   dir: string,
@@ -154,10 +162,7 @@ test('edited metadata is refused: by the digest, and by its rules when the diges
 
 test('a refused last checkpoint names the previous one, which resumes to the same end', async () => {
   const dir = copyOfRun('use-previous');
-  const file = path.join(dir, 'last.safetensors');
-  const bytes = fs.readFileSync(file);
-  bytes[bytes.length - 1] ^= 0xff;
-  fs.writeFileSync(file, bytes);
+  damageLast(dir);
   expect((await resumeError(dir)).message).toContain(
     "Its other checkpoints can be resumed with resumeFrom: 'previous' (epoch 0)",
   );
@@ -171,10 +176,7 @@ test('a fit resumed from previous keeps that checkpoint as previous, not the las
   // Bug: the first write after resuming from previous kept the refused (corrupt) last as previous, replacing the
   // run's only good fallback: a second resume from previous was refused as corrupt.
   const dir = copyOfRun('previous-kept');
-  const last = path.join(dir, 'last.safetensors');
-  const bytes = fs.readFileSync(last);
-  bytes[bytes.length - 1] ^= 0xff;
-  fs.writeFileSync(last, bytes);
+  damageLast(dir);
   const resume = { ...fit, resume: dir, resumeFrom: 'previous' as const };
   {
     using model = await freshModel();
