@@ -789,6 +789,79 @@ test("data kind 'folder': one class per subfolder in code-point order, grey and 
   expect(report.accuracy).toBe(0.5);
 });
 
+test('pace fit on an image folder records its class names: pace eval labels by them once that folder is gone; pace export keeps them', async () => {
+  // Bugs: the names not recorded (eval then fails for the missing training folder), or a held-out folder labelled
+  // by its own subfolders (its one class 'b-class' as 0, not 2): the loss moves off the one computed here.
+  const classNames = ['C-class', 'a-class', 'b-class'];
+  const train = randomPixels(12, 28, 53);
+  for (let n = 0; n < 12; n++) {
+    await png(
+      train.subarray(n * 2352, (n + 1) * 2352),
+      28,
+      3,
+      path.join(temp.dir, 'named-train', classNames[n % 3], `${n}.png`),
+    );
+  }
+  const heldOut = randomPixels(4, 28, 59);
+  for (let n = 0; n < 4; n++) {
+    await png(
+      heldOut.subarray(n * 2352, (n + 1) * 2352),
+      28,
+      3,
+      path.join(temp.dir, 'named-test', 'b-class', `${n}.png`),
+    );
+  }
+  const config = {
+    model: { name: vit28, numClasses: 3, pretrained: vit28Weights },
+    adapters: { rank: 2 },
+    trainer: { seed: 1 },
+    data: { train: { folder: 'named-train' }, test: { folder: 'named-test' } },
+    fit: { epochs: 1, batchSize: 4 },
+    runDir: 'named-run',
+  };
+  fs.writeFileSync(path.join(temp.dir, 'named.json'), JSON.stringify(config));
+  const fit = pace(['fit', '--config', 'named.json', '--quiet']);
+  expect(fit.stderr).toBe('');
+  expect(fit.status).toBe(0);
+  const adapters = path.join(temp.dir, 'named-run', 'adapters.safetensors');
+  const { metadata } = await loadTensors(adapters).then((file) => {
+    Object.values(file.tensors).forEach((t) => t.dispose());
+    return file;
+  });
+  expect(JSON.parse(metadata!['pace_peft.adapters']).classNames).toEqual(classNames);
+
+  fs.renameSync(path.join(temp.dir, 'named-train'), path.join(temp.dir, 'named-train-moved'));
+  const evaluation = pace(['eval', '--config', 'named.json', '--adapters', adapters]);
+  expect(evaluation.stderr).toBe('');
+  expect(evaluation.status).toBe(0);
+  using model = await createModel({ ...vit28, numClasses: 3 }, { pretrained: vit28Weights });
+  model.addAdapters({ rank: 2 });
+  await model.loadAdapters(adapters);
+  using input = tensor(normalise(heldOut, vitMean, vitMean), [4, 3, 28, 28]);
+  using logits = await model.eval().forward(input);
+  const expected = scores(logits.toFloat32Array(), 3, [2, 2, 2, 2]);
+  const report = JSON.parse(evaluation.stdout);
+  expect(report.accuracy).toBe(expected.accuracy);
+  expect(Math.abs(report.loss - expected.loss)).toBeLessThanOrEqual(1e-6 * expected.loss);
+
+  const exported = pace([
+    'export',
+    '--config',
+    'named.json',
+    '--adapters',
+    adapters,
+    '--merged',
+    '--out',
+    'named.safetensors',
+  ]);
+  expect(exported.status).toBe(0);
+  using served = await createModel(
+    { ...vit28, numClasses: 3 },
+    { pretrained: path.join(temp.dir, 'named.safetensors') },
+  );
+  expect(served.classNames).toEqual(classNames);
+});
+
 test("data kind 'list': a real ImageNet-A split list (paths with spaces, the label the last field)", async () => {
   // Bugs: the label taken from the first space, the path cut at a space, labels shifted: the loss moves.
   const all = fs

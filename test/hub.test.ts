@@ -280,6 +280,7 @@ describe('downloads', () => {
       labelNames: ['class 0', 'class 1', 'class 2'],
       cached: false,
     });
+    expect(model.classNames).toEqual(['class 0', 'class 1', 'class 2']); // the head came with the weights
     using input = tensor(
       new Float32Array(2 * 3 * 224 * 224).map((_, i) => Math.sin(i)),
       [2, 3, 224, 224],
@@ -301,6 +302,7 @@ describe('downloads', () => {
     using tenClasses = await createModel('vit_tiny_patch16_224', { pretrained: true, numClasses: 10, hub: hubOptions });
     expect(tenClasses.spec.numClasses).toBe(10);
     expect(tenClasses.loadReport?.reinitialized).toEqual(['head.weight', 'head.bias']);
+    expect(tenClasses.classNames).toBeUndefined(); // a new head: the config's names are not its classes
   });
 
   test('cached weights damaged on disk are named with their blob, which deleting downloads them again', async () => {

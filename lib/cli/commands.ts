@@ -209,6 +209,9 @@ export const fitCommand: Command = {
         classNames,
       });
     const train = await load(config.data.train);
+    // The adapters record the names, for pace eval and (through pace export) pace serve; a head with more classes
+    // than the folder has is left unnamed.
+    if (classNames?.length === model.spec.numClasses) model.classNames = classNames;
     const validation = config.data.validation ? await load(config.data.validation) : undefined;
     const test = config.data.test ? await load(config.data.test) : undefined;
     // From here until the command ends (the domain-adaptation evaluation included), a stop signal stops it cleanly.
@@ -305,8 +308,10 @@ export const evalCommand: Command = {
       baseDir: flags.data ? process.cwd() : config.baseDir,
       cacheDir: config.data.cacheDir,
       numClasses: model.spec.numClasses,
-      // an image folder is labelled as the run's training folder was (that folder must still be there)
-      classNames: typeof source !== 'string' && 'folder' in source ? trainingClassNames(config) : undefined,
+      // an image folder is labelled as the run's training folder was: by the names the adapters record, or
+      // else by that folder's (which must still be there)
+      classNames:
+        typeof source !== 'string' && 'folder' in source ? (model.classNames ?? trainingClassNames(config)) : undefined,
     });
     const report = await trainer.evaluate(dataset, { batchSize });
     out(JSON.stringify({ data: source, ...report, confusion: undefined }, null, 2));

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 
 import sharp from 'sharp';
 
+import { headWeightEntry } from '../models/class-names';
 import { createModel } from '../models/model';
 import type { ModelSpecInput } from '../models/specs';
 import { readTensorHeader } from '../safetensors';
@@ -28,10 +29,9 @@ const numericFlags: Record<string, keyof ServeOptions> = {
   'max-pending': 'maxPendingPredictions',
 };
 
-/** The class count of a checkpoint's classifier head (timm's `head.weight`, or `head.fc.weight` for Swin ≥ 0.9). */
+/** The class count of a checkpoint's classifier head. */
 async function headClasses(weights: string): Promise<number> {
-  const { entries } = await readTensorHeader(weights);
-  const head = entries.find((e) => e.name === 'head.weight' || e.name === 'head.fc.weight');
+  const head = headWeightEntry((await readTensorHeader(weights)).entries);
   if (!head) throw new UsageError(`--weights: ${weights} has no classifier head (head.weight): nothing to predict`);
   return head.shape[0];
 }
@@ -56,7 +56,8 @@ export const serveCommand: Command = {
   usage: `pace serve --weights FILE --model NAME|SPEC_JSON [--labels FILE] [--classes N] [--host 127.0.0.1] [--port 8080]
   Serves a merged model over HTTP: POST /predict with a JPEG, PNG or WebP body answers the top-k labels and
   probabilities; GET /health. Concurrent requests are batched into one forward. The class count comes from the
-  weights' head (--classes, if given, must agree; --labels must have one label per class).
+  weights' head (--classes, if given, must agree). Labels are the class names the weights record (pace export
+  writes them when the run knew them), or --labels' (a JSON array, one label per class), else class indices.
   [--top-k 5] [--max-batch 16] [--batch-window-ms 5] [--timeout-ms 10000] (a prediction's 504)
   [--max-pending 64] (predictions waiting for or in a forward; one more gets 503)
   [--request-timeout-ms 30000] [--headers-timeout-ms 10000] [--keep-alive-timeout-ms 5000] (slow clients)

@@ -14,6 +14,7 @@ export interface AdapterTarget {
   adapters: AdapterConfig;
   /** The frozen weights' fingerprint (`Model.weightsFingerprint()`). */
   frozenWeights: string;
+  classNames?: readonly string[];
 }
 
 const notArchitecture = new Set(['family', 'numClasses', 'dropPathRate', 'imgSize']);
@@ -36,6 +37,7 @@ export function adapterFileMetadata(model: AdapterTarget): string {
     architecture: backboneArchitecture(model.spec),
     imgSize: model.spec.imgSize,
     frozenWeights: model.frozenWeights,
+    ...(model.classNames && { classNames: [...model.classNames] }),
   };
   return JSON.stringify(saved);
 }
@@ -43,14 +45,14 @@ export function adapterFileMetadata(model: AdapterTarget): string {
 /**
  * Refuses an adapter file whose recorded configuration is unreadable or not the model's: other adapters, another
  * family or architecture, or (unless `allowOtherWeights`) other frozen weights. What the file does not record is
- * not checked.
+ * not checked. Returns what it records.
  */
 export function checkAdapterFile(
   file: string,
   recorded: string,
   model: AdapterTarget,
   options: { allowOtherWeights: boolean },
-): void {
+): SavedAdapterConfig {
   const saved = parseRecorded(file, recorded);
   const adapters = model.adapters;
   // The backbone first: another family's file differs in everything else too, and that is the reason to name.
@@ -86,6 +88,12 @@ export function checkAdapterFile(
       );
     }
   }
+  if (saved.classNames && saved.classNames.length !== model.spec.numClasses) {
+    throw new PaceFileError(
+      `adapter file '${file}' names ${saved.classNames.length} classes; this model's head has ${model.spec.numClasses}`,
+    );
+  }
+  return saved;
 }
 
 function parseRecorded(file: string, recorded: string): SavedAdapterConfig {

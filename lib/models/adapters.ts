@@ -43,6 +43,8 @@ export const SavedAdapterConfigSchema = z.object({
   architecture: z.record(z.string(), z.unknown()).optional(),
   imgSize: z.number().optional(),
   frozenWeights: z.string().optional(),
+  /** The head's class names, when the model knew them (`Model.classNames`). */
+  classNames: z.array(z.string()).optional(),
 });
 export type SavedAdapterConfig = z.infer<typeof SavedAdapterConfigSchema>;
 

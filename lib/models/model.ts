@@ -13,6 +13,7 @@ import { handleOf, Tensor } from '../tensor';
 import { FitLock } from './fit-lock';
 import { checkModelFitsInMemory } from './size';
 import { adapterFileMetadata, checkAdapterFile, type AdapterTarget } from './adapter-file';
+import { checkClassNames, CLASS_NAMES_METADATA_KEY, headWeightEntry, recordedClassNames } from './class-names';
 import {
   ADAPTER_METADATA_KEY,
   AdapterOptionsSchema,
@@ -108,6 +109,7 @@ export class Model implements Disposable {
   adapters?: AdapterConfig;
   /** See #frozenWeights. */
   #frozenFingerprint?: string | Promise<string | undefined>;
+  #classNames?: readonly string[];
 
   /** @internal */
   constructor(handle: NativeModelHandle, spec: ModelSpec, name: string, preprocessing?: Preprocessing) {
@@ -127,6 +129,7 @@ export class Model implements Disposable {
     const { strict } = parseOptions(LoadOptionsSchema, options, 'options');
     const native = this.#use('loadWeights');
     const file = parseOptions(PathSchema, path, 'path');
+    const classNames = await classNamesOfWeights(file);
     const loading = native.loadWeights(file, strict);
     // The load reads the fingerprint it leaves; one that fails leaves the weights, and the fingerprint, as they were.
     const before = this.#frozenFingerprint;
@@ -136,13 +139,31 @@ export class Model implements Disposable {
     );
     const report: LoadReport & { frozenWeights?: string } = { ...(await loading) };
     delete report.frozenWeights;
+    if (report.reinitialized.length > 0) this.#classNames = undefined;
+    else if (report.loaded.some(isHeadParameter)) this.#classNames = classNames;
     return report;
+  }
+
+  /**
+   * The classes' names, one per logit, when they are known: those a loaded weights file records (saveWeights
+   * writes them), the Hub config's label names for the head it came with, or an adapter file's (saveAdapters
+   * records them). Set them for a new head (`pace fit` sets an image folder's class names); a head re-initialised
+   * by a load or `resetHead()` has none. `pace serve` and the inference server answer with them.
+   */
+  get classNames(): readonly string[] | undefined {
+    return this.#classNames;
+  }
+
+  set classNames(names: readonly string[] | undefined) {
+    this.#classNames = names === undefined ? undefined : checkClassNames(names, this.spec.numClasses, 'classNames');
   }
 
   /** Writes the backbone as a timm-loadable safetensors file (atomically), adapters folded in. */
   async saveWeights(path: string, options: { metadata?: Record<string, string> } = {}): Promise<void> {
-    const metadata = parseOptions(z.record(z.string(), z.string()).optional(), options.metadata, 'options.metadata');
-    await this.#use('saveWeights').saveWeights(parseOptions(PathSchema, path, 'path'), metadata ?? null);
+    const given = parseOptions(z.record(z.string(), z.string()).optional(), options.metadata, 'options.metadata');
+    const names = this.#classNames && { [CLASS_NAMES_METADATA_KEY]: JSON.stringify(this.#classNames) };
+    const metadata = names || given ? { ...names, ...given } : null;
+    await this.#use('saveWeights').saveWeights(parseOptions(PathSchema, path, 'path'), metadata);
   }
 
   /**
@@ -220,9 +241,10 @@ export class Model implements Disposable {
     return trainable;
   }
 
-  /** Re-initialises the classifier head as timm does for a new task (its `reset_classifier`). */
+  /** Re-initialises the classifier head as timm does for a new task (its `reset_classifier`); its class names go. */
   resetHead(): this {
     this.#use('resetHead').resetHead();
+    this.#classNames = undefined;
     return this;
   }
 
@@ -255,15 +277,18 @@ export class Model implements Disposable {
     const native = this.#use('loadAdapters');
     const recorded = metadata?.[ADAPTER_METADATA_KEY];
     // The reference's files carry no metadata: those are checked by their tensors' names and shapes alone.
-    if (recorded !== undefined) {
-      checkAdapterFile(file, recorded, await this.#adapterTarget(native), { allowOtherWeights });
-    }
+    const saved =
+      recorded === undefined
+        ? undefined
+        : checkAdapterFile(file, recorded, await this.#adapterTarget(native), { allowOtherWeights });
     await native.loadAdapters(file);
+    // The head came from the file: so do its names, when the file records them.
+    this.#classNames = saved?.classNames && Object.freeze(saved.classNames);
   }
 
   /**
-   * Saves the trainable parameters, with the adapter configuration, the backbone's architecture and the frozen
-   * weights' fingerprint in the file's metadata.
+   * Saves the trainable parameters, with the adapter configuration, the backbone's architecture, the frozen
+   * weights' fingerprint and the class names (when known) in the file's metadata.
    */
   async saveAdapters(path: string): Promise<void> {
     if (!this.adapters) throw new PaceStateError('the model has no adapters to save: call addAdapters() first');
@@ -279,6 +304,7 @@ export class Model implements Disposable {
       name: this.name,
       adapters: this.adapters!,
       frozenWeights: await this.#frozenWeights(native),
+      classNames: this.#classNames,
     };
   }
 
@@ -315,6 +341,7 @@ export class Model implements Disposable {
    */
   async merged(): Promise<Model> {
     const copy = new Model(await this.#use('merged').merged(), this.spec, this.name, this.preprocessing);
+    copy.#classNames = this.#classNames;
     return copy;
   }
 
@@ -395,6 +422,10 @@ export async function createModel(
     const weights = fromHub ? fromHub.file : typeof pretrained === 'string' ? pretrained : undefined;
     if (weights) model.loadReport = await loadPretrained(model, weights, fromHub, strict);
     model.pretrainedFrom = fromHub;
+    // The Hub config's label names are the head's when the head came with the weights.
+    if (fromHub?.labelNames && model.loadReport?.loaded.some(isHeadParameter)) {
+      model.classNames = fromHub.labelNames;
+    }
   } catch (error) {
     model.dispose();
     throw error;
@@ -427,6 +458,26 @@ async function loadPretrained(
       `${error.message}. These are ${fromHub.repo}'s weights from the Hugging Face cache: delete ${blob}${blob === weights ? '' : ` and ${weights}`} to download them again`,
     );
   }
+}
+
+function isHeadParameter(name: string): boolean {
+  return name.startsWith('head.');
+}
+
+/**
+ * The class names a weights file records for its own head, read before the load so that a bad record changes
+ * nothing. None for Google's .npz files, and none read from a file whose header is unreadable: the load names that.
+ */
+async function classNamesOfWeights(file: string): Promise<readonly string[] | undefined> {
+  if (file.toLowerCase().endsWith('.npz')) return undefined;
+  let header;
+  try {
+    header = await readTensorHeader(file);
+  } catch {
+    return undefined;
+  }
+  const head = headWeightEntry(header.entries);
+  return head ? recordedClassNames(file, header.metadata, head.shape[0]) : undefined;
 }
 
 function tensorRecord({ names, tensors }: { names: string[]; tensors: NativeTensorHandle[] }): TensorRecord {

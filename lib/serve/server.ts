@@ -61,7 +61,7 @@ function expectsContinue(request: http.IncomingMessage): boolean {
 
 /**
  * An HTTP inference server for a (merged) model: `POST /predict` with a JPEG, PNG or WebP body returns the top-k
- * labels and probabilities; concurrent requests are batched into one forward. `GET /health` reports
+ * labels (`options.labels`, else the model's `classNames`, else class indices) and probabilities; concurrent requests are batched into one forward. `GET /health` reports
  * `{ status, queued, decoding }`. Decoding runs in two bounded lanes (small and large images) apart from the
  * forwards, with 503 and Retry-After when a lane's queue is full; Node's own request, header and keep-alive
  * timeouts bound slow clients.
@@ -73,6 +73,7 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
   if (o.labels && o.labels.length !== classes) {
     throw new PaceOptionError(`options.labels: ${o.labels.length} labels for a model of ${classes} classes`);
   }
+  const labels = o.labels ?? model.classNames;
   const batcher = new Batcher({
     model,
     maxBatch: o.maxBatch,
@@ -165,7 +166,7 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
       }
       const body = await readBody(request, o.maxBodyBytes);
       const probabilities = await predict(request, body, type);
-      const ranked = Array.from(probabilities, (p, i) => ({ label: o.labels?.[i] ?? String(i), probability: p }))
+      const ranked = Array.from(probabilities, (p, i) => ({ label: labels?.[i] ?? String(i), probability: p }))
         .sort((a, b) => b.probability - a.probability)
         .slice(0, o.topK);
       send(response, 200, { predictions: ranked });
