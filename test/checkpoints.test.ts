@@ -340,6 +340,9 @@ test('a checkpoint with a valid digest but tensors of the wrong kind is refused 
     ['trainer.iteration', tensor(new BigInt64Array([1n, 2n]), [2]), "'trainer.iteration' should be a scalar"],
     ['trainer.iteration', tensor(new Float32Array([3]), []), "'trainer.iteration' is float32, expected int64"],
     [parameter, tensors[parameter].cast('float64'), `'${parameter}' is float64, expected float32`],
+    // Bug caught: libtorch refuses a generator state it finds invalid only as it is set, and that came after the
+    // parameters and moments had been overwritten (the error was PACE_INTERNAL, the model changed).
+    ['rng.drop_path', invalidGeneratorState(tensors['rng.drop_path']), "'rng.drop_path' is not a valid"],
   ];
   for (const [name, replacement, expectedMessage] of cases) {
     await saveCheckpointWithDigest(file, { ...tensors, [name]: replacement }, metadata ?? {});
@@ -351,6 +354,14 @@ test('a checkpoint with a valid digest but tensors of the wrong kind is refused 
   }
   disposeTensors(tensors);
 });
+
+/** A CPU generator state (libtorch's mt19937 layout) with `left` and `seeded` zeroed, which libtorch refuses. */
+function invalidGeneratorState(state: TensorRecord[string]): TensorRecord[string] {
+  const bytes = Buffer.from(state.toUint8Array());
+  bytes.writeInt32LE(0, 8); // left
+  bytes.writeInt32LE(0, 12); // seeded
+  return tensor(new Uint8Array(bytes), state.shape, { dtype: 'uint8' });
+}
 
 describe("a run folder is held by its fit (fit.lock) for the fit's whole length", () => {
   let deadPid = 4_000_000;

@@ -1,8 +1,9 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
 import { disposeTensors, loadTensors, readTensorHeader, saveTensors, tensor, type TensorFile } from '../lib';
-import { fixtureSafetensorsFiles, fixturesDir, makeTempDir } from './support/paths';
+import { fixtureSafetensorsFiles, fixturesDir, makeTempDir, repoRoot } from './support/paths';
 import { craftSafetensors, readReferenceSafetensors } from './support/reference-safetensors';
 
 const temp = makeTempDir('safetensors');
@@ -144,6 +145,26 @@ describe('writing', () => {
     await saveTensors(file, { x: second });
     expect(fs.readdirSync(dir)).toEqual(['weights.safetensors']);
     await withLoaded(file, (loaded) => expect(Array.from(loaded.tensors.x.toFloat32Array())).toEqual([4, 5]));
+  });
+
+  test("a killed writer's temporary file under this process id is stepped over and left alone", () => {
+    // Bug caught: temporary names restart at <pid>-0 in every process, so a container's process 1, restarted after
+    // being killed mid-save, found its first name taken and every save failed ('File exists').
+    const dir = path.join(temp.dir, 'same-pid');
+    fs.mkdirSync(dir);
+    const script = `
+      const fs = require('node:fs');
+      const { saveTensors, tensor } = require(${JSON.stringify(path.join(repoRoot, 'dist'))});
+      const file = ${JSON.stringify(path.join(dir, 'weights.safetensors'))};
+      for (const n of [0, 1, 2]) fs.writeFileSync(file + '.tmp-' + process.pid + '-' + n, 'left by a killed writer');
+      saveTensors(file, { x: tensor([1, 2]) }).then(() => console.log(process.pid), (e) => { console.error(e.message); process.exit(1); });
+    `;
+    const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    expect(child.stderr).toBe('');
+    const pid = child.stdout.trim();
+    expect(fs.readdirSync(dir).sort()).toEqual(
+      ['weights.safetensors', ...[0, 1, 2].map((n) => `weights.safetensors.tmp-${pid}-${n}`)].sort(),
+    );
   });
 
   test('a failed save leaves the existing file as it was', async () => {

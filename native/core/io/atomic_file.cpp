@@ -29,9 +29,14 @@ std::string directoryOf(const std::string& path) {
 
 AtomicFileWriter::AtomicFileWriter(std::string targetPath) : targetPath_(std::move(targetPath)) {
   static std::atomic<unsigned> counter{0};
-  tempPath_ = targetPath_ + ".tmp-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
-  fd_ = ::open(tempPath_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw FileError(systemError("cannot create", tempPath_));
+  // A name taken already is a killed writer's that had this process id (a container's process 1 after a restart),
+  // or a live one's in another process namespace: either way the next number is tried, and the file left alone.
+  for (int tries = 0;; ++tries) {
+    tempPath_ = targetPath_ + ".tmp-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
+    fd_ = ::open(tempPath_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd_ >= 0) return;
+    if (errno != EEXIST || tries == 1000) throw FileError(systemError("cannot create", tempPath_));
+  }
 }
 
 AtomicFileWriter::~AtomicFileWriter() {

@@ -98,6 +98,13 @@ void Trainer::restoreState(const std::vector<NamedTensor>& state) {
       throw FileError(std::string("training checkpoint: '") + name +
                       "' is the state of a random generator on another " + "device than this model's " +
                       generator->device().str() + " (resume on the device it was saved on)");
+    // libtorch checks a state's fields only as it is set: tried on a copy now, before anything is restored.
+    try {
+      generator->clone().set_state(ownState(name).contiguous());
+    } catch (const c10::Error& error) {
+      throw FileError(std::string("training checkpoint: '") + name + "' is not a valid random generator state (" +
+                      error.msg() + ")");
+    }
   }
   const peft::PaceConfig& pace = pace_.config();
   if (byName.count("pace.history") && pace.variant == peft::PaceVariant::Fast)
