@@ -279,6 +279,11 @@ describe('PACE properties', () => {
     expect(draws['blocks.1.mlp.fc1'].shape).toEqual([2 * batch, 1, 192]);
     expect(draws.head.shape).toEqual([2 * batch, 10]);
     expect(Object.keys(draws).some((key) => key.startsWith('blocks.0.'))).toBe(false);
+    // Copies: writing through a view leaves the trainer's draws as they were (a replayed step graph would write
+    // its next draws into the very tensors handed out, under the caller's feet).
+    const before = Array.from(draws.head.toFloat32Array());
+    draws.head.view().fill(0);
+    expect(Array.from(trainer.lastNoise().head.toFloat32Array())).toEqual(before);
 
     using perToken = await adaptedModel(name);
     const tokenTrainer = new Trainer(perToken, { pace: { sigma: 1, lambda: 1, noiseShape: 'BTC' } });

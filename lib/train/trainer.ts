@@ -242,7 +242,10 @@ export class Trainer implements Disposable {
     return { ...this.#handle.sigmaPerLinear() };
   }
 
-  /** The noise draws (ε per linear; the mask for dropout noise) of the last step: pass them back as `noise` to replay it. */
+  /**
+   * The noise draws (ε per linear; the mask for dropout noise) of the last step, copies: pass them back as `noise` to
+   * replay it.
+   */
   lastNoise(): Record<string, Tensor> {
     return Object.fromEntries(
       Object.entries(this.#handle.lastNoise()).map(([name, handle]) => [name, new Tensor(handle)]),

@@ -385,7 +385,8 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       const auto trainer = live(env);
       const auto lock = lockFromJs(info.Env(), *model_);
       Napi::Object result = Napi::Object::New(env);
-      for (const auto& [name, draw] : trainer->lastNoise()) result.Set(name, TensorHandle::wrap(env, draw));
+      // Copies: a replayed step graph writes its draws into the same tensors, and a view() must not write into them.
+      for (const auto& [name, draw] : trainer->lastNoise()) result.Set(name, TensorHandle::wrap(env, draw.clone()));
       return result;
     });
   }
