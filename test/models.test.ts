@@ -544,10 +544,17 @@ describe('bad input gets a clear error', () => {
     );
   });
 
-  test('a disposed model refuses work', async () => {
+  test('a disposed model refuses work, saying so before anything about its adapters', async () => {
     const model = await createModel(vitTiny);
+    model.addAdapters({ rank: 2 });
     model.dispose();
     await expect(model.forward(vitIo.tensors.input)).rejects.toThrow('Model was disposed');
+    // Bug: these spoke of the adapters the disposed model had ("already has loramul_vptadd adapters").
+    expect(() => model.addAdapters()).toThrow('Model was disposed');
+    using bare = await createModel(vitTiny);
+    bare.dispose();
+    await expect(bare.loadAdapters('adapters.safetensors')).rejects.toThrow('Model was disposed');
+    await expect(bare.saveAdapters('adapters.safetensors')).rejects.toThrow('Model was disposed');
   });
 });
 

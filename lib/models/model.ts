@@ -110,6 +110,7 @@ export class Model implements Disposable {
   /** See #frozenWeights. */
   #frozenFingerprint?: string | Promise<string | undefined>;
   #classNames?: readonly string[];
+  #disposed = false;
 
   /** @internal */
   constructor(handle: NativeModelHandle, spec: ModelSpec, name: string, preprocessing?: Preprocessing) {
@@ -232,9 +233,9 @@ export class Model implements Disposable {
    * (`blocks.1.mlp.fc1.delta_W_down`, ...). Returns the trainable parameters' names.
    */
   addAdapters(options: AdapterOptions = {}): string[] {
+    const native = this.#live('addAdapters');
     if (this.adapters) throw new PaceStateError(`the model already has ${this.adapters.type} adapters`);
     const config = parseOptions(AdapterOptionsSchema, options, 'options');
-    const native = this.#use('addAdapters');
     const trainable = native.addAdapters(config.type, config.rank, config.targets ?? []);
     this.adapters = config;
     this.#frozenFingerprint = native.weightsFingerprint(); // the model is idle now: see #frozenWeights
@@ -272,9 +273,9 @@ export class Model implements Disposable {
   async loadAdapters(path: string, options: LoadAdaptersOptions = {}): Promise<void> {
     const file = parseOptions(PathSchema, path, 'path');
     const { allowOtherWeights } = parseOptions(LoadAdaptersOptionsSchema, options, 'options');
+    const native = this.#live('loadAdapters');
     if (!this.adapters) throw new PaceStateError('call addAdapters() before loadAdapters()');
     const { metadata } = await readTensorHeader(file);
-    const native = this.#use('loadAdapters');
     const recorded = metadata?.[ADAPTER_METADATA_KEY];
     // The reference's files carry no metadata: those are checked by their tensors' names and shapes alone.
     const saved =
@@ -291,9 +292,9 @@ export class Model implements Disposable {
    * weights' fingerprint and the class names (when known) in the file's metadata.
    */
   async saveAdapters(path: string): Promise<void> {
+    const native = this.#live('saveAdapters');
     if (!this.adapters) throw new PaceStateError('the model has no adapters to save: call addAdapters() first');
     const file = parseOptions(PathSchema, path, 'path');
-    const native = this.#use('saveAdapters');
     const config = adapterFileMetadata(await this.#adapterTarget(native));
     await native.saveAdapters(file, { [ADAPTER_METADATA_KEY]: config });
   }
@@ -351,6 +352,13 @@ export class Model implements Disposable {
     return this.#native;
   }
 
+  /** As #use, and not disposed: for checks of this object's own state that would otherwise speak first. */
+  #live(operation: string): NativeModelHandle {
+    const native = this.#use(operation);
+    if (this.#disposed) throw new PaceStateError('Model was disposed; it cannot be used any more');
+    return native;
+  }
+
   /** @internal The native handle, for the trainer. */
   get nativeHandle(): NativeModelHandle {
     return this.#use('nativeHandle');
@@ -359,6 +367,7 @@ export class Model implements Disposable {
   /** Frees the parameters (after any forward still running). */
   dispose(): void {
     this.#use('dispose').dispose();
+    this.#disposed = true;
   }
 
   [Symbol.dispose](): void {
