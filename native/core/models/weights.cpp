@@ -11,6 +11,7 @@
 #include "io/npz.h"
 #include "models/layers.h"
 #include "tensor/dtype.h"
+#include "tensor/finite_as.h"
 #include "text.h"
 
 namespace pace::models {
@@ -189,21 +190,16 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
   std::map<std::string, torch::Tensor> pending, addedBiases;
   std::vector<std::string> mismatches;
   std::set<std::string> seen;
-  // A float tensor in the parameter's dtype, finite there (a float64 1e300 is finite in the file, infinite in
-  // float32); undefined, with the mismatch noted, otherwise.
+  // A float tensor in the parameter's dtype, finite there; undefined, with the mismatch noted, otherwise.
   const auto asParameter = [&mismatches](const NamedTensor& named, at::ScalarType dtype) -> torch::Tensor {
     if (!at::isFloatingType(named.tensor.scalar_type())) {
       mismatches.push_back(named.name + ": expected a float tensor, the checkpoint has " +
                            dtypeName(named.tensor.scalar_type()));
       return {};
     }
-    torch::Tensor value = named.tensor.to(dtype);
-    if (!at::isfinite(value).all().item<bool>()) {
-      mismatches.push_back(
-          named.name + ": holds NaN or infinite values" +
-          (value.scalar_type() == named.tensor.scalar_type() ? std::string() : " in " + dtypeName(dtype)));
-      return {};
-    }
+    std::string problem;
+    torch::Tensor value = finiteAs(named.tensor, dtype, problem);
+    if (!value.defined()) mismatches.push_back(named.name + ": " + problem);
     return value;
   };
   bool resetHead = false;

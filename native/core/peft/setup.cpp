@@ -10,6 +10,7 @@
 #include "errors.h"
 #include "models/layers.h"
 #include "tensor/dtype.h"
+#include "tensor/finite_as.h"
 
 namespace pace::peft {
 
@@ -186,14 +187,11 @@ void loadAdapters(models::Backbone& model, const std::string& path) {
                      "type or rank?): " +
                      text);
   }
-  // Finite in the parameter's dtype, not only in the file's (a float64 1e300 is infinite in float32).
   for (const auto& param : trainable) {
     at::Tensor& value = byName[param.name];
-    const at::ScalarType stored = value.scalar_type();
-    value = value.to(param.tensor.scalar_type());
-    if (!at::isfinite(value).all().item<bool>())
-      throw FileError("adapter file '" + path + "': '" + param.name + "' holds NaN or infinite values" +
-                      (stored == value.scalar_type() ? "" : " in " + dtypeName(value.scalar_type())));
+    std::string problem;
+    value = finiteAs(value, param.tensor.scalar_type(), problem);
+    if (!value.defined()) throw FileError("adapter file '" + path + "': '" + param.name + "' " + problem);
   }
   torch::NoGradGuard noGrad;
   for (const auto& param : trainable) param.tensor.copy_(byName[param.name]);
