@@ -843,6 +843,14 @@ test('pace fit on an image folder records its class names: pace eval labels by t
   const report = JSON.parse(evaluation.stdout);
   expect(report.accuracy).toBe(expected.accuracy);
   expect(Math.abs(report.loss - expected.loss)).toBeLessThanOrEqual(1e-6 * expected.loss);
+  // --data takes the folder itself, or a source as the config writes one, relative to the working folder.
+  for (const data of ['named-test', '{"folder": "named-test"}']) {
+    const run = pace(['eval', '--config', 'named.json', '--adapters', adapters, '--data', data]);
+    expect([data, run.stderr, run.status]).toEqual([data, '', 0]);
+    expect(JSON.parse(run.stdout)).toEqual({ ...report, data: JSON.parse(run.stdout).data });
+  }
+  const badSource = pace(['eval', '--config', 'named.json', '--adapters', adapters, '--data', '{"folder": 3}']);
+  expect([badSource.status, badSource.stderr]).toEqual([2, expect.stringContaining('--data: not a data source')]);
 
   const exported = pace([
     'export',

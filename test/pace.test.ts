@@ -282,7 +282,7 @@ describe('PACE properties', () => {
     // Copies: writing through a view leaves the trainer's draws as they were (a replayed step graph would write
     // its next draws into the very tensors handed out, under the caller's feet).
     const before = Array.from(draws.head.toFloat32Array());
-    draws.head.view().fill(0);
+    (draws.head.view() as Float32Array).fill(0);
     expect(Array.from(trainer.lastNoise().head.toFloat32Array())).toEqual(before);
 
     using perToken = await adaptedModel(name);

@@ -1,7 +1,8 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { folderClassNames, loadDatasetSource, type DatasetSource } from '../data/sources';
+import { DatasetSourceSchema, folderClassNames, loadDatasetSource, type DatasetSource } from '../data/sources';
 import { withContext } from '../error-context';
 import { initDistributed, launchedDistributed, type DistributedGroup } from '../distributed/group';
 import { doctor, formatDoctorReport, measureGemm, type GemmMeasurement } from '../doctor';
@@ -270,7 +271,7 @@ function evalFlags(args: string[]) {
   return {
     config: values.config,
     adapters: values.adapters,
-    data: values.data,
+    data: values.data === undefined ? undefined : dataFlag(values.data),
     batchSize,
     domainShift: values['domain-shift'] === true,
     markdown: values.markdown === true,
@@ -278,10 +279,34 @@ function evalFlags(args: string[]) {
   };
 }
 
+/**
+ * pace eval's --data: a data source as the config writes one (JSON), an image folder (a directory), or a
+ * safetensors file of images and labels (anything else); relative paths are the working folder's.
+ */
+function dataFlag(value: string): DatasetSource {
+  if (value === '')
+    throw new UsageError('--data needs a dataset: a safetensors file, an image folder, or a JSON source');
+  if (value.trimStart().startsWith('{')) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(value);
+    } catch (error) {
+      throw new UsageError(`--data: not valid JSON (${(error as Error).message})`);
+    }
+    const checked = DatasetSourceSchema.safeParse(parsed);
+    if (!checked.success) {
+      throw new UsageError(`--data: not a data source as data.test takes one (${checked.error.issues[0].message})`);
+    }
+    return checked.data;
+  }
+  return fs.statSync(value, { throwIfNoEntry: false })?.isDirectory() ? { folder: value } : value;
+}
+
 export const evalCommand: Command = {
-  usage: `pace eval --config run.json --adapters FILE [--data FILE] [--batch-size N] [--domain-shift [--markdown]]
+  usage: `pace eval --config run.json --adapters FILE [--data FILE|DIR|JSON] [--batch-size N] [--domain-shift [--markdown]]
           [--allow-other-weights]
-  Evaluates fine-tuned adapters on a dataset file (default: the config's test, else validation set) and
+  Evaluates fine-tuned adapters on --data (a safetensors file, an image folder labelled by the class names the
+  adapters record, or a data source as the config writes one; default: the config's test, else validation set) and
   prints top-1/top-5 accuracy, loss and per-class accuracy as JSON. --domain-shift evaluates the config's
   data.domainShift sets instead (ImageNet, -Sketch, -V2, -A, -R; A's and R's logits restricted to their
   200 classes): JSON, or with --markdown the paper's table. Adapters trained on other frozen weights than the
