@@ -52,6 +52,50 @@ describe('the addon against its own callers', () => {
     expect(child.output).toContain(`PACE_SHAPE_MISMATCH the pieces ${message}`);
   });
 
+  // Accessors carry no V8 signature and InstanceOf follows a prototype JavaScript can swap: another class's object
+  // was cast to the accessor's class, or passed as a tensor argument (SIGSEGV, an abort, or garbage numbers).
+  test("another wrapped class's object as an accessor's receiver or a tensor argument is refused, not read", () => {
+    const child = runChild(`
+      const { createModel, Trainer } = require('./dist');
+      const { nativeAddon } = require('./dist/native');
+      (async () => {
+        const spec = ${JSON.stringify(tinyVit)};
+        const model = await createModel(spec);
+        const handle = model.nativeHandle;
+        const tensorHandle = handle.stateDict().tensors[0];
+        const flag = new (nativeAddon().NativeStopFlag)();
+        const trainerHandle = new (nativeAddon().NativeTrainer)(handle, {}, {}, 0);
+        const getter = (of, name) => Object.getOwnPropertyDescriptor(Object.getPrototypeOf(of), name).get;
+        const cases = [
+          [handle, 'device', tensorHandle], [tensorHandle, 'device', handle], [tensorHandle, 'shape', flag],
+          [tensorHandle, 'numel', trainerHandle], [handle, 'training', flag], [flag, 'stopped', tensorHandle],
+          [trainerHandle, 'iteration', handle],
+        ];
+        for (const [of, name, receiver] of cases) {
+          try { console.log(name, 'read:', getter(of, name).call(receiver)); }
+          catch (error) { console.log(name, error.constructor.name, error.message); }
+        }
+        const disguised = (await createModel(spec)).nativeHandle;
+        Object.setPrototypeOf(disguised, Object.getPrototypeOf(tensorHandle));
+        try { await handle.forward(disguised); console.log('forward ran'); }
+        catch (error) { console.log('forward', error.code, error.message); }
+      })();
+    `);
+    expect(child.signal).toBeNull();
+    expect(child.status).toBe(0);
+    const lines = child.output.trim().split('\n');
+    expect(lines).toEqual([
+      'device TypeError Illegal invocation: the receiver is not a NativeModel',
+      'device TypeError Illegal invocation: the receiver is not a NativeTensor',
+      'shape TypeError Illegal invocation: the receiver is not a NativeTensor',
+      'numel TypeError Illegal invocation: the receiver is not a NativeTensor',
+      'training TypeError Illegal invocation: the receiver is not a NativeModel',
+      'stopped TypeError Illegal invocation: the receiver is not a NativeStopFlag',
+      'iteration TypeError Illegal invocation: the receiver is not a NativeTrainer',
+      'forward PACE_INVALID_OPTION images is not a Tensor',
+    ]);
+  });
+
   // A trainer whose model was disposed between epochs refused the epoch after creating its progress callback,
   // which then was never released: Node never exited.
   test('a fit whose model is disposed in a callback fails and lets the process exit', () => {

@@ -12,6 +12,7 @@
 #include "pace_core.h"
 #include "stop_flag.h"
 #include "tensor_handle.h"
+#include "type_tags.h"
 
 namespace pace::addon {
 
@@ -92,9 +93,7 @@ Napi::Object ModelHandle::wrap(Napi::Env env, std::shared_ptr<models::Backbone> 
 
 std::shared_ptr<ModelState> ModelHandle::stateOf(const Napi::Value& value, const std::string& what) {
   const Napi::Env env = value.Env();
-  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(AddonData::of(env).modelConstructor.Value())) {
-    throw jsError(env, ErrorCode::InvalidOption, what + " is not a Model");
-  }
+  if (!isWrapped(value, Wrapped::Model)) throw jsError(env, ErrorCode::InvalidOption, what + " is not a Model");
   return Unwrap(value.As<Napi::Object>())->live(env);
 }
 
@@ -137,6 +136,7 @@ ModelHandle::ModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Mode
     throw jsError(info.Env(), ErrorCode::InvalidOption,
                   "NativeModel cannot be constructed directly; use createModel()");
   }
+  tagWrapped(info, Wrapped::Model);
   state_ = std::make_shared<ModelState>();
   state_->model = *info[0].As<Napi::External<std::shared_ptr<models::Backbone>>>().Data();
   state_->training = state_->model->is_training();
@@ -253,6 +253,7 @@ Napi::Value ModelHandle::setTraining(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ModelHandle::training(const Napi::CallbackInfo& info) {
+  requireReceiver(info, Wrapped::Model);
   return Napi::Boolean::New(info.Env(), live(info.Env())->training.load());
 }
 
@@ -301,6 +302,7 @@ Napi::Value ModelHandle::to(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ModelHandle::device(const Napi::CallbackInfo& info) {
+  requireReceiver(info, Wrapped::Model);
   return Napi::String::New(info.Env(), live(info.Env())->device);
 }
 

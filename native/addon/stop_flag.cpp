@@ -3,6 +3,7 @@
 #include "addon_data.h"
 #include "bindings.h"
 #include "js_errors.h"
+#include "type_tags.h"
 
 namespace pace::addon {
 
@@ -16,20 +17,24 @@ Napi::Function StopFlag::define(Napi::Env env) {
 
 std::shared_ptr<std::atomic<bool>> StopFlag::unwrap(const Napi::Value& value, const std::string& what) {
   const Napi::Env env = value.Env();
-  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(AddonData::of(env).stopFlagConstructor.Value())) {
+  if (!isWrapped(value, Wrapped::StopFlag))
     throw jsError(env, ErrorCode::InvalidOption, what + " is not a NativeStopFlag");
-  }
   return Unwrap(value.As<Napi::Object>())->flag_;
 }
 
-StopFlag::StopFlag(const Napi::CallbackInfo& info) : Napi::ObjectWrap<StopFlag>(info) {}
+StopFlag::StopFlag(const Napi::CallbackInfo& info) : Napi::ObjectWrap<StopFlag>(info) {
+  tagWrapped(info, Wrapped::StopFlag);
+}
 
 Napi::Value StopFlag::stop(const Napi::CallbackInfo& info) {
   flag_->store(true);
   return info.Env().Undefined();
 }
 
-Napi::Value StopFlag::stopped(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), flag_->load()); }
+Napi::Value StopFlag::stopped(const Napi::CallbackInfo& info) {
+  requireReceiver(info, Wrapped::StopFlag);
+  return Napi::Boolean::New(info.Env(), flag_->load());
+}
 
 void registerStopFlagBindings(Napi::Env env, Napi::Object exports) {
   Napi::Function constructor = StopFlag::define(env);

@@ -10,6 +10,7 @@
 #include "convert.h"
 #include "js_errors.h"
 #include "pace_core.h"
+#include "type_tags.h"
 
 namespace pace::addon {
 
@@ -46,9 +47,7 @@ Napi::Object TensorHandle::wrap(Napi::Env env, at::Tensor tensor) {
 
 const at::Tensor& TensorHandle::unwrap(const Napi::Value& value, const std::string& what) {
   const Napi::Env env = value.Env();
-  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(AddonData::of(env).tensorConstructor.Value())) {
-    throw jsError(env, ErrorCode::InvalidOption, what + " is not a Tensor");
-  }
+  if (!isWrapped(value, Wrapped::Tensor)) throw jsError(env, ErrorCode::InvalidOption, what + " is not a Tensor");
   return Unwrap(value.As<Napi::Object>())->live(env);
 }
 
@@ -56,6 +55,7 @@ TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Te
   if (info.Length() != 1 || !info[0].IsExternal()) {
     throw jsError(info.Env(), ErrorCode::InvalidOption, "NativeTensor cannot be constructed directly; use tensor()");
   }
+  tagWrapped(info, Wrapped::Tensor);
   tensor_ = *info[0].As<Napi::External<at::Tensor>>().Data();
   storage_ = storageOf(*tensor_);
   counters_ = AddonData::of(info.Env()).memory;
@@ -80,26 +80,34 @@ const at::Tensor& TensorHandle::live(Napi::Env env) const {
 }
 
 Napi::Value TensorHandle::shape(const Napi::CallbackInfo& info) {
-  return shapeToJs(info.Env(), live(info.Env()).sizes());
+  requireReceiver(info, Wrapped::Tensor);
+  return guard(info.Env(), [&] { return shapeToJs(info.Env(), live(info.Env()).sizes()); });
 }
 
 Napi::Value TensorHandle::dtype(const Napi::CallbackInfo& info) {
+  requireReceiver(info, Wrapped::Tensor);
   return guard(info.Env(), [&] { return Napi::String::New(info.Env(), dtypeName(live(info.Env()).scalar_type())); });
 }
 
 Napi::Value TensorHandle::device(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), live(info.Env()).device().str());
+  requireReceiver(info, Wrapped::Tensor);
+  return guard(info.Env(), [&] { return Napi::String::New(info.Env(), live(info.Env()).device().str()); });
 }
 
 Napi::Value TensorHandle::numel(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(live(info.Env()).numel()));
+  requireReceiver(info, Wrapped::Tensor);
+  return guard(info.Env(),
+               [&] { return Napi::Number::New(info.Env(), static_cast<double>(live(info.Env()).numel())); });
 }
 
 Napi::Value TensorHandle::byteLength(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(live(info.Env()).nbytes()));
+  requireReceiver(info, Wrapped::Tensor);
+  return guard(info.Env(),
+               [&] { return Napi::Number::New(info.Env(), static_cast<double>(live(info.Env()).nbytes())); });
 }
 
 Napi::Value TensorHandle::disposed(const Napi::CallbackInfo& info) {
+  requireReceiver(info, Wrapped::Tensor);
   return Napi::Boolean::New(info.Env(), !tensor_.has_value());
 }
 

@@ -12,6 +12,7 @@
 #include "model_handle.h"
 #include "pace_core.h"
 #include "tensor_handle.h"
+#include "type_tags.h"
 
 namespace pace::addon {
 
@@ -111,6 +112,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   // new NativeTrainer(model, { lr, weightDecay, beta1, beta2, eps }, pace, seed, precision?)
   explicit TrainerHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TrainerHandle>(info) {
     const Napi::Env env = info.Env();
+    tagWrapped(info, Wrapped::Trainer);
     guard(env, [&] {
       model_ = ModelHandle::stateOf(info[0], "model");
       if (!info[1].IsObject() || !info[2].IsObject())
@@ -329,6 +331,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
 
   // iteration: steps taken so far (readable while a step runs).
   Napi::Value iteration(const Napi::CallbackInfo& info) {
+    requireReceiver(info, Wrapped::Trainer);
     return Napi::Number::New(info.Env(), static_cast<double>(live(info.Env())->iteration()));
   }
 
