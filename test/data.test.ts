@@ -17,6 +17,7 @@ import { checkAugmentation } from '../lib/data/augment';
 import { makeTempDir } from './support/paths';
 import { tinyVit } from './support/synthetic';
 import { idxBytes } from './support/idx';
+import { testIf } from './support/test-if';
 
 const temp = makeTempDir('data');
 afterAll(() => temp.cleanup());
@@ -173,7 +174,7 @@ describe('IDX files', () => {
   });
 
   const fashion = '/usr/share/datasets/fashion-mnist';
-  (fs.existsSync(fashion) ? test : test.skip)(
+  testIf(fs.existsSync(fashion), `no ${fashion}; scripts/bootstrap.sh installs dataset-fashion-mnist`)(
     "Debian's Fashion-MNIST test split loads: 10,000 images of 28x28, 10 classes",
     () => {
       const normalization = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };

@@ -13,6 +13,7 @@ import {
   type DoctorReport,
 } from '../lib';
 import { repoRoot } from './support/paths';
+import { testIf } from './support/test-if';
 
 const cli = path.join(repoRoot, 'dist', 'cli.js');
 
@@ -131,7 +132,10 @@ test('`pace doctor` says which addon it loaded and why', () => {
 // Debian's reference BLAS (libblas3) is installed beside OpenBLAS by the bootstrap; putting it first on the
 // library path makes libtorch's GEMMs run on it. The doctor must notice, and the speed must confirm it.
 const referenceBlasDir = '/usr/lib/x86_64-linux-gnu/blas';
-const withReferenceBlas = fs.existsSync(path.join(referenceBlasDir, 'libblas.so.3')) ? test : test.skip;
+const withReferenceBlas = testIf(
+  fs.existsSync(path.join(referenceBlasDir, 'libblas.so.3')),
+  `no ${referenceBlasDir}/libblas.so.3; scripts/bootstrap.sh installs libblas3`,
+);
 withReferenceBlas('`pace doctor` warns about the slow reference BLAS, and measurement agrees', () => {
   const slow = runCli(['doctor', '--json', '--gemm'], { LD_LIBRARY_PATH: referenceBlasDir });
   expect(slow.status).toBe(1);

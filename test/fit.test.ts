@@ -478,6 +478,7 @@ test('a fit aborted during its validation does not record that epoch: the last c
   // Bug: the validation ran to its end whatever the signal said, and the aborted fit recorded the epoch.
   using model = await freshModel();
   const dir = makeTempDir('abort-in-eval');
+  cleanups.push(dir.cleanup); // also when an expectation below fails
   const controller = new AbortController();
   let seenEpochs = 0;
   const history = await new Trainer(model, trainerOptions).fit(colourDataset(32, 4), {
@@ -503,7 +504,6 @@ test('a fit aborted during its validation does not record that epoch: the last c
   expect(history.epochs.map((logs) => logs.epoch)).toEqual([0]);
   const metrics = fs.readFileSync(path.join(dir.dir, 'metrics.jsonl'), 'utf8').trim().split('\n');
   expect(metrics.map((line) => (JSON.parse(line) as EpochLogs).epoch)).toEqual([0]);
-  dir.cleanup();
 });
 
 test('a throwing onBatchEnd stops the fit with its error; the JS thread never waits on a busy model', async () => {

@@ -2,12 +2,13 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 
 import { repoRoot } from './support/paths';
+import { testIf } from './support/test-if';
 
 const hasClang = spawnSync('sh', ['-c', 'command -v clang++'], { encoding: 'utf8' }).status === 0;
 
 // A bounded libFuzzer run (address + undefined-behaviour sanitizers) of the native safetensors and .npz readers
 // from the committed seed corpus; the bootstrap installs Debian's clang so this runs in npm test.
-(hasClang ? test : test.skip)(
+testIf(hasClang, 'no clang++ on the PATH; scripts/bootstrap.sh installs clang')(
   'fuzzing the native parsers for 25 s each finds no crash',
   () => {
     const run = spawnSync('bash', [path.join(repoRoot, 'scripts', 'fuzz.sh'), '25'], {

@@ -22,6 +22,7 @@ import { RunFolder } from '../lib/train/run-folder';
 import { findChromium, visitPage } from './support/chromium';
 import { makeTempDir, repoRoot } from './support/paths';
 import { colourDataset, tinyVit } from './support/synthetic';
+import { testIf } from './support/test-if';
 
 const temp = makeTempDir('report');
 afterAll(() => temp.cleanup());
@@ -390,8 +391,8 @@ describe('pace report on two real runs (baseline and PACE, diagnostics on)', () 
   });
 
   const chromium = findChromium();
-  (chromium ? test : test.skip)(
-    `in headless Chromium the page loads without errors or requests, and every chart has a drawn plot area${chromium ? '' : ' (skipped: no chromium on the PATH or in $CHROMIUM; scripts/bootstrap.sh installs it)'}`,
+  testIf(Boolean(chromium), 'no chromium on the PATH or in $CHROMIUM; scripts/bootstrap.sh installs it')(
+    'in headless Chromium the page loads without errors or requests, and every chart has a drawn plot area',
     async () => {
       const visit = await visitPage<{ id: string; box: number[]; plot: number[]; paths: number }[]>(
         `file://${path.join(temp.dir, 'report.html')}`,

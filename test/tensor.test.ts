@@ -1,6 +1,7 @@
 import { doctor, memoryStats, PaceShapeError, PaceUnsupportedError, Tensor, tensor } from '../lib';
 import { nativeAddon } from '../lib/native';
 import { tensorFromPieces } from '../lib/tensor';
+import { testIf } from './support/test-if';
 
 describe('tensor(): creation from typed arrays', () => {
   test('a Float32Array with a shape becomes a float32 CPU tensor with the same values', () => {
@@ -188,7 +189,7 @@ describe('tensor(): bad input gets a clear error', () => {
   // doctor() says which branch this machine must take; each branch is asserted (before, either outcome passed).
   const { cuda } = doctor();
   const withCuda = cuda.built && cuda.deviceCount > 0;
-  (withCuda ? test.skip : test)(
+  testIf(!withCuda, 'a CUDA device is here')(
     'without CUDA, moving a tensor to cuda throws a clear error instead of crashing',
     () => {
       using t = tensor(new Float32Array([1]));
@@ -202,7 +203,7 @@ describe('tensor(): bad input gets a clear error', () => {
     },
   );
 
-  (withCuda ? test : test.skip)('with CUDA, a tensor moves to the GPU and back with its values', () => {
+  testIf(withCuda, 'no CUDA device here')('with CUDA, a tensor moves to the GPU and back with its values', () => {
     const values = new Float32Array([1.5, -2, 3.25, 1e-30]);
     using t = tensor(values, [2, 2]);
     using moved = t.to('cuda');
