@@ -5,9 +5,10 @@ import sharp from 'sharp';
 import { loadImages } from '../lib';
 import { makeTempDir } from './support/paths';
 
-// center-crop resizes the shorter side to floor(size / 0.875) and keeps the middle size × size, in one sharp
-// pipeline whose crop offsets come from the resized size predicted from the header. These tests hold it to the
-// way it used to be done, here as the reference: the whole resized image into memory, then its middle.
+// center-crop resizes the shorter side to floor(size / 0.875) (bilinear) and keeps the middle size × size, in one
+// sharp pipeline whose crop offsets come from the resized size predicted from the header. These tests hold it to the
+// way it used to be done, here as the reference: the whole resized image into memory, then its middle, placed as
+// torchvision's CenterCrop places it (Python's round of (side − size) / 2, halves to even).
 
 const temp = makeTempDir('center-crop');
 afterAll(() => temp.cleanup());
@@ -19,18 +20,24 @@ async function twoStepCrop(file: string, size: number, shiftLeft = 0): Promise<B
     .rotate()
     .removeAlpha()
     .toColourspace('srgb')
-    .resize(shorter, shorter, { fit: 'outside', kernel: 'cubic' })
+    .resize(shorter, shorter, { fit: 'outside', kernel: 'linear' })
     .raw()
     .toBuffer({ resolveWithObject: true });
   return sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } })
     .extract({
-      left: Math.floor((info.width - size) / 2) + shiftLeft,
-      top: Math.floor((info.height - size) / 2),
+      left: pythonRound((info.width - size) / 2) + shiftLeft,
+      top: pythonRound((info.height - size) / 2),
       width: size,
       height: size,
     })
     .raw()
     .toBuffer();
+}
+
+/** Python 3's round(): a half goes to the even neighbour (0.5 → 0, 1.5 → 2, 2.5 → 2). */
+function pythonRound(value: number): number {
+  const rounded = Math.round(value);
+  return rounded - value === 0.5 && rounded % 2 !== 0 ? rounded - 1 : rounded;
 }
 
 /** Each file's pixels as loadImages center-crops them. */
@@ -159,7 +166,7 @@ test('1-pixel-thin images (1×12000, 12000×1) crop without resizing them whole'
 
 test('an image more than 16 times as wide as high keeps the crop window; values within a level or so', async () => {
   // Its rows are too long to take whole: libvips cuts the crop, and steps its sampling position from the crop's left
-  // edge rather than the row's, which can round a bicubic weight differently from a whole resize.
+  // edge rather than the row's, which can round a weight differently from a whole resize.
   const file = await write('wide-2000x100.png', 2000, 100, png);
   const [crop] = await centerCrops([file], 28);
   const maxDifference = (other: Buffer) => crop.reduce((max, v, i) => Math.max(max, Math.abs(v - other[i])), 0);

@@ -127,6 +127,35 @@ describe('center-crop: the shorter side to floor(size / 0.875), then the middle 
     }
   });
 
+  test("the resize is torchvision's Resize(32) of a PIL image (bilinear, antialiased) and the crop CenterCrop's", async () => {
+    // Bugs: bicubic (the reference's few-shot and FGVC transforms take torchvision's default, bilinear), or the crop's
+    // offset floored where torchvision rounds halves to even (43 − 28 = 15: column 8, not 7). Random pixels make
+    // either show everywhere. The expected pixels are Pillow's two passes (across, then down), each rounded to 8 bits.
+    const [width, height] = [129, 96]; // shorter side 96 → 32, so 129 → 43: a whole number for sharp and torchvision
+    const random = seededRandom(61);
+    const source = Array.from({ length: width * height * 3 }, () => Math.floor(random() * 256));
+    const at = await load('noise.png', width, height, (x, y) =>
+      source.slice((y * width + x) * 3, (y * width + x) * 3 + 3),
+    );
+    const across = pilBilinear(source, width, height, 43, 'x');
+    const down = pilBilinear(across, 43, height, 32, 'y');
+    const [left, top] = [8, 2];
+    let total = 0;
+    let worst = 0;
+    for (let y = 0; y < size; y++) {
+      for (let x = 0; x < size; x++) {
+        at(x, y).forEach((v, c) => {
+          const difference = Math.abs(v - down[((y + top) * 43 + x + left) * 3 + c]);
+          total += difference;
+          worst = Math.max(worst, difference);
+        });
+      }
+    }
+    // libvips' and Pillow's fixed-point weights round apart by a level here and there.
+    expect(worst).toBeLessThanOrEqual(2);
+    expect(total / (size * size * 3)).toBeLessThan(0.3);
+  });
+
   test('a 256×64 image is halved to 128×32 first: 16-pixel blocks become 8-pixel blocks, then the middle 28', async () => {
     const block = (bx: number, by: number) => [bx * 15, by * 60, (bx * 37 + by * 101) % 256];
     const at = await load('blocks.png', 256, 64, (x, y) => block(Math.floor(x / 16), Math.floor(y / 16)));
@@ -135,7 +164,7 @@ describe('center-crop: the shorter side to floor(size / 0.875), then the middle 
     for (let y = 0; y < size; y++) {
       for (let x = 0; x < size; x++) {
         const [rx, ry] = [x + left, y + top];
-        // Bicubic reduction by 2 reaches 2 pixels out: away from block edges the block's value is exact.
+        // A reduction by 2 reaches at most 2 pixels out: away from block edges the block's value is exact.
         if (rx % 8 < 2 || rx % 8 > 5 || ry % 8 < 2 || ry % 8 > 5) continue;
         const expected = block(Math.floor(rx / 8), Math.floor(ry / 8));
         at(x, y).forEach((v, c) => expect([x, y, c, Math.abs(v - expected[c]) <= 2]).toEqual([x, y, c, true]));
@@ -145,6 +174,40 @@ describe('center-crop: the shorter side to floor(size / 0.875), then the middle 
     expect(checked).toBe(16 * 16); // four 4-pixel bands across and down
   });
 });
+
+/**
+ * One pass of Pillow's BILINEAR resample along x or y of RGB `pixels` (`width × height`) to `out` samples: a triangle
+ * filter widened by the reduction factor, centred at (i + 0.5) · scale, its weights normalised, rounded to 8 bits.
+ */
+function pilBilinear(pixels: number[], width: number, height: number, out: number, axis: 'x' | 'y'): number[] {
+  const inSize = axis === 'x' ? width : height;
+  const scale = inSize / out;
+  const filterScale = Math.max(scale, 1);
+  const [outWidth, outHeight] = axis === 'x' ? [out, height] : [width, out];
+  const result = new Array<number>(outWidth * outHeight * 3);
+  for (let i = 0; i < out; i++) {
+    const centre = (i + 0.5) * scale;
+    const first = Math.max(Math.trunc(centre - filterScale + 0.5), 0);
+    const last = Math.min(Math.trunc(centre + filterScale + 0.5), inSize);
+    const taps = Array.from({ length: last - first }, (_, k) =>
+      Math.max(0, 1 - Math.abs((first + k - centre + 0.5) / filterScale)),
+    );
+    const sum = taps.reduce((a, b) => a + b, 0);
+    const across = axis === 'x' ? outHeight : outWidth;
+    for (let j = 0; j < across; j++) {
+      for (let c = 0; c < 3; c++) {
+        let value = 0;
+        taps.forEach((w, k) => {
+          const [sx, sy] = axis === 'x' ? [first + k, j] : [j, first + k];
+          value += (w / sum) * pixels[(sy * width + sx) * 3 + c];
+        });
+        const [ox, oy] = axis === 'x' ? [i, j] : [j, i];
+        result[(oy * outWidth + ox) * 3 + c] = Math.min(255, Math.max(0, Math.round(value)));
+      }
+    }
+  }
+  return result;
+}
 
 test('missing, empty and corrupt images are errors naming the file and line, or skipped and counted', async () => {
   fs.writeFileSync(path.join(temp.dir, 'empty.png'), '');

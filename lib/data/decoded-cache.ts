@@ -43,7 +43,8 @@ export function decodedCacheKey(
   options: { size: number; resize: ResizeMode; onBadImage?: 'error' | 'skip' },
 ): string {
   const hash = createHash('sha256');
-  hash.update(JSON.stringify({ version: 1, size: options.size, resize: options.resize, bad: options.onBadImage }));
+  // version 2: few-shot and FGVC resizes became bilinear (caches of version 1 hold bicubic pixels)
+  hash.update(JSON.stringify({ version: 2, size: options.size, resize: options.resize, bad: options.onBadImage }));
   for (const entry of entries) {
     let stamp = 'missing';
     try {

@@ -6,15 +6,18 @@ import { PaceFileError } from '../errors';
 import { outsideResizeSize, shrinksOnLoadUnmodelled } from './resize-geometry';
 
 /**
- * How an image becomes `size × size`: `stretch` resizes both sides to size; `center-crop` resizes the shorter side
- * to floor(size / 0.875) and keeps the centre; `cover` resizes the shorter side to size and keeps the centre.
+ * How an image becomes `size × size`: `stretch` resizes both sides to size (bicubic, as the reference's VTAB
+ * transform); `center-crop` resizes the shorter side to floor(size / 0.875) and keeps the centre; `cover` resizes the
+ * shorter side to size and keeps the centre (both bilinear, as torchvision's `Resize(256)` of the few-shot and FGVC
+ * transforms).
  */
 export const RESIZE_MODES = ['stretch', 'center-crop', 'cover'] as const;
 export type ResizeMode = (typeof RESIZE_MODES)[number];
 
 /**
  * Decodes one image file into `size × size` RGB uint8 pixels (EXIF orientation applied, alpha dropped, grey and CMYK
- * to sRGB, bicubic resizing). A path that is not a regular file, an empty file or an undecodable image is an error.
+ * to sRGB, resized as `mode` says). A path that is not a regular file, an empty file or an undecodable image is an
+ * error.
  */
 export async function decodeImage(file: string, size: number, mode: ResizeMode): Promise<Buffer> {
   await checkRegularFile(file);
@@ -35,12 +38,11 @@ const open = (file: string) => sharp(file, { failOn: 'error' });
 const toRgb = (image: sharp.Sharp) => image.removeAlpha().toColourspace('srgb').raw().toBuffer();
 
 function resized(file: string, size: number, mode: 'stretch' | 'cover'): Promise<Buffer> {
-  const fit = mode === 'stretch' ? ({ fit: 'fill' } as const) : ({ fit: 'cover', position: 'centre' } as const);
-  return toRgb(
-    open(file)
-      .autoOrient()
-      .resize(size, size, { ...fit, kernel: 'cubic' }),
-  );
+  const options =
+    mode === 'stretch'
+      ? ({ fit: 'fill', kernel: 'cubic' } as const)
+      : ({ fit: 'cover', position: 'centre', kernel: 'linear' } as const);
+  return toRgb(open(file).autoOrient().resize(size, size, options));
 }
 
 /** Rows of the resized image are taken whole up to this many times the shorter side (see {@link centerCrop}). */
@@ -61,9 +63,10 @@ async function centerCrop(file: string, size: number): Promise<Buffer> {
   const header = await open(file).metadata();
   const shorter = Math.floor(size / 0.875);
   const whole = outsideResizeSize(header, shorter);
+  // torchvision's CenterCrop: int(round((side - size) / 2.0)), Python's round taking halves to even.
   const crop = {
-    left: Math.floor((whole.width - size) / 2),
-    top: Math.floor((whole.height - size) / 2),
+    left: roundHalfToEven((whole.width - size) / 2),
+    top: roundHalfToEven((whole.height - size) / 2),
     width: size,
     height: size,
   };
@@ -76,9 +79,16 @@ async function centerCrop(file: string, size: number): Promise<Buffer> {
   // autoOrient after extract: called before it, sharp would orient before resizing, which turns JPEG
   // shrink-on-load off and changes the pixels. Oriented after the resize, the crop's offsets are in oriented space.
   const pixels = await toRgb(
-    image.resize(shorter, shorter, { fit: 'outside', kernel: 'cubic' }).extract(band).autoOrient(),
+    image.resize(shorter, shorter, { fit: 'outside', kernel: 'linear' }).extract(band).autoOrient(),
   );
   return band === rows ? middleColumns(pixels, whole.width, crop.left, size) : pixels;
+}
+
+function roundHalfToEven(value: number): number {
+  const floor = Math.floor(value);
+  const fraction = value - floor;
+  if (fraction !== 0.5) return Math.round(value);
+  return floor % 2 === 0 ? floor : floor + 1;
 }
 
 /** Columns left..left+size of RGB rows `width` pixels wide. */

@@ -24,9 +24,10 @@ export interface LoadImagesOptions {
   size: number;
   /**
    * `stretch`: resize to size × size (VTAB, as the reference: bicubic, aspect ratio not kept).
-   * `center-crop`: resize the shorter side to floor(size / 0.875) (256 for 224), then crop the centre (few-shot evaluation).
-   * `cover`: resize the shorter side to size and keep the central square (few-shot training: store 256, then
-   * `augment: { crop: 224, flip: true }`).
+   * `center-crop`: resize the shorter side to floor(size / 0.875) (256 for 224, bilinear), then crop the centre
+   * (few-shot evaluation, as torchvision's Resize(256) and CenterCrop(224)).
+   * `cover`: resize the shorter side to size (bilinear) and keep the central square (few-shot training: store 256,
+   * then `augment: { crop: 224, flip: true }`; the reference's RandomCrop also reaches past that square).
    */
   resize?: ResizeMode;
   /** Training augmentation applied per batch by fit (see TensorDataset). */
