@@ -178,23 +178,31 @@ test('earlyStopping on val_acc stops `patience` evaluations after the best one a
   expect(final.equals(saved.get(stopEpoch) as Buffer)).toBe(false);
 });
 
-test('earlyStopping with patience 0 trains until the first epoch without improvement', async () => {
-  // Bug: 0 >= 0 stopped the fit before its first epoch.
-  using model = await freshModel();
-  const history = await new Trainer(model, { ...trainerOptions, optimizer: { lr: 3e-2 } }).fit(colourDataset(64, 7), {
-    epochs: 30,
-    batchSize: 32,
-    validation: colourDataset(32, 8),
-    evalEvery: 1,
-    schedule: false,
-    progress: false,
-    callbacks: [earlyStopping({ patience: 0, restoreBest: false })],
-  });
-  const values = history.epochs.map((logs) => logs.val_acc as number);
-  const firstWorse = values.findIndex((value, i) => i > 0 && !(value > Math.max(...values.slice(0, i))));
-  expect(firstWorse).toBeGreaterThan(0);
-  expect(history.epochs.length).toBe(firstWorse + 1);
-  expect(history.stopReason).toBe('early-stopping');
+test.each([1, 2])(
+  'earlyStopping with patience 0 trains until the first measured epoch without improvement (evalEvery %i)',
+  async (evalEvery) => {
+    // Bugs: 0 >= 0 stopped the fit before its first epoch; with evalEvery 2, at the first epoch not evaluated.
+    using model = await freshModel();
+    const trainer = new Trainer(model, { ...trainerOptions, optimizer: { lr: 3e-2 } });
+    const history = await trainer.fit(colourDataset(64, 7), {
+      epochs: 30,
+      batchSize: 32,
+      validation: colourDataset(32, 8),
+      evalEvery,
+      schedule: false,
+      progress: false,
+      callbacks: [earlyStopping({ patience: 0, restoreBest: false })],
+    });
+    const measured = history.epochs.filter((logs) => logs.val_acc !== undefined);
+    const values = measured.map((logs) => logs.val_acc as number);
+    const firstWorse = values.findIndex((value, i) => i > 0 && !(value > Math.max(...values.slice(0, i))));
+    expect(firstWorse).toBeGreaterThan(0);
+    expect(history.epochs.at(-1)?.epoch).toBe(measured[firstWorse].epoch);
+    expect(history.stopReason).toBe('early-stopping');
+  },
+);
+
+test('earlyStopping refuses a negative patience', () => {
   expect(() => earlyStopping({ patience: -1 })).toThrow('earlyStopping: patience must be a whole number >= 0, got -1');
 });
 

@@ -523,6 +523,23 @@ test('a throwing onBatchEnd stops the fit with its error; the JS thread never wa
       ],
     }),
   ).rejects.toThrow('callback failed');
+  // Bug: an async onBatchEnd that rejected was not awaited or caught: the fit completed and the rejection ended
+  // the process. Typed as returning void, an async function is still a valid onBatchEnd.
+  await expect(
+    trainer.fit(train, {
+      epochs: 2,
+      batchSize: 16,
+      progress: false,
+      callbacks: [
+        {
+          onBatchEnd: async (step) => {
+            await new Promise((resolve) => setImmediate(resolve));
+            if (step === 3) throw new Error('async callback failed');
+          },
+        },
+      ],
+    }),
+  ).rejects.toThrow('async callback failed');
   // Asked from progress events while at least two of the epoch's 128 steps are still to run natively (the model is
   // then held by the training thread however late the event arrives): each call must throw at once rather than
   // wait for the epoch. (Progress trails the training thread; with 128 steps the first events come well within.)

@@ -48,7 +48,9 @@ export interface Callback {
   onEpochEnd?(epoch: number, logs: EpochLogs, control: FitControl): void | Promise<void>;
   /**
    * Called once for every step, in order, with its loss, never blocking training: a step's call may come while
-   * later steps run, and those still on their way when the epoch ends come before onEpochEnd.
+   * later steps run, and those still on their way when the epoch ends come before onEpochEnd. An async one is not
+   * awaited between steps; the epoch waits for all of them before it ends, and one that throws or rejects stops
+   * the fit, which rejects with its error.
    */
   onBatchEnd?(batch: number, logs: { loss: number; steps: number }): void;
 }
@@ -84,20 +86,20 @@ export function earlyStopping(options: EarlyStoppingOptions = {}): Callback {
   let best = Number.NaN;
   let bestEpoch = -1;
   let waited = 0;
-  /** Counts an epoch's logs; true when they are a new best. */
-  const observe = (logs: EpochLogs): boolean => {
+  /** Counts an epoch's logs: a new best, no improvement, or (with evalEvery > 1) not measured that epoch. */
+  const observe = (logs: EpochLogs): 'best' | 'worse' | 'unmeasured' => {
     monitor ??= logs.val_acc !== undefined ? 'val_acc' : 'loss';
     const value = logs[monitor];
-    if (typeof value !== 'number') return false; // not measured this epoch
+    if (typeof value !== 'number') return 'unmeasured';
     const mode = options.mode && options.mode !== 'auto' ? options.mode : /acc|top/.test(monitor) ? 'max' : 'min';
     if (Number.isNaN(best) || (mode === 'max' ? value > best + minDelta : value < best - minDelta)) {
       best = value;
       bestEpoch = logs.epoch;
       waited = 0;
-      return true;
+      return 'best';
     }
     waited++;
-    return false;
+    return 'worse';
   };
   return {
     onTrainBegin: async (control, past) => {
@@ -113,9 +115,10 @@ export function earlyStopping(options: EarlyStoppingOptions = {}): Callback {
       if (waited > 0 && waited >= patience) control.stop('early-stopping');
     },
     onEpochEnd: async (_epoch, logs, control) => {
-      if (observe(logs)) {
+      const seen = observe(logs);
+      if (seen === 'best') {
         if (restoreBest) await control.markBest();
-      } else if (waited >= patience) {
+      } else if (seen === 'worse' && waited >= patience) {
         control.stop('early-stopping');
       }
     },

@@ -308,16 +308,27 @@ async function fitEpochs(
       let batchError: unknown;
       let settled = false;
       let delivered = 0; // steps of this epoch handed to onBatchEnd
+      const pendingBatchCalls: Promise<unknown>[] = []; // async onBatchEnd calls, settled before the epoch ends
+      const failBatch = (error: unknown) => {
+        if (batchError !== undefined) return;
+        batchError = error;
+        host.handle.abort();
+      };
       const batchEnded = (step: number, steps: number, loss: number) => {
-        // A throwing callback must not become an uncaught exception: it stops the fit, and fit rethrows it.
+        // A throwing callback (or an async one that rejects) must not become an uncaught exception: it stops the
+        // fit, and fit rethrows it.
         if (batchError !== undefined || step <= delivered) return;
         delivered = step;
         try {
           bar?.update(step, { loss: loss.toFixed(4) });
-          for (const callback of callbacks) callback.onBatchEnd?.(step - 1, { loss, steps });
+          for (const callback of callbacks) {
+            const returned: unknown = callback.onBatchEnd?.(step - 1, { loss, steps });
+            if (typeof (returned as PromiseLike<unknown> | undefined)?.then === 'function') {
+              pendingBatchCalls.push(Promise.resolve(returned).catch(failBatch));
+            }
+          }
         } catch (error) {
-          batchError = error;
-          host.handle.abort();
+          failBatch(error);
         }
       };
       let result: Awaited<ReturnType<typeof host.handle.runEpoch>>;
@@ -347,6 +358,7 @@ async function fitEpochs(
         settled = true;
       }
       result.stepLosses.forEach((loss, index) => batchEnded(index + 1, stepsPerEpoch, loss));
+      await Promise.all(pendingBatchCalls);
       bar?.stop();
       if (batchError !== undefined) throw batchError;
       if (result.aborted) {
