@@ -387,6 +387,41 @@ test('pace fit --resume continues a run stopped by SIGINT and ends with the weig
   expect(readMetrics('resume-stopped').map(keep)).toEqual(readMetrics('resume-whole').map(keep));
 });
 
+test("pace fit's fast variant takes its datasetSize from the training set when the config leaves it out", async () => {
+  // Bug: the config had to state the training set's size (an image folder's is not known before it is read), and
+  // without it pace fit failed: "options.pace.datasetSize: the fast variant needs datasetSize".
+  await writeFlagConfig('fast.json', { epochs: 2 });
+  const config = JSON.parse(fs.readFileSync(path.join(temp.dir, 'fast.json'), 'utf8'));
+  config.trainer.pace = { ...config.trainer.pace, variant: 'fast' };
+  fs.writeFileSync(path.join(temp.dir, 'fast.json'), JSON.stringify(config));
+  const run = pace(['fit', '--config', 'fast.json', '--run-dir', 'fast-run', '--quiet']);
+  expect(run.stderr).toBe('');
+  expect(run.status).toBe(0);
+  // The same fit through the API with datasetSize given (100 samples) ends with the same adapters.
+  using model = await createModel(tinyVit, {
+    seed: config.trainer.seed,
+    numClasses: 4,
+    pretrained: path.join(temp.dir, 'flags-backbone.safetensors'),
+  });
+  model.addAdapters({ type: 'loramul_vptadd', rank: 2 });
+  const { tensors } = await loadTensors(path.join(temp.dir, 'flags-train.safetensors'));
+  const validation = await loadTensors(path.join(temp.dir, 'flags-val.safetensors'));
+  const trainer = new Trainer(model, { ...config.trainer, pace: { ...config.trainer.pace, datasetSize: 100 } });
+  await trainer.fit(new TensorDataset(tensors.images, tensors.labels), {
+    ...config.fit,
+    validation: new TensorDataset(validation.tensors.images, validation.tensors.labels),
+    progress: false,
+  });
+  const fromCli = await loadTensors(path.join(temp.dir, 'fast-run', 'adapters.safetensors'));
+  const state = model.stateDict();
+  for (const [name, value] of Object.entries(fromCli.tensors)) {
+    expect([name, Array.from(value.toFloat32Array())]).toEqual([name, Array.from(state[name].toFloat32Array())]);
+  }
+  [tensors, validation.tensors, fromCli.tensors, state].forEach((record) =>
+    Object.values(record).forEach((t) => t.dispose()),
+  );
+});
+
 test('pace eval --data evaluates the file it names (relative to the working folder), as Trainer.evaluate does', async () => {
   // Bugs: --data ignored (the config's 48-sample validation set evaluated instead), or resolved against the
   // config's folder instead of the working folder.

@@ -12,7 +12,7 @@ import { Trainer, TrainerOptionsSchema, type TrainerOptions } from '../train/tra
 import { ResumeFromSchema, type ResumeFrom } from '../train/checkpoints';
 import { FitOptionsSchema, type FitOptions } from '../train/fit';
 import { holdRunFolder } from '../train/run-folder';
-import { configName, readRunConfig, type RunConfig } from './config';
+import { configName, datasetSizeFromData, readRunConfig, trainerAsChecked, type RunConfig } from './config';
 import { DOMAIN_SHIFT_FILE, domainShiftEval, domainShiftTargets } from './domain-shift-eval';
 import { checkDomainShiftTargets, evaluateDomainShift } from '../eval/domain-shift';
 import { formatDomainShiftTable } from '../eval/domain-shift-table';
@@ -124,7 +124,10 @@ function fitFlags(args: string[]): FitFlags {
  * The config's trainer and fit options with the flags over them, checked as Trainer and Trainer.fit check them
  * before the model, the data or the process group are loaded. A bad value names its flag, or the config's field.
  */
-function fitSettings(config: RunConfig, flags: FitFlags): { trainer: TrainerOptions; fit: FitOptions } {
+function fitSettings(
+  config: RunConfig,
+  flags: FitFlags,
+): { trainer: TrainerOptions; fit: FitOptions; datasetSizeFromData: boolean } {
   const what = configName(flags.config);
   const optimizer = { ...(config.trainer.optimizer as object), ...(flags.lr !== undefined && { lr: flags.lr }) };
   const trainer = { ...config.trainer, ...(flags.lr !== undefined && { optimizer }) };
@@ -139,9 +142,14 @@ function fitSettings(config: RunConfig, flags: FitFlags): { trainer: TrainerOpti
     batchSize: flags.batchSize === undefined ? undefined : '--batch-size',
   };
   const flagOf = (field: string) => (Object.hasOwn(given, field) ? given[field] : undefined);
-  parseWithFlags(TrainerOptionsSchema, trainer, `${what}.trainer`, flagOf);
+  parseWithFlags(TrainerOptionsSchema, trainerAsChecked(trainer), `${what}.trainer`, flagOf);
   parseWithFlags(FitOptionsSchema, fit, `${what}.fit`, flagOf);
-  return { trainer: trainer as TrainerOptions, fit: fit as FitOptions };
+  // The fast variant's datasetSize, when the config leaves it out, is the training set's, known once it is loaded.
+  return {
+    trainer: trainer as TrainerOptions,
+    fit: fit as FitOptions,
+    datasetSizeFromData: datasetSizeFromData(trainer),
+  };
 }
 
 /**
@@ -198,7 +206,12 @@ export const fitCommand: Command = {
     // A bad domain-adaptation list is found now, not after the training that precedes its evaluation.
     const shiftTargets = domainShiftTargets(config);
     if (shiftTargets) checkDomainShiftTargets(shiftTargets, model.spec.numClasses);
-    const trainer = new Trainer(model, settings.trainer);
+    const newTrainer = (datasetSize?: number) =>
+      new Trainer(
+        model,
+        datasetSize ? { ...settings.trainer, pace: { ...settings.trainer.pace, datasetSize } } : settings.trainer,
+      );
+    let trainer = settings.datasetSizeFromData ? undefined : newTrainer();
     // Held-out image folders are labelled by the training folder's class names, not by their own subfolders.
     const classNames = folderClassNames(config.data.train, config.baseDir);
     const load = (source: DatasetSource) =>
@@ -210,6 +223,7 @@ export const fitCommand: Command = {
         classNames,
       });
     const train = await load(config.data.train);
+    trainer ??= newTrainer(train.length);
     // The adapters record the names, for pace eval and (through pace export) pace serve; a head with more classes
     // than the folder has is left unnamed.
     if (classNames?.length === model.spec.numClasses) model.classNames = classNames;

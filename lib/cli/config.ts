@@ -84,12 +84,28 @@ const INVOCATION_FIT_KEYS: Record<string, string> = {
 };
 
 /**
+ * Whether a config's trainer section leaves the fast variant's datasetSize to pace fit, which takes the training
+ * set's (an image folder's size is not known before it is read).
+ */
+export function datasetSizeFromData(trainer: unknown): boolean {
+  const pace = (trainer as { pace?: { variant?: unknown; datasetSize?: unknown } } | undefined)?.pace;
+  return pace?.variant === 'fast' && pace.datasetSize === undefined;
+}
+
+/** A config's trainer section as Trainer will check it once pace fit has given it the training set's size. */
+export function trainerAsChecked(trainer: unknown): unknown {
+  if (!datasetSizeFromData(trainer)) return trainer;
+  const section = trainer as { pace: Record<string, unknown> };
+  return { ...section, pace: { ...section.pace, datasetSize: 1 } };
+}
+
+/**
  * The `trainer` and `fit` sections checked as Trainer and Trainer.fit will check them, so a mistake is reported
  * with the config's name before anything is loaded. `fit` may leave out what flags can give (epochs, batchSize).
  * The sections are returned as given: defaults are left to the trainer (and a sweep's stored config unchanged).
  */
 function checkSections(config: { trainer: unknown; fit: Record<string, unknown> }, what: string): void {
-  parseOptions(TrainerOptionsSchema, config.trainer, `${what}.trainer`);
+  parseOptions(TrainerOptionsSchema, trainerAsChecked(config.trainer), `${what}.trainer`);
   for (const key of Object.keys(config.fit)) {
     if (Object.hasOwn(INVOCATION_FIT_KEYS, key)) {
       throw new PaceOptionError(`${what}.fit.${key}: not a config setting: ${INVOCATION_FIT_KEYS[key]}`);

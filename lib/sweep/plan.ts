@@ -1,6 +1,6 @@
 import path from 'node:path';
 
-import { parseRunConfig } from '../cli/config';
+import { parseRunConfig, trainerAsChecked } from '../cli/config';
 import { PaceOptionError } from '../errors';
 import { parseOptions } from '../options';
 import { FitOptionsSchema } from '../train/fit';
@@ -96,7 +96,7 @@ export class SweepPlan {
       if (task.numClasses !== undefined) config.model = { ...config.model, numClasses: task.numClasses };
     }
     const what = `sweep point ${this.label(point)}${task ? ` of task '${task.name}'` : ''}`;
-    parseOptions(TrainerOptionsSchema, config.trainer, `${what}: trainer`);
+    parseOptions(TrainerOptionsSchema, trainerAsChecked(config.trainer), `${what}: trainer`);
     parseOptions(FitOptionsSchema, config.fit, `${what}: fit`);
     const parsed = parseRunConfig(config, '/', what);
     if (stage === 'tune' && !parsed.data.validation) {
