@@ -89,6 +89,13 @@ export interface NativeStepResult {
   graph?: string;
 }
 
+export interface NativeSafetensorsHeader {
+  entries: NativeSafetensorsEntry[];
+  metadata: Record<string, string> | null;
+  dataStart: number;
+  fileSize: number;
+}
+
 export interface NativeModelHandle {
   loadWeights(path: string, strict: boolean): Promise<NativeLoadReport>;
   saveWeights(path: string, metadata: Record<string, string> | null): Promise<void>;
@@ -398,12 +405,8 @@ export interface NativeAddon {
   loadSafetensors(
     path: string,
   ): Promise<{ names: string[]; tensors: NativeTensorHandle[]; metadata: Record<string, string> | null }>;
-  readSafetensorsHeader(path: string): Promise<{
-    entries: NativeSafetensorsEntry[];
-    metadata: Record<string, string> | null;
-    dataStart: number;
-    fileSize: number;
-  }>;
+  readSafetensorsHeader(path: string): Promise<NativeSafetensorsHeader>;
+  readSafetensorsHeaderSync(path: string): NativeSafetensorsHeader;
   saveSafetensors(
     path: string,
     names: string[],

@@ -29,6 +29,9 @@ export interface TensorHeaderEntry {
   dataOffsets: [number, number];
 }
 
+/** The metadata key of a training checkpoint's digest (native/core/io/checkpoint.h): what marks fit's checkpoints. */
+export const CHECKPOINT_DIGEST_KEY = 'pace.digest';
+
 /** What {@link readTensorHeader} returns. */
 export interface TensorHeader {
   entries: TensorHeaderEntry[];
@@ -66,6 +69,15 @@ export async function loadTensors(path: string): Promise<TensorFile> {
 /** Reads and validates only the header of a safetensors file: names, dtypes, shapes and metadata. */
 export async function readTensorHeader(path: string): Promise<TensorHeader> {
   return nativeAddon().readSafetensorsHeader(parseOptions(PathSchema, path, 'path'));
+}
+
+/**
+ * {@link readTensorHeader} on the calling thread: for the checks a model makes of a file before it queues the job
+ * that loads it (a model's jobs run in the order they were asked for). A header is a few kilobytes to megabytes.
+ * @internal
+ */
+export function readTensorHeaderSync(path: string): TensorHeader {
+  return nativeAddon().readSafetensorsHeaderSync(parseOptions(PathSchema, path, 'path'));
 }
 
 /**

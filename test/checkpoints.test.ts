@@ -103,6 +103,22 @@ test('the digest the native writer records is the one computed independently fro
   disposeTensors(tensors);
 });
 
+test("a run's checkpoint given as adapters, or adapters given as weights, is named for what it is", async () => {
+  // Bugs: these said the adapters did not fit the model (414 problems), or to load with strict: false.
+  using model = await freshModel();
+  const checkpoint = path.join(runDir, 'last.safetensors');
+  await expect(model.loadAdapters(checkpoint)).rejects.toThrow(
+    `'${checkpoint}' is a training checkpoint (the trainer's whole state, as fit writes last.safetensors and ` +
+      "best.safetensors), not an adapter file: load the run's adapters.safetensors, or resume the run from it",
+  );
+  const adapters = path.join(temp.dir, 'named-adapters.safetensors');
+  await model.saveAdapters(adapters);
+  await expect(model.loadWeights(adapters)).rejects.toThrow(
+    `'${adapters}' is an adapter file (saveAdapters), not backbone weights: load it with addAdapters() and ` +
+      'loadAdapters(), or fold it into the backbone first (merged() and saveWeights(); pace export --merged)',
+  );
+});
+
 test('an intact run folder resumes and ends exactly as an uninterrupted run', async () => {
   using model = await freshModel();
   const history = await new Trainer(model, trainerOptions).fit(train, { ...fit, resume: copyOfRun('intact') });
@@ -293,7 +309,7 @@ test('a new fit in a folder that holds a run is refused, and the folder is left 
   using model = await freshModel();
   const error = await new Trainer(model, trainerOptions).fit(train, { ...fit, runDir: dir }).catch((e: Error) => e);
   expect((error as Error).message).toBe(
-    `the run folder ${dir} already holds a run (last.safetensors, previous.safetensors, metrics.jsonl, summary.csv): continue it with \`resume\`, or write this run to a new folder`,
+    `the run folder ${dir} already holds a run (last.safetensors, previous.safetensors, metrics.jsonl, summary.csv): continue it with \`resume\` (pace fit --resume DIR), or write this run to a new folder`,
   );
   expect(fs.readdirSync(dir).map((name) => [name, fs.readFileSync(path.join(dir, name))])).toEqual(before);
 });

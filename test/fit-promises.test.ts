@@ -206,6 +206,25 @@ test('earlyStopping refuses a negative patience', () => {
   expect(() => earlyStopping({ patience: -1 })).toThrow('earlyStopping: patience must be a whole number >= 0, got -1');
 });
 
+test("fit's augment over grey uint8 images [N, H, W] trains as over the same images given a channel axis", async () => {
+  // Bug: only the TensorDataset constructor gave grey images their channel axis; fit's own augment (pace fit's
+  // "augment" in a config) refused them: "augment.flip needs a channel axis".
+  const random = seededRandom(71);
+  const pixels = Uint8Array.from({ length: 32 * 16 * 16 }, () => Math.floor(random() * 256));
+  const labels = BigInt64Array.from({ length: 32 }, (_, i) => BigInt(i % 4));
+  const normalization = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+  const run = async (shape: number[], name: string, flip = true) => {
+    using model = await freshModel();
+    const data = new TensorDataset(tensor(pixels, shape, { dtype: 'uint8' }), tensor(labels), { normalization });
+    const fit = { epochs: 2, batchSize: 8, progress: false as const, ...(flip && { augment: { flip } }) };
+    await new Trainer(model, trainerOptions).fit(data, fit);
+    return await adapterBytes(model, name);
+  };
+  const grey = await run([32, 16, 16], 'grey-no-axis');
+  expect(grey.equals(await run([32, 16, 16, 1], 'grey-with-axis'))).toBe(true);
+  expect(grey.equals(await run([32, 16, 16], 'grey-unflipped', false))).toBe(false); // the flips did happen
+});
+
 test('a fit over a uint8 dataset with native crop and flip, aborted mid-epoch and resumed, ends byte-identical', async () => {
   // Bugs: the augmentation generator's state not saved or not restored (other crops after the resume), the
   // resumed epoch re-drawn from the wrong epoch index, or the aborted epoch's partial steps kept.

@@ -123,6 +123,42 @@ describe('the addon against its own callers', () => {
 });
 
 describe("one model's native work", () => {
+  // Bug: loadAdapters and saveAdapters read the file's header or the weights' fingerprint asynchronously before
+  // queueing their job, so a forward asked after a load ran first (on the old adapters), and a step asked after a
+  // save ran before it (the file held the stepped adapters).
+  test('runs in the order it was asked for: adapter loads and saves before the forwards and steps asked after them', async () => {
+    using model = await createModel(tinyVit, { seed: 5 });
+    model.addAdapters({ rank: 2 });
+    using other = await createModel(tinyVit, { seed: 6 });
+    other.addAdapters({ rank: 2 });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pace-order-'));
+    try {
+      const otherFile = path.join(dir, 'other.safetensors');
+      await other.saveAdapters(otherFile);
+      using input = tensor(
+        new Float32Array(2 * 3 * 16 * 16).map((_, i) => Math.sin(i)),
+        [2, 3, 16, 16],
+      );
+      const loading = model.loadAdapters(otherFile, { allowOtherWeights: true });
+      using afterLoad = await model.forward(input);
+      await loading;
+      using settled = await model.forward(input);
+      expect(Array.from(afterLoad.toFloat32Array())).toEqual(Array.from(settled.toFloat32Array()));
+
+      const trainer = new Trainer(model, { optimizer: { lr: 0.1 }, seed: 1 });
+      const before = path.join(dir, 'before.safetensors');
+      await model.saveAdapters(before);
+      const saved = path.join(dir, 'saved.safetensors');
+      const saving = model.saveAdapters(saved);
+      const step = trainer.trainStep(input, tensor(new BigInt64Array([1n, 2n])));
+      await Promise.all([saving, step]);
+      expect(fs.readFileSync(saved).equals(fs.readFileSync(before))).toBe(true);
+      trainer.dispose();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   // Jobs on one model used to wait for its mutex on libuv's worker threads, which fs, sharp and zlib share: six
   // forwards held all four, and a stat() waited for three of them.
   test('waits its turn without holding libuv threads that file and image work need', async () => {

@@ -144,6 +144,9 @@ function fitSettings(
   const flagOf = (field: string) => (Object.hasOwn(given, field) ? given[field] : undefined);
   parseWithFlags(TrainerOptionsSchema, trainerAsChecked(trainer), `${what}.trainer`, flagOf);
   parseWithFlags(FitOptionsSchema, fit, `${what}.fit`, flagOf);
+  if (flags.lr === 0 && (fit as { schedule?: unknown }).schedule !== false) {
+    throw new UsageError('--lr: 0 is no peak for the cosine schedule; give a positive rate, or "schedule": false');
+  }
   // The fast variant's datasetSize, when the config leaves it out, is the training set's, known once it is loaded.
   return {
     trainer: trainer as TrainerOptions,

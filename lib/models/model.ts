@@ -8,7 +8,7 @@ import { downloadPretrained, DownloadPretrainedOptionsSchema, type PretrainedWei
 import { isPretrainedName } from '../hub/names';
 import { nativeAddon, type NativeLoadReport, type NativeModelHandle, type NativeTensorHandle } from '../native';
 import { FilePathSchema, parseOptions } from '../options';
-import { readTensorHeader, type TensorRecord } from '../safetensors';
+import { CHECKPOINT_DIGEST_KEY, readTensorHeaderSync, type TensorHeader, type TensorRecord } from '../safetensors';
 import { handleOf, Tensor } from '../tensor';
 import { FitLock } from './fit-lock';
 import { checkModelFitsInMemory } from './size';
@@ -130,7 +130,15 @@ export class Model implements Disposable {
     const { strict } = parseOptions(LoadOptionsSchema, options, 'options');
     const native = this.#use('loadWeights');
     const file = parseOptions(PathSchema, path, 'path');
-    const classNames = await classNamesOfWeights(file);
+    // Read and checked on this thread, so that the load is queued now, before any call made after this one.
+    const header = safetensorsHeaderOf(file);
+    if (strict && header?.metadata?.[ADAPTER_METADATA_KEY] !== undefined) {
+      throw new PaceFileError(
+        `'${file}' is an adapter file (saveAdapters), not backbone weights: load it with addAdapters() and ` +
+          'loadAdapters(), or fold it into the backbone first (merged() and saveWeights(); pace export --merged)',
+      );
+    }
+    const classNames = header && classNamesOfHeader(file, header);
     const loading = native.loadWeights(file, strict);
     // The load reads the fingerprint it leaves; one that fails leaves the weights, and the fingerprint, as they were.
     const before = this.#frozenFingerprint;
@@ -275,13 +283,22 @@ export class Model implements Disposable {
     const { allowOtherWeights } = parseOptions(LoadAdaptersOptionsSchema, options, 'options');
     const native = this.#live('loadAdapters');
     if (!this.adapters) throw new PaceStateError('call addAdapters() before loadAdapters()');
-    const { metadata } = await readTensorHeader(file);
+    // Read and checked on this thread, so that the load is queued now, before any call made after this one.
+    const { metadata } = readTensorHeaderSync(file);
+    if (metadata?.[CHECKPOINT_DIGEST_KEY] !== undefined) {
+      throw new PaceFileError(
+        `'${file}' is a training checkpoint (the trainer's whole state, as fit writes last.safetensors and ` +
+          "best.safetensors), not an adapter file: load the run's adapters.safetensors, or resume the run from it",
+      );
+    }
     const recorded = metadata?.[ADAPTER_METADATA_KEY];
     // The reference's files carry no metadata: those are checked by their tensors' names and shapes alone.
     const saved =
       recorded === undefined
         ? undefined
-        : checkAdapterFile(file, recorded, await this.#adapterTarget(native), { allowOtherWeights });
+        : checkAdapterFile(file, recorded, this.#adapterTargetNow(native) ?? (await this.#adapterTarget(native)), {
+            allowOtherWeights,
+          });
     await native.loadAdapters(file);
     // The head came from the file: so do its names, when the file records them.
     this.#classNames = saved?.classNames && Object.freeze(saved.classNames);
@@ -295,18 +312,30 @@ export class Model implements Disposable {
     const native = this.#live('saveAdapters');
     if (!this.adapters) throw new PaceStateError('the model has no adapters to save: call addAdapters() first');
     const file = parseOptions(PathSchema, path, 'path');
-    const config = adapterFileMetadata(await this.#adapterTarget(native));
+    // Queued now when the fingerprint is known, before any call made after this one (a step must not run first).
+    const config = adapterFileMetadata(this.#adapterTargetNow(native) ?? (await this.#adapterTarget(native)));
     await native.saveAdapters(file, { [ADAPTER_METADATA_KEY]: config });
   }
 
   async #adapterTarget(native: NativeModelHandle): Promise<AdapterTarget> {
-    return {
-      spec: this.spec,
-      name: this.name,
-      adapters: this.adapters!,
-      frozenWeights: await this.#frozenWeights(native),
-      classNames: this.#classNames,
-    };
+    return this.#targetWith(await this.#frozenWeights(native));
+  }
+
+  /**
+   * The adapter target without waiting, when the frozen weights' fingerprint is known now: then a save or load of
+   * adapters is queued at once, before any call made after it. (Only while a loadWeights is in flight is it not.)
+   */
+  #adapterTargetNow(native: NativeModelHandle): AdapterTarget | undefined {
+    const known = this.#frozenFingerprint;
+    if (typeof known === 'string') return this.#targetWith(known);
+    if (known !== undefined) return undefined;
+    const read = native.weightsFingerprint();
+    this.#frozenFingerprint = read;
+    return this.#targetWith(read);
+  }
+
+  #targetWith(frozenWeights: string): AdapterTarget {
+    return { spec: this.spec, name: this.name, adapters: this.adapters!, frozenWeights, classNames: this.#classNames };
   }
 
   /**
@@ -474,17 +503,21 @@ function isHeadParameter(name: string): boolean {
 }
 
 /**
- * The class names a weights file records for its own head, read before the load so that a bad record changes
- * nothing. None for Google's .npz files, and none read from a file whose header is unreadable: the load names that.
+ * A weights file's safetensors header, read before the load so that what its metadata says is checked before
+ * anything changes. None for Google's .npz files, and none for a file whose header is unreadable: the load names
+ * that.
  */
-async function classNamesOfWeights(file: string): Promise<readonly string[] | undefined> {
+function safetensorsHeaderOf(file: string): TensorHeader | undefined {
   if (file.toLowerCase().endsWith('.npz')) return undefined;
-  let header;
   try {
-    header = await readTensorHeader(file);
+    return readTensorHeaderSync(file);
   } catch {
     return undefined;
   }
+}
+
+/** The class names a weights file records for its own head. */
+function classNamesOfHeader(file: string, header: TensorHeader): readonly string[] | undefined {
   const head = headWeightEntry(header.entries);
   return head ? recordedClassNames(file, header.metadata, head.shape[0]) : undefined;
 }

@@ -1,7 +1,13 @@
 import { SingleBar } from 'cli-progress';
 import { z } from 'zod';
 
-import { AugmentationSchema, checkAugmentation, nativeAugmentation, type Augmentation } from '../data/augment';
+import {
+  AugmentationSchema,
+  augmentationNeedsPixels,
+  checkAugmentation,
+  nativeAugmentation,
+  type Augmentation,
+} from '../data/augment';
 import { checkEvaluationImages, TensorDataset } from '../data/dataset';
 import { checkLabelsBelow } from '../data/labels';
 import type { EvaluationReport } from '../eval/evaluate';
@@ -161,6 +167,10 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   const schedule: LrSchedule | undefined =
     o.schedule === false ? undefined : cosineSchedule({ lr: host.lr, epochs: o.epochs, ...o.schedule });
   const augment = trainingAugmentation(train, o.augment);
+  // Grey uint8 images [N, H, W] take a channel axis for the fit's pixel augmentation, as a dataset made with it has.
+  if (train.images.shape.length === 3 && augmentationNeedsPixels(augment)) {
+    train = new TensorDataset(train.images, train.labels, { normalization: train.normalization, augment });
+  }
   if (o.batchSize % host.worldSize !== 0) {
     throw new PaceOptionError(
       `options.batchSize ${o.batchSize} must be a multiple of the ${host.worldSize} processes training together`,
@@ -240,7 +250,7 @@ async function fitEpochs(
   const earlierRun = o.runDir ? runFilesIn(o.runDir) : [];
   if (earlierRun.length > 0) {
     throw new PaceStateError(
-      `the run folder ${o.runDir} already holds a run (${earlierRun.join(', ')}): continue it with \`resume\`, or write this run to a new folder`,
+      `the run folder ${o.runDir} already holds a run (${earlierRun.join(', ')}): continue it with \`resume\` (pace fit --resume DIR), or write this run to a new folder`,
     );
   }
   const run = writer ? folder : undefined;
@@ -444,5 +454,8 @@ function trainingAugmentation(train: TensorDataset, over: Augmentation | undefin
   if (!over) return train.augment;
   const merged: Augmentation = { ...train.augment, ...over };
   if (over.resizedCrop !== undefined) delete merged.crop;
-  return checkAugmentation(merged, train.images.shape, train.normalization !== undefined);
+  const shape = train.images.shape;
+  const pixels = train.normalization !== undefined;
+  const grey = pixels && shape.length === 3 && augmentationNeedsPixels(merged);
+  return checkAugmentation(merged, grey ? [...shape, 1] : shape, pixels);
 }

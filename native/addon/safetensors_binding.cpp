@@ -31,31 +31,40 @@ Napi::Value loadSafetensorsJs(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value headerToJs(Napi::Env env, const SafetensorsHeader& header) {
+  Napi::Array entries = Napi::Array::New(env, header.entries.size());
+  for (uint32_t i = 0; i < header.entries.size(); ++i) {
+    const auto& entry = header.entries[i];
+    Napi::Object item = Napi::Object::New(env);
+    item.Set("name", entry.name);
+    item.Set("dtype", dtypeName(entry.dtype));
+    item.Set("shape", shapeToJs(env, entry.shape));
+    item.Set("dataOffsets", shapeToJs(env, {static_cast<int64_t>(entry.begin), static_cast<int64_t>(entry.end)}));
+    entries.Set(i, item);
+  }
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("entries", entries);
+  result.Set("metadata", metadataToJs(env, header.metadata));
+  result.Set("dataStart", static_cast<double>(header.dataStart));
+  result.Set("fileSize", static_cast<double>(header.fileSize));
+  return result;
+}
+
 // readSafetensorsHeader(path) -> Promise<{ entries, metadata, dataStart, fileSize }>; reads no tensor data.
 Napi::Value readSafetensorsHeaderJs(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const std::string path = pathFromJs(info[0], "path");
     return runAsync(
         info.Env(), "pace.readSafetensorsHeader", [path] { return readSafetensorsHeader(path); },
-        [](Napi::Env env, SafetensorsHeader& header) -> Napi::Value {
-          Napi::Array entries = Napi::Array::New(env, header.entries.size());
-          for (uint32_t i = 0; i < header.entries.size(); ++i) {
-            const auto& entry = header.entries[i];
-            Napi::Object item = Napi::Object::New(env);
-            item.Set("name", entry.name);
-            item.Set("dtype", dtypeName(entry.dtype));
-            item.Set("shape", shapeToJs(env, entry.shape));
-            item.Set("dataOffsets",
-                     shapeToJs(env, {static_cast<int64_t>(entry.begin), static_cast<int64_t>(entry.end)}));
-            entries.Set(i, item);
-          }
-          Napi::Object result = Napi::Object::New(env);
-          result.Set("entries", entries);
-          result.Set("metadata", metadataToJs(env, header.metadata));
-          result.Set("dataStart", static_cast<double>(header.dataStart));
-          result.Set("fileSize", static_cast<double>(header.fileSize));
-          return result;
-        });
+        [](Napi::Env env, SafetensorsHeader& header) -> Napi::Value { return headerToJs(env, header); });
+  });
+}
+
+// readSafetensorsHeaderSync(path) -> { entries, metadata, dataStart, fileSize }: on the calling thread, for the
+// checks a model makes of a file before it queues the job that loads it (jobs run in the order they were asked).
+Napi::Value readSafetensorsHeaderSyncJs(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    return headerToJs(info.Env(), readSafetensorsHeader(pathFromJs(info[0], "path")));
   });
 }
 
@@ -94,6 +103,8 @@ Napi::Value saveSafetensorsJs(const Napi::CallbackInfo& info) {
 void registerSafetensorsBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("loadSafetensors", Napi::Function::New(env, loadSafetensorsJs, "loadSafetensors"));
   exports.Set("readSafetensorsHeader", Napi::Function::New(env, readSafetensorsHeaderJs, "readSafetensorsHeader"));
+  exports.Set("readSafetensorsHeaderSync",
+              Napi::Function::New(env, readSafetensorsHeaderSyncJs, "readSafetensorsHeaderSync"));
   exports.Set("saveSafetensors", Napi::Function::New(env, saveSafetensorsJs, "saveSafetensors"));
 }
 
