@@ -380,6 +380,7 @@ export interface NativeAddon {
     flip: boolean,
     seed: number,
   ): Promise<{ images: NativeTensorHandle; boxes: NativeTensorHandle; flipped: NativeTensorHandle }>;
+  resizeImageBicubic(image: NativeTensorHandle, height: number, width: number): Promise<NativeTensorHandle>;
   mixupImages(
     images: NativeTensorHandle,
     labels: NativeTensorHandle,

@@ -43,7 +43,7 @@ export function decodedCacheKey(
   options: { size: number; resize: ResizeMode; onBadImage?: 'error' | 'skip' },
 ): string {
   const hash = createHash('sha256');
-  // version 2: few-shot and FGVC resizes became bilinear (caches of version 1 hold bicubic pixels)
+  // version 2: few-shot and FGVC resizes became bilinear, and VTAB's enlargements Pillow's (not libvips')
   hash.update(JSON.stringify({ version: 2, size: options.size, resize: options.resize, bad: options.onBadImage }));
   for (const entry of entries) {
     let stamp = 'missing';

@@ -23,7 +23,8 @@ export interface LoadImagesOptions {
   /** The working size: images are stored as `size × size` RGB. */
   size: number;
   /**
-   * `stretch`: resize to size × size (VTAB, as the reference: bicubic, aspect ratio not kept).
+   * `stretch`: resize to size × size (VTAB, as the reference: bicubic, aspect ratio not kept; an enlargement as
+   * Pillow computes it).
    * `center-crop`: resize the shorter side to floor(size / 0.875) (256 for 224, bilinear), then crop the centre
    * (few-shot evaluation, as torchvision's Resize(256) and CenterCrop(224)).
    * `cover`: resize the shorter side to size (bilinear) and keep the central square (few-shot training: store 256,

@@ -106,6 +106,19 @@ Napi::Value resizedCropImages(const Napi::CallbackInfo& info) {
   });
 }
 
+// resizeImageBicubic(image uint8 [H, W, C], height, width) -> Promise<uint8 Tensor [height, width, C]>, as Pillow.
+Napi::Value resizeImageBicubic(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const at::Tensor image = TensorHandle::unwrap(info[0], "image");
+    const int64_t height = info[1].ToNumber().Int64Value();
+    const int64_t width = info[2].ToNumber().Int64Value();
+    return runAsync(
+        env, "pace.resizeImageBicubic", [=] { return data::resizeBicubicAsPillow(image, height, width); },
+        [](Napi::Env env, at::Tensor& result) -> Napi::Value { return TensorHandle::wrap(env, std::move(result)); });
+  });
+}
+
 // mixupImages(images [B, C, H, W], labels [B], numClasses, options, seed)
 //   -> Promise<{ images, targets: float [B, numClasses], lambda, cutmix, box: [top, bottom, left, right] }>
 Napi::Value mixupImages(const Napi::CallbackInfo& info) {
@@ -158,6 +171,7 @@ void registerAugmentBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("randAugmentImages", Napi::Function::New(env, randAugmentImages, "randAugmentImages"));
   exports.Set("resizedCropImages", Napi::Function::New(env, resizedCropImages, "resizedCropImages"));
   exports.Set("mixupImages", Napi::Function::New(env, mixupImages, "mixupImages"));
+  exports.Set("resizeImageBicubic", Napi::Function::New(env, resizeImageBicubic, "resizeImageBicubic"));
   exports.Set("crossEntropy", Napi::Function::New(env, crossEntropy, "crossEntropy"));
 }
 
