@@ -6,7 +6,7 @@ import zlib from 'node:zlib';
 
 import sharp from 'sharp';
 
-import { createModel, loadTensors, saveTensors, tensor, TensorDataset, Trainer } from '../lib';
+import { createModel, loadTensors, readTensorHeader, saveTensors, tensor, TensorDataset, Trainer } from '../lib';
 import { commitOf, startFakeHub } from './support/hub-server';
 import { fixturesDir, makeTempDir, repoRoot } from './support/paths';
 import { colourData, seededRandom, tinyVit } from './support/synthetic';
@@ -397,6 +397,9 @@ test("pace fit's fast variant takes its datasetSize from the training set when t
   const run = pace(['fit', '--config', 'fast.json', '--run-dir', 'fast-run', '--quiet']);
   expect(run.stderr).toBe('');
   expect(run.status).toBe(0);
+  // pace eval takes the same config (it evaluates: the size does not matter there).
+  const evaluation = pace(['eval', '--config', 'fast.json', '--adapters', 'fast-run/adapters.safetensors']);
+  expect([evaluation.stderr, evaluation.status]).toEqual(['', 0]);
   // The same fit through the API with datasetSize given (100 samples) ends with the same adapters.
   using model = await createModel(tinyVit, {
     seed: config.trainer.seed,
@@ -864,6 +867,17 @@ test('pace fit on an image folder records its class names: pace eval labels by t
     return file;
   });
   expect(JSON.parse(metadata!['pace_peft.adapters']).classNames).toEqual(classNames);
+  // A head of more classes than the folder has keeps no names, not those its pretrained weights came with.
+  {
+    using named = await createModel({ ...vit28, numClasses: 10 }, { pretrained: vit28Weights });
+    named.classNames = Array.from({ length: 10 }, (_, i) => `n${i}`);
+    await named.saveWeights(path.join(temp.dir, 'named10.safetensors'));
+  }
+  const ten = { ...config, model: { ...config.model, numClasses: 10, pretrained: 'named10.safetensors' } };
+  fs.writeFileSync(path.join(temp.dir, 'named10.json'), JSON.stringify({ ...ten, runDir: 'named10-run' }));
+  expect(pace(['fit', '--config', 'named10.json', '--quiet']).status).toBe(0);
+  const tenHeader = await readTensorHeader(path.join(temp.dir, 'named10-run', 'adapters.safetensors'));
+  expect(JSON.parse(tenHeader.metadata!['pace_peft.adapters']).classNames).toBeUndefined();
 
   fs.renameSync(path.join(temp.dir, 'named-train'), path.join(temp.dir, 'named-train-moved'));
   const evaluation = pace(['eval', '--config', 'named.json', '--adapters', adapters]);

@@ -16,11 +16,18 @@ const normalization = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
 
 async function twoStepCrop(file: string, size: number, shiftLeft = 0): Promise<Buffer> {
   const shorter = Math.floor(size / 0.875);
+  const oriented = await sharp(file).rotate().toBuffer({ resolveWithObject: true });
+  const [width, height] = [oriented.info.width, oriented.info.height];
+  // torchvision's Resize(shorter): the longer side int(shorter * long / short), truncated
+  const target =
+    width <= height
+      ? { width: shorter, height: Math.trunc((shorter * height) / width) }
+      : { width: Math.trunc((shorter * width) / height), height: shorter };
   const { data, info } = await sharp(file, { failOn: 'error' })
     .rotate()
     .removeAlpha()
     .toColourspace('srgb')
-    .resize(shorter, shorter, { fit: 'outside', kernel: 'linear' })
+    .resize(target.width, target.height, { fit: 'fill', kernel: 'linear' })
     .raw()
     .toBuffer({ resolveWithObject: true });
   return sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } })

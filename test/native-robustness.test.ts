@@ -12,6 +12,7 @@ import {
   PaceStateError,
   PaceUnsupportedError,
   prepareImages,
+  readTensorHeader,
   saveTensors,
   tensor,
   Trainer,
@@ -133,6 +134,11 @@ describe("one model's native work", () => {
     other.addAdapters({ rank: 2 });
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pace-order-'));
     try {
+      // Also after a loadWeights: its settled fingerprint must not send later calls the slow way round.
+      const weights = path.join(dir, 'weights.safetensors');
+      await other.saveWeights(weights);
+      await model.loadWeights(weights);
+      other.classNames = ['a', 'b', 'c', 'd'];
       const otherFile = path.join(dir, 'other.safetensors');
       await other.saveAdapters(otherFile);
       using input = tensor(
@@ -140,8 +146,12 @@ describe("one model's native work", () => {
         [2, 3, 16, 16],
       );
       const loading = model.loadAdapters(otherFile, { allowOtherWeights: true });
+      const namesSaved = path.join(dir, 'names.safetensors');
+      const savingNames = model.saveAdapters(namesSaved); // asked after the load: it records the loaded names
       using afterLoad = await model.forward(input);
-      await loading;
+      await Promise.all([loading, savingNames]);
+      const recorded = (await readTensorHeader(namesSaved)).metadata?.['pace_peft.adapters'] ?? '{}';
+      expect(JSON.parse(recorded).classNames).toEqual(['a', 'b', 'c', 'd']);
       using settled = await model.forward(input);
       expect(Array.from(afterLoad.toFloat32Array())).toEqual(Array.from(settled.toFloat32Array()));
 

@@ -227,9 +227,9 @@ export const fitCommand: Command = {
       });
     const train = await load(config.data.train);
     trainer ??= newTrainer(train.length);
-    // The adapters record the names, for pace eval and (through pace export) pace serve; a head with more classes
-    // than the folder has is left unnamed.
-    if (classNames?.length === model.spec.numClasses) model.classNames = classNames;
+    // The adapters record the names, for pace eval and (through pace export) pace serve. A head with more classes
+    // than the folder has is left unnamed: the names the pretrained head came with are not its classes any more.
+    if (classNames) model.classNames = classNames.length === model.spec.numClasses ? classNames : undefined;
     const validation = config.data.validation ? await load(config.data.validation) : undefined;
     const test = config.data.test ? await load(config.data.test) : undefined;
     // From here until the command ends (the domain-adaptation evaluation included), a stop signal stops it cleanly.
@@ -344,7 +344,7 @@ export const evalCommand: Command = {
     if (!source) throw new UsageError('no dataset: pass --data FILE or give data.test / data.validation in the config');
     using model = await modelFromConfig(config);
     await model.loadAdapters(flags.adapters, { allowOtherWeights: flags.allowOtherWeights });
-    const trainer = new Trainer(model, { ...(config.trainer as TrainerOptions) });
+    const trainer = new Trainer(model, { ...(trainerAsChecked(config.trainer) as TrainerOptions) });
     const dataset = await loadDatasetSource(source, {
       preprocessing: model.preprocessing,
       baseDir: flags.data ? process.cwd() : config.baseDir,

@@ -56,8 +56,8 @@ export const serveCommand: Command = {
   usage: `pace serve --weights FILE --model NAME|SPEC_JSON [--labels FILE] [--classes N] [--host 127.0.0.1] [--port 8080]
   Serves a merged model over HTTP: POST /predict with a JPEG, PNG or WebP body answers the top-k labels and
   probabilities; GET /health. Concurrent requests are batched into one forward. The class count comes from the
-  weights' head (--classes, if given, must agree). Labels are the class names the weights record (pace export
-  writes them when the run knew them), or --labels' (a JSON array, one label per class), else class indices.
+  weights' head (--classes, if given, must agree). Labels are --labels' (a JSON array, one label per class) if
+  given, else the class names the weights record (pace export writes them when the run knew them), else indices.
   [--top-k 5] [--max-batch 16] [--batch-window-ms 5] [--timeout-ms 10000] (a prediction's 504)
   [--max-pending 64] (predictions waiting for or in a forward; one more gets 503)
   [--request-timeout-ms 30000] [--headers-timeout-ms 10000] [--keep-alive-timeout-ms 5000] (slow clients)

@@ -5,7 +5,7 @@ import sharp from 'sharp';
 import { PaceFileError } from '../errors';
 import { nativeAddon } from '../native';
 import { handleOf, Tensor, tensor } from '../tensor';
-import { outsideResizeSize, shrinksOnLoadUnmodelled } from './resize-geometry';
+import { centerCropOffset, shrinksOnLoadUnmodelled, torchvisionResizeSize } from './resize-geometry';
 
 /**
  * How an image becomes `size × size`: `stretch` resizes both sides to size (bicubic, as the reference's VTAB
@@ -82,10 +82,10 @@ const MAX_WHOLE_ROWS_RATIO = 16;
 /**
  * The shorter side to floor(size / 0.875), then the central `size × size`, in one pipeline: libvips computes only
  * the rows the crop keeps, so a thin image (1×4000) costs what its crop costs, not the 256×1,024,000 resize. The
- * crop's place comes from the resized size sharp will produce, predicted from the header.
+ * resized size and the crop's place are torchvision's, computed from the header.
  *
  * libvips steps its sampling position across each region it computes, starting from the region's left edge, so a
- * region that starts at the crop's left can round a bicubic weight differently (by a level, now and then) than a
+ * region that starts at the crop's left can round a weight differently (by a level, now and then) than a
  * whole resize, whose regions start at 0. The rows are therefore taken whole and their middle cut here, which gives
  * a whole resize's pixels exactly; only rows more than 16 times as wide as the shorter side (costing more than the
  * crop is worth) are cut by libvips.
@@ -93,11 +93,10 @@ const MAX_WHOLE_ROWS_RATIO = 16;
 async function centerCrop(file: string, size: number): Promise<Buffer> {
   const header = await open(file).metadata();
   const shorter = Math.floor(size / 0.875);
-  const whole = outsideResizeSize(header, shorter);
-  // torchvision's CenterCrop: int(round((side - size) / 2.0)), Python's round taking halves to even.
+  const whole = torchvisionResizeSize(header, shorter);
   const crop = {
-    left: roundHalfToEven((whole.width - size) / 2),
-    top: roundHalfToEven((whole.height - size) / 2),
+    left: centerCropOffset(whole.width, size),
+    top: centerCropOffset(whole.height, size),
     width: size,
     height: size,
   };
@@ -108,18 +107,11 @@ async function centerCrop(file: string, size: number): Promise<Buffer> {
     image = image.extract({ left: 0, top: 0, width: header.width, height: header.height });
   }
   // autoOrient after extract: called before it, sharp would orient before resizing, which turns JPEG
-  // shrink-on-load off and changes the pixels. Oriented after the resize, the crop's offsets are in oriented space.
+  // shrink-on-load off and changes the pixels. Oriented after the resize, the sizes and offsets are in oriented space.
   const pixels = await toRgb(
-    image.resize(shorter, shorter, { fit: 'outside', kernel: 'linear' }).extract(band).autoOrient(),
+    image.resize(whole.width, whole.height, { fit: 'fill', kernel: 'linear' }).extract(band).autoOrient(),
   );
   return band === rows ? middleColumns(pixels, whole.width, crop.left, size) : pixels;
-}
-
-function roundHalfToEven(value: number): number {
-  const floor = Math.floor(value);
-  const fraction = value - floor;
-  if (fraction !== 0.5) return Math.round(value);
-  return floor % 2 === 0 ? floor : floor + 1;
 }
 
 /** Columns left..left+size of RGB rows `width` pixels wide. */

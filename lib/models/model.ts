@@ -138,18 +138,33 @@ export class Model implements Disposable {
           'loadAdapters(), or fold it into the backbone first (merged() and saveWeights(); pace export --merged)',
       );
     }
-    const classNames = header && classNamesOfHeader(file, header);
+    // The head's names as the load leaves them, set now (a save asked after this load writes them): the file's when
+    // its head is of this model's class count, none when the head is re-initialised (or from an .npz, which names
+    // none). A load that fails gives the old ones back.
+    const classNames = header && this.#namesOfLoadedHead(file, header);
     const loading = native.loadWeights(file, strict);
+    const namesBefore = this.#classNames;
+    this.#classNames = classNames;
     // The load reads the fingerprint it leaves; one that fails leaves the weights, and the fingerprint, as they were.
     const before = this.#frozenFingerprint;
-    this.#frozenFingerprint = loading.then(
+    const fingerprint = loading.then(
       (loaded) => loaded.frozenWeights,
       () => before,
     );
-    const report: LoadReport & { frozenWeights?: string } = { ...(await loading) };
+    this.#frozenFingerprint = fingerprint;
+    // Settled, it is a plain value again: adapter loads and saves asked later are then queued at once.
+    void fingerprint.then((value) => {
+      if (this.#frozenFingerprint === fingerprint) this.#frozenFingerprint = value;
+    });
+    let loaded: NativeLoadReport;
+    try {
+      loaded = await loading;
+    } catch (error) {
+      if (this.#classNames === classNames) this.#classNames = namesBefore;
+      throw error;
+    }
+    const report: LoadReport & { frozenWeights?: string } = { ...loaded };
     delete report.frozenWeights;
-    if (report.reinitialized.length > 0) this.#classNames = undefined;
-    else if (report.loaded.some(isHeadParameter)) this.#classNames = classNames;
     return report;
   }
 
@@ -299,9 +314,18 @@ export class Model implements Disposable {
         : checkAdapterFile(file, recorded, this.#adapterTargetNow(native) ?? (await this.#adapterTarget(native)), {
             allowOtherWeights,
           });
-    await native.loadAdapters(file);
-    // The head came from the file: so do its names, when the file records them.
-    this.#classNames = saved?.classNames && Object.freeze(saved.classNames);
+    const loading = native.loadAdapters(file);
+    // The head comes from the file: so do its names (set now, for a save asked after this load), when it records
+    // them. A load that fails gives the old ones back.
+    const namesBefore = this.#classNames;
+    const classNames = saved?.classNames && Object.freeze(saved.classNames);
+    this.#classNames = classNames;
+    try {
+      await loading;
+    } catch (error) {
+      if (this.#classNames === classNames) this.#classNames = namesBefore;
+      throw error;
+    }
   }
 
   /**
@@ -315,6 +339,13 @@ export class Model implements Disposable {
     // Queued now when the fingerprint is known, before any call made after this one (a step must not run first).
     const config = adapterFileMetadata(this.#adapterTargetNow(native) ?? (await this.#adapterTarget(native)));
     await native.saveAdapters(file, { [ADAPTER_METADATA_KEY]: config });
+  }
+
+  /** The names of the head a load of this file leaves: the file's when its head has this model's class count. */
+  #namesOfLoadedHead(file: string, header: TensorHeader): readonly string[] | undefined {
+    const head = headWeightEntry(header.entries);
+    if (!head || head.shape[0] !== this.spec.numClasses) return undefined;
+    return recordedClassNames(file, header.metadata, head.shape[0]);
   }
 
   async #adapterTarget(native: NativeModelHandle): Promise<AdapterTarget> {
@@ -514,12 +545,6 @@ function safetensorsHeaderOf(file: string): TensorHeader | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** The class names a weights file records for its own head. */
-function classNamesOfHeader(file: string, header: TensorHeader): readonly string[] | undefined {
-  const head = headWeightEntry(header.entries);
-  return head ? recordedClassNames(file, header.metadata, head.shape[0]) : undefined;
 }
 
 function tensorRecord({ names, tensors }: { names: string[]; tensors: NativeTensorHandle[] }): TensorRecord {
