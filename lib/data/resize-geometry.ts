@@ -17,15 +17,6 @@ export interface ImageHeader {
   pages?: number;
 }
 
-/**
- * Whether sharp would shrink this image while loading it by a scale of its own choosing: SVG and PDF render at a
- * scale from their fractional natural size, and an animated WebP shrinks on load only when every frame fills the
- * canvas. Such images are resized from their full size instead (a whole-image pre-extract turns shrink-on-load off).
- */
-export function shrinksOnLoadUnmodelled(header: ImageHeader): boolean {
-  return header.format === 'svg' || header.format === 'pdf' || (header.format === 'webp' && (header.pages ?? 1) > 1);
-}
-
 /** The oriented width and height torchvision's `Resize(shorter)` gives the image. */
 export function torchvisionResizeSize(header: ImageHeader, shorter: number): { width: number; height: number } {
   const storedHeight = header.pageHeight ?? header.height;
