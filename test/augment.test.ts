@@ -21,6 +21,7 @@ import {
 } from '../lib';
 import { parseRunConfig } from '../lib/cli/config';
 import { runFitChildUntil } from './support/kill-child';
+import { pillowResize } from './support/pillow-resample';
 import { makeTempDir } from './support/paths';
 import { seededRandom, tinyVit, uint8ColourData } from './support/synthetic';
 import { sharedTinyModel } from './support/tiny-models';
@@ -37,41 +38,13 @@ function pixels(count: number, h: number, w: number, c: number, seed: number, lo
 // ---------------------------------------------------------------------------------------------------------------
 // RandomResizedCrop
 
-/** PIL's bilinear resample of one axis (triangle filter widened by the scale when shrinking), in float64. */
-function resampleAxis(length: number, size: number): { first: number; weights: number[] }[] {
-  const scale = length / size;
-  const filterScale = Math.max(scale, 1);
-  const support = filterScale; // bilinear's support is 1
-  return Array.from({ length: size }, (_, i) => {
-    const centre = (i + 0.5) * scale;
-    const first = Math.max(Math.trunc(centre - support + 0.5), 0);
-    const last = Math.min(Math.trunc(centre + support + 0.5), length);
-    const raw = Array.from({ length: last - first }, (_, j) =>
-      Math.max(0, 1 - Math.abs((j + first - centre + 0.5) / filterScale)),
-    );
-    const total = raw.reduce((a, b) => a + b, 0);
-    return { first, weights: raw.map((w) => w / total) };
-  });
-}
-
-/** The box [top, left, height, width] of image `src` ([h, w, c]) resized to size × size and rounded. */
+/** The box [top, left, height, width] of image `src` ([h, w, c]) resized to size × size as Pillow resizes it. */
 function resizeBox(src: Uint8Array, w: number, c: number, box: number[], size: number): Uint8Array {
   const [top, left, bh, bw] = box;
-  const rows = resampleAxis(bh, size);
-  const cols = resampleAxis(bw, size);
-  const out = new Uint8Array(size * size * c);
-  for (let y = 0; y < size; y++)
-    for (let x = 0; x < size; x++)
-      for (let ch = 0; ch < c; ch++) {
-        let sum = 0;
-        rows[y].weights.forEach((wy, j) => {
-          cols[x].weights.forEach((wx, i) => {
-            sum += wy * wx * src[((top + rows[y].first + j) * w + left + cols[x].first + i) * c + ch];
-          });
-        });
-        out[(y * size + x) * c + ch] = Math.min(255, Math.max(0, Math.floor(sum + 0.5))); // PIL rounds halves up
-      }
-  return out;
+  const cropped = new Uint8Array(bh * bw * c);
+  for (let y = 0; y < bh; y++)
+    cropped.set(src.subarray(((top + y) * w + left) * c, ((top + y) * w + left + bw) * c), y * bw * c);
+  return Uint8Array.from(pillowResize(cropped, bw, bh, c, size, size, 'bilinear'));
 }
 
 function flipRows(image: Uint8Array, size: number, c: number): Uint8Array {
@@ -117,9 +90,11 @@ describe('RandomResizedCrop', () => {
         if (v === image[j]) exact++;
       });
     }
-    // float32 (libtorch) against float64 (here): only a value at a rounding boundary may differ, by one level.
+    // Pillow's two 8-bit passes with libtorch's float32 weights against Pillow's 22-bit integers: a value at a
+    // rounding boundary differs by a level (about 2 % of these, mostly small boxes made larger; one pass rounding
+    // once, as before, differed on 15-20 %).
     expect(worst).toBeLessThanOrEqual(1);
-    expect(exact / got.length).toBeGreaterThan(0.99);
+    expect(exact / got.length).toBeGreaterThan(0.97);
     // The draws cover the range: small and nearly whole boxes, and about half of the images flipped.
     expect(Math.min(...areas)).toBeLessThan(0.15);
     expect(Math.max(...areas)).toBeGreaterThan(0.75);

@@ -114,7 +114,8 @@ Napi::Value resizeImageBicubic(const Napi::CallbackInfo& info) {
     const int64_t height = info[1].ToNumber().Int64Value();
     const int64_t width = info[2].ToNumber().Int64Value();
     return runAsync(
-        env, "pace.resizeImageBicubic", [=] { return data::resizeBicubicAsPillow(image, height, width); },
+        env, "pace.resizeImageBicubic",
+        [=] { return data::resizeAsPillow(image, height, width, data::PillowFilter::Bicubic); },
         [](Napi::Env env, at::Tensor& result) -> Napi::Value { return TensorHandle::wrap(env, std::move(result)); });
   });
 }

@@ -1,13 +1,16 @@
 #pragma once
-// Resizing stored pixels as the reference's Pillow does for `Resize(..., interpolation=BICUBIC)`: used where
-// libvips departs from it (an image made larger: libvips samples half an output pixel up and left of Pillow).
+// Resizing decoded pixels exactly as the reference's Pillow does (`Image.resize` with BILINEAR or BICUBIC), where
+// libvips departs from it (an enlargement: libvips samples half an output pixel up and left of Pillow). Once per
+// image at decode time: a plain CPU loop.
 #include <ATen/ATen.h>
 
 namespace pace::data {
 
-// uint8 [H, W, C] -> uint8 [height, width, C], Pillow's bicubic resample (a = -0.5, widened by the scale when
-// shrinking): across first, then down, each pass rounded half up and clamped to 8 bits as Pillow's fixed-point
-// passes are. Within a level of Pillow's, nearly everywhere equal.
-at::Tensor resizeBicubicAsPillow(const at::Tensor& image, int64_t height, int64_t width);
+enum class PillowFilter { Bilinear, Bicubic };
+
+// uint8 [H, W, C] -> uint8 [height, width, C], Pillow's resample with `filter` (widened by the scale when
+// shrinking) in Pillow's integer arithmetic (Resample.c): weights with 22 fractional bits, across first, then down,
+// each pass rounded to 8 bits. The same pixels as Pillow's.
+at::Tensor resizeAsPillow(const at::Tensor& image, int64_t height, int64_t width, PillowFilter filter);
 
 }  // namespace pace::data

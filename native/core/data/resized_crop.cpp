@@ -55,10 +55,18 @@ CropBox resizedCropBox(int64_t height, int64_t width, const ResizedCropConfig& c
 }
 
 at::Tensor resizeBilinear(const at::Tensor& image, int64_t size) {
-  const at::Tensor x = image.permute({2, 0, 1}).unsqueeze(0).to(at::kFloat).contiguous();
-  const at::Tensor resized = at::_upsample_bilinear2d_aa(x, {size, size}, false, c10::nullopt, c10::nullopt);
-  // Halves up, as PIL's fixed-point rounding (bilinear weights often make exact halves).
-  return resized.add(0.5).floor_().clamp_(0, 255).to(at::kByte).squeeze(0).permute({1, 2, 0});
+  // Pillow's two passes, across then down, each rounded half up to 8 bits, on the batch's device with libtorch's
+  // float weights (Pillow's own integer loop, data/pil_resize.h, would take the batch to the CPU every step).
+  at::Tensor planes = image.permute({2, 0, 1}).unsqueeze(0).to(at::kFloat).contiguous();
+  const auto pass = [](const at::Tensor& x, int64_t height, int64_t width) {
+    return at::_upsample_bilinear2d_aa(x, {height, width}, false, c10::nullopt, c10::nullopt)
+        .add_(0.5)
+        .floor_()
+        .clamp_(0, 255);
+  };
+  if (planes.size(3) != size) planes = pass(planes, planes.size(2), size);
+  if (planes.size(2) != size) planes = pass(planes, size, size);
+  return planes.to(at::kByte).squeeze(0).permute({1, 2, 0});
 }
 
 ResizedCropResult randomResizedCropFlip(const at::Tensor& images, int64_t size, const ResizedCropConfig& config,
