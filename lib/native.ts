@@ -408,6 +408,8 @@ export interface NativeAddon {
   ): Promise<{ names: string[]; tensors: NativeTensorHandle[]; metadata: Record<string, string> | null }>;
   readSafetensorsHeader(path: string): Promise<NativeSafetensorsHeader>;
   readSafetensorsHeaderSync(path: string): NativeSafetensorsHeader;
+  /** The metadata key of a training checkpoint's digest (native/core/io/checkpoint.h). */
+  readonly checkpointDigestKey: string;
   saveSafetensors(
     path: string,
     names: string[],

@@ -29,9 +29,6 @@ export interface TensorHeaderEntry {
   dataOffsets: [number, number];
 }
 
-/** The metadata key of a training checkpoint's digest (native/core/io/checkpoint.h): what marks fit's checkpoints. */
-export const CHECKPOINT_DIGEST_KEY = 'pace.digest';
-
 /** What {@link readTensorHeader} returns. */
 export interface TensorHeader {
   entries: TensorHeaderEntry[];

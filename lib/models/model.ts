@@ -8,7 +8,7 @@ import { downloadPretrained, DownloadPretrainedOptionsSchema, type PretrainedWei
 import { isPretrainedName } from '../hub/names';
 import { nativeAddon, type NativeLoadReport, type NativeModelHandle, type NativeTensorHandle } from '../native';
 import { FilePathSchema, parseOptions } from '../options';
-import { CHECKPOINT_DIGEST_KEY, readTensorHeaderSync, type TensorHeader, type TensorRecord } from '../safetensors';
+import { readTensorHeaderSync, type TensorHeader, type TensorRecord } from '../safetensors';
 import { handleOf, Tensor } from '../tensor';
 import { FitLock } from './fit-lock';
 import { checkModelFitsInMemory } from './size';
@@ -300,7 +300,7 @@ export class Model implements Disposable {
     if (!this.adapters) throw new PaceStateError('call addAdapters() before loadAdapters()');
     // Read and checked on this thread, so that the load is queued now, before any call made after this one.
     const { metadata } = readTensorHeaderSync(file);
-    if (metadata?.[CHECKPOINT_DIGEST_KEY] !== undefined) {
+    if (metadata?.[nativeAddon().checkpointDigestKey] !== undefined) {
       throw new PaceFileError(
         `'${file}' is a training checkpoint (the trainer's whole state, as fit writes last.safetensors and ` +
           "best.safetensors), not an adapter file: load the run's adapters.safetensors, or resume the run from it",

@@ -103,6 +103,8 @@ Napi::Value saveSafetensorsJs(const Napi::CallbackInfo& info) {
 void registerSafetensorsBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("loadSafetensors", Napi::Function::New(env, loadSafetensorsJs, "loadSafetensors"));
   exports.Set("readSafetensorsHeader", Napi::Function::New(env, readSafetensorsHeaderJs, "readSafetensorsHeader"));
+  // The metadata key that marks a training checkpoint (io/checkpoint.h), for TypeScript to recognise one by.
+  exports.Set("checkpointDigestKey", Napi::String::New(env, kCheckpointDigestKey));
   exports.Set("readSafetensorsHeaderSync",
               Napi::Function::New(env, readSafetensorsHeaderSyncJs, "readSafetensorsHeaderSync"));
   exports.Set("saveSafetensors", Napi::Function::New(env, saveSafetensorsJs, "saveSafetensors"));
