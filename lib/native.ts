@@ -380,7 +380,13 @@ export interface NativeAddon {
     flip: boolean,
     seed: number,
   ): Promise<{ images: NativeTensorHandle; boxes: NativeTensorHandle; flipped: NativeTensorHandle }>;
-  resizeImageBicubic(image: NativeTensorHandle, height: number, width: number): Promise<NativeTensorHandle>;
+  resizeImagePillow(
+    image: NativeTensorHandle,
+    height: number,
+    width: number,
+    filter: 'bilinear' | 'bicubic',
+    window?: { top: number; left: number; height: number; width: number },
+  ): Promise<NativeTensorHandle>;
   mixupImages(
     images: NativeTensorHandle,
     labels: NativeTensorHandle,

@@ -23,12 +23,13 @@ export type ResizeMode = (typeof RESIZE_MODES)[number];
  */
 export async function decodeImage(file: string, size: number, mode: ResizeMode): Promise<Buffer> {
   await checkRegularFile(file);
+  const decoded = await decodeWhole(file);
   const pixels =
     mode === 'center-crop'
-      ? await centerCrop(file, size)
+      ? await centerCrop(decoded, size)
       : mode === 'stretch'
-        ? await stretched(file, size)
-        : await resized(file, size, mode);
+        ? await stretched(decoded, size)
+        : await covered(decoded, size);
   if (pixels.length !== size * size * 3)
     throw new PaceFileError(`decoded to ${pixels.length} bytes, not ${size}x${size} RGB`);
   return pixels;
@@ -41,87 +42,79 @@ async function checkRegularFile(file: string): Promise<void> {
   if (stat.size === 0) throw new PaceFileError('the file is empty');
 }
 
-const open = (file: string) => sharp(file, { failOn: 'error' });
-const toRgb = (image: sharp.Sharp) => image.removeAlpha().toColourspace('srgb').raw().toBuffer();
+/** An image's RGB pixels at its own size, oriented. */
+interface Decoded {
+  pixels: Buffer;
+  width: number;
+  height: number;
+}
 
 /**
- * Both sides to `size`, bicubic, as Pillow's `Resize((size, size), BICUBIC)`. An image made larger along either side
- * is resized natively as Pillow resizes it: libvips samples an enlargement half an output pixel up and left of
- * Pillow (VTAB's 32 × 32 images at 224: 8 levels apart on average). Shrinking, libvips' is within a level of it.
+ * The whole image, as Pillow decodes it for torchvision: at full size (no JPEG shrink-on-load: libjpeg's DCT scaling
+ * put a 1200 × 900 JPEG's crop a level from Pillow's on average), EXIF orientation applied, alpha dropped rather than
+ * multiplied in (resizing with alpha, libvips premultiplies it: transparent pixels turned black), grey and CMYK to
+ * sRGB. Every resize then starts from these pixels.
  */
-async function stretched(file: string, size: number): Promise<Buffer> {
-  const header = await open(file).metadata();
-  const turned = (header.orientation ?? 1) >= 5;
-  const [width, height] = turned ? [header.height, header.width] : [header.width, header.height];
-  if (width >= size && height >= size) return resized(file, size, 'stretch');
-  const { data, info } = await open(file)
+async function decodeWhole(file: string): Promise<Decoded> {
+  const { data, info } = await sharp(file, { failOn: 'error' })
     .autoOrient()
     .removeAlpha()
     .toColourspace('srgb')
     .raw()
     .toBuffer({ resolveWithObject: true });
   if (info.channels !== 3) throw new PaceFileError(`decoded to ${info.channels} channels, not RGB`);
-  using image = tensor(new Uint8Array(data.buffer, data.byteOffset, data.length), [info.height, info.width, 3], {
-    dtype: 'uint8',
-  });
-  using resizedImage = new Tensor(await nativeAddon().resizeImageBicubic(handleOf(image), size, size));
-  return Buffer.from(resizedImage.toUint8Array());
+  return { pixels: data, width: info.width, height: info.height };
 }
 
-function resized(file: string, size: number, mode: 'stretch' | 'cover'): Promise<Buffer> {
-  const options =
-    mode === 'stretch'
-      ? ({ fit: 'fill', kernel: 'cubic' } as const)
-      : ({ fit: 'cover', position: 'centre', kernel: 'linear' } as const);
-  return toRgb(open(file).autoOrient().resize(size, size, options));
-}
+const fromRaw = ({ pixels, width, height }: Decoded) => sharp(pixels, { raw: { width, height, channels: 3 } });
 
-/** Rows of the resized image are taken whole up to this many times the shorter side (see {@link centerCrop}). */
-const MAX_WHOLE_ROWS_RATIO = 16;
+/** Pillow's resize of the decoded image (its integer arithmetic, natively); with `window`, only that part of it. */
+async function resizedAsPillow(
+  decoded: Decoded,
+  height: number,
+  width: number,
+  filter: 'bilinear' | 'bicubic',
+  window?: { top: number; left: number; height: number; width: number },
+): Promise<Buffer> {
+  const { pixels } = decoded;
+  using image = tensor(
+    new Uint8Array(pixels.buffer, pixels.byteOffset, pixels.length),
+    [decoded.height, decoded.width, 3],
+    { dtype: 'uint8' },
+  );
+  using resized = new Tensor(await nativeAddon().resizeImagePillow(handleOf(image), height, width, filter, window));
+  return Buffer.from(resized.toUint8Array());
+}
 
 /**
- * The shorter side to floor(size / 0.875), then the central `size × size`, in one pipeline: libvips computes only
- * the rows the crop keeps, so a thin image (1×4000) costs what its crop costs, not the 256×1,024,000 resize. The
- * resized size and the crop's place are torchvision's, computed from the header.
- *
- * libvips steps its sampling position across each region it computes, starting from the region's left edge, so a
- * region that starts at the crop's left can round a weight differently (by a level, now and then) than a
- * whole resize, whose regions start at 0. The rows are therefore taken whole and their middle cut here, which gives
- * a whole resize's pixels exactly; only rows more than 16 times as wide as the shorter side (costing more than the
- * crop is worth) are cut by libvips.
+ * Both sides to `size`, bicubic, as Pillow's `Resize((size, size), BICUBIC)`. An image made larger along either side
+ * is resized natively as Pillow resizes it (libvips samples an enlargement half an output pixel up and left of
+ * Pillow: VTAB's 32 × 32 images at 224 were 8 levels apart on average); shrunk, libvips' is within a level of it
+ * and much faster on VTAB's large images.
  */
-async function centerCrop(file: string, size: number): Promise<Buffer> {
-  const header = await open(file).metadata();
-  const shorter = Math.floor(size / 0.875);
-  const whole = torchvisionResizeSize(header, shorter);
-  const crop = {
-    left: centerCropOffset(whole.width, size),
-    top: centerCropOffset(whole.height, size),
-    width: size,
-    height: size,
-  };
-  const rows = { left: 0, top: crop.top, width: whole.width, height: size };
-  const band = whole.width <= MAX_WHOLE_ROWS_RATIO * shorter ? rows : crop;
-  // A whole-image extract first: sharp then decodes at full size, as Pillow does, rather than shrinking a JPEG or
-  // WebP while loading it (libjpeg's DCT scaling by 2 put a 1200 × 900 JPEG's crop a level from Pillow's on
-  // average, 6 at most; 0.25 and 1 without it).
-  const image = open(file).extract({
-    left: 0,
-    top: 0,
-    width: header.width,
-    height: header.pageHeight ?? header.height,
-  });
-  // autoOrient after extract: called before it, sharp would orient before resizing, which turns JPEG
-  // shrink-on-load off and changes the pixels. Oriented after the resize, the sizes and offsets are in oriented space.
-  const pixels = await toRgb(
-    image.resize(whole.width, whole.height, { fit: 'fill', kernel: 'linear' }).extract(band).autoOrient(),
-  );
-  return band === rows ? middleColumns(pixels, whole.width, crop.left, size) : pixels;
+async function stretched(decoded: Decoded, size: number): Promise<Buffer> {
+  if (decoded.width < size || decoded.height < size) return resizedAsPillow(decoded, size, size, 'bicubic');
+  return fromRaw(decoded).resize(size, size, { fit: 'fill', kernel: 'cubic' }).raw().toBuffer();
 }
 
-/** Columns left..left+size of RGB rows `width` pixels wide. */
-function middleColumns(rows: Buffer, width: number, left: number, size: number): Buffer {
-  const out = Buffer.alloc(size * size * 3);
-  for (let y = 0; y < size; y++) rows.copy(out, y * size * 3, (y * width + left) * 3, (y * width + left + size) * 3);
-  return out;
+/** The shorter side to `size` (bilinear) and the central square: few-shot training's storage. */
+function covered(decoded: Decoded, size: number): Promise<Buffer> {
+  return fromRaw(decoded).resize(size, size, { fit: 'cover', position: 'centre', kernel: 'linear' }).raw().toBuffer();
+}
+
+/**
+ * torchvision's `Resize(floor(size / 0.875))` then `CenterCrop(size)` of a Pillow image: the resize at torchvision's
+ * size (the longer side truncated) in Pillow's bilinear arithmetic, computed natively for the crop's window alone
+ * (a thin 1 × 12,000 image is not resized whole to 256 × 3,072,000), at torchvision's offsets. The same pixels as
+ * Pillow and torchvision give.
+ */
+function centerCrop(decoded: Decoded, size: number): Promise<Buffer> {
+  const whole = torchvisionResizeSize({ width: decoded.width, height: decoded.height }, Math.floor(size / 0.875));
+  const window = {
+    top: centerCropOffset(whole.height, size),
+    left: centerCropOffset(whole.width, size),
+    height: size,
+    width: size,
+  };
+  return resizedAsPillow(decoded, whole.height, whole.width, 'bilinear', window);
 }

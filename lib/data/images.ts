@@ -26,7 +26,7 @@ export interface LoadImagesOptions {
    * `stretch`: resize to size × size (VTAB, as the reference: bicubic, aspect ratio not kept; an enlargement as
    * Pillow computes it).
    * `center-crop`: resize the shorter side to floor(size / 0.875) (256 for 224, bilinear), then crop the centre
-   * (few-shot evaluation, as torchvision's Resize(256) and CenterCrop(224)).
+   * (few-shot evaluation): the pixels torchvision's Resize(256) and CenterCrop(224) give.
    * `cover`: resize the shorter side to size (bilinear) and keep the central square (few-shot training: store 256,
    * then `augment: { crop: 224, flip: true }`; the reference's RandomCrop also reaches past that square).
    */

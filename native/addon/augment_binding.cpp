@@ -106,16 +106,27 @@ Napi::Value resizedCropImages(const Napi::CallbackInfo& info) {
   });
 }
 
-// resizeImageBicubic(image uint8 [H, W, C], height, width) -> Promise<uint8 Tensor [height, width, C]>, as Pillow.
-Napi::Value resizeImageBicubic(const Napi::CallbackInfo& info) {
+// resizeImagePillow(image uint8 [H, W, C], height, width, 'bilinear' | 'bicubic', window?: { top, left, height,
+// width }) -> Promise<uint8 Tensor [height, width, C]> (the window's part only, when given), as Pillow resizes.
+Napi::Value resizeImagePillow(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     const at::Tensor image = TensorHandle::unwrap(info[0], "image");
     const int64_t height = info[1].ToNumber().Int64Value();
     const int64_t width = info[2].ToNumber().Int64Value();
+    const std::string filterName = stringFromJs(info[3], "filter");
+    if (filterName != "bilinear" && filterName != "bicubic")
+      throw jsError(env, ErrorCode::InvalidOption, "filter must be 'bilinear' or 'bicubic', got '" + filterName + "'");
+    const data::PillowFilter filter =
+        filterName == "bicubic" ? data::PillowFilter::Bicubic : data::PillowFilter::Bilinear;
+    std::optional<data::PillowWindow> window;
+    if (info.Length() > 4 && info[4].IsObject()) {
+      const Napi::Object box = info[4].As<Napi::Object>();
+      window = data::PillowWindow{box.Get("top").ToNumber().Int64Value(), box.Get("left").ToNumber().Int64Value(),
+                                  box.Get("height").ToNumber().Int64Value(), box.Get("width").ToNumber().Int64Value()};
+    }
     return runAsync(
-        env, "pace.resizeImageBicubic",
-        [=] { return data::resizeAsPillow(image, height, width, data::PillowFilter::Bicubic); },
+        env, "pace.resizeImagePillow", [=] { return data::resizeAsPillow(image, height, width, filter, window); },
         [](Napi::Env env, at::Tensor& result) -> Napi::Value { return TensorHandle::wrap(env, std::move(result)); });
   });
 }
@@ -172,7 +183,7 @@ void registerAugmentBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("randAugmentImages", Napi::Function::New(env, randAugmentImages, "randAugmentImages"));
   exports.Set("resizedCropImages", Napi::Function::New(env, resizedCropImages, "resizedCropImages"));
   exports.Set("mixupImages", Napi::Function::New(env, mixupImages, "mixupImages"));
-  exports.Set("resizeImageBicubic", Napi::Function::New(env, resizeImageBicubic, "resizeImageBicubic"));
+  exports.Set("resizeImagePillow", Napi::Function::New(env, resizeImagePillow, "resizeImagePillow"));
   exports.Set("crossEntropy", Napi::Function::New(env, crossEntropy, "crossEntropy"));
 }
 

@@ -34,15 +34,21 @@ struct Taps {
   std::vector<int64_t> weights;
 };
 
-// Pillow's precompute_coeffs and normalize_coeffs_8bpc for one axis of `in` samples resampled to `out`.
-std::vector<Taps> axisTaps(int64_t in, int64_t out, PillowFilter filter) {
+// Pillow's precompute_coeffs and normalize_coeffs_8bpc for outputs first..first+count of one axis of `in` samples
+// resampled to `out`. An axis that keeps its size is not resampled by Pillow: each output is its own sample.
+std::vector<Taps> axisTaps(int64_t in, int64_t out, PillowFilter filter, int64_t firstOutput, int64_t count) {
+  std::vector<Taps> taps(static_cast<size_t>(count));
+  if (in == out) {
+    for (int64_t i = 0; i < count; ++i)
+      taps[static_cast<size_t>(i)] = {firstOutput + i, {int64_t{1} << kPrecisionBits}};
+    return taps;
+  }
   const double support1 = filter == PillowFilter::Bicubic ? 2.0 : 1.0;
   const double scale = static_cast<double>(in) / static_cast<double>(out);
   const double filterScale = std::max(scale, 1.0);
   const double support = support1 * filterScale;
-  std::vector<Taps> taps(static_cast<size_t>(out));
-  for (int64_t i = 0; i < out; ++i) {
-    const double centre = (static_cast<double>(i) + 0.5) * scale;
+  for (int64_t i = 0; i < count; ++i) {
+    const double centre = (static_cast<double>(firstOutput + i) + 0.5) * scale;
     const int64_t first = std::max<int64_t>(static_cast<int64_t>(centre - support + 0.5), 0);
     const int64_t last = std::min<int64_t>(static_cast<int64_t>(centre + support + 0.5), in);
     std::vector<double> raw;
@@ -68,54 +74,63 @@ uint8_t clip8(int64_t sum) {
   return static_cast<uint8_t>(std::clamp<int64_t>(value, 0, 255));
 }
 
-// Resamples `lines` lines (samples `sourceStep` apart in memory, lines `sourceLineStep` apart, `channels`
-// interleaved) into `out` samples per line, as one of Pillow's passes.
-void resamplePass(const uint8_t* source, uint8_t* target, int64_t lines, int64_t out, int64_t channels,
-                  int64_t sourceStep, int64_t sourceLineStep, int64_t targetStep, int64_t targetLineStep,
-                  const std::vector<Taps>& taps) {
-  for (int64_t line = 0; line < lines; ++line) {
-    for (int64_t i = 0; i < out; ++i) {
-      const Taps& tap = taps[static_cast<size_t>(i)];
-      for (int64_t c = 0; c < channels; ++c) {
-        int64_t sum = int64_t{1} << (kPrecisionBits - 1);
-        for (size_t k = 0; k < tap.weights.size(); ++k) {
-          const int64_t at = line * sourceLineStep + (tap.first + static_cast<int64_t>(k)) * sourceStep + c;
-          sum += static_cast<int64_t>(source[at]) * tap.weights[k];
-        }
-        target[line * targetLineStep + i * targetStep + c] = clip8(sum);
-      }
-    }
-  }
-}
-
 }  // namespace
 
-at::Tensor resizeAsPillow(const at::Tensor& image, int64_t height, int64_t width, PillowFilter filter) {
+at::Tensor resizeAsPillow(const at::Tensor& image, int64_t height, int64_t width, PillowFilter filter,
+                          std::optional<PillowWindow> window) {
   if (image.scalar_type() != at::kByte || image.dim() != 3 || image.size(0) < 1 || image.size(1) < 1)
     throw ShapeError("a resize needs one uint8 image [H, W, C]; got " + dtypeName(image.scalar_type()) + " " +
                      shapeToString(image.sizes().vec()));
-  if (height < 1 || width < 1 || height > kMaxImageSize || width > kMaxImageSize)
-    throw OptionError("a resize needs an output size from 1 to " + std::to_string(kMaxImageSize) + "; got " +
-                      std::to_string(height) + "x" + std::to_string(width));
-  at::Tensor current = image.cpu().contiguous();
-  const int64_t channels = current.size(2);
-  // Across first, then down, as Pillow does; an axis that keeps its size is not resampled.
-  if (width != current.size(1)) {
-    const int64_t h = current.size(0), w = current.size(1);
-    at::Tensor across = at::empty({h, width, channels}, current.options());
-    resamplePass(current.data_ptr<uint8_t>(), across.data_ptr<uint8_t>(), h, width, channels, channels, w * channels,
-                 channels, width * channels, axisTaps(w, width, filter));
-    current = across;
+  constexpr int64_t kMaxResized = int64_t{1} << 31;  // the whole size: only the window is computed
+  if (height < 1 || width < 1 || height > kMaxResized || width > kMaxResized)
+    throw OptionError("a resize needs an output size from 1 to 2^31; got " + std::to_string(height) + "x" +
+                      std::to_string(width));
+  const PillowWindow win = window.value_or(PillowWindow{0, 0, height, width});
+  if (win.top < 0 || win.left < 0 || win.height < 1 || win.width < 1 || win.height > kMaxImageSize ||
+      win.width > kMaxImageSize || win.top + win.height > height || win.left + win.width > width)
+    throw OptionError("a resize window of " + std::to_string(win.height) + "x" + std::to_string(win.width) + " at (" +
+                      std::to_string(win.top) + ", " + std::to_string(win.left) + ") does not fit an output of " +
+                      std::to_string(height) + "x" + std::to_string(width) + " (at most " +
+                      std::to_string(kMaxImageSize) + " a side)");
+  const at::Tensor source = image.cpu().contiguous();
+  const int64_t inHeight = source.size(0), inWidth = source.size(1), channels = source.size(2);
+  const std::vector<Taps> rows = axisTaps(inHeight, height, filter, win.top, win.height);
+  const std::vector<Taps> columns = axisTaps(inWidth, width, filter, win.left, win.width);
+  // The source rows the window's rows read, resampled across first (Pillow's order), each rounded to 8 bits.
+  int64_t firstRow = inHeight, lastRow = 0;
+  for (const Taps& tap : rows) {
+    firstRow = std::min(firstRow, tap.first);
+    lastRow = std::max(lastRow, tap.first + static_cast<int64_t>(tap.weights.size()));
   }
-  if (height != current.size(0)) {
-    const int64_t h = current.size(0), w = current.size(1);
-    at::Tensor down = at::empty({height, w, channels}, current.options());
-    // Lines are columns here: samples a row apart, lines a pixel apart.
-    resamplePass(current.data_ptr<uint8_t>(), down.data_ptr<uint8_t>(), w, height, channels, w * channels, channels,
-                 w * channels, channels, axisTaps(h, height, filter));
-    current = down;
+  const uint8_t* in = source.data_ptr<uint8_t>();
+  std::vector<uint8_t> across(static_cast<size_t>((lastRow - firstRow) * win.width * channels));
+  for (int64_t y = firstRow; y < lastRow; ++y) {
+    for (int64_t x = 0; x < win.width; ++x) {
+      const Taps& tap = columns[static_cast<size_t>(x)];
+      for (int64_t c = 0; c < channels; ++c) {
+        int64_t sum = int64_t{1} << (kPrecisionBits - 1);
+        for (size_t k = 0; k < tap.weights.size(); ++k)
+          sum += in[(y * inWidth + tap.first + static_cast<int64_t>(k)) * channels + c] * tap.weights[k];
+        across[static_cast<size_t>(((y - firstRow) * win.width + x) * channels + c)] = clip8(sum);
+      }
+    }
   }
-  return current.to(image.device());
+  at::Tensor result = at::empty({win.height, win.width, channels}, source.options());
+  uint8_t* out = result.data_ptr<uint8_t>();
+  for (int64_t y = 0; y < win.height; ++y) {
+    const Taps& tap = rows[static_cast<size_t>(y)];
+    for (int64_t x = 0; x < win.width; ++x) {
+      for (int64_t c = 0; c < channels; ++c) {
+        int64_t sum = int64_t{1} << (kPrecisionBits - 1);
+        for (size_t k = 0; k < tap.weights.size(); ++k) {
+          const int64_t row = tap.first + static_cast<int64_t>(k) - firstRow;
+          sum += across[static_cast<size_t>((row * win.width + x) * channels + c)] * tap.weights[k];
+        }
+        out[(y * win.width + x) * channels + c] = clip8(sum);
+      }
+    }
+  }
+  return result.to(image.device());
 }
 
 }  // namespace pace::data
