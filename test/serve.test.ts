@@ -108,6 +108,38 @@ test('concurrent requests fill one batch; each prediction is the softmax of mode
   expect(server.listening).toBe(false);
 });
 
+test('a transparent PNG is answered as its colours say, alpha dropped as Pillow drops it', async () => {
+  // Bug: libvips premultiplied alpha while resizing, so the transparent half of the image was black to the model.
+  using model = await createModel(spec, { pretrained: checkpoint });
+  const [width, height] = [40, 40];
+  const rgb = Buffer.alloc(width * height * 3);
+  const rgba = Buffer.alloc(width * height * 4);
+  for (let i = 0; i < width * height; i++) {
+    const colour = [(i * 7) % 256, (i * 13) % 256, (i * 29) % 256];
+    rgb.set(colour, i * 3);
+    rgba.set([...colour, i < (width * height) / 2 ? 0 : 255], i * 4);
+  }
+  const opaque = await sharp(rgb, { raw: { width, height, channels: 3 } })
+    .png()
+    .toBuffer();
+  const transparent = await sharp(rgba, { raw: { width, height, channels: 4 } })
+    .png()
+    .toBuffer();
+  const { server, close } = createInferenceServer(model, { labels, topK: 10 });
+  const base = await listen(server);
+  try {
+    const answers = [];
+    for (const png of [opaque, transparent]) {
+      const response = await predict(base, png);
+      expect(response.status).toBe(200);
+      answers.push(((await response.json()) as { predictions: Prediction[] }).predictions);
+    }
+    expect(answers[1]).toEqual(answers[0]);
+  } finally {
+    await close();
+  }
+});
+
 test('a prediction that cannot finish within timeoutMs is answered 504, and the server serves on', async () => {
   // Bug: no timeout (the request would wait for the held model; the safety release below then makes it a 200).
   using model = await createModel(spec, { pretrained: checkpoint });

@@ -83,13 +83,16 @@ export class UploadDecoder {
     const lane = pixels <= this.limits.smallPixels ? this.small : this.large;
     return lane.run(async () => {
       try {
-        return await sharp(body, { failOn: 'error', limitInputPixels: this.limits.maxPixels })
+        let image = sharp(body, { failOn: 'error', limitInputPixels: this.limits.maxPixels })
           .rotate()
           .removeAlpha()
-          .toColourspace('srgb')
-          .resize(size, size, { fit: 'fill', kernel: 'cubic' })
-          .raw()
-          .toBuffer();
+          .toColourspace('srgb');
+        if (metadata.hasAlpha) {
+          // Resizing with alpha, libvips premultiplies it (transparent pixels turn black): dropped first instead.
+          const { data, info } = await image.raw().toBuffer({ resolveWithObject: true });
+          image = sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } });
+        }
+        return await image.resize(size, size, { fit: 'fill', kernel: 'cubic' }).raw().toBuffer();
       } catch (error) {
         throw new HttpError(400, `the body is not a readable image (${(error as Error).message})`);
       }
