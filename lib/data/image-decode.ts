@@ -109,7 +109,7 @@ function covered(decoded: Decoded, size: number): Promise<Buffer> {
  * Pillow and torchvision give.
  */
 function centerCrop(decoded: Decoded, size: number): Promise<Buffer> {
-  const whole = torchvisionResizeSize({ width: decoded.width, height: decoded.height }, Math.floor(size / 0.875));
+  const whole = torchvisionResizeSize(decoded.width, decoded.height, Math.floor(size / 0.875));
   const window = {
     top: centerCropOffset(whole.height, size),
     left: centerCropOffset(whole.width, size),
