@@ -20,6 +20,7 @@ import {
   LoadAdaptersOptionsSchema,
   type AdapterConfig,
   type AdapterOptions,
+  type SavedAdapterConfig,
   type LoadAdaptersOptions,
 } from './adapters';
 import {
@@ -143,8 +144,7 @@ export class Model implements Disposable {
     // none). A load that fails gives the old ones back.
     const classNames = header && this.#namesOfLoadedHead(file, header);
     const loading = native.loadWeights(file, strict);
-    const namesBefore = this.#classNames;
-    this.#classNames = classNames;
+    const loaded = this.#namesAfter(loading, classNames);
     // The load reads the fingerprint it leaves; one that fails leaves the weights, and the fingerprint, as they were.
     const before = this.#frozenFingerprint;
     const fingerprint = loading.then(
@@ -156,14 +156,7 @@ export class Model implements Disposable {
     void fingerprint.then((value) => {
       if (this.#frozenFingerprint === fingerprint) this.#frozenFingerprint = value;
     });
-    let loaded: NativeLoadReport;
-    try {
-      loaded = await loading;
-    } catch (error) {
-      if (this.#classNames === classNames) this.#classNames = namesBefore;
-      throw error;
-    }
-    const report: LoadReport & { frozenWeights?: string } = { ...loaded };
+    const report: LoadReport & { frozenWeights?: string } = { ...(await loaded) };
     delete report.frozenWeights;
     return report;
   }
@@ -307,25 +300,14 @@ export class Model implements Disposable {
       );
     }
     const recorded = metadata?.[ADAPTER_METADATA_KEY];
+    // The head comes from the file: so do its names, when it records them.
+    const load = (saved?: SavedAdapterConfig) =>
+      this.#namesAfter(native.loadAdapters(file), saved?.classNames && Object.freeze(saved.classNames));
     // The reference's files carry no metadata: those are checked by their tensors' names and shapes alone.
-    const saved =
-      recorded === undefined
-        ? undefined
-        : checkAdapterFile(file, recorded, this.#adapterTargetNow(native) ?? (await this.#adapterTarget(native)), {
-            allowOtherWeights,
-          });
-    const loading = native.loadAdapters(file);
-    // The head comes from the file: so do its names (set now, for a save asked after this load), when it records
-    // them. A load that fails gives the old ones back.
-    const namesBefore = this.#classNames;
-    const classNames = saved?.classNames && Object.freeze(saved.classNames);
-    this.#classNames = classNames;
-    try {
-      await loading;
-    } catch (error) {
-      if (this.#classNames === classNames) this.#classNames = namesBefore;
-      throw error;
-    }
+    if (recorded === undefined) return load();
+    await this.#withAdapterTarget(native, (target) =>
+      load(checkAdapterFile(file, recorded, target, { allowOtherWeights })),
+    );
   }
 
   /**
@@ -336,9 +318,9 @@ export class Model implements Disposable {
     const native = this.#live('saveAdapters');
     if (!this.adapters) throw new PaceStateError('the model has no adapters to save: call addAdapters() first');
     const file = parseOptions(PathSchema, path, 'path');
-    // Queued now when the fingerprint is known, before any call made after this one (a step must not run first).
-    const config = adapterFileMetadata(this.#adapterTargetNow(native) ?? (await this.#adapterTarget(native)));
-    await native.saveAdapters(file, { [ADAPTER_METADATA_KEY]: config });
+    await this.#withAdapterTarget(native, (target) =>
+      native.saveAdapters(file, { [ADAPTER_METADATA_KEY]: adapterFileMetadata(target) }),
+    );
   }
 
   /** The names of the head a load of this file leaves: the file's when its head has this model's class count. */
@@ -348,25 +330,36 @@ export class Model implements Disposable {
     return recordedClassNames(file, header.metadata, head.shape[0]);
   }
 
-  async #adapterTarget(native: NativeModelHandle): Promise<AdapterTarget> {
-    return this.#targetWith(await this.#frozenWeights(native));
+  /**
+   * Sets the names of the head a queued load leaves now (a save asked after the load writes them), and gives the old
+   * ones back if the load fails.
+   */
+  async #namesAfter<T>(loading: Promise<T>, names: readonly string[] | undefined): Promise<T> {
+    const before = this.#classNames;
+    this.#classNames = names;
+    try {
+      return await loading;
+    } catch (error) {
+      if (this.#classNames === names) this.#classNames = before;
+      throw error;
+    }
   }
 
   /**
-   * The adapter target without waiting, when the frozen weights' fingerprint is known now: then a save or load of
-   * adapters is queued at once, before any call made after it. (Only while a loadWeights is in flight is it not.)
+   * Runs `body` (which queues a save or load of adapters) with what an adapter file is checked against and records:
+   * at once when the frozen weights' fingerprint is known, so that the job is queued before any call made after
+   * this one; only while a loadWeights is in flight after that load.
    */
-  #adapterTargetNow(native: NativeModelHandle): AdapterTarget | undefined {
-    const known = this.#frozenFingerprint;
-    if (typeof known === 'string') return this.#targetWith(known);
-    if (known !== undefined) return undefined;
-    const read = native.weightsFingerprint();
-    this.#frozenFingerprint = read;
-    return this.#targetWith(read);
-  }
-
-  #targetWith(frozenWeights: string): AdapterTarget {
-    return { spec: this.spec, name: this.name, adapters: this.adapters!, frozenWeights, classNames: this.#classNames };
+  #withAdapterTarget<T>(native: NativeModelHandle, body: (target: AdapterTarget) => Promise<T>): Promise<T> {
+    const frozen = this.#frozenWeights(native);
+    const target = (frozenWeights: string): AdapterTarget => ({
+      spec: this.spec,
+      name: this.name,
+      adapters: this.adapters!,
+      frozenWeights,
+      classNames: this.#classNames,
+    });
+    return typeof frozen === 'string' ? body(target(frozen)) : frozen.then((value) => body(target(value)));
   }
 
   /**
@@ -374,9 +367,14 @@ export class Model implements Disposable {
    * so it is kept: only addAdapters (which runs when idle) and loadWeights (whose job reads it) change it, training
    * does not, and a save or load queued behind a forward must not be refused as busy.
    */
-  async #frozenWeights(native: NativeModelHandle): Promise<string> {
-    const known = await this.#frozenFingerprint;
-    if (known !== undefined) return known;
+  #frozenWeights(native: NativeModelHandle): string | Promise<string> {
+    const known = this.#frozenFingerprint;
+    if (typeof known === 'string') return known;
+    if (known !== undefined) return known.then((value) => value ?? this.#readFingerprint(native));
+    return this.#readFingerprint(native);
+  }
+
+  #readFingerprint(native: NativeModelHandle): string {
     const read = native.weightsFingerprint();
     this.#frozenFingerprint = read;
     return read;
