@@ -1,13 +1,7 @@
 import { SingleBar } from 'cli-progress';
 import { z } from 'zod';
 
-import {
-  AugmentationSchema,
-  augmentationNeedsPixels,
-  checkAugmentation,
-  nativeAugmentation,
-  type Augmentation,
-} from '../data/augment';
+import { AugmentationSchema, nativeAugmentation, type Augmentation } from '../data/augment';
 import { checkEvaluationImages, TensorDataset } from '../data/dataset';
 import { checkLabelsBelow } from '../data/labels';
 import type { EvaluationReport } from '../eval/evaluate';
@@ -166,11 +160,8 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   }
   const schedule: LrSchedule | undefined =
     o.schedule === false ? undefined : cosineSchedule({ lr: host.lr, epochs: o.epochs, ...o.schedule });
-  const augment = trainingAugmentation(train, o.augment);
-  // Grey uint8 images [N, H, W] take a channel axis for the fit's pixel augmentation, as a dataset made with it has.
-  if (train.images.shape.length === 3 && augmentationNeedsPixels(augment)) {
-    train = new TensorDataset(train.images, train.labels, { normalization: train.normalization, augment });
-  }
+  train = withFitAugmentation(train, o.augment);
+  const augment = train.augment;
   if (o.batchSize % host.worldSize !== 0) {
     throw new PaceOptionError(
       `options.batchSize ${o.batchSize} must be a multiple of the ${host.worldSize} processes training together`,
@@ -450,12 +441,13 @@ export function normalizationOf(dataset: TensorDataset): { mean: number[]; std: 
 }
 
 /** The training set's augmentation with fit's `augment` over it, checked against the training images. */
-function trainingAugmentation(train: TensorDataset, over: Augmentation | undefined): Augmentation | undefined {
-  if (!over) return train.augment;
+/**
+ * The training set with fit's own augmentation merged over the dataset's: made as a dataset made with it is (which
+ * checks it, and gives grey uint8 images [N, H, W] the channel axis pixel augmentation needs).
+ */
+function withFitAugmentation(train: TensorDataset, over: Augmentation | undefined): TensorDataset {
+  if (!over) return train;
   const merged: Augmentation = { ...train.augment, ...over };
   if (over.resizedCrop !== undefined) delete merged.crop;
-  const shape = train.images.shape;
-  const pixels = train.normalization !== undefined;
-  const grey = pixels && shape.length === 3 && augmentationNeedsPixels(merged);
-  return checkAugmentation(merged, grey ? [...shape, 1] : shape, pixels);
+  return new TensorDataset(train.images, train.labels, { normalization: train.normalization, augment: merged });
 }
