@@ -1,5 +1,7 @@
 import { z } from 'zod';
 
+import { ClassNamesSchema } from './class-names';
+
 /** The adapter types: the paper's strong baseline (`loramul_vptadd`), its parts, and two comparison baselines. */
 export const AdapterTypeSchema = z.enum([
   'loramul_vptadd',
@@ -44,7 +46,7 @@ export const SavedAdapterConfigSchema = z.object({
   imgSize: z.number().optional(),
   frozenWeights: z.string().optional(),
   /** The head's class names, when the model knew them (`Model.classNames`). */
-  classNames: z.array(z.string()).optional(),
+  classNames: ClassNamesSchema.optional(),
 });
 export type SavedAdapterConfig = z.infer<typeof SavedAdapterConfigSchema>;
 
