@@ -270,6 +270,32 @@ describe('PACE properties', () => {
     }
   });
 
+  test("PACE's stochastic depth is the reference's SharableDropPath: the same draw, renormalised by its mean", async () => {
+    // Bug: PACE steps scaled kept branches by 1/(1 − rate) as timm's DropPath; the reference's SharableDropPath
+    // then divides the mask by its mean over the batch. With σ = 0 the first copy is the plain forward of the same
+    // draw, so the cross-entropies agree without stochastic depth and differ with it (1/0.7 against B/k).
+    const clsLosses = async (dropPathRate: number) => {
+      const losses: number[] = [];
+      for (const pace of [
+        { sigma: 0, lambda: 0 },
+        { sigma: 0, lambda: 1 },
+      ]) {
+        using model = await createModel(
+          { ...specOf(name), dropPathRate },
+          { pretrained: fixture(`${name}.base.safetensors`) },
+        );
+        model.addAdapters({ rank: 4 });
+        await model.loadAdapters(fixture(`${name}.adapters.safetensors`));
+        losses.push((await new Trainer(model, { pace, seed: 5 }).trainStep(io.input, io.target)).clsLoss);
+      }
+      return losses;
+    };
+    const [plain, pace] = await clsLosses(0);
+    expect(Math.abs(pace / plain - 1)).toBeLessThan(1e-5);
+    const [plainDropped, paceDropped] = await clsLosses(0.3);
+    expect(Math.abs(paceDropped / plainDropped - 1)).toBeGreaterThan(1e-3);
+  });
+
   test('noise is one value per sample and channel, shared by all tokens (BTC draws per token)', async () => {
     using model = await adaptedModel(name);
     const trainer = trainerFor(model, name, 7);

@@ -92,6 +92,8 @@ def drop_path(x, rate, training, copies):
         return x
     keep = 1 - rate
     mask = x.new_empty((x.shape[0] // copies,) + (1,) * (x.dim() - 1)).bernoulli_(keep).div_(keep)
+    if copies > 1:  # the PACE step: the official SharableDropPath divides the mask by its mean over the batch
+        mask = mask / (mask.mean() + 1e-12)
     return x * mask.repeat((copies,) + (1,) * (x.dim() - 1))
 
 

@@ -44,6 +44,7 @@ TestList layerNormCudaTests();     // layer_norm_tests.cpp: skipped without a vi
 TestList cpuAttentionTests();      // attention_tests.cpp
 TestList fusedAdamWTests();        // adamw_tests.cpp: each skipped where libtorch has no fused kernel there
 TestList augmentTests();           // augment_tests.cpp
+TestList dropPathTests();          // drop_path_tests.cpp
 TestList profilerTests();          // profiler_tests.cpp: skipped where libtorch records no traces
 
 }  // namespace pace::tests

@@ -176,6 +176,7 @@ int main() {
   for (auto& test : pace::tests::layerNormCudaTests()) tests.push_back(std::move(test));
   for (auto& test : pace::tests::fusedAdamWTests()) tests.push_back(std::move(test));
   for (auto& test : pace::tests::augmentTests()) tests.push_back(std::move(test));
+  for (auto& test : pace::tests::dropPathTests()) tests.push_back(std::move(test));
   for (auto& test : pace::tests::profilerTests()) tests.push_back(std::move(test));
   int passed = 0;
   int failed = 0;

@@ -48,6 +48,8 @@ at::Tensor ForwardContext::dropPathScale(int64_t rows, double rate, bool trainin
     mask.bernoulli_(keep);
   }
   mask.div_(keep);
+  // The mean over the stacked copies is the mean over these rows, which they repeat.
+  if (renormaliseDropPath) mask.div_(mask.mean().add_(1e-12));
   return copies > 1 ? mask.repeat({copies}) : mask;
 }
 

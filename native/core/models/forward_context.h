@@ -43,6 +43,9 @@ class ForwardContext {
   StepNoise* noise = nullptr;
   // Adapted linears compute only their frozen part: the pretrained model's output (FP-distance, FPA).
   bool adaptersBypassed = false;
+  // PACE's stochastic depth (the reference's SharableDropPath, in every PACE run): each mask is divided by its mean
+  // over the batch (+ 1e-12) after the 1 / (1 − rate), so the kept samples' branches sum to the batch size.
+  bool renormaliseDropPath = false;
 
   // Stacks the copies of `x` along the batch axis if that has not happened yet in this forward.
   at::Tensor duplicateBatch(const at::Tensor& x);
@@ -53,7 +56,8 @@ class ForwardContext {
   // views differ only by their adapter noise.
   at::Tensor dropPath(const at::Tensor& branch, double rate, bool training);
   // The same draw as the per-sample scale [rows] of a branch with `rows` rows in `options`' dtype (keep / (1 −
-  // rate) or 0); undefined where nothing is dropped. For a linear that folds the scaling into its output pass.
+  // rate) or 0, renormalised when asked); undefined where nothing is dropped. For a linear that folds the scaling
+  // into its output pass.
   at::Tensor dropPathScale(int64_t rows, double rate, bool training, const at::TensorOptions& options);
 
  private:

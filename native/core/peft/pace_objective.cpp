@@ -92,6 +92,7 @@ PaceLosses PaceObjective::forwardLosses(models::Backbone& model, const at::Tenso
     // The copies of x (two in the reference), stacked inside the forward where the first noise is applied
     // (before it they are equal); the cross-entropy sees the first.
     models::ForwardContext views(config_.copies, firstNoisyBlock_, dropPathGenerator, &noise);
+    views.renormaliseDropPath = true;
     const at::Tensor all = forLoss(model.forward(x, views));
     out.logits = all.slice(0, 0, used);
     out.targets = targets.slice(0, 0, used);
@@ -99,6 +100,7 @@ PaceLosses PaceObjective::forwardLosses(models::Backbone& model, const at::Tenso
     out.consistency = consistencyAmong(all, config_.copies);
   } else {
     models::ForwardContext single(1, 0, dropPathGenerator, &noise);
+    single.renormaliseDropPath = true;  // the reference's SharableDropPath with one copy, as in its lazy and fast steps
     out.logits = forLoss(model.forward(images, single));
     out.targets = targets;
     out.cls = crossEntropy(out.logits, targets);
