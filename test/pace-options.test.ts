@@ -417,7 +417,7 @@ describe("Trainer.options: the core's defaults, filled in where the user said no
         noiseShape: 'BC',
         sigmaSchedule: 'decreasing',
         variant: 'pace',
-        lazyInterval: 2,
+        lazyInterval: 1,
         adapterL1: 0,
         noiseOn: 'adapter',
         copies: 2,

@@ -66,6 +66,7 @@ const PaceSchema = z
      * ablation, one noisy forward and no consistency term (`lambda` must be 0).
      */
     variant: z.enum(['pace', 'lazy', 'fast', 'fpa', 'noise']).optional(),
+    /** `lazy`: the steps between PACE steps (default 1, the reference's `train.py`: half-batch PACE every step). */
     lazyInterval: z.number().int().min(1).optional(),
     /** μ of the paper's ℓ1-sparsity comparison: μ·Σ|θ| over the adapter parameters joins the loss (default 0). */
     adapterL1: z.number().min(0).optional(),

@@ -44,9 +44,9 @@ struct PaceConfig {
   NoiseShape shape = NoiseShape::PerRow;
   SigmaSchedule schedule = SigmaSchedule::Decreasing;
   PaceVariant variant = PaceVariant::Pace;
-  int64_t lazyInterval = 2;
-  int64_t datasetSize = 0;  // Fast: the number of training samples (indices run over [0, datasetSize))
-  double adapterL1 = 0.0;   // μ of the ℓ1-sparsity comparison: μ·Σ|θ| over the adapter parameters joins the loss
+  int64_t lazyInterval = 1;  // train.py's --lazy_interval (pace_ops.py's own default of 2 is always overridden)
+  int64_t datasetSize = 0;   // Fast: the number of training samples (indices run over [0, datasetSize))
+  double adapterL1 = 0.0;  // μ of the ℓ1-sparsity comparison: μ·Σ|θ| over the adapter parameters joins the loss
   // Where the noise goes: the adapter's output Δh (PACE), or the adapted linear's whole output h = W₀x + Δh (the
   // paper's PACE_h ablation). The head's output is whole either way.
   NoiseTarget noiseOn = NoiseTarget::AdapterOutput;
