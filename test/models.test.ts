@@ -455,7 +455,18 @@ describe('saving and loading', () => {
       const same = Buffer.from(ours[name].data().buffer).equals(Buffer.from(original[name].data().buffer));
       expect([name, same]).toEqual([name, !name.startsWith('head.')]);
     }
-    expect(Array.from(ours['head.bias'].toFloat32Array())).toEqual(new Array(10).fill(0));
+    // As timm's reset_classifier (the PACE reference's head): a new nn.Linear, weight and bias uniform in ±1/√width
+    // (not timm's from-scratch truncated normal of std 0.02 with a zero bias). The bound is reached within 10 % by
+    // one of the 480 weights but by chance (0.9^480), and their std is b/√3 within 10 % (5 standard errors).
+    const bound = 1 / Math.sqrt(ours['head.weight'].shape[1]);
+    const weights = Array.from(ours['head.weight'].toFloat32Array());
+    const biases = Array.from(ours['head.bias'].toFloat32Array());
+    const largest = Math.max(...[...weights, ...biases].map(Math.abs));
+    expect(largest).toBeLessThanOrEqual(bound);
+    expect(Math.max(...weights.map(Math.abs))).toBeGreaterThan(0.9 * bound);
+    const std = Math.sqrt(weights.reduce((sum, w) => sum + w * w, 0) / weights.length);
+    expect(Math.abs(std / (bound / Math.sqrt(3)) - 1)).toBeLessThan(0.1);
+    expect(biases.filter((b) => b !== 0)).toHaveLength(10);
     disposeTensors(ours);
     disposeTensors(original);
   });

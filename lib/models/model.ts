@@ -258,7 +258,10 @@ export class Model implements Disposable {
     return trainable;
   }
 
-  /** Re-initialises the classifier head as timm does for a new task (its `reset_classifier`); its class names go. */
+  /**
+   * Re-initialises the classifier head as timm does for a new task (its `reset_classifier`: a new `nn.Linear`, weight
+   * and bias uniform in ±1/√width); its class names go.
+   */
   resetHead(): this {
     this.#use('resetHead').resetHead();
     this.#classNames = undefined;

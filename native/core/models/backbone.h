@@ -35,7 +35,9 @@ class Backbone : public torch::nn::Module {
   virtual int64_t numClasses() const = 0;
   // The names of the classifier head's parameters (re-initialised when a checkpoint's class count differs).
   virtual std::vector<std::string> headParameterNames() const = 0;
-  // Re-initialises the head as timm does when it is created, drawing from the model's generator.
+  // Re-initialises the head as timm's reset_classifier does (a new nn.Linear: weight and bias uniform in
+  // ±1/√in_features, the PACE reference's head), drawing from the model's generator. A model made from scratch
+  // starts from timm's own initialisation instead (truncated normal, std 0.02, zero bias).
   void resetHead();
   // The generator this model's initialisation draws from (models/init_random.h).
   const at::Generator& initGenerator() const { return initGenerator_; }

@@ -64,7 +64,7 @@ void xavierUniform(torch::Tensor& tensor) {
   uniformInit(tensor, -bound, bound);
 }
 
-void convDefaultInit(torch::Tensor& weight, torch::Tensor& bias) {
+void torchDefaultInit(torch::Tensor& weight, torch::Tensor& bias) {
   // kaiming_uniform_(a = √5) over fan_in gives the same bound as the bias's: 1/√fan_in.
   const double bound =
       1.0 / std::sqrt(static_cast<double>(std::get<0>(torch::nn::init::_calculate_fan_in_and_fan_out(weight))));

@@ -37,7 +37,7 @@ void normalInit(torch::Tensor& tensor, double mean, double std);
 void truncatedNormal(torch::Tensor& tensor, double std, double low = -2.0, double high = 2.0);
 // torch.nn.init.xavier_uniform_ with gain 1.
 void xavierUniform(torch::Tensor& tensor);
-// torch.nn.Conv2d's reset_parameters: weight and bias uniform in ±1/√fan_in.
-void convDefaultInit(torch::Tensor& weight, torch::Tensor& bias);
+// torch.nn.Linear's and Conv2d's reset_parameters: weight and bias uniform in ±1/√fan_in.
+void torchDefaultInit(torch::Tensor& weight, torch::Tensor& bias);
 
 }  // namespace pace::models

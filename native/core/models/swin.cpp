@@ -175,7 +175,8 @@ torch::Tensor SwinStageImpl::forward(torch::Tensor x, ForwardContext& context) {
 
 SwinPatchEmbedImpl::SwinPatchEmbedImpl(int64_t patchSize, int64_t embedDim) {
   proj = register_module("proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, embedDim, patchSize).stride(patchSize)));
-  convDefaultInit(proj->weight, proj->bias);  // again, from the model's generator (the Conv2d drew from the global one)
+  torchDefaultInit(proj->weight,
+                   proj->bias);  // again, from the model's generator (the Conv2d drew from the global one)
   norm = register_module("norm", layerNorm(embedDim, kLayerNormEps));
 }
 
@@ -227,7 +228,7 @@ std::vector<std::string> SwinTransformer::headParameterNames() const {
 }
 
 void SwinTransformer::initialiseHead() {
-  if (head) head->fc->resetParameters();
+  if (head) torchDefaultInit(head->fc->weight, head->fc->bias);
 }
 
 std::string SwinTransformer::noiseUnitOf(const std::string& linearPath) const {

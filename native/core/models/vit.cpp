@@ -58,7 +58,8 @@ torch::Tensor VitBlockImpl::forward(const torch::Tensor& input, ForwardContext& 
 VitPatchEmbedImpl::VitPatchEmbedImpl(int64_t patchSize, int64_t embedDim, bool bias) {
   proj = register_module(
       "proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, embedDim, patchSize).stride(patchSize).bias(bias)));
-  convDefaultInit(proj->weight, proj->bias);  // again, from the model's generator (the Conv2d drew from the global one)
+  torchDefaultInit(proj->weight,
+                   proj->bias);  // again, from the model's generator (the Conv2d drew from the global one)
 }
 
 torch::Tensor VitPatchEmbedImpl::forward(const torch::Tensor& images) {
@@ -110,7 +111,7 @@ std::vector<std::string> VisionTransformer::headParameterNames() const {
 }
 
 void VisionTransformer::initialiseHead() {
-  if (head) head->resetParameters();
+  if (head) torchDefaultInit(head->weight, head->bias);
 }
 
 std::string VisionTransformer::noiseUnitOf(const std::string& linearPath) const {
