@@ -126,6 +126,22 @@ test('an intact run folder resumes and ends exactly as an uninterrupted run', as
   expect((await adapterBytes(model)).equals(expected)).toBe(true);
 });
 
+test('a run killed between its checkpoint and its metrics gets the epochs the checkpoint holds back on resume', async () => {
+  // Bug: metrics.jsonl and summary.csv were written only after each epoch's checkpoint, so a run killed between
+  // the two, at its last epoch, resumed with nothing left to run and stayed an epoch short for good.
+  const dir = copyOfRun('killed-before-metrics');
+  const metrics = path.join(dir, 'metrics.jsonl');
+  const lines = fs.readFileSync(metrics, 'utf8').trim().split('\n');
+  expect(lines).toHaveLength(2);
+  fs.writeFileSync(metrics, `${lines[0]}\n`);
+  fs.writeFileSync(path.join(dir, 'summary.csv'), 'epoch\n');
+  using model = await freshModel();
+  const resumed = await new Trainer(model, trainerOptions).fit(train, { ...fit, epochs: 2, resume: dir });
+  expect(resumed.epochs.map((e) => e.epoch)).toEqual([0, 1]);
+  expect(fs.readFileSync(metrics, 'utf8').trim().split('\n')).toEqual(lines);
+  expect(fs.readFileSync(path.join(dir, 'summary.csv'), 'utf8').trim().split('\n')).toHaveLength(3);
+});
+
 test('a flipped byte anywhere in the tensor data is refused, naming the file, before anything is restored', async () => {
   const header = await readTensorHeader(path.join(runDir, 'last.safetensors'));
   const random = seededRandom(29);

@@ -263,6 +263,9 @@ async function fitEpochs(
   };
   const runMetadata = { [RUN_IDENTITY_KEY]: JSON.stringify(identity) };
   run?.writeConfig(config);
+  // A run killed after a checkpoint but before the metrics that follow it resumes with them written again (at its
+  // last epoch, nothing else would write them).
+  if (resumed) run?.writeHistory(history);
   if (!resumed) {
     await checkpoint((r) => saveLastCheckpoint(host.handle, r, { epoch: '-1', history: '[]', ...runMetadata }));
   }
