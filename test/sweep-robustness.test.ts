@@ -143,6 +143,38 @@ describe('a sweep that meets an error', () => {
 });
 
 describe('a stopped sweep', () => {
+  test('a stop that comes while a run is being started (its checkpoint read) leaves it unstarted', async () => {
+    // Bug: the run whose checkpoint was being read when Ctrl-C came was launched after it, never interrupted, and
+    // the sweep waited for it to train to its end. The signal here turns aborted between the loop's check and the
+    // start, the window a real Ctrl-C can fall into while the header is read.
+    const dir = path.join(temp.dir, 'stopped-while-starting');
+    let planned = false;
+    let readsSincePlan = 0;
+    const signal = {
+      get aborted() {
+        return planned && readsSincePlan++ > 0;
+      },
+      addEventListener: () => undefined,
+      removeEventListener: () => undefined,
+    } as unknown as AbortSignal;
+    const events: SweepEvent[] = [];
+    const outcome = await sweep(
+      { base, grid: { 'trainer.pace.sigma': [1] }, dir },
+      {
+        baseDir: temp.dir,
+        childModule: standIn,
+        signal,
+        onEvent: (event) => {
+          events.push(event);
+          if (event.type === 'plan') planned = true;
+        },
+      },
+    );
+    expect(outcome.aborted).toBe(true);
+    expect(events.map((e) => e.type)).not.toContain('start');
+    expect(fs.existsSync(path.join(dir, 'sigma=1_seed=0', 'metrics.jsonl'))).toBe(false);
+  });
+
   test('kills a run that has not ended stopTimeoutSeconds after its interrupt, keeping it unfailed', async () => {
     // Bug: the sweep waited for an interrupted run however long it took; one stuck in a step (here: deaf to
     // SIGINT, finishing after 10 s) kept the sweep from ending.

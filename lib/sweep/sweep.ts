@@ -275,6 +275,11 @@ class Scheduler {
   private async start(run: PlannedRun): Promise<void> {
     const info = this.info(run);
     const checkpoint = await checkpointOf(run.dir);
+    // A stop asked for while the checkpoint was read would reach no one: the run is not running yet. It stays queued.
+    if (this.options.signal?.aborted) {
+      this.queue.unshift(run);
+      return;
+    }
     const slot = this.freeSlot();
     const started = Date.now();
     const process = launchRun(run, {
