@@ -416,6 +416,13 @@ describe('results in the paper layout', () => {
     expect(markdown).not.toContain('## Selection');
   });
 
+  test("a task or setting name's | and line breaks stay inside its Markdown cell", () => {
+    // Bug: a task named "cars | trucks" split its row into one cell more than the header.
+    const rows = [row({ task: { name: 'cars | trucks', kind: 'other' }, val_acc: 0.5, label: 'path\\to\nσ 1' })];
+    const markdown = resultsMarkdown(results(rows, 'grid'));
+    expect(markdown).toContain('| cars \\| trucks | path\\\\to σ 1 | 50.00 (n=1 of 2) | 1 | val_acc |');
+  });
+
   test('results.csv: one row per run at full precision, cells quoted where needed', () => {
     const csv = resultsCsv({
       ...results([

@@ -4,11 +4,18 @@ import type { Summary, SweepResults } from './results';
 import { meanOf } from './stats';
 import { VTAB_GROUPS } from './vtab-groups';
 
+/** A cell's text as Markdown keeps it in its cell: a `|` would split it, a line break end the row. */
+const cell = (text: string): string =>
+  text
+    .replace(/\\/g, '\\\\')
+    .replace(/\|/g, '\\|')
+    .replace(/\r?\n|\r/g, ' ');
+
 const table = (header: string[], rows: string[][]): string =>
   [
-    `| ${header.join(' | ')} |`,
+    `| ${header.map(cell).join(' | ')} |`,
     `| ${header.map(() => '---').join(' | ')} |`,
-    ...rows.map((r) => `| ${r.join(' | ')} |`),
+    ...rows.map((r) => `| ${r.map(cell).join(' | ')} |`),
   ].join('\n');
 
 /** The rows of a table: under `select` one row (each task's chosen point), under `grid` one per point. */
