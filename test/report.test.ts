@@ -18,6 +18,7 @@ import {
   type EpochRow,
   type RunRecord,
 } from '../lib';
+import { finalNumbers } from '../lib/report/final-numbers';
 import { RunFolder } from '../lib/train/run-folder';
 import { findChromium, visitPage } from './support/chromium';
 import { makeTempDir, repoRoot } from './support/paths';
@@ -166,6 +167,25 @@ describe('run folders', () => {
     );
     expect(fromCsv.epochs).toEqual(withoutSeconds);
   });
+});
+
+test('a metric that stopped being finite is final as not finite, not as its last finite value', () => {
+  // Bug: a run whose loss became NaN (null in metrics.jsonl) showed its last healthy loss as the final one.
+  const dir = path.join(temp.dir, 'diverged');
+  fs.mkdirSync(dir, { recursive: true });
+  const lines = [
+    { epoch: 0, loss: 0.9, acc: 0.4 },
+    { epoch: 1, loss: 0.5, acc: 0.6, val_acc: 0.55 },
+    { epoch: 2, loss: null, acc: 0.1 },
+    { epoch: 3, loss: null, acc: 0.1 },
+  ];
+  fs.writeFileSync(path.join(dir, 'metrics.jsonl'), lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
+  const run = readRun(dir);
+  expect(run.epochs[2]).toEqual({ epoch: 2, acc: 0.1, notFinite: ['loss'] });
+  const final = finalNumbers(run, ['loss', 'acc', 'val_acc']);
+  expect(final.last.loss).toEqual({ epoch: 3, value: NaN });
+  expect(final.last.acc).toEqual({ epoch: 3, value: 0.1 });
+  expect(final.last.val_acc).toEqual({ epoch: 1, value: 0.55 }); // measured less often, not stale
 });
 
 const runOf = (name: string, config: object, epochs: EpochRow[] = [{ epoch: 0, loss: 1, acc: 0.5 }]): RunRecord => ({

@@ -41,11 +41,18 @@ export interface FinalNumbers {
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
+/**
+ * A run's final numbers. A metric that was not finite after its last finite value (a diverged loss) is final as
+ * NaN at that epoch: the last finite value would pass for the run's end.
+ */
 export function finalNumbers(run: RunRecord, keys: readonly MetricKey[]): FinalNumbers {
   const last: Partial<Record<MetricKey, Measured>> = {};
   for (const key of keys) {
     const measured = lastMeasured(run.epochs, key);
-    if (measured) last[key] = measured;
+    const notFinite = [...run.epochs].reverse().find((row) => row.notFinite?.includes(key));
+    if (notFinite && (!measured || notFinite.epoch > measured.epoch))
+      last[key] = { epoch: notFinite.epoch, value: NaN };
+    else if (measured) last[key] = measured;
   }
   const throughput = run.epochs.flatMap((row) => (row.imagesPerSecond === undefined ? [] : [row.imagesPerSecond]));
   const seconds = run.epochs.flatMap((row) => (row.seconds === undefined ? [] : [row.seconds]));

@@ -37,6 +37,7 @@ const numberCell = (key: string, measured: Measured | number | undefined, text: 
   if (measured === undefined) return `<td data-key="${key}">—</td>`;
   const { value, epoch } = typeof measured === 'number' ? { value: measured, epoch: undefined } : measured;
   const at = epoch === undefined ? '' : ` data-epoch="${epoch}" title="epoch ${epoch}"`;
+  if (Number.isNaN(value)) return `<td data-key="${key}" data-value="NaN"${at}>not finite</td>`;
   return `<td data-key="${key}" data-value="${value}"${at}>${text(value)}</td>`;
 };
 

@@ -26,8 +26,11 @@ export const METRIC_KEYS = [
 
 export type MetricKey = (typeof METRIC_KEYS)[number];
 
-/** One epoch of a run: a metric is absent when it was not measured that epoch (or was not finite). */
-export type EpochRow = { epoch: number } & Partial<Record<MetricKey, number>>;
+/**
+ * One epoch of a run: a metric is absent when it was not measured that epoch or was not finite (`null` in
+ * metrics.jsonl, as JSON writes NaN; `NaN` in summary.csv); `notFinite` names the latter.
+ */
+export type EpochRow = { epoch: number; notFinite?: MetricKey[] } & Partial<Record<MetricKey, number>>;
 
 /** A run folder as `Trainer.fit({ runDir })` writes it. */
 export interface RunRecord {
@@ -91,6 +94,7 @@ function epochRow(record: Record<string, unknown>, where: string, previous: numb
   for (const key of METRIC_KEYS) {
     const value = metricValue(record[key], where, key);
     if (value !== undefined) row[key] = value;
+    else if (record[key] !== undefined) (row.notFinite ??= []).push(key);
   }
   return row;
 }
