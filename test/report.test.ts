@@ -16,6 +16,7 @@ import {
   Trainer,
   writeReport,
   type EpochRow,
+  type MetricKey,
   type RunRecord,
 } from '../lib';
 import { finalNumbers } from '../lib/report/final-numbers';
@@ -299,7 +300,7 @@ describe('pace report on two real runs (baseline and PACE, diagnostics on)', () 
       ...overview.map((key) => `overview-${key}`),
       ...[0, 1].flatMap((run) => ['losses', 'accuracy', 'gradNorm', 'fpDistance'].map((c) => `run${run}-${c}`)),
     ]);
-    const check = (chartId: string, run: number, key: keyof EpochRow, rows: EpochRow[]) => {
+    const check = (chartId: string, run: number, key: MetricKey, rows: EpochRow[]) => {
       const chart = chartSvg(html, chartId);
       const measured = rows.filter((row) => row[key] !== undefined);
       const drawn = drawnPoints(chart.svg, run, key);
@@ -315,7 +316,7 @@ describe('pace report on two real runs (baseline and PACE, diagnostics on)', () 
       const rows = metricsOf(dir);
       expect(rows).toHaveLength(4);
       for (const key of overview)
-        expect(check(`overview-${key}`, run, key as keyof EpochRow, rows)).toBe(key === 'val_acc' ? 2 : 4);
+        expect(check(`overview-${key}`, run, key as MetricKey, rows)).toBe(key === 'val_acc' ? 2 : 4);
       for (const key of ['loss', 'clsLoss', 'paceLoss'] as const) check(`run${run}-losses`, run, key, rows);
       for (const key of ['acc', 'val_acc'] as const) check(`run${run}-accuracy`, run, key, rows);
       check(`run${run}-gradNorm`, run, 'gradNorm', rows);
