@@ -122,6 +122,8 @@ export interface NativeModelHandle {
     options: {
       batchSize: number;
       normalization?: { mean: number[]; std: number[] };
+      /** Images of their own sizes: packed pixels [P, C] with these extents [N, 2]; each evaluated on its centre. */
+      extents?: NativeTensorHandle;
       /** Only these classes take part in the argmax, top-5 and softmax. */
       classes?: number[];
       precision?: 'fp32' | 'tf32' | 'bf16';
@@ -295,6 +297,8 @@ export interface NativeTrainerHandle {
       schedule?: NativeCosineSchedule;
       scheduleEachStep?: boolean;
       normalization?: { mean: number[]; std: number[] };
+      /** Images of their own sizes: packed pixels [P, C] with these extents [N, 2] (a crop makes batches). */
+      extents?: NativeTensorHandle;
       stopRequested?: boolean;
       augmentCrop?: number;
       augmentFlip?: boolean;
@@ -358,7 +362,13 @@ export interface NativeAddon {
     size: number,
     normalization: { mean: number[]; std: number[] },
   ): Promise<NativeTensorHandle>;
-  augmentImages(images: NativeTensorHandle, crop: number, flip: boolean, seed: number): Promise<NativeTensorHandle>;
+  augmentImages(
+    images: NativeTensorHandle,
+    crop: number,
+    flip: boolean,
+    seed: number,
+    extents?: NativeTensorHandle,
+  ): Promise<NativeTensorHandle>;
   randAugmentConfig(config: string): NativeRandAugmentConfig;
   randAugmentOp(
     image: NativeTensorHandle,

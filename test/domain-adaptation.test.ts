@@ -362,7 +362,12 @@ describe('evaluation end to end on sets laid out as ImageNet-A and -R', () => {
     const source = { list: a.list, root, numClasses: 1000, normalization: 'imagenet' } as const;
     const options = { preprocessing: model.preprocessing, baseDir: temp.dir };
     const train = await loadDatasetSource({ ...source, transform: 'crop-flip' }, options);
-    expect(train.images.shape).toEqual([12, 18, 18, 3]);
+    // Each image whole, its shorter side at floor(16 / 0.875) = 18, for random crops over all of it
+    const sides = Array.from(train.extents!.toBigInt64Array(), Number);
+    expect(train.extents!.shape).toEqual([12, 2]);
+    expect(Array.from({ length: 12 }, (_, i) => Math.min(sides[2 * i], sides[2 * i + 1]))).toEqual(
+      new Array(12).fill(18),
+    );
     expect(train.augment).toEqual({ crop: 16, flip: true });
     expect(train.normalization).toEqual(IMAGENET_NORMALIZATION);
     expect(Array.from(train.labels.toBigInt64Array(), Number)).toEqual(a.lines.map(labelOf));

@@ -6,6 +6,7 @@ import sharp from 'sharp';
 import {
   augmentImages,
   createModel,
+  evaluateDataset,
   imageFolderEntries,
   loadDatasetSource,
   loadImages,
@@ -17,7 +18,7 @@ import {
 } from '../lib';
 import { makeTempDir } from './support/paths';
 import { pillowResize } from './support/pillow-resample';
-import { seededRandom } from './support/synthetic';
+import { seededRandom, tinyVit } from './support/synthetic';
 
 const temp = makeTempDir('images');
 afterAll(() => temp.cleanup());
@@ -194,6 +195,126 @@ describe('center-crop: the shorter side to floor(size / 0.875), then the middle 
       }
     }
     expect(checked).toBe(16 * 16); // four 4-pixel bands across and down
+  });
+});
+
+describe("few-shot training stores torchvision's Resize(32) whole, for RandomCrop(28) over all of it", () => {
+  // Bug: training images were stored as the central 32 × 32 of the resize, so random crops moved along 4 pixels of
+  // a long side where the reference's RandomCrop ranges over all of it.
+  const images = [
+    { name: 'shorter-wide.png', width: 100, height: 67, stored: [32, 47] }, // 67 → 32, 100 → 47 (truncated)
+    { name: 'shorter-tall.png', width: 40, height: 90, stored: [72, 32] },
+    { name: 'shorter-strip.png', width: 300, height: 20, stored: [32, 128] }, // 480 long: the central 4 × 32
+  ];
+  const sources = new Map<string, number[]>();
+  let entries: ReturnType<typeof parseSplitList>;
+  beforeAll(async () => {
+    const list = path.join(temp.dir, 'shorter.txt');
+    for (const { name, width, height } of images) {
+      const random = seededRandom(width * height);
+      const source = Array.from({ length: width * height * 3 }, () => Math.floor(random() * 256));
+      sources.set(name, source);
+      await sharp(Buffer.from(source), { raw: { width, height, channels: 3 } })
+        .png()
+        .toFile(path.join(temp.dir, name));
+    }
+    fs.writeFileSync(list, images.map(({ name }, i) => `${name} ${i}`).join('\n'));
+    entries = parseSplitList(list, { root: temp.dir, numClasses: 3 });
+  });
+
+  test('each image is stored at its own size, as Pillow resizes it (the longest side at most 4 × 32, its centre)', async () => {
+    const { dataset } = await loadImages(entries, { size: 32, resize: 'shorter', normalization: imagenet });
+    expect(Array.from(dataset.extents!.toBigInt64Array(), Number)).toEqual(images.flatMap((i) => i.stored));
+    const pixels = dataset.images.toUint8Array();
+    expect(dataset.images.shape).toEqual([pixels.length / 3, 3]);
+    let offset = 0;
+    for (const { name, width, height, stored } of images) {
+      const whole = { height: Math.max(32, Math.trunc((32 * height) / width)), width: 0 };
+      whole.width = width <= height ? 32 : Math.trunc((32 * width) / height);
+      const expected = pillowResize(sources.get(name)!, width, height, 3, whole.width, whole.height, 'bilinear');
+      const left = (whole.width - stored[1]) / 2; // 480 − 128 = 352: 176, a whole number here
+      let apart = 0;
+      for (let y = 0; y < stored[0]; y++) {
+        for (let x = 0; x < stored[1] * 3; x++) {
+          if (pixels[offset + y * stored[1] * 3 + x] !== expected[(y * whole.width + left) * 3 + x]) apart++;
+        }
+      }
+      expect([name, apart]).toEqual([name, 0]);
+      offset += stored[0] * stored[1] * 3;
+    }
+  });
+
+  test('random crops take every position along either long side, each within its own image', async () => {
+    // Alternating 4 × 8 and 8 × 4 images whose pixels hold their column and row: a crop's first pixel tells where.
+    const count = 2000;
+    const [bytes, sides]: [number[], bigint[]] = [[], []];
+    for (let n = 0; n < count; n++) {
+      const [height, width] = n % 2 === 0 ? [4, 8] : [8, 4];
+      for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) bytes.push(x, y, n % 2);
+      sides.push(BigInt(height), BigInt(width));
+    }
+    using packed = tensor(Uint8Array.from(bytes), [bytes.length / 3, 3], { dtype: 'uint8' });
+    using extents = tensor(BigInt64Array.from(sides), [count, 2]);
+    using crops = await augmentImages(packed, { crop: 4, seed: 3, extents });
+    expect(crops.shape).toEqual([count, 4, 4, 3]);
+    const pixels = crops.toUint8Array();
+    const offsets = [new Array(5).fill(0), new Array(5).fill(0)];
+    for (let n = 0; n < count; n++) {
+      const [column, row, tall] = pixels.subarray(n * 48, n * 48 + 3);
+      expect([n, tall, tall ? column : row]).toEqual([n, n % 2, 0]); // the short side has one position
+      offsets[tall][tall ? row : column]++;
+    }
+    // 5 positions of 1/5 each over 1,000 images: 4 standard errors (0.0126) is 0.05.
+    for (const counts of offsets) for (const c of counts) expect(Math.abs(c / (count / 2) - 0.2)).toBeLessThan(0.05);
+  });
+
+  test("evaluation takes each image's centre crop, the reference's CenterCrop; fit trains on random crops", async () => {
+    using model = await createModel(tinyVit, { seed: 1 });
+    const { dataset: whole } = await loadImages(entries, { size: 18, resize: 'shorter', normalization: imagenet });
+    const { dataset: centred } = await loadImages(entries, {
+      size: 16,
+      resize: 'center-crop',
+      normalization: imagenet,
+    });
+    const [a, b] = [await evaluateDataset(model, whole), await evaluateDataset(model, centred)];
+    expect(a.loss).toBe(b.loss);
+    expect(a.accuracy).toBe(b.accuracy);
+    model.addAdapters({ rank: 2 });
+    const training = new TensorDataset(whole.images, whole.labels, {
+      normalization: imagenet,
+      extents: whole.extents,
+      augment: { crop: 16, flip: true },
+    });
+    const history = await new Trainer(model, { optimizer: { lr: 0.01 }, seed: 2 }).fit(training, {
+      epochs: 2,
+      batchSize: 3,
+      progress: false,
+    });
+    expect(history.epochs.map((e) => Number.isFinite(e.loss))).toEqual([true, true]);
+    const resized = new TensorDataset(whole.images, whole.labels, {
+      normalization: imagenet,
+      extents: whole.extents,
+      augment: { resizedCrop: true, flip: true },
+    });
+    const again = await new Trainer(model, { seed: 2 }).fit(resized, { epochs: 1, batchSize: 3, progress: false });
+    expect(Number.isFinite(again.epochs[0].loss)).toBe(true);
+    const noCrop = new TensorDataset(whole.images, whole.labels, { normalization: imagenet, extents: whole.extents });
+    await expect(new Trainer(model).fit(noCrop, { epochs: 1, batchSize: 3, progress: false })).rejects.toThrow(
+      'images of their own sizes need augment.crop or augment.resizedCrop to make batches of one size',
+    );
+  });
+
+  test('packed images that do not add up to their extents are refused, naming both', () => {
+    using pixels = tensor(new Uint8Array(30), [10, 3], { dtype: 'uint8' });
+    using extents = tensor(BigInt64Array.from([2n, 3n, 2n, 3n]), [2, 2]);
+    using labels = tensor(BigInt64Array.from([0n, 1n]));
+    expect(() => new TensorDataset(pixels, labels, { normalization: imagenet, extents })).toThrow(
+      'options.extents add up to 12 pixels, but the images hold 10',
+    );
+    using crop = tensor(BigInt64Array.from([2n, 3n, 1n, 4n]), [2, 2]);
+    expect(
+      () => new TensorDataset(pixels, labels, { normalization: imagenet, extents: crop, augment: { crop: 2 } }),
+    ).toThrow('augment.crop 2 does not fit images of 1x1');
   });
 });
 
@@ -441,7 +562,9 @@ test('a few-shot layout loads with the reference transforms: stored at size/0.87
   };
   const source = { fewShot: { root: 'few-shot', dataset: 'oxford-pets', shots: 1, seed: 0 } };
   const train = await loadDatasetSource({ ...source, part: 'train' }, { preprocessing, baseDir: temp.dir });
-  expect(train.images.shape).toEqual([37, 16, 16, 3]); // floor(14 / 0.875)
+  // Each 40 × 30 image whole, its shorter side at floor(14 / 0.875) = 16 and the longer at trunc(16 · 40 / 30) = 21
+  expect(Array.from(train.extents!.toBigInt64Array(), Number)).toEqual(new Array(37).fill([16, 21]).flat());
+  expect(train.images.shape).toEqual([37 * 16 * 21, 3]);
   expect(train.augment).toEqual({ crop: 14, flip: true });
   expect(train.normalization).toEqual({ mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] });
   const test = await loadDatasetSource({ ...source, part: 'test' }, { preprocessing, baseDir: temp.dir });

@@ -14,6 +14,11 @@ export type { Normalization } from './normalization';
  *   converted natively (grey to RGB, resized to the model's size with antialiased bicubic, normalised), so
  *   the dataset keeps a quarter of the memory of float32.
  *
+ * - images of their own sizes: uint8 pixels packed `[P, C]` with `extents`, int64 `[N, 2]` (each image's height and
+ *   width; its pixels, row by row, follow the previous image's), as few-shot and FGVC training store torchvision's
+ *   Resize(256) for random crops over the whole image. Training needs `augment.crop` or `augment.resizedCrop` (they
+ *   make a batch's images one size); evaluation takes each image's centre crop at the model's size.
+ *
  * Labels are int64 `[N]`. `augment` is the training augmentation `fit` applies per batch (see {@link Augmentation}):
  * crops, flips, timm's RandomResizedCrop and RandAugment on uint8 images, mixup/CutMix on any. Grey images
  * `[N, H, W]` given with such an augmentation are kept as `[N, H, W, 1]` (a copy), which the augmentation needs.
@@ -24,8 +29,27 @@ export class TensorDataset {
   readonly labels: Tensor;
   readonly normalization?: Normalization;
   readonly augment?: Augmentation;
+  /** The extents `[N, 2]` of images of their own sizes, packed in `images` `[P, C]`. */
+  readonly extents?: Tensor;
 
-  constructor(images: Tensor, labels: Tensor, options: { normalization?: Normalization; augment?: Augmentation } = {}) {
+  constructor(
+    images: Tensor,
+    labels: Tensor,
+    options: { normalization?: Normalization; augment?: Augmentation; extents?: Tensor } = {},
+  ) {
+    if (options.extents) {
+      this.images = images;
+      this.labels = labels;
+      this.extents = options.extents;
+      const smallest = checkPacked(images, labels, options.extents);
+      if (!options.normalization) {
+        throw new PaceOptionError('uint8 images need options.normalization ({ mean, std }, e.g. model.preprocessing)');
+      }
+      this.normalization = checkNormalization(options.normalization, 'options.normalization');
+      const asStored = [labels.shape[0], smallest, smallest, images.shape[1]];
+      if (options.augment) this.augment = checkAugmentation(options.augment, asStored, true);
+      return;
+    }
     const shape = images.shape;
     if (['float64', 'float16', 'bfloat16'].includes(images.dtype)) {
       throw new PaceShapeError(
@@ -61,6 +85,42 @@ export class TensorDataset {
   get length(): number {
     return this.labels.shape[0];
   }
+}
+
+/** Checks packed images of their own sizes against their extents and labels; returns the smallest side. */
+function checkPacked(images: Tensor, labels: Tensor, extents: Tensor): number {
+  const [pixels, channels] = images.shape;
+  if (images.dtype !== 'uint8' || images.shape.length !== 2 || ![1, 3, 4].includes(channels)) {
+    throw new PaceShapeError(
+      `images of their own sizes must be uint8 pixels [P, C] (C = 1, 3 or 4) with their extents; got ${images.dtype} [${images.shape.join(',')}]`,
+    );
+  }
+  if (extents.dtype !== 'int64' || extents.shape.length !== 2 || extents.shape[1] !== 2) {
+    throw new PaceShapeError(
+      `options.extents must be int64 [N, 2] (each image's height and width); got ${extents.dtype} [${extents.shape.join(',')}]`,
+    );
+  }
+  if (labels.dtype !== 'int64' || labels.shape.length !== 1) {
+    throw new PaceShapeError(`labels must be an int64 tensor [N]; got ${labels.dtype} [${labels.shape.join(',')}]`);
+  }
+  if (labels.shape[0] !== extents.shape[0]) {
+    throw new PaceShapeError(`the dataset has ${extents.shape[0]} images but ${labels.shape[0]} labels`);
+  }
+  const sides = extents.toBigInt64Array();
+  let total = 0;
+  let smallest = Infinity;
+  for (let i = 0; i < sides.length; i += 2) {
+    const [height, width] = [Number(sides[i]), Number(sides[i + 1])];
+    if (!(height >= 1 && width >= 1)) {
+      throw new PaceShapeError(`options.extents: image ${i / 2} is ${height}x${width}; each side needs a pixel`);
+    }
+    total += height * width;
+    smallest = Math.min(smallest, height, width);
+  }
+  if (total !== pixels) {
+    throw new PaceShapeError(`options.extents add up to ${total} pixels, but the images hold ${pixels}`);
+  }
+  return smallest;
 }
 
 /**

@@ -19,6 +19,8 @@ export interface SkippedImage {
 export interface DecodedImages {
   images: Tensor;
   labels: Tensor;
+  /** Images of their own sizes: their extents `[N, 2]` (the images packed `[P, 3]`). */
+  extents?: Tensor;
   skipped: SkippedImage[];
 }
 
@@ -70,7 +72,8 @@ export async function readDecodedCache(file: string, key: string): Promise<Decod
     const recorded = fs.readFileSync(digestFileOf(file), 'utf8').trim();
     if (recorded !== (await fileDigest(file))) return undefined;
     const { tensors, metadata } = await loadTensors(file);
-    return { images: tensors.images, labels: tensors.labels, skipped: JSON.parse(metadata?.skipped ?? '[]') };
+    const { images, labels, extents } = tensors;
+    return { images, labels, ...(extents && { extents }), skipped: JSON.parse(metadata?.skipped ?? '[]') };
   } catch {
     return undefined;
   }
@@ -83,7 +86,7 @@ export async function writeDecodedCache(file: string, key: string, decoded: Deco
     fs.rmSync(digestFileOf(file), { force: true }); // until the new digest is written, the cache is not trusted
     await saveTensors(
       file,
-      { images: decoded.images, labels: decoded.labels },
+      { images: decoded.images, labels: decoded.labels, ...(decoded.extents && { extents: decoded.extents }) },
       { metadata: { [CACHE_KEY]: key, skipped: JSON.stringify(decoded.skipped) } },
     );
     writeFileAtomic(digestFileOf(file), `${await fileDigest(file)}\n`);

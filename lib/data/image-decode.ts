@@ -8,22 +8,37 @@ import { handleOf, Tensor, tensor } from '../tensor';
 import { centerCropOffset, torchvisionResizeSize } from './resize-geometry';
 
 /**
- * How an image becomes `size × size`: `stretch` resizes both sides to size (bicubic, as the reference's VTAB
- * transform); `center-crop` resizes the shorter side to floor(size / 0.875) and keeps the centre; `cover` resizes the
- * shorter side to size and keeps the centre (both bilinear, as torchvision's `Resize(256)` of the few-shot and FGVC
- * transforms).
+ * How an image is stored: `stretch` resizes both sides to size (bicubic, as the reference's VTAB transform);
+ * `center-crop` resizes the shorter side to floor(size / 0.875) and keeps the centre; `cover` resizes the shorter side
+ * to size and keeps the central square; `shorter` resizes the shorter side to size and keeps the whole image, at its
+ * own size (all three bilinear, as torchvision's `Resize(256)` of the few-shot and FGVC transforms, whose
+ * `RandomCrop(224)` ranges over the whole image).
  */
-export const RESIZE_MODES = ['stretch', 'center-crop', 'cover'] as const;
+export const RESIZE_MODES = ['stretch', 'center-crop', 'cover', 'shorter'] as const;
 export type ResizeMode = (typeof RESIZE_MODES)[number];
 
+/** An image's RGB pixels, oriented, at a height and width of their own. */
+export interface DecodedImage {
+  pixels: Buffer;
+  width: number;
+  height: number;
+}
+
 /**
- * Decodes one image file into `size × size` RGB uint8 pixels (EXIF orientation applied, alpha dropped, grey and CMYK
- * to sRGB, resized as `mode` says). A path that is not a regular file, an empty file or an undecodable image is an
- * error.
+ * Under `shorter`, the longest the longer side is stored: 4 × the shorter side, its centre kept (a 1 × 12,000 strip
+ * would otherwise store 256 × 3,072,000 pixels). No image of the benchmarks' is that long.
  */
-export async function decodeImage(file: string, size: number, mode: ResizeMode): Promise<Buffer> {
+export const MAX_STORED_ASPECT = 4;
+
+/**
+ * Decodes one image file into RGB uint8 pixels (EXIF orientation applied, alpha dropped, grey and CMYK to sRGB,
+ * resized as `mode` says): `size × size`, or under `shorter` at the image's own size. A path that is not a regular
+ * file, an empty file or an undecodable image is an error.
+ */
+export async function decodeImage(file: string, size: number, mode: ResizeMode): Promise<DecodedImage> {
   await checkRegularFile(file);
   const decoded = await decodeWhole(file);
+  if (mode === 'shorter') return shorterSide(decoded, size);
   const pixels =
     mode === 'center-crop'
       ? await centerCrop(decoded, size)
@@ -32,7 +47,7 @@ export async function decodeImage(file: string, size: number, mode: ResizeMode):
         : await covered(decoded, size);
   if (pixels.length !== size * size * 3)
     throw new PaceFileError(`decoded to ${pixels.length} bytes, not ${size}x${size} RGB`);
-  return pixels;
+  return { pixels, width: size, height: size };
 }
 
 async function checkRegularFile(file: string): Promise<void> {
@@ -42,12 +57,7 @@ async function checkRegularFile(file: string): Promise<void> {
   if (stat.size === 0) throw new PaceFileError('the file is empty');
 }
 
-/** An image's RGB pixels at its own size, oriented. */
-interface Decoded {
-  pixels: Buffer;
-  width: number;
-  height: number;
-}
+type Decoded = DecodedImage;
 
 /**
  * The whole image, as Pillow decodes it for torchvision: at full size (no JPEG shrink-on-load: libjpeg's DCT scaling
@@ -117,4 +127,26 @@ function centerCrop(decoded: Decoded, size: number): Promise<Buffer> {
     width: size,
   };
   return resizedAsPillow(decoded, whole.height, whole.width, 'bilinear', window);
+}
+
+/**
+ * torchvision's `Resize(size)` of a Pillow image, whole: the shorter side to `size` and the longer truncated as
+ * torchvision computes it, in Pillow's bilinear arithmetic (the pixels its `RandomCrop` takes windows of). A longer
+ * side past {@link MAX_STORED_ASPECT} × size keeps its centre, at torchvision's offset.
+ */
+async function shorterSide(decoded: Decoded, size: number): Promise<Decoded> {
+  const whole = torchvisionResizeSize(decoded.width, decoded.height, size);
+  const longest = MAX_STORED_ASPECT * size;
+  const height = Math.min(whole.height, longest);
+  const width = Math.min(whole.width, longest);
+  const window = {
+    top: centerCropOffset(whole.height, height),
+    left: centerCropOffset(whole.width, width),
+    height,
+    width,
+  };
+  const pixels = await resizedAsPillow(decoded, whole.height, whole.width, 'bilinear', window);
+  if (pixels.length !== width * height * 3)
+    throw new PaceFileError(`decoded to ${pixels.length} bytes, not ${width}x${height} RGB`);
+  return { pixels, width, height };
 }

@@ -11,7 +11,7 @@ import { parseOptions } from '../options';
 import { TensorDataset, type Augmentation, type Normalization } from './dataset';
 import { decodeAll } from './decode-pool';
 import { decodedCacheKey, readDecodedCache, writeDecodedCache, type SkippedImage } from './decoded-cache';
-import { decodeImage, RESIZE_MODES, type ResizeMode } from './image-decode';
+import { decodeImage, RESIZE_MODES, type DecodedImage, type ResizeMode } from './image-decode';
 import { NormalizationSchema } from './normalization';
 import type { SplitEntry } from './splits';
 
@@ -20,15 +20,17 @@ export type { SkippedImage } from './decoded-cache';
 
 /** Options of {@link loadImages}. */
 export interface LoadImagesOptions {
-  /** The working size: images are stored as `size × size` RGB. */
+  /** The working size: images are stored as `size × size` RGB (under `shorter`, their shorter side at `size`). */
   size: number;
   /**
    * `stretch`: resize to size × size (VTAB, as the reference: bicubic, aspect ratio not kept; an enlargement as
    * Pillow computes it).
    * `center-crop`: resize the shorter side to floor(size / 0.875) (256 for 224, bilinear), then crop the centre
    * (few-shot evaluation): the pixels torchvision's Resize(256) and CenterCrop(224) give.
-   * `cover`: resize the shorter side to size (bilinear) and keep the central square (few-shot training: store 256,
-   * then `augment: { crop: 224, flip: true }`; the reference's RandomCrop also reaches past that square).
+   * `cover`: resize the shorter side to size (bilinear) and keep the central square.
+   * `shorter`: resize the shorter side to size (bilinear) and keep the whole image at its own size (few-shot and FGVC
+   * training: store 256, then `augment: { crop: 224, flip: true }`, the reference's Resize(256), RandomCrop(224) and
+   * flips): a dataset of images of their own sizes (see TensorDataset's `extents`).
    */
   resize?: ResizeMode;
   /** Training augmentation applied per batch by fit (see TensorDataset). */
@@ -62,8 +64,8 @@ const LoadImagesOptionsSchema = z
 
 /**
  * Decodes the images of a split list with sharp (JPEG, PNG, WebP, ...; EXIF orientation applied, alpha dropped,
- * grey and CMYK to RGB) in parallel, into a dataset of uint8 pixels `[N, size, size, 3]` converted to model input
- * per batch. Options are validated first (a PaceOptionError naming the option). A missing, empty or corrupt image,
+ * grey and CMYK to RGB) in parallel, into a dataset of uint8 pixels `[N, size, size, 3]` (under `resize: 'shorter'`,
+ * images of their own sizes packed `[P, 3]` with their extents) converted to model input per batch. Options are validated first (a PaceOptionError naming the option). A missing, empty or corrupt image,
  * or a path that is not a regular file, is an error naming the file and its list line (or, with
  * `onBadImage: 'skip'`, left out and counted in `skipped`).
  */
@@ -76,23 +78,30 @@ export async function loadImages(
   const key = cache ? decodedCacheKey(entries, { size, resize, onBadImage: checked.onBadImage }) : '';
   const cached = cache ? await readDecodedCache(cache, key) : undefined;
   if (cached) {
-    const dataset = new TensorDataset(cached.images, cached.labels, { normalization, augment });
+    const { images, labels, extents } = cached;
+    const dataset = new TensorDataset(images, labels, { normalization, augment, extents });
     return { dataset, skipped: cached.skipped, fromCache: true };
   }
   const { pixels, skipped } = await decodeEntries(entries, checked);
-  const kept = entries.flatMap((entry, i) => (pixels[i] ? [{ entry, data: pixels[i] as Buffer }] : []));
+  const kept = entries.flatMap((entry, i) => (pixels[i] ? [{ entry, image: pixels[i] as DecodedImage }] : []));
   if (kept.length === 0) throw new PaceInputError('no image could be loaded');
   // Joined natively: one JavaScript buffer holds at most 4 GiB on Node 20, less than a VTAB test split at 224 px.
+  const ownSizes = resize === 'shorter';
+  const pixelCount = kept.reduce((sum, { image }) => sum + image.width * image.height, 0);
   const images = tensorFromPieces(
-    kept.map(({ data }) => data),
-    [kept.length, size, size, 3],
+    kept.map(({ image }) => image.pixels),
+    ownSizes ? [pixelCount, 3] : [kept.length, size, size, 3],
     'uint8',
   );
-  const dataset = new TensorDataset(images, tensor(BigInt64Array.from(kept, ({ entry }) => BigInt(entry.label))), {
-    normalization,
-    augment,
-  });
-  if (cache) await writeDecodedCache(cache, key, { images: dataset.images, labels: dataset.labels, skipped });
+  const extents = ownSizes
+    ? tensor(BigInt64Array.from(kept.flatMap(({ image }) => [BigInt(image.height), BigInt(image.width)])), [
+        kept.length,
+        2,
+      ])
+    : undefined;
+  const labels = tensor(BigInt64Array.from(kept, ({ entry }) => BigInt(entry.label)));
+  const dataset = new TensorDataset(images, labels, { normalization, augment, extents });
+  if (cache) await writeDecodedCache(cache, key, { images, labels, extents, skipped });
   return { dataset, skipped, fromCache: false };
 }
 
@@ -100,9 +109,9 @@ export async function loadImages(
 async function decodeEntries(
   entries: SplitEntry[],
   options: z.output<typeof LoadImagesOptionsSchema>,
-): Promise<{ pixels: (Buffer | undefined)[]; skipped: SkippedImage[] }> {
+): Promise<{ pixels: (DecodedImage | undefined)[]; skipped: SkippedImage[] }> {
   const { size, resize = 'stretch', onBadImage = 'error' } = options;
-  const pixels: (Buffer | undefined)[] = new Array(entries.length);
+  const pixels: (DecodedImage | undefined)[] = new Array(entries.length);
   const bar = progressBar(options.progress ?? 'auto');
   bar?.start(entries.length, 0);
   let attempts = 0;

@@ -33,13 +33,17 @@ const AugmentImagesSchema = z
 
 /**
  * The training augmentation `fit` applies to uint8 datasets, for inspection: random crop × crop windows and,
- * with `flip`, horizontal flips with probability 1/2, from a seeded generator.
+ * with `flip`, horizontal flips with probability 1/2, from a seeded generator. With `extents`, the images are of their
+ * own sizes, packed `[P, C]` (a TensorDataset's `extents`): each window lies anywhere in its own image.
  */
 export async function augmentImages(
   images: Tensor,
-  options: { crop: number; flip?: boolean; seed?: number },
+  options: { crop: number; flip?: boolean; seed?: number; extents?: Tensor },
 ): Promise<Tensor> {
-  const { crop, flip, seed } = parseOptions(AugmentImagesSchema, options, 'options');
-  if (images.shape[0] === 0) throw new PaceInputError('images: there are none to augment');
-  return new Tensor(await nativeAddon().augmentImages(handleOf(images), crop, flip, seed));
+  const { extents, ...rest } = options ?? {};
+  const { crop, flip, seed } = parseOptions(AugmentImagesSchema, rest, 'options');
+  if ((extents ? extents.shape[0] : images.shape[0]) === 0)
+    throw new PaceInputError('images: there are none to augment');
+  const packed = extents && handleOf(extents);
+  return new Tensor(await nativeAddon().augmentImages(handleOf(images), crop, flip, seed, packed));
 }

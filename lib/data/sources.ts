@@ -30,7 +30,8 @@ export const DatasetSourceSchema = z.union([
       numClasses: z.number().int().min(1),
       /**
        * `stretch` (default) to the model's size; `center-crop` (evaluation: shorter side to size/0.875, the
-       * centre); `crop-flip` (training: stored as `cover` at size/0.875, random crops and flips per batch);
+       * centre); `crop-flip` (training: the shorter side stored at size/0.875, random crops over the whole image
+       * and flips per batch);
        * `resized-crop-flip` (training: stored the same way, timm's RandomResizedCrop to the model's size and flips).
        */
       transform: z.enum(['stretch', 'center-crop', 'crop-flip', 'resized-crop-flip']).optional(),
@@ -114,7 +115,8 @@ export async function loadDatasetSource(source: DatasetSource, options: SourceOp
   const plan = imageSourcePlan(source, at, preprocessing.imgSize, options.classNames);
   if (numClasses !== undefined && plan.classes > numClasses) throw plan.moreClassesThan(numClasses);
   const stored = plan.augment ? Math.floor(preprocessing.imgSize / 0.875) : preprocessing.imgSize;
-  const resize = plan.augment ? 'cover' : plan.resize;
+  // Training crops range over the whole image, as the reference's RandomCrop (and timm's RandomResizedCrop) do.
+  const resize = plan.augment ? 'shorter' : plan.resize;
   const cache = options.cacheDir ? path.join(at(options.cacheDir), cacheFileName(plan, stored, resize)) : undefined;
   // The PACE reference (and VPT for FGVC) normalise the benchmarks with ImageNet's constants whatever the
   // backbone; other sources use the model's own pretrained configuration.

@@ -74,6 +74,7 @@ export async function evaluateDataset(
     result = await model.nativeHandle.evaluate(handleOf(dataset.images), handleOf(dataset.labels), {
       ...native,
       normalization,
+      ...(dataset.extents && { extents: handleOf(dataset.extents) }),
       sharded,
       ...(stop && { stop }),
     });

@@ -348,6 +348,7 @@ async function fitEpochs(
             schedule: schedule?.options,
             scheduleEachStep: o.scheduleStepping === 'step',
             normalization: normalizationOf(train),
+            ...(train.extents && { extents: handleOf(train.extents) }),
             stopRequested: signal?.aborted ?? false,
             ...nativeAugmentation(augment),
             stepGraphs: o.stepGraphs,
@@ -443,7 +444,6 @@ export function normalizationOf(dataset: TensorDataset): { mean: number[]; std: 
   return dataset.normalization && { mean: [...dataset.normalization.mean], std: [...dataset.normalization.std] };
 }
 
-/** The training set's augmentation with fit's `augment` over it, checked against the training images. */
 /**
  * The training set with fit's own augmentation merged over the dataset's: made as a dataset made with it is (which
  * checks it, and gives grey uint8 images [N, H, W] the channel axis pixel augmentation needs).
@@ -452,5 +452,6 @@ function withFitAugmentation(train: TensorDataset, over: Augmentation | undefine
   if (!over) return train;
   const merged: Augmentation = { ...train.augment, ...over };
   if (over.resizedCrop !== undefined) delete merged.crop;
-  return new TensorDataset(train.images, train.labels, { normalization: train.normalization, augment: merged });
+  const { normalization, extents } = train;
+  return new TensorDataset(train.images, train.labels, { normalization, extents, augment: merged });
 }

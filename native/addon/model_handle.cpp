@@ -419,7 +419,7 @@ Napi::Value ModelHandle::gradients(const Napi::CallbackInfo& info) {
   });
 }
 
-// evaluate(images, labels, { batchSize, normalization?, classes?, precision?, sharded?, stop? })
+// evaluate(images, labels, { batchSize, normalization?, extents?, classes?, precision?, sharded?, stop? })
 //   -> Promise<{ samples, classes, top1, top5?, loss, confusion } | { stopped: true }>
 // classes: the class indices that take part; sharded: every rank of the current distributed group evaluates its
 // share (collective).
@@ -433,6 +433,7 @@ Napi::Value ModelHandle::evaluate(const Napi::CallbackInfo& info) {
     train::EvaluationOptions options;
     options.batchSize = static_cast<int64_t>(numberOr(object, "batchSize", static_cast<double>(options.batchSize)));
     options.normalization = normalizationFromJs(object.Get("normalization"));
+    if (!object.Get("extents").IsUndefined()) options.extents = TensorHandle::unwrap(object.Get("extents"), "extents");
     if (object.Get("classes").IsArray()) {
       const auto classes = object.Get("classes").As<Napi::Array>();
       std::vector<int64_t> indices;

@@ -180,7 +180,8 @@ Napi::Value prepareImages(const Napi::CallbackInfo& info) {
   });
 }
 
-// augmentImages(uint8Images, crop, flip, seed) -> Promise<uint8 Tensor [N, crop, crop, C]>
+// augmentImages(uint8Images, crop, flip, seed, extents?) -> Promise<uint8 Tensor [N, crop, crop, C]>; with extents,
+// the images are of their own sizes, packed [P, C] (data/packed_images.h).
 Napi::Value augmentImages(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
@@ -188,9 +189,15 @@ Napi::Value augmentImages(const Napi::CallbackInfo& info) {
     const int64_t crop = info[1].ToNumber().Int64Value();
     const bool flip = info[2].ToBoolean().Value();
     const uint64_t seed = static_cast<uint64_t>(info[3].ToNumber().Int64Value());
+    const at::Tensor extents = info[4].IsUndefined() ? at::Tensor() : TensorHandle::unwrap(info[4], "extents");
     return runAsync(
         env, "pace.augmentImages",
-        [=] { return data::randomCropFlip(images, crop, flip, at::make_generator<at::CPUGeneratorImpl>(seed)); },
+        [=] {
+          const at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+          if (!extents.defined()) return data::randomCropFlip(images, crop, flip, generator);
+          const data::PackedImages packed(images, extents);
+          return data::randomCropFlip(packed.select(at::arange(packed.count(), at::kLong)), crop, flip, generator);
+        },
         [](Napi::Env env, at::Tensor& result) -> Napi::Value { return TensorHandle::wrap(env, std::move(result)); });
   });
 }

@@ -252,7 +252,8 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     return result;
   }
 
-  // runEpoch(images, labels, { batchSize, epoch, shuffleSeed, diagnostics, schedule?, scheduleEachStep?, ... },
+  // runEpoch(images, labels, { batchSize, epoch, shuffleSeed, diagnostics, extents?, schedule?, scheduleEachStep?,
+  //          ... },
   //          onBatch?)
   //   -> Promise<EpochResult>. onBatch(step, steps, loss) is called from the training thread, non-blocking.
   Napi::Value runEpoch(const Napi::CallbackInfo& info) {
@@ -270,6 +271,8 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
           static_cast<uint64_t>(numberOr(options, "shuffleSeed", static_cast<double>(epoch.shuffleSeed)));
       epoch.diagnostics = options.Get("diagnostics").ToBoolean().Value();
       epoch.normalization = normalizationFromJs(options.Get("normalization"));
+      if (!options.Get("extents").IsUndefined())
+        epoch.extents = TensorHandle::unwrap(options.Get("extents"), "extents");
       epoch.augmentCrop =
           static_cast<int64_t>(numberOr(options, "augmentCrop", static_cast<double>(epoch.augmentCrop)));
       epoch.augmentFlip = options.Get("augmentFlip").ToBoolean().Value();

@@ -71,15 +71,23 @@ at::Tensor resizeBilinear(const at::Tensor& image, int64_t size) {
 
 ResizedCropResult randomResizedCropFlip(const at::Tensor& images, int64_t size, const ResizedCropConfig& config,
                                         bool flip, at::Generator generator) {
-  config.validate();
   if (images.scalar_type() != at::kByte || images.dim() != 4)
     throw ShapeError("a random resized crop needs uint8 images [N, H, W, C]; got " + dtypeName(images.scalar_type()) +
                      " " + shapeToString(images.sizes().vec()));
+  return randomResizedCropFlip(images.unbind(0), size, config, flip, std::move(generator));
+}
+
+ResizedCropResult randomResizedCropFlip(const std::vector<at::Tensor>& images, int64_t size,
+                                        const ResizedCropConfig& config, bool flip, at::Generator generator) {
+  config.validate();
   if (size < 1 || size > kMaxImageSize)
     throw OptionError("a random resized crop needs an output size from 1 to " + std::to_string(kMaxImageSize) +
                       "; got " + std::to_string(size));
-  const int64_t n = images.size(0), h = images.size(1), w = images.size(2);
-  if (h < 1 || w < 1) throw ShapeError("a random resized crop needs images of at least one pixel");
+  const auto n = static_cast<int64_t>(images.size());
+  for (const at::Tensor& image : images) {
+    if (image.size(0) < 1 || image.size(1) < 1)
+      throw ShapeError("a random resized crop needs images of at least one pixel");
+  }
   const at::Tensor uniforms =
       at::empty({n, kResizedCropDraws}, at::TensorOptions().dtype(at::kDouble)).uniform_(0.0, 1.0, generator);
   const at::Tensor flips = at::empty({n}, at::kFloat).bernoulli_(0.5, generator);
@@ -87,18 +95,20 @@ ResizedCropResult randomResizedCropFlip(const at::Tensor& images, int64_t size, 
   result.boxes = at::empty({n, 4}, at::TensorOptions().dtype(at::kLong));
   result.flipped = at::zeros({n}, at::TensorOptions().dtype(at::kBool));
   const double* u = uniforms.data_ptr<double>();
+  const float* flipDraw = flips.data_ptr<float>();
   int64_t* boxes = result.boxes.data_ptr<int64_t>();
   bool* flipped = result.flipped.data_ptr<bool>();
   std::vector<at::Tensor> out;
   out.reserve(n);
   for (int64_t i = 0; i < n; ++i) {
-    const CropBox box = resizedCropBox(h, w, config, u + i * kResizedCropDraws);
+    const at::Tensor& image = images[i];
+    const CropBox box = resizedCropBox(image.size(0), image.size(1), config, u + i * kResizedCropDraws);
     boxes[i * 4 + 0] = box.top;
     boxes[i * 4 + 1] = box.left;
     boxes[i * 4 + 2] = box.height;
     boxes[i * 4 + 3] = box.width;
-    at::Tensor resized = resizeBilinear(images[i].narrow(0, box.top, box.height).narrow(1, box.left, box.width), size);
-    flipped[i] = flip && flips[i].item<float>() > 0.5f;
+    at::Tensor resized = resizeBilinear(image.narrow(0, box.top, box.height).narrow(1, box.left, box.width), size);
+    flipped[i] = flip && flipDraw[i] > 0.5f;
     if (flipped[i]) resized = resized.flip({1});
     out.push_back(resized);
   }

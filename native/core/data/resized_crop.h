@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <array>
+#include <vector>
 
 namespace pace::data {
 
@@ -38,5 +39,8 @@ at::Tensor resizeBilinear(const at::Tensor& image, int64_t size);
 // probability 1/2 when `flip`; every draw from `generator` (22 uniforms per image, then the flips).
 ResizedCropResult randomResizedCropFlip(const at::Tensor& images, int64_t size, const ResizedCropConfig& config,
                                         bool flip, at::Generator generator);
+// The same over images of their own sizes [H_i, W_i, C] (data/packed_images.h), each box drawn in its own image.
+ResizedCropResult randomResizedCropFlip(const std::vector<at::Tensor>& images, int64_t size,
+                                        const ResizedCropConfig& config, bool flip, at::Generator generator);
 
 }  // namespace pace::data

@@ -35,18 +35,32 @@ at::Tensor randomCropFlip(const at::Tensor& images, int64_t crop, bool flip, at:
   if (images.scalar_type() != at::kByte || images.dim() != 4)
     throw ShapeError("augmentation needs uint8 images [N, H, W, C]; got " + dtypeName(images.scalar_type()) + " " +
                      shapeToString(images.sizes().vec()));
-  const int64_t n = images.size(0), h = images.size(1), w = images.size(2);
-  if (crop < 1 || crop > h || crop > w)
-    throw OptionError("a random crop of " + std::to_string(crop) + " does not fit images of " + std::to_string(h) +
-                      "x" + std::to_string(w) + " (the image is too small to crop)");
-  const at::Tensor rows = at::randint(h - crop + 1, {n}, generator, at::TensorOptions().dtype(at::kLong));
-  const at::Tensor cols = at::randint(w - crop + 1, {n}, generator, at::TensorOptions().dtype(at::kLong));
+  return randomCropFlip(images.unbind(0), crop, flip, std::move(generator));
+}
+
+at::Tensor randomCropFlip(const std::vector<at::Tensor>& images, int64_t crop, bool flip, at::Generator generator) {
+  const auto n = static_cast<int64_t>(images.size());
+  for (const at::Tensor& image : images) {
+    if (crop < 1 || crop > image.size(0) || crop > image.size(1))
+      throw OptionError("a random crop of " + std::to_string(crop) + " does not fit images of " +
+                        std::to_string(image.size(0)) + "x" + std::to_string(image.size(1)) +
+                        " (the image is too small to crop)");
+  }
+  // torchvision's RandomCrop: the top row, then the left column, each uniform over the positions that fit.
+  const auto positions = [&](int64_t axis) {
+    std::vector<int64_t> drawn(n);
+    for (int64_t i = 0; i < n; ++i)
+      drawn[i] = at::randint(images[i].size(axis) - crop + 1, {1}, generator, at::kLong).item<int64_t>();
+    return drawn;
+  };
+  const std::vector<int64_t> rows = positions(0), cols = positions(1);
   const at::Tensor flips = at::empty({n}, at::kFloat).bernoulli_(0.5, generator);
+  const float* flipDraw = flips.data_ptr<float>();
   std::vector<at::Tensor> out;
   out.reserve(n);
   for (int64_t i = 0; i < n; ++i) {
-    at::Tensor window = images[i].narrow(0, rows[i].item<int64_t>(), crop).narrow(1, cols[i].item<int64_t>(), crop);
-    if (flip && flips[i].item<float>() > 0.5f) window = window.flip({1});
+    at::Tensor window = images[i].narrow(0, rows[i], crop).narrow(1, cols[i], crop);
+    if (flip && flipDraw[i] > 0.5f) window = window.flip({1});
     out.push_back(window);
   }
   return at::stack(out).contiguous();

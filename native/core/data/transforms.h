@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <array>
+#include <vector>
 
 namespace pace::data {
 
@@ -24,5 +25,7 @@ at::Tensor toModelInput(const at::Tensor& images, int64_t size, const Normalizat
 // position in each image and, with `flip`, a horizontal flip with probability 1/2 (torchvision's RandomCrop and
 // RandomHorizontalFlip), drawn from `generator` so a seeded run repeats them.
 at::Tensor randomCropFlip(const at::Tensor& images, int64_t crop, bool flip, at::Generator generator);
+// The same over images of their own sizes [H_i, W_i, C] (data/packed_images.h), each window within its own image.
+at::Tensor randomCropFlip(const std::vector<at::Tensor>& images, int64_t crop, bool flip, at::Generator generator);
 
 }  // namespace pace::data

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "data/packed_images.h"
 #include "errors.h"
 #include "train/evaluate.h"
 #include "train/trainer.h"
@@ -17,7 +18,11 @@ namespace {
 // Refuses augmentation the dataset cannot take, before the first step; returns the colour RandAugment's affine
 // operations fill with (timm: the normalisation mean × 255, rounded).
 std::array<uint8_t, 3> checkAugmentation(const at::Tensor& images, const EpochOptions& options) {
-  const bool pixels = images.scalar_type() == at::kByte && images.dim() == 4;
+  const bool packed = options.extents.defined();
+  const bool pixels = images.scalar_type() == at::kByte && (images.dim() == 4 || packed);
+  const int64_t channels = pixels ? images.size(images.dim() - 1) : 0;
+  if (packed && !options.resizedCrop && options.augmentCrop < 1)
+    throw OptionError("images of their own sizes need augment.crop or augment.resizedCrop to make batches of one size");
   if (options.resizedCrop) {
     options.resizedCrop->validate();
     if (!pixels) throw OptionError("a random resized crop needs a uint8 dataset [N, H, W, C]");
@@ -26,7 +31,7 @@ std::array<uint8_t, 3> checkAugmentation(const at::Tensor& images, const EpochOp
   }
   if (options.randAugment) {
     options.randAugment->validate();
-    if (!pixels || (images.size(3) != 1 && images.size(3) != 3))
+    if (!pixels || (channels != 1 && channels != 3))
       throw OptionError("RandAugment needs a uint8 dataset [N, H, W, C] with C = 1 or 3");
   }
   if (options.mixup) options.mixup->validate();
@@ -44,7 +49,9 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
                               const std::atomic<bool>* abort,
                               const std::function<void(const BatchProgress&)>& onBatch) {
   const models::TrainingModeScope restore(*model_);  // evaluations and forwards after it run in the caller's mode
-  const int64_t n = images.size(0);
+  std::optional<data::PackedImages> packed;
+  if (options.extents.defined()) packed.emplace(images, options.extents);
+  const int64_t n = packed ? packed->count() : images.size(0);
   if (options.batchSize < 1) throw OptionError("batchSize must be >= 1");
   if (labels.dim() != 1 || labels.size(0) != n)
     throw ShapeError("the dataset has " + std::to_string(n) + " images but " + std::to_string(labels.numel()) +
@@ -75,6 +82,7 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
   const auto start = std::chrono::steady_clock::now();
   const auto device = model_->parameters().front().device();
   const at::Tensor stored = dataset_.on(images, device);
+  if (packed) *packed = packed->withPixels(stored);
   const at::Tensor labelsOnCpu = labels.cpu();  // read by each step's range check without waiting for the device
   // Checked whole before the first step, so that data-parallel ranks, each seeing other samples, fail together.
   if (parallel_.active()) checkTargets(labelsOnCpu, n, model_->numClasses());
@@ -113,14 +121,25 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
     }
     StepInputs inputs;
     inputs.indices = order.slice(0, s * options.batchSize + shareStart, s * options.batchSize + shareStart + share);
-    at::Tensor batch = stored.index_select(0, inputs.indices.to(stored.device()));
-    if (options.resizedCrop) {
-      batch = data::randomResizedCropFlip(batch, model_->imageSize(), *options.resizedCrop, options.augmentFlip,
-                                          augmentGenerator_)
-                  .images;
+    at::Tensor batch;
+    if (packed) {
+      const std::vector<at::Tensor> chosen = packed->select(inputs.indices);
+      batch = options.resizedCrop
+                  ? data::randomResizedCropFlip(chosen, model_->imageSize(), *options.resizedCrop, options.augmentFlip,
+                                                augmentGenerator_)
+                        .images
+                  : data::randomCropFlip(chosen, options.augmentCrop, options.augmentFlip, augmentGenerator_);
+    } else if (options.resizedCrop) {
+      batch =
+          data::randomResizedCropFlip(stored.index_select(0, inputs.indices.to(stored.device())), model_->imageSize(),
+                                      *options.resizedCrop, options.augmentFlip, augmentGenerator_)
+              .images;
     } else if (options.augmentCrop > 0 || options.augmentFlip) {
+      batch = stored.index_select(0, inputs.indices.to(stored.device()));
       const int64_t crop = options.augmentCrop > 0 ? options.augmentCrop : std::min(batch.size(1), batch.size(2));
       batch = data::randomCropFlip(batch, crop, options.augmentFlip, augmentGenerator_);
+    } else {
+      batch = stored.index_select(0, inputs.indices.to(stored.device()));
     }
     if (options.randAugment)
       batch = data::randAugment(batch.cpu(), *options.randAugment, fill, augmentGenerator_).to(batch.device());

@@ -4,6 +4,7 @@
 
 #include <limits>
 
+#include "data/packed_images.h"
 #include "errors.h"
 #include "peft/pace.h"
 #include "tensor/dtype.h"
@@ -68,7 +69,9 @@ at::Tensor subsetOffsets(const at::Tensor& subset, const at::Tensor& labels, int
 
 EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, const at::Tensor& labels,
                           const EvaluationOptions& options) {
-  const int64_t n = images.size(0), classes = model.numClasses();
+  std::optional<data::PackedImages> packed;
+  if (options.extents.defined()) packed.emplace(images, options.extents);
+  const int64_t n = packed ? packed->count() : images.size(0), classes = model.numClasses();
   if (classes < 1) throw StateError("evaluation needs a classifier head");
   const int64_t batchSize = options.batchSize;
   if (batchSize < 1) throw OptionError("batchSize must be >= 1");
@@ -104,7 +107,8 @@ EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, con
       return stopped;
     }
     const int64_t end = std::min(last, begin + batchSize);
-    const at::Tensor x = batchInput(model, images.slice(0, begin, end), normalization).to(device);
+    const at::Tensor stored = packed ? packed->centerCrops(begin, end, model.imageSize()) : images.slice(0, begin, end);
+    const at::Tensor x = batchInput(model, stored, normalization).to(device);
     const at::Tensor y = labels.slice(0, begin, end).to(device);
     at::Tensor logits = model.forward(x).to(at::kFloat);
     if (offsets.defined()) logits = logits + offsets;  // exp(−∞) = 0: the softmax and argmax see the subset only

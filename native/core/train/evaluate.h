@@ -14,6 +14,9 @@ namespace pace::train {
 struct EvaluationOptions {
   int64_t batchSize = 64;
   std::optional<data::Normalization> normalization;  // for uint8 images
+  // Defined: the images are of their own sizes, packed [P, C] with these extents (data/packed_images.h), and each
+  // is evaluated on its centre crop at the model's size (torchvision's CenterCrop, the reference's evaluation).
+  at::Tensor extents;
   // Only these classes (int64 indices) take part in the argmax, top-5 and softmax, as ImageNet-A's and -R's 200
   // classes of a 1,000-class head are evaluated; every label must be one of them. Undefined: all classes.
   at::Tensor classSubset;

@@ -87,6 +87,9 @@ struct EpochOptions {
   bool scheduleEachStep = false;
   // For uint8 datasets: how each batch becomes model input (see data/transforms.h).
   std::optional<data::Normalization> normalization;
+  // Defined: the images are of their own sizes, packed [P, C] with these extents (data/packed_images.h); a random
+  // crop or resized crop makes each batch's images one size.
+  at::Tensor extents;
   int64_t augmentCrop = 0;  // > 0: random crops of this size (uint8 datasets)
   bool augmentFlip = false;
   // timm's stronger training augmentation, in its order (uint8 datasets but mixup): a random resized crop to the
