@@ -10,6 +10,7 @@ import {
   imageFolderEntries,
   loadDatasetSource,
   loadImages,
+  loadTensorDataset,
   parseSplitList,
   prepareImages,
   tensor,
@@ -298,10 +299,23 @@ describe("few-shot training stores torchvision's Resize(32) whole, for RandomCro
     });
     const again = await new Trainer(model, { seed: 2 }).fit(resized, { epochs: 1, batchSize: 3, progress: false });
     expect(Number.isFinite(again.epochs[0].loss)).toBe(true);
+    // Refused before the run folder is written (a fixed config must not meet a folder this attempt left), and
+    // natively too, for a caller of the epoch loop.
     const noCrop = new TensorDataset(whole.images, whole.labels, { normalization: imagenet, extents: whole.extents });
-    await expect(new Trainer(model).fit(noCrop, { epochs: 1, batchSize: 3, progress: false })).rejects.toThrow(
-      'images of their own sizes need augment.crop or augment.resizedCrop to make batches of one size',
+    const runDir = path.join(temp.dir, 'no-crop-run');
+    await expect(new Trainer(model).fit(noCrop, { epochs: 1, batchSize: 3, progress: false, runDir })).rejects.toThrow(
+      "the training images are of their own sizes (extents): give augment.crop or augment.resizedCrop, which make each batch's images one size",
     );
+    expect(fs.existsSync(runDir)).toBe(false);
+  });
+
+  test('a cache of training images stored whole loads back as a dataset file of the same images', async () => {
+    // Bug: the cache's third tensor, extents, made loadTensorDataset refuse it as an unexpected tensor.
+    const cache = path.join(temp.dir, 'shorter.decoded.safetensors');
+    const { dataset } = await loadImages(entries, { size: 32, resize: 'shorter', normalization: imagenet, cache });
+    const file = await loadTensorDataset(cache, { normalization: imagenet });
+    expect(Array.from(file.extents!.toBigInt64Array())).toEqual(Array.from(dataset.extents!.toBigInt64Array()));
+    expect(Buffer.from(file.images.toUint8Array()).equals(Buffer.from(dataset.images.toUint8Array()))).toBe(true);
   });
 
   test('packed images that do not add up to their extents are refused, naming both', () => {
@@ -314,7 +328,7 @@ describe("few-shot training stores torchvision's Resize(32) whole, for RandomCro
     using crop = tensor(BigInt64Array.from([2n, 3n, 1n, 4n]), [2, 2]);
     expect(
       () => new TensorDataset(pixels, labels, { normalization: imagenet, extents: crop, augment: { crop: 2 } }),
-    ).toThrow('augment.crop 2 does not fit images of 1x1');
+    ).toThrow('augment.crop 2 does not fit these images: the smallest side of one is 1');
   });
 });
 

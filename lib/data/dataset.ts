@@ -46,6 +46,12 @@ export class TensorDataset {
         throw new PaceOptionError('uint8 images need options.normalization ({ mean, std }, e.g. model.preprocessing)');
       }
       this.normalization = checkNormalization(options.normalization, 'options.normalization');
+      const crop = (options.augment as { crop?: unknown } | undefined)?.crop;
+      if (typeof crop === 'number' && crop > smallest) {
+        throw new PaceOptionError(
+          `augment.crop ${crop} does not fit these images: the smallest side of one is ${smallest}`,
+        );
+      }
       const asStored = [labels.shape[0], smallest, smallest, images.shape[1]];
       if (options.augment) this.augment = checkAugmentation(options.augment, asStored, true);
       return;

@@ -162,6 +162,12 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
     o.schedule === false ? undefined : cosineSchedule({ lr: host.lr, epochs: o.epochs, ...o.schedule });
   train = withFitAugmentation(train, o.augment);
   const augment = train.augment;
+  if (train.extents && augment?.crop === undefined && augment?.resizedCrop === undefined) {
+    throw new PaceOptionError(
+      'the training images are of their own sizes (extents): give augment.crop or augment.resizedCrop, which make ' +
+        "each batch's images one size",
+    );
+  }
   if (o.batchSize % host.worldSize !== 0) {
     throw new PaceOptionError(
       `options.batchSize ${o.batchSize} must be a multiple of the ${host.worldSize} processes training together`,
