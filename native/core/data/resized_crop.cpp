@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "data/pil_resize.h"
 #include "data/transforms.h"
 #include "errors.h"
 #include "tensor/dtype.h"
@@ -55,8 +56,10 @@ CropBox resizedCropBox(int64_t height, int64_t width, const ResizedCropConfig& c
 }
 
 at::Tensor resizeBilinear(const at::Tensor& image, int64_t size) {
-  // Pillow's two passes, across then down, each rounded half up to 8 bits, on the batch's device with libtorch's
-  // float weights (Pillow's own integer loop, data/pil_resize.h, would take the batch to the CPU every step).
+  // On the CPU, Pillow's own integer arithmetic (data/pil_resize.h): timm's pixels. On a device, Pillow's two passes,
+  // across then down, each rounded half up to 8 bits, with libtorch's float weights (the integer loop would take the
+  // batch to the CPU every step).
+  if (image.is_cpu()) return resizeAsPillow(image, size, size, PillowFilter::Bilinear);
   at::Tensor planes = image.permute({2, 0, 1}).unsqueeze(0).to(at::kFloat).contiguous();
   const auto pass = [](const at::Tensor& x, int64_t height, int64_t width) {
     return at::_upsample_bilinear2d_aa(x, {height, width}, false, c10::nullopt, c10::nullopt)

@@ -31,8 +31,8 @@ struct ResizedCropResult {
   at::Tensor flipped;  // bool [N]
 };
 
-// Bilinear resize of one uint8 image [H, W, C] to size × size as Pillow's two 8-bit passes, with libtorch's float
-// weights (a level from Pillow's integer ones on about 2 % of values).
+// Bilinear resize of one uint8 image [H, W, C] to size × size as Pillow's: its own integer arithmetic on the CPU;
+// on a device its two 8-bit passes with libtorch's float weights (a level from Pillow's on about 2 % of values).
 at::Tensor resizeBilinear(const at::Tensor& image, int64_t size);
 
 // A random resized crop of each of images [N, H, W, C] (uint8) to size × size, flipped horizontally with
