@@ -10,7 +10,7 @@ import { createModel, type Model } from '../models/model';
 import type { EpochLogs } from '../train/callbacks';
 import { Trainer, TrainerOptionsSchema, type TrainerOptions } from '../train/trainer';
 import { ResumeFromSchema, type ResumeFrom } from '../train/checkpoints';
-import { FitOptionsSchema, type FitOptions } from '../train/fit';
+import { FitOptionsSchema, type FitOptions, type History } from '../train/fit';
 import { holdRunFolder } from '../train/run-folder';
 import { configName, datasetSizeFromData, readRunConfig, trainerAsChecked, type RunConfig } from './config';
 import { DOMAIN_SHIFT_FILE, domainShiftEval, domainShiftTargets } from './domain-shift-eval';
@@ -184,6 +184,19 @@ const epochLine = (epoch: number, logs: EpochLogs): string =>
   `epoch ${epoch}: loss ${logs.loss.toFixed(4)} acc ${logs.acc.toFixed(4)} lr ${logs.lr.toExponential(3)}` +
   (logs.val_acc === undefined ? '' : ` val_acc ${logs.val_acc.toFixed(4)}`);
 
+/**
+ * How pace fit ended. A stop within an epoch says so: the adapters hold its steps, while the run's checkpoint (and so
+ * a resume) is at the end of the epoch before.
+ */
+function stopLine({ stopReason, epochs, interrupted }: History, adapters: string): string {
+  if (!interrupted) return `${stopReason} after ${epochs.length} epochs; adapters in ${adapters}`;
+  const { epoch, steps, stepsPerEpoch } = interrupted;
+  return (
+    `${stopReason} after ${epochs.length} epochs and ${steps} of epoch ${epoch}'s ${stepsPerEpoch} steps; adapters in ` +
+    `${adapters} (with those steps; a resume starts again at epoch ${epoch})`
+  );
+}
+
 export const fitCommand: Command = {
   usage: `pace fit --config run.json [--epochs N] [--batch-size N] [--lr X] [--run-dir DIR] [--resume DIR
   [--resume-from last|previous|best]] [--quiet]
@@ -250,7 +263,7 @@ export const fitCommand: Command = {
       try {
         const adapters = path.join(runDir, 'adapters.safetensors');
         await model.saveAdapters(adapters);
-        out(`${history.stopReason} after ${history.epochs.length} epochs; adapters in ${adapters}`);
+        out(stopLine(history, adapters));
         if (history.stopReason === 'completed') {
           const batchSize = settings.fit.evalBatchSize ?? settings.fit.batchSize;
           await domainShiftAfterFit(model, config, { runDir, batchSize, signal: stop.signal, quiet });

@@ -78,6 +78,11 @@ export interface History {
   /** One entry per completed epoch (including those of the run it resumed). */
   epochs: EpochLogs[];
   stopReason: 'completed' | 'early-stopping' | 'aborted' | string;
+  /**
+   * An abort within an epoch: the steps of it that ran (the model holds them; the run folder's checkpoint, and so a
+   * resume, is at the end of the epoch before).
+   */
+  interrupted?: { epoch: number; steps: number; stepsPerEpoch: number };
 }
 
 interface FitHost {
@@ -280,6 +285,7 @@ async function fitEpochs(
 
   const marks = await bestMarks(host.handle, folder?.dir, writer, startEpoch);
   let stopReason: string | undefined;
+  let interrupted: History['interrupted'];
   const control: FitControl = {
     stop: (reason = 'stopped by a callback') => {
       stopReason ??= reason;
@@ -374,6 +380,7 @@ async function fitEpochs(
       if (batchError !== undefined) throw batchError;
       if (result.aborted) {
         stopReason = 'aborted';
+        if (result.steps > 0) interrupted = { epoch, steps: result.steps, stepsPerEpoch };
         break;
       }
       const logs: EpochLogs = {
@@ -442,7 +449,7 @@ async function fitEpochs(
     marks.dispose();
     nativeAddon().releaseCachedMemory(); // the activations kept for the next step are not needed any more
   }
-  return { epochs: history, stopReason: stopReason ?? 'completed' };
+  return { epochs: history, stopReason: stopReason ?? 'completed', ...(interrupted && { interrupted }) };
 }
 
 /** A dataset's normalisation in the form the native layer takes (plain arrays), if it stores pixels. */
