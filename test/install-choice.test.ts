@@ -27,6 +27,21 @@ test('a CMAKE_PREFIX_PATH laid out otherwise falls through to the next place; a 
   );
 });
 
+test('a pip CUDA torch reached through CMAKE_PREFIX_PATH is its cuXYZ variant, read from its version.py', () => {
+  // Bug: only an unpacked libtorch's build-version was read, so a wheel's torch (torch/share/cmake, torch/lib,
+  // torch/version.py) found this way was variant 'cuda', and the cu124 binary made for it was passed over.
+  const torch = path.join(temp.dir, 'site-packages', 'torch');
+  const cmake = path.join(torch, 'share', 'cmake', 'Torch');
+  fs.mkdirSync(cmake, { recursive: true });
+  fs.mkdirSync(path.join(torch, 'lib'), { recursive: true });
+  fs.writeFileSync(path.join(cmake, 'TorchConfigVersion.cmake'), 'set(PACKAGE_VERSION "2.5.1")\n');
+  fs.writeFileSync(path.join(cmake, 'TorchConfig.cmake'), 'set(TORCH_CXX_FLAGS "-D_GLIBCXX_USE_CXX11_ABI=0")\n');
+  for (const lib of ['libc10.so', 'libtorch_cuda.so']) fs.writeFileSync(path.join(torch, 'lib', lib), '');
+  fs.writeFileSync(path.join(torch, 'version.py'), "__version__ = '2.5.1+cu124'\ncuda: Optional[str] = '12.4'\n");
+  const found = findLibtorch({ CMAKE_PREFIX_PATH: path.join(torch, 'share', 'cmake') });
+  expect(found).toMatchObject({ version: '2.5.1', variant: 'cu124', cxx11Abi: 0 });
+});
+
 test('a binary built from another pace-peft version is not used; a test-load killed by a signal says so', () => {
   const info = debian as LibtorchInfo;
   const binary: BinaryPackage = {

@@ -72,8 +72,11 @@ function describePrefix(
   const hasCuda = namesIn(libDir).some((name) => /^libtorch_cuda\.so/.test(name));
   let variant = 'cpu';
   if (hasCuda) {
-    const buildVersion = path.resolve(libDir, '..', 'build-version'); // unpacked libtorch: "2.11.0+cu130"
-    const fromFile = fs.existsSync(buildVersion) ? /\+cu(\d+)/.exec(fs.readFileSync(buildVersion, 'utf8'))?.[1] : '';
+    // An unpacked libtorch's build-version ("2.11.0+cu130"), or a pip wheel's torch/version.py
+    // (`__version__ = '2.5.1+cu124'`), found beside lib/ when torch is reached through CMAKE_PREFIX_PATH.
+    const fromFile = ['build-version', 'version.py']
+      .map((name) => /\+cu(\d+)/.exec(readOrEmpty(path.resolve(libDir, '..', name)))?.[1])
+      .find((cuda) => cuda);
     const cuda = hints.cuda ? hints.cuda.replace('.', '') : fromFile;
     variant = cuda ? `cu${cuda}` : 'cuda';
   }
