@@ -425,6 +425,23 @@ describe('downloads', () => {
     expect(tree(cacheDir)).toEqual([]);
   });
 
+  test("offline, a cache that timm's Python filled (the weights without config.json) says the config is missing", async () => {
+    // Bug: it said the model was not in the cache at all. timm downloads only model.safetensors for a named model.
+    const cacheDir = freshCache();
+    const online = await downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir });
+    fs.rmSync(fs.realpathSync(online.configFile));
+    fs.rmSync(online.configFile);
+    await expectFailure(
+      downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir, offline: true }),
+      PaceNetworkError,
+      /test\/tiny-vit's config\.json \(revision main\) is not in the cache .*, only its model\.safetensors/,
+      /run `pace pull hf-hub:test\/tiny-vit` with network access first \(it fetches the config alone\)$/,
+    );
+    const pulled = await downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir });
+    expect(fs.existsSync(pulled.configFile)).toBe(true);
+    expect((await downloadPretrained(`hf-hub:${tinyRepo}`, { cacheDir, offline: true })).cached).toBe(true);
+  });
+
   test('unknown names fail before any request', async () => {
     const before = hub.requests.length;
     await expectFailure(downloadPretrained('vit_nope_224', { endpoint: hub.url }), PaceNotFoundError, /'vit_nope_224'/);
@@ -516,6 +533,38 @@ describe('downloads', () => {
     const entries = tree(path.join(cacheDir, repoFolder));
     expect(entries).toEqual([]);
   }
+
+  test('a CDN that refuses the transfer is a network error naming its status, not a broken-off file', async () => {
+    // Bug: the CDN's 503 on the full transfer (after the size probe had succeeded) came out as a PaceFileError,
+    // "the transfer broke off after 0 of N bytes", which code retrying on network errors would not retry.
+    const cacheDir = freshCache();
+    hub.faults.set(sha256(tinyWeights), 'refuse');
+    try {
+      await expectFailure(
+        downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir }),
+        PaceNetworkError,
+        /^pretrained 'hf-hub:test\/tiny-vit': model\.safetensors of test\/tiny-vit could not be fetched from /,
+        /HTTP 503/,
+      );
+    } finally {
+      hub.faults.clear();
+    }
+    expectNothingCached(cacheDir, 'models--test--tiny-vit');
+  });
+
+  test("a cache that cannot be written is a file error naming the path, not the network's", async () => {
+    // Bug: ENOSPC, EACCES or ENOTDIR from the cache's own disk came out as "cannot fetch ... from <endpoint>"
+    // (a PaceNetworkError) or as a bare Node error without the model's name.
+    const cacheDir = freshCache();
+    fs.mkdirSync(cacheDir, { recursive: true });
+    fs.writeFileSync(path.join(cacheDir, 'models--test--tiny-vit'), 'a file where the repository folder goes');
+    await expectFailure(
+      downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir }),
+      PaceFileError,
+      /^pretrained 'hf-hub:test\/tiny-vit': cannot write .* into the cache: (ENOTDIR|EEXIST) on /,
+      /models--test--tiny-vit/,
+    );
+  });
 
   test('a server that dies mid-transfer: a clear error and nothing half-written in the cache', async () => {
     const cacheDir = freshCache();

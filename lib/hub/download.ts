@@ -109,9 +109,16 @@ export async function downloadPretrained(
   let hit = fromCache(cache.commitOf(revision));
   if (!hit) {
     if (settings.offline) {
+      const commit = cache.commitOf(revision);
+      const configMissing = commit !== undefined && cache.cachedFile(commit, WEIGHTS_FILE) !== undefined;
+      const missing = configMissing
+        ? `${ref.repo}'s ${CONFIG_FILE} (revision ${revision}) is not in the cache ${settings.cacheDir}, only its ` +
+          `${WEIGHTS_FILE} (timm's Python fetches the weights alone for a named model; pace-peft reads the class ` +
+          'count and preprocessing from the config)'
+        : `${ref.repo} (revision ${revision}) is not in the cache ${settings.cacheDir}`;
       throw new PaceNetworkError(
-        `pretrained '${name}': ${ref.repo} (revision ${revision}) is not in the cache ${settings.cacheDir}, and offline mode ` +
-          `(HF_HUB_OFFLINE or options.offline) forbids downloading it; run \`pace pull ${name}\` with network access first`,
+        `pretrained '${name}': ${missing}, and offline mode (HF_HUB_OFFLINE or options.offline) forbids downloading ` +
+          `it; run \`pace pull ${name}\` with network access first${configMissing ? ' (it fetches the config alone)' : ''}`,
       );
     }
     if (settings.token !== undefined && !settings.token.startsWith('hf_')) {
@@ -201,8 +208,16 @@ async function fetchIntoCache(
         throw fail(error, path);
       }
     }
-    found.push(await cache.link(commit, path, file.etag));
+    try {
+      found.push(await cache.link(commit, path, file.etag));
+    } catch (error) {
+      throw fail(error, path);
+    }
   }
-  await cache.writeRef(revision, commit);
+  try {
+    await cache.writeRef(revision, commit);
+  } catch (error) {
+    throw fail(error);
+  }
   return { commit, found };
 }

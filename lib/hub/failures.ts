@@ -1,6 +1,6 @@
 import { HubApiError } from '@huggingface/hub';
 
-import { PaceError, PaceNetworkError, PaceNotFoundError, PaceOptionError } from '../errors';
+import { PaceError, PaceFileError, PaceNetworkError, PaceNotFoundError, PaceOptionError } from '../errors';
 import type { LastResponse } from './client';
 
 /** What a failure is about, for its message. */
@@ -62,13 +62,34 @@ function statusFailure(status: number, errorCode: string | undefined, detail: st
   );
 }
 
+/** The file-system error in `error`'s causes (it names a path and a call: ENOSPC on write, EACCES on mkdir, ...). */
+function fileSystemError(error: unknown): NodeJS.ErrnoException | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current !== null && typeof current === 'object'; depth++) {
+    const { path, syscall } = current as NodeJS.ErrnoException;
+    if (typeof path === 'string' && typeof syscall === 'string') return current as NodeJS.ErrnoException;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
 /**
  * A failure of a Hub request as a PaceError naming the model and the cause: a 404 (no such repository, revision or
  * file) is a PaceNotFoundError; 401/403 (gated, private, a refused token), other HTTP errors and an unreachable or
- * silent server are PaceNetworkErrors. PaceErrors pass through.
+ * silent server are PaceNetworkErrors; the cache's own disk (full, not writable) a PaceFileError naming the path.
+ * PaceErrors pass through.
  */
 export function hubFailure(error: unknown, c: FailureContext): PaceError {
   if (error instanceof PaceError) return error;
+  const local = fileSystemError(error);
+  if (local) {
+    const what = c.file ? `${c.file} of ${c.repo}` : c.repo;
+    return new PaceFileError(
+      `pretrained '${c.name}': cannot write ${what} into the cache: ${local.code ?? local.syscall} on ${local.path} ` +
+        `(${local.message})`,
+      { cause: error },
+    );
+  }
   if (error instanceof HubApiError) {
     return statusFailure(error.statusCode, c.last?.errorCode, error.message, c);
   }

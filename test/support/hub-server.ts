@@ -14,7 +14,7 @@ export interface FakeRepo {
 }
 
 /** A fault the CDN injects into the full transfer of one blob (by its SHA-256). */
-export type Fault = 'truncate' | 'corrupt' | 'stall';
+export type Fault = 'truncate' | 'corrupt' | 'stall' | 'refuse';
 
 /** One request the fake Hub received. */
 export interface SeenRequest {
@@ -216,6 +216,12 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
         const fault = hub.faults.get(cdn[1]);
         if (fault === undefined) {
           sendBytes(request, response, data, cdnHeaders);
+          return;
+        }
+        if (fault === 'refuse') {
+          // the size probe succeeded; the full transfer is refused (an expired signed URL, an overloaded CDN)
+          response.writeHead(503, { 'content-type': 'text/plain' });
+          response.end('unavailable');
           return;
         }
         if (fault === 'corrupt') {
