@@ -484,6 +484,43 @@ describe('a rank that dies or hangs', () => {
     ]);
   }, 90_000);
 
+  test('training images of their own sizes (packed, as few-shot stores them) train data-parallel in step', async () => {
+    // Each rank crops its share of each batch from its own copy of the packed images: the ranks must end with the
+    // same losses (all-reduced) and the same adapters.
+    const script = `
+      const crypto = require('crypto'); const fs = require('fs'); const os = require('os'); const path = require('path');
+      const { initDistributed, createModel, Trainer, tensor, TensorDataset } = require(process.env.PACE_LIB);
+      (async () => {
+        const group = await initDistributed();
+        const model = await createModel(${JSON.stringify(tinyVit)}, { seed: 1 });
+        model.addAdapters({ rank: 2 });
+        const n = 16;
+        const sides = Array.from({ length: n }, (_, i) => (i % 2 ? [18, 18 + i] : [18 + i, 18])).flat();
+        const pixels = sides.reduce((sum, side, i) => (i % 2 ? sum + side * sides[i - 1] : sum), 0);
+        const images = tensor(new Uint8Array(pixels * 3).map((_, i) => (i * 7) % 251), [pixels, 3], { dtype: 'uint8' });
+        const extents = tensor(BigInt64Array.from(sides, BigInt), [n, 2]);
+        const labels = tensor(BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 4)));
+        const normalization = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+        const train = new TensorDataset(images, labels, { normalization, extents, augment: { crop: 16, flip: true } });
+        const history = await new Trainer(model, { seed: 1 }).fit(train, { epochs: 2, batchSize: 8, progress: false });
+        const file = path.join(os.tmpdir(), 'packed-dp-' + process.pid + '.safetensors');
+        await model.saveAdapters(file);
+        const digest = crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex').slice(0, 16);
+        fs.rmSync(file);
+        console.log(JSON.stringify({ losses: history.epochs.map((e) => e.loss), digest }));
+      })().catch((error) => { console.error('rank failed: ' + error.message); process.exit(1); });`;
+    const launched = await paceLaunch(['--nproc-per-node', '2', '--', process.execPath, '-e', script]);
+    expect(launched.stderr).not.toMatch(/failed/);
+    expect(launched.status).toBe(0);
+    const [first, second] = launched.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line));
+    expect(first.losses).toHaveLength(2);
+    expect(first.losses.every(Number.isFinite)).toBe(true);
+    expect(second).toEqual(first);
+  }, 90_000);
+
   test('ranks whose datasets are augmented otherwise, or of which only one writes a run folder, stop together', async () => {
     // Bugs: only the sets' sizes were compared, so ranks with other augmentation or normalisation trained together
     // silently; a run folder on rank 0 alone left the ranks waiting in different collectives until the timeout.
