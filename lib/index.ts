@@ -156,11 +156,19 @@ export {
 export { formatDomainShiftTable } from './eval/domain-shift-table';
 export {
   folderClassNames,
+  evaluationTransformOf,
   loadDatasetSource,
   DatasetSourceSchema,
   type DatasetSource,
   type SourceOptions,
 } from './data/sources';
+export {
+  EVAL_TRANSFORM_METADATA_KEY,
+  EvalTransformSchema,
+  readEvalTransform,
+  timmEvalTransform,
+  type EvalTransform,
+} from './data/eval-transform';
 export { RunConfigSchema, readRunConfig, type RunConfig } from './cli/config';
 export { createInferenceServer, type InferenceServer } from './serve/server';
 export { ServeOptionsSchema, type ServeOptions } from './serve/options';

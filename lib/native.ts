@@ -391,7 +391,8 @@ export interface NativeAddon {
     seed: number,
   ): Promise<{ images: NativeTensorHandle; boxes: NativeTensorHandle; flipped: NativeTensorHandle }>;
   resizeImagePillow(
-    image: NativeTensorHandle,
+    pixels: Uint8Array,
+    shape: [number, number, number],
     height: number,
     width: number,
     filter: 'bilinear' | 'bicubic',

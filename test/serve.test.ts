@@ -7,6 +7,7 @@ import sharp from 'sharp';
 
 import { createInferenceServer, createModel, prepareImages, tensor, type Model } from '../lib';
 import { makeTempDir, repoRoot } from './support/paths';
+import { pillowResize } from './support/pillow-resample';
 import { listen, postImage } from './support/serve';
 
 const checkpoint = path.join(repoRoot, 'examples', 'assets', 'vit-demo-fashion-mnist.safetensors');
@@ -34,17 +35,18 @@ async function fashionPngs(): Promise<Buffer[]> {
 type Prediction = { label: string; probability: number };
 
 /**
- * What the server should answer for one image, computed here: decoded by sharp with the server's steps, one
- * forward of the model, then a float64 softmax and ranking.
+ * What the server should answer for one image, computed here: timm's evaluation transform for the model (its
+ * crop_pct 0.9 at 28: Resize(floor(28 / 0.9) = 31, bicubic) in Pillow's arithmetic, then CenterCrop(28) at
+ * round(1.5) = 2), one forward of the model, then a float64 softmax and ranking.
  */
 async function expectedTopK(model: Model, png: Buffer, k: number): Promise<Prediction[]> {
-  const pixels = await sharp(png, { failOn: 'error' })
-    .rotate()
-    .removeAlpha()
-    .toColourspace('srgb')
-    .resize(28, 28, { fit: 'fill', kernel: 'cubic' })
-    .raw()
-    .toBuffer();
+  const grey = await sharp(png).extractChannel(0).raw().toBuffer(); // the grey PNGs' one level, read as RGB
+  expect(grey.length).toBe(28 * 28);
+  const resized = pillowResize(grey, 28, 28, 1, 31, 31, 'bicubic');
+  const pixels = Buffer.alloc(28 * 28 * 3);
+  for (let y = 0; y < 28; y++) {
+    for (let x = 0; x < 28; x++) pixels.fill(resized[(y + 2) * 31 + x + 2], (y * 28 + x) * 3, (y * 28 + x + 1) * 3);
+  }
   using images = tensor(pixels, [1, 28, 28, 3], { dtype: 'uint8' });
   using input = await prepareImages(images, { size: 28, ...model.preprocessing });
   using logitsTensor = await model.forward(input);

@@ -2,7 +2,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { DatasetSourceSchema, folderClassNames, loadDatasetSource, type DatasetSource } from '../data/sources';
+import { EVAL_TRANSFORM_METADATA_KEY } from '../data/eval-transform';
+import {
+  DatasetSourceSchema,
+  evaluationTransformOf,
+  folderClassNames,
+  loadDatasetSource,
+  type DatasetSource,
+} from '../data/sources';
 import { withContext } from '../error-context';
 import { initDistributed, launchedDistributed, type DistributedGroup } from '../distributed/group';
 import { doctor, formatDoctorReport, measureGemm, type GemmMeasurement } from '../doctor';
@@ -393,8 +400,10 @@ function trainingClassNames(config: ReturnType<typeof readRunConfig>): string[] 
 
 export const exportCommand: Command = {
   usage: `pace export --config run.json --adapters FILE --merged --out FILE [--allow-other-weights]
-  Folds the adapters into the backbone and writes a plain timm state dict (safetensors). Adapters trained on
-  other frozen weights than the config's are refused unless --allow-other-weights.`,
+  Folds the adapters into the backbone and writes a plain timm state dict (safetensors), recording the class
+  names (when the run knew them) and how the run evaluated images (resize, crop, mean, std), which pace serve
+  applies to uploads. Adapters trained on other frozen weights than the config's are refused unless
+  --allow-other-weights.`,
   async run(args) {
     const { values } = parseArgs({
       args,
@@ -415,8 +424,15 @@ export const exportCommand: Command = {
     using model = await modelFromConfig(config);
     await model.loadAdapters(values.adapters, { allowOtherWeights: values['allow-other-weights'] === true });
     using merged = await model.merged();
+    // How the run evaluated, for pace serve: its held-out set's transform (the training set's when it has none).
+    const evaluated = config.data.test ?? config.data.validation ?? config.data.train;
+    const transform = evaluationTransformOf(evaluated, model.preprocessing);
     await merged.saveWeights(values.out, {
-      metadata: { exported_by: 'pace-peft', adapters: path.basename(values.adapters) },
+      metadata: {
+        exported_by: 'pace-peft',
+        adapters: path.basename(values.adapters),
+        [EVAL_TRANSFORM_METADATA_KEY]: JSON.stringify(transform),
+      },
     });
     out(`merged weights written to ${values.out}`);
     return 0;

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 
 import sharp from 'sharp';
 
+import { recordedEvalTransform, timmEvalTransform, type EvalTransform } from '../data/eval-transform';
 import { headWeightEntry } from '../models/class-names';
 import { createModel } from '../models/model';
 import type { ModelSpecInput } from '../models/specs';
@@ -29,11 +30,22 @@ const numericFlags: Record<string, keyof ServeOptions> = {
   'max-pending': 'maxPendingPredictions',
 };
 
-/** The class count of a checkpoint's classifier head. */
-async function headClasses(weights: string): Promise<number> {
-  const head = headWeightEntry((await readTensorHeader(weights)).entries);
+/** The class count of a checkpoint's classifier head, and the evaluation transform it records (if any). */
+async function readWeightsHeader(weights: string): Promise<{ classes: number; transform?: EvalTransform }> {
+  const header = await readTensorHeader(weights);
+  const head = headWeightEntry(header.entries);
   if (!head) throw new UsageError(`--weights: ${weights} has no classifier head (head.weight): nothing to predict`);
-  return head.shape[0];
+  return { classes: head.shape[0], transform: recordedEvalTransform(weights, header.metadata) };
+}
+
+/** One line saying how uploads are turned into the model's input, and where that came from. */
+function describeTransform(transform: EvalTransform, origin: string): string {
+  const resize =
+    transform.resize === 'stretch'
+      ? `stretched (${transform.interpolation})`
+      : `centre-cropped at ${transform.cropPct} (${transform.interpolation})`;
+  const values = (v: readonly number[]) => `[${v.join(', ')}]`;
+  return `uploads ${resize}, mean ${values(transform.mean)}, std ${values(transform.std)}: ${origin}`;
 }
 
 function readLabels(file: string, classes: number): string[] {
@@ -58,10 +70,14 @@ export const serveCommand: Command = {
   probabilities; GET /health. Concurrent requests are batched into one forward. The class count comes from the
   weights' head (--classes, if given, must agree). Labels are --labels' (a JSON array, one label per class) if
   given, else the class names the weights record (pace export writes them when the run knew them), else indices.
+  Uploads are resized and normalised as the run that made the weights evaluated (pace export records it), else
+  as timm evaluates the model (shorter side to size / crop_pct, the centre); --resize stretch|center-crop
+  overrides the resize.
   [--top-k 5] [--max-batch 16] [--batch-window-ms 5] [--timeout-ms 10000] (a prediction's 504)
   [--max-pending 64] (predictions waiting for or in a forward; one more gets 503)
   [--request-timeout-ms 30000] [--headers-timeout-ms 10000] [--keep-alive-timeout-ms 5000] (slow clients)
   [--max-body-bytes 10485760] [--max-pixels 64000000] [--max-connections 256] [--device cpu|cuda]
+  [--resize stretch|center-crop]
   SIGINT or SIGTERM stops accepting, answers what is queued, and exits 0.`,
   async run(args) {
     const { values } = parseArgs({
@@ -74,6 +90,7 @@ export const serveCommand: Command = {
         host: { type: 'string', default: '127.0.0.1' },
         port: { type: 'string', default: '8080' },
         device: { type: 'string', default: 'cpu' },
+        resize: { type: 'string' },
         ...Object.fromEntries(Object.keys(numericFlags).map((flag) => [flag, { type: 'string' as const }])),
       },
     });
@@ -99,7 +116,10 @@ export const serveCommand: Command = {
       const flag = Object.entries(numericFlags).find(([, key]) => key === issue.path[0])?.[0] ?? String(issue.path[0]);
       throw new UsageError(`--${flag}: ${issue.message}`);
     }
-    const classes = await headClasses(values.weights);
+    if (values.resize !== undefined && values.resize !== 'stretch' && values.resize !== 'center-crop') {
+      throw new UsageError(`--resize must be stretch or center-crop, got '${values.resize}'`);
+    }
+    const { classes, transform: recorded } = await readWeightsHeader(values.weights);
     if (values.classes !== undefined && numberFlag('--classes', values.classes) !== classes) {
       throw new UsageError(
         `--classes ${values.classes} disagrees with the weights' head, which has ${classes} classes`,
@@ -118,7 +138,13 @@ export const serveCommand: Command = {
     const weights = path.resolve(values.weights);
     const model = await createModel(name, { numClasses: classes, pretrained: weights, device });
     sharp.cache(false); // libvips' operation cache only holds memory here: no upload is decoded twice
-    const { server, close } = createInferenceServer(model, { ...(options as ServeOptions), labels });
+    const transform = {
+      ...(recorded ?? timmEvalTransform(model.preprocessing)),
+      ...(values.resize !== undefined && { resize: values.resize as EvalTransform['resize'] }),
+    };
+    const origin = recorded ? 'as the weights record' : "timm's evaluation transform for the model";
+    out(describeTransform(transform, values.resize !== undefined ? `${origin}, --resize ${values.resize}` : origin));
+    const { server, close } = createInferenceServer(model, { ...(options as ServeOptions), labels, transform });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, resolve);

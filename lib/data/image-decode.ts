@@ -4,18 +4,28 @@ import sharp from 'sharp';
 
 import { PaceFileError } from '../errors';
 import { nativeAddon } from '../native';
-import { handleOf, Tensor, tensor } from '../tensor';
+import { Tensor } from '../tensor';
 import { centerCropOffset, torchvisionResizeSize } from './resize-geometry';
 
 /**
  * How an image is stored: `stretch` resizes both sides to size (bicubic, as the reference's VTAB transform);
- * `center-crop` resizes the shorter side to floor(size / 0.875) and keeps the centre; `cover` resizes the shorter side
+ * `center-crop` resizes the shorter side to floor(size / {@link CENTER_CROP_PCT}) and keeps the centre; `cover` resizes the shorter side
  * to size and keeps the central square; `shorter` resizes the shorter side to size and keeps the whole image, at its
  * own size (all three bilinear, as torchvision's `Resize(256)` of the few-shot and FGVC transforms, whose
  * `RandomCrop(224)` ranges over the whole image).
  */
 export const RESIZE_MODES = ['stretch', 'center-crop', 'cover', 'shorter'] as const;
 export type ResizeMode = (typeof RESIZE_MODES)[number];
+
+/** The benchmarks' evaluation crop: the shorter side to floor(size / 0.875) (256 for 224), then the centre. */
+export const CENTER_CROP_PCT = 0.875;
+
+/** An evaluation resize: `stretch`, or `center-crop` at `cropPct` (timm's evaluation transform), resampled by `interpolation`. */
+export interface EvalResize {
+  resize: 'stretch' | 'center-crop';
+  cropPct: number;
+  interpolation: 'bilinear' | 'bicubic';
+}
 
 /** An image's RGB pixels, oriented, at a height and width of their own. */
 export interface DecodedImage {
@@ -40,14 +50,29 @@ export async function decodeImage(file: string, size: number, mode: ResizeMode):
   const decoded = await decodeWhole(file);
   if (mode === 'shorter') return shorterSide(decoded, size);
   const pixels =
-    mode === 'center-crop'
-      ? await centerCrop(decoded, size)
-      : mode === 'stretch'
-        ? await stretched(decoded, size)
-        : await covered(decoded, size);
+    mode === 'cover'
+      ? await covered(decoded, size)
+      : await resizedForEvaluation(decoded, size, {
+          resize: mode,
+          cropPct: CENTER_CROP_PCT,
+          interpolation: mode === 'stretch' ? 'bicubic' : 'bilinear',
+        });
+  return { pixels, width: size, height: size };
+}
+
+/**
+ * A decoded image as an evaluation transform resizes it, `size × size` RGB: stretched (bicubic, as the VTAB
+ * reference; `interpolation` only where a side is enlarged, else libvips' bicubic) or centre-cropped after
+ * torchvision's `Resize(floor(size / cropPct), interpolation)`, in Pillow's arithmetic.
+ */
+export async function resizedForEvaluation(decoded: DecodedImage, size: number, how: EvalResize): Promise<Buffer> {
+  const pixels =
+    how.resize === 'center-crop'
+      ? await centerCrop(decoded, size, how.cropPct, how.interpolation)
+      : await stretched(decoded, size, how.interpolation);
   if (pixels.length !== size * size * 3)
     throw new PaceFileError(`decoded to ${pixels.length} bytes, not ${size}x${size} RGB`);
-  return { pixels, width: size, height: size };
+  return pixels;
 }
 
 async function checkRegularFile(file: string): Promise<void> {
@@ -65,8 +90,8 @@ type Decoded = DecodedImage;
  * multiplied in (resizing with alpha, libvips premultiplies it: transparent pixels turned black), grey and CMYK to
  * sRGB. Every resize then starts from these pixels.
  */
-async function decodeWhole(file: string): Promise<Decoded> {
-  const { data, info } = await sharp(file, { failOn: 'error' })
+export async function decodeWhole(input: string | Buffer, limitInputPixels?: number): Promise<Decoded> {
+  const { data, info } = await sharp(input, { failOn: 'error', ...(limitInputPixels && { limitInputPixels }) })
     .autoOrient()
     .removeAlpha()
     .toColourspace('srgb')
@@ -87,24 +112,21 @@ async function resizedAsPillow(
   window?: { top: number; left: number; height: number; width: number },
 ): Promise<Buffer> {
   const { pixels } = decoded;
-  using image = tensor(
-    new Uint8Array(pixels.buffer, pixels.byteOffset, pixels.length),
-    [decoded.height, decoded.width, 3],
-    { dtype: 'uint8' },
-  );
-  using resized = new Tensor(await nativeAddon().resizeImagePillow(handleOf(image), height, width, filter, window));
+  const shape: [number, number, number] = [decoded.height, decoded.width, 3];
+  using resized = new Tensor(await nativeAddon().resizeImagePillow(pixels, shape, height, width, filter, window));
   return Buffer.from(resized.toUint8Array());
 }
 
 /**
- * Both sides to `size`, bicubic, as Pillow's `Resize((size, size), BICUBIC)`. An image made larger along either side
- * is resized natively as Pillow resizes it (libvips samples an enlargement half an output pixel up and left of
- * Pillow: VTAB's 32 × 32 images at 224 were 8 levels apart on average); shrunk, libvips' is within a level of it
- * and much faster on VTAB's large images.
+ * Both sides to `size`, as Pillow's `Resize((size, size), filter)`. An image made larger along either side is
+ * resized natively as Pillow resizes it (libvips samples an enlargement half an output pixel up and left of Pillow:
+ * VTAB's 32 × 32 images at 224 were 8 levels apart on average); shrunk, libvips' is within a level of it and much
+ * faster on VTAB's large images.
  */
-async function stretched(decoded: Decoded, size: number): Promise<Buffer> {
-  if (decoded.width < size || decoded.height < size) return resizedAsPillow(decoded, size, size, 'bicubic');
-  return fromRaw(decoded).resize(size, size, { fit: 'fill', kernel: 'cubic' }).raw().toBuffer();
+async function stretched(decoded: Decoded, size: number, filter: 'bilinear' | 'bicubic'): Promise<Buffer> {
+  if (decoded.width < size || decoded.height < size) return resizedAsPillow(decoded, size, size, filter);
+  const kernel = filter === 'bicubic' ? 'cubic' : 'linear';
+  return fromRaw(decoded).resize(size, size, { fit: 'fill', kernel }).raw().toBuffer();
 }
 
 /** The shorter side to `size` (bilinear) and the central square: few-shot training's storage. */
@@ -113,20 +135,20 @@ function covered(decoded: Decoded, size: number): Promise<Buffer> {
 }
 
 /**
- * torchvision's `Resize(floor(size / 0.875))` then `CenterCrop(size)` of a Pillow image: the resize at torchvision's
- * size (the longer side truncated) in Pillow's bilinear arithmetic, computed natively for the crop's window alone
- * (a thin 1 × 12,000 image is not resized whole to 256 × 3,072,000), at torchvision's offsets. The same pixels as
- * Pillow and torchvision give.
+ * torchvision's `Resize(floor(size / cropPct), filter)` then `CenterCrop(size)` of a Pillow image: the resize at
+ * torchvision's size (the longer side truncated) in Pillow's arithmetic, computed natively for the crop's window
+ * alone (a thin 1 × 12,000 image is not resized whole to 256 × 3,072,000), at torchvision's offsets. The same pixels
+ * as Pillow and torchvision give.
  */
-function centerCrop(decoded: Decoded, size: number): Promise<Buffer> {
-  const whole = torchvisionResizeSize(decoded.width, decoded.height, Math.floor(size / 0.875));
+function centerCrop(decoded: Decoded, size: number, cropPct: number, filter: 'bilinear' | 'bicubic'): Promise<Buffer> {
+  const whole = torchvisionResizeSize(decoded.width, decoded.height, Math.floor(size / cropPct));
   const window = {
     top: centerCropOffset(whole.height, size),
     left: centerCropOffset(whole.width, size),
     height: size,
     width: size,
   };
-  return resizedAsPillow(decoded, whole.height, whole.width, 'bilinear', window);
+  return resizedAsPillow(decoded, whole.height, whole.width, filter, window);
 }
 
 /**

@@ -9,7 +9,8 @@ import type { Augmentation } from './augment';
 import type { TensorDataset } from './dataset';
 import { loadIdxDataset } from './idx';
 import { IMAGENET_NORMALIZATION } from './domain-shift';
-import type { ResizeMode } from './image-decode';
+import type { EvalTransform } from './eval-transform';
+import { CENTER_CROP_PCT, type ResizeMode } from './image-decode';
 import { imageFolderClasses } from './image-folder';
 import { imageFolderEntries, loadImages } from './images';
 import { fewShotSplits, fgvcSplits, parseSplitList, vtabSplits, type SplitEntry } from './splits';
@@ -114,7 +115,7 @@ export async function loadDatasetSource(source: DatasetSource, options: SourceOp
   }
   const plan = imageSourcePlan(source, at, preprocessing.imgSize, options.classNames);
   if (numClasses !== undefined && plan.classes > numClasses) throw plan.moreClassesThan(numClasses);
-  const stored = plan.augment ? Math.floor(preprocessing.imgSize / 0.875) : preprocessing.imgSize;
+  const stored = plan.augment ? Math.floor(preprocessing.imgSize / CENTER_CROP_PCT) : preprocessing.imgSize;
   // Training crops range over the whole image, as the reference's RandomCrop (and timm's RandomResizedCrop) do.
   const resize = plan.augment ? 'shorter' : plan.resize;
   const cache = options.cacheDir ? path.join(at(options.cacheDir), cacheFileName(plan, stored, resize)) : undefined;
@@ -165,8 +166,7 @@ function folderPlan(folder: string, at: (p: string) => string, classNames?: read
       new PaceInputError(`image folder '${folder}' has ${classes.length} classes, more than the model's ${model}`),
     name: path.basename(folder),
     paths: [at(folder)],
-    resize: 'stretch',
-    imagenet: false,
+    ...evaluationDecoding({ folder }),
   };
 }
 
@@ -183,9 +183,8 @@ function listPlan(source: ListSource, at: (p: string) => string, size: number): 
       new PaceOptionError(`split list '${list}': numClasses ${numClasses} is more than the model's ${model}`),
     name: path.basename(list),
     paths: [at(list), at(root)],
-    resize: transform === 'center-crop' ? 'center-crop' : 'stretch',
+    ...evaluationDecoding(source),
     augment: transform ? augments[transform] : undefined,
-    imagenet: source.normalization === 'imagenet',
   };
 }
 
@@ -209,7 +208,7 @@ function benchmarkPlan(source: BenchmarkSource, at: (p: string) => string, size:
             name: `fgvc-${source.fgvc.dataset}-${source.fgvc.mode}`,
             root: source.fgvc.root,
           };
-  const resize = 'vtab' in source ? 'stretch' : 'center-crop';
+  const { resize, imagenet } = evaluationDecoding(source);
   const part = `${name}-${source.part}`;
   return {
     entries: pick(splits, source.part),
@@ -220,8 +219,40 @@ function benchmarkPlan(source: BenchmarkSource, at: (p: string) => string, size:
     paths: [at(root)],
     resize,
     augment: resize === 'center-crop' && source.part === 'train' ? { crop: size, flip: true } : undefined,
-    imagenet: true,
+    imagenet,
   };
+}
+
+/**
+ * How a source's images are evaluated, told by its kind alone: VTAB, folders and `stretch` lists stretch; few-shot,
+ * FGVC and cropped lists take the centre (their training crops are evaluated on it); the benchmarks and `imagenet`
+ * lists normalise with ImageNet's constants.
+ */
+function evaluationDecoding(source: ImageSource): { resize: 'stretch' | 'center-crop'; imagenet: boolean } {
+  if ('folder' in source) return { resize: 'stretch', imagenet: false };
+  if ('list' in source) {
+    const cropped = source.transform !== undefined && source.transform !== 'stretch';
+    return { resize: cropped ? 'center-crop' : 'stretch', imagenet: source.normalization === 'imagenet' };
+  }
+  return { resize: 'vtab' in source ? 'stretch' : 'center-crop', imagenet: true };
+}
+
+/**
+ * The transform that evaluates a source's images, as `pace export` records it for `pace serve`: the resize and
+ * normalisation its loads use. Tensor files and IDX pairs are resized to the model's size (a stretch) and take the
+ * model's normalisation, as their uint8 pixels do.
+ */
+export function evaluationTransformOf(source: DatasetSource, preprocessing: Preprocessing): EvalTransform {
+  const model = { mean: [...preprocessing.mean], std: [...preprocessing.std] };
+  const { resize, imagenet } =
+    typeof source === 'string' || 'idx' in source
+      ? { resize: 'stretch' as const, imagenet: false }
+      : evaluationDecoding(source);
+  const normalization = imagenet
+    ? { mean: [...IMAGENET_NORMALIZATION.mean], std: [...IMAGENET_NORMALIZATION.std] }
+    : model;
+  const interpolation = resize === 'stretch' ? 'bicubic' : 'bilinear';
+  return { resize, cropPct: CENTER_CROP_PCT, interpolation, ...normalization };
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { Model } from '../models/model';
+import type { Normalization } from '../data/normalization';
 import { prepareImages } from '../data/prepare';
 import { tensor } from '../tensor';
 import { HttpError } from './http-error';
@@ -46,6 +47,8 @@ export class Batcher {
   constructor(
     private readonly options: {
       model: Model;
+      /** The mean and std the uploads are normalised by. */
+      normalization: Normalization;
       maxBatch: number;
       batchWindowMs: number;
       maxPending: number;
@@ -95,12 +98,12 @@ export class Batcher {
     const batch = waiting.filter((pending) => !pending.cancelled);
     if (batch.length === 0) return;
     for (const pending of batch) pending.started = true;
-    const { model } = this.options;
+    const { model, normalization } = this.options;
     const size = model.spec.imgSize;
     try {
       const pixels = Buffer.concat(batch.map((p) => p.pixels));
       using images = tensor(pixels, [batch.length, size, size, 3], { dtype: 'uint8' });
-      using input = await prepareImages(images, { size, ...model.preprocessing });
+      using input = await prepareImages(images, { size, ...normalization });
       using logits = await model.forward(input);
       const classes = logits.shape[1];
       const values = logits.toFloat32Array();

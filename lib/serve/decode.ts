@@ -1,5 +1,6 @@
 import sharp from 'sharp';
 
+import { decodeWhole, resizedForEvaluation, type EvalResize } from '../data/image-decode';
 import { HttpError } from './http-error';
 import { Lane } from './decode-pool';
 
@@ -54,8 +55,11 @@ export class UploadDecoder {
     this.large = new Lane('large', limits.large.concurrency, limits.large.maxQueued, limits.retryAfterSeconds);
   }
 
-  /** The image as RGB uint8 pixels of size×size (EXIF orientation applied), checked against its declared type. */
-  async decode(body: Buffer, declaredType: string, size: number): Promise<Buffer> {
+  /**
+   * The image as RGB uint8 pixels of size×size (EXIF orientation applied, alpha dropped), resized as `how` says;
+   * checked against its declared type first.
+   */
+  async decode(body: Buffer, declaredType: string, size: number, how: EvalResize): Promise<Buffer> {
     // Told by its first bytes before sharp sees it: sharp would pick a loader by content, and a body of another
     // format (an SVG, say) can cost seconds to parse for its header alone, outside the lanes.
     const expected = imageTypes[declaredType];
@@ -83,16 +87,9 @@ export class UploadDecoder {
     const lane = pixels <= this.limits.smallPixels ? this.small : this.large;
     return lane.run(async () => {
       try {
-        let image = sharp(body, { failOn: 'error', limitInputPixels: this.limits.maxPixels })
-          .rotate()
-          .removeAlpha()
-          .toColourspace('srgb');
-        if (metadata.hasAlpha) {
-          // Resizing with alpha, libvips premultiplies it (transparent pixels turn black): dropped first instead.
-          const { data, info } = await image.raw().toBuffer({ resolveWithObject: true });
-          image = sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } });
-        }
-        return await image.resize(size, size, { fit: 'fill', kernel: 'cubic' }).raw().toBuffer();
+        // Decoded whole and resized as `pace eval` resizes a file (Pillow's arithmetic where it differs from
+        // libvips'), so the server answers for an upload what an evaluation of it computes.
+        return await resizedForEvaluation(await decodeWhole(body, this.limits.maxPixels), size, how);
       } catch (error) {
         throw new HttpError(400, `the body is not a readable image (${(error as Error).message})`);
       }

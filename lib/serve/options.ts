@@ -1,5 +1,6 @@
 import { z } from 'zod';
 
+import { EvalTransformSchema } from '../data/eval-transform';
 import { MAX_TIMER_MS } from '../options';
 
 const int = (min: number) => z.number().int().min(min);
@@ -10,6 +11,12 @@ export const ServeOptionsSchema = z
   .object({
     /** Labels of the classes, in class order (default: the class indices). */
     labels: z.array(z.string()).optional(),
+    /**
+     * How an upload becomes the model's input (resize, crop, interpolation, mean, std); the fields given replace
+     * those of the default, timm's evaluation transform for the model's preprocessing (`pace serve` gives the
+     * transform the weights record, which `pace export` writes).
+     */
+    transform: EvalTransformSchema.partial().optional(),
     /** How many classes each answer lists. */
     topK: int(1).default(5),
     /** Largest accepted request body in bytes (413 beyond). */

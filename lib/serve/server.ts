@@ -1,5 +1,6 @@
 import http from 'node:http';
 
+import { timmEvalTransform } from '../data/eval-transform';
 import { PaceOptionError } from '../errors';
 import type { Model } from '../models/model';
 import { parseOptions } from '../options';
@@ -61,7 +62,9 @@ function expectsContinue(request: http.IncomingMessage): boolean {
 
 /**
  * An HTTP inference server for a (merged) model: `POST /predict` with a JPEG, PNG or WebP body returns the top-k
- * labels (`options.labels`, else the model's `classNames`, else class indices) and probabilities; concurrent requests are batched into one forward. `GET /health` reports
+ * labels (`options.labels`, else the model's `classNames`, else class indices) and probabilities; each upload is
+ * resized and normalised by `options.transform` (default: timm's evaluation transform for the model); concurrent
+ * requests are batched into one forward. `GET /health` reports
  * `{ status, queued, decoding }`. Decoding runs in two bounded lanes (small and large images) apart from the
  * forwards, with 503 and Retry-After when a lane's queue is full; Node's own request, header and keep-alive
  * timeouts bound slow clients.
@@ -74,8 +77,10 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
     throw new PaceOptionError(`options.labels: ${o.labels.length} labels for a model of ${classes} classes`);
   }
   const labels = o.labels ?? model.classNames;
+  const transform = { ...timmEvalTransform(model.preprocessing), ...o.transform };
   const batcher = new Batcher({
     model,
+    normalization: { mean: transform.mean, std: transform.std },
     maxBatch: o.maxBatch,
     batchWindowMs: o.batchWindowMs,
     maxPending: o.maxPendingPredictions,
@@ -114,7 +119,7 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
       return await Promise.race([
         (async () => {
           batcher.refuseWhenFull();
-          const pixels = await decoder.decode(body, type, model.spec.imgSize);
+          const pixels = await decoder.decode(body, type, model.spec.imgSize, transform);
           if (abandoned) throw new HttpError(499, 'given up on while decoding'); // no forward for nobody
           const submission = batcher.submit(pixels);
           withdraw = submission.cancel;

@@ -5,6 +5,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
+#include <memory>
+#include <vector>
 
 #include "async.h"
 #include "bindings.h"
@@ -106,28 +108,46 @@ Napi::Value resizedCropImages(const Napi::CallbackInfo& info) {
   });
 }
 
-// resizeImagePillow(image uint8 [H, W, C], height, width, 'bilinear' | 'bicubic', window?: { top, left, height,
-// width }) -> Promise<uint8 Tensor [height, width, C]> (the window's part only, when given), as Pillow resizes.
+// resizeImagePillow(pixels Uint8Array, [H, W, C], height, width, 'bilinear' | 'bicubic', window?: { top, left,
+// height, width }) -> Promise<uint8 Tensor [height, width, C]> (the window's part only, when given), as Pillow
+// resizes. The pixels are read in place on the worker thread, held by a reference until the work is done: a
+// photo's tens of megabytes are not copied on the JavaScript thread first.
 Napi::Value resizeImagePillow(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    const at::Tensor image = TensorHandle::unwrap(info[0], "image");
-    const int64_t height = info[1].ToNumber().Int64Value();
-    const int64_t width = info[2].ToNumber().Int64Value();
-    const std::string filterName = stringFromJs(info[3], "filter");
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      throw jsError(env, ErrorCode::InvalidOption, "pixels must be a Uint8Array");
+    const std::vector<int64_t> shape = shapeFromJs(info[1], "shape");
+    const int64_t height = info[2].ToNumber().Int64Value();
+    const int64_t width = info[3].ToNumber().Int64Value();
+    const std::string filterName = stringFromJs(info[4], "filter");
     if (filterName != "bilinear" && filterName != "bicubic")
       throw jsError(env, ErrorCode::InvalidOption, "filter must be 'bilinear' or 'bicubic', got '" + filterName + "'");
     const data::PillowFilter filter =
         filterName == "bicubic" ? data::PillowFilter::Bicubic : data::PillowFilter::Bilinear;
     std::optional<data::PillowWindow> window;
-    if (info.Length() > 4 && info[4].IsObject()) {
-      const Napi::Object box = info[4].As<Napi::Object>();
+    if (info.Length() > 5 && info[5].IsObject()) {
+      const Napi::Object box = info[5].As<Napi::Object>();
       window = data::PillowWindow{box.Get("top").ToNumber().Int64Value(), box.Get("left").ToNumber().Int64Value(),
                                   box.Get("height").ToNumber().Int64Value(), box.Get("width").ToNumber().Int64Value()};
     }
+    // Read last, after every conversion above (which could run user code).
+    const Napi::Uint8Array pixels = info[0].As<Napi::Uint8Array>();
+    const std::optional<uint64_t> bytes = byteSizeOf(shape, at::kByte);
+    if (shape.size() != 3 || !bytes || *bytes != pixels.ByteLength())
+      throw jsError(env, ErrorCode::ShapeMismatch,
+                    "pixels hold " + std::to_string(pixels.ByteLength()) + " bytes, not an image of shape " +
+                        shapeToString(shape));
+    auto held = std::make_shared<Napi::Reference<Napi::Uint8Array>>(Napi::Persistent(pixels));
+    // from_blob takes a mutable pointer; the resize only reads it.
+    uint8_t* data = const_cast<uint8_t*>(pixels.Data());
     return runAsync(
-        env, "pace.resizeImagePillow", [=] { return data::resizeAsPillow(image, height, width, filter, window); },
-        [](Napi::Env env, at::Tensor& result) -> Napi::Value { return TensorHandle::wrap(env, std::move(result)); });
+        env, "pace.resizeImagePillow",
+        [=] { return data::resizeAsPillow(at::from_blob(data, shape, at::kByte), height, width, filter, window); },
+        // `held` is released with the work, on this thread, once the result is delivered
+        [held](Napi::Env env, at::Tensor& result) -> Napi::Value {
+          return TensorHandle::wrap(env, std::move(result));
+        });
   });
 }
 

@@ -1,0 +1,63 @@
+import { z } from 'zod';
+
+import { PaceFileError } from '../errors';
+import type { Preprocessing } from '../models/specs';
+import { readTensorHeader, type TensorMetadata } from '../safetensors';
+import { NormalizationSchema } from './normalization';
+
+/** The metadata key under which `pace export` records how its run evaluated images (a JSON {@link EvalTransform}). */
+export const EVAL_TRANSFORM_METADATA_KEY = 'pace_peft.eval_transform';
+
+/**
+ * How an image becomes a model's input at evaluation: `stretch` resizes both sides to the model's size;
+ * `center-crop` resizes the shorter side to floor(size / cropPct) and keeps the centre (timm's evaluation transform,
+ * and the few-shot and FGVC benchmarks' at cropPct 0.875, bilinear). Then the pixels, scaled to [0, 1], are
+ * normalised by `mean` and `std`.
+ */
+export const EvalTransformSchema = z
+  .object({
+    resize: z.enum(['stretch', 'center-crop']),
+    cropPct: z.number().gt(0).max(1),
+    interpolation: z.enum(['bilinear', 'bicubic']),
+    ...NormalizationSchema.shape,
+  })
+  .strict();
+export type EvalTransform = z.output<typeof EvalTransformSchema>;
+
+/** timm's evaluation transform for weights of this preprocessing: their crop, interpolation, mean and std. */
+export function timmEvalTransform(preprocessing: Preprocessing): EvalTransform {
+  const { cropPct, interpolation, mean, std } = preprocessing;
+  return { resize: 'center-crop', cropPct, interpolation, mean: [...mean], std: [...std] };
+}
+
+/**
+ * The evaluation transform a weights file records (`pace export` writes it), or undefined when it records none. A
+ * record that is not one is refused, naming the file.
+ */
+export function recordedEvalTransform(file: string, metadata: TensorMetadata | null): EvalTransform | undefined {
+  const recorded = metadata?.[EVAL_TRANSFORM_METADATA_KEY];
+  if (recorded === undefined) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(recorded);
+  } catch {
+    throw new PaceFileError(`'${file}': its '${EVAL_TRANSFORM_METADATA_KEY}' metadata is not JSON`);
+  }
+  const checked = EvalTransformSchema.safeParse(parsed);
+  if (!checked.success) {
+    const issue = checked.error.issues[0];
+    throw new PaceFileError(
+      `'${file}': its '${EVAL_TRANSFORM_METADATA_KEY}' metadata is not an evaluation transform ` +
+        `(${issue.path.join('.') || 'the value'}: ${issue.message})`,
+    );
+  }
+  return checked.data;
+}
+
+/**
+ * The evaluation transform a safetensors weights file records, or undefined when it records none: for
+ * `createInferenceServer(model, { transform })` on weights that `pace export` wrote.
+ */
+export async function readEvalTransform(file: string): Promise<EvalTransform | undefined> {
+  return recordedEvalTransform(file, (await readTensorHeader(file)).metadata);
+}
