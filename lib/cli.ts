@@ -2,6 +2,7 @@
 import { commands, helpRequested, UsageError } from './cli/commands';
 import { dropOutputWhenClosed, err, out } from './cli/output';
 import { exitWithLauncher } from './distributed/launch';
+import { DISTRIBUTED_FAILURE_STATUS } from './exit-status';
 
 /** A command's one-line summary: the first line after its synopsis (which may wrap onto lines of [flags]). */
 const summaryOf = (text: string) =>
@@ -50,7 +51,8 @@ async function main(argv: string[]): Promise<number> {
     const usageError = error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
     err(`pace ${name}: ${(error as Error).message}\n`);
     if (usageError) err(`\nUsage: ${command.usage}\n`);
-    return usageError ? 2 : 1;
+    if (usageError) return 2;
+    return (error as { code?: string }).code === 'PACE_DISTRIBUTED' ? DISTRIBUTED_FAILURE_STATUS : 1;
   }
 }
 

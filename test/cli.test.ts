@@ -603,6 +603,11 @@ test('bad flag values, and flags that would be ignored, are usage errors naming 
     [[...evaluate, '--markdown'], '--markdown formats the --domain-shift table: give --domain-shift too'],
     [['launch', '--nproc-per-node', '0', '--', 'true'], '--nproc-per-node: Too small'],
     [['launch', '--nproc-per-node', '1.5', '--', 'true'], '--nproc-per-node: Invalid input: expected int'],
+    [['launch', '--nproc-per-node', '1e12', '--', 'true'], '--nproc-per-node: Too big: expected number to be <=1024'],
+    [
+      ['launch', '--nproc-per-node', '2', '--nnodes', '2000000000', '--', 'true'],
+      '--nnodes: the world (processes per node × nodes) must be at most 2147483647',
+    ],
     [['launch', '--nproc-per-node', '1', '--master-port', '70000', '--', 'true'], '--master-port: Too big'],
     [
       ['launch', '--nproc-per-node', '1', '--nnodes', '2', '--node-rank', '2', '--', 'true'],

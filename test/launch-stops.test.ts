@@ -60,8 +60,35 @@ test('after an interrupt, a rank that fails because a peer died of it is said, a
 });
 
 test('a rank failing on its own is still a failure that stops the others', async () => {
-  const script = "if (process.env.RANK === '1') process.exit(3); setTimeout(() => {}, 30000);";
+  const script = "if (process.env.RANK === '1') process.exit(4); setTimeout(() => {}, 30000);";
   const { result, lines } = await launchTwo(script, false);
-  expect(result).toMatchObject({ exitCode: 3, failedRank: 1 });
-  expect(lines[0]).toMatch(/^pace launch: rank 1 \(pid \d+\) exited with code 3; stopping the other ranks$/);
+  expect(result).toMatchObject({ exitCode: 4, failedRank: 1 });
+  expect(lines[0]).toMatch(/^pace launch: rank 1 \(pid \d+\) exited with code 4; stopping the other ranks$/);
 }, 30_000);
+
+test('a rank that fails in a collective (exit 3) is not named the cause when another rank fails otherwise', async () => {
+  // Bug: rank 1 failed (a missing file) and its peer's collective failed at once; the peer's exit could reach the
+  // launcher first, which then named rank 0 (a near-tie, 3 runs in 13). Here rank 0's exit comes 300 ms first.
+  const { result, lines } = await launchTwo(
+    "if (process.env.RANK === '0') process.exit(3); else setTimeout(() => process.exit(1), 300);",
+    false,
+  );
+  expect(result).toEqual({
+    exitCode: 1,
+    failedRank: 1,
+    failure: expect.stringMatching(/^rank 1 \(pid \d+\) exited with code 1$/),
+  });
+  expect(lines).toEqual([
+    expect.stringMatching(
+      /^pace launch: rank 0 \(pid \d+\) exited with code 3 \(a collective failed\); stopping the other ranks$/,
+    ),
+    expect.stringMatching(/^pace launch: rank 1 \(pid \d+\) exited with code 1$/),
+  ]);
+  // With no other failure, the first collective failure is the launch's.
+  const alone = await launchTwo("setTimeout(() => process.exit(3), process.env.RANK === '0' ? 0 : 300);", false);
+  expect(alone.result).toEqual({
+    exitCode: 3,
+    failedRank: 0,
+    failure: expect.stringMatching(/^rank 0 \(pid \d+\) exited with code 3$/),
+  });
+});

@@ -5,13 +5,13 @@ import { nativeAddon } from '../native';
 import { parseOptions } from '../options';
 
 /** Ranks are C ints in c10d: a rank, and the number of ranks, as given or read from the environment. */
-const MAX_RANKS = 2 ** 31 - 1;
+export const MAX_WORLD_SIZE = 2 ** 31 - 1;
 const RankSchema = z
   .number()
   .int()
   .min(0)
-  .max(MAX_RANKS - 1);
-const WorldSizeSchema = z.number().int().min(1).max(MAX_RANKS);
+  .max(MAX_WORLD_SIZE - 1);
+const WorldSizeSchema = z.number().int().min(1).max(MAX_WORLD_SIZE);
 /**
  * A collective's timeout: from a millisecond (c10d counts whole milliseconds, so less would be none) to about 30
  * years (past that its millisecond count overflows).
@@ -77,12 +77,19 @@ export function launchedDistributed(): boolean {
 export async function initDistributed(options: DistributedOptions = {}): Promise<DistributedGroup> {
   const o = parseOptions(DistributedOptionsSchema, options, 'options');
   const worldSize = o.worldSize ?? fromEnvironment('WORLD_SIZE', WorldSizeSchema) ?? 1;
-  const rank = o.rank ?? fromEnvironment('RANK', RankSchema) ?? 0;
-  if (rank >= worldSize) throw new PaceOptionError(`rank ${rank} is outside a world of ${worldSize} processes`);
-  const localRank = fromEnvironment('LOCAL_RANK', z.number().int().min(0)) ?? rank;
+  const rank = o.rank ?? fromEnvironment('RANK', RankSchema);
+  if (rank === undefined && worldSize > 1) {
+    // Rank 0 by default would collide with the real rank 0 at the rendezvous, and look like a port in use.
+    throw new PaceOptionError(
+      `a world of ${worldSize} processes needs this process's rank: set RANK (0 to ${worldSize - 1}) or options.rank`,
+    );
+  }
+  if (rank !== undefined && rank >= worldSize)
+    throw new PaceOptionError(`rank ${rank} is outside a world of ${worldSize} processes`);
+  const localRank = fromEnvironment('LOCAL_RANK', z.number().int().min(0)) ?? rank ?? 0;
   const group = await nativeAddon().initDistributed({
     backend: o.backend,
-    rank,
+    rank: rank ?? 0,
     worldSize,
     localRank,
     masterAddr: o.masterAddr ?? process.env.MASTER_ADDR ?? '127.0.0.1',

@@ -5,14 +5,17 @@ import os from 'node:os';
 import { z } from 'zod';
 
 import { PaceOptionError } from '../errors';
-import { exitStatusOf } from '../exit-status';
+import { DISTRIBUTED_FAILURE_STATUS, exitStatusOf } from '../exit-status';
 import { MAX_TIMER_MS, parseOptions } from '../options';
-import { TimeoutSecondsSchema } from './group';
+import { MAX_WORLD_SIZE, TimeoutSecondsSchema } from './group';
+
+/** More processes than this on one machine is a typo, not a plan (each is a whole Node process and libtorch). */
+const MAX_PROCESSES_PER_NODE = 1024;
 
 export const LaunchOptionsSchema = z
   .object({
     /** Processes on this machine (one per GPU, or a share of the CPU each). */
-    nprocPerNode: z.number().int().min(1),
+    nprocPerNode: z.number().int().min(1).max(MAX_PROCESSES_PER_NODE),
     /** Machines taking part, and this machine's index among them. */
     nnodes: z.number().int().min(1).default(1),
     nodeRank: z.number().int().min(0).default(0),
@@ -30,15 +33,23 @@ export const LaunchOptionsSchema = z
       .default(5),
   })
   .strict()
-  .refine((o) => o.nodeRank < o.nnodes, { message: 'nodeRank must be below nnodes', path: ['nodeRank'] });
+  .refine((o) => o.nodeRank < o.nnodes, { message: 'nodeRank must be below nnodes', path: ['nodeRank'] })
+  .refine((o) => o.nprocPerNode * o.nnodes <= MAX_WORLD_SIZE, {
+    message: `the world (processes per node × nodes) must be at most ${MAX_WORLD_SIZE}, c10d's largest`,
+    path: ['nnodes'],
+  });
 
 export type LaunchOptions = z.input<typeof LaunchOptionsSchema>;
 
 /** How a launch ended. */
 export interface LaunchResult {
-  /** 0 when every rank exited with 0; otherwise the first failed rank's exit code (128 + signal when killed). */
+  /**
+   * 0 when every rank exited with 0; otherwise the failed rank's exit code (128 + signal when killed). The failed
+   * rank is the first that failed other than in a collective (exit status 3, a `PaceDistributedError`, which
+   * another rank's failure causes), else the first.
+   */
   exitCode: number;
-  /** The first rank that failed, and how. */
+  /** The rank that failed, and how. */
   failedRank?: number;
   failure?: string;
 }
@@ -123,6 +134,7 @@ export async function launch(
   let interrupt: NodeJS.Signals | undefined;
   let interruptedStatus: number | undefined;
   let stoppedWithOthers = false;
+  let collectiveFailure: LaunchResult | undefined;
   const onInterrupt = () => {
     interrupt = signalToPassOn(signal?.reason);
     for (const child of running()) signalRank(child, interrupt as NodeJS.Signals);
@@ -181,6 +193,15 @@ export async function launch(
               `pace launch: rank ${rank} (pid ${child.pid ?? '-'}) ${describeExit(code, exitSignal).text} after the interrupt`,
             );
             interruptedStatus ??= exitStatusOf(interrupt);
+          } else if (error === undefined && code === DISTRIBUTED_FAILURE_STATUS && result === undefined) {
+            // A collective failed: most often another rank's failure, whose own exit can come a moment later.
+            // Named the cause only if no rank fails otherwise.
+            const failure = `rank ${rank} (pid ${child.pid ?? '-'}) ${describeExit(code, exitSignal).text}`;
+            if (collectiveFailure === undefined) {
+              log(`pace launch: ${failure} (a collective failed); stopping the other ranks`);
+              stopOthers();
+            }
+            collectiveFailure ??= { exitCode: code, failedRank: rank, failure };
           } else if ((error !== undefined || code !== 0) && result === undefined) {
             const how = error
               ? { text: `could not start: ${error.message}`, exitCode: 127 }
@@ -190,7 +211,7 @@ export async function launch(
               failedRank: rank,
               failure: `rank ${rank} (pid ${child.pid ?? '-'}) ${how.text}`,
             };
-            log(`pace launch: ${result.failure}; stopping the other ranks`);
+            log(`pace launch: ${result.failure}${collectiveFailure ? '' : '; stopping the other ranks'}`);
             stopOthers();
           }
           resolve();
@@ -206,7 +227,7 @@ export async function launch(
     kill?.removeEventListener('abort', killAll);
     timers.forEach((timer) => clearTimeout(timer));
   }
-  return result ?? { exitCode: interruptedStatus ?? 0 };
+  return result ?? collectiveFailure ?? { exitCode: interruptedStatus ?? 0 };
 }
 
 /**

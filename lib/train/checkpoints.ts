@@ -143,7 +143,9 @@ export async function resumeFrom(
   }
   const refused = async (error: unknown) => {
     const reason = (error as Error).message.replace(/^training checkpoint '[^']*' /, 'it ');
-    return withContext(error, `cannot resume from ${file}: ${reason}.${await alternatives(run, from)}`);
+    // Every checkpoint of a run was written by the same number of processes: none is an alternative then.
+    const others = /written by \d+ process/.test(reason) ? '' : await alternatives(run, from);
+    return withContext(error, `cannot resume from ${file}: ${reason}.${others}`);
   };
   let metadata: z.infer<ReturnType<typeof checkpointMetadataSchema>>;
   try {

@@ -3,6 +3,8 @@
 #include <torch/nn/functional/loss.h>
 
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "data/packed_images.h"
 #include "errors.h"
@@ -65,6 +67,28 @@ at::Tensor subsetOffsets(const at::Tensor& subset, const at::Tensor& labels, int
   return torch::full({classes}, -std::numeric_limits<float>::infinity()).masked_fill_(member, 0.0f);
 }
 
+// A sharded evaluation reads one set across the ranks: each must hold the same one (its size and a digest of its
+// labels), or each rank would count another set's share and report figures of no set at all. Every rank sees every
+// rank's pair, so all refuse together.
+void checkSameSetOnEveryRank(distributed::Group& group, int64_t n, const at::Tensor& labels) {
+  const at::Tensor positions = torch::arange(1, n + 1, torch::kLong);
+  const int64_t digest = n ? (labels.to(torch::kLong).cpu() * positions).sum().item<int64_t>() : 0;
+  const at::Tensor mine = torch::tensor({n, digest}, torch::kLong).to(group.device());
+  const std::vector<at::Tensor> all = group.allGather(mine, "comparing the evaluation sets");
+  std::string sizes;
+  bool same = true;
+  for (size_t r = 0; r < all.size(); ++r) {
+    const at::Tensor pair = all[r].cpu();
+    const int64_t size = pair[0].item<int64_t>();
+    same = same && size == n && pair[1].item<int64_t>() == digest;
+    sizes += (r ? ", " : "") + std::string("rank ") + std::to_string(r) + ": " + std::to_string(size);
+  }
+  if (!same)
+    throw DistributedError("rank " + std::to_string(group.rank()) + " of " + std::to_string(group.worldSize()) +
+                           ": a data-parallel evaluation shards one set across the ranks, and they were given " +
+                           "different sets (" + sizes + " samples, or other labels): give every rank the whole set");
+}
+
 }  // namespace
 
 EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, const at::Tensor& labels,
@@ -96,6 +120,7 @@ EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, con
   at::Tensor loss = torch::zeros({}, counts.dtype(torch::kDouble));
   int64_t first = 0, last = n;
   if (shardAcross) {
+    checkSameSetOnEveryRank(*shardAcross, n, labels);
     first = n * shardAcross->rank() / shardAcross->worldSize();
     last = n * (shardAcross->rank() + 1) / shardAcross->worldSize();
   }

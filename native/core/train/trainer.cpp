@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <iomanip>
 #include <sstream>
@@ -374,12 +375,28 @@ void Trainer::averageAcrossRanks(const StepInputs& inputs, const peft::PaceLosse
   const peft::PaceConfig& pace = pace_.config();
   if (pace.active() && pace.variant == peft::PaceVariant::Fast && parallel_.worldSize() > 1) {
     // Every rank keeps the whole logit history: each records the other ranks' samples of this step too.
+    // The ranks' batches may differ in size (an uneven last batch): each is padded to the largest, which the
+    // all-gathers need, and only its own rows are kept.
     distributed::Group& group = parallel_.group();
-    const auto indices = group.allGather(inputs.indices.to(group.device()), "sharing the fast variant's indices");
+    const int64_t batch = inputs.indices.size(0);
+    const auto sizes = group.allGather(torch::full({1}, batch, torch::kLong).to(group.device()),
+                                       "sharing the fast variant's batch sizes");
+    int64_t largest = 0;
+    for (const at::Tensor& size : sizes) largest = std::max(largest, size.item<int64_t>());
+    const auto padded = [&](const at::Tensor& rows) {
+      const at::Tensor local = rows.to(group.device());
+      if (batch == largest) return local;
+      std::vector<int64_t> shape = local.sizes().vec();
+      shape[0] = largest - batch;
+      return at::cat({local, at::zeros(shape, local.options())});
+    };
+    const auto indices = group.allGather(padded(inputs.indices), "sharing the fast variant's indices");
     const auto logits =
-        group.allGather(losses.logits.detach().to(group.device(), at::kFloat), "sharing the fast variant's logits");
+        group.allGather(padded(losses.logits.detach().to(at::kFloat)), "sharing the fast variant's logits");
     for (int r = 0; r < group.worldSize(); ++r) {
-      if (r != group.rank()) pace_.rememberLogits(indices[r], logits[r]);
+      if (r == group.rank()) continue;
+      const int64_t rows = sizes[static_cast<size_t>(r)].item<int64_t>();
+      pace_.rememberLogits(indices[r].narrow(0, 0, rows), logits[r].narrow(0, 0, rows));
     }
   }
 }
