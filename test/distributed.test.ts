@@ -48,6 +48,23 @@ function paceLaunch(args: string[], env: NodeJS.ProcessEnv = childEnv): Promise<
   });
 }
 
+/**
+ * A rank's script for `node -e`: `body` runs once the rank has joined the group (`group`), with the package's
+ * exports, Node's crypto, fs, os and path, and a tiny ViT `model` with rank-2 adapters (`seed`) in scope. A failure
+ * is printed as `rank N failed: <message>` and exits 1.
+ */
+function rankScript(body: string, { seed = 1 } = {}): string {
+  return `
+    const crypto = require('crypto'); const fs = require('fs'); const os = require('os'); const path = require('path');
+    const { initDistributed, createModel, Trainer, tensor, TensorDataset } = require(process.env.PACE_LIB);
+    (async () => {
+      const group = await initDistributed();
+      const model = await createModel(${JSON.stringify(tinyVit)}, { seed: ${seed} });
+      model.addAdapters({ rank: 2 });
+      ${body}
+    })().catch((error) => { console.error('rank ' + process.env.RANK + ' failed: ' + error.message); process.exit(1); });`;
+}
+
 /** A process's environment, as /proc shows it (empty once it has exited). */
 function environmentOf(pid: number): Record<string, string> {
   try {
@@ -460,12 +477,7 @@ describe('a rank that dies or hangs', () => {
   }, 90_000);
 
   test('a stop asked of one rank between epochs stops every rank at the next step, with no error', async () => {
-    const script = `
-      const { initDistributed, createModel, Trainer, tensor, TensorDataset } = require(process.env.PACE_LIB);
-      (async () => {
-        const group = await initDistributed();
-        const model = await createModel(${JSON.stringify(tinyVit)}, { seed: 1 });
-        model.addAdapters({ rank: 2 });
+    const script = rankScript(`
         const trainer = new Trainer(model, { seed: 1 });
         const n = 64;
         const images = tensor(new Float32Array(n * 768).map((_, i) => Math.sin(i)), [n, 3, 16, 16]);
@@ -475,8 +487,7 @@ describe('a rank that dies or hangs', () => {
         const history = await trainer.fit(new TensorDataset(images, labels), {
           epochs: 6, batchSize: 8, progress: false, signal: controller.signal, callbacks: [{ onEpochEnd: stopRankZero }],
         });
-        console.log('rank ' + group.rank + ': ' + history.stopReason + ' after ' + history.epochs.length + ' epochs');
-      })().catch((error) => { console.error('rank failed: ' + error.message); process.exit(1); });`;
+        console.log('rank ' + group.rank + ': ' + history.stopReason + ' after ' + history.epochs.length + ' epochs');`);
     const launched = await paceLaunch(['--nproc-per-node', '2', '--', process.execPath, '-e', script]);
     expect(launched.stderr).not.toMatch(/failed/);
     expect(launched.status).toBe(0);
@@ -489,13 +500,7 @@ describe('a rank that dies or hangs', () => {
   test('training images of their own sizes (packed, as few-shot stores them) train data-parallel in step', async () => {
     // Each rank crops its share of each batch from its own copy of the packed images: the ranks must end with the
     // same losses (all-reduced) and the same adapters.
-    const script = `
-      const crypto = require('crypto'); const fs = require('fs'); const os = require('os'); const path = require('path');
-      const { initDistributed, createModel, Trainer, tensor, TensorDataset } = require(process.env.PACE_LIB);
-      (async () => {
-        const group = await initDistributed();
-        const model = await createModel(${JSON.stringify(tinyVit)}, { seed: 1 });
-        model.addAdapters({ rank: 2 });
+    const script = rankScript(`
         const n = 16;
         const sides = Array.from({ length: n }, (_, i) => (i % 2 ? [18, 18 + i] : [18 + i, 18])).flat();
         const pixels = sides.reduce((sum, side, i) => (i % 2 ? sum + side * sides[i - 1] : sum), 0);
@@ -509,8 +514,7 @@ describe('a rank that dies or hangs', () => {
         await model.saveAdapters(file);
         const digest = crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex').slice(0, 16);
         fs.rmSync(file);
-        console.log(JSON.stringify({ losses: history.epochs.map((e) => e.loss), digest }));
-      })().catch((error) => { console.error('rank failed: ' + error.message); process.exit(1); });`;
+        console.log(JSON.stringify({ losses: history.epochs.map((e) => e.loss), digest }));`);
     const launched = await paceLaunch(['--nproc-per-node', '2', '--', process.execPath, '-e', script]);
     expect(launched.stderr).not.toMatch(/failed/);
     expect(launched.status).toBe(0);
@@ -528,18 +532,12 @@ describe('a rank that dies or hangs', () => {
     // batch; the padding, recorded as sample 0's logits, would part the ranks' histories (sample 0 is revisited
     // below, so the ranks' losses and adapters part). A data-parallel evaluate given 10 samples on one rank and 12
     // on the other reported figures of neither set.
-    const script = `
-      const crypto = require('crypto'); const fs = require('fs'); const os = require('os'); const path = require('path');
-      const { initDistributed, createModel, Trainer, tensor, TensorDataset } = require(process.env.PACE_LIB);
-      const batchOf = (indices) => {
-        const pixels = new Float32Array(indices.length * 768).map((_, i) => Math.sin(i * 0.37 + indices[Math.floor(i / 768)]));
-        return [tensor(pixels, [indices.length, 3, 16, 16]), tensor(BigInt64Array.from(indices, (n) => BigInt(n % 4))),
-          tensor(BigInt64Array.from(indices, BigInt))];
-      };
-      (async () => {
-        const group = await initDistributed();
-        const model = await createModel(${JSON.stringify(tinyVit)}, { seed: 11 });
-        model.addAdapters({ rank: 2 });
+    const script = rankScript(`
+        const batchOf = (indices) => {
+          const pixels = new Float32Array(indices.length * 768).map((_, i) => Math.sin(i * 0.37 + indices[Math.floor(i / 768)]));
+          return [tensor(pixels, [indices.length, 3, 16, 16]), tensor(BigInt64Array.from(indices, (n) => BigInt(n % 4))),
+            tensor(BigInt64Array.from(indices, BigInt))];
+        };
         const trainer = new Trainer(model, {
           optimizer: { lr: 1e-2 }, pace: { sigma: 0.5, lambda: 0.5, variant: 'fast', datasetSize: 8 }, seed: 3,
         });
@@ -556,8 +554,7 @@ describe('a rank that dies or hangs', () => {
         const [images, labels] = batchOf(Array.from({ length: 10 + 2 * group.rank }, (_, i) => i));
         const refused = await trainer.evaluate(new TensorDataset(images, labels), { batchSize: 4 }).then(
           () => 'evaluated', (error) => error.code + ': ' + error.message);
-        console.log(JSON.stringify({ rank: group.rank, losses, digest, refused }));
-      })().catch((error) => { console.error('rank failed: ' + error.message); process.exit(1); });`;
+        console.log(JSON.stringify({ rank: group.rank, losses, digest, refused }));`);
     const launched = await paceLaunch(['--nproc-per-node', '2', '--', process.execPath, '-e', script]);
     expect([launched.status, launched.stderr]).toEqual([0, '']);
     const [first, second] = launched.stdout
@@ -580,12 +577,8 @@ describe('a rank that dies or hangs', () => {
   test('ranks whose datasets are augmented otherwise, or of which only one writes a run folder, stop together', async () => {
     // Bugs: only the sets' sizes were compared, so ranks with other augmentation or normalisation trained together
     // silently; a run folder on rank 0 alone left the ranks waiting in different collectives until the timeout.
-    const script = (change: string) => `
-      const { initDistributed, createModel, Trainer, tensor, TensorDataset } = require(process.env.PACE_LIB);
-      (async () => {
-        const group = await initDistributed();
-        const model = await createModel(${JSON.stringify(tinyVit)}, { seed: 1 });
-        model.addAdapters({ rank: 2 });
+    const script = (change: string) =>
+      rankScript(`
         const n = 16;
         const images = tensor(new Uint8Array(n * 16 * 16 * 3).map((_, i) => i % 251), [n, 16, 16, 3]);
         const labels = tensor(BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 4)));
@@ -594,8 +587,7 @@ describe('a rank that dies or hangs', () => {
         const options = { epochs: 1, batchSize: 8, progress: false };
         if (${change === 'runDir'} && group.rank === 0) options.runDir = require('path').join(process.cwd(), 'only-rank-0');
         await new Trainer(model, { seed: 1 }).fit(new TensorDataset(images, labels, { normalization, augment }), options);
-        console.log('rank ' + group.rank + ' trained');
-      })().catch((error) => { console.error('rank ' + process.env.RANK + ': ' + error.message); process.exit(1); });`;
+        console.log('rank ' + group.rank + ' trained');`);
     for (const [change, differs] of [
       ['augment', /rank\(s\) 1 differ from rank 0 in data\.train\.augment\.flip \(here: true\)/],
       ['runDir', /rank\(s\) 1 differ from rank 0 in runFolder \(here: "none"\)/],

@@ -129,17 +129,16 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
                                                 augmentGenerator_)
                         .images
                   : data::randomCropFlip(chosen, options.augmentCrop, options.augmentFlip, augmentGenerator_);
-    } else if (options.resizedCrop) {
-      batch =
-          data::randomResizedCropFlip(stored.index_select(0, inputs.indices.to(stored.device())), model_->imageSize(),
-                                      *options.resizedCrop, options.augmentFlip, augmentGenerator_)
-              .images;
-    } else if (options.augmentCrop > 0 || options.augmentFlip) {
-      batch = stored.index_select(0, inputs.indices.to(stored.device()));
-      const int64_t crop = options.augmentCrop > 0 ? options.augmentCrop : std::min(batch.size(1), batch.size(2));
-      batch = data::randomCropFlip(batch, crop, options.augmentFlip, augmentGenerator_);
     } else {
       batch = stored.index_select(0, inputs.indices.to(stored.device()));
+      if (options.resizedCrop) {
+        batch = data::randomResizedCropFlip(batch, model_->imageSize(), *options.resizedCrop, options.augmentFlip,
+                                            augmentGenerator_)
+                    .images;
+      } else if (options.augmentCrop > 0 || options.augmentFlip) {
+        const int64_t crop = options.augmentCrop > 0 ? options.augmentCrop : std::min(batch.size(1), batch.size(2));
+        batch = data::randomCropFlip(batch, crop, options.augmentFlip, augmentGenerator_);
+      }
     }
     if (options.randAugment)
       batch = data::randAugment(batch.cpu(), *options.randAugment, fill, augmentGenerator_).to(batch.device());
