@@ -4,19 +4,11 @@ import { dropOutputWhenClosed, err, out } from './cli/output';
 import { exitWithLauncher } from './distributed/launch';
 import { DISTRIBUTED_FAILURE_STATUS } from './exit-status';
 
-/** A command's one-line summary: the first line after its synopsis (which may wrap onto lines of [flags]). */
-const summaryOf = (text: string) =>
-  text
-    .split('\n')
-    .slice(1)
-    .map((line) => line.trim())
-    .find((line) => !line.startsWith('[')) ?? '';
-
 const usage = `Usage: pace <command> [options]   (pace <command> --help for its options; pace --version)
 
 Commands:
 ${Object.entries(commands)
-  .map(([name, command]) => `  ${name.padEnd(8)}${summaryOf(command.usage)}`)
+  .map(([name, command]) => `  ${name.padEnd(8)}${command.summary}`)
   .join('\n')}`;
 
 async function main(argv: string[]): Promise<number> {
@@ -28,7 +20,13 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   if (name === 'help' || name === '--help' || name === '-h') {
-    out(usage);
+    // `pace help fit` is `pace fit --help`
+    const asked = name === 'help' && rest.length > 0 ? commands[rest[0]] : undefined;
+    if (name === 'help' && rest.length > 0 && !asked) {
+      err(`pace: unknown command '${rest[0]}'\n\n${usage}\n`);
+      return 2;
+    }
+    out(asked ? `Usage: ${asked.usage}` : usage);
     return 0;
   }
   if (name === '--version' || name === '-v') {

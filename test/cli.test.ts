@@ -621,6 +621,19 @@ test('bad flag values, and flags that would be ignored, are usage errors naming 
       ['sweep', '--config', 'missing-sweep.json', '--parallel', '0'],
       "--parallel must be a whole number from 1, got '0'",
     ],
+    // --device was ignored without --gemm; a bad --model was exit 1 without naming the flag
+    [['doctor', '--device', 'cuda'], '--device chooses where --gemm measures: give --gemm too'],
+    [['serve', '--weights', vit28Weights, '--model', 'vit_nonexistent'], "--model: unknown model 'vit_nonexistent'"],
+    [
+      ['serve', '--weights', vit28Weights, '--model', '{"family": "vit", "imgSize": 16}'],
+      '--model: embedDim: Invalid input: expected number',
+    ],
+    [
+      [
+        ...['serve', '--weights', vit28Weights, '--model', 'vit_tiny_patch16_224', '--request-timeout-ms', '5000'],
+      ].concat(['--headers-timeout-ms', '6000']),
+      '--headers-timeout-ms: must not exceed the request timeout',
+    ],
   ];
   for (const [args, message] of cases) {
     const run = pace(args);
@@ -922,6 +935,41 @@ test('pace fit on an image folder records its class names: pace eval labels by t
     { pretrained: path.join(temp.dir, 'named.safetensors') },
   );
   expect(served.classNames).toEqual(classNames);
+});
+
+test("data.cacheDir is relative to the config's folder, for pace eval --data too", async () => {
+  // Bug: with --data, pace eval resolved the config's cacheDir against the working folder: it missed the cache fit
+  // had written beside the config, decoded everything again and left a stray ./cache.
+  const pixels = randomPixels(4, 28, 61);
+  for (let n = 0; n < 4; n++) {
+    await png(
+      pixels.subarray(n * 2352, (n + 1) * 2352),
+      28,
+      3,
+      path.join(temp.dir, 'ce', 'imgs', `c${n % 2}`, `${n}.png`),
+    );
+  }
+  const config = {
+    model: { name: vit28, numClasses: 2, pretrained: vit28Weights },
+    adapters: { rank: 2 },
+    trainer: { seed: 1 },
+    data: { train: { folder: 'imgs' }, cacheDir: 'cache' },
+    fit: { epochs: 1, batchSize: 2 },
+    runDir: 'run',
+  };
+  fs.writeFileSync(path.join(temp.dir, 'ce', 'run.json'), JSON.stringify(config));
+  expect(pace(['fit', '--config', 'ce/run.json', '--quiet']).status).toBe(0);
+  const cache = path.join(temp.dir, 'ce', 'cache');
+  const cached = () => fs.readdirSync(cache).map((f) => [f, fs.statSync(path.join(cache, f)).mtimeMs]);
+  const before = cached();
+  expect(before.some(([f]) => String(f).endsWith('.decoded.safetensors'))).toBe(true);
+  const evaluation = pace(
+    ['eval', '--config', 'ce/run.json', '--adapters', 'ce/run/adapters.safetensors'].concat(['--data', 'ce/imgs']),
+  );
+  expect([evaluation.status, evaluation.stderr]).toEqual([0, '']);
+  expect(JSON.parse(evaluation.stdout).samples).toBe(4);
+  expect(fs.existsSync(path.join(temp.dir, 'cache'))).toBe(false);
+  expect(cached()).toEqual(before); // read, not written again
 });
 
 test("data kind 'list': a real ImageNet-A split list (paths with spaces, the label the last field)", async () => {

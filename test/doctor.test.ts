@@ -12,6 +12,7 @@ import {
   threads,
   type DoctorReport,
 } from '../lib';
+import { commands } from '../lib/cli/commands';
 import { repoRoot } from './support/paths';
 import { testIf } from './support/test-if';
 
@@ -116,7 +117,31 @@ test('`pace` without a known command prints usage and exits 2', () => {
   const help = runCli(['--help']);
   expect([help.status, help.stderr]).toEqual([0, '']);
   expect(help.stdout).toContain('Usage: pace <command>');
+  // Bug: six of the nine summaries were cut off mid-sentence (the first line of a wrapped paragraph).
+  const listed = help.stdout.split('Commands:\n')[1].trimEnd().split('\n');
+  expect(listed).toHaveLength(Object.keys(commands).length);
+  for (const [name, command] of Object.entries(commands)) {
+    expect(listed).toContain(`  ${name.padEnd(8)}${command.summary}`);
+    expect(command.summary).toMatch(/^[A-Z].{20,90}[A-Za-z)]$/); // one whole line, no cut-off sentence
+  }
+  // `pace help fit` is fit's usage (it printed the list), and an unknown one is refused
+  const fit = runCli(['help', 'fit']);
+  expect([fit.status, fit.stdout]).toEqual([0, `Usage: ${commands.fit.usage}\n`]);
+  const unknown = runCli(['help', 'frobnicate']);
+  expect([unknown.status, unknown.stderr.split('\n')[0]]).toEqual([2, "pace: unknown command 'frobnicate'"]);
 });
+
+testIf(doctor().cuda.deviceCount === 0, 'a GPU is visible')(
+  '`pace doctor --gemm --device cuda` without a GPU says so in one line',
+  () => {
+    // Bug: libtorch's dispatcher dump (47 lines) came out instead.
+    const run = runCli(['doctor', '--gemm', '--device', 'cuda']);
+    expect([run.status, run.stderr]).toEqual([
+      1,
+      "pace doctor: device 'cuda': no CUDA device here (this libtorch has no CUDA, or no GPU is visible)\n",
+    ]);
+  },
+);
 
 test('`pace --version` prints the package version', () => {
   const run = runCli(['--version']);

@@ -110,6 +110,24 @@ test('concurrent requests fill one batch; each prediction is the softmax of mode
   expect(server.listening).toBe(false);
 });
 
+test('the headers timeout defaults to 10 s, or to a shorter request timeout', async () => {
+  // Bug: a request timeout under 10 s was refused, the default headers timeout (10 s) exceeding it.
+  using model = await createModel(spec, { pretrained: checkpoint });
+  for (const [options, headers] of [
+    [{}, 10_000],
+    [{ requestTimeoutMs: 5000 }, 5000],
+    [{ requestTimeoutMs: 5000, headersTimeoutMs: 2000 }, 2000],
+  ] as const) {
+    const { server, close } = createInferenceServer(model, options);
+    expect([options, server.headersTimeout, server.requestTimeout]).toEqual([
+      options,
+      headers,
+      'requestTimeoutMs' in options ? options.requestTimeoutMs : 30_000,
+    ]);
+    await close();
+  }
+});
+
 test('a transparent PNG is answered as its colours say, alpha dropped as Pillow drops it', async () => {
   // Bug: libvips premultiplied alpha while resizing, so the transparent half of the image was black to the model.
   using model = await createModel(spec, { pretrained: checkpoint });

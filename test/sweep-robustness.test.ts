@@ -494,5 +494,22 @@ describe('pace report on a sweep folder of the paper protocol', () => {
     ]);
     const label = labelRuns(runs)[runs.findIndex((run) => run.name === unfinished)].label;
     expect(label).toMatch(/ \(unfinished\)$/);
+
+    // A user's own sweep config (named sweep.json, as the README names it) beside a plain run: the run is no sweep's.
+    // Bug: any folder holding a sweep.json was taken for a sweep folder, so the finished run read as unfinished.
+    const own = path.join(temp.dir, 'own-config');
+    fs.mkdirSync(own);
+    fs.cpSync(path.join(dir, 'eval_beta_sigma=1_lambda=2_seed=1'), path.join(own, 'my-run'), { recursive: true });
+    fs.rmSync(path.join(own, 'my-run', 'finished.json'));
+    const userConfig = { base, grid: { 'trainer.pace.sigma': [0.5, 1] }, seeds: [0] };
+    fs.writeFileSync(path.join(own, 'sweep.json'), JSON.stringify(userConfig));
+    const [plain] = readRuns([path.join(own, 'my-run')]);
+    expect(plain.sweep).toBeUndefined();
+    expect(labelRuns([plain])[0].label).not.toMatch(/unfinished/);
+    // ... and sweeping into that folder is refused as what it is, not as "a sweep of another config".
+    await expect(sweep(path.join(own, 'sweep.json'), { dir: own, childModule: standIn })).rejects.toThrow(
+      `the sweep folder ${own} is the config's own folder: a sweep folder keeps its config as sweep.json, which ` +
+        'here is the config file itself; give the sweep another folder (--dir, or "dir")',
+    );
   });
 });

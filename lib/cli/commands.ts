@@ -19,7 +19,7 @@ import { Trainer, TrainerOptionsSchema, type TrainerOptions } from '../train/tra
 import { ResumeFromSchema, type ResumeFrom } from '../train/checkpoints';
 import { FitOptionsSchema, type FitOptions, type History } from '../train/fit';
 import { holdRunFolder } from '../train/run-folder';
-import { configName, datasetSizeFromData, readRunConfig, trainerAsChecked, type RunConfig } from './config';
+import { cacheDirOf, configName, datasetSizeFromData, readRunConfig, trainerAsChecked, type RunConfig } from './config';
 import { DOMAIN_SHIFT_FILE, domainShiftEval, domainShiftTargets } from './domain-shift-eval';
 import { checkDomainShiftTargets, evaluateDomainShift } from '../eval/domain-shift';
 import { formatDomainShiftTable } from '../eval/domain-shift-table';
@@ -205,6 +205,7 @@ function stopLine({ stopReason, epochs, interrupted }: History, adapters: string
 }
 
 export const fitCommand: Command = {
+  summary: 'Fine-tunes the model of run.json with its adapters and PACE settings into a run folder',
   usage: `pace fit --config run.json [--epochs N] [--batch-size N] [--lr X] [--run-dir DIR] [--resume DIR
   [--resume-from last|previous|best]] [--quiet]
   Fine-tunes the model of run.json with its adapters and PACE settings, writing the run folder
@@ -241,7 +242,7 @@ export const fitCommand: Command = {
       loadDatasetSource(source, {
         preprocessing: model.preprocessing,
         baseDir: config.baseDir,
-        cacheDir: config.data.cacheDir,
+        cacheDir: cacheDirOf(config),
         numClasses: model.spec.numClasses,
         classNames,
       });
@@ -340,6 +341,7 @@ function dataFlag(value: string): DatasetSource {
 }
 
 export const evalCommand: Command = {
+  summary: 'Evaluates fine-tuned adapters: accuracy, loss and per-class accuracy as JSON',
   usage: `pace eval --config run.json --adapters FILE [--data FILE|DIR|JSON] [--batch-size N] [--domain-shift [--markdown]]
           [--allow-other-weights]
   Evaluates fine-tuned adapters on --data (a safetensors file, an image folder labelled by the class names the
@@ -368,7 +370,7 @@ export const evalCommand: Command = {
     const dataset = await loadDatasetSource(source, {
       preprocessing: model.preprocessing,
       baseDir: flags.data ? process.cwd() : config.baseDir,
-      cacheDir: config.data.cacheDir,
+      cacheDir: cacheDirOf(config),
       numClasses: model.spec.numClasses,
       // an image folder is labelled as the run's training folder was: by the names the adapters record, or
       // else by that folder's (which must still be there)
@@ -399,6 +401,7 @@ function trainingClassNames(config: ReturnType<typeof readRunConfig>): string[] 
 }
 
 export const exportCommand: Command = {
+  summary: 'Folds the adapters into the backbone: a timm state dict for pace serve or timm',
   usage: `pace export --config run.json --adapters FILE --merged --out FILE [--allow-other-weights]
   Folds the adapters into the backbone and writes a plain timm state dict (safetensors), recording the class
   names (when the run knew them) and how the run evaluated images (resize, crop, mean, std), which pace serve
@@ -440,7 +443,8 @@ export const exportCommand: Command = {
 };
 
 export const doctorCommand: Command = {
-  usage: `pace doctor [--json] [--gemm] [--device cpu|cuda]
+  summary: 'Reports libtorch, CUDA, the BLAS and threads; exits 1 on the slow reference BLAS',
+  usage: `pace doctor [--json] [--gemm [--device cpu|cuda]]
   Reports the libtorch version, CUDA, the BLAS in use and thread settings; exits 1 on the slow reference BLAS.
   --gemm measures float32 GEMM throughput for about two seconds (with one thread and with the
   configured threads, so the gain from threads shows).`,
@@ -450,13 +454,16 @@ export const doctorCommand: Command = {
       options: {
         json: { type: 'boolean', default: false },
         gemm: { type: 'boolean', default: false },
-        device: { type: 'string', default: 'cpu' },
+        device: { type: 'string' },
       },
     });
+    if (values.device !== undefined && !values.gemm) {
+      throw new UsageError('--device chooses where --gemm measures: give --gemm too');
+    }
     const report = doctor();
     let gemm: GemmMeasurement | undefined;
     let gemmSingleThread: GemmMeasurement | undefined;
-    const device = deviceFlag(values.device);
+    const device = deviceFlag(values.device ?? 'cpu');
     if (values.gemm) {
       if (device === 'cpu' && report.threads.intraOp > 1) {
         gemmSingleThread = await measureGemm({ size: 1024, seconds: 1, device, threads: 1 });

@@ -114,6 +114,11 @@ function checkSections(config: { trainer: unknown; fit: Record<string, unknown> 
   parseOptions(FitOptionsSchema.partial(), config.fit, `${what}.fit`);
 }
 
+/** The config's decoded-image cache folder, made absolute: like every path of the config, relative to its file. */
+export function cacheDirOf(config: RunConfig): string | undefined {
+  return config.data.cacheDir && path.resolve(config.baseDir, config.data.cacheDir);
+}
+
 /**
  * Validates a run config given as a value (errors name `what` and the bad field); its relative paths are relative
  * to `baseDir`, as a file's are to its folder.

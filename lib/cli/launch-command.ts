@@ -39,6 +39,7 @@ function launchOptions(args: string[]): LaunchOptions {
 }
 
 export const launchCommand: Command = {
+  summary: 'Runs a command once per rank (data-parallel training), as torchrun does',
   usage: `pace launch --nproc-per-node N [--nnodes M --node-rank K --master-addr HOST] [--master-port P] [--timeout S] -- COMMAND...
   Runs COMMAND once per rank with torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR,
   MASTER_PORT), e.g. \`pace launch --nproc-per-node 2 -- pace fit --config run.json\`; when one rank fails

@@ -7,6 +7,7 @@ import { watchStopSignals } from './signals';
 import { parseWithFlags, UsageError, type Command } from './usage';
 
 export const pullCommand: Command = {
+  summary: 'Downloads pretrained weights by name into the Hugging Face cache',
   usage: `pace pull NAME [--revision REV] [--cache-dir DIR] [--endpoint URL] [--offline] [--json] [--quiet]
   Downloads pretrained weights by name into the Hugging Face cache and prints where they are.
   NAME: timm's architecture.tag (vit_base_patch16_224.augreg_in21k), an architecture alone (timm's default

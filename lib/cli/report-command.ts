@@ -5,6 +5,7 @@ import { out } from './output';
 import { UsageError, type Command } from './usage';
 
 export const reportCommand: Command = {
+  summary: 'Writes one self-contained HTML page comparing run folders',
   usage: `pace report <runDir...> [--out report.html] [--title TEXT]
   Writes one self-contained HTML page (inline SVG charts, nothing fetched) comparing run folders: losses,
   accuracies, learning rate, images per second and, for runs fitted with diagnostics, gradient norm and

@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import { recordedEvalTransform, timmEvalTransform, type EvalTransform } from '../data/eval-transform';
 import { headWeightEntry } from '../models/class-names';
 import { createModel } from '../models/model';
-import type { ModelSpecInput } from '../models/specs';
+import { ModelSpecSchema, resolveModelName, type ModelSpecInput } from '../models/specs';
 import { readTensorHeader } from '../safetensors';
 import { ServeOptionsSchema, type ServeOptions } from '../serve/options';
 import { createInferenceServer } from '../serve/server';
@@ -65,6 +65,7 @@ function readLabels(file: string, classes: number): string[] {
 }
 
 export const serveCommand: Command = {
+  summary: 'Serves a merged model over HTTP: POST an image, get the top-k labels',
   usage: `pace serve --weights FILE --model NAME|SPEC_JSON [--labels FILE] [--classes N] [--host 127.0.0.1] [--port 8080]
   Serves a merged model over HTTP: POST /predict with a JPEG, PNG or WebP body answers the top-k labels and
   probabilities; GET /health. Concurrent requests are batched into one forward. The class count comes from the
@@ -75,7 +76,7 @@ export const serveCommand: Command = {
   overrides the resize.
   [--top-k 5] [--max-batch 16] [--batch-window-ms 5] [--timeout-ms 10000] (a prediction's 504)
   [--max-pending 64] (predictions waiting for or in a forward; one more gets 503)
-  [--request-timeout-ms 30000] [--headers-timeout-ms 10000] [--keep-alive-timeout-ms 5000] (slow clients)
+  [--request-timeout-ms 30000] [--headers-timeout-ms 10000, at most the request's] [--keep-alive-timeout-ms 5000]
   [--max-body-bytes 10485760] [--max-pixels 64000000] [--max-connections 256] [--device cpu|cuda]
   [--resize stretch|center-crop]
   SIGINT or SIGTERM stops accepting, answers what is queued, and exits 0.`,
@@ -133,6 +134,13 @@ export const serveCommand: Command = {
       } catch (error) {
         throw new UsageError(`--model: not valid JSON (${(error as Error).message})`);
       }
+      const spec = ModelSpecSchema.safeParse({ ...(name as object), numClasses: classes });
+      if (!spec.success) {
+        const issue = spec.error.issues[0];
+        throw new UsageError(`--model: ${issue.path.join('.') || 'the spec'}: ${issue.message}`);
+      }
+    } else if (!resolveModelName(values.model)) {
+      throw new UsageError(`--model: unknown model '${values.model}' (pace pull --list names the known ones)`);
     }
     // A path, never a pretrained name: a file called vit_tiny_patch16_224 must not be fetched from the Hub.
     const weights = path.resolve(values.weights);

@@ -89,6 +89,7 @@ function sweepFlags(args: string[]) {
 }
 
 export const sweepCommand: Command = {
+  summary: 'Runs a grid of settings over tasks and seeds, one pace fit each, resumably',
   usage: `pace sweep --config sweep.json [--dir DIR] [--parallel N] [--threads N] [--gpus 0,1] [--verbose] [--quiet]
   Runs a sweep: a grid (or list) of settings over tasks and seeds, each run a pace fit in its own folder under
   the sweep folder; under the paper's protocol each task's setting is chosen on its tuning split and re-run on

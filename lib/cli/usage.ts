@@ -5,6 +5,8 @@ import { optionPath } from '../options';
 
 /** A command's usage text and its implementation; it returns the process exit code. */
 export interface Command {
+  /** One line for `pace --help`'s list. */
+  summary: string;
   usage: string;
   run(args: string[]): Promise<number>;
 }

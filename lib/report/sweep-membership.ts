@@ -40,6 +40,8 @@ export function sweepMemberships(runDirs: string[]): Map<string, SweepMembership
     const sweep = plans.get(parent);
     if (!sweep) continue;
     const planned = sweep.plan?.byName.get(path.basename(dir));
+    // A folder the plan does not name is no run of it (a user's own sweep.json beside a plain run, say).
+    if (sweep.plan && !planned) continue;
     memberships.set(dir, { status: runStatus(dir), ...(planned && { stage: planned.stage, task: planned.task }) });
   }
   return memberships;

@@ -31,8 +31,8 @@ export const ServeOptionsSchema = z
     maxPendingPredictions: int(1).default(64),
     /** The whole request (headers and body) must arrive within this many ms, or the connection is closed (408). */
     requestTimeoutMs: milliseconds().default(30_000),
-    /** The headers must arrive within this many ms. */
-    headersTimeoutMs: milliseconds().default(10_000),
+    /** The headers must arrive within this many ms (default: 10 s, or the request timeout when that is shorter). */
+    headersTimeoutMs: milliseconds().optional(),
     /** An idle keep-alive connection is closed after this many ms. */
     keepAliveTimeoutMs: milliseconds().default(5_000),
     /** Connections served at once; more are refused by the socket layer. */
@@ -51,9 +51,9 @@ export const ServeOptionsSchema = z
     retryAfterSeconds: int(1).default(1),
   })
   .strict()
-  .refine((o) => o.headersTimeoutMs <= o.requestTimeoutMs, {
+  .refine((o) => o.headersTimeoutMs === undefined || o.headersTimeoutMs <= o.requestTimeoutMs, {
     path: ['headersTimeoutMs'],
-    message: 'must not exceed requestTimeoutMs',
+    message: 'must not exceed the request timeout',
   });
 
 /** Options of {@link createInferenceServer} as given. */

@@ -188,14 +188,15 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
     }
   };
   const handlers = new Set<Promise<void>>();
+  const headersTimeoutMs = o.headersTimeoutMs ?? Math.min(10_000, o.requestTimeoutMs);
   // Timeouts as server options: Node applies requestTimeout and headersTimeout only from createServer's options,
   // and checks them every connectionsCheckingInterval.
   const server = http.createServer(
     {
       requestTimeout: o.requestTimeoutMs,
-      headersTimeout: o.headersTimeoutMs,
+      headersTimeout: headersTimeoutMs,
       keepAliveTimeout: o.keepAliveTimeoutMs,
-      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(o.headersTimeoutMs / 4))),
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeoutMs / 4))),
     },
     (request, response) => {
       const handled = handle(request, response);

@@ -3,7 +3,7 @@ import path from 'node:path';
 
 import { z } from 'zod';
 
-import { parseRunConfig } from '../cli/config';
+import { cacheDirOf, parseRunConfig } from '../cli/config';
 import type { DatasetSource } from '../data/sources';
 import { withContext } from '../error-context';
 import { PaceOptionError } from '../errors';
@@ -159,7 +159,7 @@ function loadBase(
     : raw;
   const parsed = parseRunConfig(filled, file ? path.dirname(file) : baseDir, name);
   const at = (source: DatasetSource | undefined) => source && absoluteSource(source, parsed.baseDir);
-  const cacheDir = parsed.data.cacheDir && path.resolve(parsed.baseDir, parsed.data.cacheDir);
+  const cacheDir = cacheDirOf(parsed);
   const data = noData
     ? { cacheDir }
     : {

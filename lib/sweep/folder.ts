@@ -3,7 +3,7 @@ import path from 'node:path';
 
 import { withContext } from '../error-context';
 import { jsonDifferences } from '../json-differences';
-import { PaceStateError } from '../errors';
+import { PaceOptionError, PaceStateError } from '../errors';
 import { takeLock } from '../folder-lock';
 import { writeFileAtomic } from '../files';
 import type { SweepIdentity } from './config';
@@ -22,8 +22,9 @@ export function firstDifference(a: unknown, b: unknown): string | undefined {
  * Opens a sweep folder for `identity`: creates it and stores the config (`sweep.json`), or checks that the stored
  * one is the same (a changed config would mix runs of two sweeps: refused); takes the folder's lock
  * (`sweep.lock`, see {@link takeLock}: another sweep holding it is refused). Returns the function releasing the lock.
+ * `configFile`, the file the config was read from, is named when it is the folder's own `sweep.json`.
  */
-export function openSweepFolder(dir: string, identity: SweepIdentity): () => void {
+export function openSweepFolder(dir: string, identity: SweepIdentity, configFile?: string): () => void {
   fs.mkdirSync(dir, { recursive: true });
   const lock = path.join(dir, LOCK);
   const release = takeLock(dir, lock, { folder: 'sweep folder', user: 'sweep' });
@@ -37,6 +38,12 @@ export function openSweepFolder(dir: string, identity: SweepIdentity): () => voi
         throw withContext(error, `${stored} is not readable JSON (${(error as Error).message})`);
       }
       const where = firstDifference(before, identity);
+      if (where !== undefined && configFile !== undefined && path.resolve(configFile) === path.resolve(stored)) {
+        throw new PaceOptionError(
+          `the sweep folder ${dir} is the config's own folder: a sweep folder keeps its config as ` +
+            `${SWEEP_CONFIG_FILE}, which here is the config file itself; give the sweep another folder (--dir, or "dir")`,
+        );
+      }
       if (where !== undefined) {
         throw new PaceStateError(
           `the sweep folder ${dir} holds a sweep of another config (it differs at ${where}): ` +

@@ -123,7 +123,7 @@ export async function sweep(config: string | SweepConfigInput, options: SweepOpt
     options.stopTimeoutSeconds,
     'options.stopTimeoutSeconds',
   );
-  const release = openSweepFolder(dir, identityOf(parsed));
+  const release = openSweepFolder(dir, identityOf(parsed), typeof config === 'string' ? config : undefined);
   try {
     const scheduling = { parallel, threads, gpus, childModule, emit, signal: options.signal, stopTimeoutSeconds };
     return await new Scheduler(plan, scheduling).run();

@@ -17,6 +17,7 @@
 
 #include "cpu/small_gemm.h"
 #include "errors.h"
+#include "system/devices.h"
 #include "system/threads.h"
 
 namespace pace {
@@ -227,7 +228,7 @@ GemmMeasurement measureGemm(int size, double minSeconds, const std::string& devi
     }
     ~ThreadsOverride() { at::set_num_threads(previous); }
   } override(threads);
-  const at::Device target(device);
+  const at::Device target = deviceNamed(device, "device");
   const auto options = at::TensorOptions().dtype(dtype).device(target);
   const at::Tensor a = at::randn({size, size}, options);
   const at::Tensor b = at::randn({size, size}, options);
