@@ -153,6 +153,7 @@ afterAll(async () => {
 afterEach(() => {
   hub.faults.clear();
   hub.barrier = 1;
+  hub.ignoreRange = false;
   for (const key of ['HF_ENDPOINT', 'HF_TOKEN', 'HF_HUB_OFFLINE']) delete process.env[key];
   process.env.HF_HUB_CACHE = path.join(temp.dir, 'default-cache');
   process.env.HF_HOME = path.join(temp.dir, 'hf-home');
@@ -592,6 +593,39 @@ describe('downloads', () => {
       new RegExp(sha256(tinyWeights)),
     );
     expectNothingCached(cacheDir, 'models--test--tiny-vit');
+  });
+
+  test('a mirror that ignores Range requests: the download works, verified as ever', async () => {
+    // Bug: a mirror (HF_ENDPOINT) answering `Range: bytes=0-0` with the whole file and no Content-Range failed every
+    // download with "Expected size information" (@huggingface/hub's fileDownloadInfo probe); paths-info has the size.
+    hub.ignoreRange = true;
+    const cacheDir = freshCache();
+    const before = hub.requests.length;
+    const weights = await downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir, progress: false });
+    expect(fs.readFileSync(weights.file).equals(tinyWeights)).toBe(true);
+    expect(fs.readFileSync(weights.configFile).equals(hub.repos.get(tinyRepo)!.files['config.json'])).toBe(true);
+    // each file is fetched once, whole
+    const transfers = hub.requests
+      .slice(before)
+      .filter((r) => r.path.includes('/resolve/') || r.path.startsWith('/cdn/'));
+    expect(transfers.map((r) => r.range)).toEqual(transfers.map(() => undefined));
+    expect(transfers.filter((r) => r.path.startsWith('/cdn/'))).toHaveLength(1);
+
+    // the checks still hold on such a mirror: a corrupt or a short file is refused, and nothing is cached
+    for (const [fault, error] of [
+      ['corrupt', /checksum mismatch, SHA-256 [0-9a-f]{64} where the Hub says/],
+      ['truncate', new RegExp(`broke off after ${tinyWeights.length >> 1} of ${tinyWeights.length} bytes`)],
+    ] as const) {
+      const damaged = freshCache();
+      hub.faults.set(sha256(tinyWeights), fault);
+      await expectFailure(
+        downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir: damaged, progress: false }),
+        PaceFileError,
+        /^pretrained 'hf-hub:test\/tiny-vit': model\.safetensors of test\/tiny-vit/,
+        error,
+      );
+      expectNothingCached(damaged, 'models--test--tiny-vit');
+    }
   });
 
   test('a transfer that stalls is abandoned after the stall timeout', async () => {

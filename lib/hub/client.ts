@@ -1,4 +1,4 @@
-import { downloadFile, fileDownloadInfo, modelInfo, pathsInfo } from '@huggingface/hub';
+import { downloadFile, modelInfo, pathsInfo } from '@huggingface/hub';
 
 import type { HubSettings } from './settings';
 
@@ -27,8 +27,8 @@ const HEX = /^[0-9a-f]+$/;
 /**
  * The Hub calls pace-peft makes, all through @huggingface/hub: the commit a revision points at
  * (`GET /api/models/{repo}/revision/{revision}`), the files' sizes and hashes (`POST
- * /api/models/{repo}/paths-info/{commit}`), and a file's bytes (`GET /{repo}/resolve/{commit}/{path}`, first
- * with `Range: bytes=0-0`, then whole, following redirects). Every request goes through {@link HubClient.fetch},
+ * /api/models/{repo}/paths-info/{commit}`), and a file's bytes (`GET /{repo}/resolve/{commit}/{path}`, whole,
+ * following redirects). Every request goes through {@link HubClient.fetch},
  * which gives up on a server that sends no answer within the stall timeout and remembers the last answer.
  */
 export class HubClient {
@@ -111,24 +111,26 @@ export class HubClient {
     return files;
   }
 
-  /** The bytes of `file` at `commit`, streamed (null when the Hub has no such file). */
-  async open(
-    repo: string,
-    commit: string,
-    file: RemoteFile,
-  ): Promise<{ size: number; stream: ReadableStream<Uint8Array> } | null> {
-    const params = {
+  /**
+   * The bytes of `file` at `commit`, streamed (null when the Hub has no such file). The size comes from `paths-info`
+   * ({@link files}), not from the library's `fileDownloadInfo` probe (`Range: bytes=0-0`, which needs a
+   * `Content-Range` in the answer): a mirror (HF_ENDPOINT) that ignores `Range` answers it with the whole file and
+   * no `Content-Range`, and the probe failed with "Expected size information". The bytes are checked against that
+   * size and the hash from `paths-info` as they arrive (transferToCache); a status error (404, 401, 503) comes out
+   * of the stream's first read.
+   */
+  async open(repo: string, commit: string, file: RemoteFile): Promise<ReadableStream<Uint8Array> | null> {
+    const url = `${this.#settings.endpoint}/${repo}/resolve/${encodeURIComponent(commit)}/${file.path}`;
+    const blob = await downloadFile({
       ...this.#credentials,
-      repo: { type: 'model' as const, name: repo },
+      repo: { type: 'model', name: repo },
       path: file.path,
       revision: commit,
-    };
-    const downloadInfo = await fileDownloadInfo(params);
-    if (!downloadInfo) return null;
-    // xet: false asks for the plain bytes (the Hub redirects to its CDN) rather than Xet chunk reconstruction
-    const blob = await downloadFile({ ...params, downloadInfo, xet: false });
-    if (!blob) return null;
-    return { size: downloadInfo.size, stream: blob.stream() as ReadableStream<Uint8Array> };
+      downloadInfo: { size: file.size, etag: file.etag, url },
+      // the plain bytes (the Hub redirects to its CDN) rather than Xet chunk reconstruction
+      xet: false,
+    });
+    return blob && (blob.stream() as ReadableStream<Uint8Array>);
   }
 }
 

@@ -73,14 +73,10 @@ export async function transferToCache(t: Transfer): Promise<void> {
     throw new PaceFileError(`pretrained '${name}': refusing to download ${file.path} (only safetensors, npz and JSON)`);
   }
   const what = `pretrained '${name}': ${file.path} of ${t.repo}`;
-  const opened = await t.client.open(t.repo, t.commit, file);
-  if (!opened) throw new PaceNotFoundError(`${what} not found at commit ${t.commit}`);
-  if (opened.size !== file.size) {
-    await opened.stream.cancel().catch(() => {});
-    throw new PaceFileError(`${what}: the Hub reports ${file.size} bytes, the download ${opened.size}`);
-  }
+  const stream = await t.client.open(t.repo, t.commit, file);
+  if (!stream) throw new PaceNotFoundError(`${what} not found at commit ${t.commit}`);
   const temporary = await t.cache.temporaryPath(file.etag);
-  const reader = opened.stream.getReader();
+  const reader = stream.getReader();
   const { hash, expected, kind } = expectedHash(file);
   let handle: fs.promises.FileHandle | undefined;
   let bytes = 0;

@@ -33,6 +33,11 @@ export interface FakeHub {
   barrier: number;
   /** The model API answers with its headers and the start of its JSON, then goes silent. */
   stallApi: boolean;
+  /**
+   * A mirror that ignores `Range` (a plain static server, a proxy cache): file and CDN requests are answered 200 with
+   * the whole body and no `Content-Range`, whatever range they ask for.
+   */
+  ignoreRange: boolean;
   close(): Promise<void>;
 }
 
@@ -53,15 +58,16 @@ function fail(response: http.ServerResponse, status: number, code: string, messa
   json(response, status, { error: message }, { 'x-error-code': code });
 }
 
-/** Sends `data` (or the part a `Range: bytes=a-b` asks for), with `headers`. */
+/** Sends `data` (or the part a `Range: bytes=a-b` asks for, unless `ignoreRange`), with `headers`. */
 function sendBytes(
   request: http.IncomingMessage,
   response: http.ServerResponse,
   data: Buffer,
   headers: Record<string, string>,
+  ignoreRange = false,
 ): void {
   const range = /^bytes=(\d+)-(\d*)$/.exec(request.headers.range ?? '');
-  if (range) {
+  if (range && !ignoreRange) {
     const start = Number(range[1]);
     const end = Math.min(range[2] ? Number(range[2]) : data.length - 1, data.length - 1);
     response.writeHead(206, {
@@ -72,7 +78,11 @@ function sendBytes(
     response.end(request.method === 'HEAD' ? undefined : data.subarray(start, end + 1));
     return;
   }
-  response.writeHead(200, { ...headers, 'content-length': String(data.length), 'accept-ranges': 'bytes' });
+  response.writeHead(200, {
+    ...headers,
+    'content-length': String(data.length),
+    ...(ignoreRange ? {} : { 'accept-ranges': 'bytes' }),
+  });
   response.end(request.method === 'HEAD' ? undefined : data);
 }
 
@@ -81,10 +91,11 @@ function sendBytes(
  * (`GET /api/models/{repo}/revision/{rev}`, `POST /api/models/{repo}/paths-info/{rev}`), file resolution
  * (`GET|HEAD /{repo}/resolve/{rev}/{path}`: small files directly with `ETag` = git blob id, LFS files as a 302 to
  * the CDN with `X-Linked-Etag` = SHA-256 and `X-Linked-Size`, both with `X-Repo-Commit`), and the CDN (`GET
- * /cdn/{sha256}` at http://localhost:<port>, another origin than the Hub's 127.0.0.1, ranges honoured). Errors
- * carry the Hub's `X-Error-Code`s (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo). Listens on 127.0.0.1
- * and closes itself after `lifetimeMs` (a safety net for a test that fails before closing it, well beyond a test
- * file's run: hub.test.ts serves its whole file from one; the timer is unref'd, so it never holds the process).
+ * /cdn/{sha256}` at http://localhost:<port>, another origin than the Hub's 127.0.0.1, ranges honoured unless
+ * `ignoreRange`). Errors carry the Hub's `X-Error-Code`s (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo).
+ * Listens on 127.0.0.1 and closes itself after `lifetimeMs` (a safety net for a test that fails before closing it,
+ * well beyond a test file's run: hub.test.ts serves its whole file from one; the timer is unref'd, so it never holds
+ * the process).
  */
 export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs = 10 * 60_000): Promise<FakeHub> {
   const hub = {
@@ -93,6 +104,7 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
     faults: new Map<string, Fault>(),
     barrier: 1,
     stallApi: false,
+    ignoreRange: false,
   };
   const blobs = () => {
     const found = new Map<string, Buffer>();
@@ -196,7 +208,7 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
         response.end();
         return;
       }
-      sendBytes(request, response, data, { 'x-repo-commit': commit, etag: `"${gitBlobId(data)}"` });
+      sendBytes(request, response, data, { 'x-repo-commit': commit, etag: `"${gitBlobId(data)}"` }, hub.ignoreRange);
       return;
     }
     if (cdn) {
@@ -206,10 +218,10 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
         response.end();
         return;
       }
-      // As the Hub's CDN: it says it caches, which makes the library send later requests straight to it.
+      // As the Hub's CDN answers: it says it caches.
       const cdnHeaders = { etag: '"cdn-etag"', 'x-cache': 'Hit from cloudfront' };
       if (request.headers.range) {
-        sendBytes(request, response, data, cdnHeaders);
+        sendBytes(request, response, data, cdnHeaders, hub.ignoreRange);
         return;
       }
       const serve = () => {
@@ -272,6 +284,12 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
     },
     set stallApi(stall: boolean) {
       hub.stallApi = stall;
+    },
+    get ignoreRange() {
+      return hub.ignoreRange;
+    },
+    set ignoreRange(ignore: boolean) {
+      hub.ignoreRange = ignore;
     },
     close: async () => {
       clearTimeout(lifetime);
