@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import zlib from 'node:zlib';
 
 import sharp from 'sharp';
 
@@ -338,6 +339,7 @@ test("VTAB's stretch enlarges as Pillow's Resize((size, size), BICUBIC): two 8-b
   const cases: [number, number][] = [
     [12, 9], // both sides enlarged
     [40, 7], // one side shrunk, the other enlarged
+    [2, 3000], // a thin strip: its rows are resampled across a band at a time (47 bands), each added where it reaches
   ];
   for (const [width, height] of cases) {
     const random = seededRandom(width * 100 + height);
@@ -353,6 +355,44 @@ test("VTAB's stretch enlarges as Pillow's Resize((size, size), BICUBIC): two 8-b
     const expected = pillowResize(source, width, height, 3, 20, 20, 'bicubic');
     expect([width, height, Array.from(ours)]).toEqual([width, height, expected]); // Pillow's integer loop: exact
   }
+});
+
+test('an embedded colour profile is ignored, as Pillow ignores it: the stored values are the pixels', async () => {
+  // Bug: sharp converted a Display P3 image to sRGB (up to 65 levels off Pillow, 93 % of the values moved).
+  const [width, height] = [32, 32];
+  const random = seededRandom(77);
+  const source = Buffer.from(Array.from({ length: width * height * 3 }, () => Math.floor(random() * 256)));
+  // The stored values with a Display P3 profile beside them: an iCCP chunk added after IHDR (sharp's own
+  // withIccProfile would convert the values into P3 first).
+  const p3 = await sharp(Buffer.alloc(3), { raw: { width: 1, height: 1, channels: 3 } })
+    .withIccProfile('p3')
+    .png()
+    .toBuffer();
+  const profile = (await sharp(p3).metadata()).icc!;
+  const plain = await sharp(source, { raw: { width, height, channels: 3 } })
+    .png()
+    .toBuffer();
+  const body = Buffer.concat([Buffer.from('iCCP'), Buffer.from('p3\0\0', 'latin1'), zlib.deflateSync(profile)]);
+  const chunk = Buffer.alloc(body.length + 8);
+  chunk.writeUInt32BE(body.length - 4, 0);
+  body.copy(chunk, 4);
+  chunk.writeUInt32BE(zlib.crc32(body), body.length + 4);
+  const ihdrEnd = 8 + 8 + 13 + 4; // signature, IHDR's length and type, its 13 bytes, its CRC
+  fs.writeFileSync(
+    path.join(temp.dir, 'p3.png'),
+    Buffer.concat([plain.subarray(0, ihdrEnd), chunk, plain.subarray(ihdrEnd)]),
+  );
+  expect((await sharp(path.join(temp.dir, 'p3.png')).metadata()).icc?.equals(profile)).toBe(true);
+  fs.writeFileSync(path.join(temp.dir, 'p3.txt'), 'p3.png 0\n');
+  const entries = parseSplitList(path.join(temp.dir, 'p3.txt'), { root: temp.dir, numClasses: 1 });
+  const { dataset } = await loadImages(entries, { size: 32, resize: 'center-crop', normalization: imagenet });
+  // floor(32 / 0.875) = 36: resized up, so compare the crop of Pillow's resize of the stored values
+  const expected = pillowResize(Array.from(source), 32, 32, 3, 36, 36, 'bilinear');
+  const cropped = Array.from({ length: 32 * 32 * 3 }, (_, i) => {
+    const [y, x, c] = [Math.floor(i / 96), Math.floor(i / 3) % 32, i % 3];
+    return expected[((y + 2) * 36 + x + 2) * 3 + c];
+  });
+  expect(Array.from(dataset.images.toUint8Array())).toEqual(cropped);
 });
 
 test('missing, empty and corrupt images are errors naming the file and line, or skipped and counted', async () => {

@@ -287,3 +287,51 @@ test('Expect: 100-continue gets 100 only for a body the server would read', asyn
     expect(statuses(invited)).toEqual([100, 200]);
   });
 });
+
+test('a thin strip whose resize would cost more than maxPixels is refused before decoding; a milder one is served', async () => {
+  // Bug: a 1 × 4,000,000 PNG of 15 KB (under the pixel limit) was stretched row by row at the model's width: 2.9 GB
+  // and 24 s of one decode in the small lane, while ordinary requests timed out behind it.
+  const strip = (height: number) =>
+    sharp({ create: { width: 1, height, channels: 3, background: { r: 9, g: 90, b: 9 } } })
+      .png({ compressionLevel: 9 })
+      .toBuffer();
+  const { server, close } = createInferenceServer(model, { transform: { resize: 'stretch' } });
+  const base = await listen(server);
+  try {
+    const thin = await postImage(base, await strip(4_000_000));
+    expect(thin.status).toBe(413);
+    expect(((await thin.json()) as { error: string }).error).toBe(
+      'the image is 1x4000000: resizing so thin a strip costs as much as 112000000 pixels, more than the 64000000 accepted',
+    );
+    const mild = await postImage(base, await strip(20_000));
+    expect(mild.status).toBe(200);
+  } finally {
+    await close();
+  }
+});
+
+test("createInferenceServer's transform: fields left undefined keep the default; a transform that cannot work is refused", async () => {
+  // Bugs: { resize: undefined } replaced timm's centre crop by a stretch, { interpolation: undefined } made every
+  // upload a 400; a crop of 1e-9 or a std of 1e-308 was taken, and failed or answered null on every request.
+  const answer = async (options: Parameters<typeof createInferenceServer>[1]) => {
+    const { server, close } = createInferenceServer(model, options);
+    const base = await listen(server);
+    try {
+      const response = await postImage(base, png);
+      expect(response.status).toBe(200);
+      return response.json();
+    } finally {
+      await close();
+    }
+  };
+  const plain = await answer({});
+  expect(await answer({ transform: { resize: undefined, interpolation: undefined, cropPct: undefined } })).toEqual(
+    plain,
+  );
+  expect(() => createInferenceServer(model, { transform: { cropPct: 1e-9 } })).toThrow(
+    /options\.transform\.cropPct: Too small: expected number to be >=0\.1/,
+  );
+  expect(() => createInferenceServer(model, { transform: { std: [1e-308, 1, 1] } })).toThrow(
+    /options\.transform\.std\[0\]: Too small/,
+  );
+});

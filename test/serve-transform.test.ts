@@ -9,9 +9,12 @@ import {
   createModel,
   EVAL_TRANSFORM_METADATA_KEY,
   loadDatasetSource,
+  loadImages,
+  parseSplitList,
   prepareImages,
   readEvalTransform,
   readTensorHeader,
+  saveTensors,
 } from '../lib';
 import { makeTempDir, repoRoot } from './support/paths';
 import { listen, postImage } from './support/serve';
@@ -26,6 +29,7 @@ const pace = (args: string[]) => spawnSync(process.execPath, [cli, ...args], { c
 const vit28 = { family: 'vit', imgSize: 28, patchSize: 7, embedDim: 64, depth: 4, numHeads: 4 } as const;
 const demoWeights = path.join(repoRoot, 'examples', 'assets', 'vit-demo-fashion-mnist.safetensors');
 const imagenet = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+const vitNormalization = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
 
 /** Random RGB PNGs of other shapes than square, so a stretch and a centre crop see different pixels. */
 async function writeImages(folder: string, sizes: [number, number][], seed: number): Promise<string[]> {
@@ -163,6 +167,39 @@ test('the server answers for an upload exactly what pace eval computes for that 
   expect(apart).toBeGreaterThan(1e-3);
 });
 
+test('a test set of packed images (a tensor file with extents) is recorded as the centre crop pace eval takes of it', async () => {
+  // Bug: every tensor file was recorded as a stretch, but pace eval centre-crops packed images: served answers
+  // moved off the evaluation (mean cross-entropy 1.353 against eval's 1.260 in the review's case).
+  const entries = parseSplitList(path.join(temp.dir, 'test.txt'), { root: path.join(temp.dir, 'test'), numClasses: 3 });
+  const { dataset } = await loadImages(entries, { size: 32, resize: 'shorter', normalization: imagenet });
+  await saveTensors(path.join(temp.dir, 'packed.safetensors'), {
+    images: dataset.images,
+    labels: dataset.labels,
+    extents: dataset.extents!,
+  });
+  const config = JSON.parse(fs.readFileSync(path.join(temp.dir, 'run.json'), 'utf8'));
+  fs.writeFileSync(
+    path.join(temp.dir, 'packed.json'),
+    JSON.stringify({ ...config, data: { ...config.data, test: 'packed.safetensors' } }),
+  );
+  const exported = pace([
+    ...['export', '--config', 'packed.json', '--adapters', 'run/adapters.safetensors'],
+    ...['--merged', '--out', 'packed-merged.safetensors'],
+  ]);
+  expect([exported.status, exported.stderr]).toEqual([0, '']);
+  const packedMerged = path.join(temp.dir, 'packed-merged.safetensors');
+  // stored at floor(28 / 0.875) = 32: the benchmarks' crop, with the model's own normalisation (a tensor file's)
+  const transform = await readEvalTransform(packedMerged);
+  expect(transform).toEqual({ resize: 'center-crop', cropPct: 0.875, interpolation: 'bilinear', ...vitNormalization });
+  using model = await createModel({ ...vit28, numClasses: 3 }, { pretrained: packedMerged });
+  const server = createInferenceServer(model, { transform, topK: 3 });
+  const answers = await served(await listen(server.server), files).finally(() => server.close());
+  const evaluation = pace(['eval', '--config', 'packed.json', '--adapters', 'run/adapters.safetensors']);
+  expect([evaluation.status, evaluation.stderr]).toEqual([0, '']);
+  const loss = -answers.reduce((sum, answer, i) => sum + Math.log(answer.get(String(labels[i]))!), 0) / files.length;
+  expect(Math.abs(JSON.parse(evaluation.stdout).loss - loss)).toBeLessThan(1e-5);
+});
+
 function softmaxRows(logits: Float64Array, classes: number): number[][] {
   const rows: number[][] = [];
   for (let i = 0; i < logits.length / classes; i++) {
@@ -259,6 +296,15 @@ test('weights whose recorded transform is damaged are refused by pace serve and 
     [
       '{"resize": "stretch", "cropPct": 0.875, "interpolation": "bilinear", "mean": [0, 0, 0], "std": [1, 0, 1]}',
       'std.1',
+    ],
+    // accepted once, then every upload failed (a resize of 28e9 rows) or was answered with null probabilities
+    [
+      '{"resize": "center-crop", "cropPct": 1e-9, "interpolation": "bicubic", "mean": [0, 0, 0], "std": [1, 1, 1]}',
+      'cropPct',
+    ],
+    [
+      '{"resize": "stretch", "cropPct": 0.9, "interpolation": "bicubic", "mean": [1e308, 0, 0], "std": [1, 1, 1]}',
+      'mean.0',
     ],
   ]) {
     {

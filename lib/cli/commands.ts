@@ -429,7 +429,7 @@ export const exportCommand: Command = {
     using merged = await model.merged();
     // How the run evaluated, for pace serve: its held-out set's transform (the training set's when it has none).
     const evaluated = config.data.test ?? config.data.validation ?? config.data.train;
-    const transform = evaluationTransformOf(evaluated, model.preprocessing);
+    const transform = evaluationTransformOf(evaluated, model.preprocessing, config.baseDir);
     await merged.saveWeights(values.out, {
       metadata: {
         exported_by: 'pace-peft',

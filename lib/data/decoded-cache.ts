@@ -46,7 +46,8 @@ export function decodedCacheKey(
 ): string {
   const hash = createHash('sha256');
   // version 2: few-shot and FGVC resizes became bilinear, and VTAB's enlargements Pillow's (not libvips')
-  hash.update(JSON.stringify({ version: 2, size: options.size, resize: options.resize, bad: options.onBadImage }));
+  // version 3: embedded colour profiles are ignored, as Pillow ignores them
+  hash.update(JSON.stringify({ version: 3, size: options.size, resize: options.resize, bad: options.onBadImage }));
   for (const entry of entries) {
     let stamp = 'missing';
     try {

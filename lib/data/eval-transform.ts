@@ -3,7 +3,6 @@ import { z } from 'zod';
 import { PaceFileError } from '../errors';
 import type { Preprocessing } from '../models/specs';
 import { readTensorHeader, type TensorMetadata } from '../safetensors';
-import { NormalizationSchema } from './normalization';
 
 /** The metadata key under which `pace export` records how its run evaluated images (a JSON {@link EvalTransform}). */
 export const EVAL_TRANSFORM_METADATA_KEY = 'pace_peft.eval_transform';
@@ -17,9 +16,12 @@ export const EVAL_TRANSFORM_METADATA_KEY = 'pace_peft.eval_transform';
 export const EvalTransformSchema = z
   .object({
     resize: z.enum(['stretch', 'center-crop']),
-    cropPct: z.number().gt(0).max(1),
+    // timm's crops are 0.875 to 1; below 0.1 the resize would be over ten times the model's size
+    cropPct: z.number().min(0.1).max(1),
     interpolation: z.enum(['bilinear', 'bicubic']),
-    ...NormalizationSchema.shape,
+    // in the units of pixels scaled to [0, 1]: a mean far outside them, or a std near 0, is no normalisation
+    mean: z.array(z.number().min(-1).max(2)).length(3, { message: 'needs one value per channel (3)' }),
+    std: z.array(z.number().min(1e-3).max(10)).length(3, { message: 'needs one value per channel (3)' }),
   })
   .strict();
 export type EvalTransform = z.output<typeof EvalTransformSchema>;

@@ -87,11 +87,14 @@ type Decoded = DecodedImage;
 /**
  * The whole image, as Pillow decodes it for torchvision: at full size (no JPEG shrink-on-load: libjpeg's DCT scaling
  * put a 1200 × 900 JPEG's crop a level from Pillow's on average), EXIF orientation applied, alpha dropped rather than
- * multiplied in (resizing with alpha, libvips premultiplies it: transparent pixels turned black), grey and CMYK to
- * sRGB. Every resize then starts from these pixels.
+ * multiplied in (resizing with alpha, libvips premultiplies it: transparent pixels turned black), an embedded colour
+ * profile ignored as Pillow ignores it, grey and CMYK to sRGB. Every resize then starts from these pixels.
  */
 export async function decodeWhole(input: string | Buffer, limitInputPixels?: number): Promise<Decoded> {
-  const { data, info } = await sharp(input, { failOn: 'error', ...(limitInputPixels && { limitInputPixels }) })
+  // ignoreIcc: Pillow's convert('RGB') keeps the stored values; sharp would apply an embedded profile (a phone's
+  // Display P3 photo came out up to 65 levels off)
+  const options = { failOn: 'error' as const, ignoreIcc: true, ...(limitInputPixels && { limitInputPixels }) };
+  const { data, info } = await sharp(input, options)
     .autoOrient()
     .removeAlpha()
     .toColourspace('srgb')

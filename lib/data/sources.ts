@@ -14,7 +14,7 @@ import { CENTER_CROP_PCT, type ResizeMode } from './image-decode';
 import { imageFolderClasses } from './image-folder';
 import { imageFolderEntries, loadImages } from './images';
 import { fewShotSplits, fgvcSplits, parseSplitList, vtabSplits, type SplitEntry } from './splits';
-import { loadTensorDataset } from './tensor-file';
+import { loadTensorDataset, packedShorterSide } from './tensor-file';
 
 const part = z.enum(['train', 'val', 'test']);
 
@@ -239,15 +239,26 @@ function evaluationDecoding(source: ImageSource): { resize: 'stretch' | 'center-
 
 /**
  * The transform that evaluates a source's images, as `pace export` records it for `pace serve`: the resize and
- * normalisation its loads use. Tensor files and IDX pairs are resized to the model's size (a stretch) and take the
- * model's normalisation, as their uint8 pixels do.
+ * normalisation its loads use (relative paths against `baseDir`). Tensor files and IDX pairs are resized to the
+ * model's size (a stretch) and take the model's normalisation, as their uint8 pixels do; a tensor file of packed
+ * images (`extents`) is centre-cropped from images whose shorter side it stored.
  */
-export function evaluationTransformOf(source: DatasetSource, preprocessing: Preprocessing): EvalTransform {
+export function evaluationTransformOf(
+  source: DatasetSource,
+  preprocessing: Preprocessing,
+  baseDir: string,
+): EvalTransform {
   const model = { mean: [...preprocessing.mean], std: [...preprocessing.std] };
-  const { resize, imagenet } =
-    typeof source === 'string' || 'idx' in source
-      ? { resize: 'stretch' as const, imagenet: false }
-      : evaluationDecoding(source);
+  if (typeof source === 'string' || 'idx' in source) {
+    const shorter = typeof source === 'string' ? packedShorterSide(path.resolve(baseDir, source)) : undefined;
+    if (shorter === undefined)
+      return { resize: 'stretch', cropPct: CENTER_CROP_PCT, interpolation: 'bicubic', ...model };
+    // floor(size / cropPct) must give back the stored side: the benchmarks' 0.875 when it is theirs
+    const size = preprocessing.imgSize;
+    const cropPct = Math.floor(size / CENTER_CROP_PCT) === shorter ? CENTER_CROP_PCT : size / (shorter + 0.5);
+    return { resize: 'center-crop', cropPct: Math.min(1, cropPct), interpolation: 'bilinear', ...model };
+  }
+  const { resize, imagenet } = evaluationDecoding(source);
   const normalization = imagenet
     ? { mean: [...IMAGENET_NORMALIZATION.mean], std: [...IMAGENET_NORMALIZATION.std] }
     : model;

@@ -1,6 +1,8 @@
 import { withContext } from '../error-context';
 import { PaceFileError } from '../errors';
-import { loadTensors } from '../safetensors';
+import fs from 'node:fs';
+
+import { loadTensors, readTensorHeaderSync } from '../safetensors';
 import { TensorDataset } from './dataset';
 import { checkLabelsBelow } from './labels';
 import type { Normalization } from './normalization';
@@ -33,5 +35,33 @@ export async function loadTensorDataset(
     throw error instanceof Error && !error.message.includes(path)
       ? withContext(error, `dataset file '${path}': ${error.message}`)
       : error;
+  }
+}
+
+/**
+ * The shortest side among a dataset file's packed images (its int64 `extents`, read alone), or undefined for a file
+ * of images of one size or one that cannot be read: what the file's images were stored at (`loadImages`' `shorter`).
+ */
+export function packedShorterSide(path: string): number | undefined {
+  try {
+    const header = readTensorHeaderSync(path);
+    const extents = header.entries.find((entry) => entry.name === 'extents');
+    if (!extents || extents.dtype !== 'int64' || extents.shape.length !== 2 || extents.shape[0] < 1) return undefined;
+    const [from, to] = extents.dataOffsets;
+    const bytes = Buffer.alloc(to - from);
+    const handle = fs.openSync(path, 'r');
+    try {
+      fs.readSync(handle, bytes, 0, bytes.length, header.dataStart + from);
+    } finally {
+      fs.closeSync(handle);
+    }
+    const sides = new BigInt64Array(bytes.buffer, bytes.byteOffset, bytes.length / 8);
+    return Math.min(
+      ...Array.from({ length: extents.shape[0] }, (_, i) =>
+        Number(sides[2 * i] < sides[2 * i + 1] ? sides[2 * i] : sides[2 * i + 1]),
+      ),
+    );
+  } catch {
+    return undefined;
   }
 }

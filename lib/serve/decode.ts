@@ -80,11 +80,22 @@ export class UploadDecoder {
         `the body was declared ${declaredType} but is ${metadata.format ?? 'of an unknown format'}`,
       );
     }
-    const pixels = (metadata.width ?? 0) * (metadata.height ?? 0);
+    const [width, height] = [metadata.width ?? 0, metadata.height ?? 0];
+    const pixels = width * height;
     if (pixels > this.limits.maxPixels) {
       throw new HttpError(413, `the image has ${pixels} pixels, more than the ${this.limits.maxPixels} accepted`);
     }
-    const lane = pixels <= this.limits.smallPixels ? this.small : this.large;
+    // The resize reads every row (or column) of the longer side at the model's width: a thin strip costs far more
+    // than its pixels say (a 1 × 4,000,000 PNG of 15 KB, stretched to 224, is 900 M products). Counted as pixels.
+    const cost = Math.max(pixels, Math.max(width, height) * size);
+    if (cost > this.limits.maxPixels) {
+      throw new HttpError(
+        413,
+        `the image is ${width}x${height}: resizing so thin a strip costs as much as ${cost} pixels, more than the ` +
+          `${this.limits.maxPixels} accepted`,
+      );
+    }
+    const lane = cost <= this.limits.smallPixels ? this.small : this.large;
     return lane.run(async () => {
       try {
         // Decoded whole and resized as `pace eval` resizes a file (Pillow's arithmetic where it differs from

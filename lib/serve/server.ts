@@ -1,6 +1,6 @@
 import http from 'node:http';
 
-import { timmEvalTransform } from '../data/eval-transform';
+import { EvalTransformSchema, timmEvalTransform } from '../data/eval-transform';
 import { PaceOptionError } from '../errors';
 import type { Model } from '../models/model';
 import { parseOptions } from '../options';
@@ -77,7 +77,13 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
     throw new PaceOptionError(`options.labels: ${o.labels.length} labels for a model of ${classes} classes`);
   }
   const labels = o.labels ?? model.classNames;
-  const transform = { ...timmEvalTransform(model.preprocessing), ...o.transform };
+  // the fields given (an explicit undefined is none) over timm's, checked whole
+  const given = Object.entries(o.transform ?? {}).filter(([, value]) => value !== undefined);
+  const transform = parseOptions(
+    EvalTransformSchema,
+    { ...timmEvalTransform(model.preprocessing), ...Object.fromEntries(given) },
+    'options.transform',
+  );
   const batcher = new Batcher({
     model,
     normalization: { mean: transform.mean, std: transform.std },
