@@ -1,7 +1,7 @@
 // Load test of the inference server (createInferenceServer, what `pace serve` runs) on loopback, not part of npm
 // test: autocannon posts an image for a bounded time, and this prints requests/s, p50/p99 latency, errors, and
 // resident memory before the burst, at its peak and after `settle` seconds of quiet (sampled every second).
-// Usage: npm run bench:serve -- [seconds=10] [connections=16] [image=small|large] [settle=60]
+// Usage: npm run bench:serve -- [seconds=10] [connections=16] [image=small|large] [settle=60] [decode=exact|fast]
 //   small: a 64×64 PNG; large: a 4000×3000 JPEG of noise (about 3.5 MB, 12 MP: the large decode lane).
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -12,7 +12,8 @@ import sharp from 'sharp';
 
 async function main(): Promise<void> {
   sharp.cache(false); // as pace serve does: uploads are never decoded twice
-  const [secondsArg, connectionsArg, image = 'small', settleArg] = process.argv.slice(2);
+  const [secondsArg, connectionsArg, image = 'small', settleArg, decode = 'exact'] = process.argv.slice(2);
+  if (decode !== 'exact' && decode !== 'fast') throw new Error(`decode must be exact or fast, got '${decode}'`);
   const [seconds, connections, settle] = [
     Number(secondsArg ?? 10),
     Number(connectionsArg ?? 16),
@@ -23,7 +24,7 @@ async function main(): Promise<void> {
     { family: 'vit', imgSize: 28, patchSize: 7, embedDim: 64, depth: 4, numHeads: 4, numClasses: 10 },
     { pretrained: checkpoint },
   );
-  const { server, batches, close } = createInferenceServer(model, { maxBatch: 32, batchWindowMs: 5 });
+  const { server, batches, close } = createInferenceServer(model, { maxBatch: 32, batchWindowMs: 5, decode });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/predict`;
   const large = image === 'large';
@@ -75,6 +76,7 @@ async function main(): Promise<void> {
         timeouts: result.timeouts,
         meanBatch: Number(meanBatch.toFixed(2)),
         image,
+        decode,
         bodyBytes: body.length,
         status2xx: result['2xx'],
         rssBeforeMiB: Number((rssBefore / 2 ** 20).toFixed(1)),

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { kernelKind, readTrace, summarizeTrace, unionLength, type TraceEvent } from '../bench/profile-summary';
-import { createModel, tensor, Trainer } from '../lib';
+import { createModel, PaceUnsupportedError, tensor, Trainer } from '../lib';
 import { makeTempDir } from './support/paths';
 import { colourData, tinyVit } from './support/synthetic';
 
@@ -130,6 +130,7 @@ test('Trainer.profileSteps traces real steps where libtorch records traces, and 
       results = await trainer.profileSteps(images, labels, { trace, steps: 2 });
     } catch (error) {
       expect(String(error)).toMatch(/built without Kineto/);
+      expect(error).toBeInstanceOf(PaceUnsupportedError); // what this build cannot do (it was a state error)
       expect(trainer.iteration).toBe(0); // refused before any step ran
       expect(fs.existsSync(trace)).toBe(false);
       return;

@@ -192,6 +192,7 @@ test('pace serve refuses every bad flag before serving, naming it; --help prints
     [['--top-k', '0'], '--top-k: Too small'],
     [['--batch-window-ms=-5'], '--batch-window-ms: Too small'],
     [['--headers-timeout-ms', '60000'], '--headers-timeout-ms: must not exceed the request timeout'],
+    [['--decode', 'quick'], "--decode must be exact or fast, got 'quick'"],
     [['--port', '70000'], "--port must be an integer from 0 to 65535, got '70000'"],
     [['--classes', '7'], "--classes 7 disagrees with the weights' head, which has 10 classes"],
     [['--labels', threeLabels], `--labels: ${threeLabels} has 3 labels, the weights' head has 10 classes`],

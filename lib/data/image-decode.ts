@@ -106,6 +106,39 @@ export async function decodeWhole(input: string | Buffer, limitInputPixels?: num
 
 const fromRaw = ({ pixels, width, height }: Decoded) => sharp(pixels, { raw: { width, height, channels: 3 } });
 
+/**
+ * An evaluation resize by libvips alone, `size × size` RGB: the geometry of {@link resizedForEvaluation} (torchvision's
+ * sizes and offsets), but libvips' resampling, which shrinks a JPEG while decoding it. About ten times faster on a
+ * 12 MP photo, and a level or two off Pillow's pixels: what a server may choose over exactness.
+ */
+export async function fastResizedForEvaluation(
+  input: Buffer,
+  size: number,
+  how: EvalResize,
+  limitInputPixels: number,
+): Promise<Buffer> {
+  const options = { failOn: 'error' as const, ignoreIcc: true, limitInputPixels };
+  const metadata = await sharp(input, options).metadata();
+  let image = sharp(input, options).autoOrient().removeAlpha().toColourspace('srgb');
+  if (metadata.hasAlpha) {
+    // Resizing with alpha, libvips premultiplies it (transparent pixels turn black): dropped first instead.
+    const { data, info } = await image.raw().toBuffer({ resolveWithObject: true });
+    image = sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } });
+  }
+  const kernel = how.interpolation === 'bicubic' ? 'cubic' : 'linear';
+  if (how.resize === 'stretch') return image.resize(size, size, { fit: 'fill', kernel }).raw().toBuffer();
+  const turned = (metadata.orientation ?? 1) >= 5; // autoOrient swaps the sides of these
+  const [width, height] = turned ? [metadata.height!, metadata.width!] : [metadata.width!, metadata.height!];
+  const whole = torchvisionResizeSize(width, height, Math.floor(size / how.cropPct));
+  const window = {
+    left: centerCropOffset(whole.width, size),
+    top: centerCropOffset(whole.height, size),
+    width: size,
+    height: size,
+  };
+  return image.resize(whole.width, whole.height, { fit: 'fill', kernel }).extract(window).raw().toBuffer();
+}
+
 /** Pillow's resize of the decoded image (its integer arithmetic, natively); with `window`, only that part of it. */
 async function resizedAsPillow(
   decoded: Decoded,

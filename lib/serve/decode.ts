@@ -1,6 +1,6 @@
 import sharp from 'sharp';
 
-import { decodeWhole, resizedForEvaluation, type EvalResize } from '../data/image-decode';
+import { decodeWhole, fastResizedForEvaluation, resizedForEvaluation, type EvalResize } from '../data/image-decode';
 import { HttpError } from './http-error';
 import { Lane } from './decode-pool';
 
@@ -38,6 +38,8 @@ export interface DecodeLimits {
   small: { concurrency: number; maxQueued: number };
   large: { concurrency: number; maxQueued: number };
   retryAfterSeconds: number;
+  /** `exact`: decoded whole and resized as `pace eval` resizes (Pillow's pixels); `fast`: libvips alone. */
+  decode: 'exact' | 'fast';
 }
 
 /**
@@ -100,6 +102,8 @@ export class UploadDecoder {
       try {
         // Decoded whole and resized as `pace eval` resizes a file (Pillow's arithmetic where it differs from
         // libvips'), so the server answers for an upload what an evaluation of it computes.
+        if (this.limits.decode === 'fast')
+          return await fastResizedForEvaluation(body, size, how, this.limits.maxPixels);
         return await resizedForEvaluation(await decodeWhole(body, this.limits.maxPixels), size, how);
       } catch (error) {
         throw new HttpError(400, `the body is not a readable image (${(error as Error).message})`);

@@ -98,6 +98,7 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
     small: { concurrency: o.smallDecodes, maxQueued: o.maxQueuedSmall },
     large: { concurrency: o.largeDecodes, maxQueued: o.maxQueuedLarge },
     retryAfterSeconds: o.retryAfterSeconds,
+    decode: o.decode,
   });
   let closing = false;
   const send = (response: http.ServerResponse, status: number, body: unknown, headers = {}) => {

@@ -46,8 +46,9 @@ bool tracesRecorded(const std::string& probe) {
 
 void profileToTrace(const std::string& path, bool cuda, const std::function<void()>& work) {
   if (!tracesRecorded(path + ".probe"))
-    throw StateError(std::string("libtorch ") + TORCH_VERSION +
-                     " records no profiler traces here (it was built without Kineto); PyTorch's own libtorch does");
+    throw UnsupportedError(
+        std::string("libtorch ") + TORCH_VERSION +
+        " records no profiler traces here (it was built without Kineto); PyTorch's own libtorch does");
   const ProfilerConfig config(ProfilerState::KINETO);
   std::set<ActivityType> activities{ActivityType::CPU};
   if (cuda) activities.insert(ActivityType::CUDA);
