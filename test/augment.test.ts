@@ -117,6 +117,12 @@ describe('RandomResizedCrop', () => {
     expect(Array.from(whole.boxes.toBigInt64Array(), Number)).toEqual([0, 0, 10, 10, 0, 0, 10, 10, 0, 0, 10, 10]);
     expect(Buffer.compare(whole.images.toUint8Array(), src)).toBe(0);
     await expect(resizedCropImages(images, { size: 4, scale: [0.5, 2] })).rejects.toThrow('the largest scale is 1');
+    // any channel count, as on the GPU (the CPU's resize took at most 4 for a while); a whole box: the image again
+    const five = pixels(2, 8, 8, 5, 3);
+    using many = tensor(five, [2, 8, 8, 5]);
+    const same = await resizedCropImages(many, { size: 8, scale: [1, 1], ratio: [1, 1], seed: 1 });
+    expect(same.images.shape).toEqual([2, 8, 8, 5]);
+    expect(Buffer.compare(same.images.toUint8Array(), five)).toBe(0);
   });
 });
 

@@ -84,6 +84,16 @@ test('a rank that fails in a collective (exit 3) is not named the cause when ano
     ),
     expect.stringMatching(/^pace launch: rank 1 \(pid \d+\) exited with code 1$/),
   ]);
+  // A rank the launcher itself stops afterwards (here: killed by its SIGTERM) is part of the stop, not the cause.
+  const stopped = await launchTwo(
+    "if (process.env.RANK === '0') process.exit(3); else setInterval(() => {}, 1000);",
+    false,
+  );
+  expect(stopped.result).toEqual({
+    exitCode: 3,
+    failedRank: 0,
+    failure: expect.stringMatching(/^rank 0 \(pid \d+\) exited with code 3$/),
+  });
   // With no other failure, the first collective failure is the launch's.
   const alone = await launchTwo("setTimeout(() => process.exit(3), process.env.RANK === '0' ? 0 : 300);", false);
   expect(alone.result).toEqual({

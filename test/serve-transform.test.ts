@@ -8,6 +8,7 @@ import {
   createInferenceServer,
   createModel,
   EVAL_TRANSFORM_METADATA_KEY,
+  evaluationTransformOf,
   loadDatasetSource,
   loadImages,
   parseSplitList,
@@ -15,6 +16,8 @@ import {
   readEvalTransform,
   readTensorHeader,
   saveTensors,
+  tensor,
+  type Preprocessing,
 } from '../lib';
 import { makeTempDir, repoRoot } from './support/paths';
 import { listen, postImage } from './support/serve';
@@ -24,12 +27,17 @@ const temp = makeTempDir('serve-transform');
 afterAll(() => temp.cleanup());
 
 const cli = path.join(repoRoot, 'dist', 'cli.js');
-const pace = (args: string[]) => spawnSync(process.execPath, [cli, ...args], { cwd: temp.dir, encoding: 'utf8' });
+// bounded: a serve that started instead of refusing would otherwise hold the test forever
+const pace = (args: string[]) =>
+  spawnSync(process.execPath, [cli, ...args], { cwd: temp.dir, encoding: 'utf8', timeout: 120_000 });
 
 const vit28 = { family: 'vit', imgSize: 28, patchSize: 7, embedDim: 64, depth: 4, numHeads: 4 } as const;
 const demoWeights = path.join(repoRoot, 'examples', 'assets', 'vit-demo-fashion-mnist.safetensors');
 const imagenet = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
-const vitNormalization = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+const vitNormalization: { mean: [number, number, number]; std: [number, number, number] } = {
+  mean: [0.5, 0.5, 0.5],
+  std: [0.5, 0.5, 0.5],
+};
 
 /** Random RGB PNGs of other shapes than square, so a stretch and a centre crop see different pixels. */
 async function writeImages(folder: string, sizes: [number, number][], seed: number): Promise<string[]> {
@@ -209,6 +217,24 @@ test('a test set of packed images (a tensor file with extents) is recorded as th
   expect([evaluation.status, evaluation.stderr]).toEqual([0, '']);
   const loss = -answers.reduce((sum, answer, i) => sum + Math.log(answer.get(String(labels[i]))!), 0) / files.length;
   expect(Math.abs(JSON.parse(evaluation.stdout).loss - loss)).toBeLessThan(1e-5);
+});
+
+test("a packed set's stored side is read from its extents alone, however many images it holds", async () => {
+  // Bug: the shortest side was taken with Math.min(...sides), which overflows the stack past ~125,000 images: the
+  // export then recorded a stretch without a word.
+  const count = 130_000;
+  const sides = new BigInt64Array(count * 2).map((_, i) => (i % 2 ? 300n : 256n));
+  sides[2 * 77_777 + 1] = 240n; // one image narrower than the rest
+  using extents = tensor(sides, [count, 2]);
+  const file = path.join(temp.dir, 'many-extents.safetensors');
+  await saveTensors(file, { extents });
+  const preprocessing: Preprocessing = { ...vitNormalization, interpolation: 'bicubic', cropPct: 0.9, imgSize: 224 };
+  expect(evaluationTransformOf('many-extents.safetensors', preprocessing, temp.dir)).toEqual({
+    resize: 'center-crop',
+    cropPct: 224 / 240.5,
+    interpolation: 'bilinear',
+    ...vitNormalization,
+  });
 });
 
 function softmaxRows(logits: Float64Array, classes: number): number[][] {

@@ -61,8 +61,8 @@ export async function decodeImage(file: string, size: number, mode: ResizeMode):
 }
 
 /**
- * A decoded image as an evaluation transform resizes it, `size × size` RGB: stretched (bicubic, as the VTAB
- * reference; `interpolation` only where a side is enlarged, else libvips' bicubic) or centre-cropped after
+ * A decoded image as an evaluation transform resizes it, `size × size` RGB: stretched (Pillow's `interpolation`
+ * where a side is enlarged, else libvips' kernel of that name: within a level of Pillow) or centre-cropped after
  * torchvision's `Resize(floor(size / cropPct), interpolation)`, in Pillow's arithmetic.
  */
 export async function resizedForEvaluation(decoded: DecodedImage, size: number, how: EvalResize): Promise<Buffer> {

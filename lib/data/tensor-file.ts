@@ -43,25 +43,28 @@ export async function loadTensorDataset(
  * of images of one size or one that cannot be read: what the file's images were stored at (`loadImages`' `shorter`).
  */
 export function packedShorterSide(path: string): number | undefined {
-  try {
-    const header = readTensorHeaderSync(path);
-    const extents = header.entries.find((entry) => entry.name === 'extents');
-    if (!extents || extents.dtype !== 'int64' || extents.shape.length !== 2 || extents.shape[0] < 1) return undefined;
-    const [from, to] = extents.dataOffsets;
-    const bytes = Buffer.alloc(to - from);
-    const handle = fs.openSync(path, 'r');
+  let header: ReturnType<typeof readTensorHeaderSync>;
+  const bytes = (() => {
     try {
-      fs.readSync(handle, bytes, 0, bytes.length, header.dataStart + from);
-    } finally {
-      fs.closeSync(handle);
+      header = readTensorHeaderSync(path);
+      const extents = header.entries.find((entry) => entry.name === 'extents');
+      if (!extents || extents.dtype !== 'int64' || extents.shape.length !== 2 || extents.shape[0] < 1) return undefined;
+      const [from, to] = extents.dataOffsets;
+      const read = Buffer.alloc(to - from);
+      const handle = fs.openSync(path, 'r');
+      try {
+        fs.readSync(handle, read, 0, read.length, header.dataStart + from);
+      } finally {
+        fs.closeSync(handle);
+      }
+      return read;
+    } catch {
+      return undefined; // not readable here: the load names why
     }
-    const sides = new BigInt64Array(bytes.buffer, bytes.byteOffset, bytes.length / 8);
-    return Math.min(
-      ...Array.from({ length: extents.shape[0] }, (_, i) =>
-        Number(sides[2 * i] < sides[2 * i + 1] ? sides[2 * i] : sides[2 * i + 1]),
-      ),
-    );
-  } catch {
-    return undefined;
-  }
+  })();
+  if (!bytes) return undefined;
+  const sides = new BigInt64Array(bytes.buffer, bytes.byteOffset, Math.floor(bytes.length / 8));
+  let shortest = Infinity;
+  for (let i = 0; i + 1 < sides.length; i += 2) shortest = Math.min(shortest, Number(sides[i]), Number(sides[i + 1]));
+  return Number.isFinite(shortest) ? shortest : undefined;
 }

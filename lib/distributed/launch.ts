@@ -126,6 +126,7 @@ export async function launch(
     if (timers.length > 0) return;
     const grace = o.graceSeconds * 1000;
     const stop = () => {
+      stoppedByLauncher = true;
       for (const child of running()) signalRank(child, 'SIGTERM');
       timers.push(setTimeout(killAll, grace));
     };
@@ -135,6 +136,7 @@ export async function launch(
   let interruptedStatus: number | undefined;
   let stoppedWithOthers = false;
   let collectiveFailure: LaunchResult | undefined;
+  let stoppedByLauncher = false;
   const onInterrupt = () => {
     interrupt = signalToPassOn(signal?.reason);
     for (const child of running()) signalRank(child, interrupt as NodeJS.Signals);
@@ -202,6 +204,8 @@ export async function launch(
               stopOthers();
             }
             collectiveFailure ??= { exitCode: code, failedRank: rank, failure };
+          } else if (stoppedByLauncher && collectiveFailure !== undefined && result === undefined) {
+            // ended by the launcher's own stop after a collective failure: part of the stop, not its cause
           } else if ((error !== undefined || code !== 0) && result === undefined) {
             const how = error
               ? { text: `could not start: ${error.message}`, exitCode: 127 }

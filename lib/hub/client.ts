@@ -112,7 +112,7 @@ export class HubClient {
   }
 
   /**
-   * The bytes of `file` at `commit`, streamed (null when the Hub has no such file). The size comes from `paths-info`
+   * The bytes of `file` at `commit`, streamed (a 404 comes out of the stream's first read). The size comes from `paths-info`
    * ({@link files}), not from the library's `fileDownloadInfo` probe (`Range: bytes=0-0`, which needs a
    * `Content-Range` in the answer): a mirror (HF_ENDPOINT) that ignores `Range` answers it with the whole file and
    * no `Content-Range`, and the probe failed with "Expected size information". The bytes are checked against that

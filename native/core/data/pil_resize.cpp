@@ -80,7 +80,9 @@ uint8_t clip8(int32_t sum) { return static_cast<uint8_t>(std::clamp<int32_t>(sum
 template <int64_t Channels>
 void resampleRow(const uint8_t* line, const std::vector<Taps>& columns, int64_t channels, uint8_t* out) {
   const int64_t c = Channels > 0 ? Channels : channels;
-  int32_t sums[4];  // at most 4 channels (checked by resizeAsPillow)
+  std::vector<int32_t> heap(Channels > 0 ? 0 : static_cast<size_t>(c));
+  int32_t fixed[Channels > 0 ? Channels : 1];
+  int32_t* sums = Channels > 0 ? fixed : heap.data();
   for (size_t x = 0; x < columns.size(); ++x) {
     const Taps& tap = columns[x];
     const uint8_t* p = line + tap.first * c;
@@ -98,9 +100,9 @@ void resampleRow(const uint8_t* line, const std::vector<Taps>& columns, int64_t 
 at::Tensor resizeAsPillow(const at::Tensor& image, int64_t height, int64_t width, PillowFilter filter,
                           std::optional<PillowWindow> window) {
   if (image.scalar_type() != at::kByte || image.dim() != 3 || image.size(0) < 1 || image.size(1) < 1 ||
-      image.size(2) < 1 || image.size(2) > 4)
-    throw ShapeError("a resize needs one uint8 image [H, W, C] of 1 to 4 channels; got " +
-                     dtypeName(image.scalar_type()) + " " + shapeToString(image.sizes().vec()));
+      image.size(2) < 1)
+    throw ShapeError("a resize needs one uint8 image [H, W, C]; got " + dtypeName(image.scalar_type()) + " " +
+                     shapeToString(image.sizes().vec()));
   constexpr int64_t kMaxResized = int64_t{1} << 31;  // the whole size: only the window is computed
   if (height < 1 || width < 1 || height > kMaxResized || width > kMaxResized)
     throw OptionError("a resize needs an output size from 1 to 2^31; got " + std::to_string(height) + "x" +
