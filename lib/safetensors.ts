@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 import type { DType } from './dtype';
-import { PaceOptionError, PaceStateError } from './errors';
+import { PaceFileError, PaceOptionError, PaceStateError } from './errors';
 import { nativeAddon } from './native';
 import { FilePathSchema, parseOptions } from './options';
 import { handleOf, Tensor } from './tensor';
@@ -102,4 +102,34 @@ export async function saveTensors(
 /** Disposes every tensor of a record (or of a {@link TensorFile}'s `tensors`). */
 export function disposeTensors(tensors: TensorRecord | Map<string, Tensor>): void {
   for (const value of tensors instanceof Map ? tensors.values() : Object.values(tensors)) value.dispose();
+}
+
+/** A metadata value (`key`) read as JSON; a PaceFileError `<where>: its '<key>' metadata is not JSON` otherwise. */
+export function metadataJson(recorded: string, where: string, key: string): unknown {
+  try {
+    return JSON.parse(recorded);
+  } catch {
+    throw new PaceFileError(`${where}: its '${key}' metadata is not JSON`);
+  }
+}
+
+/**
+ * A metadata value (`key`) read as JSON and checked against `schema`; a PaceFileError naming `where`, the key and the
+ * first problem (`... is not <kind> (<field>: <message>)`) otherwise.
+ */
+export function checkedMetadataJson<T>(
+  recorded: string,
+  schema: z.ZodType<T>,
+  where: string,
+  key: string,
+  kind: string,
+): T {
+  const checked = schema.safeParse(metadataJson(recorded, where, key));
+  if (!checked.success) {
+    const issue = checked.error.issues[0];
+    throw new PaceFileError(
+      `${where}: its '${key}' metadata is not ${kind} (${issue.path.join('.') || 'the value'}: ${issue.message})`,
+    );
+  }
+  return checked.data;
 }

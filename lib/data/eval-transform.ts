@@ -1,8 +1,7 @@
 import { z } from 'zod';
 
-import { PaceFileError } from '../errors';
 import type { Preprocessing } from '../models/specs';
-import { readTensorHeader, type TensorMetadata } from '../safetensors';
+import { checkedMetadataJson, readTensorHeader, type TensorMetadata } from '../safetensors';
 
 /** The metadata key under which `pace export` records how its run evaluated images (a JSON {@link EvalTransform}). */
 export const EVAL_TRANSFORM_METADATA_KEY = 'pace_peft.eval_transform';
@@ -39,21 +38,8 @@ export function timmEvalTransform(preprocessing: Preprocessing): EvalTransform {
 export function recordedEvalTransform(file: string, metadata: TensorMetadata | null): EvalTransform | undefined {
   const recorded = metadata?.[EVAL_TRANSFORM_METADATA_KEY];
   if (recorded === undefined) return undefined;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(recorded);
-  } catch {
-    throw new PaceFileError(`'${file}': its '${EVAL_TRANSFORM_METADATA_KEY}' metadata is not JSON`);
-  }
-  const checked = EvalTransformSchema.safeParse(parsed);
-  if (!checked.success) {
-    const issue = checked.error.issues[0];
-    throw new PaceFileError(
-      `'${file}': its '${EVAL_TRANSFORM_METADATA_KEY}' metadata is not an evaluation transform ` +
-        `(${issue.path.join('.') || 'the value'}: ${issue.message})`,
-    );
-  }
-  return checked.data;
+  const key = EVAL_TRANSFORM_METADATA_KEY;
+  return checkedMetadataJson(recorded, EvalTransformSchema, `'${file}'`, key, 'an evaluation transform');
 }
 
 /**

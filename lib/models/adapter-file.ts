@@ -1,4 +1,5 @@
 import { PaceFileError } from '../errors';
+import { checkedMetadataJson } from '../safetensors';
 import {
   ADAPTER_METADATA_KEY,
   SavedAdapterConfigSchema,
@@ -97,20 +98,14 @@ export function checkAdapterFile(
 }
 
 function parseRecorded(file: string, recorded: string): SavedAdapterConfig {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(recorded);
-  } catch {
-    throw new PaceFileError(`adapter file '${file}': its '${ADAPTER_METADATA_KEY}' metadata is not JSON`);
-  }
-  const result = SavedAdapterConfigSchema.safeParse(parsed);
-  if (!result.success) {
-    const issue = result.error.issues[0];
-    throw new PaceFileError(
-      `adapter file '${file}': its '${ADAPTER_METADATA_KEY}' metadata is not an adapter configuration (${issue.path.join('.') || 'the value'}: ${issue.message})`,
-    );
-  }
-  return result.data;
+  const where = `adapter file '${file}'`;
+  return checkedMetadataJson(
+    recorded,
+    SavedAdapterConfigSchema,
+    where,
+    ADAPTER_METADATA_KEY,
+    'an adapter configuration',
+  );
 }
 
 /** Each field the file records must be the model's (a field this version does not know differs from its absence). */

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 import { PaceFileError, PaceOptionError } from '../errors';
-import type { TensorHeaderEntry, TensorMetadata } from '../safetensors';
+import { metadataJson, type TensorHeaderEntry, type TensorMetadata } from '../safetensors';
 
 /** The metadata key under which saveWeights records the classes' names (a JSON array, one per logit). */
 export const CLASS_NAMES_METADATA_KEY = 'pace_peft.class_names';
@@ -30,12 +30,7 @@ export function recordedClassNames(
 ): readonly string[] | undefined {
   const recorded = metadata?.[CLASS_NAMES_METADATA_KEY];
   if (recorded === undefined) return undefined;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(recorded);
-  } catch {
-    throw new PaceFileError(`'${file}': its '${CLASS_NAMES_METADATA_KEY}' metadata is not JSON`);
-  }
+  const parsed = metadataJson(recorded, `'${file}'`, CLASS_NAMES_METADATA_KEY);
   try {
     return checkClassNames(parsed, numClasses, `'${file}': its '${CLASS_NAMES_METADATA_KEY}' metadata`);
   } catch (error) {
