@@ -109,16 +109,17 @@ const fromRaw = ({ pixels, width, height }: Decoded) => sharp(pixels, { raw: { w
 /**
  * An evaluation resize by libvips alone, `size × size` RGB: the geometry of {@link resizedForEvaluation} (torchvision's
  * sizes and offsets), but libvips' resampling, which shrinks a JPEG while decoding it. About ten times faster on a
- * 12 MP photo, and a level or two off Pillow's pixels: what a server may choose over exactness.
+ * 12 MP photo, and a level or two off Pillow's pixels: what a server may choose over exactness. `metadata` is the
+ * input's, as the caller read it to check the upload.
  */
 export async function fastResizedForEvaluation(
   input: Buffer,
+  metadata: sharp.Metadata,
   size: number,
   how: EvalResize,
   limitInputPixels: number,
 ): Promise<Buffer> {
   const options = { failOn: 'error' as const, ignoreIcc: true, limitInputPixels };
-  const metadata = await sharp(input, options).metadata();
   let image = sharp(input, options).autoOrient().removeAlpha().toColourspace('srgb');
   if (metadata.hasAlpha) {
     // Resizing with alpha, libvips premultiplies it (transparent pixels turn black): dropped first instead.

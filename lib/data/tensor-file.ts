@@ -43,26 +43,22 @@ export async function loadTensorDataset(
  * of images of one size or one that cannot be read: what the file's images were stored at (`loadImages`' `shorter`).
  */
 export function packedShorterSide(path: string): number | undefined {
-  let header: ReturnType<typeof readTensorHeaderSync>;
-  const bytes = (() => {
+  let bytes: Buffer;
+  try {
+    const header = readTensorHeaderSync(path);
+    const extents = header.entries.find((entry) => entry.name === 'extents');
+    if (!extents || extents.dtype !== 'int64' || extents.shape.length !== 2 || extents.shape[0] < 1) return undefined;
+    const [from, to] = extents.dataOffsets;
+    bytes = Buffer.alloc(to - from);
+    const handle = fs.openSync(path, 'r');
     try {
-      header = readTensorHeaderSync(path);
-      const extents = header.entries.find((entry) => entry.name === 'extents');
-      if (!extents || extents.dtype !== 'int64' || extents.shape.length !== 2 || extents.shape[0] < 1) return undefined;
-      const [from, to] = extents.dataOffsets;
-      const read = Buffer.alloc(to - from);
-      const handle = fs.openSync(path, 'r');
-      try {
-        fs.readSync(handle, read, 0, read.length, header.dataStart + from);
-      } finally {
-        fs.closeSync(handle);
-      }
-      return read;
-    } catch {
-      return undefined; // not readable here: the load names why
+      fs.readSync(handle, bytes, 0, bytes.length, header.dataStart + from);
+    } finally {
+      fs.closeSync(handle);
     }
-  })();
-  if (!bytes) return undefined;
+  } catch {
+    return undefined; // not readable here: the load names why
+  }
   const sides = new BigInt64Array(bytes.buffer, bytes.byteOffset, Math.floor(bytes.length / 8));
   let shortest = Infinity;
   for (let i = 0; i + 1 < sides.length; i += 2) shortest = Math.min(shortest, Number(sides[i]), Number(sides[i + 1]));

@@ -103,7 +103,7 @@ export class UploadDecoder {
         // Decoded whole and resized as `pace eval` resizes a file (Pillow's arithmetic where it differs from
         // libvips'), so the server answers for an upload what an evaluation of it computes.
         if (this.limits.decode === 'fast')
-          return await fastResizedForEvaluation(body, size, how, this.limits.maxPixels);
+          return await fastResizedForEvaluation(body, metadata, size, how, this.limits.maxPixels);
         return await resizedForEvaluation(await decodeWhole(body, this.limits.maxPixels), size, how);
       } catch (error) {
         throw new HttpError(400, `the body is not a readable image (${(error as Error).message})`);
