@@ -26,6 +26,8 @@ for source in "${sources[@]}"; do
   if [ ! -f "$object" ] || [ "$source" -nt "$object" ]; then "${launcher[@]}" clang++ "${flags[@]}" -c "$source" -o "$object"; fi
   objects+=("$object")
 done
+scratch="$(mktemp -d "${TMPDIR:-/tmp}/pace-fuzz-XXXXXX")"  # the targets' input files; removed however we leave
+trap 'rm -rf "$scratch"' EXIT
 status=0
 for target in safetensors npz; do
   binary="$out/${target}_fuzz"
@@ -34,7 +36,7 @@ for target in safetensors npz; do
   mkdir -p "$corpus"
   cp -n native/fuzz/corpus/"$target"/* "$corpus"/ 2>/dev/null || true
   echo "fuzz: $target for ${seconds}s"
-  if ! ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 "$binary" -max_total_time="$seconds" -rss_limit_mb=4096 \
+  if ! TMPDIR="$scratch" ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 "$binary" -max_total_time="$seconds" -rss_limit_mb=4096 \
     -max_len=65536 -artifact_prefix="$out/crashes/$target-" -print_final_stats=1 "$corpus" 2>"$out/$target.log"; then
     echo "fuzz: $target CRASHED; see $out/$target.log and $out/crashes/" >&2
     tail -40 "$out/$target.log" >&2

@@ -1,13 +1,17 @@
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 
-import { repoRoot } from './support/paths';
+import { makeTempDir, repoRoot } from './support/paths';
 
 // The core is built and tested without Node too: its own C++ test executable runs once, and each of its tests
 // becomes a jest test here, so a C++ test that cannot run on this machine (no GPU, no AVX2) shows as skipped
 // with its reason instead of passed.
 const binary = path.join(repoRoot, 'build', 'Release', 'pace_core_tests');
-const run = spawnSync(binary, { encoding: 'utf8' });
+const scratch = makeTempDir('core-tests');
+const run = spawnSync(binary, { encoding: 'utf8', env: { ...process.env, TMPDIR: scratch.dir } });
+const leftBehind = fs.readdirSync(scratch.dir);
+scratch.cleanup();
 const results = [...(run.stdout ?? '').matchAll(/^(ok|FAIL|skip) {1,3}(.*?)(?:: (.*))?$/gm)].map(
   ([, status, name, detail]) => ({ status, name, detail }),
 );
@@ -22,6 +26,10 @@ test('the native core test executable runs and reports every test it ran', () =>
   expect(results.filter((r) => r.status === 'FAIL')).toHaveLength(failed);
   expect(results.filter((r) => r.status === 'skip')).toHaveLength(skipped);
   expect(run.status).toBe(failed === 0 ? 0 : 1);
+});
+
+test('the core test executable removes the files it wrote', () => {
+  expect(leftBehind).toEqual([]);
 });
 
 describe('native core (C++)', () => {

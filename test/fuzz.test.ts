@@ -1,7 +1,8 @@
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 
-import { repoRoot } from './support/paths';
+import { makeTempDir, repoRoot } from './support/paths';
 import { testIf } from './support/test-if';
 
 const hasClang = spawnSync('sh', ['-c', 'command -v clang++'], { encoding: 'utf8' }).status === 0;
@@ -9,18 +10,23 @@ const hasClang = spawnSync('sh', ['-c', 'command -v clang++'], { encoding: 'utf8
 // A bounded libFuzzer run (address + undefined-behaviour sanitizers) of the native safetensors and .npz readers
 // from the committed seed corpus; the bootstrap installs Debian's clang so this runs in npm test.
 testIf(hasClang, 'no clang++ on the PATH; scripts/bootstrap.sh installs clang')(
-  'fuzzing the native parsers for 25 s each finds no crash',
+  'fuzzing the native parsers for 25 s each finds no crash and leaves no scratch file',
   () => {
+    const scratch = makeTempDir('fuzz');
     const run = spawnSync('bash', [path.join(repoRoot, 'scripts', 'fuzz.sh'), '25'], {
       cwd: repoRoot,
       encoding: 'utf8',
+      env: { ...process.env, TMPDIR: scratch.dir },
     });
+    const leftBehind = fs.readdirSync(scratch.dir);
+    scratch.cleanup();
     console.log(run.stdout.trim());
     expect(run.stderr).not.toContain('CRASHED');
     expect(run.status).toBe(0);
     const runs = [...run.stdout.matchAll(/stat::number_of_executed_units: (\d+)/g)].map((m) => Number(m[1]));
     expect(runs).toHaveLength(2);
     for (const count of runs) expect(count).toBeGreaterThan(1000);
+    expect(leftBehind).toEqual([]);
   },
   600000,
 );

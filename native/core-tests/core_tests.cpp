@@ -5,9 +5,12 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -24,12 +27,28 @@ namespace {
 using pace::tests::check;
 using pace::tests::Failure;
 
+// One private folder for the whole run, removed when the process exits (a run must not leave files behind).
+class ScratchFolder {
+ public:
+  ScratchFolder() {
+    const char* base = std::getenv("TMPDIR");
+    std::string pattern = std::string(base && *base ? base : "/tmp") + "/pace-core-tests-XXXXXX";
+    if (!mkdtemp(pattern.data())) throw std::runtime_error("cannot make a scratch folder from " + pattern);
+    path_ = pattern;
+  }
+  ~ScratchFolder() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 std::string tempDir() {
-  static std::string dir = [] {
-    char pattern[] = "/tmp/pace-core-tests-XXXXXX";
-    return std::string(mkdtemp(pattern));
-  }();
-  return dir;
+  static const ScratchFolder folder;
+  return folder.path();
 }
 
 void writeBytes(const std::string& path, const std::string& bytes) {

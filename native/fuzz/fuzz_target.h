@@ -4,13 +4,18 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <string>
 
 namespace pace::fuzz {
 
+// In $TMPDIR, which scripts/fuzz.sh points at a folder it removes afterwards.
 inline const std::string& scratchPath() {
-  static const std::string path = "/tmp/pace-fuzz-" + std::to_string(getpid()) + ".bin";
+  static const std::string path = [] {
+    const char* base = std::getenv("TMPDIR");
+    return std::string(base && *base ? base : "/tmp") + "/pace-fuzz-" + std::to_string(getpid()) + ".bin";
+  }();
   return path;
 }
 
