@@ -6,10 +6,20 @@ import zlib from 'node:zlib';
 
 import sharp from 'sharp';
 
-import { createModel, loadTensors, readTensorHeader, saveTensors, tensor, TensorDataset, Trainer } from '../lib';
+import {
+  createModel,
+  loadTensors,
+  readTensorHeader,
+  saveTensors,
+  tensor,
+  TensorDataset,
+  Trainer,
+  type History,
+} from '../lib';
 import { commitOf, startFakeHub } from './support/hub-server';
 import { fixturesDir, makeTempDir, repoRoot } from './support/paths';
 import { colourData, seededRandom, tinyVit } from './support/synthetic';
+import { stopLine } from '../lib/cli/commands';
 
 const temp = makeTempDir('cli');
 afterAll(() => temp.cleanup());
@@ -317,6 +327,19 @@ test('--lr, --batch-size and --epochs override the config: the lr each epoch ran
   expect(adamSteps.length).toBeGreaterThan(0);
   for (const name of adamSteps) expect(Number(tensors[name].toBigInt64Array()[0])).toBe(12);
   for (const t of Object.values(tensors)) t.dispose();
+});
+
+test("pace fit's last line names a stop within an epoch: its steps are in the adapters, a resume repeats them", () => {
+  // The SIGINT runs here stop between epochs or within one, as the machine's timing falls: both lines, fixed.
+  const epochs = [{ epoch: 0 }, { epoch: 1 }] as unknown as History['epochs'];
+  expect(stopLine({ stopReason: 'completed', epochs }, 'run/adapters.safetensors')).toBe(
+    'completed after 2 epochs; adapters in run/adapters.safetensors',
+  );
+  const interrupted = { epoch: 2, steps: 7, stepsPerEpoch: 64 };
+  expect(stopLine({ stopReason: 'aborted', epochs, interrupted }, 'run/adapters.safetensors')).toBe(
+    "aborted after 2 epochs and 7 of epoch 2's 64 steps; adapters in run/adapters.safetensors (with those steps; a " +
+      'resume starts again at epoch 2)',
+  );
 });
 
 test('pace fit --resume continues a run stopped by SIGINT and ends with the weights and metrics of an uninterrupted run', async () => {

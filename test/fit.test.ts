@@ -197,6 +197,8 @@ test('an AbortSignal stops a fit within one step and leaves a valid checkpoint t
   expect(history.epochs.length).toBe(1);
   expect(trainer.iteration).toBeLessThan(2 * stepsPerEpoch); // inside epoch 1, not at its end
   expect(trainer.iteration - abortedAt).toBeLessThanOrEqual(1);
+  // The steps of epoch 1 that ran are named: the model holds them, the checkpoint does not.
+  expect(history.interrupted).toEqual({ epoch: 1, steps: trainer.iteration - stepsPerEpoch, stepsPerEpoch });
   const header = await readTensorHeader(path.join(runDir, 'last.safetensors'));
   expect(header.metadata?.epoch).toBe('0');
   expect(fs.readFileSync(path.join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(1);

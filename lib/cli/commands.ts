@@ -195,7 +195,7 @@ const epochLine = (epoch: number, logs: EpochLogs): string =>
  * How pace fit ended. A stop within an epoch says so: the adapters hold its steps, while the run's checkpoint (and so
  * a resume) is at the end of the epoch before.
  */
-function stopLine({ stopReason, epochs, interrupted }: History, adapters: string): string {
+export function stopLine({ stopReason, epochs, interrupted }: History, adapters: string): string {
   if (!interrupted) return `${stopReason} after ${epochs.length} epochs; adapters in ${adapters}`;
   const { epoch, steps, stepsPerEpoch } = interrupted;
   return (
