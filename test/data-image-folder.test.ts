@@ -114,3 +114,48 @@ test('a root that is missing or a file is a PaceNotFoundError or PaceFileError n
     expect.objectContaining({ name: 'PaceFileError', message: `image folder '${file}' is not a folder` }),
   );
 });
+
+test("the samples are torchvision's IMG_EXTENSIONS, any case: a GIF or an AVIF is not one, a .JPEG is", () => {
+  // Bug: GIF and AVIF files were samples (torchvision leaves them out), so counts and labels differed from its.
+  const root = folderWith(['a/1.JPEG', 'a/2.gif', 'a/3.avif', 'a/4.TIF', 'a/5.webp', 'b/6.Png']);
+  expect(listing(root).entries).toEqual([
+    [path.join('a', '1.JPEG'), 0, 1],
+    [path.join('a', '4.TIF'), 0, 2],
+    [path.join('a', '5.webp'), 0, 3],
+    [path.join('b', '6.Png'), 1, 4],
+  ]);
+});
+
+test('a BMP, PPM or PGM sample (torchvision reads them, libvips does not) is refused, naming it', () => {
+  // Bug: they were left out without a word, a class of them refused as having no images.
+  for (const name of ['b/x.bmp', 'b/y.PPM', 'b/deep/z.pgm']) {
+    const root = folderWith(['a/1.png', 'b/2.png', name]);
+    const kind = path.extname(name).slice(1).toUpperCase();
+    expect(() => imageFolderEntries(root)).toThrow(
+      expect.objectContaining({
+        name: 'PaceInputError',
+        message:
+          `image folder '${root}': '${name}' is a ${kind} image, one of torchvision's ImageFolder samples that this ` +
+          "package cannot decode (BMP, PPM, PGM): convert the folder's images to PNG first",
+      }),
+    );
+  }
+});
+
+test('an image or folder whose name is not UTF-8 is refused, naming its bytes; another such file is left out', () => {
+  // Bug: Node read 'caf\xe9.png' as 'caf\uFFFD.png', a file that does not exist, reported later as missing.
+  const root = folderWith(['a/1.png', 'b/2.png']);
+  const bytes = (name: string) => Buffer.concat([Buffer.from(path.join(root, 'b') + '/'), Buffer.from(name, 'latin1')]);
+  fs.writeFileSync(bytes('notes-\xe9.txt'), 'x');
+  expect(listing(root).entries).toHaveLength(2);
+  fs.writeFileSync(bytes('caf\xe9.png'), 'x');
+  expect(() => imageFolderEntries(root)).toThrow(
+    expect.objectContaining({
+      name: 'PaceInputError',
+      message: `image folder '${root}': 'b' holds a name that is not UTF-8 ('caf\\xe9.png'): rename it`,
+    }),
+  );
+  // A name that holds U+FFFD itself is an ordinary name.
+  const plain = folderWith(['a/\uFFFD.png']);
+  expect(listing(plain).entries).toEqual([[path.join('a', '\uFFFD.png'), 0, 1]]);
+});

@@ -7,7 +7,10 @@ import { isInside } from './dataset-root';
 import { fsError } from './fs-context';
 import type { SplitEntry } from './splits';
 
-const imageExtensions = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif']);
+/** torchvision's `IMG_EXTENSIONS`: an ImageFolder's images, case aside; other files are not samples. */
+const imageExtensions = new Set(['.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp']);
+/** Of those, the formats libvips (sharp) does not decode: a folder holding them is refused, not loaded short. */
+const undecodable = new Set(['.ppm', '.bmp', '.pgm']);
 
 /**
  * A plain image folder, read as torchvision's ImageFolder reads one: each subfolder of the root is a class (classes
@@ -45,7 +48,15 @@ export function imageFolderEntries(
         `image folder '${root}': class folder '${item.name}' has no images (${[...imageExtensions].join(', ')})`,
       );
     }
-    for (const file of files) entries.push({ path: file, label, line: entries.length + 1 });
+    const refused = files.find((file) => undecodable.has(path.extname(file).toLowerCase()));
+    if (refused) {
+      throw new PaceInputError(
+        `image folder '${root}': '${path.relative(folder.realRoot, refused)}' is a ` +
+          `${path.extname(refused).slice(1).toUpperCase()} image, one of torchvision's ImageFolder samples that ` +
+          `this package cannot decode (BMP, PPM, PGM): convert the folder's images to PNG first`,
+      );
+    }
+    for (const file of files) entries.push({ path: file, label, line: entries.length + 1, fromFolder: true });
   });
   return { entries, classes: classNames ? [...classNames] : classes.map((item) => item.name) };
 }
@@ -69,11 +80,11 @@ const isImage = (item: Item) => !item.isFolder && imageExtensions.has(path.extna
 const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 class ImageFolder {
-  private readonly real: string;
+  readonly realRoot: string;
 
   constructor(private readonly root: string) {
     try {
-      this.real = fs.realpathSync.native(root);
+      this.realRoot = fs.realpathSync.native(root);
     } catch (error) {
       throw fsError(error, `image folder '${root}'`);
     }
@@ -81,7 +92,7 @@ class ImageFolder {
 
   /** The class folders, by name. */
   classes(): Item[] {
-    const top: Item = { name: '', shown: '', real: this.real, isFolder: true };
+    const top: Item = { name: '', shown: '', real: this.realRoot, isFolder: true };
     return this.itemsOf(top).filter((item) => item.isFolder);
   }
 
@@ -95,7 +106,7 @@ class ImageFolder {
       const inside = new Set(ancestors).add(folder.real);
       for (const item of items) if (item.isFolder) visit(item, inside);
     };
-    visit(classFolder, new Set([this.real]));
+    visit(classFolder, new Set([this.realRoot]));
     return folders.sort((a, b) => compare(a.shown, b.shown)).flatMap((folder) => folder.files);
   }
 
@@ -115,10 +126,28 @@ class ImageFolder {
     for (const entry of entries.sort((a, b) => compare(a.name, b.name))) {
       const shown = folder.shown === '' ? entry.name : `${folder.shown}/${entry.name}`;
       const item = { name: entry.name, shown, real: path.join(folder.real, entry.name), isFolder: entry.isDirectory() };
+      // Node decodes names as UTF-8, a byte that is not becoming U+FFFD: such an image or folder would be listed
+      // under a name that does not exist.
+      if (entry.name.includes('\uFFFD') && (item.isFolder || entry.isSymbolicLink() || isImage(item))) {
+        this.refuseUndecodableName(folder, entry.name);
+      }
       const followed = entry.isSymbolicLink() ? this.follow(item) : item;
       if (followed && (followed.isFolder || isImage(followed))) items.push(followed);
     }
     return items;
+  }
+
+  private refuseUndecodableName(folder: Item, decoded: string): void {
+    const raw = fs
+      .readdirSync(folder.real, { encoding: 'buffer' })
+      .find((name) => name.toString('utf8') === decoded && !Buffer.from(decoded, 'utf8').equals(name));
+    if (!raw) return; // the name holds U+FFFD itself
+    const shown = [...raw]
+      .map((byte) =>
+        byte >= 0x20 && byte < 0x7f ? String.fromCharCode(byte) : `\\x${byte.toString(16).padStart(2, '0')}`,
+      )
+      .join('');
+    throw this.problem(folder, `holds a name that is not UTF-8 ('${shown}'): rename it`, PaceInputError);
   }
 
   private follow(link: Item): Item | undefined {
@@ -131,7 +160,7 @@ class ImageFolder {
       return undefined;
     }
     const item = { ...link, real, isFolder: fs.statSync(real).isDirectory() };
-    if ((item.isFolder || isImage(item)) && !isInside(this.real, real)) {
+    if ((item.isFolder || isImage(item)) && !isInside(this.realRoot, real)) {
       throw this.problem(link, `links outside the folder (${real})`, PaceInputError);
     }
     return item;

@@ -23,11 +23,12 @@ export interface LoadImagesOptions {
   /** The working size: images are stored as `size × size` RGB (under `shorter`, their shorter side at `size`). */
   size: number;
   /**
-   * `stretch`: resize to size × size (VTAB, as the reference: bicubic, aspect ratio not kept; an enlargement as
-   * Pillow computes it).
+   * `stretch`: resize to size × size (VTAB, as the reference: bicubic, aspect ratio not kept): the pixels
+   * Pillow's `resize((size, size), BICUBIC)` gives.
    * `center-crop`: resize the shorter side to floor(size / 0.875) (256 for 224, bilinear), then crop the centre
    * (few-shot evaluation): the pixels torchvision's Resize(256) and CenterCrop(224) give.
-   * `cover`: resize the shorter side to size (bilinear) and keep the central square.
+   * `cover`: resize the shorter side to size (bilinear) and keep the central square: torchvision's Resize(size) and
+   * CenterCrop(size).
    * `shorter`: resize the shorter side to size (bilinear) and keep the whole image at its own size (few-shot and FGVC
    * training: store 256, then `augment: { crop: 224, flip: true }`, the reference's Resize(256), RandomCrop(224) and
    * flips): a dataset of images of their own sizes (see TensorDataset's `extents`).
@@ -140,7 +141,8 @@ async function decodeEntries(
   }));
   if (onBadImage === 'error' && skipped.length > 0) {
     const [{ path, line, error, reason }] = skipped;
-    throw withContext(error, `image '${path}' (list line ${line}): ${reason}`);
+    const where = entries[failures[0].index].fromFolder ? '' : ` (list line ${line})`;
+    throw withContext(error, `image '${path}'${where}: ${reason}`);
   }
   return { pixels, skipped: skipped.map(({ path, line, reason }) => ({ path, line, reason })).sort(byLine) };
 }

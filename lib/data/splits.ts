@@ -52,8 +52,10 @@ export interface SplitEntry {
   /** The image's absolute path, inside the dataset root. */
   path: string;
   label: number;
-  /** 1-based line number in the list file, for messages. */
+  /** 1-based line number in the list file, for messages (an image folder's: the image's place in it). */
   line: number;
+  /** Set for an image folder's entries: there is no list line to name. */
+  fromFolder?: true;
 }
 
 interface ListContext {
