@@ -334,13 +334,15 @@ describe("few-shot training stores torchvision's Resize(32) whole, for RandomCro
   });
 });
 
-test("VTAB's stretch enlarges as Pillow's Resize((size, size), BICUBIC): two 8-bit passes, across then down", async () => {
-  // Bug: libvips sampled an enlargement half an output pixel up and left of Pillow (on random 32 × 32 pixels
-  // stretched to 224, 8 levels apart on average). The expected pixels are Pillow's (test/support/pillow-resample).
+test("VTAB's stretch resizes as Pillow's Resize((size, size), BICUBIC): two 8-bit passes, across then down", async () => {
+  // Bugs: libvips sampled an enlargement half an output pixel up and left of Pillow (on random 32 × 32 pixels
+  // stretched to 224, 8 levels apart on average), and its shrinks were up to 5 levels off on KITTI-like sizes. The
+  // expected pixels are Pillow's (test/support/pillow-resample).
   const cases: [number, number][] = [
     [12, 9], // both sides enlarged
     [40, 7], // one side shrunk, the other enlarged
     [2, 3000], // a thin strip: its rows are resampled across a band at a time (47 bands), each added where it reaches
+    [124, 37], // both sides shrunk (KITTI's 1242 × 375 in miniature)
   ];
   for (const [width, height] of cases) {
     const random = seededRandom(width * 100 + height);
@@ -356,6 +358,27 @@ test("VTAB's stretch enlarges as Pillow's Resize((size, size), BICUBIC): two 8-b
     const expected = pillowResize(source, width, height, 3, 20, 20, 'bicubic');
     expect([width, height, Array.from(ours)]).toEqual([width, height, expected]); // Pillow's integer loop: exact
   }
+});
+
+test("cover is torchvision's Resize(size) then CenterCrop(size) of a Pillow image, pixel for pixel", async () => {
+  // Bug: libvips' cover rounded the longer side (26 here, where torchvision truncates 25.96 to 25) and cropped it
+  // half a pixel off: 12 levels apart on average on these random pixels.
+  const [width, height] = [61, 47];
+  const random = seededRandom(611);
+  const source = Array.from({ length: width * height * 3 }, () => Math.floor(random() * 256));
+  await sharp(Buffer.from(source), { raw: { width, height, channels: 3 } })
+    .png()
+    .toFile(path.join(temp.dir, 'cover.png'));
+  fs.writeFileSync(path.join(temp.dir, 'cover.txt'), 'cover.png 0\n');
+  const entries = parseSplitList(path.join(temp.dir, 'cover.txt'), { root: temp.dir, numClasses: 1 });
+  const { dataset } = await loadImages(entries, { size: 20, resize: 'cover', normalization: imagenet });
+  // Resize(20): 47 → 20, 61 → int(20 · 61 / 47) = 25; CenterCrop(20): left int(round(2.5)) = 2, top 0.
+  const resized = pillowResize(source, width, height, 3, 25, 20, 'bilinear');
+  const expected = Array.from({ length: 20 * 20 * 3 }, (_, i) => {
+    const [y, x, c] = [Math.floor(i / 60), Math.floor(i / 3) % 20, i % 3];
+    return resized[(y * 25 + x + 2) * 3 + c];
+  });
+  expect(Array.from(dataset.images.toUint8Array())).toEqual(expected);
 });
 
 test('an embedded colour profile is ignored, as Pillow ignores it: the stored values are the pixels', async () => {
@@ -606,22 +629,72 @@ test('a decoded cache is reused for the same list and options, and rebuilt when 
   expect((await loadImages(entries, { size: 6, normalization: imagenet, cache })).fromCache).toBe(true);
 });
 
-test('WebP and CMYK JPEG images decode to the same RGB as their source', async () => {
+test('a WebP image decodes to the RGB of its source', async () => {
   const dir = path.join(temp.dir, 'formats');
   fs.mkdirSync(dir, { recursive: true });
   await solid(8, 8, [200, 60, 30]).webp({ lossless: true }).toFile(path.join(dir, 'a.webp'));
-  await solid(8, 8, [200, 60, 30]).toColourspace('cmyk').jpeg({ quality: 100 }).toFile(path.join(dir, 'b.jpg'));
-  expect((await sharp(path.join(dir, 'b.jpg')).metadata()).space).toBe('cmyk');
-  const list = path.join(dir, 'list.txt');
-  fs.writeFileSync(list, 'a.webp 0\nb.jpg 0\n');
-  const { dataset } = await loadImages(parseSplitList(list, { root: dir, numClasses: 1 }), {
+  fs.writeFileSync(path.join(dir, 'list.txt'), 'a.webp 0\n');
+  const { dataset } = await loadImages(parseSplitList(path.join(dir, 'list.txt'), { root: dir, numClasses: 1 }), {
     size: 8,
     normalization: imagenet,
   });
-  const pixels = dataset.images.toUint8Array();
-  expect(Array.from(pixels.subarray(0, 3))).toEqual([200, 60, 30]);
-  const cmyk = Array.from(pixels.subarray(192, 195));
-  [200, 60, 30].forEach((v, c) => expect(Math.abs(cmyk[c] - v)).toBeLessThanOrEqual(12)); // via an ICC round trip
+  expect(Array.from(dataset.images.toUint8Array().subarray(0, 3))).toEqual([200, 60, 30]);
+});
+
+describe("a CMYK JPEG decodes to the RGB of Pillow's convert('RGB'), not through a colour profile", () => {
+  // From test/reference/cmyk_jpeg_pillow.py: a 12 × 10 CMYK JPEG as Pillow writes it, and Pillow's RGB of it.
+  const jpeg = Buffer.from(
+    '/9j/7gAOQWRvYmUAZAAAAAAA/9sAQwACAQEBAQECAQEBAgICAgIEAwICAgIFBAQDBAYFBgYGBQYGBgcJCAYHCQcGBggLCAkKCgoK' +
+      'CgYICwwLCgwJCgoK/8AAFAgACgAMBEMRAE0RAFkRAEsRAP/EAB8AAAEFAQEBAQEBAAAAAAAAAAABAgMEBQYHCAkKC//EALUQAAIB' +
+      'AwMCBAMFBQQEAAABfQECAwAEEQUSITFBBhNRYQcicRQygZGhCCNCscEVUtHwJDNicoIJChYXGBkaJSYnKCkqNDU2Nzg5OkNERUZH' +
+      'SElKU1RVVldYWVpjZGVmZ2hpanN0dXZ3eHl6g4SFhoeIiYqSk5SVlpeYmZqio6Slpqeoqaqys7S1tre4ubrCw8TFxsfIycrS09TV' +
+      '1tfY2drh4uPk5ebn6Onq8fLz9PX29/j5+v/aAA4EQwBNAFkASwAAPwD66/4LR/8AMW/4H/WvdP8Ah/8Af9Tr/wCTH/16+rP22/22' +
+      '/wDj7/4m/wDe/jr7V/4Kgf8ABUD4y/AL4y2v7Pn7Pml6hrfjLW9Qay0LQtMkCyTyAMzMWZlSKJEV5JJpGWOKON5JGREZh/Ml+1R/' +
+      'yWfUvw/m1H/D/wC/6nX/AMmP/r1+XfxY/bb/AOK2uv8Aib/+P+5r5qtf2r/+Ckvje4vX8PftweMNZu9L1Cew11fhB8DdY8WaNYXS' +
+      'OWW3XUVubYvL9ne3ldHgjZDMBhl2yP8A02/8Fo/+Yt/wP+tfzS/8JP4l/wChhvv/AALf/GvQv229R1D/AEv/AE6b+L/lqa5X/gon' +
+      '4i8QaT/wVP8Aj1/ZWu3ltj9n/XsfZ7p0x/xPNE9DX8yX7VH/ACWfUvw/m1H/AAk/iX/oYb7/AMC3/wAa/Lv4sajqH/CbXX+nTf8A' +
+      'f0+pr5i8e+N/GngL4afB7QvAvi/VNFsZfgf4Wv5bLSdQktonurqwS6urgpGwBlmuJpZpHxukkld2JZiT/9k=',
+    'base64',
+  );
+  const pillowRgb = Buffer.from(
+    '////5v3x0f/nuf/co/7NjP/Ddf+3Xv+rR/+fMP6RGf+HAv97/+Pz497ix9jRqM68ksqud8GcYb2OS7Z/Nq5xJa5nEqVaAZ5N/8jn' +
+      '273PubG3maWhgp6QZ5N9T4hsO31cKXNNGGQ9C1oyAU8n/qra1Jy9r5CkjYKMbXJyUmRdOlRJKEg5GDoqCykbBB4RABIJ/Y7N0YGw' +
+      'pHCQe19xXFBZQEFDKDEvFiIdCRMOAQMCF4FOAnE7/3PDxWGbllN7cEZhSTNCKyQqFRQWAwQDQGhaJVhDEEkwATog/1e3wkmPizpq' +
+      'XCtJOB4uGRAWAAAAUUtVMDs7GS4nCSAXAA8J/juquy+AhCVdThk5JQ0cBwMFYzJUPic5IhwkDRARAgQEAjUj/x+ftBhydRFMPwsq' +
+      'EwQNfxxaUBU8Kw4jEggQAQEBFBkgARMQ/QOTrQJlagI/MAEdAQABbAJEPQIoGgESAgABJgIfDgIPAQEE',
+    'base64',
+  );
+
+  test('decoded whole, every value equals Pillow', async () => {
+    expect((await sharp(jpeg).metadata()).space).toBe('cmyk');
+    const decoded = await decodeWhole(jpeg);
+    expect([decoded.width, decoded.height]).toEqual([12, 10]);
+    expect(Array.from(decoded.pixels)).toEqual(Array.from(pillowRgb));
+    // libvips' own conversion (a CMYK profile) was far off: the defect this replaces
+    const profiled = await sharp(jpeg, { ignoreIcc: true }).toColourspace('srgb').raw().toBuffer();
+    expect(Math.max(...profiled.map((v, i) => Math.abs(v - pillowRgb[i])))).toBeGreaterThan(20);
+  });
+
+  test("loaded for training and served fast, the stored pixels are Pillow's resize of Pillow's RGB", async () => {
+    const dir = path.join(temp.dir, 'cmyk');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'print.jpg'), jpeg);
+    fs.writeFileSync(path.join(dir, 'list.txt'), 'print.jpg 0\n');
+    const { dataset } = await loadImages(parseSplitList(path.join(dir, 'list.txt'), { root: dir, numClasses: 1 }), {
+      size: 20,
+      resize: 'stretch',
+      normalization: imagenet,
+    });
+    const expected = pillowResize(Array.from(pillowRgb), 12, 10, 3, 20, 20, 'bicubic');
+    expect(Array.from(dataset.images.toUint8Array())).toEqual(expected);
+    const how = { resize: 'stretch', cropPct: 1, interpolation: 'bicubic' } as const;
+    const fast = await fastResizedForEvaluation(jpeg, await sharp(jpeg).metadata(), 8, how, 1e6);
+    const shrunk = await sharp(pillowRgb, { raw: { width: 12, height: 10, channels: 3 } })
+      .resize(8, 8, { fit: 'fill', kernel: 'cubic' })
+      .raw()
+      .toBuffer();
+    expect(Array.from(fast)).toEqual(Array.from(shrunk));
+  });
 });
 
 test('a few-shot layout loads with the reference transforms: stored at size/0.875 with crops and flips for training', async () => {

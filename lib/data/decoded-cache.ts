@@ -47,7 +47,8 @@ export function decodedCacheKey(
   const hash = createHash('sha256');
   // version 2: few-shot and FGVC resizes became bilinear, and VTAB's enlargements Pillow's (not libvips')
   // version 3: embedded colour profiles are ignored, as Pillow ignores them
-  hash.update(JSON.stringify({ version: 3, size: options.size, resize: options.resize, bad: options.onBadImage }));
+  // version 4: CMYK converted in Pillow's arithmetic; every stretch and cover resized as Pillow resizes
+  hash.update(JSON.stringify({ version: 4, size: options.size, resize: options.resize, bad: options.onBadImage }));
   for (const entry of entries) {
     let stamp = 'missing';
     try {

@@ -61,9 +61,8 @@ export async function decodeImage(file: string, size: number, mode: ResizeMode):
 }
 
 /**
- * A decoded image as an evaluation transform resizes it, `size × size` RGB: stretched (Pillow's `interpolation`
- * where a side is enlarged, else libvips' kernel of that name: within a level of Pillow) or centre-cropped after
- * torchvision's `Resize(floor(size / cropPct), interpolation)`, in Pillow's arithmetic.
+ * A decoded image as an evaluation transform resizes it, `size × size` RGB: stretched, or centre-cropped after
+ * torchvision's `Resize(floor(size / cropPct), interpolation)`, in Pillow's arithmetic (its pixels exactly).
  */
 export async function resizedForEvaluation(decoded: DecodedImage, size: number, how: EvalResize): Promise<Buffer> {
   const pixels =
@@ -88,20 +87,45 @@ type Decoded = DecodedImage;
  * The whole image, as Pillow decodes it for torchvision: at full size (no JPEG shrink-on-load: libjpeg's DCT scaling
  * put a 1200 × 900 JPEG's crop a level from Pillow's on average), EXIF orientation applied, alpha dropped rather than
  * multiplied in (resizing with alpha, libvips premultiplies it: transparent pixels turned black), an embedded colour
- * profile ignored as Pillow ignores it, grey and CMYK to sRGB. Every resize then starts from these pixels.
+ * profile ignored as Pillow ignores it, grey to RGB, CMYK to RGB in Pillow's arithmetic. Every resize then starts
+ * from these pixels. `metadata` is the input's where the caller has read it already.
  */
-export async function decodeWhole(input: string | Buffer, limitInputPixels?: number): Promise<Decoded> {
+export async function decodeWhole(
+  input: string | Buffer,
+  limitInputPixels?: number,
+  metadata?: sharp.Metadata,
+): Promise<Decoded> {
   // ignoreIcc: Pillow's convert('RGB') keeps the stored values; sharp would apply an embedded profile (a phone's
   // Display P3 photo came out up to 65 levels off)
   const options = { failOn: 'error' as const, ignoreIcc: true, ...(limitInputPixels && { limitInputPixels }) };
-  const { data, info } = await sharp(input, options)
-    .autoOrient()
-    .removeAlpha()
-    .toColourspace('srgb')
-    .raw()
-    .toBuffer({ resolveWithObject: true });
+  const image = sharp(input, options).autoOrient().removeAlpha();
+  if ((metadata ?? (await image.metadata())).space === 'cmyk') return cmykAsPillow(image);
+  const { data, info } = await image.toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
   if (info.channels !== 3) throw new PaceFileError(`decoded to ${info.channels} channels, not RGB`);
   return { pixels: data, width: info.width, height: info.height };
+}
+
+/**
+ * A CMYK image (a print shop's JPEG: ImageNet holds a few) as Pillow's `convert('RGB')` gives it: each channel
+ * (255 − K) − C·(255 − K)/255 in its rounding. libvips would convert through a CMYK profile instead, tens of levels
+ * from Pillow. The ink values are libvips' own (Adobe's inverted storage undone, as Pillow undoes it).
+ */
+async function cmykAsPillow(image: sharp.Sharp): Promise<Decoded> {
+  const { data, info } = await image
+    .pipelineColourspace('cmyk')
+    .toColourspace('cmyk')
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  if (info.channels !== 4) throw new PaceFileError(`decoded to ${info.channels} channels, not CMYK`);
+  const pixels = Buffer.allocUnsafe(info.width * info.height * 3);
+  for (let from = 0, to = 0; from < data.length; from += 4, to += 3) {
+    const white = 255 - data[from + 3];
+    for (let channel = 0; channel < 3; ++channel) {
+      const product = data[from + channel] * white + 128; // Pillow's MULDIV255: a·b/255, rounded
+      pixels[to + channel] = white - (((product >> 8) + product) >> 8);
+    }
+  }
+  return { pixels, width: info.width, height: info.height };
 }
 
 const fromRaw = ({ pixels, width, height }: Decoded) => sharp(pixels, { raw: { width, height, channels: 3 } });
@@ -121,7 +145,9 @@ export async function fastResizedForEvaluation(
 ): Promise<Buffer> {
   const options = { failOn: 'error' as const, ignoreIcc: true, limitInputPixels };
   let image = sharp(input, options).autoOrient().removeAlpha().toColourspace('srgb');
-  if (metadata.hasAlpha) {
+  if (metadata.space === 'cmyk') {
+    image = fromRaw(await decodeWhole(input, limitInputPixels, metadata)); // libvips' own CMYK conversion is far off Pillow's
+  } else if (metadata.hasAlpha) {
     // Resizing with alpha, libvips premultiplies it (transparent pixels turn black): dropped first instead.
     const { data, info } = await image.raw().toBuffer({ resolveWithObject: true });
     image = sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } });
@@ -154,21 +180,14 @@ async function resizedAsPillow(
   return Buffer.from(resized.toUint8Array());
 }
 
-/**
- * Both sides to `size`, as Pillow's `Resize((size, size), filter)`. An image made larger along either side is
- * resized natively as Pillow resizes it (libvips samples an enlargement half an output pixel up and left of Pillow:
- * VTAB's 32 × 32 images at 224 were 8 levels apart on average); shrunk, libvips' is within a level of it and much
- * faster on VTAB's large images.
- */
-async function stretched(decoded: Decoded, size: number, filter: 'bilinear' | 'bicubic'): Promise<Buffer> {
-  if (decoded.width < size || decoded.height < size) return resizedAsPillow(decoded, size, size, filter);
-  const kernel = filter === 'bicubic' ? 'cubic' : 'linear';
-  return fromRaw(decoded).resize(size, size, { fit: 'fill', kernel }).raw().toBuffer();
+/** Both sides to `size`, as Pillow's `Resize((size, size), filter)` (VTAB's transform), in Pillow's arithmetic. */
+function stretched(decoded: Decoded, size: number, filter: 'bilinear' | 'bicubic'): Promise<Buffer> {
+  return resizedAsPillow(decoded, size, size, filter);
 }
 
-/** The shorter side to `size` (bilinear) and the central square: few-shot training's storage. */
+/** torchvision's `Resize(size)` then `CenterCrop(size)` (bilinear): the shorter side to size, the central square. */
 function covered(decoded: Decoded, size: number): Promise<Buffer> {
-  return fromRaw(decoded).resize(size, size, { fit: 'cover', position: 'centre', kernel: 'linear' }).raw().toBuffer();
+  return centerCrop(decoded, size, 1, 'bilinear');
 }
 
 /**

@@ -104,7 +104,7 @@ export class UploadDecoder {
         // libvips'), so the server answers for an upload what an evaluation of it computes.
         if (this.limits.decode === 'fast')
           return await fastResizedForEvaluation(body, metadata, size, how, this.limits.maxPixels);
-        return await resizedForEvaluation(await decodeWhole(body, this.limits.maxPixels), size, how);
+        return await resizedForEvaluation(await decodeWhole(body, this.limits.maxPixels, metadata), size, how);
       } catch (error) {
         throw new HttpError(400, `the body is not a readable image (${(error as Error).message})`);
       }
