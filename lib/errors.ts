@@ -15,6 +15,7 @@ export const PACE_ERROR_CODES = [
   'PACE_UNSUPPORTED',
   'PACE_NETWORK',
   'PACE_DISTRIBUTED',
+  'PACE_WRITE_FAILED',
   'PACE_INTERNAL',
 ] as const;
 
@@ -115,6 +116,16 @@ export class PaceDistributedError extends PaceError {
   }
 }
 
+/**
+ * A file that could not be written: the disk full, a read-only file system, a refused permission (the message
+ * names the file and the system's reason). Not a damaged file: the file it would have replaced is as it was.
+ */
+export class PaceWriteError extends PaceError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('PACE_WRITE_FAILED', message, options);
+  }
+}
+
 /** A failure pace-peft did not anticipate (libtorch's own error text is kept in the message). */
 export class PaceInternalError extends PaceError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -134,6 +145,7 @@ const classByCode: Record<PaceErrorCode, new (message: string) => PaceError> = {
   PACE_UNSUPPORTED: PaceUnsupportedError,
   PACE_NETWORK: PaceNetworkError,
   PACE_DISTRIBUTED: PaceDistributedError,
+  PACE_WRITE_FAILED: PaceWriteError,
   PACE_INTERNAL: PaceInternalError,
 };
 

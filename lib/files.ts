@@ -2,6 +2,45 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
+import { type PaceError, PaceNotFoundError, PaceWriteError } from './errors';
+
+const writeProblems: Record<string, string> = {
+  ENOSPC: 'the disk is full',
+  EDQUOT: 'the disk quota is used up',
+  EROFS: 'the file system is read-only',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+};
+
+/**
+ * A failed write of `file` (Node's error) as a PaceError naming the file and the reason: its folder missing is a
+ * PaceNotFoundError; a full disk, a read-only file system or a refused permission a PaceWriteError.
+ */
+export function writeFailure(error: unknown, file: string): PaceError {
+  const { code, message } = error as NodeJS.ErrnoException;
+  if (code === 'ENOENT' || code === 'ENOTDIR') {
+    return new PaceNotFoundError(`cannot write '${file}': its folder does not exist`, { cause: error });
+  }
+  const reason = (code && writeProblems[code]) ?? message;
+  return new PaceWriteError(`cannot write '${file}': ${reason}${code ? ` (${code})` : ''}`, { cause: error });
+}
+
+/**
+ * `mkdir -p`. Node's recursive mkdir reports ENOENT for other failures (a read-only file system): the first missing
+ * folder is then made alone, which fails with the real reason.
+ */
+export function makeFolder(dir: string): void {
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    let first = path.resolve(dir);
+    while (!fs.existsSync(path.dirname(first))) first = path.dirname(first);
+    fs.mkdirSync(first);
+    throw error;
+  }
+}
+
 /**
  * Makes a folder's entries (a rename or link just done in it) durable. Filesystems that cannot sync a folder
  * (EINVAL, ENOTSUP) have nothing more to give.
@@ -42,7 +81,8 @@ const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDE
 
 /**
  * Writes a file through a temporary name, fsync, rename and a sync of its folder, so readers never see half of
- * it and a crash leaves the old file or the new one. A failed write leaves no temporary file behind.
+ * it and a crash leaves the old file or the new one. A failed write leaves no temporary file behind, and is a
+ * {@link writeFailure}.
  */
 export function writeFileAtomic(file: string, text: string): void {
   const temp = `${file}.tmp-${process.pid}`;
@@ -57,7 +97,11 @@ export function writeFileAtomic(file: string, text: string): void {
     fs.renameSync(temp, file);
   } catch (error) {
     fs.rmSync(temp, { force: true });
-    throw error;
+    throw writeFailure(error, file);
   }
-  syncDirectory(path.dirname(file));
+  try {
+    syncDirectory(path.dirname(file));
+  } catch (error) {
+    throw writeFailure(error, file);
+  }
 }

@@ -15,6 +15,7 @@ export {
   PaceUnsupportedError,
   PaceNetworkError,
   PaceDistributedError,
+  PaceWriteError,
   PaceInternalError,
   paceError,
   PACE_ERROR_CODES,

@@ -11,6 +11,7 @@ import {
   readTensorHeader,
   saveTensors,
   tensor,
+  TensorDataset,
   Trainer,
   type Model,
   type TensorRecord,
@@ -529,4 +530,58 @@ test('runDir with resume, and a runDir or resume that is a file, are refused nam
     expect((error as Error).message).toBe(`options.${option}: ${value} ${what}, not a run folder`);
   }
   expect(fs.readFileSync(file, 'utf8')).toBe('not a folder');
+});
+
+describe("a fit's input found wrong at its first step is refused before the run folder is written", () => {
+  // Bug: config.json and an untrained checkpoint were written first; the corrected fit then met "the run folder
+  // already holds a run", and a resume "belongs to another run": the folder had to be deleted by hand.
+  test.each([
+    [
+      'the fast variant keeps logits for fewer samples than the training set',
+      { ...trainerOptions, pace: { sigma: 0.5, lambda: 0.1, variant: 'fast' as const, datasetSize: 50 } },
+      train,
+      "the training set has 64 samples, more than the fast variant's pace.datasetSize 50: give the trainer " +
+        'pace.datasetSize 64',
+    ],
+    [
+      'float training images of another size than the model takes',
+      trainerOptions,
+      new TensorDataset(tensor(new Float32Array(64 * 3 * 20 * 20), [64, 3, 20, 20]), train.labels),
+      'the training set: its float32 images are [64, 3, 20, 20], and the model takes [N, 3, 16, 16]',
+    ],
+  ])('%s', async (_, options, data, message) => {
+    using model = await freshModel();
+    const dir = path.join(temp.dir, `refused-${Math.random()}`);
+    await expect(new Trainer(model, options).fit(data, { ...fit, runDir: dir })).rejects.toThrow(message);
+    expect(fs.existsSync(dir) ? fs.readdirSync(dir) : []).toEqual([]);
+  });
+
+  test('a folder whose run stopped before its first step is replaced by a new fit; one with a step is not', async () => {
+    using model = await freshModel();
+    const dir = path.join(temp.dir, 'no-step');
+    const stopped = await new Trainer(model, trainerOptions).fit(train, {
+      ...fit,
+      runDir: dir,
+      signal: AbortSignal.abort(),
+    });
+    expect([stopped.stopReason, stopped.epochs.length]).toEqual(['aborted', 0]);
+    expect((await readTensorHeader(path.join(dir, 'last.safetensors'))).metadata?.epoch).toBe('-1');
+    const history = await new Trainer(model, trainerOptions).fit(train, { ...fit, epochs: 1, runDir: dir });
+    expect(history.epochs.map((e) => e.epoch)).toEqual([0]);
+    await expect(new Trainer(model, trainerOptions).fit(train, { ...fit, runDir: dir })).rejects.toThrow(
+      `the run folder ${dir} already holds a run (last.safetensors, previous.safetensors, metrics.jsonl, summary.csv)`,
+    );
+  });
+});
+
+test('fit options that would be ignored are refused, naming what they need', async () => {
+  using model = await freshModel();
+  const trainer = new Trainer(model, trainerOptions);
+  await expect(trainer.fit(train, { ...fit, runDir: path.join(temp.dir, 'x'), resumeFrom: 'best' })).rejects.toThrow(
+    new PaceOptionError('options.resumeFrom chooses the checkpoint of options.resume: give resume too'),
+  );
+  await expect(trainer.fit(train, { ...fit, schedule: false, scheduleStepping: 'step' })).rejects.toThrow(
+    new PaceOptionError('options.scheduleStepping steps the cosine schedule, which schedule: false turns off'),
+  );
+  expect(fs.existsSync(path.join(temp.dir, 'x'))).toBe(false);
 });

@@ -302,6 +302,22 @@ describe('SAM, GP and FPA + GP: the update direction from a second gradient at Î
     expect(maxRelativeDifference(await gradientsOf({ lr: 0, samRho: 0.5 }), plainGradients)).toBeGreaterThan(1e-3);
   });
 
+  test('a non-finite loss at the moved parameters stops the step on the CPU with Î¸ and AdamW as they were', async () => {
+    // Bug: the second pass's loss went unchecked: its NaN gradients were applied, and the next step's error then
+    // said "the parameters are as before this step" of parameters that were NaN.
+    const pace = { sigma: fx.sigma, lambda: fx.lambda };
+    using model = await adaptedModel();
+    const before = Object.fromEntries(Object.entries(model.stateDict()).map(([k, v]) => [k, v.toFloat64Array()]));
+    const trainer = new Trainer(model, { optimizer: { lr: 0.01, samRho: 1e38 }, pace });
+    await expect(trainer.trainStep(io.input, io.target, { noise: referenceNoise() })).rejects.toThrow(
+      /^the loss became (nan|inf) at the parameters SAM\/GP moved to \(lower the learning rate or check the data\); the parameters are as before this step$/,
+    );
+    for (const [key, value] of Object.entries(model.stateDict())) {
+      expect([key, value.toFloat64Array()]).toEqual([key, before[key]]);
+    }
+    expect(trainer.iteration).toBe(0); // nor did the optimizer count a step
+  });
+
   test('options are checked', async () => {
     using model = await adaptedModel();
     expect(() => new Trainer(model, { optimizer: { samRho: 0.05, gradientPenalty: 0.1 } })).toThrow(

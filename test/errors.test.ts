@@ -17,6 +17,7 @@ import {
   PaceInternalError,
   PaceNetworkError,
   PaceDistributedError,
+  PaceWriteError,
   PaceNotFoundError,
   PaceOptionError,
   PaceShapeError,
@@ -85,6 +86,7 @@ describe('paceError() and the codes', () => {
     PACE_UNSUPPORTED: PaceUnsupportedError,
     PACE_NETWORK: PaceNetworkError,
     PACE_DISTRIBUTED: PaceDistributedError,
+    PACE_WRITE_FAILED: PaceWriteError,
     PACE_INTERNAL: PaceInternalError,
   };
 

@@ -476,6 +476,24 @@ test('an AbortSignal stops Trainer.evaluate between batches, rejecting with its 
   await expect(trainer.evaluate(data, { signal: 'no' as never })).rejects.toThrow(/signal/);
 });
 
+test('a fit asked while a forward and an adapter save are still queued runs after them, as other calls do', async () => {
+  // Bug: fit read the frozen weights' fingerprint on the spot and was refused as busy (PACE_BUSY).
+  using model = await freshModel();
+  const trainer = new Trainer(model, trainerOptions);
+  const data = colourDataset(32, 9);
+  const saved = path.join(temp.dir, 'queued-save.safetensors');
+  using before = await model.forward(data.images);
+  const forward = model.forward(data.images);
+  const save = model.saveAdapters(saved);
+  const history = await trainer.fit(data, { epochs: 1, batchSize: 8, progress: false });
+  expect(history.stopReason).toBe('completed');
+  using queued = await forward;
+  await save;
+  // Both ran before the fit's steps: the forward's logits and the saved adapters are the untrained model's.
+  expect(Array.from(queued.toFloat32Array())).toEqual(Array.from(before.toFloat32Array()));
+  expect(fs.readFileSync(saved).equals(fs.readFileSync(init))).toBe(true);
+});
+
 test('a fit aborted during its validation does not record that epoch: the last checkpoint stays', async () => {
   // Bug: the validation ran to its end whatever the signal said, and the aborted fit recorded the epoch.
   using model = await freshModel();
@@ -504,6 +522,8 @@ test('a fit aborted during its validation does not record that epoch: the last c
   });
   expect(history.stopReason).toBe('aborted');
   expect(history.epochs.map((logs) => logs.epoch)).toEqual([0]);
+  // Bug: nothing said that the model (and so pace fit's adapters) held epoch 1's steps.
+  expect(history.interrupted).toEqual({ epoch: 1, steps: 2, stepsPerEpoch: 2 });
   const metrics = fs.readFileSync(path.join(dir.dir, 'metrics.jsonl'), 'utf8').trim().split('\n');
   expect(metrics.map((line) => (JSON.parse(line) as EpochLogs).epoch)).toEqual([0]);
 });

@@ -17,6 +17,7 @@ import {
   PaceNetworkError,
   PaceNotFoundError,
   PaceOptionError,
+  PaceWriteError,
   parsePretrainedName,
   readRunConfig,
   resolveModelName,
@@ -553,7 +554,7 @@ describe('downloads', () => {
     expectNothingCached(cacheDir, 'models--test--tiny-vit');
   });
 
-  test("a cache that cannot be written is a file error naming the path, not the network's", async () => {
+  test("a cache that cannot be written is a write error naming the path, not the network's", async () => {
     // Bug: ENOSPC, EACCES or ENOTDIR from the cache's own disk came out as "cannot fetch ... from <endpoint>"
     // (a PaceNetworkError) or as a bare Node error without the model's name.
     const cacheDir = freshCache();
@@ -561,7 +562,7 @@ describe('downloads', () => {
     fs.writeFileSync(path.join(cacheDir, 'models--test--tiny-vit'), 'a file where the repository folder goes');
     await expectFailure(
       downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir }),
-      PaceFileError,
+      PaceWriteError,
       /^pretrained 'hf-hub:test\/tiny-vit': cannot write .* into the cache: (ENOTDIR|EEXIST) on /,
       /models--test--tiny-vit/,
     );

@@ -1,6 +1,6 @@
 import { HubApiError } from '@huggingface/hub';
 
-import { PaceError, PaceFileError, PaceNetworkError, PaceNotFoundError, PaceOptionError } from '../errors';
+import { PaceError, PaceNetworkError, PaceNotFoundError, PaceOptionError, PaceWriteError } from '../errors';
 import type { LastResponse } from './client';
 
 /** What a failure is about, for its message. */
@@ -76,7 +76,7 @@ function fileSystemError(error: unknown): NodeJS.ErrnoException | undefined {
 /**
  * A failure of a Hub request as a PaceError naming the model and the cause: a 404 (no such repository, revision or
  * file) is a PaceNotFoundError; 401/403 (gated, private, a refused token), other HTTP errors and an unreachable or
- * silent server are PaceNetworkErrors; the cache's own disk (full, not writable) a PaceFileError naming the path.
+ * silent server are PaceNetworkErrors; the cache's own disk (full, not writable) a PaceWriteError naming the path.
  * PaceErrors pass through.
  */
 export function hubFailure(error: unknown, c: FailureContext): PaceError {
@@ -84,7 +84,7 @@ export function hubFailure(error: unknown, c: FailureContext): PaceError {
   const local = fileSystemError(error);
   if (local) {
     const what = c.file ? `${c.file} of ${c.repo}` : c.repo;
-    return new PaceFileError(
+    return new PaceWriteError(
       `pretrained '${c.name}': cannot write ${what} into the cache: ${local.code ?? local.syscall} on ${local.path} ` +
         `(${local.message})`,
       { cause: error },

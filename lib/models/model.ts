@@ -35,6 +35,9 @@ import {
 /** What a weights load did, by parameter name. */
 export type LoadReport = Omit<NativeLoadReport, 'frozenWeights'>;
 
+/** The fingerprint of no frozen parameters (see {@link Model.weightsFingerprint}). */
+const NOTHING_FROZEN = 'crc32:00000000';
+
 /** One parameter's name (timm's), shape and dtype. */
 export interface ParameterInfo {
   name: string;
@@ -276,6 +279,17 @@ export class Model implements Disposable {
    */
   weightsFingerprint(): string {
     return this.#use('weightsFingerprint').weightsFingerprint();
+  }
+
+  /**
+   * @internal The frozen weights' fingerprint as the calls queued so far leave them, for a fit to record: read
+   * without the model being idle, as a fit queues behind a forward or save asked before it.
+   */
+  async queuedWeightsFingerprint(): Promise<string> {
+    const native = this.#use('fit');
+    // Without adapters every parameter trains: nothing frozen to read.
+    if (!this.adapters && this.#frozenFingerprint === undefined) return NOTHING_FROZEN;
+    return this.#frozenWeights(native);
   }
 
   /** Names of the parameters that train (adapters and head after addAdapters). */

@@ -1,3 +1,5 @@
+import path from 'node:path';
+
 import { SingleBar } from 'cli-progress';
 import { z } from 'zod';
 
@@ -8,6 +10,7 @@ import type { EvaluationReport } from '../eval/evaluate';
 import { PaceBusyError, PaceInputError, PaceOptionError, PaceStateError } from '../errors';
 import { nativeAddon, type NativeTrainerHandle } from '../native';
 import { describeValue, parseOptions } from '../options';
+import { readTensorHeaderSync } from '../safetensors';
 import { handleOf } from '../tensor';
 import type { Callback, EpochLogs, FitControl } from './callbacks';
 import { keepPrevious, resumeFrom, ResumeFromSchema, saveLastCheckpoint } from './checkpoints';
@@ -80,7 +83,7 @@ export interface History {
   stopReason: 'completed' | 'early-stopping' | 'aborted' | string;
   /**
    * An abort within an epoch: the steps of it that ran (the model holds them; the run folder's checkpoint, and so a
-   * resume, is at the end of the epoch before).
+   * resume, is at the end of the epoch before). An abort during the epoch's evaluation: all its steps.
    */
   interrupted?: { epoch: number; steps: number; stepsPerEpoch: number };
 }
@@ -96,6 +99,8 @@ interface FitHost {
   /** The model's classes and image size: every set's labels and evaluation images are checked against them. */
   classes: number;
   imageSize: number;
+  /** The fast variant's `pace.datasetSize` (the samples it keeps logits for); absent for the other variants. */
+  fastDatasetSize?: number;
   /** Data-parallel: this process's rank and the number of ranks (0 and 1 in a single process). */
   rank: number;
   worldSize: number;
@@ -123,6 +128,13 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   }
   if (host.worldSize > 1) await agreeOnFit(host.describe(), rest, { train, validation, test });
   const o = parseOptions(FitOptionsSchema, rest, 'options');
+  // Options that would be ignored: refused, as the user meant something by them.
+  if (rest.resumeFrom !== undefined && o.resume === undefined) {
+    throw new PaceOptionError('options.resumeFrom chooses the checkpoint of options.resume: give resume too');
+  }
+  if (rest.scheduleStepping !== undefined && o.schedule === false) {
+    throw new PaceOptionError('options.scheduleStepping steps the cosine schedule, which schedule: false turns off');
+  }
   if (o.resume !== undefined && o.runDir !== undefined) {
     throw new PaceOptionError(
       'options.resume continues the run in its own folder: it takes no options.runDir (give one of the two)',
@@ -150,6 +162,13 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
     if (host.classes > 0) checkLabelsBelow(set.labels.toBigInt64Array(), host.classes, where); // headless: refused natively
   };
   checkLabels(train, 'the training set');
+  if (host.fastDatasetSize !== undefined && train.length > host.fastDatasetSize) {
+    // Its samples are told apart by their position in the training set.
+    throw new PaceInputError(
+      `the training set has ${train.length} samples, more than the fast variant's pace.datasetSize ` +
+        `${host.fastDatasetSize}: give the trainer pace.datasetSize ${train.length}`,
+    );
+  }
   for (const [name, set] of [
     ['validation', validation],
     ['test', test],
@@ -167,6 +186,9 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
     o.schedule === false ? undefined : cosineSchedule({ lr: host.lr, epochs: o.epochs, ...o.schedule });
   train = withFitAugmentation(train, o.augment);
   const augment = train.augment;
+  if (augment?.crop === undefined && augment?.resizedCrop === undefined) {
+    checkEvaluationImages(train, host.imageSize, 'the training set'); // met at the first step otherwise
+  }
   if (train.extents && augment?.crop === undefined && augment?.resizedCrop === undefined) {
     throw new PaceOptionError(
       'the training images are of their own sizes (extents): give augment.crop or augment.resizedCrop, which make ' +
@@ -248,8 +270,10 @@ async function fitEpochs(
     ...(host.worldSize > 1 && { worldSize: host.worldSize }),
   };
   const identity = runIdentityOf(config);
-  // Every rank refuses a folder holding an earlier run's files before the first writes it.
+  // Every rank refuses a folder holding an earlier run's files before the first writes it, but for a run that
+  // failed before its first step (a checkpoint of the untrained state alone): a corrected fit replaces it.
   const earlierRun = o.runDir ? runFilesIn(o.runDir) : [];
+  if (earlierRun.length === 1 && earlierRun[0] === 'last.safetensors' && heldNoStep(o.runDir!)) earlierRun.pop();
   if (earlierRun.length > 0) {
     throw new PaceStateError(
       `the run folder ${o.runDir} already holds a run (${earlierRun.join(', ')}): continue it with \`resume\` (pace fit --resume DIR), or write this run to a new folder`,
@@ -410,10 +434,15 @@ async function fitEpochs(
             throw error;
           }
         };
+        // The model holds all the epoch's steps all the same: named, as a stop during them is.
+        const stoppedInEvaluation = () => {
+          stopReason = 'aborted';
+          interrupted = { epoch, steps: stepsPerEpoch, stepsPerEpoch };
+        };
         if (validation) {
           const report = await evaluate(validation);
           if (!report) {
-            stopReason = 'aborted';
+            stoppedInEvaluation();
             break;
           }
           Object.assign(logs, { val_acc: report.accuracy, val_loss: report.loss, val_top5: report.top5 });
@@ -421,7 +450,7 @@ async function fitEpochs(
         if (test) {
           const report = await evaluate(test);
           if (!report) {
-            stopReason = 'aborted';
+            stoppedInEvaluation();
             break;
           }
           Object.assign(logs, { test_acc: report.accuracy, test_top5: report.top5 });
@@ -450,6 +479,15 @@ async function fitEpochs(
     nativeAddon().releaseCachedMemory(); // the activations kept for the next step are not needed any more
   }
   return { epochs: history, stopReason: stopReason ?? 'completed', ...(interrupted && { interrupted }) };
+}
+
+/** Whether a run folder's last checkpoint is the one a fit writes before its first step (epoch -1). */
+function heldNoStep(dir: string): boolean {
+  try {
+    return readTensorHeaderSync(path.join(dir, 'last.safetensors')).metadata?.epoch === '-1';
+  } catch {
+    return false; // unreadable: left for a resume to name
+  }
 }
 
 /** A dataset's normalisation in the form the native layer takes (plain arrays), if it stores pixels. */

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { withContext } from '../error-context';
-import { writeFileAtomic } from '../files';
+import { makeFolder, writeFailure, writeFileAtomic } from '../files';
 import { takeLock } from '../folder-lock';
 import { PaceFileError, PaceNotFoundError, PaceOptionError } from '../errors';
 import { processAlive } from '../process-alive';
@@ -90,10 +90,10 @@ export class RunFolder {
     // to a process on another host, which this one cannot tell alive.
     if (readOnly) return;
     try {
-      fs.mkdirSync(dir, { recursive: true });
+      makeFolder(dir);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code !== 'EEXIST' && code !== 'ENOTDIR') throw error;
+      if (code !== 'EEXIST' && code !== 'ENOTDIR') throw writeFailure(error, dir);
       const what = code === 'EEXIST' ? 'is a file' : 'has a file as one of its parent folders';
       throw new PaceOptionError(`options.${option}: ${dir} ${what}, not a run folder`, { cause: error });
     }

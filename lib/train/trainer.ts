@@ -279,9 +279,11 @@ export class Trainer implements Disposable {
     this.#handle.check(); // disposed, or its model disposed or re-adapted: refused before the run folder is made
     this.#busy = true;
     try {
-      const weights = this.model.weightsFingerprint();
-      return await this.model.fitLock.hold(() =>
-        runFit(
+      // The lock is taken at this call, before any call made after it (hold's first part runs at once); the
+      // fingerprint then is the one the calls queued before the fit leave.
+      return await this.model.fitLock.hold(async () => {
+        const weights = await this.model.queuedWeightsFingerprint();
+        return runFit(
           {
             handle: this.#handle,
             seed: this.options.seed,
@@ -292,6 +294,7 @@ export class Trainer implements Disposable {
             imageSize: this.model.spec.imgSize,
             rank: this.options.rank,
             worldSize: this.options.worldSize,
+            ...(this.options.pace.variant === 'fast' && { fastDatasetSize: this.options.pace.datasetSize }),
             evaluate: (dataset, batchSize, signal) => this.evaluate(dataset, { batchSize, signal }),
             describe: () => ({
               model: { name: this.model.name, spec: this.model.spec, adapters: this.model.adapters, weights },
@@ -300,8 +303,8 @@ export class Trainer implements Disposable {
           },
           train,
           options,
-        ),
-      );
+        );
+      });
     } finally {
       this.#busy = false;
     }

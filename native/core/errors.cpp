@@ -24,6 +24,8 @@ const char* errorCodeName(ErrorCode code) {
       return "PACE_UNSUPPORTED";
     case ErrorCode::Distributed:
       return "PACE_DISTRIBUTED";
+    case ErrorCode::WriteFailed:
+      return "PACE_WRITE_FAILED";
     case ErrorCode::Internal:
       break;
   }

@@ -17,6 +17,7 @@ enum class ErrorCode {
   Diverged,       // training produced a non-finite loss
   Unsupported,    // what this build, CPU or device cannot do
   Distributed,    // a collective across processes failed: another rank died, hung or disagreed
+  WriteFailed,    // a file that could not be written: the disk full, a read-only file system, no permission
   Internal,       // anything else
 };
 
@@ -48,5 +49,6 @@ using StateError = CodedError<ErrorCode::InvalidState>;
 using DivergedError = CodedError<ErrorCode::Diverged>;
 using UnsupportedError = CodedError<ErrorCode::Unsupported>;
 using DistributedError = CodedError<ErrorCode::Distributed>;
+using WriteError = CodedError<ErrorCode::WriteFailed>;
 
 }  // namespace pace

@@ -14,8 +14,13 @@ namespace pace {
 
 namespace {
 
-std::string systemError(const std::string& what, const std::string& path) {
-  return what + " '" + path + "': " + std::strerror(errno);
+// A failed write (errno set): a folder that is not there is not found; a full disk, a read-only file system or a
+// refused permission is a write failure, not a damaged file.
+Error writeFailure(const std::string& what, const std::string& path) {
+  const int code = errno;
+  const std::string message = what + " '" + path + "': " + std::strerror(code);
+  if (code == ENOENT || code == ENOTDIR) return NotFoundError(message + " (its folder does not exist)");
+  return WriteError(message);
 }
 
 std::string directoryOf(const std::string& path) {
@@ -35,7 +40,7 @@ AtomicFileWriter::AtomicFileWriter(std::string targetPath) : targetPath_(std::mo
     tempPath_ = targetPath_ + ".tmp-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
     fd_ = ::open(tempPath_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd_ >= 0) return;
-    if (errno != EEXIST || tries == 1000) throw FileError(systemError("cannot create", tempPath_));
+    if (errno != EEXIST || tries == 1000) throw writeFailure("cannot create", tempPath_);
   }
 }
 
@@ -50,7 +55,7 @@ void AtomicFileWriter::write(const void* data, size_t size) {
     const ssize_t written = ::write(fd_, bytes, size);
     if (written < 0) {
       if (errno == EINTR) continue;
-      throw FileError(systemError("cannot write", tempPath_));
+      throw writeFailure("cannot write", tempPath_);
     }
     bytes += written;
     size -= static_cast<size_t>(written);
@@ -60,27 +65,25 @@ void AtomicFileWriter::write(const void* data, size_t size) {
 void AtomicFileWriter::commit() {
   struct stat existing = {};
   if (::stat(targetPath_.c_str(), &existing) == 0 && ::fchmod(fd_, existing.st_mode & 07777) != 0)
-    throw FileError(systemError("cannot give the permissions of the file it replaces to", tempPath_));
-  if (::fsync(fd_) != 0) throw FileError(systemError("cannot fsync", tempPath_));
+    throw writeFailure("cannot give the permissions of the file it replaces to", tempPath_);
+  if (::fsync(fd_) != 0) throw writeFailure("cannot fsync", tempPath_);
   if (::close(fd_) != 0) {
     fd_ = -1;
-    throw FileError(systemError("cannot close", tempPath_));
+    throw writeFailure("cannot close", tempPath_);
   }
   fd_ = -1;
-  if (::rename(tempPath_.c_str(), targetPath_.c_str()) != 0)
-    throw FileError(systemError("cannot rename onto", targetPath_));
+  if (::rename(tempPath_.c_str(), targetPath_.c_str()) != 0) throw writeFailure("cannot rename onto", targetPath_);
   committed_ = true;
   // The rename is durable once the folder is synced; filesystems that cannot sync a folder (EINVAL, ENOTSUP)
   // have nothing more to give.
   const std::string folder = directoryOf(targetPath_);
   const int dirFd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dirFd < 0)
-    throw FileError(systemError("wrote '" + targetPath_ + "' but cannot open its folder to sync it:", folder));
+  if (dirFd < 0) throw writeFailure("wrote '" + targetPath_ + "' but cannot open its folder to sync it:", folder);
   const bool synced = ::fsync(dirFd) == 0 || errno == EINVAL || errno == ENOTSUP;
   const int syncErrno = errno;
   ::close(dirFd);
   errno = syncErrno;
-  if (!synced) throw FileError(systemError("wrote '" + targetPath_ + "' but cannot sync its folder", folder));
+  if (!synced) throw writeFailure("wrote '" + targetPath_ + "' but cannot sync its folder", folder);
 }
 
 }  // namespace pace

@@ -23,11 +23,27 @@ SharpnessStep::SharpnessStep(const std::vector<NamedTensor>& trainable, const Sh
   }
 }
 
+void SharpnessStep::restore() {
+  at::NoGradGuard noGrad;
+  for (size_t i = 0; i < trainable_.size(); ++i) {
+    if (original_[i].defined()) trainable_[i].tensor.detach().copy_(original_[i]);
+  }
+  restored_ = true;
+}
+
+SharpnessStep::~SharpnessStep() {
+  if (restored_) return;
+  try {
+    restore();
+  } catch (...) {  // a destructor must not throw; the error that unwound the step is the one to report
+  }
+}
+
 void SharpnessStep::finish() {
+  restore();
   at::NoGradGuard noGrad;
   for (size_t i = 0; i < trainable_.size(); ++i) {
     const at::Tensor& parameter = trainable_[i].tensor;
-    if (original_[i].defined()) parameter.detach().copy_(original_[i]);
     if (!first_[i].defined() || !parameter.grad().defined()) continue;
     if (config_.mix != 1.0) parameter.mutable_grad().mul_(config_.mix).add_(first_[i], 1.0 - config_.mix);
   }

@@ -25,12 +25,18 @@ class SharpnessStep {
   // After the gradients at the moved point were computed: moves the parameters back and leaves
   // (1 − α)·g + α·(those gradients) as the gradients.
   void finish();
+  // Not finished (the second pass threw: a non-finite loss, say), the parameters are moved back all the same.
+  ~SharpnessStep();
+  SharpnessStep(const SharpnessStep&) = delete;
+  SharpnessStep& operator=(const SharpnessStep&) = delete;
 
  private:
   const std::vector<NamedTensor>& trainable_;
   SharpnessConfig config_;
   std::vector<at::Tensor> first_;     // g, one per parameter (undefined where a parameter had none)
   std::vector<at::Tensor> original_;  // θ, restored exactly (θ + e − e is not θ in floating point)
+  bool restored_ = false;
+  void restore();
 };
 
 }  // namespace pace::train

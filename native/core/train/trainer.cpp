@@ -220,7 +220,11 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs, StepGraphMod
     SharpnessStep moved(trainable_, sharpness);
     optimizer_->zero_grad();
     dropPathGenerator_.set_state(dropPathState);
-    forwardBackward(images, targets, inputs.indices, draws, false, inputs.position);
+    // Its loss checked too (on the CPU, where that is free): a non-finite one would put NaN gradients into the
+    // update. Thrown, `moved` puts the parameters back.
+    const std::string movedTo = "at the parameters SAM/GP moved to";
+    forwardBackward(images, targets, inputs.indices, draws, true,
+                    inputs.position.empty() ? movedTo : inputs.position + ", " + movedTo);
     moved.finish();
   }
   {

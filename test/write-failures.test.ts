@@ -1,0 +1,120 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { createModel, PaceNotFoundError, saveTensors, tensor, Trainer } from '../lib';
+import { makeTempDir } from './support/paths';
+import { colourDataset, tinyVit } from './support/synthetic';
+import { testIf } from './support/test-if';
+
+// A file that cannot be written is a PaceWriteError (or, its folder missing, a PaceNotFoundError) naming the file
+// and the system's reason: not a PaceFileError, which says a file is damaged (a caller resuming from `previous`
+// on one would act on a full disk as on a corrupt checkpoint).
+const temp = makeTempDir('write-failures');
+afterAll(() => temp.cleanup());
+
+/** A small tmpfs at `dir` (root on Linux), or the reason there is none. */
+function mountTmpfs(dir: string, kilobytes: number): string | undefined {
+  fs.mkdirSync(dir, { recursive: true });
+  const run = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${kilobytes}k`, 'tmpfs', dir], { encoding: 'utf8' });
+  return run.status === 0 ? undefined : `cannot mount a tmpfs here (${(run.stderr || String(run.error)).trim()})`;
+}
+const unmount = (dir: string) => spawnSync('umount', ['-l', dir]);
+const probe = path.join(temp.dir, 'probe');
+const noMount = mountTmpfs(probe, 64);
+if (noMount === undefined) unmount(probe);
+
+test('a folder that does not exist is named as not found, by the native writer and the TypeScript one', async () => {
+  const missing = path.join(temp.dir, 'no-such-folder');
+  using model = await createModel(tinyVit, { seed: 1 });
+  model.addAdapters({ rank: 2 });
+  await expect(model.saveAdapters(path.join(missing, 'adapters.safetensors'))).rejects.toThrow(
+    expect.objectContaining({
+      name: 'PaceNotFoundError',
+      message: expect.stringMatching(
+        new RegExp(
+          `^cannot create '${missing}/adapters\\.safetensors\\.tmp-\\d+-\\d+': No such file or directory \\(its folder does not exist\\)$`,
+        ),
+      ),
+    }),
+  );
+  using values = tensor([1, 2, 3]);
+  await expect(saveTensors(path.join(missing, 'x.safetensors'), { values })).rejects.toBeInstanceOf(PaceNotFoundError);
+  expect(fs.existsSync(missing)).toBe(false);
+});
+
+describe('on a full and on a read-only file system', () => {
+  const disk = path.join(temp.dir, 'disk');
+  beforeAll(() => {
+    if (noMount === undefined) mountTmpfs(disk, 320);
+  });
+  afterAll(() => {
+    if (noMount === undefined) unmount(disk);
+  });
+
+  testIf(noMount === undefined, noMount ?? '')(
+    'a full disk fails the fit with a PaceWriteError naming the checkpoint; no temporary file stays',
+    async () => {
+      using model = await createModel({ ...tinyVit, embedDim: 64 }, { seed: 1 });
+      model.addAdapters({ rank: 4 });
+      const runDir = path.join(disk, 'run');
+      const fit = new Trainer(model, { optimizer: { lr: 1e-3 } }).fit(colourDataset(32, 1), {
+        epochs: 2,
+        batchSize: 16,
+        runDir,
+        progress: false,
+      });
+      await expect(fit).rejects.toThrow(
+        expect.objectContaining({
+          name: 'PaceWriteError',
+          code: 'PACE_WRITE_FAILED',
+          message: expect.stringMatching(
+            /^cannot write '.*\/run\/last\.safetensors\.tmp-\d+-\d+': No space left on device$/,
+          ),
+        }),
+      );
+      expect(fs.readdirSync(runDir).filter((name) => name.includes('.tmp-'))).toEqual([]);
+    },
+  );
+
+  testIf(noMount === undefined, noMount ?? '')(
+    'read-only: adapters, a run folder and its files are PaceWriteErrors naming the file',
+    async () => {
+      const runDir = path.join(disk, 'kept');
+      fs.mkdirSync(runDir);
+      fs.rmSync(path.join(disk, 'run'), { recursive: true, force: true });
+      expect(spawnSync('mount', ['-o', 'remount,ro', disk]).status).toBe(0);
+      try {
+        using model = await createModel(tinyVit, { seed: 1 });
+        model.addAdapters({ rank: 2 });
+        await expect(model.saveAdapters(path.join(disk, 'adapters.safetensors'))).rejects.toThrow(
+          expect.objectContaining({
+            name: 'PaceWriteError',
+            message: expect.stringMatching(
+              /^cannot create '.*adapters\.safetensors\.tmp-\d+-\d+': Read-only file system$/,
+            ),
+          }),
+        );
+        const trainer = new Trainer(model, { optimizer: { lr: 1e-3 } });
+        const data = colourDataset(16, 1);
+        const fitInto = (dir: string) => trainer.fit(data, { epochs: 1, batchSize: 8, runDir: dir, progress: false });
+        await expect(fitInto(path.join(disk, 'new-run'))).rejects.toThrow(
+          expect.objectContaining({
+            name: 'PaceWriteError',
+            message: `cannot write '${path.join(disk, 'new-run')}': the file system is read-only (EROFS)`,
+          }),
+        );
+        await expect(fitInto(runDir)).rejects.toThrow(
+          expect.objectContaining({
+            name: 'PaceWriteError',
+            message: expect.stringMatching(
+              /^cannot write '.*\/kept\/fit\.lock.*': the file system is read-only \(EROFS\)$/,
+            ),
+          }),
+        );
+      } finally {
+        spawnSync('mount', ['-o', 'remount,rw', disk]);
+      }
+    },
+  );
+});
