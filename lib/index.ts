@@ -103,6 +103,8 @@ export {
   type EpochLogs,
   type FitControl,
   type EarlyStoppingOptions,
+  MONITORED_METRICS,
+  type MonitoredMetric,
 } from './train/callbacks';
 export { writeReport, renderReport, type ReportOptions, type WrittenReport } from './report/write-report';
 export { readRuns, readRun, type RunRecord, type EpochRow, type MetricKey } from './report/read-runs';

@@ -33,8 +33,11 @@ const handles = new WeakMap<Tensor, NativeTensorHandle>();
  * garbage collector frees it, and it knows how much native memory each tensor holds.
  */
 export class Tensor implements Disposable {
-  /** @internal Tensors are made by {@link tensor}, {@link loadTensors} and the model APIs. */
+  /** Not for users: tensors are made by {@link tensor}, {@link loadTensors} and the model APIs. */
   constructor(handle: NativeTensorHandle) {
+    if (typeof handle !== 'object' || handle === null) {
+      throw new PaceOptionError('new Tensor(): tensors are made by tensor(), loadTensors() and the model APIs');
+    }
     handles.set(this, handle);
   }
 

@@ -19,10 +19,11 @@ import {
   prepareImages,
   resizedCropImages,
   saveTensors,
+  Model,
+  Tensor,
   tensor,
   TensorDataset,
   Trainer,
-  type Model,
 } from '../lib';
 import { nativeAddon } from '../lib/native';
 import { makeTempDir, repoRoot } from './support/paths';
@@ -441,4 +442,13 @@ test('a worker terminated while native work is in flight ends alone; the process
   `;
   const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120_000 });
   expect([child.status, child.signal, child.stdout.trim()]).toEqual([0, null, 'alive']);
+});
+
+test('new Tensor() and new Model() outside the library are PaceOptionErrors saying how they are made', () => {
+  // Bug: new Model() failed with "TypeError: Cannot read properties of undefined (reading 'family')".
+  const Construct = (Class: unknown) => () => new (Class as new () => unknown)();
+  expect(Construct(Tensor)).toThrow(
+    new PaceOptionError('new Tensor(): tensors are made by tensor(), loadTensors() and the model APIs'),
+  );
+  expect(Construct(Model)).toThrow(new PaceOptionError('new Model(): models are made by createModel()'));
 });

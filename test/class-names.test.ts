@@ -135,3 +135,35 @@ test("the inference server answers with the model's class names; options.labels 
   expect([...answers[0]].sort()).toEqual([...names].sort());
   expect(answers[1]).toEqual(answers[0].map((n) => n.toUpperCase()));
 });
+
+test("saveWeights' metadata may not hold pace-peft's own keys, but for an evaluation transform it checks", async () => {
+  // Bug: { 'pace_peft.class_names': 'oops' } was written over the model's names, into a file the library then
+  // refused to load ("its 'pace_peft.class_names' metadata is not JSON").
+  using model = await createModel(spec, { pretrained: checkpoint, seed: 1 });
+  model.classNames = names;
+  await expect(
+    model.saveWeights(at('own.safetensors'), { metadata: { 'pace_peft.class_names': 'oops' } }),
+  ).rejects.toThrow(
+    new PaceOptionError(
+      "options.metadata: 'pace_peft.class_names' is one of pace-peft's own keys: set model.classNames, which " +
+        'saveWeights records',
+    ),
+  );
+  await expect(model.saveWeights(at('own.safetensors'), { metadata: { 'pace_peft.adapters': '{}' } })).rejects.toThrow(
+    new PaceOptionError("options.metadata: 'pace_peft.adapters' is one of pace-peft's own keys"),
+  );
+  const transform = { resize: 'center-crop', cropPct: 2, interpolation: 'bicubic', mean: [0, 0, 0], std: [1, 1, 1] };
+  await expect(
+    model.saveWeights(at('own.safetensors'), { metadata: { 'pace_peft.eval_transform': JSON.stringify(transform) } }),
+  ).rejects.toThrow(
+    new PaceOptionError(
+      "options.metadata: 'pace_peft.eval_transform' metadata is not an evaluation transform (cropPct: Too big: " +
+        'expected number to be <=1)',
+    ),
+  );
+  const valid = JSON.stringify({ ...transform, cropPct: 0.9 });
+  await model.saveWeights(at('own.safetensors'), { metadata: { 'pace_peft.eval_transform': valid, origin: 'test' } });
+  const { metadata } = await readTensorHeader(at('own.safetensors'));
+  expect(metadata).toMatchObject({ 'pace_peft.eval_transform': valid, origin: 'test' });
+  expect(JSON.parse(metadata!['pace_peft.class_names'])).toEqual(names);
+});

@@ -3,7 +3,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { createModel, earlyStopping, tensor, TensorDataset, Trainer, type EpochLogs, type Model } from '../lib';
+import {
+  createModel,
+  earlyStopping,
+  PaceOptionError,
+  tensor,
+  TensorDataset,
+  Trainer,
+  type EpochLogs,
+  type Model,
+} from '../lib';
 import { makeTempDir } from './support/paths';
 import { colourDataset, seededRandom, tinyVit, uint8ColourData } from './support/synthetic';
 
@@ -202,8 +211,38 @@ test.each([1, 2])(
   },
 );
 
-test('earlyStopping refuses a negative patience', () => {
-  expect(() => earlyStopping({ patience: -1 })).toThrow('earlyStopping: patience must be a whole number >= 0, got -1');
+test('earlyStopping checks its options, and refuses to watch a value the fit never logs', async () => {
+  // Bug: mode 'bogus', minDelta NaN and monitor 'stepGraphs' were taken, and monitor 'val_acc' without a validation
+  // set never stopped the fit nor restored anything, silently.
+  const refused: [object, string][] = [
+    [{ patience: -1 }, 'earlyStopping options.patience: '],
+    [{ patience: 1.5 }, 'earlyStopping options.patience: '],
+    [{ minDelta: Number.NaN }, 'earlyStopping options.minDelta: '],
+    [{ mode: 'bogus' }, 'earlyStopping options.mode: '],
+    [{ monitor: 'stepGraphs' }, 'earlyStopping options.monitor: '],
+    [{ restoreBest: 'yes' }, 'earlyStopping options.restoreBest: '],
+    [{ patients: 3 }, 'earlyStopping options: '],
+  ];
+  for (const [options, message] of refused) {
+    expect(() => earlyStopping(options as never)).toThrow(
+      expect.objectContaining({ name: 'PaceOptionError', message: expect.stringContaining(message) }),
+    );
+  }
+  using model = await freshModel();
+  const trainer = new Trainer(model, trainerOptions);
+  const fitWatching = (monitor: 'val_acc' | 'test_top5') =>
+    trainer.fit(colourDataset(32, 7), {
+      epochs: 2,
+      batchSize: 16,
+      progress: false,
+      callbacks: [earlyStopping({ monitor })],
+    });
+  await expect(fitWatching('val_acc')).rejects.toThrow(
+    new PaceOptionError('earlyStopping monitors val_acc, which this fit never logs: it has no validation set'),
+  );
+  await expect(fitWatching('test_top5')).rejects.toThrow(
+    new PaceOptionError('earlyStopping monitors test_top5, which this fit never logs: it has no test set'),
+  );
 });
 
 test("fit's augment over grey uint8 images [N, H, W] trains as over the same images given a channel axis", async () => {

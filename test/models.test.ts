@@ -510,9 +510,22 @@ describe('bad input gets a clear error', () => {
     await expect(model.loadWeights(fixture('vit_tiny_test.safetensors'))).rejects.toThrow(/missing blocks\.3\./);
   });
 
-  test('PyTorch pickles are refused with how to convert them; npz into Swin is refused', async () => {
+  test('PyTorch pickles are refused by their bytes with how to convert them; npz into Swin is refused', async () => {
+    // Bug: refused by extension: a safetensors file named .bin was called a pickle, and so was a text file.
     using model = await createModel(vitTiny);
-    await expect(model.loadWeights('/somewhere/model.pth')).rejects.toThrow(/pickle .*never unpickles.*save_file/);
+    const write = (name: string, bytes: Buffer) => {
+      fs.writeFileSync(path.join(temp.dir, name), bytes);
+      return path.join(temp.dir, name);
+    };
+    const pickle = write('model.pth', Buffer.from([0x80, 0x02, 0x7d, 0x71, 0x00, 0x2e, 0, 0, 0, 0, 0, 0]));
+    await expect(model.loadWeights(pickle)).rejects.toThrow(/is a Python pickle .*never unpickles/);
+    const archive = write('model.pt', Buffer.concat([Buffer.from('PK\x03\x04', 'latin1'), Buffer.alloc(60)]));
+    await expect(model.loadWeights(archive)).rejects.toThrow(/is a ZIP archive .*never unpickles.*save_file/);
+    const text = write('notes.bin', Buffer.from('not a checkpoint at all, just some words\n'));
+    await expect(model.loadWeights(text)).rejects.toThrow(expect.objectContaining({ name: 'PaceFileError' }));
+    await expect(model.loadWeights(text)).rejects.not.toThrow(/pickle/);
+    const renamed = write('weights.bin', fs.readFileSync(fixture('vit_tiny_test.safetensors')));
+    await expect(model.loadWeights(renamed)).resolves.toMatchObject({ missing: [], unexpected: [] });
     using swin = await createModel(swinTiny);
     await expect(swin.loadWeights(fixture('vit_tiny_test.npz'))).rejects.toThrow('.npz files hold Google ViT weights');
   });

@@ -40,3 +40,44 @@ test('the exports map gives types first and every target exists', () => {
     expect(fs.existsSync(path.join(repoRoot, target))).toBe(true);
   }
 });
+
+test('the shipped types: a consumer compiles against them, and `new Tensor()` or `new Model()` does not', () => {
+  // Bug: their constructors were stripped from the .d.ts (@internal), so TypeScript took them for public and
+  // argument-free: `new Model()` compiled, then failed at run time with a TypeError from deep inside.
+  const dir = path.join(repoRoot, '.cache', `types-check-${process.pid}`); // inside the package: 'pace-peft' resolves to it
+  fs.mkdirSync(dir, { recursive: true });
+  try {
+    const file = path.join(dir, 'consumer.ts');
+    fs.writeFileSync(
+      file,
+      [
+        "import { Model, Tensor, createModel, tensor } from 'pace-peft';",
+        'const made = tensor([1, 2]);',
+        'const shape: number[] = made.shape;',
+        "void createModel('vit_base_patch16_224', { seed: 1 }).then((model: Model) => model.dispose());",
+        'new Tensor();',
+        'new Model();',
+        'void shape;',
+      ].join('\n'),
+    );
+    const tsc = path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc');
+    const flags = [
+      '--noEmit',
+      '--strict',
+      '--module',
+      'nodenext',
+      '--moduleResolution',
+      'nodenext',
+      '--target',
+      'es2022',
+    ];
+    const run = node([tsc, ...flags, '--types', 'node', file]);
+    const errors = run.stdout.trim().split('\n');
+    expect(errors).toEqual([
+      expect.stringMatching(/consumer\.ts\(5,1\): error TS2554: Expected 1 arguments, but got 0\.$/),
+      expect.stringMatching(/consumer\.ts\(6,1\): error TS2554: Expected 3-4 arguments, but got 0\.$/),
+    ]);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);

@@ -5,7 +5,7 @@ import zlib from 'node:zlib';
 
 import sharp from 'sharp';
 
-import { createInferenceServer, createModel, prepareImages, tensor, type Model } from '../lib';
+import { createInferenceServer, createModel, prepareImages, tensor, TensorDataset, Trainer, type Model } from '../lib';
 import { makeTempDir, repoRoot } from './support/paths';
 import { pillowResize } from './support/pillow-resample';
 import { listen, postImage } from './support/serve';
@@ -189,6 +189,32 @@ test('a prediction that cannot finish within timeoutMs is answered 504, and the 
   } finally {
     release();
     clearTimeout(safety);
+    await close();
+  }
+});
+
+test('while a fit trains the served model, requests get 503 with Retry-After, and 200 once it has resolved', async () => {
+  // Bug: 500, with the library's advice to call forward from the fit's callbacks as the body.
+  using model = await createModel(spec, { pretrained: checkpoint });
+  model.addAdapters({ rank: 2 });
+  const { server, close } = createInferenceServer(model, { retryAfterSeconds: 3, batchWindowMs: 0 });
+  const base = await listen(server);
+  try {
+    const [png] = await fashionPngs();
+    const images = tensor(new Float32Array(16 * 3 * 28 * 28), [16, 3, 28, 28]);
+    const data = new TensorDataset(images, tensor(new BigInt64Array(16), [16], { dtype: 'int64' }));
+    let during: Response | undefined;
+    await new Trainer(model, { optimizer: { lr: 1e-3 } }).fit(data, {
+      epochs: 1,
+      batchSize: 8,
+      progress: false,
+      callbacks: [{ onEpochBegin: async () => void (during = await predict(base, png)) }],
+    });
+    expect(during?.status).toBe(503);
+    expect(during?.headers.get('retry-after')).toBe('3');
+    expect(await during?.json()).toEqual({ error: 'the model is being trained by a fit in this process; retry later' });
+    expect((await predict(base, png)).status).toBe(200);
+  } finally {
     await close();
   }
 });

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 
 import { z } from 'zod';
 
+import { EVAL_TRANSFORM_METADATA_KEY, recordedEvalTransform } from '../data/eval-transform';
 import { withContext } from '../error-context';
 import { PaceBusyError, PaceFileError, PaceNotFoundError, PaceOptionError, PaceStateError } from '../errors';
 import { downloadPretrained, DownloadPretrainedOptionsSchema, type PretrainedWeights } from '../hub/download';
@@ -116,8 +117,11 @@ export class Model implements Disposable {
   #classNames?: readonly string[];
   #disposed = false;
 
-  /** @internal */
+  /** Not for users: models are made by {@link createModel} (and {@link Model.merged}). */
   constructor(handle: NativeModelHandle, spec: ModelSpec, name: string, preprocessing?: Preprocessing) {
+    if (typeof handle !== 'object' || handle === null || typeof spec !== 'object' || spec === null) {
+      throw new PaceOptionError('new Model(): models are made by createModel()');
+    }
     this.#native = handle;
     this.spec = spec;
     this.name = name;
@@ -128,7 +132,7 @@ export class Model implements Disposable {
    * Loads a checkpoint: timm safetensors (old Swin layouts and buffers accepted) or Google's ViT `.npz`.
    * Position embeddings are resampled when the image size differs; a head of another class count is
    * re-initialised. Shape mismatches, and with `strict` missing or extra tensors, are errors that leave the
-   * model unchanged. PyTorch pickles (`.pt`, `.pth`) are refused.
+   * model unchanged. PyTorch pickles and torch.save archives are refused, recognised by their bytes.
    */
   async loadWeights(path: string, options: z.input<typeof LoadOptionsSchema> = {}): Promise<LoadReport> {
     const { strict } = parseOptions(LoadOptionsSchema, options, 'options');
@@ -178,9 +182,13 @@ export class Model implements Disposable {
     this.#classNames = names === undefined ? undefined : checkClassNames(names, this.spec.numClasses, 'classNames');
   }
 
-  /** Writes the backbone as a timm-loadable safetensors file (atomically), adapters folded in. */
+  /**
+   * Writes the backbone as a timm-loadable safetensors file (atomically), adapters folded in. `metadata` joins the
+   * file's; of pace-peft's own keys it may hold an evaluation transform (`EVAL_TRANSFORM_METADATA_KEY`, checked).
+   */
   async saveWeights(path: string, options: { metadata?: Record<string, string> } = {}): Promise<void> {
     const given = parseOptions(z.record(z.string(), z.string()).optional(), options.metadata, 'options.metadata');
+    checkOwnMetadata(given);
     const names = this.#classNames && { [CLASS_NAMES_METADATA_KEY]: JSON.stringify(this.#classNames) };
     const metadata = names || given ? { ...names, ...given } : null;
     await this.#use('saveWeights').saveWeights(parseOptions(PathSchema, path, 'path'), metadata);
@@ -546,6 +554,26 @@ async function loadPretrained(
 
 function isHeadParameter(name: string): boolean {
   return name.startsWith('head.');
+}
+
+/**
+ * A user's metadata for saveWeights: pace-peft's own keys would be read back as what the library wrote (a file it
+ * then refuses, or a server transform it then applies), so they are refused but for a checked evaluation transform.
+ */
+function checkOwnMetadata(given: Record<string, string> | undefined): void {
+  for (const key of Object.keys(given ?? {})) {
+    if (!key.startsWith('pace_peft.')) continue;
+    if (key === EVAL_TRANSFORM_METADATA_KEY) {
+      try {
+        recordedEvalTransform('options.metadata', given!);
+      } catch (error) {
+        throw new PaceOptionError((error as Error).message.replace(/^'options\.metadata': its /, 'options.metadata: '));
+      }
+      continue;
+    }
+    const instead = key === CLASS_NAMES_METADATA_KEY ? ': set model.classNames, which saveWeights records' : '';
+    throw new PaceOptionError(`options.metadata: '${key}' is one of pace-peft's own keys${instead}`);
+  }
 }
 
 /**

@@ -1,7 +1,7 @@
 import http from 'node:http';
 
 import { EvalTransformSchema, timmEvalTransform } from '../data/eval-transform';
-import { PaceOptionError } from '../errors';
+import { PaceBusyError, PaceOptionError } from '../errors';
 import type { Model } from '../models/model';
 import { parseOptions } from '../options';
 import { Batcher } from './batcher';
@@ -182,7 +182,14 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
         .sort((a, b) => b.probability - a.probability)
         .slice(0, o.topK);
       send(response, 200, { predictions: ranked });
-    } catch (error) {
+    } catch (caught) {
+      // A model that a fit is training is busy for a while, not broken: a 503 to retry, not a 500.
+      const error =
+        caught instanceof PaceBusyError
+          ? new HttpError(503, 'the model is being trained by a fit in this process; retry later', {
+              'retry-after': String(o.retryAfterSeconds),
+            })
+          : caught;
       const status = error instanceof HttpError ? error.status : 500;
       if (!response.headersSent && !response.destroyed) {
         const message = error instanceof Error ? error.message : String(error);

@@ -1,5 +1,8 @@
+import { z } from 'zod';
+
 import { PaceOptionError } from '../errors';
 import type { StepGraphCounts } from '../native';
+import { parseOptions } from '../options';
 
 /** What fit reports after each epoch (timm's names where it has them). */
 export interface EpochLogs {
@@ -37,6 +40,8 @@ export interface FitControl {
   restoreBest(): Promise<boolean>;
   /** Whether the fit has a validation set: `val_acc` is then logged every `evalEvery` epochs (and the last). */
   readonly validating: boolean;
+  /** Whether the fit has a test set: `test_acc` is then logged as `val_acc` is. */
+  readonly testing: boolean;
 }
 
 /** Training callbacks, with tfjs's names. Each may be async; fit awaits it. */
@@ -55,10 +60,36 @@ export interface Callback {
   onBatchEnd?(batch: number, logs: { loss: number; steps: number }): void;
 }
 
+/** The logged values earlyStopping can watch. */
+export const MONITORED_METRICS = [
+  'loss',
+  'clsLoss',
+  'paceLoss',
+  'acc',
+  'val_acc',
+  'val_loss',
+  'val_top5',
+  'test_acc',
+  'test_top5',
+  'gradNorm',
+  'fpDistance',
+] as const;
+export type MonitoredMetric = (typeof MONITORED_METRICS)[number];
+
+const EarlyStoppingOptionsSchema = z
+  .object({
+    monitor: z.enum(MONITORED_METRICS).optional(),
+    patience: z.number().int().min(0).optional(),
+    minDelta: z.number().min(0).optional(),
+    mode: z.enum(['auto', 'min', 'max']).optional(),
+    restoreBest: z.boolean().optional(),
+  })
+  .strict();
+
 /** Options of {@link earlyStopping}. */
 export interface EarlyStoppingOptions {
   /** The logged value to watch (default `val_acc`, or `loss` when no validation set is given). */
-  monitor?: keyof EpochLogs;
+  monitor?: MonitoredMetric;
   /** Evaluations without improvement before stopping (default 10). */
   patience?: number;
   /** The smallest change that counts as an improvement (default 0). */
@@ -75,12 +106,10 @@ export interface EarlyStoppingOptions {
  * past epochs' logs are counted again (a run that stopped early stops again at once), and the best state is the
  * one the run kept.
  */
-export function earlyStopping(options: EarlyStoppingOptions = {}): Callback {
+export function earlyStopping(given: EarlyStoppingOptions = {}): Callback {
+  const options = parseOptions(EarlyStoppingOptionsSchema, given, 'earlyStopping options');
   const patience = options.patience ?? 10;
-  if (!Number.isInteger(patience) || patience < 0) {
-    throw new PaceOptionError(`earlyStopping: patience must be a whole number >= 0, got ${patience}`);
-  }
-  const minDelta = Math.abs(options.minDelta ?? 0);
+  const minDelta = options.minDelta ?? 0;
   const restoreBest = options.restoreBest ?? true;
   let monitor = options.monitor;
   let best = Number.NaN;
@@ -105,6 +134,15 @@ export function earlyStopping(options: EarlyStoppingOptions = {}): Callback {
     onTrainBegin: async (control, past) => {
       // Chosen before any epoch: with evalEvery > 1 the first epochs log no val_acc though the fit validates.
       monitor = options.monitor ?? (control.validating ? 'val_acc' : 'loss');
+      // A value the fit never logs would never stop it, nor restore anything.
+      const missing = /^val_/.test(monitor)
+        ? !control.validating && 'validation'
+        : /^test_/.test(monitor) && !control.testing && 'test';
+      if (missing) {
+        throw new PaceOptionError(
+          `earlyStopping monitors ${monitor}, which this fit never logs: it has no ${missing} set`,
+        );
+      }
       best = Number.NaN;
       bestEpoch = -1;
       waited = 0;

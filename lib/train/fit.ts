@@ -317,6 +317,7 @@ async function fitEpochs(
     markBest: () => marks.mark(history.length - 1),
     restoreBest: () => marks.restore(),
     validating: validation !== undefined,
+    testing: test !== undefined,
   };
   const onAbort = () => host.handle.abort();
   signal?.addEventListener('abort', onAbort);

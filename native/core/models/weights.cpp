@@ -151,13 +151,9 @@ torch::Tensor resamplePositionEmbedding(const torch::Tensor& posEmbed, int64_t n
 }
 
 LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
+  // A pickle or a torch.save archive is recognised by its bytes (the safetensors reader names it and how to
+  // convert it), whatever its extension: a safetensors file named .bin loads.
   const std::string ext = lowerExtension(path);
-  if (ext == "pth" || ext == "pt" || ext == "bin" || ext == "ckpt" || ext == "pkl") {
-    throw FileError("checkpoint '" + path + "' is a PyTorch pickle (." + ext +
-                    "); pace-peft never unpickles. Convert it once to safetensors: python3 -c \"import torch, "
-                    "safetensors.torch as s; s.save_file(torch.load('" +
-                    path + "', map_location='cpu', weights_only=True), 'model.safetensors')\"");
-  }
   LoadReport report;
   const bool fromNpz = ext == "npz";
   std::vector<NamedTensor> source;
