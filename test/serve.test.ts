@@ -5,7 +5,17 @@ import zlib from 'node:zlib';
 
 import sharp from 'sharp';
 
-import { createInferenceServer, createModel, prepareImages, tensor, TensorDataset, Trainer, type Model } from '../lib';
+import {
+  createInferenceServer,
+  createModel,
+  memoryStats,
+  prepareImages,
+  releaseCachedMemory,
+  tensor,
+  TensorDataset,
+  Trainer,
+  type Model,
+} from '../lib';
 import { makeTempDir, repoRoot } from './support/paths';
 import { pillowResize } from './support/pillow-resample';
 import { listen, postImage } from './support/serve';
@@ -214,6 +224,27 @@ test('while a fit trains the served model, requests get 503 with Retry-After, an
     expect(during?.headers.get('retry-after')).toBe('3');
     expect(await during?.json()).toEqual({ error: 'the model is being trained by a fit in this process; retry later' });
     expect((await predict(base, png)).status).toBe(200);
+  } finally {
+    await close();
+  }
+});
+
+test("idle for idleReleaseMs, the server returns the forwards' cached CPU memory to the system", async () => {
+  // Bug: forwards of varying batch sizes kept their largest activations in the CPU block cache for the process's
+  // life (579 MiB on a 5.5 M-parameter ViT at 224), as only a fit's end released them.
+  using model = await createModel({ ...spec, imgSize: 224, patchSize: 16 }, { seed: 1 });
+  const { server, close } = createInferenceServer(model, { idleReleaseMs: 300, batchWindowMs: 50, maxBatch: 32 });
+  const base = await listen(server);
+  try {
+    const [png] = await fashionPngs();
+    releaseCachedMemory();
+    for (const batch of [1, 8, 32]) {
+      const answers = await Promise.all(Array.from({ length: batch }, () => predict(base, png)));
+      expect(answers.map((answer) => answer.status)).toEqual(Array(batch).fill(200));
+    }
+    expect(memoryStats().cpuCacheBytes).toBeGreaterThan(0); // what the forwards freed, kept for the next
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    expect(memoryStats().cpuCacheBytes).toBe(0);
   } finally {
     await close();
   }

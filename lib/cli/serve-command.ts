@@ -28,6 +28,7 @@ const numericFlags: Record<string, keyof ServeOptions> = {
   'max-connections': 'maxConnections',
   'max-pixels': 'maxPixels',
   'max-pending': 'maxPendingPredictions',
+  'idle-release-ms': 'idleReleaseMs',
 };
 
 /** The class count of a checkpoint's classifier head, and the evaluation transform it records (if any). */
@@ -75,7 +76,8 @@ export const serveCommand: Command = {
   as timm evaluates the model (shorter side to size / crop_pct, the centre); --resize stretch|center-crop
   overrides the resize.
   [--top-k 5] [--max-batch 16] [--batch-window-ms 5] [--timeout-ms 10000] (a prediction's 504)
-  [--max-pending 64] (predictions waiting for or in a forward; one more gets 503)
+  [--max-pending 64] (predictions waiting for or in a forward; one more gets 503) [--idle-release-ms 5000]
+  (idle that long, the forwards' cached CPU memory goes back to the system; 0: kept)
   [--request-timeout-ms 30000] [--headers-timeout-ms 10000, at most the request's] [--keep-alive-timeout-ms 5000]
   [--max-body-bytes 10485760] [--max-pixels 64000000] [--max-connections 256] [--device cpu|cuda]
   [--resize stretch|center-crop] [--decode exact|fast] (exact: Pillow's pixels, as pace eval; fast: libvips alone,

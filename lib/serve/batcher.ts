@@ -1,6 +1,7 @@
 import type { Model } from '../models/model';
 import type { Normalization } from '../data/normalization';
 import { prepareImages } from '../data/prepare';
+import { nativeAddon } from '../native';
 import { tensor } from '../tensor';
 import { HttpError } from './http-error';
 
@@ -53,12 +54,17 @@ export class Batcher {
       batchWindowMs: number;
       maxPending: number;
       retryAfterSeconds: number;
+      /** Idle this long, the forwards' cached CPU memory is released (0: never). */
+      idleReleaseMs: number;
     },
   ) {}
+
+  #idleTimer: NodeJS.Timeout | undefined;
 
   /** Class probabilities for one image of the model's size (RGB uint8, HWC). */
   submit(pixels: Buffer): Submission {
     this.refuseWhenFull();
+    clearTimeout(this.#idleTimer);
     this.#pending += 1;
     let entry!: Pending;
     const result = new Promise<Float32Array>((resolve, reject) => {
@@ -68,6 +74,10 @@ export class Batcher {
       else this.#timer ??= setTimeout(() => this.#flush(), this.options.batchWindowMs);
     }).finally(() => {
       this.#pending -= 1;
+      if (this.#pending === 0 && this.options.idleReleaseMs > 0) {
+        clearTimeout(this.#idleTimer);
+        this.#idleTimer = setTimeout(() => nativeAddon().releaseCachedMemory(), this.options.idleReleaseMs).unref();
+      }
     });
     result.catch(() => undefined); // a withdrawn request's rejection is its caller's to see, not an unhandled one
     return {
@@ -133,5 +143,6 @@ export class Batcher {
     this.#draining = true;
     this.#flush();
     await this.#running;
+    clearTimeout(this.#idleTimer);
   }
 }

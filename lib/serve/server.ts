@@ -91,6 +91,7 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
     batchWindowMs: o.batchWindowMs,
     maxPending: o.maxPendingPredictions,
     retryAfterSeconds: o.retryAfterSeconds,
+    idleReleaseMs: o.idleReleaseMs,
   });
   const decoder = new UploadDecoder({
     maxPixels: o.maxPixels,
