@@ -1,10 +1,21 @@
 import path from 'node:path';
 
 import { evaluateDomainShift, type DomainShiftReport, type DomainShiftTarget } from '../eval/domain-shift';
+import type { Normalization } from '../data/normalization';
+import { evaluationTransformOf } from '../data/sources';
 import { formatDomainShiftTable } from '../eval/domain-shift-table';
 import type { Model } from '../models/model';
 import type { RunConfig } from './config';
 import { UsageError } from './usage';
+
+/**
+ * The mean and std the run's training images were normalised with (its `data.train` source's), which its
+ * domain-adaptation sets are then normalised with too: the reference uses ImageNet's for both.
+ */
+export function trainingNormalization(config: RunConfig, model: Model): Normalization {
+  const { mean, std } = evaluationTransformOf(config.data.train, model.preprocessing, config.baseDir);
+  return { mean, std };
+}
 
 /** The file of a run folder a completed `pace fit` writes its domain-adaptation report to. */
 export const DOMAIN_SHIFT_FILE = 'domain-shift.json';
@@ -39,7 +50,11 @@ export async function domainShiftEval(
       '--domain-shift needs data.domainShift in the config: { "imagenet-a": { "list": ..., "root": ... }, ... }',
     );
   }
-  const report: DomainShiftReport = await evaluateDomainShift(model, { targets, batchSize: options.batchSize });
+  const report: DomainShiftReport = await evaluateDomainShift(model, {
+    targets,
+    batchSize: options.batchSize,
+    normalization: trainingNormalization(config, model),
+  });
   return options.markdown
     ? formatDomainShiftTable([{ label: options.label, report }])
     : JSON.stringify(report, null, 2);

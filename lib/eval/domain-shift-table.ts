@@ -6,7 +6,8 @@ const percent = (value: number | undefined) => (value === undefined ? '–' : (1
 /**
  * A markdown table of domain-adaptation results in the paper's layout: one row per labelled report, top-1 in
  * percent with one decimal, the source (ImageNet) first, then -Sketch, -V2, -A, -R and the mean over the
- * targets. Only the columns some report has are shown; a set a row lacks reads `–`.
+ * targets. Only the columns some report has are shown; a set a row lacks reads `–`, and so does its mean (over
+ * fewer targets, it would not compare with the others).
  */
 export function formatDomainShiftTable(rows: { label: string; report: DomainShiftReport }[]): string {
   const columns = DOMAIN_SHIFT_SETS.filter((set) =>
@@ -18,7 +19,9 @@ export function formatDomainShiftTable(rows: { label: string; report: DomainShif
   const lines = [`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`];
   for (const { label, report } of rows) {
     const cells = columns.map((set) => percent(report.sets.find((s) => s.name === set.name)?.result.top1));
-    if (withTargets) cells.push(percent(report.targetMean));
+    // A mean over fewer targets than the table shows would not compare with the other rows' means.
+    const complete = columns.every((set) => set.source || report.sets.some((s) => s.name === set.name));
+    if (withTargets) cells.push(percent(complete ? report.targetMean : undefined));
     lines.push(`| ${[label.replace(/\|/g, '\\|'), ...cells].join(' | ')} |`);
   }
   return `${lines.join('\n')}\n`;

@@ -14,6 +14,7 @@ import {
   type DomainShiftSetName,
 } from '../data/domain-shift';
 import { loadImages } from '../data/images';
+import { checkNormalization, type Normalization } from '../data/normalization';
 import type { SplitEntry } from '../data/splits';
 import { withContext } from '../error-context';
 import { PaceInputError, PaceNotFoundError, PaceOptionError } from '../errors';
@@ -83,6 +84,11 @@ export interface EvaluateDomainShiftOptions {
   onProgress?: (progress: { set: DomainShiftSetName; done: number; total: number }) => void;
   /** Stops the evaluation before its next batch of images: the call then rejects with the signal's reason. */
   signal?: AbortSignal;
+  /**
+   * The mean and std list targets are normalised with: the ones the model was trained with (default ImageNet's,
+   * as the reference trains and evaluates).
+   */
+  normalization?: Normalization;
 }
 
 /** One set's figures. */
@@ -117,14 +123,14 @@ function subsetFor(
 }
 
 /** The decoded images of `entries` from `from`, as the evaluation transform (centre crop) makes them. */
-async function decodeChunk(entries: SplitEntry[], list: string, size: number): Promise<TensorDataset> {
+async function decodeChunk(
+  entries: SplitEntry[],
+  list: string,
+  size: number,
+  normalization: Normalization,
+): Promise<TensorDataset> {
   try {
-    const { dataset } = await loadImages(entries, {
-      size,
-      resize: 'center-crop',
-      normalization: IMAGENET_NORMALIZATION,
-      progress: false,
-    });
+    const { dataset } = await loadImages(entries, { size, resize: 'center-crop', normalization, progress: false });
     return dataset;
   } catch (error) {
     throw withContext(error, `${list}: ${(error as Error).message}`);
@@ -136,8 +142,9 @@ async function decodeChunk(entries: SplitEntry[], list: string, size: number): P
  * (the source) and the shifted targets ImageNet-Sketch, -V2, -A and -R. ImageNet-A and -R cover 200 classes
  * each: their logits are restricted to those classes (the argmax and the softmax run over the subset only).
  * List targets are decoded as the evaluation transform of the reference (shorter side to size/0.875, centre
- * crop, ImageNet's mean and std) a chunk at a time, the next chunk decoding while the current one runs.
- * A missing or corrupt image is an error naming the list, the image and its line. The model runs in
+ * crop, ImageNet's mean and std unless `normalization` says otherwise) a chunk at a time, the next chunk decoding
+ * while the current one runs. A missing image is an error naming the list, the image and its line before anything
+ * is decoded; a corrupt one when it is reached. The model runs in
  * evaluation mode and is left in the mode it had. `signal` stops it before the next batch.
  */
 export async function evaluateDomainShift(
@@ -146,13 +153,16 @@ export async function evaluateDomainShift(
 ): Promise<DomainShiftReport> {
   const batchSize = parseOptions(z.number().int().min(1).default(64), options.batchSize, 'options.batchSize');
   const chunk = parseOptions(z.number().int().min(1).default(1024), options.decodeChunk, 'options.decodeChunk');
-  checkSetsAndHead(options.targets, model.spec.numClasses);
+  const normalization = checkNormalization(options.normalization ?? IMAGENET_NORMALIZATION, 'options.normalization');
+  // Every list's lines, labels and images checked before the first is decoded: a missing image of the last set
+  // must not end the call after the others have run.
+  checkDomainShiftTargets(options.targets, model.spec.numClasses);
   // The native evaluation runs in evaluation mode and leaves the model's mode as it found it.
   const sets: DomainShiftReport['sets'] = [];
   for (const set of DOMAIN_SHIFT_SETS) {
     const target = options.targets[set.name];
     if (!target) continue;
-    const score = scorer(model, set.name, batchSize, options);
+    const score = scorer(model, set.name, batchSize, { ...options, normalization });
     const result = 'dataset' in target ? await score.dataset(target) : await score.list(target, chunk);
     sets.push({ name: set.name, title: set.title, result });
   }
@@ -212,7 +222,12 @@ function listEntries(name: DomainShiftSetName, target: DomainShiftList) {
 }
 
 /** Scoring one set, from a dataset or from a list: the native evaluation of each chunk, its counts summed. */
-function scorer(model: Model, name: DomainShiftSetName, batchSize: number, options: EvaluateDomainShiftOptions) {
+function scorer(
+  model: Model,
+  name: DomainShiftSetName,
+  batchSize: number,
+  options: EvaluateDomainShiftOptions & { normalization: Normalization },
+) {
   let samples = 0;
   let correct = 0;
   let lossSum = 0;
@@ -249,7 +264,7 @@ function scorer(model: Model, name: DomainShiftSetName, batchSize: number, optio
       // The next chunk decodes while this one is evaluated. Its failure is handled here at once, so that it is
       // not an unhandled rejection (which ends the process) before the loop comes to await it.
       const prefetch = (from: number) => {
-        const decoding = decodeChunk(entries.slice(from, from + chunk), list, size);
+        const decoding = decodeChunk(entries.slice(from, from + chunk), list, size, options.normalization);
         decoding.catch(() => undefined);
         return decoding;
       };

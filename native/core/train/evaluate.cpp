@@ -116,7 +116,7 @@ EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, con
   // would wait for each batch to finish before the next is queued.
   const auto counts = torch::TensorOptions().dtype(torch::kLong).device(device);
   at::Tensor confusion = torch::zeros({classes * classes}, counts);
-  at::Tensor top1 = torch::zeros({}, counts), top5 = torch::zeros({}, counts);
+  at::Tensor top1 = torch::zeros({}, counts), top5 = torch::zeros({}, counts), nonFinite = torch::zeros({}, counts);
   at::Tensor loss = torch::zeros({}, counts.dtype(torch::kDouble));
   int64_t first = 0, last = n;
   if (shardAcross) {
@@ -136,26 +136,43 @@ EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, con
     const at::Tensor x = batchInput(model, stored, normalization).to(device);
     const at::Tensor y = labels.slice(0, begin, end).to(device);
     at::Tensor logits = model.forward(x).to(at::kFloat);
+    // Counted on the device, read once at the end: a NaN row would otherwise count as a prediction (argmax takes
+    // NaN for the largest), outside a class subset too.
+    nonFinite.add_(logits.isfinite().logical_not().any(1).sum());
     if (offsets.defined()) logits = logits + offsets;  // exp(−∞) = 0: the softmax and argmax see the subset only
     loss.add_(torch::nn::functional::cross_entropy(
                   logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
                   .to(torch::kDouble));
-    const at::Tensor predicted = logits.argmax(1);
+    // As timm's accuracy(): top-1 is the first of the top 5, so a tie never counts at top-1 and not at top-5.
+    at::Tensor predicted;
+    if (taking >= 5) {
+      const at::Tensor best = std::get<1>(logits.topk(5, 1));
+      predicted = best.select(1, 0);
+      top5.add_(best.eq(y.unsqueeze(1)).any(1).sum());
+    } else {
+      predicted = logits.argmax(1);
+    }
     top1.add_(predicted.eq(y).sum());
-    if (taking >= 5) top5.add_(std::get<1>(logits.topk(5, 1)).eq(y.unsqueeze(1)).any(1).sum());
     confusion.index_add_(0, y * classes + predicted, torch::ones({end - begin}, counts));
   }
   if (shardAcross) {
     // One all-reduce of every count and the loss sum (float64 holds counts exactly up to 2^53).
-    std::vector<at::Tensor> one{at::cat({confusion.to(torch::kDouble), top1.reshape(1).to(torch::kDouble),
-                                         top5.reshape(1).to(torch::kDouble), loss.reshape(1)})
-                                    .to(shardAcross->device())};
+    std::vector<at::Tensor> one{
+        at::cat({confusion.to(torch::kDouble), top1.reshape(1).to(torch::kDouble), top5.reshape(1).to(torch::kDouble),
+                 loss.reshape(1), nonFinite.reshape(1).to(torch::kDouble)})
+            .to(shardAcross->device())};
     shardAcross->allReduceSum(one, "summing the evaluation's counts");
     const at::Tensor summed = one[0];
     confusion = summed.narrow(0, 0, classes * classes).to(torch::kLong);
     top1 = summed[classes * classes].to(torch::kLong);
     top5 = summed[classes * classes + 1].to(torch::kLong);
     loss = summed[classes * classes + 2];
+    nonFinite = summed[classes * classes + 3].to(torch::kLong);
+  }
+  if (const int64_t bad = nonFinite.item<int64_t>(); bad > 0) {
+    throw DivergedError("the model's logits are not finite (NaN or infinite) for " + std::to_string(bad) + " of the " +
+                        std::to_string(n) +
+                        " samples: a NaN in the images or in the weights; the evaluation's figures would mean nothing");
   }
   EvaluationResult result;
   result.samples = n;
