@@ -568,6 +568,10 @@ test('the trainer and fit sections are checked whole before the model, the data 
     [{ fit: { epochs: 1.5 } }, `config 'sections.json'.fit.epochs: Invalid input: expected int`],
     [{ trainer: { bogus: 1 } }, `config 'sections.json'.trainer: Unrecognized key: "bogus"`],
     [{ trainer: { optimizer: { lr: -1 } } }, `config 'sections.json'.trainer.optimizer.lr: Too small`],
+    [
+      { fit: { schedule: false, scheduleStepping: 'step' } },
+      `config 'sections.json'.fit.scheduleStepping steps the cosine schedule, which schedule: false turns off`,
+    ],
   ];
   for (const [overrides, message] of cases) {
     writeUnloadableConfig('sections.json', overrides);

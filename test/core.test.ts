@@ -8,9 +8,13 @@ import { makeTempDir, repoRoot } from './support/paths';
 // becomes a jest test here, so a C++ test that cannot run on this machine (no GPU, no AVX2) shows as skipped
 // with its reason instead of passed.
 const binary = path.join(repoRoot, 'build', 'Release', 'pace_core_tests');
+// Its files go to the TMPDIR it is given, and are gone when it exits: checked there and in /tmp, where an old build
+// wrote them whatever TMPDIR said (16 folders had piled up).
 const scratch = makeTempDir('core-tests');
+const inTmp = () => new Set(fs.readdirSync('/tmp').filter((name) => name.startsWith('pace-core-tests-')));
+const before = inTmp();
 const run = spawnSync(binary, { encoding: 'utf8', env: { ...process.env, TMPDIR: scratch.dir } });
-const leftBehind = fs.readdirSync(scratch.dir);
+const leftBehind = [...fs.readdirSync(scratch.dir), ...[...inTmp()].filter((name) => !before.has(name))];
 scratch.cleanup();
 const results = [...(run.stdout ?? '').matchAll(/^(ok|FAIL|skip) {1,3}(.*?)(?:: (.*))?$/gm)].map(
   ([, status, name, detail]) => ({ status, name, detail }),

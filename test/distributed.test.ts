@@ -574,7 +574,7 @@ describe('a rank that dies or hangs', () => {
     }
   }, 90_000);
 
-  test('ranks whose datasets are augmented otherwise, or of which only one writes a run folder, stop together', async () => {
+  test('ranks whose datasets are augmented otherwise, or of which only one writes a run folder or names a checkpoint, stop together', async () => {
     // Bugs: only the sets' sizes were compared, so ranks with other augmentation or normalisation trained together
     // silently; a run folder on rank 0 alone left the ranks waiting in different collectives until the timeout.
     const script = (change: string) =>
@@ -586,11 +586,14 @@ describe('a rank that dies or hangs', () => {
         const augment = { crop: 16, flip: group.rank === 1 && ${change === 'augment'} };
         const options = { epochs: 1, batchSize: 8, progress: false };
         if (${change === 'runDir'} && group.rank === 0) options.runDir = require('path').join(process.cwd(), 'only-rank-0');
+        if (${change === 'resumeFrom'} && group.rank === 1) options.resumeFrom = 'best';
         await new Trainer(model, { seed: 1 }).fit(new TensorDataset(images, labels, { normalization, augment }), options);
         console.log('rank ' + group.rank + ' trained');`);
     for (const [change, differs] of [
       ['augment', /rank\(s\) 1 differ from rank 0 in data\.train\.augment\.flip \(here: true\)/],
       ['runDir', /rank\(s\) 1 differ from rank 0 in runFolder \(here: "none"\)/],
+      // Bug: refused by rank 1 alone (resumeFrom without resume), while rank 0 waited in its first all-reduce
+      ['resumeFrom', /rank\(s\) 1 differ from rank 0 in resumeFrom \(here: "no resume, but a resumeFrom"\)/],
     ] as const) {
       const launched = await paceLaunch([
         '--nproc-per-node',

@@ -518,7 +518,11 @@ describe('bad input gets a clear error', () => {
       return path.join(temp.dir, name);
     };
     const pickle = write('model.pth', Buffer.from([0x80, 0x02, 0x7d, 0x71, 0x00, 0x2e, 0, 0, 0, 0, 0, 0]));
-    await expect(model.loadWeights(pickle)).rejects.toThrow(/is a Python pickle .*never unpickles/);
+    await expect(model.loadWeights(pickle)).rejects.toThrow(
+      `is a Python pickle (a legacy torch.save checkpoint), not safetensors. pace-peft never unpickles; convert it ` +
+        `once with \`python3 -c "import torch, safetensors.torch as s; s.save_file(torch.load('${pickle}', ` +
+        `map_location='cpu', weights_only=True), 'model.safetensors')"\``,
+    );
     const archive = write('model.pt', Buffer.concat([Buffer.from('PK\x03\x04', 'latin1'), Buffer.alloc(60)]));
     await expect(model.loadWeights(archive)).rejects.toThrow(/is a ZIP archive .*never unpickles.*save_file/);
     const text = write('notes.bin', Buffer.from('not a checkpoint at all, just some words\n'));

@@ -17,10 +17,10 @@ import { createModel, type Model } from '../models/model';
 import type { EpochLogs } from '../train/callbacks';
 import { Trainer, TrainerOptionsSchema, type TrainerOptions } from '../train/trainer';
 import { ResumeFromSchema, type ResumeFrom } from '../train/checkpoints';
-import { FitOptionsSchema, type FitOptions, type History } from '../train/fit';
+import { FitOptionsSchema, refuseIgnoredFitOptions, type FitOptions, type History } from '../train/fit';
 import { holdRunFolder } from '../train/run-folder';
 import { cacheDirOf, configName, datasetSizeFromData, readRunConfig, trainerAsChecked, type RunConfig } from './config';
-import { DOMAIN_SHIFT_FILE, domainShiftEval, domainShiftTargets } from './domain-shift-eval';
+import { DOMAIN_SHIFT_FILE, domainShiftEval, domainShiftTargets, trainingNormalization } from './domain-shift-eval';
 import { checkDomainShiftTargets, evaluateDomainShift } from '../eval/domain-shift';
 import { formatDomainShiftTable } from '../eval/domain-shift-table';
 import { writeFileAtomic } from '../files';
@@ -151,6 +151,7 @@ function fitSettings(
   const flagOf = (field: string) => (Object.hasOwn(given, field) ? given[field] : undefined);
   parseWithFlags(TrainerOptionsSchema, trainerAsChecked(trainer), `${what}.trainer`, flagOf);
   parseWithFlags(FitOptionsSchema, fit, `${what}.fit`, flagOf);
+  refuseIgnoredFitOptions(fit, `${what}.fit`);
   if (flags.lr === 0 && (fit as { schedule?: unknown }).schedule !== false) {
     throw new UsageError('--lr: 0 is no peak for the cosine schedule; give a positive rate, or "schedule": false');
   }
@@ -175,7 +176,12 @@ async function domainShiftAfterFit(
   if (!targets) return true;
   let report;
   try {
-    report = await evaluateDomainShift(model, { targets, batchSize: options.batchSize, signal: options.signal });
+    report = await evaluateDomainShift(model, {
+      targets,
+      batchSize: options.batchSize,
+      signal: options.signal,
+      normalization: trainingNormalization(config, model),
+    });
   } catch (error) {
     if (!options.signal.aborted || error !== options.signal.reason) throw error;
     out(`domain-shift evaluation interrupted by ${String(options.signal.reason)}: ${DOMAIN_SHIFT_FILE} not written`);

@@ -127,8 +127,9 @@ class ImageFolder {
       const shown = folder.shown === '' ? entry.name : `${folder.shown}/${entry.name}`;
       const item = { name: entry.name, shown, real: path.join(folder.real, entry.name), isFolder: entry.isDirectory() };
       // Node decodes names as UTF-8, a byte that is not becoming U+FFFD: such an image or folder would be listed
-      // under a name that does not exist.
-      if (entry.name.includes('\uFFFD') && (item.isFolder || entry.isSymbolicLink() || isImage(item))) {
+      // under a name that does not exist. (Files beside the class folders are no samples.)
+      const sample = folder.shown !== '' && isImage(item);
+      if (entry.name.includes('\uFFFD') && (item.isFolder || entry.isSymbolicLink() || sample)) {
         this.refuseUndecodableName(folder, entry.name);
       }
       const followed = entry.isSymbolicLink() ? this.follow(item) : item;

@@ -421,7 +421,8 @@ export class Model implements Disposable {
 
   /**
    * A plain backbone of the same configuration with the adapters folded into its weights and biases: the
-   * same eval-mode outputs at the backbone's own cost. `saveWeights` on it gives a timm-loadable file.
+   * same eval-mode outputs at the backbone's own cost. `saveWeights` on it gives a timm-loadable file; for a Swin
+   * with VPT adapters, one whose `downsample.reduction` biases timm's Swin must be given first (README).
    */
   async merged(): Promise<Model> {
     const copy = new Model(await this.#use('merged').merged(), this.spec, this.name, this.preprocessing);

@@ -80,7 +80,7 @@ const EarlyStoppingOptionsSchema = z
   .object({
     monitor: z.enum(MONITORED_METRICS).optional(),
     patience: z.number().int().min(0).optional(),
-    minDelta: z.number().min(0).optional(),
+    minDelta: z.number().optional(), // its size counts, as in Keras and tfjs
     mode: z.enum(['auto', 'min', 'max']).optional(),
     restoreBest: z.boolean().optional(),
   })
@@ -109,7 +109,7 @@ export interface EarlyStoppingOptions {
 export function earlyStopping(given: EarlyStoppingOptions = {}): Callback {
   const options = parseOptions(EarlyStoppingOptionsSchema, given, 'earlyStopping options');
   const patience = options.patience ?? 10;
-  const minDelta = options.minDelta ?? 0;
+  const minDelta = Math.abs(options.minDelta ?? 0);
   const restoreBest = options.restoreBest ?? true;
   let monitor = options.monitor;
   let best = Number.NaN;

@@ -128,13 +128,7 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   }
   if (host.worldSize > 1) await agreeOnFit(host.describe(), rest, { train, validation, test });
   const o = parseOptions(FitOptionsSchema, rest, 'options');
-  // Options that would be ignored: refused, as the user meant something by them.
-  if (rest.resumeFrom !== undefined && o.resume === undefined) {
-    throw new PaceOptionError('options.resumeFrom chooses the checkpoint of options.resume: give resume too');
-  }
-  if (rest.scheduleStepping !== undefined && o.schedule === false) {
-    throw new PaceOptionError('options.scheduleStepping steps the cosine schedule, which schedule: false turns off');
-  }
+  refuseIgnoredFitOptions(rest, 'options');
   if (o.resume !== undefined && o.runDir !== undefined) {
     throw new PaceOptionError(
       'options.resume continues the run in its own folder: it takes no options.runDir (give one of the two)',
@@ -480,6 +474,19 @@ async function fitEpochs(
     nativeAddon().releaseCachedMemory(); // the activations kept for the next step are not needed any more
   }
   return { epochs: history, stopReason: stopReason ?? 'completed', ...(interrupted && { interrupted }) };
+}
+
+/**
+ * Fit options as given that the fit would ignore, refused (the user meant something by them): `where` names the
+ * object they were given in (`options`, or a config's `fit`).
+ */
+export function refuseIgnoredFitOptions(given: Record<string, unknown>, where: string): void {
+  if (given.resumeFrom !== undefined && given.resume === undefined) {
+    throw new PaceOptionError(`${where}.resumeFrom chooses the checkpoint of ${where}.resume: give resume too`);
+  }
+  if (given.scheduleStepping !== undefined && given.schedule === false) {
+    throw new PaceOptionError(`${where}.scheduleStepping steps the cosine schedule, which schedule: false turns off`);
+  }
 }
 
 /** Whether a run folder's last checkpoint is the one a fit writes before its first step (epoch -1). */

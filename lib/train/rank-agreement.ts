@@ -20,7 +20,9 @@ export async function agreeOnFit(
 ): Promise<void> {
   const computed = Object.fromEntries(Object.entries(options).filter(([key]) => !PER_RANK_OPTIONS.has(key)));
   const resuming = options.resume !== undefined;
-  const resumeFrom = resuming ? (options.resumeFrom ?? 'last') : 'no resume';
+  // Not resuming, a resumeFrom is refused (after this agreement): every rank must be given one, or none.
+  const stray = options.resumeFrom !== undefined ? 'no resume, but a resumeFrom' : 'no resume';
+  const resumeFrom = resuming ? (options.resumeFrom ?? 'last') : stray;
   // Where a rank writes may differ, but whether it writes may not: the run folder's lock and checkpoints are
   // collective.
   const runFolder = options.runDir !== undefined || resuming ? 'a run folder' : 'none';

@@ -42,6 +42,7 @@ class FileProblem {
   // For tensors a caller asked to save: the file is fine, the request is not.
   [[noreturn]] void failRequest(const std::string& problem) const { throw OptionError(describe(problem)); }
   std::string describe(const std::string& problem) const { return "safetensors file '" + path_ + "': " + problem; }
+  const std::string& path() const { return path_; }
 
  private:
   std::string path_;
@@ -188,18 +189,19 @@ void checkCoverage(std::vector<SafetensorsEntry> entries, uint64_t dataSize, con
     err.fail("the data section has " + std::to_string(dataSize - cursor) + " trailing bytes that belong to no tensor");
 }
 
-// A file whose first 8 bytes are no valid header length may be a checkpoint in another format: say which.
-// Pickles are never opened.
+// A file whose first 8 bytes are no valid header length may be a checkpoint in another format: say which, and
+// how to convert this very file. Pickles are never opened.
 void rejectOtherFormats(const unsigned char* start, const FileProblem& err) {
+  const std::string convert =
+      "convert it once with `python3 -c \"import torch, safetensors.torch as s; s.save_file(torch.load('" + err.path() +
+      "', map_location='cpu', weights_only=True), 'model.safetensors')\"`";
   if (start[0] == 'P' && start[1] == 'K' && start[2] == 3 && start[3] == 4)
     err.fail(
-        "is a ZIP archive (a torch.save checkpoint or a NumPy .npz), not safetensors. pace-peft never "
-        "unpickles; convert a PyTorch checkpoint with `python3 -c \"import torch, safetensors.torch as s; "
-        "s.save_file(torch.load('model.pth', map_location='cpu', weights_only=True), 'model.safetensors')\"`");
+        "is a ZIP archive (a torch.save checkpoint or a NumPy .npz), not safetensors. pace-peft never unpickles; " +
+        convert);
   if (start[0] == 0x80 && start[1] >= 2 && start[1] <= 5)
-    err.fail(
-        "is a Python pickle (a legacy torch.save checkpoint), not safetensors. pace-peft never unpickles; "
-        "convert it to safetensors with Python first");
+    err.fail("is a Python pickle (a legacy torch.save checkpoint), not safetensors. pace-peft never unpickles; " +
+             convert);
 }
 
 SafetensorsHeader parseHeader(const ReadOnlyFile& file, const FileProblem& err) {
