@@ -24,6 +24,7 @@ import {
   tensor,
   type DownloadProgress,
 } from '../lib';
+import { namedPreprocessing } from '../lib/models/specs';
 import { commitOf, gitBlobId, startFakeHub, type FakeHub } from './support/hub-server';
 import { makeTempDir, repoRoot } from './support/paths';
 
@@ -250,6 +251,39 @@ describe('names', () => {
       if (!entry.architecture.includes('_clip_')) expect(models.has(entry.architecture)).toBe(true);
       if (models.has(entry.architecture)) expect(resolveModelName(entry.name)).toBeDefined();
     }
+  });
+
+  test("a named model whose weights come from a file (or from nowhere) gets its tag's preprocessing, as timm's", async () => {
+    // Bug: the family's (ViT: mean and std 0.5, crop 0.9) whatever the tag: DINO's and MAE's are ImageNet's, the
+    // LAION-2B ViT-L/14's 0.5 with crop 1.0, not CLIP's. The figures are timm 0.9.12's default_cfgs.
+    const imagenet = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+    const half = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+    const clip = { mean: [0.48145466, 0.4578275, 0.40821073], std: [0.26862954, 0.26130258, 0.27577711] };
+    const cases: [string, object, number][] = [
+      ['vit_base_patch16_224.mae', imagenet, 0.9],
+      ['vit_base_patch16_224', half, 0.9], // its default tag: augreg2_in21k_ft_in1k
+      ['vit_base_patch16_224_in21k', half, 0.9], // deprecated: augreg_in21k
+      ['vit_large_patch14_clip_224', half, 1], // default laion2b_ft_in12k_in1k
+      ['vit_large_patch14_clip_224.openai', clip, 1],
+      ['vit_base_patch16_clip_224.laion2b_ft_in12k_in1k', clip, 0.95],
+      ['vit_base_patch16_clip_224.laion2b_ft_in12k', clip, 0.9], // the paper's CLIP backbone
+      ['swin_base_patch4_window12_384.ms_in22k', imagenet, 1],
+    ];
+    for (const [name, meanStd, cropPct] of cases) {
+      const spec = resolveModelName(name)!;
+      expect([name, namedPreprocessing(name, spec)]).toEqual([
+        name,
+        { ...meanStd, cropPct, interpolation: 'bicubic', imgSize: spec.imgSize },
+      ]);
+    }
+    // Every tag the catalog lists has timm's figures.
+    for (const entry of listPretrained()) {
+      const spec = resolveModelName(entry.name);
+      if (spec) expect([entry.name, namedPreprocessing(entry.name, spec)]).not.toEqual([entry.name, undefined]);
+    }
+    // createModel by name, with no Hub config: DINO's ImageNet constants.
+    using dino = await createModel('vit_small_patch16_224.dino', { seed: 1 });
+    expect(dino.preprocessing).toEqual({ ...imagenet, cropPct: 0.9, interpolation: 'bicubic', imgSize: 224 });
   });
 });
 

@@ -1,15 +1,13 @@
 import { PaceInputError, PaceNotFoundError } from '../errors';
 import type { Normalization } from './dataset';
+import { meanStdOf } from '../models/timm-constants';
 import { parseSplitList, type SplitEntry } from './splits';
 
 /** ImageNet-1K's class count: every domain-adaptation list labels its images with these indices. */
 export const IMAGENET_CLASSES = 1000;
 
 /** ImageNet's mean and std, with which the reference normalises its benchmarks whatever the backbone. */
-export const IMAGENET_NORMALIZATION: Readonly<Normalization> = {
-  mean: [0.485, 0.456, 0.406],
-  std: [0.229, 0.224, 0.225],
-};
+export const IMAGENET_NORMALIZATION: Readonly<Normalization> = meanStdOf('imagenet');
 
 /**
  * The evaluation sets of the paper's domain-adaptation protocol (NOAH's), in the order reports show them: the

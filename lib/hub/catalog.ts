@@ -1,3 +1,5 @@
+import { meanStdOf, type TimmMeanStd } from '../models/timm-constants';
+
 /**
  * The pretrained weights pace-peft knows by name: timm 0.9.12's tags for each architecture it builds, as listed in
  * timm's `default_cfgs` (timm/models/vision_transformer.py and swin_transformer.py at tag v0.9.12), keeping only the
@@ -69,6 +71,142 @@ const pretrainedTags: Readonly<Record<string, Readonly<Record<string, number>>>>
   swin_base_patch4_window7_224: { ms_in22k_ft_in1k: 1000, ms_in1k: 1000, ms_in22k: 21841 },
   swin_base_patch4_window12_384: { ms_in22k_ft_in1k: 1000, ms_in1k: 1000, ms_in22k: 21841 },
 };
+
+/**
+ * The mean, std and crop_pct of each tag above in timm 0.9.12's `default_cfgs` (all bicubic; the four
+ * `vit_base_patch16_clip_384` tags' crop_mode 'squash' is taken as a centre crop, as a Hub config's is): what
+ * `timm.create_model(name, pretrained=True)` reports, and what a tagged name gets here when its weights come
+ * from a file rather than the Hub's config.
+ */
+const tagPreprocessingGroups: readonly [TimmMeanStd, number, readonly string[]][] = [
+  [
+    'clip',
+    0.9,
+    [
+      'vit_base_patch32_clip_224.laion2b_ft_in12k_in1k',
+      'vit_base_patch32_clip_224.laion2b_ft_in1k',
+      'vit_base_patch32_clip_224.openai_ft_in1k',
+      'vit_base_patch32_clip_224.openai',
+      'vit_base_patch16_clip_224.openai_ft_in1k',
+      'vit_base_patch16_clip_224.laion2b_ft_in12k',
+      'vit_base_patch16_clip_224.openai_ft_in12k',
+      'vit_base_patch16_clip_224.openai',
+    ],
+  ],
+  [
+    'clip',
+    0.95,
+    [
+      'vit_base_patch16_clip_224.laion2b_ft_in12k_in1k',
+      'vit_base_patch16_clip_224.openai_ft_in12k_in1k',
+      'vit_base_patch16_clip_384.openai_ft_in12k_in1k',
+    ],
+  ],
+  [
+    'clip',
+    1.0,
+    [
+      'vit_base_patch16_clip_224.laion2b_ft_in1k',
+      'vit_base_patch16_clip_384.laion2b_ft_in12k_in1k',
+      'vit_base_patch16_clip_384.laion2b_ft_in1k',
+      'vit_base_patch16_clip_384.openai_ft_in1k',
+      'vit_large_patch14_clip_224.openai_ft_in12k_in1k',
+      'vit_large_patch14_clip_224.openai_ft_in1k',
+      'vit_large_patch14_clip_224.openai_ft_in12k',
+      'vit_large_patch14_clip_224.openai',
+    ],
+  ],
+  [
+    'imagenet',
+    0.9,
+    [
+      'vit_small_patch16_224.dino',
+      'vit_base_patch16_224.dino',
+      'vit_base_patch16_224.mae',
+      'vit_large_patch16_224.mae',
+      'swin_tiny_patch4_window7_224.ms_in1k',
+      'swin_tiny_patch4_window7_224.ms_in22k_ft_in1k',
+      'swin_tiny_patch4_window7_224.ms_in22k',
+      'swin_small_patch4_window7_224.ms_in22k_ft_in1k',
+      'swin_small_patch4_window7_224.ms_in1k',
+      'swin_small_patch4_window7_224.ms_in22k',
+      'swin_base_patch4_window7_224.ms_in22k_ft_in1k',
+      'swin_base_patch4_window7_224.ms_in1k',
+      'swin_base_patch4_window7_224.ms_in22k',
+    ],
+  ],
+  [
+    'imagenet',
+    1.0,
+    [
+      'swin_base_patch4_window12_384.ms_in22k_ft_in1k',
+      'swin_base_patch4_window12_384.ms_in1k',
+      'swin_base_patch4_window12_384.ms_in22k',
+    ],
+  ],
+  [
+    'inception',
+    0.9,
+    [
+      'vit_tiny_patch16_224.augreg_in21k_ft_in1k',
+      'vit_tiny_patch16_224.augreg_in21k',
+      'vit_small_patch16_224.augreg_in21k_ft_in1k',
+      'vit_small_patch16_224.augreg_in1k',
+      'vit_small_patch16_224.augreg_in21k',
+      'vit_small_patch32_224.augreg_in21k_ft_in1k',
+      'vit_small_patch32_224.augreg_in21k',
+      'vit_base_patch16_224.augreg2_in21k_ft_in1k',
+      'vit_base_patch16_224.augreg_in21k_ft_in1k',
+      'vit_base_patch16_224.orig_in21k_ft_in1k',
+      'vit_base_patch16_224.augreg_in1k',
+      'vit_base_patch16_224.orig_in21k',
+      'vit_base_patch16_224.augreg_in21k',
+      'vit_base_patch16_224.sam_in1k',
+      'vit_base_patch32_224.augreg_in21k_ft_in1k',
+      'vit_base_patch32_224.augreg_in1k',
+      'vit_base_patch32_224.orig_in21k',
+      'vit_base_patch32_224.augreg_in21k',
+      'vit_base_patch32_224.sam_in1k',
+      'vit_large_patch16_224.augreg_in21k_ft_in1k',
+      'vit_large_patch16_224.orig_in21k',
+      'vit_large_patch16_224.augreg_in21k',
+      'vit_large_patch32_224.orig_in21k',
+    ],
+  ],
+  [
+    'inception',
+    1.0,
+    [
+      'vit_tiny_patch16_384.augreg_in21k_ft_in1k',
+      'vit_small_patch16_384.augreg_in21k_ft_in1k',
+      'vit_small_patch16_384.augreg_in1k',
+      'vit_small_patch32_384.augreg_in21k_ft_in1k',
+      'vit_base_patch16_384.augreg_in21k_ft_in1k',
+      'vit_base_patch16_384.orig_in21k_ft_in1k',
+      'vit_base_patch16_384.augreg_in1k',
+      'vit_base_patch32_384.augreg_in21k_ft_in1k',
+      'vit_base_patch32_384.augreg_in1k',
+      'vit_large_patch16_384.augreg_in21k_ft_in1k',
+      'vit_large_patch32_384.orig_in21k_ft_in1k',
+      'vit_large_patch14_clip_224.laion2b_ft_in12k_in1k',
+      'vit_large_patch14_clip_224.laion2b_ft_in1k',
+      'vit_large_patch14_clip_224.laion2b_ft_in12k',
+    ],
+  ],
+];
+
+const tagPreprocessing = new Map(
+  tagPreprocessingGroups.flatMap(([meanStd, cropPct, names]) => names.map((name) => [name, { meanStd, cropPct }])),
+);
+
+/** timm's mean, std and crop_pct for the weights `architecture.tag`, or undefined when timm publishes none. */
+export function timmTagPreprocessing(
+  architecture: string,
+  tag: string,
+): { mean: [number, number, number]; std: [number, number, number]; cropPct: number } | undefined {
+  const known = tagPreprocessing.get(`${architecture}.${tag}`);
+  return known && { ...meanStdOf(known.meanStd), cropPct: known.cropPct };
+}
 
 /** timm 0.9.12's deprecated names (`register_model_deprecations`) for architectures above, and what they stand for. */
 const deprecatedNames: Readonly<Record<string, string>> = {

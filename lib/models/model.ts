@@ -26,6 +26,7 @@ import {
 } from './adapters';
 import {
   ModelSpecSchema,
+  namedPreprocessing,
   preprocessingFor,
   resolveModelName,
   type ModelSpec,
@@ -507,7 +508,12 @@ export async function createModel(
     if (!classesGiven) spec = parseOptions(ModelSpecSchema, { ...spec, numClasses: fromHub.numClasses }, 'spec');
     checkModelFitsInMemory(spec);
   }
-  const preprocessing = fromHub && { ...fromHub.preprocessing, imgSize: spec.imgSize };
+  // The Hub config's, else timm's for the name's tag (weights from a file), else the family's (a spec).
+  const preprocessing = fromHub
+    ? { ...fromHub.preprocessing, imgSize: spec.imgSize }
+    : typeof nameOrSpec === 'string'
+      ? namedPreprocessing(nameOrSpec, spec)
+      : undefined;
   const model = new Model(await nativeAddon().createModel(spec, seed), spec, name, preprocessing);
   try {
     if (device !== 'cpu') model.to(device);

@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 
-import { deprecatedName, deprecatedNameList, tagClassCount } from '../hub/catalog';
+import { deprecatedName, deprecatedNameList, tagClassCount, tagsOf, timmTagPreprocessing } from '../hub/catalog';
 import { familyOf, families, ModelSpecSchema } from './families';
 import type { Preprocessing } from './families/family';
 import type { SwinSpec } from './families/swin';
@@ -34,13 +34,30 @@ export function listModels(): string[] {
  * weights'; a tag pace-peft does not know leaves timm's default of 1000.
  */
 export function resolveModelName(name: string): ModelSpec | undefined {
-  const [given, ...rest] = name.split('.');
-  const tagged = deprecatedName(given) ?? (rest.length > 0 ? `${given}.${rest.join('.')}` : given);
-  const [architecture, tag] = tagged.split(/\.(.*)/s);
+  const { architecture, tag } = architectureAndTag(name);
   const spec = registry.get(architecture);
   if (!spec) return undefined;
   const numClasses = tag === undefined ? undefined : tagClassCount(architecture, tag);
   return { ...structuredClone(spec), ...(numClasses !== undefined && { numClasses }) };
+}
+
+/** A name's architecture and tag (a deprecated name's stand-in's; undefined when the name has none). */
+function architectureAndTag(name: string): { architecture: string; tag?: string } {
+  const [given, ...rest] = name.split('.');
+  const tagged = deprecatedName(given) ?? (rest.length > 0 ? `${given}.${rest.join('.')}` : given);
+  const [architecture, tag] = tagged.split(/\.(.*)/s);
+  return { architecture, tag };
+}
+
+/**
+ * The preprocessing timm gives a named model's weights (its tag's, or without one its default tag's mean, std and
+ * crop_pct), at the spec's image size; undefined for a name timm publishes no such weights for.
+ */
+export function namedPreprocessing(name: string, spec: ModelSpec): Preprocessing | undefined {
+  const { architecture, tag } = architectureAndTag(name);
+  const chosen = tag ?? tagsOf(architecture)?.[0];
+  const known = chosen === undefined ? undefined : timmTagPreprocessing(architecture, chosen);
+  return known && { ...known, interpolation: 'bicubic', imgSize: spec.imgSize };
 }
 
 /** The preprocessing a family's pretrained weights expect (ViT: mean/std 0.5; Swin: ImageNet's). */

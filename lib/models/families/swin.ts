@@ -1,5 +1,6 @@
 import { z } from 'zod';
 
+import { meanStdOf } from '../timm-constants';
 import { cropPctFor, type BackboneFamily } from './family';
 
 const positiveInt = z.number().int().min(1);
@@ -55,8 +56,7 @@ export const swinFamily: BackboneFamily<typeof SwinSpecSchema> = {
     return presets;
   },
   preprocessing: (spec) => ({
-    mean: [0.485, 0.456, 0.406],
-    std: [0.229, 0.224, 0.225],
+    ...meanStdOf('imagenet'),
     interpolation: 'bicubic',
     cropPct: cropPctFor(spec.imgSize),
     imgSize: spec.imgSize,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 
+import { meanStdOf } from '../timm-constants';
 import { cropPctFor, type BackboneFamily } from './family';
 
 const positiveInt = z.number().int().min(1);
@@ -29,10 +30,6 @@ export const VitSpecSchema = z
   .strict();
 
 export type VitSpec = z.output<typeof VitSpecSchema>;
-
-/** OpenAI CLIP's normalisation, which timm's CLIP-style ViTs use. */
-const clipMean: [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
-const clipStd: [number, number, number] = [0.26862954, 0.26130258, 0.27577711];
 
 /** timm's CLIP-style ViTs: name → size, patch and image size. */
 const clipPresets = {
@@ -70,8 +67,7 @@ export const vitFamily: BackboneFamily<typeof VitSpecSchema> = {
     return presets;
   },
   preprocessing: (spec) => ({
-    mean: spec.preNorm ? clipMean : [0.5, 0.5, 0.5],
-    std: spec.preNorm ? clipStd : [0.5, 0.5, 0.5],
+    ...meanStdOf(spec.preNorm ? 'clip' : 'inception'),
     interpolation: 'bicubic',
     cropPct: cropPctFor(spec.imgSize),
     imgSize: spec.imgSize,

@@ -27,6 +27,14 @@ void LinearImpl::addBias(const torch::Tensor& value) {
   TORCH_CHECK(value.dim() == 1 && value.size(0) == outFeatures, "a bias for linear '", path, "' must have shape [",
               outFeatures, "]");
   bias = register_parameter("bias", value.detach().clone().to(weight.options()), weight.requires_grad());
+  biasAdded = true;
+}
+
+void LinearImpl::dropAddedBias() {
+  TORCH_CHECK(biasAdded, "linear '", path, "' has no added bias to drop");
+  parameters_.erase("bias");  // libtorch has no unregister_parameter
+  bias = torch::Tensor();
+  biasAdded = false;
 }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& input, ForwardContext& context, const LinearEpilogue& epilogue) {

@@ -24,6 +24,9 @@ class LinearImpl : public torch::nn::Module {
   void resetParameters();  // timm's default: trunc_normal(std=0.02) weight, zero bias
   // Gives a bias-less linear a bias (a merged VPT shift on Swin's downsample.reduction needs one).
   void addBias(const torch::Tensor& value);
+  // Takes such an added bias away again (a load of weights that have none: timm's own, say).
+  void dropAddedBias();
+  bool biasAdded = false;
 
   int64_t inFeatures;
   int64_t outFeatures;

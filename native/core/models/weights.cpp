@@ -180,8 +180,10 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
   const std::vector<std::string> headNames = model.headParameterNames();
   const std::set<std::string> head(headNames.begin(), headNames.end());
   std::map<std::string, LinearImpl*> biasless;  // a merged model may carry biases these lack (see addBias)
+  std::map<std::string, LinearImpl*> added;     // biases an earlier load (or merged()) gave such linears
   for (const auto& [linearPath, linear] : model.linears()) {
     if (!linear->bias.defined()) biasless[linearPath + ".bias"] = linear;
+    if (linear->biasAdded) added[linearPath + ".bias"] = linear;
   }
   std::map<std::string, torch::Tensor> pending, addedBiases;
   std::vector<std::string> mismatches;
@@ -239,6 +241,7 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
   }
   for (const auto& item : parameters) {
     if (seen.count(item.key())) continue;
+    if (added.count(item.key())) continue;  // weights without it: the linear goes back to having none
     if (head.count(item.key())) {
       resetHead = true;
     } else if (!isAdapterParameter(item.key())) {  // adapters are not a backbone's
@@ -267,6 +270,9 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
   for (const auto& [name, value] : addedBiases) {
     biasless[name]->addBias(value);
     report.loaded.push_back(name);
+  }
+  for (const auto& [name, linear] : added) {
+    if (!seen.count(name)) linear->dropAddedBias();
   }
   if (resetHead) model.resetHead();
   return report;
