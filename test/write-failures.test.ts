@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { createModel, PaceNotFoundError, saveTensors, tensor, Trainer } from '../lib';
+import { createModel, PaceNotFoundError, saveTensors, tensor, Trainer, type Model } from '../lib';
 import { makeTempDir } from './support/paths';
 import { colourDataset, tinyVit } from './support/synthetic';
 import { testIf } from './support/test-if';
@@ -24,20 +24,26 @@ const probe = path.join(temp.dir, 'probe');
 const noMount = mountTmpfs(probe, 64);
 if (noMount === undefined) unmount(probe);
 
+/** An adapted tiny model, for saves that are to fail. */
+async function adaptedModel() {
+  const model = await createModel(tinyVit, { seed: 1 });
+  model.addAdapters({ rank: 2 });
+  return model;
+}
+
+/** The error of an adapter save into `dir`: its class, and its message but for the temporary name's numbers. */
+async function adapterSaveFailure(model: Model, dir: string): Promise<[string, string]> {
+  const error = (await model.saveAdapters(path.join(dir, 'adapters.safetensors')).catch((e: unknown) => e)) as Error;
+  return [error.name, error.message.replace(/\.tmp-\d+-\d+'/, ".tmp-N-N'")];
+}
+
 test('a folder that does not exist is named as not found, by the native writer and the TypeScript one', async () => {
   const missing = path.join(temp.dir, 'no-such-folder');
-  using model = await createModel(tinyVit, { seed: 1 });
-  model.addAdapters({ rank: 2 });
-  await expect(model.saveAdapters(path.join(missing, 'adapters.safetensors'))).rejects.toThrow(
-    expect.objectContaining({
-      name: 'PaceNotFoundError',
-      message: expect.stringMatching(
-        new RegExp(
-          `^cannot create '${missing}/adapters\\.safetensors\\.tmp-\\d+-\\d+': No such file or directory \\(its folder does not exist\\)$`,
-        ),
-      ),
-    }),
-  );
+  using model = await adaptedModel();
+  expect(await adapterSaveFailure(model, missing)).toEqual([
+    'PaceNotFoundError',
+    `cannot create '${missing}/adapters.safetensors.tmp-N-N': No such file or directory (its folder does not exist)`,
+  ]);
   using values = tensor([1, 2, 3]);
   await expect(saveTensors(path.join(missing, 'x.safetensors'), { values })).rejects.toBeInstanceOf(PaceNotFoundError);
   expect(fs.existsSync(missing)).toBe(false);
@@ -85,16 +91,11 @@ describe('on a full and on a read-only file system', () => {
       fs.rmSync(path.join(disk, 'run'), { recursive: true, force: true });
       expect(spawnSync('mount', ['-o', 'remount,ro', disk]).status).toBe(0);
       try {
-        using model = await createModel(tinyVit, { seed: 1 });
-        model.addAdapters({ rank: 2 });
-        await expect(model.saveAdapters(path.join(disk, 'adapters.safetensors'))).rejects.toThrow(
-          expect.objectContaining({
-            name: 'PaceWriteError',
-            message: expect.stringMatching(
-              /^cannot create '.*adapters\.safetensors\.tmp-\d+-\d+': Read-only file system$/,
-            ),
-          }),
-        );
+        using model = await adaptedModel();
+        expect(await adapterSaveFailure(model, disk)).toEqual([
+          'PaceWriteError',
+          `cannot create '${disk}/adapters.safetensors.tmp-N-N': Read-only file system`,
+        ]);
         const trainer = new Trainer(model, { optimizer: { lr: 1e-3 } });
         const data = colourDataset(16, 1);
         const fitInto = (dir: string) => trainer.fit(data, { epochs: 1, batchSize: 8, runDir: dir, progress: false });

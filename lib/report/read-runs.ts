@@ -3,28 +3,11 @@ import path from 'node:path';
 
 import { withContext } from '../error-context';
 import { PaceFileError, PaceNotFoundError } from '../errors';
+import { METRIC_KEYS, type MetricKey } from '../train/callbacks';
 import { readRunConfig } from '../train/run-folder';
 import { sweepMemberships, type SweepMembership } from './sweep-membership';
 
-/** The per-epoch numbers a run folder may hold (EpochLogs' fields besides `epoch`). */
-export const METRIC_KEYS = [
-  'loss',
-  'clsLoss',
-  'paceLoss',
-  'acc',
-  'lr',
-  'imagesPerSecond',
-  'seconds',
-  'val_acc',
-  'val_loss',
-  'val_top5',
-  'test_acc',
-  'test_top5',
-  'gradNorm',
-  'fpDistance',
-] as const;
-
-export type MetricKey = (typeof METRIC_KEYS)[number];
+export { METRIC_KEYS, type MetricKey };
 
 /**
  * One epoch of a run: a metric is absent when it was not measured that epoch or was not finite (`null` in

@@ -60,12 +60,15 @@ export interface Callback {
   onBatchEnd?(batch: number, logs: { loss: number; steps: number }): void;
 }
 
-/** The logged values earlyStopping can watch. */
-export const MONITORED_METRICS = [
+/** The per-epoch numbers a run folder may hold (EpochLogs' fields besides `epoch`). */
+export const METRIC_KEYS = [
   'loss',
   'clsLoss',
   'paceLoss',
   'acc',
+  'lr',
+  'imagesPerSecond',
+  'seconds',
   'val_acc',
   'val_loss',
   'val_top5',
@@ -74,7 +77,14 @@ export const MONITORED_METRICS = [
   'gradNorm',
   'fpDistance',
 ] as const;
-export type MonitoredMetric = (typeof MONITORED_METRICS)[number];
+export type MetricKey = (typeof METRIC_KEYS)[number];
+
+/** Of those, the ones earlyStopping can watch: not the rate it runs at or how fast. */
+const UNMONITORED = ['lr', 'imagesPerSecond', 'seconds'] as const;
+export type MonitoredMetric = Exclude<MetricKey, (typeof UNMONITORED)[number]>;
+export const MONITORED_METRICS = METRIC_KEYS.filter(
+  (key): key is MonitoredMetric => !(UNMONITORED as readonly string[]).includes(key),
+) as [MonitoredMetric, ...MonitoredMetric[]];
 
 const EarlyStoppingOptionsSchema = z
   .object({
