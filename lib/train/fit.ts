@@ -181,13 +181,14 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   train = withFitAugmentation(train, o.augment);
   const augment = train.augment;
   if (augment?.crop === undefined && augment?.resizedCrop === undefined) {
-    checkEvaluationImages(train, host.imageSize, 'the training set'); // met at the first step otherwise
-  }
-  if (train.extents && augment?.crop === undefined && augment?.resizedCrop === undefined) {
-    throw new PaceOptionError(
-      'the training images are of their own sizes (extents): give augment.crop or augment.resizedCrop, which make ' +
-        "each batch's images one size",
-    );
+    // Taken as they are: of the model's size, or the first step would refuse them.
+    if (train.extents) {
+      throw new PaceOptionError(
+        'the training images are of their own sizes (extents): give augment.crop or augment.resizedCrop, which ' +
+          "make each batch's images one size",
+      );
+    }
+    checkEvaluationImages(train, host.imageSize, 'the training set');
   }
   if (o.batchSize % host.worldSize !== 0) {
     throw new PaceOptionError(
