@@ -63,6 +63,11 @@ export interface DoctorReport {
     gemm: 'onednn' | 'aten';
     /** That path in words. */
     reason: string;
+    /**
+     * Its products sum in float32, as oneDNN's and CUDA's do. Where they sum in bf16 (libtorch 1.13's own loops),
+     * `precision: 'bf16'` is refused on this CPU: 8 % off at ViT-B's widths, and slower than float32.
+     */
+    sumsInFloat: boolean;
   };
   /** libtorch's own parallelism report (`at::get_parallel_info()`). */
   parallelInfo: string;

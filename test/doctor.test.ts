@@ -59,6 +59,10 @@ test("the CPU's bf16 units and libtorch's bf16 product path are reported as /pro
   expect(report.cpuBf16.amx).toBe(flags.has('amx_bf16'));
   const avx512 = ['avx512bw', 'avx512vl', 'avx512dq'].every((flag) => flags.has(flag));
   expect(report.cpuBf16.gemm).toBe(avx512 && report.blas.onednn !== '' ? 'onednn' : 'aten');
+  // oneDNN sums bf16 products in float32; libtorch 1.13's own loops sum them in bf16, and bf16 is refused there.
+  if (report.cpuBf16.gemm === 'onednn') expect(report.cpuBf16.sumsInFloat).toBe(true);
+  else if (report.torchVersion.startsWith('1.')) expect(report.cpuBf16.sumsInFloat).toBe(false);
+  expect(report.cpuBf16.reason.includes("precision 'bf16' is refused")).toBe(!report.cpuBf16.sumsInFloat);
   if (report.cpuBf16.gemm !== 'onednn' || !report.cpuBf16.units) return;
   // With bf16 units behind oneDNN, bf16 products outrun float32 ones (about 2.6× on this project's machines);
   // the best of two alternating measurements each, so a neighbour's load hits both.

@@ -14,9 +14,11 @@ import {
   type TensorFile,
 } from '../lib';
 import { relativeError } from './support/compare';
+import { cpuBf16Refused, cpuBf16Runs } from './support/cpu-bf16';
 import { fixture, fixtureIndex, fixtureSpec } from './support/fixtures';
 import { makeTempDir } from './support/paths';
 import { readReferenceSafetensors } from './support/reference-safetensors';
+import { testIf } from './support/test-if';
 import { npy, storedZip } from './support/zip';
 
 const index = fixtureIndex;
@@ -93,22 +95,25 @@ describe('parity with timm (fixtures, float32 CPU, 1e-4 relative)', () => {
     disposeTensors(io.tensors);
   });
 
-  test('forward in bf16 (autocast) gives float32 logits within bf16 rounding of the float32 ones', async () => {
-    using model = await createModel(vitTiny, { pretrained: fixture('vit_tiny_test.safetensors') });
-    using fp32 = await model.forward(vitIo.tensors.input);
-    using bf16 = await model.forward(vitIo.tensors.input, { precision: 'bf16' });
-    using features = await model.forwardFeatures(vitIo.tensors.input, { precision: 'bf16' });
-    expect([bf16.dtype, features.dtype]).toEqual(['float32', 'float32']);
-    // bfloat16 keeps 8 significant bits (relative rounding 2^-9 per product): the logits move by up to 1e-2
-    // of their scale after three blocks (5e-3 here), but they do move (the products really ran in bf16).
-    const error = relativeError(bf16, fp32);
-    expect(error).toBeLessThan(5e-2);
-    expect(error).toBeGreaterThan(1e-5);
-    expect(relativeError(features, vitIo.tensors.features)).toBeLessThan(5e-2);
-    await expect(model.forward(vitIo.tensors.input, { precision: 'fp16' as 'bf16' })).rejects.toThrow(
-      /^options\.precision: /,
-    );
-  });
+  testIf(cpuBf16Runs, cpuBf16Refused)(
+    'forward in bf16 (autocast) gives float32 logits within bf16 rounding of the float32 ones',
+    async () => {
+      using model = await createModel(vitTiny, { pretrained: fixture('vit_tiny_test.safetensors') });
+      using fp32 = await model.forward(vitIo.tensors.input);
+      using bf16 = await model.forward(vitIo.tensors.input, { precision: 'bf16' });
+      using features = await model.forwardFeatures(vitIo.tensors.input, { precision: 'bf16' });
+      expect([bf16.dtype, features.dtype]).toEqual(['float32', 'float32']);
+      // bfloat16 keeps 8 significant bits (relative rounding 2^-9 per product): the logits move by up to 1e-2
+      // of their scale after three blocks (5e-3 here), but they do move (the products really ran in bf16).
+      const error = relativeError(bf16, fp32);
+      expect(error).toBeLessThan(5e-2);
+      expect(error).toBeGreaterThan(1e-5);
+      expect(relativeError(features, vitIo.tensors.features)).toBeLessThan(5e-2);
+      await expect(model.forward(vitIo.tensors.input, { precision: 'fp16' as 'bf16' })).rejects.toThrow(
+        /^options\.precision: /,
+      );
+    },
+  );
 
   test.each(['swin_tiny_test.safetensors', 'swin_tiny_test.with-buffers.safetensors'])(
     'Swin from %s: logits and features',

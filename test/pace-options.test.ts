@@ -16,8 +16,10 @@ import {
   type Tensor,
   type TensorRecord,
 } from '../lib';
+import { cpuBf16Refused, cpuBf16Runs } from './support/cpu-bf16';
 import { fixture, fixtureAdaptedModel, fixtureIndex, fixtureNoise, fixtureSpec } from './support/fixtures';
 import { makeTempDir } from './support/paths';
+import { describeIf } from './support/test-if';
 
 const temp = makeTempDir('pace-options');
 afterAll(() => temp.cleanup());
@@ -364,36 +366,39 @@ describe('stochastic depth: block i drops its branches with timm’s dpr[i] = li
   });
 });
 
-describe('precision does not change the noise: one seed draws the same ε under fp32 and bf16', () => {
-  // Under bf16 autocast the attention's and GELU's outputs (the inputs of proj and fc2), Swin's windows and the
-  // head's logits are bf16; ε is drawn in float32 all the same, so a run's noise does not depend on its precision.
-  test.each(['pace_vit_loramul_vptadd', 'pace_swin_loramul_vptadd'])(
-    "%s: every linear's draws, bit for bit",
-    async (fixtureName) => {
-      const { tensors: fixtureIo } = await loadTensors(fixture(`${fixtureName}.io.safetensors`));
-      const drawsUnder = async (precision: 'fp32' | 'bf16') => {
-        using model = await fixtureAdaptedModel(fixtureName);
-        const trainer = new Trainer(model, { pace: { sigma: 1, lambda: 1 }, precision, seed: 11 });
-        await trainer.trainStep(fixtureIo.input, fixtureIo.target);
-        return trainer.lastNoise();
-      };
-      const fp32 = await drawsUnder('fp32');
-      const bf16 = await drawsUnder('bf16');
-      expect(Object.keys(bf16).sort()).toEqual(Object.keys(fp32).sort());
-      expect(Object.keys(fp32).some((linear) => linear.startsWith('head'))).toBe(true);
-      expect(Object.keys(fp32).length).toBeGreaterThan(4);
-      for (const [linear, draw] of Object.entries(fp32)) {
-        const same = Buffer.from(bf16[linear].toFloat32Array().buffer).equals(
-          Buffer.from(draw.toFloat32Array().buffer),
-        );
-        expect([linear, bf16[linear].dtype, same]).toEqual([linear, 'float32', true]);
-      }
-      disposeTensors(fp32);
-      disposeTensors(bf16);
-      disposeTensors(fixtureIo);
-    },
-  );
-});
+describeIf(cpuBf16Runs, cpuBf16Refused)(
+  'precision does not change the noise: one seed draws the same ε under fp32 and bf16',
+  () => {
+    // Under bf16 autocast the attention's and GELU's outputs (the inputs of proj and fc2), Swin's windows and the
+    // head's logits are bf16; ε is drawn in float32 all the same, so a run's noise does not depend on its precision.
+    test.each(['pace_vit_loramul_vptadd', 'pace_swin_loramul_vptadd'])(
+      "%s: every linear's draws, bit for bit",
+      async (fixtureName) => {
+        const { tensors: fixtureIo } = await loadTensors(fixture(`${fixtureName}.io.safetensors`));
+        const drawsUnder = async (precision: 'fp32' | 'bf16') => {
+          using model = await fixtureAdaptedModel(fixtureName);
+          const trainer = new Trainer(model, { pace: { sigma: 1, lambda: 1 }, precision, seed: 11 });
+          await trainer.trainStep(fixtureIo.input, fixtureIo.target);
+          return trainer.lastNoise();
+        };
+        const fp32 = await drawsUnder('fp32');
+        const bf16 = await drawsUnder('bf16');
+        expect(Object.keys(bf16).sort()).toEqual(Object.keys(fp32).sort());
+        expect(Object.keys(fp32).some((linear) => linear.startsWith('head'))).toBe(true);
+        expect(Object.keys(fp32).length).toBeGreaterThan(4);
+        for (const [linear, draw] of Object.entries(fp32)) {
+          const same = Buffer.from(bf16[linear].toFloat32Array().buffer).equals(
+            Buffer.from(draw.toFloat32Array().buffer),
+          );
+          expect([linear, bf16[linear].dtype, same]).toEqual([linear, 'float32', true]);
+        }
+        disposeTensors(fp32);
+        disposeTensors(bf16);
+        disposeTensors(fixtureIo);
+      },
+    );
+  },
+);
 
 describe("Trainer.options: the core's defaults, filled in where the user said nothing", () => {
   test('a ViT trainer without options runs with the reference settings, noise from block 1', async () => {

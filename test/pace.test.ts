@@ -14,8 +14,10 @@ import {
   type TensorRecord,
 } from '../lib';
 import { relativeError } from './support/compare';
+import { cpuBf16Refused, cpuBf16Runs } from './support/cpu-bf16';
 import { fixture, fixtureAdaptedModel, fixtureIndex, fixtureSpec } from './support/fixtures';
 import { makeTempDir } from './support/paths';
+import { testIf } from './support/test-if';
 
 const index = fixtureIndex;
 const temp = makeTempDir('pace');
@@ -139,64 +141,67 @@ describe.each(paceFixtures)('%s matches the PACE reference', (name) => {
 });
 
 describe.each(paceFixtures)('%s in bf16 (autocast on the CPU)', (name) => {
-  test('losses within 2 % of the reference, every gradient tensor within 6 % of its own, the model left in float32', async () => {
-    const io = (await loadTensors(fixture(`${name}.io.safetensors`))).tensors;
-    const adapters = (await loadTensors(fixture(`${name}.adapters.safetensors`))).tensors;
-    using model = await adaptedModel(name);
-    const step = await trainerFor(model, name, 0, 'bf16').trainStep(io.input, io.target, {
-      noise: prefixed(io, 'noise.'),
-    });
-    expect(relative(step.clsLoss, scalar(io.cls_loss))).toBeLessThan(0.02);
-    expect(relative(step.totalLoss, scalar(io.total_loss))).toBeLessThan(0.02);
-    // Checked per tensor, so one small tensor with a wrong gradient cannot hide in an overall norm. bf16 keeps 8
-    // significant bits (2^-9 relative rounding per element); through a dozen bf16 products a gradient lands a
-    // few percent from float32, ‖g − ref‖ / ‖ref‖ per tensor measured at most 3.0 % (ViT, blocks.1.attn.proj.
-    // delta_b); 6 % is allowed. A wrong term, factor or sign moves a tensor by far more.
-    // The VPT prompts' [rank, 1] factors are the exception: their gradient is a sum that cancels, Σᵢ down[i, j]·uᵢ
-    // with u = W0ᵀ·Σ(z ⊙ dY), so its rounding scales with Σᵢ |down[i, j]·uᵢ|, not with the result: measured up
-    // to 17 % of the result on Swin, where the terms are 25 times larger, but at most 1.0 % of the terms. u comes
-    // from the reference itself, grad(down)[i, k] = uᵢ·up[k]. Each such element may differ by 3 % of its terms.
-    const gradients = model.gradients();
-    const rows = (t: Tensor) => t.shape[0];
-    for (const [param, reference] of Object.entries(prefixed(io, 'grad.'))) {
-      expect(gradients[param].dtype).toBe('float32');
-      const ours = gradients[param].toFloat64Array();
-      const ref = reference.toFloat64Array();
-      if (param.endsWith('.delta_prompt_up')) {
-        const base = param.slice(0, -'up'.length);
-        const up = adapters[param].toFloat64Array();
-        const down = adapters[`${base}down`].toFloat64Array();
-        const downGrad = io[`grad.${base}down`].toFloat64Array();
-        const rank = up.length;
-        const k = up.reduce((best, v, i) => (Math.abs(v) > Math.abs(up[best]) ? i : best), 0);
-        for (let j = 0; j < rank; j++) {
-          let terms = 0;
-          for (let i = 0; i < rows(adapters[`${base}down`]); i++) {
-            terms += Math.abs(down[i * rank + j] * (downGrad[i * rank + k] / up[k]));
+  testIf(cpuBf16Runs, cpuBf16Refused)(
+    'losses within 2 % of the reference, every gradient tensor within 6 % of its own, the model left in float32',
+    async () => {
+      const io = (await loadTensors(fixture(`${name}.io.safetensors`))).tensors;
+      const adapters = (await loadTensors(fixture(`${name}.adapters.safetensors`))).tensors;
+      using model = await adaptedModel(name);
+      const step = await trainerFor(model, name, 0, 'bf16').trainStep(io.input, io.target, {
+        noise: prefixed(io, 'noise.'),
+      });
+      expect(relative(step.clsLoss, scalar(io.cls_loss))).toBeLessThan(0.02);
+      expect(relative(step.totalLoss, scalar(io.total_loss))).toBeLessThan(0.02);
+      // Checked per tensor, so one small tensor with a wrong gradient cannot hide in an overall norm. bf16 keeps 8
+      // significant bits (2^-9 relative rounding per element); through a dozen bf16 products a gradient lands a
+      // few percent from float32, ‖g − ref‖ / ‖ref‖ per tensor measured at most 3.0 % (ViT, blocks.1.attn.proj.
+      // delta_b); 6 % is allowed. A wrong term, factor or sign moves a tensor by far more.
+      // The VPT prompts' [rank, 1] factors are the exception: their gradient is a sum that cancels, Σᵢ down[i, j]·uᵢ
+      // with u = W0ᵀ·Σ(z ⊙ dY), so its rounding scales with Σᵢ |down[i, j]·uᵢ|, not with the result: measured up
+      // to 17 % of the result on Swin, where the terms are 25 times larger, but at most 1.0 % of the terms. u comes
+      // from the reference itself, grad(down)[i, k] = uᵢ·up[k]. Each such element may differ by 3 % of its terms.
+      const gradients = model.gradients();
+      const rows = (t: Tensor) => t.shape[0];
+      for (const [param, reference] of Object.entries(prefixed(io, 'grad.'))) {
+        expect(gradients[param].dtype).toBe('float32');
+        const ours = gradients[param].toFloat64Array();
+        const ref = reference.toFloat64Array();
+        if (param.endsWith('.delta_prompt_up')) {
+          const base = param.slice(0, -'up'.length);
+          const up = adapters[param].toFloat64Array();
+          const down = adapters[`${base}down`].toFloat64Array();
+          const downGrad = io[`grad.${base}down`].toFloat64Array();
+          const rank = up.length;
+          const k = up.reduce((best, v, i) => (Math.abs(v) > Math.abs(up[best]) ? i : best), 0);
+          for (let j = 0; j < rank; j++) {
+            let terms = 0;
+            for (let i = 0; i < rows(adapters[`${base}down`]); i++) {
+              terms += Math.abs(down[i * rank + j] * (downGrad[i * rank + k] / up[k]));
+            }
+            // The reference's own gradient is that sum: a check that u was recovered right.
+            expect(terms).toBeGreaterThanOrEqual(Math.abs(ref[j]) * (1 - 1e-4));
+            const error = Math.abs(ours[j] - ref[j]) / terms;
+            expect([param, j, error, error < 0.03]).toEqual([param, j, error, true]);
           }
-          // The reference's own gradient is that sum: a check that u was recovered right.
-          expect(terms).toBeGreaterThanOrEqual(Math.abs(ref[j]) * (1 - 1e-4));
-          const error = Math.abs(ours[j] - ref[j]) / terms;
-          expect([param, j, error, error < 0.03]).toEqual([param, j, error, true]);
+          continue;
         }
-        continue;
+        let squaredError = 0;
+        let squaredReference = 0;
+        for (let i = 0; i < ref.length; i++) {
+          squaredError += (ours[i] - ref[i]) ** 2;
+          squaredReference += ref[i] ** 2;
+        }
+        const error = Math.sqrt(squaredError / squaredReference);
+        expect([param, error, error < 0.06]).toEqual([param, error, true]);
       }
-      let squaredError = 0;
-      let squaredReference = 0;
-      for (let i = 0; i < ref.length; i++) {
-        squaredError += (ours[i] - ref[i]) ** 2;
-        squaredReference += ref[i] ** 2;
-      }
-      const error = Math.sqrt(squaredError / squaredReference);
-      expect([param, error, error < 0.06]).toEqual([param, error, true]);
-    }
-    // The frozen backbone's bf16 copies are only lent to the step: the model's weights stay float32.
-    using logits = await model.forward(io.input);
-    expect(logits.dtype).toBe('float32');
-    disposeTensors(gradients);
-    disposeTensors(adapters);
-    disposeTensors(io);
-  });
+      // The frozen backbone's bf16 copies are only lent to the step: the model's weights stay float32.
+      using logits = await model.forward(io.input);
+      expect(logits.dtype).toBe('float32');
+      disposeTensors(gradients);
+      disposeTensors(adapters);
+      disposeTensors(io);
+    },
+  );
 });
 
 describe('merging', () => {
@@ -390,6 +395,23 @@ describe('bad input gets a clear error', () => {
     expect(() => new Trainer(model, { pace: { lambda: -0.5 } })).toThrow(/^options\.pace\.lambda: /);
     expect(() => new Trainer(model, { precision: 'fp16' as 'bf16' })).toThrow(/^options\.precision: /);
   });
+
+  testIf(!cpuBf16Runs, "this CPU's bf16 products sum in float32, so bf16 runs (tested above)")(
+    "precision 'bf16' where the CPU's bf16 products sum in bf16: refused before anything runs, saying what to use",
+    async () => {
+      using model = await adaptedModel(name);
+      const refusal =
+        /^precision 'bf16' on this CPU: libtorch .* sums bf16 matrix products in bf16 here .* use precision 'fp32'/;
+      expect(() => new Trainer(model, { precision: 'bf16' })).toThrow(refusal);
+      using images = tensor(new Float32Array(2 * 3 * 32 * 32), [2, 3, 32, 32]);
+      await expect(model.forward(images, { precision: 'bf16' })).rejects.toMatchObject({
+        name: 'PaceOptionError',
+        message: expect.stringMatching(refusal),
+      });
+      using logits = await model.forward(images);
+      expect(logits.dtype).toBe('float32');
+    },
+  );
 
   test('adapters saved for another rank or type are refused, naming the config or the tensor and shapes', async () => {
     using rank4 = await adaptedModel(name);

@@ -43,6 +43,7 @@ Napi::Value doctorJs(const Napi::CallbackInfo& info) {
     cpuBf16.Set("amx", report.cpuBf16.amx);
     cpuBf16.Set("gemm", report.cpuBf16.gemm);
     cpuBf16.Set("reason", report.cpuBf16.reason);
+    cpuBf16.Set("sumsInFloat", report.cpuBf16.sumsInFloat);
     result.Set("cpuBf16", cpuBf16);
     result.Set("buildConfig", report.buildConfig);
     result.Set("warnings", warnings);

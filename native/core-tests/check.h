@@ -33,6 +33,10 @@ inline double relativeError(const at::Tensor& actual, const at::Tensor& expected
   return scale == 0 ? error : error / scale;
 }
 
+// Why bf16 tests on the CPU skip where cpuBf16ProductsSumInFloat() is false (tensor/cpu_bf16.h).
+inline constexpr const char* kCpuBf16SumsInBf16 =
+    "libtorch sums bf16 matrix products in bf16 on this CPU, so precision 'bf16' is refused here";
+
 using TestList = std::vector<std::pair<const char*, std::function<void()>>>;
 
 TestList paceLinearTests();        // pace_linear_tests.cpp

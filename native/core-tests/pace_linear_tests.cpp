@@ -6,7 +6,9 @@
 #include <sstream>
 
 #include "check.h"
+#include "errors.h"
 #include "peft/pace_linear.h"
+#include "tensor/cpu_bf16.h"
 #include "tensor/precision.h"
 
 namespace pace::tests {
@@ -279,7 +281,33 @@ void checkBf16Autocast(const c10::Device& device, PaceLinearStrategy strategy) {
   }
 }
 
-void bf16AutocastOnCpu() { checkBf16Autocast(c10::Device(c10::DeviceType::CPU), PaceLinearStrategy::StackedWeight); }
+// The probe against a product of ViT-B's width: summed in float32 a bf16 product of random values sits within
+// output rounding (2^-9) of the exact product of its bf16 inputs; summed in bf16 it is percents off. And where the
+// sums are bf16, precision 'bf16' on the CPU is refused before anything runs.
+void cpuBf16ProbeAgreesWithAProductsError() {
+  at::Generator generator = at::detail::createCPUGenerator(5);
+  const at::Tensor a = at::randn({8, 768}, generator, at::kFloat).to(at::kBFloat16);
+  const at::Tensor b = at::randn({768, 8}, generator, at::kFloat).to(at::kBFloat16);
+  const at::Tensor exact = a.to(at::kDouble).mm(b.to(at::kDouble));
+  const double error = relativeError(a.mm(b), exact);
+  const bool sumsInFloat = cpuBf16ProductsSumInFloat();
+  check(sumsInFloat == (error < 1e-2), "the probe says the sums are " + std::string(sumsInFloat ? "float32" : "bf16") +
+                                           ", a 768-long product is off by " + std::to_string(error));
+  try {
+    const PrecisionScope bf16(Precision::Bf16, c10::DeviceType::CPU);
+  } catch (const OptionError& error) {
+    check(!sumsInFloat, std::string("bf16 refused where products sum in float32: ") + error.what());
+    check(std::string(error.what()).find("use precision 'fp32'") != std::string::npos,
+          std::string("the refusal does not say what to use: ") + error.what());
+    return;
+  }
+  check(sumsInFloat, "precision 'bf16' was taken on a CPU whose bf16 products sum in bf16");
+}
+
+void bf16AutocastOnCpu() {
+  skipUnless(cpuBf16ProductsSumInFloat(), kCpuBf16SumsInBf16);
+  checkBf16Autocast(c10::Device(c10::DeviceType::CPU), PaceLinearStrategy::StackedWeight);
+}
 
 // CUDA (only listed where a GPU is visible): the stacked product with its element-wise kernels, float32 with
 // TF32 off against float64 on the CPU, then under bf16 autocast.
@@ -312,6 +340,8 @@ TestList paceLinearTests() {
       {"fused PACE linear's backward matches finite differences (float64)", fusedBackwardMatchesFiniteDifferences},
       {"fused PACE linear computes only the gradients that are needed", gradientsOnlyWhereNeeded},
       {"fused PACE linear picks per-row weights for long rows", autoPicksPerRowWeightsForLongRows},
+      {"the CPU's bf16 probe agrees with a product's error, and bf16 is refused where sums are bf16",
+       cpuBf16ProbeAgreesWithAProductsError},
       {"fused PACE linear under bf16 autocast on the CPU", bf16AutocastOnCpu},
   };
 }

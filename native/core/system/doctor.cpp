@@ -19,6 +19,7 @@
 #include "errors.h"
 #include "system/devices.h"
 #include "system/threads.h"
+#include "tensor/cpu_bf16.h"
 
 namespace pace {
 
@@ -149,6 +150,8 @@ CpuBf16Info cpuBf16Info() {
     info.reason = at::hasMKLDNN() ? "libtorch's own loops: this CPU lacks AVX-512 (BW/VL/DQ); prefer fp32"
                                   : "libtorch's own loops: libtorch was built without oneDNN; prefer fp32";
   }
+  info.sumsInFloat = cpuBf16ProductsSumInFloat();
+  if (!info.sumsInFloat) info.reason += " (they sum in bf16 here: precision 'bf16' is refused on this CPU)";
   return info;
 }
 

@@ -15,10 +15,11 @@ struct BlasInfo {
 
 // bfloat16 on the CPU: whether it has bf16 arithmetic units and which path libtorch's bf16 GEMMs take.
 struct CpuBf16Info {
-  bool units = false;  // AVX-512 BF16 (avx512_bf16) or AMX-BF16 (amx_bf16) in /proc/cpuinfo
-  bool amx = false;    // AMX tiles (Sapphire Rapids and later)
-  std::string gemm;    // "onednn" (bf16 products through oneDNN) or "aten" (libtorch's own slow loops)
-  std::string reason;  // why that path, in words
+  bool units = false;        // AVX-512 BF16 (avx512_bf16) or AMX-BF16 (amx_bf16) in /proc/cpuinfo
+  bool amx = false;          // AMX tiles (Sapphire Rapids and later)
+  std::string gemm;          // "onednn" (bf16 products through oneDNN) or "aten" (libtorch's own slow loops)
+  std::string reason;        // why that path, in words
+  bool sumsInFloat = false;  // its products sum in float32 (tensor/cpu_bf16.h); precision 'bf16' is refused if not
 };
 
 struct DoctorReport {

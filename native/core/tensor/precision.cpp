@@ -4,6 +4,7 @@
 #include <torch/version.h>
 
 #include "errors.h"
+#include "tensor/cpu_bf16.h"
 
 // libtorch 2.4 gave autocast one set of functions taking the device type; 1.13 has one set per device.
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
@@ -64,6 +65,7 @@ PrecisionScope::PrecisionScope(Precision precision, c10::DeviceType device)
     : device_(device),
       previousTf32CuBlas_(at::globalContext().allowTF32CuBLAS()),
       previousTf32CuDnn_(at::globalContext().allowTF32CuDNN()) {
+  if (precision == Precision::Bf16 && device == c10::DeviceType::CPU) requireCpuBf16ProductsSumInFloat();
   const bool tf32 = precision == Precision::Tf32;
   at::globalContext().setAllowTF32CuBLAS(tf32);
   at::globalContext().setAllowTF32CuDNN(tf32);

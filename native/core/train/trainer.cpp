@@ -10,6 +10,7 @@
 #include "errors.h"
 #include "peft/cross_entropy.h"
 #include "peft/setup.h"
+#include "tensor/cpu_bf16.h"
 #include "tensor/dtype.h"
 #include "train/gradients.h"
 
@@ -127,6 +128,8 @@ Trainer::Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimi
         "variant's logit history does not allow; use the pace, lazy, fpa or noise variant");
   trainable_ = peft::trainableParameters(*model_);
   if (trainable_.empty()) throw StateError("the model has no trainable parameters: call addAdapters() first");
+  if (precision_ == Precision::Bf16 && model_->parameters().front().device().is_cpu())
+    requireCpuBf16ProductsSumInFloat();
   std::vector<at::Tensor> parameters;
   for (const auto& named : trainable_) parameters.push_back(named.tensor);
   optimizer_ = std::make_unique<torch::optim::AdamW>(parameters, torch::optim::AdamWOptions(optimizer.lr)
