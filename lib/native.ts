@@ -62,7 +62,7 @@ export interface NativeLoadReport {
   missing: string[];
   /** Checkpoint tensors the model has no place for (only with `strict: false`). */
   unexpected: string[];
-  /** Loaded after resampling (position embeddings at another image size). */
+  /** Loaded after resampling: a position embedding, patch embedding or Swin relative-position table of another geometry. */
   resized: string[];
   /** Head parameters re-initialised because the checkpoint's class count differs (or it has no head). */
   reinitialized: string[];

@@ -10,16 +10,43 @@ import {
   tensor,
   Trainer,
   type Model,
+  type Tensor,
   type ModelSpecInput,
   type TensorFile,
 } from '../lib';
-import { relativeError } from './support/compare';
+import { maxRelativeError, relativeError } from './support/compare';
 import { cpuBf16Refused, cpuBf16Runs } from './support/cpu-bf16';
 import { fixture, fixtureIndex, fixtureSpec } from './support/fixtures';
 import { makeTempDir } from './support/paths';
 import { readReferenceSafetensors } from './support/reference-safetensors';
 import { testIf } from './support/test-if';
 import { npy, storedZip } from './support/zip';
+
+// From test/reference/timm_resampled_models.py: timm 0.9.12's logits for the fixtures loaded through its own
+// loaders into models of another geometry (Swin's window 7 to 14; ViT's patch 8 at 32 px to patch 16 at 64 px, on
+// closedFormImages(2, 64)).
+const timmResampled = {
+  swin_window14: [
+    0.1520744, -0.07575586, 0.1581682, 0.2068144, -0.1682168, -0.2038696, -0.115205, -0.2367823, -0.1411705, -0.3938225,
+    0.08171604, -0.07564592, 0.1495406, 0.09688798, -0.3211861, -0.244178, -0.2621817, -0.2765015, -0.09750953,
+    -0.3555757, 0.1183727, -0.02728397, 0.1086636, 0.1909841, -0.2054474, 0.02942982, -0.0038727, -0.1487025,
+    -0.1956041, -0.189773,
+  ],
+  vit_patch16_from_safetensors: [
+    -0.0934023, 0.03639299, -0.207283, 1.091315, 0.3512856, 0.01635137, -0.760088, -0.5785689, 0.7335696, -1.098314,
+    -0.1467233, -0.3102311, -0.3003765, 0.6529194, 0.1241757, 0.5415122, -0.1778221, -0.7925237, 0.8012252, -0.1310261,
+  ],
+  vit_patch16_from_npz: [
+    -0.1003003, 0.02161881, -0.2022404, 1.11853, 0.3647085, -0.03085179, -0.7983317, -0.5509731, 0.6832286, -1.113738,
+    -0.166537, -0.2960159, -0.2796065, 0.6407844, 0.1513902, 0.5668777, -0.1700554, -0.7934034, 0.7937123, -0.08583063,
+  ],
+};
+
+/** [batch, 3, size, size] with sin(0.01 i) at flat index i, in float64 stored in float32 (as the reference's). */
+function closedFormImages(batch: number, size: number): Tensor {
+  const values = Float32Array.from({ length: batch * 3 * size * size }, (_, i) => Math.sin(0.01 * i));
+  return tensor(values, [batch, 3, size, size]);
+}
 
 const index = fixtureIndex;
 const temp = makeTempDir('models');
@@ -69,6 +96,27 @@ describe('parity with timm (fixtures, float32 CPU, 1e-4 relative)', () => {
     expect(
       relativeError(vitResizedIo.tensors.logits_from_npz, vitResizedIo.tensors.logits_from_safetensors),
     ).toBeGreaterThan(1e-4);
+  });
+
+  test.each([
+    ['vit_tiny_test.safetensors', 'vit_patch16_from_safetensors'],
+    ['vit_tiny_test.npz', 'vit_patch16_from_npz'],
+  ] as const)('ViT at another patch size from %s: patch embedding resampled as timm does', async (file, key) => {
+    // Patch 8 at 32 px to patch 16 at 64 px: the grid stays 4 × 4, so only the patch kernel changes.
+    using model = await createModel({ ...vitTiny, patchSize: 16, imgSize: 64 }, { pretrained: fixture(file) });
+    expect(model.loadReport?.resized).toEqual(['patch_embed.proj.weight']);
+    using images = closedFormImages(2, 64);
+    using logits = await model.forward(images);
+    using expected = tensor(Float32Array.from(timmResampled[key]), [2, 10]);
+    expect(relativeError(logits, expected)).toBeLessThan(1e-4);
+  });
+
+  test('the two patch resamplings really differ (bicubic+antialias vs bilinear)', () => {
+    const [fromSafetensors, fromNpz] = [
+      timmResampled.vit_patch16_from_safetensors,
+      timmResampled.vit_patch16_from_npz,
+    ].map((values) => Float32Array.from(values));
+    expect(maxRelativeError(fromNpz, fromSafetensors)).toBeGreaterThan(1e-3);
   });
 
   test('the CLIP-style ViT (norm_pre, bias-less patch projection, LayerNorm eps 1e-5): logits and features', async () => {
@@ -130,6 +178,32 @@ describe('parity with timm (fixtures, float32 CPU, 1e-4 relative)', () => {
       await expectParity(model, swinIo);
     },
   );
+  test('Swin at another window: relative-position tables resized as timm does', async () => {
+    using model = await createModel(
+      { ...swinTiny, windowSize: 14 },
+      { pretrained: fixture('swin_tiny_test.safetensors') },
+    );
+    // Stage 2 works on 7 × 7 tokens, so its window stays 7 (as timm clamps it) and its tables load as they are.
+    expect(model.loadReport?.resized).toEqual(
+      ['layers.0.blocks.0', 'layers.0.blocks.1', 'layers.1.blocks.0', 'layers.1.blocks.1'].map(
+        (block) => `${block}.attn.relative_position_bias_table`,
+      ),
+    );
+    const table = model.parameters().find((p) => p.name === 'layers.0.blocks.0.attn.relative_position_bias_table');
+    expect(table?.shape).toEqual([27 * 27, 2]);
+    using logits = await model.forward(swinIo.tensors.input);
+    using expected = tensor(Float32Array.from(timmResampled.swin_window14), [3, 10]);
+    expect(relativeError(logits, expected)).toBeLessThan(1e-4);
+  });
+
+  test('a table of other heads is still refused, with both shapes', async () => {
+    const swinFile = fixture('swin_tiny_test.safetensors');
+    await expect(
+      createModel({ ...swinTiny, windowSize: 14, numHeads: [4, 4, 8] }, { pretrained: swinFile }),
+    ).rejects.toThrow(
+      'layers.0.blocks.0.attn.relative_position_bias_table: the model has [729,4], the checkpoint [169,2]',
+    );
+  });
 });
 
 describe('named configurations', () => {

@@ -39,16 +39,17 @@ inline constexpr const char* kCpuBf16SumsInBf16 =
 
 using TestList = std::vector<std::pair<const char*, std::function<void()>>>;
 
-TestList paceLinearTests();        // pace_linear_tests.cpp
-TestList paceLinearCudaTests();    // pace_linear_tests.cpp: skipped without a visible GPU
-TestList paceEpilogueTests();      // pace_epilogue_tests.cpp
-TestList paceEpilogueCudaTests();  // pace_epilogue_tests.cpp: skipped without a visible GPU
-TestList layerNormTests();         // layer_norm_tests.cpp
-TestList layerNormCudaTests();     // layer_norm_tests.cpp: skipped without a visible GPU
-TestList cpuAttentionTests();      // attention_tests.cpp
-TestList fusedAdamWTests();        // adamw_tests.cpp: each skipped where libtorch has no fused kernel there
-TestList augmentTests();           // augment_tests.cpp
-TestList dropPathTests();          // drop_path_tests.cpp
-TestList profilerTests();          // profiler_tests.cpp: skipped where libtorch records no traces
+TestList paceLinearTests();            // pace_linear_tests.cpp
+TestList paceLinearCudaTests();        // pace_linear_tests.cpp: skipped without a visible GPU
+TestList paceEpilogueTests();          // pace_epilogue_tests.cpp
+TestList paceEpilogueCudaTests();      // pace_epilogue_tests.cpp: skipped without a visible GPU
+TestList layerNormTests();             // layer_norm_tests.cpp
+TestList layerNormCudaTests();         // layer_norm_tests.cpp: skipped without a visible GPU
+TestList cpuAttentionTests();          // attention_tests.cpp
+TestList fusedAdamWTests();            // adamw_tests.cpp: each skipped where libtorch has no fused kernel there
+TestList augmentTests();               // augment_tests.cpp
+TestList dropPathTests();              // drop_path_tests.cpp
+TestList profilerTests();              // profiler_tests.cpp: skipped where libtorch records no traces
+TestList checkpointResamplingTests();  // checkpoint_resampling_tests.cpp
 
 }  // namespace pace::tests

@@ -1,14 +1,12 @@
 #include "models/weights.h"
 
-#include <ATen/ops/_upsample_bicubic2d_aa.h>
-#include <ATen/ops/upsample_bilinear2d.h>
-
 #include <cmath>
 #include <map>
 #include <set>
 
 #include "errors.h"
 #include "io/npz.h"
+#include "models/checkpoint_resampling.h"
 #include "models/layers.h"
 #include "tensor/dtype.h"
 #include "tensor/finite_as.h"
@@ -53,6 +51,27 @@ std::vector<NamedTensor> filterStateDict(std::vector<NamedTensor> tensors, const
 
 // 2-D kernels [in, out] -> [out, in]; the attention kernels reshape first (see timm-layouts.md §4).
 torch::Tensor flaxDenseToLinear(const torch::Tensor& kernel) { return kernel.t().contiguous(); }
+
+// timm's filters fit three tensors of another geometry to the model: a ViT's position embedding (another grid), a
+// patch embedding (another patch size) and Swin's relative-position tables (another window). The tensor resampled
+// (bicubic with antialias from a state dict, bilinear from Google's .npz), or undefined when it is not one of them;
+// ShapeError when it is but cannot be resampled.
+torch::Tensor resampledToFit(const std::string& name, const torch::Tensor& value, const torch::Tensor& target,
+                             bool fromNpz) {
+  if (name == "pos_embed" && value.dim() == 3 && value.size(0) == 1 && value.size(2) == target.size(2)) {
+    const int64_t newGrid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(target.size(1) - 1))));
+    return resamplePositionEmbedding(value, newGrid, 1, /*bicubicAntialias=*/!fromNpz);
+  }
+  if (name == "patch_embed.proj.weight" && value.dim() == 4 && value.size(0) == target.size(0) &&
+      value.size(1) == target.size(1)) {
+    return resamplePatchEmbedding(value, target.size(2), target.size(3), /*bicubicAntialias=*/!fromNpz);
+  }
+  if (endsWith(name, ".relative_position_bias_table") && value.dim() == 2 && value.size(1) == target.size(1)) {
+    const int64_t side = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(target.size(0)))));
+    return resizeRelativePositionTable(value, (side + 1) / 2);
+  }
+  return {};
+}
 
 }  // namespace
 
@@ -131,25 +150,6 @@ std::vector<NamedTensor> googleVitToTimm(const std::vector<NamedTensor>& arrays,
   return out;
 }
 
-torch::Tensor resamplePositionEmbedding(const torch::Tensor& posEmbed, int64_t newGrid, int64_t prefixTokens,
-                                        bool bicubicAntialias) {
-  const int64_t tokens = posEmbed.size(1) - prefixTokens, dim = posEmbed.size(2);
-  if (tokens < 1)
-    throw ShapeError("the checkpoint has " + std::to_string(posEmbed.size(1)) + " position(s), no grid tokens after " +
-                     std::to_string(prefixTokens) + " class token(s)");
-  const int64_t oldGrid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(tokens))));
-  if (oldGrid * oldGrid != tokens)
-    throw ShapeError("the checkpoint's " + std::to_string(tokens) + " grid tokens are not a square grid");
-  const torch::Tensor prefix = posEmbed.slice(1, 0, prefixTokens);
-  const torch::Tensor grid =
-      posEmbed.slice(1, prefixTokens).reshape({1, oldGrid, oldGrid, dim}).permute({0, 3, 1, 2}).to(torch::kFloat);
-  const torch::Tensor resized =
-      bicubicAntialias ? at::_upsample_bicubic2d_aa(grid, {newGrid, newGrid}, false, c10::nullopt, c10::nullopt)
-                       : at::upsample_bilinear2d(grid, {newGrid, newGrid}, false, c10::nullopt, c10::nullopt);
-  return torch::cat({prefix, resized.permute({0, 2, 3, 1}).reshape({1, newGrid * newGrid, dim}).to(posEmbed.dtype())},
-                    1);
-}
-
 LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
   // A pickle or a torch.save archive is recognised by its bytes (the safetensors reader names it and how to
   // convert it), whatever its extension: a safetensors file named .bin loads.
@@ -219,14 +219,15 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
     torch::Tensor value = asParameter(named, target->scalar_type());
     if (!value.defined()) continue;
     if (value.sizes() != target->sizes()) {
-      if (named.name == "pos_embed" && value.dim() == 3 && value.size(0) == 1 && value.size(2) == target->size(2)) {
-        const int64_t newGrid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(target->size(1) - 1))));
-        try {
-          value = resamplePositionEmbedding(value, newGrid, 1, /*bicubicAntialias=*/!fromNpz);
-        } catch (const ShapeError& error) {  // reported with the other mismatches, naming the file
-          mismatches.push_back(named.name + ": " + error.what());
-          continue;
-        }
+      torch::Tensor resampled;
+      try {
+        resampled = resampledToFit(named.name, value, *target, fromNpz);
+      } catch (const ShapeError& error) {  // reported with the other mismatches, naming the file
+        mismatches.push_back(named.name + ": " + error.what());
+        continue;
+      }
+      if (resampled.defined()) {
+        value = resampled;
         report.resized.push_back(named.name);
       } else if (head.count(named.name)) {
         resetHead = true;

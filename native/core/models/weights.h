@@ -1,7 +1,7 @@
 #pragma once
 // Loading and saving backbone weights with timm's rules: safetensors state dicts (timm names, old Swin
-// layouts remapped) and Google's ViT .npz files (Flax names and layouts), position embeddings resampled
-// when the grid differs, a head of another class count re-initialised.
+// layouts remapped) and Google's ViT .npz files (Flax names and layouts), tensors of another geometry resampled
+// (models/checkpoint_resampling.h), a head of another class count re-initialised.
 #include <string>
 #include <vector>
 
@@ -14,7 +14,7 @@ struct LoadReport {
   std::vector<std::string> loaded;         // model parameters set from the checkpoint
   std::vector<std::string> missing;        // model parameters the checkpoint lacks (kept as initialised)
   std::vector<std::string> unexpected;     // checkpoint tensors the model has no place for
-  std::vector<std::string> resized;        // loaded after resampling (position embeddings)
+  std::vector<std::string> resized;        // loaded after resampling (see checkpoint_resampling.h)
   std::vector<std::string> reinitialized;  // head parameters left freshly initialised (class count differs)
   std::vector<std::string> ignored;        // checkpoint tensors dropped on purpose (pre_logits, Swin buffers)
 };
@@ -27,10 +27,5 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict);
 // Maps Google's Flax ViT checkpoint names and layouts to timm's, as timm's `_load_weights` does.
 std::vector<NamedTensor> googleVitToTimm(const std::vector<NamedTensor>& arrays, int64_t depth,
                                          std::vector<std::string>& ignored);
-
-// Resamples a [1, prefix + g², D] position embedding to a newGrid² grid, keeping the prefix tokens aside:
-// bicubic with antialias (timm's state-dict filter) or bilinear without (timm's .npz loader).
-torch::Tensor resamplePositionEmbedding(const torch::Tensor& posEmbed, int64_t newGrid, int64_t prefixTokens,
-                                        bool bicubicAntialias);
 
 }  // namespace pace::models
