@@ -213,6 +213,33 @@ describe('npz members compressed with DEFLATE (numpy.savez_compressed)', () => {
   });
 });
 
+describe('damaged npz members are refused by their CRC-32, as NumPy refuses them', () => {
+  // Bug caught: a flipped bit in an array's values loaded silently, with other weights than the file's.
+  test('one bit flipped in a stored array, and a deflated member whose bytes do not give its CRC', async () => {
+    const original = fs.readFileSync(fixture('vit_tiny_test.npz'));
+    const members = readZip(original);
+    const first = members[0];
+    const flipped = Buffer.from(original);
+    const at = flipped.indexOf(first.data) + first.data.length - 1; // the last value's lowest byte
+    flipped[at] ^= 1;
+    const file = path.join(temp.dir, 'vit-flipped.npz');
+    fs.writeFileSync(file, flipped);
+    const refusal = createModel(vitTiny, { pretrained: file });
+    await expect(refusal).rejects.toMatchObject({
+      name: 'PaceFileError',
+      message: expect.stringContaining(`npz file '${file}': entry '${first.name}': damaged: the zip records CRC-32 `),
+    });
+    await expect(refusal).rejects.toThrow(/CRC-32 [0-9a-f]{8}, its bytes give [0-9a-f]{8}$/);
+
+    const deflated = numpyZip(members, 'deflate');
+    const directory = deflated.readUInt32LE(deflated.length - 22 + 16);
+    deflated.writeUInt32LE(deflated.readUInt32LE(directory + 16) ^ 1, directory + 16); // the first member's CRC
+    const deflatedFile = path.join(temp.dir, 'vit-deflated-bad-crc.npz');
+    fs.writeFileSync(deflatedFile, deflated);
+    await expect(createModel(vitTiny, { pretrained: deflatedFile })).rejects.toThrow(/damaged: the zip records CRC-32/);
+  });
+});
+
 interface ZipMember {
   name: string;
   /** The member's bytes (inflated when the archive deflates them). */

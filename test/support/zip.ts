@@ -1,5 +1,7 @@
+import zlib from 'node:zlib';
+
 /**
- * A minimal uncompressed ZIP writer for crafting .npz files in tests (CRCs left at 0: the reader ignores them). An
+ * A minimal uncompressed ZIP writer for crafting .npz files in tests, with each entry's CRC-32 as NumPy checks it. An
  * entry with `sameDataAs: i` has a directory record only, pointing at entry i's local header and data (a zip bomb's
  * trick: many entries, one copy of the data).
  */
@@ -11,9 +13,11 @@ export function storedZip(files: { name: string; data: Buffer; sameDataAs?: numb
   for (const { name, data: own, sameDataAs } of files) {
     const nameBytes = Buffer.from(name);
     const data = sameDataAs === undefined ? own : files[sameDataAs].data;
+    const crc = zlib.crc32(data);
     const local = Buffer.alloc(30);
     local.writeUInt32LE(0x04034b50, 0);
     local.writeUInt16LE(20, 4);
+    local.writeUInt32LE(crc, 14);
     local.writeUInt32LE(data.length, 18);
     local.writeUInt32LE(data.length, 22);
     local.writeUInt16LE(nameBytes.length, 26);
@@ -21,6 +25,7 @@ export function storedZip(files: { name: string; data: Buffer; sameDataAs?: numb
     central.writeUInt32LE(0x02014b50, 0);
     central.writeUInt16LE(20, 4);
     central.writeUInt16LE(20, 6);
+    central.writeUInt32LE(crc, 16);
     central.writeUInt32LE(data.length, 20);
     central.writeUInt32LE(data.length, 24);
     central.writeUInt16LE(nameBytes.length, 28);

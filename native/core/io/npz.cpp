@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <set>
 
@@ -61,6 +62,7 @@ class Bytes {
 struct ZipEntry {
   std::string name;
   uint16_t method = 0;
+  uint32_t crc32 = 0;  // of the uncompressed bytes, from the central directory (a local header may defer it)
   uint64_t compressedSize = 0;
   uint64_t uncompressedSize = 0;
   uint64_t localHeaderOffset = 0;
@@ -104,6 +106,7 @@ std::vector<ZipEntry> readCentralDirectory(const Bytes& bytes) {
     if (bytes.u32(cursor) != kCentralHeader) bytes.fail("corrupt central directory");
     ZipEntry entry;
     entry.method = bytes.u16(cursor + 10);
+    entry.crc32 = bytes.u32(cursor + 16);
     entry.compressedSize = bytes.u32(cursor + 20);
     entry.uncompressedSize = bytes.u32(cursor + 24);
     const uint16_t nameLength = bytes.u16(cursor + 28), extraLength = bytes.u16(cursor + 30),
@@ -152,6 +155,19 @@ void checkEntriesApart(const Bytes& bytes, std::vector<ZipEntry> entries) {
   }
 }
 
+// The entry's bytes against its CRC-32, as NumPy's zipfile checks them: a flipped bit in a stored array (whose
+// values would still parse) or in deflated data (which may still inflate) is refused.
+std::string checked(std::string data, const ZipEntry& entry, const std::string& where) {
+  const uint32_t actual = static_cast<uint32_t>(
+      crc32_z(crc32_z(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(data.data()), static_cast<z_size_t>(data.size())));
+  if (actual != entry.crc32) {
+    char text[64];
+    std::snprintf(text, sizeof text, "%08x, its bytes give %08x", entry.crc32, actual);
+    throw FileError(where + ": damaged: the zip records CRC-32 " + text);
+  }
+  return data;
+}
+
 std::string extract(const Bytes& bytes, const ZipEntry& entry, const std::string& where) {
   if (bytes.u32(entry.localHeaderOffset) != kLocalHeader) throw FileError(where + ": corrupt local header");
   const uint64_t dataStart = dataStartOf(bytes, entry);
@@ -159,7 +175,7 @@ std::string extract(const Bytes& bytes, const ZipEntry& entry, const std::string
   if (entry.method == 0) {
     if (entry.compressedSize != entry.uncompressedSize)
       throw FileError(where + ": stored entry with inconsistent sizes");
-    return std::string(compressed, entry.compressedSize);
+    return checked(std::string(compressed, entry.compressedSize), entry, where);
   }
   if (entry.method != 8)
     throw FileError(where + ": unsupported zip compression method " + std::to_string(entry.method));
@@ -188,7 +204,7 @@ std::string extract(const Bytes& bytes, const ZipEntry& entry, const std::string
   }
   inflateEnd(&stream);
   if (status != Z_STREAM_END || out.size() != entry.uncompressedSize) throw FileError(where + ": corrupt deflate data");
-  return out;
+  return checked(std::move(out), entry, where);
 }
 
 struct NpyDtype {
