@@ -97,7 +97,8 @@ export interface NativeSafetensorsHeader {
 }
 
 export interface NativeModelHandle {
-  loadWeights(path: string, strict: boolean): Promise<NativeLoadReport>;
+  /** `checkedMetadata`: a safetensors file's metadata as read before (a file that changed since is refused). */
+  loadWeights(path: string, strict: boolean, checkedMetadata?: Record<string, string>): Promise<NativeLoadReport>;
   saveWeights(path: string, metadata: Record<string, string> | null): Promise<void>;
   forward(images: NativeTensorHandle, precision?: 'fp32' | 'tf32' | 'bf16'): Promise<NativeTensorHandle>;
   forwardFeatures(images: NativeTensorHandle, precision?: 'fp32' | 'tf32' | 'bf16'): Promise<NativeTensorHandle>;
@@ -109,7 +110,8 @@ export interface NativeModelHandle {
   readonly device: string;
   dispose(): void;
   addAdapters(type: string, rank: number, targets: string[]): string[];
-  loadAdapters(path: string): Promise<void>;
+  /** `checkedMetadata`: the file's metadata as read before (a file that changed since is refused). */
+  loadAdapters(path: string, checkedMetadata: Record<string, string>): Promise<void>;
   saveAdapters(path: string, metadata: Record<string, string>): Promise<void>;
   trainableParameters(): string[];
   weightsFingerprint(): string;
@@ -427,6 +429,8 @@ export interface NativeAddon {
   readSafetensorsHeaderSync(path: string): NativeSafetensorsHeader;
   /** The metadata key of a training checkpoint's digest (native/core/io/checkpoint.h). */
   readonly checkpointDigestKey: string;
+  /** Reads a training checkpoint whole and checks its digest; rejects as a trainer's loadState would. */
+  checkCheckpoint(path: string): Promise<void>;
   saveSafetensors(
     path: string,
     names: string[],

@@ -83,6 +83,50 @@ describe('adapter files', () => {
   });
 });
 
+describe('a file replaced between its check and its load', () => {
+  test('an adapter file is refused, naming it; the model keeps its own', async () => {
+    // Bug caught: the metadata was checked on this thread and the native load reopened the file later: adapters of
+    // other frozen weights, put in its place meanwhile, loaded unchecked.
+    using plain = await createModel(tinyVit, { seed: 1 });
+    await plain.saveWeights(file('race-weights.safetensors'));
+    using elsewhere = await createModel(tinyVit, { seed: 2 });
+    elsewhere.addAdapters({ rank: 2 });
+    await elsewhere.saveAdapters(file('race-other.safetensors'));
+    using target = await adapted();
+    await target.saveAdapters(file('race.safetensors'));
+    await expect(target.loadAdapters(file('race-other.safetensors'))).rejects.toThrow(
+      'was trained on other frozen weights',
+    );
+    const before = bytesOf(target);
+    // While weights load, the frozen fingerprint is pending: the adapter load is queued after them, once the
+    // file below has been replaced.
+    const reloading = target.loadWeights(file('race-weights.safetensors'));
+    const loading = target.loadAdapters(file('race.safetensors'));
+    fs.copyFileSync(file('race-other.safetensors'), file('race.safetensors'));
+    await reloading;
+    await expect(loading).rejects.toThrow(
+      `'${file('race.safetensors')}' changed while it was being loaded: its metadata is no longer what was read and ` +
+        'checked (was it rewritten meanwhile?); load it again once it is complete',
+    );
+    expect(bytesOf(target)).toBe(before);
+  });
+
+  test('a weights file is refused, naming it, when its metadata is not what the model read before the load', async () => {
+    // A weights load starts at once, so the replacement cannot be staged between check and load from here: the
+    // native load is given metadata other than the file's, as it would be after a replacement.
+    using source = await createModel(tinyVit, { seed: 2 });
+    await source.saveWeights(file('race-backbone.safetensors'), { metadata: { origin: 'new' } });
+    using target = await createModel(tinyVit, { seed: 1 });
+    const before = bytesOf(target);
+    await expect(
+      target.nativeHandle.loadWeights(file('race-backbone.safetensors'), true, { origin: 'old' }),
+    ).rejects.toThrow(`'${file('race-backbone.safetensors')}' changed while it was being loaded`);
+    expect(bytesOf(target)).toBe(before);
+    await target.nativeHandle.loadWeights(file('race-backbone.safetensors'), true, { origin: 'new' });
+    expect(bytesOf(target)).not.toBe(before);
+  });
+});
+
 describe('backbone weights', () => {
   test('a float64 value beyond float32 is refused as infinite, in weights and adapter files alike', async () => {
     // Bug: finiteness was checked in the file's dtype, before the copy into float32: 1e300 loaded as Infinity.
@@ -125,10 +169,14 @@ describe('backbone weights', () => {
     await saveTensors(file('inf.safetensors'), weights);
     using target = await createModel(tinyVit, { seed: 3 });
     const before = bytesOf(target);
+    // The file is at fault, not the model it was made for: a PaceFileError, not a ShapeError.
     await expect(target.loadWeights(file('inf.safetensors'))).rejects.toThrow(
-      new RegExp(
-        `checkpoint '${file('inf.safetensors')}' .*blocks\\.0\\.attn\\.qkv\\.weight: holds NaN or infinite values`,
-      ),
+      expect.objectContaining({
+        name: 'PaceFileError',
+        message:
+          `checkpoint '${file('inf.safetensors')}' holds values that are not finite (a damaged file, or one saved ` +
+          'from a diverged model): blocks.0.attn.qkv.weight: holds NaN or infinite values',
+      }),
     );
     expect(bytesOf(target)).toBe(before);
     for (const t of Object.values(weights)) t.dispose();

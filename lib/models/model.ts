@@ -151,7 +151,7 @@ export class Model implements Disposable {
     // its head is of this model's class count, none when the head is re-initialised (or from an .npz, which names
     // none). A load that fails gives the old ones back.
     const classNames = header && this.#namesOfLoadedHead(file, header);
-    const loading = native.loadWeights(file, strict);
+    const loading = native.loadWeights(file, strict, header ? (header.metadata ?? {}) : undefined);
     const loaded = this.#namesAfter(loading, classNames);
     // The load reads the fingerprint it leaves; one that fails leaves the weights, and the fingerprint, as they were.
     const before = this.#frozenFingerprint;
@@ -328,7 +328,7 @@ export class Model implements Disposable {
     const recorded = metadata?.[ADAPTER_METADATA_KEY];
     // The head comes from the file: so do its names, when it records them.
     const load = (saved?: SavedAdapterConfig) =>
-      this.#namesAfter(native.loadAdapters(file), saved?.classNames && Object.freeze(saved.classNames));
+      this.#namesAfter(native.loadAdapters(file, metadata ?? {}), saved?.classNames && Object.freeze(saved.classNames));
     // The reference's files carry no metadata: those are checked by their tensors' names and shapes alone.
     if (recorded === undefined) return load();
     await this.#withAdapterTarget(native, (target) =>

@@ -177,12 +177,14 @@ Napi::Value ModelHandle::loadWeights(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const std::string path = pathFromJs(info[0], "path");
     const bool strict = info[1].ToBoolean().Value();
+    std::optional<TensorMetadata> checked;
+    if (!info[2].IsUndefined() && !info[2].IsNull()) checked = metadataFromJs(info[2]);
     const auto state = live(info.Env());
     return runInTurn(
         info.Env(), state->work, "pace.loadWeights",
-        [state, path, strict] {
+        [state, path, strict, checked = std::move(checked)] {
           std::lock_guard<std::mutex> lock(state->mutex);
-          LoadResult result{models::loadWeights(*state->model, path, strict), {}};
+          LoadResult result{models::loadWeights(*state->model, path, strict, checked), {}};
           result.frozenWeights = peft::frozenWeightsFingerprint(*state->model);
           return result;
         },
@@ -339,12 +341,13 @@ Napi::Value ModelHandle::addAdapters(const Napi::CallbackInfo& info) {
 Napi::Value ModelHandle::loadAdapters(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const std::string path = pathFromJs(info[0], "path");
+    const TensorMetadata checked = metadataFromJs(info[1]);
     const auto state = live(info.Env());
     return runInTurn(
         info.Env(), state->work, "pace.loadAdapters",
-        [state, path] {
+        [state, path, checked] {
           std::lock_guard<std::mutex> lock(state->mutex);
-          peft::loadAdapters(*state->model, path);
+          peft::loadAdapters(*state->model, path, checked);
           return true;
         },
         [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "errors.h"
+#include "io/checked_load.h"
 #include "io/npz.h"
 #include "models/checkpoint_resampling.h"
 #include "models/layers.h"
@@ -150,7 +151,8 @@ std::vector<NamedTensor> googleVitToTimm(const std::vector<NamedTensor>& arrays,
   return out;
 }
 
-LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
+LoadReport loadWeights(Backbone& model, const std::string& path, bool strict,
+                       const std::optional<TensorMetadata>& checkedMetadata) {
   // A pickle or a torch.save archive is recognised by its bytes (the safetensors reader names it and how to
   // convert it), whatever its extension: a safetensors file named .bin loads.
   const std::string ext = lowerExtension(path);
@@ -173,7 +175,9 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
                       error.what_without_backtrace() + ")");
     }
   } else {
-    source = filterStateDict(loadSafetensors(path).tensors, model, report.ignored);
+    source = filterStateDict(
+        (checkedMetadata ? loadSafetensorsAsChecked(path, *checkedMetadata) : loadSafetensors(path)).tensors, model,
+        report.ignored);
   }
 
   const auto parameters = model.named_parameters();
@@ -187,9 +191,10 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
   }
   std::map<std::string, torch::Tensor> pending, addedBiases;
   std::vector<std::string> mismatches;
+  std::vector<std::string> notFinite;  // the file's bytes are at fault, not the model it was made for
   std::set<std::string> seen;
-  // A float tensor in the parameter's dtype, finite there; undefined, with the mismatch noted, otherwise.
-  const auto asParameter = [&mismatches](const NamedTensor& named, at::ScalarType dtype) -> torch::Tensor {
+  // A float tensor in the parameter's dtype, finite there; undefined, with the problem noted, otherwise.
+  const auto asParameter = [&mismatches, &notFinite](const NamedTensor& named, at::ScalarType dtype) -> torch::Tensor {
     if (!at::isFloatingType(named.tensor.scalar_type())) {
       mismatches.push_back(named.name + ": expected a float tensor, the checkpoint has " +
                            dtypeName(named.tensor.scalar_type()));
@@ -197,7 +202,7 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
     }
     std::string problem;
     torch::Tensor value = finiteAs(named.tensor, dtype, problem);
-    if (!value.defined()) mismatches.push_back(named.name + ": " + problem);
+    if (!value.defined()) notFinite.push_back(named.name + ": " + problem);
     return value;
   };
   bool resetHead = false;
@@ -252,6 +257,11 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict) {
   if (resetHead) {
     for (const auto& name : headNames) pending.erase(name);
     report.reinitialized = headNames;
+  }
+  if (!notFinite.empty()) {
+    throw FileError("checkpoint '" + path +
+                    "' holds values that are not finite (a damaged file, or one saved from a diverged model): " +
+                    joinNames(notFinite, 6));
   }
   const bool incomplete = strict && (!report.missing.empty() || !report.unexpected.empty());
   if (!mismatches.empty() || incomplete) {

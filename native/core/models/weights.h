@@ -2,6 +2,7 @@
 // Loading and saving backbone weights with timm's rules: safetensors state dicts (timm names, old Swin
 // layouts remapped) and Google's ViT .npz files (Flax names and layouts), tensors of another geometry resampled
 // (models/checkpoint_resampling.h), a head of another class count re-initialised.
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,7 +23,10 @@ struct LoadReport {
 // Loads `path` (.safetensors or .npz) into the model. With `strict`, missing or unexpected tensors are an
 // error (except the head, which is re-initialised when absent or of another class count); a shape mismatch
 // is always an error naming the tensor and both shapes. Nothing is changed unless the whole load succeeds.
-LoadReport loadWeights(Backbone& model, const std::string& path, bool strict);
+// With `checkedMetadata` (what the caller read of a safetensors file before), a file whose metadata is no longer
+// that is refused (io/checked_load.h).
+LoadReport loadWeights(Backbone& model, const std::string& path, bool strict,
+                       const std::optional<TensorMetadata>& checkedMetadata = std::nullopt);
 
 // Maps Google's Flax ViT checkpoint names and layouts to timm's, as timm's `_load_weights` does.
 std::vector<NamedTensor> googleVitToTimm(const std::vector<NamedTensor>& arrays, int64_t depth,

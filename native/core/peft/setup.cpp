@@ -8,6 +8,7 @@
 #include <set>
 
 #include "errors.h"
+#include "io/checked_load.h"
 #include "models/layers.h"
 #include "tensor/dtype.h"
 #include "tensor/finite_as.h"
@@ -154,8 +155,10 @@ std::string frozenWeightsFingerprint(models::Backbone& model) {
   return text;
 }
 
-void loadAdapters(models::Backbone& model, const std::string& path) {
-  const SafetensorsContents contents = loadSafetensors(path);
+void loadAdapters(models::Backbone& model, const std::string& path,
+                  const std::optional<TensorMetadata>& checkedMetadata) {
+  const SafetensorsContents contents =
+      checkedMetadata ? loadSafetensorsAsChecked(path, *checkedMetadata) : loadSafetensors(path);
   std::map<std::string, torch::Tensor> byName;
   for (const auto& named : contents.tensors) byName[named.name] = named.tensor;
   const std::vector<NamedTensor> trainable = trainableParameters(model);

@@ -41,7 +41,9 @@ std::shared_ptr<models::Backbone> mergedCopy(models::Backbone& model);
 std::vector<NamedTensor> mergedStateDict(models::Backbone& model);
 
 // Loads trainable parameters saved by saveAdapters (or the reference's adapter files): every trainable
-// parameter must be present with its shape; extra tensors are an error. Nothing changes on error.
-void loadAdapters(models::Backbone& model, const std::string& path);
+// parameter must be present with its shape; extra tensors are an error. Nothing changes on error. With
+// `checkedMetadata` (what the caller read of the file before), a file whose metadata is no longer that is refused.
+void loadAdapters(models::Backbone& model, const std::string& path,
+                  const std::optional<TensorMetadata>& checkedMetadata = std::nullopt);
 
 }  // namespace pace::peft
