@@ -808,6 +808,52 @@ describe('earlyStopping across a stop and a resume', () => {
     expect(restored).toEqual([false, false, false]);
     expect(fs.existsSync(path.join(dir, 'marked-best.safetensors'))).toBe(false);
   });
+
+  test('a damaged mark is refused as the fit resumes, before any epoch runs, naming the file and the way out', async () => {
+    // Bug caught: only its header was read on resume; the damage showed at the fit's end, after its epochs had run.
+    const dir = path.join(temp.dir, 'damaged-mark');
+    const epochsRun: number[] = [];
+    const markAt = (last: number): Callback => ({
+      onEpochEnd: async (epoch, _logs, control) => {
+        epochsRun.push(epoch);
+        if (epoch === last) await control.markBest();
+      },
+    });
+    using first = await freshModel();
+    await new Trainer(first, trainerOptions).fit(small, {
+      ...options,
+      validation: undefined,
+      epochs: 3,
+      runDir: dir,
+      callbacks: [markAt(1), { onEpochEnd: (epoch, _l, c) => void (epoch === 1 && c.stop()) }],
+    });
+    const mark = path.join(dir, 'marked-best.safetensors');
+    const bytes = fs.readFileSync(mark);
+    bytes[bytes.length - 3] ^= 0x10;
+    fs.writeFileSync(mark, bytes);
+    epochsRun.length = 0;
+    using model = await freshModel();
+    const error = await new Trainer(model, trainerOptions)
+      .fit(small, { ...options, validation: undefined, epochs: 3, resume: dir, callbacks: [markAt(-1)] })
+      .then(() => new Error('the resume was accepted'))
+      .catch((e: Error) => e);
+    expect(error.message).toContain(
+      `the run's best state marked by a callback, ${mark}, is unreadable (training checkpoint '${mark}' is corrupt ` +
+        'or was edited: its contents give crc32:',
+    );
+    expect(error.message).toMatch(/\): remove it to resume without it$/);
+    expect(epochsRun).toEqual([]);
+    expect(fs.readFileSync(mark).equals(bytes)).toBe(true);
+    fs.rmSync(mark);
+    using again = await freshModel();
+    const history = await new Trainer(again, trainerOptions).fit(small, {
+      ...options,
+      validation: undefined,
+      epochs: 3,
+      resume: dir,
+    });
+    expect(history.epochs.map((e) => e.epoch)).toEqual([0, 1, 2]);
+  });
 });
 
 describe('schedule: false', () => {

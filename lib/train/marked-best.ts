@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { withContext } from '../error-context';
-import type { NativeTrainerHandle } from '../native';
+import { nativeAddon, type NativeTrainerHandle } from '../native';
 import { readTensorHeader } from '../safetensors';
 
 /** The state a callback marked best (earlyStopping's), kept in the run folder so that a resumed fit can restore it. */
@@ -19,6 +19,12 @@ export interface BestMarks {
   dispose(): void;
 }
 
+const unreadable = (file: string, error: unknown) =>
+  withContext(
+    error,
+    `the run's best state marked by a callback, ${file}, is unreadable (${(error as Error).message}): remove it to resume without it`,
+  );
+
 /** The epoch a kept mark was made at, or undefined when there is none. */
 async function markedEpoch(file: string): Promise<number | undefined> {
   if (!fs.existsSync(file)) return undefined;
@@ -26,10 +32,7 @@ async function markedEpoch(file: string): Promise<number | undefined> {
     const epoch = (await readTensorHeader(file)).metadata?.epoch;
     return epoch !== undefined && /^-?\d+$/.test(epoch) ? Number(epoch) : undefined;
   } catch (error) {
-    throw withContext(
-      error,
-      `the run's best state marked by a callback, ${file}, is unreadable (${(error as Error).message}): remove it to resume without it`,
-    );
+    throw unreadable(file, error);
   }
 }
 
@@ -48,6 +51,14 @@ export async function bestMarks(
   const kept = folder === undefined ? undefined : path.join(folder, MARKED_BEST_FILE);
   const epoch = kept === undefined ? undefined : await markedEpoch(kept);
   let restorable = epoch !== undefined && epoch < startEpoch ? kept : undefined;
+  // A damaged mark is refused now, as the fit resumes, not after its epochs have run.
+  if (kept !== undefined && restorable !== undefined) {
+    try {
+      await nativeAddon().checkCheckpoint(kept);
+    } catch (error) {
+      throw unreadable(kept, error);
+    }
+  }
   // A mark of this epoch or later belongs to the run's abandoned continuation: a later resume must not find it.
   if (writer && kept !== undefined && epoch !== undefined && restorable === undefined) fs.rmSync(kept, { force: true });
   let temporary: string | undefined;

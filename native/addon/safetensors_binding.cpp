@@ -68,6 +68,21 @@ Napi::Value readSafetensorsHeaderSyncJs(const Napi::CallbackInfo& info) {
   });
 }
 
+// checkCheckpoint(path) -> Promise<void>: reads a training checkpoint whole and checks its digest, restoring nothing;
+// rejects as loadState would.
+Napi::Value checkCheckpointJs(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    const std::string path = pathFromJs(info[0], "path");
+    return runAsync(
+        info.Env(), "pace.checkCheckpoint",
+        [path] {
+          loadCheckpoint(path);
+          return true;
+        },
+        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+  });
+}
+
 // saveSafetensors(path, names, tensors, metadata | null) -> Promise<void>.
 Napi::Value saveSafetensorsJs(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
@@ -105,6 +120,7 @@ void registerSafetensorsBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("readSafetensorsHeader", Napi::Function::New(env, readSafetensorsHeaderJs, "readSafetensorsHeader"));
   // The metadata key that marks a training checkpoint (io/checkpoint.h), for TypeScript to recognise one by.
   exports.Set("checkpointDigestKey", Napi::String::New(env, kCheckpointDigestKey));
+  exports.Set("checkCheckpoint", Napi::Function::New(env, checkCheckpointJs, "checkCheckpoint"));
   exports.Set("readSafetensorsHeaderSync",
               Napi::Function::New(env, readSafetensorsHeaderSyncJs, "readSafetensorsHeaderSync"));
   exports.Set("saveSafetensors", Napi::Function::New(env, saveSafetensorsJs, "saveSafetensors"));
