@@ -585,3 +585,21 @@ test('fit options that would be ignored are refused, naming what they need', asy
   );
   expect(fs.existsSync(path.join(temp.dir, 'x'))).toBe(false);
 });
+
+test('a last checkpoint that is a link to nothing is refused, not passed over for an older one', async () => {
+  // Bug caught: a dangling or looping last.safetensors counted as absent, so the resume quietly continued from
+  // previous.safetensors (an epoch earlier), or, without one, started the run over.
+  const dir = copyOfRun('dangling-last');
+  const last = path.join(dir, 'last.safetensors');
+  const refusal = `cannot resume from ${last}: it is a symbolic link that leads to no file (its target is missing, or the links loop): restore its target, or remove the link to resume without it`;
+  fs.rmSync(last);
+  fs.symlinkSync(path.join(dir, 'moved.safetensors'), last);
+  expect(await resumeError(dir)).toEqual({ message: refusal, untouched: true });
+  fs.rmSync(last);
+  fs.symlinkSync(last, last);
+  expect(await resumeError(dir)).toEqual({ message: refusal, untouched: true });
+  fs.rmSync(last);
+  using model = await freshModel();
+  const history = await new Trainer(model, trainerOptions).fit(train, { ...fit, resume: dir });
+  expect(history.epochs.map((e) => e.epoch)).toEqual([0, 1, 2, 3]);
+});

@@ -120,6 +120,19 @@ async function alternatives(run: RunFolder, except: ResumeFrom): Promise<string>
 }
 
 /**
+ * Whether a checkpoint is there. A symbolic link that leads to no file (dangling, or a loop) is an error, not an
+ * absence: taken for one, a resume would quietly continue from an older checkpoint or start over.
+ */
+function checkpointThere(file: string): boolean {
+  if (fs.existsSync(file)) return true;
+  if (fs.lstatSync(file, { throwIfNoEntry: false }) === undefined) return false;
+  throw new PaceFileError(
+    `cannot resume from ${file}: it is a symbolic link that leads to no file (its target is missing, or the links ` +
+      'loop): restore its target, or remove the link to resume without it',
+  );
+}
+
+/**
  * Restores the trainer from a run folder's checkpoint, after checking the file's digest (native) and its
  * metadata against this run. A run killed before its first checkpoint starts over; a missing folder is an error.
  */
@@ -131,10 +144,10 @@ export async function resumeFrom(
   identity: RunIdentity,
 ): Promise<ResumePoint> {
   let file = fileOf(run, from);
-  if (from === 'last' && !fs.existsSync(file) && fs.existsSync(run.previousCheckpoint)) {
+  if (from === 'last' && !checkpointThere(file) && checkpointThere(run.previousCheckpoint)) {
     file = run.previousCheckpoint; // killed between keeping the previous checkpoint and writing the new one
   }
-  if (!fs.existsSync(file)) {
+  if (!checkpointThere(file)) {
     if (from === 'last') {
       checkStartOver(run, identity);
       return { startEpoch: 0, history: [] };
