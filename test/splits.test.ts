@@ -202,3 +202,32 @@ test('a list that is missing or a folder is a PaceNotFoundError or PaceFileError
     expect.objectContaining({ name: 'PaceNotFoundError', message: expect.stringContaining('num_shot_3.seed_0') }),
   );
 });
+
+test('a list that is not text is refused as such, and a long line is not echoed whole', () => {
+  // Bug: a binary file (a NUL-filled one, an image given by mistake) got a label error that echoed 18 KB of it.
+  const options = { root: temp.dir, numClasses: 2 };
+  const nul = path.join(temp.dir, 'nul.txt');
+  fs.writeFileSync(nul, Buffer.concat([Buffer.from('images/a.jpg 1\n'), Buffer.alloc(18000)]));
+  expect(() => parseSplitList(nul, options)).toThrow(
+    expect.objectContaining({
+      name: 'PaceFileError',
+      message: `split list '${nul}' is not a text file: it holds a NUL byte at offset 15`,
+    }),
+  );
+  const latin1 = path.join(temp.dir, 'latin1.txt');
+  fs.writeFileSync(latin1, Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x2e, 0x6a, 0x70, 0x67, 0x20, 0x31, 0x0a]));
+  expect(() => parseSplitList(latin1, options)).toThrow(
+    expect.objectContaining({
+      name: 'PaceFileError',
+      message: `split list '${latin1}' is not a text file: its bytes are not UTF-8`,
+    }),
+  );
+  const long = path.join(temp.dir, 'long.txt');
+  fs.writeFileSync(long, `${'x'.repeat(5000)}\n`);
+  expect(() => parseSplitList(long, options)).toThrow(
+    `${long}:1: expected '<image path> <label>', got '${'x'.repeat(120)}... (5000 characters)'`,
+  );
+  const bom = path.join(temp.dir, 'bom.txt');
+  fs.writeFileSync(bom, '\ufeffimages/a.jpg 1\n');
+  expect(parseSplitList(bom, options)[0].path).toBe(path.join(temp.dir, 'images', 'a.jpg'));
+});

@@ -102,10 +102,10 @@ export function parseSplitList(file: string, options: { root: string; numClasses
     if (line === '') return;
     const where = `${file}:${index + 1}`;
     const split = line.lastIndexOf(' ');
-    if (split <= 0) throw new PaceFileError(`${where}: expected '<image path> <label>', got '${line}'`);
+    if (split <= 0) throw new PaceFileError(`${where}: expected '<image path> <label>', got '${shown(line)}'`);
     const [relative, labelText] = [line.slice(0, split).trim(), line.slice(split + 1)];
     if (!/^\d+$/.test(labelText))
-      throw new PaceInputError(`${where}: label '${labelText}' is not a non-negative integer`);
+      throw new PaceInputError(`${where}: label '${shown(labelText)}' is not a non-negative integer`);
     const entry = entryFor(relative, Number(labelText), where, context, index + 1);
     const earlier = lineOf.get(entry.path);
     if (earlier !== undefined) {
@@ -265,10 +265,24 @@ function repeatedJsonKey(text: string): string | undefined {
 }
 
 /** A list file's text; a missing or unreadable file is an error naming it. */
+/** A list's text; one that is not text (a NUL byte, or bytes that are not UTF-8) is refused as a whole. */
 function readList(file: string, what: string): string {
+  let bytes: Buffer;
   try {
-    return fs.readFileSync(file, 'utf8');
+    bytes = fs.readFileSync(file);
   } catch (error) {
     throw fsError(error, `${what} '${file}'`);
   }
+  const nul = bytes.indexOf(0);
+  if (nul >= 0) throw new PaceFileError(`${what} '${file}' is not a text file: it holds a NUL byte at offset ${nul}`);
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new PaceFileError(`${what} '${file}' is not a text file: its bytes are not UTF-8`);
+  }
+}
+
+/** A piece of a list quoted in an error: a long one (a line of a file that is not a list) is cut. */
+function shown(text: string): string {
+  return text.length > 120 ? `${text.slice(0, 120)}... (${text.length} characters)` : text;
 }
