@@ -392,6 +392,7 @@ export interface NativeAddon {
     flip: boolean,
     seed: number,
   ): Promise<{ images: NativeTensorHandle; boxes: NativeTensorHandle; flipped: NativeTensorHandle }>;
+  cmykToRgbPillow(pixels: Uint8Array, shape: [number, number, number]): Promise<NativeTensorHandle>;
   resizeImagePillow(
     pixels: Uint8Array,
     shape: [number, number, number],

@@ -15,10 +15,13 @@ import {
   parseSplitList,
   prepareImages,
   tensor,
+  Tensor,
   TensorDataset,
   Trainer,
 } from '../lib';
 import { decodeWhole, fastResizedForEvaluation, resizedForEvaluation } from '../lib/data/image-decode';
+import { nativeAddon } from '../lib/native';
+import { watchEventLoop } from './support/event-loop';
 import { makeTempDir } from './support/paths';
 import { pillowResize } from './support/pillow-resample';
 import { seededRandom, tinyVit } from './support/synthetic';
@@ -673,6 +676,42 @@ describe("a CMYK JPEG decodes to the RGB of Pillow's convert('RGB'), not through
     // libvips' own conversion (a CMYK profile) was far off: the defect this replaces
     const profiled = await sharp(jpeg, { ignoreIcc: true }).toColourspace('srgb').raw().toBuffer();
     expect(Math.max(...profiled.map((v, i) => Math.abs(v - pillowRgb[i])))).toBeGreaterThan(20);
+  });
+
+  test("every ink and black pair converts to Pillow's rounded (255 - K) - C(255 - K)/255, off the event loop", async () => {
+    // Closed form: Pillow's MULDIV255 rounds a·b/255 exactly (255 is odd, so there are no ties).
+    const cmyk = Buffer.alloc(256 * 256 * 4);
+    for (let ink = 0; ink < 256; ink++) {
+      for (let black = 0; black < 256; black++) cmyk.set([ink, 255 - ink, ink >> 1, black], (ink * 256 + black) * 4);
+    }
+    using rgb = new Tensor(await nativeAddon().cmykToRgbPillow(cmyk, [256, 256, 4]));
+    const converted = rgb.toUint8Array();
+    let wrong = 0;
+    for (let pixel = 0; pixel < 256 * 256; pixel++) {
+      const white = 255 - cmyk[pixel * 4 + 3];
+      for (let channel = 0; channel < 3; channel++) {
+        const expected = white - Math.round((cmyk[pixel * 4 + channel] * white) / 255);
+        if (converted[pixel * 3 + channel] !== expected) wrong += 1;
+      }
+    }
+    expect(wrong).toBe(0);
+    expect(() => nativeAddon().cmykToRgbPillow(cmyk, [256, 256, 3])).toThrow('not a CMYK image of shape');
+
+    // Bug caught: the conversion was a JavaScript loop, and its result was copied out of a tensor: for a
+    // 16-megapixel print-shop JPEG, the event loop (a server's every connection) held for one stretch of 440 ms.
+    const noise = Buffer.alloc(4000 * 4000 * 3);
+    for (let i = 0; i < noise.length; i++) noise[i] = (i * 2654435761) >>> 24;
+    const photo = await sharp(noise, { raw: { width: 4000, height: 4000, channels: 3 } })
+      .toColourspace('cmyk')
+      .jpeg()
+      .toBuffer();
+    const { result, elapsed, gaps } = await watchEventLoop(() => decodeWhole(photo));
+    expect([result.width, result.height]).toEqual([4000, 4000]);
+    const longest = Math.max(...gaps);
+    console.log(
+      `a 16 MP CMYK JPEG decoded in ${elapsed.toFixed(0)} ms; the event loop's longest gap ${longest.toFixed(0)} ms`,
+    );
+    expect(longest).toBeLessThan(150); // about 20 ms here, against 440 before
   });
 
   test("loaded for training and served fast, the stored pixels are Pillow's resize of Pillow's RGB", async () => {

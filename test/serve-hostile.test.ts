@@ -196,7 +196,42 @@ test('close() answers the request in flight, closes its connection at once, and 
   expect(performance.now() - started).toBeLessThan(5_000);
 });
 
-test('predictions still waiting for their decode at timeoutMs get 504, and their images never reach a forward', async () => {
+test('close() cuts connections whose request is still half sent at the header and request timeouts', async () => {
+  // Bug caught: Node stops enforcing its header and request timeouts once the server is closed, so close() (and
+  // `pace serve`'s SIGTERM) waited for ever on a client that sent part of its headers, or its headers and part of
+  // its body, and then nothing.
+  const { server, close } = createInferenceServer(model, { requestTimeoutMs: 1_500, headersTimeoutMs: 500 });
+  const port = portOf(await listen(server));
+  const opened: Promise<void>[] = [];
+  const exchange = (write: (socket: net.Socket) => void) => {
+    let connected = () => {};
+    opened.push(new Promise<void>((resolve) => (connected = resolve)));
+    return rawExchange(port, (socket) => {
+      write(socket);
+      connected();
+    });
+  };
+  const halfHeaders = exchange((socket) => socket.write('POST /predict HTTP/1.1\r\nHost: x\r\n'));
+  const halfBody = exchange((socket) =>
+    socket.write(
+      `POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: ${png.length}\r\n\r\n` +
+        png.subarray(0, 10).toString('latin1'),
+    ),
+  );
+  await Promise.all(opened);
+  await new Promise((resolve) => setTimeout(resolve, 100)); // the half body reaches its handler
+  const started = performance.now();
+  await Promise.race([
+    close(),
+    new Promise((_, reject) => setTimeout(() => reject(new Error('close() still waiting after 8 s')), 8_000)),
+  ]);
+  const elapsed = performance.now() - started;
+  expect(elapsed).toBeGreaterThan(1_300); // the half body had its whole request timeout, counted from the close
+  expect(statuses(await halfHeaders)).toEqual([408]);
+  expect(statuses(await halfBody)).toEqual([408]);
+});
+
+test('predictions still waiting for their decode at timeoutMs get 504, leave the lane, and never reach a forward', async () => {
   // Bug caught: the deadline started after decoding, so requests queued for a decode lane got no 504 however long
   // they waited, and a request given up on while decoding was still run through a forward. Sixteen 62-megapixel
   // PNGs queue in the large lane (one decode at a time, about 45 ms each here): most wait far past 100 ms.
@@ -222,13 +257,17 @@ test('predictions still waiting for their decode at timeoutMs get 504, and their
     },
     async (base) => {
       const responses = await Promise.all(Array.from({ length: 16 }, () => postImage(base, big)));
+      const decoding = async () =>
+        ((await (await fetch(`${base}/health`)).json()) as { decoding: { large: { active: number; waiting: number } } })
+          .decoding.large;
+      // Bug caught: a request given up on kept its place in the lane's queue, and was decoded for nobody later.
+      const lane = await decoding();
+      expect(lane.waiting).toBe(0);
+      expect(lane.active).toBeLessThanOrEqual(1);
       const statuses = responses.map((response) => response.status).sort();
       const answered = statuses.filter((status) => status === 200).length;
       expect(statuses.filter((status) => status === 504).length).toBeGreaterThanOrEqual(4);
       expect(answered + statuses.filter((status) => status === 504).length).toBe(16);
-      const decoding = async () =>
-        ((await (await fetch(`${base}/health`)).json()) as { decoding: { large: { active: number; waiting: number } } })
-          .decoding.large;
       await waitFor(async () => {
         const large = await decoding();
         return large.active === 0 && large.waiting === 0;
@@ -308,6 +347,23 @@ test('a thin strip whose resize would cost more than maxPixels is refused before
   } finally {
     await close();
   }
+});
+
+test("decode 'fast' answers a strip whose whole resize is past libvips' coordinates as the exact decode does", async () => {
+  // Bug caught: the fast path resized a 1 × 400,000 strip whole (32 × 12,800,000 for this model's centre crop)
+  // before cropping, and libvips refused it: 400 "affine: output coordinates out of range" for a valid image.
+  const strip = await sharp({ create: { width: 1, height: 400_000, channels: 3, background: { r: 9, g: 90, b: 9 } } })
+    .png({ compressionLevel: 9 })
+    .toBuffer();
+  const answers: unknown[] = [];
+  for (const decode of ['exact', 'fast'] as const) {
+    await withServer(model, { decode }, async (base) => {
+      const response = await postImage(base, strip);
+      answers.push([decode, response.status, await response.json()]);
+    });
+  }
+  expect(answers[0]).toEqual(['exact', 200, expect.anything()]);
+  expect(answers[1]).toEqual(['fast', 200, (answers[0] as unknown[])[2]]);
 });
 
 test("createInferenceServer's transform: fields left undefined keep the default; a transform that cannot work is refused", async () => {

@@ -108,15 +108,39 @@ Napi::Value resizedCropImages(const Napi::CallbackInfo& info) {
   });
 }
 
+// The Uint8Array `value` as a uint8 tensor of `shape`, read in place on a worker thread: `held` keeps it alive until
+// the work is done, and is released with the work on this thread once the result is delivered. A photo's tens of
+// megabytes are not copied on the JavaScript thread first. Read it after every other argument's conversion (which
+// could run user code).
+struct PixelsInPlace {
+  at::Tensor pixels;
+  std::shared_ptr<Napi::Reference<Napi::Uint8Array>> held;
+};
+
+PixelsInPlace pixelsInPlace(Napi::Env env, const Napi::Value& value, const std::vector<int64_t>& shape,
+                            const std::string& what, int64_t channels = 0) {
+  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    throw jsError(env, ErrorCode::InvalidOption, "pixels must be a Uint8Array");
+  const Napi::Uint8Array array = value.As<Napi::Uint8Array>();
+  const std::optional<uint64_t> bytes = byteSizeOf(shape, at::kByte);
+  if (shape.size() != 3 || (channels > 0 && shape[2] != channels) || !bytes || *bytes != array.ByteLength())
+    throw jsError(env, ErrorCode::ShapeMismatch,
+                  "pixels hold " + std::to_string(array.ByteLength()) + " bytes, not " + what + " of shape " +
+                      shapeToString(shape));
+  // from_blob takes a mutable pointer; the work only reads it.
+  uint8_t* data = const_cast<uint8_t*>(array.Data());
+  return {at::from_blob(data, shape, at::kByte),
+          std::make_shared<Napi::Reference<Napi::Uint8Array>>(Napi::Persistent(array))};
+}
+
+Napi::Value wrapTensor(Napi::Env env, at::Tensor& result) { return TensorHandle::wrap(env, std::move(result)); }
+
 // resizeImagePillow(pixels Uint8Array, [H, W, C], height, width, 'bilinear' | 'bicubic', window?: { top, left,
 // height, width }) -> Promise<uint8 Tensor [height, width, C]> (the window's part only, when given), as Pillow
-// resizes. The pixels are read in place on the worker thread, held by a reference until the work is done: a
-// photo's tens of megabytes are not copied on the JavaScript thread first.
+// resizes.
 Napi::Value resizeImagePillow(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
-      throw jsError(env, ErrorCode::InvalidOption, "pixels must be a Uint8Array");
     const std::vector<int64_t> shape = shapeFromJs(info[1], "shape");
     const int64_t height = info[2].ToNumber().Int64Value();
     const int64_t width = info[3].ToNumber().Int64Value();
@@ -131,23 +155,23 @@ Napi::Value resizeImagePillow(const Napi::CallbackInfo& info) {
       window = data::PillowWindow{box.Get("top").ToNumber().Int64Value(), box.Get("left").ToNumber().Int64Value(),
                                   box.Get("height").ToNumber().Int64Value(), box.Get("width").ToNumber().Int64Value()};
     }
-    // Read last, after every conversion above (which could run user code).
-    const Napi::Uint8Array pixels = info[0].As<Napi::Uint8Array>();
-    const std::optional<uint64_t> bytes = byteSizeOf(shape, at::kByte);
-    if (shape.size() != 3 || !bytes || *bytes != pixels.ByteLength())
-      throw jsError(env, ErrorCode::ShapeMismatch,
-                    "pixels hold " + std::to_string(pixels.ByteLength()) + " bytes, not an image of shape " +
-                        shapeToString(shape));
-    auto held = std::make_shared<Napi::Reference<Napi::Uint8Array>>(Napi::Persistent(pixels));
-    // from_blob takes a mutable pointer; the resize only reads it.
-    uint8_t* data = const_cast<uint8_t*>(pixels.Data());
+    const PixelsInPlace image = pixelsInPlace(env, info[0], shape, "an image");
     return runAsync(
         env, "pace.resizeImagePillow",
-        [=] { return data::resizeAsPillow(at::from_blob(data, shape, at::kByte), height, width, filter, window); },
-        // `held` is released with the work, on this thread, once the result is delivered
-        [held](Napi::Env env, at::Tensor& result) -> Napi::Value {
-          return TensorHandle::wrap(env, std::move(result));
-        });
+        [=] { return data::resizeAsPillow(image.pixels, height, width, filter, window); },
+        [held = image.held](Napi::Env env, at::Tensor& result) { return wrapTensor(env, result); });
+  });
+}
+
+// cmykToRgbPillow(pixels Uint8Array, [H, W, 4]) -> Promise<uint8 Tensor [H, W, 3]>, as Pillow's convert('RGB').
+Napi::Value cmykToRgbPillow(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const std::vector<int64_t> shape = shapeFromJs(info[1], "shape");
+    const PixelsInPlace image = pixelsInPlace(env, info[0], shape, "a CMYK image", 4);
+    return runAsync(
+        env, "pace.cmykToRgbPillow", [pixels = image.pixels] { return data::cmykToRgbAsPillow(pixels); },
+        [held = image.held](Napi::Env env, at::Tensor& result) { return wrapTensor(env, result); });
   });
 }
 
@@ -204,6 +228,7 @@ void registerAugmentBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("resizedCropImages", Napi::Function::New(env, resizedCropImages, "resizedCropImages"));
   exports.Set("mixupImages", Napi::Function::New(env, mixupImages, "mixupImages"));
   exports.Set("resizeImagePillow", Napi::Function::New(env, resizeImagePillow, "resizeImagePillow"));
+  exports.Set("cmykToRgbPillow", Napi::Function::New(env, cmykToRgbPillow, "cmykToRgbPillow"));
   exports.Set("crossEntropy", Napi::Function::New(env, crossEntropy, "crossEntropy"));
 }
 

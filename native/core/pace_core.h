@@ -3,6 +3,7 @@
 // nothing else from native/core, so what the core offers to JavaScript is visible here.
 #include "data/mixup.h"              // mixup / CutMix and soft targets
 #include "data/packed_images.h"      // images of their own sizes in one tensor
+#include "data/pil_convert.h"        // Pillow's CMYK to RGB of decoded pixels
 #include "data/pil_resize.h"         // Pillow's bicubic resize of stored pixels
 #include "data/rand_augment.h"       // RandAugment
 #include "data/resized_crop.h"       // random resized crops

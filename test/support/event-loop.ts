@@ -22,6 +22,7 @@ export async function watchEventLoop<T>(work: () => Promise<T>): Promise<LoopWat
   try {
     const result = await work();
     const elapsed = performance.now() - started;
+    gaps.push(performance.now() - last); // a hold at the work's very end delays no tick before it ends
     const held = gaps.reduce((sum, gap) => sum + Math.max(0, gap - 10), 0);
     return { result, gaps, elapsed, held };
   } finally {
