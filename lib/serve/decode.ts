@@ -3,6 +3,7 @@ import sharp from 'sharp';
 import { decodeWhole, fastResizedForEvaluation, resizedForEvaluation, type EvalResize } from '../data/image-decode';
 import { HttpError } from './http-error';
 import { Lane } from './decode-pool';
+import { withoutPngText } from './png-text';
 
 /** The body types the server decodes, and the format sharp must find in each. */
 export const imageTypes: Record<string, string> = { 'image/jpeg': 'jpeg', 'image/png': 'png', 'image/webp': 'webp' };
@@ -59,9 +60,16 @@ export class UploadDecoder {
 
   /**
    * The image as RGB uint8 pixels of size×size (EXIF orientation applied, alpha dropped), resized as `how` says;
-   * checked against its declared type first.
+   * checked against its declared type first. Once `signal` aborts (the request was given up on), no more work is
+   * done for it: a decode waiting for its lane leaves the queue.
    */
-  async decode(body: Buffer, declaredType: string, size: number, how: EvalResize): Promise<Buffer> {
+  async decode(
+    body: Buffer,
+    declaredType: string,
+    size: number,
+    how: EvalResize,
+    signal?: AbortSignal,
+  ): Promise<Buffer> {
     // Told by its first bytes before sharp sees it: sharp would pick a loader by content, and a body of another
     // format (an SVG, say) can cost seconds to parse for its header alone, outside the lanes.
     const expected = imageTypes[declaredType];
@@ -70,6 +78,7 @@ export class UploadDecoder {
       throw new HttpError(400, 'the body is not a readable image (it starts as no JPEG, PNG or WebP file does)');
     }
     if (signed !== expected) throw new HttpError(415, `the body was declared ${declaredType} but is ${signed}`);
+    if (signed === 'png') body = withoutPngText(body);
     let metadata: sharp.Metadata;
     try {
       metadata = await sharp(body, { failOn: 'error', limitInputPixels: false }).metadata();
@@ -108,6 +117,6 @@ export class UploadDecoder {
       } catch (error) {
         throw new HttpError(400, `the body is not a readable image (${(error as Error).message})`);
       }
-    });
+    }, signal);
   }
 }

@@ -1,0 +1,101 @@
+// Uploads whose PNG text or colour-profile chunks inflate far beyond their size: the server decodes without them.
+import path from 'node:path';
+import zlib from 'node:zlib';
+
+import sharp from 'sharp';
+
+import { createInferenceServer, createModel, type Model } from '../lib';
+import { withoutPngText } from '../lib/serve/png-text';
+import { repoRoot } from './support/paths';
+import { listen, postImage } from './support/serve';
+
+const checkpoint = path.join(repoRoot, 'examples', 'assets', 'vit-demo-fashion-mnist.safetensors');
+const spec = { family: 'vit', imgSize: 28, patchSize: 7, embedDim: 64, depth: 4, numHeads: 4, numClasses: 10 } as const;
+
+function chunk(type: string, data: Buffer): Buffer {
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(data.length);
+  const typed = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(zlib.crc32(typed));
+  return Buffer.concat([length, typed, crc]);
+}
+
+/** `png` with `chunks` inserted after its IHDR (signature 8 bytes, IHDR 25). */
+const withChunks = (png: Buffer, chunks: Buffer[]) => Buffer.concat([png.subarray(0, 33), ...chunks, png.subarray(33)]);
+
+function chunkTypes(png: Buffer): string[] {
+  const types: string[] = [];
+  for (let at = 8; at + 12 <= png.length; at += 12 + png.readUInt32BE(at)) {
+    types.push(png.toString('latin1', at + 4, at + 8));
+  }
+  return types;
+}
+
+/** A zTXt chunk whose text inflates to `bytes` bytes (a keyword, a NUL, method 0, then the deflated text). */
+const textBomb = (bytes: number) =>
+  chunk('zTXt', Buffer.concat([Buffer.from('Comment\0\0', 'latin1'), zlib.deflateSync(Buffer.alloc(bytes, 0x41))]));
+
+let plain: Buffer;
+beforeAll(async () => {
+  const pixels = Buffer.alloc(28 * 28 * 3);
+  for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 37) % 251;
+  plain = await sharp(pixels, { raw: { width: 28, height: 28, channels: 3 } })
+    .png()
+    .toBuffer();
+});
+
+test('text and colour-profile chunks are dropped, every other chunk kept byte for byte, the pixels unchanged', async () => {
+  const profile = chunk('iCCP', Buffer.concat([Buffer.from('p\0\0', 'latin1'), zlib.deflateSync(Buffer.alloc(4096))]));
+  const plainText = chunk('tEXt', Buffer.from('Title\0hello', 'latin1'));
+  const international = chunk('iTXt', Buffer.from('Note\0\0\0\0\0words', 'latin1'));
+  const physical = chunk('pHYs', Buffer.from('000000000000000001', 'hex').subarray(0, 9));
+  const upload = withChunks(plain, [profile, plainText, physical, textBomb(1 << 20), international]);
+  expect((await sharp(upload).metadata()).comments).toHaveLength(3);
+
+  const filtered = withoutPngText(upload);
+  expect(chunkTypes(filtered)).toEqual(
+    chunkTypes(upload).filter((type) => !['iCCP', 'tEXt', 'zTXt', 'iTXt'].includes(type)),
+  );
+  expect(filtered).toEqual(withChunks(plain, [physical]));
+  const metadata = await sharp(filtered).metadata();
+  expect([metadata.comments, metadata.icc]).toEqual([undefined, undefined]);
+  const raw = (png: Buffer) => sharp(png, { ignoreIcc: true }).raw().toBuffer();
+  expect(await raw(filtered)).toEqual(await raw(plain));
+
+  expect(withoutPngText(plain)).toBe(plain); // nothing to drop: no copy
+  // a chunk that runs past the end is left as it is, with what follows, for the decoder to refuse
+  const cut = upload.subarray(0, 33 + profile.length + 20);
+  expect(withoutPngText(cut)).toEqual(Buffer.concat([plain.subarray(0, 33), cut.subarray(33 + profile.length)]));
+});
+
+test('an upload whose zTXt inflates to 64 MB is answered as the same image without it, without inflating it', async () => {
+  // Bug caught: sharp's header read inflated every text chunk into a string for JavaScript: 32 KB of zTXt took
+  // 340 ms and 33 MB of heap per upload, so a few such uploads at once could exhaust the server's memory.
+  const bomb = withChunks(plain, [textBomb(64 << 20)]);
+  expect(bomb.length).toBeLessThan(100_000);
+  const model: Model = await createModel(spec, { pretrained: checkpoint });
+  const { server, close } = createInferenceServer(model);
+  try {
+    const base = await listen(server);
+    const answer = async (png: Buffer) => {
+      const response = await postImage(base, png);
+      return [response.status, await response.json()];
+    };
+    const expected = await answer(plain);
+    expect(expected[0]).toBe(200);
+    global.gc?.();
+    const before = process.memoryUsage();
+    const started = performance.now();
+    expect(await answer(bomb)).toEqual(expected);
+    const elapsed = performance.now() - started;
+    const after = process.memoryUsage();
+    // Inflated, the text alone would be 64 MB of heap (or of memory outside it) and about half a second here.
+    expect(after.heapUsed - before.heapUsed).toBeLessThan(16 << 20);
+    expect(after.rss - before.rss).toBeLessThan(32 << 20);
+    expect(elapsed).toBeLessThan(5_000);
+  } finally {
+    await close();
+    model.dispose();
+  }
+});
