@@ -350,9 +350,9 @@ test('a thin strip whose resize would cost more than maxPixels is refused before
 });
 
 test("decode 'fast' answers a strip whose whole resize is past libvips' coordinates as the exact decode does", async () => {
-  // Bug caught: the fast path resized a 1 × 400,000 strip whole (32 × 12,800,000 for this model's centre crop)
+  // Bug caught: the fast path resized a 1 × 1,500,000 strip whole (32 × 48,000,000 for this model's centre crop)
   // before cropping, and libvips refused it: 400 "affine: output coordinates out of range" for a valid image.
-  const strip = await sharp({ create: { width: 1, height: 400_000, channels: 3, background: { r: 9, g: 90, b: 9 } } })
+  const strip = await sharp({ create: { width: 1, height: 1_500_000, channels: 3, background: { r: 9, g: 90, b: 9 } } })
     .png({ compressionLevel: 9 })
     .toBuffer();
   const answers: unknown[] = [];

@@ -1,4 +1,5 @@
 import http from 'node:http';
+import type net from 'node:net';
 
 import { EvalTransformSchema, timmEvalTransform } from '../data/eval-transform';
 import { PaceBusyError, PaceOptionError } from '../errors';
@@ -116,10 +117,14 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
     let timer: NodeJS.Timeout | undefined;
     let clientGone: (() => void) | undefined;
     let withdraw: (() => void) | undefined;
-    let abandoned = false;
+    const abandon = new AbortController();
     const givenUp = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new HttpError(504, 'the prediction timed out')), o.timeoutMs);
-      clientGone = () => reject(new HttpError(499, 'the client closed the connection'));
+      const giveUp = (error: HttpError) => {
+        abandon.abort(error); // a decode still waiting for its lane leaves it
+        reject(error);
+      };
+      timer = setTimeout(() => giveUp(new HttpError(504, 'the prediction timed out')), o.timeoutMs);
+      clientGone = () => giveUp(new HttpError(499, 'the client closed the connection'));
       request.socket.once('close', clientGone);
     });
     givenUp.catch(() => undefined);
@@ -127,8 +132,8 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
       return await Promise.race([
         (async () => {
           batcher.refuseWhenFull();
-          const pixels = await decoder.decode(body, type, model.spec.imgSize, transform);
-          if (abandoned) throw new HttpError(499, 'given up on while decoding'); // no forward for nobody
+          const pixels = await decoder.decode(body, type, model.spec.imgSize, transform, abandon.signal);
+          if (abandon.signal.aborted) throw new HttpError(499, 'given up on while decoding'); // no forward for nobody
           const submission = batcher.submit(pixels);
           withdraw = submission.cancel;
           return submission.result;
@@ -136,7 +141,6 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
         givenUp,
       ]);
     } catch (error) {
-      abandoned = true;
       withdraw?.();
       throw error;
     } finally {
@@ -146,6 +150,8 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
   };
   /** Requests of a connection being answered: one at a time (pipelined ones beyond are refused). */
   const inFlight = new WeakMap<object, number>();
+  /** Connections whose request body is still arriving. */
+  const receiving = new WeakSet<object>();
   const handle = async (request: http.IncomingMessage, response: http.ServerResponse) => {
     const socket = request.socket;
     inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
@@ -177,7 +183,8 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
       if (expectsContinue(request)) {
         response.writeContinue(); // only now that the body would be taken: see 'checkContinue' below
       }
-      const body = await readBody(request, o.maxBodyBytes);
+      receiving.add(socket);
+      const body = await readBody(request, o.maxBodyBytes).finally(() => receiving.delete(socket));
       const probabilities = await predict(request, body, type);
       const ranked = Array.from(probabilities, (p, i) => ({ label: labels?.[i] ?? String(i), probability: p }))
         .sort((a, b) => b.probability - a.probability)
@@ -225,6 +232,26 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
     server.emit('request', request, response),
   );
   server.maxConnections = o.maxConnections;
+  const connections = new Set<net.Socket>();
+  server.on('connection', (socket: net.Socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+  });
+  /**
+   * Once closed, Node no longer enforces its header and request timeouts, so a client holding a request half sent
+   * would hold close() for ever: the same deadlines, counted from the close, cut such connections as Node would
+   * (408 when nothing was written on it yet). Requests already received are answered, bounded by timeoutMs.
+   */
+  const cutAtDeadline = (stillSending: (socket: net.Socket) => boolean) => {
+    for (const socket of connections) {
+      if (!stillSending(socket)) continue;
+      if (socket.writable && socket.bytesWritten === 0) {
+        socket.write('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
+      }
+      socket.destroy();
+    }
+  };
+  const noRequestTaken = (socket: net.Socket) => !inFlight.get(socket);
   return {
     server,
     batches: batcher.batches,
@@ -235,7 +262,15 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
       new Promise<void>((resolve) => {
         closing = true;
         const drained = batcher.drain();
+        const deadlines = [
+          setTimeout(() => cutAtDeadline(noRequestTaken), headersTimeoutMs),
+          setTimeout(
+            () => cutAtDeadline((socket) => noRequestTaken(socket) || receiving.has(socket)),
+            o.requestTimeoutMs,
+          ),
+        ];
         server.close(() => {
+          deadlines.forEach(clearTimeout);
           void (async () => {
             await drained;
             while (handlers.size > 0) await Promise.allSettled([...handlers]);
