@@ -69,11 +69,13 @@ test('text and colour-profile chunks are dropped, every other chunk kept byte fo
   expect(withoutPngText(cut)).toEqual(Buffer.concat([plain.subarray(0, 33), cut.subarray(33 + profile.length)]));
 });
 
-test('an upload whose zTXt inflates to 64 MB is answered as the same image without it, without inflating it', async () => {
-  // Bug caught: sharp's header read inflated every text chunk into a string for JavaScript: 32 KB of zTXt took
-  // 340 ms and 33 MB of heap per upload, so a few such uploads at once could exhaust the server's memory.
-  const bomb = withChunks(plain, [textBomb(64 << 20)]);
-  expect(bomb.length).toBeLessThan(100_000);
+test('uploads whose zTXt chunks inflate to tens of MB are answered as the image without them, without inflating them', async () => {
+  // Bug caught: sharp's header read inflated every text chunk into a string for JavaScript: 33 KB of zTXt (16
+  // chunks of 2 MB each inflated) took 340 ms and 32 MB of heap per upload, so a few such uploads at once could
+  // exhaust the server's memory; past about 32 MB in all, the decoder's cache limit refused a valid image (400).
+  const bomb = withChunks(plain, Array<Buffer>(16).fill(textBomb(2 << 20)));
+  const refusedBefore = withChunks(plain, [textBomb(64 << 20)]);
+  expect([bomb.length, refusedBefore.length].every((length) => length < 100_000)).toBe(true);
   const model: Model = await createModel(spec, { pretrained: checkpoint });
   const { server, close } = createInferenceServer(model);
   try {
@@ -84,16 +86,12 @@ test('an upload whose zTXt inflates to 64 MB is answered as the same image witho
     };
     const expected = await answer(plain);
     expect(expected[0]).toBe(200);
+    expect(await answer(refusedBefore)).toEqual(expected);
     global.gc?.();
-    const before = process.memoryUsage();
-    const started = performance.now();
+    const before = process.memoryUsage().heapUsed;
     expect(await answer(bomb)).toEqual(expected);
-    const elapsed = performance.now() - started;
-    const after = process.memoryUsage();
-    // Inflated, the text alone would be 64 MB of heap (or of memory outside it) and about half a second here.
-    expect(after.heapUsed - before.heapUsed).toBeLessThan(16 << 20);
-    expect(after.rss - before.rss).toBeLessThan(32 << 20);
-    expect(elapsed).toBeLessThan(5_000);
+    // Inflated, the text alone is 32 MB of heap until collected.
+    expect(process.memoryUsage().heapUsed - before).toBeLessThan(8 << 20);
   } finally {
     await close();
     model.dispose();
