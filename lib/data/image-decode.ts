@@ -145,6 +145,16 @@ export async function fastResizedForEvaluation(
   how: EvalResize,
   limitInputPixels: number,
 ): Promise<Buffer> {
+  const turned = (metadata.orientation ?? 1) >= 5; // autoOrient swaps the sides of these
+  const [width, height] = turned ? [metadata.height!, metadata.width!] : [metadata.width!, metadata.height!];
+  const whole = torchvisionResizeSize(width, height, Math.floor(size / how.cropPct));
+  const wholeTooLarge =
+    whole.width * whole.height > limitInputPixels || Math.max(whole.width, whole.height) > LIBVIPS_LONGEST_RESIZE;
+  if (how.resize !== 'stretch' && wholeTooLarge) {
+    // A thin strip resized whole (1 × 200,000 at 224: 256 × 51,200,000) is past what libvips resizes: the exact
+    // path resizes the crop's window alone, and the strip's few pixels cost little to decode whole.
+    return resizedForEvaluation(await decodeWhole(input, limitInputPixels, metadata), size, how);
+  }
   const options = { failOn: 'error' as const, ignoreIcc: true, limitInputPixels };
   let image = sharp(input, options).autoOrient().removeAlpha().toColourspace('srgb');
   if (metadata.space === 'cmyk') {
@@ -156,14 +166,6 @@ export async function fastResizedForEvaluation(
   }
   const kernel = how.interpolation === 'bicubic' ? 'cubic' : 'linear';
   if (how.resize === 'stretch') return image.resize(size, size, { fit: 'fill', kernel }).raw().toBuffer();
-  const turned = (metadata.orientation ?? 1) >= 5; // autoOrient swaps the sides of these
-  const [width, height] = turned ? [metadata.height!, metadata.width!] : [metadata.width!, metadata.height!];
-  const whole = torchvisionResizeSize(width, height, Math.floor(size / how.cropPct));
-  if (whole.width * whole.height > limitInputPixels || Math.max(whole.width, whole.height) > LIBVIPS_LONGEST_RESIZE) {
-    // A thin strip resized whole (1 × 200,000 at 224: 256 × 51,200,000) is past what libvips resizes: the exact
-    // path resizes the crop's window alone, and the strip's few pixels cost little to decode whole.
-    return resizedForEvaluation(await decodeWhole(input, limitInputPixels, metadata), size, how);
-  }
   const window = {
     left: centerCropOffset(whole.width, size),
     top: centerCropOffset(whole.height, size),
