@@ -4,7 +4,6 @@
 // mishandles the format either refuses the file or gives other logits.
 import fs from 'node:fs';
 import path from 'node:path';
-import zlib from 'node:zlib';
 
 import {
   createModel,
@@ -19,7 +18,7 @@ import {
 import { relativeError } from './support/compare';
 import { fixture, fixtureSpec } from './support/fixtures';
 import { makeTempDir } from './support/paths';
-import { npy } from './support/zip';
+import { npy, numpyZip, readZip } from './support/zip';
 
 const temp = makeTempDir('weight-formats');
 afterAll(() => temp.cleanup());
@@ -239,92 +238,6 @@ describe('damaged npz members are refused by their CRC-32, as NumPy refuses them
     await expect(createModel(vitTiny, { pretrained: deflatedFile })).rejects.toThrow(/damaged: the zip records CRC-32/);
   });
 });
-
-interface ZipMember {
-  name: string;
-  /** The member's bytes (inflated when the archive deflates them). */
-  data: Buffer;
-  method: number;
-  compressedSize: number;
-}
-
-/** The members of a zip archive without a comment, read from its central directory. */
-function readZip(bytes: Buffer): ZipMember[] {
-  const end = bytes.length - 22;
-  expect(bytes.readUInt32LE(end)).toBe(0x06054b50);
-  const count = bytes.readUInt16LE(end + 10);
-  let cursor = bytes.readUInt32LE(end + 16);
-  const members: ZipMember[] = [];
-  for (let i = 0; i < count; i++) {
-    expect(bytes.readUInt32LE(cursor)).toBe(0x02014b50);
-    const method = bytes.readUInt16LE(cursor + 10);
-    const compressedSize = bytes.readUInt32LE(cursor + 20);
-    const nameLength = bytes.readUInt16LE(cursor + 28);
-    const extraLength = bytes.readUInt16LE(cursor + 30);
-    const commentLength = bytes.readUInt16LE(cursor + 32);
-    const local = bytes.readUInt32LE(cursor + 42);
-    const name = bytes.toString('utf8', cursor + 46, cursor + 46 + nameLength);
-    const start = local + 30 + bytes.readUInt16LE(local + 26) + bytes.readUInt16LE(local + 28);
-    const data = bytes.subarray(start, start + compressedSize);
-    members.push({ name, method, compressedSize, data: method === 8 ? zlib.inflateRawSync(data) : data });
-    cursor += 46 + nameLength + extraLength + commentLength;
-  }
-  return members;
-}
-
-/**
- * A zip laid out as numpy 2's savez / savez_compressed write it (Python's zipfile with force_zip64): the local
- * header's sizes are 0xffffffff with the real ones in a zip64 extra field, the central directory has them plainly.
- */
-function numpyZip(members: { name: string; data: Buffer }[], mode: 'stored' | 'deflate'): Buffer {
-  const locals: Buffer[] = [];
-  const centrals: Buffer[] = [];
-  let offset = 0;
-  for (const { name, data } of members) {
-    const payload = mode === 'deflate' ? zlib.deflateRawSync(data) : data;
-    const method = mode === 'deflate' ? 8 : 0;
-    const crc = zlib.crc32(data);
-    const nameBytes = Buffer.from(name);
-    const local = Buffer.alloc(30 + nameBytes.length + 20);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(45, 4);
-    local.writeUInt16LE(method, 8);
-    local.writeUInt16LE(0x21, 12); // 1980-01-01, as zipfile writes a zero date
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(0xffffffff, 18);
-    local.writeUInt32LE(0xffffffff, 22);
-    local.writeUInt16LE(nameBytes.length, 26);
-    local.writeUInt16LE(20, 28);
-    nameBytes.copy(local, 30);
-    const extra = 30 + nameBytes.length;
-    local.writeUInt16LE(0x0001, extra);
-    local.writeUInt16LE(16, extra + 2);
-    local.writeBigUInt64LE(BigInt(data.length), extra + 4);
-    local.writeBigUInt64LE(BigInt(payload.length), extra + 12);
-    const central = Buffer.alloc(46);
-    central.writeUInt32LE(0x02014b50, 0);
-    central.writeUInt16LE(45, 4);
-    central.writeUInt16LE(45, 6);
-    central.writeUInt16LE(method, 10);
-    central.writeUInt16LE(0x21, 14);
-    central.writeUInt32LE(crc, 16);
-    central.writeUInt32LE(payload.length, 20);
-    central.writeUInt32LE(data.length, 24);
-    central.writeUInt16LE(nameBytes.length, 28);
-    central.writeUInt32LE(offset, 42);
-    locals.push(local, payload);
-    centrals.push(central, nameBytes);
-    offset += local.length + payload.length;
-  }
-  const directory = Buffer.concat(centrals);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(members.length, 8);
-  end.writeUInt16LE(members.length, 10);
-  end.writeUInt32LE(directory.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...locals, directory, end]);
-}
 
 /** A version-1 .npy of little-endian float32, its header padded as numpy pads it (to 64 bytes, ending in \n). */
 function npyFloat32(shape: number[], data: Buffer): Buffer {
