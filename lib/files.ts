@@ -10,6 +10,7 @@ const writeProblems: Record<string, string> = {
   EROFS: 'the file system is read-only',
   EACCES: 'permission denied',
   EPERM: 'permission denied',
+  EFBIG: 'the file is larger than this process may write (a file-size limit: ulimit -f)',
 };
 
 /**

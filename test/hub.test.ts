@@ -602,6 +602,32 @@ describe('downloads', () => {
     );
   });
 
+  test('a cache file cut short by the disk (here a file-size limit) is a write error, never a cached blob', async () => {
+    // Bug caught: one write per chunk, its count of bytes written ignored: under a file-size limit (or a disk
+    // filling up) the first part of the weights was cached under the verified blob's name, the download reported
+    // success, and every later load trusted it.
+    const cacheDir = freshCache();
+    const limitKiB = 4;
+    expect(tinyWeights.length).toBeGreaterThan(limitKiB * 1024);
+    const script = `ulimit -f ${limitKiB}; exec "$0" "$@"`;
+    const cli = [path.join(repoRoot, 'dist', 'cli.js'), 'pull', `hf-hub:${tinyRepo}`, '--endpoint', hub.url];
+    const pull = spawn('bash', ['-c', script, process.execPath, ...cli, '--cache-dir', cacheDir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    pull.stdout.on('data', (chunk) => (output += chunk));
+    pull.stderr.on('data', (chunk) => (output += chunk));
+    const code = await new Promise<number | null>((resolve) => pull.on('close', resolve));
+    expect(code).not.toBe(0);
+    expect(output).toContain("pretrained 'hf-hub:test/tiny-vit': model.safetensors of test/tiny-vit: cannot write '");
+    expect(output).toContain('a file-size limit: ulimit -f) (EFBIG); nothing was cached');
+    const blobs = path.join(cacheDir, 'models--test--tiny-vit', 'blobs');
+    expect(fs.existsSync(path.join(blobs, sha256(tinyWeights)))).toBe(false);
+    // without the limit, the same cache takes the whole file
+    const weights = await downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir, progress: false });
+    expect(sha256(fs.readFileSync(weights.file))).toBe(sha256(tinyWeights));
+  });
+
   test('a server that dies mid-transfer: a clear error and nothing half-written in the cache', async () => {
     const cacheDir = freshCache();
     hub.faults.set(sha256(tinyWeights), 'truncate');

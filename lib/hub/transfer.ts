@@ -2,7 +2,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type { ReadableStreamDefaultReader, ReadableStreamReadResult } from 'node:stream/web';
 
-import { PaceFileError, PaceNetworkError, PaceNotFoundError } from '../errors';
+import { PaceFileError, PaceNetworkError, PaceNotFoundError, PaceWriteError } from '../errors';
+import { writeFailure } from '../files';
 import type { RepoCache } from './cache';
 import type { HubClient, RemoteFile } from './client';
 import { rootCause } from './failures';
@@ -60,9 +61,40 @@ async function readWithin(
   }
 }
 
+/** A write into the cache, its failure (a full disk, a file-size limit) a PaceWriteError naming the model and file. */
+async function cacheWrite<T>(write: () => Promise<T>, temporary: string, what: string): Promise<T> {
+  try {
+    return await write();
+  } catch (error) {
+    throw new PaceWriteError(`${what}: ${writeFailure(error, temporary).message}; nothing was cached`, {
+      cause: error,
+    });
+  }
+}
+
+/** All of `data`, at the file's position: one write may take fewer bytes (a file-size limit, a disk filling up). */
+async function writeAll(
+  handle: fs.promises.FileHandle,
+  data: Uint8Array,
+  temporary: string,
+  what: string,
+): Promise<void> {
+  for (let offset = 0; offset < data.byteLength;) {
+    const { bytesWritten } = await cacheWrite(
+      () => handle.write(data, offset, data.byteLength - offset),
+      temporary,
+      what,
+    );
+    if (bytesWritten === 0) {
+      throw new PaceWriteError(`${what}: '${temporary}' took no more bytes; nothing was cached`);
+    }
+    offset += bytesWritten;
+  }
+}
+
 /**
  * Downloads one file into the cache's `blobs/`: the bytes go to a temporary file (hashed as they arrive), which is
- * fsynced, checked for its size and hash, and only then renamed to `blobs/<etag>`. Any failure removes the
+ * fsynced, checked for its size and hash (and its size on disk), and only then renamed to `blobs/<etag>`. Any failure removes the
  * temporary file, so `blobs/` only ever holds complete, verified files. Two processes fetching the same file
  * each write their own temporary file and rename it into place; the second rename replaces the first's copy
  * with an identical one. A transfer stopped by its signal removes its temporary file the same way.
@@ -111,7 +143,7 @@ export async function transferToCache(t: Transfer): Promise<void> {
         );
       }
       hash.update(chunk.value);
-      await handle.write(chunk.value);
+      await writeAll(handle, chunk.value, temporary, what);
       t.progress.update(bytes);
     }
     finished = true;
@@ -124,7 +156,13 @@ export async function transferToCache(t: Transfer): Promise<void> {
         `${what}: checksum mismatch, ${kind} ${actual} where the Hub says ${expected}; nothing was cached`,
       );
     }
-    await handle.sync();
+    await cacheWrite(() => handle!.sync(), temporary, what);
+    const written = (await handle.stat()).size;
+    if (written !== file.size) {
+      throw new PaceWriteError(
+        `${what}: ${written} of its ${file.size} bytes reached '${temporary}'; nothing was cached`,
+      );
+    }
     await handle.close();
     handle = undefined;
     await t.cache.placeBlob(temporary, file.etag);
