@@ -514,6 +514,43 @@ describe('downloads', () => {
     expect(tree(cacheDir)).toEqual([]);
   });
 
+  test('credentials in the endpoint and a token that is no header value are refused without echoing them', async () => {
+    // Bug caught: an endpoint like http://alice:PASSWORD@host failed every request and printed the password in the
+    // error; a token with a line break inside was printed whole in "is an invalid header value".
+    const cacheDir = freshCache();
+    const requestsBefore = hub.requests.length;
+    const withPassword = hub.url.replace('://', '://alice:S3CRET@');
+    const refused = async (download: Promise<unknown>, message: RegExp) => {
+      const error = await download.then(
+        () => undefined,
+        (caught: unknown) => caught,
+      );
+      expect(error).toBeInstanceOf(PaceOptionError);
+      expect((error as Error).message).toMatch(message);
+      expect((error as Error).message).not.toMatch(/S3CRET|hf_SECRET/);
+    };
+    const hasPassword = /must not hold a user name or password .*: give a token as options\.token or HF_TOKEN/;
+    await refused(
+      downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: withPassword, cacheDir }),
+      /^options\.endpoint /,
+    );
+    await refused(downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: withPassword, cacheDir }), hasPassword);
+    process.env.HF_ENDPOINT = withPassword;
+    await refused(downloadPretrained(`hf-hub:${tinyRepo}`, { cacheDir }), /^HF_ENDPOINT must not hold/);
+    process.env.HF_ENDPOINT = 'ftp://mirror.example';
+    await refused(downloadPretrained(`hf-hub:${tinyRepo}`, { cacheDir }), /^HF_ENDPOINT must be an http or https URL/);
+    delete process.env.HF_ENDPOINT;
+    const badToken =
+      /^the access token .* holds spaces, line breaks or other characters a token cannot: copy it again$/;
+    await refused(
+      downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir, token: 'hf_SECRET\nx' }),
+      badToken,
+    );
+    process.env.HF_TOKEN = 'hf_SECRET 1234';
+    await refused(downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir }), badToken);
+    expect(hub.requests.length).toBe(requestsBefore);
+  });
+
   test('a gated repository: 401 without the token, HF_ENDPOINT and HF_TOKEN honoured', async () => {
     const cacheDir = freshCache();
     const name = 'hf-hub:test/gated-vit';

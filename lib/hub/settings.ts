@@ -4,6 +4,8 @@ import path from 'node:path';
 
 import { getHFHubCachePath } from '@huggingface/hub';
 
+import { PaceOptionError } from '../errors';
+
 /** Where and how pretrained weights are fetched: the options given, else huggingface_hub's environment variables. */
 export interface HubSettings {
   /** The Hub's base URL, without a trailing slash. */
@@ -50,14 +52,56 @@ function savedToken(env: NodeJS.ProcessEnv): string | undefined {
   }
 }
 
+/**
+ * The endpoint, checked: an http(s) URL without credentials. Messages name it only where it holds none: it is
+ * printed in every later error, and a URL with credentials would put the password there (fetch refuses it anyway).
+ */
+function checkedEndpoint(endpoint: string, source: string): string {
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    throw new PaceOptionError(`${source} must be an http or https URL, got '${endpoint}'`);
+  }
+  if (url.username || url.password) {
+    throw new PaceOptionError(
+      `${source} must not hold a user name or password (it would be printed in errors): give a token as ` +
+        'options.token or HF_TOKEN instead',
+    );
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new PaceOptionError(`${source} must be an http or https URL, got '${endpoint}'`);
+  }
+  return endpoint.replace(/\/+$/, '');
+}
+
+/** The token, checked: characters an HTTP header carries, none of them spaces (never echoed: it is a secret). */
+function checkedToken(token: string | undefined): string | undefined {
+  if (token !== undefined && !/^[\x21-\x7e]+$/.test(token)) {
+    throw new PaceOptionError(
+      'the access token (options.token, HF_TOKEN or the saved login) holds spaces, line breaks or other characters ' +
+        'a token cannot: copy it again',
+    );
+  }
+  return token;
+}
+
 /** The settings in force: `options` over the environment. */
 export function hubSettings(options: HubSettingsOptions): HubSettings {
   const env = process.env;
-  const endpoint = (options.endpoint ?? nonEmpty(env.HF_ENDPOINT) ?? DEFAULT_ENDPOINT).replace(/\/+$/, '');
+  const fromEnvironment = nonEmpty(env.HF_ENDPOINT);
+  const endpoint =
+    options.endpoint !== undefined
+      ? checkedEndpoint(options.endpoint, 'options.endpoint')
+      : fromEnvironment !== undefined
+        ? checkedEndpoint(fromEnvironment, 'HF_ENDPOINT')
+        : DEFAULT_ENDPOINT;
   const token =
     options.token === false
       ? undefined
-      : (nonEmpty(options.token) ?? nonEmpty(env.HF_TOKEN) ?? nonEmpty(env.HUGGING_FACE_HUB_TOKEN) ?? savedToken(env));
+      : checkedToken(
+          nonEmpty(options.token) ?? nonEmpty(env.HF_TOKEN) ?? nonEmpty(env.HUGGING_FACE_HUB_TOKEN) ?? savedToken(env),
+        );
   const cacheDir = path.resolve(options.cacheDir ?? getHFHubCachePath());
   return { endpoint, token, cacheDir, offline: options.offline ?? isTrue(env.HF_HUB_OFFLINE) };
 }
