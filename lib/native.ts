@@ -348,6 +348,7 @@ export interface NativeAddon {
   distributedGroup(): NativeDistributedGroup | null;
   distributedBarrier(what: string): Promise<void>;
   distributedAgree(settings: [string, string][], what: string): Promise<void>;
+  distributedGather(value: number, what: string): Promise<number[]>;
   distributedBackends(): string[];
   NativeStopFlag: new () => NativeStopFlag;
   NativeTrainer: new (

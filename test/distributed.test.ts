@@ -497,6 +497,55 @@ describe('a rank that dies or hangs', () => {
     ]);
   }, 90_000);
 
+  test("a callback's stop on one rank stops every rank at the epoch's end; its failure on one rank fails every rank", async () => {
+    // Bugs caught (a review): a callback stopping one rank only (a time budget each rank checks for itself) left the
+    // other in its next all-reduce until the group's timeout, which then blamed a crash; a callback throwing on one
+    // rank ended the other's fit as 'aborted', as a Ctrl-C does, with no error.
+    const fit = (callbacks: string, epochs: number) =>
+      rankScript(`
+        const n = 64;
+        const images = tensor(new Float32Array(n * 768).map((_, i) => Math.sin(i)), [n, 3, 16, 16]);
+        const labels = tensor(BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 4)));
+        let seen = 0;
+        try {
+          const history = await new Trainer(model, { seed: 1 }).fit(new TensorDataset(images, labels), {
+            epochs: ${epochs}, batchSize: 8, progress: false, callbacks: [${callbacks}],
+          });
+          console.log('rank ' + group.rank + ': ' + history.stopReason + ' after ' + history.epochs.length + ' epochs');
+        } catch (error) {
+          console.log('rank ' + group.rank + ': ' + (error.code ?? 'Error') + ': ' + error.message);
+        }`);
+    const run = async (script: string) => {
+      const launched = await paceLaunch([
+        '--nproc-per-node',
+        '2',
+        '--timeout',
+        '20',
+        '--',
+        process.execPath,
+        '-e',
+        script,
+      ]);
+      expect(launched.status).toBe(0);
+      return launched.stdout.split('\n').filter(Boolean).sort();
+    };
+    const budget = `{ onEpochEnd: (epoch, logs, control) => group.rank === 1 && epoch === 1 && control.stop('time budget') }`;
+    expect(await run(fit(budget, 6))).toEqual([
+      'rank 0: stopped by a callback on rank 1 after 2 epochs',
+      'rank 1: time budget after 2 epochs',
+    ]);
+    const stopsAtStart = `{ onTrainBegin: (control) => group.rank === 0 && control.stop('nothing to do') }`;
+    expect(await run(fit(stopsAtStart, 3))).toEqual([
+      'rank 0: nothing to do after 0 epochs',
+      'rank 1: stopped by a callback on rank 0 after 0 epochs',
+    ]);
+    const failing = `{ onBatchEnd: () => { if (group.rank === 1 && ++seen === 2) throw new Error('disk full writing my log'); } }`;
+    expect(await run(fit(failing, 3))).toEqual([
+      'rank 0: PACE_DISTRIBUTED: rank 0: a callback failed on rank 1 in epoch 0 (its error says why); the fit stops on every rank',
+      'rank 1: Error: disk full writing my log',
+    ]);
+  }, 120_000);
+
   test('training images of their own sizes (packed, as few-shot stores them) train data-parallel in step', async () => {
     // Each rank crops its share of each batch from its own copy of the packed images: the ranks must end with the
     // same losses (all-reduced) and the same adapters.
@@ -575,13 +624,14 @@ describe('a rank that dies or hangs', () => {
   }, 90_000);
 
   test('ranks whose datasets are augmented otherwise, or of which only one writes a run folder or names a checkpoint, stop together', async () => {
-    // Bugs: only the sets' sizes were compared, so ranks with other augmentation or normalisation trained together
+    // Bugs: only the sets' sizes were compared, so ranks with other augmentation, normalisation or labels trained together
     // silently; a run folder on rank 0 alone left the ranks waiting in different collectives until the timeout.
     const script = (change: string) =>
       rankScript(`
         const n = 16;
         const images = tensor(new Uint8Array(n * 16 * 16 * 3).map((_, i) => i % 251), [n, 16, 16, 3]);
-        const labels = tensor(BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 4)));
+        const shift = group.rank === 1 && ${change === 'labels'} ? 1 : 0; // another version of the set
+        const labels = tensor(BigInt64Array.from({ length: n }, (_, i) => BigInt((i + shift) % 4)));
         const normalization = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
         const augment = { crop: 16, flip: group.rank === 1 && ${change === 'augment'} };
         const options = { epochs: 1, batchSize: 8, progress: false };
@@ -591,6 +641,8 @@ describe('a rank that dies or hangs', () => {
         console.log('rank ' + group.rank + ' trained');`);
     for (const [change, differs] of [
       ['augment', /rank\(s\) 1 differ from rank 0 in data\.train\.augment\.flip \(here: true\)/],
+      // Bug caught (a review): ranks holding other labels for the same number of images trained on a mix of both
+      ['labels', /rank\(s\) 1 differ from rank 0 in data\.train\.labels \(here: "sha256 [0-9a-f]{16}"\)/],
       ['runDir', /rank\(s\) 1 differ from rank 0 in runFolder \(here: "none"\)/],
       // Bug: refused by rank 1 alone (resumeFrom without resume), while rank 0 waited in its first all-reduce
       ['resumeFrom', /rank\(s\) 1 differ from rank 0 in resumeFrom \(here: "no resume, but a resumeFrom"\)/],

@@ -119,6 +119,15 @@ export async function agreeAcrossRanks(settings: [string, string][], what: strin
   await nativeAddon().distributedAgree(settings, what);
 }
 
+/**
+ * @internal Collective: the ranks whose `flag` is set, in rank order (every rank calls it at the same point of its
+ * work; `what` names that point in a timeout's error).
+ */
+export async function ranksWith(flag: boolean, what: string): Promise<number[]> {
+  const flags = await nativeAddon().distributedGather(flag ? 1 : 0, what);
+  return flags.flatMap((value, rank) => (value ? [rank] : []));
+}
+
 /** Leaves the group; trainers made in it should not train afterwards. */
 export function destroyDistributed(): void {
   nativeAddon().destroyDistributed();

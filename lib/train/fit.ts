@@ -15,7 +15,13 @@ import { handleOf } from '../tensor';
 import type { Callback, EpochLogs, FitControl } from './callbacks';
 import { keepPrevious, resumeFrom, ResumeFromSchema, saveLastCheckpoint } from './checkpoints';
 import { bestMarks } from './marked-best';
-import { agreeOnFit, agreeOnRunFolderLock, agreeOnStartEpoch } from './rank-agreement';
+import {
+  agreeOnCallbackFailures,
+  agreeOnFit,
+  agreeOnRunFolderLock,
+  agreeOnStartEpoch,
+  agreeOnStop,
+} from './rank-agreement';
 import { holdRunFolder, RunFolder, runFilesIn } from './run-folder';
 import { RUN_IDENTITY_KEY, runIdentityOf } from './run-identity';
 import { cosineSchedule, CosineShapeSchema, type LrSchedule } from './schedule';
@@ -322,12 +328,16 @@ async function fitEpochs(
     : undefined;
   let bestValidation = Math.max(-Infinity, ...history.map((logs) => logs.val_acc ?? -Infinity));
 
+  // Data-parallel, a rank asked to stop between epochs (a Ctrl-C reaches one machine's ranks) still enters the
+  // next epoch, whose first step carries the request to every rank: leaving alone would strand the others in an
+  // all-reduce. A callback's stop or failure is shared at the epoch's end.
+  const stopsAlone = host.worldSize === 1;
+  const agreedStop = async () => {
+    if (!stopsAlone) stopReason = await agreeOnStop(stopReason);
+  };
   try {
     for (const callback of callbacks) await callback.onTrainBegin?.(control, [...history]);
-    // Data-parallel, a rank asked to stop between epochs (a Ctrl-C reaches one machine's ranks) still enters the
-    // next epoch, whose first step carries the request to every rank: leaving alone would strand the others in an
-    // all-reduce.
-    const stopsAlone = host.worldSize === 1;
+    await agreedStop();
     for (let epoch = startEpoch; epoch < o.epochs && stopReason === undefined; epoch++) {
       if (signal?.aborted && stopsAlone) {
         stopReason = 'aborted';
@@ -397,6 +407,7 @@ async function fitEpochs(
       result.stepLosses.forEach((loss, index) => batchEnded(index + 1, stepsPerEpoch, loss));
       await Promise.all(pendingBatchCalls);
       bar?.stop();
+      if (!stopsAlone) await agreeOnCallbackFailures(batchError !== undefined, host.rank, epoch);
       if (batchError !== undefined) throw batchError;
       if (result.aborted) {
         stopReason = 'aborted';
@@ -466,6 +477,7 @@ async function fitEpochs(
         run?.writeHistory(history);
       }
       for (const callback of callbacks) await callback.onEpochEnd?.(epoch, logs, control);
+      await agreedStop();
     }
     for (const callback of callbacks) await callback.onTrainEnd?.(history, control);
   } finally {

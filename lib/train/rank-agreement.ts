@@ -1,5 +1,8 @@
+import crypto from 'node:crypto';
+
 import type { TensorDataset } from '../data/dataset';
-import { agreeAcrossRanks } from '../distributed/group';
+import { agreeAcrossRanks, ranksWith } from '../distributed/group';
+import { PaceDistributedError } from '../errors';
 import { jsonLeaves } from '../json-differences';
 import { runIdentityOf } from './run-identity';
 
@@ -31,10 +34,19 @@ export async function agreeOnFit(
   await agreeAcrossRanks(jsonLeaves({ model, trainer, fit: computed, resumeFrom, runFolder, data }), 'fits');
 }
 
-/** What of a dataset decides the fit besides its samples: their number and layout, normalisation and augmentation. */
+/**
+ * What of a dataset decides the fit: the number and layout of its samples, their labels (a digest: ranks holding
+ * other versions of a set would otherwise train on a mix of both, as `evaluate` refuses for its sets), normalisation
+ * and augmentation.
+ */
 function describeSet(set: TensorDataset): Record<string, unknown> {
+  const labels = set.labels.view();
+  const digest = crypto
+    .createHash('sha256')
+    .update(new Uint8Array(labels.buffer, labels.byteOffset, labels.byteLength));
   return {
     size: set.length,
+    labels: `sha256 ${digest.digest('hex').slice(0, 16)}`,
     images: `${set.images.dtype} [${set.images.shape.join(', ')}]`,
     normalization: set.normalization ?? 'none',
     augment: set.augment ?? 'none',
@@ -52,4 +64,30 @@ export async function agreeOnStartEpoch(startEpoch: number): Promise<void> {
  */
 export async function agreeOnRunFolderLock(outcome: string): Promise<void> {
   await agreeAcrossRanks([["rank 0's hold on the run folder", outcome]], 'run folder locks');
+}
+
+const listed = (ranks: number[]) => `rank${ranks.length > 1 ? 's' : ''} ${ranks.join(', ')}`;
+
+/**
+ * Collective, after the callbacks that may stop a fit (onTrainBegin, each epoch's onEpochEnd): a stop asked on any
+ * rank stops every rank there, rather than that rank leaving alone and stranding the others in their next all-reduce
+ * until the group's timeout. Resolves to the reason this rank records (undefined: no rank stopped).
+ */
+export async function agreeOnStop(ownReason: string | undefined): Promise<string | undefined> {
+  const stopping = await ranksWith(ownReason !== undefined, 'whether callbacks stopped the fit');
+  if (ownReason !== undefined || stopping.length === 0) return ownReason;
+  return `stopped by a callback on ${listed(stopping)}`;
+}
+
+/**
+ * Collective, after each epoch's steps: a callback that failed on one rank fails the fit on every rank, naming where.
+ * Its stop reached the others through the steps as an abort, which ended their fits as a Ctrl-C does.
+ */
+export async function agreeOnCallbackFailures(failedHere: boolean, rank: number, epoch: number): Promise<void> {
+  const failed = await ranksWith(failedHere, 'whether callbacks failed');
+  if (failedHere || failed.length === 0) return;
+  throw new PaceDistributedError(
+    `rank ${rank}: a callback failed on ${listed(failed)} in epoch ${epoch} (its error says why); the fit stops on ` +
+      'every rank',
+  );
 }

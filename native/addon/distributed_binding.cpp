@@ -95,6 +95,33 @@ Napi::Value distributedAgree(const Napi::CallbackInfo& info) {
   });
 }
 
+// distributedGather(value: integer, what) -> Promise<number[]>: every rank's value, in rank order. Collective: every
+// rank calls it at the same point of its work, or the group's timeout names `what`.
+Napi::Value distributedGather(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    if (!info[0].IsNumber()) throw jsError(env, ErrorCode::InvalidOption, "value must be an integer");
+    const int64_t value = info[0].As<Napi::Number>().Int64Value();
+    const std::string what = stringFromJs(info[1], "what");
+    auto group = distributed::current();
+    if (!group) throw jsError(env, ErrorCode::InvalidState, "no distributed group: call initDistributed() first");
+    return runAsync(
+        env, "pace.distributedGather",
+        [group, value, what] {
+          const auto onGroup = at::TensorOptions().dtype(at::kLong).device(group->device());
+          std::vector<int64_t> values;
+          for (const at::Tensor& one : group->allGather(at::full({1}, value, onGroup), what))
+            values.push_back(one.cpu().item<int64_t>());
+          return values;
+        },
+        [](Napi::Env env, std::vector<int64_t>& values) -> Napi::Value {
+          Napi::Array array = Napi::Array::New(env, values.size());
+          for (uint32_t i = 0; i < values.size(); ++i) array.Set(i, static_cast<double>(values[i]));
+          return array;
+        });
+  });
+}
+
 Napi::Value distributedBackends(const Napi::CallbackInfo& info) {
   const auto names = distributed::availableBackends();
   Napi::Array array = Napi::Array::New(info.Env(), names.size());
@@ -110,6 +137,7 @@ void registerDistributedBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("distributedGroup", Napi::Function::New(env, distributedGroup, "distributedGroup"));
   exports.Set("distributedBarrier", Napi::Function::New(env, distributedBarrier, "distributedBarrier"));
   exports.Set("distributedAgree", Napi::Function::New(env, distributedAgree, "distributedAgree"));
+  exports.Set("distributedGather", Napi::Function::New(env, distributedGather, "distributedGather"));
   exports.Set("distributedBackends", Napi::Function::New(env, distributedBackends, "distributedBackends"));
 }
 
