@@ -541,8 +541,13 @@ describe('a rank that dies or hangs', () => {
     ]);
     const failing = `{ onBatchEnd: () => { if (group.rank === 1 && ++seen === 2) throw new Error('disk full writing my log'); } }`;
     expect(await run(fit(failing, 3))).toEqual([
-      'rank 0: PACE_DISTRIBUTED: rank 0: a callback failed on rank 1 in epoch 0 (its error says why); the fit stops on every rank',
+      "rank 0: PACE_DISTRIBUTED: rank 0: a callback failed on rank 1 in epoch 0's onBatchEnd (its error says why); the fit stops on every rank",
       'rank 1: Error: disk full writing my log',
+    ]);
+    const failingAtEnd = `{ onEpochEnd: (epoch) => { if (group.rank === 0 && epoch === 1) throw new Error('no space for the plot'); } }`;
+    expect(await run(fit(failingAtEnd, 3))).toEqual([
+      'rank 0: Error: no space for the plot',
+      "rank 1: PACE_DISTRIBUTED: rank 1: a callback failed on rank 0 in epoch 1's onEpochEnd (its error says why); the fit stops on every rank",
     ]);
   }, 120_000);
 

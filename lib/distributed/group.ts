@@ -120,12 +120,11 @@ export async function agreeAcrossRanks(settings: [string, string][], what: strin
 }
 
 /**
- * @internal Collective: the ranks whose `flag` is set, in rank order (every rank calls it at the same point of its
- * work; `what` names that point in a timeout's error).
+ * @internal Collective: every rank's `value` (an integer), in rank order. Every rank calls it at the same point of
+ * its work; `what` names that point in a timeout's error.
  */
-export async function ranksWith(flag: boolean, what: string): Promise<number[]> {
-  const flags = await nativeAddon().distributedGather(flag ? 1 : 0, what);
-  return flags.flatMap((value, rank) => (value ? [rank] : []));
+export async function gatherAcrossRanks(value: number, what: string): Promise<number[]> {
+  return nativeAddon().distributedGather(value, what);
 }
 
 /** Leaves the group; trainers made in it should not train afterwards. */

@@ -15,13 +15,7 @@ import { handleOf } from '../tensor';
 import type { Callback, EpochLogs, FitControl } from './callbacks';
 import { keepPrevious, resumeFrom, ResumeFromSchema, saveLastCheckpoint } from './checkpoints';
 import { bestMarks } from './marked-best';
-import {
-  agreeOnCallbackFailures,
-  agreeOnFit,
-  agreeOnRunFolderLock,
-  agreeOnStartEpoch,
-  agreeOnStop,
-} from './rank-agreement';
+import { agreeOnCallbacks, agreeOnFit, agreeOnRunFolderLock, agreeOnStartEpoch } from './rank-agreement';
 import { holdRunFolder, RunFolder, runFilesIn } from './run-folder';
 import { RUN_IDENTITY_KEY, runIdentityOf } from './run-identity';
 import { cosineSchedule, CosineShapeSchema, type LrSchedule } from './schedule';
@@ -330,20 +324,34 @@ async function fitEpochs(
 
   // Data-parallel, a rank asked to stop between epochs (a Ctrl-C reaches one machine's ranks) still enters the
   // next epoch, whose first step carries the request to every rank: leaving alone would strand the others in an
-  // all-reduce. A callback's stop or failure is shared at the epoch's end.
+  // all-reduce. A callback's stop or failure is shared after each phase that runs callbacks.
   const stopsAlone = host.worldSize === 1;
-  const agreedStop = async () => {
-    if (!stopsAlone) stopReason = await agreeOnStop(stopReason);
+  /**
+   * After a phase that runs callbacks: data-parallel, every rank shares what its callbacks did (a failure, a stop)
+   * before going on, so that all fail or stop together; then this rank's own failure, if any, is thrown.
+   */
+  const shareOutcome = async (phase: string, error: unknown) => {
+    if (!stopsAlone) stopReason = await agreeOnCallbacks({ failed: error !== undefined, stopReason }, host.rank, phase);
+    if (error !== undefined) throw error;
+  };
+  const runCallbacks = async (phase: string, call: (callback: Callback) => unknown) => {
+    let error: unknown;
+    try {
+      for (const callback of callbacks) await call(callback);
+    } catch (thrown) {
+      if (stopsAlone) throw thrown;
+      error = thrown;
+    }
+    await shareOutcome(phase, error);
   };
   try {
-    for (const callback of callbacks) await callback.onTrainBegin?.(control, [...history]);
-    await agreedStop();
+    await runCallbacks('in onTrainBegin', (callback) => callback.onTrainBegin?.(control, [...history]));
     for (let epoch = startEpoch; epoch < o.epochs && stopReason === undefined; epoch++) {
       if (signal?.aborted && stopsAlone) {
         stopReason = 'aborted';
         break;
       }
-      for (const callback of callbacks) await callback.onEpochBegin?.(epoch, control);
+      await runCallbacks(`in epoch ${epoch}'s onEpochBegin`, (callback) => callback.onEpochBegin?.(epoch, control));
       if (signal?.aborted && stopsAlone) {
         stopReason = 'aborted'; // aborted while a callback ran
         break;
@@ -407,8 +415,7 @@ async function fitEpochs(
       result.stepLosses.forEach((loss, index) => batchEnded(index + 1, stepsPerEpoch, loss));
       await Promise.all(pendingBatchCalls);
       bar?.stop();
-      if (!stopsAlone) await agreeOnCallbackFailures(batchError !== undefined, host.rank, epoch);
-      if (batchError !== undefined) throw batchError;
+      await shareOutcome(`in epoch ${epoch}'s onBatchEnd`, batchError);
       if (result.aborted) {
         stopReason = 'aborted';
         if (result.steps > 0) interrupted = { epoch, steps: result.steps, stepsPerEpoch };
@@ -476,8 +483,7 @@ async function fitEpochs(
         await checkpoint((r) => host.handle.saveState(r.lastCheckpoint, metadata));
         run?.writeHistory(history);
       }
-      for (const callback of callbacks) await callback.onEpochEnd?.(epoch, logs, control);
-      await agreedStop();
+      await runCallbacks(`in epoch ${epoch}'s onEpochEnd`, (callback) => callback.onEpochEnd?.(epoch, logs, control));
     }
     for (const callback of callbacks) await callback.onTrainEnd?.(history, control);
   } finally {

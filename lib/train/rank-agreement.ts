@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 
 import type { TensorDataset } from '../data/dataset';
-import { agreeAcrossRanks, ranksWith } from '../distributed/group';
+import { agreeAcrossRanks, gatherAcrossRanks } from '../distributed/group';
 import { PaceDistributedError } from '../errors';
 import { jsonLeaves } from '../json-differences';
 import { runIdentityOf } from './run-identity';
@@ -68,26 +68,35 @@ export async function agreeOnRunFolderLock(outcome: string): Promise<void> {
 
 const listed = (ranks: number[]) => `rank${ranks.length > 1 ? 's' : ''} ${ranks.join(', ')}`;
 
-/**
- * Collective, after the callbacks that may stop a fit (onTrainBegin, each epoch's onEpochEnd): a stop asked on any
- * rank stops every rank there, rather than that rank leaving alone and stranding the others in their next all-reduce
- * until the group's timeout. Resolves to the reason this rank records (undefined: no rank stopped).
- */
-export async function agreeOnStop(ownReason: string | undefined): Promise<string | undefined> {
-  const stopping = await ranksWith(ownReason !== undefined, 'whether callbacks stopped the fit');
-  if (ownReason !== undefined || stopping.length === 0) return ownReason;
-  return `stopped by a callback on ${listed(stopping)}`;
+/** What a rank's callbacks did in one phase of a fit. */
+export interface CallbackOutcome {
+  /** One of them threw (this rank then rethrows its error). */
+  failed: boolean;
+  /** The reason of a stop one asked for. */
+  stopReason?: string;
 }
 
 /**
- * Collective, after each epoch's steps: a callback that failed on one rank fails the fit on every rank, naming where.
- * Its stop reached the others through the steps as an abort, which ended their fits as a Ctrl-C does.
+ * Collective, after each phase of a data-parallel fit that runs callbacks (onTrainBegin; each epoch's
+ * onEpochBegin, its steps with their onBatchEnd calls, its onEpochEnd): a callback that failed on one rank fails
+ * the fit on every rank, naming the rank and the phase, and a stop asked on some ranks (a time budget each checks
+ * for itself) stops every rank. Alone, a rank leaving would strand the others in their next collective until the
+ * group's timeout, whose error blames a crash. Resolves to the stop reason this rank records.
  */
-export async function agreeOnCallbackFailures(failedHere: boolean, rank: number, epoch: number): Promise<void> {
-  const failed = await ranksWith(failedHere, 'whether callbacks failed');
-  if (failedHere || failed.length === 0) return;
-  throw new PaceDistributedError(
-    `rank ${rank}: a callback failed on ${listed(failed)} in epoch ${epoch} (its error says why); the fit stops on ` +
-      'every rank',
-  );
+export async function agreeOnCallbacks(
+  here: CallbackOutcome,
+  rank: number,
+  phase: string,
+): Promise<string | undefined> {
+  const code = here.failed ? 2 : here.stopReason !== undefined ? 1 : 0;
+  const codes = await gatherAcrossRanks(code, `sharing what the callbacks did ${phase}`);
+  const ranks = (wanted: number) => codes.flatMap((value, r) => (value === wanted ? [r] : []));
+  const failed = ranks(2);
+  if (!here.failed && failed.length > 0) {
+    throw new PaceDistributedError(
+      `rank ${rank}: a callback failed on ${listed(failed)} ${phase} (its error says why); the fit stops on every rank`,
+    );
+  }
+  const stopping = ranks(1);
+  return here.stopReason ?? (stopping.length > 0 ? `stopped by a callback on ${listed(stopping)}` : undefined);
 }

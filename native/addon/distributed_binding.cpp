@@ -1,3 +1,5 @@
+#include <cmath>
+
 #include "async.h"
 #include "bindings.h"
 #include "convert.h"
@@ -100,20 +102,15 @@ Napi::Value distributedAgree(const Napi::CallbackInfo& info) {
 Napi::Value distributedGather(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    if (!info[0].IsNumber()) throw jsError(env, ErrorCode::InvalidOption, "value must be an integer");
-    const int64_t value = info[0].As<Napi::Number>().Int64Value();
+    const double given = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0.5;
+    if (given != std::trunc(given) || std::fabs(given) > 9007199254740991.0)
+      throw jsError(env, ErrorCode::InvalidOption, "value must be a safe integer");
+    const auto value = static_cast<int64_t>(given);
     const std::string what = stringFromJs(info[1], "what");
     auto group = distributed::current();
     if (!group) throw jsError(env, ErrorCode::InvalidState, "no distributed group: call initDistributed() first");
     return runAsync(
-        env, "pace.distributedGather",
-        [group, value, what] {
-          const auto onGroup = at::TensorOptions().dtype(at::kLong).device(group->device());
-          std::vector<int64_t> values;
-          for (const at::Tensor& one : group->allGather(at::full({1}, value, onGroup), what))
-            values.push_back(one.cpu().item<int64_t>());
-          return values;
-        },
+        env, "pace.distributedGather", [group, value, what] { return distributed::gatherValues(*group, value, what); },
         [](Napi::Env env, std::vector<int64_t>& values) -> Napi::Value {
           Napi::Array array = Napi::Array::New(env, values.size());
           for (uint32_t i = 0; i < values.size(); ++i) array.Set(i, static_cast<double>(values[i]));
