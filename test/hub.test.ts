@@ -156,7 +156,7 @@ afterEach(() => {
   hub.faults.clear();
   hub.barrier = 1;
   hub.ignoreRange = false;
-  for (const key of ['HF_ENDPOINT', 'HF_TOKEN', 'HF_HUB_OFFLINE']) delete process.env[key];
+  for (const key of ['HF_ENDPOINT', 'HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_HUB_OFFLINE']) delete process.env[key];
   process.env.HF_HUB_CACHE = path.join(temp.dir, 'default-cache');
   process.env.HF_HOME = path.join(temp.dir, 'hf-home');
 });
@@ -539,15 +539,29 @@ describe('downloads', () => {
     await refused(downloadPretrained(`hf-hub:${tinyRepo}`, { cacheDir }), /^HF_ENDPOINT must not hold/);
     process.env.HF_ENDPOINT = 'ftp://mirror.example';
     await refused(downloadPretrained(`hf-hub:${tinyRepo}`, { cacheDir }), /^HF_ENDPOINT must be an http or https URL/);
+    // parsed as a URL of scheme "alice:", or not a URL at all: refused, still without the password
+    for (const endpoint of ['alice:S3CRET@127.0.0.1', 'https://alice:S3CRET@exa mple.com']) {
+      process.env.HF_ENDPOINT = endpoint;
+      await refused(
+        downloadPretrained(`hf-hub:${tinyRepo}`, { cacheDir }),
+        /^HF_ENDPOINT must be an http or https URL, got one holding an @ \(not shown/,
+      );
+    }
     delete process.env.HF_ENDPOINT;
-    const badToken =
-      /^the access token .* holds spaces, line breaks or other characters a token cannot: copy it again$/;
+    const badToken = (source: string) =>
+      new RegExp(`^the access token from ${source} holds spaces, line breaks or other characters a token cannot`);
     await refused(
       downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir, token: 'hf_SECRET\nx' }),
-      badToken,
+      badToken('options\\.token'),
     );
     process.env.HF_TOKEN = 'hf_SECRET 1234';
-    await refused(downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir }), badToken);
+    await refused(downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir }), badToken('HF_TOKEN'));
+    delete process.env.HF_TOKEN;
+    process.env.HUGGING_FACE_HUB_TOKEN = 'hf_SECRET\t1';
+    await refused(
+      downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir }),
+      badToken('HUGGING_FACE_HUB_TOKEN'),
+    );
     expect(hub.requests.length).toBe(requestsBefore);
   });
 

@@ -53,37 +53,57 @@ function savedToken(env: NodeJS.ProcessEnv): string | undefined {
 }
 
 /**
- * The endpoint, checked: an http(s) URL without credentials. Messages name it only where it holds none: it is
- * printed in every later error, and a URL with credentials would put the password there (fetch refuses it anyway).
+ * The endpoint, checked: an http(s) URL without credentials. It is shown in messages only where it holds no `@`:
+ * it is printed in every later error, and one with credentials would put the password there (fetch refuses it
+ * anyway).
  */
 function checkedEndpoint(endpoint: string, source: string): string {
-  let url: URL;
+  const shown = endpoint.includes('@') ? 'one holding an @ (not shown: it may hold a password)' : `'${endpoint}'`;
+  let url: URL | undefined;
   try {
     url = new URL(endpoint);
   } catch {
-    throw new PaceOptionError(`${source} must be an http or https URL, got '${endpoint}'`);
+    url = undefined;
   }
-  if (url.username || url.password) {
+  if (url?.username || url?.password) {
     throw new PaceOptionError(
       `${source} must not hold a user name or password (it would be printed in errors): give a token as ` +
         'options.token or HF_TOKEN instead',
     );
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new PaceOptionError(`${source} must be an http or https URL, got '${endpoint}'`);
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw new PaceOptionError(`${source} must be an http or https URL, got ${shown}`);
   }
   return endpoint.replace(/\/+$/, '');
 }
 
 /** The token, checked: characters an HTTP header carries, none of them spaces (never echoed: it is a secret). */
-function checkedToken(token: string | undefined): string | undefined {
-  if (token !== undefined && !/^[\x21-\x7e]+$/.test(token)) {
+function checkedToken(token: { value: string; source: string } | undefined): string | undefined {
+  if (token !== undefined && !/^[\x21-\x7e]+$/.test(token.value)) {
     throw new PaceOptionError(
-      'the access token (options.token, HF_TOKEN or the saved login) holds spaces, line breaks or other characters ' +
-        'a token cannot: copy it again',
+      `the access token from ${token.source} holds spaces, line breaks or other characters a token cannot: ` +
+        'copy it again',
     );
   }
-  return token;
+  return token?.value;
+}
+
+/** The token to send and where it came from: options, the environment, else the saved login. */
+function givenToken(
+  options: HubSettingsOptions,
+  env: NodeJS.ProcessEnv,
+): { value: string; source: string } | undefined {
+  const sources: [string, string | undefined][] = [
+    ['options.token', options.token === false ? undefined : options.token],
+    ['HF_TOKEN', env.HF_TOKEN],
+    ['HUGGING_FACE_HUB_TOKEN', env.HUGGING_FACE_HUB_TOKEN],
+  ];
+  for (const [source, value] of sources) {
+    const given = nonEmpty(value);
+    if (given !== undefined) return { value: given, source };
+  }
+  const saved = savedToken(env);
+  return saved === undefined ? undefined : { value: saved, source: 'the saved login (HF_TOKEN_PATH or HF_HOME/token)' };
 }
 
 /** The settings in force: `options` over the environment. */
@@ -96,12 +116,7 @@ export function hubSettings(options: HubSettingsOptions): HubSettings {
       : fromEnvironment !== undefined
         ? checkedEndpoint(fromEnvironment, 'HF_ENDPOINT')
         : DEFAULT_ENDPOINT;
-  const token =
-    options.token === false
-      ? undefined
-      : checkedToken(
-          nonEmpty(options.token) ?? nonEmpty(env.HF_TOKEN) ?? nonEmpty(env.HUGGING_FACE_HUB_TOKEN) ?? savedToken(env),
-        );
+  const token = options.token === false ? undefined : checkedToken(givenToken(options, env));
   const cacheDir = path.resolve(options.cacheDir ?? getHFHubCachePath());
   return { endpoint, token, cacheDir, offline: options.offline ?? isTrue(env.HF_HUB_OFFLINE) };
 }
