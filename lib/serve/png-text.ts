@@ -1,6 +1,11 @@
+import { HttpError } from './http-error';
+
 /** PNG chunk types that hold text or a colour profile, compressed or not: nothing a prediction reads. */
 const unread = new Set(['tEXt', 'zTXt', 'iTXt', 'iCCP'].map((type) => Buffer.from(type, 'latin1').readUInt32BE()));
 const IHDR = Buffer.from('IHDR', 'latin1').readUInt32BE();
+
+/** More chunks than any image needs (an encoder's IDAT chunks are kilobytes): a body of more is refused. */
+export const MAX_PNG_CHUNKS = 65_536;
 
 const signatureLength = 8;
 const chunkOverhead = 12; // length, type, CRC
@@ -12,13 +17,16 @@ const chunkOverhead = 12; // length, type, CRC
  * heap per upload. The pixels do not depend on them: text is never read, and the profile is ignored as Pillow
  * ignores it. A file that does not start with its IHDR is left whole for the decoder to refuse (removing a chunk
  * before it would make it valid), and so is a chunk that runs past the end, with all that follows it. The walk
- * reads each chunk's header alone: a body of a million empty chunks costs tens of milliseconds.
+ * reads each chunk's header alone, and stops past {@link MAX_PNG_CHUNKS} (400): it runs on the event loop.
  */
 export function withoutPngText(body: Buffer): Buffer {
   if (body.length < signatureLength + chunkOverhead || body.readUInt32BE(signatureLength + 4) !== IHDR) return body;
   const dropped: [number, number][] = [];
   let at = signatureLength;
-  while (at + chunkOverhead <= body.length) {
+  for (let chunks = 1; at + chunkOverhead <= body.length; chunks++) {
+    if (chunks > MAX_PNG_CHUNKS) {
+      throw new HttpError(400, `the PNG holds more than ${MAX_PNG_CHUNKS} chunks, far more than any image needs`);
+    }
     const end = at + chunkOverhead + body.readUInt32BE(at);
     if (end > body.length) break;
     if (unread.has(body.readUInt32BE(at + 4))) {

@@ -122,8 +122,12 @@ PixelsInPlace pixelsInPlace(Napi::Env env, const Napi::Value& value, const std::
   if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
     throw jsError(env, ErrorCode::InvalidOption, "pixels must be a Uint8Array");
   const Napi::Uint8Array array = value.As<Napi::Uint8Array>();
+  if (channels > 0 && (shape.size() != 3 || shape[2] != channels))
+    throw jsError(env, ErrorCode::ShapeMismatch,
+                  what + " has " + std::to_string(channels) + " channels: its shape must be [H, W, " +
+                      std::to_string(channels) + "], not " + shapeToString(shape));
   const std::optional<uint64_t> bytes = byteSizeOf(shape, at::kByte);
-  if (shape.size() != 3 || (channels > 0 && shape[2] != channels) || !bytes || *bytes != array.ByteLength())
+  if (shape.size() != 3 || !bytes || *bytes != array.ByteLength())
     throw jsError(env, ErrorCode::ShapeMismatch,
                   "pixels hold " + std::to_string(array.ByteLength()) + " bytes, not " + what + " of shape " +
                       shapeToString(shape));
