@@ -88,13 +88,14 @@ function checkedToken(token: { value: string; source: string } | undefined): str
   return token?.value;
 }
 
-/** The token to send and where it came from: options, the environment, else the saved login. */
+/** The token to send and where it came from: options, the environment, else the saved login; none for `false`. */
 function givenToken(
   options: HubSettingsOptions,
   env: NodeJS.ProcessEnv,
 ): { value: string; source: string } | undefined {
+  if (options.token === false) return undefined;
   const sources: [string, string | undefined][] = [
-    ['options.token', options.token === false ? undefined : options.token],
+    ['options.token', options.token],
     ['HF_TOKEN', env.HF_TOKEN],
     ['HUGGING_FACE_HUB_TOKEN', env.HUGGING_FACE_HUB_TOKEN],
   ];
@@ -116,7 +117,7 @@ export function hubSettings(options: HubSettingsOptions): HubSettings {
       : fromEnvironment !== undefined
         ? checkedEndpoint(fromEnvironment, 'HF_ENDPOINT')
         : DEFAULT_ENDPOINT;
-  const token = options.token === false ? undefined : checkedToken(givenToken(options, env));
+  const token = checkedToken(givenToken(options, env));
   const cacheDir = path.resolve(options.cacheDir ?? getHFHubCachePath());
   return { endpoint, token, cacheDir, offline: options.offline ?? isTrue(env.HF_HUB_OFFLINE) };
 }

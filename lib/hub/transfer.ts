@@ -94,8 +94,8 @@ async function writeAll(
 
 /**
  * Downloads one file into the cache's `blobs/`: the bytes go to a temporary file (hashed as they arrive), which is
- * fsynced, checked for its size and hash (and its size on disk), and only then renamed to `blobs/<etag>`. Any failure removes the
- * temporary file, so `blobs/` only ever holds complete, verified files. Two processes fetching the same file
+ * fsynced, checked for its size and hash (and its size on disk), and only then renamed to `blobs/<etag>`. Any
+ * failure removes the temporary file, so `blobs/` only ever holds complete, verified files. Two processes fetching the same file
  * each write their own temporary file and rename it into place; the second rename replaces the first's copy
  * with an identical one. A transfer stopped by its signal removes its temporary file the same way.
  */

@@ -339,7 +339,6 @@ async function fitEpochs(
     try {
       for (const callback of callbacks) await call(callback);
     } catch (thrown) {
-      if (stopsAlone) throw thrown;
       error = thrown;
     }
     await shareOutcome(phase, error);

@@ -102,8 +102,8 @@ Napi::Value distributedAgree(const Napi::CallbackInfo& info) {
 Napi::Value distributedGather(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    const double given = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0.5;
-    if (given != std::trunc(given) || std::fabs(given) > 9007199254740991.0)
+    const double given = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
+    if (!info[0].IsNumber() || given != std::trunc(given) || std::fabs(given) > 9007199254740991.0)
       throw jsError(env, ErrorCode::InvalidOption, "value must be a safe integer");
     const auto value = static_cast<int64_t>(given);
     const std::string what = stringFromJs(info[1], "what");
