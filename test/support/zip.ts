@@ -1,5 +1,17 @@
 import zlib from 'node:zlib';
 
+/** The archive: local entries, then the central directory and its end record (`count` entries, at `offset`). */
+function archive(locals: Buffer[], centrals: Buffer[], count: number, offset: number): Buffer {
+  const directory = Buffer.concat(centrals);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(count, 8);
+  end.writeUInt16LE(count, 10);
+  end.writeUInt32LE(directory.length, 12);
+  end.writeUInt32LE(offset, 16);
+  return Buffer.concat([...locals, directory, end]);
+}
+
 /**
  * A minimal uncompressed ZIP writer for crafting .npz files in tests, with each entry's CRC-32 as NumPy checks it. An
  * entry with `sameDataAs: i` has a directory record only, pointing at entry i's local header and data (a zip bomb's
@@ -36,14 +48,7 @@ export function storedZip(files: { name: string; data: Buffer; sameDataAs?: numb
     locals.push(local, nameBytes, data);
     offset += 30 + nameBytes.length + data.length;
   }
-  const directory = Buffer.concat(centrals);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(files.length, 8);
-  end.writeUInt16LE(files.length, 10);
-  end.writeUInt32LE(directory.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...locals, directory, end]);
+  return archive(locals, centrals, files.length, offset);
 }
 
 export interface ZipMember {
@@ -123,14 +128,7 @@ export function numpyZip(members: { name: string; data: Buffer }[], mode: 'store
     centrals.push(central, nameBytes);
     offset += local.length + payload.length;
   }
-  const directory = Buffer.concat(centrals);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(members.length, 8);
-  end.writeUInt16LE(members.length, 10);
-  end.writeUInt32LE(directory.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...locals, directory, end]);
+  return archive(locals, centrals, members.length, offset);
 }
 
 /** A .npy (version 1 or 2) holding `data` under a given header text. */
