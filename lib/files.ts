@@ -11,6 +11,7 @@ const writeProblems: Record<string, string> = {
   EACCES: 'permission denied',
   EPERM: 'permission denied',
   EFBIG: 'the file is larger than this process may write (a file-size limit: ulimit -f)',
+  EISDIR: 'a folder stands in its place',
 };
 
 /**

@@ -12,6 +12,7 @@ import {
   PaceOptionError,
   PaceUnsupportedError,
   loadTensors,
+  readTensorHeader,
   saveTensors,
   tensor,
   TensorDataset,
@@ -551,7 +552,67 @@ describe('a rank that dies or hangs', () => {
       'rank 0: Error: no space for the plot',
       "rank 1: PACE_DISTRIBUTED: rank 1: a callback failed on rank 0 in epoch 1's onEpochEnd (its error says why); the fit stops on every rank",
     ]);
+    // Bug: onTrainEnd's failure on one rank was its own: the other reported a completed fit.
+    const failingAtTrainEnd = `{ onTrainEnd: () => { if (group.rank === 1) throw new Error('upload failed'); } }`;
+    expect(await run(fit(failingAtTrainEnd, 1))).toEqual([
+      'rank 0: PACE_DISTRIBUTED: rank 0: a callback failed on rank 1 in onTrainEnd (its error says why); the fit stops on every rank',
+      'rank 1: Error: upload failed',
+    ]);
   }, 120_000);
+
+  test("rank 0 failing to write the run folder ends every rank's fit at once, naming it, though rank 0 lingers", async () => {
+    // Bug: rank 0 threw as its write failed, while the others went on into the checkpoint's collective and waited
+    // there until rank 0's process ended (a server's might not) or the group's timeout, then blamed a crash. Here
+    // rank 0 lingers 12 s after its error: rank 1 must end long before. A directory where rank 0 keeps the
+    // previous checkpoint makes its first epoch's write fail.
+    const runDir = path.join(temp.dir, `write-fails-${Math.random()}`);
+    const script = rankScript(`
+        const n = 64;
+        const images = tensor(new Float32Array(n * 768).map((_, i) => Math.sin(i)), [n, 3, 16, 16]);
+        const labels = tensor(BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 4)));
+        const runDir = ${JSON.stringify(runDir)};
+        const blockPrevious = () => group.rank === 0 && fs.mkdirSync(path.join(runDir, 'previous.safetensors', 'in-the-way'), { recursive: true });
+        const began = Date.now();
+        try {
+          await new Trainer(model, { seed: 1 }).fit(new TensorDataset(images, labels), {
+            epochs: 3, batchSize: 8, progress: false, runDir, callbacks: [{ onTrainBegin: blockPrevious }],
+          });
+          console.log(JSON.stringify({ rank: group.rank, completed: true }));
+        } catch (error) {
+          const seconds = (Date.now() - began) / 1000;
+          console.log(JSON.stringify({ rank: group.rank, code: error.code, message: error.message, seconds }));
+          if (group.rank === 0) await new Promise((resolve) => setTimeout(resolve, 12000));
+        }`);
+    const launched = await paceLaunch([
+      '--nproc-per-node',
+      '2',
+      '--timeout',
+      '60',
+      '--',
+      process.execPath,
+      '-e',
+      script,
+    ]);
+    expect(launched.status).toBe(0);
+    const [zero, one] = launched.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as { rank: number; code?: string; message: string; seconds: number })
+      .sort((a, b) => a.rank - b.rank);
+    expect(zero).toMatchObject({
+      code: 'PACE_WRITE_FAILED',
+      message: `cannot write '${path.join(runDir, 'previous.safetensors')}': a folder stands in its place (EISDIR)`,
+    });
+    expect(one).toMatchObject({
+      code: 'PACE_DISTRIBUTED',
+      message:
+        "rank 1: rank 0 could not write its run folder or read its checkpoints before epoch 0's onEpochEnd (its error says why); the fit stops on every rank",
+    });
+    expect(one.seconds).toBeLessThan(zero.seconds + 6);
+    // Nothing written is lost: the checkpoint before the failed write is whole.
+    const checkpoint = await readTensorHeader(path.join(runDir, 'last.safetensors'));
+    expect(checkpoint.metadata?.epoch).toBe('-1');
+  }, 90_000);
 
   test('training images of their own sizes (packed, as few-shot stores them) train data-parallel in step', async () => {
     // Each rank crops its share of each batch from its own copy of the packed images: the ranks must end with the

@@ -552,6 +552,25 @@ test('a throwing onBatchEnd stops the fit with its error; the JS thread never wa
     const fit = trainer.fit(train, { epochs: 2, batchSize: 16, progress: false, callbacks: [{ onBatchEnd }] });
     await expect(fit).rejects.toThrow(message);
   }
+  // Bug: a callback throwing undefined (legal JavaScript) counted as none having failed: the fit went on and
+  // completed. Each phase's callback now fails the fit with what it threw.
+  const throwsUndefined = () => {
+    throw undefined;
+  };
+  for (const phase of ['onTrainBegin', 'onEpochBegin', 'onBatchEnd', 'onEpochEnd', 'onTrainEnd'] as const) {
+    const fit = trainer.fit(train, {
+      epochs: 1,
+      batchSize: 64,
+      progress: false,
+      callbacks: [{ [phase]: throwsUndefined }],
+    });
+    await expect(
+      fit.then(
+        () => 'completed',
+        (thrown: unknown) => ({ thrown }),
+      ),
+    ).resolves.toEqual({ thrown: undefined });
+  }
   // Asked from progress events while at least two of the epoch's 128 steps are still to run natively (the model is
   // then held by the training thread however late the event arrives): each call must throw at once rather than
   // wait for the epoch. (Progress trails the training thread; with 128 steps the first events come well within.)

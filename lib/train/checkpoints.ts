@@ -7,7 +7,7 @@ import { PaceFileError, PaceNotFoundError, PaceStateError } from '../errors';
 import type { NativeTrainerHandle } from '../native';
 import { readTensorHeader } from '../safetensors';
 import type { EpochLogs } from './callbacks';
-import { linkOrCopyExclusive, syncDirectory } from '../files';
+import { linkOrCopyExclusive, syncDirectory, writeFailure } from '../files';
 import { runFilesIn, type RunFolder } from './run-folder';
 import { identityDifferences, RUN_IDENTITY_KEY, runIdentityOf, type RunIdentity } from './run-identity';
 
@@ -192,10 +192,19 @@ export async function resumeFrom(
 export function keepPrevious(run: RunFolder, continuesFrom: string = run.lastCheckpoint): void {
   if (continuesFrom === run.previousCheckpoint || !fs.existsSync(continuesFrom)) return;
   const temp = `${run.previousCheckpoint}.tmp-${process.pid}`;
-  fs.rmSync(temp, { force: true });
-  linkOrCopyExclusive(continuesFrom, temp);
-  fs.renameSync(temp, run.previousCheckpoint);
-  syncDirectory(run.dir); // the kept checkpoint is durable before the last one is replaced
+  try {
+    fs.rmSync(temp, { force: true });
+    linkOrCopyExclusive(continuesFrom, temp);
+    fs.renameSync(temp, run.previousCheckpoint);
+    syncDirectory(run.dir); // the kept checkpoint is durable before the last one is replaced
+  } catch (error) {
+    try {
+      fs.rmSync(temp, { force: true });
+    } catch {
+      // the write's own failure is the one to report
+    }
+    throw writeFailure(error, run.previousCheckpoint);
+  }
 }
 
 /** Writes the run's last checkpoint, the one it replaces kept as `previous` first (see {@link keepPrevious}). */

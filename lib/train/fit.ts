@@ -7,7 +7,7 @@ import { AugmentationSchema, nativeAugmentation, type Augmentation } from '../da
 import { checkEvaluationImages, TensorDataset } from '../data/dataset';
 import { checkLabelsBelow } from '../data/labels';
 import type { EvaluationReport } from '../eval/evaluate';
-import { PaceBusyError, PaceInputError, PaceOptionError, PaceStateError } from '../errors';
+import { PaceBusyError, PaceDistributedError, PaceInputError, PaceOptionError, PaceStateError } from '../errors';
 import { nativeAddon, type NativeTrainerHandle } from '../native';
 import { describeValue, parseOptions } from '../options';
 import { readTensorHeaderSync } from '../safetensors';
@@ -15,7 +15,7 @@ import { handleOf } from '../tensor';
 import type { Callback, EpochLogs, FitControl } from './callbacks';
 import { keepPrevious, resumeFrom, ResumeFromSchema, saveLastCheckpoint } from './checkpoints';
 import { bestMarks } from './marked-best';
-import { agreeOnCallbacks, agreeOnFit, agreeOnRunFolderLock, agreeOnStartEpoch } from './rank-agreement';
+import { agreeOnFit, agreeOnPhase, agreeOnRunFolderLock, agreeOnStartEpoch, type Failed } from './rank-agreement';
 import { holdRunFolder, RunFolder, runFilesIn } from './run-folder';
 import { RUN_IDENTITY_KEY, runIdentityOf } from './run-identity';
 import { cosineSchedule, CosineShapeSchema, type LrSchedule } from './schedule';
@@ -235,6 +235,11 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   }
 }
 
+/** What a phase of a fit threw, kept apart from whether it threw at all (a callback may throw `undefined`). */
+interface Failure {
+  thrown: unknown;
+}
+
 /** What {@link fitEpochs} takes besides the parsed options. */
 interface FitParts {
   validation?: TensorDataset;
@@ -287,30 +292,48 @@ async function fitEpochs(
     continuesFrom = point.file;
   }
   if (host.worldSize > 1 && o.resume) await agreeOnStartEpoch(startEpoch);
+  const stopsAlone = host.worldSize === 1;
+  // Data-parallel, what fails on one rank by itself (rank 0 writing the run folder, a rank reading its mark of the
+  // best epoch) is held until the ranks next share their outcome, this rank still taking part in every collective
+  // until then: thrown at once, it would leave the others waiting in their next collective until the group's
+  // timeout. A collective's own failure is thrown at once (the others see it too).
+  let ownFailure: Failure | undefined;
+  const own = async <T>(work: () => T | Promise<T>): Promise<T | undefined> => {
+    if (stopsAlone) return work();
+    if (ownFailure !== undefined) return undefined;
+    try {
+      return await work();
+    } catch (thrown) {
+      if (thrown instanceof PaceDistributedError) throw thrown;
+      ownFailure = { thrown };
+      return undefined;
+    }
+  };
   const checkpoint = async (write: (run: RunFolder) => Promise<void>): Promise<void> => {
-    if (run) await write(run);
+    if (run && ownFailure === undefined) await own(() => write(run));
     else if (checkpoints) await host.handle.saveState(null, {});
   };
   const runMetadata = { [RUN_IDENTITY_KEY]: JSON.stringify(identity) };
-  run?.writeConfig(config);
+  await own(() => run?.writeConfig(config));
   // A run killed after a checkpoint but before the metrics that follow it resumes with them written again (at its
   // last epoch, nothing else would write them).
-  if (resumed) run?.writeHistory(history);
+  if (resumed) await own(() => run?.writeHistory(history));
   if (!resumed) {
     await checkpoint((r) => saveLastCheckpoint(host.handle, r, { epoch: '-1', history: '[]', ...runMetadata }));
   }
   // Set by every fit, resumed ones included: the rate an earlier fit or setLearningRate left must not decide it.
   if (!schedule) host.setLearningRate(host.lr);
 
-  const marks = await bestMarks(host.handle, folder?.dir, writer, startEpoch);
+  // Only callbacks use the marks, and none run after a failure of this rank's own.
+  const marks = await own(() => bestMarks(host.handle, folder?.dir, writer, startEpoch));
   let stopReason: string | undefined;
   let interrupted: History['interrupted'];
   const control: FitControl = {
     stop: (reason = 'stopped by a callback') => {
       stopReason ??= reason;
     },
-    markBest: () => marks.mark(history.length - 1),
-    restoreBest: () => marks.restore(),
+    markBest: () => marks!.mark(history.length - 1),
+    restoreBest: () => marks!.restore(),
     validating: validation !== undefined,
     testing: test !== undefined,
   };
@@ -325,23 +348,27 @@ async function fitEpochs(
   // Data-parallel, a rank asked to stop between epochs (a Ctrl-C reaches one machine's ranks) still enters the
   // next epoch, whose first step carries the request to every rank: leaving alone would strand the others in an
   // all-reduce. A callback's stop or failure is shared after each phase that runs callbacks.
-  const stopsAlone = host.worldSize === 1;
   /**
    * After a phase that runs callbacks: data-parallel, every rank shares what its callbacks did (a failure, a stop)
    * before going on, so that all fail or stop together; then this rank's own failure, if any, is thrown.
    */
-  const shareOutcome = async (phase: string, error: unknown) => {
-    if (!stopsAlone) stopReason = await agreeOnCallbacks({ failed: error !== undefined, stopReason }, host.rank, phase);
-    if (error !== undefined) throw error;
+  const shareOutcome = async (phase: string, failure: Failure | undefined, failed: Failed = 'a callback') => {
+    if (!stopsAlone) {
+      const here = { failed: failure === undefined ? undefined : failed, stopReason };
+      stopReason = await agreeOnPhase(here, host.rank, phase);
+    }
+    if (failure !== undefined) throw failure.thrown;
   };
+  /** Runs a phase's callbacks, unless this rank failed by itself since the last phase: then that is shared. */
   const runCallbacks = async (phase: string, call: (callback: Callback) => unknown) => {
-    let error: unknown;
+    if (ownFailure !== undefined) return shareOutcome(phase, ownFailure, 'its own work');
+    let failure: Failure | undefined;
     try {
       for (const callback of callbacks) await call(callback);
     } catch (thrown) {
-      error = thrown;
+      failure = { thrown };
     }
-    await shareOutcome(phase, error);
+    await shareOutcome(phase, failure);
   };
   try {
     await runCallbacks('in onTrainBegin', (callback) => callback.onTrainBegin?.(control, [...history]));
@@ -358,19 +385,19 @@ async function fitEpochs(
       // The rate in force for the epoch without a schedule (a callback may have set it).
       const fixedLr = schedule ? undefined : host.learningRate();
       bar?.start(stepsPerEpoch, 0, { epoch, loss: '-' });
-      let batchError: unknown;
+      let batchFailure: Failure | undefined;
       let settled = false;
       let delivered = 0; // steps of this epoch handed to onBatchEnd
       const pendingBatchCalls: Promise<unknown>[] = []; // async onBatchEnd calls, settled before the epoch ends
-      const failBatch = (error: unknown) => {
-        if (batchError !== undefined) return;
-        batchError = error;
+      const failBatch = (thrown: unknown) => {
+        if (batchFailure !== undefined) return;
+        batchFailure = { thrown };
         host.handle.abort();
       };
       const batchEnded = (step: number, steps: number, loss: number) => {
         // A throwing callback (or an async one that rejects) must not become an uncaught exception: it stops the
         // fit, and fit rethrows it.
-        if (batchError !== undefined || step <= delivered) return;
+        if (batchFailure !== undefined || step <= delivered) return;
         delivered = step;
         try {
           bar?.update(step, { loss: loss.toFixed(4) });
@@ -414,7 +441,7 @@ async function fitEpochs(
       result.stepLosses.forEach((loss, index) => batchEnded(index + 1, stepsPerEpoch, loss));
       await Promise.all(pendingBatchCalls);
       bar?.stop();
-      await shareOutcome(`in epoch ${epoch}'s onBatchEnd`, batchError);
+      await shareOutcome(`in epoch ${epoch}'s onBatchEnd`, batchFailure);
       if (result.aborted) {
         stopReason = 'aborted';
         if (result.steps > 0) interrupted = { epoch, steps: result.steps, stepsPerEpoch };
@@ -473,22 +500,23 @@ async function fitEpochs(
       if (checkpoints) {
         // Every rank sees the same (all-reduced) validation accuracy, so every rank takes the same branch.
         const metadata = { epoch: String(epoch), history: JSON.stringify(history), ...runMetadata };
-        if (run) keepPrevious(run, continuesFrom); // before best is rewritten: a resume from best continues from it
+        // before best is rewritten: a resume from best continues from it
+        if (run) await own(() => keepPrevious(run, continuesFrom));
         continuesFrom = undefined;
         if (logs.val_acc !== undefined && logs.val_acc > bestValidation) {
           bestValidation = logs.val_acc;
           await checkpoint((r) => host.handle.saveState(r.bestCheckpoint, metadata));
         }
         await checkpoint((r) => host.handle.saveState(r.lastCheckpoint, metadata));
-        run?.writeHistory(history);
+        await own(() => run?.writeHistory(history));
       }
       await runCallbacks(`in epoch ${epoch}'s onEpochEnd`, (callback) => callback.onEpochEnd?.(epoch, logs, control));
     }
-    for (const callback of callbacks) await callback.onTrainEnd?.(history, control);
+    await runCallbacks('in onTrainEnd', (callback) => callback.onTrainEnd?.(history, control));
   } finally {
     bar?.stop();
     signal?.removeEventListener('abort', onAbort);
-    marks.dispose();
+    marks?.dispose();
     nativeAddon().releaseCachedMemory(); // the activations kept for the next step are not needed any more
   }
   return { epochs: history, stopReason: stopReason ?? 'completed', ...(interrupted && { interrupted }) };

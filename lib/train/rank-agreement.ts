@@ -68,35 +68,47 @@ export async function agreeOnRunFolderLock(outcome: string): Promise<void> {
 
 const listed = (ranks: number[]) => `rank${ranks.length > 1 ? 's' : ''} ${ranks.join(', ')}`;
 
-/** What a rank's callbacks did in one phase of a fit. */
-export interface CallbackOutcome {
-  /** One of them threw (this rank then rethrows its error). */
-  failed: boolean;
-  /** The reason of a stop one asked for. */
+/** What failed on a rank in a phase: one of its callbacks, or its own work since the last phase (see fit). */
+export type Failed = 'a callback' | 'its own work';
+
+/** What a rank did in one phase of a fit. */
+export interface PhaseOutcome {
+  /** What failed (this rank then rethrows its error). */
+  failed?: Failed;
+  /** The reason of a stop a callback asked for. */
   stopReason?: string;
 }
 
+const CODES = { none: 0, stop: 1, 'a callback': 2, 'its own work': 3 } as const;
+
 /**
  * Collective, after each phase of a data-parallel fit that runs callbacks (onTrainBegin; each epoch's
- * onEpochBegin, its steps with their onBatchEnd calls, its onEpochEnd): a callback that failed on one rank fails
- * the fit on every rank, naming the rank and the phase, and a stop asked on some ranks (a time budget each checks
- * for itself) stops every rank. Alone, a rank leaving would strand the others in their next collective until the
- * group's timeout, whose error blames a crash. Resolves to the stop reason this rank records.
+ * onEpochBegin, its steps with their onBatchEnd calls, its onEpochEnd; onTrainEnd): a callback that failed on one
+ * rank, or a rank's own work since the last phase (rank 0 writing the run folder's checkpoints and metrics, a rank
+ * reading its mark of the best epoch), fails the fit on every rank, naming the rank and the phase; a stop asked on
+ * some ranks (a time budget each checks for itself) stops every rank. Alone, a rank leaving would strand the others
+ * in their next collective until the group's timeout, whose error blames a crash. Resolves to the stop reason this
+ * rank records.
  */
-export async function agreeOnCallbacks(
-  here: CallbackOutcome,
-  rank: number,
-  phase: string,
-): Promise<string | undefined> {
-  const code = here.failed ? 2 : here.stopReason !== undefined ? 1 : 0;
+export async function agreeOnPhase(here: PhaseOutcome, rank: number, phase: string): Promise<string | undefined> {
+  const code = CODES[here.failed ?? (here.stopReason !== undefined ? 'stop' : 'none')];
   const codes = await gatherAcrossRanks(code, `sharing what the callbacks did ${phase}`);
   const ranks = (wanted: number) => codes.flatMap((value, r) => (value === wanted ? [r] : []));
-  const failed = ranks(2);
-  if (!here.failed && failed.length > 0) {
-    throw new PaceDistributedError(
-      `rank ${rank}: a callback failed on ${listed(failed)} ${phase} (its error says why); the fit stops on every rank`,
-    );
+  if (here.failed === undefined) {
+    const callbackFailed = ranks(CODES['a callback']);
+    const ownFailed = ranks(CODES['its own work']);
+    const before = phase.replace(/^in /, 'before ');
+    const failures = [
+      ...(callbackFailed.length > 0 ? [`a callback failed on ${listed(callbackFailed)} ${phase}`] : []),
+      ...(ownFailed.length > 0
+        ? [`${listed(ownFailed)} could not write its run folder or read its checkpoints ${before}`]
+        : []),
+    ];
+    if (failures.length > 0) {
+      const why = callbackFailed.length + ownFailed.length > 1 ? 'their errors say why' : 'its error says why';
+      throw new PaceDistributedError(`rank ${rank}: ${failures.join('; ')} (${why}); the fit stops on every rank`);
+    }
   }
-  const stopping = ranks(1);
+  const stopping = ranks(CODES.stop);
   return here.stopReason ?? (stopping.length > 0 ? `stopped by a callback on ${listed(stopping)}` : undefined);
 }
