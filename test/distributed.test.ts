@@ -614,6 +614,75 @@ describe('a rank that dies or hangs', () => {
     expect(checkpoint.metadata?.epoch).toBe('-1');
   }, 90_000);
 
+  test("a rank that cannot resume its checkpoint, or open its run folder, ends every rank's fit at once", async () => {
+    // Bug: the failing rank threw alone, while the others waited for it in the resumed epoch's agreement (or the
+    // run folder's) until its process ended (a server's might not) or the group's timeout. Here it lingers 8 s
+    // after its error: the others must end long before. Each rank resumes its own copy of a 1-epoch run; rank 1's
+    // checkpoint is damaged, then its folder is missing.
+    const base = path.join(temp.dir, `cannot-resume-${Math.random()}`);
+    const script = rankScript(`
+        const { distributedBarrier } = require(process.env.PACE_LIB);
+        const n = 64;
+        const images = tensor(new Float32Array(n * 768).map((_, i) => Math.sin(i)), [n, 3, 16, 16]);
+        const labels = tensor(BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 4)));
+        const base = ${JSON.stringify(base)};
+        const fit = (options) => new Trainer(model, { seed: 1 }).fit(new TensorDataset(images, labels), {
+          epochs: 2, batchSize: 8, progress: false, ...options,
+        });
+        await fit({ epochs: 1, runDir: path.join(base, 'run') });
+        await distributedBarrier();
+        const mine = path.join(base, 'rank-' + group.rank);
+        fs.cpSync(path.join(base, 'run'), mine, { recursive: true });
+        if (group.rank === 1) {
+          const last = path.join(mine, 'last.safetensors');
+          const bytes = fs.readFileSync(last);
+          bytes[bytes.length - 10] ^= 0xff;
+          fs.writeFileSync(last, bytes);
+        }
+        for (const resume of [mine, group.rank === 1 ? path.join(base, 'missing') : mine]) {
+          try {
+            await fit({ resume });
+            console.log(JSON.stringify({ rank: group.rank, completed: true }));
+          } catch (error) {
+            console.log(JSON.stringify({ rank: group.rank, code: error.code, message: error.message, at: Date.now() }));
+            if (group.rank === 1) await new Promise((resolve) => setTimeout(resolve, 8000));
+          }
+        }`);
+    const launched = await paceLaunch([
+      '--nproc-per-node',
+      '2',
+      '--timeout',
+      '60',
+      '--',
+      process.execPath,
+      '-e',
+      script,
+    ]);
+    expect([launched.status, launched.stderr]).toEqual([0, '']);
+    const lines = launched.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as { rank: number; code?: string; message: string; at: number });
+    const ofRank = (rank: number) => lines.filter((line) => line.rank === rank);
+    const [damaged, missing] = ofRank(1);
+    expect(damaged).toMatchObject({
+      code: 'PACE_INVALID_FILE',
+      message: expect.stringMatching(/^cannot resume from /),
+    });
+    expect(missing.message).toContain(path.join(base, 'missing'));
+    const [afterDamaged, afterMissing] = ofRank(0);
+    expect(afterDamaged).toMatchObject({
+      code: 'PACE_DISTRIBUTED',
+      message: 'rank 0: rank 1 could not resume (its error says why); the fit stops on every rank',
+    });
+    expect(afterMissing).toMatchObject({
+      code: 'PACE_DISTRIBUTED',
+      message: 'rank 0: rank 1 could not open its run folder (its error says why); the fit stops on every rank',
+    });
+    expect(afterDamaged.at - damaged.at).toBeLessThan(5000);
+    expect(afterMissing.at - missing.at).toBeLessThan(5000);
+  }, 90_000);
+
   test('training images of their own sizes (packed, as few-shot stores them) train data-parallel in step', async () => {
     // Each rank crops its share of each batch from its own copy of the packed images: the ranks must end with the
     // same losses (all-reduced) and the same adapters.

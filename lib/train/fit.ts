@@ -7,7 +7,7 @@ import { AugmentationSchema, nativeAugmentation, type Augmentation } from '../da
 import { checkEvaluationImages, TensorDataset } from '../data/dataset';
 import { checkLabelsBelow } from '../data/labels';
 import type { EvaluationReport } from '../eval/evaluate';
-import { PaceBusyError, PaceDistributedError, PaceInputError, PaceOptionError, PaceStateError } from '../errors';
+import { PaceDistributedError, PaceInputError, PaceOptionError, PaceStateError } from '../errors';
 import { nativeAddon, type NativeTrainerHandle } from '../native';
 import { describeValue, parseOptions } from '../options';
 import { readTensorHeaderSync } from '../safetensors';
@@ -15,7 +15,14 @@ import { handleOf } from '../tensor';
 import type { Callback, EpochLogs, FitControl } from './callbacks';
 import { keepPrevious, resumeFrom, ResumeFromSchema, saveLastCheckpoint } from './checkpoints';
 import { bestMarks } from './marked-best';
-import { agreeOnFit, agreeOnPhase, agreeOnRunFolderLock, agreeOnStartEpoch, type Failed } from './rank-agreement';
+import {
+  agreeOnFit,
+  agreeOnPhase,
+  agreeOnPreparation,
+  agreeOnRunFolder,
+  agreeOnStartEpoch,
+  type Failed,
+} from './rank-agreement';
 import { holdRunFolder, RunFolder, runFilesIn } from './run-folder';
 import { RUN_IDENTITY_KEY, runIdentityOf } from './run-identity';
 import { cosineSchedule, CosineShapeSchema, type LrSchedule } from './schedule';
@@ -201,34 +208,27 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   const writer = host.rank === 0;
   const dir = o.resume ?? o.runDir;
   const option = o.resume === undefined ? 'runDir' : 'resume';
-  const folder =
-    dir === undefined ? undefined : new RunFolder(dir, { mustExist: option === 'resume', readOnly: !writer, option });
+  let folder: RunFolder | undefined;
   let release: (() => void) | undefined;
   let refused: unknown;
   try {
+    if (dir !== undefined) folder = new RunFolder(dir, { mustExist: option === 'resume', readOnly: !writer, option });
     if (folder && writer) release = holdRunFolder(folder.dir);
   } catch (error) {
     refused = error;
   }
-  if (folder && host.worldSize > 1) {
+  if (dir !== undefined && host.worldSize > 1) {
     try {
-      await agreeOnRunFolderLock(refused === undefined ? 'held' : (refused as Error).message);
-    } catch (disagreement) {
+      await agreeOnRunFolder(refused !== undefined, host.rank, dir);
+    } catch (error) {
       release?.();
       if (refused !== undefined) throw refused;
-      if (writer) throw disagreement;
-      throw new PaceBusyError(
-        `rank ${host.rank}: rank 0 could not hold the run folder ${folder.dir} (its error says why)`,
-        {
-          cause: disagreement,
-        },
-      );
+      throw error;
     }
   }
   if (refused !== undefined) throw refused;
   try {
-    if (release) folder?.removeKilledWritersFiles();
-    const parts = { validation, test, callbacks, signal, augment, schedule, stepsPerEpoch, folder };
+    const parts = { validation, test, callbacks, signal, augment, schedule, stepsPerEpoch, folder, holding: !!release };
     return await fitEpochs(host, train, o, parts);
   } finally {
     release?.();
@@ -251,6 +251,8 @@ interface FitParts {
   stepsPerEpoch: number;
   /** The run folder (read-only on the ranks but the first). */
   folder?: RunFolder;
+  /** Whether this process holds the run folder's lock (and so tidies what killed writers left). */
+  holding: boolean;
 }
 
 /** The fit itself, once its options are checked and its run folder (when it has one) is held. */
@@ -258,7 +260,7 @@ async function fitEpochs(
   host: FitHost,
   train: TensorDataset,
   o: z.output<typeof FitOptionsSchema>,
-  { validation, test, callbacks, signal, augment, schedule, stepsPerEpoch, folder }: FitParts,
+  { validation, test, callbacks, signal, augment, schedule, stepsPerEpoch, folder, holding }: FitParts,
 ): Promise<History> {
   const shuffleSeed = o.shuffleSeed ?? host.seed;
   const writer = host.rank === 0;
@@ -270,27 +272,40 @@ async function fitEpochs(
     ...(host.worldSize > 1 && { worldSize: host.worldSize }),
   };
   const identity = runIdentityOf(config);
-  // Every rank refuses a folder holding an earlier run's files before the first writes it, but for a run that
-  // failed before its first step (a checkpoint of the untrained state alone): a corrected fit replaces it.
-  const earlierRun = o.runDir ? runFilesIn(o.runDir) : [];
-  if (earlierRun.length === 1 && earlierRun[0] === 'last.safetensors' && heldNoStep(o.runDir!)) earlierRun.pop();
-  if (earlierRun.length > 0) {
-    throw new PaceStateError(
-      `the run folder ${o.runDir} already holds a run (${earlierRun.join(', ')}): continue it with \`resume\` (pace fit --resume DIR), or write this run to a new folder`,
-    );
-  }
   const run = writer ? folder : undefined;
   let history: EpochLogs[] = [];
   let startEpoch = 0;
   let resumed = false;
   // What the next checkpoint write keeps as `previous`: the checkpoint resumed from, then (undefined) the last.
   let continuesFrom: string | undefined;
-  if (o.resume && folder) {
-    const point = await resumeFrom(host.handle, folder, o.resumeFrom, o.epochs, identity);
-    ({ startEpoch, history } = point);
-    resumed = point.file !== undefined;
-    continuesFrom = point.file;
+  // Each rank's own preparation; data-parallel, its failure on one rank ends every rank's fit before the first
+  // collective that follows, rather than leaving the others waiting there.
+  let prepared: Failure | undefined;
+  try {
+    if (holding) folder?.removeKilledWritersFiles();
+    // Every rank refuses a folder holding an earlier run's files before the first writes it, but for a run that
+    // failed before its first step (a checkpoint of the untrained state alone): a corrected fit replaces it.
+    const earlierRun = o.runDir ? runFilesIn(o.runDir) : [];
+    if (earlierRun.length === 1 && earlierRun[0] === 'last.safetensors' && heldNoStep(o.runDir!)) earlierRun.pop();
+    if (earlierRun.length > 0) {
+      throw new PaceStateError(
+        `the run folder ${o.runDir} already holds a run (${earlierRun.join(', ')}): continue it with \`resume\` (pace fit --resume DIR), or write this run to a new folder`,
+      );
+    }
+    if (o.resume && folder) {
+      const point = await resumeFrom(host.handle, folder, o.resumeFrom, o.epochs, identity);
+      ({ startEpoch, history } = point);
+      resumed = point.file !== undefined;
+      continuesFrom = point.file;
+    }
+  } catch (thrown) {
+    if (host.worldSize === 1) throw thrown;
+    prepared = { thrown };
   }
+  if (host.worldSize > 1 && folder) {
+    await agreeOnPreparation(prepared !== undefined, host.rank, o.resume ? 'resume' : 'prepare its run folder');
+  }
+  if (prepared) throw prepared.thrown;
   if (host.worldSize > 1 && o.resume) await agreeOnStartEpoch(startEpoch);
   const stopsAlone = host.worldSize === 1;
   // Data-parallel, what fails on one rank by itself (rank 0 writing the run folder, a rank reading its mark of the

@@ -58,15 +58,47 @@ export async function agreeOnStartEpoch(startEpoch: number): Promise<void> {
   await agreeAcrossRanks([['the epoch the fit resumes at', String(startEpoch)]], 'resumed checkpoints');
 }
 
-/**
- * Collective: rank 0's outcome of taking the run folder's lock (`held`, or why it was refused), so that a refused
- * fit ends on every rank at once instead of leaving the others waiting in the fit's first collective.
- */
-export async function agreeOnRunFolderLock(outcome: string): Promise<void> {
-  await agreeAcrossRanks([["rank 0's hold on the run folder", outcome]], 'run folder locks');
+const listed = (ranks: number[]) => `rank${ranks.length > 1 ? 's' : ''} ${ranks.join(', ')}`;
+
+/** The ranks whose code is 1 in a gather of failures. */
+async function failedRanks(failed: boolean, what: string): Promise<number[]> {
+  const codes = await gatherAcrossRanks(failed ? 1 : 0, what);
+  return codes.flatMap((code, r) => (code === 1 ? [r] : []));
 }
 
-const listed = (ranks: number[]) => `rank${ranks.length > 1 ? 's' : ''} ${ranks.join(', ')}`;
+const theirErrors = (ranks: number[]) => (ranks.length > 1 ? 'their errors say why' : 'its error says why');
+
+/**
+ * Collective, before anything else of a data-parallel fit with a run folder: whether rank 0 took the folder's
+ * lock and every other rank could open it (a resume's folder missing on its machine), so that a refused fit ends
+ * on every rank at once, naming who failed, instead of leaving the others waiting in the fit's first collective.
+ * The failed ranks throw their own errors.
+ */
+export async function agreeOnRunFolder(failed: boolean, rank: number, dir: string): Promise<void> {
+  const failing = await failedRanks(failed, `sharing whether every rank could open the run folder ${dir}`);
+  if (failed || failing.length === 0) return;
+  const failures = [
+    ...(failing[0] === 0 ? [`rank 0 could not hold the run folder ${dir}`] : []),
+    ...(failing.some((r) => r > 0) ? [`${listed(failing.filter((r) => r > 0))} could not open its run folder`] : []),
+  ];
+  throw new PaceDistributedError(
+    `rank ${rank}: ${failures.join('; ')} (${theirErrors(failing)}); the fit stops on every rank`,
+  );
+}
+
+/**
+ * Collective, once each rank has prepared its part of a fit with a run folder (rank 0 tidying it and checking it
+ * holds no earlier run, every rank reading the checkpoint it resumes from): a rank that failed ends every rank's
+ * fit at once, naming it, instead of leaving the others waiting in the next collective until the group's timeout.
+ * The failed rank throws its own error.
+ */
+export async function agreeOnPreparation(failed: boolean, rank: number, what: string): Promise<void> {
+  const failing = await failedRanks(failed, `sharing whether every rank could ${what}`);
+  if (failed || failing.length === 0) return;
+  throw new PaceDistributedError(
+    `rank ${rank}: ${listed(failing)} could not ${what} (${theirErrors(failing)}); the fit stops on every rank`,
+  );
+}
 
 /** What failed on a rank in a phase: one of its callbacks, or its own work since the last phase (see fit). */
 export type Failed = 'a callback' | 'its own work';
