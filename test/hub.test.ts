@@ -769,6 +769,34 @@ describe('downloads', () => {
     }
   }, 20_000);
 
+  test('an answer read whole that does not end is cut off at 16 MiB: an API answer, and an error page', async () => {
+    // Bug: API answers and error pages were read whole, however large: a server (a mistaken HF_ENDPOINT, a hostile
+    // one) that kept sending would have the process buffer it all.
+    hub.flooded.length = 0;
+    const attempts: [() => void, () => void][] = [
+      [() => (hub.floodApi = true), () => (hub.floodApi = false)],
+      [() => hub.faults.set(sha256(tinyWeights), 'flood'), () => hub.faults.delete(sha256(tinyWeights))],
+    ];
+    for (const [start, stop] of attempts) {
+      start();
+      try {
+        await expectFailure(
+          downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir: freshCache() }),
+          PaceNetworkError,
+          /^pretrained 'hf-hub:test\/tiny-vit': (.*): the answer from http:\/\/\S+ is larger than 16 MiB, more than a Hub answer holds/,
+        );
+      } finally {
+        stop();
+      }
+    }
+    // The client hung up soon after 16 MiB (what the sockets' buffers held besides): not the 256 MiB on offer.
+    for (let waited = 0; hub.flooded.length < 2 && waited < 5_000; waited += 20) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(hub.flooded).toHaveLength(2);
+    for (const sent of hub.flooded) expect(sent).toBeLessThan(48 * 2 ** 20);
+  }, 30_000);
+
   test('what a killed download left in .incomplete is removed once its process is gone from this host', async () => {
     // Bug: a pull stopped by Ctrl-C left its partial file (gigabytes for large weights) for 24 hours.
     const cacheDir = freshCache();

@@ -25,6 +25,46 @@ export interface LastResponse {
 const HEX = /^[0-9a-f]+$/;
 
 /**
+ * The most an answer read whole may hold: an API answer (a commit, a few files' sizes and hashes: kilobytes) or an
+ * error's body. A server sending more (a mirror answering with something else, a hostile one) would otherwise be
+ * buffered into memory until the process ran out of it.
+ */
+export const MAX_ANSWER_BYTES = 16 * 2 ** 20;
+
+/**
+ * `response` with its body cut off after `limit` bytes: reading on fails with an error naming the URL, and `abort`
+ * ends the request.
+ */
+function withBodyLimit(response: Response, limit: number, abort: (reason: Error) => void): Response {
+  if (!response.body) return response;
+  let received = 0;
+  const limited = response.body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        received += chunk.byteLength;
+        if (received > limit) {
+          // Named by hubFailure with the model and file, as a stall is. Without the query: a CDN's is a signature.
+          const { origin, pathname } = new URL(response.url);
+          const error = new Error(
+            `the answer from ${origin}${pathname} is larger than ${limit / 2 ** 20} MiB, more than a Hub answer holds ` +
+              '(is the endpoint a Hub?)',
+          );
+          abort(error);
+          controller.error(error);
+          return;
+        }
+        controller.enqueue(chunk);
+      },
+    }),
+  );
+  const { status, statusText, headers } = response;
+  const copy = new Response(limited, { status, statusText, headers });
+  // The library names the URL in its errors; a constructed Response has none of its own.
+  Object.defineProperty(copy, 'url', { value: response.url });
+  return copy;
+}
+
+/**
  * The Hub calls pace-peft makes, all through @huggingface/hub: the commit a revision points at
  * (`GET /api/models/{repo}/revision/{revision}`), the files' sizes and hashes (`POST
  * /api/models/{repo}/paths-info/{commit}`), and a file's bytes (`GET /{repo}/resolve/{commit}/{path}`, whole,
@@ -70,11 +110,14 @@ export class HubClient {
       status: response.status,
       errorCode: response.headers.get('x-error-code') ?? undefined,
     };
-    if (url.href.startsWith(`${this.#settings.endpoint.replace(/\/+$/, '')}/api/`)) {
+    const api = url.href.startsWith(`${this.#settings.endpoint.replace(/\/+$/, '')}/api/`);
+    if (api) {
       // Aborting once the body has been read changes nothing, so the timer is only kept from holding the process.
       timer = setTimeout(stalled('complete answer'), this.#stallMs);
       timer.unref();
     }
+    // A file's body is checked against its announced size as it arrives; what is read whole is bounded here.
+    if (api || !response.ok) return withBodyLimit(response, MAX_ANSWER_BYTES, (reason) => controller.abort(reason));
     return response;
   };
 

@@ -14,7 +14,7 @@ export interface FakeRepo {
 }
 
 /** A fault the CDN injects into the full transfer of one blob (by its SHA-256). */
-export type Fault = 'truncate' | 'corrupt' | 'stall' | 'refuse';
+export type Fault = 'truncate' | 'corrupt' | 'stall' | 'refuse' | 'flood';
 
 /** One request the fake Hub received. */
 export interface SeenRequest {
@@ -28,11 +28,15 @@ export interface FakeHub {
   url: string;
   repos: Map<string, FakeRepo>;
   requests: SeenRequest[];
+  /** The bytes each flooded answer (floodApi, the flood fault) had sent when it ended. */
+  flooded: number[];
   faults: Map<string, Fault>;
   /** Full CDN transfers wait until this many are waiting (two concurrent downloads overlap for sure). */
   barrier: number;
   /** The model API answers with its headers and the start of its JSON, then goes silent. */
   stallApi: boolean;
+  /** The model API answers with JSON that does not end (until 256 MiB, or until the client hangs up). */
+  floodApi: boolean;
   /**
    * A mirror that ignores `Range` (a plain static server, a proxy cache): file and CDN requests are answered 200 with
    * the whole body and no `Content-Range`, whatever range they ask for.
@@ -52,6 +56,29 @@ const isLfs = (file: string) => /\.(safetensors|npz|bin)$/.test(file);
 function json(response: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
   response.writeHead(status, { 'content-type': 'application/json', ...headers });
   response.end(JSON.stringify(body));
+}
+
+/**
+ * Answers `status` with a body that does not end: 1 MiB chunks as fast as the client takes them, until it hangs up
+ * or 256 MiB have gone. Resolves to the bytes sent.
+ */
+function flood(response: http.ServerResponse, status: number, contentType: string): Promise<number> {
+  response.writeHead(status, { 'content-type': contentType });
+  const chunk = Buffer.alloc(2 ** 20, ' ');
+  let sent = 0;
+  return new Promise((resolve) => {
+    const more = () => {
+      while (!response.destroyed && sent < 256 * 2 ** 20) {
+        sent += chunk.length;
+        if (!response.write(chunk)) return void response.once('drain', more);
+      }
+      response.end();
+      resolve(sent);
+    };
+    response.on('close', () => resolve(sent));
+    response.write(contentType === 'application/json' ? '[' : '');
+    more();
+  });
 }
 
 function fail(response: http.ServerResponse, status: number, code: string, message: string) {
@@ -104,7 +131,9 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
     faults: new Map<string, Fault>(),
     barrier: 1,
     stallApi: false,
+    floodApi: false,
     ignoreRange: false,
+    flooded: [] as number[],
   };
   const blobs = () => {
     const found = new Map<string, Buffer>();
@@ -139,6 +168,10 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
       const commit = commitOf(repoName, repo);
       if (revision !== 'main' && revision !== commit) {
         fail(response, 404, 'RevisionNotFound', `Invalid rev id: ${revision}`);
+        return;
+      }
+      if (api && hub.floodApi) {
+        void flood(response, 200, 'application/json').then((sent) => hub.flooded.push(sent));
         return;
       }
       if (api && hub.stallApi) {
@@ -230,6 +263,11 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
           sendBytes(request, response, data, cdnHeaders);
           return;
         }
+        if (fault === 'flood') {
+          // an error page that never ends
+          void flood(response, 503, 'text/html').then((sent) => hub.flooded.push(sent));
+          return;
+        }
         if (fault === 'refuse') {
           // the size probe succeeded; the full transfer is refused (an expired signed URL, an overloaded CDN)
           response.writeHead(503, { 'content-type': 'text/plain' });
@@ -284,6 +322,12 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
     },
     set stallApi(stall: boolean) {
       hub.stallApi = stall;
+    },
+    get floodApi() {
+      return hub.floodApi;
+    },
+    set floodApi(flood: boolean) {
+      hub.floodApi = flood;
     },
     get ignoreRange() {
       return hub.ignoreRange;
