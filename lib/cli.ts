@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { commands, helpRequested, UsageError } from './cli/commands';
 import { dropOutputWhenClosed, err, out } from './cli/output';
-import { exitWithLauncher } from './distributed/launch';
+import { exitWithLauncher } from './distributed/launcher-link';
 import { DISTRIBUTED_FAILURE_STATUS } from './exit-status';
 
 const usage = `Usage: pace <command> [options]   (pace <command> --help for its options; pace --version)

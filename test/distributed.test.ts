@@ -367,6 +367,44 @@ describe('a data-parallel pace fit on the demo digits', () => {
     expect(after.test_acc).toBe(uninterrupted.test_acc);
   }, 120_000);
 
+  test("killing the launcher stops the ranks of a script of one's own once it has called initDistributed", async () => {
+    // Bug: only `pace` commands watched the launcher's channel; a script's ranks, in process groups of their own,
+    // trained on as orphans (here for up to 40 s; a real fit, for hours).
+    const script = rankScript(`
+        const trainer = new Trainer(model, { seed: 1 });
+        const images = tensor(new Float32Array(8 * 768).map((_, i) => Math.sin(i)), [8, 3, 16, 16]);
+        const labels = tensor(BigInt64Array.from({ length: 8 }, (_, i) => BigInt(i % 4)));
+        console.log('rank ' + group.rank + ' training');
+        for (const began = Date.now(); Date.now() - began < 40000;) await trainer.trainStep(images, labels);`);
+    const child = spawn(
+      process.execPath,
+      [cli, 'launch', '--nproc-per-node', '2', '--', process.execPath, '-e', script],
+      {
+        env: childEnv,
+        cwd: temp.dir,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    await until(() => (stdout.match(/training/g) ?? []).length === 2, 'both ranks to train');
+    const ranks = ranksOf(child.pid!);
+    expect([...ranks.keys()].sort()).toEqual([0, 1]);
+    child.kill('SIGKILL');
+    await until(
+      () => [...ranks.values()].every((pid) => Object.keys(environmentOf(pid)).length === 0),
+      'the ranks to exit',
+      10,
+    );
+    await until(() => (stderr.match(/launcher exited/g) ?? []).length === 2, 'both ranks to say why', 5);
+    expect(stderr.split('\n').filter(Boolean).sort()).toEqual([
+      'pace: rank 0: the launcher exited; stopping',
+      'pace: rank 1: the launcher exited; stopping',
+    ]);
+  }, 60_000);
+
   test('a 2-rank checkpoint does not resume in one process, and the batch must split evenly', async () => {
     expect(parallel.status).toBe(0);
     const alone = spawn(process.execPath, [cli, 'fit', '--config', 'run.json', '--quiet', '--resume', 'parallel'], {

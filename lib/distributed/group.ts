@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { PaceOptionError } from '../errors';
 import { nativeAddon } from '../native';
 import { parseOptions } from '../options';
+import { exitWithLauncher } from './launcher-link';
 
 /** Ranks are C ints in c10d: a rank, and the number of ranks, as given or read from the environment. */
 export const MAX_WORLD_SIZE = 2 ** 31 - 1;
@@ -87,6 +88,7 @@ export async function initDistributed(options: DistributedOptions = {}): Promise
   if (rank !== undefined && rank >= worldSize)
     throw new PaceOptionError(`rank ${rank} is outside a world of ${worldSize} processes`);
   const localRank = fromEnvironment('LOCAL_RANK', z.number().int().min(0)) ?? rank ?? 0;
+  exitWithLauncher(); // before the rendezvous, which a killed launcher's other ranks would never complete
   const group = await nativeAddon().initDistributed({
     backend: o.backend,
     rank: rank ?? 0,

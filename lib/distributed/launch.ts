@@ -233,18 +233,3 @@ export async function launch(
   }
   return result ?? collectiveFailure ?? { exitCode: interruptedStatus ?? 0 };
 }
-
-/**
- * In a process started by `pace launch`: end when the launcher goes away (its IPC channel closes), so a killed
- * launcher never leaves ranks behind waiting on each other. At once: `process.exit` would wait for the native epoch
- * running on a worker thread (minutes), and every file this process writes is written atomically, so its run
- * folder keeps its last checkpoint. The channel does not keep the process alive.
- */
-export function exitWithLauncher(): void {
-  if (!process.env.PACE_LAUNCHER_PID || !process.channel) return;
-  process.channel.unref();
-  process.once('disconnect', () => {
-    process.stderr.write(`pace: rank ${process.env.RANK ?? '?'}: the launcher exited; stopping\n`);
-    process.kill(process.pid, 'SIGKILL');
-  });
-}
