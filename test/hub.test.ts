@@ -679,6 +679,22 @@ describe('downloads', () => {
     expect(sha256(fs.readFileSync(weights.file))).toBe(sha256(tinyWeights));
   });
 
+  test('a CDN that cannot be reached is named with the reason (connection refused), not "fetch failed"', async () => {
+    // Bug: @huggingface/hub's file stream passes on a failed request's message alone, and the reason was lost.
+    const cacheDir = freshCache();
+    hub.faults.set(sha256(tinyWeights), 'unreachable');
+    try {
+      await expectFailure(
+        downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir }),
+        PaceNetworkError,
+        /^pretrained 'hf-hub:test\/tiny-vit': model\.safetensors of test\/tiny-vit: no bytes arrived \(ECONNREFUSED: connect ECONNREFUSED 127\.0\.0\.1:\d+\)$/,
+      );
+    } finally {
+      hub.faults.delete(sha256(tinyWeights));
+    }
+    expectNothingCached(cacheDir, 'models--test--tiny-vit');
+  });
+
   test('a server that dies mid-transfer: a clear error and nothing half-written in the cache', async () => {
     const cacheDir = freshCache();
     hub.faults.set(sha256(tinyWeights), 'truncate');

@@ -77,6 +77,11 @@ export class HubClient {
   readonly #stop?: AbortSignal;
   /** The last answer received (its status and X-Error-Code), for error messages. */
   last?: LastResponse;
+  /**
+   * Why the last request got no answer (refused, reset, a name that does not resolve), with its causes: the
+   * library's file stream passes on the message alone ("fetch failed").
+   */
+  failure?: unknown;
 
   /** `stop` ends every request of this client, the bodies being read included. */
   constructor(settings: HubSettings, stallMs: number, stop?: AbortSignal) {
@@ -100,8 +105,12 @@ export class HubClient {
     const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
     if (url.origin !== new URL(this.#settings.endpoint).origin) headers.delete('authorization');
     let response: Response;
+    this.failure = undefined;
     try {
       response = await fetch(input, { ...init, headers, signal });
+    } catch (error) {
+      this.failure = error;
+      throw error;
     } finally {
       clearTimeout(timer);
     }

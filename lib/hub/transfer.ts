@@ -126,9 +126,8 @@ export async function transferToCache(t: Transfer): Promise<void> {
         // Nothing came: the server refused the transfer (the Hub's failure names its HTTP status) or never answered.
         if (bytes === 0 && (t.client.last?.status ?? 0) >= 400) throw error;
         if (bytes === 0) {
-          throw new PaceNetworkError(`${what}: no bytes arrived (${rootCause(error) || 'connection lost'})`, {
-            cause: error,
-          });
+          const why = rootCause(t.client.failure ?? error) || 'connection lost';
+          throw new PaceNetworkError(`${what}: no bytes arrived (${why})`, { cause: t.client.failure ?? error });
         }
         throw new PaceFileError(
           `${what}: the transfer broke off after ${bytes} of ${file.size} bytes (${rootCause(error) || 'connection lost'}); nothing was cached`,

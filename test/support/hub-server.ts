@@ -14,7 +14,7 @@ export interface FakeRepo {
 }
 
 /** A fault the CDN injects into the full transfer of one blob (by its SHA-256). */
-export type Fault = 'truncate' | 'corrupt' | 'stall' | 'refuse' | 'flood';
+export type Fault = 'truncate' | 'corrupt' | 'stall' | 'refuse' | 'flood' | 'unreachable';
 
 /** One request the fake Hub received. */
 export interface SeenRequest {
@@ -232,7 +232,7 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
       if (isLfs(file)) {
         response.writeHead(302, {
           // on another origin, as the Hub's CDN is (so fetch drops the Authorization header on the way)
-          location: `${cdnOrigin}/cdn/${sha256(data)}`,
+          location: `${hub.faults.get(sha256(data)) === 'unreachable' ? deadOrigin : cdnOrigin}/cdn/${sha256(data)}`,
           'x-repo-commit': commit,
           'x-linked-etag': `"${sha256(data)}"`,
           'x-linked-size': String(data.length),
@@ -301,6 +301,13 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
   });
   const url = await listen(server);
   const cdnOrigin = url.replace('127.0.0.1', 'localhost');
+  // A CDN that refuses connections (the 'unreachable' fault): a port that was free a moment ago.
+  const deadOrigin = await new Promise<string>((resolve) => {
+    const probe = http.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(`http://127.0.0.1:${port}`));
+    });
+  });
   const close = () =>
     new Promise<void>((resolve) => {
       server.closeAllConnections();
