@@ -206,13 +206,3 @@ export function keepPrevious(run: RunFolder, continuesFrom: string = run.lastChe
     throw writeFailure(error, run.previousCheckpoint);
   }
 }
-
-/** Writes the run's last checkpoint, the one it replaces kept as `previous` first (see {@link keepPrevious}). */
-export async function saveLastCheckpoint(
-  handle: NativeTrainerHandle,
-  run: RunFolder,
-  metadata: Record<string, string>,
-): Promise<void> {
-  keepPrevious(run);
-  await handle.saveState(run.lastCheckpoint, metadata);
-}

@@ -13,7 +13,7 @@ import { describeValue, parseOptions } from '../options';
 import { readTensorHeaderSync } from '../safetensors';
 import { handleOf } from '../tensor';
 import type { Callback, EpochLogs, FitControl } from './callbacks';
-import { keepPrevious, resumeFrom, ResumeFromSchema, saveLastCheckpoint } from './checkpoints';
+import { keepPrevious, resumeFrom, ResumeFromSchema } from './checkpoints';
 import { bestMarks } from './marked-best';
 import {
   agreeOnFit,
@@ -334,7 +334,9 @@ async function fitEpochs(
   // last epoch, nothing else would write them).
   if (resumed) await own(() => run?.writeHistory(history));
   if (!resumed) {
-    await checkpoint((r) => saveLastCheckpoint(host.handle, r, { epoch: '-1', history: '[]', ...runMetadata }));
+    // Kept apart from the write, whose collective every rank must enter whatever becomes of the link.
+    if (run) await own(() => keepPrevious(run));
+    await checkpoint((r) => host.handle.saveState(r.lastCheckpoint, { epoch: '-1', history: '[]', ...runMetadata }));
   }
   // Set by every fit, resumed ones included: the rate an earlier fit or setLearningRate left must not decide it.
   if (!schedule) host.setLearningRate(host.lr);
