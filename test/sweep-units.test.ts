@@ -85,6 +85,36 @@ describe('sweep configs are validated with errors naming the field', () => {
     );
   });
 
+  test('paths of one point where one holds the other are refused, naming both', () => {
+    // Bug: `trainer.pace` set after `trainer.pace.sigma` replaced it: both runs trained with σ 0 (PACE off), named
+    // and reported as σ 0.5 and σ 1.
+    expect(() => plan({ grid: { 'trainer.pace.sigma': [0.5, 1] }, list: [{ 'trainer.pace': { lambda: 2 } }] })).toThrow(
+      "sweep.list[0]['trainer.pace'] and sweep.grid['trainer.pace.sigma'] overlap ('trainer.pace' holds " +
+        "'trainer.pace.sigma'): one run would set both, and one replace the other",
+    );
+    expect(() => plan({ grid: { 'trainer.optimizer.lr': [1e-3], 'trainer.optimizer': [{ lr: 1e-2 }] } })).toThrow(
+      "sweep.grid['trainer.optimizer'] and sweep.grid['trainer.optimizer.lr'] overlap",
+    );
+    expect(() =>
+      plan({ list: [{ 'adapters.rank': 4 }, { 'trainer.pace': { sigma: 1 }, 'trainer.pace.lambda': 1 }] }),
+    ).toThrow("sweep.list[1]['trainer.pace'] and sweep.list[1]['trainer.pace.lambda'] overlap");
+    expect(() => plan({ list: [{ 'trainer.pace': { sigma: 1 } }, { 'trainer.pace.sigma': 0.5 }] })).not.toThrow();
+    expect(() => plan({ grid: { 'trainer.pace.sigma': [1] }, list: [{ 'trainer.paceX': 1 }] })).not.toThrow('overlap');
+  });
+
+  test("a weights file a point names is relative to the sweep config, as the base's is", () => {
+    // Bug: it was resolved against each run's folder, and every run failed naming a file no one meant.
+    const runs = plan({
+      grid: { 'model.pretrained': ['w1.safetensors', '/abs/w2.safetensors', 'hf-hub:timm/vit_base_patch16_224'] },
+    }).initialRuns();
+    expect(runs.map((run) => run.config.model.pretrained)).toEqual([
+      '/data/w1.safetensors',
+      '/abs/w2.safetensors',
+      'hf-hub:timm/vit_base_patch16_224',
+    ]);
+    expect(plan({}).initialRuns()[0].config.model.pretrained).toBe('/data/backbone.safetensors');
+  });
+
   test('a point given twice is refused: it would run twice into one folder', () => {
     // Bug: repeated values (or 0 and -0, both written "0") named two runs alike; the second was launched into the
     // first's finished folder, failed there, and results.csv counted the point twice.

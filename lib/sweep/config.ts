@@ -76,6 +76,8 @@ export interface SweepConfig extends Omit<SweepIdentity, 'grid'> {
   grid: [string, SettingValue[]][];
   /** The sweep folder, absolute (undefined when neither the config nor the caller names one). */
   dir?: string;
+  /** The folder the points' relative paths (weights files in `model.pretrained`) resolve against: the config's. */
+  baseDir: string;
   parallel?: number;
   threads?: number;
   gpus?: number[];
@@ -177,12 +179,40 @@ function loadBase(
   ) as BaseRunConfig;
 }
 
+/**
+ * Refuses two paths set in one point where one holds the other (`trainer.pace` and `trainer.pace.sigma`): the
+ * outer value would replace the inner, or the inner change the outer, while the run's name and the results
+ * showed both as given. A point is the grid's paths with one list entry's.
+ */
+function checkNoNesting(grid: [string, unknown][], list: Record<string, unknown>[], what: string): void {
+  const given = (paths: string[], where: (path: string) => string) => paths.map((p) => ({ path: p, where: where(p) }));
+  const fromGrid = given(
+    grid.map(([key]) => key),
+    (key) => `${what}.grid['${key}']`,
+  );
+  const points =
+    list.length > 0 ? list.map((entry, i) => given(Object.keys(entry), (key) => `${what}.list[${i}]['${key}']`)) : [[]];
+  for (const fromList of points) {
+    const paths = [...fromGrid, ...fromList];
+    for (const outer of paths) {
+      const inner = paths.find((other) => other.path.startsWith(`${outer.path}.`));
+      if (inner) {
+        throw new PaceOptionError(
+          `${outer.where} and ${inner.where} overlap ('${outer.path}' holds '${inner.path}'): one run would set both, ` +
+            'and one replace the other; sweep the inner path alone, or give it within the outer value',
+        );
+      }
+    }
+  }
+}
+
 /** Validates a sweep config given as a value; its relative paths are relative to `baseDir`. */
 export function parseSweepConfig(raw: unknown, baseDir: string, what = 'sweep'): SweepConfig {
   const config = parseOptions(SweepConfigSchema, raw, what);
   const grid = Object.entries(config.grid ?? {});
   grid.forEach(([key]) => checkOptionPath(key, `${what}.grid`));
   config.list?.forEach((entry, i) => Object.keys(entry).forEach((key) => checkOptionPath(key, `${what}.list[${i}]`)));
+  checkNoNesting(grid, config.list ?? [], what);
   // A point given twice would run twice into one folder (0 and -0 are one value, as JSON writes both "0").
   const canonical = (value: unknown) =>
     JSON.stringify(value, (_, v: unknown) =>
@@ -243,6 +273,7 @@ export function parseSweepConfig(raw: unknown, baseDir: string, what = 'sweep'):
     protocol,
     tuneSeed: config.tuneSeed ?? config.seeds[0],
     dir: config.dir && path.resolve(baseDir, config.dir),
+    baseDir,
     parallel: config.parallel,
     threads: config.threads,
     gpus: config.gpus,

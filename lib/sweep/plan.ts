@@ -2,6 +2,7 @@ import path from 'node:path';
 
 import { parseRunConfig, trainerAsChecked } from '../cli/config';
 import { PaceOptionError } from '../errors';
+import { isPretrainedName } from '../hub/names';
 import { parseOptions } from '../options';
 import { FitOptionsSchema } from '../train/fit';
 import { TrainerOptionsSchema } from '../train/trainer';
@@ -89,6 +90,11 @@ export class SweepPlan {
     const base = this.config.base;
     const config = applySetting(base, this.points[point]);
     config.trainer = { ...config.trainer, seed };
+    // A weights file a point names is relative to the sweep config, as the base's is (made absolute on parsing).
+    const { pretrained } = config.model;
+    if (typeof pretrained === 'string' && !isPretrainedName(pretrained)) {
+      config.model = { ...config.model, pretrained: path.resolve(this.config.baseDir, pretrained) };
+    }
     if (task) {
       const data = task.data(stage === 'tune' ? 'tune' : 'evaluate', seed);
       if (!data) throw new PaceOptionError(`task '${task.name}' has no ${stage} data`);
