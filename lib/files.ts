@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { type PaceError, PaceNotFoundError, PaceWriteError } from './errors';
+import { processAlive } from './process-alive';
 
 const writeProblems: Record<string, string> = {
   ENOSPC: 'the disk is full',
@@ -105,5 +106,26 @@ export function writeFileAtomic(file: string, text: string): void {
     syncDirectory(path.dirname(file));
   } catch (error) {
     throw writeFailure(error, file);
+  }
+}
+
+/** A writer's temporary file: `<name>.tmp-<pid>` or `<name>.tmp-<pid>-<n>` (the native writer's). */
+export const TEMPORARY_NAME = /\.tmp-(\d+)(-\d+)?$/;
+
+/**
+ * Removes from `dir` the temporary files of writers that are gone from this host (a process killed mid-write
+ * leaves its file, gigabytes for a decoded-image cache), those of `target` only when given.
+ */
+export function removeKilledWritersFiles(dir: string, target?: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return; // no folder, nothing left behind
+  }
+  for (const name of names) {
+    if (target !== undefined && !name.startsWith(`${target}.tmp-`)) continue;
+    const pid = TEMPORARY_NAME.exec(name)?.[1];
+    if (pid !== undefined && !processAlive(Number(pid))) fs.rmSync(path.join(dir, name), { force: true });
   }
 }

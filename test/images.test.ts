@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
@@ -630,6 +631,23 @@ test('a decoded cache is reused for the same list and options, and rebuilt when 
   fs.rmSync(`${cache}.sha256`); // a cache without its digest (a writer killed before writing it) is rebuilt too
   expect((await loadImages(entries, { size: 6, normalization: imagenet, cache })).fromCache).toBe(false);
   expect((await loadImages(entries, { size: 6, normalization: imagenet, cache })).fromCache).toBe(true);
+});
+
+test('what a writer killed mid-write left beside a decoded cache is removed once the cache is next read', async () => {
+  // Bug: a Ctrl-C while a cache was written left its temporary file (as large as the cache: gigabytes) for ever.
+  const { entries } = imageFolderEntries(path.join(temp.dir, 'folder'));
+  const dir = path.join(temp.dir, 'killed-writers');
+  fs.mkdirSync(dir);
+  const cache = path.join(dir, 'decoded.safetensors');
+  const gone = spawnSync(process.execPath, ['-e', '']).pid; // exited: as a killed writer
+  const left = [`decoded.safetensors.tmp-${gone}-0`, `decoded.safetensors.sha256.tmp-${gone}`];
+  const kept = [
+    `decoded.safetensors.tmp-${process.pid}-7`, // a live writer's (this process's)
+    `other.safetensors.tmp-${gone}-0`, // another file's: its own reader tidies it
+  ];
+  for (const name of [...left, ...kept]) fs.writeFileSync(path.join(dir, name), Buffer.alloc(4096));
+  expect((await loadImages(entries, { size: 6, normalization: imagenet, cache })).fromCache).toBe(false);
+  expect(fs.readdirSync(dir).sort()).toEqual(['decoded.safetensors', 'decoded.safetensors.sha256', ...kept].sort());
 });
 
 test('a WebP image decodes to the RGB of its source', async () => {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { writeFileAtomic } from '../files';
+import { removeKilledWritersFiles, writeFileAtomic } from '../files';
 import { loadTensors, readTensorHeader, saveTensors } from '../safetensors';
 import type { Tensor } from '../tensor';
 import type { ResizeMode } from './image-decode';
@@ -67,6 +67,9 @@ export function decodedCacheKey(
  * stale or damaged (then rebuilt).
  */
 export async function readDecodedCache(file: string, key: string): Promise<DecodedImages | undefined> {
+  // What a writer killed mid-write (Ctrl-C while loading) left: nothing else would ever remove it.
+  removeKilledWritersFiles(path.dirname(file), path.basename(file));
+  removeKilledWritersFiles(path.dirname(file), path.basename(digestFileOf(file)));
   if (!fs.existsSync(file)) return undefined;
   try {
     const header = await readTensorHeader(file);

@@ -2,10 +2,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { withContext } from '../error-context';
-import { makeFolder, writeFailure, writeFileAtomic } from '../files';
+import { makeFolder, removeKilledWritersFiles, TEMPORARY_NAME, writeFailure, writeFileAtomic } from '../files';
 import { takeLock } from '../folder-lock';
 import { PaceFileError, PaceNotFoundError, PaceOptionError } from '../errors';
-import { processAlive } from '../process-alive';
 import type { EpochLogs } from './callbacks';
 import { MARKED_BEST_FILE } from './marked-best';
 
@@ -35,9 +34,6 @@ export const RUN_LOCK_FILE = 'fit.lock';
 export function holdRunFolder(dir: string): () => void {
   return takeLock(dir, path.join(dir, RUN_LOCK_FILE), { folder: 'run folder', user: 'fit' });
 }
-
-/** A writer's temporary file: `<name>.tmp-<pid>` or `<name>.tmp-<pid>-<n>`. */
-const temporaryName = /\.tmp-(\d+)(-\d+)?$/;
 
 /** A run folder's config.json (a JSON object), or undefined when it has none; anything else is a PaceFileError. */
 export function readRunConfig(dir: string): Record<string, unknown> | undefined {
@@ -104,17 +100,14 @@ export class RunFolder {
    * writer's file may belong to a live process of another host, which this one cannot tell alive.
    */
   removeKilledWritersFiles(): void {
-    for (const name of fs.readdirSync(this.dir)) {
-      const pid = temporaryName.exec(name)?.[1];
-      if (pid !== undefined && !processAlive(Number(pid))) fs.rmSync(path.join(this.dir, name), { force: true });
-    }
+    removeKilledWritersFiles(this.dir);
   }
 
   /** Everything in the folder besides config.json, the fit's lock and writers' temporary files. */
   otherEntries(): string[] {
     return fs
       .readdirSync(this.dir)
-      .filter((name) => name !== 'config.json' && !name.startsWith(RUN_LOCK_FILE) && !temporaryName.test(name));
+      .filter((name) => name !== 'config.json' && !name.startsWith(RUN_LOCK_FILE) && !TEMPORARY_NAME.test(name));
   }
 
   /** config.json as written by the run, or undefined when the folder has none. */
