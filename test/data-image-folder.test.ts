@@ -56,6 +56,21 @@ test("a class's folders are visited in path order, each one's files by name (tor
   ]);
 });
 
+test("names are ordered by code point, as Python's sorted orders them (not by UTF-16 unit)", () => {
+  // Bug: an emoji (two UTF-16 units from 0xD83D) sorted before a full-width letter (U+FF01): the classes' labels were
+  // swapped against torchvision's.
+  const root = folderWith(['😀/b.png', '！/a.png', '！/😀.png', '！/！.png', 'z/1.png']);
+  const { entries, classes } = listing(root);
+  expect(classes).toEqual(['z', '！', '😀']);
+  expect(entries.map(([file, label]) => [file, label])).toEqual([
+    [path.join('z', '1.png'), 0],
+    [path.join('！', 'a.png'), 1],
+    [path.join('！', '！.png'), 1],
+    [path.join('！', '😀.png'), 1],
+    [path.join('😀', 'b.png'), 2],
+  ]);
+});
+
 test('a class folder without images is refused, naming it', () => {
   const root = folderWith(['a/1.png', 'b/notes.txt', 'c/2.png']);
   expect(() => imageFolderEntries(root)).toThrow(
@@ -101,6 +116,26 @@ test('a link loop and a broken image link are named; other broken links and file
   const ignored = folderWith(['a/1.png', 'a/readme.txt']);
   fs.symlinkSync('/nonexistent/notes.txt', path.join(ignored, 'a', 'notes.txt'));
   expect(listing(ignored).entries).toEqual([[path.join('a', '1.png'), 0, 1]]);
+});
+
+test('a folder reached twice through links is refused at once, naming both ways (links two to a level took 2^depth)', () => {
+  // Bug: only loops were caught: two links to the next level at each of 16 levels listed one image 131,072 times,
+  // after 12 s of walking.
+  const diamonds = folderWith(['a/d16/1.png']);
+  for (let level = 0; level < 16; level++) {
+    fs.mkdirSync(path.join(diamonds, 'a', `d${level}`), { recursive: true });
+    for (const name of ['x', 'y']) fs.symlinkSync(`../d${level + 1}`, path.join(diamonds, 'a', `d${level}`, name));
+  }
+  const started = Date.now();
+  // Depth first: the first folder reached again is the deepest, through y where x led before.
+  const x15 = `a/d0${'/x'.repeat(15)}`;
+  expect(() => imageFolderEntries(diamonds)).toThrow(
+    expect.objectContaining({
+      name: 'PaceInputError',
+      message: `image folder '${diamonds}': '${x15}/y' is the folder '${x15}/x' again (through a symbolic link): its images would be listed twice; remove the link`,
+    }),
+  );
+  expect(Date.now() - started).toBeLessThan(1000);
 });
 
 test('a root that is missing or a file is a PaceNotFoundError or PaceFileError naming it', () => {

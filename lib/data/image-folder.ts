@@ -77,7 +77,18 @@ interface Item {
 }
 
 const isImage = (item: Item) => !item.isFolder && imageExtensions.has(path.extname(item.name).toLowerCase());
-const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+/**
+ * Python's order of names, by code point (torchvision sorts classes and files with `sorted`): JavaScript's `<`
+ * compares UTF-16 units, which puts a name with an emoji before one with a full-width letter.
+ */
+function compare(a: string, b: string): number {
+  for (let i = 0; i < a.length && i < b.length;) {
+    const [p, q] = [a.codePointAt(i)!, b.codePointAt(i)!];
+    if (p !== q) return p - q;
+    i += p > 0xffff ? 2 : 1; // equal so far: both strings are at the same index
+  }
+  return a.length - b.length;
+}
 
 class ImageFolder {
   readonly realRoot: string;
@@ -99,8 +110,20 @@ class ImageFolder {
   /** The real paths of the images under a class folder: folders in path order, each folder's files by name. */
   imagesUnder(classFolder: Item): string[] {
     const folders: { shown: string; files: string[] }[] = [];
+    const reached = new Map<string, string>(); // each folder's real path, and where it was first reached
     const visit = (folder: Item, ancestors: ReadonlySet<string>) => {
       if (ancestors.has(folder.real)) throw this.problem(folder, 'is a symbolic link loop', PaceInputError);
+      // Reached again through another link: its images would be listed twice (and links two to a level, 2^depth
+      // times, as os.walk lists them).
+      const first = reached.get(folder.real);
+      if (first !== undefined) {
+        throw this.problem(
+          folder,
+          `is the folder '${first}' again (through a symbolic link): its images would be listed twice; remove the link`,
+          PaceInputError,
+        );
+      }
+      reached.set(folder.real, folder.shown);
       const items = this.itemsOf(folder);
       folders.push({ shown: folder.shown, files: items.filter(isImage).map((item) => item.real) });
       const inside = new Set(ancestors).add(folder.real);
