@@ -11,6 +11,9 @@ ${Object.entries(commands)
   .map(([name, command]) => `  ${name.padEnd(8)}${command.summary}`)
   .join('\n')}`;
 
+/** The command of that name; not a property every object has (`constructor`, `toString`). */
+const commandNamed = (name: string) => (Object.hasOwn(commands, name) ? commands[name] : undefined);
+
 async function main(argv: string[]): Promise<number> {
   dropOutputWhenClosed();
   exitWithLauncher();
@@ -21,7 +24,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (name === 'help' || name === '--help' || name === '-h') {
     // `pace help fit` is `pace fit --help`
-    const asked = name === 'help' && rest.length > 0 ? commands[rest[0]] : undefined;
+    const asked = name === 'help' && rest.length > 0 ? commandNamed(rest[0]) : undefined;
     if (name === 'help' && rest.length > 0 && !asked) {
       err(`pace: unknown command '${rest[0]}'\n\n${usage}\n`);
       return 2;
@@ -34,7 +37,7 @@ async function main(argv: string[]): Promise<number> {
     out((require('../package.json') as { version: string }).version);
     return 0;
   }
-  const command = commands[name];
+  const command = commandNamed(name);
   if (!command) {
     err(`pace: unknown command '${name}'\n\n${usage}\n`);
     return 2;

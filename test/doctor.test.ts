@@ -133,6 +133,11 @@ test('`pace` without a known command prints usage and exits 2', () => {
   expect([fit.status, fit.stdout]).toEqual([0, `Usage: ${commands.fit.usage}\n`]);
   const unknown = runCli(['help', 'frobnicate']);
   expect([unknown.status, unknown.stderr.split('\n')[0]]).toEqual([2, "pace: unknown command 'frobnicate'"]);
+  // Bug: names every object has were taken for commands ("command.run is not a function"; "Usage: undefined").
+  for (const args of [['constructor'], ['help', 'hasOwnProperty']]) {
+    const inherited = runCli(args);
+    expect([inherited.status, inherited.stderr.split('\n')[0]]).toEqual([2, `pace: unknown command '${args.at(-1)}'`]);
+  }
 });
 
 testIf(doctor().cuda.deviceCount === 0, 'a GPU is visible')(

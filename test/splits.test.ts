@@ -72,6 +72,12 @@ test('bad split lists get errors naming the file, the line and the problem', () 
   const empty = write('empty.txt', '\n\n');
   expect(() => parseSplitList(empty, options)).toThrow(`${empty}: the split list is empty`);
   expect(() => vtabSplits(lists, 'imagenet', 'tune')).toThrow("'imagenet' is not a VTAB-1k task");
+  // Bug: names every object has were taken for entries (a missing 'toString/train800.txt'; a raw TypeError).
+  expect(() => vtabSplits(lists, 'toString', 'tune')).toThrow("'toString' is not a VTAB-1k task");
+  expect(() => fewShotSplits(lists, 'constructor', { shots: 1, seed: 0 })).toThrow(
+    "'constructor' is not a few-shot dataset",
+  );
+  expect(() => fgvcSplits(lists, 'hasOwnProperty', 'tune')).toThrow("'hasOwnProperty' is not a FGVC dataset");
 });
 
 test('FGVC JSON splits: tune and evaluate sets, labels and paths checked', () => {

@@ -130,7 +130,7 @@ export function vtabSplits(
   task: string,
   mode: 'tune' | 'evaluate',
 ): { train: SplitEntry[]; test: SplitEntry[]; numClasses: number } {
-  const numClasses = VTAB_TASKS[task];
+  const numClasses = Object.hasOwn(VTAB_TASKS, task) ? VTAB_TASKS[task] : undefined;
   if (numClasses === undefined) {
     throw new PaceNotFoundError(
       `'${task}' is not a VTAB-1k task (expected one of ${Object.keys(VTAB_TASKS).join(', ')})`,
@@ -167,7 +167,7 @@ export function fewShotSplits(
   dataset: string,
   options: { shots: number; seed: number },
 ): { train: SplitEntry[]; val: SplitEntry[]; test: SplitEntry[]; numClasses: number } {
-  const numClasses = FEW_SHOT_DATASETS[dataset];
+  const numClasses = Object.hasOwn(FEW_SHOT_DATASETS, dataset) ? FEW_SHOT_DATASETS[dataset] : undefined;
   if (numClasses === undefined) {
     throw new PaceNotFoundError(
       `'${dataset}' is not a few-shot dataset (expected one of ${Object.keys(FEW_SHOT_DATASETS).join(', ')})`,
@@ -201,7 +201,7 @@ export function fgvcSplits(
   dataset: string,
   mode: 'tune' | 'evaluate',
 ): { train: SplitEntry[]; test: SplitEntry[]; numClasses: number } {
-  const info = FGVC_DATASETS[dataset];
+  const info = Object.hasOwn(FGVC_DATASETS, dataset) ? FGVC_DATASETS[dataset] : undefined;
   if (!info)
     throw new PaceNotFoundError(
       `'${dataset}' is not a FGVC dataset (expected one of ${Object.keys(FGVC_DATASETS).join(', ')})`,
