@@ -102,6 +102,16 @@ describe('sweep configs are validated with errors naming the field', () => {
     expect(() => plan({ grid: { 'trainer.pace.sigma': [1] }, list: [{ 'trainer.paceX': 1 }] })).not.toThrow('overlap');
   });
 
+  test('a grid of more points than any sweep could run is refused before it is planned', () => {
+    // 10^6 points took 8 minutes to plan before anything was said.
+    const values = Array.from({ length: 1000 }, (_, i) => i + 1);
+    const started = Date.now();
+    expect(() =>
+      plan({ grid: { 'fit.epochs': values, 'adapters.rank': values }, list: [{ 'trainer.pace.sigma': 1 }] }),
+    ).toThrow('sweep: the grid and list make 1,000,000 points, more than the 100,000 a sweep plans');
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
   test("a weights file a point names is relative to the sweep config, as the base's is", () => {
     // Bug: it was resolved against each run's folder, and every run failed naming a file no one meant.
     const runs = plan({

@@ -49,6 +49,9 @@ export const SweepConfigSchema = z
 
 export type SweepConfigInput = z.input<typeof SweepConfigSchema>;
 
+/** More points than a sweep could ever run: planning them alone would take minutes before any output. */
+const MAX_POINTS = 100_000;
+
 /** A run config as the sweep holds it: validated, every path absolute, no run folder. */
 export interface BaseRunConfig {
   model: Record<string, unknown>;
@@ -213,6 +216,13 @@ export function parseSweepConfig(raw: unknown, baseDir: string, what = 'sweep'):
   grid.forEach(([key]) => checkOptionPath(key, `${what}.grid`));
   config.list?.forEach((entry, i) => Object.keys(entry).forEach((key) => checkOptionPath(key, `${what}.list[${i}]`)));
   checkNoNesting(grid, config.list ?? [], what);
+  const points = grid.reduce((product, [, values]) => product * values.length, 1) * (config.list?.length ?? 1);
+  if (points > MAX_POINTS) {
+    throw new PaceOptionError(
+      `${what}: the grid and list make ${points.toLocaleString('en-US')} points, more than the ` +
+        `${MAX_POINTS.toLocaleString('en-US')} a sweep plans (each is at least one fit): sweep fewer values`,
+    );
+  }
   // A point given twice would run twice into one folder (0 and -0 are one value, as JSON writes both "0").
   const canonical = (value: unknown) =>
     JSON.stringify(value, (_, v: unknown) =>
