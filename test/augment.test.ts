@@ -367,6 +367,11 @@ describe('RandAugment', () => {
     expect(() => randAugmentConfig('rand-q1')).toThrow("RandAugment section 'q1' is not one of");
     expect(() => randAugmentConfig('rand-m9.5')).toThrow("RandAugment section 'm9.5' needs a whole number");
     expect(() => randAugmentConfig('rand-p2')).toThrow('probability (p) must be in [0, 1]');
+    // Bug: accepted, and each image then took 10^8 operations: the fit stalled with no error.
+    expect(() => randAugmentConfig('rand-n100000000')).toThrow(
+      "RandAugment's number of operations (n) must be at most 100 (timm's configs use 2 or 3); got 100000000",
+    );
+    expect(randAugmentConfig('rand-n100').numLayers).toBe(100);
   });
 
   test('every operation of both sets equals PIL arithmetic at magnitudes 0-10, both signs, on RGB and grey images', async () => {

@@ -133,8 +133,14 @@ void checkImages(const at::Tensor& images, int64_t dims) {
 
 }  // namespace
 
+// Each operation is a whole-image one per image and step: n in the millions would stall a fit with no error.
+constexpr int64_t kMaxLayers = 100;
+
 void RandAugmentConfig::validate() const {
   if (numLayers < 0) throw OptionError("RandAugment's number of operations (n) must be >= 0");
+  if (numLayers > kMaxLayers)
+    throw OptionError("RandAugment's number of operations (n) must be at most " + std::to_string(kMaxLayers) +
+                      " (timm's configs use 2 or 3); got " + std::to_string(numLayers));
   if (!(magnitude >= 0)) throw OptionError("RandAugment's magnitude (m) must be >= 0");
   if (!(magnitudeStd >= 0)) throw OptionError("RandAugment's magnitude noise (mstd) must be >= 0");
   if (!(magnitudeMax >= 0)) throw OptionError("RandAugment's magnitude bound (mmax) must be >= 0");
