@@ -51,13 +51,18 @@ function paceLaunch(args: string[], env: NodeJS.ProcessEnv = childEnv): Promise<
 
 /**
  * A rank's script for `node -e`: `body` runs once the rank has joined the group (`group`), with the package's
- * exports, Node's crypto, fs, os and path, and a tiny ViT `model` with rank-2 adapters (`seed`) in scope. A failure
+ * exports, Node's crypto, fs, os and path, a tiny ViT `model` with rank-2 adapters (`seed`), and `sines(n)` (n
+ * images [n, 3, 16, 16] of a sine and labels i mod 4) in scope. A failure
  * is printed as `rank N failed: <message>` and exits 1.
  */
 function rankScript(body: string, { seed = 1 } = {}): string {
   return `
     const crypto = require('crypto'); const fs = require('fs'); const os = require('os'); const path = require('path');
     const { initDistributed, createModel, Trainer, tensor, TensorDataset } = require(process.env.PACE_LIB);
+    const sines = (n) => ({
+      images: tensor(new Float32Array(n * 768).map((_, i) => Math.sin(i)), [n, 3, 16, 16]),
+      labels: tensor(BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 4))),
+    });
     (async () => {
       const group = await initDistributed();
       const model = await createModel(${JSON.stringify(tinyVit)}, { seed: ${seed} });
@@ -372,8 +377,7 @@ describe('a data-parallel pace fit on the demo digits', () => {
     // trained on as orphans (here for up to 40 s; a real fit, for hours).
     const script = rankScript(`
         const trainer = new Trainer(model, { seed: 1 });
-        const images = tensor(new Float32Array(8 * 768).map((_, i) => Math.sin(i)), [8, 3, 16, 16]);
-        const labels = tensor(BigInt64Array.from({ length: 8 }, (_, i) => BigInt(i % 4)));
+        const { images, labels } = sines(8);
         console.log('rank ' + group.rank + ' training');
         for (const began = Date.now(); Date.now() - began < 40000;) await trainer.trainStep(images, labels);`);
     const child = spawn(
@@ -520,9 +524,7 @@ describe('a rank that dies or hangs', () => {
   test('a stop asked of one rank between epochs stops every rank at the next step, with no error', async () => {
     const script = rankScript(`
         const trainer = new Trainer(model, { seed: 1 });
-        const n = 64;
-        const images = tensor(new Float32Array(n * 768).map((_, i) => Math.sin(i)), [n, 3, 16, 16]);
-        const labels = tensor(BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 4)));
+        const { images, labels } = sines(64);
         const controller = new AbortController();
         const stopRankZero = (epoch) => group.rank === 0 && epoch === 1 && controller.abort();
         const history = await trainer.fit(new TensorDataset(images, labels), {
@@ -544,9 +546,7 @@ describe('a rank that dies or hangs', () => {
     // rank ended the other's fit as 'aborted', as a Ctrl-C does, with no error.
     const fit = (callbacks: string, epochs: number) =>
       rankScript(`
-        const n = 64;
-        const images = tensor(new Float32Array(n * 768).map((_, i) => Math.sin(i)), [n, 3, 16, 16]);
-        const labels = tensor(BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 4)));
+        const { images, labels } = sines(64);
         let seen = 0;
         try {
           const history = await new Trainer(model, { seed: 1 }).fit(new TensorDataset(images, labels), {
@@ -605,9 +605,7 @@ describe('a rank that dies or hangs', () => {
     // previous checkpoint makes its first epoch's write fail.
     const runDir = path.join(temp.dir, `write-fails-${Math.random()}`);
     const script = rankScript(`
-        const n = 64;
-        const images = tensor(new Float32Array(n * 768).map((_, i) => Math.sin(i)), [n, 3, 16, 16]);
-        const labels = tensor(BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 4)));
+        const { images, labels } = sines(64);
         const runDir = ${JSON.stringify(runDir)};
         const blockPrevious = () => group.rank === 0 && fs.mkdirSync(path.join(runDir, 'previous.safetensors', 'in-the-way'), { recursive: true });
         const began = Date.now();
@@ -660,9 +658,7 @@ describe('a rank that dies or hangs', () => {
     const base = path.join(temp.dir, `cannot-resume-${Math.random()}`);
     const script = rankScript(`
         const { distributedBarrier } = require(process.env.PACE_LIB);
-        const n = 64;
-        const images = tensor(new Float32Array(n * 768).map((_, i) => Math.sin(i)), [n, 3, 16, 16]);
-        const labels = tensor(BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 4)));
+        const { images, labels } = sines(64);
         const base = ${JSON.stringify(base)};
         const fit = (options) => new Trainer(model, { seed: 1 }).fit(new TensorDataset(images, labels), {
           epochs: 2, batchSize: 8, progress: false, ...options,
