@@ -71,6 +71,14 @@ function rankScript(body: string, { seed = 1 } = {}): string {
     })().catch((error) => { console.error('rank ' + process.env.RANK + ' failed: ' + error.message); process.exit(1); });`;
 }
 
+/** The JSON values a rank script printed, one a line. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the scripts' own shapes, unchecked as JSON.parse
+const jsonLines = <T = any>(stdout: string): T[] =>
+  stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as T);
+
 /** A process's environment, as /proc shows it (empty once it has exited). */
 function environmentOf(pid: number): Record<string, string> {
   try {
@@ -211,11 +219,7 @@ describe.each([
   });
 
   test('losses, gradient norms and parameters equal the single process within float32 round-off', async () => {
-    const results = launched.stdout
-      .trim()
-      .split('\n')
-      .map((line) => JSON.parse(line) as (typeof single)[number])
-      .filter((line) => !('evaluation' in line));
+    const results = jsonLines<(typeof single)[number]>(launched.stdout).filter((line) => !('evaluation' in line));
     expect(results).toHaveLength(2 * steps);
     let worst = 0;
     for (let k = 0; k < steps; k++) {
@@ -238,11 +242,9 @@ describe.each([
   });
 
   test("a sharded evaluation gives the whole set's figures on every rank", async () => {
-    const reports = launched.stdout
-      .trim()
-      .split('\n')
-      .map((line) => JSON.parse(line) as { evaluation?: EvaluationReport })
-      .flatMap((line) => (line.evaluation ? [line.evaluation] : []));
+    const reports = jsonLines<{ evaluation?: EvaluationReport }>(launched.stdout).flatMap((line) =>
+      line.evaluation ? [line.evaluation] : [],
+    );
     expect(reports).toHaveLength(2);
     expect(reports[1]).toEqual(reports[0]);
     // The same adapters evaluated whole in this process: the same counts, the loss up to summation order.
@@ -630,11 +632,9 @@ describe('a rank that dies or hangs', () => {
       script,
     ]);
     expect(launched.status).toBe(0);
-    const [zero, one] = launched.stdout
-      .split('\n')
-      .filter(Boolean)
-      .map((line) => JSON.parse(line) as { rank: number; code?: string; message: string; seconds: number })
-      .sort((a, b) => a.rank - b.rank);
+    const [zero, one] = jsonLines<{ rank: number; code?: string; message: string; seconds: number }>(
+      launched.stdout,
+    ).sort((a, b) => a.rank - b.rank);
     expect(zero).toMatchObject({
       code: 'PACE_WRITE_FAILED',
       message: `cannot write '${path.join(runDir, 'previous.safetensors')}': a folder stands in its place (EISDIR)`,
@@ -693,10 +693,7 @@ describe('a rank that dies or hangs', () => {
       script,
     ]);
     expect([launched.status, launched.stderr]).toEqual([0, '']);
-    const lines = launched.stdout
-      .split('\n')
-      .filter(Boolean)
-      .map((line) => JSON.parse(line) as { rank: number; code?: string; message: string; at: number });
+    const lines = jsonLines<{ rank: number; code?: string; message: string; at: number }>(launched.stdout);
     const ofRank = (rank: number) => lines.filter((line) => line.rank === rank);
     const [damaged, missing] = ofRank(1);
     expect(damaged).toMatchObject({
@@ -738,10 +735,7 @@ describe('a rank that dies or hangs', () => {
     const launched = await paceLaunch(['--nproc-per-node', '2', '--', process.execPath, '-e', script]);
     expect(launched.stderr).not.toMatch(/failed/);
     expect(launched.status).toBe(0);
-    const [first, second] = launched.stdout
-      .split('\n')
-      .filter(Boolean)
-      .map((line) => JSON.parse(line));
+    const [first, second] = jsonLines(launched.stdout);
     expect(first.losses).toHaveLength(2);
     expect(first.losses.every(Number.isFinite)).toBe(true);
     expect(second).toEqual(first);
@@ -777,11 +771,7 @@ describe('a rank that dies or hangs', () => {
         console.log(JSON.stringify({ rank: group.rank, losses, digest, refused }));`);
     const launched = await paceLaunch(['--nproc-per-node', '2', '--', process.execPath, '-e', script]);
     expect([launched.status, launched.stderr]).toEqual([0, '']);
-    const [first, second] = launched.stdout
-      .split('\n')
-      .filter(Boolean)
-      .map((line) => JSON.parse(line))
-      .sort((a, b) => a.rank - b.rank);
+    const [first, second] = jsonLines(launched.stdout).sort((a, b) => a.rank - b.rank);
     expect(first.losses).toHaveLength(3);
     expect(first.losses.every(Number.isFinite)).toBe(true);
     expect(second.losses).toEqual(first.losses);
