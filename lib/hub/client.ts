@@ -36,7 +36,8 @@ export const MAX_ANSWER_BYTES = 16 * 2 ** 20;
  * ends the request.
  */
 function withBodyLimit(response: Response, limit: number, abort: (reason: Error) => void): Response {
-  if (!response.body) return response;
+  // A Response cannot be made with a status outside 200-599, which fetch passes on (the library names it).
+  if (!response.body || response.status < 200 || response.status > 599) return response;
   let received = 0;
   const limited = response.body.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
