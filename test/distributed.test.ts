@@ -51,14 +51,14 @@ function paceLaunch(args: string[], env: NodeJS.ProcessEnv = childEnv): Promise<
 
 /**
  * A rank's script for `node -e`: `body` runs once the rank has joined the group (`group`), with the package's
- * exports, Node's crypto, fs, os and path, a tiny ViT `model` with rank-2 adapters (`seed`), and `sines(n)` (n
+ * exports (earlyStopping among them), Node's crypto, fs, os and path, a tiny ViT `model` with rank-2 adapters (`seed`), and `sines(n)` (n
  * images [n, 3, 16, 16] of a sine and labels i mod 4) in scope. A failure
  * is printed as `rank N failed: <message>` and exits 1.
  */
 function rankScript(body: string, { seed = 1 } = {}): string {
   return `
     const crypto = require('crypto'); const fs = require('fs'); const os = require('os'); const path = require('path');
-    const { initDistributed, createModel, Trainer, tensor, TensorDataset } = require(process.env.PACE_LIB);
+    const { initDistributed, createModel, earlyStopping, Trainer, tensor, TensorDataset } = require(process.env.PACE_LIB);
     const sines = (n) => ({
       images: tensor(new Float32Array(n * 768).map((_, i) => Math.sin(i)), [n, 3, 16, 16]),
       labels: tensor(BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 4))),
@@ -592,6 +592,18 @@ describe('a rank that dies or hangs', () => {
       'rank 0: Error: no space for the plot',
       "rank 1: PACE_DISTRIBUTED: rank 1: a callback failed on rank 0 in epoch 1's onEpochEnd (its error says why); the fit stops on every rank",
     ]);
+    // Bug (a review): markBest is collective; rank 0's earlyStopping took it while rank 1, whose first callback had
+    // failed, shared its failure: two gathers of different sizes, and Gloo aborted the process (SIGABRT).
+    const failingBeforeMark = `{ onEpochEnd: () => { if (group.rank === 1) throw new Error('plot failed'); } }, earlyStopping()`;
+    expect(await run(fit(failingBeforeMark, 2))).toEqual([
+      "rank 0: PACE_DISTRIBUTED: rank 0: a callback failed on rank 1 in epoch 0's onEpochEnd (its error says why); the fit stops on every rank",
+      'rank 1: Error: plot failed',
+    ]);
+    const marksOnOne = `{ onEpochEnd: (epoch, logs, control) => group.rank === 0 && control.markBest() }`;
+    const uneven = (rank: number) =>
+      `rank ${rank}: PACE_DISTRIBUTED: rank ${rank}: a callback called markBest on rank 0 in epoch 0's onEpochEnd where ` +
+      'rank 1 did not (callbacks must make the same calls on every rank); the fit stops on every rank';
+    expect(await run(fit(marksOnOne, 2))).toEqual([uneven(0), uneven(1)]);
     // Bug: onTrainEnd's failure on one rank was its own: the other reported a completed fit.
     const failingAtTrainEnd = `{ onTrainEnd: () => { if (group.rank === 1) throw new Error('upload failed'); } }`;
     expect(await run(fit(failingAtTrainEnd, 1))).toEqual([
@@ -604,7 +616,8 @@ describe('a rank that dies or hangs', () => {
     // Bug: rank 0 threw as its write failed, while the others went on into the checkpoint's collective and waited
     // there until rank 0's process ended (a server's might not) or the group's timeout, then blamed a crash. Here
     // rank 0 lingers 12 s after its error: rank 1 must end long before. A directory where rank 0 keeps the
-    // previous checkpoint makes its first epoch's write fail.
+    // previous checkpoint makes its first epoch's write fail. Rank 1's earlyStopping asks for markBest (a
+    // collective) while rank 0 shares its failure: met in one gather (they aborted in Gloo, a review found).
     const runDir = path.join(temp.dir, `write-fails-${Math.random()}`);
     const script = rankScript(`
         const { images, labels } = sines(64);
@@ -613,7 +626,7 @@ describe('a rank that dies or hangs', () => {
         const began = Date.now();
         try {
           await new Trainer(model, { seed: 1 }).fit(new TensorDataset(images, labels), {
-            epochs: 3, batchSize: 8, progress: false, runDir, callbacks: [{ onTrainBegin: blockPrevious }],
+            epochs: 3, batchSize: 8, progress: false, runDir, callbacks: [{ onTrainBegin: blockPrevious }, earlyStopping()],
           });
           console.log(JSON.stringify({ rank: group.rank, completed: true }));
         } catch (error) {
@@ -681,7 +694,17 @@ describe('a rank that dies or hangs', () => {
             console.log(JSON.stringify({ rank: group.rank, code: error.code, message: error.message, at: Date.now() }));
             if (group.rank === 1) await new Promise((resolve) => setTimeout(resolve, 8000));
           }
-        }`);
+        }
+        // A run that failed before its first step (only its untrained checkpoint), whose copy on rank 1 lacks even
+        // that: rank 0 resumes, rank 1 starts over, both at epoch 0 (they took different collectives and aborted).
+        const early = { runDir: path.join(base, 'early'), callbacks: [{ onTrainBegin: () => { throw new Error('early'); } }] };
+        await fit(early).catch(() => {});
+        await distributedBarrier();
+        const copy = path.join(base, 'early-' + group.rank);
+        fs.cpSync(early.runDir, copy, { recursive: true });
+        if (group.rank === 1) fs.rmSync(path.join(copy, 'last.safetensors'));
+        const resumed = await fit({ resume: copy }).then(() => 'completed', (error) => error.code + ': ' + error.message);
+        console.log(JSON.stringify({ rank: group.rank, message: resumed, at: Date.now() }));`);
     const launched = await paceLaunch([
       '--nproc-per-node',
       '2',
@@ -712,6 +735,12 @@ describe('a rank that dies or hangs', () => {
     });
     expect(afterDamaged.at - damaged.at).toBeLessThan(5000);
     expect(afterMissing.at - missing.at).toBeLessThan(5000);
+    for (const [rank, { message }] of [ofRank(0)[2], ofRank(1)[2]].entries()) {
+      expect(message).toBe(
+        `PACE_DISTRIBUTED: rank ${rank} of 2: the ranks were given different resumed checkpoints: rank(s) 1 differ ` +
+          `from rank 0 in what it resumes from (here: ${rank === 0 ? 'a checkpoint' : 'nothing (it starts over)'})`,
+      );
+    }
   }, 90_000);
 
   test('training images of their own sizes (packed, as few-shot stores them) train data-parallel in step', async () => {

@@ -17,6 +17,7 @@ import { keepPrevious, resumeFrom, ResumeFromSchema } from './checkpoints';
 import { bestMarks } from './marked-best';
 import {
   agreeOnFit,
+  agreeOnMarkBest,
   agreeOnPhase,
   agreeOnPreparation,
   agreeOnRunFolder,
@@ -306,7 +307,7 @@ async function fitEpochs(
     await agreeOnPreparation(prepared !== undefined, host.rank, o.resume ? 'resume' : 'prepare its run folder');
   }
   if (prepared) throw prepared.thrown;
-  if (host.worldSize > 1 && o.resume) await agreeOnStartEpoch(startEpoch);
+  if (host.worldSize > 1 && o.resume) await agreeOnStartEpoch(startEpoch, resumed, history);
   const stopsAlone = host.worldSize === 1;
   // Data-parallel, what fails on one rank by itself (rank 0 writing the run folder, a rank reading its mark of the
   // best epoch) is held until the ranks next share their outcome, this rank still taking part in every collective
@@ -345,11 +346,25 @@ async function fitEpochs(
   const marks = await own(() => bestMarks(host.handle, folder?.dir, writer, startEpoch));
   let stopReason: string | undefined;
   let interrupted: History['interrupted'];
+  // The phase whose callbacks run, and (data-parallel) the error that ended it early: a markBest whose agreement
+  // found the other ranks elsewhere, the phase's outcome then known to every rank.
+  let callbackPhase: string | undefined;
+  let phaseEnded: PaceDistributedError | undefined;
   const control: FitControl = {
     stop: (reason = 'stopped by a callback') => {
       stopReason ??= reason;
     },
-    markBest: () => marks!.mark(history.length - 1),
+    markBest: async () => {
+      if (!stopsAlone) {
+        try {
+          await agreeOnMarkBest(host.rank, callbackPhase ?? 'outside the callbacks');
+        } catch (error) {
+          phaseEnded = error as PaceDistributedError;
+          throw error;
+        }
+      }
+      await marks!.mark(history.length - 1);
+    },
     restoreBest: () => marks!.restore(),
     validating: validation !== undefined,
     testing: test !== undefined,
@@ -377,15 +392,19 @@ async function fitEpochs(
     if (failure !== undefined) throw failure.thrown;
   };
   /** Runs a phase's callbacks, unless this rank failed by itself since the last phase: then that is shared. */
-  const runCallbacks = async (phase: string, call: (callback: Callback) => unknown) => {
-    if (ownFailure !== undefined) return shareOutcome(phase, ownFailure, 'its own work');
+  const runCallbacks = async (name: string, call: (callback: Callback) => unknown) => {
+    if (ownFailure !== undefined) return shareOutcome(name, ownFailure, 'its own work');
     let failure: Failure | undefined;
+    callbackPhase = name;
     try {
       for (const callback of callbacks) await call(callback);
     } catch (thrown) {
       failure = { thrown };
+    } finally {
+      callbackPhase = undefined;
     }
-    await shareOutcome(phase, failure);
+    if (phaseEnded !== undefined) throw failure ? failure.thrown : phaseEnded; // shared already: no second gather
+    await shareOutcome(name, failure);
   };
   try {
     await runCallbacks('in onTrainBegin', (callback) => callback.onTrainBegin?.(control, [...history]));

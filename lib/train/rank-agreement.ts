@@ -53,9 +53,21 @@ function describeSet(set: TensorDataset): Record<string, unknown> {
   };
 }
 
-/** Collective: every rank resumed at the same epoch (each reads the checkpoint itself). */
-export async function agreeOnStartEpoch(startEpoch: number): Promise<void> {
-  await agreeAcrossRanks([['the epoch the fit resumes at', String(startEpoch)]], 'resumed checkpoints');
+/**
+ * Collective: every rank resumed the same way (each reads its checkpoint itself): at the same epoch, from a
+ * checkpoint or starting over (a run killed before its first checkpoint), with the same history. The history
+ * decides collectives too (the best validation accuracy so far, whether an epoch writes `best`).
+ */
+export async function agreeOnStartEpoch(startEpoch: number, resumed: boolean, history: unknown[]): Promise<void> {
+  const digest = crypto.createHash('sha256').update(JSON.stringify(history)).digest('hex').slice(0, 16);
+  await agreeAcrossRanks(
+    [
+      ['the epoch the fit resumes at', String(startEpoch)],
+      ['what it resumes from', resumed ? 'a checkpoint' : 'nothing (it starts over)'],
+      ["the resumed checkpoint's history", `sha256 ${digest}`],
+    ],
+    'resumed checkpoints',
+  );
 }
 
 const listed = (ranks: number[]) => `rank${ranks.length > 1 ? 's' : ''} ${ranks.join(', ')}`;
@@ -111,7 +123,41 @@ export interface PhaseOutcome {
   stopReason?: string;
 }
 
-const CODES = { none: 0, stop: 1, 'a callback': 2, 'its own work': 3 } as const;
+/**
+ * What a rank says in the gathers of a phase: how it ended the phase, or (`markBest`) that one of its callbacks
+ * asks for the collective checkpoint `markBest` takes. Both go through one gather of one shape, so a rank whose
+ * callbacks went another way than the others' (one failed, or called markBest where the others did not) meets
+ * them in the same gather and every rank learns it, where two collectives of different shapes would abort the
+ * process inside Gloo.
+ */
+const CODES = { none: 0, stop: 1, 'a callback': 2, 'its own work': 3, markBest: 4 } as const;
+
+/** Why the ranks stop, from what each said; undefined when none failed. */
+function failuresIn(codes: number[], phase: string): string | undefined {
+  const ranks = (wanted: number) => codes.flatMap((value, r) => (value === wanted ? [r] : []));
+  const callbackFailed = ranks(CODES['a callback']);
+  const ownFailed = ranks(CODES['its own work']);
+  const failures = [
+    ...(callbackFailed.length > 0 ? [`a callback failed on ${listed(callbackFailed)} ${phase}`] : []),
+    ...(ownFailed.length > 0
+      ? [
+          `${listed(ownFailed)} could not write its run folder or read its checkpoints ${phase.replace(/^in /, 'before ')}`,
+        ]
+      : []),
+  ];
+  if (failures.length === 0) return undefined;
+  return `${failures.join('; ')} (${theirErrors([...callbackFailed, ...ownFailed])})`;
+}
+
+/** The message of ranks whose callbacks did not all ask for markBest at this point. */
+function unevenMarks(codes: number[], phase: string): string {
+  const marking = codes.flatMap((value, r) => (value === CODES.markBest ? [r] : []));
+  const others = codes.flatMap((value, r) => (value !== CODES.markBest ? [r] : []));
+  return (
+    `a callback called markBest on ${listed(marking)} ${phase} where ${listed(others)} did not ` +
+    '(callbacks must make the same calls on every rank)'
+  );
+}
 
 /**
  * Collective, after each phase of a data-parallel fit that runs callbacks (onTrainBegin; each epoch's
@@ -125,22 +171,23 @@ const CODES = { none: 0, stop: 1, 'a callback': 2, 'its own work': 3 } as const;
 export async function agreeOnPhase(here: PhaseOutcome, rank: number, phase: string): Promise<string | undefined> {
   const code = CODES[here.failed ?? (here.stopReason !== undefined ? 'stop' : 'none')];
   const codes = await gatherAcrossRanks(code, `sharing what the callbacks did ${phase}`);
-  const ranks = (wanted: number) => codes.flatMap((value, r) => (value === wanted ? [r] : []));
-  if (here.failed === undefined) {
-    const callbackFailed = ranks(CODES['a callback']);
-    const ownFailed = ranks(CODES['its own work']);
-    const before = phase.replace(/^in /, 'before ');
-    const failures = [
-      ...(callbackFailed.length > 0 ? [`a callback failed on ${listed(callbackFailed)} ${phase}`] : []),
-      ...(ownFailed.length > 0
-        ? [`${listed(ownFailed)} could not write its run folder or read its checkpoints ${before}`]
-        : []),
-    ];
-    if (failures.length > 0) {
-      const why = callbackFailed.length + ownFailed.length > 1 ? 'their errors say why' : 'its error says why';
-      throw new PaceDistributedError(`rank ${rank}: ${failures.join('; ')} (${why}); the fit stops on every rank`);
-    }
-  }
-  const stopping = ranks(CODES.stop);
+  if (here.failed !== undefined) return here.stopReason; // this rank throws its own error
+  const failed = failuresIn(codes, phase);
+  const why = failed ?? (codes.includes(CODES.markBest) ? unevenMarks(codes, phase) : undefined);
+  if (why !== undefined) throw new PaceDistributedError(`rank ${rank}: ${why}; the fit stops on every rank`);
+  const stopping = codes.flatMap((value, r) => (value === CODES.stop ? [r] : []));
   return here.stopReason ?? (stopping.length > 0 ? `stopped by a callback on ${listed(stopping)}` : undefined);
+}
+
+/**
+ * Collective, before the checkpoint a callback's `markBest` takes (itself collective): every rank must be asking
+ * for it at this point of the phase. A rank that ended the phase instead (a callback failed there, or asked for
+ * nothing) is met in this gather: every rank then stops with an error naming what differed.
+ */
+export async function agreeOnMarkBest(rank: number, phase: string): Promise<void> {
+  const codes = await gatherAcrossRanks(CODES.markBest, `sharing the callbacks' markBest ${phase}`);
+  if (codes.every((value) => value === CODES.markBest)) return;
+  throw new PaceDistributedError(
+    `rank ${rank}: ${failuresIn(codes, phase) ?? unevenMarks(codes, phase)}; the fit stops on every rank`,
+  );
 }
