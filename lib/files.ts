@@ -114,9 +114,14 @@ export const TEMPORARY_NAME = /\.tmp-(\d+)(-\d+)?$/;
 
 /**
  * Removes from `dir` the temporary files of writers that are gone from this host (a process killed mid-write
- * leaves its file, gigabytes for a decoded-image cache), those of `target` only when given.
+ * leaves its file, gigabytes for a decoded-image cache): those of `target` only when given, and only those left
+ * untouched for `idleMs` when given (in a folder no lock guards, a writer of another host sharing it looks gone
+ * from here while it writes).
  */
-export function removeKilledWritersFiles(dir: string, target?: string): void {
+export function removeKilledWritersFiles(
+  dir: string,
+  { target, idleMs }: { target?: string; idleMs?: number } = {},
+): void {
   let names: string[];
   try {
     names = fs.readdirSync(dir);
@@ -124,8 +129,12 @@ export function removeKilledWritersFiles(dir: string, target?: string): void {
     return; // no folder, nothing left behind
   }
   for (const name of names) {
-    if (target !== undefined && !name.startsWith(`${target}.tmp-`)) continue;
+    if (target !== undefined && !name.startsWith(`${target}.`)) continue;
     const pid = TEMPORARY_NAME.exec(name)?.[1];
-    if (pid !== undefined && !processAlive(Number(pid))) fs.rmSync(path.join(dir, name), { force: true });
+    if (pid === undefined || processAlive(Number(pid))) continue;
+    const file = path.join(dir, name);
+    const modified = fs.statSync(file, { throwIfNoEntry: false })?.mtimeMs;
+    if (idleMs !== undefined && (modified === undefined || Date.now() - modified < idleMs)) continue;
+    fs.rmSync(file, { force: true });
   }
 }

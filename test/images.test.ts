@@ -645,7 +645,14 @@ test('what a writer killed mid-write left beside a decoded cache is removed once
     `decoded.safetensors.tmp-${process.pid}-7`, // a live writer's (this process's)
     `other.safetensors.tmp-${gone}-0`, // another file's: its own reader tidies it
   ];
-  for (const name of [...left, ...kept]) fs.writeFileSync(path.join(dir, name), Buffer.alloc(4096));
+  const untouched = new Date(Date.now() - 11 * 60_000); // a writer of another host sharing the folder writes on
+  for (const name of [...left, ...kept]) {
+    fs.writeFileSync(path.join(dir, name), Buffer.alloc(4096));
+    fs.utimesSync(path.join(dir, name), untouched, untouched);
+  }
+  const recent = `decoded.safetensors.tmp-${gone}-1`; // a writer that looks gone from here, still writing
+  fs.writeFileSync(path.join(dir, recent), Buffer.alloc(4096));
+  kept.push(recent);
   expect((await loadImages(entries, { size: 6, normalization: imagenet, cache })).fromCache).toBe(false);
   expect(fs.readdirSync(dir).sort()).toEqual(['decoded.safetensors', 'decoded.safetensors.sha256', ...kept].sort());
 });

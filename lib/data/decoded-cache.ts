@@ -33,6 +33,9 @@ const CACHE_KEY = 'pace_peft.decoded_cache_key';
  */
 const digestFileOf = (file: string) => `${file}.sha256`;
 
+/** How long a temporary file of a writer that looks gone must lie untouched before it is removed. */
+const KILLED_WRITER_IDLE_MS = 10 * 60_000;
+
 async function fileDigest(file: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 24 })) hash.update(chunk as Buffer);
@@ -67,9 +70,8 @@ export function decodedCacheKey(
  * stale or damaged (then rebuilt).
  */
 export async function readDecodedCache(file: string, key: string): Promise<DecodedImages | undefined> {
-  // What a writer killed mid-write (Ctrl-C while loading) left: nothing else would ever remove it.
-  removeKilledWritersFiles(path.dirname(file), path.basename(file));
-  removeKilledWritersFiles(path.dirname(file), path.basename(digestFileOf(file)));
+  // What a writer killed mid-write (Ctrl-C while loading) left, its digest's too: nothing else would remove it.
+  removeKilledWritersFiles(path.dirname(file), { target: path.basename(file), idleMs: KILLED_WRITER_IDLE_MS });
   if (!fs.existsSync(file)) return undefined;
   try {
     const header = await readTensorHeader(file);
