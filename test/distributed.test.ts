@@ -704,7 +704,18 @@ describe('a rank that dies or hangs', () => {
         fs.cpSync(early.runDir, copy, { recursive: true });
         if (group.rank === 1) fs.rmSync(path.join(copy, 'last.safetensors'));
         const resumed = await fit({ resume: copy }).then(() => 'completed', (error) => error.code + ': ' + error.message);
-        console.log(JSON.stringify({ rank: group.rank, message: resumed, at: Date.now() }));`);
+        console.log(JSON.stringify({ rank: group.rank, message: resumed, at: Date.now() }));
+        // A run whose earlyStopping marked its best epoch, the mark missing from rank 1's copy: restored on rank 0
+        // only, the ranks would have gone on with different weights.
+        const marked = { runDir: path.join(base, 'marked'), epochs: 1, callbacks: [earlyStopping()] };
+        await fit(marked);
+        await distributedBarrier();
+        const markedCopy = path.join(base, 'marked-' + group.rank);
+        fs.cpSync(marked.runDir, markedCopy, { recursive: true });
+        if (group.rank === 1) fs.rmSync(path.join(markedCopy, 'marked-best.safetensors'));
+        const restored = await fit({ resume: markedCopy, callbacks: [earlyStopping()] }).then(
+          () => 'completed', (error) => error.code + ': ' + error.message);
+        console.log(JSON.stringify({ rank: group.rank, message: restored, at: Date.now() }));`);
     const launched = await paceLaunch([
       '--nproc-per-node',
       '2',
@@ -735,10 +746,16 @@ describe('a rank that dies or hangs', () => {
     });
     expect(afterDamaged.at - damaged.at).toBeLessThan(5000);
     expect(afterMissing.at - missing.at).toBeLessThan(5000);
-    for (const [rank, { message }] of [ofRank(0)[2], ofRank(1)[2]].entries()) {
-      expect(message).toBe(
-        `PACE_DISTRIBUTED: rank ${rank} of 2: the ranks were given different resumed checkpoints: rank(s) 1 differ ` +
-          `from rank 0 in what it resumes from (here: ${rank === 0 ? 'a checkpoint' : 'nothing (it starts over)'})`,
+    const disagree = (rank: number, what: string, here: string) =>
+      `PACE_DISTRIBUTED: rank ${rank} of 2: the ranks were given different resumed checkpoints: rank(s) 1 differ ` +
+      `from rank 0 in ${what} (here: ${here})`;
+    for (const rank of [0, 1]) {
+      const [startsOver, unmarked] = ofRank(rank).slice(2);
+      expect(startsOver.message).toBe(
+        disagree(rank, 'what it resumes from', rank === 0 ? 'a checkpoint' : 'nothing (it starts over)'),
+      );
+      expect(unmarked.message).toBe(
+        disagree(rank, 'the best state a callback marked', rank === 0 ? 'epoch 0' : 'none'),
       );
     }
   }, 90_000);

@@ -14,7 +14,7 @@ import { readTensorHeaderSync } from '../safetensors';
 import { handleOf } from '../tensor';
 import type { Callback, EpochLogs, FitControl } from './callbacks';
 import { keepPrevious, resumeFrom, ResumeFromSchema } from './checkpoints';
-import { bestMarks } from './marked-best';
+import { bestMarks, MARKED_BEST_FILE, markedEpoch } from './marked-best';
 import {
   agreeOnFit,
   agreeOnMarkBest,
@@ -282,6 +282,7 @@ async function fitEpochs(
   // Each rank's own preparation; data-parallel, its failure on one rank ends every rank's fit before the first
   // collective that follows, rather than leaving the others waiting there.
   let prepared: Failure | undefined;
+  let restorableMark: number | undefined; // the epoch of an earlier fit's best mark this fit can restore
   try {
     if (holding) folder?.removeKilledWritersFiles();
     // Every rank refuses a folder holding an earlier run's files before the first writes it, but for a run that
@@ -298,6 +299,8 @@ async function fitEpochs(
       ({ startEpoch, history } = point);
       resumed = point.file !== undefined;
       continuesFrom = point.file;
+      const marked = await markedEpoch(path.join(folder.dir, MARKED_BEST_FILE));
+      if (marked !== undefined && marked < startEpoch) restorableMark = marked;
     }
   } catch (thrown) {
     if (host.worldSize === 1) throw thrown;
@@ -307,7 +310,7 @@ async function fitEpochs(
     await agreeOnPreparation(prepared !== undefined, host.rank, o.resume ? 'resume' : 'prepare its run folder');
   }
   if (prepared) throw prepared.thrown;
-  if (host.worldSize > 1 && o.resume) await agreeOnStartEpoch(startEpoch, resumed, history);
+  if (host.worldSize > 1 && o.resume) await agreeOnStartEpoch({ startEpoch, resumed, history, restorableMark });
   const stopsAlone = host.worldSize === 1;
   // Data-parallel, what fails on one rank by itself (rank 0 writing the run folder, a rank reading its mark of the
   // best epoch) is held until the ranks next share their outcome, this rank still taking part in every collective

@@ -26,7 +26,7 @@ const unreadable = (file: string, error: unknown) =>
   );
 
 /** The epoch a kept mark was made at, or undefined when there is none. */
-async function markedEpoch(file: string): Promise<number | undefined> {
+export async function markedEpoch(file: string): Promise<number | undefined> {
   if (!fs.existsSync(file)) return undefined;
   try {
     const epoch = (await readTensorHeader(file)).metadata?.epoch;

@@ -55,16 +55,24 @@ function describeSet(set: TensorDataset): Record<string, unknown> {
 
 /**
  * Collective: every rank resumed the same way (each reads its checkpoint itself): at the same epoch, from a
- * checkpoint or starting over (a run killed before its first checkpoint), with the same history. The history
- * decides collectives too (the best validation accuracy so far, whether an epoch writes `best`).
+ * checkpoint or starting over (a run killed before its first checkpoint), with the same history (it decides
+ * collectives too: the best validation accuracy so far, whether an epoch writes `best`), and the same best state a
+ * callback marked (restored on some ranks only, the ranks would go on with different weights).
  */
-export async function agreeOnStartEpoch(startEpoch: number, resumed: boolean, history: unknown[]): Promise<void> {
-  const digest = crypto.createHash('sha256').update(JSON.stringify(history)).digest('hex').slice(0, 16);
+export async function agreeOnStartEpoch(resume: {
+  startEpoch: number;
+  resumed: boolean;
+  history: unknown[];
+  restorableMark?: number;
+}): Promise<void> {
+  const digest = crypto.createHash('sha256').update(JSON.stringify(resume.history)).digest('hex').slice(0, 16);
+  const mark = resume.restorableMark;
   await agreeAcrossRanks(
     [
-      ['the epoch the fit resumes at', String(startEpoch)],
-      ['what it resumes from', resumed ? 'a checkpoint' : 'nothing (it starts over)'],
+      ['the epoch the fit resumes at', String(resume.startEpoch)],
+      ['what it resumes from', resume.resumed ? 'a checkpoint' : 'nothing (it starts over)'],
       ["the resumed checkpoint's history", `sha256 ${digest}`],
+      ['the best state a callback marked', mark === undefined ? 'none' : `epoch ${mark}`],
     ],
     'resumed checkpoints',
   );
