@@ -49,6 +49,12 @@ function paceLaunch(args: string[], env: NodeJS.ProcessEnv = childEnv): Promise<
   });
 }
 
+/** `pace launch` of two ranks running `script` (node -e), with a collective timeout when given. */
+function launchRanks(script: string, timeoutSeconds?: number): Promise<Finished> {
+  const timeout = timeoutSeconds === undefined ? [] : ['--timeout', String(timeoutSeconds)];
+  return paceLaunch(['--nproc-per-node', '2', ...timeout, '--', process.execPath, '-e', script]);
+}
+
 /**
  * A rank's script for `node -e`: `body` runs once the rank has joined the group (`group`), with the package's
  * exports (earlyStopping among them), Node's crypto, fs, os and path, a tiny ViT `model` with rank-2 adapters (`seed`), and `sines(n)` (n
@@ -533,7 +539,7 @@ describe('a rank that dies or hangs', () => {
           epochs: 6, batchSize: 8, progress: false, signal: controller.signal, callbacks: [{ onEpochEnd: stopRankZero }],
         });
         console.log('rank ' + group.rank + ': ' + history.stopReason + ' after ' + history.epochs.length + ' epochs');`);
-    const launched = await paceLaunch(['--nproc-per-node', '2', '--', process.execPath, '-e', script]);
+    const launched = await launchRanks(script);
     expect(launched.stderr).not.toMatch(/failed/);
     expect(launched.status).toBe(0);
     expect(launched.stdout.split('\n').filter(Boolean).sort()).toEqual([
@@ -559,16 +565,7 @@ describe('a rank that dies or hangs', () => {
           console.log('rank ' + group.rank + ': ' + (error.code ?? 'Error') + ': ' + error.message);
         }`);
     const run = async (script: string) => {
-      const launched = await paceLaunch([
-        '--nproc-per-node',
-        '2',
-        '--timeout',
-        '20',
-        '--',
-        process.execPath,
-        '-e',
-        script,
-      ]);
+      const launched = await launchRanks(script, 20);
       expect(launched.status).toBe(0);
       return launched.stdout.split('\n').filter(Boolean).sort();
     };
@@ -634,16 +631,7 @@ describe('a rank that dies or hangs', () => {
           console.log(JSON.stringify({ rank: group.rank, code: error.code, message: error.message, seconds }));
           if (group.rank === 0) await new Promise((resolve) => setTimeout(resolve, 12000));
         }`);
-    const launched = await paceLaunch([
-      '--nproc-per-node',
-      '2',
-      '--timeout',
-      '60',
-      '--',
-      process.execPath,
-      '-e',
-      script,
-    ]);
+    const launched = await launchRanks(script, 60);
     expect(launched.status).toBe(0);
     const [zero, one] = jsonLines<{ rank: number; code?: string; message: string; seconds: number }>(
       launched.stdout,
@@ -716,16 +704,7 @@ describe('a rank that dies or hangs', () => {
         const restored = await fit({ resume: markedCopy, callbacks: [earlyStopping()] }).then(
           () => 'completed', (error) => error.code + ': ' + error.message);
         console.log(JSON.stringify({ rank: group.rank, message: restored, at: Date.now() }));`);
-    const launched = await paceLaunch([
-      '--nproc-per-node',
-      '2',
-      '--timeout',
-      '60',
-      '--',
-      process.execPath,
-      '-e',
-      script,
-    ]);
+    const launched = await launchRanks(script, 60);
     expect([launched.status, launched.stderr]).toEqual([0, '']);
     const lines = jsonLines<{ rank: number; code?: string; message: string; at: number }>(launched.stdout);
     const ofRank = (rank: number) => lines.filter((line) => line.rank === rank);
@@ -778,7 +757,7 @@ describe('a rank that dies or hangs', () => {
         const digest = crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex').slice(0, 16);
         fs.rmSync(file);
         console.log(JSON.stringify({ losses: history.epochs.map((e) => e.loss), digest }));`);
-    const launched = await paceLaunch(['--nproc-per-node', '2', '--', process.execPath, '-e', script]);
+    const launched = await launchRanks(script);
     expect(launched.stderr).not.toMatch(/failed/);
     expect(launched.status).toBe(0);
     const [first, second] = jsonLines(launched.stdout);
@@ -815,7 +794,7 @@ describe('a rank that dies or hangs', () => {
         const refused = await trainer.evaluate(new TensorDataset(images, labels), { batchSize: 4 }).then(
           () => 'evaluated', (error) => error.code + ': ' + error.message);
         console.log(JSON.stringify({ rank: group.rank, losses, digest, refused }));`);
-    const launched = await paceLaunch(['--nproc-per-node', '2', '--', process.execPath, '-e', script]);
+    const launched = await launchRanks(script);
     expect([launched.status, launched.stderr]).toEqual([0, '']);
     const [first, second] = jsonLines(launched.stdout).sort((a, b) => a.rank - b.rank);
     expect(first.losses).toHaveLength(3);
@@ -854,16 +833,7 @@ describe('a rank that dies or hangs', () => {
       // Bug: refused by rank 1 alone (resumeFrom without resume), while rank 0 waited in its first all-reduce
       ['resumeFrom', /rank\(s\) 1 differ from rank 0 in resumeFrom \(here: "no resume, but a resumeFrom"\)/],
     ] as const) {
-      const launched = await paceLaunch([
-        '--nproc-per-node',
-        '2',
-        '--timeout',
-        '60',
-        '--',
-        process.execPath,
-        '-e',
-        script(change),
-      ]);
+      const launched = await launchRanks(script(change), 60);
       expect([change, launched.status]).toEqual([change, 1]);
       expect(launched.stdout).not.toContain('trained');
       expect(launched.stderr).toMatch(differs);
