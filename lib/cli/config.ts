@@ -120,20 +120,25 @@ export function cacheDirOf(config: RunConfig): string | undefined {
 }
 
 /**
+ * A config's `model.pretrained` with a file made absolute against `baseDir`; a pretrained name (or true) is left
+ * for createModel to download.
+ */
+export function weightsSource<T extends string | true | undefined>(pretrained: T, baseDir: string): T {
+  if (typeof pretrained !== 'string' || isPretrainedName(pretrained)) return pretrained;
+  return path.resolve(baseDir, pretrained) as T;
+}
+
+/**
  * Validates a run config given as a value (errors name `what` and the bad field); its relative paths are relative
  * to `baseDir`, as a file's are to its folder.
  */
 export function parseRunConfig(raw: unknown, baseDir: string, what: string): RunConfig {
   const config = parseOptions(RunConfigSchema, raw, what);
   checkSections(config, what);
-  const resolve = (p: string | undefined) => (p === undefined ? undefined : path.resolve(baseDir, p));
-  // a file is relative to the config; a pretrained name (or true) is left for createModel to download
-  const weightsSource = (p: string | true | undefined) =>
-    p === true || (p !== undefined && isPretrainedName(p)) ? p : resolve(p);
   return {
     ...config,
     baseDir,
-    model: { ...config.model, pretrained: weightsSource(config.model.pretrained) },
-    runDir: resolve(config.runDir),
+    model: { ...config.model, pretrained: weightsSource(config.model.pretrained, baseDir) },
+    runDir: config.runDir === undefined ? undefined : path.resolve(baseDir, config.runDir),
   };
 }

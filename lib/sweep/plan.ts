@@ -1,8 +1,7 @@
 import path from 'node:path';
 
-import { parseRunConfig, trainerAsChecked } from '../cli/config';
+import { parseRunConfig, trainerAsChecked, weightsSource } from '../cli/config';
 import { PaceOptionError } from '../errors';
-import { isPretrainedName } from '../hub/names';
 import { parseOptions } from '../options';
 import { FitOptionsSchema } from '../train/fit';
 import { TrainerOptionsSchema } from '../train/trainer';
@@ -91,9 +90,9 @@ export class SweepPlan {
     const config = applySetting(base, this.points[point]);
     config.trainer = { ...config.trainer, seed };
     // A weights file a point names is relative to the sweep config, as the base's is (made absolute on parsing).
-    const { pretrained } = config.model;
-    if (typeof pretrained === 'string' && !isPretrainedName(pretrained)) {
-      config.model = { ...config.model, pretrained: path.resolve(this.config.baseDir, pretrained) };
+    const pretrained = config.model.pretrained as string | true | undefined;
+    if (pretrained !== undefined) {
+      config.model = { ...config.model, pretrained: weightsSource(pretrained, this.config.baseDir) };
     }
     if (task) {
       const data = task.data(stage === 'tune' ? 'tune' : 'evaluate', seed);
