@@ -133,8 +133,10 @@ export function removeKilledWritersFiles(
     const pid = TEMPORARY_NAME.exec(name)?.[1];
     if (pid === undefined || processAlive(Number(pid))) continue;
     const file = path.join(dir, name);
-    const modified = fs.statSync(file, { throwIfNoEntry: false })?.mtimeMs;
-    if (idleMs !== undefined && (modified === undefined || Date.now() - modified < idleMs)) continue;
+    if (idleMs !== undefined) {
+      const modified = fs.statSync(file, { throwIfNoEntry: false })?.mtimeMs;
+      if (modified === undefined || Date.now() - modified < idleMs) continue;
+    }
     fs.rmSync(file, { force: true });
   }
 }

@@ -80,13 +80,27 @@ export async function agreeOnStartEpoch(resume: {
 
 const listed = (ranks: number[]) => `rank${ranks.length > 1 ? 's' : ''} ${ranks.join(', ')}`;
 
-/** The ranks whose code is 1 in a gather of failures. */
-async function failedRanks(failed: boolean, what: string): Promise<number[]> {
-  const codes = await gatherAcrossRanks(failed ? 1 : 0, what);
-  return codes.flatMap((code, r) => (code === 1 ? [r] : []));
-}
+/** The ranks that gave `wanted` in a gather. */
+const ranksWith = (codes: number[], wanted: number) => codes.flatMap((value, r) => (value === wanted ? [r] : []));
 
 const theirErrors = (ranks: number[]) => (ranks.length > 1 ? 'their errors say why' : 'its error says why');
+
+/**
+ * Collective: whether each rank could do its own part of a step (`what`). A rank that failed throws its own error
+ * (the caller's); the others throw one saying who failed (`failures`), so that every rank ends at once.
+ */
+async function shareOwnFailure(
+  failed: boolean,
+  rank: number,
+  what: string,
+  failures: (failing: number[]) => string,
+): Promise<void> {
+  const failing = ranksWith(await gatherAcrossRanks(failed ? 1 : 0, `sharing whether every rank could ${what}`), 1);
+  if (failed || failing.length === 0) return;
+  throw new PaceDistributedError(
+    `rank ${rank}: ${failures(failing)} (${theirErrors(failing)}); the fit stops on every rank`,
+  );
+}
 
 /**
  * Collective, before anything else of a data-parallel fit with a run folder: whether rank 0 took the folder's
@@ -95,14 +109,11 @@ const theirErrors = (ranks: number[]) => (ranks.length > 1 ? 'their errors say w
  * The failed ranks throw their own errors.
  */
 export async function agreeOnRunFolder(failed: boolean, rank: number, dir: string): Promise<void> {
-  const failing = await failedRanks(failed, `sharing whether every rank could open the run folder ${dir}`);
-  if (failed || failing.length === 0) return;
-  const failures = [
-    ...(failing[0] === 0 ? [`rank 0 could not hold the run folder ${dir}`] : []),
-    ...(failing.some((r) => r > 0) ? [`${listed(failing.filter((r) => r > 0))} could not open its run folder`] : []),
-  ];
-  throw new PaceDistributedError(
-    `rank ${rank}: ${failures.join('; ')} (${theirErrors(failing)}); the fit stops on every rank`,
+  await shareOwnFailure(failed, rank, `open the run folder ${dir}`, (failing) =>
+    [
+      ...(failing[0] === 0 ? [`rank 0 could not hold the run folder ${dir}`] : []),
+      ...(failing.some((r) => r > 0) ? [`${listed(failing.filter((r) => r > 0))} could not open its run folder`] : []),
+    ].join('; '),
   );
 }
 
@@ -113,11 +124,7 @@ export async function agreeOnRunFolder(failed: boolean, rank: number, dir: strin
  * The failed rank throws its own error.
  */
 export async function agreeOnPreparation(failed: boolean, rank: number, what: string): Promise<void> {
-  const failing = await failedRanks(failed, `sharing whether every rank could ${what}`);
-  if (failed || failing.length === 0) return;
-  throw new PaceDistributedError(
-    `rank ${rank}: ${listed(failing)} could not ${what} (${theirErrors(failing)}); the fit stops on every rank`,
-  );
+  await shareOwnFailure(failed, rank, what, (failing) => `${listed(failing)} could not ${what}`);
 }
 
 /** What failed on a rank in a phase: one of its callbacks, or its own work since the last phase (see fit). */
@@ -142,9 +149,8 @@ const CODES = { none: 0, stop: 1, 'a callback': 2, 'its own work': 3, markBest: 
 
 /** Why the ranks stop, from what each said; undefined when none failed. */
 function failuresIn(codes: number[], phase: string): string | undefined {
-  const ranks = (wanted: number) => codes.flatMap((value, r) => (value === wanted ? [r] : []));
-  const callbackFailed = ranks(CODES['a callback']);
-  const ownFailed = ranks(CODES['its own work']);
+  const callbackFailed = ranksWith(codes, CODES['a callback']);
+  const ownFailed = ranksWith(codes, CODES['its own work']);
   const failures = [
     ...(callbackFailed.length > 0 ? [`a callback failed on ${listed(callbackFailed)} ${phase}`] : []),
     ...(ownFailed.length > 0
@@ -159,7 +165,7 @@ function failuresIn(codes: number[], phase: string): string | undefined {
 
 /** The message of ranks whose callbacks did not all ask for markBest at this point. */
 function unevenMarks(codes: number[], phase: string): string {
-  const marking = codes.flatMap((value, r) => (value === CODES.markBest ? [r] : []));
+  const marking = ranksWith(codes, CODES.markBest);
   const others = codes.flatMap((value, r) => (value !== CODES.markBest ? [r] : []));
   return (
     `a callback called markBest on ${listed(marking)} ${phase} where ${listed(others)} did not ` +
@@ -183,7 +189,7 @@ export async function agreeOnPhase(here: PhaseOutcome, rank: number, phase: stri
   const failed = failuresIn(codes, phase);
   const why = failed ?? (codes.includes(CODES.markBest) ? unevenMarks(codes, phase) : undefined);
   if (why !== undefined) throw new PaceDistributedError(`rank ${rank}: ${why}; the fit stops on every rank`);
-  const stopping = codes.flatMap((value, r) => (value === CODES.stop ? [r] : []));
+  const stopping = ranksWith(codes, CODES.stop);
   return here.stopReason ?? (stopping.length > 0 ? `stopped by a callback on ${listed(stopping)}` : undefined);
 }
 
