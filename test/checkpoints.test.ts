@@ -16,6 +16,8 @@ import {
   type Model,
   type TensorRecord,
 } from '../lib';
+import { keepPrevious } from '../lib/train/checkpoints';
+import { RunFolder } from '../lib/train/run-folder';
 import { checkpointDigest, saveCheckpointWithDigest } from './support/checkpoint-digest';
 import { makeTempDir } from './support/paths';
 import { colourDataset, seededRandom, tinyVit } from './support/synthetic';
@@ -502,6 +504,24 @@ test('on a file system without hard links the checkpoints and the lock are copie
     expect(history.epochs.map((e) => e.epoch)).toEqual([0, 1, 2, 3]);
     expect((await adapterBytes(resumed)).equals(expected)).toBe(true);
     expect(link).toHaveBeenCalled();
+  } finally {
+    link.mockRestore();
+  }
+});
+
+test('a checkpoint removed between its check and its keeping as previous is passed over, not a missing folder', () => {
+  // Bug: the link's ENOENT was reported as "cannot write previous.safetensors: its folder does not exist".
+  const run = new RunFolder(path.join(temp.dir, 'vanishing-last'));
+  fs.writeFileSync(run.lastCheckpoint, 'a checkpoint');
+  const realLink = fs.linkSync;
+  const link = jest.spyOn(fs, 'linkSync').mockImplementation((from, to) => {
+    fs.rmSync(from); // removed by hand just after keepPrevious saw it
+    realLink(from, to);
+  });
+  try {
+    keepPrevious(run);
+    expect(link).toHaveBeenCalled();
+    expect(fs.readdirSync(run.dir)).toEqual([]);
   } finally {
     link.mockRestore();
   }

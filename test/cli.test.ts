@@ -648,6 +648,9 @@ test('bad flag values, and flags that would be ignored, are usage errors naming 
       ['sweep', '--config', 'missing-sweep.json', '--parallel', '0'],
       "--parallel must be a whole number from 1, got '0'",
     ],
+    // Number() reads hexadecimal, binary and octal: --threads 0x10 ran 16 threads
+    [['sweep', '--config', 'missing-sweep.json', '--threads', '0x10'], "--threads must be a number, got '0x10'"],
+    [[...fit, '--run-dir', 'never', '--epochs', '0b11'], "--epochs must be a number, got '0b11'"],
     // --device was ignored without --gemm; a bad --model was exit 1 without naming the flag
     [['doctor', '--device', 'cuda'], '--device chooses where --gemm measures: give --gemm too'],
     [['serve', '--weights', vit28Weights, '--model', 'vit_nonexistent'], "--model: unknown model 'vit_nonexistent'"],

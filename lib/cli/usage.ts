@@ -14,10 +14,15 @@ export interface Command {
 /** A mistake in the command line (a PaceOptionError): printed with the command's usage, exit code 2. */
 export class UsageError extends PaceOptionError {}
 
-/** A flag's value as a finite number, or a UsageError naming the flag. */
+/** A decimal number as people write one (`3`, `-0.5`, `1e-3`); Number() also reads `0x10`, `0b11` and `0o7`. */
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
+/** A flag's value as a finite decimal number, or a UsageError naming the flag. */
 export function numberFlag(name: string, text: string): number {
   const value = Number(text);
-  if (text.trim() === '' || !Number.isFinite(value)) throw new UsageError(`${name} must be a number, got '${text}'`);
+  if (!DECIMAL.test(text.trim()) || !Number.isFinite(value)) {
+    throw new UsageError(`${name} must be a number, got '${text}'`);
+  }
   return value;
 }
 

@@ -203,6 +203,8 @@ export function keepPrevious(run: RunFolder, continuesFrom: string = run.lastChe
     } catch {
       // the write's own failure is the one to report
     }
+    // Removed since it was looked for (by hand, say): nothing to keep, as if it had not been there.
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT' && !fs.existsSync(continuesFrom)) return;
     throw writeFailure(error, run.previousCheckpoint);
   }
 }
