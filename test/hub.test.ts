@@ -769,6 +769,39 @@ describe('downloads', () => {
     expectNothingCached(cacheDir, 'models--test--tiny-vit');
   });
 
+  test('a transfer slower than minBytesPerSecond is abandoned; one at its pace completes', async () => {
+    // Bug: only silence counted: a server sending a byte every minute kept a download going for weeks.
+    hub.faults.set(sha256(tinyWeights), 'drip'); // the second half in 40 slices over a second
+    const second = tinyWeights.length - (tinyWeights.length >> 1);
+    const cacheDir = freshCache();
+    const started = Date.now();
+    await expectFailure(
+      downloadPretrained(`hf-hub:${tinyRepo}`, {
+        endpoint: hub.url,
+        cacheDir,
+        progress: false,
+        stallTimeoutMs: 300,
+        minBytesPerSecond: 10 * second,
+      }),
+      PaceNetworkError,
+      new RegExp(
+        `model\\.safetensors of test/tiny-vit: stalled after \\d+ of ${tinyWeights.length} bytes: \\d+ bytes in ` +
+          `the last 0\\.3 s, slower than the minimum of ${10 * second} bytes/s \\(minBytesPerSecond\\)`,
+      ),
+    );
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expectNothingCached(cacheDir, 'models--test--tiny-vit');
+
+    const paced = await downloadPretrained(`hf-hub:${tinyRepo}`, {
+      endpoint: hub.url,
+      cacheDir: freshCache(),
+      progress: false,
+      stallTimeoutMs: 2_000,
+      minBytesPerSecond: second / 10,
+    });
+    expect(fs.readFileSync(paced.file).equals(tinyWeights)).toBe(true);
+  });
+
   test('an API answer that stalls after its headers is abandoned after the stall timeout', async () => {
     // Bug: the stall timer stopped once the headers came, and the JSON bodies had none: `pace pull` hung forever.
     hub.stallApi = true;

@@ -39,6 +39,15 @@ export const DownloadPretrainedOptionsSchema = z
     /** A transfer that receives nothing for this many milliseconds is abandoned. */
     stallTimeoutMs: z.number().int().min(1).max(MAX_TIMER_MS).default(60_000),
     /**
+     * A transfer that brings fewer bytes than this per second, over any window of `stallTimeoutMs`, is abandoned
+     * (0: any pace that is not a stall).
+     */
+    minBytesPerSecond: z
+      .number()
+      .min(0)
+      .max(2 ** 40)
+      .default(1024),
+    /**
      * Stops the download: the call rejects with the signal's reason, and the file being transferred leaves nothing
      * in the cache (files completed before stay).
      */
@@ -202,8 +211,8 @@ async function fetchIntoCache(
     }
     if (!cache.hasBlob(file.etag)) {
       try {
-        const stallMs = o.stallTimeoutMs;
-        await transferToCache({ client, cache, repo, commit, file, progress, stallMs, name, signal: o.signal });
+        const pace = { stallMs: o.stallTimeoutMs, minBytesPerSecond: o.minBytesPerSecond };
+        await transferToCache({ client, cache, repo, commit, file, progress, name, signal: o.signal, ...pace });
       } catch (error) {
         throw fail(error, path);
       }

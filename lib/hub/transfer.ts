@@ -22,6 +22,8 @@ export interface Transfer {
   progress: ProgressSink;
   /** A transfer that receives nothing for this long is abandoned. */
   stallMs: number;
+  /** A transfer slower than this over a window of `stallMs` is abandoned. */
+  minBytesPerSecond: number;
   /** The pretrained name as given, for messages. */
   name: string;
   /** Stops the transfer: it then rejects with the signal's reason, its temporary file removed. */
@@ -35,29 +37,73 @@ function expectedHash(file: RemoteFile): { hash: crypto.Hash; expected: string; 
   return { hash, expected: file.gitOid ?? '', kind: 'git blob id' };
 }
 
-/**
- * The next chunk; a PaceNetworkError when none comes within `stallMs`, the signal's reason when it stops the
- * transfer first (the read is then cancelled).
- */
-async function readWithin(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  stallMs: number,
-  describe: () => string,
-  signal: AbortSignal | undefined,
-): Promise<ReadableStreamReadResult<Uint8Array>> {
-  signal?.throwIfAborted();
+/** `promise`'s value, `undefined` when `ms` pass first, the signal's reason when it stops first. */
+async function within<T>(promise: Promise<T>, ms: number, signal: AbortSignal | undefined): Promise<T | undefined> {
   let timer: NodeJS.Timeout | undefined;
   let stop: (() => void) | undefined;
-  const interrupted = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new PaceNetworkError(`${describe()}: no data for ${stallMs / 1000} s`)), stallMs);
+  const interrupted = new Promise<undefined>((resolve, reject) => {
+    timer = setTimeout(() => resolve(undefined), ms);
     stop = () => reject(signal?.reason);
     signal?.addEventListener('abort', stop, { once: true });
   });
   try {
-    return await Promise.race([reader.read(), interrupted]);
+    return await Promise.race([promise, interrupted]);
   } finally {
     clearTimeout(timer);
     if (stop) signal?.removeEventListener('abort', stop);
+  }
+}
+
+/**
+ * A transfer's chunks, held to a pace: a PaceNetworkError when none comes for `stallMs`, or when a window of
+ * `stallMs` brings fewer than `minBytesPerSecond` (a server that drips a byte at a time never stalls, and would
+ * keep a download going for weeks); the signal's reason when it stops the transfer first.
+ */
+class PacedReader {
+  #pending: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
+  #lastChunkAt = performance.now();
+  #windowStart = this.#lastChunkAt;
+  #windowBytes = 0;
+
+  constructor(
+    private readonly reader: ReadableStreamDefaultReader<Uint8Array>,
+    private readonly stallMs: number,
+    private readonly minBytesPerSecond: number,
+    private readonly signal: AbortSignal | undefined,
+  ) {}
+
+  /** The next chunk; `describe` says where the transfer stands, for a failure. */
+  async read(describe: () => string): Promise<ReadableStreamReadResult<Uint8Array>> {
+    for (;;) {
+      this.signal?.throwIfAborted();
+      const now = performance.now();
+      if (now - this.#lastChunkAt >= this.stallMs) {
+        throw new PaceNetworkError(`${describe()}: no data for ${this.stallMs / 1000} s`);
+      }
+      if (now - this.#windowStart >= this.stallMs) this.#endWindow(describe);
+      const wake = Math.min(this.#lastChunkAt, this.#windowStart) + this.stallMs;
+      this.#pending ??= this.reader.read();
+      const result = await within(this.#pending, Math.max(1, wake - now), this.signal);
+      if (result === undefined) continue;
+      this.#pending = undefined;
+      if (!result.done) {
+        this.#lastChunkAt = performance.now();
+        this.#windowBytes += result.value.byteLength;
+      }
+      return result;
+    }
+  }
+
+  #endWindow(describe: () => string): void {
+    const needed = (this.minBytesPerSecond * this.stallMs) / 1000;
+    if (this.#windowBytes < needed) {
+      throw new PaceNetworkError(
+        `${describe()}: ${this.#windowBytes} bytes in the last ${this.stallMs / 1000} s, slower than the ` +
+          `minimum of ${this.minBytesPerSecond} bytes/s (minBytesPerSecond)`,
+      );
+    }
+    this.#windowStart = performance.now();
+    this.#windowBytes = 0;
   }
 }
 
@@ -109,6 +155,7 @@ export async function transferToCache(t: Transfer): Promise<void> {
   if (!stream) throw new PaceNotFoundError(`${what} not found at commit ${t.commit}`);
   const temporary = await t.cache.temporaryPath(file.etag);
   const reader = stream.getReader();
+  const paced = new PacedReader(reader, t.stallMs, t.minBytesPerSecond, t.signal);
   const { hash, expected, kind } = expectedHash(file);
   let handle: fs.promises.FileHandle | undefined;
   let bytes = 0;
@@ -120,7 +167,7 @@ export async function transferToCache(t: Transfer): Promise<void> {
       let chunk: ReadableStreamReadResult<Uint8Array>;
       try {
         const stalled = () => `${what}: stalled after ${bytes} of ${file.size} bytes`;
-        chunk = await readWithin(reader, t.stallMs, stalled, t.signal);
+        chunk = await paced.read(stalled);
       } catch (error) {
         if (error instanceof PaceNetworkError || t.signal?.aborted) throw error;
         // Nothing came: the server refused the transfer (the Hub's failure names its HTTP status) or never answered.

@@ -14,7 +14,7 @@ export interface FakeRepo {
 }
 
 /** A fault the CDN injects into the full transfer of one blob (by its SHA-256). */
-export type Fault = 'truncate' | 'corrupt' | 'stall' | 'refuse' | 'flood' | 'unreachable';
+export type Fault = 'truncate' | 'corrupt' | 'stall' | 'drip' | 'refuse' | 'flood' | 'unreachable';
 
 /** One request the fake Hub received. */
 export interface SeenRequest {
@@ -52,6 +52,20 @@ export const gitBlobId = (data: Buffer) =>
 export const commitOf = (repo: string, fake?: FakeRepo) =>
   fake?.commit ?? crypto.createHash('sha1').update(`commit of ${repo}`).digest('hex');
 const isLfs = (file: string) => /\.(safetensors|npz|bin)$/.test(file);
+
+/** Sends `data` in `slices` writes `intervalMs` apart, then ends the answer (stops if the client hangs up). */
+function drip(response: http.ServerResponse, data: Buffer, slices: number, intervalMs: number): void {
+  const size = Math.ceil(data.length / slices);
+  let offset = 0;
+  const next = () => {
+    if (response.destroyed) return;
+    if (offset >= data.length) return void response.end();
+    response.write(data.subarray(offset, offset + size));
+    offset += size;
+    setTimeout(next, intervalMs).unref();
+  };
+  next();
+}
 
 function json(response: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
   response.writeHead(status, { 'content-type': 'application/json', ...headers });
@@ -280,10 +294,12 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
           sendBytes(request, response, copy, cdnHeaders);
           return;
         }
-        // truncate / stall: announce every byte, send half, then drop the connection or go silent
+        // truncate / stall / drip: announce every byte, send half, then drop the connection, go silent, or send
+        // the rest in 40 slices 25 ms apart (a second's transfer at its own pace)
         response.writeHead(200, { 'content-length': String(data.length) });
         response.write(data.subarray(0, data.length >> 1), () => {
           if (fault === 'truncate') setTimeout(() => response.socket?.destroy(), 20);
+          if (fault === 'drip') drip(response, data.subarray(data.length >> 1), 40, 25);
         });
       };
       waiting.push(serve);
