@@ -305,7 +305,9 @@ describe('evaluation end to end on sets laid out as ImageNet-A and -R', () => {
     expect(rExpected.top1).toBeGreaterThan(0);
 
     const progress: number[] = [];
-    const report = await evaluateDomainShift(model, {
+    // each list is read once: checked whole before the first set runs, and evaluated from what was read then
+    const reads = jest.spyOn(fs, 'readFileSync');
+    const evaluation = evaluateDomainShift(model, {
       targets: {
         'imagenet-r': { list: r.list, root },
         'imagenet-a': { list: a.list, root, classes: aClasses() },
@@ -314,6 +316,11 @@ describe('evaluation end to end on sets laid out as ImageNet-A and -R', () => {
       batchSize: 5,
       decodeChunk: 4,
       onProgress: ({ set, done }) => set === 'imagenet-a' && progress.push(done),
+    });
+    const report = await evaluation.finally(() => {
+      const lists = reads.mock.calls.map(([file]) => file).filter((file) => file === r.list || file === a.list);
+      reads.mockRestore();
+      expect(lists.sort()).toEqual([r.list, a.list].sort());
     });
     expect(progress).toEqual([4, 8, 12]);
 

@@ -264,8 +264,10 @@ function repeatedJsonKey(text: string): string | undefined {
   return undefined;
 }
 
-/** A list file's text; a missing or unreadable file is an error naming it. */
-/** A list's text; one that is not text (a NUL byte, or bytes that are not UTF-8) is refused as a whole. */
+/**
+ * A list file's text; a missing or unreadable file is an error naming it, and one that is not text (a NUL byte, or
+ * bytes that are not UTF-8) is refused as a whole.
+ */
 function readList(file: string, what: string): string {
   let bytes: Buffer;
   try {

@@ -156,14 +156,14 @@ export async function evaluateDomainShift(
   const normalization = checkNormalization(options.normalization ?? IMAGENET_NORMALIZATION, 'options.normalization');
   // Every list's lines, labels and images checked before the first is decoded: a missing image of the last set
   // must not end the call after the others have run.
-  checkDomainShiftTargets(options.targets, model.spec.numClasses);
+  const lists = readListTargets(options.targets, model.spec.numClasses);
   // The native evaluation runs in evaluation mode and leaves the model's mode as it found it.
   const sets: DomainShiftReport['sets'] = [];
   for (const set of DOMAIN_SHIFT_SETS) {
     const target = options.targets[set.name];
     if (!target) continue;
     const score = scorer(model, set.name, batchSize, { ...options, normalization });
-    const result = 'dataset' in target ? await score.dataset(target) : await score.list(target, chunk);
+    const result = 'dataset' in target ? await score.dataset(target) : await score.list(lists.get(set.name)!, chunk);
     sets.push({ name: set.name, title: set.title, result });
   }
   options.signal?.throwIfAborted(); // a stop asked during the last chunk: no report of a stopped evaluation
@@ -184,15 +184,26 @@ export function checkDomainShiftTargets(
   targets: Partial<Record<DomainShiftSetName, DomainShiftTarget>>,
   numClasses: number,
 ): void {
+  readListTargets(targets, numClasses);
+}
+
+/** {@link checkDomainShiftTargets}'s checks; returns the list targets as read, by set. */
+function readListTargets(
+  targets: Partial<Record<DomainShiftSetName, DomainShiftTarget>>,
+  numClasses: number,
+): Map<DomainShiftSetName, ListEntries> {
   checkSetsAndHead(targets, numClasses);
+  const lists = new Map<DomainShiftSetName, ListEntries>();
   for (const [name, target] of Object.entries(targets) as [DomainShiftSetName, DomainShiftTarget][]) {
     if ('dataset' in target) continue;
-    const { list, entries } = listEntries(name, target);
-    const missing = entries.find((entry) => !fs.existsSync(entry.path));
+    const read = listEntries(name, target);
+    const missing = read.entries.find((entry) => !fs.existsSync(entry.path));
     if (missing) {
-      throw new PaceNotFoundError(`${list}: image '${missing.path}' (list line ${missing.line}) does not exist`);
+      throw new PaceNotFoundError(`${read.list}: image '${missing.path}' (list line ${missing.line}) does not exist`);
     }
+    lists.set(name, read);
   }
+  return lists;
 }
 
 function checkSetsAndHead(targets: EvaluateDomainShiftOptions['targets'], numClasses: number): void {
@@ -206,8 +217,15 @@ function checkSetsAndHead(targets: EvaluateDomainShiftOptions['targets'], numCla
   }
 }
 
+/** A list target as read: its file, its entries and the classes it is scored over (undefined: all). */
+interface ListEntries {
+  list: string;
+  entries: SplitEntry[];
+  classes: number[] | undefined;
+}
+
 /** A list target's entries and the classes it is scored over, each label checked to be among them. */
-function listEntries(name: DomainShiftSetName, target: DomainShiftList) {
+function listEntries(name: DomainShiftSetName, target: DomainShiftList): ListEntries {
   const { list, root } = parseOptions(DomainShiftListSchema, target, `options.targets['${name}']`);
   const entries = domainShiftEntries(list, root);
   const classes = subsetFor(name, target.classes, () => entries.map((e) => e.label));
@@ -258,8 +276,7 @@ function scorer(
       await run(dataset, classes, dataset.length);
       return result(classes);
     },
-    async list(target: DomainShiftList, chunk: number): Promise<DomainShiftResult> {
-      const { list, entries, classes } = listEntries(name, target);
+    async list({ list, entries, classes }: ListEntries, chunk: number): Promise<DomainShiftResult> {
       const size = model.spec.imgSize;
       // The next chunk decodes while this one is evaluated. Its failure is handled here at once, so that it is
       // not an unhandled rejection (which ends the process) before the loop comes to await it.
