@@ -474,6 +474,18 @@ test('an AbortSignal stops Trainer.evaluate between batches, rejecting with its 
   // The trainer and model go on as before.
   expect((await trainer.evaluate(data, { batchSize: 8 })).accuracy).toBe(whole.accuracy);
   await expect(trainer.evaluate(data, { signal: 'no' as never })).rejects.toThrow(/signal/);
+
+  // Queued behind another call: the abort rejects at once, while the call ahead still runs (it waited for that
+  // call to end, then started and stopped).
+  const settled: string[] = [];
+  const ahead = trainer.evaluate(data, { batchSize: 8 }).finally(() => settled.push('ahead'));
+  const queued = new AbortController();
+  const waiting = trainer.evaluate(data, { batchSize: 8, signal: queued.signal }).finally(() => settled.push('queued'));
+  queued.abort(reason);
+  await expect(waiting).rejects.toBe(reason);
+  expect((await ahead).accuracy).toBe(whole.accuracy);
+  expect(settled).toEqual(['queued', 'ahead']);
+  expect((await trainer.evaluate(data, { batchSize: 8 })).accuracy).toBe(whole.accuracy);
 });
 
 test('a fit asked while a forward and an adapter save are still queued runs after them, as other calls do', async () => {

@@ -34,8 +34,8 @@ export const EvaluateOptionsSchema = z
     classes: z.array(z.number().int().min(0)).min(1).optional(),
     precision: z.enum(['fp32', 'tf32', 'bf16']).default('fp32'),
     /**
-     * Stops the evaluation before its next batch: the call then rejects with the signal's reason. A data-parallel
-     * trainer's evaluation is collective and runs to its end.
+     * Stops the evaluation before its next batch: the call rejects with the signal's reason at once, also while it
+     * waits behind other calls on the model. A data-parallel trainer's evaluation is collective and runs to its end.
      */
     signal: z.custom<AbortSignal>((value) => value instanceof AbortSignal, 'expected an AbortSignal').optional(),
   })
@@ -67,17 +67,26 @@ export async function evaluateDataset(
   const signal = sharded ? undefined : given; // every rank must take part in a collective evaluation to its end
   signal?.throwIfAborted();
   const stop = signal && new (nativeAddon().NativeStopFlag)();
-  const onAbort = () => stop?.stop();
+  // An abort rejects at once, also while the evaluation waits behind other calls on the model; the native loop,
+  // stopped, ends at its next batch (or as soon as its turn comes).
+  let rejectAborted: (reason: unknown) => void = () => undefined;
+  const aborted = new Promise<never>((_, reject) => (rejectAborted = reject));
+  const onAbort = () => {
+    stop?.stop();
+    rejectAborted(signal?.reason);
+  };
   signal?.addEventListener('abort', onAbort);
   let result: Awaited<ReturnType<typeof model.nativeHandle.evaluate>>;
   try {
-    result = await model.nativeHandle.evaluate(handleOf(dataset.images), handleOf(dataset.labels), {
+    const evaluation = model.nativeHandle.evaluate(handleOf(dataset.images), handleOf(dataset.labels), {
       ...native,
       normalization,
       ...(dataset.extents && { extents: handleOf(dataset.extents) }),
       sharded,
       ...(stop && { stop }),
     });
+    evaluation.catch(() => undefined); // what it does after an abort has rejected the call is nobody's to hear
+    result = await (signal ? Promise.race([evaluation, aborted]) : evaluation);
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
