@@ -151,6 +151,17 @@ describe('run folders', () => {
     expect(() => readRun(corrupt)).toThrow(/config\.json is not readable JSON/);
   });
 
+  test('a metrics.jsonl an editor saved with a byte-order mark reads as without it', () => {
+    // Bug: "Unexpected token '\uFEFF'" at line 1
+    const dir = path.join(temp.dir, 'with-bom');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'metrics.jsonl'), '\uFEFF{"epoch": 0, "loss": 1.5}\n{"epoch": 1, "loss": 1}\n');
+    expect(readRun(dir).epochs).toEqual([
+      { epoch: 0, loss: 1.5 },
+      { epoch: 1, loss: 1 },
+    ]);
+  });
+
   test("a real run folder reads back as fit wrote it; summary.csv alone gives the same numbers (without 'seconds')", () => {
     const run = readRun(withPace);
     expect(run.source).toBe('metrics.jsonl');
@@ -228,6 +239,50 @@ test('runs are labelled by the settings that differ: the baseline, σ and λ by 
   expect(labelRuns([runOf('x', config(1, 1, 1)), runOf('y', config(1, 1, 1))]).map((l) => l.label)).toEqual(['x', 'y']);
   const lr = (value: number) => ({ trainer: { optimizer: { lr: value }, pace: { sigma: 0, lambda: 0 } } });
   expect(labelRuns([runOf('p', lr(1e-4)), runOf('q', lr(0.01))]).map((l) => l.label)).toEqual(['lr 1e-4', 'lr 0.01']);
+});
+
+test("labels tell apart what differs: a sweep's runs by task (not the data settings it gave), a folder by its path's tail, a name two settings share by the whole path", () => {
+  // Bugs: a few-shot sweep's runs were labelled by every data.* setting ('data.train.fewShot.seed 0, ...') and each
+  // seed was a colour of its own; runs of two sweeps both named run_0 got the same label; data.train.seed and
+  // trainer.seed were both 'seed'; an eleventh group drew exactly as the first.
+  const fewShot = (task: string, seed: number, shots: number) => ({
+    ...runOf(`${task}-s${seed}`, {
+      trainer: { pace: { sigma: 0.5, lambda: 1 }, seed },
+      data: { train: { fewShot: { seed, shots } } },
+    }),
+    sweep: { status: 'finished' as const, stage: 'grid' as const, task },
+  });
+  const tasks = labelRuns([fewShot('food-1', 0, 1), fewShot('food-1', 1, 1), fewShot('food-2', 0, 2)]);
+  expect(tasks.map((l) => l.label)).toEqual(['task food-1, seed 0', 'task food-1, seed 1', 'task food-2, seed 0']);
+  expect(tasks.map((l) => [l.groupIndex, l.repeatIndex])).toEqual([
+    [0, 0],
+    [0, 1],
+    [1, 0],
+  ]);
+
+  const config = { trainer: { pace: { sigma: 0.5, lambda: 1 } } };
+  const twoSweeps = labelRuns([
+    { ...runOf('run_0', config), dir: '/work/sweepA/run_0' },
+    { ...runOf('run_0', config), dir: '/work/sweepB/run_0' },
+  ]);
+  expect(twoSweeps.map((l) => l.label)).toEqual(['sweepA/run_0', 'sweepB/run_0']);
+
+  const seeds = labelRuns([
+    runOf('a', { trainer: { seed: 0 }, data: { train: { seed: 5 } } }),
+    runOf('b', { trainer: { seed: 1 }, data: { train: { seed: 6 } } }),
+  ]);
+  expect(seeds.map((l) => l.label)).toEqual(['trainer.seed 0, data.train.seed 5', 'trainer.seed 1, data.train.seed 6']);
+
+  // 12 settings, 2 seeds each: the 11th and 12th share the 1st's and 2nd's colours, and take dashes of their own
+  const many = labelRuns(
+    Array.from({ length: 24 }, (_, i) =>
+      runOf(`r${i}`, { trainer: { pace: { sigma: Math.floor(i / 2) / 10 + 0.1, lambda: 1 }, seed: i % 2 } }),
+    ),
+  );
+  const looks = many.map((l) => `${l.groupIndex % 10} ${l.dashIndex}`);
+  expect(new Set(looks).size).toBe(24);
+  expect(many.slice(0, 4).map((l) => l.dashIndex)).toEqual([0, 1, 0, 1]);
+  expect(many.slice(20).map((l) => l.dashIndex)).toEqual([2, 3, 2, 3]);
 });
 
 test('a sweep gives accuracy grids over each pair of swept settings, averaged over seeds; σ and λ moving together give none', () => {
@@ -399,6 +454,63 @@ describe('pace report on two real runs (baseline and PACE, diagnostics on)', () 
       await expect(written).rejects.toThrow(PaceUnsupportedError);
       await expect(written).rejects.toThrow(/under Jest, run with node --experimental-vm-modules/);
     }
+  });
+
+  test("--out replaces a report but no other file: a run's metrics.jsonl given as --out is left as it was", () => {
+    // Bug: the report was written over whatever --out named: the run's history was lost, its folder then unreadable.
+    const metrics = path.join(withPace, 'metrics.jsonl');
+    const before = fs.readFileSync(metrics);
+    const refused = pace(['report', withPace, '--out', metrics]);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toContain(`${metrics} exists and is not a pace-peft report: it is left as it is`);
+    expect(fs.readFileSync(metrics).equals(before)).toBe(true);
+    for (let time = 0; time < 2; time++) expect(pace(['report', baseline, '--out', 'twice.html']).status).toBe(0);
+    const underFile = pace(['report', baseline, '--out', 'twice.html/inside.html']);
+    expect(underFile.status).toBe(1);
+    expect(underFile.stderr).toContain(
+      "cannot write the report to twice.html/inside.html: a part of its folder's path is a file",
+    );
+  });
+
+  test("a sweep folder's linked runs count, a run named twice counts once, and unreadable runs are left out saying why", () => {
+    // Bugs: a run folder linked into the sweep folder and one whose name is not UTF-8 were left out in silence;
+    // one damaged run of a sweep stopped the whole report.
+    const sweep = path.join(temp.dir, 'mixed-sweep');
+    const history = (sigma: number) => {
+      const dir = path.join(temp.dir, 'mixed-runs', `s${sigma}`);
+      const run = new RunFolder(dir);
+      run.writeConfig({ trainer: { pace: { sigma, lambda: 1 } } });
+      run.writeHistory([
+        { epoch: 0, loss: 1, clsLoss: 1, paceLoss: 0, acc: 0.5, lr: 0.001, imagesPerSecond: 100, seconds: 1 },
+      ]);
+      return dir;
+    };
+    fs.mkdirSync(sweep, { recursive: true });
+    fs.cpSync(history(0.5), path.join(sweep, 'a'), { recursive: true });
+    fs.symlinkSync(history(1), path.join(sweep, 'b')); // a run kept elsewhere
+    fs.symlinkSync(path.join(sweep, 'loop'), path.join(sweep, 'loop')); // a link to itself: no folder
+    fs.cpSync(history(2), path.join(sweep, 'c'), { recursive: true });
+    fs.appendFileSync(path.join(sweep, 'c', 'metrics.jsonl'), '{"epoch": 1, "lo'); // killed mid-line
+    const latin1 = Buffer.concat([Buffer.from(path.join(sweep, 'caf')), Buffer.from([0xe9])]);
+    fs.mkdirSync(latin1);
+    fs.copyFileSync(path.join(sweep, 'a', 'metrics.jsonl'), Buffer.concat([latin1, Buffer.from('/metrics.jsonl')]));
+
+    const run = pace(['report', 'mixed-sweep', path.join('mixed-sweep', 'a'), '--out', 'mixed.html']);
+    expect(run.status).toBe(0);
+    expect(run.stdout).toContain('report of 2 run(s)');
+    expect(run.stdout).toContain(`σ 0.5: ${path.join(sweep, 'a')}\n  σ 1: ${path.join(sweep, 'b')}`);
+    expect(run.stderr).toContain('warning: 2 run folder(s) could not be read and are left out:');
+    expect(run.stderr).toContain(
+      `${path.join(sweep, 'c')}: ${path.join(sweep, 'c', 'metrics.jsonl')}:2: not a JSON line`,
+    );
+    expect(run.stderr).toContain('its name is not UTF-8, which the report cannot name: rename it');
+    const page = fs.readFileSync(path.join(temp.dir, 'mixed.html'), 'utf8');
+    expect(reportData(page).runs).toHaveLength(2);
+    expect(page).toContain('<div id="unreadable"><p>Left out, as they could not be read:</p>');
+    // named on its own, a damaged run folder is still an error
+    const alone = pace(['report', path.join('mixed-sweep', 'c'), '--out', 'alone.html']);
+    expect(alone.status).toBe(1);
+    expect(alone.stderr).toContain('metrics.jsonl:2: not a JSON line');
   });
 
   test('pace report without folders, or with a missing one, fails saying why', () => {

@@ -535,6 +535,11 @@ describe('results in the paper layout', () => {
     expect(summarize(mostlyValidation)[0]).toMatchObject({ metric: 'val_acc', values: [0.2, 0.4], n: 2 });
     const unreadable = [row({ test_acc: 0.6 }), row({ seed: 1, problem: 'finished.json: not readable JSON' })];
     expect(summarize(unreadable)[0]).toMatchObject({ values: [0.6], n: 1 });
+    // Bug: a problem quoting a file's lines broke the list: '## oops' became a heading, '| a |' a table row
+    const quoting = [row({ test_acc: 0.6 }), row({ seed: 1, problem: "finished.json: '{\n## oops\n| a | b |'" })];
+    const markdown = resultsMarkdown(results(quoting));
+    expect(markdown).toContain("finished.json: '{ ## oops | a | b |'");
+    expect(markdown.split('\n').filter((line) => line.startsWith('## oops') || line.startsWith('| a'))).toEqual([]);
   });
 
   test("a domain-adaptation set a seed did not evaluate is left out of that set's mean, not NaN", () => {

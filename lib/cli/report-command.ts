@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 
 import { writeReport } from '../report/write-report';
-import { out } from './output';
+import { err, out } from './output';
 import { UsageError, type Command } from './usage';
 
 export const reportCommand: Command = {
@@ -30,6 +30,12 @@ export const reportCommand: Command = {
         ...lines,
       ].join('\n'),
     );
+    if (written.unreadable.length > 0) {
+      const left = written.unreadable.map(({ dir, reason }) => `  ${dir}: ${reason}`);
+      err(
+        [`warning: ${written.unreadable.length} run folder(s) could not be read and are left out:`, ...left].join('\n'),
+      );
+    }
     return 0;
   },
 };

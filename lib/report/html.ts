@@ -7,6 +7,9 @@ import { formatValue } from './labels';
 import type { ChartModel, ReportModel } from './model';
 import type { MetricKey } from './read-runs';
 
+/** Named in every page's head: what tells a file writeReport may replace. */
+export const REPORT_GENERATOR = 'pace-peft report';
+
 const STYLE = `
 body { font: 14px/1.45 system-ui, sans-serif; color: #222; margin: 24px auto; max-width: 1320px; padding: 0 16px; }
 h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; }
@@ -52,7 +55,7 @@ function runsTable(report: ReportModel, d3: D3): string {
   const rows = report.runs.map(({ record, label, final }, i) => {
     const colour = paletteColour(d3, label.groupIndex);
     return (
-      `<tr data-run="${i}"><td class="text">${swatch(colour, dashPattern(label.repeatIndex))} ${escapeXml(label.label)}</td>` +
+      `<tr data-run="${i}"><td class="text">${swatch(colour, dashPattern(label.dashIndex))} ${escapeXml(label.label)}</td>` +
       `<td class="text"><code title="${escapeXml(record.dir)}">${escapeXml(record.name)}</code></td>` +
       `<td data-key="epochs">${final.epochs}</td>` +
       columns.map((c) => numberCell(c.key, final.last[c.key], c.format)).join('') +
@@ -151,12 +154,21 @@ function dataBlock(report: ReportModel): string {
   return `<script type="application/json" id="pace-report-data">${json}</script>`;
 }
 
+/** The run folders left out because they could not be read, each with its reason. */
+function unreadableList(report: ReportModel): string {
+  if (report.unreadable.length === 0) return '';
+  const items = report.unreadable.map(
+    ({ dir, reason }) => `<li><code>${escapeXml(dir)}</code>: ${escapeXml(reason)}</li>`,
+  );
+  return `<div id="unreadable"><p>Left out, as they could not be read:</p><ul>${items.join('')}</ul></div>`;
+}
+
 /** The whole report: one HTML file with inline CSS and SVG, no script to run and nothing to fetch. */
 export function renderHtml(report: ReportModel, d3: D3): string {
   const runLegend = legend(
     report.runs.map(({ label }) => ({
       colour: paletteColour(d3, label.groupIndex),
-      dash: dashPattern(label.repeatIndex),
+      dash: dashPattern(label.dashIndex),
       text: label.label,
     })),
   );
@@ -175,10 +187,11 @@ export function renderHtml(report: ReportModel, d3: D3): string {
     '<!DOCTYPE html>',
     '<html lang="en"><head><meta charset="utf-8">',
     '<meta name="viewport" content="width=device-width, initial-scale=1">',
+    `<meta name="generator" content="${REPORT_GENERATOR}">`,
     `<title>${escapeXml(report.title)}</title><style>${STYLE}</style></head><body>`,
     `<h1>${escapeXml(report.title)}</h1>`,
     `<p class="muted">${count === 1 ? '1 run.' : `${count} runs, labelled by the settings that differ between them.`}</p>`,
-    `<section id="runs"><h2>Runs</h2>${runsTable(report, d3)}</section>`,
+    `<section id="runs"><h2>Runs</h2>${unreadableList(report)}${runsTable(report, d3)}</section>`,
     `<section id="overview"><h2>Across runs</h2>${runLegend}`,
     `<div class="charts">${report.overview.map((c) => figure(c, d3)).join('')}</div></section>`,
     gridsSection(report, d3),

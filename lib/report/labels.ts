@@ -9,8 +9,15 @@ const IGNORED = new Set(['fit.runDir', 'fit.resume', 'fit.resumeFrom', 'fit.prog
 /** Settings that repeat a run rather than change it: runs differing only in these share a colour. */
 export const REPEAT_KEYS = new Set(['trainer.seed', 'fit.shuffleSeed']);
 
+/** A sweep's run's task, as its plan names it: the setting that stands for its `data.*` settings in labels. */
+const TASK = 'task';
+
+/** The colours runs cycle through (d3's Tableau 10, charts.ts); past them, groups are told apart by dashes. */
+const RUN_COLOURS = 10;
+
 /** Short names for the settings most often compared (others are named by their last path segment). */
 const SHORT_NAMES: Record<string, string> = {
+  [TASK]: 'task',
   'trainer.pace.sigma': 'σ',
   'trainer.pace.lambda': 'λ',
   'trainer.optimizer.lr': 'lr',
@@ -65,12 +72,41 @@ export function formatValue(value: SettingValue | undefined): string {
   return String(Number(value.toPrecision(6)));
 }
 
-/** A setting's short name: σ, λ, lr, ... or its last path segment (the whole path when that is ambiguous). */
+/**
+ * A setting's short name: σ, λ, lr, ... or its last path segment; the whole path when another setting among
+ * `among` would be shown by the same name (`data.train.seed` beside `trainer.seed`).
+ */
 export function settingName(key: string, among: string[] = []): string {
-  if (SHORT_NAMES[key]) return SHORT_NAMES[key];
-  const last = key.split('.').at(-1) ?? key;
-  const clash = among.some((other) => other !== key && !SHORT_NAMES[other] && other.split('.').at(-1) === last);
-  return clash ? key : last;
+  const shortName = (of: string) => SHORT_NAMES[of] ?? of.split('.').at(-1) ?? of;
+  const name = shortName(key);
+  return among.some((other) => other !== key && shortName(other) === name) ? key : name;
+}
+
+/**
+ * The settings a run is labelled by: its config's; for a sweep's run, its task instead of the `data.*` settings
+ * the task gave it (a few-shot task's seeds and shots were labels of their own, and split repeats into colours).
+ */
+function labelSettings(run: RunRecord): Map<string, SettingValue> {
+  const settings = flattenSettings(run.config);
+  if (run.sweep?.task === undefined) return settings;
+  for (const key of [...settings.keys()]) if (key.startsWith('data.')) settings.delete(key);
+  settings.set(TASK, run.sweep.task);
+  return settings;
+}
+
+/**
+ * The fewest trailing parts of each folder's path that tell it apart from the others' (`run_0` of two sweeps:
+ * `sweepA/run_0` and `sweepB/run_0`).
+ */
+function distinctNames(dirs: string[]): string[] {
+  const parts = dirs.map((dir) => dir.split(/[\\/]/).filter(Boolean));
+  return parts.map((own, i) => {
+    for (let n = 1; n < own.length; n++) {
+      const tail = own.slice(-n).join('/');
+      if (parts.every((other, j) => j === i || other.slice(-n).join('/') !== tail)) return tail;
+    }
+    return own.join('/');
+  });
 }
 
 /** PACE is off in a run whose σ or λ is 0 (the consistency term then adds nothing). */
@@ -88,6 +124,11 @@ export interface RunLabel {
   groupIndex: number;
   /** The run's place among the runs of its group (0 for the first). */
   repeatIndex: number;
+  /**
+   * Its line's dash: the repeat's, shifted for each round of the colours (the eleventh group has the first's
+   * colour, so its runs take the dashes after the first group's repeats).
+   */
+  dashIndex: number;
 }
 
 /**
@@ -96,7 +137,7 @@ export interface RunLabel {
  * A sweep's run that is unfinished or failed says so: `σ 0.5 (unfinished)`.
  */
 export function labelRuns(runs: RunRecord[]): RunLabel[] {
-  const settings = runs.map((run) => flattenSettings(run.config));
+  const settings = runs.map(labelSettings);
   const varying = varyingSettings(settings);
   const paceVaries = varying.some((key) => key.startsWith('trainer.pace.'));
   const someOn = settings.some((s) => !paceOff(s));
@@ -108,17 +149,20 @@ export function labelRuns(runs: RunRecord[]): RunLabel[] {
     return [...(baseline ? ['baseline'] : []), ...parts].join(', ');
   };
   const labels = runs.map((run, i) => describe(settings[i], varying) || run.name);
-  const counts = new Map<string, number>();
-  for (const label of labels) counts.set(label, (counts.get(label) ?? 0) + 1);
+  const sharing = (label: string) => runs.filter((_run, j) => labels[j] === label);
   const unique = labels.map((label, i) => {
-    const named = counts.get(label)! > 1 ? `${label} (${runs[i].name})` : label;
+    const same = sharing(label);
+    const names = same.length > 1 ? distinctNames(same.map((run) => run.dir)) : [];
+    const distinct = names[same.indexOf(runs[i])];
+    // a run labelled by its folder's name (nothing differs) is labelled by the path's tail that tells it apart
+    const named = same.length < 2 ? label : label === runs[i].name ? distinct : `${label} (${distinct})`;
     // a sweep's run that has not finished: its numbers are as far as it got, not final
     const status = runs[i].sweep?.status;
     return status && status !== 'finished' ? `${named} (${status})` : named;
   });
   const groups: string[] = [];
   const seen = new Map<string, number>();
-  return runs.map((_run, i) => {
+  const grouped = runs.map((_run, i) => {
     const group = describe(
       settings[i],
       varying.filter((key) => !REPEAT_KEYS.has(key)),
@@ -128,4 +172,9 @@ export function labelRuns(runs: RunRecord[]): RunLabel[] {
     seen.set(group, repeatIndex + 1);
     return { label: unique[i], group, groupIndex: groups.indexOf(group), repeatIndex };
   });
+  const repeats = Math.max(...seen.values());
+  return grouped.map((label) => ({
+    ...label,
+    dashIndex: Math.floor(label.groupIndex / RUN_COLOURS) * repeats + label.repeatIndex,
+  }));
 }

@@ -10,7 +10,7 @@ import {
   type RunLabel,
   type SettingValue,
 } from './labels';
-import type { MetricKey, RunRecord } from './read-runs';
+import type { MetricKey, RunRecord, UnreadableRun } from './read-runs';
 
 /** What each metric is called in the report, and whether it is a fraction shown as a percentage. */
 export const METRICS: Partial<Record<MetricKey, { title: string; percent?: boolean }>> = {
@@ -99,6 +99,8 @@ export interface ReportModel {
   overview: ChartModel[];
   perRun: ChartModel[][];
   grids: SettingGrid[];
+  /** Run folders of a sweep folder that could not be read, left out. */
+  unreadable: UnreadableRun[];
 }
 
 function series(run: RunRecord, runIndex: number, key: MetricKey, colour: number, dash: number, name: string) {
@@ -108,7 +110,11 @@ function series(run: RunRecord, runIndex: number, key: MetricKey, colour: number
   return { name, run: runIndex, key, colour, dash, points, markers: /^(val|test)_/.test(key) || points.length < 2 };
 }
 
-export function buildReport(runs: RunRecord[], title = 'pace-peft run report'): ReportModel {
+export function buildReport(
+  runs: RunRecord[],
+  title = 'pace-peft run report',
+  unreadable: UnreadableRun[] = [],
+): ReportModel {
   const labels = labelRuns(runs);
   const settings = runs.map((run) => flattenSettings(run.config));
   const varyingKeys = varyingSettings(settings);
@@ -121,7 +127,7 @@ export function buildReport(runs: RunRecord[], title = 'pace-peft run report'): 
     percent: METRICS[key]!.percent === true,
     epochs: epochRange(runs),
     palette: 'runs' as const,
-    series: runs.map((run, i) => series(run, i, key, labels[i].groupIndex, labels[i].repeatIndex, labels[i].label)),
+    series: runs.map((run, i) => series(run, i, key, labels[i].groupIndex, labels[i].dashIndex, labels[i].label)),
   })).filter((chart) => chart.series.some((s) => s.points.length > 0));
   const perRun = runs.map((run, r) =>
     PER_RUN.map((chart) => ({
@@ -148,5 +154,6 @@ export function buildReport(runs: RunRecord[], title = 'pace-peft run report'): 
     overview,
     perRun,
     grids: settingGrids(runs),
+    unreadable,
   };
 }

@@ -34,28 +34,76 @@ export interface RunRecord {
 const isRunFolder = (dir: string) =>
   fs.existsSync(path.join(dir, 'metrics.jsonl')) || fs.existsSync(path.join(dir, 'summary.csv'));
 
-/**
- * The run folders that `dirs` name: a run folder stands for itself; a sweep folder (one holding run folders
- * rather than being one) stands for the run folders directly inside it, in name order.
- */
-export function expandRunDirs(dirs: string[]): string[] {
-  return dirs.flatMap((given) => {
+/** A run folder that could not be read, and why. */
+export interface UnreadableRun {
+  dir: string;
+  reason: string;
+}
+
+/** What `dirs` name: the run folders, each once, and whether it was found inside a sweep folder. */
+interface FoundRuns {
+  runs: { dir: string; inSweep: boolean }[];
+  /** Entries of sweep folders that may be run folders but cannot be read as one (a name that is not UTF-8). */
+  unreadable: UnreadableRun[];
+}
+
+/** Whether a sweep folder's entry is a folder, following a symbolic link (one to nothing or to itself is not). */
+function isFolder(entry: string): boolean {
+  try {
+    return fs.statSync(entry).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function findRunFolders(dirs: string[]): FoundRuns {
+  const found: FoundRuns = { runs: [], unreadable: [] };
+  const seen = new Set<string>();
+  const add = (dir: string, inSweep: boolean) => {
+    const real = fs.realpathSync(dir); // a folder named twice (by a link, or as a sweep's run too) counts once
+    if (seen.has(real)) return;
+    seen.add(real);
+    found.runs.push({ dir, inSweep });
+  };
+  for (const given of dirs) {
     const dir = path.resolve(given);
     if (!fs.existsSync(dir)) throw new PaceNotFoundError(`the run folder ${given} does not exist`);
     if (!fs.statSync(dir).isDirectory()) throw new PaceFileError(`${given} is a file, not a run folder`);
-    if (isRunFolder(dir)) return [dir];
-    const inside = fs
-      .readdirSync(dir, { withFileTypes: true })
-      .filter((entry) => entry.isDirectory() && isRunFolder(path.join(dir, entry.name)))
-      .map((entry) => path.join(dir, entry.name))
-      .sort();
-    if (inside.length === 0) {
+    if (isRunFolder(dir)) {
+      add(dir, false);
+      continue;
+    }
+    let runs = 0;
+    const unreadableBefore = found.unreadable.length;
+    const names = fs.readdirSync(dir, { encoding: 'buffer' }).sort(Buffer.compare);
+    for (const raw of names) {
+      const name = raw.toString('utf8');
+      const entry = path.join(dir, name);
+      if (!Buffer.from(name, 'utf8').equals(raw)) {
+        found.unreadable.push({ dir: entry, reason: 'its name is not UTF-8, which the report cannot name: rename it' });
+        continue;
+      }
+      if (!isFolder(entry) || !isRunFolder(entry)) continue;
+      add(entry, true);
+      runs++;
+    }
+    if (runs === 0 && found.unreadable.length === unreadableBefore) {
       throw new PaceNotFoundError(
         `${given} holds no metrics.jsonl or summary.csv, nor run folders that do (no epoch has finished there yet?)`,
       );
     }
-    return inside;
-  });
+  }
+  return found;
+}
+
+/**
+ * The run folders that `dirs` name, each once: a run folder stands for itself; a sweep folder (one holding run
+ * folders rather than being one) stands for the run folders directly inside it (links followed), in name order.
+ */
+export function expandRunDirs(dirs: string[]): string[] {
+  const { runs, unreadable } = findRunFolders(dirs);
+  if (unreadable.length > 0) throw new PaceFileError(`${unreadable[0].dir}: ${unreadable[0].reason}`);
+  return runs.map((run) => run.dir);
 }
 
 /** A metric's value as read: numbers stay, `null` (JSON's NaN and Infinity) and non-finite values are dropped. */
@@ -84,7 +132,11 @@ function epochRow(record: Record<string, unknown>, where: string, previous: numb
 
 function readLines(file: string): string[] {
   try {
-    return fs.readFileSync(file, 'utf8').split('\n');
+    // a byte-order mark (an editor's save) is no part of the first line
+    return fs
+      .readFileSync(file, 'utf8')
+      .replace(/^\uFEFF/, '')
+      .split('\n');
   } catch (error) {
     throw withContext(error, `cannot read ${file}: ${(error as Error).message}`);
   }
@@ -151,15 +203,38 @@ export function readRun(dir: string): RunRecord {
 
 /**
  * Reads the run folders that `dirs` name (sweep folders expanded, see {@link expandRunDirs}); those of a `pace
- * sweep` folder say where they stand in it.
+ * sweep` folder say where they stand in it. The first that cannot be read is an error.
  */
 export function readRuns(dirs: string[]): RunRecord[] {
+  const { runs, unreadable } = readRunsSettingAside(dirs);
+  if (unreadable.length > 0) throw new PaceFileError(`${unreadable[0].dir}: ${unreadable[0].reason}`);
+  return runs;
+}
+
+/**
+ * {@link readRuns}, with the run folders found in a sweep folder that cannot be read set aside with the reason
+ * (a run folder named on its own is still an error): one damaged run of a sweep leaves the others readable.
+ */
+export function readRunsSettingAside(dirs: string[]): { runs: RunRecord[]; unreadable: UnreadableRun[] } {
   if (dirs.length === 0) throw new PaceNotFoundError('no run folder given');
-  const runDirs = expandRunDirs(dirs);
-  const memberships = sweepMemberships(runDirs);
-  return runDirs.map((dir) => {
-    const record = readRun(dir);
-    const sweep = memberships.get(dir);
-    return sweep ? { ...record, sweep } : record;
-  });
+  const found = findRunFolders(dirs);
+  const memberships = sweepMemberships(found.runs.map((run) => run.dir));
+  const runs: RunRecord[] = [];
+  const unreadable = [...found.unreadable];
+  for (const { dir, inSweep } of found.runs) {
+    try {
+      const record = readRun(dir);
+      const sweep = memberships.get(dir);
+      runs.push(sweep ? { ...record, sweep } : record);
+    } catch (error) {
+      if (!inSweep) throw error;
+      unreadable.push({ dir, reason: (error as Error).message });
+    }
+  }
+  if (runs.length === 0) {
+    throw new PaceFileError(
+      `no run folder could be read: ${unreadable.map((u) => `${u.dir}: ${u.reason}`).join('; ')}`,
+    );
+  }
+  return { runs, unreadable };
 }

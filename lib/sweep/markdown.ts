@@ -163,7 +163,8 @@ export function resultsMarkdown(results: SweepResults): string {
     parts.push(
       "Finished, but their numbers could not be read (left out of the tables; fix or remove the run's " +
         'finished.json to have it read or run again):',
-      unreadable.map((row) => `- ${row.name}: ${row.problem}`).join('\n'),
+      // a problem quotes the file, which may hold lines of its own: one line each, as a table's cells are
+      unreadable.map((row) => `- ${row.name}: ${(row.problem ?? '').replace(/\s*[\r\n]+\s*/g, ' ')}`).join('\n'),
     );
   }
   const waiting = results.rows.filter((row) => row.status !== 'finished');
