@@ -145,7 +145,7 @@ async function main(): Promise<void> {
       const history = await trainer.fit(train, {
         epochs,
         batchSize: Math.min(20, train.length),
-        schedule: { warmupEpochs: 5 },
+        schedule: { warmupEpochs: Math.min(5, Math.floor(epochs / 10)) }, // a short run's warm-up ends before it
         test, // tested about six times a run (and after the last epoch): the report's accuracy curves
         evalEvery: Math.max(1, Math.round(epochs / 6)),
         evalBatchSize: 250,

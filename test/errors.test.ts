@@ -359,7 +359,18 @@ describe('errors around native objects', () => {
         }),
       PaceDivergedError,
       'PACE_DIVERGED',
-      /the loss became nan at epoch 0, step 0/,
+      // before any update the learning rate played no part (it said to lower it)
+      /^the loss became nan at epoch 0, step 0 \(before any update: check the data, pace\.sigma and pace\.lambda\); /,
+    );
+    // After an update: the learning rate may have done it.
+    using finite = tensor(new Float32Array(8 * 3 * 16 * 16).fill(0.5), [8, 3, 16, 16]);
+    const stepping = new Trainer(diverging);
+    await stepping.trainStep(finite, labels);
+    await expectPaceError(
+      () => stepping.trainStep(nan, labels),
+      PaceDivergedError,
+      'PACE_DIVERGED',
+      /^the loss became nan \(lower the learning rate or check the data\); the parameters are as before this step$/,
     );
   });
 

@@ -43,6 +43,7 @@ export interface LrSchedule {
 /** timm's `CosineLRScheduler(t_initial=epochs, warmup_t, lr_min, warmup_lr_init)`, with its exact arithmetic. */
 export function cosineSchedule(options: CosineScheduleOptions): LrSchedule {
   const resolved = parseOptions(CosineScheduleSchema, options, 'schedule');
+  nativeAddon().cosineLr(resolved, { epoch: 0 }); // the core's rules of a schedule's shape, checked at once
   // Native (train/schedule.h), which the epoch loop uses too: timm's value uses the C library's cos, which
   // differs from V8's Math.cos in the last bit.
   return {

@@ -45,14 +45,21 @@ MixupResult mixupBatch(const at::Tensor& images, const at::Tensor& labels, int64
     throw ShapeError("mixup has " + std::to_string(images.size(0)) + " images but " + std::to_string(labels.numel()) +
                      " labels");
   const auto doubles = at::TensorOptions().dtype(at::kDouble);
-  // Whether to mix, mixup or CutMix, the box's centre row and column; Beta(α, α) = G₁ / (G₁ + G₂) for each α.
-  const at::Tensor uniforms = at::empty({4}, doubles).uniform_(0.0, 1.0, generator);
-  const at::Tensor shapes = at::tensor({config.mixupAlpha, config.mixupAlpha, config.cutmixAlpha, config.cutmixAlpha},
-                                       doubles)
-                                .clamp_min(1e-3);  // an unused α of 0 still draws, so every batch draws alike
-  const at::Tensor gammas = at::_standard_gamma(shapes, generator);
+  // Whether to mix, mixup or CutMix, the box's centre row and column, then the four draws of two Betas below.
+  const at::Tensor uniforms = at::empty({8}, doubles).uniform_(0.0, 1.0, generator);
+  // Beta(α, α) = G₁ / (G₁ + G₂) with G ~ Gamma(α) = Gamma(α + 1)·U^(1/α), taken in logs: for a small α both
+  // Gammas underflow to the same tiny number (λ exactly 0.5) where numpy's Beta puts nearly all of λ at 0 or 1.
+  // An unused α of 0 draws too (as α 1), so every batch draws alike.
+  const auto used = [](double alpha) { return alpha > 0 ? alpha : 1.0; };
+  const double alphas[4] = {used(config.mixupAlpha), used(config.mixupAlpha), used(config.cutmixAlpha),
+                            used(config.cutmixAlpha)};
+  const at::Tensor gammas =
+      at::_standard_gamma(at::tensor({alphas[0] + 1, alphas[1] + 1, alphas[2] + 1, alphas[3] + 1}, doubles), generator);
   const double* u = uniforms.data_ptr<double>();
-  const double* g = gammas.data_ptr<double>();
+  double logGamma[4];
+  for (int i = 0; i < 4; ++i) logGamma[i] = std::log(gammas[i].item<double>()) + std::log(u[4 + i]) / alphas[i];
+  // G₁ / (G₁ + G₂) = 1 / (1 + exp(log G₂ − log G₁))
+  const auto beta = [&](int first) { return 1.0 / (1.0 + std::exp(logGamma[first + 1] - logGamma[first])); };
 
   MixupResult result;
   double lambda = 1.0;
@@ -63,7 +70,7 @@ MixupResult mixupBatch(const at::Tensor& images, const at::Tensor& labels, int64
     } else {
       cutmix = config.cutmixAlpha > 0;
     }
-    lambda = cutmix ? g[2] / (g[2] + g[3]) : g[0] / (g[0] + g[1]);
+    lambda = cutmix ? beta(2) : beta(0);
   }
   result.images = images;
   if (lambda != 1.0) {

@@ -2,6 +2,7 @@
 
 #include <ATen/ops/_upsample_bilinear2d_aa.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "data/pil_resize.h"
@@ -47,10 +48,11 @@ CropBox resizedCropBox(int64_t height, int64_t width, const ResizedCropConfig& c
   }
   const double inRatio = static_cast<double>(width) / static_cast<double>(height);
   int64_t w = width, h = height;
+  // A ratio far from the image's rounds a side to 0 in timm too (whose crop then fails): a box keeps one pixel.
   if (inRatio < config.ratio[0]) {
-    h = roundHalfEven(static_cast<double>(w) / config.ratio[0]);
+    h = std::max<int64_t>(1, roundHalfEven(static_cast<double>(w) / config.ratio[0]));
   } else if (inRatio > config.ratio[1]) {
-    w = roundHalfEven(static_cast<double>(h) * config.ratio[1]);
+    w = std::max<int64_t>(1, roundHalfEven(static_cast<double>(h) * config.ratio[1]));
   }
   return {(height - h) / 2, (width - w) / 2, h, w};
 }

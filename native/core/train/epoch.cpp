@@ -93,6 +93,7 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
   struct Pending {
     int64_t step;
     at::Tensor total;
+    int64_t updatesBefore;  // the trainer's updates before this step
   };
   std::optional<Pending> pending;
   const auto positionOf = [&](int64_t step) {
@@ -101,7 +102,8 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
   const auto settle = [&]() {
     if (!pending) return;
     const double total = pending->total.item<double>();
-    if (!std::isfinite(total)) throw lossDiverged(total, positionOf(pending->step));
+    if (!std::isfinite(total))
+      throw lossDiverged(total, positionOf(pending->step), divergenceHint(pending->updatesBefore));
     result.stepLosses.push_back(total);
     if (onBatch) onBatch({pending->step + 1, steps, total});
     pending.reset();
@@ -164,7 +166,7 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
     sums.add_(at::stack({step.cls.to(at::kDouble), step.pace.to(at::kDouble), step.total.to(at::kDouble),
                          step.correct.to(at::kDouble)}));
     settle();
-    pending = Pending{s, step.total};
+    pending = Pending{s, step.total, iteration() - 1};
     ++result.steps;
     result.samples += step.counted;
     gradNorms += step.gradNorm;

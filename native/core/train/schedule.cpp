@@ -1,11 +1,22 @@
 #include "train/schedule.h"
 
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include "errors.h"
 
 namespace pace::train {
+
+namespace {
+
+std::string number(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", value);
+  return text;
+}
+
+}  // namespace
 
 double CosineSchedule::valueAt(double t) const {
   if (t < warmupEpochs) return warmupLr + t * ((lr - warmupLr) / warmupEpochs);
@@ -36,6 +47,15 @@ void CosineSchedule::validate() const {
   if (!(warmupEpochs >= 0)) throw OptionError("schedule.warmupEpochs must be >= 0");
   if (!(minLr >= 0)) throw OptionError("schedule.minLr must be >= 0");
   if (!(warmupLr >= 0)) throw OptionError("schedule.warmupLr must be >= 0");
+  // Shapes that do not run down from the peak (timm takes them; a low lr met them through the defaults, the
+  // reference's): refused, naming what to change.
+  if (minLr > lr)
+    throw OptionError("schedule.minLr " + number(minLr) + " is above the peak rate lr " + number(lr) +
+                      ": the cosine would rise (the default minLr is 1e-05, the reference's; give one below the peak)");
+  if (warmupLr > lr)
+    throw OptionError(
+        "schedule.warmupLr " + number(warmupLr) + " is above the peak rate lr " + number(lr) +
+        ": the warm-up would fall (the default warmupLr is 1e-06, the reference's; give one below the peak)");
 }
 
 }  // namespace pace::train

@@ -35,11 +35,17 @@ SharpnessConfig OptimizerConfig::sharpness() const {
   return {};
 }
 
-DivergedError lossDiverged(double loss, const std::string& position, const std::string& consequence) {
+DivergedError lossDiverged(double loss, const std::string& position, const std::string& hint,
+                           const std::string& consequence) {
   // A NaN's sign bit means nothing; std::to_string would write "-nan" for the NaNs libtorch 2.x makes.
   return DivergedError("the loss became " + (std::isnan(loss) ? std::string("nan") : std::to_string(loss)) +
-                       (position.empty() ? "" : " " + position) + " (lower the learning rate or check the data)" +
+                       (position.empty() ? "" : " " + position) + " (" + hint + ")" +
                        (consequence.empty() ? "" : "; " + consequence));
+}
+
+std::string divergenceHint(int64_t updatesBefore) {
+  return updatesBefore == 0 ? "before any update: check the data, pace.sigma and pace.lambda"
+                            : "lower the learning rate or check the data";
 }
 
 namespace {
@@ -150,7 +156,7 @@ void Trainer::placeGenerators(const c10::Device& device) {
 std::pair<peft::PaceLosses, at::Tensor> Trainer::forwardBackward(const at::Tensor& images, const at::Tensor& targets,
                                                                  const at::Tensor& indices,
                                                                  const std::map<std::string, at::Tensor>& replay,
-                                                                 bool checkLoss, const std::string& position) {
+                                                                 LossCheck check, const std::string& position) {
   models::Backbone& model = *model_;
   const auto device = images.device();
   std::optional<FrozenBf16Copies::Swap> frozenInBf16;
@@ -162,12 +168,17 @@ std::pair<peft::PaceLosses, at::Tensor> Trainer::forwardBackward(const at::Tenso
         pace_.losses(model, images, targets, indices, replay, noiseGenerator_, dropPathGenerator_, iteration_.load());
   }
   const at::Tensor total = losses.cls + pace_.config().lambda * losses.consistency + losses.sparsity;
-  if (checkLoss && device.is_cpu() && !parallel_.active()) {
+  if (check != LossCheck::None && device.is_cpu() && !parallel_.active()) {
     // On the CPU the loss is already computed, so reading it costs nothing: a non-finite loss stops the step
     // before the update, leaving the parameters and the optimizer as they were. (On a GPU the read would wait
     // for the device every step; there the epoch loop reads each loss one step late instead.)
     const double value = total.item<double>();
-    if (!std::isfinite(value)) throw lossDiverged(value, position, "the parameters are as before this step");
+    if (!std::isfinite(value))
+      throw lossDiverged(value, position,
+                         check == LossCheck::MovedParameters
+                             ? "lower optimizer.samRho or optimizer.gradientPenaltyRadius, the distance moved"
+                             : divergenceHint(iteration_.load()),
+                         "the parameters are as before this step");
   }
   // Backward: TF32 as asked; bf16 products were fixed by the forward's casts.
   const PrecisionScope backward(backwardPrecision(), device.type());
@@ -210,7 +221,8 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs, StepGraphMod
   if (precision_ == Precision::Bf16 && frozenBf16_.refresh(model)) graphs_.invalidate();
   const SharpnessConfig sharpness = optimizerConfig_.sharpness();
   const at::Tensor dropPathState = sharpness.active() ? dropPathGenerator_.get_state() : at::Tensor();
-  const auto [losses, total] = forwardBackward(images, targets, inputs.indices, inputs.noise, true, inputs.position);
+  const auto [losses, total] =
+      forwardBackward(images, targets, inputs.indices, inputs.noise, LossCheck::Step, inputs.position);
   if (sharpness.active()) {
     // SAM / GP: the gradient again at θ + r·g/‖g‖, with the same noise draws and drop-path masks. Data-parallel,
     // g is the whole batch's (averaged over the ranks first), as in one process: each rank's own would move each
@@ -226,7 +238,7 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs, StepGraphMod
     // Its loss checked too (on the CPU, where that is free): a non-finite one would put NaN gradients into the
     // update. Thrown, `moved` puts the parameters back.
     const std::string movedTo = "at the parameters SAM/GP moved to";
-    forwardBackward(images, targets, inputs.indices, draws, true,
+    forwardBackward(images, targets, inputs.indices, draws, LossCheck::MovedParameters,
                     inputs.position.empty() ? movedTo : inputs.position + ", " + movedTo);
     moved.finish();
   }
@@ -344,7 +356,7 @@ void Trainer::copyIntoCapturedOutputs(const std::map<std::string, at::Tensor>& n
 void Trainer::runStepProgram(StepGraphs::Entry& entry, bool fused) {
   model_->train(true);
   optimizer_->zero_grad();
-  const auto [losses, total] = forwardBackward(entry.images, entry.targets, {}, {}, false, "");
+  const auto [losses, total] = forwardBackward(entry.images, entry.targets, {}, {}, LossCheck::None, "");
   {
     const PrecisionScope update(backwardPrecision(), entry.images.device().type());
     entry.launched = clipAndUpdate(fused);
@@ -373,7 +385,9 @@ void Trainer::averageAcrossRanks(const StepInputs& inputs, const peft::PaceLosse
   const at::Tensor averaged = parallel_.averageGradients(trainable_, scalars, stepPosition(inputs));
   // Every rank now holds the same means, so every rank takes the same decisions from them.
   const float* mean = averaged.data_ptr<float>();
-  if (!std::isfinite(mean[2])) throw lossDiverged(mean[2], inputs.position, "the parameters are as before this step");
+  if (!std::isfinite(mean[2]))
+    throw lossDiverged(mean[2], inputs.position, divergenceHint(iteration_.load()),
+                       "the parameters are as before this step");
   const auto device = total.device();
   result.cls = averaged[0].to(device);
   result.pace = averaged[1].to(device);

@@ -74,8 +74,12 @@ struct StepInputs {
   bool stopRequested = false;
 };
 
-// The error for a non-finite loss, naming where it happened; `consequence` is appended when given.
-DivergedError lossDiverged(double loss, const std::string& position, const std::string& consequence = "");
+// The error for a non-finite loss, naming where it happened and where to look (`hint`, in parentheses);
+// `consequence` is appended when given.
+DivergedError lossDiverged(double loss, const std::string& position, const std::string& hint,
+                           const std::string& consequence = "");
+// Where to look for a loss that diverged after `updatesBefore` updates (none: the learning rate played no part).
+std::string divergenceHint(int64_t updatesBefore);
 
 struct EpochOptions {
   int64_t batchSize = 64;
@@ -186,12 +190,15 @@ class Trainer {
   std::atomic<int64_t> iteration_{0};  // read from other threads while a step runs
   void placeGenerators(const c10::Device& device);
   Precision backwardPrecision() const { return precision_ == Precision::Bf16 ? Precision::Fp32 : precision_; }
-  // Forward and backward of the step's loss (`replay`: the noise to use instead of drawing). `checkLoss`: on the
-  // CPU in one process, a non-finite loss throws before the backward, naming `position`.
+  // Which pass forwardBackward runs, for its loss check: none (a captured graph), the step's, or SAM's and GP's
+  // second pass at the moved parameters.
+  enum class LossCheck { None, Step, MovedParameters };
+  // Forward and backward of the step's loss (`replay`: the noise to use instead of drawing). Checked, on the CPU
+  // in one process, a non-finite loss throws before the backward, naming `position`.
   std::pair<peft::PaceLosses, at::Tensor> forwardBackward(const at::Tensor& images, const at::Tensor& targets,
                                                           const at::Tensor& indices,
                                                           const std::map<std::string, at::Tensor>& replay,
-                                                          bool checkLoss, const std::string& position);
+                                                          LossCheck check, const std::string& position);
   // Clipping and the AdamW update; with `fused` (FusedAdamW prepared) the parameters the kernel updated.
   std::vector<at::Tensor> clipAndUpdate(bool fused);
   // Why this step cannot run from a graph (empty: it can).
