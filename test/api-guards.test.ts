@@ -265,6 +265,32 @@ describe('arguments', () => {
     expect(() => schedule.lrForStep(5, -3)).toThrow(/^stepsPerEpoch: Too small/);
     expect(() => schedule.valueAt(-5)).toThrow(/^t: Too small/);
     expect(schedule.lrForEpoch(200)).toBe(1e-5); // past the cosine: minLr
+    // Shapes that do not run down from the peak: a low lr met them through the defaults (the reference's), and
+    // trained at a rate rising to its end.
+    expect(() => cosineSchedule({ lr: 5e-6, epochs: 30, warmupEpochs: 0 })).toThrow(
+      'schedule.minLr 1e-05 is above the peak rate lr 5e-06: the cosine would rise',
+    );
+    expect(() => cosineSchedule({ lr: 1e-3, epochs: 30, warmupEpochs: 2, warmupLr: 0.01 })).toThrow(
+      'schedule.warmupLr 0.01 is above the peak rate lr 0.001: the warm-up would fall',
+    );
+    expect(cosineSchedule({ lr: 1e-3, epochs: 5, warmupEpochs: 4 }).lrForEpoch(5)).toBeCloseTo(
+      1e-3 * 0.5 * (1 + Math.cos((Math.PI * 4) / 5)) + 1e-5 * 0.5 * (1 - Math.cos((Math.PI * 4) / 5)),
+      15,
+    );
+    // A union's problem names the field inside it (zod says "Invalid input" of the union)
+    using model = await createModel(tinyVit, { seed: 1 });
+    model.addAdapters({ rank: 2 });
+    const fitWith = (schedule: unknown) =>
+      new Trainer(model).fit(colourDataset(16, 1), {
+        epochs: 2,
+        batchSize: 8,
+        progress: false,
+        schedule: schedule as never,
+      });
+    await expect(fitWith({ warmupEpochs: 2.5 })).rejects.toThrow(
+      /^options\.schedule\.warmupEpochs: Invalid input: expected int/,
+    );
+    await expect(fitWith(true)).rejects.toThrow('options.schedule: expected false or an object, got true');
     const normalization = { mean: [0, 0, 0] as [number, number, number], std: [1, 1, 1] as [number, number, number] };
     using empty = tensor(new Uint8Array(0), [2, 0, 8, 3]);
     await expect(prepareImages(empty, { size: 16, ...normalization })).rejects.toThrow(

@@ -123,6 +123,10 @@ describe('RandomResizedCrop', () => {
     const same = await resizedCropImages(many, { size: 8, scale: [1, 1], ratio: [1, 1], seed: 1 });
     expect(same.images.shape).toEqual([2, 8, 8, 5]);
     expect(Buffer.compare(same.images.toUint8Array(), five)).toBe(0);
+    // A ratio so far from the image's that the fallback's side rounds to 0 pixels (timm's crop then fails; here it
+    // failed at the resize naming an image [0, 10, 1]): the box keeps one pixel. 10 / 40 = 0.25 rounds to 0.
+    const thin = await resizedCropImages(images, { size: 4, scale: [1, 1], ratio: [40, 40], seed: 1 });
+    expect(Array.from(thin.boxes.toBigInt64Array(), Number)).toEqual([4, 0, 1, 10, 4, 0, 1, 10, 4, 0, 1, 10]);
   });
 });
 
@@ -553,6 +557,32 @@ describe('mixup and CutMix', () => {
     );
   });
 
+  test("a small α puts λ at the ends, as numpy's Beta does; Beta(0.2, 0.2)'s mean and variance", async () => {
+    // Bug: α was raised to 1e-3 and both Gamma draws underflowed alike, so λ came out exactly 0.5 in a quarter of
+    // the batches (full mixing), where numpy's Beta(1e-3, 1e-3) mixes a fraction of a percent more than 1 %.
+    using images = tensor(x, [b, c, h, w]);
+    using y = tensor(BigInt64Array.from(labels.map(BigInt)));
+    const lambdas = async (mixupAlpha: number, seeds: number) => {
+      const drawn: number[] = [];
+      for (let seed = 0; seed < seeds; seed++) {
+        drawn.push((await mixupImages(images, y, { numClasses: classes, mixupAlpha, cutmixAlpha: 0, seed })).lambda);
+      }
+      return drawn;
+    };
+    for (const alpha of [1e-3, 1e-6]) {
+      const drawn = await lambdas(alpha, 200);
+      // P(0.01 < λ < 0.99) under Beta(α, α) is about 2α·ln(99) (0.9 % at 1e-3): 200 draws see a few at most
+      expect(drawn.filter((l) => l > 0.01 && l < 0.99).length).toBeLessThanOrEqual(6);
+      expect(drawn.filter((l) => l < 0.5).length).toBeGreaterThan(70); // each end about half the time
+      expect(drawn.filter((l) => l > 0.5).length).toBeGreaterThan(70);
+    }
+    const drawn = await lambdas(0.2, 400);
+    const mean = drawn.reduce((a, v) => a + v, 0) / drawn.length;
+    const variance = drawn.reduce((a, v) => a + (v - mean) ** 2, 0) / drawn.length;
+    expect(Math.abs(mean - 0.5)).toBeLessThan(0.06); // standard error 0.021
+    expect(Math.abs(variance - 1 / (4 * 1.4))).toBeLessThan(0.03); // 1 / (4(2α + 1)) = 0.179; standard error 0.009
+  });
+
   test('the soft-target cross-entropy equals −Σ t·log softmax averaged in float64; hard targets equal their one-hot rows', async () => {
     const rows = 7;
     const r = seededRandom(3);
@@ -650,6 +680,23 @@ describe('fit', () => {
     // fit's augment goes over the dataset's: a resized crop replaces its crop.
     const over = await trainer.fit(dataset, { ...fit, epochs: 1, augment: { resizedCrop: { scale: [0.5, 1] } } });
     expect(over.stopReason).toBe('completed');
+    // ... and a crop its resized crop (it was refused: "alternatives", though the fit gave one); false turns a
+    // dataset's piece off (it was refused: "Invalid input").
+    const resized = new TensorDataset(task.images, task.labels, { normalization, augment: { resizedCrop: true } });
+    expect((await trainer.fit(resized, { ...fit, epochs: 1, augment: { crop: 16 } })).stopReason).toBe('completed');
+    const losses = async (set: TensorDataset, augment?: object) => {
+      using fresh = await freshModel();
+      const history = await new Trainer(fresh, trainerOptions).fit(set, { ...fit, ...(augment && { augment }) });
+      return history.epochs.map((e) => e.loss);
+    };
+    const mixing = new TensorDataset(task.images, task.labels, { normalization, augment: { flip: true, mixup: true } });
+    const flipping = new TensorDataset(task.images, task.labels, { normalization, augment: { flip: true } });
+    const plainLosses = await losses(flipping);
+    expect(await losses(mixing, { mixup: false })).toEqual(plainLosses);
+    expect(await losses(mixing)).not.toEqual(plainLosses);
+    await expect(trainer.fit(dataset, { ...fit, augment: { mixup: 'yes' as never } })).rejects.toThrow(
+      'options.augment.mixup: expected boolean or an object, got "yes"',
+    );
   });
 
   test('with soft targets a step counts argmax(logits) against the dominant label and its loss is the soft cross-entropy', async () => {

@@ -230,11 +230,12 @@ test('earlyStopping checks its options, and refuses to watch a value the fit nev
   }
   using model = await freshModel();
   const trainer = new Trainer(model, trainerOptions);
-  const fitWatching = (monitor: 'val_acc' | 'test_top5') =>
+  const fitWatching = (monitor: 'val_acc' | 'test_top5' | 'gradNorm' | 'fpDistance', diagnostics = false) =>
     trainer.fit(colourDataset(32, 7), {
       epochs: 2,
       batchSize: 16,
       progress: false,
+      diagnostics,
       callbacks: [earlyStopping({ monitor })],
     });
   await expect(fitWatching('val_acc')).rejects.toThrow(
@@ -243,6 +244,14 @@ test('earlyStopping checks its options, and refuses to watch a value the fit nev
   await expect(fitWatching('test_top5')).rejects.toThrow(
     new PaceOptionError('earlyStopping monitors test_top5, which this fit never logs: it has no test set'),
   );
+  // Bug: the diagnostics' figures were watched in silence when the fit did not log them
+  for (const monitor of ['gradNorm', 'fpDistance'] as const) {
+    await expect(fitWatching(monitor)).rejects.toThrow(
+      new PaceOptionError(`earlyStopping monitors ${monitor}, which this fit never logs: diagnostics is off`),
+    );
+  }
+  const watched = await fitWatching('gradNorm', true);
+  expect(watched.epochs.every((logs) => Number.isFinite(logs.gradNorm))).toBe(true);
 });
 
 test("fit's augment over grey uint8 images [N, H, W] trains as over the same images given a channel axis", async () => {

@@ -53,13 +53,17 @@ export const AugmentationSchema = z
     flip: z.boolean().optional(),
     /**
      * timm's RandomResizedCrop to the model's size instead of `crop`: a box of 8-100 % of the stored image's area
-     * and aspect ratio 3/4-4/3 (10 tries, then the centre), bilinear. `true` for timm's ranges. uint8 datasets.
+     * and aspect ratio 3/4-4/3 (10 tries, then the centre), bilinear. `true` for timm's ranges; `false`: none (in
+     * fit's augment, the dataset's is turned off). uint8 datasets.
      */
-    resizedCrop: z.union([z.literal(true), ResizedCropSchema]).optional(),
+    resizedCrop: z.union([z.boolean(), ResizedCropSchema]).optional(),
     /** timm's RandAugment config string, e.g. `rand-m9-mstd0.5-inc1`. uint8 datasets with 1 or 3 channels. */
     randAugment: z.string().min(1).optional(),
-    /** timm's Mixup/CutMix with label smoothing (soft targets); `true` for DeiT's recipe. Any dataset. */
-    mixup: z.union([z.literal(true), MixupSchema]).optional(),
+    /**
+     * timm's Mixup/CutMix with label smoothing (soft targets); `true` for DeiT's recipe; `false`: none (in fit's
+     * augment, the dataset's is turned off). Any dataset.
+     */
+    mixup: z.union([z.boolean(), MixupSchema]).optional(),
   })
   .strict();
 
@@ -72,7 +76,7 @@ const pixelOptions = ['crop', 'flip', 'resizedCrop', 'randAugment'] as const;
 /** Whether an augmentation (as given, not yet validated) has an option that works on uint8 pixels. */
 export function augmentationNeedsPixels(augment: unknown): boolean {
   if (typeof augment !== 'object' || augment === null) return false;
-  return pixelOptions.some((key) => (augment as Record<string, unknown>)[key] !== undefined);
+  return pixelOptions.some((key) => ![undefined, false].includes((augment as Record<string, unknown>)[key] as never));
 }
 
 /**
@@ -81,7 +85,10 @@ export function augmentationNeedsPixels(augment: unknown): boolean {
  */
 export function checkAugmentation(augment: unknown, shape: readonly number[], pixels: boolean): Augmentation {
   const parsed = parseOptions(AugmentationSchema, augment, 'augment');
-  const needsPixels = pixelOptions.filter((k) => parsed[k] !== undefined);
+  // `false` is the option's absence (what fit's augment gives to turn a dataset's off)
+  if (parsed.resizedCrop === false) delete parsed.resizedCrop;
+  if (parsed.mixup === false) delete parsed.mixup;
+  const needsPixels = pixelOptions.filter((k) => parsed[k] !== undefined && parsed[k] !== false);
   if (needsPixels.length > 0 && pixels && shape.length === 3) {
     throw new PaceOptionError(
       `augment.${needsPixels[0]} needs a channel axis: these grey uint8 images are [${shape.join(',')}]; give them as ` +
@@ -119,11 +126,11 @@ export function nativeAugmentation(augment: Augmentation | undefined): {
   return {
     augmentCrop: augment?.crop ?? 0,
     augmentFlip: augment?.flip ?? false,
-    ...(augment?.resizedCrop !== undefined && {
+    ...(augment?.resizedCrop && {
       resizedCrop: augment.resizedCrop === true ? {} : (augment.resizedCrop as NativeResizedCropOptions),
     }),
     ...(augment?.randAugment !== undefined && { randAugment: augment.randAugment }),
-    ...(augment?.mixup !== undefined && { mixup: augment.mixup === true ? {} : augment.mixup }),
+    ...(augment?.mixup && { mixup: augment.mixup === true ? {} : augment.mixup }),
   };
 }
 

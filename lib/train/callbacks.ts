@@ -42,6 +42,8 @@ export interface FitControl {
   readonly validating: boolean;
   /** Whether the fit has a test set: `test_acc` is then logged as `val_acc` is. */
   readonly testing: boolean;
+  /** Whether the fit logs `gradNorm` and `fpDistance` (its `diagnostics` option). */
+  readonly diagnostics: boolean;
 }
 
 /** Training callbacks, with tfjs's names. Each may be async; fit awaits it. */
@@ -146,13 +148,12 @@ export function earlyStopping(given: EarlyStoppingOptions = {}): Callback {
       monitor = options.monitor ?? (control.validating ? 'val_acc' : 'loss');
       // A value the fit never logs would never stop it, nor restore anything.
       const missing = /^val_/.test(monitor)
-        ? !control.validating && 'validation'
-        : /^test_/.test(monitor) && !control.testing && 'test';
-      if (missing) {
-        throw new PaceOptionError(
-          `earlyStopping monitors ${monitor}, which this fit never logs: it has no ${missing} set`,
-        );
-      }
+        ? !control.validating && 'it has no validation set'
+        : /^test_/.test(monitor)
+          ? !control.testing && 'it has no test set'
+          : (monitor === 'gradNorm' || monitor === 'fpDistance') && !control.diagnostics && 'diagnostics is off';
+      if (missing)
+        throw new PaceOptionError(`earlyStopping monitors ${monitor}, which this fit never logs: ${missing}`);
       best = Number.NaN;
       bestEpoch = -1;
       waited = 0;

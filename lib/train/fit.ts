@@ -61,7 +61,8 @@ export const FitOptionsSchema = z
     evalBatchSize: z.number().int().min(1).optional(),
     /**
      * Training augmentation over the training set's own (its fields replace the dataset's; a `resizedCrop`
-     * replaces the dataset's `crop`): e.g. `{ randAugment: 'rand-m9-mstd0.5-inc1', mixup: true }`.
+     * replaces the dataset's `crop` and a `crop` its `resizedCrop`; `mixup: false` or `resizedCrop: false` turns
+     * the dataset's off): e.g. `{ randAugment: 'rand-m9-mstd0.5-inc1', mixup: true }`.
      */
     augment: AugmentationSchema.optional(),
     /**
@@ -371,6 +372,7 @@ async function fitEpochs(
     restoreBest: () => marks!.restore(),
     validating: validation !== undefined,
     testing: test !== undefined,
+    diagnostics: o.diagnostics,
   };
   const onAbort = () => host.handle.abort();
   signal?.addEventListener('abort', onAbort);
@@ -595,7 +597,9 @@ export function normalizationOf(dataset: TensorDataset): { mean: number[]; std: 
 function withFitAugmentation(train: TensorDataset, over: Augmentation | undefined): TensorDataset {
   if (!over) return train;
   const merged: Augmentation = { ...train.augment, ...over };
-  if (over.resizedCrop !== undefined) delete merged.crop;
+  // crop and resizedCrop are alternatives: the one fit gives replaces the dataset's other
+  if (over.resizedCrop) delete merged.crop;
+  if (over.crop !== undefined) delete merged.resizedCrop;
   const { normalization, extents } = train;
   return new TensorDataset(train.images, train.labels, { normalization, extents, augment: merged });
 }
