@@ -568,6 +568,11 @@ test('the trainer and fit sections are checked whole before the model, the data 
     [{ fit: { epochs: 1.5 } }, `config 'sections.json'.fit.epochs: Invalid input: expected int`],
     [{ trainer: { bogus: 1 } }, `config 'sections.json'.trainer: Unrecognized key: "bogus"`],
     [{ trainer: { optimizer: { lr: -1 } } }, `config 'sections.json'.trainer.optimizer.lr: Too small`],
+    // a file's lr 0 under the cosine was found after loading, without the config's name (the flag's was not)
+    [
+      { trainer: { optimizer: { lr: 0 } } },
+      `config 'sections.json'.trainer.optimizer.lr: 0 is no peak for the cosine schedule; give a positive rate, or "schedule": false`,
+    ],
     [
       { fit: { schedule: false, scheduleStepping: 'step' } },
       `config 'sections.json'.fit.scheduleStepping steps the cosine schedule, which schedule: false turns off`,

@@ -10,6 +10,7 @@ import {
   loadDatasetSource,
   type DatasetSource,
 } from '../data/sources';
+import { PaceOptionError } from '../errors';
 import { withContext } from '../error-context';
 import { initDistributed, launchedDistributed, type DistributedGroup } from '../distributed/group';
 import { doctor, formatDoctorReport, measureGemm, type GemmMeasurement } from '../doctor';
@@ -152,8 +153,11 @@ function fitSettings(
   parseWithFlags(TrainerOptionsSchema, trainerAsChecked(trainer), `${what}.trainer`, flagOf);
   parseWithFlags(FitOptionsSchema, fit, `${what}.fit`, flagOf);
   refuseIgnoredFitOptions(fit, `${what}.fit`);
-  if (flags.lr === 0 && (fit as { schedule?: unknown }).schedule !== false) {
-    throw new UsageError('--lr: 0 is no peak for the cosine schedule; give a positive rate, or "schedule": false');
+  // The rate in force, from the flag or the file: a file's 0 was found only after the model and data had loaded.
+  const lr = (trainer as { optimizer?: { lr?: unknown } }).optimizer?.lr;
+  if (lr === 0 && (fit as { schedule?: unknown }).schedule !== false) {
+    const why = '0 is no peak for the cosine schedule; give a positive rate, or "schedule": false';
+    throw flags.lr === 0 ? new UsageError(`--lr: ${why}`) : new PaceOptionError(`${what}.trainer.optimizer.lr: ${why}`);
   }
   // The fast variant's datasetSize, when the config leaves it out, is the training set's, known once it is loaded.
   return {
