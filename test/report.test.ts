@@ -565,6 +565,32 @@ describe('pace report on two real runs (baseline and PACE, diagnostics on)', () 
   );
 });
 
+test("a long run is drawn with at most four vertices a pixel column, keeping each column's extremes", () => {
+  // Bug: every epoch was a vertex: 400 runs × 3,000 epochs built a page past V8's longest string and failed with
+  // "Invalid string length" after a minute.
+  const dir = path.join(temp.dir, 'long-run');
+  const epochs = 5000;
+  const loss = (e: number) => 1 + Math.sin(e / 37) * Math.exp(-e / 4000) + (e === 2345 ? 3 : 0); // one spike
+  fs.mkdirSync(dir, { recursive: true });
+  const lines = Array.from({ length: epochs }, (_, e) => JSON.stringify({ epoch: e, loss: loss(e) }));
+  fs.writeFileSync(path.join(dir, 'metrics.jsonl'), `${lines.join('\n')}\n`);
+  expect(pace(['report', dir, '--out', 'long-run.html']).status).toBe(0);
+  const page = fs.readFileSync(path.join(temp.dir, 'long-run.html'), 'utf8');
+  const chart = chartSvg(page, 'overview-loss');
+  const drawn = drawnPoints(chart.svg, 0, 'loss');
+  const [, , plotWidth] = /data-plot="([^"]*)"/.exec(chart.svg)![1].split(' ').map(Number);
+  expect(drawn.length).toBeLessThanOrEqual(4 * plotWidth);
+  expect(drawn.length).toBeGreaterThan(plotWidth); // at least a vertex a column
+  expect(chart.svg).toContain(`data-points="${epochs}"`);
+  // first and last points, the spike and the lowest value are all drawn where they are
+  const values = Array.from({ length: epochs }, (_, e) => loss(e));
+  const lowest = values.indexOf(Math.min(...values));
+  for (const e of [0, epochs - 1, 2345, lowest]) {
+    const [px, py] = chart.pixel(e, values[e]);
+    expect(drawn.some(([dx, dy]) => Math.abs(dx - px) < 1e-2 && Math.abs(dy - py) < 1e-2)).toBe(true);
+  }
+});
+
 test('pace report draws a large sweep (450 runs × 300 epochs) and its charts span all of it', () => {
   // Bug: the epochs and values of every run were spread into Math.min / Math.max: past about 125,000 numbers that
   // is "Maximum call stack size exceeded", so a sweep of this size could not be reported at all.
