@@ -571,7 +571,7 @@ describe('mixup and CutMix', () => {
     };
     for (const alpha of [1e-3, 1e-6]) {
       const drawn = await lambdas(alpha, 200);
-      // P(0.01 < λ < 0.99) under Beta(α, α) is about 2α·ln(99) (0.9 % at 1e-3): 200 draws see a few at most
+      // P(0.01 < λ < 0.99) under Beta(α, α) is about α·ln(99) (0.46 % at 1e-3): 200 draws see a few at most
       expect(drawn.filter((l) => l > 0.01 && l < 0.99).length).toBeLessThanOrEqual(6);
       expect(drawn.filter((l) => l < 0.5).length).toBeGreaterThan(70); // each end about half the time
       expect(drawn.filter((l) => l > 0.5).length).toBeGreaterThan(70);
