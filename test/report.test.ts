@@ -507,6 +507,9 @@ describe('pace report on two real runs (baseline and PACE, diagnostics on)', () 
     const page = fs.readFileSync(path.join(temp.dir, 'mixed.html'), 'utf8');
     expect(reportData(page).runs).toHaveLength(2);
     expect(page).toContain('<div id="unreadable"><p>Left out, as they could not be read:</p>');
+    // readRuns sets nothing aside: the first run folder it cannot read is its error
+    expect(() => readRuns([sweep])).toThrow(PaceFileError);
+    expect(() => readRuns([sweep])).toThrow('its name is not UTF-8');
     // named on its own, a damaged run folder is still an error
     const alone = pace(['report', path.join('mixed-sweep', 'c'), '--out', 'alone.html']);
     expect(alone.status).toBe(1);

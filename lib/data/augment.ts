@@ -73,10 +73,13 @@ export type Augmentation = z.input<typeof AugmentationSchema>;
 /** The options that work on uint8 pixels `[N, H, W, C]` (mixup alone applies to float images too). */
 const pixelOptions = ['crop', 'flip', 'resizedCrop', 'randAugment'] as const;
 
+/** Whether an option is set: `false` is its absence (what fit's augment gives to turn a dataset's off). */
+const isSet = (value: unknown) => value !== undefined && value !== false;
+
 /** Whether an augmentation (as given, not yet validated) has an option that works on uint8 pixels. */
 export function augmentationNeedsPixels(augment: unknown): boolean {
   if (typeof augment !== 'object' || augment === null) return false;
-  return pixelOptions.some((key) => ![undefined, false].includes((augment as Record<string, unknown>)[key] as never));
+  return pixelOptions.some((key) => isSet((augment as Record<string, unknown>)[key]));
 }
 
 /**
@@ -85,10 +88,9 @@ export function augmentationNeedsPixels(augment: unknown): boolean {
  */
 export function checkAugmentation(augment: unknown, shape: readonly number[], pixels: boolean): Augmentation {
   const parsed = parseOptions(AugmentationSchema, augment, 'augment');
-  // `false` is the option's absence (what fit's augment gives to turn a dataset's off)
-  if (parsed.resizedCrop === false) delete parsed.resizedCrop;
-  if (parsed.mixup === false) delete parsed.mixup;
-  const needsPixels = pixelOptions.filter((k) => parsed[k] !== undefined && parsed[k] !== false);
+  if (!isSet(parsed.resizedCrop)) delete parsed.resizedCrop;
+  if (!isSet(parsed.mixup)) delete parsed.mixup;
+  const needsPixels = pixelOptions.filter((k) => isSet(parsed[k]));
   if (needsPixels.length > 0 && pixels && shape.length === 3) {
     throw new PaceOptionError(
       `augment.${needsPixels[0]} needs a channel axis: these grey uint8 images are [${shape.join(',')}]; give them as ` +

@@ -149,13 +149,21 @@ export function labelRuns(runs: RunRecord[]): RunLabel[] {
     return [...(baseline ? ['baseline'] : []), ...parts].join(', ');
   };
   const labels = runs.map((run, i) => describe(settings[i], varying) || run.name);
-  const sharing = (label: string) => runs.filter((_run, j) => labels[j] === label);
+  // Runs sharing a label are told apart by their paths, worked out once per label.
+  const sharing = new Map<string, number[]>();
+  labels.forEach((label, i) => {
+    if (sharing.has(label)) sharing.get(label)!.push(i);
+    else sharing.set(label, [i]);
+  });
+  const distinct = new Map<number, string>();
+  for (const same of sharing.values()) {
+    if (same.length < 2) continue;
+    distinctNames(same.map((i) => runs[i].dir)).forEach((name, k) => distinct.set(same[k], name));
+  }
   const unique = labels.map((label, i) => {
-    const same = sharing(label);
-    const names = same.length > 1 ? distinctNames(same.map((run) => run.dir)) : [];
-    const distinct = names[same.indexOf(runs[i])];
+    const tail = distinct.get(i);
     // a run labelled by its folder's name (nothing differs) is labelled by the path's tail that tells it apart
-    const named = same.length < 2 ? label : label === runs[i].name ? distinct : `${label} (${distinct})`;
+    const named = tail === undefined ? label : label === runs[i].name ? tail : `${label} (${tail})`;
     // a sweep's run that has not finished: its numbers are as far as it got, not final
     const status = runs[i].sweep?.status;
     return status && status !== 'finished' ? `${named} (${status})` : named;

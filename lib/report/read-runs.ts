@@ -102,8 +102,13 @@ function findRunFolders(dirs: string[]): FoundRuns {
  */
 export function expandRunDirs(dirs: string[]): string[] {
   const { runs, unreadable } = findRunFolders(dirs);
-  if (unreadable.length > 0) throw new PaceFileError(`${unreadable[0].dir}: ${unreadable[0].reason}`);
+  refuseUnreadable(unreadable);
   return runs.map((run) => run.dir);
+}
+
+/** The first of the run folders that cannot be read, as an error. */
+function refuseUnreadable(unreadable: UnreadableRun[]): void {
+  if (unreadable.length > 0) throw new PaceFileError(`${unreadable[0].dir}: ${unreadable[0].reason}`);
 }
 
 /** A metric's value as read: numbers stay, `null` (JSON's NaN and Infinity) and non-finite values are dropped. */
@@ -206,9 +211,7 @@ export function readRun(dir: string): RunRecord {
  * sweep` folder say where they stand in it. The first that cannot be read is an error.
  */
 export function readRuns(dirs: string[]): RunRecord[] {
-  const { runs, unreadable } = readRunsSettingAside(dirs);
-  if (unreadable.length > 0) throw new PaceFileError(`${unreadable[0].dir}: ${unreadable[0].reason}`);
-  return runs;
+  return readRunFolders(dirs, false).runs;
 }
 
 /**
@@ -216,18 +219,24 @@ export function readRuns(dirs: string[]): RunRecord[] {
  * (a run folder named on its own is still an error): one damaged run of a sweep leaves the others readable.
  */
 export function readRunsSettingAside(dirs: string[]): { runs: RunRecord[]; unreadable: UnreadableRun[] } {
+  return readRunFolders(dirs, true);
+}
+
+/** The run folders `dirs` name, read; `setAside`: those of a sweep folder that fail are listed, not thrown. */
+function readRunFolders(dirs: string[], setAside: boolean): { runs: RunRecord[]; unreadable: UnreadableRun[] } {
   if (dirs.length === 0) throw new PaceNotFoundError('no run folder given');
   const found = findRunFolders(dirs);
+  const unreadable = [...found.unreadable];
+  if (!setAside) refuseUnreadable(unreadable);
   const memberships = sweepMemberships(found.runs.map((run) => run.dir));
   const runs: RunRecord[] = [];
-  const unreadable = [...found.unreadable];
   for (const { dir, inSweep } of found.runs) {
     try {
       const record = readRun(dir);
       const sweep = memberships.get(dir);
       runs.push(sweep ? { ...record, sweep } : record);
     } catch (error) {
-      if (!inSweep) throw error;
+      if (!setAside || !inSweep) throw error;
       unreadable.push({ dir, reason: (error as Error).message });
     }
   }

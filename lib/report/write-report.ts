@@ -32,9 +32,14 @@ export interface WrittenReport {
  * accuracy-against-settings heatmaps. A folder of run folders counts as its runs.
  */
 export async function renderReport(runDirs: string[], options: ReportOptions = {}): Promise<string> {
+  return (await reportPage(runDirs, options)).html;
+}
+
+/** The run folders read, the report built of them, and its page. */
+async function reportPage(runDirs: string[], options: ReportOptions) {
   const { runs, unreadable } = readRunsSettingAside(runDirs);
   const report = buildReport(runs, options.title, unreadable);
-  return renderHtml(report, await loadD3());
+  return { report, html: renderHtml(report, await loadD3()) };
 }
 
 /**
@@ -68,11 +73,9 @@ export async function writeReport(
   file: string,
   options: ReportOptions = {},
 ): Promise<WrittenReport> {
-  const { runs, unreadable } = readRunsSettingAside(runDirs);
-  const report = buildReport(runs, options.title, unreadable);
-  const html = renderHtml(report, await loadD3());
   const resolved = path.resolve(file);
-  refuseReplacingOtherFiles(resolved, file);
+  refuseReplacingOtherFiles(resolved, file); // before the runs are read and drawn (a minute for a large sweep)
+  const { report, html } = await reportPage(runDirs, options);
   try {
     makeFolder(path.dirname(resolved));
   } catch (error) {
@@ -87,6 +90,6 @@ export async function writeReport(
     file: resolved,
     runs: report.runs.map(({ record, label }) => ({ dir: record.dir, label: label.label })),
     bytes: Buffer.byteLength(html),
-    unreadable,
+    unreadable: report.unreadable,
   };
 }
