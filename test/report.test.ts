@@ -314,6 +314,75 @@ test('a sweep gives accuracy grids over each pair of swept settings, averaged ov
   expect(settingGrids(together)).toEqual([]);
 });
 
+test("a grid shows the accuracy results.md scores: test accuracy for a sweep's evaluation runs, validation for its tuning runs", () => {
+  // Bug: the evaluation stage's heatmap showed validation accuracy where the sweep's results.md reports test accuracy.
+  const runs = (stage: 'tune' | 'evaluate' | 'grid' | undefined, prefix = '') =>
+    [0.5, 1].flatMap((sigma) =>
+      [1, 2].map((lambda) => ({
+        ...runOf(`${prefix}s${sigma}-l${lambda}`, { trainer: { pace: { sigma, lambda } } }, [
+          { epoch: 0, loss: 1, val_acc: 0.5, test_acc: 0.25 + sigma / 10 + lambda / 100 },
+        ]),
+        ...(stage && { sweep: { status: 'finished' as const, stage } }),
+      })),
+    );
+  expect(settingGrids(runs('evaluate')).map((g) => [g.group, g.metric])).toEqual([['evaluation runs', 'test_acc']]);
+  expect(settingGrids(runs('grid')).map((g) => g.metric)).toEqual(['test_acc']);
+  expect(settingGrids(runs('tune')).map((g) => g.metric)).toEqual(['val_acc']);
+  expect(settingGrids(runs(undefined, 'eval_')).map((g) => g.metric)).toEqual(['test_acc']); // stage by name
+  expect(settingGrids(runs(undefined)).map((g) => g.metric)).toEqual(['val_acc']); // plain runs: validation first
+  expect(settingGrids(runs('evaluate'))[0].cells[1][1].mean).toBeCloseTo(0.25 + 0.1 + 0.02, 12);
+});
+
+test('a grid cell whose run ended with its accuracy not finite says so, as the table does, not its last finite value', () => {
+  // Bug: the heatmap showed a run's last finite accuracy where the runs table said "not finite".
+  const runs = [0.5, 1].flatMap((sigma) =>
+    [1, 2].map((lambda) =>
+      runOf(`s${sigma}-l${lambda}`, { trainer: { pace: { sigma, lambda } } }, [
+        { epoch: 0, loss: 1, val_acc: 0.5 + sigma / 10 },
+        sigma === 1 && lambda === 2 ? { epoch: 1, notFinite: ['loss', 'val_acc'] } : { epoch: 1, val_acc: 0.6 },
+      ]),
+    ),
+  );
+  const [grid] = settingGrids(runs);
+  expect(grid.cells[1][1]).toEqual({ notFinite: true, runs: [3] });
+  expect(grid.cells[0][1]).toEqual({ mean: 0.6, runs: [2] });
+  // only ever not finite: still a run of the grid, not a reason to drop the grid for training accuracy
+  runs[3].epochs = [{ epoch: 0, notFinite: ['val_acc'] }];
+  expect(settingGrids(runs)[0]).toMatchObject({
+    metric: 'val_acc',
+    cells: [expect.anything(), [{}, { notFinite: true }]],
+  });
+});
+
+test('run folders of a folder read in the order a person counts them: seed=2 before seed=10', () => {
+  const dir = path.join(temp.dir, 'counted');
+  for (const name of ['run_seed=10', 'run_seed=2', 'run_seed=1', 'run_seed=02', 'b', 'a10b', 'a9c']) {
+    const run = new RunFolder(path.join(dir, name));
+    run.writeHistory([
+      { epoch: 0, loss: 1, clsLoss: 1, paceLoss: 0, acc: 0.5, lr: 0.001, imagesPerSecond: 1, seconds: 1 },
+    ]);
+  }
+  expect(readRuns([dir]).map((run) => run.name)).toEqual([
+    'a9c',
+    'a10b',
+    'b',
+    'run_seed=1',
+    'run_seed=02',
+    'run_seed=2',
+    'run_seed=10',
+  ]);
+  // folders named one by one keep the order they were given in
+  expect(readRuns([path.join(dir, 'b'), dir]).map((run) => run.name)).toEqual([
+    'b',
+    'a9c',
+    'a10b',
+    'run_seed=1',
+    'run_seed=02',
+    'run_seed=2',
+    'run_seed=10',
+  ]);
+});
+
 describe('pace report on two real runs (baseline and PACE, diagnostics on)', () => {
   test('one self-contained HTML file: no script to run, nothing to fetch', () => {
     expect(html.startsWith('<!DOCTYPE html>')).toBe(true);
@@ -444,6 +513,29 @@ describe('pace report on two real runs (baseline and PACE, diagnostics on)', () 
       expect(Number(value)).toBeCloseTo((accuracies[0] + accuracies[1]) / 2, 12);
     }
     expect(page).toContain('Final validation accuracy: λ × σ, mean over seed (up to 2 runs a cell)');
+  });
+
+  test('a heatmap cell whose run ended not finite reads "not finite", outside the colour scale', () => {
+    const dir = path.join(temp.dir, 'diverged-sweep');
+    for (const sigma of [0.5, 1]) {
+      for (const lambda of [1, 2]) {
+        const run = new RunFolder(path.join(dir, `s${sigma}-l${lambda}`));
+        run.writeConfig({ trainer: { pace: { sigma, lambda } } });
+        const diverged = sigma === 1 && lambda === 2;
+        const row = { epoch: 0, loss: 1, clsLoss: 1, paceLoss: 0, acc: 0.5, lr: 0.001, imagesPerSecond: 1, seconds: 1 };
+        run.writeHistory([{ ...row, val_acc: diverged ? NaN : 0.5 + sigma / 10 + lambda / 100 }]);
+      }
+    }
+    const run = pace(['report', 'diverged-sweep', '--out', 'diverged.html']);
+    expect(run.stderr).toBe('');
+    const page = fs.readFileSync(path.join(temp.dir, 'diverged.html'), 'utf8');
+    const svg = /<svg class="heatmap" data-chart="grid-0" data-metric="val_acc".*?<\/svg>/s.exec(page)![0];
+    expect(svg).toMatch(
+      /<g class="cell" data-x="1" data-y="1" data-runs="3" data-value="NaN"><rect [^>]*fill="#f4c7c3"\/><text [^>]*>not finite<\/text>/,
+    );
+    expect(svg).toContain('>61.0%</text>'); // the colour bar's top: the finite cells' highest mean
+    expect(svg).not.toContain('NaN%');
+    expect(reportData(page).grids[0].cells[1][1]).toEqual({ notFinite: true, runs: [3] });
   });
 
   test('from Jest, writeReport needs --experimental-vm-modules to import d3, and says so without it', async () => {

@@ -465,16 +465,25 @@ describe('pace report on a sweep folder of the paper protocol', () => {
     fs.rmSync(path.join(dir, unfinished, 'finished.json'));
     const runs = readRuns([dir]);
     expect(runs).toHaveLength(12); // 2 tasks × (4 tuning runs + 2 evaluation seeds)
-    expect(runs.find((run) => run.name === unfinished)?.sweep).toEqual({
+    expect(runs.find((run) => run.name === unfinished)?.sweep).toMatchObject({
       status: 'unfinished',
       stage: 'tune',
       task: 'alpha',
     });
-    expect(runs.find((run) => run.name === 'eval_beta_sigma=1_lambda=2_seed=1')?.sweep).toEqual({
+    expect(runs.find((run) => run.name === 'eval_beta_sigma=1_lambda=2_seed=1')?.sweep).toMatchObject({
       status: 'finished',
       stage: 'evaluate',
       task: 'beta',
     });
+    // in the order the plan made them (by name, every evaluation run came before the tuning runs)
+    const stages = (task: string) => [...Array(4).fill(`tune ${task}`), ...Array(2).fill(`evaluate ${task}`)];
+    expect(runs.map((run) => `${run.sweep!.stage} ${run.sweep!.task}`)).toEqual([
+      ...stages('alpha'),
+      ...stages('beta'),
+    ]);
+    expect(runs.map((run) => run.sweep!.order)).toEqual(
+      [...runs.map((run) => run.sweep!.order)].sort((a, b) => a! - b!),
+    );
     const grids = settingGrids(runs);
     expect(grids.map((g) => [g.group, g.metric, g.x.name, g.y.name, g.averagedOver])).toEqual([
       ['tuning runs of alpha', 'val_acc', 'σ', 'λ', []],

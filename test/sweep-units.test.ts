@@ -20,7 +20,7 @@ import { pathNames, runName, runNames, sanitize } from '../lib/sweep/naming';
 import { SweepPlan } from '../lib/sweep/plan';
 import { selectionOf, summarize, type RunRow, type SweepResults, type TaskInfo } from '../lib/sweep/results';
 import { meanStd, selectBest } from '../lib/sweep/stats';
-import { checkpointOf } from '../lib/sweep/run-state';
+import { checkpointOf, measuredMetrics } from '../lib/sweep/run-state';
 import { checkSplitLists } from '../lib/sweep/split-lists';
 import { runEnvironment } from '../lib/sweep/sweep';
 import { fixturesDir, makeTempDir, repoRoot } from './support/paths';
@@ -364,6 +364,20 @@ describe('selection and mean ± std', () => {
     expect(selectBest([0.5, 0.7, 0.7, 0.6])).toBe(1);
     expect(selectBest([undefined, 0.2, NaN, 0.1])).toBe(1);
     expect(selectBest([undefined, undefined])).toBeUndefined();
+  });
+
+  test("a run's accuracy that ended not finite is no score: its last finite value would stand for a diverged run", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pace-measured-'));
+    try {
+      const lines = [
+        { epoch: 0, loss: 1, val_acc: 0.9, test_acc: 0.8 },
+        { epoch: 1, loss: null, val_acc: null, test_acc: 0.7 },
+      ];
+      fs.writeFileSync(path.join(dir, 'metrics.jsonl'), lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
+      expect(measuredMetrics(dir)).toEqual({ epochs: 2, val_acc: undefined, test_acc: 0.7 });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("a task's selection reads its finished tuning runs' validation accuracy", () => {

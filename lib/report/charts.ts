@@ -145,9 +145,13 @@ export function lineChart(chart: ChartModel, d3: D3, size = CHART_SIZE): string 
 const CELL = { width: 64, height: 34 };
 const HEAT_MARGIN = { top: 24, right: 86, bottom: 40, left: 84 };
 
+/** A cell one of whose runs ended with its accuracy not finite: outside the colour scale, as the table says. */
+const NOT_FINITE_FILL = '#f4c7c3';
+
 /**
  * A heatmap of accuracy against two settings (d3's YlGnBu scheme over the cells' range); each cell is labelled
- * with its value and holds `data-value` and `data-runs`. Empty cells (no run made there) are grey.
+ * with its value and holds `data-value` and `data-runs`. Empty cells (no run made there) are grey; a cell with a
+ * run whose accuracy ended not finite says so (`data-value="NaN"`) and is left out of the scale.
  */
 export function heatmap(grid: SettingGrid, id: string, d3: D3): string {
   const nx = grid.x.values.length;
@@ -155,7 +159,7 @@ export function heatmap(grid: SettingGrid, id: string, d3: D3): string {
   const width = HEAT_MARGIN.left + nx * CELL.width + HEAT_MARGIN.right;
   const height = HEAT_MARGIN.top + ny * CELL.height + HEAT_MARGIN.bottom;
   const means = grid.cells.flat().flatMap((cell) => (cell.mean === undefined ? [] : [cell.mean]));
-  const [lo, hi] = valueDomain(means);
+  const [lo, hi] = means.length > 0 ? valueDomain(means) : [0, 1]; // (every cell not finite: the bar spans 0–100 %)
   const colour = d3.scale.scaleSequential(d3.chromatic.interpolateYlGnBu).domain([lo, hi]);
   const percent = (v: number) => `${(100 * v).toFixed(1)}%`;
   // Rows from the top: the largest y value first, as on a plot's y axis.
@@ -164,12 +168,13 @@ export function heatmap(grid: SettingGrid, id: string, d3: D3): string {
   const cells = grid.cells
     .flatMap((row, yi) =>
       row.map((cell, xi) => {
-        const fill = cell.mean === undefined ? '#eee' : colour(cell.mean);
+        const fill = cell.mean !== undefined ? colour(cell.mean) : cell.notFinite ? NOT_FINITE_FILL : '#eee';
         const dark = cell.mean !== undefined && (cell.mean - lo) / (hi - lo) > 0.6;
-        const text = cell.mean === undefined ? '–' : percent(cell.mean);
+        const text = cell.mean !== undefined ? percent(cell.mean) : cell.notFinite ? 'not finite' : '–';
+        const value = cell.mean !== undefined ? cell.mean : cell.notFinite ? 'NaN' : undefined;
         return (
           `<g class="cell" data-x="${xi}" data-y="${yi}" data-runs="${cell.runs.join(' ')}"` +
-          `${cell.mean === undefined ? '' : ` data-value="${cell.mean}"`}>` +
+          `${value === undefined ? '' : ` data-value="${value}"`}>` +
           `<rect x="${left(xi)}" y="${top(yi)}" width="${CELL.width - 2}" height="${CELL.height - 2}" fill="${fill}"/>` +
           `<text x="${left(xi) + CELL.width / 2 - 1}" y="${top(yi) + CELL.height / 2}" dy="0.32em" text-anchor="middle" ` +
           `fill="${dark ? '#fff' : '#222'}">${text}</text></g>`

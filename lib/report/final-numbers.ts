@@ -42,17 +42,22 @@ export interface FinalNumbers {
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 /**
- * A run's final numbers. A metric that was not finite after its last finite value (a diverged loss) is final as
- * NaN at that epoch: the last finite value would pass for the run's end.
+ * The value `key` ended a run with. A metric that was not finite after its last finite value (a diverged loss)
+ * ends as NaN at that epoch: the last finite value would pass for the run's end.
  */
+export function finalMeasured(epochs: EpochRow[], key: MetricKey): Measured | undefined {
+  const measured = lastMeasured(epochs, key);
+  const notFinite = [...epochs].reverse().find((row) => row.notFinite?.includes(key));
+  if (notFinite && (!measured || notFinite.epoch > measured.epoch)) return { epoch: notFinite.epoch, value: NaN };
+  return measured;
+}
+
+/** A run's final numbers (each metric's as {@link finalMeasured} says). */
 export function finalNumbers(run: RunRecord, keys: readonly MetricKey[]): FinalNumbers {
   const last: Partial<Record<MetricKey, Measured>> = {};
   for (const key of keys) {
-    const measured = lastMeasured(run.epochs, key);
-    const notFinite = [...run.epochs].reverse().find((row) => row.notFinite?.includes(key));
-    if (notFinite && (!measured || notFinite.epoch > measured.epoch))
-      last[key] = { epoch: notFinite.epoch, value: NaN };
-    else if (measured) last[key] = measured;
+    const measured = finalMeasured(run.epochs, key);
+    if (measured) last[key] = measured;
   }
   const throughput = run.epochs.flatMap((row) => (row.imagesPerSecond === undefined ? [] : [row.imagesPerSecond]));
   const seconds = run.epochs.flatMap((row) => (row.seconds === undefined ? [] : [row.seconds]));

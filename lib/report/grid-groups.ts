@@ -8,6 +8,8 @@ export interface GridGroup {
   title?: string;
   /** Indices of the runs (in the report's order). */
   runs: number[];
+  /** The sweep stage the runs were made in, where the sweep folder or their names say. */
+  stage?: 'tune' | 'evaluate' | 'grid';
   /** Runs of a `pace sweep` folder: their data come from their task, so no data setting is an axis. */
   sweep: boolean;
 }
@@ -33,18 +35,20 @@ export function gridGroups(runs: RunRecord[]): GridGroup[] {
   runs.forEach((run, index) => {
     let key: string;
     let title: string | undefined;
+    let stage: GridGroup['stage'];
     if (run.sweep && run.sweep.status !== 'finished') return;
     if (run.sweep?.stage !== undefined) {
-      const { stage, task } = run.sweep;
+      const { task } = run.sweep;
+      stage = run.sweep.stage;
       key = JSON.stringify([path.dirname(run.dir), stage, task ?? null]);
       title =
         task === undefined ? (stage === 'grid' ? undefined : STAGE_TITLES[stage]) : `${STAGE_TITLES[stage]} of ${task}`;
     } else {
-      const stage = stageFromName(run.name);
+      stage = stageFromName(run.name);
       key = JSON.stringify([null, stage ?? null]);
       title = stage && STAGE_TITLES[stage];
     }
-    const group = groups.get(key) ?? { title, runs: [], sweep: run.sweep !== undefined };
+    const group = groups.get(key) ?? { title, runs: [], sweep: run.sweep !== undefined, ...(stage && { stage }) };
     group.runs.push(index);
     groups.set(key, group);
   });

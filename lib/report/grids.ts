@@ -1,9 +1,13 @@
-import { lastMeasured } from './final-numbers';
+import { finalMeasured } from './final-numbers';
 import { gridGroups, type GridGroup } from './grid-groups';
 import { flattenSettings, REPEAT_KEYS, settingName, varyingSettings, type SettingValue } from './labels';
 import type { RunRecord } from './read-runs';
 
-/** The accuracy a grid shows: the last measured validation accuracy, else test, else training accuracy. */
+/**
+ * The accuracy a grid shows, as each run ended (see {@link finalMeasured}): test accuracy for a sweep's
+ * evaluation (or grid) runs, as its results.md scores them, else validation accuracy; the other where a group's
+ * runs did not all measure the first, training accuracy where they measured neither.
+ */
 export type GridMetric = 'val_acc' | 'test_acc' | 'acc';
 
 /** One axis of a grid: a setting and its values, in order. */
@@ -13,9 +17,11 @@ export interface GridAxis {
   values: SettingValue[];
 }
 
-/** The runs made at one point of the grid and their mean accuracy (no runs: no mean). */
+/** The runs made at one point of the grid and their mean accuracy (no runs, or one not finite: no mean). */
 export interface GridCell {
   mean?: number;
+  /** One of the runs ended with its accuracy not finite. */
+  notFinite?: true;
   /** Indices of the runs (in the report's order). */
   runs: number[];
 }
@@ -43,8 +49,9 @@ function compareValues(a: SettingValue, b: SettingValue): number {
   return String(a).localeCompare(String(b));
 }
 
-function gridMetric(runs: RunRecord[]): GridMetric | undefined {
-  return (['val_acc', 'test_acc', 'acc'] as const).find((key) => runs.every((run) => lastMeasured(run.epochs, key)));
+function gridMetric(runs: RunRecord[], scoredOnTest: boolean): GridMetric | undefined {
+  const order = scoredOnTest ? (['test_acc', 'val_acc', 'acc'] as const) : (['val_acc', 'test_acc', 'acc'] as const);
+  return order.find((key) => runs.every((run) => finalMeasured(run.epochs, key)));
 }
 
 /**
@@ -63,7 +70,7 @@ export function settingGrids(runs: RunRecord[]): SettingGrid[] {
 
 function groupGrids(all: RunRecord[], group: GridGroup): SettingGrid[] {
   const runs = group.runs.map((index) => all[index]);
-  const metric = gridMetric(runs);
+  const metric = gridMetric(runs, group.stage === 'evaluate' || group.stage === 'grid');
   if (!metric || runs.length < 3) return [];
   const settings = runs.map((run) => flattenSettings(run.config));
   const varying = varyingSettings(settings).filter((key) => !(group.sweep && key.startsWith('data.')));
@@ -75,7 +82,7 @@ function groupGrids(all: RunRecord[], group: GridGroup): SettingGrid[] {
       values: [...new Map(settings.map((s) => [JSON.stringify(s.get(key)), s.get(key)!])).values()].sort(compareValues),
     }))
     .filter((axis) => axis.values.length <= MAX_VALUES);
-  const accuracy = runs.map((run) => lastMeasured(run.epochs, metric)!.value);
+  const accuracy = runs.map((run) => finalMeasured(run.epochs, metric)!.value);
   const grids: SettingGrid[] = [];
   for (let a = 0; a < axes.length; a++) {
     for (let b = a + 1; b < axes.length; b++) {
@@ -90,7 +97,9 @@ function groupGrids(all: RunRecord[], group: GridGroup): SettingGrid[] {
       for (const cell of cells.flat()) {
         if (cell.runs.length === 0) continue;
         filled++;
-        cell.mean = cell.runs.reduce((total, run) => total + accuracy[run], 0) / cell.runs.length;
+        const mean = cell.runs.reduce((total, run) => total + accuracy[run], 0) / cell.runs.length;
+        if (Number.isFinite(mean)) cell.mean = mean;
+        else cell.notFinite = true;
         cell.runs = cell.runs.map((run) => group.runs[run]);
       }
       if (filled <= Math.max(x.values.length, y.values.length)) continue;

@@ -40,9 +40,9 @@ export interface UnreadableRun {
   reason: string;
 }
 
-/** What `dirs` name: the run folders, each once, and whether it was found inside a sweep folder. */
+/** What `dirs` name: the run folders, each once, whether each was found inside a sweep folder, and in which. */
 interface FoundRuns {
-  runs: { dir: string; inSweep: boolean }[];
+  runs: { dir: string; inSweep: boolean; given: number }[];
   /** Entries of sweep folders that may be run folders but cannot be read as one (a name that is not UTF-8). */
   unreadable: UnreadableRun[];
 }
@@ -59,23 +59,23 @@ function isFolder(entry: string): boolean {
 function findRunFolders(dirs: string[]): FoundRuns {
   const found: FoundRuns = { runs: [], unreadable: [] };
   const seen = new Set<string>();
-  const add = (dir: string, inSweep: boolean) => {
+  const add = (dir: string, inSweep: boolean, given: number) => {
     const real = fs.realpathSync(dir); // a folder named twice (by a link, or as a sweep's run too) counts once
     if (seen.has(real)) return;
     seen.add(real);
-    found.runs.push({ dir, inSweep });
+    found.runs.push({ dir, inSweep, given });
   };
-  for (const given of dirs) {
+  for (const [index, given] of dirs.entries()) {
     const dir = path.resolve(given);
     if (!fs.existsSync(dir)) throw new PaceNotFoundError(`the run folder ${given} does not exist`);
     if (!fs.statSync(dir).isDirectory()) throw new PaceFileError(`${given} is a file, not a run folder`);
     if (isRunFolder(dir)) {
-      add(dir, false);
+      add(dir, false, index);
       continue;
     }
     let runs = 0;
     const unreadableBefore = found.unreadable.length;
-    const names = fs.readdirSync(dir, { encoding: 'buffer' }).sort(Buffer.compare);
+    const names = fs.readdirSync(dir, { encoding: 'buffer' }).sort(Buffer.compare); // (runs are ordered once read)
     for (const raw of names) {
       const name = raw.toString('utf8');
       const entry = path.join(dir, name);
@@ -84,7 +84,7 @@ function findRunFolders(dirs: string[]): FoundRuns {
         continue;
       }
       if (!isFolder(entry) || !isRunFolder(entry)) continue;
-      add(entry, true);
+      add(entry, true, index);
       runs++;
     }
     if (runs === 0 && found.unreadable.length === unreadableBefore) {
@@ -97,13 +97,23 @@ function findRunFolders(dirs: string[]): FoundRuns {
 }
 
 /**
- * The run folders that `dirs` name, each once: a run folder stands for itself; a sweep folder (one holding run
- * folders rather than being one) stands for the run folders directly inside it (links followed), in name order.
+ * Folder names in the order a person counts them: runs of digits by their value (`seed=2` before `seed=10`), the
+ * rest character by character. Equal values written apart (`07`, `7`) fall back to the characters: a total order.
  */
-export function expandRunDirs(dirs: string[]): string[] {
-  const { runs, unreadable } = findRunFolders(dirs);
-  refuseUnreadable(unreadable);
-  return runs.map((run) => run.dir);
+export function compareNames(a: string, b: string): number {
+  const chunks = (name: string) => name.match(/\d+|\D+/g) ?? [];
+  const [x, y] = [chunks(a), chunks(b)];
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    const digits = /^\d/.test(x[i]) && /^\d/.test(y[i]);
+    if (digits) {
+      const [u, v] = [x[i].replace(/^0+(?=\d)/, ''), y[i].replace(/^0+(?=\d)/, '')];
+      if (u.length !== v.length) return u.length - v.length;
+      if (u !== v) return u < v ? -1 : 1;
+    } else if (x[i] !== y[i]) {
+      return x[i] < y[i] ? -1 : 1;
+    }
+  }
+  return x.length - y.length || (a < b ? -1 : a > b ? 1 : 0);
 }
 
 /** The first of the run folders that cannot be read, as an error. */
@@ -207,8 +217,10 @@ export function readRun(dir: string): RunRecord {
 }
 
 /**
- * Reads the run folders that `dirs` name (sweep folders expanded, see {@link expandRunDirs}); those of a `pace
- * sweep` folder say where they stand in it. The first that cannot be read is an error.
+ * Reads the run folders that `dirs` name, each once, in the order given: a run folder stands for itself; a sweep
+ * folder (one holding run folders rather than being one) stands for the run folders directly inside it (links
+ * followed), those of a `pace sweep` folder in the order its plan made them and saying where they stand in it,
+ * the others by name with numbers in order (`seed=2` before `seed=10`). The first that cannot be read is an error.
  */
 export function readRuns(dirs: string[]): RunRecord[] {
   return readRunFolders(dirs, false).runs;
@@ -229,8 +241,13 @@ function readRunFolders(dirs: string[], setAside: boolean): { runs: RunRecord[];
   const unreadable = [...found.unreadable];
   if (!setAside) refuseUnreadable(unreadable);
   const memberships = sweepMemberships(found.runs.map((run) => run.dir));
+  const place = (dir: string) => memberships.get(dir)?.order ?? Infinity;
+  const ordered = [...found.runs].sort(
+    (a, b) =>
+      a.given - b.given || place(a.dir) - place(b.dir) || compareNames(path.basename(a.dir), path.basename(b.dir)),
+  );
   const runs: RunRecord[] = [];
-  for (const { dir, inSweep } of found.runs) {
+  for (const { dir, inSweep } of ordered) {
     try {
       const record = readRun(dir);
       const sweep = memberships.get(dir);

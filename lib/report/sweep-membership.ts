@@ -13,6 +13,8 @@ export interface SweepMembership {
   /** The run's stage and task as the sweep's plan names them (no stage: the folder's sweep.json reads as no plan). */
   stage?: RunStage;
   task?: string;
+  /** Where the plan makes the run among the sweep's runs (tuning runs first, then each point's evaluation runs). */
+  order?: number;
 }
 
 /** The plan of the sweep a folder stores, or undefined when its sweep.json does not read as one. */
@@ -30,19 +32,25 @@ function storedPlan(dir: string): SweepPlan | undefined {
  * folders elsewhere have none.
  */
 export function sweepMemberships(runDirs: string[]): Map<string, SweepMembership> {
-  const plans = new Map<string, { plan?: SweepPlan } | undefined>();
+  const plans = new Map<string, { plan?: SweepPlan; order?: Map<string, number> } | undefined>();
   const memberships = new Map<string, SweepMembership>();
   for (const dir of runDirs) {
     const parent = path.dirname(dir);
     if (!plans.has(parent)) {
-      plans.set(parent, fs.existsSync(path.join(parent, SWEEP_CONFIG_FILE)) ? { plan: storedPlan(parent) } : undefined);
+      const isSweep = fs.existsSync(path.join(parent, SWEEP_CONFIG_FILE));
+      const plan = isSweep ? storedPlan(parent) : undefined;
+      const order = plan && new Map([...plan.byName.keys()].map((name, index) => [name, index]));
+      plans.set(parent, isSweep ? { plan, order } : undefined);
     }
     const sweep = plans.get(parent);
     if (!sweep) continue;
     const planned = sweep.plan?.byName.get(path.basename(dir));
     // A folder the plan does not name is no run of it (a user's own sweep.json beside a plain run, say).
     if (sweep.plan && !planned) continue;
-    memberships.set(dir, { status: runStatus(dir), ...(planned && { stage: planned.stage, task: planned.task }) });
+    memberships.set(dir, {
+      status: runStatus(dir),
+      ...(planned && { stage: planned.stage, task: planned.task, order: sweep.order!.get(path.basename(dir)) }),
+    });
   }
   return memberships;
 }

@@ -39,7 +39,10 @@ export class SweepPlan {
   /** undefined stands for the base config's data. */
   readonly tasks: (SweepTask | undefined)[];
   private readonly names = new Map<string, string>();
-  /** What each run name stands for: every run the sweep could make (every point's evaluation runs included). */
+  /**
+   * What each run name stands for: every run the sweep could make (every point's evaluation runs included), in the
+   * order the plan makes them.
+   */
   readonly byName = new Map<string, { stage: RunStage; task?: string; point: number; seed: number }>();
 
   constructor(

@@ -3,7 +3,7 @@ import path from 'node:path';
 
 import { DOMAIN_SHIFT_FILE } from '../cli/domain-shift-eval';
 import { PaceFileError, PaceStateError } from '../errors';
-import { lastMeasured } from '../report/final-numbers';
+import { finalMeasured } from '../report/final-numbers';
 import { readRun } from '../report/read-runs';
 import { readTensorHeader } from '../safetensors';
 import { writeFileAtomic } from '../files';
@@ -34,15 +34,22 @@ function domainShiftOf(dir: string): Record<string, number> | undefined {
   }
 }
 
-/** The final numbers in a run folder's metrics.jsonl and domain-shift.json (none yet: zero epochs). */
+/**
+ * The final numbers in a run folder's metrics.jsonl and domain-shift.json (none yet: zero epochs). An accuracy that
+ * was not finite at the end is not measured: its last finite value would stand for a run that ended otherwise.
+ */
 export function measuredMetrics(dir: string): FinalMetrics {
   if (!fs.existsSync(path.join(dir, 'metrics.jsonl'))) return { epochs: 0 };
   const { epochs } = readRun(dir);
   const domainShift = domainShiftOf(dir);
+  const final = (key: 'val_acc' | 'test_acc') => {
+    const value = finalMeasured(epochs, key)?.value;
+    return value !== undefined && Number.isFinite(value) ? value : undefined;
+  };
   return {
     epochs: epochs.length,
-    val_acc: lastMeasured(epochs, 'val_acc')?.value,
-    test_acc: lastMeasured(epochs, 'test_acc')?.value,
+    val_acc: final('val_acc'),
+    test_acc: final('test_acc'),
     ...(domainShift && { domainShift }),
   };
 }
