@@ -141,6 +141,8 @@ export {
   IMAGENET_NORMALIZATION,
   domainShiftEntries,
   classesOf,
+  DOMAIN_SHIFT_RESIZES,
+  type DomainShiftResize,
   type DomainShiftSetName,
 } from './data/domain-shift';
 export {

@@ -176,3 +176,32 @@ test('an image more than 16 times as wide as high: the crop window alone is comp
   expect(maxDifference(await pillowCrop(file, 28, 1))).toBeGreaterThan(2);
   expect(maxDifference(await pillowCrop(file, 28, -1))).toBeGreaterThan(2);
 });
+
+test("squash-crop is NOAH's Resize((s, s), BICUBIC) then CenterCrop(size), s = floor(size / 0.875): Pillow's pixels", async () => {
+  const sizes = [
+    [256, 700],
+    [701, 300],
+    [20, 50], // enlarged
+    [300, 1],
+    [257, 259],
+  ];
+  const files = await Promise.all(sizes.map(([w, h]) => write(`squash-${w}x${h}.png`, w, h, png)));
+  for (const size of [28, 224]) {
+    const entries = files.map((file, i) => ({ path: file, label: 0, line: i + 1 }));
+    const { dataset } = await loadImages(entries, { size, resize: 'squash-crop', normalization, progress: false });
+    const pixels = Buffer.from(dataset.images.toUint8Array());
+    const whole = Math.floor(size / 0.875);
+    const offset = pythonRound((whole - size) / 2);
+    for (const [i, file] of files.entries()) {
+      const { data, info } = await sharp(file).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+      const resized = Buffer.from(pillowResize(data, info.width, info.height, 3, whole, whole, 'bicubic'));
+      const crop = Buffer.alloc(size * size * 3);
+      for (let y = 0; y < size; y++) {
+        const from = ((offset + y) * whole + offset) * 3;
+        resized.copy(crop, y * size * 3, from, from + size * 3);
+      }
+      const mine = pixels.subarray(i * size * size * 3, (i + 1) * size * size * 3);
+      expect([size, path.basename(file), mine.equals(crop)]).toEqual([size, path.basename(file), true]);
+    }
+  }
+});

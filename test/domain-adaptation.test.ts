@@ -7,6 +7,7 @@ import sharp from 'sharp';
 import {
   classesOf,
   createModel,
+  DOMAIN_SHIFT_SETS,
   checkDomainShiftTargets,
   domainShiftEntries,
   evaluateDataset,
@@ -148,9 +149,16 @@ describe('class subsets in the native evaluation, on logits set through the head
   });
 });
 
-test("the table leaves a row's mean out when it lacks a target the table shows: it would not compare", () => {
-  const report = (sets: [string, number][]) => ({
-    sets: sets.map(([name, top1]) => ({ name, title: name, result: { samples: 1, classes: 1000, top1, loss: 0 } })),
+test("the table leaves a row's mean out when it lacks a target the table shows, and says what departs from the paper's", () => {
+  // A mean over two targets was headed as the paper's mean over four; a set scored over other classes than its own
+  // read as the paper's figure.
+  const own: Record<string, number> = { imagenet: 1000, 'imagenet-a': 200, 'imagenet-r': 200 };
+  const report = (sets: [string, number, number?][]) => ({
+    sets: sets.map(([name, top1, classes = own[name]]) => ({
+      name,
+      title: name,
+      result: { samples: 1, classes, top1, loss: 0 },
+    })),
     targetMean: sets.filter(([name]) => name !== 'imagenet').reduce((sum, [, v], _, all) => sum + v / all.length, 0),
     mean: 0,
   });
@@ -161,7 +169,7 @@ test("the table leaves a row's mean out when it lacks a target the table shows: 
   ]);
   const onlyR = report([
     ['imagenet', 0.8],
-    ['imagenet-r', 0.5],
+    ['imagenet-r', 0.5, 1000],
   ]);
   expect(both.targetMean).toBeCloseTo(0.3, 12);
   expect(
@@ -170,10 +178,10 @@ test("the table leaves a row's mean out when it lacks a target the table shows: 
       { label: 'R only', report: onlyR as never },
     ]),
   ).toBe(
-    '| Method | ImageNet (source) | -A | -R | Mean (targets) |\n' +
+    '| Method | ImageNet (source) | -A | -R | Mean (2 targets) |\n' +
       '| --- | ---: | ---: | ---: | ---: |\n' +
       '| A+R | 80.0 | 10.0 | 50.0 | 30.0 |\n' +
-      '| R only | 80.0 | – | 50.0 | – |\n',
+      '| R only | 80.0 | – | 50.0 (1000 classes) | – |\n',
   );
 });
 
@@ -201,6 +209,14 @@ describe('the real domain-adaptation lists', () => {
     const r = classes('imagenet-r/val_meta.list');
     expect([a.length, r.length]).toEqual([200, 200]);
     expect(a).not.toEqual(r);
+    // the subsets the library scores A and R over are their whole lists' classes
+    const own = (name: string) => DOMAIN_SHIFT_SETS.find((set) => set.name === name)?.classes;
+    expect([own('imagenet-a'), own('imagenet-r')]).toEqual([a, r]);
+    expect(DOMAIN_SHIFT_SETS.filter((set) => set.classes === undefined).map((set) => set.name)).toEqual([
+      'imagenet',
+      'imagenet-sketch',
+      'imagenetv2',
+    ]);
     expect(classes('imagenet-sketch/val_meta.list')).toHaveLength(1000);
     expect(classes('imagenetv2/val_meta.list')).toHaveLength(1000);
     for (const seed of [0, 1, 2]) {
@@ -256,6 +272,7 @@ describe('evaluation end to end on sets laid out as ImageNet-A and -R', () => {
   let a: { list: string; lines: string[] };
   let r: { list: string; lines: string[] };
   const aClasses = () => classesOf(linesOf(path.join(lists, 'imagenet-a/val_meta.list')).map(labelOf));
+  const rClasses = () => classesOf(linesOf(path.join(lists, 'imagenet-r/val_meta.list')).map(labelOf));
 
   beforeAll(async () => {
     a = await smallList('imagenet-a', 4, 3, 1);
@@ -296,13 +313,13 @@ describe('evaluation end to end on sets laid out as ImageNet-A and -R', () => {
     return { top1: right / lines.length, loss: loss / lines.length, outside, dataset };
   };
 
-  test('A (its 200 classes given) and R (the classes of its list) match an independent computation', async () => {
+  test('A (its 200 classes given) and R (its own 200 by default, from a list of 4 of them) match an independent computation', async () => {
+    // Bug: R's mask was the classes its list held: a list cut short (here 4 classes) was scored as a 4-way task.
     const aExpected = await independent(a.list, a.lines, new Set(aClasses()));
-    const rExpected = await independent(r.list, r.lines, new Set(r.lines.map(labelOf)));
+    const rExpected = await independent(r.list, r.lines, new Set(rClasses()));
     // the masks matter: some images' unrestricted argmax is a class outside the subset
     expect(aExpected.outside.length).toBeGreaterThan(0);
     expect(rExpected.outside.length).toBeGreaterThan(0);
-    expect(rExpected.top1).toBeGreaterThan(0);
 
     const progress: number[] = [];
     // each list is read once: checked whole before the first set runs, and evaluated from what was read then
@@ -341,23 +358,32 @@ describe('evaluation end to end on sets laid out as ImageNet-A and -R', () => {
     expect(before).toEqual([4]);
     expect(report.sets.map((s) => s.name)).toEqual(['imagenet', 'imagenet-a', 'imagenet-r']);
     const [imagenet, resultA, resultR] = report.sets.map((s) => s.result);
-    expect(resultA).toEqual({ samples: 12, classes: 200, top1: aExpected.top1, loss: expect.any(Number) });
+    const listed = { samples: 12, classes: 200, resize: 'center-crop', loss: expect.any(Number) };
+    expect(resultA).toEqual({ ...listed, top1: aExpected.top1 });
     expect(resultA.loss).toBeCloseTo(aExpected.loss, 4);
-    expect(resultR).toEqual({ samples: 12, classes: 4, top1: rExpected.top1, loss: expect.any(Number) });
+    expect(resultR).toEqual({ ...listed, top1: rExpected.top1 });
     expect(resultR.loss).toBeCloseTo(rExpected.loss, 4);
+    // 'present': the classes the list holds, as asked
+    const present = await independent(r.list, r.lines, new Set(r.lines.map(labelOf)));
+    const [presentR] = (
+      await evaluateDomainShift(model, { targets: { 'imagenet-r': { list: r.list, root, classes: 'present' } } })
+    ).sets;
+    expect(presentR.result).toEqual({ ...listed, classes: 4, top1: present.top1 });
+    expect(presentR.result.loss).toBeCloseTo(present.loss, 4);
+    expect(present.top1).toBeGreaterThan(0);
     // the in-memory 'imagenet' set has no mask: all 1000 logits
     const all = await independent(r.list, r.lines, new Set(Array.from({ length: 1000 }, (_, i) => i)));
     expect(imagenet).toEqual({ samples: 12, classes: 1000, top1: all.top1, loss: expect.any(Number) });
     expect(imagenet.loss).toBeCloseTo(all.loss, 4);
-    // the same images scored over all 1000 logits and over R's classes: the mask changes the accuracy
-    expect(resultR.top1).toBeGreaterThan(imagenet.top1);
+    // the same images scored over all 1000 logits and over the classes of R's list: the mask changes the accuracy
+    expect(presentR.result.top1).toBeGreaterThan(imagenet.top1);
     expect(report.targetMean).toBeCloseTo((aExpected.top1 + rExpected.top1) / 2, 12);
     expect(report.mean).toBeCloseTo((all.top1 + aExpected.top1 + rExpected.top1) / 3, 12);
     expect(model.training).toBe(false);
 
     const pct = (v: number) => (100 * v).toFixed(1);
     expect(formatDomainShiftTable([{ label: 'tiny', report }])).toBe(
-      '| Method | ImageNet (source) | -A | -R | Mean (targets) |\n' +
+      '| Method | ImageNet (source) | -A | -R | Mean (2 targets) |\n' +
         '| --- | ---: | ---: | ---: | ---: |\n' +
         `| tiny | ${pct(all.top1)} | ${pct(aExpected.top1)} | ${pct(rExpected.top1)} | ${pct((aExpected.top1 + rExpected.top1) / 2)} |\n`,
     );
@@ -427,12 +453,88 @@ describe('evaluation end to end on sets laid out as ImageNet-A and -R', () => {
     await expect(
       evaluateDomainShift(model, { targets: { 'imagenet-c': { list: r.list, root } } as never }),
     ).rejects.toThrow(PaceNotFoundError);
+    // a list of R's images given as ImageNet-A: its first label outside A's 200 classes is an error at its line
+    const notA = r.lines.findIndex((line) => !aClasses().includes(labelOf(line)));
+    await expect(evaluateDomainShift(model, { targets: { 'imagenet-a': { list: r.list, root } } })).rejects.toThrow(
+      new PaceInputError(
+        `${r.list}:${notA + 1}: label ${labelOf(r.lines[notA])} is not among the 200 classes of imagenet-a's class subset`,
+      ),
+    );
+    // a set given as undefined is no set (it was a TypeError)
+    const onlyR = await evaluateDomainShift(model, {
+      targets: { 'imagenet-a': undefined, 'imagenet-r': { list: r.list, root } },
+    });
+    expect(onlyR.sets.map((set) => set.name)).toEqual(['imagenet-r']);
+    expect(() => checkDomainShiftTargets({ 'imagenet-a': undefined }, 1000)).toThrow(
+      new PaceOptionError('options.targets: name at least one set'),
+    );
     using small = await createModel({ ...tinyVit, depth: 1, numClasses: 10 });
     await expect(evaluateDomainShift(small, { targets: { 'imagenet-r': { list: r.list, root } } })).rejects.toThrow(
       new PaceOptionError(
         "the domain-adaptation sets are labelled with ImageNet-1K's 1000 classes; this model's head has 10",
       ),
     );
+  });
+
+  test("a failure while scoring names the set and the list's lines it happened in", async () => {
+    // Bug: a diverged model's error named neither the set nor the images ("for k of the 1024 samples").
+    const state = model.stateDict();
+    const file = path.join(temp.dir, 'overflowing.safetensors');
+    const weight = state['head.weight'];
+    await saveTensors(file, {
+      ...state,
+      'head.weight': tensor(new Float32Array(weight.size).fill(3e38), weight.shape),
+    });
+    using overflowing = await createModel({ ...tinyVit, depth: 1, numClasses: 1000 }, { pretrained: file });
+    const error = await evaluateDomainShift(overflowing, {
+      targets: { 'imagenet-a': { list: a.list, root } },
+      decodeChunk: 4,
+    }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: 'PaceDivergedError' });
+    expect((error as Error).message).toMatch(
+      new RegExp(
+        `^imagenet-a: ${a.list.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(lines 1-4\\): the model's logits are not finite`,
+      ),
+    );
+    const nan = new TensorDataset(
+      tensor(new Float32Array(2 * 3 * 16 * 16).fill(Number.NaN), [2, 3, 16, 16]),
+      tensor(BigInt64Array.of(3n, 4n)),
+    );
+    await expect(evaluateDomainShift(model, { targets: { imagenetv2: { dataset: nan } } })).rejects.toThrow(
+      /^imagenetv2: the model's logits are not finite/,
+    );
+  });
+
+  test("NOAH's evaluation: every logit and the squashed bicubic resize, as its released code scores A and R", async () => {
+    const report = await evaluateDomainShift(model, {
+      targets: { 'imagenet-a': { list: a.list, root, classes: 'all', resize: 'squash-crop' } },
+    });
+    const dataset = (
+      await loadImages(domainShiftEntries(a.list, root), {
+        size: 16,
+        resize: 'squash-crop',
+        normalization: IMAGENET_NORMALIZATION,
+      })
+    ).dataset;
+    using input = await prepareImages(dataset.images, { size: 16, ...IMAGENET_NORMALIZATION });
+    using output = await model.forward(input);
+    const logits = output.toFloat32Array();
+    const top1 =
+      a.lines.filter((line, n) => {
+        const row = Array.from(logits.subarray(n * 1000, (n + 1) * 1000));
+        return row.indexOf(Math.max(...row)) === labelOf(line);
+      }).length / a.lines.length;
+    expect(report.sets[0].result).toEqual({
+      samples: 12,
+      classes: 1000,
+      resize: 'squash-crop',
+      top1,
+      loss: expect.any(Number),
+    });
+    expect(formatDomainShiftTable([{ label: 'NOAH', report }])).toContain(` (1000 classes) |`);
+    // the squashed images differ from the centre crops of the shorter side
+    const cropped = (await decoded(a.list)).images.toUint8Array();
+    expect(Buffer.from(dataset.images.toUint8Array()).equals(Buffer.from(cropped))).toBe(false);
   });
 
   test('fit takes the lists as list sources with the training or evaluation transform', async () => {

@@ -1,6 +1,7 @@
 import { PaceInputError, PaceNotFoundError } from '../errors';
 import type { Normalization } from './dataset';
 import { meanStdOf } from '../models/timm-constants';
+import { IMAGENET_A_CLASSES, IMAGENET_R_CLASSES } from './domain-shift-classes';
 import { parseSplitList, type SplitEntry } from './splits';
 
 /** ImageNet-1K's class count: every domain-adaptation list labels its images with these indices. */
@@ -11,16 +12,24 @@ export const IMAGENET_NORMALIZATION: Readonly<Normalization> = meanStdOf('imagen
 
 /**
  * The evaluation sets of the paper's domain-adaptation protocol (NOAH's), in the order reports show them: the
- * source (ImageNet-1K val) first, then the four shifted targets. `subset: true` marks the sets that cover only some of the
- * 1,000 classes (ImageNet-A and -R: 200 each), evaluated with the logits restricted to their classes.
+ * source (ImageNet-1K val) first, then the four shifted targets. `classes` are the classes of the sets that cover
+ * only some of the 1,000 (ImageNet-A and -R: 200 each), by default evaluated with the logits restricted to them.
  */
 export const DOMAIN_SHIFT_SETS = [
-  { name: 'imagenet', title: 'ImageNet', subset: false, source: true },
-  { name: 'imagenet-sketch', title: '-Sketch', subset: false, source: false },
-  { name: 'imagenetv2', title: '-V2', subset: false, source: false },
-  { name: 'imagenet-a', title: '-A', subset: true, source: false },
-  { name: 'imagenet-r', title: '-R', subset: true, source: false },
+  { name: 'imagenet', title: 'ImageNet', classes: undefined, source: true },
+  { name: 'imagenet-sketch', title: '-Sketch', classes: undefined, source: false },
+  { name: 'imagenetv2', title: '-V2', classes: undefined, source: false },
+  { name: 'imagenet-a', title: '-A', classes: IMAGENET_A_CLASSES, source: false },
+  { name: 'imagenet-r', title: '-R', classes: IMAGENET_R_CLASSES, source: false },
 ] as const;
+
+/**
+ * How a domain-adaptation list's images are brought to the model's size: `center-crop` is PACE's evaluation
+ * transform (torchvision's `Resize(256)` and `CenterCrop(224)`, bilinear), `squash-crop` NOAH's (`Resize((256,
+ * 256))`, bicubic, then `CenterCrop(224)`).
+ */
+export const DOMAIN_SHIFT_RESIZES = ['center-crop', 'squash-crop'] as const;
+export type DomainShiftResize = (typeof DOMAIN_SHIFT_RESIZES)[number];
 
 /** A domain-adaptation evaluation set's name. */
 export type DomainShiftSetName = (typeof DOMAIN_SHIFT_SETS)[number]['name'];

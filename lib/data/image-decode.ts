@@ -12,9 +12,11 @@ import { centerCropOffset, torchvisionResizeSize } from './resize-geometry';
  * `center-crop` resizes the shorter side to floor(size / {@link CENTER_CROP_PCT}) and keeps the centre; `cover` resizes the shorter side
  * to size and keeps the central square; `shorter` resizes the shorter side to size and keeps the whole image, at its
  * own size (all three bilinear, as torchvision's `Resize(256)` of the few-shot and FGVC transforms, whose
- * `RandomCrop(224)` ranges over the whole image).
+ * `RandomCrop(224)` ranges over the whole image); `squash-crop` resizes both sides to floor(size /
+ * {@link CENTER_CROP_PCT}) and keeps the centre (bicubic, as NOAH's evaluation transform: `Resize((256, 256))` and
+ * `CenterCrop(224)`).
  */
-export const RESIZE_MODES = ['stretch', 'center-crop', 'cover', 'shorter'] as const;
+export const RESIZE_MODES = ['stretch', 'center-crop', 'cover', 'shorter', 'squash-crop'] as const;
 export type ResizeMode = (typeof RESIZE_MODES)[number];
 
 /** The benchmarks' evaluation crop: the shorter side to floor(size / 0.875) (256 for 224), then the centre. */
@@ -49,6 +51,7 @@ export async function decodeImage(file: string, size: number, mode: ResizeMode):
   await checkRegularFile(file);
   const decoded = await decodeWhole(file);
   if (mode === 'shorter') return shorterSide(decoded, size);
+  if (mode === 'squash-crop') return { pixels: await squashedCrop(decoded, size), width: size, height: size };
   const pixels =
     mode === 'cover'
       ? await covered(decoded, size)
@@ -197,6 +200,16 @@ function stretched(decoded: Decoded, size: number, filter: 'bilinear' | 'bicubic
 /** torchvision's `Resize(size)` then `CenterCrop(size)` (bilinear): the shorter side to size, the central square. */
 function covered(decoded: Decoded, size: number): Promise<Buffer> {
   return centerCrop(decoded, size, 1, 'bilinear');
+}
+
+/**
+ * torchvision's `Resize((s, s), BICUBIC)` then `CenterCrop(size)`, s = floor(size / 0.875): NOAH's evaluation
+ * transform, in Pillow's arithmetic, the resize computed for the crop's window alone.
+ */
+function squashedCrop(decoded: Decoded, size: number): Promise<Buffer> {
+  const whole = Math.floor(size / CENTER_CROP_PCT);
+  const offset = centerCropOffset(whole, size);
+  return resizedAsPillow(decoded, whole, whole, 'bicubic', { top: offset, left: offset, height: size, width: size });
 }
 
 /**

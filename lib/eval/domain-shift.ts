@@ -6,29 +6,31 @@ import type { TensorDataset } from '../data/dataset';
 import {
   checkClassSubset,
   classesOf,
+  DOMAIN_SHIFT_RESIZES,
   DOMAIN_SHIFT_SETS,
   domainShiftEntries,
   domainShiftSet,
   IMAGENET_CLASSES,
   IMAGENET_NORMALIZATION,
+  type DomainShiftResize,
   type DomainShiftSetName,
 } from '../data/domain-shift';
 import { loadImages } from '../data/images';
 import { checkNormalization, type Normalization } from '../data/normalization';
 import type { SplitEntry } from '../data/splits';
 import { withContext } from '../error-context';
-import { PaceInputError, PaceNotFoundError, PaceOptionError } from '../errors';
+import { PaceError, PaceInputError, PaceNotFoundError, PaceOptionError } from '../errors';
 import type { Model } from '../models/model';
 import { parseOptions } from '../options';
 import { evaluateDataset } from './evaluate';
 
 /**
- * Which of the 1,000 logits take part in a set's argmax and loss: `all`, `present` (the classes among the set's
- * labels: ImageNet-A's and -R's 200) or an explicit list of class indices. The default is `present` for
- * ImageNet-A and -R and `all` for the others.
+ * Which of the 1,000 logits take part in a set's argmax and loss: `set` (the default: the set's own classes,
+ * ImageNet-A's and -R's 200, every class for the others), `all`, `present` (the classes among the labels the list
+ * or dataset holds) or an explicit list of class indices.
  */
 export const ClassSubsetSchema = z.union([
-  z.enum(['all', 'present']),
+  z.enum(['set', 'all', 'present']),
   z
     .array(
       z
@@ -49,6 +51,12 @@ export const DomainShiftListSchema = z
     /** The folder the list's paths are relative to. */
     root: z.string().min(1),
     classes: ClassSubsetSchema.optional(),
+    /**
+     * How an image is brought to the model's size: `center-crop` (the default: the shorter side to size/0.875,
+     * bilinear, then the centre, as PACE's evaluation transforms) or `squash-crop` (both sides to size/0.875,
+     * bicubic, then the centre, as NOAH's released evaluation code).
+     */
+    resize: z.enum(DOMAIN_SHIFT_RESIZES).optional(),
   })
   .strict();
 export type DomainShiftList = z.infer<typeof DomainShiftListSchema>;
@@ -96,6 +104,8 @@ export interface DomainShiftResult {
   samples: number;
   /** The number of classes the logits were restricted to (1000 without a mask). */
   classes: number;
+  /** How a list's images were resized (a dataset target's were given as they are). */
+  resize?: DomainShiftResize;
   /** Top-1 accuracy over the restricted logits, in [0, 1]. */
   top1: number;
   /** Mean cross-entropy of the softmax over the restricted logits. */
@@ -117,20 +127,25 @@ function subsetFor(
   classes: ClassSubset | undefined,
   labels: () => number[],
 ): number[] | undefined {
-  const choice = classes ?? (domainShiftSet(name).subset ? 'present' : 'all');
+  const choice = classes ?? 'set';
   if (choice === 'all') return undefined;
+  if (choice === 'set') {
+    const own = domainShiftSet(name).classes;
+    return own && [...own];
+  }
   return checkClassSubset(choice === 'present' ? classesOf(labels()) : choice, IMAGENET_CLASSES, `${name}'s classes`);
 }
 
-/** The decoded images of `entries` from `from`, as the evaluation transform (centre crop) makes them. */
+/** The decoded images of `entries`, as the evaluation transform (`resize`, then `normalization`) makes them. */
 async function decodeChunk(
   entries: SplitEntry[],
   list: string,
   size: number,
+  resize: DomainShiftResize,
   normalization: Normalization,
 ): Promise<TensorDataset> {
   try {
-    const { dataset } = await loadImages(entries, { size, resize: 'center-crop', normalization, progress: false });
+    const { dataset } = await loadImages(entries, { size, resize, normalization, progress: false });
     return dataset;
   } catch (error) {
     throw withContext(error, `${list}: ${(error as Error).message}`);
@@ -140,9 +155,10 @@ async function decodeChunk(
 /**
  * Evaluates a model with ImageNet-1K's 1,000-class head on the paper's domain-adaptation sets: ImageNet val
  * (the source) and the shifted targets ImageNet-Sketch, -V2, -A and -R. ImageNet-A and -R cover 200 classes
- * each: their logits are restricted to those classes (the argmax and the softmax run over the subset only).
- * List targets are decoded as the evaluation transform of the reference (shorter side to size/0.875, centre
- * crop, ImageNet's mean and std unless `normalization` says otherwise) a chunk at a time, the next chunk decoding
+ * each: by default their logits are restricted to those classes (the argmax and the softmax run over the subset
+ * only; `classes: 'all'` scores them over all 1,000, as NOAH's released code does). List targets are decoded as
+ * the evaluation transform of the reference (shorter side to size/0.875, centre crop, or a target's `resize`;
+ * ImageNet's mean and std unless `normalization` says otherwise) a chunk at a time, the next chunk decoding
  * while the current one runs. A missing image is an error naming the list, the image and its line before anything
  * is decoded; a corrupt one when it is reached. The model runs in
  * evaluation mode and is left in the mode it had. `signal` stops it before the next batch.
@@ -163,8 +179,12 @@ export async function evaluateDomainShift(
     const target = options.targets[set.name];
     if (!target) continue;
     const score = scorer(model, set.name, batchSize, { ...options, normalization });
-    const result = 'dataset' in target ? await score.dataset(target) : await score.list(lists.get(set.name)!, chunk);
-    sets.push({ name: set.name, title: set.title, result });
+    try {
+      const result = 'dataset' in target ? await score.dataset(target) : await score.list(lists.get(set.name)!, chunk);
+      sets.push({ name: set.name, title: set.title, result });
+    } catch (error) {
+      throw inContext(error, set.name, options.signal);
+    }
   }
   options.signal?.throwIfAborted(); // a stop asked during the last chunk: no report of a stopped evaluation
   const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
@@ -174,6 +194,15 @@ export async function evaluateDomainShift(
     targetMean: targets.length > 0 ? mean(targets) : undefined,
     mean: mean(sets.map((s) => s.result.top1)),
   };
+}
+
+/**
+ * A failure while scoring, its message led by where it happened (a set, a list's lines); a stop asked through
+ * `signal` and errors that are not the library's (a defect's TypeError) are thrown as they are.
+ */
+function inContext(error: unknown, where: string, signal: AbortSignal | undefined): unknown {
+  if (!(error instanceof PaceError) || (signal?.aborted && error === signal.reason)) return error;
+  return withContext(error, `${where}: ${error.message}`);
 }
 
 /**
@@ -187,6 +216,13 @@ export function checkDomainShiftTargets(
   readListTargets(targets, numClasses);
 }
 
+/** The sets given a target (a name given `undefined` stands for no set, as a missing one). */
+function givenTargets(targets: EvaluateDomainShiftOptions['targets']): [DomainShiftSetName, DomainShiftTarget][] {
+  return (Object.entries(targets) as [DomainShiftSetName, DomainShiftTarget | undefined][]).filter(
+    (entry): entry is [DomainShiftSetName, DomainShiftTarget] => entry[1] !== undefined,
+  );
+}
+
 /** {@link checkDomainShiftTargets}'s checks; returns the list targets as read, by set. */
 function readListTargets(
   targets: Partial<Record<DomainShiftSetName, DomainShiftTarget>>,
@@ -194,7 +230,10 @@ function readListTargets(
 ): Map<DomainShiftSetName, ListEntries> {
   checkSetsAndHead(targets, numClasses);
   const lists = new Map<DomainShiftSetName, ListEntries>();
-  for (const [name, target] of Object.entries(targets) as [DomainShiftSetName, DomainShiftTarget][]) {
+  for (const [name, target] of givenTargets(targets)) {
+    if (typeof target !== 'object' || target === null) {
+      throw new PaceOptionError(`options.targets['${name}']: expected { list, root } or { dataset }`);
+    }
     if ('dataset' in target) continue;
     const read = listEntries(name, target);
     const missing = read.entries.find((entry) => !fs.existsSync(entry.path));
@@ -207,7 +246,9 @@ function readListTargets(
 }
 
 function checkSetsAndHead(targets: EvaluateDomainShiftOptions['targets'], numClasses: number): void {
-  const names = Object.keys(targets);
+  if (typeof targets !== 'object' || targets === null)
+    throw new PaceOptionError('options.targets: expected the sets by name');
+  const names = givenTargets(targets).map(([name]) => name);
   names.forEach(domainShiftSet);
   if (names.length === 0) throw new PaceOptionError('options.targets: name at least one set');
   if (numClasses !== IMAGENET_CLASSES) {
@@ -217,16 +258,21 @@ function checkSetsAndHead(targets: EvaluateDomainShiftOptions['targets'], numCla
   }
 }
 
-/** A list target as read: its file, its entries and the classes it is scored over (undefined: all). */
+/** A list target as read: its file, its entries, the classes it is scored over (undefined: all), its resize. */
 interface ListEntries {
   list: string;
   entries: SplitEntry[];
   classes: number[] | undefined;
+  resize: DomainShiftResize;
 }
 
 /** A list target's entries and the classes it is scored over, each label checked to be among them. */
 function listEntries(name: DomainShiftSetName, target: DomainShiftList): ListEntries {
-  const { list, root } = parseOptions(DomainShiftListSchema, target, `options.targets['${name}']`);
+  const {
+    list,
+    root,
+    resize = 'center-crop',
+  } = parseOptions(DomainShiftListSchema, target, `options.targets['${name}']`);
   const entries = domainShiftEntries(list, root);
   const classes = subsetFor(name, target.classes, () => entries.map((e) => e.label));
   const members = classes && new Set(classes);
@@ -236,7 +282,7 @@ function listEntries(name: DomainShiftSetName, target: DomainShiftList): ListEnt
       `${list}:${outside.line}: label ${outside.label} is not among the ${members.size} classes of ${name}'s class subset`,
     );
   }
-  return { list, entries, classes };
+  return { list, entries, classes, resize };
 }
 
 /** Scoring one set, from a dataset or from a list: the native evaluation of each chunk, its counts summed. */
@@ -262,9 +308,10 @@ function scorer(
     lossSum += report.loss * report.samples;
     options.onProgress?.({ set: name, done: samples, total });
   };
-  const result = (classes: number[] | undefined): DomainShiftResult => ({
+  const result = (classes: number[] | undefined, resize?: DomainShiftResize): DomainShiftResult => ({
     samples,
     classes: classes?.length ?? IMAGENET_CLASSES,
+    ...(resize && { resize }),
     top1: correct / samples,
     loss: lossSum / samples,
   });
@@ -276,12 +323,12 @@ function scorer(
       await run(dataset, classes, dataset.length);
       return result(classes);
     },
-    async list({ list, entries, classes }: ListEntries, chunk: number): Promise<DomainShiftResult> {
+    async list({ list, entries, classes, resize }: ListEntries, chunk: number): Promise<DomainShiftResult> {
       const size = model.spec.imgSize;
       // The next chunk decodes while this one is evaluated. Its failure is handled here at once, so that it is
       // not an unhandled rejection (which ends the process) before the loop comes to await it.
       const prefetch = (from: number) => {
-        const decoding = decodeChunk(entries.slice(from, from + chunk), list, size, options.normalization);
+        const decoding = decodeChunk(entries.slice(from, from + chunk), list, size, resize, options.normalization);
         decoding.catch(() => undefined);
         return decoding;
       };
@@ -292,6 +339,9 @@ function scorer(
           pending = from + chunk < entries.length ? prefetch(from + chunk) : undefined;
           try {
             await run(dataset, classes, entries.length);
+          } catch (error) {
+            const lines = `lines ${entries[from].line}-${entries[Math.min(from + chunk, entries.length) - 1].line}`;
+            throw inContext(error, `${list} (${lines})`, options.signal);
           } finally {
             dataset.images.dispose();
             dataset.labels.dispose();
@@ -307,7 +357,7 @@ function scorer(
           () => undefined,
         );
       }
-      return result(classes);
+      return result(classes, resize);
     },
   };
 }

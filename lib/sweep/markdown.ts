@@ -149,7 +149,7 @@ export function resultsMarkdown(results: SweepResults): string {
     parts.push(
       '## Domain adaptation',
       "Top-1 of each set from the runs' domain-shift.json (ImageNet-A's and -R's logits restricted to their " +
-        'classes); Mean (targets) is the mean over the shifted sets.',
+        "classes unless a set's `classes` says otherwise); Mean (targets) is the mean over the shifted sets shown.",
       domainShiftTable(results, domainShift),
     );
   }
