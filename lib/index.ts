@@ -118,6 +118,7 @@ export {
   augmentFill,
   crossEntropy,
   mixupImages,
+  randomErasingImages,
   randAugmentConfig,
   randAugmentImages,
   randAugmentOp,

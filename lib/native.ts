@@ -246,6 +246,13 @@ export interface NativeResizedCropOptions {
   ratio?: [number, number];
 }
 
+/** timm's RandomErasing; absent fields take the core's defaults (DeiT's recipe: 0.25, pixel, one box). */
+export interface NativeRandomErasingOptions {
+  prob?: number;
+  fill?: 'const' | 'rand' | 'pixel';
+  count?: number;
+}
+
 /** timm's Mixup in batch mode; absent fields take the core's defaults (DeiT's recipe). */
 export interface NativeMixupOptions {
   mixupAlpha?: number;
@@ -306,6 +313,7 @@ export interface NativeTrainerHandle {
       augmentFlip?: boolean;
       resizedCrop?: NativeResizedCropOptions;
       randAugment?: string;
+      randomErasing?: NativeRandomErasingOptions;
       mixup?: NativeMixupOptions;
       stepGraphs?: StepGraphMode;
     },
@@ -402,6 +410,11 @@ export interface NativeAddon {
     filter: 'bilinear' | 'bicubic',
     window?: { top: number; left: number; height: number; width: number },
   ): Promise<NativeTensorHandle>;
+  randomErasingImages(
+    images: NativeTensorHandle,
+    options: NativeRandomErasingOptions,
+    seed: number,
+  ): Promise<{ images: NativeTensorHandle; boxes: [number, number, number, number, number][] }>;
   mixupImages(
     images: NativeTensorHandle,
     labels: NativeTensorHandle,

@@ -13,6 +13,7 @@ import {
   randAugmentConfig,
   randAugmentImages,
   randAugmentOp,
+  randomErasingImages,
   resizedCropImages,
   saveTensors,
   tensor,
@@ -463,6 +464,112 @@ function softTargets(labels: number[], classes: number, lambda: number, smoothin
   return rows;
 }
 
+describe('RandomErasing', () => {
+  const [b, c, h, w] = [8, 3, 20, 24];
+  const random = seededRandom(21);
+  const x = Float32Array.from({ length: b * c * h * w }, () => random() * 4 - 2);
+  const at = (n: number, ch: number, y: number, xx: number) => ((n * c + ch) * h + y) * w + xx;
+  const inBox = (box: number[], n: number, y: number, xx: number) =>
+    box[0] === n && y >= box[1] && y < box[1] + box[3] && xx >= box[2] && xx < box[2] + box[4];
+
+  test('boxes of 2-33 % of the image at aspect 0.3-3.3 inside it, noise in them and the rest untouched; seeded', async () => {
+    using images = tensor(x, [b, c, h, w]);
+    const noise: number[] = [];
+    let changedOutside = 0;
+    for (let seed = 0; seed < 20; seed++) {
+      const out = await randomErasingImages(images, { prob: 1, seed });
+      expect(out.boxes.map((box) => box[0])).toEqual([0, 1, 2, 3, 4, 5, 6, 7]); // one box each (a try fits)
+      const got = out.images.toFloat32Array();
+      for (const [, top, left, bh, bw] of out.boxes) {
+        expect(top >= 0 && left >= 0 && top + bh <= h && left + bw <= w && bh < h && bw < w).toBe(true);
+        // h and w are rounded from √(area·aspect) and √(area / aspect): within half a pixel of the ranges
+        expect((bh + 0.5) * (bw + 0.5)).toBeGreaterThanOrEqual(0.02 * h * w);
+        expect((bh - 0.5) * (bw - 0.5)).toBeLessThanOrEqual((h * w) / 3);
+        expect((bh + 0.5) / Math.max(bw - 0.5, 0.5)).toBeGreaterThanOrEqual(0.3);
+        expect((bh - 0.5) / (bw + 0.5)).toBeLessThanOrEqual(1 / 0.3);
+      }
+      for (let n = 0; n < b; n++)
+        for (let ch = 0; ch < c; ch++)
+          for (let y = 0; y < h; y++)
+            for (let xx = 0; xx < w; xx++) {
+              const i = at(n, ch, y, xx);
+              if (out.boxes.some((box) => inBox(box, n, y, xx))) noise.push(got[i]);
+              else if (got[i] !== x[i]) changedOutside++;
+            }
+      if (seed === 0) {
+        const again = await randomErasingImages(images, { prob: 1, seed });
+        expect(again.boxes).toEqual(out.boxes);
+        expect(Buffer.from(again.images.toFloat32Array().buffer).equals(Buffer.from(got.buffer))).toBe(true);
+      }
+    }
+    expect(changedOutside).toBe(0);
+    expect(Buffer.from(images.toFloat32Array().buffer).equals(Buffer.from(x.buffer))).toBe(true); // a copy is erased
+    // per-pixel noise is N(0, 1): tens of thousands of values, mean and variance well within 0.05
+    const mean = noise.reduce((s, v) => s + v, 0) / noise.length;
+    const variance = noise.reduce((s, v) => s + (v - mean) ** 2, 0) / noise.length;
+    expect(noise.length).toBeGreaterThan(10000);
+    expect(Math.abs(mean)).toBeLessThan(0.05);
+    expect(Math.abs(variance - 1)).toBeLessThan(0.05);
+  });
+
+  test("the box's area is uniform in [2 %, 33 %] and its log aspect uniform, as timm draws them", async () => {
+    using image = tensor(new Float32Array(3 * 224 * 224), [1, 3, 224, 224]);
+    const areas: number[] = [];
+    const logAspects: number[] = [];
+    for (let seed = 0; seed < 400; seed++) {
+      const [box] = (await randomErasingImages(image, { prob: 1, fill: 'const', seed })).boxes;
+      areas.push((box[3] * box[4]) / (224 * 224));
+      logAspects.push(Math.log(box[3] / box[4]));
+    }
+    const meanOf = (v: number[]) => v.reduce((s, a) => s + a, 0) / v.length;
+    // uniform on [0.02, 1/3]: mean 0.1767, sd 0.0905 (400 draws: the mean within 0.02); log aspect on ±ln(1/0.3)
+    expect(Math.abs(meanOf(areas) - (0.02 + 1 / 3) / 2)).toBeLessThan(0.02);
+    expect(Math.min(...areas)).toBeGreaterThan(0.015);
+    expect(Math.max(...areas)).toBeLessThan(0.345);
+    expect(Math.abs(meanOf(logAspects))).toBeLessThan(0.12);
+    expect(Math.max(...logAspects.map(Math.abs))).toBeLessThan(Math.log(1 / 0.3) + 0.05);
+  });
+
+  test('prob, count and the fills: rand one colour a box, const zeros; options are checked', async () => {
+    using images = tensor(x, [b, c, h, w]);
+    let erased = 0;
+    for (let seed = 0; seed < 100; seed++)
+      erased += new Set((await randomErasingImages(images, { seed })).boxes.map((box) => box[0])).size;
+    expect(erased / 800).toBeGreaterThan(0.2); // 0.25 by default: 800 images, sd 0.015
+    expect(erased / 800).toBeLessThan(0.3);
+    const counts = new Set<number>();
+    for (let seed = 0; seed < 30; seed++) {
+      const { boxes } = await randomErasingImages(images, { prob: 1, count: 3, fill: 'rand', seed });
+      const out = (
+        await randomErasingImages(images, { prob: 1, count: 3, fill: 'rand', seed })
+      ).images.toFloat32Array();
+      for (let n = 0; n < b; n++) {
+        const own = boxes.filter((box) => box[0] === n);
+        counts.add(own.length);
+        for (const box of own) {
+          // each box's area share: at most a third of the image over the number of boxes, plus rounding
+          expect((box[3] - 0.5) * (box[4] - 0.5)).toBeLessThanOrEqual((h * w) / 3 / own.length);
+        }
+        const last = own.at(-1);
+        if (last && last[3] > 0 && last[4] > 0) {
+          for (let ch = 0; ch < c; ch++) {
+            const colour = out[at(n, ch, last[1], last[2])];
+            expect(out[at(n, ch, last[1] + last[3] - 1, last[2] + last[4] - 1)]).toBe(colour);
+          }
+        }
+      }
+    }
+    expect([...counts].sort()).toEqual([1, 2, 3]);
+    const zeros = await randomErasingImages(images, { prob: 1, fill: 'const', seed: 5 });
+    const [, top, left] = zeros.boxes[0];
+    expect(zeros.images.toFloat32Array()[at(0, 1, top, left)]).toBe(0);
+    await expect(randomErasingImages(images, { prob: 0 })).rejects.toThrow('options.prob');
+    await expect(randomErasingImages(images, { fill: 'noise' as never })).rejects.toThrow('options.fill');
+    using bytes = tensor(new Uint8Array(2 * 3 * 4 * 4), [2, 3, 4, 4]);
+    await expect(randomErasingImages(bytes)).rejects.toThrow('random erasing needs floating-point images');
+  });
+});
+
 describe('mixup and CutMix', () => {
   const [b, c, h, w, classes] = [6, 3, 8, 10, 5];
   const random = seededRandom(8);
@@ -697,6 +804,55 @@ describe('fit', () => {
     await expect(trainer.fit(dataset, { ...fit, augment: { mixup: 'yes' as never } })).rejects.toThrow(
       'options.augment.mixup: expected boolean or an object, got "yes"',
     );
+  });
+
+  test("random erasing in a fit: it changes the batches, fit turns a dataset's off with false, float sets take it", async () => {
+    const fit = { epochs: 1, batchSize: 16, schedule: false as const, progress: false as const };
+    const losses = async (set: TensorDataset, augment?: object) => {
+      using model = await freshModel();
+      const history = await new Trainer(model, trainerOptions).fit(set, { ...fit, ...(augment && { augment }) });
+      return history.epochs.map((e) => e.loss);
+    };
+    const flipping = new TensorDataset(task.images, task.labels, { normalization, augment: { flip: true } });
+    const erasing = new TensorDataset(task.images, task.labels, {
+      normalization,
+      augment: { flip: true, randomErasing: { prob: 1 } },
+    });
+    const plain = await losses(flipping);
+    expect(await losses(erasing)).not.toEqual(plain);
+    expect(await losses(erasing, { randomErasing: false })).toEqual(plain);
+    expect(await losses(flipping, { randomErasing: true })).not.toEqual(plain);
+    const floats = new TensorDataset(
+      tensor(new Float32Array(4 * 3 * 16 * 16).fill(0.5), [4, 3, 16, 16]),
+      tensor(BigInt64Array.from([0n, 1n, 2n, 3n])),
+      { augment: { randomErasing: true } },
+    );
+    expect(floats.augment).toEqual({ randomErasing: true });
+    await expect(losses(flipping, { randomErasing: { prob: 2 } })).rejects.toThrow('options.augment.randomErasing');
+  });
+
+  test('a flip alone keeps the whole image: mirror-symmetric images train exactly as without it', async () => {
+    // Bug: flips alone on non-square images cropped a random square of the shorter side first.
+    const [n, ih, iw] = [32, 12, 20];
+    const random = seededRandom(4);
+    const data = new Uint8Array(n * ih * iw * 3);
+    for (let i = 0; i < n; i++)
+      for (let y = 0; y < ih; y++)
+        for (let xx = 0; xx < iw / 2; xx++)
+          for (let ch = 0; ch < 3; ch++) {
+            const v = Math.floor(random() * 256);
+            data[((i * ih + y) * iw + xx) * 3 + ch] = v;
+            data[((i * ih + y) * iw + (iw - 1 - xx)) * 3 + ch] = v;
+          }
+    const images = tensor(data, [n, ih, iw, 3]);
+    const labels = tensor(BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 4)));
+    const fit = { epochs: 1, batchSize: 8, schedule: false as const, progress: false as const };
+    const losses = async (augment?: object) => {
+      using model = await freshModel();
+      const set = new TensorDataset(images, labels, { normalization, ...(augment && { augment }) });
+      return (await new Trainer(model, trainerOptions).fit(set, fit)).epochs.map((e) => e.loss);
+    };
+    expect(await losses({ flip: true })).toEqual(await losses());
   });
 
   test('with soft targets a step counts argmax(logits) against the dominant label and its loss is the soft cross-entropy', async () => {

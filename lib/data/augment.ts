@@ -5,6 +5,7 @@ import {
   nativeAddon,
   type NativeMixupOptions,
   type NativeRandAugmentConfig,
+  type NativeRandomErasingOptions,
   type NativeResizedCropOptions,
 } from '../native';
 import { parseOptions } from '../options';
@@ -20,6 +21,21 @@ export const ResizedCropSchema = z
   .object({
     scale: range.refine(([, max]) => max <= 1, { message: 'the largest scale is 1 (the whole image)' }).optional(),
     ratio: range.optional(),
+  })
+  .strict();
+
+/**
+ * timm's RandomErasing of each normalised image, before mixup; defaults: DeiT's recipe (`--reprob 0.25 --remode
+ * pixel --recount 1`). A box of 2-33 % of the image's area, aspect ratio 0.3-3.3 (10 tries), filled with normal
+ * noise per pixel (`pixel`), per box (`rand`) or zeros (`const`, the normalised mean).
+ */
+export const RandomErasingSchema = z
+  .object({
+    /** The probability of erasing an image. */
+    prob: z.number().gt(0).max(1).optional(),
+    fill: z.enum(['const', 'rand', 'pixel']).optional(),
+    /** At most this many boxes an image, their number uniform from 1 (the area shared among them). */
+    count: z.number().int().min(1).max(100).optional(),
   })
   .strict();
 
@@ -60,6 +76,11 @@ export const AugmentationSchema = z
     /** timm's RandAugment config string, e.g. `rand-m9-mstd0.5-inc1`. uint8 datasets with 1 or 3 channels. */
     randAugment: z.string().min(1).optional(),
     /**
+     * timm's RandomErasing of each normalised image (after RandAugment, before mixup); `true` for DeiT's recipe;
+     * `false`: none (in fit's augment, the dataset's is turned off). Any dataset.
+     */
+    randomErasing: z.union([z.boolean(), RandomErasingSchema]).optional(),
+    /**
      * timm's Mixup/CutMix with label smoothing (soft targets); `true` for DeiT's recipe; `false`: none (in fit's
      * augment, the dataset's is turned off). Any dataset.
      */
@@ -70,7 +91,7 @@ export const AugmentationSchema = z
 /** Training augmentation as a user gives it (see {@link AugmentationSchema}). */
 export type Augmentation = z.input<typeof AugmentationSchema>;
 
-/** The options that work on uint8 pixels `[N, H, W, C]` (mixup alone applies to float images too). */
+/** The options that work on uint8 pixels `[N, H, W, C]` (random erasing and mixup apply to float images too). */
 const pixelOptions = ['crop', 'flip', 'resizedCrop', 'randAugment'] as const;
 
 /** Whether an option is set: `false` is its absence (what fit's augment gives to turn a dataset's off). */
@@ -90,6 +111,7 @@ export function checkAugmentation(augment: unknown, shape: readonly number[], pi
   const parsed = parseOptions(AugmentationSchema, augment, 'augment');
   if (!isSet(parsed.resizedCrop)) delete parsed.resizedCrop;
   if (!isSet(parsed.mixup)) delete parsed.mixup;
+  if (!isSet(parsed.randomErasing)) delete parsed.randomErasing;
   const needsPixels = pixelOptions.filter((k) => isSet(parsed[k]));
   if (needsPixels.length > 0 && pixels && shape.length === 3) {
     throw new PaceOptionError(
@@ -99,7 +121,7 @@ export function checkAugmentation(augment: unknown, shape: readonly number[], pi
   }
   if (needsPixels.length > 0 && (!pixels || shape.length !== 4)) {
     throw new PaceOptionError(
-      `augment.${needsPixels[0]} needs uint8 images [N, H, W, C]; got [${shape.join(',')}] (only mixup applies to float images)`,
+      `augment.${needsPixels[0]} needs uint8 images [N, H, W, C]; got [${shape.join(',')}] (only randomErasing and mixup apply to float images)`,
     );
   }
   if (parsed.crop !== undefined && parsed.resizedCrop !== undefined) {
@@ -123,6 +145,7 @@ export function nativeAugmentation(augment: Augmentation | undefined): {
   augmentFlip: boolean;
   resizedCrop?: NativeResizedCropOptions;
   randAugment?: string;
+  randomErasing?: NativeRandomErasingOptions;
   mixup?: NativeMixupOptions;
 } {
   return {
@@ -132,6 +155,9 @@ export function nativeAugmentation(augment: Augmentation | undefined): {
       resizedCrop: augment.resizedCrop === true ? {} : (augment.resizedCrop as NativeResizedCropOptions),
     }),
     ...(augment?.randAugment !== undefined && { randAugment: augment.randAugment }),
+    ...(augment?.randomErasing && {
+      randomErasing: augment.randomErasing === true ? {} : augment.randomErasing,
+    }),
     ...(augment?.mixup && { mixup: augment.mixup === true ? {} : augment.mixup }),
   };
 }
@@ -192,6 +218,21 @@ export async function resizedCropImages(
   const seed = parseOptions(SeedSchema, givenSeed, 'options.seed');
   const out = await nativeAddon().resizedCropImages(handleOf(images), size, checked, flip, seed);
   return { images: new Tensor(out.images), boxes: new Tensor(out.boxes), flipped: new Tensor(out.flipped) };
+}
+
+/**
+ * timm's RandomErasing of a normalised float batch `[B, C, H, W]` from a seeded generator, as fit applies it: the
+ * erased copy and each box erased, `[image, top, left, height, width]`.
+ */
+export async function randomErasingImages(
+  images: Tensor,
+  options: { seed?: number } & z.input<typeof RandomErasingSchema> = {},
+): Promise<{ images: Tensor; boxes: number[][] }> {
+  const { seed: givenSeed, ...erasing } = options;
+  const checked = parseOptions(RandomErasingSchema, erasing, 'options');
+  const seed = parseOptions(SeedSchema, givenSeed, 'options.seed');
+  const out = await nativeAddon().randomErasingImages(handleOf(images), checked, seed);
+  return { images: new Tensor(out.images), boxes: out.boxes.map((box) => [...box]) };
 }
 
 /**

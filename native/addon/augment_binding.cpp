@@ -205,6 +205,34 @@ Napi::Value mixupImages(const Napi::CallbackInfo& info) {
   });
 }
 
+// randomErasingImages(images [B, C, H, W] float, options, seed) -> Promise<{ images, boxes: [image, top, left, h, w][]
+// }>
+Napi::Value randomErasingImages(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const at::Tensor images = TensorHandle::unwrap(info[0], "images");
+    const data::RandomErasingConfig config =
+        randomErasingFromJs(info[1].IsUndefined() ? Napi::Object::New(env) : info[1]).value();
+    const at::Generator generator = generatorFromJs(info[2]);
+    return runAsync(
+        env, "pace.randomErasingImages", [=] { return data::randomErasing(images, config, generator); },
+        [](Napi::Env env, data::RandomErasingResult& result) -> Napi::Value {
+          Napi::Object out = Napi::Object::New(env);
+          out.Set("images", TensorHandle::wrap(env, std::move(result.images)));
+          Napi::Array boxes = Napi::Array::New(env, result.boxes.size());
+          for (uint32_t i = 0; i < result.boxes.size(); ++i) {
+            const data::ErasedBox& box = result.boxes[i];
+            Napi::Array row = Napi::Array::New(env, 5);
+            const int64_t values[5] = {box.image, box.top, box.left, box.height, box.width};
+            for (uint32_t k = 0; k < 5; ++k) row.Set(k, static_cast<double>(values[k]));
+            boxes.Set(i, row);
+          }
+          out.Set("boxes", boxes);
+          return out;
+        });
+  });
+}
+
 // crossEntropy(logits [B, C], targets: int64 [B] or float [B, C]) -> Promise<float scalar Tensor>
 Napi::Value crossEntropy(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
@@ -227,6 +255,7 @@ Napi::Value crossEntropy(const Napi::CallbackInfo& info) {
 
 void registerAugmentBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("randAugmentConfig", Napi::Function::New(env, randAugmentConfig, "randAugmentConfig"));
+  exports.Set("randomErasingImages", Napi::Function::New(env, randomErasingImages, "randomErasingImages"));
   exports.Set("randAugmentOp", Napi::Function::New(env, randAugmentOp, "randAugmentOp"));
   exports.Set("randAugmentImages", Napi::Function::New(env, randAugmentImages, "randAugmentImages"));
   exports.Set("resizedCropImages", Napi::Function::New(env, resizedCropImages, "resizedCropImages"));

@@ -162,6 +162,29 @@ std::optional<data::RandAugmentConfig> randAugmentFromJs(const Napi::Value& valu
   return data::parseRandAugment(stringFromJs(value, "randAugment"));
 }
 
+std::optional<data::RandomErasingConfig> randomErasingFromJs(const Napi::Value& value) {
+  if (value.IsUndefined() || value.IsNull()) return std::nullopt;
+  if (!value.IsObject()) throw jsError(value.Env(), ErrorCode::InvalidOption, "randomErasing must be an object");
+  const auto object = value.As<Napi::Object>();
+  data::RandomErasingConfig config;
+  config.prob = numberOr(object, "prob", config.prob);
+  config.count = static_cast<int64_t>(numberOr(object, "count", static_cast<double>(config.count)));
+  const Napi::Value fill = object.Get("fill");
+  if (!fill.IsUndefined()) {
+    const std::string name = stringFromJs(fill, "randomErasing.fill");
+    if (name == "const")
+      config.fill = data::ErasingFill::Const;
+    else if (name == "rand")
+      config.fill = data::ErasingFill::Rand;
+    else if (name == "pixel")
+      config.fill = data::ErasingFill::Pixel;
+    else
+      throw jsError(value.Env(), ErrorCode::InvalidOption, "randomErasing.fill must be 'const', 'rand' or 'pixel'");
+  }
+  config.validate();
+  return config;
+}
+
 std::optional<data::MixupConfig> mixupFromJs(const Napi::Value& value) {
   if (value.IsUndefined() || value.IsNull()) return std::nullopt;
   if (!value.IsObject()) throw jsError(value.Env(), ErrorCode::InvalidOption, "mixup must be an object");

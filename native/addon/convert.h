@@ -33,6 +33,8 @@ train::CosineSchedule scheduleFromJs(const Napi::Object& options);
 // (data/mixup.h).
 std::optional<data::ResizedCropConfig> resizedCropFromJs(const Napi::Value& value);
 std::optional<data::RandAugmentConfig> randAugmentFromJs(const Napi::Value& value);
+// {prob?, fill?: 'const' | 'rand' | 'pixel', count?} -> RandomErasingConfig (defaults DeiT's); undefined: none.
+std::optional<data::RandomErasingConfig> randomErasingFromJs(const Napi::Value& value);
 std::optional<data::MixupConfig> mixupFromJs(const Napi::Value& value);
 
 }  // namespace pace::addon

@@ -278,6 +278,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       epoch.augmentFlip = options.Get("augmentFlip").ToBoolean().Value();
       epoch.resizedCrop = resizedCropFromJs(options.Get("resizedCrop"));
       epoch.randAugment = randAugmentFromJs(options.Get("randAugment"));
+      epoch.randomErasing = randomErasingFromJs(options.Get("randomErasing"));
       epoch.mixup = mixupFromJs(options.Get("mixup"));
       epoch.stepGraphs = stepGraphsFromJs(options);
       if (options.Get("schedule").IsObject()) {

@@ -6,6 +6,7 @@
 #include "data/pil_convert.h"             // Pillow's CMYK to RGB of decoded pixels
 #include "data/pil_resize.h"              // Pillow's bicubic resize of stored pixels
 #include "data/rand_augment.h"            // RandAugment
+#include "data/random_erasing.h"          // RandomErasing of normalised images
 #include "data/resized_crop.h"            // random resized crops
 #include "data/transforms.h"              // image preparation and augmentation
 #include "distributed/gathered_values.h"  // values every rank contributes

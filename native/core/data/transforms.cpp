@@ -66,4 +66,17 @@ at::Tensor randomCropFlip(const std::vector<at::Tensor>& images, int64_t crop, b
   return at::stack(out).contiguous();
 }
 
+at::Tensor randomFlip(const at::Tensor& images, at::Generator generator) {
+  if (images.scalar_type() != at::kByte || images.dim() != 4)
+    throw ShapeError("augmentation needs uint8 images [N, H, W, C]; got " + dtypeName(images.scalar_type()) + " " +
+                     shapeToString(images.sizes().vec()));
+  const at::Tensor flips = at::empty({images.size(0)}, at::kFloat).bernoulli_(0.5, generator);
+  const float* flipDraw = flips.data_ptr<float>();
+  at::Tensor out = images.clone();
+  for (int64_t i = 0; i < images.size(0); ++i) {
+    if (flipDraw[i] > 0.5f) out[i].copy_(images[i].flip({1}));
+  }
+  return out;
+}
+
 }  // namespace pace::data

@@ -27,5 +27,8 @@ at::Tensor toModelInput(const at::Tensor& images, int64_t size, const Normalizat
 at::Tensor randomCropFlip(const at::Tensor& images, int64_t crop, bool flip, at::Generator generator);
 // The same over images of their own sizes [H_i, W_i, C] (data/packed_images.h), each window within its own image.
 at::Tensor randomCropFlip(const std::vector<at::Tensor>& images, int64_t crop, bool flip, at::Generator generator);
+// RandomHorizontalFlip alone: each whole image [N, H, W, C] flipped with probability 1/2 (one draw an image, as
+// randomCropFlip's flips draw).
+at::Tensor randomFlip(const at::Tensor& images, at::Generator generator);
 
 }  // namespace pace::data

@@ -138,13 +138,19 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
                                             augmentGenerator_)
                     .images;
       } else if (options.augmentCrop > 0 || options.augmentFlip) {
-        const int64_t crop = options.augmentCrop > 0 ? options.augmentCrop : std::min(batch.size(1), batch.size(2));
-        batch = data::randomCropFlip(batch, crop, options.augmentFlip, augmentGenerator_);
+        // Flips alone keep the whole image (RandomHorizontalFlip): a window the size of the shorter side would crop
+        // a non-square image at random, where evaluation resizes it whole.
+        batch = options.augmentCrop > 0 || batch.size(1) == batch.size(2)
+                    ? data::randomCropFlip(batch, options.augmentCrop > 0 ? options.augmentCrop : batch.size(1),
+                                           options.augmentFlip, augmentGenerator_)
+                    : data::randomFlip(batch, augmentGenerator_);
       }
     }
     if (options.randAugment)
       batch = data::randAugment(batch.cpu(), *options.randAugment, fill, augmentGenerator_).to(batch.device());
     inputs.images = batchInput(*model_, batch, options.normalization);
+    if (options.randomErasing)
+      inputs.images = data::randomErasing(inputs.images, *options.randomErasing, augmentGenerator_).images;
     inputs.targets = labelsOnCpu.index_select(0, inputs.indices);
     if (options.mixup) {
       // PACE's copies of the batch are made inside the forward, so they share this mixed batch.

@@ -14,6 +14,7 @@
 
 #include "data/mixup.h"
 #include "data/rand_augment.h"
+#include "data/random_erasing.h"
 #include "data/resized_crop.h"
 #include "data/transforms.h"
 #include "errors.h"
@@ -96,11 +97,13 @@ struct EpochOptions {
   at::Tensor extents;
   int64_t augmentCrop = 0;  // > 0: random crops of this size (uint8 datasets)
   bool augmentFlip = false;
-  // timm's stronger training augmentation, in its order (uint8 datasets but mixup): a random resized crop to the
-  // model's size instead of the crop (flipped with augmentFlip), RandAugment, then mixup/CutMix on the normalised
-  // batch with soft targets. Every draw comes from the trainer's augmentation generator.
+  // timm's stronger training augmentation, in its order (uint8 datasets but random erasing and mixup): a random
+  // resized crop to the model's size instead of the crop (flipped with augmentFlip), RandAugment, random erasing of
+  // each normalised image, then mixup/CutMix of the batch with soft targets. Every draw comes from the trainer's
+  // augmentation generator.
   std::optional<data::ResizedCropConfig> resizedCrop;
   std::optional<data::RandAugmentConfig> randAugment;
+  std::optional<data::RandomErasingConfig> randomErasing;
   std::optional<data::MixupConfig> mixup;
   // Whole-step CUDA graphs for the epoch's steps (step_graphs.h).
   StepGraphMode stepGraphs = StepGraphMode::Off;
