@@ -100,7 +100,7 @@ function findRunFolders(dirs: string[]): FoundRuns {
  * Folder names in the order a person counts them: runs of digits by their value (`seed=2` before `seed=10`), the
  * rest character by character. Equal values written apart (`07`, `7`) fall back to the characters: a total order.
  */
-export function compareNames(a: string, b: string): number {
+function compareNames(a: string, b: string): number {
   const chunks = (name: string) => name.match(/\d+|\D+/g) ?? [];
   const [x, y] = [chunks(a), chunks(b)];
   for (let i = 0; i < Math.min(x.length, y.length); i++) {
