@@ -31,10 +31,19 @@ at::Tensor toModelInput(const at::Tensor& images, int64_t size, const Normalizat
   return ((x - mean.view({1, 3, 1, 1})) / std.view({1, 3, 1, 1})).contiguous();
 }
 
-at::Tensor randomCropFlip(const at::Tensor& images, int64_t crop, bool flip, at::Generator generator) {
+namespace {
+
+// The stored pixels the crop and flip augmentations take: uint8 [N, H, W, C].
+void checkStoredPixels(const at::Tensor& images) {
   if (images.scalar_type() != at::kByte || images.dim() != 4)
     throw ShapeError("augmentation needs uint8 images [N, H, W, C]; got " + dtypeName(images.scalar_type()) + " " +
                      shapeToString(images.sizes().vec()));
+}
+
+}  // namespace
+
+at::Tensor randomCropFlip(const at::Tensor& images, int64_t crop, bool flip, at::Generator generator) {
+  checkStoredPixels(images);
   return randomCropFlip(images.unbind(0), crop, flip, std::move(generator));
 }
 
@@ -67,9 +76,7 @@ at::Tensor randomCropFlip(const std::vector<at::Tensor>& images, int64_t crop, b
 }
 
 at::Tensor randomFlip(const at::Tensor& images, at::Generator generator) {
-  if (images.scalar_type() != at::kByte || images.dim() != 4)
-    throw ShapeError("augmentation needs uint8 images [N, H, W, C]; got " + dtypeName(images.scalar_type()) + " " +
-                     shapeToString(images.sizes().vec()));
+  checkStoredPixels(images);
   const at::Tensor flips = at::empty({images.size(0)}, at::kFloat).bernoulli_(0.5, generator);
   const float* flipDraw = flips.data_ptr<float>();
   at::Tensor out = images.clone();
