@@ -563,7 +563,11 @@ describe('RandomErasing', () => {
     const zeros = await randomErasingImages(images, { prob: 1, fill: 'const', seed: 5 });
     const [, top, left] = zeros.boxes[0];
     expect(zeros.images.toFloat32Array()[at(0, 1, top, left)]).toBe(0);
-    await expect(randomErasingImages(images, { prob: 0 })).rejects.toThrow('options.prob');
+    // prob 0 is off, as timm's --reprob 0: nothing erased, nothing drawn
+    const off = await randomErasingImages(images, { prob: 0, seed: 5 });
+    expect(off.boxes).toEqual([]);
+    expect(Buffer.from(off.images.toFloat32Array().buffer).equals(Buffer.from(x.buffer))).toBe(true);
+    await expect(randomErasingImages(images, { prob: -0.25 })).rejects.toThrow('options.prob');
     await expect(randomErasingImages(images, { fill: 'noise' as never })).rejects.toThrow('options.fill');
     using bytes = tensor(new Uint8Array(2 * 3 * 4 * 4), [2, 3, 4, 4]);
     await expect(randomErasingImages(bytes)).rejects.toThrow('random erasing needs floating-point images');
@@ -822,12 +826,18 @@ describe('fit', () => {
     expect(await losses(erasing)).not.toEqual(plain);
     expect(await losses(erasing, { randomErasing: false })).toEqual(plain);
     expect(await losses(flipping, { randomErasing: true })).not.toEqual(plain);
-    const floats = new TensorDataset(
-      tensor(new Float32Array(4 * 3 * 16 * 16).fill(0.5), [4, 3, 16, 16]),
-      tensor(BigInt64Array.from([0n, 1n, 2n, 3n])),
-      { augment: { randomErasing: true } },
+    const random = seededRandom(6);
+    const floatImages = tensor(
+      Float32Array.from({ length: 16 * 3 * 16 * 16 }, () => random() * 2 - 1),
+      [16, 3, 16, 16],
     );
-    expect(floats.augment).toEqual({ randomErasing: true });
+    const floatLabels = tensor(BigInt64Array.from({ length: 16 }, (_, i) => BigInt(i % 4)));
+    const floats = new TensorDataset(floatImages, floatLabels, { augment: { randomErasing: { prob: 1 } } });
+    expect(floats.augment).toEqual({ randomErasing: { prob: 1 } });
+    const floatPlain = await losses(new TensorDataset(floatImages, floatLabels));
+    expect(await losses(floats)).not.toEqual(floatPlain);
+    // prob 0 turns a dataset's off, as false does
+    expect(await losses(floats, { randomErasing: { prob: 0 } })).toEqual(floatPlain);
     await expect(losses(flipping, { randomErasing: { prob: 2 } })).rejects.toThrow('options.augment.randomErasing');
   });
 
@@ -853,6 +863,15 @@ describe('fit', () => {
       return (await new Trainer(model, trainerOptions).fit(set, fit)).epochs.map((e) => e.loss);
     };
     expect(await losses({ flip: true })).toEqual(await losses());
+    // ... and flips do happen: with every other pixel's red inverted (no longer mirror images) flips change the losses
+    for (let i = 0; i < data.length; i += 6) data[i] = 255 - data[i];
+    const unlike = tensor(data, [n, ih, iw, 3]);
+    const unlikeLosses = async (augment?: object) => {
+      using model = await freshModel();
+      const set = new TensorDataset(unlike, labels, { normalization, ...(augment && { augment }) });
+      return (await new Trainer(model, trainerOptions).fit(set, fit)).epochs.map((e) => e.loss);
+    };
+    expect(await unlikeLosses({ flip: true })).not.toEqual(await unlikeLosses());
   });
 
   test('with soft targets a step counts argmax(logits) against the dominant label and its loss is the soft cross-entropy', async () => {

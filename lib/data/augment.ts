@@ -31,8 +31,8 @@ export const ResizedCropSchema = z
  */
 export const RandomErasingSchema = z
   .object({
-    /** The probability of erasing an image. */
-    prob: z.number().gt(0).max(1).optional(),
+    /** The probability of erasing an image; 0 turns erasing off (nothing drawn, as timm's `--reprob 0`). */
+    prob: z.number().min(0).max(1).optional(),
     fill: z.enum(['const', 'rand', 'pixel']).optional(),
     /** At most this many boxes an image, their number uniform from 1 (the area shared among them). */
     count: z.number().int().min(1).max(100).optional(),
@@ -222,7 +222,7 @@ export async function resizedCropImages(
 
 /**
  * timm's RandomErasing of a normalised float batch `[B, C, H, W]` from a seeded generator, as fit applies it: the
- * erased copy and each box erased, `[image, top, left, height, width]`.
+ * erased copy (`images` itself when no image was erased) and each box erased, `[image, top, left, height, width]`.
  */
 export async function randomErasingImages(
   images: Tensor,

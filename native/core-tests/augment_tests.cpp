@@ -1,6 +1,8 @@
 // The stronger augmentation's arithmetic against values worked out by hand from timm's definitions: crop boxes
 // (attempts, Python's half-to-even rounding, the centre fallback), RandAugment's level-to-argument mapping and
 // config strings, mixup's smoothed targets, and the soft-target cross-entropy.
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <cmath>
 #include <functional>
 #include <string>
@@ -8,9 +10,11 @@
 #include "check.h"
 #include "data/mixup.h"
 #include "data/rand_augment.h"
+#include "data/random_erasing.h"
 #include "data/resized_crop.h"
 #include "errors.h"
 #include "peft/cross_entropy.h"
+#include "tensor/to_device.h"
 
 namespace pace::tests {
 namespace {
@@ -108,6 +112,28 @@ void softCrossEntropyMatchesHardOnOneHotRows() {
   check(peft::targetClasses(oneHot).equal(hard), "the dominant label of a soft row is its largest entry");
 }
 
+// A CUDA batch is erased as the CPU one, draw for draw: the boxes' fills go over in one queued copy from pinned
+// memory (tensor/to_device.h), holding the values the source had at the call.
+void randomErasingOnCudaMatchesCpu() {
+  skipUnless(at::hasCUDA(), "no CUDA device visible");
+  const at::Tensor images = at::randn({16, 3, 32, 24}, at::kFloat);
+  data::RandomErasingConfig config;
+  config.prob = 0.75;
+  config.count = 3;
+  const auto erase = [&](const at::Tensor& batch) {
+    at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(11);
+    return data::randomErasing(batch, config, generator);
+  };
+  const data::RandomErasingResult onCpu = erase(images);
+  const data::RandomErasingResult onCuda = erase(images.cuda());
+  check(!onCpu.boxes.empty() && onCuda.boxes.size() == onCpu.boxes.size(), "the same boxes drawn");
+  check(onCuda.images.cpu().equal(onCpu.images), "the same pixels erased with the same noise");
+  at::Tensor host = at::arange(1 << 20, at::kFloat);
+  const at::Tensor queued = toDeviceQueued(host, at::Device(at::kCUDA));
+  host.fill_(-1);  // the source changed at once: the copy was staged before the call returned
+  check(queued.cpu().equal(at::arange(1 << 20, at::kFloat)), "a queued copy holds the values at the call");
+}
+
 }  // namespace
 
 TestList augmentTests() {
@@ -116,6 +142,8 @@ TestList augmentTests() {
       {"RandAugment arguments and config strings are timm's", randAugmentArgumentsAreTimms},
       {"mixup targets are smoothed one-hot rows mixed by lambda", mixupTargetsAreSmoothedAndMixed},
       {"the soft-target cross-entropy equals the hard one on one-hot rows", softCrossEntropyMatchesHardOnOneHotRows},
+      {"random erasing of a CUDA batch equals the CPU one, its fills in one queued copy",
+       randomErasingOnCudaMatchesCpu},
   };
 }
 

@@ -1,8 +1,8 @@
 #pragma once
 // timm's RandomErasing (Zhong et al.), as its training transform applies it: to each normalised image on its own,
-// after the normalisation and before mixup. An image is erased with probability `prob`, in 1 to `count` boxes
-// (each of area uniform in [minArea, maxArea] of the image / boxes, aspect ratio log-uniform in [minAspect,
-// 1/minAspect], 10 tries for one that fits), filled with normal noise per pixel, per box or zeros.
+// after the normalisation and before mixup. An image is erased with probability `prob` (0: off, nothing drawn), in 1 to
+// `count` boxes (each of area uniform in [minArea, maxArea] of the image / boxes, aspect ratio log-uniform in
+// [minAspect, 1/minAspect], 10 tries for one that fits), filled with normal noise per pixel, per box or zeros.
 #include <ATen/ATen.h>
 
 #include <vector>

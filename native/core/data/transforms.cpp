@@ -4,6 +4,7 @@
 
 #include "errors.h"
 #include "tensor/dtype.h"
+#include "tensor/to_device.h"
 
 namespace pace::data {
 
@@ -25,9 +26,11 @@ at::Tensor toModelInput(const at::Tensor& images, int64_t size, const Normalizat
   if (x.size(2) != size || x.size(3) != size) {
     x = at::_upsample_bicubic2d_aa(x.contiguous(), {size, size}, false, c10::nullopt, c10::nullopt).clamp_(0.0, 1.0);
   }
-  const auto options = x.options();
-  const at::Tensor mean = at::tensor({normalization.mean[0], normalization.mean[1], normalization.mean[2]}, options);
-  const at::Tensor std = at::tensor({normalization.std[0], normalization.std[1], normalization.std[2]}, options);
+  // Made on the CPU and queued over: at::tensor on a GPU would wait for the device, each batch.
+  const at::Tensor mean = toDeviceQueued(
+      at::tensor({normalization.mean[0], normalization.mean[1], normalization.mean[2]}, at::kFloat), x.device());
+  const at::Tensor std = toDeviceQueued(
+      at::tensor({normalization.std[0], normalization.std[1], normalization.std[2]}, at::kFloat), x.device());
   return ((x - mean.view({1, 3, 1, 1})) / std.view({1, 3, 1, 1})).contiguous();
 }
 

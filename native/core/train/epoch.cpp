@@ -8,6 +8,7 @@
 
 #include "data/packed_images.h"
 #include "errors.h"
+#include "tensor/to_device.h"
 #include "train/evaluate.h"
 #include "train/trainer.h"
 
@@ -132,7 +133,7 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
                         .images
                   : data::randomCropFlip(chosen, options.augmentCrop, options.augmentFlip, augmentGenerator_);
     } else {
-      batch = stored.index_select(0, inputs.indices.to(stored.device()));
+      batch = stored.index_select(0, toDeviceQueued(inputs.indices, stored.device()));
       if (options.resizedCrop) {
         batch = data::randomResizedCropFlip(batch, model_->imageSize(), *options.resizedCrop, options.augmentFlip,
                                             augmentGenerator_)

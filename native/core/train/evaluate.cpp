@@ -10,6 +10,7 @@
 #include "errors.h"
 #include "peft/pace.h"
 #include "tensor/dtype.h"
+#include "tensor/to_device.h"
 
 namespace pace::train {
 
@@ -133,8 +134,8 @@ EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, con
     }
     const int64_t end = std::min(last, begin + batchSize);
     const at::Tensor stored = packed ? packed->centerCrops(begin, end, model.imageSize()) : images.slice(0, begin, end);
-    const at::Tensor x = batchInput(model, stored, normalization).to(device);
-    const at::Tensor y = labels.slice(0, begin, end).to(device);
+    const at::Tensor x = toDeviceQueued(batchInput(model, stored, normalization), device);
+    const at::Tensor y = toDeviceQueued(labels.slice(0, begin, end), device);
     at::Tensor logits = model.forward(x).to(at::kFloat);
     // Counted on the device, read once at the end: a NaN row would otherwise count as a prediction (argmax takes
     // NaN for the largest), outside a class subset too.

@@ -12,6 +12,7 @@
 #include "peft/setup.h"
 #include "tensor/cpu_bf16.h"
 #include "tensor/dtype.h"
+#include "tensor/to_device.h"
 #include "train/gradients.h"
 
 namespace pace::train {
@@ -197,11 +198,11 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs, StepGraphMod
   models::Backbone& model = *model_;
   const auto device = model.parameters().front().device();
   placeGenerators(device);
-  const at::Tensor images = inputs.images.to(device);
+  const at::Tensor images = toDeviceQueued(inputs.images, device);
   model.checkImages(images);
   const int64_t batch = images.size(0);
   checkTrainingTargets(inputs.targets, batch, model.numClasses());
-  const at::Tensor targets = inputs.targets.to(device);
+  const at::Tensor targets = toDeviceQueued(inputs.targets, device);
   pace_.checkReplay(inputs.noise);
   const peft::PaceConfig& pace = pace_.config();
   if (pace.active() && pace.variant == peft::PaceVariant::Fast) {
