@@ -153,11 +153,11 @@ test("the table leaves a row's mean out when it lacks a target the table shows, 
   // A mean over two targets was headed as the paper's mean over four; a set scored over other classes than its own
   // read as the paper's figure.
   const own: Record<string, number> = { imagenet: 1000, 'imagenet-a': 200, 'imagenet-r': 200 };
-  const report = (sets: [string, number, number?][]) => ({
-    sets: sets.map(([name, top1, classes = own[name]]) => ({
+  const report = (sets: [string, number, number?, string?][]) => ({
+    sets: sets.map(([name, top1, classes = own[name], resize = 'center-crop']) => ({
       name,
       title: name,
-      result: { samples: 1, classes, top1, loss: 0 },
+      result: { samples: 1, classes, top1, loss: 0, resize },
     })),
     targetMean: sets.filter(([name]) => name !== 'imagenet').reduce((sum, [, v], _, all) => sum + v / all.length, 0),
     mean: 0,
@@ -171,17 +171,24 @@ test("the table leaves a row's mean out when it lacks a target the table shows, 
     ['imagenet', 0.8],
     ['imagenet-r', 0.5, 1000],
   ]);
+  const noah = report([
+    ['imagenet', 0.8],
+    ['imagenet-a', 0.1, 1000, 'squash-crop'],
+    ['imagenet-r', 0.5, 200, 'squash-crop'],
+  ]);
   expect(both.targetMean).toBeCloseTo(0.3, 12);
   expect(
     formatDomainShiftTable([
       { label: 'A+R', report: both as never },
       { label: 'R only', report: onlyR as never },
+      { label: 'NOAH', report: noah as never },
     ]),
   ).toBe(
     '| Method | ImageNet (source) | -A | -R | Mean (2 targets) |\n' +
       '| --- | ---: | ---: | ---: | ---: |\n' +
       '| A+R | 80.0 | 10.0 | 50.0 | 30.0 |\n' +
-      '| R only | 80.0 | – | 50.0 (1000 classes) | – |\n',
+      '| R only | 80.0 | – | 50.0 (1000 classes) | – |\n' +
+      '| NOAH | 80.0 | 10.0 (1000 classes, squashed) | 50.0 (squashed) | 30.0 |\n',
   );
 });
 
@@ -503,6 +510,11 @@ describe('evaluation end to end on sets laid out as ImageNet-A and -R', () => {
     await expect(evaluateDomainShift(model, { targets: { imagenetv2: { dataset: nan } } })).rejects.toThrow(
       /^imagenetv2: the model's logits are not finite/,
     );
+    // Bug: the set was named twice ("imagenetv2: imagenetv2: the dataset is empty").
+    const empty = new TensorDataset(tensor(new Float32Array(0), [0, 3, 16, 16]), tensor(new BigInt64Array(0)));
+    await expect(evaluateDomainShift(model, { targets: { imagenetv2: { dataset: empty } } })).rejects.toThrow(
+      /^imagenetv2: the dataset is empty$/,
+    );
   });
 
   test("NOAH's evaluation: every logit and the squashed bicubic resize, as its released code scores A and R", async () => {
@@ -531,7 +543,7 @@ describe('evaluation end to end on sets laid out as ImageNet-A and -R', () => {
       top1,
       loss: expect.any(Number),
     });
-    expect(formatDomainShiftTable([{ label: 'NOAH', report }])).toContain(` (1000 classes) |`);
+    expect(formatDomainShiftTable([{ label: 'NOAH', report }])).toContain(` (1000 classes, squashed) |`);
     // the squashed images differ from the centre crops of the shorter side
     const cropped = (await decoded(a.list)).images.toUint8Array();
     expect(Buffer.from(dataset.images.toUint8Array()).equals(Buffer.from(cropped))).toBe(false);

@@ -82,6 +82,11 @@ test('σ ∈ {0, 0.5}: selection on the source validation list, the table by tar
   const report = JSON.parse(fs.readFileSync(path.join(runDir, 'domain-shift.json'), 'utf8'));
   expect(report.sets.map((s: { name: string }) => s.name)).toEqual(['imagenet', 'imagenet-a']);
   expect(report.sets[1].result.classes).toBe(200); // A's logits restricted to its 200 classes
+  // finished.json keeps how each set was scored, for the table's marks
+  expect(JSON.parse(fs.readFileSync(path.join(runDir, 'finished.json'), 'utf8')).domainShiftScoring).toEqual({
+    imagenet: { classes: 1000, resize: 'center-crop' },
+    'imagenet-a': { classes: 200, resize: 'center-crop' },
+  });
 
   // The run's adapters evaluated here, independently of the run's process: the same numbers.
   using model = await createModel(spec, { pretrained: base });

@@ -579,6 +579,27 @@ describe('results in the paper layout', () => {
     expect(resultsMarkdown(results(sourceOnly))).not.toContain('NaN');
   });
 
+  test("a set scored over other classes or squashed says so in the sweep's table, as in the evaluation's", () => {
+    // Bug: a target with classes 'all' and resize 'squash-crop' printed as the masked, centre-cropped figure.
+    const task: TaskInfo = { name: 'imagenet-16shot', kind: 'domainShift', shots: 16 };
+    const scored = (seed: number, aScoring: { classes: number; resize?: 'center-crop' | 'squash-crop' }) => ({
+      ...row({ task, seed }),
+      metrics: {
+        epochs: 2,
+        domainShift: { imagenet: 0.8, 'imagenet-a': 0.3 },
+        domainShiftScoring: { imagenet: { classes: 1000, resize: 'center-crop' as const }, 'imagenet-a': aScoring },
+      },
+    });
+    const oneSeed = (scoring: Parameters<typeof scored>[1]) =>
+      resultsMarkdown({ ...results([scored(0, scoring)]), seeds: [0] });
+    const noah = oneSeed({ classes: 1000, resize: 'squash-crop' });
+    expect(noah).toContain('| 80.00 | 30.00 (1000 classes, squashed) | 30.00 |');
+    const masked = oneSeed({ classes: 200, resize: 'center-crop' });
+    expect(masked).toContain('| 80.00 | 30.00 | 30.00 |');
+    const squashedOnly = oneSeed({ classes: 200, resize: 'squash-crop' });
+    expect(squashedOnly).toContain('| 30.00 (squashed) |');
+  });
+
   test("VTAB_GROUPS holds each of VTAB-1k's 19 tasks once", () => {
     const tasks = VTAB_GROUPS.flatMap((group) => group.tasks);
     expect([...tasks].sort()).toEqual(Object.keys(VTAB_TASKS).sort());

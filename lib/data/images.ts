@@ -27,6 +27,8 @@ export interface LoadImagesOptions {
    * Pillow's `resize((size, size), BICUBIC)` gives.
    * `center-crop`: resize the shorter side to floor(size / 0.875) (256 for 224, bilinear), then crop the centre
    * (few-shot evaluation): the pixels torchvision's Resize(256) and CenterCrop(224) give.
+   * `squash-crop`: resize to floor(size / 0.875) square (bicubic, aspect ratio not kept), then crop the centre:
+   * NOAH's Resize((256, 256)) and CenterCrop(224), its evaluation of ImageNet-A and -R.
    * `cover`: resize the shorter side to size (bilinear) and keep the central square: torchvision's Resize(size) and
    * CenterCrop(size).
    * `shorter`: resize the shorter side to size (bilinear) and keep the whole image at its own size (few-shot and FGVC

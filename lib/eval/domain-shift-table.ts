@@ -1,5 +1,25 @@
-import { DOMAIN_SHIFT_SETS, IMAGENET_CLASSES } from '../data/domain-shift';
+import { DOMAIN_SHIFT_SETS, IMAGENET_CLASSES, domainShiftSet, type DomainShiftResize } from '../data/domain-shift';
 import type { DomainShiftReport } from './domain-shift';
+
+/** How a set was scored: over how many classes, its images resized how (absent: given as they are). */
+export interface DomainShiftScoring {
+  classes: number;
+  resize?: DomainShiftResize;
+}
+
+/**
+ * What a cell adds where a set was scored otherwise than by default (its own classes, the centre crop):
+ * ` (1000 classes, squashed)` for ImageNet-A scored as NOAH's code does, `` otherwise.
+ */
+export function scoringNote(name: string, scoring: DomainShiftScoring | undefined): string {
+  if (!scoring) return '';
+  const own = domainShiftSet(name).classes?.length ?? IMAGENET_CLASSES;
+  const notes = [
+    ...(scoring.classes !== own ? [`${scoring.classes} classes`] : []),
+    ...(scoring.resize === 'squash-crop' ? ['squashed'] : []),
+  ];
+  return notes.length > 0 ? ` (${notes.join(', ')})` : '';
+}
 
 const percent = (value: number | undefined) => (value === undefined ? '–' : (100 * value).toFixed(1));
 
@@ -8,7 +28,8 @@ const percent = (value: number | undefined) => (value === undefined ? '–' : (1
  * percent with one decimal, the source (ImageNet) first, then -Sketch, -V2, -A, -R and the mean over the
  * targets. Only the columns some report has are shown; a set a row lacks reads `–`, and so does its mean (over
  * fewer targets, it would not compare with the others). A mean over other than the paper's four targets says over
- * how many; a set scored over other classes than its own (ImageNet-A over all 1,000, say) says over how many.
+ * how many; a set scored over other classes than its own (ImageNet-A over all 1,000, say) says over how many,
+ * and one resized by squashing (NOAH's Resize((256, 256)) and centre crop) says so.
  */
 export function formatDomainShiftTable(rows: { label: string; report: DomainShiftReport }[]): string {
   const columns = DOMAIN_SHIFT_SETS.filter((set) =>
@@ -22,8 +43,7 @@ export function formatDomainShiftTable(rows: { label: string; report: DomainShif
   for (const { label, report } of rows) {
     const cells = columns.map((set) => {
       const result = report.sets.find((s) => s.name === set.name)?.result;
-      const own = set.classes?.length ?? IMAGENET_CLASSES;
-      return percent(result?.top1) + (result && result.classes !== own ? ` (${result.classes} classes)` : '');
+      return percent(result?.top1) + scoringNote(set.name, result);
     });
     // A mean over fewer targets than the table shows would not compare with the other rows' means.
     const complete = columns.every((set) => set.source || report.sets.some((s) => s.name === set.name));

@@ -318,7 +318,7 @@ function scorer(
   return {
     async dataset(target: { dataset: TensorDataset; classes?: ClassSubset }): Promise<DomainShiftResult> {
       const { dataset } = target;
-      if (dataset.length === 0) throw new PaceInputError(`${name}: the dataset is empty`);
+      if (dataset.length === 0) throw new PaceInputError('the dataset is empty');
       const classes = subsetFor(name, target.classes, () => Array.from(dataset.labels.toBigInt64Array(), Number));
       await run(dataset, classes, dataset.length);
       return result(classes);

@@ -1,4 +1,5 @@
 import { DOMAIN_SHIFT_SETS, domainShiftSet } from '../data/domain-shift';
+import { scoringNote } from '../eval/domain-shift-table';
 import { accuracyCell, percent } from './accuracy-cell';
 import type { Summary, SweepResults } from './results';
 import { meanOf } from './stats';
@@ -92,7 +93,7 @@ export function domainShiftTable(results: SweepResults, summaries: Summary[]): s
     rowKey(results, s),
     ...names.map((name) => {
       const cell = s.sets?.[name];
-      return cell ? accuracyCell(cell, results.seeds.length) : '—';
+      return cell ? accuracyCell(cell, results.seeds.length) + scoringNote(name, s.scoring?.[name]) : '—';
     }),
     accuracyCell(s, results.seeds.length),
   ]);
@@ -149,7 +150,8 @@ export function resultsMarkdown(results: SweepResults): string {
     parts.push(
       '## Domain adaptation',
       "Top-1 of each set from the runs' domain-shift.json (ImageNet-A's and -R's logits restricted to their " +
-        "classes unless a set's `classes` says otherwise); Mean (targets) is the mean over the shifted sets shown.",
+        'classes; a cell scored otherwise names its classes, and "squashed" its resize); Mean (targets) is the ' +
+        'mean over the shifted sets shown.',
       domainShiftTable(results, domainShift),
     );
   }

@@ -1,4 +1,5 @@
 import { DOMAIN_SHIFT_SETS, domainShiftSet } from '../data/domain-shift';
+import type { DomainShiftScoring } from '../eval/domain-shift-table';
 import type { Setting } from './grid';
 import type { PlannedRun, RunStage, SweepPlan } from './plan';
 import { finalMetrics, type FinalMetrics } from './run-state';
@@ -56,6 +57,8 @@ export interface Summary extends MeanStd {
   seeds: number[];
   /** A domain-adaptation task's top-1 per evaluated set over the seeds. */
   sets?: Record<string, MeanStd>;
+  /** How each of those sets was scored (its classes and resize, the same for every seed of a point). */
+  scoring?: Record<string, DomainShiftScoring>;
 }
 
 export interface SweepResults {
@@ -153,6 +156,12 @@ function domainShiftSummary(group: RunRow[]): Summary {
       meanStd(measured.flatMap((row) => (top1(row, name) === undefined ? [] : [top1(row, name) as number]))),
     ]),
   );
+  const scoring = Object.fromEntries(
+    names.flatMap((name) => {
+      const found = measured.find((row) => row.metrics.domainShiftScoring?.[name])?.metrics.domainShiftScoring?.[name];
+      return found ? [[name, found]] : [];
+    }),
+  );
   const targets = names.filter((name) => !domainShiftSet(name).source);
   // Without a target set (only the source evaluated) there is no target mean: no seed has one.
   const complete =
@@ -167,6 +176,7 @@ function domainShiftSummary(group: RunRow[]): Summary {
     values,
     seeds: complete.map((row) => row.seed),
     sets,
+    scoring,
     ...meanStd(values),
   };
 }

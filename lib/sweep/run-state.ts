@@ -2,6 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { DOMAIN_SHIFT_FILE } from '../cli/domain-shift-eval';
+import { DOMAIN_SHIFT_RESIZES } from '../data/domain-shift';
+import type { DomainShiftScoring } from '../eval/domain-shift-table';
 import { PaceFileError, PaceStateError } from '../errors';
 import { finalMeasured } from '../report/final-numbers';
 import { readRun } from '../report/read-runs';
@@ -13,22 +15,32 @@ export { runStatus, type RunStatus } from './run-status';
 
 /**
  * A run's final numbers: the last measured validation and test accuracy, the epochs it completed, and the top-1 of
- * each domain-adaptation set its fit evaluated.
+ * each domain-adaptation set its fit evaluated, with how each was scored.
  */
 export interface FinalMetrics {
   epochs: number;
   val_acc?: number;
   test_acc?: number;
   domainShift?: Record<string, number>;
+  domainShiftScoring?: Record<string, DomainShiftScoring>;
 }
 
-/** The per-set top-1 of a run folder's domain-shift.json, which a completed `pace fit` writes. */
-function domainShiftOf(dir: string): Record<string, number> | undefined {
+/** The per-set top-1 and scoring of a run folder's domain-shift.json, which a completed `pace fit` writes. */
+function domainShiftOf(dir: string): Pick<FinalMetrics, 'domainShift' | 'domainShiftScoring'> {
   const file = path.join(dir, DOMAIN_SHIFT_FILE);
-  if (!fs.existsSync(file)) return undefined;
+  if (!fs.existsSync(file)) return {};
   try {
-    const report = JSON.parse(fs.readFileSync(file, 'utf8')) as { sets: { name: string; result: { top1: number } }[] };
-    return Object.fromEntries(report.sets.map((set) => [set.name, set.result.top1]));
+    const report = JSON.parse(fs.readFileSync(file, 'utf8')) as {
+      sets: { name: string; result: { top1: number } & DomainShiftScoring }[];
+    };
+    return {
+      domainShift: Object.fromEntries(report.sets.map((set) => [set.name, set.result.top1])),
+      domainShiftScoring: Object.fromEntries(
+        report.sets.flatMap(({ name, result: { classes, resize } }) =>
+          typeof classes === 'number' ? [[name, { classes, ...(resize && { resize }) }]] : [],
+        ),
+      ),
+    };
   } catch (error) {
     throw new PaceFileError(`${file}: not a domain-adaptation report (${(error as Error).message})`);
   }
@@ -41,7 +53,6 @@ function domainShiftOf(dir: string): Record<string, number> | undefined {
 export function measuredMetrics(dir: string): FinalMetrics {
   if (!fs.existsSync(path.join(dir, 'metrics.jsonl'))) return { epochs: 0 };
   const { epochs } = readRun(dir);
-  const domainShift = domainShiftOf(dir);
   const final = (key: 'val_acc' | 'test_acc') => {
     const value = finalMeasured(epochs, key)?.value;
     return value !== undefined && Number.isFinite(value) ? value : undefined;
@@ -50,7 +61,7 @@ export function measuredMetrics(dir: string): FinalMetrics {
     epochs: epochs.length,
     val_acc: final('val_acc'),
     test_acc: final('test_acc'),
-    ...(domainShift && { domainShift }),
+    ...domainShiftOf(dir),
   };
 }
 
@@ -63,7 +74,7 @@ function recordedNumber(value: unknown, file: string, key: string): number | und
 
 /** The numbers a finished.json holds; undefined when it has none (an older sweep's names the run only). */
 function recordedMetrics(record: Record<string, unknown>, file: string): FinalMetrics | undefined {
-  const { epochs, val_acc, test_acc, domainShift } = record;
+  const { epochs, val_acc, test_acc, domainShift, domainShiftScoring } = record;
   if (epochs === undefined) return undefined;
   if (typeof epochs !== 'number' || !Number.isInteger(epochs) || epochs < 0) {
     throw new PaceFileError(`${file}: epochs is ${JSON.stringify(epochs)}, not a count of epochs`);
@@ -82,7 +93,28 @@ function recordedMetrics(record: Record<string, unknown>, file: string): FinalMe
     val_acc: recordedNumber(val_acc, file, 'val_acc'),
     test_acc: recordedNumber(test_acc, file, 'test_acc'),
     ...(sets && { domainShift: Object.fromEntries(sets) }),
+    ...(domainShiftScoring !== undefined && { domainShiftScoring: recordedScoring(domainShiftScoring, file) }),
   };
+}
+
+/** How each set was scored, as finished.json holds it (an older sweep's has none). */
+function recordedScoring(value: unknown, file: string): Record<string, DomainShiftScoring> {
+  const valid = (scoring: unknown) => {
+    const { classes, resize, ...rest } = (scoring ?? {}) as Record<string, unknown>;
+    return (
+      typeof scoring === 'object' &&
+      Number.isInteger(classes) &&
+      (classes as number) > 0 &&
+      (resize === undefined || DOMAIN_SHIFT_RESIZES.includes(resize as never)) &&
+      Object.keys(rest).length === 0
+    );
+  };
+  if (typeof value !== 'object' || value === null || !Object.values(value).every(valid)) {
+    throw new PaceFileError(
+      `${file}: domainShiftScoring is ${JSON.stringify(value)}, not each set's {classes, resize}`,
+    );
+  }
+  return value as Record<string, DomainShiftScoring>;
 }
 
 /**
