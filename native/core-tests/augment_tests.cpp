@@ -12,9 +12,14 @@
 #include "data/rand_augment.h"
 #include "data/random_erasing.h"
 #include "data/resized_crop.h"
+#include "data/transforms.h"
 #include "errors.h"
 #include "peft/cross_entropy.h"
 #include "tensor/to_device.h"
+
+#ifdef PACE_WITH_CUDA_KERNELS
+#include <c10/cuda/CUDAFunctions.h>
+#endif
 
 namespace pace::tests {
 namespace {
@@ -134,6 +139,42 @@ void randomErasingOnCudaMatchesCpu() {
   check(queued.cpu().equal(at::arange(1 << 20, at::kFloat)), "a queued copy holds the values at the call");
 }
 
+// What the epoch loop does to each batch before its step, on a GPU, with PyTorch's synchronisation check set to
+// throw: a call that made the host wait for the device (a plain copy from pageable memory, an item()) fails here.
+void batchPreparationOnCudaNeverWaits() {
+#ifndef PACE_WITH_CUDA_KERNELS
+  skipUnless(false, "built without the CUDA kernels");
+#else
+  skipUnless(at::hasCUDA(), "no CUDA device visible");
+  const at::Device cuda(at::kCUDA);
+  const at::Tensor stored = at::randint(0, 256, {32, 20, 20, 3}, at::kByte).to(cuda);
+  const at::Tensor labels = at::arange(32, at::kLong).remainder(5);
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(3);
+  struct CheckSyncs {
+    c10::cuda::SyncDebugMode before = c10::cuda::warning_state().get_sync_debug_mode();
+    CheckSyncs() { c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR); }
+    ~CheckSyncs() { c10::cuda::warning_state().set_sync_debug_mode(before); }
+  };
+  at::Tensor prepared, targets;
+  {
+    const CheckSyncs check;
+    const at::Tensor indices = at::randperm(32, generator, at::TensorOptions().dtype(at::kLong)).slice(0, 0, 8);
+    at::Tensor batch = stored.index_select(0, toDeviceQueued(indices, cuda));
+    batch = data::randomCropFlip(batch, 16, true, generator);
+    at::Tensor images = data::toModelInput(batch, 24, data::Normalization{});
+    data::RandomErasingConfig erasing;
+    erasing.prob = 1;
+    images = data::randomErasing(images, erasing, generator).images;
+    data::MixupResult mixed = data::mixupBatch(images, labels.index_select(0, indices), 5, {}, generator);
+    prepared = mixed.images;
+    targets = toDeviceQueued(mixed.targets, cuda);
+  }
+  check(prepared.is_cuda() && prepared.sizes() == at::IntArrayRef({8, 3, 24, 24}) && targets.is_cuda(),
+        "the batch and its targets are on the GPU");
+  check(prepared.isfinite().all().item<bool>(), "finite inputs");
+#endif
+}
+
 }  // namespace
 
 TestList augmentTests() {
@@ -144,6 +185,8 @@ TestList augmentTests() {
       {"the soft-target cross-entropy equals the hard one on one-hot rows", softCrossEntropyMatchesHardOnOneHotRows},
       {"random erasing of a CUDA batch equals the CPU one, its fills in one queued copy",
        randomErasingOnCudaMatchesCpu},
+      {"a batch's crop, flip, normalisation, erasing and mixup on a GPU never wait for it",
+       batchPreparationOnCudaNeverWaits},
   };
 }
 
