@@ -116,6 +116,7 @@ export { prepareImages, augmentImages } from './data/prepare';
 export {
   AugmentationSchema,
   augmentFill,
+  INTERPOLATIONS,
   crossEntropy,
   mixupImages,
   randomErasingImages,

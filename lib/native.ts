@@ -240,10 +240,14 @@ export interface NativeCosineSchedule {
   warmupLr: number;
 }
 
+/** The resampling of crops and RandAugment's geometric operations (timm's `interpolation`). */
+export type NativeInterpolation = 'bilinear' | 'bicubic' | 'random';
+
 /** timm's RandomResizedCrop ranges; absent fields take the core's defaults (timm's). */
 export interface NativeResizedCropOptions {
   scale?: [number, number];
   ratio?: [number, number];
+  interpolation?: NativeInterpolation;
 }
 
 /** timm's RandomErasing; absent fields take the core's defaults (DeiT's recipe: 0.25, pixel, one box). */
@@ -313,6 +317,8 @@ export interface NativeTrainerHandle {
       augmentFlip?: boolean;
       resizedCrop?: NativeResizedCropOptions;
       randAugment?: string;
+      /** Of the resized crop and RandAugment both (bilinear when absent). */
+      interpolation?: NativeInterpolation;
       randomErasing?: NativeRandomErasingOptions;
       mixup?: NativeMixupOptions;
       stepGraphs?: StepGraphMode;
@@ -387,12 +393,14 @@ export interface NativeAddon {
     magnitude: number,
     negate: boolean,
     fill: number[],
+    interpolation?: 'bilinear' | 'bicubic',
   ): Promise<NativeTensorHandle>;
   randAugmentImages(
     images: NativeTensorHandle,
     config: string,
     fill: number[],
     seed: number,
+    interpolation?: NativeInterpolation,
   ): Promise<NativeTensorHandle>;
   resizedCropImages(
     images: NativeTensorHandle,

@@ -39,13 +39,25 @@ function pixels(count: number, h: number, w: number, c: number, seed: number, lo
 // ---------------------------------------------------------------------------------------------------------------
 // RandomResizedCrop
 
-/** The box [top, left, height, width] of image `src` ([h, w, c]) resized to size × size as Pillow resizes it. */
-function resizeBox(src: Uint8Array, w: number, c: number, box: number[], size: number): Uint8Array {
+/** The box [top, left, height, width] of image `src` ([h, w, c]). */
+function cropOf(src: Uint8Array, w: number, c: number, box: number[]): Uint8Array {
   const [top, left, bh, bw] = box;
   const cropped = new Uint8Array(bh * bw * c);
   for (let y = 0; y < bh; y++)
     cropped.set(src.subarray(((top + y) * w + left) * c, ((top + y) * w + left + bw) * c), y * bw * c);
-  return Uint8Array.from(pillowResize(cropped, bw, bh, c, size, size, 'bilinear'));
+  return cropped;
+}
+
+/** The box [top, left, height, width] of image `src` ([h, w, c]) resized to size × size as Pillow resizes it. */
+function resizeBox(
+  src: Uint8Array,
+  w: number,
+  c: number,
+  box: number[],
+  size: number,
+  filter: 'bilinear' | 'bicubic' = 'bilinear',
+): Uint8Array {
+  return Uint8Array.from(pillowResize(cropOf(src, w, c, box), box[3], box[2], c, size, size, filter));
 }
 
 function flipRows(image: Uint8Array, size: number, c: number): Uint8Array {
@@ -128,6 +140,151 @@ describe('RandomResizedCrop', () => {
     // failed at the resize naming an image [0, 10, 1]): the box keeps one pixel. 10 / 40 = 0.25 rounds to 0.
     const thin = await resizedCropImages(images, { size: 4, scale: [1, 1], ratio: [40, 40], seed: 1 });
     expect(Array.from(thin.boxes.toBigInt64Array(), Number)).toEqual([4, 0, 1, 10, 4, 0, 1, 10, 4, 0, 1, 10]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Interpolation: bicubic (DeiT's and NOAH's --train-interpolation) and random, against Pillow's own pixels
+
+/** From test/reference/bicubic_pillow.py (Pillow 9.4): each case's output pixels, row-major, base64. */
+const PILLOW_BICUBIC: Record<string, string> = {
+  'rgb-rotate-18':
+    'fHRofHRofHRox/8A9NMylSCALcF//IST0ZhYRny+fHRoMWajXJLboZm8aEcugDu8ACL/Sa+KXfKI38mRRn+SfHRoVqbtn/9p+FJUVleTFFx9JUVyhTyFOi6UWauKHJiKswlP5LKkmWBBL0unhZLgAKyoYvF+3dOvrZaMAGO/UAjh8K1BlIpCalSPRfiWxsCimH+pMm+kMYT1ffuKAFZaSgCpmrsdI3HSccxntZw/ccaPdLLUxovOlG2yIG+EALGZQWmfo0VTuHHI1mg9rrcGlaRLdqOK3dA9cqvgmXvPzpOXfAfV2n5XfHRoV0tkQ6t8yB68rRGZVV/NicVZb4SmafaMQA8+krkAfHRoRbv118VYe9PSu4etrRiWxKcA06kCfHRofHRofHRo',
+  'rgb-rotate-minus-18':
+    'fHRor+mQr77zoPtm0o6Zjp8+xf8K/3cvfHRofHRofHRofHRoppE7xCpIQW9PtwmiHg54fj3Ebya8HnF9IGGbP4bNOpb5QnicLrSYa76ZgJfjCtaJAwCOAFnKev93/4aOipuK1EaGsc4vr51GlsiykHizAK+coNVjgjuFPpiEzt+ExH6IaT1blJAzluIXd82asZjBMm+klsrhkJCbay2Sdf1/N4CQWtegjIqLnyGucaGPsa2wrW60KaS+p+lzAGC+G2W/ayFfz20pfNLQ0yiVrVh3iLx/sZzRJ2yEAJxrKACenky0/4ExXzQE5MlghIbXeRixicBZUIf8pW2FPM/XJCJ6la4ZfHRofHRofHRofHRo8j4As+IAj6B7o8aOeAbS2xx3oNN/fHRo',
+  'rgb-shearx-0.21':
+    'FEl+PHGmYZbOhrvVq+MA0+o62hVfBU+EP3SpZJnOhrvweqvsoum81b8rxQhfLAB9SRf0AHvZff96/5F8oZZxS4/b+48+gks7QDSrZKPnCal7ECd4ajKOSq2CteWNr3uffHRoWESTGdCZyNOKZ3a3ALWXy/V6ZnOYYSaTSOOIFoV7fHRok+RAsJZRb7zFw5qtN26fWaL979uKEIOpEi/k3CtZfHRotY0dmdwYermMeJ3axnm4G36eFMt3EyBwhDG7yf8ufHRoaJh6txKygHKU288zhKHlj2eVAIeWLJefZzUouPMAfHRomcupv2Gulw+0YY6cUqDCtbCxonTOswapwHinfHRofHRo1JomcNDuxBl8t7gDw5YnTP6KOyVWmZoAX5WnfHRofHRo',
+  'rgb-sheary-minus-0.12':
+    'DEF2KV+VT4HZbsb9fHRofHRofHRofHRofHRofHRofHRoYZbZfsv7p+Zg2m6HcVkqrq9wuSaAFlx+NW2jUpLTiL3xyv82+lNjU4s1rAuyJWSLMQC/ADH5PvuC+56Wt5lfaqDYJ1yBdkCPBc6MuXS8HdrAAHdgbGx8eDmFQfWJ/5iKSXa1crTqg9hNhq17qMezeHKxF8aS5emcQlmdckmLT/9/AFmI2xJHyoEao9QQeNGMm53RdWSvQJL65uWDB3qvFEzVsxdbOF2SG7OB3U9DTHe8tcRixpDOTm2ZCMeBBzthZRPW2MNJg8b7zchbg4bvtAuesY1iXrC8upPGKkiCKeCyNAlgsOsA4yhdgkMXuMGGq3W3eBW2kcpBVYLV68qHbTf61w56ncio',
+  'rgb-translatex-0.225':
+    'baL1kseCt/8A+pdGhxRrBFuQS4C1dKneh7zxfHRofHRo66Q0oQFYOwONNhD/AKDEnu6D/5NskJWETY/ZfHRofHRoOTuiZ5bsDLZ+DSR1ZzWPUaSBqOqMu32eI2KpfHRofHRojOyOp4OoAJmpjvZ4p5qPQSCaXrCIGcB+Djh2fHRofHRoiqGWn7TKgXeZJn/bxdHLjbuEAEfcgCGi/yw+fHRofHRoktouZrOvq5TXlme0E66VBKBiKgCdoHiSyv8sfHRofHRonRHFnIJzxcpOlqHfelqPBaCfKnaXc08gt/AAfHRofHRorHHCqwukVoGsXKqxoabCtoO9oge8zWmZgs7yfHRofHRopty8kE7D02cIucUPd9F3J312g0cAgLtiQHfvfHRofHRo',
+  'rgb-translatey-minus-0.405':
+    'fHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRofHRoKV6oUpjMgryRtomufHgkratylyaaGZh/jXmfgJWad63jp9yh16PAiMgm1hKHI0OEMAC+AC3uWNmA0dSP/pdcTn+8kscxySZUBJNxlFPbI+y/AHphioNyXiONPr6FvdSQF12UImzHWZmBVNuSycucZW21F8SS2Oawe32ZUkSfBMClWi5kuH2yuMgbuassasmqq53Gd2SwMIfvvfiBAF6SOgTt+nBJ',
+  'grey-rotate-18': 'fH+whmV8gvF/D0IEsmhYdcLDvw3IunOGUKmvg599mo651pq3fCWmJCx8',
+  'grey-rotate-minus-18': 'fHmakMd8/6TGtzePcBpLJFoQsbbRorxvT8iEh3vaj6DKpXtffBI2sZJ8',
+  'grey-shearx-0.21': 'R2+Uud7/qeq7AAcbayk9mp18SrfIdrJ84peClG98jN6xk358mRF1xpJ8',
+  'grey-sheary-minus-0.12': 'P11/xnx8lM/nY16t/SCPBl4AWje0fcxwstmgnHPBEH7XrpZjX7Jjd62M',
+  'grey-translatex-0.225': 'eJ3C6v987bUACBt8DFdtwhZ8iduQitp8zX+JiGd8pt2sjX18mxFyx5J8',
+  'grey-translatey-minus-0.405': 'fHx8fHx8fHx8fHx8fHx8fHx8UH2hnLDWvLHmFRYA5wByPuxPVH/QuGzO',
+  'crop-2-3-13x15-to-6':
+    'TomraZe2g6mtZpSnjph0lJxfoX6Ud5mhRGyJbWxdi3aGcX9fbU2Ui4x+hXiOmpVzcFyie3pvbY5lfop7mnqEmHVncJdudn9wenlkgnl5kFqLh3xzlnN/jm+Fi4OLh3t/prNiZX6RqoJlXq+y',
+  'crop-5-1-7x9-to-16':
+    'SgAxc0Aru+wcvLcAoFUAd5SUfcPm359jzYNPR3SyH6+5JvOSFp1yHzh1Zx/Qjxb/QxdGY1U8m9QnoZ0UlEUfhH2Yj63S0KB4w4xmZ3ijP6KpMdeSG558HlV9Wja7fCjfLYN7NoljS5c/X1llehucp0Sgv3mgrKSxqqekuoN9joF/SJCUJaOSG6OMN3KISFWGK9ujH7SJEGllJyqtWgH4thKr2kOAjZnOlLLF74xlzGxkbFyRNZ+oGs+jKJVhM3A7YtSJTrmTK4GnJEm2ORu/hQm8rxutjWKPjYmEsoyMv4KEr3V+VoSvGofFWVl0gj5DnqpriKuYXqffNn2rIUduRxXIcwbclTI9j2AvZomzmqKr4KRwcWe0ISnjmBWO4g9bo3WSl4yofLHKTp2tJm+MLzK9VB+zm18gpYIScYSNhamdrceEX2XENxDktjGA/0tEhznZjGO8kauNbbKxQZjaK16lQldfoLcdwsUSpYBAdad2Q+WrOXDXWhjRxH1c/74ZXkzgcGTAj5KMgKi1X6rgNoqUOINHiLcks7sTsY0WcrVmJurMRG/WhBupzZ898vABIrKoPpO1cWPJiHu9haeiUrqHNalmUGI4c2IWl6wIfdVqUdfqgWTAux1oz5od1+cABuiLLaisdD7emWCrnKtlY9B9OrKEQiNKXSgohsIlfuOAabrtp1Wj3B9BxpAlttUbHLywWYOuwCmjw2xlmM0xWb95RoKcixNSoy5PisuUZNS8SovDnD943iJArYVzjMGTR4/GiWen9ylq33ctldURWaZvWF+lxBli2T15ksHmWbreOmqYijBgyiJYkHnBaqz8g7F7l5F7ulh2wGFHsYEgh5xScY6BjDeQmjWbl4ihjJmagH6MjTyGkRyVcm3VX572u+YemMtLYJKVkUR50RpAvJczidJUN1rAPim0m0gzzHs91aONlFG8VBTXWmPRYZbL1PoAmuI2PaqhfzmL3gBM0pUmk+xBFmnVGSTAnS0J5m4Y+LGMllnSOhDzTl/SYJK8',
+};
+
+/** The reference script's test image: ((x·37 + y·91 + c·53 + seed·17) xor (x·y·13)) mod 256. */
+function formulaImage(w: number, h: number, c: number, seed: number): Uint8Array {
+  const out = new Uint8Array(w * h * c);
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++)
+      for (let ch = 0; ch < c; ch++)
+        out[(y * w + x) * c + ch] = ((x * 37 + y * 91 + ch * 53 + seed * 17) ^ (x * y * 13)) % 256;
+  return out;
+}
+
+describe('interpolation: bicubic and random, as timm with Pillow', () => {
+  const pillow = (name: string) => new Uint8Array(Buffer.from(PILLOW_BICUBIC[name], 'base64'));
+
+  test("RandAugment's rotate, shear and translate with bicubic equal Pillow's Image.transform, RGB and grey", async () => {
+    const fill = [124, 116, 104];
+    const cases: [string, string, number, boolean][] = [
+      ['rotate-18', 'Rotate', 6, false],
+      ['rotate-minus-18', 'Rotate', 6, true],
+      ['shearx-0.21', 'ShearX', 7, false],
+      ['sheary-minus-0.12', 'ShearY', 4, true],
+      ['translatex-0.225', 'TranslateXRel', 5, false],
+      ['translatey-minus-0.405', 'TranslateYRel', 9, true],
+    ];
+    for (const [label, w, h, c, seed] of [
+      ['rgb', 11, 9, 3, 1],
+      ['grey', 6, 7, 1, 4],
+    ] as const) {
+      using image = tensor(formulaImage(w, h, c, seed), [h, w, c]);
+      for (const [name, op, magnitude, negate] of cases) {
+        using bicubic = await randAugmentOp(image, op, { magnitude, negate, fill, interpolation: 'bicubic' });
+        const expected = pillow(`${label}-${name}`);
+        expect([label, name, Buffer.compare(bicubic.toUint8Array(), expected)]).toEqual([label, name, 0]);
+        // and it is not the bilinear result (the check would pass a filter that was never switched)
+        using bilinear = await randAugmentOp(image, op, { magnitude, negate, fill });
+        expect([label, name, Buffer.compare(bilinear.toUint8Array(), expected) === 0]).toEqual([label, name, false]);
+      }
+    }
+    using image = tensor(formulaImage(6, 7, 1, 4), [7, 6, 1]);
+    await expect(randAugmentOp(image, 'Rotate', { magnitude: 5, interpolation: 'random' as never })).rejects.toThrow(
+      'options.interpolation',
+    );
+  });
+
+  test("the resized crop with bicubic is Pillow's crop and bicubic resize (the test's resampler checked against Pillow)", async () => {
+    // The TypeScript resampler of test/support equals Pillow on these two crops, a shrink and an enlargement ...
+    const big = formulaImage(23, 19, 3, 2);
+    const crop = (top: number, left: number, bh: number, bw: number, size: number) =>
+      Uint8Array.from(pillowResize(cropOf(big, 23, 3, [top, left, bh, bw]), bw, bh, 3, size, size, 'bicubic'));
+    expect(Buffer.compare(crop(2, 3, 13, 15, 6), pillow('crop-2-3-13x15-to-6'))).toBe(0);
+    expect(Buffer.compare(crop(5, 1, 7, 9, 16), pillow('crop-5-1-7x9-to-16'))).toBe(0);
+    // ... and every crop of a fit's resized crop with bicubic equals it.
+    const [n, h, w, c, size] = [40, 24, 30, 3, 12];
+    const src = pixels(n, h, w, c, 9);
+    using images = tensor(src, [n, h, w, c]);
+    const out = await resizedCropImages(images, { size, seed: 2, interpolation: 'bicubic' });
+    const boxes = Array.from(out.boxes.toBigInt64Array(), Number);
+    const got = out.images.toUint8Array();
+    for (let i = 0; i < n; i++) {
+      const expected = resizeBox(src.subarray(i * h * w * c), w, c, boxes.slice(4 * i, 4 * i + 4), size, 'bicubic');
+      expect([i, Buffer.compare(got.subarray(i * size * size * c, (i + 1) * size * size * c), expected)]).toEqual([
+        i,
+        0,
+      ]);
+    }
+  });
+
+  test('random picks bilinear or bicubic per crop and per operation, the other draws unchanged', async () => {
+    const [n, h, w, c, size] = [40, 24, 30, 3, 12];
+    using images = tensor(pixels(n, h, w, c, 10), [n, h, w, c]);
+    const crops = await Promise.all(
+      (['bilinear', 'bicubic', 'random'] as const).map((interpolation) =>
+        resizedCropImages(images, { size, flip: true, seed: 4, interpolation }),
+      ),
+    );
+    const [bilinear, bicubic, random] = crops.map((crop) => crop.images.toUint8Array());
+    // the same boxes and flips: the filter's draw comes after them
+    for (const crop of crops.slice(1)) {
+      expect(Array.from(crop.boxes.toBigInt64Array())).toEqual(Array.from(crops[0].boxes.toBigInt64Array()));
+      expect(Array.from(crop.flipped.toUint8Array())).toEqual(Array.from(crops[0].flipped.toUint8Array()));
+    }
+    const per = size * size * c;
+    const image = (all: Uint8Array, i: number) => all.subarray(i * per, (i + 1) * per);
+    let linear = 0;
+    let cubic = 0;
+    for (let i = 0; i < n; i++) {
+      const isLinear = Buffer.compare(image(random, i), image(bilinear, i)) === 0;
+      const isCubic = Buffer.compare(image(random, i), image(bicubic, i)) === 0;
+      expect([i, isLinear || isCubic]).toEqual([i, true]);
+      if (isLinear && !isCubic) linear++;
+      if (isCubic && !isLinear) cubic++;
+    }
+    expect(linear).toBeGreaterThan(5); // about half each of 40
+    expect(cubic).toBeGreaterThan(5);
+    // RandAugment: each image is the bilinear or the bicubic run's (one geometric op each), both occurring
+    const config = 'rand-n1-m9-mstd0-p1.0';
+    const augmented = await Promise.all(
+      (['bilinear', 'bicubic', 'random'] as const).map(async (interpolation) =>
+        (await randAugmentImages(images, { config, seed: 3, interpolation })).toUint8Array(),
+      ),
+    );
+    const whole = h * w * c;
+    const sides = new Set<string>();
+    for (let i = 0; i < n; i++) {
+      const [a, b, r] = augmented.map((all) => all.subarray(i * whole, (i + 1) * whole));
+      const isLinear = Buffer.compare(r, a) === 0;
+      const isCubic = Buffer.compare(r, b) === 0;
+      expect([i, isLinear || isCubic]).toEqual([i, true]);
+      if (isLinear !== isCubic) sides.add(isLinear ? 'bilinear' : 'bicubic');
+    }
+    expect([...sides].sort()).toEqual(['bicubic', 'bilinear']);
+    await expect(randAugmentImages(images, { config, interpolation: 'nearest' as never })).rejects.toThrow(
+      'options.interpolation',
+    );
   });
 });
 
@@ -839,6 +996,19 @@ describe('fit', () => {
     // prob 0 turns a dataset's off, as false does
     expect(await losses(floats, { randomErasing: { prob: 0 } })).toEqual(floatPlain);
     await expect(losses(flipping, { randomErasing: { prob: 2 } })).rejects.toThrow('options.augment.randomErasing');
+  });
+
+  test("a fit's interpolation resamples its resized crops (and RandAugment's geometry); other names are refused", async () => {
+    const fit = { epochs: 1, batchSize: 16, schedule: false as const, progress: false as const };
+    const losses = async (augment: object) => {
+      using model = await freshModel();
+      const set = new TensorDataset(task.images, task.labels, { normalization, augment: { resizedCrop: true } });
+      return (await new Trainer(model, trainerOptions).fit(set, { ...fit, augment })).epochs.map((e) => e.loss);
+    };
+    const bilinear = await losses({});
+    expect(await losses({ interpolation: 'bilinear' })).toEqual(bilinear);
+    expect(await losses({ interpolation: 'bicubic' })).not.toEqual(bilinear);
+    await expect(losses({ interpolation: 'nearest' })).rejects.toThrow('options.augment.interpolation');
   });
 
   test('a flip alone keeps the whole image: mirror-symmetric images train exactly as without it', async () => {

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { PaceOptionError } from '../errors';
 import {
   nativeAddon,
+  type NativeInterpolation,
   type NativeMixupOptions,
   type NativeRandAugmentConfig,
   type NativeRandomErasingOptions,
@@ -15,6 +16,14 @@ import { MAX_IMAGE_SIZE } from './prepare';
 const range = z.tuple([z.number().positive(), z.number().positive()]).refine(([min, max]) => min <= max, {
   message: 'must be [min, max] with min <= max',
 });
+
+/**
+ * The resampling of the random resized crop and of RandAugment's rotate, shear and translate, as timm's
+ * `interpolation`: `bilinear` (timm's create_transform default), `bicubic` (DeiT's and NOAH's
+ * `--train-interpolation`) or `random` (either, drawn per use: timm's train.py default). Pillow's pixels.
+ */
+export const INTERPOLATIONS = ['bilinear', 'bicubic', 'random'] as const satisfies readonly NativeInterpolation[];
+const InterpolationSchema = z.enum(INTERPOLATIONS);
 
 /** timm's RandomResizedCrop: `scale` of the image's area (default [0.08, 1]), `ratio` w/h (default [3/4, 4/3]). */
 export const ResizedCropSchema = z
@@ -75,6 +84,12 @@ export const AugmentationSchema = z
     resizedCrop: z.union([z.boolean(), ResizedCropSchema]).optional(),
     /** timm's RandAugment config string, e.g. `rand-m9-mstd0.5-inc1`. uint8 datasets with 1 or 3 channels. */
     randAugment: z.string().min(1).optional(),
+    /**
+     * The resampling of `resizedCrop` and of `randAugment`'s rotate, shear and translate: `bilinear` (the
+     * default, timm's create_transform's), `bicubic` (DeiT's and NOAH's recipe) or `random` (either per use, timm's
+     * train.py). It changes nothing without one of those.
+     */
+    interpolation: InterpolationSchema.optional(),
     /**
      * timm's RandomErasing of each normalised image (after RandAugment, before mixup); `true` for DeiT's recipe;
      * `false`: none (in fit's augment, the dataset's is turned off). Any dataset.
@@ -145,6 +160,7 @@ export function nativeAugmentation(augment: Augmentation | undefined): {
   augmentFlip: boolean;
   resizedCrop?: NativeResizedCropOptions;
   randAugment?: string;
+  interpolation?: NativeInterpolation;
   randomErasing?: NativeRandomErasingOptions;
   mixup?: NativeMixupOptions;
 } {
@@ -155,6 +171,7 @@ export function nativeAugmentation(augment: Augmentation | undefined): {
       resizedCrop: augment.resizedCrop === true ? {} : (augment.resizedCrop as NativeResizedCropOptions),
     }),
     ...(augment?.randAugment !== undefined && { randAugment: augment.randAugment }),
+    ...(augment?.interpolation !== undefined && { interpolation: augment.interpolation }),
     ...(augment?.randomErasing && {
       randomErasing: augment.randomErasing === true ? {} : augment.randomErasing,
     }),
@@ -179,25 +196,32 @@ function roundHalfEven(x: number): number {
 
 /**
  * One RandAugment operation (`Rotate`, `SolarizeIncreasing`, …, the names in {@link randAugmentConfig}'s `ops`) on
- * one uint8 image `[H, W, C]` at a magnitude (0-10 on timm's scale, after any noise) and sign, as fit applies it.
+ * one uint8 image `[H, W, C]` at a magnitude (0-10 on timm's scale, after any noise) and sign, as fit applies it;
+ * rotate, shear and translate resample with `interpolation` (default bilinear).
  */
 export async function randAugmentOp(
   image: Tensor,
   op: string,
-  options: { magnitude: number; negate?: boolean; fill?: number[] },
+  options: { magnitude: number; negate?: boolean; fill?: number[]; interpolation?: 'bilinear' | 'bicubic' },
 ): Promise<Tensor> {
   const { magnitude, negate = false, fill = [128, 128, 128] } = options;
-  return new Tensor(await nativeAddon().randAugmentOp(handleOf(image), op, magnitude, negate, fill));
+  const interpolation = parseOptions(
+    z.enum(['bilinear', 'bicubic']).optional(),
+    options.interpolation,
+    'options.interpolation',
+  );
+  return new Tensor(await nativeAddon().randAugmentOp(handleOf(image), op, magnitude, negate, fill, interpolation));
 }
 
 /** RandAugment over uint8 images `[N, H, W, C]` from a seeded generator, as fit applies it per batch. */
 export async function randAugmentImages(
   images: Tensor,
-  options: { config: string; fill?: number[]; seed?: number },
+  options: { config: string; fill?: number[]; seed?: number; interpolation?: NativeInterpolation },
 ): Promise<Tensor> {
   const { config, fill = [128, 128, 128] } = options;
   const seed = parseOptions(SeedSchema, options.seed, 'options.seed');
-  return new Tensor(await nativeAddon().randAugmentImages(handleOf(images), config, fill, seed));
+  const interpolation = parseOptions(InterpolationSchema.optional(), options.interpolation, 'options.interpolation');
+  return new Tensor(await nativeAddon().randAugmentImages(handleOf(images), config, fill, seed, interpolation));
 }
 
 /** A generator's seed: a whole number JavaScript holds exactly (a fraction or NaN would be truncated or 0). */
@@ -205,18 +229,27 @@ const SeedSchema = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(
 const ImageSizeSchema = z.number().int().min(1).max(MAX_IMAGE_SIZE);
 
 /**
- * Random resized crops of uint8 images `[N, H, W, C]` to `size × size` (and flips), as fit applies them; with the
- * boxes (top, left, height, width) and which images were flipped.
+ * Random resized crops of uint8 images `[N, H, W, C]` to `size × size` (and flips), as fit applies them, resampled
+ * with `interpolation` (default bilinear); with the boxes (top, left, height, width) and which images were flipped.
  */
 export async function resizedCropImages(
   images: Tensor,
-  options: { size: number; flip?: boolean; seed?: number } & z.input<typeof ResizedCropSchema>,
+  options: { size: number; flip?: boolean; seed?: number; interpolation?: NativeInterpolation } & z.input<
+    typeof ResizedCropSchema
+  >,
 ): Promise<{ images: Tensor; boxes: Tensor; flipped: Tensor }> {
-  const { size: givenSize, flip = false, seed: givenSeed, ...ranges } = options;
+  const { size: givenSize, flip = false, seed: givenSeed, interpolation: givenInterpolation, ...ranges } = options;
   const checked = parseOptions(ResizedCropSchema, ranges, 'options');
   const size = parseOptions(ImageSizeSchema, givenSize, 'options.size');
   const seed = parseOptions(SeedSchema, givenSeed, 'options.seed');
-  const out = await nativeAddon().resizedCropImages(handleOf(images), size, checked, flip, seed);
+  const interpolation = parseOptions(InterpolationSchema.optional(), givenInterpolation, 'options.interpolation');
+  const out = await nativeAddon().resizedCropImages(
+    handleOf(images),
+    size,
+    { ...checked, ...(interpolation && { interpolation }) },
+    flip,
+    seed,
+  );
   return { images: new Tensor(out.images), boxes: new Tensor(out.boxes), flipped: new Tensor(out.flipped) };
 }
 

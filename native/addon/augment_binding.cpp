@@ -55,7 +55,8 @@ Napi::Value randAugmentConfig(const Napi::CallbackInfo& info) {
   });
 }
 
-// randAugmentOp(image [H, W, C], op, magnitude, negate, fill) -> Promise<uint8 Tensor [H, W, C]>
+// randAugmentOp(image [H, W, C], op, magnitude, negate, fill, interpolation?: 'bilinear' | 'bicubic')
+//   -> Promise<uint8 Tensor [H, W, C]>
 Napi::Value randAugmentOp(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
@@ -64,18 +65,23 @@ Napi::Value randAugmentOp(const Napi::CallbackInfo& info) {
     const double magnitude = info[2].ToNumber().DoubleValue();
     const bool negate = info[3].ToBoolean().Value();
     const auto fill = fillFromJs(info[4]);
+    const data::Interpolation interpolation = interpolationFromJs(info[5], "interpolation");
+    if (interpolation == data::Interpolation::Random)
+      throw jsError(env, ErrorCode::InvalidOption, "interpolation of one operation must be 'bilinear' or 'bicubic'");
+    const data::PillowFilter filter = data::filterFor(interpolation, 0.0);
     return runAsync(
-        env, "pace.randAugmentOp", [=] { return data::applyRandAugmentOp(image, op, magnitude, negate, fill); },
+        env, "pace.randAugmentOp", [=] { return data::applyRandAugmentOp(image, op, magnitude, negate, fill, filter); },
         [](Napi::Env env, at::Tensor& result) -> Napi::Value { return TensorHandle::wrap(env, std::move(result)); });
   });
 }
 
-// randAugmentImages(images [N, H, W, C], config, fill, seed) -> Promise<uint8 Tensor [N, H, W, C]>
+// randAugmentImages(images [N, H, W, C], config, fill, seed, interpolation?) -> Promise<uint8 Tensor [N, H, W, C]>
 Napi::Value randAugmentImages(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     const at::Tensor images = TensorHandle::unwrap(info[0], "images");
-    const data::RandAugmentConfig config = data::parseRandAugment(stringFromJs(info[1], "randAugment"));
+    data::RandAugmentConfig config = data::parseRandAugment(stringFromJs(info[1], "randAugment"));
+    config.interpolation = interpolationFromJs(info[4], "interpolation");
     const auto fill = fillFromJs(info[2]);
     const at::Generator generator = generatorFromJs(info[3]);
     return runAsync(
@@ -84,7 +90,7 @@ Napi::Value randAugmentImages(const Napi::CallbackInfo& info) {
   });
 }
 
-// resizedCropImages(images [N, H, W, C], size, { scale?, ratio? }, flip, seed)
+// resizedCropImages(images [N, H, W, C], size, { scale?, ratio?, interpolation? }, flip, seed)
 //   -> Promise<{ images: uint8 [N, size, size, C], boxes: int64 [N, 4] (top, left, height, width), flipped: bool [N] }>
 Napi::Value resizedCropImages(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();

@@ -154,7 +154,13 @@ std::optional<data::ResizedCropConfig> resizedCropFromJs(const Napi::Value& valu
   data::ResizedCropConfig config;
   config.scale = rangeOr(object, "scale", config.scale, "resizedCrop");
   config.ratio = rangeOr(object, "ratio", config.ratio, "resizedCrop");
+  config.interpolation = interpolationFromJs(object.Get("interpolation"), "resizedCrop.interpolation");
   return config;
+}
+
+data::Interpolation interpolationFromJs(const Napi::Value& value, const std::string& field) {
+  if (value.IsUndefined()) return data::Interpolation::Bilinear;
+  return data::parseInterpolation(stringFromJs(value, field), field);
 }
 
 std::optional<data::RandAugmentConfig> randAugmentFromJs(const Napi::Value& value) {

@@ -28,11 +28,13 @@ double numberOr(const Napi::Object& object, const char* name, double fallback);
 // { lr, epochs, warmupEpochs?, minLr?, warmupLr? } over the core's defaults (train/schedule.h).
 train::CosineSchedule scheduleFromJs(const Napi::Object& options);
 // The stronger augmentation's options over the core's defaults (timm's), each absent when undefined:
-// { scale?: [min, max], ratio?: [min, max] } (data/resized_crop.h), a RandAugment config string
+// { scale?: [min, max], ratio?: [min, max], interpolation? } (data/resized_crop.h), a RandAugment config string
 // (data/rand_augment.h), { mixupAlpha?, cutmixAlpha?, prob?, switchProb?, labelSmoothing?, correctLambda? }
 // (data/mixup.h).
 std::optional<data::ResizedCropConfig> resizedCropFromJs(const Napi::Value& value);
 std::optional<data::RandAugmentConfig> randAugmentFromJs(const Napi::Value& value);
+// 'bilinear' | 'bicubic' | 'random' (data/interpolation.h); undefined: bilinear, timm's default.
+data::Interpolation interpolationFromJs(const Napi::Value& value, const std::string& field);
 // {prob?, fill?: 'const' | 'rand' | 'pixel', count?} -> RandomErasingConfig (defaults DeiT's); undefined: none.
 std::optional<data::RandomErasingConfig> randomErasingFromJs(const Napi::Value& value);
 std::optional<data::MixupConfig> mixupFromJs(const Napi::Value& value);

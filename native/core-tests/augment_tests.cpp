@@ -139,6 +139,26 @@ void randomErasingOnCudaMatchesCpu() {
   check(queued.cpu().equal(at::arange(1 << 20, at::kFloat)), "a queued copy holds the values at the call");
 }
 
+// On a GPU the resized crop's two passes use libtorch's float weights: each value within a level of Pillow's
+// integer arithmetic (the CPU's), for both filters, with the same boxes.
+void resizedCropOnCudaIsPillowWithinALevel() {
+  skipUnless(at::hasCUDA(), "no CUDA device visible");
+  const at::Tensor images = at::randint(0, 256, {24, 30, 26, 3}, at::kByte);
+  for (const data::Interpolation interpolation : {data::Interpolation::Bilinear, data::Interpolation::Bicubic}) {
+    data::ResizedCropConfig config;
+    config.interpolation = interpolation;
+    const auto crop = [&](const at::Tensor& batch) {
+      return data::randomResizedCropFlip(batch, 17, config, true, at::make_generator<at::CPUGeneratorImpl>(5));
+    };
+    const data::ResizedCropResult onCpu = crop(images);
+    const data::ResizedCropResult onCuda = crop(images.cuda());
+    check(onCuda.boxes.equal(onCpu.boxes), "the same boxes");
+    const at::Tensor difference = (onCuda.images.cpu().to(at::kInt) - onCpu.images.to(at::kInt)).abs();
+    check(difference.max().item<int>() <= 1, "every value within a level of Pillow's");
+    check(difference.ne(0).to(at::kDouble).mean().item<double>() < 0.1, "nine values in ten exactly Pillow's");
+  }
+}
+
 // What the epoch loop does to each batch before its step, on a GPU, with PyTorch's synchronisation check set to
 // throw: a call that made the host wait for the device (a plain copy from pageable memory, an item()) fails here.
 void batchPreparationOnCudaNeverWaits() {
@@ -185,6 +205,8 @@ TestList augmentTests() {
       {"the soft-target cross-entropy equals the hard one on one-hot rows", softCrossEntropyMatchesHardOnOneHotRows},
       {"random erasing of a CUDA batch equals the CPU one, its fills in one queued copy",
        randomErasingOnCudaMatchesCpu},
+      {"resized crops on a GPU are Pillow's within a level, bilinear and bicubic",
+       resizedCropOnCudaIsPillowWithinALevel},
       {"a batch's crop, flip, normalisation, erasing and mixup on a GPU never wait for it",
        batchPreparationOnCudaNeverWaits},
   };

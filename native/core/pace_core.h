@@ -1,6 +1,7 @@
 #pragma once
 // The core's surface for the addon: everything the bindings call, in one place. The addon includes this and
 // nothing else from native/core, so what the core offers to JavaScript is visible here.
+#include "data/interpolation.h"           // the resampling of crops and RandAugment
 #include "data/mixup.h"                   // mixup / CutMix and soft targets
 #include "data/packed_images.h"           // images of their own sizes in one tensor
 #include "data/pil_convert.h"             // Pillow's CMYK to RGB of decoded pixels

@@ -82,11 +82,15 @@ std::array<double, 6> rotationMatrix(double degrees, int64_t height, int64_t wid
 
 // Applies one operation in place; `scratch` holds one image's bytes.
 void applyOp(kernels::ImageU8 image, const std::string& op, double argument, const std::array<uint8_t, 3>& fill,
-             uint8_t* scratch) {
+             PillowFilter filter, uint8_t* scratch) {
   const size_t bytes = static_cast<size_t>(image.height * image.width * image.channels);
   const auto affine = [&](const std::array<double, 6>& matrix) {
     std::memcpy(scratch, image.pixels, bytes);
-    kernels::affineBilinear(scratch, image, matrix.data(), fill.data());
+    if (filter == PillowFilter::Bicubic) {
+      kernels::affineBicubic(scratch, image, matrix.data(), fill.data());
+    } else {
+      kernels::affineBilinear(scratch, image, matrix.data(), fill.data());
+    }
   };
   if (op == "AutoContrast") {
     kernels::autoContrast(image);
@@ -218,13 +222,13 @@ double randAugmentArgument(const std::string& op, double magnitude, bool negate)
 }
 
 at::Tensor applyRandAugmentOp(const at::Tensor& image, const std::string& op, double magnitude, bool negate,
-                              const std::array<uint8_t, 3>& fill) {
+                              const std::array<uint8_t, 3>& fill, PillowFilter filter) {
   checkImages(image, 3);
   if (!isKnownOp(op)) throw OptionError("unknown RandAugment operation '" + op + "'");
   at::Tensor out = image.cpu().contiguous().clone();
   std::vector<uint8_t> scratch(static_cast<size_t>(out.numel()));
   applyOp({out.data_ptr<uint8_t>(), out.size(0), out.size(1), out.size(2)}, op,
-          randAugmentArgument(op, magnitude, negate), fill, scratch.data());
+          randAugmentArgument(op, magnitude, negate), fill, filter, scratch.data());
   return out;
 }
 
@@ -237,11 +241,15 @@ at::Tensor randAugment(const at::Tensor& images, const RandAugmentConfig& config
   // Per image and layer: the operation, whether it applies, its sign, a uniform magnitude; then a normal one.
   const at::Tensor uniforms = at::empty({n, layers, 4}, doubles).uniform_(0.0, 1.0, generator);
   const at::Tensor normals = at::empty({n, layers}, doubles).normal_(0.0, 1.0, generator);
+  const bool randomFilter = config.interpolation == Interpolation::Random;
+  const at::Tensor filterDraws =
+      randomFilter ? at::empty({n, layers}, doubles).uniform_(0.0, 1.0, generator) : at::zeros({n, layers}, doubles);
   at::Tensor out = images.cpu().contiguous().clone();
   if (layers == 0 || n == 0) return out;
   const int64_t h = out.size(1), w = out.size(2), channels = out.size(3), bytes = h * w * channels;
   const double* u = uniforms.data_ptr<double>();
   const double* z = normals.data_ptr<double>();
+  const double* filterDraw = filterDraws.data_ptr<double>();
   uint8_t* pixels = out.data_ptr<uint8_t>();
   const int64_t count = static_cast<int64_t>(config.ops.size());
   at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
@@ -259,7 +267,8 @@ at::Tensor randAugment(const at::Tensor& images, const RandAugmentConfig& config
           magnitude = config.magnitude + config.magnitudeStd * z[i * layers + l];  // random.gauss(m, std)
         }
         magnitude = std::max(0.0, std::min(magnitude, config.magnitudeMax));
-        applyOp(image, op, randAugmentArgument(op, magnitude, draw[2] > 0.5), fill, scratch.data());
+        applyOp(image, op, randAugmentArgument(op, magnitude, draw[2] > 0.5), fill,
+                filterFor(config.interpolation, filterDraw[i * layers + l]), scratch.data());
       }
     }
   });

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "data/interpolation.h"
+
 namespace pace::data {
 
 struct RandAugmentConfig {
@@ -20,6 +22,8 @@ struct RandAugmentConfig {
   double probability = 0.5;      // 'p': of applying each drawn operation
   bool increasing = false;       // 'inc1': the set whose severity increases with the magnitude
   std::vector<std::string> ops;  // the operation set (timm's _RAND_TRANSFORMS or _RAND_INCREASING_TRANSFORMS)
+  // Of rotate, shear and translate (not part of the config string: timm's hparams['interpolation']).
+  Interpolation interpolation = Interpolation::Bilinear;
   void validate() const;
 };
 
@@ -34,12 +38,14 @@ RandAugmentConfig parseRandAugment(const std::string& config);
 double randAugmentArgument(const std::string& op, double magnitude, bool negate);
 
 // One operation on one image [H, W, C] (C = 1 or 3) at that magnitude and sign; `fill` is the colour of the area
-// an affine operation uncovers (timm: the normalisation mean × 255, rounded). Returns a new image.
+// an affine operation uncovers (timm: the normalisation mean × 255, rounded), `filter` its resampling. Returns a
+// new image.
 at::Tensor applyRandAugmentOp(const at::Tensor& image, const std::string& op, double magnitude, bool negate,
-                              const std::array<uint8_t, 3>& fill);
+                              const std::array<uint8_t, 3>& fill, PillowFilter filter = PillowFilter::Bilinear);
 
 // RandAugment over a batch of uint8 images [N, H, W, C] on the CPU (C = 1 or 3), every draw from `generator`
-// (a fixed number of draws per image, whatever is applied). Returns the augmented images.
+// (a fixed number of draws per image, whatever is applied; a random interpolation adds one per operation, after
+// the others). Returns the augmented images.
 at::Tensor randAugment(const at::Tensor& images, const RandAugmentConfig& config, const std::array<uint8_t, 3>& fill,
                        at::Generator generator);
 

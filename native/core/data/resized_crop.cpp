@@ -1,5 +1,6 @@
 #include "data/resized_crop.h"
 
+#include <ATen/ops/_upsample_bicubic2d_aa.h>
 #include <ATen/ops/_upsample_bilinear2d_aa.h>
 
 #include <algorithm>
@@ -57,17 +58,17 @@ CropBox resizedCropBox(int64_t height, int64_t width, const ResizedCropConfig& c
   return {(height - h) / 2, (width - w) / 2, h, w};
 }
 
-at::Tensor resizeBilinear(const at::Tensor& image, int64_t size) {
+at::Tensor resizeSquareAsPillow(const at::Tensor& image, int64_t size, PillowFilter filter) {
   // On the CPU, Pillow's own integer arithmetic (data/pil_resize.h): timm's pixels. On a device, Pillow's two passes,
   // across then down, each rounded half up to 8 bits, with libtorch's float weights (the integer loop would take the
-  // batch to the CPU every step).
-  if (image.is_cpu()) return resizeAsPillow(image, size, size, PillowFilter::Bilinear);
+  // batch to the CPU every step); libtorch's antialiased kernels are Pillow's (bicubic with a = −0.5).
+  if (image.is_cpu()) return resizeAsPillow(image, size, size, filter);
   at::Tensor planes = image.permute({2, 0, 1}).unsqueeze(0).to(at::kFloat).contiguous();
-  const auto pass = [](const at::Tensor& x, int64_t height, int64_t width) {
-    return at::_upsample_bilinear2d_aa(x, {height, width}, false, c10::nullopt, c10::nullopt)
-        .add_(0.5)
-        .floor_()
-        .clamp_(0, 255);
+  const auto pass = [filter](const at::Tensor& x, int64_t height, int64_t width) {
+    at::Tensor resized = filter == PillowFilter::Bicubic
+                             ? at::_upsample_bicubic2d_aa(x, {height, width}, false, c10::nullopt, c10::nullopt)
+                             : at::_upsample_bilinear2d_aa(x, {height, width}, false, c10::nullopt, c10::nullopt);
+    return resized.add_(0.5).floor_().clamp_(0, 255);
   };
   if (planes.size(3) != size) planes = pass(planes, planes.size(2), size);
   if (planes.size(2) != size) planes = pass(planes, size, size);
@@ -96,6 +97,11 @@ ResizedCropResult randomResizedCropFlip(const std::vector<at::Tensor>& images, i
   const at::Tensor uniforms =
       at::empty({n, kResizedCropDraws}, at::TensorOptions().dtype(at::kDouble)).uniform_(0.0, 1.0, generator);
   const at::Tensor flips = at::empty({n}, at::kFloat).bernoulli_(0.5, generator);
+  const at::Tensor filterDraws =
+      config.interpolation == Interpolation::Random
+          ? at::empty({n}, at::TensorOptions().dtype(at::kDouble)).uniform_(0.0, 1.0, generator)
+          : at::zeros({n}, at::TensorOptions().dtype(at::kDouble));
+  const double* filterDraw = filterDraws.data_ptr<double>();
   ResizedCropResult result;
   result.boxes = at::empty({n, 4}, at::TensorOptions().dtype(at::kLong));
   result.flipped = at::zeros({n}, at::TensorOptions().dtype(at::kBool));
@@ -112,7 +118,8 @@ ResizedCropResult randomResizedCropFlip(const std::vector<at::Tensor>& images, i
     boxes[i * 4 + 1] = box.left;
     boxes[i * 4 + 2] = box.height;
     boxes[i * 4 + 3] = box.width;
-    at::Tensor resized = resizeBilinear(image.narrow(0, box.top, box.height).narrow(1, box.left, box.width), size);
+    at::Tensor resized = resizeSquareAsPillow(image.narrow(0, box.top, box.height).narrow(1, box.left, box.width), size,
+                                              filterFor(config.interpolation, filterDraw[i]));
     flipped[i] = flip && flipDraw[i] > 0.5f;
     if (flipped[i]) resized = resized.flip({1});
     out.push_back(resized);

@@ -1,17 +1,20 @@
 #pragma once
 // timm's RandomResizedCropAndInterpolation (torchvision's RandomResizedCrop) on stored uint8 pixels: a box of
-// random area and aspect ratio, resized to the model's size with bilinear interpolation (antialiased when
-// shrinking, as PIL's resize), then an optional horizontal flip.
+// random area and aspect ratio, resized to the model's size as PIL's resize (bilinear, bicubic or either at random;
+// antialiased when shrinking), then an optional horizontal flip.
 #include <ATen/ATen.h>
 
 #include <array>
 #include <vector>
+
+#include "data/interpolation.h"
 
 namespace pace::data {
 
 struct ResizedCropConfig {
   std::array<double, 2> scale{0.08, 1.0};             // of the image's area
   std::array<double, 2> ratio{3.0 / 4.0, 4.0 / 3.0};  // width / height, drawn log-uniformly
+  Interpolation interpolation = Interpolation::Bilinear;
   void validate() const;
 };
 
@@ -31,12 +34,13 @@ struct ResizedCropResult {
   at::Tensor flipped;  // bool [N]
 };
 
-// Bilinear resize of one uint8 image [H, W, C] to size × size as Pillow's: its own integer arithmetic on the CPU;
-// on a device its two 8-bit passes with libtorch's float weights (a level from Pillow's on about 2 % of values).
-at::Tensor resizeBilinear(const at::Tensor& image, int64_t size);
+// Resize of one uint8 image [H, W, C] to size × size as Pillow's with `filter`: its own integer arithmetic on the
+// CPU; on a device its two 8-bit passes with libtorch's float weights (a level from Pillow's on a few % of values).
+at::Tensor resizeSquareAsPillow(const at::Tensor& image, int64_t size, PillowFilter filter);
 
 // A random resized crop of each of images [N, H, W, C] (uint8) to size × size, flipped horizontally with
-// probability 1/2 when `flip`; every draw from `generator` (22 uniforms per image, then the flips).
+// probability 1/2 when `flip`; every draw from `generator` (22 uniforms per image, then the flips, then, for a
+// random interpolation, one uniform per image choosing its filter).
 ResizedCropResult randomResizedCropFlip(const at::Tensor& images, int64_t size, const ResizedCropConfig& config,
                                         bool flip, at::Generator generator);
 // The same over images of their own sizes [H_i, W_i, C] (data/packed_images.h), each box drawn in its own image.

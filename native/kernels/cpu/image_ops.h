@@ -40,4 +40,9 @@ void enhanceSharpness(ImageU8 image, double factor, uint8_t* scratch);
 // outside the input take `fill` (one value per channel). `source` and `image` must not overlap.
 void affineBilinear(const uint8_t* source, ImageU8 image, const double matrix[6], const uint8_t* fill);
 
+// The same with BICUBIC (Geometry.c's bicubic_filter8 and bicubic_filter32RGB): a 4 × 4 neighbourhood with PIL's
+// cubic (a = −1), columns clamped to the image, the first row clamped and each further row outside it repeating the
+// one above; clipped to [0, 255], then truncated.
+void affineBicubic(const uint8_t* source, ImageU8 image, const double matrix[6], const uint8_t* fill);
+
 }  // namespace pace::kernels
