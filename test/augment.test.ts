@@ -1009,6 +1009,11 @@ describe('fit', () => {
     expect(await losses({ interpolation: 'bilinear' })).toEqual(bilinear);
     expect(await losses({ interpolation: 'bicubic' })).not.toEqual(bilinear);
     await expect(losses({ interpolation: 'nearest' })).rejects.toThrow('options.augment.interpolation');
+    // RandAugment alone (one geometric or other operation an image, always applied): its affine transforms too
+    const rand = { resizedCrop: false, randAugment: 'rand-n1-m9-mstd0-p1.0' };
+    const randBilinear = await losses(rand);
+    expect(await losses({ ...rand, interpolation: 'bilinear' })).toEqual(randBilinear);
+    expect(await losses({ ...rand, interpolation: 'bicubic' })).not.toEqual(randBilinear);
   });
 
   test('a flip alone keeps the whole image: mirror-symmetric images train exactly as without it', async () => {

@@ -149,7 +149,8 @@ std::array<double, 2> rangeOr(const Napi::Object& object, const char* name, std:
 std::optional<data::ResizedCropConfig> resizedCropFromJs(const Napi::Value& value) {
   if (value.IsUndefined() || value.IsNull()) return std::nullopt;
   if (!value.IsObject())
-    throw jsError(value.Env(), ErrorCode::InvalidOption, "resizedCrop must be an object { scale?, ratio? }");
+    throw jsError(value.Env(), ErrorCode::InvalidOption,
+                  "resizedCrop must be an object { scale?, ratio?, interpolation? }");
   const auto object = value.As<Napi::Object>();
   data::ResizedCropConfig config;
   config.scale = rangeOr(object, "scale", config.scale, "resizedCrop");

@@ -279,9 +279,11 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       epoch.resizedCrop = resizedCropFromJs(options.Get("resizedCrop"));
       epoch.randAugment = randAugmentFromJs(options.Get("randAugment"));
       // One resampling for both, as timm's create_transform(interpolation=...).
-      const data::Interpolation interpolation = interpolationFromJs(options.Get("interpolation"), "interpolation");
-      if (epoch.resizedCrop) epoch.resizedCrop->interpolation = interpolation;
-      if (epoch.randAugment) epoch.randAugment->interpolation = interpolation;
+      if (!options.Get("interpolation").IsUndefined()) {
+        const data::Interpolation interpolation = interpolationFromJs(options.Get("interpolation"), "interpolation");
+        if (epoch.resizedCrop) epoch.resizedCrop->interpolation = interpolation;
+        if (epoch.randAugment) epoch.randAugment->interpolation = interpolation;
+      }
       epoch.randomErasing = randomErasingFromJs(options.Get("randomErasing"));
       epoch.mixup = mixupFromJs(options.Get("mixup"));
       epoch.stepGraphs = stepGraphsFromJs(options);

@@ -140,7 +140,8 @@ void randomErasingOnCudaMatchesCpu() {
 }
 
 // On a GPU the resized crop's two passes use libtorch's float weights: each value within a level of Pillow's
-// integer arithmetic (the CPU's), for both filters, with the same boxes.
+// integer arithmetic (the CPU's) for bilinear, two for bicubic (its negative lobes carry a first pass's level of
+// difference into the second up to 1.25-fold), with the same boxes.
 void resizedCropOnCudaIsPillowWithinALevel() {
   skipUnless(at::hasCUDA(), "no CUDA device visible");
   const at::Tensor images = at::randint(0, 256, {24, 30, 26, 3}, at::kByte);
@@ -154,7 +155,8 @@ void resizedCropOnCudaIsPillowWithinALevel() {
     const data::ResizedCropResult onCuda = crop(images.cuda());
     check(onCuda.boxes.equal(onCpu.boxes), "the same boxes");
     const at::Tensor difference = (onCuda.images.cpu().to(at::kInt) - onCpu.images.to(at::kInt)).abs();
-    check(difference.max().item<int>() <= 1, "every value within a level of Pillow's");
+    const int bound = interpolation == data::Interpolation::Bicubic ? 2 : 1;
+    check(difference.max().item<int>() <= bound, "every value within " + std::to_string(bound) + " of Pillow's");
     check(difference.ne(0).to(at::kDouble).mean().item<double>() < 0.1, "nine values in ten exactly Pillow's");
   }
 }

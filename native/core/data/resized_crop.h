@@ -35,7 +35,8 @@ struct ResizedCropResult {
 };
 
 // Resize of one uint8 image [H, W, C] to size × size as Pillow's with `filter`: its own integer arithmetic on the
-// CPU; on a device its two 8-bit passes with libtorch's float weights (a level from Pillow's on a few % of values).
+// CPU; on a device its two 8-bit passes with libtorch's float weights (a level from Pillow's on a few % of values,
+// bicubic up to two).
 at::Tensor resizeSquareAsPillow(const at::Tensor& image, int64_t size, PillowFilter filter);
 
 // A random resized crop of each of images [N, H, W, C] (uint8) to size × size, flipped horizontally with

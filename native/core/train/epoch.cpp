@@ -82,7 +82,10 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
   }
   const auto start = std::chrono::steady_clock::now();
   const auto device = model_->parameters().front().device();
-  const at::Tensor stored = dataset_.on(images, device);
+  // RandAugment's pixel loops run on the CPU: its batches are cut there too (Pillow's exact resize), and go to the
+  // device once, queued, as the step's input; from a dataset on the GPU each batch would come back and forth,
+  // stopping the host twice a step.
+  const at::Tensor stored = options.randAugment ? images.cpu() : dataset_.on(images, device);
   if (packed) *packed = packed->withPixels(stored);
   const at::Tensor labelsOnCpu = labels.cpu();  // read by each step's range check without waiting for the device
   // Checked whole before the first step, so that data-parallel ranks, each seeing other samples, fail together.
@@ -147,8 +150,7 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
                     : data::randomFlip(batch, augmentGenerator_);
       }
     }
-    if (options.randAugment)
-      batch = data::randAugment(batch.cpu(), *options.randAugment, fill, augmentGenerator_).to(batch.device());
+    if (options.randAugment) batch = data::randAugment(batch, *options.randAugment, fill, augmentGenerator_);
     inputs.images = batchInput(*model_, batch, options.normalization);
     if (options.randomErasing)
       inputs.images = data::randomErasing(inputs.images, *options.randomErasing, augmentGenerator_).images;
