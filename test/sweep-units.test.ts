@@ -20,7 +20,7 @@ import { pathNames, runName, runNames, sanitize } from '../lib/sweep/naming';
 import { SweepPlan } from '../lib/sweep/plan';
 import { selectionOf, summarize, type RunRow, type SweepResults, type TaskInfo } from '../lib/sweep/results';
 import { meanStd, selectBest } from '../lib/sweep/stats';
-import { checkpointOf, measuredMetrics } from '../lib/sweep/run-state';
+import { checkpointOf, finalMetrics, measuredMetrics } from '../lib/sweep/run-state';
 import { checkSplitLists } from '../lib/sweep/split-lists';
 import { runEnvironment } from '../lib/sweep/sweep';
 import { fixturesDir, makeTempDir, repoRoot } from './support/paths';
@@ -598,6 +598,31 @@ describe('results in the paper layout', () => {
     expect(masked).toContain('| 80.00 | 30.00 | 30.00 |');
     const squashedOnly = oneSeed({ classes: 200, resize: 'squash-crop' });
     expect(squashedOnly).toContain('| 30.00 (squashed) |');
+    // Seeds scored differently, averaged into one cell, say so rather than wear the first seed's label.
+    const mixed = resultsMarkdown(
+      results([
+        scored(0, { classes: 200, resize: 'center-crop' }),
+        scored(1, { classes: 1000, resize: 'squash-crop' }),
+      ]),
+    );
+    expect(mixed).toContain('30.00 ± 0.00 (seeds scored differently)');
+    // A finished.json written before the scoring was kept: its domain-shift.json says how the run scored.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pace-scoring-'));
+    try {
+      fs.writeFileSync(
+        path.join(dir, 'finished.json'),
+        JSON.stringify({ run: 'x', epochs: 2, domainShift: { 'imagenet-a': 0.3 } }),
+      );
+      fs.writeFileSync(
+        path.join(dir, 'domain-shift.json'),
+        JSON.stringify({
+          sets: [{ name: 'imagenet-a', result: { samples: 4, classes: 1000, resize: 'squash-crop', top1: 0.3 } }],
+        }),
+      );
+      expect(finalMetrics(dir).domainShiftScoring).toEqual({ 'imagenet-a': { classes: 1000, resize: 'squash-crop' } });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("VTAB_GROUPS holds each of VTAB-1k's 19 tasks once", () => {

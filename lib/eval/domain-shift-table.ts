@@ -9,10 +9,12 @@ export interface DomainShiftScoring {
 
 /**
  * What a cell adds where a set was scored otherwise than by default (its own classes, the centre crop):
- * ` (1000 classes, squashed)` for ImageNet-A scored as NOAH's code does, `` otherwise.
+ * ` (1000 classes, squashed)` for ImageNet-A scored as NOAH's code does, `` otherwise; seeds of one cell scored
+ * differently say so.
  */
-export function scoringNote(name: string, scoring: DomainShiftScoring | undefined): string {
+export function scoringNote(name: string, scoring: DomainShiftScoring | 'mixed' | undefined): string {
   if (!scoring) return '';
+  if (scoring === 'mixed') return ' (seeds scored differently)';
   const own = domainShiftSet(name).classes?.length ?? IMAGENET_CLASSES;
   const notes = [
     ...(scoring.classes !== own ? [`${scoring.classes} classes`] : []),

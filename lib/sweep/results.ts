@@ -57,8 +57,8 @@ export interface Summary extends MeanStd {
   seeds: number[];
   /** A domain-adaptation task's top-1 per evaluated set over the seeds. */
   sets?: Record<string, MeanStd>;
-  /** How each of those sets was scored (its classes and resize, the same for every seed of a point). */
-  scoring?: Record<string, DomainShiftScoring>;
+  /** How each of those sets was scored (its classes and resize); `mixed` where the seeds scored it differently. */
+  scoring?: Record<string, DomainShiftScoring | 'mixed'>;
 }
 
 export interface SweepResults {
@@ -156,10 +156,15 @@ function domainShiftSummary(group: RunRow[]): Summary {
       meanStd(measured.flatMap((row) => (top1(row, name) === undefined ? [] : [top1(row, name) as number]))),
     ]),
   );
-  const scoring = Object.fromEntries(
-    names.flatMap((name) => {
-      const found = measured.find((row) => row.metrics.domainShiftScoring?.[name])?.metrics.domainShiftScoring?.[name];
-      return found ? [[name, found]] : [];
+  const scoring: Record<string, DomainShiftScoring | 'mixed'> = Object.fromEntries(
+    names.flatMap((name): [string, DomainShiftScoring | 'mixed'][] => {
+      const found = measured.flatMap((row) => {
+        const one = row.metrics.domainShiftScoring?.[name];
+        return one ? [JSON.stringify({ classes: one.classes, resize: one.resize })] : [];
+      });
+      if (found.length === 0) return [];
+      // Seeds averaged into one cell should have been scored alike (a config changed between reruns may not).
+      return [[name, new Set(found).size > 1 ? 'mixed' : (JSON.parse(found[0]) as DomainShiftScoring)]];
     }),
   );
   const targets = names.filter((name) => !domainShiftSet(name).source);

@@ -132,7 +132,14 @@ export function finalMetrics(dir: string): FinalMetrics {
   if (typeof record !== 'object' || record === null || Array.isArray(record)) {
     throw new PaceFileError(`${file}: not a JSON object`);
   }
-  return recordedMetrics(record as Record<string, unknown>, file) ?? measuredMetrics(dir);
+  const recorded = recordedMetrics(record as Record<string, unknown>, file);
+  if (!recorded) return measuredMetrics(dir);
+  // A finished.json written before it kept the scoring: the run's domain-shift.json still says how it scored.
+  if (recorded.domainShift && !recorded.domainShiftScoring) {
+    const { domainShiftScoring } = domainShiftOf(dir);
+    if (domainShiftScoring) recorded.domainShiftScoring = domainShiftScoring;
+  }
+  return recorded;
 }
 
 /** Marks a run finished, after checking that its metrics hold every epoch; returns its final numbers. */
