@@ -14,16 +14,40 @@ const root = path.resolve(__dirname, '..');
 const extra = process.argv.slice(2);
 const outAt = extra.indexOf('--out');
 const buildDir = path.resolve(root, outAt >= 0 ? extra.splice(outAt, 2)[1] : 'build-native');
-// A configure that failed leaves a cache without a build file; cmake-js would then try to build it.
+if (process.env.PACE_BUILD_DEBUG === '1') extra.push('--debug');
+// npm runs this from the package's folder: a relative LIBTORCH means the folder the user ran npm in.
+const env = { ...process.env };
+if (env.LIBTORCH && !path.isAbsolute(env.LIBTORCH)) {
+  env.LIBTORCH = path.resolve(env.INIT_CWD ?? process.cwd(), env.LIBTORCH);
+}
+
+// cmake-js configures only a tree without a CMakeCache.txt, and CMake keeps the libtorch it found in its cache:
+// a rebuild with another LIBTORCH, CMAKE_PREFIX_PATH, CUDA architectures or flags would quietly build against the
+// old ones. The tree records what it was configured with and starts again when that changes (ccache keeps the
+// objects). A configure that failed leaves a cache without a build file: that tree starts again too.
+const inputs = JSON.stringify({
+  args: extra,
+  LIBTORCH: env.LIBTORCH ?? null,
+  CMAKE_PREFIX_PATH: env.CMAKE_PREFIX_PATH ?? null,
+  PACE_CUDA_ARCHITECTURES: env.PACE_CUDA_ARCHITECTURES ?? null,
+});
+const inputsFile = path.join(buildDir, 'pace-configured-with.json');
 const configured = ['build.ninja', 'Makefile'].some((file) => fs.existsSync(path.join(buildDir, file)));
-if (!configured) fs.rmSync(buildDir, { recursive: true, force: true });
+const sameInputs = fs.existsSync(inputsFile) && fs.readFileSync(inputsFile, 'utf8') === inputs;
+if (!configured || !sameInputs) {
+  if (configured) console.error(`build-native: ${buildDir} was configured otherwise; configuring it again`);
+  fs.rmSync(buildDir, { recursive: true, force: true });
+}
 
 const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
 const parallel = String(Math.max(1, Math.min(os.availableParallelism?.() ?? os.cpus().length, 16)));
 const args = [cmakeJs, 'build', '--directory', root, '--out', buildDir, '--parallel', parallel, ...extra];
-if (process.env.PACE_BUILD_DEBUG === '1') args.push('--debug');
 
 // Output is never silenced: cmake-js's quieter log levels also swallow the compiler's errors.
-const result = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
+const result = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit', env });
 if (result.error) throw result.error;
+// Recorded once the tree is configured (a failed configure leaves no build file, and starts again next time).
+if (['build.ninja', 'Makefile'].some((file) => fs.existsSync(path.join(buildDir, file)))) {
+  fs.writeFileSync(inputsFile, inputs);
+}
 process.exit(result.status ?? 1);

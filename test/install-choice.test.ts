@@ -18,7 +18,8 @@ const debian = findLibtorch({ PATH: process.env.PATH });
 test('a CMAKE_PREFIX_PATH laid out otherwise falls through to the next place; a LIBTORCH without one is an error', () => {
   // Bug: a prefix whose ../../../lib is missing (Debian's /usr/lib/x86_64-linux-gnu/cmake) threw ENOENT out of
   // the install and every first load.
-  expect(debian).toBeDefined();
+  // Debian's, as on this project's machines (a pip torch found first would make the checks below check nothing).
+  expect(debian?.source).toBe('debian');
   const prefix = path.join(path.dirname(debian!.libDir), path.basename(debian!.libDir), 'cmake');
   expect(findLibtorch({ CMAKE_PREFIX_PATH: prefix })).toMatchObject({ version: debian!.version });
   // Bug: a LIBTORCH naming no libtorch was passed over without a word, and another one used.
@@ -109,6 +110,97 @@ test('of a source build and a recorded prebuilt binary, the one made last is loa
   at(source, 1_000_000);
   fs.writeFileSync(path.join(binaryDir, 'binary.json'), JSON.stringify({ packageVersion: '0.0.1' }));
   expect(located()).toBe('built from source (build/Release)');
+});
+
+test("a recorded binary whose libtorch was upgraded in place is chosen again; a source build's is refused, naming it", () => {
+  // Bugs: after `pip install -U torch` both loaded against the new libtorch and ended the process at the first
+  // missing symbol, with no word of why.
+  const root = path.join(temp.dir, 'upgraded');
+  fs.mkdirSync(path.join(root, 'build', 'Release'), { recursive: true });
+  fs.cpSync(path.join(repoRoot, 'dist'), path.join(root, 'dist'), { recursive: true });
+  fs.copyFileSync(path.join(repoRoot, 'package.json'), path.join(root, 'package.json'));
+  const torchDir = path.join(temp.dir, 'upgraded-torch', 'share', 'cmake', 'Torch');
+  const libDir = path.join(temp.dir, 'upgraded-torch', 'lib');
+  fs.mkdirSync(torchDir, { recursive: true });
+  fs.mkdirSync(libDir, { recursive: true });
+  const installVersion = (v: string) =>
+    fs.writeFileSync(path.join(torchDir, 'TorchConfigVersion.cmake'), `set(PACKAGE_VERSION "${v}")\n`);
+  installVersion('2.5.1');
+  fs.writeFileSync(path.join(torchDir, 'TorchConfig.cmake'), '\n');
+  fs.writeFileSync(path.join(libDir, 'libc10.so'), '');
+  const binaryDir = path.join(root, 'node_modules', '@pace-peft', 'some-build');
+  fs.mkdirSync(binaryDir, { recursive: true });
+  fs.writeFileSync(path.join(binaryDir, 'pace_peft.node'), 'prebuilt');
+  fs.writeFileSync(path.join(binaryDir, 'binary.json'), JSON.stringify({ packageVersion: version }));
+  const cmakePrefix = path.dirname(torchDir);
+  fs.writeFileSync(
+    path.join(root, 'build', 'binary.json'),
+    JSON.stringify({
+      file: path.join(binaryDir, 'pace_peft.node'),
+      reason: 'prebuilt @pace-peft/some-build',
+      package: '@pace-peft/some-build',
+      libtorch: { source: 'LIBTORCH', version: '2.5.1', variant: 'cpu', cxx11Abi: 1, cmakePrefix, libDir },
+    }),
+  );
+  const located = () =>
+    spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `try { console.log(require(${JSON.stringify(path.join(root, 'dist', 'install', 'addon-location.js'))}).locateAddon().reason) } catch (e) { console.log(e.message) }`,
+      ],
+      { encoding: 'utf8', env: { ...process.env, LIBTORCH: path.join(temp.dir, 'upgraded-torch') } },
+    ).stdout.trim();
+  expect(located()).toBe('prebuilt @pace-peft/some-build');
+  installVersion('2.6.0'); // no binary for it here: the search says what it found
+  expect(located()).toMatch(/^pace-peft: no native addon for this machine\.\nFound libtorch 2\.6\.0/);
+  // A source build records its libtorch beside it (CMakeLists.txt), and loading holds it to that version.
+  fs.rmSync(path.join(root, 'build', 'binary.json'));
+  fs.writeFileSync(path.join(root, 'build', 'Release', 'pace_peft.node'), 'source build');
+  fs.writeFileSync(
+    path.join(root, 'build', 'Release', 'libtorch.json'),
+    JSON.stringify({ version: '2.5.1', torchDir }),
+  );
+  expect(located()).toBe(
+    `pace-peft: the addon in build/Release was built against libtorch 2.5.1 (${torchDir}), which is now 2.6.0; ` +
+      'rebuild it: `PACE_BUILD_FROM_SOURCE=1 npm rebuild pace-peft`',
+  );
+  installVersion('2.5.1');
+  expect(located()).toBe('built from source (build/Release)');
+  fs.rmSync(torchDir, { recursive: true });
+  expect(located()).toContain('which is no longer there');
+  // The checkout's own build carries the record, and it matches.
+  const own = JSON.parse(fs.readFileSync(path.join(repoRoot, 'build', 'Release', 'libtorch.json'), 'utf8'));
+  expect(fs.readFileSync(path.join(own.torchDir, 'TorchConfigVersion.cmake'), 'utf8')).toContain(`"${own.version}"`);
+});
+
+test('PACE_BUILD_FROM_SOURCE=1 with a LIBTORCH that holds no libtorch fails before building, naming it', () => {
+  // Bug: the forced source build skipped the check, and CMake went on to another libtorch without a word.
+  const typo = path.join(temp.dir, 'libtroch');
+  const run = spawnSync(
+    process.execPath,
+    [
+      '-e',
+      `process.exitCode = require(${JSON.stringify(path.join(repoRoot, 'dist', 'install', 'install.js'))}).runInstall()`,
+    ],
+    { encoding: 'utf8', env: { ...process.env, PACE_BUILD_FROM_SOURCE: '1', LIBTORCH: typo } },
+  );
+  expect(run.status).toBe(1);
+  expect(run.stderr).toContain(`pace-peft: LIBTORCH=${typo} holds no libtorch`);
+  expect(run.stderr).not.toContain('building the addon from source');
+  // a relative LIBTORCH is the folder npm was run in (INIT_CWD), not the package's
+  const relative = spawnSync(
+    process.execPath,
+    [
+      '-e',
+      `process.exitCode = require(${JSON.stringify(path.join(repoRoot, 'dist', 'install', 'install.js'))}).runInstall()`,
+    ],
+    {
+      encoding: 'utf8',
+      env: { ...process.env, PACE_BUILD_FROM_SOURCE: '1', LIBTORCH: 'libtroch', INIT_CWD: temp.dir },
+    },
+  );
+  expect(relative.stderr).toContain(`pace-peft: LIBTORCH=libtroch holds no libtorch (${typo})`);
 });
 
 test('a pack that failed after adding the binary packages does not make them part of the committed manifest', () => {

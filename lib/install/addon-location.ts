@@ -2,8 +2,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { PaceUnsupportedError } from '../errors';
+import { writeFileAtomic } from '../files';
 import { addonFileName, chooseBinary, findBinaryPackages, type BinaryChoice, type BinaryDescription } from './binaries';
-import { describeLibtorch, findLibtorch, libtorchSearchOrder, type LibtorchInfo } from './libtorch';
+import {
+  describeLibtorch,
+  findLibtorch,
+  libtorchSearchOrder,
+  versionInTorchDir,
+  versionNow,
+  type LibtorchInfo,
+} from './libtorch';
 
 /** The package root: `lib/` (sources) and `dist/` (compiled) both sit one level below `install/`'s parent. */
 export const packageRoot = path.resolve(__dirname, '..', '..');
@@ -36,13 +44,14 @@ export function recordChoice(choice: Required<Pick<BinaryChoice, 'chosen'>>, inf
   const reason = `prebuilt ${choice.chosen.name}: matches ${describeLibtorch(info)} and passed its test-load`;
   const record: ChoiceRecord = { file, reason, package: choice.chosen.name, libtorch: info };
   fs.mkdirSync(path.dirname(choiceRecordFile), { recursive: true });
-  fs.writeFileSync(choiceRecordFile, `${JSON.stringify(record, null, 2)}\n`);
+  writeFileAtomic(choiceRecordFile, `${JSON.stringify(record, null, 2)}\n`); // read whole by other processes
   return { file, reason };
 }
 
 /**
- * The chosen binary recorded earlier, if its file and its libtorch folder are still there and it was built from
- * this package's version.
+ * The chosen binary recorded earlier, if its file and its libtorch folder are still there, that libtorch is still
+ * the version it was chosen for (`pip install -U torch` upgrades it in place) and it was built from this package's
+ * version.
  */
 function recordedChoice(): AddonLocation | undefined {
   try {
@@ -53,6 +62,7 @@ function recordedChoice(): AddonLocation | undefined {
     if (
       fs.existsSync(record.file) &&
       fs.existsSync(record.libtorch.libDir) &&
+      versionNow(record.libtorch) === record.libtorch.version &&
       description.packageVersion === packageVersion()
     ) {
       return record;
@@ -64,6 +74,30 @@ function recordedChoice(): AddonLocation | undefined {
 }
 
 const modified = (file: string) => fs.statSync(file).mtimeMs;
+
+/** What a source build records beside its addon (CMakeLists.txt): the libtorch it was built against. */
+export const sourceBuildLibtorchFile = path.join(path.dirname(sourceBuildFile), 'libtorch.json');
+
+/**
+ * Refuses a source build whose libtorch has since changed version in place (a `pip install -U torch`): loaded,
+ * it would end the process at the first missing symbol, with no word of why. A build without the record (made
+ * before it existed) is not checked.
+ */
+function checkSourceBuildLibtorch(): void {
+  let built: { version: string; torchDir: string };
+  try {
+    built = JSON.parse(fs.readFileSync(sourceBuildLibtorchFile, 'utf8')) as typeof built;
+  } catch {
+    return;
+  }
+  const now = versionInTorchDir(built.torchDir);
+  if (now === built.version) return;
+  throw new PaceUnsupportedError(
+    `pace-peft: the addon in build/Release was built against libtorch ${built.version} (${built.torchDir}), ` +
+      `${now ? `which is now ${now}` : 'which is no longer there'}; rebuild it: ` +
+      '`PACE_BUILD_FROM_SOURCE=1 npm rebuild pace-peft`',
+  );
+}
 
 /** What to tell a user for whom no addon can be found or built. */
 export function noAddonMessage(info: LibtorchInfo | undefined, choice: BinaryChoice | undefined): string {
@@ -94,6 +128,7 @@ export function noAddonMessage(info: LibtorchInfo | undefined, choice: BinaryCho
 export function locateAddon(): AddonLocation {
   const recorded = recordedChoice();
   if (fs.existsSync(sourceBuildFile) && (!recorded || modified(sourceBuildFile) >= modified(choiceRecordFile))) {
+    checkSourceBuildLibtorch();
     return { file: sourceBuildFile, reason: 'built from source (build/Release)' };
   }
   if (recorded) return recorded;

@@ -99,8 +99,12 @@ export function linkLibtorch(binary: BinaryPackage, info: LibtorchInfo): void {
     current = undefined;
   }
   if (current === info.libDir) return;
-  fs.rmSync(link, { force: true });
-  fs.symlinkSync(info.libDir, link);
+  // Made beside and renamed over: processes loading for the first time at once (jest workers after an install
+  // with --ignore-scripts) never see the link missing, or fail on each other's.
+  const made = `${link}.tmp-${process.pid}`;
+  fs.rmSync(made, { force: true });
+  fs.symlinkSync(info.libDir, made);
+  fs.renameSync(made, link);
 }
 
 /** Loads an addon in a child process, so a crash or a missing symbol cannot take this process down. */
@@ -108,7 +112,8 @@ export function testLoad(file: string): string | undefined {
   const run = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(file)}).doctor()`], {
     encoding: 'utf8',
     timeout: 120_000,
-    env: { ...addonLoadEnvironment, ...process.env }, // as the addon is loaded for real (the user's settings win)
+    // As the addon is loaded for real (the user's settings win); in Electron, its binary run as Node.
+    env: { ...addonLoadEnvironment, ...process.env, ...(process.versions.electron && { ELECTRON_RUN_AS_NODE: '1' }) },
   });
   if (run.status === 0) return undefined;
   const ended = run.signal ? `killed by ${run.signal}` : `exit status ${run.status}`;

@@ -47,6 +47,19 @@ function readOrEmpty(file: string): string {
   }
 }
 
+/** The version a libtorch's CMake package folder (`…/Torch`, holding TorchConfig.cmake) declares now. */
+export function versionInTorchDir(torchDir: string): string | undefined {
+  const versionFile = readOrEmpty(path.join(torchDir, 'TorchConfigVersion.cmake'));
+  return /set\(PACKAGE_VERSION "([^"]+)"\)/.exec(versionFile)?.[1];
+}
+
+/** The version of the libtorch `info` describes as it is installed now (undefined: no longer there). */
+export function versionNow(info: Pick<LibtorchInfo, 'cmakePrefix'>): string | undefined {
+  return [path.join(info.cmakePrefix, 'Torch'), path.join(info.cmakePrefix, 'share', 'cmake', 'Torch')]
+    .map(versionInTorchDir)
+    .find((version) => version !== undefined);
+}
+
 /** Reads a libtorch's identity from its CMake package under `prefix`, or undefined if there is none. */
 function describePrefix(
   prefix: string,
@@ -57,8 +70,7 @@ function describePrefix(
     fs.existsSync(path.join(dir, 'TorchConfig.cmake')),
   );
   if (!torchDir) return undefined;
-  const versionFile = readOrEmpty(path.join(torchDir, 'TorchConfigVersion.cmake'));
-  const version = /set\(PACKAGE_VERSION "([^"]+)"\)/.exec(versionFile)?.[1];
+  const version = versionInTorchDir(torchDir);
   if (!version) return undefined;
   const config = readOrEmpty(path.join(torchDir, 'TorchConfig.cmake'));
   const abiFlag = /_GLIBCXX_USE_CXX11_ABI=([01])/.exec(config)?.[1];
@@ -113,13 +125,15 @@ function fromPython(): LibtorchInfo | undefined {
  */
 export function findLibtorch(env: NodeJS.ProcessEnv = process.env): LibtorchInfo | undefined {
   if (env.LIBTORCH) {
-    const prefix = path.join(env.LIBTORCH, 'share', 'cmake');
-    const found = describePrefix(prefix, 'LIBTORCH') ?? describePrefix(env.LIBTORCH, 'LIBTORCH');
+    // npm runs install scripts in the package's folder: a relative LIBTORCH means the folder npm was run in.
+    const root = path.resolve(env.INIT_CWD ?? process.cwd(), env.LIBTORCH);
+    const found = describePrefix(path.join(root, 'share', 'cmake'), 'LIBTORCH') ?? describePrefix(root, 'LIBTORCH');
     if (found) return found;
     // Named by the user: another libtorch found instead would be used without a word.
     throw new PaceOptionError(
-      `LIBTORCH=${env.LIBTORCH} holds no libtorch: expected an unpacked libtorch with ` +
-        `share/cmake/Torch/TorchConfig.cmake and lib/libc10.so under it (unset LIBTORCH to search elsewhere)`,
+      `LIBTORCH=${env.LIBTORCH} holds no libtorch${root === env.LIBTORCH ? '' : ` (${root})`}: expected an ` +
+        `unpacked libtorch with share/cmake/Torch/TorchConfig.cmake and lib/libc10.so under it (unset LIBTORCH ` +
+        `to search elsewhere)`,
     );
   }
   for (const prefix of (env.CMAKE_PREFIX_PATH ?? '').split(':').filter(Boolean)) {
