@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { mismatch, testLoad, type BinaryPackage } from '../lib/install/binaries';
+import { binaryPackageName, findBinaryPackages, mismatch, testLoad, type BinaryPackage } from '../lib/install/binaries';
 import { findLibtorch, type LibtorchInfo } from '../lib/install/libtorch';
 import { makeTempDir, repoRoot } from './support/paths';
 
@@ -46,7 +46,7 @@ test('a pip CUDA torch reached through CMAKE_PREFIX_PATH is its cuXYZ variant, r
 test('a binary built from another pace-peft version is not used; a test-load killed by a signal says so', () => {
   const info = debian as LibtorchInfo;
   const binary: BinaryPackage = {
-    name: '@pace-peft/some-build',
+    name: binaryPackageName(info),
     dir: temp.dir,
     description: {
       platform: `${process.platform}-${process.arch}`,
@@ -61,6 +61,30 @@ test('a binary built from another pace-peft version is not used; a test-load kil
   expect(
     mismatch({ ...binary, description: { ...binary.description!, packageVersion: version } }, info, 8, version),
   ).toBeUndefined();
+  // A package whose binary.json describes another is refused (renamed, or planted under a plausible name).
+  expect(
+    mismatch(
+      {
+        ...binary,
+        name: '@pace-peft/linux-x64-torch9.9-cpu',
+        description: { ...binary.description!, packageVersion: version },
+      },
+      info,
+      8,
+      version,
+    ),
+  ).toBe(`its binary.json describes ${binaryPackageName(info)}, not this package`);
+  // Only packages named as binaries for this platform are considered (each is test-loaded: its code runs).
+  const tree = path.join(temp.dir, 'scope-tree');
+  for (const entry of ['evil', `${process.platform}-${process.arch}-torch2.5-cpu`, 'other-os-x64-torch2.5-cpu']) {
+    fs.mkdirSync(path.join(tree, 'node_modules', '@pace-peft', entry), { recursive: true });
+    fs.writeFileSync(path.join(tree, 'node_modules', '@pace-peft', entry, 'package.json'), '{}');
+  }
+  expect(
+    findBinaryPackages(path.join(tree, 'project'))
+      .map((found) => found.name)
+      .filter((name) => name.startsWith('@pace-peft/')),
+  ).toEqual([`@pace-peft/${process.platform}-${process.arch}-torch2.5-cpu`]);
   // Bug: the reason read "exit status null".
   const dying = path.join(temp.dir, 'dying.js');
   fs.writeFileSync(dying, "process.kill(process.pid, 'SIGKILL');");

@@ -36,13 +36,23 @@ export function binaryPackageName(info: Pick<LibtorchInfo, 'version' | 'variant'
   return `${binaryScope}/${platform}-torch${torchSeries(info.version)}-${info.variant}`;
 }
 
-/** Every `@pace-peft/*` package in the node_modules folders above `from` (nearest first). */
+/** A binary package's name for this platform (`linux-x64-torch2.5-cu124`, the part after the scope). */
+const binaryNameHere = () =>
+  new RegExp(`^${platformKey().replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-torch\\d+\\.\\d+-(cpu|cu\\d+|cuda)$`);
+
+/**
+ * Every binary package for this platform in the node_modules folders above `from` (nearest first). Each is
+ * test-loaded, which runs its code: other packages of the scope (`@pace-peft/anything`) are not considered, and
+ * one whose binary.json describes another package is refused ({@link mismatch}).
+ */
 export function findBinaryPackages(from: string): BinaryPackage[] {
   const found = new Map<string, BinaryPackage>();
+  const ours = binaryNameHere();
   for (let dir = path.resolve(from); ; dir = path.dirname(dir)) {
     const scope = path.join(dir, path.basename(dir) === 'node_modules' ? '' : 'node_modules', binaryScope);
     if (fs.existsSync(scope)) {
       for (const entry of fs.readdirSync(scope).sort()) {
+        if (!ours.test(entry)) continue;
         const name = `${binaryScope}/${entry}`;
         const packageDir = path.join(scope, entry);
         if (found.has(name) || !fs.existsSync(path.join(packageDir, 'package.json'))) continue;
@@ -69,6 +79,9 @@ export function mismatch(
 ): string | undefined {
   const d = binary.description;
   if (!d) return 'it has no readable binary.json';
+  if (d.libtorch && d.platform && binaryPackageName(d.libtorch, d.platform) !== binary.name) {
+    return `its binary.json describes ${binaryPackageName(d.libtorch, d.platform)}, not this package`;
+  }
   if (d.packageVersion !== packageVersion) {
     return `it is built from pace-peft ${d.packageVersion}, this is pace-peft ${packageVersion}`;
   }
