@@ -197,42 +197,30 @@ void enhanceSharpness(ImageU8 image, double factor, uint8_t* scratch) {
   blend(image, scratch, false, factor);
 }
 
-void affineBilinear(const uint8_t* source, ImageU8 image, const double matrix[6], const uint8_t* fill) {
+namespace {
+
+// Image.transform's generic loop (Geometry.c, ImagingGenericTransform with affine_transform): each output pixel's
+// centre mapped into the input; outside the input the fill, inside it `sample(xf, yf, dx, dy, out)`, given the
+// position less half a pixel split into its floor (xf, yf) and fraction (dx, dy).
+template <typename Sample>
+void affineTransform(ImageU8 image, const double matrix[6], const uint8_t* fill, const Sample& sample) {
   const int64_t h = image.height, w = image.width, channels = image.channels;
-  const auto row = [&](int64_t y) { return source + y * w * channels; };
   for (int64_t y = 0; y < h; ++y) {
     for (int64_t x = 0; x < w; ++x) {
       uint8_t* out = image.pixels + (y * w + x) * channels;
       const double xo = static_cast<double>(x) + 0.5, yo = static_cast<double>(y) + 0.5;
-      double xin = matrix[0] * xo + matrix[1] * yo + matrix[2];
-      double yin = matrix[3] * xo + matrix[4] * yo + matrix[5];
+      const double xin = matrix[0] * xo + matrix[1] * yo + matrix[2];
+      const double yin = matrix[3] * xo + matrix[4] * yo + matrix[5];
       if (xin < 0.0 || xin >= static_cast<double>(w) || yin < 0.0 || yin >= static_cast<double>(h)) {
         for (int64_t c = 0; c < channels; ++c) out[c] = fill[c];
         continue;
       }
-      xin -= 0.5;
-      yin -= 0.5;
-      const int64_t xf = static_cast<int64_t>(std::floor(xin)), yf = static_cast<int64_t>(std::floor(yin));
-      const double dx = xin - static_cast<double>(xf), dy = yin - static_cast<double>(yf);
-      const int64_t x0 = std::clamp<int64_t>(xf, 0, w - 1), x1 = std::clamp<int64_t>(xf + 1, 0, w - 1);
-      const uint8_t* top = row(std::clamp<int64_t>(yf, 0, h - 1));
-      const bool hasBelow = yf + 1 >= 0 && yf + 1 < h;
-      const uint8_t* bottom = hasBelow ? row(yf + 1) : nullptr;
-      for (int64_t c = 0; c < channels; ++c) {
-        const double a = top[x0 * channels + c], b = top[x1 * channels + c];
-        const double upper = a + (b - a) * dx;
-        double lower = upper;
-        if (hasBelow) {
-          const double p = bottom[x0 * channels + c], q = bottom[x1 * channels + c];
-          lower = p + (q - p) * dx;
-        }
-        out[c] = static_cast<uint8_t>(upper + (lower - upper) * dy);
-      }
+      const double xs = xin - 0.5, ys = yin - 0.5;
+      const int64_t xf = static_cast<int64_t>(std::floor(xs)), yf = static_cast<int64_t>(std::floor(ys));
+      sample(xf, yf, xs - static_cast<double>(xf), ys - static_cast<double>(yf), out);
     }
   }
 }
-
-namespace {
 
 // Geometry.c's BICUBIC: the cubic through v1..v4 at d in [0, 1) between v2 and v3.
 double pilCubic(double v1, double v2, double v3, double v4, double d) {
@@ -245,50 +233,48 @@ double pilCubic(double v1, double v2, double v3, double v4, double d) {
 
 }  // namespace
 
+void affineBilinear(const uint8_t* source, ImageU8 image, const double matrix[6], const uint8_t* fill) {
+  const int64_t h = image.height, w = image.width, channels = image.channels;
+  const auto row = [&](int64_t y) { return source + y * w * channels; };
+  affineTransform(image, matrix, fill, [&](int64_t xf, int64_t yf, double dx, double dy, uint8_t* out) {
+    const int64_t x0 = std::clamp<int64_t>(xf, 0, w - 1), x1 = std::clamp<int64_t>(xf + 1, 0, w - 1);
+    const uint8_t* top = row(std::clamp<int64_t>(yf, 0, h - 1));
+    const bool hasBelow = yf + 1 >= 0 && yf + 1 < h;
+    const uint8_t* bottom = hasBelow ? row(yf + 1) : nullptr;
+    for (int64_t c = 0; c < channels; ++c) {
+      const double a = top[x0 * channels + c], b = top[x1 * channels + c];
+      const double upper = a + (b - a) * dx;
+      double lower = upper;
+      if (hasBelow) {
+        const double p = bottom[x0 * channels + c], q = bottom[x1 * channels + c];
+        lower = p + (q - p) * dx;
+      }
+      out[c] = static_cast<uint8_t>(upper + (lower - upper) * dy);
+    }
+  });
+}
+
 void affineBicubic(const uint8_t* source, ImageU8 image, const double matrix[6], const uint8_t* fill) {
   const int64_t h = image.height, w = image.width, channels = image.channels;
   const auto row = [&](int64_t y) { return source + y * w * channels; };
-  for (int64_t y = 0; y < h; ++y) {
-    for (int64_t x = 0; x < w; ++x) {
-      uint8_t* out = image.pixels + (y * w + x) * channels;
-      const double xo = static_cast<double>(x) + 0.5, yo = static_cast<double>(y) + 0.5;
-      double xin = matrix[0] * xo + matrix[1] * yo + matrix[2];
-      double yin = matrix[3] * xo + matrix[4] * yo + matrix[5];
-      if (xin < 0.0 || xin >= static_cast<double>(w) || yin < 0.0 || yin >= static_cast<double>(h)) {
-        for (int64_t c = 0; c < channels; ++c) out[c] = fill[c];
-        continue;
+  affineTransform(image, matrix, fill, [&](int64_t xf, int64_t yf, double dx, double dy, uint8_t* out) {
+    const int64_t left = xf - 1, top = yf - 1;
+    int64_t columns[4];
+    for (int k = 0; k < 4; ++k) columns[k] = std::clamp<int64_t>(left + k, 0, w - 1) * channels;
+    // Row k's source: the first clamped into the image, a further one outside it repeats the row before.
+    const uint8_t* rows[4] = {row(std::clamp<int64_t>(top, 0, h - 1)), nullptr, nullptr, nullptr};
+    for (int k = 1; k < 4; ++k) rows[k] = top + k >= 0 && top + k < h ? row(top + k) : nullptr;
+    for (int64_t c = 0; c < channels; ++c) {
+      double across[4];
+      for (int k = 0; k < 4; ++k) {
+        const uint8_t* in = rows[k];
+        across[k] = in ? pilCubic(in[columns[0] + c], in[columns[1] + c], in[columns[2] + c], in[columns[3] + c], dx)
+                       : across[k - 1];
       }
-      xin -= 0.5;
-      yin -= 0.5;
-      const int64_t xf = static_cast<int64_t>(std::floor(xin)), yf = static_cast<int64_t>(std::floor(yin));
-      const double dx = xin - static_cast<double>(xf), dy = yin - static_cast<double>(yf);
-      const int64_t left = xf - 1, top = yf - 1;
-      int64_t columns[4];
-      for (int k = 0; k < 4; ++k) columns[k] = std::clamp<int64_t>(left + k, 0, w - 1) * channels;
-      // Row k's source: the first clamped into the image, a further one outside it repeats the row before.
-      const uint8_t* rows[4];
-      bool repeats[4] = {false, false, false, false};
-      rows[0] = row(std::clamp<int64_t>(top, 0, h - 1));
-      for (int k = 1; k < 4; ++k) {
-        const int64_t r = top + k;
-        repeats[k] = r < 0 || r >= h;
-        rows[k] = repeats[k] ? nullptr : row(r);
-      }
-      for (int64_t c = 0; c < channels; ++c) {
-        double across[4];
-        for (int k = 0; k < 4; ++k) {
-          if (k > 0 && repeats[k]) {
-            across[k] = across[k - 1];
-            continue;
-          }
-          const uint8_t* in = rows[k];
-          across[k] = pilCubic(in[columns[0] + c], in[columns[1] + c], in[columns[2] + c], in[columns[3] + c], dx);
-        }
-        const double value = pilCubic(across[0], across[1], across[2], across[3], dy);
-        out[c] = value <= 0.0 ? 0 : value >= 255.0 ? 255 : static_cast<uint8_t>(value);
-      }
+      const double value = pilCubic(across[0], across[1], across[2], across[3], dy);
+      out[c] = value <= 0.0 ? 0 : value >= 255.0 ? 255 : static_cast<uint8_t>(value);
     }
-  }
+  });
 }
 
 }  // namespace pace::kernels
