@@ -227,6 +227,20 @@ test('PACE_BUILD_FROM_SOURCE=1 with a LIBTORCH that holds no libtorch fails befo
   expect(relative.stderr).toContain(`pace-peft: LIBTORCH=libtroch holds no libtorch (${typo})`);
 });
 
+test('a CXX that cannot run counts as no compiler: the install says so rather than failing in CMake', () => {
+  // Bug: any c++ on the PATH counted, though CMake builds with CXX when it is set (and a file that cannot run counted).
+  const run = spawnSync(
+    process.execPath,
+    [
+      '-e',
+      `process.exitCode = require(${JSON.stringify(path.join(repoRoot, 'dist', 'install', 'install.js'))}).runInstall()`,
+    ],
+    { encoding: 'utf8', env: { ...process.env, CXX: path.join(temp.dir, 'no-such-g++') } },
+  );
+  expect(run.status).toBe(1);
+  expect(run.stderr).toContain(`and no CXX=${path.join(temp.dir, 'no-such-g++')} to build one`);
+});
+
 test('a pack that failed after adding the binary packages does not make them part of the committed manifest', () => {
   // Bug: the next pack's `add` kept the modified package.json as the committed one, and `restore` put it back.
   const root = path.join(temp.dir, 'checkout');

@@ -8,11 +8,26 @@ import { describeLibtorch, findLibtorch } from './libtorch';
 
 const log = (line: string) => process.stderr.write(`pace-peft: ${line}\n`);
 
-/** Whether `command` is on the PATH. */
+/** Whether `file` is a file this process may run. */
+function runnable(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** Whether `command` (a name, or a path as CXX may give) can be run. */
 function onPath(command: string): boolean {
-  return (process.env.PATH ?? '')
-    .split(path.delimiter)
-    .some((dir) => dir !== '' && fs.existsSync(path.join(dir, command)));
+  if (command.includes(path.sep)) return runnable(command);
+  return (process.env.PATH ?? '').split(path.delimiter).some((dir) => dir !== '' && runnable(path.join(dir, command)));
+}
+
+/** The C++ compilers CMake would take: CXX (its first word) when set, else the usual names. */
+function compilers(): string[] {
+  const chosen = process.env.CXX?.trim().split(/\s+/)[0];
+  return chosen ? [chosen] : ['c++', 'g++', 'clang++'];
 }
 
 /** Builds the addon from source with CMake (scripts/build-native.js); returns the exit status. */
@@ -53,7 +68,10 @@ export function runInstall(): number {
     log(`using ${reason}`);
     return 0;
   }
-  const missing = [...(onPath('cmake') ? [] : ['cmake']), ...(['c++', 'g++', 'clang++'].some(onPath) ? [] : ['c++'])];
+  const missing = [
+    ...(onPath('cmake') ? [] : ['cmake']),
+    ...(compilers().some(onPath) ? [] : [process.env.CXX ? `CXX=${process.env.CXX}` : 'c++']),
+  ];
   if (missing.length > 0) {
     log(`no usable prebuilt binary (wanted ${binaryPackageName(info)}) and no ${missing.join(' or ')} to build one.`);
     process.stderr.write(`${noAddonMessage(info, choice)}\n`); // (its lines start with pace-peft: already)
