@@ -9,6 +9,7 @@
 #include "peft/cross_entropy.h"
 #include "peft/setup.h"
 #include "tensor/dtype.h"
+#include "tensor/to_device.h"
 
 namespace pace::peft {
 
@@ -65,9 +66,20 @@ PaceLosses PaceObjective::losses(models::Backbone& model, const at::Tensor& imag
   return out;
 }
 
+at::Tensor& PaceObjective::historyOn(const at::Device& device, int64_t classes) {
+  // Kept where the logits are: on a GPU, a copy to the host each step would stop the host for the device. (A
+  // history restored from a checkpoint comes on the CPU, and moves once.)
+  if (!history_.defined()) {
+    history_ = torch::zeros({config_.datasetSize, classes}, at::TensorOptions().dtype(at::kFloat).device(device));
+  } else if (history_.device() != device) {
+    history_ = history_.to(device);
+  }
+  return history_;
+}
+
 void PaceObjective::rememberLogits(const at::Tensor& indices, const at::Tensor& logits) {
-  if (!history_.defined()) history_ = torch::zeros({config_.datasetSize, logits.size(1)}, torch::kFloat);
-  history_.index_copy_(0, indices.to(history_.device()), logits.detach().to(history_.device(), at::kFloat));
+  at::Tensor& history = history_.defined() ? history_ : historyOn(logits.device(), logits.size(1));
+  history.index_copy_(0, toDeviceQueued(indices, history.device()), logits.detach().to(history.device(), at::kFloat));
 }
 
 PaceLosses PaceObjective::forwardLosses(models::Backbone& model, const at::Tensor& images, const at::Tensor& targets,
@@ -105,10 +117,10 @@ PaceLosses PaceObjective::forwardLosses(models::Backbone& model, const at::Tenso
     out.targets = targets;
     out.cls = crossEntropy(out.logits, targets);
     if (config_.variant == PaceVariant::Fast) {
-      if (!history_.defined()) history_ = torch::zeros({config_.datasetSize, model.numClasses()}, torch::kFloat);
-      const at::Tensor recent = history_.index_select(0, indices.to(history_.device()));
+      at::Tensor& history = historyOn(out.logits.device(), model.numClasses());
+      const at::Tensor recent = history.index_select(0, toDeviceQueued(indices, history.device()));
       rememberLogits(indices, out.logits);
-      out.consistency = consistencyLoss(out.logits, recent.to(out.logits.device()));
+      out.consistency = consistencyLoss(out.logits, recent);
     } else if (config_.variant == PaceVariant::Fpa) {
       // The frozen backbone's logits (same head), without noise or stochastic depth, as a fixed target.
       at::Tensor frozen;

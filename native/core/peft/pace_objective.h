@@ -60,6 +60,9 @@ class PaceObjective {
                            const at::Tensor& indices, const std::map<std::string, at::Tensor>& replay,
                            at::Generator& noiseGenerator, at::Generator& dropPathGenerator, int64_t iteration);
 
+  // The history on `device` (made there at the first fast step, or moved there once).
+  at::Tensor& historyOn(const at::Device& device, int64_t classes);
+
   PaceConfig config_;
   std::vector<at::Tensor> adapterParameters_;  // what the ℓ1 term sums over
   std::map<std::string, double> sigma_;

@@ -270,7 +270,7 @@ std::string Trainer::whyNotGraphed(const StepInputs& inputs, const c10::Device& 
   if (optimizerConfig_.sharpness().active()) return "SAM and the gradient penalty take two gradients per step";
   const peft::PaceConfig& pace = pace_.config();
   if (pace.active() && pace.variant == peft::PaceVariant::Fast)
-    return "the fast variant keeps its logit history on the host";
+    return "the fast variant indexes its logit history with each batch's sample indices";
   if (!graphs_.disabledReason().empty()) return graphs_.disabledReason();
   if (mode == StepGraphMode::Rehearse) return "";
   if (std::string reason = graphCaptureUnavailable(device); !reason.empty()) return reason;
