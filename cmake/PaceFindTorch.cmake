@@ -29,6 +29,15 @@ if(CMAKE_LIBRARY_ARCHITECTURE)
 endif()
 list(APPEND _pace_torch_prefixes "/usr/lib/x86_64-linux-gnu/cmake" "/usr/lib/aarch64-linux-gnu/cmake")
 
+# A LIBTORCH the user named is the only place looked: another libtorch found instead would be used without a word.
+if(LIBTORCH OR DEFINED ENV{LIBTORCH})
+  list(GET _pace_torch_prefixes 0 _pace_named)
+  find_package(Torch CONFIG PATHS "${_pace_named}" "${_pace_named}/share/cmake" NO_DEFAULT_PATH)
+  if(NOT Torch_FOUND)
+    message(FATAL_ERROR "pace-peft: LIBTORCH=${_pace_named} holds no libtorch (no TorchConfig.cmake under it or "
+      "its share/cmake); unset LIBTORCH to search elsewhere.")
+  endif()
+endif()
 find_package(Torch CONFIG PATHS ${_pace_torch_prefixes} NO_DEFAULT_PATH)
 if(NOT Torch_FOUND)
   message(FATAL_ERROR

@@ -8,6 +8,7 @@ import {
   describeLibtorch,
   findLibtorch,
   libtorchSearchOrder,
+  torchSeries,
   versionInTorchDir,
   versionNow,
   type LibtorchInfo,
@@ -62,7 +63,7 @@ function recordedChoice(): AddonLocation | undefined {
     if (
       fs.existsSync(record.file) &&
       fs.existsSync(record.libtorch.libDir) &&
-      versionNow(record.libtorch) === record.libtorch.version &&
+      sameSeries(versionNow(record.libtorch), record.libtorch.version) &&
       description.packageVersion === packageVersion()
     ) {
       return record;
@@ -75,11 +76,19 @@ function recordedChoice(): AddonLocation | undefined {
 
 const modified = (file: string) => fs.statSync(file).mtimeMs;
 
+/**
+ * Whether a libtorch still declares the series (major.minor, what a binary is keyed by) it was built against; one
+ * whose version can no longer be read (a Docker image that purged libtorch-dev after building) is given the
+ * benefit of the doubt: a library truly gone fails at its load with the loader's own message.
+ */
+const sameSeries = (now: string | undefined, built: string) =>
+  now === undefined || torchSeries(now) === torchSeries(built);
+
 /** What a source build records beside its addon (CMakeLists.txt): the libtorch it was built against. */
 export const sourceBuildLibtorchFile = path.join(path.dirname(sourceBuildFile), 'libtorch.json');
 
 /**
- * Refuses a source build whose libtorch has since changed version in place (a `pip install -U torch`): loaded,
+ * Refuses a source build whose libtorch has since changed series in place (a `pip install -U torch`): loaded,
  * it would end the process at the first missing symbol, with no word of why. A build without the record (made
  * before it existed) is not checked.
  */
@@ -91,11 +100,11 @@ function checkSourceBuildLibtorch(): void {
     return;
   }
   const now = versionInTorchDir(built.torchDir);
-  if (now === built.version) return;
+  if (sameSeries(now, built.version)) return;
   throw new PaceUnsupportedError(
     `pace-peft: the addon in build/Release was built against libtorch ${built.version} (${built.torchDir}), ` +
-      `${now ? `which is now ${now}` : 'which is no longer there'}; rebuild it: ` +
-      '`PACE_BUILD_FROM_SOURCE=1 npm rebuild pace-peft`',
+      `which is now ${now}; rebuild it: \`PACE_BUILD_FROM_SOURCE=1 npm rebuild pace-peft\` (in a checkout: ` +
+      '`npm run build:native`)',
   );
 }
 

@@ -79,7 +79,8 @@ export function mismatch(
 ): string | undefined {
   const d = binary.description;
   if (!d) return 'it has no readable binary.json';
-  if (d.libtorch && d.platform && binaryPackageName(d.libtorch, d.platform) !== binary.name) {
+  if (!d.libtorch || !d.platform) return 'its binary.json does not say its platform and libtorch';
+  if (binaryPackageName(d.libtorch, d.platform) !== binary.name) {
     return `its binary.json describes ${binaryPackageName(d.libtorch, d.platform)}, not this package`;
   }
   if (d.packageVersion !== packageVersion) {

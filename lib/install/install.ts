@@ -45,17 +45,22 @@ export function buildFromSource(): number {
  * source, or the install fails saying what was found and what to install. Returns the exit status.
  */
 export function runInstall(): number {
+  if (process.env.PACE_BUILD_FROM_SOURCE === '1') {
+    // CMake looks in a LIBTORCH only, and says what it lacks; a folder that is not there is said at once.
+    const named = process.env.LIBTORCH && path.resolve(process.env.INIT_CWD ?? process.cwd(), process.env.LIBTORCH);
+    if (named && !fs.existsSync(named)) {
+      log(`LIBTORCH=${process.env.LIBTORCH} does not exist (${named})`);
+      return 1;
+    }
+    log('PACE_BUILD_FROM_SOURCE=1: building the addon from source');
+    return buildFromSource();
+  }
   let info;
   try {
-    // Before a forced source build too: CMake would pass over a LIBTORCH without a libtorch without a word.
-    info = process.env.PACE_BUILD_FROM_SOURCE === '1' && !process.env.LIBTORCH ? undefined : findLibtorch();
+    info = findLibtorch();
   } catch (error) {
     log((error as Error).message); // LIBTORCH names a folder without a libtorch
     return 1;
-  }
-  if (process.env.PACE_BUILD_FROM_SOURCE === '1') {
-    log('PACE_BUILD_FROM_SOURCE=1: building the addon from source');
-    return buildFromSource();
   }
   if (!info) {
     process.stderr.write(`${noAddonMessage(undefined, undefined)}\n`);

@@ -66,13 +66,20 @@ PaceLosses PaceObjective::losses(models::Backbone& model, const at::Tensor& imag
   return out;
 }
 
+namespace {
+// Above this a history stays in host memory (ImageNet-1k's whole training set: 5 GB), paying a copy each step.
+constexpr int64_t kHistoryOnDeviceBytes = int64_t{1} << 30;
+}  // namespace
+
 at::Tensor& PaceObjective::historyOn(const at::Device& device, int64_t classes) {
   // Kept where the logits are: on a GPU, a copy to the host each step would stop the host for the device. (A
   // history restored from a checkpoint comes on the CPU, and moves once.)
+  const bool fits = config_.datasetSize * classes * static_cast<int64_t>(sizeof(float)) <= kHistoryOnDeviceBytes;
+  const at::Device home = fits ? device : at::Device(at::kCPU);
   if (!history_.defined()) {
-    history_ = torch::zeros({config_.datasetSize, classes}, at::TensorOptions().dtype(at::kFloat).device(device));
-  } else if (history_.device() != device) {
-    history_ = history_.to(device);
+    history_ = torch::zeros({config_.datasetSize, classes}, at::TensorOptions().dtype(at::kFloat).device(home));
+  } else if (history_.device() != home) {
+    history_ = history_.to(home);
   }
   return history_;
 }
@@ -120,7 +127,7 @@ PaceLosses PaceObjective::forwardLosses(models::Backbone& model, const at::Tenso
       at::Tensor& history = historyOn(out.logits.device(), model.numClasses());
       const at::Tensor recent = history.index_select(0, toDeviceQueued(indices, history.device()));
       rememberLogits(indices, out.logits);
-      out.consistency = consistencyLoss(out.logits, recent);
+      out.consistency = consistencyLoss(out.logits, toDeviceQueued(recent, out.logits.device()));
     } else if (config_.variant == PaceVariant::Fpa) {
       // The frozen backbone's logits (same head), without noise or stochastic depth, as a fixed target.
       at::Tensor frozen;

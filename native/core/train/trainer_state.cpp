@@ -34,7 +34,9 @@ std::vector<NamedTensor> Trainer::state() const {
   if (parallel_.worldSize() > 1)
     out.push_back({"trainer.world_size", torch::full({}, static_cast<int64_t>(parallel_.worldSize()), torch::kLong)});
   out.push_back({"trainer.iteration", torch::full({}, iteration_.load(), torch::kLong)});
-  if (pace_.history().defined()) out.push_back({"pace.history", pace_.history().clone()});
+  // Straight to the host (a copy on the GPU first would hold a second history there for a moment).
+  if (pace_.history().defined())
+    out.push_back({"pace.history", pace_.history().to(at::kCPU, /*non_blocking=*/false, /*copy=*/true)});
   return out;
 }
 
