@@ -51,8 +51,8 @@ export function recordChoice(choice: Required<Pick<BinaryChoice, 'chosen'>>, inf
 
 /**
  * The chosen binary recorded earlier, if its file and its libtorch folder are still there, that libtorch is still
- * the version it was chosen for (`pip install -U torch` upgrades it in place) and it was built from this package's
- * version.
+ * of the series it was chosen for (`pip install -U torch` upgrades it in place) and it was built from this
+ * package's version.
  */
 function recordedChoice(): AddonLocation | undefined {
   try {

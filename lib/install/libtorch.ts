@@ -53,7 +53,7 @@ export function versionInTorchDir(torchDir: string): string | undefined {
   return /set\(PACKAGE_VERSION "([^"]+)"\)/.exec(versionFile)?.[1];
 }
 
-/** The version of the libtorch `info` describes as it is installed now (undefined: no longer there). */
+/** The version of the libtorch `info` describes as it is installed now (undefined: its version file is unreadable). */
 export function versionNow(info: Pick<LibtorchInfo, 'cmakePrefix'>): string | undefined {
   return [path.join(info.cmakePrefix, 'Torch'), path.join(info.cmakePrefix, 'share', 'cmake', 'Torch')]
     .map(versionInTorchDir)
