@@ -4,7 +4,15 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { binaryPackageName, findBinaryPackages, mismatch, testLoad, type BinaryPackage } from '../lib/install/binaries';
+import {
+  binaryPackageName,
+  findBinaryPackages,
+  loadedElsewhere,
+  mismatch,
+  testLoad,
+  testLoadFrom,
+  type BinaryPackage,
+} from '../lib/install/binaries';
 import { findLibtorch, type LibtorchInfo } from '../lib/install/libtorch';
 import { makeTempDir, repoRoot } from './support/paths';
 import { testIf } from './support/test-if';
@@ -241,6 +249,33 @@ test('a CXX that cannot run counts as no compiler: the install says so rather th
   );
   expect(run.status).toBe(1);
   expect(run.stderr).toContain(`and no CXX=${path.join(temp.dir, 'no-such-g++')} to build one`);
+});
+
+test('a test-load that took libtorch from another folder (LD_LIBRARY_PATH first) is found out, naming both', () => {
+  // An addon's RUNPATH yields to LD_LIBRARY_PATH: the chosen binary would then run against another libtorch.
+  const addon = path.join(repoRoot, 'build', 'Release', 'pace_peft.node');
+  const own = testLoadFrom(addon);
+  expect(own.failed).toBeUndefined();
+  expect(fs.realpathSync(own.loadedFrom!)).toBe(fs.realpathSync(debian!.libDir));
+  expect(loadedElsewhere(own.loadedFrom, debian!.libDir)).toBeUndefined();
+  // A copy of libc10 in a folder LD_LIBRARY_PATH names is the one loaded.
+  const other = path.join(temp.dir, 'other-libtorch');
+  fs.mkdirSync(other, { recursive: true });
+  const c10 = fs.realpathSync(path.join(debian!.libDir, 'libc10.so'));
+  fs.copyFileSync(c10, path.join(other, path.basename(fs.readlinkSync(path.join(debian!.libDir, 'libc10.so')))));
+  const saved = process.env.LD_LIBRARY_PATH;
+  process.env.LD_LIBRARY_PATH = other;
+  try {
+    const elsewhere = testLoadFrom(addon);
+    expect(elsewhere.loadedFrom).toBe(other);
+    expect(loadedElsewhere(elsewhere.loadedFrom, debian!.libDir)).toBe(
+      `it loaded libtorch from ${other}, not the libtorch found (${debian!.libDir}): LD_LIBRARY_PATH (${other}) ` +
+        'comes first; unset it, or point it at the libtorch found',
+    );
+  } finally {
+    if (saved === undefined) delete process.env.LD_LIBRARY_PATH;
+    else process.env.LD_LIBRARY_PATH = saved;
+  }
 });
 
 test('a pack that failed after adding the binary packages does not make them part of the committed manifest', () => {

@@ -121,25 +121,67 @@ export function linkLibtorch(binary: BinaryPackage, info: LibtorchInfo): void {
   fs.renameSync(made, link);
 }
 
-/** Loads an addon in a child process, so a crash or a missing symbol cannot take this process down. */
-export function testLoad(file: string): string | undefined {
-  const run = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(file)}).doctor()`], {
+/**
+ * The libtorch folder an addon loaded from, as a child process saw it (its libc10's folder, from /proc/self/maps);
+ * undefined where that cannot be read.
+ */
+const loadedFromScript = (file: string) =>
+  `require(${JSON.stringify(file)}).doctor();` +
+  "const maps = (() => { try { return require('fs').readFileSync('/proc/self/maps', 'utf8'); } catch { return ''; } })();" +
+  "const line = maps.split('\\n').find((l) => /\\/libc10\\.so/.test(l));" +
+  "if (line) process.stdout.write(require('path').dirname(line.slice(line.indexOf('/'))));";
+
+/**
+ * Where a test-loaded addon took libtorch from, when that is not `libDir` (LD_LIBRARY_PATH is searched before the
+ * addon's own RUNPATH): a warning for the install to print, since the binary then runs against another libtorch.
+ */
+export function loadedElsewhere(loaded: string | undefined, libDir: string): string | undefined {
+  if (!loaded) return undefined;
+  const real = (dir: string) => {
+    try {
+      return fs.realpathSync(dir);
+    } catch {
+      return dir;
+    }
+  };
+  if (real(loaded) === real(libDir)) return undefined;
+  return (
+    `it loaded libtorch from ${loaded}, not the libtorch found (${libDir})` +
+    (process.env.LD_LIBRARY_PATH
+      ? `: LD_LIBRARY_PATH (${process.env.LD_LIBRARY_PATH}) comes first; unset it, or point it at the libtorch found`
+      : '')
+  );
+}
+
+/**
+ * Loads an addon in a child process, so a crash or a missing symbol cannot take this process down: why it failed
+ * (undefined when it loaded), and the libtorch folder it loaded from (undefined where that cannot be read).
+ */
+export function testLoadFrom(file: string): { failed?: string; loadedFrom?: string } {
+  const run = spawnSync(process.execPath, ['-e', loadedFromScript(file)], {
     encoding: 'utf8',
     timeout: 120_000,
     // As the addon is loaded for real (the user's settings win); in Electron, its binary run as Node.
     env: { ...addonLoadEnvironment, ...process.env, ...(process.versions.electron && { ELECTRON_RUN_AS_NODE: '1' }) },
   });
-  if (run.status === 0) return undefined;
+  if (run.status === 0) return { loadedFrom: run.stdout?.trim() || undefined };
   const ended = run.signal ? `killed by ${run.signal}` : `exit status ${run.status}`;
   const reason = (run.stderr || run.error?.message || ended).trim().split('\n');
   const line = reason.find((text) => /Error|error:/.test(text)) ?? reason[0];
-  return run.signal && !line.includes(run.signal) ? `${line} (${ended})` : line;
+  return { failed: run.signal && !line.includes(run.signal) ? `${line} (${ended})` : line };
+}
+
+/** Why an addon fails to load in a child process, or undefined when it loads. */
+export function testLoad(file: string): string | undefined {
+  return testLoadFrom(file).failed;
 }
 
 /** The outcome of choosing a binary: the one to use (if any) and why each other one was passed over. */
 export interface BinaryChoice {
   chosen?: BinaryPackage;
   skipped: { name: string; reason: string }[];
+  /** About the chosen one: it loaded another libtorch than the one found. */
+  warning?: string;
 }
 
 /** Picks the first binary package that matches the libtorch and passes its test-load (its link made first). */
@@ -164,12 +206,13 @@ export function chooseBinary(
       skipped.push({ name: binary.name, reason: `cannot link its libtorch folder: ${(error as Error).message}` });
       continue;
     }
-    const failed = testLoad(path.join(binary.dir, addonFileName));
+    const { failed, loadedFrom } = testLoadFrom(path.join(binary.dir, addonFileName));
     if (failed) {
       skipped.push({ name: binary.name, reason: `its test-load failed: ${failed}` });
       continue;
     }
-    return { chosen: binary, skipped };
+    const warning = loadedElsewhere(loadedFrom, info.libDir);
+    return { chosen: binary, skipped, ...(warning && { warning }) };
   }
   return { skipped };
 }

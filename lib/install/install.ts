@@ -71,6 +71,7 @@ export function runInstall(): number {
   if (choice.chosen) {
     const { reason } = recordChoice({ chosen: choice.chosen }, info);
     log(`using ${reason}`);
+    if (choice.warning) log(`warning: ${choice.chosen.name}: ${choice.warning}`);
     return 0;
   }
   const missing = [
