@@ -4,7 +4,7 @@ import path from 'node:path';
 
 import { choiceRecordFile, noAddonMessage, packageRoot, packageVersion, recordChoice } from './addon-location';
 import { binaryPackageName, chooseBinary, findBinaryPackages } from './binaries';
-import { describeLibtorch, findLibtorch } from './libtorch';
+import { describeLibtorch, findLibtorch, namedLibtorch } from './libtorch';
 
 const log = (line: string) => process.stderr.write(`pace-peft: ${line}\n`);
 
@@ -47,7 +47,7 @@ export function buildFromSource(): number {
 export function runInstall(): number {
   if (process.env.PACE_BUILD_FROM_SOURCE === '1') {
     // CMake looks in a LIBTORCH only, and says what it lacks; a folder that is not there is said at once.
-    const named = process.env.LIBTORCH && path.resolve(process.env.INIT_CWD ?? process.cwd(), process.env.LIBTORCH);
+    const named = namedLibtorch();
     if (named && !fs.existsSync(named)) {
       log(`LIBTORCH=${process.env.LIBTORCH} does not exist (${named})`);
       return 1;

@@ -120,13 +120,20 @@ function fromPython(): LibtorchInfo | undefined {
 }
 
 /**
+ * The folder LIBTORCH names, if set: npm runs install scripts in the package's folder, so a relative LIBTORCH
+ * means the folder npm was run in. (scripts/build-native.js, which runs before dist/ exists, resolves it alike.)
+ */
+export function namedLibtorch(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env.LIBTORCH ? path.resolve(env.INIT_CWD ?? process.cwd(), env.LIBTORCH) : undefined;
+}
+
+/**
  * Finds libtorch in the order the build uses (cmake/PaceFindTorch.cmake): `LIBTORCH`, then `CMAKE_PREFIX_PATH`,
  * then the torch of `python3`, then Debian's libtorch-dev. Undefined when there is none.
  */
 export function findLibtorch(env: NodeJS.ProcessEnv = process.env): LibtorchInfo | undefined {
-  if (env.LIBTORCH) {
-    // npm runs install scripts in the package's folder: a relative LIBTORCH means the folder npm was run in.
-    const root = path.resolve(env.INIT_CWD ?? process.cwd(), env.LIBTORCH);
+  const root = namedLibtorch(env);
+  if (root) {
     const found = describePrefix(path.join(root, 'share', 'cmake'), 'LIBTORCH') ?? describePrefix(root, 'LIBTORCH');
     if (found) return found;
     // Named by the user: another libtorch found instead would be used without a word.

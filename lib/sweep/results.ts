@@ -158,13 +158,12 @@ function domainShiftSummary(group: RunRow[]): Summary {
   );
   const scoring: Record<string, DomainShiftScoring | 'mixed'> = Object.fromEntries(
     names.flatMap((name): [string, DomainShiftScoring | 'mixed'][] => {
-      const found = measured.flatMap((row) => {
-        const one = row.metrics.domainShiftScoring?.[name];
-        return one ? [JSON.stringify({ classes: one.classes, resize: one.resize })] : [];
-      });
-      if (found.length === 0) return [];
+      const scorings = measured.flatMap((row) => row.metrics.domainShiftScoring?.[name] ?? []);
+      if (scorings.length === 0) return [];
       // Seeds averaged into one cell should have been scored alike (a config changed between reruns may not).
-      return [[name, new Set(found).size > 1 ? 'mixed' : (JSON.parse(found[0]) as DomainShiftScoring)]];
+      const [first] = scorings;
+      const alike = scorings.every((one) => one.classes === first.classes && one.resize === first.resize);
+      return [[name, alike ? first : 'mixed']];
     }),
   );
   const targets = names.filter((name) => !domainShiftSet(name).source);
