@@ -601,6 +601,13 @@ describe('a rank that dies or hangs', () => {
       `rank ${rank}: PACE_DISTRIBUTED: rank ${rank}: a callback called markBest on rank 0 in epoch 0's onEpochEnd where ` +
       'rank 1 did not (callbacks must make the same calls on every rank); the fit stops on every rank';
     expect(await run(fit(marksOnOne, 2))).toEqual([uneven(0), uneven(1)]);
+    // Bug: a callback that caught markBest's error and asked again waited in a gather rank 1 never entered, until
+    // rank 1's process ended (then blaming a crash) or the group's timeout.
+    const asksAgain = `{ onEpochEnd: async (epoch, logs, control) => {
+      if (group.rank !== 0) return;
+      try { await control.markBest(); } catch { await control.markBest(); }
+    } }`;
+    expect(await run(fit(asksAgain, 2))).toEqual([uneven(0), uneven(1)]);
     // Bug: onTrainEnd's failure on one rank was its own: the other reported a completed fit.
     const failingAtTrainEnd = `{ onTrainEnd: () => { if (group.rank === 1) throw new Error('upload failed'); } }`;
     expect(await run(fit(failingAtTrainEnd, 1))).toEqual([

@@ -359,6 +359,9 @@ async function fitEpochs(
       stopReason ??= reason;
     },
     markBest: async () => {
+      // Once a markBest's agreement ended the phase, the other ranks have left it: a callback that caught that
+      // error and asks again would wait in a gather nobody else enters, until the group's timeout.
+      if (phaseEnded !== undefined) throw phaseEnded;
       if (!stopsAlone) {
         try {
           await agreeOnMarkBest(host.rank, callbackPhase ?? 'outside the callbacks');
