@@ -40,6 +40,7 @@ import {
   UsageError,
   wholeNumberFlag,
   type Command,
+  type Flags,
 } from './usage';
 
 export { UsageError };
@@ -93,20 +94,19 @@ interface FitFlags {
   quiet: boolean;
 }
 
+const FIT_FLAGS = {
+  config: { type: 'string' },
+  epochs: { type: 'string' },
+  'batch-size': { type: 'string' },
+  lr: { type: 'string' },
+  'run-dir': { type: 'string' },
+  resume: { type: 'string' },
+  'resume-from': { type: 'string' },
+  quiet: { type: 'boolean', default: false },
+} as const satisfies Flags;
+
 function fitFlags(args: string[]): FitFlags {
-  const { values } = parseArgs({
-    args,
-    options: {
-      config: { type: 'string' },
-      epochs: { type: 'string' },
-      'batch-size': { type: 'string' },
-      lr: { type: 'string' },
-      'run-dir': { type: 'string' },
-      resume: { type: 'string' },
-      'resume-from': { type: 'string' },
-      quiet: { type: 'boolean', default: false },
-    },
-  });
+  const { values } = parseArgs({ args, options: FIT_FLAGS });
   if (!values.config) throw new UsageError('--config is required');
   if (values.resume !== undefined && values['run-dir'] !== undefined) {
     throw new UsageError('--resume DIR continues the run in DIR: it takes no --run-dir');
@@ -216,6 +216,7 @@ export function stopLine({ stopReason, epochs, interrupted }: History, adapters:
 
 export const fitCommand: Command = {
   summary: 'Fine-tunes the model of run.json with its adapters and PACE settings into a run folder',
+  flags: FIT_FLAGS,
   usage: `pace fit --config run.json [--epochs N] [--batch-size N] [--lr X] [--run-dir DIR] [--resume DIR
   [--resume-from last|previous|best]] [--quiet]
   Fine-tunes the model of run.json with its adapters and PACE settings, writing the run folder
@@ -295,19 +296,18 @@ export const fitCommand: Command = {
 };
 
 /** pace eval's command line, checked whole before any file is read. */
+const EVAL_FLAGS = {
+  config: { type: 'string' },
+  adapters: { type: 'string' },
+  data: { type: 'string' },
+  'batch-size': { type: 'string' },
+  'domain-shift': { type: 'boolean', default: false },
+  markdown: { type: 'boolean', default: false },
+  'allow-other-weights': { type: 'boolean', default: false },
+} as const satisfies Flags;
+
 function evalFlags(args: string[]) {
-  const { values } = parseArgs({
-    args,
-    options: {
-      config: { type: 'string' },
-      adapters: { type: 'string' },
-      data: { type: 'string' },
-      'batch-size': { type: 'string' },
-      'domain-shift': { type: 'boolean', default: false },
-      markdown: { type: 'boolean', default: false },
-      'allow-other-weights': { type: 'boolean', default: false },
-    },
-  });
+  const { values } = parseArgs({ args, options: EVAL_FLAGS });
   if (!values.config || !values.adapters) throw new UsageError('--config and --adapters are required');
   if (values.markdown && !values['domain-shift']) {
     throw new UsageError('--markdown formats the --domain-shift table: give --domain-shift too');
@@ -352,6 +352,7 @@ function dataFlag(value: string): DatasetSource {
 
 export const evalCommand: Command = {
   summary: 'Evaluates fine-tuned adapters: accuracy, loss and per-class accuracy as JSON',
+  flags: EVAL_FLAGS,
   usage: `pace eval --config run.json --adapters FILE [--data FILE|DIR|JSON] [--batch-size N] [--domain-shift [--markdown]]
           [--allow-other-weights]
   Evaluates fine-tuned adapters on --data (a safetensors file, an image folder labelled by the class names the
@@ -410,24 +411,24 @@ function trainingClassNames(config: ReturnType<typeof readRunConfig>): string[] 
   }
 }
 
+const EXPORT_FLAGS = {
+  config: { type: 'string' },
+  adapters: { type: 'string' },
+  merged: { type: 'boolean', default: false },
+  out: { type: 'string' },
+  'allow-other-weights': { type: 'boolean', default: false },
+} as const satisfies Flags;
+
 export const exportCommand: Command = {
   summary: 'Folds the adapters into the backbone: a timm state dict for pace serve or timm',
+  flags: EXPORT_FLAGS,
   usage: `pace export --config run.json --adapters FILE --merged --out FILE [--allow-other-weights]
   Folds the adapters into the backbone and writes a plain timm state dict (safetensors), recording the class
   names (when the run knew them) and how the run evaluated images (resize, crop, mean, std), which pace serve
   applies to uploads. Adapters trained on other frozen weights than the config's are refused unless
   --allow-other-weights.`,
   async run(args) {
-    const { values } = parseArgs({
-      args,
-      options: {
-        config: { type: 'string' },
-        adapters: { type: 'string' },
-        merged: { type: 'boolean', default: false },
-        out: { type: 'string' },
-        'allow-other-weights': { type: 'boolean', default: false },
-      },
-    });
+    const { values } = parseArgs({ args, options: EXPORT_FLAGS });
     if (!values.config || !values.adapters || !values.out)
       throw new UsageError('--config, --adapters and --out are required');
     if (!values.merged)
@@ -452,21 +453,21 @@ export const exportCommand: Command = {
   },
 };
 
+const DOCTOR_FLAGS = {
+  json: { type: 'boolean', default: false },
+  gemm: { type: 'boolean', default: false },
+  device: { type: 'string' },
+} as const satisfies Flags;
+
 export const doctorCommand: Command = {
   summary: 'Reports libtorch, CUDA, the BLAS and threads; exits 1 on the slow reference BLAS',
+  flags: DOCTOR_FLAGS,
   usage: `pace doctor [--json] [--gemm [--device cpu|cuda]]
   Reports the libtorch version, CUDA, the BLAS in use and thread settings; exits 1 on the slow reference BLAS.
   --gemm measures float32 GEMM throughput for about two seconds (with one thread and with the
   configured threads, so the gain from threads shows).`,
   async run(args) {
-    const { values } = parseArgs({
-      args,
-      options: {
-        json: { type: 'boolean', default: false },
-        gemm: { type: 'boolean', default: false },
-        device: { type: 'string' },
-      },
-    });
+    const { values } = parseArgs({ args, options: DOCTOR_FLAGS });
     if (values.device !== undefined && !values.gemm) {
       throw new UsageError('--device chooses where --gemm measures: give --gemm too');
     }

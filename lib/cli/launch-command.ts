@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 
 import { launch, LaunchOptionsSchema, type LaunchOptions } from '../distributed/launch';
 import { watchStopSignals } from './signals';
-import { numberFlag, parseWithFlags, UsageError, type Command } from './usage';
+import { numberFlag, parseWithFlags, UsageError, type Command, type Flags } from './usage';
 
 /** The launcher's flags and the option each sets. */
 const FLAGS: Record<string, keyof LaunchOptions> = {
@@ -14,12 +14,11 @@ const FLAGS: Record<string, keyof LaunchOptions> = {
   timeout: 'timeoutSeconds',
 };
 
+const LAUNCH_FLAGS: Flags = Object.fromEntries(Object.keys(FLAGS).map((flag) => [flag, { type: 'string' as const }]));
+
 /** pace launch's own flags (those before `--`), checked as launch() checks its options, errors naming the flag. */
 function launchOptions(args: string[]): LaunchOptions {
-  const { values } = parseArgs({
-    args,
-    options: Object.fromEntries(Object.keys(FLAGS).map((flag) => [flag, { type: 'string' as const }])),
-  });
+  const { values } = parseArgs({ args, options: LAUNCH_FLAGS });
   if (values['nproc-per-node'] === undefined) throw new UsageError('--nproc-per-node is required');
   const options: Record<string, unknown> = {};
   for (const [flag, key] of Object.entries(FLAGS)) {
@@ -39,6 +38,7 @@ function launchOptions(args: string[]): LaunchOptions {
 }
 
 export const launchCommand: Command = {
+  flags: LAUNCH_FLAGS,
   summary: 'Runs a command once per rank (data-parallel training), as torchrun does',
   usage: `pace launch --nproc-per-node N [--nnodes M --node-rank K --master-addr HOST] [--master-port P] [--timeout S] -- COMMAND...
   Runs COMMAND once per rank with torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR,

@@ -4,9 +4,20 @@ import { listPretrained, type PretrainedInfo } from '../hub/catalog';
 import { downloadPretrained, DownloadPretrainedOptionsSchema } from '../hub/download';
 import { out } from './output';
 import { watchStopSignals } from './signals';
-import { parseWithFlags, UsageError, type Command } from './usage';
+import { parseWithFlags, UsageError, type Command, type Flags } from './usage';
+
+const PULL_FLAGS = {
+  revision: { type: 'string' },
+  'cache-dir': { type: 'string' },
+  endpoint: { type: 'string' },
+  offline: { type: 'boolean' },
+  json: { type: 'boolean', default: false },
+  quiet: { type: 'boolean', default: false },
+  list: { type: 'boolean', default: false },
+} as const satisfies Flags;
 
 export const pullCommand: Command = {
+  flags: PULL_FLAGS,
   summary: 'Downloads pretrained weights by name into the Hugging Face cache',
   usage: `pace pull NAME [--revision REV] [--cache-dir DIR] [--endpoint URL] [--offline] [--json] [--quiet]
   Downloads pretrained weights by name into the Hugging Face cache and prints where they are.
@@ -15,19 +26,7 @@ export const pullCommand: Command = {
   A token for gated repositories comes from HF_TOKEN; HF_ENDPOINT, HF_HUB_CACHE and HF_HUB_OFFLINE are honoured.
   Ctrl-C or SIGTERM stops the transfer and removes its partial file (exit 130 or 143).`,
   async run(args) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        revision: { type: 'string' },
-        'cache-dir': { type: 'string' },
-        endpoint: { type: 'string' },
-        offline: { type: 'boolean' },
-        json: { type: 'boolean', default: false },
-        quiet: { type: 'boolean', default: false },
-        list: { type: 'boolean', default: false },
-      },
-    });
+    const { values, positionals } = parseArgs({ args, allowPositionals: true, options: PULL_FLAGS });
     if (values.list) {
       if (positionals.length > 0) throw new UsageError('--list takes no name');
       const known = listPretrained();

@@ -2,9 +2,15 @@ import { parseArgs } from 'node:util';
 
 import { writeReport } from '../report/write-report';
 import { err, out } from './output';
-import { UsageError, type Command } from './usage';
+import { UsageError, type Command, type Flags } from './usage';
+
+const REPORT_FLAGS = {
+  out: { type: 'string', default: 'report.html' },
+  title: { type: 'string' },
+} as const satisfies Flags;
 
 export const reportCommand: Command = {
+  flags: REPORT_FLAGS,
   summary: 'Writes one self-contained HTML page comparing run folders',
   usage: `pace report <runDir...> [--out report.html] [--title TEXT]
   Writes one self-contained HTML page (inline SVG charts, nothing fetched) comparing run folders: losses,
@@ -13,14 +19,7 @@ export const reportCommand: Command = {
   the settings that differ ("baseline", "σ 0.5"); a folder of run folders (a sweep) counts as its runs and adds
   heatmaps of accuracy against each pair of swept settings.`,
   async run(args) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        out: { type: 'string', default: 'report.html' },
-        title: { type: 'string' },
-      },
-    });
+    const { values, positionals } = parseArgs({ args, allowPositionals: true, options: REPORT_FLAGS });
     if (positionals.length === 0) throw new UsageError('name at least one run folder');
     const written = await writeReport(positionals, values.out as string, { title: values.title });
     const lines = written.runs.map(({ dir, label }) => `  ${label}: ${dir}`);

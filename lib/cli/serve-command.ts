@@ -13,7 +13,7 @@ import { readTensorHeader } from '../safetensors';
 import { ServeOptionsSchema, type ServeOptions } from '../serve/options';
 import { createInferenceServer } from '../serve/server';
 import { out } from './output';
-import { deviceFlag, numberFlag, UsageError, type Command } from './usage';
+import { deviceFlag, numberFlag, UsageError, type Command, type Flags } from './usage';
 
 /** Numeric flags and the server option each sets. */
 const numericFlags: Record<string, keyof ServeOptions> = {
@@ -65,7 +65,21 @@ function readLabels(file: string, classes: number): string[] {
   return labels as string[];
 }
 
+const SERVE_FLAGS = {
+  weights: { type: 'string' },
+  model: { type: 'string' },
+  labels: { type: 'string' },
+  classes: { type: 'string' },
+  host: { type: 'string', default: '127.0.0.1' },
+  port: { type: 'string', default: '8080' },
+  device: { type: 'string', default: 'cpu' },
+  resize: { type: 'string' },
+  decode: { type: 'string', default: 'exact' },
+  ...Object.fromEntries(Object.keys(numericFlags).map((flag) => [flag, { type: 'string' as const }])),
+} satisfies Flags;
+
 export const serveCommand: Command = {
+  flags: SERVE_FLAGS,
   summary: 'Serves a merged model over HTTP: POST an image, get the top-k labels',
   usage: `pace serve --weights FILE --model NAME|SPEC_JSON [--labels FILE] [--classes N] [--host 127.0.0.1] [--port 8080]
   Serves a merged model over HTTP: POST /predict with a JPEG, PNG or WebP body answers the top-k labels and
@@ -84,21 +98,7 @@ export const serveCommand: Command = {
   about ten times faster on large photos, a level or two off)
   SIGINT or SIGTERM stops accepting, answers what is queued, and exits 0.`,
   async run(args) {
-    const { values } = parseArgs({
-      args,
-      options: {
-        weights: { type: 'string' },
-        model: { type: 'string' },
-        labels: { type: 'string' },
-        classes: { type: 'string' },
-        host: { type: 'string', default: '127.0.0.1' },
-        port: { type: 'string', default: '8080' },
-        device: { type: 'string', default: 'cpu' },
-        resize: { type: 'string' },
-        decode: { type: 'string', default: 'exact' },
-        ...Object.fromEntries(Object.keys(numericFlags).map((flag) => [flag, { type: 'string' as const }])),
-      },
-    });
+    const { values } = parseArgs({ args, options: SERVE_FLAGS });
     if (!values.weights) throw new UsageError('--weights is required');
     if (!values.model) throw new UsageError('--model is required');
     if (values.labels === '') throw new UsageError('--labels needs a file (a JSON array of the class labels)');

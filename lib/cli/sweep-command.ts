@@ -5,7 +5,7 @@ import { SweepConfigSchema } from '../sweep/config';
 import { sweep, type SweepEvent } from '../sweep/sweep';
 import { out } from './output';
 import { watchStopSignals } from './signals';
-import { numberFlag, parseWithFlags, UsageError, wholeNumberFlag, type Command } from './usage';
+import { numberFlag, parseWithFlags, UsageError, wholeNumberFlag, type Command, type Flags } from './usage';
 
 const accuracy = (name: string, value: number | undefined) =>
   value === undefined ? '' : ` ${name} ${value.toFixed(4)}`;
@@ -50,20 +50,19 @@ function checkSchedulingFlag(key: 'parallel' | 'threads' | 'gpus', value: unknow
   parseWithFlags(SweepConfigSchema.shape[key], value, key, () => `--${key}`);
 }
 
+const SWEEP_FLAGS = {
+  config: { type: 'string' },
+  dir: { type: 'string' },
+  parallel: { type: 'string' },
+  threads: { type: 'string' },
+  gpus: { type: 'string' },
+  verbose: { type: 'boolean', default: false },
+  quiet: { type: 'boolean', default: false },
+} as const satisfies Flags;
+
 /** pace sweep's command line, checked whole before the config is read. */
 function sweepFlags(args: string[]) {
-  const { values } = parseArgs({
-    args,
-    options: {
-      config: { type: 'string' },
-      dir: { type: 'string' },
-      parallel: { type: 'string' },
-      threads: { type: 'string' },
-      gpus: { type: 'string' },
-      verbose: { type: 'boolean', default: false },
-      quiet: { type: 'boolean', default: false },
-    },
-  });
+  const { values } = parseArgs({ args, options: SWEEP_FLAGS });
   if (!values.config) throw new UsageError('--config is required');
   const count = (key: 'parallel' | 'threads', text: string | undefined) => {
     if (text === undefined) return undefined;
@@ -89,6 +88,7 @@ function sweepFlags(args: string[]) {
 }
 
 export const sweepCommand: Command = {
+  flags: SWEEP_FLAGS,
   summary: 'Runs a grid of settings over tasks and seeds, one pace fit each, resumably',
   usage: `pace sweep --config sweep.json [--dir DIR] [--parallel N] [--threads N] [--gpus 0,1] [--verbose] [--quiet]
   Runs a sweep: a grid (or list) of settings over tasks and seeds, each run a pace fit in its own folder under

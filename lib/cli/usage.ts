@@ -1,13 +1,20 @@
+import type { ParseArgsConfig } from 'node:util';
+
 import type { z } from 'zod';
 
 import { PaceOptionError } from '../errors';
 import { optionPath } from '../options';
+
+/** A command's flags, as node:util's parseArgs takes them. */
+export type Flags = NonNullable<ParseArgsConfig['options']>;
 
 /** A command's usage text and its implementation; it returns the process exit code. */
 export interface Command {
   /** One line for `pace --help`'s list. */
   summary: string;
   usage: string;
+  /** The flags it parses, as node:util's parseArgs takes them (tests hold usage and README to them). */
+  flags: Flags;
   run(args: string[]): Promise<number>;
 }
 
