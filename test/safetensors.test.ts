@@ -456,3 +456,91 @@ test('a header nested deeper than a header is refused as it is parsed, without r
   expect(tensors.x.shape).toEqual([1, 1]);
   tensors.x.dispose();
 });
+
+describe("a header's size bounds its cost", () => {
+  const write = (name: string, header: string) => {
+    const file = path.join(temp.dir, name);
+    fs.writeFileSync(file, craftSafetensors(header));
+    return file;
+  };
+  const emptyEntries = (count: number) =>
+    '{' +
+    Array.from({ length: count }, (_, i) => `"t${i}":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}`).join(',') +
+    '}';
+
+  test('many small entries read in linear time; more than 100,000 are refused as they are read', async () => {
+    // Bug: the header was parsed into an insertion-ordered tree whose every key was found by a linear search:
+    // a 4 MB header of 90,000 empty entries took 7 s, a 50 MB one over an hour. Now about 1 s (2 cores).
+    const many = write('many.safetensors', emptyEntries(90_000));
+    let started = Date.now();
+    const header = await readTensorHeader(many);
+    expect(header.entries).toHaveLength(90_000);
+    expect(header.entries.slice(0, 3).map((entry) => entry.name)).toEqual(['t0', 't1', 't2']); // the header's order
+    expect(Date.now() - started).toBeLessThan(4000);
+    const tooMany = write('too-many.safetensors', emptyEntries(100_001));
+    started = Date.now();
+    await expect(loadTensors(tooMany)).rejects.toThrow(
+      `safetensors file '${tooMany}': header names more than 100000 tensors, more than a checkpoint holds`,
+    );
+    expect(Date.now() - started).toBeLessThan(4000);
+  }, 60_000);
+
+  test('a shape of more than 64 dimensions, and metadata of more than 10,000 entries, are refused', async () => {
+    // Bug: a shape list had no bound: a 100 MB header of [0,0,0,...] became 50 million 16-byte JSON values, then
+    // a tensor of as many dimensions (over 1 GB).
+    const shape = (dims: number) =>
+      `{"t":{"dtype":"F32","shape":[${Array(dims).fill(0).join(',')}],"data_offsets":[0,0]}}`;
+    const widest = await loadTensors(write('dims64.safetensors', shape(64)));
+    expect(widest.tensors.t.shape).toHaveLength(64);
+    disposeTensors(widest.tensors);
+    const wider = write('dims65.safetensors', shape(65));
+    await expect(loadTensors(wider)).rejects.toThrow(
+      `safetensors file '${wider}': header holds a list of more than 64 values; a tensor's shape has at most that many dimensions`,
+    );
+    const metadata = (count: number) =>
+      `{"__metadata__":{${Array.from({ length: count }, (_, i) => `"k${i}":"v"`).join(',')}}}`;
+    expect(Object.keys((await readTensorHeader(write('meta.safetensors', metadata(10_000)))).metadata!)).toHaveLength(
+      10_000,
+    );
+    const more = write('more-meta.safetensors', metadata(10_001));
+    await expect(readTensorHeader(more)).rejects.toThrow(
+      `safetensors file '${more}': "__metadata__" holds more than 10000 entries`,
+    );
+  });
+
+  test("an entry's other fields are read past; fields in the wrong form are named", async () => {
+    const extra = write(
+      'extra.safetensors',
+      '{"t":{"dtype":"F32","note":{"dtype":[1,2]},"shape":[0],"data_offsets":[0,0],"more":[[]]}}',
+    );
+    await expect(readTensorHeader(extra)).rejects.toThrow(
+      'header nests JSON more than 3 levels deep; a safetensors header has names, entries and their lists',
+    );
+    const ignored = write(
+      'ignored.safetensors',
+      '{"t":{"dtype":"F32","note":{"dtype":"x"},"shape":[0],"more":[1,"x"],"data_offsets":[0,0]}}',
+    );
+    expect((await readTensorHeader(ignored)).entries).toEqual([
+      { name: 't', dtype: 'float32', shape: [0], dataOffsets: [0, 0] },
+    ]);
+    const shapeObject = write(
+      'shape-object.safetensors',
+      '{"t":{"dtype":"F32","shape":{"dtype":5},"data_offsets":[0,0]}}',
+    );
+    await expect(readTensorHeader(shapeObject)).rejects.toThrow(`tensor 't': missing or non-array "shape"`);
+    const scalarEntry = write('scalar.safetensors', '{"t":5}');
+    await expect(readTensorHeader(scalarEntry)).rejects.toThrow(
+      "tensor 't': expected an object with dtype, shape and data_offsets",
+    );
+    const twice = write('meta-twice.safetensors', '{"__metadata__":{"a":"1","a":"2"}}');
+    await expect(readTensorHeader(twice)).rejects.toThrow(`"__metadata__" names 'a' twice`);
+    const metaList = write('meta-list.safetensors', '{"__metadata__":{"a":["1"]}}');
+    await expect(readTensorHeader(metaList)).rejects.toThrow(`"__metadata__"."a" must be a string, got a JSON array`);
+    const metaString = write('meta-string.safetensors', '{"__metadata__":"a"}');
+    await expect(readTensorHeader(metaString)).rejects.toThrow(`"__metadata__" must be an object of strings`);
+    const notObject = write('array.safetensors', '[]');
+    await expect(readTensorHeader(notObject)).rejects.toThrow('header must be a JSON object');
+    const trailing = write('trailing.safetensors', '{} x');
+    await expect(readTensorHeader(trailing)).rejects.toThrow('header is not valid JSON');
+  });
+});

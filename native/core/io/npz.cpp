@@ -179,9 +179,12 @@ std::string extract(const Bytes& bytes, const ZipEntry& entry, const std::string
   }
   if (entry.method != 8)
     throw FileError(where + ": unsupported zip compression method " + std::to_string(entry.method));
-  // Inflate in chunks: memory grows only as real data comes out, never to a size a header merely claims.
+  // Inflate in chunks: memory grows only as real data comes out, never to a size a header merely claims. The
+  // reservation ahead of it is at most what the entry's bytes can inflate to (deflate packs at most 1032:1).
+  constexpr uint64_t kMaxDeflateRatio = 1032;
+  const uint64_t canInflateTo = entry.compressedSize * kMaxDeflateRatio + sizeof(uint64_t);
   std::string out;
-  out.reserve(static_cast<size_t>(std::min<uint64_t>(entry.uncompressedSize, 64ull << 20)));
+  out.reserve(static_cast<size_t>(std::min({entry.uncompressedSize, canInflateTo, uint64_t{64} << 20})));
   z_stream stream{};
   if (inflateInit2(&stream, -MAX_WBITS) != Z_OK) throw FileError(where + ": cannot start inflating");
   uint64_t consumed = 0;

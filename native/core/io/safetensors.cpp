@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <unordered_set>
 
 #include "errors.h"
 #include "io/atomic_file.h"
@@ -20,13 +21,22 @@ namespace pace {
 
 namespace {
 
+// Headers are written in the order given, and read without a tree of the whole header (see HeaderReader).
 using Json = nlohmann::ordered_json;
+using ReadJson = nlohmann::json;
 
 // The same bound as the reference implementation: no real header comes near it, and it keeps a
 // hostile length field from making us allocate gigabytes.
 constexpr uint64_t kMaxHeaderBytes = 100ull * 1000 * 1000;
 // The parser's depth of a header's deepest values: {name: {shape: [n, ...]}}.
 constexpr int kMaxHeaderDepth = 3;
+// The longest list a header holds (a shape; libtorch's kernels take at most 25 dimensions).
+constexpr std::size_t kMaxListLength = 64;
+// The most tensors and metadata entries a file may hold: far beyond any checkpoint's (a shard of the largest
+// models holds a few thousand), and each costs a JavaScript object, so a header of tiny entries is refused
+// before it costs many times its size.
+constexpr std::size_t kMaxEntries = 100'000;
+constexpr std::size_t kMaxMetadataEntries = 10'000;
 constexpr uint64_t kMaxExactDimension = (1ull << 53) - 1;
 
 class FileProblem {
@@ -92,18 +102,18 @@ uint64_t readLittleEndian64(const unsigned char* bytes) {
 
 // A short description of a JSON value for messages: numbers as they are, anything else by its type only
 // (dumping a hostile, deeply nested value would recurse without bound).
-std::string describeJson(const Json& value) {
+std::string describeJson(const ReadJson& value) {
   if (value.is_number() || value.is_boolean() || value.is_null()) return value.dump();
   return std::string("a JSON ") + value.type_name();
 }
 
-uint64_t nonNegativeInteger(const Json& value, const FileProblem& err, const std::string& what) {
+uint64_t nonNegativeInteger(const ReadJson& value, const FileProblem& err, const std::string& what) {
   if (value.is_number_unsigned()) return value.get<uint64_t>();
   if (value.is_number_integer() && value.get<int64_t>() >= 0) return static_cast<uint64_t>(value.get<int64_t>());
   err.fail(what + " must be a non-negative integer, got " + describeJson(value));
 }
 
-SafetensorsEntry parseEntry(const std::string& name, const Json& info, uint64_t dataSize, const FileProblem& err) {
+SafetensorsEntry parseEntry(const std::string& name, const ReadJson& info, uint64_t dataSize, const FileProblem& err) {
   const std::string where = "tensor '" + name + "'";
   if (!info.is_object()) err.fail(where + ": expected an object with dtype, shape and data_offsets");
   const auto dtypeIt = info.find("dtype");
@@ -158,16 +168,116 @@ SafetensorsEntry parseEntry(const std::string& name, const Json& info, uint64_t 
   return entry;
 }
 
-TensorMetadata parseMetadata(const Json& value, const FileProblem& err) {
-  if (!value.is_object()) err.fail("\"__metadata__\" must be an object of strings");
-  TensorMetadata metadata;
-  for (const auto& item : value.items()) {
-    if (!item.value().is_string())
-      err.fail("\"__metadata__\".\"" + item.key() + "\" must be a string, got " + describeJson(item.value()));
-    metadata.emplace_back(item.key(), item.value().get<std::string>());
+// Reads a header's entries and metadata as its JSON is parsed, one entry at a time, keeping no tree of the whole
+// header: an ordered tree made a header of many small entries quadratic (a 4 MB one took 7 s), and any tree costs
+// many times the header's size. Nesting deeper than {name: {shape: [n]}} and lists longer than a shape's are
+// refused as they come; an entry's fields other than dtype, shape and data_offsets are read past, unkept.
+class HeaderReader final : public nlohmann::json_sax<ReadJson> {
+ public:
+  HeaderReader(uint64_t dataSize, const FileProblem& err) : dataSize_(dataSize), err_(err) {}
+
+  std::vector<SafetensorsEntry> entries;  // in header order
+  std::optional<TensorMetadata> metadata;
+
+  bool null() override { return scalar(ReadJson(nullptr)); }
+  bool boolean(bool value) override { return scalar(ReadJson(value)); }
+  bool number_integer(number_integer_t value) override { return scalar(ReadJson(value)); }
+  bool number_unsigned(number_unsigned_t value) override { return scalar(ReadJson(value)); }
+  bool number_float(number_float_t value, const string_t&) override { return scalar(ReadJson(value)); }
+  bool string(string_t& value) override { return scalar(ReadJson(std::move(value))); }
+  bool binary(binary_t&) override { return scalar(ReadJson::binary({})); }  // the text parser makes none
+  bool start_object(std::size_t) override { return open(ReadJson::object()); }
+  bool start_array(std::size_t) override { return open(ReadJson::array()); }
+  bool end_object() override { return close(); }
+  bool end_array() override { return close(); }
+
+  bool key(string_t& name) override {
+    if (depth_ == 1) {
+      if (!names_.insert(name).second) err_.fail("the header names '" + name + "' twice");
+      if (names_.size() - names_.count("__metadata__") > kMaxEntries)
+        err_.fail("header names more than " + std::to_string(kMaxEntries) + " tensors, more than a checkpoint holds");
+      name_ = name;
+    } else if (depth_ == 2) {
+      if (inMetadata() && !metadataKeys_.insert(name).second) err_.fail("\"__metadata__\" names '" + name + "' twice");
+      if (metadataKeys_.size() > kMaxMetadataEntries)
+        err_.fail("\"__metadata__\" holds more than " + std::to_string(kMaxMetadataEntries) + " entries");
+      field_ = name;
+    }
+    return true;
   }
-  return metadata;
-}
+
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& error) override {
+    err_.fail(std::string("header is not valid JSON (") + error.what() + ")");
+  }
+
+ private:
+  bool inMetadata() const { return name_ == "__metadata__"; }
+  bool keptField() const { return field_ == "dtype" || field_ == "shape" || field_ == "data_offsets"; }
+
+  [[noreturn]] void notMetadata(const ReadJson& value) const {
+    if (depth_ == 1) err_.fail("\"__metadata__\" must be an object of strings");
+    err_.fail("\"__metadata__\".\"" + field_ + "\" must be a string, got " + describeJson(value));
+  }
+
+  bool scalar(ReadJson value) {
+    if (depth_ == 0) err_.fail("header must be a JSON object");
+    if (depth_ == 1) {
+      if (inMetadata()) notMetadata(value);
+      entries.push_back(parseEntry(name_, value, dataSize_, err_));
+    } else if (inMetadata()) {
+      if (!value.is_string()) notMetadata(value);
+      metadata->emplace_back(field_, value.get<std::string>());
+    } else if (depth_ == 2) {
+      if (keptField()) entry_[field_] = std::move(value);
+    } else {
+      if (++listLength_ > kMaxListLength)
+        err_.fail("header holds a list of more than " + std::to_string(kMaxListLength) +
+                  " values; a tensor's shape has at most that many dimensions");
+      if (keepList_) entry_[field_].push_back(std::move(value));
+    }
+    return true;
+  }
+
+  bool open(ReadJson container) {
+    if (depth_ == 0 && !container.is_object()) err_.fail("header must be a JSON object");
+    if (depth_ >= kMaxHeaderDepth)
+      err_.fail("header nests JSON more than " + std::to_string(kMaxHeaderDepth) +
+                " levels deep; a safetensors header has names, entries and their lists");
+    if (depth_ == 1 && inMetadata()) {
+      if (!container.is_object()) notMetadata(container);
+      metadata.emplace();
+    } else if (depth_ >= 2 && inMetadata()) {
+      notMetadata(container);
+    } else if (depth_ == 1) {
+      entry_ = std::move(container);
+    } else if (depth_ == 2) {
+      listLength_ = 0;
+      keepList_ = keptField() && container.is_array();
+      if (keptField()) entry_[field_] = std::move(container);
+    }
+    ++depth_;
+    return true;
+  }
+
+  bool close() {
+    --depth_;
+    if (depth_ == 1 && !inMetadata()) {
+      entries.push_back(parseEntry(name_, entry_, dataSize_, err_));
+      entry_ = ReadJson();
+    }
+    return true;
+  }
+
+  const uint64_t dataSize_;
+  const FileProblem& err_;
+  int depth_ = 0;  // containers open: 1 inside the header, 2 inside an entry or the metadata, 3 inside a list
+  std::unordered_set<std::string> names_, metadataKeys_;
+  std::string name_;   // the entry (or "__metadata__") being read
+  std::string field_;  // the entry's field or the metadata's key being read
+  ReadJson entry_;
+  std::size_t listLength_ = 0;
+  bool keepList_ = false;  // whether the list being read is a field parseEntry reads
+};
 
 // Every byte of the data section belongs to exactly one tensor, as the format requires.
 void checkCoverage(std::vector<SafetensorsEntry> entries, uint64_t dataSize, const FileProblem& err) {
@@ -223,39 +333,12 @@ SafetensorsHeader parseHeader(const ReadOnlyFile& file, const FileProblem& err) 
   std::string text(static_cast<size_t>(headerLength), '\0');
   file.readExactly(8, text.data(), headerLength);
 
-  Json json;
-  std::set<std::string> names;
-  std::optional<std::string> duplicate;
-  struct TooDeep {};
-  // The parsed object would keep one of two equal names: they are noticed while parsing. A header is at most
-  // {name: {shape: [n]}} deep; deeper nesting is refused as it comes, before its tree costs many times its size.
-  const auto noteNames = [&](int depth, nlohmann::detail::parse_event_t event, Json& parsed) {
-    if (depth > kMaxHeaderDepth) throw TooDeep{};
-    if (event == nlohmann::detail::parse_event_t::key && depth == 1 && !duplicate &&
-        !names.insert(parsed.get<std::string>()).second)
-      duplicate = parsed.get<std::string>();
-    return true;
-  };
-  try {
-    json = Json::parse(text, noteNames);
-  } catch (const Json::exception& e) {
-    err.fail(std::string("header is not valid JSON (") + e.what() + ")");
-  } catch (const TooDeep&) {
-    err.fail("header nests JSON more than " + std::to_string(kMaxHeaderDepth) +
-             " levels deep; a safetensors header has names, entries and their lists");
-  }
-  if (duplicate) err.fail("the header names '" + *duplicate + "' twice");
-  if (!json.is_object()) err.fail("header must be a JSON object");
-
   header.dataStart = 8 + headerLength;
+  HeaderReader reader(file.size() - header.dataStart, err);
+  if (!ReadJson::sax_parse(text, &reader)) err.fail("header is not valid JSON");
+  header.entries = std::move(reader.entries);
+  header.metadata = std::move(reader.metadata);
   const uint64_t dataSize = file.size() - header.dataStart;
-  for (const auto& item : json.items()) {
-    if (item.key() == "__metadata__") {
-      header.metadata = parseMetadata(item.value(), err);
-    } else {
-      header.entries.push_back(parseEntry(item.key(), item.value(), dataSize, err));
-    }
-  }
   checkCoverage(header.entries, dataSize, err);
   return header;
 }
