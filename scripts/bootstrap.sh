@@ -16,7 +16,8 @@ debian_torch="/usr/lib/${triplet}/cmake/Torch/TorchConfig.cmake"
 # dataset-fashion-mnist is the demo backbone's pretraining data (scripts/pretrain-demo-backbone.ts) and a test set.
 # clang and its runtime (libFuzzer) fuzz the native parsers in npm test (scripts/fuzz.sh).
 # chromium (headless) opens the run report in test/report.test.ts and draws docs/report.png (npm run report:picture).
-packages=(cmake g++ ccache ninja-build nlohmann-json3-dev clang-format libblas3 dataset-fashion-mnist clang libclang-rt-dev chromium)
+# zlib1g-dev: the native .npz and gzipped IDX readers inflate with zlib.
+packages=(cmake g++ ccache ninja-build nlohmann-json3-dev zlib1g-dev clang-format libblas3 dataset-fashion-mnist clang libclang-rt-dev chromium)
 if [ -n "${LIBTORCH:-}" ]; then
   log "using libtorch from LIBTORCH=${LIBTORCH}"
 elif python3 -c 'import os, sys, torch.utils
@@ -53,7 +54,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   - a C++17 compiler, cmake (>= 3.18) and ccache (optional, for fast rebuilds);
   - libtorch 1.13 or newer, found in this order: the LIBTORCH environment variable (an unpacked libtorch),
     the torch package of python3, or Debian's libtorch-dev (with libopenblas0-openmp, or GEMMs run 30-90x slower);
-  - nlohmann-json (Debian: nlohmann-json3-dev) and clang-format (for npm test's lint).
+  - nlohmann-json and zlib headers (Debian: nlohmann-json3-dev, zlib1g-dev) and clang-format (for npm test's lint).
 On Debian or Ubuntu, as root:
   apt-get install ${packages[*]}
 MSG
