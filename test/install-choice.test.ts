@@ -89,13 +89,23 @@ test('a binary built from another pace-peft version is not used; a test-load kil
   ).toBe(`its binary.json describes ${binaryPackageName(info)}, not this package`);
   // Only packages named as binaries for this platform are considered (each is test-loaded: its code runs).
   const tree = path.join(temp.dir, 'scope-tree');
-  for (const entry of ['evil', `${process.platform}-${process.arch}-torch2.5-cpu`, 'other-os-x64-torch2.5-cpu']) {
+  const here = `${process.platform}-${process.arch}`;
+  const entries = ['evil', `${here}-torch2.5-cpu`, `${here}-torch2.5-cu124-precxx11`, `${here}-torch2.5-cpu-abi0`];
+  for (const entry of [...entries, 'other-os-x64-torch2.5-cpu']) {
     fs.mkdirSync(path.join(tree, 'node_modules', '@pace-peft', entry), { recursive: true });
     fs.writeFileSync(path.join(tree, 'node_modules', '@pace-peft', entry, 'package.json'), '{}');
   }
   expect(findBinaryPackages(path.join(tree, 'project')).map((found) => found.name)).toEqual([
-    `@pace-peft/${process.platform}-${process.arch}-torch2.5-cpu`,
+    `@pace-peft/${here}-torch2.5-cpu`,
+    `@pace-peft/${here}-torch2.5-cu124-precxx11`,
   ]);
+  // Builds for the two C++ ABIs of one series have their own names (pip's torch before 2.7 has the old one).
+  expect(binaryPackageName({ version: '2.5.1', variant: 'cu124', cxx11Abi: 0 }, 'linux-x64')).toBe(
+    '@pace-peft/linux-x64-torch2.5-cu124-precxx11',
+  );
+  expect(binaryPackageName({ version: '2.5.1', variant: 'cu124', cxx11Abi: 1 }, 'linux-x64')).toBe(
+    '@pace-peft/linux-x64-torch2.5-cu124',
+  );
   // Bug: the reason read "exit status null".
   const dying = path.join(temp.dir, 'dying.js');
   fs.writeFileSync(dying, "process.kill(process.pid, 'SIGKILL');");

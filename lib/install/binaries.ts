@@ -31,14 +31,24 @@ export interface BinaryPackage {
   description?: BinaryDescription;
 }
 
-/** The binary package a libtorch needs: `@pace-peft/linux-x64-torch1.13-cpu`. */
-export function binaryPackageName(info: Pick<LibtorchInfo, 'version' | 'variant'>, platform = platformKey()): string {
-  return `${binaryScope}/${platform}-torch${torchSeries(info.version)}-${info.variant}`;
+/**
+ * The binary package a libtorch needs: `@pace-peft/linux-x64-torch1.13-cpu`. Builds against a libtorch of the
+ * pre-C++11 ABI (pip's torch before 2.7, PyTorch's plain libtorch downloads) end in `-precxx11`, so that they and
+ * the C++11 ABI's builds of one series (Debian's, conda's, later pip's) can both be published.
+ */
+export function binaryPackageName(
+  info: Pick<LibtorchInfo, 'version' | 'variant' | 'cxx11Abi'>,
+  platform = platformKey(),
+): string {
+  const abi = info.cxx11Abi === 0 ? '-precxx11' : '';
+  return `${binaryScope}/${platform}-torch${torchSeries(info.version)}-${info.variant}${abi}`;
 }
 
 /** A binary package's name for this platform (`linux-x64-torch2.5-cu124`, the part after the scope). */
 const binaryNameHere = () =>
-  new RegExp(`^${platformKey().replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-torch\\d+\\.\\d+-(cpu|cu\\d+|cuda)$`);
+  new RegExp(
+    `^${platformKey().replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-torch\\d+\\.\\d+-(cpu|cu\\d+|cuda)(-precxx11)?$`,
+  );
 
 /**
  * Every binary package for this platform in the node_modules folders above `from` (nearest first). Each is
