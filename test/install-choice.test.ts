@@ -56,6 +56,27 @@ test('a pip CUDA torch reached through CMAKE_PREFIX_PATH is its cuXYZ variant, r
   expect(found).toMatchObject({ version: '2.5.1', variant: 'cu124', cxx11Abi: 0 });
 });
 
+test("the python3 asked about torch is the one on the given environment's PATH", () => {
+  // Bug: findLibtorch(env) ran the python3 of the process's own PATH, whatever env said.
+  const torch = path.join(temp.dir, 'env-python', 'torch');
+  const cmake = path.join(torch, 'share', 'cmake', 'Torch');
+  fs.mkdirSync(cmake, { recursive: true });
+  fs.mkdirSync(path.join(torch, 'lib'), { recursive: true });
+  fs.writeFileSync(path.join(cmake, 'TorchConfigVersion.cmake'), 'set(PACKAGE_VERSION "2.6.0")\n');
+  fs.writeFileSync(path.join(cmake, 'TorchConfig.cmake'), '');
+  fs.writeFileSync(path.join(torch, 'lib', 'libc10.so'), '');
+  const bin = path.join(temp.dir, 'env-python', 'bin');
+  fs.mkdirSync(bin);
+  const answer = { prefix: path.join(torch, 'share', 'cmake'), lib: path.join(torch, 'lib'), cuda: null, abi: true };
+  fs.writeFileSync(path.join(bin, 'python3'), `#!/bin/sh\necho '${JSON.stringify(answer)}'\n`, { mode: 0o755 });
+  expect(findLibtorch({ PATH: `${bin}:${process.env.PATH}` })).toMatchObject({
+    source: 'python3',
+    version: '2.6.0',
+    variant: 'cpu',
+    libDir: path.join(torch, 'lib'),
+  });
+});
+
 test('a binary built from another pace-peft version is not used; a test-load killed by a signal says so', () => {
   const info = debian as LibtorchInfo;
   const binary: BinaryPackage = {

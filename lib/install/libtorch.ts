@@ -95,15 +95,18 @@ function describePrefix(
   return { source, version, variant, cxx11Abi, cmakePrefix: prefix, libDir };
 }
 
-/** The torch of `python3`, if it imports and ships its CMake package (Debian's python3-torch does not). */
-function fromPython(): LibtorchInfo | undefined {
+/**
+ * The torch of `python3` (found on env's PATH, importing with env's PYTHONPATH, as the build's python3 does), if it
+ * imports and ships its CMake package (Debian's python3-torch does not).
+ */
+function fromPython(env: NodeJS.ProcessEnv): LibtorchInfo | undefined {
   const script = [
     'import json, os, torch, torch.utils',
     'print(json.dumps({"prefix": torch.utils.cmake_prefix_path,',
     ' "lib": os.path.join(os.path.dirname(torch.__file__), "lib"),',
     ' "cuda": torch.version.cuda, "abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI)}))',
   ].join('\n');
-  const run = spawnSync('python3', ['-c', script], { encoding: 'utf8', timeout: 120_000 });
+  const run = spawnSync('python3', ['-c', script], { encoding: 'utf8', timeout: 120_000, env });
   if (run.status !== 0 || !run.stdout) return undefined;
   try {
     const found = JSON.parse(run.stdout.trim().split('\n').pop() ?? '') as {
@@ -149,7 +152,7 @@ export function findLibtorch(env: NodeJS.ProcessEnv = process.env): LibtorchInfo
       describePrefix(path.join(prefix, 'share', 'cmake'), 'CMAKE_PREFIX_PATH');
     if (found) return found;
   }
-  const python = fromPython();
+  const python = fromPython(env);
   if (python) return python;
   for (const triplet of triplets) {
     const found = describePrefix(`/usr/lib/${triplet}/cmake`, 'debian', { libDir: `/usr/lib/${triplet}` });
