@@ -6,6 +6,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 
 import { createInferenceServer, createModel, type Model } from '../lib';
+import { MAX_JPEG_SCANS } from '../lib/data/jpeg-scans';
 import { repoRoot } from './support/paths';
 import { listen, postImage } from './support/serve';
 
@@ -347,6 +348,25 @@ test('a thin strip whose resize would cost more than maxPixels is refused before
   } finally {
     await close();
   }
+});
+
+test('a JPEG of more scans than a photo has is refused before decoding (400), its lane left free', async () => {
+  // Bug (a review): a progressive JPEG of thousands of 18-byte scans made the decoder pass over the whole image
+  // once per scan, minutes of CPU per 10 MB upload, holding its lane's one decode after the request's 504.
+  const progressive = await sharp(png).jpeg({ progressive: true }).toBuffer();
+  const last = progressive.lastIndexOf(Buffer.from([0xff, 0xda]));
+  const end = progressive.lastIndexOf(Buffer.from([0xff, 0xd9]));
+  const scans = Array<Buffer>(MAX_JPEG_SCANS).fill(progressive.subarray(last, end));
+  const crafted = Buffer.concat([progressive.subarray(0, end), ...scans, progressive.subarray(end)]);
+  await withServer(model, {}, async (base) => {
+    const refused = await postImage(base, crafted, 'image/jpeg');
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as { error: string }).error).toBe(
+      `the JPEG holds more than ${MAX_JPEG_SCANS} scans (a photo has a few dozen at most); each costs a pass over ` +
+        'the whole image, so it is refused before decoding',
+    );
+    expect((await postImage(base, progressive, 'image/jpeg')).status).toBe(200);
+  });
 });
 
 test("decode 'fast' answers a strip whose whole resize is past libvips' coordinates as the exact decode does", async () => {

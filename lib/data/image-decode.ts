@@ -5,7 +5,11 @@ import sharp from 'sharp';
 import { PaceFileError } from '../errors';
 import { nativeAddon } from '../native';
 import { Tensor } from '../tensor';
+import { tooManyJpegScans } from './jpeg-scans';
 import { centerCropOffset, torchvisionResizeSize } from './resize-geometry';
+
+/** The first bytes of every JPEG file (SOI, then a marker). */
+const JPEG_START = Buffer.from([0xff, 0xd8, 0xff]);
 
 /**
  * How an image is stored: `stretch` resizes both sides to size (bicubic, as the reference's VTAB transform);
@@ -49,6 +53,7 @@ export const MAX_STORED_ASPECT = 4;
  */
 export async function decodeImage(file: string, size: number, mode: ResizeMode): Promise<DecodedImage> {
   await checkRegularFile(file);
+  await checkJpegScans(file);
   const decoded = await decodeWhole(file);
   if (mode === 'shorter') return shorterSide(decoded, size);
   if (mode === 'squash-crop') return { pixels: await squashedCrop(decoded, size), width: size, height: size };
@@ -61,6 +66,23 @@ export async function decodeImage(file: string, size: number, mode: ResizeMode):
           interpolation: mode === 'stretch' ? 'bicubic' : 'bilinear',
         });
   return { pixels, width: size, height: size };
+}
+
+/**
+ * Refuses a JPEG file of more scans than a photo has ({@link tooManyJpegScans}) before it is decoded. The file is
+ * read here and again by the decoder (from the page cache), so the decoder's messages name the file as before.
+ */
+async function checkJpegScans(file: string): Promise<void> {
+  const start = Buffer.alloc(JPEG_START.length);
+  const handle = await fs.promises.open(file, 'r');
+  try {
+    await handle.read(start, 0, start.length, 0);
+    if (!start.equals(JPEG_START)) return;
+    const why = tooManyJpegScans(await handle.readFile());
+    if (why !== undefined) throw new PaceFileError(why);
+  } finally {
+    await handle.close();
+  }
 }
 
 /**

@@ -1,6 +1,7 @@
 import sharp from 'sharp';
 
 import { decodeWhole, fastResizedForEvaluation, resizedForEvaluation, type EvalResize } from '../data/image-decode';
+import { tooManyJpegScans } from '../data/jpeg-scans';
 import { HttpError } from './http-error';
 import { Lane } from './decode-pool';
 import { withoutPngText } from './png-text';
@@ -79,6 +80,8 @@ export class UploadDecoder {
     }
     if (signed !== expected) throw new HttpError(415, `the body was declared ${declaredType} but is ${signed}`);
     if (signed === 'png') body = withoutPngText(body);
+    const scans = signed === 'jpeg' ? tooManyJpegScans(body) : undefined;
+    if (scans !== undefined) throw new HttpError(400, scans);
     let metadata: sharp.Metadata;
     try {
       metadata = await sharp(body, { failOn: 'error', limitInputPixels: false }).metadata();
