@@ -117,6 +117,30 @@ describe('IDX files', () => {
     }
   });
 
+  test('a gzipped file whose first bytes inflate to nothing, then to a flood, is read 1 MiB at a time at most', () => {
+    // Bug (a review): the header was looked for in prefixes of 64, 256, 1024... bytes, each inflated whole: 60 KB
+    // of empty stored blocks, then a run of zeros, made the prefix of 256 KB inflate to 200 MB before the header
+    // was read. Gzip header, 12,000 empty stored blocks (5 bytes each), the deflated IDX file; no trailer needed.
+    const bomb = path.join(temp.dir, 'delayed-bomb-labels.gz');
+    const emptyBlocks = Buffer.concat(Array<Buffer>(12_000).fill(Buffer.from([0x00, 0x00, 0x00, 0xff, 0xff])));
+    const data = zlib.deflateRawSync(Buffer.concat([idxBytes([4], new Uint8Array(4)), Buffer.alloc(64 << 20)]));
+    const gzipHeader = Buffer.from([0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0xff]);
+    fs.writeFileSync(bomb, Buffer.concat([gzipHeader, emptyBlocks, data, Buffer.alloc(8)]));
+    const inflated = jest.spyOn(zlib, 'gunzipSync');
+    try {
+      expect(() => readIdx(bomb)).toThrow(
+        `IDX file '${bomb}': inflates to more than the 4 bytes of data its dimensions [4] need`,
+      );
+      const sizes = inflated.mock.results.flatMap((result) =>
+        result.type === 'return' ? [(result.value as Buffer).length] : [],
+      );
+      expect(sizes.length).toBeGreaterThan(3);
+      expect(Math.max(...sizes)).toBeLessThanOrEqual(1 << 20);
+    } finally {
+      inflated.mockRestore();
+    }
+  });
+
   test('a gzipped file that inflates to more than its header says is refused before inflating the rest', () => {
     // 4 labels announced, 16 MiB of zeros after them: compressed, about 16 KiB.
     const bomb = path.join(temp.dir, 'bomb-labels.gz');

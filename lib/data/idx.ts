@@ -75,16 +75,41 @@ function inflateIdx(gzipped: Buffer, fail: (problem: string) => never): Buffer {
   }
 }
 
-/** The first inflated bytes (enough for any header, or all there are), inflating growing prefixes of the input. */
+/** The most a prefix is inflated to while the header is looked for: far more than a header, bounded all the same. */
+const PREFIX_OUTPUT = 1 << 20;
+
+/**
+ * The first inflated bytes (enough for any header, or all there are), inflating growing prefixes of the input, each
+ * to at most {@link PREFIX_OUTPUT} bytes. A prefix that inflates to more (empty blocks, then a run of zeros that
+ * packs 1000:1) is bisected down to one that does not: a byte of deflate data adds at most a few KB.
+ */
 function inflatePrefix(gzipped: Buffer, fail: (problem: string) => never): Buffer {
-  for (let length = 64; ; length *= 4) {
-    let head: Buffer;
+  const inflate = (length: number): Buffer | undefined => {
     try {
-      head = zlib.gunzipSync(gzipped.subarray(0, length), { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+      return zlib.gunzipSync(gzipped.subarray(0, length), {
+        finishFlush: zlib.constants.Z_SYNC_FLUSH,
+        maxOutputLength: PREFIX_OUTPUT,
+      });
     } catch (error) {
+      if ((error as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') return undefined;
       return fail(`corrupt gzip data (${(error as Error).message})`);
     }
+  };
+  let fits: { length: number; head: Buffer } = { length: 0, head: Buffer.alloc(0) };
+  for (let length = 64; ; length = Math.min(length * 4, gzipped.length)) {
+    const head = inflate(length);
+    if (head === undefined) {
+      let over = length;
+      while (over - fits.length > 1) {
+        const middle = Math.floor((fits.length + over) / 2);
+        const inflated = inflate(middle);
+        if (inflated === undefined) over = middle;
+        else fits = { length: middle, head: inflated };
+      }
+      return fits.head;
+    }
     if (head.length >= MAX_HEADER_BYTES || length >= gzipped.length) return head;
+    fits = { length, head };
   }
 }
 
