@@ -114,6 +114,16 @@ test('FGVC JSON splits: tune and evaluate sets, labels and paths checked', () =>
   expect(() => fgvcSplits(path.join(temp.dir, 'fgvc'), 'CUB_200_2011', 'tune')).toThrow(
     `${train}: "001.Albatross/a.jpg" is listed twice (JSON keeps only the last); a split names each image once`,
   );
+  // Keys with escaped quotes and colons inside strings are read as JSON reads them.
+  fs.writeFileSync(train, '{"a\\":b.jpg" : 0, "c.jpg": "x\\": y", "a\\u0022:b.jpg": 1}');
+  expect(() => fgvcSplits(path.join(temp.dir, 'fgvc'), 'CUB_200_2011', 'tune')).toThrow(
+    `${train}: "a":b.jpg" is listed twice (JSON keeps only the last); a split names each image once`,
+  );
+  // Bug (a review): the repeated-key check was a regex that took 10 s for a 200 KB value of escaped quotes.
+  fs.writeFileSync(train, JSON.stringify({ 'a.jpg': '"'.repeat(2_000_000) }));
+  const started = Date.now();
+  expect(() => fgvcSplits(path.join(temp.dir, 'fgvc'), 'CUB_200_2011', 'tune')).toThrow(train);
+  expect(Date.now() - started).toBeLessThan(2000);
   fs.writeFileSync(train, JSON.stringify({ '001.Albatross/a.jpg': 0, './001.Albatross/a.jpg': 3 }));
   expect(() => fgvcSplits(path.join(temp.dir, 'fgvc'), 'CUB_200_2011', 'tune')).toThrow(
     `${train} ("./001.Albatross/a.jpg"): the image is listed again (first in ${train} ("001.Albatross/a.jpg"))`,
