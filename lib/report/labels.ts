@@ -28,15 +28,26 @@ const SHORT_NAMES: Record<string, string> = {
   'fit.batchSize': 'batch',
 };
 
-/** A run's config as `path.to.setting → value`, without the settings that are not differences (IGNORED). */
-export function flattenSettings(config: unknown, prefix = ''): Map<string, SettingValue> {
-  const settings = new Map<string, SettingValue>();
+/** Deeper than any run config nests (about 4 levels): a deeper value is shown as this, not walked. */
+const MAX_SETTING_DEPTH = 16;
+
+/**
+ * A run's config as `path.to.setting → value`, without the settings that are not differences (IGNORED). One map is
+ * filled on the way down (a map per level, copied up, made a deep config quadratic), to {@link MAX_SETTING_DEPTH}.
+ */
+export function flattenSettings(
+  config: unknown,
+  prefix = '',
+  settings = new Map<string, SettingValue>(),
+  depth = 0,
+): Map<string, SettingValue> {
   if (typeof config !== 'object' || config === null) return settings;
   for (const [key, value] of Object.entries(config)) {
     const name = prefix ? `${prefix}.${key}` : key;
     if (IGNORED.has(name) || value === undefined) continue;
     if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
-      for (const [inner, innerValue] of flattenSettings(value, name)) settings.set(inner, innerValue);
+      if (depth + 1 < MAX_SETTING_DEPTH) flattenSettings(value, name, settings, depth + 1);
+      else settings.set(name, `(nested more than ${MAX_SETTING_DEPTH} levels deep)`);
     } else {
       settings.set(name, Array.isArray(value) ? JSON.stringify(value) : (value as SettingValue));
     }
