@@ -294,6 +294,23 @@ void aGrownKernelSeesTheResizedPatchAsTheOldOneThePatch() {
         "a float32 kernel does not stay float32");
 }
 
+void patchesLargerThanAnyRealOneAreRefused() {
+  // A 64-pixel side is resampled; a 65-pixel one is refused before its resize matrix (65² × 65² doubles) is built.
+  check(models::resamplePatchEmbedding(at::ones({1, 1, 64, 1}, at::kDouble), 32, 1, false).sizes() ==
+            at::IntArrayRef({1, 1, 32, 1}),
+        "a 64x1 kernel is not resampled to 32x1");
+  try {
+    models::resamplePatchEmbedding(at::ones({1, 1, 65, 1}), 16, 16, true);
+  } catch (const ShapeError& error) {
+    check(std::string(error.what()) ==
+              "the checkpoint's patches are 65x1 pixels: resampling patches larger than 64x64 is refused (real ones "
+              "are 8 to 32)",
+          std::string("the refusal reads: ") + error.what());
+    return;
+  }
+  throw Failure{"a 65x1 patch kernel was resampled"};
+}
+
 }  // namespace
 
 TestList checkpointResamplingTests() {
@@ -303,6 +320,8 @@ TestList checkpointResamplingTests() {
       {"patch embeddings resampled to another patch size as timm does", patchEmbeddingsAsTimm},
       {"a grown patch kernel responds to the resized patch as the old one to the patch",
        aGrownKernelSeesTheResizedPatchAsTheOldOneThePatch},
+      {"patch kernels larger than 64 pixels a side are refused before resampling",
+       patchesLargerThanAnyRealOneAreRefused},
   };
 }
 

@@ -91,6 +91,13 @@ torch::Tensor resamplePositionEmbedding(const torch::Tensor& posEmbed, int64_t n
 torch::Tensor resamplePatchEmbedding(const torch::Tensor& kernel, int64_t height, int64_t width,
                                      bool bicubicAntialias) {
   const int64_t oldHeight = kernel.size(2), oldWidth = kernel.size(3), oldArea = oldHeight * oldWidth;
+  // The resize matrix is oldArea² doubles and its pseudo-inverse cubic in it: a hostile 256 × 256 kernel (75 MB
+  // in fp16) would ask for 34 GB. Real patches are 8 to 32 pixels (FlexiViT's up to 48).
+  constexpr int64_t kMaxPatchSide = 64;
+  if (oldHeight > kMaxPatchSide || oldWidth > kMaxPatchSide)
+    throw ShapeError("the checkpoint's patches are " + std::to_string(oldHeight) + "x" + std::to_string(oldWidth) +
+                     " pixels: resampling patches larger than " + std::to_string(kMaxPatchSide) + "x" +
+                     std::to_string(kMaxPatchSide) + " is refused (real ones are 8 to 32)");
   // Row i is the i-th one-pixel patch resized: a patch x (flattened) resizes to x · resize.
   const torch::Tensor basis = torch::eye(oldArea, torch::kDouble).view({oldArea, 1, oldHeight, oldWidth});
   const torch::Tensor resize = interpolate(basis, height, width, bicubicAntialias).reshape({oldArea, height * width});
