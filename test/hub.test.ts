@@ -140,6 +140,9 @@ beforeAll(async () => {
       files: { 'pytorch_model.bin': Buffer.from('pickle'), 'config.json': tinyFiles['config.json'] },
     },
     'test/not-timm-config': { files: { 'model.safetensors': tinyWeights, 'config.json': Buffer.from('{"foo": 1}') } },
+    'test/huge-config': {
+      files: { 'model.safetensors': tinyWeights, 'config.json': Buffer.alloc((1 << 20) + 1, ' ') },
+    },
   });
 });
 
@@ -970,5 +973,13 @@ describe('downloads', () => {
       PaceFileError,
       /^pretrained 'hf-hub:test\/not-timm-config': config\.json .* is not a timm config: num_classes/,
     );
+    // Bug (a review): a config of any size announced was downloaded, then read whole and parsed.
+    await expectFailure(
+      downloadPretrained('hf-hub:test/huge-config', hubOptions),
+      PaceFileError,
+      /^pretrained 'hf-hub:test\/huge-config': test\/huge-config's config\.json is 1048577 bytes, more than the 1048576 a model config takes; it is not a timm config$/,
+    );
+    expect(hub.requests.filter((request) => request.path.includes('huge-config/resolve'))).toEqual([]);
+    expect(tree(path.join(cacheDir, 'models--test--huge-config'))).toEqual([]);
   });
 });

@@ -15,6 +15,8 @@ import { transferToCache } from './transfer';
 /** The weights file of a timm repository: safetensors only (timm's `pytorch_model.bin` pickles are never fetched). */
 export const WEIGHTS_FILE = 'model.safetensors';
 export const CONFIG_FILE = 'config.json';
+/** The largest config.json accepted (timm's are a few KB). */
+const MAX_CONFIG_BYTES = 1 << 20;
 
 export const DownloadPretrainedOptionsSchema = z
   .object({
@@ -192,8 +194,17 @@ async function fetchIntoCache(
         `only, never pickles such as pytorch_model.bin`,
     );
   }
-  if (!remote.has(CONFIG_FILE)) {
+  const config = remote.get(CONFIG_FILE);
+  if (!config) {
     throw new PaceNotFoundError(`pretrained '${name}': ${repo} has no ${CONFIG_FILE} at revision ${revision}`);
+  }
+  // Read whole and parsed once downloaded: a timm config is a few KB, and a hostile repository's of gigabytes would
+  // fill the disk and then the heap.
+  if (config.size > MAX_CONFIG_BYTES) {
+    throw new PaceFileError(
+      `pretrained '${name}': ${repo}'s ${CONFIG_FILE} is ${config.size} bytes, more than the ${MAX_CONFIG_BYTES} a ` +
+        'model config takes; it is not a timm config',
+    );
   }
   const progress = progressSink(o.progress, repo);
   const found: string[] = [];
