@@ -41,16 +41,25 @@ test('a LIBTORCH without a libtorch is an error, naming it', () => {
   );
 });
 
-test('a pip CUDA torch reached through CMAKE_PREFIX_PATH is its cuXYZ variant, read from its version.py', () => {
-  // Bug: only an unpacked libtorch's build-version was read, so a wheel's torch (torch/share/cmake, torch/lib,
-  // torch/version.py) found this way was variant 'cuda', and the cu124 binary made for it was passed over.
-  const torch = path.join(temp.dir, 'site-packages', 'torch');
+/** A pip wheel's torch folder under `dir`: share/cmake/Torch (its version and CMake flags) and lib/ (`libs`). */
+function fakeTorchPackage(dir: string, version: string, torchConfig: string, libs: string[]): string {
+  const torch = path.join(temp.dir, dir, 'torch');
   const cmake = path.join(torch, 'share', 'cmake', 'Torch');
   fs.mkdirSync(cmake, { recursive: true });
   fs.mkdirSync(path.join(torch, 'lib'), { recursive: true });
-  fs.writeFileSync(path.join(cmake, 'TorchConfigVersion.cmake'), 'set(PACKAGE_VERSION "2.5.1")\n');
-  fs.writeFileSync(path.join(cmake, 'TorchConfig.cmake'), 'set(TORCH_CXX_FLAGS "-D_GLIBCXX_USE_CXX11_ABI=0")\n');
-  for (const lib of ['libc10.so', 'libtorch_cuda.so']) fs.writeFileSync(path.join(torch, 'lib', lib), '');
+  fs.writeFileSync(path.join(cmake, 'TorchConfigVersion.cmake'), `set(PACKAGE_VERSION "${version}")\n`);
+  fs.writeFileSync(path.join(cmake, 'TorchConfig.cmake'), torchConfig);
+  for (const lib of libs) fs.writeFileSync(path.join(torch, 'lib', lib), '');
+  return torch;
+}
+
+test('a pip CUDA torch reached through CMAKE_PREFIX_PATH is its cuXYZ variant, read from its version.py', () => {
+  // Bug: only an unpacked libtorch's build-version was read, so a wheel's torch (torch/share/cmake, torch/lib,
+  // torch/version.py) found this way was variant 'cuda', and the cu124 binary made for it was passed over.
+  const torch = fakeTorchPackage('site-packages', '2.5.1', 'set(TORCH_CXX_FLAGS "-D_GLIBCXX_USE_CXX11_ABI=0")\n', [
+    'libc10.so',
+    'libtorch_cuda.so',
+  ]);
   fs.writeFileSync(path.join(torch, 'version.py'), "__version__ = '2.5.1+cu124'\ncuda: Optional[str] = '12.4'\n");
   const found = findLibtorch({ CMAKE_PREFIX_PATH: path.join(torch, 'share', 'cmake') });
   expect(found).toMatchObject({ version: '2.5.1', variant: 'cu124', cxx11Abi: 0 });
@@ -58,13 +67,7 @@ test('a pip CUDA torch reached through CMAKE_PREFIX_PATH is its cuXYZ variant, r
 
 test("the python3 asked about torch is the one on the given environment's PATH", () => {
   // Bug: findLibtorch(env) ran the python3 of the process's own PATH, whatever env said.
-  const torch = path.join(temp.dir, 'env-python', 'torch');
-  const cmake = path.join(torch, 'share', 'cmake', 'Torch');
-  fs.mkdirSync(cmake, { recursive: true });
-  fs.mkdirSync(path.join(torch, 'lib'), { recursive: true });
-  fs.writeFileSync(path.join(cmake, 'TorchConfigVersion.cmake'), 'set(PACKAGE_VERSION "2.6.0")\n');
-  fs.writeFileSync(path.join(cmake, 'TorchConfig.cmake'), '');
-  fs.writeFileSync(path.join(torch, 'lib', 'libc10.so'), '');
+  const torch = fakeTorchPackage('env-python', '2.6.0', '', ['libc10.so']);
   const bin = path.join(temp.dir, 'env-python', 'bin');
   fs.mkdirSync(bin);
   const answer = { prefix: path.join(torch, 'share', 'cmake'), lib: path.join(torch, 'lib'), cuda: null, abi: true };

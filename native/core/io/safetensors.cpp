@@ -8,7 +8,6 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <set>
 #include <unordered_set>
 
 #include "errors.h"
@@ -198,9 +197,11 @@ class HeaderReader final : public nlohmann::json_sax<ReadJson> {
         err_.fail("header names more than " + std::to_string(kMaxEntries) + " tensors, more than a checkpoint holds");
       name_ = name;
     } else if (depth_ == 2) {
-      if (inMetadata() && !metadataKeys_.insert(name).second) err_.fail("\"__metadata__\" names '" + name + "' twice");
-      if (metadataKeys_.size() > kMaxMetadataEntries)
-        err_.fail("\"__metadata__\" holds more than " + std::to_string(kMaxMetadataEntries) + " entries");
+      if (inMetadata()) {
+        if (!metadataKeys_.insert(name).second) err_.fail("\"__metadata__\" names '" + name + "' twice");
+        if (metadataKeys_.size() > kMaxMetadataEntries)
+          err_.fail("\"__metadata__\" holds more than " + std::to_string(kMaxMetadataEntries) + " entries");
+      }
       field_ = name;
     }
     return true;
@@ -334,11 +335,11 @@ SafetensorsHeader parseHeader(const ReadOnlyFile& file, const FileProblem& err) 
   file.readExactly(8, text.data(), headerLength);
 
   header.dataStart = 8 + headerLength;
-  HeaderReader reader(file.size() - header.dataStart, err);
+  const uint64_t dataSize = file.size() - header.dataStart;
+  HeaderReader reader(dataSize, err);
   if (!ReadJson::sax_parse(text, &reader)) err.fail("header is not valid JSON");
   header.entries = std::move(reader.entries);
   header.metadata = std::move(reader.metadata);
-  const uint64_t dataSize = file.size() - header.dataStart;
   checkCoverage(header.entries, dataSize, err);
   return header;
 }
