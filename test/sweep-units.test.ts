@@ -112,6 +112,47 @@ describe('sweep configs are validated with errors naming the field', () => {
     expect(Date.now() - started).toBeLessThan(2000);
   });
 
+  test('seeds, tasks and points that together make more runs than any sweep could run are refused at once', () => {
+    // Bug: only points were counted; 100,000 seeds checked for repeats took quadratic time, then the plan built
+    // and validated every run.
+    const seeds = Array.from({ length: 200_000 }, (_, i) => i);
+    let started = Date.now();
+    expect(() => plan({ seeds })).toThrow(
+      'sweep: 1 points × 1 tasks × 200000 runs each (one per seed) make 200,000 runs, more than the 100,000 a sweep ' +
+        'plans: sweep fewer values, tasks or seeds',
+    );
+    expect(Date.now() - started).toBeLessThan(2000);
+    const tasks = Object.keys(VTAB_TASKS).map((task) => ({ vtab: { root: 'v', task } }));
+    expect(plan({ tasks, grid: { 'trainer.pace.sigma': [1, 2] }, seeds: [0, 1, 2] }).byName.size).toBe(19 * 2 * 4);
+    expect(() =>
+      plan({
+        tasks,
+        grid: { 'trainer.pace.sigma': Array.from({ length: 2000 }, (_, i) => i + 1) },
+        seeds: [0, 1],
+      }),
+    ).toThrow('sweep: 2,000 points × 19 tasks × 3 runs each (the tuning run and one per seed) make 114,000 runs');
+    // a repeat far down a long list is still found, in linear time
+    started = Date.now();
+    expect(() => plan({ seeds: [...seeds.slice(0, 90_000), 5] })).toThrow('sweep.seeds: seed 5 is listed twice');
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  test('a point setting more option paths than a run config has is refused before the paths are compared', () => {
+    // Bug: each point's paths were compared pairwise for overlaps: 50,000 single-value paths (one point) took
+    // minutes before the first was found not to be an option.
+    const grid = Object.fromEntries(Array.from({ length: 50_000 }, (_, i) => [`trainer.x${i}`, [1]]));
+    const started = Date.now();
+    expect(() => plan({ grid })).toThrow(
+      'sweep: a point sets 50000 option paths (50000 from the grid, 0 from the list), more than the 100 a sweep ' +
+        'takes: sweep fewer options',
+    );
+    expect(Date.now() - started).toBeLessThan(2000);
+    const many = Object.fromEntries(Array.from({ length: 120 }, (_, i) => [`trainer.x${i}`, 1]));
+    expect(() => plan({ grid: { 'adapters.rank': [4] }, list: [{}, many, many] })).toThrow(
+      'sweep: a point sets 121 option paths (1 from the grid, 120 from the list)',
+    );
+  });
+
   test("a weights file a point names is relative to the sweep config, as the base's is", () => {
     // Bug: it was resolved against each run's folder, and every run failed naming a file no one meant.
     const runs = plan({

@@ -51,6 +51,10 @@ export type SweepConfigInput = z.input<typeof SweepConfigSchema>;
 
 /** More points than a sweep could ever run: planning them alone would take minutes before any output. */
 const MAX_POINTS = 100_000;
+/** More runs than a sweep could ever make (every point's evaluation runs counted): the plan names each at once. */
+export const MAX_RUNS = 100_000;
+/** More option paths than one point could mean to set (a run config has far fewer options). */
+const MAX_PATHS = 100;
 
 /** A run config as the sweep holds it: validated, every path absolute, no run folder. */
 export interface BaseRunConfig {
@@ -188,22 +192,24 @@ function loadBase(
  * showed both as given. A point is the grid's paths with one list entry's.
  */
 function checkNoNesting(grid: [string, unknown][], list: Record<string, unknown>[], what: string): void {
-  const given = (paths: string[], where: (path: string) => string) => paths.map((p) => ({ path: p, where: where(p) }));
-  const fromGrid = given(
-    grid.map(([key]) => key),
-    (key) => `${what}.grid['${key}']`,
-  );
+  const fromGrid = grid.map(([key]): [string, string] => [key, `${what}.grid['${key}']`]);
   const points =
-    list.length > 0 ? list.map((entry, i) => given(Object.keys(entry), (key) => `${what}.list[${i}]['${key}']`)) : [[]];
+    list.length > 0
+      ? list.map((entry, i) => Object.keys(entry).map((key): [string, string] => [key, `${what}.list[${i}]['${key}']`]))
+      : [[]];
   for (const fromList of points) {
-    const paths = [...fromGrid, ...fromList];
-    for (const outer of paths) {
-      const inner = paths.find((other) => other.path.startsWith(`${outer.path}.`));
-      if (inner) {
-        throw new PaceOptionError(
-          `${outer.where} and ${inner.where} overlap ('${outer.path}' holds '${inner.path}'): one run would set both, ` +
-            'and one replace the other; sweep the inner path alone, or give it within the outer value',
-        );
+    const where = new Map([...fromGrid, ...fromList]);
+    for (const [inner, innerWhere] of where) {
+      const segments = inner.split('.');
+      for (let n = 1; n < segments.length; n++) {
+        const outer = segments.slice(0, n).join('.');
+        const outerWhere = where.get(outer);
+        if (outerWhere !== undefined) {
+          throw new PaceOptionError(
+            `${outerWhere} and ${innerWhere} overlap ('${outer}' holds '${inner}'): one run would set both, ` +
+              'and one replace the other; sweep the inner path alone, or give it within the outer value',
+          );
+        }
       }
     }
   }
@@ -215,6 +221,13 @@ export function parseSweepConfig(raw: unknown, baseDir: string, what = 'sweep'):
   const grid = Object.entries(config.grid ?? {});
   grid.forEach(([key]) => checkOptionPath(key, `${what}.grid`));
   config.list?.forEach((entry, i) => Object.keys(entry).forEach((key) => checkOptionPath(key, `${what}.list[${i}]`)));
+  const listPaths = (config.list ?? []).reduce((most, entry) => Math.max(most, Object.keys(entry).length), 0);
+  if (grid.length + listPaths > MAX_PATHS) {
+    throw new PaceOptionError(
+      `${what}: a point sets ${grid.length + listPaths} option paths (${grid.length} from the grid, ${listPaths} ` +
+        `from the list), more than the ${MAX_PATHS} a sweep takes: sweep fewer options`,
+    );
+  }
   checkNoNesting(grid, config.list ?? [], what);
   const points = grid.reduce((product, [, values]) => product * values.length, 1) * (config.list?.length ?? 1);
   if (points > MAX_POINTS) {
@@ -257,8 +270,11 @@ export function parseSweepConfig(raw: unknown, baseDir: string, what = 'sweep'):
       `${what}.list: entries ${listRepeat.first} and ${listRepeat.again} are the same (${listRepeat.text})`,
     );
   }
-  const repeated = config.seeds.find((seed, i) => config.seeds.indexOf(seed) !== i);
-  if (repeated !== undefined) throw new PaceOptionError(`${what}.seeds: seed ${repeated} is listed twice`);
+  const seeds = new Set<number>();
+  for (const seed of config.seeds) {
+    if (seeds.has(seed)) throw new PaceOptionError(`${what}.seeds: seed ${seed} is listed twice`);
+    seeds.add(seed);
+  }
   const protocol = config.protocol ?? (config.tasks ? 'select' : 'grid');
   if (protocol === 'select') {
     if (!config.tasks) {

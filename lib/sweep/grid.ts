@@ -49,20 +49,18 @@ export function expandSettings(
   grid: [string, SettingValue[]][] = [],
   list: Record<string, SettingValue>[] = [{}],
 ): Setting[] {
+  const gridPaths = new Set(grid.map(([path]) => path));
+  for (const entry of list) {
+    const both = Object.keys(entry).find((path) => gridPaths.has(path));
+    if (both !== undefined) {
+      throw new PaceOptionError(`'${both}' is in both the grid and the list: give each option in one of them`);
+    }
+  }
   let points: Setting[] = [[]];
   for (const [path, values] of grid) {
     points = points.flatMap((point) => values.map((value): Setting => [...point, [path, value]]));
   }
-  return points.flatMap((point) =>
-    list.map((entry): Setting => {
-      for (const path of Object.keys(entry)) {
-        if (point.some(([p]) => p === path)) {
-          throw new PaceOptionError(`'${path}' is in both the grid and the list: give each option in one of them`);
-        }
-      }
-      return [...point, ...Object.entries(entry)];
-    }),
-  );
+  return points.flatMap((point) => list.map((entry): Setting => [...point, ...Object.entries(entry)]));
 }
 
 /** The paths that a set of points sets (in order of first appearance). */

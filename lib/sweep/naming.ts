@@ -10,13 +10,10 @@ const KEPT = 80;
 
 /** A path's name in run names: its last segment (`sigma`), or the whole path when two paths end alike. */
 export function pathNames(paths: string[]): Map<string, string> {
-  return new Map(
-    paths.map((path) => {
-      const last = path.split('.').at(-1) as string;
-      const clash = paths.some((other) => other !== path && other.split('.').at(-1) === last);
-      return [path, clash ? path : last];
-    }),
-  );
+  const lastOf = (path: string) => path.split('.').at(-1) as string;
+  const ending = new Map<string, number>();
+  for (const path of new Set(paths)) ending.set(lastOf(path), (ending.get(lastOf(path)) ?? 0) + 1);
+  return new Map(paths.map((path) => [path, ending.get(lastOf(path))! > 1 ? path : lastOf(path)]));
 }
 
 /** A value as a person writes it: 0.5, 1e-4, lora, or JSON for objects and arrays. */

@@ -5,7 +5,7 @@ import { PaceOptionError } from '../errors';
 import { parseOptions } from '../options';
 import { FitOptionsSchema } from '../train/fit';
 import { TrainerOptionsSchema } from '../train/trainer';
-import type { BaseRunConfig, SweepConfig } from './config';
+import { MAX_RUNS, type BaseRunConfig, type SweepConfig } from './config';
 import { applySetting, expandSettings, settingPaths, type Setting } from './grid';
 import { pathNames, runNames, settingLabel, type NameParts } from './naming';
 import { expandTasks, type Stage, type SweepTask } from './tasks';
@@ -53,6 +53,16 @@ export class SweepPlan {
     this.paths = settingPaths(this.points);
     this.tasks = config.tasks ? expandTasks(config.tasks, 'sweep.tasks') : [undefined];
     const stages: RunStage[] = config.protocol === 'select' ? ['tune', 'evaluate'] : ['grid'];
+    const perPoint = config.seeds.length + (config.protocol === 'select' ? 1 : 0);
+    const total = this.points.length * this.tasks.length * perPoint;
+    if (total > MAX_RUNS) {
+      const count = (n: number) => n.toLocaleString('en-US');
+      throw new PaceOptionError(
+        `sweep: ${count(this.points.length)} points × ${count(this.tasks.length)} tasks × ${perPoint} runs each ` +
+          `(${config.protocol === 'select' ? 'the tuning run and one per seed' : 'one per seed'}) make ` +
+          `${count(total)} runs, more than the ${count(MAX_RUNS)} a sweep plans: sweep fewer values, tasks or seeds`,
+      );
+    }
     // every run the sweep could make is named at once, so a name never depends on what was selected
     const parts: NameParts[] = [];
     const keys: string[] = [];

@@ -200,9 +200,11 @@ export function expandTasks(tasks: SweepTaskInput[], what: string): SweepTask[] 
       },
     ];
   });
-  const names = expanded.map((task) => task.name);
-  const repeated = names.find((name, i) => names.indexOf(name) !== i);
-  if (repeated !== undefined) throw new PaceOptionError(`${what}: the task '${repeated}' is listed twice`);
+  const names = new Set<string>();
+  for (const { name } of expanded) {
+    if (names.has(name)) throw new PaceOptionError(`${what}: the task '${name}' is listed twice`);
+    names.add(name);
+  }
   return expanded;
 }
 
