@@ -16,6 +16,7 @@ import {
   type Model,
   type TensorRecord,
 } from '../lib';
+import { nativeAddon } from '../lib/native';
 import { keepPrevious } from '../lib/train/checkpoints';
 import { RunFolder } from '../lib/train/run-folder';
 import { checkpointDigest, saveCheckpointWithDigest } from './support/checkpoint-digest';
@@ -180,7 +181,7 @@ test('edited metadata is refused: by the digest, and by its rules when the diges
   expect((await resumeError(dir)).message).toContain('it is corrupt or was edited');
   // Edited with a digest recomputed to match: the fields must still make sense for this run.
   const cases: [Record<string, string>, string][] = [
-    [{ epoch: '7' }, "its metadata field 'epoch' is past the last epoch of this run (3)"],
+    [{ epoch: '7' }, "its metadata field 'history' must list epochs 0 to 7 in order"],
     [{ epoch: '-4' }, "its metadata field 'epoch'"],
     [{ epoch: 'one' }, "its metadata field 'epoch' must be an integer"],
     [{ epoch: '0' }, "its metadata field 'history' must list epochs 0 to 0 in order"],
@@ -193,6 +194,59 @@ test('edited metadata is refused: by the digest, and by its rules when the diges
     expect(untouched).toBe(true);
   }
   disposeTensors(tensors);
+});
+
+test('a run resumed with fewer epochs than it has trained is refused, offering no earlier checkpoint', async () => {
+  // Bug: this was refused as a fault of the file, offering resumeFrom 'previous' or 'best': taking that advice
+  // retrained the later epochs over their checkpoints and metrics.
+  const dir = copyOfRun('fewer-epochs');
+  const files = () => fs.readdirSync(dir).map((name) => [name, fs.readFileSync(path.join(dir, name))]);
+  const before = files();
+  const { message, untouched } = await resumeError(dir, { epochs: 1 });
+  expect(message).toContain(
+    `cannot resume from ${path.join(dir, 'last.safetensors')} with epochs: 1: the run has already trained 2 epochs; ` +
+      'give epochs of at least 2',
+  );
+  expect(message).not.toContain('resumeFrom');
+  expect(untouched).toBe(true);
+  expect(files()).toEqual(before);
+  // As many epochs as it has trained: nothing left to train, and nothing rewritten but its metrics.
+  using model = await freshModel();
+  const history = await new Trainer(model, trainerOptions).fit(train, { ...fit, epochs: 2, resume: dir });
+  expect(history.epochs.map((e) => e.epoch)).toEqual([0, 1]);
+});
+
+test('a state whose parameters are not finite is not written as a checkpoint', async () => {
+  // Bug: only losses were checked, each before its update: an epoch's last update could leave the parameters
+  // infinite (a finite loss before it), and that state was written as last and best, the run then unusable.
+  const { tensors, metadata } = await loadTensors(path.join(runDir, 'last.safetensors'));
+  const name = Object.keys(tensors).filter((key) => key.startsWith('param.'))[1];
+  const values = tensors[name].toFloat32Array();
+  values[values.length - 1] = Number.POSITIVE_INFINITY;
+  const shape = tensors[name].shape;
+  tensors[name].dispose();
+  tensors[name] = tensor(values, shape);
+  const blownUp = path.join(temp.dir, 'blown-up.safetensors');
+  await saveCheckpointWithDigest(blownUp, tensors, metadata ?? {});
+  disposeTensors(tensors);
+  using model = await freshModel();
+  const handle = new (nativeAddon().NativeTrainer)(
+    model.nativeHandle,
+    trainerOptions.optimizer,
+    trainerOptions.pace,
+    3,
+  );
+  await handle.loadState(blownUp);
+  const written = path.join(temp.dir, 'from-blown-up.safetensors');
+  await expect(handle.saveState(written, {})).rejects.toMatchObject({
+    code: 'PACE_DIVERGED',
+    message:
+      `the trainable parameters became NaN or infinite ('${name}' first) in an update that followed a finite loss ` +
+      '(lower the learning rate or check the data); this state is not written: the run folder keeps its earlier ' +
+      'checkpoints',
+  });
+  expect(fs.existsSync(written)).toBe(false);
+  handle.dispose();
 });
 
 test('a refused last checkpoint names the previous one, which resumes to the same end', async () => {

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { z } from 'zod';
 
 import { withContext } from '../error-context';
-import { PaceFileError, PaceNotFoundError, PaceStateError } from '../errors';
+import { PaceFileError, PaceNotFoundError, PaceOptionError, PaceStateError } from '../errors';
 import type { NativeTrainerHandle } from '../native';
 import { readTensorHeader } from '../safetensors';
 import type { EpochLogs } from './callbacks';
@@ -67,19 +67,14 @@ function checkStartOver(run: RunFolder, identity: RunIdentity): void {
 }
 
 /** The metadata every training checkpoint carries besides its digest (checked by the native loader). */
-function checkpointMetadataSchema(epochs: number) {
+function checkpointMetadataSchema() {
   return z
     .object({
       epoch: z
         .string()
         .regex(/^-?\d+$/, 'must be an integer')
         .transform(Number)
-        .pipe(
-          z
-            .number()
-            .min(-1)
-            .max(epochs - 1, `is past the last epoch of this run (${epochs - 1})`),
-        ),
+        .pipe(z.number().min(-1)),
       history: jsonText,
       // Checkpoints written before runs carried their identity have none, and are not compared.
       [RUN_IDENTITY_KEY]: jsonText.optional(),
@@ -163,7 +158,7 @@ export async function resumeFrom(
   let metadata: z.infer<ReturnType<typeof checkpointMetadataSchema>>;
   try {
     const header = await readTensorHeader(file);
-    const parsed = checkpointMetadataSchema(epochs).safeParse(header.metadata ?? {});
+    const parsed = checkpointMetadataSchema().safeParse(header.metadata ?? {});
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       throw new PaceFileError(`its metadata field '${issue.path.join('.') || 'epoch'}' ${issue.message}`);
@@ -175,6 +170,14 @@ export async function resumeFrom(
   // Another run's checkpoint: its folder's other checkpoints are that run's too, so none is offered.
   if (metadata[RUN_IDENTITY_KEY] !== undefined)
     checkSameRun(metadata[RUN_IDENTITY_KEY], identity, `the checkpoint ${file}`);
+  // Not a fault of the file: no other checkpoint is offered, as resuming an earlier one would overwrite the later
+  // epochs' checkpoints and metrics.
+  if (metadata.epoch + 1 > epochs) {
+    throw new PaceOptionError(
+      `cannot resume from ${file} with epochs: ${epochs}: the run has already trained ${metadata.epoch + 1} ` +
+        `epochs; give epochs of at least ${metadata.epoch + 1} (more trains it further), or start a new run folder`,
+    );
+  }
   try {
     await handle.loadState(file);
   } catch (error) {
