@@ -360,6 +360,30 @@ describe('arguments', () => {
     );
   });
 
+  test('a learning rate whose AdamW update no float32 holds is refused naming it, not as a libtorch overflow', async () => {
+    // Bug: lr 1e39 (or 3e38, its first update lr / (1 - 0.9) being 3e39) failed inside libtorch with "value cannot
+    // be converted to type float without overflow", naming no option.
+    using model = await adaptedModel();
+    expect(() => new Trainer(model, { optimizer: { lr: 3e38 } })).toThrow(
+      new PaceOptionError(
+        "optimizer.lr 3e+38 is too large: AdamW's first update moves a parameter by up to optimizer.lr / " +
+          '(1 - betas[0]) = 3e+39, past the largest float32 (3.4e38)',
+      ),
+    );
+    expect(() => new Trainer(model, { optimizer: { lr: 1, weightDecay: 1e39 } })).toThrow(
+      new PaceOptionError(
+        'optimizer.lr × optimizer.weightDecay = 1e+39 is past the largest float32 (3.4e38), which ' +
+          "AdamW's decay factor 1 - optimizer.lr × weightDecay must fit",
+      ),
+    );
+    // The largest rate taken steps (its parameters blown up, but no error of libtorch's).
+    const trainer = new Trainer(model, { optimizer: { lr: 3e37 } });
+    expect(() => trainer.setLearningRate(1e38)).toThrow(/^lr 1e\+38 is too large: .* = 1e\+39, past the largest/);
+    using x = images(2);
+    using y = labels([0, 1]);
+    expect(Number.isFinite((await trainer.trainStep(x, y)).totalLoss)).toBe(true);
+  });
+
   test('a pace.blockStart past the last noise unit is refused instead of turning PACE off', async () => {
     using model = await adaptedModel();
     // tinyVit: blocks 0 and 1, then the head

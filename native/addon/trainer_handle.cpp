@@ -443,10 +443,13 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   }
 
   Napi::Value setLearningRate(const Napi::CallbackInfo& info) {
-    const auto trainer = live(info.Env());
-    const auto lock = lockFromJs(info.Env(), *model_);
-    trainer->setLearningRate(info[0].ToNumber().DoubleValue());
-    return info.Env().Undefined();
+    const Napi::Env env = info.Env();
+    return guard(env, [&]() -> Napi::Value {
+      const auto trainer = live(env);
+      const auto lock = lockFromJs(env, *model_);
+      trainer->setLearningRate(info[0].ToNumber().DoubleValue());
+      return env.Undefined();
+    });
   }
 
   std::shared_ptr<ModelState> model_;

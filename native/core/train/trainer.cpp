@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <iomanip>
+#include <limits>
 #include <sstream>
 
 #include "errors.h"
@@ -18,9 +19,9 @@
 namespace pace::train {
 
 void OptimizerConfig::validate() const {
-  if (!(lr >= 0)) throw OptionError("optimizer.lr must be >= 0");
   if (!(weightDecay >= 0)) throw OptionError("optimizer.weightDecay must be >= 0");
   if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) throw OptionError("optimizer.betas must be in [0, 1)");
+  checkLearningRate(lr, "optimizer.lr");
   if (!(eps > 0)) throw OptionError("optimizer.eps must be > 0");
   if (!(clipGradNorm >= 0)) throw OptionError("optimizer.clipGradNorm must be >= 0");
   if (!(samRho >= 0)) throw OptionError("optimizer.samRho must be >= 0");
@@ -28,6 +29,25 @@ void OptimizerConfig::validate() const {
   if (!(gradientPenaltyRadius > 0)) throw OptionError("optimizer.gradientPenaltyRadius must be > 0");
   if (samRho > 0 && gradientPenalty > 0)
     throw OptionError("optimizer.samRho and optimizer.gradientPenalty are alternatives: set one of them");
+}
+
+// AdamW's update scalars are float32 in libtorch: a larger one would fail there with a message naming no option.
+void OptimizerConfig::checkLearningRate(double rate, const std::string& name) const {
+  if (!(rate >= 0)) throw OptionError(name + " must be >= 0");
+  constexpr double kLargest = std::numeric_limits<float>::max();
+  const auto shown = [](double value) {
+    std::ostringstream out;
+    out << std::setprecision(3) << value;
+    return out.str();
+  };
+  if (!(rate / (1 - beta1) <= kLargest))
+    throw OptionError(name + " " + shown(rate) + " is too large: AdamW's first update moves a parameter by up to " +
+                      name + " / (1 - betas[0]) = " + shown(rate / (1 - beta1)) +
+                      ", past the largest float32 (3.4e38)");
+  if (!(rate * weightDecay <= kLargest))
+    throw OptionError(name + " × optimizer.weightDecay = " + shown(rate * weightDecay) +
+                      " is past the largest float32 (3.4e38), which AdamW's decay factor 1 - " + name +
+                      " × weightDecay must fit");
 }
 
 SharpnessConfig OptimizerConfig::sharpness() const {
@@ -446,6 +466,7 @@ StepResult Trainer::step(const StepInputs& inputs, StepGraphMode graphs) {
 }
 
 void Trainer::setLearningRate(double lr) {
+  optimizerConfig_.checkLearningRate(lr, "lr");
   for (auto& group : optimizer_->param_groups()) {
     static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
   }

@@ -46,6 +46,8 @@ struct OptimizerConfig {
   double gradientPenalty = 0;
   double gradientPenaltyRadius = 0.01;
   void validate() const;
+  // Refuses a learning rate (named `name` in the message) this optimizer's float32 update cannot take.
+  void checkLearningRate(double rate, const std::string& name) const;
   SharpnessConfig sharpness() const;
 };
 

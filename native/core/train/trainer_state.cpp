@@ -5,6 +5,25 @@
 
 namespace pace::train {
 
+namespace {
+
+// An update can overflow while the loss it followed was finite (checked before the update): the state to be
+// written is then not a checkpoint anyone could continue from. All ranks hold the same parameters and moments, so
+// all refuse alike, before the collective below.
+void checkFinite(const std::vector<NamedTensor>& tensors) {
+  std::vector<at::Tensor> allFinite;
+  for (const auto& named : tensors) allFinite.push_back(at::isfinite(named.tensor).all());
+  if (allFinite.empty() || at::stack(allFinite).all().item<bool>()) return;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (allFinite[i].item<bool>()) continue;
+    throw DivergedError("the trainable parameters became NaN or infinite ('" + tensors[i].name +
+                        "' first) in an update that followed a finite loss (lower the learning rate or check the "
+                        "data); this state is not written: the run folder keeps its earlier checkpoints");
+  }
+}
+
+}  // namespace
+
 std::vector<NamedTensor> Trainer::state() const {
   std::vector<NamedTensor> out;
   const auto& optimizerState = optimizer_->state();
@@ -18,6 +37,7 @@ std::vector<NamedTensor> Trainer::state() const {
     out.push_back(
         {"adamw." + named.name + ".step", torch::full({}, static_cast<int64_t>(moments.step()), torch::kLong)});
   }
+  checkFinite(out);  // (the steps are integers)
   // Data-parallel, every rank's generator states, one row per rank ([worldSize, bytes]).
   for (const auto& [name, generator] : {std::pair<const char*, const at::Generator*>{"rng.noise", &noiseGenerator_},
                                         {"rng.drop_path", &dropPathGenerator_},
