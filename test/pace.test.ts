@@ -204,6 +204,79 @@ describe.each(paceFixtures)('%s in bf16 (autocast on the CPU)', (name) => {
   );
 });
 
+describe("the reference's delta_b on a linear without a bias (Swin's downsample.reduction)", () => {
+  const name = 'pace_swin_loramul_vptadd';
+  const reduction = 'layers.1.downsample.reduction';
+  const shiftOf = (width: number) => tensor(Float32Array.from({ length: width }, (_, i) => 0.05 * Math.sin(i + 1)));
+
+  /** An adapter file of `model` with `edit` applied (a tensor to set, or undefined to leave one out). */
+  async function editedAdapters(model: Model, file: string, edit: Record<string, Tensor | undefined>): Promise<void> {
+    await model.saveAdapters(file);
+    const { tensors } = await loadTensors(file);
+    for (const [key, value] of Object.entries(edit)) {
+      tensors[key]?.dispose();
+      if (value) tensors[key] = value;
+      else delete tensors[key];
+    }
+    await saveTensors(file, tensors);
+    disposeTensors(tensors);
+  }
+
+  test("LoRA-add's delta_b is a trained shift there, as the reference's LoRAadd_Linear: the same as a bias", async () => {
+    // Bug: loraadd (and loraadd_vptadd) left delta_b out where the linear has no bias: a trainable shift the
+    // reference has was missing (1,792 parameters on Swin-B) and converted reference files were refused.
+    const io = (await loadTensors(fixture(`${name}.io.safetensors`))).tensors;
+    const base = await loadTensors(fixture(`${name}.base.safetensors`));
+    for (const type of ['loraadd', 'loraadd_vptadd'] as const) {
+      using model = await createModel(specOf(name), { pretrained: fixture(`${name}.base.safetensors`) });
+      model.addAdapters({ type, rank: 2 });
+      expect(model.trainableParameters()).toContain(`${reduction}.delta_b`);
+      const width = base.tensors[`${reduction}.weight`].shape[0];
+      const file = path.join(temp.dir, `${type}-shift.safetensors`);
+      await editedAdapters(model, file, { [`${reduction}.delta_b`]: shiftOf(width) });
+      await model.loadAdapters(file);
+      // The adapter's low-rank product starts at zero (delta_W_down = 0; VPT's prompt_down too): delta_b alone acts,
+      // as a bias of that value would.
+      const withBias = path.join(temp.dir, `${type}-bias.safetensors`);
+      await saveTensors(withBias, { ...base.tensors, [`${reduction}.bias`]: shiftOf(width) });
+      using biased = await createModel(specOf(name), { pretrained: withBias });
+      using ours = await model.forward(io.input);
+      using expected = await biased.forward(io.input);
+      expect(relativeError(ours, expected)).toBeLessThan(1e-5);
+      using plain = await createModel(specOf(name), { pretrained: fixture(`${name}.base.safetensors`) });
+      using unshifted = await plain.forward(io.input);
+      expect(relativeError(ours, unshifted)).toBeGreaterThan(1e-3); // the shift moved the logits
+      // A file of an earlier version, without it, loads as that version computed: delta_b zero.
+      await editedAdapters(model, file, { [`${reduction}.delta_b`]: undefined });
+      await model.loadAdapters(file);
+      using older = await model.forward(io.input);
+      expect(relativeError(older, unshifted)).toBeLessThan(1e-5);
+    }
+    disposeTensors(base.tensors);
+    disposeTensors(io);
+  });
+
+  test("a reference LoRAmul+VPT-add file's unused delta_b there is accepted and has no effect; no other is", async () => {
+    const io = (await loadTensors(fixture(`${name}.io.safetensors`))).tensors;
+    using model = await fixtureAdaptedModel(name);
+    expect(model.trainableParameters()).not.toContain(`${reduction}.delta_b`);
+    using before = await model.forward(io.input);
+    const file = path.join(temp.dir, 'reference-unused-delta-b.safetensors');
+    const width = model.parameters().find((p) => p.name === `${reduction}.weight`)!.shape[0];
+    await editedAdapters(model, file, { [`${reduction}.delta_b`]: shiftOf(width) });
+    await model.loadAdapters(file);
+    using after = await model.forward(io.input);
+    expect(Array.from(after.toFloat32Array())).toEqual(Array.from(before.toFloat32Array()));
+    await editedAdapters(model, file, { [`${reduction}.delta_b`]: tensor(new Float32Array(4), [2, 2]) });
+    await expect(model.loadAdapters(file)).rejects.toThrow(
+      `${reduction}.delta_b is not a trainable parameter of this model`,
+    );
+    await editedAdapters(model, file, { [`${reduction}.delta_W_up`]: undefined });
+    await expect(model.loadAdapters(file)).rejects.toThrow(`${reduction}.delta_W_up is missing`);
+    disposeTensors(io);
+  });
+});
+
 describe('merging', () => {
   test('Swin merges its VPT shift on the bias-less downsample.reduction into an added bias', async () => {
     const name = 'pace_swin_loramul_vptadd';

@@ -35,6 +35,17 @@ class Adapter : public models::LinearAdapter {
   // a(x) = x·ΔWᵀ + c, shaped like the linear's output.
   at::Tensor output(const models::LinearImpl& linear, const at::Tensor& input) const;
 
+  // A parameter an adapter file may hold here though this adapter has none of that name: the reference creates it
+  // and it has no effect on this linear (b0 ⊙ delta_b where there is no b0). Empty: none.
+  const std::string& referenceOnlyParameter() const { return referenceOnly_; }
+  // A parameter an adapter file may lack here: earlier versions did not create it (LoRA-add's delta_b on a linear
+  // without a bias), and without it the adapter is what it was then (zero). Empty: none.
+  const std::string& formerlyAbsentParameter() const { return formerlyAbsent_; }
+
+ protected:
+  std::string referenceOnly_;
+  std::string formerlyAbsent_;
+
  private:
   std::string typeName_;
   int64_t rank_;

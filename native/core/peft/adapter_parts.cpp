@@ -30,16 +30,16 @@ at::Tensor PromptPair::shift(const at::Tensor& frozenWeight) const {
   return torch::matmul(frozenWeight, torch::matmul(down, up)).squeeze(1);
 }
 
-at::Tensor attachDeltaBias(models::LinearImpl& linear) {
-  if (!linear.bias.defined()) return {};
+at::Tensor attachDeltaBias(models::LinearImpl& linear, DeltaBiasUse use) {
+  if (use == DeltaBiasUse::ScalesBias && !linear.bias.defined()) return {};
   torch::NoGradGuard noGrad;
   return linear.register_parameter("delta_b", torch::zeros({linear.outFeatures}, linear.weight.options()));
 }
 
-LowRankPromptParts LowRankPromptParts::attach(models::LinearImpl& linear, int64_t rank) {
+LowRankPromptParts LowRankPromptParts::attach(models::LinearImpl& linear, int64_t rank, DeltaBiasUse use) {
   LowRankPromptParts parts;
   parts.lowRank = LowRankPair::attach(linear, rank);
-  parts.deltaBias = attachDeltaBias(linear);
+  parts.deltaBias = attachDeltaBias(linear, use);
   parts.prompt = PromptPair::attach(linear, rank);
   return parts;
 }

@@ -19,15 +19,17 @@ struct PromptPair {
   at::Tensor down, up;
 };
 
-// delta_b [out] (zeros), only on a linear with a bias (undefined otherwise).
-at::Tensor attachDeltaBias(models::LinearImpl& linear);
+// What delta_b [out] (zeros) is to a type: a scale of the frozen bias (b0 ⊙ delta_b), attached only where the
+// linear has a bias (undefined otherwise); or a shift of its own (LoRA-add's), attached on every linear.
+enum class DeltaBiasUse { ScalesBias, Shift };
+at::Tensor attachDeltaBias(models::LinearImpl& linear, DeltaBiasUse use);
 
 // The parameters of the LoRA + VPT-add combinations, attached in the reference's order (low-rank pair, delta_b,
 // prompt pair), which fixes the order of their random initialisation.
 struct LowRankPromptParts {
-  static LowRankPromptParts attach(models::LinearImpl& linear, int64_t rank);
+  static LowRankPromptParts attach(models::LinearImpl& linear, int64_t rank, DeltaBiasUse use);
   LowRankPair lowRank;
-  at::Tensor deltaBias;  // undefined on a linear without a bias
+  at::Tensor deltaBias;  // undefined where it scales a bias the linear lacks
   PromptPair prompt;
 };
 

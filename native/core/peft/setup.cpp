@@ -10,6 +10,7 @@
 #include "errors.h"
 #include "io/checked_load.h"
 #include "models/layers.h"
+#include "peft/adapter.h"
 #include "tensor/dtype.h"
 #include "tensor/finite_as.h"
 
@@ -25,6 +26,25 @@ bool matchesTarget(const std::string& path, const std::vector<std::string>& targ
       return true;
   }
   return false;
+}
+
+// The adapter parameters a file may hold or lack without meaning anything (peft/adapter.h).
+struct FileLeeway {
+  std::set<std::string> mayHold, mayLack;
+};
+
+FileLeeway fileLeeway(models::Backbone& model) {
+  FileLeeway leeway;
+  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
+    const auto* linear = dynamic_cast<const models::LinearImpl*>(item.value().get());
+    const auto* adapter = linear ? dynamic_cast<const Adapter*>(linear->adapter.get()) : nullptr;
+    if (!adapter) continue;
+    if (!adapter->referenceOnlyParameter().empty())
+      leeway.mayHold.insert(item.key() + "." + adapter->referenceOnlyParameter());
+    if (!adapter->formerlyAbsentParameter().empty())
+      leeway.mayLack.insert(item.key() + "." + adapter->formerlyAbsentParameter());
+  }
+  return leeway;
 }
 
 }  // namespace
@@ -162,10 +182,15 @@ void loadAdapters(models::Backbone& model, const std::string& path,
   std::map<std::string, torch::Tensor> byName;
   for (const auto& named : contents.tensors) byName[named.name] = named.tensor;
   const std::vector<NamedTensor> trainable = trainableParameters(model);
+  const FileLeeway leeway = fileLeeway(model);
   std::vector<std::string> problems;
-  std::set<std::string> used;
+  std::set<std::string> used, zeroed;
   for (const auto& param : trainable) {
     const auto found = byName.find(param.name);
+    if (found == byName.end() && leeway.mayLack.count(param.name)) {
+      zeroed.insert(param.name);
+      continue;
+    }
     if (found == byName.end()) {
       problems.push_back(param.name + " is missing");
       continue;
@@ -179,7 +204,9 @@ void loadAdapters(models::Backbone& model, const std::string& path,
                          shapeToString(found->second.sizes().vec()));
   }
   for (const auto& [name, tensor] : byName) {
-    if (!used.count(name)) problems.push_back(name + " is not a trainable parameter of this model");
+    if (used.count(name)) continue;
+    if (leeway.mayHold.count(name) && tensor.dim() == 1) continue;  // the reference's, with no effect here
+    problems.push_back(name + " is not a trainable parameter of this model");
   }
   if (!problems.empty()) {
     std::string text;
@@ -191,13 +218,19 @@ void loadAdapters(models::Backbone& model, const std::string& path,
                      text);
   }
   for (const auto& param : trainable) {
+    if (zeroed.count(param.name)) continue;
     at::Tensor& value = byName[param.name];
     std::string problem;
     value = finiteAs(value, param.tensor.scalar_type(), problem);
     if (!value.defined()) throw FileError("adapter file '" + path + "': '" + param.name + "' " + problem);
   }
   torch::NoGradGuard noGrad;
-  for (const auto& param : trainable) param.tensor.copy_(byName[param.name]);
+  for (const auto& param : trainable) {
+    if (zeroed.count(param.name))
+      param.tensor.zero_();
+    else
+      param.tensor.copy_(byName[param.name]);
+  }
 }
 
 }  // namespace pace::peft

@@ -9,7 +9,11 @@ namespace {
 class LoraAdd : public Adapter {
  public:
   LoraAdd(models::LinearImpl& linear, int64_t rank)
-      : Adapter("loraadd", rank), lowRank_(LowRankPair::attach(linear, rank)), deltaBias_(attachDeltaBias(linear)) {}
+      : Adapter("loraadd", rank),
+        lowRank_(LowRankPair::attach(linear, rank)),
+        deltaBias_(attachDeltaBias(linear, DeltaBiasUse::Shift)) {
+    if (!linear.bias.defined()) formerlyAbsent_ = "delta_b";
+  }
 
   AdapterTerms terms(const models::LinearImpl&) const override { return {lowRank_.product(), deltaBias_}; }
 

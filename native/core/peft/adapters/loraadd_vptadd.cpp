@@ -10,13 +10,14 @@ namespace {
 class LoraAddVptAdd : public Adapter {
  public:
   LoraAddVptAdd(models::LinearImpl& linear, int64_t rank)
-      : Adapter("loraadd_vptadd", rank), parts_(LowRankPromptParts::attach(linear, rank)) {}
+      : Adapter("loraadd_vptadd", rank), parts_(LowRankPromptParts::attach(linear, rank, DeltaBiasUse::Shift)) {
+    if (!linear.bias.defined()) formerlyAbsent_ = "delta_b";
+  }
 
   AdapterTerms terms(const models::LinearImpl& linear) const override {
     AdapterTerms terms;
     terms.deltaWeight = parts_.lowRank.product();
-    terms.shift = parts_.prompt.shift(linear.weight);
-    if (parts_.deltaBias.defined()) terms.shift = addToShift(terms.shift, parts_.deltaBias);
+    terms.shift = parts_.prompt.shift(linear.weight) + parts_.deltaBias;
     return terms;
   }
 

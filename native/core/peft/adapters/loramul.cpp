@@ -9,7 +9,11 @@ namespace {
 class LoraMul : public Adapter {
  public:
   LoraMul(models::LinearImpl& linear, int64_t rank)
-      : Adapter("loramul", rank), lowRank_(LowRankPair::attach(linear, rank)), deltaBias_(attachDeltaBias(linear)) {}
+      : Adapter("loramul", rank),
+        lowRank_(LowRankPair::attach(linear, rank)),
+        deltaBias_(attachDeltaBias(linear, DeltaBiasUse::ScalesBias)) {
+    if (!deltaBias_.defined()) referenceOnly_ = "delta_b";
+  }
 
   AdapterTerms terms(const models::LinearImpl& linear) const override {
     AdapterTerms terms;

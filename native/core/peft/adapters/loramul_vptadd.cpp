@@ -9,7 +9,9 @@ namespace {
 class LoraMulVptAdd : public Adapter {
  public:
   LoraMulVptAdd(models::LinearImpl& linear, int64_t rank)
-      : Adapter("loramul_vptadd", rank), parts_(LowRankPromptParts::attach(linear, rank)) {}
+      : Adapter("loramul_vptadd", rank), parts_(LowRankPromptParts::attach(linear, rank, DeltaBiasUse::ScalesBias)) {
+    if (!parts_.deltaBias.defined()) referenceOnly_ = "delta_b";
+  }
 
   AdapterTerms terms(const models::LinearImpl& linear) const override {
     AdapterTerms terms;
