@@ -19,6 +19,8 @@ export interface NativeTensorHandle {
   readonly disposed: boolean;
   copyData(dtype: DType): ArrayBuffer;
   viewData(): ArrayBuffer | undefined;
+  /** A cheap identity of the contents (native/core/tensor/fingerprint.h). */
+  fingerprint(): string;
   to(device: string): NativeTensorHandle;
   cast(dtype: DType): NativeTensorHandle;
   clone(): NativeTensorHandle;

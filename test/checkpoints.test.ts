@@ -375,6 +375,48 @@ test("another run's checkpoint is refused, naming what differs, before anything 
   expect((await adapterBytes(model)).equals(expected)).toBe(true);
 });
 
+test('a resume on another training set of the same size is refused naming what differs; older runs still resume', async () => {
+  // Bug: a training set was known by its size alone, so another set of 64 samples continued this run (with the fast
+  // variant, its logit history applied to other samples).
+  const relabelled = new TensorDataset(
+    train.images,
+    tensor(BigInt64Array.from(train.labels.toBigInt64Array(), (label) => (label + 1n) % 4n)),
+  );
+  for (const [other, field] of [
+    [new TensorDataset(colourDataset(64, 2).images, train.labels), 'images'],
+    [relabelled, 'labels'],
+  ] as const) {
+    const dir = copyOfRun(`other-set-${field}`);
+    using model = await freshModel();
+    const before = await adapterBytes(model);
+    const error = await new Trainer(model, trainerOptions).fit(other, { ...fit, resume: dir }).catch((e: Error) => e);
+    expect([field, (error as Error).message]).toEqual([
+      field,
+      expect.stringMatching(
+        new RegExp(
+          `belongs to another run \\(data\\.fingerprint\\.${field}: "crc32:[0-9a-f]{8}" → "crc32:[0-9a-f]{8}"\\)`,
+        ),
+      ),
+    ]);
+    expect((await adapterBytes(model)).equals(before)).toBe(true);
+  }
+  // A run of an earlier version recorded no fingerprint: it is compared on the set's size, as it was then.
+  const dir = copyOfRun('before-fingerprints');
+  for (const name of ['last.safetensors', 'previous.safetensors']) {
+    const file = path.join(dir, name);
+    const { tensors, metadata } = await loadTensors(file);
+    const identity = JSON.parse(metadata!.run) as { data: Record<string, unknown> };
+    expect(Object.keys(identity.data)).toEqual(['trainSamples', 'fingerprint']);
+    delete identity.data.fingerprint;
+    await saveCheckpointWithDigest(file, tensors, { ...metadata, run: JSON.stringify(identity) });
+    disposeTensors(tensors);
+  }
+  using model = await freshModel();
+  const history = await new Trainer(model, trainerOptions).fit(train, { ...fit, resume: dir });
+  expect(history.epochs.map((e) => e.epoch)).toEqual([0, 1, 2, 3]);
+  expect((await adapterBytes(model)).equals(expected)).toBe(true);
+});
+
 test('a new fit in a folder that holds a run is refused, and the folder is left as it was', async () => {
   // Bug caught: a new run kept the old run's best.safetensors, and resumeFrom: 'best' then restored the other run.
   const dir = copyOfRun('reused');

@@ -14,6 +14,7 @@ import {
   Trainer,
 } from '../lib';
 import { checkAugmentation } from '../lib/data/augment';
+import { datasetFingerprint } from '../lib/data/dataset-fingerprint';
 import { makeTempDir } from './support/paths';
 import { tinyVit } from './support/synthetic';
 import { idxBytes } from './support/idx';
@@ -316,5 +317,56 @@ describe('dataset files (loadTensorDataset)', () => {
     await expect(loadTensorDataset(file, { numClasses: 5 })).rejects.toThrow(
       `dataset file '${file}': label -1 at index 2 is negative`,
     );
+  });
+});
+
+describe('dataset fingerprints (what tells a resumed run its training set)', () => {
+  const imagenetLike = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+  /** CRC-32 (IEEE), bit by bit: the independent reference for the native zlib one. */
+  function crc32(chunks: Uint8Array[]): string {
+    let crc = 0xffffffff;
+    for (const chunk of chunks) {
+      for (const byte of chunk) {
+        crc ^= byte;
+        for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0xedb88320 : crc >>> 1;
+      }
+    }
+    return `crc32:${((crc ^ 0xffffffff) >>> 0).toString(16).padStart(8, '0')}`;
+  }
+  const sizes = (shape: number[]) => new Uint8Array(BigInt64Array.from(shape, BigInt).buffer);
+  const named = (dtype: string) => new TextEncoder().encode(dtype);
+
+  test('small sets are hashed whole: dtype, shape and every byte, as an independent CRC-32 computes', () => {
+    const pixels = new Uint8Array(6 * 4 * 4 * 3).map((_, i) => (i * 7) % 256);
+    const labels = BigInt64Array.from({ length: 6 }, (_, i) => BigInt(i % 3));
+    const set = new TensorDataset(tensor(pixels, [6, 4, 4, 3]), tensor(labels), { normalization: imagenetLike });
+    expect(datasetFingerprint(set)).toEqual({
+      images: crc32([named('uint8'), sizes([6, 4, 4, 3]), pixels]),
+      labels: crc32([named('int64'), sizes([6]), new Uint8Array(labels.buffer)]),
+    });
+    const reshaped = new TensorDataset(tensor(pixels, [6, 4, 12, 1]), tensor(labels), {
+      normalization: imagenetLike,
+    });
+    expect(datasetFingerprint(reshaped).images).not.toBe(datasetFingerprint(set).images);
+  });
+
+  test('past 1 MiB, 64 windows of 16 KiB from the first byte to the last', () => {
+    const count = 3 * 1024 * 1024;
+    const pixels = new Uint8Array(count).map((_, i) => (i * 31) % 251);
+    const shape = [12, 256, 1024];
+    const image = (bytes: Uint8Array) =>
+      datasetFingerprint(
+        new TensorDataset(tensor(bytes, shape), tensor(new BigInt64Array(12)), { normalization: imagenetLike }),
+      ).images;
+    const windows = Array.from({ length: 64 }, (_, i) => {
+      const start = Math.floor((i * (count - 16384)) / 63);
+      return pixels.subarray(start, start + 16384);
+    });
+    expect(image(pixels)).toBe(crc32([named('uint8'), sizes(shape), ...windows]));
+    for (const at of [0, count - 1]) {
+      const edited = pixels.slice();
+      edited[at] ^= 1;
+      expect([at, image(edited)]).not.toEqual([at, image(pixels)]);
+    }
   });
 });

@@ -817,12 +817,15 @@ describe('a rank that dies or hangs', () => {
   }, 90_000);
 
   test('ranks whose datasets are augmented otherwise, or of which only one writes a run folder or names a checkpoint, stop together', async () => {
-    // Bugs: only the sets' sizes were compared, so ranks with other augmentation, normalisation or labels trained together
+    // Bugs: only the sets' sizes were compared, so ranks with other augmentation, normalisation, labels or images trained together
     // silently; a run folder on rank 0 alone left the ranks waiting in different collectives until the timeout.
     const script = (change: string) =>
       rankScript(`
         const n = 16;
-        const images = tensor(new Uint8Array(n * 16 * 16 * 3).map((_, i) => i % 251), [n, 16, 16, 3]);
+        const edited = group.rank === 1 && ${change === 'images'} ? 1 : 0; // one pixel of the last image
+        const pixels = new Uint8Array(n * 16 * 16 * 3).map((_, i) => i % 251);
+        pixels[pixels.length - 1] += edited;
+        const images = tensor(pixels, [n, 16, 16, 3]);
         const shift = group.rank === 1 && ${change === 'labels'} ? 1 : 0; // another version of the set
         const labels = tensor(BigInt64Array.from({ length: n }, (_, i) => BigInt((i + shift) % 4)));
         const normalization = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
@@ -835,7 +838,8 @@ describe('a rank that dies or hangs', () => {
     for (const [change, differs] of [
       ['augment', /rank\(s\) 1 differ from rank 0 in data\.train\.augment\.flip \(here: true\)/],
       // Bug caught (a review): ranks holding other labels for the same number of images trained on a mix of both
-      ['labels', /rank\(s\) 1 differ from rank 0 in data\.train\.labels \(here: "sha256 [0-9a-f]{16}"\)/],
+      ['labels', /rank\(s\) 1 differ from rank 0 in data\.train\.fingerprint\.labels \(here: "crc32:[0-9a-f]{8}"\)/],
+      ['images', /rank\(s\) 1 differ from rank 0 in data\.train\.fingerprint\.images \(here: "crc32:[0-9a-f]{8}"\)/],
       ['runDir', /rank\(s\) 1 differ from rank 0 in runFolder \(here: "none"\)/],
       // Bug: refused by rank 1 alone (resumeFrom without resume), while rank 0 waited in its first all-reduce
       ['resumeFrom', /rank\(s\) 1 differ from rank 0 in resumeFrom \(here: "no resume, but a resumeFrom"\)/],

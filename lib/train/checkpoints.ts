@@ -39,7 +39,7 @@ function checkSameRun(saved: unknown, identity: RunIdentity, what: string): void
   const shown =
     differences.slice(0, 4).join('; ') + (differences.length > 4 ? `; and ${differences.length - 4} more` : '');
   throw new PaceStateError(
-    `${what} belongs to another run (${shown}): resume with the model, trainer and fit options it was made with, or start a new run folder`,
+    `${what} belongs to another run (${shown}): resume with the model, trainer, fit options and training set it was made with, or start a new run folder`,
   );
 }
 

@@ -25,7 +25,7 @@ import {
   type Failed,
 } from './rank-agreement';
 import { holdRunFolder, RunFolder, runFilesIn } from './run-folder';
-import { RUN_IDENTITY_KEY, runIdentityOf } from './run-identity';
+import { RUN_IDENTITY_KEY, runIdentityOf, trainingSetIdentity } from './run-identity';
 import { cosineSchedule, CosineShapeSchema, type LrSchedule } from './schedule';
 import { StepGraphModeSchema } from './step-graphs';
 
@@ -270,7 +270,7 @@ async function fitEpochs(
   const config = {
     ...host.describe(),
     fit: o,
-    data: { trainSamples: train.length, ...(augment && { augment }) },
+    data: { trainSamples: train.length, ...trainingSetIdentity(train), ...(augment && { augment }) },
     ...(host.worldSize > 1 && { worldSize: host.worldSize }),
   };
   const identity = runIdentityOf(config);

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 
 import type { TensorDataset } from '../data/dataset';
+import { datasetFingerprint } from '../data/dataset-fingerprint';
 import { agreeAcrossRanks, gatherAcrossRanks } from '../distributed/group';
 import { PaceDistributedError } from '../errors';
 import { jsonLeaves } from '../json-differences';
@@ -35,19 +36,15 @@ export async function agreeOnFit(
 }
 
 /**
- * What of a dataset decides the fit: the number and layout of its samples, their labels (a digest: ranks holding
- * other versions of a set would otherwise train on a mix of both, as `evaluate` refuses for its sets), normalisation
- * and augmentation.
+ * What of a dataset decides the fit: the number and layout of its samples, their contents (fingerprints: ranks
+ * holding other versions of a set would otherwise train on a mix of both, as `evaluate` refuses for its sets),
+ * normalisation and augmentation.
  */
 function describeSet(set: TensorDataset): Record<string, unknown> {
-  const labels = set.labels.view();
-  const digest = crypto
-    .createHash('sha256')
-    .update(new Uint8Array(labels.buffer, labels.byteOffset, labels.byteLength));
   return {
     size: set.length,
-    labels: `sha256 ${digest.digest('hex').slice(0, 16)}`,
     images: `${set.images.dtype} [${set.images.shape.join(', ')}]`,
+    fingerprint: datasetFingerprint(set),
     normalization: set.normalization ?? 'none',
     augment: set.augment ?? 'none',
   };

@@ -1,9 +1,11 @@
+import type { TensorDataset } from '../data/dataset';
+import { datasetFingerprint } from '../data/dataset-fingerprint';
 import { jsonDifferences } from '../json-differences';
 
 /**
  * What makes a resumed fit the continuation of the run it resumes: the model (backbone, its configuration, a
  * fingerprint of its frozen weights, and its adapters), the trainer's options and what shapes the fit's course
- * (schedule, batches, shuffles, augmentation, the training set's size). Every checkpoint carries it in its
+ * (schedule, batches, shuffles, augmentation, the training set: its size, normalisation and contents' fingerprint). Every checkpoint carries it in its
  * metadata (`run`) and the run folder's config.json holds what it is made from; a resume with anything else
  * would continue another run's state under this one's name, so it is refused, naming what differs. Options that
  * leave the course alone (evaluation, progress, diagnostics, step graphs, the run folder) may change, and so may
@@ -36,9 +38,31 @@ export function runIdentityOf(config: Record<string, unknown>): RunIdentity {
   };
 }
 
+/**
+ * What tells a training set from another of the same size: its contents' fingerprints and how its pixels are
+ * normalised. A resume on another set would continue the run on other samples (and, with the fast variant, apply
+ * one set's logit history to the other's).
+ */
+export function trainingSetIdentity(train: TensorDataset): Record<string, unknown> {
+  return {
+    fingerprint: datasetFingerprint(train),
+    ...(train.normalization && {
+      normalization: { mean: [...train.normalization.mean], std: [...train.normalization.std] },
+    }),
+  };
+}
+
 /** The differences between a saved identity and this run's, as `path: saved → now` (none: the same run). */
 export function identityDifferences(saved: unknown, current: RunIdentity): string[] {
   const shown = (value: unknown) => JSON.stringify(value) ?? 'absent';
+  const savedData = (saved as { data?: Record<string, unknown> } | null)?.data;
+  if (savedData && typeof savedData === 'object' && !('fingerprint' in savedData)) {
+    // Runs written before the training set was fingerprinted are compared on its size alone, as they were.
+    const data = { ...(current.data as Record<string, unknown>) };
+    delete data.fingerprint;
+    delete data.normalization;
+    current = { ...current, data };
+  }
   return jsonDifferences(saved, JSON.parse(JSON.stringify(current)) as unknown).map(
     ({ path, before, after }) => `${path}: ${shown(before)} → ${shown(after)}`,
   );

@@ -33,6 +33,7 @@ Napi::Function TensorHandle::define(Napi::Env env) {
                          InstanceAccessor<&TensorHandle::disposed>("disposed"),
                          InstanceMethod<&TensorHandle::copyData>("copyData"),
                          InstanceMethod<&TensorHandle::viewData>("viewData"),
+                         InstanceMethod<&TensorHandle::fingerprint>("fingerprint"),
                          InstanceMethod<&TensorHandle::to>("to"),
                          InstanceMethod<&TensorHandle::cast>("cast"),
                          InstanceMethod<&TensorHandle::clone>("clone"),
@@ -123,6 +124,12 @@ Napi::Value TensorHandle::copyData(const Napi::CallbackInfo& info) {
 }
 
 constexpr size_t kMaxViewBytes = (size_t{1} << 32) - 1;
+
+// fingerprint(): a cheap identity of the contents (tensor/fingerprint.h).
+Napi::Value TensorHandle::fingerprint(const Napi::CallbackInfo& info) {
+  requireReceiver(info, Wrapped::Tensor);
+  return guard(info.Env(), [&] { return Napi::String::New(info.Env(), contentFingerprint(live(info.Env()))); });
+}
 
 // viewData(): an ArrayBuffer over the tensor's own memory (no copy), kept alive by the buffer itself.
 // Only for contiguous CPU tensors; returns undefined where that is impossible or where the runtime

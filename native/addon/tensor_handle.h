@@ -28,6 +28,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value device(const Napi::CallbackInfo& info);
   Napi::Value numel(const Napi::CallbackInfo& info);
   Napi::Value byteLength(const Napi::CallbackInfo& info);
+  Napi::Value fingerprint(const Napi::CallbackInfo& info);
   Napi::Value disposed(const Napi::CallbackInfo& info);
   Napi::Value copyData(const Napi::CallbackInfo& info);
   Napi::Value viewData(const Napi::CallbackInfo& info);

@@ -28,6 +28,7 @@
 #include "system/threads.h"               // thread settings
 #include "tensor/cpu_cache.h"             // the CPU allocator cache
 #include "tensor/dtype.h"                 // dtype names
+#include "tensor/fingerprint.h"           // a cheap identity of a tensor's contents
 #include "tensor/fused_epilogues.h"       // element-wise work folded into the kernel before it
 #include "tensor/host_memory.h"           // tensors over JavaScript memory
 #include "tensor/precision.h"             // fp32 / tf32 / bf16 arithmetic
