@@ -342,7 +342,12 @@ test("another run's checkpoint is refused, naming what differs, before anything 
   // and another learning rate, seed or schedule continued the run as if it were this one.
   const cases: [typeof trainerOptions, Record<string, unknown>, { type?: 'loraadd_vptadd' }, string][] = [
     [trainerOptions, {}, { type: 'loraadd_vptadd' }, 'model.adapters.type: "loramul_vptadd" → "loraadd_vptadd"'],
-    [{ ...trainerOptions, optimizer: { lr: 2e-2 } }, {}, {}, 'trainer.optimizer.lr: 0.01 → 0.02'],
+    [
+      { ...trainerOptions, optimizer: { lr: 1e-2, weightDecay: 1e-3 } },
+      {},
+      {},
+      'trainer.optimizer.weightDecay: 0.0001 → 0.001',
+    ],
     [{ ...trainerOptions, seed: 4 }, {}, {}, 'trainer.seed: 3 → 4'],
     [trainerOptions, { batchSize: 8 }, {}, 'fit.batchSize: 16 → 8'],
   ];
@@ -367,7 +372,18 @@ test("another run's checkpoint is refused, naming what differs, before anything 
     .fit(train, { ...fit, resume: otherDir })
     .catch((e: Error) => e);
   expect((refused as Error).message).toMatch(/belongs to another run \(model\.weights: "crc32:[0-9a-f]{8}" → "crc32:/);
-  // What leaves the course alone may change: evaluation, progress, diagnostics.
+  // What leaves the course alone may change: evaluation, progress, diagnostics; and the learning rate, lowered on
+  // purpose (the advice of a diverged fit, which this refused).
+  {
+    using lowered = await freshModel();
+    const slower = { ...trainerOptions, optimizer: { lr: 5e-3 } };
+    const resumed = await new Trainer(lowered, slower).fit(train, { ...fit, resume: copyOfRun('lower-lr') });
+    expect(resumed.epochs.map((e) => e.epoch)).toEqual([0, 1, 2, 3]);
+    expect((await adapterBytes(lowered)).equals(expected)).toBe(false);
+    using whole = await freshModel();
+    const atLowerRate = await new Trainer(whole, slower).fit(train, fit);
+    expect(resumed.epochs.slice(2).map((e) => e.lr)).toEqual(atLowerRate.epochs.slice(2).map((e) => e.lr));
+  }
   using model = await freshModel();
   const dir = copyOfRun('same-run-other-evaluation');
   const history = await new Trainer(model, trainerOptions).fit(train, { ...fit, resume: dir, evalEvery: 3 });

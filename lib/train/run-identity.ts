@@ -9,8 +9,8 @@ import { jsonDifferences } from '../json-differences';
  * metadata (`run`) and the run folder's config.json holds what it is made from; a resume with anything else
  * would continue another run's state under this one's name, so it is refused, naming what differs. Options that
  * leave the course alone (evaluation, progress, diagnostics, step graphs, the run folder) may change, and so may
- * `epochs`: training a stopped run for longer (or shorter) is a choice a user makes on purpose, though with a
- * schedule it is no longer the uninterrupted run's.
+ * `epochs` and the trainer's `optimizer.lr`: training a stopped run for longer, or at a lower rate after it
+ * diverged, is a choice a user makes on purpose, though it is then no longer the uninterrupted run.
  */
 export type RunIdentity = Record<string, unknown>;
 
@@ -52,6 +52,13 @@ export function trainingSetIdentity(train: TensorDataset): Record<string, unknow
   };
 }
 
+/** An identity without the learning rate, which a resume may change (recorded all the same). */
+function withoutLearningRate(identity: unknown): unknown {
+  const copy = JSON.parse(JSON.stringify(identity ?? null)) as { trainer?: { optimizer?: Record<string, unknown> } };
+  if (copy?.trainer?.optimizer && typeof copy.trainer.optimizer === 'object') delete copy.trainer.optimizer.lr;
+  return copy;
+}
+
 /** The differences between a saved identity and this run's, as `path: saved → now` (none: the same run). */
 export function identityDifferences(saved: unknown, current: RunIdentity): string[] {
   const shown = (value: unknown) => JSON.stringify(value) ?? 'absent';
@@ -63,7 +70,7 @@ export function identityDifferences(saved: unknown, current: RunIdentity): strin
     delete data.normalization;
     current = { ...current, data };
   }
-  return jsonDifferences(saved, JSON.parse(JSON.stringify(current)) as unknown).map(
+  return jsonDifferences(withoutLearningRate(saved), withoutLearningRate(current)).map(
     ({ path, before, after }) => `${path}: ${shown(before)} → ${shown(after)}`,
   );
 }
