@@ -59,10 +59,14 @@ class ReferenceAdamW {
   readonly v: Arrays = {};
   readonly mAbs: Arrays = {};
   step = 0;
-  constructor(readonly options: AdamWOptions) {}
+  /** `decayOf` gives a parameter's weight decay where it is not `options.weightDecay` (a group without decay). */
+  constructor(
+    readonly options: AdamWOptions,
+    readonly decayOf: (name: string) => number = () => options.weightDecay,
+  ) {}
 
   update(params: Arrays, grads: Arrays): { next: Arrays; scale: Arrays } {
-    const { lr, weightDecay, betas, eps } = this.options;
+    const { lr, betas, eps } = this.options;
     const [beta1, beta2] = betas;
     this.step++;
     const bias1 = 1 - beta1 ** this.step;
@@ -76,6 +80,7 @@ class ReferenceAdamW {
       this.v[name] ??= new Float64Array(p.length);
       this.mAbs[name] ??= new Float64Array(p.length);
       const [m, v, mAbs] = [this.m[name], this.v[name], this.mAbs[name]];
+      const weightDecay = this.decayOf(name);
       next[name] = new Float64Array(p.length);
       scale[name] = new Float64Array(p.length);
       for (let i = 0; i < p.length; i++) {
@@ -204,5 +209,49 @@ describe('AdamW over several steps against a float64 torch.optim.AdamW', () => {
       params = ours;
     }
     expect(clipped).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe("full fine-tuning decays as timm's create_optimizer_v2 does", () => {
+  // Bug: type 'full' decayed every parameter; timm spares biases, 1-D parameters (norms) and what the model's
+  // no_weight_decay() names, and a timm user's full fine-tuning baseline does so.
+  const tinySwin = {
+    family: 'swin',
+    imgSize: 16,
+    patchSize: 2,
+    windowSize: 4,
+    embedDim: 8,
+    depths: [1, 1],
+    numHeads: [1, 2],
+    numClasses: 4,
+  } as const;
+  const data = batches();
+  afterAll(() => data.forEach(({ images, targets }) => [images, targets].forEach((t) => t.dispose())));
+
+  test.each([
+    ['ViT: pos_embed and cls_token', tinyVit, ['pos_embed', 'cls_token']],
+    ['Swin: the relative position bias tables', tinySwin, ['relative_position_bias_table']],
+  ] as const)('%s spared, with biases and norms; every other parameter decayed', async (_, spec, named) => {
+    using model = await createModel(spec, { seed: 5 });
+    model.addAdapters({ type: 'full' });
+    const options: AdamWOptions = { lr: 1e-2, weightDecay: 0.5, betas: [0.9, 0.999], eps: 1e-8 };
+    const trainer = new Trainer(model, { optimizer: options });
+    const dims = new Map(model.parameters().map((p) => [p.name, p.shape.length]));
+    const spared = (name: string) =>
+      dims.get(name)! <= 1 || name.endsWith('.bias') || named.some((part) => name.includes(part));
+    const exempt = [...dims.keys()].filter((name) => dims.get(name)! > 1 && named.some((part) => name.includes(part)));
+    expect(exempt.length).toBeGreaterThanOrEqual(named.length);
+    expect([...dims.keys()].filter((name) => !spared(name)).length).toBeGreaterThan(4);
+    const reference = new ReferenceAdamW(options, (name) => (spared(name) ? 0 : options.weightDecay));
+    let params = await trainableValues(model, 'full-start');
+    expect(Object.keys(params).sort()).toEqual([...dims.keys()].sort());
+    for (let s = 0; s < 2; s++) {
+      await trainer.trainStep(data[s].images, data[s].targets);
+      const expected = reference.update(params, gradientValues(model));
+      const ours = await trainableValues(model, `full-step${s}`);
+      const [name, ratio] = worstError(ours, expected, params);
+      expect([s, name, ratio < 1]).toEqual([s, name, true]);
+      params = ours;
+    }
   });
 });

@@ -49,6 +49,9 @@ class Backbone : public torch::nn::Module {
   std::vector<std::pair<std::string, LinearImpl*>> linears();
   // The block a linear belongs to for PACE's depth schedule ("blocks.3", "layers.1.blocks.0", "head").
   virtual std::string noiseUnitOf(const std::string& linearPath) const = 0;
+  // Whether timm's no_weight_decay() exempts this parameter from weight decay (beyond the biases and other 1-D
+  // parameters create_optimizer_v2 always exempts): what full fine-tuning decays as timm does.
+  virtual bool exemptFromWeightDecay(const std::string& name) const = 0;
   // The first block PACE's noise reaches unless the user says otherwise (the reference: ViT 1, Swin 0).
   virtual int64_t defaultNoiseBlockStart() const = 0;
   // The family's part of timm's checkpoint filter, after the shared one (models/weights.cpp): renames older

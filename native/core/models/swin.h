@@ -105,6 +105,9 @@ class SwinTransformer : public Backbone {
   std::vector<std::string> headParameterNames() const override;
   std::string noiseUnitOf(const std::string& linearPath) const override;
   int64_t defaultNoiseBlockStart() const override { return 0; }
+  bool exemptFromWeightDecay(const std::string& name) const override {
+    return name.find("relative_position_bias_table") != std::string::npos;
+  }
   // timm's: the recomputed relative_position_index and attn_mask buffers dropped, and the pre-0.9 layout
   // (PatchMerging at the end of the previous stage, `head.*` instead of `head.fc.*`) renamed.
   void filterCheckpoint(std::vector<NamedTensor>& tensors, std::vector<std::string>& ignored) const override;

@@ -73,6 +73,9 @@ class VisionTransformer : public Backbone {
   std::vector<std::string> headParameterNames() const override;
   std::string noiseUnitOf(const std::string& linearPath) const override;
   int64_t defaultNoiseBlockStart() const override { return 1; }
+  bool exemptFromWeightDecay(const std::string& name) const override {
+    return name == "pos_embed" || name == "cls_token";
+  }
   bool readsGoogleNpz() const override { return !config.preNorm; }  // Google's files are the original ViT
   std::shared_ptr<Backbone> createLike() const override;
 

@@ -157,12 +157,25 @@ Trainer::Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimi
   if (trainable_.empty()) throw StateError("the model has no trainable parameters: call addAdapters() first");
   if (precision_ == Precision::Bf16 && model_->parameters().front().device().is_cpu())
     requireCpuBf16ProductsSumInFloat();
-  std::vector<at::Tensor> parameters;
-  for (const auto& named : trainable_) parameters.push_back(named.tensor);
-  optimizer_ = std::make_unique<torch::optim::AdamW>(parameters, torch::optim::AdamWOptions(optimizer.lr)
-                                                                     .betas({optimizer.beta1, optimizer.beta2})
-                                                                     .eps(optimizer.eps)
-                                                                     .weight_decay(optimizer.weightDecay));
+  const auto options = [&](double weightDecay) {
+    return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(optimizer.lr)
+                                                            .betas({optimizer.beta1, optimizer.beta2})
+                                                            .eps(optimizer.eps)
+                                                            .weight_decay(weightDecay));
+  };
+  // Adapters and head decay alike, as the PACE reference's AdamW does; full fine-tuning as timm's
+  // create_optimizer_v2 does, sparing biases, 1-D parameters (norms) and what the model's no_weight_decay() names.
+  const bool full = trainable_.size() == model_->parameters().size();
+  std::vector<at::Tensor> decayed, spared;
+  for (const auto& named : trainable_) {
+    // (timm's "name ends in .bias" adds nothing here: every bias is 1-D)
+    const bool spare = full && (named.tensor.dim() <= 1 || model_->exemptFromWeightDecay(named.name));
+    (spare ? spared : decayed).push_back(named.tensor);
+  }
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  if (!decayed.empty()) groups.emplace_back(decayed, options(optimizer.weightDecay));
+  if (!spared.empty()) groups.emplace_back(spared, options(0));
+  optimizer_ = std::make_unique<torch::optim::AdamW>(groups, *options(optimizer.weightDecay));
   placeGenerators(model_->parameters().front().device());
   parallel_.broadcastParameters(trainable_);
 }
