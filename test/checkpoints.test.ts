@@ -17,6 +17,7 @@ import {
   type TensorRecord,
 } from '../lib';
 import { nativeAddon } from '../lib/native';
+import { handleOf } from '../lib/tensor';
 import { keepPrevious } from '../lib/train/checkpoints';
 import { RunFolder } from '../lib/train/run-folder';
 import { checkpointDigest, saveCheckpointWithDigest } from './support/checkpoint-digest';
@@ -247,6 +248,42 @@ test('a state whose parameters are not finite is not written as a checkpoint', a
   });
   expect(fs.existsSync(written)).toBe(false);
   handle.dispose();
+});
+
+test('a fast step refused for a non-finite loss leaves the logit history as it was, with the parameters', async () => {
+  // Bug: on the CPU the fast variant wrote the batch's rows of its history before the loss was checked, so the
+  // refused step, said to leave the parameters as they were, had changed the trainer's state all the same.
+  using model = await freshModel();
+  const pace = { ...trainerOptions.pace, variant: 'fast', datasetSize: 8 };
+  const handle = new (nativeAddon().NativeTrainer)(model.nativeHandle, trainerOptions.optimizer, pace, 3);
+  const pixels = (value: (i: number) => number) =>
+    tensor(
+      Float32Array.from({ length: 4 * 3 * 16 * 16 }, (_, i) => value(i)),
+      [4, 3, 16, 16],
+    );
+  using finite = pixels((i) => Math.sin(i));
+  using nan = pixels(() => Number.NaN);
+  using labels = tensor(BigInt64Array.from([0n, 1n, 2n, 3n]));
+  using indices = tensor(BigInt64Array.from([4n, 5n, 6n, 7n]));
+  const options = { indices: handleOf(indices) };
+  await handle.step(handleOf(finite), handleOf(labels), options);
+  const states = [path.join(temp.dir, 'fast-before.safetensors'), path.join(temp.dir, 'fast-after.safetensors')];
+  await handle.saveState(states[0], {});
+  await expect(handle.step(handleOf(nan), handleOf(labels), options)).rejects.toMatchObject({
+    code: 'PACE_DIVERGED',
+    message: expect.stringContaining('the parameters are as before this step'),
+  });
+  await handle.saveState(states[1], {});
+  handle.dispose();
+  const [before, after] = await Promise.all(states.map(async (file) => (await loadTensors(file)).tensors));
+  const kept = Object.keys(before).filter((key) => !key.startsWith('rng.'));
+  expect(kept).toContain('pace.history');
+  expect(Array.from(before['pace.history'].toFloat32Array().slice(4 * 4)).some((v) => v !== 0)).toBe(true);
+  for (const key of kept) {
+    expect([key, Array.from(after[key].toFloat64Array())]).toEqual([key, Array.from(before[key].toFloat64Array())]);
+  }
+  disposeTensors(before);
+  disposeTensors(after);
 });
 
 test('a refused last checkpoint names the previous one, which resumes to the same end', async () => {

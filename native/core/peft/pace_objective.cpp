@@ -89,11 +89,17 @@ void PaceObjective::rememberLogits(const at::Tensor& indices, const at::Tensor& 
   history.index_copy_(0, toDeviceQueued(indices, history.device()), logits.detach().to(history.device(), at::kFloat));
 }
 
+void PaceObjective::forgetLastLogits() {
+  if (replacedIndices_.defined() && history_.defined()) history_.index_copy_(0, replacedIndices_, replacedRows_);
+  replacedIndices_ = replacedRows_ = at::Tensor();
+}
+
 PaceLosses PaceObjective::forwardLosses(models::Backbone& model, const at::Tensor& images, const at::Tensor& targets,
                                         const at::Tensor& indices, const std::map<std::string, at::Tensor>& replay,
                                         at::Generator& noiseGenerator, at::Generator& dropPathGenerator,
                                         int64_t iteration) {
   PaceLosses out;
+  replacedIndices_ = replacedRows_ = at::Tensor();
   if (!config_.active()) {
     lastNoise_.clear();
     models::ForwardContext plain(1, 0, dropPathGenerator, nullptr);
@@ -125,7 +131,9 @@ PaceLosses PaceObjective::forwardLosses(models::Backbone& model, const at::Tenso
     out.cls = crossEntropy(out.logits, targets);
     if (config_.variant == PaceVariant::Fast) {
       at::Tensor& history = historyOn(out.logits.device(), model.numClasses());
-      const at::Tensor recent = history.index_select(0, toDeviceQueued(indices, history.device()));
+      replacedIndices_ = toDeviceQueued(indices, history.device());
+      const at::Tensor recent = history.index_select(0, replacedIndices_);
+      replacedRows_ = recent;
       rememberLogits(indices, out.logits);
       out.consistency = consistencyLoss(out.logits, toDeviceQueued(recent, out.logits.device()));
     } else if (config_.variant == PaceVariant::Fpa) {

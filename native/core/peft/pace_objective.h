@@ -53,6 +53,9 @@ class PaceObjective {
   void setHistory(at::Tensor history) { history_ = std::move(history); }
   // The fast variant: records these samples' logits as their latest visit (data-parallel ranks share theirs).
   void rememberLogits(const at::Tensor& indices, const at::Tensor& logits);
+  // Puts back the rows the last `losses` replaced in the history (a step refused before its update leaves the
+  // trainer's whole state as it was); nothing when it replaced none.
+  void forgetLastLogits();
 
  private:
   // The forward and the cross-entropy and consistency terms of `losses`.
@@ -69,6 +72,7 @@ class PaceObjective {
   int64_t firstNoisyBlock_;
   std::map<std::string, at::Tensor> lastNoise_;
   at::Tensor history_;
+  at::Tensor replacedIndices_, replacedRows_;  // what the last fast step's rememberLogits overwrote
 };
 
 }  // namespace pace::peft

@@ -207,12 +207,14 @@ std::pair<peft::PaceLosses, at::Tensor> Trainer::forwardBackward(const at::Tenso
     // before the update, leaving the parameters and the optimizer as they were. (On a GPU the read would wait
     // for the device every step; there the epoch loop reads each loss one step late instead.)
     const double value = total.item<double>();
-    if (!std::isfinite(value))
+    if (!std::isfinite(value)) {
+      pace_.forgetLastLogits();  // the fast variant's history, too, is as before
       throw lossDiverged(value, position,
                          check == LossCheck::MovedParameters
                              ? "lower optimizer.samRho or optimizer.gradientPenaltyRadius, the distance moved"
                              : divergenceHint(iteration_.load()),
                          "the parameters are as before this step");
+    }
   }
   // Backward: TF32 as asked; bf16 products were fixed by the forward's casts.
   const PrecisionScope backward(backwardPrecision(), device.type());
