@@ -1,6 +1,15 @@
 import path from 'node:path';
 
-import { createModel, disposeTensors, loadTensors, tensor, Trainer, type Model, type Tensor } from '../lib';
+import {
+  createModel,
+  disposeTensors,
+  loadTensors,
+  tensor,
+  Trainer,
+  type Model,
+  type ModelSpecInput,
+  type Tensor,
+} from '../lib';
 import { makeTempDir } from './support/paths';
 import { colourData, tinyVit } from './support/synthetic';
 
@@ -224,34 +233,39 @@ describe("full fine-tuning decays as timm's create_optimizer_v2 does", () => {
     depths: [1, 1],
     numHeads: [1, 2],
     numClasses: 4,
-  } as const;
+  } satisfies ModelSpecInput;
   const data = batches();
   afterAll(() => data.forEach(({ images, targets }) => [images, targets].forEach((t) => t.dispose())));
 
   test.each([
     ['ViT: pos_embed and cls_token', tinyVit, ['pos_embed', 'cls_token']],
     ['Swin: the relative position bias tables', tinySwin, ['relative_position_bias_table']],
-  ] as const)('%s spared, with biases and norms; every other parameter decayed', async (_, spec, named) => {
-    using model = await createModel(spec, { seed: 5 });
-    model.addAdapters({ type: 'full' });
-    const options: AdamWOptions = { lr: 1e-2, weightDecay: 0.5, betas: [0.9, 0.999], eps: 1e-8 };
-    const trainer = new Trainer(model, { optimizer: options });
-    const dims = new Map(model.parameters().map((p) => [p.name, p.shape.length]));
-    const spared = (name: string) =>
-      dims.get(name)! <= 1 || name.endsWith('.bias') || named.some((part) => name.includes(part));
-    const exempt = [...dims.keys()].filter((name) => dims.get(name)! > 1 && named.some((part) => name.includes(part)));
-    expect(exempt.length).toBeGreaterThanOrEqual(named.length);
-    expect([...dims.keys()].filter((name) => !spared(name)).length).toBeGreaterThan(4);
-    const reference = new ReferenceAdamW(options, (name) => (spared(name) ? 0 : options.weightDecay));
-    let params = await trainableValues(model, 'full-start');
-    expect(Object.keys(params).sort()).toEqual([...dims.keys()].sort());
-    for (let s = 0; s < 2; s++) {
-      await trainer.trainStep(data[s].images, data[s].targets);
-      const expected = reference.update(params, gradientValues(model));
-      const ours = await trainableValues(model, `full-step${s}`);
-      const [name, ratio] = worstError(ours, expected, params);
-      expect([s, name, ratio < 1]).toEqual([s, name, true]);
-      params = ours;
-    }
-  });
+  ] as [string, ModelSpecInput, string[]][])(
+    '%s spared, with biases and norms; every other parameter decayed',
+    async (_, spec, named) => {
+      using model = await createModel(spec, { seed: 5 });
+      model.addAdapters({ type: 'full' });
+      const options: AdamWOptions = { lr: 1e-2, weightDecay: 0.5, betas: [0.9, 0.999], eps: 1e-8 };
+      const trainer = new Trainer(model, { optimizer: options });
+      const dims = new Map(model.parameters().map((p) => [p.name, p.shape.length]));
+      const spared = (name: string) =>
+        dims.get(name)! <= 1 || name.endsWith('.bias') || named.some((part) => name.includes(part));
+      const exempt = [...dims.keys()].filter(
+        (name) => dims.get(name)! > 1 && named.some((part) => name.includes(part)),
+      );
+      expect(exempt.length).toBeGreaterThanOrEqual(named.length);
+      expect([...dims.keys()].filter((name) => !spared(name)).length).toBeGreaterThan(4);
+      const reference = new ReferenceAdamW(options, (name) => (spared(name) ? 0 : options.weightDecay));
+      let params = await trainableValues(model, 'full-start');
+      expect(Object.keys(params).sort()).toEqual([...dims.keys()].sort());
+      for (let s = 0; s < 2; s++) {
+        await trainer.trainStep(data[s].images, data[s].targets);
+        const expected = reference.update(params, gradientValues(model));
+        const ours = await trainableValues(model, `full-step${s}`);
+        const [name, ratio] = worstError(ours, expected, params);
+        expect([s, name, ratio < 1]).toEqual([s, name, true]);
+        params = ours;
+      }
+    },
+  );
 });

@@ -377,7 +377,8 @@ test('resuming from a folder that does not exist is an error, and creates nothin
 test("another run's checkpoint is refused, naming what differs, before anything is restored", async () => {
   // Bug caught: only names and shapes were compared, so loraadd adapters resumed loramul ones (the same tensors),
   // and another learning rate, seed or schedule continued the run as if it were this one.
-  const cases: [typeof trainerOptions, Record<string, unknown>, { type?: 'loraadd_vptadd' }, string][] = [
+  type Options = Omit<typeof trainerOptions, 'optimizer'> & { optimizer: { lr: number; weightDecay?: number } };
+  const cases: [Options, Record<string, unknown>, { type?: 'loraadd_vptadd' }, string][] = [
     [trainerOptions, {}, { type: 'loraadd_vptadd' }, 'model.adapters.type: "loramul_vptadd" → "loraadd_vptadd"'],
     [
       { ...trainerOptions, optimizer: { lr: 1e-2, weightDecay: 1e-3 } },
