@@ -840,6 +840,48 @@ describe('earlyStopping across a stop and a resume', () => {
     expect(fs.existsSync(path.join(dir, 'marked-best.safetensors'))).toBe(false);
   });
 
+  test('a resume from an earlier checkpoint that ends before its first checkpoint leaves the folder as it was', async () => {
+    // Bug caught (a review): the later epochs' mark was removed and metrics.jsonl cut to the resumed epoch at once,
+    // so a resume from 'previous' stopped before its first epoch ended had lost both for the run's last checkpoint.
+    const dir = path.join(temp.dir, 'abandoned-later');
+    const markLast = (last: number): Callback => ({
+      onEpochEnd: async (epoch, _logs, control) => {
+        if (epoch !== last) return;
+        await control.markBest();
+        control.stop();
+      },
+    });
+    const fitWith = async (more: Record<string, unknown>, callback: Callback) => {
+      using model = await freshModel();
+      return await new Trainer(model, trainerOptions).fit(small, {
+        ...options,
+        validation: undefined,
+        ...more,
+        callbacks: [callback],
+      });
+    };
+    await fitWith({ runDir: dir }, markLast(2)); // epochs 0-2, epoch 2 marked
+    const files = () =>
+      Object.fromEntries(fs.readdirSync(dir).map((name) => [name, fs.readFileSync(path.join(dir, name))]));
+    const before = files();
+    expect(Object.keys(before)).toEqual(expect.arrayContaining(['marked-best.safetensors', 'metrics.jsonl']));
+    // Interrupted (Ctrl-C, say) as its first epoch begins.
+    const interrupt = new AbortController();
+    const stopped = await fitWith(
+      { resume: dir, resumeFrom: 'previous', signal: interrupt.signal },
+      { onEpochBegin: () => interrupt.abort() },
+    );
+    expect([stopped.stopReason, stopped.epochs.length]).toEqual(['aborted', 2]);
+    const after = files();
+    for (const name of ['marked-best.safetensors', 'metrics.jsonl', 'last.safetensors', 'previous.safetensors']) {
+      expect([name, after[name]?.equals(before[name])]).toEqual([name, true]);
+    }
+    // Once a resume from previous writes its first checkpoint, the abandoned continuation's mark goes.
+    await fitWith({ resume: dir, resumeFrom: 'previous' }, { onEpochEnd: (_epoch, _logs, control) => control.stop() });
+    expect(fs.existsSync(path.join(dir, 'marked-best.safetensors'))).toBe(false);
+    expect(fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(3);
+  });
+
   test('a damaged mark is refused as the fit resumes, before any epoch runs, naming the file and the way out', async () => {
     // Bug caught: only its header was read on resume; the damage showed at the fit's end, after its epochs had run.
     const dir = path.join(temp.dir, 'damaged-mark');

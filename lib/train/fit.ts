@@ -336,8 +336,9 @@ async function fitEpochs(
   const runMetadata = { [RUN_IDENTITY_KEY]: JSON.stringify(identity) };
   await own(() => run?.writeConfig(config));
   // A run killed after a checkpoint but before the metrics that follow it resumes with them written again (at its
-  // last epoch, nothing else would write them).
-  if (resumed) await own(() => run?.writeHistory(history));
+  // last epoch, nothing else would write them). Resumed from an earlier checkpoint, the later epochs' metrics stay
+  // until this fit's first checkpoint replaces them: a fit that ends before leaves the folder as it was.
+  if (resumed && o.resumeFrom === 'last') await own(() => run?.writeHistory(history));
   if (!resumed) {
     // Kept apart from the write, whose collective every rank must enter whatever becomes of the link.
     if (run) await own(() => keepPrevious(run));
@@ -546,6 +547,7 @@ async function fitEpochs(
         const metadata = { epoch: String(epoch), history: JSON.stringify(history), ...runMetadata };
         // before best is rewritten: a resume from best continues from it
         if (run) await own(() => keepPrevious(run, continuesFrom));
+        marks?.forgetAbandoned();
         continuesFrom = undefined;
         if (logs.val_acc !== undefined && logs.val_acc > bestValidation) {
           bestValidation = logs.val_acc;

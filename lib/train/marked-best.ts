@@ -15,6 +15,11 @@ export interface BestMarks {
   mark(epoch: number): Promise<void>;
   /** Restores the state marked last, in this fit or in the earlier fits of its run; false when none was. */
   restore(): Promise<boolean>;
+  /**
+   * Removes a mark of the run's abandoned continuation (of this fit's start epoch or later), once the fit writes
+   * its first checkpoint: a fit that ends before it leaves the run folder as it found it.
+   */
+  forgetAbandoned(): void;
   /** Removes what the fit kept outside its run folder. */
   dispose(): void;
 }
@@ -39,8 +44,8 @@ export async function markedEpoch(file: string): Promise<number | undefined> {
 /**
  * Marks of a fit starting at `startEpoch`. With a run folder, its writer keeps them in the folder; an earlier
  * fit's mark there counts only if it is of an epoch before `startEpoch` (a resume from `previous` or `best` may
- * start before it), and is removed otherwise. Without a run folder, and on the other ranks of a data-parallel fit, they go to a temporary
- * folder of their own.
+ * start before it), and is removed otherwise (by forgetAbandoned). Without a run folder, and on the other ranks
+ * of a data-parallel fit, they go to a temporary folder of their own.
  */
 export async function bestMarks(
   handle: NativeTrainerHandle,
@@ -60,7 +65,7 @@ export async function bestMarks(
     }
   }
   // A mark of this epoch or later belongs to the run's abandoned continuation: a later resume must not find it.
-  if (writer && kept !== undefined && epoch !== undefined && restorable === undefined) fs.rmSync(kept, { force: true });
+  let abandoned = writer && kept !== undefined && epoch !== undefined && restorable === undefined;
   let temporary: string | undefined;
   const target = (): string => {
     if (writer && kept !== undefined) return kept;
@@ -72,6 +77,11 @@ export async function bestMarks(
       const file = target();
       await handle.saveState(file, { epoch: String(epoch) });
       restorable = file;
+      if (file === kept) abandoned = false; // replaced
+    },
+    forgetAbandoned: () => {
+      if (abandoned && kept !== undefined) fs.rmSync(kept, { force: true });
+      abandoned = false;
     },
     restore: async () => {
       if (restorable === undefined) return false;
