@@ -26,6 +26,7 @@ import {
   type DownloadProgress,
 } from '../lib';
 import { HubClient } from '../lib/hub/client';
+import { hubSettings } from '../lib/hub/settings';
 import { namedPreprocessing } from '../lib/models/specs';
 import { commitOf, gitBlobId, startFakeHub, type FakeHub } from './support/hub-server';
 import { makeTempDir, repoRoot } from './support/paths';
@@ -982,4 +983,13 @@ describe('downloads', () => {
     expect(hub.requests.filter((request) => request.path.includes('huge-config/resolve'))).toEqual([]);
     expect(tree(path.join(cacheDir, 'models--test--huge-config'))).toEqual([]);
   });
+});
+
+test('an endpoint with a long run of slashes is read in linear time; only its trailing slashes go', () => {
+  // Bug caught (a review): /\/+$/ scanned each run of slashes from each of its slashes: 200,000 took about 14 s.
+  const slashes = '/'.repeat(200_000);
+  const started = performance.now();
+  const { endpoint } = hubSettings({ endpoint: `http://127.0.0.1:9/a${slashes}b${slashes}` });
+  expect(endpoint).toBe(`http://127.0.0.1:9/a${slashes}b`);
+  expect(performance.now() - started).toBeLessThan(2000);
 });

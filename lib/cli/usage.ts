@@ -22,7 +22,7 @@ export interface Command {
 export class UsageError extends PaceOptionError {}
 
 /** A decimal number as people write one (`3`, `-0.5`, `1e-3`); Number() also reads `0x10`, `0b11` and `0o7`. */
-const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+const DECIMAL = /^[+-]?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?$/i;
 
 /** A flag's value as a finite decimal number, or a UsageError naming the flag. */
 export function numberFlag(name: string, text: string): number {

@@ -27,9 +27,11 @@ export function imageFolderEntries(
   const folder = new ImageFolder(root);
   const classes = folder.classes();
   if (classes.length === 0) throw new PaceInputError(`image folder '${root}' has no class subfolders`);
+  const labels = new Map<string, number>();
+  classNames?.forEach((name, label) => void (labels.has(name) || labels.set(name, label))); // a repeated name: its first
   const labelOf = (item: Item, own: number) => {
     if (!classNames) return own;
-    const label = classNames.indexOf(item.name);
+    const label = labels.get(item.name) ?? -1;
     if (label < 0) {
       const known = classNames.length > 8 ? `${classNames.slice(0, 8).join(', ')}, …` : classNames.join(', ');
       throw new PaceInputError(
