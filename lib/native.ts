@@ -20,7 +20,7 @@ export interface NativeTensorHandle {
   copyData(dtype: DType): ArrayBuffer;
   viewData(): ArrayBuffer | undefined;
   /** A cheap identity of the contents (native/core/tensor/fingerprint.h). */
-  fingerprint(): string;
+  fingerprint(whole?: boolean): string;
   to(device: string): NativeTensorHandle;
   cast(dtype: DType): NativeTensorHandle;
   clone(): NativeTensorHandle;
@@ -331,6 +331,8 @@ export interface NativeTrainerHandle {
   readonly iteration: number;
   /** Data-parallel, every rank calls it; `null` takes part without writing. */
   saveState(path: string | null, metadata: Record<string, string>): Promise<void>;
+  /** Rejects (PACE_DIVERGED) unless every trainable parameter and AdamW moment is finite. */
+  checkState(): Promise<void>;
   loadState(path: string): Promise<Record<string, string> | null>;
   setLearningRate(lr: number): void;
   /** The optimizer and PACE settings in force, the core's defaults filled in. */

@@ -242,12 +242,47 @@ test('a state whose parameters are not finite is not written as a checkpoint', a
   await expect(handle.saveState(written, {})).rejects.toMatchObject({
     code: 'PACE_DIVERGED',
     message:
-      `the trainable parameters became NaN or infinite ('${name}' first) in an update that followed a finite loss ` +
-      '(lower the learning rate or check the data); this state is not written: the run folder keeps its earlier ' +
-      'checkpoints',
+      `the trainable parameters or their AdamW moments became NaN or infinite ('${name}' first) in an update ` +
+      'that followed a finite loss (lower the learning rate or check the data); this state is not written as a ' +
+      'checkpoint',
   });
   expect(fs.existsSync(written)).toBe(false);
   handle.dispose();
+});
+
+test('a fit whose state is not finite at an epoch end stops before touching the run folder', async () => {
+  // Bug: only losses were checked; then the state was checked only as it was written, after previous had been
+  // replaced by last. An infinite second moment keeps every update (and loss) finite: the parameters train on.
+  const dir = copyOfRun('moments-infinite');
+  const file = path.join(dir, 'last.safetensors');
+  const { tensors, metadata } = await loadTensors(file);
+  const name = Object.keys(tensors).find((key) => key.endsWith('.exp_avg_sq'))!;
+  const values = tensors[name].toFloat32Array().fill(Number.POSITIVE_INFINITY);
+  const shape = tensors[name].shape;
+  tensors[name].dispose();
+  tensors[name] = tensor(values, shape);
+  await saveCheckpointWithDigest(file, tensors, metadata ?? {});
+  disposeTensors(tensors);
+  const files = () =>
+    fs.readdirSync(dir).map((entry): [string, Buffer] => [entry, fs.readFileSync(path.join(dir, entry))]);
+  const before = files();
+  using model = await freshModel();
+  let steps = 0;
+  const error = await new Trainer(model, trainerOptions)
+    .fit(train, { ...fit, resume: dir, callbacks: [{ onBatchEnd: () => void steps++ }] })
+    .catch((e: Error) => e);
+  expect(steps).toBe(4); // the epoch trained (64 samples, batches of 16)
+  expect(error).toMatchObject({
+    name: 'PaceDivergedError',
+    message:
+      `the trainable parameters or their AdamW moments became NaN or infinite ('${name}' first) in an update ` +
+      'that followed a finite loss (lower the learning rate or check the data); this state is not written as a ' +
+      'checkpoint',
+  });
+  // (config.json is this fit's, written as it starts)
+  const changed = (entry: string, bytes: Buffer) => entry !== 'config.json' && !after.get(entry)?.equals(bytes);
+  const after = new Map(files());
+  expect(before.filter(([entry, bytes]) => changed(entry, bytes)).map(([entry]) => entry)).toEqual([]);
 });
 
 test('a fast step refused for a non-finite loss leaves the logit history as it was, with the parameters', async () => {

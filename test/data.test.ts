@@ -369,4 +369,19 @@ describe('dataset fingerprints (what tells a resumed run its training set)', () 
       expect([at, image(edited)]).not.toEqual([at, image(pixels)]);
     }
   });
+
+  test('labels are hashed whole at any size: one relabelled sample between windows changes it', () => {
+    // Bug caught (a review): past 131,072 samples the labels were hashed by windows, as images are, so ranks (or
+    // a resume) with a partly relabelled set were not told apart.
+    const n = 200_000;
+    const labels = BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 10));
+    const of = (values: BigInt64Array) =>
+      datasetFingerprint(
+        new TensorDataset(tensor(new Uint8Array(n), [n, 1, 1]), tensor(values), { normalization: imagenetLike }),
+      ).labels;
+    expect(of(labels)).toBe(crc32([named('int64'), sizes([n]), new Uint8Array(labels.buffer)]));
+    const relabelled = labels.slice();
+    relabelled[2061] = 3n; // bytes 16,488 to 16,495: after the first 16 KiB window, before the second (25,136)
+    expect(of(relabelled)).not.toBe(of(labels));
+  });
 });

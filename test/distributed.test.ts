@@ -6,6 +6,7 @@ import path from 'node:path';
 import {
   createModel,
   destroyDistributed,
+  disposeTensors,
   distributedGroup,
   initDistributed,
   PaceDistributedError,
@@ -20,6 +21,7 @@ import {
   type EvaluationReport,
   type Tensor,
 } from '../lib';
+import { saveCheckpointWithDigest } from './support/checkpoint-digest';
 import { makeTempDir, repoRoot } from './support/paths';
 import { freePort, onFreePort, PortTaken, portTakenIn } from './support/ports';
 import { demoVit, writeDigits } from './support/digits';
@@ -744,6 +746,76 @@ describe('a rank that dies or hangs', () => {
         disagree(rank, 'the best state a callback marked', rank === 0 ? 'epoch 0' : 'none'),
       );
     }
+  }, 90_000);
+
+  test('a state found not finite at an epoch end stops every rank at once with the divergence', async () => {
+    // Bug caught (a review): rank 0 held the error as its own while the others threw it, then waited for them in
+    // the epoch's callback agreement until the group's timeout. An infinite second moment, resumed, keeps every
+    // update and loss finite: the state is found out at the epoch's end.
+    const dir = path.join(temp.dir, `not-finite-${Math.random()}`);
+    const script = (options: Record<string, unknown>) =>
+      rankScript(`
+        const { images, labels } = sines(32);
+        const outcome = await new Trainer(model, { seed: 1 })
+          .fit(new TensorDataset(images, labels), { epochs: 2, batchSize: 8, progress: false, ...${JSON.stringify(options)} })
+          .then(() => ({ completed: true }), (error) => ({ code: error.code, message: error.message }));
+        console.log(JSON.stringify({ rank: group.rank, ...outcome, at: Date.now() }));`);
+    const first = await launchRanks(script({ epochs: 1, runDir: dir }), 60);
+    expect([first.status, first.stderr]).toEqual([0, '']);
+    const file = path.join(dir, 'last.safetensors');
+    const { tensors, metadata } = await loadTensors(file);
+    const name = Object.keys(tensors).find((key) => key.endsWith('.exp_avg_sq'))!;
+    const values = tensors[name].toFloat32Array().fill(Number.POSITIVE_INFINITY);
+    const shape = tensors[name].shape;
+    tensors[name].dispose();
+    tensors[name] = tensor(values, shape);
+    await saveCheckpointWithDigest(file, tensors, metadata ?? {});
+    disposeTensors(tensors);
+    const started = Date.now();
+    const resumed = await launchRanks(script({ resume: dir }), 60);
+    const outcomes = jsonLines<{ rank: number; code: string; message: string; at: number }>(resumed.stdout);
+    expect(outcomes.map(({ rank, code }) => [rank, code]).sort()).toEqual([
+      [0, 'PACE_DIVERGED'],
+      [1, 'PACE_DIVERGED'],
+    ]);
+    expect(outcomes[0].message).toContain(`('${name}' first)`);
+    expect(Math.max(...outcomes.map(({ at }) => at)) - started).toBeLessThan(30_000);
+  }, 90_000);
+
+  test("a fast step refused for a non-finite loss leaves each rank's logit history as it was", async () => {
+    // Bug caught (a review): only the single-process CPU check put back the rows the step had replaced; the ranks'
+    // all-reduced check said the parameters were as before while each rank's history held the refused logits.
+    const dir = path.join(temp.dir, `fast-refused-${Math.random()}`);
+    const script = rankScript(`
+      const { nativeAddon } = require(path.join(process.env.PACE_LIB, 'native'));
+      const { handleOf } = require(path.join(process.env.PACE_LIB, 'tensor'));
+      const pace = { sigma: 0.5, lambda: 0.1, variant: 'fast', datasetSize: 8 };
+      const trainer = new (nativeAddon().NativeTrainer)(model.nativeHandle, { lr: 1e-2 }, pace, 3);
+      const pixels = (value) => tensor(Float32Array.from({ length: 2 * 768 }, (_, i) => value(i)), [2, 3, 16, 16]);
+      const labels = tensor(BigInt64Array.from([0n, 1n]));
+      const indices = tensor(BigInt64Array.from([2n * BigInt(group.rank), 2n * BigInt(group.rank) + 1n]));
+      const step = (images) => trainer.step(handleOf(images), handleOf(labels), { indices: handleOf(indices) });
+      const save = (name) => trainer.saveState(group.rank === 0 ? path.join(${JSON.stringify(dir)}, name) : null, {});
+      fs.mkdirSync(${JSON.stringify(dir)}, { recursive: true });
+      await step(pixels((i) => Math.sin(i)));
+      await save('before.safetensors');
+      const refused = await step(pixels((i) => (group.rank === 1 && i === 5 ? NaN : Math.sin(i)))).then(
+        () => 'accepted', (error) => error.code + ': ' + error.message);
+      await save('after.safetensors');
+      console.log(JSON.stringify({ rank: group.rank, refused }));`);
+    const launched = await launchRanks(script, 60);
+    expect([launched.status, launched.stderr]).toEqual([0, '']);
+    for (const { refused } of jsonLines<{ refused: string }>(launched.stdout)) {
+      expect(refused).toMatch(/^PACE_DIVERGED: .*the parameters are as before this step$/);
+    }
+    const [before, after] = await Promise.all(
+      ['before', 'after'].map(async (name) => (await loadTensors(path.join(dir, `${name}.safetensors`))).tensors),
+    );
+    const history = before['pace.history'].toFloat32Array();
+    expect(history.slice(0, 4 * 4).every((v) => v !== 0)).toBe(true); // both ranks' rows were recorded
+    expect(Array.from(after['pace.history'].toFloat32Array())).toEqual(Array.from(history));
+    disposeTensors(before);
+    disposeTensors(after);
   }, 90_000);
 
   test('training images of their own sizes (packed, as few-shot stores them) train data-parallel in step', async () => {

@@ -7,6 +7,7 @@ import {
   loadTensors,
   saveTensors,
   tensor,
+  TensorDataset,
   Trainer,
   type AdapterType,
   type Model,
@@ -16,6 +17,7 @@ import {
 import { relativeError } from './support/compare';
 import { cpuBf16Refused, cpuBf16Runs } from './support/cpu-bf16';
 import { fixture, fixtureAdaptedModel, fixtureIndex, fixtureSpec } from './support/fixtures';
+import { saveCheckpointWithDigest } from './support/checkpoint-digest';
 import { makeTempDir } from './support/paths';
 import { testIf } from './support/test-if';
 
@@ -254,6 +256,41 @@ describe("the reference's delta_b on a linear without a bias (Swin's downsample.
     }
     disposeTensors(base.tensors);
     disposeTensors(io);
+  });
+
+  test('a training checkpoint of an earlier version, without that delta_b, resumes with it zero', async () => {
+    // Bug caught (a review): loadAdapters took older LoRA-add files, but a resume said the checkpoint "lacks" it.
+    const count = 8;
+    const images = tensor(
+      Float32Array.from({ length: count * 3 * 56 * 56 }, (_, i) => Math.sin(i / 7)),
+      [count, 3, 56, 56],
+    );
+    const set = new TensorDataset(images, tensor(BigInt64Array.from({ length: count }, (_, i) => BigInt(i % 6))));
+    const options = { epochs: 2, batchSize: 4, progress: false } as const;
+    const dir = path.join(temp.dir, 'loraadd-earlier-run');
+    const adapted = async () => {
+      const model = await createModel(specOf(name), { pretrained: fixture(`${name}.base.safetensors`) });
+      model.addAdapters({ type: 'loraadd', rank: 2 });
+      return model;
+    };
+    {
+      using model = await adapted();
+      await new Trainer(model, { seed: 1 }).fit(set, { ...options, epochs: 1, runDir: dir });
+    }
+    for (const file of ['last.safetensors', 'previous.safetensors']) {
+      const { tensors, metadata } = await loadTensors(path.join(dir, file));
+      const older = Object.keys(tensors).filter((key) => key.includes(`${reduction}.delta_b`));
+      expect(older.length).toBeGreaterThan(0);
+      for (const key of older) tensors[key].dispose();
+      for (const key of older) delete tensors[key];
+      await saveCheckpointWithDigest(path.join(dir, file), tensors, metadata ?? {});
+      disposeTensors(tensors);
+    }
+    using model = await adapted();
+    const history = await new Trainer(model, { seed: 1 }).fit(set, { ...options, resume: dir });
+    expect(history.epochs.map((e) => e.epoch)).toEqual([0, 1]);
+    expect(model.trainableParameters()).toContain(`${reduction}.delta_b`);
+    images.dispose();
   });
 
   test("a reference LoRAmul+VPT-add file's unused delta_b there is accepted and has no effect; no other is", async () => {

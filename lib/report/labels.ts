@@ -3,8 +3,11 @@ import type { RunRecord } from './read-runs';
 /** A setting's value as the report compares and shows it (arrays as their JSON text). */
 export type SettingValue = string | number | boolean | null;
 
-/** Settings that say where or how a run was made, not what it was: never a difference between runs. */
-const IGNORED = new Set(['fit.runDir', 'fit.resume', 'fit.resumeFrom', 'fit.progress']);
+/**
+ * Settings that say where or how a run was made, not what it was, and the training set's checksums (no name for
+ * a difference): never a difference between runs.
+ */
+const IGNORED = new Set(['fit.runDir', 'fit.resume', 'fit.resumeFrom', 'fit.progress', 'data.fingerprint']);
 
 /** Settings that repeat a run rather than change it: runs differing only in these share a colour. */
 export const REPEAT_KEYS = new Set(['trainer.seed', 'fit.shuffleSeed']);

@@ -7,7 +7,7 @@ import { AugmentationSchema, nativeAugmentation, type Augmentation } from '../da
 import { checkEvaluationImages, TensorDataset } from '../data/dataset';
 import { checkLabelsBelow } from '../data/labels';
 import type { EvaluationReport } from '../eval/evaluate';
-import { PaceDistributedError, PaceInputError, PaceOptionError, PaceStateError } from '../errors';
+import { PaceDistributedError, PaceDivergedError, PaceInputError, PaceOptionError, PaceStateError } from '../errors';
 import { nativeAddon, type NativeTrainerHandle } from '../native';
 import { describeValue, parseOptions } from '../options';
 import { readTensorHeaderSync } from '../safetensors';
@@ -316,7 +316,8 @@ async function fitEpochs(
   // Data-parallel, what fails on one rank by itself (rank 0 writing the run folder, a rank reading its mark of the
   // best epoch) is held until the ranks next share their outcome, this rank still taking part in every collective
   // until then: thrown at once, it would leave the others waiting in their next collective until the group's
-  // timeout. A collective's own failure is thrown at once (the others see it too).
+  // timeout. A collective's own failure is thrown at once (the others see it too), and so is a state found not finite
+  // (every rank holds the same parameters and moments, so every rank finds it).
   let ownFailure: Failure | undefined;
   const own = async <T>(work: () => T | Promise<T>): Promise<T | undefined> => {
     if (stopsAlone) return work();
@@ -324,7 +325,7 @@ async function fitEpochs(
     try {
       return await work();
     } catch (thrown) {
-      if (thrown instanceof PaceDistributedError) throw thrown;
+      if (thrown instanceof PaceDistributedError || thrown instanceof PaceDivergedError) throw thrown;
       ownFailure = { thrown };
       return undefined;
     }
@@ -545,15 +546,18 @@ async function fitEpochs(
       if (checkpoints) {
         // Every rank sees the same (all-reduced) validation accuracy, so every rank takes the same branch.
         const metadata = { epoch: String(epoch), history: JSON.stringify(history), ...runMetadata };
+        // A state that is not finite is refused before the folder's checkpoints are rearranged for it: every rank
+        // refuses it alike.
+        await host.handle.checkState();
         // before best is rewritten: a resume from best continues from it
         if (run) await own(() => keepPrevious(run, continuesFrom));
-        marks?.forgetAbandoned();
         continuesFrom = undefined;
         if (logs.val_acc !== undefined && logs.val_acc > bestValidation) {
           bestValidation = logs.val_acc;
           await checkpoint((r) => host.handle.saveState(r.bestCheckpoint, metadata));
         }
         await checkpoint((r) => host.handle.saveState(r.lastCheckpoint, metadata));
+        await own(() => marks?.forgetAbandoned());
         await own(() => run?.writeHistory(history));
       }
       await runCallbacks(`in epoch ${epoch}'s onEpochEnd`, (callback) => callback.onEpochEnd?.(epoch, logs, control));

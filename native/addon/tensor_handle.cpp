@@ -125,10 +125,13 @@ Napi::Value TensorHandle::copyData(const Napi::CallbackInfo& info) {
 
 constexpr size_t kMaxViewBytes = (size_t{1} << 32) - 1;
 
-// fingerprint(): a cheap identity of the contents (tensor/fingerprint.h).
+// fingerprint(whole): a cheap identity of the contents (tensor/fingerprint.h).
 Napi::Value TensorHandle::fingerprint(const Napi::CallbackInfo& info) {
   requireReceiver(info, Wrapped::Tensor);
-  return guard(info.Env(), [&] { return Napi::String::New(info.Env(), contentFingerprint(live(info.Env()))); });
+  return guard(info.Env(), [&] {
+    const bool whole = info.Length() > 0 && info[0].ToBoolean().Value();
+    return Napi::String::New(info.Env(), contentFingerprint(live(info.Env()), whole));
+  });
 }
 
 // viewData(): an ArrayBuffer over the tensor's own memory (no copy), kept alive by the buffer itself.

@@ -101,6 +101,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
                            InstanceMethod<&TrainerHandle::abort>("abort"),
                            InstanceAccessor<&TrainerHandle::iteration>("iteration"),
                            InstanceMethod<&TrainerHandle::saveState>("saveState"),
+                           InstanceMethod<&TrainerHandle::checkState>("checkState"),
                            InstanceMethod<&TrainerHandle::loadState>("loadState"),
                            InstanceMethod<&TrainerHandle::setLearningRate>("setLearningRate"),
                            InstanceMethod<&TrainerHandle::options>("options"),
@@ -366,6 +367,23 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
             std::lock_guard<std::mutex> lock(model->mutex);
             const auto state = trainer->state();
             if (!path.empty()) saveCheckpoint(path, state, metadata);
+            return true;
+          },
+          [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+    });
+  }
+
+  // checkState() -> Promise<void>: rejects unless the state saveState would write is finite (run before a run
+  // folder's files are rearranged for it).
+  Napi::Value checkState(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    return guard(env, [&]() -> Napi::Value {
+      const auto trainer = live(env);
+      return runInTurn(
+          env, model_->work, "pace.checkState",
+          [model = model_, trainer] {
+            std::lock_guard<std::mutex> lock(model->mutex);
+            trainer->checkFiniteState();
             return true;
           },
           [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });

@@ -28,25 +28,6 @@ bool matchesTarget(const std::string& path, const std::vector<std::string>& targ
   return false;
 }
 
-// The adapter parameters a file may hold or lack without meaning anything (peft/adapter.h).
-struct FileLeeway {
-  std::set<std::string> mayHold, mayLack;
-};
-
-FileLeeway fileLeeway(models::Backbone& model) {
-  FileLeeway leeway;
-  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
-    const auto* linear = dynamic_cast<const models::LinearImpl*>(item.value().get());
-    const auto* adapter = linear ? dynamic_cast<const Adapter*>(linear->adapter.get()) : nullptr;
-    if (!adapter) continue;
-    if (!adapter->referenceOnlyParameter().empty())
-      leeway.mayHold.insert(item.key() + "." + adapter->referenceOnlyParameter());
-    if (!adapter->formerlyAbsentParameter().empty())
-      leeway.mayLack.insert(item.key() + "." + adapter->formerlyAbsentParameter());
-  }
-  return leeway;
-}
-
 }  // namespace
 
 std::vector<std::string> addAdapters(models::Backbone& model, const AdapterSetup& setup) {
@@ -175,6 +156,20 @@ std::string frozenWeightsFingerprint(models::Backbone& model) {
   return text;
 }
 
+AdapterFileLeeway adapterFileLeeway(models::Backbone& model) {
+  AdapterFileLeeway leeway;
+  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
+    const auto* linear = dynamic_cast<const models::LinearImpl*>(item.value().get());
+    const auto* adapter = linear ? dynamic_cast<const Adapter*>(linear->adapter.get()) : nullptr;
+    if (!adapter) continue;
+    if (!adapter->referenceOnlyParameter().empty())
+      leeway.mayHold.insert(item.key() + "." + adapter->referenceOnlyParameter());
+    if (!adapter->formerlyAbsentParameter().empty())
+      leeway.mayLack.insert(item.key() + "." + adapter->formerlyAbsentParameter());
+  }
+  return leeway;
+}
+
 void loadAdapters(models::Backbone& model, const std::string& path,
                   const std::optional<TensorMetadata>& checkedMetadata) {
   const SafetensorsContents contents =
@@ -182,7 +177,7 @@ void loadAdapters(models::Backbone& model, const std::string& path,
   std::map<std::string, torch::Tensor> byName;
   for (const auto& named : contents.tensors) byName[named.name] = named.tensor;
   const std::vector<NamedTensor> trainable = trainableParameters(model);
-  const FileLeeway leeway = fileLeeway(model);
+  const AdapterFileLeeway leeway = adapterFileLeeway(model);
   std::vector<std::string> problems;
   std::set<std::string> used, zeroed;
   for (const auto& param : trainable) {

@@ -3,6 +3,7 @@
 // and folding them back into a plain backbone.
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,13 @@ std::shared_ptr<models::Backbone> mergedCopy(models::Backbone& model);
 
 // The backbone's timm state dict, adapters folded in (what `saveWeights` writes).
 std::vector<NamedTensor> mergedStateDict(models::Backbone& model);
+
+// The adapter parameters a file (of adapters, or a training checkpoint) may hold or lack on this model without
+// meaning anything: the reference's unused ones, and ones earlier versions did not create (peft/adapter.h).
+struct AdapterFileLeeway {
+  std::set<std::string> mayHold, mayLack;
+};
+AdapterFileLeeway adapterFileLeeway(models::Backbone& model);
 
 // Loads trainable parameters saved by saveAdapters (or the reference's adapter files): every trainable
 // parameter must be present with its shape; extra tensors are an error. Nothing changes on error. With

@@ -8,7 +8,7 @@
 
 namespace pace {
 
-std::string contentFingerprint(const at::Tensor& tensor) {
+std::string contentFingerprint(const at::Tensor& tensor, bool whole) {
   constexpr int64_t kWhole = int64_t{1} << 20, kWindow = int64_t{16} << 10, kWindows = 64;
   const at::Tensor bytes = tensor.device().is_cpu() ? tensor.contiguous() : tensor.to(at::kCPU).contiguous();
   uLong crc = crc32(0L, Z_NULL, 0);
@@ -18,7 +18,7 @@ std::string contentFingerprint(const at::Tensor& tensor) {
   for (const int64_t size : bytes.sizes()) add(&size, sizeof size);
   const auto* data = static_cast<const unsigned char*>(bytes.data_ptr());
   const int64_t total = static_cast<int64_t>(bytes.nbytes());
-  if (total <= kWhole) {
+  if (whole || total <= kWhole) {
     if (total > 0) add(data, static_cast<size_t>(total));
   } else {
     for (int64_t i = 0; i < kWindows; ++i) add(data + i * (total - kWindow) / (kWindows - 1), kWindow);

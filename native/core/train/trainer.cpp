@@ -22,7 +22,8 @@ void OptimizerConfig::validate() const {
   if (!(weightDecay >= 0)) throw OptionError("optimizer.weightDecay must be >= 0");
   if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) throw OptionError("optimizer.betas must be in [0, 1)");
   checkLearningRate(lr, "optimizer.lr");
-  if (!(eps > 0)) throw OptionError("optimizer.eps must be > 0");
+  if (!(eps > 0 && eps <= std::numeric_limits<float>::max()))
+    throw OptionError("optimizer.eps must be > 0 and at most 3.4e38 (the largest float32)");
   if (!(clipGradNorm >= 0)) throw OptionError("optimizer.clipGradNorm must be >= 0");
   if (!(samRho >= 0)) throw OptionError("optimizer.samRho must be >= 0");
   if (!(gradientPenalty >= 0)) throw OptionError("optimizer.gradientPenalty must be >= 0");
@@ -421,9 +422,11 @@ void Trainer::averageAcrossRanks(const StepInputs& inputs, const peft::PaceLosse
   const at::Tensor averaged = parallel_.averageGradients(trainable_, scalars, stepPosition(inputs));
   // Every rank now holds the same means, so every rank takes the same decisions from them.
   const float* mean = averaged.data_ptr<float>();
-  if (!std::isfinite(mean[2]))
+  if (!std::isfinite(mean[2])) {
+    pace_.forgetLastLogits();  // each rank's own rows of the fast variant's history
     throw lossDiverged(mean[2], inputs.position, divergenceHint(iteration_.load()),
                        "the parameters are as before this step");
+  }
   const auto device = total.device();
   result.cls = averaged[0].to(device);
   result.pace = averaged[1].to(device);

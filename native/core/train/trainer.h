@@ -165,6 +165,8 @@ class Trainer {
   // and step counts, the generators, the iteration counter and the fast variant's logit history.
   // Data-parallel, this is collective (every rank calls it) and holds every rank's generator states.
   std::vector<NamedTensor> state() const;
+  // Throws DivergedError unless every trainable parameter and AdamW moment is finite (state() checks it first).
+  void checkFiniteState() const;
   void restoreState(const std::vector<NamedTensor>& state);
   int64_t iteration() const { return iteration_.load(); }
   int rank() const { return parallel_.rank(); }

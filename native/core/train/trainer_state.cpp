@@ -1,30 +1,38 @@
 // A trainer's resumable state: what a training checkpoint holds besides the model's frozen weights.
 #include "errors.h"
+#include "peft/setup.h"
 #include "tensor/dtype.h"
 #include "train/trainer.h"
 
 namespace pace::train {
 
-namespace {
-
-// An update can overflow while the loss it followed was finite (checked before the update): the state to be
-// written is then not a checkpoint anyone could continue from. All ranks hold the same parameters and moments, so
-// all refuse alike, before the collective below.
-void checkFinite(const std::vector<NamedTensor>& tensors) {
+// An update can overflow while the loss it followed was finite (checked before the update): such a state is not a
+// checkpoint anyone could continue from. All ranks hold the same parameters and moments, so all refuse alike.
+void Trainer::checkFiniteState() const {
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  const auto& optimizerState = optimizer_->state();
+  for (const auto& named : trainable_) {
+    tensors.emplace_back("param." + named.name, named.tensor);
+    const auto found = optimizerState.find(optimizerStateKey<std::decay_t<decltype(optimizerState)>>(named.tensor));
+    if (found == optimizerState.end()) continue;
+    const auto& moments = static_cast<const torch::optim::AdamWParamState&>(*found->second);
+    tensors.emplace_back("adamw." + named.name + ".exp_avg", moments.exp_avg());
+    tensors.emplace_back("adamw." + named.name + ".exp_avg_sq", moments.exp_avg_sq());
+  }
+  torch::NoGradGuard noGrad;
   std::vector<at::Tensor> allFinite;
-  for (const auto& named : tensors) allFinite.push_back(at::isfinite(named.tensor).all());
+  for (const auto& [name, tensor] : tensors) allFinite.push_back(at::isfinite(tensor).all());
   if (allFinite.empty() || at::stack(allFinite).all().item<bool>()) return;
   for (size_t i = 0; i < tensors.size(); ++i) {
     if (allFinite[i].item<bool>()) continue;
-    throw DivergedError("the trainable parameters became NaN or infinite ('" + tensors[i].name +
+    throw DivergedError("the trainable parameters or their AdamW moments became NaN or infinite ('" + tensors[i].first +
                         "' first) in an update that followed a finite loss (lower the learning rate or check the "
-                        "data); this state is not written: the run folder keeps its earlier checkpoints");
+                        "data); this state is not written as a checkpoint");
   }
 }
 
-}  // namespace
-
 std::vector<NamedTensor> Trainer::state() const {
+  checkFiniteState();  // before the collective below
   std::vector<NamedTensor> out;
   const auto& optimizerState = optimizer_->state();
   for (const auto& named : trainable_) {
@@ -37,7 +45,6 @@ std::vector<NamedTensor> Trainer::state() const {
     out.push_back(
         {"adamw." + named.name + ".step", torch::full({}, static_cast<int64_t>(moments.step()), torch::kLong)});
   }
-  checkFinite(out);  // (the steps are integers)
   // Data-parallel, every rank's generator states, one row per rank ([worldSize, bytes]).
   for (const auto& [name, generator] : {std::pair<const char*, const at::Generator*>{"rng.noise", &noiseGenerator_},
                                         {"rng.drop_path", &dropPathGenerator_},
@@ -84,12 +91,18 @@ void Trainer::restoreState(const std::vector<NamedTensor>& state) {
                        ", expected " + shapeToString(like.sizes().vec()));
     sameDtype(name, like.scalar_type());
   };
+  // A checkpoint of an earlier version may lack an adapter parameter it did not create (loaded as zero, untrained).
+  const std::set<std::string> formerlyAbsent = peft::adapterFileLeeway(*model_).mayLack;
+  const auto absentThen = [&](const NamedTensor& named) {
+    return formerlyAbsent.count(named.name) && !byName.count("param." + named.name);
+  };
   const auto integerScalar = [&](const std::string& name) {
     sameDtype(name, at::kLong);
     if (need(name).dim() != 0) throw ShapeError("training checkpoint: '" + name + "' should be a scalar");
     return need(name).item<int64_t>();
   };
   for (const auto& named : trainable_) {
+    if (absentThen(named)) continue;
     sameShape("param." + named.name, named.tensor);
     if (byName.count("adamw." + named.name + ".step")) {
       integerScalar("adamw." + named.name + ".step");
@@ -137,8 +150,13 @@ void Trainer::restoreState(const std::vector<NamedTensor>& state) {
   graphs_.invalidate();  // captured steps read the moments and generator states being replaced
   auto& optimizerState = optimizer_->state();
   for (const auto& named : trainable_) {
-    named.tensor.copy_(need("param." + named.name));
     const auto key = optimizerStateKey<std::decay_t<decltype(optimizerState)>>(named.tensor);
+    if (absentThen(named)) {
+      named.tensor.zero_();
+      optimizerState.erase(key);
+      continue;
+    }
+    named.tensor.copy_(need("param." + named.name));
     if (!byName.count("adamw." + named.name + ".step")) {
       optimizerState.erase(key);
       continue;
