@@ -20,7 +20,14 @@ import {
   TensorDataset,
   Trainer,
 } from '../lib';
-import { decodeWhole, fastResizedForEvaluation, resizedForEvaluation } from '../lib/data/image-decode';
+import {
+  decodeImage,
+  decodeWhole,
+  fastResizedForEvaluation,
+  LARGE_DECODE_PIXELS,
+  oneLargeAtATime,
+  resizedForEvaluation,
+} from '../lib/data/image-decode';
 import { nativeAddon } from '../lib/native';
 import { watchEventLoop } from './support/event-loop';
 import { makeTempDir } from './support/paths';
@@ -857,4 +864,61 @@ test("images skipped under parallel decoding have their own reason, never libvip
   expect(dataset.length).toBe(80);
   expect(skipped).toHaveLength(40);
   expect(new Set(skipped.map((s) => s.reason))).toEqual(new Set(['pngload: end of stream']));
+});
+
+// Bug caught (a review): a training folder's images decoded one per CPU at up to sharp's 268-megapixel limit
+// (800 MB each): a few huge files, or a PNG that claims to be one, took gigabytes at once.
+describe('large decodes, one at a time', () => {
+  test('work past the threshold runs after the large work before it, a failure not blocking the next', async () => {
+    let running = 0;
+    let most = 0;
+    const order: string[] = [];
+    const work =
+      (name: string, fails = false) =>
+      async () => {
+        running++;
+        most = Math.max(most, running);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        order.push(name);
+        running--;
+        if (fails) throw new Error(`${name} failed`);
+        return name;
+      };
+    const outcomes = await Promise.allSettled([
+      oneLargeAtATime(work('a')),
+      oneLargeAtATime(work('b', true)),
+      oneLargeAtATime(work('c')),
+    ]);
+    expect(outcomes.map((o) => (o.status === 'fulfilled' ? o.value : (o.reason as Error).message))).toEqual([
+      'a',
+      'b failed',
+      'c',
+    ]);
+    expect([most, order]).toEqual([1, ['a', 'b', 'c']]);
+  });
+
+  test('images past 24 megapixels decode to the same pixels through the gate, beside small ones', async () => {
+    const side = Math.ceil(Math.sqrt(LARGE_DECODE_PIXELS)) + 8;
+    const large = path.join(temp.dir, 'large.png');
+    await sharp({ create: { width: side, height: side, channels: 3, background: { r: 200, g: 30, b: 90 } } })
+      .png()
+      .toFile(large);
+    const small = path.join(temp.dir, 'small.png');
+    await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: 10, g: 220, b: 40 } } })
+      .png()
+      .toFile(small);
+    const decoded = await Promise.all([large, small, large].map((file) => decodeImage(file, 16, 'stretch')));
+    for (const [i, colour] of [
+      [0, [200, 30, 90]],
+      [1, [10, 220, 40]],
+      [2, [200, 30, 90]],
+    ] as const) {
+      expect([i, decoded[i].width, decoded[i].height, Array.from(decoded[i].pixels.subarray(0, 3))]).toEqual([
+        i,
+        16,
+        16,
+        colour,
+      ]);
+    }
+  });
 });

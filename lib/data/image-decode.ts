@@ -54,7 +54,33 @@ export const MAX_STORED_ASPECT = 4;
 export async function decodeImage(file: string, size: number, mode: ResizeMode): Promise<DecodedImage> {
   await checkRegularFile(file);
   await checkJpegScans(file);
-  const decoded = await decodeWhole(file);
+  const metadata = await sharp(file, { failOn: 'error', limitInputPixels: false }).metadata();
+  const pixels = (metadata.width ?? 0) * (metadata.height ?? 0);
+  const stored = () => decodedAndResized(file, size, mode, metadata);
+  return pixels > LARGE_DECODE_PIXELS ? oneLargeAtATime(stored) : stored();
+}
+
+/**
+ * Past this many pixels (a 24-megapixel photo: 72 MB decoded) decodes wait for each other, so a set's few huge
+ * images (up to sharp's limit of 268 megapixels, 800 MB each) hold one decode's memory at a time, not one per CPU.
+ */
+export const LARGE_DECODE_PIXELS = 24_000_000;
+let largeDecodes: Promise<unknown> = Promise.resolve();
+
+/** Runs `work` after every large decode started before it has ended. */
+export function oneLargeAtATime<T>(work: () => Promise<T>): Promise<T> {
+  const turn = largeDecodes.then(work, work);
+  largeDecodes = turn.catch(() => undefined);
+  return turn;
+}
+
+async function decodedAndResized(
+  file: string,
+  size: number,
+  mode: ResizeMode,
+  metadata: sharp.Metadata,
+): Promise<DecodedImage> {
+  const decoded = await decodeWhole(file, undefined, metadata);
   if (mode === 'shorter') return shorterSide(decoded, size);
   if (mode === 'squash-crop') return { pixels: await squashedCrop(decoded, size), width: size, height: size };
   const pixels =
