@@ -20,7 +20,7 @@ import { fixture, fixtureIndex, fixtureSpec } from './support/fixtures';
 import { makeTempDir } from './support/paths';
 import { readReferenceSafetensors } from './support/reference-safetensors';
 import { testIf } from './support/test-if';
-import { npy, storedZip } from './support/zip';
+import { npy, numpyZip, storedZip } from './support/zip';
 
 // From test/reference/timm_resampled_models.py: timm 0.9.12's logits for the fixtures loaded through its own
 // loaders into models of another geometry (Swin's window 7 to 14; ViT's patch 8 at 32 px to patch 16 at 64 px, on
@@ -619,6 +619,19 @@ describe('bad input gets a clear error', () => {
     fs.writeFileSync(broken, bytes.subarray(0, bytes.length - 200));
     using model = await createModel(vitTiny);
     await expect(model.loadWeights(broken)).rejects.toThrow(`npz file '${broken}'`);
+  });
+
+  test('an npz whose arrays would inflate to more than 64 times its bytes (and 64 MiB) is refused before inflating', async () => {
+    // Bug caught (a review): only each entry was bounded (1032:1), so 100 kB of deflated zeros inflated to 100 MB.
+    const zeros = Buffer.alloc(100 << 20);
+    const bomb = path.join(temp.dir, 'bomb.npz');
+    const header = "{'descr': '<f4', 'fortran_order': False, 'shape': (26214400,), }";
+    fs.writeFileSync(bomb, numpyZip([{ name: 'Transformer/zeros.npy', data: npy(header, zeros) }], 'deflate'));
+    expect(fs.statSync(bomb).size).toBeLessThan(1 << 20);
+    using model = await createModel(vitTiny);
+    await expect(model.loadWeights(bomb)).rejects.toThrow(
+      new RegExp(`^npz file '${bomb}': its arrays would inflate to 104857\\d{3} bytes from \\d+: more than 64 times`),
+    );
   });
 
   test('images of the wrong rank, size, channels or dtype', async () => {

@@ -155,6 +155,22 @@ void checkEntriesApart(const Bytes& bytes, std::vector<ZipEntry> entries) {
   }
 }
 
+// Each entry inflates to no more than its size claims, and its bytes to no more than deflate's 1032:1; all of them
+// together, to no more than 64 times their bytes and 64 MiB: weights hardly compress (a ViT's deflate to 93 %),
+// and a few kilobytes of a crafted file inflating to gigabytes is a zip bomb, refused before anything inflates.
+void checkTotalExpansion(const Bytes& bytes, const std::vector<ZipEntry>& entries) {
+  constexpr uint64_t kRatio = 64, kSlack = uint64_t{64} << 20;
+  uint64_t compressed = 0, uncompressed = 0;
+  for (const auto& entry : entries) {
+    compressed += entry.compressedSize;  // the entries lie apart within the file: no overflow
+    if (__builtin_add_overflow(uncompressed, entry.uncompressedSize, &uncompressed)) uncompressed = UINT64_MAX;
+  }
+  if (uncompressed > compressed * kRatio + kSlack)
+    bytes.fail("its arrays would inflate to " + std::to_string(uncompressed) + " bytes from " +
+               std::to_string(compressed) + ": more than 64 times as many (and 64 MiB) as NumPy's weights ever " +
+               "take; is it a zip bomb?");
+}
+
 // The entry's bytes against its CRC-32, as NumPy's zipfile checks them: a flipped bit in a stored array (whose
 // values would still parse) or in deflated data (which may still inflate) is refused.
 std::string checked(std::string data, const ZipEntry& entry, const std::string& where) {
@@ -313,6 +329,7 @@ std::vector<NamedTensor> loadNpz(const std::string& path) {
   std::vector<NamedTensor> arrays;
   const std::vector<ZipEntry> entries = readCentralDirectory(bytes);
   checkEntriesApart(bytes, entries);
+  checkTotalExpansion(bytes, entries);
   for (const auto& entry : entries) {
     const std::string where = "npz file '" + path + "': entry '" + entry.name + "'";
     arrays.push_back({arrayName(entry.name), parseNpy(extract(bytes, entry, where), where)});
