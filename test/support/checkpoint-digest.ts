@@ -1,6 +1,6 @@
 import zlib from 'node:zlib';
 
-import { saveTensors, type TensorRecord } from '../../lib';
+import { disposeTensors, loadTensors, saveTensors, tensor, type TensorRecord } from '../../lib';
 
 /**
  * The digest of a training checkpoint, written here from its definition (native/core/io/checkpoint.h) with
@@ -53,4 +53,20 @@ export async function saveCheckpointWithDigest(
   const { 'pace.digest': _old, ...rest } = metadata;
   void _old;
   await saveTensors(file, tensors, { metadata: { ...rest, 'pace.digest': checkpointDigest(tensors, rest) } });
+}
+
+/**
+ * Fills one AdamW second moment of a training checkpoint with +∞, the digest recomputed: a state whose updates
+ * (and losses) stay finite, found out only when it is checked. Returns the tensor's name.
+ */
+export async function withInfiniteSecondMoment(file: string): Promise<string> {
+  const { tensors, metadata } = await loadTensors(file);
+  const name = Object.keys(tensors).find((key) => key.endsWith('.exp_avg_sq'))!;
+  const { shape } = tensors[name];
+  const values = tensors[name].toFloat32Array().fill(Number.POSITIVE_INFINITY);
+  tensors[name].dispose();
+  tensors[name] = tensor(values, shape);
+  await saveCheckpointWithDigest(file, tensors, metadata ?? {});
+  disposeTensors(tensors);
+  return name;
 }
