@@ -376,6 +376,9 @@ describe('arguments', () => {
           "AdamW's decay factor 1 - optimizer.lr × weightDecay must fit",
       ),
     );
+    expect(() => new Trainer(model, { optimizer: { eps: 1e39 } })).toThrow(
+      new PaceOptionError('optimizer.eps must be > 0 and at most 3.4e38 (the largest float32)'),
+    );
     // The largest rate taken steps (its parameters blown up, but no error of libtorch's).
     const trainer = new Trainer(model, { optimizer: { lr: 3e37 } });
     expect(() => trainer.setLearningRate(1e38)).toThrow(/^lr 1e\+38 is too large: .* = 1e\+39, past the largest/);

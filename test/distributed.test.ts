@@ -787,7 +787,7 @@ describe('a rank that dies or hangs', () => {
       const labels = tensor(BigInt64Array.from([0n, 1n]));
       const indices = tensor(BigInt64Array.from([2n * BigInt(group.rank), 2n * BigInt(group.rank) + 1n]));
       const step = (images) => trainer.step(handleOf(images), handleOf(labels), { indices: handleOf(indices) });
-      const save = (name) => trainer.saveState(group.rank === 0 ? path.join(${JSON.stringify(dir)}, name) : null, {});
+      const save = (name) => trainer.saveState(path.join(${JSON.stringify(dir)}, 'rank' + group.rank + '-' + name), {});
       fs.mkdirSync(${JSON.stringify(dir)}, { recursive: true });
       await step(pixels((i) => Math.sin(i)));
       await save('before.safetensors');
@@ -800,14 +800,18 @@ describe('a rank that dies or hangs', () => {
     for (const { refused } of jsonLines<{ refused: string }>(launched.stdout)) {
       expect(refused).toMatch(/^PACE_DIVERGED: .*the parameters are as before this step$/);
     }
-    const [before, after] = await Promise.all(
-      ['before', 'after'].map(async (name) => (await loadTensors(path.join(dir, `${name}.safetensors`))).tensors),
-    );
-    const history = before['pace.history'].toFloat32Array();
-    expect(history.slice(0, 4 * 4).every((v) => v !== 0)).toBe(true); // both ranks' rows were recorded
-    expect(Array.from(after['pace.history'].toFloat32Array())).toEqual(Array.from(history));
-    disposeTensors(before);
-    disposeTensors(after);
+    for (const rank of [0, 1]) {
+      const [before, after] = await Promise.all(
+        ['before', 'after'].map(
+          async (name) => (await loadTensors(path.join(dir, `rank${rank}-${name}.safetensors`))).tensors,
+        ),
+      );
+      const history = before['pace.history'].toFloat32Array();
+      expect([rank, history.slice(0, 4 * 4).every((v) => v !== 0)]).toEqual([rank, true]); // both ranks' rows
+      expect([rank, Array.from(after['pace.history'].toFloat32Array())]).toEqual([rank, Array.from(history)]);
+      disposeTensors(before);
+      disposeTensors(after);
+    }
   }, 90_000);
 
   test('training images of their own sizes (packed, as few-shot stores them) train data-parallel in step', async () => {

@@ -840,7 +840,7 @@ describe('earlyStopping across a stop and a resume', () => {
     expect(fs.existsSync(path.join(dir, 'marked-best.safetensors'))).toBe(false);
   });
 
-  test('a resume from an earlier checkpoint that ends before its first checkpoint leaves the folder as it was', async () => {
+  test('a resume from an earlier checkpoint that ends before its first checkpoint leaves the later files in place', async () => {
     // Bug caught (a review): the later epochs' mark was removed and metrics.jsonl cut to the resumed epoch at once,
     // so a resume from 'previous' stopped before its first epoch ended had lost both for the run's last checkpoint.
     const dir = path.join(temp.dir, 'abandoned-later');
@@ -876,6 +876,14 @@ describe('earlyStopping across a stop and a resume', () => {
     for (const name of ['marked-best.safetensors', 'metrics.jsonl', 'last.safetensors', 'previous.safetensors']) {
       expect([name, after[name]?.equals(before[name])]).toEqual([name, true]);
     }
+    // Metrics that stop short of the checkpoint resumed from (killed between them) are completed at once, from
+    // previous as from last.
+    const metrics = path.join(dir, 'metrics.jsonl');
+    const lines = () => fs.readFileSync(metrics, 'utf8').trim().split('\n');
+    fs.writeFileSync(metrics, `${lines()[0]}\n`);
+    const again = new AbortController();
+    await fitWith({ resume: dir, resumeFrom: 'previous', signal: again.signal }, { onEpochBegin: () => again.abort() });
+    expect(lines()).toEqual(before['metrics.jsonl'].toString().trim().split('\n').slice(0, 2));
     // Once a resume from previous writes its first checkpoint, the abandoned continuation's mark goes.
     await fitWith({ resume: dir, resumeFrom: 'previous' }, { onEpochEnd: (_epoch, _logs, control) => control.stop() });
     expect(fs.existsSync(path.join(dir, 'marked-best.safetensors'))).toBe(false);

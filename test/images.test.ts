@@ -897,28 +897,26 @@ describe('large decodes, one at a time', () => {
     expect([most, order]).toEqual([1, ['a', 'b', 'c']]);
   });
 
-  test('images past 24 megapixels decode to the same pixels through the gate, beside small ones', async () => {
+  test('decodeImage sends images past 24 megapixels through the gate, and small ones around it', async () => {
     const side = Math.ceil(Math.sqrt(LARGE_DECODE_PIXELS)) + 8;
-    const large = path.join(temp.dir, 'large.png');
-    await sharp({ create: { width: side, height: side, channels: 3, background: { r: 200, g: 30, b: 90 } } })
+    const large = path.join(temp.dir, 'gated-large.png');
+    await sharp({ create: { width: side, height: side, channels: 3, background: { r: 1, g: 2, b: 3 } } })
       .png()
       .toFile(large);
-    const small = path.join(temp.dir, 'small.png');
-    await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: 10, g: 220, b: 40 } } })
+    const small = path.join(temp.dir, 'gated-small.png');
+    await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 4, g: 5, b: 6 } } })
       .png()
       .toFile(small);
-    const decoded = await Promise.all([large, small, large].map((file) => decodeImage(file, 16, 'stretch')));
-    for (const [i, colour] of [
-      [0, [200, 30, 90]],
-      [1, [10, 220, 40]],
-      [2, [200, 30, 90]],
-    ] as const) {
-      expect([i, decoded[i].width, decoded[i].height, Array.from(decoded[i].pixels.subarray(0, 3))]).toEqual([
-        i,
-        16,
-        16,
-        colour,
-      ]);
-    }
+    let release = () => {};
+    const held = oneLargeAtATime(() => new Promise<void>((resolve) => (release = resolve)));
+    let largeDone = false;
+    const decodingLarge = decodeImage(large, 8, 'stretch').then((decoded) => ((largeDone = true), decoded));
+    const smallOne = await decodeImage(small, 8, 'stretch');
+    expect(Array.from(smallOne.pixels.subarray(0, 3))).toEqual([4, 5, 6]);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(largeDone).toBe(false); // waiting for the large work before it
+    release();
+    await held;
+    expect(Array.from((await decodingLarge).pixels.subarray(0, 3))).toEqual([1, 2, 3]);
   });
 });

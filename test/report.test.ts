@@ -732,3 +732,17 @@ test("a run config's settings are flattened in one pass, to 16 levels; deeper on
   expect(Date.now() - started).toBeLessThan(1000);
   expect([...settings]).toEqual([[Array(16).fill('a').join('.'), '(nested more than 16 levels deep)']]);
 });
+
+test("a training set's fingerprints are not settings a run is labelled or gridded by", () => {
+  // (crc32 checksums tell two sets apart but name neither: the set's size and normalisation stay)
+  const data = {
+    trainSamples: 800,
+    fingerprint: { images: 'crc32:0123abcd', labels: 'crc32:89ab4567' },
+    normalization: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] },
+  };
+  expect([...flattenSettings({ data })]).toEqual([
+    ['data.trainSamples', 800],
+    ['data.normalization.mean', '[0.5,0.5,0.5]'],
+    ['data.normalization.std', '[0.5,0.5,0.5]'],
+  ]);
+});

@@ -55,7 +55,8 @@ export async function decodeImage(file: string, size: number, mode: ResizeMode):
   await checkRegularFile(file);
   await checkJpegScans(file);
   const metadata = await sharp(file, { failOn: 'error', limitInputPixels: false }).metadata();
-  const pixels = (metadata.width ?? 0) * (metadata.height ?? 0);
+  // (an image whose header gives no size is taken for a large one)
+  const pixels = (metadata.width ?? Infinity) * (metadata.height ?? Infinity);
   const stored = () => decodedAndResized(file, size, mode, metadata);
   return pixels > LARGE_DECODE_PIXELS ? oneLargeAtATime(stored) : stored();
 }
@@ -70,7 +71,8 @@ let largeDecodes: Promise<unknown> = Promise.resolve();
 /** Runs `work` after every large decode started before it has ended. */
 export function oneLargeAtATime<T>(work: () => Promise<T>): Promise<T> {
   const turn = largeDecodes.then(work, work);
-  largeDecodes = turn.catch(() => undefined);
+  const settled = () => undefined; // (the chain keeps no result alive)
+  largeDecodes = turn.then(settled, settled);
   return turn;
 }
 

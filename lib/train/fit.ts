@@ -337,9 +337,9 @@ async function fitEpochs(
   const runMetadata = { [RUN_IDENTITY_KEY]: JSON.stringify(identity) };
   await own(() => run?.writeConfig(config));
   // A run killed after a checkpoint but before the metrics that follow it resumes with them written again (at its
-  // last epoch, nothing else would write them). Resumed from an earlier checkpoint, the later epochs' metrics stay
-  // until this fit's first checkpoint replaces them: a fit that ends before leaves the folder as it was.
-  if (resumed && o.resumeFrom === 'last') await own(() => run?.writeHistory(history));
+  // last epoch, nothing else would write them). Resumed from an earlier checkpoint than the metrics reach, the later
+  // epochs' metrics stay until this fit's first checkpoint replaces them.
+  if (resumed) await own(() => run && run.recordedEpochs() <= history.length && run.writeHistory(history));
   if (!resumed) {
     // Kept apart from the write, whose collective every rank must enter whatever becomes of the link.
     if (run) await own(() => keepPrevious(run));
@@ -551,13 +551,14 @@ async function fitEpochs(
         await host.handle.checkState();
         // before best is rewritten: a resume from best continues from it
         if (run) await own(() => keepPrevious(run, continuesFrom));
+        // Gone before the new checkpoints: killed after them, a later resume would take it for this run's.
+        await own(() => marks?.forgetAbandoned());
         continuesFrom = undefined;
         if (logs.val_acc !== undefined && logs.val_acc > bestValidation) {
           bestValidation = logs.val_acc;
           await checkpoint((r) => host.handle.saveState(r.bestCheckpoint, metadata));
         }
         await checkpoint((r) => host.handle.saveState(r.lastCheckpoint, metadata));
-        await own(() => marks?.forgetAbandoned());
         await own(() => run?.writeHistory(history));
       }
       await runCallbacks(`in epoch ${epoch}'s onEpochEnd`, (callback) => callback.onEpochEnd?.(epoch, logs, control));

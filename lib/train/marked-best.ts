@@ -16,8 +16,8 @@ export interface BestMarks {
   /** Restores the state marked last, in this fit or in the earlier fits of its run; false when none was. */
   restore(): Promise<boolean>;
   /**
-   * Removes a mark of the run's abandoned continuation (of this fit's start epoch or later), once the fit writes
-   * its first checkpoint: a fit that ends before it leaves the run folder as it found it.
+   * Removes a mark of the run's abandoned continuation (of this fit's start epoch or later), as the fit writes its
+   * first checkpoint: a fit that ends before leaves the mark with the later epochs' checkpoints it belongs to.
    */
   forgetAbandoned(): void;
   /** Removes what the fit kept outside its run folder. */

@@ -132,6 +132,15 @@ export class RunFolder {
     writeFileAtomic(path.join(this.dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
   }
 
+  /** How many epochs metrics.jsonl records (lines; 0 without it). */
+  recordedEpochs(): number {
+    try {
+      return fs.readFileSync(path.join(this.dir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).length;
+    } catch {
+      return 0;
+    }
+  }
+
   /** Rewrites metrics.jsonl and summary.csv from the whole history (so a resumed run never duplicates lines). */
   writeHistory(history: EpochLogs[]): void {
     writeFileAtomic(path.join(this.dir, 'metrics.jsonl'), history.map((logs) => `${JSON.stringify(logs)}\n`).join(''));
