@@ -1,6 +1,11 @@
 import { handleOf } from '../tensor';
 import type { TensorDataset } from './dataset';
 
+/** A dataset's normalisation as plain arrays (as the native layer takes it and a config records it), if it has one. */
+export function normalizationOf(dataset: TensorDataset): { mean: number[]; std: number[] } | undefined {
+  return dataset.normalization && { mean: [...dataset.normalization.mean], std: [...dataset.normalization.std] };
+}
+
 /**
  * What tells a dataset's contents from another's of the same shape, read natively without copying it (each
  * tensor's fingerprint, native/core/tensor/fingerprint.h: the images' by windows past 1 MiB; the labels and

@@ -67,33 +67,31 @@ function checkStartOver(run: RunFolder, identity: RunIdentity): void {
 }
 
 /** The metadata every training checkpoint carries besides its digest (checked by the native loader). */
-function checkpointMetadataSchema() {
-  return z
-    .object({
-      epoch: z
-        .string()
-        .regex(/^-?\d+$/, 'must be an integer')
-        .transform(Number)
-        .pipe(z.number().min(-1)),
-      history: jsonText,
-      // Checkpoints written before runs carried their identity have none, and are not compared.
-      [RUN_IDENTITY_KEY]: jsonText.optional(),
-    })
-    .superRefine((value, context) => {
-      const history = value.history;
-      const epochsInOrder =
-        Array.isArray(history) &&
-        history.length === value.epoch + 1 &&
-        history.every((logs, i) => typeof logs === 'object' && logs !== null && (logs as EpochLogs).epoch === i);
-      if (!epochsInOrder) {
-        context.addIssue({
-          code: 'custom',
-          path: ['history'],
-          message: `must list epochs 0 to ${value.epoch} in order`,
-        });
-      }
-    });
-}
+const CheckpointMetadataSchema = z
+  .object({
+    epoch: z
+      .string()
+      .regex(/^-?\d+$/, 'must be an integer')
+      .transform(Number)
+      .pipe(z.number().min(-1)),
+    history: jsonText,
+    // Checkpoints written before runs carried their identity have none, and are not compared.
+    [RUN_IDENTITY_KEY]: jsonText.optional(),
+  })
+  .superRefine((value, context) => {
+    const history = value.history;
+    const epochsInOrder =
+      Array.isArray(history) &&
+      history.length === value.epoch + 1 &&
+      history.every((logs, i) => typeof logs === 'object' && logs !== null && (logs as EpochLogs).epoch === i);
+    if (!epochsInOrder) {
+      context.addIssue({
+        code: 'custom',
+        path: ['history'],
+        message: `must list epochs 0 to ${value.epoch} in order`,
+      });
+    }
+  });
 
 function fileOf(run: RunFolder, from: ResumeFrom): string {
   return from === 'best' ? run.bestCheckpoint : from === 'previous' ? run.previousCheckpoint : run.lastCheckpoint;
@@ -155,10 +153,10 @@ export async function resumeFrom(
     const others = /written by \d+ process/.test(reason) ? '' : await alternatives(run, from);
     return withContext(error, `cannot resume from ${file}: ${reason}.${others}`);
   };
-  let metadata: z.infer<ReturnType<typeof checkpointMetadataSchema>>;
+  let metadata: z.infer<typeof CheckpointMetadataSchema>;
   try {
     const header = await readTensorHeader(file);
-    const parsed = checkpointMetadataSchema().safeParse(header.metadata ?? {});
+    const parsed = CheckpointMetadataSchema.safeParse(header.metadata ?? {});
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       throw new PaceFileError(`its metadata field '${issue.path.join('.') || 'epoch'}' ${issue.message}`);

@@ -5,6 +5,7 @@ import { z } from 'zod';
 
 import { AugmentationSchema, nativeAugmentation, type Augmentation } from '../data/augment';
 import { checkEvaluationImages, TensorDataset } from '../data/dataset';
+import { normalizationOf } from '../data/dataset-fingerprint';
 import { checkLabelsBelow } from '../data/labels';
 import type { EvaluationReport } from '../eval/evaluate';
 import { PaceDistributedError, PaceDivergedError, PaceInputError, PaceOptionError, PaceStateError } from '../errors';
@@ -593,11 +594,6 @@ function heldNoStep(dir: string): boolean {
   } catch {
     return false; // unreadable: left for a resume to name
   }
-}
-
-/** A dataset's normalisation in the form the native layer takes (plain arrays), if it stores pixels. */
-export function normalizationOf(dataset: TensorDataset): { mean: number[]; std: number[] } | undefined {
-  return dataset.normalization && { mean: [...dataset.normalization.mean], std: [...dataset.normalization.std] };
 }
 
 /**

@@ -1,16 +1,17 @@
 import type { TensorDataset } from '../data/dataset';
-import { datasetFingerprint } from '../data/dataset-fingerprint';
+import { datasetFingerprint, normalizationOf } from '../data/dataset-fingerprint';
 import { jsonDifferences } from '../json-differences';
 
 /**
  * What makes a resumed fit the continuation of the run it resumes: the model (backbone, its configuration, a
  * fingerprint of its frozen weights, and its adapters), the trainer's options and what shapes the fit's course
- * (schedule, batches, shuffles, augmentation, the training set: its size, normalisation and contents' fingerprint). Every checkpoint carries it in its
- * metadata (`run`) and the run folder's config.json holds what it is made from; a resume with anything else
- * would continue another run's state under this one's name, so it is refused, naming what differs. Options that
- * leave the course alone (evaluation, progress, diagnostics, step graphs, the run folder) may change, and so may
- * `epochs` and the trainer's `optimizer.lr`: training a stopped run for longer, or at a lower rate after it
- * diverged, is a choice a user makes on purpose, though it is then no longer the uninterrupted run.
+ * (schedule, batches, shuffles, augmentation, the training set: its size, normalisation and contents' fingerprint).
+ * Every checkpoint carries it in its metadata (`run`) and the run folder's config.json holds what it is made from;
+ * a resume with anything else would continue another run's state under this one's name, so it is refused, naming
+ * what differs. Options that leave the course alone (evaluation, progress, diagnostics, step graphs, the run folder)
+ * may change, and so may `epochs` and the trainer's `optimizer.lr`: training a stopped run for longer, or at a
+ * lower rate after it diverged, is a choice a user makes on purpose, though it is then no longer the uninterrupted
+ * run.
  */
 export type RunIdentity = Record<string, unknown>;
 
@@ -44,33 +45,33 @@ export function runIdentityOf(config: Record<string, unknown>): RunIdentity {
  * one set's logit history to the other's).
  */
 export function trainingSetIdentity(train: TensorDataset): Record<string, unknown> {
-  return {
-    fingerprint: datasetFingerprint(train),
-    ...(train.normalization && {
-      normalization: { mean: [...train.normalization.mean], std: [...train.normalization.std] },
-    }),
-  };
+  const normalization = normalizationOf(train);
+  return { fingerprint: datasetFingerprint(train), ...(normalization && { normalization }) };
 }
 
-/** An identity without the learning rate, which a resume may change (recorded all the same). */
-function withoutLearningRate(identity: unknown): unknown {
-  const copy = JSON.parse(JSON.stringify(identity ?? null)) as { trainer?: { optimizer?: Record<string, unknown> } };
+type Compared = { trainer?: { optimizer?: Record<string, unknown> }; data?: Record<string, unknown> } | null;
+
+/**
+ * What of an identity a resume compares (a copy): all but the learning rate, which a resume may change (recorded
+ * all the same); against a run recorded before training sets were fingerprinted, all but the set's fingerprint and
+ * normalisation (compared on its size alone, as it was then).
+ */
+function compared(identity: unknown, fingerprinted: boolean): Compared {
+  const copy = JSON.parse(JSON.stringify(identity ?? null)) as Compared;
   if (copy?.trainer?.optimizer && typeof copy.trainer.optimizer === 'object') delete copy.trainer.optimizer.lr;
+  if (!fingerprinted && copy?.data && typeof copy.data === 'object') {
+    delete copy.data.fingerprint;
+    delete copy.data.normalization;
+  }
   return copy;
 }
 
 /** The differences between a saved identity and this run's, as `path: saved → now` (none: the same run). */
 export function identityDifferences(saved: unknown, current: RunIdentity): string[] {
   const shown = (value: unknown) => JSON.stringify(value) ?? 'absent';
-  const savedData = (saved as { data?: Record<string, unknown> } | null)?.data;
-  if (savedData && typeof savedData === 'object' && !('fingerprint' in savedData)) {
-    // Runs written before the training set was fingerprinted are compared on its size alone, as they were.
-    const data = { ...(current.data as Record<string, unknown>) };
-    delete data.fingerprint;
-    delete data.normalization;
-    current = { ...current, data };
-  }
-  return jsonDifferences(withoutLearningRate(saved), withoutLearningRate(current)).map(
+  const savedData = (saved as Compared)?.data;
+  const fingerprinted = !(savedData && typeof savedData === 'object' && !('fingerprint' in savedData));
+  return jsonDifferences(compared(saved, fingerprinted), compared(current, fingerprinted)).map(
     ({ path, before, after }) => `${path}: ${shown(before)} → ${shown(after)}`,
   );
 }

@@ -178,6 +178,9 @@ class Trainer {
   void setLearningRate(double lr);
 
  private:
+  // The trainable parameters ("param.<name>") and their AdamW moments and step counts ("adamw.<name>.exp_avg",
+  // ".exp_avg_sq", ".step"), as a checkpoint names them; the tensors themselves, not copies.
+  std::vector<NamedTensor> parametersAndMoments() const;
   std::shared_ptr<models::Backbone> model_;
   std::vector<NamedTensor> trainable_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;

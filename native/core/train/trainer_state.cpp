@@ -6,45 +6,48 @@
 
 namespace pace::train {
 
-// An update can overflow while the loss it followed was finite (checked before the update): such a state is not a
-// checkpoint anyone could continue from. All ranks hold the same parameters and moments, so all refuse alike.
-void Trainer::checkFiniteState() const {
-  std::vector<std::pair<std::string, at::Tensor>> tensors;
+std::vector<NamedTensor> Trainer::parametersAndMoments() const {
+  std::vector<NamedTensor> out;
   const auto& optimizerState = optimizer_->state();
   for (const auto& named : trainable_) {
-    tensors.emplace_back("param." + named.name, named.tensor);
+    out.push_back({"param." + named.name, named.tensor.detach()});
     const auto found = optimizerState.find(optimizerStateKey<std::decay_t<decltype(optimizerState)>>(named.tensor));
     if (found == optimizerState.end()) continue;
     const auto& moments = static_cast<const torch::optim::AdamWParamState&>(*found->second);
-    tensors.emplace_back("adamw." + named.name + ".exp_avg", moments.exp_avg());
-    tensors.emplace_back("adamw." + named.name + ".exp_avg_sq", moments.exp_avg_sq());
+    out.push_back({"adamw." + named.name + ".exp_avg", moments.exp_avg()});
+    out.push_back({"adamw." + named.name + ".exp_avg_sq", moments.exp_avg_sq()});
+    out.push_back(
+        {"adamw." + named.name + ".step", torch::full({}, static_cast<int64_t>(moments.step()), torch::kLong)});
   }
+  return out;
+}
+
+namespace {
+
+// An update can overflow while the loss it followed was finite (checked before the update): such a state is not a
+// checkpoint anyone could continue from. All ranks hold the same parameters and moments, so all refuse alike.
+void checkFinite(const std::vector<NamedTensor>& tensors) {
   torch::NoGradGuard noGrad;
   std::vector<at::Tensor> allFinite;
-  for (const auto& [name, tensor] : tensors) allFinite.push_back(at::isfinite(tensor).all());
+  for (const auto& named : tensors) allFinite.push_back(at::isfinite(named.tensor).all());
   if (allFinite.empty() || at::stack(allFinite).all().item<bool>()) return;
   for (size_t i = 0; i < tensors.size(); ++i) {
     if (allFinite[i].item<bool>()) continue;
-    throw DivergedError("the trainable parameters or their AdamW moments became NaN or infinite ('" + tensors[i].first +
+    throw DivergedError("the trainable parameters or their AdamW moments became NaN or infinite ('" + tensors[i].name +
                         "' first) in an update that followed a finite loss (lower the learning rate or check the "
                         "data); this state is not written as a checkpoint");
   }
 }
 
+}  // namespace
+
+void Trainer::checkFiniteState() const { checkFinite(parametersAndMoments()); }
+
 std::vector<NamedTensor> Trainer::state() const {
-  checkFiniteState();  // before the collective below
+  const std::vector<NamedTensor> trained = parametersAndMoments();
+  checkFinite(trained);  // before the collective below
   std::vector<NamedTensor> out;
-  const auto& optimizerState = optimizer_->state();
-  for (const auto& named : trainable_) {
-    out.push_back({"param." + named.name, named.tensor.detach().clone()});
-    const auto found = optimizerState.find(optimizerStateKey<std::decay_t<decltype(optimizerState)>>(named.tensor));
-    if (found == optimizerState.end()) continue;
-    const auto& moments = static_cast<const torch::optim::AdamWParamState&>(*found->second);
-    out.push_back({"adamw." + named.name + ".exp_avg", moments.exp_avg().clone()});
-    out.push_back({"adamw." + named.name + ".exp_avg_sq", moments.exp_avg_sq().clone()});
-    out.push_back(
-        {"adamw." + named.name + ".step", torch::full({}, static_cast<int64_t>(moments.step()), torch::kLong)});
-  }
+  for (const auto& named : trained) out.push_back({named.name, named.tensor.clone()});
   // Data-parallel, every rank's generator states, one row per rank ([worldSize, bytes]).
   for (const auto& [name, generator] : {std::pair<const char*, const at::Generator*>{"rng.noise", &noiseGenerator_},
                                         {"rng.drop_path", &dropPathGenerator_},
