@@ -76,6 +76,8 @@ export class HubClient {
   readonly #settings: HubSettings;
   readonly #stallMs: number;
   readonly #stop?: AbortSignal;
+  /** Where the API's URLs begin, as a parsed request URL spells it (case, default port and slashes normalised). */
+  readonly #apiPrefix: string;
   /** The last answer received (its status and X-Error-Code), for error messages. */
   last?: LastResponse;
   /**
@@ -89,6 +91,7 @@ export class HubClient {
     this.#settings = settings;
     this.#stallMs = stallMs;
     this.#stop = stop;
+    this.#apiPrefix = new URL('api/', `${settings.endpoint}/`).href;
   }
 
   /**
@@ -120,7 +123,7 @@ export class HubClient {
       status: response.status,
       errorCode: response.headers.get('x-error-code') ?? undefined,
     };
-    const api = url.href.startsWith(`${this.#settings.endpoint.replace(/\/+$/, '')}/api/`);
+    const api = url.href.startsWith(this.#apiPrefix);
     if (api) {
       // Aborting once the body has been read changes nothing, so the timer is only kept from holding the process.
       timer = setTimeout(stalled('complete answer'), this.#stallMs);

@@ -57,12 +57,14 @@ async function within<T>(promise: Promise<T>, ms: number, signal: AbortSignal | 
 /**
  * A transfer's chunks, held to a pace: a PaceNetworkError when none comes for `stallMs`, or when a window of
  * `stallMs` brings fewer than `minBytesPerSecond` (a server that drips a byte at a time never stalls, and would
- * keep a download going for weeks); the signal's reason when it stops the transfer first.
+ * keep a download going for weeks); the signal's reason when it stops the transfer first. Both clocks run only
+ * while a read waits: time the consumer takes between reads (a slow disk, a busy event loop) is not the server's.
  */
 class PacedReader {
   #pending: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
-  #lastChunkAt = performance.now();
-  #windowStart = this.#lastChunkAt;
+  #waitingSince = 0; // when the pending read was asked for
+  #waitedBefore = 0; // the reads' waits before it, summed
+  #windowStart = 0; // on that clock of waiting time
   #windowBytes = 0;
 
   constructor(
@@ -74,27 +76,30 @@ class PacedReader {
 
   /** The next chunk; `describe` says where the transfer stands, for a failure. */
   async read(describe: () => string): Promise<ReadableStreamReadResult<Uint8Array>> {
+    if (this.#pending === undefined) {
+      this.#waitingSince = performance.now();
+      this.#pending = this.reader.read();
+    }
     for (;;) {
       this.signal?.throwIfAborted();
       const now = performance.now();
-      if (now - this.#lastChunkAt >= this.stallMs) {
+      const waiting = now - this.#waitingSince;
+      if (waiting >= this.stallMs) {
         throw new PaceNetworkError(`${describe()}: no data for ${this.stallMs / 1000} s`);
       }
-      if (now - this.#windowStart >= this.stallMs) this.#endWindow(describe);
-      const wake = Math.min(this.#lastChunkAt, this.#windowStart) + this.stallMs;
-      this.#pending ??= this.reader.read();
-      const result = await within(this.#pending, Math.max(1, wake - now), this.signal);
+      const waited = this.#waitedBefore + waiting;
+      if (waited - this.#windowStart >= this.stallMs) this.#endWindow(describe, waited);
+      const wake = Math.min(this.stallMs - waiting, this.#windowStart + this.stallMs - waited);
+      const result = await within(this.#pending, Math.max(1, wake), this.signal);
       if (result === undefined) continue;
       this.#pending = undefined;
-      if (!result.done) {
-        this.#lastChunkAt = performance.now();
-        this.#windowBytes += result.value.byteLength;
-      }
+      this.#waitedBefore += performance.now() - this.#waitingSince;
+      if (!result.done) this.#windowBytes += result.value.byteLength;
       return result;
     }
   }
 
-  #endWindow(describe: () => string): void {
+  #endWindow(describe: () => string, waited: number): void {
     const needed = (this.minBytesPerSecond * this.stallMs) / 1000;
     if (this.#windowBytes < needed) {
       throw new PaceNetworkError(
@@ -102,7 +107,7 @@ class PacedReader {
           `minimum of ${this.minBytesPerSecond} bytes/s (minBytesPerSecond)`,
       );
     }
-    this.#windowStart = performance.now();
+    this.#windowStart = waited;
     this.#windowBytes = 0;
   }
 }
@@ -151,9 +156,10 @@ export async function transferToCache(t: Transfer): Promise<void> {
     throw new PaceFileError(`pretrained '${name}': refusing to download ${file.path} (only safetensors, npz and JSON)`);
   }
   const what = `pretrained '${name}': ${file.path} of ${t.repo}`;
+  // Before the transfer opens: a cache that cannot take the file would leave it open, paused mid-body.
+  const temporary = await t.cache.temporaryPath(file.etag);
   const stream = await t.client.open(t.repo, t.commit, file);
   if (!stream) throw new PaceNotFoundError(`${what} not found at commit ${t.commit}`);
-  const temporary = await t.cache.temporaryPath(file.etag);
   const reader = stream.getReader();
   const paced = new PacedReader(reader, t.stallMs, t.minBytesPerSecond, t.signal);
   const { hash, expected, kind } = expectedHash(file);
