@@ -16,6 +16,7 @@ import {
   Trainer,
   type Model,
 } from '../lib';
+import { Batcher, RECORDED_BATCHES } from '../lib/serve/batcher';
 import { makeTempDir, repoRoot } from './support/paths';
 import { pillowResize } from './support/pillow-resample';
 import { listen, postImage } from './support/serve';
@@ -70,6 +71,29 @@ async function expectedTopK(model: Model, png: Buffer, k: number): Promise<Predi
 }
 
 const predict = postImage;
+
+test("a long-running server keeps only the latest batches' sizes", async () => {
+  // Bug (review): every batch's size was kept for the server's life, one more entry per batch, never trimmed.
+  using model = await createModel(spec, { seed: 1 });
+  const batcher = new Batcher({
+    model,
+    normalization: model.preprocessing,
+    maxBatch: 2,
+    batchWindowMs: 600_000, // a batch starts once full, or on drain
+    maxPending: 8,
+    retryAfterSeconds: 1,
+    idleReleaseMs: 0,
+    recordedBatches: 3,
+  });
+  const image = Buffer.alloc(28 * 28 * 3, 100);
+  for (const size of [2, 2, 2, 1]) {
+    const results = Array.from({ length: size }, () => batcher.submit(image).result);
+    if (size < 2) await batcher.drain(); // (after which every request runs at once)
+    await Promise.all(results);
+  }
+  expect(batcher.batches).toEqual([2, 2, 1]); // the oldest dropped
+  expect(RECORDED_BATCHES).toBe(10_000);
+});
 
 test('concurrent requests fill one batch; each prediction is the softmax of model.forward on its decoded image', async () => {
   // Bugs: requests not batched, rows of a batch answered to the wrong request, another decoding or normalisation

@@ -30,6 +30,9 @@ function softmax(logits: Float32Array): Float32Array {
   return Float32Array.from(exps, (v) => v / sum);
 }
 
+/** How many of the latest batch sizes a server keeps in `batches`. */
+export const RECORDED_BATCHES = 10_000;
+
 /**
  * Collects concurrent requests and runs them as one forward pass: a batch starts when it is full or when its
  * first request has waited `batchWindowMs`. Batches run one after another, so the model's work holds one
@@ -42,7 +45,7 @@ export class Batcher {
   #running = Promise.resolve();
   #draining = false;
   #pending = 0;
-  /** The size of every batch run so far. */
+  /** The sizes of the batches run, the most recent {@link RECORDED_BATCHES} (a server running for weeks keeps no more). */
   readonly batches: number[] = [];
 
   constructor(
@@ -56,6 +59,8 @@ export class Batcher {
       retryAfterSeconds: number;
       /** Idle this long, the forwards' cached CPU memory is released (0: never). */
       idleReleaseMs: number;
+      /** How many of the latest batch sizes `batches` keeps (default {@link RECORDED_BATCHES}). */
+      recordedBatches?: number;
     },
   ) {}
 
@@ -118,6 +123,7 @@ export class Batcher {
       const classes = logits.shape[1];
       const values = logits.toFloat32Array();
       this.batches.push(batch.length);
+      if (this.batches.length > (this.options.recordedBatches ?? RECORDED_BATCHES)) this.batches.shift();
       batch.forEach((pending, i) => pending.resolve(softmax(values.subarray(i * classes, (i + 1) * classes))));
     } catch (error) {
       for (const pending of batch) pending.reject(error as Error);

@@ -17,7 +17,7 @@ const chunkOverhead = 12; // length, type, CRC
  * heap per upload. The pixels do not depend on them: text is never read, and the profile is ignored as Pillow
  * ignores it. A file that does not start with its IHDR is left whole for the decoder to refuse (removing a chunk
  * before it would make it valid), and so is a chunk that runs past the end, with all that follows it. The walk
- * reads each chunk's header alone, and stops past {@link MAX_PNG_CHUNKS} (400): it runs on the event loop.
+ * reads each chunk's header alone, and stops past {@link MAX_PNG_CHUNKS} (65,536): it runs on the event loop.
  */
 export function withoutPngText(body: Buffer): Buffer {
   if (body.length < signatureLength + chunkOverhead || body.readUInt32BE(signatureLength + 4) !== IHDR) return body;

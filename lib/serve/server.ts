@@ -14,10 +14,37 @@ import { ServeOptionsSchema, type ServeOptions } from './options';
 export interface InferenceServer {
   /** The server, not yet listening. */
   server: http.Server;
-  /** The size of every batch run so far. */
+  /** The sizes of the latest batches run (at most 10,000: older ones are dropped), oldest first. */
   batches: number[];
   /** Stops accepting, runs queued requests at once, and resolves when every response is sent. */
   close(): Promise<void>;
+}
+
+/** Whether the request has a body not read to its end. */
+function bodyUnread(request: http.IncomingMessage): boolean {
+  const declared = request.headers['content-length'] !== undefined && request.headers['content-length'] !== '0';
+  return !request.complete && (declared || request.headers['transfer-encoding'] !== undefined);
+}
+
+/**
+ * Answered before its body was read, a request keeps its connection only if the rest of the body comes soon: Node
+ * reads it to its declared end to reach the next request (a terabyte, until the request timeout). Past `limit`
+ * more bytes or two seconds, the connection is cut. (Closing at once instead would reset it under a client
+ * still sending, whose answer would then be lost.)
+ */
+function cutUnreadBody(request: http.IncomingMessage, limit: number): void {
+  const socket = request.socket as net.Socket | null; // (null once the request has let its connection go)
+  if (!socket || socket.destroyed) return;
+  const readBefore = socket.bytesRead;
+  const deadline = performance.now() + 2_000;
+  const watch = setInterval(() => {
+    if (request.complete || socket.destroyed) clearInterval(watch);
+    else if (socket.bytesRead - readBefore > limit || performance.now() >= deadline) {
+      clearInterval(watch);
+      socket.destroy();
+    }
+  }, 50);
+  watch.unref();
 }
 
 /** The declared body length (0 when none); 413 beyond `limit`, before any of the body is read or asked for. */
@@ -105,6 +132,7 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
   let closing = false;
   const send = (response: http.ServerResponse, status: number, body: unknown, headers = {}) => {
     // While closing, no connection is kept for another request: each closes once its answer is sent.
+    if (bodyUnread(response.req)) cutUnreadBody(response.req, o.maxBodyBytes);
     response.writeHead(status, {
       'content-type': 'application/json',
       ...(closing && { connection: 'close' }),
