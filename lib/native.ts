@@ -360,6 +360,7 @@ export interface NativeAddon {
     localRank: number;
     masterAddr: string;
     masterPort: number;
+    rendezvousFile?: string;
     timeoutSeconds: number;
   }): Promise<NativeDistributedGroup>;
   destroyDistributed(): void;

@@ -1,6 +1,7 @@
 // Data-parallel training over torch.distributed's Gloo group, two processes on this machine's loopback.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 
 import {
@@ -1167,4 +1168,50 @@ describe('initDistributed', () => {
     expect((error as Error).message).toContain(`rank 1 of 2: the rendezvous at 127.0.0.1:${port} failed`);
     expect(Date.now() - started).toBeLessThan(20_000);
   });
+
+  test('ranks given a rendezvous file meet in it, and one that cannot open it says which', async () => {
+    const file = path.join(temp.dir, `rendezvous-${Math.random()}`);
+    // A world of one meets its own store: no port is opened, and the group works (three steps as before).
+    await expect(initDistributed({ worldSize: 1, rendezvousFile: file })).resolves.toMatchObject({ worldSize: 1 });
+    expect((await threeSteps()).options).toMatchObject({ rank: 0, worldSize: 1 });
+    destroyDistributed();
+    const missing = path.join(temp.dir, 'no-such-folder', 'store');
+    const error = await initDistributed({ worldSize: 1, rendezvousFile: missing }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PaceDistributedError);
+    expect((error as Error).message).toContain(`rank 0 of 1: the rendezvous in ${missing} failed`);
+  });
+});
+
+describe('pace launch on one machine', () => {
+  test('meets in a file of a private folder, removed afterwards: MASTER_PORT is never opened', async () => {
+    // Bug: rank 0's TCP store listened on MASTER_PORT on every interface, also for a loopback launch, so any host
+    // that could reach the machine could write into the rendezvous. Here the port is the test's own, held open on
+    // every interface: a launch that listened on it failed to bind.
+    const holder = net.createServer();
+    await new Promise<void>((resolve) => holder.listen({ port: 0, host: '::', ipv6Only: false }, resolve));
+    const port = (holder.address() as net.AddressInfo).port;
+    try {
+      const script = `
+        const fs = require('fs'); const path = require('path');
+        const { initDistributed, distributedBarrier } = require(process.env.PACE_LIB);
+        initDistributed().then(async (group) => {
+          await distributedBarrier();
+          const folder = path.dirname(process.env.PACE_RENDEZVOUS_FILE);
+          console.log([group.rank, (fs.statSync(folder).mode & 0o777).toString(8), folder].join(' '));
+        }, (error) => { console.error(error.message); process.exit(1); });`;
+      const launched = await paceLaunch(
+        ['--nproc-per-node', '2', '--master-port', String(port), '--', process.execPath, '-e', script],
+        { ...childEnv, PACE_DISTRIBUTED_TIMEOUT: '30' },
+      );
+      expect(launched.stderr).toBe('');
+      expect(launched.status).toBe(0);
+      const lines = launched.stdout.trim().split('\n').sort();
+      const folder = lines[0].split(' ')[2];
+      expect(lines).toEqual([`0 700 ${folder}`, `1 700 ${folder}`]);
+      expect(path.basename(folder)).toMatch(/^pace-rendezvous-/);
+      expect(fs.existsSync(folder)).toBe(false);
+    } finally {
+      holder.close();
+    }
+  }, 60_000);
 });

@@ -42,7 +42,8 @@ export const launchCommand: Command = {
   summary: 'Runs a command once per rank (data-parallel training), as torchrun does',
   usage: `pace launch --nproc-per-node N [--nnodes M --node-rank K --master-addr HOST] [--master-port P] [--timeout S] -- COMMAND...
   Runs COMMAND once per rank with torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR,
-  MASTER_PORT), e.g. \`pace launch --nproc-per-node 2 -- pace fit --config run.json\`; when one rank fails
+  MASTER_PORT; on one machine also PACE_RENDEZVOUS_FILE, a file of a private folder the ranks meet in instead of
+  on the port), e.g. \`pace launch --nproc-per-node 2 -- pace fit --config run.json\`; when one rank fails
   the others are stopped and the exit status and message name the rank. Each rank runs in a process group of
   its own: Ctrl-C or SIGTERM reaches the ranks once, passed on by the launcher, and they stop cleanly (exit 130
   or 143); a second one kills them.`,

@@ -36,6 +36,12 @@ export const DistributedOptionsSchema = z
     /** Its port (default: `MASTER_PORT`, else 29500). */
     masterPort: z.number().int().min(1).max(65535).optional(),
     /**
+     * A file in which ranks all on this machine meet instead of at `masterAddr:masterPort`, so that the rendezvous
+     * opens no port (TCP's listens on every interface); the file must be one no earlier group used, in a folder
+     * only this user can write (default: `PACE_RENDEZVOUS_FILE`, which `pace launch` on one machine sets to a fresh one).
+     */
+    rendezvousFile: z.string().min(1).optional(),
+    /**
      * How long a collective (or the rendezvous) may wait for the other ranks before failing with a
      * PaceDistributedError (default: `PACE_DISTRIBUTED_TIMEOUT` seconds, else 300).
      */
@@ -96,6 +102,7 @@ export async function initDistributed(options: DistributedOptions = {}): Promise
     localRank,
     masterAddr: o.masterAddr ?? process.env.MASTER_ADDR ?? '127.0.0.1',
     masterPort: o.masterPort ?? fromEnvironment('MASTER_PORT', z.number().int().min(1).max(65535)) ?? 29500,
+    rendezvousFile: o.rendezvousFile ?? (process.env.PACE_RENDEZVOUS_FILE || undefined),
     timeoutSeconds: o.timeoutSeconds ?? fromEnvironment('PACE_DISTRIBUTED_TIMEOUT', TimeoutSecondsSchema) ?? 300,
   });
   return { ...group, localRank };

@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
+import path from 'node:path';
 
 import { z } from 'zod';
 
@@ -94,6 +96,8 @@ function signalToPassOn(reason: unknown): NodeJS.Signals {
  * Runs `command` once per local rank with the environment torchrun sets (RANK, LOCAL_RANK, WORLD_SIZE,
  * LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), and watches the processes: when one fails, the others are stopped
  * (after a grace period in which they can fail on their own, SIGTERM, then SIGKILL) and the result names the rank.
+ * On one machine the ranks meet in a file of a fresh private folder (PACE_RENDEZVOUS_FILE, removed at the end)
+ * rather than on MASTER_PORT, which TCP's rendezvous would open on every network interface.
  *
  * Each rank runs in a process group of its own (its stdin is not the terminal's), so a terminal's Ctrl-C reaches
  * the launcher alone: `signal` passes its reason (SIGINT, SIGTERM; SIGINT for any other) on to every rank, once,
@@ -115,6 +119,8 @@ export async function launch(
   const worldSize = o.nprocPerNode * o.nnodes;
   const threadsPerProcess = Math.max(1, Math.floor(os.availableParallelism() / o.nprocPerNode));
   const masterPort = o.masterPort ?? (o.nnodes === 1 ? await freePort() : 29500);
+  const rendezvousFolder =
+    o.nnodes === 1 ? fs.mkdtempSync(path.join(fs.realpathSync(os.tmpdir()), 'pace-rendezvous-')) : undefined;
   const children: ChildProcess[] = [];
   let result: LaunchResult | undefined;
   const timers: NodeJS.Timeout[] = [];
@@ -152,11 +158,13 @@ export async function launch(
   try {
     const exits = Array.from({ length: o.nprocPerNode }, (_, localRank) => {
       const rank = o.nodeRank * o.nprocPerNode + localRank;
+      const env: NodeJS.ProcessEnv = { ...process.env };
+      delete env.PACE_RENDEZVOUS_FILE; // across machines the ranks meet on MASTER_PORT, whatever this shell says
       const child = spawn(command[0], command.slice(1), {
         detached: true,
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
         env: {
-          ...process.env,
+          ...env,
           RANK: String(rank),
           LOCAL_RANK: String(localRank),
           WORLD_SIZE: String(worldSize),
@@ -165,6 +173,7 @@ export async function launch(
           MASTER_ADDR: o.masterAddr,
           MASTER_PORT: String(masterPort),
           PACE_LAUNCHER_PID: String(process.pid),
+          ...(rendezvousFolder !== undefined && { PACE_RENDEZVOUS_FILE: path.join(rendezvousFolder, 'store') }),
           ...(o.timeoutSeconds !== undefined && { PACE_DISTRIBUTED_TIMEOUT: String(o.timeoutSeconds) }),
           // Each process a share of the CPUs, unless the user chose (as torchrun sets OMP_NUM_THREADS).
           ...(!process.env.PACE_NUM_THREADS &&
@@ -230,6 +239,7 @@ export async function launch(
     signal?.removeEventListener('abort', onInterrupt);
     kill?.removeEventListener('abort', killAll);
     timers.forEach((timer) => clearTimeout(timer));
+    if (rendezvousFolder !== undefined) fs.rmSync(rendezvousFolder, { recursive: true, force: true });
   }
   return result ?? collectiveFailure ?? { exitCode: interruptedStatus ?? 0 };
 }

@@ -1,8 +1,12 @@
-// The group on libtorch's c10d: a TCPStore for the rendezvous, and ProcessGroupGloo (PACE_WITH_GLOO: where libtorch
-// ships the Gloo group and Debian's or PyTorch's gloo headers are present) or ProcessGroupNCCL (PACE_WITH_NCCL:
-// CUDA builds whose NCCL group compiled in CMake's check) for the collectives. Elsewhere creating a group says
-// what is missing.
+// The group on libtorch's c10d: a TCPStore (or, for ranks on one machine given a file, a FileStore) for the
+// rendezvous, and ProcessGroupGloo (PACE_WITH_GLOO: where libtorch ships the Gloo group and Debian's or PyTorch's
+// gloo headers are present) or ProcessGroupNCCL (PACE_WITH_NCCL: CUDA builds whose NCCL group compiled in CMake's
+// check) for the collectives. Elsewhere creating a group says what is missing.
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <filesystem>
 #include <stdexcept>
 
 #include "distributed/group.h"
@@ -10,6 +14,7 @@
 
 #if defined(PACE_WITH_GLOO) || defined(PACE_WITH_NCCL)
 #include <c10/util/Exception.h>
+#include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
 #ifdef PACE_WITH_GLOO
@@ -32,6 +37,12 @@ std::string reason(const std::exception& error) {
 
 std::string whoAmI(const GroupOptions& options) {
   return "rank " + std::to_string(options.rank) + " of " + std::to_string(options.worldSize);
+}
+
+// Where the ranks meet, for errors.
+std::string meetingPlace(const GroupOptions& options) {
+  if (!options.rendezvousFile.empty()) return "in " + options.rendezvousFile;
+  return "at " + options.masterAddr + ":" + std::to_string(options.masterPort);
 }
 
 // The collectives on one c10d group type (both take and return the same Work objects).
@@ -114,7 +125,27 @@ StoreOptions withoutLibUV(StoreOptions options, long) {
   return options;
 }
 
+// TCPStore's server listens on every interface (libtorch has no address to bind it to): on one machine a file in
+// a private folder serves instead, and no other host can reach the rendezvous.
+c10::intrusive_ptr<c10d::Store> rendezvousInFile(const GroupOptions& options) {
+  // FileStore would retry opening a file it cannot create until the timeout.
+  const std::filesystem::path folder = std::filesystem::path(options.rendezvousFile).parent_path();
+  if (::access(folder.empty() ? "." : folder.c_str(), W_OK | X_OK) != 0)
+    throw DistributedError(whoAmI(options) + ": the rendezvous " + meetingPlace(options) + " failed: its folder " +
+                           (folder.empty() ? std::string(".") : folder.string()) + " " +
+                           (errno == ENOENT ? "does not exist" : "is not writable by this process"));
+  try {
+    auto store = c10::make_intrusive<c10d::FileStore>(options.rendezvousFile, options.worldSize);
+    store->setTimeout(options.timeout);
+    return store;
+  } catch (const std::exception& error) {
+    throw DistributedError(whoAmI(options) + ": the rendezvous " + meetingPlace(options) +
+                           " failed (can every rank write that folder?): " + reason(error));
+  }
+}
+
 c10::intrusive_ptr<c10d::Store> rendezvous(const GroupOptions& options) {
+  if (!options.rendezvousFile.empty()) return rendezvousInFile(options);
   try {
     c10d::TCPStoreOptions storeOptions;
     storeOptions.port = static_cast<std::uint16_t>(options.masterPort);
@@ -132,8 +163,7 @@ c10::intrusive_ptr<c10d::Store> rendezvous(const GroupOptions& options) {
       return c10::make_intrusive<c10d::TCPStore>(options.masterAddr, withoutLibUV(storeOptions, 0));
     }
   } catch (const std::exception& error) {
-    throw DistributedError(whoAmI(options) + ": the rendezvous at " + options.masterAddr + ":" +
-                           std::to_string(options.masterPort) + " failed (" +
+    throw DistributedError(whoAmI(options) + ": the rendezvous " + meetingPlace(options) + " failed (" +
                            (options.rank == 0 ? "is the port in use, or did every rank start?"
                                               : "is rank 0 running and MASTER_ADDR/MASTER_PORT right?") +
                            "): " + reason(error));
@@ -160,11 +190,16 @@ void checkWorldSize(c10d::Store& store, const GroupOptions& options) {
     try {
       return textOf(store.get(key));
     } catch (const std::exception& error) {
-      throw DistributedError(whoAmI(options) + ": the rendezvous at " + options.masterAddr + ":" +
-                             std::to_string(options.masterPort) + " failed: " + what + ": " + reason(error));
+      throw DistributedError(whoAmI(options) + ": the rendezvous " + meetingPlace(options) + " failed: " + what + ": " +
+                             reason(error));
     }
   };
-  store.set(sizeKey(options.rank), bytesOf(mine));
+  try {
+    store.set(sizeKey(options.rank), bytesOf(mine));
+  } catch (const std::exception& error) {
+    throw DistributedError(whoAmI(options) + ": the rendezvous " + meetingPlace(options) +
+                           " failed: this rank could not say its world size: " + reason(error));
+  }
   if (options.rank != 0) {
     const std::string theirs = fetch(sizeKey(0), "rank 0 did not say its world size");
     const std::string verdict = theirs == mine ? fetch(verdictKey, "rank 0 did not compare the world sizes") : "";
@@ -199,11 +234,13 @@ bool isLoopback(const std::string& address) {
 }
 
 // Which network device Gloo binds: GLOO_SOCKET_IFNAME as torch.distributed reads it, the loopback device when the
-// master is on this machine's loopback, and otherwise the address this machine's hostname resolves to.
+// ranks meet in a file or the master is on this machine's loopback, and otherwise the address this machine's
+// hostname resolves to.
 std::shared_ptr<::gloo::transport::Device> glooDevice(const GroupOptions& options) {
   if (const char* interface = std::getenv("GLOO_SOCKET_IFNAME"); interface && *interface)
     return c10d::ProcessGroupGloo::createDeviceForInterface(interface);
-  if (isLoopback(options.masterAddr)) return c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1");
+  if (!options.rendezvousFile.empty() || isLoopback(options.masterAddr))
+    return c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1");
   return c10d::ProcessGroupGloo::createDefaultDevice();
 }
 
@@ -217,8 +254,8 @@ std::shared_ptr<Group> connectGloo(const GroupOptions& options) {
     auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, options.rank, options.worldSize, glooOptions);
     return std::make_shared<C10dGroup<c10d::ProcessGroupGloo>>(options, "gloo", c10::Device(c10::kCPU), store, group);
   } catch (const std::exception& error) {
-    throw DistributedError(whoAmI(options) + ": connecting the Gloo group through " + options.masterAddr + ":" +
-                           std::to_string(options.masterPort) + " failed: " + reason(error));
+    throw DistributedError(whoAmI(options) + ": connecting the Gloo group (rendezvous " + meetingPlace(options) +
+                           ") failed: " + reason(error));
   }
 }
 #endif

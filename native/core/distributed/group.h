@@ -20,6 +20,9 @@ struct GroupOptions {
   int localRank = 0;  // this process's index on its machine: its GPU under nccl
   std::string masterAddr = "127.0.0.1";
   int masterPort = 29500;
+  // When set, the ranks (all on one machine) meet in this file instead of at masterAddr:masterPort, so that no
+  // port is opened to the network for the rendezvous (`pace launch` on one machine gives a fresh private one).
+  std::string rendezvousFile;
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
   void validate() const;
 };
