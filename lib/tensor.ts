@@ -132,7 +132,7 @@ export class Tensor implements Disposable {
     return new Tensor(handleOf(this).to(device));
   }
 
-  /** A copy with another element type. */
+  /** A copy with another element type (a copy also when it is this tensor's own type). */
   cast(dtype: DType): Tensor {
     return new Tensor(handleOf(this).cast(parseOptions(DTypeSchema, dtype, 'dtype')));
   }

@@ -232,6 +232,10 @@ test('a uint8 dataset trains and evaluates exactly like its prepared float copy'
   const b = await trainer.evaluate(floats, { batchSize: 16 });
   expect(a).toEqual(b);
   expect(() => new TensorDataset(images, labelTensor)).toThrow('uint8 images need options.normalization');
+  // Bug (review): a normalization given with float images was dropped unsaid, and the images reached the model raw.
+  expect(() => new TensorDataset(prepared, labelTensor, { normalization })).toThrow(
+    'float32 images are used as given, already normalised for the model',
+  );
 });
 
 describe('grey [N, H, W] datasets and pixel augmentation', () => {

@@ -310,8 +310,9 @@ test('bad datasets and options get clear errors', async () => {
   await expect(trainer.fit(validation, { epochs: 1, batchSize: 500 })).rejects.toThrow('fewer than one batch of 500');
   await expect(trainer.fit(validation, { epochs: 0, batchSize: 8 })).rejects.toThrow(/^options\.epochs: /);
   using wrongLabels = tensor(new BigInt64Array(128).fill(9n));
+  // Bug (review): refused natively as "targets must lie in [0, 4)", naming neither the set nor the sample.
   await expect(trainer.evaluate(new TensorDataset(validation.images, wrongLabels))).rejects.toThrow(
-    'targets must lie in [0, 4)',
+    'dataset: label 9 at index 0 is not below 4',
   );
   void repoRoot;
 });

@@ -6,6 +6,7 @@ import {
   disposeTensors,
   listModels,
   loadTensors,
+  memoryStats,
   resolveModelName,
   tensor,
   Trainer,
@@ -792,4 +793,26 @@ test('NaN and infinite pixels flow through a forward without crashing (the logit
   using logits = await model.forward(images);
   expect(logits.shape).toEqual([1, 10]);
   expect(Array.from(logits.toFloat32Array()).some(Number.isNaN)).toBe(true);
+});
+
+test("a headless ViT's features are their own memory, not a view holding every token", async () => {
+  // Bug (review): forward returned the class token as a view of the [B, T, D] tokens, so each batch's features
+  // held all 257 tokens alive (257 times their size), for as long as a feature-extraction loop kept them.
+  using model = await createModel(
+    { family: 'vit', imgSize: 64, patchSize: 4, embedDim: 64, depth: 1, numHeads: 2, numClasses: 0 },
+    { seed: 1 },
+  );
+  using input = tensor(
+    new Float32Array(8 * 3 * 64 * 64).map((_, i) => Math.sin(i)),
+    [8, 3, 64, 64],
+  );
+  const before = memoryStats().tensorBytes;
+  using features = await model.forward(input);
+  expect(features.shape).toEqual([8, 64]);
+  expect(memoryStats().tensorBytes - before).toBe(8 * 64 * 4);
+  using tokens = await model.forwardFeatures(input);
+  const all = tokens.toFloat32Array();
+  expect(Array.from(features.toFloat32Array())).toEqual(
+    Array.from({ length: 8 * 64 }, (_, i) => all[Math.floor(i / 64) * 257 * 64 + (i % 64)]),
+  );
 });

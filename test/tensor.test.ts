@@ -258,6 +258,10 @@ describe('Tensor lifetime', () => {
     expect(same.toFloat32Array()).toEqual(t.toFloat32Array());
     same.dispose();
     expect(t.disposed).toBe(false);
+    // Bug (review): a cast to the tensor's own type handed back the same memory, not the copy it promises.
+    using own = t.cast('float32');
+    own.view()[0] = 42;
+    expect(Array.from(t.toFloat32Array())).toEqual([Math.fround(1.9), Math.fround(-1.9), 2.5]);
   });
 
   test('native memory is reported to V8 and released by dispose()', () => {

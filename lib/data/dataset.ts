@@ -73,6 +73,13 @@ export class TensorDataset {
     if (pixels && !options.normalization) {
       throw new PaceOptionError('uint8 images need options.normalization ({ mean, std }, e.g. model.preprocessing)');
     }
+    if (float && options.normalization) {
+      // (It was dropped unsaid: a PyTorch user's [0, 1] floats with ToTensor's Normalize reached the model raw.)
+      throw new PaceOptionError(
+        'float32 images are used as given, already normalised for the model: normalise them first, or give the ' +
+          'uint8 pixels with options.normalization',
+      );
+    }
     const normalization = options.normalization && checkNormalization(options.normalization, 'options.normalization');
     if (labels.dtype !== 'int64' || labels.shape.length !== 1) {
       throw new PaceShapeError(`labels must be an int64 tensor [N]; got ${labels.dtype} [${labels.shape.join(',')}]`);

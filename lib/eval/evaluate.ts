@@ -1,6 +1,7 @@
 import { z } from 'zod';
 
 import { TensorDataset } from '../data/dataset';
+import { checkLabelsBelow } from '../data/labels';
 import { PaceInputError, PaceOptionError } from '../errors';
 import type { Model } from '../models/model';
 import { parseOptions } from '../options';
@@ -59,6 +60,8 @@ export async function evaluateDataset(
     throw new PaceOptionError(`dataset: expected a TensorDataset, got ${dataset === null ? 'null' : typeof dataset}`);
   }
   if (dataset.length === 0) throw new PaceInputError('dataset: it is empty; there is nothing to evaluate');
+  // Named here with the sample (the native check says only "targets"); a headless model is refused natively.
+  if (model.spec.numClasses > 0) checkLabelsBelow(dataset.labels.toBigInt64Array(), model.spec.numClasses, 'dataset');
   const normalization = dataset.normalization && {
     mean: [...dataset.normalization.mean],
     std: [...dataset.normalization.std],

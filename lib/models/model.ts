@@ -502,9 +502,10 @@ export async function createModel(
         "options.pretrained: true needs a model name; with a spec, name the weights ('hf-hub:org/name') or give a file",
       );
     }
-    fromHub = await downloadPretrained(pretrained === true ? (nameOrSpec as string) : pretrained, hub);
+    // Read before the download: the caller's spec object may change while it runs.
     const classesGiven =
       numClasses !== undefined || (typeof nameOrSpec !== 'string' && nameOrSpec.numClasses !== undefined);
+    fromHub = await downloadPretrained(pretrained === true ? (nameOrSpec as string) : pretrained, hub);
     if (!classesGiven) spec = parseOptions(ModelSpecSchema, { ...spec, numClasses: fromHub.numClasses }, 'spec');
     checkModelFitsInMemory(spec);
   }

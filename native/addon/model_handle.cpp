@@ -237,7 +237,11 @@ Napi::Value ModelHandle::runForward(const Napi::CallbackInfo& info, bool feature
           model.checkImages(input);
           const PrecisionScope arithmetic(precision, device.type());
           const at::Tensor output = featuresOnly ? model.forwardFeatures(input) : model.forward(input);
-          return output.scalar_type() == at::kFloat ? output : output.to(at::kFloat);  // float32 out, as documented
+          const at::Tensor out = output.scalar_type() == at::kFloat ? output : output.to(at::kFloat);  // as documented
+          // A view into a larger tensor (a headless ViT's class token, of all the tokens) would hold it all alive.
+          const bool partOfMore =
+              out.has_storage() && out.storage().nbytes() > static_cast<size_t>(out.numel()) * out.element_size();
+          return partOfMore ? out.clone(at::MemoryFormat::Contiguous) : out;
         },
         [](Napi::Env env, at::Tensor& output) -> Napi::Value { return TensorHandle::wrap(env, std::move(output)); });
   });

@@ -163,8 +163,12 @@ Napi::Value TensorHandle::to(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value TensorHandle::cast(const Napi::CallbackInfo& info) {
-  return guard(info.Env(),
-               [&]() -> Napi::Value { return wrap(info.Env(), live(info.Env()).to(dtypeFromJs(info[0], "dtype"))); });
+  return guard(info.Env(), [&]() -> Napi::Value {
+    // A copy also to its own type (to() alone would hand back the same tensor, shared).
+    return wrap(info.Env(), live(info.Env())
+                                .to(dtypeFromJs(info[0], "dtype"), /*non_blocking=*/false,
+                                    /*copy=*/true));
+  });
 }
 
 Napi::Value TensorHandle::clone(const Napi::CallbackInfo& info) {
