@@ -51,5 +51,6 @@ TestList augmentTests();               // augment_tests.cpp
 TestList dropPathTests();              // drop_path_tests.cpp
 TestList profilerTests();              // profiler_tests.cpp: skipped where libtorch records no traces
 TestList checkpointResamplingTests();  // checkpoint_resampling_tests.cpp
+TestList precisionTests();             // precision_tests.cpp
 
 }  // namespace pace::tests

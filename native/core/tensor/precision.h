@@ -15,7 +15,8 @@ Precision precisionFromName(const std::string& name);  // throws pace::Error nam
 
 // For its lifetime: TF32 allowed or not on cuBLAS/cuDNN as `precision` asks, and for Bf16 autocast to
 // bfloat16 on `device` (CUDA or CPU). The previous settings come back at the end; the autocast cache is
-// cleared on leaving the outermost scope, so casts of parameters never outlive an optimizer step.
+// cleared on leaving the outermost scope, so casts of parameters never outlive an optimizer step. TF32 being
+// one switch for the process, a scope waits while scopes on other threads run with the other TF32 setting.
 class PrecisionScope {
  public:
   PrecisionScope(Precision precision, c10::DeviceType device);
@@ -25,7 +26,6 @@ class PrecisionScope {
 
  private:
   c10::DeviceType device_;
-  bool previousTf32CuBlas_, previousTf32CuDnn_;
   bool previousAutocast_ = false;
   at::ScalarType previousAutocastDtype_ = at::kFloat;
   bool autocastSet_ = false;
