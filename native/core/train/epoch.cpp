@@ -106,8 +106,14 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
   const auto settle = [&]() {
     if (!pending) return;
     const double total = pending->total.item<double>();
-    if (!std::isfinite(total))
-      throw lossDiverged(total, positionOf(pending->step), divergenceHint(pending->updatesBefore));
+    if (!std::isfinite(total)) {
+      // Read a step late (a GPU's), the loss comes after its update and maybe the next step's: said, as the model in
+      // memory is no longer the one before the bad step (the CPU's own check refuses the update instead).
+      const int64_t taken = iteration() - pending->updatesBefore;
+      throw lossDiverged(total, positionOf(pending->step), divergenceHint(pending->updatesBefore),
+                         "the model in memory has taken " + std::to_string(taken) + " update" +
+                             (taken == 1 ? "" : "s") + " since (this device's loss is read a step late)");
+    }
     result.stepLosses.push_back(total);
     if (onBatch) onBatch({pending->step + 1, steps, total});
     pending.reset();
