@@ -109,3 +109,39 @@ describe('lists whose classes are not exactly 0..K-1 are refused, as the referen
     );
   });
 });
+
+describe('a few-shot list that names an image twice keeps both lines, as the reference reads them', () => {
+  // Bug (review): NOAH's oxford-pets 1-shot lists (all three seeds) give each of the 37 images on two
+  // consecutive lines, and the reference trains on the 74 lines; the list was refused as naming an image twice,
+  // so the paper's pets 1-shot column could not run.
+  const dataset = 'oxford-pets';
+  function writeTwice(root: string, labelOfRepeat: (k: number) => number): string {
+    const annotations = path.join(root, dataset, 'annotations');
+    fs.mkdirSync(annotations, { recursive: true });
+    const once = Array.from({ length: 37 }, (_, k) => `class${k}/a.jpg ${k}`);
+    const twice = Array.from({ length: 37 }, (_, k) => [`class${k}/a.jpg ${k}`, `class${k}/a.jpg ${labelOfRepeat(k)}`]);
+    const train = path.join(annotations, 'train_meta.list.num_shot_1.seed_0');
+    fs.writeFileSync(train, twice.flat().join('\n') + '\n');
+    fs.writeFileSync(path.join(annotations, 'val_meta.list'), once.join('\n') + '\n');
+    fs.writeFileSync(path.join(annotations, 'test_meta.list'), once.join('\n') + '\n');
+    return train;
+  }
+
+  test('74 samples from 37 images, each line its own sample with its label', () => {
+    const root = path.join(temp.dir, 'pets-twice');
+    writeTwice(root, (k) => k);
+    const { train, val } = fewShotSplits(root, dataset, { shots: 1, seed: 0 });
+    expect(train).toHaveLength(74);
+    expect(train.map((e) => e.label)).toEqual(Array.from({ length: 74 }, (_, i) => Math.floor(i / 2)));
+    expect(train[1]).toEqual({ ...train[0], line: 2 });
+    expect(val).toHaveLength(37);
+  });
+
+  test('an image listed again with another label is refused at that line', () => {
+    const root = path.join(temp.dir, 'pets-relabelled');
+    const file = writeTwice(root, (k) => (k === 3 ? 4 : k));
+    expect(() => fewShotSplits(root, dataset, { shots: 1, seed: 0 })).toThrow(
+      `${file}:8: 'class3/a.jpg' is listed again with label 4 (first on line 7, with 3)`,
+    );
+  });
+});

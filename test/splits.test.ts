@@ -59,15 +59,23 @@ test('bad split lists get errors naming the file, the line and the problem', () 
   const absolute = write('absolute.txt', '/etc/passwd 1\n');
   expect(() => parseSplitList(absolute, options)).toThrow('escapes the dataset root');
   // An image listed twice was counted twice (in accuracy and loss); the same path under another spelling or label
-  // is the same image. No real list (VTAB-1k, few-shot, domain adaptation) lists an image twice.
+  // is the same image. Of the real lists only NOAH's oxford-pets 1-shot ones list images twice, and the reference
+  // trains on every line: `repeats: 'keep'` (what fewShotSplits asks) keeps them, an image relabelled never.
   const twice = write('twice.txt', 'images/a.jpg 3\nimages/b.jpg 1\n\nimages/a.jpg 3\n');
   expect(() => parseSplitList(twice, options)).toThrow(
     `${twice}:4: 'images/a.jpg' is listed again (first on line 1); a list names each image once`,
   );
+  expect(parseSplitList(twice, { ...options, repeats: 'keep' }).map((e) => [e.label, e.line])).toEqual([
+    [3, 1],
+    [1, 2],
+    [3, 4],
+  ]);
   const respelled = write('respelled.txt', 'images/a.jpg 3\nimages/./a.jpg 4\n');
-  expect(() => parseSplitList(respelled, options)).toThrow(
-    `${respelled}:2: 'images/./a.jpg' is listed again (first on line 1)`,
-  );
+  for (const repeats of ['refuse', 'keep'] as const) {
+    expect(() => parseSplitList(respelled, { ...options, repeats })).toThrow(
+      `${respelled}:2: 'images/./a.jpg' is listed again with label 4 (first on line 1, with 3)`,
+    );
+  }
   expect(parseSplitList(write('distinct.txt', 'images/a.jpg 3\nimages/a.jpg.png 3\n'), options)).toHaveLength(2);
   const empty = write('empty.txt', '\n\n');
   expect(() => parseSplitList(empty, options)).toThrow(`${empty}: the split list is empty`);

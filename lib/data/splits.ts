@@ -89,14 +89,19 @@ function entryFor(relative: string, label: number, where: string, context: ListC
 /**
  * Parses a split list (`<image path> <label>` per line, the path relative to `root`). Every problem is an error
  * naming the file and line: a line without a label, a label that is not an integer or not below `numClasses`,
- * a path that escapes `root` by name or through a symbolic link, an image listed twice. A list that cannot be read is a PaceNotFoundError
- * (missing) or a PaceFileError naming it. Blank lines are skipped; an empty list is an error.
+ * a path that escapes `root` by name or through a symbolic link, an image listed twice (with `repeats: 'keep'`,
+ * as the reference's readers, each line is a sample of its own, and only an image listed again with another label
+ * is refused). A list that cannot be read is a PaceNotFoundError (missing) or a PaceFileError naming it. Blank
+ * lines are skipped; an empty list is an error.
  */
-export function parseSplitList(file: string, options: { root: string; numClasses: number }): SplitEntry[] {
+export function parseSplitList(
+  file: string,
+  options: { root: string; numClasses: number; repeats?: 'refuse' | 'keep' },
+): SplitEntry[] {
   const text = readList(file, 'split list');
   const context = listContext(options);
   const entries: SplitEntry[] = [];
-  const lineOf = new Map<string, number>(); // image path → the line that listed it
+  const firstOf = new Map<string, SplitEntry>(); // image path → the entry that listed it first
   text.split(/\r?\n/).forEach((raw, index) => {
     const line = raw.trim();
     if (line === '') return;
@@ -107,13 +112,19 @@ export function parseSplitList(file: string, options: { root: string; numClasses
     if (!/^\d+$/.test(labelText))
       throw new PaceInputError(`${where}: label '${shown(labelText)}' is not a non-negative integer`);
     const entry = entryFor(relative, Number(labelText), where, context, index + 1);
-    const earlier = lineOf.get(entry.path);
-    if (earlier !== undefined) {
+    const earlier = firstOf.get(entry.path);
+    if (earlier !== undefined && earlier.label !== entry.label) {
       throw new PaceFileError(
-        `${where}: '${relative}' is listed again (first on line ${earlier}); a list names each image once`,
+        `${where}: '${relative}' is listed again with label ${entry.label} (first on line ${earlier.line}, with ` +
+          `${earlier.label})`,
       );
     }
-    lineOf.set(entry.path, entry.line);
+    if (earlier !== undefined && options.repeats !== 'keep') {
+      throw new PaceFileError(
+        `${where}: '${relative}' is listed again (first on line ${earlier.line}); a list names each image once`,
+      );
+    }
+    if (earlier === undefined) firstOf.set(entry.path, entry);
     entries.push(entry);
   });
   if (entries.length === 0) throw new PaceInputError(`${file}: the split list is empty`);
@@ -175,7 +186,8 @@ export function fewShotSplits(
   }
   const read = (part: 'train' | 'val' | 'test') => {
     const file = fewShotListFile(root, dataset, part, options);
-    const entries = parseSplitList(file, { root: path.join(root, dataset, 'images'), numClasses });
+    // NOAH's oxford-pets 1-shot lists name each image twice: the reference trains on both lines (74 samples).
+    const entries = parseSplitList(file, { root: path.join(root, dataset, 'images'), numClasses, repeats: 'keep' });
     const classes = [...new Set(entries.map((e) => e.label))].sort((a, b) => a - b);
     if (classes.length !== numClasses) {
       throw new PaceInputError(`${file}: has ${classes.length} classes, ${dataset} has ${numClasses}`);
