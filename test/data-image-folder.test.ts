@@ -118,6 +118,16 @@ test('a link loop and a broken image link are named; other broken links and file
   expect(listing(ignored).entries).toEqual([[path.join('a', '1.png'), 0, 1]]);
 });
 
+test('links beside the class folders to files are no samples, as torchvision keeps only folders there', () => {
+  // Bug (review): a cover image linked from elsewhere, or a broken link named like an image, beside the class
+  // folders failed the whole folder ("links outside the folder", "a symbolic link to nothing").
+  const outside = folderWith(['elsewhere/9.png']);
+  const root = folderWith(['a/1.png']);
+  fs.symlinkSync(path.join(outside, 'elsewhere', '9.png'), path.join(root, 'cover.png'));
+  fs.symlinkSync('/nonexistent/preview.jpg', path.join(root, 'preview.jpg'));
+  expect(listing(root).entries).toEqual([[path.join('a', '1.png'), 0, 1]]);
+});
+
 test('a folder reached twice through links is refused at once, naming both ways (links two to a level took 2^depth)', () => {
   // Bug: only loops were caught: two links to the next level at each of 16 levels listed one image 131,072 times,
   // after 12 s of walking.

@@ -88,6 +88,23 @@ test('bad split lists get errors naming the file, the line and the problem', () 
   expect(() => fgvcSplits(lists, 'hasOwnProperty', 'tune')).toThrow("'hasOwnProperty' is not a FGVC dataset");
 });
 
+test("FGVC labels from 1 (or sparse ids) become their rank among the splits' labels, as the reference maps them", () => {
+  // Bug (review): labels were taken as class indices and had to lie below the class count, where the reference's
+  // reader (VPT's JSONDataset, PACE's json_flist_reader) ranks them: a 1-based split was refused.
+  const dir = path.join(temp.dir, 'fgvc-one-based', 'CUB_200_2011');
+  fs.mkdirSync(dir, { recursive: true });
+  const split = (from: number, to: number) =>
+    JSON.stringify(
+      Object.fromEntries(Array.from({ length: to - from }, (_, i) => [`c/${from + i}.jpg`, from + i + 1])),
+    );
+  fs.writeFileSync(path.join(dir, 'train.json'), split(0, 150));
+  fs.writeFileSync(path.join(dir, 'val.json'), split(150, 200));
+  fs.writeFileSync(path.join(dir, 'test.json'), split(0, 200).replaceAll('.jpg', '.png'));
+  const { train, test } = fgvcSplits(path.join(temp.dir, 'fgvc-one-based'), 'CUB_200_2011', 'evaluate');
+  expect(train.map((e) => e.label)).toEqual(Array.from({ length: 200 }, (_, i) => i));
+  expect(test.map((e) => [path.basename(e.path), e.label])[199]).toEqual(['199.png', 199]);
+});
+
 test('FGVC JSON splits: tune and evaluate sets, labels and paths checked', () => {
   const dir = path.join(temp.dir, 'fgvc', 'CUB_200_2011');
   fs.mkdirSync(dir, { recursive: true });
@@ -108,7 +125,7 @@ test('FGVC JSON splits: tune and evaluate sets, labels and paths checked', () =>
   );
   fs.writeFileSync(path.join(dir, 'test.json'), JSON.stringify({ 'x.jpg': 200 }));
   expect(() => fgvcSplits(path.join(temp.dir, 'fgvc'), 'CUB_200_2011', 'evaluate')).toThrow(
-    'label 200 is outside the 200 classes',
+    `${dir}: its splits' labels reach 200, past the dataset's 200 classes, and are 3 distinct values, not 200`,
   );
   fs.writeFileSync(path.join(dir, 'test.json'), '{"x.jpg": ');
   expect(() => fgvcSplits(path.join(temp.dir, 'fgvc'), 'CUB_200_2011', 'evaluate')).toThrow(

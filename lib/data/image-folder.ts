@@ -157,7 +157,7 @@ class ImageFolder {
       if (entry.name.includes('\uFFFD') && (item.isFolder || entry.isSymbolicLink() || sample)) {
         this.refuseUndecodableName(folder, entry.name);
       }
-      const followed = entry.isSymbolicLink() ? this.follow(item) : item;
+      const followed = entry.isSymbolicLink() ? this.follow(item, folder.shown !== '') : item;
       if (followed && (followed.isFolder || isImage(followed))) items.push(followed);
     }
     return items;
@@ -176,16 +176,18 @@ class ImageFolder {
     throw this.problem(folder, `holds a name that is not UTF-8 ('${shown}'): rename it`, PaceInputError);
   }
 
-  private follow(link: Item): Item | undefined {
+  /** `inClass`: the link is inside a class folder, where an image's name makes it a sample. */
+  private follow(link: Item, inClass: boolean): Item | undefined {
     let real: string;
     try {
       real = fs.realpathSync.native(link.real);
     } catch (error) {
       if ((error as { code?: unknown }).code !== 'ENOENT') throw fsError(error, this.where(link));
-      if (isImage(link)) throw this.problem(link, 'is a symbolic link to nothing', PaceNotFoundError);
+      if (inClass && isImage(link)) throw this.problem(link, 'is a symbolic link to nothing', PaceNotFoundError);
       return undefined;
     }
     const item = { ...link, real, isFolder: fs.statSync(real).isDirectory() };
+    if (!inClass && !item.isFolder) return undefined; // beside the class folders, as torchvision's find_classes
     if ((item.isFolder || isImage(item)) && !isInside(this.realRoot, real)) {
       throw this.problem(link, `links outside the folder (${real})`, PaceInputError);
     }

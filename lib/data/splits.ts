@@ -206,7 +206,8 @@ export function fewShotSplits(
 /**
  * A FGVC dataset with VPT's JSON splits (`train.json`, `val.json`, `test.json`, each `{ "<image path>": label }`,
  * paths relative to the dataset's image folder). "tune" trains on train and tests on val; "evaluate" trains on
- * train + val and tests on test, as VPT does.
+ * train + val and tests on test, as VPT does. Labels from 0 are kept; others (1-based, sparse ids) become their rank
+ * among the splits' labels, as the reference's reader maps them, when those are exactly the dataset's classes.
  */
 export function fgvcSplits(
   root: string,
@@ -219,7 +220,8 @@ export function fgvcSplits(
       `'${dataset}' is not a FGVC dataset (expected one of ${Object.keys(FGVC_DATASETS).join(', ')})`,
     );
   const dir = path.join(root, dataset);
-  const context = listContext({ root: path.join(dir, info.imagesDir), numClasses: info.numClasses });
+  // Any label at first: mapped below when past the classes.
+  const context = listContext({ root: path.join(dir, info.imagesDir), numClasses: Number.MAX_SAFE_INTEGER });
   // Each image once in what trains (train + val when evaluating) and in what tests: by its resolved path, so
   // `a.jpg` and `./a.jpg` are one image.
   const listedIn = new Map<string, string>();
@@ -256,13 +258,37 @@ export function fgvcSplits(
     if (entries.length === 0) throw new PaceInputError(`${file}: the split is empty`);
     return entries;
   };
-  return mode === 'tune'
-    ? { train: read('train.json'), test: read('val.json'), numClasses: info.numClasses }
-    : {
-        train: [...read('train.json', listedIn), ...read('val.json', listedIn)],
-        test: read('test.json'),
-        numClasses: info.numClasses,
-      };
+  const [train, test] =
+    mode === 'tune'
+      ? [read('train.json'), read('val.json')]
+      : [[...read('train.json', listedIn), ...read('val.json', listedIn)], read('test.json')];
+  return { ...labelsAsClasses(train, test, dir, info.numClasses), numClasses: info.numClasses };
+}
+
+/**
+ * The splits' labels as class indices: unchanged when all lie below `numClasses`; otherwise each becomes its rank
+ * among the labels of both, which must then be `numClasses` values (the reference ranks each file's own labels,
+ * which is the same for splits that all hold every class).
+ */
+function labelsAsClasses(
+  train: SplitEntry[],
+  test: SplitEntry[],
+  dir: string,
+  numClasses: number,
+): { train: SplitEntry[]; test: SplitEntry[] } {
+  let largest = 0;
+  for (const entry of [...train, ...test]) largest = Math.max(largest, entry.label);
+  if (largest < numClasses) return { train, test };
+  const labels = [...new Set([...train, ...test].map((entry) => entry.label))].sort((a, b) => a - b);
+  if (labels.length !== numClasses) {
+    throw new PaceInputError(
+      `${dir}: its splits' labels reach ${largest}, past the dataset's ${numClasses} classes, and are ` +
+        `${labels.length} distinct values, not ${numClasses} to take as the classes in order`,
+    );
+  }
+  const rank = new Map(labels.map((label, i) => [label, i]));
+  const ranked = (entries: SplitEntry[]) => entries.map((e) => ({ ...e, label: rank.get(e.label) as number }));
+  return { train: ranked(train), test: ranked(test) };
 }
 
 /**
