@@ -44,6 +44,14 @@ test('bad split lists get errors naming the file, the line and the problem', () 
     return file;
   };
   const options = { root: temp.dir, numClasses: 10 };
+  // Line ends as Python's universal newlines read them: \n, \r\n and a lone \r (it read as one long line).
+  const ends = write('line-ends.txt', 'images/a.jpg 1\rimages/b.jpg 2\r\nimages/c.jpg 3\nimages/d.jpg 4');
+  expect(parseSplitList(ends, options).map((e) => [e.label, e.line])).toEqual([
+    [1, 1],
+    [2, 2],
+    [3, 3],
+    [4, 4],
+  ]);
   const noLabel = write('no-label.txt', 'images/a.jpg 1\nimages/b.jpg\n');
   expect(() => parseSplitList(noLabel, options)).toThrow(
     `${noLabel}:2: expected '<image path> <label>', got 'images/b.jpg'`,

@@ -102,7 +102,7 @@ export function parseSplitList(
   const context = listContext(options);
   const entries: SplitEntry[] = [];
   const firstOf = new Map<string, SplitEntry>(); // image path → the entry that listed it first
-  text.split(/\r?\n/).forEach((raw, index) => {
+  text.split(/\r\n|\r|\n/).forEach((raw, index) => {
     const line = raw.trim();
     if (line === '') return;
     const where = `${file}:${index + 1}`;
