@@ -131,8 +131,8 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
   });
   let closing = false;
   const send = (response: http.ServerResponse, status: number, body: unknown, headers = {}) => {
-    // While closing, no connection is kept for another request: each closes once its answer is sent.
     if (bodyUnread(response.req)) cutUnreadBody(response.req, o.maxBodyBytes);
+    // While closing, no connection is kept for another request: each closes once its answer is sent.
     response.writeHead(status, {
       'content-type': 'application/json',
       ...(closing && { connection: 'close' }),
