@@ -763,6 +763,15 @@ describe("a fit's input found wrong at its first step is refused before the run 
     });
     expect([stopped.stopReason, stopped.epochs.length]).toEqual(['aborted', 0]);
     expect((await readTensorHeader(path.join(dir, 'last.safetensors'))).metadata?.epoch).toBe('-1');
+    // Bug (review): a second attempt stopped as early kept the first one's checkpoint as previous.safetensors,
+    // and the third was refused as "already holds a run" (lowering a diverged rate twice locked the folder).
+    await new Trainer(model, trainerOptions).fit(train, { ...fit, runDir: dir, signal: AbortSignal.abort() });
+    expect(
+      fs
+        .readdirSync(dir)
+        .filter((f) => f.endsWith('.safetensors'))
+        .sort(),
+    ).toEqual(['last.safetensors', 'previous.safetensors']);
     const history = await new Trainer(model, trainerOptions).fit(train, { ...fit, epochs: 1, runDir: dir });
     expect(history.epochs.map((e) => e.epoch)).toEqual([0]);
     await expect(new Trainer(model, trainerOptions).fit(train, { ...fit, runDir: dir })).rejects.toThrow(

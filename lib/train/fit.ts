@@ -289,8 +289,11 @@ async function fitEpochs(
     if (holding) folder?.removeKilledWritersFiles();
     // Every rank refuses a folder holding an earlier run's files before the first writes it, but for a run that
     // failed before its first step (a checkpoint of the untrained state alone): a corrected fit replaces it.
+    // (Such a run replaced by one that failed as early holds two: its `last` became `previous`.)
     const earlierRun = o.runDir ? runFilesIn(o.runDir) : [];
-    if (earlierRun.length === 1 && earlierRun[0] === 'last.safetensors' && heldNoStep(o.runDir!)) earlierRun.pop();
+    const untrainedOnly = (file: string) =>
+      (file === 'last.safetensors' || file === 'previous.safetensors') && heldNoStep(o.runDir!, file);
+    if (earlierRun.includes('last.safetensors') && earlierRun.every(untrainedOnly)) earlierRun.length = 0;
     if (earlierRun.length > 0) {
       throw new PaceStateError(
         `the run folder ${o.runDir} already holds a run (${earlierRun.join(', ')}): continue it with \`resume\` (pace fit --resume DIR), or write this run to a new folder`,
@@ -588,9 +591,9 @@ export function refuseIgnoredFitOptions(given: Record<string, unknown>, where: s
 }
 
 /** Whether a run folder's last checkpoint is the one a fit writes before its first step (epoch -1). */
-function heldNoStep(dir: string): boolean {
+function heldNoStep(dir: string, file: string): boolean {
   try {
-    return readTensorHeaderSync(path.join(dir, 'last.safetensors')).metadata?.epoch === '-1';
+    return readTensorHeaderSync(path.join(dir, file)).metadata?.epoch === '-1';
   } catch {
     return false; // unreadable: left for a resume to name
   }
