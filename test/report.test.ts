@@ -218,6 +218,12 @@ test('runs are labelled by the settings that differ: the baseline, σ and λ by 
     'baseline',
     'σ 0.5, λ 1',
   ]);
+  // Bug (review): σ or λ 0 was "baseline", hiding σ: noisy runs (the Noise ablation, λ 0) drawn as the baseline.
+  expect(
+    labelRuns([runOf('a', config(0, 0, 1)), runOf('n', config(0.5, 0, 1)), runOf('b', config(0.5, 1, 1))]).map(
+      (l) => l.label,
+    ),
+  ).toEqual(['baseline', 'σ 0.5, λ 0', 'σ 0.5, λ 1']);
   const sweep = labelRuns([
     runOf('a', config(0, 0, 1)),
     runOf('b', config(0, 0, 2)),

@@ -123,9 +123,12 @@ function distinctNames(dirs: string[]): string[] {
   });
 }
 
-/** PACE is off in a run whose σ or λ is 0 (the consistency term then adds nothing). */
+/**
+ * PACE is off in a run whose σ and λ are both 0, as the trainer has it: with σ alone the copies are still noisy
+ * (the Noise ablation, λ 0), with λ alone they still differ by their drop-path masks.
+ */
 function paceOff(settings: Map<string, SettingValue>): boolean {
-  return settings.get('trainer.pace.sigma') === 0 || settings.get('trainer.pace.lambda') === 0;
+  return settings.get('trainer.pace.sigma') === 0 && settings.get('trainer.pace.lambda') === 0;
 }
 
 /** How the report names each run, and which runs are repeats of one another. */
