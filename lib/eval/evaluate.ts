@@ -1,6 +1,7 @@
 import { z } from 'zod';
 
 import { TensorDataset } from '../data/dataset';
+import { normalizationOf } from '../data/dataset-fingerprint';
 import { checkLabelsBelow } from '../data/labels';
 import { PaceInputError, PaceOptionError } from '../errors';
 import type { Model } from '../models/model';
@@ -62,10 +63,7 @@ export async function evaluateDataset(
   if (dataset.length === 0) throw new PaceInputError('dataset: it is empty; there is nothing to evaluate');
   // Named here with the sample (the native check says only "targets"); a headless model is refused natively.
   if (model.spec.numClasses > 0) checkLabelsBelow(dataset.labels.toBigInt64Array(), model.spec.numClasses, 'dataset');
-  const normalization = dataset.normalization && {
-    mean: [...dataset.normalization.mean],
-    std: [...dataset.normalization.std],
-  };
+  const normalization = normalizationOf(dataset);
   const { signal: given, ...native } = o;
   const signal = sharded ? undefined : given; // every rank must take part in a collective evaluation to its end
   signal?.throwIfAborted();
