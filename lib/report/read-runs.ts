@@ -97,23 +97,30 @@ function findRunFolders(dirs: string[]): FoundRuns {
 }
 
 /**
- * Folder names in the order a person counts them: runs of digits by their value (`seed=2` before `seed=10`), the
- * rest character by character. Equal values written apart (`07`, `7`) fall back to the characters: a total order.
+ * Folder names in the order a person counts them: numbers by their value (`seed=2` before `seed=10`, `lr=0.005`
+ * before `lr=0.1`), the rest character by character. Equal values written apart (`07`, `7`) fall back to the characters: a total order.
  */
 function compareNames(a: string, b: string): number {
-  const chunks = (name: string) => name.match(/\d+|\D+/g) ?? [];
+  const chunks = (name: string) => name.match(NUMBER_OR_TEXT) ?? [];
   const [x, y] = [chunks(a), chunks(b)];
   for (let i = 0; i < Math.min(x.length, y.length); i++) {
-    const digits = /^\d/.test(x[i]) && /^\d/.test(y[i]);
-    if (digits) {
-      const [u, v] = [x[i].replace(/^0+(?=\d)/, ''), y[i].replace(/^0+(?=\d)/, '')];
-      if (u.length !== v.length) return u.length - v.length;
-      if (u !== v) return u < v ? -1 : 1;
-    } else if (x[i] !== y[i]) {
-      return x[i] < y[i] ? -1 : 1;
-    }
+    const order = /^\d/.test(x[i]) && /^\d/.test(y[i]) ? compareNumbers(x[i], y[i]) : x[i] < y[i] ? -1 : +(x[i] > y[i]);
+    if (order !== 0) return order;
   }
   return x.length - y.length || (a < b ? -1 : a > b ? 1 : 0);
+}
+
+/** Runs of digits, with a decimal fraction and exponent as sweeps spell values (`lr=0.005`, `1e-4`), or other text. */
+const NUMBER_OR_TEXT = /\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|\D+/g;
+
+/** Two numbers as written: by value; whole numbers by their digits, which stay exact past 2^53. */
+function compareNumbers(x: string, y: string): number {
+  if (/^\d+$/.test(x) && /^\d+$/.test(y)) {
+    const [u, v] = [x.replace(/^0+(?=\d)/, ''), y.replace(/^0+(?=\d)/, '')];
+    return u.length - v.length || (u < v ? -1 : +(u > v));
+  }
+  const [u, v] = [Number(x), Number(y)];
+  return u < v ? -1 : +(u > v);
 }
 
 /** The first of the run folders that cannot be read, as an error. */
