@@ -108,7 +108,7 @@ export interface EarlyStoppingOptions {
   minDelta?: number;
   /** `max` for accuracies, `min` for losses; `auto` picks by the name (default). */
   mode?: 'auto' | 'min' | 'max';
-  /** Restore the best epoch's weights at the end (default true). */
+  /** Restore the best epoch's weights at the end of the fit, also of one aborted (default true). */
   restoreBest?: boolean;
 }
 

@@ -92,8 +92,9 @@ export interface History {
   epochs: EpochLogs[];
   stopReason: 'completed' | 'early-stopping' | 'aborted' | string;
   /**
-   * An abort within an epoch: the steps of it that ran (the model holds them; the run folder's checkpoint, and so a
-   * resume, is at the end of the epoch before). An abort during the epoch's evaluation: all its steps.
+   * An abort within an epoch: the steps of it that ran (the model holds them, unless a callback put back another
+   * state at the end, as `earlyStopping`'s `restoreBest` does; the run folder's checkpoint, and so a resume, is at
+   * the end of the epoch before). An abort during the epoch's evaluation: all its steps.
    */
   interrupted?: { epoch: number; steps: number; stepsPerEpoch: number };
 }
