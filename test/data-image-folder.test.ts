@@ -162,12 +162,14 @@ test('a root that is missing or a file is a PaceNotFoundError or PaceFileError n
 
 test("the samples are torchvision's IMG_EXTENSIONS, any case: a GIF or an AVIF is not one, a .JPEG is", () => {
   // Bug: GIF and AVIF files were samples (torchvision leaves them out), so counts and labels differed from its.
-  const root = folderWith(['a/1.JPEG', 'a/2.gif', 'a/3.avif', 'a/4.TIF', 'a/5.webp', 'b/6.Png']);
+  // A name that is all extension counts too, as torchvision's endswith test counts it; one without a dot does not.
+  const root = folderWith(['a/1.JPEG', 'a/2.gif', 'a/3.avif', 'a/4.TIF', 'a/5.webp', 'a/.jpg', 'a/png', 'b/6.Png']);
   expect(listing(root).entries).toEqual([
-    [path.join('a', '1.JPEG'), 0, 1],
-    [path.join('a', '4.TIF'), 0, 2],
-    [path.join('a', '5.webp'), 0, 3],
-    [path.join('b', '6.Png'), 1, 4],
+    [path.join('a', '.jpg'), 0, 1],
+    [path.join('a', '1.JPEG'), 0, 2],
+    [path.join('a', '4.TIF'), 0, 3],
+    [path.join('a', '5.webp'), 0, 4],
+    [path.join('b', '6.Png'), 1, 5],
   ]);
 });
 

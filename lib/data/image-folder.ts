@@ -11,6 +11,15 @@ import type { SplitEntry } from './splits';
 const imageExtensions = new Set(['.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp']);
 /** Of those, the formats libvips (sharp) does not decode: a folder holding them is refused, not loaded short. */
 const undecodable = new Set(['.ppm', '.bmp', '.pgm']);
+/**
+ * A file name's extension as torchvision tests it (`name.lower().endswith(...)`): from its last dot, also when
+ * that is its first character (`path.extname('.jpg')` is empty, yet torchvision takes such a file for a sample).
+ */
+const extensionOf = (name: string) => {
+  const base = path.basename(name);
+  const dot = base.lastIndexOf('.');
+  return dot < 0 ? '' : base.slice(dot).toLowerCase();
+};
 
 /**
  * A plain image folder, read as torchvision's ImageFolder reads one: each subfolder of the root is a class (classes
@@ -50,11 +59,11 @@ export function imageFolderEntries(
         `image folder '${root}': class folder '${item.name}' has no images (${[...imageExtensions].join(', ')})`,
       );
     }
-    const refused = files.find((file) => undecodable.has(path.extname(file).toLowerCase()));
+    const refused = files.find((file) => undecodable.has(extensionOf(file)));
     if (refused) {
       throw new PaceInputError(
         `image folder '${root}': '${path.relative(folder.realRoot, refused)}' is a ` +
-          `${path.extname(refused).slice(1).toUpperCase()} image, one of torchvision's ImageFolder samples that ` +
+          `${extensionOf(refused).slice(1).toUpperCase()} image, one of torchvision's ImageFolder samples that ` +
           `this package cannot decode (BMP, PPM, PGM): convert the folder's images to PNG first`,
       );
     }
@@ -78,7 +87,7 @@ interface Item {
   isFolder: boolean;
 }
 
-const isImage = (item: Item) => !item.isFolder && imageExtensions.has(path.extname(item.name).toLowerCase());
+const isImage = (item: Item) => !item.isFolder && imageExtensions.has(extensionOf(item.name));
 /**
  * Python's order of names, by code point (torchvision sorts classes and files with `sorted`): JavaScript's `<`
  * compares UTF-16 units, which puts a name with an emoji before one with a full-width letter.
