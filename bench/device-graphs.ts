@@ -3,7 +3,8 @@
 // path itself is not reproducible (a second eager fit differing, e.g. from atomics in some backward kernel): then
 // the graphed fit must stay within ten times that run-to-run spread, and the log says so. In bf16 the same
 // comparison. Every kind of step must have been captured and replayed (no eager fallback). Then trainStep in a loop
-// of one's own, fp32: the same losses and noise draws as eager steps. Rehearse here with PACE_DEVICE=cpu (the graph
+// of one's own, fp32: the same losses and noise draws as eager steps; and two trainers' graphs side by side, one
+// disposed while the other replays. Rehearse here with PACE_DEVICE=cpu (the graph
 // path's eager stand-in, `rehearse`).
 import fs from 'node:fs';
 import os from 'node:os';
@@ -142,11 +143,54 @@ async function checkOwnLoop(): Promise<boolean> {
   return ran && sameLosses && sameNoise;
 }
 
+/** Two trainers' graphs in one process: A's are destroyed while B keeps replaying its own. */
+async function checkTwoTrainers(): Promise<boolean> {
+  const stepper = async () => {
+    const model = await createModel('vit_tiny_patch16_224', { numClasses: 10, seed: 1, device, dropPathRate: 0.1 });
+    model.addAdapters({ type: 'loramul_vptadd', rank: 4 });
+    const trainer = new Trainer(model, { pace: { sigma: 1, lambda: 1 }, optimizer: { lr: 1e-3 }, seed: 2 });
+    const train = dataset();
+    return {
+      step: async (stepGraphs: 'off' | 'auto' | 'rehearse') =>
+        (await trainer.trainStep(train.images, train.labels, { stepGraphs })).totalLoss,
+      dispose: () => {
+        trainer.dispose();
+        model.dispose();
+        train.images.dispose();
+        train.labels.dispose();
+      },
+    };
+  };
+  const alone = await stepper();
+  const expected: number[] = [];
+  for (let step = 0; step < 12; step++) expected.push(await alone.step('off'));
+  alone.dispose();
+  const [a, b] = [await stepper(), await stepper()];
+  const got: number[] = [];
+  for (let step = 0; step < 5; step++) await a.step(graphs);
+  for (let step = 0; step < 5; step++) got.push(await b.step(graphs));
+  a.dispose(); // its graphs go, and with them what libtorch kept for their capture stream
+  // Memory the allocator hands out again, filled with NaN: a graph of B still writing into A's freed cuBLAS
+  // workspace (their capture stream once was one) would read it back
+  const fillers = [1, 4, 8, 16, 32, 32, 32, 64].map((mib) =>
+    tensor(new Float32Array((mib << 20) / 4).fill(Number.NaN), [(mib << 20) / 4], { device }),
+  );
+  for (let step = 5; step < 12; step++) got.push(await b.step(graphs));
+  b.dispose();
+  for (const filler of fillers) filler.dispose();
+  const same = got.every((loss, i) => loss === expected[i]);
+  console.log(`two trainers: B beside A, A disposed after B's 5th step: ${got.join(', ')}`);
+  console.log(`two trainers: B alone, eager:                          ${expected.join(', ')}`);
+  console.log(`two trainers: ${same ? 'identical' : 'DIFFERENT'}`);
+  return same;
+}
+
 async function main(): Promise<number> {
   const fp32 = await check('fp32');
   const bf16 = await check('bf16');
   const own = await checkOwnLoop();
-  return fp32 && bf16 && own ? 0 : 1;
+  const two = await checkTwoTrainers();
+  return fp32 && bf16 && own && two ? 0 : 1;
 }
 
 main().then(

@@ -20,17 +20,36 @@ class CapturedGraph {
   virtual void replay() = 0;
 };
 
+// The side streams one owner's warm-ups and captures run on (a capture cannot use the default stream), one per
+// device, made at first use and destroyed with the owner, which must outlive its graphs. Owners do not share
+// them: libtorch keeps a cuBLAS workspace per stream, captured graphs write into it at every replay, and
+// destroying a graph frees its capture stream's workspace, under any other graph captured on that stream.
+class CaptureStreams {
+ public:
+  CaptureStreams();
+  ~CaptureStreams();
+  CaptureStreams(const CaptureStreams&) = delete;
+  CaptureStreams& operator=(const CaptureStreams&) = delete;
+
+  struct Made;  // the streams themselves (CUDA builds)
+  Made& made() { return *made_; }
+
+ private:
+  std::unique_ptr<Made> made_;
+};
+
 // Empty when this build can capture steps on `device`; otherwise why it cannot, for the user.
 std::string graphCaptureUnavailable(const c10::Device& device);
 
-// Records `body` (which must not read device values on the host) as a graph on a side stream of `device`, with
-// `generators` advancing by their draws at every replay. Throws when the capture fails; the body's kernels
-// have not run then and the generators are where they were, so the caller can run the step eagerly instead.
-std::unique_ptr<CapturedGraph> captureGraph(const c10::Device& device, const std::function<void()>& body,
+// Records `body` (which must not read device values on the host) as a graph on `streams`' side stream of
+// `device`, with `generators` advancing by their draws at every replay. Throws when the capture fails; the body's
+// kernels have not run then and the generators are where they were, so the caller can run the step eagerly.
+std::unique_ptr<CapturedGraph> captureGraph(CaptureStreams& streams, const c10::Device& device,
+                                            const std::function<void()>& body,
                                             const std::vector<at::Generator>& generators);
 
-// Runs `body` eagerly on the same side stream captures use (warm-up steps: cuBLAS workspaces and the caching
-// allocator meet the stream before the capture); a plain call where graphs are unavailable.
-void onCaptureStream(const c10::Device& device, const std::function<void()>& body);
+// Runs `body` eagerly on the side stream captures use (warm-up steps: cuBLAS workspaces and the caching allocator
+// meet the stream before the capture); a plain call where graphs are unavailable.
+void onCaptureStream(CaptureStreams& streams, const c10::Device& device, const std::function<void()>& body);
 
 }  // namespace pace::train

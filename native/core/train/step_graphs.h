@@ -51,6 +51,7 @@ class StepGraphs {
   void invalidate() { entries_.clear(); }
   // After a failed capture: steps run eagerly from now on, for `reason`.
   void disable(std::string reason) { disabled_ = std::move(reason); }
+  CaptureStreams& streams() { return streams_; }
   const std::string& disabledReason() const { return disabled_; }
 
   void countCaptured() { ++counts_.captured; }
@@ -61,6 +62,7 @@ class StepGraphs {
 
  private:
   using Key = std::tuple<std::vector<int64_t>, at::ScalarType, std::vector<int64_t>, at::ScalarType, bool>;
+  CaptureStreams streams_;                         // before the entries: destroyed after the graphs captured on it
   std::map<Key, std::unique_ptr<Entry>> entries_;  // stable addresses: captured steps refer to their entry
   std::string disabled_;
   StepGraphCounts counts_;

@@ -338,7 +338,7 @@ std::optional<Trainer::DeviceStep> Trainer::graphedStep(const at::Tensor& images
     entry.graph->replay();
     graphs_.countReplayed();
   } else if (entry.warmups < kWarmupSteps) {
-    onCaptureStream(device, program);
+    onCaptureStream(graphs_.streams(), device, program);
     ++entry.warmups;
     graphs_.countWarmup();
   } else {
@@ -347,7 +347,7 @@ std::optional<Trainer::DeviceStep> Trainer::graphedStep(const at::Tensor& images
     // another of Node's pool threads. Created inside the capture they would allocate, which a capture refuses
     // (seen on an H200: the patch embedding's cuDNN handle). A capture does not advance the generators, so the
     // first replay draws what the next eager step would.
-    onCaptureStream(device, program);
+    onCaptureStream(graphs_.streams(), device, program);
     // What host code may read after this step comes from the warm-up: the capture leaves the noise draws and the
     // gradients pointing at the graph's outputs, which only a replay computes.
     const std::map<std::string, at::Tensor> warmNoise = pace_.lastNoise();
@@ -356,7 +356,7 @@ std::optional<Trainer::DeviceStep> Trainer::graphedStep(const at::Tensor& images
     try {
       entry.graph = mode == StepGraphMode::Rehearse
                         ? rehearsedGraph(program)
-                        : captureGraph(device, program, {noiseGenerator_, dropPathGenerator_});
+                        : captureGraph(graphs_.streams(), device, program, {noiseGenerator_, dropPathGenerator_});
       copyIntoCapturedOutputs(warmNoise, warmGrads);
       graphs_.countCaptured();
     } catch (const std::exception& error) {
