@@ -52,5 +52,6 @@ TestList dropPathTests();              // drop_path_tests.cpp
 TestList profilerTests();              // profiler_tests.cpp: skipped where libtorch records no traces
 TestList checkpointResamplingTests();  // checkpoint_resampling_tests.cpp
 TestList precisionTests();             // precision_tests.cpp
+TestList devicesTests();               // devices_tests.cpp
 
 }  // namespace pace::tests

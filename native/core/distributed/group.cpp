@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "errors.h"
+#include "system/devices.h"
 
 namespace pace::distributed {
 
@@ -63,6 +64,8 @@ std::shared_ptr<Group> initialize(const GroupOptions& options) {
   std::lock_guard<std::mutex> lock(currentMutex);
   connecting = false;
   currentGroup = group;
+  // One GPU per local rank: 'cuda' names this rank's from now on, on every thread (models, tensors, moves).
+  if (group->device().is_cuda()) setDefaultCudaIndex(group->device().index());
   return group;
 }
 
@@ -73,6 +76,7 @@ std::shared_ptr<Group> current() {
 
 void shutdown() {
   std::lock_guard<std::mutex> lock(currentMutex);
+  if (currentGroup && currentGroup->device().is_cuda()) setDefaultCudaIndex(std::nullopt);
   currentGroup.reset();
 }
 

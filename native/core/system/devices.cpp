@@ -2,11 +2,26 @@
 
 #include <torch/cuda.h>
 
+#include <atomic>
 #include <optional>
 
 #include "errors.h"
 
 namespace pace {
+
+namespace {
+
+std::atomic<int> defaultCudaIndex{-1};  // -1: none set
+
+}  // namespace
+
+void setDefaultCudaIndex(std::optional<c10::DeviceIndex> index) { defaultCudaIndex = index.value_or(-1); }
+
+c10::Device withDefaultCudaIndex(const c10::Device& device) {
+  const int index = defaultCudaIndex;
+  if (!device.is_cuda() || device.has_index() || index < 0) return device;
+  return {c10::kCUDA, static_cast<c10::DeviceIndex>(index)};
+}
 
 c10::Device deviceNamed(const std::string& name, const std::string& what) {
   const std::string named = what + " '" + name + "'";
@@ -23,7 +38,7 @@ c10::Device deviceNamed(const std::string& name, const std::string& what) {
     throw UnsupportedError(named + ": no CUDA device here (this libtorch has no CUDA, or no GPU is visible)");
   if (device->has_index() && device->index() >= visible)
     throw OptionError(named + ": only " + std::to_string(visible) + " CUDA device(s) are visible");
-  return *device;
+  return withDefaultCudaIndex(*device);
 }
 
 }  // namespace pace
