@@ -17,7 +17,7 @@ import {
   type EpochLogs,
   type FitControl,
 } from '../lib';
-import { fixturesDir, makeDiskTempDir, makeTempDir, repoRoot } from './support/paths';
+import { fixturesDir, makeTempDir, repoRoot } from './support/paths';
 import { saveCheckpointWithDigest } from './support/checkpoint-digest';
 import { runFitChildUntil, type KillOutcome } from './support/kill-child';
 import { colourData, colourDataset, seededRandom, tinyVit } from './support/synthetic';
@@ -471,9 +471,12 @@ test('an AbortSignal stops Trainer.evaluate between batches, rejecting with its 
   const stopping = performance.now();
   setTimeout(() => controller.abort(reason), wholeMs / 10);
   await expect(trainer.evaluate(data, { batchSize: 8, signal: controller.signal })).rejects.toBe(reason);
-  expect(performance.now() - stopping).toBeLessThan(wholeMs * 0.6);
+  const stoppedMs = performance.now() - stopping;
   // The trainer and model go on as before.
+  const again = performance.now();
   expect((await trainer.evaluate(data, { batchSize: 8 })).accuracy).toBe(whole.accuracy);
+  // Against the slower of the whole runs before and after it: load that rose in between does not fail the test.
+  expect(stoppedMs).toBeLessThan(Math.max(wholeMs, performance.now() - again) * 0.6);
   await expect(trainer.evaluate(data, { signal: 'no' as never })).rejects.toThrow(/signal/);
 
   // Queued behind another call: the abort rejects at once, while the call ahead still runs (it waited for that
@@ -629,61 +632,32 @@ test('killed with SIGKILL at random moments (checkpoint writes included) and res
 
   const data = path.join(temp.dir, 'kill-loop-data.safetensors');
   await saveTensors(data, { images: smallImages, labels: smallLabels });
-  // On a disk where there is one: there a checkpoint write lasts at least its fsync, long enough for a kill to land
-  // inside it; in memory (tmpfs) fsync returns at once and the write is over in microseconds.
-  const disk = makeDiskTempDir('fit-kill-loop');
-  cleanups.push(disk.cleanup);
-  const runDir = path.join(disk.dir, 'kill-loop');
+  const runDir = path.join(temp.dir, 'kill-loop');
   const args = { spec, base, init, data, runDir, adapters: { rank: 4 }, trainer: trainerOptions, fit };
-  // Eight kills, at moments drawn from a seeded generator among the run's own events: inside a step, just after an
-  // epoch's checkpoint, and in the middle of writing one (before its rename). Each child starts from the last
-  // checkpoint its predecessor left, or from scratch if none was complete. A checkpoint kill that landed just after
-  // its write (the rename done before the child stopped) still interrupted the run; until one lands inside a write,
-  // each such kill is followed by another checkpoint kill, eight more at most.
+  // Nine kills, at moments drawn from a seeded generator among the run's own events: inside a step, just after an
+  // epoch's checkpoint, and inside writing one (its file written and synced, before the rename that completes
+  // it). Each child starts from the last checkpoint its predecessor left, or from scratch if none was complete.
   const kinds = ['checkpoint', 'step', 'epoch'] as const;
   const random = seededRandom(17);
   const outcomes: KillOutcome[] = [];
   const last = path.join(runDir, 'last.safetensors');
-  const kill = async (at: (typeof kinds)[number]) => {
+  for (let attempt = 0; attempt < 9; attempt++) {
+    const at = kinds[attempt % 3];
     const moment = { at, count: 1 + Math.floor(random() * (at === 'step' ? 6 : 2)) };
     const resume = fs.existsSync(last);
     const outcome = await runFitChildUntil({ ...args, fit: resume ? { ...fit, resume: runDir } : fit }, moment);
     expect(outcome).toMatchObject({ moment, stderr: '', finished: false, signal: 'SIGKILL' });
     outcomes.push(outcome);
-  };
-  let retries = 0;
-  for (let attempt = 0; attempt < 8; attempt++) {
-    const at = kinds[attempt % 3];
-    await kill(at);
-    while (at === 'checkpoint' && !outcomes.some((o) => o.midWrite) && retries < 8) {
-      retries += 1;
-      await kill(at);
-    }
   }
   const reached = Number((await readTensorHeader(last)).metadata?.epoch);
-  const checkpointKills = outcomes.filter((o) => o.moment.at === 'checkpoint').length;
-  const midWrite = outcomes.filter((o) => o.midWrite).length;
-  console.log(
-    `${outcomes.length} killed processes reached epoch ${reached} of 39; ${midWrite} of ${checkpointKills} checkpoint kills landed inside a write (run folder ${disk.dir}, ${disk.inMemory ? 'in memory' : 'on disk'})`,
-  );
-  if (disk.inMemory) {
-    // Said, not hidden: with no disk-backed folder (the temporary folder and the clone both in memory) nothing holds
-    // a write open for a kill to land in, and whether one did is luck; the exactness below is still checked.
-    console.warn(
-      `the run folder ${disk.dir} is in memory (tmpfs): a kill inside a checkpoint write could not be required (${midWrite} of ${checkpointKills} landed inside)`,
-    );
-  } else if (midWrite === 0) {
-    // On disk a write is fsynced before its rename, which holds it open for far longer than a stop takes to land.
-    throw new Error(
-      `none of ${checkpointKills} checkpoint kills landed inside a write on ${disk.dir} (on disk): is the temporary file still fsynced before its rename?`,
-    );
-  }
+  console.log(`${outcomes.length} killed processes reached epoch ${reached} of 39`);
+  expect(outcomes.filter((o) => o.moment.at === 'checkpoint').map((o) => o.midWrite)).toEqual([true, true, true]);
   // ... and whatever moment each kill hit, the last checkpoint is whole and the run completes to the same weights.
   using resumedModel = await freshModel();
   const history = await new Trainer(resumedModel, trainerOptions).fit(dataset, { ...fit, resume: runDir });
   expect(history.epochs.map((e) => e.epoch)).toEqual(Array.from({ length: 40 }, (_, e) => e));
   expect((await adapterBytes(resumedModel, 'kill-loop-resumed')).equals(expected)).toBe(true);
-}, 300_000); // up to sixteen child processes; about 50 s for eight on a loaded 2-core machine
+}, 300_000); // nine child processes; about 50 s for eight on a loaded 2-core machine
 
 test('calls on the model from outside a running fit are refused at once, and the fit ends as it would alone', async () => {
   const fitOptions = { epochs: 3, batchSize: 32, schedule: { warmupEpochs: 1 }, progress: false as const };

@@ -1,5 +1,6 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 
@@ -12,9 +13,9 @@ import { repoRoot } from './paths';
  *   epoch's end and checkpoint when that was the epoch's last step: progress trails the training thread);
  * - `epoch`: right after its `count`-th epoch end (checkpoint and history written), before the next epoch starts;
  *   for these two the child stops itself (SIGSTOP) as it reports the moment, and is killed while stopped;
- * - `checkpoint`: during its `count`-th write of `last.safetensors`: the child is stopped (SIGSTOP) as soon as
- *   the temporary file appears, and killed while stopped; `midWrite` says whether the file was still there,
- *   i.e. whether the kill landed before the rename that completes the write.
+ * - `checkpoint`: inside its `count`-th write of `last.safetensors`, after the temporary file is written and
+ *   synced, before the rename that completes the write: the child stops itself there (SIGSTOP, from a `rename`
+ *   preloaded by `stop-at-rename.c`) and is killed while stopped; `midWrite` says the temporary file was there.
  */
 export type KillMoment = { at: 'step' | 'epoch' | 'checkpoint'; count: number };
 
@@ -29,16 +30,32 @@ export interface KillOutcome {
   stderr: string;
 }
 
-const checkpointTemp = /^last\.safetensors\.tmp-/;
-
 /** Whether /proc says the process is stopped (state T). */
 function isStopped(pid: number): boolean {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return false; // gone already
+  }
   return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
 }
 
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+let stopAtRename: string | undefined;
+
+/** `stop-at-rename.c` built into a shared library (once per test process), to preload into a child. */
+function stopAtRenameLibrary(): string {
+  if (stopAtRename) return stopAtRename;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pace-stop-at-rename-'));
+  const library = path.join(dir, 'stop-at-rename.so');
+  const source = path.join(__dirname, 'stop-at-rename.c');
+  const built = spawnSync(process.env.CC || 'cc', ['-shared', '-fPIC', '-O2', '-o', library, source, '-ldl'], {
+    encoding: 'utf8',
+  });
+  if (built.status !== 0) throw new Error(`cannot build ${source}: ${built.error ?? built.stderr}`);
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  stopAtRename = library;
+  return library;
 }
 
 /**
@@ -51,9 +68,14 @@ export async function runFitChildUntil(
   timeoutMs = 120_000,
 ): Promise<KillOutcome> {
   fs.mkdirSync(args.runDir, { recursive: true }); // so the folder can be watched before the child starts
-  const stopAt = moment.at === 'checkpoint' ? undefined : moment;
+  const atCheckpoint = moment.at === 'checkpoint';
+  const stopAt = atCheckpoint ? undefined : moment;
+  const stopsAtRename = atCheckpoint && {
+    LD_PRELOAD: stopAtRenameLibrary(),
+    PACE_TEST_STOP_AT_RENAME: `last.safetensors:${moment.count}`,
+  };
   const child = spawn(process.execPath, [path.join(__dirname, 'fit-child.js'), JSON.stringify({ ...args, stopAt })], {
-    env: { ...process.env, PACE_LIB: path.join(repoRoot, 'dist') },
+    env: { ...process.env, PACE_LIB: path.join(repoRoot, 'dist'), ...stopsAtRename },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const outcome: KillOutcome = {
@@ -72,16 +94,15 @@ export async function runFitChildUntil(
     killed = true;
   };
 
-  const writes = new Set<string>();
-  const watcher = fs.watch(args.runDir, (_event, name) => {
-    if (killed || !name || !checkpointTemp.test(name) || writes.has(name)) return;
-    writes.add(name);
-    if (moment.at !== 'checkpoint' || writes.size !== moment.count || child.pid === undefined) return;
-    process.kill(child.pid, 'SIGSTOP');
-    for (let waited = 0; !isStopped(child.pid) && waited < 2000; waited++) sleepSync(1);
-    outcome.midWrite = fs.existsSync(path.join(args.runDir, name));
-    kill();
-  });
+  // The child stops itself before the rename: seen here, it is killed with the write's temporary file in place.
+  const watcher =
+    atCheckpoint &&
+    setInterval(() => {
+      if (killed || child.pid === undefined || !isStopped(child.pid)) return;
+      const own = `last.safetensors.tmp-${child.pid}-`; // not one an earlier child killed mid-write left
+      outcome.midWrite = fs.readdirSync(args.runDir).some((name) => name.startsWith(own));
+      kill();
+    }, 5);
 
   const lines = readline.createInterface({ input: child.stdout });
   lines.on('line', (line) => {
@@ -104,7 +125,7 @@ export async function runFitChildUntil(
     );
   } finally {
     clearTimeout(timer);
-    watcher.close();
+    if (watcher) clearInterval(watcher);
   }
   if (timedOut) throw new Error(`no ${moment.at} ${moment.count} from the child within ${timeoutMs} ms`);
   if (!killed) throw new Error(`the child exited before ${moment.at} ${moment.count}: ${outcome.stderr}`);
