@@ -135,7 +135,9 @@ test("pace fit writes its adapters under the run folder's lock, taken again afte
     );
     const [code] = await new Promise<[number | null]>((resolve) => child.on('exit', (c) => resolve([c])));
     expect(code).toBe(0);
-    await new Promise((resolve) => setTimeout(resolve, 200)); // the last events on their way
+    // The last events on their way: waited for (the five expected, or five seconds), not slept on.
+    for (let waited = 0; events.length < 5 && waited < 250; waited++) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((resolve) => setImmediate(resolve)); // any event beyond them, already read, comes in too
   } finally {
     watcher.close();
   }
@@ -996,7 +998,11 @@ test("data.cacheDir is relative to the config's folder, for pace eval --data too
   fs.writeFileSync(path.join(temp.dir, 'ce', 'run.json'), JSON.stringify(config));
   expect(pace(['fit', '--config', 'ce/run.json', '--quiet']).status).toBe(0);
   const cache = path.join(temp.dir, 'ce', 'cache');
-  const cached = () => fs.readdirSync(cache).map((f) => [f, fs.statSync(path.join(cache, f)).mtimeMs]);
+  // The inode too: a rewrite goes through a new file renamed over the old, which a coarse clock may stamp alike.
+  const cached = () =>
+    fs
+      .readdirSync(cache)
+      .map((f) => [f, fs.statSync(path.join(cache, f)).mtimeMs, fs.statSync(path.join(cache, f)).ino]);
   const before = cached();
   expect(before.some(([f]) => String(f).endsWith('.decoded.safetensors'))).toBe(true);
   const evaluation = pace(

@@ -922,7 +922,8 @@ describe('a rank that dies or hangs', () => {
 
   test('a rank that stops answering makes the other fail within the timeout', async () => {
     await onFreePort(async (port) => {
-      const { ranks, untilOrTaken } = startRanks(port, { PACE_DISTRIBUTED_TIMEOUT: '3' });
+      // Long enough that a loaded machine's rendezvous, start-up skew and checkpoint writes stay inside it.
+      const { ranks, untilOrTaken } = startRanks(port, { PACE_DISTRIBUTED_TIMEOUT: '10' });
       const [zero, one] = ranks;
       await untilOrTaken(() => /^epoch 1:/m.test(zero.output.stdout), 'two epochs');
       const stoppedAt = Date.now();
@@ -930,10 +931,10 @@ describe('a rank that dies or hangs', () => {
       try {
         expect(await zero.exited).toBe(3);
         // No lower bound on the time: rank 0 may have been waiting for rank 1 in a collective for a while already
-        // when rank 1 was stopped, so its 3 s can end soon after the stop. The message says it was the timeout.
-        expect((Date.now() - stoppedAt) / 1000).toBeLessThan(30);
+        // when rank 1 was stopped, so its 10 s can end soon after the stop. The message says it was the timeout.
+        expect((Date.now() - stoppedAt) / 1000).toBeLessThan(60);
         expect(zero.output.stderr).toMatch(
-          /rank 0 of 2: .* failed \(rank 1 exited, crashed or did not answer within 3 s\)/,
+          /rank 0 of 2: .* failed \(rank 1 exited, crashed or did not answer within 10 s\)/,
         );
       } finally {
         one.child.kill('SIGKILL');

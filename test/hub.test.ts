@@ -814,7 +814,9 @@ describe('downloads', () => {
           `the last 0\\.3 s, slower than the minimum of ${10 * second} bytes/s \\(minBytesPerSecond\\)`,
       ),
     );
-    expect(Date.now() - started).toBeLessThan(1_000);
+    // Abandoned, not completed: the error says so; the clock only rules out a wait far past the drip's second
+    // (generous: the hub server runs on this process's loop, which a loaded machine stalls).
+    expect(Date.now() - started).toBeLessThan(3_000);
     expectNothingCached(cacheDir, 'models--test--tiny-vit');
 
     const paced = await downloadPretrained(`hf-hub:${tinyRepo}`, {

@@ -30,6 +30,19 @@ async function launchTwo(script: string, interrupt: boolean) {
 
 const markReady = "require('fs').writeFileSync(require('path').join(process.argv[1], process.env.RANK), '');";
 
+/**
+ * A script in which rank 0 exits with `zeroCode` and rank 1, 300 ms after rank 0 has (counted from a mark rank 0
+ * leaves as it exits, not from start-up, which may differ by more between the two), with `oneCode`.
+ */
+const exitsInTurn = (zeroCode: number, oneCode: number) => `const fs = require('fs');
+  const mark = require('path').join(process.argv[1], 'zero-exits');
+  if (process.env.RANK === '0') {
+    fs.writeFileSync(mark, '');
+    process.exit(${zeroCode});
+  }
+  const wait = () => (fs.existsSync(mark) ? setTimeout(() => process.exit(${oneCode}), 300) : setTimeout(wait, 10));
+  wait();`;
+
 test('ranks that stop with the others (an interrupt on another node) end the launch as stopped, not failed', async () => {
   // Bug: a rank exiting 130 after an agreed stop was reported as a failure by a launcher that was not interrupted.
   const { result, lines } = await launchTwo('setTimeout(() => process.exit(130), 200);', false);
@@ -49,8 +62,9 @@ test('ranks that stop with the others (an interrupt on another node) end the lau
 test('after an interrupt, a rank that fails because a peer died of it is said, and the launch ends as stopped', async () => {
   // Bug: Ctrl-C while rank 1 was still loading killed it; rank 0, already in a collective, failed to reach it and
   // exited 1, and the launcher reported rank 0's failure (exit 1) instead of the stop (130).
-  const script = `${markReady}
-    if (process.env.RANK === '0') process.on('SIGINT', () => setTimeout(() => process.exit(1), 100));
+  // The handler before the ready mark: the interrupt follows the mark at once.
+  const script = `if (process.env.RANK === '0') process.on('SIGINT', () => setTimeout(() => process.exit(1), 100));
+    ${markReady}
     setTimeout(() => {}, 30000);`;
   const { result, lines } = await launchTwo(script, true);
   expect(result).toEqual({ exitCode: 130 });
@@ -69,10 +83,7 @@ test('a rank failing on its own is still a failure that stops the others', async
 test('a rank that fails in a collective (exit 3) is not named the cause when another rank fails otherwise', async () => {
   // Bug: rank 1 failed (a missing file) and its peer's collective failed at once; the peer's exit could reach the
   // launcher first, which then named rank 0 (a near-tie, 3 runs in 13). Here rank 0's exit comes 300 ms first.
-  const { result, lines } = await launchTwo(
-    "if (process.env.RANK === '0') process.exit(3); else setTimeout(() => process.exit(1), 300);",
-    false,
-  );
+  const { result, lines } = await launchTwo(exitsInTurn(3, 1), false);
   expect(result).toEqual({
     exitCode: 1,
     failedRank: 1,
@@ -95,7 +106,7 @@ test('a rank that fails in a collective (exit 3) is not named the cause when ano
     failure: expect.stringMatching(/^rank 0 \(pid \d+\) exited with code 3$/),
   });
   // With no other failure, the first collective failure is the launch's.
-  const alone = await launchTwo("setTimeout(() => process.exit(3), process.env.RANK === '0' ? 0 : 300);", false);
+  const alone = await launchTwo(exitsInTurn(3, 3), false);
   expect(alone.result).toEqual({
     exitCode: 3,
     failedRank: 0,

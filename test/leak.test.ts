@@ -14,8 +14,13 @@ async function settle(): Promise<void> {
   }
 }
 
+// Resident memory outside V8's own heap: how far V8 grows its heap depends on when its collector runs (on a loaded
+// machine it grew 48 MiB once for 10,000 tensor handles), and is not the native memory these tests are about.
+const outsideV8 = () => process.memoryUsage().rss - process.memoryUsage().heapTotal;
+
 // One synchronous burst, the hardest case: the handles' small native records stay alive until their
 // finalizers run on a later event-loop turn, and must not keep the freed tensor memory from being reused.
+
 test('creating and disposing 10,000 tensors keeps resident memory flat', async () => {
   const values = new Float32Array(16 * 1024); // 64 KiB a tensor, 640 MiB through the allocator in all
   const cycle = (count: number) => {
@@ -26,9 +31,6 @@ test('creating and disposing 10,000 tensors keeps resident memory flat', async (
   };
   cycle(2000);
   await settle();
-  // Outside V8's own heap: how far V8 grows its heap for the 10,000 handles depends on when its collector runs (on
-  // a loaded machine it grew 48 MiB once), and is not the native memory this test is about.
-  const outsideV8 = () => process.memoryUsage().rss - process.memoryUsage().heapTotal;
   const rssBefore = outsideV8();
   const before = memoryStats();
   cycle(10000);
@@ -73,10 +75,10 @@ test('1,000 cycles of create model → forward → dispose, and three fits, keep
   };
   await cycle(100);
   await settle();
-  const before = process.memoryUsage().rss;
+  const before = outsideV8();
   await cycle(1000);
   await settle();
-  const afterModels = process.memoryUsage().rss;
+  const afterModels = outsideV8();
   const data = colourDataset(64, 3);
   for (let run = 0; run < 3; run++) {
     using model = await createModel(tinyVit, { seed: run });
@@ -88,9 +90,9 @@ test('1,000 cycles of create model → forward → dispose, and three fits, keep
     });
   }
   await settle();
-  const afterFits = process.memoryUsage().rss;
+  const afterFits = outsideV8();
   console.log(
-    `RSS: before ${(before / MiB).toFixed(1)} MiB, after 1,000 model cycles ${(afterModels / MiB).toFixed(1)} MiB, after 3 fits ${(afterFits / MiB).toFixed(1)} MiB`,
+    `RSS outside V8's heap: before ${(before / MiB).toFixed(1)} MiB, after 1,000 model cycles ${(afterModels / MiB).toFixed(1)} MiB, after 3 fits ${(afterFits / MiB).toFixed(1)} MiB`,
   );
   expect(afterModels - before).toBeLessThan(24 * MiB);
   expect(afterFits - afterModels).toBeLessThan(24 * MiB);

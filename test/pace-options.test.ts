@@ -588,6 +588,8 @@ describe('the ℓ1-sparsity comparison (pace.adapterL1 = μ): μ·Σ|θ| over th
     expect(absSum).toBeGreaterThan(0);
     expect(relative(sparse.step.totalLoss - plain.step.totalLoss, mu * absSum)).toBeLessThan(1e-4);
     expect([sparse.step.clsLoss, sparse.step.paceLoss]).toEqual([plain.step.clsLoss, plain.step.paceLoss]);
+    expect(Object.keys(sparse.gradients).sort()).toEqual(Object.keys(plain.gradients).sort());
+    expect(Object.keys(sparse.gradients).length).toBeGreaterThan(0);
     for (const [key, gradient] of Object.entries(sparse.gradients)) {
       const ours = gradient.toFloat64Array();
       const without = plain.gradients[key].toFloat64Array();

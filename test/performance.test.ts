@@ -89,6 +89,8 @@ describe.each(noisyFixtures)('%s: every formulation of the noisy linears gives t
         expect(Math.abs(loss - unfused.losses[i]) / (Math.abs(unfused.losses[i]) + 1e-6)).toBeLessThan(1e-4);
         expect(Math.abs(loss - reference[i]) / (Math.abs(reference[i]) + 1e-6)).toBeLessThan(1e-5);
       });
+      expect(Object.keys(fused.gradients).sort()).toEqual(Object.keys(unfused.gradients).sort());
+      expect(Object.keys(fused.gradients).length).toBeGreaterThan(0);
       for (const [param, gradient] of Object.entries(fused.gradients)) {
         const error = relativeError(gradient, unfused.gradients[param]);
         expect([param, Number.isFinite(error)]).toEqual([param, true]); // names a parameter whose error is NaN
@@ -119,6 +121,8 @@ test.each(['pace_vit_loramul_vptadd', 'pace_swin_loramul_vptadd'])(
       stacked.losses.forEach((loss, i) =>
         expect(Math.abs(loss - unfused.losses[i]) / Math.abs(unfused.losses[i])).toBeLessThan(1e-4),
       );
+      expect(Object.keys(stacked.gradients).sort()).toEqual(Object.keys(unfused.gradients).sort());
+      expect(Object.keys(stacked.gradients).length).toBeGreaterThan(0);
       for (const [param, gradient] of Object.entries(stacked.gradients))
         expect([param, relativeError(gradient, unfused.gradients[param]) < 1e-3]).toEqual([param, true]);
       // The masks really dropped something: without them the losses differ.

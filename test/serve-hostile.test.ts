@@ -212,6 +212,10 @@ test('close() cuts connections whose request is still half sent at the header an
       connected();
     });
   };
+  // Waited for, not slept on: the server has accepted both connections, and the half body's headers are parsed.
+  let accepted = 0;
+  const bothAccepted = new Promise<void>((resolve) => server.on('connection', () => ++accepted === 2 && resolve()));
+  const halfBodyArrived = new Promise((resolve) => server.once('request', resolve)); // only it has whole headers
   const halfHeaders = exchange((socket) => socket.write('POST /predict HTTP/1.1\r\nHost: x\r\n'));
   const halfBody = exchange((socket) =>
     socket.write(
@@ -219,8 +223,7 @@ test('close() cuts connections whose request is still half sent at the header an
         png.subarray(0, 10).toString('latin1'),
     ),
   );
-  await Promise.all(opened);
-  await new Promise((resolve) => setTimeout(resolve, 100)); // the half body reaches its handler
+  await Promise.all([...opened, bothAccepted, halfBodyArrived]);
   const started = performance.now();
   await Promise.race([
     close(),

@@ -83,11 +83,16 @@ test('a file that does not start with its IHDR is left whole; tens of thousands 
   const empty = chunk('abCd', Buffer.alloc(0));
   const text = chunk('tEXt', Buffer.from('a\0b'));
   const room = MAX_PNG_CHUNKS - chunkTypes(plain).length; // chunks beside the plain image's
-  const started = performance.now();
-  const filtered = withoutPngText(withChunks(plain, [...Array<Buffer>(room - 1).fill(empty), text]));
-  const elapsed = performance.now() - started;
+  const upload = withChunks(plain, [...Array<Buffer>(room - 1).fill(empty), text]);
+  let fastest = Infinity; // of three walks: one GC pause or lost time slice does not decide it
+  let filtered: Buffer = upload;
+  for (let i = 0; i < 3; i++) {
+    const started = performance.now();
+    filtered = withoutPngText(upload);
+    fastest = Math.min(fastest, performance.now() - started);
+  }
   expect(filtered).toEqual(withChunks(plain, Array<Buffer>(room - 1).fill(empty)));
-  expect(elapsed).toBeLessThan(100); // about 5 ms here
+  expect(fastest).toBeLessThan(100); // about 5 ms here
   const tooMany = withChunks(plain, Array<Buffer>(800_000).fill(empty));
   expect(() => withoutPngText(withChunks(plain, Array<Buffer>(room + 1).fill(empty)))).toThrow(HttpError);
   expect(() => withoutPngText(tooMany)).toThrow(
