@@ -231,11 +231,16 @@ describe("one model's native work", () => {
       await Promise.all(blocked);
     };
     try {
+      // Every thread taken: a probe queued behind them waits (else the refusal below proves nothing).
+      let probed = false;
+      const probe = fs.promises.stat(dir).then(() => (probed = true));
       await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(probed).toBe(false);
       const images = tensor(new Float32Array(4 * 3 * 16 * 16), [4, 3, 16, 16]);
       const step = trainer.trainStep(images, tensor(new BigInt64Array([0n, 1n, 2n, 3n])));
       expect(() => model.addAdapters({ type: 'loramul_vptadd', rank: 2 })).toThrow(/the model is busy/);
       await release();
+      await probe;
       expect(Number.isFinite((await step).totalLoss)).toBe(true);
       expect(model.addAdapters({ type: 'loramul_vptadd', rank: 2 }).length).toBeGreaterThan(2);
       await expect(trainer.trainStep(images, tensor(new BigInt64Array([0n, 1n, 2n, 3n])))).rejects.toThrow(
