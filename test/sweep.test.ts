@@ -56,9 +56,17 @@ function snapshot(dir: string): Record<string, string> {
   );
 }
 
-/** Runs `pace sweep` with `args`; `onLine` sees each stdout line with the child process. */
-async function paceSweep(args: string[], onLine: (line: string, sweepPid: number) => void = () => {}) {
-  const child = spawn(process.execPath, [cli, 'sweep', ...args], { cwd: temp.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+/** Runs `pace sweep` with `args` (and `env` beside the test's); `onLine` sees each stdout line with its pid. */
+async function paceSweep(
+  args: string[],
+  onLine: (line: string, sweepPid: number) => void = () => {},
+  env: NodeJS.ProcessEnv = {},
+) {
+  const child = spawn(process.execPath, [cli, 'sweep', ...args], {
+    cwd: temp.dir,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   const lines: string[] = [];
   child.stderr.on('data', (chunk) => (stderr += chunk));
@@ -74,23 +82,49 @@ async function paceSweep(args: string[], onLine: (line: string, sweepPid: number
 
 test('a 2-σ × 2-λ × 2-seed sweep on the digits is killed mid-way, resumed without redoing finished runs, and its table equals its run folders', async () => {
   const dir = path.join(temp.dir, 'digits-sweep');
-  // 1. run until two runs have finished and the third has checkpointed an epoch, then kill the sweep
+  // 1. run until two runs have finished and the third has checkpointed an epoch, then kill the sweep. The third
+  // run stops itself (SIGSTOP) as it reports its epoch 1 (signal-at-line.js, preloaded into the sweep's processes
+  // through NODE_OPTIONS), so it cannot train on to its end while the line travels through the sweep to here.
   const finished: string[] = [];
   const pids = new Map<string, number>();
   let victim: { name: string; pid: number } | undefined;
-  const first = await paceSweep(['--config', 'sweep.json', '--verbose'], (line, sweepPid) => {
-    const start = /^start (\S+) \(pid (\d+)\)/.exec(line);
-    if (start) pids.set(start[1], Number(start[2]));
-    const finish = /^finish (\S+)/.exec(line);
-    if (finish) finished.push(finish[1]);
-    const epoch = /^(\S+): epoch 1: /.exec(line);
-    if (epoch && finished.length >= 2 && !finished.includes(epoch[1]) && !victim) {
-      victim = { name: epoch[1], pid: pids.get(epoch[1]) as number };
-      process.kill(victim.pid, 'SIGSTOP'); // hold the run where it is while its sweep is killed
-      process.kill(sweepPid, 'SIGKILL');
-      process.kill(victim.pid, 'SIGCONT'); // it finds its sweep gone and dies (run-child's watchdog)
-    }
-  });
+  const counted = fs.mkdtempSync(path.join(temp.dir, 'epoch-1-lines-'));
+  const stopThirdRun = {
+    NODE_OPTIONS: `--require ${JSON.stringify(path.join(__dirname, 'support', 'signal-at-line.js'))}`,
+    PACE_TEST_SIGNAL_AT: '^epoch 1: ',
+    PACE_TEST_SIGNAL: 'SIGSTOP',
+    PACE_TEST_SIGNAL_COUNT_DIR: counted,
+    PACE_TEST_SIGNAL_NTH: '3',
+  };
+  const stopped = (pid: number) => {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
+  };
+  const killSweepOnce = async (sweepPid: number, pid: number) => {
+    for (let waited = 0; !stopped(pid) && waited < 500; waited++) await new Promise((r) => setTimeout(r, 10));
+    const held = stopped(pid);
+    process.kill(sweepPid, 'SIGKILL');
+    process.kill(pid, 'SIGCONT'); // it finds its sweep gone and dies (run-child's watchdog)
+    return held;
+  };
+  let killing: Promise<boolean> | undefined;
+  const first = await paceSweep(
+    ['--config', 'sweep.json', '--verbose'],
+    (line, sweepPid) => {
+      const start = /^start (\S+) \(pid (\d+)\)/.exec(line);
+      if (start) pids.set(start[1], Number(start[2]));
+      const finish = /^finish (\S+)/.exec(line);
+      if (finish) finished.push(finish[1]);
+      const epoch = /^(\S+): epoch 1: /.exec(line);
+      if (epoch && finished.length >= 2 && !finished.includes(epoch[1]) && !victim) {
+        victim = { name: epoch[1], pid: pids.get(epoch[1]) as number };
+        killing = killSweepOnce(sweepPid, victim.pid);
+      }
+    },
+    stopThirdRun,
+  );
+  expect(await killing).toBe(true); // the run was held at its epoch 1 when its sweep was killed
+  expect(fs.readdirSync(counted)).toHaveLength(3); // the three runs' epoch 1 lines, none of the sweep's own
   expect(first.signal).toBe('SIGKILL');
   expect(victim).toBeDefined();
   const killed = victim as { name: string; pid: number };
