@@ -88,7 +88,9 @@ export async function saveTensors(
   options: SaveTensorsOptions = {},
 ): Promise<void> {
   const target = parseOptions(PathSchema, path, 'path');
-  const { metadata } = parseOptions(SaveOptionsSchema, options, 'options');
+  parseOptions(SaveOptionsSchema, options, 'options');
+  // The caller's object, checked (zod's copy assigns each key, and an assigned "__proto__" keeps nothing)
+  const metadata = options.metadata;
   const entries = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
   const names = entries.map(([name]) => name);
   const nativeHandles = entries.map(([name, value]) => {

@@ -2,7 +2,15 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { disposeTensors, loadTensors, readTensorHeader, saveTensors, tensor, type TensorFile } from '../lib';
+import {
+  createModel,
+  disposeTensors,
+  loadTensors,
+  readTensorHeader,
+  saveTensors,
+  tensor,
+  type TensorFile,
+} from '../lib';
 import { fixtureSafetensorsFiles, fixturesDir, makeTempDir, repoRoot } from './support/paths';
 import { craftSafetensors, readReferenceSafetensors } from './support/reference-safetensors';
 
@@ -79,6 +87,40 @@ describe('reading the shared fixtures', () => {
 });
 
 describe('writing', () => {
+  test('metadata keys named "__proto__" or holding a NUL are written, read and checked as any other', async () => {
+    // Bug (a review): such keys were lost between the file and JavaScript (an assigned "__proto__" keeps nothing,
+    // a C string ends at the NUL), so a model refused its own weights file as "changed while it was being loaded".
+    const metadata: Record<string, string> = { 'a\u0000b': 'v' };
+    Object.defineProperty(metadata, '__proto__', { value: 'x', enumerable: true, writable: true, configurable: true });
+    const expected = [
+      ['a\u0000b', 'v'],
+      ['__proto__', 'x'],
+    ];
+    const file = path.join(temp.dir, 'odd-keys.safetensors');
+    using t = tensor([1, 2]);
+    await saveTensors(file, { t }, { metadata });
+    expect(Object.entries((await readTensorHeader(file)).metadata ?? {})).toEqual(expected);
+    await withLoaded(file, (loaded) => expect(Object.entries(loaded.metadata ?? {})).toEqual(expected));
+    const spec = {
+      family: 'vit' as const,
+      imgSize: 28,
+      patchSize: 7,
+      embedDim: 64,
+      depth: 2,
+      numHeads: 4,
+      numClasses: 10,
+    };
+    using model = await createModel(spec, { seed: 1 });
+    const weights = path.join(temp.dir, 'odd-keys-weights.safetensors');
+    await model.saveWeights(weights, { metadata });
+    expect(Object.entries((await readTensorHeader(weights)).metadata ?? {})).toEqual(expected);
+    using other = await createModel(spec, { seed: 2 });
+    await other.loadWeights(weights);
+    expect(other.stateDict()['head.weight'].toFloat32Array()).toEqual(
+      model.stateDict()['head.weight'].toFloat32Array(),
+    );
+  });
+
   test('metadata is written first, read back in order, and every dtype round-trips', async () => {
     const file = path.join(temp.dir, 'metadata.safetensors');
     const metadata = { format: 'pt', 'ünïcode key': 'value ✓', config: '{"rank":4,"type":"loramul_vptadd"}' };
@@ -548,6 +590,20 @@ describe("a header's size bounds its cost", () => {
     await expect(readTensorHeader(scalarEntry)).rejects.toThrow(
       "tensor 't': expected an object with dtype, shape and data_offsets",
     );
+    // Bug (a review): an entry that is a list, after an entry whose last field was a kept one, failed inside the
+    // JSON library (PACE_INTERNAL, no file named)
+    for (const list of ['[1,2]', '[[1]]']) {
+      const listEntry = write(
+        'list-entry.safetensors',
+        `{"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},"b":${list}}`,
+      );
+      await expect(readTensorHeader(listEntry)).rejects.toThrow(
+        expect.objectContaining({
+          code: 'PACE_INVALID_FILE',
+          message: expect.stringContaining("tensor 'b': expected an object with dtype, shape and data_offsets"),
+        }),
+      );
+    }
     const twice = write('meta-twice.safetensors', '{"__metadata__":{"a":"1","a":"2"}}');
     await expect(readTensorHeader(twice)).rejects.toThrow(`"__metadata__" names 'a' twice`);
     const metaList = write('meta-list.safetensors', '{"__metadata__":{"a":["1"]}}');

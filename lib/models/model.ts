@@ -188,7 +188,9 @@ export class Model implements Disposable {
    * file's; of pace-peft's own keys it may hold an evaluation transform (`EVAL_TRANSFORM_METADATA_KEY`, checked).
    */
   async saveWeights(path: string, options: { metadata?: Record<string, string> } = {}): Promise<void> {
-    const given = parseOptions(z.record(z.string(), z.string()).optional(), options.metadata, 'options.metadata');
+    parseOptions(z.record(z.string(), z.string()).optional(), options.metadata, 'options.metadata');
+    // The caller's object, checked (zod's copy assigns each key, and an assigned "__proto__" keeps nothing)
+    const given = options.metadata;
     checkOwnMetadata(given);
     const names = this.#classNames && { [CLASS_NAMES_METADATA_KEY]: JSON.stringify(this.#classNames) };
     const metadata = names || given ? { ...names, ...given } : null;

@@ -73,8 +73,9 @@ TensorMetadata metadataFromJs(const Napi::Value& value) {
   const Napi::Array keys = object.GetPropertyNames();
   TensorMetadata metadata;
   for (uint32_t i = 0; i < keys.Length(); ++i) {
-    const std::string key = keys.Get(i).ToString().Utf8Value();
-    const Napi::Value item = object.Get(key);
+    const Napi::Value name = keys.Get(i);
+    const std::string key = name.ToString().Utf8Value();
+    const Napi::Value item = object.Get(name);  // by the key's value: a C string would end at a NUL in it
     if (!item.IsString()) throw jsError(env, ErrorCode::InvalidOption, "metadata." + key + " must be a string");
     metadata.emplace_back(key, item.As<Napi::String>().Utf8Value());
   }
@@ -84,7 +85,12 @@ TensorMetadata metadataFromJs(const Napi::Value& value) {
 Napi::Value metadataToJs(Napi::Env env, const std::optional<TensorMetadata>& metadata) {
   if (!metadata) return env.Null();
   Napi::Object object = Napi::Object::New(env);
-  for (const auto& [key, value] : *metadata) object.Set(key, value);
+  // Defined, not assigned: an assignment to "__proto__" would call the prototype's setter and keep nothing, and a
+  // name passed as a C string would end at a NUL in it. Either would lose a key the file holds.
+  constexpr auto kPlain = static_cast<napi_property_attributes>(napi_enumerable | napi_writable | napi_configurable);
+  for (const auto& [key, value] : *metadata)
+    object.DefineProperty(
+        Napi::PropertyDescriptor::Value(Napi::String::New(env, key), Napi::String::New(env, value), kPlain));
   return object;
 }
 
