@@ -196,6 +196,7 @@ class HeaderReader final : public nlohmann::json_sax<ReadJson> {
       if (names_.size() - names_.count("__metadata__") > kMaxEntries)
         err_.fail("header names more than " + std::to_string(kMaxEntries) + " tensors, more than a checkpoint holds");
       name_ = name;
+      field_.clear();  // the last entry's field is not this one's (an entry that is a list has none)
     } else if (depth_ == 2) {
       if (inMetadata()) {
         if (!metadataKeys_.insert(name).second) err_.fail("\"__metadata__\" names '" + name + "' twice");
