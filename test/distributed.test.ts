@@ -775,6 +775,32 @@ describe('a rank that dies or hangs', () => {
     expect(Math.max(...outcomes.map(({ at }) => at)) - started).toBeLessThan(30_000);
   }, 90_000);
 
+  test('a non-finite loss at the parameters SAM moved to stops the step on every rank, the parameters as they were', async () => {
+    // Bug caught (a review): only one process on the CPU checked the second pass's loss; data-parallel, its NaN
+    // gradients were averaged into the update, found out only at the epoch's end.
+    const script = rankScript(`
+      const { images, labels } = sines(4);
+      const trainer = new Trainer(model, { optimizer: { lr: 0.01, samRho: 1e38 }, pace: { sigma: 0.5, lambda: 1 }, seed: 1 });
+      const digest = () => crypto.createHash('sha256')
+        .update(Object.entries(model.stateDict()).map(([k, v]) => k + Buffer.from(v.toFloat32Array().buffer).toString('hex')).join())
+        .digest('hex');
+      const before = digest();
+      const refused = await trainer.trainStep(images, labels).then(() => 'accepted', (error) => error.code + ': ' + error.message);
+      console.log(JSON.stringify({ rank: group.rank, refused, unchanged: digest() === before, iteration: trainer.iteration }));`);
+    const launched = await launchRanks(script, 60);
+    expect([launched.status, launched.stderr]).toEqual([0, '']);
+    const outcomes = jsonLines<{ rank: number; refused: string; unchanged: boolean; iteration: number }>(
+      launched.stdout,
+    );
+    expect(outcomes.map(({ rank }) => rank).sort()).toEqual([0, 1]);
+    for (const { refused, unchanged, iteration } of outcomes) {
+      expect(refused).toMatch(
+        /^PACE_DIVERGED: the loss became (nan|inf).* at the parameters SAM\/GP moved to \(lower optimizer\.samRho or optimizer\.gradientPenaltyRadius, the distance moved\); the parameters are as before this step$/,
+      );
+      expect([unchanged, iteration]).toEqual([true, 0]);
+    }
+  }, 90_000);
+
   test("a fast step refused for a non-finite loss leaves each rank's logit history as it was", async () => {
     // Bug caught (a review): only the single-process CPU check put back the rows the step had replaced; the ranks'
     // all-reduced check said the parameters were as before while each rank's history held the refused logits.

@@ -258,6 +258,7 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs, StepGraphMod
   if (precision_ == Precision::Bf16 && frozenBf16_.refresh(model)) graphs_.invalidate();
   const SharpnessConfig sharpness = optimizerConfig_.sharpness();
   const at::Tensor dropPathState = sharpness.active() ? dropPathGenerator_.get_state() : at::Tensor();
+  at::Tensor movedTotal;  // SAM/GP: the loss at the moved parameters
   const auto [losses, total] =
       forwardBackward(images, targets, inputs.indices, inputs.noise, LossCheck::Step, inputs.position);
   if (sharpness.active()) {
@@ -275,13 +276,14 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs, StepGraphMod
     // Its loss checked too (on the CPU, where that is free): a non-finite one would put NaN gradients into the
     // update. Thrown, `moved` puts the parameters back.
     const std::string movedTo = "at the parameters SAM/GP moved to";
-    forwardBackward(images, targets, inputs.indices, draws, LossCheck::MovedParameters,
-                    inputs.position.empty() ? movedTo : inputs.position + ", " + movedTo);
+    movedTotal = forwardBackward(images, targets, inputs.indices, draws, LossCheck::MovedParameters,
+                                 inputs.position.empty() ? movedTo : inputs.position + ", " + movedTo)
+                     .second;
     moved.finish();
   }
   {
     const PrecisionScope update(backwardPrecision(), device.type());
-    if (parallel_.active()) averageAcrossRanks(inputs, losses, total, result);
+    if (parallel_.active()) averageAcrossRanks(inputs, losses, total, movedTotal, result);
     if (inputs.diagnostics) result.gradNorm = gradientNorm(trainable_);
     const bool fused = fusedAdamW_.prepare(*optimizer_);
     const std::vector<at::Tensor> launched = clipAndUpdate(fused);
@@ -415,17 +417,26 @@ void Trainer::runStepProgram(StepGraphs::Entry& entry, bool fused) {
 }
 
 void Trainer::averageAcrossRanks(const StepInputs& inputs, const peft::PaceLosses& losses, const at::Tensor& total,
-                                 DeviceStep& result) {
-  const at::Tensor scalars = at::stack(
-      {losses.cls.detach().to(at::kFloat), losses.consistency.detach().to(at::kFloat), total.detach().to(at::kFloat),
-       torch::full({}, inputs.stopRequested ? 1.0f : 0.0f, total.options().dtype(at::kFloat))});
+                                 const at::Tensor& movedTotal, DeviceStep& result) {
+  const auto scalar = total.options().dtype(at::kFloat);
+  const at::Tensor scalars =
+      at::stack({losses.cls.detach().to(at::kFloat), losses.consistency.detach().to(at::kFloat),
+                 total.detach().to(at::kFloat), torch::full({}, inputs.stopRequested ? 1.0f : 0.0f, scalar),
+                 movedTotal.defined() ? movedTotal.detach().to(at::kFloat) : torch::zeros({}, scalar)});
   const at::Tensor averaged = parallel_.averageGradients(trainable_, scalars, stepPosition(inputs));
   // Every rank now holds the same means, so every rank takes the same decisions from them.
   const float* mean = averaged.data_ptr<float>();
-  if (!std::isfinite(mean[2])) {
+  for (const int which : {2, 4}) {
+    if (std::isfinite(mean[which])) continue;
     pace_.forgetLastLogits();  // each rank's own rows of the fast variant's history
-    throw lossDiverged(mean[2], inputs.position, divergenceHint(iteration_.load()),
-                       "the parameters are as before this step");
+    // A non-finite loss at SAM/GP's moved parameters would put NaN gradients into the update, as one process
+    // refuses it on the CPU (the moved parameters are back where they were by now).
+    const std::string movedTo = "at the parameters SAM/GP moved to";
+    throw which == 2 ? lossDiverged(mean[2], inputs.position, divergenceHint(iteration_.load()),
+                                    "the parameters are as before this step")
+                     : lossDiverged(mean[4], inputs.position.empty() ? movedTo : inputs.position + ", " + movedTo,
+                                    "lower optimizer.samRho or optimizer.gradientPenaltyRadius, the distance moved",
+                                    "the parameters are as before this step");
   }
   const auto device = total.device();
   result.cls = averaged[0].to(device);

@@ -221,9 +221,10 @@ class Trainer {
   // After a capture: the warm-up's noise draws and gradients copied into the tensors the graph writes, where
   // lastNoise() and the parameters' gradients point now (a replay overwrites them with its own).
   void copyIntoCapturedOutputs(const std::map<std::string, at::Tensor>& noise, const std::vector<at::Tensor>& grads);
-  // Data-parallel: the gradients and the step's losses become their means over the ranks.
+  // Data-parallel: the gradients and the step's losses become their means over the ranks; `movedTotal` (SAM/GP's
+  // loss at the moved parameters, if any) is checked with them.
   void averageAcrossRanks(const StepInputs& inputs, const peft::PaceLosses& losses, const at::Tensor& total,
-                          DeviceStep& result);
+                          const at::Tensor& movedTotal, DeviceStep& result);
 };
 
 }  // namespace pace::train
