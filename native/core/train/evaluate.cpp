@@ -112,7 +112,6 @@ EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, con
     return cpu.defined() ? cpu.to(device) : cpu;
   }();
   const int64_t taking = options.classSubset.defined() ? options.classSubset.numel() : classes;
-  const PrecisionScope arithmetic(options.precision, device.type());
   // Counts and sums stay on the model's device and are read once at the end: on a GPU a read per batch
   // would wait for each batch to finish before the next is queued.
   const auto counts = torch::TensorOptions().dtype(torch::kLong).device(device);
@@ -136,7 +135,13 @@ EvaluationResult evaluate(models::Backbone& model, const at::Tensor& images, con
     const at::Tensor stored = packed ? packed->centerCrops(begin, end, model.imageSize()) : images.slice(0, begin, end);
     const at::Tensor x = toDeviceQueued(batchInput(model, stored, normalization), device);
     const at::Tensor y = toDeviceQueued(labels.slice(0, begin, end), device);
-    at::Tensor logits = model.forward(x).to(at::kFloat);
+    at::Tensor logits;
+    {
+      // Per batch: TF32 is one switch for the process, and work on other models wanting it set otherwise waits
+      // only for a batch, not for the whole evaluation (nor for anything that waits behind it).
+      const PrecisionScope arithmetic(options.precision, device.type());
+      logits = model.forward(x).to(at::kFloat);
+    }
     // Counted on the device, read once at the end: a NaN row would otherwise count as a prediction (argmax takes
     // NaN for the largest), outside a class subset too.
     nonFinite.add_(logits.isfinite().logical_not().any(1).sum());
