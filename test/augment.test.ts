@@ -118,6 +118,10 @@ describe('RandomResizedCrop', () => {
     expect(Buffer.compare(again.images.toUint8Array(), got)).toBe(0);
     const other = await resizedCropImages(images, { size, flip: true, seed: 6 });
     expect(Array.from(other.boxes.toBigInt64Array(), Number)).not.toEqual(boxes);
+    // An empty batch gives empty results (it failed inside libtorch, PACE_INTERNAL; found by a review)
+    using none = tensor(new Uint8Array(0), [0, 8, 8, 3]);
+    const empty = await resizedCropImages(none, { size: 4, flip: true, seed: 5 });
+    expect([empty.images.shape, empty.boxes.shape, empty.flipped.shape]).toEqual([[0, 4, 4, 3], [0, 4], [0]]);
   });
 
   test('when no draw fits it falls back to the centre crop at the nearest allowed ratio; a whole box at the same size is the image', async () => {

@@ -80,7 +80,9 @@ ResizedCropResult randomResizedCropFlip(const at::Tensor& images, int64_t size, 
   if (images.scalar_type() != at::kByte || images.dim() != 4)
     throw ShapeError("a random resized crop needs uint8 images [N, H, W, C]; got " + dtypeName(images.scalar_type()) +
                      " " + shapeToString(images.sizes().vec()));
-  return randomResizedCropFlip(images.unbind(0), size, config, flip, std::move(generator));
+  ResizedCropResult result = randomResizedCropFlip(images.unbind(0), size, config, flip, std::move(generator));
+  if (images.size(0) == 0) result.images = at::empty({0, size, size, images.size(3)}, images.options());
+  return result;
 }
 
 ResizedCropResult randomResizedCropFlip(const std::vector<at::Tensor>& images, int64_t size,
@@ -124,7 +126,7 @@ ResizedCropResult randomResizedCropFlip(const std::vector<at::Tensor>& images, i
     if (flipped[i]) resized = resized.flip({1});
     out.push_back(resized);
   }
-  result.images = at::stack(out).contiguous();
+  if (!out.empty()) result.images = at::stack(out).contiguous();  // none: the caller knows the channels
   return result;
 }
 

@@ -44,7 +44,8 @@ at::Tensor resizeSquareAsPillow(const at::Tensor& image, int64_t size, PillowFil
 // random interpolation, one uniform per image choosing its filter).
 ResizedCropResult randomResizedCropFlip(const at::Tensor& images, int64_t size, const ResizedCropConfig& config,
                                         bool flip, at::Generator generator);
-// The same over images of their own sizes [H_i, W_i, C] (data/packed_images.h), each box drawn in its own image.
+// The same over images of their own sizes [H_i, W_i, C] (data/packed_images.h), each box drawn in its own image;
+// with no images, `images` of the result is left undefined (their channels are not known here).
 ResizedCropResult randomResizedCropFlip(const std::vector<at::Tensor>& images, int64_t size,
                                         const ResizedCropConfig& config, bool flip, at::Generator generator);
 
