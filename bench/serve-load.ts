@@ -2,7 +2,7 @@
 // test: autocannon posts an image for a bounded time, and this prints requests/s, p50/p99 latency, errors, and
 // resident memory before the burst, at its peak and after `settle` seconds of quiet (sampled every second).
 // Usage: npm run bench:serve -- [seconds=10] [connections=16] [image=small|large] [settle=60] [decode=exact|fast]
-//   small: a 64×64 PNG; large: a 4000×3000 JPEG of noise (about 3.5 MB, 12 MP: the large decode lane).
+//   small: a 64×64 PNG; large: a 4000×3000 JPEG of noise (about 7.9 MB, 12 MP: the large decode lane).
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 

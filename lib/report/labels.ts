@@ -150,7 +150,8 @@ export interface RunLabel {
 
 /**
  * Labels runs by what differs between them: the settings that vary, by short name and value. A run with PACE
- * off (σ or λ 0) among runs with it on is the `baseline` (its other PACE settings are then moot and left out).
+ * off (σ and λ both 0; σ alone still trains on noisy copies) among runs with it on is the `baseline` (its other
+ * PACE settings are then moot and left out).
  * A sweep's run that is unfinished or failed says so: `σ 0.5 (unfinished)`.
  */
 export function labelRuns(runs: RunRecord[]): RunLabel[] {

@@ -62,8 +62,8 @@ export const FitOptionsSchema = z
     evalBatchSize: z.number().int().min(1).optional(),
     /**
      * Training augmentation over the training set's own (its fields replace the dataset's; a `resizedCrop`
-     * replaces the dataset's `crop` and a `crop` its `resizedCrop`; `mixup: false` or `resizedCrop: false` turns
-     * the dataset's off): e.g. `{ randAugment: 'rand-m9-mstd0.5-inc1', mixup: true }`.
+     * replaces the dataset's `crop` and a `crop` its `resizedCrop`; `mixup: false`, `randomErasing: false` or
+     * `resizedCrop: false` turns the dataset's off): e.g. `{ randAugment: 'rand-m9-mstd0.5-inc1', mixup: true }`.
      */
     augment: AugmentationSchema.optional(),
     /**

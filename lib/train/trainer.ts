@@ -101,8 +101,9 @@ export const TrainerOptionsSchema = z
      * Arithmetic of the training steps. `'fp32'`: IEEE float32 (TF32 off), as the reference runs. `'tf32'`:
      * float32 storage with the matrix units' TF32 products (CUDA). `'bf16'`: autocast to bfloat16 with the frozen
      * backbone held once in bf16 and float32 master copies of the trainable parameters (CUDA; on the CPU too,
-     * where it mainly saves memory). TF32 is one switch for the process: a step, forward or evaluation wanting
-     * it set otherwise than those running on other models waits for them to end.
+     * through oneDNN on CPUs with bf16 units, about 2.4× float32 on ViT-S there, and refused on CPUs whose bf16
+     * products would sum in bf16: `pace doctor`'s `cpuBf16`). TF32 is one switch for the process: a step, forward
+     * or evaluation wanting it set otherwise than those running on other models waits for them to end.
      */
     precision: z.enum(['fp32', 'tf32', 'bf16']).default('fp32'),
   })
