@@ -186,8 +186,10 @@ test('an AbortSignal stops a fit within one step and leaves a valid checkpoint t
       {
         onBatchEnd: () => {
           if (abortedAt < 0 && trainer.iteration > stepsPerEpoch) {
-            abortedAt = trainer.iteration;
             controller.abort();
+            // Read after the stop is asked, not before: the JavaScript thread may be preempted between the two
+            // (a loaded machine), while the training thread runs on, past another step's stop check.
+            abortedAt = trainer.iteration;
           }
         },
       },
