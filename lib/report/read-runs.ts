@@ -98,7 +98,8 @@ function findRunFolders(dirs: string[]): FoundRuns {
 
 /**
  * Folder names in the order a person counts them: numbers by their value (`seed=2` before `seed=10`, `lr=0.005`
- * before `lr=0.1`), the rest character by character. Equal values written apart (`07`, `7`) fall back to the characters: a total order.
+ * before `lr=0.1`), the rest character by character. Equal values written apart (`07`, `7`) fall back to the
+ * characters: a total order.
  */
 function compareNames(a: string, b: string): number {
   const chunks = (name: string) => name.match(NUMBER_OR_TEXT) ?? [];

@@ -102,10 +102,15 @@ void recoverFromFailedCapture(at::cuda::CUDAGraph& graph, c10::DeviceIndex devic
     c10::cuda::CUDACachingAllocator::endAllocateToPool(device, pool);
   } catch (...) {  // capture_end had closed it before failing
   }
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 9)
+  // Where pool() answers whether reset() will release the pool (its capture_ended_, libtorch's graphs since
+  // keep_graph); before, reset() also released it after a failed instantiation, which pool() does not tell
+  // apart, and a second release there would end the process from a destructor.
   try {
     c10::cuda::CUDACachingAllocator::releasePool(device, pool);
   } catch (...) {  // the capture failed before the pool was made
   }
+#endif
 }
 
 }  // namespace
