@@ -362,13 +362,17 @@ test('a grid cell whose run ended with its accuracy not finite says so, as the t
 });
 
 test('run folders of a folder read in the order a person counts them: seed=2 before seed=10, lr=0.005 before 0.1', () => {
-  const dir = path.join(temp.dir, 'counted');
-  for (const name of ['run_seed=10', 'run_seed=2', 'run_seed=1', 'run_seed=02', 'b', 'a10b', 'a9c']) {
-    const run = new RunFolder(path.join(dir, name));
-    run.writeHistory([
-      { epoch: 0, loss: 1, clsLoss: 1, paceLoss: 0, acc: 0.5, lr: 0.001, imagesPerSecond: 1, seconds: 1 },
-    ]);
-  }
+  /** A folder of one-epoch runs named `names`. */
+  const runsNamed = (folder: string, names: string[]) => {
+    const dir = path.join(temp.dir, folder);
+    for (const name of names) {
+      new RunFolder(path.join(dir, name)).writeHistory([
+        { epoch: 0, loss: 1, clsLoss: 1, paceLoss: 0, acc: 0.5, lr: 0.001, imagesPerSecond: 1, seconds: 1 },
+      ]);
+    }
+    return dir;
+  };
+  const dir = runsNamed('counted', ['run_seed=10', 'run_seed=2', 'run_seed=1', 'run_seed=02', 'b', 'a10b', 'a9c']);
   expect(readRuns([dir]).map((run) => run.name)).toEqual([
     'a9c',
     'a10b',
@@ -379,12 +383,7 @@ test('run folders of a folder read in the order a person counts them: seed=2 bef
     'run_seed=10',
   ]);
   // decimals and exponents as sweeps write learning rates, by value
-  const rates = path.join(temp.dir, 'rates');
-  for (const name of ['lr=0.1', 'lr=0.005', 'lr=1e-4', 'lr=0.01', 'lr=5e-5', 'lr=2', 'lr=1e999']) {
-    new RunFolder(path.join(rates, name)).writeHistory([
-      { epoch: 0, loss: 1, clsLoss: 1, paceLoss: 0, acc: 0.5, lr: 0.001, imagesPerSecond: 1, seconds: 1 },
-    ]);
-  }
+  const rates = runsNamed('rates', ['lr=0.1', 'lr=0.005', 'lr=1e-4', 'lr=0.01', 'lr=5e-5', 'lr=2', 'lr=1e999']);
   expect(readRuns([rates]).map((run) => run.name)).toEqual([
     'lr=5e-5',
     'lr=1e-4',
