@@ -136,6 +136,13 @@ std::string stepPosition(const StepInputs& inputs) {
   return inputs.position.empty() ? std::string("of a step") : inputs.position;
 }
 
+// Where SAM/GP's second pass runs, for its divergence message, and what to change when its loss is not finite.
+std::string movedPosition(const std::string& position) {
+  const std::string movedTo = "at the parameters SAM/GP moved to";
+  return position.empty() ? movedTo : position + ", " + movedTo;
+}
+constexpr const char* kMovedTooFar = "lower optimizer.samRho or optimizer.gradientPenaltyRadius, the distance moved";
+
 }  // namespace
 
 Trainer::Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimizer, peft::PaceConfig pace,
@@ -211,9 +218,7 @@ std::pair<peft::PaceLosses, at::Tensor> Trainer::forwardBackward(const at::Tenso
     if (!std::isfinite(value)) {
       pace_.forgetLastLogits();  // the fast variant's history, too, is as before
       throw lossDiverged(value, position,
-                         check == LossCheck::MovedParameters
-                             ? "lower optimizer.samRho or optimizer.gradientPenaltyRadius, the distance moved"
-                             : divergenceHint(iteration_.load()),
+                         check == LossCheck::MovedParameters ? kMovedTooFar : divergenceHint(iteration_.load()),
                          "the parameters are as before this step");
     }
   }
@@ -275,9 +280,8 @@ Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs, StepGraphMod
     dropPathGenerator_.set_state(dropPathState);
     // Its loss checked too (on the CPU, where that is free): a non-finite one would put NaN gradients into the
     // update. Thrown, `moved` puts the parameters back.
-    const std::string movedTo = "at the parameters SAM/GP moved to";
     movedTotal = forwardBackward(images, targets, inputs.indices, draws, LossCheck::MovedParameters,
-                                 inputs.position.empty() ? movedTo : inputs.position + ", " + movedTo)
+                                 movedPosition(inputs.position))
                      .second;
     moved.finish();
   }
@@ -431,12 +435,10 @@ void Trainer::averageAcrossRanks(const StepInputs& inputs, const peft::PaceLosse
     pace_.forgetLastLogits();  // each rank's own rows of the fast variant's history
     // A non-finite loss at SAM/GP's moved parameters would put NaN gradients into the update, as one process
     // refuses it on the CPU (the moved parameters are back where they were by now).
-    const std::string movedTo = "at the parameters SAM/GP moved to";
-    throw which == 2 ? lossDiverged(mean[2], inputs.position, divergenceHint(iteration_.load()),
-                                    "the parameters are as before this step")
-                     : lossDiverged(mean[4], inputs.position.empty() ? movedTo : inputs.position + ", " + movedTo,
-                                    "lower optimizer.samRho or optimizer.gradientPenaltyRadius, the distance moved",
-                                    "the parameters are as before this step");
+    throw which == 2
+        ? lossDiverged(mean[2], inputs.position, divergenceHint(iteration_.load()),
+                       "the parameters are as before this step")
+        : lossDiverged(mean[4], movedPosition(inputs.position), kMovedTooFar, "the parameters are as before this step");
   }
   const auto device = total.device();
   result.cls = averaged[0].to(device);
