@@ -10,6 +10,7 @@ import sharp from 'sharp';
 
 import { createModel, saveTensors, tensor } from '../lib';
 import { makeTempDir, repoRoot } from './support/paths';
+import { isStopped } from './support/process-state';
 import { colourData, tinyVit } from './support/synthetic';
 
 const temp = makeTempDir('cli-signals');
@@ -123,12 +124,6 @@ async function paceIntoClosedPipe(name: string, args: string[]) {
   fs.closeSync(writer);
   const { code } = await run.exited;
   return { code, stderr: run.stderr() };
-}
-
-/** Whether /proc says the process is stopped (state T). */
-function isStopped(pid: number): boolean {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
 }
 
 async function until(condition: () => boolean, what: string, seconds = 10): Promise<void> {

@@ -1000,9 +1000,10 @@ test("data.cacheDir is relative to the config's folder, for pace eval --data too
   const cache = path.join(temp.dir, 'ce', 'cache');
   // The inode too: a rewrite goes through a new file renamed over the old, which a coarse clock may stamp alike.
   const cached = () =>
-    fs
-      .readdirSync(cache)
-      .map((f) => [f, fs.statSync(path.join(cache, f)).mtimeMs, fs.statSync(path.join(cache, f)).ino]);
+    fs.readdirSync(cache).map((f) => {
+      const stat = fs.statSync(path.join(cache, f));
+      return [f, stat.mtimeMs, stat.ino];
+    });
   const before = cached();
   expect(before.some(([f]) => String(f).endsWith('.decoded.safetensors'))).toBe(true);
   const evaluation = pace(

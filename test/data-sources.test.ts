@@ -121,11 +121,10 @@ test('decoded-image caches of two folders with the same base name are separate f
     fs
       .readdirSync(cacheDir)
       .sort()
-      .map((file) => [
-        file,
-        fs.statSync(path.join(cacheDir, file)).mtimeMs,
-        fs.statSync(path.join(cacheDir, file)).ino,
-      ]); // the inode: a rewrite renames a new file over the old
+      .map((file) => {
+        const stat = fs.statSync(path.join(cacheDir, file));
+        return [file, stat.mtimeMs, stat.ino]; // the inode: a rewrite renames a new file over the old
+      });
   for (const split of ['train', 'val']) await load({ folder: `${split}/images` }, { cacheDir });
   const first = stamps();
   expect(first).toHaveLength(4); // each cache and its SHA-256

@@ -20,7 +20,6 @@ const outsideV8 = () => process.memoryUsage().rss - process.memoryUsage().heapTo
 
 // One synchronous burst, the hardest case: the handles' small native records stay alive until their
 // finalizers run on a later event-loop turn, and must not keep the freed tensor memory from being reused.
-
 test('creating and disposing 10,000 tensors keeps resident memory flat', async () => {
   const values = new Float32Array(16 * 1024); // 64 KiB a tensor, 640 MiB through the allocator in all
   const cycle = (count: number) => {

@@ -8,6 +8,7 @@ import { PaceBusyError, PaceStateError, sweep, type SweepEvent } from '../lib';
 import { processAlive } from '../lib/process-alive';
 import { demoVit, writeDigits } from './support/digits';
 import { makeTempDir, repoRoot } from './support/paths';
+import { isStopped } from './support/process-state';
 
 const temp = makeTempDir('sweep');
 afterAll(() => temp.cleanup());
@@ -96,13 +97,9 @@ test('a 2-σ × 2-λ × 2-seed sweep on the digits is killed mid-way, resumed wi
     PACE_TEST_SIGNAL_COUNT_DIR: counted,
     PACE_TEST_SIGNAL_NTH: '3',
   };
-  const stopped = (pid: number) => {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
-  };
   const killSweepOnce = async (sweepPid: number, pid: number) => {
-    for (let waited = 0; !stopped(pid) && waited < 500; waited++) await new Promise((r) => setTimeout(r, 10));
-    const held = stopped(pid);
+    for (let waited = 0; !isStopped(pid) && waited < 500; waited++) await new Promise((r) => setTimeout(r, 10));
+    const held = isStopped(pid);
     process.kill(sweepPid, 'SIGKILL');
     process.kill(pid, 'SIGCONT'); // it finds its sweep gone and dies (run-child's watchdog)
     return held;

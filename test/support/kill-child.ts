@@ -5,6 +5,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 
 import { repoRoot } from './paths';
+import { isStopped } from './process-state';
 
 /**
  * When to kill a training child, counted from the training's own progress (never from the clock), so every kill
@@ -28,17 +29,6 @@ export interface KillOutcome {
   finished: boolean;
   signal: NodeJS.Signals | null;
   stderr: string;
-}
-
-/** Whether /proc says the process is stopped (state T). */
-function isStopped(pid: number): boolean {
-  let stat: string;
-  try {
-    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return false; // gone already
-  }
-  return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
 }
 
 let stopAtRename: string | undefined;
@@ -67,7 +57,7 @@ export async function runFitChildUntil(
   moment: KillMoment,
   timeoutMs = 120_000,
 ): Promise<KillOutcome> {
-  fs.mkdirSync(args.runDir, { recursive: true }); // so the folder can be watched before the child starts
+  fs.mkdirSync(args.runDir, { recursive: true }); // so the folder can be listed before the child makes it
   const atCheckpoint = moment.at === 'checkpoint';
   const stopAt = atCheckpoint ? undefined : moment;
   const stopsAtRename = atCheckpoint && {
