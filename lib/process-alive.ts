@@ -11,8 +11,13 @@ export function processAlive(pid: number): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
-  const state = procStat(pid)?.[0];
+  const state = processState(pid);
   return state !== 'Z' && state !== 'X';
+}
+
+/** A process's state letter in /proc (`R`, `S`, `T` stopped, `Z` zombie, …), or undefined when it is gone (Linux). */
+export function processState(pid: number): string | undefined {
+  return procStat(pid)?.[0];
 }
 
 /**

@@ -1,12 +1,4 @@
-import fs from 'node:fs';
+import { processState } from '../../lib/process-alive';
 
 /** Whether /proc says the process is stopped (state T); false once it is gone. */
-export function isStopped(pid: number): boolean {
-  let stat: string;
-  try {
-    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return false;
-  }
-  return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
-}
+export const isStopped = (pid: number): boolean => processState(pid) === 'T';
