@@ -1,6 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import zlib from 'node:zlib';
 
@@ -18,6 +17,7 @@ import {
 } from '../lib';
 import { commitOf, startFakeHub } from './support/hub-server';
 import { fixturesDir, makeTempDir, repoRoot } from './support/paths';
+import { freePort } from './support/ports';
 import { colourData, seededRandom, tinyVit } from './support/synthetic';
 import { stopLine } from '../lib/cli/commands';
 import { numberFlag } from '../lib/cli/usage';
@@ -522,15 +522,6 @@ const folderBytes = (dir: string): Record<string, string> =>
       .sort()
       .map((name) => [name, fs.readFileSync(path.join(temp.dir, dir, name)).toString('base64')]),
   );
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 test("a config's fit section naming a run folder, a resume or progress is refused when read, naming the file and key", async () => {
   // Bug: "fit" was an unchecked record spread into Trainer.fit, so a config's fit.resume continued (and rewrote)

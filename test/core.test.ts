@@ -9,12 +9,14 @@ import { makeTempDir, repoRoot } from './support/paths';
 // with its reason instead of passed.
 const binary = path.join(repoRoot, 'build', 'Release', 'pace_core_tests');
 // Its files go to the TMPDIR it is given, and are gone when it exits: checked there and in /tmp, where an old build
-// wrote them whatever TMPDIR said (16 folders had piled up).
+// wrote them whatever TMPDIR said (16 folders had piled up). Its folder's name holds its process id, so other runs'
+// folders in /tmp on a shared machine are not counted.
 const scratch = makeTempDir('core-tests');
-const inTmp = () => new Set(fs.readdirSync('/tmp').filter((name) => name.startsWith('pace-core-tests-')));
-const before = inTmp();
 const run = spawnSync(binary, { encoding: 'utf8', env: { ...process.env, TMPDIR: scratch.dir } });
-const leftBehind = [...fs.readdirSync(scratch.dir), ...[...inTmp()].filter((name) => !before.has(name))];
+const leftBehind = [
+  ...fs.readdirSync(scratch.dir),
+  ...fs.readdirSync('/tmp').filter((name) => name.startsWith(`pace-core-tests-${run.pid}-`)),
+];
 scratch.cleanup();
 const results = [...(run.stdout ?? '').matchAll(/^(ok|FAIL|skip) {1,3}(.*?)(?:: (.*))?$/gm)].map(
   ([, status, name, detail]) => ({ status, name, detail }),

@@ -907,13 +907,17 @@ describe('large decodes, one at a time', () => {
     await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 4, g: 5, b: 6 } } })
       .png()
       .toFile(small);
+    // How long the large decode takes with the gate free: the held one below must still be waiting after twice that.
+    const startedAt = performance.now();
+    await decodeImage(large, 8, 'stretch');
+    const decodeMs = performance.now() - startedAt;
     let release = () => {};
     const held = oneLargeAtATime(() => new Promise<void>((resolve) => (release = resolve)));
     let largeDone = false;
     const decodingLarge = decodeImage(large, 8, 'stretch').then((decoded) => ((largeDone = true), decoded));
     const smallOne = await decodeImage(small, 8, 'stretch');
     expect(Array.from(smallOne.pixels.subarray(0, 3))).toEqual([4, 5, 6]);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await new Promise((resolve) => setTimeout(resolve, Math.max(300, 2 * decodeMs)));
     expect(largeDone).toBe(false); // waiting for the large work before it
     release();
     await held;

@@ -32,7 +32,9 @@ class ScratchFolder {
  public:
   ScratchFolder() {
     const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base && *base ? base : "/tmp") + "/pace-core-tests-XXXXXX";
+    // The process id in the name lets a caller find this run's folder among other runs' on a shared machine.
+    std::string pattern =
+        std::string(base && *base ? base : "/tmp") + "/pace-core-tests-" + std::to_string(getpid()) + "-XXXXXX";
     if (!mkdtemp(pattern.data())) throw std::runtime_error("cannot make a scratch folder from " + pattern);
     path_ = pattern;
   }

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
 
+import { freePort } from './ports';
 import { listen } from './serve';
 
 /** One repository the fake Hub serves. */
@@ -317,13 +318,9 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
   });
   const url = await listen(server);
   const cdnOrigin = url.replace('127.0.0.1', 'localhost');
-  // A CDN that refuses connections (the 'unreachable' fault): a port that was free a moment ago.
-  const deadOrigin = await new Promise<string>((resolve) => {
-    const probe = http.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(`http://127.0.0.1:${port}`));
-    });
-  });
+  // A CDN that refuses connections (the 'unreachable' fault): a port nothing listens on, drawn below the kernel's
+  // ephemeral range so that no listen(0) or outgoing connection on the machine is handed it meanwhile.
+  const deadOrigin = `http://127.0.0.1:${await freePort()}`;
   const close = () =>
     new Promise<void>((resolve) => {
       server.closeAllConnections();
