@@ -20,6 +20,32 @@ async function adapted(options: { type?: 'loramul_vptadd' | 'loraadd_vptadd'; ta
   return model;
 }
 
+let shiftedFiles = 0;
+
+/**
+ * As adapted(), with every adapter and head tensor moved by 0.5 from the values adapted() gives: the files these
+ * tests load hold adapted()'s values, so a load that wrote any tensor before refusing shows in this model's bytes.
+ */
+async function differentlyAdapted() {
+  const model = await adapted();
+  const own = file(`shifted-${shiftedFiles++}.safetensors`);
+  await model.saveAdapters(own);
+  const { tensors, metadata } = await loadTensors(own);
+  const shifted = Object.fromEntries(
+    Object.entries(tensors).map(([name, t]) => [
+      name,
+      tensor(
+        t.toFloat32Array().map((v) => v + 0.5),
+        t.shape,
+      ),
+    ]),
+  );
+  await saveTensors(own, shifted, { metadata: metadata ?? {} });
+  await model.loadAdapters(own);
+  for (const t of [...Object.values(tensors), ...Object.values(shifted)]) t.dispose();
+  return model;
+}
+
 function bytesOf(model: Model): string {
   return JSON.stringify(
     Object.entries(model.stateDict()).map(([name, t]) => {
@@ -53,12 +79,13 @@ describe('adapter files', () => {
       await saveTensors(file('edited.safetensors'), tensors, {
         metadata: { ...metadata, 'pace_peft.adapters': value },
       });
-      using target = await adapted();
+      using target = await differentlyAdapted();
       const before = bytesOf(target);
       await expect(target.loadAdapters(file('edited.safetensors'))).rejects.toThrow(expected);
       expect(bytesOf(target)).toBe(before);
     }
-    using target = await adapted();
+    using target = await differentlyAdapted();
+    expect(bytesOf(target)).not.toBe(bytesOf(source));
     await target.loadAdapters(saved);
     expect(bytesOf(target)).toBe(bytesOf(source));
     for (const t of Object.values(tensors)) t.dispose();
@@ -73,7 +100,7 @@ describe('adapter files', () => {
     values[values.length - 1] = Number.NaN;
     const poisoned: TensorRecord = { ...tensors, [name]: tensor(values, tensors[name].shape) };
     await saveTensors(file('nan.safetensors'), poisoned, { metadata: metadata ?? {} });
-    using target = await adapted();
+    using target = await differentlyAdapted();
     const before = bytesOf(target);
     await expect(target.loadAdapters(file('nan.safetensors'))).rejects.toThrow(
       `adapter file '${file('nan.safetensors')}': '${name}' holds NaN or infinite values`,
@@ -138,11 +165,17 @@ describe('backbone weights', () => {
     weights['norm.bias'] = tensor(norm, [norm.length]);
     await saveTensors(file('f64-weights.safetensors'), weights);
     for (const t of Object.values(weights)) t.dispose();
-    using target = await adapted();
-    const before = bytesOf(target);
-    await expect(target.loadWeights(file('f64-weights.safetensors'), { strict: false })).rejects.toThrow(
+    // Another seed's backbone: every tensor of the file differs from this model's.
+    using otherBackbone = await createModel(tinyVit, { seed: 2 });
+    otherBackbone.addAdapters({ rank: 2 });
+    const otherBefore = bytesOf(otherBackbone);
+    await expect(otherBackbone.loadWeights(file('f64-weights.safetensors'), { strict: false })).rejects.toThrow(
       'norm.bias: holds NaN or infinite values in float32',
     );
+    expect(bytesOf(otherBackbone)).toBe(otherBefore);
+
+    using target = await differentlyAdapted();
+    const before = bytesOf(target);
 
     await source.saveAdapters(file('f64-source.safetensors'));
     const { tensors, metadata } = await loadTensors(file('f64-source.safetensors'));

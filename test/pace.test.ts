@@ -546,6 +546,15 @@ describe('bad input gets a clear error', () => {
     await model.saveAdapters(file);
     const { tensors, metadata } = await loadTensors(file);
     const victim = Object.keys(tensors).sort()[0];
+    // Every other tensor moved by 0.5 from the model's own: a load that wrote them before refusing would show.
+    for (const name of Object.keys(tensors).filter((key) => key !== victim)) {
+      const moved = tensor(
+        tensors[name].toFloat32Array().map((v) => v + 0.5),
+        tensors[name].shape,
+      );
+      tensors[name].dispose();
+      tensors[name] = moved;
+    }
     const values = tensors[victim].toFloat64Array();
     tensors[victim].dispose();
     tensors[victim] = tensor(
