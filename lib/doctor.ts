@@ -53,6 +53,11 @@ export interface DoctorReport {
   };
   /** The addon's AVX2 attention kernels run on this CPU (float32 attention on the CPU uses them). */
   cpuAttentionKernels: boolean;
+  /**
+   * `Trainer.profileSteps` can record traces here: libtorch was built with Kineto (PyTorch's libtorch is; Debian's
+   * is not, and profileSteps is refused there).
+   */
+  profilerTraces: boolean;
   /** `precision: 'bf16'` on the CPU. */
   cpuBf16: {
     /** The CPU has bf16 arithmetic units (AVX-512 BF16 or AMX-BF16). */
@@ -150,6 +155,7 @@ export function formatDoctorReport(report: DoctorReport, gemm?: GemmMeasurement 
     `onednn     ${report.blas.onednn ? `${report.blas.onednn} (convolutions)` : 'not built'}`,
     `threads    intra-op ${report.threads.intraOp}, inter-op ${report.threads.interOp} (unused), ${report.threads.available} CPU(s) available of ${report.threads.hardware}`,
     `           the addon's own loops: ${report.threads.coreLoops} thread(s); CPU attention kernels: ${report.cpuAttentionKernels ? 'AVX2' : 'none (ATen products)'}`,
+    `profiler   ${report.profilerTraces ? 'traces (Kineto)' : 'no traces (libtorch built without Kineto): Trainer.profileSteps is refused'}`,
     `cpu bf16   ${report.cpuBf16.units ? `bf16 units${report.cpuBf16.amx ? ' (AMX)' : ''}` : 'no bf16 units'}; products: ${report.cpuBf16.reason}`,
   ];
   for (const measured of gemms) {

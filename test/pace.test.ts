@@ -78,8 +78,17 @@ describe.each(paceFixtures)('%s matches the PACE reference', (name) => {
   test('σ per linear follows the reference schedule', async () => {
     using model = await adaptedModel(name);
     const sigma = trainerFor(model, name).sigmaPerLinear();
-    for (const [linear, expected] of Object.entries(fx.sigma_per_linear as Record<string, number>)) {
-      expect([linear, sigma[linear]]).toEqual([linear, expect.closeTo(expected, 12)]);
+    const expected = fx.sigma_per_linear as Record<string, number>;
+    if (Object.keys(expected).length === 0) {
+      // The PEFT fixtures train without PACE (σ 0) and list no schedule: every linear is then un-noised.
+      expect(fx.sigma).toBe(0);
+      expect(Object.keys(sigma).length).toBeGreaterThan(0);
+      expect(Object.entries(sigma).filter(([, value]) => value !== 0)).toEqual([]);
+    } else {
+      expect(Object.keys(sigma).sort()).toEqual(Object.keys(expected).sort());
+      for (const [linear, value] of Object.entries(expected)) {
+        expect([linear, sigma[linear]]).toEqual([linear, expect.closeTo(value, 12)]);
+      }
     }
   });
 

@@ -18,6 +18,7 @@
 #include "cpu/small_gemm.h"
 #include "errors.h"
 #include "system/devices.h"
+#include "system/profiler.h"
 #include "system/threads.h"
 #include "tensor/cpu_bf16.h"
 
@@ -182,6 +183,7 @@ DoctorReport collectDoctorReport() {
   report.availableCpus = availableCpus();
   report.coreLoopThreads = measureCoreLoopThreads();
   report.cpuAttentionKernels = kernels::avx2KernelsAvailable();
+  report.profilerTraces = profilerRecordsTraces();
   report.cpuBf16 = cpuBf16Info();
   if (at::hasMKLDNN()) {
     const auto at = report.buildConfig.find("MKL-DNN v");

@@ -3,6 +3,8 @@
 #include <torch/csrc/autograd/profiler_kineto.h>
 #include <torch/version.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <set>
 
@@ -17,9 +19,14 @@ using torch::profiler::impl::ActivityType;
 using torch::profiler::impl::ProfilerConfig;
 using torch::profiler::impl::ProfilerState;
 
-// Whether this libtorch writes traces: a tiny profiled run must leave a file with events in it.
-bool tracesRecorded(const std::string& probe) {
-  static const bool recorded = [&] {
+}  // namespace
+
+bool profilerRecordsTraces() {
+  static const bool recorded = [] {
+    std::error_code error;
+    const auto probe =
+        std::filesystem::temp_directory_path(error) / ("pace-profiler-probe-" + std::to_string(getpid()) + ".json");
+    if (error) return false;
     const ProfilerConfig config(ProfilerState::KINETO);
     const std::set<ActivityType> cpu{ActivityType::CPU};
     try {
@@ -30,11 +37,11 @@ bool tracesRecorded(const std::string& probe) {
     }
     try {
       at::ones({2}).add_(1);
-      kineto::disableProfiler()->save(probe);
+      kineto::disableProfiler()->save(probe.string());
     } catch (const std::exception&) {
+      std::filesystem::remove(probe, error);
       return false;  // the profiler was disabled, or never got far enough to record
     }
-    std::error_code error;
     const bool written = std::filesystem::file_size(probe, error) > 2 && !error;
     std::filesystem::remove(probe, error);
     return written;
@@ -42,10 +49,8 @@ bool tracesRecorded(const std::string& probe) {
   return recorded;
 }
 
-}  // namespace
-
 void profileToTrace(const std::string& path, bool cuda, const std::function<void()>& work) {
-  if (!tracesRecorded(path + ".probe"))
+  if (!profilerRecordsTraces())
     throw UnsupportedError(
         std::string("libtorch ") + TORCH_VERSION +
         " records no profiler traces here (it was built without Kineto); PyTorch's own libtorch does");

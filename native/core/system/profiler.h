@@ -12,4 +12,8 @@ namespace pace {
 // libtorch records no traces (built without Kineto, as Debian's is), before running anything.
 void profileToTrace(const std::string& path, bool cuda, const std::function<void()>& work);
 
+// Whether this libtorch records profiler traces: a tiny profiled run, once per process, must leave a trace with
+// events in a scratch file of the temporary folder.
+bool profilerRecordsTraces();
+
 }  // namespace pace
