@@ -443,6 +443,7 @@ test("pace fit's fast variant takes its datasetSize from the training set when t
   });
   const fromCli = await loadTensors(path.join(temp.dir, 'fast-run', 'adapters.safetensors'));
   const state = model.stateDict();
+  expect(Object.keys(fromCli.tensors).sort()).toEqual([...model.trainableParameters()].sort());
   for (const [name, value] of Object.entries(fromCli.tensors)) {
     expect([name, Array.from(value.toFloat32Array())]).toEqual([name, Array.from(state[name].toFloat32Array())]);
   }

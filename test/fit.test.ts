@@ -94,11 +94,70 @@ test('a short fit lowers the loss and learns the task; evaluate reports accuracy
   expect(report.confusion.flat().reduce((a, b) => a + b, 0)).toBe(128);
   const diagonal = report.confusion.reduce((sum, row, i) => sum + row[i], 0);
   expect(diagonal / 128).toBe(report.accuracy);
+  expect(report.perClassAccuracy).toHaveLength(4);
   report.perClassAccuracy.forEach((accuracy, i) => {
     const row = report.confusion[i];
     expect(accuracy).toBe(row[i] / row.reduce((a, b) => a + b, 0));
   });
   expect(report.top5).toBeUndefined(); // 4 classes
+});
+
+test("an epoch's loss, accuracy, gradient norm and FP-distance are its steps' means (accuracy over samples)", async () => {
+  // Every sample is the same image with the label the model predicts, and nothing changes between steps (lr 0, no
+  // noise, no stochastic depth): each of the epoch's 4 steps is then the step run alone below, so the epoch's
+  // values must be that step's, where a sum over steps would be 4 times it and hits over steps 8 (not 1).
+  using model = await createModel({ ...tinyVit, dropPathRate: 0 }, { pretrained: base });
+  model.addAdapters({ rank: 4 });
+  const initFile = path.join(temp.dir, 'means-init.safetensors');
+  await saveTensors(
+    initFile,
+    Object.fromEntries(
+      Object.entries((await loadTensors(init)).tensors).map(([name, t]) => [
+        name,
+        tensor(
+          t.toFloat32Array().map((v, k) => v + 0.05 * Math.sin(k + 1)),
+          t.shape,
+        ),
+      ]),
+    ),
+    { metadata: (await readTensorHeader(init)).metadata ?? {} },
+  );
+  await model.loadAdapters(initFile); // adapters away from zero, so the features differ from the backbone's
+  const { images } = colourData(1, 4);
+  const pixels = images.length;
+  using one = tensor(images, [1, 3, 16, 16]);
+  using logits = await model.forward(one);
+  const row = Array.from(logits.toFloat32Array());
+  const predicted = row.indexOf(Math.max(...row));
+  const copies = (count: number) =>
+    new TensorDataset(
+      tensor(
+        Float32Array.from({ length: count * pixels }, (_, k) => images[k % pixels]),
+        [count, 3, 16, 16],
+      ),
+      tensor(new BigInt64Array(count).fill(BigInt(predicted))),
+    );
+  const options = { optimizer: { lr: 0, weightDecay: 0 }, pace: { sigma: 0, lambda: 0 }, seed: 3 };
+  const history = await new Trainer(model, options).fit(copies(32), {
+    epochs: 1,
+    batchSize: 8,
+    schedule: false,
+    diagnostics: true,
+    progress: false,
+  });
+  const batch = copies(8);
+  const step = await new Trainer(model, options).trainStep(batch.images, batch.labels, { diagnostics: true });
+  expect([step.correct, step.counted]).toEqual([8, 8]);
+  expect(step.fpDistance).toBeGreaterThan(1e-6);
+  const [epoch] = history.epochs;
+  expect(epoch.acc).toBe(1);
+  // The same float32 step four times, summed in float64 and divided by four: equal to a few ulps.
+  const close = (ours: number | undefined, alone: number | undefined) =>
+    Math.abs((ours ?? NaN) - (alone ?? NaN)) / Math.abs(alone ?? NaN);
+  expect(close(epoch.loss, step.totalLoss)).toBeLessThan(1e-6);
+  expect(close(epoch.clsLoss, step.clsLoss)).toBeLessThan(1e-6);
+  expect(close(epoch.gradNorm, step.gradNorm)).toBeLessThan(1e-5);
+  expect(close(epoch.fpDistance, step.fpDistance)).toBeLessThan(1e-5);
 });
 
 test("evaluate agrees with loss, top-1, top-5 and confusion computed from the model's own logits", async () => {

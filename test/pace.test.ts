@@ -120,7 +120,8 @@ describe.each(paceFixtures)('%s matches the PACE reference', (name) => {
       // Adam's first update is lr·g/(|g| + eps) (plus the decoupled decay, identical on both sides), so where |g| is
       // near eps the float32 round-off in a gradient is amplified: with g = 2.7e-8 against 2.8e-8 the updates
       // differ by 0.7 % of lr. Each element may differ by what the two gradients explain — by the mean value
-      // theorem at most lr·|g₁ − g₂|·eps/(min|g| + eps)² when the signs agree, else at most lr·(|g₁| + |g₂|)/eps —
+      // theorem at most lr·|g₁ − g₂|·eps/(min|g| + eps)² when the signs agree, else exactly the two updates' sizes
+      // added, lr·(|g₁|/(|g₁| + eps) + |g₂|/(|g₂| + eps)) —
       // plus the half-ulp rounding of each stored result; what remains must be within 1e-5 of the largest value.
       // (The key part of a qkv bias has a mathematically zero gradient, since softmax ignores a shift shared by
       // all keys: both implementations hold round-off there, and the rule above covers it.)
@@ -139,7 +140,7 @@ describe.each(paceFixtures)('%s matches the PACE reference', (name) => {
         const explained =
           Math.sign(g1) === Math.sign(g2)
             ? (lr * Math.abs(g1 - g2) * eps) / (Math.min(Math.abs(g1), Math.abs(g2)) + eps) ** 2
-            : (lr * (Math.abs(g1) + Math.abs(g2))) / eps;
+            : lr * (Math.abs(g1) / (Math.abs(g1) + eps) + Math.abs(g2) / (Math.abs(g2) + eps));
         const rounding = Math.abs(ref[i]) * 2 ** -23;
         const diff = Math.max(0, Math.abs(ours[i] - ref[i]) - explained - rounding);
         worst = Math.max(worst, diff / (maxRef + 1e-6));

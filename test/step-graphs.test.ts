@@ -63,6 +63,11 @@ async function graphPathMatchesEager(trainerOptions: TrainerOptions, fit: Partia
   // Six epochs: from epoch 2 on, every step of each variant here is a replay (lazy's captures are in epoch 1).
   const eager = await fitWith('eager', trainerOptions, { ...fit, epochs: 6, stepGraphs: 'off' });
   const graphed = await fitWith('graphed', trainerOptions, { ...fit, epochs: 6, stepGraphs: 'rehearse' });
+  // The graph path really ran: every step of the last four epochs a replay (a silent fall-back to eager steps
+  // would match the eager run trivially).
+  expect(graphed.epochs.slice(2).map((e) => e.stepGraphs)).toEqual(
+    Array(4).fill({ warmups: 0, captured: 0, replayed: 6, eager: 0 }),
+  );
   expect(lossesOf(graphed)).toEqual(lossesOf(eager));
   // Each read one step late, after the next replay wrote the graph's outputs again: they were copied out first.
   // Compared where both runs reported the step (progress arriving after its epoch's end is dropped by fit, often
