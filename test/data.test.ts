@@ -118,6 +118,10 @@ describe('IDX files', () => {
     }
   });
 
+  /** The lengths of the buffers a spied zlib.gunzipSync returned (calls that threw left out). */
+  const returnedLengths = (spy: jest.SpiedFunction<typeof zlib.gunzipSync>) =>
+    spy.mock.results.flatMap((result) => (result.type === 'return' ? [(result.value as Buffer).length] : []));
+
   test('a gzipped file whose first bytes inflate to nothing, then to a flood, is read 1 MiB at a time at most', () => {
     // Bug (a review): the header was looked for in prefixes of 64, 256, 1024... bytes, each inflated whole: 60 KB
     // of empty stored blocks, then a run of zeros, made the prefix of 256 KB inflate to 200 MB before the header
@@ -132,9 +136,7 @@ describe('IDX files', () => {
       expect(() => readIdx(bomb)).toThrow(
         `IDX file '${bomb}': inflates to more than the 4 bytes of data its dimensions [4] need`,
       );
-      const sizes = inflated.mock.results.flatMap((result) =>
-        result.type === 'return' ? [(result.value as Buffer).length] : [],
-      );
+      const sizes = returnedLengths(inflated);
       expect(sizes.length).toBeGreaterThan(3);
       expect(Math.max(...sizes)).toBeLessThanOrEqual(1 << 20);
     } finally {
@@ -153,9 +155,7 @@ describe('IDX files', () => {
       );
       // Every inflation was bounded: none returned more than a header's worth beyond the 12 bytes announced (the
       // header's own inflation returns; the whole file's is refused at its bound).
-      const sizes = inflated.mock.results.flatMap((result) =>
-        result.type === 'return' ? [(result.value as Buffer).length] : [],
-      );
+      const sizes = returnedLengths(inflated);
       expect(sizes.length).toBeGreaterThan(0);
       expect(Math.max(...sizes)).toBeLessThanOrEqual(64 * 1032);
     } finally {
