@@ -1,5 +1,5 @@
 // Data-parallel training over torch.distributed's Gloo group, two processes on this machine's loopback.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -841,10 +841,13 @@ describe('a rank that dies or hangs', () => {
     }
   }, 90_000);
 
-  test('training images of their own sizes (packed, as few-shot stores them) train data-parallel in step', async () => {
-    // Each rank crops its share of each batch from its own copy of the packed images: the ranks must end with the
-    // same losses (all-reduced) and the same adapters.
-    const script = rankScript(`
+  test('training images of their own sizes (packed, as few-shot stores them) train data-parallel as one process does', async () => {
+    // Each rank crops its share of each global batch from its own copy of the packed images. The ranks agree by
+    // construction (all-reduced losses and gradients), so the run is compared with one process taking the whole
+    // batches: without noise and with a crop that draws but always lands in the centre (scale 1, ratio 1: no
+    // square of the whole area fits in these oblong images, so timm's fall-back centre crop), both see the same
+    // pixels. A rank cropping another share, or another image, parts them.
+    const body = `
         const n = 16;
         const sides = Array.from({ length: n }, (_, i) => (i % 2 ? [18, 18 + i] : [18 + i, 18])).flat();
         const pixels = sides.reduce((sum, side, i) => (i % 2 ? sum + side * sides[i - 1] : sum), 0);
@@ -852,46 +855,69 @@ describe('a rank that dies or hangs', () => {
         const extents = tensor(BigInt64Array.from(sides, BigInt), [n, 2]);
         const labels = tensor(BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 4)));
         const normalization = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
-        const train = new TensorDataset(images, labels, { normalization, extents, augment: { crop: 16, flip: true } });
-        const history = await new Trainer(model, { seed: 1 }).fit(train, { epochs: 2, batchSize: 8, progress: false });
-        const file = path.join(os.tmpdir(), 'packed-dp-' + process.pid + '.safetensors');
-        await model.saveAdapters(file);
-        const digest = crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex').slice(0, 16);
-        fs.rmSync(file);
-        console.log(JSON.stringify({ losses: history.epochs.map((e) => e.loss), digest }));`);
-    const launched = await launchRanks(script);
+        const augment = { resizedCrop: { scale: [1, 1], ratio: [1, 1] } };
+        const train = new TensorDataset(images, labels, { normalization, extents, augment });
+        const options = { pace: { sigma: 0, lambda: 0 }, seed: 1 };
+        const history = await new Trainer(model, options).fit(train, { epochs: 2, batchSize: 8, progress: false });
+        const adapters = Object.fromEntries(
+          Object.entries(model.stateDict()).filter(([name]) => name.includes('delta') || name.startsWith('head'))
+            .map(([name, t]) => [name, Array.from(t.toFloat32Array())]));
+        console.log(JSON.stringify({ losses: history.epochs.map((e) => e.loss), adapters }));`;
+    const launched = await launchRanks(rankScript(body));
     expect(launched.stderr).not.toMatch(/failed/);
     expect(launched.status).toBe(0);
-    const [first, second] = jsonLines(launched.stdout);
-    expect(first.losses).toHaveLength(2);
-    expect(first.losses.every(Number.isFinite)).toBe(true);
+    const [first, second] = jsonLines<{ losses: number[]; adapters: Record<string, number[]> }>(launched.stdout);
     expect(second).toEqual(first);
+    // The same body in one process (no group: the whole batch here).
+    const alone = spawnSync(process.execPath, ['-e', rankScript(body).replace('await initDistributed()', '{}')], {
+      encoding: 'utf8',
+      env: childEnv,
+      timeout: 60_000,
+    });
+    expect([alone.status, alone.stderr]).toEqual([0, '']);
+    const [single] = jsonLines<{ losses: number[]; adapters: Record<string, number[]> }>(alone.stdout);
+    expect(first.losses).toHaveLength(2);
+    console.log(`packed, 2 ranks: ${first.losses.join(', ')}; one process: ${single.losses.join(', ')}`);
+    for (const [epoch, loss] of single.losses.entries()) {
+      expect([epoch, Math.abs(first.losses[epoch] - loss) / loss < 1e-5]).toEqual([epoch, true]);
+    }
+    expect(Object.keys(first.adapters).sort()).toEqual(Object.keys(single.adapters).sort());
+    for (const [name, values] of Object.entries(single.adapters)) {
+      const largest = Math.max(...values.map(Math.abs), 1e-12);
+      const worst = Math.max(...values.map((v, k) => Math.abs(v - first.adapters[name][k])));
+      expect([name, worst / largest < 1e-4]).toEqual([name, true]);
+    }
   }, 90_000);
 
   test('the fast variant steps batches of different sizes on the ranks; evaluating different sets is refused on every rank', async () => {
     // Bugs: the logits all-gather of unequal batches aborted a rank inside Gloo (SIGABRT) or read past the smaller
-    // batch; the padding, recorded as sample 0's logits, would part the ranks' histories (sample 0 is revisited
-    // below, so the ranks' losses and adapters part). A data-parallel evaluate given 10 samples on one rank and 12
-    // on the other reported figures of neither set.
+    // batch; the zero padding, recorded as sample 0's logits, overwrote its row in every rank's history (the ranks
+    // still agreed, each stepping on all-reduced values: the histories' rows are checked). A data-parallel
+    // evaluate given 10 samples on one rank and 12 on the other reported figures of neither set.
+    const dir = path.join(temp.dir, `fast-uneven-${Math.random()}`);
     const script = rankScript(`
+        const { nativeAddon } = require(path.join(process.env.PACE_LIB, 'native'));
+        const { handleOf } = require(path.join(process.env.PACE_LIB, 'tensor'));
         const batchOf = (indices) => {
           const pixels = new Float32Array(indices.length * 768).map((_, i) => Math.sin(i * 0.37 + indices[Math.floor(i / 768)]));
           return [tensor(pixels, [indices.length, 3, 16, 16]), tensor(BigInt64Array.from(indices, (n) => BigInt(n % 4))),
             tensor(BigInt64Array.from(indices, BigInt))];
         };
-        const trainer = new Trainer(model, {
-          optimizer: { lr: 1e-2 }, pace: { sigma: 0.5, lambda: 0.5, variant: 'fast', datasetSize: 8 }, seed: 3,
-        });
+        const pace = { sigma: 0.5, lambda: 0.5, variant: 'fast', datasetSize: 8 };
+        const stepper = new (nativeAddon().NativeTrainer)(model.nativeHandle, { lr: 1e-2 }, pace, 3);
         const plan = [[[0, 1, 2, 3], [4, 5, 6]], [[4, 5, 6, 7], [0, 1, 2]], [[0, 1, 2, 3], [4, 5, 6]]];
         const losses = [];
         for (const shares of plan) {
           const [x, y, indices] = batchOf(shares[group.rank]);
-          losses.push((await trainer.trainStep(x, y, { indices })).totalLoss);
+          losses.push((await stepper.step(handleOf(x), handleOf(y), { indices: handleOf(indices) })).totalLoss);
         }
+        fs.mkdirSync(${JSON.stringify(dir)}, { recursive: true });
+        await stepper.saveState(path.join(${JSON.stringify(dir)}, 'rank' + group.rank + '.safetensors'), {});
         const file = path.join(os.tmpdir(), 'fast-uneven-' + process.pid + '.safetensors');
         await model.saveAdapters(file);
         const digest = crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex').slice(0, 16);
         fs.rmSync(file);
+        const trainer = new Trainer(model, { pace, seed: 3 });
         const [images, labels] = batchOf(Array.from({ length: 10 + 2 * group.rank }, (_, i) => i));
         const refused = await trainer.evaluate(new TensorDataset(images, labels), { batchSize: 4 }).then(
           () => 'evaluated', (error) => error.code + ': ' + error.message);
@@ -903,6 +929,25 @@ describe('a rank that dies or hangs', () => {
     expect(first.losses.every(Number.isFinite)).toBe(true);
     expect(second.losses).toEqual(first.losses);
     expect(second.digest).toBe(first.digest);
+    // Every sample of the 8 was visited, so each history row holds logits; both ranks hold the same history.
+    const histories = await Promise.all(
+      [0, 1].map(async (rank) => {
+        const { tensors } = await loadTensors(path.join(dir, `rank${rank}.safetensors`));
+        const history = tensors['pace.history'];
+        const rows = history.shape[0];
+        const values = history.toFloat32Array();
+        disposeTensors(tensors);
+        return { rows, values };
+      }),
+    );
+    expect(histories[0].rows).toBe(8);
+    const width = histories[0].values.length / 8;
+    const emptyRows = (values: Float32Array) =>
+      Array.from({ length: 8 }, (_, row) => row).filter((row) =>
+        values.subarray(row * width, (row + 1) * width).every((v) => v === 0),
+      );
+    expect(emptyRows(histories[0].values)).toEqual([]);
+    expect(Array.from(histories[1].values)).toEqual(Array.from(histories[0].values));
     for (const [rank, { refused }] of [first, second].entries()) {
       expect(refused).toBe(
         `PACE_DISTRIBUTED: rank ${rank} of 2: a data-parallel evaluation shards one set across the ranks, and they ` +
