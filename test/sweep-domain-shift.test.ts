@@ -110,8 +110,33 @@ test('σ ∈ {0, 0.5}: selection on the source validation list, the table by tar
   const row = csv.find((line) => line.includes(evaluated[0]))!.split(',');
   expect(Number(row[header.indexOf('top1:imagenet-a')])).toBe(a);
   expect(Number(row[header.indexOf('top1:imagenet')])).toBe(source);
+  // The tuning runs validated on the source's held-out list, centre-cropped; the σ of the higher final validation
+  // accuracy (the first on a tie) is chosen.
+  const tuned = runs
+    .filter((name) => name !== evaluated[0])
+    .map((name) => {
+      const run = JSON.parse(fs.readFileSync(path.join(sweepDir, name, 'run.json'), 'utf8'));
+      const epochs = fs
+        .readFileSync(path.join(sweepDir, name, 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { val_acc?: number });
+      return { sigma: run.trainer.pace.sigma as number, validation: run.data.validation, epochs };
+    })
+    .sort((x, y) => x.sigma - y.sigma);
+  expect(tuned.map((run) => run.sigma)).toEqual([0, 0.5]);
+  for (const run of tuned) {
+    expect(run.validation).toMatchObject({
+      list: path.join(lists, 'imagenet', 'unofficial_val_list_4_shot2seed0'),
+      transform: 'center-crop',
+    });
+    expect(run.epochs.map((e) => e.val_acc !== undefined)).toEqual([true, true]);
+  }
+  const [atZero, atHalf] = tuned.map((run) => run.epochs.at(-1)!.val_acc!);
+  const chosen = atHalf > atZero ? 0.5 : 0;
   // The evaluation run trained on the 2-shot list of its seed with the chosen σ.
   const config = JSON.parse(fs.readFileSync(path.join(runDir, 'run.json'), 'utf8'));
+  expect(config.trainer.pace.sigma).toBe(chosen);
   expect(config.data.train.list).toBe(path.join(lists, 'imagenet', 'train_meta.list.num_shot_2.seed_0'));
   expect(config.data.domainShift['imagenet-a'].list).toBe(targets['imagenet-a'].list);
 }, 120_000);
