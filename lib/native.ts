@@ -41,7 +41,7 @@ export interface NativeDoctorReport {
   threads: { intraOp: number; interOp: number; hardware: number; available: number; coreLoops: number };
   parallelInfo: string;
   cpuAttentionKernels: boolean;
-  profilerTraces: boolean;
+  profiler: 'kineto' | 'legacy' | 'none';
   cpuBf16: { units: boolean; amx: boolean; gemm: 'onednn' | 'aten'; reason: string; sumsInFloat: boolean };
   buildConfig: string;
   warnings: string[];

@@ -115,9 +115,9 @@ test('a CPU-only trace lists the operators by host time; an empty one is refused
   expect(() => summarizeTrace([], 0)).toThrow(/steps/);
 });
 
-// Where libtorch records traces (PyTorch's, with Kineto) real steps are traced; elsewhere (Debian's) profileSteps is
-// refused before stepping. doctor() says which, so the branch not taken here shows as skipped.
-const tracesRecorded = doctor().profilerTraces;
+// Every libtorch records the steps' operators: with Kineto (PyTorch's) also a GPU's kernels; without it (Debian's)
+// through the legacy profiler, CPU operators only. doctor() says which.
+const profiler = doctor().profiler;
 
 async function profiledTrainer() {
   const model = await createModel(tinyVit, { seed: 3 });
@@ -127,8 +127,8 @@ async function profiledTrainer() {
   return { model, trainer, images: tensor(data.images, [4, 3, 16, 16]), labels: tensor(data.labels) };
 }
 
-testIf(tracesRecorded, 'this libtorch was built without Kineto (doctor().profilerTraces)')(
-  'Trainer.profileSteps traces real steps: their operators, one trace for the steps asked',
+testIf(profiler !== 'none', 'this libtorch has no profiler (doctor().profiler)')(
+  'Trainer.profileSteps traces real steps: their operators, in one trace for the steps asked',
   async () => {
     const dir = makeTempDir('profile');
     const { model, trainer, images, labels } = await profiledTrainer();
@@ -138,11 +138,12 @@ testIf(tracesRecorded, 'this libtorch was built without Kineto (doctor().profile
       const results = await trainer.profileSteps(images, labels, { trace, steps: 2 });
       expect(results).toHaveLength(2);
       expect(trainer.iteration).toBe(2);
+      expect(fs.existsSync(`${trace}.partial`)).toBe(false);
       const summary = summarizeTrace(readTrace(trace), 2);
-      // The step's linears are products: they must be among the traced operators.
-      expect((summary.topOperators ?? []).map((op) => op.name)).toEqual(
-        expect.arrayContaining([expect.stringMatching(/^aten::(addmm|mm|matmul|linear)$/)]),
-      );
+      // The step's linears are products, its optimizer AdamW: both must be among the traced operators.
+      const names = (summary.topOperators ?? []).map((op) => op.name);
+      expect(names).toEqual(expect.arrayContaining([expect.stringMatching(/^aten::(addmm|mm|bmm|matmul|linear)$/)]));
+      expect(summary.windowMs).toBeGreaterThan(0);
     } finally {
       for (const disposable of [images, labels, model]) disposable.dispose();
       dir.cleanup();
@@ -150,8 +151,8 @@ testIf(tracesRecorded, 'this libtorch was built without Kineto (doctor().profile
   },
 );
 
-testIf(!tracesRecorded, 'this libtorch records traces (doctor().profilerTraces)')(
-  'Trainer.profileSteps is refused before stepping where libtorch records no traces',
+testIf(profiler === 'none', 'this libtorch has a profiler (doctor().profiler)')(
+  'Trainer.profileSteps is refused before stepping where libtorch has no profiler',
   async () => {
     const dir = makeTempDir('profile');
     const { model, trainer, images, labels } = await profiledTrainer();

@@ -1,5 +1,5 @@
-// The profiler (system/profiler.h): a trace naming the profiled work's operators where libtorch records traces,
-// and a clear refusal, before the work runs, where it cannot (Debian's libtorch has no Kineto).
+// The profiler (system/profiler.h): a trace naming the profiled work's operators, through Kineto or (Debian's
+// libtorch) the legacy profiler, and a clear refusal, before the work runs, of what neither can record.
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -30,17 +30,37 @@ void traceNamesTheWorkOrRefusesBeforeIt() {
   std::ifstream in(path);
   std::stringstream text;
   text << in.rdbuf();
-  check(text.str().find("\"traceEvents\"") != std::string::npos, "a Chrome trace was written");
+  // Kineto writes {"traceEvents": [...]}, the legacy profiler the bare array of events.
+  const bool chrome = availableProfiler() == ProfilerKind::Kineto
+                          ? text.str().find("\"traceEvents\"") != std::string::npos
+                          : text.str().rfind("[", 0) == 0;
+  check(chrome, "a Chrome trace was written");
   check(text.str().find("aten::mm") != std::string::npos || text.str().find("aten::matmul") != std::string::npos,
         "the trace names the profiled operator");
   std::filesystem::remove(path);
 }
 
+// Without Kineto nothing records a GPU's kernels: a CUDA step is refused before it runs, not traced in part.
+void gpuWorkWithoutKinetoIsRefusedBeforeItRuns() {
+  if (availableProfiler() == ProfilerKind::Kineto) throw Skip{"this libtorch records GPU work through Kineto"};
+  const std::string path = (std::filesystem::temp_directory_path() / "pace-profiler-gpu-test.json").string();
+  bool ran = false;
+  try {
+    profileToTrace(path, /*cuda=*/true, [&] { ran = true; });
+    check(false, "a GPU profile without Kineto was not refused");
+  } catch (const UnsupportedError& error) {
+    check(std::string(error.what()).find("GPU work") != std::string::npos, "the refusal names GPU work");
+  }
+  check(!ran, "the work ran although no trace could be recorded");
+  check(!std::filesystem::exists(path) && !std::filesystem::exists(path + ".partial"), "a refused profile left a file");
+}
+
 }  // namespace
 
 TestList profilerTests() {
-  return {{"a profiled run's trace names its operators (or is refused before it runs)",
-           traceNamesTheWorkOrRefusesBeforeIt}};
+  return {
+      {"a profiled run's trace names its operators (or is refused before it runs)", traceNamesTheWorkOrRefusesBeforeIt},
+      {"without Kineto a profile of GPU work is refused before it runs", gpuWorkWithoutKinetoIsRefusedBeforeItRuns}};
 }
 
 }  // namespace pace::tests

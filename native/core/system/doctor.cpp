@@ -183,7 +183,7 @@ DoctorReport collectDoctorReport() {
   report.availableCpus = availableCpus();
   report.coreLoopThreads = measureCoreLoopThreads();
   report.cpuAttentionKernels = kernels::avx2KernelsAvailable();
-  report.profilerTraces = profilerRecordsTraces();
+  report.profiler = profilerName(availableProfiler());
   report.cpuBf16 = cpuBf16Info();
   if (at::hasMKLDNN()) {
     const auto at = report.buildConfig.find("MKL-DNN v");

@@ -8,12 +8,14 @@
 
 namespace pace {
 
-// Runs `work` under the profiler and writes its trace to `path` (atomically). Throws StateError when this
-// libtorch records no traces (built without Kineto, as Debian's is), before running anything.
-void profileToTrace(const std::string& path, bool cuda, const std::function<void()>& work);
+// Which profiler this libtorch offers: Kineto (operators and, on a GPU, kernels, copies and runtime calls: PyTorch's
+// libtorch), the legacy one (CPU operators only: a libtorch built without Kineto, as Debian's), or none.
+enum class ProfilerKind { Kineto, Legacy, None };
+ProfilerKind availableProfiler();
+const char* profilerName(ProfilerKind kind);
 
-// Whether this libtorch records profiler traces: a tiny profiled run, once per process, must leave a trace with
-// events in a scratch file of the temporary folder.
-bool profilerRecordsTraces();
+// Runs `work` under the profiler and writes its trace to `path` (atomically). Throws UnsupportedError, before
+// running anything, when this libtorch can record no trace of it (no profiler, or a CUDA step without Kineto).
+void profileToTrace(const std::string& path, bool cuda, const std::function<void()>& work);
 
 }  // namespace pace
