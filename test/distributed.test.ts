@@ -847,6 +847,10 @@ describe('a rank that dies or hangs', () => {
     // batches: without noise and with a crop that draws but always lands in the centre (scale 1, ratio 1: no
     // square of the whole area fits in these oblong images, so timm's fall-back centre crop), both see the same
     // pixels. A rank cropping another share, or another image, parts them.
+    const dir = path.join(temp.dir, `packed-${Math.random()}`);
+    fs.mkdirSync(dir, { recursive: true });
+    type Outcome = { losses: number[]; adapters: Record<string, number[]> };
+    const outcome = (name: string) => JSON.parse(fs.readFileSync(path.join(dir, `${name}.json`), 'utf8')) as Outcome;
     const body = `
         const n = 16;
         const sides = Array.from({ length: n }, (_, i) => (i % 2 ? [18, 18 + i] : [18 + i, 18])).flat();
@@ -862,11 +866,13 @@ describe('a rank that dies or hangs', () => {
         const adapters = Object.fromEntries(
           Object.entries(model.stateDict()).filter(([name]) => name.includes('delta') || name.startsWith('head'))
             .map(([name, t]) => [name, Array.from(t.toFloat32Array())]));
-        console.log(JSON.stringify({ losses: history.epochs.map((e) => e.loss), adapters }));`;
+        // (to a file each: two ranks' long lines through one pipe can interleave)
+        const file = path.join(${JSON.stringify(dir)}, (process.env.RANK ?? 'alone') + '.json');
+        fs.writeFileSync(file, JSON.stringify({ losses: history.epochs.map((e) => e.loss), adapters }));`;
     const launched = await launchRanks(rankScript(body));
     expect(launched.stderr).not.toMatch(/failed/);
     expect(launched.status).toBe(0);
-    const [first, second] = jsonLines<{ losses: number[]; adapters: Record<string, number[]> }>(launched.stdout);
+    const [first, second] = [outcome('0'), outcome('1')];
     expect(second).toEqual(first);
     // The same body in one process (no group: the whole batch here).
     const alone = spawnSync(process.execPath, ['-e', rankScript(body).replace('await initDistributed()', '{}')], {
@@ -875,7 +881,7 @@ describe('a rank that dies or hangs', () => {
       timeout: 60_000,
     });
     expect([alone.status, alone.stderr]).toEqual([0, '']);
-    const [single] = jsonLines<{ losses: number[]; adapters: Record<string, number[]> }>(alone.stdout);
+    const single = outcome('alone');
     expect(first.losses).toHaveLength(2);
     console.log(`packed, 2 ranks: ${first.losses.join(', ')}; one process: ${single.losses.join(', ')}`);
     for (const [epoch, loss] of single.losses.entries()) {
