@@ -1,6 +1,3 @@
-import { spawnSync } from 'node:child_process';
-import path from 'node:path';
-
 import {
   createModel,
   disposeTensors,
@@ -22,13 +19,9 @@ import {
 } from '../lib';
 import { relativeError } from './support/compare';
 import { fixture, fixtureAdaptedModel, fixtureIndex, fixtureSpec } from './support/fixtures';
-import { makeTempDir, repoRoot } from './support/paths';
 import { seededRandom, tinyVit } from './support/synthetic';
 
-const temp = makeTempDir('performance');
-
 afterAll(() => {
-  temp.cleanup();
   setPaceLinearStrategy('auto');
   setFusedEpilogues(true);
 });
@@ -184,45 +177,6 @@ test('setThreads reaches the worker threads that run model calls, and is validat
   }
   expect(() => setThreads(0)).toThrow(/^intraOp: /);
   expect(() => setThreads(1.5)).toThrow(/^intraOp: /);
-});
-
-test('a native call arriving while another runs on the compute thread does not wait for it', () => {
-  // Native work runs on one compute thread (native/core-tests/compute_thread_tests.cpp checks where); a call made
-  // while it is busy runs at once on its own libuv thread: a tiny model's forward started during a big one ends
-  // first, and awaited calls of five kinds before it all work. In a fresh process, whose threads hold no teams.
-  const script = `
-    const { createModel, tensor, Trainer, saveTensors, loadTensors, threads } = require(${JSON.stringify(path.join(repoRoot, 'dist'))});
-    (async () => {
-      const spec = ${JSON.stringify(tinyVit)};
-      const model = await createModel(spec, { seed: 1 });
-      model.addAdapters({ rank: 2 });
-      const images = tensor(new Float32Array(4 * 768).map((_, i) => Math.sin(i)), [4, 3, 16, 16]);
-      const labels = tensor(BigInt64Array.from([0n, 1n, 2n, 3n]));
-      const trainer = new Trainer(model, { pace: { sigma: 0.5, lambda: 1 } });
-      const file = ${JSON.stringify(path.join(temp.dir, 'compute-thread.safetensors'))};
-      const round = async () => {
-        (await model.forward(images)).dispose();
-        await trainer.trainStep(images, labels);
-        await saveTensors(file, { images });
-        const loaded = await loadTensors(file);
-        loaded.tensors.images.dispose();
-        await model.saveAdapters(file);
-      };
-      for (let i = 0; i < 3; i++) await round();
-      const big = await createModel({ ...spec, imgSize: 224, patchSize: 16, embedDim: 192, depth: 6, numHeads: 3 }, { seed: 2 });
-      const bigImages = tensor(new Float32Array(16 * 3 * 224 * 224), [16, 3, 224, 224]);
-      const order = [];
-      const slow = big.forward(bigImages).then((t) => { t.dispose(); order.push('big'); });
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      const quick = model.forward(images).then((t) => { t.dispose(); order.push('tiny'); });
-      await Promise.all([slow, quick]);
-      console.log(JSON.stringify({ intraOp: threads().intraOp, order }));
-    })().catch((error) => { console.error(error); process.exit(1); });`;
-  const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120_000 });
-  expect([run.status, run.stderr]).toEqual([0, '']);
-  const { intraOp, order } = JSON.parse(run.stdout) as { intraOp: number; order: string[] };
-  expect(intraOp).toBeGreaterThanOrEqual(1);
-  expect(order).toEqual(['tiny', 'big']);
 });
 
 test('large CPU blocks freed by a training step are reused by the next, and can be released', async () => {

@@ -53,6 +53,5 @@ TestList profilerTests();              // profiler_tests.cpp: skipped where libt
 TestList checkpointResamplingTests();  // checkpoint_resampling_tests.cpp
 TestList precisionTests();             // precision_tests.cpp
 TestList devicesTests();               // devices_tests.cpp
-TestList computeThreadTests();         // compute_thread_tests.cpp
 
 }  // namespace pace::tests
