@@ -13,9 +13,8 @@
 
 namespace pace::addon {
 
-// Runs `compute` from a libuv worker thread (on the compute thread when it is free: system/compute_thread.h) and
-// settles a Promise on the JS thread with `toJs(result)`. compute must not touch JavaScript values; toJs runs on the JS
-// thread.
+// Runs `compute` on a libuv worker thread and settles a Promise on the JS thread with `toJs(result)`.
+// compute must not touch JavaScript values; toJs runs on the JS thread.
 template <typename Result>
 class PromiseWorker : public Napi::AsyncWorker {
  public:
@@ -38,7 +37,8 @@ class PromiseWorker : public Napi::AsyncWorker {
  protected:
   void Execute() override {
     try {
-      runOnComputeThread([&] { result_.emplace(compute_()); });
+      applyThreads();  // libuv's worker threads start from the OpenMP default, not the process's setting
+      result_.emplace(compute_());
     } catch (const std::exception& error) {
       failure_ = describe(error);
       // node-addon-api takes an empty error for success, and would resolve with no result.

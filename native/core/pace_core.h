@@ -21,7 +21,6 @@
 #include "peft/cross_entropy.h"           // the loss for hard or soft targets
 #include "peft/pace_linear.h"             // the fused PACE linear's strategy
 #include "peft/setup.h"                   // adapters: add, load, save, merge
-#include "system/compute_thread.h"        // where native work runs
 #include "system/cuda_memory.h"           // the CUDA allocator's counters
 #include "system/devices.h"               // devices by name
 #include "system/doctor.h"                // environment report and GEMM measurement
