@@ -53,12 +53,6 @@ export interface DoctorReport {
   };
   /** The addon's AVX2 attention kernels run on this CPU (float32 attention on the CPU uses them). */
   cpuAttentionKernels: boolean;
-  /**
-   * The profiler `Trainer.profileSteps` records with: `kineto` (operators and, on a GPU, kernels: PyTorch's
-   * libtorch), `legacy` (CPU operators only, a GPU step is refused: a libtorch built without Kineto, as Debian's)
-   * or `none` (profileSteps is refused).
-   */
-  profiler: 'kineto' | 'legacy' | 'none';
   /** `precision: 'bf16'` on the CPU. */
   cpuBf16: {
     /** The CPU has bf16 arithmetic units (AVX-512 BF16 or AMX-BF16). */
@@ -139,12 +133,6 @@ export async function measureGemm(options: GemmOptions = {}): Promise<GemmMeasur
   return nativeAddon().measureGemm(size, seconds, device, threads, dtype);
 }
 
-const profilerLine: Record<DoctorReport['profiler'], string> = {
-  kineto: 'Kineto: operators, and kernels on a GPU (Trainer.profileSteps)',
-  legacy: 'legacy: CPU operators only (libtorch built without Kineto; a GPU step is refused)',
-  none: 'none (Trainer.profileSteps is refused)',
-};
-
 /** The report as a short, human-readable text (what `pace doctor` prints). */
 export function formatDoctorReport(report: DoctorReport, gemm?: GemmMeasurement | GemmMeasurement[]): string {
   const gemms = gemm === undefined ? [] : Array.isArray(gemm) ? gemm : [gemm];
@@ -162,7 +150,6 @@ export function formatDoctorReport(report: DoctorReport, gemm?: GemmMeasurement 
     `onednn     ${report.blas.onednn ? `${report.blas.onednn} (convolutions)` : 'not built'}`,
     `threads    intra-op ${report.threads.intraOp}, inter-op ${report.threads.interOp} (unused), ${report.threads.available} CPU(s) available of ${report.threads.hardware}`,
     `           the addon's own loops: ${report.threads.coreLoops} thread(s); CPU attention kernels: ${report.cpuAttentionKernels ? 'AVX2' : 'none (ATen products)'}`,
-    `profiler   ${profilerLine[report.profiler]}`,
     `cpu bf16   ${report.cpuBf16.units ? `bf16 units${report.cpuBf16.amx ? ' (AMX)' : ''}` : 'no bf16 units'}; products: ${report.cpuBf16.reason}`,
   ];
   for (const measured of gemms) {

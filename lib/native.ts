@@ -41,7 +41,6 @@ export interface NativeDoctorReport {
   threads: { intraOp: number; interOp: number; hardware: number; available: number; coreLoops: number };
   parallelInfo: string;
   cpuAttentionKernels: boolean;
-  profiler: 'kineto' | 'legacy' | 'none';
   cpuBf16: { units: boolean; amx: boolean; gemm: 'onednn' | 'aten'; reason: string; sumsInFloat: boolean };
   buildConfig: string;
   warnings: string[];

@@ -38,7 +38,6 @@ Napi::Value doctorJs(const Napi::CallbackInfo& info) {
     result.Set("threads", threads);
     result.Set("parallelInfo", report.parallelInfo);
     result.Set("cpuAttentionKernels", report.cpuAttentionKernels);
-    result.Set("profiler", report.profiler);
     Napi::Object cpuBf16 = Napi::Object::New(env);
     cpuBf16.Set("units", report.cpuBf16.units);
     cpuBf16.Set("amx", report.cpuBf16.amx);

@@ -18,7 +18,6 @@
 #include "cpu/small_gemm.h"
 #include "errors.h"
 #include "system/devices.h"
-#include "system/profiler.h"
 #include "system/threads.h"
 #include "tensor/cpu_bf16.h"
 
@@ -183,7 +182,6 @@ DoctorReport collectDoctorReport() {
   report.availableCpus = availableCpus();
   report.coreLoopThreads = measureCoreLoopThreads();
   report.cpuAttentionKernels = kernels::avx2KernelsAvailable();
-  report.profiler = profilerName(availableProfiler());
   report.cpuBf16 = cpuBf16Info();
   if (at::hasMKLDNN()) {
     const auto at = report.buildConfig.find("MKL-DNN v");

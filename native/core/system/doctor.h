@@ -33,7 +33,6 @@ struct DoctorReport {
   int availableCpus = 0;             // CPUs this process may use (affinity, cgroup quota)
   int coreLoopThreads = 0;           // threads the core's own parallel loops (weight builds, CPU attention) really get
   bool cpuAttentionKernels = false;  // the AVX2 attention kernels run here (models/cpu_attention.h)
-  std::string profiler;              // "kineto", "legacy" (CPU operators only) or "none" (system/profiler.h)
   std::string onednn;                // oneDNN (MKL-DNN) version libtorch was built with, "" when none
   CpuBf16Info cpuBf16;
   std::string parallelInfo;

@@ -9,9 +9,8 @@
 #define PACE_LEGACY_PROFILER 0
 #endif
 
-#include <unistd.h>
-
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "errors.h"
@@ -24,32 +23,32 @@ namespace kineto = torch::autograd::profiler;
 using torch::profiler::impl::ActivityType;
 using torch::profiler::impl::ProfilerConfig;
 using torch::profiler::impl::ProfilerState;
-constexpr bool kLegacyProfiler = PACE_LEGACY_PROFILER;
 
-// Whether Kineto records here: a tiny profiled run must leave a trace with events in a scratch file.
-bool kinetoRecords() {
-  std::error_code error;
-  const auto probe =
-      std::filesystem::temp_directory_path(error) / ("pace-profiler-probe-" + std::to_string(getpid()) + ".json");
-  if (error) return false;
-  const ProfilerConfig config(ProfilerState::KINETO);
-  const std::set<ActivityType> cpu{ActivityType::CPU};
-  try {
-    kineto::prepareProfiler(config, cpu);
-    kineto::enableProfiler(config, cpu);
-  } catch (const std::exception&) {
-    return false;
-  }
-  try {
-    at::ones({2}).add_(1);
-    kineto::disableProfiler()->save(probe.string());
-  } catch (const std::exception&) {
+// Whether Kineto records here: a tiny profiled run must leave a trace with events in `probe` (beside the trace
+// asked for, so a folder it can write). Decided once per process.
+bool kinetoRecords(const std::string& probe) {
+  static const bool recorded = [&] {
+    const ProfilerConfig config(ProfilerState::KINETO);
+    const std::set<ActivityType> cpu{ActivityType::CPU};
+    try {
+      kineto::prepareProfiler(config, cpu);
+      kineto::enableProfiler(config, cpu);
+    } catch (const std::exception&) {
+      return false;
+    }
+    std::error_code error;
+    try {
+      at::ones({2}).add_(1);
+      kineto::disableProfiler()->save(probe);
+    } catch (const std::exception&) {
+      std::filesystem::remove(probe, error);
+      return false;  // the profiler was disabled, or never got far enough to record
+    }
+    const bool written = std::filesystem::file_size(probe, error) > 2 && !error;
     std::filesystem::remove(probe, error);
-    return false;  // the profiler was disabled, or never got far enough to record
-  }
-  const bool written = std::filesystem::file_size(probe, error) > 2 && !error;
-  std::filesystem::remove(probe, error);
-  return written;
+    return written;
+  }();
+  return recorded;
 }
 
 void kinetoTrace(const std::string& partial, bool cuda, const std::function<void()>& work) {
@@ -67,47 +66,44 @@ void kinetoTrace(const std::string& partial, bool cuda, const std::function<void
   kineto::disableProfiler()->save(partial);
 }
 
+#if PACE_LEGACY_PROFILER
+// The legacy profiler's trace of `work`. RecordProfile only logs a failed write, so the stream is ours and checked:
+// an unwritable file is refused before the work runs, a short write after it.
+void legacyTrace(const std::string& partial, const std::function<void()>& work) {
+  std::ofstream out(partial);
+  if (!out) throw WriteError("cannot write the profiler trace '" + partial + "'");
+  try {
+    const torch::autograd::profiler::RecordProfile recording(out);  // the trace is written as it ends
+    work();
+  } catch (...) {
+    out.close();
+    std::error_code ignored;
+    std::filesystem::remove(partial, ignored);
+    throw;
+  }
+  out.close();
+  if (!out) {
+    std::error_code ignored;
+    std::filesystem::remove(partial, ignored);
+    throw WriteError("could not write the whole profiler trace '" + partial + "' (is the disk full?)");
+  }
+}
+#endif
+
 }  // namespace
 
-ProfilerKind availableProfiler() {
-  static const ProfilerKind kind = kinetoRecords()   ? ProfilerKind::Kineto
-                                   : kLegacyProfiler ? ProfilerKind::Legacy
-                                                     : ProfilerKind::None;
-  return kind;
-}
-
-const char* profilerName(ProfilerKind kind) {
-  switch (kind) {
-    case ProfilerKind::Kineto:
-      return "kineto";
-    case ProfilerKind::Legacy:
-      return "legacy";
-    case ProfilerKind::None:
-      break;
-  }
-  return "none";
-}
-
 void profileToTrace(const std::string& path, bool cuda, const std::function<void()>& work) {
-  const ProfilerKind kind = availableProfiler();
-  if (kind == ProfilerKind::None || (cuda && kind != ProfilerKind::Kineto))
+  const bool kineto = kinetoRecords(path + ".probe");
+  if (!kineto && (cuda || !PACE_LEGACY_PROFILER))
     throw UnsupportedError(std::string("libtorch ") + TORCH_VERSION + " records no profiler traces" +
                            (cuda ? " of GPU work" : "") +
                            " here (it was built without Kineto); PyTorch's own libtorch does");
   const std::string partial = path + ".partial";
-  if (kind == ProfilerKind::Kineto) {
+  if (kineto) {
     kinetoTrace(partial, cuda, work);
   } else {
 #if PACE_LEGACY_PROFILER
-    try {
-      // CPU operators on this thread and the autograd work it drives, written when the guard ends.
-      const torch::autograd::profiler::RecordProfile recording(partial);
-      work();
-    } catch (...) {
-      std::error_code ignored;
-      std::filesystem::remove(partial, ignored);
-      throw;
-    }
+    legacyTrace(partial, work);
 #endif
   }
   std::filesystem::rename(partial, path);
