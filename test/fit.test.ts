@@ -23,6 +23,7 @@ import { runFitChildUntil, type KillOutcome } from './support/kill-child';
 import { colourData, colourDataset, seededRandom, tinyVit } from './support/synthetic';
 import { runFit } from '../lib/train/fit';
 import type { NativeEpochResult, NativeTrainerHandle } from '../lib/native';
+import { mapTensorFile } from './support/tensor-files';
 import { sharedTinyModel } from './support/tiny-models';
 
 const temp = makeTempDir('fit');
@@ -109,19 +110,7 @@ test("an epoch's loss, accuracy, gradient norm and FP-distance are its steps' me
   using model = await createModel({ ...tinyVit, dropPathRate: 0 }, { pretrained: base });
   model.addAdapters({ rank: 4 });
   const initFile = path.join(temp.dir, 'means-init.safetensors');
-  await saveTensors(
-    initFile,
-    Object.fromEntries(
-      Object.entries((await loadTensors(init)).tensors).map(([name, t]) => [
-        name,
-        tensor(
-          t.toFloat32Array().map((v, k) => v + 0.05 * Math.sin(k + 1)),
-          t.shape,
-        ),
-      ]),
-    ),
-    { metadata: (await readTensorHeader(init)).metadata ?? {} },
-  );
+  await mapTensorFile(init, initFile, (values) => values.map((v, k) => v + 0.05 * Math.sin(k + 1)));
   await model.loadAdapters(initFile); // adapters away from zero, so the features differ from the backbone's
   const { images } = colourData(1, 4);
   const pixels = images.length;

@@ -7,6 +7,7 @@ import path from 'node:path';
 
 import { createModel, loadTensors, saveTensors, tensor, type Model, type TensorRecord } from '../lib';
 import { makeTempDir } from './support/paths';
+import { mapTensorFile } from './support/tensor-files';
 import { tinyVit } from './support/synthetic';
 
 const temp = makeTempDir('loading-guards');
@@ -30,19 +31,8 @@ async function differentlyAdapted() {
   const model = await adapted();
   const own = file(`shifted-${shiftedFiles++}.safetensors`);
   await model.saveAdapters(own);
-  const { tensors, metadata } = await loadTensors(own);
-  const shifted = Object.fromEntries(
-    Object.entries(tensors).map(([name, t]) => [
-      name,
-      tensor(
-        t.toFloat32Array().map((v) => v + 0.5),
-        t.shape,
-      ),
-    ]),
-  );
-  await saveTensors(own, shifted, { metadata: metadata ?? {} });
+  await mapTensorFile(own, own, (values) => values.map((v) => v + 0.5));
   await model.loadAdapters(own);
-  for (const t of [...Object.values(tensors), ...Object.values(shifted)]) t.dispose();
   return model;
 }
 

@@ -116,18 +116,15 @@ test('a CPU-only trace lists the operators by host time; an empty one is refused
 
 // Every libtorch records the steps' operators: with Kineto (PyTorch's) also a GPU's kernels, without it (Debian's)
 // through the legacy profiler, CPU operators only (a GPU step is then refused before it runs: a core test).
-async function profiledTrainer() {
-  const model = await createModel(tinyVit, { seed: 3 });
-  model.addAdapters({ rank: 2 });
-  const trainer = new Trainer(model, { pace: { sigma: 0.5, lambda: 1 } });
-  const data = colourData(4, 1);
-  return { model, trainer, images: tensor(data.images, [4, 3, 16, 16]), labels: tensor(data.labels) };
-}
-
 test('Trainer.profileSteps traces real steps: their operators, in one trace for the steps asked', async () => {
   const dir = makeTempDir('profile');
-  const { model, trainer, images, labels } = await profiledTrainer();
   try {
+    using model = await createModel(tinyVit, { seed: 3 });
+    model.addAdapters({ rank: 2 });
+    const trainer = new Trainer(model, { pace: { sigma: 0.5, lambda: 1 } });
+    const data = colourData(4, 1);
+    using images = tensor(data.images, [4, 3, 16, 16]);
+    using labels = tensor(data.labels);
     const trace = path.join(dir.dir, 'steps.json');
     await expect(trainer.profileSteps(images, labels, { trace, steps: 0 })).rejects.toThrow(/steps/);
     const results = await trainer.profileSteps(images, labels, { trace, steps: 2 });
@@ -146,7 +143,6 @@ test('Trainer.profileSteps traces real steps: their operators, in one trace for 
     );
     expect(fs.existsSync(path.dirname(nowhere))).toBe(false);
   } finally {
-    for (const disposable of [images, labels, model]) disposable.dispose();
     dir.cleanup();
   }
 });
