@@ -131,10 +131,13 @@ test('Trainer.profileSteps traces real steps: their operators, in one trace for 
     expect(results).toHaveLength(2);
     expect(trainer.iteration).toBe(2);
     expect(fs.readdirSync(dir.dir)).toEqual(['steps.json']); // no probe or partial file left
-    const summary = summarizeTrace(readTrace(trace), 2);
-    // The step's linears are products: they must be among the traced operators.
-    const names = (summary.topOperators ?? []).map((op) => op.name);
-    expect(names).toEqual(expect.arrayContaining([expect.stringMatching(/^aten::(addmm|mm|bmm|matmul|linear)$/)]));
+    const events = readTrace(trace);
+    const summary = summarizeTrace(events, 2);
+    // The step's linears are products: they must be among the traced operators (all of them: the summary's top
+    // list ranks by time, where on a tiny model a product need not be).
+    expect(events.map((event) => event.name)).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^aten::(addmm|mm|bmm|matmul|linear)$/)]),
+    );
     expect(summary.windowMs).toBeGreaterThan(0);
     // A trace that cannot be written is refused with the reason; on the legacy profiler before any step.
     const nowhere = path.join(dir.dir, 'missing', 'steps.json');
