@@ -14,7 +14,8 @@ export interface ThreadSettings {
 
 /**
  * Sets how many threads each tensor operation may use, from now on and for every operation of this process
- * (model calls, fits and evaluations run on worker threads, which all apply it). The default is
+ * (model calls, fits, evaluations and image preparation run on compute threads, which apply it at their next
+ * job; the JavaScript thread's own copies use one). The default is
  * `PACE_NUM_THREADS`, else `OMP_NUM_THREADS`, else every CPU this process may use. Lower it to leave CPUs
  * to other work, for example several inference servers on one machine.
  */

@@ -7,13 +7,19 @@
 #include <stdexcept>
 #include <utility>
 
+#include "compute_threads.h"
 #include "js_errors.h"
 #include "pace_core.h"
 #include "work_queue.h"
 
 namespace pace::addon {
 
-// Runs `compute` on a libuv worker thread and settles a Promise on the JS thread with `toJs(result)`.
+// Where a job's work runs: tensor work on a compute thread (compute_threads.h), which the libuv thread waits
+// for; a job that only waits for other processes (a collective of a few values) on the libuv thread itself,
+// keeping the compute threads free.
+enum class Runs { OnComputeThread, Waiting };
+
+// Runs `compute` off the JS thread and settles a Promise on the JS thread with `toJs(result)`.
 // compute must not touch JavaScript values; toJs runs on the JS thread.
 template <typename Result>
 class PromiseWorker : public Napi::AsyncWorker {
@@ -21,12 +27,14 @@ class PromiseWorker : public Napi::AsyncWorker {
   using Compute = std::function<Result()>;
   using ToJs = std::function<Napi::Value(Napi::Env, Result&)>;
 
-  PromiseWorker(Napi::Env env, const char* name, Compute compute, ToJs toJs, std::shared_ptr<WorkQueue> queue = nullptr)
+  PromiseWorker(Napi::Env env, const char* name, Compute compute, ToJs toJs, std::shared_ptr<WorkQueue> queue = nullptr,
+                Runs runs = Runs::OnComputeThread)
       : Napi::AsyncWorker(env, name),
         deferred_(Napi::Promise::Deferred::New(env)),
         compute_(std::move(compute)),
         toJs_(std::move(toJs)),
-        queue_(std::move(queue)) {}
+        queue_(std::move(queue)),
+        runs_(runs) {}
 
   ~PromiseWorker() override {
     if (queue_) queue_->ended();
@@ -37,8 +45,11 @@ class PromiseWorker : public Napi::AsyncWorker {
  protected:
   void Execute() override {
     try {
-      applyThreads();  // libuv's worker threads start from the OpenMP default, not the process's setting
-      result_.emplace(compute_());
+      if (runs_ == Runs::Waiting) {
+        result_.emplace(compute_());  // no parallel region, so no OpenMP team on this thread
+      } else {
+        runOnComputeThread([this] { result_.emplace(compute_()); });
+      }
     } catch (const std::exception& error) {
       failure_ = describe(error);
       // node-addon-api takes an empty error for success, and would resolve with no result.
@@ -87,12 +98,13 @@ class PromiseWorker : public Napi::AsyncWorker {
   std::optional<Result> result_;
   Failure failure_;
   std::shared_ptr<WorkQueue> queue_;
+  Runs runs_;
 };
 
 template <typename Compute, typename ToJs>
-Napi::Promise runAsync(Napi::Env env, const char* name, Compute compute, ToJs toJs) {
+Napi::Promise runAsync(Napi::Env env, const char* name, Compute compute, ToJs toJs, Runs runs = Runs::OnComputeThread) {
   using Result = decltype(compute());
-  auto* worker = new PromiseWorker<Result>(env, name, std::move(compute), std::move(toJs));
+  auto* worker = new PromiseWorker<Result>(env, name, std::move(compute), std::move(toJs), nullptr, runs);
   Napi::Promise promise = worker->promise();
   worker->Queue();  // the worker deletes itself once the promise is settled
   return promise;

@@ -41,7 +41,7 @@ Napi::Value initDistributed(const Napi::CallbackInfo& info) {
     options.validate();
     return runAsync(
         env, "pace.initDistributed", [options] { return distributed::initialize(options); },
-        [](Napi::Env env, std::shared_ptr<distributed::Group>& group) { return groupToJs(env, group); });
+        [](Napi::Env env, std::shared_ptr<distributed::Group>& group) { return groupToJs(env, group); }, Runs::Waiting);
   });
 }
 
@@ -67,7 +67,7 @@ Napi::Value distributedBarrier(const Napi::CallbackInfo& info) {
           group->barrier(what);
           return true;
         },
-        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); }, Runs::Waiting);
   });
 }
 
@@ -95,7 +95,7 @@ Napi::Value distributedAgree(const Napi::CallbackInfo& info) {
           train::DataParallel(group).agree(settings, what);
           return true;
         },
-        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); }, Runs::Waiting);
   });
 }
 
@@ -117,7 +117,8 @@ Napi::Value distributedGather(const Napi::CallbackInfo& info) {
           Napi::Array array = Napi::Array::New(env, values.size());
           for (uint32_t i = 0; i < values.size(); ++i) array.Set(i, static_cast<double>(values[i]));
           return array;
-        });
+        },
+        Runs::Waiting);
   });
 }
 

@@ -13,7 +13,9 @@ namespace {
 Napi::Value doctorJs(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    const DoctorReport report = collectDoctorReport();
+    // On a compute thread: the JS thread keeps one thread (below), and the report is of those that compute.
+    DoctorReport report;
+    runOnComputeThread([&report] { report = collectDoctorReport(); });
     Napi::Object blas = Napi::Object::New(env);
     blas.Set("kind", report.blas.kind);
     blas.Set("library", report.blas.library);
@@ -133,7 +135,7 @@ Napi::Value releaseCachedMemoryJs(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// setThreads(n): the intra-op threads of every tensor operation from now on (all threads of the process).
+// setThreads(n): the intra-op threads of every tensor job from now on (compute_threads.h).
 Napi::Value setThreadsJs(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
@@ -217,7 +219,7 @@ void registerSystemBindings(Napi::Env env, Napi::Object exports) {
   // float32 means IEEE float32 unless a trainer asks for 'tf32' (libtorch lets cuDNN's convolutions use TF32
   // by default, cuBLAS not); training steps set both for their precision and restore this afterwards.
   at::globalContext().setAllowTF32CuDNN(false);
-  applyThreads();  // the JS thread too (synchronous work such as building a model)
+  useOneThread();  // the JS thread only copies; tensor work with a team of threads runs on compute threads
 }
 
 }  // namespace pace::addon

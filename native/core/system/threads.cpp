@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <string>
@@ -18,6 +19,10 @@ namespace pace {
 namespace {
 
 std::atomic<int> processThreads{0};  // 0: not chosen yet
+// Bumped whenever a thread changes libtorch's process-wide thread state (MKL's count, new threads' default), so
+// that compute threads set theirs again even where their own count did not change.
+std::atomic<uint64_t> settingGeneration{1};
+thread_local uint64_t appliedGeneration = 0;
 
 // cgroup v2 "cpu.max" ("max 100000" or "200000 100000") or v1 cfs quota/period: the CPUs' worth of time allowed.
 int cgroupCpuLimit() {
@@ -66,7 +71,7 @@ void setThreads(int intraOp) {
   if (intraOp < 1 || intraOp > 1024)
     throw OptionError("threads must be between 1 and 1024, got " + std::to_string(intraOp));
   processThreads.store(intraOp);
-  applyThreads();
+  settingGeneration.fetch_add(1);
 }
 
 int configuredThreads() {
@@ -81,7 +86,18 @@ int configuredThreads() {
 
 void applyThreads() {
   const int threads = configuredThreads();
-  if (at::get_num_threads() != threads) at::set_num_threads(threads);
+  const uint64_t generation = settingGeneration.load();
+  if (appliedGeneration == generation && at::get_num_threads() == threads) return;
+  at::set_num_threads(threads);
+  appliedGeneration = generation;
+}
+
+void useOneThread() {
+  // at::get_num_threads() runs libtorch's lazy per-thread set-up first, which would otherwise restore the
+  // process-wide count at this thread's first parallel operation.
+  if (at::get_num_threads() == 1) return;
+  at::set_num_threads(1);
+  settingGeneration.fetch_add(1);
 }
 
 }  // namespace pace

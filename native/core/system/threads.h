@@ -13,11 +13,19 @@ int availableCpus();
 // PACE_NUM_THREADS, else OMP_NUM_THREADS, else availableCpus().
 int defaultThreads();
 
-// Sets the process-wide intra-op thread count (1..1024) and applies it to the calling thread.
+// Sets the process-wide intra-op thread count (1..1024); threads that do tensor work take it up through
+// applyThreads() before their next job.
 void setThreads(int intraOp);
 int configuredThreads();
 
-// Applies the process-wide count to the calling thread if it differs (cheap; call before tensor work).
+// Applies the process-wide count to the calling thread if it differs, or if another thread changed libtorch's
+// process-wide state since (cheap; call before tensor work).
 void applyThreads();
+
+// Makes the calling thread run its tensor operations alone, with no OpenMP team of its own: for threads that
+// only copy or wait, such as the JavaScript thread. libgomp keeps a team for every thread that ever ran a
+// parallel region, and once their threads outnumber the CPUs it stops spinning between regions, so every
+// thread that computes with a team slows all the others down for the rest of the process.
+void useOneThread();
 
 }  // namespace pace
