@@ -55,7 +55,7 @@ describe('trainers and the models they train', () => {
     using y = labels([0, 1, 2, 3]);
     await expect(early.trainStep(x, y)).rejects.toThrow(
       new PaceStateError(
-        "the model's trainable parameters changed (addAdapters) after this Trainer was made, so its optimizer would not train them: create the Trainer after addAdapters()",
+        "the model's parameters changed (addAdapters, or a load that added or dropped one) after this Trainer was made, so its optimizer would not train them as they are: create the Trainer after addAdapters() and loads",
       ),
     );
     await expect(new Trainer(model).trainStep(x, y)).resolves.toMatchObject({ counted: 4 });

@@ -360,6 +360,21 @@ describe('merging', () => {
     using reloadedPlain = await secondModel.forward(io.input);
     using expectedPlain = await timmLike.forward(io.input);
     expect(Array.from(reloadedPlain.toFloat32Array())).toEqual(Array.from(expectedPlain.toFloat32Array()));
+    // A Trainer holds the parameters it was made with: after a load that adds one (this bias), it refuses to step
+    // (it stepped on, leaving the trainable bias out of its optimizer and its gradient growing); a load that
+    // keeps the layout leaves it working.
+    using full = await createModel(specOf(name), { seed: 1 });
+    full.addAdapters({ type: 'full' });
+    const trainer = new Trainer(full);
+    const batch = io.input.shape[0];
+    using targets = tensor(new BigInt64Array(batch), [batch]);
+    await full.loadWeights(plainFile);
+    await expect(trainer.trainStep(io.input, targets)).resolves.toMatchObject({ counted: batch });
+    await full.loadWeights(second);
+    expect(full.trainableParameters()).toContain('layers.1.downsample.reduction.bias');
+    await expect(trainer.trainStep(io.input, targets)).rejects.toThrow(
+      "the model's parameters changed (addAdapters, or a load that added or dropped one)",
+    );
     disposeTensors(io);
   });
 

@@ -3,6 +3,8 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <tuple>
+#include <vector>
 
 #include "addon_data.h"
 #include "async.h"
@@ -54,6 +56,18 @@ Napi::Object namedTensorsToJs(Napi::Env env, const std::vector<NamedTensor>& ten
   result.Set("names", names);
   result.Set("tensors", handles);
   return result;
+}
+
+// What a Trainer made on the model took from it: each parameter's name, tensor, shape and whether it trains. A
+// load that changes any of them (a Swin reduction bias added or dropped, say) leaves such a Trainer stale.
+using ParameterLayout = std::vector<std::tuple<std::string, const void*, std::vector<int64_t>, bool>>;
+ParameterLayout parameterLayout(models::Backbone& model) {
+  ParameterLayout layout;
+  for (const auto& item : model.named_parameters()) {
+    const at::Tensor& value = item.value();
+    layout.emplace_back(item.key(), value.unsafeGetTensorImpl(), value.sizes().vec(), value.requires_grad());
+  }
+  return layout;
 }
 
 Napi::Array namesToJs(Napi::Env env, const std::vector<std::string>& names) {
@@ -184,7 +198,9 @@ Napi::Value ModelHandle::loadWeights(const Napi::CallbackInfo& info) {
         info.Env(), state->work, "pace.loadWeights",
         [state, path, strict, checked = std::move(checked)] {
           std::lock_guard<std::mutex> lock(state->mutex);
+          const ParameterLayout before = parameterLayout(*state->model);
           LoadResult result{models::loadWeights(*state->model, path, strict, checked), {}};
+          if (parameterLayout(*state->model) != before) ++state->trainableGeneration;
           result.frozenWeights = peft::frozenWeightsFingerprint(*state->model);
           return result;
         },
@@ -351,7 +367,9 @@ Napi::Value ModelHandle::loadAdapters(const Napi::CallbackInfo& info) {
         info.Env(), state->work, "pace.loadAdapters",
         [state, path, checked] {
           std::lock_guard<std::mutex> lock(state->mutex);
+          const ParameterLayout before = parameterLayout(*state->model);
           peft::loadAdapters(*state->model, path, checked);
+          if (parameterLayout(*state->model) != before) ++state->trainableGeneration;
           return true;
         },
         [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });

@@ -159,8 +159,9 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       throw jsError(env, ErrorCode::InvalidState, "the trainer's Model was disposed; the trainer cannot use it");
     if (model_->trainableGeneration != generation_)
       throw jsError(env, ErrorCode::InvalidState,
-                    "the model's trainable parameters changed (addAdapters) after this Trainer was made, so its "
-                    "optimizer would not train them: create the Trainer after addAdapters()");
+                    "the model's parameters changed (addAdapters, or a load that added or dropped one) after this "
+                    "Trainer was made, so its optimizer would not train them as they are: create the Trainer after "
+                    "addAdapters() and loads");
     return trainer_;
   }
 
@@ -288,6 +289,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       epoch.randomErasing = randomErasingFromJs(options.Get("randomErasing"));
       epoch.mixup = mixupFromJs(options.Get("mixup"));
       epoch.stepGraphs = stepGraphsFromJs(options);
+      epoch.datasetChanged = options.Get("datasetChanged").ToBoolean().Value();
       if (options.Get("schedule").IsObject()) {
         epoch.schedule = scheduleFromJs(options.Get("schedule").As<Napi::Object>());
         epoch.scheduleEachStep = options.Get("scheduleEachStep").ToBoolean().Value();
