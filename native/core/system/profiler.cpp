@@ -93,7 +93,13 @@ void legacyTrace(const std::string& partial, const std::function<void()>& work) 
 }  // namespace
 
 void profileToTrace(const std::string& path, bool cuda, const std::function<void()>& work) {
-  const bool kineto = kinetoRecords(path + ".probe");
+  // Refused before any step, and before the probe: an unwritable folder would otherwise be decided as a libtorch
+  // without Kineto, for the rest of the process.
+  const std::string probe = path + ".probe";
+  if (!std::ofstream(probe)) throw WriteError("cannot write the profiler trace '" + path + "'");
+  std::error_code ignored;
+  std::filesystem::remove(probe, ignored);
+  const bool kineto = kinetoRecords(probe);
   if (!kineto && (cuda || !PACE_LEGACY_PROFILER))
     throw UnsupportedError(std::string("libtorch ") + TORCH_VERSION + " records no profiler traces" +
                            (cuda ? " of GPU work" : "") +
