@@ -478,6 +478,10 @@ test('missing, empty and corrupt images are errors naming the file and line, or 
     ['corrupt.jpg', 4],
   ]);
   expect(skipped[1].reason).toBe('the file is empty');
+  // Every image skipped (a wrong root, usually): the error names how many and the first one, not only that none loaded.
+  await expect(
+    loadImages(entries.slice(1), { size: 8, normalization: imagenet, onBadImage: 'skip', concurrency: 1 }),
+  ).rejects.toThrow(`all 3 were skipped, the first '${path.join(temp.dir, 'missing.png')}' (list line 2): ENOENT`);
 });
 
 test('a symbolic link out of an image folder is refused', () => {

@@ -87,7 +87,14 @@ export async function loadImages(
   }
   const { pixels, skipped } = await decodeEntries(entries, checked);
   const kept = entries.flatMap((entry, i) => (pixels[i] ? [{ entry, image: pixels[i] as DecodedImage }] : []));
-  if (kept.length === 0) throw new PaceInputError('no image could be loaded');
+  if (kept.length === 0) {
+    // A wrong root is the usual cause: the first image says which.
+    const first = skipped[0];
+    const which = first
+      ? `: all ${skipped.length} were skipped, the first '${first.path}' (list line ${first.line}): ${first.reason}`
+      : '';
+    throw new PaceInputError(`no image could be loaded${which}`);
+  }
   // Joined natively: one JavaScript buffer holds at most 4 GiB on Node 20, less than a VTAB test split at 224 px.
   const ownSizes = resize === 'shorter';
   const pixelCount = kept.reduce((sum, { image }) => sum + image.width * image.height, 0);
