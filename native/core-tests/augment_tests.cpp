@@ -197,6 +197,27 @@ void batchPreparationOnCudaNeverWaits() {
 #endif
 }
 
+// A flip is one uniform draw an image, below 1/2, and leaves the generator after those draws: on every CPU alike
+// (bernoulli_ draws differently with MKL on an Intel CPU; transforms.h).
+void flipsAreOneUniformDrawAnImage() {
+  const int64_t n = 64;
+  const at::Tensor images = at::arange(n * 2, at::kByte).view({n, 1, 2, 1});  // each image's two columns differ
+  at::Generator drawn = at::make_generator<at::CPUGeneratorImpl>(7);
+  at::Generator expected = at::make_generator<at::CPUGeneratorImpl>(7);
+  const at::Tensor flipped = data::randomFlip(images, drawn);
+  const at::Tensor uniforms = at::empty({n}, at::kDouble).uniform_(0.0, 1.0, expected);
+  int64_t count = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const bool wasFlipped = flipped[i][0][0][0].item<int64_t>() != images[i][0][0][0].item<int64_t>();
+    check(wasFlipped == (uniforms[i].item<double>() < 0.5), "image " + std::to_string(i) + "'s flip is not its draw");
+    count += wasFlipped;
+  }
+  check(count > 16 && count < 48, "about half the images flipped, got " + std::to_string(count) + " of 64");
+  const double next = at::empty({1}, at::kDouble).uniform_(0.0, 1.0, drawn).item<double>();
+  check(next == at::empty({1}, at::kDouble).uniform_(0.0, 1.0, expected).item<double>(),
+        "the flips took other than one draw an image from the generator");
+}
+
 }  // namespace
 
 TestList augmentTests() {
@@ -204,6 +225,7 @@ TestList augmentTests() {
       {"random resized crop boxes follow timm (attempts, half-to-even, centre fallback)", resizedCropBoxesFollowTimm},
       {"RandAugment arguments and config strings are timm's", randAugmentArgumentsAreTimms},
       {"mixup targets are smoothed one-hot rows mixed by lambda", mixupTargetsAreSmoothedAndMixed},
+      {"a flip is one uniform draw an image, below one half", flipsAreOneUniformDrawAnImage},
       {"the soft-target cross-entropy equals the hard one on one-hot rows", softCrossEntropyMatchesHardOnOneHotRows},
       {"random erasing of a CUDA batch equals the CPU one, its fills in one queued copy",
        randomErasingOnCudaMatchesCpu},

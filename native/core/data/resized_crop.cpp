@@ -98,7 +98,7 @@ ResizedCropResult randomResizedCropFlip(const std::vector<at::Tensor>& images, i
   }
   const at::Tensor uniforms =
       at::empty({n, kResizedCropDraws}, at::TensorOptions().dtype(at::kDouble)).uniform_(0.0, 1.0, generator);
-  const at::Tensor flips = at::empty({n}, at::kFloat).bernoulli_(0.5, generator);
+  const std::vector<bool> flips = horizontalFlips(n, generator);
   const at::Tensor filterDraws =
       config.interpolation == Interpolation::Random
           ? at::empty({n}, at::TensorOptions().dtype(at::kDouble)).uniform_(0.0, 1.0, generator)
@@ -108,7 +108,6 @@ ResizedCropResult randomResizedCropFlip(const std::vector<at::Tensor>& images, i
   result.boxes = at::empty({n, 4}, at::TensorOptions().dtype(at::kLong));
   result.flipped = at::zeros({n}, at::TensorOptions().dtype(at::kBool));
   const double* u = uniforms.data_ptr<double>();
-  const float* flipDraw = flips.data_ptr<float>();
   int64_t* boxes = result.boxes.data_ptr<int64_t>();
   bool* flipped = result.flipped.data_ptr<bool>();
   std::vector<at::Tensor> out;
@@ -122,7 +121,7 @@ ResizedCropResult randomResizedCropFlip(const std::vector<at::Tensor>& images, i
     boxes[i * 4 + 3] = box.width;
     at::Tensor resized = resizeSquareAsPillow(image.narrow(0, box.top, box.height).narrow(1, box.left, box.width), size,
                                               filterFor(config.interpolation, filterDraw[i]));
-    flipped[i] = flip && flipDraw[i] > 0.5f;
+    flipped[i] = flip && flips[static_cast<size_t>(i)];
     if (flipped[i]) resized = resized.flip({1});
     out.push_back(resized);
   }

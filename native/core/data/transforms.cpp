@@ -66,13 +66,12 @@ at::Tensor randomCropFlip(const std::vector<at::Tensor>& images, int64_t crop, b
     return drawn;
   };
   const std::vector<int64_t> rows = positions(0), cols = positions(1);
-  const at::Tensor flips = at::empty({n}, at::kFloat).bernoulli_(0.5, generator);
-  const float* flipDraw = flips.data_ptr<float>();
+  const std::vector<bool> flips = horizontalFlips(n, generator);
   std::vector<at::Tensor> out;
   out.reserve(n);
   for (int64_t i = 0; i < n; ++i) {
     at::Tensor window = images[i].narrow(0, rows[i], crop).narrow(1, cols[i], crop);
-    if (flip && flipDraw[i] > 0.5f) window = window.flip({1});
+    if (flip && flips[i]) window = window.flip({1});
     out.push_back(window);
   }
   return at::stack(out).contiguous();
@@ -80,13 +79,20 @@ at::Tensor randomCropFlip(const std::vector<at::Tensor>& images, int64_t crop, b
 
 at::Tensor randomFlip(const at::Tensor& images, at::Generator generator) {
   checkStoredPixels(images);
-  const at::Tensor flips = at::empty({images.size(0)}, at::kFloat).bernoulli_(0.5, generator);
-  const float* flipDraw = flips.data_ptr<float>();
+  const std::vector<bool> flips = horizontalFlips(images.size(0), generator);
   at::Tensor out = images.clone();
   for (int64_t i = 0; i < images.size(0); ++i) {
-    if (flipDraw[i] > 0.5f) out[i].copy_(images[i].flip({1}));
+    if (flips[i]) out[i].copy_(images[i].flip({1}));
   }
   return out;
+}
+
+std::vector<bool> horizontalFlips(int64_t n, const at::Generator& generator) {
+  const at::Tensor draws = at::empty({n}, at::kDouble).uniform_(0.0, 1.0, generator);
+  const double* draw = draws.data_ptr<double>();
+  std::vector<bool> flips(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) flips[static_cast<size_t>(i)] = draw[i] < 0.5;
+  return flips;
 }
 
 }  // namespace pace::data

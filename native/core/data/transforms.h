@@ -31,4 +31,9 @@ at::Tensor randomCropFlip(const std::vector<at::Tensor>& images, int64_t crop, b
 // randomCropFlip's flips draw).
 at::Tensor randomFlip(const at::Tensor& images, at::Generator generator);
 
+// Which of n images a horizontal flip takes: one uniform draw each, below 1/2 (torchvision's torch.rand(1) < p).
+// Not bernoulli_: with MKL on an Intel CPU it takes one draw to seed MKL's own stream, elsewhere one an element,
+// so the same seed flipped other images there and moved every later draw from the generator.
+std::vector<bool> horizontalFlips(int64_t n, const at::Generator& generator);
+
 }  // namespace pace::data
