@@ -324,6 +324,8 @@ export interface NativeTrainerHandle {
       randomErasing?: NativeRandomErasingOptions;
       mixup?: NativeMixupOptions;
       stepGraphs?: StepGraphMode;
+      /** The dataset may have changed since the trainer's last epoch (a fit's first): its copy on the device is redone. */
+      datasetChanged?: boolean;
     },
     onBatch?: (step: number, steps: number, loss: number) => void,
   ): Promise<NativeEpochResult>;

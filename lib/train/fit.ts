@@ -479,6 +479,8 @@ async function fitEpochs(
             stopRequested: signal?.aborted ?? false,
             ...nativeAugmentation(augment),
             stepGraphs: o.stepGraphs,
+            // Writes through a view of the pixels between two fits are invisible to libtorch's version counter.
+            datasetChanged: epoch === startEpoch,
           },
           (step, steps, loss) => {
             // Progress arrives from the training thread and may trail the epoch's end: what had not arrived by

@@ -290,6 +290,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       epoch.mixup = mixupFromJs(options.Get("mixup"));
       epoch.stepGraphs = stepGraphsFromJs(options);
       epoch.datasetChanged = options.Get("datasetChanged").ToBoolean().Value();
+      epoch.datasetChanged = options.Get("datasetChanged").ToBoolean().Value();
       if (options.Get("schedule").IsObject()) {
         epoch.schedule = scheduleFromJs(options.Get("schedule").As<Napi::Object>());
         epoch.scheduleEachStep = options.Get("scheduleEachStep").ToBoolean().Value();

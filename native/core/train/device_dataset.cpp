@@ -18,4 +18,10 @@ at::Tensor DeviceDataset::on(const at::Tensor& images, const c10::Device& device
   return onDevice_;
 }
 
+void DeviceDataset::forget() {
+  source_ = at::Tensor();
+  onDevice_ = at::Tensor();
+  version_ = -1;
+}
+
 }  // namespace pace::train

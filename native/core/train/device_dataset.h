@@ -9,6 +9,8 @@ class DeviceDataset {
   // `images` on `device`: copied once and reused while the CPU tensor is unchanged; returned as it is when
   // already there, not on the CPU, or above the size limit.
   at::Tensor on(const at::Tensor& images, const c10::Device& device);
+  // Drops the copy: the next on() copies again.
+  void forget();
 
  private:
   at::Tensor source_, onDevice_;

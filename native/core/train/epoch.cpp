@@ -85,6 +85,7 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
   // RandAugment's pixel loops run on the CPU: its batches are cut there too (Pillow's exact resize), and go to the
   // device once, queued, as the step's input; from a dataset on the GPU each batch would come back and forth,
   // stopping the host twice a step.
+  if (options.datasetChanged) dataset_.forget();
   const at::Tensor stored = options.randAugment ? images.cpu() : dataset_.on(images, device);
   if (packed) *packed = packed->withPixels(stored);
   const at::Tensor labelsOnCpu = labels.cpu();  // read by each step's range check without waiting for the device

@@ -109,6 +109,9 @@ struct EpochOptions {
   std::optional<data::MixupConfig> mixup;
   // Whole-step CUDA graphs for the epoch's steps (step_graphs.h).
   StepGraphMode stepGraphs = StepGraphMode::Off;
+  // The dataset may have changed since the trainer last copied it to the device (a fit's first epoch): writes
+  // through a JavaScript view of its pixels do not reach libtorch's version counter.
+  bool datasetChanged = false;
 };
 
 // Means over the epoch's steps (a partial last batch is dropped, as the reference's loader does).
