@@ -997,6 +997,38 @@ describe('a rank that dies or hangs', () => {
     }
   }, 90_000);
 
+  test('a collective call made while another is in flight is refused on every rank, and the group stays usable', async () => {
+    // Bug: a barrier (or another model's data-parallel call) issued while a data-parallel job ran made its
+    // collectives among the job's, in whatever order each rank's threads took them: gradients averaged across two
+    // models, or a hang until the timeout. The sharded evaluation claims the group as it is called, so the barrier
+    // and another model's Trainer (its broadcast) made right after it are refused on every rank, whatever the timing.
+    const script = rankScript(`
+        const { distributedBarrier } = require(process.env.PACE_LIB);
+        const { images, labels } = sines(64);
+        const other = await createModel(${JSON.stringify(tinyVit)}, { seed: 2 });
+        const trainer = new Trainer(model, { seed: 1 });
+        const evaluation = trainer.evaluate(new TensorDataset(images, labels), { batchSize: 8 });
+        const refused = [];
+        await distributedBarrier('a barrier of its own').catch((error) => refused.push(error.code + ': ' + error.message));
+        try { new Trainer(other); } catch (error) { refused.push(error.code + ': ' + error.message); }
+        const report = await evaluation;
+        await distributedBarrier('after the evaluation');
+        await trainer.trainStep(images, labels); // a data-parallel step: its all-reduce meets the other rank's
+        console.log(JSON.stringify({ rank: group.rank, refused, samples: report.samples }));
+      `);
+    const { status, stdout, stderr } = await launchRanks(script, 30);
+    expect([status, stderr]).toEqual([0, '']);
+    const lines = jsonLines<{ rank: number; refused: string[]; samples: number }>(stdout);
+    expect(lines.map((line) => line.rank).sort()).toEqual([0, 1]);
+    for (const line of lines) {
+      expect(line.samples).toBe(64);
+      expect(line.refused).toEqual([
+        "PACE_BUSY: the barrier 'a barrier of its own' cannot start while a data-parallel evaluation is running: both make collectives on the process group, which every rank must make in the same order; await it first",
+        'PACE_BUSY: a data-parallel Trainer (its broadcast) cannot start while a data-parallel evaluation is running: both make collectives on the process group, which every rank must make in the same order; await it first',
+      ]);
+    }
+  }, 90_000);
+
   test('a rank that stops answering makes the other fail within the timeout', async () => {
     await onFreePort(async (port) => {
       // Long enough that a loaded machine's rendezvous, start-up skew and checkpoint writes stay inside it.

@@ -2,6 +2,7 @@
 
 #include "async.h"
 #include "bindings.h"
+#include "collective_claim.h"
 #include "convert.h"
 #include "js_errors.h"
 #include "pace_core.h"
@@ -63,7 +64,7 @@ Napi::Value distributedBarrier(const Napi::CallbackInfo& info) {
     if (!group) throw jsError(env, ErrorCode::InvalidState, "no distributed group: call initDistributed() first");
     return runAsync(
         env, "pace.distributedBarrier",
-        [group, what] {
+        [group, what, claim = claimCollectives(env, "the barrier '" + what + "'")] {
           group->barrier(what);
           return true;
         },
@@ -91,7 +92,7 @@ Napi::Value distributedAgree(const Napi::CallbackInfo& info) {
     if (!group) throw jsError(env, ErrorCode::InvalidState, "no distributed group: call initDistributed() first");
     return runAsync(
         env, "pace.distributedAgree",
-        [group, settings, what] {
+        [group, settings, what, claim = claimCollectives(env, "comparing " + what + " across the ranks")] {
           train::DataParallel(group).agree(settings, what);
           return true;
         },
@@ -112,7 +113,10 @@ Napi::Value distributedGather(const Napi::CallbackInfo& info) {
     auto group = distributed::current();
     if (!group) throw jsError(env, ErrorCode::InvalidState, "no distributed group: call initDistributed() first");
     return runAsync(
-        env, "pace.distributedGather", [group, value, what] { return distributed::gatherValues(*group, value, what); },
+        env, "pace.distributedGather",
+        [group, value, what, claim = claimCollectives(env, "gathering " + what + " from the ranks")] {
+          return distributed::gatherValues(*group, value, what);
+        },
         [](Napi::Env env, std::vector<int64_t>& values) -> Napi::Value {
           Napi::Array array = Napi::Array::New(env, values.size());
           for (uint32_t i = 0; i < values.size(); ++i) array.Set(i, static_cast<double>(values[i]));

@@ -9,6 +9,7 @@
 #include "addon_data.h"
 #include "async.h"
 #include "bindings.h"
+#include "collective_claim.h"
 #include "convert.h"
 #include "js_errors.h"
 #include "pace_core.h"
@@ -473,9 +474,10 @@ Napi::Value ModelHandle::evaluate(const Napi::CallbackInfo& info) {
     std::shared_ptr<std::atomic<bool>> stop;
     if (!object.Get("stop").IsUndefined()) stop = StopFlag::unwrap(object.Get("stop"), "evaluate's stop");
     const auto state = live(env);
+    const auto claim = group ? claimCollectives(env, "a data-parallel evaluation") : nullptr;
     return runInTurn(
         env, state->work, "pace.evaluate",
-        [state, images, labels, options, group, stop]() mutable {
+        [state, claim, images, labels, options, group, stop]() mutable {
           options.shardAcross = group.get();
           options.stop = stop.get();
           std::lock_guard<std::mutex> lock(state->mutex);

@@ -7,6 +7,7 @@
 #include "addon_data.h"
 #include "async.h"
 #include "bindings.h"
+#include "collective_claim.h"
 #include "convert.h"
 #include "js_errors.h"
 #include "model_handle.h"
@@ -134,6 +135,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
                                       ? precisionFromName(stringFromJs(info[4], "precision"))
                                       : Precision::Fp32;
       const auto lock = lockFromJs(info.Env(), *model_);
+      if (distributed::current()) checkNoCollectivesInFlight(env, "a data-parallel Trainer (its broadcast)");
       // The current distributed group, if any, makes the trainer data-parallel (a broadcast from rank 0 here).
       trainer_ = std::make_shared<train::Trainer>(model_->model, config, paceFromJs(info[2].As<Napi::Object>()), seed,
                                                   precision, distributed::current());
@@ -163,6 +165,13 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
                     "Trainer was made, so its optimizer would not train them as they are: create the Trainer after "
                     "addAdapters() and loads");
     return trainer_;
+  }
+
+  // A data-parallel trainer's call holds the process group's collectives until its job ends (collective_claim.h).
+  static std::shared_ptr<CollectiveClaim> collectivesOf(Napi::Env env, const std::shared_ptr<train::Trainer>& trainer,
+                                                        const char* call) {
+    if (trainer->worldSize() == 1) return nullptr;
+    return claimCollectives(env, call);
   }
 
   // dispose(): frees the optimizer's state; work in flight keeps its own reference and finishes.
@@ -206,7 +215,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       const auto trainer = live(env);
       return runInTurn(
           env, model_->work, "pace.trainStep",
-          [model = model_, trainer, inputs, graphs] {
+          [model = model_, claim = collectivesOf(env, trainer, "a data-parallel trainStep"), trainer, inputs, graphs] {
             std::lock_guard<std::mutex> lock(model->mutex);
             return trainer->step(inputs, graphs);
           },
@@ -231,7 +240,8 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       const auto trainer = live(env);
       return runInTurn(
           env, model_->work, "pace.profileSteps",
-          [model = model_, trainer, inputs, steps, trace, graphs] {
+          [model = model_, claim = collectivesOf(env, trainer, "a data-parallel profileSteps"), trainer, inputs, steps,
+           trace, graphs] {
             std::lock_guard<std::mutex> lock(model->mutex);
             const bool cuda = model->model->parameters().front().is_cuda();
             std::vector<train::StepResult> results;
@@ -290,7 +300,6 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       epoch.mixup = mixupFromJs(options.Get("mixup"));
       epoch.stepGraphs = stepGraphsFromJs(options);
       epoch.datasetChanged = options.Get("datasetChanged").ToBoolean().Value();
-      epoch.datasetChanged = options.Get("datasetChanged").ToBoolean().Value();
       if (options.Get("schedule").IsObject()) {
         epoch.schedule = scheduleFromJs(options.Get("schedule").As<Napi::Object>());
         epoch.scheduleEachStep = options.Get("scheduleEachStep").ToBoolean().Value();
@@ -302,7 +311,8 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       abort_->store(options.Get("stopRequested").ToBoolean().Value());
       return runInTurn(
           env, model_->work, "pace.runEpoch",
-          [model = model_, trainer, abort = abort_, images, labels, epoch, progress] {
+          [model = model_, claim = collectivesOf(env, trainer, "a data-parallel fit's epoch"), trainer, abort = abort_,
+           images, labels, epoch, progress] {
             std::function<void(const train::BatchProgress&)> onBatch;
             if (progress) onBatch = [&progress](const train::BatchProgress& p) { progress->call(p); };
             struct ReleaseAtEnd {
@@ -366,7 +376,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       const auto trainer = live(env);
       return runInTurn(
           env, model_->work, "pace.saveState",
-          [model = model_, trainer, path, metadata] {
+          [model = model_, claim = collectivesOf(env, trainer, "a data-parallel checkpoint"), trainer, path, metadata] {
             std::lock_guard<std::mutex> lock(model->mutex);
             const auto state = trainer->state();
             if (!path.empty()) saveCheckpoint(path, state, metadata);
@@ -384,7 +394,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       const auto trainer = live(env);
       return runInTurn(
           env, model_->work, "pace.checkState",
-          [model = model_, trainer] {
+          [model = model_, claim = collectivesOf(env, trainer, "a data-parallel checkpoint's check"), trainer] {
             std::lock_guard<std::mutex> lock(model->mutex);
             trainer->checkFiniteState();
             return true;
@@ -401,7 +411,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       const auto trainer = live(env);
       return runInTurn(
           env, model_->work, "pace.loadState",
-          [model = model_, trainer, path] {
+          [model = model_, claim = collectivesOf(env, trainer, "a data-parallel checkpoint's load"), trainer, path] {
             SafetensorsContents contents = loadCheckpoint(path);
             std::lock_guard<std::mutex> lock(model->mutex);
             trainer->restoreState(contents.tensors);
