@@ -370,7 +370,12 @@ describe('merging', () => {
     using targets = tensor(new BigInt64Array(batch), [batch]);
     await full.loadWeights(plainFile);
     await expect(trainer.trainStep(io.input, targets)).resolves.toMatchObject({ counted: batch });
-    await full.loadWeights(second);
+    // Not awaited, the load is queued first: the step, checked as it is called, is refused once it runs.
+    const loading = full.loadWeights(second);
+    await expect(trainer.trainStep(io.input, targets)).rejects.toThrow(
+      "the model's parameters changed (addAdapters, or a load that added or dropped one)",
+    );
+    await loading;
     expect(full.trainableParameters()).toContain('layers.1.downsample.reduction.bias');
     await expect(trainer.trainStep(io.input, targets)).rejects.toThrow(
       "the model's parameters changed (addAdapters, or a load that added or dropped one)",

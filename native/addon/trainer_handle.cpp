@@ -159,12 +159,18 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     if (!trainer_) throw jsError(env, ErrorCode::InvalidState, "Trainer was disposed; it cannot be used any more");
     if (model_->disposed)
       throw jsError(env, ErrorCode::InvalidState, "the trainer's Model was disposed; the trainer cannot use it");
-    if (model_->trainableGeneration != generation_)
-      throw jsError(env, ErrorCode::InvalidState,
-                    "the model's parameters changed (addAdapters, or a load that added or dropped one) after this "
-                    "Trainer was made, so its optimizer would not train them as they are: create the Trainer after "
-                    "addAdapters() and loads");
+    if (model_->trainableGeneration != generation_) throw jsError(env, ErrorCode::InvalidState, kParametersChanged);
     return trainer_;
+  }
+
+  static constexpr const char* kParametersChanged =
+      "the model's parameters changed (addAdapters, or a load that added or dropped one) after this Trainer was "
+      "made, so its optimizer would not train them as they are: create the Trainer after addAdapters() and loads";
+
+  // In the job, under the model's lock: a load queued before it (not awaited) may have changed the parameters
+  // after the call was checked on the JS thread.
+  static void checkParametersUnchanged(const ModelState& model, uint64_t generation) {
+    if (model.trainableGeneration != generation) throw StateError(kParametersChanged);
   }
 
   // A data-parallel trainer's call holds the process group's collectives until its job ends (collective_claim.h).
@@ -215,8 +221,10 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       const auto trainer = live(env);
       return runInTurn(
           env, model_->work, "pace.trainStep",
-          [model = model_, claim = collectivesOf(env, trainer, "a data-parallel trainStep"), trainer, inputs, graphs] {
+          [model = model_, claim = collectivesOf(env, trainer, "a data-parallel trainStep"), generation = generation_,
+           trainer, inputs, graphs] {
             std::lock_guard<std::mutex> lock(model->mutex);
+            checkParametersUnchanged(*model, generation);
             return trainer->step(inputs, graphs);
           },
           [](Napi::Env env, train::StepResult& result) -> Napi::Value { return stepResultToJs(env, result); });
@@ -240,9 +248,10 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       const auto trainer = live(env);
       return runInTurn(
           env, model_->work, "pace.profileSteps",
-          [model = model_, claim = collectivesOf(env, trainer, "a data-parallel profileSteps"), trainer, inputs, steps,
-           trace, graphs] {
+          [model = model_, claim = collectivesOf(env, trainer, "a data-parallel profileSteps"),
+           generation = generation_, trainer, inputs, steps, trace, graphs] {
             std::lock_guard<std::mutex> lock(model->mutex);
+            checkParametersUnchanged(*model, generation);
             const bool cuda = model->model->parameters().front().is_cuda();
             std::vector<train::StepResult> results;
             profileToTrace(trace, cuda, [&] {
@@ -307,12 +316,14 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       // Made after the checks that can throw; one made but never run is released when the job is destroyed.
       std::shared_ptr<BatchCallback> progress;
       if (info[3].IsFunction()) progress = std::make_shared<BatchCallback>(env, info[3].As<Napi::Function>());
+      // Before the stop flag changes: a refused epoch must leave the running one's flag alone.
+      auto claim = collectivesOf(env, trainer, "a data-parallel fit's epoch");
       // A stop asked for before the epoch (data-parallel: agreed through its first step by every rank).
       abort_->store(options.Get("stopRequested").ToBoolean().Value());
       return runInTurn(
           env, model_->work, "pace.runEpoch",
-          [model = model_, claim = collectivesOf(env, trainer, "a data-parallel fit's epoch"), trainer, abort = abort_,
-           images, labels, epoch, progress] {
+          [model = model_, claim = std::move(claim), generation = generation_, trainer, abort = abort_, images, labels,
+           epoch, progress] {
             std::function<void(const train::BatchProgress&)> onBatch;
             if (progress) onBatch = [&progress](const train::BatchProgress& p) { progress->call(p); };
             struct ReleaseAtEnd {
@@ -322,6 +333,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
               }
             } releaseAtEnd{progress.get()};
             std::lock_guard<std::mutex> lock(model->mutex);
+            checkParametersUnchanged(*model, generation);
             return trainer->runEpoch(images, labels, epoch, abort.get(), onBatch);
           },
           [](Napi::Env env, train::EpochResult& r) -> Napi::Value {
@@ -376,8 +388,10 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       const auto trainer = live(env);
       return runInTurn(
           env, model_->work, "pace.saveState",
-          [model = model_, claim = collectivesOf(env, trainer, "a data-parallel checkpoint"), trainer, path, metadata] {
+          [model = model_, claim = collectivesOf(env, trainer, "a data-parallel checkpoint"), generation = generation_,
+           trainer, path, metadata] {
             std::lock_guard<std::mutex> lock(model->mutex);
+            checkParametersUnchanged(*model, generation);
             const auto state = trainer->state();
             if (!path.empty()) saveCheckpoint(path, state, metadata);
             return true;
@@ -394,8 +408,10 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       const auto trainer = live(env);
       return runInTurn(
           env, model_->work, "pace.checkState",
-          [model = model_, claim = collectivesOf(env, trainer, "a data-parallel checkpoint's check"), trainer] {
+          [model = model_, claim = collectivesOf(env, trainer, "a data-parallel checkpoint's check"),
+           generation = generation_, trainer] {
             std::lock_guard<std::mutex> lock(model->mutex);
+            checkParametersUnchanged(*model, generation);
             trainer->checkFiniteState();
             return true;
           },
@@ -411,9 +427,11 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       const auto trainer = live(env);
       return runInTurn(
           env, model_->work, "pace.loadState",
-          [model = model_, claim = collectivesOf(env, trainer, "a data-parallel checkpoint's load"), trainer, path] {
+          [model = model_, claim = collectivesOf(env, trainer, "a data-parallel checkpoint's load"),
+           generation = generation_, trainer, path] {
             SafetensorsContents contents = loadCheckpoint(path);
             std::lock_guard<std::mutex> lock(model->mutex);
+            checkParametersUnchanged(*model, generation);
             trainer->restoreState(contents.tensors);
             return contents.metadata;
           },
