@@ -1014,6 +1014,15 @@ describe('a rank that dies or hangs', () => {
         const report = await evaluation;
         await distributedBarrier('after the evaluation');
         await trainer.trainStep(images, labels); // a data-parallel step: its all-reduce meets the other rank's
+        // From a batch's callback, refused on every rank (it may run during the native epoch on one rank and after
+        // it on the other); from the epoch's end, made.
+        const callbacks = [{
+          onBatchEnd: async (step) => {
+            if (step === 0) await distributedBarrier('from a batch').catch((error) => refused.push(error.code));
+          },
+          onEpochEnd: async () => { await distributedBarrier('at the epoch end'); refused.push('none at the end'); },
+        }];
+        await trainer.fit(new TensorDataset(images, labels), { epochs: 1, batchSize: 16, progress: false, callbacks });
         console.log(JSON.stringify({ rank: group.rank, refused, samples: report.samples }));
       `);
     const { status, stdout, stderr } = await launchRanks(script, 30);
@@ -1025,6 +1034,8 @@ describe('a rank that dies or hangs', () => {
       expect(line.refused).toEqual([
         "PACE_BUSY: the barrier 'a barrier of its own' cannot start while a data-parallel evaluation is running: both make collectives on the process group, which every rank must make in the same order; await it first",
         'PACE_BUSY: a data-parallel Trainer (its broadcast) cannot start while a data-parallel evaluation is running: both make collectives on the process group, which every rank must make in the same order; await it first',
+        'PACE_BUSY',
+        'none at the end',
       ]);
     }
   }, 90_000);

@@ -505,6 +505,33 @@ test('an evaluation failing for its own reason fails the fit, even when a stop w
   ).rejects.toBe(diskFull);
 });
 
+test("each fit tells its first epoch that the dataset may have changed (a CUDA trainer's copy is redone)", async () => {
+  // Pixels written through a view() do not reach libtorch's version counter, so only the fit can say it.
+  const changed: unknown[] = [];
+  const epoch: Partial<NativeEpochResult> = {
+    steps: 4,
+    samples: 16,
+    clsLoss: 1,
+    paceLoss: 0,
+    totalLoss: 1,
+    trainAccuracy: 0.25,
+    seconds: 1,
+    communicationSeconds: 0,
+    aborted: false,
+    stepLosses: new Float64Array([1, 1, 1, 1]),
+  };
+  const runEpoch = (_images: unknown, _labels: unknown, options: { datasetChanged?: boolean }) => {
+    changed.push(options.datasetChanged);
+    return Promise.resolve(epoch);
+  };
+  const host = standInHost({ runEpoch, abort: () => undefined }, () => Promise.reject(new Error('not evaluated')));
+  const options = { batchSize: 4, schedule: false as const, progress: false as const, stepGraphs: 'off' as const };
+  const data = colourDataset(16, 1);
+  await runFit(host, data, { ...options, epochs: 2 });
+  await runFit(host, data, { ...options, epochs: 1 });
+  expect(changed).toEqual([true, false, true]);
+});
+
 test('an AbortSignal stops Trainer.evaluate between batches, rejecting with its reason', async () => {
   using model = await freshModel();
   const trainer = new Trainer(model, trainerOptions);

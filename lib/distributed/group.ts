@@ -1,6 +1,6 @@
 import { z } from 'zod';
 
-import { PaceOptionError } from '../errors';
+import { PaceBusyError, PaceOptionError } from '../errors';
 import { nativeAddon } from '../native';
 import { parseOptions } from '../options';
 import { exitWithLauncher } from './launcher-link';
@@ -115,8 +115,32 @@ export function distributedGroup(): DistributedGroup | undefined {
   return { ...group, localRank: fromEnvironment('LOCAL_RANK', z.number().int().min(0)) ?? group.rank };
 }
 
+let dataParallelEpoch = false;
+
+/**
+ * @internal Marks a data-parallel fit's epoch, its steps and their onBatchEnd calls, until the returned function is
+ * called. A batch's callback may run during the native epoch on one rank and after it on another, so a collective
+ * call from it would be refused (the group's claim) on some ranks and made on others: it is refused throughout.
+ */
+export function enterDataParallelEpoch(): () => void {
+  dataParallelEpoch = true;
+  return () => {
+    dataParallelEpoch = false;
+  };
+}
+
+/** @internal Refuses a call that makes collectives while a data-parallel fit's epoch runs its steps. */
+export function refuseDuringDataParallelEpoch(what: string): void {
+  if (!dataParallelEpoch) return;
+  throw new PaceBusyError(
+    `${what} cannot run during a data-parallel fit's epoch (from an onBatchEnd callback, say): its collectives ` +
+      "would meet the epoch's on some ranks and not others; make it from onEpochEnd",
+  );
+}
+
 /** Waits until every rank has called it. */
 export async function distributedBarrier(what = 'a barrier'): Promise<void> {
+  refuseDuringDataParallelEpoch(`the barrier '${what}'`);
   await nativeAddon().distributedBarrier(what);
 }
 

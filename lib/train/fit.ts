@@ -4,6 +4,7 @@ import { SingleBar } from 'cli-progress';
 import { z } from 'zod';
 
 import { AugmentationSchema, nativeAugmentation, type Augmentation } from '../data/augment';
+import { enterDataParallelEpoch } from '../distributed/group';
 import { checkEvaluationImages, TensorDataset } from '../data/dataset';
 import { normalizationOf } from '../data/dataset-fingerprint';
 import { checkLabelsBelow } from '../data/labels';
@@ -463,36 +464,43 @@ async function fitEpochs(
         }
       };
       let result: Awaited<ReturnType<typeof host.handle.runEpoch>>;
+      // Data-parallel, a batch's onBatchEnd may run during the native epoch on one rank and in its replay on
+      // another: collective calls are refused throughout, so alike on every rank.
+      const leaveEpoch = host.worldSize > 1 ? enterDataParallelEpoch() : () => {};
       try {
-        result = await host.handle.runEpoch(
-          handleOf(train.images),
-          handleOf(train.labels),
-          {
-            batchSize: o.batchSize,
-            epoch,
-            shuffleSeed,
-            diagnostics: o.diagnostics,
-            schedule: schedule?.options,
-            scheduleEachStep: o.scheduleStepping === 'step',
-            normalization: normalizationOf(train),
-            ...(train.extents && { extents: handleOf(train.extents) }),
-            stopRequested: signal?.aborted ?? false,
-            ...nativeAugmentation(augment),
-            stepGraphs: o.stepGraphs,
-            // Writes through a view of the pixels between two fits are invisible to libtorch's version counter.
-            datasetChanged: epoch === startEpoch,
-          },
-          (step, steps, loss) => {
-            // Progress arrives from the training thread and may trail the epoch's end: what had not arrived by
-            // then is handed over below, in order, and the late calls are dropped, also after a failed epoch.
-            if (!settled) batchEnded(step, steps, loss);
-          },
-        );
+        try {
+          result = await host.handle.runEpoch(
+            handleOf(train.images),
+            handleOf(train.labels),
+            {
+              batchSize: o.batchSize,
+              epoch,
+              shuffleSeed,
+              diagnostics: o.diagnostics,
+              schedule: schedule?.options,
+              scheduleEachStep: o.scheduleStepping === 'step',
+              normalization: normalizationOf(train),
+              ...(train.extents && { extents: handleOf(train.extents) }),
+              stopRequested: signal?.aborted ?? false,
+              ...nativeAugmentation(augment),
+              stepGraphs: o.stepGraphs,
+              // Writes through a view of the pixels between two fits are invisible to libtorch's version counter.
+              datasetChanged: epoch === startEpoch,
+            },
+            (step, steps, loss) => {
+              // Progress arrives from the training thread and may trail the epoch's end: what had not arrived by
+              // then is handed over below, in order, and the late calls are dropped, also after a failed epoch.
+              if (!settled) batchEnded(step, steps, loss);
+            },
+          );
+        } finally {
+          settled = true;
+        }
+        result.stepLosses.forEach((loss, index) => batchEnded(index + 1, stepsPerEpoch, loss));
+        await Promise.all(pendingBatchCalls);
       } finally {
-        settled = true;
+        leaveEpoch();
       }
-      result.stepLosses.forEach((loss, index) => batchEnded(index + 1, stepsPerEpoch, loss));
-      await Promise.all(pendingBatchCalls);
       bar?.stop();
       await shareOutcome(`in epoch ${epoch}'s onBatchEnd`, batchFailure);
       if (result.aborted) {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 
 import type { TensorDataset } from '../data/dataset';
+import { distributedGroup, refuseDuringDataParallelEpoch } from '../distributed/group';
 import { PaceBusyError, PaceStateError } from '../errors';
 import type { Model } from '../models/model';
 import {
@@ -181,6 +182,7 @@ export class Trainer implements Disposable {
 
   constructor(model: Model, options: TrainerOptions = {}) {
     const { optimizer, pace, seed, precision } = parseOptions(TrainerOptionsSchema, options, 'options');
+    if (distributedGroup()) refuseDuringDataParallelEpoch('a data-parallel Trainer (its broadcast)');
     this.model = model;
     const { betas, ...rest } = optimizer;
     this.#handle = new (nativeAddon().NativeTrainer)(
@@ -210,6 +212,7 @@ export class Trainer implements Disposable {
    */
   async trainStep(images: Tensor, targets: Tensor, options: TrainStepOptions = {}): Promise<StepResult> {
     this.model.fitLock.check('trainer.trainStep');
+    if (this.options.worldSize > 1) refuseDuringDataParallelEpoch('a data-parallel trainStep');
     const { noise, indices, diagnostics, stepGraphs } = parseOptions(TrainStepOptionsSchema, options, 'options');
     return this.#handle.step(handleOf(images), handleOf(targets), {
       noise: noise && Object.fromEntries(Object.entries(noise).map(([name, value]) => [name, handleOf(value)])),
@@ -319,6 +322,7 @@ export class Trainer implements Disposable {
   async evaluate(dataset: TensorDataset, options: EvaluateOptions = {}): Promise<EvaluationReport> {
     this.model.fitLock.check('trainer.evaluate');
     if (this.#disposed) throw new PaceStateError('Trainer was disposed; it cannot be used any more');
+    if (this.options.worldSize > 1) refuseDuringDataParallelEpoch('a data-parallel evaluation');
     return evaluateDataset(this.model, dataset, options, this.options.worldSize > 1);
   }
 
