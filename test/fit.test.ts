@@ -426,6 +426,20 @@ test('onBatchEnd sees every step of every epoch, in order, with the losses the e
   });
 });
 
+/** A stand-in native epoch's result: 4 steps of 16 samples at loss 1. */
+const standInEpoch: Partial<NativeEpochResult> = {
+  steps: 4,
+  samples: 16,
+  clsLoss: 1,
+  paceLoss: 0,
+  totalLoss: 1,
+  trainAccuracy: 0.25,
+  seconds: 1,
+  communicationSeconds: 0,
+  aborted: false,
+  stepLosses: new Float64Array([1, 1, 1, 1]),
+};
+
 /** A single-process fit host around a stand-in for the native trainer (runFit's FitHost), for its error paths. */
 function standInHost(handle: Partial<Record<keyof NativeTrainerHandle, unknown>>, evaluate: () => Promise<never>) {
   return {
@@ -482,19 +496,7 @@ test('an evaluation failing for its own reason fails the fit, even when a stop w
   // Only the stop's own rejection ends the fit as 'aborted': another error racing it must not be lost.
   const controller = new AbortController();
   const diskFull = new Error('disk full');
-  const epoch: Partial<NativeEpochResult> = {
-    steps: 4,
-    samples: 16,
-    clsLoss: 1,
-    paceLoss: 0,
-    totalLoss: 1,
-    trainAccuracy: 0.25,
-    seconds: 1,
-    communicationSeconds: 0,
-    aborted: false,
-    stepLosses: new Float64Array([1, 1, 1, 1]),
-  };
-  const host = standInHost({ runEpoch: () => Promise.resolve(epoch), abort: () => undefined }, () => {
+  const host = standInHost({ runEpoch: () => Promise.resolve(standInEpoch), abort: () => undefined }, () => {
     controller.abort();
     return Promise.reject(diskFull);
   });
@@ -508,21 +510,9 @@ test('an evaluation failing for its own reason fails the fit, even when a stop w
 test("each fit tells its first epoch that the dataset may have changed (a CUDA trainer's copy is redone)", async () => {
   // Pixels written through a view() do not reach libtorch's version counter, so only the fit can say it.
   const changed: unknown[] = [];
-  const epoch: Partial<NativeEpochResult> = {
-    steps: 4,
-    samples: 16,
-    clsLoss: 1,
-    paceLoss: 0,
-    totalLoss: 1,
-    trainAccuracy: 0.25,
-    seconds: 1,
-    communicationSeconds: 0,
-    aborted: false,
-    stepLosses: new Float64Array([1, 1, 1, 1]),
-  };
   const runEpoch = (_images: unknown, _labels: unknown, options: { datasetChanged?: boolean }) => {
     changed.push(options.datasetChanged);
-    return Promise.resolve(epoch);
+    return Promise.resolve(standInEpoch);
   };
   const host = standInHost({ runEpoch, abort: () => undefined }, () => Promise.reject(new Error('not evaluated')));
   const options = { batchSize: 4, schedule: false as const, progress: false as const, stepGraphs: 'off' as const };
