@@ -18,7 +18,10 @@ const child = String.raw`
 const fs = require('node:fs');
 const { createModel, measureGemm, prepareImages, setThreads, tensor, Trainer } = require(process.env.PACE_LIB);
 const count = () => {
-  const names = fs.readdirSync('/proc/self/task').map((t) => fs.readFileSync('/proc/self/task/' + t + '/comm', 'utf8').trim());
+  // A thread may end between the listing and the read (a compute thread retiring, one of Node's own).
+  const names = fs.readdirSync('/proc/self/task').flatMap((t) => {
+    try { return [fs.readFileSync('/proc/self/task/' + t + '/comm', 'utf8').trim()]; } catch { return []; }
+  });
   return { all: names.length, compute: names.filter((name) => name === 'pace-compute').length };
 };
 const imagenet = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
