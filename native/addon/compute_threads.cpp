@@ -48,11 +48,6 @@ class ComputePool {
     if (thread->failure) std::rethrow_exception(thread->failure);
   }
 
-  int count() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return static_cast<int>(threads_.size());
-  }
-
  private:
   std::shared_ptr<ComputeThread> acquire() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -132,7 +127,5 @@ ComputePool& pool() {
 }  // namespace
 
 void runOnComputeThread(const std::function<void()>& task) { pool().run(task); }
-
-int computeThreadCount() { return pool().count(); }
 
 }  // namespace pace::addon

@@ -14,7 +14,4 @@ namespace pace::addon {
 // their teams with them. Every job runs with the same thread count, so results do not depend on timing.
 void runOnComputeThread(const std::function<void()>& task);
 
-// Compute threads alive now (for tests and diagnostics).
-int computeThreadCount();
-
 }  // namespace pace::addon
