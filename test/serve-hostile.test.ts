@@ -130,6 +130,53 @@ test('pipelined requests on one connection beyond the first are refused with 503
   });
 });
 
+test('a pipelined request refused while the first waits for its forward does not lose the first answer', async () => {
+  // Bug (review): the refusal's cut of the unread second body started at once, and 2 s later destroyed the
+  // connection with the first request's answer still to come (an upload past Node's buffer, a forward over 2 s).
+  const noise = await sharp(Buffer.from(Array.from({ length: 200 * 200 * 3 }, (_, i) => (i * 7919) % 251)), {
+    raw: { width: 200, height: 200, channels: 3 },
+  })
+    .png({ compressionLevel: 0 })
+    .toBuffer();
+  expect(noise.length).toBeGreaterThan(100_000);
+  const { gated, counts, release } = gatedModel();
+  await withServer(gated, { maxBatch: 1, batchWindowMs: 0 }, async (base) => {
+    try {
+      const request = Buffer.concat([
+        Buffer.from(
+          `POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\ncontent-length: ${noise.length}\r\n\r\n`,
+        ),
+        noise,
+      ]);
+      const answer = rawExchange(portOf(base), (socket) => socket.write(Buffer.concat([request, request])));
+      await waitFor(() => counts.forwards === 1);
+      await new Promise((resolve) => setTimeout(resolve, 2_500)); // past the old cut's two seconds
+      release();
+      expect(statuses(await answer)).toEqual([200, 503]);
+    } finally {
+      release();
+    }
+  });
+});
+
+test('a chunked body past maxBodyBytes gets its 413 while the client is still sending', async () => {
+  // A review feared the refusal's reset of the connection mid-upload would lose the answer; it arrives (2 MB sent).
+  await withServer(model, { maxBodyBytes: 100_000 }, async (base) => {
+    const head = 'POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\ntransfer-encoding: chunked\r\n\r\n';
+    const chunk = Buffer.concat([Buffer.from('4000\r\n'), Buffer.alloc(16 * 1024, 7), Buffer.from('\r\n')]);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const answer = await rawExchange(portOf(base), (socket) => {
+        socket.write(head);
+        let sent = 0; // chunks of 16 KB, written on while the connection takes them (2 MB at most)
+        const more = () => sent++ < 128 && socket.writable && socket.write(chunk, () => setImmediate(more));
+        more();
+      });
+      expect(statuses(answer)).toEqual([413]);
+      expect(answer).toContain(`the image is larger than 100000 bytes`);
+    }
+  });
+});
+
 test('predictions waiting beyond maxPendingPredictions get 503; withdrawn ones cost no forward', async () => {
   // Bug caught: the backlog had no bound, /health said queued 0 while hundreds waited, and requests answered 504
   // or abandoned by their clients still ran their forwards (every later client then timed out behind them).
@@ -162,6 +209,15 @@ test('predictions waiting beyond maxPendingPredictions get 503; withdrawn ones c
         const refused = await postImage(base, png);
         expect([refused.status, refused.headers.get('retry-after')]).toEqual([503, '1']);
         expect(((await refused.json()) as { error: string }).error).toContain('3 predictions are waiting or running');
+        // Refused before its body is taken (review: each overloaded connection uploaded up to maxBodyBytes first).
+        const started = Date.now();
+        const unsent = await rawExchange(portOf(base), (socket) =>
+          socket.write(
+            'POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\ncontent-length: 100000\r\n\r\n',
+          ),
+        );
+        expect(statuses(unsent)).toEqual([503]);
+        expect(Date.now() - started).toBeLessThan(5_000); // answered without the body, then cut
         clients[1].abort();
         clients[2].abort();
         await waitFor(async () => (await health()).queued === 1);

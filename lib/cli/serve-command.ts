@@ -12,7 +12,7 @@ import { ModelSpecSchema, resolveModelName, type ModelSpecInput } from '../model
 import { readTensorHeader } from '../safetensors';
 import { ServeOptionsSchema, type ServeOptions } from '../serve/options';
 import { createInferenceServer } from '../serve/server';
-import { out } from './output';
+import { err, out } from './output';
 import { deviceFlag, numberFlag, UsageError, type Command, type Flags } from './usage';
 
 /** Numeric flags and the server option each sets. */
@@ -167,10 +167,16 @@ export const serveCommand: Command = {
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, host, resolve);
+      server.listen(port, host, () => {
+        // A later error (EMFILE on accept) is the server's to survive, not the listen's: said, and served on.
+        server.off('error', reject);
+        server.on('error', (error) => err(`pace serve: ${error.message}`));
+        resolve();
+      });
     });
     const address = server.address() as AddressInfo;
-    out(`serving on http://${address.address}:${address.port} (POST /predict, GET /health)`);
+    const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    out(`serving on http://${shown}:${address.port} (POST /predict, GET /health)`);
     await new Promise<void>((resolve) => {
       const shutdown = () => {
         out('shutting down: answering queued predictions');

@@ -95,7 +95,8 @@ function expectsContinue(request: http.IncomingMessage): boolean {
  * requests are batched into one forward. `GET /health` reports
  * `{ status, queued, decoding }`. Decoding runs in two bounded lanes (small and large images) apart from the
  * forwards, with 503 and Retry-After when a lane's queue is full; Node's own request, header and keep-alive
- * timeouts bound slow clients.
+ * timeouts bound slow clients. A client that half-closes its connection counts as gone (nginx's 499): its request
+ * is withdrawn and costs no forward, so one must keep its sending side open until the answer arrives.
  */
 export function createInferenceServer(model: Model, options: ServeOptions = {}): InferenceServer {
   const o = parseOptions(ServeOptionsSchema, options, 'options');
@@ -131,7 +132,9 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
   });
   let closing = false;
   const send = (response: http.ServerResponse, status: number, body: unknown, headers = {}) => {
-    if (bodyUnread(response.req)) cutUnreadBody(response.req, o.maxBodyBytes);
+    // Counted from when the answer is written: a pipelined request's answer waits for the ones before it, which
+    // an earlier cut would lose with the connection.
+    if (bodyUnread(response.req)) response.once('finish', () => cutUnreadBody(response.req, o.maxBodyBytes));
     // While closing, no connection is kept for another request: each closes once its answer is sent.
     response.writeHead(status, {
       'content-type': 'application/json',
@@ -208,6 +211,7 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
         throw new HttpError(415, `content-type must be one of ${Object.keys(imageTypes).join(', ')}`);
       }
       declaredLength(request, o.maxBodyBytes);
+      batcher.refuseWhenFull(); // before the body is taken: an overloaded server holds no uploads it would refuse
       if (expectsContinue(request)) {
         response.writeContinue(); // only now that the body would be taken: see 'checkContinue' below
       }
