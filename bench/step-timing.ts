@@ -224,7 +224,10 @@ export function referenceConfig(spec: ModelSpec, setup: Setup, extra: Record<str
 
 /**
  * Times each command `rounds` times on every side, alternating which side goes first per round so neither always
- * runs on a cache the other just warmed. One untimed call of each first warms allocators, pools and kernels.
+ * runs on a cache the other just warmed. Each command is timed in its own block of rounds, after one untimed call
+ * per side, as a training loop runs its steps back to back: interleaving the commands made the reference's PACE
+ * step re-fault about 100 MB of pages its allocator had handed back during the other commands (16,000–35,000
+ * minor faults a step against 2,000–23,000 back to back on the CPU), which no training loop pays.
  */
 export async function timeAlternately(
   sides: Record<string, (command: Command) => Promise<number>>,
@@ -235,11 +238,13 @@ export async function timeAlternately(
   const names = Object.keys(sides);
   const times: Record<string, Record<Command, number[]>> = {};
   for (const name of names) times[name] = { pace: [], baseline: [], eval: [] };
-  for (const command of which) for (const name of names) await sides[name](command);
-  for (let round = 0; round < rounds; round++) {
-    const order = round % 2 === 0 ? names : [...names].reverse();
-    for (const command of which) for (const name of order) times[name][command].push(await sides[name](command));
-    process.stderr.write(`${label}: round ${round + 1}/${rounds}\n`);
+  for (const command of which) {
+    for (const name of names) await sides[name](command);
+    for (let round = 0; round < rounds; round++) {
+      const order = round % 2 === 0 ? names : [...names].reverse();
+      for (const name of order) times[name][command].push(await sides[name](command));
+    }
+    process.stderr.write(`${label}: ${command}, ${rounds} rounds\n`);
   }
   return times;
 }
