@@ -1011,6 +1011,35 @@ describe('downloads', () => {
     expect(hub.requests.filter((request) => request.path.includes('huge-config/resolve'))).toEqual([]);
     expect(tree(path.join(cacheDir, 'models--test--huge-config'))).toEqual([]);
   });
+
+  test('a size paths-info leaves out or garbles is refused before any transfer (it bounds every transfer)', async () => {
+    // Bug (a review): with no size, the config's 1 MiB limit and "more than the Hub announced" compared against
+    // undefined, and a server's endless body was streamed into .incomplete until the disk was full.
+    const garbled: [string, (entry: Record<string, unknown>) => Record<string, unknown>, RegExp][] = [
+      ['left out', (entry) => ({ ...entry, size: undefined }), /size as nothing, not a byte count/],
+      ['a string', (entry) => ({ ...entry, size: '100' }), /size as "100", not a byte count/],
+      ['negative', (entry) => ({ ...entry, size: -1 }), /size as -1, not a byte count/],
+      [
+        'unlike its LFS size',
+        (entry) => (entry.lfs ? { ...entry, size: 5 } : entry),
+        /model\.safetensors: the Hub's paths-info gave it 5 bytes but its LFS entry \d+/,
+      ],
+    ];
+    try {
+      for (const [what, rewrite, message] of garbled) {
+        const cacheDir = freshCache();
+        hub.rewritePathsInfo = rewrite;
+        const before = hub.requests.length;
+        await expect(downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir })).rejects.toThrow(
+          message,
+        );
+        const transfers = hub.requests.slice(before).filter((request) => /\/resolve\/|\/cdn\//.test(request.path));
+        expect([what, transfers]).toEqual([what, []]);
+      }
+    } finally {
+      hub.rewritePathsInfo = undefined;
+    }
+  });
 });
 
 test('an endpoint with a long run of slashes is read in linear time; only its trailing slashes go', () => {

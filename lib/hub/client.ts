@@ -1,5 +1,6 @@
 import { downloadFile, modelInfo, pathsInfo } from '@huggingface/hub';
 
+import { PaceFileError } from '../errors';
 import type { HubSettings } from './settings';
 
 /** A file of a repository at one commit, as the Hub describes it (`paths-info`). */
@@ -12,6 +13,25 @@ export interface RemoteFile {
   sha256?: string;
   /** The git blob id the bytes must have (small files kept in git). */
   gitOid?: string;
+}
+
+/**
+ * Every limit on a transfer (the config's 1 MiB, "more than the Hub announced", the truncation check) compares
+ * with the size `paths-info` announces: a server that leaves it out, or gives something other than a byte count,
+ * would switch them all off and stream its body until the disk is full.
+ */
+function checkAnnouncedSize(repo: string, file: string, size: unknown, lfsSize: unknown): void {
+  const isByteCount = (value: unknown) => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+  if (!isByteCount(size)) {
+    throw new PaceFileError(
+      `${repo}'s ${file}: the Hub's paths-info gave its size as ${JSON.stringify(size) ?? 'nothing'}, not a byte count; nothing was downloaded`,
+    );
+  }
+  if (lfsSize !== undefined && lfsSize !== size) {
+    throw new PaceFileError(
+      `${repo}'s ${file}: the Hub's paths-info gave it ${String(size)} bytes but its LFS entry ${JSON.stringify(lfsSize)}; nothing was downloaded`,
+    );
+  }
 }
 
 /** The last answer the Hub gave, kept for error messages (the library's errors drop the headers). */
@@ -156,6 +176,7 @@ export class HubClient {
     for (const entry of entries) {
       if (entry.type !== 'file' || !paths.includes(entry.path)) continue;
       const sha256 = entry.lfs?.oid;
+      checkAnnouncedSize(repo, entry.path, entry.size, entry.lfs?.size);
       files.set(entry.path, {
         path: entry.path,
         size: entry.size,

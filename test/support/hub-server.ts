@@ -43,6 +43,8 @@ export interface FakeHub {
    * the whole body and no `Content-Range`, whatever range they ask for.
    */
   ignoreRange: boolean;
+  /** Rewrites each `paths-info` entry before it is sent (a server that leaves out or garbles a field). */
+  rewritePathsInfo?: (entry: Record<string, unknown>) => Record<string, unknown>;
   close(): Promise<void>;
 }
 
@@ -149,6 +151,7 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
     floodApi: false,
     ignoreRange: false,
     flooded: [] as number[],
+    rewritePathsInfo: undefined as FakeHub['rewritePathsInfo'],
   };
   const blobs = () => {
     const found = new Map<string, Buffer>();
@@ -222,13 +225,14 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
               .filter((file) => repo.files[file] !== undefined)
               .map((file) => {
                 const data = repo.files[file];
-                return {
+                const entry = {
                   type: 'file',
                   path: file,
                   size: data.length,
                   oid: gitBlobId(isLfs(file) ? Buffer.from(`lfs pointer of ${file}`) : data),
                   ...(isLfs(file) ? { lfs: { oid: sha256(data), size: data.length, pointerSize: 134 } } : {}),
                 };
+                return hub.rewritePathsInfo ? hub.rewritePathsInfo(entry) : entry;
               }),
           );
         });
@@ -351,6 +355,12 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
     },
     get ignoreRange() {
       return hub.ignoreRange;
+    },
+    get rewritePathsInfo() {
+      return hub.rewritePathsInfo;
+    },
+    set rewritePathsInfo(rewrite: FakeHub['rewritePathsInfo']) {
+      hub.rewritePathsInfo = rewrite;
     },
     set ignoreRange(ignore: boolean) {
       hub.ignoreRange = ignore;
