@@ -360,6 +360,25 @@ describe('bad files get an error naming the file and the problem', () => {
         "the header names 'a' twice",
       );
     }
+    // Bug (a review): a field repeated inside one entry was taken at its last value, where the reference reader
+    // refuses the file; an unknown field may repeat, as there.
+    for (const [label, fields] of [
+      ['dtype', '"dtype":"F32","shape":[2],"data_offsets":[0,8],"dtype":"I32"'],
+      ['shape', '"dtype":"F32","shape":[2],"shape":[1],"data_offsets":[0,8]'],
+      ['data_offsets', '"dtype":"F32","shape":[2],"data_offsets":[0,8],"data_offsets":[0,8]'],
+    ] as const) {
+      await expectRejected(
+        `field-twice-${label}`,
+        craftSafetensors(`{"a":{${fields}}}`, eightBytes),
+        `tensor 'a' names "${label}" twice`,
+      );
+    }
+    const unknownTwice = path.join(temp.dir, 'unknown-twice.safetensors');
+    fs.writeFileSync(
+      unknownTwice,
+      craftSafetensors('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"note":1,"note":2}}', eightBytes),
+    );
+    expect((await readTensorHeader(unknownTwice)).entries.map((entry) => entry.name)).toEqual(['a']);
     await expectRejected(
       'huge-dimension',
       craftSafetensors({ x: { dtype: 'F32', shape: [2 ** 62, 0], data_offsets: [0, 0] } }, Buffer.alloc(0)),

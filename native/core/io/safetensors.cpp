@@ -197,6 +197,7 @@ class HeaderReader final : public nlohmann::json_sax<ReadJson> {
         err_.fail("header names more than " + std::to_string(kMaxEntries) + " tensors, more than a checkpoint holds");
       name_ = name;
       field_.clear();  // the last entry's field is not this one's (an entry that is a list has none)
+      entryFields_.clear();
     } else if (depth_ == 2) {
       if (inMetadata()) {
         if (!metadataKeys_.insert(name).second) err_.fail("\"__metadata__\" names '" + name + "' twice");
@@ -204,6 +205,9 @@ class HeaderReader final : public nlohmann::json_sax<ReadJson> {
           err_.fail("\"__metadata__\" holds more than " + std::to_string(kMaxMetadataEntries) + " entries");
       }
       field_ = name;
+      // As the reference reader (serde) refuses it: a repeated field would mean one thing here and another there.
+      if (!inMetadata() && keptField() && !entryFields_.insert(name).second)
+        err_.fail("tensor '" + name_ + "' names \"" + name + "\" twice");
     }
     return true;
   }
@@ -273,7 +277,7 @@ class HeaderReader final : public nlohmann::json_sax<ReadJson> {
   const uint64_t dataSize_;
   const FileProblem& err_;
   int depth_ = 0;  // containers open: 1 inside the header, 2 inside an entry or the metadata, 3 inside a list
-  std::unordered_set<std::string> names_, metadataKeys_;
+  std::unordered_set<std::string> names_, metadataKeys_, entryFields_;
   std::string name_;   // the entry (or "__metadata__") being read
   std::string field_;  // the entry's field or the metadata's key being read
   ReadJson entry_;
