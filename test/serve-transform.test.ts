@@ -239,6 +239,23 @@ test("a packed set's stored side is read from its extents alone, however many im
   });
 });
 
+test('extents no image has (a side under 1) record no crop made from them: the load is what refuses the file', async () => {
+  // Bug (a review): a side of -5 passed as the shortest, and the export recorded a crop fraction of -49.8.
+  const preprocessing: Preprocessing = { ...vitNormalization, interpolation: 'bicubic', cropPct: 0.9, imgSize: 224 };
+  for (const [label, sides] of [
+    ['negative', [-5n, 300n]],
+    ['zero', [0n, 300n]],
+  ] as const) {
+    using extents = tensor(BigInt64Array.from(sides), [1, 2]);
+    const file = path.join(temp.dir, `bad-extents-${label}.safetensors`);
+    await saveTensors(file, { extents });
+    expect([label, evaluationTransformOf(path.basename(file), preprocessing, temp.dir).resize]).toEqual([
+      label,
+      'stretch',
+    ]);
+  }
+});
+
 function softmaxRows(logits: Float64Array, classes: number): number[][] {
   const rows: number[][] = [];
   for (let i = 0; i < logits.length / classes; i++) {

@@ -52,7 +52,7 @@ export function packedShorterSide(path: string): number | undefined {
     bytes = Buffer.alloc(to - from);
     const handle = fs.openSync(path, 'r');
     try {
-      fs.readSync(handle, bytes, 0, bytes.length, header.dataStart + from);
+      if (fs.readSync(handle, bytes, 0, bytes.length, header.dataStart + from) !== bytes.length) return undefined;
     } finally {
       fs.closeSync(handle);
     }
@@ -61,6 +61,10 @@ export function packedShorterSide(path: string): number | undefined {
   }
   const sides = new BigInt64Array(bytes.buffer, bytes.byteOffset, Math.floor(bytes.length / 8));
   let shortest = Infinity;
-  for (let i = 0; i + 1 < sides.length; i += 2) shortest = Math.min(shortest, Number(sides[i]), Number(sides[i + 1]));
+  for (const side of sides) {
+    // an image side no file of images has: the load refuses the file and says why; none is made up here
+    if (side < 1n || side > 2n ** 31n) return undefined;
+    shortest = Math.min(shortest, Number(side));
+  }
   return Number.isFinite(shortest) ? shortest : undefined;
 }
