@@ -177,6 +177,38 @@ test('a chunked body past maxBodyBytes gets its 413 while the client is still se
   });
 });
 
+test("concurrent uploads that fail to decode each get their own reason, never libvips' lost or mixed one", async () => {
+  // Bug (a review): libvips keeps one error buffer for the process, so of 60 concurrent truncated uploads some
+  // were answered "the body is not a readable image (Unknown error)", or could carry another upload's reason.
+  const jpeg = await sharp({ create: { width: 600, height: 600, channels: 3, background: { r: 90, g: 9, b: 9 } } })
+    .jpeg()
+    .toBuffer();
+  const bigPng = await sharp({ create: { width: 2500, height: 2500, channels: 3, background: { r: 1, g: 9, b: 9 } } })
+    .png()
+    .toBuffer();
+  const uploads = [
+    { type: 'image/jpeg', body: jpeg.subarray(0, jpeg.length >> 1), reason: /JPEG|jpeg/ },
+    { type: 'image/png', body: bigPng.subarray(0, Math.floor(bigPng.length * 0.8)), reason: /png|PNG/ },
+  ];
+  const many = { maxQueuedSmall: 100, maxQueuedLarge: 100, maxPendingPredictions: 100 };
+  await withServer(model, many, async (base) => {
+    const answers = await Promise.all(
+      Array.from({ length: 60 }, async (_, i) => {
+        const { type, body, reason } = uploads[i % 2];
+        const response = await fetch(`${base}/predict`, { method: 'POST', headers: { 'content-type': type }, body });
+        return { type, reason, status: response.status, error: ((await response.json()) as { error: string }).error };
+      }),
+    );
+    for (const { type, reason, status, error } of answers) {
+      expect([type, status]).toEqual([type, 400]);
+      expect(error).not.toContain('Unknown error');
+      expect(error).not.toContain('\n');
+      if (!error.includes('the decoder gave no reason of its own'))
+        expect([type, error]).toEqual([type, expect.stringMatching(reason)]);
+    }
+  });
+});
+
 test('predictions waiting beyond maxPendingPredictions get 503; withdrawn ones cost no forward', async () => {
   // Bug caught: the backlog had no bound, /health said queued 0 while hundreds waited, and requests answered 504
   // or abandoned by their clients still ran their forwards (every later client then timed out behind them).

@@ -9,7 +9,7 @@ export interface DecodeFailure {
  * fails (sharp then reports "Unknown error"), or appends its own message to another's (two lines). Such a failure is
  * decoded again alone, which tells its own reason.
  */
-function reasonMayBeLost(error: unknown): boolean {
+export function reasonMayBeLost(error: unknown): boolean {
   const message = (error as Error | undefined)?.message ?? '';
   return message === 'Unknown error' || message.includes('\n');
 }

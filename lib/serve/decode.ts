@@ -1,5 +1,6 @@
 import sharp from 'sharp';
 
+import { reasonMayBeLost } from '../data/decode-pool';
 import { decodeWhole, fastResizedForEvaluation, resizedForEvaluation, type EvalResize } from '../data/image-decode';
 import { tooManyJpegScans } from '../data/jpeg-scans';
 import { HttpError } from './http-error';
@@ -28,6 +29,24 @@ function formatBySignature(body: Buffer): string | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * libvips' error buffer is the process's, and uploads decode concurrently: a failure may come back as "Unknown
+ * error" or with another upload's reason appended. Such a failure is tried once more, which mostly tells its own
+ * reason; if not, no reason is given rather than another client's.
+ */
+async function withOwnReason<T>(attempt: () => Promise<T>): Promise<T> {
+  try {
+    return await attempt();
+  } catch (error) {
+    if (!reasonMayBeLost(error)) throw error;
+    try {
+      return await attempt();
+    } catch (again) {
+      throw reasonMayBeLost(again) ? new Error('the decoder gave no reason of its own') : again;
+    }
+  }
 }
 
 /** How uploads are decoded: sizes, and the two lanes that keep large images from delaying small ones. */
@@ -84,7 +103,7 @@ export class UploadDecoder {
     if (scans !== undefined) throw new HttpError(400, scans);
     let metadata: sharp.Metadata;
     try {
-      metadata = await sharp(body, { failOn: 'error', limitInputPixels: false }).metadata();
+      metadata = await withOwnReason(() => sharp(body, { failOn: 'error', limitInputPixels: false }).metadata());
     } catch (error) {
       throw new HttpError(400, `the body is not a readable image (${(error as Error).message})`);
     }
@@ -115,8 +134,9 @@ export class UploadDecoder {
         // Decoded whole and resized as `pace eval` resizes a file (Pillow's arithmetic where it differs from
         // libvips'), so the server answers for an upload what an evaluation of it computes.
         if (this.limits.decode === 'fast')
-          return await fastResizedForEvaluation(body, metadata, size, how, this.limits.maxPixels);
-        return await resizedForEvaluation(await decodeWhole(body, this.limits.maxPixels, metadata), size, how);
+          return await withOwnReason(() => fastResizedForEvaluation(body, metadata, size, how, this.limits.maxPixels));
+        const decoded = await withOwnReason(() => decodeWhole(body, this.limits.maxPixels, metadata));
+        return await resizedForEvaluation(decoded, size, how);
       } catch (error) {
         throw new HttpError(400, `the body is not a readable image (${(error as Error).message})`);
       }
