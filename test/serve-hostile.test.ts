@@ -209,6 +209,25 @@ test("concurrent uploads that fail to decode each get their own reason, never li
   });
 });
 
+test("a forward that fails is a 500 that does not repeat the server's error; onError is told it whole", async () => {
+  // Bug (a review): the forward's own message (CUDA details, device numbers, paths) went to the client verbatim.
+  const broken = {
+    spec: model.spec,
+    preprocessing: model.preprocessing,
+    forward: () => Promise.reject(new Error('CUDA out of memory on device 3 (/srv/models/secret.safetensors)')),
+  } as unknown as Model;
+  const told: unknown[] = [];
+  await withServer(broken, { onError: (error) => told.push(error) }, async (base) => {
+    const response = await postImage(base, png);
+    expect(response.status).toBe(500);
+    expect(await response.json()).toEqual({ error: 'the server failed to predict; its log says why' });
+    expect(told.map((error) => (error as Error).message)).toEqual([
+      'CUDA out of memory on device 3 (/srv/models/secret.safetensors)',
+    ]);
+  });
+  expect(() => createInferenceServer(model, { onError: 'log' as never })).toThrow(/onError: must be a function/);
+});
+
 test('predictions waiting beyond maxPendingPredictions get 503; withdrawn ones cost no forward', async () => {
   // Bug caught: the backlog had no bound, /health said queued 0 while hundreds waited, and requests answered 504
   // or abandoned by their clients still ran their forwards (every later client then timed out behind them).

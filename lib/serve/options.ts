@@ -60,6 +60,13 @@ export const ServeOptionsSchema = z
      * to the system (forwards of varying batch sizes otherwise hold their largest activations); 0: kept.
      */
     idleReleaseMs: z.number().int().min(0).max(3_600_000).default(5_000),
+    /**
+     * Told of each error that is the server's, not the request's (a forward that failed: out of memory, a broken
+     * model); its client gets a 500 that does not repeat the error's text (default: written to stderr).
+     */
+    onError: z
+      .custom<(error: unknown) => void>((value) => typeof value === 'function', { message: 'must be a function' })
+      .optional(),
   })
   .strict()
   .refine((o) => o.headersTimeoutMs === undefined || o.headersTimeoutMs <= o.requestTimeoutMs, {

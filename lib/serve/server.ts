@@ -131,6 +131,12 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
     decode: o.decode,
   });
   let closing = false;
+  const reportServerError =
+    o.onError ??
+    ((error: unknown) =>
+      console.error(
+        `pace-peft inference server: a prediction failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+      ));
   const send = (response: http.ServerResponse, status: number, body: unknown, headers = {}) => {
     // Counted from when the answer is written: a pipelined request's answer waits for the ones before it, which
     // an earlier cut would lose with the connection.
@@ -231,8 +237,15 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
             })
           : caught;
       const status = error instanceof HttpError ? error.status : 500;
+      if (status === 500) reportServerError(error);
       if (!response.headersSent && !response.destroyed) {
-        const message = error instanceof Error ? error.message : String(error);
+        // The server's own failure (a CUDA message, a path) is for its operator, not for whoever sent the request.
+        const message =
+          status === 500
+            ? 'the server failed to predict; its log says why'
+            : error instanceof Error
+              ? error.message
+              : String(error);
         // (A client told to wait for a 100 Continue that never came may still send its body: Node closes such a
         // connection after the answer, so that body is never parsed as a next request.)
         send(response, status, { error: message }, error instanceof HttpError ? error.headers : {});
