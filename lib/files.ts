@@ -82,15 +82,35 @@ export function linkOrCopyExclusive(file: string, to: string): void {
 
 const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV']);
 
+let temporaries = 0;
+
+/**
+ * Opens a new temporary file beside `file`, created here (O_EXCL): never a file or link already there, such as one
+ * planted in a shared folder, a leftover of a killed process whose pid this one has, or another write's in this
+ * process. `named` learns its name once it is this call's to remove.
+ */
+function openTemporary(file: string, named: (temp: string) => void): number {
+  for (let attempt = 0; ; attempt++) {
+    const temp = `${file}.tmp-${process.pid}-${++temporaries}`;
+    try {
+      const fd = fs.openSync(temp, 'wx');
+      named(temp);
+      return fd;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 100) throw error;
+    }
+  }
+}
+
 /**
  * Writes a file through a temporary name, fsync, rename and a sync of its folder, so readers never see half of
  * it and a crash leaves the old file or the new one. A failed write leaves no temporary file behind, and is a
  * {@link writeFailure}.
  */
 export function writeFileAtomic(file: string, text: string): void {
-  const temp = `${file}.tmp-${process.pid}`;
+  let temp = '';
   try {
-    const fd = fs.openSync(temp, 'w');
+    const fd = openTemporary(file, (name) => (temp = name));
     try {
       fs.writeFileSync(fd, text);
       fs.fsyncSync(fd);
@@ -99,7 +119,7 @@ export function writeFileAtomic(file: string, text: string): void {
     }
     fs.renameSync(temp, file);
   } catch (error) {
-    fs.rmSync(temp, { force: true });
+    if (temp) fs.rmSync(temp, { force: true });
     throw writeFailure(error, file);
   }
   try {

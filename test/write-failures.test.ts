@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { createModel, PaceNotFoundError, saveTensors, tensor, Trainer, type Model } from '../lib';
+import { writeFileAtomic } from '../lib/files';
 import { makeTempDir } from './support/paths';
 import { colourDataset, tinyVit } from './support/synthetic';
 import { testIf } from './support/test-if';
@@ -118,4 +119,23 @@ describe('on a full and on a read-only file system', () => {
       }
     },
   );
+});
+
+test('an atomic write never writes through a file or link already at a temporary name', () => {
+  // Bug (a review): the temporary `<file>.tmp-<pid>` was opened with 'w', which follows a symbolic link planted in
+  // a shared folder (or truncates a killed process's leftover of the same pid) and writes where it points.
+  const dir = path.join(temp.dir, 'planted');
+  fs.mkdirSync(dir);
+  const victim = path.join(temp.dir, 'victim.txt');
+  fs.writeFileSync(victim, 'untouched');
+  const file = path.join(dir, 'summary.json');
+  const planted = [
+    `${file}.tmp-${process.pid}`,
+    ...Array.from({ length: 20 }, (_, n) => `${file}.tmp-${process.pid}-${n + 1}`),
+  ];
+  for (const name of planted) fs.symlinkSync(victim, name);
+  writeFileAtomic(file, '{"ok":true}');
+  expect(fs.readFileSync(file, 'utf8')).toBe('{"ok":true}');
+  expect(fs.readFileSync(victim, 'utf8')).toBe('untouched');
+  expect(fs.readdirSync(dir).filter((name) => !planted.includes(path.join(dir, name)))).toEqual(['summary.json']);
 });
