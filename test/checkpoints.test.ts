@@ -552,6 +552,9 @@ test('a checkpoint with a valid digest but tensors of the wrong kind is refused 
     ['trainer.iteration', tensor(new BigInt64Array([1n, 2n]), [2]), "'trainer.iteration' should be a scalar"],
     ['trainer.iteration', tensor(new Float32Array([3]), []), "'trainer.iteration' is float32, expected int64"],
     [parameter, tensors[parameter].cast('float64'), `'${parameter}' is float64, expected float32`],
+    // Bug (a review): counters were checked for their kind only; a step of 0 made AdamW's bias correction 0/0.
+    [`adamw.${parameter.slice('param.'.length)}.step`, tensor(new BigInt64Array([0n]), []), ".step' is 0, less than 1"],
+    ['trainer.iteration', tensor(new BigInt64Array([-1n]), []), "'trainer.iteration' is -1, less than 0"],
     // Bug caught: libtorch refuses a generator state it finds invalid only as it is set, and that came after the
     // parameters and moments had been overwritten (the error was PACE_INTERNAL, the model changed).
     ['rng.drop_path', invalidGeneratorState(tensors['rng.drop_path']), "'rng.drop_path' is not a valid"],

@@ -104,17 +104,24 @@ void Trainer::restoreState(const std::vector<NamedTensor>& state) {
     if (need(name).dim() != 0) throw ShapeError("training checkpoint: '" + name + "' should be a scalar");
     return need(name).item<int64_t>();
   };
+  // AdamW's bias correction divides by 1 - beta^step: a moment saved with a step under 1 would make it 0/0.
+  const auto countFrom = [&](const std::string& name, int64_t least, const char* why) {
+    const int64_t value = integerScalar(name);
+    if (value < least)
+      throw FileError("training checkpoint: '" + name + "' is " + std::to_string(value) + ", less than " +
+                      std::to_string(least) + " (" + why + ")");
+  };
   for (const auto& named : trainable_) {
     if (absentThen(named)) continue;
     sameShape("param." + named.name, named.tensor);
     if (byName.count("adamw." + named.name + ".step")) {
-      integerScalar("adamw." + named.name + ".step");
+      countFrom("adamw." + named.name + ".step", 1, "moments are saved only after a step");
       sameShape("adamw." + named.name + ".exp_avg", named.tensor);
       sameShape("adamw." + named.name + ".exp_avg_sq", named.tensor);
     }
   }
   for (const char* name : {"rng.noise", "rng.drop_path", "rng.augment"}) sameDtype(name, at::kByte);
-  integerScalar("trainer.iteration");
+  countFrom("trainer.iteration", 0, "a count of steps");
   const int64_t savedWorld = byName.count("trainer.world_size") ? integerScalar("trainer.world_size") : 1;
   if (savedWorld != parallel_.worldSize())
     throw StateError("training checkpoint was written by " + std::to_string(savedWorld) +
