@@ -342,6 +342,64 @@ test('close() cuts connections whose request is still half sent at the header an
   expect(statuses(await halfBody)).toEqual([408]);
 });
 
+test('a health check that arrives while the server closes is answered 503 closing, so a load balancer stops', async () => {
+  // Bug caught: /health said 200 ok on a connection still open after close() began, so a balancer's probe kept
+  // sending requests to a server that was going away.
+  const { server, close } = createInferenceServer(model, { headersTimeoutMs: 5_000 });
+  const port = portOf(await listen(server));
+  let accepted: net.Socket | undefined;
+  server.once('connection', (socket: net.Socket) => (accepted = socket));
+  let client: net.Socket | undefined;
+  const exchange = rawExchange(port, (socket) => {
+    client = socket;
+    socket.write('GET /health HTTP/1.1\r\nHost: x\r\n'); // half its headers: a connection close() keeps
+  });
+  await waitFor(() => (accepted?.bytesRead ?? 0) > 0);
+  expect(accepted?.bytesRead).toBeGreaterThan(0);
+  const closed = close();
+  client?.write('\r\n');
+  const text = await exchange;
+  await closed;
+  expect(statuses(text)).toEqual([503]);
+  expect(text.toLowerCase()).toContain('connection: close');
+  expect(JSON.parse(/\{.*\}/s.exec(text)?.[0] ?? '')).toMatchObject({ status: 'closing', queued: 0 });
+});
+
+test('clients that declare large bodies and vanish mid-body pin little memory and are not logged as server failures', async () => {
+  // Bugs caught: each such connection had its whole declared length allocated before a byte came (40 of them,
+  // 400 MB), and a body cut off by its client was reported to onError (console.error by default) as the server
+  // failing to predict, so any client could fill the server's log.
+  const onError = jest.fn();
+  const { server, close } = createInferenceServer(model, { onError });
+  const port = portOf(await listen(server));
+  const clients = 40;
+  const declared = 10 * 1024 * 1024;
+  let requests = 0;
+  server.on('request', () => (requests += 1));
+  global.gc?.();
+  const before = process.memoryUsage().arrayBuffers;
+  const sockets = Array.from({ length: clients }, () => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    socket.write(
+      `POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: ${declared}\r\n\r\n` +
+        png.subarray(0, 10).toString('latin1'),
+    );
+    return socket;
+  });
+  await waitFor(() => requests === clients);
+  expect(requests).toBe(clients);
+  await new Promise((resolve) => setTimeout(resolve, 100)); // each handler is now in its body read
+  const held = process.memoryUsage().arrayBuffers - before;
+  expect(held).toBeLessThan((clients * declared) / 4); // 1 MiB each at first, not the 10 MiB declared
+  sockets.forEach((socket) => socket.destroy());
+  const connections = () => new Promise<number>((resolve) => server.getConnections((_, count) => resolve(count)));
+  await waitFor(async () => (await connections()) === 0);
+  expect((await postImage(`http://127.0.0.1:${port}`, png)).status).toBe(200);
+  await close();
+  expect(onError).not.toHaveBeenCalled();
+});
+
 test('predictions still waiting for their decode at timeoutMs get 504, leave the lane, and never reach a forward', async () => {
   // Bug caught: the deadline started after decoding, so requests queued for a decode lane got no 504 however long
   // they waited, and a request given up on while decoding was still run through a forward. Sixteen 62-megapixel

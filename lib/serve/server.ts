@@ -60,8 +60,25 @@ function declaredLength(request: http.IncomingMessage, limit: number): number {
  * that arrives in pieces averaging under 256 bytes after the first thousand is refused as hostile (400).
  */
 async function readBody(request: http.IncomingMessage, limit: number): Promise<Buffer> {
+  try {
+    return await readBodyWithin(request, limit);
+  } catch (error) {
+    // A connection that went away mid-body (the client's doing, or a deadline's cut) is not the server failing.
+    if (!(error instanceof HttpError) && (request.destroyed || request.socket?.destroyed)) {
+      throw new HttpError(499, 'the client closed the connection while sending its body');
+    }
+    throw error;
+  }
+}
+
+/** The first allocation for a body declared this long: no more than 1 MiB before the bytes have come. */
+const FIRST_BODY_BYTES = 1024 * 1024;
+
+async function readBodyWithin(request: http.IncomingMessage, limit: number): Promise<Buffer> {
   const declared = declaredLength(request, limit);
-  let body = Buffer.allocUnsafe(Math.min(limit, declared > 0 ? declared : 64 * 1024));
+  // (A declared length is a promise, not bytes: holding all of it for a client that sends nothing would let a few
+  // hundred connections pin gigabytes.)
+  let body = Buffer.allocUnsafe(Math.min(limit, FIRST_BODY_BYTES, declared > 0 ? declared : 64 * 1024));
   let size = 0;
   let chunks = 0;
   for await (const chunk of request) {
@@ -93,7 +110,7 @@ function expectsContinue(request: http.IncomingMessage): boolean {
  * labels (`options.labels`, else the model's `classNames`, else class indices) and probabilities; each upload is
  * resized and normalised by `options.transform` (default: timm's evaluation transform for the model); concurrent
  * requests are batched into one forward. `GET /health` reports
- * `{ status, queued, decoding }`. Decoding runs in two bounded lanes (small and large images) apart from the
+ * `{ status, queued, decoding }`: 200 with status 'ok', or 503 with 'closing' once close() has begun. Decoding runs in two bounded lanes (small and large images) apart from the
  * forwards, with 503 and Retry-After when a lane's queue is full; Node's own request, header and keep-alive
  * timeouts bound slow clients. A client that half-closes its connection counts as gone (nginx's 499): its request
  * is withdrawn and costs no forward, so one must keep its sending side open until the answer arrives.
@@ -198,8 +215,9 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
         if (request.method !== 'GET' && request.method !== 'HEAD') {
           throw new HttpError(405, 'use GET /health', { allow: 'GET, HEAD' });
         }
-        return send(response, 200, {
-          status: 'ok',
+        // A closing server answers 503 so that a load balancer's health check stops sending it requests.
+        return send(response, closing ? 503 : 200, {
+          status: closing ? 'closing' : 'ok',
           queued: batcher.queued,
           decoding: { small: decoder.small.load, large: decoder.large.load },
         });
