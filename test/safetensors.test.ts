@@ -289,6 +289,10 @@ describe('bad files get an error naming the file and the problem', () => {
   test('malformed JSON, and JSON that is not an object', async () => {
     await expectRejected('bad-json', craftSafetensors('{"x":{"dtype":"F32",', eightBytes), 'header is not valid JSON');
     await expectRejected('array-json', craftSafetensors('[1,2]', Buffer.alloc(0)), 'header must be a JSON object');
+    // The reference implementation refuses what does not open with '{' at once (InvalidHeaderStart); so do we.
+    await expectRejected('bom', craftSafetensors('\ufeff{}', Buffer.alloc(0)), 'its first byte is 239');
+    await expectRejected('leading-space', craftSafetensors(' {}', Buffer.alloc(0)), 'its first byte is 32');
+    await expectRejected('empty-header', craftSafetensors('', Buffer.alloc(0)), 'the header is empty');
   });
 
   test('overlapping, out-of-range, reversed and gapped data_offsets', async () => {

@@ -338,6 +338,11 @@ SafetensorsHeader parseHeader(const ReadOnlyFile& file, const FileProblem& err) 
              std::to_string(kMaxHeaderBytes) + " bytes");
   std::string text(static_cast<size_t>(headerLength), '\0');
   file.readExactly(8, text.data(), headerLength);
+  // As the reference implementation: the JSON opens at once (no byte-order mark, no leading whitespace).
+  if (text.empty() || text[0] != '{')
+    err.fail("header must be a JSON object whose '{' is its first byte, as the reference implementation requires; " +
+             (text.empty() ? std::string("the header is empty")
+                           : "its first byte is " + std::to_string(static_cast<unsigned char>(text[0]))));
 
   header.dataStart = 8 + headerLength;
   const uint64_t dataSize = file.size() - header.dataStart;
