@@ -349,9 +349,23 @@ describe('errors around native objects', () => {
     diverging.addAdapters({ rank: 2 });
     using nan = tensor(new Float32Array(8 * 3 * 16 * 16).fill(Number.NaN), [8, 3, 16, 16]);
     using labels = tensor([0, 1, 2, 3, 0, 1, 2, 3], [8], { dtype: 'int64' });
+    // Images that are not finite are named before the first step, not found as a loss later.
+    const someBad = new Float32Array(8 * 3 * 16 * 16).fill(0.5);
+    someBad[5 * 3 * 16 * 16 + 100] = Number.NaN;
+    someBad[6 * 3 * 16 * 16 + 7] = Number.NEGATIVE_INFINITY;
+    using notFinite = tensor(someBad, [8, 3, 16, 16]);
+    const fitOnce = { epochs: 1, batchSize: 4, schedule: false, progress: false } as const;
+    await expectPaceError(
+      () => new Trainer(diverging).fit(new TensorDataset(notFinite, labels), fitOnce),
+      PaceInputError,
+      'PACE_INVALID_INPUT',
+      "the dataset's images hold NaN or infinite values: sample 5 and 1 more (float images must be finite)",
+    );
+    // Finite images too large for float32 arithmetic: the loss is not finite though every pixel is.
+    using overflowing = tensor(new Float32Array(8 * 3 * 16 * 16).fill(3e38), [8, 3, 16, 16]);
     await expectPaceError(
       () =>
-        new Trainer(diverging).fit(new TensorDataset(nan, labels), {
+        new Trainer(diverging).fit(new TensorDataset(overflowing, labels), {
           epochs: 1,
           batchSize: 4,
           schedule: false,

@@ -9,7 +9,8 @@ export type { Normalization } from './normalization';
 /**
  * Images and labels held in tensors; batches are assembled natively, with no per-image JavaScript work.
  *
- * - float images `[N, 3, S, S]`, already normalised for the model; or
+ * - float images `[N, 3, S, S]`, already normalised for the model (finite: a fit refuses NaN or infinity before
+ *   its first step, naming the first such sample); or
  * - decoded uint8 pixels `[N, H, W]` / `[N, H, W, C]` (C = 1, 3, 4) with a `normalization`: each batch is
  *   converted natively (grey to RGB, resized to the model's size with antialiased bicubic, normalised), so
  *   the dataset keeps a quarter of the memory of float32.

@@ -44,6 +44,27 @@ std::array<uint8_t, 3> checkAugmentation(const at::Tensor& images, const EpochOp
   return fill;
 }
 
+// Refuses float images holding NaN or infinity, naming the first such sample: otherwise the fit would stop at some
+// step with "the loss became nan", pointing at the learning rate. Checked in blocks, so no mask of the whole
+// dataset is held.
+void checkFiniteImages(const at::Tensor& images) {
+  if (!images.is_floating_point()) return;
+  constexpr int64_t kBlock = 256;
+  int64_t first = -1, count = 0;
+  for (int64_t start = 0; start < images.size(0); start += kBlock) {
+    const at::Tensor block = images.narrow(0, start, std::min(kBlock, images.size(0) - start));
+    const at::Tensor finite = at::isfinite(block).flatten(1).all(1);
+    if (finite.all().item<bool>()) continue;
+    const at::Tensor bad = finite.logical_not().nonzero().cpu();
+    if (first < 0) first = start + bad[0][0].item<int64_t>();
+    count += bad.size(0);
+  }
+  if (first >= 0)
+    throw InputError("the dataset's images hold NaN or infinite values: sample " + std::to_string(first) +
+                     (count > 1 ? " and " + std::to_string(count - 1) + " more" : std::string()) +
+                     " (float images must be finite)");
+}
+
 }  // namespace
 
 EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels, const EpochOptions& options,
@@ -69,6 +90,7 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
     throw InputError("the dataset has " + std::to_string(n) + " samples, fewer than one batch of " +
                      std::to_string(options.batchSize) + " (the last partial batch is dropped)");
   const std::array<uint8_t, 3> fill = checkAugmentation(images, options);
+  if (options.datasetChanged) checkFiniteImages(images);
   at::Generator shuffle =
       at::make_generator<at::CPUGeneratorImpl>(options.shuffleSeed * 1000003ull + static_cast<uint64_t>(options.epoch));
   const at::Tensor order = at::randperm(n, shuffle, at::TensorOptions().dtype(at::kLong));
