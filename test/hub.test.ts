@@ -1040,6 +1040,26 @@ describe('downloads', () => {
       hub.rewritePathsInfo = undefined;
     }
   });
+
+  test('a file larger than the free space of the cache disk is refused before its transfer opens', async () => {
+    // Bug: a download was started whatever its size, filling the disk before failing at the end.
+    const huge = 2 ** 50; // a pebibyte: more than any test machine's disk has free
+    const cacheDir = freshCache();
+    hub.rewritePathsInfo = (entry) =>
+      entry.lfs ? { ...entry, size: huge, lfs: { ...(entry.lfs as object), size: huge } } : entry;
+    try {
+      const before = hub.requests.length;
+      await expectFailure(
+        downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir }),
+        PaceWriteError,
+        /model\.safetensors of .*: it is 1125899906842624 bytes \(1048576\.00 GiB\) and the disk of '.*\.incomplete' has \d+ bytes \([\d.]+ GiB\) free; nothing was downloaded/,
+      );
+      const transfers = hub.requests.slice(before).filter((request) => /\/resolve\/|\/cdn\//.test(request.path));
+      expect(transfers.filter((request) => request.path.endsWith('model.safetensors'))).toEqual([]);
+    } finally {
+      hub.rewritePathsInfo = undefined;
+    }
+  });
 });
 
 test('an endpoint with a long run of slashes is read in linear time; only its trailing slashes go', () => {

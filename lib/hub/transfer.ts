@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import type { ReadableStreamDefaultReader, ReadableStreamReadResult } from 'node:stream/web';
 
 import { PaceFileError, PaceNetworkError, PaceNotFoundError, PaceWriteError } from '../errors';
@@ -144,6 +145,23 @@ async function writeAll(
 }
 
 /**
+ * Refuses a transfer the disk could not hold at its start, rather than filling the disk for an hour and failing at
+ * the end. (Others may write meanwhile: a disk that fills anyway is still a PaceWriteError, from the writes.)
+ */
+async function checkRoomFor(size: number, folder: string, what: string): Promise<void> {
+  const disk = await fs.promises.statfs(folder).catch(() => undefined); // (no statfs: the writes will tell)
+  if (!disk) return;
+  const free = disk.bavail * disk.bsize;
+  const formatBytes = (bytes: number) => `${bytes} bytes (${(bytes / 2 ** 30).toFixed(2)} GiB)`;
+  if (size > free) {
+    throw new PaceWriteError(
+      `${what}: it is ${formatBytes(size)} and the disk of '${folder}' has ${formatBytes(free)} free; ` +
+        'nothing was downloaded (free some space, or set cacheDir or HF_HUB_CACHE to a larger disk)',
+    );
+  }
+}
+
+/**
  * Downloads one file into the cache's `blobs/`: the bytes go to a temporary file (hashed as they arrive), which is
  * fsynced, checked for its size and hash (and its size on disk), and only then renamed to `blobs/<etag>`. Any
  * failure removes the temporary file, so `blobs/` only ever holds complete, verified files. Two processes fetching the same file
@@ -158,6 +176,7 @@ export async function transferToCache(t: Transfer): Promise<void> {
   const what = `pretrained '${name}': ${file.path} of ${t.repo}`;
   // Before the transfer opens: a cache that cannot take the file would leave it open, paused mid-body.
   const temporary = await t.cache.temporaryPath(file.etag);
+  await checkRoomFor(file.size, path.dirname(temporary), what);
   const stream = await t.client.open(t.repo, t.commit, file);
   if (!stream) throw new PaceNotFoundError(`${what} not found at commit ${t.commit}`);
   const reader = stream.getReader();
