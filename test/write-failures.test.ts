@@ -129,12 +129,23 @@ test('an atomic write never writes through a file or link already at a temporary
   const victim = path.join(temp.dir, 'victim.txt');
   fs.writeFileSync(victim, 'untouched');
   const file = path.join(dir, 'summary.json');
-  const planted = [
-    `${file}.tmp-${process.pid}`,
-    ...Array.from({ length: 20 }, (_, n) => `${file}.tmp-${process.pid}-${n + 1}`),
-  ];
+  // The names the next writes will try (numbered per process), learnt from one write: links planted at each.
+  const opened = jest.spyOn(fs, 'openSync');
+  writeFileAtomic(path.join(dir, 'probe.json'), '{}');
+  const probe = String(opened.mock.calls[0][0]);
+  const next = Number(/-(\d+)$/.exec(probe)?.[1]) + 1;
+  fs.rmSync(path.join(dir, 'probe.json'));
+  const planted = Array.from({ length: 20 }, (_, n) => `${file}.tmp-${process.pid}-${next + n}`);
   for (const name of planted) fs.symlinkSync(victim, name);
-  writeFileAtomic(file, '{"ok":true}');
+  opened.mockClear();
+  let tried: string[];
+  try {
+    writeFileAtomic(file, '{"ok":true}');
+  } finally {
+    tried = opened.mock.calls.map(([name]) => String(name)).filter((name) => name.includes('.tmp-'));
+    opened.mockRestore();
+  }
+  expect(tried).toEqual([...planted, `${file}.tmp-${process.pid}-${next + 20}`]);
   expect(fs.readFileSync(file, 'utf8')).toBe('{"ok":true}');
   expect(fs.readFileSync(victim, 'utf8')).toBe('untouched');
   expect(fs.readdirSync(dir).filter((name) => !planted.includes(path.join(dir, name)))).toEqual(['summary.json']);
