@@ -228,6 +228,75 @@ test("a forward that fails is a 500 that does not repeat the server's error; onE
   expect(() => createInferenceServer(model, { onError: 'log' as never })).toThrow(/onError: must be a function/);
 });
 
+test('an onError that throws still lets each client have its 500, and the server goes on', async () => {
+  // Bug (a review): the report came before the answer, so a throwing onError left the client without one and
+  // rejected the request's handler with nothing to catch it (an unhandled rejection ends a Node process).
+  const broken = {
+    spec: model.spec,
+    preprocessing: model.preprocessing,
+    forward: () => Promise.reject(new Error('CUDA out of memory')),
+  } as unknown as Model;
+  const logged = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+  try {
+    const onError = () => {
+      throw new Error('the log shipper is down');
+    };
+    await withServer(broken, { onError }, async (base) => {
+      for (let i = 0; i < 2; i++) expect((await postImage(base, png, 'image/png', 5_000)).status).toBe(500);
+    });
+    const lines = logged.mock.calls.map(([line]) => String(line));
+    expect(lines.filter((line) => line.includes('a prediction failed: Error: CUDA out of memory'))).toHaveLength(2);
+    expect(
+      lines.filter((line) => line.includes('onError threw while told of it: Error: the log shipper')),
+    ).toHaveLength(2);
+  } finally {
+    logged.mockRestore();
+  }
+});
+
+test("a failure of the server's own while a body arrives goes to onError, not counted as the client leaving", async () => {
+  // Bug (a review): every error inside the body's loop was taken for a client gone (the loop destroys the request
+  // on its way out, so the check always passed): an allocation that failed became a 499 nobody was told of.
+  const upload = Buffer.concat([png.subarray(0, 8), Buffer.alloc(3 * 1024 * 1024 - 8, 1)]);
+  const allocate = Buffer.allocUnsafe;
+  const allocation = jest.spyOn(Buffer, 'allocUnsafe').mockImplementation((size: number) => {
+    if (size === 2 * 1024 * 1024) throw new RangeError('Array buffer allocation failed');
+    return allocate(size);
+  });
+  const told: unknown[] = [];
+  try {
+    await withServer(model, { onError: (error) => told.push(error) }, async (base) => {
+      await postImage(base, upload, 'image/png', 5_000).then(
+        (response) => expect(response.status).toBe(500),
+        () => undefined, // or the connection is cut with the body unread
+      );
+      await waitFor(() => told.length > 0);
+    });
+  } finally {
+    allocation.mockRestore();
+  }
+  expect(told.map((error) => (error as Error).message)).toEqual(['Array buffer allocation failed']);
+});
+
+test('a body grows its buffer by doubling up to its declared length, never past it', async () => {
+  // Bug (a review): doubling went past the declared length: a 1.5 MiB upload held a 2 MiB buffer until decoded.
+  const upload = Buffer.concat([png.subarray(0, 8), Buffer.alloc(1.5 * 1024 * 1024 - 8, 1)]);
+  const allocate = Buffer.allocUnsafe;
+  const sizes: number[] = [];
+  const allocation = jest.spyOn(Buffer, 'allocUnsafe').mockImplementation((size: number) => {
+    if (size >= 1024 * 1024) sizes.push(size);
+    return allocate(size);
+  });
+  try {
+    await withServer(model, {}, async (base) => {
+      expect((await postImage(base, upload, 'image/png', 5_000)).status).toBe(400); // not an image past its signature
+    });
+  } finally {
+    allocation.mockRestore();
+  }
+  expect(sizes).toEqual([1024 * 1024, upload.length]);
+});
+
 test('predictions waiting beyond maxPendingPredictions get 503; withdrawn ones cost no forward', async () => {
   // Bug caught: the backlog had no bound, /health said queued 0 while hundreds waited, and requests answered 504
   // or abandoned by their clients still ran their forwards (every later client then timed out behind them).

@@ -63,8 +63,9 @@ async function readBody(request: http.IncomingMessage, limit: number): Promise<B
   try {
     return await readBodyWithin(request, limit);
   } catch (error) {
-    // A connection that went away mid-body (the client's doing, or a deadline's cut) is not the server failing.
-    if (!(error instanceof HttpError) && (request.destroyed || request.socket?.destroyed)) {
+    // A connection that went away mid-body (the client's doing, or the request deadline's cut) is not the server
+    // failing. Node fails the body's stream with ECONNRESET then; anything else (an allocation that failed) is ours.
+    if (!(error instanceof HttpError) && (error as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET') {
       throw new HttpError(499, 'the client closed the connection while sending its body');
     }
     throw error;
@@ -91,7 +92,9 @@ async function readBodyWithin(request: http.IncomingMessage, limit: number): Pro
       throw new HttpError(400, 'the body arrives in too many tiny pieces', { connection: 'close' });
     }
     if (size + piece.length > body.length) {
-      const grown = Buffer.allocUnsafe(Math.min(limit, Math.max(2 * body.length, size + piece.length)));
+      // Doubling, but never past the declared length (Node ends the body there): a 1.1 MiB upload holds 1.1 MiB.
+      const ceiling = declared > 0 ? Math.min(limit, declared) : limit;
+      const grown = Buffer.allocUnsafe(Math.min(ceiling, Math.max(2 * body.length, size + piece.length)));
       body.copy(grown, 0, 0, size);
       body = grown;
     }
@@ -148,12 +151,20 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
     decode: o.decode,
   });
   let closing = false;
-  const reportServerError =
-    o.onError ??
-    ((error: unknown) =>
-      console.error(
-        `pace-peft inference server: a prediction failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
-      ));
+  const logToStderr = (what: string, error: unknown) =>
+    console.error(
+      `pace-peft inference server: ${what}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+    );
+  const reportServerError = (error: unknown) => {
+    if (!o.onError) return logToStderr('a prediction failed', error);
+    try {
+      o.onError(error);
+    } catch (failure) {
+      // An operator's handler that fails must not take the server down, nor hide the error it was told of.
+      logToStderr('a prediction failed', error);
+      logToStderr('options.onError threw while told of it', failure);
+    }
+  };
   const send = (response: http.ServerResponse, status: number, body: unknown, headers = {}) => {
     // Counted from when the answer is written: a pipelined request's answer waits for the ones before it, which
     // an earlier cut would lose with the connection.
@@ -255,7 +266,6 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
             })
           : caught;
       const status = error instanceof HttpError ? error.status : 500;
-      if (status === 500) reportServerError(error);
       if (!response.headersSent && !response.destroyed) {
         // The server's own failure (a CUDA message, a path) is for its operator, not for whoever sent the request.
         const message =
@@ -268,6 +278,7 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
         // connection after the answer, so that body is never parsed as a next request.)
         send(response, status, { error: message }, error instanceof HttpError ? error.headers : {});
       }
+      if (status === 500) reportServerError(error); // after the answer: the client waits for no log
     } finally {
       inFlight.set(socket, (inFlight.get(socket) ?? 1) - 1);
     }
@@ -284,7 +295,9 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
       connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeoutMs / 4))),
     },
     (request, response) => {
-      const handled = handle(request, response);
+      // (`handle` answers its own failures; what could still escape it, a write to a broken response, is logged,
+      // never an unhandled rejection that would end the process.)
+      const handled = handle(request, response).catch(reportServerError);
       handlers.add(handled);
       void handled.finally(() => handlers.delete(handled));
     },
