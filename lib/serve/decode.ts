@@ -33,18 +33,21 @@ function formatBySignature(body: Buffer): string | undefined {
 
 /**
  * libvips' error buffer is the process's, and uploads decode concurrently: a failure may come back as "Unknown
- * error" or with another upload's reason appended. Such a failure is tried once more, which mostly tells its own
- * reason; if not, no reason is given rather than another client's.
+ * error" or with another upload's reason appended. Such a failure is tried once more (unless its request was
+ * given up on meanwhile), which mostly tells its own reason; a reason of several lines that comes back the same is
+ * the upload's own. Otherwise no reason is given rather than another client's.
  */
-async function withOwnReason<T>(attempt: () => Promise<T>): Promise<T> {
+export async function withOwnReason<T>(attempt: () => Promise<T>, signal?: AbortSignal): Promise<T> {
   try {
     return await attempt();
   } catch (error) {
-    if (!reasonMayBeLost(error)) throw error;
+    if (!reasonMayBeLost(error) || signal?.aborted) throw error;
     try {
       return await attempt();
     } catch (again) {
-      throw reasonMayBeLost(again) ? new Error('the decoder gave no reason of its own') : again;
+      const reason = (again as Error | undefined)?.message;
+      const repeated = reason !== 'Unknown error' && reason === (error as Error).message;
+      throw reasonMayBeLost(again) && !repeated ? new Error('the decoder gave no reason of its own') : again;
     }
   }
 }
@@ -103,7 +106,10 @@ export class UploadDecoder {
     if (scans !== undefined) throw new HttpError(400, scans);
     let metadata: sharp.Metadata;
     try {
-      metadata = await withOwnReason(() => sharp(body, { failOn: 'error', limitInputPixels: false }).metadata());
+      metadata = await withOwnReason(
+        () => sharp(body, { failOn: 'error', limitInputPixels: false }).metadata(),
+        signal,
+      );
     } catch (error) {
       throw new HttpError(400, `the body is not a readable image (${(error as Error).message})`);
     }
@@ -134,8 +140,11 @@ export class UploadDecoder {
         // Decoded whole and resized as `pace eval` resizes a file (Pillow's arithmetic where it differs from
         // libvips'), so the server answers for an upload what an evaluation of it computes.
         if (this.limits.decode === 'fast')
-          return await withOwnReason(() => fastResizedForEvaluation(body, metadata, size, how, this.limits.maxPixels));
-        const decoded = await withOwnReason(() => decodeWhole(body, this.limits.maxPixels, metadata));
+          return await withOwnReason(
+            () => fastResizedForEvaluation(body, metadata, size, how, this.limits.maxPixels),
+            signal,
+          );
+        const decoded = await withOwnReason(() => decodeWhole(body, this.limits.maxPixels, metadata), signal);
         return await resizedForEvaluation(decoded, size, how);
       } catch (error) {
         throw new HttpError(400, `the body is not a readable image (${(error as Error).message})`);
