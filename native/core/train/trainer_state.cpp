@@ -14,6 +14,9 @@ std::vector<NamedTensor> Trainer::parametersAndMoments() const {
     const auto found = optimizerState.find(optimizerStateKey<std::decay_t<decltype(optimizerState)>>(named.tensor));
     if (found == optimizerState.end()) continue;
     const auto& moments = static_cast<const torch::optim::AdamWParamState&>(*found->second);
+    // The fused AdamW makes zero moments at step 0 for every parameter ahead of its first update (a parameter with
+    // no gradient yet keeps them): no state at all, as the plain AdamW would have.
+    if (moments.step() == 0) continue;
     out.push_back({"adamw." + named.name + ".exp_avg", moments.exp_avg()});
     out.push_back({"adamw." + named.name + ".exp_avg_sq", moments.exp_avg_sq()});
     out.push_back(
