@@ -45,6 +45,15 @@ function gatedModel() {
   return { gated, counts, release };
 }
 
+/** The model with a forward that always fails with `message`, as one out of memory would. */
+function failingModel(message: string): Model {
+  return {
+    spec: model.spec,
+    preprocessing: model.preprocessing,
+    forward: () => Promise.reject(new Error(message)),
+  } as unknown as Model;
+}
+
 /** Runs `body` against a server for `served` on loopback, and closes it afterwards whatever happens. */
 async function withServer(
   served: Model,
@@ -211,11 +220,7 @@ test("concurrent uploads that fail to decode each get their own reason, never li
 
 test("a forward that fails is a 500 that does not repeat the server's error; onError is told it whole", async () => {
   // Bug (a review): the forward's own message (CUDA details, device numbers, paths) went to the client verbatim.
-  const broken = {
-    spec: model.spec,
-    preprocessing: model.preprocessing,
-    forward: () => Promise.reject(new Error('CUDA out of memory on device 3 (/srv/models/secret.safetensors)')),
-  } as unknown as Model;
+  const broken = failingModel('CUDA out of memory on device 3 (/srv/models/secret.safetensors)');
   const told: unknown[] = [];
   await withServer(broken, { onError: (error) => told.push(error) }, async (base) => {
     const response = await postImage(base, png);
@@ -231,11 +236,7 @@ test("a forward that fails is a 500 that does not repeat the server's error; onE
 test('an onError that throws still lets each client have its 500, and the server goes on', async () => {
   // Bug (a review): the report came before the answer, so a throwing onError left the client without one and
   // rejected the request's handler with nothing to catch it (an unhandled rejection ends a Node process).
-  const broken = {
-    spec: model.spec,
-    preprocessing: model.preprocessing,
-    forward: () => Promise.reject(new Error('CUDA out of memory')),
-  } as unknown as Model;
+  const broken = failingModel('CUDA out of memory');
   const logged = jest.spyOn(console, 'error').mockImplementation(() => undefined);
   try {
     const onError = () => {
