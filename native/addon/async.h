@@ -55,6 +55,10 @@ class PromiseWorker : public Napi::AsyncWorker {
       // node-addon-api takes an empty error for success, and would resolve with no result.
       if (failure_.message.empty()) failure_.message = "native work failed without a message";
       SetError(failure_.message);
+    } catch (...) {
+      // Anything else would unwind into libuv's thread and std::terminate the process, the promise never settled.
+      failure_ = Failure{ErrorCode::Internal, "native work failed with an exception that is not a std::exception"};
+      SetError(failure_.message);
     }
   }
   void OnOK() override {
