@@ -34,9 +34,4 @@ std::shared_ptr<CollectiveClaim> claimCollectives(Napi::Env env, const std::stri
   return std::shared_ptr<CollectiveClaim>(new CollectiveClaim());
 }
 
-void checkNoCollectivesInFlight(Napi::Env env, const std::string& what) {
-  std::lock_guard<std::mutex> lock(claimMutex);
-  if (claimedBy) refuse(env, what, *claimedBy);
-}
-
 }  // namespace pace::addon

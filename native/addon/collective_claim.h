@@ -25,8 +25,4 @@ class CollectiveClaim {
 // The claim for a call named `what`, or a busy error naming the call in flight.
 std::shared_ptr<CollectiveClaim> claimCollectives(Napi::Env env, const std::string& what);
 
-// The same error while a claim is held, for a call that makes its collectives at once (a data-parallel trainer's
-// broadcast as it is made).
-void checkNoCollectivesInFlight(Napi::Env env, const std::string& what);
-
 }  // namespace pace::addon

@@ -135,7 +135,9 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
                                       ? precisionFromName(stringFromJs(info[4], "precision"))
                                       : Precision::Fp32;
       const auto lock = lockFromJs(info.Env(), *model_);
-      if (distributed::current()) checkNoCollectivesInFlight(env, "a data-parallel Trainer (its broadcast)");
+      // Held through the broadcast: a check alone would let a worker thread's barrier start in between.
+      const auto claim =
+          distributed::current() ? claimCollectives(env, "a data-parallel Trainer (its broadcast)") : nullptr;
       // The current distributed group, if any, makes the trainer data-parallel (a broadcast from rank 0 here).
       trainer_ = std::make_shared<train::Trainer>(model_->model, config, paceFromJs(info[2].As<Napi::Object>()), seed,
                                                   precision, distributed::current());
