@@ -288,13 +288,44 @@ test("the paper's protocol: each point tuned on the tuning split, the best by va
 test('an aborted sweep interrupts its run at a checkpoint; the next sweep of the folder finishes it from there', async () => {
   const config = { base, grid: { 'trainer.pace.sigma': [0.5] }, dir: 'aborted-sweep' };
   const controller = new AbortController();
-  const first = await sweep(config, {
-    baseDir: temp.dir,
-    signal: controller.signal,
-    onEvent: (event) => {
-      if (event.type === 'epoch' && event.epoch === 1) controller.abort();
-    },
-  });
+  // The run stops itself (SIGSTOP) as it writes its epoch 1 line (signal-at-line.js, given to the runs through
+  // the environment a sweep passes on): without that it could train its last six epochs, a fraction of a second,
+  // while the line travels to here and the abort back.
+  const stopAtEpoch1 = {
+    NODE_OPTIONS: `--require ${JSON.stringify(path.join(__dirname, 'support', 'signal-at-line.js'))}`,
+    PACE_TEST_SIGNAL_AT: '^epoch 1: ',
+    PACE_TEST_SIGNAL: 'SIGSTOP',
+    PACE_TEST_SIGNAL_COUNT_DIR: fs.mkdtempSync(path.join(temp.dir, 'aborted-epoch-1-lines-')),
+    PACE_TEST_SIGNAL_NTH: '1',
+  };
+  const saved = Object.fromEntries(Object.keys(stopAtEpoch1).map((name) => [name, process.env[name]]));
+  Object.assign(process.env, stopAtEpoch1);
+  let runPid = -1;
+  let aborting: Promise<boolean> | undefined;
+  const abortWhileHeld = async () => {
+    for (let waited = 0; !isStopped(runPid) && waited < 500; waited++) await new Promise((r) => setTimeout(r, 10));
+    const held = isStopped(runPid);
+    controller.abort(); // the run's SIGINT waits while it is stopped
+    process.kill(runPid, 'SIGCONT');
+    return held;
+  };
+  let first;
+  try {
+    first = await sweep(config, {
+      baseDir: temp.dir,
+      signal: controller.signal,
+      onEvent: (event) => {
+        if (event.type === 'start') runPid = event.pid;
+        if (event.type === 'epoch' && event.epoch === 1 && !aborting) aborting = abortWhileHeld();
+      },
+    });
+  } finally {
+    for (const [name, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  }
+  expect(await aborting).toBe(true); // the run was held at its epoch 1 when the sweep was aborted
   const run = path.join(temp.dir, 'aborted-sweep', 'sigma=0.5_seed=0');
   expect(first).toMatchObject({ aborted: true, failed: [] });
   expect(first.rows).toEqual([expect.objectContaining({ status: 'unfinished' })]);
