@@ -120,7 +120,7 @@ describe('trainers and the models they train', () => {
     expect(nativeAddon().externalMemory()).toBe(beforeScoped);
   });
 
-  test('during a fit, outside calls to setLearningRate are refused; its callbacks can read the model', async () => {
+  test("during a fit, outside calls to setLearningRate are refused; its callbacks read the model's device and mode", async () => {
     using model = await adaptedModel();
     const trainer = new Trainer(model);
     let reachedEpochEnd!: () => void;
@@ -128,27 +128,14 @@ describe('trainers and the models they train', () => {
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
     const seen: string[] = [];
-    const parametersAnswers: unknown[] = [];
-    // 32 steps an epoch. Progress trails the training thread: an event that arrives while at least two of the
-    // epoch's steps are still to run comes while the epoch holds the model (later calls are dropped by fit).
-    const stepsPerEpoch = 128 / 4;
-    let epoch = 0;
+    // (That parameters() is refused while an epoch holds the model is fit.test.ts's, which retries the epoch when
+    // every progress event came after it: here nothing could tell a late event from a missing refusal.)
     const fit = trainer.fit(colourDataset(128, 3), {
       epochs: 2,
       batchSize: 4,
       callbacks: [
         {
-          onEpochBegin: (e) => void (epoch = e),
-          onBatchEnd: () => {
-            seen.push(`${model.device} ${model.training}`);
-            if ((epoch + 1) * stepsPerEpoch - trainer.iteration < 2) return;
-            try {
-              model.parameters();
-              parametersAnswers.push('answered');
-            } catch (error) {
-              parametersAnswers.push(error);
-            }
-          },
+          onBatchEnd: () => void seen.push(`${model.device} ${model.training}`),
           onEpochEnd: async () => {
             reachedEpochEnd();
             await gate;
@@ -163,9 +150,6 @@ describe('trainers and the models they train', () => {
     expect(history.epochs).toHaveLength(2);
     expect(seen.length).toBeGreaterThan(0);
     expect(new Set(seen)).toEqual(new Set(['cpu false'])); // the mode set from JavaScript, read without a lock
-    // Asked while the epoch held the model, parameters() throws at once that it is busy (see fit.test.ts).
-    expect(parametersAnswers.length).toBeGreaterThan(0);
-    expect(parametersAnswers.every((answer) => answer instanceof PaceBusyError)).toBe(true);
   });
 
   test('bad callbacks or signal are refused before the run folder is touched', async () => {
