@@ -288,16 +288,16 @@ describe('limits named for what they are', () => {
     const port = await freePort();
     // Rank 0 of two, whose peer never comes: it stays connecting until its timeout.
     const options = { rank: 0, worldSize: 2, masterAddr: '127.0.0.1', masterPort: port, timeoutSeconds: 3 };
-    const first = initDistributed({ ...options, backend: 'gloo' }).then(
-      () => 'joined',
-      (error: Error) => error,
-    );
+    const join = () => {
+      const started = Date.now();
+      return initDistributed({ ...options, backend: 'gloo' }).then(
+        () => 'joined',
+        (error: Error) => (error instanceof PaceStateError ? { error, after: Date.now() - started } : error),
+      );
+    };
+    const first = join();
     await new Promise((resolve) => setTimeout(resolve, 300));
-    const started = Date.now();
-    const second = initDistributed({ ...options, backend: 'gloo' }).then(
-      () => 'joined',
-      (error: Error) => ({ error, after: Date.now() - started }),
-    );
+    const second = join();
     // Whichever of the two worker threads started first connects; the other is refused at once, not after a
     // connection attempt of its own (which would fail on the port after the timeout).
     const outcomes = [await first, await second];
