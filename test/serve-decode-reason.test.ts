@@ -25,12 +25,11 @@ test('a lost or mixed reason is tried again; the second reason is given if it is
   await expect(withOwnReason(differing.attempt)).rejects.toThrow(/^the decoder gave no reason of its own$/);
 });
 
-test('a reason of several lines that comes back the same is the upload own, not hidden', async () => {
-  // Bug (a review): libvips writes some failures over two lines on its own; such an upload was decoded twice and
-  // always answered "no reason of its own".
-  const twice = 'VipsJpeg: Corrupt JPEG data: 3 extraneous bytes\nVipsJpeg: premature end of JPEG image';
-  const { attempt, calls } = failing(twice, twice);
-  await expect(withOwnReason(attempt)).rejects.toThrow(twice);
+test('a reason of several lines is never passed on, even when it comes back the same', async () => {
+  // The retry runs beside other decodes: a burst of like uploads can mix the same two reasons twice.
+  const mixed = 'VipsJpeg: premature end of JPEG image\npngload_buffer: end of stream';
+  const { attempt, calls } = failing(mixed, mixed);
+  await expect(withOwnReason(attempt)).rejects.toThrow(/^the decoder gave no reason of its own$/);
   expect(calls.count).toBe(2);
   const unknown = failing('Unknown error', 'Unknown error');
   await expect(withOwnReason(unknown.attempt)).rejects.toThrow(/^the decoder gave no reason of its own$/);

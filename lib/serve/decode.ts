@@ -34,8 +34,9 @@ function formatBySignature(body: Buffer): string | undefined {
 /**
  * libvips' error buffer is the process's, and uploads decode concurrently: a failure may come back as "Unknown
  * error" or with another upload's reason appended. Such a failure is tried once more (unless its request was
- * given up on meanwhile), which mostly tells its own reason; a reason of several lines that comes back the same is
- * the upload's own. Otherwise no reason is given rather than another client's.
+ * given up on meanwhile), which mostly tells its own reason; if not, no reason is given rather than another
+ * client's. (A mixed reason that comes back the same is not believed: the retry runs beside other decodes, and a
+ * burst of like uploads mixes alike.)
  */
 export async function withOwnReason<T>(attempt: () => Promise<T>, signal?: AbortSignal): Promise<T> {
   try {
@@ -45,9 +46,7 @@ export async function withOwnReason<T>(attempt: () => Promise<T>, signal?: Abort
     try {
       return await attempt();
     } catch (again) {
-      const reason = (again as Error | undefined)?.message;
-      const repeated = reason !== 'Unknown error' && reason === (error as Error).message;
-      throw reasonMayBeLost(again) && !repeated ? new Error('the decoder gave no reason of its own') : again;
+      throw reasonMayBeLost(again) ? new Error('the decoder gave no reason of its own') : again;
     }
   }
 }
