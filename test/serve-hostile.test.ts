@@ -457,16 +457,20 @@ test('clients that declare large bodies and vanish mid-body pin little memory an
     );
     return socket;
   });
-  await waitFor(() => requests === clients);
-  expect(requests).toBe(clients);
-  await new Promise((resolve) => setTimeout(resolve, 100)); // each handler is now in its body read
-  const held = process.memoryUsage().arrayBuffers - before;
-  expect(held).toBeLessThan((clients * declared) / 4); // 1 MiB each at first, not the 10 MiB declared
-  sockets.forEach((socket) => socket.destroy());
-  const connections = () => new Promise<number>((resolve) => server.getConnections((_, count) => resolve(count)));
-  await waitFor(async () => (await connections()) === 0);
-  expect((await postImage(`http://127.0.0.1:${port}`, png)).status).toBe(200);
-  await close();
+  try {
+    await waitFor(() => requests === clients);
+    expect(requests).toBe(clients);
+    await new Promise((resolve) => setTimeout(resolve, 100)); // each handler is now in its body read
+    const held = process.memoryUsage().arrayBuffers - before;
+    expect(held).toBeLessThan((clients * declared) / 4); // 1 MiB each at first, not the 10 MiB declared
+    sockets.forEach((socket) => socket.destroy());
+    const connections = () => new Promise<number>((resolve) => server.getConnections((_, count) => resolve(count)));
+    await waitFor(async () => (await connections()) === 0);
+    expect((await postImage(`http://127.0.0.1:${port}`, png)).status).toBe(200);
+  } finally {
+    sockets.forEach((socket) => socket.destroy());
+    await close();
+  }
   expect(onError).not.toHaveBeenCalled();
 });
 

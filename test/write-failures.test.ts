@@ -131,22 +131,27 @@ test('an atomic write never writes through a file or link already at a temporary
   const file = path.join(dir, 'summary.json');
   // The names the next writes will try (numbered per process), learnt from one write: links planted at each.
   const opened = jest.spyOn(fs, 'openSync');
-  writeFileAtomic(path.join(dir, 'probe.json'), '{}');
-  const probe = String(opened.mock.calls[0][0]);
-  const next = Number(/-(\d+)$/.exec(probe)?.[1]) + 1;
-  fs.rmSync(path.join(dir, 'probe.json'));
-  const planted = Array.from({ length: 20 }, (_, n) => `${file}.tmp-${process.pid}-${next + n}`);
-  for (const name of planted) fs.symlinkSync(victim, name);
-  opened.mockClear();
+  const temporaryNames = () => opened.mock.calls.map(([name]) => String(name)).filter((name) => name.includes('.tmp-'));
+  let probe: string[];
   let tried: string[];
+  let names: string[];
   try {
+    writeFileAtomic(path.join(dir, 'probe.json'), '{}');
+    probe = temporaryNames();
+    fs.rmSync(path.join(dir, 'probe.json'));
+    const next = Number(/\.tmp-\d+-(\d+)$/.exec(probe[0] ?? '')?.[1]) + 1;
+    names = Array.from({ length: 21 }, (_, n) => `${file}.tmp-${process.pid}-${next + n}`);
+    for (const name of names.slice(0, 20)) fs.symlinkSync(victim, name);
+    opened.mockClear();
     writeFileAtomic(file, '{"ok":true}');
   } finally {
-    tried = opened.mock.calls.map(([name]) => String(name)).filter((name) => name.includes('.tmp-'));
+    tried = temporaryNames();
     opened.mockRestore();
   }
-  expect(tried).toEqual([...planted, `${file}.tmp-${process.pid}-${next + 20}`]);
+  expect(probe).toEqual([expect.stringMatching(new RegExp(`probe\\.json\\.tmp-${process.pid}-\\d+$`))]);
+  expect(tried).toEqual(names); // the twenty links met (EEXIST), then the next name taken
   expect(fs.readFileSync(file, 'utf8')).toBe('{"ok":true}');
   expect(fs.readFileSync(victim, 'utf8')).toBe('untouched');
-  expect(fs.readdirSync(dir).filter((name) => !planted.includes(path.join(dir, name)))).toEqual(['summary.json']);
+  const links = new Set(names.slice(0, 20));
+  expect(fs.readdirSync(dir).filter((name) => !links.has(path.join(dir, name)))).toEqual(['summary.json']);
 });
