@@ -8,7 +8,7 @@ import { PaceBusyError, PaceStateError, sweep, type SweepEvent } from '../lib';
 import { processAlive } from '../lib/process-alive';
 import { demoVit, writeDigits } from './support/digits';
 import { makeTempDir, repoRoot } from './support/paths';
-import { isStopped } from './support/process-state';
+import { stoppedWithin } from './support/process-state';
 
 const temp = makeTempDir('sweep');
 afterAll(() => temp.cleanup());
@@ -81,6 +81,25 @@ async function paceSweep(
   return { code, signal, stderr, lines };
 }
 
+/**
+ * The environment under which the n-th process of a sweep's tree to write an `epoch 1: ` line stops itself there
+ * (SIGSTOP): signal-at-line.js preloaded through NODE_OPTIONS, the lines counted in a folder of their own.
+ */
+function stopNthRunAtEpoch1(nth: number) {
+  return {
+    NODE_OPTIONS: [
+      process.env.NODE_OPTIONS,
+      `--require ${JSON.stringify(path.join(__dirname, 'support', 'signal-at-line.js'))}`,
+    ]
+      .filter(Boolean)
+      .join(' '),
+    PACE_TEST_SIGNAL_AT: '^epoch 1: ',
+    PACE_TEST_SIGNAL: 'SIGSTOP',
+    PACE_TEST_SIGNAL_COUNT_DIR: fs.mkdtempSync(path.join(temp.dir, 'epoch-1-lines-')),
+    PACE_TEST_SIGNAL_NTH: String(nth),
+  };
+}
+
 test('a 2-σ × 2-λ × 2-seed sweep on the digits is killed mid-way, resumed without redoing finished runs, and its table equals its run folders', async () => {
   const dir = path.join(temp.dir, 'digits-sweep');
   // 1. run until two runs have finished and the third has checkpointed an epoch, then kill the sweep. The third
@@ -89,17 +108,10 @@ test('a 2-σ × 2-λ × 2-seed sweep on the digits is killed mid-way, resumed wi
   const finished: string[] = [];
   const pids = new Map<string, number>();
   let victim: { name: string; pid: number } | undefined;
-  const counted = fs.mkdtempSync(path.join(temp.dir, 'epoch-1-lines-'));
-  const stopThirdRun = {
-    NODE_OPTIONS: `--require ${JSON.stringify(path.join(__dirname, 'support', 'signal-at-line.js'))}`,
-    PACE_TEST_SIGNAL_AT: '^epoch 1: ',
-    PACE_TEST_SIGNAL: 'SIGSTOP',
-    PACE_TEST_SIGNAL_COUNT_DIR: counted,
-    PACE_TEST_SIGNAL_NTH: '3',
-  };
+  const stopThirdRun = stopNthRunAtEpoch1(3);
+  const counted = stopThirdRun.PACE_TEST_SIGNAL_COUNT_DIR;
   const killSweepOnce = async (sweepPid: number, pid: number) => {
-    for (let waited = 0; !isStopped(pid) && waited < 500; waited++) await new Promise((r) => setTimeout(r, 10));
-    const held = isStopped(pid);
+    const held = await stoppedWithin(pid);
     process.kill(sweepPid, 'SIGKILL');
     process.kill(pid, 'SIGCONT'); // it finds its sweep gone and dies (run-child's watchdog)
     return held;
@@ -288,28 +300,16 @@ test("the paper's protocol: each point tuned on the tuning split, the best by va
 test('an aborted sweep interrupts its run at a checkpoint; the next sweep of the folder finishes it from there', async () => {
   const config = { base, grid: { 'trainer.pace.sigma': [0.5] }, dir: 'aborted-sweep' };
   const controller = new AbortController();
-  // The run stops itself (SIGSTOP) as it writes its epoch 1 line (signal-at-line.js, given to the runs through
-  // the environment a sweep passes on): without that it could train its last six epochs, a fraction of a second,
-  // while the line travels to here and the abort back.
-  const stopAtEpoch1 = {
-    NODE_OPTIONS: [
-      process.env.NODE_OPTIONS,
-      `--require ${JSON.stringify(path.join(__dirname, 'support', 'signal-at-line.js'))}`,
-    ]
-      .filter(Boolean)
-      .join(' '),
-    PACE_TEST_SIGNAL_AT: '^epoch 1: ',
-    PACE_TEST_SIGNAL: 'SIGSTOP',
-    PACE_TEST_SIGNAL_COUNT_DIR: fs.mkdtempSync(path.join(temp.dir, 'aborted-epoch-1-lines-')),
-    PACE_TEST_SIGNAL_NTH: '1',
-  };
+  // The run stops itself (SIGSTOP) as it writes its epoch 1 line (given to the runs through the environment a
+  // sweep passes on): without that it could train its last six epochs, a fraction of a second, while the line
+  // travels to here and the abort back.
+  const stopAtEpoch1 = stopNthRunAtEpoch1(1);
   const saved = Object.fromEntries(Object.keys(stopAtEpoch1).map((name) => [name, process.env[name]]));
   Object.assign(process.env, stopAtEpoch1);
   let runPid = -1;
   let aborting: Promise<boolean> | undefined;
   const abortWhileHeld = async () => {
-    for (let waited = 0; !isStopped(runPid) && waited < 500; waited++) await new Promise((r) => setTimeout(r, 10));
-    const held = isStopped(runPid);
+    const held = await stoppedWithin(runPid);
     controller.abort(); // the run's SIGINT waits while it is stopped
     try {
       process.kill(runPid, 'SIGCONT');

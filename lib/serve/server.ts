@@ -65,7 +65,7 @@ async function readBody(request: http.IncomingMessage, limit: number): Promise<B
   } catch (error) {
     // A connection that went away mid-body (the client's doing, or the request deadline's cut) is not the server
     // failing. Node fails the body's stream with ECONNRESET then; anything else (an allocation that failed) is ours.
-    if (!(error instanceof HttpError) && (error as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET') {
+    if ((error as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET') {
       throw new HttpError(499, 'the client closed the connection while sending its body');
     }
     throw error;
