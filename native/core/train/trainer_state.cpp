@@ -31,12 +31,18 @@ namespace {
 // checkpoint anyone could continue from. All ranks hold the same parameters and moments, so all refuse alike.
 void checkFinite(const std::vector<NamedTensor>& tensors) {
   torch::NoGradGuard noGrad;
+  // Floating-point tensors only: the step counts are integers, and held on the host while the rest may be on a GPU.
+  std::vector<const NamedTensor*> checked;
   std::vector<at::Tensor> allFinite;
-  for (const auto& named : tensors) allFinite.push_back(at::isfinite(named.tensor).all());
+  for (const auto& named : tensors) {
+    if (!at::isFloatingType(named.tensor.scalar_type())) continue;
+    checked.push_back(&named);
+    allFinite.push_back(at::isfinite(named.tensor).all());
+  }
   if (allFinite.empty() || at::stack(allFinite).all().item<bool>()) return;
-  for (size_t i = 0; i < tensors.size(); ++i) {
+  for (size_t i = 0; i < checked.size(); ++i) {
     if (allFinite[i].item<bool>()) continue;
-    throw DivergedError("the trainable parameters or their AdamW moments became NaN or infinite ('" + tensors[i].name +
+    throw DivergedError("the trainable parameters or their AdamW moments became NaN or infinite ('" + checked[i]->name +
                         "' first) in an update that followed a finite loss (lower the learning rate or check the "
                         "data); this state is not written as a checkpoint");
   }
