@@ -2,9 +2,12 @@
 // build/Release/pace_core_tests. Prints a line per test ("ok", "FAIL" or "skip" with the reason), then
 // "core: N passed, M failed, K skipped", and exits non-zero on any failure.
 #include <ATen/ATen.h>
+#include <execinfo.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -26,6 +29,20 @@ namespace {
 
 using pace::tests::check;
 using pace::tests::Failure;
+
+// A crash names the test it happened in, with a backtrace: on the GPU machine the only output is the log (a
+// segfault there once left an empty one, the buffered lines lost with the process).
+const char* runningTest = "(before the first test)";
+
+void reportCrash(int signal) {
+  const char* what = signal == SIGSEGV ? "segmentation fault" : signal == SIGBUS ? "bus error" : "abort";
+  for (const char* part : {"\nCRASH (", what, ") in test: ", runningTest, "\n"})
+    (void)!write(STDERR_FILENO, part, std::strlen(part));
+  void* frames[64];
+  backtrace_symbols_fd(frames, backtrace(frames, 64), STDERR_FILENO);
+  std::signal(signal, SIG_DFL);
+  std::raise(signal);
+}
 
 // One private folder for the whole run, removed when the process exits (a run must not leave files behind).
 class ScratchFolder {
@@ -179,6 +196,8 @@ void dtypeTableIsConsistent() {
 }  // namespace
 
 int main() {
+  std::cout << std::unitbuf;  // each line reaches the log before whatever comes next
+  for (const int signal : {SIGSEGV, SIGBUS, SIGABRT}) std::signal(signal, reportCrash);
   pace::installCpuCache();  // as the addon does: the fused-linear tests then run on it too
   pace::applyThreads();     // every CPU, as the addon: the parallel paths (rows, heads) are what gets tested
   pace::tests::TestList tests = {
@@ -206,6 +225,7 @@ int main() {
   int failed = 0;
   int skipped = 0;
   for (const auto& [name, body] : tests) {
+    runningTest = name;
     try {
       body();
       ++passed;
@@ -221,6 +241,7 @@ int main() {
       std::cout << "FAIL " << name << ": unexpected exception: " << error.what() << "\n";
     }
   }
+  runningTest = "(none: after the last test, in the process's exit)";
   std::cout << "core: " << passed << " passed, " << failed << " failed, " << skipped << " skipped\n";
   return failed == 0 ? 0 : 1;
 }
