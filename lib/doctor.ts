@@ -180,9 +180,11 @@ export function memoryStats(): MemoryStats {
 }
 
 /**
- * Returns the CPU memory kept for reuse to the system. Training keeps freed activations (up to a quarter of
- * physical memory) so the next step does not fault them in again; `fit` releases them when it ends. Call
- * this after your own loops of `trainStep` or large forwards if the process should shrink.
+ * Returns the memory kept for reuse to the system. Training keeps freed CPU activations (up to a quarter of
+ * physical memory) so the next step does not fault them in again, and on a GPU the CUDA caching allocator keeps
+ * freed blocks as PyTorch's does; `fit` releases both when it ends. Call this after your own loops of `trainStep`
+ * or large forwards if the process should shrink, or before another process needs the GPU's memory (as
+ * `torch.cuda.empty_cache()`). Tensors in use and captured step graphs keep theirs.
  */
 export function releaseCachedMemory(): void {
   nativeAddon().releaseCachedMemory();

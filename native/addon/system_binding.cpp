@@ -129,9 +129,11 @@ Napi::Value cosineLrJs(const Napi::CallbackInfo& info) {
   });
 }
 
-// releaseCachedMemory(): frees the CPU blocks kept for reuse (tensors in use are unaffected).
+// releaseCachedMemory(): frees the CPU blocks kept for reuse and the CUDA caching allocator's unused blocks (tensors
+// in use are unaffected).
 Napi::Value releaseCachedMemoryJs(const Napi::CallbackInfo& info) {
   releaseCpuCache();
+  releaseCudaCache();
   return info.Env().Undefined();
 }
 

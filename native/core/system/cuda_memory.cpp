@@ -30,4 +30,11 @@ std::optional<CudaMemory> cudaMemory(int device, bool resetPeak) {
 #endif
 }
 
+void releaseCudaCache() {
+#ifdef PACE_WITH_CUDA_KERNELS
+  // Before the first CUDA tensor there is nothing cached, and asking must not create a CUDA context.
+  if (c10::cuda::CUDACachingAllocator::get()->initialized()) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+}
+
 }  // namespace pace

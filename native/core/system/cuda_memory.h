@@ -1,6 +1,6 @@
 #pragma once
 // The CUDA caching allocator's counters for one device, as torch.cuda.memory_allocated / max_memory_allocated /
-// memory_reserved report them (nothing without a CUDA build).
+// memory_reserved report them, and its release of unused blocks (nothing without a CUDA build).
 #include <cstdint>
 #include <optional>
 
@@ -15,5 +15,9 @@ struct CudaMemory {
 // The device's counters; with `resetPeak`, the peak restarts from what is allocated now (after reading it).
 // Nothing when this build has no CUDA or `device` is not a visible GPU.
 std::optional<CudaMemory> cudaMemory(int device, bool resetPeak);
+
+// Returns the caching allocator's unused blocks on every GPU to the driver (torch.cuda.empty_cache()), so that
+// another process can have them; tensors in use and captured graphs' pools keep theirs. Nothing without CUDA.
+void releaseCudaCache();
 
 }  // namespace pace
