@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { createModel, setFusedEpilogues, tensor, Trainer } from 'pace-peft';
+import { createModel, releaseCachedMemory, setFusedEpilogues, tensor, Trainer } from 'pace-peft';
 
 import { formatSummary, readTrace, summarizeTrace, type TraceSummary } from './profile-summary';
 import { deviceSetup, positiveInteger, Reference, referenceConfig, referencePython, type Setup } from './step-timing';
@@ -55,20 +55,26 @@ async function ourSides(
       const label = `ours bf16${graphs ? ' graphs' : ''}${fused ? '' : ' epilogues-apart'}`;
       const stepGraphs = graphs ? (device === 'cpu' ? 'rehearse' : 'auto') : 'off';
       setFusedEpilogues(fused); // read when a step runs (and is captured): each kind gets its own trainer
+      // Disposed after its side: its graphs' pools and moments would otherwise stay until a collection (the
+      // 2026-12-04 run held 128 GiB by Swin's reference, which then ran out of memory).
       const trainer = new Trainer(model, {
         pace: { sigma: setup.sigma, lambda: setup.lambda },
         precision: 'bf16',
       });
-      for (let i = 0; i < 5; i++) await trainer.trainStep(images, labels, { stepGraphs }); // warm-ups, capture
-      const trace = path.join(out, `${name}.${label.replaceAll(' ', '-')}.json`);
       try {
-        const results = await trainer.profileSteps(images, labels, { trace, steps, stepGraphs });
-        if (graphs && results.some((r) => r.graph !== 'replayed'))
-          throw new Error(`a profiled graph step ran ${results.map((r) => r.graph).join(', ')}`);
-        sides.push({ label, summary: summarizeTrace(readTrace(trace), steps) });
-      } catch (error) {
-        if (!/without Kineto/.test(String(error))) throw error;
-        sides.push({ label, refused: String(error) });
+        for (let i = 0; i < 5; i++) await trainer.trainStep(images, labels, { stepGraphs }); // warm-ups, capture
+        const trace = path.join(out, `${name}.${label.replaceAll(' ', '-')}.json`);
+        try {
+          const results = await trainer.profileSteps(images, labels, { trace, steps, stepGraphs });
+          if (graphs && results.some((r) => r.graph !== 'replayed'))
+            throw new Error(`a profiled graph step ran ${results.map((r) => r.graph).join(', ')}`);
+          sides.push({ label, summary: summarizeTrace(readTrace(trace), steps) });
+        } catch (error) {
+          if (!/without Kineto/.test(String(error))) throw error;
+          sides.push({ label, refused: String(error) });
+        }
+      } finally {
+        trainer.dispose();
       }
     }
   } finally {
@@ -76,6 +82,7 @@ async function ourSides(
     images.dispose();
     labels.dispose();
     model.dispose();
+    releaseCachedMemory(); // the reference runs in another process, on the same GPU
   }
   return { sides, spec };
 }
