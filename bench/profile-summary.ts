@@ -61,14 +61,17 @@ export interface TraceSummary {
     kernelsPerStep: number;
     /** Host calls that launch work (kernels, graphs, copies) per step. */
     launchesPerStep: number;
-    /** The kernels that took the most time, by name: ms and calls per step (which GEMMs run slow, say). */
-    topKernels: { name: string; kind: KernelKind; ms: number; calls: number }[];
+    /**
+     * Every kernel by name, most time first: ms and calls per step (which GEMMs run slow, which attention kernel
+     * each side picked). The printout shows the first {@link printedKernelCount}; the JSON holds them all.
+     */
+    kernels: { name: string; kind: KernelKind; ms: number; calls: number }[];
   };
   /** Without GPU events: the top operators by host time per step (ms, summed over nested calls too). */
   topOperators?: { name: string; ms: number; calls: number }[];
 }
 
-const topKernelCount = 15;
+const printedKernelCount = 15;
 
 const isDeviceWork = (e: TraceEvent) => e.cat === 'kernel' || e.cat === 'gpu_memcpy' || e.cat === 'gpu_memset';
 
@@ -128,9 +131,8 @@ export function summarizeTrace(events: TraceEvent[], steps: number): TraceSummar
       idleShare: (windowUs - busyUs) / windowUs,
       kernelsPerStep: device.filter((e) => e.cat === 'kernel').length / steps,
       launchesPerStep: launches / steps,
-      topKernels: [...byName.entries()]
+      kernels: [...byName.entries()]
         .sort((a, b) => b[1].us - a[1].us)
-        .slice(0, topKernelCount)
         .map(([name, { kind, us, calls }]) => ({ name, kind, ms: us / 1000 / steps, calls: calls / steps })),
     };
   } else {
@@ -170,7 +172,7 @@ export function formatSummary(label: string, s: TraceSummary): string {
       if (ms > 0) lines.push(`  ${kind.padEnd(12)} ${ms.toFixed(2).padStart(8)} ms  ${(share * 100).toFixed(1)}%`);
     }
     lines.push('  top kernels (ms per step, calls per step, kind, name):');
-    for (const k of gpu.topKernels) {
+    for (const k of gpu.kernels.slice(0, printedKernelCount)) {
       const name = k.name.length > 110 ? `${k.name.slice(0, 107)}...` : k.name;
       lines.push(`  ${k.ms.toFixed(2).padStart(8)} ${k.calls.toFixed(0).padStart(5)}  ${k.kind.padEnd(11)} ${name}`);
     }

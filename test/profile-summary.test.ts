@@ -3,7 +3,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { kernelKind, readTrace, summarizeTrace, unionLength, type TraceEvent } from '../bench/profile-summary';
+import {
+  formatSummary,
+  kernelKind,
+  readTrace,
+  summarizeTrace,
+  unionLength,
+  type TraceEvent,
+} from '../bench/profile-summary';
 import { createModel, tensor, Trainer } from '../lib';
 import { makeTempDir } from './support/paths';
 import { colourData, tinyVit } from './support/synthetic';
@@ -71,7 +78,7 @@ test('a GPU trace is summed by kind, per step, with the idle time between kernel
   expect(gpu.byKind.copy.share).toBeCloseTo(10 / 170, 12);
   expect(gpu.byKind.other.ms).toBe(0);
   // By name, most time first; the memcpy is the trace's own kind of event, named as such.
-  expect(gpu.topKernels.map((k) => [k.name, k.kind, k.ms, k.calls])).toEqual([
+  expect(gpu.kernels.map((k) => [k.name, k.kind, k.ms, k.calls])).toEqual([
     ['ampere_bf16_s16816gemm_bf16_128x64', 'gemm', 0.05, 0.5],
     ['flash_fwd_kernel', 'attention', 0.02, 0.5],
     ['vectorized_elementwise_kernel', 'elementwise', 0.01, 1],
@@ -93,6 +100,23 @@ test("a trace larger than the call stack's argument limit is summed (a Swin-B st
   expect(s.windowMs).toBeCloseTo((2 * (count - 1) + 1) / 1000 / 4, 12);
   expect(s.gpu!.busyMs).toBeCloseTo(count / 1000 / 4, 12);
   expect(s.gpu!.kernelsPerStep).toBe(count / 4);
+});
+
+test('the summary keeps every kernel, most time first; the printout shows the first 15', () => {
+  // 20 kernels, kernel i running i + 1 µs once: the one a side's attention picked may be far down the list.
+  const events: TraceEvent[] = Array.from({ length: 20 }, (_, i) => ({
+    ph: 'X',
+    cat: 'kernel',
+    name: `kernel_${i}`,
+    ts: 100 * i,
+    dur: i + 1,
+  }));
+  const s = summarizeTrace(events, 1);
+  expect(s.gpu!.kernels.map((k) => k.name)).toEqual(Array.from({ length: 20 }, (_, i) => `kernel_${19 - i}`));
+  const printed = formatSummary('side', s)
+    .split('\n')
+    .filter((line) => /kernel_\d+$/.test(line));
+  expect(printed.map((line) => line.split(' ').pop())).toEqual(s.gpu!.kernels.slice(0, 15).map((k) => k.name));
 });
 
 test('a CPU-only trace lists the operators by host time; an empty one is refused', () => {
