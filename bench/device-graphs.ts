@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { createModel, tensor, TensorDataset, Trainer, type EpochLogs } from 'pace-peft';
+import { createModel, tensor, TensorDataset, Trainer, type EpochLogs, type Model } from 'pace-peft';
 
 const onCpu = process.env.PACE_DEVICE === 'cpu';
 const device = onCpu ? 'cpu' : 'cuda:0';
@@ -30,6 +30,16 @@ function dataset(): TensorDataset {
 interface Run {
   epochs: EpochLogs[];
   adapters: Buffer;
+}
+
+/** A fit's run: its epochs and its adapters' bytes; the model and data are disposed. */
+async function finished(model: Model, train: TensorDataset, epochs: EpochLogs[]): Promise<Run> {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'pace-graphs-')), 'adapters.safetensors');
+  await model.saveAdapters(file);
+  train.images.dispose();
+  train.labels.dispose();
+  model.dispose();
+  return { epochs, adapters: fs.readFileSync(file) };
 }
 
 async function fit(precision: 'fp32' | 'bf16', stepGraphs: 'off' | 'auto' | 'rehearse'): Promise<Run> {
@@ -51,12 +61,7 @@ async function fit(precision: 'fp32' | 'bf16', stepGraphs: 'off' | 'auto' | 'reh
     schedule: { warmupEpochs: 1 },
     stepGraphs,
   });
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'pace-graphs-')), 'adapters.safetensors');
-  await model.saveAdapters(file);
-  train.images.dispose();
-  train.labels.dispose();
-  model.dispose();
-  return { epochs: history.epochs, adapters: fs.readFileSync(file) };
+  return finished(model, train, history.epochs);
 }
 
 const losses = (run: Run) => run.epochs.map((e) => e.loss);
@@ -222,12 +227,7 @@ async function resumableFit(options: { runDir?: string; stopAfterFirst?: boolean
     resume: options.resume,
     callbacks: options.stopAfterFirst ? [stopper] : [],
   });
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'pace-resume-')), 'adapters.safetensors');
-  await model.saveAdapters(file);
-  train.images.dispose();
-  train.labels.dispose();
-  model.dispose();
-  return { epochs: history.epochs, adapters: fs.readFileSync(file) };
+  return finished(model, train, history.epochs);
 }
 
 // A checkpoint written after the fused AdamW's steps (on a GPU) resumes, its moments at step >= 1 accepted, and the
