@@ -181,13 +181,17 @@ export function memoryStats(): MemoryStats {
 
 /**
  * Returns the memory kept for reuse to the system. Training keeps freed CPU activations (up to a quarter of
- * physical memory) so the next step does not fault them in again, and on a GPU the CUDA caching allocator keeps
- * freed blocks as PyTorch's does; `fit` releases both when it ends. Call this after your own loops of `trainStep`
- * or large forwards if the process should shrink, or before another process needs the GPU's memory (as
- * `torch.cuda.empty_cache()`). Tensors in use and captured step graphs keep theirs.
+ * physical memory) so the next step does not fault them in again; `fit` releases them when it ends. On a GPU
+ * the CUDA caching allocator keeps freed blocks as PyTorch's does, for the whole process; this returns its unused
+ * ones too (as `torch.cuda.empty_cache()`), so that another process can have them. That waits for the GPU's
+ * queued work, and the next large allocation pays for its memory again: call it between jobs, not between steps.
+ * Tensors in use and captured step graphs keep theirs.
+ *
+ * Returns false when the CUDA part was skipped because a step graph was being captured or replayed on another
+ * thread at that moment (call it again once the fit is done); true otherwise, also without a GPU.
  */
-export function releaseCachedMemory(): void {
-  nativeAddon().releaseCachedMemory();
+export function releaseCachedMemory(): boolean {
+  return nativeAddon().releaseCachedMemory(true);
 }
 
 /**

@@ -492,7 +492,11 @@ export interface NativeAddon {
     cpuCacheHits: number;
     cpuCacheMisses: number;
   };
-  releaseCachedMemory(): void;
+  /**
+   * Frees the CPU blocks kept for reuse; with `cuda` also the CUDA caching allocator's unused blocks, unless a step
+   * graph is busy on another thread (then false).
+   */
+  releaseCachedMemory(cuda?: boolean): boolean;
   cudaMemory(device: number, resetPeak: boolean): CudaMemoryStats | undefined;
   /** V8's count of external memory in this environment, tensors' native memory included. */
   externalMemory(): number;

@@ -57,7 +57,7 @@ export class Batcher {
       batchWindowMs: number;
       maxPending: number;
       retryAfterSeconds: number;
-      /** Idle this long, the forwards' cached CPU and CUDA memory is released (0: never). */
+      /** Idle this long, the forwards' cached CPU memory is released (0: never). */
       idleReleaseMs: number;
       /** How many of the latest batch sizes `batches` keeps (default {@link RECORDED_BATCHES}). */
       recordedBatches?: number;

@@ -56,9 +56,8 @@ export const ServeOptionsSchema = z
     /** The Retry-After of a 503, in seconds. */
     retryAfterSeconds: int(1).default(1),
     /**
-     * Once no prediction has waited or run for this many ms, the memory kept for reuse by forwards (CPU, and the
-     * CUDA caching allocator's unused blocks) is returned to the system (forwards of varying batch sizes otherwise
-     * hold their largest activations); 0: kept.
+     * Once no prediction has waited or run for this many ms, the CPU memory kept for reuse by forwards is returned
+     * to the system (forwards of varying batch sizes otherwise hold their largest activations); 0: kept.
      */
     idleReleaseMs: z.number().int().min(0).max(3_600_000).default(5_000),
     /**

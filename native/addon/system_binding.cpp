@@ -129,12 +129,15 @@ Napi::Value cosineLrJs(const Napi::CallbackInfo& info) {
   });
 }
 
-// releaseCachedMemory(): frees the CPU blocks kept for reuse and the CUDA caching allocator's unused blocks (tensors
-// in use are unaffected).
+// releaseCachedMemory(cuda) -> boolean: frees the CPU blocks kept for reuse and, with `cuda`, the CUDA caching
+// allocator's unused blocks, unless a step graph is busy on another thread (then false: the CUDA part skipped).
 Napi::Value releaseCachedMemoryJs(const Napi::CallbackInfo& info) {
-  releaseCpuCache();
-  releaseCudaCache();
-  return info.Env().Undefined();
+  const Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    releaseCpuCache();
+    const bool cuda = info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value();
+    return Napi::Boolean::New(env, !cuda || train::unlessGraphsBusy(releaseCudaCache));
+  });
 }
 
 // setThreads(n): the intra-op threads of every tensor job from now on (compute_threads.h).

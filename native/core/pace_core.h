@@ -21,7 +21,7 @@
 #include "peft/cross_entropy.h"           // the loss for hard or soft targets
 #include "peft/pace_linear.h"             // the fused PACE linear's strategy
 #include "peft/setup.h"                   // adapters: add, load, save, merge
-#include "system/cuda_memory.h"           // the CUDA allocator's counters
+#include "system/cuda_memory.h"           // the CUDA allocator's counters and cache
 #include "system/devices.h"               // devices by name
 #include "system/doctor.h"                // environment report and GEMM measurement
 #include "system/profiler.h"              // Chrome traces of profiled steps
@@ -32,5 +32,6 @@
 #include "tensor/fused_epilogues.h"       // element-wise work folded into the kernel before it
 #include "tensor/host_memory.h"           // tensors over JavaScript memory
 #include "tensor/precision.h"             // fp32 / tf32 / bf16 arithmetic
+#include "train/graph_capture.h"          // whole-step CUDA graphs, and when none is busy
 #include "train/schedule.h"               // the cosine schedule
 #include "train/trainer.h"                // training, evaluation

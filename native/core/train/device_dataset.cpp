@@ -10,11 +10,10 @@ at::Tensor DeviceDataset::on(const at::Tensor& images, const c10::Device& device
   if (images.device() == device || !images.device().is_cpu() ||
       images.numel() * static_cast<int64_t>(images.element_size()) > kMaxDatasetBytesOnDevice)
     return images;
-  if (!source_.is_same(images) || version_ != images._version() || requested_ != device) {
+  if (!source_.is_same(images) || version_ != images._version() || onDevice_.device() != device) {
     onDevice_ = images.to(device);
     source_ = images;
     version_ = images._version();
-    requested_ = device;
   }
   return onDevice_;
 }
@@ -23,7 +22,6 @@ void DeviceDataset::forget() {
   source_ = at::Tensor();
   onDevice_ = at::Tensor();
   version_ = -1;
-  requested_ = c10::kCPU;
 }
 
 }  // namespace pace::train

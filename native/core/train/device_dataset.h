@@ -15,9 +15,6 @@ class DeviceDataset {
  private:
   at::Tensor source_, onDevice_;
   int64_t version_ = -1;
-  // The device as asked: a bare "cuda" never equals the copy's own indexed device, and compared with that it
-  // was copied again at every call.
-  c10::Device requested_ = c10::kCPU;
 };
 
 }  // namespace pace::train

@@ -182,6 +182,13 @@ void onCaptureStream(CaptureStreams& streams, const c10::Device& device, const s
   onSideStream(streams.made().on(index), index, body);
 }
 
+bool unlessGraphsBusy(const std::function<void()>& body) {
+  const std::unique_lock<std::recursive_mutex> idle(graphMutex(), std::try_to_lock);
+  if (!idle.owns_lock()) return false;
+  body();
+  return true;
+}
+
 #else
 
 std::string graphCaptureUnavailable(const c10::Device& device) {
@@ -200,6 +207,11 @@ std::unique_ptr<CapturedGraph> captureGraph(CaptureStreams&, const c10::Device&,
 }
 
 void onCaptureStream(CaptureStreams&, const c10::Device&, const std::function<void()>& body) { body(); }
+
+bool unlessGraphsBusy(const std::function<void()>& body) {
+  body();
+  return true;
+}
 
 struct CaptureStreams::Made {};
 

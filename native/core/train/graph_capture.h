@@ -52,4 +52,9 @@ std::unique_ptr<CapturedGraph> captureGraph(CaptureStreams& streams, const c10::
 // meet the stream before the capture); a plain call where graphs are unavailable.
 void onCaptureStream(CaptureStreams& streams, const c10::Device& device, const std::function<void()>& body);
 
+// Runs `body` unless a step graph is being captured, replayed or destroyed on another thread at this moment (then
+// returns false without running it): returning the CUDA allocator's cache to the driver meanwhile is refused by
+// some libtorch releases (an assertion while any capture is under way) and skipped by others.
+bool unlessGraphsBusy(const std::function<void()>& body);
+
 }  // namespace pace::train
