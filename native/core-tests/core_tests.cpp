@@ -2,13 +2,10 @@
 // build/Release/pace_core_tests. Prints a line per test ("ok", "FAIL" or "skip" with the reason), then
 // "core: N passed, M failed, K skipped", and exits non-zero on any failure.
 #include <ATen/ATen.h>
-#include <execinfo.h>
 #include <unistd.h>
 
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -18,6 +15,7 @@
 #include <vector>
 
 #include "check.h"
+#include "crash_report.h"
 #include "errors.h"
 #include "io/safetensors.h"
 #include "system/threads.h"
@@ -30,19 +28,8 @@ namespace {
 using pace::tests::check;
 using pace::tests::Failure;
 
-// A crash names the test it happened in, with a backtrace: on the GPU machine the only output is the log (a
-// segfault there once left an empty one, the buffered lines lost with the process).
+// The test running now, for the crash report (crash_report.h).
 const char* runningTest = "(before the first test)";
-
-void reportCrash(int signal) {
-  const char* what = signal == SIGSEGV ? "segmentation fault" : signal == SIGBUS ? "bus error" : "abort";
-  for (const char* part : {"\nCRASH (", what, ") in test: ", runningTest, "\n"})
-    (void)!write(STDERR_FILENO, part, std::strlen(part));
-  void* frames[64];
-  backtrace_symbols_fd(frames, backtrace(frames, 64), STDERR_FILENO);
-  std::signal(signal, SIG_DFL);
-  std::raise(signal);
-}
 
 // One private folder for the whole run, removed when the process exits (a run must not leave files behind).
 class ScratchFolder {
@@ -197,7 +184,7 @@ void dtypeTableIsConsistent() {
 
 int main() {
   std::cout << std::unitbuf;  // each line reaches the log before whatever comes next
-  for (const int signal : {SIGSEGV, SIGBUS, SIGABRT}) std::signal(signal, reportCrash);
+  pace::tests::installCrashReport(&runningTest);
   pace::installCpuCache();  // as the addon does: the fused-linear tests then run on it too
   pace::applyThreads();     // every CPU, as the addon: the parallel paths (rows, heads) are what gets tested
   pace::tests::TestList tests = {
