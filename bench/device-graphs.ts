@@ -69,8 +69,9 @@ const spread = (a: number[], b: number[]) => Math.max(...a.map((value, i) => Mat
 
 /**
  * Whether `candidate` ran as `reference` did: bit for bit (losses, and adapter bytes where given) where a second
- * reference run `again` reproduced the first exactly; else within ten times the two references' spread (the eager
- * path is not bit-reproducible there, e.g. from atomics in a backward kernel at that batch size), and the log says so.
+ * reference run `again` reproduced the first exactly; else its losses within ten times the two references' spread
+ * (the eager path is not bit-reproducible there, e.g. from atomics in a backward kernel at that batch size; the
+ * adapter bytes then differ anyway), and the log says so.
  */
 function agrees(
   what: string,
