@@ -19,7 +19,7 @@ const char* const* currentTest = nullptr;
 void writeText(const char* text) { (void)!write(STDERR_FILENO, text, std::strlen(text)); }
 
 void writeNumber(uintptr_t value, unsigned base) {
-  char digits[2 + 2 * sizeof value + 1];
+  char digits[2 + 20];  // "0x" and the 20 decimal digits of the largest 64-bit value (16 in hex)
   char* end = digits + sizeof digits;
   char* at = end;
   do {
