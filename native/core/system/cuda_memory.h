@@ -18,6 +18,7 @@ std::optional<CudaMemory> cudaMemory(int device, bool resetPeak);
 
 // Returns the caching allocator's unused blocks on every GPU to the driver (torch.cuda.empty_cache()), so that
 // another process can have them; tensors in use and captured graphs' pools keep theirs. Nothing without CUDA.
+// Call it through train::unlessGraphsBusy: some libtorch releases assert in it while any thread captures a graph.
 void releaseCudaCache();
 
 }  // namespace pace
