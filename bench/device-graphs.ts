@@ -42,9 +42,20 @@ async function finished(model: Model, train: TensorDataset, epochs: EpochLogs[])
   return { epochs, adapters: fs.readFileSync(file) };
 }
 
-async function fit(precision: 'fp32' | 'bf16', stepGraphs: 'off' | 'auto' | 'rehearse'): Promise<Run> {
+/** The tiny ViT every check trains, same seed, LoRA-mul + VPT-add adapters. */
+async function adaptedVit(): Promise<Model> {
   const model = await createModel('vit_tiny_patch16_224', { numClasses: 10, seed: 1, device, dropPathRate: 0.1 });
   model.addAdapters({ type: 'loramul_vptadd', rank: 4 });
+  return model;
+}
+
+/** A fit of `epochs` epochs; with `folder`, in a run folder, stopped after its first epoch or resumed from one. */
+async function fit(
+  precision: 'fp32' | 'bf16',
+  stepGraphs: 'off' | 'auto' | 'rehearse',
+  folder: { runDir?: string; stopAfterFirst?: boolean; resume?: string } = {},
+): Promise<Run> {
+  const model = await adaptedVit();
   const trainer = new Trainer(model, {
     pace: { sigma: 1, lambda: 1 },
     optimizer: { lr: 1e-3, clipGradNorm: 1 },
@@ -60,9 +71,16 @@ async function fit(precision: 'fp32' | 'bf16', stepGraphs: 'off' | 'auto' | 'reh
     scheduleStepping: 'step', // a new learning rate every step: the graphs read it from the device
     schedule: { warmupEpochs: 1 },
     stepGraphs,
+    runDir: folder.runDir,
+    resume: folder.resume,
+    callbacks: folder.stopAfterFirst ? [stopAfterFirstEpoch] : [],
   });
   return finished(model, train, history.epochs);
 }
+
+const stopAfterFirstEpoch = {
+  onEpochEnd: (epoch: number, _logs: unknown, control: { stop(): void }) => void (epoch === 0 && control.stop()),
+};
 
 const losses = (run: Run) => run.epochs.map((e) => e.loss);
 const spread = (a: number[], b: number[]) => Math.max(...a.map((value, i) => Math.abs(value - b[i]) / Math.abs(b[i])));
@@ -124,8 +142,7 @@ interface OwnLoop {
 // trainStep in a loop of one's own: each call is a separate native job, which may run on any of Node's pool
 // threads (the capturing step once failed there: libtorch creates its cuDNN and cuBLAS handles per thread).
 async function ownLoop(stepGraphs: 'off' | 'auto' | 'rehearse'): Promise<OwnLoop> {
-  const model = await createModel('vit_tiny_patch16_224', { numClasses: 10, seed: 1, device, dropPathRate: 0.1 });
-  model.addAdapters({ type: 'loramul_vptadd', rank: 4 });
+  const model = await adaptedVit();
   const trainer = new Trainer(model, { pace: { sigma: 1, lambda: 1 }, optimizer: { lr: 1e-3 }, seed: 2 });
   const train = dataset();
   const run: OwnLoop = { losses: [], graphs: [], noise: [] };
@@ -166,8 +183,7 @@ async function checkOwnLoop(): Promise<boolean> {
 /** Two trainers' graphs in one process: A's are destroyed while B keeps replaying its own. */
 async function checkTwoTrainers(): Promise<boolean> {
   const stepper = async () => {
-    const model = await createModel('vit_tiny_patch16_224', { numClasses: 10, seed: 1, device, dropPathRate: 0.1 });
-    model.addAdapters({ type: 'loramul_vptadd', rank: 4 });
+    const model = await adaptedVit();
     const trainer = new Trainer(model, { pace: { sigma: 1, lambda: 1 }, optimizer: { lr: 1e-3 }, seed: 2 });
     const train = dataset();
     return {
@@ -208,37 +224,14 @@ async function checkTwoTrainers(): Promise<boolean> {
   return agrees('two trainers: losses', { losses: got }, { losses: expected }, { losses: again });
 }
 
-// A fit of `epochs` epochs, optionally stopped after its first (the run folder then holds epoch 0) or resumed.
-async function resumableFit(options: { runDir?: string; stopAfterFirst?: boolean; resume?: string }): Promise<Run> {
-  const model = await createModel('vit_tiny_patch16_224', { numClasses: 10, seed: 1, device, dropPathRate: 0.1 });
-  model.addAdapters({ type: 'loramul_vptadd', rank: 4 });
-  const trainer = new Trainer(model, { pace: { sigma: 1, lambda: 1 }, optimizer: { lr: 1e-3 }, seed: 2 });
-  const train = dataset();
-  const stopper = {
-    onEpochEnd: (epoch: number, _logs: unknown, control: { stop(): void }) => void (epoch === 0 && control.stop()),
-  };
-  const history = await trainer.fit(train, {
-    epochs,
-    batchSize,
-    progress: false,
-    evalEvery: 100,
-    schedule: { warmupEpochs: 1 },
-    stepGraphs: graphs,
-    runDir: options.runDir,
-    resume: options.resume,
-    callbacks: options.stopAfterFirst ? [stopper] : [],
-  });
-  return finished(model, train, history.epochs);
-}
-
 // A checkpoint written after the fused AdamW's steps (on a GPU) resumes, its moments at step >= 1 accepted, and the
 // resumed run ends as the uninterrupted one (fp32; judged as the graphed and eager fits above).
 async function checkResume(): Promise<boolean> {
-  const whole = await resumableFit({});
-  const again = await resumableFit({});
+  const whole = await fit('fp32', graphs);
+  const again = await fit('fp32', graphs);
   const runDir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'pace-run-')), 'run');
-  await resumableFit({ runDir, stopAfterFirst: true });
-  const resumed = await resumableFit({ resume: runDir });
+  await fit('fp32', graphs, { runDir, stopAfterFirst: true });
+  const resumed = await fit('fp32', graphs, { resume: runDir });
   console.log(`resume: uninterrupted losses ${losses(whole).join(', ')}`);
   console.log(`resume: resumed losses       ${losses(resumed).join(', ')}`);
   return agrees('resume: losses and adapter bytes', fitRun(resumed), fitRun(whole), fitRun(again));
