@@ -53,5 +53,6 @@ TestList profilerTests();              // profiler_tests.cpp: skipped where libt
 TestList checkpointResamplingTests();  // checkpoint_resampling_tests.cpp
 TestList precisionTests();             // precision_tests.cpp
 TestList devicesTests();               // devices_tests.cpp
+TestList windowOrderTests();           // window_order_tests.cpp
 
 }  // namespace pace::tests

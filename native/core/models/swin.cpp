@@ -5,6 +5,7 @@
 
 #include "errors.h"
 #include "models/family_registry.h"
+#include "models/window_order.h"
 #include "text.h"
 
 namespace pace::models {
@@ -122,7 +123,12 @@ SwinBlockImpl::SwinBlockImpl(int64_t dim, int64_t resolution, int64_t numHeads, 
   attn = register_module("attn", WindowAttention(dim, numHeads, windowSize));
   norm2 = register_module("norm2", layerNorm(dim, kLayerNormEps));
   mlp = register_module("mlp", Mlp(dim, static_cast<int64_t>(dim * mlpRatio)));
-  if (shiftSize > 0) attn_mask = register_buffer("attn_mask", shiftedWindowMask(resolution, windowSize, shiftSize));
+  if (shiftSize > 0) {
+    attn_mask = register_buffer("attn_mask", shiftedWindowMask(resolution, windowSize, shiftSize));
+    const torch::Tensor order = shiftedWindowOrder(resolution, resolution, windowSize, shiftSize);
+    window_order = register_buffer("window_order", order);
+    window_inverse = register_buffer("window_inverse", inversePermutation(order));
+  }
 }
 
 torch::Tensor SwinBlockImpl::forward(const torch::Tensor& input, ForwardContext& context) {
@@ -130,9 +136,14 @@ torch::Tensor SwinBlockImpl::forward(const torch::Tensor& input, ForwardContext&
   // Under autocast in the autocast dtype qkv reads, before the shift and the window partition, which then move
   // half the bytes, forward and backward (a cast commutes with them: the numbers are the same).
   torch::Tensor x = norm1->forwardForProduct(input);
-  if (shiftSize > 0) x = torch::roll(x, {-shiftSize, -shiftSize}, {1, 2});
-  x = reverseWindows(attn(partitionWindows(x, windowSize), attn_mask, context), windowSize, h, w);
-  if (shiftSize > 0) x = torch::roll(x, {shiftSize, shiftSize}, {1, 2});
+  if (shiftSize > 0) {
+    const torch::Tensor windows =
+        permuteTokens(x.reshape({b, h * w, c}), window_order, window_inverse).view({-1, windowSize * windowSize, c});
+    x = permuteTokens(attn(windows, attn_mask, context).reshape({b, h * w, c}), window_inverse, window_order)
+            .view({b, h, w, c});
+  } else {
+    x = reverseWindows(attn(partitionWindows(x, windowSize), attn_mask, context), windowSize, h, w);
+  }
   x = input + context.dropPath(x, dropPathRate, is_training());
   const torch::Tensor flat = x.reshape({b, h * w, c});
   return mlp(norm2->forwardForProduct(flat), context,

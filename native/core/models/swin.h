@@ -47,7 +47,9 @@ class SwinBlockImpl : public torch::nn::Module {
   int64_t windowSize;
   int64_t shiftSize;
   double dropPathRate;
-  torch::Tensor attn_mask;  // [windows, w², w²] for shifted blocks, undefined otherwise
+  torch::Tensor attn_mask;       // [windows, w², w²] for shifted blocks, undefined otherwise
+  torch::Tensor window_order;    // shifted blocks: shiftedWindowOrder of the block's map (recomputed, never loaded)
+  torch::Tensor window_inverse;  // and its inverse
   LayerNorm norm1{nullptr};
   WindowAttention attn{nullptr};
   LayerNorm norm2{nullptr};
