@@ -1,12 +1,13 @@
 // On the lent GPU machine (bench/device.sh): whole fits with whole-step CUDA graphs against the same fits without,
 // same seed, fp32 and bf16; every kind of step must have been captured and replayed (no eager fallback). Then
 // trainStep in a loop of one's own (the same noise draws as eager steps); two trainers' graphs side by side, one
-// disposed while the other replays; a fit stopped after its first epoch and resumed from its run folder (the fused
-// AdamW's moments, generator states) against the same fit uninterrupted; and a float dataset held on the GPU with
-// non-finite pixels refused before the first step. Each comparison wants the eager run bit for bit where a second
-// eager run reproduces the first exactly, else stays within ten times their spread (`agrees`): on the H200 the
-// eager trainStep at batch 16 was not bit-reproducible (2026-12-04). Rehearse here with PACE_DEVICE=cpu (the graph
-// path's eager stand-in, `rehearse`).
+// disposed while the other replays; a model moved to the CPU and back between steps (its graphs captured again, its
+// AdamW moments following a step on the CPU); a fit stopped after its first epoch and resumed from its run folder
+// (the fused AdamW's moments, generator states) against the same fit uninterrupted; and a float dataset held on the
+// GPU with non-finite pixels refused before the first step. Each comparison wants the eager run bit for bit where a
+// second eager run reproduces the first exactly, else stays within ten times their spread (`agrees`): on the H200
+// the eager trainStep at batch 16 was not bit-reproducible (2026-12-04). Rehearse here with PACE_DEVICE=cpu (the
+// graph path's eager stand-in, `rehearse`).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -180,6 +181,52 @@ async function checkOwnLoop(): Promise<boolean> {
   return agrees('trainStep: losses', graphed, eager, again) && ran && sameNoise;
 }
 
+// A model moved away and back between steps of one trainer: Module::to gives every parameter new storage, so the
+// graphs captured before must be captured again (a replay would read and write the old storage); a step taken on the
+// CPU in between moves the AdamW moments there and back. Judged against the same sequence run eagerly.
+async function movedLoop(stepGraphs: 'off' | 'auto' | 'rehearse'): Promise<OwnLoop> {
+  const model = await adaptedVit();
+  const trainer = new Trainer(model, { pace: { sigma: 1, lambda: 1 }, optimizer: { lr: 1e-3 }, seed: 2 });
+  const train = dataset();
+  using cpuImages = tensor(new Float32Array(batchSize * 3 * 224 * 224).fill(0.1), [batchSize, 3, 224, 224]);
+  using cpuLabels = tensor(BigInt64Array.from({ length: batchSize }, (_, i) => BigInt(i)));
+  const run: OwnLoop = { losses: [], graphs: [], noise: [] };
+  const steps = async (count: number) => {
+    for (let step = 0; step < count; step++) {
+      const result = await trainer.trainStep(train.images, train.labels, { stepGraphs });
+      run.losses.push(result.totalLoss);
+      run.graphs.push(result.graph);
+    }
+  };
+  await steps(8);
+  model.to('cpu').to(device);
+  await steps(6);
+  model.to('cpu');
+  run.losses.push((await trainer.trainStep(cpuImages, cpuLabels)).totalLoss);
+  run.graphs.push('cpu');
+  model.to(device);
+  await steps(6);
+  train.images.dispose();
+  train.labels.dispose();
+  model.dispose();
+  return run;
+}
+
+async function checkMoved(): Promise<boolean> {
+  const eager = await movedLoop('off');
+  const again = await movedLoop('off');
+  const graphed = await movedLoop(graphs);
+  console.log(`moved: eager losses   ${eager.losses.join(', ')}`);
+  console.log(`moved: graphed losses ${graphed.losses.join(', ')} (${graphed.graphs.join(', ')})`);
+  const fresh = ['warmup', 'warmup', 'warmup', 'captured', 'replayed', 'replayed'];
+  // Here the CPU stand-in: moving a CPU model to the CPU keeps its storage, and the graphs rightly stay.
+  const afterMove = onCpu ? Array<string>(6).fill('replayed') : fresh;
+  const expected = [...fresh, 'replayed', 'replayed', ...afterMove, 'cpu', ...afterMove];
+  const ran = graphed.graphs.join() === expected.join();
+  console.log(`moved: ${ran ? 'captured again after each move' : `FAILED: expected ${expected.join(', ')}`}`);
+  return agrees('moved: losses', graphed, eager, again) && ran;
+}
+
 /** Two trainers' graphs in one process: A's are destroyed while B keeps replaying its own. */
 async function checkTwoTrainers(): Promise<boolean> {
   const stepper = async () => {
@@ -267,9 +314,10 @@ async function main(): Promise<number> {
   const bf16 = await check('bf16');
   const own = await checkOwnLoop();
   const two = await checkTwoTrainers();
+  const moved = await checkMoved();
   const resume = await checkResume();
   const nonFinite = await checkNonFiniteImages();
-  return fp32 && bf16 && own && two && resume && nonFinite ? 0 : 1;
+  return fp32 && bf16 && own && two && moved && resume && nonFinite ? 0 : 1;
 }
 
 main().then(

@@ -54,5 +54,6 @@ TestList checkpointResamplingTests();  // checkpoint_resampling_tests.cpp
 TestList precisionTests();             // precision_tests.cpp
 TestList devicesTests();               // devices_tests.cpp
 TestList windowOrderTests();           // window_order_tests.cpp
+TestList stepGraphsTests();            // step_graphs_tests.cpp
 
 }  // namespace pace::tests

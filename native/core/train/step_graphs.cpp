@@ -22,6 +22,12 @@ StepGraphs::Entry& StepGraphs::entryFor(const at::Tensor& images, const at::Tens
   return *entry;
 }
 
+void StepGraphs::keepOnlyFor(std::vector<const void*> parameterStorage) {
+  if (parameterStorage == parameterStorage_) return;
+  entries_.clear();
+  parameterStorage_ = std::move(parameterStorage);
+}
+
 void StepGraphs::countEager(const std::string& reason) {
   ++counts_.eager;
   if (counts_.eagerReason.empty()) counts_.eagerReason = reason;

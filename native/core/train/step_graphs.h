@@ -49,6 +49,9 @@ class StepGraphs {
   // Drops every graph: the tensors they were captured with were replaced (restored state, re-made bf16 copies,
   // a model moved to another device). Steps warm up and capture again.
   void invalidate() { entries_.clear(); }
+  // Drops every graph unless the parameters' storage is what they were captured with: a model moved to another
+  // device and back (Module::to swaps each parameter's storage in place) is on its device again, elsewhere in it.
+  void keepOnlyFor(std::vector<const void*> parameterStorage);
   // After a failed capture: steps run eagerly from now on, for `reason`.
   void disable(std::string reason) { disabled_ = std::move(reason); }
   CaptureStreams& streams() { return streams_; }
@@ -66,6 +69,7 @@ class StepGraphs {
   std::map<Key, std::unique_ptr<Entry>> entries_;  // stable addresses: captured steps refer to their entry
   std::string disabled_;
   StepGraphCounts counts_;
+  std::vector<const void*> parameterStorage_;
 };
 
 // A stand-in for a captured graph whose replay calls the recorded step function (StepGraphMode::Rehearse).

@@ -15,6 +15,7 @@
 #include "tensor/dtype.h"
 #include "tensor/to_device.h"
 #include "train/gradients.h"
+#include "train/optimizer_placement.h"
 
 namespace pace::train {
 
@@ -184,14 +185,15 @@ Trainer::Trainer(std::shared_ptr<models::Backbone> model, OptimizerConfig optimi
   if (!decayed.empty()) groups.emplace_back(decayed, options(optimizer.weightDecay));
   if (!spared.empty()) groups.emplace_back(spared, options(0));
   optimizer_ = std::make_unique<torch::optim::AdamW>(groups, *options(optimizer.weightDecay));
-  placeGenerators(model_->parameters().front().device());
+  followModelDevice(model_->parameters().front().device());
   parallel_.broadcastParameters(trainable_);
 }
 
-void Trainer::placeGenerators(const c10::Device& device) {
+void Trainer::followModelDevice(const c10::Device& device) {
   if (noiseGenerator_.device() == device) return;
   noiseGenerator_ = seededGenerator(device, seed_);
   dropPathGenerator_ = seededGenerator(device, seed_ ^ kDropPathSalt);
+  followParameterDevices(*optimizer_);
   graphs_.invalidate();  // they were captured with the old generators
 }
 
@@ -238,7 +240,7 @@ std::vector<at::Tensor> Trainer::clipAndUpdate(bool fused) {
 Trainer::DeviceStep Trainer::stepOnDevice(const StepInputs& inputs, StepGraphMode graphs) {
   models::Backbone& model = *model_;
   const auto device = model.parameters().front().device();
-  placeGenerators(device);
+  followModelDevice(device);
   const at::Tensor images = toDeviceQueued(inputs.images, device);
   model.checkImages(images);
   const int64_t batch = images.size(0);
@@ -336,6 +338,9 @@ std::optional<Trainer::DeviceStep> Trainer::graphedStep(const at::Tensor& images
     return std::nullopt;
   }
   if (precision_ == Precision::Bf16 && frozenBf16_.refresh(*model_)) graphs_.invalidate();
+  std::vector<const void*> parameterStorage;
+  for (const at::Tensor& parameter : model_->parameters()) parameterStorage.push_back(parameter.data_ptr());
+  graphs_.keepOnlyFor(std::move(parameterStorage));
   StepGraphs::Entry& entry = graphs_.entryFor(images, targets, pace_.lazyPaceStep(iteration_.load()));
   entry.images.copy_(images);
   entry.targets.copy_(targets);

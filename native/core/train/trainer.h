@@ -201,7 +201,8 @@ class Trainer {
   DeviceDataset dataset_;
   StepGraphs graphs_;
   std::atomic<int64_t> iteration_{0};  // read from other threads while a step runs
-  void placeGenerators(const c10::Device& device);
+  // After the model moved to another device: the generators re-created there, the optimizer's moments moved.
+  void followModelDevice(const c10::Device& device);
   Precision backwardPrecision() const { return precision_ == Precision::Bf16 ? Precision::Fp32 : precision_; }
   // Which pass forwardBackward runs, for its loss check: none (a captured graph), the step's, or SAM's and GP's
   // second pass at the moved parameters.

@@ -141,7 +141,7 @@ void Trainer::restoreState(const std::vector<NamedTensor>& state) {
     const at::Tensor& saved = need(name);
     return savedWorld > 1 ? saved[parallel_.rank()] : saved;
   };
-  placeGenerators(model_->parameters().front().device());
+  followModelDevice(model_->parameters().front().device());
   for (const auto& [name, generator] : {std::pair<const char*, at::Generator*>{"rng.noise", &noiseGenerator_},
                                         {"rng.drop_path", &dropPathGenerator_},
                                         {"rng.augment", &augmentGenerator_}}) {
