@@ -197,6 +197,39 @@ test('edited metadata is refused: by the digest, and by its rules when the diges
   disposeTensors(tensors);
 });
 
+test("a damaged run identity is refused as damage, offering the run's other checkpoints, not as another run", async () => {
+  // Bug caught: the identity was compared before the digest, so a flipped byte in the seed said "belongs to another
+  // run" and offered nothing, though previous.safetensors was intact.
+  const dir = copyOfRun('damaged-identity');
+  const file = path.join(dir, 'last.safetensors');
+  const { tensors, metadata } = await loadTensors(file);
+  const identity = JSON.parse(metadata!.run) as { trainer: { seed: number } };
+  expect(identity.trainer.seed).toBe(3);
+  identity.trainer.seed = 7;
+  const edited = { ...metadata!, run: JSON.stringify(identity) };
+  await saveTensors(file, tensors, { metadata: edited }); // the digest left as it was
+  const damaged = await resumeError(dir);
+  expect(damaged.message).toContain(`cannot resume from ${file}: it is corrupt or was edited`);
+  expect(damaged.message).toContain("Its other checkpoints can be resumed with resumeFrom: 'previous' (epoch 0)");
+  expect(damaged.untouched).toBe(true);
+  // With the digest recomputed to match, the file is another run's, as it says.
+  await saveCheckpointWithDigest(file, tensors, edited);
+  expect((await resumeError(dir)).message).toContain('belongs to another run (trainer.seed: 7 → 3)');
+  disposeTensors(tensors);
+});
+
+test('a checkpoint refused after a missing last was passed over is not offered again', async () => {
+  const dir = copyOfRun('no-last');
+  fs.rmSync(path.join(dir, 'last.safetensors'));
+  const previous = path.join(dir, 'previous.safetensors');
+  const bytes = fs.readFileSync(previous);
+  bytes[bytes.length - 1] ^= 0xff;
+  fs.writeFileSync(previous, bytes);
+  const { message } = await resumeError(dir);
+  expect(message).toContain(`cannot resume from ${previous}: it is corrupt or was edited`);
+  expect(message).not.toContain("resumeFrom: 'previous'");
+});
+
 test('a run resumed with fewer epochs than it has trained is refused, offering no earlier checkpoint', async () => {
   // Bug: this was refused as a fault of the file, offering resumeFrom 'previous' or 'best': taking that advice
   // retrained the later epochs over their checkpoints and metrics.
@@ -379,6 +412,48 @@ test('a fit resumed from best keeps best as previous, even when its first epoch 
     await epochOf('best.safetensors'),
     await epochOf('last.safetensors'),
   ]).toEqual([String(k - 1), String(k), String(k)]);
+});
+
+test('a fit resumed from an earlier checkpoint removes the best of the continuation it abandons', async () => {
+  // Bug caught: best.safetensors of an epoch the resumed fit ran again stayed unless that epoch scored better, so it
+  // held the abandoned continuation's state, and a later resume from best continued that continuation.
+  const validation = colourDataset(64, 7);
+  const options = { ...fit, schedule: { warmupEpochs: 1, warmupLr: 0, minLr: 0 }, epochs: 8, validation, evalEvery: 1 };
+  const fast = { ...trainerOptions, optimizer: { lr: 3e-2 } };
+  let accuracies: number[];
+  {
+    using model = await freshModel();
+    const history = await new Trainer(model, fast).fit(train, options);
+    accuracies = history.epochs.map((logs) => logs.val_acc as number);
+  }
+  // An epoch j that improves on every earlier one: stopped after it, best and last are j, previous j - 1.
+  const j = accuracies.findIndex((accuracy, i) => i >= 1 && accuracy > Math.max(...accuracies.slice(0, i)));
+  expect(j).toBeGreaterThan(0);
+  const dir = path.join(temp.dir, 'best-abandoned');
+  {
+    using model = await freshModel();
+    await new Trainer(model, fast).fit(train, { ...options, runDir: dir, callbacks: [stopAfter(j + 1)] });
+  }
+  const epochOf = async (name: string) => (await readTensorHeader(path.join(dir, name))).metadata?.epoch;
+  expect([await epochOf('previous.safetensors'), await epochOf('best.safetensors')]).toEqual([
+    String(j - 1),
+    String(j),
+  ]);
+  // Resumed from previous at a rate too small to move anything: epoch j runs again and scores as j - 1 did, no
+  // better than the history it continues, so it writes no best.
+  const still = { ...fast, optimizer: { lr: 1e-12 } };
+  {
+    using model = await freshModel();
+    const history = await new Trainer(model, still).fit(train, {
+      ...options,
+      resume: dir,
+      resumeFrom: 'previous',
+      callbacks: [stopAfter(j + 1)],
+    });
+    expect(history.epochs[j].val_acc).toBe(accuracies[j - 1]);
+  }
+  expect(fs.existsSync(path.join(dir, 'best.safetensors'))).toBe(false);
+  expect(await epochOf('last.safetensors')).toBe(String(j));
 });
 
 test('temporary files of a killed writer are removed; a run killed before its first checkpoint starts over', async () => {

@@ -4,7 +4,7 @@ import { z } from 'zod';
 
 import { withContext } from '../error-context';
 import { PaceFileError, PaceNotFoundError, PaceOptionError, PaceStateError } from '../errors';
-import type { NativeTrainerHandle } from '../native';
+import { nativeAddon, type NativeTrainerHandle } from '../native';
 import { readTensorHeader } from '../safetensors';
 import type { EpochLogs } from './callbacks';
 import { linkOrCopyExclusive, syncDirectory, writeFailure } from '../files';
@@ -137,8 +137,11 @@ export async function resumeFrom(
   identity: RunIdentity,
 ): Promise<ResumePoint> {
   let file = fileOf(run, from);
+  let tried = from;
   if (from === 'last' && !checkpointThere(file) && checkpointThere(run.previousCheckpoint)) {
-    file = run.previousCheckpoint; // killed between keeping the previous checkpoint and writing the new one
+    // `last` removed by hand (the writer replaces it by a rename, and keeps `previous` as a link first)
+    file = run.previousCheckpoint;
+    tried = 'previous';
   }
   if (!checkpointThere(file)) {
     if (from === 'last') {
@@ -150,8 +153,18 @@ export async function resumeFrom(
   const refused = async (error: unknown) => {
     const reason = (error as Error).message.replace(/^training checkpoint '[^']*' /, 'it ');
     // Every checkpoint of a run was written by the same number of processes: none is an alternative then.
-    const others = /written by \d+ process/.test(reason) ? '' : await alternatives(run, from);
+    const others = /written by \d+ process/.test(reason) ? '' : await alternatives(run, tried);
     return withContext(error, `cannot resume from ${file}: ${reason}.${others}`);
+  };
+  // A field that no longer matches this run may be a damaged byte: the file's digest decides which it is, so that a
+  // damaged checkpoint is reported as such, with the run's other checkpoints, not as another run's.
+  const damagedOr = async (mismatch: unknown): Promise<unknown> => {
+    try {
+      await nativeAddon().checkCheckpoint(file);
+    } catch (error) {
+      return refused(error);
+    }
+    return mismatch;
   };
   let metadata: z.infer<typeof CheckpointMetadataSchema>;
   try {
@@ -165,16 +178,20 @@ export async function resumeFrom(
   } catch (error) {
     throw await refused(error);
   }
-  // Another run's checkpoint: its folder's other checkpoints are that run's too, so none is offered.
-  if (metadata[RUN_IDENTITY_KEY] !== undefined)
-    checkSameRun(metadata[RUN_IDENTITY_KEY], identity, `the checkpoint ${file}`);
-  // Not a fault of the file: no other checkpoint is offered, as resuming an earlier one would overwrite the later
-  // epochs' checkpoints and metrics.
-  if (metadata.epoch + 1 > epochs) {
-    throw new PaceOptionError(
-      `cannot resume from ${file} with epochs: ${epochs}: the run has already trained ${metadata.epoch + 1} ` +
-        `epochs; give epochs of at least ${metadata.epoch + 1} (more trains it further), or start a new run folder`,
-    );
+  try {
+    // Another run's checkpoint: its folder's other checkpoints are that run's too, so none is offered.
+    if (metadata[RUN_IDENTITY_KEY] !== undefined)
+      checkSameRun(metadata[RUN_IDENTITY_KEY], identity, `the checkpoint ${file}`);
+    // Not a fault of the file: no other checkpoint is offered, as resuming an earlier one would overwrite the later
+    // epochs' checkpoints and metrics.
+    if (metadata.epoch + 1 > epochs) {
+      throw new PaceOptionError(
+        `cannot resume from ${file} with epochs: ${epochs}: the run has already trained ${metadata.epoch + 1} ` +
+          `epochs; give epochs of at least ${metadata.epoch + 1} (more trains it further), or start a new run folder`,
+      );
+    }
+  } catch (mismatch) {
+    throw await damagedOr(mismatch);
   }
   try {
     await handle.loadState(file);
@@ -182,6 +199,31 @@ export async function resumeFrom(
     throw await refused(error);
   }
   return { startEpoch: metadata.epoch + 1, history: metadata.history as EpochLogs[], file };
+}
+
+/**
+ * Whether the run's best checkpoint is of an epoch a fit resumed at `startEpoch` runs again (resumed from `previous`
+ * or an earlier `best`): it then belongs to the continuation the resume abandons, and goes with it. Unreadable, it
+ * is left for a resume from it to refuse with its reason.
+ */
+export async function bestIsAbandoned(run: RunFolder, startEpoch: number): Promise<boolean> {
+  if (!fs.existsSync(run.bestCheckpoint)) return false;
+  try {
+    const epoch = Number((await readTensorHeader(run.bestCheckpoint)).metadata?.epoch);
+    return Number.isInteger(epoch) && epoch >= startEpoch;
+  } catch {
+    return false;
+  }
+}
+
+/** Removes a checkpoint of an abandoned continuation, durably (a kill after the next writes must not find it). */
+export function removeCheckpoint(run: RunFolder, file: string): void {
+  try {
+    fs.rmSync(file, { force: true });
+    syncDirectory(run.dir);
+  } catch (error) {
+    throw writeFailure(error, file);
+  }
 }
 
 /**

@@ -15,7 +15,7 @@ import { describeValue, parseOptions } from '../options';
 import { readTensorHeaderSync } from '../safetensors';
 import { handleOf } from '../tensor';
 import type { Callback, EpochLogs, FitControl } from './callbacks';
-import { keepPrevious, resumeFrom, ResumeFromSchema } from './checkpoints';
+import { bestIsAbandoned, keepPrevious, removeCheckpoint, resumeFrom, ResumeFromSchema } from './checkpoints';
 import { bestMarks, MARKED_BEST_FILE, markedEpoch } from './marked-best';
 import {
   agreeOnFit,
@@ -287,6 +287,7 @@ async function fitEpochs(
   // collective that follows, rather than leaving the others waiting there.
   let prepared: Failure | undefined;
   let restorableMark: number | undefined; // the epoch of an earlier fit's best mark this fit can restore
+  let abandonedBest = false; // the folder's best is of an epoch this resumed fit runs again
   try {
     if (holding) folder?.removeKilledWritersFiles();
     // Every rank refuses a folder holding an earlier run's files before the first writes it, but for a run that
@@ -306,6 +307,7 @@ async function fitEpochs(
       ({ startEpoch, history } = point);
       resumed = point.file !== undefined;
       continuesFrom = point.file;
+      if (resumed && run) abandonedBest = await bestIsAbandoned(run, startEpoch);
       const marked = await markedEpoch(path.join(folder.dir, MARKED_BEST_FILE));
       if (marked !== undefined && marked < startEpoch) restorableMark = marked;
     }
@@ -568,6 +570,9 @@ async function fitEpochs(
         if (run) await own(() => keepPrevious(run, continuesFrom));
         // Gone before the new checkpoints: killed after them, a later resume would take it for this run's.
         await own(() => marks?.forgetAbandoned());
+        // Likewise the best of the abandoned continuation; this run has none until an epoch beats its history.
+        if (abandonedBest) await own(() => run && removeCheckpoint(run, run.bestCheckpoint));
+        abandonedBest = false;
         continuesFrom = undefined;
         if (logs.val_acc !== undefined && logs.val_acc > bestValidation) {
           bestValidation = logs.val_acc;
