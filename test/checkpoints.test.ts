@@ -585,6 +585,37 @@ test('a new fit in a folder that holds a run is refused, and the folder is left 
   expect(fs.readdirSync(dir).map((name) => [name, fs.readFileSync(path.join(dir, name))])).toEqual(before);
 });
 
+test("a new fit refuses a folder holding the CLI's adapters or a user's files, and leaves it as it was", async () => {
+  // Bug caught: a run folder pruned to config.json and adapters.safetensors, or any folder of a user's, was taken:
+  // its config.json was overwritten, and pace fit saved its new adapters over the old ones.
+  const pruned = path.join(temp.dir, 'pruned');
+  fs.mkdirSync(pruned);
+  fs.writeFileSync(path.join(pruned, 'config.json'), '{"kept": true}');
+  fs.writeFileSync(path.join(pruned, 'adapters.safetensors'), 'the deliverable');
+  const users = path.join(temp.dir, 'users-folder');
+  fs.mkdirSync(users);
+  fs.writeFileSync(path.join(users, 'config.json'), '{"mine": true}');
+  fs.writeFileSync(path.join(users, 'notes.txt'), 'mine');
+  const cases: [string, string][] = [
+    [pruned, `the run folder ${pruned} already holds a run (adapters.safetensors)`],
+    [
+      users,
+      `the run folder ${users} holds files a run does not write (notes.txt): write the run to a new or empty folder`,
+    ],
+  ];
+  for (const [dir, message] of cases) {
+    const before = fs.readdirSync(dir).map((name) => [name, fs.readFileSync(path.join(dir, name))] as const);
+    using model = await freshModel();
+    const error = await new Trainer(model, trainerOptions).fit(train, { ...fit, runDir: dir }).catch((e: Error) => e);
+    expect((error as Error).message).toContain(message);
+    expect(fs.readdirSync(dir).map((name) => [name, fs.readFileSync(path.join(dir, name))])).toEqual(before);
+  }
+  // Resumed, the pruned folder's adapters are named as a run's, not as foreign files.
+  expect((await resumeError(pruned)).message).toBe(
+    `cannot resume ${pruned}: it holds no last or previous checkpoint, but an earlier run's adapters.safetensors`,
+  );
+});
+
 test('a resume starts over only in the folder of a run killed before its first checkpoint, and of this run', async () => {
   // Bug caught: any folder without last/previous started over, a user's folder or one with a best checkpoint.
   const withBest = copyOfRun('best-only');

@@ -19,9 +19,9 @@ import type { EpochLogs } from '../train/callbacks';
 import { Trainer, TrainerOptionsSchema, type TrainerOptions } from '../train/trainer';
 import { ResumeFromSchema, type ResumeFrom } from '../train/checkpoints';
 import { FitOptionsSchema, refuseIgnoredFitOptions, type FitOptions, type History } from '../train/fit';
-import { holdRunFolder } from '../train/run-folder';
+import { DOMAIN_SHIFT_FILE, holdRunFolder, RUN_ADAPTERS_FILE } from '../train/run-folder';
 import { cacheDirOf, configName, datasetSizeFromData, readRunConfig, trainerAsChecked, type RunConfig } from './config';
-import { DOMAIN_SHIFT_FILE, domainShiftEval, domainShiftTargets, trainingNormalization } from './domain-shift-eval';
+import { domainShiftEval, domainShiftTargets, trainingNormalization } from './domain-shift-eval';
 import { checkDomainShiftTargets, evaluateDomainShift } from '../eval/domain-shift';
 import { formatDomainShiftTable } from '../eval/domain-shift-table';
 import { writeFileAtomic } from '../files';
@@ -280,7 +280,7 @@ export const fitCommand: Command = {
       // started meanwhile into the same folder is refused here, before either overwrites the other's files.
       const release = holdRunFolder(runDir);
       try {
-        const adapters = path.join(runDir, 'adapters.safetensors');
+        const adapters = path.join(runDir, RUN_ADAPTERS_FILE);
         await model.saveAdapters(adapters);
         out(stopLine(history, adapters));
         if (history.stopReason === 'completed') {

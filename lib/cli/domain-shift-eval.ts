@@ -17,9 +17,6 @@ export function trainingNormalization(config: RunConfig, model: Model): Normaliz
   return { mean, std };
 }
 
-/** The file of a run folder a completed `pace fit` writes its domain-adaptation report to. */
-export const DOMAIN_SHIFT_FILE = 'domain-shift.json';
-
 /** A run config's `data.domainShift` sets with their paths made absolute (they are relative to the config). */
 export function domainShiftTargets(config: RunConfig): Record<string, DomainShiftTarget> | undefined {
   const sets = config.data.domainShift;

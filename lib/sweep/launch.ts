@@ -5,6 +5,7 @@ import path from 'node:path';
 import { PaceNotFoundError } from '../errors';
 import { writeFileAtomic } from '../files';
 import type { PlannedRun } from './plan';
+import { SWEEP_RUN_CONFIG_FILE, SWEEP_RUN_LOG_FILE } from '../train/run-folder';
 
 /** A run's `pace fit` process. */
 export interface RunProcess {
@@ -49,9 +50,9 @@ export function launchRun(
   },
 ): RunProcess {
   fs.mkdirSync(run.dir, { recursive: true });
-  const config = path.join(run.dir, 'run.json');
+  const config = path.join(run.dir, SWEEP_RUN_CONFIG_FILE);
   writeFileAtomic(config, `${JSON.stringify(run.config, null, 2)}\n`);
-  const log = fs.openSync(path.join(run.dir, 'fit.log'), 'a');
+  const log = fs.openSync(path.join(run.dir, SWEEP_RUN_LOG_FILE), 'a');
   const args = options.resume
     ? ['--config', config, '--resume', run.dir, '--resume-from', options.resume]
     : ['--config', config, '--run-dir', run.dir];

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { DOMAIN_SHIFT_FILE } from '../cli/domain-shift-eval';
+import { DOMAIN_SHIFT_FILE } from '../train/run-folder';
 import { DOMAIN_SHIFT_RESIZES } from '../data/domain-shift';
 import type { DomainShiftScoring } from '../eval/domain-shift-table';
 import { PaceFileError, PaceStateError } from '../errors';

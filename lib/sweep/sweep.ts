@@ -17,6 +17,7 @@ import { SweepPlan, type PlannedRun, type RunStage } from './plan';
 import { readRows, selectionOf, summarize, taskInfo, type Selection, type SweepResults } from './results';
 import { checkpointOf, markFailed, markFinished, runStatus, type FinalMetrics } from './run-state';
 import type { SweepTask } from './tasks';
+import { SWEEP_RUN_LOG_FILE } from '../train/run-folder';
 
 /** A run as progress events name it. */
 export interface RunInfo {
@@ -332,7 +333,10 @@ class Scheduler {
     if (this.stopping || this.options.signal?.aborted) return;
     const why = signal ? `killed by ${signal}` : `exit code ${code}`;
     const tail = stderr.trim().split('\n').slice(-5).join('\n');
-    this.fail(run, `pace fit ended with ${why}${tail ? `: ${tail}` : ''} (see ${path.join(run.dir, 'fit.log')})`);
+    this.fail(
+      run,
+      `pace fit ended with ${why}${tail ? `: ${tail}` : ''} (see ${path.join(run.dir, SWEEP_RUN_LOG_FILE)})`,
+    );
   }
 
   private fail(run: PlannedRun, message: string): void {

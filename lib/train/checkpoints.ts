@@ -8,7 +8,7 @@ import { nativeAddon, type NativeTrainerHandle } from '../native';
 import { readTensorHeader } from '../safetensors';
 import type { EpochLogs } from './callbacks';
 import { linkOrCopyExclusive, syncDirectory, writeFailure } from '../files';
-import { runFilesIn, type RunFolder } from './run-folder';
+import { foreignEntriesIn, runFilesIn, type RunFolder } from './run-folder';
 import { identityDifferences, RUN_IDENTITY_KEY, runIdentityOf, type RunIdentity } from './run-identity';
 
 /** Which checkpoint of a run folder a resumed fit starts from. */
@@ -56,7 +56,7 @@ function checkStartOver(run: RunFolder, identity: RunIdentity): void {
       `cannot resume ${run.dir}: it holds no last or previous checkpoint, but an earlier run's ${results.join(', ')}${hint}`,
     );
   }
-  const foreign = run.otherEntries().filter((name) => name !== 'run.json' && name !== 'fit.log');
+  const foreign = foreignEntriesIn(run.dir);
   if (foreign.length > 0) {
     throw new PaceStateError(
       `cannot resume ${run.dir}: it holds no checkpoint, and files a run does not write (${foreign.slice(0, 5).join(', ')}): is it a run folder?`,

@@ -26,7 +26,7 @@ import {
   agreeOnStartEpoch,
   type Failed,
 } from './rank-agreement';
-import { holdRunFolder, RunFolder, runFilesIn } from './run-folder';
+import { foreignEntriesIn, holdRunFolder, RunFolder, runFilesIn } from './run-folder';
 import { RUN_IDENTITY_KEY, runIdentityOf, trainingSetIdentity } from './run-identity';
 import { cosineSchedule, CosineShapeSchema, type LrSchedule } from './schedule';
 import { StepGraphModeSchema } from './step-graphs';
@@ -300,6 +300,13 @@ async function fitEpochs(
     if (earlierRun.length > 0) {
       throw new PaceStateError(
         `the run folder ${o.runDir} already holds a run (${earlierRun.join(', ')}): continue it with \`resume\` (pace fit --resume DIR), or write this run to a new folder`,
+      );
+    }
+    // Its config.json would be overwritten, and its files mixed with the run's.
+    const foreign = o.runDir ? foreignEntriesIn(o.runDir) : [];
+    if (foreign.length > 0) {
+      throw new PaceStateError(
+        `the run folder ${o.runDir} holds files a run does not write (${foreign.slice(0, 5).join(', ')}${foreign.length > 5 ? ', …' : ''}): write the run to a new or empty folder`,
       );
     }
     if (o.resume && folder) {

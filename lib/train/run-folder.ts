@@ -51,17 +51,44 @@ export function readRunConfig(dir: string): Record<string, unknown> | undefined 
   return config as Record<string, unknown>;
 }
 
+/** The adapters `pace fit` saves into its run folder once the fit has ended. */
+export const RUN_ADAPTERS_FILE = 'adapters.safetensors';
+/** The file of a run folder a completed `pace fit` writes its domain-adaptation report to. */
+export const DOMAIN_SHIFT_FILE = 'domain-shift.json';
+
+/**
+ * What `pace sweep` puts in each run's folder: before the run's fit its config and the fit's log; after it
+ * `finished.json` (the run's final numbers) or `failed.json` (why it failed: a later sweep tries it again).
+ */
+export const SWEEP_RUN_CONFIG_FILE = 'run.json';
+export const SWEEP_RUN_LOG_FILE = 'fit.log';
+export const SWEEP_FINISHED_FILE = 'finished.json';
+export const SWEEP_FAILED_FILE = 'failed.json';
+
+const RUN_FILES = [
+  'last.safetensors',
+  'previous.safetensors',
+  'best.safetensors',
+  MARKED_BEST_FILE,
+  'metrics.jsonl',
+  'summary.csv',
+  RUN_ADAPTERS_FILE,
+  DOMAIN_SHIFT_FILE,
+];
+
 /** The files a run writes (config.json aside) that `dir` holds: a new run must not mix with them. */
 export function runFilesIn(dir: string): string[] {
-  const names = [
-    'last.safetensors',
-    'previous.safetensors',
-    'best.safetensors',
-    MARKED_BEST_FILE,
-    'metrics.jsonl',
-    'summary.csv',
-  ];
-  return names.filter((name) => fs.existsSync(path.join(dir, name)));
+  return RUN_FILES.filter((name) => fs.existsSync(path.join(dir, name)));
+}
+
+/** What `dir` holds that neither a run nor its sweep writes: a folder holding any of it is not a run folder. */
+export function foreignEntriesIn(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  const sweepFiles = [SWEEP_RUN_CONFIG_FILE, SWEEP_RUN_LOG_FILE, SWEEP_FINISHED_FILE, SWEEP_FAILED_FILE];
+  const known = new Set(['config.json', ...RUN_FILES, ...sweepFiles]);
+  return fs
+    .readdirSync(dir)
+    .filter((name) => !known.has(name) && !name.startsWith(RUN_LOCK_FILE) && !TEMPORARY_NAME.test(name));
 }
 
 /**
@@ -104,12 +131,6 @@ export class RunFolder {
   }
 
   /** Everything in the folder besides config.json, the fit's lock and writers' temporary files. */
-  otherEntries(): string[] {
-    return fs
-      .readdirSync(this.dir)
-      .filter((name) => name !== 'config.json' && !name.startsWith(RUN_LOCK_FILE) && !TEMPORARY_NAME.test(name));
-  }
-
   /** config.json as written by the run, or undefined when the folder has none. */
   readConfig(): Record<string, unknown> | undefined {
     return readRunConfig(this.dir);
