@@ -9,12 +9,32 @@ import { processAlive, processStartTime } from './process-alive';
 
 /**
  * Who holds a folder's lock: a process on a host (the folder may be on a shared file system), with its start time
- * where the host tells it (a later process given the same pid, as in a restarted container, is not the holder).
+ * where the host tells it (a later process given the same pid, as in a restarted container, is not the holder), and
+ * the boot and pid namespace its pid belongs to (`processes`): containers that share their host's name (Docker's
+ * `--network host`, Kubernetes' `hostNetwork`) do not share its pids, so a holder of another namespace counts as
+ * another host's, whose pid means nothing here.
  */
 interface Holder {
   pid: number;
   hostname: string;
   started?: string;
+  processes?: string;
+}
+
+/** This process's boot and pid namespace (Linux), `<boot id>/pid:[<inode>]`; undefined where /proc does not tell. */
+function processNamespace(): string | undefined {
+  try {
+    const boot = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    return `${boot}/${fs.readlinkSync('/proc/self/ns/pid')}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether the holder's pid can be looked up here: the same host, and the same pid namespace where both record it. */
+function pidsShared(holder: Holder, me: Holder): boolean {
+  if (holder.hostname !== me.hostname) return false;
+  return holder.processes === undefined || me.processes === undefined || holder.processes === me.processes;
 }
 
 const errorCode = (error: unknown) => (error as NodeJS.ErrnoException).code;
@@ -41,9 +61,14 @@ function parseHolder(text: string): Holder | undefined {
   const trimmed = text.trim();
   if (/^\d+$/.test(trimmed)) return { pid: Number(trimmed), hostname: os.hostname() };
   try {
-    const { pid, hostname, started } = JSON.parse(trimmed) as Partial<Holder>;
+    const { pid, hostname, started, processes } = JSON.parse(trimmed) as Partial<Holder>;
     if (Number.isInteger(pid) && (pid as number) > 0 && typeof hostname === 'string') {
-      return { pid: pid as number, hostname, ...(typeof started === 'string' && { started }) };
+      return {
+        pid: pid as number,
+        hostname,
+        ...(typeof started === 'string' && { started }),
+        ...(typeof processes === 'string' && { processes }),
+      };
     }
   } catch {
     // not JSON: no holder
@@ -131,10 +156,14 @@ function waitMilliseconds(ms: number): void {
 
 /** Why a lock's holder is taken to be running, or undefined when it is gone. */
 function liveHolder(holder: Holder, me: Holder, lockAge: number, timing: LockTiming): string | undefined {
-  if (holder.hostname !== me.hostname) {
+  if (!pidsShared(holder, me)) {
     if (lockAge > timing.staleSeconds) return undefined;
+    const where =
+      holder.hostname === me.hostname
+        ? `in another container of host ${holder.hostname}`
+        : `on host ${holder.hostname}`;
     return (
-      `by process ${holder.pid} on host ${holder.hostname}, which touched its lock ${Math.round(lockAge)} s ago ` +
+      `by process ${holder.pid} ${where}, which touched its lock ${Math.round(lockAge)} s ago ` +
       `(a lock untouched for ${timing.staleSeconds} s is taken over)`
     );
   }
@@ -161,7 +190,13 @@ export function takeLock(dir: string, lock: string, use: LockUse, timing: LockTi
     throw new PaceBusyError(`the ${folder} ${dir} is in use by another ${user} of this process (${process.pid})`);
   }
   const started = processStartTime(process.pid);
-  const me: Holder = { pid: process.pid, hostname: os.hostname(), ...(started !== undefined && { started }) };
+  const processes = processNamespace();
+  const me: Holder = {
+    pid: process.pid,
+    hostname: os.hostname(),
+    ...(started !== undefined && { started }),
+    ...(processes !== undefined && { processes }),
+  };
   const mine = `${lock}.tmp-${process.pid}-${crypto.randomInt(1e9)}`;
   writeFileAtomic(mine, `${JSON.stringify(me)}\n`);
   try {
@@ -229,7 +264,12 @@ function releaseLock(lock: string, key: string, me: Holder): void {
   } catch {
     return; // unreadable: not ours to remove
   }
-  if (holder?.pid === me.pid && holder.hostname === me.hostname && holder.started === me.started) {
+  const mine =
+    holder?.pid === me.pid &&
+    holder.hostname === me.hostname &&
+    holder.started === me.started &&
+    holder.processes === me.processes;
+  if (mine) {
     fs.rmSync(lock, { force: true });
   }
 }

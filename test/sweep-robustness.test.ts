@@ -248,9 +248,33 @@ describe("the sweep folder's lock", () => {
       pid: process.pid,
       hostname: os.hostname(),
       started: fs.readFileSync(`/proc/${process.pid}/stat`, 'utf8').split(') ')[1].split(' ')[19],
+      processes: `${fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()}/${fs.readlinkSync('/proc/self/ns/pid')}`,
     });
     release();
     expect(fs.existsSync(lock)).toBe(false);
+  });
+
+  test("a lock of another container with the host's name is judged as another host's, not by its pid", () => {
+    // Bug: containers sharing the host's name (Docker --network host) but not its pids looked up the holder's pid
+    // in their own namespace, found it gone (or another process), broke a live lock and removed its writer's files.
+    const other = 'b3c1a5f0-0000-4000-8000-000000000000/pid:[4026531999]';
+    for (const pid of [deadPid, process.ppid]) {
+      const dir = lockedFolder(
+        `other-container-${pid}`,
+        JSON.stringify({ pid, hostname: os.hostname(), processes: other }),
+      );
+      const lock = path.join(dir, 'sweep.lock');
+      expect(() => openSweepFolder(dir, identity)).toThrow(
+        new RegExp(
+          `^the sweep folder ${dir} is in use by process ${pid} in another container of host ${os.hostname()}, ` +
+            `which touched its lock \\d+ s ago \\(a lock untouched for 120 s is taken over\\)`,
+        ),
+      );
+      const longAgo = new Date(Date.now() - 121_000);
+      fs.utimesSync(lock, longAgo, longAgo);
+      openSweepFolder(dir, identity)();
+      expect(fs.existsSync(lock)).toBe(false);
+    }
   });
 
   test('is touched while held, so another host sees it live', async () => {
