@@ -98,6 +98,37 @@ describe('the addon against its own callers', () => {
     ]);
   });
 
+  // runEpoch checked that the trainer was live before reading its options, then used the handle's model: a getter
+  // that disposed the trainer left a null pointer (SIGSEGV); setLearningRate locked the model before its number's
+  // valueOf ran, which could free the lock it held.
+  test('option getters and valueOf that dispose the trainer mid-call are refused, not a crash', () => {
+    const child = runChild(`
+      const { createModel, tensor } = require('./dist');
+      const { handleOf } = require('./dist/tensor');
+      const { nativeAddon } = require('./dist/native');
+      (async () => {
+        const model = await createModel(${JSON.stringify(tinyVit)}, { seed: 1 });
+        model.addAdapters({ rank: 2 });
+        const images = tensor(new Float32Array(8 * 3 * 16 * 16), [8, 3, 16, 16]);
+        const labels = tensor(new BigInt64Array(8));
+        const make = () => new (nativeAddon().NativeTrainer)(model.nativeHandle, { lr: 1e-3 }, {}, 0);
+        const epochTrainer = make();
+        const options = { get batchSize() { epochTrainer.dispose(); return 4; } };
+        try { await epochTrainer.runEpoch(handleOf(images), handleOf(labels), options); console.log('epoch ran'); }
+        catch (error) { console.log('runEpoch', error.code, error.message); }
+        const rateTrainer = make();
+        try { rateTrainer.setLearningRate({ valueOf() { rateTrainer.dispose(); return 1e-3; } }); console.log('rate set'); }
+        catch (error) { console.log('setLearningRate', error.code, error.message); }
+      })();
+    `);
+    expect(child.signal).toBeNull();
+    expect(child.status).toBe(0);
+    expect(child.output.trim().split('\n')).toEqual([
+      'runEpoch PACE_INVALID_STATE Trainer was disposed; it cannot be used any more',
+      'setLearningRate PACE_INVALID_STATE Trainer was disposed; it cannot be used any more',
+    ]);
+  });
+
   // A trainer whose model was disposed between epochs refused the epoch after creating its progress callback,
   // which then was never released: Node never exited.
   test('a fit whose model is disposed in a callback fails and lets the process exit', () => {

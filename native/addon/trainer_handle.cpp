@@ -134,13 +134,15 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       const Precision precision = info.Length() > 4 && !info[4].IsUndefined()
                                       ? precisionFromName(stringFromJs(info[4], "precision"))
                                       : Precision::Fp32;
+      // Converted before the model's lock is taken: its getters may run any JavaScript.
+      peft::PaceConfig pace = paceFromJs(info[2].As<Napi::Object>());
       const auto lock = lockFromJs(info.Env(), *model_);
+      // The current distributed group, if any, makes the trainer data-parallel (a broadcast from rank 0 here), read
+      // once: a group made meanwhile on another thread must not get a broadcast without the claim.
+      const auto group = distributed::current();
       // Held through the broadcast: a check alone would let a worker thread's barrier start in between.
-      const auto claim =
-          distributed::current() ? claimCollectives(env, "a data-parallel Trainer (its broadcast)") : nullptr;
-      // The current distributed group, if any, makes the trainer data-parallel (a broadcast from rank 0 here).
-      trainer_ = std::make_shared<train::Trainer>(model_->model, config, paceFromJs(info[2].As<Napi::Object>()), seed,
-                                                  precision, distributed::current());
+      const auto claim = group ? claimCollectives(env, "a data-parallel Trainer (its broadcast)") : nullptr;
+      trainer_ = std::make_shared<train::Trainer>(model_->model, config, std::move(pace), seed, precision, group);
       generation_ = model_->trainableGeneration;
       // What the trainer will hold beside the model on the host: AdamW's two moments and the gradients.
       for (const auto& named : peft::trainableParameters(*model_->model))
@@ -282,7 +284,6 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   Napi::Value runEpoch(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
     return guard(env, [&]() -> Napi::Value {
-      const auto trainer = live(env);
       const at::Tensor images = TensorHandle::unwrap(info[0], "images");
       const at::Tensor labels = TensorHandle::unwrap(info[1], "labels");
       if (!info[2].IsObject()) throw jsError(env, ErrorCode::InvalidOption, "options must be an object");
@@ -315,6 +316,8 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
         epoch.schedule = scheduleFromJs(options.Get("schedule").As<Napi::Object>());
         epoch.scheduleEachStep = options.Get("scheduleEachStep").ToBoolean().Value();
       }
+      // After the options, whose getters may have disposed this trainer.
+      const auto trainer = live(env);
       // Made after the checks that can throw; one made but never run is released when the job is destroyed.
       std::shared_ptr<BatchCallback> progress;
       if (info[3].IsFunction()) progress = std::make_shared<BatchCallback>(env, info[3].As<Napi::Function>());
@@ -496,9 +499,10 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   Napi::Value setLearningRate(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
     return guard(env, [&]() -> Napi::Value {
+      const double rate = info[0].ToNumber().DoubleValue();  // first: its valueOf may dispose this trainer
       const auto trainer = live(env);
       const auto lock = lockFromJs(env, *model_);
-      trainer->setLearningRate(info[0].ToNumber().DoubleValue());
+      trainer->setLearningRate(rate);
       return env.Undefined();
     });
   }
