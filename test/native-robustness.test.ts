@@ -129,6 +129,27 @@ describe('the addon against its own callers', () => {
     ]);
   });
 
+  // Tensor reads copied libtorch's converted tensor into an ArrayBuffer of V8's own, which ends the process when
+  // that allocation fails (a fatal "invalid array buffer length", not an exception); a read is now an external
+  // buffer over libtorch's copy, so it needs one allocation, whose failure is an error. Under an address-space limit
+  // that the 2 GiB conversion of a 500 MiB tensor fits once but not twice, it now succeeds; it aborted before.
+  test('a tensor read under an address-space limit needs one allocation, not two, and does not abort', () => {
+    const bytes = 500 * 2 ** 20;
+    const script = `
+      const { tensor } = require('./dist');
+      const big = tensor(Buffer.alloc(${bytes}, 1), [${bytes}], { dtype: 'uint8' });
+      try { const floats = big.toFloat32Array(); console.log('converted', floats.length, floats[${bytes - 1}]); }
+      catch (error) { console.log('refused', error.code); }
+    `;
+    const result = spawnSync('bash', ['-c', 'ulimit -v 5900000 && exec "$0" -e "$1"', process.execPath, script], {
+      cwd: repo,
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(result.signal).toBeNull();
+    expect(`${result.stdout}${result.stderr}`.trim()).toBe(`converted ${bytes} 1`);
+  });
+
   // A trainer whose model was disposed between epochs refused the epoch after creating its progress callback,
   // which then was never released: Node never exited.
   test('a fit whose model is disposed in a callback fails and lets the process exit', () => {

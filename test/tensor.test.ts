@@ -307,6 +307,22 @@ describe('Tensor lifetime', () => {
   });
 });
 
+describe('reading a tensor out', () => {
+  test("data() and the conversions are the caller's own copies, in every dtype path", () => {
+    // Through an external buffer over libtorch's copy since the reads stopped copying into V8's own buffer (which
+    // ends the process when memory runs out): a read of a tensor already in the asked type must still be a copy.
+    using floats = tensor(new Float32Array([1.5, -2, 3]));
+    const same = floats.data() as Float32Array;
+    same[0] = 99;
+    const converted = floats.toFloat64Array();
+    converted[1] = 99;
+    expect(Array.from(floats.toFloat32Array())).toEqual([1.5, -2, 3]);
+    expect(Array.from(converted)).toEqual([1.5, 99, 3]);
+    using empty = tensor(new Float32Array(0), [0, 3]);
+    expect(empty.data()).toEqual(new Float32Array(0));
+  });
+});
+
 describe('tensorFromPieces (a decoded dataset joined natively)', () => {
   test('lays the pieces one after another, and refuses pieces that do not make the shape', () => {
     using joined = tensorFromPieces([Buffer.from([1, 2, 3]), new Uint8Array([4, 5, 6]).subarray(1)], [5], 'uint8');
@@ -325,7 +341,11 @@ describe('tensorFromPieces (a decoded dataset joined natively)', () => {
     expect(big.byteLength).toBe(2 ** 32 + 64 * 64);
     expect(big.shape).toEqual([2 ** 20 + 1, 64, 64]);
     // Bug: view() of it freed the tensor's keep-alive twice and aborted the process; past 4 GiB it is refused
-    // (the copy it falls back to cannot be made either), as an error.
-    expect(() => big.view()).toThrow();
+    // (the copy it falls back to cannot be made either), as an error, before any copy is made.
+    expect(() => big.view()).toThrow(
+      new PaceUnsupportedError(
+        `the tensor's ${2 ** 32 + 64 * 64} bytes are more than one JavaScript buffer may hold (4 GiB)`,
+      ),
+    );
   });
 });

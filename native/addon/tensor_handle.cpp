@@ -112,17 +112,6 @@ Napi::Value TensorHandle::disposed(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), !tensor_.has_value());
 }
 
-// copyData(dtype): the elements converted to `dtype`, in row-major order, as a new ArrayBuffer.
-Napi::Value TensorHandle::copyData(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&]() -> Napi::Value {
-    const at::ScalarType target = dtypeFromJs(info[0], "dtype");
-    const at::Tensor host = live(info.Env()).to(at::kCPU, target).contiguous();
-    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(info.Env(), host.nbytes());
-    if (host.nbytes() > 0) std::memcpy(buffer.Data(), host.data_ptr(), host.nbytes());
-    return buffer;
-  });
-}
-
 constexpr size_t kMaxViewBytes = (size_t{1} << 32) - 1;
 
 // fingerprint(whole): a cheap identity of the contents (tensor/fingerprint.h).
@@ -134,6 +123,49 @@ Napi::Value TensorHandle::fingerprint(const Napi::CallbackInfo& info) {
   });
 }
 
+namespace {
+
+// An ArrayBuffer over a CPU tensor's memory, which the buffer keeps alive; undefined where the runtime forbids
+// external buffers (Electron's V8 sandbox) or past what one buffer may hold on Node 20 (4 GiB: there the call
+// fails after its finalizer has already freed the keep-alive, so deleting it again aborted the process).
+Napi::Value externalBufferOver(Napi::Env env, const at::Tensor& tensor) {
+  if (tensor.nbytes() > kMaxViewBytes) return env.Undefined();
+  auto* keepAlive = new at::Tensor(tensor);
+  napi_value result = nullptr;
+  const napi_status status = napi_create_external_arraybuffer(
+      env, keepAlive->data_ptr(), keepAlive->nbytes(),
+      [](napi_env, void*, void* hint) { delete static_cast<at::Tensor*>(hint); }, keepAlive, &result);
+  if (status != napi_ok) {
+    delete keepAlive;
+    return env.Undefined();
+  }
+  return Napi::Value(env, result);
+}
+
+}  // namespace
+
+// copyData(dtype): the elements converted to `dtype`, in row-major order, as a new ArrayBuffer. Over a copy libtorch
+// allocates, so that memory running out is an error thrown here: V8's own ArrayBuffer::New ends the process then.
+Napi::Value TensorHandle::copyData(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    const at::ScalarType target = dtypeFromJs(info[0], "dtype");
+    const at::Tensor& source = live(info.Env());
+    const size_t bytes = static_cast<size_t>(source.numel()) * c10::elementSize(target);
+    if (bytes > kMaxViewBytes)
+      throw jsError(
+          info.Env(), ErrorCode::Unsupported,
+          "the tensor's " + std::to_string(bytes) + " bytes are more than one JavaScript buffer may hold (4 GiB)");
+    at::Tensor host = source.to(at::kCPU, target).contiguous();
+    if (host.nbytes() == 0) return Napi::ArrayBuffer::New(info.Env(), 0);
+    if (host.storage().is_alias_of(source.storage())) host = host.clone();  // the caller's own copy
+    const Napi::Value external = externalBufferOver(info.Env(), host);
+    if (!external.IsUndefined()) return external;
+    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(info.Env(), host.nbytes());
+    std::memcpy(buffer.Data(), host.data_ptr(), host.nbytes());
+    return buffer;
+  });
+}
+
 // viewData(): an ArrayBuffer over the tensor's own memory (no copy), kept alive by the buffer itself.
 // Only for contiguous CPU tensors; returns undefined where that is impossible or where the runtime
 // forbids external buffers (Electron's V8 sandbox), so the caller falls back to copyData.
@@ -141,19 +173,7 @@ Napi::Value TensorHandle::viewData(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const at::Tensor& tensor = live(info.Env());
     if (!tensor.device().is_cpu() || !tensor.is_contiguous() || tensor.nbytes() == 0) return info.Env().Undefined();
-    // Past what one JavaScript buffer may hold on Node 20 (4 GiB) the call fails after its finalizer has already
-    // freed the keep-alive, so deleting it again aborted the process: such a tensor takes the copy path instead.
-    if (tensor.nbytes() > kMaxViewBytes) return info.Env().Undefined();
-    auto* keepAlive = new at::Tensor(tensor);
-    napi_value result = nullptr;
-    const napi_status status = napi_create_external_arraybuffer(
-        info.Env(), keepAlive->data_ptr(), keepAlive->nbytes(),
-        [](napi_env, void*, void* hint) { delete static_cast<at::Tensor*>(hint); }, keepAlive, &result);
-    if (status != napi_ok) {
-      delete keepAlive;
-      return info.Env().Undefined();
-    }
-    return Napi::Value(info.Env(), result);
+    return externalBufferOver(info.Env(), tensor);
   });
 }
 
