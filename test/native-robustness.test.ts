@@ -150,6 +150,38 @@ describe('the addon against its own callers', () => {
     expect(`${result.stdout}${result.stderr}`.trim()).toBe(`converted ${bytes} 1`);
   });
 
+  // Node lets a terminated worker's environment go only once its queued native work has ended, and each job that
+  // ended started the next waiting one: terminate() ran every queued forward (or epoch) for nobody to see.
+  test("a terminated worker's jobs still waiting their turn are dropped, not run", () => {
+    const child = runChild(`
+      const { Worker } = require('node:worker_threads');
+      const worker = new Worker(\`
+        const { parentPort } = require('node:worker_threads');
+        const { createModel, tensor } = require(\${JSON.stringify(require('node:path').resolve('dist'))});
+        (async () => {
+          const model = await createModel('vit_small_patch16_224', { numClasses: 10, seed: 1 });
+          const images = tensor(new Float32Array(8 * 3 * 224 * 224), [8, 3, 224, 224]);
+          await model.forward(images);
+          const start = Date.now();
+          await model.forward(images);
+          const one = Date.now() - start;
+          for (let i = 0; i < 8; i++) model.forward(images).catch(() => {});
+          parentPort.postMessage(one);
+        })();
+      \`, { eval: true });
+      worker.on('message', async (one) => {
+        const start = Date.now();
+        await worker.terminate();
+        console.log(JSON.stringify({ one, terminate: Date.now() - start }));
+      });
+    `);
+    expect(child.signal).toBeNull();
+    expect(child.status).toBe(0);
+    const { one, terminate } = JSON.parse(child.output.trim()) as { one: number; terminate: number };
+    // The running forward finishes; the eight waiting would take eight times as long.
+    expect(terminate).toBeLessThan(4 * one);
+  });
+
   // A trainer whose model was disposed between epochs refused the epoch after creating its progress callback,
   // which then was never released: Node never exited.
   test('a fit whose model is disposed in a callback fails and lets the process exit', () => {

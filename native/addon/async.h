@@ -37,7 +37,7 @@ class PromiseWorker : public Napi::AsyncWorker {
         runs_(runs) {}
 
   ~PromiseWorker() override {
-    if (queue_) queue_->ended();
+    if (queue_) queue_->ended(undeliverable_);
   }
 
   Napi::Promise promise() const { return deferred_.Promise(); }
@@ -92,6 +92,7 @@ class PromiseWorker : public Napi::AsyncWorker {
         deferred_.Reject(
             Napi::Error::New(Env(), "pace-peft: the result of native work could not be delivered").Value());
       } catch (...) {
+        undeliverable_ = true;
       }
     }
   }
@@ -103,6 +104,7 @@ class PromiseWorker : public Napi::AsyncWorker {
   Failure failure_;
   std::shared_ptr<WorkQueue> queue_;
   Runs runs_;
+  bool undeliverable_ = false;  // not even a rejection could be delivered: the environment is being torn down
 };
 
 template <typename Compute, typename ToJs>

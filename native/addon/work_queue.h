@@ -27,8 +27,17 @@ class WorkQueue {
   }
 
   // A job of this queue has ended (its worker is being destroyed, whether it ran, failed or was cancelled): the
-  // next one starts.
-  void ended() noexcept {
+  // next one starts. `environmentGone`: its result could not be delivered, as JavaScript can no longer run here
+  // (worker.terminate(), the process's exit); Node lets the environment go only once queued work has ended, so
+  // starting the jobs that wait would run them all (whole forwards and epochs) for nobody: they are dropped.
+  void ended(bool environmentGone = false) noexcept {
+    if (environmentGone) {
+      std::deque<Napi::AsyncWorker*> dropped;
+      dropped.swap(waiting_);
+      running_ = false;
+      for (Napi::AsyncWorker* worker : dropped) delete worker;  // each one's own ended() finds nothing left
+      return;
+    }
     while (!waiting_.empty()) {
       Napi::AsyncWorker* next = waiting_.front();
       waiting_.pop_front();
