@@ -41,7 +41,17 @@ const tinySpec = {
   numHeads: 2,
   numClasses: 3,
 } as const;
-const hubEnv = ['HF_ENDPOINT', 'HF_TOKEN', 'HF_HUB_OFFLINE', 'HF_HUB_CACHE', 'HF_HOME', 'HUGGING_FACE_HUB_TOKEN'];
+const hubEnv = [
+  'HF_ENDPOINT',
+  'HF_TOKEN',
+  'HF_HUB_OFFLINE',
+  'HF_HUB_CACHE',
+  'HF_HOME',
+  'HUGGING_FACE_HUB_TOKEN',
+  'HUGGINGFACE_HUB_CACHE',
+  'HF_TOKEN_PATH',
+  'TRANSFORMERS_OFFLINE',
+];
 const savedEnv = Object.fromEntries(hubEnv.map((key) => [key, process.env[key]]));
 
 /** A timm config.json, with preprocessing that differs from the ViT family's defaults (so its use shows). */
@@ -1069,4 +1079,45 @@ test('an endpoint with a long run of slashes is read in linear time; only its tr
   const { endpoint } = hubSettings({ endpoint: `http://127.0.0.1:9/a${slashes}b${slashes}` });
   expect(endpoint).toBe(`http://127.0.0.1:9/a${slashes}b`);
   expect(performance.now() - started).toBeLessThan(2000);
+});
+
+test("the environment's paths and offline switch are read as huggingface_hub reads them", () => {
+  // Bugs caught (a review): HF_HOME=~/.cache/hf, as a Dockerfile or systemd unit writes it, was taken relative to
+  // the working folder (the weights fetched again into ./~/), and TRANSFORMERS_OFFLINE=1 did not keep the Hub off.
+  const saved = { ...process.env };
+  try {
+    for (const key of hubEnv) delete process.env[key];
+    process.env.PACE_TEST_ROOT = temp.dir;
+    process.env.HF_HOME = '~/.cache/hf';
+    expect(hubSettings({}).cacheDir).toBe(path.join(os.homedir(), '.cache', 'hf', 'hub'));
+    process.env.HF_HOME = '$PACE_TEST_ROOT/hf-${PACE_TEST_ROOT_UNSET}';
+    expect(hubSettings({}).cacheDir).toBe(path.join(temp.dir, 'hf-${PACE_TEST_ROOT_UNSET}', 'hub'));
+    process.env.HUGGINGFACE_HUB_CACHE = '${PACE_TEST_ROOT}/older';
+    expect(hubSettings({}).cacheDir).toBe(path.join(temp.dir, 'older'));
+    process.env.HF_HUB_CACHE = '~';
+    expect(hubSettings({}).cacheDir).toBe(os.homedir());
+    const tokenFile = path.join(temp.dir, 'expanded-token');
+    fs.writeFileSync(tokenFile, 'hf_expanded\n');
+    process.env.HF_TOKEN_PATH = '$PACE_TEST_ROOT/expanded-token';
+    expect(hubSettings({}).token).toBe('hf_expanded');
+    expect(hubSettings({}).offline).toBe(false);
+    process.env.TRANSFORMERS_OFFLINE = '1';
+    expect(hubSettings({}).offline).toBe(true);
+    expect(hubSettings({ offline: false }).offline).toBe(false);
+  } finally {
+    for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
+    Object.assign(process.env, saved);
+  }
+});
+
+test("a token of another form than hf_ is refused naming the way out for a mirror's public repositories", async () => {
+  const mirror = {
+    endpoint: 'http://127.0.0.1:9',
+    cacheDir: path.join(temp.dir, 'mirror-cache'),
+    progress: false as const,
+  };
+  await expect(downloadPretrained('vit_tiny_patch16_224', { ...mirror, token: 'mirror-token' })).rejects.toThrow(
+    "the Hub token (options.token or HF_TOKEN) must start with 'hf_' (@huggingface/hub requires it, also for " +
+      'http://127.0.0.1:9); for its public repositories, pass token: false or unset HF_TOKEN',
+  );
 });

@@ -13,6 +13,7 @@ import {
   testLoadFrom,
   type BinaryPackage,
 } from '../lib/install/binaries';
+import { noAddonMessage } from '../lib/install/addon-location';
 import { findLibtorch, type LibtorchInfo } from '../lib/install/libtorch';
 import { makeTempDir, repoRoot } from './support/paths';
 import { testIf } from './support/test-if';
@@ -341,3 +342,34 @@ test('a pack that failed after adding the binary packages does not make them par
   expect(step('restore')).toBe(0);
   expect(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).toBe(edited);
 });
+
+testIf(spawnSync('python3', ['--version']).status === 0, 'python3 is on the PATH')(
+  "python3's torch is looked up without importing the working folder's modules; why it failed is told",
+  () => {
+    // Bug caught (a review): `python3 -c` put the working folder first on sys.path, so a json.py or torch/ in the
+    // folder `node` ran in was imported, its code run; and a torch that would not import became "no libtorch".
+    const folder = path.join(temp.dir, 'hostile-cwd');
+    const marker = path.join(folder, 'imported');
+    fs.mkdirSync(path.join(folder, 'torch'), { recursive: true });
+    for (const file of ['json.py', path.join('torch', '__init__.py')]) {
+      fs.writeFileSync(path.join(folder, file), `open(${JSON.stringify(marker)}, 'w').write('ran')\n`);
+    }
+    const before = process.cwd();
+    try {
+      process.chdir(folder);
+      findLibtorch({ PATH: process.env.PATH, PYTHONPATH: '' });
+    } finally {
+      process.chdir(before);
+    }
+    expect(fs.existsSync(marker)).toBe(false);
+
+    const bin = path.join(temp.dir, 'broken-python', 'bin');
+    fs.mkdirSync(bin, { recursive: true });
+    const failing = 'ImportError: libcudnn.so.9: cannot open shared object file: No such file or directory';
+    fs.writeFileSync(path.join(bin, 'python3'), `#!/bin/sh\necho 'Traceback' >&2\necho '${failing}' >&2\nexit 1\n`, {
+      mode: 0o755,
+    });
+    expect(findLibtorch({ PATH: bin })?.source).not.toBe('python3');
+    expect(noAddonMessage(undefined, undefined)).toContain(`python3 could not import torch: ${failing}`);
+  },
+);

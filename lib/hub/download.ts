@@ -9,7 +9,7 @@ import { hubFailure, type FailureContext } from './failures';
 import { checkRevision, parsePretrainedName } from './names';
 import { readPretrainedConfig } from './pretrained-config';
 import { progressSink, type DownloadProgress } from './progress';
-import { hubSettings } from './settings';
+import { DEFAULT_HUB_ENDPOINT, hubSettings } from './settings';
 import { transferToCache } from './transfer';
 
 /** The weights file of a timm repository: safetensors only (timm's `pytorch_model.bin` pickles are never fetched). */
@@ -128,13 +128,17 @@ export async function downloadPretrained(
           'count and preprocessing from the config)'
         : `${ref.repo} (revision ${revision}) is not in the cache ${settings.cacheDir}`;
       throw new PaceNetworkError(
-        `pretrained '${name}': ${missing}, and offline mode (HF_HUB_OFFLINE or options.offline) forbids downloading ` +
+        `pretrained '${name}': ${missing}, and offline mode (HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE or options.offline) forbids downloading ` +
           `it; run \`pace pull ${name}\` with network access first${configMissing ? ' (it fetches the config alone)' : ''}`,
       );
     }
     if (settings.token !== undefined && !settings.token.startsWith('hf_')) {
+      // @huggingface/hub refuses any other token; for a mirror's public repositories, sending none works.
       throw new PaceOptionError(
-        `pretrained '${name}': the Hub token (options.token or HF_TOKEN) must start with 'hf_'`,
+        `pretrained '${name}': the Hub token (options.token or HF_TOKEN) must start with 'hf_'` +
+          (settings.endpoint === DEFAULT_HUB_ENDPOINT
+            ? ''
+            : ` (@huggingface/hub requires it, also for ${settings.endpoint}); for its public repositories, pass token: false or unset HF_TOKEN`),
       );
     }
     cached = false;

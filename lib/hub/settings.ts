@@ -2,8 +2,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { getHFHubCachePath } from '@huggingface/hub';
-
 import { PaceOptionError } from '../errors';
 
 /** Where and how pretrained weights are fetched: the options given, else huggingface_hub's environment variables. */
@@ -26,11 +24,11 @@ export interface HubSettingsOptions {
   endpoint?: string;
   /** An access token (default: `HF_TOKEN`, else the token `huggingface-cli login` saved); `false` sends none. */
   token?: string | false;
-  /** Use only the cache (default: `HF_HUB_OFFLINE` set to 1, true, yes or on). */
+  /** Use only the cache (default: `HF_HUB_OFFLINE` or `TRANSFORMERS_OFFLINE` set to 1, true, yes or on). */
   offline?: boolean;
 }
 
-const DEFAULT_ENDPOINT = 'https://huggingface.co';
+export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';
 
 /** huggingface_hub's truthy environment values. */
 function isTrue(value: string | undefined): boolean {
@@ -42,11 +40,39 @@ function nonEmpty(value: string | undefined): string | undefined {
   return trimmed ? trimmed : undefined;
 }
 
+/**
+ * A path as huggingface_hub reads one from the environment, `os.path.expandvars(os.path.expanduser(value))`: a
+ * leading `~` is the home folder, and `$NAME` and `${NAME}` are the variable's value (left as written when unset),
+ * so that `HF_HOME=~/.cache/hf` in a Dockerfile or systemd unit names the same folder for both.
+ */
+export function expandedPath(value: string, env: NodeJS.ProcessEnv): string {
+  const home = value === '~' || value.startsWith('~/') ? os.homedir() + value.slice(1) : value;
+  return home.replace(/\$(?:\{([^}]*)\}|([A-Za-z0-9_]+))/g, (written, braced?: string, bare?: string) => {
+    const found = env[(braced ?? bare)!];
+    return found === undefined ? written : found;
+  });
+}
+
+/** huggingface_hub's `HF_HOME`: the variable, else `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface`. */
+function hfHome(env: NodeJS.ProcessEnv): string {
+  return expandedPath(
+    env.HF_HOME ?? path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huggingface'),
+    env,
+  );
+}
+
+/** huggingface_hub's cache root: `HF_HUB_CACHE`, else the older `HUGGINGFACE_HUB_CACHE`, else `HF_HOME/hub`. */
+function hubCache(env: NodeJS.ProcessEnv): string {
+  return path.resolve(
+    expandedPath(env.HF_HUB_CACHE ?? env.HUGGINGFACE_HUB_CACHE ?? path.join(hfHome(env), 'hub'), env),
+  );
+}
+
 /** The token `huggingface-cli login` stores: `HF_TOKEN_PATH`, else `HF_HOME/token`. */
 function savedToken(env: NodeJS.ProcessEnv): string | undefined {
-  const home = env.HF_HOME ?? path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huggingface');
+  const file = env.HF_TOKEN_PATH !== undefined ? expandedPath(env.HF_TOKEN_PATH, env) : path.join(hfHome(env), 'token');
   try {
-    return nonEmpty(fs.readFileSync(env.HF_TOKEN_PATH ?? path.join(home, 'token'), 'utf8'));
+    return nonEmpty(fs.readFileSync(file, 'utf8'));
   } catch {
     return undefined;
   }
@@ -118,8 +144,10 @@ export function hubSettings(options: HubSettingsOptions): HubSettings {
       ? checkedEndpoint(options.endpoint, 'options.endpoint')
       : fromEnvironment !== undefined
         ? checkedEndpoint(fromEnvironment, 'HF_ENDPOINT')
-        : DEFAULT_ENDPOINT;
+        : DEFAULT_HUB_ENDPOINT;
   const token = checkedToken(givenToken(options, env));
-  const cacheDir = path.resolve(options.cacheDir ?? getHFHubCachePath());
-  return { endpoint, token, cacheDir, offline: options.offline ?? isTrue(env.HF_HUB_OFFLINE) };
+  const cacheDir = options.cacheDir !== undefined ? path.resolve(options.cacheDir) : hubCache(env);
+  // As huggingface_hub: transformers' own switch turns the Hub off too.
+  const offline = options.offline ?? (isTrue(env.HF_HUB_OFFLINE) || isTrue(env.TRANSFORMERS_OFFLINE));
+  return { endpoint, token, cacheDir, offline };
 }

@@ -8,6 +8,7 @@ import {
   describeLibtorch,
   findLibtorch,
   libtorchSearchOrder,
+  pythonTorchFailure,
   torchSeries,
   versionInTorchDir,
   versionNow,
@@ -113,6 +114,8 @@ export function noAddonMessage(info: LibtorchInfo | undefined, choice: BinaryCho
   const lines = ['pace-peft: no native addon for this machine.'];
   if (!info) {
     lines.push(`No libtorch was found (looked in: ${libtorchSearchOrder}).`);
+    const python = pythonTorchFailure();
+    if (python) lines.push(`python3 could not import torch: ${python}`);
     lines.push(
       'Install one: `apt-get install libtorch-dev libopenblas0-openmp` (Debian/Ubuntu), `pip install torch`, or an unpacked libtorch in LIBTORCH.',
     );

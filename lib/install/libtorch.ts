@@ -95,19 +95,34 @@ function describePrefix(
   return { source, version, variant, cxx11Abi, cmakePrefix: prefix, libDir };
 }
 
+let pythonFailure: string | undefined;
+
+/** Why the last look at python3's torch found none, when python3 ran and said so (its last line of stderr). */
+export function pythonTorchFailure(): string | undefined {
+  return pythonFailure;
+}
+
 /**
  * The torch of `python3` (found on env's PATH, importing with env's PYTHONPATH, as the build's python3 does), if it
  * imports and ships its CMake package (Debian's python3-torch does not).
  */
 function fromPython(env: NodeJS.ProcessEnv): LibtorchInfo | undefined {
+  pythonFailure = undefined;
   const script = [
+    // `python3 -c` puts the working folder first on sys.path: a json.py or torch/ there must not be imported.
+    "import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]",
     'import json, os, torch, torch.utils',
     'print(json.dumps({"prefix": torch.utils.cmake_prefix_path,',
     ' "lib": os.path.join(os.path.dirname(torch.__file__), "lib"),',
     ' "cuda": torch.version.cuda, "abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI)}))',
   ].join('\n');
   const run = spawnSync('python3', ['-c', script], { encoding: 'utf8', timeout: 120_000, env });
-  if (run.status !== 0 || !run.stdout) return undefined;
+  if (run.status !== 0 || !run.stdout) {
+    // python3 itself missing is no news; a torch that would not import is (a missing CUDA library, say).
+    const reason = (run.stderr ?? '').trim().split('\n').pop();
+    if (run.error === undefined && reason) pythonFailure = reason;
+    return undefined;
+  }
   try {
     const found = JSON.parse(run.stdout.trim().split('\n').pop() ?? '') as {
       prefix: string;
