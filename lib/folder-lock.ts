@@ -5,7 +5,7 @@ import path from 'node:path';
 
 import { PaceBusyError } from './errors';
 import { linkOrCopyExclusive, writeFileAtomic } from './files';
-import { processAlive, processStartTime } from './process-alive';
+import { processAlive, processNamespace, processStartTime } from './process-alive';
 
 /**
  * Who holds a folder's lock: a process on a host (the folder may be on a shared file system), with its start time
@@ -19,16 +19,6 @@ interface Holder {
   hostname: string;
   started?: string;
   processes?: string;
-}
-
-/** This process's boot and pid namespace (Linux), `<boot id>/pid:[<inode>]`; undefined where /proc does not tell. */
-function processNamespace(): string | undefined {
-  try {
-    const boot = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-    return `${boot}/${fs.readlinkSync('/proc/self/ns/pid')}`;
-  } catch {
-    return undefined;
-  }
 }
 
 /** Whether the holder's pid can be looked up here: the same host, and the same pid namespace where both record it. */

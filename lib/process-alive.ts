@@ -39,3 +39,17 @@ function procStat(pid: number): string[] | undefined {
   // "pid (comm) S ...": the command may hold spaces and parentheses; the fields follow the last ')'.
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
 }
+
+/**
+ * This process's boot and pid namespace (Linux), `<boot id>/pid:[<inode>]`, or undefined where /proc does not tell:
+ * containers that share their host's name (Docker's `--network host`) do not share its pids, so a pid recorded by
+ * a process of another namespace cannot be looked up here.
+ */
+export function processNamespace(): string | undefined {
+  try {
+    const boot = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    return `${boot}/${fs.readlinkSync('/proc/self/ns/pid')}`;
+  } catch {
+    return undefined;
+  }
+}

@@ -920,10 +920,21 @@ describe('downloads', () => {
     while (fs.existsSync(`/proc/${deadPid}`)) deadPid += 1;
     const host = os.hostname().replace(/[^A-Za-z0-9-]+/g, '-');
     const blob = sha256(tinyWeights);
+    // This process's pid namespace as the names carry it (computed here independently of the cache's code).
+    const namespace = crypto
+      .createHash('sha256')
+      .update(
+        `${fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()}/${fs.readlinkSync('/proc/self/ns/pid')}`,
+      )
+      .digest('hex')
+      .slice(0, 8);
     const left = {
       dead: `${blob}.pid${deadPid}@${host}.0123456789ab`,
+      deadHere: `${blob}.pid${deadPid}@${host}~${namespace}.0123456789ab`,
       live: `${blob}.pid${process.ppid}@${host}.0123456789ab`,
       otherHost: `${blob}.pid${deadPid}@elsewhere-${host}.0123456789ab`,
+      // a container on this host's network: its pid means nothing here, so the 24-hour rule (bug: it was removed)
+      otherContainer: `${blob}.pid${deadPid}@${host}~${namespace === 'deadbeef' ? 'feedface' : 'deadbeef'}.0123456789ab`,
       unnamed: `${blob}.${deadPid}.0123456789ab`, // written before names said whose they are: the 24-hour rule
     };
     // Unwritten for two minutes, as a download killed then is; a fresh one's file stays (its writer may live in
@@ -936,7 +947,9 @@ describe('downloads', () => {
     const fresh = `${blob}.pid${deadPid}@${host}.fedcba987654`;
     fs.writeFileSync(path.join(incomplete, fresh), 'partial');
     await downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir, progress: false });
-    expect(fs.readdirSync(incomplete).sort()).toEqual([left.live, left.otherHost, left.unnamed, fresh].sort());
+    expect(fs.readdirSync(incomplete).sort()).toEqual(
+      [left.live, left.otherHost, left.otherContainer, left.unnamed, fresh].sort(),
+    );
   });
 
   test('pace pull stopped by SIGINT ends its transfer, leaves no partial file and exits 130', async () => {

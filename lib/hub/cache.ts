@@ -5,7 +5,7 @@ import path from 'node:path';
 
 import { getRepoFolderName } from '@huggingface/hub';
 
-import { processAlive } from '../process-alive';
+import { processAlive, processNamespace } from '../process-alive';
 
 /** A full commit hash, as the cache names snapshots. */
 export const COMMIT_HASH = /^[0-9a-f]{40}$/;
@@ -14,15 +14,23 @@ const BLOB_NAME = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
 /** Temporary files older than this are left over by a killed process and are removed. */
 const STALE_MS = 24 * 3600 * 1000;
 /**
- * A file of a process this host does not know is removed once unwritten this long: a process of another PID
- * namespace under the same host name (a container on the host's network) may still be writing it, and a transfer
- * that writes nothing for a minute is past the default stall timeout anyway.
+ * A file of a process this host does not know is removed once unwritten this long: where its name does not say its
+ * writer's PID namespace, a container on the host's network may still be writing it, and a transfer that writes
+ * nothing for a minute is past the default stall timeout anyway.
  */
 const ORPHAN_QUIET_MS = 60 * 1000;
 /** This host in temporary files' names (a cache may be shared between hosts): letters, digits and '-'. */
 const HOST = os.hostname().replace(/[^A-Za-z0-9-]+/g, '-');
-/** A temporary file's writer, from its name: `<label>.pid<pid>@<host>.<random>`. */
-const WRITER = /\.pid(\d+)@([A-Za-z0-9-]+)\.[0-9a-f]{12}$/;
+/** This process's pid namespace in temporary files' names (8 hex digits of its hash), where /proc tells it. */
+const NAMESPACE = (() => {
+  const namespace = processNamespace();
+  return namespace === undefined ? '' : `~${crypto.createHash('sha256').update(namespace).digest('hex').slice(0, 8)}`;
+})();
+/**
+ * A temporary file's writer, from its name: `<label>.pid<pid>@<host>~<namespace>.<random>` (without `~<namespace>`
+ * where /proc does not tell it, and in names written before it was added).
+ */
+const WRITER = /\.pid(\d+)@([A-Za-z0-9-]+)(~[0-9a-f]{8})?\.[0-9a-f]{12}$/;
 
 const isMissing = (error: unknown) => ['ENOENT', 'ENOTDIR'].includes((error as { code?: string }).code ?? '');
 
@@ -100,7 +108,7 @@ export class RepoCache {
     const folder = path.join(this.folder, '.incomplete');
     await fs.promises.mkdir(folder, { recursive: true });
     await this.#removeStale(folder);
-    return path.join(folder, `${label}.pid${process.pid}@${HOST}.${crypto.randomBytes(6).toString('hex')}`);
+    return path.join(folder, `${label}.pid${process.pid}@${HOST}${NAMESPACE}.${crypto.randomBytes(6).toString('hex')}`);
   }
 
   /**
@@ -166,14 +174,16 @@ export class RepoCache {
   /**
    * Removes what killed processes left in `.incomplete/` (a download stopped by Ctrl-C may leave gigabytes): the
    * files of this host's processes that are gone (once unwritten for a minute), and any file older than a day (of
-   * another host, or named before names said whose they are).
+   * another host or container, or named before names said whose they are).
    */
   async #removeStale(folder: string): Promise<void> {
     const now = Date.now();
     for (const entry of await fs.promises.readdir(folder)) {
       const file = path.join(folder, entry);
       const writer = WRITER.exec(entry);
-      const orphaned = writer !== null && writer[2] === HOST && !processAlive(Number(writer[1]));
+      // A writer of another pid namespace under this host's name may be alive whatever its pid says here.
+      const here = writer !== null && writer[2] === HOST && (writer[3] ?? NAMESPACE) === NAMESPACE;
+      const orphaned = here && !processAlive(Number(writer![1]));
       try {
         const quiet = now - (await fs.promises.lstat(file)).mtimeMs;
         if ((orphaned && quiet > ORPHAN_QUIET_MS) || quiet > STALE_MS) {
