@@ -5,7 +5,8 @@ import path from 'node:path';
 
 import sharp from 'sharp';
 
-import { createInferenceServer, createModel, type Model } from '../lib';
+import { createInferenceServer, createModel, PaceUnsupportedError, type Model } from '../lib';
+import * as imageDecode from '../lib/data/image-decode';
 import { MAX_JPEG_SCANS } from '../lib/data/jpeg-scans';
 import { repoRoot } from './support/paths';
 import { listen, postImage } from './support/serve';
@@ -546,7 +547,43 @@ test('routes, methods and content types as HTTP defines them; an oversize declar
     );
     expect(statuses(oversize)).toEqual([413]); // and the connection closed: no second, unasked-for 408
     expect(oversize.toLowerCase()).toContain('connection: close');
+    // A request target in absolute form, which RFC 9112 says a server must accept (some proxies send it); the
+    // connections stay open for the answer (a client that half-closes counts as gone).
+    const absolute = await rawExchange(portOf(base), (socket) => {
+      socket.write(`POST http://x/predict HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\n`);
+      socket.write(`content-length: ${png.length}\r\nconnection: close\r\n\r\n${png.toString('latin1')}`, 'latin1');
+    });
+    expect(statuses(absolute)).toEqual([200]);
+    const health = await rawExchange(portOf(base), (socket) =>
+      socket.write('GET http://x/health?probe=1 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n'),
+    );
+    expect(statuses(health)).toEqual([200]);
   });
+  // A window as long as the timeout would answer 504 to every request of a batch that does not fill.
+  expect(() => createInferenceServer(model, { batchWindowMs: 15_000 })).toThrow(
+    /batchWindowMs: must be shorter than timeoutMs/,
+  );
+});
+
+test("a failure of the server's own in the decode lane is a 500 told to onError, not the client's 400", async () => {
+  // Bug (a review): every error in the lane became "400 the body is not a readable image (out of host memory…)",
+  // so the client did not retry and the operator was never told.
+  const outOfMemory = new PaceUnsupportedError('out of host memory: 2.0 GiB (2147483648 bytes) could not be allocated');
+  const resize = jest.spyOn(imageDecode, 'resizedForEvaluation').mockRejectedValueOnce(outOfMemory);
+  const told: unknown[] = [];
+  try {
+    await withServer(model, { onError: (error) => told.push(error) }, async (base) => {
+      const failed = await postImage(base, png);
+      expect(failed.status).toBe(500);
+      expect(await failed.json()).toEqual({ error: 'the server failed to predict; its log says why' });
+      expect(told).toEqual([outOfMemory]);
+      expect((await postImage(base, png)).status).toBe(200);
+      const unreadable = await postImage(base, png.subarray(0, 40));
+      expect(unreadable.status).toBe(400);
+    });
+  } finally {
+    resize.mockRestore();
+  }
 });
 
 test('a request refused before its body is read has its connection cut, rather than its body read at any length', async () => {

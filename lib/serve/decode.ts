@@ -3,6 +3,7 @@ import sharp from 'sharp';
 import { reasonMayBeLost } from '../data/decode-pool';
 import { decodeWhole, fastResizedForEvaluation, resizedForEvaluation, type EvalResize } from '../data/image-decode';
 import { tooManyJpegScans } from '../data/jpeg-scans';
+import { PaceError } from '../errors';
 import { HttpError } from './http-error';
 import { Lane } from './decode-pool';
 import { withoutPngText } from './png-text';
@@ -146,6 +147,9 @@ export class UploadDecoder {
         const decoded = await withOwnReason(() => decodeWhole(body, this.limits.maxPixels, metadata), signal);
         return await resizedForEvaluation(decoded, size, how);
       } catch (error) {
+        // The server's own failures (memory running out in the resize, a broken invariant) are its 500, told to its
+        // operator; only what the decoder found in the body is the client's 400.
+        if (error instanceof PaceError) throw error;
         throw new HttpError(400, `the body is not a readable image (${(error as Error).message})`);
       }
     }, signal);

@@ -20,6 +20,16 @@ export interface InferenceServer {
   close(): Promise<void>;
 }
 
+/** A request target's path: of the origin form (`/predict?x`), or of the absolute form (`http://host/predict`). */
+function routeOf(target: string): string {
+  if (target.startsWith('/')) return target.split('?')[0];
+  try {
+    return new URL(target).pathname;
+  } catch {
+    return target; // no route of ours: a 404
+  }
+}
+
 /** Whether the request has a body not read to its end. */
 function bodyUnread(request: http.IncomingMessage): boolean {
   const declared = request.headers['content-length'] !== undefined && request.headers['content-length'] !== '0';
@@ -221,7 +231,8 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
     const socket = request.socket;
     inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
     try {
-      const route = (request.url ?? '').split('?')[0];
+      // The path alone, also of a request target in absolute form (`POST http://host/predict`, RFC 9112 3.2.2).
+      const route = routeOf(request.url ?? '');
       if (route === '/health') {
         if (request.method !== 'GET' && request.method !== 'HEAD') {
           throw new HttpError(405, 'use GET /health', { allow: 'GET, HEAD' });
