@@ -27,6 +27,9 @@ function pidsShared(holder: Holder, me: Holder): boolean {
   return holder.processes === undefined || me.processes === undefined || holder.processes === me.processes;
 }
 
+/** The lock is held by a process that is running (this one's other user, or another's): waiting may get it. */
+export class LockHeldError extends PaceBusyError {}
+
 const errorCode = (error: unknown) => (error as NodeJS.ErrnoException).code;
 
 /** What a lock guards, for its messages: `{ folder: 'sweep folder', user: 'sweep' }`. */
@@ -177,7 +180,7 @@ export function takeLock(dir: string, lock: string, use: LockUse, timing: LockTi
   const { folder, user } = use;
   const key = path.join(fs.realpathSync(path.dirname(lock)), path.basename(lock));
   if (heldHere.has(key)) {
-    throw new PaceBusyError(`the ${folder} ${dir} is in use by another ${user} of this process (${process.pid})`);
+    throw new LockHeldError(`the ${folder} ${dir} is in use by another ${user} of this process (${process.pid})`);
   }
   const started = processStartTime(process.pid);
   const processes = processNamespace();
@@ -212,7 +215,7 @@ export function takeLock(dir: string, lock: string, use: LockUse, timing: LockTi
       // The age on the folder's own clock: our file was just written there.
       const lockAge = (fs.statSync(mine).mtimeMs - touched) / 1000;
       const live = liveHolder(holder, me, lockAge, timing);
-      if (live) throw new PaceBusyError(`the ${folder} ${dir} is in use ${live} (${lock})`);
+      if (live) throw new LockHeldError(`the ${folder} ${dir} is in use ${live} (${lock})`);
       if (!breakStale(lock, held, mine)) waitForBreaker(dir, lock, mine, use);
     }
     if (held !== undefined && !parseHolder(held)) {

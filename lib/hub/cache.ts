@@ -5,6 +5,7 @@ import path from 'node:path';
 
 import { getRepoFolderName } from '@huggingface/hub';
 
+import { LockHeldError, takeLock } from '../folder-lock';
 import { processAlive, processNamespace } from '../process-alive';
 
 /** A full commit hash, as the cache names snapshots. */
@@ -31,6 +32,9 @@ const NAMESPACE = (() => {
  * where /proc does not tell it, and in names written before it was added).
  */
 const WRITER = /\.pid(\d+)@([A-Za-z0-9-]+)(~[0-9a-f]{8})?\.[0-9a-f]{12}$/;
+
+/** How often a process waiting for another's transfer of a blob looks again. */
+const BLOB_WAIT_MS = 250;
 
 const isMissing = (error: unknown) => ['ENOENT', 'ENOTDIR'].includes((error as { code?: string }).code ?? '');
 
@@ -87,6 +91,29 @@ export class RepoCache {
     } catch (error) {
       if (isMissing(error)) return undefined;
       throw error;
+    }
+  }
+
+  /**
+   * Holds the right to transfer a blob, as huggingface_hub's per-blob lock does: processes fetching the same file at
+   * once (the ranks of a job starting together on a cold cache) wait while one transfers it, rather than each
+   * transferring its own copy (and each needing the room for one). Resolves with the release once this process
+   * holds it, or with undefined once the blob is there. The lock is `.incomplete/<etag>.lock` (a folder lock:
+   * a holder gone is detected, on another host by its silence); `signal` ends the wait.
+   */
+  async holdBlobTransfer(etag: string, signal?: AbortSignal): Promise<(() => void) | undefined> {
+    const folder = path.join(this.folder, '.incomplete');
+    await fs.promises.mkdir(folder, { recursive: true });
+    const lock = path.join(folder, `${etag}.lock`);
+    for (;;) {
+      if (this.hasBlob(etag)) return undefined;
+      try {
+        return takeLock(folder, lock, { folder: 'download of', user: 'download' });
+      } catch (error) {
+        if (!(error instanceof LockHeldError)) throw error; // a lock to mend by hand is said at once
+      }
+      signal?.throwIfAborted();
+      await new Promise((resolve) => setTimeout(resolve, BLOB_WAIT_MS));
     }
   }
 

@@ -225,11 +225,18 @@ async function fetchIntoCache(
       continue;
     }
     if (!cache.hasBlob(file.etag)) {
+      let release: (() => void) | undefined;
       try {
-        const pace = { stallMs: o.stallTimeoutMs, minBytesPerSecond: o.minBytesPerSecond };
-        await transferToCache({ client, cache, repo, commit, file, progress, name, signal: o.signal, ...pace });
+        release = await cache.holdBlobTransfer(file.etag, o.signal);
+        // (undefined: another process transferred it meanwhile)
+        if (release) {
+          const pace = { stallMs: o.stallTimeoutMs, minBytesPerSecond: o.minBytesPerSecond };
+          await transferToCache({ client, cache, repo, commit, file, progress, name, signal: o.signal, ...pace });
+        }
       } catch (error) {
         throw fail(error, path);
+      } finally {
+        release?.();
       }
     }
     try {

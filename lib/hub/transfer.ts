@@ -164,9 +164,10 @@ async function checkRoomFor(size: number, folder: string, what: string): Promise
 /**
  * Downloads one file into the cache's `blobs/`: the bytes go to a temporary file (hashed as they arrive), which is
  * fsynced, checked for its size and hash (and its size on disk), and only then renamed to `blobs/<etag>`. Any
- * failure removes the temporary file, so `blobs/` only ever holds complete, verified files. Two processes fetching the same file
- * each write their own temporary file and rename it into place; the second rename replaces the first's copy
- * with an identical one. A transfer stopped by its signal removes its temporary file the same way.
+ * failure removes the temporary file, so `blobs/` only ever holds complete, verified files. Processes fetching the
+ * same file take turns on its lock first (RepoCache.holdBlobTransfer); were two to write it anyway, each writes its
+ * own temporary file, and the second rename replaces the first's copy with an identical one. A transfer stopped by
+ * its signal removes its temporary file the same way.
  */
 export async function transferToCache(t: Transfer): Promise<void> {
   const { file, name } = t;
