@@ -644,6 +644,29 @@ test('a decoded cache is reused for the same list and options, and rebuilt when 
   expect((await loadImages(entries, { size: 6, normalization: imagenet, cache })).fromCache).toBe(true);
 });
 
+test('an image skipped for a failed read (not a bad file) leaves no decoded cache to keep it out', async () => {
+  // Bug caught (a review): an EIO or a network file system's timeout skipped the image, and the cache, keyed by the
+  // files' stamps (unchanged by such a failure), kept it out of every later run.
+  const { entries } = imageFolderEntries(path.join(temp.dir, 'folder'));
+  const cache = path.join(temp.dir, 'transient.safetensors');
+  const stat = fs.promises.stat;
+  const failing = jest.spyOn(fs.promises, 'stat').mockImplementation(async (file, ...rest) => {
+    if (file === entries[0].path) throw Object.assign(new Error(`EIO: i/o error, stat '${file}'`), { code: 'EIO' });
+    return stat(file, ...(rest as []));
+  });
+  try {
+    const failed = await loadImages(entries, { size: 6, normalization: imagenet, cache, onBadImage: 'skip' });
+    expect(failed.skipped.map((skip) => skip.path)).toEqual([entries[0].path]);
+  } finally {
+    failing.mockRestore();
+  }
+  expect(fs.existsSync(cache)).toBe(false);
+  const read = await loadImages(entries, { size: 6, normalization: imagenet, cache, onBadImage: 'skip' });
+  expect([read.skipped, read.fromCache, read.dataset.length]).toEqual([[], false, entries.length]);
+  const again = await loadImages(entries, { size: 6, normalization: imagenet, cache, onBadImage: 'skip' });
+  expect(again.fromCache).toBe(true);
+});
+
 test('what a writer killed mid-write left beside a decoded cache is removed once the cache is next read', async () => {
   // Bug: a Ctrl-C while a cache was written left its temporary file (as large as the cache: gigabytes) for ever.
   const { entries } = imageFolderEntries(path.join(temp.dir, 'folder'));

@@ -85,7 +85,7 @@ export async function loadImages(
     const dataset = new TensorDataset(images, labels, { normalization, augment, extents });
     return { dataset, skipped: cached.skipped, fromCache: true };
   }
-  const { pixels, skipped } = await decodeEntries(entries, checked);
+  const { pixels, skipped, transient } = await decodeEntries(entries, checked);
   const kept = entries.flatMap((entry, i) => (pixels[i] ? [{ entry, image: pixels[i] as DecodedImage }] : []));
   if (kept.length === 0) {
     // A wrong root is the usual cause: the first image says which.
@@ -111,7 +111,9 @@ export async function loadImages(
     : undefined;
   const labels = tensor(BigInt64Array.from(kept, ({ entry }) => BigInt(entry.label)));
   const dataset = new TensorDataset(images, labels, { normalization, augment, extents });
-  if (cache) await writeDecodedCache(cache, key, { images, labels, extents, skipped });
+  // An image skipped for a read that failed (EIO, a network file system's timeout, a permission) may read next
+  // time with its file unchanged, so the cache, keyed by the files' stamps, would keep it out: none is written.
+  if (cache && !transient) await writeDecodedCache(cache, key, { images, labels, extents, skipped });
   return { dataset, skipped, fromCache: false };
 }
 
@@ -119,7 +121,7 @@ export async function loadImages(
 async function decodeEntries(
   entries: SplitEntry[],
   options: z.output<typeof LoadImagesOptionsSchema>,
-): Promise<{ pixels: (DecodedImage | undefined)[]; skipped: SkippedImage[] }> {
+): Promise<{ pixels: (DecodedImage | undefined)[]; skipped: SkippedImage[]; transient: boolean }> {
   const { size, resize = 'stretch', onBadImage = 'error' } = options;
   const pixels: (DecodedImage | undefined)[] = new Array(entries.length);
   const bar = progressBar(options.progress ?? 'auto');
@@ -153,7 +155,17 @@ async function decodeEntries(
     const where = entries[failures[0].index].fromFolder ? '' : ` (list line ${line})`;
     throw withContext(error, `image '${path}'${where}: ${reason}`);
   }
-  return { pixels, skipped: skipped.map(({ path, line, reason }) => ({ path, line, reason })).sort(byLine) };
+  return {
+    pixels,
+    skipped: skipped.map(({ path, line, reason }) => ({ path, line, reason })).sort(byLine),
+    transient: failures.some(({ error }) => readFailed(error)),
+  };
+}
+
+/** Whether a failure was the file system's, not the file's (a missing file is the file's: its stamp changes). */
+function readFailed(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' && /^E[A-Z]+$/.test(code) && code !== 'ENOENT' && code !== 'ENOTDIR';
 }
 
 const byLine = (a: SkippedImage, b: SkippedImage) => a.line - b.line;
