@@ -27,8 +27,20 @@ function pidsShared(holder: Holder, me: Holder): boolean {
   return holder.processes === undefined || me.processes === undefined || holder.processes === me.processes;
 }
 
-/** The lock is held by a process that is running (this one's other user, or another's): waiting may get it. */
-export class LockHeldError extends PaceBusyError {}
+/** The refusals of a lock held by a running process (this one's other user, or another's): waiting may get it. */
+const heldByLiveProcess = new WeakSet<object>();
+
+/** Whether `error` is a refusal of a lock held by a running process, which may be waited out. */
+export function lockHeldByLiveProcess(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && heldByLiveProcess.has(error);
+}
+
+/** The PaceBusyError for a lock a running process holds. */
+function heldError(message: string): PaceBusyError {
+  const error = new PaceBusyError(message);
+  heldByLiveProcess.add(error);
+  return error;
+}
 
 const errorCode = (error: unknown) => (error as NodeJS.ErrnoException).code;
 
@@ -180,7 +192,7 @@ export function takeLock(dir: string, lock: string, use: LockUse, timing: LockTi
   const { folder, user } = use;
   const key = path.join(fs.realpathSync(path.dirname(lock)), path.basename(lock));
   if (heldHere.has(key)) {
-    throw new LockHeldError(`the ${folder} ${dir} is in use by another ${user} of this process (${process.pid})`);
+    throw heldError(`the ${folder} ${dir} is in use by another ${user} of this process (${process.pid})`);
   }
   const started = processStartTime(process.pid);
   const processes = processNamespace();
@@ -215,7 +227,7 @@ export function takeLock(dir: string, lock: string, use: LockUse, timing: LockTi
       // The age on the folder's own clock: our file was just written there.
       const lockAge = (fs.statSync(mine).mtimeMs - touched) / 1000;
       const live = liveHolder(holder, me, lockAge, timing);
-      if (live) throw new LockHeldError(`the ${folder} ${dir} is in use ${live} (${lock})`);
+      if (live) throw heldError(`the ${folder} ${dir} is in use ${live} (${lock})`);
       if (!breakStale(lock, held, mine)) waitForBreaker(dir, lock, mine, use);
     }
     if (held !== undefined && !parseHolder(held)) {

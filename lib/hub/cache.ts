@@ -5,7 +5,7 @@ import path from 'node:path';
 
 import { getRepoFolderName } from '@huggingface/hub';
 
-import { LockHeldError, takeLock } from '../folder-lock';
+import { lockHeldByLiveProcess, takeLock } from '../folder-lock';
 import { processAlive, processNamespace } from '../process-alive';
 
 /** A full commit hash, as the cache names snapshots. */
@@ -110,7 +110,7 @@ export class RepoCache {
       try {
         return takeLock(folder, lock, { folder: 'download of', user: 'download' });
       } catch (error) {
-        if (!(error instanceof LockHeldError)) throw error; // a lock to mend by hand is said at once
+        if (!lockHeldByLiveProcess(error)) throw error; // a lock to mend by hand is said at once
       }
       signal?.throwIfAborted();
       await new Promise((resolve) => setTimeout(resolve, BLOB_WAIT_MS));

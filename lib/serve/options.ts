@@ -72,11 +72,6 @@ export const ServeOptionsSchema = z
   .refine((o) => o.headersTimeoutMs === undefined || o.headersTimeoutMs <= o.requestTimeoutMs, {
     path: ['headersTimeoutMs'],
     message: 'must not exceed the request timeout',
-  })
-  // A window as long as the timeout answers 504 to every request of a batch that does not fill.
-  .refine((o) => o.batchWindowMs < o.timeoutMs, {
-    path: ['batchWindowMs'],
-    message: 'must be shorter than timeoutMs (a batch that does not fill would time out every request in it)',
   });
 
 /** Options of {@link createInferenceServer} as given. */
