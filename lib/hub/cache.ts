@@ -102,13 +102,11 @@ export class RepoCache {
    * a holder gone is detected, on another host by its silence); `signal` ends the wait.
    */
   async holdBlobTransfer(etag: string, signal?: AbortSignal): Promise<(() => void) | undefined> {
-    const folder = path.join(this.folder, '.incomplete');
-    await fs.promises.mkdir(folder, { recursive: true });
-    const lock = path.join(folder, `${etag}.lock`);
+    const lock = path.join(await this.#incompleteFolder(), `${etag}.lock`);
     for (;;) {
       if (this.hasBlob(etag)) return undefined;
       try {
-        return takeLock(folder, lock, { folder: 'download of', user: 'download' });
+        return takeLock(this.blobPath(etag), lock, { folder: 'download of', user: 'download' });
       } catch (error) {
         if (!lockHeldByLiveProcess(error)) throw error; // a lock to mend by hand is said at once
       }
@@ -132,8 +130,7 @@ export class RepoCache {
    * Its name says which process of which host writes it, so that what a killed process left is found.
    */
   async temporaryPath(label: string): Promise<string> {
-    const folder = path.join(this.folder, '.incomplete');
-    await fs.promises.mkdir(folder, { recursive: true });
+    const folder = await this.#incompleteFolder();
     await this.#removeStale(folder);
     return path.join(folder, `${label}.pid${process.pid}@${HOST}${NAMESPACE}.${crypto.randomBytes(6).toString('hex')}`);
   }
@@ -196,6 +193,13 @@ export class RepoCache {
       await fs.promises.rm(temporary, { force: true });
       throw error;
     }
+  }
+
+  /** `.incomplete/`, where transfers write and take turns (made if missing). */
+  async #incompleteFolder(): Promise<string> {
+    const folder = path.join(this.folder, '.incomplete');
+    await fs.promises.mkdir(folder, { recursive: true });
+    return folder;
   }
 
   /**

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { DOMAIN_SHIFT_FILE } from '../train/run-folder';
+import { DOMAIN_SHIFT_FILE, SWEEP_FAILED_FILE, SWEEP_FINISHED_FILE } from '../train/run-folder';
 import { DOMAIN_SHIFT_RESIZES } from '../data/domain-shift';
 import type { DomainShiftScoring } from '../eval/domain-shift-table';
 import { PaceFileError, PaceStateError } from '../errors';
@@ -9,7 +9,6 @@ import { finalMeasured } from '../report/final-numbers';
 import { readRun } from '../report/read-runs';
 import { readTensorHeader } from '../safetensors';
 import { writeFileAtomic } from '../files';
-import { FAILED_FILE, FINISHED_FILE } from './run-status';
 
 export { runStatus, type RunStatus } from './run-status';
 
@@ -122,7 +121,7 @@ function recordedScoring(value: unknown, file: string): Record<string, DomainShi
  * finished.json of an older sweep, which names the run only, sends this to the run's metrics instead.
  */
 export function finalMetrics(dir: string): FinalMetrics {
-  const file = path.join(dir, FINISHED_FILE);
+  const file = path.join(dir, SWEEP_FINISHED_FILE);
   let record: unknown;
   try {
     record = JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -148,14 +147,14 @@ export function markFinished(dir: string, name: string, epochs: number): FinalMe
   if (metrics.epochs !== epochs) {
     throw new PaceStateError(`run ${name}: pace fit ended with ${metrics.epochs} of ${epochs} epochs in metrics.jsonl`);
   }
-  fs.rmSync(path.join(dir, FAILED_FILE), { force: true });
-  writeFileAtomic(path.join(dir, FINISHED_FILE), `${JSON.stringify({ run: name, ...metrics }, null, 2)}\n`);
+  fs.rmSync(path.join(dir, SWEEP_FAILED_FILE), { force: true });
+  writeFileAtomic(path.join(dir, SWEEP_FINISHED_FILE), `${JSON.stringify({ run: name, ...metrics }, null, 2)}\n`);
   return metrics;
 }
 
 /** Records why a run failed (a later sweep of the folder tries it again). */
 export function markFailed(dir: string, message: string): void {
-  writeFileAtomic(path.join(dir, FAILED_FILE), `${JSON.stringify({ message }, null, 2)}\n`);
+  writeFileAtomic(path.join(dir, SWEEP_FAILED_FILE), `${JSON.stringify({ message }, null, 2)}\n`);
 }
 
 /**

@@ -8,12 +8,9 @@ import { SWEEP_FAILED_FILE, SWEEP_FINISHED_FILE } from '../train/run-folder';
  * complete every epoch: it then writes `finished.json` (with the run's final numbers) beside the fit's files, and
  * never starts the run again. `failed.json` says why a run failed (a later sweep tries it again).
  */
-export const FINISHED_FILE = SWEEP_FINISHED_FILE;
-export const FAILED_FILE = SWEEP_FAILED_FILE;
-
 export type RunStatus = 'finished' | 'failed' | 'unfinished';
 
 export function runStatus(dir: string): RunStatus {
-  if (fs.existsSync(path.join(dir, FINISHED_FILE))) return 'finished';
-  return fs.existsSync(path.join(dir, FAILED_FILE)) ? 'failed' : 'unfinished';
+  if (fs.existsSync(path.join(dir, SWEEP_FINISHED_FILE))) return 'finished';
+  return fs.existsSync(path.join(dir, SWEEP_FAILED_FILE)) ? 'failed' : 'unfinished';
 }

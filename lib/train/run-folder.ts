@@ -130,7 +130,6 @@ export class RunFolder {
     removeKilledWritersFiles(this.dir);
   }
 
-  /** Everything in the folder besides config.json, the fit's lock and writers' temporary files. */
   /** config.json as written by the run, or undefined when the folder has none. */
   readConfig(): Record<string, unknown> | undefined {
     return readRunConfig(this.dir);

@@ -15,12 +15,10 @@ void followParameterDevices(torch::optim::AdamW& optimizer) {
       const auto found = state.find(optimizerStateKey<std::decay_t<decltype(state)>>(parameter));
       if (found == state.end()) continue;
       auto& moments = static_cast<torch::optim::AdamWParamState&>(*found->second);
-      if (moments.exp_avg().defined() && moments.exp_avg().device() != device)
-        moments.exp_avg(moments.exp_avg().to(device));
-      if (moments.exp_avg_sq().defined() && moments.exp_avg_sq().device() != device)
-        moments.exp_avg_sq(moments.exp_avg_sq().to(device));
-      if (moments.max_exp_avg_sq().defined() && moments.max_exp_avg_sq().device() != device)
-        moments.max_exp_avg_sq(moments.max_exp_avg_sq().to(device));
+      const auto there = [&](const at::Tensor& moment) { return moment.defined() ? moment.to(device) : moment; };
+      moments.exp_avg(there(moments.exp_avg()));
+      moments.exp_avg_sq(there(moments.exp_avg_sq()));
+      moments.max_exp_avg_sq(there(moments.max_exp_avg_sq()));
     }
   }
 }
