@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -988,6 +988,32 @@ describe('downloads', () => {
     expect(output).toContain(`pull of hf-hub:${tinyRepo} interrupted by SIGINT: the file in transfer was not cached`);
     expect(fs.readdirSync(incomplete)).toEqual([]);
     expect(fs.existsSync(path.join(cacheDir, 'models--test--tiny-vit', 'blobs', sha256(tinyWeights)))).toBe(false);
+  });
+
+  test('a stop between opening the transfer and its first read ends it cleanly, not by an unhandled rejection', () => {
+    // Bug: pace pull stopped by SIGINT just as the transfer opened exited 1 with an UnhandledPromiseRejection
+    // (reason undefined): the first read was started, the stop then thrown, and the library's stream, its fetch
+    // aborted, errored that read with `undefined` with no one listening. Here the stream is errored that way at once.
+    const script = `
+      const fs = require('node:fs');
+      const path = require('node:path');
+      const { transferToCache } = require('./dist/hub/transfer.js');
+      const stop = new AbortController();
+      const errored = new ReadableStream({ start(controller) { controller.error(undefined); } });
+      const client = { open: async () => { stop.abort('SIGINT'); return errored; } };
+      const temporary = path.join(${JSON.stringify(temp.dir)}, 'stopped-at-open.incomplete');
+      const cache = { temporaryPath: async () => temporary, placeBlob: async () => { throw new Error('placed'); } };
+      const progress = { start() {}, update() {}, stop() {} };
+      const file = { path: 'model.safetensors', size: 4, etag: 'e'.repeat(64), sha256: 'e'.repeat(64) };
+      transferToCache({ client, cache, repo: 'r', commit: 'c', file, progress, stallMs: 5000, minBytesPerSecond: 1,
+        name: 'n', signal: stop.signal }).then(
+        () => process.exit(3),
+        (reason) => setTimeout(() => console.log(JSON.stringify({ reason, left: fs.existsSync(temporary) })), 50),
+      );`;
+    const result = spawnSync(process.execPath, ['-e', script], { cwd: repoRoot, encoding: 'utf8', timeout: 30_000 });
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    expect(JSON.parse(result.stdout)).toEqual({ reason: 'SIGINT', left: false });
   });
 
   test('two concurrent downloads of the same file transfer it once, and both end with the one good copy', async () => {

@@ -77,12 +77,15 @@ class PacedReader {
 
   /** The next chunk; `describe` says where the transfer stands, for a failure. */
   async read(describe: () => string): Promise<ReadableStreamReadResult<Uint8Array>> {
-    if (this.#pending === undefined) {
-      this.#waitingSince = performance.now();
-      this.#pending = this.reader.read();
-    }
     for (;;) {
       this.signal?.throwIfAborted();
+      if (this.#pending === undefined) {
+        this.#waitingSince = performance.now();
+        this.#pending = this.reader.read();
+        // A read left pending by a stop or a stall fails later, when the stream errors (the library errors it with
+        // `undefined` once the stop aborts its fetch): that is no news, and unheard it would end the process.
+        this.#pending.catch(() => {});
+      }
       const now = performance.now();
       const waiting = now - this.#waitingSince;
       if (waiting >= this.stallMs) {
