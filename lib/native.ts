@@ -156,6 +156,16 @@ export interface NativeStopFlag {
   readonly stopped: boolean;
 }
 
+/**
+ * A CPU tensor filled one row at a time (a dataset decoded in parallel), so that its rows never all live in
+ * JavaScript buffers as well; `finish` moves the kept rows down in place and hands over their tensor.
+ */
+export interface NativeRowsWriter {
+  put(row: number, data: ArrayBufferView): void;
+  finish(keptRows: number[]): NativeTensorHandle;
+  dispose(): void;
+}
+
 export interface NativeEpochResult {
   steps: number;
   samples: number;
@@ -452,6 +462,7 @@ export interface NativeAddon {
     shape: number[],
   ): NativeTensorHandle;
   createTensorFromPieces(pieces: ArrayBufferView[], dtype: DType, shape: number[]): NativeTensorHandle;
+  RowsWriter: new (rows: number, rowShape: number[], dtype: DType) => NativeRowsWriter;
   loadSafetensors(
     path: string,
   ): Promise<{ names: string[]; tensors: NativeTensorHandle[]; metadata: Record<string, string> | null }>;

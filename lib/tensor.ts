@@ -4,7 +4,7 @@ import { z } from 'zod';
 
 import { arrayTag, DTypeSchema, dtypeOfArray, itemSize, storageArrayOf, type DType, type TypedArray } from './dtype';
 import { PaceInputError, PaceOptionError, PaceShapeError } from './errors';
-import { nativeAddon, type NativeTensorHandle } from './native';
+import { nativeAddon, type NativeRowsWriter, type NativeTensorHandle } from './native';
 import { describeValue, parseOptions } from './options';
 
 /** Nested arrays of numbers, as `tensor([[1, 2], [3, 4]])` takes them. */
@@ -359,6 +359,31 @@ function isDetached(buffer: ArrayBuffer): boolean {
  */
 export function tensorFromPieces(pieces: readonly ArrayBufferView[], shape: readonly number[], dtype: DType): Tensor {
   return new Tensor(nativeAddon().createTensorFromPieces([...pieces], dtype, checkShape([...shape])));
+}
+
+/**
+ * @internal A CPU tensor `[rows, ...rowShape]` written one row at a time as the rows arrive (images decoded in
+ * parallel), so they are not all held in JavaScript buffers as well; `finish` keeps the given rows, in order.
+ */
+export class RowsTensorWriter implements Disposable {
+  readonly #native: NativeRowsWriter;
+
+  constructor(rows: number, rowShape: readonly number[], dtype: DType) {
+    this.#native = new (nativeAddon().RowsWriter)(rows, checkShape([...rowShape]), dtype);
+  }
+
+  put(row: number, data: ArrayBufferView): void {
+    this.#native.put(row, data);
+  }
+
+  /** The tensor of `keptRows` (increasing, each put), `[keptRows.length, ...rowShape]`; the writer is spent. */
+  finish(keptRows: number[]): Tensor {
+    return new Tensor(this.#native.finish(keptRows));
+  }
+
+  [Symbol.dispose](): void {
+    this.#native.dispose();
+  }
 }
 
 function createFrom(array: TypedArray, dtype: DType, shape: number[] | undefined, rawBits: boolean): Tensor {

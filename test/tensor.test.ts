@@ -1,6 +1,15 @@
-import { doctor, memoryStats, PaceShapeError, PaceUnsupportedError, Tensor, tensor } from '../lib';
+import {
+  doctor,
+  memoryStats,
+  PaceOptionError,
+  PaceShapeError,
+  PaceStateError,
+  PaceUnsupportedError,
+  Tensor,
+  tensor,
+} from '../lib';
 import { nativeAddon } from '../lib/native';
-import { tensorFromPieces } from '../lib/tensor';
+import { RowsTensorWriter, tensorFromPieces } from '../lib/tensor';
 import { testIf } from './support/test-if';
 
 describe('tensor(): creation from typed arrays', () => {
@@ -347,5 +356,51 @@ describe('tensorFromPieces (a decoded dataset joined natively)', () => {
         `the tensor's ${2 ** 32 + 64 * 64} bytes are more than one JavaScript buffer may hold (4 GiB)`,
       ),
     );
+  });
+});
+
+describe('RowsTensorWriter (a decoded dataset written row by row as it arrives)', () => {
+  test('puts rows in any order, and finish keeps the given ones, moved down in order', () => {
+    using writer = new RowsTensorWriter(4, [2], 'uint8');
+    writer.put(3, new Uint8Array([7, 8]));
+    writer.put(0, Buffer.from([1, 2]));
+    writer.put(2, new Uint8Array([0, 5, 6]).subarray(1));
+    writer.put(1, new Uint8Array([3, 4]));
+    writer.put(1, new Uint8Array([9, 9])); // put again: the last one stands
+    using all = new RowsTensorWriter(2, [1], 'float32');
+    all.put(1, new Float32Array([2.5]));
+    all.put(0, new Float32Array([-1]));
+    using floats = all.finish([0, 1]);
+    expect(Array.from(floats.toFloat32Array())).toEqual([-1, 2.5]);
+    using kept = writer.finish([0, 2, 3]); // row 1 skipped: rows 2 and 3 move down one
+    expect(kept.shape).toEqual([3, 2]);
+    expect(Array.from(kept.toUint8Array())).toEqual([1, 2, 5, 6, 7, 8]);
+    using none = new RowsTensorWriter(3, [2, 2], 'uint8').finish([]);
+    expect(none.shape).toEqual([0, 2, 2]);
+  });
+
+  test('refuses a row of the wrong size or number, rows never put, rows out of order, and use once spent', () => {
+    using writer = new RowsTensorWriter(3, [2], 'uint8');
+    expect(() => writer.put(0, new Uint8Array(3))).toThrow(new PaceShapeError('row 0 holds 3 bytes where a row is 2'));
+    expect(() => writer.put(0, new Float32Array(2))).toThrow(
+      new PaceShapeError('row 0 holds 8 bytes where a row is 2'),
+    );
+    for (const row of [-1, 3, 1.5, Number.NaN]) {
+      expect(() => writer.put(row, new Uint8Array(2))).toThrow(PaceOptionError);
+    }
+    writer.put(0, new Uint8Array([1, 1]));
+    writer.put(2, new Uint8Array([3, 3]));
+    expect(() => writer.finish([0, 1])).toThrow(new PaceOptionError('row 1 was never put'));
+    expect(() => writer.finish([2, 0])).toThrow(
+      new PaceOptionError('keptRows[1] is not an increasing row number below 3'),
+    );
+    expect(() => writer.finish([0, 0])).toThrow(PaceOptionError);
+    using kept = writer.finish([2]);
+    expect(Array.from(kept.toUint8Array())).toEqual([3, 3]);
+    expect(() => writer.put(1, new Uint8Array(2))).toThrow(
+      new PaceStateError('the rows writer was finished or disposed'),
+    );
+    expect(() => writer.finish([0])).toThrow(PaceStateError);
+    expect(() => new RowsTensorWriter(-1, [2], 'uint8')).toThrow(PaceOptionError);
   });
 });

@@ -5,7 +5,7 @@ import { z } from 'zod';
 
 import { withContext } from '../error-context';
 import { PaceInputError } from '../errors';
-import { tensor, tensorFromPieces } from '../tensor';
+import { RowsTensorWriter, tensor, tensorFromPieces, type Tensor } from '../tensor';
 import { AugmentationSchema } from './augment';
 import { parseOptions } from '../options';
 import { TensorDataset, type Augmentation, type Normalization } from './dataset';
@@ -85,9 +85,15 @@ export async function loadImages(
     const dataset = new TensorDataset(images, labels, { normalization, augment, extents });
     return { dataset, skipped: cached.skipped, fromCache: true };
   }
-  const { pixels, skipped, transient } = await decodeEntries(entries, checked);
-  const kept = entries.flatMap((entry, i) => (pixels[i] ? [{ entry, image: pixels[i] as DecodedImage }] : []));
-  if (kept.length === 0) {
+  const ownSizes = resize === 'shorter';
+  // Images of one size go to their rows as they are decoded: all held in JavaScript buffers until the end as well,
+  // a test split at 224 px would need twice its size (dSprites': 2 × 11 GiB).
+  using rows = ownSizes ? undefined : new RowsTensorWriter(entries.length, [size, size, 3], 'uint8');
+  const ownSized: DecodedImage[] = [];
+  const { keptIndices, skipped, transient } = await decodeEntries(entries, checked, (index, image) =>
+    rows ? rows.put(index, image.pixels) : (ownSized[index] = image),
+  );
+  if (keptIndices.length === 0) {
     // A wrong root is the usual cause: the first image says which.
     const first = skipped[0];
     const which = first
@@ -95,21 +101,10 @@ export async function loadImages(
       : '';
     throw new PaceInputError(`no image could be loaded${which}`);
   }
-  // Joined natively: one JavaScript buffer holds at most 4 GiB on Node 20, less than a VTAB test split at 224 px.
-  const ownSizes = resize === 'shorter';
-  const pixelCount = kept.reduce((sum, { image }) => sum + image.width * image.height, 0);
-  const images = tensorFromPieces(
-    kept.map(({ image }) => image.pixels),
-    ownSizes ? [pixelCount, 3] : [kept.length, size, size, 3],
-    'uint8',
-  );
-  const extents = ownSizes
-    ? tensor(BigInt64Array.from(kept.flatMap(({ image }) => [BigInt(image.height), BigInt(image.width)])), [
-        kept.length,
-        2,
-      ])
-    : undefined;
-  const labels = tensor(BigInt64Array.from(kept, ({ entry }) => BigInt(entry.label)));
+  const { images, extents } = rows
+    ? { images: rows.finish(keptIndices), extents: undefined }
+    : packed(keptIndices.map((index) => ownSized[index]));
+  const labels = tensor(BigInt64Array.from(keptIndices, (index) => BigInt(entries[index].label)));
   const dataset = new TensorDataset(images, labels, { normalization, augment, extents });
   // An image skipped for a read that failed (EIO, a network file system's timeout, a permission) may read next
   // time with its file unchanged, so the cache, keyed by the files' stamps, would keep it out: none is written.
@@ -117,13 +112,33 @@ export async function loadImages(
   return { dataset, skipped, fromCache: false };
 }
 
-/** Decodes every entry in parallel: the pixels by entry (absent where skipped) and the skipped images by line. */
+/**
+ * Images of their own sizes, packed `[P, 3]`, with their extents `[N, 2]`: joined natively, as one JavaScript buffer
+ * holds at most 4 GiB on Node 20.
+ */
+function packed(images: DecodedImage[]): { images: Tensor; extents: Tensor } {
+  const pixelCount = images.reduce((sum, image) => sum + image.width * image.height, 0);
+  const extents = BigInt64Array.from(images.flatMap((image) => [BigInt(image.height), BigInt(image.width)]));
+  return {
+    images: tensorFromPieces(
+      images.map((image) => image.pixels),
+      [pixelCount, 3],
+      'uint8',
+    ),
+    extents: tensor(extents, [images.length, 2]),
+  };
+}
+
+/**
+ * Decodes every entry in parallel, each image handed to `keep` by its entry's index: the indices kept, in order,
+ * and the skipped images by line.
+ */
 async function decodeEntries(
   entries: SplitEntry[],
   options: z.output<typeof LoadImagesOptionsSchema>,
-): Promise<{ pixels: (DecodedImage | undefined)[]; skipped: SkippedImage[]; transient: boolean }> {
+  keep: (index: number, image: DecodedImage) => void,
+): Promise<{ keptIndices: number[]; skipped: SkippedImage[]; transient: boolean }> {
   const { size, resize = 'stretch', onBadImage = 'error' } = options;
-  const pixels: (DecodedImage | undefined)[] = new Array(entries.length);
   const bar = progressBar(options.progress ?? 'auto');
   bar?.start(entries.length, 0);
   let attempts = 0;
@@ -138,7 +153,7 @@ async function decodeEntries(
           bar?.update(Math.min(++attempts, entries.length));
         }
       },
-      (index, data) => (pixels[index] = data),
+      keep,
       { concurrency: options.concurrency ?? os.availableParallelism(), stopAtFailure: onBadImage === 'error' },
     );
   } finally {
@@ -155,8 +170,9 @@ async function decodeEntries(
     const where = entries[failures[0].index].fromFolder ? '' : ` (list line ${line})`;
     throw withContext(error, `image '${path}'${where}: ${reason}`);
   }
+  const failed = new Set(failures.map(({ index }) => index));
   return {
-    pixels,
+    keptIndices: entries.flatMap((_, index) => (failed.has(index) ? [] : [index])),
     skipped: skipped.map(({ path, line, reason }) => ({ path, line, reason })).sort(byLine),
     transient: failures.some(({ error }) => readFailed(error)),
   };

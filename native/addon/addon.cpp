@@ -3,6 +3,7 @@
 #include "addon_data.h"
 #include "bindings.h"
 #include "js_errors.h"
+#include "rows_writer.h"
 #include "tensor_handle.h"
 
 namespace pace::addon {
@@ -13,6 +14,7 @@ void registerTensorBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeTensor", constructor);
   exports.Set("createTensor", Napi::Function::New(env, createTensor, "createTensor"));
   exports.Set("createTensorFromPieces", Napi::Function::New(env, createTensorFromPieces, "createTensorFromPieces"));
+  exports.Set("RowsWriter", RowsWriter::define(env));
   exports.Set("prepareImages", Napi::Function::New(env, prepareImages, "prepareImages"));
   exports.Set("augmentImages", Napi::Function::New(env, augmentImages, "augmentImages"));
 }
