@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { DType } from './dtype';
 import { paceError, PaceUnsupportedError } from './errors';
 import { locateAddon, packageRoot, type AddonLocation } from './install/addon-location';
-import { withLoadEnvironment } from './install/load-environment';
+import { libtorchOnLoaderPath, withLoadEnvironment } from './install/load-environment';
 import type { StepGraphMode } from './train/step-graphs';
 
 // The native addon's surface, described on its own: nothing here imports the layers built on it.
@@ -534,8 +534,12 @@ export function nativeAddon(): NativeAddon {
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     const checkout = fs.existsSync(path.join(packageRoot, 'native', 'core-tests')); // an installed package has none
-    const hint = /libtorch|libc10|libtorch_cpu/.test(reason)
-      ? 'the libtorch it was built against is not where it was: reinstall it, or rebuild with `PACE_BUILD_FROM_SOURCE=1 npm rebuild pace-peft`'
+    const elsewhere = libtorchOnLoaderPath();
+    const hint = /libtorch|libc10|libtorch_cpu|undefined symbol/.test(reason)
+      ? elsewhere.length > 0
+        ? `LD_LIBRARY_PATH, searched before the addon's own libtorch, holds a libtorch in ${elsewhere.join(', ')}: ` +
+          'unset LD_LIBRARY_PATH, or leave that folder out of it'
+        : 'the libtorch it was built against is not where it was: reinstall it, or rebuild with `PACE_BUILD_FROM_SOURCE=1 npm rebuild pace-peft`'
       : checkout
         ? 'build it with `npm run build:native` (needs cmake, a C++17 compiler and libtorch; `npm test` and `npm run demo` set all of this up on Debian)'
         : 'rebuild it with `PACE_BUILD_FROM_SOURCE=1 npm rebuild pace-peft` (needs cmake, a C++17 compiler and libtorch)';

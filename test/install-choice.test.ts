@@ -246,6 +246,98 @@ test("a recorded binary whose libtorch was upgraded in place is chosen again; a 
   expect(fs.readFileSync(path.join(own.torchDir, 'TorchConfigVersion.cmake'), 'utf8')).toContain(`"${own.version}"`);
 });
 
+describe('a recorded choice whose libtorch changed since the install', () => {
+  // A package folder with a recorded binary, and fake libtorches laid out as unpacked ones.
+  const root = path.join(temp.dir, 'changed');
+  const binaryDir = path.join(root, 'node_modules', '@pace-peft', 'some-build');
+  const fakeLibtorch = (name: string, cuda?: string) => {
+    const prefix = path.join(temp.dir, name);
+    const torchDir = path.join(prefix, 'share', 'cmake', 'Torch');
+    fs.mkdirSync(torchDir, { recursive: true });
+    fs.mkdirSync(path.join(prefix, 'lib'), { recursive: true });
+    fs.writeFileSync(path.join(torchDir, 'TorchConfigVersion.cmake'), 'set(PACKAGE_VERSION "2.5.1")\n');
+    fs.writeFileSync(path.join(torchDir, 'TorchConfig.cmake'), '\n');
+    fs.writeFileSync(path.join(prefix, 'lib', 'libc10.so'), '');
+    if (cuda) {
+      fs.writeFileSync(path.join(prefix, 'lib', 'libtorch_cuda.so'), '');
+      fs.writeFileSync(path.join(prefix, 'build-version'), `2.5.1+${cuda}\n`);
+    }
+    return { prefix, torchDir, libDir: path.join(prefix, 'lib'), cmakePrefix: path.dirname(torchDir) };
+  };
+  const record = (torch: ReturnType<typeof fakeLibtorch>, variant: string) =>
+    fs.writeFileSync(
+      path.join(root, 'build', 'binary.json'),
+      JSON.stringify({
+        file: path.join(binaryDir, 'pace_peft.node'),
+        reason: 'prebuilt @pace-peft/some-build',
+        package: '@pace-peft/some-build',
+        libtorch: { source: 'LIBTORCH', version: '2.5.1', variant, cxx11Abi: 1, ...torch },
+      }),
+    );
+  const located = (env: NodeJS.ProcessEnv = {}) => {
+    const script = `try { console.log(require(${JSON.stringify(path.join(root, 'dist', 'install', 'addon-location.js'))}).locateAddon().reason) } catch (e) { console.log(e.message) }`;
+    const inherited = { ...process.env, PATH: '' }; // (no python3: nothing else is found when choosing again)
+    delete inherited.LIBTORCH;
+    return spawnSync(process.execPath, ['-e', script], {
+      encoding: 'utf8',
+      env: { ...inherited, ...env },
+    }).stdout.trim();
+  };
+  beforeAll(() => {
+    fs.mkdirSync(path.join(root, 'build', 'Release'), { recursive: true });
+    fs.cpSync(path.join(repoRoot, 'dist'), path.join(root, 'dist'), { recursive: true });
+    fs.copyFileSync(path.join(repoRoot, 'package.json'), path.join(root, 'package.json'));
+    fs.mkdirSync(binaryDir, { recursive: true });
+    fs.writeFileSync(path.join(binaryDir, 'pace_peft.node'), 'prebuilt');
+    fs.writeFileSync(path.join(binaryDir, 'binary.json'), JSON.stringify({ packageVersion: version }));
+  });
+
+  test('a CUDA wheel replaced by the CPU one of the same version (or the reverse) is chosen for again', () => {
+    // Bug: the version alone was checked, so the CUDA binary went on loading against a CPU libtorch (failing on
+    // libtorch_cuda.so) and the CPU binary against a CUDA one (no word that CUDA went unused).
+    const torch = fakeLibtorch('wheel', 'cu124');
+    record(torch, 'cu124');
+    expect(located()).toBe('prebuilt @pace-peft/some-build');
+    fs.rmSync(path.join(torch.libDir, 'libtorch_cuda.so')); // the CPU wheel, installed over it
+    // chosen again: with PATH empty no libtorch is found here, which the search then says
+    expect(located()).toMatch(/^pace-peft: no native addon for this machine\./);
+    record(torch, 'cpu');
+    expect(located()).toBe('prebuilt @pace-peft/some-build');
+    fs.writeFileSync(path.join(torch.libDir, 'libtorch_cuda.so'), ''); // and the CUDA wheel over that
+    expect(located()).toMatch(/^pace-peft: no native addon for this machine\./);
+    record(torch, 'cu121'); // another CUDA: binaries are keyed by it
+    expect(located()).toMatch(/^pace-peft: no native addon for this machine\./);
+  });
+
+  test('a LIBTORCH set after the install, naming another libtorch, is refused, naming both, not passed over', () => {
+    // Bug: the addon chosen at install went on loading its own libtorch, LIBTORCH ignored without a word.
+    const installed = fakeLibtorch('installed');
+    const other = fakeLibtorch('other-torch', 'cu124');
+    record(installed, 'cpu');
+    expect(located({ LIBTORCH: installed.prefix })).toBe('prebuilt @pace-peft/some-build');
+    expect(located({ LIBTORCH: other.prefix })).toBe(
+      `pace-peft: LIBTORCH names libtorch 2.5.1 (cu124, C++11 ABI) from LIBTORCH at ${other.libDir}, but ` +
+        `@pace-peft/some-build uses the libtorch at ${installed.libDir}; to use the one LIBTORCH names, choose ` +
+        'again: `npm rebuild pace-peft` with LIBTORCH set, or unset LIBTORCH',
+    );
+    expect(located({ LIBTORCH: path.join(temp.dir, 'no-such-torch') })).toContain('holds no libtorch');
+    // A source build is held to LIBTORCH alike.
+    fs.rmSync(path.join(root, 'build', 'binary.json'));
+    fs.writeFileSync(path.join(root, 'build', 'Release', 'pace_peft.node'), 'source build');
+    fs.writeFileSync(
+      path.join(root, 'build', 'Release', 'libtorch.json'),
+      JSON.stringify({ version: '2.5.1', torchDir: installed.torchDir }),
+    );
+    expect(located({ LIBTORCH: installed.prefix })).toBe('built from source (build/Release)');
+    expect(located()).toBe('built from source (build/Release)');
+    expect(located({ LIBTORCH: other.prefix })).toMatch(
+      new RegExp(
+        `^pace-peft: LIBTORCH names libtorch 2\\.5\\.1 .* at ${other.libDir}, but the addon in build/Release uses the libtorch at ${installed.libDir}; to use the one LIBTORCH names, rebuild it: `,
+      ),
+    );
+  });
+});
+
 test('PACE_BUILD_FROM_SOURCE=1 with a LIBTORCH that does not exist fails before building, naming it', () => {
   // Bug: the forced source build skipped the check, and CMake went on to another libtorch without a word (CMake now
   // looks in a LIBTORCH only). Run from a copy of the package without its build script: a regression fails there.
@@ -311,6 +403,34 @@ test('a test-load that took libtorch from another folder (LD_LIBRARY_PATH first)
     if (saved === undefined) delete process.env.LD_LIBRARY_PATH;
     else process.env.LD_LIBRARY_PATH = saved;
   }
+});
+
+test('an addon that fails to load against a libtorch on LD_LIBRARY_PATH is told so, not to reinstall libtorch', () => {
+  // Bug: the hint was "the libtorch it was built against is not where it was: reinstall it", which cannot help
+  // while LD_LIBRARY_PATH (another torch's lib folder, from conda or a CUDA setup script) comes first.
+  const own = testLoadFrom(path.join(repoRoot, 'build', 'Release', 'pace_peft.node')).loadedFrom;
+  expect(own).toBeDefined();
+  const foreign = path.join(temp.dir, 'foreign-libtorch');
+  fs.mkdirSync(foreign, { recursive: true });
+  const stub = path.join(foreign, 'stub.c');
+  fs.writeFileSync(stub, 'void not_c10(void) {}\n');
+  const names = fs.readdirSync(own!).filter((name) => /^libc10\.so/.test(name)); // a libc10 without c10's symbols
+  for (const name of names) {
+    const compiled = spawnSync('cc', ['-shared', '-fPIC', stub, '-o', path.join(foreign, name)], { encoding: 'utf8' });
+    expect(compiled.stderr).toBe('');
+  }
+  const script = `try { require(${JSON.stringify(path.join(repoRoot, 'dist', 'native.js'))}).nativeAddon(); console.log('loaded') } catch (e) { console.log(e.message) }`;
+  const run = spawnSync(process.execPath, ['-e', script], {
+    encoding: 'utf8',
+    env: { ...process.env, LD_LIBRARY_PATH: foreign },
+  });
+  expect(run.stdout).toMatch(/undefined symbol/);
+  expect(run.stdout.trim()).toMatch(
+    new RegExp(
+      `LD_LIBRARY_PATH, searched before the addon's own libtorch, holds a libtorch in ${foreign}: unset ` +
+        'LD_LIBRARY_PATH, or leave that folder out of it\\.$',
+    ),
+  );
 });
 
 test('a pack that failed after adding the binary packages does not make them part of the committed manifest', () => {

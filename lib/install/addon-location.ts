@@ -3,10 +3,20 @@ import path from 'node:path';
 
 import { PaceUnsupportedError } from '../errors';
 import { writeFileAtomic } from '../files';
-import { addonFileName, chooseBinary, findBinaryPackages, type BinaryChoice, type BinaryDescription } from './binaries';
+import {
+  addonFileName,
+  chooseBinary,
+  findBinaryPackages,
+  sameFolder,
+  type BinaryChoice,
+  type BinaryDescription,
+} from './binaries';
 import {
   describeLibtorch,
+  describeNow,
   findLibtorch,
+  libtorchOfTorchDir,
+  namedLibtorch,
   libtorchSearchOrder,
   pythonTorchFailure,
   torchSeries,
@@ -52,10 +62,10 @@ export function recordChoice(choice: Required<Pick<BinaryChoice, 'chosen'>>, inf
 
 /**
  * The chosen binary recorded earlier, if its file and its libtorch folder are still there, that libtorch is still
- * of the series it was chosen for (`pip install -U torch` upgrades it in place) and it was built from this
- * package's version.
+ * of the series and variant it was chosen for (`pip install -U torch` upgrades it in place, and a `pip install`
+ * of the CPU wheel over the CUDA one keeps the version) and it was built from this package's version.
  */
-function recordedChoice(): AddonLocation | undefined {
+function recordedChoice(): ChoiceRecord | undefined {
   try {
     const record = JSON.parse(fs.readFileSync(choiceRecordFile, 'utf8')) as ChoiceRecord;
     const description = JSON.parse(
@@ -65,6 +75,7 @@ function recordedChoice(): AddonLocation | undefined {
       fs.existsSync(record.file) &&
       fs.existsSync(record.libtorch.libDir) &&
       sameSeries(versionNow(record.libtorch), record.libtorch.version) &&
+      sameVariant(describeNow(record.libtorch)?.variant, record.libtorch.variant) &&
       description.packageVersion === packageVersion()
     ) {
       return record;
@@ -85,6 +96,29 @@ const modified = (file: string) => fs.statSync(file).mtimeMs;
 const sameSeries = (now: string | undefined, built: string) =>
   now === undefined || torchSeries(now) === torchSeries(built);
 
+/**
+ * Whether a libtorch read now is of the variant a binary was chosen for: CUDA or not, and the same CUDA where both
+ * are known. One that cannot be read is given the benefit of the doubt, as by {@link sameSeries}.
+ */
+const sameVariant = (now: string | undefined, chosen: string) =>
+  now === undefined ||
+  ((now === 'cpu') === (chosen === 'cpu') && (now === chosen || now === 'cuda' || chosen === 'cuda'));
+
+/**
+ * Refuses an addon whose libtorch (in `libDir`) is not the one LIBTORCH names now: set after the install (to use a
+ * CUDA libtorch, say), it would otherwise be passed over without a word. A LIBTORCH holding no libtorch is refused
+ * as the install refuses it.
+ */
+function checkNamedLibtorch(libDir: string, addon: string, rebuild: string): void {
+  if (!namedLibtorch()) return;
+  const named = findLibtorch({ LIBTORCH: process.env.LIBTORCH, INIT_CWD: process.env.INIT_CWD });
+  if (!named || sameFolder(named.libDir, libDir)) return;
+  throw new PaceUnsupportedError(
+    `pace-peft: LIBTORCH names ${describeLibtorch(named)}, but ${addon} uses the libtorch at ${libDir}; to use ` +
+      `the one LIBTORCH names, ${rebuild} with LIBTORCH set, or unset LIBTORCH`,
+  );
+}
+
 /** What a source build records beside its addon (CMakeLists.txt): the libtorch it was built against. */
 export const sourceBuildLibtorchFile = path.join(path.dirname(sourceBuildFile), 'libtorch.json');
 
@@ -100,13 +134,17 @@ function checkSourceBuildLibtorch(): void {
   } catch {
     return;
   }
+  const rebuild = '`PACE_BUILD_FROM_SOURCE=1 npm rebuild pace-peft` (in a checkout: `npm run build:native`)';
   const now = versionInTorchDir(built.torchDir);
-  if (sameSeries(now, built.version)) return;
-  throw new PaceUnsupportedError(
-    `pace-peft: the addon in build/Release was built against libtorch ${built.version} (${built.torchDir}), ` +
-      `which is now ${now}; rebuild it: \`PACE_BUILD_FROM_SOURCE=1 npm rebuild pace-peft\` (in a checkout: ` +
-      '`npm run build:native`)',
-  );
+  if (!sameSeries(now, built.version)) {
+    throw new PaceUnsupportedError(
+      `pace-peft: the addon in build/Release was built against libtorch ${built.version} (${built.torchDir}), ` +
+        `which is now ${now}; rebuild it: ${rebuild}`,
+    );
+  }
+  // (Its library folder unknown, a libtorch-dev purged after the build, it is not held against LIBTORCH.)
+  const libDir = libtorchOfTorchDir(built.torchDir, 'LIBTORCH')?.libDir;
+  if (libDir) checkNamedLibtorch(libDir, 'the addon in build/Release', `rebuild it: ${rebuild}`);
 }
 
 /** What to tell a user for whom no addon can be found or built. */
@@ -143,7 +181,10 @@ export function locateAddon(): AddonLocation {
     checkSourceBuildLibtorch();
     return { file: sourceBuildFile, reason: 'built from source (build/Release)' };
   }
-  if (recorded) return recorded;
+  if (recorded) {
+    checkNamedLibtorch(recorded.libtorch.libDir, recorded.package, 'choose again: `npm rebuild pace-peft`');
+    return { file: recorded.file, reason: recorded.reason };
+  }
   const info = findLibtorch();
   const choice = info
     ? chooseBinary(findBinaryPackages(packageRoot), info, Number(process.versions.napi), packageVersion())

@@ -141,20 +141,24 @@ const loadedFromScript = (file: string) =>
   "const line = maps.split('\\n').find((l) => /\\/libc10\\.so/.test(l));" +
   "if (line) process.stdout.write(require('path').dirname(line.slice(line.indexOf('/'))));";
 
+/** Whether two paths name one folder (through links). */
+export function sameFolder(a: string, b: string): boolean {
+  const real = (dir: string) => {
+    try {
+      return fs.realpathSync(dir);
+    } catch {
+      return path.resolve(dir);
+    }
+  };
+  return real(a) === real(b);
+}
+
 /**
  * Where a test-loaded addon took libtorch from, when that is not `libDir` (LD_LIBRARY_PATH is searched before the
  * addon's own RUNPATH): a warning for the install to print, since the binary then runs against another libtorch.
  */
 export function loadedElsewhere(loaded: string | undefined, libDir: string): string | undefined {
-  if (!loaded) return undefined;
-  const real = (dir: string) => {
-    try {
-      return fs.realpathSync(dir);
-    } catch {
-      return dir;
-    }
-  };
-  if (real(loaded) === real(libDir)) return undefined;
+  if (!loaded || sameFolder(loaded, libDir)) return undefined;
   return (
     `it loaded libtorch from ${loaded}, not the libtorch found (${libDir})` +
     (process.env.LD_LIBRARY_PATH

@@ -95,6 +95,19 @@ function describePrefix(
   return { source, version, variant, cxx11Abi, cmakePrefix: prefix, libDir };
 }
 
+/**
+ * The libtorch `info` describes, read again as it is installed now (a `pip install torch` of another variant in
+ * place keeps its folders and version, not its CUDA); undefined where it can no longer be read.
+ */
+export function describeNow(info: LibtorchInfo): LibtorchInfo | undefined {
+  return describePrefix(info.cmakePrefix, info.source, { libDir: info.libDir, cxx11Abi: info.cxx11Abi === 1 });
+}
+
+/** The libtorch whose CMake package folder (`…/Torch`) is `torchDir`, as a source build records it. */
+export function libtorchOfTorchDir(torchDir: string, source: LibtorchSource): LibtorchInfo | undefined {
+  return describePrefix(path.dirname(torchDir), source);
+}
+
 let pythonFailure: string | undefined;
 
 /** Why the last look at python3's torch found none, when python3 ran and said so (its last line of stderr). */

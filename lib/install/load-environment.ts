@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
 /**
  * Environment variables the addon is loaded under, each only where the user has not set it, and restored once
  * the load is over (so child processes see the user's environment).
@@ -22,4 +25,22 @@ export function withLoadEnvironment<T>(
   } finally {
     for (const name of added) delete env[name];
   }
+}
+
+/**
+ * The folders of LD_LIBRARY_PATH that hold a libtorch (its libc10): the loader searches them before an addon's own
+ * RUNPATH, so the addon takes that libtorch, not its own.
+ */
+export function libtorchOnLoaderPath(env: NodeJS.ProcessEnv = process.env): string[] {
+  return (env.LD_LIBRARY_PATH ?? '')
+    .split(':')
+    .filter(Boolean)
+    .filter((dir) => {
+      try {
+        return fs.readdirSync(dir).some((name) => /^libc10\.so/.test(name));
+      } catch {
+        return false;
+      }
+    })
+    .map((dir) => path.resolve(dir));
 }
