@@ -276,7 +276,7 @@ describe('a recorded choice whose libtorch changed since the install', () => {
     );
   const located = (env: NodeJS.ProcessEnv = {}) => {
     const script = `try { console.log(require(${JSON.stringify(path.join(root, 'dist', 'install', 'addon-location.js'))}).locateAddon().reason) } catch (e) { console.log(e.message) }`;
-    const inherited = { ...process.env, PATH: '' }; // (no python3: nothing else is found when choosing again)
+    const inherited: NodeJS.ProcessEnv = { ...process.env, PATH: '' }; // (no python3: nothing else is found when choosing again)
     delete inherited.LIBTORCH;
     return spawnSync(process.execPath, ['-e', script], {
       encoding: 'utf8',
