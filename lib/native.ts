@@ -373,6 +373,7 @@ export interface NativeAddon {
     masterAddr: string;
     masterPort: number;
     rendezvousFile?: string;
+    agentStorePrefix?: string;
     timeoutSeconds: number;
   }): Promise<NativeDistributedGroup>;
   destroyDistributed(): void;

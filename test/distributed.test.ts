@@ -506,7 +506,7 @@ describe('a rank that dies or hangs', () => {
       // The kill lands in whichever collective rank 0 is in: a step's all-reduce, an evaluation's sums, or the
       // gather that shares what a phase's callbacks did.
       expect(zero.output.stderr).toMatch(
-        /^pace fit: rank 0 of 2: (the gradient all-reduce at epoch \d+, step \d+|summing the .*|sharing what the callbacks did in (onTrainBegin|epoch \d+'s on(EpochBegin|BatchEnd|EpochEnd))) failed \(rank 1 exited, crashed or did not answer within 300 s\)/m,
+        /^pace fit: rank 0 of 2: (the gradient all-reduce at epoch \d+, step \d+|summing the .*|sharing what the callbacks did in (onTrainBegin|epoch \d+'s on(EpochBegin|BatchEnd|EpochEnd))) failed \(rank 1 exited, crashed or did not answer within 300 s, the group's timeout: PACE_DISTRIBUTED_TIMEOUT or pace launch --timeout\)/m,
       );
     });
   }, 90_000);
@@ -1054,7 +1054,7 @@ describe('a rank that dies or hangs', () => {
         // when rank 1 was stopped, so its 10 s can end soon after the stop. The message says it was the timeout.
         expect((Date.now() - stoppedAt) / 1000).toBeLessThan(60);
         expect(zero.output.stderr).toMatch(
-          /rank 0 of 2: .* failed \(rank 1 exited, crashed or did not answer within 10 s\)/,
+          /rank 0 of 2: .* failed \(rank 1 exited, crashed or did not answer within 10 s, the group's timeout: PACE_DISTRIBUTED_TIMEOUT/,
         );
       } finally {
         one.child.kill('SIGKILL');
@@ -1289,6 +1289,56 @@ describe('initDistributed', () => {
     expect((error as Error).message).toContain(`rank 1 of 2: the rendezvous at 127.0.0.1:${port} failed`);
     expect(Date.now() - started).toBeLessThan(20_000);
   });
+
+  test("under torchrun's agent store every rank connects to the launcher's store, a restarted attempt too", async () => {
+    // Bug: `torchrun --no-python --nproc-per-node 2 pace fit` (the README's) could not start: torchrun's agent
+    // already listens on MASTER_PORT and says so (TORCHELASTIC_USE_AGENT_STORE=True), and rank 0 failed to host
+    // its own store there. A process holding a store on the port stands in for the agent here.
+    const output = (child: ReturnType<typeof spawn>) => {
+      let text = '';
+      child.stdout!.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      child.stderr!.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      return new Promise<[number | null, string]>((resolve) => child.on('exit', (code) => resolve([code, text])));
+    };
+    await onFreePort(async (port) => {
+      const hostScript = `require(process.env.PACE_LIB).initDistributed({ rank: 0, worldSize: 1 }).then(
+        () => { console.log('hosting'); setInterval(() => {}, 1000); }, (e) => { console.error(e.message); process.exit(1); })`;
+      const env = { ...childEnv, MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), PACE_DISTRIBUTED_TIMEOUT: '30' };
+      const agent = spawn(process.execPath, ['-e', hostScript], { env: { ...env, RANK: '0', WORLD_SIZE: '1' } });
+      try {
+        const agentExit = output(agent);
+        const hosting = await Promise.race([
+          new Promise<boolean>((resolve) => agent.stdout.on('data', (c: Buffer) => resolve(c.includes('hosting')))),
+          agentExit.then(([, text]) => {
+            if (portTakenIn(text, port)) throw new PortTaken();
+            throw new Error(`the stand-in store did not start: ${text}`);
+          }),
+        ]);
+        expect(hosting).toBe(true);
+        const join = `require(process.env.PACE_LIB).initDistributed().then((group) => console.log(JSON.stringify(group)),
+          (e) => { console.error(e.message); process.exit(1); })`;
+        for (const attempt of ['0', '1']) {
+          const ranks = ['0', '1'].map((rank) =>
+            spawn(process.execPath, ['-e', join], {
+              env: {
+                ...env,
+                RANK: rank,
+                LOCAL_RANK: rank,
+                WORLD_SIZE: '2',
+                TORCHELASTIC_USE_AGENT_STORE: 'True',
+                TORCHELASTIC_RESTART_COUNT: attempt,
+              },
+            }),
+          );
+          const results = await Promise.all(ranks.map(output));
+          expect(results.map(([code]) => code)).toEqual([0, 0]);
+          expect(results.map(([, text]) => JSON.parse(text).rank)).toEqual([0, 1]);
+        }
+      } finally {
+        agent.kill('SIGKILL');
+      }
+    });
+  }, 120_000);
 
   test('ranks given a rendezvous file meet in it, and one that cannot open it says which', async () => {
     const file = path.join(temp.dir, `rendezvous-${Math.random()}`);

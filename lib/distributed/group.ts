@@ -71,6 +71,17 @@ function fromEnvironment(name: string, schema: z.ZodType<number>): number | unde
   return parsed.data;
 }
 
+/**
+ * Under torchrun, its agent already hosts the store on MASTER_PORT (it says so with
+ * TORCHELASTIC_USE_AGENT_STORE=True): every rank then connects to it, rank 0 included, with its keys under the
+ * attempt's prefix, as PyTorch's ranks do. Rank 0 hosting its own store there would find the port taken.
+ */
+function agentStorePrefix(): string | undefined {
+  if (process.env.TORCHELASTIC_USE_AGENT_STORE !== 'True') return undefined;
+  const attempt = fromEnvironment('TORCHELASTIC_RESTART_COUNT', z.number().int().min(0)) ?? 0;
+  return `/worker/attempt_${attempt}`;
+}
+
 /** True when the environment describes a multi-process launch (WORLD_SIZE > 1, as torchrun and `pace launch` set). */
 export function launchedDistributed(): boolean {
   return (fromEnvironment('WORLD_SIZE', z.number().int().min(1)) ?? 1) > 1;
@@ -103,6 +114,8 @@ export async function initDistributed(options: DistributedOptions = {}): Promise
     masterAddr: o.masterAddr ?? process.env.MASTER_ADDR ?? '127.0.0.1',
     masterPort: o.masterPort ?? fromEnvironment('MASTER_PORT', z.number().int().min(1).max(65535)) ?? 29500,
     rendezvousFile: o.rendezvousFile ?? (process.env.PACE_RENDEZVOUS_FILE || undefined),
+    // (the launcher's store is at MASTER_ADDR:MASTER_PORT: an address given here is another store)
+    agentStorePrefix: o.masterAddr === undefined && o.masterPort === undefined ? agentStorePrefix() : undefined,
     timeoutSeconds: o.timeoutSeconds ?? fromEnvironment('PACE_DISTRIBUTED_TIMEOUT', TimeoutSecondsSchema) ?? 300,
   });
   return { ...group, localRank };

@@ -21,7 +21,8 @@ Napi::Value groupToJs(Napi::Env env, const std::shared_ptr<distributed::Group>& 
   return object;
 }
 
-// initDistributed({ backend, rank, worldSize, localRank, masterAddr, masterPort, rendezvousFile?, timeoutSeconds })
+// initDistributed({ backend, rank, worldSize, localRank, masterAddr, masterPort, rendezvousFile?, agentStorePrefix?,
+//   timeoutSeconds })
 //   -> Promise<{ rank, worldSize, backend, timeoutSeconds }>, once every rank has joined.
 Napi::Value initDistributed(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
@@ -37,6 +38,8 @@ Napi::Value initDistributed(const Napi::CallbackInfo& info) {
     options.masterPort = static_cast<int>(numberOr(object, "masterPort", options.masterPort));
     if (const Napi::Value file = object.Get("rendezvousFile"); !file.IsUndefined())
       options.rendezvousFile = stringFromJs(file, "rendezvousFile");
+    if (const Napi::Value prefix = object.Get("agentStorePrefix"); !prefix.IsUndefined())
+      options.agentStorePrefix = stringFromJs(prefix, "agentStorePrefix");
     options.timeout = std::chrono::milliseconds(
         static_cast<int64_t>(1000.0 * numberOr(object, "timeoutSeconds", options.timeout.count() / 1000.0)));
     options.validate();

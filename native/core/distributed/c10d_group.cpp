@@ -15,6 +15,7 @@
 #if defined(PACE_WITH_GLOO) || defined(PACE_WITH_NCCL)
 #include <c10/util/Exception.h>
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
 #ifdef PACE_WITH_GLOO
@@ -146,26 +147,31 @@ c10::intrusive_ptr<c10d::Store> rendezvousInFile(const GroupOptions& options) {
 
 c10::intrusive_ptr<c10d::Store> rendezvous(const GroupOptions& options) {
   if (!options.rendezvousFile.empty()) return rendezvousInFile(options);
+  const bool agentStore = !options.agentStorePrefix.empty();
   try {
     c10d::TCPStoreOptions storeOptions;
     storeOptions.port = static_cast<std::uint16_t>(options.masterPort);
-    storeOptions.isServer = options.rank == 0;
+    storeOptions.isServer = options.rank == 0 && !agentStore;
     storeOptions.numWorkers = static_cast<std::size_t>(options.worldSize);
     // The ranks meet in checkWorldSize instead: waiting here for `worldSize` connections would hang rank 0 when
     // the others were started with a smaller world.
     storeOptions.waitWorkers = false;
     storeOptions.timeout = options.timeout;
+    c10::intrusive_ptr<c10d::Store> store;
     try {
-      return c10::make_intrusive<c10d::TCPStore>(options.masterAddr, storeOptions);
+      store = c10::make_intrusive<c10d::TCPStore>(options.masterAddr, storeOptions);
     } catch (const std::exception& error) {
       // (The check comes before the store binds or connects, so asking again is safe.)
       if (std::string(error.what()).find("without libuv") == std::string::npos) throw;
-      return c10::make_intrusive<c10d::TCPStore>(options.masterAddr, withoutLibUV(storeOptions, 0));
+      store = c10::make_intrusive<c10d::TCPStore>(options.masterAddr, withoutLibUV(storeOptions, 0));
     }
+    if (agentStore) return c10::make_intrusive<c10d::PrefixStore>(options.agentStorePrefix, store);
+    return store;
   } catch (const std::exception& error) {
     throw DistributedError(whoAmI(options) + ": the rendezvous " + meetingPlace(options) + " failed (" +
-                           (options.rank == 0 ? "is the port in use, or did every rank start?"
-                                              : "is rank 0 running and MASTER_ADDR/MASTER_PORT right?") +
+                           (agentStore          ? "is the launcher's store at MASTER_ADDR/MASTER_PORT running?"
+                            : options.rank == 0 ? "is the port in use, or did every rank start?"
+                                                : "is rank 0 running and MASTER_ADDR/MASTER_PORT right?") +
                            "): " + reason(error));
   }
 }

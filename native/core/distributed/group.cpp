@@ -28,7 +28,7 @@ void Group::fail(const std::string& what, const std::string& why) const {
   seconds << static_cast<double>(timeout_.count()) / 1000.0;
   throw DistributedError("rank " + std::to_string(rank_) + " of " + std::to_string(worldSize_) + ": " + what +
                          " failed (" + peer + " exited, crashed or did not answer within " + seconds.str() +
-                         " s): " + why);
+                         " s, the group's timeout: PACE_DISTRIBUTED_TIMEOUT or pace launch --timeout): " + why);
 }
 
 namespace {

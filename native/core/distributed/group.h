@@ -23,6 +23,10 @@ struct GroupOptions {
   // When set, the ranks (all on one machine) meet in this file instead of at masterAddr:masterPort, so that no
   // port is opened to the network for the rendezvous (`pace launch` on one machine gives a fresh private one).
   std::string rendezvousFile;
+  // When set, a launcher already hosts the store at masterAddr:masterPort (torchrun's agent store,
+  // TORCHELASTIC_USE_AGENT_STORE): every rank, rank 0 included, connects to it and keeps its keys under this prefix
+  // (`/worker/attempt_<restart count>`, as PyTorch's ranks do), so a restarted attempt starts from a clean slate.
+  std::string agentStorePrefix;
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
   void validate() const;
 };
