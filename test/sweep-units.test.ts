@@ -25,6 +25,9 @@ import { checkSplitLists } from '../lib/sweep/split-lists';
 import { runEnvironment } from '../lib/sweep/sweep';
 import { fixturesDir, makeTempDir, repoRoot } from './support/paths';
 
+const listsTemp = makeTempDir('sweep-split-lists');
+afterAll(() => listsTemp.cleanup());
+
 const base = {
   model: { name: 'vit_base_patch16_224', numClasses: 10, pretrained: 'backbone.safetensors' },
   trainer: { optimizer: { lr: 1e-3 } },
@@ -393,6 +396,56 @@ test("a sweep's few-shot seeds must have their lists: checked before anything ru
   expect(() => checkSplitLists(fewShot([1, 2, 3]))).toThrow(
     `sweep task oxford-flowers102-1shot (evaluate, seed 3): split list '${list}' does not exist (the seeds whose lists are there: 0, 1, 2)`,
   );
+});
+
+test("a VTAB or FGVC task's lists of each stage must be there: checked before anything runs, naming the file", () => {
+  // Bug: only few-shot and given lists were checked: a mistyped root failed every tuning run (each after loading
+  // its model), and a missing test list the evaluation runs after the whole tuning stage.
+  const vtabRoot = path.resolve(fixturesDir, '..', 'data-lists', 'vtab-1k');
+  const vtab = (root: string) => plan({ tasks: [{ vtab: { root, task: 'cifar' } }], seeds: [0] });
+  expect(() => checkSplitLists(vtab(vtabRoot))).not.toThrow();
+  const copy = path.join(listsTemp.dir, 'vtab-without-test');
+  fs.cpSync(vtabRoot, copy, { recursive: true });
+  fs.rmSync(path.join(copy, 'cifar', 'test.txt'));
+  expect(() => checkSplitLists(vtab(copy))).toThrow(
+    `sweep task cifar (evaluate, seed 0): split list '${path.join(copy, 'cifar', 'test.txt')}' does not exist`,
+  );
+  const typo = path.join(listsTemp.dir, 'vtab-1k-typo');
+  expect(() => checkSplitLists(vtab(typo))).toThrow(
+    `sweep task cifar (tune, seed 0): split list '${path.join(typo, 'cifar', 'train800.txt')}' does not exist`,
+  );
+  const fgvcRoot = path.join(listsTemp.dir, 'fgvc');
+  fs.mkdirSync(path.join(fgvcRoot, 'CUB_200_2011'), { recursive: true });
+  for (const name of ['train.json', 'val.json']) fs.writeFileSync(path.join(fgvcRoot, 'CUB_200_2011', name), '{}');
+  const fgvc = plan({ tasks: [{ fgvc: { root: fgvcRoot, dataset: 'CUB_200_2011' } }], seeds: [0] });
+  expect(() => checkSplitLists(fgvc)).toThrow(
+    `sweep task CUB_200_2011 (evaluate, seed 0): split list '${path.join(fgvcRoot, 'CUB_200_2011', 'test.json')}' does not exist`,
+  );
+});
+
+test("a domain-shift task is tuned on seed 0 only: the validation list shares images with the other seeds' lists", () => {
+  // Bug: tuning on seed 1 or 2 (the first of `seeds` by default) selected on validation images it had trained on.
+  const lists = path.resolve(fixturesDir, '..', 'data-lists', 'domain-adaptation');
+  const imagesOf = (file: string) =>
+    new Set(
+      fs
+        .readFileSync(path.join(lists, 'imagenet', file), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => line.split(' ')[0]),
+    );
+  const validation = imagesOf('unofficial_val_list_4_shot16seed0');
+  const shared = (seed: number) =>
+    [...imagesOf(`train_meta.list.num_shot_16.seed_${seed}`)].filter((image) => validation.has(image)).length;
+  expect([0, 1, 2].map(shared)).toEqual([0, 37, 41]);
+  const targets = { 'imagenet-a': { list: '/lists/a.list', root: '/images' } };
+  const task = { domainShift: { lists, imagenet: '/images', targets, shots: 16 } };
+  expect(() => parse({ tasks: [task], seeds: [1, 2] })).toThrow(
+    "sweep.tasks[0]: ImageNet's validation list was drawn beside the seed-0 training list, and seed 1's training " +
+      'list shares images with it, so tuning on it would select on images it trained on: set tuneSeed to 0',
+  );
+  expect(parse({ tasks: [task], seeds: [1, 2], tuneSeed: 0 }).tuneSeed).toBe(0);
+  expect(parse({ tasks: [task], seeds: [0, 1, 2] }).tuneSeed).toBe(0);
 });
 
 describe('selection and mean ± std', () => {

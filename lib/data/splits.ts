@@ -148,12 +148,35 @@ export function vtabSplits(
     );
   }
   const dir = path.join(root, task);
-  const [trainList, testList] = mode === 'tune' ? ['train800.txt', 'val200.txt'] : ['train800val200.txt', 'test.txt'];
+  const files = vtabListFiles(root, task, mode);
   return {
-    train: parseSplitList(path.join(dir, trainList), { root: dir, numClasses }),
-    test: parseSplitList(path.join(dir, testList), { root: dir, numClasses }),
+    train: parseSplitList(files.train[0], { root: dir, numClasses }),
+    test: parseSplitList(files.test[0], { root: dir, numClasses }),
     numClasses,
   };
+}
+
+/** A VTAB-1k task's lists: train800 and val200 when tuning, train800val200 and test when evaluating. */
+export function vtabListFiles(
+  root: string,
+  task: string,
+  mode: 'tune' | 'evaluate',
+): Record<'train' | 'test', string[]> {
+  const dir = path.join(root, task);
+  const [train, test] = mode === 'tune' ? ['train800.txt', 'val200.txt'] : ['train800val200.txt', 'test.txt'];
+  return { train: [path.join(dir, train)], test: [path.join(dir, test)] };
+}
+
+/** A FGVC dataset's split files: train and val when tuning; train and val together, and test, when evaluating. */
+export function fgvcListFiles(
+  root: string,
+  dataset: string,
+  mode: 'tune' | 'evaluate',
+): Record<'train' | 'test', string[]> {
+  const at = (name: string) => path.join(root, dataset, name);
+  return mode === 'tune'
+    ? { train: [at('train.json')], test: [at('val.json')] }
+    : { train: [at('train.json'), at('val.json')], test: [at('test.json')] };
 }
 
 /** The list file of a few-shot dataset's part: the training list is the shot count's and the seed's. */
@@ -225,8 +248,7 @@ export function fgvcSplits(
   // Each image once in what trains (train + val when evaluating) and in what tests: by its resolved path, so
   // `a.jpg` and `./a.jpg` are one image.
   const listedIn = new Map<string, string>();
-  const read = (name: string, shared = new Map<string, string>()): SplitEntry[] => {
-    const file = path.join(dir, name);
+  const read = (file: string, shared = new Map<string, string>()): SplitEntry[] => {
     const text = readList(file, 'split');
     let parsed: unknown;
     try {
@@ -258,10 +280,9 @@ export function fgvcSplits(
     if (entries.length === 0) throw new PaceInputError(`${file}: the split is empty`);
     return entries;
   };
-  const [train, test] =
-    mode === 'tune'
-      ? [read('train.json'), read('val.json')]
-      : [[...read('train.json', listedIn), ...read('val.json', listedIn)], read('test.json')];
+  const files = fgvcListFiles(root, dataset, mode);
+  const train = files.train.flatMap((file) => read(file, listedIn));
+  const test = files.test.flatMap((file) => read(file));
   return { ...labelsAsClasses(train, test, dir, info.numClasses), numClasses: info.numClasses };
 }
 

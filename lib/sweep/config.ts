@@ -9,7 +9,7 @@ import { withContext } from '../error-context';
 import { PaceOptionError } from '../errors';
 import { parseOptions } from '../options';
 import { checkOptionPath, type SettingValue } from './grid';
-import { absoluteSource, SweepTaskSchema, type StageData, type SweepTaskInput } from './tasks';
+import { absoluteSource, checkTuneSeed, SweepTaskSchema, type StageData, type SweepTaskInput } from './tasks';
 
 /**
  * A sweep in one JSON file (`pace sweep --config sweep.json`); relative paths are relative to the file.
@@ -288,6 +288,7 @@ export function parseSweepConfig(raw: unknown, baseDir: string, what = 'sweep'):
           `${what}.tasks[${i}].tune: protocol 'select' needs the task's tuning data (train and validation)`,
         );
       }
+      checkTuneSeed(task, config.tuneSeed ?? config.seeds[0], `${what}.tasks[${i}]`);
     });
   }
   return {

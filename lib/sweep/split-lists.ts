@@ -2,22 +2,30 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import type { DatasetSource } from '../data/sources';
-import { fewShotListFile } from '../data/splits';
+import { fewShotListFile, fgvcListFiles, vtabListFiles } from '../data/splits';
 import { PaceNotFoundError } from '../errors';
 import type { SweepPlan } from './plan';
 
-/** The split list a source reads that depends on the run (a few-shot training list is the seed's), or a list given. */
-function listOf(source: DatasetSource | undefined): string | undefined {
-  if (source === undefined || typeof source === 'string') return undefined;
-  if ('list' in source) return source.list;
+/** The split lists a source reads (a few-shot training list is the seed's; a benchmark's are its stage's). */
+function listsOf(source: DatasetSource | undefined): string[] {
+  if (source === undefined || typeof source === 'string') return [];
+  if ('list' in source) return [source.list];
   if ('fewShot' in source)
-    return fewShotListFile(source.fewShot.root, source.fewShot.dataset, source.part, source.fewShot);
-  return undefined;
+    return [fewShotListFile(source.fewShot.root, source.fewShot.dataset, source.part, source.fewShot)];
+  // (A benchmark's 'val' part is refused when its run loads it: train and test are its stage's two sets.)
+  if ('vtab' in source && source.part !== 'val') {
+    return vtabListFiles(source.vtab.root, source.vtab.task, source.vtab.mode)[source.part];
+  }
+  if ('fgvc' in source && source.part !== 'val') {
+    return fgvcListFiles(source.fgvc.root, source.fgvc.dataset, source.fgvc.mode)[source.part];
+  }
+  return [];
 }
 
 /**
  * Refuses a sweep whose tasks name split lists that are not there, before anything runs: a seed without its
- * few-shot list otherwise fails its evaluation runs after the whole tuning stage. The error names the task, the
+ * few-shot list, or a VTAB task without its test list, otherwise fails its evaluation runs after the whole tuning
+ * stage (and a mistyped root fails every run, each after loading its model). The error names the task, the
  * stage, the seed and the list, and the seeds whose lists are there.
  */
 export function checkSplitLists(plan: SweepPlan): void {
@@ -35,7 +43,7 @@ export function checkSplitLists(plan: SweepPlan): void {
       for (const seed of stageSeeds) {
         const data = task.data(stage, seed);
         if (!data) continue;
-        const lists = [data.train, data.validation, data.test].map(listOf);
+        const lists = [data.train, data.validation, data.test].flatMap(listsOf);
         lists.push(...Object.values(data.domainShift ?? {}).map((target) => target.list));
         for (const list of lists) {
           if (list === undefined || fs.existsSync(list)) continue;

@@ -95,6 +95,22 @@ export interface SweepTask {
   data(stage: Stage, seed: number): StageData | undefined;
 }
 
+/**
+ * The training list's seed that NOAH's ImageNet validation list (`unofficial_val_list_4_shot16seed0`) was drawn
+ * beside: the training lists of other seeds share images with it (37 and 41 of its 2,959 for seeds 1 and 2).
+ */
+const DOMAIN_SHIFT_VALIDATION_SEED = 0;
+
+/** Refuses to tune a domain-shift task on a seed whose training images the validation list holds. */
+export function checkTuneSeed(task: SweepTaskInput, tuneSeed: number, where: string): void {
+  if (!('domainShift' in task) || tuneSeed === DOMAIN_SHIFT_VALIDATION_SEED) return;
+  throw new PaceOptionError(
+    `${where}: ImageNet's validation list was drawn beside the seed-${DOMAIN_SHIFT_VALIDATION_SEED} training ` +
+      `list, and seed ${tuneSeed}'s training list shares images with it, so tuning on it would select on images ` +
+      `it trained on: set tuneSeed to ${DOMAIN_SHIFT_VALIDATION_SEED} (the seeds evaluated may be any)`,
+  );
+}
+
 function known(table: Readonly<Record<string, unknown>>, name: string, what: string, where: string): void {
   if (!Object.hasOwn(table, name)) {
     throw new PaceOptionError(
@@ -161,7 +177,13 @@ export function expandTasks(tasks: SweepTaskInput[], what: string): SweepTask[] 
           data: (stage, seed) => {
             const train = list(`train_meta.list.num_shot_${shots}.seed_${seed}`, 'crop-flip');
             return stage === 'tune'
-              ? { train, validation: list(`unofficial_val_list_4_shot${shots}seed0`, 'center-crop') }
+              ? {
+                  train,
+                  validation: list(
+                    `unofficial_val_list_4_shot${shots}seed${DOMAIN_SHIFT_VALIDATION_SEED}`,
+                    'center-crop',
+                  ),
+                }
               : { train, domainShift: targets };
           },
         },
