@@ -48,7 +48,8 @@ export interface LaunchResult {
   /**
    * 0 when every rank exited with 0; otherwise the failed rank's exit code (128 + signal when killed). The failed
    * rank is the first that failed other than in a collective (exit status 3, a `PaceDistributedError`, which
-   * another rank's failure causes), else the first.
+   * another rank's failure causes), else the first the launcher had to stop after such a failure (the rank the
+   * others waited for), else the first.
    */
   exitCode: number;
   /** The rank that failed, and how. */
@@ -143,6 +144,7 @@ export async function launch(
   let stoppedWithOthers = false;
   let collectiveFailure: LaunchResult | undefined;
   let stoppedByLauncher = false;
+  let lingering: LaunchResult | undefined;
   const onInterrupt = () => {
     interrupt = signalToPassOn(signal?.reason);
     for (const child of running()) signalRank(child, interrupt as NodeJS.Signals);
@@ -214,7 +216,18 @@ export async function launch(
             }
             collectiveFailure ??= { exitCode: code, failedRank: rank, failure };
           } else if (stoppedByLauncher && collectiveFailure !== undefined && result === undefined) {
-            // ended by the launcher's own stop after a collective failure: part of the stop, not its cause
+            // Ended by the launcher's stop after a collective failure: the others failed waiting for a rank, and
+            // this one was still not done a grace period later, so it is the likeliest they waited for (hung, or
+            // busy outside any collective). Named the cause unless a rank fails otherwise.
+            lingering ??= {
+              exitCode: collectiveFailure.exitCode,
+              failedRank: rank,
+              failure:
+                `rank ${rank} (pid ${child.pid ?? '-'}) did not end within ${o.graceSeconds} s of ` +
+                `rank ${collectiveFailure.failedRank}'s failed collective (hung, or busy outside ` +
+                'the collectives: most likely the rank it waited for); stopped by the launcher',
+            };
+            log(`pace launch: ${lingering.failure}`);
           } else if ((error !== undefined || code !== 0) && result === undefined) {
             const how = error
               ? { text: `could not start: ${error.message}`, exitCode: 127 }
@@ -241,5 +254,5 @@ export async function launch(
     timers.forEach((timer) => clearTimeout(timer));
     if (rendezvousFolder !== undefined) fs.rmSync(rendezvousFolder, { recursive: true, force: true });
   }
-  return result ?? collectiveFailure ?? { exitCode: interruptedStatus ?? 0 };
+  return result ?? lingering ?? collectiveFailure ?? { exitCode: interruptedStatus ?? 0 };
 }
