@@ -187,8 +187,18 @@ function liveHolder(holder: Holder, me: Holder, lockAge: number, timing: LockTim
  * broken (see {@link breakStale}) and taken: on this host when its process is no longer running (or the pid is
  * another process's now); from another host, which cannot be asked, once untouched for `staleSeconds`. A second
  * claim from this process, by this thread or another, is refused. Returns the function releasing it.
+ *
+ * A holder that was not running for `staleSeconds` (a suspended machine, a stopped process) may find on waking that
+ * another host took its lock over: its next heartbeat sees that and calls `onLost` with the lock's new holder (or
+ * that it is gone), once; from then on the folder is not its to write.
  */
-export function takeLock(dir: string, lock: string, use: LockUse, timing: LockTiming = DEFAULT_TIMING): () => void {
+export function takeLock(
+  dir: string,
+  lock: string,
+  use: LockUse,
+  timing: LockTiming = DEFAULT_TIMING,
+  onLost?: (now: string) => void,
+): () => void {
   const { folder, user } = use;
   const key = path.join(fs.realpathSync(path.dirname(lock)), path.basename(lock));
   if (heldHere.has(key)) {
@@ -210,7 +220,7 @@ export function takeLock(dir: string, lock: string, use: LockUse, timing: LockTi
       try {
         linkOrCopyExclusive(mine, lock);
         heldHere.add(key);
-        return holdLock(lock, key, me, timing);
+        return holdLock(lock, key, me, timing, onLost);
       } catch (error) {
         if (errorCode(error) !== 'EEXIST') throw error;
       }
@@ -242,14 +252,34 @@ export function takeLock(dir: string, lock: string, use: LockUse, timing: LockTi
   }
 }
 
-/** Touches the lock while it is held; returns its release. */
-function holdLock(lock: string, key: string, me: Holder, timing: LockTiming): () => void {
+/** Touches the lock while it is held, as long as it is this process's; returns its release. */
+function holdLock(
+  lock: string,
+  key: string,
+  me: Holder,
+  timing: LockTiming,
+  onLost: ((now: string) => void) | undefined,
+): () => void {
   const heartbeat = setInterval(() => {
+    let held: string | undefined;
+    try {
+      held = readLock(lock);
+    } catch {
+      return; // unreadable for now (a network file system's hiccup): looked at again next time
+    }
+    const holder = held === undefined ? undefined : parseHolder(held);
+    if (!holder || !sameHolder(holder, me)) {
+      // Taken over while this process was not running: touching it would keep the new holder's lock fresh for it,
+      // and this process must stop writing the folder.
+      clearInterval(heartbeat);
+      onLost?.(holder ? `held now by process ${holder.pid} on host ${holder.hostname}` : 'removed');
+      return;
+    }
     try {
       const now = new Date();
       fs.utimesSync(lock, now, now);
     } catch {
-      // gone or unwritable: the next release finds out
+      // unwritable: the next release finds out
     }
   }, timing.heartbeatSeconds * 1000);
   heartbeat.unref();
@@ -258,6 +288,13 @@ function holdLock(lock: string, key: string, me: Holder, timing: LockTiming): ()
     releaseLock(lock, key, me);
   };
 }
+
+/** Whether a lock's holder is `me`: the same process of the same host, boot and pid namespace. */
+const sameHolder = (holder: Holder, me: Holder) =>
+  holder.pid === me.pid &&
+  holder.hostname === me.hostname &&
+  holder.started === me.started &&
+  holder.processes === me.processes;
 
 /** Releases the lock if this process holds it (a lock already gone, or another's, is left as it is). */
 function releaseLock(lock: string, key: string, me: Holder): void {
@@ -269,12 +306,7 @@ function releaseLock(lock: string, key: string, me: Holder): void {
   } catch {
     return; // unreadable: not ours to remove
   }
-  const mine =
-    holder?.pid === me.pid &&
-    holder.hostname === me.hostname &&
-    holder.started === me.started &&
-    holder.processes === me.processes;
-  if (mine) {
+  if (holder && sameHolder(holder, me)) {
     fs.rmSync(lock, { force: true });
   }
 }

@@ -211,6 +211,44 @@ describe('a stopped sweep', () => {
     expect(fs.readdirSync(path.join(dir, 'sigma=1_seed=0')).sort()).toEqual(['fit.log', 'run.json']);
   });
 
+  test('whose lock another host took over while it was suspended stops its runs and writes nothing more', async () => {
+    // Bug: the heartbeat went on touching the lock, now another sweep's, and both sweeps ran in the folder,
+    // each rewriting results.csv and results.md. Here the lock is rewritten as another host's, as one that took
+    // it over (after 120 s untouched) would leave it.
+    const dir = path.join(temp.dir, 'lock-taken-over');
+    process.env.STAND_IN_SLOW = 'sigma=1_';
+    const lock = path.join(dir, 'sweep.lock');
+    const other = `${JSON.stringify({ pid: 4242, hostname: 'elsewhere.example' })}\n`;
+    const events: SweepEvent[] = [];
+    const outcome = sweep(
+      { base, grid: { 'trainer.pace.sigma': [0.5, 1] }, dir },
+      {
+        baseDir: temp.dir,
+        childModule: standIn,
+        parallel: 2,
+        lockTiming: { heartbeatSeconds: 0.05, staleSeconds: 120 },
+        onEvent: (event) => {
+          events.push(event);
+          // taken over once the quick run's results are written, while the slow one runs
+          if (event.type === 'results' && !fs.readFileSync(lock, 'utf8').includes('4242'))
+            fs.writeFileSync(lock, other);
+        },
+      },
+    );
+    await expect(outcome).rejects.toThrow(
+      new PaceBusyError(
+        `the sweep folder ${dir}: its lock was taken over (held now by process 4242 on host elsewhere.example) ` +
+          'while this sweep was not running (suspended, or stopped, for longer than a lock is kept); its runs were ' +
+          'stopped at their checkpoints and no results written since',
+      ),
+    );
+    // the slow run was interrupted (it keeps its checkpoint), the other host's lock was left as it is, and the
+    // results written before (after the first run) were not written again
+    expect(fs.existsSync(path.join(dir, 'sigma=1_seed=0', 'interrupted'))).toBe(true);
+    expect(fs.readFileSync(lock, 'utf8')).toBe(other);
+    expect(events.filter((event) => event.type === 'results')).toHaveLength(1);
+  });
+
   test('stopTimeoutSeconds is checked', async () => {
     await expect(
       sweep({ base, grid: {}, dir: path.join(temp.dir, 'bad-timeout') }, { stopTimeoutSeconds: 0 }),

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { withContext } from '../error-context';
 import { jsonDifferences } from '../json-differences';
 import { PaceOptionError, PaceStateError } from '../errors';
-import { takeLock } from '../folder-lock';
+import { takeLock, type LockTiming } from '../folder-lock';
 import { writeFileAtomic } from '../files';
 import type { SweepIdentity } from './config';
 
@@ -22,12 +22,18 @@ export function firstDifference(a: unknown, b: unknown): string | undefined {
  * Opens a sweep folder for `identity`: creates it and stores the config (`sweep.json`), or checks that the stored
  * one is the same (a changed config would mix runs of two sweeps: refused); takes the folder's lock
  * (`sweep.lock`, see {@link takeLock}: another sweep holding it is refused). Returns the function releasing the lock.
- * `configFile`, the file the config was read from, is named when it is the folder's own `sweep.json`.
+ * `configFile`, the file the config was read from, is named when it is the folder's own `sweep.json`. `onLost`: the
+ * lock was taken over by another host while this process was not running (see {@link takeLock}).
  */
-export function openSweepFolder(dir: string, identity: SweepIdentity, configFile?: string): () => void {
+export function openSweepFolder(
+  dir: string,
+  identity: SweepIdentity,
+  configFile?: string,
+  lock: { timing?: LockTiming; onLost?: (now: string) => void } = {},
+): () => void {
   fs.mkdirSync(dir, { recursive: true });
-  const lock = path.join(dir, LOCK);
-  const release = takeLock(dir, lock, { folder: 'sweep folder', user: 'sweep' });
+  const file = path.join(dir, LOCK);
+  const release = takeLock(dir, file, { folder: 'sweep folder', user: 'sweep' }, lock.timing, lock.onLost);
   try {
     const stored = path.join(dir, SWEEP_CONFIG_FILE);
     if (fs.existsSync(stored)) {

@@ -4,7 +4,8 @@ import path from 'node:path';
 
 import { z } from 'zod';
 
-import { PaceOptionError } from '../errors';
+import { PaceBusyError, PaceOptionError } from '../errors';
+import type { LockTiming } from '../folder-lock';
 import { MAX_TIMER_MS, parseOptions } from '../options';
 import { writeFileAtomic } from '../files';
 import { identityOf, parseSweepConfig, readSweepConfig, type SweepConfig, type SweepConfigInput } from './config';
@@ -62,6 +63,8 @@ export interface SweepOptions {
    * 120 s): a run stuck in a step or a collective would otherwise keep the sweep from ending.
    */
   stopTimeoutSeconds?: number;
+  /** @internal How often the folder's lock is touched, and how long another host waits to take it over (tests). */
+  lockTiming?: LockTiming;
 }
 
 /** What a sweep did. */
@@ -124,10 +127,32 @@ export async function sweep(config: string | SweepConfigInput, options: SweepOpt
     options.stopTimeoutSeconds,
     'options.stopTimeoutSeconds',
   );
-  const release = openSweepFolder(dir, identityOf(parsed), typeof config === 'string' ? config : undefined);
+  // Another host may take the folder over while this process is suspended: its runs are then interrupted at their
+  // checkpoints and nothing more is written (the results files are the other sweep's now).
+  const lockLost = new AbortController();
+  const onLost = (now: string) =>
+    lockLost.abort(
+      new PaceBusyError(
+        `the sweep folder ${dir}: its lock was taken over (${now}) while this sweep was not running (suspended, ` +
+          'or stopped, for longer than a lock is kept); its runs were stopped at their checkpoints and no results ' +
+          'written since',
+      ),
+    );
+  const configFile = typeof config === 'string' ? config : undefined;
+  const release = openSweepFolder(dir, identityOf(parsed), configFile, { timing: options.lockTiming, onLost });
   try {
-    const scheduling = { parallel, threads, gpus, childModule, emit, signal: options.signal, stopTimeoutSeconds };
-    return await new Scheduler(plan, scheduling).run();
+    const scheduling = {
+      parallel,
+      threads,
+      gpus,
+      childModule,
+      emit,
+      signal: options.signal,
+      lockLost: lockLost.signal,
+    };
+    const outcome = await new Scheduler(plan, { ...scheduling, stopTimeoutSeconds }).run();
+    lockLost.signal.throwIfAborted();
+    return outcome;
   } finally {
     release();
   }
@@ -142,6 +167,8 @@ interface SchedulerOptions {
   childModule: string;
   emit: (event: SweepEvent) => void;
   signal?: AbortSignal;
+  /** Aborted when the folder's lock was taken over: nothing more is written to the folder. */
+  lockLost: AbortSignal;
   stopTimeoutSeconds: number;
 }
 
@@ -204,11 +231,12 @@ class Scheduler {
       for (const entry of this.running.values()) this.interrupt(entry);
     };
     signal?.addEventListener('abort', stop);
+    this.options.lockLost.addEventListener('abort', stop);
     try {
       this.enqueue(this.planned);
       this.selectReadyTasks();
       while (this.queue.length > 0 || this.running.size > 0) {
-        while (!signal?.aborted && this.queue.length > 0 && this.running.size < parallel) {
+        while (!this.stopped && this.queue.length > 0 && this.running.size < parallel) {
           await this.start(this.queue.shift() as PlannedRun);
         }
         if (this.running.size === 0) break;
@@ -224,9 +252,15 @@ class Scheduler {
       throw error;
     } finally {
       signal?.removeEventListener('abort', stop);
+      this.options.lockLost.removeEventListener('abort', stop);
     }
     const results = this.writeResults();
     return { ...results, dir: this.plan.dir, aborted: signal?.aborted === true, failed: this.failed };
+  }
+
+  /** Whether the sweep was asked to stop, or its folder is no longer its own. */
+  private get stopped(): boolean {
+    return this.options.signal?.aborted === true || this.options.lockLost.aborted;
   }
 
   /** Interrupts every running run and waits for it to end (each keeps its checkpoint for the next sweep). */
@@ -277,7 +311,7 @@ class Scheduler {
     const info = this.info(run);
     const checkpoint = await checkpointOf(run.dir);
     // A stop asked for while the checkpoint was read would reach no one: the run is not running yet. It stays queued.
-    if (this.options.signal?.aborted) {
+    if (this.stopped) {
       this.queue.unshift(run);
       return;
     }
@@ -371,6 +405,7 @@ class Scheduler {
 
   /** Rewrites results.csv and results.md from the run folders. */
   private writeResults(): SweepResults {
+    this.options.lockLost.throwIfAborted();
     const rows = readRows(this.plan, this.planned, this.finals);
     const results: SweepResults = {
       protocol: this.plan.config.protocol,
