@@ -7,6 +7,8 @@ import {
   listModels,
   loadTensors,
   memoryStats,
+  PaceShapeError,
+  saveTensors,
   resolveModelName,
   tensor,
   Trainer,
@@ -110,6 +112,27 @@ describe('parity with timm (fixtures, float32 CPU, 1e-4 relative)', () => {
     using logits = await model.forward(images);
     using expected = tensor(Float32Array.from(timmResampled[key]), [2, 10]);
     expect(relativeError(logits, expected)).toBeLessThan(1e-4);
+  });
+
+  test('a patch kernel with a dimension of 0 is a shape mismatch naming the file, not an internal error', async () => {
+    // Bug (review): the empty kernel went into libtorch's interpolate, whose refusal ("Input and output sizes should
+    // be greater than 0") came out as a PaceInternalError naming neither the file nor the tensor.
+    const { tensors } = await loadTensors(fixture('vit_tiny_test.safetensors'));
+    const [embed, channels] = tensors['patch_embed.proj.weight'].shape;
+    const file = path.join(temp.dir, 'empty-patch-kernel.safetensors');
+    await saveTensors(file, {
+      ...tensors,
+      'patch_embed.proj.weight': tensor(new Float32Array(0), [embed, channels, 0, 16]),
+    });
+    const error = await createModel({ ...vitTiny, patchSize: 16, imgSize: 64 }, { pretrained: file }).catch(
+      (caught: unknown) => caught,
+    );
+    disposeTensors(tensors);
+    expect(error).toBeInstanceOf(PaceShapeError);
+    expect((error as Error).message).toContain(`checkpoint '${file}'`);
+    expect((error as Error).message).toContain(
+      `patch_embed.proj.weight: the checkpoint's tensor of shape [${embed},${channels},0,16] holds no values to resample`,
+    );
   });
 
   test('the two patch resamplings really differ (bicubic+antialias vs bilinear)', () => {
@@ -755,6 +778,48 @@ describe('hostile .npz files', () => {
     const noShape = npy("{'descr': '<f4', 'fortran_order': False, }", Buffer.alloc(4));
     await expect(load('no-shape.npz', storedZip([{ name: 'cls.npy', data: noShape }]))).rejects.toThrow(
       "malformed .npy header (no 'shape')",
+    );
+  });
+
+  test('a shape with a 0 whose other dimensions overflow is refused, as libtorch could not make its strides', async () => {
+    // Bug (review): the 0 made the element count 0, so the overflow of the others (2^80) went unchecked into
+    // libtorch's stride arithmetic (undefined behaviour in 1.13; an unnamed internal error in 2.x).
+    const zeroed = npy(
+      "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 1099511627776, 1099511627776), }",
+      Buffer.alloc(0),
+    );
+    await expect(load('zero-overflow.npz', storedZip([{ name: 'cls.npy', data: zeroed }]))).rejects.toThrow(
+      'absurd shape (0, 1099511627776, 1099511627776)',
+    );
+  });
+
+  test('a zip64 directory claiming more entries than a weights file holds is refused before it is read', async () => {
+    // Bug (review): every record was read into memory first (40 million in a 2 GB file: ~10 GB) and only then
+    // found to overlap. The count is checked first, against the cap and against what the file can hold.
+    const cls = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 5), }", Buffer.alloc(20));
+    const zip64 = (count: number) => {
+      const plain = storedZip([{ name: 'cls.npy', data: cls }]);
+      const endAt = plain.length - 22;
+      const directoryOffset = plain.readUInt32LE(endAt + 16);
+      const record = Buffer.alloc(56);
+      record.writeUInt32LE(0x06064b50, 0);
+      record.writeBigUInt64LE(44n, 4);
+      record.writeBigUInt64LE(BigInt(count), 24);
+      record.writeBigUInt64LE(BigInt(count), 32);
+      record.writeBigUInt64LE(BigInt(endAt - directoryOffset), 40);
+      record.writeBigUInt64LE(BigInt(directoryOffset), 48);
+      const locator = Buffer.alloc(20);
+      locator.writeUInt32LE(0x07064b50, 0);
+      locator.writeBigUInt64LE(BigInt(endAt), 8);
+      locator.writeUInt32LE(1, 16);
+      return Buffer.concat([plain.subarray(0, endAt), record, locator, plain.subarray(endAt)]);
+    };
+    await expect(load('one.npz', zip64(1))).rejects.toThrow(/does not match this vit model/); // read as it is
+    await expect(load('many.npz', zip64(100_001))).rejects.toThrow(
+      'its directory lists 100001 entries, more than the 100000 arrays a weights file may hold',
+    );
+    await expect(load('more-than-fit.npz', zip64(50_000))).rejects.toThrow(
+      'corrupt central directory (more entries than the file can hold)',
     );
   });
 

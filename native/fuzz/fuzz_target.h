@@ -8,6 +8,8 @@
 #include <exception>
 #include <string>
 
+#include "errors.h"
+
 namespace pace::fuzz {
 
 // In $TMPDIR, which scripts/fuzz.sh points at a folder it removes afterwards.
@@ -19,8 +21,9 @@ inline const std::string& scratchPath() {
   return path;
 }
 
-// Writes the input and runs `read` on it. Any exception is an accepted outcome (bad input must be refused);
-// a crash, a sanitizer report or a hang is a bug.
+// Writes the input and runs `read` on it. A pace::Error is the accepted outcome (bad input must be refused, by
+// name); any other exception (libtorch's c10::Error, a parser's, bad_alloc) would reach users as an internal error
+// naming nothing, and is reported as a crash, as are a sanitizer report and a hang.
 template <typename Read>
 void runOnFile(const uint8_t* data, size_t size, Read read) {
   FILE* file = std::fopen(scratchPath().c_str(), "wb");
@@ -29,7 +32,10 @@ void runOnFile(const uint8_t* data, size_t size, Read read) {
   std::fclose(file);
   try {
     read(scratchPath());
-  } catch (const std::exception&) {
+  } catch (const pace::Error&) {
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "fuzz: an exception other than pace::Error escaped: %s\n", error.what());
+    std::abort();
   }
 }
 

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "errors.h"
+#include "io/file_limits.h"
 #include "io/regular_file.h"
 #include "tensor/dtype.h"
 #include "tensor/host_memory.h"
@@ -100,6 +101,12 @@ std::vector<ZipEntry> readCentralDirectory(const Bytes& bytes) {
     count = bytes.u64(zip64End + 32);
     directoryOffset = bytes.u64(zip64End + 48);
   }
+  // Each record takes at least 46 bytes; past the cap (safetensors' too) the directory is refused before it is
+  // read, not after a vector of millions of entries has been built from a crafted file.
+  if (count > kMaxTensorsPerFile)
+    bytes.fail("its directory lists " + std::to_string(count) + " entries, more than the " +
+               std::to_string(kMaxTensorsPerFile) + " arrays a weights file may hold");
+  if (count * 46 > bytes.size()) bytes.fail("corrupt central directory (more entries than the file can hold)");
   std::vector<ZipEntry> entries;
   uint64_t cursor = directoryOffset;
   for (uint64_t i = 0; i < count; ++i) {
@@ -134,17 +141,21 @@ uint64_t dataStartOf(const Bytes& bytes, const ZipEntry& entry) {
 
 // Every entry's name used once and its bytes (local header and data) apart from every other's: entries sharing
 // data would each inflate it again, so a file of kilobytes could decode to gigabytes.
-void checkEntriesApart(const Bytes& bytes, std::vector<ZipEntry> entries) {
+void checkEntriesApart(const Bytes& bytes, const std::vector<ZipEntry>& entries) {
   std::set<std::string> names;
   for (const auto& entry : entries) {
     if (!names.insert(arrayName(entry.name)).second)
       bytes.fail("names the array '" + arrayName(entry.name) + "' twice");
   }
-  std::stable_sort(entries.begin(), entries.end(),
-                   [](const ZipEntry& a, const ZipEntry& b) { return a.localHeaderOffset < b.localHeaderOffset; });
+  std::vector<const ZipEntry*> byOffset;
+  byOffset.reserve(entries.size());
+  for (const auto& entry : entries) byOffset.push_back(&entry);
+  std::stable_sort(byOffset.begin(), byOffset.end(),
+                   [](const ZipEntry* a, const ZipEntry* b) { return a->localHeaderOffset < b->localHeaderOffset; });
   uint64_t previousEnd = 0;
   const ZipEntry* previous = nullptr;
-  for (const auto& entry : entries) {
+  for (const ZipEntry* next : byOffset) {
+    const ZipEntry& entry = *next;
     if (previous && entry.localHeaderOffset < previousEnd)
       bytes.fail("entries '" + previous->name + "' and '" + entry.name + "' overlap (a zip's entries share no bytes)");
     uint64_t end = 0;
@@ -285,7 +296,9 @@ at::Tensor parseNpy(const std::string& npy, const std::string& where) {
   }
 
   std::vector<int64_t> shape;
-  uint64_t numel = 1;
+  // The product of the dimensions other than 0, as libtorch multiplies them for the strides even when one is 0.
+  uint64_t nonZeroProduct = 1;
+  bool empty = false;
   for (size_t i = 0; i < dims.size();) {
     if (dims[i] == ' ' || dims[i] == ',') {
       ++i;
@@ -297,9 +310,13 @@ at::Tensor parseNpy(const std::string& npy, const std::string& where) {
       dim = dim * 10 + static_cast<uint64_t>(dims[i] - '0');
       if (dim > (1ull << 40)) bytes.fail("absurd shape (" + dims + ")");
     }
-    if (__builtin_mul_overflow(numel, dim, &numel)) bytes.fail("absurd shape (" + dims + ")");
+    empty = empty || dim == 0;
+    if (dim != 0 && (__builtin_mul_overflow(nonZeroProduct, dim, &nonZeroProduct) ||
+                     nonZeroProduct > static_cast<uint64_t>(INT64_MAX)))
+      bytes.fail("absurd shape (" + dims + ")");
     shape.push_back(static_cast<int64_t>(dim));
   }
+  const uint64_t numel = empty ? 0 : nonZeroProduct;
   const uint64_t dataStart = headerStart + headerLength;
   uint64_t expected = 0;
   if (__builtin_mul_overflow(numel, static_cast<uint64_t>(c10::elementSize(*type)), &expected))

@@ -12,6 +12,7 @@
 
 #include "errors.h"
 #include "io/atomic_file.h"
+#include "io/file_limits.h"
 #include "io/regular_file.h"
 #include "tensor/dtype.h"
 #include "tensor/host_memory.h"
@@ -31,10 +32,8 @@ constexpr uint64_t kMaxHeaderBytes = 100ull * 1000 * 1000;
 constexpr int kMaxHeaderDepth = 3;
 // The longest list a header holds (a shape; libtorch's kernels take at most 25 dimensions).
 constexpr std::size_t kMaxListLength = 64;
-// The most tensors and metadata entries a file may hold: far beyond any checkpoint's (a shard of the largest
-// models holds a few thousand), and each costs a JavaScript object, so a header of tiny entries is refused
-// before it costs many times its size.
-constexpr std::size_t kMaxEntries = 100'000;
+// The most metadata entries a file may hold (its tensors: kMaxTensorsPerFile): each costs a JavaScript object, so
+// a header of tiny entries is refused before it costs many times its size.
 constexpr std::size_t kMaxMetadataEntries = 10'000;
 constexpr uint64_t kMaxExactDimension = (1ull << 53) - 1;
 
@@ -193,8 +192,9 @@ class HeaderReader final : public nlohmann::json_sax<ReadJson> {
   bool key(string_t& name) override {
     if (depth_ == 1) {
       if (!names_.insert(name).second) err_.fail("the header names '" + name + "' twice");
-      if (names_.size() - names_.count("__metadata__") > kMaxEntries)
-        err_.fail("header names more than " + std::to_string(kMaxEntries) + " tensors, more than a checkpoint holds");
+      if (names_.size() - names_.count("__metadata__") > kMaxTensorsPerFile)
+        err_.fail("header names more than " + std::to_string(kMaxTensorsPerFile) +
+                  " tensors, more than a checkpoint holds");
       name_ = name;
       field_.clear();  // the last entry's field is not this one's (an entry that is a list has none)
       entryFields_.clear();

@@ -59,6 +59,9 @@ torch::Tensor flaxDenseToLinear(const torch::Tensor& kernel) { return kernel.t()
 // ShapeError when it is but cannot be resampled.
 torch::Tensor resampledToFit(const std::string& name, const torch::Tensor& value, const torch::Tensor& target,
                              bool fromNpz) {
+  if (value.numel() == 0)  // a dimension of 0: nothing to resample from (libtorch would fail inside interpolate)
+    throw ShapeError("the checkpoint's tensor of shape " + shapeToString(value.sizes().vec()) +
+                     " holds no values to resample");
   if (name == "pos_embed" && value.dim() == 3 && value.size(0) == 1 && value.size(2) == target.size(2)) {
     const int64_t newGrid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(target.size(1) - 1))));
     return resamplePositionEmbedding(value, newGrid, 1, /*bicubicAntialias=*/!fromNpz);
@@ -229,6 +232,10 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict,
         resampled = resampledToFit(named.name, value, *target, fromNpz);
       } catch (const ShapeError& error) {  // reported with the other mismatches, naming the file
         mismatches.push_back(named.name + ": " + error.what());
+        continue;
+      } catch (const c10::Error& error) {  // what libtorch refuses in a resampling: the file's, not ours
+        mismatches.push_back(named.name + ": cannot be resampled to " + shapeToString(target->sizes().vec()) + ": " +
+                             error.what_without_backtrace());
         continue;
       }
       if (resampled.defined()) {
