@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { commands, helpRequested, UsageError } from './cli/commands';
-import { dropOutputWhenClosed, err, out } from './cli/output';
+import { dropOutputWhenClosed, err, out, shownOnTerminal } from './cli/output';
 import { exitWithLauncher } from './distributed/launcher-link';
 import { DISTRIBUTED_FAILURE_STATUS } from './exit-status';
 
@@ -50,7 +50,7 @@ async function main(argv: string[]): Promise<number> {
     return await command.run(rest);
   } catch (error) {
     const usageError = error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
-    err(`pace ${name}: ${(error as Error).message}\n`);
+    err(`pace ${name}: ${shownOnTerminal((error as Error).message)}\n`);
     if (usageError) err(`\nUsage: ${command.usage}\n`);
     if (usageError) return 2;
     return (error as { code?: string }).code === 'PACE_DISTRIBUTED' ? DISTRIBUTED_FAILURE_STATUS : 1;
@@ -62,7 +62,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    err(`pace: ${error instanceof Error ? error.message : String(error)}\n`);
+    err(`pace: ${shownOnTerminal(error instanceof Error ? error.message : String(error))}\n`);
     process.exitCode = 1;
   },
 );

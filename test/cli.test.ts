@@ -219,6 +219,19 @@ test('bad configs and command lines get errors naming the field, with exit code 
   expect(commands.stdout).not.toMatch(/^ {2}\w+ +\[/m);
 });
 
+test("an error echoing a file's text shows its control characters escaped, not sent to the terminal", () => {
+  // Bug (review): a config key, a tensor name or a list line chosen by a file's author reached the terminal raw
+  // in the error, escape sequences included.
+  const key = '\u001b[2J\u001b]0;owned\u0007';
+  const config = { model: { name: 'vit_tiny_patch16_224', numClasses: 3 }, data: { train: 'x' }, fit: {}, [key]: 1 };
+  fs.writeFileSync(path.join(temp.dir, 'escapes.json'), JSON.stringify(config));
+  const run = pace(['fit', '--config', 'escapes.json', '--run-dir', 'r']);
+  expect(run.status).toBe(1);
+  expect(run.stderr).toContain('Unrecognized key: "\\x1b[2J\\x1b]0;owned\\x07"');
+  // eslint-disable-next-line no-control-regex
+  expect(run.stderr).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/);
+});
+
 test('pace fit reads a VTAB-1k layout of real image files, decoding through a cache', async () => {
   const task = path.join(temp.dir, 'vtab', 'eurosat');
   fs.mkdirSync(path.join(task, 'images', 'train'), { recursive: true });

@@ -781,6 +781,24 @@ describe('hostile .npz files', () => {
     );
   });
 
+  test("the file's own text in a message has its control characters escaped and is cut short", async () => {
+    // Bug (review): an entry's name (up to 64 KiB of any bytes) and a whole malformed header were echoed raw.
+    const cls = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 5), }", Buffer.alloc(20));
+    const named = [
+      { name: 'cls\u001b[2J.npy', data: cls },
+      { name: 'cls\u001b[2J', data: cls },
+    ];
+    await expect(load('escaped-name.npz', storedZip(named))).rejects.toThrow("names the array 'cls\\x1b[2J' twice");
+    const header = `{'descr': '<f4', 'fortran_order': Maybe, 'shape': (1,), ${'x'.repeat(5000)}}`;
+    const error = await load('long-header.npz', storedZip([{ name: 'cls.npy', data: npy(header, Buffer.alloc(4)) }]))
+      .then(() => undefined)
+      .catch((caught: Error) => caught);
+    expect(error?.message).toContain(
+      `malformed .npy header ('fortran_order'): ${header.slice(0, 200)}... (${header.length} bytes)`,
+    );
+    expect(error?.message.length).toBeLessThan(600);
+  });
+
   test('a shape with a 0 whose other dimensions overflow is refused, as libtorch could not make its strides', async () => {
     // Bug (review): the 0 made the element count 0, so the overflow of the others (2^80) went unchecked into
     // libtorch's stride arithmetic (undefined behaviour in 1.13; an unnamed internal error in 2.x).

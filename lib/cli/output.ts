@@ -44,3 +44,12 @@ export function out(text: string): void {
 export function err(text: string): void {
   write(process.stderr, text);
 }
+
+/**
+ * A message for the terminal: control characters other than newline and tab written as `\xNN`, so that text a
+ * file's author chose (a tensor's name, a list's line, a config's key) echoed in an error cannot drive the terminal.
+ */
+export function shownOnTerminal(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}

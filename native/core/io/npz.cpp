@@ -12,6 +12,7 @@
 #include "io/regular_file.h"
 #include "tensor/dtype.h"
 #include "tensor/host_memory.h"
+#include "text.h"
 
 namespace pace {
 
@@ -145,7 +146,7 @@ void checkEntriesApart(const Bytes& bytes, const std::vector<ZipEntry>& entries)
   std::set<std::string> names;
   for (const auto& entry : entries) {
     if (!names.insert(arrayName(entry.name)).second)
-      bytes.fail("names the array '" + arrayName(entry.name) + "' twice");
+      bytes.fail("names the array '" + shownFromFile(arrayName(entry.name)) + "' twice");
   }
   std::vector<const ZipEntry*> byOffset;
   byOffset.reserve(entries.size());
@@ -157,10 +158,11 @@ void checkEntriesApart(const Bytes& bytes, const std::vector<ZipEntry>& entries)
   for (const ZipEntry* next : byOffset) {
     const ZipEntry& entry = *next;
     if (previous && entry.localHeaderOffset < previousEnd)
-      bytes.fail("entries '" + previous->name + "' and '" + entry.name + "' overlap (a zip's entries share no bytes)");
+      bytes.fail("entries '" + shownFromFile(previous->name) + "' and '" + shownFromFile(entry.name) +
+                 "' overlap (a zip's entries share no bytes)");
     uint64_t end = 0;
     if (__builtin_add_overflow(dataStartOf(bytes, entry), entry.compressedSize, &end) || end > bytes.size())
-      bytes.fail("entry '" + entry.name + "' runs past the end of the file");
+      bytes.fail("entry '" + shownFromFile(entry.name) + "' runs past the end of the file");
     previousEnd = end;
     previous = &entry;
   }
@@ -261,9 +263,9 @@ at::Tensor parseNpy(const std::string& npy, const std::string& where) {
   const auto field = [&](const char* key) -> std::string {
     const std::string quoted = std::string("'") + key + "'";
     const auto at = header.find(quoted);
-    if (at == std::string::npos) bytes.fail("malformed .npy header (no " + quoted + "): " + header);
+    if (at == std::string::npos) bytes.fail("malformed .npy header (no " + quoted + "): " + shownFromFile(header));
     auto colon = header.find(':', at + quoted.size());
-    if (colon == std::string::npos) bytes.fail("malformed .npy header: " + header);
+    if (colon == std::string::npos) bytes.fail("malformed .npy header: " + shownFromFile(header));
     ++colon;
     while (colon < header.size() && header[colon] == ' ') ++colon;
     return header.substr(colon);
@@ -271,16 +273,16 @@ at::Tensor parseNpy(const std::string& npy, const std::string& where) {
   const std::string descrText = field("descr");
   const auto descrEnd = descrText.find('\'', 1);
   if (descrText.empty() || descrText[0] != '\'' || descrEnd == std::string::npos)
-    bytes.fail("malformed .npy header ('descr'): " + header);
+    bytes.fail("malformed .npy header ('descr'): " + shownFromFile(header));
   const std::string code = descrText.substr(1, descrEnd - 1);
   const std::string orderText = field("fortran_order");
   if (orderText.rfind("True", 0) != 0 && orderText.rfind("False", 0) != 0)
-    bytes.fail("malformed .npy header ('fortran_order'): " + header);
+    bytes.fail("malformed .npy header ('fortran_order'): " + shownFromFile(header));
   const bool fortran = orderText.rfind("True", 0) == 0;
   const std::string shapeText = field("shape");
   const auto shapeEnd = shapeText.find(')');
   if (shapeText.empty() || shapeText[0] != '(' || shapeEnd == std::string::npos)
-    bytes.fail("malformed .npy header ('shape'): " + header);
+    bytes.fail("malformed .npy header ('shape'): " + shownFromFile(header));
   const std::string dims = shapeText.substr(1, shapeEnd - 1);
 
   static const NpyDtype dtypes[] = {{"<f4", at::kFloat}, {"<f8", at::kDouble}, {"<f2", at::kHalf},
@@ -292,7 +294,7 @@ at::Tensor parseNpy(const std::string& npy, const std::string& where) {
   }
   if (!type) {
     if (code.find('O') != std::string::npos) bytes.fail("holds Python objects (a pickle); refused");
-    bytes.fail("unsupported dtype '" + code + "'");
+    bytes.fail("unsupported dtype '" + shownFromFile(code) + "'");
   }
 
   std::vector<int64_t> shape;
@@ -304,26 +306,26 @@ at::Tensor parseNpy(const std::string& npy, const std::string& where) {
       ++i;
       continue;
     }
-    if (dims[i] < '0' || dims[i] > '9') bytes.fail("malformed shape (" + dims + ")");
+    if (dims[i] < '0' || dims[i] > '9') bytes.fail("malformed shape (" + shownFromFile(dims) + ")");
     uint64_t dim = 0;
     for (; i < dims.size() && dims[i] >= '0' && dims[i] <= '9'; ++i) {
       dim = dim * 10 + static_cast<uint64_t>(dims[i] - '0');
-      if (dim > (1ull << 40)) bytes.fail("absurd shape (" + dims + ")");
+      if (dim > (1ull << 40)) bytes.fail("absurd shape (" + shownFromFile(dims) + ")");
     }
     empty = empty || dim == 0;
     if (dim != 0 && (__builtin_mul_overflow(nonZeroProduct, dim, &nonZeroProduct) ||
                      nonZeroProduct > static_cast<uint64_t>(INT64_MAX)))
-      bytes.fail("absurd shape (" + dims + ")");
+      bytes.fail("absurd shape (" + shownFromFile(dims) + ")");
     shape.push_back(static_cast<int64_t>(dim));
   }
   const uint64_t numel = empty ? 0 : nonZeroProduct;
   const uint64_t dataStart = headerStart + headerLength;
   uint64_t expected = 0;
   if (__builtin_mul_overflow(numel, static_cast<uint64_t>(c10::elementSize(*type)), &expected))
-    bytes.fail("absurd shape (" + dims + ")");
+    bytes.fail("absurd shape (" + shownFromFile(dims) + ")");
   if (npy.size() - std::min<uint64_t>(npy.size(), dataStart) != expected)
-    bytes.fail("shape (" + dims + ") of " + code + " needs " + std::to_string(expected) + " bytes, the entry has " +
-               std::to_string(npy.size() - std::min<uint64_t>(npy.size(), dataStart)));
+    bytes.fail("shape (" + shownFromFile(dims) + ") of " + code + " needs " + std::to_string(expected) +
+               " bytes, the entry has " + std::to_string(npy.size() - std::min<uint64_t>(npy.size(), dataStart)));
 
   std::vector<int64_t> stored(shape);
   if (fortran) std::reverse(stored.begin(), stored.end());
@@ -348,7 +350,7 @@ std::vector<NamedTensor> loadNpz(const std::string& path) {
   checkEntriesApart(bytes, entries);
   checkTotalExpansion(bytes, entries);
   for (const auto& entry : entries) {
-    const std::string where = "npz file '" + path + "': entry '" + entry.name + "'";
+    const std::string where = "npz file '" + path + "': entry '" + shownFromFile(entry.name) + "'";
     arrays.push_back({arrayName(entry.name), parseNpy(extract(bytes, entry, where), where)});
   }
   return arrays;

@@ -16,6 +16,7 @@
 #include "io/regular_file.h"
 #include "tensor/dtype.h"
 #include "tensor/host_memory.h"
+#include "text.h"
 
 namespace pace {
 
@@ -112,7 +113,7 @@ uint64_t nonNegativeInteger(const ReadJson& value, const FileProblem& err, const
 }
 
 SafetensorsEntry parseEntry(const std::string& name, const ReadJson& info, uint64_t dataSize, const FileProblem& err) {
-  const std::string where = "tensor '" + name + "'";
+  const std::string where = "tensor '" + shownFromFile(name) + "'";
   if (!info.is_object()) err.fail(where + ": expected an object with dtype, shape and data_offsets");
   const auto dtypeIt = info.find("dtype");
   const auto shapeIt = info.find("shape");
@@ -129,7 +130,7 @@ SafetensorsEntry parseEntry(const std::string& name, const ReadJson& info, uint6
   if (!dtype) {
     if (isKnownButUnsupportedSafetensorsCode(code))
       err.fail(where + ": dtype " + code + " needs a newer libtorch than " + TORCH_VERSION);
-    err.fail(where + ": unknown dtype \"" + code + "\"");
+    err.fail(where + ": unknown dtype \"" + shownFromFile(code) + "\"");
   }
   entry.dtype = *dtype;
 
@@ -191,7 +192,7 @@ class HeaderReader final : public nlohmann::json_sax<ReadJson> {
 
   bool key(string_t& name) override {
     if (depth_ == 1) {
-      if (!names_.insert(name).second) err_.fail("the header names '" + name + "' twice");
+      if (!names_.insert(name).second) err_.fail("the header names '" + shownFromFile(name) + "' twice");
       if (names_.size() - names_.count("__metadata__") > kMaxTensorsPerFile)
         err_.fail("header names more than " + std::to_string(kMaxTensorsPerFile) +
                   " tensors, more than a checkpoint holds");
@@ -200,14 +201,14 @@ class HeaderReader final : public nlohmann::json_sax<ReadJson> {
       entryFields_.clear();
     } else if (depth_ == 2) {
       if (inMetadata()) {
-        if (!metadataKeys_.insert(name).second) err_.fail("\"__metadata__\" names '" + name + "' twice");
+        if (!metadataKeys_.insert(name).second) err_.fail("\"__metadata__\" names '" + shownFromFile(name) + "' twice");
         if (metadataKeys_.size() > kMaxMetadataEntries)
           err_.fail("\"__metadata__\" holds more than " + std::to_string(kMaxMetadataEntries) + " entries");
       }
       field_ = name;
       // As the reference reader (serde) refuses it: a repeated field would mean one thing here and another there.
       if (!inMetadata() && keptField() && !entryFields_.insert(name).second)
-        err_.fail("tensor '" + name_ + "' names \"" + name + "\" twice");
+        err_.fail("tensor '" + shownFromFile(name_) + "' names \"" + shownFromFile(name) + "\" twice");
     }
     return true;
   }
@@ -294,10 +295,11 @@ void checkCoverage(std::vector<SafetensorsEntry> entries, uint64_t dataSize, con
   const SafetensorsEntry* previous = nullptr;
   for (const auto& entry : entries) {
     if (entry.begin < cursor)
-      err.fail("tensors '" + previous->name + "' and '" + entry.name + "' have overlapping data_offsets");
+      err.fail("tensors '" + shownFromFile(previous->name) + "' and '" + shownFromFile(entry.name) +
+               "' have overlapping data_offsets");
     if (entry.begin > cursor)
       err.fail("bytes " + std::to_string(cursor) + ".." + std::to_string(entry.begin) +
-               " of the data section belong to no tensor (gap before '" + entry.name + "')");
+               " of the data section belong to no tensor (gap before '" + shownFromFile(entry.name) + "')");
     cursor = entry.end;
     previous = &entry;
   }
