@@ -383,6 +383,44 @@ describe('merging', () => {
     disposeTensors(io);
   });
 
+  test("a load that would add or drop the bias an adapted linear's LoRA-mul scales is refused, the model unchanged", async () => {
+    // Bug (review): LoRA-mul's δb scales the linear's bias. Adapted on the merged file's added bias, a load of
+    // weights without it dropped it, and every forward after failed inside libtorch (an internal error); adapted
+    // without it, a load adding it left it unscaled.
+    const name = 'pace_swin_loramul_vptadd';
+    const io = (await loadTensors(fixture(`${name}.io.safetensors`))).tensors;
+    using model = await adaptedModel(name);
+    using merged = await model.merged();
+    const withBias = path.join(temp.dir, 'merged-swin-for-loramul.safetensors');
+    await merged.saveWeights(withBias);
+    using timmLike = await createModel(specOf(name), { seed: 1 });
+    const withoutBias = path.join(temp.dir, 'plain-swin-for-loramul.safetensors');
+    await timmLike.saveWeights(withoutBias);
+    const bias = 'layers.1.downsample.reduction.bias';
+    for (const [start, other, had] of [
+      [withBias, withoutBias, 'with this bias, which the checkpoint lacks'],
+      [withoutBias, withBias, 'without this bias, which the checkpoint has'],
+    ]) {
+      using adapted = await createModel(specOf(name), { pretrained: start });
+      adapted.addAdapters({ type: 'loramul_vptadd', rank: 2 });
+      using before = await adapted.forward(io.input);
+      await expect(adapted.loadWeights(other)).rejects.toThrow(
+        `${bias}: the linear's adapters were added to it ${had} (load such weights before addAdapters)`,
+      );
+      using after = await adapted.forward(io.input);
+      expect(Array.from(after.toFloat32Array())).toEqual(Array.from(before.toFloat32Array()));
+      expect(adapted.parameters().some((p) => p.name === bias)).toBe(start === withBias);
+    }
+    // LoRA-add's δb is a shift of its own: its linear's bias may come and go
+    using additive = await createModel(specOf(name), { pretrained: withBias });
+    additive.addAdapters({ type: 'loraadd_vptadd', rank: 2 });
+    await additive.loadWeights(withoutBias);
+    expect(additive.parameters().some((p) => p.name === bias)).toBe(false);
+    using additiveLogits = await additive.forward(io.input);
+    expect(Array.from(additiveLogits.toFloat32Array()).every(Number.isFinite)).toBe(true);
+    disposeTensors(io);
+  });
+
   test('saveWeights of an adapted model writes the merged backbone, loadable by a plain model', async () => {
     const name = 'pace_vit_loramul_vptadd';
     const io = (await loadTensors(fixture(`${name}.io.safetensors`))).tensors;

@@ -29,6 +29,9 @@ class LinearAdapter {
                              const LinearEpilogue& epilogue) const = 0;
   // The folded weight and bias (bias undefined only when the linear has neither bias nor shift).
   virtual std::pair<at::Tensor, at::Tensor> mergedWeightAndBias(const LinearImpl& linear) const = 0;
+  // Whether its terms scale the linear's bias (LoRA-mul's c = b0 ⊙ δb): built for the bias the linear had, or its
+  // absence, it cannot follow a bias added or dropped later.
+  virtual bool scalesBias() const { return false; }
 };
 
 }  // namespace pace::models

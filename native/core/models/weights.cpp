@@ -265,6 +265,19 @@ LoadReport loadWeights(Backbone& model, const std::string& path, bool strict,
     for (const auto& name : headNames) pending.erase(name);
     report.reinitialized = headNames;
   }
+  // An adapter attached to a linear without its bias, or with it, was built for that: its δb scales the bias
+  // (LoRA-mul), which dropping it would leave scaling nothing (every later forward failing) and adding it would
+  // leave unscaled. Such a change waits for a model without adapters.
+  const auto adapterBuiltFor = [&mismatches](const std::string& name, const LinearImpl& linear, bool hadBias) {
+    if (!linear.adapter || !linear.adapter->scalesBias()) return;
+    mismatches.push_back(name + ": the linear's adapters were added to it " + (hadBias ? "with" : "without") +
+                         " this bias, which the checkpoint " + (hadBias ? "lacks" : "has") +
+                         " (load such weights before addAdapters)");
+  };
+  for (const auto& [name, linear] : added) {
+    if (!seen.count(name)) adapterBuiltFor(name, *linear, true);
+  }
+  for (const auto& [name, value] : addedBiases) adapterBuiltFor(name, *biasless[name], false);
   if (!notFinite.empty()) {
     throw FileError("checkpoint '" + path +
                     "' holds values that are not finite (a damaged file, or one saved from a diverged model): " +

@@ -15,6 +15,8 @@ class LoraMul : public Adapter {
     if (!deltaBias_.defined()) referenceOnly_ = "delta_b";
   }
 
+  bool scalesBias() const override { return true; }
+
   AdapterTerms terms(const models::LinearImpl& linear) const override {
     AdapterTerms terms;
     terms.deltaWeight = linear.weight * lowRank_.product();

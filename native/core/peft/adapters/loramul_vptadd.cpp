@@ -13,6 +13,8 @@ class LoraMulVptAdd : public Adapter {
     if (!parts_.deltaBias.defined()) referenceOnly_ = "delta_b";
   }
 
+  bool scalesBias() const override { return true; }
+
   AdapterTerms terms(const models::LinearImpl& linear) const override {
     AdapterTerms terms;
     terms.deltaWeight = linear.weight * parts_.lowRank.product();
