@@ -63,7 +63,6 @@ describe('adapter files', () => {
         JSON.stringify({ ...recorded, family: 'swin', model: 'swin_tiny' }),
         'was saved from a swin backbone (swin_tiny)',
       ],
-      [JSON.stringify({ ...recorded, targets: ['attn.qkv'] }), 'adapts attn.qkv; this model adapts every linear'],
     ];
     for (const [value, expected] of cases) {
       await saveTensors(file('edited.safetensors'), tensors, {
@@ -79,6 +78,43 @@ describe('adapter files', () => {
     await target.loadAdapters(saved);
     expect(bytesOf(target)).toBe(bytesOf(source));
     for (const t of Object.values(tensors)) t.dispose();
+  });
+
+  test('targets are compared by the linears they select: other linears are refused, another spelling of the same loads', async () => {
+    // Bug (review): the targets were compared as strings, so ['qkv', 'proj', 'fc1', 'fc2'] (every linear of a ViT
+    // but the head) was refused by a model adapted by default, though every tensor fitted.
+    using fewer = await adapted({ targets: ['attn.qkv'] });
+    await fewer.saveAdapters(file('qkv-only.safetensors'));
+    using target = await differentlyAdapted();
+    const before = bytesOf(target);
+    await expect(target.loadAdapters(file('qkv-only.safetensors'))).rejects.toThrow(
+      `adapter file '${file('qkv-only.safetensors')}' adapts attn.qkv; this model adapts every linear but the head`,
+    );
+    expect(bytesOf(target)).toBe(before);
+    // a file whose recorded targets say fewer than its tensors hold is refused all the same, by its tensors
+    using all = await adapted();
+    await all.saveAdapters(file('all.safetensors'));
+    const whole = await loadTensors(file('all.safetensors'));
+    const claimed = JSON.stringify({ ...JSON.parse(whole.metadata!['pace_peft.adapters']), targets: ['attn.qkv'] });
+    await saveTensors(file('claims-fewer.safetensors'), whole.tensors, {
+      metadata: { ...whole.metadata, 'pace_peft.adapters': claimed },
+    });
+    using claimsFewer = await adapted({ targets: ['attn.qkv'] });
+    await expect(claimsFewer.loadAdapters(file('claims-fewer.safetensors'))).rejects.toThrow(
+      'blocks.0.attn.proj.delta_W_down is not a trainable parameter of this model',
+    );
+    for (const t of Object.values(whole.tensors)) t.dispose();
+    // every linear named one by one, or by suffixes: the same linears as the default, so the file loads
+    for (const targets of [
+      ['qkv', 'proj', 'fc1', 'fc2'],
+      ['attn.qkv', 'attn.proj', 'mlp.fc1', 'mlp.fc2'],
+    ]) {
+      using named = await adapted({ targets });
+      await named.saveAdapters(file('named.safetensors'));
+      using byDefault = await differentlyAdapted();
+      await byDefault.loadAdapters(file('named.safetensors'));
+      expect(bytesOf(byDefault)).toBe(bytesOf(named));
+    }
   });
 
   test('an adapter file holding NaN or infinities is refused, naming the tensor', async () => {

@@ -16,6 +16,18 @@ export interface AdapterTarget {
   /** The frozen weights' fingerprint (`Model.weightsFingerprint()`). */
   frozenWeights: string;
   classNames?: readonly string[];
+  /** The linears its adapters sit on (read when the recorded targets are spelled otherwise than the model's). */
+  adaptedLinears?: () => string[];
+}
+
+/** The linears a set of parameter or tensor names adapts: each adapter parameter is `<linear>.delta_<part>`. */
+export function adaptedLinearsIn(names: readonly string[]): string[] {
+  const linears = new Set<string>();
+  for (const name of names) {
+    const at = name.indexOf('.delta_');
+    if (at > 0) linears.add(name.slice(0, at));
+  }
+  return [...linears].sort();
 }
 
 const notArchitecture = new Set(['family', 'numClasses', 'dropPathRate', 'imgSize']);
@@ -52,7 +64,7 @@ export function checkAdapterFile(
   file: string,
   recorded: string,
   model: AdapterTarget,
-  options: { allowOtherWeights: boolean },
+  options: { allowOtherWeights: boolean; fileTensors?: readonly string[] },
 ): SavedAdapterConfig {
   const saved = parseRecorded(file, recorded);
   const adapters = model.adapters;
@@ -70,7 +82,13 @@ export function checkAdapterFile(
     );
   }
   const targets = (list: string[] | undefined) => JSON.stringify([...(list ?? [])].sort());
-  if (ranked && targets(saved.targets) !== targets(adapters.targets)) {
+  // Targets spelled otherwise (`attn.qkv` for `qkv`, or a list naming every linear) may select the same linears:
+  // those, as the file's tensors and the model's parameters name them, decide.
+  const sameLinears = () =>
+    options.fileTensors !== undefined &&
+    model.adaptedLinears !== undefined &&
+    JSON.stringify(adaptedLinearsIn(options.fileTensors)) === JSON.stringify(model.adaptedLinears());
+  if (ranked && targets(saved.targets) !== targets(adapters.targets) && !sameLinears()) {
     const described = (list: string[] | undefined) => (list ? list.join(', ') : 'every linear but the head');
     throw new PaceFileError(
       `adapter file '${file}' adapts ${described(saved.targets)}; this model adapts ${described(adapters.targets)}`,

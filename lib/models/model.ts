@@ -13,7 +13,7 @@ import { readTensorHeaderSync, type TensorHeader, type TensorRecord } from '../s
 import { handleOf, Tensor } from '../tensor';
 import { FitLock } from './fit-lock';
 import { checkModelFitsInMemory } from './size';
-import { adapterFileMetadata, checkAdapterFile, type AdapterTarget } from './adapter-file';
+import { adaptedLinearsIn, adapterFileMetadata, checkAdapterFile, type AdapterTarget } from './adapter-file';
 import { checkClassNames, CLASS_NAMES_METADATA_KEY, headWeightEntry, recordedClassNames } from './class-names';
 import {
   ADAPTER_METADATA_KEY,
@@ -320,7 +320,7 @@ export class Model implements Disposable {
     const native = this.#live('loadAdapters');
     if (!this.adapters) throw new PaceStateError('call addAdapters() before loadAdapters()');
     // Read and checked on this thread, so that the load is queued now, before any call made after this one.
-    const { metadata } = readTensorHeaderSync(file);
+    const { metadata, entries } = readTensorHeaderSync(file);
     if (metadata?.[nativeAddon().checkpointDigestKey] !== undefined) {
       throw new PaceFileError(
         `'${file}' is a training checkpoint (the trainer's whole state, as fit writes last.safetensors and ` +
@@ -334,7 +334,7 @@ export class Model implements Disposable {
     // The reference's files carry no metadata: those are checked by their tensors' names and shapes alone.
     if (recorded === undefined) return load();
     await this.#withAdapterTarget(native, (target) =>
-      load(checkAdapterFile(file, recorded, target, { allowOtherWeights })),
+      load(checkAdapterFile(file, recorded, target, { allowOtherWeights, fileTensors: entries.map((e) => e.name) })),
     );
   }
 
@@ -386,6 +386,7 @@ export class Model implements Disposable {
       adapters: this.adapters!,
       frozenWeights,
       classNames: this.#classNames,
+      adaptedLinears: () => adaptedLinearsIn(native.trainableParameters()),
     });
     return typeof frozen === 'string' ? body(target(frozen)) : frozen.then((value) => body(target(value)));
   }
