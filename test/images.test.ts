@@ -644,6 +644,34 @@ test('a decoded cache is reused for the same list and options, and rebuilt when 
   expect((await loadImages(entries, { size: 6, normalization: imagenet, cache })).fromCache).toBe(true);
 });
 
+test('same-size images swapped by rename, their times set back, are decoded again, not taken from the cache', async () => {
+  // Bug (review): the cache's key held each file's size and modification time only, which a swap by rename keeps
+  // when the times are set back as `cp -p`, `rsync -t` or an archive sets them: the cache gave the old pixels
+  // under the new labels.
+  const folder = path.join(temp.dir, 'swapped');
+  fs.mkdirSync(folder);
+  const [a, b] = [path.join(folder, 'a.png'), path.join(folder, 'b.png')];
+  await solid(6, 6, [250, 0, 0]).png({ compressionLevel: 0 }).toFile(a); // stored: the same size
+  await solid(6, 6, [0, 0, 250]).png({ compressionLevel: 0 }).toFile(b);
+  expect(fs.statSync(a).size).toBe(fs.statSync(b).size);
+  const stamp = new Date('2024-01-02T03:04:05Z');
+  for (const file of [a, b]) fs.utimesSync(file, stamp, stamp);
+  const entries = [
+    { path: a, label: 0, line: 1 },
+    { path: b, label: 1, line: 2 },
+  ];
+  const cache = path.join(temp.dir, 'swapped.safetensors');
+  const red = (loaded: Awaited<ReturnType<typeof loadImages>>) => loaded.dataset.images.toUint8Array()[0];
+  const before = await loadImages(entries, { size: 6, normalization: imagenet, cache });
+  expect([before.fromCache, red(before)]).toEqual([false, 250]);
+  fs.renameSync(a, path.join(folder, 'swap.png'));
+  fs.renameSync(b, a);
+  fs.renameSync(path.join(folder, 'swap.png'), b);
+  for (const file of [a, b]) fs.utimesSync(file, stamp, stamp);
+  const after = await loadImages(entries, { size: 6, normalization: imagenet, cache });
+  expect([after.fromCache, red(after)]).toEqual([false, 0]);
+});
+
 test('an image skipped for a failed read (not a bad file) leaves no decoded cache to keep it out', async () => {
   // Bug caught (a review): an EIO or a network file system's timeout skipped the image, and the cache, keyed by the
   // files' stamps (unchanged by such a failure), kept it out of every later run.

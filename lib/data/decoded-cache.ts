@@ -42,7 +42,11 @@ async function fileDigest(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
-/** What the decoded pixels depend on: every file's path, label, size and time, and the decoding options. */
+/**
+ * What the decoded pixels depend on: every file's path, label and stamp (its device, inode, size and change time:
+ * size and modification time alone miss same-size files swapped by rename, or replaced with their times kept, as
+ * `cp -p`, `rsync -t` and archives keep them; the change time cannot be set back), and the decoding options.
+ */
 export function decodedCacheKey(
   entries: readonly SplitEntry[],
   options: { size: number; resize: ResizeMode; onBadImage?: 'error' | 'skip' },
@@ -55,8 +59,8 @@ export function decodedCacheKey(
   for (const entry of entries) {
     let stamp = 'missing';
     try {
-      const stat = fs.statSync(entry.path);
-      stamp = `${stat.size}:${stat.mtimeMs}`;
+      const stat = fs.statSync(entry.path, { bigint: true });
+      stamp = `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}`;
     } catch {
       // a missing file is part of the key: it either fails the load or is skipped
     }

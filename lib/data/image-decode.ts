@@ -138,7 +138,8 @@ type Decoded = DecodedImage;
 
 /**
  * The whole image, as Pillow decodes it for torchvision: at full size (no JPEG shrink-on-load: libjpeg's DCT scaling
- * put a 1200 × 900 JPEG's crop a level from Pillow's on average), EXIF orientation applied, alpha dropped rather than
+ * put a 1200 × 900 JPEG's crop a level from Pillow's on average), EXIF orientation applied (a departure: Pillow's
+ * `convert('RGB')` leaves a portrait photo on its side; the README's list of departures), alpha dropped rather than
  * multiplied in (resizing with alpha, libvips premultiplies it: transparent pixels turned black), an embedded colour
  * profile ignored as Pillow ignores it, grey to RGB, CMYK to RGB in Pillow's arithmetic. Every resize then starts
  * from these pixels. `metadata` is the input's where the caller has read it already.
