@@ -297,6 +297,47 @@ function writeDigitsRun(): Promise<void> {
   return digitsWritten;
 }
 
+test("the lazy variant's half batch is the global one: two ranks of a fit take the rows one process takes", async () => {
+  // Bug (review): each rank halved its own contiguous share, so 2 ranks of batch 8 ran the consistency step on
+  // permutation rows {0, 1, 4, 5} where one process takes {0, 1, 2, 3}, and shares of one row ran it on the
+  // whole batch. σ is tiny, so the ranks' own noise (salted by rank) leaves the losses to the rows alone.
+  const fitLazy = `
+      const n = 32;
+      const data = new TensorDataset(
+        tensor(new Float32Array(n * 768).map((_, i) => Math.sin(i * 0.37)), [n, 3, 16, 16]),
+        tensor(BigInt64Array.from({ length: n }, (_, i) => BigInt((i * 7) % 4))),
+      );
+      const trainer = new Trainer(model, { pace: { sigma: 1e-6, lambda: 1, variant: 'lazy' }, optimizer: { lr: 0.05 }, seed: 3 });
+      const { epochs } = await trainer.fit(data, { epochs: 2, batchSize: 8, progress: false });
+      // last, the images each epoch drew: all 32, though a consistency step's cross-entropy sees half of them
+      const drawn = (e) => Math.round(e.imagesPerSecond * e.seconds);
+      console.log(JSON.stringify(epochs.map((e) => [e.loss, e.clsLoss, e.paceLoss, e.acc, drawn(e)])));`;
+  const ranks = await launchRanks(rankScript(fitLazy));
+  expect(ranks.stderr).toBe('');
+  expect(ranks.status).toBe(0);
+  const [zero, one] = jsonLines<number[][]>(ranks.stdout);
+  expect(one).toEqual(zero);
+  expect(zero.map((epoch) => epoch[4])).toEqual([32, 32]);
+  const single = spawnSync(
+    process.execPath,
+    ['-e', rankScript(fitLazy).replace('await initDistributed()', 'undefined')],
+    { env: childEnv, encoding: 'utf8' },
+  );
+  expect(single.stderr).toBe('');
+  const [alone] = jsonLines<number[][]>(single.stdout);
+  for (const [epoch, values] of alone.entries()) {
+    values.forEach((value, i) =>
+      expect(Math.abs(zero[epoch][i] - value)).toBeLessThan(1e-4 * Math.max(1, Math.abs(value))),
+    );
+  }
+  // A batch whose half does not split evenly among the ranks is refused, naming it.
+  const uneven = await launchRanks(rankScript(fitLazy.replace('batchSize: 8', 'batchSize: 6')));
+  expect(uneven.status).not.toBe(0);
+  expect(uneven.stderr).toContain(
+    'batchSize 6 must be a multiple of twice the 2 processes training together under the lazy variant',
+  );
+}, 120_000);
+
 describe('a data-parallel pace fit on the demo digits', () => {
   const dir = digits;
   const epochs = digitsEpochs;

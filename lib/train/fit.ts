@@ -524,7 +524,8 @@ async function fitEpochs(
         paceLoss: result.paceLoss,
         acc: result.trainAccuracy,
         lr: (result.learningRate ?? fixedLr) as number,
-        imagesPerSecond: result.samples / result.seconds,
+        // the images the epoch drew (a lazy consistency step's cross-entropy sees half of them: not its pace)
+        imagesPerSecond: (result.steps * o.batchSize) / result.seconds,
         seconds: result.seconds,
         ...(host.worldSize > 1 && { communicationSeconds: result.communicationSeconds }),
         ...(result.gradNorm !== undefined && { gradNorm: result.gradNorm, fpDistance: result.fpDistance }),

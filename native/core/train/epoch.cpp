@@ -86,6 +86,16 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
                       std::to_string(world) + " processes training together (each runs an equal share)");
   const int64_t share = options.batchSize / world;
   const int64_t shareStart = share * parallel_.rank();
+  // The lazy variant's consistency step takes the first half of the batch: data-parallel, each rank's share is its
+  // part of the global first half followed by its part of the second, so that the ranks' halves make the global
+  // one (contiguous shares would give each rank a half of its own: other rows than one process takes, and with
+  // shares of one row no half at all).
+  const bool halvesShares = world > 1 && pace_.config().active() && pace_.config().variant == peft::PaceVariant::Lazy;
+  if (halvesShares && options.batchSize % (2 * world) != 0)
+    throw OptionError("batchSize " + std::to_string(options.batchSize) + " must be a multiple of twice the " +
+                      std::to_string(world) +
+                      " processes training together under the lazy variant (each takes an equal part of the half "
+                      "its consistency steps use)");
   if (steps == 0)
     throw InputError("the dataset has " + std::to_string(n) + " samples, fewer than one batch of " +
                      std::to_string(options.batchSize) + " (the last partial batch is dropped)");
@@ -94,6 +104,12 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
   at::Generator shuffle =
       at::make_generator<at::CPUGeneratorImpl>(options.shuffleSeed * 1000003ull + static_cast<uint64_t>(options.epoch));
   const at::Tensor order = at::randperm(n, shuffle, at::TensorOptions().dtype(at::kLong));
+  const auto shareOf = [&](int64_t step) {
+    const int64_t base = step * options.batchSize;
+    if (!halvesShares) return order.slice(0, base + shareStart, base + shareStart + share);
+    const int64_t part = share / 2, half = options.batchSize / 2, first = base + part * parallel_.rank();
+    return at::cat({order.slice(0, first, first + part), order.slice(0, first + half, first + half + part)});
+  };
   EpochResult result;
   if (options.schedule) {
     options.schedule->validate();
@@ -155,7 +171,7 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
       if (s == 0) result.learningRate = lr;
     }
     StepInputs inputs;
-    inputs.indices = order.slice(0, s * options.batchSize + shareStart, s * options.batchSize + shareStart + share);
+    inputs.indices = shareOf(s);
     at::Tensor batch;
     if (packed) {
       const std::vector<at::Tensor> chosen = packed->select(inputs.indices);
