@@ -1017,6 +1017,14 @@ describe('schedule: false', () => {
     });
     expect(zero.epochs[0].lr).toBe(0);
     expect((await adapterBytes(model, 'fixed-zero-after')).equals(atZero)).toBe(true);
+    // Set in onTrainBegin (where a callback redoes on a resume what it did in an onEpochEnd before the checkpoint
+    // it resumes from, as the README says), it holds too: the fit's own rate is set before.
+    const fromBegin = await trainer.fit(small, {
+      ...options,
+      schedule: false,
+      callbacks: [{ onTrainBegin: () => trainer.setLearningRate(3e-3) }],
+    });
+    expect(fromBegin.epochs.map((epoch) => epoch.lr)).toEqual(fromBegin.epochs.map(() => 3e-3));
   });
 
   test('after a scheduled fit, and resumed in a fresh trainer, a run ends as an uninterrupted one', async () => {
