@@ -183,6 +183,8 @@ export interface NativeEpochResult {
   learningRate?: number;
   /** Each step's total loss in order: all the progress `onBatch` reported, including calls still on their way. */
   stepLosses: Float64Array;
+  /** The learning rate each of those steps ran at. */
+  stepRates: Float64Array;
   stepGraphs: StepGraphCounts;
 }
 
@@ -337,7 +339,7 @@ export interface NativeTrainerHandle {
       /** The dataset may have changed since the trainer's last epoch (a fit's first): its copy on the device is redone. */
       datasetChanged?: boolean;
     },
-    onBatch?: (step: number, steps: number, loss: number) => void,
+    onBatch?: (step: number, steps: number, loss: number, lr: number) => void,
   ): Promise<NativeEpochResult>;
   abort(): void;
   readonly iteration: number;

@@ -392,12 +392,22 @@ test('gradient clipping bounds the update; per-step scheduling sets the lr befor
 
   using model = await freshModel();
   const perStep = new Trainer(model, trainerOptions);
+  const stepRates: number[] = [];
+  let stepsPerEpoch = 0;
   const history = await perStep.fit(train, {
     epochs: 3,
     batchSize: 32,
     scheduleStepping: 'step',
     schedule: { warmupEpochs: 1 },
     progress: false,
+    callbacks: [
+      {
+        onBatchEnd: (_, { lr, steps }) => {
+          stepRates.push(lr);
+          stepsPerEpoch = steps;
+        },
+      },
+    ],
   });
   // timm's CosineLRScheduler with t_in_epochs = false, written out (warm-up 1e-6 → 1e-2 over one epoch, then
   // lr_min + ½(lr − lr_min)(1 + cos(π t / t_initial)) with t in epochs, no warm-up prefix), at each epoch's first step.
@@ -405,6 +415,14 @@ test('gradient clipping bounds the update; per-step scheduling sets the lr befor
     t < 1 ? 1e-6 + t * (1e-2 - 1e-6) : 1e-5 + 0.5 * (1e-2 - 1e-5) * (1 + Math.cos((Math.PI * t) / 3));
   history.epochs.forEach((logs, e) => expect(Math.abs(logs.lr - timmCosine(e)) / timmCosine(e)).toBeLessThan(1e-12));
   expect(history.epochs[0].lr).toBe(1e-6);
+  // and every step at its own point of the curve (t = updates / steps per epoch), not the epoch's first step's
+  // (bug possible unseen: only the epochs' first rates were checked)
+  expect(stepsPerEpoch).toBeGreaterThan(1);
+  expect(stepRates).toHaveLength(3 * stepsPerEpoch);
+  stepRates.forEach((lr, k) => {
+    const t = k / stepsPerEpoch;
+    expect([k, Math.abs(lr - timmCosine(t)) / timmCosine(t) < 1e-12]).toEqual([k, true]);
+  });
 });
 
 test('onBatchEnd sees every step of every epoch, in order, with the losses the epoch averages', async () => {

@@ -59,7 +59,8 @@ export interface Callback {
    * awaited between steps; the epoch waits for all of them before it ends, and one that throws or rejects stops
    * the fit, which rejects with its error.
    */
-  onBatchEnd?(batch: number, logs: { loss: number; steps: number }): void;
+  /** `lr`: the learning rate the step ran at (under `scheduleStepping: 'step'`, each step's own). */
+  onBatchEnd?(batch: number, logs: { loss: number; steps: number; lr: number }): void;
 }
 
 /** The per-epoch numbers a run folder may hold (EpochLogs' fields besides `epoch`). */

@@ -455,7 +455,7 @@ async function fitEpochs(
         batchFailure = { thrown };
         host.handle.abort();
       };
-      const batchEnded = (step: number, steps: number, loss: number) => {
+      const batchEnded = (step: number, steps: number, loss: number, lr: number) => {
         // A throwing callback (or an async one that rejects) must not become an uncaught exception: it stops the
         // fit, and fit rethrows it.
         if (batchFailure !== undefined || step <= delivered) return;
@@ -463,7 +463,7 @@ async function fitEpochs(
         try {
           bar?.update(step, { loss: loss.toFixed(4) });
           for (const callback of callbacks) {
-            const returned: unknown = callback.onBatchEnd?.(step - 1, { loss, steps });
+            const returned: unknown = callback.onBatchEnd?.(step - 1, { loss, steps, lr });
             if (typeof (returned as PromiseLike<unknown> | undefined)?.then === 'function') {
               pendingBatchCalls.push(Promise.resolve(returned).catch(failBatch));
             }
@@ -496,16 +496,16 @@ async function fitEpochs(
               // Writes through a view of the pixels between two fits are invisible to libtorch's version counter.
               datasetChanged: epoch === startEpoch,
             },
-            (step, steps, loss) => {
+            (step, steps, loss, lr) => {
               // Progress arrives from the training thread and may trail the epoch's end: what had not arrived by
               // then is handed over below, in order, and the late calls are dropped, also after a failed epoch.
-              if (!settled) batchEnded(step, steps, loss);
+              if (!settled) batchEnded(step, steps, loss, lr);
             },
           );
         } finally {
           settled = true;
         }
-        result.stepLosses.forEach((loss, index) => batchEnded(index + 1, stepsPerEpoch, loss));
+        result.stepLosses.forEach((loss, index) => batchEnded(index + 1, stepsPerEpoch, loss, result.stepRates[index]));
         await Promise.all(pendingBatchCalls);
       } finally {
         leaveEpoch();

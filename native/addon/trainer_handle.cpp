@@ -62,7 +62,7 @@ Napi::Object stepResultToJs(Napi::Env env, const train::StepResult& result) {
   return object;
 }
 
-// runEpoch's onBatch(step, steps, loss), called from the training thread without waiting for JavaScript. Its
+// runEpoch's onBatch(step, steps, loss, lr), called from the training thread without waiting for JavaScript. Its
 // thread-safe function keeps Node running until released: by the epoch when it ends, else (a job that never ran)
 // when the last holder lets go.
 class BatchCallback {
@@ -80,7 +80,8 @@ class BatchCallback {
   void call(const train::BatchProgress& p) {
     tsfn_.NonBlockingCall([p](Napi::Env env, Napi::Function callback) {
       callback.Call({Napi::Number::New(env, static_cast<double>(p.step)),
-                     Napi::Number::New(env, static_cast<double>(p.steps)), Napi::Number::New(env, p.totalLoss)});
+                     Napi::Number::New(env, static_cast<double>(p.steps)), Napi::Number::New(env, p.totalLoss),
+                     Napi::Number::New(env, p.learningRate)});
     });
   }
 
@@ -280,7 +281,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   // runEpoch(images, labels, { batchSize, epoch, shuffleSeed, diagnostics, extents?, schedule?, scheduleEachStep?,
   //          ... },
   //          onBatch?)
-  //   -> Promise<EpochResult>. onBatch(step, steps, loss) is called from the training thread, non-blocking.
+  //   -> Promise<EpochResult>. onBatch(step, steps, loss, lr) is called from the training thread, non-blocking.
   Napi::Value runEpoch(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
     return guard(env, [&]() -> Napi::Value {
@@ -358,6 +359,9 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
             Napi::Float64Array stepLosses = Napi::Float64Array::New(env, r.stepLosses.size());
             std::copy(r.stepLosses.begin(), r.stepLosses.end(), stepLosses.Data());
             object.Set("stepLosses", stepLosses);
+            Napi::Float64Array stepRates = Napi::Float64Array::New(env, r.stepRates.size());
+            std::copy(r.stepRates.begin(), r.stepRates.end(), stepRates.Data());
+            object.Set("stepRates", stepRates);
             Napi::Object graphs = Napi::Object::New(env);
             graphs.Set("captured", static_cast<double>(r.graphs.captured));
             graphs.Set("replayed", static_cast<double>(r.graphs.replayed));

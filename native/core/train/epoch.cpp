@@ -137,6 +137,7 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
     int64_t step;
     at::Tensor total;
     int64_t updatesBefore;  // the trainer's updates before this step
+    double learningRate;    // the rate it ran at
   };
   std::optional<Pending> pending;
   const auto positionOf = [&](int64_t step) {
@@ -154,7 +155,8 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
                              (taken == 1 ? "" : "s") + " since (this device's loss is read a step late)");
     }
     result.stepLosses.push_back(total);
-    if (onBatch) onBatch({pending->step + 1, steps, total});
+    result.stepRates.push_back(pending->learningRate);
+    if (onBatch) onBatch({pending->step + 1, steps, total, pending->learningRate});
     pending.reset();
   };
   parallel_.takeCommunicationSeconds();
@@ -170,6 +172,7 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
       setLearningRate(lr);
       if (s == 0) result.learningRate = lr;
     }
+    const double stepRate = learningRate();
     StepInputs inputs;
     inputs.indices = shareOf(s);
     at::Tensor batch;
@@ -220,7 +223,7 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
     sums.add_(at::stack({step.cls.to(at::kDouble), step.pace.to(at::kDouble), step.total.to(at::kDouble),
                          step.correct.to(at::kDouble)}));
     settle();
-    pending = Pending{s, step.total, iteration() - 1};
+    pending = Pending{s, step.total, iteration() - 1, stepRate};
     ++result.steps;
     result.samples += step.counted;
     gradNorms += step.gradNorm;

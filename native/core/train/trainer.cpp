@@ -501,6 +501,10 @@ StepResult Trainer::step(const StepInputs& inputs, StepGraphMode graphs) {
   return result;
 }
 
+double Trainer::learningRate() const {
+  return static_cast<const torch::optim::AdamWOptions&>(optimizer_->param_groups().front().options()).lr();
+}
+
 void Trainer::setLearningRate(double lr) {
   optimizerConfig_.checkLearningRate(lr, "lr");
   for (auto& group : optimizer_->param_groups()) {

@@ -123,6 +123,7 @@ struct EpochResult {
   double gradNorm = -1, fpDistance = -1;
   double learningRate = -1;        // the rate of the epoch's first step (negative: the schedule was not touched)
   std::vector<double> stepLosses;  // each step's total loss, in order (what onBatch reported, none missing)
+  std::vector<double> stepRates;   // the learning rate each step ran at, in order
   double seconds = 0;
   double communicationSeconds = 0;  // data-parallel: time in the gradient all-reduces
   StepGraphCounts graphs;           // how the steps ran (all eager when the epoch asked for no graphs)
@@ -133,6 +134,7 @@ struct BatchProgress {
   int64_t step = 0;
   int64_t steps = 0;
   double totalLoss = 0;
+  double learningRate = 0;  // the rate the step ran at
 };
 
 class Trainer {
@@ -179,6 +181,7 @@ class Trainer {
   // The noise draws of the last step, by linear (replaying them reproduces the step).
   const std::map<std::string, at::Tensor>& lastNoise() const { return pace_.lastNoise(); }
   void setLearningRate(double lr);
+  double learningRate() const;
 
  private:
   // The trainable parameters ("param.<name>") and their AdamW moments and step counts ("adamw.<name>.exp_avg",
