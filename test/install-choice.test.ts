@@ -25,6 +25,19 @@ const version = (JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'),
   .version;
 const debian = findLibtorch({ PATH: process.env.PATH });
 
+/** Writes a package folder's record of an install's choice: the binary package in `binaryDir`, for `libtorch`. */
+function recordChoiceIn(root: string, binaryDir: string, libtorch: unknown): void {
+  fs.writeFileSync(
+    path.join(root, 'build', 'binary.json'),
+    JSON.stringify({
+      file: path.join(binaryDir, 'pace_peft.node'),
+      reason: 'prebuilt @pace-peft/some-build',
+      package: '@pace-peft/some-build',
+      libtorch,
+    }),
+  );
+}
+
 testIf(debian?.source === 'debian', "Debian's libtorch-dev is not the libtorch found first here")(
   "Debian's CMake prefix given as CMAKE_PREFIX_PATH, laid out otherwise than an unpacked libtorch, is found",
   () => {
@@ -150,16 +163,7 @@ test('of a source build and a recorded prebuilt binary, the one made last is loa
   const source = path.join(root, 'build', 'Release', 'pace_peft.node');
   const record = path.join(root, 'build', 'binary.json');
   fs.writeFileSync(source, 'source build');
-  const recordChoice = () =>
-    fs.writeFileSync(
-      record,
-      JSON.stringify({
-        file: path.join(binaryDir, 'pace_peft.node'),
-        reason: 'prebuilt @pace-peft/some-build',
-        package: '@pace-peft/some-build',
-        libtorch: debian,
-      }),
-    );
+  const recordChoice = () => recordChoiceIn(root, binaryDir, debian);
   const located = () =>
     spawnSync(
       process.execPath,
@@ -203,15 +207,14 @@ test("a recorded binary whose libtorch was upgraded in place is chosen again; a 
   fs.writeFileSync(path.join(binaryDir, 'pace_peft.node'), 'prebuilt');
   fs.writeFileSync(path.join(binaryDir, 'binary.json'), JSON.stringify({ packageVersion: version }));
   const cmakePrefix = path.dirname(torchDir);
-  fs.writeFileSync(
-    path.join(root, 'build', 'binary.json'),
-    JSON.stringify({
-      file: path.join(binaryDir, 'pace_peft.node'),
-      reason: 'prebuilt @pace-peft/some-build',
-      package: '@pace-peft/some-build',
-      libtorch: { source: 'LIBTORCH', version: '2.5.1', variant: 'cpu', cxx11Abi: 1, cmakePrefix, libDir },
-    }),
-  );
+  recordChoiceIn(root, binaryDir, {
+    source: 'LIBTORCH',
+    version: '2.5.1',
+    variant: 'cpu',
+    cxx11Abi: 1,
+    cmakePrefix,
+    libDir,
+  });
   const located = () =>
     spawnSync(
       process.execPath,
@@ -265,15 +268,7 @@ describe('a recorded choice whose libtorch changed since the install', () => {
     return { prefix, torchDir, libDir: path.join(prefix, 'lib'), cmakePrefix: path.dirname(torchDir) };
   };
   const record = (torch: ReturnType<typeof fakeLibtorch>, variant: string) =>
-    fs.writeFileSync(
-      path.join(root, 'build', 'binary.json'),
-      JSON.stringify({
-        file: path.join(binaryDir, 'pace_peft.node'),
-        reason: 'prebuilt @pace-peft/some-build',
-        package: '@pace-peft/some-build',
-        libtorch: { source: 'LIBTORCH', version: '2.5.1', variant, cxx11Abi: 1, ...torch },
-      }),
-    );
+    recordChoiceIn(root, binaryDir, { source: 'LIBTORCH', version: '2.5.1', variant, cxx11Abi: 1, ...torch });
   const located = (env: NodeJS.ProcessEnv = {}) => {
     const script = `try { console.log(require(${JSON.stringify(path.join(root, 'dist', 'install', 'addon-location.js'))}).locateAddon().reason) } catch (e) { console.log(e.message) }`;
     const inherited: NodeJS.ProcessEnv = { ...process.env, PATH: '' }; // (no python3: nothing else is found when choosing again)

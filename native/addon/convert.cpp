@@ -8,6 +8,15 @@
 
 namespace pace::addon {
 
+ViewBytes viewBytes(Napi::Env env, const Napi::TypedArray& view) {
+  void* data = nullptr;
+  size_t elements = 0;
+  napi_typedarray_type type;
+  NAPI_THROW_IF_FAILED(env, napi_get_typedarray_info(env, view, &type, &elements, &data, nullptr, nullptr),
+                       ViewBytes{});
+  return {static_cast<const char*>(data), elements * view.ElementSize()};
+}
+
 std::vector<int64_t> shapeFromJs(const Napi::Value& value, const std::string& what) {
   const Napi::Env env = value.Env();
   if (!value.IsArray()) throw jsError(env, ErrorCode::InvalidOption, what + " must be an array of dimensions");

@@ -11,6 +11,13 @@
 
 namespace pace::addon {
 
+// A typed array's bytes as they are now (no JavaScript may run between this and their use). A null `data` with a
+// non-zero length is a buffer detached meanwhile: the caller refuses it.
+struct ViewBytes {
+  const char* data;
+  size_t length;
+};
+ViewBytes viewBytes(Napi::Env env, const Napi::TypedArray& view);
 std::vector<int64_t> shapeFromJs(const Napi::Value& value, const std::string& what);
 Napi::Array shapeToJs(Napi::Env env, at::IntArrayRef shape);
 at::ScalarType dtypeFromJs(const Napi::Value& value, const std::string& what);

@@ -58,13 +58,7 @@ Napi::Value RowsWriter::put(const Napi::CallbackInfo& info) {
     }
     if (!info[1].IsTypedArray()) throw jsError(env, ErrorCode::InvalidOption, "a row's data must be a typed array");
     // Read after every conversion above, which may run user code (a detached or shrunk buffer then reads as such).
-    const auto view = info[1].As<Napi::TypedArray>();
-    void* data = nullptr;
-    size_t elements = 0;
-    napi_typedarray_type type;
-    NAPI_THROW_IF_FAILED(env, napi_get_typedarray_info(env, view, &type, &elements, &data, nullptr, nullptr),
-                         Napi::Value());
-    const size_t length = elements * view.ElementSize();
+    const auto [data, length] = viewBytes(env, info[1].As<Napi::TypedArray>());
     if (length != rowBytes_ || (length > 0 && data == nullptr)) {
       throw jsError(env, ErrorCode::ShapeMismatch,
                     "row " + std::to_string(static_cast<int64_t>(row)) + " holds " + std::to_string(length) +

@@ -284,23 +284,14 @@ Napi::Value createTensorFromPieces(const Napi::CallbackInfo& info) {
       views.push_back(piece.As<Napi::TypedArray>());
     }
     // The pieces' bytes as they are now, once no more JavaScript can run (shared buffers included).
-    struct Bytes {
-      const char* data;
-      size_t length;
-    };
-    std::vector<Bytes> contents;
+    std::vector<ViewBytes> contents;
     uint64_t given = 0;
     for (const Napi::TypedArray& view : views) {
-      void* data = nullptr;
-      size_t elements = 0;
-      napi_typedarray_type type;
-      NAPI_THROW_IF_FAILED(env, napi_get_typedarray_info(env, view, &type, &elements, &data, nullptr, nullptr),
-                           Napi::Value());
-      const size_t length = elements * view.ElementSize();
-      if (length > 0 && data == nullptr)
+      const ViewBytes bytes = viewBytes(env, view);
+      if (bytes.length > 0 && bytes.data == nullptr)
         throw jsError(env, ErrorCode::InvalidOption, "a piece's buffer was detached while the pieces were read");
-      contents.push_back({static_cast<const char*>(data), length});
-      given += length;
+      contents.push_back(bytes);
+      given += bytes.length;
     }
     if (!bytes || given != *bytes)
       throw jsError(env, ErrorCode::ShapeMismatch,
@@ -309,7 +300,7 @@ Napi::Value createTensorFromPieces(const Napi::CallbackInfo& info) {
                         (bytes ? std::to_string(*bytes) : std::string("more than 2^64")));
     at::Tensor tensor = emptyHostTensor(shape, dtype);
     auto* out = static_cast<char*>(tensor.data_ptr());
-    for (const Bytes& piece : contents) {
+    for (const ViewBytes& piece : contents) {
       if (piece.length == 0) continue;
       std::memcpy(out, piece.data, piece.length);
       out += piece.length;
