@@ -468,6 +468,7 @@ const standInEpoch: Partial<NativeEpochResult> = {
   communicationSeconds: 0,
   aborted: false,
   stepLosses: new Float64Array([1, 1, 1, 1]),
+  stepRates: new Float64Array([1e-3, 1e-3, 1e-3, 1e-3]),
 };
 
 /** A single-process fit host around a stand-in for the native trainer (runFit's FitHost), for its error paths. */

@@ -247,6 +247,9 @@ describe('a stopped sweep', () => {
     expect(fs.existsSync(path.join(dir, 'sigma=1_seed=0', 'interrupted'))).toBe(true);
     expect(fs.readFileSync(lock, 'utf8')).toBe(other);
     expect(events.filter((event) => event.type === 'results')).toHaveLength(1);
+    // nor was the interrupted run marked failed (its failed.json would be written into the other sweep's folder)
+    expect(events.filter((event) => event.type === 'fail')).toEqual([]);
+    expect(fs.existsSync(path.join(dir, 'sigma=1_seed=0', 'failed.json'))).toBe(false);
   });
 
   test('stopTimeoutSeconds is checked', async () => {

@@ -43,9 +43,10 @@ async function fileDigest(file: string): Promise<string> {
 }
 
 /**
- * What the decoded pixels depend on: every file's path, label and stamp (its device, inode, size and change time:
- * size and modification time alone miss same-size files swapped by rename, or replaced with their times kept, as
- * `cp -p`, `rsync -t` and archives keep them; the change time cannot be set back), and the decoding options.
+ * What the decoded pixels depend on: every file's path, label and stamp (its inode, size, modification and change
+ * time: size and modification time alone miss same-size files swapped by rename, or replaced with their times kept,
+ * as `cp -p`, `rsync -t` and archives keep them, and the change time cannot be set back; not its device, which a
+ * remount or a container's restart renumbers), and the decoding options.
  */
 export function decodedCacheKey(
   entries: readonly SplitEntry[],
@@ -60,7 +61,7 @@ export function decodedCacheKey(
     let stamp = 'missing';
     try {
       const stat = fs.statSync(entry.path, { bigint: true });
-      stamp = `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}`;
+      stamp = `${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}`;
     } catch {
       // a missing file is part of the key: it either fails the load or is skipped
     }

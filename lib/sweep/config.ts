@@ -276,6 +276,7 @@ export function parseSweepConfig(raw: unknown, baseDir: string, what = 'sweep'):
     seeds.add(seed);
   }
   const protocol = config.protocol ?? (config.tasks ? 'select' : 'grid');
+  const tuneSeed = config.tuneSeed ?? config.seeds[0];
   if (protocol === 'select') {
     if (!config.tasks) {
       throw new PaceOptionError(
@@ -288,7 +289,7 @@ export function parseSweepConfig(raw: unknown, baseDir: string, what = 'sweep'):
           `${what}.tasks[${i}].tune: protocol 'select' needs the task's tuning data (train and validation)`,
         );
       }
-      checkTuneSeed(task, config.tuneSeed ?? config.seeds[0], `${what}.tasks[${i}]`);
+      checkTuneSeed(task, tuneSeed, `${what}.tasks[${i}]`);
     });
   }
   return {
@@ -298,7 +299,7 @@ export function parseSweepConfig(raw: unknown, baseDir: string, what = 'sweep'):
     tasks: config.tasks?.map((task) => taskAbsolute(task, baseDir)),
     seeds: config.seeds,
     protocol,
-    tuneSeed: config.tuneSeed ?? config.seeds[0],
+    tuneSeed,
     dir: config.dir && path.resolve(baseDir, config.dir),
     baseDir,
     parallel: config.parallel,

@@ -364,7 +364,7 @@ class Scheduler {
       return;
     }
     // interrupted: it continues from its checkpoint next time
-    if (this.stopping || this.options.signal?.aborted) return;
+    if (this.stopping || this.stopped) return;
     const why = signal ? `killed by ${signal}` : `exit code ${code}`;
     const tail = stderr.trim().split('\n').slice(-5).join('\n');
     this.fail(

@@ -57,9 +57,9 @@ export interface Callback {
    * Called once for every step, in order, with its loss, never blocking training: a step's call may come while
    * later steps run, and those still on their way when the epoch ends come before onEpochEnd. An async one is not
    * awaited between steps; the epoch waits for all of them before it ends, and one that throws or rejects stops
-   * the fit, which rejects with its error.
+   * the fit, which rejects with its error. `lr`: the learning rate the step ran at (under
+   * `scheduleStepping: 'step'`, each step's own).
    */
-  /** `lr`: the learning rate the step ran at (under `scheduleStepping: 'step'`, each step's own). */
   onBatchEnd?(batch: number, logs: { loss: number; steps: number; lr: number }): void;
 }
 

@@ -97,7 +97,10 @@ Napi::Value RowsWriter::finish(const Napi::CallbackInfo& info) {
     for (size_t j = 0; j < kept.size(); ++j) {
       if (kept[j] != j) std::memcpy(base + j * rowBytes_, base + kept[j] * rowBytes_, rowBytes_);
     }
+    // Many rows left out (skipped images) are given back, at the cost of a copy of the kept ones: a view would keep
+    // every row's memory for the dataset's life. A few are left, as the copy would double the peak for them.
     at::Tensor rows = tensor.narrow(0, 0, static_cast<int64_t>(kept.size()));
+    if ((written_.size() - kept.size()) * 8 > written_.size()) rows = rows.clone();
     tensor_.reset();
     written_.clear();
     return TensorHandle::wrap(env, std::move(rows));
