@@ -24,7 +24,8 @@ export const DistributedOptionsSchema = z
   .object({
     /**
      * `gloo` (CPU tensors, any network), `nccl` (CUDA builds with NCCL, one GPU per local rank) or `auto` (nccl
-     * where it is built and this local rank has a GPU, else gloo).
+     * when every rank's build has it and a GPU for its local rank, else gloo: rank 0 decides for all at the
+     * rendezvous). Ranks that name different backends are refused there, naming two of them.
      */
     backend: z.enum(['gloo', 'nccl', 'auto']).default('auto'),
     /** This process's rank in [0, worldSize) (default: `RANK`). */

@@ -55,5 +55,6 @@ TestList precisionTests();             // precision_tests.cpp
 TestList devicesTests();               // devices_tests.cpp
 TestList windowOrderTests();           // window_order_tests.cpp
 TestList stepGraphsTests();            // step_graphs_tests.cpp
+TestList backendChoiceTests();         // backend_choice_tests.cpp
 
 }  // namespace pace::tests

@@ -210,6 +210,7 @@ int main() {
   for (auto& test : pace::tests::devicesTests()) tests.push_back(std::move(test));
   for (auto& test : pace::tests::windowOrderTests()) tests.push_back(std::move(test));
   for (auto& test : pace::tests::stepGraphsTests()) tests.push_back(std::move(test));
+  for (auto& test : pace::tests::backendChoiceTests()) tests.push_back(std::move(test));
   int passed = 0;
   int failed = 0;
   int skipped = 0;

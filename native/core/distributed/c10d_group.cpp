@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "distributed/backend_choice.h"
 #include "distributed/group.h"
 #include "errors.h"
 
@@ -153,7 +154,7 @@ c10::intrusive_ptr<c10d::Store> rendezvous(const GroupOptions& options) {
     storeOptions.port = static_cast<std::uint16_t>(options.masterPort);
     storeOptions.isServer = options.rank == 0 && !agentStore;
     storeOptions.numWorkers = static_cast<std::size_t>(options.worldSize);
-    // The ranks meet in checkWorldSize instead: waiting here for `worldSize` connections would hang rank 0 when
+    // The ranks meet in agreeOnGroup instead: waiting here for `worldSize` connections would hang rank 0 when
     // the others were started with a smaller world.
     storeOptions.waitWorkers = false;
     storeOptions.timeout = options.timeout;
@@ -179,14 +180,17 @@ c10::intrusive_ptr<c10d::Store> rendezvous(const GroupOptions& options) {
 std::string textOf(const std::vector<uint8_t>& bytes) { return std::string(bytes.begin(), bytes.end()); }
 std::vector<uint8_t> bytesOf(const std::string& text) { return std::vector<uint8_t>(text.begin(), text.end()); }
 
-// Every rank publishes the world size it was started with; rank 0 compares the others' in rank order and
-// publishes its verdict, which each rank waits for before it connects the backend. A rank started with another
-// WORLD_SIZE would otherwise fail inside the backend with a message about address lengths, or wait out the
-// timeout. Rank 0 keeps the store (which it hosts) open until each rank it heard from has read the verdict.
-void checkWorldSize(c10d::Store& store, const GroupOptions& options) {
+// Every rank publishes the world size and the backend request it was started with; rank 0 compares the others'
+// world sizes in rank order, chooses the backend (agreedBackend) and publishes its verdict, which each rank waits
+// for before it connects the backend. A rank started with another WORLD_SIZE would otherwise fail inside the
+// backend with a message about address lengths, or wait out the timeout, as would ranks on different backends.
+// Rank 0 keeps the store (which it hosts) open until each rank it heard from has read the verdict.
+std::string agreeOnGroup(c10d::Store& store, const GroupOptions& options, const BackendRequest& request) {
   const auto sizeKey = [](int rank) { return "pace/world_size/" + std::to_string(rank); };
+  const auto requestKey = [](int rank) { return "pace/backend_request/" + std::to_string(rank); };
   const auto readKey = [](int rank) { return "pace/world_size_read/" + std::to_string(rank); };
   const std::string verdictKey = "pace/world_size_verdict";
+  const std::string agreed = "ok ";
   const std::string mine = std::to_string(options.worldSize);
   const auto differ = [&](int other, const std::string& theirs) {
     return whoAmI(options) + ": rank " + std::to_string(other) + " was started with WORLD_SIZE " + theirs +
@@ -201,6 +205,7 @@ void checkWorldSize(c10d::Store& store, const GroupOptions& options) {
     }
   };
   try {
+    store.set(requestKey(options.rank), bytesOf(encodeRequest(request)));
     store.set(sizeKey(options.rank), bytesOf(mine));
   } catch (const std::exception& error) {
     throw DistributedError(whoAmI(options) + ": the rendezvous " + meetingPlace(options) +
@@ -211,17 +216,28 @@ void checkWorldSize(c10d::Store& store, const GroupOptions& options) {
     const std::string verdict = theirs == mine ? fetch(verdictKey, "rank 0 did not compare the world sizes") : "";
     store.set(readKey(options.rank), bytesOf("1"));
     if (theirs != mine) throw DistributedError(differ(0, theirs));
-    if (verdict != "ok") throw DistributedError(whoAmI(options) + ": rank 0 found: " + verdict);
-    return;
+    if (verdict.rfind(agreed, 0) != 0) throw DistributedError(whoAmI(options) + ": rank 0 found: " + verdict);
+    return verdict.substr(agreed.size());
   }
   // In rank order, stopping at the first difference: a larger world of rank 0's has ranks that never come.
-  std::string verdict = "ok";
+  std::string verdict;
+  std::vector<BackendRequest> requests{request};
   int heard = 0;
-  for (int other = 1; other < options.worldSize && verdict == "ok"; ++other) {
+  for (int other = 1; other < options.worldSize && verdict.empty(); ++other) {
     const std::string theirs =
         fetch(sizeKey(other), "rank " + std::to_string(other) + " did not join (did every rank start?)");
     heard = other;
     if (theirs != mine) verdict = differ(other, theirs);
+  }
+  if (verdict.empty()) {
+    try {
+      for (int other = 1; other < options.worldSize; ++other)
+        requests.push_back(
+            decodeRequest(fetch(requestKey(other), "no backend request from rank " + std::to_string(other))));
+      verdict = agreed + agreedBackend(requests);
+    } catch (const DistributedError& error) {
+      verdict = whoAmI(options) + ": " + error.what();
+    }
   }
   store.set(verdictKey, bytesOf(verdict));
   std::vector<std::string> read;
@@ -231,7 +247,8 @@ void checkWorldSize(c10d::Store& store, const GroupOptions& options) {
   } catch (const std::exception&) {
     // a rank that left without reading the verdict: it learns of the failure from the backend instead
   }
-  if (verdict != "ok") throw DistributedError(verdict);
+  if (verdict.rfind(agreed, 0) != 0) throw DistributedError(verdict);
+  return verdict.substr(agreed.size());
 }
 
 #ifdef PACE_WITH_GLOO
@@ -250,9 +267,7 @@ std::shared_ptr<::gloo::transport::Device> glooDevice(const GroupOptions& option
   return c10d::ProcessGroupGloo::createDefaultDevice();
 }
 
-std::shared_ptr<Group> connectGloo(const GroupOptions& options) {
-  const auto store = rendezvous(options);
-  checkWorldSize(*store, options);
+std::shared_ptr<Group> connectGloo(const GroupOptions& options, const c10::intrusive_ptr<c10d::Store>& store) {
   try {
     auto glooOptions = c10d::ProcessGroupGloo::Options::create(options.timeout);
     glooOptions->devices.push_back(glooDevice(options));
@@ -270,15 +285,8 @@ std::shared_ptr<Group> connectGloo(const GroupOptions& options) {
 bool hasGpuFor(int localRank) { return localRank < static_cast<int>(c10::cuda::device_count()); }
 
 // One GPU per local rank: the collectives run on cuda:localRank, which becomes this process's current device.
-std::shared_ptr<Group> connectNccl(const GroupOptions& options) {
-  const int devices = static_cast<int>(c10::cuda::device_count());
-  if (!hasGpuFor(options.localRank))
-    throw UnsupportedError(whoAmI(options) + ": nccl needs one GPU per local rank; local rank " +
-                           std::to_string(options.localRank) + " has none (this machine has " +
-                           std::to_string(devices) + ")");
+std::shared_ptr<Group> connectNccl(const GroupOptions& options, const c10::intrusive_ptr<c10d::Store>& store) {
   c10::cuda::set_device(static_cast<c10::DeviceIndex>(options.localRank));
-  const auto store = rendezvous(options);
-  checkWorldSize(*store, options);
   try {
     auto ncclOptions = c10d::ProcessGroupNCCL::Options::create();
     ncclOptions->timeout = options.timeout;
@@ -290,6 +298,30 @@ std::shared_ptr<Group> connectNccl(const GroupOptions& options) {
   }
 }
 #endif
+
+// What this rank asks for, refused here when this build cannot serve it whatever the others ask.
+BackendRequest requestOf(const GroupOptions& options) {
+  BackendRequest request{options.backend, false};
+#ifdef PACE_WITH_NCCL
+  request.ncclReady = hasGpuFor(options.localRank);
+  if (options.backend == "nccl" && !request.ncclReady)
+    throw UnsupportedError(whoAmI(options) + ": nccl needs one GPU per local rank; local rank " +
+                           std::to_string(options.localRank) + " has none (this machine has " +
+                           std::to_string(c10::cuda::device_count()) + ")");
+#else
+  if (options.backend == "nccl")
+    throw UnsupportedError(
+        "the nccl backend needs a CUDA libtorch with NCCL (and NCCL's headers when pace-peft was built); this build "
+        "of pace-peft has only gloo");
+#endif
+#ifndef PACE_WITH_GLOO
+  if (options.backend == "gloo" || (options.backend == "auto" && !request.ncclReady))
+    throw UnsupportedError(
+        "the gloo backend needs a libtorch with c10d's Gloo group and the gloo headers when "
+        "pace-peft was built; this build has only nccl");
+#endif
+  return request;
+}
 
 }  // namespace
 #endif
@@ -306,23 +338,24 @@ std::vector<std::string> availableBackends() {
 }
 
 std::shared_ptr<Group> connect(const GroupOptions& options) {
-  std::string backend = options.backend;
+#if defined(PACE_WITH_GLOO) || defined(PACE_WITH_NCCL)
+  const BackendRequest request = requestOf(options);
+  const auto store = rendezvous(options);
+  const std::string backend = agreeOnGroup(*store, options, request);
 #ifdef PACE_WITH_NCCL
-  if (backend == "auto" && hasGpuFor(options.localRank)) backend = "nccl";
-  if (backend == "nccl") return connectNccl(options);
+  if (backend == "nccl") return connectNccl(options, store);
 #endif
-  if (backend == "auto") backend = "gloo";
 #ifdef PACE_WITH_GLOO
-  if (backend == "gloo") return connectGloo(options);
+  if (backend == "gloo") return connectGloo(options, store);
 #endif
-  if (backend == "nccl")
-    throw UnsupportedError(
-        "the nccl backend needs a CUDA libtorch with NCCL (and NCCL's headers when pace-peft was built); this build "
-        "of pace-peft has " +
-        std::string(availableBackends().empty() ? "no distributed backend" : "only gloo"));
+  throw UnsupportedError(whoAmI(options) + ": the ranks agreed on the " + backend +
+                         " backend, which this build of pace-peft does not have");
+#else
+  (void)options;
   throw UnsupportedError(
       "this build of pace-peft has no distributed backend: it needs a libtorch with c10d's Gloo group and the gloo "
       "headers (Debian: apt-get install libgloo-dev), then a rebuild (npm run build:native)");
+#endif
 }
 
 }  // namespace pace::distributed

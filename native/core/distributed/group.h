@@ -14,7 +14,7 @@
 namespace pace::distributed {
 
 struct GroupOptions {
-  std::string backend = "gloo";  // "gloo", "nccl", or "auto" (nccl for a CUDA build with GPUs, else gloo)
+  std::string backend = "gloo";  // "gloo", "nccl", or "auto" (see backend_choice.h)
   int rank = 0;
   int worldSize = 1;
   int localRank = 0;  // this process's index on its machine: its GPU under nccl
