@@ -9,7 +9,14 @@ import { checkEvaluationImages, TensorDataset } from '../data/dataset';
 import { normalizationOf } from '../data/dataset-fingerprint';
 import { checkLabelsBelow } from '../data/labels';
 import type { EvaluationReport } from '../eval/evaluate';
-import { PaceDistributedError, PaceDivergedError, PaceInputError, PaceOptionError, PaceStateError } from '../errors';
+import {
+  PaceBusyError,
+  PaceDistributedError,
+  PaceDivergedError,
+  PaceInputError,
+  PaceOptionError,
+  PaceStateError,
+} from '../errors';
 import { nativeAddon, type NativeTrainerHandle } from '../native';
 import { describeValue, parseOptions } from '../options';
 import { readTensorHeaderSync } from '../safetensors';
@@ -216,9 +223,19 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   let folder: RunFolder | undefined;
   let release: (() => void) | undefined;
   let refused: unknown;
+  const lockLost: LockLost = {};
   try {
     if (dir !== undefined) folder = new RunFolder(dir, { mustExist: option === 'resume', readOnly: !writer, option });
-    if (folder && writer) release = holdRunFolder(folder.dir);
+    if (folder && writer) {
+      const held = folder.dir;
+      release = holdRunFolder(held, (now) => {
+        lockLost.error = new PaceBusyError(
+          `the run folder ${held}: its lock was taken over (${now}) while this fit was not running (suspended, or ` +
+            'stopped, for longer than a lock is kept); the fit stopped at its next step and wrote nothing more there',
+        );
+        lockLost.stop?.();
+      });
+    }
   } catch (error) {
     refused = error;
   }
@@ -233,7 +250,8 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
   }
   if (refused !== undefined) throw refused;
   try {
-    const parts = { validation, test, callbacks, signal, augment, schedule, stepsPerEpoch, folder, holding: !!release };
+    const holding = !!release;
+    const parts = { validation, test, callbacks, signal, augment, schedule, stepsPerEpoch, folder, holding, lockLost };
     return await fitEpochs(host, train, o, parts);
   } finally {
     release?.();
@@ -243,6 +261,15 @@ export async function runFit(host: FitHost, train: TensorDataset, options: FitOp
 /** What a phase of a fit threw, kept apart from whether it threw at all (a callback may throw `undefined`). */
 interface Failure {
   thrown: unknown;
+}
+
+/**
+ * The run folder's lock, found taken over by another fit (see takeLock's onLost): `error` says so, and `stop` (set
+ * while the epochs run) ends the fit at its next step, before anything more is written.
+ */
+interface LockLost {
+  error?: Error;
+  stop?: () => void;
 }
 
 /** What {@link fitEpochs} takes besides the parsed options. */
@@ -258,6 +285,7 @@ interface FitParts {
   folder?: RunFolder;
   /** Whether this process holds the run folder's lock (and so tidies what killed writers left). */
   holding: boolean;
+  lockLost: LockLost;
 }
 
 /** The fit itself, once its options are checked and its run folder (when it has one) is held. */
@@ -265,7 +293,7 @@ async function fitEpochs(
   host: FitHost,
   train: TensorDataset,
   o: z.output<typeof FitOptionsSchema>,
-  { validation, test, callbacks, signal, augment, schedule, stepsPerEpoch, folder, holding }: FitParts,
+  { validation, test, callbacks, signal, augment, schedule, stepsPerEpoch, folder, holding, lockLost }: FitParts,
 ): Promise<History> {
   const shuffleSeed = o.shuffleSeed ?? host.seed;
   const writer = host.rank === 0;
@@ -334,9 +362,18 @@ async function fitEpochs(
   // timeout. A collective's own failure is thrown at once (the others see it too), and so is a state found not finite
   // (every rank holds the same parameters and moments, so every rank finds it).
   let ownFailure: Failure | undefined;
+  // A lost lock is this rank's own failure: the folder is another fit's now.
+  lockLost.stop = () => {
+    ownFailure ??= { thrown: lockLost.error };
+    host.handle.abort();
+  };
+  if (lockLost.error) lockLost.stop();
   const own = async <T>(work: () => T | Promise<T>): Promise<T | undefined> => {
+    if (ownFailure !== undefined) {
+      if (stopsAlone) throw ownFailure.thrown;
+      return undefined;
+    }
     if (stopsAlone) return work();
-    if (ownFailure !== undefined) return undefined;
     try {
       return await work();
     } catch (thrown) {
@@ -490,7 +527,7 @@ async function fitEpochs(
               scheduleEachStep: o.scheduleStepping === 'step',
               normalization: normalizationOf(train),
               ...(train.extents && { extents: handleOf(train.extents) }),
-              stopRequested: signal?.aborted ?? false,
+              stopRequested: (signal?.aborted ?? false) || lockLost.error !== undefined,
               ...nativeAugmentation(augment),
               stepGraphs: o.stepGraphs,
               // Writes through a view of the pixels between two fits are invisible to libtorch's version counter.
@@ -593,6 +630,7 @@ async function fitEpochs(
     }
     await runCallbacks('in onTrainEnd', (callback) => callback.onTrainEnd?.(history, control));
   } finally {
+    lockLost.stop = undefined;
     bar?.stop();
     signal?.removeEventListener('abort', onAbort);
     marks?.dispose();

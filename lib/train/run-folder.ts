@@ -29,10 +29,11 @@ export const RUN_LOCK_FILE = 'fit.lock';
 
 /**
  * Holds the run folder `dir` as a fit does (`fit.lock`), for writing into it; returns the release. Refused with
- * PaceBusyError naming the holder while another fit, here or in another process, holds it.
+ * PaceBusyError naming the holder while another fit, here or in another process, holds it. `onLost` is called
+ * should another host take the lock over while this process was not running (see takeLock).
  */
-export function holdRunFolder(dir: string): () => void {
-  return takeLock(dir, path.join(dir, RUN_LOCK_FILE), { folder: 'run folder', user: 'fit' });
+export function holdRunFolder(dir: string, onLost?: (now: string) => void): () => void {
+  return takeLock(dir, path.join(dir, RUN_LOCK_FILE), { folder: 'run folder', user: 'fit' }, undefined, onLost);
 }
 
 /** A run folder's config.json (a JSON object), or undefined when it has none; anything else is a PaceFileError. */
