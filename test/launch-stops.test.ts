@@ -57,7 +57,15 @@ test('ranks that stop with the others (an interrupt on another node) end the lau
   expect(lingering.result).toEqual({ exitCode: 130 });
   expect(lingering.lines).toEqual([]);
   expect(Date.now() - started).toBeLessThan(15_000);
-}, 30_000);
+  // Likewise one that answers the launcher's SIGTERM with exit 143, as pace fit does.
+  const answering = await launchTwo(
+    `process.on('SIGTERM', () => process.exit(143));
+    if (process.env.RANK === '0') setTimeout(() => {}, 60000); else setTimeout(() => process.exit(130), 200);`,
+    false,
+  );
+  expect(answering.result).toEqual({ exitCode: 130 });
+  expect(answering.lines).toEqual([]);
+}, 45_000);
 
 test('after an interrupt, a rank that fails because a peer died of it is said, and the launch ends as stopped', async () => {
   // Bug: Ctrl-C while rank 1 was still loading killed it; rank 0, already in a collective, failed to reach it and
@@ -108,6 +116,14 @@ test('a rank that fails in a collective (exit 3) is not named the cause when ano
     expect.stringMatching(/^pace launch: rank 0 \(pid \d+\) exited with code 3 \(a collective failed\); stopping/),
     expect.stringMatching(new RegExp(`^pace launch: ${hung.source.slice(1)}`)),
   ]);
+  // Named too when it answers the launcher's SIGTERM with exit 143, as pace fit does (bug: taken for a rank that
+  // stopped with the others, and the victim named).
+  const answered = await launchTwo(
+    `process.on('SIGTERM', () => process.exit(143));
+    if (process.env.RANK === '0') process.exit(3); else setInterval(() => {}, 1000);`,
+    false,
+  );
+  expect(answered.result).toEqual({ exitCode: 3, failedRank: 1, failure: expect.stringMatching(hung) });
   // With no other failure, the first collective failure is the launch's.
   const alone = await launchTwo(exitsInTurn(3, 3), false);
   expect(alone.result).toEqual({

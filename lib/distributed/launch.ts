@@ -185,19 +185,26 @@ export async function launch(
       children.push(child);
       return new Promise<void>((resolve) => {
         const finish = (code: number | null, exitSignal: NodeJS.Signals | null, error?: Error) => {
+          // Ended by the launcher's own stop: dead of its SIGTERM or SIGKILL, or exiting 143 as a rank that handles
+          // the SIGTERM does (pace fit), not stopping of its own accord.
+          const endedByLauncher =
+            stoppedByLauncher &&
+            error === undefined &&
+            (exitSignal === 'SIGTERM' || exitSignal === 'SIGKILL' || code === 143);
           if (error === undefined && stoppedAsAsked(code, exitSignal)) {
             interruptedStatus ??= describeExit(code, exitSignal).exitCode;
-          } else if (error === undefined && interrupt === undefined && (code === 130 || code === 143)) {
+          } else if (
+            error === undefined &&
+            interrupt === undefined &&
+            !endedByLauncher &&
+            (code === 130 || code === 143)
+          ) {
             // Stopped with the other ranks: an interrupt on another node, agreed over the group. Not a failure; the
             // ranks that agreed end on their own within the grace period, any other is stopped after it.
             interruptedStatus ??= code;
             stoppedWithOthers = true;
             stopOthers();
-          } else if (
-            stoppedWithOthers &&
-            error === undefined &&
-            (exitSignal === 'SIGTERM' || exitSignal === 'SIGKILL')
-          ) {
+          } else if (stoppedWithOthers && endedByLauncher) {
             // a rank that did not stop with the others, ended by the launcher after the grace period: part of the stop
           } else if (error === undefined && interrupt !== undefined && code !== 0 && result === undefined) {
             // Ended otherwise once the interrupt was passed on: most likely by a peer's stop (a rank still
