@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { DType } from './dtype';
 import { paceError, PaceUnsupportedError } from './errors';
 import { locateAddon, packageRoot, type AddonLocation } from './install/addon-location';
+import { sameFolder } from './install/binaries';
 import { libtorchOnLoaderPath, withLoadEnvironment } from './install/load-environment';
 import type { StepGraphMode } from './train/step-graphs';
 
@@ -537,7 +538,9 @@ export function nativeAddon(): NativeAddon {
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     const checkout = fs.existsSync(path.join(packageRoot, 'native', 'core-tests')); // an installed package has none
-    const elsewhere = libtorchOnLoaderPath();
+    // (the addon's own libtorch folder on LD_LIBRARY_PATH changes nothing)
+    const ownDir = location.libDir;
+    const elsewhere = libtorchOnLoaderPath().filter((dir) => ownDir === undefined || !sameFolder(dir, ownDir));
     const hint = /libtorch|libc10|libtorch_cpu|undefined symbol/.test(reason)
       ? elsewhere.length > 0
         ? `LD_LIBRARY_PATH, searched before the addon's own libtorch, holds a libtorch in ${elsewhere.join(', ')}: ` +

@@ -415,9 +415,10 @@ test('an addon that fails to load against a libtorch on LD_LIBRARY_PATH is told 
     expect(compiled.stderr).toBe('');
   }
   const script = `try { require(${JSON.stringify(path.join(repoRoot, 'dist', 'native.js'))}).nativeAddon(); console.log('loaded') } catch (e) { console.log(e.message) }`;
+  // The addon's own libtorch folder on LD_LIBRARY_PATH too is not named: it is not the one in the way.
   const run = spawnSync(process.execPath, ['-e', script], {
     encoding: 'utf8',
-    env: { ...process.env, LD_LIBRARY_PATH: foreign },
+    env: { ...process.env, LD_LIBRARY_PATH: `${foreign}:${own}` },
   });
   expect(run.stdout).toMatch(/undefined symbol/);
   expect(run.stdout.trim()).toMatch(

@@ -43,6 +43,8 @@ export function packageVersion(): string {
 export interface AddonLocation {
   file: string;
   reason: string;
+  /** The library folder of the libtorch the addon was built or chosen for, where known. */
+  libDir?: string;
 }
 
 interface ChoiceRecord extends AddonLocation {
@@ -57,7 +59,7 @@ export function recordChoice(choice: Required<Pick<BinaryChoice, 'chosen'>>, inf
   const record: ChoiceRecord = { file, reason, package: choice.chosen.name, libtorch: info };
   fs.mkdirSync(path.dirname(choiceRecordFile), { recursive: true });
   writeFileAtomic(choiceRecordFile, `${JSON.stringify(record, null, 2)}\n`); // read whole by other processes
-  return { file, reason };
+  return { file, reason, libDir: info.libDir };
 }
 
 /**
@@ -125,14 +127,14 @@ export const sourceBuildLibtorchFile = path.join(path.dirname(sourceBuildFile), 
 /**
  * Refuses a source build whose libtorch has since changed series in place (a `pip install -U torch`): loaded,
  * it would end the process at the first missing symbol, with no word of why. A build without the record (made
- * before it existed) is not checked.
+ * before it existed) is not checked. Returns the libtorch's library folder, where known.
  */
-function checkSourceBuildLibtorch(): void {
+function checkSourceBuildLibtorch(): string | undefined {
   let built: { version: string; torchDir: string };
   try {
     built = JSON.parse(fs.readFileSync(sourceBuildLibtorchFile, 'utf8')) as typeof built;
   } catch {
-    return;
+    return undefined;
   }
   const rebuild = '`PACE_BUILD_FROM_SOURCE=1 npm rebuild pace-peft` (in a checkout: `npm run build:native`)';
   const now = versionInTorchDir(built.torchDir);
@@ -145,6 +147,7 @@ function checkSourceBuildLibtorch(): void {
   // (Its library folder unknown, a libtorch-dev purged after the build, it is not held against LIBTORCH.)
   const libDir = libtorchOfTorchDir(built.torchDir, 'LIBTORCH')?.libDir;
   if (libDir) checkNamedLibtorch(libDir, 'the addon in build/Release', `rebuild it: ${rebuild}`);
+  return libDir;
 }
 
 /** What to tell a user for whom no addon can be found or built. */
@@ -178,12 +181,12 @@ export function noAddonMessage(info: LibtorchInfo | undefined, choice: BinaryCho
 export function locateAddon(): AddonLocation {
   const recorded = recordedChoice();
   if (fs.existsSync(sourceBuildFile) && (!recorded || modified(sourceBuildFile) >= modified(choiceRecordFile))) {
-    checkSourceBuildLibtorch();
-    return { file: sourceBuildFile, reason: 'built from source (build/Release)' };
+    const libDir = checkSourceBuildLibtorch();
+    return { file: sourceBuildFile, reason: 'built from source (build/Release)', ...(libDir && { libDir }) };
   }
   if (recorded) {
     checkNamedLibtorch(recorded.libtorch.libDir, recorded.package, 'choose again: `npm rebuild pace-peft`');
-    return { file: recorded.file, reason: recorded.reason };
+    return { file: recorded.file, reason: recorded.reason, libDir: recorded.libtorch.libDir };
   }
   const info = findLibtorch();
   const choice = info
@@ -194,6 +197,7 @@ export function locateAddon(): AddonLocation {
     return recordChoice({ chosen: choice.chosen }, info);
   } catch {
     // a read-only install (an Electron app's resources): use it without recording
-    return { file: path.join(choice.chosen.dir, addonFileName), reason: `prebuilt ${choice.chosen.name}` };
+    const file = path.join(choice.chosen.dir, addonFileName);
+    return { file, reason: `prebuilt ${choice.chosen.name}`, libDir: info.libDir };
   }
 }
