@@ -135,6 +135,27 @@ describe('parity with timm (fixtures, float32 CPU, 1e-4 relative)', () => {
     );
   });
 
+  test('an empty head is a head of another size (reset), an empty norm a plain shape mismatch', async () => {
+    // Bug (review): every tensor of a dimension of 0 was refused as one with "no values to resample", also where no
+    // resampling applies: a classifier's empty head failed the load instead of being reset as timm does.
+    const { tensors } = await loadTensors(fixture('vit_tiny_test.safetensors'));
+    const embed = tensors['patch_embed.proj.weight'].shape[0];
+    const headless = path.join(temp.dir, 'empty-head.safetensors');
+    await saveTensors(headless, {
+      ...tensors,
+      'head.weight': tensor(new Float32Array(0), [0, embed]),
+      'head.bias': tensor(new Float32Array(0), [0]),
+    });
+    const emptyNorm = path.join(temp.dir, 'empty-norm.safetensors');
+    await saveTensors(emptyNorm, { ...tensors, 'norm.weight': tensor(new Float32Array(0), [0]) });
+    disposeTensors(tensors);
+    using model = await createModel({ ...vitTiny, imgSize: 64 }, { pretrained: headless, numClasses: 10 });
+    expect(model.loadReport?.reinitialized).toEqual(['head.weight', 'head.bias']);
+    const error = await createModel({ ...vitTiny, imgSize: 64 }, { pretrained: emptyNorm }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PaceShapeError);
+    expect((error as Error).message).toContain(`norm.weight: the model has [${embed}], the checkpoint [0]`);
+  });
+
   test('the two patch resamplings really differ (bicubic+antialias vs bilinear)', () => {
     const [fromSafetensors, fromNpz] = [
       timmResampled.vit_patch16_from_safetensors,

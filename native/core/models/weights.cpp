@@ -59,18 +59,23 @@ torch::Tensor flaxDenseToLinear(const torch::Tensor& kernel) { return kernel.t()
 // ShapeError when it is but cannot be resampled.
 torch::Tensor resampledToFit(const std::string& name, const torch::Tensor& value, const torch::Tensor& target,
                              bool fromNpz) {
-  if (value.numel() == 0)  // a dimension of 0: nothing to resample from (libtorch would fail inside interpolate)
-    throw ShapeError("the checkpoint's tensor of shape " + shapeToString(value.sizes().vec()) +
-                     " holds no values to resample");
+  const auto fromValues = [&] {  // a dimension of 0: nothing to resample from (libtorch would fail in interpolate)
+    if (value.numel() == 0)
+      throw ShapeError("the checkpoint's tensor of shape " + shapeToString(value.sizes().vec()) +
+                       " holds no values to resample");
+  };
   if (name == "pos_embed" && value.dim() == 3 && value.size(0) == 1 && value.size(2) == target.size(2)) {
+    fromValues();
     const int64_t newGrid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(target.size(1) - 1))));
     return resamplePositionEmbedding(value, newGrid, 1, /*bicubicAntialias=*/!fromNpz);
   }
   if (name == "patch_embed.proj.weight" && value.dim() == 4 && value.size(0) == target.size(0) &&
       value.size(1) == target.size(1)) {
+    fromValues();
     return resamplePatchEmbedding(value, target.size(2), target.size(3), /*bicubicAntialias=*/!fromNpz);
   }
   if (endsWith(name, ".relative_position_bias_table") && value.dim() == 2 && value.size(1) == target.size(1)) {
+    fromValues();
     const int64_t side = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(target.size(0)))));
     return resizeRelativePositionTable(value, (side + 1) / 2);
   }
