@@ -112,6 +112,7 @@ test('concurrent requests fill one batch; each prediction is the softmax of mode
     maxBodyBytes: 20000,
     maxBatch: 4,
     batchWindowMs: 600_000,
+    timeoutMs: 900_000, // (the window must be the shorter)
   });
   const base = await listen(server);
   try {
@@ -290,7 +291,7 @@ test('pace serve on SIGTERM answers the request it holds, stops listening and ex
       path.join(repoRoot, 'dist', 'cli.js'),
       'serve',
       ...['--weights', 'vit_tiny_patch16_224', '--model', JSON.stringify(spec), '--classes', '10'],
-      ...['--port', '0', '--max-batch', '8', '--batch-window-ms', '600000'],
+      ...['--port', '0', '--max-batch', '8', '--batch-window-ms', '600000', '--timeout-ms', '900000'],
     ],
     {
       cwd: folder.dir,

@@ -72,6 +72,11 @@ export const ServeOptionsSchema = z
   .refine((o) => o.headersTimeoutMs === undefined || o.headersTimeoutMs <= o.requestTimeoutMs, {
     path: ['headersTimeoutMs'],
     message: 'must not exceed the request timeout',
+  })
+  // A request alone in its batch waits the whole window before its forward starts.
+  .refine((o) => o.batchWindowMs < o.timeoutMs, {
+    path: ['batchWindowMs'],
+    message: 'must be shorter than the prediction timeout: a request alone would time out waiting',
   });
 
 /** Options of {@link createInferenceServer} as given. */
