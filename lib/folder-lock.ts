@@ -261,25 +261,35 @@ function holdLock(
   onLost: ((now: string) => void) | undefined,
 ): () => void {
   const heartbeat = setInterval(() => {
-    let held: string | undefined;
+    // Read and rewritten through one descriptor: a lock broken and taken meanwhile is a new file, which this
+    // process neither reads as its own nor writes.
+    let fd: number;
     try {
-      held = readLock(lock);
-    } catch {
-      return; // unreadable for now (a network file system's hiccup): looked at again next time
-    }
-    const holder = held === undefined ? undefined : parseHolder(held);
-    if (!holder || !sameHolder(holder, me)) {
-      // Taken over while this process was not running: touching it would keep the new holder's lock fresh for it,
-      // and this process must stop writing the folder.
+      fd = fs.openSync(lock, 'r+');
+    } catch (error) {
+      if (errorCode(error) !== 'ENOENT') return; // unopenable for now (a network file system's hiccup)
       clearInterval(heartbeat);
-      onLost?.(holder ? `held now by process ${holder.pid} on host ${holder.hostname}` : 'removed');
+      onLost?.('removed');
       return;
     }
     try {
-      const now = new Date();
-      fs.utimesSync(lock, now, now);
+      const held = fs.readFileSync(fd, 'utf8');
+      const holder = parseHolder(held);
+      if (!holder || !sameHolder(holder, me)) {
+        // Taken over while this process was not running: touching it would keep the new holder's lock fresh for
+        // it, and this process must stop writing the folder.
+        clearInterval(heartbeat);
+        onLost?.(holder ? `held now by process ${holder.pid} on host ${holder.hostname}` : 'removed');
+        return;
+      }
+      // The same bytes written again: the file system stamps the write with its own clock, the one every claimant
+      // measures the lock's age on (utimes with this host's time would make a lock look stale, or fresh, by as
+      // much as this host's clock is off).
+      fs.writeSync(fd, held, 0, 'utf8');
     } catch {
-      // unwritable: the next release finds out
+      // unreadable or unwritable for now: looked at again next time (the release finds a lasting failure)
+    } finally {
+      fs.closeSync(fd);
     }
   }, timing.heartbeatSeconds * 1000);
   heartbeat.unref();
