@@ -27,17 +27,20 @@ const otherHost = `${JSON.stringify({ pid: 4242, hostname: 'elsewhere.example' }
 
 const stepsPerEpoch = 64 / 4;
 
-/** Runs a 4-epoch fit into `runDir` whose lock is rewritten as another host's by `takeOver(lock)`'s callback. */
-async function fitTakenOver(runDir: string, takeOver: (lock: string) => Callback) {
+/**
+ * Runs a fit of `epochs` epochs into `runDir` whose lock is rewritten as another host's by `takeOver(lock)`'s
+ * callback (before the `later` callbacks).
+ */
+async function fitTakenOver(runDir: string, takeOver: (lock: string) => Callback, epochs = 4, later: Callback[] = []) {
   using model = await freshModel();
   const trainer = new Trainer(model, trainerOptions);
   const lock = path.join(runDir, 'fit.lock');
   const fit = trainer.fit(train, {
-    epochs: 4,
+    epochs,
     batchSize: 4,
     runDir,
     progress: false,
-    callbacks: [takeOver(lock)],
+    callbacks: [takeOver(lock), ...later],
   });
   await expect(fit).rejects.toThrow(
     new PaceBusyError(
@@ -83,6 +86,29 @@ test('a fit whose run folder was taken over during an epoch writes nothing of th
   }));
   expect(iterations).toBeGreaterThan(stepsPerEpoch);
   expect(iterations).toBeLessThanOrEqual(2 * stepsPerEpoch);
+});
+
+test('a fit whose run folder was taken over in its last callbacks fails, and marks no best there', async () => {
+  // Bugs (review): nothing looked at the lock after the last phase, so the fit ended 'completed' (and pace fit went
+  // on to write its adapters into the other run's folder); a markBest in that phase wrote the folder's mark file.
+  const runDir = path.join(temp.dir, 'last-epoch');
+  const markBest: Callback = { onEpochEnd: (_epoch, _logs, control) => control.markBest() };
+  const takeOver = (lock: string): Callback => ({
+    onEpochEnd: async () => {
+      fs.writeFileSync(lock, otherHost);
+      await new Promise((resolve) => setTimeout(resolve, 300)); // several heartbeats
+    },
+  });
+  expect(await fitTakenOver(runDir, takeOver, 1, [markBest])).toBe(stepsPerEpoch);
+  expect(fs.existsSync(path.join(runDir, 'marked-best.safetensors'))).toBe(false);
+  // Nor does one taken over while onTrainEnd runs end 'completed'.
+  const inTrainEnd = (lock: string): Callback => ({
+    onTrainEnd: async () => {
+      fs.writeFileSync(lock, otherHost);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    },
+  });
+  expect(await fitTakenOver(path.join(temp.dir, 'train-end'), inTrainEnd, 1)).toBe(stepsPerEpoch);
 });
 
 test('a fit whose lock stays its own runs to its end', async () => {

@@ -317,7 +317,7 @@ async function fitEpochs(
   let restorableMark: number | undefined; // the epoch of an earlier fit's best mark this fit can restore
   let abandonedBest = false; // the folder's best is of an epoch this resumed fit runs again
   try {
-    if (holding) folder?.removeKilledWritersFiles();
+    if (holding && lockLost.error === undefined) folder?.removeKilledWritersFiles();
     // Every rank refuses a folder holding an earlier run's files before the first writes it, but for a run that
     // failed before its first step (a checkpoint of the untrained state alone): a corrected fit replaces it.
     // (Such a run replaced by one that failed as early holds two: its `last` became `previous`.)
@@ -423,6 +423,13 @@ async function fitEpochs(
           phaseEnded = error as PaceDistributedError;
           throw error;
         }
+      }
+      if (lockLost.error !== undefined && writer) {
+        // The mark is a file of the run folder, another fit's now: not written (the state still gathered, with
+        // every rank).
+        if (stopsAlone) throw lockLost.error;
+        await host.handle.saveState(null, {});
+        return;
       }
       await marks!.mark(history.length - 1);
     },
@@ -629,6 +636,9 @@ async function fitEpochs(
       await runCallbacks(`in epoch ${epoch}'s onEpochEnd`, (callback) => callback.onEpochEnd?.(epoch, logs, control));
     }
     await runCallbacks('in onTrainEnd', (callback) => callback.onTrainEnd?.(history, control));
+    // The lock lost in the last phase's callbacks: the fit ended, but its folder is another's (no collective
+    // follows, so rank 0 throws alone).
+    if (lockLost.error !== undefined) throw lockLost.error;
   } finally {
     lockLost.stop = undefined;
     bar?.stop();
