@@ -9,15 +9,15 @@ import { makeTempDir } from './support/paths';
 const temp = makeTempDir('launch-stops');
 afterAll(() => temp.cleanup());
 
-/** Runs `script` on two ranks; `interrupt` aborts the launch (as Ctrl-C does) once both ranks are ready. */
-async function launchTwo(script: string, interrupt: boolean) {
+/** Runs `script` on two ranks (or `ranks`); `interrupt` aborts the launch (as Ctrl-C does) once both are ready. */
+async function launchTwo(script: string, interrupt: boolean, ranks = 2) {
   const ready = path.join(temp.dir, `ready-${Math.random()}`);
   fs.mkdirSync(ready);
   const lines: string[] = [];
   const controller = new AbortController();
   const launched = launch(
     [process.execPath, '-e', script, ready],
-    { nprocPerNode: 2, graceSeconds: 2 },
+    { nprocPerNode: ranks, graceSeconds: 2 },
     { signal: controller.signal, log: (line) => lines.push(line) },
   );
   if (interrupt) {
@@ -124,6 +124,16 @@ test('a rank that fails in a collective (exit 3) is not named the cause when ano
     false,
   );
   expect(answered.result).toEqual({ exitCode: 3, failedRank: 1, failure: expect.stringMatching(hung) });
+  // Two such ranks are each said (bug: the second line repeated the first rank's number and pid).
+  const twoHung = await launchTwo(
+    `process.on('SIGTERM', () => process.exit(143));
+    if (process.env.RANK === '0') process.exit(3); else setInterval(() => {}, 1000);`,
+    false,
+    3,
+  );
+  const said = twoHung.lines.slice(1).map((line) => /rank (\d) \(pid (\d+)\) did not end/.exec(line)?.slice(1, 3));
+  expect(said.map((match) => match?.[0]).sort()).toEqual(['1', '2']);
+  expect(new Set(said.map((match) => match?.[1])).size).toBe(2);
   // With no other failure, the first collective failure is the launch's.
   const alone = await launchTwo(exitsInTurn(3, 3), false);
   expect(alone.result).toEqual({

@@ -226,7 +226,7 @@ export async function launch(
             // Ended by the launcher's stop after a collective failure: the others failed waiting for a rank, and
             // this one was still not done a grace period later, so it is the likeliest they waited for (hung, or
             // busy outside any collective). Named the cause unless a rank fails otherwise.
-            lingering ??= {
+            const stopped: LaunchResult = {
               exitCode: collectiveFailure.exitCode,
               failedRank: rank,
               failure:
@@ -234,7 +234,8 @@ export async function launch(
                 `rank ${collectiveFailure.failedRank}'s failed collective (hung, or busy outside ` +
                 'the collectives: most likely the rank it waited for); stopped by the launcher',
             };
-            log(`pace launch: ${lingering.failure}`);
+            lingering ??= stopped;
+            log(`pace launch: ${stopped.failure}`); // each such rank said, the first named the cause
           } else if ((error !== undefined || code !== 0) && result === undefined) {
             const how = error
               ? { text: `could not start: ${error.message}`, exitCode: 127 }
