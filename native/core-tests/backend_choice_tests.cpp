@@ -37,6 +37,20 @@ void aNamedBackendDecidesForTheAutoRanks() {
         "a rank without a GPU under another's nccl was not named: '" + noGpu + "'");
 }
 
+// An NCCL-only build (no gloo) beside a rank without a GPU: no backend serves both (bug: gloo was chosen, and the
+// NCCL-only rank failed after the verdict while the other waited in Gloo's connect until the timeout).
+void aRankThatCannotRunTheChoiceIsNamed() {
+  check(agreedBackend({{"auto", true, false}, {"auto", true, true}}) == "nccl", "two GPU ranks did not choose nccl");
+  const std::string neither = refusal({{"auto", true, false}, {"auto", false, true}});
+  check(neither.find("no backend every rank can run: rank 1 has no GPU") != std::string::npos &&
+            neither.find("rank 0's pace-peft was built without gloo") != std::string::npos,
+        "ranks with no backend in common were not named: '" + neither + "'");
+  const std::string noGloo = refusal({{"gloo", false, true}, {"auto", true, false}});
+  check(noGloo.find("rank 1's pace-peft was built without gloo, so it cannot join the gloo backend rank 0") !=
+            std::string::npos,
+        "a rank without gloo under another's gloo was not named: '" + noGloo + "'");
+}
+
 void ranksNamingDifferentBackendsAreRefused() {
   const std::string differ = refusal({{"auto", true}, {"nccl", true}, {"gloo", true}});
   check(differ.find("rank 2 was started with the gloo backend, rank 1 with nccl") != std::string::npos,
@@ -44,18 +58,19 @@ void ranksNamingDifferentBackendsAreRefused() {
 }
 
 void requestsSurviveTheStore() {
-  for (const BackendRequest& request : std::vector<BackendRequest>{{"auto", true}, {"gloo", false}}) {
+  for (const BackendRequest& request : std::vector<BackendRequest>{
+           {"auto", true, true}, {"gloo", false, true}, {"nccl", true, false}, {"auto", false, false}}) {
     const BackendRequest back = distributed::decodeRequest(distributed::encodeRequest(request));
-    check(back.backend == request.backend && back.ncclReady == request.ncclReady,
+    check(back.backend == request.backend && back.ncclReady == request.ncclReady && back.glooReady == request.glooReady,
           "the request '" + distributed::encodeRequest(request) + "' did not read back as written");
   }
   bool refused = false;
   try {
-    distributed::decodeRequest("auto");
+    distributed::decodeRequest("auto nccl-ready");
   } catch (const DistributedError& error) {
-    refused = std::string(error.what()).find("'auto'") != std::string::npos;
+    refused = std::string(error.what()).find("'auto nccl-ready'") != std::string::npos;
   }
-  check(refused, "a request without its readiness (an older rank's) was not refused by name");
+  check(refused, "a request of another form (an older rank's) was not refused by name");
 }
 
 }  // namespace
@@ -64,6 +79,7 @@ TestList backendChoiceTests() {
   return {{"auto is nccl only when every rank has its GPU", autoIsNcclOnlyWhenEveryRankHasItsGpu},
           {"a backend a rank names decides for the auto ranks", aNamedBackendDecidesForTheAutoRanks},
           {"ranks naming different backends are refused by name", ranksNamingDifferentBackendsAreRefused},
+          {"a rank that cannot run the backend chosen is named", aRankThatCannotRunTheChoiceIsNamed},
           {"backend requests read back as written", requestsSurviveTheStore}};
 }
 

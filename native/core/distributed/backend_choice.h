@@ -10,6 +10,7 @@ namespace pace::distributed {
 struct BackendRequest {
   std::string backend;     // as the rank was started: "gloo", "nccl" or "auto"
   bool ncclReady = false;  // a build with NCCL and a GPU for this rank's local rank
+  bool glooReady = true;   // a build with Gloo
 };
 
 // How a request travels through the rendezvous store, and back.
@@ -18,7 +19,7 @@ BackendRequest decodeRequest(const std::string& text);
 
 // The backend for every rank, given each rank's request in rank order: the one the ranks that named a backend
 // agree on, else nccl when every rank can run it, else gloo. Throws DistributedError naming two ranks that named
-// different backends, or a rank with no GPU for the nccl another named.
+// different backends, or a rank that cannot run the backend chosen.
 std::string agreedBackend(const std::vector<BackendRequest>& requests);
 
 }  // namespace pace::distributed

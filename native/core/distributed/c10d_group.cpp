@@ -216,6 +216,9 @@ std::string agreeOnGroup(c10d::Store& store, const GroupOptions& options, const 
     const std::string verdict = theirs == mine ? fetch(verdictKey, "rank 0 did not compare the world sizes") : "";
     store.set(readKey(options.rank), bytesOf("1"));
     if (theirs != mine) throw DistributedError(differ(0, theirs));
+    if (verdict == "ok")  // an older rank 0's verdict, which chose no backend
+      throw DistributedError(whoAmI(options) + ": rank 0 runs another version of pace-peft: run the same " +
+                             "pace-peft on every rank");
     if (verdict.rfind(agreed, 0) != 0) throw DistributedError(whoAmI(options) + ": rank 0 found: " + verdict);
     return verdict.substr(agreed.size());
   }
@@ -228,6 +231,12 @@ std::string agreeOnGroup(c10d::Store& store, const GroupOptions& options, const 
         fetch(sizeKey(other), "rank " + std::to_string(other) + " did not join (did every rank start?)");
     heard = other;
     if (theirs != mine) verdict = differ(other, theirs);
+  }
+  for (int other = 1; other < options.worldSize && verdict.empty(); ++other) {
+    // (said before the world size: there by now, unless the rank's pace-peft predates the requests)
+    if (!store.check({requestKey(other)}))
+      verdict = whoAmI(options) + ": rank " + std::to_string(other) + " runs another version of pace-peft (it " +
+                "made no backend request): run the same pace-peft on every rank";
   }
   if (verdict.empty()) {
     try {
@@ -301,7 +310,10 @@ std::shared_ptr<Group> connectNccl(const GroupOptions& options, const c10::intru
 
 // What this rank asks for, refused here when this build cannot serve it whatever the others ask.
 BackendRequest requestOf(const GroupOptions& options) {
-  BackendRequest request{options.backend, false};
+  BackendRequest request{options.backend, false, false};
+#ifdef PACE_WITH_GLOO
+  request.glooReady = true;
+#endif
 #ifdef PACE_WITH_NCCL
   request.ncclReady = hasGpuFor(options.localRank);
   if (options.backend == "nccl" && !request.ncclReady)
