@@ -1155,10 +1155,23 @@ test('pace pull downloads weights by name into the cache and prints where; pace 
       ['--cache-dir=', '--cache-dir: Too small'],
       ['--revision=', '--revision: Too small'],
       ['--endpoint=ftp://x', '--endpoint: Invalid URL'],
+      // (and these, past the schema's checks)
+      ['--revision=../x', "--revision: pretrained 'hf-hub:test/tiny-backbone': '../x' is not a revision"],
+      ['--endpoint=http://user:secret@example.org', '--endpoint must not hold a user name or password'],
     ]) {
       const bad = await paceAsync(['pull', 'hf-hub:test/tiny-backbone', flag], env);
       expect([flag, bad.status, bad.stderr]).toEqual([flag, 2, expect.stringContaining(message)]);
     }
+    const twoRevisions = await paceAsync(['pull', 'hf-hub:test/tiny-backbone@v1', '--revision', 'v2'], env);
+    expect([twoRevisions.status, twoRevisions.stderr]).toEqual([
+      2,
+      expect.stringContaining("--revision 'v2' disagrees with the revision the name gives, 'v1'"),
+    ]);
+    const listWithFlags = await paceAsync(['pull', '--list', '--offline', '--revision', 'v1'], env);
+    expect([listWithFlags.status, listWithFlags.stderr]).toEqual([
+      2,
+      expect.stringContaining('--list names the known weights: it takes no --revision, --offline (only --json)'),
+    ]);
     const list = await paceAsync(['pull', '--list'], env);
     expect(list.stdout).toMatch(/^\* vit_base_patch16_224\.augreg_in21k +AugReg ImageNet-21k/m);
 

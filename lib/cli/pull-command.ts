@@ -2,6 +2,9 @@ import { parseArgs } from 'node:util';
 
 import { listPretrained, type PretrainedInfo } from '../hub/catalog';
 import { downloadPretrained, DownloadPretrainedOptionsSchema } from '../hub/download';
+import { checkRevision, parsePretrainedName } from '../hub/names';
+import { checkedEndpoint } from '../hub/settings';
+import { PaceOptionError } from '../errors';
 import { out } from './output';
 import { watchStopSignals } from './signals';
 import { parseWithFlags, UsageError, type Command, type Flags } from './usage';
@@ -29,6 +32,12 @@ export const pullCommand: Command = {
     const { values, positionals } = parseArgs({ args, allowPositionals: true, options: PULL_FLAGS });
     if (values.list) {
       if (positionals.length > 0) throw new UsageError('--list takes no name');
+      const ignored = (['revision', 'cache-dir', 'endpoint', 'offline', 'quiet'] as const).filter(
+        (flag) => values[flag] !== undefined && values[flag] !== false,
+      );
+      if (ignored.length > 0) {
+        throw new UsageError(`--list names the known weights: it takes no --${ignored.join(', --')} (only --json)`);
+      }
       const known = listPretrained();
       const width = known.reduce((widest, entry) => Math.max(widest, entry.name.length), 0);
       const line = (entry: PretrainedInfo) =>
@@ -40,6 +49,7 @@ export const pullCommand: Command = {
     const flags = { revision: '--revision', cacheDir: '--cache-dir', endpoint: '--endpoint' } as const;
     const given = { revision: values.revision, cacheDir: values['cache-dir'], endpoint: values.endpoint };
     parseWithFlags(DownloadPretrainedOptionsSchema, given, 'pace pull', (key) => flags[key as keyof typeof flags]);
+    checkPullFlags(positionals[0], values.revision, values.endpoint);
     using stop = watchStopSignals();
     let weights;
     try {
@@ -68,3 +78,28 @@ export const pullCommand: Command = {
     return 0;
   },
 };
+
+/** The checks of --revision and --endpoint past their schema's, as usage errors naming the flag (exit 2). */
+function checkPullFlags(name: string, revision: string | undefined, endpoint: string | undefined): void {
+  const asUsage = (flag: string, check: () => unknown) => {
+    try {
+      check();
+    } catch (error) {
+      if (!(error instanceof PaceOptionError)) throw error;
+      throw new UsageError(error.message.startsWith(flag) ? error.message : `${flag}: ${error.message}`);
+    }
+  };
+  if (revision !== undefined) {
+    asUsage('--revision', () => checkRevision(revision, name));
+    let named: string | undefined;
+    try {
+      named = parsePretrainedName(name).revision;
+    } catch {
+      named = undefined; // an unknown name: said by the pull itself
+    }
+    if (named !== undefined && named !== revision) {
+      throw new UsageError(`--revision '${revision}' disagrees with the revision the name gives, '${named}'`);
+    }
+  }
+  if (endpoint !== undefined) asUsage('--endpoint', () => checkedEndpoint(endpoint, '--endpoint'));
+}

@@ -83,7 +83,7 @@ function savedToken(env: NodeJS.ProcessEnv): string | undefined {
  * it is printed in every later error, and one with credentials would put the password there (fetch refuses it
  * anyway).
  */
-function checkedEndpoint(endpoint: string, source: string): string {
+export function checkedEndpoint(endpoint: string, source: string): string {
   const shown = endpoint.includes('@') ? 'one holding an @ (not shown: it may hold a password)' : `'${endpoint}'`;
   let url: URL | undefined;
   try {
