@@ -106,7 +106,11 @@ export class RepoCache {
     for (;;) {
       if (this.hasBlob(etag)) return undefined;
       try {
-        return takeLock(this.blobPath(etag), lock, { folder: 'download of', user: 'download' });
+        const release = takeLock(this.blobPath(etag), lock, { folder: 'download of', user: 'download' });
+        // placed (and the lock let go) by another process since the look above: nothing left to transfer
+        if (!this.hasBlob(etag)) return release;
+        release();
+        return undefined;
       } catch (error) {
         if (!lockHeldByLiveProcess(error)) throw error; // a lock to mend by hand is said at once
       }
