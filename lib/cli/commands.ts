@@ -57,7 +57,10 @@ function requirePretrained(config: RunConfig): void {
  * with the trainer's seed, as the reference seeds everything before building the model: two `pace fit` runs of
  * one config end with the same weights.
  */
-async function modelFromConfig(config: RunConfig, group?: DistributedGroup): Promise<Model> {
+async function modelFromConfig(
+  config: RunConfig,
+  { group, quiet = false }: { group?: DistributedGroup; quiet?: boolean } = {},
+): Promise<Model> {
   const { name, numClasses, imgSize, pretrained, dropPathRate } = config.model;
   // Under nccl each local rank trains on its own GPU (a config's 'cuda' becomes cuda:LOCAL_RANK).
   const device =
@@ -65,7 +68,9 @@ async function modelFromConfig(config: RunConfig, group?: DistributedGroup): Pro
       ? `cuda:${group.localRank}`
       : config.model.device;
   const seed = typeof config.trainer.seed === 'number' ? config.trainer.seed : 0;
-  const model = await createModel(name, { numClasses, imgSize, pretrained, dropPathRate, device, seed });
+  // Weights by name are downloaded with a progress bar on a TTY, unless quiet.
+  const hub = { progress: quiet ? false : ('auto' as const) };
+  const model = await createModel(name, { numClasses, imgSize, pretrained, hub, dropPathRate, device, seed });
   model.addAdapters(config.adapters);
   return model;
 }
@@ -237,7 +242,7 @@ export const fitCommand: Command = {
     const group = launchedDistributed() ? await initDistributed() : undefined;
     const rank = group?.rank ?? 0;
     const quiet = flags.quiet || rank !== 0;
-    using model = await modelFromConfig(config, group);
+    using model = await modelFromConfig(config, { group, quiet });
     // A bad domain-adaptation list is found now, not after the training that precedes its evaluation.
     const shiftTargets = domainShiftTargets(config);
     if (shiftTargets) checkDomainShiftTargets(shiftTargets, model.spec.numClasses);
