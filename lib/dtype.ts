@@ -37,6 +37,7 @@ export type TypedArray =
   | BigUint64Array;
 
 type TypedArrayConstructor = {
+  new (length: number): TypedArray;
   new (buffer: ArrayBuffer, byteOffset?: number, length?: number): TypedArray;
   readonly BYTES_PER_ELEMENT: number;
 };

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import type { DType } from './dtype';
+import type { DType, TypedArray } from './dtype';
 import { paceError, PaceUnsupportedError } from './errors';
 import { locateAddon, packageRoot, type AddonLocation } from './install/addon-location';
 import { sameFolder } from './install/binaries';
@@ -18,7 +18,8 @@ export interface NativeTensorHandle {
   readonly numel: number;
   readonly byteLength: number;
   readonly disposed: boolean;
-  copyData(dtype: DType): ArrayBuffer;
+  /** Writes the elements, converted to `dtype`, into `into` (of exactly their size). */
+  copyInto(dtype: DType, into: TypedArray): void;
   viewData(): ArrayBuffer | undefined;
   /** A cheap identity of the contents (native/core/tensor/fingerprint.h). */
   fingerprint(whole?: boolean): string;

@@ -3,7 +3,7 @@ import { types } from 'node:util';
 import { z } from 'zod';
 
 import { arrayTag, DTypeSchema, dtypeOfArray, itemSize, storageArrayOf, type DType, type TypedArray } from './dtype';
-import { PaceInputError, PaceOptionError, PaceShapeError } from './errors';
+import { PaceInputError, PaceOptionError, PaceShapeError, PaceUnsupportedError } from './errors';
 import { nativeAddon, type NativeRowsWriter, type NativeTensorHandle } from './native';
 import { describeValue, parseOptions } from './options';
 
@@ -157,10 +157,23 @@ export class Tensor implements Disposable {
     return `Tensor(${handle.dtype}[${handle.shape.join(',')}], ${handle.device})`;
   }
 
+  /** A copy in an array of JavaScript's own (transferable to a worker, as any other). */
   private copyAs(dtype: DType): TypedArray {
-    const buffer = handleOf(this).copyData(dtype);
+    const handle = handleOf(this);
     const StorageArray = storageArrayOf[dtype];
-    return new StorageArray(buffer, 0, buffer.byteLength / StorageArray.BYTES_PER_ELEMENT);
+    let copy: TypedArray;
+    try {
+      copy = new StorageArray(handle.numel);
+    } catch (error) {
+      // (by name: the typed array constructors may be of another realm than this module's, as under jest)
+      if ((error as Error | undefined)?.name !== 'RangeError') throw error;
+      throw new PaceUnsupportedError(
+        `the tensor's ${handle.numel} elements could not be copied into one JavaScript typed array ` +
+          `(${(error as Error).message})`,
+      );
+    }
+    handle.copyInto(dtype, copy);
+    return copy;
   }
 }
 

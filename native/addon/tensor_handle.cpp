@@ -31,7 +31,7 @@ Napi::Function TensorHandle::define(Napi::Env env) {
                          InstanceAccessor<&TensorHandle::numel>("numel"),
                          InstanceAccessor<&TensorHandle::byteLength>("byteLength"),
                          InstanceAccessor<&TensorHandle::disposed>("disposed"),
-                         InstanceMethod<&TensorHandle::copyData>("copyData"),
+                         InstanceMethod<&TensorHandle::copyInto>("copyInto"),
                          InstanceMethod<&TensorHandle::viewData>("viewData"),
                          InstanceMethod<&TensorHandle::fingerprint>("fingerprint"),
                          InstanceMethod<&TensorHandle::to>("to"),
@@ -144,31 +144,30 @@ Napi::Value externalBufferOver(Napi::Env env, const at::Tensor& tensor) {
 
 }  // namespace
 
-// copyData(dtype): the elements converted to `dtype`, in row-major order, as a new ArrayBuffer. Over a copy libtorch
-// allocates, so that memory running out is an error thrown here: V8's own ArrayBuffer::New ends the process then.
-Napi::Value TensorHandle::copyData(const Napi::CallbackInfo& info) {
+// copyInto(dtype, typedArray): the elements converted to `dtype`, in row-major order, written into a typed array
+// of exactly their size. JavaScript allocates it: an ArrayBuffer made here over libtorch's memory (external) cannot
+// be transferred to another thread, and V8's ArrayBuffer::New ends the process when memory runs out.
+Napi::Value TensorHandle::copyInto(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const at::ScalarType target = dtypeFromJs(info[0], "dtype");
+    if (!info[1].IsTypedArray()) throw jsError(info.Env(), ErrorCode::InvalidOption, "copyInto needs a typed array");
+    const Napi::TypedArray into = info[1].As<Napi::TypedArray>();
     const at::Tensor& source = live(info.Env());
     const size_t bytes = static_cast<size_t>(source.numel()) * c10::elementSize(target);
-    if (bytes > kMaxViewBytes)
-      throw jsError(
-          info.Env(), ErrorCode::Unsupported,
-          "the tensor's " + std::to_string(bytes) + " bytes are more than one JavaScript buffer may hold (4 GiB)");
-    at::Tensor host = source.to(at::kCPU, target).contiguous();
-    if (host.nbytes() == 0) return Napi::ArrayBuffer::New(info.Env(), 0);
-    if (host.storage().is_alias_of(source.storage())) host = host.clone();  // the caller's own copy
-    const Napi::Value external = externalBufferOver(info.Env(), host);
-    if (!external.IsUndefined()) return external;
-    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(info.Env(), host.nbytes());
-    std::memcpy(buffer.Data(), host.data_ptr(), host.nbytes());
-    return buffer;
+    if (into.ByteLength() != bytes)
+      throw jsError(info.Env(), ErrorCode::InvalidOption,
+                    "copyInto: the typed array holds " + std::to_string(into.ByteLength()) + " bytes, the tensor's " +
+                        std::to_string(bytes) + " as " + std::string(c10::toString(target)));
+    if (bytes == 0) return info.Env().Undefined();
+    char* data = static_cast<char*>(into.ArrayBuffer().Data()) + into.ByteOffset();
+    at::from_blob(data, source.sizes(), at::TensorOptions().dtype(target)).copy_(source);
+    return info.Env().Undefined();
   });
 }
 
 // viewData(): an ArrayBuffer over the tensor's own memory (no copy), kept alive by the buffer itself.
 // Only for contiguous CPU tensors; returns undefined where that is impossible or where the runtime
-// forbids external buffers (Electron's V8 sandbox), so the caller falls back to copyData.
+// forbids external buffers (Electron's V8 sandbox), so the caller falls back to a copy.
 Napi::Value TensorHandle::viewData(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const at::Tensor& tensor = live(info.Env());

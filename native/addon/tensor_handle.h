@@ -30,7 +30,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value byteLength(const Napi::CallbackInfo& info);
   Napi::Value fingerprint(const Napi::CallbackInfo& info);
   Napi::Value disposed(const Napi::CallbackInfo& info);
-  Napi::Value copyData(const Napi::CallbackInfo& info);
+  Napi::Value copyInto(const Napi::CallbackInfo& info);
   Napi::Value viewData(const Napi::CallbackInfo& info);
   Napi::Value to(const Napi::CallbackInfo& info);
   Napi::Value cast(const Napi::CallbackInfo& info);
