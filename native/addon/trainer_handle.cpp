@@ -317,6 +317,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
         epoch.schedule = scheduleFromJs(options.Get("schedule").As<Napi::Object>());
         epoch.scheduleEachStep = options.Get("scheduleEachStep").ToBoolean().Value();
       }
+      const bool stopRequested = options.Get("stopRequested").ToBoolean().Value();
       // After the options, whose getters may have disposed this trainer.
       const auto trainer = live(env);
       // Made after the checks that can throw; one made but never run is released when the job is destroyed.
@@ -325,7 +326,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       // Before the stop flag changes: a refused epoch must leave the running one's flag alone.
       auto claim = collectivesOf(env, trainer, "a data-parallel fit's epoch");
       // A stop asked for before the epoch (data-parallel: agreed through its first step by every rank).
-      abort_->store(options.Get("stopRequested").ToBoolean().Value());
+      abort_->store(stopRequested);
       return runInTurn(
           env, model_->work, "pace.runEpoch",
           [model = model_, claim = std::move(claim), generation = generation_, trainer, abort = abort_, images, labels,
