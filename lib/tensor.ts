@@ -79,7 +79,9 @@ export class Tensor implements Disposable {
   /**
    * The elements without a copy where libtorch allows it safely (a contiguous CPU tensor, a runtime that
    * permits external buffers); otherwise a copy. Writes to a shared view change the tensor; the view
-   * keeps the memory alive even after `dispose()`.
+   * keeps the memory alive even after `dispose()`, in this thread: to hand the elements to another thread, post a
+   * copy ({@link Tensor.data}), never the view's buffer (`ArrayBuffer.prototype.transfer` on newer Node moves it
+   * out of the keep-alive's reach).
    */
   view(): TypedArray {
     const buffer = handleOf(this).viewData();
