@@ -2,7 +2,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { RepoCache } from '../lib/hub/cache';
+import { BLOB_WAIT_SAID_MS, RepoCache } from '../lib/hub/cache';
+import { progressSink, type DownloadProgress } from '../lib/hub/progress';
 import { makeTempDir } from './support/paths';
 
 const temp = makeTempDir('hub-cache');
@@ -28,4 +29,41 @@ test('a blob not in the cache is this process to transfer, under its lock', asyn
   expect(fs.readdirSync(path.join(cache.folder, '.incomplete'))).toEqual([`${etag}.lock`]);
   release!();
   expect(fs.readdirSync(path.join(cache.folder, '.incomplete'))).toEqual([]);
+});
+
+test('a wait for another process transferring the blob is said once, after 10 s, naming the holder', async () => {
+  // Bug (review): a pull suspended with Ctrl-Z held its lock, and a fit waiting on the same file said nothing,
+  // ever. Another claim of this process stands in for the other process (refused the same way, as live).
+  jest.useFakeTimers();
+  try {
+    const cache = new RepoCache(path.join(temp.dir, 'waiting'), 'org/model');
+    const holder = await cache.holdBlobTransfer(etag);
+    const said: string[] = [];
+    let settled = false;
+    const waiter = cache.holdBlobTransfer(etag, undefined, (why) => said.push(why));
+    void waiter.then(() => (settled = true));
+    await jest.advanceTimersByTimeAsync(BLOB_WAIT_SAID_MS - 500);
+    expect(said).toEqual([]);
+    await jest.advanceTimersByTimeAsync(20_000);
+    expect(said).toEqual([expect.stringMatching(/is in use by another download of this process \(\d+\)$/)]);
+    expect(settled).toBe(false);
+    holder!();
+    await jest.advanceTimersByTimeAsync(1_000);
+    const release = await waiter;
+    expect(release).toBeInstanceOf(Function);
+    release!();
+    expect(said).toHaveLength(1);
+  } finally {
+    jest.useRealTimers();
+  }
+});
+
+test("a progress function is told of the wait with the file's size; a quiet one hears nothing", () => {
+  const calls: DownloadProgress[] = [];
+  progressSink((progress) => calls.push(progress), 'org/model').waiting('model.safetensors', 1234, 'held by 7');
+  expect(calls).toEqual([{ file: 'model.safetensors', bytes: 0, total: 1234, waitingFor: 'held by 7' }]);
+  const write = jest.spyOn(process.stderr, 'write');
+  progressSink(false, 'org/model').waiting('model.safetensors', 1234, 'held by 7');
+  expect(write).not.toHaveBeenCalled();
+  write.mockRestore();
 });

@@ -35,6 +35,8 @@ const WRITER = /\.pid(\d+)@([A-Za-z0-9-]+)(~[0-9a-f]{8})?\.[0-9a-f]{12}$/;
 
 /** How often a process waiting for another's transfer of a blob looks again. */
 const BLOB_WAIT_MS = 250;
+/** How long a wait for another process's transfer lasts before it is said (as huggingface_hub's lock logs it). */
+export const BLOB_WAIT_SAID_MS = 10_000;
 
 const isMissing = (error: unknown) => ['ENOENT', 'ENOTDIR'].includes((error as { code?: string }).code ?? '');
 
@@ -99,10 +101,18 @@ export class RepoCache {
    * once (the ranks of a job starting together on a cold cache) wait while one transfers it, rather than each
    * transferring its own copy (and each needing the room for one). Resolves with the release once this process
    * holds it, or with undefined once the blob is there. The lock is `.incomplete/<etag>.lock` (a folder lock:
-   * a holder gone is detected, on another host by its silence); `signal` ends the wait.
+   * a holder gone is detected, on another host by its silence); `signal` ends the wait. A wait that lasts
+   * {@link BLOB_WAIT_SAID_MS} is told to `onWaiting`, once, with who holds the lock (a suspended process holds it
+   * until it resumes).
    */
-  async holdBlobTransfer(etag: string, signal?: AbortSignal): Promise<(() => void) | undefined> {
+  async holdBlobTransfer(
+    etag: string,
+    signal?: AbortSignal,
+    onWaiting?: (holder: string) => void,
+  ): Promise<(() => void) | undefined> {
     const lock = path.join(await this.#incompleteFolder(), `${etag}.lock`);
+    const started = Date.now();
+    let said = false;
     for (;;) {
       if (this.hasBlob(etag)) return undefined;
       try {
@@ -113,6 +123,10 @@ export class RepoCache {
         return undefined;
       } catch (error) {
         if (!lockHeldByLiveProcess(error)) throw error; // a lock to mend by hand is said at once
+        if (!said && Date.now() - started >= BLOB_WAIT_SAID_MS) {
+          said = true;
+          onWaiting?.((error as Error).message);
+        }
       }
       signal?.throwIfAborted();
       await new Promise((resolve) => setTimeout(resolve, BLOB_WAIT_MS));

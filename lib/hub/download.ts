@@ -227,7 +227,9 @@ async function fetchIntoCache(
     if (!cache.hasBlob(file.etag)) {
       let release: (() => void) | undefined;
       try {
-        release = await cache.holdBlobTransfer(file.etag, o.signal);
+        release = await cache.holdBlobTransfer(file.etag, o.signal, (holder) =>
+          progress.waiting(path, file.size, holder),
+        );
         // (undefined: another process transferred it meanwhile)
         if (release) {
           const pace = { stallMs: o.stallTimeoutMs, minBytesPerSecond: o.minBytesPerSecond };

@@ -8,6 +8,8 @@ export interface DownloadProgress {
   bytes: number;
   /** The file's size in bytes. */
   total: number;
+  /** Set while this process waits for another's transfer of the file: who holds it (said once, after 10 s). */
+  waitingFor?: string;
 }
 
 /** `'auto'` (default): a bar on stderr on a TTY; `true` / `false`: always / never; a function: called instead. */
@@ -15,6 +17,8 @@ export type ProgressOption = boolean | 'auto' | ((progress: DownloadProgress) =>
 
 /** Receives one file's progress at a time. */
 export interface ProgressSink {
+  /** This process has waited a while for another's transfer of `file`, held as `holder` says. */
+  waiting(file: string, total: number, holder: string): void;
   start(file: string, total: number): void;
   update(bytes: number): void;
   stop(): void;
@@ -29,6 +33,7 @@ export function progressSink(option: ProgressOption = 'auto', label: string): Pr
   if (typeof option === 'function') {
     let current = { file: '', bytes: 0, total: 0 };
     return {
+      waiting: (file, total, holder) => option({ file, bytes: 0, total, waitingFor: holder }),
       start: (file, total) => {
         current = { file, bytes: 0, total };
         option({ ...current });
@@ -41,10 +46,11 @@ export function progressSink(option: ProgressOption = 'auto', label: string): Pr
     };
   }
   if (option === false || (option === 'auto' && process.stderr.isTTY !== true)) {
-    return { start: () => {}, update: () => {}, stop: () => {} };
+    return { waiting: () => {}, start: () => {}, update: () => {}, stop: () => {} };
   }
   let bar: SingleBar | undefined;
   return {
+    waiting: (file, _total, holder) => process.stderr.write(`${label} ${file}: waiting, ${holder}\n`),
     start: (file, total) => {
       if (total < BAR_FROM_BYTES) return;
       bar = new SingleBar({
