@@ -40,6 +40,8 @@ export interface LastResponse {
   status: number;
   /** huggingface_hub's `X-Error-Code`: RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo, ... */
   errorCode?: string;
+  /** The part of the file a 206 answer holds (`bytes 100-199/200`). */
+  contentRange?: string;
 }
 
 const HEX = /^[0-9a-f]+$/;
@@ -142,6 +144,7 @@ export class HubClient {
       url: response.url,
       status: response.status,
       errorCode: response.headers.get('x-error-code') ?? undefined,
+      contentRange: response.headers.get('content-range') ?? undefined,
     };
     const api = url.href.startsWith(this.#apiPrefix);
     if (api) {
@@ -194,9 +197,10 @@ export class HubClient {
    * `Content-Range` in the answer): a mirror (HF_ENDPOINT) that ignores `Range` answers it with the whole file and
    * no `Content-Range`, and the probe failed with "Expected size information". The bytes are checked against that
    * size and the hash from `paths-info` as they arrive (transferToCache); a status error (404, 401, 503) comes out
-   * of the stream's first read.
+   * of the stream's first read. From a byte `from` > 0 it asks for the rest alone (`Range: bytes=from-`), which a
+   * server may answer whole all the same: the caller checks {@link last}'s status and Content-Range.
    */
-  async open(repo: string, commit: string, file: RemoteFile): Promise<ReadableStream<Uint8Array> | null> {
+  async open(repo: string, commit: string, file: RemoteFile, from = 0): Promise<ReadableStream<Uint8Array> | null> {
     const url = `${this.#settings.endpoint}/${repo}/resolve/${encodeURIComponent(commit)}/${file.path}`;
     const blob = await downloadFile({
       ...this.#credentials,
@@ -207,7 +211,7 @@ export class HubClient {
       // the plain bytes (the Hub redirects to its CDN) rather than Xet chunk reconstruction
       xet: false,
     });
-    return blob && (blob.stream() as ReadableStream<Uint8Array>);
+    return blob && ((from > 0 ? blob.slice(from) : blob).stream() as ReadableStream<Uint8Array>);
   }
 }
 

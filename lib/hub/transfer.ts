@@ -38,6 +38,31 @@ function expectedHash(file: RemoteFile): { hash: crypto.Hash; expected: string; 
   return { hash, expected: file.gitOid ?? '', kind: 'git blob id' };
 }
 
+/**
+ * How often a transfer that broke off is taken up again where it stopped, and the waits before each (as
+ * huggingface_hub's download resumes its `.incomplete` file, with up to five retries).
+ */
+export const RESUME_WAITS_MS = [500, 1_000, 2_000, 4_000, 8_000];
+
+/** Waits `ms`; the signal's reason when it stops first. */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const stop = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', stop);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', stop, { once: true });
+  });
+}
+
 /** `promise`'s value, `undefined` when `ms` pass first, the signal's reason when it stops first. */
 async function within<T>(promise: Promise<T>, ms: number, signal: AbortSignal | undefined): Promise<T | undefined> {
   let timer: NodeJS.Timeout | undefined;
@@ -170,7 +195,8 @@ async function checkRoomFor(size: number, folder: string, what: string): Promise
  * failure removes the temporary file, so `blobs/` only ever holds complete, verified files. Processes fetching the
  * same file take turns on its lock first (RepoCache.holdBlobTransfer); were two to write it anyway, each writes its
  * own temporary file, and the second rename replaces the first's copy with an identical one. A transfer stopped by
- * its signal removes its temporary file the same way.
+ * its signal removes its temporary file the same way. A connection that breaks off is asked for the rest (see
+ * {@link RESUME_WAITS_MS}); a stall is not (the server that went silent is the one that would be asked).
  */
 export async function transferToCache(t: Transfer): Promise<void> {
   const { file, name } = t;
@@ -183,12 +209,14 @@ export async function transferToCache(t: Transfer): Promise<void> {
   await checkRoomFor(file.size, path.dirname(temporary), what);
   const stream = await t.client.open(t.repo, t.commit, file);
   if (!stream) throw new PaceNotFoundError(`${what} not found at commit ${t.commit}`);
-  const reader = stream.getReader();
-  const paced = new PacedReader(reader, t.stallMs, t.minBytesPerSecond, t.signal);
+  let reader = stream.getReader();
+  let paced = new PacedReader(reader, t.stallMs, t.minBytesPerSecond, t.signal);
   const { hash, expected, kind } = expectedHash(file);
   let handle: fs.promises.FileHandle | undefined;
   let bytes = 0;
   let finished = false;
+  let resumes = 0;
+  let resumedFrom: number | undefined; // the byte the last resume asked from, until its answer is checked
   try {
     handle = await fs.promises.open(temporary, 'wx');
     t.progress.start(file.path, file.size);
@@ -205,10 +233,35 @@ export async function transferToCache(t: Transfer): Promise<void> {
           const why = rootCause(t.client.failure ?? error) || 'connection lost';
           throw new PaceNetworkError(`${what}: no bytes arrived (${why})`, { cause: t.client.failure ?? error });
         }
+        const why = rootCause(error) || 'connection lost';
+        if (resumes < RESUME_WAITS_MS.length) {
+          // Taken up where it stopped, the bytes so far kept (and hashed) as they are.
+          await reader.cancel().catch(() => {});
+          await sleep(RESUME_WAITS_MS[resumes++], t.signal);
+          const rest = await t.client.open(t.repo, t.commit, file, bytes);
+          if (!rest) throw new PaceNotFoundError(`${what} not found at commit ${t.commit}`);
+          reader = rest.getReader();
+          paced = new PacedReader(reader, t.stallMs, t.minBytesPerSecond, t.signal);
+          resumedFrom = bytes;
+          continue;
+        }
+        const tries = resumes > 0 ? `, resumed ${resumes} time${resumes > 1 ? 's' : ''}` : '';
         throw new PaceFileError(
-          `${what}: the transfer broke off after ${bytes} of ${file.size} bytes (${rootCause(error) || 'connection lost'}); nothing was cached`,
+          `${what}: the transfer broke off after ${bytes} of ${file.size} bytes (${why}${tries}); nothing was cached`,
           { cause: error },
         );
+      }
+      if (resumedFrom !== undefined) {
+        // The rest only, or nothing: a server that answers a range with the whole file (200) cannot resume.
+        const { status, contentRange } = t.client.last ?? {};
+        if (status !== 206 || !contentRange?.startsWith(`bytes ${resumedFrom}-`)) {
+          throw new PaceFileError(
+            `${what}: the transfer broke off after ${bytes} of ${file.size} bytes, and the server does not resume ` +
+              `a transfer (it answered the rest with ${status === 206 ? `bytes ${contentRange}` : `status ${status}`}); ` +
+              'nothing was cached',
+          );
+        }
+        resumedFrom = undefined;
       }
       if (chunk.done) break;
       bytes += chunk.value.byteLength;

@@ -14,8 +14,11 @@ export interface FakeRepo {
   token?: string;
 }
 
-/** A fault the CDN injects into the full transfer of one blob (by its SHA-256). */
-export type Fault = 'truncate' | 'corrupt' | 'stall' | 'drip' | 'refuse' | 'flood' | 'unreachable';
+/**
+ * A fault the CDN injects into the full transfer of one blob (by its SHA-256); `truncate-always` into the requests
+ * for a part of it too (each sends half of what it announces, then drops the connection).
+ */
+export type Fault = 'truncate' | 'truncate-always' | 'corrupt' | 'stall' | 'drip' | 'refuse' | 'flood' | 'unreachable';
 
 /** One request the fake Hub received. */
 export interface SeenRequest {
@@ -272,6 +275,18 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
       }
       // As the Hub's CDN answers: it says it caches.
       const cdnHeaders = { etag: '"cdn-etag"', 'x-cache': 'Hit from cloudfront' };
+      const part = /^bytes=(\d+)-(\d*)$/.exec(request.headers.range ?? '');
+      if (part && hub.faults.get(cdn[1]) === 'truncate-always' && !hub.ignoreRange) {
+        const start = Number(part[1]);
+        const end = Math.min(part[2] ? Number(part[2]) : data.length - 1, data.length - 1);
+        response.writeHead(206, {
+          'content-range': `bytes ${start}-${end}/${data.length}`,
+          'content-length': String(end - start + 1),
+        });
+        const half = data.subarray(start, start + Math.max(1, (end - start + 1) >> 1));
+        response.write(half, () => setTimeout(() => response.socket?.destroy(), 20));
+        return;
+      }
       if (request.headers.range) {
         sendBytes(request, response, data, cdnHeaders, hub.ignoreRange);
         return;
@@ -303,7 +318,7 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
         // the rest in 40 slices 25 ms apart (a second's transfer at its own pace)
         response.writeHead(200, { 'content-length': String(data.length) });
         response.write(data.subarray(0, data.length >> 1), () => {
-          if (fault === 'truncate') setTimeout(() => response.socket?.destroy(), 20);
+          if (fault === 'truncate' || fault === 'truncate-always') setTimeout(() => response.socket?.destroy(), 20);
           if (fault === 'drip') drip(response, data.subarray(data.length >> 1), 40, 25);
         });
       };
