@@ -656,6 +656,28 @@ describe('downloads', () => {
     expectNothingCached(cacheDir, 'models--test--tiny-vit');
   });
 
+  test("the CDN's refusal (403) is named as the CDN's, not blamed on the Hub's gate or the token", async () => {
+    // Bug (review): "access refused at <endpoint> ... may be gated or private: set HF_TOKEN", although the Hub had
+    // just described the file (access granted) and the CDN's host was never shown.
+    const cacheDir = freshCache();
+    hub.faults.set(sha256(tinyWeights), 'forbid');
+    try {
+      await expectFailure(
+        downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir, progress: false }),
+        PaceNetworkError,
+        new RegExp(
+          `^pretrained 'hf-hub:test/tiny-vit': model\\.safetensors of test/tiny-vit was refused at ` +
+            `http://localhost:\\d+ \\(HTTP 403\\), where ${hub.url.replace(/\./g, '\\.')} sent its download`,
+        ),
+      );
+      const error = await downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir }).catch((e) => e);
+      expect((error as Error).message).not.toMatch(/HF_TOKEN|gated/);
+    } finally {
+      hub.faults.clear();
+    }
+    expectNothingCached(cacheDir, 'models--test--tiny-vit');
+  });
+
   test("a cache that cannot be written is a write error naming the path, not the network's", async () => {
     // Bug: ENOSPC, EACCES or ENOTDIR from the cache's own disk came out as "cannot fetch ... from <endpoint>"
     // (a PaceNetworkError) or as a bare Node error without the model's name.

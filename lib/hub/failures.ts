@@ -33,9 +33,28 @@ export function rootCause(error: unknown): string {
     .join(': ');
 }
 
+/** The origin a file's answer came from when it is not the endpoint's: the CDN the Hub sent the download to. */
+function elsewhere(c: FailureContext): string | undefined {
+  if (!c.file || !c.last?.url) return undefined;
+  try {
+    const origin = new URL(c.last.url).origin;
+    return origin === new URL(c.endpoint).origin ? undefined : origin;
+  } catch {
+    return undefined;
+  }
+}
+
 function statusFailure(status: number, errorCode: string | undefined, detail: string, c: FailureContext): PaceError {
   const what = c.file ? `${c.file} of ${c.repo}` : c.repo;
-  const at = `${c.endpoint} (HTTP ${status}${errorCode ? `, ${errorCode}` : ''})`;
+  const cdn = elsewhere(c);
+  const at = `${cdn ?? c.endpoint} (HTTP ${status}${errorCode ? `, ${errorCode}` : ''})`;
+  if (cdn && (status === 401 || status === 403)) {
+    // The Hub described the file and sent the download on: the token and the repository's gate are not the cause.
+    return new PaceNetworkError(
+      `pretrained '${c.name}': ${what} was refused at ${at}, where ${c.endpoint} sent its download (a link ` +
+        'expired on the way, or a proxy between here and there refuses it); try again, or ask your network admin',
+    );
+  }
   const repoMissing = errorCode === 'RepoNotFound' || (status === 404 && !c.file && errorCode === undefined);
   if (errorCode === 'RevisionNotFound') {
     return new PaceNotFoundError(`pretrained '${c.name}': ${c.repo} has no revision '${c.revision}' at ${at}`);

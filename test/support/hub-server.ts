@@ -18,7 +18,8 @@ export interface FakeRepo {
  * A fault the CDN injects into the full transfer of one blob (by its SHA-256); `truncate-always` into the requests
  * for a part of it too (each sends half of what it announces, then drops the connection).
  */
-export type Fault = 'truncate' | 'truncate-always' | 'corrupt' | 'stall' | 'drip' | 'refuse' | 'flood' | 'unreachable';
+export type Fault =
+  'truncate' | 'truncate-always' | 'corrupt' | 'stall' | 'drip' | 'refuse' | 'forbid' | 'flood' | 'unreachable';
 
 /** One request the fake Hub received. */
 export interface SeenRequest {
@@ -300,6 +301,12 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
         if (fault === 'flood') {
           // an error page that never ends
           void flood(response, 503, 'text/html').then((sent) => hub.flooded.push(sent));
+          return;
+        }
+        if (fault === 'forbid') {
+          // a signed link that expired, or a proxy refusing the CDN's host
+          response.writeHead(403, { 'content-type': 'text/plain' });
+          response.end('forbidden');
           return;
         }
         if (fault === 'refuse') {
