@@ -472,6 +472,8 @@ describe('downloads', () => {
     const error = await expectFailure(
       downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir }),
       PaceNetworkError,
+      // (a pull in the same environment would be offline too)
+      /offline mode \(HF_HUB_OFFLINE\) forbids downloading it; run `pace pull .*` with network access and HF_HUB_OFFLINE unset first/,
     );
     expect(error.code).toBe('PACE_NETWORK');
     expect(hub.requests.length).toBe(before);
@@ -488,7 +490,10 @@ describe('downloads', () => {
       downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir, offline: true }),
       PaceNetworkError,
       /test\/tiny-vit's config\.json \(revision main\) is not in the cache .*, only its model\.safetensors/,
-      /run `pace pull hf-hub:test\/tiny-vit` with network access first \(it fetches the config alone\)$/,
+      new RegExp(
+        `offline mode \\(options\\.offline\\) forbids downloading it; run \`pace pull hf-hub:test/tiny-vit ` +
+          `--cache-dir ${cacheDir} --endpoint ${hub.url}\` with network access first \\(it fetches what is missing\\)$`,
+      ),
     );
     const pulled = await downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir });
     expect(fs.existsSync(pulled.configFile)).toBe(true);
@@ -1192,8 +1197,13 @@ test("the environment's paths and offline switch are read as huggingface_hub rea
     expect(hubSettings({}).token).toBe('hf_expanded');
     expect(hubSettings({}).offline).toBe(false);
     process.env.TRANSFORMERS_OFFLINE = '1';
-    expect(hubSettings({}).offline).toBe(true);
+    expect(hubSettings({})).toMatchObject({ offline: true, offlineFrom: 'TRANSFORMERS_OFFLINE' });
     expect(hubSettings({ offline: false }).offline).toBe(false);
+    // one value, as huggingface_hub's `HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE`: a 0 in the first keeps the Hub on
+    process.env.HF_HUB_OFFLINE = '0';
+    expect(hubSettings({}).offline).toBe(false);
+    process.env.HF_HUB_OFFLINE = '';
+    expect(hubSettings({}).offline).toBe(true);
   } finally {
     for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
     Object.assign(process.env, saved);

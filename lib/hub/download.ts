@@ -127,9 +127,21 @@ export async function downloadPretrained(
           `${WEIGHTS_FILE} (timm's Python fetches the weights alone for a named model; pace-peft reads the class ` +
           'count and preprocessing from the config)'
         : `${ref.repo} (revision ${revision}) is not in the cache ${settings.cacheDir}`;
+      // The pull that fetches what is missing into this cache, from this endpoint (the switch that made it offline off).
+      const pull = [
+        'pace',
+        'pull',
+        name,
+        ...(o.revision !== undefined && ref.revision === undefined ? ['--revision', revision] : []),
+        ...(o.cacheDir !== undefined ? ['--cache-dir', settings.cacheDir] : []),
+        ...(o.endpoint !== undefined ? ['--endpoint', settings.endpoint] : []),
+      ]
+        .map(shellWord)
+        .join(' ');
+      const unset = settings.offlineFrom === 'options.offline' ? '' : ` and ${settings.offlineFrom} unset`;
       throw new PaceNetworkError(
-        `pretrained '${name}': ${missing}, and offline mode (HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE or options.offline) forbids downloading ` +
-          `it; run \`pace pull ${name}\` with network access first${configMissing ? ' (it fetches the config alone)' : ''}`,
+        `pretrained '${name}': ${missing}, and offline mode (${settings.offlineFrom}) forbids downloading it; run ` +
+          `\`${pull}\` with network access${unset} first (it fetches what is missing)`,
       );
     }
     if (settings.token !== undefined && !settings.token.startsWith('hf_')) {
@@ -253,4 +265,9 @@ async function fetchIntoCache(
     throw fail(error);
   }
   return { commit, found };
+}
+
+/** `word` as a shell reads it back: as it is when plain, else in single quotes. */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }

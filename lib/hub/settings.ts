@@ -14,6 +14,8 @@ export interface HubSettings {
   cacheDir: string;
   /** Cache only: no request is made. */
   offline: boolean;
+  /** What made it offline: `options.offline`, `HF_HUB_OFFLINE` or `TRANSFORMERS_OFFLINE`. */
+  offlineFrom?: string;
 }
 
 /** The settings options may override. */
@@ -147,7 +149,10 @@ export function hubSettings(options: HubSettingsOptions): HubSettings {
         : DEFAULT_HUB_ENDPOINT;
   const token = checkedToken(givenToken(options, env));
   const cacheDir = options.cacheDir !== undefined ? path.resolve(options.cacheDir) : hubCache(env);
-  // As huggingface_hub: transformers' own switch turns the Hub off too.
-  const offline = options.offline ?? (isTrue(env.HF_HUB_OFFLINE) || isTrue(env.TRANSFORMERS_OFFLINE));
-  return { endpoint, token, cacheDir, offline };
+  // As huggingface_hub (`HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE`, one value): transformers' own switch turns the
+  // Hub off too, unless HF_HUB_OFFLINE is set to something (a 0 keeps it on).
+  const switchName = nonEmpty(env.HF_HUB_OFFLINE) !== undefined ? 'HF_HUB_OFFLINE' : 'TRANSFORMERS_OFFLINE';
+  const offlineFrom = options.offline !== undefined ? 'options.offline' : switchName;
+  const offline = options.offline ?? isTrue(env[switchName]);
+  return { endpoint, token, cacheDir, offline, ...(offline && { offlineFrom }) };
 }
