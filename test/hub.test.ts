@@ -1004,43 +1004,54 @@ describe('downloads', () => {
     );
   });
 
-  test('pace pull stopped by SIGINT ends its transfer, leaves no partial file and exits 130', async () => {
-    // Bug: the signal ended the process at once, leaving the partial download in .incomplete.
-    const cacheDir = freshCache();
-    hub.faults.set(sha256(tinyWeights), 'stall'); // half the bytes, then silence: the transfer is in progress
-    const incomplete = path.join(cacheDir, 'models--test--tiny-vit', '.incomplete');
-    const pull = spawn(
-      process.execPath,
-      [
-        path.join(repoRoot, 'dist', 'cli.js'),
-        'pull',
-        `hf-hub:${tinyRepo}`,
-        '--endpoint',
-        hub.url,
-        '--cache-dir',
-        cacheDir,
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let output = '';
-    pull.stdout.on('data', (chunk) => (output += chunk));
-    pull.stderr.on('data', (chunk) => (output += chunk));
-    const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
-      pull.on('close', (code, signal) => resolve([code, signal])),
-    );
-    const partial = () =>
-      fs.existsSync(incomplete) &&
-      fs
-        .readdirSync(incomplete)
-        .some((name) => !name.includes('.lock') && fs.statSync(path.join(incomplete, name)).size > 0);
-    for (let waited = 0; !partial() && waited < 400; waited++) await new Promise((r) => setTimeout(r, 25));
-    expect(partial()).toBe(true);
-    pull.kill('SIGINT');
-    expect(await exited).toEqual([130, null]);
-    expect(output).toContain(`pull of hf-hub:${tinyRepo} interrupted by SIGINT: the file in transfer was not cached`);
-    expect(fs.readdirSync(incomplete)).toEqual([]);
-    expect(fs.existsSync(path.join(cacheDir, 'models--test--tiny-vit', 'blobs', sha256(tinyWeights)))).toBe(false);
-  });
+  test.each([[''], ['--json']])(
+    'pace pull %s stopped by SIGINT ends its transfer, leaves no partial file and exits 130',
+    async (json) => {
+      // Bug: the signal ended the process at once, leaving the partial download in .incomplete. (And with --json it
+      // said so in plain text.)
+      const cacheDir = freshCache();
+      hub.faults.set(sha256(tinyWeights), 'stall'); // half the bytes, then silence: the transfer is in progress
+      const incomplete = path.join(cacheDir, 'models--test--tiny-vit', '.incomplete');
+      const pull = spawn(
+        process.execPath,
+        [
+          path.join(repoRoot, 'dist', 'cli.js'),
+          'pull',
+          `hf-hub:${tinyRepo}`,
+          '--endpoint',
+          hub.url,
+          '--cache-dir',
+          cacheDir,
+          ...(json ? [json] : []),
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let output = '';
+      pull.stdout.on('data', (chunk) => (output += chunk));
+      pull.stderr.on('data', (chunk) => (output += chunk));
+      const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+        pull.on('close', (code, signal) => resolve([code, signal])),
+      );
+      const partial = () =>
+        fs.existsSync(incomplete) &&
+        fs
+          .readdirSync(incomplete)
+          .some((name) => !name.includes('.lock') && fs.statSync(path.join(incomplete, name)).size > 0);
+      for (let waited = 0; !partial() && waited < 400; waited++) await new Promise((r) => setTimeout(r, 25));
+      expect(partial()).toBe(true);
+      pull.kill('SIGINT');
+      expect(await exited).toEqual([130, null]);
+      if (json) {
+        expect(JSON.parse(output)).toEqual({ name: `hf-hub:${tinyRepo}`, interrupted: 'SIGINT' });
+      } else {
+        expect(output).toContain(
+          `pull of hf-hub:${tinyRepo} interrupted by SIGINT: the file in transfer was not cached`,
+        );
+      }
+      expect(fs.readdirSync(incomplete)).toEqual([]);
+      expect(fs.existsSync(path.join(cacheDir, 'models--test--tiny-vit', 'blobs', sha256(tinyWeights)))).toBe(false);
+    },
+  );
 
   test('a stop between opening the transfer and its first read ends it cleanly, not by an unhandled rejection', () => {
     // Bug: pace pull stopped by SIGINT just as the transfer opened exited 1 with an UnhandledPromiseRejection

@@ -63,8 +63,11 @@ export const pullCommand: Command = {
       });
     } catch (error) {
       if (!stop.signal.aborted || error !== stop.signal.reason) throw error;
+      const reason = String(stop.signal.reason);
       out(
-        `pull of ${positionals[0]} interrupted by ${String(stop.signal.reason)}: the file in transfer was not cached`,
+        values.json
+          ? JSON.stringify({ name: positionals[0], interrupted: reason }, null, 2)
+          : `pull of ${positionals[0]} interrupted by ${reason}: the file in transfer was not cached`,
       );
       return stop.exitCode() as number;
     }
