@@ -754,6 +754,31 @@ describe('downloads', () => {
     expect(cdn.map((r) => r.range)).toEqual([undefined, `bytes=${tinyWeights.length >> 1}-${tinyWeights.length - 1}`]);
   });
 
+  test('a resume refused (403) is said as the refusal; a body cut after its last byte needs no resume', async () => {
+    // Bugs (review): the refused resume was tried five times (15 s) and then called a broken-off transfer; a body
+    // whose every byte had come asked for the bytes after the last, five times.
+    const cacheDir = freshCache();
+    const before = hub.requests.length;
+    hub.faults.set(sha256(tinyWeights), 'truncate-then-forbid');
+    try {
+      await expectFailure(
+        downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir, progress: false }),
+        PaceNetworkError,
+        /model\.safetensors of test\/tiny-vit was refused at http:\/\/localhost:\d+ \(HTTP 403\)/,
+      );
+      const ranged = hub.requests.slice(before).filter((r) => r.path.startsWith('/cdn/') && r.range !== undefined);
+      expect(ranged).toHaveLength(1);
+      expectNothingCached(cacheDir, 'models--test--tiny-vit');
+      hub.faults.set(sha256(tinyWeights), 'cut-at-end');
+      const cut = hub.requests.length;
+      const weights = await downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir, progress: false });
+      expect(sha256(fs.readFileSync(weights.file))).toBe(sha256(tinyWeights));
+      expect(hub.requests.slice(cut).filter((r) => r.range !== undefined)).toEqual([]);
+    } finally {
+      hub.faults.clear();
+    }
+  });
+
   test('a server that dies on every try: given up after five resumes, nothing half-written in the cache', async () => {
     const cacheDir = freshCache();
     hub.faults.set(sha256(tinyWeights), 'truncate-always');
@@ -1210,6 +1235,11 @@ test("the environment's paths and offline switch are read as huggingface_hub rea
     process.env.TRANSFORMERS_OFFLINE = '1';
     expect(hubSettings({})).toMatchObject({ offline: true, offlineFrom: 'TRANSFORMERS_OFFLINE' });
     expect(hubSettings({ offline: false }).offline).toBe(false);
+    // the switch the environment holds is kept for the hint (a pull in it is offline too)
+    expect(hubSettings({ offline: true })).toMatchObject({
+      offlineFrom: 'options.offline',
+      offlineInEnvironment: 'TRANSFORMERS_OFFLINE',
+    });
     // one value, as huggingface_hub's `HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE`: a 0 in the first keeps the Hub on
     process.env.HF_HUB_OFFLINE = '0';
     expect(hubSettings({}).offline).toBe(false);

@@ -138,7 +138,8 @@ export async function downloadPretrained(
       ]
         .map(shellWord)
         .join(' ');
-      const unset = settings.offlineFrom === 'options.offline' ? '' : ` and ${settings.offlineFrom} unset`;
+      // (a pull in the same environment is offline too, whatever made this call so)
+      const unset = settings.offlineInEnvironment ? ` and ${settings.offlineInEnvironment} unset` : '';
       throw new PaceNetworkError(
         `pretrained '${name}': ${missing}, and offline mode (${settings.offlineFrom}) forbids downloading it; run ` +
           `\`${pull}\` with network access${unset} first (it fetches what is missing)`,

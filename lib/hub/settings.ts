@@ -16,6 +16,8 @@ export interface HubSettings {
   offline: boolean;
   /** What made it offline: `options.offline`, `HF_HUB_OFFLINE` or `TRANSFORMERS_OFFLINE`. */
   offlineFrom?: string;
+  /** The environment's switch that asks for offline mode, if one does (whatever the options say). */
+  offlineInEnvironment?: string;
 }
 
 /** The settings options may override. */
@@ -153,6 +155,14 @@ export function hubSettings(options: HubSettingsOptions): HubSettings {
   // Hub off too, unless HF_HUB_OFFLINE is set to something (a 0 keeps it on).
   const switchName = nonEmpty(env.HF_HUB_OFFLINE) !== undefined ? 'HF_HUB_OFFLINE' : 'TRANSFORMERS_OFFLINE';
   const offlineFrom = options.offline !== undefined ? 'options.offline' : switchName;
-  const offline = options.offline ?? isTrue(env[switchName]);
-  return { endpoint, token, cacheDir, offline, ...(offline && { offlineFrom }) };
+  const inEnvironment = isTrue(env[switchName]);
+  const offline = options.offline ?? inEnvironment;
+  return {
+    endpoint,
+    token,
+    cacheDir,
+    offline,
+    ...(offline && { offlineFrom }),
+    ...(inEnvironment && { offlineInEnvironment: switchName }),
+  };
 }

@@ -233,7 +233,11 @@ export async function transferToCache(t: Transfer): Promise<void> {
           const why = rootCause(t.client.failure ?? error) || 'connection lost';
           throw new PaceNetworkError(`${what}: no bytes arrived (${why})`, { cause: t.client.failure ?? error });
         }
-        const why = rootCause(error) || 'connection lost';
+        // Every byte came before the connection went (a chunked body cut before its end): the checks decide.
+        if (bytes === file.size) break;
+        // A resumed request refused (an expired link, a file gone): said as the refusal it is, not retried.
+        if (resumedFrom !== undefined && (t.client.last?.status ?? 0) >= 400) throw error;
+        const why = rootCause(t.client.failure ?? error) || 'connection lost';
         if (resumes < RESUME_WAITS_MS.length) {
           // Taken up where it stopped, the bytes so far kept (and hashed) as they are.
           await reader.cancel().catch(() => {});
@@ -257,7 +261,7 @@ export async function transferToCache(t: Transfer): Promise<void> {
         if (status !== 206 || !contentRange?.startsWith(`bytes ${resumedFrom}-`)) {
           throw new PaceFileError(
             `${what}: the transfer broke off after ${bytes} of ${file.size} bytes, and the server does not resume ` +
-              `a transfer (it answered the rest with ${status === 206 ? `bytes ${contentRange}` : `status ${status}`}); ` +
+              `a transfer (it answered the rest with ${status === 206 ? (contentRange ?? 'no Content-Range') : `status ${status}`}); ` +
               'nothing was cached',
           );
         }

@@ -16,10 +16,21 @@ export interface FakeRepo {
 
 /**
  * A fault the CDN injects into the full transfer of one blob (by its SHA-256); `truncate-always` into the requests
- * for a part of it too (each sends half of what it announces, then drops the connection).
+ * for a part of it too (each sends half of what it announces, then drops the connection), `truncate-then-forbid`
+ * refuses them (403); `cut-at-end` sends every byte unannounced (chunked) and drops the connection before the end.
  */
 export type Fault =
-  'truncate' | 'truncate-always' | 'corrupt' | 'stall' | 'drip' | 'refuse' | 'forbid' | 'flood' | 'unreachable';
+  | 'truncate'
+  | 'truncate-always'
+  | 'truncate-then-forbid'
+  | 'cut-at-end'
+  | 'corrupt'
+  | 'stall'
+  | 'drip'
+  | 'refuse'
+  | 'forbid'
+  | 'flood'
+  | 'unreachable';
 
 /** One request the fake Hub received. */
 export interface SeenRequest {
@@ -288,6 +299,11 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
         response.write(half, () => setTimeout(() => response.socket?.destroy(), 20));
         return;
       }
+      if (part && hub.faults.get(cdn[1]) === 'truncate-then-forbid') {
+        response.writeHead(403, { 'content-type': 'text/plain' });
+        response.end('forbidden');
+        return;
+      }
       if (request.headers.range) {
         sendBytes(request, response, data, cdnHeaders, hub.ignoreRange);
         return;
@@ -301,6 +317,11 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
         if (fault === 'flood') {
           // an error page that never ends
           void flood(response, 503, 'text/html').then((sent) => hub.flooded.push(sent));
+          return;
+        }
+        if (fault === 'cut-at-end') {
+          response.writeHead(200, cdnHeaders);
+          response.write(data, () => setTimeout(() => response.socket?.destroy(), 20));
           return;
         }
         if (fault === 'forbid') {
@@ -325,7 +346,8 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
         // the rest in 40 slices 25 ms apart (a second's transfer at its own pace)
         response.writeHead(200, { 'content-length': String(data.length) });
         response.write(data.subarray(0, data.length >> 1), () => {
-          if (fault === 'truncate' || fault === 'truncate-always') setTimeout(() => response.socket?.destroy(), 20);
+          if (fault === 'truncate' || fault === 'truncate-always' || fault === 'truncate-then-forbid')
+            setTimeout(() => response.socket?.destroy(), 20);
           if (fault === 'drip') drip(response, data.subarray(data.length >> 1), 40, 25);
         });
       };
