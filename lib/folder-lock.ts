@@ -289,7 +289,11 @@ function holdLock(
     } catch {
       // unreadable or unwritable for now: looked at again next time (the release finds a lasting failure)
     } finally {
-      fs.closeSync(fd);
+      try {
+        fs.closeSync(fd);
+      } catch {
+        // a network file system reports a failed write at close (the lock removed meanwhile): the next beat looks
+      }
     }
   }, timing.heartbeatSeconds * 1000);
   heartbeat.unref();
