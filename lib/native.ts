@@ -539,9 +539,11 @@ export function nativeAddon(): NativeAddon {
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     const checkout = fs.existsSync(path.join(packageRoot, 'native', 'core-tests')); // an installed package has none
-    // (the addon's own libtorch folder on LD_LIBRARY_PATH changes nothing)
+    // Only the folders searched before the addon's own libtorch folder, where LD_LIBRARY_PATH names that too.
     const ownDir = location.libDir;
-    const elsewhere = libtorchOnLoaderPath().filter((dir) => ownDir === undefined || !sameFolder(dir, ownDir));
+    const onPath = libtorchOnLoaderPath();
+    const own = ownDir === undefined ? -1 : onPath.findIndex((dir) => sameFolder(dir, ownDir));
+    const elsewhere = own < 0 ? onPath : onPath.slice(0, own);
     const hint = /libtorch|libc10|libtorch_cpu|undefined symbol/.test(reason)
       ? elsewhere.length > 0
         ? `LD_LIBRARY_PATH, searched before the addon's own libtorch, holds a libtorch in ${elsewhere.join(', ')}: ` +
