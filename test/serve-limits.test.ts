@@ -194,10 +194,12 @@ test('pace serve refuses every bad flag before serving, naming it; --help prints
     [['--top-k', '0'], '--top-k: Too small'],
     [['--batch-window-ms=-5'], '--batch-window-ms: Too small'],
     [['--headers-timeout-ms', '60000'], '--headers-timeout-ms: must not exceed the request timeout'],
+    // (a timeout given alone, under the default window, names both)
+    [['--timeout-ms', '5'], '--batch-window-ms: 5 ms must be shorter than the prediction timeout, 5 ms (timeoutMs'],
     // Bug: accepted, and every request arriving alone answered 504 after waiting out the window.
     [
       ['--batch-window-ms', '10000'],
-      '--batch-window-ms: must be shorter than the prediction timeout: a request alone would time out waiting',
+      '--batch-window-ms: 10000 ms must be shorter than the prediction timeout, 10000 ms (timeoutMs, --timeout-ms)',
     ],
     [['--decode', 'quick'], "--decode must be exact or fast, got 'quick'"],
     [['--port', '70000'], "--port must be an integer from 0 to 65535, got '70000'"],

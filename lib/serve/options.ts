@@ -74,9 +74,15 @@ export const ServeOptionsSchema = z
     message: 'must not exceed the request timeout',
   })
   // A request alone in its batch waits the whole window before its forward starts.
-  .refine((o) => o.batchWindowMs < o.timeoutMs, {
-    path: ['batchWindowMs'],
-    message: 'must be shorter than the prediction timeout: a request alone would time out waiting',
+  .superRefine((o, context) => {
+    if (o.batchWindowMs < o.timeoutMs) return;
+    context.addIssue({
+      code: 'custom',
+      path: ['batchWindowMs'],
+      message:
+        `${o.batchWindowMs} ms must be shorter than the prediction timeout, ${o.timeoutMs} ms (timeoutMs, ` +
+        '--timeout-ms): a request alone would time out waiting',
+    });
   });
 
 /** Options of {@link createInferenceServer} as given. */
