@@ -44,6 +44,9 @@ function expectedHash(file: RemoteFile): { hash: crypto.Hash; expected: string; 
  */
 export const RESUME_WAITS_MS = [500, 1_000, 2_000, 4_000, 8_000];
 
+/** The stalls that were silence (not a slow pace): the connection may be dead, and another one asked. */
+const silences = new WeakSet<object>();
+
 /** Waits `ms`; the signal's reason when it stops first. */
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -114,7 +117,9 @@ class PacedReader {
       const now = performance.now();
       const waiting = now - this.#waitingSince;
       if (waiting >= this.stallMs) {
-        throw new PaceNetworkError(`${describe()}: no data for ${this.stallMs / 1000} s`);
+        const silence = new PaceNetworkError(`${describe()}: no data for ${this.stallMs / 1000} s`);
+        silences.add(silence);
+        throw silence;
       }
       const waited = this.#waitedBefore + waiting;
       if (waited - this.#windowStart >= this.stallMs) this.#endWindow(describe, waited);
@@ -195,8 +200,8 @@ async function checkRoomFor(size: number, folder: string, what: string): Promise
  * failure removes the temporary file, so `blobs/` only ever holds complete, verified files. Processes fetching the
  * same file take turns on its lock first (RepoCache.holdBlobTransfer); were two to write it anyway, each writes its
  * own temporary file, and the second rename replaces the first's copy with an identical one. A transfer stopped by
- * its signal removes its temporary file the same way. A connection that breaks off is asked for the rest (see
- * {@link RESUME_WAITS_MS}); a stall is not (the server that went silent is the one that would be asked).
+ * its signal removes its temporary file the same way. A connection that breaks off or goes silent is asked for
+ * the rest (see {@link RESUME_WAITS_MS}); one slower than the minimum pace is not.
  */
 export async function transferToCache(t: Transfer): Promise<void> {
   const { file, name } = t;
@@ -226,7 +231,9 @@ export async function transferToCache(t: Transfer): Promise<void> {
         const stalled = () => `${what}: stalled after ${bytes} of ${file.size} bytes`;
         chunk = await paced.read(stalled);
       } catch (error) {
-        if (error instanceof PaceNetworkError || t.signal?.aborted) throw error;
+        // A silent connection is asked again, as huggingface_hub resumes after a read timeout; a slow one is not.
+        const silent = silences.has(error as object) && bytes > 0;
+        if ((error instanceof PaceNetworkError && !silent) || t.signal?.aborted) throw error;
         // Nothing came: the server refused the transfer (the Hub's failure names its HTTP status) or never answered.
         if (bytes === 0 && (t.client.last?.status ?? 0) >= 400) throw error;
         if (bytes === 0) {
@@ -236,8 +243,7 @@ export async function transferToCache(t: Transfer): Promise<void> {
         // Every byte came before the connection went (a chunked body cut before its end): the checks decide.
         if (bytes === file.size) break;
         // A resumed request refused (an expired link, a file gone): said as the refusal it is, not retried.
-        if (resumedFrom !== undefined && (t.client.last?.status ?? 0) >= 400) throw error;
-        const why = rootCause(t.client.failure ?? error) || 'connection lost';
+        if (!silent && resumedFrom !== undefined && (t.client.last?.status ?? 0) >= 400) throw error;
         if (resumes < RESUME_WAITS_MS.length) {
           // Taken up where it stopped, the bytes so far kept (and hashed) as they are.
           await reader.cancel().catch(() => {});
@@ -250,6 +256,8 @@ export async function transferToCache(t: Transfer): Promise<void> {
           continue;
         }
         const tries = resumes > 0 ? `, resumed ${resumes} time${resumes > 1 ? 's' : ''}` : '';
+        if (silent) throw new PaceNetworkError(`${(error as Error).message} (${tries.slice(2)})`, { cause: error });
+        const why = rootCause(t.client.failure ?? error) || 'connection lost';
         throw new PaceFileError(
           `${what}: the transfer broke off after ${bytes} of ${file.size} bytes (${why}${tries}); nothing was cached`,
           { cause: error },

@@ -17,7 +17,8 @@ export interface FakeRepo {
 /**
  * A fault the CDN injects into the full transfer of one blob (by its SHA-256); `truncate-always` into the requests
  * for a part of it too (each sends half of what it announces, then drops the connection), `truncate-then-forbid`
- * refuses them (403); `cut-at-end` sends every byte unannounced (chunked) and drops the connection before the end.
+ * refuses them (403), `stall-always` stalls them too; `cut-at-end` sends every byte unannounced (chunked) and drops
+ * the connection before the end.
  */
 export type Fault =
   | 'truncate'
@@ -26,6 +27,7 @@ export type Fault =
   | 'cut-at-end'
   | 'corrupt'
   | 'stall'
+  | 'stall-always'
   | 'drip'
   | 'refuse'
   | 'forbid'
@@ -288,7 +290,8 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
       // As the Hub's CDN answers: it says it caches.
       const cdnHeaders = { etag: '"cdn-etag"', 'x-cache': 'Hit from cloudfront' };
       const part = /^bytes=(\d+)-(\d*)$/.exec(request.headers.range ?? '');
-      if (part && hub.faults.get(cdn[1]) === 'truncate-always' && !hub.ignoreRange) {
+      const partFault = hub.faults.get(cdn[1]);
+      if (part && (partFault === 'truncate-always' || partFault === 'stall-always') && !hub.ignoreRange) {
         const start = Number(part[1]);
         const end = Math.min(part[2] ? Number(part[2]) : data.length - 1, data.length - 1);
         response.writeHead(206, {
@@ -296,7 +299,9 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
           'content-length': String(end - start + 1),
         });
         const half = data.subarray(start, start + Math.max(1, (end - start + 1) >> 1));
-        response.write(half, () => setTimeout(() => response.socket?.destroy(), 20));
+        response.write(half, () => {
+          if (partFault === 'truncate-always') setTimeout(() => response.socket?.destroy(), 20);
+        });
         return;
       }
       if (part && hub.faults.get(cdn[1]) === 'truncate-then-forbid') {
