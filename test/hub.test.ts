@@ -754,6 +754,28 @@ describe('downloads', () => {
     expect(cdn.map((r) => r.range)).toEqual([undefined, `bytes=${tinyWeights.length >> 1}-${tinyWeights.length - 1}`]);
   });
 
+  test('a busy Hub (429) is asked again after the wait it names, as huggingface_hub backs off', async () => {
+    // Bug (review): a single 429 from a rate-limited Hub failed the download.
+    const cacheDir = freshCache();
+    hub.busyApi = 2; // the revision lookup, then its retry; the third try and paths-info are answered
+    const before = hub.requests.length;
+    try {
+      const weights = await downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir, progress: false });
+      expect(sha256(fs.readFileSync(weights.file))).toBe(sha256(tinyWeights));
+      const revisions = hub.requests.slice(before).filter((r) => r.path.includes('/revision/'));
+      expect(revisions).toHaveLength(3);
+      hub.busyApi = 100; // busy for good: given up after four more tries, naming the status
+      await expectFailure(
+        downloadPretrained(`hf-hub:${tinyRepo}`, { endpoint: hub.url, cacheDir: freshCache(), progress: false }),
+        PaceNetworkError,
+        /HTTP 429/,
+      );
+      expect(hub.busyApi).toBe(95);
+    } finally {
+      hub.busyApi = 0;
+    }
+  });
+
   test('a resume refused (403) is said as the refusal; a body cut after its last byte needs no resume', async () => {
     // Bugs (review): the refused resume was tried five times (15 s) and then called a broken-off transfer; a body
     // whose every byte had come asked for the bytes after the last, five times.

@@ -53,6 +53,42 @@ const HEX = /^[0-9a-f]+$/;
  */
 export const MAX_ANSWER_BYTES = 16 * 2 ** 20;
 
+/** How often a request answered 429 or 503 is asked again. */
+const BUSY_RETRIES = 4;
+/** The longest wait between two tries, whatever Retry-After says. */
+const MAX_BUSY_WAIT_MS = 30_000;
+
+/** The wait a busy answer asks for: its Retry-After (seconds or a date), else 1, 2, 4, 8 s. */
+function retryAfterMs(header: string | null, attempt: number): number {
+  const seconds = Number(header);
+  const asked =
+    header !== null && header.trim() !== '' && Number.isFinite(seconds)
+      ? seconds * 1000
+      : header !== null && !Number.isNaN(Date.parse(header))
+        ? Date.parse(header) - Date.now()
+        : 1000 * 2 ** attempt;
+  return Math.min(MAX_BUSY_WAIT_MS, Math.max(0, asked));
+}
+
+/** Waits `ms`, or rejects with the signal's reason once it stops. */
+export function waitOrStop(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const stop = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', stop);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', stop, { once: true });
+  });
+}
+
 /**
  * `response` with its body cut off after `limit` bytes: reading on fails with an error naming the URL, and `abort`
  * ends the request.
@@ -122,6 +158,18 @@ export class HubClient {
    * sends it on to a CDN it was redirected to when the CDN says it caches (`X-Cache`), and it is taken off there.
    */
   readonly fetch: typeof fetch = async (input, init) => {
+    // A busy Hub (429, or a 503 naming when to come back) is asked again after the wait it names (Retry-After),
+    // as huggingface_hub backs off.
+    for (let attempt = 0; ; attempt++) {
+      const response = await this.#fetchOnce(input, init);
+      const busy = response.status === 429 || (response.status === 503 && response.headers.get('retry-after') !== null);
+      if (!busy || attempt >= BUSY_RETRIES) return response;
+      await response.body?.cancel().catch(() => {});
+      await waitOrStop(retryAfterMs(response.headers.get('retry-after'), attempt), this.#stop);
+    }
+  };
+
+  readonly #fetchOnce: typeof fetch = async (input, init) => {
     const controller = new AbortController();
     const stalled = (what: string) => () => controller.abort(new Error(`no ${what} within ${this.#stallMs / 1000} s`));
     let timer = setTimeout(stalled('answer'), this.#stallMs);

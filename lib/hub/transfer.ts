@@ -6,7 +6,7 @@ import type { ReadableStreamDefaultReader, ReadableStreamReadResult } from 'node
 import { PaceFileError, PaceNetworkError, PaceNotFoundError, PaceWriteError } from '../errors';
 import { writeFailure } from '../files';
 import type { RepoCache } from './cache';
-import type { HubClient, RemoteFile } from './client';
+import { waitOrStop, type HubClient, type RemoteFile } from './client';
 import { rootCause } from './failures';
 import type { ProgressSink } from './progress';
 
@@ -46,25 +46,6 @@ export const RESUME_WAITS_MS = [500, 1_000, 2_000, 4_000, 8_000];
 
 /** The stalls that were silence (not a slow pace): the connection may be dead, and another one asked. */
 const silences = new WeakSet<object>();
-
-/** Waits `ms`; the signal's reason when it stops first. */
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const stop = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', stop);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', stop, { once: true });
-  });
-}
 
 /** `promise`'s value, `undefined` when `ms` pass first, the signal's reason when it stops first. */
 async function within<T>(promise: Promise<T>, ms: number, signal: AbortSignal | undefined): Promise<T | undefined> {
@@ -247,7 +228,7 @@ export async function transferToCache(t: Transfer): Promise<void> {
         if (resumes < RESUME_WAITS_MS.length) {
           // Taken up where it stopped, the bytes so far kept (and hashed) as they are.
           await reader.cancel().catch(() => {});
-          await sleep(RESUME_WAITS_MS[resumes++], t.signal);
+          await waitOrStop(RESUME_WAITS_MS[resumes++], t.signal);
           const rest = await t.client.open(t.repo, t.commit, file, bytes);
           if (!rest) throw new PaceNotFoundError(`${what} not found at commit ${t.commit}`);
           reader = rest.getReader();

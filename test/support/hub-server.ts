@@ -53,6 +53,8 @@ export interface FakeHub {
   barrier: number;
   /** The model API answers with its headers and the start of its JSON, then goes silent. */
   stallApi: boolean;
+  /** The next this-many model API requests are answered 429 (rate limited) with `Retry-After: 0`. */
+  busyApi: number;
   /** The model API answers with JSON that does not end (until 256 MiB, or until the client hangs up). */
   floodApi: boolean;
   /**
@@ -165,6 +167,7 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
     faults: new Map<string, Fault>(),
     barrier: 1,
     stallApi: false,
+    busyApi: 0,
     floodApi: false,
     ignoreRange: false,
     flooded: [] as number[],
@@ -207,6 +210,12 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
       }
       if (api && hub.floodApi) {
         void flood(response, 200, 'application/json').then((sent) => hub.flooded.push(sent));
+        return;
+      }
+      if (api && hub.busyApi > 0) {
+        hub.busyApi--;
+        response.writeHead(429, { 'retry-after': '0', 'content-type': 'text/plain' });
+        response.end('rate limited');
         return;
       }
       if (api && hub.stallApi) {
@@ -392,6 +401,12 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
     },
     get stallApi() {
       return hub.stallApi;
+    },
+    get busyApi() {
+      return hub.busyApi;
+    },
+    set busyApi(count: number) {
+      hub.busyApi = count;
     },
     set stallApi(stall: boolean) {
       hub.stallApi = stall;
