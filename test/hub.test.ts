@@ -52,6 +52,7 @@ const hubEnv = [
   'HUGGINGFACE_HUB_CACHE',
   'HF_TOKEN_PATH',
   'TRANSFORMERS_OFFLINE',
+  'HF_HUB_DISABLE_IMPLICIT_TOKEN',
 ];
 const savedEnv = Object.fromEntries(hubEnv.map((key) => [key, process.env[key]]));
 
@@ -1271,6 +1272,13 @@ test("the environment's paths and offline switch are read as huggingface_hub rea
     fs.writeFileSync(tokenFile, 'hf_expanded\n');
     process.env.HF_TOKEN_PATH = '$PACE_TEST_ROOT/expanded-token';
     expect(hubSettings({}).token).toBe('hf_expanded');
+    // only a token given in the call under HF_HUB_DISABLE_IMPLICIT_TOKEN (a login not sent to a mirror)
+    process.env.HF_HUB_DISABLE_IMPLICIT_TOKEN = '1';
+    process.env.HF_TOKEN = 'hf_from_environment';
+    expect(hubSettings({}).token).toBeUndefined();
+    expect(hubSettings({ token: 'hf_given' }).token).toBe('hf_given');
+    delete process.env.HF_HUB_DISABLE_IMPLICIT_TOKEN;
+    delete process.env.HF_TOKEN;
     expect(hubSettings({}).offline).toBe(false);
     process.env.TRANSFORMERS_OFFLINE = '1';
     expect(hubSettings({})).toMatchObject({ offline: true, offlineFrom: 'TRANSFORMERS_OFFLINE' });

@@ -26,7 +26,10 @@ export interface HubSettingsOptions {
   cacheDir?: string;
   /** The Hub's URL (default: `HF_ENDPOINT`, else https://huggingface.co). */
   endpoint?: string;
-  /** An access token (default: `HF_TOKEN`, else the token `huggingface-cli login` saved); `false` sends none. */
+  /**
+   * An access token (default: `HF_TOKEN`, else the token `huggingface-cli login` saved, unless
+   * `HF_HUB_DISABLE_IMPLICIT_TOKEN` is on); `false` sends none.
+   */
   token?: string | false;
   /** Use only the cache (default: `HF_HUB_OFFLINE` or `TRANSFORMERS_OFFLINE` set to 1, true, yes or on). */
   offline?: boolean;
@@ -120,12 +123,16 @@ function checkedToken(token: { value: string; source: string } | undefined): str
   return token?.value;
 }
 
-/** The token to send and where it came from: options, the environment, else the saved login; none for `false`. */
+/**
+ * The token to send and where it came from: options, the environment, else the saved login; none for `false`, and
+ * none but options.token under HF_HUB_DISABLE_IMPLICIT_TOKEN (as huggingface_hub sends only one passed explicitly).
+ */
 function givenToken(
   options: HubSettingsOptions,
   env: NodeJS.ProcessEnv,
 ): { value: string; source: string } | undefined {
   if (options.token === false) return undefined;
+  if (options.token === undefined && isTrue(env.HF_HUB_DISABLE_IMPLICIT_TOKEN)) return undefined;
   const sources: [string, string | undefined][] = [
     ['options.token', options.token],
     ['HF_TOKEN', env.HF_TOKEN],
