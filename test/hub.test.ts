@@ -879,7 +879,14 @@ describe('downloads', () => {
     const before = hub.requests.length;
     const waits = RESUME_WAITS_MS.splice(0, RESUME_WAITS_MS.length, 1, 1, 1, 1, 1); // (no waiting in between)
     try {
-      const options = { endpoint: hub.url, cacheDir, stallTimeoutMs: 300, progress: false as const };
+      // (a second of silence: a loaded machine's pauses are shorter; no minimum pace, which a slow drip would trip)
+      const options = {
+        endpoint: hub.url,
+        cacheDir,
+        stallTimeoutMs: 1000,
+        minBytesPerSecond: 0,
+        progress: false as const,
+      };
       const weights = await downloadPretrained(`hf-hub:${tinyRepo}`, options);
       expect(sha256(fs.readFileSync(weights.file))).toBe(sha256(tinyWeights));
       const ranges = hub.requests
@@ -892,7 +899,7 @@ describe('downloads', () => {
       await expectFailure(
         downloadPretrained(`hf-hub:${tinyRepo}`, { ...options, cacheDir: stalling }),
         PaceNetworkError,
-        /model\.safetensors of test\/tiny-vit: stalled after \d+ of \d+ bytes: no data for 0\.3 s \(resumed 5 times\)$/,
+        /model\.safetensors of test\/tiny-vit: stalled after \d+ of \d+ bytes: no data for 1 s \(resumed 5 times\)$/,
       );
       expectNothingCached(stalling, 'models--test--tiny-vit');
     } finally {

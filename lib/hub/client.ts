@@ -159,13 +159,18 @@ export class HubClient {
    */
   readonly fetch: typeof fetch = async (input, init) => {
     // A busy Hub (429, or a 503 naming when to come back) is asked again after the wait it names (Retry-After),
-    // as huggingface_hub backs off.
+    // as huggingface_hub backs off: API calls only, whose bodies (none, or JSON text) can be sent again. A file's
+    // transfer runs behind a stream whose reader counts the wait as the server's silence; its own resumes serve it.
+    const url = new URL(input instanceof Request ? input.url : input);
+    const resendable = !(input instanceof Request) && (init?.body == null || typeof init.body === 'string');
+    const retried = url.href.startsWith(this.#apiPrefix) && resendable;
     for (let attempt = 0; ; attempt++) {
       const response = await this.#fetchOnce(input, init);
       const busy = response.status === 429 || (response.status === 503 && response.headers.get('retry-after') !== null);
-      if (!busy || attempt >= BUSY_RETRIES) return response;
+      if (!busy || !retried || attempt >= BUSY_RETRIES) return response;
       await response.body?.cancel().catch(() => {});
-      await waitOrStop(retryAfterMs(response.headers.get('retry-after'), attempt), this.#stop);
+      await waitOrStop(retryAfterMs(response.headers.get('retry-after'), attempt), init?.signal ?? this.#stop);
+      this.last = undefined; // (a retry that gets no answer must not be described by this one)
     }
   };
 
