@@ -193,10 +193,14 @@ export async function transferToCache(t: Transfer): Promise<void> {
   // Before the transfer opens: a cache that cannot take the file would leave it open, paused mid-body.
   const temporary = await t.cache.temporaryPath(file.etag);
   await checkRoomFor(file.size, path.dirname(temporary), what);
-  const stream = await t.client.open(t.repo, t.commit, file);
-  if (!stream) throw new PaceNotFoundError(`${what} not found at commit ${t.commit}`);
-  let reader = stream.getReader();
-  let paced = new PacedReader(reader, t.stallMs, t.minBytesPerSecond, t.signal);
+  // The file's bytes from `from` on, read at the transfer's pace.
+  const openFrom = async (from: number) => {
+    const stream = await t.client.open(t.repo, t.commit, file, from);
+    if (!stream) throw new PaceNotFoundError(`${what} not found at commit ${t.commit}`);
+    const reader = stream.getReader();
+    return { reader, paced: new PacedReader(reader, t.stallMs, t.minBytesPerSecond, t.signal) };
+  };
+  let { reader, paced } = await openFrom(0);
   const { hash, expected, kind } = expectedHash(file);
   let handle: fs.promises.FileHandle | undefined;
   let bytes = 0;
@@ -229,10 +233,7 @@ export async function transferToCache(t: Transfer): Promise<void> {
           // Taken up where it stopped, the bytes so far kept (and hashed) as they are.
           await reader.cancel().catch(() => {});
           await waitOrStop(RESUME_WAITS_MS[resumes++], t.signal);
-          const rest = await t.client.open(t.repo, t.commit, file, bytes);
-          if (!rest) throw new PaceNotFoundError(`${what} not found at commit ${t.commit}`);
-          reader = rest.getReader();
-          paced = new PacedReader(reader, t.stallMs, t.minBytesPerSecond, t.signal);
+          ({ reader, paced } = await openFrom(bytes));
           resumedFrom = bytes;
           continue;
         }
