@@ -232,17 +232,16 @@ std::string agreeOnGroup(c10d::Store& store, const GroupOptions& options, const 
     heard = other;
     if (theirs != mine) verdict = differ(other, theirs);
   }
-  for (int other = 1; other < options.worldSize && verdict.empty(); ++other) {
-    // (said before the world size: there by now, unless the rank's pace-peft predates the requests)
-    if (!store.check({requestKey(other)}))
-      verdict = whoAmI(options) + ": rank " + std::to_string(other) + " runs another version of pace-peft (it " +
-                "made no backend request): run the same pace-peft on every rank";
-  }
   if (verdict.empty()) {
     try {
-      for (int other = 1; other < options.worldSize; ++other)
+      for (int other = 1; other < options.worldSize; ++other) {
+        // (said before the world size: there by now, unless the rank's pace-peft predates the requests)
+        if (!store.check({requestKey(other)}))
+          throw DistributedError("rank " + std::to_string(other) + " runs another version of pace-peft (it made " +
+                                 "no backend request): run the same pace-peft on every rank");
         requests.push_back(
             decodeRequest(fetch(requestKey(other), "no backend request from rank " + std::to_string(other))));
+      }
       verdict = agreed + agreedBackend(requests);
     } catch (const DistributedError& error) {
       verdict = whoAmI(options) + ": " + error.what();
