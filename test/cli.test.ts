@@ -1173,7 +1173,8 @@ test('pace pull downloads weights by name into the cache and prints where; pace 
       expect.stringContaining('--list names the known weights: it takes no --revision, --offline (only --json)'),
     ]);
     const list = await paceAsync(['pull', '--list'], env);
-    expect(list.stdout).toMatch(/^\* vit_base_patch16_224\.augreg_in21k +AugReg ImageNet-21k/m);
+    expect(list.stdout).toMatch(/^\* vit_base_patch16_224\.orig_in21k +.*the PACE paper's ViT-B\/16 ImageNet-21K/m);
+    expect(list.stdout).toMatch(/^  vit_base_patch16_224\.augreg_in21k +AugReg ImageNet-21k/m);
 
     // the same run from the file and from the name (offline: out of the cache) ends with the same adapters
     const run = (pretrained: string, runDir: string) => ({

@@ -221,10 +221,13 @@ const deprecatedNames: Readonly<Record<string, string>> = {
   swin_base_patch4_window12_384_in22k: 'swin_base_patch4_window12_384.ms_in22k',
 };
 
-/** The backbones the PACE paper fine-tunes, and what it calls them. */
+/**
+ * The backbones the PACE paper fine-tunes, and what it calls them. Its ViT-B/16 is Google's original ImageNet-21K
+ * release (the reference loads `ViT-B_16.npz`), which timm names `orig_in21k`; timm's deprecated
+ * `vit_base_patch16_224_in21k`, the name the reference creates the model by, stands for `augreg_in21k`, other weights.
+ */
 const paperWeights: Readonly<Record<string, string>> = {
-  'vit_base_patch16_224.augreg_in21k': 'ViT-B/16 ImageNet-21K',
-  'vit_base_patch16_224.orig_in21k': 'ViT-B/16 ImageNet-21K (the original release)',
+  'vit_base_patch16_224.orig_in21k': "ViT-B/16 ImageNet-21K (Google's ViT-B_16.npz)",
   'swin_base_patch4_window7_224.ms_in22k': 'Swin-B ImageNet-22K',
   'vit_base_patch16_clip_224.laion2b_ft_in12k': 'ViT-B/16 CLIP Laion-2B',
 };
