@@ -5,5 +5,6 @@ module.exports = {
   testMatch: ['**/*.test.ts'],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] },
   testTimeout: 120000,
+  globalSetup: '<rootDir>/test/support/clean-environment.js',
   reporters: ['default', '<rootDir>/test/support/summary-reporter.js'],
 };

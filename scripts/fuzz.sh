@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets of the native parsers with clang (address and undefined-behaviour sanitizers) and
-# runs each for a bounded time on the committed seed corpus. Usage: scripts/fuzz.sh [seconds per target]
+# runs each for a bounded time on the committed seed corpus. Usage: scripts/fuzz.sh [seconds per target] [seed]
+# A seed repeats libFuzzer's choices (npm test passes one, so that a run explores what the last one did, up to the
+# time limit); without one, each run explores afresh.
 # Exit 0: no crash; exit 1: a crash (its input is saved under build-fuzz/crashes/); exit 2: no clang/libFuzzer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-30}"
+seed_flag=()
+[ -n "${2:-}" ] && seed_flag=(-seed="$2")
 if ! command -v clang++ >/dev/null 2>&1; then
   echo "fuzz: clang++ is not installed (apt-get install clang libclang-rt-dev)" >&2
   exit 2
@@ -36,7 +40,7 @@ for target in safetensors npz; do
   mkdir -p "$corpus"
   cp -n native/fuzz/corpus/"$target"/* "$corpus"/ 2>/dev/null || true
   echo "fuzz: $target for ${seconds}s"
-  if ! TMPDIR="$scratch" ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 "$binary" -max_total_time="$seconds" -rss_limit_mb=4096 \
+  if ! TMPDIR="$scratch" ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 "$binary" -max_total_time="$seconds" "${seed_flag[@]}" -rss_limit_mb=4096 \
     -max_len=65536 -artifact_prefix="$out/crashes/$target-" -print_final_stats=1 "$corpus" 2>"$out/$target.log"; then
     echo "fuzz: $target CRASHED; see $out/$target.log and $out/crashes/" >&2
     tail -40 "$out/$target.log" >&2

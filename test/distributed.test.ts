@@ -1335,11 +1335,16 @@ describe('initDistributed', () => {
     // Bug: `torchrun --no-python --nproc-per-node 2 pace fit` (the README's) could not start: torchrun's agent
     // already listens on MASTER_PORT and says so (TORCHELASTIC_USE_AGENT_STORE=True), and rank 0 failed to host
     // its own store there. A process holding a store on the port stands in for the agent here.
+    // stdout alone is the group's JSON (libtorch may warn on stderr, e.g. of an address family the host lacks);
+    // 'close', not 'exit': the pipes may still hold output when the process has exited.
     const output = (child: ReturnType<typeof spawn>) => {
-      let text = '';
-      child.stdout!.on('data', (chunk: Buffer) => (text += chunk.toString()));
-      child.stderr!.on('data', (chunk: Buffer) => (text += chunk.toString()));
-      return new Promise<[number | null, string]>((resolve) => child.on('exit', (code) => resolve([code, text])));
+      let stdout = '';
+      let stderr = '';
+      child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      return new Promise<[number | null, string, string]>((resolve) =>
+        child.on('close', (code) => resolve([code, stdout, stderr])),
+      );
     };
     await onFreePort(async (port) => {
       const hostScript = `require(process.env.PACE_LIB).initDistributed({ rank: 0, worldSize: 1 }).then(
@@ -1350,7 +1355,8 @@ describe('initDistributed', () => {
         const agentExit = output(agent);
         const hosting = await Promise.race([
           new Promise<boolean>((resolve) => agent.stdout.on('data', (c: Buffer) => resolve(c.includes('hosting')))),
-          agentExit.then(([, text]) => {
+          agentExit.then(([, stdout, stderr]) => {
+            const text = stdout + stderr;
             if (portTakenIn(text, port)) throw new PortTaken();
             throw new Error(`the stand-in store did not start: ${text}`);
           }),
@@ -1372,8 +1378,11 @@ describe('initDistributed', () => {
             }),
           );
           const results = await Promise.all(ranks.map(output));
-          expect(results.map(([code]) => code)).toEqual([0, 0]);
-          expect(results.map(([, text]) => JSON.parse(text).rank)).toEqual([0, 1]);
+          expect(results.map(([code, , stderr]) => [code, code === 0 ? '' : stderr])).toEqual([
+            [0, ''],
+            [0, ''],
+          ]);
+          expect(results.map(([, stdout]) => JSON.parse(stdout).rank)).toEqual([0, 1]);
         }
       } finally {
         agent.kill('SIGKILL');

@@ -800,8 +800,11 @@ test('calls on the model from outside a running fit are refused at once, and the
   });
   await Promise.all(calls.map(attempt)); // right after the fit started
   const timer = setInterval(() => void attempt(calls[0]), 2); // and from timers while it runs
-  await running;
-  clearInterval(timer);
+  try {
+    await running;
+  } finally {
+    clearInterval(timer); // a failed fit must not leave it calling the model, and jest waiting
+  }
   expect(inCallbacks).toBe(3);
   expect(outcomes.length).toBeGreaterThanOrEqual(calls.length);
   for (const outcome of outcomes)

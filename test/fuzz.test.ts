@@ -17,7 +17,9 @@ testIf(hasClang, 'no clang++ on the PATH; scripts/bootstrap.sh installs clang')(
     const scratch = makeTempDir('fuzz');
     const inTmp = () => new Set(fs.readdirSync('/tmp').filter((name) => name.startsWith('pace-fuzz-')));
     const before = inTmp();
-    const run = spawnSync('bash', [path.join(repoRoot, 'scripts', 'fuzz.sh'), '25'], {
+    // A fixed seed: a crash the fuzzer has yet to reach would otherwise turn up in one run in many, failing a
+    // change that has nothing to do with it (a longer, unseeded `scripts/fuzz.sh 600` is the search for them).
+    const run = spawnSync('bash', [path.join(repoRoot, 'scripts', 'fuzz.sh'), '25', '20261205'], {
       cwd: repoRoot,
       encoding: 'utf8',
       env: { ...process.env, TMPDIR: scratch.dir },

@@ -42,6 +42,10 @@ test('a wait for another process transferring the blob is said once, after 10 s,
     let settled = false;
     const waiter = cache.holdBlobTransfer(etag, undefined, (why) => said.push(why));
     void waiter.then(() => (settled = true));
+    // The waiter sets its timers after real file-system work (mkdir, the lock's read): advancing the fake clock
+    // before then would move time past nothing.
+    for (let i = 0; jest.getTimerCount() === 0 && i < 2_000; i++) await fs.promises.stat(temp.dir);
+    expect(jest.getTimerCount()).toBeGreaterThan(0);
     await jest.advanceTimersByTimeAsync(BLOB_WAIT_SAID_MS - 500);
     expect(said).toEqual([]);
     await jest.advanceTimersByTimeAsync(20_000);

@@ -800,7 +800,7 @@ describe("a CMYK JPEG decodes to the RGB of Pillow's convert('RGB'), not through
     // The shortest longest-gap of up to three decodes: one GC pause (the decode makes 112 MB of buffers) or one
     // time slice lost to a loaded machine does not decide it; a loop on the event loop holds it in every decode.
     let longest = Infinity;
-    for (let attempt = 0; attempt < 3 && longest >= 200; attempt++) {
+    for (let attempt = 0; attempt < 3 && longest >= 300; attempt++) {
       const { result, elapsed, gaps } = await watchEventLoop(() => decodeWhole(photo));
       expect([result.width, result.height]).toEqual([4000, 4000]);
       longest = Math.min(longest, Math.max(...gaps));
@@ -808,7 +808,7 @@ describe("a CMYK JPEG decodes to the RGB of Pillow's convert('RGB'), not through
         `a 16 MP CMYK JPEG decoded in ${elapsed.toFixed(0)} ms; the event loop's longest gap ${Math.max(...gaps).toFixed(0)} ms`,
       );
     }
-    expect(longest).toBeLessThan(200); // about 20 ms here, against 440 before
+    expect(longest).toBeLessThan(300); // about 20 ms here, against 440 before
   });
 
   test("loaded for training and served fast, the stored pixels are Pillow's resize of Pillow's RGB", async () => {

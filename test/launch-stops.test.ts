@@ -32,16 +32,24 @@ const markReady = "require('fs').writeFileSync(require('path').join(process.argv
 
 /**
  * A script in which rank 0 exits with `zeroCode` and rank 1, 300 ms after rank 0 has (counted from a mark rank 0
- * leaves as it exits, not from start-up, which may differ by more between the two), with `oneCode`.
+ * leaves as it exits, not from start-up, which may differ by more between the two), with `oneCode`. Rank 0 exits
+ * only once rank 1 is running: the launcher's grace period starts at rank 0's exit, and a rank 1 still starting
+ * on a loaded machine would spend it before it could count its 300 ms.
  */
 const exitsInTurn = (zeroCode: number, oneCode: number) => `const fs = require('fs');
-  const mark = require('path').join(process.argv[1], 'zero-exits');
+  const path = require('path');
+  const mark = path.join(process.argv[1], 'zero-exits');
+  const oneRuns = path.join(process.argv[1], 'one-runs');
+  const poll = (done, then) => (done() ? then() : setTimeout(() => poll(done, then), 10));
   if (process.env.RANK === '0') {
-    fs.writeFileSync(mark, '');
-    process.exit(${zeroCode});
-  }
-  const wait = () => (fs.existsSync(mark) ? setTimeout(() => process.exit(${oneCode}), 300) : setTimeout(wait, 10));
-  wait();`;
+    poll(() => fs.existsSync(oneRuns), () => {
+      fs.writeFileSync(mark, '');
+      process.exit(${zeroCode});
+    });
+  } else {
+    fs.writeFileSync(oneRuns, '');
+    poll(() => fs.existsSync(mark), () => setTimeout(() => process.exit(${oneCode}), 300));
+  }`;
 
 test('ranks that stop with the others (an interrupt on another node) end the launch as stopped, not failed', async () => {
   // Bug: a rank exiting 130 after an agreed stop was reported as a failure by a launcher that was not interrupted.

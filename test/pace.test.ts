@@ -341,7 +341,9 @@ describe('merging', () => {
     // with "Key 'layers.1.downsample.reduction.bias' is not defined").
     using again = await reloaded.merged();
     using againLogits = await again.forward(io.input);
-    expect(relativeError(againLogits, io.eval_logits)).toBeLessThan(1e-6);
+    // Merging a model without adapters changes nothing: the same sums in the same order (the reference's own
+    // tolerance is the 1e-4 above, which another CPU's BLAS kernels may use more of).
+    expect(relativeError(againLogits, logits)).toBeLessThan(1e-6);
     reloaded.addAdapters({ type: 'loraadd_vptadd', rank: 2 });
     using adaptedLogits = await reloaded.forward(io.input);
     const second = path.join(temp.dir, 'merged-swin-again.safetensors');

@@ -137,10 +137,10 @@ test('a client sending one byte a second is cut at the configured request and he
     ]);
     console.log(`slow body cut after ${body.ms.toFixed(0)} ms, slow headers after ${headers.ms.toFixed(0)} ms`);
     expect(body.ms).toBeGreaterThanOrEqual(3900);
-    expect(body.ms).toBeLessThan(4000 + 1500); // the timeout plus Node's check interval (250 ms here), with room
+    expect(body.ms).toBeLessThan(4000 + 3000); // the timeout plus Node's check interval (250 ms here), with room
     expect(body.answer).toMatch(/^HTTP\/1\.1 408/);
     expect(headers.ms).toBeGreaterThanOrEqual(900);
-    expect(headers.ms).toBeLessThan(1000 + 1500);
+    expect(headers.ms).toBeLessThan(1000 + 3000);
     expect(headers.answer).toMatch(/^HTTP\/1\.1 408/);
   } finally {
     await close();
