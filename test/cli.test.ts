@@ -1174,7 +1174,7 @@ test('pace pull downloads weights by name into the cache and prints where; pace 
     ]);
     const list = await paceAsync(['pull', '--list'], env);
     expect(list.stdout).toMatch(/^\* vit_base_patch16_224\.orig_in21k +.*the PACE paper's ViT-B\/16 ImageNet-21K/m);
-    expect(list.stdout).toMatch(/^  vit_base_patch16_224\.augreg_in21k +AugReg ImageNet-21k/m);
+    expect(list.stdout).toMatch(/^ {2}vit_base_patch16_224\.augreg_in21k +AugReg ImageNet-21k/m);
 
     // the same run from the file and from the name (offline: out of the cache) ends with the same adapters
     const run = (pretrained: string, runDir: string) => ({
