@@ -70,7 +70,17 @@ function installInto(name: string, tarballs: string[], env: NodeJS.ProcessEnv = 
   const started = performance.now();
   const result = run(
     'npm',
-    ['install', '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts', ...tarballs],
+    // The dependencies' metadata may come from the registry (npm ci cached only their tarballs): retried more
+    // than npm's default twice, so that one slow answer does not fail the suite.
+    [
+      'install',
+      '--prefer-offline',
+      '--fetch-retries=5',
+      '--no-audit',
+      '--no-fund',
+      '--foreground-scripts',
+      ...tarballs,
+    ],
     {
       cwd: dir,
       env,
@@ -172,7 +182,7 @@ test('with the prebuilt binary, the install compiles nothing (no cmake or compil
   // is the one opened there (the loader also tries the link's path when the link is broken, then finds the
   // system's copy; its "trying file" lines alone could not tell).
   expect(smokeRun.stderr).toMatch(new RegExp(`calling init: .*${escaped(built.name)}/libtorch/libc10\\.so`));
-});
+}, 600_000);
 
 test('a binary for another libtorch and a binary that fails its test-load are skipped, naming why; the source build takes over', () => {
   const install = installInto('source', [mainTarball, otherSeriesBinary, broken]);
@@ -200,4 +210,4 @@ test('with no usable binary and no compiler, the install fails saying what it fo
   expect(install.output).toContain(`Found libtorch ${built.series}`);
   expect(install.output).toContain(`Skipped ${built.other}: it is built for libtorch ${built.otherVersion}`);
   expect(install.output).toContain('PACE_BUILD_FROM_SOURCE=1 npm rebuild pace-peft');
-});
+}, 600_000);
