@@ -185,6 +185,7 @@ test('earlyStopping on val_acc stops `patience` evaluations after the best one a
   const final = await adapterBytes(model, 'es-final');
   expect(final.equals(saved.get(bestEpoch) as Buffer)).toBe(true);
   expect(final.equals(saved.get(stopEpoch) as Buffer)).toBe(false);
+  expect(history.restored).toEqual({ epoch: bestEpoch });
 });
 
 test.each([1, 2])(
@@ -208,6 +209,7 @@ test.each([1, 2])(
     expect(firstWorse).toBeGreaterThan(0);
     expect(history.epochs.at(-1)?.epoch).toBe(measured[firstWorse].epoch);
     expect(history.stopReason).toBe('early-stopping');
+    expect(history.restored).toBeUndefined(); // restoreBest: false
   },
 );
 

@@ -16,12 +16,14 @@ import {
   type Callback,
   type EpochLogs,
   type FitControl,
+  type History,
 } from '../lib';
 import { fixturesDir, makeTempDir, repoRoot } from './support/paths';
 import { saveCheckpointWithDigest } from './support/checkpoint-digest';
 import { runFitChildUntil, type KillOutcome } from './support/kill-child';
 import { colourData, colourDataset, seededRandom, tinyVit } from './support/synthetic';
 import { runFit } from '../lib/train/fit';
+import { MARKED_BEST_FILE } from '../lib/train/marked-best';
 import type { NativeEpochResult, NativeTrainerHandle } from '../lib/native';
 import { mapTensorFile } from './support/tensor-files';
 import { sharedTinyModel } from './support/tiny-models';
@@ -829,7 +831,7 @@ describe('earlyStopping across a stop and a resume', () => {
     validation: held,
   } as const;
   const stopping = () => earlyStopping({ monitor: 'val_loss', patience: 2, minDelta: 0.02 });
-  let whole: { epochs: number[]; stopReason: string; weights: Buffer };
+  let whole: { epochs: number[]; stopReason: string; weights: Buffer; restored: History['restored'] };
 
   beforeAll(async () => {
     using model = await freshModel();
@@ -842,12 +844,14 @@ describe('earlyStopping across a stop and a resume', () => {
       epochs: history.epochs.map((e) => e.epoch),
       stopReason: history.stopReason,
       weights: await adapterBytes(model, 'early-whole'),
+      restored: history.restored,
     };
   });
 
   test('interrupted after any epoch and resumed, a run stops at the same epoch with the same weights', async () => {
     expect(whole.stopReason).toBe('early-stopping');
     expect(whole.epochs).toEqual([0, 1, 2, 3, 4]); // best at epoch 2, then two epochs without improvement
+    expect(whole.restored).toEqual({ epoch: 2 }); // the model holds epoch 2's state, and the history says so
     for (const stopAt of [1, 2, 3]) {
       const dir = path.join(temp.dir, `early-stopped-at-${stopAt}`);
       using first = await freshModel();
@@ -887,7 +891,19 @@ describe('earlyStopping across a stop and a resume', () => {
     expect(history.epochs.map((e) => e.epoch)).toEqual(whole.epochs);
     expect(trainer.iteration).toBe(firstTrainer.iteration); // the best state's step count (12), restored as then
     expect((await adapterBytes(model, 'early-finished')).equals(whole.weights)).toBe(true);
+    expect(history.restored).toEqual({ epoch: 2 });
     expect(fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')).toBe(metrics);
+    // Its marked state removed (as the message about a damaged one advises), the resume cannot restore epoch 2:
+    // the model holds the last checkpoint's state, and the history no longer claims a restore (it was silent).
+    fs.rmSync(path.join(dir, MARKED_BEST_FILE));
+    using unmarked = await freshModel();
+    const without = await new Trainer(unmarked, trainerOptions).fit(small, {
+      ...options,
+      resume: dir,
+      callbacks: [stopping()],
+    });
+    expect([without.stopReason, without.restored]).toEqual(['early-stopping', undefined]);
+    expect((await adapterBytes(unmarked, 'early-unmarked')).equals(whole.weights)).toBe(false);
   });
 
   test('a mark made on a continuation a resume abandons is never restored by a later resume', async () => {

@@ -105,6 +105,12 @@ export interface History {
    * the end of the epoch before). An abort during the epoch's evaluation: all its steps.
    */
   interrupted?: { epoch: number; steps: number; stepsPerEpoch: number };
+  /**
+   * The epoch whose end state a callback put back with `restoreBest` (`earlyStopping`'s) after the last steps:
+   * the model holds that epoch's weights, not the last epoch's. Absent when nothing was restored, also when
+   * `restoreBest` found no marked state (its run's mark was removed).
+   */
+  restored?: { epoch: number };
 }
 
 interface FitHost {
@@ -404,6 +410,7 @@ async function fitEpochs(
   const marks = await own(() => bestMarks(host.handle, folder?.dir, writer, startEpoch));
   let stopReason: string | undefined;
   let interrupted: History['interrupted'];
+  let restored: History['restored'];
   // The phase whose callbacks run, and (data-parallel) the error that ended it early: a markBest whose agreement
   // found the other ranks elsewhere, the phase's outcome then known to every rank.
   let callbackPhase: string | undefined;
@@ -433,7 +440,11 @@ async function fitEpochs(
       }
       await marks!.mark(history.length - 1);
     },
-    restoreBest: () => marks!.restore(),
+    restoreBest: async () => {
+      const epoch = await marks!.restore();
+      if (epoch !== undefined) restored = { epoch };
+      return epoch !== undefined;
+    },
     validating: validation !== undefined,
     testing: test !== undefined,
     diagnostics: o.diagnostics,
@@ -490,6 +501,7 @@ async function fitEpochs(
       // The rate in force for the epoch without a schedule (a callback may have set it).
       const fixedLr = schedule ? undefined : host.learningRate();
       bar?.start(stepsPerEpoch, 0, { epoch, loss: '-' });
+      restored = undefined; // the steps below move the model on from any state restored before
       let batchFailure: Failure | undefined;
       let settled = false;
       let delivered = 0; // steps of this epoch handed to onBatchEnd
@@ -646,7 +658,12 @@ async function fitEpochs(
     marks?.dispose();
     nativeAddon().releaseCachedMemory(); // the activations kept for the next step are not needed any more
   }
-  return { epochs: history, stopReason: stopReason ?? 'completed', ...(interrupted && { interrupted }) };
+  return {
+    epochs: history,
+    stopReason: stopReason ?? 'completed',
+    ...(interrupted && { interrupted }),
+    ...(restored && { restored }),
+  };
 }
 
 /**

@@ -13,8 +13,8 @@ export const MARKED_BEST_FILE = 'marked-best.safetensors';
 export interface BestMarks {
   /** Saves the trainer's state as the best one, as of the end of `epoch`. */
   mark(epoch: number): Promise<void>;
-  /** Restores the state marked last, in this fit or in the earlier fits of its run; false when none was. */
-  restore(): Promise<boolean>;
+  /** Restores the state marked last, in this fit or in the earlier fits of its run: its epoch, or undefined when none was. */
+  restore(): Promise<number | undefined>;
   /**
    * Removes a mark of the run's abandoned continuation (of this fit's start epoch or later), as the fit writes its
    * first checkpoint: a fit that ends before leaves the mark with the later epochs' checkpoints it belongs to.
@@ -56,6 +56,7 @@ export async function bestMarks(
   const kept = folder === undefined ? undefined : path.join(folder, MARKED_BEST_FILE);
   const epoch = kept === undefined ? undefined : await markedEpoch(kept);
   let restorable = epoch !== undefined && epoch < startEpoch ? kept : undefined;
+  let restorableEpoch = restorable === undefined ? undefined : epoch;
   // A damaged mark is refused now, as the fit resumes, not after its epochs have run.
   if (kept !== undefined && restorable !== undefined) {
     try {
@@ -77,6 +78,7 @@ export async function bestMarks(
       const file = target();
       await handle.saveState(file, { epoch: String(epoch) });
       restorable = file;
+      restorableEpoch = epoch;
       if (file === kept) abandoned = false; // replaced
     },
     forgetAbandoned: () => {
@@ -84,9 +86,9 @@ export async function bestMarks(
       abandoned = false;
     },
     restore: async () => {
-      if (restorable === undefined) return false;
+      if (restorable === undefined) return undefined;
       await handle.loadState(restorable);
-      return true;
+      return restorableEpoch;
     },
     dispose: () => {
       if (temporary !== undefined) fs.rmSync(temporary, { recursive: true, force: true });
