@@ -31,7 +31,8 @@ export function threads(): ThreadSettings {
 /**
  * How a noisy adapted linear of a PACE step is computed:
  * - `'auto'` (default): by shape, `'per-row'` for rows of at least 32 tokens (ViT at 224 has 197, a Swin window 49), else `'unfused'`;
- * - `'per-row'`: each sample (or window) multiplies its own weight W0 + diag(z)·ΔW, one GEMM's work instead of two;
+ * - `'per-row'`: each sample (or window) multiplies its own weight W0 + diag(z)·ΔW, one GEMM's work instead of two
+ *   (on the CPU; models on a GPU use `'stacked'` under this setting);
  * - `'stacked'`: one GEMM against [W0; ΔW], its element-wise work in one pass that also applies the GELU after
  *   fc1 and the residual add (with stochastic depth) after proj and fc2 ({@link setFusedEpilogues});
  * - `'unfused'`: the reference's two linears.

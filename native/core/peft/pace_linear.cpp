@@ -53,6 +53,8 @@ void buildRowWeight(at::Tensor& target, const at::Tensor& weight, const at::Tens
 // busy.
 void perRowProducts(at::Tensor& target, const at::Tensor& lhs, const at::Tensor& weight, const at::Tensor& deltaWeight,
                     const at::Tensor& multiplier, bool transposed) {
+  // Host loops read these tensors' memory (and a GPU's current stream is per thread): CPU tensors only.
+  TORCH_CHECK(weight.is_cpu() && lhs.is_cpu(), "paceLinear: per-row weights are built on the CPU only");
   const at::Tensor w0 = weight.contiguous(), delta = deltaWeight.contiguous(), z = multiplier.contiguous();
   const auto product = [&](at::Tensor& buffer, int64_t s) {
     buildRowWeight(buffer, w0, delta, z[s]);
@@ -232,6 +234,9 @@ at::Tensor paceLinear(const at::Tensor& input, const at::Tensor& weight, const a
     const int64_t tokens = rows == 0 ? 0 : input.numel() / (rows * in);
     strategy = choosePaceLinearStrategy(tokens, in, out, input.device().type());
   }
+  // Per-row weights are built by host loops over the rows: a CPU formulation. Asked for elsewhere (a process-wide
+  // setting, with models on both), the GPU's own formulation serves: the results agree up to rounding.
+  if (strategy == PaceLinearStrategy::PerRowWeight && !input.is_cpu()) strategy = PaceLinearStrategy::StackedWeight;
   if (strategy == PaceLinearStrategy::Unfused || input.numel() == 0)
     return epilogue.apply(unfusedPaceLinear(input, weight, bias, deltaWeight, shift, multiplier));
   // Under autocast the fused op computes in the autocast dtype, as the two linears it replaces would; its
