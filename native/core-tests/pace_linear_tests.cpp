@@ -319,8 +319,8 @@ void fusedOnCudaMatchesFloat64() {
     const auto [cpu, outputWeights, exact] = referenceFor(c, generator);
     // Per-row weights asked for on a GPU (a process-wide setting, as setPaceLinearStrategy makes) are served by the
     // stacked product: the host loops that build them read device memory (a crash before).
-    for (const auto strategy : {PaceLinearStrategy::Auto, PaceLinearStrategy::StackedWeight,
-                                PaceLinearStrategy::PerRowWeight}) {
+    for (const auto strategy :
+         {PaceLinearStrategy::Auto, PaceLinearStrategy::StackedWeight, PaceLinearStrategy::PerRowWeight}) {
       const Result fused = run(onDevice(cpu, cuda), strategy, outputWeights.to(cuda));
       const double outputError = relativeError(fused.output.cpu(), exact.output);
       check(outputError < 1e-5, describe(c, "cuda") + ": output vs float64 " + std::to_string(outputError));
