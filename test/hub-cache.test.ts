@@ -35,29 +35,39 @@ test('a wait for another process transferring the blob is said once, after 10 s,
   // Bug (review): a pull suspended with Ctrl-Z held its lock, and a fit waiting on the same file said nothing,
   // ever. Another claim of this process stands in for the other process (refused the same way, as live).
   jest.useFakeTimers();
+  const stop = new AbortController(); // a failed check must not leave the waiter polling past the test
+  let holder: (() => void) | undefined;
   try {
     const cache = new RepoCache(path.join(temp.dir, 'waiting'), 'org/model');
-    const holder = await cache.holdBlobTransfer(etag);
+    holder = await cache.holdBlobTransfer(etag);
     const said: string[] = [];
     let settled = false;
-    const waiter = cache.holdBlobTransfer(etag, undefined, (why) => said.push(why));
-    void waiter.then(() => (settled = true));
-    // The waiter sets its timers after real file-system work (mkdir, the lock's read): advancing the fake clock
-    // before then would move time past nothing.
-    for (let i = 0; jest.getTimerCount() === 0 && i < 2_000; i++) await fs.promises.stat(temp.dir);
-    expect(jest.getTimerCount()).toBeGreaterThan(0);
+    const timersBefore = jest.getTimerCount(); // the holder's heartbeat
+    const waiter = cache.holdBlobTransfer(etag, stop.signal, (why) => said.push(why));
+    void waiter.then(
+      () => (settled = true),
+      () => {},
+    );
+    // The waiter sets its first timer after real file-system work (mkdir, the lock's read): advancing the fake
+    // clock before then would move time past nothing.
+    for (let i = 0; jest.getTimerCount() === timersBefore && i < 2_000; i++) await fs.promises.stat(temp.dir);
+    expect(jest.getTimerCount()).toBeGreaterThan(timersBefore);
     await jest.advanceTimersByTimeAsync(BLOB_WAIT_SAID_MS - 500);
     expect(said).toEqual([]);
     await jest.advanceTimersByTimeAsync(20_000);
     expect(said).toEqual([expect.stringMatching(/is in use by another download of this process \(\d+\)$/)]);
     expect(settled).toBe(false);
     holder!();
+    holder = undefined;
     await jest.advanceTimersByTimeAsync(1_000);
     const release = await waiter;
     expect(release).toBeInstanceOf(Function);
     release!();
     expect(said).toHaveLength(1);
   } finally {
+    stop.abort();
+    holder?.();
+    await jest.advanceTimersByTimeAsync(1_000); // the aborted waiter's last poll
     jest.useRealTimers();
   }
 });
