@@ -55,14 +55,14 @@ export async function bestMarks(
 ): Promise<BestMarks> {
   const kept = folder === undefined ? undefined : path.join(folder, MARKED_BEST_FILE);
   const epoch = kept === undefined ? undefined : await markedEpoch(kept);
-  let restorable = epoch !== undefined && epoch < startEpoch ? kept : undefined;
-  let restorableEpoch = restorable === undefined ? undefined : epoch;
+  // The mark restore() loads: its file and the epoch it was made at.
+  let restorable = kept !== undefined && epoch !== undefined && epoch < startEpoch ? { file: kept, epoch } : undefined;
   // A damaged mark is refused now, as the fit resumes, not after its epochs have run.
-  if (kept !== undefined && restorable !== undefined) {
+  if (restorable !== undefined) {
     try {
-      await nativeAddon().checkCheckpoint(kept);
+      await nativeAddon().checkCheckpoint(restorable.file);
     } catch (error) {
-      throw unreadable(kept, error);
+      throw unreadable(restorable.file, error);
     }
   }
   // A mark of this epoch or later belongs to the run's abandoned continuation: a later resume must not find it.
@@ -77,8 +77,7 @@ export async function bestMarks(
     mark: async (epoch) => {
       const file = target();
       await handle.saveState(file, { epoch: String(epoch) });
-      restorable = file;
-      restorableEpoch = epoch;
+      restorable = { file, epoch };
       if (file === kept) abandoned = false; // replaced
     },
     forgetAbandoned: () => {
@@ -87,8 +86,8 @@ export async function bestMarks(
     },
     restore: async () => {
       if (restorable === undefined) return undefined;
-      await handle.loadState(restorable);
-      return restorableEpoch;
+      await handle.loadState(restorable.file);
+      return restorable.epoch;
     },
     dispose: () => {
       if (temporary !== undefined) fs.rmSync(temporary, { recursive: true, force: true });
