@@ -23,6 +23,7 @@ import {
   readRunConfig,
   resolveModelName,
   tensor,
+  timmEvalTransform,
   type DownloadProgress,
 } from '../lib';
 import { HubClient } from '../lib/hub/client';
@@ -277,7 +278,7 @@ describe('names', () => {
     const imagenet = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
     const half = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
     const clip = { mean: [0.48145466, 0.4578275, 0.40821073], std: [0.26862954, 0.26130258, 0.27577711] };
-    const cases: [string, object, number][] = [
+    const cases: [string, object, number, ('squash' | 'center')?][] = [
       ['vit_base_patch16_224.mae', imagenet, 0.9],
       ['vit_base_patch16_224', half, 0.9], // its default tag: augreg2_in21k_ft_in1k
       ['vit_base_patch16_224_in21k', half, 0.9], // deprecated: augreg_in21k
@@ -286,14 +287,27 @@ describe('names', () => {
       ['vit_base_patch16_clip_224.laion2b_ft_in12k_in1k', clip, 0.95],
       ['vit_base_patch16_clip_224.laion2b_ft_in12k', clip, 0.9], // the paper's CLIP backbone
       ['swin_base_patch4_window12_384.ms_in22k', imagenet, 1],
+      // timm squashes these: both sides to floor(384 / crop_pct), then the centre
+      ['vit_base_patch16_clip_384.openai_ft_in12k_in1k', clip, 0.95, 'squash'],
+      ['vit_base_patch16_clip_384', clip, 1, 'squash'], // default laion2b_ft_in12k_in1k
     ];
-    for (const [name, meanStd, cropPct] of cases) {
+    for (const [name, meanStd, cropPct, cropMode = 'center'] of cases) {
       const spec = resolveModelName(name)!;
       expect([name, namedPreprocessing(name, spec)]).toEqual([
         name,
-        { ...meanStd, cropPct, interpolation: 'bicubic', imgSize: spec.imgSize },
+        { ...meanStd, cropPct, cropMode, interpolation: 'bicubic', imgSize: spec.imgSize },
       ]);
     }
+    const squashed = namedPreprocessing(
+      'vit_base_patch16_clip_384.openai_ft_in1k',
+      resolveModelName('vit_base_patch16_clip_384')!,
+    );
+    expect(timmEvalTransform(squashed!)).toEqual({
+      resize: 'squash-crop',
+      cropPct: 1,
+      interpolation: 'bicubic',
+      ...clip,
+    });
     // Every tag the catalog lists has timm's figures.
     for (const entry of listPretrained()) {
       const spec = resolveModelName(entry.name);
@@ -301,7 +315,13 @@ describe('names', () => {
     }
     // createModel by name, with no Hub config: DINO's ImageNet constants.
     using dino = await createModel('vit_small_patch16_224.dino', { seed: 1 });
-    expect(dino.preprocessing).toEqual({ ...imagenet, cropPct: 0.9, interpolation: 'bicubic', imgSize: 224 });
+    expect(dino.preprocessing).toEqual({
+      ...imagenet,
+      cropPct: 0.9,
+      cropMode: 'center',
+      interpolation: 'bicubic',
+      imgSize: 224,
+    });
   });
 });
 
@@ -322,6 +342,7 @@ describe('downloads', () => {
       std: [0.4, 0.5, 0.6],
       interpolation: 'bilinear',
       cropPct: 0.95,
+      cropMode: 'center',
       imgSize: 224,
     });
     expect(model.loadReport?.missing).toEqual([]);

@@ -430,6 +430,32 @@ test('an embedded colour profile is ignored, as Pillow ignores it: the stored va
   expect(Array.from(dataset.images.toUint8Array())).toEqual(cropped);
 });
 
+test("timm's squash crop: both sides to floor(size / cropPct), aspect ratio not kept, then the centre: Pillow's pixels", async () => {
+  // Bug: weights timm evaluates squashed (crop_mode 'squash': its CLIP fine-tunes at 384) were evaluated on the
+  // centre of their shorter side. Expected: torchvision's Resize((s, s)) in Pillow's arithmetic, then CenterCrop.
+  const [width, height] = [57, 23];
+  const pixels = Buffer.alloc(width * height * 3);
+  for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 37 + Math.floor(i / 171) * 11) % 256;
+  const decoded = { pixels, width, height };
+  // s = 26, 24 and 20; offsets (s − size) / 2 rounded half to even as Python does: 1, 1.5 → 2, 0
+  for (const [size, cropPct, interpolation, whole, offset] of [
+    [24, 0.9, 'bicubic', 26, 1],
+    [21, 0.875, 'bilinear', 24, 2],
+    [20, 1, 'bicubic', 20, 0],
+  ] as const) {
+    const resized = pillowResize(Array.from(pixels), width, height, 3, whole, whole, interpolation);
+    const expected = Array.from({ length: size * size * 3 }, (_, i) => {
+      const [y, x, c] = [Math.floor(i / (size * 3)), Math.floor(i / 3) % size, i % 3];
+      return resized[((y + offset) * whole + x + offset) * 3 + c];
+    });
+    const how = { resize: 'squash-crop', cropPct, interpolation } as const;
+    const squashed = await resizedForEvaluation(decoded, size, how);
+    expect([size, Array.from(squashed)]).toEqual([size, expected]);
+    const centred = await resizedForEvaluation(decoded, size, { ...how, resize: 'center-crop' });
+    expect(centred.equals(squashed)).toBe(false);
+  }
+});
+
 test("the server's fast decode (libvips alone) is within a level or two of the exact one on a photo-like JPEG", async () => {
   // What `decode: 'fast'` gives up for its speed, measured: a smooth 1200 × 900 JPEG (gradients and waves), at 224.
   const [width, height] = [1200, 900];
@@ -447,6 +473,7 @@ test("the server's fast decode (libvips alone) is within a level or two of the e
     { resize: 'center-crop', cropPct: 0.9, interpolation: 'bicubic' },
     { resize: 'center-crop', cropPct: 0.875, interpolation: 'bilinear' },
     { resize: 'stretch', cropPct: 0.9, interpolation: 'bicubic' },
+    { resize: 'squash-crop', cropPct: 0.95, interpolation: 'bicubic' },
   ] as const) {
     const exact = await resizedForEvaluation(await decodeWhole(jpeg), 224, how);
     const fast = await fastResizedForEvaluation(jpeg, await sharp(jpeg).metadata(), 224, how, 64e6);

@@ -426,6 +426,7 @@ describe('named configurations', () => {
       std: [0.5, 0.5, 0.5],
       interpolation: 'bicubic',
       cropPct: 0.9,
+      cropMode: 'center',
       imgSize: 224,
     });
     using swin = await createModel(swinTiny);

@@ -325,6 +325,15 @@ test('pace serve applies the transform the weights record, says so, and --resize
   expect(same(stretched.answer, await api({ transform: { ...recorded, resize: 'stretch' } }))).toBe(true);
   expect(same(stretched.answer, plain.answer)).toBe(false);
 
+  // timm's crop_mode 'squash' (its CLIP fine-tunes at 384): both sides to floor(size / cropPct), then the centre
+  const squashed = await serveOnce(
+    ['--weights', 'merged.safetensors', '--model', spec, '--resize', 'squash-crop'],
+    files[2],
+  );
+  expect(squashed.stdout).toContain('uploads squashed and centre-cropped at 0.875 (bilinear), mean [0.485');
+  expect(same(squashed.answer, await api({ transform: { ...recorded, resize: 'squash-crop' } }))).toBe(true);
+  expect([same(squashed.answer, plain.answer), same(squashed.answer, stretched.answer)]).toEqual([false, false]);
+
   // Weights that record none (the demo's) get timm's evaluation transform for the model: crop_pct 0.9, bicubic.
   const demo = await serveOnce(
     ['--weights', demoWeights, '--model', JSON.stringify({ ...vit28, numClasses: 10 })],
@@ -337,7 +346,7 @@ test('pace serve applies the transform the weights record, says so, and --resize
   const bad = pace(['serve', '--weights', 'merged.safetensors', '--model', spec, '--resize', 'squash']);
   expect([bad.status, bad.stderr]).toEqual([
     2,
-    expect.stringContaining("--resize must be stretch or center-crop, got 'squash'"),
+    expect.stringContaining("--resize must be stretch, center-crop, squash-crop, got 'squash'"),
   ]);
 }, 120_000);
 

@@ -5,7 +5,12 @@ import { parseArgs } from 'node:util';
 
 import sharp from 'sharp';
 
-import { recordedEvalTransform, timmEvalTransform, type EvalTransform } from '../data/eval-transform';
+import {
+  EvalTransformSchema,
+  recordedEvalTransform,
+  timmEvalTransform,
+  type EvalTransform,
+} from '../data/eval-transform';
 import { headWeightEntry } from '../models/class-names';
 import { createModel } from '../models/model';
 import { ModelSpecSchema, resolveModelName, type ModelSpecInput } from '../models/specs';
@@ -41,10 +46,12 @@ async function readWeightsHeader(weights: string): Promise<{ classes: number; tr
 
 /** One line saying how uploads are turned into the model's input, and where that came from. */
 function describeTransform(transform: EvalTransform, origin: string): string {
-  const resize =
-    transform.resize === 'stretch'
-      ? `stretched (${transform.interpolation})`
-      : `centre-cropped at ${transform.cropPct} (${transform.interpolation})`;
+  const resizes = {
+    stretch: 'stretched',
+    'center-crop': `centre-cropped at ${transform.cropPct}`,
+    'squash-crop': `squashed and centre-cropped at ${transform.cropPct}`,
+  };
+  const resize = `${resizes[transform.resize]} (${transform.interpolation})`;
   const values = (v: readonly number[]) => `[${v.join(', ')}]`;
   return `uploads ${resize}, mean ${values(transform.mean)}, std ${values(transform.std)}: ${origin}`;
 }
@@ -87,14 +94,14 @@ export const serveCommand: Command = {
   weights' head (--classes, if given, must agree). Labels are --labels' (a JSON array, one label per class) if
   given, else the class names the weights record (pace export writes them when the run knew them), else indices.
   Uploads are resized and normalised as the run that made the weights evaluated (pace export records it), else
-  as timm evaluates the model (shorter side to size / crop_pct, the centre); --resize stretch|center-crop
-  overrides the resize.
+  as timm evaluates the model (shorter side to size / crop_pct, the centre; both sides under its crop_mode
+  squash); --resize stretch|center-crop|squash-crop overrides the resize.
   [--top-k 5] [--max-batch 16] [--batch-window-ms 5] [--timeout-ms 10000] (a prediction's 504)
   [--max-pending 64] (predictions waiting for or in a forward; one more gets 503) [--idle-release-ms 5000]
   (idle that long, the forwards' cached CPU memory goes back to the system; 0: kept)
   [--request-timeout-ms 30000] [--headers-timeout-ms 10000, at most the request's] [--keep-alive-timeout-ms 5000]
   [--max-body-bytes 10485760] [--max-pixels 64000000] [--max-connections 256] [--device cpu|cuda]
-  [--resize stretch|center-crop] [--decode exact|fast] (exact: Pillow's pixels, as pace eval; fast: libvips alone,
+  [--resize stretch|center-crop|squash-crop] [--decode exact|fast] (exact: Pillow's pixels, as pace eval; fast: libvips alone,
   about ten times faster on large photos, a level or two off)
   SIGINT or SIGTERM stops accepting, answers what is queued, and exits 0.`,
   async run(args) {
@@ -124,8 +131,9 @@ export const serveCommand: Command = {
     if (values.decode !== 'exact' && values.decode !== 'fast') {
       throw new UsageError(`--decode must be exact or fast, got '${values.decode}'`);
     }
-    if (values.resize !== undefined && values.resize !== 'stretch' && values.resize !== 'center-crop') {
-      throw new UsageError(`--resize must be stretch or center-crop, got '${values.resize}'`);
+    const resizes: readonly string[] = EvalTransformSchema.shape.resize.options;
+    if (values.resize !== undefined && !resizes.includes(values.resize)) {
+      throw new UsageError(`--resize must be ${resizes.join(', ')}, got '${values.resize}'`);
     }
     const { classes, transform: recorded } = await readWeightsHeader(values.weights);
     if (values.classes !== undefined && numberFlag('--classes', values.classes) !== classes) {

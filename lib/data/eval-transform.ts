@@ -9,12 +9,13 @@ export const EVAL_TRANSFORM_METADATA_KEY = 'pace_peft.eval_transform';
 /**
  * How an image becomes a model's input at evaluation: `stretch` resizes both sides to the model's size;
  * `center-crop` resizes the shorter side to floor(size / cropPct) and keeps the centre (timm's evaluation transform,
- * and the few-shot and FGVC benchmarks' at cropPct 0.875, bilinear). Then the pixels, scaled to [0, 1], are
- * normalised by `mean` and `std`.
+ * and the few-shot and FGVC benchmarks' at cropPct 0.875, bilinear); `squash-crop` resizes both sides to
+ * floor(size / cropPct) and keeps the centre (timm's under crop_mode 'squash'). Then the pixels, scaled to [0, 1],
+ * are normalised by `mean` and `std`.
  */
 export const EvalTransformSchema = z
   .object({
-    resize: z.enum(['stretch', 'center-crop']),
+    resize: z.enum(['stretch', 'center-crop', 'squash-crop']),
     // timm's crops are 0.875 to 1; below 0.1 the resize would be over ten times the model's size
     cropPct: z.number().min(0.1).max(1),
     interpolation: z.enum(['bilinear', 'bicubic']),
@@ -27,8 +28,9 @@ export type EvalTransform = z.output<typeof EvalTransformSchema>;
 
 /** timm's evaluation transform for weights of this preprocessing: their crop, interpolation, mean and std. */
 export function timmEvalTransform(preprocessing: Preprocessing): EvalTransform {
-  const { cropPct, interpolation, mean, std } = preprocessing;
-  return { resize: 'center-crop', cropPct, interpolation, mean: [...mean], std: [...std] };
+  const { cropPct, cropMode, interpolation, mean, std } = preprocessing;
+  const resize = cropMode === 'squash' ? 'squash-crop' : 'center-crop';
+  return { resize, cropPct, interpolation, mean: [...mean], std: [...std] };
 }
 
 /**

@@ -26,9 +26,12 @@ export type ResizeMode = (typeof RESIZE_MODES)[number];
 /** The benchmarks' evaluation crop: the shorter side to floor(size / 0.875) (256 for 224), then the centre. */
 export const CENTER_CROP_PCT = 0.875;
 
-/** An evaluation resize: `stretch`, or `center-crop` at `cropPct` (timm's evaluation transform), resampled by `interpolation`. */
+/**
+ * An evaluation resize, resampled by `interpolation`: `stretch`, `center-crop` at `cropPct` (timm's evaluation
+ * transform), or `squash-crop` at `cropPct` (timm's under crop_mode 'squash').
+ */
 export interface EvalResize {
-  resize: 'stretch' | 'center-crop';
+  resize: 'stretch' | 'center-crop' | 'squash-crop';
   cropPct: number;
   interpolation: 'bilinear' | 'bicubic';
 }
@@ -84,14 +87,13 @@ async function decodedAndResized(
 ): Promise<DecodedImage> {
   const decoded = await decodeWhole(file, undefined, metadata);
   if (mode === 'shorter') return shorterSide(decoded, size);
-  if (mode === 'squash-crop') return { pixels: await squashedCrop(decoded, size), width: size, height: size };
   const pixels =
     mode === 'cover'
       ? await covered(decoded, size)
       : await resizedForEvaluation(decoded, size, {
           resize: mode,
           cropPct: CENTER_CROP_PCT,
-          interpolation: mode === 'stretch' ? 'bicubic' : 'bilinear',
+          interpolation: mode === 'center-crop' ? 'bilinear' : 'bicubic',
         });
   return { pixels, width: size, height: size };
 }
@@ -115,16 +117,25 @@ async function checkJpegScans(file: string): Promise<void> {
 
 /**
  * A decoded image as an evaluation transform resizes it, `size × size` RGB: stretched, or centre-cropped after
- * torchvision's `Resize(floor(size / cropPct), interpolation)`, in Pillow's arithmetic (its pixels exactly).
+ * torchvision's `Resize(floor(size / cropPct), interpolation)` (or its `Resize((s, s))` when squashed), in Pillow's
+ * arithmetic (its pixels exactly).
  */
 export async function resizedForEvaluation(decoded: DecodedImage, size: number, how: EvalResize): Promise<Buffer> {
-  const pixels =
-    how.resize === 'center-crop'
-      ? await centerCrop(decoded, size, how.cropPct, how.interpolation)
-      : await stretched(decoded, size, how.interpolation);
+  const pixels = await evaluationResize(decoded, size, how);
   if (pixels.length !== size * size * 3)
     throw new PaceFileError(`decoded to ${pixels.length} bytes, not ${size}x${size} RGB`);
   return pixels;
+}
+
+function evaluationResize(decoded: DecodedImage, size: number, how: EvalResize): Promise<Buffer> {
+  switch (how.resize) {
+    case 'stretch':
+      return stretched(decoded, size, how.interpolation);
+    case 'center-crop':
+      return centerCrop(decoded, size, how.cropPct, how.interpolation);
+    case 'squash-crop':
+      return squashedCrop(decoded, size, how.cropPct, how.interpolation);
+  }
 }
 
 async function checkRegularFile(file: string): Promise<void> {
@@ -201,7 +212,9 @@ export async function fastResizedForEvaluation(
 ): Promise<Buffer> {
   const turned = (metadata.orientation ?? 1) >= 5; // autoOrient swaps the sides of these
   const [width, height] = turned ? [metadata.height!, metadata.width!] : [metadata.width!, metadata.height!];
-  const whole = torchvisionResizeSize(width, height, Math.floor(size / how.cropPct));
+  const scaled = Math.floor(size / how.cropPct);
+  const whole =
+    how.resize === 'squash-crop' ? { width: scaled, height: scaled } : torchvisionResizeSize(width, height, scaled);
   const wholeTooLarge =
     whole.width * whole.height > limitInputPixels || Math.max(whole.width, whole.height) > LIBVIPS_LONGEST_RESIZE;
   if (how.resize !== 'stretch' && wholeTooLarge) {
@@ -254,13 +267,19 @@ function covered(decoded: Decoded, size: number): Promise<Buffer> {
 }
 
 /**
- * torchvision's `Resize((s, s), BICUBIC)` then `CenterCrop(size)`, s = floor(size / 0.875): NOAH's evaluation
- * transform, in Pillow's arithmetic, the resize computed for the crop's window alone.
+ * torchvision's `Resize((s, s), filter)` then `CenterCrop(size)`, s = floor(size / cropPct): timm's evaluation
+ * transform under crop_mode 'squash', and NOAH's (bicubic at 0.875), in Pillow's arithmetic, the resize computed for
+ * the crop's window alone.
  */
-function squashedCrop(decoded: Decoded, size: number): Promise<Buffer> {
-  const whole = Math.floor(size / CENTER_CROP_PCT);
+function squashedCrop(
+  decoded: Decoded,
+  size: number,
+  cropPct: number,
+  filter: 'bilinear' | 'bicubic',
+): Promise<Buffer> {
+  const whole = Math.floor(size / cropPct);
   const offset = centerCropOffset(whole, size);
-  return resizedAsPillow(decoded, whole, whole, 'bicubic', { top: offset, left: offset, height: size, width: size });
+  return resizedAsPillow(decoded, whole, whole, filter, { top: offset, left: offset, height: size, width: size });
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { Preprocessing } from '../models/families/family';
 import { meanStdOf, type TimmMeanStd } from '../models/timm-constants';
 
 /**
@@ -73,10 +74,9 @@ const pretrainedTags: Readonly<Record<string, Readonly<Record<string, number>>>>
 };
 
 /**
- * The mean, std and crop_pct of each tag above in timm 0.9.12's `default_cfgs` (all bicubic; the four
- * `vit_base_patch16_clip_384` tags' crop_mode 'squash' is taken as a centre crop, as a Hub config's is): what
- * `timm.create_model(name, pretrained=True)` reports, and what a tagged name gets here when its weights come
- * from a file rather than the Hub's config.
+ * The mean, std and crop_pct of each tag above in timm 0.9.12's `default_cfgs` (all bicubic, all crop_mode 'center'
+ * but {@link squashedArchitectures}'): what `timm.create_model(name, pretrained=True)` reports, and what a tagged
+ * name gets here when its weights come from a file rather than the Hub's config.
  */
 const tagPreprocessingGroups: readonly [TimmMeanStd, number, readonly string[]][] = [
   [
@@ -195,17 +195,21 @@ const tagPreprocessingGroups: readonly [TimmMeanStd, number, readonly string[]][
   ],
 ];
 
+/** The architectures whose every tag above timm evaluates with crop_mode 'squash'. */
+const squashedArchitectures: ReadonlySet<string> = new Set(['vit_base_patch16_clip_384']);
+
 const tagPreprocessing = new Map(
   tagPreprocessingGroups.flatMap(([meanStd, cropPct, names]) => names.map((name) => [name, { meanStd, cropPct }])),
 );
 
-/** timm's mean, std and crop_pct for the weights `architecture.tag`, or undefined when timm publishes none. */
+/** timm's mean, std, crop_pct and crop_mode for the weights `architecture.tag`, or undefined when timm publishes none. */
 export function timmTagPreprocessing(
   architecture: string,
   tag: string,
-): { mean: [number, number, number]; std: [number, number, number]; cropPct: number } | undefined {
+): Omit<Preprocessing, 'interpolation' | 'imgSize'> | undefined {
   const known = tagPreprocessing.get(`${architecture}.${tag}`);
-  return known && { ...meanStdOf(known.meanStd), cropPct: known.cropPct };
+  const cropMode: Preprocessing['cropMode'] = squashedArchitectures.has(architecture) ? 'squash' : 'center';
+  return known && { ...meanStdOf(known.meanStd), cropPct: known.cropPct, cropMode };
 }
 
 /** timm 0.9.12's deprecated names (`register_model_deprecations`) for architectures above, and what they stand for. */

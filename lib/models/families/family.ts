@@ -8,8 +8,13 @@ export interface Preprocessing {
   std: [number, number, number];
   /** Resampling used to resize. */
   interpolation: 'bicubic' | 'bilinear';
-  /** Evaluation: resize the shorter side to floor(imgSize / cropPct), then centre-crop imgSize. */
+  /**
+   * Evaluation: resize the shorter side to floor(imgSize / cropPct), then centre-crop imgSize; under `cropMode`
+   * 'squash', both sides to floor(imgSize / cropPct) (the aspect ratio not kept), then the centre.
+   */
   cropPct: number;
+  /** timm's `crop_mode`: 'center' (also when absent), or 'squash' (its CLIP fine-tunes at 384). */
+  cropMode?: 'center' | 'squash';
   imgSize: number;
 }
 

@@ -59,6 +59,7 @@ export const swinFamily: BackboneFamily<typeof SwinSpecSchema> = {
     ...meanStdOf('imagenet'),
     interpolation: 'bicubic',
     cropPct: cropPctFor(spec.imgSize),
+    cropMode: 'center',
     imgSize: spec.imgSize,
   }),
   parameterCount(s) {

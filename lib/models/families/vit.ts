@@ -70,6 +70,7 @@ export const vitFamily: BackboneFamily<typeof VitSpecSchema> = {
     ...meanStdOf(spec.preNorm ? 'clip' : 'inception'),
     interpolation: 'bicubic',
     cropPct: cropPctFor(spec.imgSize),
+    cropMode: 'center',
     imgSize: spec.imgSize,
   }),
   parameterCount(s) {
