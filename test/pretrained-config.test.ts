@@ -1,9 +1,9 @@
 // What a timm config.json may say about preprocessing: a std of zero or below (every normalised pixel infinite or
-// of the wrong sign) is refused, naming the model, the file and the channel.
+// of the wrong sign) is refused, naming the model, the file and the channel; its crop_mode is read.
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { PaceFileError } from '../lib';
+import { PaceFileError, PaceUnsupportedError } from '../lib';
 import { readPretrainedConfig } from '../lib/hub/pretrained-config';
 import { makeTempDir } from './support/paths';
 
@@ -23,6 +23,7 @@ test('a positive std is read as given', () => {
     std: [0.25, 0.5, 1],
     interpolation: 'bicubic',
     cropPct: 0.9,
+    cropMode: 'center',
     imgSize: 224,
   });
 });
@@ -37,4 +38,45 @@ test.each([
   expect(read).toThrow(
     `pretrained 'hf-hub:test/zero-std': config.json (${file}) is not a timm config: pretrained_cfg.std.${channel}: must be > 0 (each channel is divided by it)`,
   );
+});
+
+test("timm's crop_mode is read: 'squash' kept, absent 'center', another refused naming it", () => {
+  // Bug: crop_mode was not read, so weights timm evaluates squashed (its CLIP fine-tunes at 384) were centre-cropped.
+  const withCropMode = (cropMode?: string) => {
+    const file = path.join(temp.dir, `config-crop-${cropMode}.json`);
+    const pretrained_cfg = {
+      input_size: [3, 384, 384],
+      crop_pct: 0.95,
+      mean: [0.5, 0.5, 0.5],
+      std: [0.5, 0.5, 0.5],
+      ...(cropMode !== undefined && { crop_mode: cropMode }),
+    };
+    fs.writeFileSync(file, JSON.stringify({ num_classes: 10, pretrained_cfg }));
+    return file;
+  };
+  expect(readPretrainedConfig(withCropMode('squash'), 'm').preprocessing.cropMode).toBe('squash');
+  expect(readPretrainedConfig(withCropMode('center'), 'm').preprocessing.cropMode).toBe('center');
+  expect(readPretrainedConfig(withCropMode(), 'm').preprocessing.cropMode).toBe('center');
+  const border = withCropMode('border');
+  expect(() => readPretrainedConfig(border, 'm')).toThrow(PaceUnsupportedError);
+  expect(() => readPretrainedConfig(border, 'm')).toThrow(
+    "pretrained 'm': config.json asks for crop_mode 'border'; pace-peft crops 'center' or 'squash'",
+  );
+});
+
+test('label_names as timm may save them: a list, or a map from class index to name; names not one per class left out', () => {
+  // Bug: a map (timm's save_config_for_hf writes one for heads with gaps) failed the whole config, so the weights
+  // could not be loaded at all.
+  const withLabels = (labels: unknown, tag: string) => {
+    const file = path.join(temp.dir, `config-labels-${tag}.json`);
+    const pretrained_cfg = { input_size: [3, 224, 224], mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+    fs.writeFileSync(file, JSON.stringify({ num_classes: 3, label_names: labels, pretrained_cfg }));
+    return readPretrainedConfig(file, 'm').labelNames;
+  };
+  expect(withLabels(['cat', 'dog', 'owl'], 'list')).toEqual(['cat', 'dog', 'owl']);
+  expect(withLabels({ 2: 'owl', 0: 'cat', 1: 'dog' }, 'map')).toEqual(['cat', 'dog', 'owl']);
+  expect(withLabels({ 0: 'cat', 2: 'owl' }, 'gap')).toBeUndefined();
+  expect(withLabels({ 0: 'cat', 1: 'dog', 2: 'owl', 3: 'eel' }, 'extra')).toBeUndefined();
+  expect(withLabels({ '00': 'cat', 1: 'dog', 2: 'owl' }, 'not-an-index')).toBeUndefined();
+  expect(withLabels(['cat', 'dog'], 'short')).toBeUndefined();
 });

@@ -12,11 +12,13 @@ const divisor = z.number().positive('must be > 0 (each channel is divided by it)
 const TimmConfigSchema = z.looseObject({
   architecture: z.string().optional(),
   num_classes: z.number().int().min(0),
-  label_names: z.array(z.string()).optional(),
+  // a list, or (timm's save_config_for_hf allows it, for heads with gaps) a map from class index to name
+  label_names: z.union([z.array(z.string()), z.record(z.string(), z.string())]).optional(),
   pretrained_cfg: z.looseObject({
     input_size: triple,
     interpolation: z.string().default('bicubic'),
     crop_pct: z.number().positive().max(1).default(0.875),
+    crop_mode: z.string().default('center'),
     mean: triple,
     std: z.tuple([divisor, divisor, divisor]),
   }),
@@ -50,10 +52,22 @@ export function readPretrainedConfig(file: string, name: string): PretrainedConf
     throw new PaceFileError(`pretrained '${name}': config.json (${file}) is not a timm config: ${problems.join('; ')}`);
   }
   const config = parsed.data;
-  const { input_size: inputSize, interpolation, crop_pct: cropPct, mean, std } = config.pretrained_cfg;
+  const {
+    input_size: inputSize,
+    interpolation,
+    crop_pct: cropPct,
+    crop_mode: cropMode,
+    mean,
+    std,
+  } = config.pretrained_cfg;
   if (interpolation !== 'bicubic' && interpolation !== 'bilinear') {
     throw new PaceUnsupportedError(
       `pretrained '${name}': config.json asks for '${interpolation}' interpolation; pace-peft resizes with bicubic or bilinear`,
+    );
+  }
+  if (cropMode !== 'center' && cropMode !== 'squash') {
+    throw new PaceUnsupportedError(
+      `pretrained '${name}': config.json asks for crop_mode '${cropMode}'; pace-peft crops 'center' or 'squash'`,
     );
   }
   if (inputSize[1] !== inputSize[2]) {
@@ -64,8 +78,18 @@ export function readPretrainedConfig(file: string, name: string): PretrainedConf
   return {
     architecture: config.architecture,
     numClasses: config.num_classes,
-    // names that do not match the head (one per class) would mislabel every answer: left out
-    labelNames: config.label_names?.length === config.num_classes ? config.label_names : undefined,
-    preprocessing: { mean, std, interpolation, cropPct, imgSize: inputSize[1] },
+    labelNames: labelNamesOf(config.label_names, config.num_classes),
+    preprocessing: { mean, std, interpolation, cropPct, cropMode, imgSize: inputSize[1] },
   };
+}
+
+/**
+ * One name per class, in class order, from a config's list or index-to-name map; undefined when they do not name
+ * every class of the head once (names that do not match it would mislabel every answer).
+ */
+function labelNamesOf(given: string[] | Record<string, string> | undefined, numClasses: number): string[] | undefined {
+  if (given === undefined || Array.isArray(given)) return given?.length === numClasses ? given : undefined;
+  const names = Array.from({ length: numClasses }, (_, index) => given[String(index)]);
+  const exact = Object.keys(given).length === numClasses && names.every((name) => name !== undefined);
+  return exact ? names : undefined;
 }
