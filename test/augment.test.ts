@@ -19,6 +19,7 @@ import {
   tensor,
   TensorDataset,
   Trainer,
+  type Tensor,
 } from '../lib';
 import { parseRunConfig } from '../lib/cli/config';
 import { runFitChildUntil } from './support/kill-child';
@@ -1018,6 +1019,31 @@ describe('fit', () => {
     const randBilinear = await losses(rand);
     expect(await losses({ ...rand, interpolation: 'bilinear' })).toEqual(randBilinear);
     expect(await losses({ ...rand, interpolation: 'bicubic' })).not.toEqual(randBilinear);
+  });
+
+  test("RandAugment on grey images fills with the normalisation's colour, as timm's RGB conversion does: they train as their RGB copy", async () => {
+    // Bug: a grey batch was filled with the mean's first channel on all three (124, 124, 124 for ImageNet's mean),
+    // where timm, which converts to RGB first, fills (124, 116, 104).
+    const [n, side] = [32, 16];
+    const random = seededRandom(6);
+    const levels = Uint8Array.from({ length: n * side * side }, () => Math.floor(random() * 256));
+    const grey = tensor(levels, [n, side, side, 1]);
+    const rgb = tensor(
+      Uint8Array.from({ length: levels.length * 3 }, (_, i) => levels[Math.floor(i / 3)]),
+      [n, side, side, 3],
+    );
+    const labels = tensor(BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 4)));
+    const fit = { epochs: 1, batchSize: 8, schedule: false as const, progress: false as const };
+    // one operation an image, always applied: rotations, shears and translations uncover the fill
+    const augment = { randAugment: 'rand-n1-m9-mstd0-p1.0' };
+    const losses = async (images: Tensor, mean: number[]) => {
+      using model = await freshModel();
+      const set = new TensorDataset(images, labels, { normalization: { mean, std: normalization.std }, augment });
+      return (await new Trainer(model, trainerOptions).fit(set, fit)).epochs.map((e) => e.loss);
+    };
+    expect(await losses(grey, normalization.mean)).toEqual(await losses(rgb, normalization.mean));
+    // a grey fill (0.5: 128 on all three) keeps grey batches grey, and they augment as their RGB copy too
+    expect(await losses(grey, [0.5, 0.5, 0.5])).toEqual(await losses(rgb, [0.5, 0.5, 0.5]));
   });
 
   test('a flip alone keeps the whole image: mirror-symmetric images train exactly as without it', async () => {
