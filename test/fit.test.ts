@@ -1065,6 +1065,31 @@ describe('schedule: false', () => {
     expect(fromBegin.epochs.map((epoch) => epoch.lr)).toEqual(fromBegin.epochs.map(() => 3e-3));
   });
 
+  test("under a schedule a callback's setLearningRate is refused, naming schedule: false; it is not replaced unsaid", async () => {
+    // Bug (a review): the schedule set each epoch's rate over the callback's, which was dropped without a word.
+    using model = await freshModel();
+    const trainer = new Trainer(model, trainerOptions);
+    const before = await adapterBytes(model, 'scheduled-rate-before');
+    for (const callback of [
+      { onTrainBegin: () => trainer.setLearningRate(0) },
+      { onEpochBegin: () => trainer.setLearningRate(0) },
+    ]) {
+      await expect(trainer.fit(small, { ...options, callbacks: [callback] })).rejects.toThrow(
+        "trainer.setLearningRate: this fit's schedule sets the rate of every epoch and would replace this one; " +
+          'fit with schedule: false to set rates from a callback',
+      );
+    }
+    expect((await adapterBytes(model, 'scheduled-rate-after')).equals(before)).toBe(true);
+    // the refusal ends with the fit: unscheduled fits, and calls between fits, set rates again
+    const unscheduled = await trainer.fit(small, {
+      ...options,
+      schedule: false,
+      callbacks: [{ onEpochBegin: () => trainer.setLearningRate(4e-3) }],
+    });
+    expect(unscheduled.epochs.map((epoch) => epoch.lr)).toEqual([4e-3]);
+    expect(() => trainer.setLearningRate(1e-3)).not.toThrow();
+  });
+
   test('after a scheduled fit, and resumed in a fresh trainer, a run ends as an uninterrupted one', async () => {
     // Bug caught: the second fit ran at the first one's last scheduled rate (1e-6); its resumption at 1e-2.
     const warmedUp = async () => {

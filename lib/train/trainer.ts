@@ -176,6 +176,8 @@ export class Trainer implements Disposable {
   readonly options: ResolvedTrainerOptions;
   #handle: NativeTrainerHandle;
   #busy = false;
+  /** Whether the running fit has a schedule, which sets the rate of every epoch (or step) itself. */
+  #scheduledFit = false;
   #disposed = false;
   /** The rate the next unscheduled step runs at (a scheduled epoch sets its own). */
   #learningRate: number;
@@ -262,9 +264,18 @@ export class Trainer implements Disposable {
     return this.#handle.iteration;
   }
 
-  /** Sets the learning rate of the next steps (schedules call this). */
+  /**
+   * Sets the learning rate of the next steps; from a fit's callbacks only when the fit has `schedule: false` (a
+   * schedule would replace the rate at the next epoch or step).
+   */
   setLearningRate(lr: number): void {
     this.model.fitLock.check('trainer.setLearningRate');
+    if (this.#scheduledFit) {
+      throw new PaceStateError(
+        "trainer.setLearningRate: this fit's schedule sets the rate of every epoch and would replace this one; " +
+          'fit with schedule: false to set rates from a callback',
+      );
+    }
     this.#setLearningRate(parseOptions(z.number().min(0), lr, 'lr'));
   }
 
@@ -282,6 +293,7 @@ export class Trainer implements Disposable {
     if (this.#busy) throw new PaceBusyError('this trainer is already running a fit; wait for it to finish');
     this.#handle.check(); // disposed, or its model disposed or re-adapted: refused before the run folder is made
     this.#busy = true;
+    this.#scheduledFit = (options as Partial<FitOptions> | undefined)?.schedule !== false;
     try {
       // The lock is taken at this call, before any call made after it (hold's first part runs at once); the
       // fingerprint then is the one the calls queued before the fit leave.
@@ -311,6 +323,7 @@ export class Trainer implements Disposable {
       });
     } finally {
       this.#busy = false;
+      this.#scheduledFit = false;
     }
   }
 
