@@ -265,7 +265,13 @@ describe('grey [N, H, W] datasets and pixel augmentation', () => {
 
 describe('normalization values', () => {
   const cases: [string, { mean: unknown[]; std: unknown[] }, string][] = [
-    ['a std of 0', { mean: [0.5, 0.5, 0.5], std: [0.5, 0, 0.5] }, 'normalization.std[1]: must be above 0'],
+    ['a std of 0', { mean: [0.5, 0.5, 0.5], std: [0.5, 0, 0.5] }, 'normalization.std[1]: must be from 1e-3 to 10'],
+    // in 0–255 units, where pixels are scaled to [0, 1] first: every input would be about -500
+    [
+      'a mean in pixel units',
+      { mean: [123.675, 116.28, 103.53], std: [58.395, 57.12, 57.375] },
+      'normalization.mean[0]: must be from -1 to 2 (pixels are scaled to [0, 1] before the mean is taken off)',
+    ],
     ['a NaN mean', { mean: [NaN, 0.5, 0.5], std: [0.5, 0.5, 0.5] }, 'normalization.mean[0]: must be a finite number'],
     ['an infinite std', { mean: [0, 0, 0], std: [1, 1, Infinity] }, 'normalization.std[2]: must be a finite number'],
     ['a string', { mean: ['0.5', 0.5, 0.5], std: [1, 1, 1] }, 'normalization.mean[0]: must be a finite number'],

@@ -10,9 +10,9 @@ import { makeTempDir } from './support/paths';
 const temp = makeTempDir('pretrained-config');
 afterAll(() => temp.cleanup());
 
-function configWith(std: number[]): string {
-  const file = path.join(temp.dir, `config-${std.join('_')}.json`);
-  const pretrained_cfg = { input_size: [3, 224, 224], crop_pct: 0.9, mean: [0.5, 0.5, 0.5], std };
+function configWith(std: number[], mean = [0.5, 0.5, 0.5]): string {
+  const file = path.join(temp.dir, `config-${std.join('_')}-${mean.join('_')}.json`);
+  const pretrained_cfg = { input_size: [3, 224, 224], crop_pct: 0.9, mean, std };
   fs.writeFileSync(file, JSON.stringify({ architecture: 'vit_base_patch16_224', num_classes: 10, pretrained_cfg }));
   return file;
 }
@@ -36,7 +36,16 @@ test.each([
   const read = () => readPretrainedConfig(file, 'hf-hub:test/zero-std');
   expect(read).toThrow(PaceFileError);
   expect(read).toThrow(
-    `pretrained 'hf-hub:test/zero-std': config.json (${file}) is not a timm config: pretrained_cfg.std.${channel}: must be > 0 (each channel is divided by it)`,
+    `pretrained 'hf-hub:test/zero-std': config.json (${file}) is not a timm config: pretrained_cfg.std.${channel}: must be from 1e-3 to 10 (each pixel, scaled to [0, 1], is divided by it)`,
+  );
+});
+
+test('a mean and std in 0–255 units are refused when the config is read, naming the field', () => {
+  // Bug: accepted at the download (every input then about -500), and refused only by createInferenceServer, as an
+  // options.transform the caller never gave.
+  const file = configWith([58.395, 57.12, 57.375], [123.675, 116.28, 103.53]);
+  expect(() => readPretrainedConfig(file, 'm')).toThrow(
+    `pretrained 'm': config.json (${file}) is not a timm config: pretrained_cfg.mean.0: must be from -1 to 2 (pixels are scaled to [0, 1] before the mean is taken off); pretrained_cfg.mean.1:`,
   );
 });
 

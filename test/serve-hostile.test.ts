@@ -713,6 +713,6 @@ test("createInferenceServer's transform: fields left undefined keep the default;
     /options\.transform\.cropPct: Too small: expected number to be >=0\.1/,
   );
   expect(() => createInferenceServer(model, { transform: { std: [1e-308, 1, 1] } })).toThrow(
-    /options\.transform\.std\[0\]: Too small/,
+    /options\.transform\.std\[0\]: must be from 1e-3 to 10/,
   );
 });

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 
 import type { Preprocessing } from '../models/specs';
+import { ChannelMeanSchema, ChannelStdSchema, channelValues } from './normalization';
 import { checkedMetadataJson, readTensorHeader, type TensorMetadata } from '../safetensors';
 
 /** The metadata key under which `pace export` records how its run evaluated images (a JSON {@link EvalTransform}). */
@@ -13,15 +14,16 @@ export const EVAL_TRANSFORM_METADATA_KEY = 'pace_peft.eval_transform';
  * floor(size / cropPct) and keeps the centre (timm's under crop_mode 'squash'). Then the pixels, scaled to [0, 1],
  * are normalised by `mean` and `std`.
  */
+/** The share of the resized image an evaluation keeps: timm's are 0.875 to 1; below 0.1 the resize would be over ten times the model's size. */
+export const CropPctSchema = z.number().min(0.1).max(1);
+
 export const EvalTransformSchema = z
   .object({
     resize: z.enum(['stretch', 'center-crop', 'squash-crop']),
-    // timm's crops are 0.875 to 1; below 0.1 the resize would be over ten times the model's size
-    cropPct: z.number().min(0.1).max(1),
+    cropPct: CropPctSchema,
     interpolation: z.enum(['bilinear', 'bicubic']),
-    // in the units of pixels scaled to [0, 1]: a mean far outside them, or a std near 0, is no normalisation
-    mean: z.array(z.number().min(-1).max(2)).length(3, { message: 'needs one value per channel (3)' }),
-    std: z.array(z.number().min(1e-3).max(10)).length(3, { message: 'needs one value per channel (3)' }),
+    mean: channelValues(ChannelMeanSchema),
+    std: channelValues(ChannelStdSchema),
   })
   .strict();
 export type EvalTransform = z.output<typeof EvalTransformSchema>;

@@ -3,10 +3,11 @@ import fs from 'node:fs';
 import { z } from 'zod';
 
 import { PaceFileError, PaceUnsupportedError } from '../errors';
+import { CropPctSchema } from '../data/eval-transform';
+import { ChannelMeanSchema, ChannelStdSchema } from '../data/normalization';
 import type { Preprocessing } from '../models/families/family';
 
 const triple = z.tuple([z.number(), z.number(), z.number()]);
-const divisor = z.number().positive('must be > 0 (each channel is divided by it)');
 
 /** The parts of timm's `config.json` (`timm.models.push_to_hf_hub`'s `save_config_for_hf`) pace-peft reads. */
 const TimmConfigSchema = z.looseObject({
@@ -17,10 +18,10 @@ const TimmConfigSchema = z.looseObject({
   pretrained_cfg: z.looseObject({
     input_size: triple,
     interpolation: z.string().default('bicubic'),
-    crop_pct: z.number().positive().max(1).default(0.875),
+    crop_pct: CropPctSchema.default(0.875),
     crop_mode: z.string().default('center'),
-    mean: triple,
-    std: z.tuple([divisor, divisor, divisor]),
+    mean: z.tuple([ChannelMeanSchema, ChannelMeanSchema, ChannelMeanSchema]),
+    std: z.tuple([ChannelStdSchema, ChannelStdSchema, ChannelStdSchema]),
   }),
 });
 
