@@ -212,7 +212,7 @@ describe('names', () => {
     expect(() => parsePretrainedName('vit_nope_224')).toThrow(/'vit_nope_224'.*no pretrained weights/);
     expect(() => parsePretrainedName('vit_base_patch16_224.nope')).toThrow(PaceNotFoundError);
     expect(() => parsePretrainedName('vit_base_patch16_224.nope')).toThrow(/no tag 'nope'.*augreg2_in21k_ft_in1k/);
-    expect(() => parsePretrainedName('vit_tiny_patch32_224')).toThrow(PaceNotFoundError); // timm has no weights
+    expect(() => parsePretrainedName('vit_tiny_patch32_224')).toThrow(PaceNotFoundError); // not a timm name
   });
 
   test('what counts as a name rather than a file', () => {

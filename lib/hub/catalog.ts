@@ -7,9 +7,6 @@ import { meanStdOf, type TimmMeanStd } from '../models/timm-constants';
  * tags whose weights timm publishes as `timm/<architecture>.<tag>` on the Hugging Face Hub. Each architecture's
  * tags are in timm's order, so the first is timm's default (what `timm.create_model(architecture,
  * pretrained=True)` loads); each tag maps to the class count of its weights' head (0: no head).
- *
- * Architectures that `createModel` builds but timm publishes no weights for (`vit_tiny_patch32_*`,
- * `swin_{tiny,small}_patch4_window12_384`) are absent.
  */
 const pretrainedTags: Readonly<Record<string, Readonly<Record<string, number>>>> = {
   vit_tiny_patch16_224: { augreg_in21k_ft_in1k: 1000, augreg_in21k: 21843 },
@@ -221,6 +218,8 @@ const deprecatedNames: Readonly<Record<string, string>> = {
   vit_base_patch16_224_in21k: 'vit_base_patch16_224.augreg_in21k',
   vit_large_patch32_224_in21k: 'vit_large_patch32_224.orig_in21k',
   vit_large_patch16_224_in21k: 'vit_large_patch16_224.augreg_in21k',
+  vit_small_patch16_224_dino: 'vit_small_patch16_224.dino',
+  vit_base_patch16_224_dino: 'vit_base_patch16_224.dino',
   swin_base_patch4_window7_224_in22k: 'swin_base_patch4_window7_224.ms_in22k',
   swin_base_patch4_window12_384_in22k: 'swin_base_patch4_window12_384.ms_in22k',
 };

@@ -31,13 +31,16 @@ export function listModels(): string[] {
 /**
  * The configuration behind a timm model name, or undefined. As in timm, a pretrained tag (`.laion2b_ft_in12k`, or
  * the one a deprecated name such as `vit_base_patch16_224_in21k` stands for) sets the head's class count to its
- * weights'; a tag pace-peft does not know leaves timm's default of 1000.
+ * weights', and a name without one takes its default tag's (`vit_large_patch32_224`: `orig_in21k`'s, no head); a
+ * tag pace-peft does not know counts as none.
  */
 export function resolveModelName(name: string): ModelSpec | undefined {
   const { architecture, tag } = architectureAndTag(name);
   const spec = registry.get(architecture);
   if (!spec) return undefined;
-  const numClasses = tag === undefined ? undefined : tagClassCount(architecture, tag);
+  const known = tag === undefined ? undefined : tagClassCount(architecture, tag);
+  const defaultTag = tagsOf(architecture)?.[0];
+  const numClasses = known ?? (defaultTag === undefined ? undefined : tagClassCount(architecture, defaultTag));
   return { ...structuredClone(spec), ...(numClasses !== undefined && { numClasses }) };
 }
 

@@ -30,16 +30,23 @@ const sizes = {
   base: { embedDim: 128, depths: [2, 2, 18, 2], numHeads: [4, 8, 16, 32] },
 } as const;
 
+/** The window and image sizes timm registers a Swin size at: window 12 at 384 for the base (and large) only. */
+function windowsAndImageSizes(size: string): [number, number][] {
+  return size === 'base'
+    ? [
+        [7, 224],
+        [12, 384],
+      ]
+    : [[7, 224]];
+}
+
 export const swinFamily: BackboneFamily<typeof SwinSpecSchema> = {
   name: 'swin',
   spec: SwinSpecSchema,
   presets() {
     const presets = new Map<string, SwinSpec>();
     for (const [size, dims] of Object.entries(sizes)) {
-      for (const [windowSize, imgSize] of [
-        [7, 224],
-        [12, 384],
-      ]) {
+      for (const [windowSize, imgSize] of windowsAndImageSizes(size)) {
         presets.set(
           `swin_${size}_patch4_window${windowSize}_${imgSize}`,
           SwinSpecSchema.parse({

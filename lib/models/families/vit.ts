@@ -52,7 +52,8 @@ export const vitFamily: BackboneFamily<typeof VitSpecSchema> = {
   presets() {
     const presets = new Map<string, VitSpec>();
     for (const [size, dims] of Object.entries(sizes)) {
-      for (const patchSize of [16, 32]) {
+      // timm registers no tiny ViT with 32-pixel patches
+      for (const patchSize of size === 'tiny' ? [16] : [16, 32]) {
         for (const imgSize of [224, 384]) {
           presets.set(
             `vit_${size}_patch${patchSize}_${imgSize}`,
