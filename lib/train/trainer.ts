@@ -99,7 +99,8 @@ export const TrainerOptionsSchema = z
     /** Seeds the noise and stochastic-depth draws: the same seed reproduces a step exactly. */
     seed: z.number().int().min(0).default(0),
     /**
-     * Arithmetic of the training steps. `'fp32'`: IEEE float32 (TF32 off), as the reference runs. `'tf32'`:
+     * Arithmetic of the training steps. `'fp32'`: IEEE float32 (TF32 off, for the patch embedding's convolution
+     * too, which PyTorch's defaults, and so the reference, run in TF32 on a GPU). `'tf32'`:
      * float32 storage with the matrix units' TF32 products (CUDA). `'bf16'`: autocast to bfloat16 with the frozen
      * backbone held once in bf16 and float32 master copies of the trainable parameters (CUDA; on the CPU too,
      * through oneDNN on CPUs with bf16 units, about 2.4× float32 on ViT-S there, and refused on CPUs whose bf16
