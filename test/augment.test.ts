@@ -293,6 +293,35 @@ describe('interpolation: bicubic and random, as timm with Pillow', () => {
   });
 });
 
+test("a batch's RandAugment on grey images with a colour fill augments them as RGB, as timm converts them; a grey fill keeps them grey", async () => {
+  // Bug: what rotations and shears uncover took the fill's first channel on all three channels.
+  const [n, side] = [6, 12];
+  const random = seededRandom(9);
+  const levels = Uint8Array.from({ length: n * side * side }, () => Math.floor(random() * 256));
+  using grey = tensor(levels, [n, side, side, 1]);
+  using rgb = tensor(
+    Uint8Array.from({ length: levels.length * 3 }, (_, i) => levels[Math.floor(i / 3)]),
+    [n, side, side, 3],
+  );
+  const config = 'rand-n2-m9-mstd0-p1.0';
+  const fill = [124, 116, 104];
+  using fromGrey = await randAugmentImages(grey, { config, fill, seed: 5 });
+  using fromRgb = await randAugmentImages(rgb, { config, fill, seed: 5 });
+  expect(fromGrey.shape).toEqual([n, side, side, 3]);
+  expect(Buffer.from(fromGrey.toUint8Array()).equals(Buffer.from(fromRgb.toUint8Array()))).toBe(true);
+  // one operation is PIL's on the image's own mode: grey stays grey, filled with fill[0]
+  using image = tensor(levels.subarray(0, side * side), [side, side, 1]);
+  using rotated = await randAugmentOp(image, 'Rotate', { magnitude: 9, fill });
+  expect(rotated.shape).toEqual([side, side, 1]);
+  expect(rotated.toUint8Array()[0]).toBe(124); // a corner the rotation uncovers
+  // a grey fill: grey images stay grey, the level each RGB copy's channels share
+  using greyFilled = await randAugmentImages(grey, { config, fill: [128, 128, 128], seed: 5 });
+  using rgbFilled = await randAugmentImages(rgb, { config, fill: [128, 128, 128], seed: 5 });
+  expect(greyFilled.shape).toEqual([n, side, side, 1]);
+  const everyThird = rgbFilled.toUint8Array().filter((_, i) => i % 3 === 0);
+  expect(Buffer.from(greyFilled.toUint8Array()).equals(Buffer.from(everyThird))).toBe(true);
+});
+
 // ---------------------------------------------------------------------------------------------------------------
 // RandAugment: each operation as PIL computes it (timm applies them to PIL images)
 

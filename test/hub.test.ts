@@ -308,6 +308,11 @@ describe('names', () => {
       interpolation: 'bicubic',
       ...clip,
     });
+    // a tag pace-peft does not know counts as none, for the preprocessing as for the class count
+    const clip384 = resolveModelName('vit_base_patch16_clip_384')!;
+    expect(namedPreprocessing('vit_base_patch16_clip_384.bogus', clip384)).toEqual(
+      namedPreprocessing('vit_base_patch16_clip_384', clip384),
+    );
     // Every tag the catalog lists has timm's figures.
     for (const entry of listPretrained()) {
       const spec = resolveModelName(entry.name);

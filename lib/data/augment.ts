@@ -197,7 +197,9 @@ function roundHalfEven(x: number): number {
 /**
  * One RandAugment operation (`Rotate`, `SolarizeIncreasing`, …, the names in {@link randAugmentConfig}'s `ops`) on
  * one uint8 image `[H, W, C]` at a magnitude (0-10 on timm's scale, after any noise) and sign, as fit applies it;
- * rotate, shear and translate resample with `interpolation` (default bilinear).
+ * rotate, shear and translate resample with `interpolation` (default bilinear) and fill what they uncover with
+ * `fill`. PIL's arithmetic on the image as given: a grey image stays grey, filled with `fill[0]` (a fit, and
+ * {@link randAugmentImages}, augment grey images as RGB when the fill is not grey).
  */
 export async function randAugmentOp(
   image: Tensor,
@@ -213,7 +215,10 @@ export async function randAugmentOp(
   return new Tensor(await nativeAddon().randAugmentOp(handleOf(image), op, magnitude, negate, fill, interpolation));
 }
 
-/** RandAugment over uint8 images `[N, H, W, C]` from a seeded generator, as fit applies it per batch. */
+/**
+ * RandAugment over uint8 images `[N, H, W, C]` from a seeded generator, as fit applies it per batch: grey images
+ * with a fill that is not grey are augmented, and come back, as RGB (timm converts images to RGB first).
+ */
 export async function randAugmentImages(
   images: Tensor,
   options: { config: string; fill?: number[]; seed?: number; interpolation?: NativeInterpolation },

@@ -23,7 +23,8 @@ export type { Normalization } from './normalization';
  * Labels are int64 `[N]`. `augment` is the training augmentation `fit` applies per batch (see {@link Augmentation}):
  * crops, flips, timm's RandomResizedCrop and RandAugment on uint8 images, mixup/CutMix on any. Grey images
  * `[N, H, W]` given with such an augmentation are kept as `[N, H, W, 1]` (a copy), which the augmentation needs.
- * A normalization must be three finite means and three stds above 0 (a PaceOptionError names the bad value).
+ * A normalization is three means from -1 to 2 and three stds from 1e-3 to 10, in the units of pixels scaled to
+ * [0, 1] (a PaceOptionError names a bad value).
  */
 export class TensorDataset {
   readonly images: Tensor;

@@ -8,15 +8,18 @@ import { checkedMetadataJson, readTensorHeader, type TensorMetadata } from '../s
 export const EVAL_TRANSFORM_METADATA_KEY = 'pace_peft.eval_transform';
 
 /**
+ * The share of the resized image an evaluation keeps: timm's are 0.875 to 1; below 0.1 the resize would be over ten
+ * times the model's size.
+ */
+export const CropPctSchema = z.number().min(0.1).max(1);
+
+/**
  * How an image becomes a model's input at evaluation: `stretch` resizes both sides to the model's size;
  * `center-crop` resizes the shorter side to floor(size / cropPct) and keeps the centre (timm's evaluation transform,
  * and the few-shot and FGVC benchmarks' at cropPct 0.875, bilinear); `squash-crop` resizes both sides to
  * floor(size / cropPct) and keeps the centre (timm's under crop_mode 'squash'). Then the pixels, scaled to [0, 1],
  * are normalised by `mean` and `std`.
  */
-/** The share of the resized image an evaluation keeps: timm's are 0.875 to 1; below 0.1 the resize would be over ten times the model's size. */
-export const CropPctSchema = z.number().min(0.1).max(1);
-
 export const EvalTransformSchema = z
   .object({
     resize: z.enum(['stretch', 'center-crop', 'squash-crop']),

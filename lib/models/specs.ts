@@ -38,9 +38,8 @@ export function resolveModelName(name: string): ModelSpec | undefined {
   const { architecture, tag } = architectureAndTag(name);
   const spec = registry.get(architecture);
   if (!spec) return undefined;
-  const known = tag === undefined ? undefined : tagClassCount(architecture, tag);
-  const defaultTag = tagsOf(architecture)?.[0];
-  const numClasses = known ?? (defaultTag === undefined ? undefined : tagClassCount(architecture, defaultTag));
+  const counted = countedTag(architecture, tag);
+  const numClasses = counted === undefined ? undefined : tagClassCount(architecture, counted);
   return { ...structuredClone(spec), ...(numClasses !== undefined && { numClasses }) };
 }
 
@@ -53,13 +52,22 @@ function architectureAndTag(name: string): { architecture: string; tag?: string 
 }
 
 /**
- * The preprocessing timm gives a named model's weights (its tag's, or without one its default tag's mean, std and
- * crop_pct), at the spec's image size; undefined for a name timm publishes no such weights for.
+ * The tag a name's weights are taken for: its own when pace-peft knows it, else (none, or one it does not know) the
+ * architecture's default, timm's first; undefined when timm publishes no weights for the architecture.
+ */
+function countedTag(architecture: string, tag: string | undefined): string | undefined {
+  if (tag !== undefined && tagClassCount(architecture, tag) !== undefined) return tag;
+  return tagsOf(architecture)?.[0];
+}
+
+/**
+ * The preprocessing timm gives a named model's weights (its tag's, or without one its default tag's mean, std,
+ * crop_pct and crop_mode), at the spec's image size; undefined for a name timm publishes no such weights for.
  */
 export function namedPreprocessing(name: string, spec: ModelSpec): Preprocessing | undefined {
   const { architecture, tag } = architectureAndTag(name);
-  const chosen = tag ?? tagsOf(architecture)?.[0];
-  const known = chosen === undefined ? undefined : timmTagPreprocessing(architecture, chosen);
+  const counted = countedTag(architecture, tag);
+  const known = counted === undefined ? undefined : timmTagPreprocessing(architecture, counted);
   return known && { ...known, interpolation: 'bicubic', imgSize: spec.imgSize };
 }
 

@@ -135,6 +135,18 @@ void checkImages(const at::Tensor& images, int64_t dims) {
                      shapeToString(images.sizes().vec()));
 }
 
+// A copy of the batch to augment in place, on the CPU. timm's pipeline augments images converted to RGB: a grey
+// batch filled with a colour is augmented as RGB (what rotations and shears uncover takes the fill's colour, not
+// its first channel's level on all three), and comes back so.
+at::Tensor augmentedCopy(const at::Tensor& images, const std::array<uint8_t, 3>& fill) {
+  const at::Tensor cpu = images.cpu();
+  const bool greyFill = fill[0] == fill[1] && fill[1] == fill[2];
+  if (cpu.size(-1) != 1 || greyFill) return cpu.contiguous().clone();
+  std::vector<int64_t> rgb = cpu.sizes().vec();
+  rgb.back() = 3;
+  return cpu.expand(rgb).contiguous();  // (an expanded view made contiguous is a copy)
+}
+
 }  // namespace
 
 // Each operation is a whole-image one per image and step: n in the millions would stall a fit with no error.
@@ -244,7 +256,7 @@ at::Tensor randAugment(const at::Tensor& images, const RandAugmentConfig& config
   const bool randomFilter = config.interpolation == Interpolation::Random;
   const at::Tensor filterDraws =
       randomFilter ? at::empty({n, layers}, doubles).uniform_(0.0, 1.0, generator) : at::zeros({n, layers}, doubles);
-  at::Tensor out = images.cpu().contiguous().clone();
+  at::Tensor out = augmentedCopy(images, fill);
   if (layers == 0 || n == 0) return out;
   const int64_t h = out.size(1), w = out.size(2), channels = out.size(3), bytes = h * w * channels;
   const double* u = uniforms.data_ptr<double>();

@@ -39,13 +39,14 @@ double randAugmentArgument(const std::string& op, double magnitude, bool negate)
 
 // One operation on one image [H, W, C] (C = 1 or 3) at that magnitude and sign; `fill` is the colour of the area
 // an affine operation uncovers (timm: the normalisation mean × 255, rounded), `filter` its resampling. Returns a
-// new image.
+// new image, in the image's own mode as PIL computes it (grey stays grey, filled with fill[0]).
 at::Tensor applyRandAugmentOp(const at::Tensor& image, const std::string& op, double magnitude, bool negate,
                               const std::array<uint8_t, 3>& fill, PillowFilter filter = PillowFilter::Bilinear);
 
 // RandAugment over a batch of uint8 images [N, H, W, C] on the CPU (C = 1 or 3), every draw from `generator`
 // (a fixed number of draws per image, whatever is applied; a random interpolation adds one per operation, after
-// the others). Returns the augmented images.
+// the others). Returns the augmented images; grey ones come back RGB when the fill is not grey, as timm's pipeline
+// converts images to RGB before augmenting them.
 at::Tensor randAugment(const at::Tensor& images, const RandAugmentConfig& config, const std::array<uint8_t, 3>& fill,
                        at::Generator generator);
 

@@ -198,13 +198,7 @@ EpochResult Trainer::runEpoch(const at::Tensor& images, const at::Tensor& labels
                     : data::randomFlip(batch, augmentGenerator_);
       }
     }
-    if (options.randAugment) {
-      // timm augments grey images converted to RGB: what its rotations and shears uncover takes the fill's colour,
-      // not its first channel's level on all three.
-      const bool greyFill = fill[0] == fill[1] && fill[1] == fill[2];
-      if (batch.size(3) == 1 && !greyFill) batch = batch.expand({-1, -1, -1, 3}).contiguous();
-      batch = data::randAugment(batch, *options.randAugment, fill, augmentGenerator_);
-    }
+    if (options.randAugment) batch = data::randAugment(batch, *options.randAugment, fill, augmentGenerator_);
     inputs.images = batchInput(*model_, batch, options.normalization);
     if (options.randomErasing)
       inputs.images = data::randomErasing(inputs.images, *options.randomErasing, augmentGenerator_).images;
