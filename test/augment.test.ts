@@ -293,16 +293,21 @@ describe('interpolation: bicubic and random, as timm with Pillow', () => {
   });
 });
 
+/** `n` random grey images `[n, side, side, 1]` and their RGB copies, each level on all three channels. */
+function greyImagesAndRgbCopies(n: number, side: number, seed: number) {
+  const random = seededRandom(seed);
+  const levels = Uint8Array.from({ length: n * side * side }, () => Math.floor(random() * 256));
+  const rgbLevels = Uint8Array.from({ length: levels.length * 3 }, (_, i) => levels[Math.floor(i / 3)]);
+  return { levels, grey: tensor(levels, [n, side, side, 1]), rgb: tensor(rgbLevels, [n, side, side, 3]) };
+}
+
 test("a batch's RandAugment on grey images with a colour fill augments them as RGB, as timm converts them; a grey fill keeps them grey", async () => {
   // Bug: what rotations and shears uncover took the fill's first channel on all three channels.
   const [n, side] = [6, 12];
-  const random = seededRandom(9);
-  const levels = Uint8Array.from({ length: n * side * side }, () => Math.floor(random() * 256));
-  using grey = tensor(levels, [n, side, side, 1]);
-  using rgb = tensor(
-    Uint8Array.from({ length: levels.length * 3 }, (_, i) => levels[Math.floor(i / 3)]),
-    [n, side, side, 3],
-  );
+  const copies = greyImagesAndRgbCopies(n, side, 9);
+  using grey = copies.grey;
+  using rgb = copies.rgb;
+  const { levels } = copies;
   const config = 'rand-n2-m9-mstd0-p1.0';
   const fill = [124, 116, 104];
   using fromGrey = await randAugmentImages(grey, { config, fill, seed: 5 });
@@ -1054,13 +1059,7 @@ describe('fit', () => {
     // Bug: a grey batch was filled with the mean's first channel on all three (124, 124, 124 for ImageNet's mean),
     // where timm, which converts to RGB first, fills (124, 116, 104).
     const [n, side] = [32, 16];
-    const random = seededRandom(6);
-    const levels = Uint8Array.from({ length: n * side * side }, () => Math.floor(random() * 256));
-    const grey = tensor(levels, [n, side, side, 1]);
-    const rgb = tensor(
-      Uint8Array.from({ length: levels.length * 3 }, (_, i) => levels[Math.floor(i / 3)]),
-      [n, side, side, 3],
-    );
+    const { grey, rgb } = greyImagesAndRgbCopies(n, side, 6);
     const labels = tensor(BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 4)));
     const fit = { epochs: 1, batchSize: 8, schedule: false as const, progress: false as const };
     // one operation an image, always applied: rotations, shears and translations uncover the fill
