@@ -2,20 +2,17 @@ import { z } from 'zod';
 
 import { parseOptions } from '../options';
 
+const meanRange = { message: 'must be from -1 to 2 (pixels are scaled to [0, 1] before the mean is taken off)' };
+const stdRange = { message: 'must be from 1e-3 to 10 (each pixel, scaled to [0, 1], is divided by it)' };
+
 /**
  * A channel's mean, in the units of pixels scaled to [0, 1]: one far outside them is no normalisation (a mean given
  * in 0–255 units, say).
  */
-export const ChannelMeanSchema = z
-  .number({ message: 'must be a finite number' })
-  .min(-1, { message: 'must be from -1 to 2 (pixels are scaled to [0, 1] before the mean is taken off)' })
-  .max(2, { message: 'must be from -1 to 2 (pixels are scaled to [0, 1] before the mean is taken off)' });
+export const ChannelMeanSchema = z.number({ message: 'must be a finite number' }).min(-1, meanRange).max(2, meanRange);
 
 /** A channel's std, in the same units: each pixel is divided by it, so 0 divides by zero and a tiny one overflows. */
-export const ChannelStdSchema = z
-  .number({ message: 'must be a finite number' })
-  .min(1e-3, { message: 'must be from 1e-3 to 10 (each pixel, scaled to [0, 1], is divided by it)' })
-  .max(10, { message: 'must be from 1e-3 to 10 (each pixel, scaled to [0, 1], is divided by it)' });
+export const ChannelStdSchema = z.number({ message: 'must be a finite number' }).min(1e-3, stdRange).max(10, stdRange);
 
 export const channelValues = <T extends z.ZodType>(check: T) =>
   z.array(check).length(3, { message: 'needs one value per channel (3)' });
