@@ -101,8 +101,8 @@ export const serveCommand: Command = {
   (idle that long, the forwards' cached CPU memory goes back to the system; 0: kept)
   [--request-timeout-ms 30000] [--headers-timeout-ms 10000, at most the request's] [--keep-alive-timeout-ms 5000]
   [--max-body-bytes 10485760] [--max-pixels 64000000] [--max-connections 256] [--device cpu|cuda]
-  [--resize stretch|center-crop|squash-crop] [--decode exact|fast] (exact: Pillow's pixels, as pace eval; fast: libvips alone,
-  about ten times faster on large photos, a level or two off)
+  [--resize stretch|center-crop|squash-crop] [--decode exact|fast] (exact: Pillow's pixels, as pace eval; fast:
+  libvips alone, about ten times faster on large photos, a level or two off)
   SIGINT or SIGTERM stops accepting, answers what is queued, and exits 0.`,
   async run(args) {
     const { values } = parseArgs({ args, options: SERVE_FLAGS });
