@@ -195,6 +195,13 @@ test('a binary for another libtorch and a binary that fails its test-load are sk
     new RegExp(`skipping ${escaped(built.name)}: its test-load failed: .*(invalid ELF header|too short)`),
   );
   expect(install.output).toContain('building from source');
+  // The project's Node headers lie beside the package: paths under their common folder are hashed relative, so a
+  // source build in another project reuses the compiler cache's objects (the addon's alone took 85 s here).
+  const rules = fs.readFileSync(
+    path.join(install.dir, 'node_modules', 'pace-peft', 'build-native', 'CMakeFiles', 'rules.ninja'),
+    'utf8',
+  );
+  if (rules.includes('ccache')) expect(rules).toContain(`CCACHE_BASEDIR=${path.join(install.dir, 'node_modules')} `);
   const smokeRun = run(process.execPath, ['-e', smoke], { cwd: install.dir });
   expect(smokeRun.stderr).toBe('');
   const result = JSON.parse(smokeRun.stdout.trim().split('\n').pop()!);
