@@ -2,6 +2,7 @@ import { downloadFile, modelInfo, pathsInfo } from '@huggingface/hub';
 
 import { PaceFileError } from '../errors';
 import type { HubSettings } from './settings';
+import { withoutUrlQueries } from './failures';
 
 /** A file of a repository at one commit, as the Hub describes it (`paths-info`). */
 export interface RemoteFile {
@@ -102,10 +103,9 @@ function withBodyLimit(response: Response, limit: number, abort: (reason: Error)
       transform(chunk, controller) {
         received += chunk.byteLength;
         if (received > limit) {
-          // Named by hubFailure with the model and file, as a stall is. Without the query: a CDN's is a signature.
-          const { origin, pathname } = new URL(response.url);
+          // Named by hubFailure with the model and file, as a stall is.
           const error = new Error(
-            `the answer from ${origin}${pathname} is larger than ${limit / 2 ** 20} MiB, more than a Hub answer holds ` +
+            `the answer from ${withoutUrlQueries(response.url)} is larger than ${limit / 2 ** 20} MiB, more than a Hub answer holds ` +
               '(is the endpoint a Hub?)',
           );
           abort(error);

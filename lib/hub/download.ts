@@ -8,7 +8,7 @@ import { HubClient, validEtag, type RemoteFile } from './client';
 import { hubFailure, type FailureContext } from './failures';
 import { checkRevision, parsePretrainedName } from './names';
 import { readPretrainedConfig } from './pretrained-config';
-import { progressSink, type DownloadProgress } from './progress';
+import { isProgressCallbackError, progressSink, type DownloadProgress } from './progress';
 import { DEFAULT_HUB_ENDPOINT, hubSettings } from './settings';
 import { transferToCache } from './transfer';
 
@@ -189,9 +189,13 @@ async function fetchIntoCache(
     endpoint: settings.endpoint,
     token: settings.token !== undefined,
   };
-  // a stop is the signal's reason, not a failure of the Hub
+  // a stop is the signal's reason, and the progress callback's own error is its own: neither a failure of the Hub
   const fail = (error: unknown, file?: string) =>
-    o.signal?.aborted ? o.signal.reason : hubFailure(error, { ...context, file, last: client.last });
+    o.signal?.aborted
+      ? o.signal.reason
+      : isProgressCallbackError(error)
+        ? error
+        : hubFailure(error, { ...context, file, last: client.last });
 
   let commit: string;
   let remote: Map<string, RemoteFile>;

@@ -33,6 +33,11 @@ export function rootCause(error: unknown): string {
     .join(': ');
 }
 
+/** `text` with each URL's query and fragment cut off: a CDN link's query is a signature that fetches the file. */
+export function withoutUrlQueries(text: string): string {
+  return text.replace(/(\bhttps?:\/\/[^\s?#]*)[?#]\S*/g, '$1');
+}
+
 /** The origin a file's answer came from when it is not the endpoint's: the CDN the Hub sent the download to. */
 function elsewhere(c: FailureContext): string | undefined {
   if (!c.file || !c.last?.url) return undefined;
@@ -44,7 +49,8 @@ function elsewhere(c: FailureContext): string | undefined {
   }
 }
 
-function statusFailure(status: number, errorCode: string | undefined, detail: string, c: FailureContext): PaceError {
+function statusFailure(status: number, errorCode: string | undefined, given: string, c: FailureContext): PaceError {
+  const detail = withoutUrlQueries(given);
   const what = c.file ? `${c.file} of ${c.repo}` : c.repo;
   const cdn = elsewhere(c);
   const at = `${cdn ?? c.endpoint} (HTTP ${status}${errorCode ? `, ${errorCode}` : ''})`;
@@ -117,7 +123,8 @@ export function hubFailure(error: unknown, c: FailureContext): PaceError {
   }
   if (c.last && c.last.status >= 400) return statusFailure(c.last.status, c.last.errorCode, rootCause(error), c);
   const what = c.file ? `${c.file} of ${c.repo}` : c.repo;
-  return new PaceNetworkError(`pretrained '${c.name}': cannot fetch ${what} from ${c.endpoint}: ${rootCause(error)}`, {
-    cause: error,
-  });
+  return new PaceNetworkError(
+    `pretrained '${c.name}': cannot fetch ${what} from ${c.endpoint}: ${withoutUrlQueries(rootCause(error))}`,
+    { cause: error },
+  );
 }

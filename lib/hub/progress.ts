@@ -28,19 +28,34 @@ const MB = 1e6;
 /** Files smaller than this get no bar (a config.json is done before a bar could be read). */
 const BAR_FROM_BYTES = MB;
 
+const thrownByCallback = new WeakSet<object>();
+
+/** Whether `error` is one the caller's progress callback threw: the download rejects with it as it is. */
+export function isProgressCallbackError(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && thrownByCallback.has(error);
+}
+
 /** The sink `option` asks for: a callback, a cli-progress bar, or nothing. */
 export function progressSink(option: ProgressOption = 'auto', label: string): ProgressSink {
   if (typeof option === 'function') {
     let current = { file: '', bytes: 0, total: 0 };
+    const report = (progress: DownloadProgress) => {
+      try {
+        option(progress);
+      } catch (error) {
+        if (typeof error === 'object' && error !== null) thrownByCallback.add(error);
+        throw error;
+      }
+    };
     return {
-      waiting: (file, total, holder) => option({ file, bytes: 0, total, waitingFor: holder }),
+      waiting: (file, total, holder) => report({ file, bytes: 0, total, waitingFor: holder }),
       start: (file, total) => {
         current = { file, bytes: 0, total };
-        option({ ...current });
+        report({ ...current });
       },
       update: (bytes) => {
         current.bytes = bytes;
-        option({ ...current });
+        report({ ...current });
       },
       stop: () => {},
     };

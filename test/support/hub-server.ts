@@ -73,6 +73,9 @@ export const gitBlobId = (data: Buffer) =>
   crypto.createHash('sha1').update(`blob ${data.length}\0`).update(data).digest('hex');
 export const commitOf = (repo: string, fake?: FakeRepo) =>
   fake?.commit ?? crypto.createHash('sha1').update(`commit of ${repo}`).digest('hex');
+/** The query of the CDN links the fake Hub redirects to: the real Hub's are signed, a secret until they expire. */
+export const CDN_SIGNATURE = 'Expires=4102444800&Signature=secret-cdn-signature&Key-Pair-Id=K2';
+
 const isLfs = (file: string) => /\.(safetensors|npz|bin)$/.test(file);
 
 /** Sends `data` in `slices` writes `intervalMs` apart, then ends the answer (stops if the client hangs up). */
@@ -277,7 +280,7 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
       if (isLfs(file)) {
         response.writeHead(302, {
           // on another origin, as the Hub's CDN is (so fetch drops the Authorization header on the way)
-          location: `${hub.faults.get(sha256(data)) === 'unreachable' ? deadOrigin : cdnOrigin}/cdn/${sha256(data)}`,
+          location: `${hub.faults.get(sha256(data)) === 'unreachable' ? deadOrigin : cdnOrigin}/cdn/${sha256(data)}?${CDN_SIGNATURE}`,
           'x-repo-commit': commit,
           'x-linked-etag': `"${sha256(data)}"`,
           'x-linked-size': String(data.length),
