@@ -955,6 +955,31 @@ describe('downloads', () => {
     }
   });
 
+  test('a refusal whose body stalls is named by its status, on the first request and on a resume', async () => {
+    // Bug (review): "stalled after 0 of N bytes" without the 403; after a resume, the stall was taken for a dead
+    // connection and the refused request asked again five times.
+    const waits = RESUME_WAITS_MS.splice(0, RESUME_WAITS_MS.length, 1, 1, 1, 1, 1); // (no waiting in between)
+    try {
+      for (const fault of ['forbid-stall', 'truncate-then-forbid-stall'] as const) {
+        const cacheDir = freshCache();
+        hub.faults.set(sha256(tinyWeights), fault);
+        const before = hub.requests.length;
+        const options = { endpoint: hub.url, cacheDir, stallTimeoutMs: 500, minBytesPerSecond: 0, progress: false };
+        await expectFailure(
+          downloadPretrained(`hf-hub:${tinyRepo}`, options),
+          PaceNetworkError,
+          /^pretrained 'hf-hub:test\/tiny-vit': model\.safetensors of test\/tiny-vit was refused at http:\/\/localhost:\d+ \(HTTP 403\)/,
+        );
+        const transfers = hub.requests.slice(before).filter((r) => r.path.startsWith('/cdn/'));
+        expect(transfers).toHaveLength(fault === 'forbid-stall' ? 1 : 2);
+        expectNothingCached(cacheDir, 'models--test--tiny-vit');
+      }
+    } finally {
+      RESUME_WAITS_MS.splice(0, RESUME_WAITS_MS.length, ...waits);
+      hub.faults.clear();
+    }
+  });
+
   test("time the caller takes between chunks (a busy event loop) is not counted as the server's stall", async () => {
     // Bug (review): the stall clock ran from the last chunk's arrival, so a progress callback (or a slow disk)
     // holding the loop past the stall timeout failed a healthy download as "no data for 0.4 s".

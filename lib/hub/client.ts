@@ -153,8 +153,8 @@ export class HubClient {
   }
 
   /**
-   * `fetch` for the library: the headers must arrive within the stall timeout, and an API answer's (small JSON) body
-   * within another; a file's body is watched by its reader. The token goes to the endpoint only: the library
+   * `fetch` for the library: the headers must arrive within the stall timeout, and an API answer's (small JSON) or
+   * an error's body within another; a file's body is watched by its reader. The token goes to the endpoint only: the library
    * sends it on to a CDN it was redirected to when the CDN says it caches (`X-Cache`), and it is taken off there.
    */
   readonly fetch: typeof fetch = async (input, init) => {
@@ -199,15 +199,13 @@ export class HubClient {
       errorCode: response.headers.get('x-error-code') ?? undefined,
       contentRange: response.headers.get('content-range') ?? undefined,
     };
-    const api = url.href.startsWith(this.#apiPrefix);
-    if (api) {
-      // Aborting once the body has been read changes nothing, so the timer is only kept from holding the process.
-      timer = setTimeout(stalled('complete answer'), this.#stallMs);
-      timer.unref();
-    }
-    // A file's body is checked against its announced size as it arrives; what is read whole is bounded here.
-    if (api || !response.ok) return withBodyLimit(response, MAX_ANSWER_BYTES, (reason) => controller.abort(reason));
-    return response;
+    // A file's body is checked against its announced size as it arrives; what is read whole (an API answer, an
+    // error's text) is bounded here, in size and in time (a stalled one would hold its connection open).
+    if (!url.href.startsWith(this.#apiPrefix) && response.ok) return response;
+    // Aborting once the body has been read changes nothing, so the timer is only kept from holding the process.
+    timer = setTimeout(stalled('complete answer'), this.#stallMs);
+    timer.unref();
+    return withBodyLimit(response, MAX_ANSWER_BYTES, (reason) => controller.abort(reason));
   };
 
   get #credentials() {

@@ -216,19 +216,22 @@ export async function transferToCache(t: Transfer): Promise<void> {
         const stalled = () => `${what}: stalled after ${bytes} of ${file.size} bytes`;
         chunk = await paced.read(stalled);
       } catch (error) {
+        if (t.signal?.aborted) throw error;
+        // The request was refused (a first one, or a resume: an expired link, a file gone): said as the refusal it
+        // is, by the status the Hub's failure names, not retried; also when its body stalled after the headers.
+        if ((bytes === 0 || resumedFrom !== undefined) && (t.client.last?.status ?? 0) >= 400) {
+          throw silences.has(error as object) ? new Error((error as Error).message) : error;
+        }
         // A silent connection is asked again, as huggingface_hub resumes after a read timeout; a slow one is not.
         const silent = silences.has(error as object) && bytes > 0;
-        if ((error instanceof PaceNetworkError && !silent) || t.signal?.aborted) throw error;
-        // Nothing came: the server refused the transfer (the Hub's failure names its HTTP status) or never answered.
-        if (bytes === 0 && (t.client.last?.status ?? 0) >= 400) throw error;
+        if (error instanceof PaceNetworkError && !silent) throw error;
+        // Nothing came: the server never answered.
         if (bytes === 0) {
           const why = rootCause(t.client.failure ?? error) || 'connection lost';
           throw new PaceNetworkError(`${what}: no bytes arrived (${why})`, { cause: t.client.failure ?? error });
         }
         // Every byte came before the connection went (a chunked body cut before its end): the checks decide.
         if (bytes === file.size) break;
-        // A resumed request refused (an expired link, a file gone): said as the refusal it is, not retried.
-        if (!silent && resumedFrom !== undefined && (t.client.last?.status ?? 0) >= 400) throw error;
         if (resumes < RESUME_WAITS_MS.length) {
           // Taken up where it stopped, the bytes so far kept (and hashed) as they are.
           await reader.cancel().catch(() => {});

@@ -18,7 +18,7 @@ export interface FakeRepo {
  * A fault the CDN injects into the full transfer of one blob (by its SHA-256); `truncate-always` into the requests
  * for a part of it too (each sends half of what it announces, then drops the connection), `truncate-then-forbid`
  * refuses them (403), `stall-always` stalls them too; `cut-at-end` sends every byte unannounced (chunked) and drops
- * the connection before the end.
+ * the connection before the end. The `-stall` refusals send their 403's headers and then nothing more.
  */
 export type Fault =
   | 'truncate'
@@ -31,6 +31,8 @@ export type Fault =
   | 'drip'
   | 'refuse'
   | 'forbid'
+  | 'forbid-stall'
+  | 'truncate-then-forbid-stall'
   | 'flood'
   | 'unreachable';
 
@@ -321,6 +323,11 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
         response.end('forbidden');
         return;
       }
+      if (part && hub.faults.get(cdn[1]) === 'truncate-then-forbid-stall') {
+        response.writeHead(403, { 'content-type': 'text/plain' });
+        response.write('forbid');
+        return;
+      }
       if (request.headers.range) {
         sendBytes(request, response, data, cdnHeaders, hub.ignoreRange);
         return;
@@ -347,6 +354,12 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
           response.end('forbidden');
           return;
         }
+        if (fault === 'forbid-stall') {
+          // a refusal whose body never ends (a proxy holding the connection)
+          response.writeHead(403, { 'content-type': 'text/plain' });
+          response.write('forbid');
+          return;
+        }
         if (fault === 'refuse') {
           // the size probe succeeded; the full transfer is refused (an expired signed URL, an overloaded CDN)
           response.writeHead(503, { 'content-type': 'text/plain' });
@@ -363,7 +376,7 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, lifetimeMs =
         // the rest in 40 slices 25 ms apart (a second's transfer at its own pace)
         response.writeHead(200, { 'content-length': String(data.length) });
         response.write(data.subarray(0, data.length >> 1), () => {
-          if (fault === 'truncate' || fault === 'truncate-always' || fault === 'truncate-then-forbid')
+          if (fault === 'truncate' || fault === 'truncate-always' || fault.startsWith('truncate-then-forbid'))
             setTimeout(() => response.socket?.destroy(), 20);
           if (fault === 'drip') drip(response, data.subarray(data.length >> 1), 40, 25);
         });
