@@ -146,12 +146,13 @@ export async function downloadPretrained(
       );
     }
     if (settings.token !== undefined && !settings.token.startsWith('hf_')) {
-      // @huggingface/hub refuses any other token; for a mirror's public repositories, sending none works.
+      // @huggingface/hub refuses any other token (an old one, a mirror's); for public repositories, sending none works.
+      const mirror = settings.endpoint === DEFAULT_HUB_ENDPOINT ? '' : `, also for ${settings.endpoint}`;
+      const sendNone =
+        settings.tokenFrom === 'options.token' ? 'pass token: false' : 'set HF_HUB_DISABLE_IMPLICIT_TOKEN=1';
       throw new PaceOptionError(
-        `pretrained '${name}': the Hub token (options.token or HF_TOKEN) must start with 'hf_'` +
-          (settings.endpoint === DEFAULT_HUB_ENDPOINT
-            ? ''
-            : ` (@huggingface/hub requires it, also for ${settings.endpoint}); for its public repositories, pass token: false or unset HF_TOKEN`),
+        `pretrained '${name}': the Hub token from ${settings.tokenFrom} must start with 'hf_' (@huggingface/hub ` +
+          `requires it${mirror}); use one that does, or for public repositories ${sendNone} to send none`,
       );
     }
     cached = false;

@@ -10,6 +10,8 @@ export interface HubSettings {
   endpoint: string;
   /** The access token sent, if any. */
   token?: string;
+  /** Where the token came from: `options.token`, `HF_TOKEN`, `HUGGING_FACE_HUB_TOKEN` or the saved login. */
+  tokenFrom?: string;
   /** The cache root (huggingface_hub's layout below it). */
   cacheDir: string;
   /** Cache only: no request is made. */
@@ -156,7 +158,8 @@ export function hubSettings(options: HubSettingsOptions): HubSettings {
       : fromEnvironment !== undefined
         ? checkedEndpoint(fromEnvironment, 'HF_ENDPOINT')
         : DEFAULT_HUB_ENDPOINT;
-  const token = checkedToken(givenToken(options, env));
+  const given = givenToken(options, env);
+  const token = checkedToken(given);
   const cacheDir = options.cacheDir !== undefined ? path.resolve(options.cacheDir) : hubCache(env);
   // As huggingface_hub (`HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE`, one value): transformers' own switch turns the
   // Hub off too, unless HF_HUB_OFFLINE is set to something (a 0 keeps it on).
@@ -167,6 +170,7 @@ export function hubSettings(options: HubSettingsOptions): HubSettings {
   return {
     endpoint,
     token,
+    ...(given && { tokenFrom: given.source }),
     cacheDir,
     offline,
     ...(offline && { offlineFrom }),
