@@ -46,7 +46,8 @@ async function writeList(file: string, folder: string, count: number, seed: numb
 
 test('σ ∈ {0, 0.5}: selection on the source validation list, the table by target set equals the runs', async () => {
   await writeList(path.join(lists, 'imagenet', 'train_meta.list.num_shot_2.seed_0'), 'train', 2, 1);
-  await writeList(path.join(lists, 'imagenet', 'unofficial_val_list_4_shot2seed0'), 'train', 1, 2);
+  // NOAH's one validation list, selected on whatever the shot count (it ships no other)
+  await writeList(path.join(lists, 'imagenet', 'unofficial_val_list_4_shot16seed0'), 'train', 1, 2);
   await writeList(path.join(temp.dir, 'imagenet-val.list'), 'val', 1, 3);
   await writeList(path.join(temp.dir, 'imagenet-a.list'), 'a', 2, 4, classes.slice(0, 2));
   const base = path.join(temp.dir, 'base.safetensors');
@@ -127,7 +128,7 @@ test('σ ∈ {0, 0.5}: selection on the source validation list, the table by tar
   expect(tuned.map((run) => run.sigma)).toEqual([0, 0.5]);
   for (const run of tuned) {
     expect(run.validation).toMatchObject({
-      list: path.join(lists, 'imagenet', 'unofficial_val_list_4_shot2seed0'),
+      list: path.join(lists, 'imagenet', 'unofficial_val_list_4_shot16seed0'),
       transform: 'center-crop',
     });
     expect(run.epochs.map((e) => e.val_acc !== undefined)).toEqual([true, true]);
@@ -138,5 +139,7 @@ test('σ ∈ {0, 0.5}: selection on the source validation list, the table by tar
   const config = JSON.parse(fs.readFileSync(path.join(runDir, 'run.json'), 'utf8'));
   expect(config.trainer.pace.sigma).toBe(chosen);
   expect(config.data.train.list).toBe(path.join(lists, 'imagenet', 'train_meta.list.num_shot_2.seed_0'));
+  // the random resized crop and flip of the stronger augmentation the paper cites for domain adaptation
+  expect(config.data.train.transform).toBe('resized-crop-flip');
   expect(config.data.domainShift['imagenet-a'].list).toBe(targets['imagenet-a'].list);
 }, 120_000);

@@ -42,8 +42,9 @@ export const SweepTaskSchema = z.union([
     .strict(),
   /**
    * The paper's domain adaptation: train on ImageNet's 16-shot list of the run's seed (NOAH's
-   * `imagenet/train_meta.list.num_shot_16.seed_<seed>` under `lists`, paths under `imagenet`), select on the
-   * source validation list (`imagenet/unofficial_val_list_4_shot16seed0`), evaluate on `targets` (ImageNet val,
+   * `imagenet/train_meta.list.num_shot_16.seed_<seed>` under `lists`, paths under `imagenet`; `resized-crop-flip`),
+   * select on the source validation list (`imagenet/unofficial_val_list_4_shot16seed0`, whatever `shots` says, as
+   * NOAH), evaluate on `targets` (ImageNet val,
    * -Sketch, -V2, -A, -R: each a list and its image root; A's and R's logits restricted to their classes).
    */
   z
@@ -96,9 +97,11 @@ export interface SweepTask {
 }
 
 /**
- * The training list's seed that NOAH's ImageNet validation list (`unofficial_val_list_4_shot16seed0`) was drawn
- * beside: the training lists of other seeds share images with it (37 and 41 of its 2,959 for seeds 1 and 2).
+ * NOAH's ImageNet validation list, the one it selects on whatever the shot count (it ships no other), and the
+ * training list's seed it was drawn beside: the training lists of other seeds share images with it (37 and 41 of
+ * its 2,959 for seeds 1 and 2).
  */
+const DOMAIN_SHIFT_VALIDATION_LIST = 'unofficial_val_list_4_shot16seed0';
 const DOMAIN_SHIFT_VALIDATION_SEED = 0;
 
 /** Refuses to tune a domain-shift task on a seed whose training images the validation list holds. */
@@ -159,9 +162,10 @@ export function expandTasks(tasks: SweepTaskInput[], what: string): SweepTask[] 
     }
     if ('domainShift' in task) {
       const { lists, imagenet, targets, shots } = task.domainShift;
-      // ImageNet's lists, as NOAH lays them out: the training images (their transform as few-shot training) and
-      // the source validation split (the evaluation transform).
-      const list = (file: string, transform: 'crop-flip' | 'center-crop') => ({
+      // ImageNet's lists, as NOAH lays them out: the training images, with the random resized crop and flip of
+      // the stronger augmentation the paper cites for domain adaptation (NOAH's recipe: the rest of it, RandAugment,
+      // erasing and mixup, is the base's fit.augment), and the source validation split (the evaluation transform).
+      const list = (file: string, transform: 'resized-crop-flip' | 'center-crop') => ({
         list: path.join(lists, 'imagenet', file),
         root: imagenet,
         numClasses: IMAGENET_CLASSES,
@@ -175,15 +179,9 @@ export function expandTasks(tasks: SweepTaskInput[], what: string): SweepTask[] 
           shots,
           numClasses: IMAGENET_CLASSES,
           data: (stage, seed) => {
-            const train = list(`train_meta.list.num_shot_${shots}.seed_${seed}`, 'crop-flip');
+            const train = list(`train_meta.list.num_shot_${shots}.seed_${seed}`, 'resized-crop-flip');
             return stage === 'tune'
-              ? {
-                  train,
-                  validation: list(
-                    `unofficial_val_list_4_shot${shots}seed${DOMAIN_SHIFT_VALIDATION_SEED}`,
-                    'center-crop',
-                  ),
-                }
+              ? { train, validation: list(DOMAIN_SHIFT_VALIDATION_LIST, 'center-crop') }
               : { train, domainShift: targets };
           },
         },
