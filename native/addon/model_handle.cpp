@@ -258,7 +258,10 @@ Napi::Value ModelHandle::runForward(const Napi::CallbackInfo& info, bool feature
           // A view into a larger tensor (a headless ViT's class token, of all the tokens) would hold it all alive.
           const bool partOfMore =
               out.has_storage() && out.storage().nbytes() > static_cast<size_t>(out.numel()) * out.element_size();
-          return partOfMore ? out.clone(at::MemoryFormat::Contiguous) : out;
+          at::Tensor result = partOfMore ? out.clone(at::MemoryFormat::Contiguous) : out;
+          // Resolved once the GPU is done: reading the logits (toFloat32Array) then never holds the JS thread.
+          waitForDevice(result.device());
+          return result;
         },
         [](Napi::Env env, at::Tensor& output) -> Napi::Value { return TensorHandle::wrap(env, std::move(output)); });
   });

@@ -1,5 +1,6 @@
 #include "system/devices.h"
 
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/cuda.h>
 
 #include <atomic>
@@ -21,6 +22,11 @@ c10::Device withDefaultCudaIndex(const c10::Device& device) {
   const int index = defaultCudaIndex;
   if (!device.is_cuda() || device.has_index() || index < 0) return device;
   return {c10::kCUDA, static_cast<c10::DeviceIndex>(index)};
+}
+
+void waitForDevice(const c10::Device& device) {
+  if (!device.is_cuda()) return;
+  c10::impl::getDeviceGuardImpl(device.type())->getStream(device).synchronize();
 }
 
 c10::Device deviceNamed(const std::string& name, const std::string& what) {

@@ -20,4 +20,8 @@ void setDefaultCudaIndex(std::optional<c10::DeviceIndex> index);
 // `device` with the default index given to a CUDA device that has none.
 c10::Device withDefaultCudaIndex(const c10::Device& device);
 
+// Waits until the work queued on `device`'s current stream has run (nothing to wait for on the CPU): a worker
+// thread's result is then ready, and reading it on the JavaScript thread does not wait for the GPU there.
+void waitForDevice(const c10::Device& device);
+
 }  // namespace pace
