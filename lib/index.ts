@@ -58,7 +58,14 @@ export {
   type PaceLinearStrategy,
   type ThreadSettings,
 } from './performance';
-export { Model, createModel, type CreateModelOptions, type LoadReport, type ParameterInfo } from './models/model';
+export {
+  Model,
+  createModel,
+  type CreateModelOptions,
+  type ForwardOptions,
+  type LoadReport,
+  type ParameterInfo,
+} from './models/model';
 export {
   listModels,
   resolveModelName,

@@ -9,7 +9,7 @@ import { createInferenceServer, createModel, PaceUnsupportedError, type Model } 
 import * as imageDecode from '../lib/data/image-decode';
 import { MAX_JPEG_SCANS } from '../lib/data/jpeg-scans';
 import { repoRoot } from './support/paths';
-import { listen, postImage } from './support/serve';
+import { listen, postImage, withForward } from './support/serve';
 
 const checkpoint = path.join(repoRoot, 'examples', 'assets', 'vit-demo-fashion-mnist.safetensors');
 const spec = { family: 'vit', imgSize: 28, patchSize: 7, embedDim: 64, depth: 4, numHeads: 4, numClasses: 10 } as const;
@@ -30,15 +30,11 @@ function gatedModel() {
   const gate = new Promise<void>((resolve) => (open = resolve));
   const safety = setTimeout(open, 20_000);
   const counts = { forwards: 0 };
-  const gated = {
-    spec: model.spec,
-    preprocessing: model.preprocessing,
-    forward: async (input: Parameters<Model['forward']>[0]) => {
-      counts.forwards += 1;
-      await gate;
-      return model.forward(input);
-    },
-  } as unknown as Model;
+  const gated = withForward(model, async (input) => {
+    counts.forwards += 1;
+    await gate;
+    return model.forward(input);
+  });
   const release = () => {
     open();
     clearTimeout(safety);
@@ -48,11 +44,7 @@ function gatedModel() {
 
 /** The model with a forward that always fails with `message`, as one out of memory would. */
 function failingModel(message: string): Model {
-  return {
-    spec: model.spec,
-    preprocessing: model.preprocessing,
-    forward: () => Promise.reject(new Error(message)),
-  } as unknown as Model;
+  return withForward(model, () => Promise.reject(new Error(message)));
 }
 
 /** Runs `body` against a server for `served` on loopback, and closes it afterwards whatever happens. */
@@ -483,14 +475,10 @@ test('predictions still waiting for their decode at timeoutMs get 504, leave the
     .png({ compressionLevel: 9 })
     .toBuffer();
   const counts = { forwards: 0 };
-  const counted = {
-    spec: model.spec,
-    preprocessing: model.preprocessing,
-    forward: (input: Parameters<Model['forward']>[0]) => {
-      counts.forwards += 1;
-      return model.forward(input);
-    },
-  } as unknown as Model;
+  const counted = withForward(model, (input) => {
+    counts.forwards += 1;
+    return model.forward(input);
+  });
   await withServer(
     counted,
     {

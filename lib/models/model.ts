@@ -452,6 +452,11 @@ export class Model implements Disposable {
     return this.#use('nativeHandle');
   }
 
+  /** Whether {@link dispose} was called: the model cannot be used any more. */
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
   /** Frees the parameters (after any forward still running). */
   dispose(): void {
     this.#use('dispose').dispose();

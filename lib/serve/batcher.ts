@@ -1,9 +1,11 @@
+import { PaceDivergedError, PaceStateError } from '../errors';
 import type { Model } from '../models/model';
 import type { Normalization } from '../data/normalization';
 import { prepareImages } from '../data/prepare';
 import { nativeAddon } from '../native';
 import { tensor } from '../tensor';
 import { HttpError } from './http-error';
+import { softmax } from './ranking';
 
 interface Pending {
   pixels: Buffer;
@@ -19,15 +21,6 @@ interface Pending {
 export interface Submission {
   result: Promise<Float32Array>;
   cancel(): void;
-}
-
-/** Softmax in float64 of one row of logits. */
-function softmax(logits: Float32Array): Float32Array {
-  let max = -Infinity;
-  for (const v of logits) max = Math.max(max, v);
-  const exps = Array.from(logits, (v) => Math.exp(v - max));
-  const sum = exps.reduce((a, b) => a + b, 0);
-  return Float32Array.from(exps, (v) => v / sum);
 }
 
 /** How many of the latest batch sizes a server keeps in `batches`. */
@@ -116,12 +109,21 @@ export class Batcher {
     const { model, normalization } = this.options;
     const size = model.spec.imgSize;
     try {
+      model.fitLock.check('a prediction'); // (a fit's training mode is the fit's: busy, not wrong)
+      if (model.training) {
+        throw new PaceStateError(
+          'the model is in training mode (stochastic depth on, so answers vary): call model.eval() to serve it',
+        );
+      }
       const pixels = Buffer.concat(batch.map((p) => p.pixels));
       using images = tensor(pixels, [batch.length, size, size, 3], { dtype: 'uint8' });
       using input = await prepareImages(images, { size, ...normalization });
       using logits = await model.forward(input);
       const classes = logits.shape[1];
       const values = logits.toFloat32Array();
+      if (!values.every(Number.isFinite)) {
+        throw new PaceDivergedError(`the model's logits for a batch of ${batch.length} are not finite`);
+      }
       this.batches.push(batch.length);
       if (this.batches.length > (this.options.recordedBatches ?? RECORDED_BATCHES)) this.batches.shift();
       batch.forEach((pending, i) => pending.resolve(softmax(values.subarray(i * classes, (i + 1) * classes))));

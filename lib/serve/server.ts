@@ -2,13 +2,14 @@ import http from 'node:http';
 import type net from 'node:net';
 
 import { EvalTransformSchema, timmEvalTransform } from '../data/eval-transform';
-import { PaceBusyError, PaceOptionError } from '../errors';
+import { PaceBusyError, PaceOptionError, PaceStateError } from '../errors';
 import type { Model } from '../models/model';
 import { parseOptions } from '../options';
 import { Batcher } from './batcher';
 import { imageTypes, UploadDecoder } from './decode';
 import { HttpError } from './http-error';
 import { ServeOptionsSchema, type ServeOptions } from './options';
+import { topIndices } from './ranking';
 
 /** What {@link createInferenceServer} returns. */
 export interface InferenceServer {
@@ -55,6 +56,10 @@ function cutUnreadBody(request: http.IncomingMessage, limit: number): void {
     }
   }, 50);
   watch.unref();
+}
+
+function modelDisposed(): HttpError {
+  return new HttpError(503, 'the model was disposed: this server cannot predict any more');
 }
 
 /** The declared body length (0 when none); 413 beyond `limit`, before any of the body is read or asked for. */
@@ -120,11 +125,13 @@ function expectsContinue(request: http.IncomingMessage): boolean {
 
 /**
  * An HTTP inference server for a (merged) model: `POST /predict` with a JPEG, PNG or WebP body returns the top-k
- * labels (`options.labels`, else the model's `classNames`, else class indices) and probabilities; each upload is
- * resized and normalised by `options.transform` (default: timm's evaluation transform for the model); concurrent
- * requests are batched into one forward. `GET /health` reports
- * `{ status, queued, decoding }`: 200 with status 'ok', or 503 with 'closing' once close() has begun. Decoding runs in two bounded lanes (small and large images) apart from the
- * forwards, with 503 and Retry-After when a lane's queue is full; Node's own request, header and keep-alive
+ * labels (`options.labels`, else the model's `classNames` as they are at the answer, else class indices) and
+ * probabilities; each upload is resized and normalised by `options.transform` (default: timm's evaluation
+ * transform for the model); concurrent requests are batched into one forward. The model must be in evaluation
+ * mode. `GET /health` reports `{ status, queued, decoding }`: 200 with status 'ok', or 503 with 'closing' once
+ * close() has begun (or 'model disposed' once the model is: `/predict` answers 503 then too). Decoding runs in two
+ * bounded lanes (small and large images) apart from the forwards, with 503 and Retry-After when a lane's queue is
+ * full; Node's own request, header and keep-alive
  * timeouts bound slow clients. A client that half-closes its connection counts as gone (nginx's 499): its request
  * is withdrawn and costs no forward, so one must keep its sending side open until the answer arrives.
  */
@@ -135,7 +142,13 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
   if (o.labels && o.labels.length !== classes) {
     throw new PaceOptionError(`options.labels: ${o.labels.length} labels for a model of ${classes} classes`);
   }
-  const labels = o.labels ?? model.classNames;
+  if (model.training && !model.fitLock.held) {
+    throw new PaceStateError(
+      'the model is in training mode (stochastic depth on, so answers vary): call model.eval() before serving it',
+    );
+  }
+  // The model's own names are read at each answer: loadWeights, loadAdapters or resetHead may change them.
+  const labelOf = (index: number) => (o.labels ?? model.classNames)?.[index] ?? String(index);
   // the fields given (an explicit undefined is none) over timm's, checked whole
   const given = Object.entries(o.transform ?? {}).filter(([, value]) => value !== undefined);
   const transform = parseOptions(
@@ -237,15 +250,18 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
         if (request.method !== 'GET' && request.method !== 'HEAD') {
           throw new HttpError(405, 'use GET /health', { allow: 'GET, HEAD' });
         }
-        // A closing server answers 503 so that a load balancer's health check stops sending it requests.
-        return send(response, closing ? 503 : 200, {
-          status: closing ? 'closing' : 'ok',
+        // A closing server (or one whose model is gone) answers 503: a load balancer's health check stops sending
+        // it requests.
+        const status = closing ? 'closing' : model.disposed ? 'model disposed' : 'ok';
+        return send(response, status === 'ok' ? 200 : 503, {
+          status,
           queued: batcher.queued,
           decoding: { small: decoder.small.load, large: decoder.large.load },
         });
       }
       if (route !== '/predict') throw new HttpError(404, 'unknown path: use POST /predict or GET /health');
       if (request.method !== 'POST') throw new HttpError(405, 'use POST /predict', { allow: 'POST' });
+      if (model.disposed) throw modelDisposed();
       if ((inFlight.get(socket) ?? 0) > 1) {
         throw new HttpError(503, 'one prediction at a time per connection: wait for the answer, or open another', {
           'retry-after': String(o.retryAfterSeconds),
@@ -264,18 +280,22 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
       receiving.add(socket);
       const body = await readBody(request, o.maxBodyBytes).finally(() => receiving.delete(socket));
       const probabilities = await predict(request, body, type);
-      const ranked = Array.from(probabilities, (p, i) => ({ label: labels?.[i] ?? String(i), probability: p }))
-        .sort((a, b) => b.probability - a.probability)
-        .slice(0, o.topK);
+      const ranked = topIndices(probabilities, o.topK).map((i) => ({
+        label: labelOf(i),
+        probability: probabilities[i],
+      }));
       send(response, 200, { predictions: ranked });
     } catch (caught) {
-      // A model that a fit is training is busy for a while, not broken: a 503 to retry, not a 500.
+      // A model that a fit is training is busy for a while, not broken: a 503 to retry, not a 500; one disposed
+      // under the server is gone for good, and a load balancer should stop sending to it.
       const error =
         caught instanceof PaceBusyError
           ? new HttpError(503, 'the model is being trained by a fit in this process; retry later', {
               'retry-after': String(o.retryAfterSeconds),
             })
-          : caught;
+          : model.disposed && !(caught instanceof HttpError)
+            ? modelDisposed()
+            : caught;
       const status = error instanceof HttpError ? error.status : 500;
       if (!response.headersSent && !response.destroyed) {
         // The server's own failure (a CUDA message, a path) is for its operator, not for whoever sent the request.
