@@ -81,13 +81,16 @@ export interface NativeStepResult {
   clsLoss: number;
   paceLoss: number;
   totalLoss: number;
-  /** Top-1 hits among the samples the cross-entropy saw. */
+  /** Top-1 hits among the samples the cross-entropy saw (data-parallel: this rank's share; sum over the ranks). */
   correct: number;
-  /** How many samples that was (half the batch on a lazy consistency step). */
+  /** How many samples that was (half the batch on a lazy consistency step; data-parallel: this rank's share). */
   counted: number;
   /** With `diagnostics`: the trainable parameters' gradient L2 norm. */
   gradNorm?: number;
-  /** With `diagnostics`: mean_batch Σ_classes (f − f₀)² against the frozen backbone (same head), before the update. */
+  /**
+   * With `diagnostics`: mean_batch Σ_classes (f − f₀)² against the frozen backbone (same head), before the update
+   * (data-parallel: over this rank's share).
+   */
   fpDistance?: number;
   /** With `stepGraphs`: how the step ran (`captured`, `replayed`, `warmup`, or `eager: <why>`). */
   graph?: string;

@@ -47,7 +47,8 @@ export const FitOptionsSchema = z
     /**
      * timm's cosine schedule over `epochs` from the optimizer's lr (reference defaults). `false`: every epoch runs
      * at `optimizer.lr` (set when the fit starts, whatever rate an earlier fit or `setLearningRate` left; a
-     * callback may still change it, and each epoch logs the rate it ran at).
+     * callback may still change it, and each epoch logs the rate it ran at). A resumed fit starts at `optimizer.lr`
+     * too: a callback that changed the rate sets it again in `onTrainBegin` from the `past` epochs' logs.
      */
     schedule: z.union([z.literal(false), CosineShapeSchema]).default(CosineShapeSchema.parse({})),
     /** `epoch`: stepped after each epoch as the reference loop does; `step`: updated before every step. */
@@ -67,6 +68,7 @@ export const FitOptionsSchema = z
     shuffleSeed: z.number().int().min(0).optional(),
     /** A progress bar on stderr: `auto` shows it only on a TTY. */
     progress: z.union([z.boolean(), z.literal('auto')]).default('auto'),
+    /** Images per evaluation forward, on each rank (default: the training batch's share of a rank). */
     evalBatchSize: z.number().int().min(1).optional(),
     /**
      * Training augmentation over the training set's own (its fields replace the dataset's; a `resizedCrop`
@@ -588,7 +590,8 @@ async function fitEpochs(
         ...(o.stepGraphs !== 'off' && { stepGraphs: result.stepGraphs }),
       };
       if ((epoch + 1) % o.evalEvery === 0 || epoch + 1 === o.epochs) {
-        const evalBatch = o.evalBatchSize ?? o.batchSize;
+        // (Data-parallel, a rank's share of the global batch, as timm's validation batch is the per-rank one.)
+        const evalBatch = o.evalBatchSize ?? o.batchSize / host.worldSize;
         // Aborted during an evaluation, the epoch is not recorded, as one aborted during its steps: the last
         // checkpoint stays, and a resume runs the epoch again. Data-parallel, the evaluation is collective and
         // runs to its end; the next epoch's first step carries the stop to every rank.

@@ -168,8 +168,9 @@ export interface TrainStepOptions {
  * copy plus λ·mean_batch Σ_classes (f₁ − f₂)².
  *
  * Created after {@link initDistributed}, a trainer is data-parallel: rank 0's trainable tensors are broadcast to
- * every rank, each step averages the gradients (and the losses it reports) over the ranks before the update, and
- * each rank draws its own noise. Its fit splits every global batch across the ranks.
+ * every rank, each step averages the gradients (and the losses and gradient norm it reports) over the ranks before
+ * the update, and each rank draws its own noise; a step's `correct`, `counted` and `fpDistance` are this rank's
+ * share's (a fit sums them over the ranks). Its fit splits every global batch across the ranks.
  */
 export class Trainer implements Disposable {
   readonly model: Model;
