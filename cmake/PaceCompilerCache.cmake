@@ -29,7 +29,7 @@ if(PACE_CCACHE)
   endif()
   set(_pace_launcher "${CMAKE_COMMAND}" -E env
       "CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime"
-      "CCACHE_BASEDIR=${_pace_ccache_base}" "${PACE_CCACHE}")
+      "CCACHE_BASEDIR=${_pace_ccache_base}" sh "${CMAKE_CURRENT_LIST_DIR}/ccache-launch.sh" "${PACE_CCACHE}")
   set(CMAKE_CXX_COMPILER_LAUNCHER ${_pace_launcher})
   set(CMAKE_CUDA_COMPILER_LAUNCHER ${_pace_launcher})
   message(STATUS "pace-peft: ccache ${PACE_CCACHE}")

@@ -146,6 +146,7 @@ test('the packed tarball holds what the source build needs, and nothing of the c
   for (const file of [
     'CMakeLists.txt',
     'cmake/PaceFindTorch.cmake',
+    'cmake/ccache-launch.sh',
     'scripts/install.js',
     'scripts/build-native.js',
     'dist/cli.js',
