@@ -111,6 +111,78 @@ test('a file without the new records (older versions, the reference) loads onto 
   expect(trainable(clip)).toEqual(trainable(source));
 });
 
+test("the official PACE code's files load: its wrappers' levels in the names (with and without PACE's noise)", async () => {
+  // Bug (review): train.py saves `<linear>.delta_*` and `head.base_module.*` (the residual wrappers), under
+  // `.adapter.` too when PACE wraps them in its noise module; every tensor was reported missing or foreign.
+  const { tensors } = await loadTensors(saved);
+  try {
+    for (const withNoise of [false, true]) {
+      const referenceNamed = new Map(
+        Object.entries(tensors).map(([name, value]) => {
+          const owner = name.slice(0, name.lastIndexOf('.'));
+          const wrapped = `${owner}${withNoise ? '.adapter' : ''}${owner === 'head' ? '.base_module' : ''}`;
+          return [`${wrapped}${name.slice(owner.length)}`, value];
+        }),
+      );
+      expect([...referenceNamed.keys()]).toContain(
+        withNoise ? 'head.adapter.base_module.weight' : 'head.base_module.weight',
+      );
+      const reference = file(`reference-${withNoise}.safetensors`);
+      await saveTensors(reference, referenceNamed); // (no metadata, as a converted weight.pt)
+      using target = await adapted(tinyVit, 9, base);
+      await target.loadAdapters(reference);
+      expect(trainable(target)).toEqual(trainable(source));
+    }
+    // one tensor under two names is refused, naming both
+    const twice = file('twice.safetensors');
+    await saveTensors(twice, {
+      'head.weight': tensors['head.weight'],
+      'head.base_module.weight': tensors['head.weight'],
+    });
+    using target = await adapted(tinyVit, 9, base);
+    await expect(target.loadAdapters(twice)).rejects.toThrow(
+      /holds both '(head\.weight|head\.base_module\.weight)' and '(head\.weight|head\.base_module\.weight)', two names of head\.weight/,
+    );
+  } finally {
+    for (const t of Object.values(tensors)) t.dispose();
+  }
+});
+
+test('weights saved with adapters folded in are refused by a model with adapters, which would apply them twice', async () => {
+  // Bug (review): saveWeights then loadWeights on the adapted model gave W0 + 2ΔW (and a second VPT shift), unsaid.
+  const foldedIn = file('folded.safetensors');
+  await source.saveWeights(foldedIn);
+  const recorded = async (at: string) => {
+    const { metadata, tensors } = await loadTensors(at);
+    for (const t of Object.values(tensors)) t.dispose();
+    return metadata?.['pace_peft.merged_adapters'];
+  };
+  expect(await recorded(foldedIn)).toBe('loramul_vptadd');
+  using other = await adapted(tinyVit, 9, base);
+  const before = trainable(other);
+  await expect(other.loadWeights(foldedIn)).rejects.toThrow(
+    `'${foldedIn}' holds weights with loramul_vptadd adapters folded in (saveWeights of a model with adapters): ` +
+      "under this model's adapters they would apply twice. Load it into a model without adapters (then add new " +
+      'ones), or load the adapters themselves with loadAdapters()',
+  );
+  expect(other.weightsFingerprint()).toBe(source.weightsFingerprint());
+  expect(trainable(other)).toEqual(before);
+  // A model without adapters takes it, and so does one whose adapters are added afterwards; what it saves, and
+  // what merged() copies save, still say so. A backbone without adapters records nothing.
+  using plain = await createModel(tinyVit, { pretrained: foldedIn });
+  const again = file('folded-again.safetensors');
+  await plain.saveWeights(again);
+  expect(await recorded(again)).toBe('loramul_vptadd');
+  using copy = await source.merged();
+  const exported = file('exported.safetensors');
+  await copy.saveWeights(exported);
+  expect(await recorded(exported)).toBe('loramul_vptadd');
+  using backbone = await createModel(tinyVit, { pretrained: base });
+  const untouched = file('untouched.safetensors');
+  await backbone.saveWeights(untouched);
+  expect(await recorded(untouched)).toBeUndefined();
+});
+
 test('the option is checked', async () => {
   using model = await adapted(tinyVit, 5, base);
   await expect(model.loadAdapters(saved, { allowOtherWeights: 'yes' } as never)).rejects.toThrow(
@@ -172,17 +244,19 @@ test('after loadWeights, a save queued behind a forward, or behind the load itse
   (await forward).dispose();
   expect(await recorded('after-load.safetensors')).toBe(source.weightsFingerprint());
 
-  using other = await adapted(tinyVit, 7);
+  using other = await createModel(tinyVit, { seed: 7 }); // (a backbone: weights saved with adapters would be refused)
   const otherBase = file('other-base.safetensors');
   await other.saveWeights(otherBase);
   const loading = model.loadWeights(otherBase, { strict: false });
   const saving = model.saveAdapters(file('behind-load.safetensors'));
   await Promise.all([loading, saving]);
-  expect(await recorded('behind-load.safetensors')).toBe(other.weightsFingerprint());
+  const otherWeights = model.weightsFingerprint();
+  expect(otherWeights).not.toBe(source.weightsFingerprint());
+  expect(await recorded('behind-load.safetensors')).toBe(otherWeights);
   // A load that fails leaves the weights, and the fingerprint recorded, as they were.
   await expect(model.loadWeights(file('no-such.safetensors'))).rejects.toThrow();
   await model.saveAdapters(file('after-failed-load.safetensors'));
-  expect(await recorded('after-failed-load.safetensors')).toBe(other.weightsFingerprint());
+  expect(await recorded('after-failed-load.safetensors')).toBe(otherWeights);
 });
 
 test("'linear' and 'full' have no rank or targets: a file loads whatever rank was given, and targets are refused", async () => {

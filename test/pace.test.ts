@@ -395,6 +395,10 @@ describe('merging', () => {
     using merged = await model.merged();
     const withBias = path.join(temp.dir, 'merged-swin-for-loramul.safetensors');
     await merged.saveWeights(withBias);
+    // (without the record of the folded adapters, which a model with adapters would refuse before the bias check)
+    const { tensors: mergedTensors } = await loadTensors(withBias);
+    await saveTensors(withBias, mergedTensors);
+    disposeTensors(mergedTensors);
     using timmLike = await createModel(specOf(name), { seed: 1 });
     const withoutBias = path.join(temp.dir, 'plain-swin-for-loramul.safetensors');
     await timmLike.saveWeights(withoutBias);

@@ -31,6 +31,14 @@ export type AdapterConfig = z.output<typeof AdapterOptionsSchema>;
 /** The metadata key under which saveAdapters records the adapter configuration (JSON). */
 export const ADAPTER_METADATA_KEY = 'pace_peft.adapters';
 
+/** The metadata key under which saveWeights records the adapters it folded into the weights (their type). */
+export const MERGED_ADAPTERS_METADATA_KEY = 'pace_peft.merged_adapters';
+
+/** Whether adapters of `type` add to the frozen weights they adapt ('linear' and 'full' train weights themselves). */
+export function foldsIntoWeights(type: string | undefined): boolean {
+  return type !== undefined && type !== 'linear' && type !== 'full';
+}
+
 /**
  * What saveAdapters records: the adapter configuration, the backbone's family and model name, and what the
  * adapters were trained on: the backbone's architecture, the image size and the frozen weights' fingerprint

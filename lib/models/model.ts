@@ -17,6 +17,8 @@ import { adaptedLinearsIn, adapterFileMetadata, checkAdapterFile, type AdapterTa
 import { checkClassNames, CLASS_NAMES_METADATA_KEY, headWeightEntry, recordedClassNames } from './class-names';
 import {
   ADAPTER_METADATA_KEY,
+  foldsIntoWeights,
+  MERGED_ADAPTERS_METADATA_KEY,
   AdapterOptionsSchema,
   LoadAdaptersOptionsSchema,
   type AdapterConfig,
@@ -116,6 +118,8 @@ export class Model implements Disposable {
   /** See #frozenWeights. */
   #frozenFingerprint?: string | Promise<string | undefined>;
   #classNames?: readonly string[];
+  /** The type of the adapters folded into the weights (by merged(), or in a file loaded), which saveWeights records. */
+  #foldedAdapters?: string;
   #disposed = false;
 
   /** Not for users: models are made by {@link createModel} (and {@link Model.merged}). */
@@ -147,11 +151,26 @@ export class Model implements Disposable {
           'loadAdapters(), or fold it into the backbone first (merged() and saveWeights(); pace export --merged)',
       );
     }
+    const merged = header?.metadata?.[MERGED_ADAPTERS_METADATA_KEY];
+    if (foldsIntoWeights(merged) && foldsIntoWeights(this.adapters?.type)) {
+      throw new PaceFileError(
+        `'${file}' holds weights with ${merged} adapters folded in (saveWeights of a model with adapters): under ` +
+          "this model's adapters they would apply twice. Load it into a model without adapters (then add new ones), " +
+          'or load the adapters themselves with loadAdapters()',
+      );
+    }
     // The head's names as the load leaves them, set now (a save asked after this load writes them): the file's when
     // its head is of this model's class count, none when the head is re-initialised (or from an .npz, which names
     // none). A load that fails gives the old ones back.
     const classNames = header && this.#namesOfLoadedHead(file, header);
+    // Set now, as the names are (a save asked after this load records it); a failed load gives the old one back.
+    const foldedBefore = this.#foldedAdapters;
+    const folded = merged ?? (strict ? undefined : foldedBefore);
+    this.#foldedAdapters = folded;
     const loading = native.loadWeights(file, strict, header ? (header.metadata ?? {}) : undefined);
+    loading.catch(() => {
+      if (this.#foldedAdapters === folded) this.#foldedAdapters = foldedBefore;
+    });
     const loaded = this.#namesAfter(loading, classNames);
     // The load reads the fingerprint it leaves; one that fails leaves the weights, and the fingerprint, as they were.
     const before = this.#frozenFingerprint;
@@ -184,7 +203,8 @@ export class Model implements Disposable {
   }
 
   /**
-   * Writes the backbone as a timm-loadable safetensors file (atomically), adapters folded in. `metadata` joins the
+   * Writes the backbone as a timm-loadable safetensors file (atomically), adapters folded in (recorded, so that
+   * the file is refused by a model that has adapters, which would apply them twice). `metadata` joins the
    * file's; of pace-peft's own keys it may hold an evaluation transform (`EVAL_TRANSFORM_METADATA_KEY`, checked).
    */
   async saveWeights(path: string, options: { metadata?: Record<string, string> } = {}): Promise<void> {
@@ -193,7 +213,9 @@ export class Model implements Disposable {
     const given = options.metadata;
     checkOwnMetadata(given);
     const names = this.#classNames && { [CLASS_NAMES_METADATA_KEY]: JSON.stringify(this.#classNames) };
-    const metadata = names || given ? { ...names, ...given } : null;
+    const foldedType = foldsIntoWeights(this.adapters?.type) ? this.adapters?.type : this.#foldedAdapters;
+    const folded = foldedType !== undefined && { [MERGED_ADAPTERS_METADATA_KEY]: foldedType };
+    const metadata = names || folded || given ? { ...names, ...folded, ...given } : null;
     await this.#use('saveWeights').saveWeights(parseOptions(PathSchema, path, 'path'), metadata);
   }
 
@@ -431,6 +453,7 @@ export class Model implements Disposable {
   async merged(): Promise<Model> {
     const copy = new Model(await this.#use('merged').merged(), this.spec, this.name, this.preprocessing);
     copy.#classNames = this.#classNames;
+    copy.#foldedAdapters = foldsIntoWeights(this.adapters?.type) ? this.adapters?.type : this.#foldedAdapters;
     return copy;
   }
 

@@ -170,12 +170,39 @@ AdapterFileLeeway adapterFileLeeway(models::Backbone& model) {
   return leeway;
 }
 
+namespace {
+
+// The official PACE code names a tensor through the modules it wraps a linear in: `<linear>.adapter.delta_*` (the
+// noise wrapper of a PACE run) and `head.base_module.*` (the head's residual wrapper). Read as the linear's own.
+std::string withoutReferenceWrappers(const std::string& name) {
+  std::string unwrapped;
+  size_t start = 0;
+  while (start <= name.size()) {
+    const size_t end = std::min(name.find('.', start), name.size());
+    const std::string part = name.substr(start, end - start);
+    if (part != "adapter" && part != "base_module") unwrapped += (unwrapped.empty() ? "" : ".") + part;
+    start = end + 1;
+  }
+  return unwrapped;
+}
+
+}  // namespace
+
 void loadAdapters(models::Backbone& model, const std::string& path,
                   const std::optional<TensorMetadata>& checkedMetadata) {
   const SafetensorsContents contents =
       checkedMetadata ? loadSafetensorsAsChecked(path, *checkedMetadata) : loadSafetensors(path);
   std::map<std::string, torch::Tensor> byName;
-  for (const auto& named : contents.tensors) byName[named.name] = named.tensor;
+  std::map<std::string, std::string> fileNameOf;
+  for (const auto& named : contents.tensors) {
+    const std::string name = withoutReferenceWrappers(named.name);
+    if (fileNameOf.count(name)) {
+      throw FileError("adapter file '" + path + "' holds both '" + fileNameOf[name] + "' and '" + named.name +
+                      "', two names of " + name);
+    }
+    fileNameOf[name] = named.name;
+    byName[name] = named.tensor;
+  }
   const std::vector<NamedTensor> trainable = trainableParameters(model);
   const AdapterFileLeeway leeway = adapterFileLeeway(model);
   std::vector<std::string> problems;
