@@ -213,7 +213,7 @@ export class Model implements Disposable {
     const given = options.metadata;
     checkOwnMetadata(given);
     const names = this.#classNames && { [CLASS_NAMES_METADATA_KEY]: JSON.stringify(this.#classNames) };
-    const foldedType = foldsIntoWeights(this.adapters?.type) ? this.adapters?.type : this.#foldedAdapters;
+    const foldedType = this.#foldedType;
     const folded = foldedType !== undefined && { [MERGED_ADAPTERS_METADATA_KEY]: foldedType };
     const metadata = names || folded || given ? { ...names, ...folded, ...given } : null;
     await this.#use('saveWeights').saveWeights(parseOptions(PathSchema, path, 'path'), metadata);
@@ -453,7 +453,7 @@ export class Model implements Disposable {
   async merged(): Promise<Model> {
     const copy = new Model(await this.#use('merged').merged(), this.spec, this.name, this.preprocessing);
     copy.#classNames = this.#classNames;
-    copy.#foldedAdapters = foldsIntoWeights(this.adapters?.type) ? this.adapters?.type : this.#foldedAdapters;
+    copy.#foldedAdapters = this.#foldedType;
     return copy;
   }
 
@@ -473,6 +473,11 @@ export class Model implements Disposable {
   /** @internal The native handle, for the trainer. */
   get nativeHandle(): NativeModelHandle {
     return this.#use('nativeHandle');
+  }
+
+  /** The type of the adapters folded into what saveWeights writes: this model's own, else those its weights hold. */
+  get #foldedType(): string | undefined {
+    return foldsIntoWeights(this.adapters?.type) ? this.adapters?.type : this.#foldedAdapters;
   }
 
   /** Whether {@link dispose} was called: the model cannot be used any more. */

@@ -23,6 +23,15 @@ export interface Submission {
   cancel(): void;
 }
 
+/** Throws when `model` is in training mode, in which its answers would vary (stochastic depth). */
+export function refuseTrainingMode(model: Model): void {
+  if (model.training) {
+    throw new PaceStateError(
+      'the model is in training mode (stochastic depth on, so answers vary): call model.eval() before serving it',
+    );
+  }
+}
+
 /** How many of the latest batch sizes a server keeps in `batches`. */
 export const RECORDED_BATCHES = 10_000;
 
@@ -110,11 +119,7 @@ export class Batcher {
     const size = model.spec.imgSize;
     try {
       model.fitLock.check('a prediction'); // (a fit's training mode is the fit's: busy, not wrong)
-      if (model.training) {
-        throw new PaceStateError(
-          'the model is in training mode (stochastic depth on, so answers vary): call model.eval() to serve it',
-        );
-      }
+      refuseTrainingMode(model);
       const pixels = Buffer.concat(batch.map((p) => p.pixels));
       using images = tensor(pixels, [batch.length, size, size, 3], { dtype: 'uint8' });
       using input = await prepareImages(images, { size, ...normalization });

@@ -2,10 +2,10 @@ import http from 'node:http';
 import type net from 'node:net';
 
 import { EvalTransformSchema, timmEvalTransform } from '../data/eval-transform';
-import { PaceBusyError, PaceOptionError, PaceStateError } from '../errors';
+import { PaceBusyError, PaceOptionError } from '../errors';
 import type { Model } from '../models/model';
 import { parseOptions } from '../options';
-import { Batcher } from './batcher';
+import { Batcher, refuseTrainingMode } from './batcher';
 import { imageTypes, UploadDecoder } from './decode';
 import { HttpError } from './http-error';
 import { ServeOptionsSchema, type ServeOptions } from './options';
@@ -142,11 +142,7 @@ export function createInferenceServer(model: Model, options: ServeOptions = {}):
   if (o.labels && o.labels.length !== classes) {
     throw new PaceOptionError(`options.labels: ${o.labels.length} labels for a model of ${classes} classes`);
   }
-  if (model.training && !model.fitLock.held) {
-    throw new PaceStateError(
-      'the model is in training mode (stochastic depth on, so answers vary): call model.eval() before serving it',
-    );
-  }
+  if (!model.fitLock.held) refuseTrainingMode(model);
   // The model's own names are read at each answer: loadWeights, loadAdapters or resetHead may change them.
   const labelOf = (index: number) => (o.labels ?? model.classNames)?.[index] ?? String(index);
   // the fields given (an explicit undefined is none) over timm's, checked whole
